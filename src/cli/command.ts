@@ -1,0 +1,72 @@
+/** Commands are declarative records: a name, a one-line summary, usage, and a run() returning an exit code. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { DEFAULTS, kebab, loadConfig, ConfigError } from "../config/load";
+import type { Config } from "../config/schema";
+import { EXIT } from "./exit-codes";
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  hidden?: boolean;
+  run(argv: string[]): Promise<number>;
+}
+
+export class UsageError extends Error {}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Flags for every top-level setting, derived from the schema's defaults: --ctx-size, --model (repeatable), --no-auth… */
+export function configFlagOptions(): Options {
+  const opts: Options = { config: { type: "string" } };
+  for (const [key, def] of Object.entries(DEFAULTS)) {
+    if (def && typeof def === "object" && !Array.isArray(def)) continue; // nested: config file or env
+    const flag = kebab(key);
+    if (typeof def === "boolean") {
+      opts[flag] = { type: "boolean" };
+      opts[`no-${flag}`] = { type: "boolean" };
+    } else opts[flag] = Array.isArray(def) ? { type: "string", multiple: true } : { type: "string" };
+  }
+  return opts;
+}
+
+/** Parsed flag values → schema keys, typed like their defaults. */
+export function flagsToConfig(values: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, def] of Object.entries(DEFAULTS)) {
+    const flag = kebab(key);
+    if (values[`no-${flag}`]) { out[key] = false; continue; }
+    const v = values[flag];
+    if (v === undefined) continue;
+    if (typeof def === "number" || (def === "auto" && /^\d+$/.test(String(v)))) {
+      const n = Number(v);
+      if (String(v).trim() === "" || Number.isNaN(n)) throw new ConfigError(`invalid config: ${key}: --${flag} expects a number, got '${v}'`, key);
+      out[key] = n;
+    } else out[key] = v;
+  }
+  return out;
+}
+
+/** Parses argv with the config flags plus a command's own, and loads the config. */
+export function parseWithConfig(argv: string[], own: Options = {}, allowPositionals = false) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...configFlagOptions(), ...own }, allowPositionals, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const values = parsed.values as Record<string, unknown>;
+  const config: Readonly<Config> = loadConfig({ file: values.config as string | undefined, flags: flagsToConfig(values) });
+  return { config, values, positionals: parsed.positionals };
+}
+
+/** Parses a command's own flags only. */
+export function parseOwn(argv: string[], own: Options, allowPositionals = false) {
+  try {
+    return parseArgs({ args: argv, options: own, allowPositionals, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+export { EXIT };

@@ -1,0 +1,43 @@
+/**
+ * appliance gpu-preflight --gpu KIND --state-dir DIR (internal): run by serve in
+ * a child process; loads a tiny generated model on the GPU and decodes a few
+ * tokens. If the GPU stack aborts the process, only this child dies.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { getLlama, LlamaCompletion } from "node-llama-cpp";
+import { prepareNative } from "../../engine/native";
+import { makeTinyModel } from "../../engine/tiny-model";
+import { EXIT, parseOwn, type Command } from "../command";
+
+export const gpuPreflight: Command = {
+  name: "gpu-preflight",
+  summary: "Internal: try a GPU backend in isolation",
+  usage: "appliance gpu-preflight --gpu cuda|vulkan|metal --state-dir DIR",
+  hidden: true,
+  async run(argv) {
+    const { values } = parseOwn(argv, { gpu: { type: "string" }, "state-dir": { type: "string" } });
+    const gpu = values.gpu as "cuda" | "vulkan" | "metal";
+    const stateDir = values["state-dir"] as string;
+    await prepareNative(stateDir);
+    const dir = fs.mkdtempSync(path.join(stateDir, "preflight-"));
+    try {
+      const file = path.join(dir, "tiny.gguf");
+      await makeTinyModel(file, { layers: 1, embd: 32, heads: 2, ff: 64, ctx: 128 });
+      const llama = await getLlama({ gpu, build: "never", skipDownload: true, progressLogs: false });
+      if (llama.gpu !== gpu) { console.error(`backend ${gpu} unavailable (got ${llama.gpu || "cpu"})`); return EXIT.FAIL; }
+      const model = await llama.loadModel({ modelPath: file, gpuLayers: "max" });
+      const ctx = await model.createContext({ contextSize: 128 });
+      const completion = new LlamaCompletion({ contextSequence: ctx.getSequence(), autoDisposeSequence: true });
+      await completion.generateCompletion("hello", { maxTokens: 4 });
+      completion.dispose();
+      await ctx.dispose();
+      await model.dispose();
+      await llama.dispose();
+      console.log("preflight ok");
+      return EXIT.OK;
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};

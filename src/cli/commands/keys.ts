@@ -1,0 +1,78 @@
+/** appliance keys create | list | revoke | rotate */
+import { KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
+import { DEFAULTS } from "../../config/load";
+import { EXIT, parseOwn, UsageError, type Command } from "../command";
+
+/** "30d", "12h", "90m" → ms. */
+export function parseDuration(s: string): number {
+  const m = /^(\d+)([smhdw])$/.exec(s.trim());
+  if (!m) throw new UsageError(`invalid duration '${s}' (use e.g. 30d, 12h, 90m)`);
+  return Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7, w: 6.048e8 }[m[2] as "s"];
+}
+
+const intFlag = (v: unknown, name: string) => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a whole number >= 0`);
+  return n;
+};
+
+export const keys: Command = {
+  name: "keys",
+  summary: "Create, list, revoke and rotate API keys",
+  usage: "appliance keys create --name NAME [--scopes chat,completions,embeddings,models,admin] [--expires 30d] [--rpm N] [--tpm N] " +
+    "[--max-concurrent N] [--require-signature] | list [--json] | revoke NAME | rotate NAME [--grace 1h]   (all take --state-dir DIR)",
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    const { values, positionals } = parseOwn(rest, {
+      "state-dir": { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, expires: { type: "string" },
+      rpm: { type: "string" }, tpm: { type: "string" }, "max-concurrent": { type: "string" }, "require-signature": { type: "boolean" },
+      grace: { type: "string" }, json: { type: "boolean" },
+    }, true);
+    const stateDir = (values["state-dir"] as string | undefined) ?? process.env.APPLIANCE_STATE_DIR ?? DEFAULTS.stateDir;
+    const store = new KeyStore(keysFilePath(stateDir));
+    switch (sub) {
+      case "create": {
+        if (!values.name) throw new UsageError("keys create needs --name NAME");
+        const scopes = values.scopes ? String(values.scopes).split(",").map((s) => s.trim()) : undefined;
+        for (const s of scopes ?? []) if (!SCOPES.includes(s as Scope)) throw new UsageError(`unknown scope '${s}' (known: ${SCOPES.join(", ")})`);
+        const { key, record } = store.create({
+          name: String(values.name), scopes: scopes as Scope[] | undefined,
+          expiresAt: values.expires ? new Date(Date.now() + parseDuration(String(values.expires))) : null,
+          rpm: intFlag(values.rpm, "rpm"), tpm: intFlag(values.tpm, "tpm"), maxConcurrent: intFlag(values["max-concurrent"], "max-concurrent"),
+          requireSignature: !!values["require-signature"],
+        });
+        console.error(`created key '${record.name}' (scopes ${record.scopes.join(",")}${record.expires ? `, expires ${record.expires}` : ""}). ` +
+          "It is shown once and stored only as a hash:");
+        console.log(key);
+        return EXIT.OK;
+      }
+      case "list": {
+        const list = store.list().map(({ hash: _h, previous: _p, ...r }) => r);
+        if (values.json) console.log(JSON.stringify(list, null, 2));
+        else for (const r of list) {
+          const state = r.revoked ? "revoked" : r.expires && Date.parse(r.expires) < Date.now() ? "expired" : "active";
+          console.log(`${r.name.padEnd(20)} ${state.padEnd(8)} ${r.scopes.join(",").padEnd(36)} created ${r.created}${r.expires ? ` expires ${r.expires}` : ""}${r.requireSignature ? " signed" : ""}`);
+        }
+        return EXIT.OK;
+      }
+      case "revoke": {
+        const name = positionals[0] ?? (values.name as string | undefined);
+        if (!name) throw new UsageError("keys revoke NAME");
+        store.revoke(name);
+        console.log(`revoked ${name}`);
+        return EXIT.OK;
+      }
+      case "rotate": {
+        const name = positionals[0] ?? (values.name as string | undefined);
+        if (!name) throw new UsageError("keys rotate NAME");
+        const grace = values.grace ? parseDuration(String(values.grace)) : 0;
+        const { key } = store.rotate(name, grace);
+        console.error(`rotated ${name}; the old key ${grace ? `stays valid for ${values.grace}` : "is invalid now"}. New key (shown once):`);
+        console.log(key);
+        return EXIT.OK;
+      }
+    }
+    throw new UsageError(`unknown keys subcommand '${sub ?? ""}'`);
+  },
+};

@@ -1,0 +1,76 @@
+/** appliance serve — run the API server in the foreground (what the service unit runs). */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { Config } from "../../config/schema";
+import { candidateGpu, preflightGpu } from "../../engine/gpu";
+import { LlamaEngine } from "../../engine/llama";
+import { prepareNative } from "../../engine/native";
+import { createGuards } from "../../guards";
+import { KeyStore, keysFilePath } from "../../guards/keys";
+import { resolveModels } from "../../integrity/resolve";
+import { AuditLog } from "../../log/audit";
+import { createLogger, type Logger } from "../../log/logger";
+import { createApp } from "../../server/app";
+import { listen } from "../../server/listen";
+import { versionInfo } from "../../version";
+import { EXIT, parseWithConfig, type Command } from "../command";
+
+export const isLoopback = (host: string) => /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/i.test(host);
+export const effectiveThreads = (config: Pick<Config, "threads">) => config.threads || Math.max(1, os.availableParallelism());
+
+/** Everything the server needs, built from one config; shared by serve and the tests of the binary path. */
+export async function startServer(config: Readonly<Config>, log: Logger) {
+  if (!isLoopback(config.host) && !(config.allowPublicBind && config.auth)) {
+    throw new StartError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
+  }
+  fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const keys = config.auth ? new KeyStore(keysFilePath(config.stateDir)) : undefined;
+  if (keys && keys.list().filter((k) => !k.revoked).length === 0) {
+    log.warn({ file: keys.file }, "no API keys yet: every request but /health will get 401. Create one with: appliance keys create --name NAME");
+  }
+  if (!config.auth) log.warn("auth is OFF: anyone who can reach the port can use the API");
+  const { models, warnings } = await resolveModels(config);
+  for (const w of warnings) log.warn(w);
+
+  const native = await prepareNative(config.stateDir);
+  if (native) log.info(native, "native libraries verified");
+  let gpu = candidateGpu(config.gpu);
+  if (gpu) {
+    const pre = await preflightGpu(gpu, config.stateDir);
+    if (!pre.gpu) log.warn({ reason: pre.reason }, "GPU preflight failed: falling back to CPU");
+    else log.info({ gpu, ms: pre.ms }, "GPU preflight passed");
+    gpu = pre.gpu;
+  }
+  const threads = effectiveThreads(config);
+  const engine = await LlamaEngine.create({
+    models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log,
+  });
+  const audit = config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl")) : undefined;
+  const guards = createGuards({ config, engine, keys, audit, log, clock: Date.now });
+  const app = createApp({ config, engine, log, guards, version: versionInfo() });
+  return { app, engine, keys };
+}
+
+export class StartError extends Error {}
+
+export const serve: Command = {
+  name: "serve",
+  summary: "Run the API server in the foreground",
+  usage: "appliance serve [--model PATH]... [--host H] [--port N] [--threads N] [--ctx-size N] [--parallel N] [--max-queue N] [--state-dir DIR] [--config FILE] [--gpu auto|cuda|vulkan|metal|off]",
+  async run(argv) {
+    const { config } = parseWithConfig(argv);
+    const log = createLogger(config.logLevel);
+    let started;
+    try {
+      started = await startServer(config, log);
+    } catch (e) {
+      log.error({ err: { name: (e as Error).name, message: (e as Error).message } }, "cannot start");
+      console.error(`appliance: ${(e as Error).message}`);
+      return EXIT.FAIL;
+    }
+    const { app, engine, keys } = started;
+    return listen(app, engine, log, { host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, graceMs: config.shutdownGraceMs },
+      () => { try { keys?.reload(true); } catch (e) { log.error({ err: (e as Error).message }, "keys reload failed"); } });
+  },
+};

@@ -1,0 +1,13 @@
+/** appliance version (also --version) */
+import { formatVersion, versionInfo } from "../../version";
+import { EXIT, type Command } from "../command";
+
+export const version: Command = {
+  name: "version",
+  summary: "Print app version, git commit, Bun version and llama.cpp release",
+  usage: "appliance --version",
+  async run() {
+    console.log(formatVersion(versionInfo()));
+    return EXIT.OK;
+  },
+};

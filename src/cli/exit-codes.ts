@@ -1,0 +1,8 @@
+/** Exit codes shared by every command. */
+export const EXIT = {
+  OK: 0,
+  /** A check failed (verify, doctor, audit verify) or the command could not do its work. */
+  FAIL: 1,
+  /** Bad usage or invalid configuration: nothing was attempted. */
+  USAGE: 2,
+} as const;

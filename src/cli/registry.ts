@@ -1,0 +1,17 @@
+/** The command table: one file per command under commands/. */
+import type { Command } from "./command";
+import { audit } from "./commands/audit";
+import { config } from "./commands/config";
+import { gpuPreflight } from "./commands/gpu-preflight";
+import { keys } from "./commands/keys";
+import { models } from "./commands/models";
+import { serve } from "./commands/serve";
+import { version } from "./commands/version";
+
+export const COMMANDS: Command[] = [serve, models, keys, audit, config, version, gpuPreflight];
+
+export function helpText(): string {
+  const rows = COMMANDS.filter((c) => !c.hidden).map((c) => `  ${c.name.padEnd(12)} ${c.summary}`);
+  return `appliance — hardened OpenAI-compatible inference server in one binary\n\nusage: appliance COMMAND [flags]\n\n${rows.join("\n")}\n\n` +
+    "Run 'appliance COMMAND --help' for a command's flags. Exit codes: 0 ok, 1 failure, 2 usage/config error.";
+}

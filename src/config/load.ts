@@ -1,0 +1,118 @@
+/**
+ * Builds the one frozen Config: defaults < config file < APPLIANCE_* env < flags.
+ * Every failure is a ConfigError naming the field, which the CLI turns into exit 2.
+ */
+import fs from "node:fs";
+import { z } from "zod";
+import { configSchema, type Config } from "./schema";
+
+export class ConfigError extends Error {
+  constructor(message: string, readonly field?: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+type Raw = Record<string, unknown>;
+
+/** Defaults only: handy for tests and for `config print --defaults`. */
+export const DEFAULTS: Readonly<Config> = Object.freeze(configSchema.parse({}));
+
+const camel = (s: string) => s.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+export const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+
+/** Reads a JSON or TOML config file (by extension; JSON otherwise). */
+export function readConfigFile(file: string): Raw {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, "config");
+  }
+  try {
+    const parsed = file.endsWith(".toml") ? Bun.TOML.parse(text) : JSON.parse(text);
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
+    return parsed as Raw;
+  } catch (e) {
+    throw new ConfigError(`config file ${file} is not valid ${file.endsWith(".toml") ? "TOML" : "JSON"}: ${(e as Error).message}`, "config");
+  }
+}
+
+/** Coerces an env string towards the type of the default it overrides. */
+function coerceEnv(value: string, like: unknown): unknown {
+  if (Array.isArray(like)) return value === "" ? [] : value.split(",").map((s) => s.trim());
+  if (typeof like === "number") return value.trim() === "" ? NaN : Number(value);
+  if (typeof like === "boolean") return /^(1|true|yes|on)$/i.test(value) ? true : /^(0|false|no|off)$/i.test(value) ? false : value;
+  if (like === "auto" && /^\d+$/.test(value)) return Number(value);
+  return value;
+}
+
+/** APPLIANCE_PORT=8080, APPLIANCE_RATE_LIMIT__RPM=60 (double underscore = nesting). */
+export function envLayer(env: Record<string, string | undefined>): Raw {
+  const out: Raw = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith("APPLIANCE_") || value === undefined || name === "APPLIANCE_CONFIG") continue;
+    const keys = name.slice("APPLIANCE_".length).split("__").map(camel);
+    let target = out, like: unknown = DEFAULTS;
+    for (const k of keys.slice(0, -1)) {
+      like = (like as Raw | undefined)?.[k];
+      target = (target[k] ??= {}) as Raw;
+    }
+    const last = keys.at(-1)!;
+    target[last] = coerceEnv(value, (like as Raw | undefined)?.[last]);
+  }
+  return out;
+}
+
+function merge(base: Raw, over: Raw): Raw {
+  const out: Raw = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] = v && typeof v === "object" && !Array.isArray(v) && b && typeof b === "object" && !Array.isArray(b)
+      ? merge(b as Raw, v as Raw) : v;
+  }
+  return out;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): ConfigError {
+  const field = issue.path.join(".") || "(root)";
+  return new ConfigError(`invalid config: ${field}: ${issue.message}`, field);
+}
+
+/** Validates a raw object against the schema, throwing a ConfigError that names the first bad field. */
+export function parseConfig(raw: Raw): Readonly<Config> {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) throw describeIssue(result.error.issues[0]!);
+  return Object.freeze(result.data);
+}
+
+export interface LoadOptions {
+  /** Config file path (from --config or APPLIANCE_CONFIG). */
+  file?: string;
+  env?: Record<string, string | undefined>;
+  /** Flags already mapped to schema keys. */
+  flags?: Raw;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.APPLIANCE_CONFIG;
+  let raw: Raw = {};
+  if (file) raw = merge(raw, readConfigFile(file));
+  raw = merge(raw, envLayer(env));
+  raw = merge(raw, opts.flags ?? {});
+  return parseConfig(raw);
+}
+
+const SECRET_KEY = /secret|password|token|key$/i;
+
+/** The effective config with anything secret-looking masked, for `config print`. */
+export function redactConfig(config: Config): Raw {
+  const walk = (v: unknown, k = ""): unknown => {
+    if (SECRET_KEY.test(k) && typeof v === "string") return "[redacted]";
+    if (v && typeof v === "object" && !Array.isArray(v)) return Object.fromEntries(Object.entries(v).map(([kk, vv]) => [kk, walk(vv, kk)]));
+    return v;
+  };
+  return walk(config) as Raw;
+}

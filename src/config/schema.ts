@@ -1,0 +1,92 @@
+/**
+ * THE configuration schema: every setting, its default and its description live
+ * here and nowhere else. The README table is generated from it
+ * (scripts/gen-config-doc.ts) and every subcommand reads the same parsed Config.
+ */
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+
+/** Where state lives when no --state-dir is given: the service's dir when installed, else per user. */
+export function defaultStateDir(): string {
+  if (process.env.STATE_DIRECTORY) return process.env.STATE_DIRECTORY.split(":")[0]!; // systemd StateDirectory=
+  if (process.platform === "darwin") return path.join(os.homedir(), "Library", "Application Support", "appliance");
+  return path.join(process.env.XDG_STATE_HOME || path.join(os.homedir(), ".local", "state"), "appliance");
+}
+
+const port = z.number().int().min(0).max(65535);
+const positive = z.number().int().positive();
+
+export const guardRuleAction = z.enum(["block", "flag", "strip"]);
+
+export const configSchema = z.strictObject({
+  host: z.string().min(1).default("127.0.0.1")
+    .describe("Address to listen on. Anything but loopback also needs --allow-public-bind and auth."),
+  port: port.default(8000).describe("TCP port to listen on (0 picks a free one)."),
+  allowPublicBind: z.boolean().default(false)
+    .describe("Permit a non-loopback --host. Refused unless auth is on."),
+  model: z.array(z.string().min(1)).default([])
+    .describe("GGUF model file or directory of them (repeatable). Empty: every model in the state dir's manifest."),
+  stateDir: z.string().min(1).default(defaultStateDir())
+    .describe("Keys, model manifest, audit log and unpacked native libraries."),
+  threads: z.number().int().min(0).max(1024).default(0)
+    .describe("CPU threads for inference. 0 = one per available core (node-llama-cpp's own default over-subscribes small boxes ~100x)."),
+  ctxSize: positive.max(1 << 20).default(4096)
+    .describe("Context window per sequence in tokens (capped at the model's training context)."),
+  parallel: positive.max(64).default(2).describe("Sequences generated at once per model (batched together)."),
+  maxQueue: z.number().int().min(0).max(10_000).default(32)
+    .describe("Requests allowed to wait for a free sequence; beyond that the server answers 503 with Retry-After."),
+  defaultMaxTokens: positive.default(512).describe("max_tokens when a request gives none."),
+  maxTokensCap: positive.default(4096).describe("Largest max_tokens a request may ask for (never above the context)."),
+  gpu: z.enum(["auto", "cuda", "vulkan", "metal", "off"]).default("auto")
+    .describe("GPU backend. Any GPU backend is preflighted in a child process first; on failure the server falls back to CPU."),
+  gpuLayers: z.union([z.literal("auto"), z.number().int().min(0)]).default("auto")
+    .describe("Model layers to offload to the GPU."),
+  modelsDir: z.string().default("")
+    .describe("Where `models add` puts models and CHECKSUMS.sha256. Empty: <stateDir>/models."),
+  allowUnverified: z.boolean().default(false)
+    .describe("Serve models that are missing from the checksum manifest (development only; warns on every start)."),
+  shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000)
+    .describe("On SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled."),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")
+    .describe("pino log level (JSON lines on stdout)."),
+  logPrompts: z.boolean().default(false)
+    .describe("Log prompt and response text. Off by default: logs must not hold user data."),
+  auth: z.boolean().default(true).describe("Require an API key on every route but GET /health."),
+  corsOrigins: z.array(z.string()).default([]).describe("Origins allowed by CORS. Empty: no CORS headers, browsers are denied."),
+  allowedHosts: z.array(z.string()).default([])
+    .describe("Extra Host header values accepted (DNS-rebinding guard). Loopback names and the bind address are always accepted."),
+  maxBodyBytes: positive.default(1 << 20).describe("Largest request body accepted (413 beyond)."),
+  maxMessages: positive.default(256).describe("Most chat messages in one request."),
+  maxPromptChars: positive.default(200_000).describe("Most characters of prompt text in one request, all messages together."),
+  rateLimit: z.strictObject({
+    rpm: z.number().int().min(0).default(120).describe("Requests per minute per key (0 = unlimited)."),
+    tpm: z.number().int().min(0).default(100_000).describe("Tokens per minute per key (0 = unlimited)."),
+    burst: z.number().min(1).default(1).describe("Bucket size as a multiple of the per-minute rate."),
+    maxConcurrent: z.number().int().min(0).default(4).describe("Concurrent generations per key (0 = unlimited)."),
+    anonymousRpm: z.number().int().min(0).default(30).describe("Requests per minute per client address without a valid key."),
+    authFailuresPerMinute: z.number().int().min(1).default(10).describe("Failed auth attempts per client address per minute before 429."),
+  }).prefault({}).describe("Rate limits; per-key limits override these."),
+  promptGuard: z.strictObject({
+    specialTokens: guardRuleAction.default("block").describe("The model's own control tokens typed in user text."),
+    invisibleUnicode: guardRuleAction.default("block").describe("Invisible and bidi-control characters (Trojan Source)."),
+    injectionPhrases: guardRuleAction.default("flag").describe("Known prompt-injection phrases."),
+    rules: z.array(z.strictObject({
+      id: z.string().regex(/^[a-z0-9_.-]+$/i), pattern: z.string().min(1), flags: z.string().regex(/^[imsu]*$/).default("i"),
+      action: guardRuleAction.default("block"),
+    })).default([]).describe("Extra regex rules: {id, pattern, flags, action}."),
+  }).prefault({}).describe("Prompt guard rules and actions."),
+  responseScan: z.strictObject({
+    action: z.enum(["redact", "block", "off"]).default("redact").describe("What to do with secrets found in generated text."),
+    pii: z.boolean().default(false).describe("Also scan for e-mail, payment cards (Luhn), IBANs (checksum) and phone numbers."),
+    internalHosts: z.array(z.string()).default([".internal", ".local", ".lan", ".corp"])
+      .describe("Host name suffixes treated as internal addresses."),
+  }).prefault({}).describe("Response scanner."),
+  audit: z.boolean().default(true).describe("Write the hash-chained audit log (state dir audit.jsonl)."),
+  memoryMax: z.string().regex(/^(\d+[KMGT]?|infinity)$/).default("8G").describe("systemd MemoryMax= for the service."),
+  cpuQuota: z.string().regex(/^\d+%$/).default("200%").describe("systemd CPUQuota= for the service."),
+});
+
+export type Config = z.infer<typeof configSchema>;
+/** The settings a config file / env / flags may give; anything left out takes its default. */
+export type ConfigInput = z.input<typeof configSchema>;

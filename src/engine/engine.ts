@@ -1,0 +1,73 @@
+/**
+ * The engine's language. Routes translate OpenAI wire fields into these types;
+ * the engine never sees wire names, and nothing outside engine/ sees node-llama-cpp.
+ */
+export interface ChatTurn {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export type OutputFormat =
+  | { kind: "text" }
+  | { kind: "json" }
+  | { kind: "json_schema"; schema: Record<string, unknown> };
+
+export interface Sampling {
+  maxTokens: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+  stop?: string[];
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  format?: OutputFormat;
+}
+
+export interface GenerateCall {
+  model: string;
+  sampling: Sampling;
+  /** Aborted when the client disconnects or the server drains. */
+  signal: AbortSignal;
+  /** Streaming: called with each piece of text as it is produced. */
+  onText?: (text: string) => void;
+}
+
+export type FinishReason = "stop" | "length" | "content_filter";
+
+export interface Generation {
+  text: string;
+  promptTokens: number;
+  completionTokens: number;
+  finishReason: FinishReason;
+}
+
+export interface Embeddings {
+  vectors: number[][];
+  promptTokens: number;
+}
+
+export interface ModelInfo {
+  id: string;
+  /** Seconds since epoch, from the file's mtime (OpenAI's `created`). */
+  created: number;
+  contextSize: number;
+  sizeBytes: number;
+}
+
+export interface Engine {
+  readonly backend: string;
+  models(): ModelInfo[];
+  model(id: string): ModelInfo | undefined;
+  ready(): boolean;
+  chat(call: GenerateCall & { messages: ChatTurn[] }): Promise<Generation>;
+  complete(call: GenerateCall & { prompt: string }): Promise<Generation>;
+  embed(model: string, inputs: string[], signal: AbortSignal): Promise<Embeddings>;
+  /** The model's own control/special token texts (for the prompt guard). */
+  specialTokens(model: string): string[];
+  /** Tokens in a text, tokenized as user text (special tokens disabled). */
+  countTokens(model: string, text: string): number;
+  /** Generations running or waiting, for drain and /metrics. */
+  load(): { active: number; queued: number };
+  dispose(): Promise<void>;
+}

@@ -1,0 +1,44 @@
+/**
+ * GPU must never kill the server. A broken GPU stack can abort the whole
+ * process at the first decode (seen: node-llama-cpp 3.22.1's CUDA prebuilt on
+ * driver 580 — "PTX compiled with an unsupported toolchain"), which no
+ * try/catch survives. So a GPU backend is first tried in a child process that
+ * loads a tiny model and decodes a few tokens; only if it exits cleanly does
+ * the server use it, else it falls back to CPU and says exactly why.
+ */
+import fs from "node:fs";
+import type { Config } from "../config/schema";
+
+export type GpuChoice = "cuda" | "vulkan" | "metal" | false;
+
+/** What "auto" means on this machine, before any preflight. */
+export function candidateGpu(setting: Config["gpu"], platform = process.platform, arch = process.arch): GpuChoice {
+  if (setting === "off") return false;
+  if (setting !== "auto") return setting;
+  if (platform === "darwin" && arch === "arm64") return "metal";
+  if (platform === "linux" && (fs.existsSync("/dev/nvidia0") || fs.existsSync("/proc/driver/nvidia/version"))) return "cuda";
+  return false;
+}
+
+/** How to re-run this very program: the compiled binary, or bun + the entry script. */
+export function selfCommand(): string[] {
+  return Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:\\~BUN") ? [process.execPath] : [process.execPath, Bun.main];
+}
+
+export interface PreflightResult { gpu: GpuChoice; reason?: string; ms: number }
+
+export async function preflightGpu(gpu: GpuChoice, stateDir: string, timeoutMs = 120_000): Promise<PreflightResult> {
+  const t0 = performance.now();
+  if (!gpu) return { gpu: false, ms: 0 };
+  const proc = Bun.spawn([...selfCommand(), "gpu-preflight", "--gpu", gpu, "--state-dir", stateDir], {
+    stdout: "pipe", stderr: "pipe", env: { ...process.env },
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  const ms = Math.round(performance.now() - t0);
+  if (code === 0 && out.includes("preflight ok")) return { gpu, ms };
+  const last = (err.trim() || out.trim()).split("\n").filter(Boolean).slice(-3).join(" | ").slice(0, 500);
+  const how = proc.signalCode ? `killed by ${proc.signalCode}${proc.signalCode === "SIGKILL" ? " (timeout?)" : ""}` : `exit code ${code}`;
+  return { gpu: false, ms, reason: `${gpu} preflight failed (${how}): ${last || "no output"}` };
+}

@@ -1,0 +1,253 @@
+/**
+ * The node-llama-cpp facade. One context per model with `parallel` sequences
+ * (llama.cpp batches them together), a Scheduler in front of them, and
+ * disposal in the only order that does not hang under Bun:
+ * sequence → context → model → llama.
+ */
+import fs from "node:fs";
+import {
+  getLlama, LlamaChat, LlamaCompletion, LlamaLogLevel,
+  type ChatHistoryItem, type Llama, type LlamaContext, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel,
+} from "node-llama-cpp";
+import { ContextLengthError, InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
+import type { Logger } from "../log/logger";
+import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, Sampling } from "./engine";
+import { Scheduler } from "./scheduler";
+
+export interface ModelSource { id: string; path: string }
+
+export interface LlamaEngineOptions {
+  models: ModelSource[];
+  threads: number;
+  ctxSize: number;
+  parallel: number;
+  maxQueue: number;
+  gpu: "cuda" | "vulkan" | "metal" | false;
+  gpuLayers?: "auto" | number;
+  log: Logger;
+}
+
+interface Loaded {
+  info: ModelInfo;
+  model: LlamaModel;
+  context: LlamaContext;
+  scheduler: Scheduler;
+  special: string[];
+  embedding?: Promise<LlamaEmbeddingContext>;
+  embedLock: Promise<unknown>;
+}
+
+const LOG_LEVEL: Record<string, "error" | "warn" | "info" | "debug"> = {
+  [LlamaLogLevel.fatal]: "error", [LlamaLogLevel.error]: "error", [LlamaLogLevel.warn]: "warn",
+  [LlamaLogLevel.info]: "debug", [LlamaLogLevel.log]: "debug", [LlamaLogLevel.debug]: "debug",
+};
+
+/** Token types that are never plain text (GGUF: 3 control, 4 user-defined). */
+const SPECIAL_TYPES = new Set([3, 4]);
+
+export class LlamaEngine implements Engine {
+  private loaded = new Map<string, Loaded>();
+  private closing = false;
+
+  private constructor(private readonly llama: Llama, private readonly opts: LlamaEngineOptions) {}
+
+  get backend() { return this.llama.gpu || "cpu"; }
+
+  /** Loads the llama.cpp binding and every model; throws (with the file named) if one fails. */
+  static async create(opts: LlamaEngineOptions): Promise<LlamaEngine> {
+    const log = opts.log;
+    const llama = await getLlama({
+      gpu: opts.gpu,
+      build: "never",
+      usePrebuiltBinaries: true,
+      skipDownload: true,
+      progressLogs: false,
+      maxThreads: opts.threads,
+      logLevel: LlamaLogLevel.warn,
+      logger: (level, message) => log[LOG_LEVEL[level] ?? "debug"]({ src: "llama.cpp" }, message.trim()),
+    });
+    const engine = new LlamaEngine(llama, opts);
+    try {
+      for (const source of opts.models) await engine.loadOne(source);
+    } catch (e) {
+      await engine.dispose();
+      throw e;
+    }
+    return engine;
+  }
+
+  private async loadOne(source: ModelSource) {
+    const { opts } = this;
+    const model = await this.llama.loadModel({ modelPath: source.path, gpuLayers: opts.gpu ? opts.gpuLayers ?? "auto" : 0 });
+    const contextSize = Math.min(opts.ctxSize, model.trainContextSize);
+    const context = await model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads });
+    const stat = fs.statSync(source.path);
+    this.loaded.set(source.id, {
+      info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size },
+      model, context,
+      scheduler: new Scheduler(opts.parallel, opts.maxQueue),
+      special: readSpecialTokens(model),
+      embedLock: Promise.resolve(),
+    });
+    opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, backend: this.backend }, "model loaded");
+  }
+
+  models(): ModelInfo[] { return [...this.loaded.values()].map((l) => l.info); }
+  model(id: string) { return this.loaded.get(id)?.info; }
+  ready() { return !this.closing && this.loaded.size > 0; }
+  specialTokens(id: string) { return this.get(id).special; }
+  countTokens(id: string, text: string) { return this.get(id).model.tokenize(text, false).length; }
+
+  load() {
+    let active = 0, queued = 0;
+    for (const l of this.loaded.values()) { const s = l.scheduler.stats(); active += s.active; queued += s.queued; }
+    return { active, queued };
+  }
+
+  private get(id: string): Loaded {
+    if (this.closing) throw new NotReadyError();
+    const l = this.loaded.get(id);
+    if (!l) throw new ModelNotFoundError(id);
+    return l;
+  }
+
+  async chat(call: GenerateCall & { messages: ChatTurn[] }): Promise<Generation> {
+    const l = this.get(call.model);
+    const grammar = await this.grammarFor(call.sampling.format);
+    const release = await l.scheduler.acquire(call.signal);
+    const chat = new LlamaChat({ contextSequence: l.context.getSequence(), autoDisposeSequence: true });
+    try {
+      const history = toHistory(call.messages);
+      // Count exactly what the template renders, then refuse before spending compute.
+      const { contextText } = chat.chatWrapper.generateContextState({ chatHistory: history });
+      const promptTokens = contextText.tokenize(l.model.tokenizer).length;
+      checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
+      let completionTokens = 0;
+      const result = await chat.generateResponse(history, {
+        ...samplingOptions(call.sampling),
+        grammar,
+        signal: call.signal,
+        stopOnAbortSignal: false,
+        onToken: (t) => { completionTokens += t.length; },
+        onTextChunk: call.onText,
+      });
+      const stop = result.metadata.stopReason;
+      return { text: result.response, promptTokens, completionTokens, finishReason: stop === "maxTokens" ? "length" : "stop" };
+    } finally {
+      chat.dispose();
+      release();
+    }
+  }
+
+  async complete(call: GenerateCall & { prompt: string }): Promise<Generation> {
+    const l = this.get(call.model);
+    const grammar = await this.grammarFor(call.sampling.format);
+    // User text never becomes control tokens: tokenize with special tokens off, BOS added by us.
+    const tokens = l.model.tokenize(call.prompt, false);
+    const bos = l.model.tokens.bos;
+    const input = bos != null && l.model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
+    checkContext(l.info.contextSize, input.length, call.sampling.maxTokens);
+    const release = await l.scheduler.acquire(call.signal);
+    const sequence = l.context.getSequence();
+    const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: true });
+    try {
+      let completionTokens = 0;
+      const result = await completion.generateCompletionWithMeta(input, {
+        ...samplingOptions(call.sampling),
+        grammar,
+        signal: call.signal,
+        stopOnAbortSignal: false,
+        onToken: (t) => { completionTokens += t.length; },
+        onTextChunk: call.onText,
+      });
+      return { text: result.response, promptTokens: input.length, completionTokens,
+        finishReason: result.metadata.stopReason === "maxTokens" ? "length" : "stop" };
+    } finally {
+      completion.dispose();
+      release();
+    }
+  }
+
+  async embed(id: string, inputs: string[], signal: AbortSignal): Promise<Embeddings> {
+    const l = this.get(id);
+    l.embedding ??= l.model.createEmbeddingContext({ contextSize: l.info.contextSize, threads: this.opts.threads });
+    const ctx = await l.embedding;
+    // One embedding context per model: serialise callers rather than share its sequence.
+    const run = l.embedLock.then(async () => {
+      const vectors: number[][] = [];
+      let promptTokens = 0;
+      for (const [i, text] of inputs.entries()) {
+        if (signal.aborted) throw signal.reason ?? new Error("aborted");
+        const tokens = l.model.tokenize(text, false);
+        if (tokens.length > l.info.contextSize) {
+          throw new InvalidRequestError(`input[${i}] is ${tokens.length} tokens; this model's maximum is ${l.info.contextSize}.`,
+            "input", "context_length_exceeded");
+        }
+        if (tokens.length === 0) throw new InvalidRequestError(`input[${i}] is empty.`, "input");
+        promptTokens += tokens.length;
+        vectors.push([...(await ctx.getEmbeddingFor(tokens)).vector]);
+      }
+      return { vectors, promptTokens };
+    });
+    l.embedLock = run.catch(() => undefined);
+    return run;
+  }
+
+  private async grammarFor(format: OutputFormat | undefined): Promise<LlamaGrammar | undefined> {
+    if (!format || format.kind === "text") return undefined;
+    if (format.kind === "json") return this.llama.getGrammarFor("json");
+    try {
+      return await this.llama.createGrammarForJsonSchema(format.schema as never);
+    } catch (e) {
+      throw new InvalidRequestError(`response_format.json_schema is not supported: ${(e as Error).message}`, "response_format");
+    }
+  }
+
+  async dispose(): Promise<void> {
+    this.closing = true;
+    for (const l of this.loaded.values()) {
+      if (l.embedding) await (await l.embedding.catch(() => undefined))?.dispose();
+      await l.context.dispose();
+      await l.model.dispose();
+    }
+    this.loaded.clear();
+    // Never dispose llama before its models: that hangs under Bun.
+    await this.llama.dispose();
+  }
+}
+
+function checkContext(limit: number, prompt: number, maxTokens: number) {
+  if (prompt + maxTokens > limit) throw new ContextLengthError(limit, prompt, maxTokens);
+}
+
+function samplingOptions(s: Sampling) {
+  const penalties = s.presencePenalty || s.frequencyPenalty;
+  return {
+    maxTokens: s.maxTokens,
+    temperature: s.temperature,
+    topP: s.topP,
+    topK: s.topK,
+    seed: s.seed,
+    customStopTriggers: s.stop?.length ? s.stop : undefined,
+    repeatPenalty: penalties ? { presencePenalty: s.presencePenalty, frequencyPenalty: s.frequencyPenalty } : (false as const),
+  };
+}
+
+/** OpenAI turns → node-llama-cpp history; text stays LlamaText-plain so it can never become control tokens. */
+function toHistory(messages: ChatTurn[]): ChatHistoryItem[] {
+  const history: ChatHistoryItem[] = messages.map((m) =>
+    m.role === "system" ? { type: "system", text: m.content }
+      : m.role === "user" ? { type: "user", text: m.content }
+      : { type: "model", response: [m.content] });
+  history.push({ type: "model", response: [] });
+  return history;
+}
+
+function readSpecialTokens(model: LlamaModel): string[] {
+  const tok = (model.fileInfo.metadata as unknown as { tokenizer?: { ggml?: { tokens?: string[]; token_type?: number[] } } }).tokenizer?.ggml;
+  const out = new Set<string>();
+  tok?.tokens?.forEach((t, i) => {
+    if (SPECIAL_TYPES.has(tok.token_type?.[i] ?? 1) && t.length > 1) out.add(t);
+  });
+  return [...out].sort((a, b) => b.length - a.length);
+}

@@ -1,0 +1,52 @@
+/**
+ * A counting semaphore with a bounded wait line. Full line → QueueFullError at
+ * once (fail fast, like Ollama's ErrMaxQueue) instead of piling requests up; an
+ * aborted waiter leaves the line immediately.
+ */
+import { CancelledError, QueueFullError } from "../errors";
+
+interface Waiter { resolve: (release: () => void) => void; reject: (e: Error) => void; signal: AbortSignal; onAbort: () => void }
+
+export class Scheduler {
+  private active = 0;
+  private readonly waiting: Waiter[] = [];
+
+  constructor(readonly slots: number, readonly maxQueue: number, private readonly retryAfterSeconds = 1) {}
+
+  stats() { return { active: this.active, queued: this.waiting.length }; }
+
+  /** Resolves with a release function once a slot is free. */
+  acquire(signal: AbortSignal): Promise<() => void> {
+    if (signal.aborted) return Promise.reject(new CancelledError());
+    if (this.active < this.slots) {
+      this.active++;
+      return Promise.resolve(this.releaser());
+    }
+    if (this.waiting.length >= this.maxQueue) return Promise.reject(new QueueFullError(this.retryAfterSeconds));
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve, reject, signal,
+        onAbort: () => {
+          const i = this.waiting.indexOf(waiter);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(new CancelledError());
+        },
+      };
+      signal.addEventListener("abort", waiter.onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
+  }
+
+  private releaser(): () => void {
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const next = this.waiting.shift();
+      if (next) {
+        next.signal.removeEventListener("abort", next.onAbort);
+        next.resolve(this.releaser()); // the slot passes straight on; active stays the same
+      } else this.active--;
+    };
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Small named errors carrying their HTTP status and OpenAI type/code. Engine,
+ * guards and routes throw these; server/errors.ts is the one place that turns
+ * them (and anything else) into an HTTP response.
+ */
+export type ErrorType = "invalid_request_error" | "authentication_error" | "permission_error" | "not_found_error"
+  | "rate_limit_error" | "server_error" | "service_unavailable";
+
+export class AppError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly type: ErrorType,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidRequestError extends AppError {
+  constructor(message: string, param: string | null = null, code: string | null = "invalid_request") {
+    super(message, 400, "invalid_request_error", code, param);
+  }
+}
+
+export class ModelNotFoundError extends AppError {
+  constructor(model: string) {
+    super(`The model '${model}' does not exist or you do not have access to it.`, 404, "invalid_request_error", "model_not_found", "model");
+  }
+}
+
+export class ContextLengthError extends AppError {
+  constructor(limit: number, prompt: number, maxTokens: number) {
+    super(`This model's maximum context length is ${limit} tokens. However, you requested ${prompt + maxTokens} tokens ` +
+      `(${prompt} in the prompt, ${maxTokens} for the completion). Please reduce the length of the prompt or max_tokens.`,
+      400, "invalid_request_error", "context_length_exceeded", "messages");
+  }
+}
+
+export class QueueFullError extends AppError {
+  constructor(retryAfterSeconds: number) {
+    super("The server is busy: too many requests are waiting. Retry later.", 503, "service_unavailable", "queue_full", null,
+      { "retry-after": String(retryAfterSeconds) });
+  }
+}
+
+/** The client went away (or the server is shutting down); nothing is sent back. */
+export class CancelledError extends AppError {
+  constructor(reason = "request cancelled") {
+    super(reason, 499, "invalid_request_error", "cancelled");
+  }
+}
+
+export class NotReadyError extends AppError {
+  constructor(message = "The server is starting or shutting down.") {
+    super(message, 503, "service_unavailable", "not_ready", null, { "retry-after": "1" });
+  }
+}

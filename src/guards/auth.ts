@@ -1,0 +1,67 @@
+/**
+ * Deny by default: every route needs a valid key except GET /health. The path
+ * is normalised (percent-decoding, duplicate and trailing slashes, case)
+ * before matching, so no spelling of a route slips past as public.
+ */
+import { AppError } from "../errors";
+import type { KeyRecord, Scope } from "./keys";
+
+export class AuthError extends AppError {
+  constructor(message = "Missing or invalid API key. Send Authorization: Bearer <key>.", code = "invalid_api_key") {
+    super(message, 401, "authentication_error", code, null, { "www-authenticate": "Bearer" });
+  }
+}
+
+export class ScopeError extends AppError {
+  constructor(scope: string) {
+    super(`This API key lacks the '${scope}' scope.`, 403, "permission_error", "insufficient_scope");
+  }
+}
+
+export function normalizePath(raw: string): string {
+  let p = raw;
+  for (let i = 0; i < 3; i++) {
+    let next: string;
+    try { next = decodeURIComponent(p); } catch { break; }
+    if (next === p) break;
+    p = next;
+  }
+  p = p.replace(/\\/g, "/").replace(/\/{2,}/g, "/").toLowerCase();
+  // Resolve dot segments so /v1/../health is judged as what it would reach.
+  const out: string[] = [];
+  for (const seg of p.split("/")) {
+    if (seg === "..") out.pop();
+    else if (seg !== "." && seg !== "") out.push(seg);
+  }
+  return "/" + out.join("/");
+}
+
+const PUBLIC = new Set(["GET /health", "HEAD /health"]);
+
+export function isPublic(method: string, path: string) { return PUBLIC.has(`${method.toUpperCase()} ${normalizePath(path)}`); }
+
+/** The scope a route needs; undefined = any valid key. */
+export function requiredScope(path: string): Scope | undefined {
+  const p = normalizePath(path);
+  if (p === "/v1/chat/completions") return "chat";
+  if (p === "/v1/completions") return "completions";
+  if (p === "/v1/embeddings") return "embeddings";
+  if (p === "/v1/models" || p.startsWith("/v1/models/")) return "models";
+  if (p === "/metrics" || p.startsWith("/admin")) return "admin";
+  return undefined;
+}
+
+/** The presented key, from Authorization: Bearer or x-api-key. */
+export function presentedKey(headers: Headers): string | undefined {
+  const auth = headers.get("authorization");
+  if (auth) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+    return m ? m[1] : undefined;
+  }
+  return headers.get("x-api-key")?.trim() || undefined;
+}
+
+export function checkScope(rec: KeyRecord, path: string) {
+  const scope = requiredScope(path);
+  if (scope && !rec.scopes.includes(scope) && !rec.scopes.includes("admin")) throw new ScopeError(scope);
+}

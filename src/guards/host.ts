@@ -1,0 +1,21 @@
+/**
+ * DNS-rebinding guard: a browser tricked into resolving evil.example to
+ * 127.0.0.1 still sends Host: evil.example, so only known names are accepted.
+ */
+import { AppError } from "../errors";
+
+export class HostError extends AppError {
+  constructor(host: string) {
+    super(`Host '${host.slice(0, 100)}' is not allowed. Add it to allowedHosts if this is intended.`, 421, "invalid_request_error", "host_not_allowed");
+  }
+}
+
+export function hostAllowlist(bindHost: string, extra: string[]): (hostHeader: string | null) => boolean {
+  const names = new Set(["localhost", "127.0.0.1", "::1", "[::1]", bindHost.toLowerCase(), ...extra.map((h) => h.toLowerCase())]);
+  return (header) => {
+    if (!header) return false;
+    const h = header.toLowerCase();
+    const name = h.startsWith("[") ? h.slice(0, h.indexOf("]") + 1) : h.replace(/:\d+$/, "");
+    return names.has(name) || names.has(h);
+  };
+}

@@ -1,0 +1,155 @@
+/**
+ * The guard pipeline, in its one fixed order:
+ *   host → CORS → body size → auth (+ failed-auth limit) → signature → rate limit
+ *   → schema bounds (zod, in the route) → prompt guard → engine
+ *   → response scanner → audit record.
+ * Every refusal is an AppError (OpenAI-shaped by server/errors.ts); every
+ * decision is recorded on the request state, never with prompt text.
+ */
+import type { Config } from "../config/schema";
+import type { ChatTurn } from "../engine/engine";
+import type { Engine } from "../engine/engine";
+import { AppError } from "../errors";
+import type { AuditLog } from "../log/audit";
+import type { Logger } from "../log/logger";
+import type { RequestState } from "../server/request-state";
+import { AuthError, checkScope, isPublic, presentedKey } from "./auth";
+import { HostError, hostAllowlist } from "./host";
+import type { KeyRecord, KeyStore } from "./keys";
+import { createPromptGuard } from "./prompt-guard";
+import { RateLimiter, RateLimitError } from "./rate-limit";
+import { createScanner, passthrough, type TextFilter } from "./response-scan";
+import { NonceCache, verifySignature } from "./signature";
+
+export class BodyTooLargeError extends AppError {
+  constructor(max: number) { super(`Request body is larger than ${max} bytes.`, 413, "invalid_request_error", "body_too_large"); }
+}
+
+export interface Guards {
+  onRequest(request: Request, state: RequestState): Promise<Response | undefined>;
+  readBody(request: Request, state: RequestState): Promise<string>;
+  beforeHandle(request: Request, state: RequestState): Promise<void>;
+  prompt(state: RequestState, model: string, turns: ChatTurn[]): ChatTurn[];
+  responseFilter(state: RequestState): TextFilter;
+  onFinish(state: RequestState): void;
+}
+
+export interface GuardDeps {
+  config: Readonly<Config>;
+  engine: Pick<Engine, "specialTokens">;
+  keys?: KeyStore;
+  audit?: AuditLog;
+  log: Logger;
+  /** ms wall clock, injected for rate limits and signatures. */
+  clock: () => number;
+}
+
+interface Extra { key?: KeyRecord; rawBody?: string; countsConcurrency?: boolean; filter?: TextFilter }
+const extras = new WeakMap<RequestState, Extra>();
+const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s, (e = {})); return e; };
+
+export function createGuards(d: GuardDeps): Guards {
+  const { config } = d;
+  const hostOk = hostAllowlist(config.host, config.allowedHosts);
+  const limiter = new RateLimiter(d.clock);
+  const authFailures = new RateLimiter(d.clock);
+  const nonces = new NonceCache();
+  const promptCheck = createPromptGuard(config);
+  const scanner = config.responseScan.action === "off" ? undefined : createScanner(config.responseScan);
+  const keyLimits = (k: KeyRecord) => ({
+    rpm: k.rpm ?? config.rateLimit.rpm, tpm: k.tpm ?? config.rateLimit.tpm,
+    burst: config.rateLimit.burst, maxConcurrent: k.maxConcurrent ?? config.rateLimit.maxConcurrent,
+  });
+  const failLimits = { rpm: config.rateLimit.authFailuresPerMinute, tpm: 0, burst: 1, maxConcurrent: 0 };
+
+  return {
+    async onRequest(request, state) {
+      const url = new URL(request.url);
+      // host
+      if (!hostOk(request.headers.get("host") ?? url.host)) throw new HostError(request.headers.get("host") ?? "");
+      // CORS: no headers at all unless the origin is configured, so browsers are denied.
+      const origin = request.headers.get("origin");
+      if (origin && config.corsOrigins.includes(origin)) {
+        Object.assign(state.headers, { "access-control-allow-origin": origin, vary: "origin" });
+        if (request.method === "OPTIONS") {
+          return new Response(null, { status: 204, headers: { ...state.headers, "x-request-id": state.id,
+            "access-control-allow-methods": "GET, POST, OPTIONS",
+            "access-control-allow-headers": "authorization, content-type, x-api-key, x-appliance-timestamp, x-appliance-signature",
+            "access-control-max-age": "600" } });
+        }
+      }
+      // body size (declared); readBody enforces it on the bytes actually sent
+      const declared = Number(request.headers.get("content-length") ?? 0);
+      if (declared > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
+      // auth
+      if (!config.auth || isPublic(request.method, url.pathname)) {
+        if (!isPublic(request.method, url.pathname)) Object.assign(state.headers, limiter.admit(`ip:${state.clientIp}`, { ...failLimits, rpm: config.rateLimit.anonymousRpm }, false));
+        return undefined;
+      }
+      const presented = presentedKey(request.headers);
+      const failId = `fail:${state.clientIp}`;
+      const rec = presented && d.keys ? d.keys.verify(presented) : undefined;
+      if (!rec) {
+        try { authFailures.admit(failId, failLimits, false); } catch (e) {
+          state.decisions.push("auth:throttled");
+          throw new RateLimitError("Too many failed authentication attempts from this address.", (e as AppError).headers["retry-after"] ? Number((e as AppError).headers["retry-after"]) : 60, {});
+        }
+        state.decisions.push(presented ? "auth:invalid" : "auth:missing");
+        throw new AuthError();
+      }
+      state.keyName = rec.name;
+      extra(state).key = rec;
+      checkScope(rec, url.pathname);
+      return undefined;
+    },
+
+    async readBody(request, state) {
+      const buf = await request.arrayBuffer();
+      if (buf.byteLength > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
+      const raw = new TextDecoder().decode(buf);
+      extra(state).rawBody = raw;
+      return raw;
+    },
+
+    async beforeHandle(request, state) {
+      const x = extra(state);
+      const key = x.key;
+      if (!key) return;
+      if (key.requireSignature) {
+        const url = new URL(request.url);
+        verifySignature({ signingKeyHex: key.hash, method: request.method, path: url.pathname + url.search, body: x.rawBody ?? "",
+          headers: request.headers, nowMs: d.clock(), nonces });
+        state.decisions.push("signature:ok");
+      }
+      const generates = request.method === "POST";
+      Object.assign(state.headers, limiter.admit(`key:${key.id}`, keyLimits(key), generates));
+      x.countsConcurrency = generates;
+    },
+
+    prompt(state, model, turns) {
+      const v = promptCheck(turns, d.engine.specialTokens(model));
+      for (const f of v.flags) state.decisions.push(`prompt:flag:${f}`);
+      for (const f of v.stripped) state.decisions.push(`prompt:strip:${f}`);
+      if (v.flags.length) state.headers["x-appliance-prompt-flags"] = v.flags.join(",");
+      return v.turns;
+    },
+
+    responseFilter(state) {
+      const f = scanner ? scanner.filter() : passthrough();
+      extra(state).filter = f;
+      return f;
+    },
+
+    onFinish(state) {
+      const x = extra(state);
+      if (x.key) limiter.settle(`key:${x.key.id}`, (state.promptTokens ?? 0) + (state.completionTokens ?? 0), !!x.countsConcurrency);
+      if (x.filter?.findings.length) state.decisions.push(...x.filter.findings.map((f) => `response:${config.responseScan.action}:${f}`));
+      if (state.status === 401 || state.status === 429) { /* counted already */ }
+      d.audit?.append({
+        ts: new Date(d.clock()).toISOString(), reqId: state.id, key: state.keyName ?? null, route: state.route,
+        status: state.status ?? 0, model: state.model, promptTokens: state.promptTokens, completionTokens: state.completionTokens,
+        decisions: state.decisions, ms: Math.round((performance.now() - state.start) * 10) / 10, client: state.clientIp,
+      });
+    },
+  };
+}

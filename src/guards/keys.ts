@@ -1,0 +1,158 @@
+/**
+ * The API key store: a JSON file (mode 0600) holding only sha256 digests of the
+ * keys, never the keys. Keys look like apk_<id>_<secret> with 256 random bits
+ * of secret; the id finds the record, the digest is compared in constant time.
+ * The file is re-read whenever it changes, so revocations need no restart.
+ */
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+
+export const SCOPES = ["chat", "completions", "embeddings", "models", "admin"] as const;
+export type Scope = (typeof SCOPES)[number];
+
+const keyRecord = z.object({
+  id: z.string(),
+  name: z.string(),
+  /** hex sha256 of the whole key string; also the HMAC key for request signing. */
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  scopes: z.array(z.enum(SCOPES)),
+  created: z.string(),
+  expires: z.string().nullable(),
+  revoked: z.string().nullable(),
+  rpm: z.number().int().min(0).nullable(),
+  tpm: z.number().int().min(0).nullable(),
+  maxConcurrent: z.number().int().min(0).nullable(),
+  requireSignature: z.boolean(),
+  /** After a rotation the old digest stays valid until this time. */
+  previous: z.object({ hash: z.string(), validUntil: z.string() }).nullable(),
+});
+export type KeyRecord = z.infer<typeof keyRecord>;
+const keyFile = z.object({ version: z.literal(1), keys: z.array(keyRecord) });
+
+export class KeyFileError extends Error {}
+
+const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
+const KEY_SHAPE = /^apk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+
+export function keysFilePath(stateDir: string) { return path.join(stateDir, "keys.json"); }
+
+/** Refuses a keys file that others can read: it is the server's whole access list. */
+export function checkKeysFileMode(file: string) {
+  const st = fs.statSync(file);
+  if ((st.mode & 0o077) !== 0) {
+    throw new KeyFileError(`${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
+  }
+}
+
+export interface NewKeyOptions {
+  name: string;
+  scopes?: Scope[];
+  expiresAt?: Date | null;
+  rpm?: number | null;
+  tpm?: number | null;
+  maxConcurrent?: number | null;
+  requireSignature?: boolean;
+}
+
+export class KeyStore {
+  private records: KeyRecord[] = [];
+  private stamp = "";
+
+  constructor(readonly file: string, private readonly now: () => number = Date.now) {
+    this.reload(true);
+  }
+
+  /** Re-reads the file if it changed (cheap stat per call). */
+  reload(force = false) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(this.file);
+    } catch {
+      this.records = [];
+      this.stamp = "missing";
+      return;
+    }
+    const stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+    if (!force && stamp === this.stamp) return;
+    checkKeysFileMode(this.file);
+    const parsed = keyFile.safeParse(JSON.parse(fs.readFileSync(this.file, "utf8")));
+    if (!parsed.success) throw new KeyFileError(`${this.file} is not a valid keys file: ${parsed.error.issues[0]?.message}`);
+    this.records = parsed.data.keys;
+    this.stamp = stamp;
+  }
+
+  list(): readonly KeyRecord[] { this.reload(); return this.records; }
+
+  /** The record a presented key belongs to, or undefined (unknown, wrong, revoked or expired). */
+  verify(presented: string): KeyRecord | undefined {
+    this.reload();
+    const m = KEY_SHAPE.exec(presented);
+    if (!m) return undefined;
+    const rec = this.records.find((r) => r.id === m[1]);
+    if (!rec || rec.revoked) return undefined;
+    const now = this.now();
+    if (rec.expires && Date.parse(rec.expires) <= now) return undefined;
+    const digest = Buffer.from(sha256(presented), "hex");
+    const ok = crypto.timingSafeEqual(digest, Buffer.from(rec.hash, "hex"));
+    const okPrev = rec.previous != null && Date.parse(rec.previous.validUntil) > now
+      && crypto.timingSafeEqual(digest, Buffer.from(rec.previous.hash, "hex"));
+    return ok || okPrev ? { ...rec, hash: ok ? rec.hash : rec.previous!.hash } : undefined;
+  }
+
+  /** Creates a key; returns the only copy of it. */
+  create(opts: NewKeyOptions): { key: string; record: KeyRecord } {
+    this.reload();
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(opts.name)) throw new KeyFileError("key name must be 1-64 of A-Z a-z 0-9 _ . -");
+    if (this.records.some((r) => r.name === opts.name && !r.revoked)) throw new KeyFileError(`a key named ${opts.name} exists already`);
+    const { key, id } = newKey();
+    const record: KeyRecord = {
+      id, name: opts.name, hash: sha256(key), scopes: opts.scopes ?? ["chat", "completions", "embeddings", "models"],
+      created: new Date(this.now()).toISOString(), expires: opts.expiresAt ? opts.expiresAt.toISOString() : null, revoked: null,
+      rpm: opts.rpm ?? null, tpm: opts.tpm ?? null, maxConcurrent: opts.maxConcurrent ?? null,
+      requireSignature: opts.requireSignature ?? false, previous: null,
+    };
+    this.save([...this.records, record]);
+    return { key, record };
+  }
+
+  revoke(name: string): KeyRecord {
+    const rec = this.byName(name);
+    const updated = { ...rec, revoked: new Date(this.now()).toISOString() };
+    this.save(this.records.map((r) => (r === rec ? updated : r)));
+    return updated;
+  }
+
+  /** New secret for the same record; the old one stays valid for graceMs. */
+  rotate(name: string, graceMs = 0): { key: string; record: KeyRecord } {
+    const rec = this.byName(name);
+    const { key } = newKey(rec.id);
+    const updated: KeyRecord = {
+      ...rec, hash: sha256(key),
+      previous: graceMs > 0 ? { hash: rec.hash, validUntil: new Date(this.now() + graceMs).toISOString() } : null,
+    };
+    this.save(this.records.map((r) => (r === rec ? updated : r)));
+    return { key, record: updated };
+  }
+
+  private byName(name: string): KeyRecord {
+    this.reload();
+    const rec = this.records.find((r) => r.name === name && !r.revoked);
+    if (!rec) throw new KeyFileError(`no active key named ${name}`);
+    return rec;
+  }
+
+  /** Atomic replace, created 0600 from the start so the digests are never readable by others. */
+  private save(records: KeyRecord[]) {
+    fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ version: 1, keys: records }, null, 2) + "\n", { mode: 0o600 });
+    fs.renameSync(tmp, this.file);
+    this.reload(true);
+  }
+}
+
+function newKey(id = crypto.randomBytes(8).toString("hex")) {
+  return { id, key: `apk_${id}_${crypto.randomBytes(32).toString("base64url")}` };
+}

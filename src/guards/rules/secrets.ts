@@ -1,0 +1,91 @@
+/**
+ * Secret-detection rules, as data.
+ *
+ * Source: the token patterns below follow the rules of gitleaks
+ * (https://github.com/gitleaks/gitleaks, config/gitleaks.toml), MIT licence,
+ * Copyright (c) 2019 Zachary Rice; re-expressed here for JavaScript regexes and
+ * trimmed to the most common, low-false-positive families. The internal-address
+ * and PII rules are this project's own.
+ */
+export interface SecretRule {
+  id: string;
+  pattern: RegExp;
+  /** Longest text a match can span; sizes the streaming hold-back window. */
+  maxLength: number;
+  /** Extra check on a candidate (checksum, entropy); false = not a finding. */
+  validate?: (match: string) => boolean;
+  /** Rule families that operators switch on or off together. */
+  group: "secret" | "internal" | "pii";
+}
+
+/** Shannon entropy in bits per character. */
+export function entropy(s: string): number {
+  const counts = new Map<string, number>();
+  for (const c of s) counts.set(c, (counts.get(c) ?? 0) + 1);
+  let h = 0;
+  for (const n of counts.values()) { const p = n / s.length; h -= p * Math.log2(p); }
+  return h;
+}
+
+function luhn(digits: string): boolean {
+  const d = digits.replace(/\D/g, "");
+  if (d.length < 13 || d.length > 19) return false;
+  let sum = 0;
+  for (let i = 0; i < d.length; i++) {
+    let n = d.charCodeAt(d.length - 1 - i) - 48;
+    if (i % 2 === 1) { n *= 2; if (n > 9) n -= 9; }
+    sum += n;
+  }
+  return sum % 10 === 0;
+}
+
+function ibanValid(raw: string): boolean {
+  const s = raw.replace(/\s/g, "").toUpperCase();
+  if (s.length < 15 || s.length > 34) return false;
+  const moved = s.slice(4) + s.slice(0, 4);
+  let rem = 0;
+  for (const ch of moved) {
+    const v = ch >= "A" ? String(ch.charCodeAt(0) - 55) : ch;
+    for (const digit of v) rem = (rem * 10 + Number(digit)) % 97;
+  }
+  return rem === 1;
+}
+
+export const SECRET_RULES: SecretRule[] = [
+  { id: "private-key", group: "secret", maxLength: 8192,
+    pattern: /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,8000}?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g },
+  { id: "aws-access-token", group: "secret", maxLength: 20, pattern: /\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b/g },
+  { id: "github-pat", group: "secret", maxLength: 40, pattern: /\bgh[pousr]_[0-9a-zA-Z]{36}\b/g },
+  { id: "github-fine-grained-pat", group: "secret", maxLength: 93, pattern: /\bgithub_pat_\w{82}\b/g },
+  { id: "gitlab-pat", group: "secret", maxLength: 26, pattern: /\bglpat-[\w-]{20}\b/g },
+  { id: "slack-token", group: "secret", maxLength: 120, pattern: /\bxox[abposr]-(?:\d+-)?[0-9a-zA-Z-]{10,100}\b/g },
+  { id: "stripe-access-token", group: "secret", maxLength: 110, pattern: /\b(?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}\b/g },
+  { id: "openai-api-key", group: "secret", maxLength: 200, pattern: /\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,160}\b/g },
+  { id: "anthropic-api-key", group: "secret", maxLength: 120, pattern: /\bsk-ant-(?:api|admin)\d{2}-[a-zA-Z0-9_-]{80,100}\b/g },
+  { id: "gcp-api-key", group: "secret", maxLength: 39, pattern: /\bAIza[\w-]{35}\b/g },
+  { id: "npm-access-token", group: "secret", maxLength: 40, pattern: /\bnpm_[a-zA-Z0-9]{36}\b/g },
+  { id: "appliance-api-key", group: "secret", maxLength: 64, pattern: /\bapk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\b/g },
+  { id: "jwt", group: "secret", maxLength: 2048,
+    pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
+  // Generic assignments: only key-shaped candidates go through the entropy gate.
+  { id: "generic-high-entropy", group: "secret", maxLength: 160,
+    pattern: /\b(?:api[_-]?key|secret|token|passw(?:or)?d|access[_-]?key|auth)["']?\s*[:=]\s*["']?[A-Za-z0-9+/_=.-]{20,128}/gi,
+    validate: (m) => entropy(m.replace(/^[^:=]*[:=]\s*["']?/, "")) >= 3.5 },
+  { id: "internal-ip", group: "internal", maxLength: 21,
+    pattern: /\b(?:10\.\d{1,3}\.\d{1,3}\.\d{1,3}|192\.168\.\d{1,3}\.\d{1,3}|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|169\.254\.\d{1,3}\.\d{1,3})(?::\d{1,5})?\b/g },
+  { id: "localhost-url", group: "internal", maxLength: 40, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
+  { id: "email", group: "pii", maxLength: 254, pattern: /\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g },
+  { id: "payment-card", group: "pii", maxLength: 23, pattern: /\b(?:\d[ -]?){12,18}\d\b/g, validate: luhn },
+  { id: "iban", group: "pii", maxLength: 42, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
+  { id: "phone", group: "pii", maxLength: 24, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
+];
+
+/** Host-name suffix rule built from config (".internal", ".corp", …). */
+export function internalHostRule(suffixes: string[]): SecretRule | undefined {
+  const clean = suffixes.map((s) => s.replace(/^\./, "").replace(/[^a-z0-9.-]/gi, "")).filter(Boolean);
+  if (!clean.length) return undefined;
+  return {
+    id: "internal-host", group: "internal", maxLength: 253,
+    pattern: new RegExp(`\\b(?:[a-z0-9-]{1,63}\\.)+(?:${clean.map((s) => s.replace(/\./g, "\\.")).join("|")})\\b`, "gi"),
+  };
+}

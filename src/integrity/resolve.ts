@@ -1,0 +1,65 @@
+/**
+ * Which model files the server may load, and the proof that each is the file
+ * the operator recorded: sha256 against the manifest, then the GGUF header
+ * check — all before node-llama-cpp ever parses a byte. Model names in the API
+ * map to these entries; no path from a request reaches the filesystem.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { Config } from "../config/schema";
+import type { ModelSource } from "../engine/llama";
+import { checkGgufHeader } from "./gguf-header";
+import { modelsDirOf, readManifest, sha256File } from "./manifest";
+
+export class ModelIntegrityError extends Error {
+  constructor(message: string) { super(message); this.name = "ModelIntegrityError"; }
+}
+
+export const modelId = (file: string) => path.basename(file).replace(/\.gguf$/i, "");
+
+function expand(p: string): string[] {
+  const st = fs.statSync(p, { throwIfNoEntry: false });
+  if (!st) throw new ModelIntegrityError(`model path ${p} does not exist`);
+  if (!st.isDirectory()) return [p];
+  return fs.readdirSync(p).filter((f) => f.toLowerCase().endsWith(".gguf")).sort().map((f) => path.join(p, f));
+}
+
+export interface ResolvedModels { models: ModelSource[]; warnings: string[] }
+
+export async function resolveModels(config: Pick<Config, "model" | "modelsDir" | "stateDir" | "allowUnverified">): Promise<ResolvedModels> {
+  const dir = modelsDirOf(config);
+  const manifest = readManifest(dir);
+  const warnings: string[] = [];
+  const files = config.model.length
+    ? config.model.flatMap(expand)
+    : manifest.map((e) => path.join(dir, e.file));
+  if (!files.length) {
+    throw new ModelIntegrityError(config.model.length ? `no .gguf files in ${config.model.join(", ")}`
+      : `no models: the manifest ${path.join(dir, "CHECKSUMS.sha256")} lists none. Add one with: appliance models add FILE`);
+  }
+  const models: ModelSource[] = [];
+  for (const file of files) {
+    if (!fs.existsSync(file)) throw new ModelIntegrityError(`${file} is listed in the manifest but missing`);
+    const actual = await sha256File(file);
+    const inDir = path.resolve(path.dirname(file)) === path.resolve(dir);
+    const entry = (inDir ? manifest.find((e) => e.file === path.basename(file)) : undefined) ?? manifest.find((e) => e.sha256 === actual);
+    if (!entry) {
+      const msg = `${file} is not in the manifest ${path.join(dir, "CHECKSUMS.sha256")} (sha256 ${actual})`;
+      if (!config.allowUnverified) throw new ModelIntegrityError(`${msg}; add it with: appliance models add ${file}`);
+      warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
+    } else if (entry.sha256 !== actual) {
+      const msg = `${file} does not match the manifest: expected sha256 ${entry.sha256}, actual ${actual}`;
+      if (!config.allowUnverified) throw new ModelIntegrityError(msg);
+      warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
+    }
+    try {
+      checkGgufHeader(file);
+    } catch (e) {
+      throw new ModelIntegrityError((e as Error).message);
+    }
+    const id = entry && inDir ? modelId(entry.file) : modelId(file);
+    if (models.some((m) => m.id === id)) throw new ModelIntegrityError(`two models are named ${id}`);
+    models.push({ id, path: file });
+  }
+  return { models, warnings };
+}

@@ -1,0 +1,120 @@
+/**
+ * createApp(deps) builds the HTTP application and never listens: tests call
+ * app.handle(new Request(...)), server/listen.ts binds it. Read top to bottom,
+ * this is the request path: state → guards (fixed order, guards/index.ts) →
+ * routes (a table of the API) → error mapper → log + audit line.
+ */
+import { Elysia } from "elysia";
+import type { Config } from "../config/schema";
+import type { Engine, ChatTurn } from "../engine/engine";
+import { InvalidRequestError } from "../errors";
+import type { Guards } from "../guards";
+import type { TextFilter } from "../guards/response-scan";
+import type { Logger } from "../log/logger";
+import type { VersionInfo } from "../version";
+import { toAppError, toResponse } from "./errors";
+import { Inflight } from "./inflight";
+import { initState, stateOf, type RequestState } from "./request-state";
+import { chatRoutes } from "./routes/chat";
+import { completionRoutes } from "./routes/completions";
+import { docsRoutes } from "./routes/docs";
+import { embeddingRoutes } from "./routes/embeddings";
+import { healthRoutes } from "./routes/health";
+import { modelRoutes } from "./routes/models";
+
+export interface AppInput {
+  config: Readonly<Config>;
+  engine: Engine;
+  log: Logger;
+  guards: Guards;
+  version: VersionInfo;
+  /** Wall clock in ms (injected so tests never sleep). */
+  clock?: () => number;
+}
+
+/** What routes see: the input plus the shared request-path helpers. */
+export interface AppDeps extends AppInput {
+  clock: () => number;
+  inflight: Inflight;
+  promptGuard: (state: RequestState, model: string, turns: ChatTurn[]) => ChatTurn[];
+  responseFilter: (state: RequestState) => TextFilter;
+  finish: (state: RequestState) => void;
+}
+
+export function createApp(input: AppInput) {
+  const { log, guards } = input;
+  const deps: AppDeps = {
+    ...input,
+    clock: input.clock ?? Date.now,
+    inflight: new Inflight(),
+    promptGuard: (state, model, turns) => guards.prompt(state, model, turns),
+    responseFilter: (state) => guards.responseFilter(state),
+    finish: (state) => {
+      if (state.finished) return;
+      state.finished = true;
+      guards.onFinish(state);
+      const ms = Math.round((performance.now() - state.start) * 10) / 10;
+      log.info({
+        reqId: state.id, route: state.route, status: state.status, key: state.keyName, model: state.model,
+        promptTokens: state.promptTokens, completionTokens: state.completionTokens, ms,
+        ...(state.decisions.length ? { decisions: state.decisions } : {}), ...(state.errorCode ? { code: state.errorCode } : {}),
+      }, "request");
+    },
+  };
+
+  const app = new Elysia({ name: "appliance" })
+    // 1. Request state and the guards that need no body: host → CORS → body size → auth.
+    .onRequest(async ({ request, server, set }) => {
+      const state = initState(request, server?.requestIP(request)?.address ?? "local", performance.now());
+      set.headers["x-request-id"] = state.id;
+      const early = await guards.onRequest(request, state);
+      Object.assign(set.headers, state.headers);
+      if (early) return early;
+    })
+    // 2. JSON bodies read once, size-checked, kept raw for the signature guard.
+    .onParse({ as: "global" }, async ({ request, contentType }) => {
+      const state = stateOf(request);
+      const raw = await guards.readBody(request, state);
+      if (raw === "") return undefined;
+      if (!contentType?.startsWith("application/json")) {
+        throw new InvalidRequestError("Content-Type must be application/json.", null, "invalid_content_type");
+      }
+      try {
+        return JSON.parse(raw);
+      } catch {
+        throw new InvalidRequestError("We could not parse the JSON body of your request. Send valid JSON.", null, "invalid_json");
+      }
+    })
+    // 3. Guards that need the body or the key: signature → rate limit.
+    .onBeforeHandle({ as: "global" }, async ({ request, set }) => {
+      const state = stateOf(request);
+      await guards.beforeHandle(request, state);
+      Object.assign(set.headers, state.headers);
+    })
+    // 4. The one error mapper.
+    .onError({ as: "global" }, ({ code, error, request }) => {
+      const state = stateOf(request);
+      const e = toAppError(code, error, state.id, log);
+      state.status = e.status;
+      state.errorCode = e.code ?? undefined;
+      if (e.status === 499) return new Response(null, { status: 499 }); // nobody is listening
+      return toResponse(e, { "x-request-id": state.id, ...state.headers });
+    })
+    .onAfterResponse({ as: "global" }, ({ request, set }) => {
+      const state = stateOf(request);
+      if (state.deferredFinish) return;
+      state.status ??= typeof set.status === "number" ? set.status : 200;
+      deps.finish(state);
+    })
+    // 5. The API.
+    .use(healthRoutes(deps))
+    .use(modelRoutes(deps))
+    .use(chatRoutes(deps))
+    .use(completionRoutes(deps))
+    .use(embeddingRoutes(deps))
+    .use(docsRoutes(deps));
+
+  return Object.assign(app, { deps });
+}
+
+export type App = ReturnType<typeof createApp>;

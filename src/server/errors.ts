@@ -1,0 +1,47 @@
+/**
+ * The ONE error → HTTP mapper. Every failure leaves the server as
+ * {"error":{"message","type","param","code"}}; anything unexpected becomes a
+ * generic 500 that names only the request id (no stack, no paths, no internals).
+ */
+import { AppError } from "../errors";
+import type { Logger } from "../log/logger";
+
+export interface ErrorBody { error: { message: string; type: string; param: string | null; code: string | null } }
+
+export function errorResponse(status: number, body: ErrorBody, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+interface ValidationIssue { path?: (string | number)[] | string; message?: string; summary?: string }
+
+/** Elysia's ValidationError (422) carries zod issues: turn the first into OpenAI's 400 naming the param. */
+function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIssue[]; type?: string }): AppError {
+  const issue = err.valueError ?? err.all?.[0] ?? {};
+  const path = Array.isArray(issue.path) ? issue.path.join(".") : issue.path && issue.path !== "root" ? String(issue.path) : "";
+  const message = issue.message ?? issue.summary ?? "invalid request";
+  const where = err.type && err.type !== "body" ? ` in ${err.type}` : "";
+  return new AppError(path ? `Invalid '${path}'${where}: ${message}` : `Invalid request body: ${message}`, 400,
+    "invalid_request_error", "invalid_request", path || null);
+}
+
+/** Maps anything thrown to an AppError; logs the unexpected ones with their stack, server-side only. */
+export function toAppError(code: string | number, error: unknown, requestId: string, log: Logger): AppError {
+  if (error instanceof AppError) return error;
+  switch (code) {
+    case "VALIDATION": return fromValidation(error as never);
+    case "PARSE": return new AppError("We could not parse the JSON body of your request. Send valid JSON with Content-Type: application/json.",
+      400, "invalid_request_error", "invalid_json");
+    case "NOT_FOUND": return new AppError("Unknown route.", 404, "invalid_request_error", "unknown_route");
+    case "INVALID_COOKIE_SIGNATURE": return new AppError("Invalid cookie.", 400, "invalid_request_error", "invalid_cookie");
+  }
+  const status = (error as { status?: unknown })?.status;
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    return new AppError(status === 413 ? "Request body too large." : "Bad request.", status, "invalid_request_error", null);
+  }
+  log.error({ reqId: requestId, err: error }, "unhandled error");
+  return new AppError(`The server had an error while processing your request (request id ${requestId}).`, 500, "server_error", "internal_error");
+}
+
+export function toResponse(e: AppError, extraHeaders: Record<string, string> = {}): Response {
+  return errorResponse(e.status, { error: { message: e.message, type: e.type, param: e.param, code: e.code } }, { ...extraHeaders, ...e.headers });
+}

@@ -1,0 +1,91 @@
+/**
+ * OpenAI wire schemas (requests). Zod objects are strict: an unknown field is a
+ * 400 naming it, except the few harmless OpenAI fields listed in IGNORED, which
+ * are accepted and dropped here so they can never reach the engine.
+ */
+import { z } from "zod";
+
+/** Accepted for SDK compatibility, never used. */
+const IGNORED = {
+  user: z.string().max(256).optional(),
+  metadata: z.record(z.string(), z.string()).optional(),
+  store: z.boolean().optional(),
+  service_tier: z.string().max(32).optional(),
+};
+
+const stop = z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)]).optional();
+
+const sampling = {
+  model: z.string().min(1).max(256),
+  max_tokens: z.number().int().min(1).max(1 << 20).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  top_k: z.number().int().min(0).max(1000).nullish(),
+  seed: z.number().int().min(-(2 ** 31)).max(2 ** 32 - 1).nullish(),
+  stop: stop.nullable(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  n: z.literal(1, { message: "only n=1 is supported" }).nullish(),
+  logprobs: z.literal(false, { message: "logprobs are not supported" }).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
+  ...IGNORED,
+};
+
+const jsonSchemaFormat = z.strictObject({
+  type: z.literal("json_schema"),
+  json_schema: z.strictObject({
+    name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/),
+    description: z.string().max(4096).optional(),
+    schema: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
+export const responseFormat = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("text") }),
+  z.strictObject({ type: z.literal("json_object") }),
+  jsonSchemaFormat,
+]).optional();
+
+const textPart = z.strictObject({ type: z.literal("text"), text: z.string() });
+
+export const chatMessage = z.strictObject({
+  role: z.enum(["system", "developer", "user", "assistant"]),
+  content: z.union([z.string(), z.array(textPart).max(256)]).nullable(),
+  name: z.string().max(64).optional(),
+});
+
+export const chatCompletionRequest = z.strictObject({
+  ...sampling,
+  messages: z.array(chatMessage).min(1),
+  max_completion_tokens: z.number().int().min(1).max(1 << 20).nullish(),
+  response_format: responseFormat,
+});
+
+export const completionRequest = z.strictObject({
+  ...sampling,
+  prompt: z.union([z.string(), z.array(z.string()).length(1, { message: "only one prompt per request is supported" })]),
+  echo: z.literal(false, { message: "echo is not supported" }).nullish(),
+  best_of: z.literal(1, { message: "only best_of=1 is supported" }).nullish(),
+  suffix: z.null({ message: "suffix is not supported" }).optional(),
+  response_format: responseFormat,
+});
+
+export const embeddingRequest = z.strictObject({
+  model: z.string().min(1).max(256),
+  input: z.union([z.string(), z.array(z.string()).min(1).max(2048)]),
+  encoding_format: z.enum(["float", "base64"]).optional(),
+  user: IGNORED.user,
+});
+
+export type ChatCompletionRequest = z.infer<typeof chatCompletionRequest>;
+export type CompletionRequest = z.infer<typeof completionRequest>;
+export type EmbeddingRequest = z.infer<typeof embeddingRequest>;
+
+/** Response shapes, for the docs page. */
+export const errorBody = z.object({
+  error: z.object({ message: z.string(), type: z.string(), param: z.string().nullable(), code: z.string().nullable() }),
+});
+export const modelObject = z.object({ id: z.string(), object: z.literal("model"), created: z.number(), owned_by: z.string() });
+export const modelList = z.object({ object: z.literal("list"), data: z.array(modelObject) });

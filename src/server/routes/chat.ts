@@ -1,0 +1,34 @@
+/** POST /v1/chat/completions */
+import { Elysia } from "elysia";
+import { ModelNotFoundError } from "../../errors";
+import { chatChunk, chatCompletion, toSampling, toTurns, usageChunk } from "../openai/convert";
+import { chatCompletionRequest, errorBody } from "../openai/wire";
+import { stateOf } from "../request-state";
+import type { AppDeps } from "../app";
+import { runGeneration } from "./generate";
+
+export const chatRoutes = (deps: AppDeps) =>
+  new Elysia({ name: "routes.chat" }).post("/v1/chat/completions", async ({ body, request }) => {
+    const state = stateOf(request);
+    const info = deps.engine.model(body.model);
+    if (!info) throw new ModelNotFoundError(body.model);
+    state.model = info.id;
+    const sampling = toSampling(body, deps.config, info.contextSize);
+    const messages = deps.promptGuard(state, info.id, toTurns(body));
+    const id = "chatcmpl-" + state.id.slice(4);
+    const created = Math.floor(deps.clock() / 1000);
+    return runGeneration(request, state, deps, {
+      stream: body.stream ?? false,
+      includeUsage: body.stream_options?.include_usage ?? false,
+      call: (signal, onText) => deps.engine.chat({ model: info.id, messages, sampling, signal, onText }),
+      full: (g) => chatCompletion(id, info.id, created, g),
+      head: () => chatChunk(id, info.id, created, { role: "assistant", content: "" }, null),
+      piece: (text) => chatChunk(id, info.id, created, { content: text }, null),
+      end: (finish) => chatChunk(id, info.id, created, {}, finish),
+      usage: (g) => usageChunk(id, "chat.completion.chunk", info.id, created, g),
+    });
+  }, {
+    body: chatCompletionRequest,
+    detail: { summary: "Create a chat completion (streams with stream: true)", tags: ["OpenAI"] },
+    response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
+  });

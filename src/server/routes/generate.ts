@@ -1,0 +1,93 @@
+/**
+ * The shared shape of chat and text completions: run the engine once, either
+ * as one JSON answer or as an SSE stream, passing generated text through the
+ * response filter (secret scanner) and recording token counts for log and audit.
+ * A "block" finding stops generation and ends it with finish_reason
+ * "content_filter", as OpenAI does.
+ */
+import { AppError, CancelledError } from "../../errors";
+import type { Generation } from "../../engine/engine";
+import { toAppError } from "../errors";
+import { sseResponse } from "../openai/sse";
+import type { RequestState } from "../request-state";
+import type { AppDeps } from "../app";
+
+export interface GenerationPlan {
+  stream: boolean;
+  includeUsage: boolean;
+  /** Runs the engine; `onText` is set when streaming. */
+  call: (signal: AbortSignal, onText?: (text: string) => void) => Promise<Generation>;
+  /** The whole non-streaming answer. */
+  full: (g: Generation) => unknown;
+  /** Stream events. */
+  head?: () => unknown;
+  piece: (text: string) => unknown;
+  end: (finish: string) => unknown;
+  usage: (g: Pick<Generation, "promptTokens" | "completionTokens">) => unknown;
+}
+
+export async function runGeneration(request: Request, state: RequestState, deps: AppDeps, plan: GenerationPlan): Promise<unknown> {
+  const flight = deps.inflight.begin(request.signal);
+  const filter = deps.responseFilter(state);
+  const record = (g: Pick<Generation, "promptTokens" | "completionTokens">) => {
+    state.promptTokens = g.promptTokens; state.completionTokens = g.completionTokens;
+  };
+
+  if (!plan.stream) {
+    try {
+      const g = await plan.call(flight.signal);
+      record(g);
+      g.text = filter.push(g.text) + filter.end();
+      if (filter.blocked) { g.text = ""; g.finishReason = "content_filter"; }
+      return plan.full(g);
+    } catch (e) {
+      throw flight.signal.aborted && !(e instanceof AppError) ? new CancelledError() : e;
+    } finally {
+      flight.end();
+    }
+  }
+
+  // The engine stops on client disconnect (flight) or on a blocking finding.
+  const engineStop = new AbortController();
+  const stopEngine = () => engineStop.abort(new Error("stopped"));
+  flight.signal.addEventListener("abort", stopEngine, { once: true });
+  let completionTokensAtBlock = 0;
+
+  state.deferredFinish = true;
+  return sseResponse({
+    headers: { "x-request-id": state.id, ...state.headers },
+    run: async (send) => {
+      if (plan.head) send(plan.head());
+      let g: Generation;
+      try {
+        g = await plan.call(engineStop.signal, (text) => {
+          const out = filter.push(text);
+          if (out) send(plan.piece(out));
+          if (filter.blocked) { completionTokensAtBlock++; stopEngine(); }
+        });
+      } catch (e) {
+        if (!filter.blocked || flight.signal.aborted) throw e;
+        g = { text: "", promptTokens: state.promptTokens ?? 0, completionTokens: completionTokensAtBlock, finishReason: "content_filter" };
+      }
+      record(g);
+      const tail = filter.end();
+      if (tail) send(plan.piece(tail));
+      send(plan.end(filter.blocked ? "content_filter" : g.finishReason));
+      if (plan.includeUsage) send(plan.usage(g));
+    },
+    onCancel: () => flight.abort(),
+    errorEvent: (err) => {
+      if (flight.signal.aborted) return undefined;
+      const e = toAppError("UNKNOWN", err, state.id, deps.log);
+      state.status = e.status;
+      state.errorCode = e.code ?? undefined;
+      return { error: { message: e.message, type: e.type, param: e.param, code: e.code } };
+    },
+    onFinish: (err) => {
+      flight.end();
+      state.status ??= err && flight.signal.aborted ? 499 : 200;
+      if (state.status === 499) state.errorCode = "cancelled";
+      deps.finish(state);
+    },
+  });
+}

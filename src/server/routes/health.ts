@@ -1,0 +1,12 @@
+/** GET /health (liveness, public) and GET /ready (a model is loaded and we are not draining). */
+import { Elysia } from "elysia";
+import { NotReadyError } from "../../errors";
+import type { AppDeps } from "../app";
+
+export const healthRoutes = (deps: AppDeps) =>
+  new Elysia({ name: "routes.health" })
+    .get("/health", () => ({ status: "ok" }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"] } })
+    .get("/ready", () => {
+      if (!deps.engine.ready()) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
+      return { status: "ready", models: deps.engine.models().map((m) => m.id), backend: deps.engine.backend, ...deps.engine.load() };
+    }, { detail: { summary: "Readiness: a model is loaded", tags: ["Operations"] } });

@@ -1,0 +1,22 @@
+/** GET /v1/models, GET /v1/models/{id} */
+import { Elysia, t } from "elysia";
+import { ModelNotFoundError } from "../../errors";
+import { modelObject } from "../openai/convert";
+import { errorBody, modelList, modelObject as modelSchema } from "../openai/wire";
+import type { AppDeps } from "../app";
+
+export const modelRoutes = (deps: AppDeps) =>
+  new Elysia({ name: "routes.models" })
+    .get("/v1/models", () => ({ object: "list" as const, data: deps.engine.models().map(modelObject) }), {
+      detail: { summary: "List the models this server serves", tags: ["OpenAI"] },
+      response: { 200: modelList, 401: errorBody },
+    })
+    .get("/v1/models/:id", ({ params }) => {
+      const m = deps.engine.model(params.id);
+      if (!m) throw new ModelNotFoundError(params.id);
+      return modelObject(m);
+    }, {
+      params: t.Object({ id: t.String() }),
+      detail: { summary: "Describe one model", tags: ["OpenAI"] },
+      response: { 200: modelSchema, 401: errorBody, 404: errorBody },
+    });

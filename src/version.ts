@@ -1,0 +1,30 @@
+/**
+ * Build facts. scripts/build.ts defines APPLIANCE_BUILD (commit, llama.cpp
+ * release) at compile time; from source they are read at run time instead.
+ */
+import pkg from "../package.json" with { type: "json" };
+
+declare const APPLIANCE_BUILD: { commit: string; llamaCpp: string; target: string } | undefined;
+
+export interface VersionInfo { app: string; commit: string; bun: string; llamaCpp: string; target: string }
+
+function fromSource(): { commit: string; llamaCpp: string; target: string } {
+  let commit = "unknown", llamaCpp = "unknown";
+  try {
+    const r = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: import.meta.dir, stderr: "ignore" });
+    if (r.exitCode === 0) commit = r.stdout.toString().trim();
+  } catch { /* not a checkout */ }
+  try {
+    const meta = require("node-llama-cpp/llama/binariesGithubRelease.json") as { release?: string };
+    llamaCpp = meta.release ?? llamaCpp;
+  } catch { /* not installed the usual way */ }
+  return { commit, llamaCpp, target: `${process.platform}-${process.arch} (source)` };
+}
+
+export function versionInfo(): VersionInfo {
+  const b = typeof APPLIANCE_BUILD !== "undefined" ? APPLIANCE_BUILD : fromSource();
+  return { app: pkg.version, commit: b.commit, bun: Bun.version, llamaCpp: b.llamaCpp, target: b.target };
+}
+
+export const formatVersion = (v: VersionInfo) =>
+  `appliance ${v.app} (commit ${v.commit}, ${v.target})\nbun ${v.bun}\nllama.cpp ${v.llamaCpp}`;
