@@ -30,22 +30,27 @@ export async function prepareNative(stateDir: string): Promise<{ dir: string; fi
   const bundle = NATIVE_BUNDLE as import("./native-assets").NativeBundle | null;
   if (!bundle) return null;
   const root = path.join(stateDir, "native", bundle.version);
-  const dir = path.join(root, bundle.folder);
   privateDir(path.join(stateDir, "native"));
   privateDir(root);
-  privateDir(dir);
-  for (const asset of bundle.assets) {
-    const target = path.join(dir, asset.name);
-    let ok = false;
-    try { ok = sha256File(target) === asset.sha256; } catch { /* missing */ }
-    if (!ok) {
-      const tmp = `${target}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, new Uint8Array(await Bun.file(asset.path).arrayBuffer()), { mode: 0o500 });
-      fs.renameSync(tmp, target);
-      const actual = sha256File(target);
-      if (actual !== asset.sha256) throw new NativeLibError(`${target}: sha256 ${actual} does not match the embedded ${asset.sha256}`);
+  let files = 0;
+  for (const { folder, assets } of bundle.folders) {
+    const dir = path.join(root, folder);
+    privateDir(dir);
+    for (const asset of assets) {
+      const target = path.join(dir, asset.name);
+      let ok = false;
+      try { ok = sha256File(target) === asset.sha256; } catch { /* missing */ }
+      if (!ok) {
+        const tmp = `${target}.${process.pid}.tmp`;
+        fs.rmSync(tmp, { force: true });
+        fs.writeFileSync(tmp, new Uint8Array(await Bun.file(asset.path).arrayBuffer()), { mode: 0o500 });
+        fs.renameSync(tmp, target);
+        const actual = sha256File(target);
+        if (actual !== asset.sha256) throw new NativeLibError(`${target}: sha256 ${actual} does not match the embedded ${asset.sha256}`);
+      }
+      files++;
     }
   }
   globalThis.__APPLIANCE_BINS_DIR__ = root;
-  return { dir, files: bundle.assets.length };
+  return { dir: root, files };
 }

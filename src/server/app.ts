@@ -55,7 +55,7 @@ export function createApp(input: AppInput) {
       guards.onFinish(state);
       const ms = Math.round((performance.now() - state.start) * 10) / 10;
       log.info({
-        reqId: state.id, route: state.route, status: state.status, key: state.keyName, model: state.model,
+        reqId: state.id, route: state.route, status: state.status, keyName: state.keyName, model: state.model,
         promptTokens: state.promptTokens, completionTokens: state.completionTokens, ms,
         ...(state.decisions.length ? { decisions: state.decisions } : {}), ...(state.errorCode ? { code: state.errorCode } : {}),
       }, "request");

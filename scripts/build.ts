@@ -1,0 +1,126 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/build.ts [--target linux-x64|linux-x64-cuda|darwin-arm64] [--out FILE]
+ *
+ * Compiles src/main.ts into ONE executable. Plain `bun build --compile` cannot
+ * carry node-llama-cpp: it finds its prebuilt llama.cpp libraries through
+ * import.meta.url, which is a virtual path inside the binary. This plugin
+ * embeds the prebuilt package's files as assets (with their sha256), replaces
+ * the package's getBinsDir() with the directory src/engine/native.ts unpacks
+ * them into, and inlines the two JSON files node-llama-cpp reads at import.
+ */
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import type { BunPlugin } from "bun";
+
+const TARGETS = {
+  "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
+  "linux-x64-cuda": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64", "@node-llama-cpp/linux-x64-cuda"] },
+  "darwin-arm64": { bun: "bun-darwin-arm64", packages: ["@node-llama-cpp/mac-arm64-metal"] },
+} as const;
+type Target = keyof typeof TARGETS;
+
+const root = path.resolve(import.meta.dir, "..");
+const nm = (p: string) => path.join(root, "node_modules", p);
+const nlcVersion: string = JSON.parse(fs.readFileSync(nm("node-llama-cpp/package.json"), "utf8")).version;
+const llamaCppRelease: string = JSON.parse(fs.readFileSync(nm("node-llama-cpp/llama/binariesGithubRelease.json"), "utf8")).release;
+
+function listFiles(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listFiles(path.join(dir, e.name)).map((f) => path.join(e.name, f)) : [e.name]);
+}
+
+/** The generated src/engine/native-assets.ts: one embedded file import per library. */
+function nativeAssetsModule(packages: readonly string[]): string {
+  const imports: string[] = [], folders: string[] = [];
+  let n = 0;
+  for (const pkg of packages) {
+    const pkgDir = nm(pkg);
+    if (!fs.existsSync(pkgDir)) {
+      throw new Error(`${pkg} is not installed. For a cross-platform build run: npm install --no-save --force ${pkg}@${nlcVersion}`);
+    }
+    const binsDir = path.join(pkgDir, "bins");
+    for (const folder of fs.readdirSync(binsDir)) {
+      const assets = listFiles(path.join(binsDir, folder)).map((rel) => {
+        const abs = path.join(binsDir, folder, rel);
+        const sha256 = crypto.createHash("sha256").update(fs.readFileSync(abs)).digest("hex");
+        imports.push(`import a${n} from ${JSON.stringify(abs)} with { type: "file" };`);
+        return `{ name: ${JSON.stringify(rel)}, path: a${n++}, sha256: "${sha256}" }`;
+      });
+      folders.push(`{ folder: ${JSON.stringify(folder)}, assets: [\n    ${assets.join(",\n    ")}\n  ] }`);
+    }
+  }
+  return `${imports.join("\n")}\nexport const NATIVE_BUNDLE = { version: ${JSON.stringify(`${nlcVersion}-${packages.map((p) => p.split("/")[1]).join("+")}`)}, folders: [\n  ${folders.join(",\n  ")}\n] };\n`;
+}
+
+function plugin(packages: readonly string[]): BunPlugin {
+  const embedded = new Set<string>(packages);
+  return {
+    name: "appliance-native",
+    setup(build) {
+      // Every @node-llama-cpp/* prebuilt package: ours point at the unpack dir, the rest find nothing.
+      build.onResolve({ filter: /^@node-llama-cpp\// }, (args) => ({ path: args.path, namespace: "nlc-bins" }));
+      build.onLoad({ filter: /.*/, namespace: "nlc-bins" }, (args) => ({
+        loader: "js",
+        contents: embedded.has(args.path)
+          ? `export function getBinsDir() { return { binsDir: globalThis.__APPLIANCE_BINS_DIR__, packageVersion: ${JSON.stringify(nlcVersion)} }; }`
+          : `export function getBinsDir() { return { binsDir: undefined, packageVersion: "not-embedded" }; }`,
+      }));
+      build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]utils[\\/]getModuleVersion\.js$/ }, () => ({
+        loader: "js", contents: `export async function getModuleVersion() { return ${JSON.stringify(nlcVersion)}; }`,
+      }));
+      build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]bindings[\\/]utils[\\/]binariesGithubRelease\.js$/ }, () => ({
+        loader: "js",
+        contents: `export async function getBinariesGithubRelease() { return ${JSON.stringify(llamaCppRelease)}; }
+export async function setBinariesGithubRelease() { throw new Error("read-only in the compiled binary"); }
+export const builtinLlamaCppRelease = ${JSON.stringify(llamaCppRelease)};
+export const defaultLlamaCppRelease = ${JSON.stringify(llamaCppRelease)};`,
+      }));
+      // Its self-test re-runs its own file in a child process, impossible inside a binary (it warns on stdout
+      // and assumes success). The libraries are sha256-verified and GPUs are preflighted by engine/gpu.ts instead.
+      build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]bindings[\\/]utils[\\/]testBindingBinary\.js$/ }, () => ({
+        loader: "js", contents: "export async function testBindingBinary() { return true; }",
+      }));
+      build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages) }));
+    },
+  };
+}
+
+function gitCommit(): string {
+  const r = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: root, stderr: "ignore" });
+  return r.exitCode === 0 ? r.stdout.toString().trim() : "unknown";
+}
+
+export async function build(target: Target = "linux-x64", out = path.join(root, "dist", "appliance")): Promise<string> {
+  const t = TARGETS[target];
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const result = await Bun.build({
+    entrypoints: [path.join(root, "src", "main.ts")],
+    compile: { target: t.bun, outfile: out },
+    minify: { syntax: true, whitespace: true },
+    sourcemap: "none",
+    plugins: [plugin(t.packages)],
+    define: {
+      APPLIANCE_BUILD: JSON.stringify({ commit: gitCommit(), llamaCpp: llamaCppRelease, target }),
+      "process.env.NODE_ENV": JSON.stringify("production"),
+    },
+    // Download helpers of node-llama-cpp that the server never calls (it never downloads).
+    external: ["@reflink/reflink"],
+  } as Parameters<typeof Bun.build>[0]);
+  if (!result.success) {
+    for (const log of result.logs) console.error(log);
+    throw new Error("build failed");
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ args: Bun.argv.slice(2), options: { target: { type: "string" }, out: { type: "string" } } });
+  const target = (values.target ?? "linux-x64") as Target;
+  if (!(target in TARGETS)) { console.error(`unknown --target ${target} (known: ${Object.keys(TARGETS).join(", ")})`); process.exit(2); }
+  const t0 = performance.now();
+  const out = await build(target, values.out ? path.resolve(values.out) : path.join(root, "dist", target === "linux-x64" ? "appliance" : `appliance-${target}`));
+  console.log(`built ${path.relative(process.cwd(), out)} (${target}, ${(fs.statSync(out).size / 1e6).toFixed(0)} MB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
