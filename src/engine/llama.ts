@@ -127,7 +127,7 @@ export class LlamaEngine implements Engine {
         ...samplingOptions(call.sampling),
         grammar,
         signal: call.signal,
-        stopOnAbortSignal: false,
+        stopOnAbortSignal: true, // resolve with what was generated, so usage is still known
         onToken: (t) => { completionTokens += t.length; },
         onTextChunk: call.onText,
       });
@@ -156,7 +156,7 @@ export class LlamaEngine implements Engine {
         ...samplingOptions(call.sampling),
         grammar,
         signal: call.signal,
-        stopOnAbortSignal: false,
+        stopOnAbortSignal: true, // resolve with what was generated, so usage is still known
         onToken: (t) => { completionTokens += t.length; },
         onTextChunk: call.onText,
       });

@@ -29,6 +29,7 @@ export const chatRoutes = (deps: AppDeps) =>
     });
   }, {
     body: chatCompletionRequest,
+    parse: "json", // documents the content type; the global parser in app.ts runs first
     detail: { summary: "Create a chat completion (streams with stream: true)", tags: ["OpenAI"] },
     response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
   });

@@ -29,6 +29,7 @@ export const completionRoutes = (deps: AppDeps) =>
     });
   }, {
     body: completionRequest,
+    parse: "json", // documents the content type; the global parser in app.ts runs first
     detail: { summary: "Create a text completion (streams with stream: true)", tags: ["OpenAI"] },
     response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
   });

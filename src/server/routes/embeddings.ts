@@ -27,6 +27,7 @@ export const embeddingRoutes = (deps: AppDeps) =>
     }
   }, {
     body: embeddingRequest,
+    parse: "json", // documents the content type; the global parser in app.ts runs first
     detail: { summary: "Create embeddings (string or array input)", tags: ["OpenAI"] },
     response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody },
   });

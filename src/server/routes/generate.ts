@@ -37,6 +37,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     try {
       const g = await plan.call(flight.signal);
       record(g);
+      if (flight.signal.aborted) throw new CancelledError();
       g.text = filter.push(g.text) + filter.end();
       if (filter.blocked) { g.text = ""; g.finishReason = "content_filter"; }
       return plan.full(g);
@@ -51,25 +52,19 @@ export async function runGeneration(request: Request, state: RequestState, deps:
   const engineStop = new AbortController();
   const stopEngine = () => engineStop.abort(new Error("stopped"));
   flight.signal.addEventListener("abort", stopEngine, { once: true });
-  let completionTokensAtBlock = 0;
 
   state.deferredFinish = true;
   return sseResponse({
     headers: { "x-request-id": state.id, ...state.headers },
     run: async (send) => {
       if (plan.head) send(plan.head());
-      let g: Generation;
-      try {
-        g = await plan.call(engineStop.signal, (text) => {
-          const out = filter.push(text);
-          if (out) send(plan.piece(out));
-          if (filter.blocked) { completionTokensAtBlock++; stopEngine(); }
-        });
-      } catch (e) {
-        if (!filter.blocked || flight.signal.aborted) throw e;
-        g = { text: "", promptTokens: state.promptTokens ?? 0, completionTokens: completionTokensAtBlock, finishReason: "content_filter" };
-      }
+      const g = await plan.call(engineStop.signal, (text) => {
+        const out = filter.push(text);
+        if (out) send(plan.piece(out));
+        if (filter.blocked) stopEngine();
+      });
       record(g);
+      if (flight.signal.aborted) throw new CancelledError();
       const tail = filter.end();
       if (tail) send(plan.piece(tail));
       send(plan.end(filter.blocked ? "content_filter" : g.finishReason));

@@ -1,0 +1,80 @@
+/** Shared test fixtures: the real tiny model, the real engine, the real app. No mocks of our own parts. */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseConfig } from "../src/config/load";
+import type { ConfigInput } from "../src/config/schema";
+import { LlamaEngine } from "../src/engine/llama";
+import { makeTinyModel, type TinyModelOptions } from "../src/engine/tiny-model";
+import { createGuards } from "../src/guards";
+import { KeyStore, keysFilePath, type NewKeyOptions } from "../src/guards/keys";
+import { AuditLog } from "../src/log/audit";
+import { createLogger, silentLogger, type Logger } from "../src/log/logger";
+import { createApp } from "../src/server/app";
+import { versionInfo } from "../src/version";
+
+export const tmpDir = (prefix = "appliance-test-") => fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+
+/** The tiny model, written once per test process. */
+const models = new Map<string, Promise<string>>();
+export function tinyModel(opts: Partial<TinyModelOptions> = {}): Promise<string> {
+  const key = JSON.stringify(opts);
+  if (!models.has(key)) {
+    const file = path.join(tmpDir("appliance-model-"), "tiny.gguf");
+    models.set(key, makeTinyModel(file, opts).then(() => file));
+  }
+  return models.get(key)!;
+}
+
+/** A log sink tests can read: every pino line, parsed. */
+export function memoryLogger(): { log: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger("info", { write: (s: string) => { lines.push(JSON.parse(s)); return true; } } as never);
+  return { log, lines };
+}
+
+export interface TestAppOptions {
+  config?: ConfigInput;
+  keys?: NewKeyOptions[];
+  clock?: () => number;
+  log?: Logger;
+  engine?: LlamaEngine;
+}
+
+export async function makeEngine(config: { parallel?: number; maxQueue?: number; ctxSize?: number } = {}) {
+  return LlamaEngine.create({
+    models: [{ id: "tiny", path: await tinyModel() }], threads: 2, ctxSize: config.ctxSize ?? 2048,
+    parallel: config.parallel ?? 2, maxQueue: config.maxQueue ?? 8, gpu: false, log: silentLogger(),
+  });
+}
+
+/** The whole app on the tiny model, with one key per entry in `keys` (default: one full-access key). */
+export async function makeApp(opts: TestAppOptions = {}) {
+  const stateDir = tmpDir();
+  const config = parseConfig({ stateDir, model: [await tinyModel()], ...opts.config } as Record<string, unknown>);
+  const clock = opts.clock ?? Date.now;
+  const store = new KeyStore(keysFilePath(stateDir), clock);
+  const keys = (opts.keys ?? [{ name: "test", scopes: ["chat", "completions", "embeddings", "models", "admin"] }]).map((k) => store.create(k).key);
+  const engine = opts.engine ?? await makeEngine({ parallel: config.parallel, maxQueue: config.maxQueue, ctxSize: config.ctxSize });
+  const log = opts.log ?? silentLogger();
+  const audit = new AuditLog(path.join(stateDir, "audit.jsonl"));
+  const guards = createGuards({ config, engine, keys: store, audit, log, clock });
+  const app = createApp({ config, engine, log, guards, version: versionInfo(), clock });
+  return { app, engine, keys, key: keys[0]!, store, stateDir, config, auditFile: path.join(stateDir, "audit.jsonl") };
+}
+
+/** Listens on a free loopback port; returns the base URL. */
+export function listenApp(app: ReturnType<typeof createApp>): string {
+  app.listen({ hostname: "127.0.0.1", port: 0 });
+  return `http://127.0.0.1:${app.server!.port}`;
+}
+
+export const req = (pathname: string, init: RequestInit & { key?: string; json?: unknown } = {}) => {
+  const headers = new Headers(init.headers);
+  if (init.key) headers.set("authorization", `Bearer ${init.key}`);
+  if (init.json !== undefined) headers.set("content-type", "application/json");
+  return new Request(`http://localhost${pathname}`, {
+    ...init, headers, body: init.json !== undefined ? JSON.stringify(init.json) : init.body,
+    method: init.method ?? (init.json !== undefined || init.body ? "POST" : "GET"),
+  });
+};

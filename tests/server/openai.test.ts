@@ -1,0 +1,186 @@
+/** The OpenAI API through the official `openai` SDK over real HTTP, on the real engine and tiny model. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { listenApp, makeApp } from "../helpers";
+
+let ctx: Awaited<ReturnType<typeof makeApp>>;
+let client: OpenAI;
+let baseURL: string;
+
+beforeAll(async () => {
+  ctx = await makeApp();
+  baseURL = listenApp(ctx.app);
+  client = new OpenAI({ apiKey: ctx.key, baseURL: `${baseURL}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await ctx.app.stop(true);
+  await ctx.engine.dispose();
+});
+
+describe("chat completions", () => {
+  test("non-streaming answer with usage", async () => {
+    const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8, temperature: 0 });
+    expect(r.object).toBe("chat.completion");
+    expect(r.choices[0]!.message.role).toBe("assistant");
+    expect(typeof r.choices[0]!.message.content).toBe("string");
+    expect(r.usage!.completion_tokens).toBeGreaterThan(0);
+    expect(r.usage!.completion_tokens).toBeLessThanOrEqual(8);
+    expect(r.usage!.prompt_tokens).toBeGreaterThan(3);
+    expect(["stop", "length"]).toContain(r.choices[0]!.finish_reason);
+  });
+
+  test("same seed, same answer", async () => {
+    const ask = () => client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "the answer" }], max_tokens: 12, temperature: 0.8, seed: 7 });
+    expect((await ask()).choices[0]!.message.content).toBe((await ask()).choices[0]!.message.content!);
+  });
+
+  test("streaming: role first, text deltas, finish reason, usage, [DONE]", async () => {
+    const stream = await client.chat.completions.create({
+      model: "tiny", messages: [{ role: "system", content: "be brief" }, { role: "user", content: "hi" }], max_tokens: 10, stream: true,
+      stream_options: { include_usage: true }, temperature: 0,
+    });
+    const chunks = [];
+    for await (const c of stream) chunks.push(c);
+    expect(chunks[0]!.choices[0]!.delta.role).toBe("assistant");
+    const text = chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
+    const finish = chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]!.finish_reason;
+    expect(["stop", "length"]).toContain(finish!);
+    const usage = chunks.at(-1)!.usage!;
+    expect(usage.completion_tokens).toBeGreaterThan(0);
+    // Streaming and non-streaming produce the same text for the same greedy request.
+    const full = await client.chat.completions.create({
+      model: "tiny", messages: [{ role: "system", content: "be brief" }, { role: "user", content: "hi" }], max_tokens: 10, temperature: 0,
+    });
+    expect(text).toBe(full.choices[0]!.message.content!);
+  });
+
+  test("json_schema output parses and matches the schema", async () => {
+    const r = await client.chat.completions.create({
+      model: "tiny", messages: [{ role: "user", content: "give me json" }], max_tokens: 200,
+      response_format: { type: "json_schema", json_schema: { name: "thing", schema: {
+        type: "object", properties: { name: { type: "string", enum: ["alpha", "beta"] }, ok: { type: "boolean" } }, required: ["name", "ok"],
+      } } },
+    });
+    const parsed = JSON.parse(r.choices[0]!.message.content!);
+    expect(["alpha", "beta"]).toContain(parsed.name);
+    expect(typeof parsed.ok).toBe("boolean");
+  });
+
+  test("json_object output is JSON", async () => {
+    const r = await client.chat.completions.create({
+      model: "tiny", messages: [{ role: "user", content: "json please" }], max_tokens: 64, response_format: { type: "json_object" }, seed: 1,
+    });
+    expect(r.choices[0]!.finish_reason).toBe("stop");
+    expect(() => JSON.parse(r.choices[0]!.message.content!)).not.toThrow();
+  });
+
+  test("stop sequences end the text", async () => {
+    const base = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 20, temperature: 0 });
+    const text = base.choices[0]!.message.content!;
+    const stopAt = text.slice(3, 6);
+    if (stopAt.length < 3) return; // generated text too short to cut; nothing to prove
+    const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 20, temperature: 0, stop: [stopAt] });
+    expect(r.choices[0]!.message.content!).toBe(text.slice(0, text.indexOf(stopAt)));
+    expect(r.choices[0]!.finish_reason).toBe("stop");
+  });
+});
+
+describe("completions", () => {
+  test("non-streaming and streaming agree", async () => {
+    const full = await client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0 });
+    expect(full.object).toBe("text_completion");
+    expect(full.usage!.completion_tokens).toBeGreaterThan(0);
+    const stream = await client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0, stream: true });
+    let text = "";
+    for await (const c of stream) text += c.choices[0]?.text ?? "";
+    expect(text).toBe(full.choices[0]!.text);
+  });
+});
+
+describe("embeddings", () => {
+  test("string and array input, base64 (SDK default) and float", async () => {
+    const one = await client.embeddings.create({ model: "tiny", input: "hello world" });
+    expect(one.data).toHaveLength(1);
+    expect(one.data[0]!.embedding.length).toBe(64);
+    const many = await client.embeddings.create({ model: "tiny", input: ["hello world", "json value"], encoding_format: "float" });
+    expect(many.data).toHaveLength(2);
+    expect(many.data[0]!.embedding).toEqual(one.data[0]!.embedding.map((x) => Math.fround(x)));
+    expect(many.usage.prompt_tokens).toBeGreaterThan(0);
+  });
+});
+
+describe("models", () => {
+  test("list and retrieve", async () => {
+    const list = await client.models.list();
+    expect(list.data.map((m) => m.id)).toEqual(["tiny"]);
+    const m = await client.models.retrieve("tiny");
+    expect(m.id).toBe("tiny");
+    expect(m.object).toBe("model");
+  });
+});
+
+describe("errors are OpenAI-shaped with the right status", () => {
+  const expectError = async (p: Promise<unknown>, status: number, code?: string, param?: string) => {
+    const e = await p.then(() => null, (err) => err);
+    expect(e).toBeInstanceOf(OpenAI.APIError);
+    expect(e.status).toBe(status);
+    if (code) expect(e.code).toBe(code);
+    if (param) expect(e.param).toBe(param);
+    expect(typeof e.error.message).toBe("string");
+    expect(e.error.message).not.toMatch(/\bat .*\.ts:\d+|node_modules|\/src\//);
+  };
+  test("unknown model → 404 model_not_found", () =>
+    expectError(client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] }), 404, "model_not_found", "model"));
+  test("retrieve unknown model → 404", () => expectError(client.models.retrieve("nope"), 404, "model_not_found"));
+  test("out-of-range parameter → 400 naming the param", () =>
+    expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], temperature: 3 }), 400, undefined, "temperature"));
+  test("wrong type deep inside → 400 naming the path", () =>
+    expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "robot" as never, content: "x" }] }), 400, undefined, "messages.0.role"));
+  test("unknown field → 400", () =>
+    expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], tools: [] } as never), 400));
+  test("prompt + max_tokens over the context → 400 context_length_exceeded", () =>
+    expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "word ".repeat(1500) }], max_tokens: 1000 }),
+      400, "context_length_exceeded"));
+  test("max_tokens above the cap → 400", () =>
+    expectError(client.completions.create({ model: "tiny", prompt: "x", max_tokens: 100000 }), 400, undefined, "max_tokens"));
+  test("n > 1 → 400", () => expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], n: 2 }), 400, undefined, "n"));
+  test("no key → 401", () => expectError(new OpenAI({ apiKey: "apk_0000000000000000_" + "A".repeat(43), baseURL: `${baseURL}/v1`, maxRetries: 0 }).models.list(), 401, "invalid_api_key"));
+
+  test("invalid JSON → 400 invalid_json, with a request id", async () => {
+    const r = await fetch(`${baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: "{bad" });
+    expect(r.status).toBe(400);
+    expect(r.headers.get("x-request-id")).toMatch(/^req_[A-Za-z0-9_-]{22}$/);
+    expect(((await r.json()) as any).error.code).toBe("invalid_json");
+  });
+  test("unknown route → 404 in OpenAI shape", async () => {
+    const r = await fetch(`${baseURL}/v1/nothing`, { headers: { authorization: `Bearer ${ctx.key}` } });
+    expect(r.status).toBe(404);
+    expect(((await r.json()) as any).error.type).toBe("invalid_request_error");
+  });
+});
+
+describe("operations routes", () => {
+  test("/health is public, /ready needs a key and reports the model", async () => {
+    expect((await fetch(`${baseURL}/health`)).status).toBe(200);
+    expect((await fetch(`${baseURL}/ready`)).status).toBe(401);
+    const r = await fetch(`${baseURL}/ready`, { headers: { authorization: `Bearer ${ctx.key}` } });
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as any).models).toEqual(["tiny"]);
+  });
+  test("docs page renders offline: UI assets come from this server, spec documents the routes", async () => {
+    const h = { authorization: `Bearer ${ctx.key}` };
+    const page = await (await fetch(`${baseURL}/swagger`, { headers: h })).text();
+    const srcs = [...page.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+    expect(srcs.length).toBeGreaterThan(0);
+    for (const s of srcs) {
+      expect(s.startsWith("/")).toBe(true); // no CDN
+      const asset = await fetch(`${baseURL}${s}`, { headers: h });
+      expect(asset.status).toBe(200);
+      expect((await asset.arrayBuffer()).byteLength).toBeGreaterThan(1000);
+    }
+    const spec = (await (await fetch(`${baseURL}/swagger/json`, { headers: h })).json()) as any;
+    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/health"]));
+    const body = spec.paths["/v1/chat/completions"].post.requestBody.content["application/json"].schema;
+    expect(JSON.stringify(body)).toContain("messages");
+  });
+});
