@@ -31,6 +31,8 @@ export interface Guards {
   beforeHandle(request: Request, state: RequestState): Promise<void>;
   prompt(state: RequestState, model: string, turns: ChatTurn[]): ChatTurn[];
   responseFilter(state: RequestState): TextFilter;
+  /** Tokens are known: charge them and free the concurrency slot now, not when the socket closes. Idempotent. */
+  settle(state: RequestState): void;
   onFinish(state: RequestState): void;
 }
 
@@ -44,7 +46,7 @@ export interface GuardDeps {
   clock: () => number;
 }
 
-interface Extra { key?: KeyRecord; rawBody?: string; countsConcurrency?: boolean; filter?: TextFilter }
+interface Extra { key?: KeyRecord; rawBody?: string; countsConcurrency?: boolean; filter?: TextFilter; settled?: boolean }
 const extras = new WeakMap<RequestState, Extra>();
 const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s, (e = {})); return e; };
 
@@ -140,11 +142,17 @@ export function createGuards(d: GuardDeps): Guards {
       return f;
     },
 
+    settle(state) {
+      const x = extra(state);
+      if (x.settled) return;
+      x.settled = true;
+      if (x.key) limiter.settle(`key:${x.key.id}`, (state.promptTokens ?? 0) + (state.completionTokens ?? 0), !!x.countsConcurrency);
+    },
+
     onFinish(state) {
       const x = extra(state);
-      if (x.key) limiter.settle(`key:${x.key.id}`, (state.promptTokens ?? 0) + (state.completionTokens ?? 0), !!x.countsConcurrency);
+      this.settle(state);
       if (x.filter?.findings.length) state.decisions.push(...x.filter.findings.map((f) => `response:${config.responseScan.action}:${f}`));
-      if (state.status === 401 || state.status === 429) { /* counted already */ }
       d.audit?.append({
         ts: new Date(d.clock()).toISOString(), reqId: state.id, key: state.keyName ?? null, route: state.route,
         status: state.status ?? 0, model: state.model, promptTokens: state.promptTokens, completionTokens: state.completionTokens,

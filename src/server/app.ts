@@ -38,6 +38,8 @@ export interface AppDeps extends AppInput {
   inflight: Inflight;
   promptGuard: (state: RequestState, model: string, turns: ChatTurn[]) => ChatTurn[];
   responseFilter: (state: RequestState) => TextFilter;
+  /** Token counts are final: charge them to the key's limits now. */
+  settle: (state: RequestState) => void;
   finish: (state: RequestState) => void;
 }
 
@@ -49,6 +51,7 @@ export function createApp(input: AppInput) {
     inflight: new Inflight(),
     promptGuard: (state, model, turns) => guards.prompt(state, model, turns),
     responseFilter: (state) => guards.responseFilter(state),
+    settle: (state) => guards.settle(state),
     finish: (state) => {
       if (state.finished) return;
       state.finished = true;
@@ -91,6 +94,8 @@ export function createApp(input: AppInput) {
       await guards.beforeHandle(request, state);
       Object.assign(set.headers, state.headers);
     })
+    // Headers decided inside a handler (prompt flags) reach the response too.
+    .onAfterHandle({ as: "global" }, ({ request, set }) => { Object.assign(set.headers, stateOf(request).headers); })
     // 4. The one error mapper.
     .onError({ as: "global" }, ({ code, error, request }) => {
       const state = stateOf(request);

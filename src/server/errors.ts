@@ -27,6 +27,9 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
 /** Maps anything thrown to an AppError; logs the unexpected ones with their stack, server-side only. */
 export function toAppError(code: string | number, error: unknown, requestId: string, log: Logger): AppError {
   if (error instanceof AppError) return error;
+  // Elysia wraps whatever a parser throws (our size and JSON errors included) in its ParseError.
+  const cause = (error as { cause?: unknown })?.cause;
+  if (cause instanceof AppError) return cause;
   switch (code) {
     case "VALIDATION": return fromValidation(error as never);
     case "PARSE": return new AppError("We could not parse the JSON body of your request. Send valid JSON with Content-Type: application/json.",

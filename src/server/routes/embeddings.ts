@@ -19,6 +19,7 @@ export const embeddingRoutes = (deps: AppDeps) =>
       const result = await deps.engine.embed(info.id, inputs.map((t) => t.content), flight.signal);
       state.promptTokens = result.promptTokens;
       state.completionTokens = 0;
+      deps.settle(state);
       return embeddingList(info.id, result, body.encoding_format === "base64");
     } catch (e) {
       throw flight.signal.aborted ? new CancelledError() : e;

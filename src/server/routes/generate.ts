@@ -31,6 +31,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
   const filter = deps.responseFilter(state);
   const record = (g: Pick<Generation, "promptTokens" | "completionTokens">) => {
     state.promptTokens = g.promptTokens; state.completionTokens = g.completionTokens;
+    deps.settle(state);
   };
 
   if (!plan.stream) {

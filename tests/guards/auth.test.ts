@@ -1,0 +1,94 @@
+/** Deny by default: the whole route table, path spellings, keys, scopes, revocation without restart. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import { normalizePath } from "../../src/guards/auth";
+import { KeyStore, checkKeysFileMode, keysFilePath } from "../../src/guards/keys";
+import { makeApp, req, tmpDir } from "../helpers";
+
+let ctx: Awaited<ReturnType<typeof makeApp>>;
+beforeAll(async () => {
+  ctx = await makeApp({ config: { rateLimit: { authFailuresPerMinute: 1000 } }, keys: [{ name: "full", scopes: ["chat", "completions", "embeddings", "models", "admin"] }, { name: "embed-only", scopes: ["embeddings"] }] });
+});
+afterAll(() => ctx.engine.dispose());
+
+describe("route table", () => {
+  test("every route but GET /health answers 401 without a key", async () => {
+    const routes = ctx.app.routes.map((r) => ({ method: r.method, path: r.path.replace(/:(\w+)/g, "x") }));
+    expect(routes.length).toBeGreaterThan(8);
+    for (const r of routes) {
+      const res = await ctx.app.handle(req(r.path, { method: r.method, ...(r.method === "POST" ? { json: {} } : {}) }));
+      if (r.method === "GET" && r.path === "/health") expect(res.status).toBe(200);
+      else {
+        expect({ route: `${r.method} ${r.path}`, status: res.status }).toEqual({ route: `${r.method} ${r.path}`, status: 401 });
+        expect(((await res.json()) as any).error.type).toBe("authentication_error");
+      }
+    }
+  });
+  test("odd spellings of routes are not public", async () => {
+    for (const p of ["/v1//models", "/v1/models/", "/V1/MODELS", "/%76%31/models", "/health/../v1/models", "/swagger/", "//swagger//json", "/metrics"]) {
+      const res = await ctx.app.handle(req(p));
+      expect({ p, status: res.status }).toEqual({ p, status: 401 });
+    }
+  });
+  test("normalisation", () => {
+    expect(normalizePath("/%2576%2531//Models/")).toBe("/v1/models");
+    expect(normalizePath("/v1/../health")).toBe("/health");
+  });
+});
+
+describe("keys", () => {
+  test("Bearer and x-api-key both work; a wrong secret for a real id does not", async () => {
+    const key = ctx.keys[0]!;
+    expect((await ctx.app.handle(req("/v1/models", { key }))).status).toBe(200);
+    expect((await ctx.app.handle(req("/v1/models", { headers: { "x-api-key": key } }))).status).toBe(200);
+    const forged = key.slice(0, -4) + (key.endsWith("AAAA") ? "BBBB" : "AAAA");
+    expect((await ctx.app.handle(req("/v1/models", { key: forged }))).status).toBe(401);
+  });
+  test("scopes: an embeddings-only key cannot chat", async () => {
+    const res = await ctx.app.handle(req("/v1/chat/completions", { key: ctx.keys[1]!, json: { model: "tiny", messages: [{ role: "user", content: "x" }] } }));
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as any).error.code).toBe("insufficient_scope");
+  });
+  test("revocation and new keys take effect without a restart", async () => {
+    const other = new KeyStore(keysFilePath(ctx.stateDir)); // as the CLI would, from another process
+    const { key } = other.create({ name: "late" });
+    expect((await ctx.app.handle(req("/v1/models", { key }))).status).toBe(200);
+    other.revoke("late");
+    expect((await ctx.app.handle(req("/v1/models", { key }))).status).toBe(401);
+  });
+  test("rotation keeps the old secret only for the grace period", () => {
+    let now = 1_000_000;
+    const store = new KeyStore(keysFilePath(tmpDir()), () => now);
+    const { key: old } = store.create({ name: "r" });
+    const { key: fresh } = store.rotate("r", 60_000);
+    expect(store.verify(old)?.name).toBe("r");
+    expect(store.verify(fresh)?.name).toBe("r");
+    now += 60_001;
+    expect(store.verify(old)).toBeUndefined();
+    expect(store.verify(fresh)?.name).toBe("r");
+  });
+  test("expired keys are refused", () => {
+    let now = Date.parse("2030-01-01T00:00:00Z");
+    const store = new KeyStore(keysFilePath(tmpDir()), () => now);
+    const { key } = store.create({ name: "e", expiresAt: new Date(now + 1000) });
+    expect(store.verify(key)).toBeDefined();
+    now += 1001;
+    expect(store.verify(key)).toBeUndefined();
+  });
+  test("the file holds no secret, is 0600, and a group-readable file is refused with the chmod to run", () => {
+    const dir = tmpDir();
+    const store = new KeyStore(keysFilePath(dir));
+    const { key } = store.create({ name: "k" });
+    const text = fs.readFileSync(store.file, "utf8");
+    expect(text).not.toContain(key.split("_")[2]!);
+    expect(fs.statSync(store.file).mode & 0o777).toBe(0o600);
+    fs.chmodSync(store.file, 0o640);
+    expect(() => checkKeysFileMode(store.file)).toThrow(/chmod 600/);
+  });
+  test("repeated failed auth from one address is throttled", async () => {
+    const local = await makeApp({ engine: ctx.engine, config: { rateLimit: { authFailuresPerMinute: 3 } } });
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push((await local.app.handle(req("/v1/models", { key: "apk_nope" }))).status);
+    expect(statuses).toEqual([401, 401, 401, 429, 429]);
+  });
+});

@@ -1,0 +1,124 @@
+/** Rate limits (injected clock, no sleeping), request signing, body limits, host and CORS checks. */
+import { describe, expect, test } from "bun:test";
+import crypto from "node:crypto";
+import { sign } from "../../src/guards/signature";
+import { Bucket, duration } from "../../src/guards/rate-limit";
+import { makeApp, makeEngine, req } from "../helpers";
+
+const engine = await makeEngine();
+
+describe("token buckets", () => {
+  test("refill with the clock", () => {
+    const b = new Bucket(60, 2, 0);
+    expect(b.take(0)).toBe(true);
+    expect(b.take(0)).toBe(true);
+    expect(b.take(0)).toBe(false);
+    expect(b.msUntil(0)).toBe(1000);
+    expect(b.take(1000)).toBe(true);
+    expect(duration(1500)).toBe("2s");
+    expect(duration(20)).toBe("20ms");
+  });
+});
+
+describe("rate limiting through the app", () => {
+  test("requests per minute: 429 with Retry-After and x-ratelimit headers; refills with the clock", async () => {
+    let now = 1_000_000;
+    const ctx = await makeApp({ engine, clock: () => now, keys: [{ name: "slow", rpm: 2 }] });
+    const get = () => ctx.app.handle(req("/v1/models", { key: ctx.key }));
+    const a = await get();
+    expect(a.status).toBe(200);
+    expect(a.headers.get("x-ratelimit-limit-requests")).toBe("2");
+    expect(a.headers.get("x-ratelimit-remaining-requests")).toBe("1");
+    expect((await get()).status).toBe(200);
+    const refused = await get();
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("retry-after")).toBe("30");
+    expect(((await refused.json()) as any).error.type).toBe("rate_limit_error");
+    now += 30_000;
+    expect((await get()).status).toBe(200);
+  });
+
+  test("tokens per minute are charged after the fact", async () => {
+    let now = 5_000_000;
+    const ctx = await makeApp({ engine, clock: () => now, keys: [{ name: "t", tpm: 30 }] });
+    const chat = () => ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 20 } }));
+    const first = await chat();
+    expect(first.status).toBe(200);
+    const used = ((await first.json()) as any).usage.total_tokens;
+    expect(used).toBeGreaterThan(30); // over budget after the fact
+    const second = await chat();
+    expect(second.status).toBe(429);
+    expect(second.headers.get("x-ratelimit-remaining-tokens")).toBe("0");
+    now += 120_000;
+    expect((await chat()).status).toBe(200);
+  });
+
+  test("per-key concurrent generations", async () => {
+    const ctx = await makeApp({ engine, keys: [{ name: "c", maxConcurrent: 1 }] });
+    const body = { model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 400, stream: true };
+    const first = await ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: body }));
+    expect(first.status).toBe(200);
+    const second = await ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: body }));
+    expect(second.status).toBe(429);
+    await first.body!.cancel();
+  });
+});
+
+describe("request signing", () => {
+  const body = JSON.stringify({ model: "tiny", input: "hello" });
+  const signed = async (ctx: Awaited<ReturnType<typeof makeApp>>, ts: number, tamper = (s: string) => s) => {
+    const signingKey = crypto.createHash("sha256").update(ctx.key).digest("hex");
+    const sig = tamper(sign(signingKey, "POST", "/v1/embeddings", String(ts), body));
+    return ctx.app.handle(req("/v1/embeddings", { key: ctx.key, body, headers: { "content-type": "application/json", "x-appliance-timestamp": String(ts), "x-appliance-signature": sig } }));
+  };
+  test("valid signature passes; replay, skew, tampering and absence are refused", async () => {
+    const now = Date.parse("2030-01-01T00:00:00Z");
+    const ctx = await makeApp({ engine, clock: () => now, keys: [{ name: "s", requireSignature: true }] });
+    const ts = now / 1000;
+    expect((await signed(ctx, ts)).status).toBe(200);
+    const replay = await signed(ctx, ts);
+    expect(replay.status).toBe(401);
+    expect(((await replay.json()) as any).error.message).toMatch(/Replayed/);
+    expect((await signed(ctx, ts - 301)).status).toBe(401);
+    expect((await signed(ctx, ts + 1, (s) => (s[0] === "a" ? "b" : "a") + s.slice(1))).status).toBe(401);
+    const unsigned = await ctx.app.handle(req("/v1/embeddings", { key: ctx.key, body, headers: { "content-type": "application/json" } }));
+    expect(unsigned.status).toBe(401);
+    expect(((await unsigned.json()) as any).error.code).toBe("invalid_signature");
+  });
+});
+
+describe("body, host and CORS", () => {
+  test("oversized body → 413, declared or not", async () => {
+    const ctx = await makeApp({ engine, config: { maxBodyBytes: 1000 } });
+    const big = JSON.stringify({ model: "tiny", input: "x".repeat(2000) });
+    const declared = await ctx.app.handle(req("/v1/embeddings", { key: ctx.key, body: big, headers: { "content-type": "application/json", "content-length": String(big.length) } }));
+    expect(declared.status).toBe(413);
+    const chunked = await ctx.app.handle(new Request("http://localhost/v1/embeddings", { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" },
+      body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode(big)); c.close(); } }) }));
+    expect(chunked.status).toBe(413);
+  });
+  test("foreign Host header is refused (DNS rebinding)", async () => {
+    const ctx = await makeApp({ engine });
+    const res = await ctx.app.handle(new Request("http://evil.example/health"));
+    expect(res.status).toBe(421);
+    expect((await ctx.app.handle(new Request("http://localhost:8000/health"))).status).toBe(200);
+  });
+  test("CORS: no headers unless the origin is configured", async () => {
+    const ctx = await makeApp({ engine, config: { corsOrigins: ["http://app.example"] } });
+    const denied = await ctx.app.handle(req("/v1/models", { key: ctx.key, headers: { origin: "http://other.example" } }));
+    expect(denied.headers.get("access-control-allow-origin")).toBeNull();
+    const allowed = await ctx.app.handle(req("/v1/models", { key: ctx.key, headers: { origin: "http://app.example" } }));
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("http://app.example");
+  });
+  test("every response carries an unguessable x-request-id; errors carry nothing internal", async () => {
+    const ctx = await makeApp({ engine });
+    const ids = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const r = await ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: "tiny", messages: "nope" } }));
+      expect(r.status).toBe(400);
+      ids.add(r.headers.get("x-request-id")!);
+      expect(await r.text()).not.toMatch(/node_modules|\/work\/|at \w+ \(/);
+    }
+    expect(ids.size).toBe(20);
+  });
+});
