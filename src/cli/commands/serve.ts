@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Config } from "../../config/schema";
+import { ConfigError } from "../../config/load";
 import { candidateGpu, preflightGpu } from "../../engine/gpu";
 import { LlamaEngine } from "../../engine/llama";
 import { prepareNative } from "../../engine/native";
@@ -22,7 +23,7 @@ export const effectiveThreads = (config: Pick<Config, "threads">) => config.thre
 /** Everything the server needs, built from one config; shared by serve and the tests of the binary path. */
 export async function startServer(config: Readonly<Config>, log: Logger) {
   if (!isLoopback(config.host) && !(config.allowPublicBind && config.auth)) {
-    throw new StartError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
+    throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
   }
   fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const keys = config.auth ? new KeyStore(keysFilePath(config.stateDir)) : undefined;
@@ -65,6 +66,7 @@ export const serve: Command = {
     try {
       started = await startServer(config, log);
     } catch (e) {
+      if (e instanceof ConfigError) throw e; // exit 2
       log.error({ err: { name: (e as Error).name, message: (e as Error).message } }, "cannot start");
       console.error(`appliance: ${(e as Error).message}`);
       return EXIT.FAIL;

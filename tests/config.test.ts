@@ -1,0 +1,56 @@
+/** One schema: defaults < file < env < flags; errors name the field and exit 2. */
+import { describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { ConfigError, DEFAULTS, envLayer, loadConfig, redactConfig } from "../src/config/load";
+import { main } from "../src/main";
+import { tmpDir } from "./helpers";
+
+describe("config", () => {
+  test("safe defaults", () => {
+    expect(DEFAULTS.host).toBe("127.0.0.1");
+    expect(DEFAULTS.port).toBe(8000);
+    expect(DEFAULTS.auth).toBe(true);
+    expect(DEFAULTS.allowUnverified).toBe(false);
+    expect(DEFAULTS.logPrompts).toBe(false);
+    expect(DEFAULTS.corsOrigins).toEqual([]);
+  });
+  test("file < env < flags", () => {
+    const file = path.join(tmpDir(), "c.json");
+    fs.writeFileSync(file, JSON.stringify({ port: 1111, threads: 3, rateLimit: { rpm: 5 } }));
+    const env = { APPLIANCE_PORT: "2222", APPLIANCE_RATE_LIMIT__TPM: "77", APPLIANCE_MODEL: "a.gguf,b.gguf" };
+    const c = loadConfig({ file, env, flags: { threads: 4 } });
+    expect(c.port).toBe(2222);
+    expect(c.threads).toBe(4);
+    expect(c.rateLimit).toMatchObject({ rpm: 5, tpm: 77 });
+    expect(c.model).toEqual(["a.gguf", "b.gguf"]);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+  test("TOML files work too", () => {
+    const file = path.join(tmpDir(), "c.toml");
+    fs.writeFileSync(file, "port = 3333\n[responseScan]\npii = true\n");
+    const c = loadConfig({ file, env: {} });
+    expect(c.port).toBe(3333);
+    expect(c.responseScan.pii).toBe(true);
+  });
+  test("errors name the field", () => {
+    expect(() => loadConfig({ env: { APPLIANCE_PORT: "http" } })).toThrow(/port/);
+    expect(() => loadConfig({ env: {}, flags: { parallel: 0 } })).toThrow(/parallel/);
+    expect(() => loadConfig({ env: { APPLIANCE_RATE_LIMIT__RPM: "-1" } })).toThrow(/rateLimit\.rpm/);
+    const file = path.join(tmpDir(), "bad.json");
+    fs.writeFileSync(file, JSON.stringify({ prot: 1 }));
+    expect(() => loadConfig({ file, env: {} })).toThrow(ConfigError);
+    expect(envLayer({ APPLIANCE_LOG_PROMPTS: "true" })).toEqual({ logPrompts: true });
+  });
+  test("CLI: invalid config exits 2; validate and print work; secrets are redacted", async () => {
+    expect(await main(["serve", "--ctx-size", "zero"])).toBe(2);
+    expect(await main(["serve", "--bogus"])).toBe(2);
+    const good = path.join(tmpDir(), "good.json");
+    fs.writeFileSync(good, JSON.stringify({ port: 9000 }));
+    expect(await main(["config", "validate", good])).toBe(0);
+    fs.writeFileSync(good, JSON.stringify({ port: "x" }));
+    expect(await main(["config", "validate", good])).toBe(2);
+    expect(redactConfig({ ...DEFAULTS, apiSecret: "s3cret" } as never)).toMatchObject({ apiSecret: "[redacted]" });
+    expect(await main(["nope"])).toBe(2);
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * The real compiled binary, copied ALONE into an empty directory (no
+ * node_modules anywhere near it), set up with its own CLI, serving the openai
+ * SDK, and shutting down cleanly on SIGTERM.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import OpenAI from "openai";
+import { build } from "../../scripts/build";
+import { tinyModel, tmpDir } from "../helpers";
+
+const repoBinary = path.join(import.meta.dir, "..", "..", "dist", "appliance");
+let dir: string, bin: string, stateDir: string;
+let server: ReturnType<typeof Bun.spawn> | undefined;
+
+function run(args: string[]) {
+  const r = Bun.spawnSync([bin, ...args], { cwd: dir, env: { PATH: "/usr/bin:/bin", HOME: dir } });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+
+beforeAll(async () => {
+  // Always the binary of the sources under test (a build takes seconds); APPLIANCE_BINARY tests a given one instead.
+  const source = process.env.APPLIANCE_BINARY ?? await build("linux-x64", repoBinary);
+  dir = tmpDir("appliance-bin-");
+  bin = path.join(dir, "appliance");
+  fs.copyFileSync(source, bin);
+  fs.chmodSync(bin, 0o755);
+  stateDir = path.join(dir, "state");
+});
+afterAll(() => { server?.kill("SIGKILL"); });
+
+test("--version names app, commit, bun and llama.cpp", () => {
+  const r = run(["--version"]);
+  expect(r.code).toBe(0);
+  expect(r.out).toMatch(/^appliance \d+\.\d+\.\d+ \(commit \w+/);
+  expect(r.out).toMatch(/bun \d+\.\d+/);
+  expect(r.out).toMatch(/llama\.cpp \S+/);
+});
+
+test("bad config exits 2 naming the field", () => {
+  const r = run(["serve", "--port", "99999", "--state-dir", stateDir]);
+  expect(r.code).toBe(2);
+  expect(r.err).toContain("port");
+});
+
+test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM", async () => {
+  const model = path.join(dir, "tiny.gguf");
+  fs.copyFileSync(await tinyModel(), model);
+  expect(run(["models", "add", model, "--state-dir", stateDir]).code).toBe(0);
+  const created = run(["keys", "create", "--name", "e2e", "--state-dir", stateDir]);
+  expect(created.code).toBe(0);
+  const key = created.out.trim();
+
+  server = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
+  const reader = server.stdout.getReader();
+  let buffered = "", port = 0;
+  while (!port) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`server exited before listening: ${buffered}${await new Response(server.stderr).text()}`);
+    buffered += new TextDecoder().decode(value);
+    const m = /"msg":"listening"/.test(buffered) && /"port":(\d+)/.exec(buffered);
+    if (m) port = Number(m[1]);
+  }
+  expect(buffered).toContain("native libraries verified");
+  // Keep draining stdout so the server never blocks on a full pipe.
+  void (async () => { while (!(await reader.read()).done); })();
+
+  const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
+  const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8 });
+  expect(r.choices[0]!.message.content!.length).toBeGreaterThan(0);
+  const stream = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8, stream: true });
+  let chunks = 0;
+  for await (const _ of stream) chunks++;
+  expect(chunks).toBeGreaterThan(2);
+
+  // The unpacked native libraries are private to this user.
+  const nativeDir = path.join(stateDir, "native");
+  expect(fs.statSync(nativeDir).mode & 0o077).toBe(0);
+
+  server.kill("SIGTERM");
+  expect(await server.exited).toBe(0);
+  server = undefined;
+});
+
+test("a tampered unpacked library is replaced from the binary before it is loaded", async () => {
+  const versionDir = fs.readdirSync(path.join(stateDir, "native"))[0]!;
+  const libDir = path.join(stateDir, "native", versionDir, "linux-x64");
+  const lib = path.join(libDir, "libggml-base.so");
+  const original = fs.readFileSync(lib);
+  fs.chmodSync(lib, 0o600);
+  fs.writeFileSync(lib, Buffer.concat([original, Buffer.from("evil")]));
+  const s = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
+  const reader = s.stdout.getReader();
+  let out = "";
+  while (!out.includes('"msg":"listening"')) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  s.kill("SIGTERM");
+  await s.exited;
+  expect(out).toContain('"msg":"listening"');
+  expect(fs.readFileSync(lib).equals(original)).toBe(true);
+});
+
+test("a non-loopback bind is refused without --allow-public-bind (exit 2)", () => {
+  const r = run(["serve", "--state-dir", stateDir, "--port", "0", "--host", "0.0.0.0"]);
+  expect(r.code).toBe(2);
+  expect(r.err).toContain("--allow-public-bind");
+});
