@@ -54,3 +54,9 @@ describe("config", () => {
     expect(await main(["nope"])).toBe(2);
   });
 });
+
+test("README configuration table matches the schema", () => {
+  const r = Bun.spawnSync([process.execPath, "scripts/gen-config-doc.ts", "--check"], { cwd: `${import.meta.dir}/..` });
+  expect(r.stderr.toString()).toBe("");
+  expect(r.exitCode).toBe(0);
+});

@@ -19,7 +19,8 @@ import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
 import { docsRoutes } from "./routes/docs";
 import { embeddingRoutes } from "./routes/embeddings";
-import { healthRoutes } from "./routes/health";
+import { healthRoutes, metricsRoutes } from "./routes/health";
+import { Metrics } from "./metrics";
 import { modelRoutes } from "./routes/models";
 
 export interface AppInput {
@@ -36,6 +37,7 @@ export interface AppInput {
 export interface AppDeps extends AppInput {
   clock: () => number;
   inflight: Inflight;
+  metrics: Metrics;
   promptGuard: (state: RequestState, model: string, turns: ChatTurn[]) => ChatTurn[];
   responseFilter: (state: RequestState) => TextFilter;
   /** Token counts are final: charge them to the key's limits now. */
@@ -49,6 +51,7 @@ export function createApp(input: AppInput) {
     ...input,
     clock: input.clock ?? Date.now,
     inflight: new Inflight(),
+    metrics: new Metrics(),
     promptGuard: (state, model, turns) => guards.prompt(state, model, turns),
     responseFilter: (state) => guards.responseFilter(state),
     settle: (state) => guards.settle(state),
@@ -56,6 +59,7 @@ export function createApp(input: AppInput) {
       if (state.finished) return;
       state.finished = true;
       guards.onFinish(state);
+      deps.metrics.record(state);
       const ms = Math.round((performance.now() - state.start) * 10) / 10;
       log.info({
         reqId: state.id, route: state.route, status: state.status, keyName: state.keyName, model: state.model,
@@ -113,6 +117,7 @@ export function createApp(input: AppInput) {
     })
     // 5. The API.
     .use(healthRoutes(deps))
+    .use(metricsRoutes(deps))
     .use(modelRoutes(deps))
     .use(chatRoutes(deps))
     .use(completionRoutes(deps))

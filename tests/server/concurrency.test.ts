@@ -61,7 +61,10 @@ describe("over HTTP with one sequence", () => {
       if (!next) await Bun.sleep(5);
     }
     expect(next?.choices[0]!.message.content).toBeDefined();
-    const aborted = lines.find((l) => l.msg === "request" && l.status === 499);
+    // The aborted request's log line is written when its stream is torn down; wait for it (bounded).
+    const find = () => lines.find((l) => l.msg === "request" && l.status === 499);
+    for (let i = 0; i < 500 && !find(); i++) await Bun.sleep(10);
+    const aborted = find();
     expect(aborted).toBeDefined();
     expect(aborted!.completionTokens).toBeGreaterThan(0);
     expect(aborted!.completionTokens).toBeLessThan(1800);

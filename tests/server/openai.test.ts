@@ -184,3 +184,11 @@ describe("operations routes", () => {
     expect(JSON.stringify(body)).toContain("messages");
   });
 });
+
+test("/metrics needs the admin scope and counts requests", async () => {
+  const r = await fetch(`${baseURL}/metrics`, { headers: { authorization: `Bearer ${ctx.key}` } });
+  expect(r.status).toBe(200);
+  const text = await r.text();
+  expect(text).toMatch(/appliance_requests_total\{method="POST",route="\/v1\/chat\/completions",status="200"\} \d+/);
+  expect(text).toContain("appliance_generations_active 0");
+});

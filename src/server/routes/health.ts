@@ -10,3 +10,9 @@ export const healthRoutes = (deps: AppDeps) =>
       if (!deps.engine.ready()) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
       return { status: "ready", models: deps.engine.models().map((m) => m.id), backend: deps.engine.backend, ...deps.engine.load() };
     }, { detail: { summary: "Readiness: a model is loaded", tags: ["Operations"] } });
+
+/** GET /metrics (admin scope) */
+export const metricsRoutes = (deps: AppDeps) =>
+  new Elysia({ name: "routes.metrics" }).get("/metrics", () => new Response(deps.metrics.render(deps.engine), {
+    headers: { "content-type": "text/plain; version=0.0.4" },
+  }), { detail: { summary: "Prometheus metrics (admin scope)", tags: ["Operations"] } });

@@ -1,0 +1,52 @@
+#!/usr/bin/env bun
+/**
+ * bun run demo — builds the binary, makes the built-in tiny demo model,
+ * registers it in the checksum manifest, issues a demo API key, prints how to
+ * call the server, and runs it in the foreground on 127.0.0.1:8000.
+ * Everything lives under .demo/ (git-ignored). Ctrl-C stops it.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { build } from "./build";
+import { makeTinyModel } from "../src/engine/tiny-model";
+
+const root = path.resolve(import.meta.dir, "..");
+const demo = path.join(root, ".demo");
+const stateDir = path.join(demo, "state");
+const port = process.env.PORT ?? "8000";
+fs.mkdirSync(demo, { recursive: true, mode: 0o700 });
+
+const bin = await build("linux-x64", path.join(root, "dist", "appliance")).catch(async (e) => {
+  console.error(`build failed (${(e as Error).message}); running from source instead`);
+  return undefined;
+});
+const cmd = bin && process.platform === "linux" && process.arch === "x64" ? [bin] : [process.execPath, path.join(root, "src", "main.ts")];
+const run = (args: string[]) => {
+  const r = Bun.spawnSync([...cmd, ...args], { stderr: "inherit" });
+  if (r.exitCode !== 0) process.exit(r.exitCode ?? 1);
+  return r.stdout.toString().trim();
+};
+
+const model = path.join(demo, "demo.gguf");
+if (!fs.existsSync(model)) await makeTinyModel(model, { layers: 2, embd: 64, heads: 4, ff: 128, ctx: 2048 });
+run(["models", "add", model, "--state-dir", stateDir]);
+const hasKey = run(["keys", "list", "--json", "--state-dir", stateDir]).includes('"name": "demo"');
+const key = run(["keys", hasKey ? "rotate" : "create", ...(hasKey ? ["demo"] : ["--name", "demo"]), "--state-dir", stateDir]);
+
+console.log(`
+appliance demo — a tiny random-weight model (its output is gibberish; the code paths are real)
+
+  API key (shown once):  ${key}
+  Base URL:              http://127.0.0.1:${port}/v1
+  Docs:                  http://127.0.0.1:${port}/swagger  (send the key)
+
+  curl http://127.0.0.1:${port}/v1/chat/completions \\
+    -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" \\
+    -d '{"model":"demo","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'
+
+  node -e 'const OpenAI=require("openai");new OpenAI({apiKey:"${key}",baseURL:"http://127.0.0.1:${port}/v1"})
+    .chat.completions.create({model:"demo",messages:[{role:"user",content:"Hi"}]}).then(r=>console.log(r.choices[0].message))'
+`);
+const server = Bun.spawn([...cmd, "serve", "--state-dir", stateDir, "--port", port], { stdout: "inherit", stderr: "inherit" });
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => server.kill(sig));
+process.exit(await server.exited);

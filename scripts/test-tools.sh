@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The system tools the tests run for real: systemd-analyze (unit verification and
+# the security score) and apparmor_parser (profile syntax). Installs them from
+# Debian's packages when missing and we are root; otherwise says what to install.
+set -euo pipefail
+missing=()
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v apparmor_parser >/dev/null 2>&1 || missing+=(apparmor)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing test tools: ${missing[*]}" >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "the tests need: ${missing[*]} (Debian: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
