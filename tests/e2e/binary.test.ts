@@ -52,12 +52,13 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
   expect(created.code).toBe(0);
   const key = created.out.trim();
 
-  server = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
-  const reader = server.stdout.getReader();
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
+  server = proc;
+  const reader = proc.stdout.getReader();
   let buffered = "", port = 0;
   while (!port) {
     const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${buffered}${await new Response(server.stderr).text()}`);
+    if (done) throw new Error(`server exited before listening: ${buffered}${await new Response(proc.stderr).text()}`);
     buffered += new TextDecoder().decode(value);
     const m = /"msg":"listening"/.test(buffered) && /"port":(\d+)/.exec(buffered);
     if (m) port = Number(m[1]);
@@ -78,8 +79,8 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
   const nativeDir = path.join(stateDir, "native");
   expect(fs.statSync(nativeDir).mode & 0o077).toBe(0);
 
-  server.kill("SIGTERM");
-  expect(await server.exited).toBe(0);
+  proc.kill("SIGTERM");
+  expect(await proc.exited).toBe(0);
   server = undefined;
 });
 
