@@ -7,8 +7,13 @@ import { keys } from "./commands/keys";
 import { models } from "./commands/models";
 import { serve } from "./commands/serve";
 import { version } from "./commands/version";
+import { doctor } from "./commands/doctor";
+import { installCmd, rollbackCmd, statusCmd, uninstallCmd, updateCmd } from "./commands/service";
+import { verify } from "./commands/verify";
 
-export const COMMANDS: Command[] = [serve, models, keys, audit, config, version, gpuPreflight];
+export const COMMANDS: Command[] = [
+  serve, installCmd, uninstallCmd, statusCmd, verify, doctor, models, keys, audit, config, updateCmd, rollbackCmd, version, gpuPreflight,
+];
 
 export function helpText(): string {
   const rows = COMMANDS.filter((c) => !c.hidden).map((c) => `  ${c.name.padEnd(12)} ${c.summary}`);

@@ -1,0 +1,108 @@
+/** appliance install | uninstall | status | update | rollback — the service lifecycle. */
+import fs from "node:fs";
+import path from "node:path";
+import { DEFAULTS, parseConfig } from "../../config/load";
+import { selfCommand } from "../../engine/gpu";
+import { install, waitHealthy } from "../../service/installer";
+import { detectPlatform, layout, type Platform } from "../../service/layout";
+import { PF_ANCHOR, pfRules, realRunner, uninstallPaths, uninstallSteps } from "../../service/platform";
+import { rollback, update } from "../../service/update";
+import { EXIT, flagsToConfig, parseOwn, configFlagOptions, UsageError, type Command } from "../command";
+
+const common = { root: { type: "string" }, platform: { type: "string" }, "dry-run": { type: "boolean" } } as const;
+
+function target(values: Record<string, unknown>) {
+  const platform = (values.platform as Platform | undefined) ?? detectPlatform();
+  if (platform !== "systemd" && platform !== "launchd") throw new UsageError("--platform is systemd or launchd");
+  const root = path.resolve((values.root as string | undefined) ?? "/");
+  if (root === "/" && process.getuid?.() !== 0 && !values["dry-run"]) throw new UsageError("installing into the system needs root (sudo), or use --root DIR / --dry-run");
+  return layout(platform, root);
+}
+
+const out = (s: string) => console.log(s);
+
+export const installCmd: Command = {
+  name: "install",
+  summary: "Install as a hardened systemd/launchd service under its own account",
+  usage: "appliance install [--platform systemd|launchd] [--root DIR] [--dry-run] [--binary FILE] [--model FILE]... [--port N] [--firewall]",
+  async run(argv) {
+    const { values } = parseOwn(argv, { ...configFlagOptions(), ...common, binary: { type: "string" }, firewall: { type: "boolean" } });
+    const l = target(values);
+    const config = parseConfig({ ...DEFAULTS, ...flagsToConfig(values), stateDir: DEFAULTS.stateDir });
+    const self = selfCommand();
+    const binary = (values.binary as string | undefined) ?? (self.length === 1 ? self[0]! : undefined);
+    if (!binary) throw new UsageError("running from source: pass --binary dist/appliance (build it with bun run build)");
+    const r = await install({ layout: l, config, binary, models: config.model, firewall: !!values.firewall, dryRun: !!values["dry-run"], out, run: realRunner });
+    if (l.platform === "launchd" && !values.firewall) out(`egress lock (not applied; use --firewall to install it as pf anchor ${PF_ANCHOR}):\n${pfRules(l.account)}`);
+    if (r.key) out(`\nFirst API key (admin scope). It is shown once and stored only as a hash:\n${r.key}\n`);
+    if (!r.changed) { out("nothing to change: the installation is up to date"); return EXIT.OK; }
+    if (values["dry-run"]) { out("dry run: nothing was changed"); return EXIT.OK; }
+    if (r.healthy === false) { out(`install failed: ${r.reason}`); return EXIT.FAIL; }
+    out(r.healthy ? `installed and running: http://${config.host}:${config.port}/health answers` : `installed under ${l.root}`);
+    return EXIT.OK;
+  },
+};
+
+export const uninstallCmd: Command = {
+  name: "uninstall",
+  summary: "Stop and remove the service (keeps models, keys and logs unless --purge)",
+  usage: "appliance uninstall [--purge] [--root DIR] [--platform systemd|launchd] [--dry-run]",
+  async run(argv) {
+    const { values } = parseOwn(argv, { ...common, purge: { type: "boolean" } });
+    const l = target(values);
+    const dry = !!values["dry-run"];
+    if (l.root === "/") for (const s of uninstallSteps(l, !!values.purge)) {
+      out(`${dry ? "would run" : "run"}: ${s.argv.join(" ")}   # ${s.why}`);
+      if (!dry) realRunner(s.argv);
+    }
+    for (const p of uninstallPaths(l, !!values.purge)) {
+      if (!fs.existsSync(p)) continue;
+      out(`${dry ? "would remove" : "remove"} ${p}`);
+      if (!dry) fs.rmSync(p, { recursive: true, force: true });
+    }
+    if (l.root === "/" && l.platform === "systemd" && !dry) realRunner(["systemctl", "daemon-reload"]);
+    if (!values.purge) out(`kept ${l.stateDir} (models, keys, audit log), ${l.logDir} and ${l.configDir}; --purge removes them`);
+    return EXIT.OK;
+  },
+};
+
+export const statusCmd: Command = {
+  name: "status",
+  summary: "Show whether the service is running and healthy",
+  usage: "appliance status [--port N] [--platform systemd|launchd]",
+  async run(argv) {
+    const { values } = parseOwn(argv, { port: { type: "string" }, platform: { type: "string" } });
+    const platform = (values.platform as Platform | undefined) ?? detectPlatform();
+    const l = layout(platform);
+    const installed = fs.existsSync(l.binDigest);
+    const state = platform === "systemd" ? realRunner(["systemctl", "is-active", "appliance.service"]).out.trim()
+      : realRunner(["launchctl", "print", "system/local.appliance.server"]).code === 0 ? "loaded" : "not loaded";
+    const port = Number(values.port ?? DEFAULTS.port);
+    const health = await waitHealthy(`http://127.0.0.1:${port}/health`, 1500);
+    out(`installed: ${installed ? "yes" : "no"}\nservice:   ${state || "unknown"}\nhealth:    ${health.ok ? "ok" : health.reason}`);
+    return health.ok ? EXIT.OK : EXIT.FAIL;
+  },
+};
+
+export const updateCmd: Command = {
+  name: "update",
+  summary: "Swap in a new binary (checksum verified), restart, roll back automatically if unhealthy",
+  usage: "appliance update --binary NEW --sha256 HEX [--root DIR] [--platform systemd|launchd] [--port N]",
+  async run(argv) {
+    const { values } = parseOwn(argv, { root: { type: "string" }, platform: { type: "string" }, binary: { type: "string" }, sha256: { type: "string" }, port: { type: "string" } });
+    const binary = values.binary as string | undefined, sha256 = values.sha256 as string | undefined;
+    if (!binary || !sha256) throw new UsageError("update needs --binary NEW and --sha256 HEX");
+    if (!/^[0-9a-f]{64}$/i.test(sha256)) throw new UsageError("--sha256 must be 64 hex characters");
+    return update({ layout: target(values), binary, sha256, port: Number(values.port ?? DEFAULTS.port), run: realRunner, out });
+  },
+};
+
+export const rollbackCmd: Command = {
+  name: "rollback",
+  summary: "Go back to the binary that the last update replaced",
+  usage: "appliance rollback [--root DIR] [--platform systemd|launchd] [--port N]",
+  async run(argv) {
+    const { values } = parseOwn(argv, { root: { type: "string" }, platform: { type: "string" }, port: { type: "string" } });
+    return rollback({ layout: target(values), port: Number(values.port ?? DEFAULTS.port), run: realRunner, out });
+  },
+};

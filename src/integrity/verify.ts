@@ -1,0 +1,161 @@
+/**
+ * `appliance verify`: the daily integrity check, also run before every service
+ * start. Each check is small and returns ok / fail / unknown (could not tell,
+ * e.g. needs root) / skip (does not apply here).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { Config } from "../config/schema";
+import { ADMIN_GROUPS, NO_LOGIN_SHELLS, readAccount } from "../service/accounts";
+import type { Layout } from "../service/layout";
+import { modelsDirOf, readManifest, sha256File } from "./manifest";
+import type { Check } from "./report";
+
+export interface VerifyContext {
+  config: Readonly<Config>;
+  /** The installed layout, when the appliance is installed (or under install --root). */
+  installed?: Layout;
+  /** The service's environment (inside the service: process.env). */
+  serviceEnv?: Record<string, string | undefined>;
+}
+
+const OFFLINE = { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" };
+const SECRETISH = /(KEY|TOKEN|SECRET|PASSW|CREDENTIAL)/i;
+const mode = (p: string) => fs.statSync(p).mode & 0o777;
+const octal = (m: number) => "0" + m.toString(8);
+
+export async function checkModels(config: Readonly<Config>): Promise<Check> {
+  const dir = modelsDirOf(config);
+  const entries = readManifest(dir);
+  if (!entries.length) return { name: "models", status: "fail", detail: `no models in ${path.join(dir, "CHECKSUMS.sha256")}` };
+  const problems: string[] = [];
+  for (const e of entries) {
+    const file = path.join(dir, e.file);
+    if (!fs.existsSync(file)) { problems.push(`${file} is missing`); continue; }
+    const actual = await sha256File(file);
+    if (actual !== e.sha256) problems.push(`${file}: expected sha256 ${e.sha256}, actual ${actual}`);
+  }
+  const listed = new Set(entries.map((e) => e.file));
+  for (const f of fs.readdirSync(dir)) if (f.endsWith(".gguf") && !listed.has(f)) problems.push(`${path.join(dir, f)} is not in the manifest`);
+  return problems.length ? { name: "models", status: "fail", detail: problems.join("; ") }
+    : { name: "models", status: "ok", detail: `${entries.length} model(s) match ${path.join(dir, "CHECKSUMS.sha256")}` };
+}
+
+export async function checkBinary(l: Layout): Promise<Check> {
+  if (!fs.existsSync(l.binDigest)) return { name: "binary", status: "fail", detail: `no recorded digest at ${l.binDigest}` };
+  const expected = fs.readFileSync(l.binDigest, "utf8").trim().split(/\s+/)[0]!;
+  if (!fs.existsSync(l.bin)) return { name: "binary", status: "fail", detail: `${l.bin} is missing` };
+  const actual = await sha256File(l.bin);
+  return actual === expected ? { name: "binary", status: "ok", detail: `${l.bin} matches the sha256 recorded at install` }
+    : { name: "binary", status: "fail", detail: `${l.bin}: expected sha256 ${expected}, actual ${actual}` };
+}
+
+/** Secret files: keys 0600/0400 owned by the service account (or this user when not installed); config 0640 at most. */
+export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
+  const problems: string[] = [];
+  const unknown: string[] = [];
+  const keys = path.join(config.stateDir, "keys.json");
+  const owner = l ? readAccount(l.account, l.root) : undefined;
+  const expectUid = l ? owner?.uid : process.getuid?.();
+  if (fs.existsSync(keys)) {
+    const m = mode(keys);
+    if (m !== 0o600 && m !== 0o400) problems.push(`${keys} has mode ${octal(m)} (want 0600 or 0400)`);
+    if (expectUid === undefined) unknown.push(`owner of ${keys} (account ${l?.account} unknown here)`);
+    else if (fs.statSync(keys).uid !== expectUid) problems.push(`${keys} is owned by uid ${fs.statSync(keys).uid}, not ${l ? l.account : "this user"}`);
+  }
+  if (l && fs.existsSync(l.configFile)) {
+    const m = mode(l.configFile);
+    if (m & 0o027) problems.push(`${l.configFile} has mode ${octal(m)} (want 0640 at most)`);
+    if (fs.statSync(l.configFile).uid !== 0 && process.getuid?.() === 0) problems.push(`${l.configFile} is not owned by root`);
+  }
+  if (problems.length) return { name: "files", status: "fail", detail: problems.join("; ") };
+  if (unknown.length) return { name: "files", status: "unknown", detail: `modes ok; cannot check ${unknown.join(", ")}` };
+  return { name: "files", status: "ok", detail: "keys and config files have safe modes and owners" };
+}
+
+export function checkDirs(config: Readonly<Config>, l?: Layout): Check {
+  const dirs = [config.stateDir, modelsDirOf(config), ...(l ? [l.logDir, l.configDir] : [])];
+  const bad = dirs.filter((d) => fs.existsSync(d) && mode(d) & 0o022).map((d) => `${d} (${octal(mode(d))})`);
+  return bad.length ? { name: "directories", status: "fail", detail: `writable by group or others: ${bad.join(", ")}` }
+    : { name: "directories", status: "ok", detail: "state, models, logs and config are not writable by others" };
+}
+
+export function checkAccount(l: Layout): Check {
+  const a = readAccount(l.account, l.root);
+  if (a === null) return { name: "account", status: "unknown", detail: `cannot read ${path.join(l.root, "etc/passwd")}` };
+  if (!a) return { name: "account", status: "fail", detail: `service account ${l.account} does not exist` };
+  const problems: string[] = [];
+  if (!NO_LOGIN_SHELLS.includes(a.shell)) problems.push(`login shell ${a.shell || "(none set)"}`);
+  const admin = a.groups.filter((g) => ADMIN_GROUPS.includes(g));
+  if (admin.length) problems.push(`member of ${admin.join(", ")}`);
+  if (a.uid === 0) problems.push("uid 0");
+  return problems.length ? { name: "account", status: "fail", detail: `${l.account}: ${problems.join("; ")}` }
+    : { name: "account", status: "ok", detail: `${l.account} has no login shell and no admin group` };
+}
+
+export function checkListen(config: Readonly<Config>): Check {
+  const loopback = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i.test(config.host);
+  if (loopback) return { name: "listen", status: "ok", detail: `${config.host}:${config.port} (loopback)` };
+  return config.allowPublicBind && config.auth
+    ? { name: "listen", status: "ok", detail: `${config.host} (public bind explicitly allowed, auth on)` }
+    : { name: "listen", status: "fail", detail: `${config.host} is not loopback and public bind is not allowed` };
+}
+
+/** The service's environment: inside the service, process.env; otherwise what the unit/plist sets. */
+export function serviceEnvironment(l: Layout): Record<string, string> | undefined {
+  const env: Record<string, string> = {};
+  const unit = Object.values(l.units)[0]!;
+  if (!fs.existsSync(unit)) return undefined;
+  const text = fs.readFileSync(unit, "utf8");
+  if (l.platform === "systemd") {
+    for (const line of text.split("\n")) {
+      const m = /^Environment=(.*)$/.exec(line.trim());
+      if (m) for (const pair of m[1]!.split(/\s+/)) { const [k, ...v] = pair.split("="); if (k) env[k] = v.join("="); }
+    }
+  } else {
+    const block = /<key>EnvironmentVariables<\/key>\s*<dict>([\s\S]*?)<\/dict>/.exec(text)?.[1] ?? "";
+    for (const m of block.matchAll(/<key>([^<]+)<\/key>\s*<string>([^<]*)<\/string>/g)) env[m[1]!] = m[2]!;
+  }
+  return env;
+}
+
+export function checkEnvironment(env: Record<string, string | undefined> | undefined): Check {
+  if (!env) return { name: "environment", status: "unknown", detail: "service unit not found" };
+  const problems: string[] = [];
+  for (const [k, v] of Object.entries(OFFLINE)) if (env[k] !== v) problems.push(`${k} is not ${v}`);
+  const secrets = Object.keys(env).filter((k) => SECRETISH.test(k) && env[k]);
+  if (secrets.length) problems.push(`secret-looking variables set: ${secrets.join(", ")}`);
+  return problems.length ? { name: "environment", status: "fail", detail: problems.join("; ") }
+    : { name: "environment", status: "ok", detail: "offline variables set, no secrets in the environment" };
+}
+
+export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
+  const { config, installed: l } = ctx;
+  const safe = async (name: string, f: () => Check | Promise<Check>): Promise<Check> => {
+    try { return await f(); } catch (e) { return { name, status: "fail", detail: (e as Error).message }; }
+  };
+  const notInstalled = (name: string): Check => ({ name, status: "skip", detail: "not installed as a service" });
+  return [
+    await safe("models", () => checkModels(config)),
+    l ? await safe("binary", () => checkBinary(l)) : notInstalled("binary"),
+    await safe("files", () => checkFiles(config, l)),
+    await safe("directories", () => checkDirs(config, l)),
+    l ? await safe("account", () => checkAccount(l)) : notInstalled("account"),
+    await safe("listen", () => checkListen(config)),
+    l ? await safe("environment", () => checkEnvironment(ctx.serviceEnv ?? serviceEnvironment(l))) : notInstalled("environment"),
+  ];
+}
+
+/** Failure alert: syslog (local0.alert, Linux and macOS alike) and a line in the log dir. */
+export function alert(checks: Check[], logDir: string | undefined, now = new Date()) {
+  const failed = checks.filter((c) => c.status === "fail");
+  if (!failed.length) return;
+  const msg = `verify failed: ${failed.map((c) => `${c.name}: ${c.detail}`).join(" | ")}`.slice(0, 900);
+  try { Bun.spawnSync(["logger", "-p", "local0.alert", "-t", "appliance", msg], { stdout: "ignore", stderr: "ignore" }); } catch { /* no logger */ }
+  if (logDir) {
+    try {
+      fs.mkdirSync(logDir, { recursive: true, mode: 0o750 });
+      fs.appendFileSync(path.join(logDir, "verify-alerts.log"), JSON.stringify({ ts: now.toISOString(), failed }) + "\n", { mode: 0o640 });
+    } catch { /* the syslog line is the alert of record */ }
+  }
+}

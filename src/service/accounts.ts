@@ -1,0 +1,36 @@
+/** Reading (not changing) the service account: passwd/group files on Linux, dscl on macOS. */
+import fs from "node:fs";
+import path from "node:path";
+
+export interface Account { name: string; uid: number; gid: number; shell: string; groups: string[] }
+
+/** From <root>/etc/passwd and <root>/etc/group; undefined if the files or the account are missing. */
+export function readAccount(name: string, root = "/"): Account | undefined | null {
+  const passwd = path.join(root, "etc/passwd"), group = path.join(root, "etc/group");
+  if (process.platform === "darwin" && root === "/") return readDarwinAccount(name);
+  if (!fs.existsSync(passwd)) return null; // cannot tell
+  const line = fs.readFileSync(passwd, "utf8").split("\n").find((l) => l.split(":")[0] === name);
+  if (!line) return undefined;
+  const [, , uid, gid, , , shell] = line.split(":");
+  const groups = fs.existsSync(group)
+    ? fs.readFileSync(group, "utf8").split("\n").filter((l) => {
+        const [gname, , ggid, members] = l.split(":");
+        return gname && (ggid === gid || (members ?? "").split(",").includes(name));
+      }).map((l) => l.split(":")[0]!)
+    : [];
+  return { name, uid: Number(uid), gid: Number(gid), shell: shell ?? "", groups };
+}
+
+function readDarwinAccount(name: string): Account | undefined {
+  const read = (key: string) => {
+    const r = Bun.spawnSync(["dscl", ".", "-read", `/Users/${name}`, key], { stderr: "ignore" });
+    return r.exitCode === 0 ? r.stdout.toString().split(":").slice(1).join(":").trim() : undefined;
+  };
+  const uid = read("UniqueID");
+  if (uid === undefined) return undefined;
+  const groups = Bun.spawnSync(["id", "-Gn", name], { stderr: "ignore" }).stdout.toString().trim().split(/\s+/).filter(Boolean);
+  return { name, uid: Number(uid), gid: Number(read("PrimaryGroupID") ?? -1), shell: read("UserShell") ?? "", groups };
+}
+
+export const NO_LOGIN_SHELLS = ["/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"];
+export const ADMIN_GROUPS = ["sudo", "admin", "wheel", "root"];

@@ -1,0 +1,199 @@
+/**
+ * `appliance install` as a plan of small steps, then an apply that changes only
+ * what differs (so a second run changes nothing and says so). --dry-run prints
+ * every step and file; --root DIR writes under DIR and skips the account and
+ * the service manager, so tests and packagers can inspect the result.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { Config } from "../config/schema";
+import { KeyStore, keysFilePath } from "../guards/keys";
+import { MANIFEST, readManifest, sha256File } from "../integrity/manifest";
+import { modelId } from "../integrity/resolve";
+import { readAccount } from "./accounts";
+import { systemView, type Layout } from "./layout";
+import { ensureAccount, serviceSteps, type Runner } from "./platform";
+import { renderUnits } from "./units";
+
+export type Owner = "root" | "svc" | "root:svc";
+export type Step =
+  | { kind: "dir"; path: string; mode: number; owner: Owner }
+  | { kind: "file"; path: string; content: string | Uint8Array; mode: number; owner: Owner; show?: boolean }
+  | { kind: "copy"; from: string; path: string; sha256: string; mode: number; owner: Owner }
+  | { kind: "first-key" }
+  | { kind: "run"; argv: string[]; why: string; allowFail?: boolean };
+
+export interface InstallOptions {
+  layout: Layout;
+  config: Pick<Config, "host" | "port" | "memoryMax" | "cpuQuota">;
+  binary: string;
+  models: string[];
+  firewall: boolean;
+  dryRun: boolean;
+  out: (line: string) => void;
+  run: Runner;
+}
+
+const octal = (m: number) => "0" + m.toString(8);
+
+export async function planInstall(o: InstallOptions): Promise<Step[]> {
+  const l = o.layout, sys = systemView(l);
+  const binSha = await sha256File(o.binary);
+  const config = { host: o.config.host, port: o.config.port, stateDir: sys.stateDir, memoryMax: o.config.memoryMax, cpuQuota: o.config.cpuQuota };
+  const steps: Step[] = [
+    { kind: "dir", path: l.configDir, mode: 0o750, owner: "root:svc" },
+    { kind: "dir", path: l.stateDir, mode: 0o750, owner: "svc" },
+    { kind: "dir", path: l.modelsDir, mode: 0o750, owner: "svc" },
+    { kind: "dir", path: l.logDir, mode: 0o750, owner: "svc" },
+    { kind: "dir", path: path.dirname(l.bin), mode: 0o755, owner: "root" },
+    { kind: "copy", from: o.binary, path: l.bin, sha256: binSha, mode: 0o755, owner: "root" },
+    { kind: "file", path: l.binDigest, content: `${binSha}  ${sys.bin}\n`, mode: 0o644, owner: "root", show: true },
+    { kind: "file", path: l.configFile, content: JSON.stringify(config, null, 2) + "\n", mode: 0o640, owner: "root:svc", show: true },
+  ];
+  // Models: copied in with their digests, and the manifest that lists them.
+  const entries = new Map(readManifest(l.modelsDir).map((e) => [e.file, e.sha256]));
+  for (const m of o.models) {
+    const file = `${modelId(m)}.gguf`;
+    const sha256 = await sha256File(m);
+    entries.set(file, sha256);
+    steps.push({ kind: "copy", from: m, path: path.join(l.modelsDir, file), sha256, mode: 0o440, owner: "svc" });
+  }
+  if (entries.size) {
+    const manifest = [...entries].sort(([a], [b]) => a.localeCompare(b)).map(([f, s]) => `${s}  ${f}\n`).join("");
+    steps.push({ kind: "file", path: path.join(l.modelsDir, MANIFEST), content: manifest, mode: 0o640, owner: "svc", show: true });
+  }
+  steps.push({ kind: "first-key" });
+  for (const [file, content] of Object.entries(renderUnits(l, o.config))) {
+    steps.push({ kind: "dir", path: path.dirname(file), mode: 0o755, owner: "root" });
+    steps.push({ kind: "file", path: file, content, mode: 0o644, owner: "root", show: true });
+  }
+  return steps;
+}
+
+interface Ids { uid: number; gid: number }
+
+function idsFor(owner: Owner, l: Layout): Ids | undefined {
+  if (owner === "root") return { uid: 0, gid: 0 };
+  const a = readAccount(l.account, l.root === "/" ? "/" : l.root);
+  if (!a) return undefined; // no account (e.g. under --root): modes still apply, ownership is recorded in the receipt
+  return owner === "svc" ? { uid: a.uid, gid: a.gid } : { uid: 0, gid: a.gid };
+}
+
+function ownerMatches(p: string, ids: Ids | undefined) {
+  if (!ids || process.getuid?.() !== 0) return true;
+  const st = fs.statSync(p);
+  return st.uid === ids.uid && st.gid === ids.gid;
+}
+
+function setOwner(p: string, ids: Ids | undefined) {
+  if (ids && process.getuid?.() === 0) fs.chownSync(p, ids.uid, ids.gid);
+}
+
+const ownerLabel = (owner: Owner, l: Layout) => owner === "root" ? "root" : owner === "svc" ? `${l.account}:${l.account}` : `root:${l.account}`;
+
+/** Applies the steps; returns how many changed something. */
+export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ changed: number; key?: string }> {
+  const l = o.layout;
+  let changed = 0, key: string | undefined;
+  const say = (verb: string, what: string) => o.out(`${o.dryRun ? "would " : ""}${verb} ${what}`);
+  for (const s of steps) {
+    switch (s.kind) {
+      case "dir": {
+        const ids = idsFor(s.owner, l);
+        if (fs.existsSync(s.path) && (fs.statSync(s.path).mode & 0o777) === s.mode && ownerMatches(s.path, ids)) break;
+        changed++;
+        say("create", `${s.path}/ (${octal(s.mode)} ${ownerLabel(s.owner, l)})`);
+        if (o.dryRun) break;
+        fs.mkdirSync(s.path, { recursive: true });
+        fs.chmodSync(s.path, s.mode);
+        setOwner(s.path, ids);
+        break;
+      }
+      case "file": case "copy": {
+        const ids = idsFor(s.owner, l);
+        const same = fs.existsSync(s.path) && (fs.statSync(s.path).mode & 0o777) === s.mode && ownerMatches(s.path, ids) && (s.kind === "file"
+          ? Buffer.from(fs.readFileSync(s.path)).equals(Buffer.from(typeof s.content === "string" ? new TextEncoder().encode(s.content) : s.content))
+          : await sha256File(s.path) === s.sha256);
+        if (same) break;
+        changed++;
+        say("write", `${s.path} (${octal(s.mode)} ${ownerLabel(s.owner, l)})${s.kind === "copy" ? ` from ${s.from}, sha256 ${s.sha256}` : ""}`);
+        if (o.dryRun) { if (s.kind === "file" && s.show) o.out(String(s.content).replace(/^/gm, "    | ")); break; }
+        const tmp = `${s.path}.install-tmp`;
+        if (s.kind === "file") fs.writeFileSync(tmp, s.content, { mode: 0o600 });
+        else fs.copyFileSync(s.from, tmp);
+        fs.chmodSync(tmp, s.mode);
+        setOwner(tmp, ids);
+        fs.renameSync(tmp, s.path); // atomic: never a half-written unit or binary
+        break;
+      }
+      case "first-key": {
+        const file = keysFilePath(l.stateDir);
+        const store = fs.existsSync(file) ? new KeyStore(file) : undefined;
+        if (store && store.list().some((k) => !k.revoked)) break;
+        changed++;
+        say("create", `the first API key (admin scope) in ${file} (0600 ${l.account}), stored only as a hash`);
+        if (o.dryRun) break;
+        key = new KeyStore(file).create({ name: "admin", scopes: ["chat", "completions", "embeddings", "models", "admin"] }).key;
+        setOwner(file, idsFor("svc", l));
+        break;
+      }
+      case "run": break; // service-manager steps run after, and only when something changed
+    }
+  }
+  return { changed, key };
+}
+
+/** The whole install: plan, apply, then (live installs only) the service manager and the health wait. */
+export async function install(o: InstallOptions): Promise<{ changed: number; key?: string; healthy?: boolean; reason?: string }> {
+  const live = o.layout.root === "/";
+  const account = live ? ensureAccount(o.layout, o.run, o.dryRun, o.out) : { changed: false };
+  if (account.error) return { changed: 0, healthy: false, reason: account.error };
+  const steps = await planInstall(o);
+  const result = await applyInstall(o, steps);
+  if (account.changed) result.changed++;
+  writeReceipt(o, steps);
+  if (!live) {
+    if (result.changed) o.out(`(--root ${o.layout.root}: account creation and service manager calls skipped)`);
+    return result;
+  }
+  const runs = serviceSteps(o.layout, o.firewall, o.run);
+  if (!result.changed && !o.dryRun) return result;
+  for (const r of runs) {
+    o.out(`${o.dryRun ? "would run" : "run"}: ${r.argv.join(" ")}   # ${r.why}`);
+    if (o.dryRun) continue;
+    const res = o.run(r.argv);
+    if (res.code !== 0 && !r.allowFail) return { ...result, healthy: false, reason: `${r.argv.join(" ")} failed: ${res.out.slice(-500)}` };
+  }
+  if (o.dryRun) return result;
+  const health = await waitHealthy(`http://127.0.0.1:${o.config.port}/health`, 30_000);
+  return { ...result, healthy: health.ok, reason: health.reason };
+}
+
+/** What install laid down (paths as the system sees them, modes, owners): for uninstall, packagers and tests. */
+function writeReceipt(o: InstallOptions, steps: Step[]) {
+  if (o.dryRun) return;
+  const sys = systemView(o.layout);
+  const rel = (p: string) => path.join("/", path.relative(o.layout.root, p));
+  const files = steps.filter((s): s is Extract<Step, { path: string }> => "path" in s)
+    .map((s) => ({ path: rel(s.path), type: s.kind === "dir" ? "dir" : "file", mode: octal(s.mode), owner: ownerLabel(s.owner, o.layout) }));
+  const unique = [...new Map(files.map((f) => [f.path, f])).values()];
+  const receipt = path.join(o.layout.configDir, "install-receipt.json");
+  const text = JSON.stringify({ platform: o.layout.platform, account: sys.account, files: unique }, null, 2) + "\n";
+  if (!fs.existsSync(receipt) || fs.readFileSync(receipt, "utf8") !== text) fs.writeFileSync(receipt, text, { mode: 0o640 });
+}
+
+export async function waitHealthy(url: string, timeoutMs: number, fetcher = fetch): Promise<{ ok: boolean; reason?: string }> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer";
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetcher(url, { signal: AbortSignal.timeout(2000) });
+      if (r.ok) return { ok: true };
+      last = `HTTP ${r.status}`;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await Bun.sleep(250);
+  }
+  return { ok: false, reason: `${url} did not answer within ${timeoutMs / 1000} s (${last})` };
+}

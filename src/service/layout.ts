@@ -1,0 +1,59 @@
+/**
+ * Where an installed appliance lives, per platform. Every path can be put
+ * under a root prefix (`install --root DIR`) so tests and packagers can
+ * inspect the result without touching the real system.
+ */
+import path from "node:path";
+
+export type Platform = "systemd" | "launchd";
+
+export interface Layout {
+  platform: Platform;
+  root: string;
+  account: string;
+  bin: string;
+  binBackup: string;
+  binDigest: string;
+  configDir: string;
+  configFile: string;
+  stateDir: string;
+  modelsDir: string;
+  logDir: string;
+  unitDir: string;
+  /** Unit/plist file names → full paths. */
+  units: Record<string, string>;
+  apparmorProfile?: string;
+}
+
+export const detectPlatform = (): Platform => (process.platform === "darwin" ? "launchd" : "systemd");
+
+/** The paths as the service sees them (root "/"), and as this process writes them (under root). */
+export function layout(platform: Platform, root = "/"): Layout {
+  const at = (p: string) => path.join(root, p);
+  const common = { root, bin: at("/usr/local/bin/appliance"), binBackup: at("/usr/local/bin/appliance.previous") };
+  if (platform === "systemd") {
+    const unitDir = at("/etc/systemd/system");
+    return {
+      ...common, platform, account: "appliance",
+      binDigest: at("/etc/appliance/binary.sha256"),
+      configDir: at("/etc/appliance"), configFile: at("/etc/appliance/config.json"),
+      stateDir: at("/var/lib/appliance"), modelsDir: at("/var/lib/appliance/models"), logDir: at("/var/log/appliance"),
+      unitDir,
+      units: Object.fromEntries(["appliance.service", "appliance-verify.service", "appliance-verify.timer"].map((u) => [u, path.join(unitDir, u)])),
+      apparmorProfile: at("/etc/apparmor.d/usr.local.bin.appliance"),
+    };
+  }
+  const unitDir = at("/Library/LaunchDaemons");
+  return {
+    ...common, platform, account: "_appliance",
+    binDigest: at("/usr/local/etc/appliance/binary.sha256"),
+    configDir: at("/usr/local/etc/appliance"), configFile: at("/usr/local/etc/appliance/config.json"),
+    stateDir: at("/Library/Application Support/appliance"), modelsDir: at("/Library/Application Support/appliance/models"),
+    logDir: at("/Library/Logs/appliance"),
+    unitDir,
+    units: Object.fromEntries(["local.appliance.server.plist", "local.appliance.verify.plist"].map((u) => [u, path.join(unitDir, u)])),
+  };
+}
+
+/** The same layout as seen from inside the installed system (root "/"), for unit contents. */
+export const systemView = (l: Layout) => layout(l.platform, "/");

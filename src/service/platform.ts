@@ -1,0 +1,110 @@
+/**
+ * The parts of install that talk to the operating system: the service account
+ * and the service manager (systemctl / launchctl), AppArmor and the macOS pf
+ * anchor. Everything goes through a Runner so --dry-run can print instead.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { readAccount } from "./accounts";
+import type { Layout } from "./layout";
+
+export type Runner = (argv: string[]) => { code: number; out: string };
+export const realRunner: Runner = (argv) => {
+  try {
+    const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
+    return { code: r.exitCode ?? 1, out: r.stdout.toString() + r.stderr.toString() };
+  } catch (e) {
+    return { code: 127, out: (e as Error).message };
+  }
+};
+
+/** Creates the service account if missing: Linux system user without login; macOS hidden role account (_name, UID 200-400). */
+export function ensureAccount(l: Layout, run: Runner, dryRun: boolean, out: (s: string) => void): { changed: boolean; error?: string } {
+  if (readAccount(l.account)) return { changed: false };
+  const cmds = l.platform === "systemd"
+    ? [["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", l.stateDir, "--shell", "/usr/sbin/nologin", l.account]]
+    : macAccountCommands(l.account, run);
+  for (const argv of cmds) {
+    out(`${dryRun ? "would run" : "run"}: ${argv.join(" ")}   # create the service account`);
+    if (dryRun) continue;
+    const r = run(argv);
+    if (r.code !== 0) return { changed: true, error: `${argv.join(" ")} failed: ${r.out.trim()}` };
+  }
+  return { changed: true };
+}
+
+function macAccountCommands(name: string, run: Runner): string[][] {
+  const used = new Set([...run(["dscl", ".", "-list", "/Users", "UniqueID"]).out.matchAll(/\s(\d+)$/gm),
+    ...run(["dscl", ".", "-list", "/Groups", "PrimaryGroupID"]).out.matchAll(/\s(\d+)$/gm)].map((m) => Number(m[1])));
+  let id = 200;
+  while (used.has(id) && id < 400) id++;
+  const u = `/Users/${name}`, g = `/Groups/${name}`;
+  return [
+    ["dscl", ".", "-create", g], ["dscl", ".", "-create", g, "PrimaryGroupID", String(id)], ["dscl", ".", "-create", g, "Password", "*"],
+    ["dscl", ".", "-create", u], ["dscl", ".", "-create", u, "UniqueID", String(id)], ["dscl", ".", "-create", u, "PrimaryGroupID", String(id)],
+    ["dscl", ".", "-create", u, "UserShell", "/usr/bin/false"], ["dscl", ".", "-create", u, "NFSHomeDirectory", "/var/empty"],
+    ["dscl", ".", "-create", u, "RealName", "appliance service"], ["dscl", ".", "-create", u, "IsHidden", "1"], ["dscl", ".", "-create", u, "Password", "*"],
+  ];
+}
+
+export interface RunStep { argv: string[]; why: string; allowFail?: boolean }
+
+const apparmorActive = () => {
+  try { return fs.readFileSync("/sys/module/apparmor/parameters/enabled", "utf8").trim() === "Y"; } catch { return false; }
+};
+
+/** Service manager calls after files changed. */
+export function serviceSteps(l: Layout, firewall: boolean, _run: Runner): RunStep[] {
+  if (l.platform === "systemd") {
+    return [
+      ...(apparmorActive() && l.apparmorProfile ? [{ argv: ["apparmor_parser", "-r", l.apparmorProfile], why: "load the AppArmor profile" }] : []),
+      { argv: ["systemctl", "daemon-reload"], why: "pick up the units" },
+      { argv: ["systemctl", "enable", "--now", "appliance.service", "appliance-verify.timer"], why: "start now and at boot; daily verify at 06:00" },
+      { argv: ["systemctl", "restart", "appliance.service"], why: "run the new binary/config" },
+    ];
+  }
+  const steps: RunStep[] = [];
+  for (const [name, file] of Object.entries(l.units)) {
+    const label = name.replace(/\.plist$/, "");
+    steps.push({ argv: ["launchctl", "bootout", `system/${label}`], why: "unload the old job, if any", allowFail: true });
+    steps.push({ argv: ["launchctl", "bootstrap", "system", file], why: `load ${label}` });
+  }
+  if (firewall) steps.push(...pfSteps(l));
+  return steps;
+}
+
+export const PF_ANCHOR = "/etc/pf.anchors/local.appliance";
+
+/** The pf rules: the service account may talk to loopback and nothing else. */
+export const pfRules = (account: string) => `# appliance egress lock: the service account talks to loopback only.\npass out quick on lo0 all user ${account}\nblock out quick proto { tcp udp } user ${account}\n`;
+
+function pfSteps(l: Layout): RunStep[] {
+  const conf = "/etc/pf.conf";
+  const script = [
+    `cp -p ${conf} ${conf}.appliance.bak`,
+    `printf '%s' '${pfRules(l.account)}' > ${PF_ANCHOR}`,
+    `grep -q 'anchor "local.appliance"' ${conf} || printf '\\nanchor "local.appliance"\\nload anchor "local.appliance" from "${PF_ANCHOR}"\\n' >> ${conf}`,
+    `pfctl -nf ${conf} || { cp -p ${conf}.appliance.bak ${conf}; echo "pf.conf invalid; restored the backup" >&2; exit 1; }`,
+    `pfctl -f ${conf} && (pfctl -E || true)`,
+  ].join(" && ");
+  return [{ argv: ["/bin/sh", "-c", script], why: "back up pf.conf, add the appliance anchor, validate with pfctl -nf, load" }];
+}
+
+export function uninstallSteps(l: Layout, purge: boolean): RunStep[] {
+  const steps: RunStep[] = l.platform === "systemd"
+    ? [{ argv: ["systemctl", "disable", "--now", "appliance.service", "appliance-verify.timer"], why: "stop and disable", allowFail: true }]
+    : Object.keys(l.units).map((n) => ({ argv: ["launchctl", "bootout", `system/${n.replace(/\.plist$/, "")}`], why: "unload", allowFail: true }));
+  if (l.platform === "systemd" && l.apparmorProfile && apparmorActive()) steps.push({ argv: ["apparmor_parser", "-R", l.apparmorProfile], why: "unload the profile", allowFail: true });
+  if (purge) steps.push(l.platform === "systemd"
+    ? { argv: ["userdel", l.account], why: "remove the service account", allowFail: true }
+    : { argv: ["dscl", ".", "-delete", `/Users/${l.account}`], why: "remove the service account", allowFail: true });
+  return steps;
+}
+
+/** Files uninstall removes; state (models, keys, audit), logs and config stay unless purge. */
+export function uninstallPaths(l: Layout, purge: boolean): string[] {
+  const files = [...Object.values(l.units), l.bin, l.binBackup, l.binDigest, ...(l.apparmorProfile ? [l.apparmorProfile] : [])];
+  return purge ? [...files, l.stateDir, l.logDir, l.configDir] : files;
+}
+
+export const unitDirOf = (l: Layout) => path.dirname(Object.values(l.units)[0]!);

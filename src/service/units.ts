@@ -1,0 +1,48 @@
+/**
+ * Pure renderers: the unit, timer, plist and AppArmor templates (kept in
+ * systemd/ and launchd/ at the top level, embedded in the binary at build
+ * time) filled in from one Layout and Config.
+ */
+import serviceTpl from "../../systemd/appliance.service" with { type: "text" };
+import verifyServiceTpl from "../../systemd/appliance-verify.service" with { type: "text" };
+import timerTpl from "../../systemd/appliance-verify.timer" with { type: "text" };
+import apparmorTpl from "../../systemd/appliance.apparmor" with { type: "text" };
+import serverPlistTpl from "../../launchd/local.appliance.server.plist" with { type: "text" };
+import verifyPlistTpl from "../../launchd/local.appliance.verify.plist" with { type: "text" };
+import type { Config } from "../config/schema";
+import { systemView, type Layout } from "./layout";
+
+const TEMPLATES: Record<string, string> = {
+  "appliance.service": serviceTpl,
+  "appliance-verify.service": verifyServiceTpl,
+  "appliance-verify.timer": timerTpl,
+  "local.appliance.server.plist": serverPlistTpl,
+  "local.appliance.verify.plist": verifyPlistTpl,
+};
+
+const xmlEscape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+export function render(template: string, vars: Record<string, string>, xml = false): string {
+  return template.replace(/\{\{([A-Z_]+)\}\}/g, (_, name: string) => {
+    const v = vars[name];
+    if (v === undefined) throw new Error(`template variable ${name} has no value`);
+    return xml ? xmlEscape(v) : v;
+  });
+}
+
+export function templateVars(l: Layout, config: Pick<Config, "memoryMax" | "cpuQuota">): Record<string, string> {
+  const s = systemView(l); // contents name the paths as the running system sees them
+  return {
+    ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
+    MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, MEMORY_MAX: config.memoryMax, CPU_QUOTA: config.cpuQuota,
+  };
+}
+
+/** Every service file for the layout's platform: path (under root) → contents. */
+export function renderUnits(l: Layout, config: Pick<Config, "memoryMax" | "cpuQuota">): Record<string, string> {
+  const vars = templateVars(l, config);
+  const out: Record<string, string> = {};
+  for (const [name, file] of Object.entries(l.units)) out[file] = render(TEMPLATES[name]!, vars, name.endsWith(".plist"));
+  if (l.apparmorProfile) out[l.apparmorProfile] = render(apparmorTpl, vars);
+  return out;
+}
