@@ -78,3 +78,14 @@ export const req = (pathname: string, init: RequestInit & { key?: string; json?:
     method: init.method ?? (init.json !== undefined || init.body ? "POST" : "GET"),
   });
 };
+
+/** The compiled binary of the sources under test, built once per test process (npm test builds it first). */
+let binary: Promise<string> | undefined;
+export function builtBinary(): Promise<string> {
+  binary ??= (async () => {
+    if (process.env.APPLIANCE_BINARY) return process.env.APPLIANCE_BINARY;
+    const { build } = await import("../scripts/build");
+    return build("linux-x64", path.join(import.meta.dir, "..", "dist", "appliance"));
+  })();
+  return binary;
+}

@@ -1,8 +1,10 @@
 /**
  * Response scanner: finds secrets and sensitive data in generated text and
- * redacts (`[REDACTED:<rule>]`) or blocks them. On streams it holds back a
- * window as long as the longest token-shaped pattern, so a secret split across
- * chunks is still caught, and never delays text by more than that window.
+ * redacts (`[REDACTED:<rule>]`) or blocks them. On streams it holds back the
+ * tail that could still be the start of a secret — the last few
+ * whitespace-separated words (as many as the longest rule can span), never
+ * more than the longest pattern's length — so a secret split across chunks is
+ * still caught while ordinary prose flows with a delay of a word or three.
  * A PEM private key (long) is held from its BEGIN line until its END line.
  */
 import type { Config } from "../config/schema";
@@ -41,6 +43,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   // PEM keys and JWTs are long: they are held while open instead of sizing the window.
   const window = Math.max(...rules.filter((r) => r.id !== "private-key" && r.id !== "jwt").map((r) => r.maxLength)) + 8;
   const block = cfg.action === "block";
+  const words = Math.max(...rules.map((r) => r.maxWords ?? 1));
 
   /** Non-overlapping findings, earlier rules first (the list is ordered most specific first). */
   function spans(text: string): Span[] {
@@ -81,8 +84,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
       push(text) {
         if (state.blocked) return "";
         held += text;
-        // Everything but the last `window` chars is final: any secret starting earlier is whole by now.
-        let cut = held.length - window;
+        // Final: everything before the last `words` words, and in any case everything but the last `window`
+        // chars (a secret starting earlier than either is whole by now).
+        let cut = Math.max(held.length - window, tailStart(held, words));
         const pem = held.search(PEM_BEGIN);
         if (pem >= 0 && pem < cut && held.length - pem < 8192 && !PEM_END.test(held.slice(pem))) cut = pem;
         const jwt = JWT_OPEN.exec(held);
@@ -109,6 +113,16 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   }
 
   return { rules, window, scan, filter };
+}
+
+/** Where the last `n` whitespace-separated words start. */
+function tailStart(text: string, n: number): number {
+  let i = text.length;
+  for (let w = 0; w < n && i > 0; w++) {
+    while (i > 0 && /\s/.test(text[i - 1]!)) i--;
+    while (i > 0 && !/\s/.test(text[i - 1]!)) i--;
+  }
+  return i;
 }
 
 interface Span { start: number; end: number; rule: string }

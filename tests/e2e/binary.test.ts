@@ -7,10 +7,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import OpenAI from "openai";
-import { build } from "../../scripts/build";
-import { tinyModel, tmpDir } from "../helpers";
+import { builtBinary, tinyModel, tmpDir } from "../helpers";
 
-const repoBinary = path.join(import.meta.dir, "..", "..", "dist", "appliance");
 let dir: string, bin: string, stateDir: string;
 let server: ReturnType<typeof Bun.spawn> | undefined;
 
@@ -21,7 +19,7 @@ function run(args: string[]) {
 
 beforeAll(async () => {
   // Always the binary of the sources under test (a build takes seconds); APPLIANCE_BINARY tests a given one instead.
-  const source = process.env.APPLIANCE_BINARY ?? await build("linux-x64", repoBinary);
+  const source = await builtBinary();
   dir = tmpDir("appliance-bin-");
   bin = path.join(dir, "appliance");
   fs.copyFileSync(source, bin);

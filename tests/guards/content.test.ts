@@ -88,11 +88,24 @@ describe("response scanner", () => {
     for (const ch of text) out += f.push(ch);
     expect(out + f.end()).toBe(scanner.scan(text).text);
   });
-  test("never delays text by more than the window", () => {
+  test("holds back only the last few words, and never more than the window", () => {
     const f = scanner.filter();
-    const long = "word ".repeat(400);
-    const out = f.push(long);
-    expect(long.length - out.length).toBeLessThanOrEqual(scanner.window);
+    const prose = "word ".repeat(400);
+    expect(prose.length - f.push(prose).length).toBeLessThanOrEqual(15);
+    const g = scanner.filter();
+    const blob = "x".repeat(5000);
+    expect(blob.length - g.push(blob).length).toBeLessThanOrEqual(scanner.window);
+  });
+  test("multi-word secrets split anywhere are still caught (assignments, spaced card numbers)", () => {
+    const pii = createScanner(parseConfig({ responseScan: { pii: true } }).responseScan);
+    const text = "config: api_key = 'q8Zr2LxP0vN7wKcT5yHbM3sD' and card 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 end of text here";
+    const whole = pii.scan(text).text;
+    expect(whole).toContain("[REDACTED:generic-high-entropy]");
+    expect(whole).toContain("[REDACTED:payment-card]");
+    for (let cut = 1; cut < text.length; cut++) {
+      const f = pii.filter();
+      expect(f.push(text.slice(0, cut)) + f.push(text.slice(cut)) + f.end()).toBe(whole);
+    }
   });
 });
 

@@ -12,6 +12,8 @@ export interface SecretRule {
   pattern: RegExp;
   /** Longest text a match can span; sizes the streaming hold-back window. */
   maxLength: number;
+  /** Most whitespace-separated words a match can span (default 1: no whitespace inside). */
+  maxWords?: number;
   /** Extra check on a candidate (checksum, entropy); false = not a finding. */
   validate?: (match: string) => boolean;
   /** Rule families that operators switch on or off together. */
@@ -68,16 +70,16 @@ export const SECRET_RULES: SecretRule[] = [
   { id: "jwt", group: "secret", maxLength: 2048,
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
   // Generic assignments: only key-shaped candidates go through the entropy gate.
-  { id: "generic-high-entropy", group: "secret", maxLength: 160,
+  { id: "generic-high-entropy", group: "secret", maxLength: 160, maxWords: 3,
     pattern: /\b(?:api[_-]?key|secret|token|passw(?:or)?d|access[_-]?key|auth)["']?\s*[:=]\s*["']?[A-Za-z0-9+/_=.-]{20,128}/gi,
     validate: (m) => entropy(m.replace(/^[^:=]*[:=]\s*["']?/, "")) >= 3.5 },
   { id: "internal-ip", group: "internal", maxLength: 21,
     pattern: /\b(?:10\.\d{1,3}\.\d{1,3}\.\d{1,3}|192\.168\.\d{1,3}\.\d{1,3}|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|169\.254\.\d{1,3}\.\d{1,3})(?::\d{1,5})?\b/g },
   { id: "localhost-url", group: "internal", maxLength: 40, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
   { id: "email", group: "pii", maxLength: 254, pattern: /\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g },
-  { id: "payment-card", group: "pii", maxLength: 23, pattern: /\b(?:\d[ -]?){12,18}\d\b/g, validate: luhn },
-  { id: "iban", group: "pii", maxLength: 42, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
-  { id: "phone", group: "pii", maxLength: 24, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
+  { id: "payment-card", group: "pii", maxLength: 37, maxWords: 19, pattern: /\b(?:\d[ -]?){12,18}\d\b/g, validate: luhn },
+  { id: "iban", group: "pii", maxLength: 42, maxWords: 9, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
+  { id: "phone", group: "pii", maxLength: 24, maxWords: 6, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
 ];
 
 /** Host-name suffix rule built from config (".internal", ".corp", …). */

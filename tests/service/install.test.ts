@@ -1,0 +1,224 @@
+/**
+ * install --root into a temp dir, checked with the real tools: systemd-analyze
+ * verify (fails on ANY warning: v252 exits 0 on unknown keys) and security,
+ * python3's plistlib, apparmor_parser. Then tamper tests and update/rollback
+ * with the real compiled binary.
+ */
+import { beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { main } from "../../src/main";
+import { layout } from "../../src/service/layout";
+import { builtBinary, tinyModel, tmpDir } from "../helpers";
+
+let bin: string;
+beforeAll(async () => { bin = await builtBinary(); });
+
+function cli(args: string[]) {
+  const r = Bun.spawnSync([bin, ...args], { stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+const sha = (f: string) => new Bun.CryptoHasher("sha256").update(fs.readFileSync(f)).digest("hex");
+const modeOf = (p: string) => "0" + (fs.statSync(p).mode & 0o777).toString(8);
+
+describe("systemd install under --root", () => {
+  let root: string;
+  let first: ReturnType<typeof cli>;
+  beforeAll(async () => {
+    root = tmpDir("appliance-root-");
+    first = cli(["install", "--root", root, "--platform", "systemd", "--model", await tinyModel(), "--binary", bin]);
+  });
+
+  test("every file, mode and owner as specified; the first key is printed once", () => {
+    expect(first.code).toBe(0);
+    const l = layout("systemd", root);
+    const expected: [string, string][] = [
+      [l.configDir, "0750"], [l.stateDir, "0750"], [l.modelsDir, "0750"], [l.logDir, "0750"], [l.bin, "0755"],
+      [l.configFile, "0640"], [l.binDigest, "0644"], [path.join(l.stateDir, "keys.json"), "0600"],
+      [path.join(l.modelsDir, "tiny.gguf"), "0440"], [path.join(l.modelsDir, "CHECKSUMS.sha256"), "0640"],
+      [l.units["appliance.service"]!, "0644"], [l.units["appliance-verify.service"]!, "0644"], [l.units["appliance-verify.timer"]!, "0644"],
+      [l.apparmorProfile!, "0644"],
+    ];
+    for (const [p, mode] of expected) expect({ p, mode: modeOf(p) }).toEqual({ p, mode });
+    const receipt = JSON.parse(fs.readFileSync(path.join(l.configDir, "install-receipt.json"), "utf8"));
+    const owner = (p: string) => receipt.files.find((f: { path: string }) => f.path === p)?.owner;
+    expect(owner("/usr/local/bin/appliance")).toBe("root");
+    expect(owner("/etc/appliance")).toBe("root:appliance");
+    expect(owner("/etc/appliance/config.json")).toBe("root:appliance");
+    expect(owner("/var/lib/appliance")).toBe("appliance:appliance");
+    expect(fs.readFileSync(l.binDigest, "utf8")).toBe(`${sha(bin)}  /usr/local/bin/appliance\n`);
+    const key = /^(apk_[0-9a-f]{16}_[A-Za-z0-9_-]{43})$/m.exec(first.out)?.[1];
+    expect(key).toBeDefined();
+    expect(fs.readFileSync(path.join(l.stateDir, "keys.json"), "utf8")).not.toContain(key!.split("_")[2]!);
+    const unit = fs.readFileSync(l.units["appliance.service"]!, "utf8");
+    expect(unit).toContain("ExecStart=/usr/local/bin/appliance serve");
+    expect(unit).toContain("User=appliance");
+    expect(unit).not.toMatch(/^MemoryDenyWriteExecute/m);
+    expect(fs.readFileSync(l.units["appliance-verify.timer"]!, "utf8")).toMatch(/OnCalendar=\*-\*-\* 06:00:00[\s\S]*Persistent=true/);
+  });
+
+  test("a second run changes nothing and says so", async () => {
+    const before = fs.readdirSync(root, { recursive: true }).map((f) => `${f}:${fs.statSync(path.join(root, String(f))).mtimeMs}`);
+    const again = cli(["install", "--root", root, "--platform", "systemd", "--model", await tinyModel(), "--binary", bin]);
+    expect(again.code).toBe(0);
+    expect(again.out.trim()).toBe("nothing to change: the installation is up to date");
+    const after = fs.readdirSync(root, { recursive: true }).map((f) => `${f}:${fs.statSync(path.join(root, String(f))).mtimeMs}`);
+    expect(after).toEqual(before);
+  });
+
+  test("--dry-run prints every action and file and writes nothing", async () => {
+    const fresh = tmpDir("appliance-dry-");
+    const r = cli(["install", "--root", fresh, "--platform", "systemd", "--dry-run", "--binary", bin]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("would write");
+    expect(r.out).toContain("    | [Service]");
+    expect(r.out).toContain("would create the first API key");
+    expect(fs.readdirSync(fresh)).toEqual([]);
+  });
+
+  test("systemd-analyze verify passes with no warnings, and security passes the threshold with exposure <= 0.9", () => {
+    fs.cpSync("/usr/lib/systemd/system", path.join(root, "usr/lib/systemd/system"), { recursive: true }); // targets the units refer to
+    const units = Object.values(layout("systemd", root).units);
+    const v = Bun.spawnSync(["systemd-analyze", "verify", `--root=${root}`, ...units], { stderr: "pipe", stdout: "pipe" });
+    expect(v.stderr.toString() + v.stdout.toString()).toBe("");
+    expect(v.exitCode).toBe(0);
+    const s = Bun.spawnSync(["systemd-analyze", "security", "--offline=true", `--root=${root}`, "--threshold=9", "appliance.service"], { stderr: "pipe", stdout: "pipe" });
+    expect(s.exitCode).toBe(0);
+    const exposure = Number(/Overall exposure level for appliance\.service: ([\d.]+)/.exec(s.stdout.toString())?.[1]);
+    expect(exposure).toBeLessThanOrEqual(0.9);
+  });
+
+  test("the AppArmor profile passes the real parser", () => {
+    const r = Bun.spawnSync(["apparmor_parser", "-QTK", layout("systemd", root).apparmorProfile!], { stderr: "pipe" });
+    expect(r.exitCode).toBe(0);
+  });
+
+  test("verify passes on the fresh install; --json is machine-readable", () => {
+    const r = cli(["verify", "--root", root, "--platform", "systemd", "--json"]);
+    const report = JSON.parse(r.out);
+    expect(report.checks.filter((c: { status: string }) => c.status === "fail")).toEqual([]);
+    expect(r.code).toBe(0);
+  });
+
+  test("tamper: one flipped byte in a model → verify exits 1 naming the file, serve refuses to start", () => {
+    const l = layout("systemd", root);
+    const model = path.join(l.modelsDir, "tiny.gguf");
+    const original = fs.readFileSync(model);
+    const bytes = Buffer.from(original);
+    bytes[5000] = bytes[5000]! ^ 0x01;
+    fs.chmodSync(model, 0o640);
+    fs.writeFileSync(model, bytes);
+    try {
+      const r = cli(["verify", "--root", root, "--platform", "systemd"]);
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(`✗ models`);
+      expect(r.out).toContain(model);
+      const s = cli(["serve", "--state-dir", l.stateDir, "--port", "0"]);
+      expect(s.code).toBe(1);
+      expect(s.err).toContain("does not match the manifest");
+    } finally {
+      fs.writeFileSync(model, original);
+      fs.chmodSync(model, 0o440);
+    }
+  });
+
+  test("tamper: a changed binary fails verify; a world-readable keys file fails verify", () => {
+    const l = layout("systemd", root);
+    const original = fs.readFileSync(l.bin);
+    fs.appendFileSync(l.bin, "x");
+    expect(cli(["verify", "--root", root, "--platform", "systemd"]).out).toMatch(/✗ binary .*expected sha256/);
+    fs.writeFileSync(l.bin, original);
+    const keys = path.join(l.stateDir, "keys.json");
+    fs.chmodSync(keys, 0o644);
+    const r = cli(["verify", "--root", root, "--platform", "systemd"]);
+    fs.chmodSync(keys, 0o600);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/✗ files .*keys\.json has mode 0644/);
+    expect(cli(["verify", "--root", root, "--platform", "systemd"]).code).toBe(0);
+  });
+
+  test("the service account: a login shell or an admin group fails verify", () => {
+    const etc = path.join(root, "etc");
+    fs.writeFileSync(path.join(etc, "passwd"), "root:x:0:0::/root:/bin/bash\nappliance:x:990:990::/var/lib/appliance:/usr/sbin/nologin\n");
+    fs.writeFileSync(path.join(etc, "group"), "root:x:0:\nappliance:x:990:\nsudo:x:27:\n");
+    expect(cli(["verify", "--root", root, "--platform", "systemd", "--json"]).out).toMatch(/"name": "account",\s*"status": "ok"/);
+    fs.writeFileSync(path.join(etc, "group"), "root:x:0:\nappliance:x:990:\nsudo:x:27:appliance\n");
+    fs.writeFileSync(path.join(etc, "passwd"), "appliance:x:990:990::/var/lib/appliance:/bin/bash\n");
+    const r = cli(["verify", "--root", root, "--platform", "systemd"]);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/✗ account .*login shell \/bin\/bash; member of sudo/);
+    fs.rmSync(path.join(etc, "passwd"));
+    fs.rmSync(path.join(etc, "group"));
+  });
+
+  test("update: a healthy binary is swapped in; a broken one is rolled back automatically; rollback by hand", async () => {
+    const l = layout("systemd", root);
+    const broken = path.join(tmpDir(), "broken");
+    fs.writeFileSync(broken, "#!/bin/sh\necho 'cannot start' >&2\nexit 3\n", { mode: 0o755 });
+    const before = sha(l.bin);
+    const bad = cli(["update", "--root", root, "--platform", "systemd", "--binary", broken, "--sha256", sha(broken)]);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toContain("rolling back");
+    expect(bad.out).toContain("rolled back to the previous binary; it is healthy");
+    expect(sha(l.bin)).toBe(before);
+    expect(cli(["verify", "--root", root, "--platform", "systemd", "--quiet"]).code).toBe(0);
+
+    const wrong = cli(["update", "--root", root, "--platform", "systemd", "--binary", broken, "--sha256", "0".repeat(64)]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.out).toContain("refusing");
+
+    const next = path.join(tmpDir(), "appliance-next");
+    fs.copyFileSync(bin, next);
+    fs.appendFileSync(next, Buffer.alloc(16)); // a different, still working binary
+    const good = cli(["update", "--root", root, "--platform", "systemd", "--binary", next, "--sha256", sha(next)]);
+    expect(good.out).toContain("update complete");
+    expect(good.code).toBe(0);
+    expect(sha(l.bin)).toBe(sha(next));
+    expect(cli(["verify", "--root", root, "--platform", "systemd", "--quiet"]).code).toBe(0);
+    const back = cli(["rollback", "--root", root, "--platform", "systemd"]);
+    expect(back.code).toBe(0);
+    expect(sha(l.bin)).toBe(before);
+  });
+
+  test("uninstall keeps models, keys and logs; --purge removes them", () => {
+    const l = layout("systemd", root);
+    expect(cli(["uninstall", "--root", root, "--platform", "systemd"]).code).toBe(0);
+    expect(fs.existsSync(l.units["appliance.service"]!)).toBe(false);
+    expect(fs.existsSync(l.bin)).toBe(false);
+    expect(fs.existsSync(path.join(l.stateDir, "keys.json"))).toBe(true);
+    expect(fs.existsSync(path.join(l.modelsDir, "tiny.gguf"))).toBe(true);
+    expect(cli(["uninstall", "--root", root, "--platform", "systemd", "--purge"]).code).toBe(0);
+    expect(fs.existsSync(l.stateDir)).toBe(false);
+  });
+});
+
+describe("launchd install under --root", () => {
+  test("plists parse with python3's plistlib and carry the hardening keys", async () => {
+    const root = tmpDir("appliance-mac-");
+    const r = cli(["install", "--root", root, "--platform", "launchd", "--binary", bin]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("block out quick proto { tcp udp } user _appliance"); // printed, not applied, without --firewall
+    const l = layout("launchd", root);
+    const py = `import plistlib,sys,json\nprint(json.dumps([plistlib.load(open(f,'rb')) for f in sys.argv[1:]]))`;
+    const p = Bun.spawnSync(["python3", "-c", py, l.units["local.appliance.server.plist"]!, l.units["local.appliance.verify.plist"]!], { stderr: "pipe" });
+    expect(p.stderr.toString()).toBe("");
+    const [server, verify] = JSON.parse(p.stdout.toString());
+    expect(server).toMatchObject({
+      Label: "local.appliance.server", ProgramArguments: ["/usr/local/bin/appliance", "serve"], UserName: "_appliance", GroupName: "_appliance",
+      RunAtLoad: true, KeepAlive: true, Umask: 63, ProcessType: "Standard", ThrottleInterval: 10,
+      EnvironmentVariables: { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" },
+    });
+    expect(server.StandardOutPath).toBe("/Library/Logs/appliance/appliance.log");
+    expect(server.StandardErrorPath).toBe("/Library/Logs/appliance/appliance.err.log");
+    expect(verify.StartCalendarInterval).toEqual({ Hour: 6, Minute: 0 });
+    expect(verify.ProgramArguments).toEqual(["/usr/local/bin/appliance", "verify"]);
+  });
+});
+
+test("doctor runs on this machine without crashing and reports each check", async () => {
+  const r = cli(["doctor", "--json"]);
+  expect([0, 1]).toContain(r.code ?? -1);
+  const names = JSON.parse(r.out).checks.map((c: { name: string }) => c.name);
+  expect(names).toEqual(["disk-encryption", "mac", "firewall", "auto-updates", "systemd"]);
+  expect(await main(["doctor", "--bogus"])).toBe(2);
+});
