@@ -122,17 +122,9 @@ export class LlamaEngine implements Engine {
       const { contextText } = chat.chatWrapper.generateContextState({ chatHistory: history });
       const promptTokens = contextText.tokenize(l.model.tokenizer).length;
       checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
-      let completionTokens = 0;
-      const result = await chat.generateResponse(history, {
-        ...samplingOptions(call.sampling),
-        grammar,
-        signal: call.signal,
-        stopOnAbortSignal: true, // resolve with what was generated, so usage is still known
-        onToken: (t) => { completionTokens += t.length; },
-        onTextChunk: call.onText,
-      });
-      const stop = result.metadata.stopReason;
-      return { text: result.response, promptTokens, completionTokens, finishReason: stop === "maxTokens" ? "length" : "stop" };
+      const { options, counted } = generateOptions(call, grammar);
+      const result = await chat.generateResponse(history, options);
+      return { text: result.response, promptTokens, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
     } finally {
       chat.dispose();
       release();
@@ -151,17 +143,9 @@ export class LlamaEngine implements Engine {
     const sequence = l.context.getSequence();
     const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: true });
     try {
-      let completionTokens = 0;
-      const result = await completion.generateCompletionWithMeta(input, {
-        ...samplingOptions(call.sampling),
-        grammar,
-        signal: call.signal,
-        stopOnAbortSignal: true, // resolve with what was generated, so usage is still known
-        onToken: (t) => { completionTokens += t.length; },
-        onTextChunk: call.onText,
-      });
-      return { text: result.response, promptTokens: input.length, completionTokens,
-        finishReason: result.metadata.stopReason === "maxTokens" ? "length" : "stop" };
+      const { options, counted } = generateOptions(call, grammar);
+      const result = await completion.generateCompletionWithMeta(input, options);
+      return { text: result.response, promptTokens: input.length, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
     } finally {
       completion.dispose();
       release();
@@ -219,6 +203,22 @@ export class LlamaEngine implements Engine {
 function checkContext(limit: number, prompt: number, maxTokens: number) {
   if (prompt + maxTokens > limit) throw new ContextLengthError(limit, prompt, maxTokens);
 }
+
+/** What chat and completion generation share; counts generated tokens as they arrive. */
+function generateOptions(call: GenerateCall, grammar: LlamaGrammar | undefined) {
+  let tokens = 0;
+  const options = {
+    ...samplingOptions(call.sampling),
+    grammar,
+    signal: call.signal,
+    stopOnAbortSignal: true, // resolve with what was generated, so usage is still known
+    onToken: (t: readonly unknown[]) => { tokens += t.length; },
+    onTextChunk: call.onText,
+  };
+  return { options, counted: () => tokens };
+}
+
+const finishOf = (stop: string | undefined) => (stop === "maxTokens" ? "length" as const : "stop" as const);
 
 function samplingOptions(s: Sampling) {
   const penalties = s.presencePenalty || s.frequencyPenalty;
