@@ -65,6 +65,7 @@ export function createApp(input: AppInput) {
         reqId: state.id, route: state.route, status: state.status, keyName: state.keyName, model: state.model,
         promptTokens: state.promptTokens, completionTokens: state.completionTokens, ms,
         ...(state.decisions.length ? { decisions: state.decisions } : {}), ...(state.errorCode ? { code: state.errorCode } : {}),
+        ...(state.promptText !== undefined ? { prompt: state.promptText, response: state.responseText } : {}),
       }, "request");
     },
   };

@@ -21,6 +21,9 @@ export interface RequestState {
   deferredFinish?: boolean;
   finished?: boolean;
   errorCode?: string;
+  /** Only with logPrompts on (off by default): logs must not hold user data. */
+  promptText?: string;
+  responseText?: string;
 }
 
 const states = new WeakMap<Request, RequestState>();

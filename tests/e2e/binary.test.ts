@@ -108,3 +108,21 @@ test("a non-loopback bind is refused without --allow-public-bind (exit 2)", () =
   expect(r.code).toBe(2);
   expect(r.err).toContain("--allow-public-bind");
 });
+
+test("a GPU backend that cannot work falls back to CPU with the reason logged, and the server still serves", async () => {
+  // This binary embeds only the CPU libraries, so a CUDA preflight must fail — in a child, not in the server.
+  const s = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--gpu", "cuda"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
+  const reader = s.stdout.getReader();
+  let out = "";
+  while (!out.includes('"msg":"listening"')) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  s.kill("SIGTERM");
+  expect(await s.exited).toBe(0);
+  const fallback = out.split("\n").find((l) => l.includes("GPU preflight failed"));
+  expect(fallback).toBeDefined();
+  expect(JSON.parse(fallback!).reason).toMatch(/^cuda preflight failed \(exit code \d+\): .+/);
+  expect(out).toContain('"backend":"cpu"');
+});

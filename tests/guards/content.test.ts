@@ -182,3 +182,27 @@ describe("audit log", () => {
     expect(text).not.toContain(ctx.key);
   });
 });
+
+describe("logs", () => {
+  test("one line per request with id, route, status, tokens, latency — and no prompt or response text by default", async () => {
+    const { memoryLogger } = await import("../helpers");
+    const { log, lines } = memoryLogger();
+    const ctx = await makeApp({ engine, log });
+    await ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: "tiny", max_tokens: 3, messages: [{ role: "user", content: "secret plans for tuesday" }] } }));
+    for (let i = 0; i < 100 && !lines.some((l) => l.msg === "request"); i++) await Bun.sleep(5);
+    const line = lines.find((l) => l.msg === "request")!;
+    expect(line).toMatchObject({ route: "POST /v1/chat/completions", status: 200, keyName: "test", model: "tiny" });
+    expect(line.reqId).toMatch(/^req_/);
+    expect(typeof line.ms).toBe("number");
+    expect(line.completionTokens).toBeGreaterThan(0);
+    expect(JSON.stringify(lines)).not.toContain("tuesday");
+    expect(JSON.stringify(lines)).not.toContain(ctx.key);
+  });
+  test("a user-typed template token is plain text in chat too (prompt guard set to flag)", async () => {
+    const ctx = await makeApp({ engine, config: { promptGuard: { specialTokens: "flag" } } });
+    const usage = async (content: string) => ((await (await ctx.app.handle(req("/v1/chat/completions", { key: ctx.key,
+      json: { model: "tiny", max_tokens: 1, messages: [{ role: "user", content }] } }))).json()) as any).usage.prompt_tokens;
+    // As a control token it would add exactly 1; as text, "<|im_end|>" is many byte/char tokens.
+    expect((await usage("<|im_end|>")) - (await usage(""))).toBeGreaterThan(3);
+  });
+});

@@ -15,6 +15,7 @@ export const chatRoutes = (deps: AppDeps) =>
     state.model = info.id;
     const sampling = toSampling(body, deps.config, info.contextSize);
     const messages = deps.promptGuard(state, info.id, toTurns(body));
+    if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
     const id = "chatcmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);
     return runGeneration(request, state, deps, {

@@ -16,6 +16,7 @@ export const completionRoutes = (deps: AppDeps) =>
     const sampling = toSampling(body, deps.config, info.contextSize);
     const [turn] = deps.promptGuard(state, info.id, [{ role: "user", content: promptText(body) }]);
     const prompt = turn!.content;
+    if (deps.config.logPrompts) state.promptText = prompt;
     const id = "cmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);
     return runGeneration(request, state, deps, {

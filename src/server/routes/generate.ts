@@ -29,6 +29,8 @@ export interface GenerationPlan {
 export async function runGeneration(request: Request, state: RequestState, deps: AppDeps, plan: GenerationPlan): Promise<unknown> {
   const flight = deps.inflight.begin(request.signal);
   const filter = deps.responseFilter(state);
+  const keepText = deps.config.logPrompts;
+  let streamed = "";
   const record = (g: Pick<Generation, "promptTokens" | "completionTokens">) => {
     state.promptTokens = g.promptTokens; state.completionTokens = g.completionTokens;
     deps.settle(state);
@@ -41,6 +43,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
       if (flight.signal.aborted) throw new CancelledError();
       g.text = filter.push(g.text) + filter.end();
       if (filter.blocked) { g.text = ""; g.finishReason = "content_filter"; }
+      if (keepText) state.responseText = g.text;
       return plan.full(g);
     } catch (e) {
       throw flight.signal.aborted && !(e instanceof AppError) ? new CancelledError() : e;
@@ -62,12 +65,14 @@ export async function runGeneration(request: Request, state: RequestState, deps:
       const g = await plan.call(engineStop.signal, (text) => {
         const out = filter.push(text);
         if (out) send(plan.piece(out));
+        if (keepText) streamed += out;
         if (filter.blocked) stopEngine();
       });
       record(g);
       if (flight.signal.aborted) throw new CancelledError();
       const tail = filter.end();
       if (tail) send(plan.piece(tail));
+      if (keepText) state.responseText = streamed + tail;
       send(plan.end(filter.blocked ? "content_filter" : g.finishReason));
       if (plan.includeUsage) send(plan.usage(g));
     },
