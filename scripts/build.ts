@@ -95,6 +95,12 @@ function gitCommit(): string {
 
 export async function build(target: Target = "linux-x64", out = path.join(root, "dist", "appliance")): Promise<string> {
   const t = TARGETS[target];
+  for (const pkg of t.packages) {
+    if (!fs.existsSync(nm(pkg))) {
+      throw new Error(`${pkg} is not installed (npm skips other platforms' prebuilt packages). ` +
+        `For this target run: npm install --no-save --force ${pkg}@${nlcVersion}`);
+    }
+  }
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const result = await Bun.build({
     entrypoints: [path.join(root, "src", "main.ts")],
@@ -121,6 +127,8 @@ if (import.meta.main) {
   const target = (values.target ?? "linux-x64") as Target;
   if (!(target in TARGETS)) { console.error(`unknown --target ${target} (known: ${Object.keys(TARGETS).join(", ")})`); process.exit(2); }
   const t0 = performance.now();
-  const out = await build(target, values.out ? path.resolve(values.out) : path.join(root, "dist", target === "linux-x64" ? "appliance" : `appliance-${target}`));
+  const out = await build(target, values.out ? path.resolve(values.out) : path.join(root, "dist", target === "linux-x64" ? "appliance" : `appliance-${target}`))
+    .catch((e: Error) => { console.error(`build: ${e.message}`); process.exit(1); });
+
   console.log(`built ${path.relative(process.cwd(), out)} (${target}, ${(fs.statSync(out).size / 1e6).toFixed(0)} MB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }

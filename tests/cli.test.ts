@@ -1,0 +1,66 @@
+/** The CLI's contracts: keys shown once and never listed, refusals with exit codes, and the one error mapper. */
+import { expect, spyOn, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { AppError } from "../src/errors";
+import { main } from "../src/main";
+import { toAppError, toResponse } from "../src/server/errors";
+import { memoryLogger, tinyModel, tmpDir } from "./helpers";
+
+async function capture(argv: string[]) {
+  const out: string[] = [];
+  const log = spyOn(console, "log").mockImplementation((...a: unknown[]) => { out.push(a.join(" ")); });
+  const err = spyOn(console, "error").mockImplementation(() => {});
+  try {
+    const code = await main(argv);
+    return { code, out: out.join("\n") };
+  } finally {
+    log.mockRestore();
+    err.mockRestore();
+  }
+}
+
+test("keys: create prints the key once; list never shows it; revoke and rotate", async () => {
+  const stateDir = tmpDir();
+  const created = await capture(["keys", "create", "--name", "ci", "--scopes", "chat,models", "--expires", "30d", "--rpm", "10", "--state-dir", stateDir]);
+  expect(created.code).toBe(0);
+  const key = created.out.trim();
+  expect(key).toMatch(/^apk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+  const list = await capture(["keys", "list", "--json", "--state-dir", stateDir]);
+  expect(list.out).not.toContain(key.split("_")[2]!);
+  expect(JSON.parse(list.out)[0]).toMatchObject({ name: "ci", scopes: ["chat", "models"], rpm: 10 });
+  const rotated = await capture(["keys", "rotate", "ci", "--grace", "1h", "--state-dir", stateDir]);
+  expect(rotated.out.trim()).not.toBe(key);
+  expect((await capture(["keys", "revoke", "ci", "--state-dir", stateDir])).code).toBe(0);
+  expect((await capture(["keys", "create", "--name", "bad", "--scopes", "root", "--state-dir", stateDir])).code).toBe(2);
+  expect((await capture(["keys", "create", "--state-dir", stateDir])).code).toBe(2);
+});
+
+test("serve refuses a keys file that others can read, naming the file and the chmod to run", async () => {
+  const stateDir = tmpDir();
+  await capture(["keys", "create", "--name", "k", "--state-dir", stateDir]);
+  await capture(["models", "add", await tinyModel(), "--state-dir", stateDir]);
+  const file = path.join(stateDir, "keys.json");
+  fs.chmodSync(file, 0o644);
+  const errors: string[] = [];
+  const err = spyOn(console, "error").mockImplementation((...a: unknown[]) => { errors.push(a.join(" ")); });
+  const out = spyOn(process.stdout, "write").mockImplementation(() => true);
+  try {
+    expect(await main(["serve", "--state-dir", stateDir, "--port", "0"])).toBe(1);
+  } finally {
+    err.mockRestore();
+    out.mockRestore();
+  }
+  expect(errors.join("\n")).toContain(`${file} is readable by group or others (mode 644); run: chmod 600 ${file}`);
+});
+
+test("the error mapper: an unexpected error becomes a 500 naming only the request id; the stack goes to the log", async () => {
+  const { log, lines } = memoryLogger();
+  const e = toAppError("UNKNOWN", new Error("ENOENT /srv/secret/path.gguf at Object.<anonymous>"), "req_abc", log);
+  expect(e.status).toBe(500);
+  const body = await toResponse(e).json() as { error: { message: string; type: string; code: string } };
+  expect(body.error.message).toBe("The server had an error while processing your request (request id req_abc).");
+  expect(body.error.type).toBe("server_error");
+  expect(JSON.stringify(lines)).toContain("/srv/secret/path.gguf"); // for the operator, never the client
+  expect(toAppError("UNKNOWN", new AppError("x", 418, "invalid_request_error"), "r", log).status).toBe(418);
+});
