@@ -8,6 +8,7 @@
  */
 import fs from "node:fs";
 import type { Config } from "../config/schema";
+import { NATIVE_BUNDLE, type NativeBundle } from "./native-assets";
 
 export type GpuChoice = "cuda" | "vulkan" | "metal" | false;
 
@@ -18,6 +19,14 @@ export function candidateGpu(setting: Config["gpu"], platform = process.platform
   if (platform === "darwin" && arch === "arm64") return "metal";
   if (platform === "linux" && (fs.existsSync("/dev/nvidia0") || fs.existsSync("/proc/driver/nvidia/version"))) return "cuda";
   return false;
+}
+
+/** Whether this build carries llama.cpp libraries for the backend (the CPU-only binary carries none). */
+export function backendAvailable(gpu: Exclude<GpuChoice, false>): boolean {
+  const bundle = NATIVE_BUNDLE as NativeBundle | null;
+  if (bundle) return bundle.folders.some((f) => f.folder.includes(gpu));
+  const pkg = gpu === "metal" ? "@node-llama-cpp/mac-arm64-metal" : `@node-llama-cpp/${process.platform}-${process.arch}-${gpu}`;
+  try { import.meta.resolve(pkg); return true; } catch { return false; }
 }
 
 /** How to re-run this very program: the compiled binary, or bun + the entry script. */

@@ -44,10 +44,13 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   const window = Math.max(...rules.filter((r) => r.id !== "private-key" && r.id !== "jwt").map((r) => r.maxLength)) + 8;
   const block = cfg.action === "block";
   const words = Math.max(...rules.map((r) => r.maxWords ?? 1));
+  // One case-insensitive pass over all rules first: most text matches none, and then nothing else runs.
+  const anyRule = new RegExp(rules.map((r) => `(?:${r.pattern.source})`).join("|"), "i");
 
   /** Non-overlapping findings, earlier rules first (the list is ordered most specific first). */
   function spans(text: string): Span[] {
     const found: Span[] = [];
+    if (text.length < 4096 && !anyRule.test(text)) return found; // long texts nearly always hit: skip the extra pass
     for (const rule of rules) {
       rule.pattern.lastIndex = 0;
       for (const m of text.matchAll(rule.pattern)) {
@@ -119,10 +122,13 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
 function tailStart(text: string, n: number): number {
   let i = text.length;
   for (let w = 0; w < n && i > 0; w++) {
-    while (i > 0 && /\s/.test(text[i - 1]!)) i--;
-    while (i > 0 && !/\s/.test(text[i - 1]!)) i--;
+    while (i > 0 && isSpace(text.charCodeAt(i - 1))) i--;
+    while (i > 0 && !isSpace(text.charCodeAt(i - 1))) i--;
   }
   return i;
 }
+
+/** ASCII and common Unicode whitespace, as \s would match, without a regex per character. */
+const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13) || c === 160 || c === 0x2028 || c === 0x2029 || c === 0x3000 || (c >= 0x2000 && c <= 0x200a) || c === 0x1680 || c === 0x202f || c === 0x205f || c === 0xfeff;
 
 interface Span { start: number; end: number; rule: string }

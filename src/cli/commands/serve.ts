@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Config } from "../../config/schema";
 import { ConfigError } from "../../config/load";
-import { candidateGpu, preflightGpu } from "../../engine/gpu";
+import { backendAvailable, candidateGpu, preflightGpu } from "../../engine/gpu";
 import { LlamaEngine } from "../../engine/llama";
 import { prepareNative } from "../../engine/native";
 import { createGuards } from "../../guards";
@@ -37,6 +37,10 @@ export async function startServer(config: Readonly<Config>, log: Logger) {
   const native = await prepareNative(config.stateDir);
   if (native) log.info(native, "native libraries verified");
   let gpu = candidateGpu(config.gpu);
+  if (gpu && config.gpu === "auto" && !backendAvailable(gpu)) {
+    log.info({ gpu }, "gpu auto: this build carries no libraries for that GPU; using the CPU");
+    gpu = false;
+  }
   if (gpu) {
     const pre = await preflightGpu(gpu, config.stateDir);
     if (!pre.gpu) log.warn({ reason: pre.reason }, "GPU preflight failed: falling back to CPU");
