@@ -95,9 +95,16 @@ export interface LoadOptions {
   flags?: Raw;
 }
 
+/** The installed service's config file, so CLI commands on an installed machine act on that instance. */
+export const INSTALLED_CONFIG = process.platform === "darwin" ? "/usr/local/etc/appliance/config.json" : "/etc/appliance/config.json";
+
+function installedConfig(): string | undefined {
+  try { fs.accessSync(INSTALLED_CONFIG, fs.constants.R_OK); return INSTALLED_CONFIG; } catch { return undefined; }
+}
+
 export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
   const env = opts.env ?? process.env;
-  const file = opts.file ?? env.APPLIANCE_CONFIG;
+  const file = opts.file ?? env.APPLIANCE_CONFIG ?? (opts.env ? undefined : installedConfig());
   let raw: Raw = {};
   if (file) raw = merge(raw, readConfigFile(file));
   raw = merge(raw, envLayer(env));

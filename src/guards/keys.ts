@@ -8,6 +8,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { inheritOwner } from "../config/owner";
 
 export const SCOPES = ["chat", "completions", "embeddings", "models", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -148,6 +149,7 @@ export class KeyStore {
     fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     const tmp = `${this.file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify({ version: 1, keys: records }, null, 2) + "\n", { mode: 0o600 });
+    inheritOwner(tmp, path.dirname(this.file)); // root editing the service's keys leaves them the service's
     fs.renameSync(tmp, this.file);
     this.reload(true);
   }

@@ -1,6 +1,6 @@
 /** appliance audit verify [--file F] */
 import path from "node:path";
-import { DEFAULTS } from "../../config/load";
+import { loadConfig } from "../../config/load";
 import { verifyAudit } from "../../log/audit";
 import { EXIT, parseOwn, UsageError, type Command } from "../command";
 
@@ -13,7 +13,7 @@ export const audit: Command = {
     if (sub !== "verify") throw new UsageError(`unknown audit subcommand '${sub ?? ""}'`);
     const { values } = parseOwn(rest, { file: { type: "string" }, "state-dir": { type: "string" } });
     const file = (values.file as string | undefined)
-      ?? path.join((values["state-dir"] as string | undefined) ?? process.env.APPLIANCE_STATE_DIR ?? DEFAULTS.stateDir, "audit.jsonl");
+      ?? path.join((values["state-dir"] as string | undefined) ?? loadConfig().stateDir, "audit.jsonl");
     let r;
     try { r = verifyAudit(file); } catch (e) {
       console.error(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);

@@ -1,6 +1,6 @@
 /** appliance keys create | list | revoke | rotate */
 import { KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
-import { DEFAULTS } from "../../config/load";
+import { loadConfig } from "../../config/load";
 import { EXIT, parseOwn, UsageError, type Command } from "../command";
 
 /** "30d", "12h", "90m" → ms. */
@@ -29,7 +29,7 @@ export const keys: Command = {
       rpm: { type: "string" }, tpm: { type: "string" }, "max-concurrent": { type: "string" }, "require-signature": { type: "boolean" },
       grace: { type: "string" }, json: { type: "boolean" },
     }, true);
-    const stateDir = (values["state-dir"] as string | undefined) ?? process.env.APPLIANCE_STATE_DIR ?? DEFAULTS.stateDir;
+    const stateDir = (values["state-dir"] as string | undefined) ?? loadConfig().stateDir;
     const store = new KeyStore(keysFilePath(stateDir));
     switch (sub) {
       case "create": {

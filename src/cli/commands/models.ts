@@ -4,6 +4,7 @@ import path from "node:path";
 import { checkGgufHeader } from "../../integrity/gguf-header";
 import { MANIFEST, modelsDirOf, readManifest, sha256File, writeManifest } from "../../integrity/manifest";
 import { modelId } from "../../integrity/resolve";
+import { inheritOwner } from "../../config/owner";
 import { EXIT, parseWithConfig, UsageError, type Command } from "../command";
 
 function progress(label: string) {
@@ -41,10 +42,12 @@ export const models: Command = {
           if (values.link) fs.linkSync(src, dest);
           else fs.copyFileSync(src, dest);
           fs.chmodSync(dest, 0o440);
+          inheritOwner(dest);
         }
         const copied = await sha256File(dest);
         if (copied !== digest) throw new Error(`${dest}: copy does not match the source (${copied} != ${digest})`);
         writeManifest(dir, [...readManifest(dir).filter((e) => e.file !== name), { sha256: digest, file: name }]);
+        inheritOwner(path.join(dir, MANIFEST));
         console.log(`${digest}  ${name}\nadded as model '${modelId(name)}' to ${path.join(dir, MANIFEST)}`);
         return EXIT.OK;
       }
@@ -62,6 +65,7 @@ export const models: Command = {
         const entry = entries.find((e) => modelId(e.file) === id);
         if (!entry) { console.error(`no model named ${id}`); return EXIT.FAIL; }
         writeManifest(dir, entries.filter((e) => e !== entry));
+        inheritOwner(path.join(dir, MANIFEST));
         fs.rmSync(path.join(dir, entry.file), { force: true });
         console.log(`removed ${id}`);
         return EXIT.OK;

@@ -1,8 +1,11 @@
 /** appliance install | uninstall | status | update | rollback — the service lifecycle. */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { DEFAULTS, parseConfig } from "../../config/load";
 import { selfCommand } from "../../engine/gpu";
+import { makeTinyModel } from "../../engine/tiny-model";
+import { readManifest } from "../../integrity/manifest";
 import { install, waitHealthy } from "../../service/installer";
 import { detectPlatform, layout, type Platform } from "../../service/layout";
 import { PF_ANCHOR, pfRules, realRunner, uninstallPaths, uninstallSteps } from "../../service/platform";
@@ -21,6 +24,14 @@ function target(values: Record<string, unknown>) {
 
 const out = (s: string) => console.log(s);
 
+/** With no model given and none installed, the built-in tiny demo model, so the service has something to serve. */
+async function demoModel(say: (s: string) => void): Promise<string> {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "appliance-demo-")), "demo.gguf");
+  await makeTinyModel(file);
+  say("no --model given: installing the built-in demo model 'demo' (random weights); add yours with: appliance models add FILE");
+  return file;
+}
+
 export const installCmd: Command = {
   name: "install",
   summary: "Install as a hardened systemd/launchd service under its own account",
@@ -32,7 +43,8 @@ export const installCmd: Command = {
     const self = selfCommand();
     const binary = (values.binary as string | undefined) ?? (self.length === 1 ? self[0]! : undefined);
     if (!binary) throw new UsageError("running from source: pass --binary dist/appliance (build it with bun run build)");
-    const r = await install({ layout: l, config, binary, models: config.model, firewall: !!values.firewall, dryRun: !!values["dry-run"], out, run: realRunner });
+    const models = config.model.length || readManifest(l.modelsDir).length ? config.model : [await demoModel(out)];
+    const r = await install({ layout: l, config, binary, models, firewall: !!values.firewall, dryRun: !!values["dry-run"], out, run: realRunner });
     if (l.platform === "launchd" && !values.firewall) out(`egress lock (not applied; use --firewall to install it as pf anchor ${PF_ANCHOR}):\n${pfRules(l.account)}`);
     if (r.key) out(`\nFirst API key (admin scope). It is shown once and stored only as a hash:\n${r.key}\n`);
     if (!r.changed) { out("nothing to change: the installation is up to date"); return EXIT.OK; }
