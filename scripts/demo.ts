@@ -3,7 +3,7 @@
  * bun run demo — builds the binary, makes the built-in tiny demo model,
  * registers it in the checksum manifest, issues a demo API key, prints how to
  * call the server, and runs it in the foreground on 127.0.0.1:8000.
- * Everything lives under .demo/ (git-ignored). Ctrl-C stops it.
+ * Everything lives under .demo/ (git-ignored; DEMO_DIR overrides). PORT picks the port. Ctrl-C stops it.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -11,7 +11,7 @@ import { build } from "./build";
 import { makeTinyModel } from "../src/engine/tiny-model";
 
 const root = path.resolve(import.meta.dir, "..");
-const demo = path.join(root, ".demo");
+const demo = process.env.DEMO_DIR ? path.resolve(process.env.DEMO_DIR) : path.join(root, ".demo");
 const stateDir = path.join(demo, "state");
 const port = process.env.PORT ?? "8000";
 fs.mkdirSync(demo, { recursive: true, mode: 0o700 });
