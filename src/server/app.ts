@@ -93,8 +93,9 @@ export function createApp(input: AppInput) {
         throw new InvalidRequestError("We could not parse the JSON body of your request. Send valid JSON.", null, "invalid_json");
       }
     })
-    // 3. Guards that need the body or the key: signature → rate limit.
-    .onBeforeHandle({ as: "global" }, async ({ request, set }) => {
+    // 3. Guards that need the body or the key: signature → rate limit. Transform runs before schema
+    //    validation, so even malformed requests count against the key's limits.
+    .onTransform({ as: "global" }, async ({ request, set }) => {
       const state = stateOf(request);
       await guards.beforeHandle(request, state);
       Object.assign(set.headers, state.headers);
@@ -107,6 +108,7 @@ export function createApp(input: AppInput) {
       const e = toAppError(code, error, state.id, log);
       state.status = e.status;
       state.errorCode = e.code ?? undefined;
+      deps.settle(state); // free the key's concurrency slot now, not when the socket closes
       if (e.status === 499) return new Response(null, { status: 499 }); // nobody is listening
       return toResponse(e, { "x-request-id": state.id, ...state.headers });
     })

@@ -122,3 +122,12 @@ describe("body, host and CORS", () => {
     expect(ids.size).toBe(20);
   });
 });
+
+test("malformed requests count against the key's request limit too (rate limit runs before schema checks)", async () => {
+  let now = 9_000_000;
+  const ctx = await makeApp({ engine, clock: () => now, keys: [{ name: "m", rpm: 2 }] });
+  const bad = () => ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: 7 } }));
+  expect((await bad()).status).toBe(400);
+  expect((await bad()).status).toBe(400);
+  expect((await bad()).status).toBe(429);
+});
