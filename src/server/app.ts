@@ -38,6 +38,8 @@ export interface AppDeps extends AppInput {
   clock: () => number;
   inflight: Inflight;
   metrics: Metrics;
+  /** Set on SIGTERM/SIGINT: /ready turns 503 so load balancers stop sending. */
+  draining: boolean;
   promptGuard: (state: RequestState, model: string, turns: ChatTurn[]) => ChatTurn[];
   responseFilter: (state: RequestState) => TextFilter;
   /** Token counts are final: charge them to the key's limits now. */
@@ -52,6 +54,7 @@ export function createApp(input: AppInput) {
     clock: input.clock ?? Date.now,
     inflight: new Inflight(),
     metrics: new Metrics(),
+    draining: false,
     promptGuard: (state, model, turns) => guards.prompt(state, model, turns),
     responseFilter: (state) => guards.responseFilter(state),
     settle: (state) => guards.settle(state),
@@ -78,6 +81,7 @@ export function createApp(input: AppInput) {
       const early = await guards.onRequest(request, state);
       Object.assign(set.headers, state.headers);
       if (early) return early;
+      if (request.method === "POST") server?.timeout(request, 0); // generations may be silent for a long time
     })
     // 2. JSON bodies read once, size-checked, kept raw for the signature guard.
     .onParse({ as: "global" }, async ({ request, contentType }) => {

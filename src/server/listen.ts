@@ -10,7 +10,10 @@ import type { App } from "./app";
 export interface ListenOptions { host: string; port: number; maxBodyBytes: number; graceMs: number }
 
 export function listen(app: App, engine: Engine, log: Logger, opts: ListenOptions, onHup?: () => void): Promise<number> {
-  app.listen({ hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes + 1024, idleTimeout: 0 });
+  // Bun's own body limit sits well above ours, so ordinary oversize bodies get our JSON 413; only
+  // absurd ones are cut off by Bun itself. Idle connections are dropped after 30 s; generation
+  // requests lift that for themselves (app.ts), since a long non-streamed answer sends nothing for a while.
+  app.listen({ hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes * 2 + 65_536, idleTimeout: 30 });
   const server = app.server!;
   log.info({ url: `http://${server.hostname}:${server.port}`, port: server.port }, "listening");
 
@@ -19,6 +22,7 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
     const drain = async (signal: string) => {
       if (draining) return;
       draining = true;
+      app.deps.draining = true; // /ready answers 503 from now on
       log.info({ signal, inflight: app.deps.inflight.size }, "shutting down");
       server.stop(false); // stop accepting; open requests carry on
       const deadline = Date.now() + opts.graceMs;

@@ -7,7 +7,7 @@ export const healthRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.health" })
     .get("/health", () => ({ status: "ok" }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"] } })
     .get("/ready", () => {
-      if (!deps.engine.ready()) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
+      if (deps.draining || !deps.engine.ready()) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
       return { status: "ready", models: deps.engine.models().map((m) => m.id), backend: deps.engine.backend, ...deps.engine.load() };
     }, { detail: { summary: "Readiness: a model is loaded", tags: ["Operations"] } });
 
