@@ -49,6 +49,7 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
   const created = run(["keys", "create", "--name", "e2e", "--state-dir", stateDir]);
   expect(created.code).toBe(0);
   const key = created.out.trim();
+  fs.writeFileSync(path.join(dir, "key.txt"), key);
 
   const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
   server = proc;
@@ -125,4 +126,32 @@ test("a GPU backend that cannot work falls back to CPU with the reason logged, a
   expect(fallback).toBeDefined();
   expect(JSON.parse(fallback!).reason).toMatch(/^cuda preflight failed \(exit code \d+\): .+/);
   expect(out).toContain('"backend":"cpu"');
+});
+
+test("SIGTERM with a generation in flight: stops accepting, cancels after the grace period, disposes, exits 0", async () => {
+  const s = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--shutdown-grace-ms", "300"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
+  const reader = s.stdout.getReader();
+  let out = "";
+  const readUntil = async (needle: string) => {
+    while (!out.includes(needle)) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      out += new TextDecoder().decode(value);
+    }
+  };
+  await readUntil('"msg":"listening"');
+  const port = Number(/"port":(\d+)/.exec(out)![1]);
+  const key = fs.readFileSync(path.join(dir, "key.txt"), "utf8").trim();
+  const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", prompt: "long", max_tokens: 1900, stream: true, temperature: 1 }),
+  });
+  const body = res.body!.getReader();
+  await body.read(); // generation is running
+  s.kill("SIGTERM");
+  while (!(await body.read()).done); // the server ends the stream
+  await readUntil('"msg":"stopped"');
+  expect(await s.exited).toBe(0);
+  expect(out).toContain("grace period over: cancelling in-flight requests");
+  expect(out).toMatch(/"status":499/);
 });
