@@ -156,7 +156,7 @@ export async function install(o: InstallOptions): Promise<{ changed: number; key
     if (result.changed) o.out(`(--root ${o.layout.root}: account creation and service manager calls skipped)`);
     return result;
   }
-  const runs = serviceSteps(o.layout, o.firewall, o.run);
+  const runs = serviceSteps(o.layout, o.firewall);
   if (!result.changed && !o.dryRun) return result;
   for (const r of runs) {
     o.out(`${o.dryRun ? "would run" : "run"}: ${r.argv.join(" ")}   # ${r.why}`);

@@ -4,7 +4,6 @@
  * anchor. Everything goes through a Runner so --dry-run can print instead.
  */
 import fs from "node:fs";
-import path from "node:path";
 import { readAccount } from "./accounts";
 import type { Layout } from "./layout";
 
@@ -54,7 +53,7 @@ const apparmorActive = () => {
 };
 
 /** Service manager calls after files changed. */
-export function serviceSteps(l: Layout, firewall: boolean, _run: Runner): RunStep[] {
+export function serviceSteps(l: Layout, firewall: boolean): RunStep[] {
   if (l.platform === "systemd") {
     return [
       ...(apparmorActive() && l.apparmorProfile ? [{ argv: ["apparmor_parser", "-r", l.apparmorProfile], why: "load the AppArmor profile" }] : []),
@@ -107,4 +106,3 @@ export function uninstallPaths(l: Layout, purge: boolean): string[] {
   return purge ? [...files, l.stateDir, l.logDir, l.configDir] : files;
 }
 
-export const unitDirOf = (l: Layout) => path.dirname(Object.values(l.units)[0]!);

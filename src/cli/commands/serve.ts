@@ -57,7 +57,6 @@ export async function startServer(config: Readonly<Config>, log: Logger) {
   return { app, engine, keys };
 }
 
-export class StartError extends Error {}
 
 export const serve: Command = {
   name: "serve",

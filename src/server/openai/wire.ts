@@ -81,7 +81,6 @@ export const embeddingRequest = z.strictObject({
 
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequest>;
 export type CompletionRequest = z.infer<typeof completionRequest>;
-export type EmbeddingRequest = z.infer<typeof embeddingRequest>;
 
 /** Response shapes, for the docs page. */
 export const errorBody = z.object({
