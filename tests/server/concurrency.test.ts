@@ -47,13 +47,14 @@ describe("over HTTP with one sequence", () => {
   test("aborting a stream mid-way frees the slot for the next request", async () => {
     const abort = new AbortController();
     const stream = await client.chat.completions.create(
-      { model: "tiny", messages: [{ role: "user", content: "tell a long story" }], max_tokens: 1800, stream: true, temperature: 1 },
+      { model: "tiny", messages: [{ role: "user", content: "tell a long story" }], max_tokens: 1800, stream: true, temperature: 0 },
       { signal: abort.signal });
     let seen = 0;
     try {
       for await (const _ of stream) if (++seen === 3) abort.abort();
     } catch { /* the SDK throws on abort */ }
     // With one sequence and no queue, this only succeeds once the aborted generation has let go of the slot.
+    // (Greedy decoding keeps these long generations deterministic: the tiny model's greedy text never hits EOS early.)
     let next: OpenAI.Chat.Completions.ChatCompletion | undefined;
     for (let attempt = 0; attempt < 200 && !next; attempt++) {
       next = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 4 })
@@ -74,9 +75,10 @@ describe("over HTTP with one sequence", () => {
   test("a full queue answers 503 with Retry-After", async () => {
     const abort = new AbortController();
     const stream = await client.chat.completions.create(
-      { model: "tiny", messages: [{ role: "user", content: "go" }], max_tokens: 1800, stream: true, temperature: 1 }, { signal: abort.signal });
+      { model: "tiny", messages: [{ role: "user", content: "go" }], max_tokens: 1800, stream: true, temperature: 0 }, { signal: abort.signal });
     const it = stream[Symbol.asyncIterator]();
-    await it.next(); // the slot is taken once the first chunk arrives
+    // The role chunk goes out before the slot is taken; the first text chunk proves generation holds it.
+    while (!(await it.next()).value?.choices[0]?.delta.content);
     const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 2 }).withResponse()
       .then(() => null, (e) => e);
     abort.abort();
