@@ -60,3 +60,9 @@ test("README configuration table matches the schema", () => {
   expect(r.stderr.toString()).toBe("");
   expect(r.exitCode).toBe(0);
 });
+
+test("a prompt-guard rule that is not a valid regex is a config error naming it", () => {
+  const file = path.join(tmpDir(), "rules.json");
+  fs.writeFileSync(file, JSON.stringify({ promptGuard: { rules: [{ id: "x", pattern: "([a-z" }] } }));
+  expect(() => loadConfig({ file, env: {} })).toThrow(/promptGuard\.rules\.0\.pattern: not a valid regular expression/);
+});

@@ -17,6 +17,8 @@ export function defaultStateDir(): string {
 const port = z.number().int().min(0).max(65535);
 const positive = z.number().int().positive();
 
+const compiles = (p: string) => { try { new RegExp(p); return true; } catch { return false; } };
+
 export const guardRuleAction = z.enum(["block", "flag", "strip"]);
 
 export const configSchema = z.strictObject({
@@ -72,7 +74,9 @@ export const configSchema = z.strictObject({
     invisibleUnicode: guardRuleAction.default("block").describe("Invisible and bidi-control characters (Trojan Source)."),
     injectionPhrases: guardRuleAction.default("flag").describe("Known prompt-injection phrases."),
     rules: z.array(z.strictObject({
-      id: z.string().regex(/^[a-z0-9_.-]+$/i), pattern: z.string().min(1), flags: z.string().regex(/^[imsu]*$/).default("i"),
+      id: z.string().regex(/^[a-z0-9_.-]+$/i),
+      pattern: z.string().min(1).refine(compiles, "not a valid regular expression"),
+      flags: z.string().regex(/^[imsu]*$/).default("i"),
       action: guardRuleAction.default("block"),
     })).default([]).describe("Extra regex rules: {id, pattern, flags, action}."),
   }).prefault({}).describe("Prompt guard rules and actions."),
