@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The system tools the tests run for real: systemd-analyze (unit verification and
 # the security score), apparmor_parser (profile syntax), python3 (plistlib), and
-# curl + openssl (the README's request-signing example). Installs them from
+# curl + openssl (the README's request-signing example), strace (the unit's syscall filter vs
+# the syscalls the server really makes). Installs them from
 # Debian's packages when missing and we are root; otherwise says what to install.
 set -euo pipefail
 missing=()
@@ -10,6 +11,7 @@ command -v apparmor_parser >/dev/null 2>&1 || missing+=(apparmor)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing test tools: ${missing[*]}" >&2

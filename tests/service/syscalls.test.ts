@@ -1,0 +1,66 @@
+/**
+ * The unit's seccomp filter against reality: run the real binary under strace
+ * through load, a streamed chat, embeddings and shutdown, and check every
+ * system call it made is allowed by the SystemCallFilter= lines of
+ * systemd/appliance.service (expanded by the real systemd-analyze).
+ */
+import { expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { builtBinary, tinyModel, tmpDir } from "../helpers";
+
+const unit = fs.readFileSync(path.join(import.meta.dir, "..", "..", "systemd", "appliance.service"), "utf8");
+
+function expand(group: string, seen = new Set<string>()): Set<string> {
+  const out = new Set<string>();
+  if (seen.has(group)) return out;
+  seen.add(group);
+  const text = Bun.spawnSync(["systemd-analyze", "syscall-filter", group], { stderr: "ignore" }).stdout.toString();
+  for (const m of text.matchAll(/^ {4}([@a-z0-9_-]+)/gm)) { // group names have hyphens (@file-system)
+    if (m[1]!.startsWith("@")) for (const s of expand(m[1]!, seen)) out.add(s);
+    else out.add(m[1]!);
+  }
+  return out;
+}
+
+test("every system call the server makes is allowed by the unit's SystemCallFilter", async () => {
+  const lines = [...unit.matchAll(/^SystemCallFilter=(.*)$/gm)].map((m) => m[1]!.trim());
+  const allowed = new Set<string>(), denied = new Set<string>();
+  for (const line of lines) {
+    const deny = line.startsWith("~");
+    for (const item of line.replace(/^~/, "").split(/\s+/)) {
+      const names = item.startsWith("@") ? expand(item) : new Set([item]);
+      for (const n of names) (deny ? denied : allowed).add(n);
+    }
+  }
+  expect(allowed.size).toBeGreaterThan(100);
+
+  const bin = await builtBinary();
+  const dir = tmpDir("appliance-strace-");
+  const stateDir = path.join(dir, "state");
+  const run = (args: string[]) => Bun.spawnSync([bin, ...args], { stdout: "pipe", stderr: "pipe" });
+  expect(run(["models", "add", await tinyModel(), "--state-dir", stateDir]).exitCode).toBe(0);
+  const key = run(["keys", "create", "--name", "s", "--state-dir", stateDir]).stdout.toString().trim();
+  const trace = path.join(dir, "trace.log");
+  const strace = Bun.spawn(["strace", "-f", "-qq", "-o", trace, bin, "serve", "--state-dir", stateDir, "--port", "0"], { stdout: "pipe", stderr: "pipe" });
+  const reader = strace.stdout.getReader();
+  let out = "";
+  while (!/"msg":"listening"/.test(out)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`server did not start under strace: ${out}`);
+    out += new TextDecoder().decode(value);
+  }
+  void (async () => { while (!(await reader.read()).done); })();
+  const base = `http://127.0.0.1:${/"port":(\d+)/.exec(out)![1]}`;
+  const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+  await (await fetch(`${base}/v1/chat/completions`, { method: "POST", headers, body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, stream: true }) })).text();
+  await (await fetch(`${base}/v1/embeddings`, { method: "POST", headers, body: JSON.stringify({ model: "tiny", input: "hi" }) })).text();
+  const server = Bun.spawnSync(["pgrep", "-P", String(strace.pid)]).stdout.toString().trim().split("\n")[0]!;
+  process.kill(Number(server), "SIGTERM");
+  await strace.exited;
+
+  const used = new Set([...fs.readFileSync(trace, "utf8").matchAll(/^\d+ +([a-z_0-9]+)\(/gm)].map((m) => m[1]!));
+  expect(used.size).toBeGreaterThan(30);
+  const blocked = [...used].filter((s) => denied.has(s) || !allowed.has(s));
+  expect(blocked).toEqual([]);
+});
