@@ -64,7 +64,12 @@ export class LlamaEngine implements Engine {
       progressLogs: false,
       maxThreads: opts.threads,
       logLevel: LlamaLogLevel.warn,
-      logger: (level, message) => log[LOG_LEVEL[level] ?? "debug"]({ src: "llama.cpp" }, message.trim()),
+      logger: (level, message) => {
+        // Under the unit's ProcSubset=pid, /proc/meminfo is hidden; the addon then says so at error level,
+        // harmlessly (memory is read through sysinfo instead). Keep it out of the operator's error logs.
+        const quiet = /Failed to get wired system memory/.test(message);
+        log[quiet ? "debug" : LOG_LEVEL[level] ?? "debug"]({ src: "llama.cpp" }, message.trim());
+      },
     });
     const engine = new LlamaEngine(llama, opts);
     try {

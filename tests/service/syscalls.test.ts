@@ -64,3 +64,30 @@ test("every system call the server makes is allowed by the unit's SystemCallFilt
   const blocked = [...used].filter((s) => denied.has(s) || !allowed.has(s));
   expect(blocked).toEqual([]);
 });
+
+// ProtectProc=invisible + ProcSubset=pid hide most of /proc (cpuinfo, meminfo, vmstat…). Reproduce that with a
+// private procfs mounted subset=pid in a new mount+pid namespace, and check the server still loads and answers.
+const canUnshare = Bun.spawnSync(["unshare", "--mount", "--pid", "--fork", "true"], { stderr: "ignore" }).exitCode === 0;
+test.skipIf(!canUnshare)("the server works with /proc reduced as the unit's ProcSubset=pid does", async () => {
+  const bin = await builtBinary();
+  const dir = tmpDir("appliance-proc-");
+  const stateDir = path.join(dir, "state");
+  expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--state-dir", stateDir]).exitCode).toBe(0);
+  const key = Bun.spawnSync([bin, "keys", "create", "--name", "p", "--state-dir", stateDir]).stdout.toString().trim();
+  const script = `set -e
+mount -t proc -o subset=pid,hidepid=invisible proc /proc
+test ! -e /proc/cpuinfo
+"$BIN" serve --state-dir "$STATE" --port 0 > "$DIR/out.log" 2>&1 &
+for i in $(seq 1 200); do grep -q '"msg":"listening"' "$DIR/out.log" && break; sleep 0.05; done
+PORT=$(grep -o '"port":[0-9]*' "$DIR/out.log" | head -1 | cut -d: -f2)
+curl -sS --fail-with-body "http://127.0.0.1:$PORT/v1/chat/completions" -H "authorization: Bearer $KEY" -H 'content-type: application/json' \\
+  -d '{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+kill %1; wait`;
+  const r = Bun.spawn(["unshare", "--mount", "--pid", "--fork", "bash", "-c", script], {
+    env: { ...process.env, BIN: bin, STATE: stateDir, DIR: dir, KEY: key }, stdout: "pipe", stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([new Response(r.stdout).text(), new Response(r.stderr).text(), r.exited]);
+  expect({ code, err }).toEqual({ code: 0, err: "" });
+  expect(JSON.parse(out).object).toBe("chat.completion");
+  expect(fs.readFileSync(path.join(dir, "out.log"), "utf8")).not.toContain('"level":50');
+});
