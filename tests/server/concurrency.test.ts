@@ -72,6 +72,24 @@ describe("over HTTP with one sequence", () => {
     expect(ctx.engine.load()).toEqual({ active: 0, queued: 0 });
   });
 
+  test("a non-streaming client that disconnects cancels its generation too", async () => {
+    const abort = new AbortController();
+    const pending = client.completions.create({ model: "tiny", prompt: "long", max_tokens: 1800, temperature: 0 }, { signal: abort.signal })
+      .catch((e) => e);
+    for (let i = 0; i < 1000 && ctx.engine.load().active === 0; i++) await Bun.sleep(2); // generation has the slot
+    const before = lines.length;
+    abort.abort();
+    await pending;
+    for (let i = 0; i < 1000 && ctx.engine.load().active > 0; i++) await Bun.sleep(2);
+    expect(ctx.engine.load().active).toBe(0);
+    const next = await client.completions.create({ model: "tiny", prompt: "x", max_tokens: 2 });
+    expect(next.choices[0]!.text).toBeDefined();
+    const find = () => lines.slice(before).find((l) => l.status === 499);
+    for (let i = 0; i < 500 && !find(); i++) await Bun.sleep(2);
+    const cancelled = find();
+    expect(cancelled?.completionTokens).toBeLessThan(1800);
+  });
+
   test("a full queue answers 503 with Retry-After", async () => {
     const abort = new AbortController();
     const stream = await client.chat.completions.create(
