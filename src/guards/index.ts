@@ -28,7 +28,8 @@ export class BodyTooLargeError extends AppError {
 export interface Guards {
   onRequest(request: Request, state: RequestState): Promise<Response | undefined>;
   readBody(request: Request, state: RequestState): Promise<string>;
-  beforeHandle(request: Request, state: RequestState): Promise<void>;
+  /** After the body is read, before schema validation: signature, then rate limit. */
+  afterParse(request: Request, state: RequestState): Promise<void>;
   prompt(state: RequestState, model: string, turns: ChatTurn[]): ChatTurn[];
   responseFilter(state: RequestState): TextFilter;
   /** Tokens are known: charge them and free the concurrency slot now, not when the socket closes. Idempotent. */
@@ -113,7 +114,7 @@ export function createGuards(d: GuardDeps): Guards {
       return raw;
     },
 
-    async beforeHandle(request, state) {
+    async afterParse(request, state) {
       const x = extra(state);
       const key = x.key;
       if (!key) return;

@@ -101,7 +101,7 @@ export function createApp(input: AppInput) {
     //    validation, so even malformed requests count against the key's limits.
     .onTransform({ as: "global" }, async ({ request, set }) => {
       const state = stateOf(request);
-      await guards.beforeHandle(request, state);
+      await guards.afterParse(request, state);
       Object.assign(set.headers, state.headers);
     })
     // Headers decided inside a handler (prompt flags) reach the response too.
