@@ -17,6 +17,24 @@ function run(args: string[]) {
   return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
 }
 
+/** Starts `serve` and reads its JSON log lines until it listens; keeps draining stdout afterwards. */
+async function startServe(args: string[]) {
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", ...args], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
+  server = proc;
+  const reader = proc.stdout.getReader();
+  const log = { text: "" };
+  const until = async (needle: string) => {
+    while (!log.text.includes(needle)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`server output ended before ${needle}: ${log.text}${await new Response(proc.stderr).text()}`);
+      log.text += new TextDecoder().decode(value);
+    }
+  };
+  await until('"msg":"listening"');
+  const port = Number(/"port":(\d+)/.exec(log.text)![1]);
+  return { proc, port, log, until };
+}
+
 beforeAll(async () => {
   // Always the binary of the sources under test (a build takes seconds); APPLIANCE_BINARY tests a given one instead.
   const source = await builtBinary();
@@ -51,20 +69,9 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
   const key = created.out.trim();
   fs.writeFileSync(path.join(dir, "key.txt"), key);
 
-  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
-  server = proc;
-  const reader = proc.stdout.getReader();
-  let buffered = "", port = 0;
-  while (!port) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${buffered}${await new Response(proc.stderr).text()}`);
-    buffered += new TextDecoder().decode(value);
-    const m = /"msg":"listening"/.test(buffered) && /"port":(\d+)/.exec(buffered);
-    if (m) port = Number(m[1]);
-  }
-  expect(buffered).toContain("native libraries verified");
-  // Keep draining stdout so the server never blocks on a full pipe.
-  void (async () => { while (!(await reader.read()).done); })();
+  const { proc, port, log, until } = await startServe(["--threads", "2"]);
+  expect(log.text).toContain("native libraries verified");
+  void until("never printed").catch(() => {}); // keep draining stdout so the server never blocks on a full pipe
 
   const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
   const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8 });
@@ -80,7 +87,6 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
 
   proc.kill("SIGTERM");
   expect(await proc.exited).toBe(0);
-  server = undefined;
 });
 
 test("a tampered unpacked library is replaced from the binary before it is loaded", async () => {
@@ -90,17 +96,9 @@ test("a tampered unpacked library is replaced from the binary before it is loade
   const original = fs.readFileSync(lib);
   fs.chmodSync(lib, 0o600);
   fs.writeFileSync(lib, Buffer.concat([original, Buffer.from("evil")]));
-  const s = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
-  const reader = s.stdout.getReader();
-  let out = "";
-  while (!out.includes('"msg":"listening"')) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  s.kill("SIGTERM");
-  await s.exited;
-  expect(out).toContain('"msg":"listening"');
+  const { proc } = await startServe([]); // listening means the libraries were verified (and repaired) first
+  proc.kill("SIGTERM");
+  await proc.exited;
   expect(fs.readFileSync(lib).equals(original)).toBe(true);
 });
 
@@ -112,16 +110,10 @@ test("a non-loopback bind is refused without --allow-public-bind (exit 2)", () =
 
 test("a GPU backend that cannot work falls back to CPU with the reason logged, and the server still serves", async () => {
   // This binary embeds only the CPU libraries, so a CUDA preflight must fail — in a child, not in the server.
-  const s = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--gpu", "cuda"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
-  const reader = s.stdout.getReader();
-  let out = "";
-  while (!out.includes('"msg":"listening"')) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  s.kill("SIGTERM");
-  expect(await s.exited).toBe(0);
+  const { proc, log } = await startServe(["--gpu", "cuda"]);
+  proc.kill("SIGTERM");
+  expect(await proc.exited).toBe(0);
+  const out = log.text;
   const fallback = out.split("\n").find((l) => l.includes("GPU preflight failed"));
   expect(fallback).toBeDefined();
   expect(JSON.parse(fallback!).reason).toMatch(/^cuda preflight failed \(exit code \d+\): .+/);
@@ -129,18 +121,7 @@ test("a GPU backend that cannot work falls back to CPU with the reason logged, a
 });
 
 test("SIGTERM with a generation in flight: stops accepting, cancels after the grace period, disposes, exits 0", async () => {
-  const s = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--shutdown-grace-ms", "300"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
-  const reader = s.stdout.getReader();
-  let out = "";
-  const readUntil = async (needle: string) => {
-    while (!out.includes(needle)) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      out += new TextDecoder().decode(value);
-    }
-  };
-  await readUntil('"msg":"listening"');
-  const port = Number(/"port":(\d+)/.exec(out)![1]);
+  const { proc, port, log, until } = await startServe(["--shutdown-grace-ms", "300"]);
   const key = fs.readFileSync(path.join(dir, "key.txt"), "utf8").trim();
   const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
     method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
@@ -149,10 +130,10 @@ test("SIGTERM with a generation in flight: stops accepting, cancels after the gr
   const body = res.body!.getReader();
   await body.read();
   await body.read(); // a text chunk: generation is running (greedy, so it deterministically runs long)
-  s.kill("SIGTERM");
+  proc.kill("SIGTERM");
   while (!(await body.read()).done); // the server ends the stream
-  await readUntil('"msg":"stopped"');
-  expect(await s.exited).toBe(0);
-  expect(out).toContain("grace period over: cancelling in-flight requests");
-  expect(out).toMatch(/"status":499/);
+  await until('"msg":"stopped"');
+  expect(await proc.exited).toBe(0);
+  expect(log.text).toContain("grace period over: cancelling in-flight requests");
+  expect(log.text).toMatch(/"status":499/);
 });
