@@ -154,11 +154,15 @@ export function createGuards(d: GuardDeps): Guards {
       const x = extra(state);
       this.settle(state);
       if (x.filter?.findings.length) state.decisions.push(...x.filter.findings.map((f) => `response:${config.responseScan.action}:${f}`));
-      d.audit?.append({
-        ts: new Date(d.clock()).toISOString(), reqId: state.id, key: state.keyName ?? null, route: state.route,
-        status: state.status ?? 0, model: state.model, promptTokens: state.promptTokens, completionTokens: state.completionTokens,
-        decisions: state.decisions, ms: Math.round((performance.now() - state.start) * 10) / 10, client: state.clientIp,
-      });
+      try {
+        d.audit?.append({
+          ts: new Date(d.clock()).toISOString(), reqId: state.id, key: state.keyName ?? null, route: state.route,
+          status: state.status ?? 0, model: state.model, promptTokens: state.promptTokens, completionTokens: state.completionTokens,
+          decisions: state.decisions, ms: Math.round((performance.now() - state.start) * 10) / 10, client: state.clientIp,
+        });
+      } catch (e) {
+        d.log.error({ err: (e as Error).message, reqId: state.id }, "audit write failed"); // the response is already out
+      }
     },
   };
 }

@@ -61,12 +61,29 @@ export class KeyStore {
   private records: KeyRecord[] = [];
   private stamp = "";
 
-  constructor(readonly file: string, private readonly now: () => number = Date.now) {
-    this.reload(true);
+  /** The last reload problem, if the file is currently unusable (then no key is accepted: fail closed). */
+  problem: string | undefined;
+
+  constructor(readonly file: string, private readonly now: () => number = Date.now,
+    private readonly warn: (message: string) => void = () => {}) {
+    this.load(true);
   }
 
-  /** Re-reads the file if it changed (cheap stat per call). */
+  /** Re-reads the file if it changed. A broken or exposed file while running denies every key until fixed. */
   reload(force = false) {
+    try {
+      this.load(force);
+      this.problem = undefined;
+    } catch (e) {
+      if (this.problem !== (e as Error).message) this.warn(`keys file unusable, refusing every key until fixed: ${(e as Error).message}`);
+      this.problem = (e as Error).message;
+      this.records = [];
+      this.stamp = "broken";
+    }
+  }
+
+  /** Reads the file if it changed (a cheap stat per call); throws if it is exposed or malformed. */
+  private load(force: boolean) {
     let st: fs.Stats;
     try {
       st = fs.statSync(this.file);
@@ -78,7 +95,9 @@ export class KeyStore {
     const stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
     if (!force && stamp === this.stamp) return;
     checkKeysFileMode(this.file);
-    const parsed = keyFile.safeParse(JSON.parse(fs.readFileSync(this.file, "utf8")));
+    let json: unknown;
+    try { json = JSON.parse(fs.readFileSync(this.file, "utf8")); } catch (e) { throw new KeyFileError(`${this.file} is not valid JSON: ${(e as Error).message}`); }
+    const parsed = keyFile.safeParse(json);
     if (!parsed.success) throw new KeyFileError(`${this.file} is not a valid keys file: ${parsed.error.issues[0]?.message}`);
     this.records = parsed.data.keys;
     this.stamp = stamp;
@@ -104,7 +123,7 @@ export class KeyStore {
 
   /** Creates a key; returns the only copy of it. */
   create(opts: NewKeyOptions): { key: string; record: KeyRecord } {
-    this.reload();
+    this.load(true); // never rewrite a file we could not read
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(opts.name)) throw new KeyFileError("key name must be 1-64 of A-Z a-z 0-9 _ . -");
     if (this.records.some((r) => r.name === opts.name && !r.revoked)) throw new KeyFileError(`a key named ${opts.name} exists already`);
     const { key, id } = newKey();
@@ -138,7 +157,7 @@ export class KeyStore {
   }
 
   private byName(name: string): KeyRecord {
-    this.reload();
+    this.load(true);
     const rec = this.records.find((r) => r.name === name && !r.revoked);
     if (!rec) throw new KeyFileError(`no active key named ${name}`);
     return rec;
@@ -151,7 +170,7 @@ export class KeyStore {
     fs.writeFileSync(tmp, JSON.stringify({ version: 1, keys: records }, null, 2) + "\n", { mode: 0o600 });
     inheritOwner(tmp, path.dirname(this.file)); // root editing the service's keys leaves them the service's
     fs.renameSync(tmp, this.file);
-    this.reload(true);
+    this.load(true);
   }
 }
 

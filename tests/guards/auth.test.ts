@@ -92,3 +92,21 @@ describe("keys", () => {
     expect(statuses).toEqual([401, 401, 401, 429, 429]);
   });
 });
+
+test("a keys file broken or exposed while running refuses every key (fail closed), then recovers", async () => {
+  const local = await makeApp({ engine: ctx.engine });
+  const file = keysFilePath(local.stateDir);
+  const good = fs.readFileSync(file, "utf8");
+  const models = () => local.app.handle(req("/v1/models", { key: local.key }));
+  expect((await models()).status).toBe(200);
+  fs.writeFileSync(file, "{ not json");
+  expect((await models()).status).toBe(401);
+  fs.writeFileSync(file, good);
+  expect((await models()).status).toBe(200);
+  fs.chmodSync(file, 0o644);
+  fs.appendFileSync(file, " "); // a change the store notices
+  expect((await models()).status).toBe(401);
+  fs.chmodSync(file, 0o600);
+  fs.appendFileSync(file, " ");
+  expect((await models()).status).toBe(200);
+});

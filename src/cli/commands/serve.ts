@@ -26,7 +26,7 @@ export async function startServer(config: Readonly<Config>, log: Logger) {
     throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
   }
   fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
-  const keys = config.auth ? new KeyStore(keysFilePath(config.stateDir)) : undefined;
+  const keys = config.auth ? new KeyStore(keysFilePath(config.stateDir), Date.now, (m) => log.error(m)) : undefined;
   if (keys && keys.list().filter((k) => !k.revoked).length === 0) {
     log.warn({ file: keys.file }, "no API keys yet: every request but /health will get 401. Create one with: appliance keys create --name NAME");
   }
