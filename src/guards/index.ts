@@ -16,6 +16,7 @@ import type { RequestState } from "../server/request-state";
 import { AuthError, checkScope, isPublic, presentedKey } from "./auth";
 import { HostError, hostAllowlist } from "./host";
 import type { KeyRecord, KeyStore } from "./keys";
+import { checkBounds } from "./bounds";
 import { createPromptGuard } from "./prompt-guard";
 import { RateLimiter, RateLimitError } from "./rate-limit";
 import { createScanner, passthrough, type TextFilter } from "./response-scan";
@@ -130,6 +131,7 @@ export function createGuards(d: GuardDeps): Guards {
     },
 
     prompt(state, model, turns) {
+      checkBounds(turns, config);
       const v = promptCheck(turns, d.engine.specialTokens(model));
       for (const f of v.flags) state.decisions.push(`prompt:flag:${f}`);
       for (const f of v.stripped) state.decisions.push(`prompt:strip:${f}`);

@@ -1,11 +1,11 @@
 /**
- * Prompt guard: bounds (message count, total length) then rules, each with an
+ * Prompt guard: rules over the prompt text, each with an
  * action: block (400 prompt_rejected naming the rule), flag (allowed, recorded
  * in audit and a response header) or strip (the matched text is removed).
  * Built-in rules: the loaded model's own control tokens typed as text (read
  * from its vocabulary), invisible/bidi unicode, and injection phrases.
  */
-import { AppError, InvalidRequestError } from "../errors";
+import { AppError } from "../errors";
 import type { ChatTurn } from "../engine/engine";
 import type { Config } from "../config/schema";
 import { INJECTION_PHRASES, INVISIBLE } from "./rules/injection";
@@ -23,7 +23,7 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 export interface PromptVerdict { turns: ChatTurn[]; flags: string[]; stripped: string[] }
 
-export function createPromptGuard(config: Pick<Config, "promptGuard" | "maxMessages" | "maxPromptChars">) {
+export function createPromptGuard(config: Pick<Config, "promptGuard">) {
   const pg = config.promptGuard;
   const rules: Rule[] = [
     {
@@ -40,13 +40,6 @@ export function createPromptGuard(config: Pick<Config, "promptGuard" | "maxMessa
   const specialCache = new WeakMap<string[], RegExp | null>();
 
   return function check(turns: ChatTurn[], specials: string[]): PromptVerdict {
-    if (turns.length > config.maxMessages) {
-      throw new InvalidRequestError(`Too many messages: ${turns.length} (max ${config.maxMessages}).`, "messages", "too_many_messages");
-    }
-    const total = turns.reduce((n, t) => n + t.content.length, 0);
-    if (total > config.maxPromptChars) {
-      throw new InvalidRequestError(`Prompt is ${total} characters (max ${config.maxPromptChars}).`, "messages", "prompt_too_long");
-    }
     const flags: string[] = [], stripped: string[] = [];
     const out = turns.map((t) => ({ ...t }));
     for (const rule of rules) {

@@ -131,3 +131,16 @@ test("malformed requests count against the key's request limit too (rate limit r
   expect((await bad()).status).toBe(400);
   expect((await bad()).status).toBe(429);
 });
+
+test("input bounds: message count and total prompt length → 400 naming messages", async () => {
+  const ctx = await makeApp({ engine, config: { maxMessages: 3, maxPromptChars: 50 } });
+  const chat = (messages: unknown) => ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: "tiny", max_tokens: 1, messages } }));
+  const many = await chat(Array.from({ length: 4 }, () => ({ role: "user", content: "x" })));
+  expect(many.status).toBe(400);
+  expect(((await many.json()) as any).error).toMatchObject({ code: "too_many_messages", param: "messages" });
+  const long = await chat([{ role: "user", content: "y".repeat(51) }]);
+  expect(((await long.json()) as any).error.code).toBe("prompt_too_long");
+  const embed = await ctx.app.handle(req("/v1/embeddings", { key: ctx.key, json: { model: "tiny", input: "z".repeat(51) } }));
+  expect(embed.status).toBe(400);
+  expect((await chat([{ role: "user", content: "fine" }])).status).toBe(200);
+});
