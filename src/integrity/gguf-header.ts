@@ -14,13 +14,16 @@ export class GgufHeaderError extends Error {
 }
 
 const LIMITS = { tensors: 100_000, kv: 100_000, string: 1 << 24, array: 1 << 26, dims: 4, header: 512 << 20 };
-/** Bytes per block and elements per block for ggml types (F32, F16, Q4_0 …), enough to size tensor data. */
-const TYPE_SIZE: Record<number, [number, number]> = {
+/**
+ * [bytes per block, elements per block] for each ggml type (F32, F16, Q4_0 … MXFP4), enough to size tensor
+ * data. A test checks every entry against the llama.cpp binding itself, so the table cannot drift.
+ */
+export const TYPE_SIZE: Record<number, [number, number]> = {
   0: [4, 1], 1: [2, 1], 2: [18, 32], 3: [20, 32], 6: [22, 32], 7: [24, 32], 8: [34, 32], 9: [36, 32],
   10: [84, 256], 11: [110, 256], 12: [144, 256], 13: [176, 256], 14: [210, 256], 15: [292, 256],
-  16: [66, 256], 17: [74, 256], 18: [98, 256], 19: [50, 256], 20: [36, 32], 21: [110, 256], 22: [82, 256],
+  16: [66, 256], 17: [74, 256], 18: [98, 256], 19: [50, 256], 20: [18, 32], 21: [110, 256], 22: [82, 256],
   23: [136, 256], 24: [1, 1], 25: [2, 1], 26: [4, 1], 27: [8, 1], 28: [8, 1], 29: [56, 256], 30: [2, 1],
-  34: [54, 256], 35: [66, 256], 39: [17, 32],
+  34: [54, 256], 35: [66, 256], 39: [17, 32], 40: [36, 64], 41: [18, 128], 42: [18, 64],
 };
 
 export interface GgufSummary { version: number; tensors: number; kv: number; architecture?: string; dataOffset: number }

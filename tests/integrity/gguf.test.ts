@@ -86,3 +86,17 @@ describe("manifest", () => {
     expect(await main(["--version"])).toBe(0);
   });
 });
+
+test("the header check's ggml type sizes match the llama.cpp binding, type by type", async () => {
+  const { TYPE_SIZE } = await import("../../src/integrity/gguf-header");
+  const { getLlama } = await import("node-llama-cpp");
+  const llama = await getLlama({ gpu: false, build: "never" });
+  const bindings = (llama as unknown as { _bindings: { getTypeSizeForGgmlType(t: number): number; getBlockSizeForGgmlType(t: number): number } })._bindings;
+  const fromLlama: Record<number, [number, number]> = {};
+  for (let t = 0; t < 64; t++) {
+    const size = bindings.getTypeSizeForGgmlType(t), block = bindings.getBlockSizeForGgmlType(t);
+    if (size > 0 && block > 0) fromLlama[t] = [size, block];
+  }
+  await llama.dispose();
+  expect(TYPE_SIZE).toEqual(fromLlama);
+});
