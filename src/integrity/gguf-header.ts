@@ -32,12 +32,21 @@ export function checkGgufHeader(file: string): GgufSummary {
   const size = fs.statSync(file).size;
   const fd = fs.openSync(file, "r");
   try {
-    const headLen = Math.min(size, LIMITS.header);
-    const buf = Buffer.alloc(headLen);
+    // Read the header in growing steps: metadata is usually a few MB, but the file can be many GB.
+    const cap = Math.min(size, LIMITS.header);
+    let headLen = Math.min(cap, 1 << 20);
+    let buf = Buffer.alloc(headLen);
     fs.readSync(fd, buf, 0, headLen, 0);
     let pos = 0;
     const need = (n: number, what: string) => {
-      if (pos + n > headLen) throw new GgufHeaderError(file, what, `${n} more bytes`, `end of ${size < LIMITS.header ? "file" : "header window"} at byte ${headLen}`);
+      if (pos + n <= headLen) return;
+      if (pos + n > cap) throw new GgufHeaderError(file, what, `${n} more bytes`, `end of ${size < LIMITS.header ? "file" : "header window"} at byte ${cap}`);
+      const next = Math.min(cap, Math.max(headLen * 2, pos + n));
+      const grown = Buffer.alloc(next);
+      buf.copy(grown, 0, 0, headLen);
+      fs.readSync(fd, grown, headLen, next - headLen, headLen);
+      buf = grown;
+      headLen = next;
     };
     const u32 = (what: string) => { need(4, what); const v = buf.readUInt32LE(pos); pos += 4; return v; };
     const u64 = (what: string) => { need(8, what); const v = buf.readBigUInt64LE(pos); pos += 8; return v; };
@@ -55,6 +64,7 @@ export function checkGgufHeader(file: string): GgufSummary {
     };
 
     if (size < 24) throw new GgufHeaderError(file, "size", ">= 24 bytes", `${size} bytes`);
+    need(24, "header");
     const magic = buf.toString("latin1", 0, 4);
     if (magic !== "GGUF") throw new GgufHeaderError(file, "magic", "'GGUF'", JSON.stringify(magic));
     pos = 4;
