@@ -106,3 +106,26 @@ describe("over HTTP with one sequence", () => {
     expect(r.headers.get("retry-after")).toBe("1");
   });
 });
+
+describe("with two sequences", () => {
+  test("a second request generates while a long one is still running (batched, not queued)", async () => {
+    const ctx = await makeApp({ config: { parallel: 2, maxQueue: 0 } });
+    const client = new OpenAI({ apiKey: ctx.key, baseURL: `${listenApp(ctx.app)}/v1`, maxRetries: 0 });
+    try {
+      const abort = new AbortController();
+      const long = await client.chat.completions.create(
+        { model: "tiny", messages: [{ role: "user", content: "go" }], max_tokens: 1800, stream: true, temperature: 0 }, { signal: abort.signal });
+      const it = long[Symbol.asyncIterator]();
+      while (!(await it.next()).value?.choices[0]?.delta.content); // the long one holds a sequence
+      // maxQueue 0: this would be a 503 if it had to wait for the long one.
+      const short = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 4 });
+      expect(short.choices[0]!.message.content).toBeDefined();
+      expect(ctx.engine.load().active).toBe(1); // the long one is still generating
+      abort.abort();
+      for (let i = 0; i < 1000 && ctx.engine.load().active > 0; i++) await Bun.sleep(2);
+    } finally {
+      await ctx.app.stop(true);
+      await ctx.engine.dispose();
+    }
+  });
+});
