@@ -5,6 +5,7 @@
  * Side by side, in one run, on a generated ~85 M parameter model (so compute dominates):
  *   - tokens/s of the raw engine in-process vs through the HTTP server (same model, threads, max tokens)
  *   - time to first token through HTTP (first SSE content chunk) and in-process
+ *   - aggregate tokens/s of two concurrent streams (parallel 2: batched decoding)
  *   - requests/s for GET /v1/models
  *   - a thread sweep (1 … cores) to back the --threads default (more threads than cores is far slower)
  */
@@ -92,6 +93,21 @@ for (let i = 0; i < runs; i++) {
   httpTtft.push(first - t0);
 }
 
+// Two clients at once on a two-sequence engine: llama.cpp batches them into the same decode steps.
+const duo = await LlamaEngine.create({ models: [{ id: "bench", path: modelPath }], threads, ctxSize: 2048, parallel: 2, maxQueue: 4, gpu: false, log: silentLogger() });
+const duoApp = createApp({ config, engine: duo, log, guards: createGuards({ config, engine: duo, keys: store, log, clock: Date.now }), version: versionInfo() });
+duoApp.listen({ hostname: "127.0.0.1", port: 0 });
+const streamTokens = async (baseUrl: string) => {
+  const r = await fetch(`${baseUrl}/v1/completions`, { method: "POST", headers, body: JSON.stringify({ model: "bench", prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }) });
+  return Number(/"completion_tokens":(\d+)/.exec(await r.text())?.[1] ?? 0);
+};
+await streamTokens(`http://127.0.0.1:${duoApp.server!.port}`); // warm-up
+let t1 = performance.now();
+const both = await Promise.all([0, 1].map(() => streamTokens(`http://127.0.0.1:${duoApp.server!.port}`)));
+const duoTps = (both[0]! + both[1]!) / ((performance.now() - t1) / 1000);
+await duoApp.stop(true);
+await duo.dispose();
+
 let n = 0;
 const until = performance.now() + 3000;
 await Promise.all(Array.from({ length: 8 }, async () => {
@@ -105,6 +121,7 @@ const rows = [
 console.log(`\n${"".padEnd(26)}${"engine".padStart(10)}${"HTTP".padStart(10)}`);
 for (const r of rows) console.log(`${r[0]!.padEnd(26)}${r[1]!.padStart(10)}${r[2]!.padStart(10)}`);
 console.log(`server/engine tokens/s ratio: ${(median(httpTps) / raw.tps).toFixed(3)} (goal >= 0.97)`);
+console.log(`2 concurrent streams (parallel 2): ${duoTps.toFixed(1)} tokens/s aggregate vs ${median(httpTps).toFixed(1)} for one`);
 console.log(`GET /v1/models: ${(n / 3).toFixed(0)} requests/s (8 concurrent clients, auth + rate limit + audit on)`);
 console.log("note: HTTP time to first token includes the response scanner's hold-back window (see README).");
 await app.stop(true);
