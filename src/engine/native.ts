@@ -5,16 +5,16 @@
  * against the digests embedded at build time on EVERY start: otherwise the
  * unpacked .so would be a code-injection hole.
  */
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { sha256Bytes } from "../integrity/manifest";
 import { NATIVE_BUNDLE } from "./native-assets";
 
 export class NativeLibError extends Error {}
 
 declare global { var __APPLIANCE_BINS_DIR__: string | undefined }
 
-const sha256File = (file: string) => crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+const sha256File = (file: string) => sha256Bytes(fs.readFileSync(file));
 
 function privateDir(dir: string) {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });

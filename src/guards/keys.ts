@@ -9,6 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { inheritOwner } from "../config/owner";
+import { sha256Bytes } from "../integrity/manifest";
 
 export const SCOPES = ["chat", "completions", "embeddings", "models", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -34,7 +35,7 @@ const keyFile = z.object({ version: z.literal(1), keys: z.array(keyRecord) });
 
 export class KeyFileError extends Error {}
 
-const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
+const sha256 = sha256Bytes;
 const KEY_SHAPE = /^apk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 
 export function keysFilePath(stateDir: string) { return path.join(stateDir, "keys.json"); }

@@ -4,12 +4,12 @@
  * there on. A torn last line (crash mid-write) is cut off when the log is next
  * opened, so every earlier record still verifies.
  */
-import crypto from "node:crypto";
+import { sha256Bytes } from "../integrity/manifest";
 import fs from "node:fs";
 import path from "node:path";
 
 export const GENESIS = "0".repeat(64);
-const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
+const sha256 = sha256Bytes;
 
 export interface AuditRecord {
   ts: string;
