@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { DEFAULTS, kebab, loadConfig, ConfigError } from "../config/load";
 import type { Config } from "../config/schema";
+import { detectPlatform, type Platform } from "../service/layout";
 import { EXIT } from "./exit-codes";
 
 export interface Command {
@@ -67,6 +68,13 @@ export function parseOwn(argv: string[], own: Options, allowPositionals = false)
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+}
+
+/** --platform systemd|launchd, or the one this machine runs. */
+export function platformFlag(values: Record<string, unknown>): Platform {
+  const platform = (values.platform as Platform | undefined) ?? detectPlatform();
+  if (platform !== "systemd" && platform !== "launchd") throw new UsageError("--platform is systemd or launchd");
+  return platform;
 }
 
 export { EXIT };

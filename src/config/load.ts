@@ -4,6 +4,7 @@
  */
 import fs from "node:fs";
 import { z } from "zod";
+import { detectPlatform, layout } from "../service/layout";
 import { configSchema, type Config } from "./schema";
 
 export class ConfigError extends Error {
@@ -95,11 +96,10 @@ export interface LoadOptions {
   flags?: Raw;
 }
 
-/** The installed service's config file, so CLI commands on an installed machine act on that instance. */
-export const INSTALLED_CONFIG = process.platform === "darwin" ? "/usr/local/etc/appliance/config.json" : "/etc/appliance/config.json";
-
+/** The installed service's config file (its path owned by service/layout.ts), so CLI commands on an installed machine act on that instance. */
 function installedConfig(): string | undefined {
-  try { fs.accessSync(INSTALLED_CONFIG, fs.constants.R_OK); return INSTALLED_CONFIG; } catch { return undefined; }
+  const file = layout(detectPlatform()).configFile;
+  try { fs.accessSync(file, fs.constants.R_OK); return file; } catch { return undefined; }
 }
 
 export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {

@@ -7,19 +7,17 @@ import { selfCommand } from "../../engine/gpu";
 import { makeTinyModel } from "../../engine/tiny-model";
 import { readManifest } from "../../integrity/manifest";
 import { install, waitHealthy } from "../../service/installer";
-import { detectPlatform, layout, type Platform } from "../../service/layout";
+import { layout } from "../../service/layout";
 import { PF_ANCHOR, pfRules, realRunner, uninstallPaths, uninstallSteps } from "../../service/platform";
 import { rollback, update } from "../../service/update";
-import { EXIT, flagsToConfig, parseOwn, configFlagOptions, UsageError, type Command } from "../command";
+import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, type Command } from "../command";
 
 const common = { root: { type: "string" }, platform: { type: "string" }, "dry-run": { type: "boolean" } } as const;
 
 function target(values: Record<string, unknown>) {
-  const platform = (values.platform as Platform | undefined) ?? detectPlatform();
-  if (platform !== "systemd" && platform !== "launchd") throw new UsageError("--platform is systemd or launchd");
   const root = path.resolve((values.root as string | undefined) ?? "/");
   if (root === "/" && process.getuid?.() !== 0 && !values["dry-run"]) throw new UsageError("installing into the system needs root (sudo), or use --root DIR / --dry-run");
-  return layout(platform, root);
+  return layout(platformFlag(values), root);
 }
 
 const out = (s: string) => console.log(s);
@@ -39,7 +37,7 @@ export const installCmd: Command = {
   async run(argv) {
     const { values } = parseOwn(argv, { ...configFlagOptions(), ...common, binary: { type: "string" }, firewall: { type: "boolean" } });
     const l = target(values);
-    const config = parseConfig({ ...DEFAULTS, ...flagsToConfig(values), stateDir: DEFAULTS.stateDir });
+    const config = parseConfig(flagsToConfig(values)); // the installed state dir comes from the layout, not from here
     const self = selfCommand();
     const binary = (values.binary as string | undefined) ?? (self.length === 1 ? self[0]! : undefined);
     if (!binary) throw new UsageError("running from source: pass --binary dist/appliance (build it with bun run build)");
@@ -84,7 +82,7 @@ export const statusCmd: Command = {
   usage: "appliance status [--port N] [--platform systemd|launchd]",
   async run(argv) {
     const { values } = parseOwn(argv, { port: { type: "string" }, platform: { type: "string" } });
-    const platform = (values.platform as Platform | undefined) ?? detectPlatform();
+    const platform = platformFlag(values);
     const l = layout(platform);
     const installed = fs.existsSync(l.binDigest);
     const state = platform === "systemd" ? realRunner(["systemctl", "is-active", "appliance.service"]).out.trim()

@@ -5,15 +5,13 @@ import { loadConfig, parseConfig } from "../../config/load";
 import type { Config } from "../../config/schema";
 import { alert, runVerify } from "../../integrity/verify";
 import { exitCodeFor, formatTable } from "../../integrity/report";
-import { detectPlatform, layout, type Layout, type Platform } from "../../service/layout";
-import { EXIT, flagsToConfig, parseOwn, configFlagOptions, UsageError, type Command } from "../command";
+import { layout, type Layout } from "../../service/layout";
+import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, type Command } from "../command";
 
 /** The installed layout (if any) and the config it runs with; under --root every path is re-rooted. */
 export function installedContext(values: Record<string, unknown>): { config: Readonly<Config>; installed?: Layout } {
-  const platform = (values.platform as Platform | undefined) ?? detectPlatform();
-  if (platform !== "systemd" && platform !== "launchd") throw new UsageError("--platform is systemd or launchd");
   const root = path.resolve((values.root as string | undefined) ?? "/");
-  const l = layout(platform, root);
+  const l = layout(platformFlag(values), root);
   const installed = fs.existsSync(l.binDigest) ? l : undefined;
   const file = (values.config as string | undefined) ?? process.env.APPLIANCE_CONFIG ?? (installed && fs.existsSync(l.configFile) ? l.configFile : undefined);
   let config = loadConfig({ file, flags: flagsToConfig(values) });
