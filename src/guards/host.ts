@@ -2,6 +2,7 @@
  * DNS-rebinding guard: a browser tricked into resolving evil.example to
  * 127.0.0.1 still sends Host: evil.example, so only known names are accepted.
  */
+import type { Config } from "../config/schema";
 import { AppError } from "../errors";
 
 export class HostError extends AppError {
@@ -9,6 +10,11 @@ export class HostError extends AppError {
     super(`Host '${host.slice(0, 100)}' is not allowed. Add it to allowedHosts if this is intended.`, 421, "invalid_request_error", "host_not_allowed");
   }
 }
+
+export const isLoopback = (host: string) => /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/i.test(host);
+
+/** The bind rule serve enforces and verify checks: loopback, or public bind explicitly allowed with auth on. */
+export const bindAllowed = (c: Pick<Config, "host" | "allowPublicBind" | "auth">) => isLoopback(c.host) || (c.allowPublicBind && c.auth);
 
 export function hostAllowlist(bindHost: string, extra: string[]): (hostHeader: string | null) => boolean {
   const names = new Set(["localhost", "127.0.0.1", "::1", "[::1]", bindHost.toLowerCase(), ...extra.map((h) => h.toLowerCase())]);

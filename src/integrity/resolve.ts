@@ -9,7 +9,7 @@ import path from "node:path";
 import type { Config } from "../config/schema";
 import type { ModelSource } from "../engine/llama";
 import { checkGgufHeader } from "./gguf-header";
-import { modelsDirOf, readManifest, sha256File } from "./manifest";
+import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
 
 export class ModelIntegrityError extends Error {
   constructor(message: string) { super(message); this.name = "ModelIntegrityError"; }
@@ -35,7 +35,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
     : manifest.map((e) => path.join(dir, e.file));
   if (!files.length) {
     throw new ModelIntegrityError(config.model.length ? `no .gguf files in ${config.model.join(", ")}`
-      : `no models: the manifest ${path.join(dir, "CHECKSUMS.sha256")} lists none. Add one with: appliance models add FILE`);
+      : `no models: the manifest ${path.join(dir, MANIFEST)} lists none. Add one with: appliance models add FILE`);
   }
   const models: ModelSource[] = [];
   for (const file of files) {
@@ -44,7 +44,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
     const inDir = path.resolve(path.dirname(file)) === path.resolve(dir);
     const entry = (inDir ? manifest.find((e) => e.file === path.basename(file)) : undefined) ?? manifest.find((e) => e.sha256 === actual);
     if (!entry) {
-      const msg = `${file} is not in the manifest ${path.join(dir, "CHECKSUMS.sha256")} (sha256 ${actual})`;
+      const msg = `${file} is not in the manifest ${path.join(dir, MANIFEST)} (sha256 ${actual})`;
       if (!config.allowUnverified) throw new ModelIntegrityError(`${msg}; add it with: appliance models add ${file}`);
       warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
     } else if (entry.sha256 !== actual) {

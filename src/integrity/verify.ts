@@ -8,7 +8,8 @@ import path from "node:path";
 import type { Config } from "../config/schema";
 import { ADMIN_GROUPS, NO_LOGIN_SHELLS, readAccount } from "../service/accounts";
 import type { Layout } from "../service/layout";
-import { modelsDirOf, readManifest, sha256File } from "./manifest";
+import { bindAllowed, isLoopback } from "../guards/host";
+import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
 import type { Check } from "./report";
 
 export interface VerifyContext {
@@ -27,7 +28,7 @@ const octal = (m: number) => "0" + m.toString(8);
 export async function checkModels(config: Readonly<Config>): Promise<Check> {
   const dir = modelsDirOf(config);
   const entries = readManifest(dir);
-  if (!entries.length) return { name: "models", status: "fail", detail: `no models in ${path.join(dir, "CHECKSUMS.sha256")}` };
+  if (!entries.length) return { name: "models", status: "fail", detail: `no models in ${path.join(dir, MANIFEST)}` };
   const problems: string[] = [];
   for (const e of entries) {
     const file = path.join(dir, e.file);
@@ -38,7 +39,7 @@ export async function checkModels(config: Readonly<Config>): Promise<Check> {
   const listed = new Set(entries.map((e) => e.file));
   for (const f of fs.readdirSync(dir)) if (f.endsWith(".gguf") && !listed.has(f)) problems.push(`${path.join(dir, f)} is not in the manifest`);
   return problems.length ? { name: "models", status: "fail", detail: problems.join("; ") }
-    : { name: "models", status: "ok", detail: `${entries.length} model(s) match ${path.join(dir, "CHECKSUMS.sha256")}` };
+    : { name: "models", status: "ok", detail: `${entries.length} model(s) match ${path.join(dir, MANIFEST)}` };
 }
 
 export async function checkBinary(l: Layout): Promise<Check> {
@@ -94,9 +95,8 @@ export function checkAccount(l: Layout): Check {
 }
 
 export function checkListen(config: Readonly<Config>): Check {
-  const loopback = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i.test(config.host);
-  if (loopback) return { name: "listen", status: "ok", detail: `${config.host}:${config.port} (loopback)` };
-  return config.allowPublicBind && config.auth
+  if (isLoopback(config.host)) return { name: "listen", status: "ok", detail: `${config.host}:${config.port} (loopback)` };
+  return bindAllowed(config)
     ? { name: "listen", status: "ok", detail: `${config.host} (public bind explicitly allowed, auth on)` }
     : { name: "listen", status: "fail", detail: `${config.host} is not loopback and public bind is not allowed` };
 }

@@ -8,6 +8,7 @@ import { backendAvailable, candidateGpu, preflightGpu } from "../../engine/gpu";
 import { LlamaEngine } from "../../engine/llama";
 import { prepareNative } from "../../engine/native";
 import { createGuards } from "../../guards";
+import { bindAllowed } from "../../guards/host";
 import { KeyStore, keysFilePath } from "../../guards/keys";
 import { resolveModels } from "../../integrity/resolve";
 import { AuditLog } from "../../log/audit";
@@ -17,12 +18,11 @@ import { listen } from "../../server/listen";
 import { versionInfo } from "../../version";
 import { EXIT, parseWithConfig, type Command } from "../command";
 
-export const isLoopback = (host: string) => /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/i.test(host);
 export const effectiveThreads = (config: Pick<Config, "threads">) => config.threads || Math.max(1, os.availableParallelism());
 
 /** Everything the server needs, built from one config; shared by serve and the tests of the binary path. */
 export async function startServer(config: Readonly<Config>, log: Logger) {
-  if (!isLoopback(config.host) && !(config.allowPublicBind && config.auth)) {
+  if (!bindAllowed(config)) {
     throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
   }
   fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
