@@ -63,7 +63,7 @@ export class KeyStore {
   private stamp = "";
 
   /** The last reload problem, if the file is currently unusable (then no key is accepted: fail closed). */
-  problem: string | undefined;
+  private problem: string | undefined;
 
   constructor(readonly file: string, private readonly now: () => number = Date.now,
     private readonly warn: (message: string) => void = () => {}) {

@@ -20,8 +20,7 @@ export type Step =
   | { kind: "dir"; path: string; mode: number; owner: Owner }
   | { kind: "file"; path: string; content: string | Uint8Array; mode: number; owner: Owner; show?: boolean }
   | { kind: "copy"; from: string; path: string; sha256: string; mode: number; owner: Owner }
-  | { kind: "first-key" }
-  | { kind: "run"; argv: string[]; why: string; allowFail?: boolean };
+  | { kind: "first-key" };
 
 export interface InstallOptions {
   layout: Layout;
@@ -137,7 +136,6 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
         setOwner(file, idsFor("svc", l));
         break;
       }
-      case "run": break; // service-manager steps run after, and only when something changed
     }
   }
   return { changed, key };

@@ -19,7 +19,6 @@ export interface Layout {
   stateDir: string;
   modelsDir: string;
   logDir: string;
-  unitDir: string;
   /** Unit/plist file names → full paths. */
   units: Record<string, string>;
   apparmorProfile?: string;
@@ -38,7 +37,6 @@ export function layout(platform: Platform, root = "/"): Layout {
       binDigest: at("/etc/appliance/binary.sha256"),
       configDir: at("/etc/appliance"), configFile: at("/etc/appliance/config.json"),
       stateDir: at("/var/lib/appliance"), modelsDir: at("/var/lib/appliance/models"), logDir: at("/var/log/appliance"),
-      unitDir,
       units: Object.fromEntries(["appliance.service", "appliance-verify.service", "appliance-verify.timer"].map((u) => [u, path.join(unitDir, u)])),
       apparmorProfile: at("/etc/apparmor.d/usr.local.bin.appliance"),
     };
@@ -50,7 +48,6 @@ export function layout(platform: Platform, root = "/"): Layout {
     configDir: at("/usr/local/etc/appliance"), configFile: at("/usr/local/etc/appliance/config.json"),
     stateDir: at("/Library/Application Support/appliance"), modelsDir: at("/Library/Application Support/appliance/models"),
     logDir: at("/Library/Logs/appliance"),
-    unitDir,
     units: Object.fromEntries(["local.appliance.server.plist", "local.appliance.verify.plist"].map((u) => [u, path.join(unitDir, u)])),
   };
 }
