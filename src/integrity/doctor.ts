@@ -5,17 +5,15 @@
  * directives. A missing command or one that needs root gives "unknown".
  */
 import fs from "node:fs";
+import { APPARMOR_ENABLED, runCommand } from "../service/platform";
 import type { Check } from "./report";
 
 type Run = (argv: string[]) => { code: number; out: string } | undefined;
 
+/** The real commands, in the C locale so their output parses; undefined when one is not installed. */
 export const realRun: Run = (argv) => {
-  try {
-    const r = Bun.spawnSync(argv, { stderr: "pipe", stdout: "pipe", env: { ...process.env, LC_ALL: "C" } });
-    return { code: r.exitCode ?? 1, out: (r.stdout.toString() + r.stderr.toString()).trim() };
-  } catch {
-    return undefined; // not installed
-  }
+  const r = runCommand(argv, { ...process.env, LC_ALL: "C" });
+  return r && { code: r.code, out: r.out.trim() };
 };
 
 const unknown = (name: string, why: string): Check => ({ name, status: "unknown", detail: why });
@@ -42,7 +40,7 @@ export function linuxChecks(run: Run, read = (p: string) => (fs.existsSync(p) ? 
   else checks.push(/\bcrypt\b/.test(lsblk.out) ? { name: "disk-encryption", status: "ok", detail: "root filesystem is on dm-crypt/LUKS" }
     : { name: "disk-encryption", status: "fail", detail: "root filesystem is not on dm-crypt/LUKS" });
   // Mandatory access control.
-  const aa = read("/sys/module/apparmor/parameters/enabled")?.trim();
+  const aa = read(APPARMOR_ENABLED)?.trim();
   const se = run(["getenforce"]);
   if (aa === "Y") checks.push({ name: "mac", status: "ok", detail: "AppArmor is enabled" });
   else if (se && /Enforcing/i.test(se.out)) checks.push({ name: "mac", status: "ok", detail: "SELinux is enforcing" });

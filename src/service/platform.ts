@@ -8,14 +8,21 @@ import { readAccount } from "./accounts";
 import type { Layout } from "./layout";
 
 export type Runner = (argv: string[]) => { code: number; out: string };
-export const realRunner: Runner = (argv) => {
+
+/** Runs a command to completion (stdout and stderr together); undefined when it cannot be started at all. */
+export function runCommand(argv: string[], env?: Record<string, string | undefined>): { code: number; out: string } | undefined {
   try {
-    const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe", env });
     return { code: r.exitCode ?? 1, out: r.stdout.toString() + r.stderr.toString() };
-  } catch (e) {
-    return { code: 127, out: (e as Error).message };
+  } catch {
+    return undefined;
   }
-};
+}
+
+export const realRunner: Runner = (argv) => runCommand(argv) ?? { code: 127, out: `${argv[0]}: command not found` };
+
+/** Reads "Y" where AppArmor is enabled in the kernel. */
+export const APPARMOR_ENABLED = "/sys/module/apparmor/parameters/enabled";
 
 /** Creates the service account if missing: Linux system user without login; macOS hidden role account (_name, UID 200-400). */
 export function ensureAccount(l: Layout, run: Runner, dryRun: boolean, out: (s: string) => void): { changed: boolean; error?: string } {
@@ -49,7 +56,7 @@ function macAccountCommands(name: string, run: Runner): string[][] {
 export interface RunStep { argv: string[]; why: string; allowFail?: boolean }
 
 const apparmorActive = () => {
-  try { return fs.readFileSync("/sys/module/apparmor/parameters/enabled", "utf8").trim() === "Y"; } catch { return false; }
+  try { return fs.readFileSync(APPARMOR_ENABLED, "utf8").trim() === "Y"; } catch { return false; }
 };
 
 /** Service manager calls after files changed. */
