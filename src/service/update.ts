@@ -27,7 +27,9 @@ function place(from: string, to: string) {
   fs.renameSync(tmp, to); // atomic swap: the path always holds a whole binary
 }
 
-const record = async (l: Layout) => fs.writeFileSync(l.binDigest, `${await sha256File(l.bin)}  ${systemView(l).bin}\n`, { mode: 0o644 });
+/** Records the installed binary's digest for verify; hashes it unless the digest is already known. */
+const record = async (l: Layout, digest?: string) =>
+  fs.writeFileSync(l.binDigest, `${digest ?? await sha256File(l.bin)}  ${systemView(l).bin}\n`, { mode: 0o644 });
 
 async function restartAndCheck(o: UpdateOptions): Promise<{ ok: boolean; reason?: string }> {
   const l = o.layout;
@@ -75,7 +77,7 @@ export async function update(o: UpdateOptions & { binary: string; sha256: string
   place(l.bin, l.binBackup);
   o.out(`kept the current binary as ${l.binBackup}`);
   place(o.binary, l.bin);
-  await record(l);
+  await record(l, actual); // checked against --sha256 above: no need to hash it again
   o.out(`installed ${o.binary} as ${l.bin} (sha256 ${actual}); restarting`);
   const health = await restartAndCheck(o);
   if (health.ok) { o.out("update complete: /health answers"); return 0; }
