@@ -1,17 +1,22 @@
 #!/usr/bin/env bun
 /**
  * bun scripts/gen-config-doc.ts [--check] — writes the README's configuration
- * table from the zod schema (between the config markers). --check exits 1 if
- * the README is out of date (a test runs it).
+ * table from the zod schema and its command reference from the CLI's command
+ * records (between their markers). --check exits 1 if the README is out of
+ * date (a test runs it).
  */
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { DEFAULTS, kebab } from "../src/config/load";
 import { configSchema } from "../src/config/schema";
+import { COMMANDS } from "../src/cli/registry";
 
 const README = path.join(import.meta.dir, "..", "README.md");
-const START = "<!-- config:start -->", END = "<!-- config:end -->";
+const BLOCKS = {
+  config: () => configTable(),
+  commands: () => commandTable(),
+};
 
 function rows(shape: Record<string, z.ZodType>, prefix = "", defaults: Record<string, unknown> = DEFAULTS): string[] {
   const out: string[] = [];
@@ -35,17 +40,27 @@ export function configTable(): string {
   return ["| setting | flag | environment | default | description |", "|---|---|---|---|---|", ...rows(configSchema.shape as never)].join("\n");
 }
 
+/** One row per public command, straight from its record, so every command and flag is documented. */
+export function commandTable(): string {
+  const rows = COMMANDS.filter((c) => !c.hidden).map((c) => `| \`${c.name}\` | ${c.summary} | \`${c.usage.replace(/\|/g, "\\|")}\` |`);
+  return ["| command | what it does | usage |", "|---|---|---|", ...rows].join("\n");
+}
+
+function replaceBlock(readme: string, name: string, content: string): string {
+  const start = `<!-- ${name}:start -->`, end = `<!-- ${name}:end -->`;
+  const [head, rest] = readme.split(start);
+  if (rest === undefined) { console.error(`README has no ${name} markers`); process.exit(1); }
+  return `${head}${start}\n${content}\n${end}${rest.split(end)[1]!}`;
+}
+
 if (import.meta.main) {
   const readme = fs.readFileSync(README, "utf8");
-  const [head, rest] = readme.split(START);
-  if (rest === undefined) { console.error("README has no config markers"); process.exit(1); }
-  const tail = rest.split(END)[1]!;
-  const next = `${head}${START}\n${configTable()}\n${END}${tail}`;
+  const next = Object.entries(BLOCKS).reduce((text, [name, make]) => replaceBlock(text, name, make()), readme);
   if (process.argv.includes("--check")) {
-    if (next !== readme) { console.error("README configuration table is out of date: run bun scripts/gen-config-doc.ts"); process.exit(1); }
-    console.log("README configuration table is up to date");
+    if (next !== readme) { console.error("README configuration or command tables are out of date: run bun scripts/gen-config-doc.ts"); process.exit(1); }
+    console.log("README configuration and command tables are up to date");
   } else {
     fs.writeFileSync(README, next);
-    console.log("README configuration table written");
+    console.log("README configuration and command tables written");
   }
 }

@@ -55,7 +55,7 @@ describe("config", () => {
   });
 });
 
-test("README configuration table matches the schema", () => {
+test("README configuration and command tables match the schema and the command records", () => {
   const r = Bun.spawnSync([process.execPath, "scripts/gen-config-doc.ts", "--check"], { cwd: `${import.meta.dir}/..` });
   expect(r.stderr.toString()).toBe("");
   expect(r.exitCode).toBe(0);
