@@ -12,7 +12,7 @@ import { MANIFEST, readManifest, sha256File } from "../integrity/manifest";
 import { modelId } from "../integrity/resolve";
 import { readAccount } from "./accounts";
 import { systemView, type Layout } from "./layout";
-import { ensureAccount, serviceSteps, type Runner } from "./platform";
+import { ensureAccount, runSteps, serviceSteps, type Runner } from "./platform";
 import { renderUnits } from "./units";
 
 export type Owner = "root" | "svc" | "root:svc";
@@ -154,14 +154,9 @@ export async function install(o: InstallOptions): Promise<{ changed: number; key
     if (result.changed) o.out(`(--root ${o.layout.root}: account creation and service manager calls skipped)`);
     return result;
   }
-  const runs = serviceSteps(o.layout, o.firewall);
   if (!result.changed && !o.dryRun) return result;
-  for (const r of runs) {
-    o.out(`${o.dryRun ? "would run" : "run"}: ${r.argv.join(" ")}   # ${r.why}`);
-    if (o.dryRun) continue;
-    const res = o.run(r.argv);
-    if (res.code !== 0 && !r.allowFail) return { ...result, healthy: false, reason: `${r.argv.join(" ")} failed: ${res.out.slice(-500)}` };
-  }
+  const failed = runSteps(serviceSteps(o.layout, o.firewall), o.run, o.dryRun, o.out);
+  if (failed) return { ...result, healthy: false, reason: failed };
   if (o.dryRun) return result;
   const health = await waitHealthy(`http://127.0.0.1:${o.config.port}/health`, 30_000);
   return { ...result, healthy: health.ok, reason: health.reason };

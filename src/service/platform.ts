@@ -30,13 +30,7 @@ export function ensureAccount(l: Layout, run: Runner, dryRun: boolean, out: (s: 
   const cmds = l.platform === "systemd"
     ? [["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", l.stateDir, "--shell", "/usr/sbin/nologin", l.account]]
     : macAccountCommands(l.account, run);
-  for (const argv of cmds) {
-    out(`${dryRun ? "would run" : "run"}: ${argv.join(" ")}   # create the service account`);
-    if (dryRun) continue;
-    const r = run(argv);
-    if (r.code !== 0) return { changed: true, error: `${argv.join(" ")} failed: ${r.out.trim()}` };
-  }
-  return { changed: true };
+  return { changed: true, error: runSteps(cmds.map((argv) => ({ argv, why: "create the service account" })), run, dryRun, out) };
 }
 
 function macAccountCommands(name: string, run: Runner): string[][] {
@@ -54,6 +48,17 @@ function macAccountCommands(name: string, run: Runner): string[][] {
 }
 
 export interface RunStep { argv: string[]; why: string; allowFail?: boolean }
+
+/** Says each step (`would run` under --dry-run), runs it, and stops at the first failure that is not allowed. */
+export function runSteps(steps: RunStep[], run: Runner, dryRun: boolean, out: (s: string) => void): string | undefined {
+  for (const s of steps) {
+    out(`${dryRun ? "would run" : "run"}: ${s.argv.join(" ")}   # ${s.why}`);
+    if (dryRun) continue;
+    const r = run(s.argv);
+    if (r.code !== 0 && !s.allowFail) return `${s.argv.join(" ")} failed: ${r.out.trim().slice(-500)}`;
+  }
+  return undefined;
+}
 
 const apparmorActive = () => {
   try { return fs.readFileSync(APPARMOR_ENABLED, "utf8").trim() === "Y"; } catch { return false; }

@@ -8,7 +8,7 @@ import { makeTinyModel } from "../../engine/tiny-model";
 import { readManifest } from "../../integrity/manifest";
 import { install, waitHealthy } from "../../service/installer";
 import { layout } from "../../service/layout";
-import { PF_ANCHOR, pfRules, realRunner, uninstallPaths, uninstallSteps } from "../../service/platform";
+import { PF_ANCHOR, pfRules, realRunner, runSteps, uninstallPaths, uninstallSteps } from "../../service/platform";
 import { rollback, update } from "../../service/update";
 import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, type Command } from "../command";
 
@@ -61,10 +61,7 @@ export const uninstallCmd: Command = {
     const { values } = parseOwn(argv, { ...common, purge: { type: "boolean" } });
     const l = target(values);
     const dry = !!values["dry-run"];
-    if (l.root === "/") for (const s of uninstallSteps(l, !!values.purge)) {
-      out(`${dry ? "would run" : "run"}: ${s.argv.join(" ")}   # ${s.why}`);
-      if (!dry) realRunner(s.argv);
-    }
+    if (l.root === "/") runSteps(uninstallSteps(l, !!values.purge), realRunner, dry, out); // every step may fail (allowFail)
     for (const p of uninstallPaths(l, !!values.purge)) {
       if (!fs.existsSync(p)) continue;
       out(`${dry ? "would remove" : "remove"} ${p}`);
