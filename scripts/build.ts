@@ -9,11 +9,11 @@
  * the package's getBinsDir() with the directory src/engine/native.ts unpacks
  * them into, and inlines the two JSON files node-llama-cpp reads at import.
  */
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { BunPlugin } from "bun";
+import { sha256Bytes } from "../src/integrity/manifest";
 
 const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
@@ -37,15 +37,11 @@ function nativeAssetsModule(packages: readonly string[]): string {
   const imports: string[] = [], folders: string[] = [];
   let n = 0;
   for (const pkg of packages) {
-    const pkgDir = nm(pkg);
-    if (!fs.existsSync(pkgDir)) {
-      throw new Error(`${pkg} is not installed. For a cross-platform build run: npm install --no-save --force ${pkg}@${nlcVersion}`);
-    }
-    const binsDir = path.join(pkgDir, "bins");
+    const binsDir = path.join(nm(pkg), "bins"); // build() checked that the package is installed
     for (const folder of fs.readdirSync(binsDir)) {
       const assets = listFiles(path.join(binsDir, folder)).map((rel) => {
         const abs = path.join(binsDir, folder, rel);
-        const sha256 = crypto.createHash("sha256").update(fs.readFileSync(abs)).digest("hex");
+        const sha256 = sha256Bytes(fs.readFileSync(abs));
         imports.push(`import a${n} from ${JSON.stringify(abs)} with { type: "file" };`);
         return `{ name: ${JSON.stringify(rel)}, path: a${n++}, sha256: "${sha256}" }`;
       });

@@ -16,7 +16,7 @@ const stateDir = path.join(demo, "state");
 const port = process.env.PORT ?? "8000";
 fs.mkdirSync(demo, { recursive: true, mode: 0o700 });
 
-const bin = await build("linux-x64", path.join(root, "dist", "appliance")).catch(async (e) => {
+const bin = await build("linux-x64", path.join(root, "dist", "appliance")).catch((e) => {
   console.error(`build failed (${(e as Error).message}); running from source instead`);
   return undefined;
 });

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The system tools the tests run for real: systemd-analyze (unit verification and
-# the security score), apparmor_parser (profile syntax), python3 (plistlib), and
-# curl + openssl (the README's request-signing example), strace (the unit's syscall filter vs
-# the syscalls the server really makes). Installs them from
-# Debian's packages when missing and we are root; otherwise says what to install.
+# the security score), apparmor_parser (profile syntax), python3 (plistlib),
+# curl + openssl (the README's request-signing example) and strace (the unit's
+# syscall filter against the syscalls the server really makes). Installs them
+# from Debian's packages when missing and we are root; otherwise says what to install.
 set -euo pipefail
 missing=()
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
