@@ -21,6 +21,8 @@ const TARGETS = {
   "darwin-arm64": { bun: "bun-darwin-arm64", packages: ["@node-llama-cpp/mac-arm64-metal"] },
 } as const;
 type Target = keyof typeof TARGETS;
+/** Where the grammar files are unpacked, next to the library folders. */
+const GRAMMARS_FOLDER = "grammars";
 
 const root = path.resolve(import.meta.dir, "..");
 const nm = (p: string) => path.join(root, "node_modules", p);
@@ -48,6 +50,15 @@ function nativeAssetsModule(packages: readonly string[]): string {
       folders.push(`{ folder: ${JSON.stringify(folder)}, assets: [\n    ${assets.join(",\n    ")}\n  ] }`);
     }
   }
+  // node-llama-cpp's grammar files (json_object mode reads llama/grammars/json.gbnf): unpacked and verified with
+  // the libraries, and getGrammarsFolder() below points at them. Without them json_object is a 500 in the binary.
+  const grammarsDir = nm("node-llama-cpp/llama/grammars");
+  const grammars = fs.readdirSync(grammarsDir).filter((f) => f.endsWith(".gbnf")).map((rel) => {
+    const abs = path.join(grammarsDir, rel);
+    imports.push(`import a${n} from ${JSON.stringify(abs)} with { type: "file" };`);
+    return `{ name: ${JSON.stringify(rel)}, path: a${n++}, sha256: "${sha256Bytes(fs.readFileSync(abs))}" }`;
+  });
+  folders.push(`{ folder: ${JSON.stringify(GRAMMARS_FOLDER)}, assets: [\n    ${grammars.join(",\n    ")}\n  ] }`);
   return `${imports.join("\n")}\nexport const NATIVE_BUNDLE = { version: ${JSON.stringify(`${nlcVersion}-${packages.map((p) => p.split("/")[1]).join("+")}`)}, folders: [\n  ${folders.join(",\n  ")}\n] };\n`;
 }
 
@@ -78,6 +89,10 @@ export const defaultLlamaCppRelease = ${JSON.stringify(llamaCppRelease)};`,
       // and assumes success). The libraries are sha256-verified and GPUs are preflighted by engine/gpu.ts instead.
       build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]bindings[\\/]utils[\\/]testBindingBinary\.js$/ }, () => ({
         loader: "js", contents: "export async function testBindingBinary() { return true; }",
+      }));
+      build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]utils[\\/]getGrammarsFolder\.js$/ }, () => ({
+        loader: "js",
+        contents: `export async function getGrammarsFolder() { return globalThis.__APPLIANCE_BINS_DIR__ + "/" + ${JSON.stringify(GRAMMARS_FOLDER)}; }`,
       }));
       build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages) }));
     },

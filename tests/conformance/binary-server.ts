@@ -1,0 +1,63 @@
+/**
+ * The compiled binary, copied alone into an empty directory, set up with its own
+ * CLI (models add, keys create) and serving on a free loopback port: what the
+ * client conformance tests talk to. Behaviour that differs between the source
+ * tree and the binary (embedded assets) is only caught here.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { builtBinary, tinyModel, tmpDir } from "../helpers";
+
+export interface BinaryServer {
+  baseURL: string;
+  /** A key with every scope. */
+  key: string;
+  /** One key per entry of keyFlags (e.g. ["--rpm", "1"]). */
+  keys: string[];
+  stateDir: string;
+  log: () => string;
+  stop: () => Promise<number>;
+}
+
+/** Starts `appliance serve` on the tiny model; extra flags go to serve (e.g. ["--parallel", "1"]). */
+export async function startBinary(flags: string[] = [], keyFlags: string[][] = []): Promise<BinaryServer> {
+  const dir = tmpDir("appliance-conf-");
+  const bin = path.join(dir, "appliance");
+  fs.copyFileSync(await builtBinary(), bin);
+  fs.chmodSync(bin, 0o755);
+  const stateDir = path.join(dir, "state");
+  const env = { PATH: "/usr/bin:/bin", HOME: dir };
+  const run = (args: string[]) => {
+    const r = Bun.spawnSync([bin, ...args], { cwd: dir, env });
+    if (r.exitCode !== 0) throw new Error(`appliance ${args.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}`);
+    return r.stdout.toString().trim();
+  };
+  const model = path.join(dir, "tiny.gguf");
+  fs.copyFileSync(await tinyModel(), model);
+  run(["models", "add", model, "--state-dir", stateDir]);
+  const key = run(["keys", "create", "--name", "conformance", "--scopes", "chat,completions,embeddings,models,admin", "--state-dir", stateDir]);
+  const keys = keyFlags.map((f, i) => run(["keys", "create", "--name", `extra${i}`, ...f, "--state-dir", stateDir]));
+
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2", ...flags],
+    { cwd: dir, stdout: "pipe", stderr: "pipe", env });
+  const reader = proc.stdout.getReader();
+  let text = "";
+  while (!text.includes('"msg":"listening"')) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`server exited before listening: ${text}${await new Response(proc.stderr).text()}`);
+    text += new TextDecoder().decode(value);
+  }
+  const port = Number(/"port":(\d+)/.exec(text)![1]);
+  // Keep draining stdout so the server never blocks on a full pipe.
+  void (async () => { for (;;) { const { value, done } = await reader.read(); if (done) return; text += new TextDecoder().decode(value); } })();
+  return {
+    baseURL: `http://127.0.0.1:${port}`, key, keys, stateDir,
+    log: () => text,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      const code = await proc.exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
