@@ -42,6 +42,14 @@ describe("config", () => {
     expect(() => loadConfig({ file, env: {} })).toThrow(ConfigError);
     expect(envLayer({ APPLIANCE_LOG_PROMPTS: "true" })).toEqual({ logPrompts: true });
   });
+  test("only schema-derived APPLIANCE_* names are settings; control variables are skipped, unknown ones warned about", () => {
+    const warned: string[] = [];
+    const layer = envLayer({ APPLIANCE_KEY: "sk-x", APPLIANCE_SERVICE: "1", APPLIANCE_DEBUG: "1", APPLIANCE_CONFIG: "/x.json",
+      APPLIANCE_PROT: "1", APPLIANCE_RATE_LIMIT__NOPE: "1", APPLIANCE_MAX_QUEUE: "3", APPLIANCE_PROMPT_GUARD__INVISIBLE_UNICODE: "flag" }, (n) => warned.push(n));
+    expect(layer).toEqual({ maxQueue: 3, promptGuard: { invisibleUnicode: "flag" } });
+    expect(warned.sort()).toEqual(["APPLIANCE_PROT", "APPLIANCE_RATE_LIMIT__NOPE"]);
+    expect(loadConfig({ env: { APPLIANCE_KEY: "sk-x", APPLIANCE_SERVICE: "1", APPLIANCE_BOGUS: "1" } }).port).toBe(8000);
+  });
   test("CLI: invalid config exits 2; validate and print work; secrets are redacted", async () => {
     expect(await main(["serve", "--ctx-size", "zero"])).toBe(2);
     expect(await main(["serve", "--bogus"])).toBe(2);

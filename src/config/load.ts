@@ -19,7 +19,6 @@ type Raw = Record<string, unknown>;
 /** Defaults only: handy for tests and for `config print --defaults`. */
 export const DEFAULTS: Readonly<Config> = Object.freeze(configSchema.parse({}));
 
-const camel = (s: string) => s.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 export const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 
 /** Reads a JSON or TOML config file (by extension; JSON otherwise). */
@@ -48,12 +47,44 @@ function coerceEnv(value: string, like: unknown): unknown {
   return value;
 }
 
-/** APPLIANCE_PORT=8080, APPLIANCE_RATE_LIMIT__RPM=60 (double underscore = nesting). */
-export function envLayer(env: Record<string, string | undefined>): Raw {
+/**
+ * Control variables: documented APPLIANCE_* names that steer the CLI, the units or the tests and
+ * are never settings (APPLIANCE_KEY is the API key the README's examples export).
+ */
+export const RESERVED_ENV: Readonly<Record<string, string>> = Object.freeze({
+  APPLIANCE_CONFIG: "config file to read",
+  APPLIANCE_KEY: "the API key clients send (README examples); never read by the server",
+  APPLIANCE_DEBUG: "print the full error on a CLI failure",
+  APPLIANCE_SERVICE: "set by the systemd unit / launchd plist: verify checks its own environment",
+  APPLIANCE_BINARY: "tests: run this binary instead of building one",
+});
+
+const snake = (s: string) => s.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
+
+/** Every settings variable the schema defines: APPLIANCE_PORT → ["port"], APPLIANCE_RATE_LIMIT__RPM → ["rateLimit","rpm"]. */
+export const SETTINGS_ENV: ReadonlyMap<string, readonly string[]> = new Map(Object.entries(DEFAULTS).flatMap(([k, v]): [string, string[]][] =>
+  v && typeof v === "object" && !Array.isArray(v)
+    ? Object.keys(v).map((sub) => [`APPLIANCE_${snake(k)}__${snake(sub)}`, [k, sub]])
+    : [[`APPLIANCE_${snake(k)}`, [k]]]));
+
+const warned = new Set<string>();
+const warnOnce = (name: string) => {
+  if (warned.has(name)) return;
+  warned.add(name);
+  console.error(`appliance: warning: ignoring unknown environment variable ${name} (not a setting; see the README's configuration table)`);
+};
+
+/**
+ * APPLIANCE_PORT=8080, APPLIANCE_RATE_LIMIT__RPM=60 (double underscore = nesting). Only names the
+ * schema defines are settings; control variables are skipped and any other APPLIANCE_* name is a
+ * one-line warning, never fatal (a stray export in the shell must not stop the service).
+ */
+export function envLayer(env: Record<string, string | undefined>, warn: (name: string) => void = warnOnce): Raw {
   const out: Raw = {};
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith("APPLIANCE_") || value === undefined || name === "APPLIANCE_CONFIG") continue;
-    const keys = name.slice("APPLIANCE_".length).split("__").map(camel);
+    if (!name.startsWith("APPLIANCE_") || value === undefined || name in RESERVED_ENV) continue;
+    const keys = SETTINGS_ENV.get(name);
+    if (!keys) { warn(name); continue; }
     let target = out, like: unknown = DEFAULTS;
     for (const k of keys.slice(0, -1)) {
       like = (like as Raw | undefined)?.[k];

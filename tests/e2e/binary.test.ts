@@ -12,14 +12,14 @@ import { builtBinary, tinyModel, tmpDir } from "../helpers";
 let dir: string, bin: string, stateDir: string;
 let server: ReturnType<typeof Bun.spawn> | undefined;
 
-function run(args: string[]) {
-  const r = Bun.spawnSync([bin, ...args], { cwd: dir, env: { PATH: "/usr/bin:/bin", HOME: dir } });
+function run(args: string[], env: Record<string, string> = {}) {
+  const r = Bun.spawnSync([bin, ...args], { cwd: dir, env: { PATH: "/usr/bin:/bin", HOME: dir, ...env } });
   return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
 }
 
 /** Starts `serve` and reads its JSON log lines until it listens; keeps draining stdout afterwards. */
-async function startServe(args: string[]) {
-  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", ...args], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir } });
+async function startServe(args: string[], env: Record<string, string> = {}) {
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", ...args], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir, ...env } });
   server = proc;
   const reader = proc.stdout.getReader();
   const log = { text: "" };
@@ -69,7 +69,8 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
   const key = created.out.trim();
   fs.writeFileSync(path.join(dir, "key.txt"), key);
 
-  const { proc, port, log, until } = await startServe(["--threads", "2"]);
+  // The variables the units set and the README tells users to export are control variables, not settings.
+  const { proc, port, log, until } = await startServe(["--threads", "2"], { APPLIANCE_SERVICE: "1", APPLIANCE_KEY: key, APPLIANCE_DEBUG: "1" });
   expect(log.text).toContain("native libraries verified");
   void until("never printed").catch(() => {}); // keep draining stdout so the server never blocks on a full pipe
 
@@ -87,6 +88,24 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
 
   proc.kill("SIGTERM");
   expect(await proc.exited).toBe(0);
+});
+
+test("control variables are never settings; an unknown APPLIANCE_* name is a one-line warning, not fatal", () => {
+  const control = { APPLIANCE_SERVICE: "1", APPLIANCE_KEY: "sk-anything", APPLIANCE_DEBUG: "1" };
+  const listed = run(["keys", "list"], control);
+  expect(listed.err).toBe("");
+  expect(listed.code).toBe(0);
+  const printed = run(["config", "print", "--state-dir", stateDir], { ...control, APPLIANCE_PORT: "9123", APPLIANCE_RATE_LIMIT__RPM: "7" });
+  expect(printed.err).toBe("");
+  expect(printed.code).toBe(0);
+  expect(JSON.parse(printed.out)).toMatchObject({ port: 9123, rateLimit: { rpm: 7 } });
+  const unknown = run(["keys", "list"], { APPLIANCE_PROT: "1" });
+  expect(unknown.code).toBe(0);
+  expect(unknown.err.trim().split("\n")).toEqual([expect.stringContaining("ignoring unknown environment variable APPLIANCE_PROT")]);
+  // A settings variable with a bad value is still a config error naming the field.
+  const bad = run(["keys", "list"], { APPLIANCE_PORT: "http" });
+  expect(bad.code).toBe(2);
+  expect(bad.err).toContain("port");
 });
 
 test("a tampered unpacked library is replaced from the binary before it is loaded", async () => {
