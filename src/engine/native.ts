@@ -7,7 +7,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { sha256Bytes } from "../integrity/manifest";
+import { sha256Bytes } from "../util/sha256";
 import { NATIVE_BUNDLE } from "./native-assets";
 
 export class NativeLibError extends Error {}

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { inheritOwner } from "../config/owner";
-import { sha256Bytes } from "../integrity/manifest";
+import { sha256Bytes } from "../util/sha256";
 
 export const SCOPES = ["chat", "completions", "embeddings", "models", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];

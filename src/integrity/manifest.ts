@@ -3,10 +3,10 @@
  * and `shasum -a 256` ("<64 hex>  <file name>"), so the OS tools can check it too:
  *   cd MODELS_DIR && sha256sum -c CHECKSUMS.sha256
  */
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import type { Config } from "../config/schema";
+import { writeFileAtomic } from "../util/atomic-write";
 
 export const MANIFEST = "CHECKSUMS.sha256";
 
@@ -27,25 +27,13 @@ export function readManifest(dir: string): ManifestEntry[] {
   return out;
 }
 
+/** Atomic, fsynced replace; callers doing read-modify-write hold withFileLock(manifestPath(dir)) around it. */
 export function writeManifest(dir: string, entries: ManifestEntry[]) {
-  const file = path.join(dir, MANIFEST);
-  const tmp = `${file}.${process.pid}.tmp`;
   const sorted = [...entries].sort((a, b) => a.file.localeCompare(b.file));
-  fs.writeFileSync(tmp, sorted.map((e) => `${e.sha256}  ${e.file}\n`).join(""), { mode: 0o640 });
-  fs.renameSync(tmp, file);
+  writeFileAtomic(manifestPath(dir), sorted.map((e) => `${e.sha256}  ${e.file}\n`).join(""), { mode: 0o640 });
 }
 
-/** Streams the file through sha256 (models are GBs); `onProgress` gets bytes done. */
-export async function sha256File(file: string, onProgress?: (done: number, total: number) => void): Promise<string> {
-  const hasher = new Bun.CryptoHasher("sha256");
-  const total = fs.statSync(file).size;
-  let done = 0;
-  for await (const chunk of Bun.file(file).stream()) {
-    hasher.update(chunk);
-    done += chunk.byteLength;
-    onProgress?.(done, total);
-  }
-  return hasher.digest("hex");
-}
+export const manifestPath = (dir: string) => path.join(dir, MANIFEST);
 
-export const sha256Bytes = (b: Uint8Array | string) => crypto.createHash("sha256").update(b).digest("hex");
+/** Hashing lives in util/ (one sha256 for the whole program); re-exported for existing callers. */
+export { sha256Bytes, sha256File } from "../util/sha256";

@@ -4,7 +4,7 @@
  * there on. A torn last line (crash mid-write) is cut off when the log is next
  * opened, so every earlier record still verifies.
  */
-import { sha256Bytes } from "../integrity/manifest";
+import { sha256Bytes } from "../util/sha256";
 import fs from "node:fs";
 import path from "node:path";
 

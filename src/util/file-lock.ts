@@ -1,0 +1,62 @@
+/**
+ * An exclusive advisory lock (flock(2)) on `<file>.lock`, held around every read-modify-write of a
+ * shared file, so two writers (a `keys revoke` and a `keys create`) can never lose each other's
+ * change. The kernel drops the lock when the holder exits, even on kill -9: no stale lock files to
+ * clean up. The lock file is separate because the data file itself is replaced by rename.
+ */
+import { dlopen, FFIType } from "bun:ffi";
+import fs from "node:fs";
+import { fsyncDir, ownerFor, parentDir } from "./fs";
+
+const LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+
+let libc: { flock(fd: number, op: number): number } | undefined;
+function flock(fd: number, op: number): number {
+  if (!libc) {
+    const name = process.platform === "darwin" ? "libc.dylib" : "libc.so.6";
+    libc = dlopen(name, { flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 } }).symbols as never;
+  }
+  return libc!.flock(fd, op);
+}
+
+export class LockError extends Error {}
+
+export interface LockOptions {
+  /** Called once if another process holds the lock and this one is about to wait for it. */
+  onWait?: (lockFile: string) => void;
+}
+
+/** Runs fn while holding the exclusive lock for `file`; waits for another holder to finish first. */
+export async function withFileLock<T>(file: string, fn: () => T | Promise<T>, opts: LockOptions = {}): Promise<T> {
+  const fd = lockFd(file, opts);
+  try { return await fn(); } finally { flock(fd, LOCK_UN); fs.closeSync(fd); }
+}
+
+/** The synchronous form of withFileLock, for callers that are synchronous themselves. */
+export function withFileLockSync<T>(file: string, fn: () => T, opts: LockOptions = {}): T {
+  const fd = lockFd(file, opts);
+  try { return fn(); } finally { flock(fd, LOCK_UN); fs.closeSync(fd); }
+}
+
+function lockFd(file: string, opts: LockOptions): number {
+  const lockFile = `${file}.lock`;
+  const dir = parentDir(file);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const existed = fs.existsSync(lockFile);
+  const fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    if (!existed) {
+      const owner = ownerFor(dir); // root locking the service's file: the service account can still lock it later
+      if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
+      fsyncDir(dir);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+      opts.onWait?.(lockFile);
+      if (flock(fd, LOCK_EX) !== 0) throw new LockError(`cannot lock ${lockFile}`);
+    }
+    return fd;
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+}

@@ -1,0 +1,60 @@
+/** Small descriptor-based file helpers: open without following a final symlink, read by descriptor, fsync a directory. */
+import fs from "node:fs";
+import path from "node:path";
+
+/** Thrown when a path that must be a plain file is a symlink (or something else). */
+export class NotPlainFileError extends Error {
+  constructor(readonly file: string, what: string) { super(`${file} is ${what}, not a plain file: refusing it`); this.name = "NotPlainFileError"; }
+}
+
+/** Opens a path read-only without following a symlink in its last component, and insists on a regular file. */
+export function openPlainFile(file: string, flags = fs.constants.O_RDONLY): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, flags | fs.constants.O_NOFOLLOW);
+  } catch (e) {
+    // O_NOFOLLOW on a symlink fails with ELOOP (Linux, macOS); say what it is rather than "too many links".
+    if ((e as NodeJS.ErrnoException).code === "ELOOP") throw new NotPlainFileError(file, "a symbolic link");
+    throw e;
+  }
+  const st = fs.fstatSync(fd);
+  if (!st.isFile()) {
+    fs.closeSync(fd);
+    throw new NotPlainFileError(file, st.isDirectory() ? "a directory" : "a special file");
+  }
+  return fd;
+}
+
+/** Reads a whole file through a descriptor, from byte 0 to its end. */
+export function readFd(fd: number): Buffer {
+  const chunks: Buffer[] = [];
+  let pos = 0;
+  for (let size = fs.fstatSync(fd).size + 1; ; size = 65536) {
+    const buf = Buffer.allocUnsafe(size);
+    const n = fs.readSync(fd, buf, 0, size, pos);
+    if (n === 0) break;
+    chunks.push(buf.subarray(0, n));
+    pos += n;
+  }
+  return Buffer.concat(chunks);
+}
+
+/** fsyncs a directory so a rename or create inside it survives a power cut. Best effort where the OS refuses. */
+export function fsyncDir(dir: string) {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, fs.constants.O_RDONLY | (fs.constants.O_DIRECTORY ?? 0));
+    fs.fsyncSync(fd);
+  } catch { /* some filesystems refuse fsync on a directory: the rename itself is still atomic */ } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** The owner a file created in `dir` should get: the directory's, when root writes into a service account's directory. */
+export function ownerFor(dir: string): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const st = fs.statSync(dir);
+  return st.uid !== 0 || st.gid !== 0 ? { uid: st.uid, gid: st.gid } : undefined;
+}
+
+export const parentDir = (file: string) => path.dirname(path.resolve(file));
