@@ -2,9 +2,20 @@
  * The engine's language. Routes translate OpenAI wire fields into these types;
  * the engine never sees wire names, and nothing outside engine/ sees node-llama-cpp.
  */
+/** A call the model made; `arguments` is the JSON text it produced. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
 export interface ChatTurn {
-  role: "system" | "user" | "assistant";
+  role: "system" | "user" | "assistant" | "tool";
   content: string;
+  /** assistant: the tools it called. */
+  toolCalls?: ToolCall[];
+  /** tool: which call this is the result of. */
+  toolCallId?: string;
 }
 
 export type OutputFormat =

@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import {
   getLlama, LlamaChat, LlamaCompletion, LlamaLogLevel,
-  type ChatHistoryItem, type Llama, type LlamaContext, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel,
+  type ChatHistoryItem, type ChatModelResponse, type Llama, type LlamaContext, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel,
 } from "node-llama-cpp";
 import { ContextLengthError, InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { Logger } from "../log/logger";
@@ -238,14 +238,31 @@ function samplingOptions(s: Sampling) {
   };
 }
 
-/** OpenAI turns → node-llama-cpp history; text stays LlamaText-plain so it can never become control tokens. */
+/**
+ * Turns → node-llama-cpp history; text stays LlamaText-plain so it can never become control tokens.
+ * A tool result is attached to the call it answers (node-llama-cpp's shape: the call carries its result).
+ */
 function toHistory(messages: ChatTurn[]): ChatHistoryItem[] {
-  const history: ChatHistoryItem[] = messages.map((m) =>
-    m.role === "system" ? { type: "system", text: m.content }
-      : m.role === "user" ? { type: "user", text: m.content }
-      : { type: "model", response: [m.content] });
+  const results = new Map(messages.filter((m) => m.role === "tool").map((m) => [m.toolCallId, m.content]));
+  const history: ChatHistoryItem[] = [];
+  for (const m of messages) {
+    if (m.role === "system") history.push({ type: "system", text: m.content });
+    else if (m.role === "user") history.push({ type: "user", text: m.content });
+    else if (m.role === "assistant") {
+      const response: ChatModelResponse["response"] = m.content ? [m.content] : [];
+      for (const c of m.toolCalls ?? []) {
+        response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: jsonOr(results.get(c.id) ?? "") });
+      }
+      history.push({ type: "model", response });
+    }
+  }
   history.push({ type: "model", response: [] });
   return history;
+}
+
+/** JSON text as a value, anything else as the string itself. */
+function jsonOr(text: string): unknown {
+  try { return JSON.parse(text); } catch { return text; }
 }
 
 function readSpecialTokens(model: LlamaModel): string[] {

@@ -31,11 +31,68 @@ function toFormat(rf: ChatCompletionRequest["response_format"]): OutputFormat | 
   return { kind: "json_schema", schema: rf.json_schema.schema };
 }
 
+type WireMessage = ChatCompletionRequest["messages"][number];
+const joinText = (c: string | { text: string }[]) => (typeof c === "string" ? c : c.map((p) => p.text).join(""));
+
+/**
+ * OpenAI messages → engine turns. Tool results are tied to the call they answer
+ * (by tool_call_id; the deprecated `function` role by the latest function_call);
+ * a result that answers no earlier call is refused, as OpenAI does.
+ */
 export function toTurns(req: ChatCompletionRequest): ChatTurn[] {
-  return req.messages.map((m) => ({
-    role: m.role === "developer" ? "system" : m.role,
-    content: m.content == null ? "" : typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join(""),
-  }));
+  const callIds = new Set<string>();
+  let lastFunctionCall: string | undefined;
+  return req.messages.map((m: WireMessage, i): ChatTurn => {
+    switch (m.role) {
+      case "system": case "developer": return { role: "system", content: joinText(m.content) };
+      case "user": {
+        if (typeof m.content === "string") return { role: "user", content: m.content };
+        const media = m.content.findIndex((p) => p.type !== "text");
+        if (media >= 0) {
+          throw new InvalidRequestError(`This server's models read text only: '${m.content[media]!.type}' content parts are not supported.`,
+            `messages.${i}.content.${media}`, "unsupported_content");
+        }
+        return { role: "user", content: m.content.map((p) => (p as { text: string }).text).join("") };
+      }
+      case "assistant": {
+        const calls = (m.tool_calls ?? []).map((c, j) => {
+          checkArguments(c.function.arguments, `messages.${i}.tool_calls.${j}.function.arguments`);
+          return { id: c.id, name: c.function.name, arguments: c.function.arguments };
+        });
+        if (m.function_call) {
+          checkArguments(m.function_call.arguments, `messages.${i}.function_call.arguments`);
+          lastFunctionCall = `function_call_${i}`;
+          calls.push({ id: lastFunctionCall, name: m.function_call.name, arguments: m.function_call.arguments });
+        }
+        for (const c of calls) callIds.add(c.id);
+        const parts = m.content == null ? "" : typeof m.content === "string" ? m.content
+          : m.content.map((p) => (p.type === "text" ? p.text : p.refusal)).join("");
+        // A refusal is what the assistant said when it said nothing else.
+        return { role: "assistant", content: parts || (m.refusal ?? ""), ...(calls.length ? { toolCalls: calls } : {}) };
+      }
+      case "tool": {
+        if (!callIds.has(m.tool_call_id)) {
+          throw new InvalidRequestError(`messages[${i}] answers tool call '${m.tool_call_id}', which no earlier assistant message made.`,
+            `messages.${i}.tool_call_id`);
+        }
+        return { role: "tool", content: joinText(m.content), toolCallId: m.tool_call_id };
+      }
+      case "function": {
+        if (!lastFunctionCall) {
+          throw new InvalidRequestError(`messages[${i}] is a function result, but no earlier assistant message has a function_call.`, `messages.${i}`);
+        }
+        return { role: "tool", content: m.content ?? "", toolCallId: lastFunctionCall };
+      }
+    }
+  });
+}
+
+function checkArguments(args: string, param: string) {
+  try {
+    JSON.parse(args);
+  } catch {
+    throw new InvalidRequestError("Tool call arguments must be a JSON text.", param);
+  }
 }
 
 export const promptText = (req: CompletionRequest) => (typeof req.prompt === "string" ? req.prompt : req.prompt[0]!);

@@ -49,12 +49,41 @@ export const responseFormat = z.discriminatedUnion("type", [
 ]).optional();
 
 const textPart = z.strictObject({ type: z.literal("text"), text: z.string() });
+const text = z.union([z.string(), z.array(textPart).max(256)]);
+/** Parts a text-only model cannot take: accepted by the schema so convert.ts can refuse them by name. */
+const mediaPart = z.looseObject({ type: z.enum(["image_url", "input_audio", "file"]) });
+const refusalPart = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
 
-export const chatMessage = z.strictObject({
-  role: z.enum(["system", "developer", "user", "assistant"]),
-  content: z.union([z.string(), z.array(textPart).max(256)]).nullable(),
-  name: z.string().max(64).optional(),
+export const toolCall = z.strictObject({
+  id: z.string().min(1).max(256),
+  type: z.literal("function"),
+  function: z.strictObject({ name: z.string().min(1).max(64), arguments: z.string() }),
 });
+
+/**
+ * Every message shape OpenAI accepts, so the documented multi-turn pattern (append
+ * `choices[0].message` to the next request, `refusal: null` and all) works unchanged.
+ */
+export const chatMessage = z.discriminatedUnion("role", [
+  z.strictObject({ role: z.enum(["system", "developer"]), content: text, name: z.string().max(64).optional() }),
+  z.strictObject({
+    role: z.literal("user"),
+    content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, mediaPart])).max(256)]),
+    name: z.string().max(64).optional(),
+  }),
+  z.strictObject({
+    role: z.literal("assistant"),
+    content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, refusalPart])).max(256)]).nullish(),
+    refusal: z.string().nullish(),
+    name: z.string().max(64).optional(),
+    tool_calls: z.array(toolCall).max(128).nullish(),
+    function_call: z.strictObject({ name: z.string().min(1).max(64), arguments: z.string() }).nullish(),
+    audio: z.strictObject({ id: z.string() }).nullish(),
+    annotations: z.array(z.unknown()).max(1024).nullish(), // url_citation results echoed back; not model input
+  }),
+  z.strictObject({ role: z.literal("tool"), content: text, tool_call_id: z.string().min(1).max(256) }),
+  z.strictObject({ role: z.literal("function"), content: z.string().nullable(), name: z.string().min(1).max(64) }),
+]);
 
 export const chatCompletionRequest = z.strictObject({
   ...sampling,

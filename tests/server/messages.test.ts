@@ -1,0 +1,80 @@
+/** Every message shape OpenAI accepts, as the official SDK sends it in multi-turn conversations. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { listenApp, makeApp } from "../helpers";
+
+let ctx: Awaited<ReturnType<typeof makeApp>>;
+let client: OpenAI;
+
+beforeAll(async () => {
+  ctx = await makeApp();
+  client = new OpenAI({ apiKey: ctx.key, baseURL: `${listenApp(ctx.app)}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await ctx.app.stop(true);
+  await ctx.engine.dispose();
+});
+
+type Msg = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+const ask = (messages: Msg[]) => client.chat.completions.create({ model: "tiny", messages, max_tokens: 4, temperature: 0 });
+
+const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
+
+describe("multi-turn", () => {
+  test("the returned message, echoed back as the SDK documents, is accepted", async () => {
+    const history: Msg[] = [{ role: "user", content: "hello" }];
+    const first = await ask(history);
+    const echoed = first.choices[0]!.message;
+    expect(echoed).toHaveProperty("refusal", null);
+    history.push(echoed, { role: "user", content: "and again" });
+    const second = await ask(history);
+    expect(second.usage!.prompt_tokens).toBeGreaterThan(first.usage!.prompt_tokens);
+  });
+
+  test("assistant messages with every OpenAI field, tool results and content parts", async () => {
+    const messages: Msg[] = [
+      { role: "developer", content: [{ type: "text", text: "be brief" }] },
+      { role: "user", content: [{ type: "text", text: "weather?" }], name: "ann" },
+      {
+        role: "assistant", content: null, refusal: null, audio: null, function_call: null,
+        tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: "{\"city\":\"Oslo\"}" } }],
+        annotations: [],
+      } as Msg,
+      { role: "tool", tool_call_id: "call_1", content: "{\"temp\":3}" },
+      { role: "assistant", content: [{ type: "refusal", refusal: "I cannot." }] },
+      { role: "assistant", content: null, refusal: "No." },
+      { role: "user", content: "thanks" },
+    ];
+    const r = await ask(messages);
+    expect(r.choices[0]!.message.role).toBe("assistant");
+    // The tool call and its result are part of the prompt.
+    const without = await ask([messages[0]!, messages[1]!, { role: "user", content: "thanks" }]);
+    expect(r.usage!.prompt_tokens).toBeGreaterThan(without.usage!.prompt_tokens + 10);
+  });
+
+  test("a tool result that answers no call → 400 naming its tool_call_id", async () => {
+    const e = await error(ask([{ role: "user", content: "x" }, { role: "tool", tool_call_id: "call_9", content: "1" }]));
+    expect(e.status).toBe(400);
+    expect(e.param).toBe("messages.1.tool_call_id");
+  });
+
+  test("tool call arguments that are not JSON → 400 naming them", async () => {
+    const e = await error(ask([{ role: "user", content: "x" },
+      { role: "assistant", tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{oops" } }] }]));
+    expect(e.status).toBe(400);
+    expect(e.param).toBe("messages.1.tool_calls.0.function.arguments");
+  });
+
+  test("an image part → 400 unsupported_content naming the part", async () => {
+    const e = await error(ask([{ role: "user", content: [{ type: "text", text: "what is this" }, { type: "image_url", image_url: { url: "data:," } }] }]));
+    expect(e.status).toBe(400);
+    expect(e.code).toBe("unsupported_content");
+    expect(e.param).toBe("messages.0.content.1");
+  });
+
+  test("an unknown role → 400 naming it", async () => {
+    const e = await error(ask([{ role: "robot", content: "x" } as never]));
+    expect(e.status).toBe(400);
+    expect(e.param).toBe("messages.0.role");
+  });
+});
