@@ -4,6 +4,7 @@
  * refusal is a well-formed OpenAI error. FUZZ_COUNT=100000 for a nightly run.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import crypto from "node:crypto";
 import { listenApp, makeApp } from "./helpers";
 
 const COUNT = Number(process.env.FUZZ_COUNT ?? 2000);
@@ -13,7 +14,8 @@ let base: string;
 beforeAll(async () => {
   ctx = await makeApp({
     config: { maxBodyBytes: 64 * 1024, rateLimit: { rpm: 0, tpm: 0, authFailuresPerMinute: 1_000_000, anonymousRpm: 0 }, defaultMaxTokens: 1 },
-    keys: [{ name: "fuzz", scopes: ["chat", "completions", "embeddings", "models", "admin"] }, { name: "signed", requireSignature: true }],
+    keys: [{ name: "fuzz", scopes: ["chat", "completions", "embeddings", "models", "admin"] }, { name: "signed", requireSignature: true,
+      publicKey: crypto.generateKeyPairSync("ed25519").publicKey.export({ format: "pem", type: "spki" }).toString() }],
   });
   base = listenApp(ctx.app);
 });

@@ -58,6 +58,7 @@ export function createGuards(d: GuardDeps): Guards {
   const limiter = new RateLimiter(d.clock);
   const authFailures = new RateLimiter(d.clock);
   const nonces = new NonceCache();
+  const startedMs = d.clock(); // signed requests from before this moment may have been accepted by an earlier process
   const promptCheck = createPromptGuard(config);
   const scanner = config.responseScan.action === "off" ? undefined : createScanner(config.responseScan);
   const keyLimits = (k: KeyRecord) => ({
@@ -119,14 +120,18 @@ export function createGuards(d: GuardDeps): Guards {
       const x = extra(state);
       const key = x.key;
       if (!key) return;
+      let signed: { nonce: string; expiresAt: number } | undefined;
       if (key.requireSignature) {
         const url = new URL(request.url);
-        verifySignature({ signingKeyHex: key.hash, method: request.method, path: url.pathname + url.search, body: x.rawBody ?? "",
-          headers: request.headers, nowMs: d.clock(), nonces });
+        signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: url.pathname + url.search, body: x.rawBody ?? "",
+          headers: request.headers, nowMs: d.clock(), startedMs });
+        nonces.check(key.id, signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
         state.decisions.push("signature:ok");
       }
       const generates = request.method === "POST";
       Object.assign(state.headers, limiter.admit(`key:${key.id}`, keyLimits(key), generates));
+      // Remembered only once the rate limiter charged it: a flood of refused requests cannot fill the cache.
+      if (signed) nonces.add(key.id, signed.nonce, signed.expiresAt, d.clock());
       x.countsConcurrency = generates;
     },
 

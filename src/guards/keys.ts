@@ -3,13 +3,20 @@
  * keys, never the keys. Keys look like apk_<id>_<secret> with 256 random bits
  * of secret; the id finds the record, the digest is compared in constant time.
  * The file is re-read whenever it changes, so revocations need no restart.
+ * Every change is a read-modify-write under an exclusive lock (keys.json.lock)
+ * with an atomic, fsynced replace, so concurrent CLI runs never lose a change.
+ * The file is opened without following symlinks and its mode is checked on
+ * that same descriptor.
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { inheritOwner } from "../config/owner";
+import { writeFileAtomic } from "../util/atomic-write";
+import { withFileLockSync } from "../util/file-lock";
+import { openPlainFile, readFd } from "../util/fs";
 import { sha256Bytes } from "../util/sha256";
+import { parsePublicKey } from "./signature";
 
 export const SCOPES = ["chat", "completions", "embeddings", "models", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -17,7 +24,7 @@ export type Scope = (typeof SCOPES)[number];
 const keyRecord = z.object({
   id: z.string(),
   name: z.string(),
-  /** hex sha256 of the whole key string; also the HMAC key for request signing. */
+  /** hex sha256 of the whole key string. */
   hash: z.string().regex(/^[0-9a-f]{64}$/),
   scopes: z.array(z.enum(SCOPES)),
   created: z.string(),
@@ -27,6 +34,8 @@ const keyRecord = z.object({
   tpm: z.number().int().min(0).nullable(),
   maxConcurrent: z.number().int().min(0).nullable(),
   requireSignature: z.boolean(),
+  /** The key holder's Ed25519 public key (base64 of the 32 raw bytes) that signs its requests; nothing secret. */
+  signingKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/).nullable().default(null),
   /** After a rotation the old digest stays valid until this time. */
   previous: z.object({ hash: z.string(), validUntil: z.string() }).nullable(),
 });
@@ -41,8 +50,7 @@ const KEY_SHAPE = /^apk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 export function keysFilePath(stateDir: string) { return path.join(stateDir, "keys.json"); }
 
 /** Refuses a keys file that others can read: it is the server's whole access list. */
-export function checkKeysFileMode(file: string) {
-  const st = fs.statSync(file);
+export function checkKeysFileMode(file: string, st: fs.Stats = fs.statSync(file)) {
   if ((st.mode & 0o077) !== 0) {
     throw new KeyFileError(`${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
   }
@@ -56,6 +64,14 @@ export interface NewKeyOptions {
   tpm?: number | null;
   maxConcurrent?: number | null;
   requireSignature?: boolean;
+  /** Ed25519 public key (PEM or base64 of the raw 32 bytes) that signs this key's requests; needs requireSignature. */
+  publicKey?: string;
+}
+
+/** Test seams: what runs between the locked read and the write, and what a writer does while it waits for the lock. */
+export interface KeyStoreHooks {
+  beforeWrite?: () => void;
+  onLockWait?: (lockFile: string) => void;
 }
 
 export class KeyStore {
@@ -66,7 +82,7 @@ export class KeyStore {
   private problem: string | undefined;
 
   constructor(readonly file: string, private readonly now: () => number = Date.now,
-    private readonly warn: (message: string) => void = () => {}) {
+    private readonly warn: (message: string) => void = () => {}, private readonly hooks: KeyStoreHooks = {}) {
     this.load(true);
   }
 
@@ -83,21 +99,30 @@ export class KeyStore {
     }
   }
 
-  /** Reads the file if it changed (a cheap stat per call); throws if it is exposed or malformed. */
+  /**
+   * Reads the file if it changed (a cheap lstat per call); throws if it is a symlink, exposed or malformed.
+   * The stamp includes ctime, mode and owner, so a chmod or chown alone is noticed too.
+   */
   private load(force: boolean) {
     let st: fs.Stats;
     try {
-      st = fs.statSync(this.file);
+      st = fs.lstatSync(this.file);
     } catch {
       this.records = [];
       this.stamp = "missing";
       return;
     }
-    const stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+    const stamp = `${st.mtimeMs}:${st.ctimeMs}:${st.size}:${st.ino}:${st.mode}:${st.uid}`;
     if (!force && stamp === this.stamp) return;
-    checkKeysFileMode(this.file);
+    let fd: number;
+    try { fd = openPlainFile(this.file); } catch (e) { throw new KeyFileError((e as Error).message); }
+    let text: string;
+    try {
+      checkKeysFileMode(this.file, fs.fstatSync(fd)); // the mode of the very file we read, not of the path a moment ago
+      text = readFd(fd).toString("utf8");
+    } finally { fs.closeSync(fd); }
     let json: unknown;
-    try { json = JSON.parse(fs.readFileSync(this.file, "utf8")); } catch (e) { throw new KeyFileError(`${this.file} is not valid JSON: ${(e as Error).message}`); }
+    try { json = JSON.parse(text); } catch (e) { throw new KeyFileError(`${this.file} is not valid JSON: ${(e as Error).message}`); }
     const parsed = keyFile.safeParse(json);
     if (!parsed.success) throw new KeyFileError(`${this.file} is not a valid keys file: ${parsed.error.issues[0]?.message}`);
     this.records = parsed.data.keys;
@@ -124,55 +149,69 @@ export class KeyStore {
 
   /** Creates a key; returns the only copy of it. */
   create(opts: NewKeyOptions): { key: string; record: KeyRecord } {
-    this.load(true); // never rewrite a file we could not read
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(opts.name)) throw new KeyFileError("key name must be 1-64 of A-Z a-z 0-9 _ . -");
-    if (this.records.some((r) => r.name === opts.name && !r.revoked)) throw new KeyFileError(`a key named ${opts.name} exists already`);
-    const { key, id } = newKey();
-    const record: KeyRecord = {
-      id, name: opts.name, hash: sha256(key), scopes: opts.scopes ?? ["chat", "completions", "embeddings", "models"],
-      created: new Date(this.now()).toISOString(), expires: opts.expiresAt ? opts.expiresAt.toISOString() : null, revoked: null,
-      rpm: opts.rpm ?? null, tpm: opts.tpm ?? null, maxConcurrent: opts.maxConcurrent ?? null,
-      requireSignature: opts.requireSignature ?? false, previous: null,
-    };
-    this.save([...this.records, record]);
-    return { key, record };
+    if (opts.publicKey && !opts.requireSignature) throw new KeyFileError("a signing public key needs --require-signature");
+    if (opts.requireSignature && !opts.publicKey) {
+      throw new KeyFileError("--require-signature needs --public-key FILE: the Ed25519 public key whose private half signs the requests");
+    }
+    const signingKey = opts.publicKey ? parsePublicKey(opts.publicKey) : null;
+    return this.change((records) => {
+      if (records.some((r) => r.name === opts.name && !r.revoked)) throw new KeyFileError(`a key named ${opts.name} exists already`);
+      const { key, id } = newKey();
+      const record: KeyRecord = {
+        id, name: opts.name, hash: sha256(key), scopes: opts.scopes ?? ["chat", "completions", "embeddings", "models"],
+        created: new Date(this.now()).toISOString(), expires: opts.expiresAt ? opts.expiresAt.toISOString() : null, revoked: null,
+        rpm: opts.rpm ?? null, tpm: opts.tpm ?? null, maxConcurrent: opts.maxConcurrent ?? null,
+        requireSignature: opts.requireSignature ?? false, signingKey, previous: null,
+      };
+      return { records: [...records, record], result: { key, record } };
+    });
   }
 
   revoke(name: string): KeyRecord {
-    const rec = this.byName(name);
-    const updated = { ...rec, revoked: new Date(this.now()).toISOString() };
-    this.save(this.records.map((r) => (r === rec ? updated : r)));
-    return updated;
+    return this.change((records) => {
+      const rec = byName(records, name);
+      const updated = { ...rec, revoked: new Date(this.now()).toISOString() };
+      return { records: records.map((r) => (r === rec ? updated : r)), result: updated };
+    });
   }
 
-  /** New secret for the same record; the old one stays valid for graceMs. */
-  rotate(name: string, graceMs = 0): { key: string; record: KeyRecord } {
-    const rec = this.byName(name);
-    const { key } = newKey(rec.id);
-    const updated: KeyRecord = {
-      ...rec, hash: sha256(key),
-      previous: graceMs > 0 ? { hash: rec.hash, validUntil: new Date(this.now() + graceMs).toISOString() } : null,
-    };
-    this.save(this.records.map((r) => (r === rec ? updated : r)));
-    return { key, record: updated };
+  /** New secret for the same record; the old one stays valid for graceMs. A new signing public key may come with it. */
+  rotate(name: string, graceMs = 0, publicKey?: string): { key: string; record: KeyRecord } {
+    const signingKey = publicKey ? parsePublicKey(publicKey) : undefined;
+    return this.change((records) => {
+      const rec = byName(records, name);
+      if (signingKey && !rec.requireSignature) throw new KeyFileError(`${name} does not require signatures; --public-key does not apply`);
+      const { key } = newKey(rec.id);
+      const updated: KeyRecord = {
+        ...rec, hash: sha256(key), signingKey: signingKey ?? rec.signingKey,
+        previous: graceMs > 0 ? { hash: rec.hash, validUntil: new Date(this.now() + graceMs).toISOString() } : null,
+      };
+      return { records: records.map((r) => (r === rec ? updated : r)), result: { key, record: updated } };
+    });
   }
 
-  private byName(name: string): KeyRecord {
-    this.load(true);
-    const rec = this.records.find((r) => r.name === name && !r.revoked);
-    if (!rec) throw new KeyFileError(`no active key named ${name}`);
-    return rec;
+  /**
+   * One read-modify-write under the file lock: read the current file (never a cached copy), apply the
+   * change, replace atomically (created 0600 from the start, owned like its directory when root writes).
+   */
+  private change<T>(apply: (records: KeyRecord[]) => { records: KeyRecord[]; result: T }): T {
+    return withFileLockSync(this.file, () => {
+      this.load(true); // never rewrite a file we could not read
+      const { records, result } = apply(this.records);
+      this.hooks.beforeWrite?.();
+      fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
+      writeFileAtomic(this.file, JSON.stringify({ version: 1, keys: records }, null, 2) + "\n", { mode: 0o600 });
+      this.load(true);
+      return result;
+    }, { onWait: this.hooks.onLockWait });
   }
+}
 
-  /** Atomic replace, created 0600 from the start so the digests are never readable by others. */
-  private save(records: KeyRecord[]) {
-    fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ version: 1, keys: records }, null, 2) + "\n", { mode: 0o600 });
-    inheritOwner(tmp, path.dirname(this.file)); // root editing the service's keys leaves them the service's
-    fs.renameSync(tmp, this.file);
-    this.load(true);
-  }
+function byName(records: KeyRecord[], name: string): KeyRecord {
+  const rec = records.find((r) => r.name === name && !r.revoked);
+  if (!rec) throw new KeyFileError(`no active key named ${name}`);
+  return rec;
 }
 
 function newKey(id = crypto.randomBytes(8).toString("hex")) {

@@ -35,23 +35,37 @@ test("`bun run demo` builds, prints a working key and serves the demo model", as
   }
 });
 
-test("the README's curl + openssl signing example is accepted by a signature-requiring key", async () => {
-  const ctx = await makeApp({ keys: [{ name: "signer", requireSignature: true }] });
+test("the README's openssl key pair + keys create + curl signing example is accepted by the server", async () => {
+  const ctx = await makeApp({ keys: [] });
   const base = listenApp(ctx.app);
+  const cwd = tmpDir("appliance-sign-");
   try {
+    const setup = /```sh\n(# once, on the client[\s\S]*?)```/.exec(readme)?.[1];
     const block = /```sh\n(BODY=[\s\S]*?)```/.exec(readme)?.[1];
+    expect(setup).toBeDefined();
     expect(block).toBeDefined();
+    // `appliance` is the CLI from these sources, writing the running server's keys file (picked up without a restart).
+    const cli = `appliance() { ${JSON.stringify(process.execPath)} ${JSON.stringify(path.join(root, "src", "main.ts"))} "$@"; }\n`;
+    const env = { ...process.env, APPLIANCE_STATE_DIR: ctx.stateDir };
+    const run = async (script: string, extra: Record<string, string> = {}) => {
+      // Async spawn: the server answering curl lives in this very process.
+      const r = Bun.spawn(["bash", "-c", `set -euo pipefail\n${cli}${script}`], { cwd, env: { ...env, ...extra }, stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(r.stdout).text(), new Response(r.stderr).text(), r.exited]);
+      return { out, err, code };
+    };
+    const created = await run(setup!);
+    expect(created.code).toBe(0);
+    const key = created.out.trim().split("\n").at(-1)!;
+    expect(key).toMatch(/^apk_/);
+    expect(fs.readFileSync(path.join(ctx.stateDir, "keys.json"), "utf8")).not.toContain("PRIVATE");
     const script = block!.replaceAll("http://127.0.0.1:8000", base).replace('"model":"demo"', '"model":"tiny"');
-    // Async spawn: the server answering curl lives in this very process.
-    const r = Bun.spawn(["bash", "-c", `set -euo pipefail\n${script.replace(/curl /, "curl -sS --fail-with-body ")}`], {
-      env: { ...process.env, APPLIANCE_KEY: ctx.key }, stdout: "pipe", stderr: "pipe",
-    });
-    const [out, err, code] = await Promise.all([new Response(r.stdout).text(), new Response(r.stderr).text(), r.exited]);
-    expect(err).toBe("");
-    expect(JSON.parse(out).object).toBe("list");
-    expect(code).toBe(0);
+    const r = await run(script.replace(/curl /, "curl -sS --fail-with-body "), { APPLIANCE_KEY: key });
+    expect(r.err).toBe("");
+    expect(JSON.parse(r.out).object).toBe("list");
+    expect(r.code).toBe(0);
   } finally {
     await ctx.app.stop(true);
     await ctx.engine.dispose();
+    fs.rmSync(cwd, { recursive: true, force: true });
   }
 });

@@ -1,7 +1,5 @@
-/** Rate limits (injected clock, no sleeping), request signing, body limits, host and CORS checks. */
+/** Rate limits (injected clock, no sleeping), body limits, host and CORS checks. */
 import { describe, expect, test } from "bun:test";
-import crypto from "node:crypto";
-import { sign } from "../../src/guards/signature";
 import { Bucket, duration } from "../../src/guards/rate-limit";
 import { makeApp, makeEngine, req } from "../helpers";
 
@@ -64,28 +62,7 @@ describe("rate limiting through the app", () => {
   });
 });
 
-describe("request signing", () => {
-  const body = JSON.stringify({ model: "tiny", input: "hello" });
-  const signed = async (ctx: Awaited<ReturnType<typeof makeApp>>, ts: number, tamper = (s: string) => s) => {
-    const signingKey = crypto.createHash("sha256").update(ctx.key).digest("hex");
-    const sig = tamper(sign(signingKey, "POST", "/v1/embeddings", String(ts), body));
-    return ctx.app.handle(req("/v1/embeddings", { key: ctx.key, body, headers: { "content-type": "application/json", "x-appliance-timestamp": String(ts), "x-appliance-signature": sig } }));
-  };
-  test("valid signature passes; replay, skew, tampering and absence are refused", async () => {
-    const now = Date.parse("2030-01-01T00:00:00Z");
-    const ctx = await makeApp({ engine, clock: () => now, keys: [{ name: "s", requireSignature: true }] });
-    const ts = now / 1000;
-    expect((await signed(ctx, ts)).status).toBe(200);
-    const replay = await signed(ctx, ts);
-    expect(replay.status).toBe(401);
-    expect(((await replay.json()) as any).error.message).toMatch(/Replayed/);
-    expect((await signed(ctx, ts - 301)).status).toBe(401);
-    expect((await signed(ctx, ts + 1, (s) => (s[0] === "a" ? "b" : "a") + s.slice(1))).status).toBe(401);
-    const unsigned = await ctx.app.handle(req("/v1/embeddings", { key: ctx.key, body, headers: { "content-type": "application/json" } }));
-    expect(unsigned.status).toBe(401);
-    expect(((await unsigned.json()) as any).error.code).toBe("invalid_signature");
-  });
-});
+// Request signing: tests/security/integrity-signing.test.ts
 
 describe("body, host and CORS", () => {
   test("oversized body → 413, declared or not", async () => {

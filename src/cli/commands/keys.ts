@@ -1,4 +1,5 @@
 /** appliance keys create | list | revoke | rotate */
+import fs from "node:fs";
 import { KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
 import { loadConfig } from "../../config/load";
 import { EXIT, parseOwn, UsageError, type Command } from "../command";
@@ -8,6 +9,13 @@ export function parseDuration(s: string): number {
   const m = /^(\d+)([smhdw])$/.exec(s.trim());
   if (!m) throw new UsageError(`invalid duration '${s}' (use e.g. 30d, 12h, 90m)`);
   return Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7, w: 6.048e8 }[m[2] as "s"];
+}
+
+/** The signing public key file (PEM from `openssl pkey -pubout`); its contents are checked by the key store. */
+function readPublicKey(file: string): string {
+  try { return fs.readFileSync(file, "utf8"); } catch (e) {
+    throw new UsageError(`cannot read --public-key ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
 }
 
 const intFlag = (v: unknown, name: string) => {
@@ -21,16 +29,20 @@ export const keys: Command = {
   name: "keys",
   summary: "Create, list, revoke and rotate API keys",
   usage: "appliance keys create --name NAME [--scopes chat,completions,embeddings,models,admin] [--expires 30d] [--rpm N] [--tpm N] " +
-    "[--max-concurrent N] [--require-signature] | list [--json] | revoke NAME | rotate NAME [--grace 1h]   (all take --state-dir DIR)",
+    "[--max-concurrent N] [--require-signature --public-key FILE] | list [--json] | revoke NAME | rotate NAME [--grace 1h] [--public-key FILE]" +
+    "   (all take --state-dir DIR)",
   async run(argv) {
     const [sub, ...rest] = argv;
     const { values, positionals } = parseOwn(rest, {
       "state-dir": { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, expires: { type: "string" },
       rpm: { type: "string" }, tpm: { type: "string" }, "max-concurrent": { type: "string" }, "require-signature": { type: "boolean" },
-      grace: { type: "string" }, json: { type: "boolean" },
+      grace: { type: "string" }, json: { type: "boolean" }, "public-key": { type: "string" },
     }, true);
     const stateDir = (values["state-dir"] as string | undefined) ?? loadConfig().stateDir;
-    const store = new KeyStore(keysFilePath(stateDir));
+    const store = new KeyStore(keysFilePath(stateDir), Date.now, undefined, {
+      onLockWait: (lock) => console.error(`waiting for ${lock}: another keys command is changing the keys file`),
+    });
+    const publicKey = values["public-key"] === undefined ? undefined : readPublicKey(String(values["public-key"]));
     switch (sub) {
       case "create": {
         if (!values.name) throw new UsageError("keys create needs --name NAME");
@@ -40,7 +52,7 @@ export const keys: Command = {
           name: String(values.name), scopes: scopes as Scope[] | undefined,
           expiresAt: values.expires ? new Date(Date.now() + parseDuration(String(values.expires))) : null,
           rpm: intFlag(values.rpm, "rpm"), tpm: intFlag(values.tpm, "tpm"), maxConcurrent: intFlag(values["max-concurrent"], "max-concurrent"),
-          requireSignature: !!values["require-signature"],
+          requireSignature: !!values["require-signature"], publicKey,
         });
         console.error(`created key '${record.name}' (scopes ${record.scopes.join(",")}${record.expires ? `, expires ${record.expires}` : ""}). ` +
           "It is shown once and stored only as a hash:");
@@ -67,7 +79,7 @@ export const keys: Command = {
         const name = positionals[0] ?? (values.name as string | undefined);
         if (!name) throw new UsageError("keys rotate NAME");
         const grace = values.grace ? parseDuration(String(values.grace)) : 0;
-        const { key } = store.rotate(name, grace);
+        const { key } = store.rotate(name, grace, publicKey);
         console.error(`rotated ${name}; the old key ${grace ? `stays valid for ${values.grace}` : "is invalid now"}. New key (shown once):`);
         console.log(key);
         return EXIT.OK;
