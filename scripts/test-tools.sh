@@ -2,7 +2,8 @@
 # The system tools the tests run for real: systemd-analyze (unit verification and
 # the security score), apparmor_parser (profile syntax), python3 (plistlib),
 # curl + openssl (the README's request-signing example) and strace (the unit's
-# syscall filter against the syscalls the server really makes). Installs them
+# syscall filter against the syscalls the server really makes) and systemd-nspawn
+# (tests/live boots a real systemd in a container). Installs them
 # from Debian's packages when missing and we are root; otherwise says what to install.
 set -euo pipefail
 missing=()
@@ -12,6 +13,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing test tools: ${missing[*]}" >&2

@@ -9,10 +9,11 @@ import { serve } from "./commands/serve";
 import { version } from "./commands/version";
 import { doctor } from "./commands/doctor";
 import { installCmd, rollbackCmd, statusCmd, uninstallCmd, updateCmd } from "./commands/service";
+import { reload } from "./commands/reload";
 import { verify } from "./commands/verify";
 
 export const COMMANDS: Command[] = [
-  serve, installCmd, uninstallCmd, statusCmd, verify, doctor, models, keys, audit, config, updateCmd, rollbackCmd, version, gpuPreflight,
+  serve, installCmd, uninstallCmd, statusCmd, verify, doctor, models, keys, audit, config, updateCmd, rollbackCmd, version, gpuPreflight, reload,
 ];
 
 export function helpText(): string {

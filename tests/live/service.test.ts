@@ -1,0 +1,98 @@
+/**
+ * The installed service on a live systemd (tests/live/systemd.ts), driven by
+ * the real compiled binary as a user would: install → active and ready, chat
+ * and streamed chat with the printed key, the verify timer, restart, reload,
+ * the verify service. One container boot for the whole file.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { builtBinary, tinyModel } from "../helpers";
+import { announceSkip, boot, type LiveSystemd } from "./systemd";
+
+const booted = await boot();
+const live = "skip" in booted ? undefined : booted;
+if ("skip" in booted) announceSkip("service.test.ts", booted.skip);
+afterAll(async () => { await live?.stop(); });
+
+const T = 240_000;
+const timings: Record<string, number> = {};
+const key = { value: "" };
+
+/** Puts a host file into the container at /srv/appliance-test/NAME; returns the container path. */
+function put(sys: LiveSystemd, from: string, name: string): string {
+  const dir = path.join(sys.root, "srv/appliance-test");
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(from, path.join(dir, name));
+  fs.chmodSync(path.join(dir, name), 0o755);
+  return `/srv/appliance-test/${name}`;
+}
+
+/** curl inside the container (its network is private): status code and body. */
+function curl(sys: LiveSystemd, url: string, body?: unknown, bearer = key.value) {
+  const r = sys.exec(["curl", "-sS", "-m", "90", "-w", "\n%{http_code}", ...(bearer ? ["-H", `Authorization: Bearer ${bearer}`] : []),
+    ...(body ? ["-H", "Content-Type: application/json", "--data-binary", JSON.stringify(body)] : []), url]);
+  const lines = r.out.split("\n");
+  return { status: Number(lines.pop()), body: lines.join("\n"), err: r.err };
+}
+
+const journal = (sys: LiveSystemd, unit: string) => sys.exec(["journalctl", "--no-pager", "-o", "cat", "-u", unit]).out;
+const active = (sys: LiveSystemd, unit = "appliance.service") => sys.exec(["systemctl", "is-active", unit]).out.trim();
+
+describe.skipIf(!live)("live systemd: install and run", () => {
+  const sys = live!;
+
+  test("install --model → active and ready; chat and streamed chat with the printed key", async () => {
+    const bin = put(sys, await builtBinary(), "appliance");
+    const model = put(sys, await tinyModel(), "tiny.gguf");
+    const t0 = performance.now();
+    const r = sys.exec([bin, "install", "--model", model], { timeoutMs: T });
+    timings.install = performance.now() - t0;
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("installed and running");
+    key.value = /^apk_\S+$/m.exec(r.out)?.[0] ?? "";
+    expect(key.value).not.toBe("");
+    expect(active(sys)).toBe("active");
+
+    expect(curl(sys, "http://127.0.0.1:8000/health", undefined, "").status).toBe(200);
+    const chat = curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8 });
+    expect(chat.status).toBe(200);
+    expect(JSON.parse(chat.body).choices[0].message.content.length).toBeGreaterThan(0);
+    const stream = curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, stream: true });
+    expect(stream.status).toBe(200);
+    const events = stream.body.split("\n").filter((l) => l.startsWith("data: "));
+    expect(events.length).toBeGreaterThan(2);
+    expect(events.at(-1)).toBe("data: [DONE]");
+    expect(curl(sys, "http://127.0.0.1:8000/v1/models", undefined, "apk_wrong").status).toBe(401);
+  }, T);
+
+  test("the daily verify timer is listed and the verify service passes", () => {
+    expect(sys.exec(["systemctl", "list-timers", "--all", "--no-pager"]).out).toContain("appliance-verify.timer");
+    const r = sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T });
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(sys.exec(["systemctl", "show", "-p", "Result", "--value", "appliance-verify.service"]).out.trim()).toBe("success");
+  }, T);
+
+  test("systemctl restart comes back ready; systemctl reload re-reads the keys (SIGHUP) without a restart", async () => {
+    const t0 = performance.now();
+    const r = sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T });
+    expect(r.code).toBe(0);
+    timings.restartToActive = performance.now() - t0;
+    await sys.poll("/health after restart", () => curl(sys, "http://127.0.0.1:8000/health", undefined, "").status === 200 || undefined, T);
+    timings.restartToHealthy = performance.now() - t0;
+
+    const pid = sys.exec(["systemctl", "show", "-p", "MainPID", "--value", "appliance.service"]).out.trim();
+    const reload = sys.exec(["systemctl", "reload", "appliance.service"]);
+    expect(reload.err).toBe("");
+    expect(reload.code).toBe(0);
+    await sys.poll("the reload in the journal", () => journal(sys, "appliance.service").includes("SIGHUP: reloading keys") || undefined);
+    expect(sys.exec(["systemctl", "show", "-p", "MainPID", "--value", "appliance.service"]).out.trim()).toBe(pid);
+    expect(curl(sys, "http://127.0.0.1:8000/v1/models").status).toBe(200);
+  }, T);
+});
+
+afterAll(() => {
+  if (live) console.log(`live timings (ms): ${Object.entries(timings).map(([k, v]) => `${k}=${Math.round(v)}`).join(" ")}`);
+});
