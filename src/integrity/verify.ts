@@ -58,7 +58,9 @@ export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
   const keys = path.join(config.stateDir, "keys.json");
   const owner = l ? readAccount(l.account, l.root) : undefined;
   const expectUid = l ? owner?.uid : process.getuid?.();
-  if (fs.existsSync(keys)) {
+  const link = fs.lstatSync(keys, { throwIfNoEntry: false });
+  if (link && !link.isFile()) problems.push(`${keys} is ${link.isSymbolicLink() ? "a symbolic link" : "not a plain file"} (the server refuses it)`);
+  else if (link) {
     const m = mode(keys);
     if (m !== 0o600 && m !== 0o400) problems.push(`${keys} has mode ${octal(m)} (want 0600 or 0400)`);
     if (expectUid === undefined) unknown.push(`owner of ${keys} (account ${l?.account} unknown here)`);
