@@ -33,10 +33,10 @@ export class ModelNotFoundError extends AppError {
 }
 
 export class ContextLengthError extends AppError {
-  constructor(limit: number, prompt: number, maxTokens: number) {
+  constructor(limit: number, prompt: number, maxTokens: number, param: "messages" | "prompt" = "messages") {
     super(`This model's maximum context length is ${limit} tokens. However, you requested ${prompt + maxTokens} tokens ` +
       `(${prompt} in the prompt, ${maxTokens} for the completion). Please reduce the length of the prompt or max_tokens.`,
-      400, "invalid_request_error", "context_length_exceeded", "messages");
+      400, "invalid_request_error", "context_length_exceeded", param);
   }
 }
 

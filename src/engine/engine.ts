@@ -40,6 +40,11 @@ export interface GenerateCall {
   sampling: Sampling;
   /** Aborted when the client disconnects or the server drains. */
   signal: AbortSignal;
+  /**
+   * Called once the request has passed every check and holds a place in the queue, before it
+   * waits for a slot: a stream sends its 200 headers only then, so every refusal is a real status.
+   */
+  onAdmitted?: () => void;
   /** Streaming: called with each piece of text as it is produced. */
   onText?: (text: string) => void;
 }

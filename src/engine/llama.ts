@@ -6,8 +6,8 @@
  */
 import fs from "node:fs";
 import {
-  getLlama, LlamaChat, LlamaCompletion, LlamaLogLevel,
-  type ChatHistoryItem, type ChatModelResponse, type Llama, type LlamaContext, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel,
+  getLlama, LlamaChat, LlamaCompletion, LlamaLogLevel, resolveChatWrapper,
+  type ChatHistoryItem, type ChatWrapper, type LlamaContextSequence, type ChatModelResponse, type Llama, type LlamaContext, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel,
 } from "node-llama-cpp";
 import { ContextLengthError, InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { Logger } from "../log/logger";
@@ -33,8 +33,10 @@ interface Loaded {
   context: LlamaContext;
   scheduler: Scheduler;
   special: string[];
+  /** Resolved once per model: a template resolution per request blocked the event loop for 150+ ms. */
+  chatWrapper: ChatWrapper;
   embedding?: Promise<LlamaEmbeddingContext>;
-  embedLock: Promise<unknown>;
+  embedScheduler: Scheduler;
 }
 
 const LOG_LEVEL: Record<string, "error" | "warn" | "info" | "debug"> = {
@@ -92,7 +94,8 @@ export class LlamaEngine implements Engine {
       model, context,
       scheduler: new Scheduler(opts.parallel, opts.maxQueue),
       special: readSpecialTokens(model),
-      embedLock: Promise.resolve(),
+      chatWrapper: resolveChatWrapper(model),
+      embedScheduler: new Scheduler(1, opts.maxQueue),
     });
     opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, backend: this.backend }, "model loaded");
   }
@@ -105,7 +108,9 @@ export class LlamaEngine implements Engine {
 
   load() {
     let active = 0, queued = 0;
-    for (const l of this.loaded.values()) { const s = l.scheduler.stats(); active += s.active; queued += s.queued; }
+    for (const l of this.loaded.values()) {
+      for (const s of [l.scheduler.stats(), l.embedScheduler.stats()]) { active += s.active; queued += s.queued; }
+    }
     return { active, queued };
   }
 
@@ -119,21 +124,21 @@ export class LlamaEngine implements Engine {
   async chat(call: GenerateCall & { messages: ChatTurn[] }): Promise<Generation> {
     const l = this.get(call.model);
     const grammar = await this.grammarFor(call.sampling.format);
-    const release = await l.scheduler.acquire(call.signal);
-    const chat = new LlamaChat({ contextSequence: l.context.getSequence(), autoDisposeSequence: true });
-    try {
-      const history = toHistory(call.messages);
-      // Count exactly what the template renders, then refuse before spending compute.
-      const { contextText } = chat.chatWrapper.generateContextState({ chatHistory: history });
-      const promptTokens = contextText.tokenize(l.model.tokenizer).length;
-      checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
-      const { options, counted } = generateOptions(call, grammar);
-      const result = await chat.generateResponse(history, options);
-      return { text: result.response, promptTokens, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
-    } finally {
-      chat.dispose();
-      release();
-    }
+    const history = toHistory(call.messages);
+    // Count exactly what the template renders, then refuse before queueing or spending compute.
+    const { contextText } = l.chatWrapper.generateContextState({ chatHistory: history });
+    const promptTokens = contextText.tokenize(l.model.tokenizer).length;
+    checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
+    return this.withSequence(l, call, async (sequence) => {
+      const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
+      try {
+        const { options, counted } = generateOptions(call, grammar);
+        const result = await chat.generateResponse(history, options);
+        return { text: result.response, promptTokens, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
+      } finally {
+        chat.dispose({ disposeSequence: false });
+      }
+    });
   }
 
   async complete(call: GenerateCall & { prompt: string }): Promise<Generation> {
@@ -143,43 +148,66 @@ export class LlamaEngine implements Engine {
     const tokens = l.model.tokenize(call.prompt, false);
     const bos = l.model.tokens.bos;
     const input = bos != null && l.model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
-    checkContext(l.info.contextSize, input.length, call.sampling.maxTokens);
-    const release = await l.scheduler.acquire(call.signal);
-    const sequence = l.context.getSequence();
-    const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: true });
+    checkContext(l.info.contextSize, input.length, call.sampling.maxTokens, "prompt");
+    return this.withSequence(l, call, async (sequence) => {
+      const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
+      try {
+        const { options, counted } = generateOptions(call, grammar);
+        const result = await completion.generateCompletionWithMeta(input, options);
+        return { text: result.response, promptTokens: input.length, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
+      } finally {
+        completion.dispose({ disposeSequence: false });
+      }
+    });
+  }
+
+  /**
+   * The one admission path for generations: a place in the model's queue (decided at once, then
+   * `onAdmitted`), a slot, and a sequence that is fully given back to the context before the slot is.
+   * (node-llama-cpp reclaims a disposed sequence asynchronously; releasing the slot first let the next
+   * request find "No sequences left".)
+   */
+  private async withSequence<T>(l: Loaded, call: Pick<GenerateCall, "signal" | "onAdmitted">, work: (s: LlamaContextSequence) => Promise<T>): Promise<T> {
+    const slot = l.scheduler.admit(call.signal);
+    call.onAdmitted?.();
+    const release = await slot;
+    let sequence: LlamaContextSequence | undefined;
     try {
-      const { options, counted } = generateOptions(call, grammar);
-      const result = await completion.generateCompletionWithMeta(input, options);
-      return { text: result.response, promptTokens: input.length, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
+      sequence = l.context.getSequence();
+      return await work(sequence);
     } finally {
-      completion.dispose();
+      await sequence?.dispose();
       release();
     }
   }
 
   async embed(id: string, inputs: string[], signal: AbortSignal): Promise<Embeddings> {
     const l = this.get(id);
-    l.embedding ??= l.model.createEmbeddingContext({ contextSize: l.info.contextSize, threads: this.opts.threads });
-    const ctx = await l.embedding;
-    // One embedding context per model: serialise callers rather than share its sequence.
-    const run = l.embedLock.then(async () => {
+    const tokenized = inputs.map((text, i) => {
+      const tokens = l.model.tokenize(text, false);
+      if (tokens.length > l.info.contextSize) {
+        throw new InvalidRequestError(`input[${i}] is ${tokens.length} tokens; this model's maximum is ${l.info.contextSize}.`,
+          "input", "context_length_exceeded");
+      }
+      if (tokens.length === 0) throw new InvalidRequestError(`input[${i}] is empty.`, "input");
+      return tokens;
+    });
+    // One embedding context per model, so one embedding at a time; callers wait in a bounded line like generations.
+    const release = await l.embedScheduler.acquire(signal);
+    try {
+      l.embedding ??= l.model.createEmbeddingContext({ contextSize: l.info.contextSize, threads: this.opts.threads });
+      const ctx = await l.embedding;
       const vectors: number[][] = [];
       let promptTokens = 0;
-      for (const [i, text] of inputs.entries()) {
+      for (const tokens of tokenized) {
         if (signal.aborted) throw signal.reason ?? new Error("aborted");
-        const tokens = l.model.tokenize(text, false);
-        if (tokens.length > l.info.contextSize) {
-          throw new InvalidRequestError(`input[${i}] is ${tokens.length} tokens; this model's maximum is ${l.info.contextSize}.`,
-            "input", "context_length_exceeded");
-        }
-        if (tokens.length === 0) throw new InvalidRequestError(`input[${i}] is empty.`, "input");
         promptTokens += tokens.length;
         vectors.push([...(await ctx.getEmbeddingFor(tokens)).vector]);
       }
       return { vectors, promptTokens };
-    });
-    l.embedLock = run.catch(() => undefined);
-    return run;
+    } finally {
+      release();
+    }
   }
 
   private async grammarFor(format: OutputFormat | undefined): Promise<LlamaGrammar | undefined> {
@@ -205,8 +233,8 @@ export class LlamaEngine implements Engine {
   }
 }
 
-function checkContext(limit: number, prompt: number, maxTokens: number) {
-  if (prompt + maxTokens > limit) throw new ContextLengthError(limit, prompt, maxTokens);
+function checkContext(limit: number, prompt: number, maxTokens: number, param: "messages" | "prompt" = "messages") {
+  if (prompt + maxTokens > limit) throw new ContextLengthError(limit, prompt, maxTokens, param);
 }
 
 /** What chat and completion generation share; counts generated tokens as they arrive. */

@@ -15,14 +15,27 @@ export class Scheduler {
 
   stats() { return { active: this.active, queued: this.waiting.length }; }
 
-  /** Resolves with a release function once a slot is free. */
+  /** Resolves with a release function once a slot is free; rejects with QueueFullError when the line is full. */
   acquire(signal: AbortSignal): Promise<() => void> {
-    if (signal.aborted) return Promise.reject(new CancelledError());
+    try {
+      return this.admit(signal);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Admission, decided synchronously: throws QueueFullError (or CancelledError) now, or returns
+   * the wait for a slot. Callers that must answer before committing to a response (a stream's
+   * 200 headers) know the outcome the moment this returns.
+   */
+  admit(signal: AbortSignal): Promise<() => void> {
+    if (signal.aborted) throw new CancelledError();
     if (this.active < this.slots) {
       this.active++;
       return Promise.resolve(this.releaser());
     }
-    if (this.waiting.length >= this.maxQueue) return Promise.reject(new QueueFullError(this.retryAfterSeconds));
+    if (this.waiting.length >= this.maxQueue) throw new QueueFullError(this.retryAfterSeconds);
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         resolve, reject, signal,

@@ -105,9 +105,63 @@ describe("over HTTP with one sequence", () => {
     expect(r.code).toBe("queue_full");
     expect(r.headers.get("retry-after")).toBe("1");
   });
+
+  test("refusals decidable before the first byte keep their status when streaming: queue full 503, context 400", async () => {
+    for (let i = 0; i < 5000 && ctx.engine.load().active > 0; i++) await Bun.sleep(1); // the previous test's stream lets go
+    const abort = new AbortController();
+    const stream = await client.chat.completions.create(
+      { model: "tiny", messages: [{ role: "user", content: "go" }], max_tokens: 1800, stream: true, temperature: 0 }, { signal: abort.signal });
+    const it = stream[Symbol.asyncIterator]();
+    while (!(await it.next()).value?.choices[0]?.delta.content);
+    try {
+      const full = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 2, stream: true })
+        .then(() => null, (e) => e);
+      expect(full).toBeInstanceOf(OpenAI.APIError);
+      expect(full.status).toBe(503);
+      expect(full.code).toBe("queue_full");
+      expect(full.headers.get("retry-after")).toBe("1");
+    } finally {
+      abort.abort();
+    }
+    const long = await client.completions.create({ model: "tiny", prompt: "word ".repeat(1500), max_tokens: 1000, stream: true })
+      .then(() => null, (e) => e);
+    expect(long.status).toBe(400);
+    expect(long.code).toBe("context_length_exceeded");
+    expect(long.param).toBe("prompt");
+  });
+
+  test("embeddings wait in the same bounded line: a full line answers 503", async () => {
+    const first = client.embeddings.create({ model: "tiny", input: Array.from({ length: 200 }, (_, i) => `text number ${i}`) });
+    for (let i = 0; i < 5000 && ctx.engine.load().active === 0; i++) await Bun.sleep(1);
+    const second = await client.embeddings.create({ model: "tiny", input: "x" }).then(() => null, (e) => e);
+    expect((await first).data).toHaveLength(200);
+    expect(second).toBeInstanceOf(OpenAI.APIError);
+    expect(second.status).toBe(503);
+    expect(second.code).toBe("queue_full");
+  });
 });
 
 describe("with two sequences", () => {
+  test("a burst of streams on a fresh server never finds the sequences taken (each one is handed back before its slot)", async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      const ctx = await makeApp({ config: { parallel: 2, maxQueue: 8 } });
+      const client = new OpenAI({ apiKey: ctx.key, baseURL: `${listenApp(ctx.app)}/v1`, maxRetries: 0 });
+      try {
+        const results = await Promise.allSettled(Array.from({ length: 4 }, async (_, i) => {
+          const stream = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: `hi ${i}` }], max_tokens: 6, stream: true });
+          let text = "";
+          for await (const c of stream) text += c.choices[0]?.delta.content ?? "";
+          return text;
+        }));
+        expect(results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
+      } finally {
+        await ctx.app.stop(true);
+        await ctx.engine.dispose();
+      }
+    }
+  });
+
+
   test("a second request generates while a long one is still running (batched, not queued)", async () => {
     const ctx = await makeApp({ config: { parallel: 2, maxQueue: 0 } });
     const client = new OpenAI({ apiKey: ctx.key, baseURL: `${listenApp(ctx.app)}/v1`, maxRetries: 0 });

@@ -21,7 +21,7 @@ export const chatRoutes = (deps: AppDeps) =>
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
       includeUsage: body.stream_options?.include_usage ?? false,
-      call: (signal, onText) => deps.engine.chat({ model: info.id, messages, sampling, signal, onText }),
+      call: (signal, onText, onAdmitted) => deps.engine.chat({ model: info.id, messages, sampling, signal, onText, onAdmitted }),
       full: (g) => chatCompletion(id, info.id, created, g),
       head: () => chatChunk(id, info.id, created, { role: "assistant", content: "" }, null),
       piece: (text) => chatChunk(id, info.id, created, { content: text }, null),

@@ -22,7 +22,7 @@ export const completionRoutes = (deps: AppDeps) =>
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
       includeUsage: body.stream_options?.include_usage ?? false,
-      call: (signal, onText) => deps.engine.complete({ model: info.id, prompt, sampling, signal, onText }),
+      call: (signal, onText, onAdmitted) => deps.engine.complete({ model: info.id, prompt, sampling, signal, onText, onAdmitted }),
       full: (g) => textCompletion(id, info.id, created, g),
       piece: (text) => textChunk(id, info.id, created, text, null),
       end: (finish) => textChunk(id, info.id, created, "", finish),

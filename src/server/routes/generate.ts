@@ -15,8 +15,8 @@ import type { AppDeps } from "../app";
 export interface GenerationPlan {
   stream: boolean;
   includeUsage: boolean;
-  /** Runs the engine; `onText` is set when streaming. */
-  call: (signal: AbortSignal, onText?: (text: string) => void) => Promise<Generation>;
+  /** Runs the engine; `onText` and `onAdmitted` are set when streaming. */
+  call: (signal: AbortSignal, onText?: (text: string) => void, onAdmitted?: () => void) => Promise<Generation>;
   /** The whole non-streaming answer. */
   full: (g: Generation) => unknown;
   /** Stream events. */
@@ -57,17 +57,34 @@ export async function runGeneration(request: Request, state: RequestState, deps:
   const stopEngine = () => engineStop.abort(new Error("stopped"));
   flight.signal.addEventListener("abort", stopEngine, { once: true });
 
+  // Start the engine now; the 200 and its event-stream headers go out only once it has admitted the
+  // request (grammar built, context checked, a place in the queue), so those refusals keep their status.
+  let emit: ((event: unknown) => void) | undefined;
+  const early: unknown[] = [];
+  const out = (event: unknown) => (emit ? emit(event) : early.push(event));
+  let admitted!: () => void;
+  const admission = new Promise<void>((resolve) => { admitted = resolve; });
+  const generation = plan.call(engineStop.signal, (text) => {
+    const piece = filter.push(text);
+    if (piece) out(plan.piece(piece));
+    if (keepText) streamed += piece;
+    if (filter.blocked) stopEngine();
+  }, () => admitted());
+  try {
+    await Promise.race([admission, generation]);
+  } catch (e) {
+    flight.end();
+    throw flight.signal.aborted && !(e instanceof AppError) ? new CancelledError() : e;
+  }
+
   state.deferredFinish = true;
   return sseResponse({
     headers: { "x-request-id": state.id, ...state.headers },
     run: async (send) => {
       if (plan.head) send(plan.head());
-      const g = await plan.call(engineStop.signal, (text) => {
-        const out = filter.push(text);
-        if (out) send(plan.piece(out));
-        if (keepText) streamed += out;
-        if (filter.blocked) stopEngine();
-      });
+      for (const event of early.splice(0)) send(event);
+      emit = send;
+      const g = await generation;
       record(g);
       if (flight.signal.aborted) throw new CancelledError();
       const tail = filter.end();
