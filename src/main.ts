@@ -1,10 +1,13 @@
-/** argv → command → exit code. Last-resort errors go to stderr with exit 1, never a stack to the user. */
-import { UsageError } from "./cli/command";
+/**
+ * argv → command → exit code. Last-resort errors go to stderr with exit 1, never a stack to the user.
+ * The commands load lazily so that the entry point can fix NODE_ENV before Elysia reads it (once, at import).
+ */
 import { EXIT } from "./cli/exit-codes";
-import { COMMANDS, helpText } from "./cli/registry";
-import { ConfigError } from "./config/load";
 
 export async function main(argv: string[]): Promise<number> {
+  const { COMMANDS, helpText } = await import("./cli/registry");
+  const { UsageError } = await import("./cli/command");
+  const { ConfigError } = await import("./config/load");
   const [name, ...rest] = argv;
   if (!name || name === "help" || name === "--help" || name === "-h") { console.log(helpText()); return name ? EXIT.OK : EXIT.USAGE; }
   if (name === "--version" || name === "-V") return COMMANDS.find((c) => c.name === "version")!.run([]);
@@ -26,6 +29,9 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  // The shipped program is always production, whatever the environment says: Elysia then keeps validation
+  // details out of error messages, and nothing falls back to development behaviour.
+  Bun.env.NODE_ENV = "production";
   const code = await main(process.argv.slice(2));
   process.exit(code);
 }

@@ -21,7 +21,8 @@ export function hostAllowlist(bindHost: string, extra: string[]): (hostHeader: s
   return (header) => {
     if (!header) return false;
     const h = header.toLowerCase();
-    const name = h.startsWith("[") ? h.slice(0, h.indexOf("]") + 1) : h.replace(/:\d+$/, "");
-    return names.has(name) || names.has(h);
+    // name, or [v6], then at most a numeric port: "[::1]evil.example" or "localhost:80@evil" name nothing we know.
+    const m = /^(\[[^\]]*\]|[^:[\]]*)(?::\d{1,5})?$/.exec(h);
+    return names.has(h) || (!!m && names.has(m[1]!));
   };
 }

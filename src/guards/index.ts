@@ -69,9 +69,9 @@ export function createGuards(d: GuardDeps): Guards {
 
   return {
     async onRequest(request, state) {
-      const url = new URL(request.url);
-      // host
-      if (!hostOk(request.headers.get("host") ?? url.host)) throw new HostError(request.headers.get("host") ?? "");
+      const url = { pathname: state.path };
+      // host (no Host at all, as HTTP/1.0 allows, is refused like any unknown name)
+      if (!hostOk(state.host)) throw new HostError(state.host);
       // CORS: no headers at all unless the origin is configured, so browsers are denied.
       const origin = request.headers.get("origin");
       if (origin && config.corsOrigins.includes(origin)) {

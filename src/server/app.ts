@@ -9,12 +9,13 @@ import type { Config } from "../config/schema";
 import type { Engine, ChatTurn } from "../engine/engine";
 import { InvalidRequestError } from "../errors";
 import type { Guards } from "../guards";
+import { checkJsonShape, unserialisable } from "../guards/json-shape";
 import type { TextFilter } from "../guards/response-scan";
 import type { Logger } from "../log/logger";
 import type { VersionInfo } from "../version";
-import { toAppError, toResponse } from "./errors";
+import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
-import { initState, stateOf, type RequestState } from "./request-state";
+import { initState, newRequestId, stateOf, type RequestState } from "./request-state";
 import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
 import { docsRoutes } from "./routes/docs";
@@ -73,7 +74,17 @@ export function createApp(input: AppInput) {
     },
   };
 
-  const app = new Elysia({ name: "appliance" })
+  // Whoever calls listen(): never Bun's development error page (HTML with the cwd, stack and source), and
+  // anything that escapes every hook still leaves as our JSON 500 naming only a fresh request id.
+  const serve = {
+    development: false,
+    error: (err: Error) => {
+      const id = newRequestId();
+      log.error({ reqId: id, err: { name: err?.name, message: String(err?.message).slice(0, 200) } }, "unhandled error outside the request path");
+      return lastResortResponse(id);
+    },
+  };
+  const app = new Elysia({ name: "appliance", serve })
     // 1. Request state and the guards that need no body: host → CORS → body size → auth.
     .onRequest(async ({ request, server, set }) => {
       const state = initState(request, server?.requestIP(request)?.address ?? "local", performance.now());
@@ -91,11 +102,14 @@ export function createApp(input: AppInput) {
       if (!contentType?.startsWith("application/json")) {
         throw new InvalidRequestError("Content-Type must be application/json.", null, "invalid_content_type");
       }
+      checkJsonShape(raw); // depth and width first: everything after JSON.parse walks the value recursively
+      let body: unknown;
       try {
-        return JSON.parse(raw);
+        body = JSON.parse(raw);
       } catch {
         throw new InvalidRequestError("We could not parse the JSON body of your request. Send valid JSON.", null, "invalid_json");
       }
+      return unserialisable(body);
     })
     // 3. Guards that need the body or the key: signature → rate limit. Transform runs before schema
     //    validation, so even malformed requests count against the key's limits.

@@ -45,6 +45,12 @@ export function toAppError(code: string | number, error: unknown, requestId: str
   return new AppError(`The server had an error while processing your request (request id ${requestId}).`, 500, "server_error", "internal_error");
 }
 
+/** For failures with no request state to hang on to (Bun.serve's `error` handler). */
+export function lastResortResponse(requestId: string): Response {
+  return errorResponse(500, { error: { message: `The server had an error while processing your request (request id ${requestId}).`,
+    type: "server_error", param: null, code: "internal_error" } }, { "x-request-id": requestId });
+}
+
 export function toResponse(e: AppError, extraHeaders: Record<string, string> = {}): Response {
   return errorResponse(e.status, { error: { message: e.message, type: e.type, param: e.param, code: e.code } }, { ...extraHeaders, ...e.headers });
 }

@@ -6,7 +6,13 @@
 export interface RequestState {
   id: string;
   start: number;
+  /** "METHOD /path", the path cut to MAX_LOGGED_PATH so one request cannot write kilobytes of log. */
   route: string;
+  /** Raw request path and query, split from request.url by hand (see splitUrl). */
+  path: string;
+  query: string;
+  /** The Host header, or the URL's authority when there is none (app.handle() in tests); "" when neither. */
+  host: string;
   clientIp: string;
   keyName?: string;
   status?: number;
@@ -34,9 +40,33 @@ export function newRequestId(): string {
   return "req_" + Buffer.from(bytes).toString("base64url");
 }
 
+/** Longest path written to the log and audit line; the rest becomes "…". */
+export const MAX_LOGGED_PATH = 256;
+
+/**
+ * Path and query of request.url without `new URL()`: Bun hands over URLs that the
+ * URL parser rejects (Host: localhost:evil gives "http://localhost:evil/x", an
+ * empty Host gives "/x"), and a throw here would escape every hook.
+ */
+export function splitUrl(url: string): { authority: string; path: string; query: string } {
+  let start = 0, authority = "";
+  if (!url.startsWith("/")) {
+    const scheme = url.indexOf("://");
+    start = scheme < 0 ? url.length : url.indexOf("/", scheme + 3);
+    if (start < 0) start = url.length;
+    if (scheme >= 0) authority = url.slice(scheme + 3, start);
+  }
+  const q = url.indexOf("?", start);
+  return { authority, path: url.slice(start, q < 0 ? undefined : q) || "/", query: q < 0 ? "" : url.slice(q) };
+}
+
 export function initState(request: Request, clientIp: string, now: number): RequestState {
-  const url = new URL(request.url);
-  const state: RequestState = { id: newRequestId(), start: now, route: `${request.method} ${url.pathname}`, clientIp, decisions: [], headers: {} };
+  const { authority, path, query } = splitUrl(request.url);
+  const host = request.headers.get("host") ?? authority;
+  const logged = path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) + "…" : path;
+  const state: RequestState = {
+    id: newRequestId(), start: now, route: `${request.method.slice(0, 16)} ${logged}`, path, query, host, clientIp, decisions: [], headers: {},
+  };
   states.set(request, state);
   return state;
 }

@@ -1,0 +1,56 @@
+/**
+ * A linear pre-scan of a raw JSON body, before JSON.parse: how deep it nests and
+ * how many elements one array or object holds. A 60 KB body of `[` × 30,000
+ * parses in microseconds, but every later walk over the value (schema
+ * validation, an error message that serialises it) is recursive and, indented,
+ * quadratic in depth: seconds of blocked event loop and gigabytes of memory.
+ * Real requests nest a handful of levels (tool schemas perhaps a dozen).
+ */
+import { InvalidRequestError } from "../errors";
+
+/** Deepest nesting of arrays/objects accepted. */
+export const MAX_JSON_DEPTH = 64;
+/** Most elements in one array or members in one object (an 8,192-token prompt array fits). */
+export const MAX_JSON_WIDTH = 16_384;
+
+export class JsonShapeError extends InvalidRequestError {
+  constructor(what: "deep" | "wide", limit: number) {
+    super(what === "deep" ? `The JSON body nests deeper than ${limit} levels.` : `A JSON array or object in the body has more than ${limit} elements.`,
+      null, what === "deep" ? "json_too_deep" : "json_too_wide");
+  }
+}
+
+/** Throws JsonShapeError past either bound; one pass, no allocation but the per-level counters. */
+export function checkJsonShape(raw: string, maxDepth = MAX_JSON_DEPTH, maxWidth = MAX_JSON_WIDTH): void {
+  const counts = new Int32Array(maxDepth + 2);
+  let depth = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 34) { // a string: skip to its closing quote, stepping over escapes
+      for (i++; i < raw.length; i++) {
+        const s = raw.charCodeAt(i);
+        if (s === 92) i++;
+        else if (s === 34) break;
+      }
+    } else if (c === 91 || c === 123) { // [ {
+      if (++depth > maxDepth) throw new JsonShapeError("deep", maxDepth);
+      counts[depth] = 0;
+    } else if (c === 93 || c === 125) { // ] }
+      if (depth > 0) depth--;
+    } else if (c === 44 && depth > 0 && ++counts[depth]! >= maxWidth) { // , (n commas = n + 1 elements)
+      throw new JsonShapeError("wide", maxWidth);
+    }
+  }
+}
+
+/**
+ * Makes the parsed body serialise as a placeholder: a validation error built by
+ * the framework stringifies the value it rejected, and no error path should
+ * copy (or walk) a whole request. Non-enumerable, so schemas never see it.
+ */
+export function unserialisable<T>(value: T): T {
+  if (value !== null && typeof value === "object") {
+    Object.defineProperty(value, "toJSON", { value: () => "[request body]", enumerable: false });
+  }
+  return value;
+}
