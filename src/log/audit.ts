@@ -1,15 +1,27 @@
 /**
- * Append-only, hash-chained audit log (JSONL). Each record carries the sha256
- * of the previous line, so editing or deleting any line breaks the chain from
- * there on. A torn last line (crash mid-write) is cut off when the log is next
- * opened, so every earlier record still verifies.
+ * Append-only audit log (JSONL), anchored so that a reader of the log cannot rewrite it unnoticed.
+ * Each record carries a sequence number, the MAC of the record before it (`prev`) and its own
+ * `mac`: HMAC-SHA256 keyed with audit.key (0600, held by the service and root, not by a reader of
+ * the log). Editing, removing or reordering any record breaks the chain at that very line;
+ * re-chaining needs the key. Every CHECKPOINT_EVERY records, every CHECKPOINT_MS and at exit the
+ * writer records a MAC'd checkpoint (sequence number + head MAC) outside the log: a line in
+ * audit.checkpoints and a line in the service log (stdout → journald), so dropping the last records
+ * or emptying the file is detected too. Sequence numbers and the chain continue across rotated
+ * files (audit.jsonl.1, .2, … — renamed or copy-truncated). A torn last line (crash mid-write) is
+ * cut off when the log is next opened, so every earlier record still verifies.
  */
-import { sha256Bytes } from "../util/sha256";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { writeFileAtomic } from "../util/atomic-write";
+import { withFileLockSync } from "../util/file-lock";
+import { openPlainFile, readFd } from "../util/fs";
 
 export const GENESIS = "0".repeat(64);
-const sha256 = sha256Bytes;
+/** A checkpoint after this many records… */
+export const CHECKPOINT_EVERY = 100;
+/** …or after this long with unanchored records. */
+export const CHECKPOINT_MS = 60_000;
 
 export interface AuditRecord {
   ts: string;
@@ -25,42 +37,122 @@ export interface AuditRecord {
   client: string;
 }
 
+export interface Checkpoint { ts: string; seq: number; head: string; mac: string }
+
+export class AuditError extends Error {}
+
+export const auditKeyPath = (logFile: string) => path.join(path.dirname(logFile), "audit.key");
+export const checkpointsPath = (logFile: string) => path.join(path.dirname(logFile), "audit.checkpoints");
+
+export const hmac = (key: Buffer, text: string) => crypto.createHmac("sha256", key).update(text).digest("hex");
+export const checkpointText = (c: Omit<Checkpoint, "mac">) => `audit-checkpoint\n${c.seq}\n${c.head}\n${c.ts}`;
+const MAC_TAIL = /,"mac":"([0-9a-f]{64})"\}$/;
+
+/** Splits a written line into the MAC'd body and its MAC; undefined if it has none. */
+export function splitMac(line: string): { body: string; mac: string } | undefined {
+  const m = MAC_TAIL.exec(line);
+  return m ? { body: line.slice(0, m.index) + "}", mac: m[1]! } : undefined;
+}
+
+/** Reads audit.key, never through a symlink; undefined if it does not exist. */
+export function readAuditKey(logFile: string): Buffer | undefined {
+  const file = auditKeyPath(logFile);
+  if (!fs.existsSync(file)) return undefined;
+  const fd = openPlainFile(file);
+  try {
+    if ((fs.fstatSync(fd).mode & 0o077) !== 0) throw new AuditError(`${file} is readable by group or others; run: chmod 600 ${file}`);
+    const hex = readFd(fd).toString("utf8").trim();
+    if (!/^[0-9a-f]{64}$/.test(hex)) throw new AuditError(`${file} is not a 64-hex-digit audit key`);
+    return Buffer.from(hex, "hex");
+  } finally { fs.closeSync(fd); }
+}
+
+/** The last complete line of a file ("" if none), and the byte length up to its end (to cut a torn tail). */
+function lastLine(file: string): { line: string; end: number; size: number } {
+  if (!fs.existsSync(file)) return { line: "", end: 0, size: 0 };
+  const buf = fs.readFileSync(file);
+  const end = buf.lastIndexOf(0x0a) + 1;
+  const start = end > 0 ? buf.lastIndexOf(0x0a, end - 2) + 1 : 0;
+  return { line: buf.toString("utf8", start, Math.max(start, end - 1)), end, size: buf.length };
+}
+
+/** Where the chain stands at the end of a log line (seq and MAC), or undefined for an empty file. */
+function headOf(line: string, file: string): { seq: number; mac: string } | undefined {
+  if (!line) return undefined;
+  const parts = splitMac(line);
+  let seq: unknown;
+  try { seq = (JSON.parse(line) as { seq?: unknown }).seq; } catch { /* reported below */ }
+  if (!parts || typeof seq !== "number") {
+    throw new AuditError(`${file}: its last record has no sequence number or MAC (written by an older version?); move it aside to start a new chain`);
+  }
+  return { seq, mac: parts.mac };
+}
+
+const open = new Set<AuditLog>();
+let exitHook = false;
+
+export interface AuditLogOptions {
+  /** Where checkpoints also go: the service log (journald under systemd), out of the service account's reach. */
+  log?: { info(obj: object, msg: string): void };
+  clock?: () => number;
+}
+
 export class AuditLog {
   private prev = GENESIS;
+  private seq = 0;
+  private anchored = 0;
+  private readonly key: Buffer;
+  private readonly timer: ReturnType<typeof setInterval>;
 
-  constructor(readonly file: string) {
+  constructor(readonly file: string, private readonly opts: AuditLogOptions = {}) {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    if (!fs.existsSync(file)) { fs.writeFileSync(file, "", { mode: 0o600 }); return; }
-    const text = fs.readFileSync(file, "utf8");
-    const end = text.lastIndexOf("\n") + 1;
-    if (end < text.length) fs.truncateSync(file, Buffer.byteLength(text.slice(0, end))); // repair a torn write
-    const last = text.slice(0, end).trimEnd().split("\n").at(-1);
-    if (last) this.prev = sha256(last);
+    this.key = withFileLockSync(auditKeyPath(file), () => {
+      const existing = readAuditKey(file);
+      if (existing) return existing;
+      const { line } = lastLine(file);
+      if (line) throw new AuditError(`${auditKeyPath(file)} is missing but ${file} has records: the chain cannot be continued; restore the key or move the log aside`);
+      const fresh = crypto.randomBytes(32);
+      writeFileAtomic(auditKeyPath(file), fresh.toString("hex") + "\n", { mode: 0o600 });
+      return fresh;
+    });
+    const cur = lastLine(file);
+    if (cur.end < cur.size) fs.truncateSync(file, cur.end); // repair a torn write
+    if (!fs.existsSync(file)) fs.writeFileSync(file, "", { mode: 0o600 });
+    // Just rotated (empty file): the chain continues from the newest rotated file.
+    const head = headOf(cur.line, file) ?? headOf(lastLine(`${file}.1`).line, `${file}.1`);
+    if (head) { this.seq = head.seq; this.prev = head.mac; }
+    this.anchored = this.seq;
+    this.timer = setInterval(() => this.checkpoint(), CHECKPOINT_MS);
+    this.timer.unref?.();
+    open.add(this);
+    if (!exitHook) {
+      exitHook = true;
+      process.on("exit", () => { for (const l of open) try { l.checkpoint(); } catch { /* exiting anyway */ } });
+    }
   }
 
   append(rec: AuditRecord) {
-    const line = JSON.stringify({ ...rec, prev: this.prev });
-    fs.appendFileSync(this.file, line + "\n", { mode: 0o600 });
-    this.prev = sha256(line);
+    const body = JSON.stringify({ ...rec, seq: this.seq + 1, prev: this.prev });
+    const mac = hmac(this.key, body);
+    fs.appendFileSync(this.file, `${body.slice(0, -1)},"mac":"${mac}"}\n`, { mode: 0o600 });
+    this.seq++;
+    this.prev = mac;
+    if (this.seq - this.anchored >= CHECKPOINT_EVERY) this.checkpoint();
   }
-}
 
-export type VerifyResult = { ok: true; records: number; tornTail: boolean } | { ok: false; records: number; line: number; reason: string };
-
-/** Checks the chain; reports the first broken line (1-based). */
-export function verifyAudit(file: string): VerifyResult {
-  const text = fs.readFileSync(file, "utf8");
-  const lines = text.split("\n");
-  const tornTail = lines.at(-1) !== "";
-  if (!tornTail) lines.pop();
-  let prev = GENESIS, n = 0;
-  for (const [i, line] of lines.entries()) {
-    if (tornTail && i === lines.length - 1) break; // an unfinished write, not tampering
-    let rec: { prev?: unknown };
-    try { rec = JSON.parse(line); } catch { return { ok: false, records: n, line: i + 1, reason: "not valid JSON" }; }
-    if (rec.prev !== prev) return { ok: false, records: n, line: i + 1, reason: "hash chain broken (record edited, removed or reordered)" };
-    prev = sha256(line);
-    n++;
+  /** Records where the chain stands, outside the log; a no-op when nothing was appended since the last one. */
+  checkpoint() {
+    if (this.seq === this.anchored) return;
+    const c = { ts: new Date((this.opts.clock ?? Date.now)()).toISOString(), seq: this.seq, head: this.prev };
+    const cp: Checkpoint = { ...c, mac: hmac(this.key, checkpointText(c)) };
+    this.anchored = this.seq;
+    try { this.opts.log?.info({ auditCheckpoint: cp }, "audit checkpoint"); } catch { /* the file copy still stands */ }
+    fs.appendFileSync(checkpointsPath(this.file), JSON.stringify(cp) + "\n", { mode: 0o600 });
   }
-  return { ok: true, records: n, tornTail };
+
+  close() {
+    this.checkpoint();
+    clearInterval(this.timer);
+    open.delete(this);
+  }
 }

@@ -51,7 +51,8 @@ export async function startServer(config: Readonly<Config>, log: Logger) {
   const engine = await LlamaEngine.create({
     models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log,
   });
-  const audit = config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl")) : undefined;
+  // The log gets a copy of every audit checkpoint: under systemd that is the journal, out of the service account's reach.
+  const audit = config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log }) : undefined;
   const guards = createGuards({ config, engine, keys, audit, log, clock: Date.now });
   const app = createApp({ config, engine, log, guards, version: versionInfo() });
   return { app, engine, keys };

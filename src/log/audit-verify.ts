@@ -1,0 +1,100 @@
+/**
+ * `appliance audit verify`: walks the audit chain over the rotated files and the current one,
+ * oldest first, and checks every record's MAC, sequence number and link to the record before it,
+ * then every checkpoint (from audit.checkpoints and any given copies, e.g. the journal) against
+ * the records. Names the first bad line exactly: file and 1-based line number.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { checkpointsPath, checkpointText, GENESIS, hmac, readAuditKey, splitMac, type Checkpoint } from "./audit";
+
+export type VerifyResult =
+  | { ok: true; records: number; tornTail: boolean; firstSeq: number; lastSeq: number; checkpoints: number; files: string[] }
+  | { ok: false; records: number; file: string; line: number; reason: string };
+
+/** The log's files, oldest first: audit.jsonl.N … audit.jsonl.1, audit.jsonl (plain, uncompressed rotations). */
+export function auditFiles(file: string): string[] {
+  const dir = path.dirname(file), base = path.basename(file);
+  const rotated = fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => new RegExp(`^${base.replace(/\./g, "\\.")}\\.(\\d+)$`).exec(f))
+    .filter((m): m is RegExpExecArray => !!m).sort((a, b) => Number(b[1]) - Number(a[1])).map((m) => path.join(dir, m[0])) : [];
+  return [...rotated, ...(fs.existsSync(file) ? [file] : [])];
+}
+
+/** Checkpoints found in any text: audit.checkpoints lines or the service's JSON log lines ({"auditCheckpoint":{…}}). */
+export function parseCheckpoints(text: string): Checkpoint[] {
+  const out: Checkpoint[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.includes('"seq"')) continue;
+    let v: unknown;
+    try { v = JSON.parse(line); } catch { continue; }
+    const c = ((v as { auditCheckpoint?: unknown }).auditCheckpoint ?? v) as Partial<Checkpoint>;
+    if (typeof c.seq === "number" && typeof c.head === "string" && typeof c.mac === "string" && typeof c.ts === "string") out.push(c as Checkpoint);
+  }
+  return out;
+}
+
+export interface VerifyOptions {
+  /** The MAC key; default: read audit.key next to the log (throws if unreadable: without it edits go unseen). */
+  key?: Buffer;
+  /** Checkpoints from outside the state dir (the journal, a log file): checked like audit.checkpoints. */
+  checkpoints?: Checkpoint[];
+}
+
+export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResult {
+  const key = opts.key ?? readAuditKey(file);
+  if (!key) throw new Error(`no audit key at ${path.join(path.dirname(file), "audit.key")}: cannot check the MACs`);
+  const cpFile = checkpointsPath(file);
+  const stored = fs.existsSync(cpFile) ? parseCheckpoints(fs.readFileSync(cpFile, "utf8")) : [];
+  const checkpoints = [...stored, ...(opts.checkpoints ?? [])];
+  for (const c of checkpoints) {
+    if (hmac(key, checkpointText(c)) !== c.mac) {
+      return { ok: false, records: 0, file: cpFile, line: stored.indexOf(c) + 1, reason: `checkpoint for seq ${c.seq} (${c.ts}) has a wrong MAC (forged or edited)` };
+    }
+  }
+  const wanted = new Map<number, Checkpoint[]>();
+  for (const c of checkpoints) wanted.set(c.seq, [...(wanted.get(c.seq) ?? []), c]);
+
+  const files = auditFiles(file);
+  let prev: string | undefined, seq = 0, firstSeq = 0, n = 0, tornTail = false;
+  const where = new Map<number, { file: string; line: number }>();
+  for (const [fi, f] of files.entries()) {
+    const lines = fs.readFileSync(f, "utf8").split("\n");
+    const torn = lines.at(-1) !== "";
+    if (!torn) lines.pop();
+    for (const [i, line] of lines.entries()) {
+      const at = { file: f, line: i + 1 };
+      if (torn && i === lines.length - 1) {
+        if (fi === files.length - 1) { tornTail = true; break; } // an unfinished write, not tampering
+        return { ok: false, records: n, ...at, reason: "unfinished line in a rotated file (cut short)" };
+      }
+      const parts = splitMac(line);
+      let rec: { seq?: unknown; prev?: unknown };
+      try { rec = JSON.parse(line); } catch { return { ok: false, records: n, ...at, reason: "not valid JSON" }; }
+      if (!parts || typeof rec.seq !== "number" || typeof rec.prev !== "string") return { ok: false, records: n, ...at, reason: "no seq, prev or mac field" };
+      if (hmac(key, parts.body) !== parts.mac) return { ok: false, records: n, ...at, reason: "MAC does not match: this record was edited or forged" };
+      if (prev === undefined) {
+        // The oldest record we have: the chain's genesis, or a later record when older files were rotated away.
+        if (rec.seq === 1 && rec.prev !== GENESIS) return { ok: false, records: n, ...at, reason: "first record does not start from the genesis" };
+        firstSeq = rec.seq;
+      } else if (rec.seq !== seq + 1) {
+        return { ok: false, records: n, ...at, reason: rec.seq > seq + 1 ? `records ${seq + 1}..${rec.seq - 1} are missing before this line`
+          : `sequence number ${rec.seq} after ${seq}: records reordered or duplicated` };
+      } else if (rec.prev !== prev) return { ok: false, records: n, ...at, reason: "chain broken: prev is not the MAC of the record before it" };
+      prev = parts.mac;
+      seq = rec.seq;
+      n++;
+      for (const c of wanted.get(seq) ?? []) {
+        if (c.head !== prev) return { ok: false, records: n - 1, ...at, reason: `record ${seq} differs from the checkpoint of ${c.ts}: the log was rewritten at or before this line` };
+      }
+      where.set(seq, at);
+    }
+  }
+  const newest = checkpoints.reduce((m, c) => Math.max(m, c.seq), 0);
+  if (newest > seq) {
+    const last = files.at(-1) ?? file;
+    const c = checkpoints.find((x) => x.seq === newest)!;
+    return { ok: false, records: n, file: last, line: (where.get(seq)?.line ?? 0) + 1,
+      reason: `the log ends at record ${seq} but the checkpoint of ${c.ts} recorded ${newest}: records were removed from the end (truncated or emptied)` };
+  }
+  return { ok: true, records: n, tornTail, firstSeq, lastSeq: seq, checkpoints: checkpoints.filter((c) => c.seq >= firstSeq).length, files };
+}

@@ -1,0 +1,142 @@
+/**
+ * The audit log against a reader/writer of the log (issue 10, item 3): edits are named at their
+ * own line, dropped tails and emptied files are caught by checkpoints, re-chaining needs the MAC
+ * key, the service-log copy of the checkpoints catches even a key holder, and the chain continues
+ * across rotated files.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { AuditLog, auditKeyPath, checkpointsPath, checkpointText, CHECKPOINT_EVERY, GENESIS, hmac, type AuditRecord } from "../../src/log/audit";
+import { verifyAudit } from "../../src/log/audit-verify";
+import { main } from "../../src/main";
+import { tmpDir } from "../helpers";
+
+const dirs: string[] = [];
+afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+const rec = (i: number): AuditRecord => ({ ts: `t${i}`, reqId: `r${i}`, key: "k", route: "GET /x", status: 200, decisions: [], ms: 1, client: "c" });
+
+/** A log with n records, closed (so its final checkpoint is written), plus what the service logged to journald. */
+function write(n: number, file = path.join((dirs.push(tmpDir("appliance-audit-")), dirs.at(-1)!), "audit.jsonl")) {
+  const journal: object[] = [];
+  const log = new AuditLog(file, { log: { info: (o) => journal.push(o) } });
+  for (let i = 0; i < n; i++) log.append(rec(i));
+  log.close();
+  return { file, journal, lines: () => fs.readFileSync(file, "utf8").split("\n").slice(0, -1) };
+}
+const cli = (file: string, ...extra: string[]) => main(["audit", "verify", "--file", file, ...extra]);
+
+describe("chain and MAC", () => {
+  test("a clean chain verifies (exit 0); an edited line is named exactly, not the line after it (exit 1)", async () => {
+    const { file, lines } = write(5);
+    expect(verifyAudit(file)).toMatchObject({ ok: true, records: 5, firstSeq: 1, lastSeq: 5 });
+    expect(await cli(file)).toBe(0);
+    const l = lines();
+    l[2] = l[2]!.replace('"status":200', '"status":201');
+    fs.writeFileSync(file, l.join("\n") + "\n");
+    expect(verifyAudit(file)).toMatchObject({ ok: false, line: 3, records: 2, reason: expect.stringMatching(/edited or forged/) });
+    expect(await cli(file)).toBe(1);
+  });
+
+  test("a deleted line is named where the gap is", () => {
+    const { file, lines } = write(4);
+    const l = lines();
+    l.splice(1, 1);
+    fs.writeFileSync(file, l.join("\n") + "\n");
+    expect(verifyAudit(file)).toMatchObject({ ok: false, line: 2, reason: expect.stringMatching(/records 2\.\.2 are missing/) });
+  });
+
+  test("re-chaining the history from the genesis without the key fails at line 1", () => {
+    const { file, lines } = write(5);
+    const original = lines();
+    // The attacker keeps 2 of 5 records and re-chains them with the old sha256 scheme and with a key of their own.
+    for (const forge of [(b: string) => crypto.createHash("sha256").update(b).digest("hex"), (b: string) => hmac(crypto.randomBytes(32), b)]) {
+      let prev = GENESIS;
+      const kept = original.slice(3).map((line, i) => {
+        const { seq: _s, prev: _p, mac: _m, ...r } = JSON.parse(line);
+        const body = JSON.stringify({ ...r, seq: i + 1, prev });
+        prev = forge(body);
+        return `${body.slice(0, -1)},"mac":"${prev}"}`;
+      });
+      fs.writeFileSync(file, kept.join("\n") + "\n");
+      expect(verifyAudit(file)).toMatchObject({ ok: false, line: 1, reason: expect.stringMatching(/edited or forged/) });
+    }
+  });
+
+  test("a crash mid-write keeps every earlier record verifiable, and the next writer repairs the tail", () => {
+    const { file } = write(3);
+    fs.appendFileSync(file, '{"ts":"t","reqId":"torn","ke');
+    expect(verifyAudit(file)).toMatchObject({ ok: true, records: 3, tornTail: true });
+    const log = new AuditLog(file);
+    log.append(rec(9));
+    log.close();
+    expect(verifyAudit(file)).toMatchObject({ ok: true, records: 4, tornTail: false });
+  });
+
+  test("the key is 0600 and a group-readable key is refused", () => {
+    const { file } = write(1);
+    expect(fs.statSync(auditKeyPath(file)).mode & 0o777).toBe(0o600);
+    fs.chmodSync(auditKeyPath(file), 0o640);
+    expect(() => verifyAudit(file)).toThrow(/readable by group or others/);
+  });
+});
+
+describe("checkpoints", () => {
+  test("dropping the last records or emptying the file is detected (the issue's 131,116-of-131,937 case in small)", async () => {
+    const n = 2 * CHECKPOINT_EVERY + 17;
+    const { file, lines } = write(n);
+    const cps = fs.readFileSync(checkpointsPath(file), "utf8").trim().split("\n").map((l) => JSON.parse(l).seq);
+    expect(cps).toEqual([CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY, n]);
+    fs.writeFileSync(file, lines().slice(0, n - 10).join("\n") + "\n");
+    expect(verifyAudit(file)).toMatchObject({ ok: false, line: n - 9, reason: expect.stringMatching(new RegExp(`ends at record ${n - 10} .* recorded ${n}`)) });
+    expect(await cli(file)).toBe(1);
+    fs.writeFileSync(file, "");
+    expect(verifyAudit(file)).toMatchObject({ ok: false, reason: expect.stringMatching(/removed from the end \(truncated or emptied\)/) });
+  });
+
+  test("a key holder who rewrites the log and audit.checkpoints is still caught by the service-log (journal) copy", async () => {
+    const { file, lines, journal } = write(CHECKPOINT_EVERY + 5);
+    const key = Buffer.from(fs.readFileSync(auditKeyPath(file), "utf8").trim(), "hex");
+    // With the service's rights: drop records 3-5, re-chain and re-MAC everything, rewrite the checkpoint file to match.
+    let prev = GENESIS;
+    const kept = lines().filter((_, i) => i < 2 || i > 4).map((line, i) => {
+      const { seq: _s, prev: _p, mac: _m, ...r } = JSON.parse(line);
+      const body = JSON.stringify({ ...r, seq: i + 1, prev });
+      prev = hmac(key, body);
+      return `${body.slice(0, -1)},"mac":"${prev}"}`;
+    });
+    fs.writeFileSync(file, kept.join("\n") + "\n");
+    const c = { ts: "t", seq: kept.length, head: prev };
+    fs.writeFileSync(checkpointsPath(file), JSON.stringify({ ...c, mac: hmac(key, checkpointText(c)) }) + "\n");
+    expect(verifyAudit(file).ok).toBe(true); // the local evidence is all consistent now
+    const journalFile = path.join(path.dirname(file), "service.log");
+    fs.writeFileSync(journalFile, journal.map((o) => JSON.stringify({ level: 30, ...o, msg: "audit checkpoint" })).join("\n") + "\n");
+    expect(await cli(file, "--checkpoints", journalFile)).toBe(1);
+  });
+
+  test("a checkpoint a log reader adds (no key) is refused as forged", () => {
+    const { file } = write(3);
+    fs.appendFileSync(checkpointsPath(file), JSON.stringify({ ts: "t", seq: 99, head: "0".repeat(64), mac: "0".repeat(64) }) + "\n");
+    expect(verifyAudit(file)).toMatchObject({ ok: false, line: 2, reason: expect.stringMatching(/wrong MAC/) });
+  });
+});
+
+describe("rotation", () => {
+  test("the chain continues across renamed and copy-truncated files; a gap between files is caught", () => {
+    const { file } = write(30);
+    fs.renameSync(file, `${file}.1`); // logrotate's default: rename, the writer creates a new file
+    write(20, file);
+    fs.copyFileSync(file, `${file}.2.tmp`);
+    fs.renameSync(`${file}.1`, `${file}.2`);
+    fs.renameSync(`${file}.2.tmp`, `${file}.1`);
+    fs.truncateSync(file, 0); // copytruncate
+    write(10, file);
+    expect(verifyAudit(file)).toMatchObject({ ok: true, records: 60, firstSeq: 1, lastSeq: 60 });
+    fs.rmSync(`${file}.2`); // the oldest file rotated away: still a valid (shorter) chain
+    expect(verifyAudit(file)).toMatchObject({ ok: true, records: 30, firstSeq: 31 });
+    const l = fs.readFileSync(`${file}.1`, "utf8").split("\n");
+    fs.writeFileSync(`${file}.1`, l.slice(0, -2).join("\n") + "\n"); // drop the last record of the rotated file
+    expect(verifyAudit(file)).toMatchObject({ ok: false, file, line: 1, reason: expect.stringMatching(/records 50\.\.50 are missing/) });
+  });
+});
