@@ -4,7 +4,6 @@
  */
 import fs from "node:fs";
 import { z } from "zod";
-import { detectPlatform, layout } from "../service/layout";
 import { configSchema, type Config } from "./schema";
 
 export class ConfigError extends Error {
@@ -127,9 +126,14 @@ export interface LoadOptions {
   flags?: Raw;
 }
 
-/** The installed service's config file (its path owned by service/layout.ts), so CLI commands on an installed machine act on that instance. */
+/**
+ * Where `appliance install` puts the service's config file, per OS (service/layout.ts uses these),
+ * so CLI commands on an installed machine act on that instance.
+ */
+export const INSTALLED_CONFIG = { systemd: "/etc/appliance/config.json", launchd: "/usr/local/etc/appliance/config.json" } as const;
+
 function installedConfig(): string | undefined {
-  const file = layout(detectPlatform()).configFile;
+  const file = process.platform === "darwin" ? INSTALLED_CONFIG.launchd : INSTALLED_CONFIG.systemd;
   try { fs.accessSync(file, fs.constants.R_OK); return file; } catch { return undefined; }
 }
 

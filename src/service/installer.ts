@@ -11,8 +11,9 @@ import { KeyStore, keysFilePath } from "../guards/keys";
 import { MANIFEST, readManifest, sha256File } from "../integrity/manifest";
 import { modelId } from "../integrity/resolve";
 import { readAccount } from "./accounts";
+import { healthUrl } from "./instance";
 import { systemView, type Layout } from "./layout";
-import { ensureAccount, runSteps, serviceSteps, type Runner } from "./platform";
+import { ensureAccount, runSteps, serviceRunning, serviceSteps, type Runner } from "./platform";
 import { renderUnits } from "./units";
 
 export type Owner = "root" | "svc" | "root:svc";
@@ -24,7 +25,10 @@ export type Step =
 
 export interface InstallOptions {
   layout: Layout;
-  config: Pick<Config, "host" | "port" | "memoryMax" | "cpuQuota">;
+  /** The config the service will run with. */
+  config: Readonly<Config>;
+  /** The settings written to the installed config file (every config flag given, and the layout's state dir). */
+  persist: Record<string, unknown>;
   binary: string;
   models: string[];
   firewall: boolean;
@@ -38,7 +42,6 @@ const octal = (m: number) => "0" + m.toString(8);
 export async function planInstall(o: InstallOptions): Promise<Step[]> {
   const l = o.layout, sys = systemView(l);
   const binSha = await sha256File(o.binary);
-  const config = { host: o.config.host, port: o.config.port, stateDir: sys.stateDir, memoryMax: o.config.memoryMax, cpuQuota: o.config.cpuQuota };
   const steps: Step[] = [
     { kind: "dir", path: l.configDir, mode: 0o750, owner: "root:svc" },
     { kind: "dir", path: l.stateDir, mode: 0o750, owner: "svc" },
@@ -47,7 +50,7 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
     { kind: "dir", path: path.dirname(l.bin), mode: 0o755, owner: "root" },
     { kind: "copy", from: o.binary, path: l.bin, sha256: binSha, mode: 0o755, owner: "root" },
     { kind: "file", path: l.binDigest, content: `${binSha}  ${sys.bin}\n`, mode: 0o644, owner: "root", show: true },
-    { kind: "file", path: l.configFile, content: JSON.stringify(config, null, 2) + "\n", mode: 0o640, owner: "root:svc", show: true },
+    { kind: "file", path: l.configFile, content: JSON.stringify(o.persist, null, 2) + "\n", mode: 0o640, owner: "root:svc", show: true },
   ];
   // Models: copied in with their digests, and the manifest that lists them.
   const entries = new Map(readManifest(l.modelsDir).map((e) => [e.file, e.sha256]));
@@ -142,7 +145,7 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
 }
 
 /** The whole install: plan, apply, then (live installs only) the service manager and the health wait. */
-export async function install(o: InstallOptions): Promise<{ changed: number; key?: string; healthy?: boolean; reason?: string }> {
+export async function install(o: InstallOptions): Promise<{ changed: number; started?: boolean; key?: string; healthy?: boolean; reason?: string }> {
   const live = o.layout.root === "/";
   const account = live ? ensureAccount(o.layout, o.run, o.dryRun, o.out) : { changed: false };
   if (account.error) return { changed: 0, healthy: false, reason: account.error };
@@ -154,12 +157,15 @@ export async function install(o: InstallOptions): Promise<{ changed: number; key
     if (result.changed) o.out(`(--root ${o.layout.root}: account creation and service manager calls skipped)`);
     return result;
   }
-  if (!result.changed && !o.dryRun) return result;
+  // Nothing to change on disk still means nothing to do only if the service runs: a second install starts a stopped one.
+  const started = !result.changed && !serviceRunning(o.layout, o.run);
+  if (started) o.out("the installation is up to date but the service is not running: starting it");
+  else if (!result.changed && !o.dryRun) return result;
   const failed = runSteps(serviceSteps(o.layout, o.firewall), o.run, o.dryRun, o.out);
-  if (failed) return { ...result, healthy: false, reason: failed };
-  if (o.dryRun) return result;
-  const health = await waitHealthy(`http://127.0.0.1:${o.config.port}/health`, 30_000);
-  return { ...result, healthy: health.ok, reason: health.reason };
+  if (failed) return { ...result, started, healthy: false, reason: failed };
+  if (o.dryRun) return { ...result, started };
+  const health = await waitHealthy(healthUrl(o.config), 30_000);
+  return { ...result, started, healthy: health.ok, reason: health.reason };
 }
 
 /** What install laid down (paths as the system sees them, modes, owners): for uninstall, packagers and tests. */

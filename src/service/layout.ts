@@ -4,6 +4,7 @@
  * inspect the result without touching the real system.
  */
 import path from "node:path";
+import { INSTALLED_CONFIG } from "../config/load";
 
 export type Platform = "systemd" | "launchd";
 
@@ -35,7 +36,7 @@ export function layout(platform: Platform, root = "/"): Layout {
     return {
       ...common, platform, account: "appliance",
       binDigest: at("/etc/appliance/binary.sha256"),
-      configDir: at("/etc/appliance"), configFile: at("/etc/appliance/config.json"),
+      configDir: at(path.dirname(INSTALLED_CONFIG.systemd)), configFile: at(INSTALLED_CONFIG.systemd),
       stateDir: at("/var/lib/appliance"), modelsDir: at("/var/lib/appliance/models"), logDir: at("/var/log/appliance"),
       units: Object.fromEntries(["appliance.service", "appliance-verify.service", "appliance-verify.timer"].map((u) => [u, path.join(unitDir, u)])),
       apparmorProfile: at("/etc/apparmor.d/usr.local.bin.appliance"),
@@ -45,7 +46,7 @@ export function layout(platform: Platform, root = "/"): Layout {
   return {
     ...common, platform, account: "_appliance",
     binDigest: at("/usr/local/etc/appliance/binary.sha256"),
-    configDir: at("/usr/local/etc/appliance"), configFile: at("/usr/local/etc/appliance/config.json"),
+    configDir: at(path.dirname(INSTALLED_CONFIG.launchd)), configFile: at(INSTALLED_CONFIG.launchd),
     stateDir: at("/Library/Application Support/appliance"), modelsDir: at("/Library/Application Support/appliance/models"),
     logDir: at("/Library/Logs/appliance"),
     units: Object.fromEntries(["local.appliance.server.plist", "local.appliance.verify.plist"].map((u) => [u, path.join(unitDir, u)])),

@@ -64,12 +64,19 @@ const apparmorActive = () => {
   try { return fs.readFileSync(APPARMOR_ENABLED, "utf8").trim() === "Y"; } catch { return false; }
 };
 
-/** Service manager calls after files changed. */
+/** Whether the service manager runs the server now (systemd: active; launchd: the job is loaded). */
+export function serviceRunning(l: Layout, run: Runner): boolean {
+  return l.platform === "systemd" ? run(["systemctl", "is-active", "appliance.service"]).out.trim() === "active"
+    : run(["launchctl", "print", "system/local.appliance.server"]).code === 0;
+}
+
+/** Service manager calls after files changed (or to start a stopped service). */
 export function serviceSteps(l: Layout, firewall: boolean): RunStep[] {
   if (l.platform === "systemd") {
     return [
       ...(apparmorActive() && l.apparmorProfile ? [{ argv: ["apparmor_parser", "-r", l.apparmorProfile], why: "load the AppArmor profile" }] : []),
       { argv: ["systemctl", "daemon-reload"], why: "pick up the units" },
+      { argv: ["systemctl", "reset-failed", "appliance.service"], why: "clear an earlier start-limit hit", allowFail: true },
       { argv: ["systemctl", "enable", "--now", "appliance.service", "appliance-verify.timer"], why: "start now and at boot; daily verify at 06:00" },
       { argv: ["systemctl", "restart", "appliance.service"], why: "run the new binary/config" },
     ];

@@ -10,6 +10,7 @@ import apparmorTpl from "../../systemd/appliance.apparmor" with { type: "text" }
 import serverPlistTpl from "../../launchd/local.appliance.server.plist" with { type: "text" };
 import verifyPlistTpl from "../../launchd/local.appliance.verify.plist" with { type: "text" };
 import type { Config } from "../config/schema";
+import { isLoopback } from "../guards/host";
 import { systemView, type Layout } from "./layout";
 
 const TEMPLATES: Record<string, string> = {
@@ -30,16 +31,21 @@ export function render(template: string, vars: Record<string, string>, xml = fal
   });
 }
 
-export function templateVars(l: Layout, config: Pick<Config, "memoryMax" | "cpuQuota">): Record<string, string> {
+export type UnitConfig = Pick<Config, "memoryMax" | "cpuQuota" | "host" | "allowPublicBind">;
+
+export function templateVars(l: Layout, config: UnitConfig): Record<string, string> {
   const s = systemView(l); // contents name the paths as the running system sees them
+  // IPAddressAllow= filters both directions: with an allowed public bind, remote clients must get in.
+  const publicBind = config.allowPublicBind && !isLoopback(config.host);
   return {
     ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
     MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, MEMORY_MAX: config.memoryMax, CPU_QUOTA: config.cpuQuota,
+    IP_ALLOW: publicBind ? "any" : "localhost",
   };
 }
 
 /** Every service file for the layout's platform: path (under root) → contents. */
-export function renderUnits(l: Layout, config: Pick<Config, "memoryMax" | "cpuQuota">): Record<string, string> {
+export function renderUnits(l: Layout, config: UnitConfig): Record<string, string> {
   const vars = templateVars(l, config);
   const out: Record<string, string> = {};
   for (const [name, file] of Object.entries(l.units)) out[file] = render(TEMPLATES[name]!, vars, name.endsWith(".plist"));

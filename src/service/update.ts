@@ -14,7 +14,8 @@ import type { Runner } from "./platform";
 
 export interface UpdateOptions {
   layout: Layout;
-  port: number;
+  /** The installed server's /health (service/instance.ts). */
+  url: string;
   run: Runner;
   out: (s: string) => void;
   healthTimeoutMs?: number;
@@ -38,7 +39,7 @@ async function restartAndCheck(o: UpdateOptions): Promise<{ ok: boolean; reason?
     const argv = l.platform === "systemd" ? ["systemctl", "restart", "appliance.service"] : ["launchctl", "kickstart", "-k", "system/local.appliance.server"];
     const r = o.run(argv);
     if (r.code !== 0) return { ok: false, reason: `${argv.join(" ")} failed: ${r.out.trim().slice(-300)}` };
-    return waitHealthy(`http://127.0.0.1:${o.port}/health`, timeout);
+    return waitHealthy(o.url, timeout);
   }
   return smokeStart(l, timeout);
 }

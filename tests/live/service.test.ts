@@ -91,6 +91,39 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(sys.exec(["systemctl", "show", "-p", "MainPID", "--value", "appliance.service"]).out.trim()).toBe(pid);
     expect(curl(sys, "http://127.0.0.1:8000/v1/models").status).toBe(200);
   }, T);
+
+  test("install --port --threads --ctx-size --host 0.0.0.0 --allow-public-bind persists every flag; status uses the installed port", async () => {
+    const r = sys.exec(["/usr/local/bin/appliance", "install", "--port", "9123", "--threads", "1", "--ctx-size", "1024",
+      "--host", "0.0.0.0", "--allow-public-bind", "--max-queue", "5", "--allowed-hosts", "10.77.0.1"], { timeoutMs: T });
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("installed and running: http://127.0.0.1:9123/health answers");
+    const persisted = JSON.parse(fs.readFileSync(path.join(sys.root, "etc/appliance/config.json"), "utf8"));
+    expect(persisted).toMatchObject({ port: 9123, threads: 1, ctxSize: 1024, host: "0.0.0.0", allowPublicBind: true, maxQueue: 5, allowedHosts: ["10.77.0.1"], stateDir: "/var/lib/appliance" });
+    expect(sys.exec(["systemctl", "show", "-p", "IPAddressAllow", "--value", "appliance.service"]).out.trim().split(" ").sort()).toEqual(["0.0.0.0/0", "::/0"]); // "any"
+    const invocation = sys.exec(["systemctl", "show", "-p", "InvocationID", "--value", "appliance.service"]).out.trim();
+    const log = sys.exec(["journalctl", "--no-pager", "-o", "cat", `_SYSTEMD_INVOCATION_ID=${invocation}`]).out;
+    expect(log).toContain('"threads":1');
+    expect(log).toContain('"port":9123');
+    // A client from a non-loopback address gets in (the IP filter would drop it with IPAddressAllow=localhost).
+    expect(sys.exec(["ip", "addr", "add", "10.77.0.1/32", "dev", "lo"]).code).toBe(0);
+    expect(curl(sys, "http://10.77.0.1:9123/health", undefined, "").status).toBe(200);
+    expect(curl(sys, "http://127.0.0.1:8000/health", undefined, "").status).toBe(0); // nothing on the default port
+    const status = sys.exec(["/usr/local/bin/appliance", "status"]);
+    expect(status.out).toContain("ok (http://127.0.0.1:9123/health)");
+    expect(status.code).toBe(0);
+  }, T);
+
+  test("a second install with nothing to change starts a stopped service, keeping the persisted flags", async () => {
+    expect(sys.exec(["systemctl", "stop", "appliance.service"]).code).toBe(0);
+    expect(active(sys)).toBe("inactive");
+    const r = sys.exec(["/usr/local/bin/appliance", "install"], { timeoutMs: T });
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("not running: starting it");
+    expect(r.out).toContain("installed and running: http://127.0.0.1:9123/health answers");
+    expect(active(sys)).toBe("active");
+    expect(JSON.parse(fs.readFileSync(path.join(sys.root, "etc/appliance/config.json"), "utf8")).threads).toBe(1);
+  }, T);
 });
 
 afterAll(() => {

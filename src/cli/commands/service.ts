@@ -2,12 +2,13 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { DEFAULTS, parseConfig } from "../../config/load";
+import { parseConfig } from "../../config/load";
 import { selfCommand } from "../../engine/gpu";
 import { makeTinyModel } from "../../engine/tiny-model";
 import { readManifest } from "../../integrity/manifest";
 import { install, waitHealthy } from "../../service/installer";
-import { layout } from "../../service/layout";
+import { healthUrl, readInstance } from "../../service/instance";
+import { layout, systemView } from "../../service/layout";
 import { PF_ANCHOR, pfRules, realRunner, runSteps, uninstallPaths, uninstallSteps } from "../../service/platform";
 import { rollback, update } from "../../service/update";
 import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, type Command } from "../command";
@@ -18,6 +19,26 @@ function target(values: Record<string, unknown>) {
   const root = path.resolve((values.root as string | undefined) ?? "/");
   if (root === "/" && process.getuid?.() !== 0 && !values["dry-run"]) throw new UsageError("installing into the system needs root (sudo), or use --root DIR / --dry-run");
   return layout(platformFlag(values), root);
+}
+
+/** Settings install does not write into the config file: models are copied into the layout's models dir, whose state dir it owns. */
+const NOT_PERSISTED = ["model", "stateDir", "modelsDir"];
+
+/** The config the installed service runs with: what an earlier install persisted, overridden by every config flag given now. */
+function installConfig(values: Record<string, unknown>, root: string) {
+  const platform = platformFlag(values);
+  const given = Object.fromEntries(Object.entries(flagsToConfig(values)).filter(([k]) => !NOT_PERSISTED.includes(k)));
+  const persist = { ...readInstance({ platform, root }).persisted, ...given, stateDir: systemView(layout(platform, root)).stateDir };
+  parseConfig(persist); // a bad flag is a config error (exit 2) before anything is written
+  return { persist, config: parseConfig({ ...persist, model: flagsToConfig(values).model ?? [] }) };
+}
+
+/** The installed instance as status/update/rollback see it: its layout and the URL of its /health (--port overrides). */
+function instanceFor(values: Record<string, unknown>) {
+  const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined });
+  const port = values.port === undefined ? inst.config.port : Number(values.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError("--port must be 1-65535");
+  return { inst, url: healthUrl({ host: inst.config.host, port }) };
 }
 
 const out = (s: string) => console.log(s);
@@ -37,18 +58,24 @@ export const installCmd: Command = {
   async run(argv) {
     const { values } = parseOwn(argv, { ...configFlagOptions(), ...common, binary: { type: "string" }, firewall: { type: "boolean" } });
     const l = target(values);
-    const config = parseConfig(flagsToConfig(values)); // the installed state dir comes from the layout, not from here
+    const { config, persist } = installConfig(values, l.root);
     const self = selfCommand();
     const binary = (values.binary as string | undefined) ?? (self.length === 1 ? self[0]! : undefined);
     if (!binary) throw new UsageError("running from source: pass --binary dist/appliance (build it with bun run build)");
     const models = config.model.length || readManifest(l.modelsDir).length ? config.model : [await demoModel(out)];
-    const r = await install({ layout: l, config, binary, models, firewall: !!values.firewall, dryRun: !!values["dry-run"], out, run: realRunner });
+    let r;
+    try {
+      r = await install({ layout: l, config, persist, binary, models, firewall: !!values.firewall, dryRun: !!values["dry-run"], out, run: realRunner });
+    } finally {
+      // The generated demo model was copied into the state dir (or only planned under --dry-run): its temp dir goes.
+      if (!config.model.length && models[0]) fs.rmSync(path.dirname(models[0]), { recursive: true, force: true });
+    }
     if (l.platform === "launchd" && !values.firewall) out(`egress lock (not applied; use --firewall to install it as pf anchor ${PF_ANCHOR}):\n${pfRules(l.account)}`);
     if (r.key) out(`\nFirst API key (admin scope). It is shown once and stored only as a hash:\n${r.key}\n`);
-    if (!r.changed) { out("nothing to change: the installation is up to date"); return EXIT.OK; }
+    if (!r.changed && !r.started) { out("nothing to change: the installation is up to date"); return EXIT.OK; }
     if (values["dry-run"]) { out("dry run: nothing was changed"); return EXIT.OK; }
     if (r.healthy === false) { out(`install failed: ${r.reason}`); return EXIT.FAIL; }
-    out(r.healthy ? `installed and running: http://${config.host}:${config.port}/health answers` : `installed under ${l.root}`);
+    out(r.healthy ? `installed and running: ${healthUrl(config)} answers` : `installed under ${l.root}`);
     return EXIT.OK;
   },
 };
@@ -79,14 +106,11 @@ export const statusCmd: Command = {
   usage: "appliance status [--port N] [--platform systemd|launchd]",
   async run(argv) {
     const { values } = parseOwn(argv, { port: { type: "string" }, platform: { type: "string" } });
-    const platform = platformFlag(values);
-    const l = layout(platform);
-    const installed = fs.existsSync(l.binDigest);
-    const state = platform === "systemd" ? realRunner(["systemctl", "is-active", "appliance.service"]).out.trim()
+    const { inst, url } = instanceFor(values);
+    const state = inst.platform === "systemd" ? realRunner(["systemctl", "is-active", "appliance.service"]).out.trim()
       : realRunner(["launchctl", "print", "system/local.appliance.server"]).code === 0 ? "loaded" : "not loaded";
-    const port = Number(values.port ?? DEFAULTS.port);
-    const health = await waitHealthy(`http://127.0.0.1:${port}/health`, 1500);
-    out(`installed: ${installed ? "yes" : "no"}\nservice:   ${state || "unknown"}\nhealth:    ${health.ok ? "ok" : health.reason}`);
+    const health = await waitHealthy(url, 1500);
+    out(`installed: ${inst.installed ? "yes" : "no"}\nservice:   ${state || "unknown"}\nhealth:    ${health.ok ? `ok (${url})` : health.reason}`);
     return health.ok ? EXIT.OK : EXIT.FAIL;
   },
 };
@@ -100,7 +124,7 @@ export const updateCmd: Command = {
     const binary = values.binary as string | undefined, sha256 = values.sha256 as string | undefined;
     if (!binary || !sha256) throw new UsageError("update needs --binary NEW and --sha256 HEX");
     if (!/^[0-9a-f]{64}$/i.test(sha256)) throw new UsageError("--sha256 must be 64 hex characters");
-    return update({ layout: target(values), binary, sha256, port: Number(values.port ?? DEFAULTS.port), run: realRunner, out });
+    return update({ layout: target(values), binary, sha256, url: instanceFor(values).url, run: realRunner, out });
   },
 };
 
@@ -110,6 +134,6 @@ export const rollbackCmd: Command = {
   usage: "appliance rollback [--root DIR] [--platform systemd|launchd] [--port N]",
   async run(argv) {
     const { values } = parseOwn(argv, { root: { type: "string" }, platform: { type: "string" }, port: { type: "string" } });
-    return rollback({ layout: target(values), port: Number(values.port ?? DEFAULTS.port), run: realRunner, out });
+    return rollback({ layout: target(values), url: instanceFor(values).url, run: realRunner, out });
   },
 };

@@ -1,24 +1,16 @@
 /** appliance verify [--json] [--quiet] [--root DIR] [--platform systemd|launchd] — exit 0 all good, 1 a check failed, 2 could not run. */
-import fs from "node:fs";
-import path from "node:path";
-import { loadConfig, parseConfig } from "../../config/load";
 import type { Config } from "../../config/schema";
 import { alert, runVerify } from "../../integrity/verify";
 import { exitCodeFor, formatTable } from "../../integrity/report";
-import { layout, type Layout } from "../../service/layout";
+import { readInstance } from "../../service/instance";
+import type { Layout } from "../../service/layout";
 import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, type Command } from "../command";
 
-/** The installed layout (if any) and the config it runs with; under --root every path is re-rooted. */
+/** The installed layout (if any) and the config it runs with, from the one instance reader; under --root every path is re-rooted. */
 export function installedContext(values: Record<string, unknown>): { config: Readonly<Config>; installed?: Layout } {
-  const root = path.resolve((values.root as string | undefined) ?? "/");
-  const l = layout(platformFlag(values), root);
-  const installed = fs.existsSync(l.binDigest) ? l : undefined;
-  const file = (values.config as string | undefined) ?? process.env.APPLIANCE_CONFIG ?? (installed && fs.existsSync(l.configFile) ? l.configFile : undefined);
-  let config = loadConfig({ file, flags: flagsToConfig(values) });
-  if (installed && root !== "/") {
-    config = parseConfig({ ...config, stateDir: path.join(root, config.stateDir), modelsDir: config.modelsDir ? path.join(root, config.modelsDir) : "" });
-  }
-  return { config, installed };
+  const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined,
+    file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env });
+  return { config: inst.config, installed: inst.installed ? inst.layout : undefined };
 }
 
 export const verify: Command = {
