@@ -28,6 +28,7 @@ export interface Sampling {
   temperature?: number;
   topP?: number;
   topK?: number;
+  /** Unset: a fresh random seed per call. */
   seed?: number;
   stop?: string[];
   presencePenalty?: number;

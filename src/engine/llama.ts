@@ -12,6 +12,7 @@ import {
 import { ContextLengthError, InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { Logger } from "../log/logger";
 import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, Sampling } from "./engine";
+import { jsonSchemaGrammar } from "./grammar";
 import { Scheduler } from "./scheduler";
 
 export interface ModelSource { id: string; path: string }
@@ -214,7 +215,7 @@ export class LlamaEngine implements Engine {
     if (!format || format.kind === "text") return undefined;
     if (format.kind === "json") return this.llama.getGrammarFor("json");
     try {
-      return await this.llama.createGrammarForJsonSchema(format.schema as never);
+      return await jsonSchemaGrammar(this.llama, format.schema);
     } catch (e) {
       throw new InvalidRequestError(`response_format.json_schema is not supported: ${(e as Error).message}`, "response_format");
     }
@@ -259,8 +260,10 @@ function samplingOptions(s: Sampling) {
     maxTokens: s.maxTokens,
     temperature: s.temperature,
     topP: s.topP,
-    topK: s.topK,
-    seed: s.seed,
+    topK: s.topK ?? 0, // unset: the whole vocabulary (node-llama-cpp would default to 40)
+    // No seed: fresh randomness per call. node-llama-cpp's default is the current second, so identical
+    // requests within one second (from anyone) would share a sample.
+    seed: s.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
     customStopTriggers: s.stop?.length ? s.stop : undefined,
     repeatPenalty: penalties ? { presencePenalty: s.presencePenalty, frequencyPenalty: s.frequencyPenalty } : (false as const),
   };

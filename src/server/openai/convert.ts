@@ -1,11 +1,18 @@
 /** OpenAI wire requests → engine calls, and engine results → OpenAI responses. */
 import { InvalidRequestError } from "../../errors";
 import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling } from "../../engine/engine";
+import { checkJsonSchema } from "./json-schema";
 import type { ChatCompletionRequest, CompletionRequest } from "./wire";
 
 export interface Limits { defaultMaxTokens: number; maxTokensCap: number }
 
-export function toSampling(req: ChatCompletionRequest | CompletionRequest, limits: Limits, contextSize: number): Sampling {
+/**
+ * Wire sampling → engine sampling, with OpenAI's defaults (temperature 1, top_p 1; no seed
+ * means fresh randomness, chosen in the engine). A json_schema is checked here so a bad one
+ * is a 400 naming where it is wrong.
+ */
+export function toSampling(req: ChatCompletionRequest | CompletionRequest, limits: Limits, contextSize: number,
+  specialTokens: readonly string[]): Sampling {
   const requested = ("max_completion_tokens" in req ? req.max_completion_tokens : undefined) ?? req.max_tokens;
   const cap = Math.min(limits.maxTokensCap, contextSize);
   if (requested != null && requested > cap) {
@@ -13,21 +20,22 @@ export function toSampling(req: ChatCompletionRequest | CompletionRequest, limit
   }
   return {
     maxTokens: requested ?? Math.min(limits.defaultMaxTokens, cap),
-    temperature: req.temperature ?? undefined,
-    topP: req.top_p ?? undefined,
+    temperature: req.temperature ?? 1,
+    topP: req.top_p ?? 1,
     topK: req.top_k ?? undefined,
     seed: req.seed ?? undefined,
     stop: req.stop == null ? undefined : typeof req.stop === "string" ? [req.stop] : req.stop,
     presencePenalty: req.presence_penalty ?? undefined,
     frequencyPenalty: req.frequency_penalty ?? undefined,
-    format: toFormat(req.response_format),
+    format: toFormat(req.response_format, specialTokens),
   };
 }
 
-function toFormat(rf: ChatCompletionRequest["response_format"]): OutputFormat | undefined {
+function toFormat(rf: ChatCompletionRequest["response_format"], specialTokens: readonly string[]): OutputFormat | undefined {
   if (!rf || rf.type === "text") return undefined;
   if (rf.type === "json_object") return { kind: "json" };
   if (!rf.json_schema.schema) return { kind: "json" };
+  checkJsonSchema(rf.json_schema.schema, specialTokens, "response_format.json_schema.schema");
   return { kind: "json_schema", schema: rf.json_schema.schema };
 }
 
@@ -129,11 +137,20 @@ export function usageChunk(id: string, object: string, model: string, created: n
   return { id, object, created, model, choices: [], usage: usage(g) };
 }
 
+/**
+ * OpenAI's embeddings are unit length, so clients use the dot product as cosine similarity.
+ * Rounded to float32 so the float and base64 encodings carry the same numbers.
+ */
+function unitLength(v: number[]): number[] {
+  const norm = Math.hypot(...v);
+  return norm > 0 ? v.map((x) => Math.fround(x / norm)) : v;
+}
+
 export function embeddingList(model: string, e: Embeddings, base64: boolean) {
   return {
     object: "list" as const,
     model,
-    data: e.vectors.map((v, index) => ({
+    data: e.vectors.map(unitLength).map((v, index) => ({
       object: "embedding" as const, index,
       embedding: base64 ? Buffer.from(new Float32Array(v).buffer).toString("base64") : v,
     })),

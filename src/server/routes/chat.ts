@@ -13,7 +13,7 @@ export const chatRoutes = (deps: AppDeps) =>
     const info = deps.engine.model(body.model);
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;
-    const sampling = toSampling(body, deps.config, info.contextSize);
+    const sampling = toSampling(body, deps.config, info.contextSize, deps.engine.specialTokens(info.id));
     const messages = deps.promptGuard(state, info.id, toTurns(body));
     if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
     const id = "chatcmpl-" + state.id.slice(4);

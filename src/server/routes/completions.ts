@@ -13,7 +13,7 @@ export const completionRoutes = (deps: AppDeps) =>
     const info = deps.engine.model(body.model);
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;
-    const sampling = toSampling(body, deps.config, info.contextSize);
+    const sampling = toSampling(body, deps.config, info.contextSize, deps.engine.specialTokens(info.id));
     const [turn] = deps.promptGuard(state, info.id, [{ role: "user", content: promptText(body) }]);
     const prompt = turn!.content;
     if (deps.config.logPrompts) state.promptText = prompt;

@@ -1,6 +1,6 @@
 /** POST /v1/embeddings */
 import { Elysia } from "elysia";
-import { CancelledError, ModelNotFoundError } from "../../errors";
+import { CancelledError, InvalidRequestError, ModelNotFoundError } from "../../errors";
 import { embeddingList } from "../openai/convert";
 import { embeddingRequest, errorBody } from "../openai/wire";
 import { stateOf } from "../request-state";
@@ -12,8 +12,16 @@ export const embeddingRoutes = (deps: AppDeps) =>
     const info = deps.engine.model(body.model);
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;
-    const inputs = deps.promptGuard(state, info.id,
-      (typeof body.input === "string" ? [body.input] : body.input).map((content) => ({ role: "user" as const, content })));
+    const texts = typeof body.input === "string" ? [body.input] : body.input;
+    // The message bounds, stated in this route's own terms (the guard would name `messages`).
+    if (texts.length > deps.config.maxMessages) {
+      throw new InvalidRequestError(`Too many inputs: ${texts.length} (max ${deps.config.maxMessages}).`, "input", "too_many_inputs");
+    }
+    const chars = texts.reduce((n, t) => n + t.length, 0);
+    if (chars > deps.config.maxPromptChars) {
+      throw new InvalidRequestError(`Input is ${chars} characters (max ${deps.config.maxPromptChars}).`, "input", "input_too_long");
+    }
+    const inputs = deps.promptGuard(state, info.id, texts.map((content) => ({ role: "user" as const, content })));
     const flight = deps.inflight.begin(request.signal);
     try {
       const result = await deps.engine.embed(info.id, inputs.map((t) => t.content), flight.signal);

@@ -1,0 +1,82 @@
+/** OpenAI's semantics where they differ from node-llama-cpp's: sampling defaults, unit embeddings, sane structured output. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { listenApp, makeApp } from "../helpers";
+
+let ctx: Awaited<ReturnType<typeof makeApp>>;
+let client: OpenAI;
+
+beforeAll(async () => {
+  ctx = await makeApp();
+  client = new OpenAI({ apiKey: ctx.key, baseURL: `${listenApp(ctx.app)}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await ctx.app.stop(true);
+  await ctx.engine.dispose();
+});
+
+const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
+const chat = (extra: Partial<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming> = {}) =>
+  client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "tell me" }], max_tokens: 16, ...extra });
+
+describe("sampling defaults are OpenAI's", () => {
+  test("no temperature and no seed: identical requests get different samples", async () => {
+    const texts = new Set<string>();
+    for (let i = 0; i < 4; i++) texts.add((await chat()).choices[0]!.message.content!);
+    expect(texts.size).toBeGreaterThan(1);
+  });
+  test("a seed still reproduces the sample (default temperature)", async () => {
+    const a = await chat({ seed: 42 }), b = await chat({ seed: 42 });
+    expect(a.choices[0]!.message.content).toBe(b.choices[0]!.message.content!);
+    // ...and it is a sample, not the greedy answer
+    const texts = new Set<string>();
+    for (const seed of [1, 2, 3, 4]) texts.add((await chat({ seed })).choices[0]!.message.content!);
+    expect(texts.size).toBeGreaterThan(1);
+  });
+});
+
+describe("embeddings", () => {
+  test("are unit length, float and base64", async () => {
+    const norm = (v: number[]) => Math.hypot(...v);
+    const f = await client.embeddings.create({ model: "tiny", input: ["hello world", "json"], encoding_format: "float" });
+    for (const d of f.data) expect(norm(d.embedding)).toBeCloseTo(1, 5);
+    const b = await client.embeddings.create({ model: "tiny", input: "hello world" }); // the SDK asks for base64 and decodes it
+    expect(norm(b.data[0]!.embedding)).toBeCloseTo(1, 5);
+  });
+  test("too many inputs → 400 naming input", async () => {
+    const e = await error(client.embeddings.create({ model: "tiny", input: Array.from({ length: 257 }, () => "x") }));
+    expect(e.status).toBe(400);
+    expect(e.param).toBe("input");
+    expect(e.code).toBe("too_many_inputs");
+  });
+});
+
+describe("structured output", () => {
+  const schemaFormat = (schema: Record<string, unknown>) =>
+    ({ type: "json_schema" as const, json_schema: { name: "out", schema } });
+
+  test("integers are integers a JSON parser keeps exactly; numbers are finite", async () => {
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+      const r = await chat({ seed, temperature: 1, max_tokens: 300, response_format: schemaFormat({ type: "object", properties: { n: { type: "integer" }, x: { type: "number" } }, required: ["n", "x"] }) });
+      const v = JSON.parse(r.choices[0]!.message.content!);
+      expect(Number.isSafeInteger(v.n)).toBe(true);
+      expect(Number.isFinite(v.x)).toBe(true);
+    }
+  });
+  test("an unknown type → 400 naming where it is", async () => {
+    const e = await error(chat({ response_format: schemaFormat({ type: "object", properties: { a: { type: "hiccup" } } }) }));
+    expect(e.status).toBe(400);
+    expect(e.param).toBe("response_format.json_schema.schema.properties.a.type");
+  });
+  test("a const holding the model's end token → 400, not a cut-off answer", async () => {
+    const e = await error(chat({ response_format: schemaFormat({ const: "a<|im_end|>b" }) }));
+    expect(e.status).toBe(400);
+    expect(e.param).toBe("response_format.json_schema.schema");
+  });
+});
+
+test("completions: a context overflow names prompt", async () => {
+  const e = await error(client.completions.create({ model: "tiny", prompt: "word ".repeat(1500), max_tokens: 1000 }));
+  expect(e.code).toBe("context_length_exceeded");
+  expect(e.param).toBe("prompt");
+});
