@@ -28,9 +28,13 @@ export const TYPE_SIZE: Record<number, [number, number]> = {
 
 export interface GgufSummary { version: number; tensors: number; kv: number; architecture?: string; dataOffset: number }
 
-export function checkGgufHeader(file: string): GgufSummary {
-  const size = fs.statSync(file).size;
-  const fd = fs.openSync(file, "r");
+/**
+ * Checks the GGUF at `file`, or — when `openFd` is given — the bytes behind that descriptor (the very
+ * file the caller hashed or copied; `file` then only names it in errors). The descriptor stays open.
+ */
+export function checkGgufHeader(file: string, openFd?: number): GgufSummary {
+  const fd = openFd ?? fs.openSync(file, "r");
+  const size = fs.fstatSync(fd).size;
   try {
     // Read the header in growing steps: metadata is usually a few MB, but the file can be many GB.
     const cap = Math.min(size, LIMITS.header);
@@ -131,6 +135,6 @@ export function checkGgufHeader(file: string): GgufSummary {
     }
     return { version, tensors: nTensors, kv: nKv, architecture, dataOffset };
   } finally {
-    fs.closeSync(fd);
+    if (openFd === undefined) fs.closeSync(fd);
   }
 }

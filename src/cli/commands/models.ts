@@ -1,10 +1,10 @@
 /** appliance models add PATH [--name NAME] | list | remove NAME */
 import fs from "node:fs";
 import path from "node:path";
-import { checkGgufHeader } from "../../integrity/gguf-header";
-import { MANIFEST, modelsDirOf, readManifest, sha256File, writeManifest } from "../../integrity/manifest";
+import { addModel, ModelAddError } from "../../integrity/add-model";
+import { MANIFEST, manifestPath, modelsDirOf, readManifest, writeManifest } from "../../integrity/manifest";
+import { withFileLock } from "../../util/file-lock";
 import { modelId } from "../../integrity/resolve";
-import { inheritOwner } from "../../config/owner";
 import { EXIT, parseWithConfig, UsageError, type Command } from "../command";
 
 function progress(label: string) {
@@ -22,33 +22,24 @@ function progress(label: string) {
 export const models: Command = {
   name: "models",
   summary: "Add, list and remove checksummed models",
-  usage: "appliance models add PATH [--name NAME] [--link] | list | remove NAME   (all take --state-dir DIR / --models-dir DIR)",
+  usage: "appliance models add PATH [--name NAME] [--link] [--follow-symlinks] | list | remove NAME   (all take --state-dir DIR / --models-dir DIR)",
   async run(argv) {
     const [sub, ...rest] = argv;
-    const { config, values, positionals } = parseWithConfig(rest, { name: { type: "string" }, link: { type: "boolean" } }, true);
+    const { config, values, positionals } = parseWithConfig(rest, { name: { type: "string" }, link: { type: "boolean" }, "follow-symlinks": { type: "boolean" } }, true);
     const dir = modelsDirOf(config);
     switch (sub) {
       case "add": {
         const src = positionals[0];
         if (!src) throw new UsageError("models add PATH");
-        checkGgufHeader(src); // refuse junk before copying GBs
-        const name = `${(values.name as string | undefined) ?? modelId(src)}.gguf`;
-        if (!/^[A-Za-z0-9._-]+\.gguf$/.test(name)) throw new UsageError("--name may use A-Z a-z 0-9 . _ - only");
-        fs.mkdirSync(dir, { recursive: true, mode: 0o750 });
-        const dest = path.join(dir, name);
-        const digest = await sha256File(src, progress(`sha256 ${path.basename(src)}`));
-        if (path.resolve(src) !== path.resolve(dest)) {
-          fs.rmSync(dest, { force: true });
-          if (values.link) fs.linkSync(src, dest);
-          else fs.copyFileSync(src, dest);
-          fs.chmodSync(dest, 0o440);
-          inheritOwner(dest);
+        let added;
+        try {
+          added = await addModel({ src, dir, name: values.name as string | undefined, link: !!values.link,
+            followSymlinks: !!values["follow-symlinks"], onProgress: progress(`sha256 ${path.basename(src)}`) });
+        } catch (e) {
+          if (e instanceof ModelAddError && /model name/.test(e.message)) throw new UsageError(e.message);
+          throw e;
         }
-        const copied = await sha256File(dest);
-        if (copied !== digest) throw new Error(`${dest}: copy does not match the source (${copied} != ${digest})`);
-        writeManifest(dir, [...readManifest(dir).filter((e) => e.file !== name), { sha256: digest, file: name }]);
-        inheritOwner(path.join(dir, MANIFEST));
-        console.log(`${digest}  ${name}\nadded as model '${modelId(name)}' to ${path.join(dir, MANIFEST)}`);
+        console.log(`${added.sha256}  ${path.basename(added.file)}\nadded as model '${added.id}' to ${path.join(dir, MANIFEST)}`);
         return EXIT.OK;
       }
       case "list": {
@@ -61,11 +52,13 @@ export const models: Command = {
       case "remove": {
         const id = positionals[0];
         if (!id) throw new UsageError("models remove NAME");
-        const entries = readManifest(dir);
-        const entry = entries.find((e) => modelId(e.file) === id);
+        const entry = await withFileLock(manifestPath(dir), () => {
+          const entries = readManifest(dir);
+          const found = entries.find((e) => modelId(e.file) === id);
+          if (found) writeManifest(dir, entries.filter((e) => e !== found));
+          return found;
+        });
         if (!entry) { console.error(`no model named ${id}`); return EXIT.FAIL; }
-        writeManifest(dir, entries.filter((e) => e !== entry));
-        inheritOwner(path.join(dir, MANIFEST));
         fs.rmSync(path.join(dir, entry.file), { force: true });
         console.log(`removed ${id}`);
         return EXIT.OK;

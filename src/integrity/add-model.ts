@@ -1,0 +1,137 @@
+/**
+ * `models add`, safe to run as root on a file in a user-writable directory: the source is opened
+ * once (a symlink is refused unless followSymlinks), and everything after that works on the open
+ * descriptor. Copy mode copies from it into a private temp file, hashing the bytes as they are
+ * written and header-checking that copy, then sets mode and owner on the copy's descriptor and
+ * renames it into place. Link mode hashes and checks the descriptor, hard-links the path, and
+ * keeps the link only if it is the very inode that was opened (a re-pointed path is refused).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { fsyncDir, NotPlainFileError, openPlainFile, ownerFor } from "../util/fs";
+import { withFileLock } from "../util/file-lock";
+import { sha256Fd, type Progress } from "../util/sha256";
+import crypto from "node:crypto";
+import { checkGgufHeader } from "./gguf-header";
+import { manifestPath, readManifest, writeManifest } from "./manifest";
+import { modelId } from "./resolve";
+
+export class ModelAddError extends Error {}
+
+export interface AddModelOptions {
+  src: string;
+  dir: string;
+  /** Model id (file name without .gguf); default: the source's name. */
+  name?: string;
+  /** Hard-link instead of copying (same filesystem). */
+  link?: boolean;
+  /** Accept a symlink as the source (follows it once, at open). */
+  followSymlinks?: boolean;
+  onProgress?: Progress;
+  /** Test seam: runs once the source is open (and, when linking, hashed and checked), before any copy or link. */
+  afterOpen?: () => void;
+}
+
+export interface AddedModel { id: string; file: string; sha256: string }
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export async function addModel(o: AddModelOptions): Promise<AddedModel> {
+  const id = o.name ?? modelId(o.src);
+  if (!ID.test(id)) throw new ModelAddError(`model name '${id}' must start with a letter or digit and use only A-Z a-z 0-9 . _ - (128 at most)`);
+  const name = `${id}.gguf`;
+  const srcFd = openSource(o.src, !!o.followSymlinks);
+  try {
+    const srcSt = fs.fstatSync(srcFd);
+    fs.mkdirSync(o.dir, { recursive: true, mode: 0o750 });
+    const dest = path.join(o.dir, name);
+    const destSt = fs.lstatSync(dest, { throwIfNoEntry: false });
+    const owner = ownerFor(o.dir);
+    let digest: string;
+    if (destSt && destSt.dev === srcSt.dev && destSt.ino === srcSt.ino) {
+      digest = await checkAndHash(srcFd, o);
+      o.afterOpen?.();
+      seal(srcFd, owner);
+    } else if (o.link) {
+      digest = await checkAndHash(srcFd, o);
+      o.afterOpen?.();
+      const tmp = tempName(o.dir, name);
+      fs.linkSync(o.followSymlinks ? fs.realpathSync(o.src) : o.src, tmp);
+      const linked = fs.lstatSync(tmp);
+      if (!linked.isFile() || linked.dev !== srcSt.dev || linked.ino !== srcSt.ino) {
+        fs.rmSync(tmp, { force: true });
+        throw new ModelAddError(`${o.src} changed while it was being added (the path now names another file): refused`);
+      }
+      seal(srcFd, owner); // the link is the opened inode: mode and owner by that descriptor, never by a path
+      fs.renameSync(tmp, dest);
+    } else {
+      digest = await copyInto(srcFd, o, tempName(o.dir, name), dest, owner);
+    }
+    fsyncDir(o.dir);
+    await withFileLock(manifestPath(o.dir), () => {
+      writeManifest(o.dir, [...readManifest(o.dir).filter((e) => e.file !== name), { sha256: digest, file: name }]);
+    });
+    return { id, file: dest, sha256: digest };
+  } finally {
+    fs.closeSync(srcFd);
+  }
+}
+
+function openSource(src: string, follow: boolean): number {
+  try {
+    if (!follow) return openPlainFile(src);
+    const fd = fs.openSync(src, "r");
+    if (!fs.fstatSync(fd).isFile()) { fs.closeSync(fd); throw new ModelAddError(`${src} is not a plain file`); }
+    return fd;
+  } catch (e) {
+    if (e instanceof NotPlainFileError && /symbolic link/.test(e.message)) {
+      throw new ModelAddError(`${src} is a symbolic link: give the real file, or pass --follow-symlinks`);
+    }
+    throw e;
+  }
+}
+
+const tempName = (dir: string, name: string) => path.join(dir, `.${name}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`);
+
+async function checkAndHash(fd: number, o: AddModelOptions): Promise<string> {
+  checkGgufHeader(o.src, fd); // refuse junk before hashing GBs
+  return sha256Fd(fd, o.onProgress);
+}
+
+/** Read-only for the service: 0440, owned like the models dir when root adds it. */
+function seal(fd: number, owner: { uid: number; gid: number } | undefined) {
+  if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
+  fs.fchmodSync(fd, 0o440);
+}
+
+/** Copies from the source descriptor into a fresh private file, hashing what is written; checks that copy. */
+async function copyInto(srcFd: number, o: AddModelOptions, tmp: string, dest: string, owner: { uid: number; gid: number } | undefined) {
+  checkGgufHeader(o.src, srcFd); // refuse junk before copying GBs (the copy is checked again below)
+  const c = fs.constants;
+  const out = fs.openSync(tmp, c.O_RDWR | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, 0o600);
+  try {
+    o.afterOpen?.();
+    const hash = crypto.createHash("sha256");
+    const total = fs.fstatSync(srcFd).size;
+    const buf = Buffer.allocUnsafe(4 << 20);
+    let pos = 0;
+    for (;;) {
+      const n = await new Promise<number>((res, rej) => fs.read(srcFd, buf, 0, buf.length, pos, (err, b) => (err ? rej(err) : res(b))));
+      if (n === 0) break;
+      fs.writeSync(out, buf, 0, n, pos);
+      hash.update(buf.subarray(0, n));
+      pos += n;
+      o.onProgress?.(pos, total);
+    }
+    checkGgufHeader(o.src, out); // the bytes that will be served
+    seal(out, owner);
+    fs.fsyncSync(out);
+    fs.renameSync(tmp, dest);
+    return hash.digest("hex");
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    fs.closeSync(out);
+  }
+}
