@@ -5,9 +5,11 @@
  * whitespace-separated words (as many as the longest rule can span), never
  * more than the longest pattern's length — so a secret split across chunks is
  * still caught while ordinary prose flows with a delay of a word or three.
- * A PEM private key (long) is held from its BEGIN line until its END line.
+ * PEM private keys and JWTs are too long to hold: from their opening on, text
+ * is dropped until they end (long-secrets.ts).
  */
 import type { Config } from "../config/schema";
+import { LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
 
 /** Streaming text filter applied to generated text before it reaches the client. */
@@ -24,11 +26,6 @@ export interface TextFilter {
 
 export const passthrough = (): TextFilter => ({ push: (t) => t, end: () => "", blocked: false, findings: [] });
 
-const PEM_BEGIN = /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY/;
-const PEM_END = /-----END[ A-Z0-9_-]{0,100}PRIVATE KEY/;
-/** A JWT-shaped run still growing at the end of the held text. */
-const JWT_OPEN = /\bey[A-Za-z0-9_-]{17,}\.[A-Za-z0-9_.-]*$/;
-
 export interface Scanner {
   rules: SecretRule[];
   window: number;
@@ -40,18 +37,19 @@ export interface Scanner {
 export function createScanner(cfg: Config["responseScan"]): Scanner {
   const rules = [...SECRET_RULES, internalHostRule(cfg.internalHosts)]
     .filter((r): r is SecretRule => !!r && (r.group !== "pii" || cfg.pii));
-  // PEM keys and JWTs are long: they are held while open instead of sizing the window.
-  const window = Math.max(...rules.filter((r) => r.id !== "private-key" && r.id !== "jwt").map((r) => r.maxLength)) + 8;
+  // PEM keys and JWTs are found by their opening (long-secrets.ts); the rest by whole-match rules.
+  const spanRules = rules.filter((r) => !LONG_SECRETS.some((l) => l.id === r.id));
+  const window = Math.max(...spanRules.map((r) => r.maxLength)) + 8;
   const block = cfg.action === "block";
-  const words = Math.max(...rules.map((r) => r.maxWords ?? 1));
+  const words = Math.max(...spanRules.map((r) => r.maxWords ?? 1));
   // One case-insensitive pass over all rules first: most text matches none, and then nothing else runs.
-  const anyRule = new RegExp(rules.map((r) => `(?:${r.pattern.source})`).join("|"), "i");
+  const anyRule = new RegExp(spanRules.map((r) => `(?:${r.pattern.source})`).join("|"), "i");
 
   /** Non-overlapping findings, earlier rules first (the list is ordered most specific first). */
   function spans(text: string): Span[] {
     const found: Span[] = [];
     if (text.length < 4096 && !anyRule.test(text)) return found; // long texts nearly always hit: skip the extra pass
-    for (const rule of rules) {
+    for (const rule of spanRules) {
       rule.pattern.lastIndex = 0;
       for (const m of text.matchAll(rule.pattern)) {
         const start = m.index!, end = start + m[0].length;
@@ -69,49 +67,99 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     return out + text.slice(at);
   }
 
+  /** The earliest complete opening of a long secret in `text`. */
+  function firstOpening(text: string): { at: number; end: number; secret: LongSecret } | undefined {
+    let best: { at: number; end: number; secret: LongSecret } | undefined;
+    for (const secret of LONG_SECRETS) {
+      const m = secret.open.exec(text);
+      if (m && (!best || m.index < best.at)) best = { at: m.index, end: m.index + m[0].length, secret };
+    }
+    return best;
+  }
+
+  /** Where an opening that is still being written starts (text.length if none). */
+  function partialOpening(text: string): number {
+    let at = text.length;
+    for (const secret of LONG_SECRETS) {
+      const from = Math.max(0, text.length - secret.partialMax);
+      const m = secret.partial.exec(from ? text.slice(from) : text);
+      if (m) at = Math.min(at, from + m.index);
+    }
+    return at;
+  }
+
   function scan(text: string) {
-    const found = spans(text);
-    return { text: redact(text, found), findings: [...new Set(found.map((f) => f.rule))] };
+    const f = filter();
+    const out = f.push(text) + f.end();
+    return { text: out, findings: [...f.findings] };
   }
 
   function filter(): TextFilter {
     let held = "";
+    /** Inside a long secret: everything is dropped until it ends. */
+    let inside: LongSecret["id"] | undefined;
     const state = { blocked: false, findings: [] as string[] };
-    const record = (found: Span[]) => {
-      for (const f of found) if (!state.findings.includes(f.rule)) state.findings.push(f.rule);
-      if (found.length && block) state.blocked = true;
+    const note = (rule: string) => {
+      if (!state.findings.includes(rule)) state.findings.push(rule);
+      if (block) state.blocked = true;
     };
-    return {
-      get blocked() { return state.blocked; },
-      get findings() { return state.findings; },
-      push(text) {
-        if (state.blocked) return "";
-        held += text;
+    /** Scans and redacts `text` as final: nothing after it can change it. */
+    const settle = (text: string) => {
+      const found = spans(text);
+      for (const f of found) note(f.rule);
+      return redact(text, found);
+    };
+
+    /** Consumes `text`; returns what may be sent now. */
+    function feed(text: string, final: boolean): string {
+      let out = "";
+      while (!state.blocked) {
+        if (inside === "private-key") {
+          held += text; text = "";
+          const end = PEM_END.exec(final ? held + "\n" : held);
+          if (!end) { if (!final) held = held.slice(-PEM_END_TAIL); else held = ""; return out; }
+          text = held.slice(end.index + end[0].length); held = ""; inside = undefined;
+          continue;
+        }
+        if (inside === "jwt") {
+          let i = 0;
+          while (i < text.length && isJwtChar(text.charCodeAt(i))) i++;
+          if (i === text.length) return out;
+          text = text.slice(i); inside = undefined;
+          continue;
+        }
+        held += text; text = "";
+        const open = firstOpening(held);
+        if (open) {
+          out += settle(held.slice(0, open.at));
+          note(open.secret.id);
+          out += `[REDACTED:${open.secret.id}]`;
+          inside = open.secret.id;
+          text = held.slice(open.end); held = "";
+          continue;
+        }
+        if (final) { out += settle(held); held = ""; return out; }
         // Final: everything before the last `words` words, and in any case everything but the last `window`
-        // chars (a secret starting earlier than either is whole by now).
-        let cut = Math.max(held.length - window, tailStart(held, words));
-        const pem = held.search(PEM_BEGIN);
-        if (pem >= 0 && pem < cut && held.length - pem < 8192 && !PEM_END.test(held.slice(pem))) cut = pem;
-        const jwt = JWT_OPEN.exec(held);
-        if (jwt && jwt.index < cut && held.length - jwt.index < 4096) cut = jwt.index;
-        if (cut <= 0) return "";
+        // chars (a secret starting earlier than either is whole by now) — but never an opening being written.
+        let cut = Math.min(Math.max(held.length - window, tailStart(held, words)), partialOpening(held));
+        if (cut <= 0) return out;
         const found = spans(held);
         for (const f of found) if (f.start < cut && f.end > cut) cut = f.start; // never split a finding
         const emitted = found.filter((f) => f.end <= cut);
-        record(emitted);
-        if (state.blocked) { held = ""; return ""; }
-        const out = redact(held.slice(0, cut), emitted);
+        for (const f of emitted) note(f.rule);
+        out += redact(held.slice(0, cut), emitted);
         held = held.slice(cut);
         return out;
-      },
-      end() {
-        if (state.blocked) return "";
-        const found = spans(held);
-        record(found);
-        const out = state.blocked ? "" : redact(held, found);
-        held = "";
-        return out;
-      },
+      }
+      held = "";
+      return ""; // blocked: the caller ends the answer with content_filter
+    }
+
+    return {
+      get blocked() { return state.blocked; },
+      get findings() { return state.findings; },
+      push: (text) => (state.blocked ? "" : feed(text, false)),
+      end: () => (state.blocked ? "" : feed("", true)),
     };
   }
 
