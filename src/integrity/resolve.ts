@@ -3,13 +3,19 @@
  * the operator recorded: sha256 against the manifest, then the GGUF header
  * check — all before node-llama-cpp ever parses a byte. Model names in the API
  * map to these entries; no path from a request reaches the filesystem.
+ *
+ * Each file is opened once; the hash and the header check read that descriptor, and the engine
+ * loads it through /proc/self/fd/N (Linux) or /dev/fd/N (macOS), so a file renamed over the path
+ * after it was hashed is never what llama.cpp parses. The descriptors stay open for the life of the
+ * process (one per model).
  */
 import fs from "node:fs";
 import path from "node:path";
 import type { Config } from "../config/schema";
 import type { ModelSource } from "../engine/llama";
 import { checkGgufHeader } from "./gguf-header";
-import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
+import { sha256Fd } from "../util/sha256";
+import { MANIFEST, modelsDirOf, readManifest } from "./manifest";
 
 export class ModelIntegrityError extends Error {
   constructor(message: string) { super(message); this.name = "ModelIntegrityError"; }
@@ -24,7 +30,12 @@ function expand(p: string): string[] {
   return fs.readdirSync(p).filter((f) => f.toLowerCase().endsWith(".gguf")).sort().map((f) => path.join(p, f));
 }
 
-export interface ResolvedModels { models: ModelSource[]; warnings: string[] }
+export interface ResolvedModels { models: (ModelSource & { file: string })[]; warnings: string[] }
+
+/** The path that reopens an open descriptor's file (not whatever the original path names now). */
+export function descriptorPath(fd: number): string {
+  return process.platform === "linux" ? `/proc/self/fd/${fd}` : `/dev/fd/${fd}`;
+}
 
 export async function resolveModels(config: Pick<Config, "model" | "modelsDir" | "stateDir" | "allowUnverified">): Promise<ResolvedModels> {
   const dir = modelsDirOf(config);
@@ -37,29 +48,37 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
     throw new ModelIntegrityError(config.model.length ? `no .gguf files in ${config.model.join(", ")}`
       : `no models: the manifest ${path.join(dir, MANIFEST)} lists none. Add one with: appliance models add FILE`);
   }
-  const models: ModelSource[] = [];
-  for (const file of files) {
-    if (!fs.existsSync(file)) throw new ModelIntegrityError(`${file} is listed in the manifest but missing`);
-    const actual = await sha256File(file);
-    const inDir = path.resolve(path.dirname(file)) === path.resolve(dir);
-    const entry = (inDir ? manifest.find((e) => e.file === path.basename(file)) : undefined) ?? manifest.find((e) => e.sha256 === actual);
-    if (!entry) {
-      const msg = `${file} is not in the manifest ${path.join(dir, MANIFEST)} (sha256 ${actual})`;
-      if (!config.allowUnverified) throw new ModelIntegrityError(`${msg}; add it with: appliance models add ${file}`);
-      warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
-    } else if (entry.sha256 !== actual) {
-      const msg = `${file} does not match the manifest: expected sha256 ${entry.sha256}, actual ${actual}`;
-      if (!config.allowUnverified) throw new ModelIntegrityError(msg);
-      warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
+  const models: ResolvedModels["models"] = [];
+  const opened: number[] = [];
+  try {
+    for (const file of files) {
+      if (!fs.existsSync(file)) throw new ModelIntegrityError(`${file} is listed in the manifest but missing`);
+      const fd = fs.openSync(file, "r");
+      opened.push(fd);
+      const actual = await sha256Fd(fd);
+      const inDir = path.resolve(path.dirname(file)) === path.resolve(dir);
+      const entry = (inDir ? manifest.find((e) => e.file === path.basename(file)) : undefined) ?? manifest.find((e) => e.sha256 === actual);
+      if (!entry) {
+        const msg = `${file} is not in the manifest ${path.join(dir, MANIFEST)} (sha256 ${actual})`;
+        if (!config.allowUnverified) throw new ModelIntegrityError(`${msg}; add it with: appliance models add ${file}`);
+        warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
+      } else if (entry.sha256 !== actual) {
+        const msg = `${file} does not match the manifest: expected sha256 ${entry.sha256}, actual ${actual}`;
+        if (!config.allowUnverified) throw new ModelIntegrityError(msg);
+        warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
+      }
+      try {
+        checkGgufHeader(file, fd);
+      } catch (e) {
+        throw new ModelIntegrityError((e as Error).message);
+      }
+      const id = entry && inDir ? modelId(entry.file) : modelId(file);
+      if (models.some((m) => m.id === id)) throw new ModelIntegrityError(`two models are named ${id}`);
+      models.push({ id, path: descriptorPath(fd), file });
     }
-    try {
-      checkGgufHeader(file);
-    } catch (e) {
-      throw new ModelIntegrityError((e as Error).message);
-    }
-    const id = entry && inDir ? modelId(entry.file) : modelId(file);
-    if (models.some((m) => m.id === id)) throw new ModelIntegrityError(`two models are named ${id}`);
-    models.push({ id, path: file });
+  } catch (e) {
+    for (const fd of opened) fs.closeSync(fd);
+    throw e;
   }
   return { models, warnings };
 }
