@@ -28,6 +28,8 @@ export interface AddModelOptions {
   /** Accept a symlink as the source (follows it once, at open). */
   followSymlinks?: boolean;
   onProgress?: Progress;
+  /** Trial-loads the file that is about to be installed (the private copy or the verified link); throws to refuse it. */
+  preflight?: (file: string) => Promise<void>;
   /** Test seam: runs once the source is open (and, when linking, hashed and checked), before any copy or link. */
   afterOpen?: () => void;
 }
@@ -51,6 +53,7 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
     if (destSt && destSt.dev === srcSt.dev && destSt.ino === srcSt.ino) {
       digest = await checkAndHash(srcFd, o);
       o.afterOpen?.();
+      await o.preflight?.(dest);
       seal(srcFd, owner);
     } else if (o.link) {
       digest = await checkAndHash(srcFd, o);
@@ -62,6 +65,7 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
         fs.rmSync(tmp, { force: true });
         throw new ModelAddError(`${o.src} changed while it was being added (the path now names another file): refused`);
       }
+      try { await o.preflight?.(tmp); } catch (e) { fs.rmSync(tmp, { force: true }); throw e; }
       seal(srcFd, owner); // the link is the opened inode: mode and owner by that descriptor, never by a path
       fs.renameSync(tmp, dest);
     } else {
@@ -124,8 +128,9 @@ async function copyInto(srcFd: number, o: AddModelOptions, tmp: string, dest: st
       o.onProgress?.(pos, total);
     }
     checkGgufHeader(o.src, out); // the bytes that will be served
-    seal(out, owner);
     fs.fsyncSync(out);
+    await o.preflight?.(tmp);
+    seal(out, owner);
     fs.renameSync(tmp, dest);
     return hash.digest("hex");
   } catch (e) {

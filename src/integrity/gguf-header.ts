@@ -26,6 +26,32 @@ export const TYPE_SIZE: Record<number, [number, number]> = {
   34: [54, 256], 35: [66, 256], 39: [17, 32], 40: [36, 64], 41: [18, 128], 42: [18, 64],
 };
 
+/** llama.cpp's LLAMA_MAX_LAYERS: more blocks than this abort the loader. */
+export const MAX_LAYERS = 512;
+/** Recurrent architectures legitimately write attention.head_count = 0 (no attention). */
+const NO_ATTENTION = new Set(["mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"]);
+
+/**
+ * Hyperparameters that llama.cpp trusts and asserts on (a crafted value aborts the whole process or
+ * makes every request fail): checked here with a clear message instead. Per-layer arrays are left alone.
+ */
+function checkHyperparameters(file: string, arch: string, n: Map<string, number>) {
+  const range = (key: string, lo: number, hi: number) => {
+    const v = n.get(`${arch}.${key}`);
+    if (v !== undefined && !(Number.isInteger(v) && v >= lo && v <= hi)) throw new GgufHeaderError(file, `${arch}.${key}`, `an integer in ${lo}..${hi}`, String(v));
+    return v;
+  };
+  range("block_count", 1, MAX_LAYERS);
+  range("context_length", 1, 1 << 24);
+  range("embedding_length", 1, 1 << 20);
+  if (NO_ATTENTION.has(arch)) return;
+  const heads = range("attention.head_count", 1, 1 << 16);
+  const kv = range("attention.head_count_kv", 1, heads ?? 1 << 16);
+  if (heads !== undefined && kv !== undefined && heads % kv !== 0) {
+    throw new GgufHeaderError(file, `${arch}.attention.head_count_kv`, `a divisor of attention.head_count (${heads})`, String(kv));
+  }
+}
+
 export interface GgufSummary { version: number; tensors: number; kv: number; architecture?: string; dataOffset: number }
 
 /**
@@ -78,13 +104,19 @@ export function checkGgufHeader(file: string, openFd?: number): GgufSummary {
     const nKv = count(u64("kv count"), LIMITS.kv, "kv count");
 
     let alignment = 32, architecture: string | undefined;
+    const scalar = (n: number, key: string, read: (at: number) => number | bigint) => { need(n, key); const v = read(pos); pos += n; return Number(v); };
     const skipValue = (type: number, key: string, depth = 0): unknown => {
       switch (type) {
-        case 0: case 1: case 7: need(1, key); return buf[pos++];
-        case 2: case 3: need(2, key); pos += 2; return undefined;
+        case 0: case 7: need(1, key); return buf[pos++];
+        case 1: return scalar(1, key, (at) => buf.readInt8(at));
+        case 2: return scalar(2, key, (at) => buf.readUInt16LE(at));
+        case 3: return scalar(2, key, (at) => buf.readInt16LE(at));
         case 4: return u32(key);
-        case 5: case 6: need(4, key); pos += 4; return undefined;
-        case 10: case 11: case 12: need(8, key); pos += 8; return undefined;
+        case 5: return scalar(4, key, (at) => buf.readInt32LE(at));
+        case 6: return scalar(4, key, (at) => buf.readFloatLE(at));
+        case 10: return scalar(8, key, (at) => buf.readBigUInt64LE(at));
+        case 11: return scalar(8, key, (at) => buf.readBigInt64LE(at));
+        case 12: return scalar(8, key, (at) => buf.readDoubleLE(at));
         case 8: return str(key);
         case 9: {
           if (depth > 0) throw new GgufHeaderError(file, `value of ${key}`, "no nested arrays", "a nested array");
@@ -99,12 +131,15 @@ export function checkGgufHeader(file: string, openFd?: number): GgufSummary {
         default: throw new GgufHeaderError(file, `value type of ${key}`, "0-12", String(type));
       }
     };
+    const numbers = new Map<string, number>();
     for (let i = 0; i < nKv; i++) {
       const key = str(`key #${i}`);
       const v = skipValue(u32(`type of ${key}`), key);
       if (key === "general.alignment" && typeof v === "number") alignment = v;
       if (key === "general.architecture" && typeof v === "string") architecture = v;
+      if (typeof v === "number") numbers.set(key, v);
     }
+    if (architecture) checkHyperparameters(file, architecture, numbers);
     if (alignment <= 0 || alignment > 1 << 16 || (alignment & (alignment - 1)) !== 0) {
       throw new GgufHeaderError(file, "general.alignment", "a power of two <= 65536", String(alignment));
     }

@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { addModel, ModelAddError } from "../../integrity/add-model";
+import { preflightModel, runPreflightChild } from "../../integrity/model-preflight";
 import { MANIFEST, manifestPath, modelsDirOf, readManifest, writeManifest } from "../../integrity/manifest";
 import { withFileLock } from "../../util/file-lock";
 import { modelId } from "../../integrity/resolve";
@@ -25,7 +26,9 @@ export const models: Command = {
   usage: "appliance models add PATH [--name NAME] [--link] [--follow-symlinks] | list | remove NAME   (all take --state-dir DIR / --models-dir DIR)",
   async run(argv) {
     const [sub, ...rest] = argv;
-    const { config, values, positionals } = parseWithConfig(rest, { name: { type: "string" }, link: { type: "boolean" }, "follow-symlinks": { type: "boolean" } }, true);
+    const { config, values, positionals } = parseWithConfig(rest, {
+      name: { type: "string" }, link: { type: "boolean" }, "follow-symlinks": { type: "boolean" }, "native-dir": { type: "string" },
+    }, true);
     const dir = modelsDirOf(config);
     switch (sub) {
       case "add": {
@@ -34,12 +37,19 @@ export const models: Command = {
         let added;
         try {
           added = await addModel({ src, dir, name: values.name as string | undefined, link: !!values.link,
-            followSymlinks: !!values["follow-symlinks"], onProgress: progress(`sha256 ${path.basename(src)}`) });
+            followSymlinks: !!values["follow-symlinks"], onProgress: progress(`sha256 ${path.basename(src)}`),
+            preflight: (file) => preflightModel(file, undefined, src) });
         } catch (e) {
           if (e instanceof ModelAddError && /model name/.test(e.message)) throw new UsageError(e.message);
           throw e;
         }
         console.log(`${added.sha256}  ${path.basename(added.file)}\nadded as model '${added.id}' to ${path.join(dir, MANIFEST)}`);
+        return EXIT.OK;
+      }
+      case "preflight": { // internal: the child process preflightModel runs
+        const file = positionals[0];
+        if (!file || !values["native-dir"]) throw new UsageError("models preflight FILE --native-dir DIR");
+        await runPreflightChild(file, String(values["native-dir"]));
         return EXIT.OK;
       }
       case "list": {

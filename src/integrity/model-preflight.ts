@@ -1,0 +1,97 @@
+/**
+ * A model is tried in a child process before it is ever served (like the GPU preflight): load it,
+ * decode one token, and render a sample conversation through its chat template. A crafted file
+ * that makes llama.cpp abort (ggml asserts kill the whole process; no try/catch survives), or a
+ * template that loops or explodes, kills or stalls only the child, and the model is refused with
+ * a message naming the stage. The parent gives the template TEMPLATE_MS and its output
+ * TEMPLATE_MAX_CHARS; loading gets LOAD_MS (multi-GB models are slow to map on small boxes).
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { getLlama, LlamaCompletion, LlamaLogLevel, resolveChatWrapper, type ChatHistoryItem } from "node-llama-cpp";
+import { prepareNative } from "../engine/native";
+
+export const LOAD_MS = 600_000;
+export const TEMPLATE_MS = 10_000;
+export const TEMPLATE_MAX_CHARS = 1 << 20;
+
+export class ModelPreflightError extends Error {}
+
+/** How to re-run this program: the compiled binary itself, or bun with the entry script from source. */
+function selfArgv(): string[] {
+  const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:\\~BUN");
+  return compiled ? [process.execPath] : [process.execPath, path.join(import.meta.dir, "..", "main.ts")];
+}
+
+const SAMPLE: ChatHistoryItem[] = [
+  { type: "system", text: "You are a helpful assistant." },
+  { type: "user", text: "Hello! What is 2 + 2?" },
+  { type: "model", response: ["2 + 2 = 4."] },
+  { type: "user", text: "Thanks. And 3 + 3?" },
+  { type: "model", response: [] },
+];
+
+/** Child side (`models preflight FILE --native-dir DIR`): prints a line per stage so the parent knows how far it got. */
+export async function runPreflightChild(file: string, nativeDir: string): Promise<void> {
+  await prepareNative(nativeDir);
+  const llama = await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true, progressLogs: false,
+    maxThreads: 1, logLevel: LlamaLogLevel.error });
+  console.log("stage load");
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  const ctx = await model.createContext({ contextSize: Math.max(16, Math.min(256, model.trainContextSize)), sequences: 1, threads: 1 });
+  console.log("stage decode");
+  const completion = new LlamaCompletion({ contextSequence: ctx.getSequence(), autoDisposeSequence: true });
+  await completion.generateCompletion("Hello", { maxTokens: 1 });
+  console.log("stage template");
+  const { contextText } = resolveChatWrapper(model).generateContextState({ chatHistory: SAMPLE });
+  const rendered = contextText.toString();
+  if (rendered.length > TEMPLATE_MAX_CHARS) throw new ModelPreflightError(`its chat template rendered ${rendered.length} characters for a 4-message sample`);
+  console.log("preflight ok");
+  completion.dispose();
+  await ctx.dispose();
+  await model.dispose();
+  await llama.dispose();
+}
+
+const STAGE_TEXT: Record<string, string> = {
+  start: "while starting", load: "while loading it", decode: "while decoding a token", template: "while rendering its chat template",
+};
+
+/** Parent side: runs the child on `file`; throws ModelPreflightError naming the stage where it failed. */
+export async function preflightModel(file: string, limits = { loadMs: LOAD_MS, templateMs: TEMPLATE_MS }, shownAs = file): Promise<void> {
+  // The compiled binary unpacks its libraries for the child into a private temp dir: never into the service's
+  // state dir, where a root-owned native dir would stop the service from starting.
+  const nativeDir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-preflight-"));
+  try { await run(file, nativeDir, limits, shownAs); } finally { fs.rmSync(nativeDir, { recursive: true, force: true }); }
+}
+
+async function run(file: string, nativeDir: string, limits: { loadMs: number; templateMs: number }, shownAs: string) {
+  const proc = Bun.spawn([...selfArgv(), "models", "preflight", file, "--native-dir", nativeDir], {
+    stdout: "pipe", stderr: "pipe", env: { ...process.env, GGML_NO_BACKTRACE: "1" }, // no debugger attached to an abort
+  });
+  let stage = "start", out = "", timedOut = "";
+  const kill = (why: string) => { timedOut = why; proc.kill("SIGKILL"); };
+  let timer = setTimeout(() => kill(`did not load within ${limits.loadMs / 1000} s`), limits.loadMs);
+  const err = new Response(proc.stderr).text();
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+    for (const m of out.matchAll(/^stage (\w+)$/gm)) {
+      if (m[1] === stage) continue;
+      stage = m[1]!;
+      if (stage === "template") {
+        clearTimeout(timer);
+        timer = setTimeout(() => kill(`its chat template did not finish a 4-message sample within ${limits.templateMs / 1000} s`), limits.templateMs);
+      }
+    }
+  }
+  const code = await proc.exited;
+  clearTimeout(timer);
+  if (code === 0 && /^preflight ok$/m.test(out)) return;
+  const detail = (await err).trim().split("\n").filter((l) => l && !/^\s+at /.test(l)).slice(-2).join(" | ").slice(0, 400);
+  const how = timedOut || (proc.signalCode ? `llama.cpp killed the process (${proc.signalCode})` : `it failed (exit ${code})`);
+  throw new ModelPreflightError(`${shownAs} is refused: in a trial run ${STAGE_TEXT[stage] ?? `at ${stage}`}, ${how}${detail && !timedOut ? `: ${detail}` : ""}`);
+}

@@ -1,0 +1,100 @@
+/**
+ * Crafted GGUFs that passed the old header check and then killed or hung the server (issue 10,
+ * item 7): hyperparameters llama.cpp asserts on are refused by the header check; anything else that
+ * aborts llama.cpp, and a chat template that loops, is caught by the trial run at `models add`.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { parseConfig } from "../../src/config/load";
+import { CHATML_TEMPLATE } from "../../src/engine/tiny-model";
+import { addModel } from "../../src/integrity/add-model";
+import { checkGgufHeader, GgufHeaderError } from "../../src/integrity/gguf-header";
+import { readManifest } from "../../src/integrity/manifest";
+import { ModelPreflightError, preflightModel } from "../../src/integrity/model-preflight";
+import { resolveModels } from "../../src/integrity/resolve";
+import { main } from "../../src/main";
+import { tinyModel, tmpDir } from "../helpers";
+
+const dirs: string[] = [];
+const dir = () => { const d = tmpDir("appliance-gguf-"); dirs.push(d); return d; };
+afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+
+/** The tiny model with one u32 metadata value replaced in place. */
+async function withU32(key: string, value: number): Promise<string> {
+  const buf = fs.readFileSync(await tinyModel());
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(key.length));
+  const at = buf.indexOf(Buffer.concat([len, Buffer.from(key)]));
+  expect(at).toBeGreaterThan(0);
+  const p = at + 8 + key.length;
+  expect(buf.readUInt32LE(p)).toBe(4); // u32
+  buf.writeUInt32LE(value, p + 4);
+  const file = path.join(dir(), `${key}-${value}.gguf`);
+  fs.writeFileSync(file, buf);
+  return file;
+}
+
+/** The tiny model with its chat template replaced by one of the same byte length. */
+async function withTemplate(template: string): Promise<string> {
+  const buf = fs.readFileSync(await tinyModel());
+  const at = buf.indexOf(Buffer.from(CHATML_TEMPLATE));
+  expect(at).toBeGreaterThan(0);
+  const padded = template + `{#${" ".repeat(CHATML_TEMPLATE.length - template.length - 4)}#}`;
+  expect(padded.length).toBe(CHATML_TEMPLATE.length);
+  buf.write(padded, at, "utf8");
+  const file = path.join(dir(), "template.gguf");
+  fs.writeFileSync(file, buf);
+  return file;
+}
+
+describe("hyperparameters in the header check", () => {
+  const cases: [string, number, RegExp][] = [
+    ["llama.attention.head_count", 0, /llama\.attention\.head_count: expected an integer in 1\.\.65536, got 0/],
+    ["llama.attention.head_count_kv", 0, /llama\.attention\.head_count_kv: expected an integer in 1\.\.4, got 0/],
+    ["llama.attention.head_count_kv", 3, /head_count_kv: expected a divisor of attention\.head_count \(4\), got 3/],
+    ["llama.block_count", 1_000_000, /llama\.block_count: expected an integer in 1\.\.512, got 1000000/],
+    ["llama.context_length", 0, /llama\.context_length: expected an integer in 1\.\.16777216, got 0/],
+  ];
+  for (const [key, value, message] of cases) {
+    test(`${key} = ${value}: refused by the header check, by models add (exit 1) and by serve`, async () => {
+      const file = await withU32(key, value);
+      expect(() => checkGgufHeader(file)).toThrow(GgufHeaderError);
+      expect(() => checkGgufHeader(file)).toThrow(message);
+      const stateDir = dir();
+      expect(await main(["models", "add", file, "--name", "m", "--state-dir", stateDir])).toBe(1);
+      expect(readManifest(path.join(stateDir, "models"))).toEqual([]);
+      await expect(resolveModels(parseConfig({ stateDir, model: [file], allowUnverified: true } as Record<string, unknown>))).rejects.toThrow(message);
+    });
+  }
+  test("the tiny model passes", async () => {
+    expect(checkGgufHeader(await tinyModel()).architecture).toBe("llama");
+  });
+});
+
+describe("trial run in a child process at models add", () => {
+  test("a GGUF that aborts llama.cpp (feed_forward_length = 0 → ggml assert) is refused with the stage and signal named", async () => {
+    const file = await withU32("llama.feed_forward_length", 0);
+    expect(() => checkGgufHeader(file)).not.toThrow(); // the header check does not know this one: the trial run must
+    const models = dir();
+    let err: unknown;
+    try { await addModel({ src: file, dir: models, name: "m", preflight: (f) => preflightModel(f) }); } catch (e) { err = e; }
+    expect(err).toBeInstanceOf(ModelPreflightError);
+    expect((err as Error).message).toMatch(/is refused: in a trial run while (loading it|decoding a token), llama\.cpp killed the process \(SIG(ABRT|SEGV)\)/);
+    expect(fs.readdirSync(models).filter((f) => !f.endsWith(".lock"))).toEqual([]); // nothing installed, no temp file left
+    expect(readManifest(models)).toEqual([]);
+  });
+
+  test("a chat template that loops is refused after the template time limit, and this process never ran it", async () => {
+    const file = await withTemplate("{% for i in range(2000000000) %}x{% endfor %}");
+    expect(() => checkGgufHeader(file)).not.toThrow();
+    await expect(preflightModel(file, { loadMs: 300_000, templateMs: 2_000 }))
+      .rejects.toThrow(/in a trial run while rendering its chat template, its chat template did not finish a 4-message sample within 2 s/);
+  });
+
+  test("the real tiny model passes the trial run, and models add installs it", async () => {
+    const stateDir = dir();
+    expect(await main(["models", "add", await tinyModel(), "--name", "ok", "--state-dir", stateDir])).toBe(0);
+    expect(readManifest(path.join(stateDir, "models")).map((e) => e.file)).toEqual(["ok.gguf"]);
+  });
+});
