@@ -18,6 +18,23 @@ export interface ChatTurn {
   toolCallId?: string;
 }
 
+/** A tool the model may call; `parameters` is a JSON schema of its arguments object. */
+export interface ToolSpec {
+  name: string;
+  description?: string;
+  parameters?: Record<string, unknown>;
+}
+
+/** "auto": the model decides; "required" / a name: the answer is forced to be a call. */
+export type ToolChoice = "auto" | "required" | { name: string };
+
+export interface ToolUse {
+  tools: ToolSpec[];
+  choice: ToolChoice;
+  /** More than one call in one answer ("auto" only). */
+  parallel: boolean;
+}
+
 export type OutputFormat =
   | { kind: "text" }
   | { kind: "json" }
@@ -50,10 +67,12 @@ export interface GenerateCall {
   onText?: (text: string) => void;
 }
 
-export type FinishReason = "stop" | "length" | "content_filter";
+export type FinishReason = "stop" | "length" | "content_filter" | "tool_calls";
 
 export interface Generation {
   text: string;
+  /** Calls the model made (finishReason "tool_calls"). */
+  toolCalls?: ToolCall[];
   promptTokens: number;
   completionTokens: number;
   finishReason: FinishReason;
@@ -77,7 +96,7 @@ export interface Engine {
   models(): ModelInfo[];
   model(id: string): ModelInfo | undefined;
   ready(): boolean;
-  chat(call: GenerateCall & { messages: ChatTurn[] }): Promise<Generation>;
+  chat(call: GenerateCall & { messages: ChatTurn[]; tools?: ToolUse }): Promise<Generation>;
   complete(call: GenerateCall & { prompt: string }): Promise<Generation>;
   embed(model: string, inputs: string[], signal: AbortSignal): Promise<Embeddings>;
   /** The model's own control/special token texts (for the prompt guard). */

@@ -11,8 +11,9 @@ import {
 } from "node-llama-cpp";
 import { ContextLengthError, InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { Logger } from "../log/logger";
-import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, Sampling } from "./engine";
+import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, Sampling, ToolUse } from "./engine";
 import { jsonSchemaGrammar } from "./grammar";
+import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { Scheduler } from "./scheduler";
 
 export interface ModelSource { id: string; path: string }
@@ -122,20 +123,34 @@ export class LlamaEngine implements Engine {
     return l;
   }
 
-  async chat(call: GenerateCall & { messages: ChatTurn[] }): Promise<Generation> {
+  async chat(call: GenerateCall & { messages: ChatTurn[]; tools?: ToolUse }): Promise<Generation> {
     const l = this.get(call.model);
-    const grammar = await this.grammarFor(call.sampling.format);
-    const history = toHistory(call.messages);
+    const use = call.tools;
+    const forced = use && use.choice !== "auto" ? use.choice : undefined;
+    const functions = use && !forced ? chatFunctions(use.tools) : undefined;
+    if (functions && call.sampling.format) {
+      throw new InvalidRequestError("response_format cannot be combined with tool_choice \"auto\" (the model's call syntax is not JSON); " +
+        "use tool_choice \"required\" or a named tool, or leave out response_format.", "response_format");
+    }
+    const grammar = await this.grammarFor(forced ? { kind: "json_schema", schema: forcedCallSchema(use!.tools, forced) } : call.sampling.format);
+    const history = toHistory(forced ? [toolsTurn(use!.tools, forced), ...call.messages] : call.messages);
     // Count exactly what the template renders, then refuse before queueing or spending compute.
-    const { contextText } = l.chatWrapper.generateContextState({ chatHistory: history });
+    const { contextText } = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
     const promptTokens = contextText.tokenize(l.model.tokenizer).length;
     checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
-    return this.withSequence(l, call, async (sequence) => {
+    return this.withSequence(l, call, async (sequence): Promise<Generation> => {
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
       try {
-        const { options, counted } = generateOptions(call, grammar);
-        const result = await chat.generateResponse(history, options);
-        return { text: result.response, promptTokens, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
+        // A forced call is JSON for the tool_calls field, never streamed as content.
+        const { options, counted } = generateOptions(forced ? { ...call, onText: undefined } : call, grammar);
+        const result = await chat.generateResponse(history, {
+          ...options, functions, documentFunctionParams: true, maxParallelFunctionCalls: use?.parallel === false ? 1 : undefined,
+        } as never) as { response: string; functionCalls?: { functionName: string; params: unknown }[]; metadata: { stopReason: string } };
+        const done = { text: result.response, promptTokens, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
+        const calls = forced
+          ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
+          : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
+        return calls.length ? { ...done, text: forced ? "" : done.text, toolCalls: calls, finishReason: "tool_calls" } : done;
       } finally {
         chat.dispose({ disposeSequence: false });
       }

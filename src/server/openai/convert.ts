@@ -1,6 +1,6 @@
 /** OpenAI wire requests → engine calls, and engine results → OpenAI responses. */
 import { InvalidRequestError } from "../../errors";
-import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling } from "../../engine/engine";
+import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling, ToolCall, ToolUse } from "../../engine/engine";
 import { checkJsonSchema } from "./json-schema";
 import type { ChatCompletionRequest, CompletionRequest } from "./wire";
 
@@ -37,6 +37,28 @@ function toFormat(rf: ChatCompletionRequest["response_format"], specialTokens: r
   if (!rf.json_schema.schema) return { kind: "json" };
   checkJsonSchema(rf.json_schema.schema, specialTokens, "response_format.json_schema.schema");
   return { kind: "json_schema", schema: rf.json_schema.schema };
+}
+
+/** tools / tool_choice / parallel_tool_calls → the engine's ToolUse; none when there are no tools or the choice is "none". */
+export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly string[]): ToolUse | undefined {
+  const tools = req.tools ?? [];
+  const choice = req.tool_choice ?? (tools.length ? "auto" : "none");
+  if (choice !== "none" && !tools.length) throw new InvalidRequestError("tool_choice needs tools.", "tool_choice");
+  const seen = new Set<string>();
+  tools.forEach((t, i) => {
+    if (seen.has(t.function.name)) throw new InvalidRequestError(`Tool '${t.function.name}' is defined twice.`, `tools.${i}.function.name`);
+    seen.add(t.function.name);
+    if (t.function.parameters) checkJsonSchema(t.function.parameters, specialTokens, `tools.${i}.function.parameters`);
+  });
+  if (typeof choice === "object" && !seen.has(choice.function.name)) {
+    throw new InvalidRequestError(`tool_choice names '${choice.function.name}', which is not in tools.`, "tool_choice");
+  }
+  if (choice === "none") return undefined;
+  return {
+    tools: tools.map((t) => ({ name: t.function.name, description: t.function.description, parameters: t.function.parameters })),
+    choice: typeof choice === "object" ? { name: choice.function.name } : choice,
+    parallel: req.parallel_tool_calls ?? true,
+  };
 }
 
 type WireMessage = ChatCompletionRequest["messages"][number];
@@ -109,10 +131,22 @@ const usage = (g: Pick<Generation, "promptTokens" | "completionTokens">) => ({
   prompt_tokens: g.promptTokens, completion_tokens: g.completionTokens, total_tokens: g.promptTokens + g.completionTokens,
 });
 
+const wireCalls = (calls: ToolCall[]) =>
+  calls.map((c, index) => ({ index, id: c.id, type: "function" as const, function: { name: c.name, arguments: c.arguments } }));
+
+/** The answer as OpenAI's message: with calls, `content` is null unless the model also wrote text. */
+function assistantMessage(g: Generation) {
+  if (!g.toolCalls?.length) return { role: "assistant" as const, content: g.text, refusal: null };
+  return { role: "assistant" as const, content: g.text || null, refusal: null, tool_calls: wireCalls(g.toolCalls).map(({ index: _, ...c }) => c) };
+}
+
+/** Streamed calls: one delta carrying each call whole (id, name and arguments). */
+export const toolCallsDelta = (calls: ToolCall[]) => ({ tool_calls: wireCalls(calls) });
+
 export function chatCompletion(id: string, model: string, created: number, g: Generation) {
   return {
     id, object: "chat.completion" as const, created, model,
-    choices: [{ index: 0, message: { role: "assistant" as const, content: g.text, refusal: null }, finish_reason: g.finishReason, logprobs: null }],
+    choices: [{ index: 0, message: assistantMessage(g), finish_reason: g.finishReason, logprobs: null }],
     usage: usage(g),
   };
 }
@@ -125,7 +159,8 @@ export function textCompletion(id: string, model: string, created: number, g: Ge
   };
 }
 
-export function chatChunk(id: string, model: string, created: number, delta: { role?: "assistant"; content?: string }, finish: string | null) {
+export function chatChunk(id: string, model: string, created: number, delta: { role?: "assistant"; content?: string } | ReturnType<typeof toolCallsDelta>,
+  finish: string | null) {
   return { id, object: "chat.completion.chunk" as const, created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] };
 }
 

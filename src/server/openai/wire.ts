@@ -85,9 +85,29 @@ export const chatMessage = z.discriminatedUnion("role", [
   z.strictObject({ role: z.literal("function"), content: z.string().nullable(), name: z.string().min(1).max(64) }),
 ]);
 
+const toolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a tool name is 1-64 letters, digits, _ or -");
+
+export const tool = z.strictObject({
+  type: z.literal("function"),
+  function: z.strictObject({
+    name: toolName,
+    description: z.string().max(8192).optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
+export const toolChoice = z.union([
+  z.enum(["none", "auto", "required"]),
+  z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: toolName }) }),
+]);
+
 export const chatCompletionRequest = z.strictObject({
   ...sampling,
   messages: z.array(chatMessage).min(1),
+  tools: z.array(tool).max(128).nullish(),
+  tool_choice: toolChoice.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
   max_completion_tokens: z.number().int().min(1).max(1 << 20).nullish(),
   response_format: responseFormat,
 });

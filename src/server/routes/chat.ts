@@ -1,7 +1,7 @@
 /** POST /v1/chat/completions */
 import { Elysia } from "elysia";
 import { ModelNotFoundError } from "../../errors";
-import { chatChunk, chatCompletion, toSampling, toTurns, usageChunk } from "../openai/convert";
+import { chatChunk, chatCompletion, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
 import { chatCompletionRequest, errorBody } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../app";
@@ -13,7 +13,9 @@ export const chatRoutes = (deps: AppDeps) =>
     const info = deps.engine.model(body.model);
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;
-    const sampling = toSampling(body, deps.config, info.contextSize, deps.engine.specialTokens(info.id));
+    const specials = deps.engine.specialTokens(info.id);
+    const sampling = toSampling(body, deps.config, info.contextSize, specials);
+    const tools = toToolUse(body, specials);
     const messages = deps.promptGuard(state, info.id, toTurns(body));
     if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
     const id = "chatcmpl-" + state.id.slice(4);
@@ -21,10 +23,11 @@ export const chatRoutes = (deps: AppDeps) =>
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
       includeUsage: body.stream_options?.include_usage ?? false,
-      call: (signal, onText, onAdmitted) => deps.engine.chat({ model: info.id, messages, sampling, signal, onText, onAdmitted }),
+      call: (signal, onText, onAdmitted) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, onText, onAdmitted }),
       full: (g) => chatCompletion(id, info.id, created, g),
       head: () => chatChunk(id, info.id, created, { role: "assistant", content: "" }, null),
       piece: (text) => chatChunk(id, info.id, created, { content: text }, null),
+      calls: (calls) => chatChunk(id, info.id, created, toolCallsDelta(calls), null),
       end: (finish) => chatChunk(id, info.id, created, {}, finish),
       usage: (g) => usageChunk(id, "chat.completion.chunk", info.id, created, g),
     });

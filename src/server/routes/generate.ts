@@ -6,7 +6,7 @@
  * "content_filter", as OpenAI does.
  */
 import { AppError, CancelledError } from "../../errors";
-import type { Generation } from "../../engine/engine";
+import type { Generation, ToolCall } from "../../engine/engine";
 import { toAppError } from "../errors";
 import { sseResponse } from "../openai/sse";
 import type { RequestState } from "../request-state";
@@ -22,6 +22,8 @@ export interface GenerationPlan {
   /** Stream events. */
   head?: () => unknown;
   piece: (text: string) => unknown;
+  /** The calls the model made, as one stream event (chat only). */
+  calls?: (calls: ToolCall[]) => unknown;
   end: (finish: string) => unknown;
   usage: (g: Pick<Generation, "promptTokens" | "completionTokens">) => unknown;
 }
@@ -41,8 +43,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
       const g = await plan.call(flight.signal);
       record(g);
       if (flight.signal.aborted) throw new CancelledError();
-      g.text = filter.push(g.text) + filter.end();
-      if (filter.blocked) { g.text = ""; g.finishReason = "content_filter"; }
+      scanned(g, filter.push(g.text) + filter.push(argumentsText(g)) + filter.end(), filter.blocked);
       if (keepText) state.responseText = g.text;
       return plan.full(g);
     } catch (e) {
@@ -87,10 +88,11 @@ export async function runGeneration(request: Request, state: RequestState, deps:
       const g = await generation;
       record(g);
       if (flight.signal.aborted) throw new CancelledError();
-      const tail = filter.end();
-      if (tail) send(plan.piece(tail));
-      if (keepText) state.responseText = streamed + tail;
-      send(plan.end(filter.blocked ? "content_filter" : g.finishReason));
+      scanned(g, filter.push(argumentsText(g)) + filter.end(), filter.blocked);
+      if (g.text) send(plan.piece(g.text));
+      if (keepText) state.responseText = streamed + g.text;
+      if (g.toolCalls?.length && plan.calls) send(plan.calls(g.toolCalls));
+      send(plan.end(g.finishReason));
       if (plan.includeUsage) send(plan.usage(g));
     },
     onCancel: () => flight.abort(),
@@ -108,4 +110,27 @@ export async function runGeneration(request: Request, state: RequestState, deps:
       deps.finish(state);
     },
   });
+}
+
+/**
+ * Tool-call arguments are generated text too: they go through the same response filter, after the
+ * text, each behind a separator no rule matches, and come back apart.
+ */
+const SEPARATOR = "\u0000\u241Ftool-arguments\u241F\u0000";
+const argumentsText = (g: Generation) => (g.toolCalls ?? []).map((c) => SEPARATOR + c.arguments).join("");
+
+/** Puts the filtered text and arguments back on `g`; a block (or a split a held-back secret swallowed) drops the calls. */
+function scanned(g: Generation, filtered: string, blocked: boolean) {
+  const [text, ...args] = filtered.split(SEPARATOR);
+  g.text = blocked ? "" : text!;
+  if (!g.toolCalls?.length) {
+    if (blocked) g.finishReason = "content_filter";
+    return;
+  }
+  if (blocked || args.length !== g.toolCalls.length) {
+    g.toolCalls = undefined;
+    g.finishReason = "content_filter";
+    return;
+  }
+  g.toolCalls = g.toolCalls.map((c, i) => ({ ...c, arguments: args[i]! }));
 }

@@ -1,0 +1,124 @@
+/** Tools through the official SDK: forced calls (grammar-backed, so the tiny model makes real ones), streaming, history, refusals. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { listenApp, makeApp } from "../helpers";
+
+let ctx: Awaited<ReturnType<typeof makeApp>>;
+let client: OpenAI;
+
+beforeAll(async () => {
+  ctx = await makeApp();
+  client = new OpenAI({ apiKey: ctx.key, baseURL: `${listenApp(ctx.app)}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await ctx.app.stop(true);
+  await ctx.engine.dispose();
+});
+
+const weather: OpenAI.Chat.Completions.ChatCompletionTool = {
+  type: "function",
+  function: {
+    name: "get_weather", description: "Weather in a city",
+    parameters: { type: "object", properties: { city: { type: "string", enum: ["Oslo", "Paris"] }, days: { type: "integer" } }, required: ["city", "days"] },
+  },
+};
+const time: OpenAI.Chat.Completions.ChatCompletionTool = {
+  type: "function", function: { name: "get_time", parameters: { type: "object", properties: { zone: { type: "string", enum: ["UTC", "CET"] } }, required: ["zone"] } },
+};
+const base = { model: "tiny", messages: [{ role: "user" as const, content: "weather in Oslo?" }], max_tokens: 300, temperature: 0 };
+const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
+
+describe("forced tool choice", () => {
+  test("a named tool: one call to it with arguments matching its parameters", async () => {
+    const r = await client.chat.completions.create({ ...base, tools: [weather, time], tool_choice: { type: "function", function: { name: "get_weather" } } });
+    const choice = r.choices[0]!;
+    expect(choice.finish_reason).toBe("tool_calls");
+    expect(choice.message.content).toBeNull();
+    const call = choice.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+    expect(call.type).toBe("function");
+    expect(call.id).toMatch(/^call_/);
+    expect(call.function.name).toBe("get_weather");
+    const args = JSON.parse(call.function.arguments);
+    expect(["Oslo", "Paris"]).toContain(args.city);
+    expect(Number.isSafeInteger(args.days)).toBe(true);
+  });
+
+  test("required: a call to one of the tools; the call and its result go back into the next turn", async () => {
+    const r = await client.chat.completions.create({ ...base, tools: [weather, time], tool_choice: "required" });
+    const message = r.choices[0]!.message;
+    const call = message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+    expect(["get_weather", "get_time"]).toContain(call.function.name);
+    const next = await client.chat.completions.create({
+      ...base, tools: [weather, time], max_tokens: 4,
+      messages: [...base.messages, message, { role: "tool", tool_call_id: call.id, content: "{\"result\":1}" }],
+    });
+    expect(next.choices[0]!.message.role).toBe("assistant");
+  });
+
+  test("streamed: the call arrives as tool_calls deltas, then finish_reason tool_calls", async () => {
+    const stream = await client.chat.completions.create({ ...base, tools: [weather], tool_choice: "required", stream: true });
+    let name = "", args = "", id = "", content = "", finish: string | null = null;
+    for await (const c of stream) {
+      const d = c.choices[0]?.delta;
+      content += d?.content ?? "";
+      for (const t of d?.tool_calls ?? []) { expect(t.index).toBe(0); id += t.id ?? ""; name += t.function?.name ?? ""; args += t.function?.arguments ?? ""; }
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    expect(content).toBe("");
+    expect(id).toMatch(/^call_/);
+    expect(name).toBe("get_weather");
+    expect(["Oslo", "Paris"]).toContain(JSON.parse(args).city);
+    expect(finish).toBe("tool_calls");
+  });
+});
+
+describe("the response scanner covers call arguments", () => {
+  const leaky: OpenAI.Chat.Completions.ChatCompletionTool = {
+    type: "function", function: { name: "leak", parameters: { type: "object", properties: { key: { const: "AKIAQWERTYUIOPASDFGH" } }, required: ["key"] } },
+  };
+  test("non-streamed and streamed: a secret the grammar makes the model write is redacted", async () => {
+    const r = await client.chat.completions.create({ ...base, tools: [leaky], tool_choice: "required" });
+    const call = r.choices[0]!.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+    expect(call.function.arguments).not.toContain("AKIAQWERTYUIOPASDFGH");
+    expect(call.function.arguments).toContain("[REDACTED:aws-access-token]");
+    const stream = await client.chat.completions.create({ ...base, tools: [leaky], tool_choice: "required", stream: true });
+    let args = "";
+    for await (const c of stream) for (const t of c.choices[0]?.delta.tool_calls ?? []) args += t.function?.arguments ?? "";
+    expect(args).toContain("[REDACTED:aws-access-token]");
+  });
+});
+
+describe("auto and none", () => {
+  test("auto: the model may answer in text; the request is accepted and well-formed", async () => {
+    const r = await client.chat.completions.create({ ...base, max_tokens: 8, tools: [weather], tool_choice: "auto", parallel_tool_calls: false });
+    const choice = r.choices[0]!;
+    expect(["stop", "length", "tool_calls"]).toContain(choice.finish_reason);
+    if (choice.finish_reason === "tool_calls") expect(choice.message.tool_calls!.length).toBe(1);
+    else expect(typeof choice.message.content).toBe("string");
+  });
+  test("none: no calls", async () => {
+    const r = await client.chat.completions.create({ ...base, max_tokens: 8, tools: [weather], tool_choice: "none" });
+    expect(r.choices[0]!.message.tool_calls).toBeUndefined();
+  });
+});
+
+describe("refusals name the parameter", () => {
+  test("tool_choice naming a tool that is not there", async () => {
+    const e = await error(client.chat.completions.create({ ...base, tools: [weather], tool_choice: { type: "function", function: { name: "nope" } } }));
+    expect([e.status, e.param]).toEqual([400, "tool_choice"]);
+  });
+  test("tool_choice without tools", async () => {
+    const e = await error(client.chat.completions.create({ ...base, tool_choice: "required" }));
+    expect([e.status, e.param]).toEqual([400, "tool_choice"]);
+  });
+  test("parameters that are not a valid schema", async () => {
+    const e = await error(client.chat.completions.create({
+      ...base, tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { a: { type: "hiccup" } } } } }],
+    }));
+    expect([e.status, e.param]).toEqual([400, "tools.0.function.parameters.properties.a.type"]);
+  });
+  test("response_format with tool_choice auto", async () => {
+    const e = await error(client.chat.completions.create({ ...base, tools: [weather], response_format: { type: "json_object" } }));
+    expect([e.status, e.param]).toEqual([400, "response_format"]);
+  });
+});
