@@ -6,6 +6,10 @@
 import type { Engine } from "../engine/engine";
 import type { Logger } from "../log/logger";
 import type { App } from "./app";
+import { sdNotify } from "./sd-notify";
+
+/** After cancelling, how long cancelled responses get to finish writing before connections are closed. */
+const CLOSE_AFTER_CANCEL_MS = 5_000;
 
 export interface ListenOptions { host: string; port: number; maxBodyBytes: number; graceMs: number }
 
@@ -13,9 +17,21 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
   // Bun's own body limit sits well above ours, so ordinary oversize bodies get our JSON 413; only
   // absurd ones are cut off by Bun itself. Idle connections are dropped after 30 s; generation
   // requests lift that for themselves (app.ts), since a long non-streamed answer sends nothing for a while.
-  app.listen({ hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes * 2 + 65_536, idleTimeout: 30 });
+  // reusePort false: Elysia turns SO_REUSEPORT on, and then a second server on a used port "listens" and
+  // silently splits the traffic with the first. Without it the bind fails with EADDRINUSE, as it should.
+  try {
+    app.listen({ hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes * 2 + 65_536, idleTimeout: 30, reusePort: false });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "EADDRINUSE" ? "address in use (is another appliance or server running on it?)" : (e as Error).message;
+    log.error({ host: opts.host, port: opts.port, code }, `cannot listen: ${why}`);
+    console.error(`appliance: cannot listen on ${opts.host}:${opts.port}: ${why}`);
+    return engine.dispose().then(() => 1, () => 1);
+  }
   const server = app.server!;
   log.info({ url: `http://${server.hostname}:${server.port}`, port: server.port }, "listening");
+  // Type=notify: systemd calls the service started only now (models verified and loaded, port bound).
+  sdNotify({ READY: 1, STATUS: `serving on ${server.hostname}:${server.port}`, MAINPID: process.pid });
 
   return new Promise((resolve) => {
     let draining = false;
@@ -24,13 +40,17 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
       draining = true;
       app.deps.draining = true; // /ready answers 503 from now on
       log.info({ signal, inflight: app.deps.inflight.size }, "shutting down");
+      sdNotify({ STOPPING: 1 });
       server.stop(false); // stop accepting; open requests carry on
       const deadline = Date.now() + opts.graceMs;
       while (app.deps.inflight.size > 0 && Date.now() < deadline) await Bun.sleep(50);
       if (app.deps.inflight.size > 0) {
         log.warn({ cancelled: app.deps.inflight.size }, "grace period over: cancelling in-flight requests");
         app.deps.inflight.cancelAll();
-        await Bun.sleep(50);
+        // Let the cancelled responses write their last bytes and close: a force-close now would reset the
+        // connections mid-stream (ECONNRESET on a loaded machine). Bounded, so a stuck one cannot hold the exit.
+        const closeBy = Date.now() + CLOSE_AFTER_CANCEL_MS;
+        while (app.deps.inflight.size > 0 && Date.now() < closeBy) await Bun.sleep(20);
       }
       server.stop(true);
       await engine.dispose();

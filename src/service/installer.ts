@@ -21,6 +21,7 @@ export type Step =
   | { kind: "dir"; path: string; mode: number; owner: Owner }
   | { kind: "file"; path: string; content: string | Uint8Array; mode: number; owner: Owner; show?: boolean }
   | { kind: "copy"; from: string; path: string; sha256: string; mode: number; owner: Owner }
+  | { kind: "touch"; path: string; mode: number; owner: Owner }
   | { kind: "first-key" };
 
 export interface InstallOptions {
@@ -47,6 +48,8 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
     { kind: "dir", path: l.stateDir, mode: 0o750, owner: "svc" },
     { kind: "dir", path: l.modelsDir, mode: 0o750, owner: "svc" },
     { kind: "dir", path: l.logDir, mode: 0o750, owner: "svc" },
+    // Exists before the first start: the unit's ExecPaths= names it, and a path missing at start is not exec-mapped.
+    { kind: "dir", path: path.join(l.stateDir, "native"), mode: 0o700, owner: "svc" },
     { kind: "dir", path: path.dirname(l.bin), mode: 0o755, owner: "root" },
     { kind: "copy", from: o.binary, path: l.bin, sha256: binSha, mode: 0o755, owner: "root" },
     { kind: "file", path: l.binDigest, content: `${binSha}  ${sys.bin}\n`, mode: 0o644, owner: "root", show: true },
@@ -54,10 +57,12 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
   ];
   // Models: copied in with their digests, and the manifest that lists them.
   const entries = new Map(readManifest(l.modelsDir).map((e) => [e.file, e.sha256]));
+  const sizes = new Map([...entries.keys()].map((f) => [f, fs.statSync(path.join(l.modelsDir, f), { throwIfNoEntry: false })?.size ?? 0]));
   for (const m of o.models) {
     const file = `${modelId(m)}.gguf`;
     const sha256 = await sha256File(m);
     entries.set(file, sha256);
+    sizes.set(file, fs.statSync(m).size);
     steps.push({ kind: "copy", from: m, path: path.join(l.modelsDir, file), sha256, mode: 0o440, owner: "svc" });
   }
   if (entries.size) {
@@ -65,7 +70,11 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
     steps.push({ kind: "file", path: path.join(l.modelsDir, MANIFEST), content: manifest, mode: 0o640, owner: "svc", show: true });
   }
   steps.push({ kind: "first-key" });
-  for (const [file, content] of Object.entries(renderUnits(l, o.config))) {
+  // The daily verify runs as root without CAP_DAC_OVERRIDE: it can append to this file because root owns it;
+  // the service (its group) appends its own alerts. Created empty, never truncated.
+  steps.push({ kind: "touch", path: path.join(l.logDir, "verify-alerts.log"), mode: 0o660, owner: "root:svc" });
+  const modelBytes = [...sizes.values()].reduce((a, b) => a + b, 0);
+  for (const [file, content] of Object.entries(renderUnits(l, o.config, modelBytes))) {
     steps.push({ kind: "dir", path: path.dirname(file), mode: 0o755, owner: "root" });
     steps.push({ kind: "file", path: file, content, mode: 0o644, owner: "root", show: true });
   }
@@ -126,6 +135,17 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
         fs.chmodSync(tmp, s.mode);
         setOwner(tmp, ids);
         fs.renameSync(tmp, s.path); // atomic: never a half-written unit or binary
+        break;
+      }
+      case "touch": {
+        const ids = idsFor(s.owner, l);
+        if (fs.existsSync(s.path) && (fs.statSync(s.path).mode & 0o777) === s.mode && ownerMatches(s.path, ids)) break;
+        changed++;
+        say("create", `${s.path} (${octal(s.mode)} ${ownerLabel(s.owner, l)}), kept if it exists`);
+        if (o.dryRun) break;
+        fs.closeSync(fs.openSync(s.path, "a", s.mode));
+        fs.chmodSync(s.path, s.mode);
+        setOwner(s.path, ids);
         break;
       }
       case "first-key": {

@@ -4,6 +4,7 @@
  * anchor. Everything goes through a Runner so --dry-run can print instead.
  */
 import fs from "node:fs";
+import path from "node:path";
 import { readAccount } from "./accounts";
 import type { Layout } from "./layout";
 
@@ -121,7 +122,11 @@ export function uninstallSteps(l: Layout, purge: boolean): RunStep[] {
 
 /** Files uninstall removes; state (models, keys, audit), logs and config stay unless purge. */
 export function uninstallPaths(l: Layout, purge: boolean): string[] {
-  const files = [...Object.values(l.units), l.bin, l.binBackup, l.binDigest, ...(l.apparmorProfile ? [l.apparmorProfile] : [])];
+  const units = Object.values(l.units);
+  // systemd side files: drop-ins (the README's GPU one), and the verify timer's Persistent= stamp.
+  const systemdState = l.platform === "systemd"
+    ? [...units.map((u) => `${u}.d`), path.join(l.root, "var/lib/systemd/timers/stamp-appliance-verify.timer")] : [];
+  const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, ...(l.apparmorProfile ? [l.apparmorProfile] : [])];
   return purge ? [...files, l.stateDir, l.logDir, l.configDir] : files;
 }
 

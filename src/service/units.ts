@@ -33,20 +33,26 @@ export function render(template: string, vars: Record<string, string>, xml = fal
 
 export type UnitConfig = Pick<Config, "memoryMax" | "cpuQuota" | "host" | "allowPublicBind">;
 
-export function templateVars(l: Layout, config: UnitConfig): Record<string, string> {
+/** A slow disk's pace (bytes/s) for sizing the start timeout: serve reads every model twice (hash, then load). */
+const SLOW_DISK = 50 * 1024 * 1024;
+
+/** TimeoutStartSec for models totalling `bytes`: systemd's 90 s for small ones, more for big ones. */
+export const startTimeoutSec = (bytes: number) => Math.max(90, Math.ceil(60 + (2 * bytes) / SLOW_DISK));
+
+export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Record<string, string> {
   const s = systemView(l); // contents name the paths as the running system sees them
   // IPAddressAllow= filters both directions: with an allowed public bind, remote clients must get in.
   const publicBind = config.allowPublicBind && !isLoopback(config.host);
   return {
     ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
     MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, MEMORY_MAX: config.memoryMax, CPU_QUOTA: config.cpuQuota,
-    IP_ALLOW: publicBind ? "any" : "localhost",
+    IP_ALLOW: publicBind ? "any" : "localhost", START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
   };
 }
 
 /** Every service file for the layout's platform: path (under root) → contents. */
-export function renderUnits(l: Layout, config: UnitConfig): Record<string, string> {
-  const vars = templateVars(l, config);
+export function renderUnits(l: Layout, config: UnitConfig, modelBytes = 0): Record<string, string> {
+  const vars = templateVars(l, config, modelBytes);
   const out: Record<string, string> = {};
   for (const [name, file] of Object.entries(l.units)) out[file] = render(TEMPLATES[name]!, vars, name.endsWith(".plist"));
   if (l.apparmorProfile) out[l.apparmorProfile] = render(apparmorTpl, vars);

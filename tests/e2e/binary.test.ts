@@ -121,6 +121,18 @@ test("a tampered unpacked library is replaced from the binary before it is loade
   expect(fs.readFileSync(lib).equals(original)).toBe(true);
 });
 
+test("a second serve on a port in use fails with 'address in use' and exit 1 (no SO_REUSEPORT traffic split)", async () => {
+  const { proc, port } = await startServe([]);
+  try {
+    const second = Bun.spawnSync([bin, "serve", "--state-dir", stateDir, "--port", String(port)], { cwd: dir, env: { PATH: "/usr/bin:/bin", HOME: dir }, timeout: 120_000 });
+    expect(second.stderr.toString()).toContain("address in use");
+    expect(second.exitCode).toBe(1);
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+});
+
 test("a non-loopback bind is refused without --allow-public-bind (exit 2)", () => {
   const r = run(["serve", "--state-dir", stateDir, "--port", "0", "--host", "0.0.0.0"]);
   expect(r.code).toBe(2);

@@ -10,7 +10,8 @@ import { prepareNative } from "../../engine/native";
 import { createGuards } from "../../guards";
 import { bindAllowed } from "../../guards/host";
 import { KeyStore, keysFilePath } from "../../guards/keys";
-import { resolveModels } from "../../integrity/resolve";
+import { ModelIntegrityError, resolveModels } from "../../integrity/resolve";
+import { alert } from "../../integrity/verify";
 import { AuditLog } from "../../log/audit";
 import { createLogger, type Logger } from "../../log/logger";
 import { createApp } from "../../server/app";
@@ -72,6 +73,8 @@ export const serve: Command = {
     } catch (e) {
       if (e instanceof ConfigError) throw e; // exit 2
       log.error({ err: { name: (e as Error).name, message: (e as Error).message } }, "cannot start");
+      // serve is where models are checked before every start (the unit's verify leaves them to it): alert like verify.
+      if (e instanceof ModelIntegrityError) alert([{ name: "models", status: "fail", detail: e.message }], process.env.LOGS_DIRECTORY?.split(":")[0]);
       console.error(`appliance: ${(e as Error).message}`);
       return EXIT.FAIL;
     }

@@ -94,7 +94,10 @@ export const uninstallCmd: Command = {
       out(`${dry ? "would remove" : "remove"} ${p}`);
       if (!dry) fs.rmSync(p, { recursive: true, force: true });
     }
-    if (l.root === "/" && l.platform === "systemd" && !dry) realRunner(["systemctl", "daemon-reload"]);
+    if (l.root === "/" && l.platform === "systemd" && !dry) {
+      realRunner(["systemctl", "daemon-reload"]);
+      realRunner(["systemctl", "reset-failed", "appliance.service", "appliance-verify.service"]); // no failed-unit record left
+    }
     if (!values.purge) out(`kept ${l.stateDir} (models, keys, audit log), ${l.logDir} and ${l.configDir}; --purge removes them`);
     return EXIT.OK;
   },

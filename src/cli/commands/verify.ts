@@ -1,4 +1,4 @@
-/** appliance verify [--json] [--quiet] [--root DIR] [--platform systemd|launchd] — exit 0 all good, 1 a check failed, 2 could not run. */
+/** appliance verify [--json] [--quiet] [--skip-models] [--root DIR] [--platform systemd|launchd] — exit 0 all good, 1 a check failed, 2 could not run. */
 import type { Config } from "../../config/schema";
 import { alert, runVerify } from "../../integrity/verify";
 import { exitCodeFor, formatTable } from "../../integrity/report";
@@ -16,9 +16,9 @@ export function installedContext(values: Record<string, unknown>): { config: Rea
 export const verify: Command = {
   name: "verify",
   summary: "Check models, binary, key files, directories, account, listen address and environment",
-  usage: "appliance verify [--json] [--quiet] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE]",
+  usage: "appliance verify [--json] [--quiet] [--skip-models] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE]",
   async run(argv) {
-    const { values } = parseOwn(argv, { ...configFlagOptions(), json: { type: "boolean" }, quiet: { type: "boolean" },
+    const { values } = parseOwn(argv, { ...configFlagOptions(), json: { type: "boolean" }, quiet: { type: "boolean" }, "skip-models": { type: "boolean" },
       root: { type: "string" }, platform: { type: "string" } });
     let ctx;
     try {
@@ -28,7 +28,7 @@ export const verify: Command = {
       console.error(`appliance verify: cannot run: ${(e as Error).message}`);
       return EXIT.USAGE;
     }
-    const checks = await runVerify({ ...ctx, serviceEnv: process.env.APPLIANCE_SERVICE === "1" ? process.env : undefined });
+    const checks = await runVerify({ ...ctx, skipModels: !!values["skip-models"], serviceEnv: process.env.APPLIANCE_SERVICE === "1" ? process.env : undefined });
     alert(checks, ctx.installed?.logDir);
     const code = exitCodeFor(checks);
     if (values.json) console.log(JSON.stringify({ ok: code === 0, checks }, null, 2));

@@ -1,0 +1,103 @@
+/**
+ * The installed unit's sandbox and failure handling on a live systemd: what is
+ * executable inside the service, limits, a tampered model (refused, alerted to
+ * syslog and verify-alerts.log, retried only up to the start limit, back after
+ * the fix), the daily verify's alert, and uninstall --purge leaving nothing.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { builtBinary, tinyModel } from "../helpers";
+import { active, curl, journal, put, unitProp } from "./client";
+import { announceSkip, boot, type LiveSystemd } from "./systemd";
+
+const booted = await boot();
+const live = "skip" in booted ? undefined : booted;
+if ("skip" in booted) announceSkip("hardening.test.ts", booted.skip);
+afterAll(async () => { await live?.stop(); });
+
+const T = 240_000;
+
+/** Every path under the places install writes to (and systemd keeps state in), for the before/after diff. */
+function footprint(sys: LiveSystemd): string[] {
+  const r = sys.sh("find /etc /var/lib /var/log /usr/local /tmp /var/tmp /run -xdev 2>/dev/null | grep -v -e '^/var/log/journal' -e '^/run/systemd' -e '^/run/user' -e '^/tmp/systemd-private' -e '^/var/lib/systemd/catalog' -e '^/srv/' -e '^/etc/ld.so.cache' -e '^/var/lib/systemd/deb-systemd' | sort");
+  // /var/lib/systemd/timers: systemd's own dir, created by any Persistent= timer (our stamp in it is checked).
+  return r.out.split("\n").filter((p) => p && p !== "/var/lib/systemd/timers" && p !== "/run/agetty.reload");
+}
+
+describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
+  const sys = live!;
+  let before: string[] = [];
+  const modelFile = "/var/lib/appliance/models/tiny.gguf";
+
+  test("install; inside the service only the binary, system libraries and the native-library dir are executable", async () => {
+    const bin = put(sys, await builtBinary(), "appliance");
+    const model = put(sys, await tinyModel(), "tiny.gguf", 0o644);
+    before = footprint(sys);
+    const r = sys.exec([bin, "install", "--model", model], { timeoutMs: T });
+    expect(r.code).toBe(0);
+    expect(active(sys)).toBe("active");
+    const pid = unitProp(sys, "MainPID");
+    const opts = (p: string) => sys.exec(["findmnt", "--task", pid, "-n", "-o", "OPTIONS", "-T", p]).out.trim().split(",");
+    for (const p of ["/tmp", "/dev/shm", "/var/lib/appliance", "/var/lib/appliance/models", "/var/log/appliance", "/etc"]) expect(opts(p)).toContain("noexec");
+    for (const p of ["/usr/local/bin/appliance", "/var/lib/appliance/native", "/usr/lib"]) expect(opts(p)).not.toContain("noexec");
+    expect(unitProp(sys, "LimitNOFILE")).toBe("65536");
+    expect(unitProp(sys, "StartLimitBurst")).toBe("5");
+    // No ProcSubset=pid: llama.cpp can read /proc/meminfo, so no memory warning at start.
+    expect(journal(sys, "-u", "appliance.service")).not.toContain("Failed to get wired system memory");
+  }, T);
+
+  test("each model is hashed once per start: the pre-start verify leaves models to serve", () => {
+    const invocation = unitProp(sys, "InvocationID");
+    const log = journal(sys, `_SYSTEMD_INVOCATION_ID=${invocation}`);
+    expect(log).not.toContain("verify failed");
+    const r = sys.exec(["/usr/local/bin/appliance", "verify", "--skip-models", "--json"]);
+    expect(JSON.parse(r.out).checks.find((c: { name: string }) => c.name === "models")).toMatchObject({ status: "skip" });
+  });
+
+  test("tampered model: start refused, alert in syslog and verify-alerts.log, retries stop at the start limit; fixed + reset-failed → back", async () => {
+    const file = path.join(sys.root, modelFile);
+    const original = fs.readFileSync(file);
+    const bad = Buffer.from(original);
+    bad[bad.length - 1]! ^= 0xff;
+    fs.chmodSync(file, 0o640); fs.writeFileSync(file, bad); fs.chmodSync(file, 0o440);
+    sys.exec(["systemctl", "restart", "--no-block", "appliance.service"]);
+    await sys.poll("the start limit", () => journal(sys, "-u", "appliance.service").includes("Start request repeated too quickly") || undefined, T);
+    expect(active(sys)).toBe("failed");
+    // It stays failed: no further attempts.
+    const restarts = unitProp(sys, "NRestarts");
+    const alerts = journal(sys, "SYSLOG_FACILITY=16", "-p", "alert").split("\n").filter((l) => l.includes("verify failed: models"));
+    expect(alerts.length).toBeGreaterThanOrEqual(1);
+    expect(alerts.length).toBeLessThanOrEqual(6);
+    expect(alerts[0]).toContain(modelFile);
+    const logged = fs.readFileSync(path.join(sys.root, "var/log/appliance/verify-alerts.log"), "utf8");
+    expect(logged).toContain(modelFile);
+
+    // The daily verify (root, only CAP_DAC_READ_SEARCH) fails and can append its own alert.
+    const lines = logged.split("\n").filter(Boolean).length;
+    expect(sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T }).code).not.toBe(0);
+    const after = fs.readFileSync(path.join(sys.root, "var/log/appliance/verify-alerts.log"), "utf8").split("\n").filter(Boolean);
+    expect(after.length).toBe(lines + 1);
+    expect(after.at(-1)).toContain('"name":"models"');
+    expect(unitProp(sys, "NRestarts")).toBe(restarts);
+
+    fs.chmodSync(file, 0o640); fs.writeFileSync(file, original); fs.chmodSync(file, 0o440);
+    expect(sys.exec(["systemctl", "reset-failed", "appliance.service"]).code).toBe(0);
+    expect(sys.exec(["systemctl", "start", "appliance.service"], { timeoutMs: T }).code).toBe(0);
+    expect(active(sys)).toBe("active");
+    expect(curl(sys, "http://127.0.0.1:8000/health").status).toBe(200);
+  }, T);
+
+  test("uninstall --purge leaves nothing behind (files before install = files after purge)", () => {
+    sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T }); // leaves the timer/unit state systemd keeps
+    const dropin = path.join(sys.root, "etc/systemd/system/appliance.service.d");
+    fs.mkdirSync(dropin, { recursive: true });
+    fs.writeFileSync(path.join(dropin, "gpu.conf"), "[Service]\nPrivateDevices=no\n"); // the README's GPU drop-in
+    const r = sys.exec(["/usr/local/bin/appliance", "uninstall", "--purge"], { timeoutMs: T });
+    expect(r.code).toBe(0);
+    expect(active(sys)).not.toBe("active");
+    const after = footprint(sys);
+    expect(after.filter((p) => !before.includes(p))).toEqual([]);
+    expect(sys.exec(["getent", "passwd", "appliance"]).code).not.toBe(0);
+  }, T);
+});
