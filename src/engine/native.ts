@@ -1,56 +1,145 @@
 /**
- * In the compiled binary the llama.cpp libraries must exist as real files
- * before dlopen. They are unpacked into <stateDir>/native (0700, owned by the
- * running user, never a shared /tmp path) and every file's sha256 is checked
- * against the digests embedded at build time on EVERY start: otherwise the
- * unpacked .so would be a code-injection hole.
+ * In the compiled binary the llama.cpp libraries must exist as real files before dlopen, and ggml
+ * dlopens EVERY libggml-cpu-*.so it finds in their folder. So the folder must hold exactly the
+ * embedded files, each matching the sha256 recorded at build time, checked on every start:
+ *
+ * - Installed: the installer unpacks them once into a root-owned, read-only system dir
+ *   (SYSTEM_NATIVE_DIR/<version>, see installNative); the service account cannot write any file it
+ *   loads. A system dir that is writable by others, or holds anything unlisted, or a wrong digest,
+ *   stops the start: that is tampering, not something to repair.
+ * - Per-user (dev) run: <stateDir>/native/<version>, 0700, owned by the running user; anything
+ *   unlisted is removed and any mismatch rewritten before a single library is loaded.
  */
 import fs from "node:fs";
 import path from "node:path";
-import { sha256Bytes } from "../util/sha256";
-import { NATIVE_BUNDLE } from "./native-assets";
+import { writeFileAtomic } from "../util/atomic-write";
+import { openPlainFile } from "../util/fs";
+import { sha256FdSync } from "../util/sha256";
+import { NATIVE_BUNDLE, type NativeBundle } from "./native-assets";
 
 export class NativeLibError extends Error {}
 
 declare global { var __APPLIANCE_BINS_DIR__: string | undefined }
 
-const sha256File = (file: string) => sha256Bytes(fs.readFileSync(file));
+/** Where `install` puts the libraries (root-owned, read-only); used instead of the state dir when present. */
+export const SYSTEM_NATIVE_DIR = "/usr/local/lib/appliance/native";
+
+export interface NativeResult { dir: string; files: number; shared: boolean; removed: string[] }
+
+/** The digest of a plain file (never through a symlink); undefined if missing or not a plain file. */
+function digestOf(file: string): string | undefined {
+  let fd: number;
+  try { fd = openPlainFile(file); } catch { return undefined; }
+  try { return sha256FdSync(fd); } finally { fs.closeSync(fd); }
+}
+
+/** Relative path → expected sha256, and every directory that may exist, for a bundle unpacked at a root. */
+function expected(bundle: NativeBundle) {
+  const files = new Map<string, { sha256: string; src: string }>();
+  const dirs = new Set<string>();
+  for (const { folder, assets } of bundle.folders) {
+    dirs.add(folder);
+    for (const a of assets) {
+      const rel = path.join(folder, a.name);
+      files.set(rel, { sha256: a.sha256, src: a.path });
+      for (let d = path.dirname(rel); d !== "." && d !== folder; d = path.dirname(d)) dirs.add(d);
+    }
+  }
+  return { files, dirs };
+}
+
+/** Every entry under root that is not part of the bundle (symlinks included, whatever their name). */
+export function unlistedEntries(root: string, bundle: NativeBundle): string[] {
+  const { files, dirs } = expected(bundle);
+  const out: string[] = [];
+  const walk = (rel: string) => {
+    for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
+      const r = path.join(rel, e.name);
+      if (e.isDirectory() && dirs.has(r)) walk(r);
+      else if (!(e.isFile() && files.has(r))) out.push(r);
+    }
+  };
+  if (fs.existsSync(root)) walk("");
+  return out.sort();
+}
+
+/** Problems with a native dir: unlisted entries, missing files, wrong digests (exact contents). */
+export function checkNativeDir(root: string, bundle: NativeBundle): string[] {
+  const problems = unlistedEntries(root, bundle).map((r) => `${path.join(root, r)} is not one of the embedded libraries`);
+  for (const [rel, { sha256 }] of expected(bundle).files) {
+    const actual = digestOf(path.join(root, rel));
+    if (actual !== sha256) problems.push(`${path.join(root, rel)}: ${actual ? `sha256 ${actual} does not match the embedded ${sha256}` : "missing or not a plain file"}`);
+  }
+  return problems;
+}
+
+/** A system dir, everything in it and every dir above it must be root-owned and not writable by group or others. */
+function checkRootOwned(dir: string) {
+  const check = (p: string) => {
+    const st = fs.lstatSync(p);
+    if (st.isSymbolicLink() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
+      throw new NativeLibError(`${p} must be root-owned and not writable by group or others (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`);
+    }
+    return st;
+  };
+  for (let d = path.dirname(path.resolve(dir)); ; d = path.dirname(d)) { check(d); if (d === path.dirname(d)) break; }
+  const walk = (p: string) => { if (check(p).isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e)); };
+  walk(dir);
+}
 
 function privateDir(dir: string) {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = fs.statSync(dir);
+  const st = fs.lstatSync(dir);
+  if (!st.isDirectory()) throw new NativeLibError(`${dir} is not a directory: refusing to load libraries from it`);
   if (typeof process.getuid === "function" && st.uid !== process.getuid()) {
     throw new NativeLibError(`${dir} is owned by uid ${st.uid}, not by this user: refusing to load libraries from it`);
   }
   if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
 }
 
-/** Unpacks and verifies the embedded libraries; a no-op when running from source. */
-export async function prepareNative(stateDir: string): Promise<{ dir: string; files: number } | null> {
-  const bundle = NATIVE_BUNDLE as import("./native-assets").NativeBundle | null;
+/** Writes the bundle under root: exact contents (unlisted entries removed), each file checked after writing. */
+async function unpack(root: string, bundle: NativeBundle, mkdir: (d: string) => void, fileMode: number, owner: { uid: number; gid: number } | null | undefined) {
+  mkdir(root);
+  const removed = unlistedEntries(root, bundle);
+  for (const r of removed) fs.rmSync(path.join(root, r), { recursive: true, force: true });
+  let files = 0;
+  for (const [rel, { sha256, src }] of expected(bundle).files) {
+    const target = path.join(root, rel);
+    for (let d = path.dirname(rel); ; d = path.dirname(d)) { mkdir(path.join(root, d)); if (!d.includes(path.sep)) break; }
+    if (digestOf(target) !== sha256) {
+      fs.rmSync(target, { recursive: true, force: true });
+      writeFileAtomic(target, new Uint8Array(await Bun.file(src).arrayBuffer()), { mode: fileMode, owner });
+      const actual = digestOf(target);
+      if (actual !== sha256) throw new NativeLibError(`${target}: sha256 ${actual} does not match the embedded ${sha256}`);
+    }
+    files++;
+  }
+  return { files, removed: removed.map((r) => path.join(root, r)) };
+}
+
+/** Unpacks (per user) or checks (system dir) the embedded libraries and points node-llama-cpp at them; null from source. */
+export async function prepareNative(stateDir: string, bundle = NATIVE_BUNDLE as NativeBundle | null,
+  systemDir = SYSTEM_NATIVE_DIR): Promise<NativeResult | null> {
   if (!bundle) return null;
+  const system = path.join(systemDir, bundle.version);
+  if (fs.existsSync(system)) {
+    checkRootOwned(system);
+    const problems = checkNativeDir(system, bundle);
+    if (problems.length) throw new NativeLibError(`the installed native libraries do not match this binary: ${problems.join("; ")}`);
+    globalThis.__APPLIANCE_BINS_DIR__ = system;
+    return { dir: system, files: expected(bundle).files.size, shared: true, removed: [] };
+  }
   const root = path.join(stateDir, "native", bundle.version);
   privateDir(path.join(stateDir, "native"));
-  privateDir(root);
-  let files = 0;
-  for (const { folder, assets } of bundle.folders) {
-    const dir = path.join(root, folder);
-    privateDir(dir);
-    for (const asset of assets) {
-      const target = path.join(dir, asset.name);
-      let ok = false;
-      try { ok = sha256File(target) === asset.sha256; } catch { /* missing */ }
-      if (!ok) {
-        const tmp = `${target}.${process.pid}.tmp`;
-        fs.rmSync(tmp, { force: true });
-        fs.writeFileSync(tmp, new Uint8Array(await Bun.file(asset.path).arrayBuffer()), { mode: 0o500 });
-        fs.renameSync(tmp, target);
-        const actual = sha256File(target);
-        if (actual !== asset.sha256) throw new NativeLibError(`${target}: sha256 ${actual} does not match the embedded ${asset.sha256}`);
-      }
-      files++;
-    }
-  }
+  const { files, removed } = await unpack(root, bundle, privateDir, 0o500, null);
   globalThis.__APPLIANCE_BINS_DIR__ = root;
-  return { dir: root, files };
+  return { dir: root, files, shared: false, removed };
+}
+
+/** For the installer (as root): the system dir, root-owned, dirs 0755 and files 0444, exact contents. */
+export async function installNative(systemDir = SYSTEM_NATIVE_DIR, bundle = NATIVE_BUNDLE as NativeBundle | null) {
+  if (!bundle) return null;
+  const root = path.join(systemDir, bundle.version);
+  const mkdir = (d: string) => { fs.mkdirSync(d, { recursive: true, mode: 0o755 }); fs.chmodSync(d, 0o755); };
+  return { dir: root, ...(await unpack(root, bundle, mkdir, 0o444, { uid: 0, gid: 0 })) };
 }

@@ -10,8 +10,8 @@ import { ADMIN_GROUPS, NO_LOGIN_SHELLS, readAccount } from "../service/accounts"
 import type { Layout } from "../service/layout";
 import { bindAllowed, isLoopback } from "../guards/host";
 import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
+import { checkNative } from "./native-check";
 import type { Check } from "./report";
-import { sendDatagram } from "../util/unix-datagram";
 
 export interface VerifyContext {
   config: Readonly<Config>;
@@ -19,8 +19,6 @@ export interface VerifyContext {
   installed?: Layout;
   /** The service's environment (inside the service: process.env). */
   serviceEnv?: Record<string, string | undefined>;
-  /** Leave the models to serve (the unit's pre-start check): serve hashes each one as it loads it, so once per start. */
-  skipModels?: boolean;
 }
 
 const OFFLINE = { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" };
@@ -141,24 +139,15 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
   };
   const notInstalled = (name: string): Check => ({ name, status: "skip", detail: "not installed as a service" });
   return [
-    ctx.skipModels ? { name: "models", status: "skip", detail: "checked by serve as it loads them (each model hashed once per start)" }
-      : await safe("models", () => checkModels(config)),
+    await safe("models", () => checkModels(config)),
     l ? await safe("binary", () => checkBinary(l)) : notInstalled("binary"),
     await safe("files", () => checkFiles(config, l)),
     await safe("directories", () => checkDirs(config, l)),
     l ? await safe("account", () => checkAccount(l)) : notInstalled("account"),
+    await safe("native", () => checkNative(config)),
     await safe("listen", () => checkListen(config)),
     l ? await safe("environment", () => checkEnvironment(ctx.serviceEnv ?? serviceEnvironment(l))) : notInstalled("environment"),
   ];
-}
-
-/**
- * local0.alert to syslog. Linux: straight to /dev/log from this process (the service may execute nothing but
- * its own binary, so no `logger`); elsewhere, or if that fails, `logger`.
- */
-function syslogAlert(msg: string) {
-  if (sendDatagram("/dev/log", `<${16 * 8 + 1}>appliance[${process.pid}]: ${msg}`)) return;
-  try { Bun.spawnSync(["logger", "-p", "local0.alert", "-t", "appliance", msg], { stdout: "ignore", stderr: "ignore" }); } catch { /* no logger */ }
 }
 
 /** Failure alert: syslog (local0.alert, Linux and macOS alike) and a line in the log dir. */
@@ -166,7 +155,7 @@ export function alert(checks: Check[], logDir: string | undefined, now = new Dat
   const failed = checks.filter((c) => c.status === "fail");
   if (!failed.length) return;
   const msg = `verify failed: ${failed.map((c) => `${c.name}: ${c.detail}`).join(" | ")}`.slice(0, 900);
-  syslogAlert(msg);
+  try { Bun.spawnSync(["logger", "-p", "local0.alert", "-t", "appliance", msg], { stdout: "ignore", stderr: "ignore" }); } catch { /* no logger */ }
   if (logDir) {
     try {
       fs.mkdirSync(logDir, { recursive: true, mode: 0o750 });
