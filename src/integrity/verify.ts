@@ -12,6 +12,7 @@ import { bindAllowed, isLoopback } from "../guards/host";
 import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
 import { checkNative } from "./native-check";
 import type { Check } from "./report";
+import { sendDatagram } from "../util/unix-datagram";
 
 export interface VerifyContext {
   config: Readonly<Config>;
@@ -19,6 +20,8 @@ export interface VerifyContext {
   installed?: Layout;
   /** The service's environment (inside the service: process.env). */
   serviceEnv?: Record<string, string | undefined>;
+  /** Leave the models to serve (the unit's pre-start check): serve hashes each one as it loads it, so once per start. */
+  skipModels?: boolean;
 }
 
 const OFFLINE = { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" };
@@ -139,7 +142,8 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
   };
   const notInstalled = (name: string): Check => ({ name, status: "skip", detail: "not installed as a service" });
   return [
-    await safe("models", () => checkModels(config)),
+    ctx.skipModels ? { name: "models", status: "skip", detail: "checked by serve as it loads them (each model hashed once per start)" }
+      : await safe("models", () => checkModels(config)),
     l ? await safe("binary", () => checkBinary(l)) : notInstalled("binary"),
     await safe("files", () => checkFiles(config, l)),
     await safe("directories", () => checkDirs(config, l)),
@@ -150,12 +154,21 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
   ];
 }
 
+/**
+ * local0.alert to syslog. Linux: straight to /dev/log from this process (the service may execute nothing but
+ * its own binary, so no `logger`); elsewhere, or if that fails, `logger`.
+ */
+function syslogAlert(msg: string) {
+  if (sendDatagram("/dev/log", `<${16 * 8 + 1}>appliance[${process.pid}]: ${msg}`)) return;
+  try { Bun.spawnSync(["logger", "-p", "local0.alert", "-t", "appliance", msg], { stdout: "ignore", stderr: "ignore" }); } catch { /* no logger */ }
+}
+
 /** Failure alert: syslog (local0.alert, Linux and macOS alike) and a line in the log dir. */
 export function alert(checks: Check[], logDir: string | undefined, now = new Date()) {
   const failed = checks.filter((c) => c.status === "fail");
   if (!failed.length) return;
   const msg = `verify failed: ${failed.map((c) => `${c.name}: ${c.detail}`).join(" | ")}`.slice(0, 900);
-  try { Bun.spawnSync(["logger", "-p", "local0.alert", "-t", "appliance", msg], { stdout: "ignore", stderr: "ignore" }); } catch { /* no logger */ }
+  syslogAlert(msg);
   if (logDir) {
     try {
       fs.mkdirSync(logDir, { recursive: true, mode: 0o750 });
