@@ -16,6 +16,7 @@ import type { RequestState } from "../server/request-state";
 import { AuthError, checkScope, isPublic, presentedKey } from "./auth";
 import { HostError, hostAllowlist } from "./host";
 import type { KeyRecord, KeyStore } from "./keys";
+import { BODY_TIMEOUT_MS, BodyTimeoutError, tokenReservation, withDeadline } from "./body";
 import { checkBounds } from "./bounds";
 import { createPromptGuard } from "./prompt-guard";
 import { RateLimiter, RateLimitError } from "./rate-limit";
@@ -29,8 +30,8 @@ export class BodyTooLargeError extends AppError {
 export interface Guards {
   onRequest(request: Request, state: RequestState): Promise<Response | undefined>;
   readBody(request: Request, state: RequestState): Promise<string>;
-  /** After the body is read, before schema validation: signature, then rate limit. */
-  afterParse(request: Request, state: RequestState): Promise<void>;
+  /** After the body is read, before schema validation: signature, then rate limit (`body` as parsed, unvalidated). */
+  afterParse(request: Request, state: RequestState, body?: unknown): Promise<void>;
   prompt(state: RequestState, model: string, turns: ChatTurn[]): ChatTurn[];
   responseFilter(state: RequestState): TextFilter;
   /** Tokens are known: charge them and free the concurrency slot now, not when the socket closes. Idempotent. */
@@ -46,14 +47,17 @@ export interface GuardDeps {
   log: Logger;
   /** ms wall clock, injected for rate limits and signatures. */
   clock: () => number;
+  /** How long a request body may take to arrive (default BODY_TIMEOUT_MS). */
+  bodyTimeoutMs?: number;
 }
 
-interface Extra { key?: KeyRecord; rawBody?: string; countsConcurrency?: boolean; filter?: TextFilter; settled?: boolean }
+interface Extra { key?: KeyRecord; rawBody?: string; countsConcurrency?: boolean; reserved?: number; filter?: TextFilter; settled?: boolean }
 const extras = new WeakMap<RequestState, Extra>();
 const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s, (e = {})); return e; };
 
 export function createGuards(d: GuardDeps): Guards {
   const { config } = d;
+  const bodyTimeoutMs = d.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
   const hostOk = hostAllowlist(config.host, config.allowedHosts);
   const limiter = new RateLimiter(d.clock);
   const authFailures = new RateLimiter(d.clock);
@@ -88,14 +92,14 @@ export function createGuards(d: GuardDeps): Guards {
       if (declared > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
       // auth
       if (!config.auth || isPublic(request.method, url.pathname)) {
-        if (!isPublic(request.method, url.pathname)) Object.assign(state.headers, limiter.admit(`ip:${state.clientIp}`, { ...failLimits, rpm: config.rateLimit.anonymousRpm }, false));
+        if (!isPublic(request.method, url.pathname)) Object.assign(state.headers, limiter.admit(`ip:${state.clientIp}`, { ...failLimits, rpm: config.rateLimit.anonymousRpm }));
         return undefined;
       }
       const presented = presentedKey(request.headers);
       const failId = `fail:${state.clientIp}`;
       const rec = presented && d.keys ? d.keys.verify(presented) : undefined;
       if (!rec) {
-        try { authFailures.admit(failId, failLimits, false); } catch (e) {
+        try { authFailures.admit(failId, failLimits); } catch (e) {
           state.decisions.push("auth:throttled");
           throw new RateLimitError("Too many failed authentication attempts from this address.", (e as AppError).headers["retry-after"] ? Number((e as AppError).headers["retry-after"]) : 60, {});
         }
@@ -105,34 +109,36 @@ export function createGuards(d: GuardDeps): Guards {
       state.keyName = rec.name;
       extra(state).key = rec;
       checkScope(rec, url.pathname);
+      if (request.method === "POST") { // generations: the slot is held from now, while the body is still arriving
+        limiter.enter(`key:${rec.id}`, keyLimits(rec));
+        extra(state).countsConcurrency = true;
+      }
       return undefined;
     },
 
     async readBody(request, state) {
-      const buf = await request.arrayBuffer();
+      const buf = await withDeadline(request.arrayBuffer(), bodyTimeoutMs, () => new BodyTimeoutError(bodyTimeoutMs));
       if (buf.byteLength > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
       const raw = new TextDecoder().decode(buf);
       extra(state).rawBody = raw;
       return raw;
     },
 
-    async afterParse(request, state) {
+    async afterParse(request, state, body) {
       const x = extra(state);
       const key = x.key;
       if (!key) return;
       let signed: { nonce: string; expiresAt: number } | undefined;
       if (key.requireSignature) {
-        const url = new URL(request.url);
-        signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: url.pathname + url.search, body: x.rawBody ?? "",
+        signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: state.path + state.query, body: x.rawBody ?? "",
           headers: request.headers, nowMs: d.clock(), startedMs });
         nonces.check(key.id, signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
         state.decisions.push("signature:ok");
       }
-      const generates = request.method === "POST";
-      Object.assign(state.headers, limiter.admit(`key:${key.id}`, keyLimits(key), generates));
+      x.reserved = request.method === "POST" ? tokenReservation(body, x.rawBody ?? "", state.path, config) : 0;
+      Object.assign(state.headers, limiter.admit(`key:${key.id}`, keyLimits(key), x.reserved));
       // Remembered only once the rate limiter charged it: a flood of refused requests cannot fill the cache.
       if (signed) nonces.add(key.id, signed.nonce, signed.expiresAt, d.clock());
-      x.countsConcurrency = generates;
     },
 
     prompt(state, model, turns) {
@@ -154,7 +160,7 @@ export function createGuards(d: GuardDeps): Guards {
       const x = extra(state);
       if (x.settled) return;
       x.settled = true;
-      if (x.key) limiter.settle(`key:${x.key.id}`, (state.promptTokens ?? 0) + (state.completionTokens ?? 0), !!x.countsConcurrency);
+      if (x.key) limiter.settle(`key:${x.key.id}`, (state.promptTokens ?? 0) + (state.completionTokens ?? 0), !!x.countsConcurrency, x.reserved ?? 0);
     },
 
     onFinish(state) {

@@ -1,8 +1,8 @@
 /**
  * Token buckets for requests/minute and tokens/minute per key (and per client
  * address for traffic without a valid key), plus a per-key concurrency cap.
- * Tokens are charged after the fact, so a bucket may go negative; the next
- * request then waits until it refills. The clock is injected: tests never sleep.
+ * Tokens are reserved when a request is admitted and settled against what it
+ * really used when it ends. The clock is injected: tests never sleep.
  */
 import { AppError } from "../errors";
 
@@ -74,32 +74,49 @@ export class RateLimiter {
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
   }
 
-  /** Admits one request or throws 429; returns the headers to send either way. */
-  admit(id: string, l: Limits, countConcurrency: boolean): Record<string, string> {
+  /**
+   * Takes one of the key's concurrency slots or throws 429. Taken as soon as the key is known, before the
+   * body is read, so a body that trickles in holds a slot (and a key cannot open unlimited slow uploads).
+   */
+  enter(id: string, l: Limits) {
     const now = this.clock();
     const e = this.entry(id, l, now);
-    const headers = this.headers(e, now);
+    if (l.maxConcurrent > 0 && e.active >= l.maxConcurrent) {
+      throw new RateLimitError(`Too many concurrent requests for this key (limit ${l.maxConcurrent}).`, 1, this.headers(e, now));
+    }
+    e.active++;
+  }
+
+  /**
+   * Admits one request or throws 429; returns the headers to send either way. `reserve` tokens are taken
+   * up front (prompt estimate + max_tokens): concurrent requests cannot all spend the same budget. One
+   * request larger than the whole bucket may still run when the bucket is full, and then pays the debt.
+   */
+  admit(id: string, l: Limits, reserve = 0): Record<string, string> {
+    const now = this.clock();
+    const e = this.entry(id, l, now);
     if (e.req && !e.req.take(now)) {
       throw new RateLimitError(`Rate limit reached: ${l.rpm} requests per minute.`, Math.ceil(e.req.msUntil(now) / 1000), this.headers(e, now));
     }
-    if (e.tok && e.tok.remaining(now) <= 0 && !e.tok.take(now, 0, true)) {
-      e.req?.charge(now, -1); // refund: this request did not run
-      throw new RateLimitError(`Rate limit reached: ${l.tpm} tokens per minute.`, Math.ceil(e.tok.msUntil(now) / 1000), this.headers(e, now));
+    if (e.tok) {
+      const full = e.tok.remaining(now) >= e.tok.capacity;
+      const ok = reserve > 0 ? full || e.tok.take(now, reserve) : e.tok.remaining(now) > 0;
+      if (!ok) {
+        e.req?.charge(now, -1); // refund: this request did not run
+        throw new RateLimitError(`Rate limit reached: ${l.tpm} tokens per minute${reserve > 0 ? ` (this request reserves ${reserve})` : ""}.`,
+          Math.ceil(e.tok.msUntil(now, Math.min(Math.max(1, reserve), e.tok.capacity)) / 1000), this.headers(e, now));
+      }
+      if (full && reserve > 0) e.tok.charge(now, reserve);
     }
-    if (countConcurrency && l.maxConcurrent > 0 && e.active >= l.maxConcurrent) {
-      e.req?.charge(now, -1);
-      throw new RateLimitError(`Too many concurrent requests for this key (limit ${l.maxConcurrent}).`, 1, headers);
-    }
-    if (countConcurrency) e.active++;
     return this.headers(e, now);
   }
 
-  /** After the response: release the concurrency slot and charge the tokens used. */
-  settle(id: string, tokens: number, countConcurrency: boolean) {
+  /** After the response: release the concurrency slot, charge the tokens used and refund what was reserved. */
+  settle(id: string, tokens: number, countConcurrency: boolean, reserved = 0) {
     const e = this.entries.get(id);
     if (!e) return;
     if (countConcurrency) e.active = Math.max(0, e.active - 1);
-    if (tokens > 0) e.tok?.charge(this.clock(), tokens);
+    if (tokens !== reserved) e.tok?.charge(this.clock(), tokens - reserved);
   }
 
   private headers(e: Entry, now: number): Record<string, string> {
