@@ -87,6 +87,25 @@ describe("Ed25519 request signing", () => {
   });
 });
 
+test("keys create/rotate on the CLI: --require-signature needs --public-key (exit 2); rotate --public-key replaces the signing key", async () => {
+  const { main } = await import("../../src/main");
+  const stateDir = tmpDir();
+  try {
+    const now = Date.now();
+    const ts = Math.floor(now / 1000);
+    const first = pair(), second = pair();
+    const pub = (k: crypto.KeyObject) => { const f = path.join(stateDir, `${crypto.randomUUID()}.pub`); fs.writeFileSync(f, k.export({ format: "pem", type: "spki" })); return f; };
+    expect(await main(["keys", "create", "--name", "s", "--require-signature", "--state-dir", stateDir])).toBe(2);
+    expect(await main(["keys", "create", "--name", "s", "--require-signature", "--public-key", pub(first.publicKey), "--state-dir", stateDir])).toBe(0);
+    const store = new KeyStore(keysFilePath(stateDir));
+    const { key } = store.rotate("s", 0, fs.readFileSync(pub(second.publicKey), "utf8"));
+    const app = await appOver(stateDir, () => now - 1000);
+    const send = (k: crypto.KeyObject, t: number) => app.handle(req("/v1/embeddings", { key, body, headers: headersFor(t, sign(k, "POST", "/v1/embeddings", String(t), body)) }));
+    expect((await send(first.privateKey, ts)).status).toBe(401);
+    expect((await send(second.privateKey, ts)).status).toBe(200);
+  } finally { fs.rmSync(stateDir, { recursive: true, force: true }); }
+});
+
 describe("nonce cache", () => {
   test("per key, never evicts an unexpired entry: a full key is refused (429) and another key's replay stays refused", () => {
     const cache = new NonceCache(3);

@@ -48,6 +48,7 @@ export const keys: Command = {
         if (!values.name) throw new UsageError("keys create needs --name NAME");
         const scopes = values.scopes ? String(values.scopes).split(",").map((s) => s.trim()) : undefined;
         for (const s of scopes ?? []) if (!SCOPES.includes(s as Scope)) throw new UsageError(`unknown scope '${s}' (known: ${SCOPES.join(", ")})`);
+        if (values["require-signature"] && !publicKey) throw new UsageError("--require-signature needs --public-key FILE (an Ed25519 public key, e.g. from openssl pkey -pubout)");
         const { key, record } = store.create({
           name: String(values.name), scopes: scopes as Scope[] | undefined,
           expiresAt: values.expires ? new Date(Date.now() + parseDuration(String(values.expires))) : null,
