@@ -51,6 +51,8 @@ export interface Sampling {
   presencePenalty?: number;
   frequencyPenalty?: number;
   format?: OutputFormat;
+  /** Token id → logit added (OpenAI's logit_bias; -100 bans the token). */
+  logitBias?: ReadonlyMap<number, number>;
 }
 
 export interface GenerateCall {
@@ -97,12 +99,21 @@ export interface Engine {
   model(id: string): ModelInfo | undefined;
   ready(): boolean;
   chat(call: GenerateCall & { messages: ChatTurn[]; tools?: ToolUse }): Promise<Generation>;
-  complete(call: GenerateCall & { prompt: string }): Promise<Generation>;
-  embed(model: string, inputs: string[], signal: AbortSignal): Promise<Embeddings>;
+  /** A prompt is text (tokenized as user text) or token ids. */
+  complete(call: GenerateCall & { prompt: string | number[] }): Promise<Generation>;
+  /** Each input is text or token ids. */
+  embed(model: string, inputs: (string | number[])[], signal: AbortSignal): Promise<Embeddings>;
   /** The model's own control/special token texts (for the prompt guard). */
   specialTokens(model: string): string[];
   /** Tokens in a text, tokenized as user text (special tokens disabled). */
   countTokens(model: string, text: string): number;
+  /** Token ids of a text, tokenized as user text (special tokens disabled); `addBos` puts the BOS token first. */
+  tokenize(model: string, text: string, addBos?: boolean): number[];
+  /**
+   * Token ids → text (control tokens written out); ids outside the vocabulary are a 400 naming `param`.
+   * `after`: the tokens before these, so a piece keeps the spacing it has in context.
+   */
+  detokenize(model: string, tokens: number[], param?: string, after?: number[]): string;
   /** Generations running or waiting, for drain and /metrics. */
   load(): { active: number; queued: number };
   dispose(): Promise<void>;

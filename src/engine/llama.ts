@@ -7,12 +7,13 @@
 import fs from "node:fs";
 import {
   getLlama, LlamaChat, LlamaCompletion, LlamaLogLevel, resolveChatWrapper,
-  type ChatHistoryItem, type ChatWrapper, type LlamaContextSequence, type ChatModelResponse, type Llama, type LlamaContext, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel,
+  type ChatWrapper, type LlamaContextSequence, type Llama, type Token, type LlamaContext, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel,
 } from "node-llama-cpp";
-import { ContextLengthError, InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
+import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { Logger } from "../log/logger";
-import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, Sampling, ToolUse } from "./engine";
+import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolUse } from "./engine";
 import { jsonSchemaGrammar } from "./grammar";
+import { checkContext, checkTokenIds, finishOf, generateOptions, readVocabulary, toHistory } from "./llama-options";
 import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { Scheduler } from "./scheduler";
 
@@ -35,6 +36,7 @@ interface Loaded {
   context: LlamaContext;
   scheduler: Scheduler;
   special: string[];
+  vocabularySize: number;
   /** Resolved once per model: a template resolution per request blocked the event loop for 150+ ms. */
   chatWrapper: ChatWrapper;
   embedding?: Promise<LlamaEmbeddingContext>;
@@ -46,8 +48,6 @@ const LOG_LEVEL: Record<string, "error" | "warn" | "info" | "debug"> = {
   [LlamaLogLevel.info]: "debug", [LlamaLogLevel.log]: "debug", [LlamaLogLevel.debug]: "debug",
 };
 
-/** Token types that are never plain text (GGUF: 3 control, 4 user-defined). */
-const SPECIAL_TYPES = new Set([3, 4]);
 
 export class LlamaEngine implements Engine {
   private loaded = new Map<string, Loaded>();
@@ -95,7 +95,7 @@ export class LlamaEngine implements Engine {
       info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size },
       model, context,
       scheduler: new Scheduler(opts.parallel, opts.maxQueue),
-      special: readSpecialTokens(model),
+      ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
       chatWrapper: resolveChatWrapper(model),
       embedScheduler: new Scheduler(1, opts.maxQueue),
     });
@@ -107,6 +107,18 @@ export class LlamaEngine implements Engine {
   ready() { return !this.closing && this.loaded.size > 0; }
   specialTokens(id: string) { return this.get(id).special; }
   countTokens(id: string, text: string) { return this.get(id).model.tokenize(text, false).length; }
+  tokenize(id: string, text: string, addBos = false) {
+    const l = this.get(id);
+    const tokens = l.model.tokenize(text, false) as number[];
+    const bos = l.model.tokens.bos;
+    return addBos && bos != null ? [bos, ...tokens] : [...tokens];
+  }
+
+  detokenize(id: string, tokens: number[], param = "tokens", after: number[] = []) {
+    const l = this.get(id);
+    checkTokenIds(tokens, l.vocabularySize, param);
+    return l.model.detokenize(tokens as Token[], true, after as Token[]);
+  }
 
   load() {
     let active = 0, queued = 0;
@@ -125,6 +137,7 @@ export class LlamaEngine implements Engine {
 
   async chat(call: GenerateCall & { messages: ChatTurn[]; tools?: ToolUse }): Promise<Generation> {
     const l = this.get(call.model);
+    this.checkBias(l, call);
     const use = call.tools;
     const forced = use && use.choice !== "auto" ? use.choice : undefined;
     const functions = use && !forced ? chatFunctions(use.tools) : undefined;
@@ -142,7 +155,7 @@ export class LlamaEngine implements Engine {
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
       try {
         // A forced call is JSON for the tool_calls field, never streamed as content.
-        const { options, counted } = generateOptions(forced ? { ...call, onText: undefined } : call, grammar);
+        const { options, counted } = generateOptions(forced ? { ...call, onText: undefined } : call, grammar, l.model);
         const result = await chat.generateResponse(history, {
           ...options, functions, documentFunctionParams: true, maxParallelFunctionCalls: use?.parallel === false ? 1 : undefined,
         } as never) as { response: string; functionCalls?: { functionName: string; params: unknown }[]; metadata: { stopReason: string } };
@@ -157,18 +170,21 @@ export class LlamaEngine implements Engine {
     });
   }
 
-  async complete(call: GenerateCall & { prompt: string }): Promise<Generation> {
+  async complete(call: GenerateCall & { prompt: string | number[] }): Promise<Generation> {
     const l = this.get(call.model);
+    this.checkBias(l, call);
     const grammar = await this.grammarFor(call.sampling.format);
     // User text never becomes control tokens: tokenize with special tokens off, BOS added by us.
-    const tokens = l.model.tokenize(call.prompt, false);
+    // Token ids are taken as given (the route has put their text through the prompt guard).
+    if (typeof call.prompt !== "string") checkTokenIds(call.prompt, l.vocabularySize, "prompt");
+    const tokens = typeof call.prompt === "string" ? l.model.tokenize(call.prompt, false) : call.prompt as Token[];
     const bos = l.model.tokens.bos;
     const input = bos != null && l.model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
     checkContext(l.info.contextSize, input.length, call.sampling.maxTokens, "prompt");
     return this.withSequence(l, call, async (sequence) => {
       const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
       try {
-        const { options, counted } = generateOptions(call, grammar);
+        const { options, counted } = generateOptions(call, grammar, l.model);
         const result = await completion.generateCompletionWithMeta(input, options);
         return { text: result.response, promptTokens: input.length, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
       } finally {
@@ -197,10 +213,11 @@ export class LlamaEngine implements Engine {
     }
   }
 
-  async embed(id: string, inputs: string[], signal: AbortSignal): Promise<Embeddings> {
+  async embed(id: string, inputs: (string | number[])[], signal: AbortSignal): Promise<Embeddings> {
     const l = this.get(id);
-    const tokenized = inputs.map((text, i) => {
-      const tokens = l.model.tokenize(text, false);
+    const tokenized = inputs.map((input, i) => {
+      if (typeof input !== "string") checkTokenIds(input, l.vocabularySize, "input");
+      const tokens = typeof input === "string" ? l.model.tokenize(input, false) : input as Token[];
       if (tokens.length > l.info.contextSize) {
         throw new InvalidRequestError(`input[${i}] is ${tokens.length} tokens; this model's maximum is ${l.info.contextSize}.`,
           "input", "context_length_exceeded");
@@ -226,6 +243,10 @@ export class LlamaEngine implements Engine {
     }
   }
 
+  private checkBias(l: Loaded, call: GenerateCall) {
+    if (call.sampling.logitBias) checkTokenIds(call.sampling.logitBias.keys(), l.vocabularySize, "logit_bias");
+  }
+
   private async grammarFor(format: OutputFormat | undefined): Promise<LlamaGrammar | undefined> {
     if (!format || format.kind === "text") return undefined;
     if (format.kind === "json") return this.llama.getGrammarFor("json");
@@ -249,73 +270,3 @@ export class LlamaEngine implements Engine {
   }
 }
 
-function checkContext(limit: number, prompt: number, maxTokens: number, param: "messages" | "prompt" = "messages") {
-  if (prompt + maxTokens > limit) throw new ContextLengthError(limit, prompt, maxTokens, param);
-}
-
-/** What chat and completion generation share; counts generated tokens as they arrive. */
-function generateOptions(call: GenerateCall, grammar: LlamaGrammar | undefined) {
-  let tokens = 0;
-  const options = {
-    ...samplingOptions(call.sampling),
-    grammar,
-    signal: call.signal,
-    stopOnAbortSignal: true, // resolve with what was generated, so usage is still known
-    onToken: (t: readonly unknown[]) => { tokens += t.length; },
-    onTextChunk: call.onText,
-  };
-  return { options, counted: () => tokens };
-}
-
-const finishOf = (stop: string | undefined) => (stop === "maxTokens" ? "length" as const : "stop" as const);
-
-function samplingOptions(s: Sampling) {
-  const penalties = s.presencePenalty || s.frequencyPenalty;
-  return {
-    maxTokens: s.maxTokens,
-    temperature: s.temperature,
-    topP: s.topP,
-    topK: s.topK ?? 0, // unset: the whole vocabulary (node-llama-cpp would default to 40)
-    // No seed: fresh randomness per call. node-llama-cpp's default is the current second, so identical
-    // requests within one second (from anyone) would share a sample.
-    seed: s.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
-    customStopTriggers: s.stop?.length ? s.stop : undefined,
-    repeatPenalty: penalties ? { presencePenalty: s.presencePenalty, frequencyPenalty: s.frequencyPenalty } : (false as const),
-  };
-}
-
-/**
- * Turns → node-llama-cpp history; text stays LlamaText-plain so it can never become control tokens.
- * A tool result is attached to the call it answers (node-llama-cpp's shape: the call carries its result).
- */
-function toHistory(messages: ChatTurn[]): ChatHistoryItem[] {
-  const results = new Map(messages.filter((m) => m.role === "tool").map((m) => [m.toolCallId, m.content]));
-  const history: ChatHistoryItem[] = [];
-  for (const m of messages) {
-    if (m.role === "system") history.push({ type: "system", text: m.content });
-    else if (m.role === "user") history.push({ type: "user", text: m.content });
-    else if (m.role === "assistant") {
-      const response: ChatModelResponse["response"] = m.content ? [m.content] : [];
-      for (const c of m.toolCalls ?? []) {
-        response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: jsonOr(results.get(c.id) ?? "") });
-      }
-      history.push({ type: "model", response });
-    }
-  }
-  history.push({ type: "model", response: [] });
-  return history;
-}
-
-/** JSON text as a value, anything else as the string itself. */
-function jsonOr(text: string): unknown {
-  try { return JSON.parse(text); } catch { return text; }
-}
-
-function readSpecialTokens(model: LlamaModel): string[] {
-  const tok = (model.fileInfo.metadata as unknown as { tokenizer?: { ggml?: { tokens?: string[]; token_type?: number[] } } }).tokenizer?.ggml;
-  const out = new Set<string>();
-  tok?.tokens?.forEach((t, i) => {
-    if (SPECIAL_TYPES.has(tok.token_type?.[i] ?? 1) && t.length > 1) out.add(t);
-  });
-  return [...out].sort((a, b) => b.length - a.length);
-}

@@ -5,17 +5,12 @@
  * routes (a table of the API) → error mapper → log + audit line.
  */
 import { Elysia } from "elysia";
-import type { Config } from "../config/schema";
-import type { Engine, ChatTurn } from "../engine/engine";
 import { InvalidRequestError } from "../errors";
-import type { Guards } from "../guards";
 import { checkJsonShape, unserialisable } from "../guards/json-shape";
-import type { TextFilter } from "../guards/response-scan";
-import type { Logger } from "../log/logger";
-import type { VersionInfo } from "../version";
+import type { AppDeps, AppInput } from "./deps";
 import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
-import { initState, newRequestId, stateOf, type RequestState } from "./request-state";
+import { initState, newRequestId, stateOf } from "./request-state";
 import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
 import { docsRoutes } from "./routes/docs";
@@ -23,30 +18,9 @@ import { embeddingRoutes } from "./routes/embeddings";
 import { healthRoutes, metricsRoutes } from "./routes/health";
 import { Metrics } from "./metrics";
 import { modelRoutes } from "./routes/models";
+import { tokenizeRoutes } from "./routes/tokenize";
 
-export interface AppInput {
-  config: Readonly<Config>;
-  engine: Engine;
-  log: Logger;
-  guards: Guards;
-  version: VersionInfo;
-  /** Wall clock in ms (injected so tests never sleep). */
-  clock?: () => number;
-}
-
-/** What routes see: the input plus the shared request-path helpers. */
-export interface AppDeps extends AppInput {
-  clock: () => number;
-  inflight: Inflight;
-  metrics: Metrics;
-  /** Set on SIGTERM/SIGINT: /ready turns 503 so load balancers stop sending. */
-  draining: boolean;
-  promptGuard: (state: RequestState, model: string, turns: ChatTurn[]) => ChatTurn[];
-  responseFilter: (state: RequestState) => TextFilter;
-  /** Token counts are final: charge them to the key's limits now. */
-  settle: (state: RequestState) => void;
-  finish: (state: RequestState) => void;
-}
+export type { AppDeps, AppInput } from "./deps";
 
 export function createApp(input: AppInput) {
   const { log, guards } = input;
@@ -143,6 +117,7 @@ export function createApp(input: AppInput) {
     .use(chatRoutes(deps))
     .use(completionRoutes(deps))
     .use(embeddingRoutes(deps))
+    .use(tokenizeRoutes(deps))
     .use(docsRoutes(deps));
 
   return Object.assign(app, { deps });

@@ -146,7 +146,7 @@ describe("errors are OpenAI-shaped with the right status", () => {
       400, "context_length_exceeded"));
   test("max_tokens above the cap → 400", () =>
     expectError(client.completions.create({ model: "tiny", prompt: "x", max_tokens: 100000 }), 400, undefined, "max_tokens"));
-  test("n > 1 → 400", () => expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], n: 2 }), 400, undefined, "n"));
+  test("n above the most choices → 400", () => expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], n: 17 }), 400, undefined, "n"));
   test("no key → 401", () => expectError(new OpenAI({ apiKey: "apk_0000000000000000_" + "A".repeat(43), baseURL: `${baseURL}/v1`, maxRetries: 0 }).models.list(), 401, "invalid_api_key"));
 
   test("invalid JSON → 400 invalid_json, with a request id", async () => {

@@ -2,7 +2,7 @@
 import { InvalidRequestError } from "../../errors";
 import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling, ToolCall, ToolUse } from "../../engine/engine";
 import { checkJsonSchema } from "./json-schema";
-import type { ChatCompletionRequest, CompletionRequest } from "./wire";
+import { MAX_CHOICES, type ChatCompletionRequest, type CompletionRequest } from "./wire";
 
 export interface Limits { defaultMaxTokens: number; maxTokensCap: number }
 
@@ -25,6 +25,7 @@ export function toSampling(req: ChatCompletionRequest | CompletionRequest, limit
     topK: req.top_k ?? undefined,
     seed: req.seed ?? undefined,
     stop: req.stop == null ? undefined : typeof req.stop === "string" ? [req.stop] : req.stop,
+    logitBias: req.logit_bias ? new Map(Object.entries(req.logit_bias).map(([k, v]) => [Number(k), v])) : undefined,
     presencePenalty: req.presence_penalty ?? undefined,
     frequencyPenalty: req.frequency_penalty ?? undefined,
     format: toFormat(req.response_format, specialTokens),
@@ -125,7 +126,25 @@ function checkArguments(args: string, param: string) {
   }
 }
 
-export const promptText = (req: CompletionRequest) => (typeof req.prompt === "string" ? req.prompt : req.prompt[0]!);
+/** A completions request's prompts, each text or token ids. */
+export function prompts(req: CompletionRequest): (string | number[])[] {
+  const p = req.prompt;
+  if (typeof p === "string") return [p];
+  if (p.length && typeof p[0] === "number") return [p as number[]];
+  return p as (string | number[])[];
+}
+
+/** How many choices a request asks for, and a refusal when they would be streamed (each is admitted on its own). */
+export function choiceCount(n: number, prompts: number, stream: boolean): number {
+  const total = n * prompts;
+  if (total > MAX_CHOICES) throw new InvalidRequestError(`${total} choices requested (n × prompts); the most is ${MAX_CHOICES}.`, "n");
+  if (stream && total > 1) throw new InvalidRequestError("More than one choice (n > 1 or several prompts) cannot be streamed.", "n");
+  return total;
+}
+
+/** Choice i's sampling: with a seed, each of the n choices of a prompt gets its own (seed + i), still reproducible. */
+export const choiceSampling = (s: Sampling, choice: number, n: number): Sampling =>
+  s.seed == null || choice % n === 0 ? s : { ...s, seed: (s.seed + (choice % n)) >>> 0 };
 
 const usage = (g: Pick<Generation, "promptTokens" | "completionTokens">) => ({
   prompt_tokens: g.promptTokens, completion_tokens: g.completionTokens, total_tokens: g.promptTokens + g.completionTokens,
@@ -143,19 +162,26 @@ function assistantMessage(g: Generation) {
 /** Streamed calls: one delta carrying each call whole (id, name and arguments). */
 export const toolCallsDelta = (calls: ToolCall[]) => ({ tool_calls: wireCalls(calls) });
 
-export function chatCompletion(id: string, model: string, created: number, g: Generation) {
+/** Usage of several choices: completion tokens add up; each prompt counts once per `perPrompt` choices sharing it. */
+const usageOf = (gs: Generation[], perPrompt: number) => usage({
+  promptTokens: gs.reduce((n, g, i) => n + (i % perPrompt === 0 ? g.promptTokens : 0), 0),
+  completionTokens: gs.reduce((n, g) => n + g.completionTokens, 0),
+});
+
+export function chatCompletion(id: string, model: string, created: number, gs: Generation[]) {
   return {
     id, object: "chat.completion" as const, created, model,
-    choices: [{ index: 0, message: assistantMessage(g), finish_reason: g.finishReason, logprobs: null }],
-    usage: usage(g),
+    choices: gs.map((g, index) => ({ index, message: assistantMessage(g), finish_reason: g.finishReason, logprobs: null })),
+    usage: usageOf(gs, gs.length),
   };
 }
 
-export function textCompletion(id: string, model: string, created: number, g: Generation) {
+/** `echo[i]`: the prompt text shown before choice i's text. */
+export function textCompletion(id: string, model: string, created: number, gs: Generation[], perPrompt: number, echo?: string[]) {
   return {
     id, object: "text_completion" as const, created, model,
-    choices: [{ index: 0, text: g.text, finish_reason: g.finishReason, logprobs: null }],
-    usage: usage(g),
+    choices: gs.map((g, index) => ({ index, text: (echo?.[index] ?? "") + g.text, finish_reason: g.finishReason, logprobs: null })),
+    usage: usageOf(gs, perPrompt),
   };
 }
 
@@ -181,11 +207,16 @@ function unitLength(v: number[]): number[] {
   return norm > 0 ? v.map((x) => Math.fround(x / norm)) : v;
 }
 
-export function embeddingList(model: string, e: Embeddings, base64: boolean) {
+/** `dimensions` keeps the first that many components (then unit length again), as OpenAI's v3 models do. */
+export function embeddingList(model: string, e: Embeddings, base64: boolean, dimensions?: number) {
+  const size = e.vectors[0]?.length ?? 0;
+  if (dimensions != null && dimensions > size) {
+    throw new InvalidRequestError(`dimensions is ${dimensions}; this model's embeddings have ${size}.`, "dimensions");
+  }
   return {
     object: "list" as const,
     model,
-    data: e.vectors.map(unitLength).map((v, index) => ({
+    data: e.vectors.map((v) => unitLength(dimensions ? v.slice(0, dimensions) : v)).map((v, index) => ({
       object: "embedding" as const, index,
       embedding: base64 ? Buffer.from(new Float32Array(v).buffer).toString("base64") : v,
     })),

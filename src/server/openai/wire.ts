@@ -13,6 +13,11 @@ const IGNORED = {
   service_tier: z.string().max(32).optional(),
 };
 
+/** Choices one request may ask for (n, times the prompts of a completions request): each is a full generation. */
+export const MAX_CHOICES = 16;
+
+const tokenIds = z.array(z.number().int().min(0)).min(1).max(1 << 17);
+
 const stop = z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)]).optional();
 
 const sampling = {
@@ -25,7 +30,9 @@ const sampling = {
   stop: stop.nullable(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
-  n: z.literal(1, { message: "only n=1 is supported" }).nullish(),
+  n: z.number().int().min(1).max(MAX_CHOICES, { message: `at most ${MAX_CHOICES} choices per request` }).nullish(),
+  logit_bias: z.record(z.string().regex(/^\d{1,9}$/, "keys are token ids"), z.number().min(-100).max(100)).nullish()
+    .refine((b) => !b || Object.keys(b).length <= 1024, "at most 1024 biased tokens"),
   logprobs: z.literal(false, { message: "logprobs are not supported" }).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
@@ -114,8 +121,8 @@ export const chatCompletionRequest = z.strictObject({
 
 export const completionRequest = z.strictObject({
   ...sampling,
-  prompt: z.union([z.string(), z.array(z.string()).length(1, { message: "only one prompt per request is supported" })]),
-  echo: z.literal(false, { message: "echo is not supported" }).nullish(),
+  prompt: z.union([z.string(), z.array(z.string()).min(1).max(MAX_CHOICES), tokenIds, z.array(tokenIds).min(1).max(MAX_CHOICES)]),
+  echo: z.boolean().nullish(),
   best_of: z.literal(1, { message: "only best_of=1 is supported" }).nullish(),
   suffix: z.null({ message: "suffix is not supported" }).optional(),
   response_format: responseFormat,
@@ -123,8 +130,9 @@ export const completionRequest = z.strictObject({
 
 export const embeddingRequest = z.strictObject({
   model: z.string().min(1).max(256),
-  input: z.union([z.string(), z.array(z.string()).min(1).max(2048)]),
+  input: z.union([z.string(), z.array(z.string()).min(1).max(2048), tokenIds, z.array(tokenIds).min(1).max(2048)]),
   encoding_format: z.enum(["float", "base64"]).optional(),
+  dimensions: z.number().int().min(1).max(1 << 16).optional(),
   user: IGNORED.user,
 });
 
@@ -137,3 +145,17 @@ export const errorBody = z.object({
 });
 export const modelObject = z.object({ id: z.string(), object: z.literal("model"), created: z.number(), owned_by: z.string() });
 export const modelList = z.object({ object: z.literal("list"), data: z.array(modelObject) });
+
+/** POST /tokenize (llama-server's extension): text → token ids. `model` may be left out when one model is served. */
+export const tokenizeRequest = z.strictObject({
+  model: z.string().min(1).max(256).optional(),
+  content: z.string().max(1 << 20),
+  add_special: z.boolean().optional(),
+  with_pieces: z.boolean().optional(),
+});
+
+/** POST /detokenize (llama-server's extension): token ids → text. */
+export const detokenizeRequest = z.strictObject({
+  model: z.string().min(1).max(256).optional(),
+  tokens: z.array(z.number().int().min(0)).max(1 << 17),
+});

@@ -1,10 +1,10 @@
 /** POST /v1/chat/completions */
 import { Elysia } from "elysia";
 import { ModelNotFoundError } from "../../errors";
-import { chatChunk, chatCompletion, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
+import { chatChunk, chatCompletion, choiceCount, choiceSampling, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
 import { chatCompletionRequest, errorBody } from "../openai/wire";
 import { stateOf } from "../request-state";
-import type { AppDeps } from "../app";
+import type { AppDeps } from "../deps";
 import { runGeneration } from "./generate";
 
 export const chatRoutes = (deps: AppDeps) =>
@@ -20,11 +20,15 @@ export const chatRoutes = (deps: AppDeps) =>
     if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
     const id = "chatcmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);
+    const n = body.n ?? 1;
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
       includeUsage: body.stream_options?.include_usage ?? false,
-      call: (signal, onText, onAdmitted) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, onText, onAdmitted }),
-      full: (g) => chatCompletion(id, info.id, created, g),
+      choices: choiceCount(n, 1, body.stream ?? false),
+      perPrompt: n,
+      call: (signal, choice, onText, onAdmitted) =>
+        deps.engine.chat({ model: info.id, messages, tools, sampling: choiceSampling(sampling, choice, n), signal, onText, onAdmitted }),
+      full: (gs) => chatCompletion(id, info.id, created, gs),
       head: () => chatChunk(id, info.id, created, { role: "assistant", content: "" }, null),
       piece: (text) => chatChunk(id, info.id, created, { content: text }, null),
       calls: (calls) => chatChunk(id, info.id, created, toolCallsDelta(calls), null),

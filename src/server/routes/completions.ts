@@ -1,10 +1,10 @@
 /** POST /v1/completions (legacy text completions) */
 import { Elysia } from "elysia";
 import { ModelNotFoundError } from "../../errors";
-import { promptText, textChunk, textCompletion, toSampling, usageChunk } from "../openai/convert";
+import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, toSampling, usageChunk } from "../openai/convert";
 import { completionRequest, errorBody } from "../openai/wire";
 import { stateOf } from "../request-state";
-import type { AppDeps } from "../app";
+import type { AppDeps } from "../deps";
 import { runGeneration } from "./generate";
 
 export const completionRoutes = (deps: AppDeps) =>
@@ -14,16 +14,27 @@ export const completionRoutes = (deps: AppDeps) =>
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;
     const sampling = toSampling(body, deps.config, info.contextSize, deps.engine.specialTokens(info.id));
-    const [turn] = deps.promptGuard(state, info.id, [{ role: "user", content: promptText(body) }]);
-    const prompt = turn!.content;
-    if (deps.config.logPrompts) state.promptText = prompt;
+    // Token-id prompts are guarded as the text they spell; if the guard changes that text, the text is used instead.
+    const given = prompts(body);
+    const texts = given.map((p) => (typeof p === "string" ? p : deps.engine.detokenize(info.id, p, "prompt")));
+    const guarded = deps.promptGuard(state, info.id, texts.map((content) => ({ role: "user" as const, content }))).map((t) => t.content);
+    const inputs = given.map((p, i) => (typeof p !== "string" && guarded[i] === texts[i] ? p : guarded[i]!));
+    if (deps.config.logPrompts) state.promptText = guarded.join("\n");
+    const n = body.n ?? 1;
+    const stream = body.stream ?? false;
+    const echo = body.echo ? guarded : undefined;
     const id = "cmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);
     return runGeneration(request, state, deps, {
-      stream: body.stream ?? false,
+      stream,
       includeUsage: body.stream_options?.include_usage ?? false,
-      call: (signal, onText, onAdmitted) => deps.engine.complete({ model: info.id, prompt, sampling, signal, onText, onAdmitted }),
-      full: (g) => textCompletion(id, info.id, created, g),
+      choices: choiceCount(n, inputs.length, stream),
+      perPrompt: n,
+      call: (signal, choice, onText, onAdmitted) => deps.engine.complete({
+        model: info.id, prompt: inputs[Math.floor(choice / n)]!, sampling: choiceSampling(sampling, choice, n), signal, onText, onAdmitted,
+      }),
+      full: (gs) => textCompletion(id, info.id, created, gs, n, echo && gs.map((_, i) => echo[Math.floor(i / n)]!)),
+      head: echo && (() => textChunk(id, info.id, created, echo[0]!, null)),
       piece: (text) => textChunk(id, info.id, created, text, null),
       end: (finish) => textChunk(id, info.id, created, "", finish),
       usage: (g) => usageChunk(id, "text_completion", info.id, created, g),

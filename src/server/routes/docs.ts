@@ -9,7 +9,7 @@ import { z } from "zod";
 // `type: "file"` embeds the asset into the compiled binary and yields its path.
 import bundleJs from "swagger-ui-dist/swagger-ui-bundle.js" with { type: "file" };
 import uiCss from "swagger-ui-dist/swagger-ui.css" with { type: "file" };
-import type { AppDeps } from "../app";
+import type { AppDeps } from "../deps";
 
 const ASSETS: Record<string, { path: string; type: string }> = {
   "swagger-ui-bundle.js": { path: bundleJs, type: "text/javascript; charset=utf-8" },

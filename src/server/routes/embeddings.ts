@@ -4,7 +4,7 @@ import { CancelledError, InvalidRequestError, ModelNotFoundError } from "../../e
 import { embeddingList } from "../openai/convert";
 import { embeddingRequest, errorBody } from "../openai/wire";
 import { stateOf } from "../request-state";
-import type { AppDeps } from "../app";
+import type { AppDeps } from "../deps";
 
 export const embeddingRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.embeddings" }).post("/v1/embeddings", async ({ body, request }) => {
@@ -12,7 +12,8 @@ export const embeddingRoutes = (deps: AppDeps) =>
     const info = deps.engine.model(body.model);
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;
-    const texts = typeof body.input === "string" ? [body.input] : body.input;
+    const i = body.input;
+    const texts: (string | number[])[] = typeof i === "string" ? [i] : typeof i[0] === "number" ? [i as number[]] : i as (string | number[])[];
     // The message bounds, stated in this route's own terms (the guard would name `messages`).
     if (texts.length > deps.config.maxMessages) {
       throw new InvalidRequestError(`Too many inputs: ${texts.length} (max ${deps.config.maxMessages}).`, "input", "too_many_inputs");
@@ -21,14 +22,17 @@ export const embeddingRoutes = (deps: AppDeps) =>
     if (chars > deps.config.maxPromptChars) {
       throw new InvalidRequestError(`Input is ${chars} characters (max ${deps.config.maxPromptChars}).`, "input", "input_too_long");
     }
-    const inputs = deps.promptGuard(state, info.id, texts.map((content) => ({ role: "user" as const, content })));
+    // Text goes through the prompt guard; token ids are embedded as given (nothing is generated from them).
+    const strings = texts.filter((t) => typeof t === "string");
+    const guarded = deps.promptGuard(state, info.id, strings.map((content) => ({ role: "user" as const, content }))).map((t) => t.content);
+    const inputs = texts.map((t) => (typeof t === "string" ? guarded.shift()! : t));
     const flight = deps.inflight.begin(request.signal);
     try {
-      const result = await deps.engine.embed(info.id, inputs.map((t) => t.content), flight.signal);
+      const result = await deps.engine.embed(info.id, inputs, flight.signal);
       state.promptTokens = result.promptTokens;
       state.completionTokens = 0;
       deps.settle(state);
-      return embeddingList(info.id, result, body.encoding_format === "base64");
+      return embeddingList(info.id, result, body.encoding_format === "base64", body.dimensions);
     } catch (e) {
       throw flight.signal.aborted ? new CancelledError() : e;
     } finally {
@@ -37,6 +41,6 @@ export const embeddingRoutes = (deps: AppDeps) =>
   }, {
     body: embeddingRequest,
     parse: "json", // documents the content type; the global parser in app.ts runs first
-    detail: { summary: "Create embeddings (string or array input)", tags: ["OpenAI"] },
-    response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody },
+    detail: { summary: "Create embeddings (text or token-id input, one or many; optional dimensions)", tags: ["OpenAI"] },
+    response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
   });

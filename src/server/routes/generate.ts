@@ -9,16 +9,21 @@ import { AppError, CancelledError } from "../../errors";
 import type { Generation, ToolCall } from "../../engine/engine";
 import { toAppError } from "../errors";
 import { sseResponse } from "../openai/sse";
+import type { TextFilter } from "../../guards/response-scan";
 import type { RequestState } from "../request-state";
-import type { AppDeps } from "../app";
+import type { AppDeps } from "../deps";
 
 export interface GenerationPlan {
   stream: boolean;
   includeUsage: boolean;
-  /** Runs the engine; `onText` and `onAdmitted` are set when streaming. */
-  call: (signal: AbortSignal, onText?: (text: string) => void, onAdmitted?: () => void) => Promise<Generation>;
+  /** Generations in the answer (n, times the prompts of a completions request); more than one is never streamed. */
+  choices: number;
+  /** Choices that share one prompt (n): the prompt is counted once per group in usage. */
+  perPrompt: number;
+  /** Runs the engine for one choice; `onText` and `onAdmitted` are set when streaming. */
+  call: (signal: AbortSignal, choice: number, onText?: (text: string) => void, onAdmitted?: () => void) => Promise<Generation>;
   /** The whole non-streaming answer. */
-  full: (g: Generation) => unknown;
+  full: (g: Generation[]) => unknown;
   /** Stream events. */
   head?: () => unknown;
   piece: (text: string) => unknown;
@@ -40,12 +45,17 @@ export async function runGeneration(request: Request, state: RequestState, deps:
 
   if (!plan.stream) {
     try {
-      const g = await plan.call(flight.signal);
-      record(g);
+      // Choices run one after another: each is admitted like any request, and one request never holds several slots.
+      const gs: Generation[] = [];
+      for (let i = 0; i < plan.choices && !flight.signal.aborted; i++) gs.push(await plan.call(flight.signal, i));
+      record({
+        promptTokens: gs.reduce((n, g, i) => n + (i % plan.perPrompt === 0 ? g.promptTokens : 0), 0),
+        completionTokens: gs.reduce((n, g) => n + g.completionTokens, 0),
+      });
       if (flight.signal.aborted) throw new CancelledError();
-      scanned(g, filter.push(g.text) + filter.push(argumentsText(g)) + filter.end(), filter.blocked);
-      if (keepText) state.responseText = g.text;
-      return plan.full(g);
+      scanChoices(gs, filter);
+      if (keepText) state.responseText = gs.map((g) => g.text).join("\n");
+      return plan.full(gs);
     } catch (e) {
       throw flight.signal.aborted && !(e instanceof AppError) ? new CancelledError() : e;
     } finally {
@@ -65,7 +75,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
   const out = (event: unknown) => (emit ? emit(event) : early.push(event));
   let admitted!: () => void;
   const admission = new Promise<void>((resolve) => { admitted = resolve; });
-  const generation = plan.call(engineStop.signal, (text) => {
+  const generation = plan.call(engineStop.signal, 0, (text) => {
     const piece = filter.push(text);
     if (piece) out(plan.piece(piece));
     if (keepText) streamed += piece;
@@ -117,7 +127,16 @@ export async function runGeneration(request: Request, state: RequestState, deps:
  * text, each behind a separator no rule matches, and come back apart.
  */
 const SEPARATOR = "\u0000\u241Ftool-arguments\u241F\u0000";
+const CHOICE_SEPARATOR = "\u0000\u241Fchoice\u241F\u0000";
 const argumentsText = (g: Generation) => (g.toolCalls ?? []).map((c) => SEPARATOR + c.arguments).join("");
+
+/** Every choice's text and arguments through the one response filter, apart again after. */
+function scanChoices(gs: Generation[], filter: TextFilter) {
+  const filtered = gs.map((g, i) => (i ? filter.push(CHOICE_SEPARATOR) : "") + filter.push(g.text) + filter.push(argumentsText(g))).join("") + filter.end();
+  const parts = filtered.split(CHOICE_SEPARATOR);
+  const lost = parts.length !== gs.length;
+  gs.forEach((g, i) => scanned(g, lost ? "" : parts[i]!, filter.blocked || lost));
+}
 
 /** Puts the filtered text and arguments back on `g`; a block (or a split a held-back secret swallowed) drops the calls. */
 function scanned(g: Generation, filtered: string, blocked: boolean) {

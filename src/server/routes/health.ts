@@ -1,7 +1,7 @@
 /** GET /health (liveness, public) and GET /ready (a model is loaded and we are not draining). */
 import { Elysia } from "elysia";
 import { NotReadyError } from "../../errors";
-import type { AppDeps } from "../app";
+import type { AppDeps } from "../deps";
 
 export const healthRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.health" })

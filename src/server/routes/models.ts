@@ -3,7 +3,7 @@ import { Elysia, t } from "elysia";
 import { ModelNotFoundError } from "../../errors";
 import { modelObject } from "../openai/convert";
 import { errorBody, modelList, modelObject as modelSchema } from "../openai/wire";
-import type { AppDeps } from "../app";
+import type { AppDeps } from "../deps";
 
 export const modelRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.models" })

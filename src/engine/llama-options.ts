@@ -1,0 +1,99 @@
+/**
+ * Engine types → node-llama-cpp options: sampling (OpenAI's numbers in its terms), chat history,
+ * the context check, and what a model file says about its vocabulary.
+ */
+import { TokenBias, type ChatHistoryItem, type ChatModelResponse, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
+import { ContextLengthError, InvalidRequestError } from "../errors";
+import type { ChatTurn, GenerateCall, Sampling } from "./engine";
+
+/** Token types that are never plain text (GGUF: 3 control, 4 user-defined). */
+const SPECIAL_TYPES = new Set([3, 4]);
+
+export function checkContext(limit: number, prompt: number, maxTokens: number, param: "messages" | "prompt" = "messages") {
+  if (prompt + maxTokens > limit) throw new ContextLengthError(limit, prompt, maxTokens, param);
+}
+
+/** What chat and completion generation share; counts generated tokens as they arrive. */
+export function generateOptions(call: GenerateCall, grammar: LlamaGrammar | undefined, model: LlamaModel) {
+  let tokens = 0;
+  const options = {
+    ...samplingOptions(call.sampling, model),
+    grammar,
+    signal: call.signal,
+    stopOnAbortSignal: true, // resolve with what was generated, so usage is still known
+    onToken: (t: readonly unknown[]) => { tokens += t.length; },
+    onTextChunk: call.onText,
+  };
+  return { options, counted: () => tokens };
+}
+
+export const finishOf = (stop: string | undefined) => (stop === "maxTokens" ? "length" as const : "stop" as const);
+
+function samplingOptions(s: Sampling, model: LlamaModel) {
+  const penalties = s.presencePenalty || s.frequencyPenalty;
+  return {
+    maxTokens: s.maxTokens,
+    temperature: s.temperature,
+    topP: s.topP,
+    topK: s.topK ?? 0, // unset: the whole vocabulary (node-llama-cpp would default to 40)
+    // No seed: fresh randomness per call. node-llama-cpp's default is the current second, so identical
+    // requests within one second (from anyone) would share a sample.
+    seed: s.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
+    customStopTriggers: s.stop?.length ? s.stop : undefined,
+    repeatPenalty: penalties ? { presencePenalty: s.presencePenalty, frequencyPenalty: s.frequencyPenalty } : (false as const),
+    tokenBias: s.logitBias?.size ? tokenBias(s.logitBias, model) : undefined,
+  };
+}
+
+/**
+ * Turns → node-llama-cpp history; text stays LlamaText-plain so it can never become control tokens.
+ * A tool result is attached to the call it answers (node-llama-cpp's shape: the call carries its result).
+ */
+export function toHistory(messages: ChatTurn[]): ChatHistoryItem[] {
+  const results = new Map(messages.filter((m) => m.role === "tool").map((m) => [m.toolCallId, m.content]));
+  const history: ChatHistoryItem[] = [];
+  for (const m of messages) {
+    if (m.role === "system") history.push({ type: "system", text: m.content });
+    else if (m.role === "user") history.push({ type: "user", text: m.content });
+    else if (m.role === "assistant") {
+      const response: ChatModelResponse["response"] = m.content ? [m.content] : [];
+      for (const c of m.toolCalls ?? []) {
+        response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: jsonOr(results.get(c.id) ?? "") });
+      }
+      history.push({ type: "model", response });
+    }
+  }
+  history.push({ type: "model", response: [] });
+  return history;
+}
+
+/** JSON text as a value, anything else as the string itself. */
+function jsonOr(text: string): unknown {
+  try { return JSON.parse(text); } catch { return text; }
+}
+
+/** The model's own control/special token texts (longest first), and how many tokens it has. */
+export function readVocabulary(model: LlamaModel): { special: string[]; size: number } {
+  const tok = (model.fileInfo.metadata as unknown as { tokenizer?: { ggml?: { tokens?: string[]; token_type?: number[] } } }).tokenizer?.ggml;
+  const out = new Set<string>();
+  tok?.tokens?.forEach((t, i) => {
+    if (SPECIAL_TYPES.has(tok.token_type?.[i] ?? 1) && t.length > 1) out.add(t);
+  });
+  return { special: [...out].sort((a, b) => b.length - a.length), size: tok?.tokens?.length ?? 0 };
+}
+
+/** Token ids a request gave (prompt, input, logit_bias) must exist in the vocabulary. */
+export function checkTokenIds(tokens: Iterable<number>, vocabularySize: number, param: string) {
+  for (const t of tokens) {
+    if (!Number.isInteger(t) || t < 0 || t >= vocabularySize) {
+      throw new InvalidRequestError(`Token id ${t} is not in this model's vocabulary (0-${vocabularySize - 1}).`, param);
+    }
+  }
+}
+
+/** OpenAI's logit_bias (-100 bans a token) as node-llama-cpp's TokenBias (logits added). */
+function tokenBias(bias: ReadonlyMap<number, number>, model: LlamaModel): TokenBias {
+  const b = new TokenBias(model.tokenizer);
+  for (const [token, value] of bias) b.set(token as Token, value <= -100 ? "never" : { logit: value });
+  return b;
+}

@@ -1,0 +1,37 @@
+/**
+ * What the app is built from (AppInput) and what its routes see (AppDeps), in
+ * their own module so routes and app.ts do not import each other.
+ */
+import type { Config } from "../config/schema";
+import type { ChatTurn, Engine } from "../engine/engine";
+import type { Guards } from "../guards";
+import type { TextFilter } from "../guards/response-scan";
+import type { Logger } from "../log/logger";
+import type { VersionInfo } from "../version";
+import type { Inflight } from "./inflight";
+import type { Metrics } from "./metrics";
+import type { RequestState } from "./request-state";
+
+export interface AppInput {
+  config: Readonly<Config>;
+  engine: Engine;
+  log: Logger;
+  guards: Guards;
+  version: VersionInfo;
+  /** Wall clock in ms (injected so tests never sleep). */
+  clock?: () => number;
+}
+
+/** What routes see: the input plus the shared request-path helpers. */
+export interface AppDeps extends AppInput {
+  clock: () => number;
+  inflight: Inflight;
+  metrics: Metrics;
+  /** Set on SIGTERM/SIGINT: /ready turns 503 so load balancers stop sending. */
+  draining: boolean;
+  promptGuard: (state: RequestState, model: string, turns: ChatTurn[]) => ChatTurn[];
+  responseFilter: (state: RequestState) => TextFilter;
+  /** Token counts are final: charge them to the key's limits now. */
+  settle: (state: RequestState) => void;
+  finish: (state: RequestState) => void;
+}

@@ -1,0 +1,43 @@
+/**
+ * POST /tokenize and POST /detokenize: llama-server's extension (not OpenAI's),
+ * so clients can count tokens before they send. `model` may be left out when
+ * the server has one model. Text is tokenized as user text: special-token
+ * spellings stay text, exactly as the completion routes will read them.
+ */
+import { Elysia, t } from "elysia";
+import { InvalidRequestError, ModelNotFoundError } from "../../errors";
+import { detokenizeRequest, errorBody, tokenizeRequest } from "../openai/wire";
+import { stateOf } from "../request-state";
+import type { AppDeps } from "../deps";
+
+function modelFor(deps: AppDeps, request: Request, id: string | undefined): string {
+  const models = deps.engine.models();
+  if (id === undefined && models.length !== 1) throw new InvalidRequestError("This server has several models: name one in 'model'.", "model");
+  const info = id === undefined ? models[0]! : deps.engine.model(id);
+  if (!info) throw new ModelNotFoundError(id!);
+  stateOf(request).model = info.id;
+  return info.id;
+}
+
+export const tokenizeRoutes = (deps: AppDeps) =>
+  new Elysia({ name: "routes.tokenize" })
+    .post("/tokenize", ({ body, request }) => {
+      const model = modelFor(deps, request, body.model);
+      const tokens = deps.engine.tokenize(model, body.content, body.add_special ?? false);
+      if (!body.with_pieces) return { tokens };
+      return { tokens: tokens.map((id, i) => ({ id, piece: deps.engine.detokenize(model, [id], "tokens", tokens.slice(Math.max(0, i - 8), i)) })) };
+    }, {
+      body: tokenizeRequest,
+      parse: "json",
+      detail: { summary: "Text → token ids (llama-server extension)", tags: ["Extensions"] },
+      response: {
+        200: t.Object({ tokens: t.Union([t.Array(t.Number()), t.Array(t.Object({ id: t.Number(), piece: t.String() }))]) }),
+        400: errorBody, 401: errorBody, 404: errorBody,
+      },
+    })
+    .post("/detokenize", ({ body, request }) => ({ content: deps.engine.detokenize(modelFor(deps, request, body.model), body.tokens) }), {
+      body: detokenizeRequest,
+      parse: "json",
+      detail: { summary: "Token ids → text (llama-server extension)", tags: ["Extensions"] },
+      response: { 200: t.Object({ content: t.String() }), 400: errorBody, 401: errorBody, 404: errorBody },
+    });

@@ -1,0 +1,130 @@
+/** The OpenAI parameters beyond plain chat: n, logit_bias, prompt arrays and token ids, echo, embeddings dimensions; /tokenize. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { listenApp, makeApp } from "../helpers";
+
+let ctx: Awaited<ReturnType<typeof makeApp>>;
+let client: OpenAI;
+let baseURL: string;
+
+beforeAll(async () => {
+  ctx = await makeApp();
+  baseURL = listenApp(ctx.app);
+  client = new OpenAI({ apiKey: ctx.key, baseURL: `${baseURL}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await ctx.app.stop(true);
+  await ctx.engine.dispose();
+});
+
+const post = async (path: string, body: unknown) => {
+  const r = await fetch(`${baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  return { status: r.status, body: (await r.json()) as any };
+};
+const tokenize = async (content: string) => (await post("/tokenize", { content })).body.tokens as number[];
+const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
+
+describe("/tokenize and /detokenize", () => {
+  test("round trip, pieces, BOS, and ids outside the vocabulary", async () => {
+    const tokens = await tokenize("hello world");
+    expect(tokens.length).toBeGreaterThan(0);
+    expect((await post("/detokenize", { model: "tiny", tokens })).body.content).toBe("hello world");
+    const pieces = (await post("/tokenize", { content: "hello world", with_pieces: true })).body.tokens as { id: number; piece: string }[];
+    expect(pieces.map((p) => p.id)).toEqual(tokens);
+    expect(pieces.map((p) => p.piece).join("")).toBe("hello world");
+    expect(((await post("/tokenize", { content: "hello world", add_special: true })).body.tokens as number[]).length).toBe(tokens.length + 1);
+    const bad = await post("/detokenize", { tokens: [10_000_000] });
+    expect([bad.status, bad.body.error.param]).toEqual([400, "tokens"]);
+    expect((await post("/tokenize", { model: "nope", content: "x" })).status).toBe(404);
+    // special-token spellings are text, not control tokens
+    expect((await tokenize("<|im_end|>")).length).toBeGreaterThan(1);
+  });
+});
+
+describe("logit_bias", () => {
+  test("+100 makes a token the answer; -100 bans it", async () => {
+    const [token] = await tokenize("the");
+    const piece = (await post("/detokenize", { tokens: [token] })).body.content as string;
+    const r = await client.completions.create({ model: "tiny", prompt: "x", max_tokens: 4, temperature: 0, logit_bias: { [token!]: 100 } });
+    expect(r.choices[0]!.text.split(" ").filter(Boolean)).toEqual([piece.trim(), piece.trim(), piece.trim(), piece.trim()]);
+    // Ban every token but that one: whatever is sampled (the end token cannot be banned) is that token.
+    const size = (ctx.engine as any).get("tiny").vocabularySize as number;
+    expect(size).toBeLessThanOrEqual(1024);
+    const bias = Object.fromEntries(Array.from({ length: size }, (_, i) => [i, -100]).filter(([i]) => i !== token));
+    const banned = await client.completions.create({ model: "tiny", prompt: "Once", max_tokens: 6, temperature: 1.5, seed: 9, logit_bias: bias });
+    const words = banned.choices[0]!.text.split(" ").filter(Boolean);
+    expect(words.every((w) => w === piece.trim())).toBe(true);
+    const free = await client.completions.create({ model: "tiny", prompt: "Once", max_tokens: 6, temperature: 1.5, seed: 9 });
+    expect(free.choices[0]!.text).not.toBe(banned.choices[0]!.text);
+  });
+  test("a token id outside the vocabulary → 400 naming logit_bias", async () => {
+    const e = await error(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], logit_bias: { "99999999": 5 } }));
+    expect([e.status, e.param]).toEqual([400, "logit_bias"]);
+  });
+});
+
+describe("n", () => {
+  test("n choices, each seeded on its own (reproducible), usage adds up", async () => {
+    const ask = () => client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, n: 3, seed: 5 });
+    const a = await ask(), b = await ask();
+    expect(a.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    expect(a.choices.map((c) => c.message.content)).toEqual(b.choices.map((c) => c.message.content));
+    expect(new Set(a.choices.map((c) => c.message.content)).size).toBeGreaterThan(1);
+    const one = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, seed: 5 });
+    expect(a.usage!.prompt_tokens).toBe(one.usage!.prompt_tokens);
+    expect(a.choices[0]!.message.content).toBe(one.choices[0]!.message.content);
+  });
+  test("n > 1 with stream → 400 naming n", async () => {
+    const e = await error(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], n: 2, stream: true }));
+    expect([e.status, e.param]).toEqual([400, "n"]);
+  });
+});
+
+describe("completions prompts", () => {
+  test("an array of prompts: one choice each, in order", async () => {
+    const r = await client.completions.create({ model: "tiny", prompt: ["Once upon", "hello"], max_tokens: 5, temperature: 0 });
+    const one = await client.completions.create({ model: "tiny", prompt: "hello", max_tokens: 5, temperature: 0 });
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(r.choices[1]!.text).toBe(one.choices[0]!.text);
+  });
+  test("token ids are the same prompt as their text", async () => {
+    const ids = await tokenize("Once upon");
+    const byIds = await client.completions.create({ model: "tiny", prompt: ids, max_tokens: 5, temperature: 0 });
+    const byText = await client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 5, temperature: 0 });
+    expect(byIds.choices[0]!.text).toBe(byText.choices[0]!.text);
+    expect(byIds.usage!.prompt_tokens).toBe(byText.usage!.prompt_tokens);
+  });
+  test("token ids of a control token go through the prompt guard like text", async () => {
+    // The id of <|im_end|>, read from the model (the server never tokenizes user text with control tokens).
+    const [id] = (ctx.engine as any).get("tiny").model.tokenize("<|im_end|>", true) as number[];
+    const e = await error(client.completions.create({ model: "tiny", prompt: [id], max_tokens: 2 }));
+    expect([e.status, e.code]).toEqual([400, "prompt_rejected"]);
+  });
+  test("echo puts the prompt before the text, streamed or not", async () => {
+    const r = await client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 4, temperature: 0, echo: true });
+    const plain = await client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 4, temperature: 0 });
+    expect(r.choices[0]!.text).toBe("Once upon" + plain.choices[0]!.text);
+    const stream = await client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 4, temperature: 0, echo: true, stream: true });
+    let text = "";
+    for await (const c of stream) text += c.choices[0]?.text ?? "";
+    expect(text).toBe(r.choices[0]!.text);
+  });
+});
+
+describe("embeddings", () => {
+  test("dimensions shortens to unit length; too many → 400", async () => {
+    const r = await client.embeddings.create({ model: "tiny", input: "hello", dimensions: 16, encoding_format: "float" });
+    expect(r.data[0]!.embedding).toHaveLength(16);
+    expect(Math.hypot(...r.data[0]!.embedding)).toBeCloseTo(1, 5);
+    const e = await error(client.embeddings.create({ model: "tiny", input: "hello", dimensions: 100000 }));
+    expect([e.status, e.param]).toEqual([400, "dimensions"]);
+  });
+  test("token-id input embeds like its text", async () => {
+    const ids = await tokenize("hello world");
+    const [byIds, byText] = await Promise.all([
+      client.embeddings.create({ model: "tiny", input: [ids], encoding_format: "float" }),
+      client.embeddings.create({ model: "tiny", input: "hello world", encoding_format: "float" }),
+    ]);
+    expect(byIds.data[0]!.embedding).toEqual(byText.data[0]!.embedding);
+  });
+});
