@@ -27,6 +27,11 @@ export const configSchema = z.strictObject({
   port: port.default(8000).describe("TCP port to listen on (0 picks a free one)."),
   allowPublicBind: z.boolean().default(false)
     .describe("Permit a non-loopback --host. Refused unless auth is on."),
+  tlsCert: z.string().default("")
+    .describe("PEM certificate (chain) to serve HTTPS with; needs tlsKey. Empty: plain HTTP. TLS below 1.2 is refused."),
+  tlsKey: z.string().default("").describe("PEM private key of tlsCert (RSA >= 2048 bits or EC >= 256 bits)."),
+  tlsClientCa: z.string().default("")
+    .describe("PEM CA bundle: require a client certificate signed by it (mTLS); a client without one never gets an HTTP answer."),
   model: z.array(z.string().min(1)).default([])
     .describe("GGUF model file or directory of them (repeatable). Empty: every model in the state dir's manifest."),
   stateDir: z.string().min(1).default(defaultStateDir())

@@ -7,6 +7,7 @@ import type { Engine } from "../engine/engine";
 import type { Logger } from "../log/logger";
 import type { App } from "./app";
 import { sdNotify } from "./sd-notify";
+import { serverTls } from "./tls";
 
 /** After cancelling, how long cancelled responses get to finish writing before connections are closed. */
 const CLOSE_AFTER_CANCEL_MS = 5_000;
@@ -19,8 +20,9 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
   // requests lift that for themselves (app.ts), since a long non-streamed answer sends nothing for a while.
   // reusePort false: Elysia turns SO_REUSEPORT on, and then a second server on a used port "listens" and
   // silently splits the traffic with the first. Without it the bind fails with EADDRINUSE, as it should.
+  const tls = serverTls(app.deps.config); // a bad cert/key/CA is a ConfigError (exit 2), thrown before binding
   try {
-    app.listen({ hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes * 2 + 65_536, idleTimeout: 30, reusePort: false });
+    app.listen({ hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes * 2 + 65_536, idleTimeout: 30, reusePort: false, tls });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === "EADDRINUSE" ? "address in use (is another appliance or server running on it?)" : (e as Error).message;
@@ -29,7 +31,7 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
     return engine.dispose().then(() => 1, () => 1);
   }
   const server = app.server!;
-  log.info({ url: `http://${server.hostname}:${server.port}`, port: server.port }, "listening");
+  log.info({ url: `${tls ? "https" : "http"}://${server.hostname}:${server.port}`, port: server.port, tls: !!tls, mtls: !!tls?.requestCert }, "listening");
   // Type=notify: systemd calls the service started only now (models verified and loaded, port bound).
   sdNotify({ READY: 1, STATUS: `serving on ${server.hostname}:${server.port}`, MAINPID: process.pid });
 

@@ -1,0 +1,145 @@
+/**
+ * TLS and mTLS on the real compiled binary: certificates made with openssl, spoken to with curl and
+ * openssl s_client (real handshakes, no mocks). Plus the start-time checks of serverTls.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { ConfigError } from "../../src/config/load";
+import { serverTls } from "../../src/server/tls";
+import { startBinary, type BinaryServer } from "../conformance/binary-server";
+import { tmpDir } from "../helpers";
+import { makePki, type TestPki } from "./certs";
+
+let pki: TestPki;
+beforeAll(() => { pki = makePki(tmpDir("appliance-pki-")); });
+afterAll(() => { fs.rmSync(pki.dir, { recursive: true, force: true }); });
+
+async function sh(cmd: string[], stdin = "") {
+  const p = Bun.spawn(cmd, { stdin: new Blob([stdin]), stdout: "pipe", stderr: "pipe" });
+  const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  return { code: await p.exited, out, err };
+}
+
+/** curl -i with the given TLS flags; the API key is sent when given. */
+function curl(url: string, flags: string[], key?: string, body?: unknown) {
+  const args = ["curl", "-sS", "-i", "--max-time", "60", "--cacert", pki.ca, ...flags];
+  if (key) args.push("-H", `authorization: Bearer ${key}`);
+  if (body) args.push("-H", "content-type: application/json", "--data-binary", JSON.stringify(body));
+  return sh([...args, url]);
+}
+
+const chat = { model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 4 };
+const httpsBase = (s: BinaryServer) => s.baseURL.replace("http://", "https://");
+
+describe("serverTls refuses what would fail later or be weak", () => {
+  const refused = (settings: Partial<Parameters<typeof serverTls>[0]>, field: string, message: RegExp, now = Date.now()) => {
+    let error: unknown;
+    try { serverTls({ tlsCert: "", tlsKey: "", tlsClientCa: "", ...settings }, now); } catch (e) { error = e; }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).field).toBe(field);
+    expect((error as Error).message).toMatch(message);
+  };
+  test("plain HTTP when nothing is set", () => expect(serverTls({ tlsCert: "", tlsKey: "", tlsClientCa: "" })).toBeUndefined());
+  test("cert without key, key without cert, client CA without TLS", () => {
+    refused({ tlsCert: pki.serverCert }, "tlsKey", /without --tls-key/);
+    refused({ tlsKey: pki.serverKey }, "tlsCert", /without --tls-cert/);
+    refused({ tlsClientCa: pki.ca }, "tlsClientCa", /need TLS/);
+  });
+  test("a key that is not the certificate's, a 1024-bit RSA key, unreadable and non-PEM files", () => {
+    refused({ tlsCert: pki.serverCert, tlsKey: pki.clientKey }, "tlsKey", /not the private key/);
+    refused({ tlsCert: pki.weakCert, tlsKey: pki.weakKey }, "tlsKey", /1024-bit RSA/);
+    refused({ tlsCert: path.join(pki.dir, "missing.pem"), tlsKey: pki.serverKey }, "tlsCert", /ENOENT/);
+    refused({ tlsCert: pki.serverKey, tlsKey: pki.serverKey }, "tlsCert", /no PEM certificate/);
+    refused({ tlsCert: pki.serverCert, tlsKey: pki.serverCert }, "tlsKey", /not an unencrypted PEM private key/);
+    refused({ tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.serverKey }, "tlsClientCa", /no PEM certificate/);
+  });
+  test("an expired or not yet valid certificate (the test certificates are valid for two days)", () => {
+    const day = 86_400_000;
+    refused({ tlsCert: pki.serverCert, tlsKey: pki.serverKey }, "tlsCert", /expired/, Date.now() + 3 * day);
+    refused({ tlsCert: pki.serverCert, tlsKey: pki.serverKey }, "tlsCert", /not valid before/, Date.now() - day);
+    refused({ tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca }, "tlsCert", /expired/, Date.now() + 3 * day);
+  });
+});
+
+describe("the binary serves HTTPS", () => {
+  let server: BinaryServer;
+  beforeAll(async () => { server = await startBinary(["--tls-cert", pki.serverCert, "--tls-key", pki.serverKey]); }, 120_000);
+  afterAll(async () => { expect(await server.stop()).toBe(0); });
+
+  test("curl over TLS: health and a chat completion; the log names the https URL", async () => {
+    expect(server.log()).toContain('"url":"https://');
+    const health = await curl(`${httpsBase(server)}/health`, []);
+    expect(health.code).toBe(0);
+    expect(health.out).toMatch(/^HTTP\/[\d.]+ 200/);
+    const r = await curl(`${httpsBase(server)}/v1/chat/completions`, [], server.key, chat);
+    expect(r.out).toMatch(/^HTTP\/[\d.]+ 200/);
+    expect(JSON.parse(r.out.slice(r.out.indexOf("\r\n\r\n") + 4)).choices).toHaveLength(1);
+  });
+
+  test("plain HTTP to the TLS port gets no HTTP answer", async () => {
+    const r = await sh(["curl", "-sS", "-i", "--max-time", "30", `${server.baseURL}/health`]);
+    expect(r.code).not.toBe(0);
+    expect(r.out).not.toMatch(/^HTTP\//);
+  });
+
+  test("TLS 1.2 is accepted, TLS 1.1 and 1.0 are refused in the handshake", async () => {
+    const port = new URL(server.baseURL).port;
+    const handshake = (version: string) => sh(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, version,
+      "-cipher", "DEFAULT@SECLEVEL=0", "-CAfile", pki.ca], "");
+    const ok = await handshake("-tls1_2");
+    expect(ok.out).toMatch(/Protocol\s*: TLSv1\.2/);
+    expect(ok.out).toContain("Verify return code: 0 (ok)");
+    for (const old of ["-tls1_1", "-tls1"]) {
+      const r = await handshake(old);
+      expect(r.out + r.err).toMatch(/alert protocol version|no protocols available|unsupported protocol/);
+      expect(r.out).toMatch(/Cipher is \(NONE\)/);
+    }
+  });
+});
+
+describe("mTLS: --tls-client-ca", () => {
+  let server: BinaryServer;
+  beforeAll(async () => {
+    server = await startBinary(["--tls-cert", pki.serverCert, "--tls-key", pki.serverKey, "--tls-client-ca", pki.ca]);
+  }, 120_000);
+  afterAll(async () => { expect(await server.stop()).toBe(0); });
+
+  test("a client with a certificate from the CA is served (and still needs its API key)", async () => {
+    expect(server.log()).toContain('"mtls":true');
+    const good = ["--cert", pki.clientCert, "--key", pki.clientKey];
+    const r = await curl(`${httpsBase(server)}/v1/chat/completions`, good, server.key, chat);
+    expect(r.out).toMatch(/^HTTP\/[\d.]+ 200/);
+    const noKey = await curl(`${httpsBase(server)}/v1/models`, good);
+    expect(noKey.out).toMatch(/^HTTP\/[\d.]+ 401/);
+  });
+
+  test("a client without a certificate is refused in the handshake (TLS 1.3 and 1.2)", async () => {
+    const r13 = await curl(`${httpsBase(server)}/health`, []);
+    expect(r13.code).not.toBe(0);
+    expect(r13.out).toBe("");
+    expect(r13.err).toMatch(/certificate required|alert/);
+    const r12 = await curl(`${httpsBase(server)}/health`, ["--tls-max", "1.2"]);
+    expect(r12.code).not.toBe(0);
+    expect(r12.out).toBe("");
+    expect(r12.err).toMatch(/handshake failure|alert/);
+  });
+
+  test("a certificate from another CA never gets an HTTP answer, every time", async () => {
+    const rogue = ["--cert", pki.rogueCert, "--key", pki.rogueKey];
+    for (let i = 0; i < 10; i++) {
+      const r = await curl(`${httpsBase(server)}/health`, i % 2 ? rogue : [...rogue, "--tls-max", "1.2"]);
+      expect(r.code).not.toBe(0);
+      expect(r.out).toBe("");
+    }
+    const ok = await curl(`${httpsBase(server)}/health`, ["--cert", pki.clientCert, "--key", pki.clientKey]);
+    expect(ok.out).toMatch(/^HTTP\/[\d.]+ 200/); // the server is still up and serving good clients
+  });
+
+  test("serve with --tls-cert and no --tls-key exits 2 naming tlsKey", async () => {
+    const bin = path.join(path.dirname(server.stateDir), "appliance");
+    const r = await sh([bin, "serve", "--state-dir", server.stateDir, "--port", "0", "--threads", "1", "--tls-cert", pki.serverCert]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("tlsKey");
+  }, 120_000);
+});
