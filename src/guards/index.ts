@@ -18,6 +18,7 @@ import { HostError, hostAllowlist } from "./host";
 import type { KeyRecord, KeyStore } from "./keys";
 import { BODY_TIMEOUT_MS, BodyTimeoutError, tokenReservation, withDeadline } from "./body";
 import { checkBounds } from "./bounds";
+import { ANONYMOUS_LINES_PER_MINUTE, LineSampler } from "./log-sampler";
 import { createPromptGuard } from "./prompt-guard";
 import { RateLimiter, RateLimitError } from "./rate-limit";
 import { createScanner, passthrough, type TextFilter } from "./response-scan";
@@ -36,7 +37,8 @@ export interface Guards {
   responseFilter(state: RequestState): TextFilter;
   /** Tokens are known: charge them and free the concurrency slot now, not when the socket closes. Idempotent. */
   settle(state: RequestState): void;
-  onFinish(state: RequestState): void;
+  /** Writes the audit record; false when this request is one of the anonymous ones left out of log and audit. */
+  onFinish(state: RequestState): boolean;
 }
 
 export interface GuardDeps {
@@ -58,6 +60,7 @@ const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s
 export function createGuards(d: GuardDeps): Guards {
   const { config } = d;
   const bodyTimeoutMs = d.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
+  const anonymousLines = new LineSampler(ANONYMOUS_LINES_PER_MINUTE, d.clock);
   const hostOk = hostAllowlist(config.host, config.allowedHosts);
   const limiter = new RateLimiter(d.clock);
   const authFailures = new RateLimiter(d.clock);
@@ -167,6 +170,11 @@ export function createGuards(d: GuardDeps): Guards {
       const x = extra(state);
       this.settle(state);
       if (x.filter?.findings.length) state.decisions.push(...x.filter.findings.map((f) => `response:${config.responseScan.action}:${f}`));
+      if (config.auth && !state.keyName) {
+        const skipped = anonymousLines.take();
+        if (skipped === undefined) return false;
+        if (skipped) state.decisions.push(`log:skipped:${skipped}`);
+      }
       try {
         d.audit?.append({
           ts: new Date(d.clock()).toISOString(), reqId: state.id, key: state.keyName ?? null, route: state.route,
@@ -176,6 +184,7 @@ export function createGuards(d: GuardDeps): Guards {
       } catch (e) {
         d.log.error({ err: (e as Error).message, reqId: state.id }, "audit write failed"); // the response is already out
       }
+      return true;
     },
   };
 }

@@ -36,8 +36,9 @@ export function createApp(input: AppInput) {
     finish: (state) => {
       if (state.finished) return;
       state.finished = true;
-      guards.onFinish(state);
-      deps.metrics.record(state);
+      const written = guards.onFinish(state);
+      deps.metrics.record(state); // counted always, even when left out of log and audit
+      if (!written) return;
       const ms = Math.round((performance.now() - state.start) * 10) / 10;
       log.info({
         reqId: state.id, route: state.route, status: state.status, keyName: state.keyName, model: state.model,
@@ -66,7 +67,6 @@ export function createApp(input: AppInput) {
       const early = await guards.onRequest(request, state);
       Object.assign(set.headers, state.headers);
       if (early) return early;
-      if (request.method === "POST") server?.timeout(request, 0); // generations may be silent for a long time
     })
     // 2. JSON bodies read once, size-checked, kept raw for the signature guard.
     .onParse({ as: "global" }, async ({ request, contentType }) => {
@@ -87,9 +87,12 @@ export function createApp(input: AppInput) {
     })
     // 3. Guards that need the body or the key: signature → rate limit. Transform runs before schema
     //    validation, so even malformed requests count against the key's limits.
-    .onTransform({ as: "global" }, async ({ request, set }) => {
+    .onTransform({ as: "global" }, async ({ request, set, body, server }) => {
       const state = stateOf(request);
-      await guards.afterParse(request, state);
+      await guards.afterParse(request, state, body);
+      // The body is in: a generation may now be silent for a long time (never before, or a trickled body
+      // would hold its socket forever).
+      if (request.method === "POST") server?.timeout(request, 0);
       Object.assign(set.headers, state.headers);
     })
     // Headers decided inside a handler (prompt flags) reach the response too.

@@ -8,7 +8,8 @@ export class Metrics {
   private completionTokens = 0;
 
   record(s: RequestState) {
-    const k = `${s.route.split(" ")[0]} ${routeLabel(s.route)} ${s.status ?? 0}`;
+    const method = s.route.split(" ")[0]!;
+    const k = `${METHODS.has(method) ? method : "other"} ${routeLabel(s.route)} ${s.status ?? 0}`;
     this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
     this.promptTokens += s.promptTokens ?? 0;
     this.completionTokens += s.completionTokens ?? 0;
@@ -28,6 +29,9 @@ export class Metrics {
     return lines.join("\n") + "\n";
   }
 }
+
+/** Label values stay a small fixed set whatever clients send, so the counters' memory stays bounded. */
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
 /** Known routes by name, everything else as "other", so label cardinality stays bounded. */
 function routeLabel(route: string): string {
