@@ -97,7 +97,7 @@ describe("completions prompts", () => {
   test("token ids of a control token go through the prompt guard like text", async () => {
     // The id of <|im_end|>, read from the model (the server never tokenizes user text with control tokens).
     const [id] = (ctx.engine as any).get("tiny").model.tokenize("<|im_end|>", true) as number[];
-    const e = await error(client.completions.create({ model: "tiny", prompt: [id], max_tokens: 2 }));
+    const e = await error(client.completions.create({ model: "tiny", prompt: [id!], max_tokens: 2 }));
     expect([e.status, e.code]).toEqual([400, "prompt_rejected"]);
   });
   test("echo puts the prompt before the text, streamed or not", async () => {
