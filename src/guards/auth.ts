@@ -43,7 +43,7 @@ export function isPublic(method: string, path: string) { return PUBLIC.has(`${me
 /** The scope a route needs; undefined = any valid key. */
 export function requiredScope(path: string): Scope | undefined {
   const p = normalizePath(path);
-  if (p === "/v1/chat/completions") return "chat";
+  if (p === "/v1/chat/completions" || p === "/v1/responses") return "chat";
   if (p === "/v1/completions") return "completions";
   if (p === "/v1/embeddings") return "embeddings";
   if (p === "/v1/models" || p.startsWith("/v1/models/")) return "models";

@@ -18,6 +18,7 @@ import { embeddingRoutes } from "./routes/embeddings";
 import { healthRoutes, metricsRoutes } from "./routes/health";
 import { Metrics } from "./metrics";
 import { modelRoutes } from "./routes/models";
+import { responsesRoutes } from "./routes/responses";
 import { tokenizeRoutes } from "./routes/tokenize";
 
 export type { AppDeps, AppInput } from "./deps";
@@ -120,6 +121,7 @@ export function createApp(input: AppInput) {
     .use(chatRoutes(deps))
     .use(completionRoutes(deps))
     .use(embeddingRoutes(deps))
+    .use(responsesRoutes(deps))
     .use(tokenizeRoutes(deps))
     .use(docsRoutes(deps));
 

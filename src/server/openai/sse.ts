@@ -15,6 +15,8 @@ export interface SseOptions {
   /** Always called once, after the last byte or the cancel. */
   onFinish: (error?: unknown) => void;
   headers?: Record<string, string>;
+  /** The Responses API dialect: an `event:` line named by each event's `type`, and no `[DONE]`. */
+  named?: boolean;
 }
 
 export function sseResponse(opts: SseOptions): Response {
@@ -22,9 +24,13 @@ export function sseResponse(opts: SseOptions): Response {
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
       const write = (s: string) => { if (!closed) controller.enqueue(encoder.encode(s)); };
-      const send = (event: unknown) => write(`data: ${JSON.stringify(event)}\n\n`);
+      const name = (event: unknown) => {
+        const type = (event as { type?: unknown })?.type;
+        return opts.named && typeof type === "string" ? `event: ${type}\n` : "";
+      };
+      const send = (event: unknown) => write(`${name(event)}data: ${JSON.stringify(event)}\n\n`);
       opts.run(send).then(
-        () => { write("data: [DONE]\n\n"); finish(); },
+        () => { if (!opts.named) write("data: [DONE]\n\n"); finish(); },
         (err) => {
           const ev = opts.errorEvent(err);
           if (ev !== undefined) send(ev);

@@ -24,14 +24,21 @@ export interface GenerationPlan {
   call: (signal: AbortSignal, choice: number, onText?: (text: string) => void, onAdmitted?: () => void) => Promise<Generation>;
   /** The whole non-streaming answer. */
   full: (g: Generation[]) => unknown;
-  /** Stream events. */
+  /** Stream events; a hook may return several events as an array. */
   head?: () => unknown;
   piece: (text: string) => unknown;
   /** The calls the model made, as one stream event (chat only). */
   calls?: (calls: ToolCall[]) => unknown;
-  end: (finish: string) => unknown;
+  end: (finish: string, g: Generation) => unknown;
   usage: (g: Pick<Generation, "promptTokens" | "completionTokens">) => unknown;
+  /** The Responses API's stream dialect (named events, no [DONE]). */
+  named?: boolean;
 }
+
+/** Sends one event, or each of an array of them. */
+const sendAll = (send: (event: unknown) => void, events: unknown) => {
+  for (const e of Array.isArray(events) ? events : [events]) send(e);
+};
 
 export async function runGeneration(request: Request, state: RequestState, deps: AppDeps, plan: GenerationPlan): Promise<unknown> {
   const flight = deps.inflight.begin(request.signal);
@@ -91,7 +98,9 @@ export async function runGeneration(request: Request, state: RequestState, deps:
   state.deferredFinish = true;
   return sseResponse({
     headers: { "x-request-id": state.id, ...state.headers },
-    run: async (send) => {
+    named: plan.named,
+    run: async (raw) => {
+      const send = (events: unknown) => sendAll(raw, events);
       if (plan.head) send(plan.head());
       for (const event of early.splice(0)) send(event);
       emit = send;
@@ -102,7 +111,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
       if (g.text) send(plan.piece(g.text));
       if (keepText) state.responseText = streamed + g.text;
       if (g.toolCalls?.length && plan.calls) send(plan.calls(g.toolCalls));
-      send(plan.end(g.finishReason));
+      send(plan.end(g.finishReason, g));
       if (plan.includeUsage) send(plan.usage(g));
     },
     onCancel: () => flight.abort(),

@@ -1,0 +1,161 @@
+/**
+ * The Responses API on top of the chat engine call: request → turns, tools and
+ * sampling (through the chat converters, so both APIs behave alike), and the
+ * engine's Generation → a response object or its stream of named events.
+ * Stateless: nothing is stored, so `previous_response_id` is refused.
+ */
+import { InvalidRequestError } from "../../errors";
+import type { ChatTurn, Generation, ToolCall } from "../../engine/engine";
+import type { ResponsesRequest } from "./responses-wire";
+import type { ChatCompletionRequest } from "./wire";
+
+const randomId = (prefix: string) => prefix + Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("hex");
+
+/** The request in chat-completions terms, for toSampling and toToolUse. */
+export function asChatRequest(req: ResponsesRequest): ChatCompletionRequest {
+  if (req.previous_response_id) {
+    throw new InvalidRequestError("This server does not store responses: send the whole conversation in 'input' instead of previous_response_id.",
+      "previous_response_id", "unsupported_parameter");
+  }
+  const f = req.text?.format;
+  return {
+    model: req.model,
+    messages: [],
+    max_tokens: req.max_output_tokens,
+    temperature: req.temperature,
+    top_p: req.top_p,
+    response_format: !f || f.type !== "json_schema" ? f
+      : { type: "json_schema", json_schema: { name: f.name, schema: f.schema, description: f.description, strict: f.strict } },
+    tools: req.tools?.map((t) => ({
+      type: "function" as const,
+      function: { name: t.name, description: t.description ?? undefined, parameters: t.parameters ?? undefined },
+    })),
+    tool_choice: typeof req.tool_choice === "object" && req.tool_choice
+      ? { type: "function", function: { name: req.tool_choice.name } } : req.tool_choice,
+    parallel_tool_calls: req.parallel_tool_calls,
+  };
+}
+
+/** instructions + input → engine turns; a function_call_output must answer an earlier function_call. */
+export function responsesTurns(req: ResponsesRequest): ChatTurn[] {
+  const turns: ChatTurn[] = req.instructions ? [{ role: "system", content: req.instructions }] : [];
+  if (typeof req.input === "string") return [...turns, { role: "user", content: req.input }];
+  const calls = new Set<string>();
+  req.input.forEach((item, i) => {
+    if (item.type === "reasoning") return;
+    if (item.type === "function_call") {
+      const call: ToolCall = { id: item.call_id, name: item.name, arguments: item.arguments };
+      try { JSON.parse(item.arguments); } catch { throw new InvalidRequestError("Function call arguments must be a JSON text.", `input.${i}.arguments`); }
+      calls.add(item.call_id);
+      const last = turns.at(-1);
+      if (last?.role === "assistant") (last.toolCalls ??= []).push(call);
+      else turns.push({ role: "assistant", content: "", toolCalls: [call] });
+      return;
+    }
+    if (item.type === "function_call_output") {
+      if (!calls.has(item.call_id)) {
+        throw new InvalidRequestError(`input[${i}] answers call '${item.call_id}', which no earlier function_call made.`, `input.${i}.call_id`);
+      }
+      const output = typeof item.output === "string" ? item.output : item.output.map((p) => p.text).join("");
+      turns.push({ role: "tool", content: output, toolCallId: item.call_id });
+      return;
+    }
+    const m = item as Extract<typeof item, { role: string }>;
+    let content: string;
+    if (typeof m.content === "string") content = m.content;
+    else {
+      const bad = m.content.findIndex((p) => !["input_text", "output_text", "refusal"].includes(p.type));
+      if (bad >= 0) {
+        throw new InvalidRequestError(`This server's models read text only: '${m.content[bad]!.type}' content is not supported.`,
+          `input.${i}.content.${bad}`, "unsupported_content");
+      }
+      content = m.content.map((p) => ("text" in p ? String(p.text) : "refusal" in p ? String(p.refusal) : "")).join("");
+    }
+    turns.push({ role: m.role === "developer" ? "system" : m.role, content });
+  });
+  return turns;
+}
+
+/** Echoed request fields and ids that stay the same through a stream. */
+export interface ResponseFrame {
+  id: string;
+  model: string;
+  createdAt: number;
+  req: ResponsesRequest;
+}
+
+export const newFrame = (id: string, model: string, createdAt: number, req: ResponsesRequest): ResponseFrame => ({ id, model, createdAt, req });
+
+const outputTextPart = (text: string) => ({ type: "output_text" as const, text, annotations: [] as unknown[], logprobs: [] as unknown[] });
+
+function messageItem(id: string, text: string, status: "in_progress" | "completed") {
+  return { type: "message" as const, id, status, role: "assistant" as const, content: status === "completed" ? [outputTextPart(text)] : [] };
+}
+
+function callItem(c: ToolCall, status: "in_progress" | "completed") {
+  return { type: "function_call" as const, id: "fc_" + c.id.replace(/^call_/, ""), call_id: c.id, name: c.name,
+    arguments: status === "completed" ? c.arguments : "", status };
+}
+
+const incomplete = (g: Generation) =>
+  g.finishReason === "length" ? { reason: "max_output_tokens" } : g.finishReason === "content_filter" ? { reason: "content_filter" } : null;
+
+/** The response object; `g` undefined while a stream is starting. */
+export function responseObject(f: ResponseFrame, g: Generation | undefined, messageId: string) {
+  const status = !g ? "in_progress" : incomplete(g) ? "incomplete" : "completed";
+  const output = !g ? [] : [
+    ...(g.text || !g.toolCalls?.length ? [messageItem(messageId, g.text, "completed")] : []),
+    ...(g.toolCalls ?? []).map((c) => callItem(c, "completed")),
+  ];
+  const r = f.req;
+  return {
+    id: f.id, object: "response" as const, created_at: f.createdAt, status, model: f.model, output,
+    error: null, incomplete_details: g ? incomplete(g) : null,
+    instructions: r.instructions ?? null, max_output_tokens: r.max_output_tokens ?? null,
+    parallel_tool_calls: r.parallel_tool_calls ?? true, previous_response_id: null, reasoning: { effort: null, summary: null },
+    store: false, temperature: r.temperature ?? 1, top_p: r.top_p ?? 1, text: { format: r.text?.format ?? { type: "text" } },
+    tool_choice: r.tool_choice ?? "auto", tools: r.tools ?? [], truncation: "disabled", metadata: r.metadata ?? {},
+    usage: g ? {
+      input_tokens: g.promptTokens, input_tokens_details: { cached_tokens: 0 },
+      output_tokens: g.completionTokens, output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: g.promptTokens + g.completionTokens,
+    } : null,
+  };
+}
+
+/**
+ * The stream's named events, in OpenAI's order. The message item opens at the first text (a forced
+ * tool call has none), function calls follow it, then `response.completed` (or `.incomplete`).
+ */
+export function responseEvents(f: ResponseFrame) {
+  let seq = 0, text = "", opened = false;
+  const messageId = randomId("msg_");
+  const ev = <T extends object>(type: string, body: T) => ({ type, sequence_number: seq++, ...body });
+  const part = { item_id: messageId, output_index: 0, content_index: 0 };
+  return {
+    messageId,
+    head: () => [ev("response.created", { response: responseObject(f, undefined, messageId) }),
+      ev("response.in_progress", { response: responseObject(f, undefined, messageId) })],
+    piece: (delta: string) => {
+      const open = opened ? [] : [ev("response.output_item.added", { output_index: 0, item: messageItem(messageId, "", "in_progress") }),
+        ev("response.content_part.added", { ...part, part: outputTextPart("") })];
+      opened = true;
+      text += delta;
+      return [...open, ev("response.output_text.delta", { ...part, delta, logprobs: [] })];
+    },
+    end: (g: Generation) => {
+      const close = !opened ? [] : [ev("response.output_text.done", { ...part, text, logprobs: [] }),
+        ev("response.content_part.done", { ...part, part: outputTextPart(text) }),
+        ev("response.output_item.done", { output_index: 0, item: messageItem(messageId, text, "completed") })];
+      const calls = (g.toolCalls ?? []).flatMap((c, i) => {
+        const output_index = i + (opened ? 1 : 0), item_id = callItem(c, "completed").id;
+        return [ev("response.output_item.added", { output_index, item: callItem(c, "in_progress") }),
+          ev("response.function_call_arguments.delta", { item_id, output_index, delta: c.arguments }),
+          ev("response.function_call_arguments.done", { item_id, output_index, name: c.name, arguments: c.arguments }),
+          ev("response.output_item.done", { output_index, item: callItem(c, "completed") })];
+      });
+      const done = responseObject(f, { ...g, text }, messageId);
+      return [...close, ...calls, ev(done.status === "incomplete" ? "response.incomplete" : "response.completed", { response: done })];
+    },
+  };
+}

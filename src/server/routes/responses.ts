@@ -1,0 +1,44 @@
+/** POST /v1/responses (OpenAI's Responses API; stateless: nothing is stored). */
+import { Elysia } from "elysia";
+import { ModelNotFoundError } from "../../errors";
+import { toSampling, toToolUse } from "../openai/convert";
+import { asChatRequest, newFrame, responseEvents, responseObject, responsesTurns } from "../openai/responses";
+import { responsesRequest } from "../openai/responses-wire";
+import { errorBody } from "../openai/wire";
+import { stateOf } from "../request-state";
+import type { AppDeps } from "../deps";
+import { runGeneration } from "./generate";
+
+export const responsesRoutes = (deps: AppDeps) =>
+  new Elysia({ name: "routes.responses" }).post("/v1/responses", async ({ body, request }) => {
+    const state = stateOf(request);
+    const info = deps.engine.model(body.model);
+    if (!info) throw new ModelNotFoundError(body.model);
+    state.model = info.id;
+    const specials = deps.engine.specialTokens(info.id);
+    const chat = asChatRequest(body);
+    const sampling = toSampling(chat, deps.config, info.contextSize, specials);
+    const tools = toToolUse(chat, specials);
+    const messages = deps.promptGuard(state, info.id, responsesTurns(body));
+    if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
+    const frame = newFrame("resp_" + Buffer.from(state.id.slice(4), "base64url").toString("hex"), info.id, Math.floor(deps.clock() / 1000), body);
+    const events = responseEvents(frame);
+    return runGeneration(request, state, deps, {
+      stream: body.stream ?? false,
+      includeUsage: false,
+      named: true,
+      choices: 1,
+      perPrompt: 1,
+      call: (signal, _choice, onText, onAdmitted) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, onText, onAdmitted }),
+      full: ([g]) => responseObject(frame, g!, events.messageId),
+      head: events.head,
+      piece: events.piece,
+      end: (_finish, g) => events.end(g),
+      usage: () => [],
+    });
+  }, {
+    body: responsesRequest,
+    parse: "json", // documents the content type; the global parser in app.ts runs first
+    detail: { summary: "Create a model response (Responses API; stateless, streams with stream: true)", tags: ["OpenAI"] },
+    response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
+  });

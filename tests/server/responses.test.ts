@@ -1,0 +1,95 @@
+/** POST /v1/responses through the official SDK's client.responses: text, items, streaming events, structured output, tools. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { listenApp, makeApp } from "../helpers";
+
+let ctx: Awaited<ReturnType<typeof makeApp>>;
+let client: OpenAI;
+let baseURL: string;
+
+beforeAll(async () => {
+  ctx = await makeApp({ keys: [{ name: "all", scopes: ["chat", "completions", "embeddings", "models"] }, { name: "embed-only", scopes: ["embeddings"] }] });
+  baseURL = listenApp(ctx.app);
+  client = new OpenAI({ apiKey: ctx.key, baseURL: `${baseURL}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await ctx.app.stop(true);
+  await ctx.engine.dispose();
+});
+
+const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
+const weather = {
+  type: "function" as const, name: "get_weather", strict: false, description: "weather",
+  parameters: { type: "object", properties: { city: { type: "string", enum: ["Oslo", "Paris"] } }, required: ["city"] },
+};
+
+describe("responses", () => {
+  test("text input and instructions → a completed response with output_text and usage", async () => {
+    const r = await client.responses.create({ model: "tiny", input: "hello", instructions: "be brief", max_output_tokens: 8, temperature: 0 });
+    expect(r.object).toBe("response");
+    expect(r.id).toMatch(/^resp_/);
+    expect(["completed", "incomplete"]).toContain(r.status);
+    expect(r.output[0]!.type).toBe("message");
+    expect(typeof r.output_text).toBe("string");
+    expect(r.usage!.output_tokens).toBeGreaterThan(0);
+    expect(r.usage!.total_tokens).toBe(r.usage!.input_tokens + r.usage!.output_tokens);
+    if (r.status === "incomplete") expect(r.incomplete_details!.reason).toBe("max_output_tokens");
+  });
+
+  test("streaming: named events in order, text deltas add up to the final text", async () => {
+    const stream = await client.responses.create({ model: "tiny", input: [{ role: "user", content: "hello" }], max_output_tokens: 8, temperature: 0, stream: true });
+    const types: string[] = [];
+    let text = "", final: OpenAI.Responses.Response | undefined;
+    for await (const e of stream) {
+      types.push(e.type);
+      if (e.type === "response.output_text.delta") text += e.delta;
+      if (e.type === "response.completed" || e.type === "response.incomplete") final = e.response;
+    }
+    expect(types.slice(0, 2)).toEqual(["response.created", "response.in_progress"]);
+    expect(types).toContain("response.output_item.added");
+    expect(types).toContain("response.output_text.done");
+    expect(final).toBeDefined();
+    expect(final!.output_text ?? (final!.output[0] as any).content[0].text).toBe(text);
+    const plain = await client.responses.create({ model: "tiny", input: [{ role: "user", content: "hello" }], max_output_tokens: 8, temperature: 0 });
+    expect(plain.output_text).toBe(text);
+  });
+
+  test("structured output through text.format", async () => {
+    const r = await client.responses.create({
+      model: "tiny", input: "give json", max_output_tokens: 200, temperature: 0,
+      text: { format: { type: "json_schema", name: "x", schema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] } } },
+    });
+    expect(typeof JSON.parse(r.output_text).ok).toBe("boolean");
+  });
+
+  test("a forced function tool: a function_call item; its output goes back as input items", async () => {
+    const r = await client.responses.create({ model: "tiny", input: "weather?", tools: [weather], tool_choice: "required", max_output_tokens: 200, temperature: 0 });
+    const call = r.output.find((o) => o.type === "function_call") as OpenAI.Responses.ResponseFunctionToolCall;
+    expect(call.name).toBe("get_weather");
+    expect(["Oslo", "Paris"]).toContain(JSON.parse(call.arguments).city);
+    const next = await client.responses.create({
+      model: "tiny", tools: [weather], max_output_tokens: 4, temperature: 0,
+      input: [{ role: "user", content: "weather?" }, call, { type: "function_call_output", call_id: call.call_id, output: "{\"t\":3}" }],
+    });
+    expect(next.status).not.toBe("failed");
+  });
+
+  test("streamed tool call: arguments events and the item", async () => {
+    const stream = await client.responses.create({ model: "tiny", input: "weather?", tools: [weather], tool_choice: { type: "function", name: "get_weather" }, max_output_tokens: 200, temperature: 0, stream: true });
+    let args = "";
+    for await (const e of stream) if (e.type === "response.function_call_arguments.done") args = e.arguments;
+    expect(["Oslo", "Paris"]).toContain(JSON.parse(args).city);
+  });
+
+  test("stateless: previous_response_id → 400 naming it", async () => {
+    const e = await error(client.responses.create({ model: "tiny", input: "x", previous_response_id: "resp_123" }));
+    expect([e.status, e.param]).toEqual([400, "previous_response_id"]);
+  });
+
+  test("an image input → 400 unsupported_content; a key without the chat scope → 403", async () => {
+    const e = await error(client.responses.create({ model: "tiny", input: [{ role: "user", content: [{ type: "input_image", image_url: "data:,", detail: "auto" }] }] }));
+    expect([e.status, e.code, e.param]).toEqual([400, "unsupported_content", "input.0.content.0"]);
+    const embedOnly = new OpenAI({ apiKey: ctx.keys[1]!, baseURL: `${baseURL}/v1`, maxRetries: 0 });
+    expect((await error(embedOnly.responses.create({ model: "tiny", input: "x" }))).status).toBe(403);
+  });
+});
