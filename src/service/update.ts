@@ -7,10 +7,12 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { sha256File } from "../integrity/manifest";
+import { readManifest, sha256File } from "../integrity/manifest";
+import { writeFileAtomic } from "../util/atomic-write";
 import { waitHealthy } from "./installer";
 import { systemView, type Layout } from "./layout";
 import type { Runner } from "./platform";
+import { startTimeoutSec } from "./units";
 
 export interface UpdateOptions {
   layout: Layout;
@@ -21,25 +23,55 @@ export interface UpdateOptions {
   healthTimeoutMs?: number;
 }
 
-function place(from: string, to: string) {
+/**
+ * Copies the new binary next to the installed one (the only step that needs disk space), fsynced.
+ * On any failure (a full disk) the partial copy is removed and nothing else has changed.
+ */
+function stageCopy(from: string, to: string): string {
   const tmp = `${to}.update-tmp`;
-  fs.copyFileSync(from, tmp);
-  fs.chmodSync(tmp, 0o755);
-  fs.renameSync(tmp, to); // atomic swap: the path always holds a whole binary
+  try {
+    fs.copyFileSync(from, tmp);
+    fs.chmodSync(tmp, 0o755);
+    const fd = fs.openSync(tmp, "r");
+    try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+    return tmp;
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
 }
 
-/** Records the installed binary's digest for verify; hashes it unless the digest is already known. */
+/** `to` becomes another name of `from`'s file (a hard link: no space needed), replacing `to` atomically. */
+function linkOver(from: string, to: string) {
+  const tmp = `${to}.link-tmp`;
+  fs.rmSync(tmp, { force: true });
+  fs.linkSync(from, tmp);
+  fs.renameSync(tmp, to);
+}
+
+/** Records the installed binary's digest for verify (atomic, fsynced); hashes it unless the digest is already known. */
 const record = async (l: Layout, digest?: string) =>
-  fs.writeFileSync(l.binDigest, `${digest ?? await sha256File(l.bin)}  ${systemView(l).bin}\n`, { mode: 0o644 });
+  writeFileAtomic(l.binDigest, `${digest ?? await sha256File(l.bin)}  ${systemView(l).bin}\n`, { mode: 0o644, owner: null });
+
+/** Default wait for /health: as long as systemd's start timeout for the installed models (launchd has no readiness). */
+function defaultTimeoutMs(l: Layout): number {
+  const bytes = readManifest(l.modelsDir).reduce((sum, e) => sum + (fs.statSync(path.join(l.modelsDir, e.file), { throwIfNoEntry: false })?.size ?? 0), 0);
+  return startTimeoutSec(bytes) * 1000;
+}
 
 async function restartAndCheck(o: UpdateOptions): Promise<{ ok: boolean; reason?: string }> {
   const l = o.layout;
-  const timeout = o.healthTimeoutMs ?? 30_000;
+  const timeout = o.healthTimeoutMs ?? defaultTimeoutMs(l);
   if (l.root === "/") {
+    // systemd (Type=notify): restart returns once serve said READY=1 (models loaded), or fails at the start
+    // timeout sized for the models, so there is no fixed wait to outlast. Then /health must answer at once.
     const argv = l.platform === "systemd" ? ["systemctl", "restart", "appliance.service"] : ["launchctl", "kickstart", "-k", "system/local.appliance.server"];
+    // Every start counts against StartLimitBurst, meant for automatic restarts: an operator's update, its
+    // rollback and a second try within minutes must not lock the unit out.
+    if (l.platform === "systemd") o.run(["systemctl", "reset-failed", "appliance.service"]);
     const r = o.run(argv);
     if (r.code !== 0) return { ok: false, reason: `${argv.join(" ")} failed: ${r.out.trim().slice(-300)}` };
-    return waitHealthy(o.url, timeout);
+    return waitHealthy(o.url, l.platform === "systemd" ? 30_000 : timeout);
   }
   return smokeStart(l, timeout);
 }
@@ -75,15 +107,35 @@ export async function update(o: UpdateOptions & { binary: string; sha256: string
     return 1;
   }
   if (!fs.existsSync(l.bin)) { o.out(`${l.bin} is not installed; run appliance install first`); return 1; }
-  place(l.bin, l.binBackup);
+  // Stage first: if the copy fails (a full disk), the installed binary, its backup and its digest are untouched.
+  let staged: string;
+  try {
+    staged = stageCopy(o.binary, l.bin);
+  } catch (e) {
+    o.out(`update failed before changing anything: cannot copy ${o.binary} next to ${l.bin}: ${(e as Error).message}`);
+    return 1;
+  }
+  try {
+    linkOver(l.bin, l.binBackup); // the current binary, kept without copying it
+    fs.renameSync(staged, l.bin); // atomic swap: the path always holds a whole binary
+  } catch (e) {
+    fs.rmSync(staged, { force: true });
+    o.out(`update failed before the swap: ${(e as Error).message}; the installed binary is unchanged`);
+    return 1;
+  }
   o.out(`kept the current binary as ${l.binBackup}`);
-  place(o.binary, l.bin);
-  await record(l, actual); // checked against --sha256 above: no need to hash it again
+  try {
+    await record(l, actual); // checked against --sha256 above: no need to hash it again
+  } catch (e) {
+    linkOver(l.binBackup, l.bin);
+    o.out(`update failed: cannot record the new digest in ${l.binDigest} (${(e as Error).message}); put the previous binary back`);
+    return 1;
+  }
   o.out(`installed ${o.binary} as ${l.bin} (sha256 ${actual}); restarting`);
   const health = await restartAndCheck(o);
   if (health.ok) { o.out("update complete: /health answers"); return 0; }
   o.out(`the new binary did not come up (${health.reason}); rolling back`);
-  place(l.binBackup, l.bin);
+  linkOver(l.binBackup, l.bin);
   await record(l);
   const back = await restartAndCheck(o);
   o.out(back.ok ? `rolled back to the previous binary; it is healthy` : `rolled back, but the previous binary is not healthy either: ${back.reason}`);
@@ -93,11 +145,12 @@ export async function update(o: UpdateOptions & { binary: string; sha256: string
 export async function rollback(o: UpdateOptions): Promise<number> {
   const l = o.layout;
   if (!fs.existsSync(l.binBackup)) { o.out(`no previous binary at ${l.binBackup}`); return 1; }
+  // Swap the two names by links and renames: no copy, so it also works on a full disk.
   const current = path.join(path.dirname(l.bin), ".appliance.rollback-tmp");
-  fs.copyFileSync(l.bin, current);
-  place(l.binBackup, l.bin);
-  place(current, l.binBackup);
   fs.rmSync(current, { force: true });
+  fs.linkSync(l.bin, current);
+  linkOver(l.binBackup, l.bin);
+  fs.renameSync(current, l.binBackup);
   await record(l);
   o.out(`swapped back to the previous binary (the replaced one is now ${l.binBackup}); restarting`);
   const health = await restartAndCheck(o);
