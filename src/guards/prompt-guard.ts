@@ -2,13 +2,16 @@
  * Prompt guard: rules over the prompt text, each with an
  * action: block (400 prompt_rejected naming the rule), flag (allowed, recorded
  * in audit and a response header) or strip (the matched text is removed).
- * Built-in rules: the loaded model's own control tokens typed as text (read
- * from its vocabulary), invisible/bidi unicode, and injection phrases.
+ * Built-in rules: invisible/bidi unicode (by Unicode property; emoji sequences
+ * excepted), the loaded model's own control tokens typed as text (read from its
+ * vocabulary; looked for with invisible characters removed, so `<|im_\u034Fstart|>`
+ * is still one), and injection phrases (matched on the normalised skeleton).
  */
 import { AppError } from "../errors";
 import type { ChatTurn } from "../engine/engine";
 import type { Config } from "../config/schema";
-import { INJECTION_PHRASES, INVISIBLE } from "./rules/injection";
+import { EMOJI_SEQUENCE, INVISIBLE_CHAR, skeleton } from "./normalise";
+import { INJECTION_PHRASES } from "./rules/injection";
 
 export class PromptRejectedError extends AppError {
   constructor(ruleId: string) {
@@ -17,45 +20,63 @@ export class PromptRejectedError extends AppError {
 }
 
 type Action = "block" | "flag" | "strip";
-interface Rule { id: string; action: Action; find: (text: string, specials: string[]) => RegExp | null }
+
+/** A rule finds its matches in one turn's text; `strip` removes them (or the whole turn's offending parts). */
+interface Rule { id: string; action: Action; hit: (text: string, view: View) => boolean; strip: (text: string) => string }
+
+/** Derived forms of a turn's text, computed once per turn and only when a rule asks. */
+interface View { visible(): string; skeleton(): string }
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** Emoji sequences (kept) or one invisible character (the finding). */
+const INVISIBLE_SCAN = new RegExp(`(${EMOJI_SEQUENCE})|${INVISIBLE_CHAR.source}`, "gu");
+const INVISIBLE_ANY = new RegExp(INVISIBLE_CHAR.source, "u");
+
+function hasInvisible(text: string): boolean {
+  if (!INVISIBLE_ANY.test(text)) return false; // the common case: one quick pass
+  INVISIBLE_SCAN.lastIndex = 0;
+  for (const m of text.matchAll(INVISIBLE_SCAN)) if (!m[1]) return true;
+  return false;
+}
+const stripInvisible = (text: string) => text.replace(INVISIBLE_SCAN, (_m, emoji: string | undefined) => emoji ?? "");
 
 export interface PromptVerdict { turns: ChatTurn[]; flags: string[]; stripped: string[] }
 
 export function createPromptGuard(config: Pick<Config, "promptGuard">) {
   const pg = config.promptGuard;
-  const rules: Rule[] = [
-    {
-      id: "special_tokens", action: pg.specialTokens,
-      find: (_t, specials) => (specials.length ? new RegExp(specials.map(escape).join("|"), "g") : null),
-    },
-    { id: "invisible_unicode", action: pg.invisibleUnicode, find: () => new RegExp(INVISIBLE.source, "gu") },
-    ...INJECTION_PHRASES.map((p) => ({ id: p.id, action: pg.injectionPhrases, find: () => new RegExp(p.pattern.source, "gi") })),
-    ...pg.rules.map((r) => {
-      const re = new RegExp(r.pattern, r.flags.includes("g") ? r.flags : r.flags + "g");
-      return { id: `custom.${r.id}`, action: r.action, find: () => re };
-    }),
-  ];
-  const specialCache = new WeakMap<string[], RegExp | null>();
+  const specialCache = new WeakMap<readonly string[], RegExp | null>();
+  const specialsRe = (specials: readonly string[]) => {
+    if (!specialCache.has(specials)) specialCache.set(specials, specials.length ? new RegExp(specials.map(escape).join("|"), "g") : null);
+    return specialCache.get(specials)!;
+  };
 
-  return function check(turns: ChatTurn[], specials: string[]): PromptVerdict {
+  return function check(turns: ChatTurn[], specials: readonly string[]): PromptVerdict {
+    const special = specialsRe(specials);
+    const rules: Rule[] = [
+      { id: "invisible_unicode", action: pg.invisibleUnicode, hit: (t) => hasInvisible(t), strip: stripInvisible },
+      { id: "special_tokens", action: pg.specialTokens,
+        hit: (_t, v) => !!special && (special.lastIndex = 0, special.test(v.visible())),
+        strip: (t) => (special ? stripInvisible(t).replace(special, "") : t) },
+      ...INJECTION_PHRASES.map((p): Rule => ({ id: p.id, action: pg.injectionPhrases,
+        hit: (_t, v) => p.pattern.test(v.skeleton()),
+        strip: (t) => t.replace(new RegExp(p.pattern.source.replaceAll(" ", "[\\s\\p{Pd}_.]+"), "giu"), "") })),
+      ...pg.rules.map((r): Rule => {
+        const re = new RegExp(r.pattern, r.flags.includes("g") ? r.flags : r.flags + "g");
+        return { id: `custom.${r.id}`, action: r.action, hit: (t) => (re.lastIndex = 0, re.test(t)), strip: (t) => t.replace(re, "") };
+      }),
+    ];
     const flags: string[] = [], stripped: string[] = [];
     const out = turns.map((t) => ({ ...t }));
-    for (const rule of rules) {
-      let re: RegExp | null;
-      if (rule.id === "special_tokens") {
-        if (!specialCache.has(specials)) specialCache.set(specials, rule.find("", specials));
-        re = specialCache.get(specials)!;
-      } else re = rule.find("", specials);
-      if (!re) continue;
-      for (const t of out) {
-        re.lastIndex = 0;
-        if (!re.test(t.content)) continue;
+    for (const t of out) {
+      let visible: string | undefined, skel: string | undefined;
+      const view: View = { visible: () => (visible ??= stripInvisible(t.content)), skeleton: () => (skel ??= skeleton(t.content)) };
+      for (const rule of rules) {
+        if (!rule.hit(t.content, view)) continue;
         if (rule.action === "block") throw new PromptRejectedError(rule.id);
         if (rule.action === "flag") { if (!flags.includes(rule.id)) flags.push(rule.id); continue; }
-        re.lastIndex = 0;
-        t.content = t.content.replace(re, "");
+        t.content = rule.strip(t.content);
+        visible = skel = undefined;
         if (!stripped.includes(rule.id)) stripped.push(rule.id);
       }
     }

@@ -3,15 +3,17 @@
  * by default (recorded in audit and the x-appliance-prompt-flags header): text
  * such as "how do I ignore previous rows in SQL" must still work, so blocking
  * on phrases alone would be a bug, not safety. Written for this project.
+ *
+ * The patterns run on the skeleton of the text (guards/normalise.ts): lower
+ * case, NFKC, look-alikes mapped, every run of separators one space. So
+ * "Ｉｇｎｏｒｅ", "іgnоre" (Cyrillic) and "ignore-all-previous-instructions"
+ * all read "ignore all previous instructions".
  */
 export interface PhraseRule { id: string; pattern: RegExp }
 
 export const INJECTION_PHRASES: PhraseRule[] = [
-  { id: "injection.ignore_previous", pattern: /\b(ignore|disregard|forget)\s+(all\s+)?(the\s+)?(previous|prior|above|earlier)\s+(instructions|prompts|rules|directions)\b/i },
-  { id: "injection.system_prompt_leak", pattern: /\b(reveal|print|show|repeat|output)\s+(me\s+)?(your|the)\s+(system\s+prompt|hidden\s+instructions|initial\s+instructions)\b/i },
-  { id: "injection.role_override", pattern: /\byou\s+are\s+now\s+(in\s+)?(developer|dan|jailbreak|unrestricted|god)\s*mode\b/i },
-  { id: "injection.new_instructions", pattern: /\b(new|updated)\s+system\s+(instructions|prompt)\s*:/i },
+  { id: "injection.ignore_previous", pattern: /\b(?:ignore|disregard|forget|skip|override) (?:(?:all|any|every|of|the|your|my|these|those) ){0,4}(?:previous|prior|above|earlier|preceding|former|foregoing|system) (?:instructions?|prompts?|rules|directions|directives|guidelines|context)\b/ },
+  { id: "injection.system_prompt_leak", pattern: /\b(?:reveal|print|show|repeat|output|display|dump|leak) (?:me )?(?:(?:your|the|all|of|full|entire|complete) ){1,3}(?:system prompt|hidden instructions|initial instructions|original instructions|instructions above)\b/ },
+  { id: "injection.role_override", pattern: /\byou are now (?:in )?(?:a |an )?(?:developer|dan|jailbreak|jailbroken|unrestricted|unfiltered|god) ?mode\b/ },
+  { id: "injection.new_instructions", pattern: /\b(?:new|updated) system (?:instructions|prompt) ?:/ },
 ];
-
-/** Invisible and bidi-control characters (Trojan Source, CVE-2021-42574) and tag characters. */
-export const INVISIBLE = /[\u00AD\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF\u{E0000}-\u{E007F}]/gu;

@@ -1,0 +1,52 @@
+/**
+ * Text normalisation for matching, shared by the prompt guard and the response
+ * scanner: what a reader sees, not how it is encoded. NFKC folds fullwidth and
+ * compatibility forms (ｉｇｎｏｒｅ, ①), invisible characters are dropped, the
+ * usual Cyrillic/Greek look-alikes become their Latin letters, and runs of
+ * separators (spaces, hyphens, underscores, dots) become one space. One pass per
+ * character: linear in the text.
+ */
+
+/**
+ * Invisible and direction-changing characters, by Unicode property rather than
+ * a hand list: Default_Ignorable_Code_Point (zero-widths, U+034F, U+180B, U+3164,
+ * variation selectors FE00–FE0F and E0100–E01EF, tags E0000–E007F …),
+ * Bidi_Control (U+061C, U+202A–202E, U+2066–2069 …) and the line/paragraph
+ * separators U+2028/U+2029.
+ */
+export const INVISIBLE_CHAR = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\u2028\u2029]/u;
+
+/**
+ * Where invisible characters are legitimate: emoji sequences (ZWJ between
+ * pictographs, a variation selector after one, keycaps, tag-spelled subdivision
+ * flags; that one first, its black flag is a pictograph too). The prompt guard
+ * skips these and refuses everything else.
+ */
+export const EMOJI_SEQUENCE = String.raw`\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?(?:\u200D\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?)*|[0-9#*]\uFE0F?\u20E3`;
+
+/** Look-alikes from Cyrillic, Greek and a few Latin extensions → the ASCII letter they imitate. */
+const CONFUSABLES: Record<string, string> = {
+  "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x",
+  "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l", "ɡ": "g", "ɩ": "i", "ʏ": "y",
+  "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y",
+  "ı": "i", "ȷ": "j", "ℓ": "l",
+};
+
+/** Separators folded to one space: whitespace, hyphens/dashes, underscores, dots, middle dots, slashes, pipes. */
+const SEPARATOR = /[\s\p{Pd}_.·•|/\\*~^]/u;
+
+const isInvisible = (ch: string) => INVISIBLE_CHAR.test(ch);
+
+/** The matching form of `text`: NFKC, invisibles dropped, look-alikes mapped, lower case, separators folded. */
+export function skeleton(text: string): string {
+  const nfkc = text.normalize("NFKC").toLowerCase();
+  let out = "";
+  let space = false;
+  for (const ch of nfkc) {
+    if (isInvisible(ch)) continue;
+    if (SEPARATOR.test(ch)) { space = true; continue; }
+    if (space) { out += " "; space = false; }
+    out += CONFUSABLES[ch] ?? ch;
+  }
+  return space ? out + " " : out;
+}
