@@ -52,7 +52,11 @@ function checkHyperparameters(file: string, arch: string, n: Map<string, number>
   }
 }
 
-export interface GgufSummary { version: number; tensors: number; kv: number; architecture?: string; dataOffset: number }
+export interface GgufSummary {
+  version: number; tensors: number; kv: number; architecture?: string; dataOffset: number;
+  /** tokenizer.chat_template, if the file has one (serve trial-renders it before loading: see model-preflight.ts). */
+  chatTemplate?: string;
+}
 
 /**
  * Checks the GGUF at `file`, or — when `openFd` is given — the bytes behind that descriptor (the very
@@ -103,7 +107,7 @@ export function checkGgufHeader(file: string, openFd?: number): GgufSummary {
     const nTensors = count(u64("tensor count"), LIMITS.tensors, "tensor count");
     const nKv = count(u64("kv count"), LIMITS.kv, "kv count");
 
-    let alignment = 32, architecture: string | undefined;
+    let alignment = 32, architecture: string | undefined, chatTemplate: string | undefined;
     const scalar = (n: number, key: string, read: (at: number) => number | bigint) => { need(n, key); const v = read(pos); pos += n; return Number(v); };
     const skipValue = (type: number, key: string, depth = 0): unknown => {
       switch (type) {
@@ -137,6 +141,7 @@ export function checkGgufHeader(file: string, openFd?: number): GgufSummary {
       const v = skipValue(u32(`type of ${key}`), key);
       if (key === "general.alignment" && typeof v === "number") alignment = v;
       if (key === "general.architecture" && typeof v === "string") architecture = v;
+      if (key === "tokenizer.chat_template" && typeof v === "string") chatTemplate = v;
       if (typeof v === "number") numbers.set(key, v);
     }
     if (architecture) checkHyperparameters(file, architecture, numbers);
@@ -168,7 +173,7 @@ export function checkGgufHeader(file: string, openFd?: number): GgufSummary {
         throw new GgufHeaderError(file, `tensor ${t.name} data range`, `to end within the file (${size} bytes)`, `end at byte ${end} (truncated?)`);
       }
     }
-    return { version, tensors: nTensors, kv: nKv, architecture, dataOffset };
+    return { version, tensors: nTensors, kv: nKv, architecture, dataOffset, chatTemplate };
   } finally {
     if (openFd === undefined) fs.closeSync(fd);
   }

@@ -5,11 +5,13 @@
  * template that loops or explodes, kills or stalls only the child, and the model is refused with
  * a message naming the stage. The parent gives the template TEMPLATE_MS and its output
  * TEMPLATE_MAX_CHARS; loading gets LOAD_MS (multi-GB models are slow to map on small boxes).
+ * serve runs the template part alone (preflightTemplate: no weights, a fraction of a second) for
+ * every model at every start, on the template read from the very descriptor it loads.
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { getLlama, LlamaCompletion, LlamaLogLevel, resolveChatWrapper, type ChatHistoryItem } from "node-llama-cpp";
+import { getLlama, JinjaTemplateChatWrapper, LlamaCompletion, LlamaLogLevel, resolveChatWrapper, type ChatHistoryItem } from "node-llama-cpp";
 import { prepareNative } from "../engine/native";
 
 export const LOAD_MS = 600_000;
@@ -54,6 +56,24 @@ export async function runPreflightChild(file: string, nativeDir: string): Promis
   await llama.dispose();
 }
 
+/** Child side (`models preflight --template-only`, template on stdin): renders the sample with the template as written. */
+export async function runTemplateChild(): Promise<void> {
+  const template = await Bun.stdin.text();
+  console.log("stage template");
+  const { contextText } = new JinjaTemplateChatWrapper({ template }).generateContextState({ chatHistory: SAMPLE });
+  const rendered = contextText.toString();
+  if (rendered.length > TEMPLATE_MAX_CHARS) throw new ModelPreflightError(`its chat template rendered ${rendered.length} characters for a 4-message sample`);
+  console.log("preflight ok");
+}
+
+/** Parent side for serve: the template alone, in a child; throws ModelPreflightError if it loops, explodes or fails. */
+export async function preflightTemplate(template: string, shownAs: string, templateMs = TEMPLATE_MS): Promise<void> {
+  const proc = Bun.spawn([...selfArgv(), "models", "preflight", "--template-only"], {
+    stdin: new TextEncoder().encode(template), stdout: "pipe", stderr: "pipe",
+  });
+  await watch(proc, { loadMs: LOAD_MS, templateMs }, shownAs);
+}
+
 const STAGE_TEXT: Record<string, string> = {
   start: "while starting", load: "while loading it", decode: "while decoding a token", template: "while rendering its chat template",
 };
@@ -70,6 +90,11 @@ async function run(file: string, nativeDir: string, limits: { loadMs: number; te
   const proc = Bun.spawn([...selfArgv(), "models", "preflight", file, "--native-dir", nativeDir], {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, GGML_NO_BACKTRACE: "1" }, // no debugger attached to an abort
   });
+  await watch(proc, limits, shownAs);
+}
+
+/** Follows the child's stage lines, arms the template timer at "stage template", and turns any failure into an error. */
+async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe", "pipe">, limits: { loadMs: number; templateMs: number }, shownAs: string) {
   let stage = "start", out = "", timedOut = "";
   const kill = (why: string) => { timedOut = why; proc.kill("SIGKILL"); };
   let timer = setTimeout(() => kill(`did not load within ${limits.loadMs / 1000} s`), limits.loadMs);
@@ -79,9 +104,9 @@ async function run(file: string, nativeDir: string, limits: { loadMs: number; te
     const { value, done } = await reader.read();
     if (done) break;
     out += new TextDecoder().decode(value);
-    for (const m of out.matchAll(/^stage (\w+)$/gm)) {
-      if (m[1] === stage) continue;
-      stage = m[1]!;
+    const reached = [...out.matchAll(/^stage (\w+)$/gm)].at(-1)?.[1];
+    if (reached && reached !== stage) {
+      stage = reached;
       if (stage === "template") {
         clearTimeout(timer);
         timer = setTimeout(() => kill(`its chat template did not finish a 4-message sample within ${limits.templateMs / 1000} s`), limits.templateMs);

@@ -16,6 +16,7 @@ import type { ModelSource } from "../engine/llama";
 import { checkGgufHeader } from "./gguf-header";
 import { sha256Fd } from "../util/sha256";
 import { MANIFEST, modelsDirOf, readManifest } from "./manifest";
+import { preflightTemplate } from "./model-preflight";
 
 export class ModelIntegrityError extends Error {
   constructor(message: string) { super(message); this.name = "ModelIntegrityError"; }
@@ -68,7 +69,9 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
         warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
       }
       try {
-        checkGgufHeader(file, fd);
+        const { chatTemplate } = checkGgufHeader(file, fd);
+        // The engine renders this template on every chat (and once at load): a looping one would stall the server.
+        if (chatTemplate) await preflightTemplate(chatTemplate, file);
       } catch (e) {
         throw new ModelIntegrityError((e as Error).message);
       }

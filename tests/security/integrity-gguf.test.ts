@@ -83,18 +83,26 @@ describe("trial run in a child process at models add", () => {
     expect((err as Error).message).toMatch(/is refused: in a trial run while (loading it|decoding a token), llama\.cpp killed the process \(SIG(ABRT|SEGV)\)/);
     expect(fs.readdirSync(models).filter((f) => !f.endsWith(".lock"))).toEqual([]); // nothing installed, no temp file left
     expect(readManifest(models)).toEqual([]);
-  });
+  }, 180_000);
 
   test("a chat template that loops is refused after the template time limit, and this process never ran it", async () => {
     const file = await withTemplate("{% for i in range(2000000000) %}x{% endfor %}");
     expect(() => checkGgufHeader(file)).not.toThrow();
     await expect(preflightModel(file, { loadMs: 300_000, templateMs: 2_000 }))
       .rejects.toThrow(/in a trial run while rendering its chat template, its chat template did not finish a 4-message sample within 2 s/);
-  });
+  }, 180_000);
+
+  test("serve trial-renders every model's template before loading it: a looping one is refused at start, even unverified", async () => {
+    const file = await withTemplate("{% for i in range(2000000000) %}x{% endfor %}");
+    const started = Date.now();
+    await expect(resolveModels(parseConfig({ stateDir: dir(), model: [file], allowUnverified: true } as Record<string, unknown>)))
+      .rejects.toThrow(/template\.gguf is refused: in a trial run while rendering its chat template, its chat template did not finish/);
+    expect(Date.now() - started).toBeLessThan(120_000); // bounded by the template limit, not by the loop
+  }, 180_000);
 
   test("the real tiny model passes the trial run, and models add installs it", async () => {
     const stateDir = dir();
     expect(await main(["models", "add", await tinyModel(), "--name", "ok", "--state-dir", stateDir])).toBe(0);
     expect(readManifest(path.join(stateDir, "models")).map((e) => e.file)).toEqual(["ok.gguf"]);
-  });
+  }, 180_000);
 });

@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { addModel, ModelAddError } from "../../integrity/add-model";
-import { preflightModel, runPreflightChild } from "../../integrity/model-preflight";
+import { preflightModel, runPreflightChild, runTemplateChild } from "../../integrity/model-preflight";
 import { MANIFEST, manifestPath, modelsDirOf, readManifest, writeManifest } from "../../integrity/manifest";
 import { withFileLock } from "../../util/file-lock";
 import { modelId } from "../../integrity/resolve";
@@ -28,6 +28,7 @@ export const models: Command = {
     const [sub, ...rest] = argv;
     const { config, values, positionals } = parseWithConfig(rest, {
       name: { type: "string" }, link: { type: "boolean" }, "follow-symlinks": { type: "boolean" }, "native-dir": { type: "string" },
+      "template-only": { type: "boolean" },
     }, true);
     const dir = modelsDirOf(config);
     switch (sub) {
@@ -47,8 +48,9 @@ export const models: Command = {
         return EXIT.OK;
       }
       case "preflight": { // internal: the child process preflightModel runs
+        if (values["template-only"]) { await runTemplateChild(); return EXIT.OK; }
         const file = positionals[0];
-        if (!file || !values["native-dir"]) throw new UsageError("models preflight FILE --native-dir DIR");
+        if (!file || !values["native-dir"]) throw new UsageError("models preflight FILE --native-dir DIR | --template-only");
         await runPreflightChild(file, String(values["native-dir"]));
         return EXIT.OK;
       }
