@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import type { BunPlugin } from "bun";
 import { sha256Bytes } from "../src/integrity/manifest";
 
-const TARGETS = {
+export const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
   "linux-x64-cuda": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64", "@node-llama-cpp/linux-x64-cuda"] },
   "darwin-arm64": { bun: "bun-darwin-arm64", packages: ["@node-llama-cpp/mac-arm64-metal"] },
@@ -122,6 +122,8 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
     define: {
       APPLIANCE_BUILD: JSON.stringify({ commit: gitCommit(), llamaCpp: llamaCppRelease, target }),
       "process.env.NODE_ENV": JSON.stringify("production"),
+      // The release public key `appliance update --signature` checks against (bun run release sets it; empty: none).
+      APPLIANCE_RELEASE_PUBKEY: JSON.stringify(process.env.APPLIANCE_RELEASE_PUBKEY ?? ""),
     },
     // Download helpers of node-llama-cpp that the server never calls (it never downloads).
     external: ["@reflink/reflink"],
