@@ -10,10 +10,101 @@ let server: BinaryServer;
 let client: OpenAI;
 
 beforeAll(async () => {
-  server = await startBinary();
+  server = await startBinary([], [["--rpm", "1"]]);
   client = new OpenAI({ apiKey: server.key, baseURL: `${server.baseURL}/v1`, maxRetries: 0 });
 });
 afterAll(async () => { expect(await server.stop()).toBe(0); });
+
+const weather: OpenAI.Chat.Completions.ChatCompletionTool = {
+  type: "function",
+  function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string", enum: ["Oslo", "Paris"] } }, required: ["city"] } },
+};
+const user = (content: string) => [{ role: "user" as const, content }];
+
+describe("chat", () => {
+  test("answer, stream, and multi-turn with the returned message echoed back", async () => {
+    const r = await client.chat.completions.create({ model: "tiny", messages: user("hello"), max_tokens: 8 });
+    expect(r.choices[0]!.message.role).toBe("assistant");
+    const stream = client.chat.completions.stream({ model: "tiny", messages: user("hello"), max_tokens: 8 });
+    const done = await stream.finalChatCompletion();
+    expect(typeof done.choices[0]!.message.content).toBe("string");
+    const next = await client.chat.completions.create({ model: "tiny", messages: [...user("hello"), r.choices[0]!.message, ...user("more")], max_tokens: 4 });
+    expect(next.choices).toHaveLength(1);
+  });
+  test("json_schema through the SDK's parse helper", async () => {
+    const r = await client.chat.completions.parse({
+      model: "tiny", messages: user("json"), max_tokens: 200, temperature: 0,
+      response_format: { type: "json_schema", json_schema: { name: "x", strict: true, schema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"], additionalProperties: false } } },
+    });
+    expect(typeof (r.choices[0]!.message.parsed as { ok: boolean }).ok).toBe("boolean");
+  });
+  test("tools: a forced call, streamed through the SDK's stream helper, and its result sent back", async () => {
+    const stream = client.chat.completions.stream({ model: "tiny", messages: user("weather?"), tools: [weather], tool_choice: "required", max_tokens: 200 });
+    const done = await stream.finalChatCompletion();
+    const call = done.choices[0]!.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+    expect(["Oslo", "Paris"]).toContain(JSON.parse(call.function.arguments).city);
+    const next = await client.chat.completions.create({
+      model: "tiny", tools: [weather], max_tokens: 4,
+      messages: [...user("weather?"), done.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "3 degrees" }],
+    });
+    expect(next.choices[0]!.message.role).toBe("assistant");
+  });
+  test("logprobs are refused clearly (not computed by this server)", async () => {
+    const e = await client.chat.completions.create({ model: "tiny", messages: user("x"), logprobs: true }).catch((err) => err);
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe("logprobs");
+  });
+});
+
+describe("embeddings and responses", () => {
+  test("embeddings are unit vectors (the SDK's default base64)", async () => {
+    const r = await client.embeddings.create({ model: "tiny", input: ["a", "b"] });
+    for (const d of r.data) expect(Math.hypot(...d.embedding)).toBeCloseTo(1, 4);
+  });
+  test("responses: text, stream, structured output, a forced function call", async () => {
+    const r = await client.responses.create({ model: "tiny", input: "hello", max_output_tokens: 8 });
+    expect(typeof r.output_text).toBe("string");
+    const stream = client.responses.stream({ model: "tiny", input: "hello", max_output_tokens: 8 });
+    expect((await stream.finalResponse()).object).toBe("response");
+    const call = await client.responses.create({
+      model: "tiny", input: "weather?", max_output_tokens: 200, tool_choice: "required",
+      tools: [{ type: "function", name: "get_weather", strict: true, parameters: weather.function.parameters! }],
+    });
+    expect(call.output.some((o) => o.type === "function_call")).toBe(true);
+  });
+});
+
+describe("error classes", () => {
+  test("400 BadRequestError, 401 AuthenticationError, 404 NotFoundError, 429 RateLimitError", async () => {
+    const fail = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+    expect(await fail(client.chat.completions.create({ model: "tiny", messages: user("x"), temperature: 5 }))).toBeInstanceOf(OpenAI.BadRequestError);
+    const anonymous = new OpenAI({ apiKey: "nope", baseURL: `${server.baseURL}/v1`, maxRetries: 0 });
+    expect(await fail(anonymous.models.list())).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect(await fail(client.chat.completions.create({ model: "nope", messages: user("x") }))).toBeInstanceOf(OpenAI.NotFoundError);
+    const limited = new OpenAI({ apiKey: server.keys[0]!, baseURL: `${server.baseURL}/v1`, maxRetries: 0 });
+    await limited.models.list();
+    const e = await fail(limited.models.list());
+    expect(e).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(Number(e.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+  test("503 with Retry-After when the queue is full, before any stream byte (InternalServerError, status 503)", async () => {
+    const busy = await startBinary(["--parallel", "1", "--max-queue", "0"]);
+    try {
+      const c = new OpenAI({ apiKey: busy.key, baseURL: `${busy.baseURL}/v1`, maxRetries: 0 });
+      const abort = new AbortController();
+      const long = await c.chat.completions.create({ model: "tiny", messages: user("go"), max_tokens: 1800, temperature: 0, stream: true }, { signal: abort.signal });
+      const it = long[Symbol.asyncIterator]();
+      while (!(await it.next()).value?.choices[0]?.delta.content);
+      const e = await c.chat.completions.create({ model: "tiny", messages: user("x"), max_tokens: 2, stream: true }).then(() => null, (err) => err);
+      abort.abort();
+      expect(e).toBeInstanceOf(OpenAI.InternalServerError);
+      expect(e.status).toBe(503);
+      expect(e.headers.get("retry-after")).toBe("1");
+    } finally {
+      await busy.stop();
+    }
+  });
+});
 
 describe("structured output in the binary (grammars are embedded)", () => {
   test("json_object → JSON", async () => {

@@ -61,10 +61,12 @@ const text = z.union([z.string(), z.array(textPart).max(256)]);
 const mediaPart = z.looseObject({ type: z.enum(["image_url", "input_audio", "file"]) });
 const refusalPart = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
 
+/** `index`, `parsed_arguments` (and a message's `parsed`): what the openai SDK's helpers add to messages users echo back. */
 export const toolCall = z.strictObject({
   id: z.string().min(1).max(256),
   type: z.literal("function"),
-  function: z.strictObject({ name: z.string().min(1).max(64), arguments: z.string() }),
+  index: z.number().int().min(0).optional(),
+  function: z.strictObject({ name: z.string().min(1).max(64), arguments: z.string(), parsed_arguments: z.unknown().optional() }),
 });
 
 /**
@@ -87,6 +89,7 @@ export const chatMessage = z.discriminatedUnion("role", [
     function_call: z.strictObject({ name: z.string().min(1).max(64), arguments: z.string() }).nullish(),
     audio: z.strictObject({ id: z.string() }).nullish(),
     annotations: z.array(z.unknown()).max(1024).nullish(), // url_citation results echoed back; not model input
+    parsed: z.unknown().optional(), // the SDK's parse helpers; the content already holds the text
   }),
   z.strictObject({ role: z.literal("tool"), content: text, tool_call_id: z.string().min(1).max(256) }),
   z.strictObject({ role: z.literal("function"), content: z.string().nullable(), name: z.string().min(1).max(64) }),
