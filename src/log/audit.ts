@@ -107,6 +107,7 @@ export class AuditLog {
   constructor(readonly file: string, private readonly opts: AuditLogOptions = {}) {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     this.key = withFileLockSync(auditKeyPath(file), () => {
+      this.setAsideLegacy();
       const existing = readAuditKey(file);
       if (existing) return existing;
       const { line } = lastLine(file);
@@ -129,6 +130,21 @@ export class AuditLog {
       exitHook = true;
       process.on("exit", () => { for (const l of open) try { l.checkpoint(); } catch { /* exiting anyway */ } });
     }
+  }
+
+  /**
+   * A log written before records carried a MAC (no seq, no mac) cannot be continued: it is renamed to
+   * audit.jsonl.pre-hmac(-<time>) — still verifiable by hand with the old sha256 chain — and a new chain starts.
+   */
+  private setAsideLegacy() {
+    const { line } = lastLine(this.file);
+    let rec: { seq?: unknown; mac?: unknown } | undefined;
+    try { rec = line ? JSON.parse(line) : undefined; } catch { return; }
+    if (!rec || rec.seq !== undefined || rec.mac !== undefined) return;
+    let aside = `${this.file}.pre-hmac`;
+    if (fs.existsSync(aside)) aside += `-${Date.now()}`;
+    fs.renameSync(this.file, aside);
+    this.opts.log?.info({ file: aside }, "audit log from before MAC'd records set aside; a new chain starts");
   }
 
   append(rec: AuditRecord) {

@@ -74,6 +74,19 @@ describe("chain and MAC", () => {
     expect(verifyAudit(file)).toMatchObject({ ok: true, records: 4, tornTail: false });
   });
 
+  test("a log from before MAC'd records is set aside and a new chain starts; a missing key with MAC'd records refuses to start", () => {
+    const dir = (dirs.push(tmpDir("appliance-audit-")), dirs.at(-1)!);
+    const file = path.join(dir, "audit.jsonl");
+    fs.writeFileSync(file, `${JSON.stringify({ ...rec(0), prev: GENESIS })}\n`, { mode: 0o600 });
+    const log = new AuditLog(file);
+    log.append(rec(1));
+    log.close();
+    expect(fs.existsSync(`${file}.pre-hmac`)).toBe(true);
+    expect(verifyAudit(file)).toMatchObject({ ok: true, records: 1, firstSeq: 1 });
+    fs.rmSync(auditKeyPath(file));
+    expect(() => new AuditLog(file)).toThrow(/audit\.key is missing but .* has records/);
+  });
+
   test("the key is 0600 and a group-readable key is refused", () => {
     const { file } = write(1);
     expect(fs.statSync(auditKeyPath(file)).mode & 0o777).toBe(0o600);
