@@ -15,7 +15,7 @@ export function installedContext(values: Record<string, unknown>): { config: Rea
 
 export const verify: Command = {
   name: "verify",
-  summary: "Check models, binary, key files, directories, account, listen address and environment",
+  summary: "Check models, binary, key files, directories, account, native libraries, listen address and environment",
   usage: "appliance verify [--json] [--quiet] [--skip-models] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE]",
   async run(argv) {
     const { values } = parseOwn(argv, { ...configFlagOptions(), json: { type: "boolean" }, quiet: { type: "boolean" }, "skip-models": { type: "boolean" },
