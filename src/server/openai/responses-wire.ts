@@ -40,7 +40,10 @@ const functionOutputItem = z.strictObject({
 /** Reasoning items a client echoes back from a reasoning model: there is nothing to do with them here. */
 const reasoningItem = z.looseObject({ type: z.literal("reasoning") });
 
-export const responsesItem = z.union([messageItem, functionCallItem, functionOutputItem, reasoningItem]);
+/** A pointer to a stored item: accepted by the schema so responses.ts can refuse it by name (nothing is stored). */
+const itemReference = z.looseObject({ type: z.literal("item_reference"), id: z.string().max(256) });
+
+export const responsesItem = z.union([messageItem, functionCallItem, functionOutputItem, reasoningItem, itemReference]);
 
 const toolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a tool name is 1-64 letters, digits, _ or -");
 

@@ -43,6 +43,10 @@ export function responsesTurns(req: ResponsesRequest): ChatTurn[] {
   const calls = new Set<string>();
   req.input.forEach((item, i) => {
     if (item.type === "reasoning") return;
+    if (item.type === "item_reference") {
+      throw new InvalidRequestError("item_reference points at a stored item, and this server stores nothing: send the item itself " +
+        "(AI SDK: providerOptions.openai.store = false).", `input.${i}`, "unsupported_parameter");
+    }
     if (item.type === "function_call") {
       const call: ToolCall = { id: item.call_id, name: item.name, arguments: item.arguments };
       try { JSON.parse(item.arguments); } catch { throw new InvalidRequestError("Function call arguments must be a JSON text.", `input.${i}.arguments`); }
