@@ -11,6 +11,7 @@ import { healthUrl, readInstance } from "../../service/instance";
 import { layout, systemView } from "../../service/layout";
 import { PF_ANCHOR, pfRules, realRunner, runSteps, uninstallPaths, uninstallSteps } from "../../service/platform";
 import { rollback, update } from "../../service/update";
+import { releaseDigest } from "../update-signature";
 import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, type Command } from "../command";
 
 const common = { root: { type: "string" }, platform: { type: "string" }, "dry-run": { type: "boolean" } } as const;
@@ -120,13 +121,17 @@ export const statusCmd: Command = {
 
 export const updateCmd: Command = {
   name: "update",
-  summary: "Swap in a new binary (checksum verified), restart, roll back automatically if unhealthy",
-  usage: "appliance update --binary NEW --sha256 HEX [--root DIR] [--platform systemd|launchd] [--port N]",
+  summary: "Swap in a new binary (signature or checksum verified), restart, roll back automatically if unhealthy",
+  usage: "appliance update --binary NEW (--signature SHA256SUMS.sig [--sums SHA256SUMS] [--pubkey KEY.pub] | --sha256 HEX) [--root DIR] [--platform systemd|launchd] [--port N]",
   async run(argv) {
-    const { values } = parseOwn(argv, { root: { type: "string" }, platform: { type: "string" }, binary: { type: "string" }, sha256: { type: "string" }, port: { type: "string" } });
-    const binary = values.binary as string | undefined, sha256 = values.sha256 as string | undefined;
-    if (!binary || !sha256) throw new UsageError("update needs --binary NEW and --sha256 HEX");
-    if (!/^[0-9a-f]{64}$/i.test(sha256)) throw new UsageError("--sha256 must be 64 hex characters");
+    const { values } = parseOwn(argv, {
+      root: { type: "string" }, platform: { type: "string" }, binary: { type: "string" }, sha256: { type: "string" }, port: { type: "string" },
+      signature: { type: "string" }, sums: { type: "string" }, pubkey: { type: "string" },
+    });
+    const binary = values.binary as string | undefined;
+    if (!binary) throw new UsageError("update needs --binary NEW");
+    const sha256 = releaseDigest(values as Record<string, string | undefined>, binary);
+    if (sha256 === undefined) return EXIT.FAIL;
     return update({ layout: target(values), binary, sha256, url: instanceFor(values).url, run: realRunner, out });
   },
 };
