@@ -47,6 +47,13 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
     expect(journal(sys, "-u", "appliance.service")).not.toContain("Failed to get wired system memory");
   }, T);
 
+  test("egress lock: with the BPF firewall, verify in the service's IP sandbox sees a non-loopback datagram refused", () => {
+    const r = sys.exec(["systemd-run", "--wait", "--pipe", "--quiet", "-p", "IPAddressDeny=any", "-p", "IPAddressAllow=localhost",
+      "-E", "APPLIANCE_SERVICE=1", "-E", "APPLIANCE_CONFIG=/etc/appliance/config.json", "-E", "HF_HUB_OFFLINE=1", "-E", "TRANSFORMERS_OFFLINE=1",
+      "-E", "DO_NOT_TRACK=1", "/usr/local/bin/appliance", "verify", "--json", "--skip-models"], { timeoutMs: T });
+    expect(JSON.parse(r.out).checks.find((c: { name: string }) => c.name === "egress")).toMatchObject({ status: "ok" });
+  }, T);
+
   test("each model is hashed once per start: the pre-start verify leaves models to serve", () => {
     const invocation = unitProp(sys, "InvocationID");
     const log = journal(sys, `_SYSTEMD_INVOCATION_ID=${invocation}`);

@@ -29,6 +29,8 @@ export interface LiveSystemd {
 }
 
 const NSPAWN = "/usr/bin/systemd-nspawn";
+/** The container's own non-loopback address (on lo: the network stays private). */
+export const OWN_ADDRESS = "10.77.0.1";
 
 /** Why this machine cannot boot the container, or undefined when it can try. */
 function cannotBoot(): string | undefined {
@@ -108,6 +110,10 @@ export async function boot(opts: { bpf?: boolean } = {}): Promise<LiveSystemd | 
       const s = run(["nsenter", "-t", String(pid), "-a", "systemctl", "is-system-running"]).out.trim();
       return s === "running" || s === "degraded" ? s : undefined;
     }, 90_000);
+    // The private network has only loopback; a real machine also has an address of its own, which the
+    // egress check probes (a connect to it must be refused by the unit's IP firewall).
+    const addr = run(["nsenter", "-t", String(pid), "-n", "ip", "addr", "add", `${OWN_ADDRESS}/32`, "dev", "lo"]);
+    if (addr.code !== 0) throw new Error(`ip addr add ${OWN_ADDRESS}: ${addr.err.trim()}`);
   };
   const halt = async () => {
     if (nspawn.exitCode !== null) return;

@@ -1,0 +1,34 @@
+/**
+ * The egress lock where systemd cannot attach its BPF IP firewall: a container
+ * booted without the bpf syscall. IPAddressDeny=any is then silently absent, so
+ * the service's pre-start verify must notice, refuse the start and say why.
+ * (Where BPF works, the other live files pass only because that same check saw
+ * a non-loopback connect refused with EPERM.)
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { builtBinary, tinyModel } from "../helpers";
+import { active, journal, put } from "./client";
+import { announceSkip, boot } from "./systemd";
+
+const booted = await boot({ bpf: false });
+const live = "skip" in booted ? undefined : booted;
+if ("skip" in booted) announceSkip("egress.test.ts", booted.skip);
+afterAll(async () => { await live?.stop(); });
+
+const T = 240_000;
+
+describe.skipIf(!live)("live systemd without a BPF firewall", () => {
+  const sys = live!;
+  test("the start is refused: verify reports the egress lock as not in effect", async () => {
+    const r = sys.exec([put(sys, await builtBinary(), "appliance"), "install", "--model", put(sys, await tinyModel(), "tiny.gguf", 0o644)], { timeoutMs: T });
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("install failed");
+    expect(active(sys)).not.toBe("active");
+    expect(journal(sys, "-u", "appliance.service")).toContain("egress lock not in effect");
+    // Run by hand as the service would (APPLIANCE_SERVICE=1 marks the service's own environment):
+    const v = sys.exec(["/usr/local/bin/appliance", "verify", "--json"], {
+      env: { APPLIANCE_SERVICE: "1", APPLIANCE_CONFIG: "/etc/appliance/config.json", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" },
+    });
+    expect(JSON.parse(v.out).checks.find((c: { name: string }) => c.name === "egress")).toMatchObject({ status: "fail" });
+  }, T);
+});
