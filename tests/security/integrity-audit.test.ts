@@ -153,3 +153,50 @@ describe("rotation", () => {
     expect(verifyAudit(file)).toMatchObject({ ok: false, file, line: 1, reason: expect.stringMatching(/records 50\.\.50 are missing/) });
   });
 });
+
+describe("the compiled binary", () => {
+  test("serve writes a MAC'd checkpoint to its own log at exit; `audit verify --checkpoints` catches a tail dropped and re-anchored with the key", async () => {
+    const { builtBinary, tinyModel } = await import("../helpers");
+    const work = (dirs.push(tmpDir("appliance-audit-bin-")), dirs.at(-1)!);
+    const bin = path.join(work, "appliance");
+    fs.copyFileSync(await builtBinary(), bin);
+    fs.chmodSync(bin, 0o755);
+    const stateDir = path.join(work, "state");
+    const env = { PATH: "/usr/bin:/bin", HOME: work };
+    const run = (args: string[]) => Bun.spawnSync([bin, ...args], { cwd: work, env });
+    expect(run(["models", "add", await tinyModel(), "--name", "tiny", "--state-dir", stateDir]).exitCode).toBe(0);
+    const key = run(["keys", "create", "--name", "a", "--state-dir", stateDir]).stdout.toString().trim();
+    const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0"], { cwd: work, env, stdout: "pipe", stderr: "pipe" });
+    let out = "";
+    const reader = proc.stdout.getReader();
+    while (!out.includes('"msg":"listening"')) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`serve ended: ${out}`);
+      out += new TextDecoder().decode(value);
+    }
+    const port = Number(/"port":(\d+)/.exec(out)![1]);
+    for (let i = 0; i < 5; i++) {
+      const r = await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+      expect(r.status).toBe(200);
+    }
+    proc.kill("SIGTERM");
+    for (;;) { const { value, done } = await reader.read(); if (done) break; out += new TextDecoder().decode(value); }
+    expect(await proc.exited).toBe(0);
+    const serviceLog = path.join(work, "service.log");
+    fs.writeFileSync(serviceLog, out);
+    expect(out).toMatch(/"msg":"audit checkpoint"/);
+    const file = path.join(stateDir, "audit.jsonl");
+    expect(run(["audit", "verify", "--file", file, "--checkpoints", serviceLog]).exitCode).toBe(0);
+    // As the service account: drop the last 2 records and rewrite audit.checkpoints to match (the key is readable to it).
+    const keyBuf = Buffer.from(fs.readFileSync(auditKeyPath(file), "utf8").trim(), "hex");
+    const lines = fs.readFileSync(file, "utf8").trim().split("\n").slice(0, -2);
+    fs.writeFileSync(file, lines.join("\n") + "\n");
+    const last = JSON.parse(lines.at(-1)!);
+    const c = { ts: "t", seq: last.seq, head: last.mac };
+    fs.writeFileSync(checkpointsPath(file), JSON.stringify({ ...c, mac: hmac(keyBuf, checkpointText(c)) }) + "\n");
+    expect(run(["audit", "verify", "--file", file]).exitCode).toBe(0);
+    const caught = run(["audit", "verify", "--file", file, "--checkpoints", serviceLog]);
+    expect(caught.exitCode).toBe(1);
+    expect(caught.stdout.toString()).toMatch(/records were removed from the end/);
+  }, 240_000);
+});
