@@ -79,10 +79,13 @@ const STAGE_TEXT: Record<string, string> = {
 };
 
 /** Parent side: runs the child on `file`; throws ModelPreflightError naming the stage where it failed. */
-export async function preflightModel(file: string, limits = { loadMs: LOAD_MS, templateMs: TEMPLATE_MS }, shownAs = file): Promise<void> {
-  // The compiled binary unpacks its libraries for the child into a private temp dir: never into the service's
-  // state dir, where a root-owned native dir would stop the service from starting.
-  const nativeDir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-preflight-"));
+export async function preflightModel(file: string, limits = { loadMs: LOAD_MS, templateMs: TEMPLATE_MS }, shownAs = file,
+  workDir = os.tmpdir()): Promise<void> {
+  // The compiled binary unpacks its libraries for the child into a private temp dir under workDir (the CLI passes
+  // the state dir: /tmp is often mounted noexec), never into <stateDir>/native, where a root-owned dir would stop
+  // the service from starting. Removed afterwards.
+  fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  const nativeDir = fs.mkdtempSync(path.join(workDir, ".preflight-"));
   try { await run(file, nativeDir, limits, shownAs); } finally { fs.rmSync(nativeDir, { recursive: true, force: true }); }
 }
 

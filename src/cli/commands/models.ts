@@ -39,7 +39,7 @@ export const models: Command = {
         try {
           added = await addModel({ src, dir, name: values.name as string | undefined, link: !!values.link,
             followSymlinks: !!values["follow-symlinks"], onProgress: progress(`sha256 ${path.basename(src)}`),
-            preflight: (file) => preflightModel(file, undefined, src) });
+            preflight: (file) => preflightModel(file, undefined, src, config.stateDir) });
         } catch (e) {
           if (e instanceof ModelAddError && /model name/.test(e.message)) throw new UsageError(e.message);
           throw e;
