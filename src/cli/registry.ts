@@ -11,9 +11,11 @@ import { doctor } from "./commands/doctor";
 import { installCmd, rollbackCmd, statusCmd, uninstallCmd, updateCmd } from "./commands/service";
 import { reload } from "./commands/reload";
 import { verify } from "./commands/verify";
+import { incident } from "./commands/incident";
+import { lockdown } from "./commands/lockdown";
 
 export const COMMANDS: Command[] = [
-  serve, installCmd, uninstallCmd, statusCmd, verify, doctor, models, keys, audit, config, updateCmd, rollbackCmd, version, gpuPreflight, reload,
+  serve, installCmd, uninstallCmd, statusCmd, verify, doctor, models, keys, audit, config, updateCmd, rollbackCmd, version, gpuPreflight, reload, incident, lockdown,
 ];
 
 export function helpText(): string {

@@ -15,6 +15,7 @@ import type { Logger } from "../log/logger";
 import type { RequestState } from "../server/request-state";
 import { AuthError, checkScope, isPublic, presentedKey } from "./auth";
 import { HostError, hostAllowlist } from "./host";
+import { lockdownGuard } from "./lockdown";
 import type { KeyRecord, KeyStore } from "./keys";
 import { BODY_TIMEOUT_MS, BodyTimeoutError, tokenReservation, withDeadline } from "./body";
 import { checkBounds } from "./bounds";
@@ -60,6 +61,7 @@ const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s
 export function createGuards(d: GuardDeps): Guards {
   const { config } = d;
   const bodyTimeoutMs = d.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
+  const lockdown = lockdownGuard(config.stateDir);
   const anonymousLines = new LineSampler(ANONYMOUS_LINES_PER_MINUTE, d.clock);
   const hostOk = hostAllowlist(config.host, config.allowedHosts);
   const limiter = new RateLimiter(d.clock);
@@ -79,6 +81,7 @@ export function createGuards(d: GuardDeps): Guards {
       const url = { pathname: state.path };
       // host (no Host at all, as HTTP/1.0 allows, is refused like any unknown name)
       if (!hostOk(state.host)) throw new HostError(state.host);
+      lockdown(url.pathname); // before auth: in lockdown no key reaches the API
       // CORS: no headers at all unless the origin is configured, so browsers are denied.
       const origin = request.headers.get("origin");
       if (origin && config.corsOrigins.includes(origin)) {

@@ -176,6 +176,15 @@ export class KeyStore {
     });
   }
 
+  /** Containment: revokes every key not revoked yet, in one locked write; returns the names revoked. */
+  revokeAll(): string[] {
+    return this.change((records) => {
+      const at = new Date(this.now()).toISOString();
+      const names = records.filter((r) => !r.revoked).map((r) => r.name);
+      return { records: records.map((r) => (r.revoked ? r : { ...r, revoked: at })), result: names };
+    });
+  }
+
   /** New secret for the same record; the old one stays valid for graceMs. A new signing public key may come with it. */
   rotate(name: string, graceMs = 0, publicKey?: string): { key: string; record: KeyRecord } {
     const signingKey = publicKey ? parsePublicKey(publicKey) : undefined;

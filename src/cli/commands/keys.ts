@@ -29,14 +29,14 @@ export const keys: Command = {
   name: "keys",
   summary: "Create, list, revoke and rotate API keys",
   usage: "appliance keys create --name NAME [--scopes chat,completions,embeddings,models,admin] [--expires 30d] [--rpm N] [--tpm N] " +
-    "[--max-concurrent N] [--require-signature --public-key FILE] | list [--json] | revoke NAME | rotate NAME [--grace 1h] [--public-key FILE]" +
+    "[--max-concurrent N] [--require-signature --public-key FILE] | list [--json] | revoke NAME|--all | rotate NAME [--grace 1h] [--public-key FILE]" +
     "   (all take --state-dir DIR)",
   async run(argv) {
     const [sub, ...rest] = argv;
     const { values, positionals } = parseOwn(rest, {
       "state-dir": { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, expires: { type: "string" },
       rpm: { type: "string" }, tpm: { type: "string" }, "max-concurrent": { type: "string" }, "require-signature": { type: "boolean" },
-      grace: { type: "string" }, json: { type: "boolean" }, "public-key": { type: "string" },
+      grace: { type: "string" }, json: { type: "boolean" }, "public-key": { type: "string" }, all: { type: "boolean" },
     }, true);
     const stateDir = (values["state-dir"] as string | undefined) ?? loadConfig().stateDir;
     const store = new KeyStore(keysFilePath(stateDir), Date.now, undefined, {
@@ -70,8 +70,14 @@ export const keys: Command = {
         return EXIT.OK;
       }
       case "revoke": {
+        if (values.all) {
+          if (positionals.length || values.name) throw new UsageError("keys revoke --all takes no NAME");
+          const names = store.revokeAll();
+          console.log(names.length ? `revoked ${names.length} key(s): ${names.join(", ")}` : "no active keys to revoke");
+          return EXIT.OK;
+        }
         const name = positionals[0] ?? (values.name as string | undefined);
-        if (!name) throw new UsageError("keys revoke NAME");
+        if (!name) throw new UsageError("keys revoke NAME | --all");
         store.revoke(name);
         console.log(`revoked ${name}`);
         return EXIT.OK;

@@ -1,0 +1,36 @@
+/**
+ * appliance lockdown [--off] [--reason TEXT] — containment: the running server stops serving every
+ * route but /health and /metrics (503 `lockdown`) from its next request on, without a restart, until
+ * `appliance lockdown --off`. It acts on the installed instance's state dir (or --state-dir).
+ */
+import fs from "node:fs";
+import { lockdownFile } from "../../guards/lockdown";
+import { readInstance } from "../../service/instance";
+import { writeFileAtomic } from "../../util/atomic-write";
+import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, type Command } from "../command";
+
+export const lockdown: Command = {
+  name: "lockdown",
+  summary: "Stop serving inference (only /health and /metrics answer) until 'lockdown --off'",
+  usage: "appliance lockdown [--off] [--reason TEXT] [--state-dir DIR] [--config FILE] [--root DIR] [--platform systemd|launchd]",
+  async run(argv) {
+    const { values } = parseOwn(argv, { ...configFlagOptions(), off: { type: "boolean" }, reason: { type: "string" },
+      root: { type: "string" }, platform: { type: "string" } });
+    const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined,
+      file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env });
+    const file = lockdownFile(inst.config.stateDir);
+    if (values.off) {
+      if (!fs.existsSync(file)) { console.log(`not in lockdown (${file} does not exist)`); return EXIT.OK; }
+      fs.rmSync(file);
+      console.log(`lockdown lifted: ${file} removed; the server serves again from its next request`);
+      return EXIT.OK;
+    }
+    if (!fs.existsSync(inst.config.stateDir)) { console.error(`appliance lockdown: no state dir at ${inst.config.stateDir}`); return EXIT.FAIL; }
+    const record = { since: new Date().toISOString(), by: { uid: process.getuid?.() ?? null, user: process.env.SUDO_USER ?? process.env.USER ?? null },
+      reason: (values.reason as string | undefined) ?? null };
+    // Readable by the service account (it only needs to see that the file exists); owned like the state dir.
+    writeFileAtomic(file, JSON.stringify(record) + "\n", { mode: 0o644 });
+    console.log(`lockdown on: ${file} written; every route but /health and /metrics answers 503 'lockdown' until: appliance lockdown --off`);
+    return EXIT.OK;
+  },
+};

@@ -1,0 +1,28 @@
+/**
+ * Lockdown (containment during an incident): while `<state dir>/lockdown` exists, every route but
+ * GET /health and /metrics answers 503 `lockdown`, so no inference runs while the operator looks;
+ * /health stays up so supervisors do not restart the server and lose its state. A file, not a flag in
+ * memory: it takes effect on the next request without a restart, and survives one. One stat() per request.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { AppError } from "../errors";
+
+export const lockdownFile = (stateDir: string) => path.join(stateDir, "lockdown");
+
+export class LockdownError extends AppError {
+  constructor() {
+    super("The server is in lockdown: inference is stopped by its operator. Only /health answers.", 503, "service_unavailable", "lockdown");
+  }
+}
+
+/** Paths that stay up in lockdown: liveness and the operator's metrics (which still need their key). */
+const OPEN = new Set(["/health", "/metrics"]);
+
+/** A check for the request path; throws LockdownError while the file exists. */
+export function lockdownGuard(stateDir: string): (pathname: string) => void {
+  const file = lockdownFile(stateDir);
+  return (pathname) => {
+    if (!OPEN.has(pathname) && fs.existsSync(file)) throw new LockdownError();
+  };
+}

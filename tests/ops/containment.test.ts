@@ -1,0 +1,56 @@
+/**
+ * Containment on the compiled binary and its running server: `lockdown` stops every route but
+ * /health and /metrics from the next request on (no restart), `lockdown --off` lifts it; `keys revoke
+ * --all` revokes every key in one locked write and the running server refuses them at once.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import path from "node:path";
+import { startBinary, type BinaryServer } from "../conformance/binary-server";
+
+let server: BinaryServer, bin: string;
+const cli = (args: string[]) => {
+  const r = Bun.spawnSync([bin, ...args, "--state-dir", server.stateDir], { stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: path.dirname(server.stateDir) } });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+};
+const get = (p: string, key = server.key) => fetch(`${server.baseURL}${p}`, { headers: { authorization: `Bearer ${key}` } });
+const chat = (key = server.key) => fetch(`${server.baseURL}/v1/chat/completions`, {
+  method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+  body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 }),
+});
+
+beforeAll(async () => {
+  server = await startBinary([], [["--scopes", "chat"]]);
+  bin = path.join(path.dirname(server.stateDir), "appliance");
+}, 120_000);
+afterAll(async () => { expect(await server.stop()).toBe(0); });
+
+test("lockdown: 503 'lockdown' for inference and every other route, /health stays; --off serves again", async () => {
+  expect((await chat()).status).toBe(200);
+  const on = cli(["lockdown", "--reason", "test incident"]);
+  expect(on.code).toBe(0);
+  expect(on.out).toContain("lockdown on");
+  for (const r of [await chat(), await get("/v1/models"), await get("/v1/models", "apk_0000000000000000_x")]) {
+    expect(r.status).toBe(503);
+    expect(((await r.json()) as { error: unknown }).error).toMatchObject({ code: "lockdown", type: "service_unavailable" });
+  }
+  expect((await get("/health")).status).toBe(200);
+  expect((await get("/metrics")).status).toBe(200);
+  const off = cli(["lockdown", "--off"]);
+  expect(off.code).toBe(0);
+  expect(off.out).toContain("lockdown lifted");
+  expect((await chat()).status).toBe(200);
+  expect(cli(["lockdown", "--off"]).out).toContain("not in lockdown");
+}, 120_000);
+
+test("keys revoke --all: every key refused by the running server, list says revoked", async () => {
+  expect((await chat(server.keys[0]!)).status).toBe(200);
+  const r = cli(["keys", "revoke", "--all"]);
+  expect(r.code).toBe(0);
+  expect(r.out).toMatch(/revoked 2 key\(s\): conformance, extra0/);
+  expect((await chat()).status).toBe(401);
+  expect((await chat(server.keys[0]!)).status).toBe(401);
+  const list = JSON.parse(cli(["keys", "list", "--json"]).out) as { name: string; revoked: string | null }[];
+  expect(list.every((k) => k.revoked !== null)).toBe(true);
+  expect(cli(["keys", "revoke", "--all"]).out).toContain("no active keys");
+  expect(cli(["keys", "revoke", "--all", "conformance"]).code).toBe(2);
+}, 120_000);
