@@ -92,8 +92,10 @@ export const configSchema = z.strictObject({
       .describe("Host name suffixes treated as internal addresses."),
   }).prefault({}).describe("Response scanner."),
   audit: z.boolean().default(true).describe("Write the hash-chained audit log (state dir audit.jsonl)."),
-  memoryMax: z.string().regex(/^(\d+[KMGT]?|infinity)$/).default("8G").describe("systemd MemoryMax= for the service."),
-  cpuQuota: z.string().regex(/^\d+%$/).default("200%").describe("systemd CPUQuota= for the service."),
+  memoryMax: z.string().regex(/^(\d+[KMGT]?|infinity|auto)$/).default("auto")
+    .describe("systemd MemoryMax= for the service (install). auto: 75% of the machine's memory, measured at install."),
+  cpuQuota: z.string().regex(/^(\d+%|auto)$/).default("auto")
+    .describe("systemd CPUQuota= for the service (install). auto: every CPU of the machine (100% per CPU), measured at install."),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -9,6 +9,7 @@ import timerTpl from "../../systemd/appliance-verify.timer" with { type: "text" 
 import apparmorTpl from "../../systemd/appliance.apparmor" with { type: "text" };
 import serverPlistTpl from "../../launchd/local.appliance.server.plist" with { type: "text" };
 import verifyPlistTpl from "../../launchd/local.appliance.verify.plist" with { type: "text" };
+import os from "node:os";
 import type { Config } from "../config/schema";
 import { isLoopback } from "../guards/host";
 import { systemView, type Layout } from "./layout";
@@ -39,13 +40,21 @@ const SLOW_DISK = 50 * 1024 * 1024;
 /** TimeoutStartSec for models totalling `bytes`: systemd's 90 s for small ones, more for big ones. */
 export const startTimeoutSec = (bytes: number) => Math.max(90, Math.ceil(60 + (2 * bytes) / SLOW_DISK));
 
+/** MemoryMax=/CPUQuota= for this machine: "auto" is measured here, at install (flags override). */
+export function unitLimits(config: Pick<Config, "memoryMax" | "cpuQuota">): { MEMORY_MAX: string; CPU_QUOTA: string } {
+  return {
+    MEMORY_MAX: config.memoryMax === "auto" ? `${Math.floor((os.totalmem() * 0.75) / 2 ** 20)}M` : config.memoryMax,
+    CPU_QUOTA: config.cpuQuota === "auto" ? `${os.availableParallelism() * 100}%` : config.cpuQuota,
+  };
+}
+
 export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Record<string, string> {
   const s = systemView(l); // contents name the paths as the running system sees them
   // IPAddressAllow= filters both directions: with an allowed public bind, remote clients must get in.
   const publicBind = config.allowPublicBind && !isLoopback(config.host);
   return {
     ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
-    MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, MEMORY_MAX: config.memoryMax, CPU_QUOTA: config.cpuQuota,
+    MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, ...unitLimits(config),
     IP_ALLOW: publicBind ? "any" : "localhost", START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
   };
 }

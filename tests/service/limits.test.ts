@@ -1,0 +1,36 @@
+/** Resource limits in the unit: measured on this machine at install unless a flag gives them; every flag persisted. */
+import { afterAll, expect, test } from "bun:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { builtBinary, tinyModel, tmpDir } from "../helpers";
+
+const roots: string[] = [];
+afterAll(() => { for (const r of roots) fs.rmSync(r, { recursive: true, force: true }); });
+
+async function install(...flags: string[]) {
+  const root = tmpDir("appliance-limits-");
+  roots.push(root);
+  const bin = await builtBinary();
+  const r = Bun.spawnSync([bin, "install", "--root", root, "--platform", "systemd", "--model", await tinyModel(), "--binary", bin, ...flags], { stdout: "pipe", stderr: "pipe" });
+  expect(r.stderr.toString()).toBe("");
+  expect(r.exitCode).toBe(0);
+  return {
+    unit: fs.readFileSync(path.join(root, "etc/systemd/system/appliance.service"), "utf8"),
+    config: JSON.parse(fs.readFileSync(path.join(root, "etc/appliance/config.json"), "utf8")),
+  };
+}
+
+test("MemoryMax/CPUQuota default to 75% of this machine's memory and all its CPUs", async () => {
+  const { unit, config } = await install();
+  expect(unit).toContain(`MemoryMax=${Math.floor((os.totalmem() * 0.75) / 2 ** 20)}M\n`);
+  expect(unit).toContain(`CPUQuota=${os.availableParallelism() * 100}%\n`);
+  expect(config.memoryMax).toBeUndefined(); // measured at each install, not frozen into the config
+});
+
+test("--memory-max / --cpu-quota override and are persisted, with every other config flag", async () => {
+  const { unit, config } = await install("--memory-max", "2G", "--cpu-quota", "150%", "--threads", "3", "--gpu", "off", "--no-auth", "--ctx-size", "2048");
+  expect(unit).toContain("MemoryMax=2G\n");
+  expect(unit).toContain("CPUQuota=150%\n");
+  expect(config).toMatchObject({ memoryMax: "2G", cpuQuota: "150%", threads: 3, gpu: "off", auth: false, ctxSize: 2048 });
+});
