@@ -37,8 +37,13 @@ export function normalizePath(raw: string): string {
 }
 
 const PUBLIC = new Set(["GET /health", "HEAD /health"]);
+/** The docs page, its spec and the two UI assets it loads (exact paths), when docsPublic is on. */
+const DOCS = new Set(["/swagger", "/swagger/json", "/swagger/assets/swagger-ui-bundle.js", "/swagger/assets/swagger-ui.css"]);
 
-export function isPublic(method: string, path: string) { return PUBLIC.has(`${method.toUpperCase()} ${normalizePath(path)}`); }
+export function isPublic(method: string, path: string, docsPublic = false) {
+  const m = method.toUpperCase(), p = normalizePath(path);
+  return PUBLIC.has(`${m} ${p}`) || (docsPublic && (m === "GET" || m === "HEAD") && DOCS.has(p));
+}
 
 /** The scope a route needs; undefined = any valid key. */
 export function requiredScope(path: string): Scope | undefined {

@@ -97,8 +97,8 @@ export function createGuards(d: GuardDeps): Guards {
       const declared = Number(request.headers.get("content-length") ?? 0);
       if (declared > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
       // auth
-      if (!config.auth || isPublic(request.method, url.pathname)) {
-        if (!isPublic(request.method, url.pathname)) Object.assign(state.headers, limiter.admit(`ip:${state.clientIp}`, { ...failLimits, rpm: config.rateLimit.anonymousRpm }));
+      if (!config.auth || isPublic(request.method, url.pathname, config.docsPublic)) {
+        if (!isPublic(request.method, url.pathname, config.docsPublic)) Object.assign(state.headers, limiter.admit(`ip:${state.clientIp}`, { ...failLimits, rpm: config.rateLimit.anonymousRpm }));
         return undefined;
       }
       const presented = presentedKey(request.headers);

@@ -36,7 +36,7 @@ describe("chat", () => {
       model: "tiny", messages: user("json"), max_tokens: 200, temperature: 0,
       response_format: { type: "json_schema", json_schema: { name: "x", strict: true, schema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"], additionalProperties: false } } },
     });
-    expect(typeof (r.choices[0]!.message.parsed as { ok: boolean }).ok).toBe("boolean");
+    expect(typeof (r.choices[0]!.message.parsed as unknown as { ok: boolean }).ok).toBe("boolean");
   });
   test("tools: a forced call, streamed through the SDK's stream helper, and its result sent back", async () => {
     const stream = client.chat.completions.stream({ model: "tiny", messages: user("weather?"), tools: [weather], tool_choice: "required", max_tokens: 200 });

@@ -7,7 +7,8 @@ import { makeApp, req, tmpDir } from "../helpers";
 
 let ctx: Awaited<ReturnType<typeof makeApp>>;
 beforeAll(async () => {
-  ctx = await makeApp({ config: { rateLimit: { authFailuresPerMinute: 1000 } }, keys: [{ name: "full", scopes: ["chat", "completions", "embeddings", "models", "admin"] }, { name: "embed-only", scopes: ["embeddings"] }] });
+  // docsPublic off: here the docs are one more route behind auth (tests/server/openai.test.ts covers the public default).
+  ctx = await makeApp({ config: { docsPublic: false, rateLimit: { authFailuresPerMinute: 1000 } }, keys: [{ name: "full", scopes: ["chat", "completions", "embeddings", "models", "admin"] }, { name: "embed-only", scopes: ["embeddings"] }] });
 });
 afterAll(() => ctx.engine.dispose());
 

@@ -186,6 +186,18 @@ describe("operations routes", () => {
     const body = spec.paths["/v1/chat/completions"].post.requestBody.content["application/json"].schema;
     expect(JSON.stringify(body)).toContain("messages");
   });
+  test("docs are readable without a key (docsPublic, the default), with the served model in Try-it-out bodies; calls still need a key", async () => {
+    const page = await fetch(`${baseURL}/swagger`);
+    expect(page.status).toBe(200);
+    for (const s of [...(await page.text()).matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!)) expect((await fetch(`${baseURL}${s}`)).status).toBe(200);
+    const spec = (await (await fetch(`${baseURL}/swagger/json`)).json()) as any;
+    const example = (route: string) => spec.paths[route].post.requestBody.content["application/json"].schema.example;
+    expect(example("/v1/chat/completions")).toEqual({ model: "tiny", messages: [{ role: "user", content: "Hello!" }], max_tokens: 64 });
+    expect(example("/v1/embeddings").model).toBe("tiny");
+    expect(Object.keys(spec.paths["/v1/chat/completions"].post.responses)).toContain("200");
+    expect((await fetch(`${baseURL}/v1/models`)).status).toBe(401);
+    expect((await fetch(`${baseURL}/swagger/assets/..%2f..%2fv1%2fmodels`)).status).not.toBe(200);
+  });
 });
 
 test("/metrics needs the admin scope and counts requests", async () => {

@@ -28,7 +28,7 @@ describe("responses", () => {
     const r = await client.responses.create({ model: "tiny", input: "hello", instructions: "be brief", max_output_tokens: 8, temperature: 0 });
     expect(r.object).toBe("response");
     expect(r.id).toMatch(/^resp_/);
-    expect(["completed", "incomplete"]).toContain(r.status);
+    expect(["completed", "incomplete"]).toContain(r.status!);
     expect(r.output[0]!.type).toBe("message");
     expect(typeof r.output_text).toBe("string");
     expect(r.usage!.output_tokens).toBeGreaterThan(0);

@@ -162,3 +162,31 @@ export const detokenizeRequest = z.strictObject({
   model: z.string().min(1).max(256).optional(),
   tokens: z.array(z.number().int().min(0)).max(1 << 17),
 });
+
+/**
+ * 200 bodies, for the docs page. Loose (extra fields pass) on purpose: they document the shape; the
+ * converters in convert.ts and responses.ts are what build it. A stream answers text/event-stream instead.
+ */
+const usageShape = z.looseObject({ prompt_tokens: z.number(), completion_tokens: z.number(), total_tokens: z.number() });
+export const chatCompletionObject = z.looseObject({
+  id: z.string(), object: z.literal("chat.completion"), created: z.number(), model: z.string(),
+  choices: z.array(z.looseObject({
+    index: z.number(), finish_reason: z.string(),
+    message: z.looseObject({ role: z.literal("assistant"), content: z.string().nullable(), tool_calls: z.array(z.unknown()).optional() }),
+  })),
+  usage: usageShape,
+});
+export const textCompletionObject = z.looseObject({
+  id: z.string(), object: z.literal("text_completion"), created: z.number(), model: z.string(),
+  choices: z.array(z.looseObject({ index: z.number(), text: z.string(), finish_reason: z.string() })),
+  usage: usageShape,
+});
+export const embeddingListObject = z.looseObject({
+  object: z.literal("list"), model: z.string(),
+  data: z.array(z.looseObject({ object: z.literal("embedding"), index: z.number(), embedding: z.union([z.array(z.number()), z.string()]) })),
+  usage: z.looseObject({ prompt_tokens: z.number(), total_tokens: z.number() }),
+});
+export const responseObjectShape = z.looseObject({
+  id: z.string(), object: z.literal("response"), created_at: z.number(), status: z.string(), model: z.string(),
+  output: z.array(z.looseObject({ type: z.string() })), usage: z.looseObject({}).nullable(),
+});

@@ -2,7 +2,7 @@
 import { Elysia } from "elysia";
 import { ModelNotFoundError } from "../../errors";
 import { chatChunk, chatCompletion, choiceCount, choiceSampling, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
-import { chatCompletionRequest, errorBody } from "../openai/wire";
+import { chatCompletionRequest, errorBody, chatCompletionObject } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
 import { runGeneration } from "./generate";
@@ -21,6 +21,7 @@ export const chatRoutes = (deps: AppDeps) =>
     const id = "chatcmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);
     const n = body.n ?? 1;
+    // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
       includeUsage: body.stream_options?.include_usage ?? false,
@@ -34,10 +35,10 @@ export const chatRoutes = (deps: AppDeps) =>
       calls: (calls) => chatChunk(id, info.id, created, toolCallsDelta(calls), null),
       end: (finish) => chatChunk(id, info.id, created, {}, finish),
       usage: (g) => usageChunk(id, "chat.completion.chunk", info.id, created, g),
-    });
+    }) as Promise<Response>;
   }, {
     body: chatCompletionRequest,
     parse: "json", // documents the content type; the global parser in app.ts runs first
     detail: { summary: "Create a chat completion (streams with stream: true)", tags: ["OpenAI"] },
-    response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
+    response: { 200: chatCompletionObject, 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
   });

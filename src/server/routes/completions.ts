@@ -2,7 +2,7 @@
 import { Elysia } from "elysia";
 import { ModelNotFoundError } from "../../errors";
 import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, toSampling, usageChunk } from "../openai/convert";
-import { completionRequest, errorBody } from "../openai/wire";
+import { completionRequest, errorBody, textCompletionObject } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
 import { runGeneration } from "./generate";
@@ -25,6 +25,7 @@ export const completionRoutes = (deps: AppDeps) =>
     const echo = body.echo ? guarded : undefined;
     const id = "cmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);
+    // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream,
       includeUsage: body.stream_options?.include_usage ?? false,
@@ -38,10 +39,10 @@ export const completionRoutes = (deps: AppDeps) =>
       piece: (text) => textChunk(id, info.id, created, text, null),
       end: (finish) => textChunk(id, info.id, created, "", finish),
       usage: (g) => usageChunk(id, "text_completion", info.id, created, g),
-    });
+    }) as Promise<Response>;
   }, {
     body: completionRequest,
     parse: "json", // documents the content type; the global parser in app.ts runs first
     detail: { summary: "Create a text completion (streams with stream: true)", tags: ["OpenAI"] },
-    response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
+    response: { 200: textCompletionObject, 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
   });

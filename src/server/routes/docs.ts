@@ -2,6 +2,8 @@
  * API docs at /swagger (JSON at /swagger/json). The plugin's UI loads its
  * JavaScript from a CDN by default; a sovereign server makes no outbound
  * requests, so the swagger-ui-dist assets are embedded in the binary and served here.
+ * With docsPublic (the default) the page, spec and assets need no key (guards/auth.ts); calls
+ * made from the page do (Authorize).
  */
 import { Elysia } from "elysia";
 import { openapi } from "@elysiajs/openapi";
@@ -16,13 +18,34 @@ const ASSETS: Record<string, { path: string; type: string }> = {
   "swagger-ui.css": { path: uiCss, type: "text/css; charset=utf-8" },
 };
 
+type JsonSchema = { type?: unknown; properties?: Record<string, Record<string, unknown>>; example?: unknown };
+
+/**
+ * Try-it-out bodies that work as they are: the served model's real id (not "string", a 404) and a
+ * small request per route, recognised by its fields.
+ */
+function withExamples(js: JsonSchema, deps: AppDeps): JsonSchema {
+  const p = js.properties;
+  if (js.type !== "object" || !p?.model) return js;
+  const model = deps.engine.models()[0]?.id ?? "your-model";
+  p.model.example = model;
+  js.example = p.messages ? { model, messages: [{ role: "user", content: "Hello!" }], max_tokens: 64 }
+    : p.prompt ? { model, prompt: "Once upon a time", max_tokens: 64 }
+    : p.instructions ? { model, input: "Hello!", max_output_tokens: 64 }
+    : p.input ? { model, input: "Hello!" }
+    : p.content ? { model, content: "Hello!" }
+    : p.tokens ? { model, tokens: deps.engine.tokenize(model, "Hello!") }
+    : undefined;
+  return js;
+}
+
 export const docsRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.docs" })
     .use(openapi({
       path: "/swagger",
       specPath: "/swagger/json",
       provider: "swagger-ui",
-      mapJsonSchema: { zod: z.toJSONSchema },
+      mapJsonSchema: { zod: (schema: never, options?: never) => withExamples(z.toJSONSchema(schema, options) as JsonSchema, deps) },
       exclude: { paths: [/^\/swagger/] },
       swagger: {
         cdn: "/swagger/assets/swagger-ui-bundle.js",

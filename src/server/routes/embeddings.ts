@@ -2,7 +2,7 @@
 import { Elysia } from "elysia";
 import { CancelledError, InvalidRequestError, ModelNotFoundError } from "../../errors";
 import { embeddingList } from "../openai/convert";
-import { embeddingRequest, errorBody } from "../openai/wire";
+import { embeddingRequest, errorBody, embeddingListObject } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
 
@@ -42,5 +42,5 @@ export const embeddingRoutes = (deps: AppDeps) =>
     body: embeddingRequest,
     parse: "json", // documents the content type; the global parser in app.ts runs first
     detail: { summary: "Create embeddings (text or token-id input, one or many; optional dimensions)", tags: ["OpenAI"] },
-    response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
+    response: { 200: embeddingListObject, 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
   });

@@ -4,7 +4,7 @@ import { ModelNotFoundError } from "../../errors";
 import { toSampling, toToolUse } from "../openai/convert";
 import { asChatRequest, newFrame, responseEvents, responseObject, responsesTurns } from "../openai/responses";
 import { responsesRequest } from "../openai/responses-wire";
-import { errorBody } from "../openai/wire";
+import { errorBody, responseObjectShape } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
 import { runGeneration } from "./generate";
@@ -23,6 +23,7 @@ export const responsesRoutes = (deps: AppDeps) =>
     if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
     const frame = newFrame("resp_" + Buffer.from(state.id.slice(4), "base64url").toString("hex"), info.id, Math.floor(deps.clock() / 1000), body);
     const events = responseEvents(frame);
+    // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
       includeUsage: false,
@@ -35,10 +36,10 @@ export const responsesRoutes = (deps: AppDeps) =>
       piece: events.piece,
       end: (_finish, g) => events.end(g),
       usage: () => [],
-    });
+    }) as Promise<Response>;
   }, {
     body: responsesRequest,
     parse: "json", // documents the content type; the global parser in app.ts runs first
     detail: { summary: "Create a model response (Responses API; stateless, streams with stream: true)", tags: ["OpenAI"] },
-    response: { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
+    response: { 200: responseObjectShape, 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody },
   });
