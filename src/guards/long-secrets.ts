@@ -11,25 +11,41 @@
 
 export interface LongSecret {
   id: "private-key" | "jwt";
+  /** A substring every opening contains: a quick indexOf before the regex, since most text has none. */
+  hint: string;
   /** A complete opening; the match is where the finding starts. */
   open: RegExp;
-  /** An opening still being written at the end of the held text (anchored with $). */
-  partial: RegExp;
-  /** Longest text `partial` can hold; bounds the scanner's hold-back. */
-  partialMax: number;
+  /** Where an opening still being written at the end of `text` starts (text.length if none); bounded look-back. */
+  partial(text: string): number;
 }
 
-/** 3+ dashes (4-dash armor exists), spaces allowed where tokenizers put them. */
-const ARMOR = String.raw`-{3,}[ \t]*`;
+/**
+ * 3+ dashes (4-dash armor exists), spaces allowed where tokenizers put them. Only from the first dash of a
+ * run: a long run of dashes would otherwise be re-scanned from each of its dashes (quadratic).
+ */
+const ARMOR = String.raw`(?<!-)-{3,}[ \t]*`;
 const LABEL = String.raw`[ A-Z0-9_-]{0,100}`;
+const PEM_PARTIAL = new RegExp(`${ARMOR}(?:B(?:E(?:G(?:I(?:N[ A-Z0-9_\t-]{0,110})?)?)?)?)?$`);
 
 export const LONG_SECRETS: LongSecret[] = [
-  { id: "private-key", partialMax: 140,
-    open: new RegExp(`${ARMOR}BEGIN${LABEL}PRIVATE[ \\t]*KEY`),
-    partial: new RegExp(`${ARMOR}(?:B(?:E(?:G(?:I(?:N[ A-Z0-9_\\t-]{0,110})?)?)?)?)?$`) },
-  { id: "jwt", partialMax: 1100,
+  { id: "private-key", hint: "---",
+    open: new RegExp(`${ARMOR}BEGIN${LABEL}PRIVATE[ \t]*KEY`),
+    partial: (text) => {
+      const from = Math.max(0, text.length - 140);
+      if (text.indexOf("---", from) < 0) return text.length;
+      const m = PEM_PARTIAL.exec(text.slice(from));
+      return m ? from + m.index : text.length;
+    } },
+  { id: "jwt", hint: ".ey",
     open: /(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{17,}\.ey[A-Za-z0-9_-]/,
-    partial: /(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{0,1024}(?:\.(?:ey?)?)?$/ },
+    // The trailing run of token characters, if it starts with "ey" (a base64url JSON header) and is not longer
+    // than a header plus the start of a payload could be.
+    partial: (text) => {
+      const limit = Math.max(0, text.length - 1100);
+      let i = text.length;
+      while (i > limit && isJwtChar(text.charCodeAt(i - 1))) i--;
+      return i > limit || i === 0 ? (text.startsWith("ey", i) ? i : text.length) : text.length;
+    } },
 ];
 
 /** The END armor line with its closing dashes, and a character after them (or the stream's end). */

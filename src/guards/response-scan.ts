@@ -11,6 +11,24 @@
 import type { Config } from "../config/schema";
 import { LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
+import { scanView, toOriginal } from "./scan-view";
+
+/** Chunks closer together than this are a burst, scanned in batches of up to BATCH_CHARS. */
+const BURST_MS = 1;
+const BATCH_CHARS = 1024;
+
+/** A base64/base64url run or an even run of hex digits, short enough to be one secret (24–256 chars). */
+const ENCODED = /[A-Za-z0-9+/_-]{24,256}={0,2}(?![A-Za-z0-9+/_=-])/g;
+/** Its alphabet: a match right after one of these is the tail of a longer run, not a run of its own. */
+const isEncodedChar = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 43 || c === 47 || c === 95 || c === 45 || c === 61;
+
+/** The decoded text of an encoded run, when it decodes to printable ASCII; undefined otherwise. */
+function decode(run: string): string | undefined {
+  const bytes = /^(?:[0-9a-f]{2})+$/i.test(run) ? Buffer.from(run, "hex") : Buffer.from(run, "base64");
+  if (bytes.length < 16) return undefined;
+  for (const b of bytes) if (b < 0x20 ? b !== 9 && b !== 10 && b !== 13 : b > 0x7e) return undefined;
+  return bytes.toString("latin1");
+}
 
 /** Streaming text filter applied to generated text before it reaches the client. */
 export interface TextFilter {
@@ -43,13 +61,14 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   const block = cfg.action === "block";
   const words = Math.max(...spanRules.map((r) => r.maxWords ?? 1));
   // One case-insensitive pass over all rules first: most text matches none, and then nothing else runs.
-  const anyRule = new RegExp(spanRules.map((r) => `(?:${r.pattern.source})`).join("|"), "i");
 
-  /** Non-overlapping findings, earlier rules first (the list is ordered most specific first). */
-  function spans(text: string): Span[] {
-    const found: Span[] = [];
-    if (text.length < 4096 && !anyRule.test(text)) return found; // long texts nearly always hit: skip the extra pass
-    for (const rule of spanRules) {
+  // Short encoded forms of a secret (base64, base64url, hex): decoded and scanned with the secret rules.
+  const secretRules = spanRules.filter((r) => r.group === "secret");
+  const anyRule = new RegExp([...spanRules.map((r) => `(?:${r.pattern.source})`), ENCODED.source].join("|"), "i");
+
+  /** Rule matches in `text` (already a view), earlier rules first, non-overlapping. */
+  function match(text: string, use: SecretRule[], found: Span[]) {
+    for (const rule of use) {
       rule.pattern.lastIndex = 0;
       for (const m of text.matchAll(rule.pattern)) {
         const start = m.index!, end = start + m[0].length;
@@ -58,6 +77,27 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         found.push({ start, end, rule: rule.id });
       }
     }
+  }
+
+  /** Non-overlapping findings in original offsets, in order. Rules run on the reader's view (scan-view.ts). */
+  function spans(original: string): Span[] {
+    const view = scanView(original);
+    const text = view.text;
+    const found: Span[] = [];
+    if (text.length < 4096 && !anyRule.test(text)) return found; // long texts nearly always hit: skip the extra pass
+    match(text, spanRules, found);
+    ENCODED.lastIndex = 0;
+    for (const m of text.matchAll(ENCODED)) {
+      const start = m.index!, end = start + m[0].length;
+      if (start > 0 && isEncodedChar(text.charCodeAt(start - 1))) continue;
+      if (found.some((f) => start < f.end && end > f.start)) continue;
+      const decoded = decode(m[0]);
+      if (!decoded) continue;
+      const inner: Span[] = [];
+      match(decoded, secretRules, inner);
+      if (inner.length) found.push({ start, end, rule: inner[0]!.rule });
+    }
+    for (const f of found) [f.start, f.end] = toOriginal(view, f.start, f.end);
     return found.sort((a, b) => a.start - b.start);
   }
 
@@ -71,6 +111,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   function firstOpening(text: string): { at: number; end: number; secret: LongSecret } | undefined {
     let best: { at: number; end: number; secret: LongSecret } | undefined;
     for (const secret of LONG_SECRETS) {
+      if (!text.includes(secret.hint)) continue;
       const m = secret.open.exec(text);
       if (m && (!best || m.index < best.at)) best = { at: m.index, end: m.index + m[0].length, secret };
     }
@@ -80,11 +121,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   /** Where an opening that is still being written starts (text.length if none). */
   function partialOpening(text: string): number {
     let at = text.length;
-    for (const secret of LONG_SECRETS) {
-      const from = Math.max(0, text.length - secret.partialMax);
-      const m = secret.partial.exec(from ? text.slice(from) : text);
-      if (m) at = Math.min(at, from + m.index);
-    }
+    for (const secret of LONG_SECRETS) at = Math.min(at, secret.partial(text));
     return at;
   }
 
@@ -131,8 +168,11 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         held += text; text = "";
         const open = firstOpening(held);
         if (open) {
-          out += settle(held.slice(0, open.at));
+          const before = settle(held.slice(0, open.at));
+          if (state.blocked) break; // a finding before it already blocks: nothing of this
+          out += before;
           note(open.secret.id);
+          if (state.blocked) { held = ""; return out; } // block: the clean text before the key, then nothing
           out += `[REDACTED:${open.secret.id}]`;
           inside = open.secret.id;
           text = held.slice(open.end); held = "";
@@ -141,7 +181,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         if (final) { out += settle(held); held = ""; return out; }
         // Final: everything before the last `words` words, and in any case everything but the last `window`
         // chars (a secret starting earlier than either is whole by now) — but never an opening being written.
-        let cut = Math.min(Math.max(held.length - window, tailStart(held, words)), partialOpening(held));
+        let cut = Math.min(Math.max(held.length - window, Math.min(tailStart(held, words), spacedTailStart(held))), partialOpening(held));
         if (cut <= 0) return out;
         const found = spans(held);
         for (const f of found) if (f.start < cut && f.end > cut) cut = f.start; // never split a finding
@@ -155,10 +195,21 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
       return ""; // blocked: the caller ends the answer with content_filter
     }
 
+    // Fed faster than a model can generate (a replay, a benchmark), text is scanned in batches instead of
+    // per chunk; fed at generation speed, every chunk is scanned at once, so nothing waits for a batch.
+    let lastPush = -Infinity, batched = 0;
     return {
       get blocked() { return state.blocked; },
       get findings() { return state.findings; },
-      push: (text) => (state.blocked ? "" : feed(text, false)),
+      push(text) {
+        if (state.blocked) return "";
+        const now = performance.now();
+        const burst = now - lastPush < BURST_MS;
+        lastPush = now;
+        if (burst && !inside && batched + text.length < BATCH_CHARS) { held += text; batched += text.length; return ""; }
+        batched = 0;
+        return feed(text, false);
+      },
       end: () => (state.blocked ? "" : feed("", true)),
     };
   }
@@ -175,6 +226,21 @@ function tailStart(text: string, n: number): number {
   }
   return i;
 }
+
+/** Where a trailing run of single characters separated by spaces ("A K I A …", a secret spelled out) starts. */
+function spacedTailStart(text: string): number {
+  let i = text.length, start = text.length, n = 0;
+  if (i > 0 && isSpace(text.charCodeAt(i - 1))) i--;
+  while (i > 0 && isAlnum(text.charCodeAt(i - 1)) && (i === 1 || !isAlnum(text.charCodeAt(i - 2)))) {
+    n++;
+    start = i - 1;
+    if (i >= 2 && isSpace(text.charCodeAt(i - 2))) i -= 2;
+    else break;
+  }
+  return n >= 2 ? start : text.length;
+}
+
+const isAlnum = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 
 /** ASCII and common Unicode whitespace, as \s would match, without a regex per character. */
 const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13) || c === 160 || c === 0x2028 || c === 0x2029 || c === 0x3000 || (c >= 0x2000 && c <= 0x200a) || c === 0x1680 || c === 0x202f || c === 0x205f || c === 0xfeff;

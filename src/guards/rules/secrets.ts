@@ -53,6 +53,13 @@ function ibanValid(raw: string): boolean {
   return rem === 1;
 }
 
+function privateInteger(m: string): boolean {
+  const n = Number(m);
+  const a = n >>> 24, b = (n >>> 16) & 255;
+  if (!/^0x/i.test(m)) return a === 127;
+  return a === 127 || a === 10 || (a === 192 && b === 168) || (a === 172 && b >= 16 && b <= 31) || (a === 169 && b === 254);
+}
+
 export const SECRET_RULES: SecretRule[] = [
   { id: "private-key", group: "secret", maxLength: 8192,
     pattern: /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,8000}?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g },
@@ -71,12 +78,32 @@ export const SECRET_RULES: SecretRule[] = [
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
   // Generic assignments: only key-shaped candidates go through the entropy gate.
   { id: "generic-high-entropy", group: "secret", maxLength: 160, maxWords: 3,
-    pattern: /\b(?:api[_-]?key|secret|token|passw(?:or)?d|access[_-]?key|auth)["']?\s*[:=]\s*["']?[A-Za-z0-9+/_=.-]{20,128}/gi,
+    pattern: /\b(?:api[_-]?key|secret|token|access[_-]?key|auth)["']?\s*[:=]\s*["']?[A-Za-z0-9+/_=.-]{20,128}/gi,
     validate: (m) => entropy(m.replace(/^[^:=]*[:=]\s*["']?/, "")) >= 3.5 },
-  { id: "internal-ip", group: "internal", maxLength: 21,
-    pattern: /\b(?:10\.\d{1,3}\.\d{1,3}\.\d{1,3}|192\.168\.\d{1,3}\.\d{1,3}|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|169\.254\.\d{1,3}\.\d{1,3})(?::\d{1,5})?\b/g },
+  // Passwords are shorter and less random than keys, but named as such they are still secrets:
+  // "pwd=…", "password: …", "the password is …".
+  { id: "password", group: "secret", maxLength: 96, maxWords: 3,
+    pattern: /\b(?:passw(?:or)?d|pwd|pass(?:phrase|code))["']?(?:\s*[:=]\s*|\s+(?:is|was)\s+)["'`]?[^\s"'`]{6,64}/gi,
+    // "the password is incorrect" is prose: a value of letters only must look random to count.
+    validate: (m) => {
+      const v = m.replace(/^[^:=\s]+["']?(?:\s*[:=]\s*|\s+\S+\s+)["'`]?/, "").replace(/[.,;!?)]+$/, "");
+      return v.length >= 6 && (/[^A-Za-z]/.test(v) ? entropy(v) >= 2.3 : entropy(v) >= 3.2);
+    } },
+  // Every alternative starts with a literal digit or bracket, so the regex engine can skip ahead: a leading
+  // lookbehind or `0*` would make it try every position (7x slower on prose).
+  { id: "internal-ip", group: "internal", maxLength: 45,
+    pattern: /\b(?:10\.\d{1,3}\.\d{1,3}\.\d{1,3}|192\.168\.\d{1,3}\.\d{1,3}|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}|169\.254\.\d{1,3}\.\d{1,3}|127(?:\.\d{1,3}){1,3}(?![.\d])|0+(?:127|177)(?:\.\d{1,3}){1,3}(?![.\d]))(?::\d{1,5})?\b/g },
+  // IPv6 loopback, bare or bracketed, short or long.
+  { id: "internal-ip", group: "internal", maxLength: 41,
+    pattern: /\[(?:::1|(?:0{1,4}:){7}0{0,3}1)\]|:(?<![\w:[]:):1(?![\w:])|\b(?:0{1,4}:){7}0{0,3}1(?![\w:])/g },
+  // IPv6 unique-local fc00::/7 (fd00::/8 in practice) and link-local fe80::/10.
+  { id: "internal-ip", group: "internal", maxLength: 45,
+    pattern: /\[f(?:[cd][0-9a-f]|e[89ab])[0-9a-f]?:[0-9a-f:]{2,36}\]|\bf(?:[cd][0-9a-f]|e[89ab])[0-9a-f]?:[0-9a-f:]{2,36}(?![\w:])/gi },
+  // Loopback and private addresses written as one integer: 0x7f000001, 2130706433 (decimal only for 127/8,
+  // whose 10-digit range holds few other numbers).
+  { id: "internal-ip", group: "internal", maxLength: 10, pattern: /\b(?:0x[0-9a-f]{8}|21[34]\d{7})\b/gi, validate: privateInteger },
   { id: "localhost-url", group: "internal", maxLength: 40, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
-  { id: "email", group: "pii", maxLength: 254, pattern: /\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g },
+  { id: "email", group: "pii", maxLength: 254, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g },
   { id: "payment-card", group: "pii", maxLength: 37, maxWords: 19, pattern: /\b(?:\d[ -]?){12,18}\d\b/g, validate: luhn },
   { id: "iban", group: "pii", maxLength: 42, maxWords: 9, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
   { id: "phone", group: "pii", maxLength: 24, maxWords: 6, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
@@ -88,6 +115,8 @@ export function internalHostRule(suffixes: string[]): SecretRule | undefined {
   if (!clean.length) return undefined;
   return {
     id: "internal-host", group: "internal", maxLength: 253,
-    pattern: new RegExp(`\\b(?:[a-z0-9-]{1,63}\\.)+(?:${clean.map((s) => s.replace(/\./g, "\\.")).join("|")})\\b`, "gi"),
+    // Starts only where a run of label characters starts: from every `\b` inside "a.a.a…" the repeat would
+    // re-scan the rest of the run (quadratic).
+    pattern: new RegExp(`(?<![a-z0-9.-])(?:[a-z0-9-]{1,63}\\.)+(?:${clean.map((s) => s.replace(/\./g, "\\.")).join("|")})\\b`, "gi"),
   };
 }
