@@ -6,3 +6,4 @@ declare module "*.service" { const text: string; export default text; }
 declare module "*.timer" { const text: string; export default text; }
 declare module "*.plist" { const text: string; export default text; }
 declare module "*.apparmor" { const text: string; export default text; }
+declare module "*.logrotate" { const text: string; export default text; }

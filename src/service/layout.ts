@@ -23,6 +23,8 @@ export interface Layout {
   /** Unit/plist file names → full paths. */
   units: Record<string, string>;
   apparmorProfile?: string;
+  /** Log rotation config (logrotate on Linux). */
+  logrotate?: string;
 }
 
 export const detectPlatform = (): Platform => (process.platform === "darwin" ? "launchd" : "systemd");
@@ -40,6 +42,7 @@ export function layout(platform: Platform, root = "/"): Layout {
       stateDir: at("/var/lib/appliance"), modelsDir: at("/var/lib/appliance/models"), logDir: at("/var/log/appliance"),
       units: Object.fromEntries(["appliance.service", "appliance-verify.service", "appliance-verify.timer"].map((u) => [u, path.join(unitDir, u)])),
       apparmorProfile: at("/etc/apparmor.d/usr.local.bin.appliance"),
+      logrotate: at("/etc/logrotate.d/appliance"),
     };
   }
   const unitDir = at("/Library/LaunchDaemons");

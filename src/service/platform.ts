@@ -126,7 +126,7 @@ export function uninstallPaths(l: Layout, purge: boolean): string[] {
   // systemd side files: drop-ins (the README's GPU one), and the verify timer's Persistent= stamp.
   const systemdState = l.platform === "systemd"
     ? [...units.map((u) => `${u}.d`), path.join(l.root, "var/lib/systemd/timers/stamp-appliance-verify.timer")] : [];
-  const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, ...(l.apparmorProfile ? [l.apparmorProfile] : [])];
+  const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, ...(l.apparmorProfile ? [l.apparmorProfile] : []), ...(l.logrotate ? [l.logrotate] : [])];
   return purge ? [...files, l.stateDir, l.logDir, l.configDir] : files;
 }
 

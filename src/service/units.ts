@@ -7,6 +7,7 @@ import serviceTpl from "../../systemd/appliance.service" with { type: "text" };
 import verifyServiceTpl from "../../systemd/appliance-verify.service" with { type: "text" };
 import timerTpl from "../../systemd/appliance-verify.timer" with { type: "text" };
 import apparmorTpl from "../../systemd/appliance.apparmor" with { type: "text" };
+import logrotateTpl from "../../systemd/appliance.logrotate" with { type: "text" };
 import serverPlistTpl from "../../launchd/local.appliance.server.plist" with { type: "text" };
 import verifyPlistTpl from "../../launchd/local.appliance.verify.plist" with { type: "text" };
 import os from "node:os";
@@ -65,5 +66,6 @@ export function renderUnits(l: Layout, config: UnitConfig, modelBytes = 0): Reco
   const out: Record<string, string> = {};
   for (const [name, file] of Object.entries(l.units)) out[file] = render(TEMPLATES[name]!, vars, name.endsWith(".plist"));
   if (l.apparmorProfile) out[l.apparmorProfile] = render(apparmorTpl, vars);
+  if (l.logrotate) out[l.logrotate] = render(logrotateTpl, vars);
   return out;
 }

@@ -21,8 +21,10 @@ const T = 240_000;
 /** Every path under the places install writes to (and systemd keeps state in), for the before/after diff. */
 function footprint(sys: LiveSystemd): string[] {
   const r = sys.sh("find /etc /var/lib /var/log /usr/local /tmp /var/tmp /run -xdev 2>/dev/null | grep -v -e '^/var/log/journal' -e '^/run/systemd' -e '^/run/user' -e '^/tmp/systemd-private' -e '^/var/lib/systemd/catalog' -e '^/srv/' -e '^/etc/ld.so.cache' -e '^/var/lib/systemd/deb-systemd' | sort");
-  // /var/lib/systemd/timers: systemd's own dir, created by any Persistent= timer (our stamp in it is checked).
-  return r.out.split("\n").filter((p) => p && p !== "/var/lib/systemd/timers" && p !== "/run/agetty.reload");
+  // Not ours: /var/lib/systemd/timers (systemd's dir, made by any Persistent= timer; our stamp in it is checked),
+  // /var/lib/logrotate/status (logrotate's state, written because the test runs logrotate), agetty's reload flag.
+  const notOurs = ["/var/lib/systemd/timers", "/var/lib/logrotate/status", "/run/agetty.reload"];
+  return r.out.split("\n").filter((p) => p && !notOurs.includes(p));
 }
 
 describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
@@ -93,6 +95,23 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
     expect(sys.exec(["systemctl", "start", "appliance.service"], { timeoutMs: T }).code).toBe(0);
     expect(active(sys)).toBe("active");
     expect(curl(sys, "http://127.0.0.1:8000/health").status).toBe(200);
+  }, T);
+
+  test("logrotate rotates the audit log and the alerts; the audit chain still verifies across the files", async () => {
+    const key = sys.exec(["/usr/local/bin/appliance", "keys", "create", "--name", "rot"]).out.trim().split("\n").at(-1)!;
+    const call = () => expect(curl(sys, "http://127.0.0.1:8000/v1/models", { key }).status).toBe(200);
+    call(); call();
+    await sys.poll("audit records", () => fs.existsSync(path.join(sys.root, "var/lib/appliance/audit.jsonl")) && fs.statSync(path.join(sys.root, "var/lib/appliance/audit.jsonl")).size > 0 || undefined);
+    const r = sys.exec(["logrotate", "-f", "/etc/logrotate.d/appliance"]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(fs.existsSync(path.join(sys.root, "var/lib/appliance/audit.jsonl.1"))).toBe(true);
+    expect(fs.existsSync(path.join(sys.root, "var/log/appliance/verify-alerts.log.1"))).toBe(true);
+    expect(fs.statSync(path.join(sys.root, "var/log/appliance/verify-alerts.log")).mode & 0o777).toBe(0o660);
+    call();
+    const v = sys.exec(["/usr/local/bin/appliance", "audit", "verify"]);
+    expect(v.out + v.err).not.toContain("fail");
+    expect(v.code).toBe(0);
   }, T);
 
   test("uninstall --purge leaves nothing behind (files before install = files after purge)", () => {
