@@ -193,6 +193,16 @@ describe("systemd install under --root", () => {
 });
 
 describe("launchd install under --root", () => {
+  test("serve --launchd (the plist's command): a config error or failed verify ends with exit 0, so KeepAlive does not respawn it", () => {
+    const home = tmpDir("appliance-launchd-");
+    const r = Bun.spawnSync([bin, "serve", "--launchd", "--port", "99999", "--state-dir", home], { stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: home } });
+    expect(r.stderr.toString()).toContain("staying stopped");
+    expect(r.exitCode).toBe(0);
+    const dry = cli(["install", "--root", home, "--platform", "launchd", "--binary", bin, "--dry-run"]);
+    expect(dry.out).toContain("    |     <string>--launchd</string>"); // what the installer would write, printed by --dry-run
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+
   test("plists parse with python3's plistlib and carry the hardening keys", async () => {
     const root = tmpDir("appliance-mac-");
     const r = cli(["install", "--root", root, "--platform", "launchd", "--binary", bin]);
@@ -204,8 +214,9 @@ describe("launchd install under --root", () => {
     expect(p.stderr.toString()).toBe("");
     const [server, verify] = JSON.parse(p.stdout.toString());
     expect(server).toMatchObject({
-      Label: "local.appliance.server", ProgramArguments: ["/usr/local/bin/appliance", "serve"], UserName: "_appliance", GroupName: "_appliance",
-      RunAtLoad: true, KeepAlive: true, Umask: 63, ProcessType: "Standard", ThrottleInterval: 10,
+      Label: "local.appliance.server", ProgramArguments: ["/usr/local/bin/appliance", "serve", "--launchd"], UserName: "_appliance", GroupName: "_appliance",
+      RunAtLoad: true, KeepAlive: { SuccessfulExit: false }, Umask: 63, ProcessType: "Standard", ThrottleInterval: 10,
+      SoftResourceLimits: { NumberOfFiles: 65536, Core: 0 }, HardResourceLimits: { NumberOfFiles: 65536, Core: 0 },
       EnvironmentVariables: { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" },
     });
     expect(server.StandardOutPath).toBe("/Library/Logs/appliance/appliance.log");

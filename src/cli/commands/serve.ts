@@ -17,7 +17,9 @@ import { createLogger, type Logger } from "../../log/logger";
 import { createApp } from "../../server/app";
 import { listen } from "../../server/listen";
 import { versionInfo } from "../../version";
+import { layout } from "../../service/layout";
 import { EXIT, parseWithConfig, type Command } from "../command";
+import { verify } from "./verify";
 
 export const effectiveThreads = (config: Pick<Config, "threads">) => config.threads || Math.max(1, os.availableParallelism());
 
@@ -65,21 +67,55 @@ export const serve: Command = {
   summary: "Run the API server in the foreground",
   usage: "appliance serve [--model PATH]... [--host H] [--port N] [--threads N] [--ctx-size N] [--parallel N] [--max-queue N] [--state-dir DIR] [--config FILE] [--gpu auto|cuda|vulkan|metal|off]",
   async run(argv) {
-    const { config } = parseWithConfig(argv);
-    const log = createLogger(config.logLevel);
-    let started;
-    try {
-      started = await startServer(config, log);
-    } catch (e) {
-      if (e instanceof ConfigError) throw e; // exit 2
-      log.error({ err: { name: (e as Error).name, message: (e as Error).message } }, "cannot start");
-      // serve is where models are checked before every start (the unit's verify leaves them to it): alert like verify.
-      if (e instanceof ModelIntegrityError) alert([{ name: "models", status: "fail", detail: e.message }], process.env.LOGS_DIRECTORY?.split(":")[0]);
-      console.error(`appliance: ${(e as Error).message}`);
-      return EXIT.FAIL;
-    }
-    const { app, engine, keys } = started;
-    return listen(app, engine, log, { host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, graceMs: config.shutdownGraceMs },
-      () => { try { keys?.reload(true); } catch (e) { log.error({ err: (e as Error).message }, "keys reload failed"); } });
+    if (argv.includes(LAUNCHD)) return launchdServe(argv.filter((a) => a !== LAUNCHD));
+    return serveNow(argv);
   },
 };
+
+/**
+ * `serve --launchd` (what the plist runs; launchd has no ExecStartPre and no start limit): verify first, like
+ * the systemd unit's pre-start check, and end a permanent failure (verify failed, bad config, a tampered model)
+ * with exit 0, so KeepAlive {SuccessfulExit: false} does not respawn it every ThrottleInterval forever. Crashes
+ * and other failures still exit non-zero and are restarted.
+ */
+const LAUNCHD = "--launchd";
+
+async function launchdServe(argv: string[]): Promise<number> {
+  const checked = await verify.run(["--quiet", "--skip-models"]);
+  if (checked !== EXIT.OK) {
+    console.error("appliance: verify failed before start; staying stopped until fixed (then: sudo launchctl kickstart system/local.appliance.server)");
+    return EXIT.OK;
+  }
+  try {
+    const code = await serveNow(argv, layout("launchd").logDir);
+    return code === EXIT.FAIL && permanentFailure ? EXIT.OK : code;
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`appliance serve: ${e.message} (staying stopped until the config is fixed)`);
+    return EXIT.OK;
+  }
+}
+
+let permanentFailure = false;
+
+async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.split(":")[0]): Promise<number> {
+  const { config } = parseWithConfig(argv);
+  const log = createLogger(config.logLevel);
+  let started;
+  try {
+    started = await startServer(config, log);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e; // exit 2
+    log.error({ err: { name: (e as Error).name, message: (e as Error).message } }, "cannot start");
+    // serve is where models are checked before every start (the unit's verify leaves them to it): alert like verify.
+    if (e instanceof ModelIntegrityError) {
+      alert([{ name: "models", status: "fail", detail: e.message }], alertDir);
+      permanentFailure = true;
+    }
+    console.error(`appliance: ${(e as Error).message}`);
+    return EXIT.FAIL;
+  }
+  const { app, engine, keys } = started;
+  return listen(app, engine, log, { host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, graceMs: config.shutdownGraceMs },
+    () => { try { keys?.reload(true); } catch (e) { log.error({ err: (e as Error).message }, "keys reload failed"); } });
+}
