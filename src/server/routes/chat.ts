@@ -6,6 +6,7 @@ import { chatCompletionRequest, errorBody, chatCompletionObject } from "../opena
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
 import { runGeneration } from "./generate";
+import { guardChat } from "./guard-chat";
 
 export const chatRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.chat" }).post("/v1/chat/completions", async ({ body, request }) => {
@@ -15,8 +16,7 @@ export const chatRoutes = (deps: AppDeps) =>
     state.model = info.id;
     const specials = deps.engine.specialTokens(info.id);
     const sampling = toSampling(body, deps.config, info.contextSize, specials);
-    const tools = toToolUse(body, specials);
-    const messages = deps.promptGuard(state, info.id, toTurns(body));
+    const { messages, tools } = guardChat(deps, state, info.id, toTurns(body), toToolUse(body, specials));
     if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
     const id = "chatcmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);

@@ -8,6 +8,7 @@ import { errorBody, responseObjectShape } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
 import { runGeneration } from "./generate";
+import { guardChat } from "./guard-chat";
 
 export const responsesRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.responses" }).post("/v1/responses", async ({ body, request }) => {
@@ -18,8 +19,7 @@ export const responsesRoutes = (deps: AppDeps) =>
     const specials = deps.engine.specialTokens(info.id);
     const chat = asChatRequest(body);
     const sampling = toSampling(chat, deps.config, info.contextSize, specials);
-    const tools = toToolUse(chat, specials);
-    const messages = deps.promptGuard(state, info.id, responsesTurns(body));
+    const { messages, tools } = guardChat(deps, state, info.id, responsesTurns(body), toToolUse(chat, specials));
     if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
     const frame = newFrame("resp_" + Buffer.from(state.id.slice(4), "base64url").toString("hex"), info.id, Math.floor(deps.clock() / 1000), body);
     const events = responseEvents(frame);

@@ -1,0 +1,25 @@
+/**
+ * The prompt guard over everything a chat request puts into the prompt: the
+ * messages, and also the tool definitions (name, description, parameters) and
+ * the arguments of earlier calls, which the template renders as text too. A
+ * "strip" rule's edits are written back where the text came from.
+ */
+import type { ChatTurn, ToolUse } from "../../engine/engine";
+import type { AppDeps } from "../deps";
+import type { RequestState } from "../request-state";
+
+export function guardChat(deps: AppDeps, state: RequestState, model: string, turns: ChatTurn[], tools: ToolUse | undefined) {
+  const texts: { set: (text: string) => void; text: string }[] = [];
+  const defs = tools?.tools.map((t) => ({ ...t })) ?? [];
+  for (const t of defs) {
+    texts.push({ text: t.description ?? "", set: (v) => { t.description = v; } });
+    if (t.parameters) texts.push({ text: JSON.stringify(t.parameters), set: (v) => { try { t.parameters = JSON.parse(v); } catch { /* a strip broke it: keep it */ } } });
+  }
+  const calls = turns.flatMap((m) => m.toolCalls ?? []).map((c) => ({ ...c }));
+  for (const c of calls) texts.push({ text: c.arguments, set: (v) => { c.arguments = v; } });
+  const guarded = deps.promptGuard(state, model, [...turns, ...texts.map((t) => ({ role: "system" as const, content: t.text }))]);
+  guarded.slice(turns.length).forEach((g, i) => texts[i]!.set(g.content));
+  let next = 0;
+  const messages = guarded.slice(0, turns.length).map((m) => (m.toolCalls ? { ...m, toolCalls: m.toolCalls.map(() => calls[next++]!) } : m));
+  return { messages, tools: tools && { ...tools, tools: defs } };
+}
