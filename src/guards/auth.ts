@@ -1,7 +1,9 @@
 /**
- * Deny by default: every route needs a valid key except GET /health. The path
- * is normalised (percent-decoding, duplicate and trailing slashes, case)
- * before matching, so no spelling of a route slips past as public.
+ * Deny by default: every route needs a valid key except GET /health (and the
+ * docs with docsPublic). Public means the exact path the router will run; the
+ * scopes a request needs are judged on both that raw path and its normalised
+ * form (percent-decoding, duplicate and trailing slashes, case, dot segments),
+ * so no spelling of a route slips past as public or into a wider scope.
  */
 import { AppError } from "../errors";
 import type { KeyRecord, Scope } from "./keys";
@@ -40,14 +42,27 @@ const PUBLIC = new Set(["GET /health", "HEAD /health"]);
 /** The docs page, its spec and the two UI assets it loads (exact paths), when docsPublic is on. */
 const DOCS = new Set(["/swagger", "/swagger/json", "/swagger/assets/swagger-ui-bundle.js", "/swagger/assets/swagger-ui.css"]);
 
+/**
+ * Public only when the path as sent, byte for byte, is a public route: that is the route the router will
+ * run. A spelling that normalises to /health ("/v1/models/..%2f..%2fhealth") is routed elsewhere, and
+ * judging it by its normalised form let it reach that handler without a key.
+ */
 export function isPublic(method: string, path: string, docsPublic = false) {
-  const m = method.toUpperCase(), p = normalizePath(path);
-  return PUBLIC.has(`${m} ${p}`) || (docsPublic && (m === "GET" || m === "HEAD") && DOCS.has(p));
+  const m = method.toUpperCase();
+  return PUBLIC.has(`${m} ${path}`) || (docsPublic && (m === "GET" || m === "HEAD") && DOCS.has(path));
 }
 
-/** The scope a route needs; undefined = any valid key. */
+/** The scope a route needs; undefined = any valid key. Judged on the normalised path. */
 export function requiredScope(path: string): Scope | undefined {
-  const p = normalizePath(path);
+  return scopeOf(normalizePath(path));
+}
+
+/** Every scope the request may need: of the normalised path, and of the raw path the router matches on. */
+export function requiredScopes(path: string): Scope[] {
+  return [...new Set([scopeOf(normalizePath(path)), scopeOf(path)])].filter((s): s is Scope => !!s);
+}
+
+function scopeOf(p: string): Scope | undefined {
   if (p === "/v1/chat/completions" || p === "/v1/responses") return "chat";
   if (p === "/v1/completions") return "completions";
   if (p === "/v1/embeddings") return "embeddings";
@@ -67,6 +82,7 @@ export function presentedKey(headers: Headers): string | undefined {
 }
 
 export function checkScope(rec: KeyRecord, path: string) {
-  const scope = requiredScope(path);
-  if (scope && !rec.scopes.includes(scope) && !rec.scopes.includes("admin")) throw new ScopeError(scope);
+  for (const scope of requiredScopes(path)) {
+    if (!rec.scopes.includes(scope) && !rec.scopes.includes("admin")) throw new ScopeError(scope);
+  }
 }

@@ -14,6 +14,7 @@ import type { AuditLog } from "../log/audit";
 import type { Logger } from "../log/logger";
 import type { RequestState } from "../server/request-state";
 import { AuthError, checkScope, isPublic, presentedKey } from "./auth";
+import { NETWORK_FAILURE_FACTOR, networkOf } from "./network";
 import { HostError, hostAllowlist } from "./host";
 import { lockdownGuard } from "./lockdown";
 import type { KeyRecord, KeyStore } from "./keys";
@@ -75,6 +76,8 @@ export function createGuards(d: GuardDeps): Guards {
     burst: config.rateLimit.burst, maxConcurrent: k.maxConcurrent ?? config.rateLimit.maxConcurrent,
   });
   const failLimits = { rpm: config.rateLimit.authFailuresPerMinute, tpm: 0, burst: 1, maxConcurrent: 0 };
+  /** A whole network may fail NETWORK_FAILURE_FACTOR times as often as one address (several users behind it). */
+  const failNetLimits = { ...failLimits, rpm: failLimits.rpm * NETWORK_FAILURE_FACTOR };
 
   return {
     async onRequest(request, state) {
@@ -101,18 +104,29 @@ export function createGuards(d: GuardDeps): Guards {
         if (!isPublic(request.method, url.pathname, config.docsPublic)) Object.assign(state.headers, limiter.admit(`ip:${state.clientIp}`, { ...failLimits, rpm: config.rateLimit.anonymousRpm }));
         return undefined;
       }
+      // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
+      // loopback), decided BEFORE the key is looked at: a throttled source learns nothing, not even that
+      // its next guess is right.
+      const fails = [{ id: `fail:${state.clientIp}`, l: failLimits }, { id: `failnet:${networkOf(state.clientIp)}`, l: failNetLimits }];
+      const refuse = (retryAfter: number) => {
+        state.decisions.push("auth:throttled");
+        return new RateLimitError("Too many failed authentication attempts from this address.", retryAfter, {});
+      };
+      for (const f of fails) {
+        const wait = authFailures.exhausted(f.id, f.l);
+        if (wait !== undefined) throw refuse(wait);
+      }
       const presented = presentedKey(request.headers);
-      const failId = `fail:${state.clientIp}`;
       const rec = presented && d.keys ? d.keys.verify(presented) : undefined;
       if (!rec) {
-        try { authFailures.admit(failId, failLimits); } catch (e) {
-          state.decisions.push("auth:throttled");
-          throw new RateLimitError("Too many failed authentication attempts from this address.", (e as AppError).headers["retry-after"] ? Number((e as AppError).headers["retry-after"]) : 60, {});
+        for (const f of fails) {
+          try { authFailures.admit(f.id, f.l); } catch (e) { throw refuse(Number((e as AppError).headers["retry-after"] ?? 60)); }
         }
         state.decisions.push(presented ? "auth:invalid" : "auth:missing");
         throw new AuthError();
       }
       state.keyName = rec.name;
+      state.scopes = rec.scopes;
       extra(state).key = rec;
       checkScope(rec, url.pathname);
       if (request.method === "POST") { // generations: the slot is held from now, while the body is still arriving

@@ -74,6 +74,14 @@ export class RateLimiter {
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
   }
 
+  /** Seconds until `id` may make a request again when its request bucket is empty now; undefined otherwise. Creates nothing. */
+  exhausted(id: string, l: Limits): number | undefined {
+    const e = this.entries.get(id);
+    if (!e?.req || e.req.perMinute !== l.rpm) return undefined;
+    const now = this.clock();
+    return e.req.remaining(now) < 1 ? Math.max(1, Math.ceil(e.req.msUntil(now) / 1000)) : undefined;
+  }
+
   /**
    * Takes one of the key's concurrency slots or throws 429. Taken as soon as the key is known, before the
    * body is read, so a body that trickles in holds a slot (and a key cannot open unlimited slow uploads).

@@ -18,7 +18,10 @@ const BURST_MS = 1;
 const BATCH_CHARS = 1024;
 
 /** A base64/base64url run or an even run of hex digits, short enough to be one secret (24–256 chars). */
-const ENCODED = /[A-Za-z0-9+/_-]{24,256}={0,2}(?![A-Za-z0-9+/_=-])/g;
+// Only from a run's first character (the lookbehind sits after it, so the engine still skips ahead to
+// candidate characters), and the run taken whole without backtracking (lookahead + backreference): on a long
+// run of '-' every position used to retry 232 lengths.
+const ENCODED = /[A-Za-z0-9+/_-](?<![A-Za-z0-9+/_=-][A-Za-z0-9+/_-])(?=([A-Za-z0-9+/_-]{23,255}))\1={0,2}(?![A-Za-z0-9+/_=-])/g;
 /** Its alphabet: a match right after one of these is the tail of a longer run, not a run of its own. */
 const isEncodedChar = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 43 || c === 47 || c === 95 || c === 45 || c === 61;
 
@@ -64,7 +67,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
 
   // Short encoded forms of a secret (base64, base64url, hex): decoded and scanned with the secret rules.
   const secretRules = spanRules.filter((r) => r.group === "secret");
-  const anyRule = new RegExp([...spanRules.map((r) => `(?:${r.pattern.source})`), ENCODED.source].join("|"), "i");
+  const anyRule = new RegExp([...spanRules.map((r) => `(?:${r.pattern.source})`), "[A-Za-z0-9+/_-]{24}"].join("|"), "i");
 
   /** Rule matches in `text` (already a view), earlier rules first, non-overlapping. */
   function match(text: string, use: SecretRule[], found: Span[]) {

@@ -15,6 +15,8 @@ export interface RequestState {
   host: string;
   clientIp: string;
   keyName?: string;
+  /** The key's scopes, once a key is verified. */
+  scopes?: readonly string[];
   status?: number;
   model?: string;
   promptTokens?: number;

@@ -11,9 +11,9 @@ import { builtBinary, tinyModel, tmpDir } from "../helpers";
 export interface RawResponse { status: number; head: string; headers: Record<string, string>; body: string; closed: boolean }
 
 /** Sends `payload` as is and reads until the server closes or `ms` passes (then the socket is destroyed). */
-export function rawHttp(port: number, payload: string, ms = 30_000): Promise<RawResponse> {
+export function rawHttp(port: number, payload: string, ms = 30_000, localAddress?: string): Promise<RawResponse> {
   return new Promise((resolve) => {
-    const sock = net.connect(port, "127.0.0.1", () => sock.write(payload));
+    const sock = net.connect({ port, host: "127.0.0.1", localAddress }, () => sock.write(payload));
     const chunks: Buffer[] = [];
     let closed = false;
     const done = () => {

@@ -17,7 +17,7 @@ const mem = memoryLogger();
 let ctx: Awaited<ReturnType<typeof makeApp>>;
 let base: string;
 beforeAll(async () => {
-  ctx = await makeApp({ log: mem.log, clock: () => now, config: { rateLimit: { anonymousRpm: 0 } } });
+  ctx = await makeApp({ log: mem.log, clock: () => now, config: { rateLimit: { anonymousRpm: 0, authFailuresPerMinute: 1_000_000 } } });
   base = listenApp(ctx.app);
 });
 afterAll(async () => { await ctx.app.stop(true); await ctx.engine.dispose(); });

@@ -2,13 +2,17 @@
 import { Elysia } from "elysia";
 import { NotReadyError } from "../../errors";
 import type { AppDeps } from "../deps";
+import { stateOf } from "../request-state";
 
 export const healthRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.health" })
     .get("/health", () => ({ status: "ok" }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"] } })
-    .get("/ready", () => {
+    .get("/ready", ({ request }) => {
       if (deps.draining || !deps.engine.ready()) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
-      return { status: "ready", models: deps.engine.models().map((m) => m.id), backend: deps.engine.backend, ...deps.engine.load() };
+      // Model ids only for keys that may list models (or with auth off).
+      const scopes = stateOf(request).scopes;
+      const listModels = !deps.config.auth || !!scopes?.some((s) => s === "models" || s === "admin");
+      return { status: "ready", ...(listModels ? { models: deps.engine.models().map((m) => m.id) } : {}), backend: deps.engine.backend, ...deps.engine.load() };
     }, { detail: { summary: "Readiness: a model is loaded", tags: ["Operations"] } });
 
 /** GET /metrics (admin scope) */
