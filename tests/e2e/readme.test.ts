@@ -36,7 +36,9 @@ test("`bun run demo` builds, prints a working key and serves the demo model", as
 });
 
 test("the README's openssl key pair + keys create + curl signing example is accepted by the server", async () => {
-  const ctx = await makeApp({ keys: [] });
+  // The server refuses timestamps from before its own start (replays across a restart), in whole seconds,
+  // as `date +%s` signs. A server clock one second behind keeps the example from landing in its start second.
+  const ctx = await makeApp({ keys: [], clock: () => Date.now() - 1000 });
   const base = listenApp(ctx.app);
   const cwd = tmpDir("appliance-sign-");
   try {
