@@ -44,7 +44,10 @@ function makeCase(i: number): { path: string; init: RequestInit } {
   let body: string | undefined;
   switch (i % 12) {
     case 0: body = randStr(int(200)); break; // garbage
-    case 1: body = "[".repeat(20000) + "]".repeat(int(20000)); break; // deeply nested / unbalanced
+    case 1: body = pick([() => "[".repeat(20000) + "]".repeat(int(20000)), // deeply nested / unbalanced
+      () => `{"model":"tiny","messages":[{"role":"user","content":"x"}],"user":${"{\"a\":".repeat(5000)}1${"}".repeat(5000)}}`,
+      () => `{"model":"tiny","input":[${Array(30000).fill(int(9)).join(",")}]}`, // huge array
+      () => `{"model":"tiny","messages":[${Array(6000).fill('{"role":"user","content":"x"}').join(",")}]}`])(); break;
     case 2: body = JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "x".repeat(70_000) }] }); break; // over the body limit
     case 3: body = JSON.stringify({ model: randValue(), messages: randValue(), max_tokens: randValue(), temperature: randValue() }); break; // wrong types
     case 4: body = JSON.stringify({ model: "tiny", messages: [{ role: "user", content: randStr(50) }], max_tokens: 1, [randStr(4)]: 1 }); break; // unknown field
@@ -69,6 +72,38 @@ async function truncated(): Promise<void> {
     } }).catch(() => resolve());
   });
 }
+
+const HOSTS = ["localhost:evil", "localhost:80@evil.example", "[::1]evil.example", "", "a/b", "evil.example", "localhost:99999", "[::1", "\u00e9.example"];
+const LINES = ["GET * HTTP/1.1", "GET health HTTP/1.1", "GET /%zz HTTP/1.1", "GET //health HTTP/1.1", "GET /health?%00 HTTP/1.1", "POST /v1/chat/completions HTTP/1.0",
+  "GET /" + "a".repeat(9000) + " HTTP/1.1", "BREW /health HTTP/1.1", "GET /v1/models/..%2f..%2fhealth HTTP/1.1", "get /health HTTP/1.1"];
+
+/** Raw request; returns status and body (status 0: the server closed without answering). */
+function raw(payload: string): Promise<{ status: number; body: string }> {
+  const port = Number(new URL(base).port);
+  return new Promise((resolve) => {
+    let got = "";
+    Bun.connect({ hostname: "127.0.0.1", port, socket: {
+      open(s) { s.write(payload); },
+      data(_s, d) { got += d.toString(); },
+      close() { const i = got.indexOf("\r\n\r\n"); resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0), body: i < 0 ? "" : got.slice(i + 4) }); },
+      error() { resolve({ status: 0, body: "" }); },
+    } }).catch(() => resolve({ status: 0, body: "" }));
+  });
+}
+
+test("malformed Host headers and request lines over raw sockets: no 5xx, every body JSON or empty", async () => {
+  const cases: string[] = [];
+  for (const h of HOSTS) for (const p of ["/health", "/v1/models", "/v1/chat/completions"]) cases.push(`GET ${p} HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
+  cases.push("GET /health HTTP/1.0\r\n\r\n", "POST /v1/embeddings HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}");
+  for (const l of LINES) cases.push(`${l}\r\nHost: localhost\r\nAuthorization: Bearer ${ctx.key}\r\nConnection: close\r\n\r\n`);
+  for (const c of cases) {
+    const r = await raw(c);
+    const name = c.slice(0, 60);
+    expect({ name, serverError: r.status >= 500 }).toEqual({ name, serverError: false });
+    if (r.body) expect(() => JSON.parse(r.body)).not.toThrow();
+  }
+  expect((await fetch(`${base}/health`)).status).toBe(200);
+});
 
 test(`${COUNT} bad requests: no 5xx, well-formed errors, bounded memory, still alive`, async () => {
   const rss0 = process.memoryUsage().rss;

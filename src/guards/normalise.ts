@@ -35,18 +35,33 @@ const CONFUSABLES: Record<string, string> = {
 /** Separators folded to one space: whitespace, hyphens/dashes, underscores, dots, middle dots, slashes, pipes. */
 const SEPARATOR = /[\s\p{Pd}_.·•|/\\*~^]/u;
 
-const isInvisible = (ch: string) => INVISIBLE_CHAR.test(ch);
+/** ASCII separators by code, so plain text never reaches a regex per character. */
+const ASCII_SEPARATOR = new Uint8Array(128);
+for (const c of " \t\n\r\v\f-_.|/\\*~^") ASCII_SEPARATOR[c.charCodeAt(0)] = 1;
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /** The matching form of `text`: NFKC, invisibles dropped, look-alikes mapped, lower case, separators folded. */
 export function skeleton(text: string): string {
-  const nfkc = text.normalize("NFKC").toLowerCase();
-  let out = "";
+  const folded = (NON_ASCII.test(text) ? text.normalize("NFKC") : text).toLowerCase();
+  let out = "", run = 0; // run: start of the current stretch of plain characters, copied in one slice
   let space = false;
-  for (const ch of nfkc) {
-    if (isInvisible(ch)) continue;
+  const flush = (i: number) => { if (i > run) { if (space) { out += " "; space = false; } out += folded.slice(run, i); } };
+  for (let i = 0; i < folded.length; i++) {
+    const c = folded.charCodeAt(i);
+    if (c < 128) {
+      if (ASCII_SEPARATOR[c]) { flush(i); run = i + 1; space = true; }
+      continue;
+    }
+    flush(i);
+    const size = c >= 0xd800 && c <= 0xdbff ? 2 : 1;
+    const ch = folded.slice(i, i + size);
+    run = i + size;
+    i += size - 1;
+    if (INVISIBLE_CHAR.test(ch)) continue;
     if (SEPARATOR.test(ch)) { space = true; continue; }
     if (space) { out += " "; space = false; }
     out += CONFUSABLES[ch] ?? ch;
   }
+  flush(folded.length);
   return space ? out + " " : out;
 }
