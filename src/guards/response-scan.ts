@@ -18,10 +18,10 @@ const BURST_MS = 1;
 const BATCH_CHARS = 1024;
 
 /** A base64/base64url run or an even run of hex digits, short enough to be one secret (24–256 chars). */
-// Only from a run's first character (the lookbehind sits after it, so the engine still skips ahead to
-// candidate characters), and the run taken whole without backtracking (lookahead + backreference): on a long
-// run of '-' every position used to retry 232 lengths.
-const ENCODED = /[A-Za-z0-9+/_-](?<![A-Za-z0-9+/_=-][A-Za-z0-9+/_-])(?=([A-Za-z0-9+/_-]{23,255}))\1={0,2}(?![A-Za-z0-9+/_=-])/g;
+// Greedy from the leftmost position: each match is one whole run (linear, no backtracking); runs longer
+// than one short secret's encoding are skipped below.
+const ENCODED = /[A-Za-z0-9+/_-]{24,}={0,2}/g;
+const MAX_ENCODED = 258;
 /** Its alphabet: a match right after one of these is the tail of a longer run, not a run of its own. */
 const isEncodedChar = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 43 || c === 47 || c === 95 || c === 45 || c === 61;
 
@@ -92,7 +92,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     ENCODED.lastIndex = 0;
     for (const m of text.matchAll(ENCODED)) {
       const start = m.index!, end = start + m[0].length;
-      if (start > 0 && isEncodedChar(text.charCodeAt(start - 1))) continue;
+      if (m[0].length > MAX_ENCODED || (start > 0 && isEncodedChar(text.charCodeAt(start - 1)))) continue;
       if (found.some((f) => start < f.end && end > f.start)) continue;
       const decoded = decode(m[0]);
       if (!decoded) continue;
