@@ -174,7 +174,13 @@ async function drainUnderLoad() {
   await body.read();
   await body.read(); // a text chunk: generation is running (greedy, so it deterministically runs long)
   proc.kill("SIGTERM");
-  while (!(await body.read()).done); // the server ends the stream; a reset would throw here
+  let rest = "";
+  for (let r = await body.read(); !r.done; r = await body.read()) rest += new TextDecoder().decode(r.value); // a reset would throw here
+  // The cancelled stream still ends the OpenAI way: a final event with finish_reason "length", then [DONE].
+  const events = rest.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+  expect(events.at(-1)).toBe("[DONE]");
+  const last = JSON.parse(events.at(-2)!);
+  expect(last.choices[0].finish_reason).toBe("length");
   await until('"msg":"stopped"');
   expect(await proc.exited).toBe(0);
   expect(log.text).toContain("grace period over: cancelling in-flight requests");

@@ -104,9 +104,19 @@ export async function runGeneration(request: Request, state: RequestState, deps:
       if (plan.head) send(plan.head());
       for (const event of early.splice(0)) send(event);
       emit = send;
-      const g = await generation;
+      // Cancelled by a shutdown (grace period over) rather than by the client: the client is still there,
+      // so the stream ends properly, with what was generated, finish_reason "length" (cut short) and [DONE].
+      const byShutdown = () => flight.signal.aborted && deps.draining;
+      const g: Generation = await generation.catch((e: unknown): Generation => {
+        if (!byShutdown()) throw e;
+        return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "length" };
+      });
       record(g);
-      if (flight.signal.aborted) throw new CancelledError();
+      if (byShutdown()) {
+        g.finishReason = "length";
+        g.toolCalls = undefined;
+        state.status = 499; // logged and audited as cancelled; the client sees a complete, truncated answer
+      } else if (flight.signal.aborted) throw new CancelledError();
       scanned(g, filter.push(argumentsText(g)) + filter.end(), filter.blocked);
       if (g.text) send(plan.piece(g.text));
       if (keepText) state.responseText = streamed + g.text;
