@@ -53,6 +53,8 @@ export interface Sampling {
   format?: OutputFormat;
   /** Token id → logit added (OpenAI's logit_bias; -100 bans the token). */
   logitBias?: ReadonlyMap<number, number>;
+  /** Record each generated token's log probability and this many alternatives (0-20); unset: none. */
+  logprobs?: number;
 }
 
 export interface GenerateCall {
@@ -69,6 +71,13 @@ export interface GenerateCall {
   onText?: (text: string) => void;
 }
 
+/** A generated token (its text), its natural-log probability, and the most likely alternatives at that step. */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  top: { token: string; logprob: number }[];
+}
+
 export type FinishReason = "stop" | "length" | "content_filter" | "tool_calls";
 
 export interface Generation {
@@ -78,6 +87,8 @@ export interface Generation {
   promptTokens: number;
   completionTokens: number;
   finishReason: FinishReason;
+  /** With `sampling.logprobs`: the tokens that spell `text`; absent when they could not be matched to it. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface Embeddings {

@@ -16,6 +16,7 @@ import { jsonSchemaGrammar } from "./grammar";
 import { checkContext, checkTokenIds, finishOf, generateOptions, readVocabulary, toHistory } from "./llama-options";
 import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { Scheduler } from "./scheduler";
+import { recordLogprobs } from "./logprobs";
 
 export interface ModelSource { id: string; path: string }
 
@@ -152,6 +153,7 @@ export class LlamaEngine implements Engine {
     const promptTokens = contextText.tokenize(l.model.tokenizer).length;
     checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
     return this.withSequence(l, call, async (sequence): Promise<Generation> => {
+      const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs) : undefined;
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
       try {
         // A forced call is JSON for the tool_calls field, never streamed as content.
@@ -163,7 +165,9 @@ export class LlamaEngine implements Engine {
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
           : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
-        return calls.length ? { ...done, text: forced ? "" : done.text, toolCalls: calls, finishReason: "tool_calls" } : done;
+        const text = calls.length && forced ? "" : done.text;
+        const answer = { ...done, text, ...(logprobs && { logprobs: logprobs.spelling(text) }) };
+        return calls.length ? { ...answer, toolCalls: calls, finishReason: "tool_calls" } : answer;
       } finally {
         chat.dispose({ disposeSequence: false });
       }
@@ -182,11 +186,15 @@ export class LlamaEngine implements Engine {
     const input = bos != null && l.model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
     checkContext(l.info.contextSize, input.length, call.sampling.maxTokens, "prompt");
     return this.withSequence(l, call, async (sequence) => {
+      const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs) : undefined;
       const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
       try {
         const { options, counted } = generateOptions(call, grammar, l.model);
         const result = await completion.generateCompletionWithMeta(input, options);
-        return { text: result.response, promptTokens: input.length, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
+        return {
+          text: result.response, promptTokens: input.length, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason),
+          ...(logprobs && { logprobs: logprobs.spelling(result.response) }),
+        };
       } finally {
         completion.dispose({ disposeSequence: false });
       }

@@ -49,10 +49,17 @@ describe("chat", () => {
     });
     expect(next.choices[0]!.message.role).toBe("assistant");
   });
-  test("logprobs are refused clearly (not computed by this server)", async () => {
-    const e = await client.chat.completions.create({ model: "tiny", messages: user("x"), logprobs: true }).catch((err) => err);
+  test("logprobs and top_logprobs, in the SDK's types", async () => {
+    const r = await client.chat.completions.create({ model: "tiny", messages: user("x"), max_tokens: 6, logprobs: true, top_logprobs: 2 });
+    const content = r.choices[0]!.logprobs!.content!;
+    expect(content.map((t) => t.token).join("")).toBe(r.choices[0]!.message.content!);
+    for (const t of content) {
+      expect(t.logprob).toBeLessThanOrEqual(0);
+      expect(t.top_logprobs).toHaveLength(2);
+    }
+    const e = await client.chat.completions.create({ model: "tiny", messages: user("x"), top_logprobs: 2 }).catch((err) => err);
     expect(e).toBeInstanceOf(OpenAI.BadRequestError);
-    expect(e.param).toBe("logprobs");
+    expect(e.param).toBe("top_logprobs");
   });
 });
 

@@ -29,7 +29,25 @@ export function toSampling(req: ChatCompletionRequest | CompletionRequest, limit
     presencePenalty: req.presence_penalty ?? undefined,
     frequencyPenalty: req.frequency_penalty ?? undefined,
     format: toFormat(req.response_format, specialTokens),
+    logprobs: logprobsOf(req),
   };
+}
+
+/** Alternatives per token, or undefined when logprobs were not asked for. */
+function logprobsOf(req: ChatCompletionRequest | CompletionRequest): number | undefined {
+  let top: number | undefined;
+  if ("messages" in req) {
+    if (req.top_logprobs != null && req.logprobs !== true) {
+      throw new InvalidRequestError("top_logprobs needs logprobs: true.", "top_logprobs");
+    }
+    top = req.logprobs ? req.top_logprobs ?? 0 : undefined;
+  } else {
+    top = req.logprobs ?? undefined;
+    if (top != null && req.echo) throw new InvalidRequestError("logprobs cannot be combined with echo (prompt logprobs are not computed).", "logprobs");
+  }
+  // Not per streamed delta yet: the response filter may hold back or rewrite streamed text, and a logprob must never show text the answer does not.
+  if (top != null && req.stream) throw new InvalidRequestError("logprobs are not supported with stream: true.", "logprobs");
+  return top;
 }
 
 function toFormat(rf: ChatCompletionRequest["response_format"], specialTokens: readonly string[]): OutputFormat | undefined {
@@ -168,10 +186,43 @@ const usageOf = (gs: Generation[], perPrompt: number) => usage({
   completionTokens: gs.reduce((n, g) => n + g.completionTokens, 0),
 });
 
+/**
+ * Logprobs only while their tokens still spell the answer: a response filter that rewrote or blocked
+ * the text (a secret) leaves them out (null), so they never show what the answer does not.
+ */
+const spelled = (g: Generation) => (g.logprobs && g.logprobs.map((t) => t.token).join("") === g.text ? g.logprobs : undefined);
+const bytes = (s: string) => [...Buffer.from(s, "utf8")];
+
+function chatLogprobs(g: Generation) {
+  const lp = spelled(g);
+  if (!lp) return null;
+  return {
+    content: lp.map((t) => ({
+      token: t.token, logprob: t.logprob, bytes: bytes(t.token),
+      top_logprobs: t.top.map((a) => ({ token: a.token, logprob: a.logprob, bytes: bytes(a.token) })),
+    })),
+    refusal: null,
+  };
+}
+
+function textLogprobs(g: Generation) {
+  const lp = spelled(g);
+  if (!lp) return null;
+  const offsets: number[] = [];
+  lp.reduce((at, t) => (offsets.push(at), at + t.token.length), 0);
+  return {
+    tokens: lp.map((t) => t.token),
+    token_logprobs: lp.map((t) => t.logprob),
+    // Alternatives with the same text (different token ids) keep the likelier one, as a JSON object can hold only one.
+    top_logprobs: lp.map((t) => Object.fromEntries(t.top.toReversed().map((a) => [a.token, a.logprob]))),
+    text_offset: offsets,
+  };
+}
+
 export function chatCompletion(id: string, model: string, created: number, gs: Generation[]) {
   return {
     id, object: "chat.completion" as const, created, model,
-    choices: gs.map((g, index) => ({ index, message: assistantMessage(g), finish_reason: g.finishReason, logprobs: null })),
+    choices: gs.map((g, index) => ({ index, message: assistantMessage(g), finish_reason: g.finishReason, logprobs: chatLogprobs(g) })),
     usage: usageOf(gs, gs.length),
   };
 }
@@ -180,7 +231,7 @@ export function chatCompletion(id: string, model: string, created: number, gs: G
 export function textCompletion(id: string, model: string, created: number, gs: Generation[], perPrompt: number, echo?: string[]) {
   return {
     id, object: "text_completion" as const, created, model,
-    choices: gs.map((g, index) => ({ index, text: (echo?.[index] ?? "") + g.text, finish_reason: g.finishReason, logprobs: null })),
+    choices: gs.map((g, index) => ({ index, text: (echo?.[index] ?? "") + g.text, finish_reason: g.finishReason, logprobs: textLogprobs(g) })),
     usage: usageOf(gs, perPrompt),
   };
 }

@@ -33,7 +33,6 @@ const sampling = {
   n: z.number().int().min(1).max(MAX_CHOICES, { message: `at most ${MAX_CHOICES} choices per request` }).nullish(),
   logit_bias: z.record(z.string().regex(/^\d{1,9}$/, "keys are token ids"), z.number().min(-100).max(100)).nullish()
     .refine((b) => !b || Object.keys(b).length <= 1024, "at most 1024 biased tokens"),
-  logprobs: z.literal(false, { message: "logprobs are not supported" }).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
   ...IGNORED,
@@ -118,6 +117,8 @@ export const chatCompletionRequest = z.strictObject({
   tools: z.array(tool).max(128).nullish(),
   tool_choice: toolChoice.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
   max_completion_tokens: z.number().int().min(1).max(1 << 20).nullish(),
   response_format: responseFormat,
 });
@@ -126,6 +127,8 @@ export const completionRequest = z.strictObject({
   ...sampling,
   prompt: z.union([z.string(), z.array(z.string()).min(1).max(MAX_CHOICES), tokenIds, z.array(tokenIds).min(1).max(MAX_CHOICES)]),
   echo: z.boolean().nullish(),
+  /** Alternatives per token (OpenAI allows 0-5). */
+  logprobs: z.number().int().min(0).max(5).nullish(),
   best_of: z.literal(1, { message: "only best_of=1 is supported" }).nullish(),
   suffix: z.null({ message: "suffix is not supported" }).optional(),
   response_format: responseFormat,

@@ -1,0 +1,113 @@
+/** logprobs / top_logprobs (chat) and logprobs (completions) on the real tiny model. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { listenApp, makeApp } from "../helpers";
+
+let ctx: Awaited<ReturnType<typeof makeApp>>;
+let baseURL: string;
+
+beforeAll(async () => {
+  ctx = await makeApp();
+  baseURL = listenApp(ctx.app);
+});
+afterAll(async () => {
+  await ctx.app.stop(true);
+  await ctx.engine.dispose();
+});
+
+const post = async (path: string, body: unknown) => {
+  const r = await fetch(`${baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  return { status: r.status, body: (await r.json()) as any };
+};
+const user = (content: string) => [{ role: "user", content }];
+const sum = (xs: number[]) => xs.reduce((a, b) => a + Math.exp(b), 0);
+
+interface ChatToken { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }
+
+describe("chat logprobs", () => {
+  test("each token: logprob ≤ 0, top list sorted and summing to at most 1, the chosen token's logprob as listed, tokens spelling the answer", async () => {
+    for (const sampling of [{ temperature: 0 }, { temperature: 1, seed: 7 }]) {
+      const r = await post("/v1/chat/completions", { model: "tiny", messages: user("hello"), max_tokens: 12, logprobs: true, top_logprobs: 5, ...sampling });
+      expect(r.status).toBe(200);
+      const choice = r.body.choices[0];
+      const content = choice.logprobs.content as ChatToken[];
+      expect(content.length).toBeGreaterThan(0);
+      expect(content.map((t) => t.token).join("")).toBe(choice.message.content);
+      for (const t of content) {
+        expect(t.logprob).toBeLessThanOrEqual(0);
+        expect(t.top_logprobs).toHaveLength(5);
+        expect(sum(t.top_logprobs.map((a) => a.logprob))).toBeLessThanOrEqual(1 + 1e-6);
+        const lps = t.top_logprobs.map((a) => a.logprob);
+        expect(lps).toEqual([...lps].sort((a, b) => b - a));
+        expect(t.bytes).toEqual([...Buffer.from(t.token)]);
+        // The chosen token, when in the list, is listed with its logprob (the random vocabulary spells some pieces twice).
+        const listed = t.top_logprobs.filter((a) => a.token === t.token).map((a) => a.logprob);
+        if (t.logprob > lps.at(-1)! + 1e-9) expect(listed.some((lp) => Math.abs(lp - t.logprob) < 1e-6)).toBe(true);
+      }
+      // Greedy: every chosen token is the most likely one.
+      if (sampling.temperature === 0) for (const t of content) expect(t.logprob).toBeCloseTo(t.top_logprobs[0]!.logprob, 6);
+    }
+  });
+
+  test("the same answer with and without logprobs (same seed): sampling is unchanged", async () => {
+    const body = { model: "tiny", messages: user("count"), max_tokens: 16, temperature: 1, seed: 42 };
+    const plain = await post("/v1/chat/completions", body);
+    const withLp = await post("/v1/chat/completions", { ...body, logprobs: true });
+    expect(withLp.body.choices[0].message.content).toBe(plain.body.choices[0].message.content);
+    expect(plain.body.choices[0].logprobs).toBeNull();
+    expect(withLp.body.choices[0].logprobs.content.every((t: ChatToken) => t.top_logprobs.length === 0)).toBe(true);
+  });
+
+  test("a stop sequence: the tokens spell the answer without it", async () => {
+    const probe = await post("/v1/chat/completions", { model: "tiny", messages: user("hi"), max_tokens: 12, temperature: 0 });
+    const text = probe.body.choices[0].message.content as string;
+    const stop = text.slice(Math.floor(text.length / 2)).trim().slice(0, 3);
+    expect(stop.length).toBeGreaterThan(0);
+    const r = await post("/v1/chat/completions", { model: "tiny", messages: user("hi"), max_tokens: 12, temperature: 0, stop, logprobs: true });
+    const content = r.body.choices[0].logprobs.content as ChatToken[];
+    expect(content.map((t) => t.token).join("")).toBe(r.body.choices[0].message.content);
+    expect(r.body.choices[0].message.content).toBe(text.slice(0, text.indexOf(stop)));
+  });
+
+  test("refusals: top_logprobs without logprobs, out of range, with stream", async () => {
+    const cases: [unknown, string][] = [
+      [{ top_logprobs: 2 }, "top_logprobs"],
+      [{ logprobs: true, top_logprobs: 21 }, "top_logprobs"],
+      [{ logprobs: true, stream: true }, "logprobs"],
+    ];
+    for (const [extra, param] of cases) {
+      const r = await post("/v1/chat/completions", { model: "tiny", messages: user("x"), max_tokens: 2, ...(extra as object) });
+      expect([r.status, r.body.error.param, r.body.error.type]).toEqual([400, param, "invalid_request_error"]);
+    }
+  });
+});
+
+describe("completions logprobs", () => {
+  test("tokens, token_logprobs, top_logprobs and text_offset line up with the text; n choices each get their own", async () => {
+    const r = await post("/v1/completions", { model: "tiny", prompt: "once upon", max_tokens: 10, logprobs: 3, n: 2, seed: 3 });
+    expect(r.status).toBe(200);
+    for (const choice of r.body.choices) {
+      const lp = choice.logprobs;
+      expect(lp.tokens.join("")).toBe(choice.text);
+      expect(lp.token_logprobs).toHaveLength(lp.tokens.length);
+      expect(lp.top_logprobs).toHaveLength(lp.tokens.length);
+      let at = 0;
+      lp.tokens.forEach((t: string, i: number) => {
+        expect(lp.text_offset[i]).toBe(at);
+        at += t.length;
+        expect(lp.token_logprobs[i]).toBeLessThanOrEqual(0);
+        const top = lp.top_logprobs[i] as Record<string, number>;
+        expect(Object.keys(top).length).toBeGreaterThan(0);
+        expect(Object.keys(top).length).toBeLessThanOrEqual(3);
+        expect(sum(Object.values(top))).toBeLessThanOrEqual(1 + 1e-6);
+        if (t in top) expect(lp.token_logprobs[i]).toBeLessThanOrEqual(Math.max(...Object.values(top)) + 1e-9);
+      });
+    }
+  });
+
+  test("refusals: more than 5, with echo, with stream", async () => {
+    for (const [extra, param] of [[{ logprobs: 6 }, "logprobs"], [{ logprobs: 1, echo: true }, "logprobs"], [{ logprobs: 1, stream: true }, "logprobs"]] as const) {
+      const r = await post("/v1/completions", { model: "tiny", prompt: "x", max_tokens: 2, ...extra });
+      expect([r.status, r.body.error.param]).toEqual([400, param]);
+    }
+  });
+});
