@@ -10,6 +10,8 @@ import type { Config } from "../config/schema";
 import { KeyStore, keysFilePath } from "../guards/keys";
 import { MANIFEST, readManifest, sha256File } from "../integrity/manifest";
 import { modelId } from "../integrity/resolve";
+import { NATIVE_BUNDLE } from "../engine/native-assets";
+import { checkNativeDir, installNative, SYSTEM_NATIVE_DIR } from "../engine/native";
 import { readAccount } from "./accounts";
 import { healthUrl } from "./instance";
 import { systemView, type Layout } from "./layout";
@@ -22,6 +24,8 @@ export type Step =
   | { kind: "file"; path: string; content: string | Uint8Array; mode: number; owner: Owner; show?: boolean }
   | { kind: "copy"; from: string; path: string; sha256: string; mode: number; owner: Owner }
   | { kind: "touch"; path: string; mode: number; owner: Owner }
+  /** The embedded llama.cpp libraries, root-owned and read-only (installNative): the service cannot write what it maps executable. */
+  | { kind: "native"; path: string; mode: number; owner: Owner }
   | { kind: "first-key" };
 
 export interface InstallOptions {
@@ -48,9 +52,9 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
     { kind: "dir", path: l.stateDir, mode: 0o750, owner: "svc" },
     { kind: "dir", path: l.modelsDir, mode: 0o750, owner: "svc" },
     { kind: "dir", path: l.logDir, mode: 0o750, owner: "svc" },
-    // Exists before the first start: the unit's ExecPaths= names it, and a path missing at start is not exec-mapped.
-    { kind: "dir", path: path.join(l.stateDir, "native"), mode: 0o700, owner: "svc" },
     { kind: "dir", path: path.dirname(l.bin), mode: 0o755, owner: "root" },
+    // Before the first start: the unit's ExecPaths= names it, and serve loads from it instead of the state dir.
+    { kind: "native", path: path.join(l.root, SYSTEM_NATIVE_DIR), mode: 0o755, owner: "root" },
     { kind: "copy", from: o.binary, path: l.bin, sha256: binSha, mode: 0o755, owner: "root" },
     { kind: "file", path: l.binDigest, content: `${binSha}  ${sys.bin}\n`, mode: 0o644, owner: "root", show: true },
     { kind: "file", path: l.configFile, content: JSON.stringify(o.persist, null, 2) + "\n", mode: 0o640, owner: "root:svc", show: true },
@@ -148,6 +152,15 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
         setOwner(s.path, ids);
         break;
       }
+      case "native": {
+        if (!NATIVE_BUNDLE) break; // run from source: serve uses node-llama-cpp's own files
+        const dir = path.join(s.path, NATIVE_BUNDLE.version);
+        if (fs.existsSync(dir) && checkNativeDir(dir, NATIVE_BUNDLE).length === 0) break;
+        changed++;
+        say("write", `the embedded native libraries to ${dir}/ (dirs 0755, files 0444, root)`);
+        if (!o.dryRun) await installNative(s.path);
+        break;
+      }
       case "first-key": {
         const file = keysFilePath(l.stateDir);
         const store = fs.existsSync(file) ? new KeyStore(file) : undefined;
@@ -194,7 +207,7 @@ function writeReceipt(o: InstallOptions, steps: Step[]) {
   const sys = systemView(o.layout);
   const rel = (p: string) => path.join("/", path.relative(o.layout.root, p));
   const files = steps.filter((s): s is Extract<Step, { path: string }> => "path" in s)
-    .map((s) => ({ path: rel(s.path), type: s.kind === "dir" ? "dir" : "file", mode: octal(s.mode), owner: ownerLabel(s.owner, o.layout) }));
+    .map((s) => ({ path: rel(s.path), type: s.kind === "dir" || s.kind === "native" ? "dir" : "file", mode: octal(s.mode), owner: ownerLabel(s.owner, o.layout) }));
   const unique = [...new Map(files.map((f) => [f.path, f])).values()];
   const receipt = path.join(o.layout.configDir, "install-receipt.json");
   const text = JSON.stringify({ platform: o.layout.platform, account: sys.account, files: unique }, null, 2) + "\n";

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { readAccount } from "./accounts";
 import type { Layout } from "./layout";
+import { SYSTEM_NATIVE_DIR } from "../engine/native";
 
 export type Runner = (argv: string[]) => { code: number; out: string };
 
@@ -126,7 +127,8 @@ export function uninstallPaths(l: Layout, purge: boolean): string[] {
   // systemd side files: drop-ins (the README's GPU one), and the verify timer's Persistent= stamp.
   const systemdState = l.platform === "systemd"
     ? [...units.map((u) => `${u}.d`), path.join(l.root, "var/lib/systemd/timers/stamp-appliance-verify.timer")] : [];
-  const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, ...(l.apparmorProfile ? [l.apparmorProfile] : []), ...(l.logrotate ? [l.logrotate] : [])];
+  // The native libraries belong to the binary: removed with it (a reinstall writes them again).
+  const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, path.join(l.root, path.dirname(SYSTEM_NATIVE_DIR)), ...(l.apparmorProfile ? [l.apparmorProfile] : []), ...(l.logrotate ? [l.logrotate] : [])];
   return purge ? [...files, l.stateDir, l.logDir, l.configDir] : files;
 }
 

@@ -14,6 +14,7 @@ import os from "node:os";
 import type { Config } from "../config/schema";
 import { isLoopback } from "../guards/host";
 import { systemView, type Layout } from "./layout";
+import { SYSTEM_NATIVE_DIR } from "../engine/native";
 
 const TEMPLATES: Record<string, string> = {
   "appliance.service": serviceTpl,
@@ -55,6 +56,7 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Rec
   const publicBind = config.allowPublicBind && !isLoopback(config.host);
   return {
     ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
+    NATIVE_DIR: SYSTEM_NATIVE_DIR,
     MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, ...unitLimits(config),
     IP_ALLOW: publicBind ? "any" : "localhost", START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
   };

@@ -32,7 +32,7 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
   let before: string[] = [];
   const modelFile = "/var/lib/appliance/models/tiny.gguf";
 
-  test("install; inside the service only the binary, system libraries and the native-library dir are executable", async () => {
+  test("install; inside the service only the binary, system libraries and the root-owned native-library dir are executable; the service cannot write the libraries it maps", async () => {
     const bin = put(sys, await builtBinary(), "appliance");
     const model = put(sys, await tinyModel(), "tiny.gguf", 0o644);
     before = footprint(sys);
@@ -42,7 +42,16 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
     const pid = unitProp(sys, "MainPID");
     const opts = (p: string) => sys.exec(["findmnt", "--task", pid, "-n", "-o", "OPTIONS", "-T", p]).out.trim().split(",");
     for (const p of ["/tmp", "/dev/shm", "/var/lib/appliance", "/var/lib/appliance/models", "/var/log/appliance", "/etc"]) expect(opts(p)).toContain("noexec");
-    for (const p of ["/usr/local/bin/appliance", "/var/lib/appliance/native", "/usr/lib"]) expect(opts(p)).not.toContain("noexec");
+    for (const p of ["/usr/local/bin/appliance", "/usr/local/lib/appliance/native", "/usr/lib"]) expect(opts(p)).not.toContain("noexec");
+    // The llama.cpp libraries the service maps come from the root-owned, read-only dir install wrote,
+    // and the service account can neither add a file there nor change one.
+    const maps = sys.exec(["cat", `/proc/${pid}/maps`]).out;
+    const libs = [...new Set(maps.split("\n").map((l) => l.split(/\s+/)[5] ?? "").filter((f) => /libllama|libggml/.test(f)))];
+    expect(libs.length).toBeGreaterThan(0);
+    for (const f of libs) expect(f.startsWith("/usr/local/lib/appliance/native/")).toBe(true);
+    expect(sys.exec(["runuser", "-u", "appliance", "--", "touch", "/usr/local/lib/appliance/native/planted.so"]).code).not.toBe(0);
+    expect(sys.exec(["runuser", "-u", "appliance", "--", "sh", "-c", `: > '${libs[0]}'`]).code).not.toBe(0);
+    expect(fs.existsSync(path.join(sys.root, "var/lib/appliance/native"))).toBe(false);
     expect(unitProp(sys, "LimitNOFILE")).toBe("65536");
     expect(unitProp(sys, "StartLimitBurst")).toBe("5");
     // No ProcSubset=pid: llama.cpp can read /proc/meminfo, so no memory warning at start.
