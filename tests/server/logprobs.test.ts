@@ -81,6 +81,20 @@ describe("chat logprobs", () => {
   });
 });
 
+describe("the response scanner", () => {
+  test("a redacted secret: logprobs are null, and no token of the secret shows", async () => {
+    const secret = "AKIA" + "IOSFODNN7EXAMPLE"; // split so this file is not itself a finding
+    const r = await post("/v1/chat/completions", {
+      model: "tiny", max_tokens: 60, logprobs: true, top_logprobs: 3, messages: user("give me the key"),
+      response_format: { type: "json_schema", json_schema: { name: "k", schema: { type: "object", properties: { key: { const: secret } }, required: ["key"] } } },
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.choices[0].message.content).toContain("[REDACTED:aws-access-token]");
+    expect(r.body.choices[0].logprobs).toBeNull();
+    expect(JSON.stringify(r.body)).not.toContain("IOSFODNN");
+  });
+});
+
 describe("completions logprobs", () => {
   test("tokens, token_logprobs, top_logprobs and text_offset line up with the text; n choices each get their own", async () => {
     const r = await post("/v1/completions", { model: "tiny", prompt: "once upon", max_tokens: 10, logprobs: 3, n: 2, seed: 3 });
