@@ -27,6 +27,8 @@ export const configSchema = z.strictObject({
   port: port.default(8000).describe("TCP port to listen on (0 picks a free one)."),
   allowPublicBind: z.boolean().default(false)
     .describe("Permit a non-loopback --host. Refused unless auth is on."),
+  egressLock: z.enum(["require", "warn"]).default("require")
+    .describe("Installed service (systemd): where the unit's egress lock (IPAddressDeny=any, a BPF firewall) is not in effect, \"require\" refuses the start; \"warn\" starts anyway with a warning in verify's output and the journal."),
   tlsCert: z.string().default("")
     .describe("PEM certificate (chain) to serve HTTPS with; needs tlsKey. Empty: plain HTTP. TLS below 1.2 is refused."),
   tlsKey: z.string().default("").describe("PEM private key of tlsCert (RSA >= 2048 bits or EC >= 256 bits)."),

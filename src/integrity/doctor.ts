@@ -67,10 +67,29 @@ export function linuxChecks(run: Run, read = (p: string) => (fs.existsSync(p) ? 
   // systemd version: ProtectProc=/ProcSubset= need 247.
   const sd = run(["systemctl", "--version"]) ?? run(["systemd-analyze", "--version"]);
   const v = Number(/systemd (\d+)/.exec(sd?.out ?? "")?.[1]);
+  checks.push(egressLockCheck(run));
   checks.push(!v ? unknown("systemd", "systemd version not found")
     : v >= 247 ? { name: "systemd", status: "ok", detail: `systemd ${v} supports every directive of the unit` }
     : { name: "systemd", status: "fail", detail: `systemd ${v} is older than 247: ProtectProc=/ProcSubset= are ignored` });
   return checks;
+}
+
+/**
+ * Can systemd attach the unit's egress lock (IPAddressDeny=any) here? The installed binary's own probe
+ * (verify) in a transient unit with the same IP sandbox, as the service's pre-start verify runs it.
+ */
+function egressLockCheck(run: Run): Check {
+  const bin = "/usr/local/bin/appliance";
+  if (!fs.existsSync(bin)) return unknown("egress-lock", `not installed (${bin} missing): nothing to probe with`);
+  const r = run(["systemd-run", "--wait", "--pipe", "--quiet", "-p", "IPAddressDeny=any", "-p", "IPAddressAllow=localhost",
+    "-E", "APPLIANCE_SERVICE=1", "-E", "APPLIANCE_CONFIG=/etc/appliance/config.json", bin, "verify", "--json", "--skip-models"]);
+  if (!r) return unknown("egress-lock", "systemd-run not found");
+  let c: Check | undefined;
+  try { c = (JSON.parse(r.out.slice(r.out.indexOf("{"), r.out.lastIndexOf("}") + 1)) as { checks: Check[] }).checks.find((x) => x.name === "egress"); } catch { /* below */ }
+  if (!c) return unknown("egress-lock", `cannot run the probe (needs root and systemd): ${r.out.split("\n")[0] ?? ""}`);
+  // A "warn" policy turns the probe's failure into "unknown" for verify; doctor reports the machine as it is.
+  const off = c.status === "fail" || c.detail.startsWith("WARNING");
+  return { name: "egress-lock", status: off ? "fail" : c.status, detail: c.detail };
 }
 
 export const runDoctor = (platform = process.platform, run: Run = realRun): Check[] =>

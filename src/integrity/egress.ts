@@ -37,7 +37,7 @@ function sendOutcome(target: { host: string; port: number }, timeoutMs: number):
   });
 }
 
-export async function checkEgress(inService: boolean, publicBind: boolean, timeoutMs = 2000): Promise<Check> {
+export async function checkEgress(inService: boolean, publicBind: boolean, policy: "require" | "warn" = "require", timeoutMs = 2000): Promise<Check> {
   if (!inService) return { name: "egress", status: "skip", detail: "checked inside the service before each start" };
   if (publicBind) return { name: "egress", status: "skip", detail: "public bind: the unit allows every address (IPAddressAllow=any), so there is no IP lock to check" };
   const target = probeTarget();
@@ -48,6 +48,9 @@ export async function checkEgress(inService: boolean, publicBind: boolean, timeo
   if (outcome === "ENETUNREACH" || outcome === "EHOSTUNREACH") {
     return { name: "egress", status: "unknown", detail: `no non-loopback address or route to probe the IP firewall with (${outcome})` };
   }
-  return { name: "egress", status: "fail", detail: `egress lock not in effect: a datagram to ${target.host} gave ${outcome}, not EPERM ` +
-    "(systemd could not attach its BPF IP firewall here; see the README's egress lock section)" };
+  const why = `egress lock not in effect: a datagram to ${target.host} gave ${outcome}, not EPERM ` +
+    "(systemd could not attach its BPF IP firewall here; see the README's egress lock section)";
+  // "warn": the operator chose to run without it; not a failure, so the start goes on, but said loudly.
+  if (policy === "warn") return { name: "egress", status: "unknown", detail: `WARNING: ${why}; starting anyway (egressLock is "warn")` };
+  return { name: "egress", status: "fail", detail: why };
 }

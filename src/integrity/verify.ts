@@ -152,7 +152,7 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
     await safe("native", () => checkNative(config)),
     await safe("listen", () => checkListen(config)),
     l ? await safe("environment", () => checkEnvironment(ctx.serviceEnv ?? serviceEnvironment(l))) : notInstalled("environment"),
-    ...(l?.platform === "systemd" ? [await safe("egress", () => checkEgress(!!ctx.serviceEnv, config.allowPublicBind && !isLoopback(config.host)))] : []),
+    ...(l?.platform === "systemd" ? [await safe("egress", () => checkEgress(!!ctx.serviceEnv, config.allowPublicBind && !isLoopback(config.host), config.egressLock))] : []),
   ];
 }
 

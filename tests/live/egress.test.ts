@@ -30,5 +30,15 @@ describe.skipIf(!live)("live systemd without a BPF firewall", () => {
       env: { APPLIANCE_SERVICE: "1", APPLIANCE_CONFIG: "/etc/appliance/config.json", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" },
     });
     expect(JSON.parse(v.out).checks.find((c: { name: string }) => c.name === "egress")).toMatchObject({ status: "fail" });
+    // doctor reports the lock as not in effect on this machine.
+    const d = sys.exec(["/usr/local/bin/appliance", "doctor", "--json"], { timeoutMs: T });
+    expect(JSON.parse(d.out).checks.find((c: { name: string }) => c.name === "egress-lock")).toMatchObject({ status: "fail" });
+  }, T);
+
+  test("egressLock \"warn\": the operator's choice; the service starts, with the warning in the journal", () => {
+    const r = sys.exec(["/usr/local/bin/appliance", "install", "--egress-lock", "warn"], { timeoutMs: T });
+    expect(r.code).toBe(0);
+    expect(active(sys)).toBe("active");
+    expect(journal(sys, "-u", "appliance.service")).toContain("WARNING: egress lock not in effect");
   }, T);
 });
