@@ -67,10 +67,10 @@ export function linuxChecks(run: Run, read = (p: string) => (fs.existsSync(p) ? 
   // systemd version: ProtectProc=/ProcSubset= need 247.
   const sd = run(["systemctl", "--version"]) ?? run(["systemd-analyze", "--version"]);
   const v = Number(/systemd (\d+)/.exec(sd?.out ?? "")?.[1]);
-  checks.push(egressLockCheck(run));
   checks.push(!v ? unknown("systemd", "systemd version not found")
     : v >= 247 ? { name: "systemd", status: "ok", detail: `systemd ${v} supports every directive of the unit` }
     : { name: "systemd", status: "fail", detail: `systemd ${v} is older than 247: ProtectProc=/ProcSubset= are ignored` });
+  checks.push(egressLockCheck(run));
   return checks;
 }
 
@@ -80,7 +80,6 @@ export function linuxChecks(run: Run, read = (p: string) => (fs.existsSync(p) ? 
  */
 function egressLockCheck(run: Run): Check {
   const bin = "/usr/local/bin/appliance";
-  if (!fs.existsSync(bin)) return unknown("egress-lock", `not installed (${bin} missing): nothing to probe with`);
   const r = run(["systemd-run", "--wait", "--pipe", "--quiet", "-p", "IPAddressDeny=any", "-p", "IPAddressAllow=localhost",
     "-E", "APPLIANCE_SERVICE=1", "-E", "APPLIANCE_CONFIG=/etc/appliance/config.json", bin, "verify", "--json", "--skip-models"]);
   if (!r) return unknown("egress-lock", "systemd-run not found");
