@@ -91,6 +91,10 @@ describe("systemd install under --root", () => {
   test("the AppArmor profile passes the real parser", () => {
     const r = Bun.spawnSync(["apparmor_parser", "-QTK", layout("systemd", root).apparmorProfile!], { stderr: "pipe" });
     expect(r.exitCode).toBe(0);
+    // verify's egress probe (UDP) must reach the unit's IP filter: an AppArmor EACCES would pass it with TCP open.
+    const profile = fs.readFileSync(layout("systemd", root).apparmorProfile!, "utf8");
+    expect(profile).toMatch(/^\s*network inet dgram,$/m);
+    expect(profile).toContain("/usr/local/lib/appliance/native/** mr,");
   });
 
   test("verify passes on the fresh install; --json is machine-readable", () => {
@@ -230,6 +234,6 @@ test("doctor runs on this machine without crashing and reports each check", asyn
   const r = cli(["doctor", "--json"]);
   expect([0, 1]).toContain(r.code ?? -1);
   const names = JSON.parse(r.out).checks.map((c: { name: string }) => c.name);
-  expect(names).toEqual(["disk-encryption", "mac", "firewall", "auto-updates", "systemd"]);
+  expect(names).toEqual(["disk-encryption", "mac", "firewall", "auto-updates", "systemd", "egress-lock"]);
   expect(await main(["doctor", "--bogus"])).toBe(2);
 });
