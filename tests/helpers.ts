@@ -13,7 +13,13 @@ import { createLogger, silentLogger, type Logger } from "../src/log/logger";
 import { createApp } from "../src/server/app";
 import { versionInfo } from "../src/version";
 
-export const tmpDir = (prefix = "appliance-test-") => fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+/** Every temp dir made through tmpDir; tests/cleanup.ts (a preload) removes them after the whole run, since the tiny model is shared across files. */
+export const madeTmpDirs: string[] = [];
+export const tmpDir = (prefix = "appliance-test-") => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  madeTmpDirs.push(dir);
+  return dir;
+};
 
 /** The tiny model, written once per test process. */
 const models = new Map<string, Promise<string>>();
