@@ -29,6 +29,8 @@ export interface LlamaEngineOptions {
   gpu: "cuda" | "vulkan" | "metal" | false;
   gpuLayers?: "auto" | number;
   log: Logger;
+  /** Called as each model loads (0-1): serve turns it into systemd start-timeout extensions. */
+  onProgress?: (status: string) => void;
 }
 
 interface Loaded {
@@ -88,7 +90,9 @@ export class LlamaEngine implements Engine {
 
   private async loadOne(source: ModelSource) {
     const { opts } = this;
-    const model = await this.llama.loadModel({ modelPath: source.path, gpuLayers: opts.gpu ? opts.gpuLayers ?? "auto" : 0 });
+    const model = await this.llama.loadModel({ modelPath: source.path, gpuLayers: opts.gpu ? opts.gpuLayers ?? "auto" : 0,
+      onLoadProgress: (p) => opts.onProgress?.(`loading model ${source.id}: ${Math.round(p * 100)}%`) });
+    opts.onProgress?.(`creating the context for ${source.id}`);
     const contextSize = Math.min(opts.ctxSize, model.trainContextSize);
     const context = await model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads });
     const stat = fs.statSync(source.path);

@@ -38,7 +38,9 @@ export function descriptorPath(fd: number): string {
   return process.platform === "linux" ? `/proc/self/fd/${fd}` : `/dev/fd/${fd}`;
 }
 
-export async function resolveModels(config: Pick<Config, "model" | "modelsDir" | "stateDir" | "allowUnverified">): Promise<ResolvedModels> {
+/** onProgress is told each model's hashing progress (serve extends systemd's start timeout on it). */
+export async function resolveModels(config: Pick<Config, "model" | "modelsDir" | "stateDir" | "allowUnverified">,
+  onProgress?: (status: string) => void): Promise<ResolvedModels> {
   const dir = modelsDirOf(config);
   const manifest = readManifest(dir);
   const warnings: string[] = [];
@@ -56,7 +58,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
       if (!fs.existsSync(file)) throw new ModelIntegrityError(`${file} is listed in the manifest but missing`);
       const fd = fs.openSync(file, "r");
       opened.push(fd);
-      const actual = await sha256Fd(fd);
+      const actual = await sha256Fd(fd, onProgress && ((done, total) => onProgress(`hashing ${path.basename(file)}: ${Math.floor((100 * done) / Math.max(1, total))}%`)));
       const inDir = path.resolve(path.dirname(file)) === path.resolve(dir);
       const entry = (inDir ? manifest.find((e) => e.file === path.basename(file)) : undefined) ?? manifest.find((e) => e.sha256 === actual);
       if (!entry) {

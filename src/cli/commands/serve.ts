@@ -16,6 +16,7 @@ import { AuditLog } from "../../log/audit";
 import { createLogger, type Logger } from "../../log/logger";
 import { createApp } from "../../server/app";
 import { listen } from "../../server/listen";
+import { startKeepalive } from "../../server/sd-notify";
 import { versionInfo } from "../../version";
 import { layout } from "../../service/layout";
 import { EXIT, parseWithConfig, type Command } from "../command";
@@ -24,7 +25,7 @@ import { verify } from "./verify";
 export const effectiveThreads = (config: Pick<Config, "threads">) => config.threads || Math.max(1, os.availableParallelism());
 
 /** Everything the server needs, built from one config; shared by serve and the tests of the binary path. */
-export async function startServer(config: Readonly<Config>, log: Logger) {
+export async function startServer(config: Readonly<Config>, log: Logger, onProgress?: (status: string) => void) {
   if (!bindAllowed(config)) {
     throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
   }
@@ -34,9 +35,10 @@ export async function startServer(config: Readonly<Config>, log: Logger) {
     log.warn({ file: keys.file }, "no API keys yet: every request but /health will get 401. Create one with: appliance keys create --name NAME");
   }
   if (!config.auth) log.warn("auth is OFF: anyone who can reach the port can use the API");
-  const { models, warnings } = await resolveModels(config);
+  const { models, warnings } = await resolveModels(config, onProgress);
   for (const w of warnings) log.warn(w);
 
+  onProgress?.("checking the native libraries");
   const native = await prepareNative(config.stateDir);
   if (native) log.info(native, "native libraries verified");
   let gpu = candidateGpu(config.gpu);
@@ -45,6 +47,7 @@ export async function startServer(config: Readonly<Config>, log: Logger) {
     gpu = false;
   }
   if (gpu) {
+    onProgress?.("GPU preflight");
     const pre = await preflightGpu(gpu, config.stateDir);
     if (!pre.gpu) log.warn({ reason: pre.reason }, "GPU preflight failed: falling back to CPU");
     else log.info({ gpu, ms: pre.ms }, "GPU preflight passed");
@@ -52,7 +55,7 @@ export async function startServer(config: Readonly<Config>, log: Logger) {
   }
   const threads = effectiveThreads(config);
   const engine = await LlamaEngine.create({
-    models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log,
+    models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress,
   });
   // The log gets a copy of every audit checkpoint: under systemd that is the journal, out of the service account's reach.
   const audit = config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log }) : undefined;
@@ -101,9 +104,11 @@ let permanentFailure = false;
 async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.split(":")[0]): Promise<number> {
   const { config } = parseWithConfig(argv);
   const log = createLogger(config.logLevel);
+  // Under systemd: start-timeout extensions while models hash and load (READY=1 follows once listening).
+  const keepalive = startKeepalive();
   let started;
   try {
-    started = await startServer(config, log);
+    started = await startServer(config, log, keepalive.progress);
   } catch (e) {
     if (e instanceof ConfigError) throw e; // exit 2
     log.error({ err: { name: (e as Error).name, message: (e as Error).message } }, "cannot start");
@@ -114,6 +119,8 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
     }
     console.error(`appliance: ${(e as Error).message}`);
     return EXIT.FAIL;
+  } finally {
+    keepalive.stop();
   }
   const { app, engine, keys } = started;
   return listen(app, engine, log, { host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, graceMs: config.shutdownGraceMs },
