@@ -11,6 +11,7 @@ import { readManifest, sha256File } from "../integrity/manifest";
 import { writeFileAtomic } from "../util/atomic-write";
 import { waitHealthy } from "./installer";
 import { systemView, type Layout } from "./layout";
+import { prepareNativeOf, syncNative } from "./native-sync";
 import type { Runner } from "./platform";
 import { startTimeoutSec } from "./units";
 
@@ -115,6 +116,16 @@ export async function update(o: UpdateOptions & { binary: string; sha256: string
     o.out(`update failed before changing anything: cannot copy ${o.binary} next to ${l.bin}: ${(e as Error).message}`);
     return 1;
   }
+  // The new binary writes its own llama.cpp libraries (root-owned, the only ones the unit may map) before the
+  // switch: a new native version would otherwise fail to start. One that cannot even do that is refused here,
+  // with the installed binary still running.
+  const prepared = prepareNativeOf(staged, l, o.run);
+  if (!prepared.ok) {
+    fs.rmSync(staged, { force: true });
+    o.out(`update refused before changing anything: the new binary cannot install its native libraries (${prepared.reason}); the installed binary is unchanged`);
+    return 1;
+  }
+  if (prepared.dir) o.out(`native libraries of the new binary: ${prepared.dir}`);
   try {
     linkOver(l.bin, l.binBackup); // the current binary, kept without copying it
     fs.renameSync(staged, l.bin); // atomic swap: the path always holds a whole binary
@@ -133,18 +144,26 @@ export async function update(o: UpdateOptions & { binary: string; sha256: string
   }
   o.out(`installed ${o.binary} as ${l.bin} (sha256 ${actual}); restarting`);
   const health = await restartAndCheck(o);
-  if (health.ok) { o.out("update complete: /health answers"); return 0; }
+  if (health.ok) {
+    o.out("update complete: /health answers");
+    syncNative(l, o.run, o.out); // keeps the new and the previous binary's libraries, removes older ones
+    return 0;
+  }
   o.out(`the new binary did not come up (${health.reason}); rolling back`);
   linkOver(l.binBackup, l.bin);
   await record(l);
   const back = await restartAndCheck(o);
   o.out(back.ok ? `rolled back to the previous binary; it is healthy` : `rolled back, but the previous binary is not healthy either: ${back.reason}`);
+  syncNative(l, o.run, o.out); // the failed binary's libraries go
   return 1;
 }
 
 export async function rollback(o: UpdateOptions): Promise<number> {
   const l = o.layout;
   if (!fs.existsSync(l.binBackup)) { o.out(`no previous binary at ${l.binBackup}`); return 1; }
+  // Its libraries are normally still there (update keeps them); this rewrites them if they were removed.
+  const prepared = prepareNativeOf(l.binBackup, l, o.run);
+  if (!prepared.ok) o.out(`the previous binary did not install its native libraries (${prepared.reason}); trying it anyway`);
   // Swap the two names by links and renames: no copy, so it also works on a full disk.
   const current = path.join(path.dirname(l.bin), ".appliance.rollback-tmp");
   fs.rmSync(current, { force: true });
@@ -155,5 +174,6 @@ export async function rollback(o: UpdateOptions): Promise<number> {
   o.out(`swapped back to the previous binary (the replaced one is now ${l.binBackup}); restarting`);
   const health = await restartAndCheck(o);
   o.out(health.ok ? "rollback complete: /health answers" : `rollback done but not healthy: ${health.reason}`);
+  syncNative(l, o.run, o.out);
   return health.ok ? 0 : 1;
 }

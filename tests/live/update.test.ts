@@ -1,7 +1,8 @@
 /**
  * `appliance update` and `rollback` against a live systemd, on an install with a
- * non-default port: a good binary is swapped in; a broken, a truncated and a
- * never-listening one are rolled back (and it says so); a start slower than the
+ * non-default port: a good binary is swapped in; one with another native-library
+ * version brings its own libraries; a broken and a truncated one are refused
+ * before the switch; a never-listening one is rolled back (and it says so); a start slower than the
  * old fixed 30 s is waited for, not rolled back; a full disk changes nothing.
  * /usr/local/bin is a small tmpfs here so the disk can really be filled.
  */
@@ -65,17 +66,62 @@ describe.skipIf(!live)("live systemd: update and rollback", () => {
     expect(healthy()).toBe(true);
   }, T);
 
-  test("a truncated binary and a broken one are rolled back, and it says so", async () => {
+  test("a binary with another native-library version: it installs its own libraries before the switch; rollback and the next update keep exactly the dirs the two binaries need", async () => {
+    const NATIVE = "/usr/local/lib/appliance/native";
+    const dirs = () => sys.exec(["ls", NATIVE]).out.trim().split("\n").filter(Boolean).sort();
+    const [oldVersion] = dirs();
+    expect(dirs()).toHaveLength(1);
+    // Same code, another embedded bundle version: patch the version string's first character in the binary.
+    const bytes = Buffer.from(fs.readFileSync(await builtBinary()));
+    const at = bytes.indexOf('NATIVE_BUNDLE={version:"') + 'NATIVE_BUNDLE={version:"'.length;
+    expect(at).toBeGreaterThan(100);
+    bytes[at] = bytes[at] === 0x39 ? 0x38 : 0x39; // "9" (or "8")
+    const newVersion = String.fromCharCode(bytes[at]!) + oldVersion!.slice(1);
+    const other = path.join(scratch, "appliance-other-native");
+    fs.writeFileSync(other, bytes);
+    const r = update(put(sys, other, "appliance-other-native"));
+    expect(r.out).toContain("update complete");
+    expect(r.code).toBe(0);
+    expect(installedSha()).toBe(sha(other));
+    expect(dirs()).toEqual([oldVersion!, newVersion].sort()); // the previous binary's libraries stay for a rollback
+    const maps = sys.exec(["cat", `/proc/${unitProp(sys, "MainPID")}/maps`]).out;
+    expect(maps).toContain(`${NATIVE}/${newVersion}/`);
+    expect(maps).not.toContain(`${NATIVE}/${oldVersion}/`);
+    // Root-owned and read-only, like install writes them.
+    expect(sys.exec(["find", `${NATIVE}/${newVersion}`, "(", "-not", "-user", "root", "-o", "-perm", "/022", ")"]).out.trim()).toBe("");
+
+    const back = sys.exec([INSTALLED, "rollback"], { timeoutMs: T });
+    expect(back.out).toContain("rollback complete");
+    expect(installedSha()).toBe(original);
+    expect(dirs()).toEqual([oldVersion!, newVersion].sort()); // the replaced binary is now .previous
+    expect(sys.exec(["cat", `/proc/${unitProp(sys, "MainPID")}/maps`]).out).toContain(`${NATIVE}/${oldVersion}/`);
+
+    // The next update replaces .previous (the other-version binary): its libraries go.
+    const next = path.join(scratch, "appliance-next2");
+    fs.copyFileSync(await builtBinary(), next);
+    fs.appendFileSync(next, Buffer.alloc(32));
+    const again = update(put(sys, next, "appliance-next2"));
+    expect(again.out).toContain("update complete");
+    expect(again.out).toContain(`removed the native libraries of a binary no longer installed: ${NATIVE}/${newVersion}`);
+    expect(dirs()).toEqual([oldVersion!]);
+    expect(sys.exec([INSTALLED, "rollback"], { timeoutMs: T }).code).toBe(0);
+    expect(installedSha()).toBe(original);
+    expect(healthy()).toBe(true);
+  }, T);
+
+  test("a truncated binary and a broken one are refused before the switch (they cannot even install their libraries)", async () => {
     const truncated = path.join(scratch, "truncated");
     fs.writeFileSync(truncated, fs.readFileSync(await builtBinary()).subarray(0, 4 << 20));
     const broken = path.join(scratch, "broken");
     fs.writeFileSync(broken, "#!/bin/sh\nexit 1\n");
     for (const [name, file] of [["truncated", truncated], ["broken", broken]] as const) {
+      const pid = unitProp(sys, "MainPID");
       const r = update(put(sys, file, name));
-      timings[`rollback_${name}`] = r.ms;
-      expect(r.out).toContain("rolling back");
-      expect(r.out).toContain("rolled back to the previous binary; it is healthy");
+      timings[`refused_${name}`] = r.ms;
+      expect(r.out).toContain("update refused before changing anything");
       expect(r.code).toBe(1);
+      expect(unitProp(sys, "MainPID")).toBe(pid); // never restarted
+      expect(sys.exec(["ls", "/usr/local/bin"]).out.trim().split("\n").sort()).toEqual(["appliance", "appliance.previous"]);
       expect(installedSha()).toBe(original);
       expect(healthy()).toBe(true);
     }
@@ -84,7 +130,8 @@ describe.skipIf(!live)("live systemd: update and rollback", () => {
 
   test("a binary that never listens is rolled back at the start timeout", async () => {
     const src = path.join(scratch, "never.ts");
-    fs.writeFileSync(src, 'if (process.argv[2] === "serve") setInterval(() => {}, 1 << 30); else process.exit(0);\n');
+    // It passes the pre-switch step (answers `install --native-only` as a build without embedded libraries does).
+    fs.writeFileSync(src, 'if (process.argv[2] === "serve") setInterval(() => {}, 1 << 30); else if (process.argv[2] === "install") console.log("native: none");\n');
     const out = path.join(scratch, "never");
     const b = Bun.spawnSync([process.execPath, "build", "--compile", src, "--outfile", out], { stderr: "pipe" });
     expect(b.exitCode).toBe(0);

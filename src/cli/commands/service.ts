@@ -9,6 +9,7 @@ import { readManifest } from "../../integrity/manifest";
 import { install, waitHealthy } from "../../service/installer";
 import { healthUrl, readInstance } from "../../service/instance";
 import { layout, systemView } from "../../service/layout";
+import { installOwnNative } from "../../service/native-sync";
 import { PF_ANCHOR, pfRules, realRunner, runSteps, uninstallPaths, uninstallSteps } from "../../service/platform";
 import { rollback, update } from "../../service/update";
 import { releaseDigest } from "../update-signature";
@@ -55,10 +56,16 @@ async function demoModel(say: (s: string) => void): Promise<string> {
 export const installCmd: Command = {
   name: "install",
   summary: "Install as a hardened systemd/launchd service under its own account",
-  usage: "appliance install [--platform systemd|launchd] [--root DIR] [--dry-run] [--binary FILE] [--model FILE]... [--port N] [--firewall]",
+  usage: "appliance install [--platform systemd|launchd] [--root DIR] [--dry-run] [--binary FILE] [--model FILE]... [--port N] [--firewall] | install --native-only [--root DIR]",
   async run(argv) {
-    const { values } = parseOwn(argv, { ...configFlagOptions(), ...common, binary: { type: "string" }, firewall: { type: "boolean" } });
+    const { values } = parseOwn(argv, { ...configFlagOptions(), ...common, binary: { type: "string" }, firewall: { type: "boolean" }, "native-only": { type: "boolean" } });
     const l = target(values);
+    // What update and rollback run on the binary they switch to: only this binary can write its embedded libraries.
+    if (values["native-only"]) {
+      if (values["dry-run"]) throw new UsageError("--native-only has no --dry-run");
+      await installOwnNative(l, out);
+      return EXIT.OK;
+    }
     const { config, persist } = installConfig(values, l.root);
     const self = selfCommand();
     const binary = (values.binary as string | undefined) ?? (self.length === 1 ? self[0]! : undefined);
