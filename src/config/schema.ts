@@ -77,6 +77,23 @@ export const configSchema = z.strictObject({
     maxConcurrent: z.number().int().min(0).default(4).describe("Concurrent generations per key (0 = unlimited)."),
     anonymousRpm: z.number().int().min(0).default(30).describe("Requests per minute per client address without a valid key."),
     authFailuresPerMinute: z.number().int().min(1).default(10).describe("Failed auth attempts per client address per minute before 429."),
+    authFailureNetworkFactor: z.number().int().min(1).max(1000).default(5)
+      .describe("A whole network (IPv4 /24, IPv6 /64, all of loopback) may fail auth this many times as often as one address before 429, so rotating source addresses does not dodge the throttle."),
+    store: z.enum(["memory", "redis"]).default("memory")
+      .describe("Where limits, concurrency slots, signature nonces and key revocations live: \"memory\" (this process) or \"redis\" (shared by every instance using the same redisUrl and redisPrefix)."),
+    redisUrl: z.string().default("")
+      .describe("Redis for store \"redis\": redis://host:6379/0, rediss:// (TLS) or redis+unix:///path/redis.sock. Keep the password out of it with redisPasswordFile or redisPasswordEnv."),
+    redisPasswordFile: z.string().default("").describe("File holding the Redis password (read once at start, trimmed)."),
+    redisPasswordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).or(z.literal("")).default("")
+      .describe("Environment variable holding the Redis password."),
+    redisPrefix: z.string().regex(/^[A-Za-z0-9:_.-]{1,64}$/).default("appliance:")
+      .describe("Prefix of every Redis key; instances sharing one budget use the same prefix."),
+    redisTimeoutMs: z.number().int().min(10).max(10_000).default(250)
+      .describe("Longest wait for one Redis answer; a slower or failed answer counts as Redis unreachable."),
+    redisUnavailable: z.enum(["local", "refuse"]).default("local")
+      .describe("While Redis is unreachable: \"local\" keeps serving with this instance's own limits, nonces and last known revocations (logged as an error every 10 s, shown in sharedState); \"refuse\" answers 503 to every request that needs the shared state."),
+    concurrencyLeaseMs: z.number().int().min(1_000).max(600_000).default(30_000)
+      .describe("Store redis: a concurrency slot expires unless its instance renews it (every third of this), so the slots of an instance that died are freed after at most this long."),
   }).prefault({}).describe("Rate limits; per-key limits override these."),
   promptGuard: z.strictObject({
     specialTokens: guardRuleAction.default("block").describe("The model's own control tokens typed in user text."),

@@ -22,9 +22,11 @@ import { BODY_TIMEOUT_MS, BodyTimeoutError, tokenReservation, withDeadline } fro
 import { checkBounds } from "./bounds";
 import { ANONYMOUS_LINES_PER_MINUTE, LineSampler } from "./log-sampler";
 import { createPromptGuard } from "./prompt-guard";
-import { RateLimiter, RateLimitError } from "./rate-limit";
+import { RateLimitError } from "./rate-limit";
 import { createScanner, passthrough, type TextFilter } from "./response-scan";
-import { NonceCache, verifySignature } from "./signature";
+import { verifySignature } from "./signature";
+import type { Slot, Where } from "./store/limiter";
+import { createSharedState, type SharedStateStatus } from "./store/shared-state";
 
 export class BodyTooLargeError extends AppError {
   constructor(max: number) { super(`Request body is larger than ${max} bytes.`, 413, "invalid_request_error", "body_too_large"); }
@@ -41,6 +43,10 @@ export interface Guards {
   settle(state: RequestState): void;
   /** Writes the audit record; false when this request is one of the anonymous ones left out of log and audit. */
   onFinish(state: RequestState): boolean;
+  /** Where limits, nonces and revocations live and, with Redis, whether it answers (for /health and /metrics). */
+  sharedState(): SharedStateStatus;
+  /** Stops the Redis connection and lease renewals (tests; serve exits instead). */
+  close(): void;
 }
 
 export interface GuardDeps {
@@ -55,7 +61,7 @@ export interface GuardDeps {
   bodyTimeoutMs?: number;
 }
 
-interface Extra { key?: KeyRecord; rawBody?: string; countsConcurrency?: boolean; reserved?: number; filter?: TextFilter; settled?: boolean }
+interface Extra { key?: KeyRecord; rawBody?: string; slot?: Slot; admitted?: Where; reserved?: number; filter?: TextFilter; settled?: boolean }
 const extras = new WeakMap<RequestState, Extra>();
 const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s, (e = {})); return e; };
 
@@ -65,9 +71,10 @@ export function createGuards(d: GuardDeps): Guards {
   const lockdown = lockdownGuard(config.stateDir);
   const anonymousLines = new LineSampler(ANONYMOUS_LINES_PER_MINUTE, d.clock);
   const hostOk = hostAllowlist(config.host, config.allowedHosts);
-  const limiter = new RateLimiter(d.clock);
-  const authFailures = new RateLimiter(d.clock);
-  const nonces = new NonceCache();
+  // Limits, concurrency slots, nonces and revocations: this process's memory, or Redis shared by every instance.
+  const shared = createSharedState(config, d.log, d.clock);
+  const { limiter, authFailures, nonces, revocations } = shared;
+  let publishedKeys = -1; // the keys-file generation whose revocations went to Redis
   const startedMs = d.clock(); // signed requests from before this moment may have been accepted by an earlier process
   const promptCheck = createPromptGuard(config);
   const scanner = config.responseScan.action === "off" ? undefined : createScanner(config.responseScan);
@@ -101,7 +108,7 @@ export function createGuards(d: GuardDeps): Guards {
       if (declared > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
       // auth
       if (!config.auth || isPublic(request.method, url.pathname, config.docsPublic)) {
-        if (!isPublic(request.method, url.pathname, config.docsPublic)) Object.assign(state.headers, limiter.admit(`ip:${state.clientIp}`, { ...failLimits, rpm: config.rateLimit.anonymousRpm }));
+        if (!isPublic(request.method, url.pathname, config.docsPublic)) Object.assign(state.headers, (await limiter.admit(`ip:${state.clientIp}`, { ...failLimits, rpm: config.rateLimit.anonymousRpm })).headers);
         return undefined;
       }
       // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
@@ -113,14 +120,23 @@ export function createGuards(d: GuardDeps): Guards {
         return new RateLimitError("Too many failed authentication attempts from this address.", retryAfter, {});
       };
       for (const f of fails) {
-        const wait = authFailures.exhausted(f.id, f.l);
+        const wait = await authFailures.exhausted(f.id, f.l);
         if (wait !== undefined) throw refuse(wait);
       }
       const presented = presentedKey(request.headers);
-      const rec = presented && d.keys ? d.keys.verify(presented) : undefined;
+      let rec = presented && d.keys ? d.keys.verify(presented) : undefined;
+      if (revocations && d.keys) {
+        // This instance's own revocations go to Redis (whoever ran `keys revoke` without the Redis settings),
+        // and every instance's come back: a key revoked anywhere is refused here within REVOCATION_MAX_AGE_MS.
+        if (d.keys.generation !== publishedKeys) {
+          publishedKeys = d.keys.generation;
+          revocations.publish(d.keys.list().filter((k) => k.revoked).map((k) => k.id)).catch(() => { publishedKeys = -1; });
+        }
+        if (rec && await revocations.isRevoked(rec.id)) rec = undefined;
+      }
       if (!rec) {
         for (const f of fails) {
-          try { authFailures.admit(f.id, f.l); } catch (e) { throw refuse(Number((e as AppError).headers["retry-after"] ?? 60)); }
+          try { await authFailures.admit(f.id, f.l); } catch (e) { throw refuse(Number((e as AppError).headers["retry-after"] ?? 60)); }
         }
         state.decisions.push(presented ? "auth:invalid" : "auth:missing");
         throw new AuthError();
@@ -130,8 +146,7 @@ export function createGuards(d: GuardDeps): Guards {
       extra(state).key = rec;
       checkScope(rec, url.pathname);
       if (request.method === "POST") { // generations: the slot is held from now, while the body is still arriving
-        limiter.enter(`key:${rec.id}`, keyLimits(rec));
-        extra(state).countsConcurrency = true;
+        extra(state).slot = await limiter.enter(`key:${rec.id}`, keyLimits(rec));
       }
       return undefined;
     },
@@ -152,13 +167,15 @@ export function createGuards(d: GuardDeps): Guards {
       if (key.requireSignature) {
         signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: state.path + state.query, body: x.rawBody ?? "",
           headers: request.headers, nowMs: d.clock(), startedMs });
-        nonces.check(key.id, signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
+        await nonces.check(key.id, signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
         state.decisions.push("signature:ok");
       }
       x.reserved = request.method === "POST" ? tokenReservation(body, x.rawBody ?? "", state.path, config) : 0;
-      Object.assign(state.headers, limiter.admit(`key:${key.id}`, keyLimits(key), x.reserved));
+      const admitted = await limiter.admit(`key:${key.id}`, keyLimits(key), x.reserved);
+      x.admitted = admitted.where;
+      Object.assign(state.headers, admitted.headers);
       // Remembered only once the rate limiter charged it: a flood of refused requests cannot fill the cache.
-      if (signed) nonces.add(key.id, signed.nonce, signed.expiresAt, d.clock());
+      if (signed) await nonces.add(key.id, signed.nonce, signed.expiresAt, d.clock());
     },
 
     prompt(state, model, turns) {
@@ -180,7 +197,8 @@ export function createGuards(d: GuardDeps): Guards {
       const x = extra(state);
       if (x.settled) return;
       x.settled = true;
-      if (x.key) limiter.settle(`key:${x.key.id}`, (state.promptTokens ?? 0) + (state.completionTokens ?? 0), !!x.countsConcurrency, x.reserved ?? 0);
+      // Only what admit() took is settled: a refused request's reservation was never taken, so refunding it would mint tokens.
+      if (x.key) limiter.settle(`key:${x.key.id}`, keyLimits(x.key), (state.promptTokens ?? 0) + (state.completionTokens ?? 0), x.admitted ? x.reserved ?? 0 : 0, x.slot, x.admitted);
     },
 
     onFinish(state) {
@@ -203,5 +221,8 @@ export function createGuards(d: GuardDeps): Guards {
       }
       return true;
     },
+
+    sharedState: () => shared.status(),
+    close: () => shared.close(),
   };
 }

@@ -81,6 +81,9 @@ export class KeyStore {
   /** The last reload problem, if the file is currently unusable (then no key is accepted: fail closed). */
   private problem: string | undefined;
 
+  /** Moves whenever the records were (re)read, so callers can tell a changed file cheaply (shared revocations). */
+  generation = 0;
+
   constructor(readonly file: string, private readonly now: () => number = Date.now,
     private readonly warn: (message: string) => void = () => {}, private readonly hooks: KeyStoreHooks = {}) {
     this.load(true);
@@ -127,6 +130,7 @@ export class KeyStore {
     if (!parsed.success) throw new KeyFileError(`${this.file} is not a valid keys file: ${parsed.error.issues[0]?.message}`);
     this.records = parsed.data.keys;
     this.stamp = stamp;
+    this.generation++;
   }
 
   list(): readonly KeyRecord[] { this.reload(); return this.records; }

@@ -121,10 +121,19 @@ export class RateLimiter {
 
   /** After the response: release the concurrency slot, charge the tokens used and refund what was reserved. */
   settle(id: string, tokens: number, countConcurrency: boolean, reserved = 0) {
+    if (countConcurrency) this.release(id);
+    this.charge(id, tokens - reserved);
+  }
+
+  /** Frees one concurrency slot taken by enter(). */
+  release(id: string) {
     const e = this.entries.get(id);
-    if (!e) return;
-    if (countConcurrency) e.active = Math.max(0, e.active - 1);
-    if (tokens !== reserved) e.tok?.charge(this.clock(), tokens - reserved);
+    if (e) e.active = Math.max(0, e.active - 1);
+  }
+
+  /** Charges n more tokens (negative: refunds) to the token bucket. */
+  charge(id: string, n: number) {
+    if (n !== 0) this.entries.get(id)?.tok?.charge(this.clock(), n);
   }
 
   private headers(e: Entry, now: number): Record<string, string> {

@@ -2,6 +2,8 @@
 import fs from "node:fs";
 import { KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
 import { loadConfig } from "../../config/load";
+import { shareRevocations } from "../../guards/store/revocations";
+import { redisConnFor } from "../../guards/store/shared-state";
 import { EXIT, parseOwn, UsageError, type Command } from "../command";
 
 /** "30d", "12h", "90m" → ms. */
@@ -9,6 +11,29 @@ export function parseDuration(s: string): number {
   const m = /^(\d+)([smhdw])$/.exec(s.trim());
   if (!m) throw new UsageError(`invalid duration '${s}' (use e.g. 30d, 12h, 90m)`);
   return Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7, w: 6.048e8 }[m[2] as "s"];
+}
+
+/**
+ * With rateLimit.store "redis" (config file or APPLIANCE_RATE_LIMIT__* variables), the revocation goes to Redis too, so
+ * instances with their own copy of the keys file refuse the key within a second. Exit 1 when Redis cannot be told.
+ */
+async function shareRevoked(store: KeyStore): Promise<number> {
+  let config;
+  try { config = loadConfig(); } catch (e) {
+    console.error(`appliance: warning: config unreadable (${(e as Error).message}); the revocation was not shared through Redis`);
+    return EXIT.FAIL;
+  }
+  if (config.rateLimit.store !== "redis") return EXIT.OK;
+  const silent = { error() {}, warn() {}, info() {} };
+  const failed = await shareRevocations(redisConnFor(config, silent), config.rateLimit.redisPrefix,
+    store.list().filter((r) => r.revoked).map((r) => r.id));
+  if (failed) {
+    console.error(`appliance: the keys file says revoked, but Redis could not be told (${failed}); instances with their own ` +
+      "copy of the keys file still accept the key until one sharing this file serves a request with Redis back");
+    return EXIT.FAIL;
+  }
+  console.error("shared through Redis: every instance refuses it within 1 s");
+  return EXIT.OK;
 }
 
 /** The signing public key file (PEM from `openssl pkey -pubout`); its contents are checked by the key store. */
@@ -74,13 +99,13 @@ export const keys: Command = {
           if (positionals.length || values.name) throw new UsageError("keys revoke --all takes no NAME");
           const names = store.revokeAll();
           console.log(names.length ? `revoked ${names.length} key(s): ${names.join(", ")}` : "no active keys to revoke");
-          return EXIT.OK;
+          return shareRevoked(store);
         }
         const name = positionals[0] ?? (values.name as string | undefined);
         if (!name) throw new UsageError("keys revoke NAME | --all");
         store.revoke(name);
         console.log(`revoked ${name}`);
-        return EXIT.OK;
+        return shareRevoked(store);
       }
       case "rotate": {
         const name = positionals[0] ?? (values.name as string | undefined);

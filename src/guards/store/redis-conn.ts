@@ -1,0 +1,150 @@
+/**
+ * The one Redis connection of an instance (Bun's built-in RedisClient), made for the request path:
+ * every call has a deadline, nothing is queued while disconnected (a command either reaches Redis
+ * now or fails now), and a lost connection is re-opened by the next call at most once a second, so
+ * an outage costs a request one failed connect per second at worst, not one per request. Up/down
+ * transitions are logged loudly, and the state is readable through status().
+ */
+import { RedisClient } from "bun";
+import crypto from "node:crypto";
+import type { Logger } from "../../log/logger";
+
+/** Redis did not answer (down, slow, refused the login): the caller applies the unreachable-Redis policy. */
+export class RedisUnavailableError extends Error {}
+
+export interface RedisConnOptions {
+  url: string;
+  password?: string;
+  timeoutMs: number;
+  log: Pick<Logger, "error" | "warn" | "info">;
+  /** Time between two connection attempts while Redis is down. */
+  retryMs?: number;
+  /** Time between two "still unreachable" log lines. */
+  logEveryMs?: number;
+}
+
+export interface RedisConnStatus {
+  up: boolean;
+  /** ms timestamp of the last up/down change (0: never connected yet). */
+  since: number;
+  lastError?: string;
+}
+
+export class RedisConn {
+  private client: RedisClient | undefined;
+  private connecting: Promise<RedisClient> | undefined;
+  private nextAttempt = 0;
+  private state: RedisConnStatus = { up: false, since: 0 };
+  private lastLog = 0;
+  private readonly shas = new Map<string, string>();
+  /** Requests answered without Redis since it went down (the caller counts them through noteFallback). */
+  private fallbacks = 0;
+
+  constructor(private readonly o: RedisConnOptions) {}
+
+  status(): RedisConnStatus { return { ...this.state }; }
+
+  /** One command with the deadline; throws RedisUnavailableError for anything that is not Redis answering. */
+  async send(cmd: string, args: string[]): Promise<unknown> {
+    const client = await this.connected();
+    try {
+      return await this.deadline(client.send(cmd, args), `${cmd} took longer than ${this.o.timeoutMs} ms`);
+    } catch (e) {
+      if (isScriptOrCommandError(e)) throw e; // Redis answered: a bug or NOSCRIPT, not an outage
+      this.down(e);
+      throw new RedisUnavailableError((e as Error).message);
+    }
+  }
+
+  /** Runs a Lua script by its sha (EVALSHA), loading it with EVAL the first time Redis does not know it. */
+  async script(source: string, keys: string[], args: (string | number)[]): Promise<unknown> {
+    let sha = this.shas.get(source);
+    if (!sha) this.shas.set(source, (sha = crypto.createHash("sha1").update(source).digest("hex")));
+    const rest = [String(keys.length), ...keys, ...args.map(String)];
+    try {
+      return await this.send("EVALSHA", [sha, ...rest]);
+    } catch (e) {
+      if (!/NOSCRIPT/.test((e as Error).message)) throw e;
+      return this.send("EVAL", [source, ...rest]);
+    }
+  }
+
+  /**
+   * A request was answered without Redis: served with per-instance state (policy "local") or refused
+   * with 503 ("refuse"). Counted, and logged as an error at once and then at most every logEveryMs.
+   */
+  noteFallback(what: string, refused = false) {
+    this.fallbacks++;
+    const now = Date.now();
+    if (now - this.lastLog < (this.o.logEveryMs ?? 10_000)) return;
+    this.lastLog = now;
+    this.o.log.error({ redis: "down", lastError: this.state.lastError, fallbacks: this.fallbacks, what },
+      refused ? "shared state: Redis unreachable, refusing requests with 503 (rateLimit.redisUnavailable \"refuse\") until it is back"
+        : "shared state: Redis unreachable, limits, nonces and revocations are per instance until it is back (rateLimit.redisUnavailable \"local\")");
+  }
+
+  close() {
+    try { this.client?.close(); } catch { /* already closed */ }
+    this.client = undefined;
+  }
+
+  private async connected(): Promise<RedisClient> {
+    if (this.client?.connected) return this.client;
+    if (this.connecting) return this.connecting;
+    if (Date.now() < this.nextAttempt) throw new RedisUnavailableError(this.state.lastError ?? "Redis unreachable");
+    this.connecting = this.open().finally(() => { this.connecting = undefined; });
+    return this.connecting;
+  }
+
+  private async open(): Promise<RedisClient> {
+    this.close();
+    // autoReconnect off: a reconnect inside the client would skip our AUTH; we re-open (and re-login) ourselves.
+    const client = new RedisClient(this.o.url, {
+      connectionTimeout: this.o.timeoutMs, autoReconnect: false, enableOfflineQueue: false, enableAutoPipelining: true,
+    });
+    try {
+      await this.deadline(client.connect(), `connecting took longer than ${this.o.timeoutMs} ms`);
+      if (this.o.password) await this.deadline(client.send("AUTH", [this.o.password]), "AUTH timed out");
+    } catch (e) {
+      try { client.close(); } catch { /* never opened */ }
+      this.nextAttempt = Date.now() + (this.o.retryMs ?? 1000);
+      this.down(e);
+      throw new RedisUnavailableError((e as Error).message);
+    }
+    this.client = client;
+    if (!this.state.up) {
+      if (this.state.since) this.o.log.warn({ redis: "up", fallbacks: this.fallbacks }, "shared state: Redis reachable again, limits are shared again");
+      else this.o.log.info({ redis: "up" }, "shared state: connected to Redis");
+      this.state = { up: true, since: Date.now() };
+      this.fallbacks = 0;
+    }
+    return client;
+  }
+
+  private down(e: unknown) {
+    const message = redact((e as Error)?.message ?? String(e));
+    if (this.state.up || this.state.since === 0) {
+      this.state = { up: false, since: Date.now(), lastError: message };
+      this.lastLog = 0; // the first request answered without Redis says how
+      this.o.log.error({ redis: "down", err: message }, "shared state: Redis unreachable");
+    } else this.state.lastError = message;
+    const client = this.client;
+    this.client = undefined;
+    try { client?.close(); } catch { /* gone */ }
+  }
+
+  private deadline<T>(p: Promise<T>, message: string): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const t = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), this.o.timeoutMs); });
+    return Promise.race([p, t]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** Errors Redis itself replied with (ERR, NOSCRIPT, WRONGTYPE): the connection is fine. */
+function isScriptOrCommandError(e: unknown): boolean {
+  const m = (e as Error)?.message ?? "";
+  return /^(ERR|NOSCRIPT|WRONGTYPE|BUSY)\b/.test(m) && !/NOAUTH|WRONGPASS|LOADING/.test(m);
+}
+
+/** Never log a password a URL may carry. */
+const redact = (s: string) => s.replace(/\/\/[^@/\s]*@/g, "//***@");
