@@ -1,10 +1,10 @@
 /** appliance serve — run the API server in the foreground (what the service unit runs). */
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import type { Config } from "../../config/schema";
 import { ConfigError } from "../../config/load";
 import { backendAvailable, candidateGpu, preflightGpu } from "../../engine/gpu";
+import { usableCpus } from "../../engine/cpu-budget";
 import { LlamaEngine } from "../../engine/llama";
 import { prepareNative } from "../../engine/native";
 import { createGuards } from "../../guards";
@@ -22,7 +22,13 @@ import { layout } from "../../service/layout";
 import { EXIT, parseWithConfig, type Command } from "../command";
 import { verify } from "./verify";
 
-export const effectiveThreads = (config: Pick<Config, "threads">) => config.threads || Math.max(1, os.availableParallelism());
+/**
+ * Inference threads: the configured count, or every CPU this process may use (affinity, cgroup quota, online);
+ * never more than those, because the prebuilt engine's spinning threads collapse when oversubscribed.
+ */
+export function effectiveThreads(config: Pick<Config, "threads">, budget = usableCpus()) {
+  return { threads: Math.min(config.threads || budget.cpus, budget.cpus), requested: config.threads, budget };
+}
 
 /** Everything the server needs, built from one config; shared by serve and the tests of the binary path. */
 export async function startServer(config: Readonly<Config>, log: Logger, onProgress?: (status: string) => void) {
@@ -53,7 +59,11 @@ export async function startServer(config: Readonly<Config>, log: Logger, onProgr
     else log.info({ gpu, ms: pre.ms }, "GPU preflight passed");
     gpu = pre.gpu;
   }
-  const threads = effectiveThreads(config);
+  const { threads, requested, budget } = effectiveThreads(config);
+  // One line that says what was chosen and why (tests and operators read it; a quota of 1 CPU must mean 1 thread).
+  log.info({ threads, requested: requested || "auto", usableCpus: budget.cpus, limitedBy: budget.limitedBy, onlineCpus: budget.online,
+    ...(budget.quota !== undefined && { cpuQuota: budget.quota }) }, "cpu threads");
+  if (requested > budget.cpus) log.warn({ requested, threads }, "threads lowered to the CPUs this process may use (more would collapse decode)");
   const engine = await LlamaEngine.create({
     models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress,
   });
