@@ -112,6 +112,25 @@ export const configSchema = z.strictObject({
     internalHosts: z.array(z.string()).default([".internal", ".local", ".lan", ".corp"])
       .describe("Host name suffixes treated as internal addresses."),
   }).prefault({}).describe("Response scanner."),
+  upstreams: z.array(z.strictObject({
+    url: z.url({ protocol: /^https?$/ }).describe("OpenAI-compatible base URL, e.g. http://10.0.0.5:8000/v1 (requests go to <url>/chat/completions)."),
+    apiKey: z.string().default("").describe("Bearer key this upstream expects (sent to it alone, never the client's key)."),
+    apiKeyFile: z.string().default("").describe("File holding that key (read once at start, trimmed), so the secret need not sit in the config."),
+    apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).or(z.literal("")).default("").describe("Environment variable holding that key."),
+    models: z.array(z.string().min(1)).min(1).describe("Model ids this upstream serves (the ids clients send)."),
+  }).refine((u) => [u.apiKey, u.apiKeyFile, u.apiKeyEnv].filter(Boolean).length <= 1, "give at most one of apiKey, apiKeyFile, apiKeyEnv"))
+    .default([]).describe("Gateway mode: OpenAI-compatible servers (vLLM, llama-server, another appliance) whose models this server fronts with its own guards. Config file only."),
+  gateway: z.strictObject({
+    firstByteTimeoutMs: positive.default(120_000).describe("Upstream: time from starting an attempt (connect included) to its response headers; a non-streamed answer's headers come only once it is generated, so this bounds its length too."),
+    idleTimeoutMs: positive.default(60_000).describe("Upstream: longest silence inside a streamed response before it is cut off as failed."),
+    retries: z.number().int().min(0).max(10).default(2).describe("Extra attempts on another (or the same) upstream, only before any byte reached the client."),
+    backoffMs: z.number().int().min(0).default(50).describe("First retry delay; doubled per retry (exponential backoff)."),
+    backoffMaxMs: z.number().int().min(0).default(2_000).describe("Cap on one retry delay."),
+    breakerFailures: positive.default(3).describe("Consecutive failures that open an upstream's circuit breaker."),
+    breakerCooldownMs: positive.default(30_000).describe("How long an open breaker keeps the upstream out; then one request is let through as a half-open probe."),
+    healthIntervalMs: z.number().int().min(0).default(10_000).describe("Active health check period (GET <url>/models); 0 = off."),
+    healthTimeoutMs: positive.default(2_000).describe("Time a health check may take before it counts as failed."),
+  }).prefault({}).describe("Gateway tunables (apply to every upstream)."),
   audit: z.boolean().default(true).describe("Write the hash-chained audit log (state dir audit.jsonl)."),
   memoryMax: z.string().regex(/^(\d+[KMGT]?|infinity|auto)$/).default("auto")
     .describe("systemd MemoryMax= for the service (install). auto: 75% of the machine's memory, measured at install."),

@@ -4,6 +4,7 @@
  */
 import type { Config } from "../config/schema";
 import type { ChatTurn, Engine } from "../engine/engine";
+import type { Gateway } from "../gateway/gateway";
 import type { Guards } from "../guards";
 import type { TextFilter } from "../guards/response-scan";
 import type { Logger } from "../log/logger";
@@ -18,6 +19,8 @@ export interface AppInput {
   log: Logger;
   guards: Guards;
   version: VersionInfo;
+  /** Gateway mode: the models served by upstreams (absent when none are configured). */
+  gateway?: Gateway;
   /** Wall clock in ms (injected so tests never sleep). */
   clock?: () => number;
 }

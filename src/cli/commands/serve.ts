@@ -7,9 +7,11 @@ import { backendAvailable, candidateGpu, preflightGpu } from "../../engine/gpu";
 import { usableCpus } from "../../engine/cpu-budget";
 import { LlamaEngine } from "../../engine/llama";
 import { prepareNative } from "../../engine/native";
+import { controlTokens, createGateway } from "../../gateway/gateway";
 import { createGuards } from "../../guards";
 import { bindAllowed } from "../../guards/host";
 import { KeyStore, keysFilePath } from "../../guards/keys";
+import { modelsDirOf, readManifest } from "../../integrity/manifest";
 import { ModelIntegrityError, resolveModels } from "../../integrity/resolve";
 import { alert } from "../../integrity/verify";
 import { AuditLog } from "../../log/audit";
@@ -41,7 +43,12 @@ export async function startServer(config: Readonly<Config>, log: Logger, onProgr
     log.warn({ file: keys.file }, "no API keys yet: every request but /health will get 401. Create one with: appliance keys create --name NAME");
   }
   if (!config.auth) log.warn("auth is OFF: anyone who can reach the port can use the API");
-  const { models, warnings } = await resolveModels(config, onProgress);
+  // Gateway mode: upstream models need no local file, so a server fronting only upstreams loads none.
+  const gateway = createGateway(config, log);
+  const { models, warnings } = gateway && !config.model.length && !readManifest(modelsDirOf(config)).length
+    ? { models: [], warnings: [] } : await resolveModels(config, onProgress);
+  const both = models.find((m) => gateway?.serves(m.id));
+  if (both) throw new ConfigError(`invalid config: upstreams: model ${both.id} is both a local model and an upstream one`, "upstreams");
   for (const w of warnings) log.warn(w);
 
   onProgress?.("checking the native libraries");
@@ -69,8 +76,9 @@ export async function startServer(config: Readonly<Config>, log: Logger, onProgr
   });
   // The log gets a copy of every audit checkpoint: under systemd that is the journal, out of the service account's reach.
   const audit = config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log }) : undefined;
-  const guards = createGuards({ config, engine, keys, audit, log, clock: Date.now });
-  const app = createApp({ config, engine, log, guards, version: versionInfo() });
+  const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock: Date.now });
+  const app = createApp({ config, engine, log, guards, version: versionInfo(), gateway });
+  gateway?.start();
   return { app, engine, keys };
 }
 

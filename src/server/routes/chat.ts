@@ -5,12 +5,14 @@ import { chatChunk, chatCompletion, choiceCount, choiceSampling, toolCallsDelta,
 import { chatCompletionRequest, errorBody, chatCompletionObject } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
+import { forwardUpstream } from "../upstream/forward";
 import { runGeneration } from "./generate";
 import { guardChat } from "./guard-chat";
 
 export const chatRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.chat" }).post("/v1/chat/completions", async ({ body, request }) => {
     const state = stateOf(request);
+    if (deps.gateway?.serves(body.model)) return forwardUpstream(deps, request, state, "chat", body);
     const info = deps.engine.model(body.model);
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;

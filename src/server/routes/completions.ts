@@ -5,11 +5,13 @@ import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, toSamp
 import { completionRequest, errorBody, textCompletionObject } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
+import { forwardUpstream } from "../upstream/forward";
 import { runGeneration } from "./generate";
 
 export const completionRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.completions" }).post("/v1/completions", async ({ body, request }) => {
     const state = stateOf(request);
+    if (deps.gateway?.serves(body.model)) return forwardUpstream(deps, request, state, "completions", body);
     const info = deps.engine.model(body.model);
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;

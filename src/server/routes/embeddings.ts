@@ -5,10 +5,12 @@ import { embeddingList } from "../openai/convert";
 import { embeddingRequest, errorBody, embeddingListObject } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
+import { forwardUpstream } from "../upstream/forward";
 
 export const embeddingRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.embeddings" }).post("/v1/embeddings", async ({ body, request }) => {
     const state = stateOf(request);
+    if (deps.gateway?.serves(body.model)) return forwardUpstream(deps, request, state, "embeddings", body) as Promise<never>; // a Response: no 200-schema check
     const info = deps.engine.model(body.model);
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;

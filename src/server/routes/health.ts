@@ -8,11 +8,11 @@ export const healthRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.health" })
     .get("/health", () => ({ status: "ok" }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"] } })
     .get("/ready", ({ request }) => {
-      if (deps.draining || !deps.engine.ready()) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
+      if (deps.draining || !(deps.engine.ready() || deps.gateway?.ready())) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
       // Model ids only for keys that may list models (or with auth off).
       const scopes = stateOf(request).scopes;
       const listModels = !deps.config.auth || !!scopes?.some((s) => s === "models" || s === "admin");
-      return { status: "ready", ...(listModels ? { models: deps.engine.models().map((m) => m.id) } : {}), backend: deps.engine.backend, ...deps.engine.load() };
+      return { status: "ready", ...(listModels ? { models: [...deps.engine.models().map((m) => m.id), ...(deps.gateway?.models() ?? [])] } : {}), backend: deps.engine.backend, ...deps.engine.load() };
     }, { detail: { summary: "Readiness: a model is loaded", tags: ["Operations"] } });
 
 /** GET /metrics (admin scope) */

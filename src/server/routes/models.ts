@@ -4,15 +4,17 @@ import { ModelNotFoundError } from "../../errors";
 import { modelObject } from "../openai/convert";
 import { errorBody, modelList, modelObject as modelSchema } from "../openai/wire";
 import type { AppDeps } from "../deps";
+import { upstreamModel, upstreamModels } from "../upstream/models";
 
 export const modelRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.models" })
-    .get("/v1/models", () => ({ object: "list" as const, data: deps.engine.models().map(modelObject) }), {
+    .get("/v1/models", () => ({ object: "list" as const, data: [...deps.engine.models().map(modelObject), ...upstreamModels(deps)] }), {
       detail: { summary: "List the models this server serves", tags: ["OpenAI"] },
       response: { 200: modelList, 401: errorBody },
     })
     .get("/v1/models/:id", ({ params }) => {
       const m = deps.engine.model(params.id);
+      if (!m && deps.gateway?.serves(params.id)) return upstreamModel(deps, params.id);
       if (!m) throw new ModelNotFoundError(params.id);
       return modelObject(m);
     }, {

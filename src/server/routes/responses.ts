@@ -7,12 +7,14 @@ import { responsesRequest } from "../openai/responses-wire";
 import { errorBody, responseObjectShape } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
+import { forwardUpstream } from "../upstream/forward";
 import { runGeneration } from "./generate";
 import { guardChat } from "./guard-chat";
 
 export const responsesRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.responses" }).post("/v1/responses", async ({ body, request }) => {
     const state = stateOf(request);
+    if (deps.gateway?.serves(body.model)) return forwardUpstream(deps, request, state, "responses", body);
     const info = deps.engine.model(body.model);
     if (!info) throw new ModelNotFoundError(body.model);
     state.model = info.id;

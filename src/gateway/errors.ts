@@ -1,0 +1,28 @@
+/**
+ * What the gateway throws. Each is an AppError, so server/errors.ts (the one
+ * mapper) turns it into OpenAI's {"error":{...}} with its status.
+ */
+import { AppError } from "../errors";
+
+/** No upstream for the model can take a request now (all down, unhealthy or with open breakers). */
+export class UpstreamUnavailableError extends AppError {
+  constructor(model: string, retryAfterSeconds: number, why: string) {
+    super(`No upstream serving '${model}' is available (${why}). Retry later.`, 503, "service_unavailable", "upstream_unavailable", null,
+      { "retry-after": String(Math.max(1, Math.ceil(retryAfterSeconds))) });
+  }
+}
+
+/** The upstream answered, but not with something we can pass on (5xx, a redirect, a refused gateway key). */
+export class UpstreamError extends AppError {
+  constructor(message: string) {
+    super(message, 502, "server_error", "upstream_error");
+  }
+}
+
+/** Why one attempt failed; kept for the log and the final error's message (never the upstream's body). */
+export class AttemptFailure extends Error {
+  constructor(message: string, readonly kind: "network" | "timeout" | "status" | "redirect" | "busy") {
+    super(message);
+    this.name = "AttemptFailure";
+  }
+}

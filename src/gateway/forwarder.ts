@@ -1,0 +1,170 @@
+/**
+ * Sends one request to an upstream, with retries. An attempt fails on a
+ * connection error, a timeout, a 5xx, a 401/403 (the upstream refused OUR key),
+ * or any redirect (never followed: the request and its key go to the configured
+ * URL and nowhere else). Failures count against the upstream's breaker and are
+ * retried, with exponential backoff, on the least-busy other upstream — only
+ * while nothing has been sent to the client: a non-streamed answer is read whole
+ * and a stream's first chunk is read before the reply is handed back.
+ */
+import type { Config } from "../config/schema";
+import { CancelledError } from "../errors";
+import type { Logger } from "../log/logger";
+import type { LeastInflight } from "./balancer";
+import { AttemptFailure, UpstreamError, UpstreamUnavailableError } from "./errors";
+import type { UpstreamPool } from "./pool";
+import type { Upstream } from "./upstream";
+
+export interface ForwardRequest {
+  model: string;
+  /** Path under the upstream's base URL, e.g. "/chat/completions". */
+  path: string;
+  body: unknown;
+  stream: boolean;
+  /** The client's signal: its disconnect aborts the upstream request. */
+  signal: AbortSignal;
+  requestId: string;
+}
+
+export type Outcome = "ok" | "failed" | "cancelled";
+
+export interface UpstreamReply {
+  /** 2xx, or a 4xx the request itself caused (passed on to the client). */
+  status: number;
+  upstream: string;
+  /** The whole body (non-streamed replies and every non-2xx). */
+  text?: string;
+  /** A stream's body, chunk by chunk; throws UpstreamError when the upstream dies or goes silent, CancelledError when the client left. */
+  chunks(): AsyncGenerator<Uint8Array>;
+  /** Ends the call (idempotent): "ok" closes the breaker, "failed" counts against it, "cancelled" does neither. */
+  end(outcome: Outcome): void;
+}
+
+type Tunables = Config["gateway"];
+
+const delay = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
+  if (!ms || signal.aborted) return resolve();
+  const t = setTimeout(done, ms);
+  signal.addEventListener("abort", done, { once: true });
+  function done() { clearTimeout(t); signal.removeEventListener("abort", done); resolve(); }
+});
+
+export class Forwarder {
+  constructor(private readonly pool: UpstreamPool, private readonly balancer: LeastInflight, private readonly g: Tunables, private readonly log: Logger) {}
+
+  async forward(req: ForwardRequest): Promise<UpstreamReply> {
+    const bodyText = JSON.stringify(req.body);
+    const tried = new Set<Upstream>();
+    let last: AttemptFailure | undefined;
+    for (let attempt = 0; attempt <= this.g.retries; attempt++) {
+      if (attempt > 0) await delay(Math.min(this.g.backoffMaxMs, this.g.backoffMs * 2 ** (attempt - 1)), req.signal);
+      if (req.signal.aborted) throw new CancelledError();
+      const u = this.balancer.pick(this.pool.candidates(req.model), tried);
+      if (!u) break;
+      tried.add(u);
+      const r = await this.attempt(u, req, bodyText);
+      if (!(r instanceof AttemptFailure)) return r;
+      last = r;
+      this.log.warn({ reqId: req.requestId, upstream: u.name, attempt: attempt + 1, why: r.message, breaker: u.breaker.state }, "upstream attempt failed");
+    }
+    if (req.signal.aborted) throw new CancelledError();
+    if (last && (last.kind === "status" || last.kind === "redirect")) throw new UpstreamError(`The upstream for '${req.model}' failed: it ${last.message}.`);
+    const why = this.pool.unavailable(req.model, this.g.healthIntervalMs);
+    const everyOpen = this.pool.candidates(req.model).every((u) => !u.breaker.available());
+    throw new UpstreamUnavailableError(req.model, everyOpen ? why.retryAfterS : 1, last ? `last attempt: ${last.message}` : why.why);
+  }
+
+  private async attempt(u: Upstream, req: ForwardRequest, bodyText: string): Promise<UpstreamReply | AttemptFailure> {
+    u.inflight++;
+    u.breaker.acquire();
+    const own = new AbortController();
+    const signal = AbortSignal.any([req.signal, own.signal]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = (ms: number, what: string) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => own.abort(new AttemptFailure(`${what} within ${ms} ms`, "timeout")), ms);
+    };
+    let ended = false;
+    const end = (outcome: Outcome) => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      u.inflight--;
+      if (outcome === "ok") u.breaker.success();
+      else if (outcome === "failed") u.breaker.failure();
+      else u.breaker.release();
+      own.abort(new Error("ended")); // frees the connection of anything left unread
+    };
+    /** Maps a thrown error while talking to the upstream to a failure (or the client's cancel). */
+    const failed = (e: unknown): AttemptFailure => {
+      if (req.signal.aborted) { end("cancelled"); throw new CancelledError(); }
+      const reason = own.signal.reason;
+      const f = reason instanceof AttemptFailure ? reason : new AttemptFailure(`cannot reach it (${(e as Error).message || String(e)})`, "network");
+      end("failed");
+      return f;
+    };
+
+    arm(this.g.firstByteTimeoutMs, "no answer");
+    let res: Response;
+    try {
+      res = await fetch(u.base + req.path, {
+        method: "POST", body: bodyText, redirect: "manual", signal,
+        headers: u.headers({ "content-type": "application/json", accept: req.stream ? "text/event-stream" : "application/json", "x-request-id": req.requestId }),
+      });
+    } catch (e) {
+      return failed(e);
+    }
+    const s = res.status;
+    const refused = s >= 500 || s === 401 || s === 403 || (s >= 300 && s < 400) || s === 429 || s < 200;
+    if (refused) {
+      await res.body?.cancel().catch(() => {});
+      if (s === 429) { end("cancelled"); return new AttemptFailure("busy (HTTP 429)", "busy") } // alive, just full
+      end("failed");
+      return s >= 300 && s < 400
+        ? new AttemptFailure(`answered HTTP ${s}, a redirect (never followed)`, "redirect")
+        : new AttemptFailure(`answered HTTP ${s}${s === 401 || s === 403 ? " (it refused the gateway's upstream key)" : ""}`, "status");
+    }
+
+    const streamed = req.stream && s < 300 && (res.headers.get("content-type") ?? "").includes("text/event-stream");
+    const reader = streamed ? res.body?.getReader() : undefined;
+    let text: string | undefined;
+    let first: Uint8Array | undefined;
+    try {
+      if (!streamed) text = await res.text();
+      else {
+        const r = await reader!.read();
+        first = r.value;
+        if (r.done) throw new Error("the stream ended before its first event");
+      }
+    } catch (e) {
+      return failed(e);
+    }
+    clearTimeout(timer);
+    if (!streamed) end("ok");
+
+    const idle = this.g.idleTimeoutMs;
+    const log = this.log;
+    return {
+      status: s, upstream: u.name, text, end,
+      async *chunks() {
+        if (first) yield first;
+        if (!streamed) return;
+        try {
+          for (;;) {
+            arm(idle, "no data");
+            const r = await reader!.read();
+            clearTimeout(timer);
+            if (r.done) return;
+            yield r.value;
+          }
+        } catch (e) {
+          if (req.signal.aborted) { end("cancelled"); throw new CancelledError(); }
+          const reason = own.signal.reason;
+          end("failed");
+          log.warn({ reqId: req.requestId, upstream: u.name, why: reason instanceof AttemptFailure ? reason.message : String(e) }, "upstream stream broke");
+          throw new UpstreamError(`The upstream stream broke: ${reason instanceof AttemptFailure ? reason.message : (e as Error).message || String(e)}.`);
+        }
+      },
+    };
+  }
+}

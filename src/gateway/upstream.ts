@@ -1,0 +1,59 @@
+/**
+ * One configured upstream: where it is, the key it expects, the models it
+ * serves, and what the gateway knows about it right now (requests in flight,
+ * last health check, circuit breaker).
+ */
+import fs from "node:fs";
+import { ConfigError } from "../config/load";
+import type { Config } from "../config/schema";
+import { CircuitBreaker } from "./breaker";
+
+export type UpstreamConfig = Config["upstreams"][number];
+
+export class Upstream {
+  /** Requests sent to it and not yet finished (the balancer's measure). */
+  inflight = 0;
+  /** Last active health check passed (optimistic until the first one says otherwise). */
+  healthy = true;
+  readonly breaker: CircuitBreaker;
+  /** Base URL without a trailing slash, e.g. http://10.0.0.5:8000/v1. */
+  readonly base: string;
+  /** For logs: origin and path only, never credentials or a query. */
+  readonly name: string;
+
+  constructor(readonly models: readonly string[], url: string, private readonly key: string, breaker: CircuitBreaker) {
+    const u = new URL(url);
+    if (u.username || u.password) throw new ConfigError("invalid config: upstreams: put the key in apiKey/apiKeyFile/apiKeyEnv, not in the URL", "upstreams");
+    this.base = (u.origin + u.pathname).replace(/\/+$/, "");
+    this.name = this.base;
+    this.breaker = breaker;
+  }
+
+  /** May the balancer pick it now. */
+  usable(): boolean {
+    return this.healthy && this.breaker.available();
+  }
+
+  /** Headers for a request to this upstream: its own key only (nothing the client sent). */
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...(this.key ? { authorization: `Bearer ${this.key}` } : {}), "user-agent": "appliance-gateway", ...extra };
+  }
+}
+
+/** The upstream's key from apiKey, apiKeyFile (trimmed) or apiKeyEnv; a file or variable that is not there is a ConfigError. */
+export function upstreamKey(u: UpstreamConfig, env: Record<string, string | undefined> = process.env): string {
+  if (u.apiKey) return u.apiKey;
+  if (u.apiKeyFile) {
+    try {
+      return fs.readFileSync(u.apiKeyFile, "utf8").trim();
+    } catch (e) {
+      throw new ConfigError(`invalid config: upstreams: cannot read apiKeyFile ${u.apiKeyFile}: ${(e as NodeJS.ErrnoException).code ?? e}`, "upstreams");
+    }
+  }
+  if (u.apiKeyEnv) {
+    const v = env[u.apiKeyEnv];
+    if (!v) throw new ConfigError(`invalid config: upstreams: environment variable ${u.apiKeyEnv} (apiKeyEnv) is not set`, "upstreams");
+    return v.trim();
+  }
+  return "";
+}

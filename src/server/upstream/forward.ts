@@ -1,0 +1,107 @@
+/**
+ * A request for a model served by an upstream (gateway mode). By the time a
+ * route calls this, the request has passed host, auth, signature, rate limit
+ * and schema checks; here it passes the bounds and the prompt guard, goes to an
+ * upstream through the gateway (its key, retries, breaker), and the answer
+ * passes the response scanner on its way back. Log and audit lines are written
+ * as for local models, with the upstream that served it among the decisions.
+ */
+import { AppError, InvalidRequestError, type ErrorType } from "../../errors";
+import { UpstreamError } from "../../gateway/errors";
+import type { AppDeps } from "../deps";
+import type { RequestState } from "../request-state";
+import { guardUpstreamBody, type UpstreamRoute } from "./guard-body";
+import { relayStream } from "./relay";
+import { scanChoices } from "./scan-reply";
+
+type Obj = Record<string, unknown>;
+
+const PATHS: Record<UpstreamRoute, string> = {
+  chat: "/chat/completions", completions: "/completions", embeddings: "/embeddings", responses: "/responses",
+};
+
+const ERROR_TYPES: readonly ErrorType[] = ["invalid_request_error", "authentication_error", "permission_error", "not_found_error", "rate_limit_error"];
+
+/** An upstream's 4xx (the request's own fault), passed on in OpenAI's shape without anything else the upstream sent. */
+function passOn(status: number, text: string | undefined): AppError {
+  let e: Obj = {};
+  try { e = ((JSON.parse(text ?? "") as Obj).error ?? {}) as Obj; } catch { /* not JSON */ }
+  const type = ERROR_TYPES.includes(e.type as ErrorType) ? e.type as ErrorType : "invalid_request_error";
+  const str = (v: unknown) => (typeof v === "string" ? v.slice(0, 256) : null);
+  return new AppError(str(e.message) ? String(e.message).slice(0, 1000) : `The upstream refused the request (HTTP ${status}).`, status, type, str(e.code), str(e.param));
+}
+
+/** max_tokens as the local models get it: capped (400 above the cap) and defaulted, so limits and reservations hold. */
+function boundTokens(deps: AppDeps, wire: Obj) {
+  const asked = (wire.max_completion_tokens ?? wire.max_tokens) as number | null | undefined;
+  if (asked != null && asked > deps.config.maxTokensCap) {
+    throw new InvalidRequestError(`max_tokens is ${asked}; the most this server allows is ${deps.config.maxTokensCap}.`, "max_tokens");
+  }
+  if (asked == null) wire.max_tokens = deps.config.defaultMaxTokens;
+}
+
+/** The embeddings route's own bounds, in its own terms (the prompt guard's would name `messages`). */
+function embeddingBounds(deps: AppDeps, input: unknown) {
+  const texts = typeof input === "string" ? [input] : typeof (input as unknown[])[0] === "number" ? [input] : input as unknown[];
+  if (texts.length > deps.config.maxMessages) {
+    throw new InvalidRequestError(`Too many inputs: ${texts.length} (max ${deps.config.maxMessages}).`, "input", "too_many_inputs");
+  }
+  const chars = texts.reduce((n: number, t) => n + (t as string | number[]).length, 0);
+  if (chars > deps.config.maxPromptChars) {
+    throw new InvalidRequestError(`Input is ${chars} characters (max ${deps.config.maxPromptChars}).`, "input", "input_too_long");
+  }
+}
+
+export async function forwardUpstream(deps: AppDeps, request: Request, state: RequestState, route: UpstreamRoute,
+  body: { model: string; stream?: boolean | null; n?: number | null; stream_options?: { include_usage?: boolean } | null }): Promise<Response> {
+  const gateway = deps.gateway!;
+  state.model = body.model;
+  if (route === "responses") {
+    throw new InvalidRequestError("The Responses API is not available for upstream models yet; use /v1/chat/completions.", "model", "unsupported_for_upstream");
+  }
+  const stream = route !== "embeddings" && !!body.stream;
+  if (stream && (body.n ?? 1) > 1) throw new InvalidRequestError("More than one choice (n > 1) cannot be streamed from an upstream model.", "n");
+  if (route === "embeddings") embeddingBounds(deps, (body as unknown as { input: unknown }).input);
+  const wire = guardUpstreamBody(deps, state, body.model, route, body);
+  if (route !== "embeddings") boundTokens(deps, wire);
+  if (deps.config.logPrompts) state.promptText = JSON.stringify(wire.messages ?? wire.prompt ?? wire.input);
+  if (stream) wire.stream_options = { include_usage: true }; // token counts for limits and audit; passed on only if asked
+
+  const flight = deps.inflight.begin(request.signal);
+  let reply;
+  try {
+    reply = await gateway.forward({ model: body.model, path: PATHS[route], body: wire, stream, signal: flight.signal, requestId: state.id });
+  } catch (e) {
+    flight.end();
+    throw e;
+  }
+  state.decisions.push(`upstream:${reply.upstream}`);
+  if (reply.status >= 400) {
+    flight.end();
+    throw passOn(reply.status, reply.text);
+  }
+  if (stream) {
+    if (reply.text === undefined) {
+      return relayStream(deps, state, reply, { kind: route as "chat" | "completions", model: body.model, includeUsage: !!body.stream_options?.include_usage, flight });
+    }
+    flight.end();
+    throw new UpstreamError("The upstream answered a streaming request without a stream.");
+  }
+  try {
+    let answer: Obj;
+    try { answer = JSON.parse(reply.text ?? "") as Obj; } catch { throw new AppError("The upstream sent an answer that is not JSON.", 502, "server_error", "upstream_error"); }
+    const usage = (answer.usage ?? {}) as Obj;
+    state.promptTokens = Number(usage.prompt_tokens ?? 0);
+    state.completionTokens = Number(usage.completion_tokens ?? 0);
+    deps.settle(state);
+    answer.model = body.model;
+    if (route !== "embeddings" && Array.isArray(answer.choices)) {
+      const filter = deps.responseFilter(state);
+      scanChoices(answer.choices as Obj[], route as "chat" | "completions", filter);
+      if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.choices);
+    }
+    return new Response(JSON.stringify(answer), { headers: { "content-type": "application/json", "x-request-id": state.id, ...state.headers } });
+  } finally {
+    flight.end();
+  }
+}

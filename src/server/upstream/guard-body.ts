@@ -1,0 +1,92 @@
+/**
+ * The prompt guard over a request bound for an upstream. The body is forwarded
+ * in its wire form (the upstream speaks OpenAI), so the guard reads every text
+ * in it that a chat template renders into the prompt — message contents and
+ * text parts, tool definitions, earlier calls' arguments — the same texts
+ * guard-chat.ts reads for local models, and a "strip" rule's edits are written
+ * back in place. Returns a copy; the validated body is left alone.
+ */
+import type { ChatTurn } from "../../engine/engine";
+import { InvalidRequestError } from "../../errors";
+import type { AppDeps } from "../deps";
+import type { RequestState } from "../request-state";
+
+type Obj = Record<string, unknown>;
+interface Slot { text: string; set: (v: string) => void; role: ChatTurn["role"] }
+
+const isObj = (v: unknown): v is Obj => !!v && typeof v === "object" && !Array.isArray(v);
+
+/** A string field of `o` as a slot. */
+function field(slots: Slot[], o: Obj, key: string, role: ChatTurn["role"]) {
+  if (typeof o[key] === "string") slots.push({ text: o[key] as string, role, set: (v) => { o[key] = v; } });
+}
+
+/** A content that is a string or an array of parts with text in `text` (or `refusal`). */
+function content(slots: Slot[], o: Obj, role: ChatTurn["role"]) {
+  if (typeof o.content === "string") return field(slots, o, "content", role);
+  if (!Array.isArray(o.content)) return;
+  for (const p of o.content) if (isObj(p)) { field(slots, p, "text", role); field(slots, p, "refusal", role); }
+}
+
+/** Tool definitions: description and the parameters schema (as JSON text, parsed back after a strip). */
+function tools(slots: Slot[], list: unknown) {
+  if (!Array.isArray(list)) return;
+  for (const t of list) {
+    const f = isObj(t) && isObj(t.function) ? t.function : isObj(t) ? t : undefined; // chat nests under function; responses does not
+    if (!f) continue;
+    field(slots, f, "description", "system");
+    if (isObj(f.parameters)) {
+      slots.push({ text: JSON.stringify(f.parameters), role: "system", set: (v) => { try { f.parameters = JSON.parse(v); } catch { /* a strip broke it: keep it */ } } });
+    }
+  }
+}
+
+function chatSlots(body: Obj): Slot[] {
+  const slots: Slot[] = [];
+  for (const m of body.messages as Obj[]) {
+    const role = (m.role === "developer" ? "system" : m.role === "function" ? "tool" : m.role) as ChatTurn["role"];
+    content(slots, m, role);
+    for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) if (isObj(c) && isObj(c.function)) field(slots, c.function, "arguments", "assistant");
+    if (isObj(m.function_call)) field(slots, m.function_call, "arguments", "assistant");
+  }
+  tools(slots, body.tools);
+  return slots;
+}
+
+function responsesSlots(body: Obj): Slot[] {
+  const slots: Slot[] = [];
+  field(slots, body, "instructions", "system");
+  if (typeof body.input === "string") field(slots, body, "input", "user");
+  else for (const item of body.input as Obj[]) {
+    if (!isObj(item)) continue;
+    content(slots, item, item.role === "assistant" ? "assistant" : item.role === "user" ? "user" : "system");
+    field(slots, item, "arguments", "assistant");
+    if (typeof item.output === "string") field(slots, item, "output", "tool");
+    else if (Array.isArray(item.output)) for (const p of item.output) if (isObj(p)) field(slots, p, "text", "tool");
+  }
+  tools(slots, body.tools);
+  return slots;
+}
+
+/** prompt (completions) or input (embeddings): a string or strings; token ids are refused for completions, passed for embeddings. */
+function listSlots(body: Obj, key: "prompt" | "input"): Slot[] {
+  const v = body[key];
+  if (typeof v === "string") return [{ text: v, role: "user", set: (s) => { body[key] = s; } }];
+  const list = v as unknown[];
+  if (typeof list[0] === "number" || Array.isArray(list[0])) {
+    if (key === "prompt") throw new InvalidRequestError("Token-id prompts cannot be sent to an upstream model: the prompt guard cannot read them. Send text.", "prompt", "unsupported_for_upstream");
+    return [];
+  }
+  return list.map((_, i) => ({ text: list[i] as string, role: "user" as const, set: (s: string) => { list[i] = s; } }));
+}
+
+export type UpstreamRoute = "chat" | "completions" | "embeddings" | "responses";
+
+export function guardUpstreamBody(deps: AppDeps, state: RequestState, model: string, route: UpstreamRoute, body: unknown): Obj {
+  const copy = structuredClone(body) as Obj;
+  const slots = route === "chat" ? chatSlots(copy) : route === "responses" ? responsesSlots(copy)
+    : listSlots(copy, route === "completions" ? "prompt" : "input");
+  const guarded = deps.promptGuard(state, model, slots.map((s) => ({ role: s.role, content: s.text })));
+  guarded.forEach((t, i) => { if (t.content !== slots[i]!.text) slots[i]!.set(t.content); });
+  return copy;
+}

@@ -1,0 +1,54 @@
+/**
+ * The response scanner over an upstream's non-streamed answer: every choice's
+ * text and tool-call arguments go through one response filter (as generate.ts
+ * does for local models), each behind a separator no rule matches, and are
+ * written back; a block empties the choice and sets finish_reason
+ * "content_filter".
+ */
+import type { TextFilter } from "../../guards/response-scan";
+
+type Obj = Record<string, unknown>;
+const SEPARATOR = "\u0000\u241Ftool-arguments\u241F\u0000";
+const CHOICE_SEPARATOR = "\u0000\u241Fchoice\u241F\u0000";
+
+/** The scannable parts of one choice: the text and each call's arguments, with a writer for each. */
+interface Parts { text: string; args: string[]; write: (text: string, args: string[] | undefined) => void }
+
+function chatParts(c: Obj): Parts {
+  const m = (c.message ?? {}) as Obj;
+  const calls = Array.isArray(m.tool_calls) ? (m.tool_calls as { function?: { arguments?: unknown } }[]) : [];
+  return {
+    text: typeof m.content === "string" ? m.content : "",
+    args: calls.map((t) => String(t.function?.arguments ?? "")),
+    write: (text, args) => {
+      if (typeof m.content === "string") m.content = text;
+      if (!args) { if (calls.length) delete m.tool_calls; return; }
+      calls.forEach((t, i) => { if (t.function) t.function.arguments = args[i]; });
+    },
+  };
+}
+
+function textParts(c: Obj): Parts {
+  return { text: typeof c.text === "string" ? c.text : "", args: [], write: (text) => { if (typeof c.text === "string") c.text = text; } };
+}
+
+/** Scans `choices` of a chat or completions answer in place. */
+export function scanChoices(choices: Obj[], kind: "chat" | "completions", filter: TextFilter): void {
+  const parts = choices.map(kind === "chat" ? chatParts : textParts);
+  const joined = parts.map((p, i) => (i ? filter.push(CHOICE_SEPARATOR) : "") + filter.push(p.text) + p.args.map((a) => filter.push(SEPARATOR + a)).join("")).join("") + filter.end();
+  const back = joined.split(CHOICE_SEPARATOR);
+  const lost = back.length !== parts.length;
+  parts.forEach((p, i) => {
+    const [text, ...args] = lost ? [""] : back[i]!.split(SEPARATOR);
+    const broken = filter.blocked || lost || args.length !== p.args.length;
+    p.write(filter.blocked || lost ? "" : text!, broken ? undefined : args);
+    if (broken && (filter.blocked || lost || p.args.length)) choices[i]!.finish_reason = "content_filter";
+  });
+}
+
+/** Scans what is left at the end of a stream: held-back text plus the calls' arguments; the calls are dropped on a block. */
+export function scanStreamEnd(filter: TextFilter, args: string[]): { text: string; args: string[] | undefined } {
+  const [text, ...back] = (args.map((a) => filter.push(SEPARATOR + a)).join("") + filter.end()).split(SEPARATOR);
+  const ok = !filter.blocked && back.length === args.length;
+  return { text: filter.blocked ? "" : text!, args: ok ? back : undefined };
+}
