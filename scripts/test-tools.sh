@@ -15,6 +15,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
 command -v logrotate >/dev/null 2>&1 || missing+=(logrotate)
+/usr/bin/python3 -c 'import prometheus_client.parser' >/dev/null 2>&1 || missing+=(python3-prometheus-client) # the official exposition parser (tests/ops/metrics)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing test tools: ${missing[*]}" >&2

@@ -18,6 +18,11 @@ const port = z.number().int().min(0).max(65535);
 const positive = z.number().int().positive();
 
 const compiles = (p: string) => { try { new RegExp(p); return true; } catch { return false; } };
+/** A URL whose host is an IP literal or localhost: reaching it needs no DNS, and a firewall can allow exactly it. */
+const literalHost = (u: string) => {
+  const h = new URL(u).hostname.replace(/^\[|\]$/g, "");
+  return h === "localhost" || /^\d{1,3}(\.\d{1,3}){3}$/.test(h) || (h.includes(":") && /^[0-9a-f:.]+$/i.test(h));
+};
 
 export const guardRuleAction = z.enum(["block", "flag", "strip"]);
 
@@ -112,6 +117,11 @@ export const configSchema = z.strictObject({
     internalHosts: z.array(z.string()).default([".internal", ".local", ".lan", ".corp"])
       .describe("Host name suffixes treated as internal addresses."),
   }).prefault({}).describe("Response scanner."),
+  tracing: z.strictObject({
+    otlpEndpoint: z.union([z.literal(""), z.url({ protocol: /^https?$/ }).refine(literalHost, "the host must be an IP address or localhost (no DNS lookup; the service's firewall allows exactly this address)")])
+      .default("").describe("OTLP/HTTP collector to send spans to (JSON encoding), e.g. http://10.0.0.9:4318 (POSTs go to <url>/v1/traces). Empty: no export, and no connection is ever made. The installed service's firewall allows this one address."),
+    maxQueuedSpans: positive.max(1_000_000).default(4096).describe("Spans waiting for export; beyond that new spans are dropped (counted in /metrics), so requests never wait on the collector."),
+  }).prefault({}).describe("Tracing: W3C traceparent is always read and answered; spans leave the machine only with otlpEndpoint set."),
   upstreams: z.array(z.strictObject({
     url: z.url({ protocol: /^https?$/ }).describe("OpenAI-compatible base URL, e.g. http://10.0.0.5:8000/v1 (requests go to <url>/chat/completions)."),
     apiKey: z.string().default("").describe("Bearer key this upstream expects (sent to it alone, never the client's key)."),

@@ -67,7 +67,8 @@ function scopeOf(p: string): Scope | undefined {
   if (p === "/v1/completions") return "completions";
   if (p === "/v1/embeddings") return "embeddings";
   if (p === "/v1/models" || p.startsWith("/v1/models/")) return "models";
-  if (p === "/metrics" || p.startsWith("/admin")) return "admin";
+  if (p === "/metrics") return "metrics"; // a scraper's key reaches nothing else
+  if (p.startsWith("/admin")) return "admin";
   return undefined;
 }
 

@@ -180,7 +180,13 @@ export function createGuards(d: GuardDeps): Guards {
 
     prompt(state, model, turns) {
       checkBounds(turns, config);
-      const v = promptCheck(turns, d.engine.specialTokens(model));
+      let v;
+      try {
+        v = promptCheck(turns, d.engine.specialTokens(model));
+      } catch (e) {
+        if (e instanceof AppError && e.code === "prompt_rejected") state.decisions.push(`prompt:block:${e.param}`);
+        throw e;
+      }
       for (const f of v.flags) state.decisions.push(`prompt:flag:${f}`);
       for (const f of v.stripped) state.decisions.push(`prompt:strip:${f}`);
       if (v.flags.length) state.headers["x-appliance-prompt-flags"] = v.flags.join(",");
@@ -212,12 +218,12 @@ export function createGuards(d: GuardDeps): Guards {
       }
       try {
         d.audit?.append({
-          ts: new Date(d.clock()).toISOString(), reqId: state.id, key: state.keyName ?? null, route: state.route,
+          ts: new Date(d.clock()).toISOString(), reqId: state.id, traceId: state.trace.traceId, key: state.keyName ?? null, route: state.route,
           status: state.status ?? 0, model: state.model, promptTokens: state.promptTokens, completionTokens: state.completionTokens,
           decisions: state.decisions, ms: Math.round((performance.now() - state.start) * 10) / 10, client: state.clientIp,
         });
       } catch (e) {
-        d.log.error({ err: (e as Error).message, reqId: state.id }, "audit write failed"); // the response is already out
+        d.log.error({ err: (e as Error).message, reqId: state.id, traceId: state.trace.traceId }, "audit write failed"); // the response is already out
       }
       return true;
     },

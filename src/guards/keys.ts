@@ -18,7 +18,7 @@ import { openPlainFile, readFd } from "../util/fs";
 import { sha256Bytes } from "../util/sha256";
 import { parsePublicKey } from "./signature";
 
-export const SCOPES = ["chat", "completions", "embeddings", "models", "admin"] as const;
+export const SCOPES = ["chat", "completions", "embeddings", "models", "metrics", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
 
 const keyRecord = z.object({

@@ -17,6 +17,8 @@ import { docsRoutes } from "./routes/docs";
 import { embeddingRoutes } from "./routes/embeddings";
 import { healthRoutes, metricsRoutes } from "./routes/health";
 import { Metrics } from "./metrics";
+import { OtlpExporter } from "./tracing/otlp-exporter";
+import { requestSpans } from "./tracing/spans";
 import { modelRoutes } from "./routes/models";
 import { responsesRoutes } from "./routes/responses";
 import { tokenizeRoutes } from "./routes/tokenize";
@@ -24,25 +26,39 @@ import { tokenizeRoutes } from "./routes/tokenize";
 export type { AppDeps, AppInput } from "./deps";
 
 export function createApp(input: AppInput) {
-  const { log, guards } = input;
+  const { log, guards, config } = input;
+  const metrics = new Metrics(input.version);
+  // The daily verify (systemd timer) appends its failures to the alert log in the service's logs directory.
+  metrics.attach(input.engine, config.parallel, process.env.LOGS_DIRECTORY?.split(":")[0]);
+  // Spans leave the machine only for the collector the operator named; otherwise no exporter exists at all.
+  const tracer = config.tracing.otlpEndpoint
+    ? new OtlpExporter({ endpoint: config.tracing.otlpEndpoint, maxQueue: config.tracing.maxQueuedSpans, serviceVersion: input.version.app, log })
+    : undefined;
+  if (tracer) metrics.attachTracer(tracer);
   const deps: AppDeps = {
     ...input,
     clock: input.clock ?? Date.now,
     inflight: new Inflight(),
-    metrics: new Metrics(),
+    metrics,
+    tracer,
     draining: false,
-    promptGuard: (state, model, turns) => guards.prompt(state, model, turns),
+    promptGuard: (state, model, turns) => {
+      const t0 = performance.now();
+      try { return guards.prompt(state, model, turns); } finally { state.marks.promptGuard ??= [t0, performance.now()]; }
+    },
     responseFilter: (state) => guards.responseFilter(state),
     settle: (state) => guards.settle(state),
     finish: (state) => {
       if (state.finished) return;
       state.finished = true;
       const written = guards.onFinish(state);
-      deps.metrics.record(state); // counted always, even when left out of log and audit
+      const end = performance.now();
+      deps.metrics.record(state, end); // counted always, even when left out of log and audit
+      if (tracer && state.trace.sampled) tracer.add(requestSpans(state, end));
       if (!written) return;
-      const ms = Math.round((performance.now() - state.start) * 10) / 10;
+      const ms = Math.round((end - state.start) * 10) / 10;
       log.info({
-        reqId: state.id, route: state.route, status: state.status, keyName: state.keyName, model: state.model,
+        reqId: state.id, traceId: state.trace.traceId, route: state.route, status: state.status, keyName: state.keyName, model: state.model,
         promptTokens: state.promptTokens, completionTokens: state.completionTokens, ms,
         ...(state.decisions.length ? { decisions: state.decisions } : {}), ...(state.errorCode ? { code: state.errorCode } : {}),
         ...(state.promptText !== undefined ? { prompt: state.promptText, response: state.responseText } : {}),
@@ -95,13 +111,14 @@ export function createApp(input: AppInput) {
       // would hold its socket forever).
       if (request.method === "POST") server?.timeout(request, 0);
       Object.assign(set.headers, state.headers);
+      state.marks.guarded = performance.now();
     })
     // Headers decided inside a handler (prompt flags) reach the response too.
     .onAfterHandle({ as: "global" }, ({ request, set }) => { Object.assign(set.headers, stateOf(request).headers); })
     // 4. The one error mapper.
     .onError({ as: "global" }, ({ code, error, request }) => {
       const state = stateOf(request);
-      const e = toAppError(code, error, state.id, log);
+      const e = toAppError(code, error, state.id, log.child({ traceId: state.trace.traceId }));
       state.status = e.status;
       state.errorCode = e.code ?? undefined;
       deps.settle(state); // free the key's concurrency slot now, not when the socket closes

@@ -11,6 +11,7 @@ import type { Logger } from "../log/logger";
 import type { VersionInfo } from "../version";
 import type { Inflight } from "./inflight";
 import type { Metrics } from "./metrics";
+import type { OtlpExporter } from "./tracing/otlp-exporter";
 import type { RequestState } from "./request-state";
 
 export interface AppInput {
@@ -30,6 +31,8 @@ export interface AppDeps extends AppInput {
   clock: () => number;
   inflight: Inflight;
   metrics: Metrics;
+  /** Span export to the configured OTLP collector; absent when none is configured. */
+  tracer?: OtlpExporter;
   /** Set on SIGTERM/SIGINT: /ready turns 503 so load balancers stop sending. */
   draining: boolean;
   promptGuard: (state: RequestState, model: string, turns: ChatTurn[]) => ChatTurn[];

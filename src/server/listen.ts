@@ -55,6 +55,7 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
         while (app.deps.inflight.size > 0 && Date.now() < closeBy) await Bun.sleep(20);
       }
       server.stop(true);
+      await app.deps.tracer?.close(); // the last spans, bounded by the export timeout
       await engine.dispose();
       log.info("stopped");
       resolve(0);

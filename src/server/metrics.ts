@@ -1,41 +1,174 @@
-/** Counters for GET /metrics (Prometheus text format). */
+/**
+ * GET /metrics: what an operator scrapes (Prometheus text format, written by
+ * prom-client). Every label takes its values from a small fixed set, or from
+ * names the operator configured (rule ids), so a client cannot grow the series:
+ * unknown routes are "other", methods outside the HTTP verbs "other", and a
+ * guard label set beyond MAX_GUARD_SERIES is folded into "other".
+ * The series are listed in the README (Metrics).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import client from "prom-client";
 import type { Engine } from "../engine/engine";
+import type { VersionInfo } from "../version";
 import type { RequestState } from "./request-state";
+import type { OtlpExporter } from "./tracing/otlp-exporter";
 
-export class Metrics {
-  private requests = new Map<string, number>();
-  private promptTokens = 0;
-  private completionTokens = 0;
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+const ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/models", "/tokenize", "/detokenize",
+  "/health", "/ready", "/metrics", "/swagger", "/swagger/json"];
+const GENERATION_ROUTES = new Set(["/v1/chat/completions", "/v1/completions", "/v1/responses"]);
+/** Distinct {guard, rule, action} sets kept before new ones count as "other" (rule ids come from config). */
+const MAX_GUARD_SERIES = 256;
 
-  record(s: RequestState) {
-    const method = s.route.split(" ")[0]!;
-    const k = `${METHODS.has(method) ? method : "other"} ${routeLabel(s.route)} ${s.status ?? 0}`;
-    this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
-    this.promptTokens += s.promptTokens ?? 0;
-    this.completionTokens += s.completionTokens ?? 0;
-  }
+/** Request latency: 1 ms (health, models) to 2 min (long generations on a CPU). */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+/** Queue wait and time to first token: a few ms with free slots, up to minutes behind a full queue. */
+const WAIT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const RATE_BUCKETS = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000];
 
-  render(engine: Engine): string {
-    const lines = ["# TYPE appliance_requests_total counter"];
-    for (const [k, n] of this.requests) {
-      const [method, route, status] = k.split(" ");
-      lines.push(`appliance_requests_total{method="${method}",route="${route}",status="${status}"} ${n}`);
-    }
-    const load = engine.load();
-    lines.push("# TYPE appliance_tokens_total counter",
-      `appliance_tokens_total{kind="prompt"} ${this.promptTokens}`, `appliance_tokens_total{kind="completion"} ${this.completionTokens}`,
-      "# TYPE appliance_generations_active gauge", `appliance_generations_active ${load.active}`,
-      "# TYPE appliance_generations_queued gauge", `appliance_generations_queued ${load.queued}`);
-    return lines.join("\n") + "\n";
-  }
+/** "METHOD /path" → bounded labels. */
+export function routeLabels(route: string): { method: string; route: string } {
+  const [m = "", p = ""] = route.split(" ");
+  const method = METHODS.has(m) ? m : "other";
+  if (p.startsWith("/v1/models/")) return { method, route: "/v1/models/{id}" };
+  if (p.startsWith("/swagger/assets/")) return { method, route: "/swagger/assets" };
+  return { method, route: ROUTES.includes(p) ? p : "other" };
 }
 
-/** Label values stay a small fixed set whatever clients send, so the counters' memory stays bounded. */
-const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+/** "guard:action:rule" decision strings (guards/index.ts) → labels; undefined for bookkeeping entries. */
+export function decisionLabels(d: string): { guard: string; action: string; rule: string } | undefined {
+  const [guard = "", action = "", ...rest] = d.split(":");
+  if (guard === "log") return undefined; // log:skipped:N is about the log, not a guard
+  if (guard === "auth") return { guard, action: "refuse", rule: action };
+  if (guard === "signature") return { guard, action: action === "ok" ? "pass" : "refuse", rule: "ed25519" };
+  return { guard, action, rule: rest.join(":") || "none" };
+}
 
-/** Known routes by name, everything else as "other", so label cardinality stays bounded. */
-function routeLabel(route: string): string {
-  const p = route.split(" ")[1] ?? "";
-  if (p.startsWith("/v1/models/")) return "/v1/models/{id}";
-  return ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/health", "/ready", "/metrics"].includes(p) ? p : "other";
+const secondsBetween = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b >= a ? (b - a) / 1000 : undefined);
+
+/** One registry per app: tests build many apps in one process, and each must count on its own. */
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly guardSeries = new Set<string>();
+  private readonly c;
+  private engine?: Engine;
+  private slotsPerModel = 0;
+  private alertLog?: string;
+
+  constructor(version?: VersionInfo) {
+    const registers = [this.registry];
+    const counter = (name: string, help: string, labelNames: string[] = []) => new client.Counter({ name, help, labelNames, registers });
+    const histogram = (name: string, help: string, buckets: number[], labelNames: string[] = []) =>
+      new client.Histogram({ name, help, buckets, labelNames, registers });
+    const gauge = (name: string, help: string, labelNames: string[] = []) => new client.Gauge({ name, help, labelNames, registers });
+    this.c = {
+      requests: counter("appliance_requests_total", "HTTP requests answered, by method, route and status.", ["method", "route", "status"]),
+      duration: histogram("appliance_request_duration_seconds", "Time from the request's arrival to its last byte (streams: to [DONE]).", LATENCY_BUCKETS, ["route"]),
+      ttft: histogram("appliance_time_to_first_token_seconds", "Time from the request's arrival to the first generated token.", WAIT_BUCKETS, ["route"]),
+      queueWait: histogram("appliance_queue_wait_seconds", "Time a generation waited for a free sequence.", WAIT_BUCKETS),
+      tokens: counter("appliance_tokens_total", "Prompt and completion tokens processed (rate() of completion is tokens/s).", ["kind"]),
+      rate: histogram("appliance_generation_tokens_per_second", "Completion tokens per second of one generation, first token to last.", RATE_BUCKETS),
+      guards: counter("appliance_guard_decisions_total", "Guard decisions by guard, rule and action.", ["guard", "rule", "action"]),
+      authFailures: counter("appliance_auth_failures_total", "Requests refused by authentication: missing, invalid, scope, signature, throttled.", ["reason"]),
+      rateLimited: counter("appliance_rate_limit_refusals_total", "429 answers: a key's limits, the anonymous limit, or the failed-auth throttle.", ["reason"]),
+      queueFull: counter("appliance_queue_full_total", "Generations and embeddings refused with 503 because the wait line was full."),
+      integrity: gauge("appliance_integrity_check_ok", "1 when the check passed at start (models: hashed against the manifest; native: library digests).", ["check"]),
+      integrityAt: gauge("appliance_integrity_check_timestamp_seconds", "When that check last ran (unix seconds).", ["check"]),
+    };
+    gauge("appliance_build_info", "Build facts as labels; the value is 1.", ["version", "commit", "bun", "llama_cpp", "target"])
+      .set({ version: version?.app ?? "unknown", commit: version?.commit ?? "unknown", bun: version?.bun ?? Bun.version,
+        llama_cpp: version?.llamaCpp ?? "unknown", target: version?.target ?? "unknown" }, 1);
+    // Read at scrape time, so they are never stale.
+    const self = this;
+    new client.Gauge({ name: "appliance_queue_depth", help: "Requests waiting for a free sequence (generations and embeddings).", registers,
+      collect() { this.set(self.engine?.load().queued ?? 0); } });
+    new client.Gauge({ name: "appliance_slots", help: "Sequences (generation slots plus one embedding slot per model) by state.", labelNames: ["state"], registers,
+      collect() {
+        const total = (self.engine?.models().length ?? 0) * (self.slotsPerModel + 1);
+        const busy = self.engine?.load().active ?? 0;
+        this.set({ state: "busy" }, busy);
+        this.set({ state: "idle" }, Math.max(0, total - busy));
+      } });
+    new client.Gauge({ name: "appliance_verify_alert_timestamp_seconds", help: "Time of the last failed `appliance verify` (the daily timer's alert log); 0 when none.",
+      registers, collect() { this.set(self.lastAlert()); } });
+    client.collectDefaultMetrics({ register: this.registry }); // process_resident_memory_bytes, open fds, event-loop lag, …
+    for (const kind of ["prompt", "completion"]) this.c.tokens.inc({ kind }, 0);
+    for (const reason of ["missing", "invalid", "scope", "signature", "throttled"]) this.c.authFailures.inc({ reason }, 0);
+    for (const reason of ["key", "anonymous", "auth_throttle"]) this.c.rateLimited.inc({ reason }, 0);
+  }
+
+  /** What the gauges read at scrape time: the engine's load, its slots per model, and the verify alert log. */
+  attach(engine: Engine, parallel: number, logDir?: string) {
+    this.engine = engine;
+    this.slotsPerModel = parallel;
+    this.alertLog = logDir ? path.join(logDir, "verify-alerts.log") : undefined;
+  }
+
+  /** Span export counts (only with tracing.otlpEndpoint set). */
+  attachTracer(tracer: Pick<OtlpExporter, "stats">) {
+    new client.Counter({ name: "appliance_trace_spans_total", help: "Spans by export outcome: exported, dropped (queue full), failed (POST failed).",
+      labelNames: ["outcome"], registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [outcome, n] of Object.entries(tracer.stats)) this.inc({ outcome }, n);
+      } });
+  }
+
+  /** An integrity check's outcome (serve's start checks). */
+  integrityChecked(check: "models" | "native", ok: boolean, atMs = Date.now()) {
+    this.c.integrity.set({ check }, ok ? 1 : 0);
+    this.c.integrityAt.set({ check }, Math.floor(atMs / 1000));
+  }
+
+  /** Counts one finished request; `now` is performance.now() at its end. */
+  record(s: RequestState, now = performance.now()) {
+    const { method, route } = routeLabels(s.route);
+    const status = s.status && s.status >= 100 && s.status <= 599 ? String(s.status) : "other";
+    this.c.requests.inc({ method, route, status });
+    this.c.duration.observe({ route }, Math.max(0, (now - s.start) / 1000));
+    this.c.tokens.inc({ kind: "prompt" }, s.promptTokens ?? 0);
+    this.c.tokens.inc({ kind: "completion" }, s.completionTokens ?? 0);
+    const m = s.marks;
+    const ttft = secondsBetween(s.start, m["first-token"]);
+    if (ttft !== undefined && GENERATION_ROUTES.has(route)) this.c.ttft.observe({ route }, ttft);
+    const wait = secondsBetween(m.admitted, m.slot);
+    if (wait !== undefined) this.c.queueWait.observe(wait);
+    const genSeconds = secondsBetween(m["first-token"], m.done);
+    if (genSeconds && s.completionTokens && s.completionTokens > 1) this.c.rate.observe((s.completionTokens - 1) / genSeconds);
+    for (const d of s.decisions) {
+      const l = decisionLabels(d);
+      if (l) this.c.guards.inc(this.bounded(l));
+    }
+    this.refusals(s);
+  }
+
+  private refusals(s: RequestState) {
+    const auth = s.decisions.find((d) => d.startsWith("auth:"));
+    if (s.status === 401 || s.status === 403 || auth === "auth:throttled") {
+      const reason = auth === "auth:throttled" ? "throttled" : auth === "auth:missing" ? "missing" : auth === "auth:invalid" ? "invalid"
+        : s.errorCode === "insufficient_scope" ? "scope" : s.errorCode === "invalid_signature" ? "signature" : undefined;
+      if (reason) this.c.authFailures.inc({ reason });
+    }
+    if (s.status === 429) this.c.rateLimited.inc({ reason: auth === "auth:throttled" ? "auth_throttle" : s.keyName ? "key" : "anonymous" });
+    if (s.status === 503 && s.errorCode === "queue_full") this.c.queueFull.inc();
+  }
+
+  private bounded(l: { guard: string; rule: string; action: string }) {
+    const k = `${l.guard}\u0000${l.rule}\u0000${l.action}`;
+    if (this.guardSeries.has(k)) return l;
+    if (this.guardSeries.size >= MAX_GUARD_SERIES) return { ...l, rule: "other" };
+    this.guardSeries.add(k);
+    return l;
+  }
+
+  private lastAlert(): number {
+    if (!this.alertLog) return 0;
+    try { return Math.floor(fs.statSync(this.alertLog).mtimeMs / 1000); } catch { return 0; }
+  }
+
+  /** The exposition text. */
+  render(): Promise<string> { return this.registry.metrics(); }
+
+  get contentType() { return this.registry.contentType; }
 }

@@ -3,6 +3,8 @@
  * Keyed by the Request object, so any hook can reach it without Elysia's
  * scoping rules deciding what is visible where.
  */
+import { formatTraceparent, traceFor, type TraceContext } from "./tracing/trace-context";
+
 export interface RequestState {
   id: string;
   start: number;
@@ -32,6 +34,24 @@ export interface RequestState {
   /** Only with logPrompts on (off by default): logs must not hold user data. */
   promptText?: string;
   responseText?: string;
+  /** W3C trace context: from the caller's traceparent, or a new trace. */
+  trace: TraceContext;
+  /** performance.now() when each stage was first reached, for the latency metrics and the spans. */
+  marks: StageMarks;
+}
+
+/** Stage times of one request (performance.now() ms); absent where the request never got there. */
+export interface StageMarks {
+  /** The guards before the route (host, auth, signature, rate limit) are done. */
+  guarded?: number;
+  /** The prompt guard ran from … to …. */
+  promptGuard?: [number, number];
+  /** Engine stages (GenerationStage): a place in the queue, a slot, the first generated token. */
+  admitted?: number;
+  slot?: number;
+  "first-token"?: number;
+  /** Generation over (token counts known). */
+  done?: number;
 }
 
 const states = new WeakMap<Request, RequestState>();
@@ -68,7 +88,10 @@ export function initState(request: Request, clientIp: string, now: number): Requ
   const logged = path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) + "…" : path;
   const state: RequestState = {
     id: newRequestId(), start: now, route: `${request.method.slice(0, 16)} ${logged}`, path, query, host, clientIp, decisions: [], headers: {},
+    trace: traceFor(request.headers.get("traceparent")), marks: {},
   };
+  // Every response of this request (JSON, error, stream, CORS preflight) carries our span as the caller's parent.
+  state.headers.traceparent = formatTraceparent(state.trace);
   states.set(request, state);
   return state;
 }

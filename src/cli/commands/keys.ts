@@ -53,13 +53,13 @@ const intFlag = (v: unknown, name: string) => {
 export const keys: Command = {
   name: "keys",
   summary: "Create, list, revoke and rotate API keys",
-  usage: "appliance keys create --name NAME [--scopes chat,completions,embeddings,models,admin] [--expires 30d] [--rpm N] [--tpm N] " +
+  usage: "appliance keys create --name NAME [--scopes chat,completions,embeddings,models,metrics,admin | --scope S]... [--expires 30d] [--rpm N] [--tpm N] " +
     "[--max-concurrent N] [--require-signature --public-key FILE] | list [--json] | revoke NAME|--all | rotate NAME [--grace 1h] [--public-key FILE]" +
     "   (all take --state-dir DIR)",
   async run(argv) {
     const [sub, ...rest] = argv;
     const { values, positionals } = parseOwn(rest, {
-      "state-dir": { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, expires: { type: "string" },
+      "state-dir": { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, scope: { type: "string", multiple: true }, expires: { type: "string" },
       rpm: { type: "string" }, tpm: { type: "string" }, "max-concurrent": { type: "string" }, "require-signature": { type: "boolean" },
       grace: { type: "string" }, json: { type: "boolean" }, "public-key": { type: "string" }, all: { type: "boolean" },
     }, true);
@@ -71,7 +71,9 @@ export const keys: Command = {
     switch (sub) {
       case "create": {
         if (!values.name) throw new UsageError("keys create needs --name NAME");
-        const scopes = values.scopes ? String(values.scopes).split(",").map((s) => s.trim()) : undefined;
+        // --scopes a,b and/or --scope a --scope b (e.g. `--scope metrics` for a scraper's key)
+        const given = [values.scopes, ...((values.scope as string[] | undefined) ?? [])].filter(Boolean).join(",");
+        const scopes = given ? given.split(",").map((s) => s.trim()) : undefined;
         for (const s of scopes ?? []) if (!SCOPES.includes(s as Scope)) throw new UsageError(`unknown scope '${s}' (known: ${SCOPES.join(", ")})`);
         if (values["require-signature"] && !publicKey) throw new UsageError("--require-signature needs --public-key FILE (an Ed25519 public key, e.g. from openssl pkey -pubout)");
         const { key, record } = store.create({

@@ -79,6 +79,10 @@ export async function startServer(config: Readonly<Config>, log: Logger, onProgr
   const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock: Date.now });
   const app = createApp({ config, engine, log, guards, version: versionInfo(), gateway });
   gateway?.start();
+  // Both start checks refuse the start on a mismatch, so a running server reports them passed (checked just
+  // now, before loading); models served unverified (--allow-unverified) count as not passed.
+  app.deps.metrics.integrityChecked("models", warnings.length === 0);
+  if (native) app.deps.metrics.integrityChecked("native", true);
   return { app, engine, keys };
 }
 

@@ -15,8 +15,8 @@ export const healthRoutes = (deps: AppDeps) =>
       return { status: "ready", ...(listModels ? { models: [...deps.engine.models().map((m) => m.id), ...(deps.gateway?.models() ?? [])] } : {}), backend: deps.engine.backend, ...deps.engine.load() };
     }, { detail: { summary: "Readiness: a model is loaded", tags: ["Operations"] } });
 
-/** GET /metrics (admin scope) */
+/** GET /metrics (the `metrics` scope, or admin): Prometheus text format. */
 export const metricsRoutes = (deps: AppDeps) =>
-  new Elysia({ name: "routes.metrics" }).get("/metrics", () => new Response(deps.metrics.render(deps.engine), {
-    headers: { "content-type": "text/plain; version=0.0.4" },
-  }), { detail: { summary: "Prometheus metrics (admin scope)", tags: ["Operations"] } });
+  new Elysia({ name: "routes.metrics" }).get("/metrics", async ({ request }) => new Response(await deps.metrics.render(), {
+    headers: { "content-type": deps.metrics.contentType, "x-request-id": stateOf(request).id, ...stateOf(request).headers },
+  }), { detail: { summary: "Prometheus metrics (needs the `metrics` scope; see README, Metrics)", tags: ["Operations"] } });
