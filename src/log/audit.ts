@@ -26,8 +26,6 @@ export const CHECKPOINT_MS = 60_000;
 export interface AuditRecord {
   ts: string;
   reqId: string;
-  /** W3C trace id of the request (its traceparent's, or one we started). */
-  traceId?: string;
   key: string | null;
   route: string;
   status: number;
@@ -121,8 +119,8 @@ export class AuditLog {
     const cur = lastLine(file);
     if (cur.end < cur.size) fs.truncateSync(file, cur.end); // repair a torn write
     if (!fs.existsSync(file)) fs.writeFileSync(file, "", { mode: 0o600 });
-    // Just rotated (empty file): the chain continues from the newest rotated file.
-    const head = headOf(cur.line, file) ?? headOf(lastLine(`${file}.1`).line, `${file}.1`);
+    // Just rotated (empty file): the chain continues from the newest rotated file (.0 where newsyslog rotates, macOS; .1 for logrotate).
+    const head = headOf(cur.line, file) ?? headOf(lastLine(`${file}.0`).line, `${file}.0`) ?? headOf(lastLine(`${file}.1`).line, `${file}.1`);
     if (head) { this.seq = head.seq; this.prev = head.mac; }
     this.anchored = this.seq;
     this.timer = setInterval(() => this.checkpoint(), CHECKPOINT_MS);

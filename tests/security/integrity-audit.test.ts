@@ -152,6 +152,16 @@ describe("rotation", () => {
     fs.writeFileSync(`${file}.1`, l.slice(0, -2).join("\n") + "\n"); // drop the last record of the rotated file
     expect(verifyAudit(file)).toMatchObject({ ok: false, file, line: 1, reason: expect.stringMatching(/records 50\.\.50 are missing/) });
   });
+
+  test("newsyslog's layout (macOS): the newest rotation is audit.jsonl.0; a restarted writer continues the chain from it", () => {
+    const { file } = write(30);
+    fs.renameSync(file, `${file}.0`); // newsyslog: rename to .0, the writer creates a new file
+    write(20, file);
+    fs.renameSync(`${file}.0`, `${file}.1`);
+    fs.renameSync(file, `${file}.0`);
+    write(10, file);
+    expect(verifyAudit(file)).toMatchObject({ ok: true, records: 60, firstSeq: 1, lastSeq: 60 });
+  });
 });
 
 describe("the compiled binary", () => {
