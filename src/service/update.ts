@@ -1,5 +1,6 @@
 /**
- * `appliance update --binary NEW --sha256 HEX`: verify the checksum, keep the
+ * `appliance update --binary NEW --sha256 HEX`: verify the checksum, stage the
+ * new binary and have it write its own native libraries (native-sync.ts), keep the
  * current binary as the backup, swap atomically, restart, wait for /health,
  * and roll back by itself (saying so) if the new one does not come up.
  * Under --root there is no service manager: the health check starts the

@@ -56,7 +56,7 @@ async function demoModel(say: (s: string) => void): Promise<string> {
 export const installCmd: Command = {
   name: "install",
   summary: "Install as a hardened systemd/launchd service under its own account",
-  usage: "appliance install [--platform systemd|launchd] [--root DIR] [--dry-run] [--binary FILE] [--model FILE]... [--port N] [--firewall] | install --native-only [--root DIR]",
+  usage: "appliance install [--platform systemd|launchd] [--root DIR] [--dry-run] [--binary FILE] [--model FILE]... [--port N] [--firewall]",
   async run(argv) {
     const { values } = parseOwn(argv, { ...configFlagOptions(), ...common, binary: { type: "string" }, firewall: { type: "boolean" }, "native-only": { type: "boolean" } });
     const l = target(values);
