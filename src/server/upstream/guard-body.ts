@@ -84,6 +84,8 @@ export type UpstreamRoute = "chat" | "completions" | "embeddings" | "responses";
 
 export function guardUpstreamBody(deps: AppDeps, state: RequestState, model: string, route: UpstreamRoute, body: unknown): Obj {
   const copy = structuredClone(body) as Obj;
+  // Accepted for SDK compatibility and never used (wire.ts): the client's end-user id and tags stay here.
+  for (const k of ["user", "metadata", "store", "service_tier"]) delete copy[k];
   const slots = route === "chat" ? chatSlots(copy) : route === "responses" ? responsesSlots(copy)
     : listSlots(copy, route === "completions" ? "prompt" : "input");
   const guarded = deps.promptGuard(state, model, slots.map((s) => ({ role: s.role, content: s.text })));
