@@ -40,7 +40,7 @@ describe("what reaches the upstream", () => {
       body: JSON.stringify({ model: "m", messages: user("hello"), user: "alice" }),
     });
     expect(res.status).toBe(200);
-    expect((await res.json()).choices[0].message.content).toBe("hello");
+    expect(((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe("hello");
     const sent = up.seen.find((s) => s.path === "/v1/chat/completions")!;
     expect(sent.headers.authorization).toBe("Bearer up-secret-123");
     const everything = JSON.stringify(sent);
