@@ -55,6 +55,8 @@ export interface Sampling {
   logitBias?: ReadonlyMap<number, number>;
   /** Record each generated token's log probability and this many alternatives (0-20); unset: none. */
   logprobs?: number;
+  /** With `logprobs`, a completion also records the prompt's tokens (completions `echo`). */
+  promptLogprobs?: boolean;
 }
 
 export interface GenerateCall {
@@ -69,12 +71,30 @@ export interface GenerateCall {
   onAdmitted?: () => void;
   /** Streaming: called with each piece of text as it is produced. */
   onText?: (text: string) => void;
+  /** Streaming with `sampling.logprobs`: each token's record as it is sampled, before its text reaches `onText`. */
+  onLogprob?: (t: TokenLogprob) => void;
+  /** Streaming with `sampling.promptLogprobs`: the prompt's records, once evaluated, before any generated text. */
+  onPromptLogprobs?: (p: PromptLogprob[]) => void;
+  /**
+   * Timing for metrics and trace spans: "admitted" (a place in the queue), "slot" (a sequence is ours:
+   * the queue wait is over, prompt evaluation starts), "first-token" (prompt evaluated, generating).
+   */
+  onStage?: (stage: GenerationStage) => void;
 }
+
+export type GenerationStage = "admitted" | "slot" | "first-token";
 
 /** A generated token (its text), its natural-log probability, and the most likely alternatives at that step. */
 export interface TokenLogprob {
   token: string;
   logprob: number;
+  top: { token: string; logprob: number }[];
+}
+
+/** A prompt token's logprob: null for the first token when nothing came before it. */
+export interface PromptLogprob {
+  token: string;
+  logprob: number | null;
   top: { token: string; logprob: number }[];
 }
 
@@ -87,8 +107,10 @@ export interface Generation {
   promptTokens: number;
   completionTokens: number;
   finishReason: FinishReason;
-  /** With `sampling.logprobs`: the tokens that spell `text`; absent when they could not be matched to it. */
+  /** With `sampling.logprobs`: every sampled token, in order (the server lines them up with the text it sends). */
   logprobs?: TokenLogprob[];
+  /** With `sampling.promptLogprobs` (completions): the prompt's tokens. */
+  promptLogprobs?: PromptLogprob[];
 }
 
 export interface Embeddings {

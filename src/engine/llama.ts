@@ -16,7 +16,7 @@ import { jsonSchemaGrammar } from "./grammar";
 import { checkContext, checkTokenIds, finishOf, generateOptions, readVocabulary, toHistory } from "./llama-options";
 import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { Scheduler } from "./scheduler";
-import { recordLogprobs } from "./logprobs";
+import { promptLogprobs, recordLogprobs } from "./logprobs";
 
 export interface ModelSource { id: string; path: string }
 
@@ -157,7 +157,7 @@ export class LlamaEngine implements Engine {
     const promptTokens = contextText.tokenize(l.model.tokenizer).length;
     checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
     return this.withSequence(l, call, async (sequence): Promise<Generation> => {
-      const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs) : undefined;
+      const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs, forced ? undefined : call.onLogprob) : undefined;
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
       try {
         // A forced call is JSON for the tool_calls field, never streamed as content.
@@ -170,7 +170,7 @@ export class LlamaEngine implements Engine {
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
           : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
         const text = calls.length && forced ? "" : done.text;
-        const answer = { ...done, text, ...(logprobs && { logprobs: logprobs.spelling(text) }) };
+        const answer = { ...done, text, ...(logprobs && { logprobs: logprobs.records }) };
         return calls.length ? { ...answer, toolCalls: calls, finishReason: "tool_calls" } : answer;
       } finally {
         chat.dispose({ disposeSequence: false });
@@ -190,14 +190,17 @@ export class LlamaEngine implements Engine {
     const input = bos != null && l.model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
     checkContext(l.info.contextSize, input.length, call.sampling.maxTokens, "prompt");
     return this.withSequence(l, call, async (sequence) => {
-      const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs) : undefined;
+      const top = call.sampling.logprobs;
+      const prompt = top != null && call.sampling.promptLogprobs ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length) : undefined;
+      if (prompt) call.onPromptLogprobs?.(prompt);
+      const logprobs = top != null ? recordLogprobs(sequence, l.model, top, call.onLogprob) : undefined;
       const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
       try {
         const { options, counted } = generateOptions(call, grammar, l.model);
         const result = await completion.generateCompletionWithMeta(input, options);
         return {
           text: result.response, promptTokens: input.length, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason),
-          ...(logprobs && { logprobs: logprobs.spelling(result.response) }),
+          ...(logprobs && { logprobs: logprobs.records }), ...(prompt && { promptLogprobs: prompt }),
         };
       } finally {
         completion.dispose({ disposeSequence: false });
@@ -211,10 +214,12 @@ export class LlamaEngine implements Engine {
    * (node-llama-cpp reclaims a disposed sequence asynchronously; releasing the slot first let the next
    * request find "No sequences left".)
    */
-  private async withSequence<T>(l: Loaded, call: Pick<GenerateCall, "signal" | "onAdmitted">, work: (s: LlamaContextSequence) => Promise<T>): Promise<T> {
+  private async withSequence<T>(l: Loaded, call: Pick<GenerateCall, "signal" | "onAdmitted" | "onStage">, work: (s: LlamaContextSequence) => Promise<T>): Promise<T> {
     const slot = l.scheduler.admit(call.signal);
     call.onAdmitted?.();
+    call.onStage?.("admitted");
     const release = await slot;
+    call.onStage?.("slot");
     let sequence: LlamaContextSequence | undefined;
     try {
       sequence = l.context.getSequence();

@@ -6,16 +6,18 @@
  * The probabilities are node-llama-cpp's: after top_k/top_p/temperature, the distribution sampled from.
  */
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import type { TokenLogprob } from "./engine";
+import type { PromptLogprob, TokenLogprob } from "./engine";
 
 /** Tokens of context a piece is detokenized after, so leading spaces come out as they do in the text. */
 const CONTEXT = 8;
 
-export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel, top: number) {
+const logprob = (p: number | undefined) => Math.log(Math.max(p ?? 0, Number.MIN_VALUE));
+
+/** `onToken`: each record as its token is sampled, before its text is passed on (streams line them up with the text). */
+export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel, top: number, onToken?: (t: TokenLogprob) => void) {
   const generated: Token[] = [];
   const records: TokenLogprob[] = [];
   const piece = (t: Token) => model.detokenize([t], false, generated.slice(-CONTEXT));
-  const logprob = (p: number | undefined) => Math.log(Math.max(p ?? 0, Number.MIN_VALUE));
   type Evaluate = LlamaContextSequence["evaluate"];
   const evaluate: Evaluate = async function* (tokens, options) {
     const it = sequence.evaluateWithMetadata(tokens, { probabilities: true }, options);
@@ -25,7 +27,9 @@ export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel
         const r = await it.next(input);
         if (r.done) return;
         const alternatives = [...r.value.probabilities].slice(0, top).map(([t, p]) => ({ token: piece(t), logprob: logprob(p) }));
-        records.push({ token: piece(r.value.token), logprob: logprob(r.value.probabilities.get(r.value.token)), top: alternatives });
+        const record = { token: piece(r.value.token), logprob: logprob(r.value.probabilities.get(r.value.token)), top: alternatives };
+        records.push(record);
+        onToken?.(record);
         generated.push(r.value.token);
         input = yield r.value.token;
       }
@@ -34,22 +38,30 @@ export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel
     }
   };
   Object.defineProperty(sequence, "evaluate", { value: evaluate, configurable: true });
-  return {
-    /**
-     * The tokens that spell `text` (a stop sequence's held-back tokens are left out; a token that runs past
-     * the end is cut to it). Undefined when the tokens do not spell it, so a logprob never shows text the
-     * answer does not (a template's hidden syntax, a filtered secret).
-     */
-    spelling(text: string): TokenLogprob[] | undefined {
-      const out: TokenLogprob[] = [];
-      let at = 0;
-      for (const r of records) {
-        if (at >= text.length) break;
-        const rest = text.length - at;
-        out.push(r.token.length > rest ? { ...r, token: r.token.slice(0, rest) } : r);
-        at += Math.min(r.token.length, rest);
-      }
-      return out.map((r) => r.token).join("") === text ? out : undefined;
-    },
-  };
+  /** Every sampled token, in order (generate.ts lines them up with the text as sent). */
+  return { records };
+}
+
+/**
+ * The prompt's own logprobs (completions `echo` with `logprobs`): the prompt is evaluated into the sequence
+ * with the model's distribution kept at each position (temperature 1, nothing cut), so position i tells how
+ * likely prompt token i+1 was. The last token is left for the generation to evaluate (node-llama-cpp reuses
+ * the rest). `input` starts with BOS when the model adds one; BOS itself is not listed. The first listed
+ * token has no logprob (null) unless a BOS came before it.
+ */
+export async function promptLogprobs(sequence: LlamaContextSequence, model: LlamaModel, input: Token[], top: number, bos: boolean): Promise<PromptLogprob[]> {
+  const head = input.slice(0, -1);
+  const out = await sequence.controlledEvaluate(head.map((t) => [t, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }]));
+  const records: PromptLogprob[] = [];
+  input.forEach((t, i) => {
+    if (bos && i === 0) return;
+    const piece = model.detokenize([t], false, input.slice(Math.max(bos ? 1 : 0, i - CONTEXT), i));
+    const dist = i > 0 ? out[i - 1]?.next.probabilities : undefined;
+    records.push({
+      token: piece,
+      logprob: dist ? logprob(dist.get(t)) : null,
+      top: dist ? [...dist].slice(0, top).map(([a, p]) => ({ token: model.detokenize([a], false, input.slice(Math.max(0, i - CONTEXT), i)), logprob: logprob(p) })) : [],
+    });
+  });
+  return records;
 }

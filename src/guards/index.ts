@@ -61,7 +61,7 @@ export interface GuardDeps {
   bodyTimeoutMs?: number;
 }
 
-interface Extra { key?: KeyRecord; rawBody?: string; slot?: Slot; admitted?: Where; reserved?: number; filter?: TextFilter; settled?: boolean }
+interface Extra { key?: KeyRecord; rawBody?: string; slot?: Slot; admitted?: Where; reserved?: number; filters?: TextFilter[]; settled?: boolean }
 const extras = new WeakMap<RequestState, Extra>();
 const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s, (e = {})); return e; };
 
@@ -195,7 +195,7 @@ export function createGuards(d: GuardDeps): Guards {
 
     responseFilter(state) {
       const f = scanner ? scanner.filter() : passthrough();
-      extra(state).filter = f;
+      (extra(state).filters ??= []).push(f); // a stream of n choices filters each on its own
       return f;
     },
 
@@ -210,7 +210,8 @@ export function createGuards(d: GuardDeps): Guards {
     onFinish(state) {
       const x = extra(state);
       this.settle(state);
-      if (x.filter?.findings.length) state.decisions.push(...x.filter.findings.map((f) => `response:${config.responseScan.action}:${f}`));
+      const findings = new Set(x.filters?.flatMap((f) => f.findings));
+      state.decisions.push(...[...findings].map((f) => `response:${config.responseScan.action}:${f}`));
       if (config.auth && !state.keyName) {
         const skipped = anonymousLines.take();
         if (skipped === undefined) return false;

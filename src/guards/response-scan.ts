@@ -43,9 +43,14 @@ export interface TextFilter {
   readonly blocked: boolean;
   /** Rule ids that fired. */
   readonly findings: string[];
+  /**
+   * Characters of pushed text whose output has not been returned yet (held back; always the tail of
+   * what was pushed), so a caller can tell which generated text each returned piece stands for.
+   */
+  readonly pending: number;
 }
 
-export const passthrough = (): TextFilter => ({ push: (t) => t, end: () => "", blocked: false, findings: [] });
+export const passthrough = (): TextFilter => ({ push: (t) => t, end: () => "", blocked: false, findings: [], pending: 0 });
 
 export interface Scanner {
   rules: SecretRule[];
@@ -204,6 +209,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     return {
       get blocked() { return state.blocked; },
       get findings() { return state.findings; },
+      get pending() { return held.length; },
       push(text) {
         if (state.blocked) return "";
         const now = performance.now();

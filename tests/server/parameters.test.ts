@@ -74,8 +74,8 @@ describe("n", () => {
     expect(a.usage!.prompt_tokens).toBe(one.usage!.prompt_tokens);
     expect(a.choices[0]!.message.content).toBe(one.choices[0]!.message.content);
   });
-  test("n > 1 with stream → 400 naming n", async () => {
-    const e = await error(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], n: 2, stream: true }));
+  test("n above 16 → 400 naming n (streamed too)", async () => {
+    const e = await error(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], n: 17, stream: true }));
     expect([e.status, e.param]).toEqual([400, "n"]);
   });
 });

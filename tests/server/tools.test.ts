@@ -136,3 +136,46 @@ describe("refusals name the parameter", () => {
     expect([e.status, e.param]).toEqual([400, "response_format"]);
   });
 });
+
+describe("the deprecated functions / function_call (OpenAI still takes them)", () => {
+  const functions = [weather.function, time.function];
+  test("a named function_call: message.function_call and finish_reason function_call, streamed or not; the result goes back as a function message", async () => {
+    const r = await client.chat.completions.create({ ...base, functions, function_call: { name: "get_weather" } });
+    const choice = r.choices[0]!;
+    expect(choice.finish_reason).toBe("function_call");
+    expect(choice.message.tool_calls).toBeUndefined();
+    expect(choice.message.function_call!.name).toBe("get_weather");
+    expect(["Oslo", "Paris"]).toContain(JSON.parse(choice.message.function_call!.arguments).city);
+    const next = await client.chat.completions.create({
+      ...base, functions, max_tokens: 4,
+      messages: [...base.messages, choice.message, { role: "function", name: "get_weather", content: "{\"result\":1}" }],
+    });
+    expect(next.choices[0]!.message.role).toBe("assistant");
+
+    const stream = await client.chat.completions.create({ ...base, functions, function_call: { name: "get_time" }, stream: true });
+    let name = "", args = "", finish: string | null = null;
+    for await (const c of stream) {
+      const d = c.choices[0]?.delta;
+      expect(d?.tool_calls).toBeUndefined();
+      name += d?.function_call?.name ?? ""; args += d?.function_call?.arguments ?? "";
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    expect(name).toBe("get_time");
+    expect(["UTC", "CET"]).toContain(JSON.parse(args).zone);
+    expect(finish).toBe("function_call");
+  });
+
+  test("function_call none: no call; refusals: with tools, without functions, an unknown name", async () => {
+    const none = await client.chat.completions.create({ ...base, max_tokens: 4, functions, function_call: "none" });
+    expect(none.choices[0]!.message.function_call).toBeUndefined();
+    const cases: [object, string][] = [
+      [{ functions, tools: [weather] }, "functions"],
+      [{ function_call: "auto" }, "function_call"],
+      [{ functions, function_call: { name: "nope" } }, "tool_choice"],
+    ];
+    for (const [extra, param] of cases) {
+      const e = await error(client.chat.completions.create({ ...base, ...extra } as never));
+      expect([e.status, e.param]).toEqual([400, param]);
+    }
+  });
+});

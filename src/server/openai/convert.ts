@@ -1,6 +1,6 @@
 /** OpenAI wire requests → engine calls, and engine results → OpenAI responses. */
 import { InvalidRequestError } from "../../errors";
-import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling, ToolCall, ToolUse } from "../../engine/engine";
+import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, PromptLogprob, Sampling, TokenLogprob, ToolCall, ToolUse } from "../../engine/engine";
 import { checkJsonSchema } from "./json-schema";
 import { MAX_CHOICES, type ChatCompletionRequest, type CompletionRequest } from "./wire";
 
@@ -30,6 +30,7 @@ export function toSampling(req: ChatCompletionRequest | CompletionRequest, limit
     frequencyPenalty: req.frequency_penalty ?? undefined,
     format: toFormat(req.response_format, specialTokens),
     logprobs: logprobsOf(req),
+    promptLogprobs: "prompt" in req && !!req.echo && req.logprobs != null,
   };
 }
 
@@ -43,10 +44,7 @@ function logprobsOf(req: ChatCompletionRequest | CompletionRequest): number | un
     top = req.logprobs ? req.top_logprobs ?? 0 : undefined;
   } else {
     top = req.logprobs ?? undefined;
-    if (top != null && req.echo) throw new InvalidRequestError("logprobs cannot be combined with echo (prompt logprobs are not computed).", "logprobs");
   }
-  // Not per streamed delta yet: the response filter may hold back or rewrite streamed text, and a logprob must never show text the answer does not.
-  if (top != null && req.stream) throw new InvalidRequestError("logprobs are not supported with stream: true.", "logprobs");
   return top;
 }
 
@@ -60,6 +58,7 @@ function toFormat(rf: ChatCompletionRequest["response_format"], specialTokens: r
 
 /** tools / tool_choice / parallel_tool_calls → the engine's ToolUse; none when there are no tools or the choice is "none". */
 export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly string[]): ToolUse | undefined {
+  if (req.functions != null || req.function_call != null) return toToolUse(fromFunctions(req), specialTokens);
   const tools = req.tools ?? [];
   const choice = req.tool_choice ?? (tools.length ? "auto" : "none");
   if (choice !== "none" && !tools.length) throw new InvalidRequestError("tool_choice needs tools.", "tool_choice");
@@ -79,6 +78,26 @@ export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly st
     parallel: req.parallel_tool_calls ?? true,
   };
 }
+
+/**
+ * The deprecated `functions` / `function_call` as tools / tool_choice, as OpenAI still takes them: one call
+ * per answer (no parallel calls). Mixing them with tools is refused.
+ */
+function fromFunctions(req: ChatCompletionRequest): ChatCompletionRequest {
+  if (req.tools != null || req.tool_choice != null) {
+    throw new InvalidRequestError("Use tools and tool_choice, or the deprecated functions and function_call, not both.", "functions");
+  }
+  if (req.function_call != null && !req.functions?.length) throw new InvalidRequestError("function_call needs functions.", "function_call");
+  const fc = req.function_call;
+  return {
+    ...req, functions: undefined, function_call: undefined, parallel_tool_calls: false,
+    tools: req.functions?.map((f) => ({ type: "function" as const, function: f })),
+    tool_choice: fc == null ? undefined : typeof fc === "string" ? fc : { type: "function", function: { name: fc.name } },
+  };
+}
+
+/** The request used the deprecated `functions`: its answer names the call `function_call`, as OpenAI's does. */
+export const usesFunctions = (req: ChatCompletionRequest) => req.functions != null;
 
 type WireMessage = ChatCompletionRequest["messages"][number];
 const joinText = (c: string | { text: string }[]) => (typeof c === "string" ? c : c.map((p) => p.text).join(""));
@@ -152,11 +171,10 @@ export function prompts(req: CompletionRequest): (string | number[])[] {
   return p as (string | number[])[];
 }
 
-/** How many choices a request asks for, and a refusal when they would be streamed (each is admitted on its own). */
-export function choiceCount(n: number, prompts: number, stream: boolean): number {
+/** How many choices a request asks for (n × prompts), at most MAX_CHOICES. */
+export function choiceCount(n: number, prompts: number): number {
   const total = n * prompts;
   if (total > MAX_CHOICES) throw new InvalidRequestError(`${total} choices requested (n × prompts); the most is ${MAX_CHOICES}.`, "n");
-  if (stream && total > 1) throw new InvalidRequestError("More than one choice (n > 1 or several prompts) cannot be streamed.", "n");
   return total;
 }
 
@@ -171,14 +189,22 @@ const usage = (g: Pick<Generation, "promptTokens" | "completionTokens">) => ({
 const wireCalls = (calls: ToolCall[]) =>
   calls.map((c, index) => ({ index, id: c.id, type: "function" as const, function: { name: c.name, arguments: c.arguments } }));
 
-/** The answer as OpenAI's message: with calls, `content` is null unless the model also wrote text. */
-function assistantMessage(g: Generation) {
+/** The answer as OpenAI's message: with calls, `content` is null unless the model also wrote text. `legacy`: `function_call`. */
+function assistantMessage(g: Generation, legacy = false) {
   if (!g.toolCalls?.length) return { role: "assistant" as const, content: g.text, refusal: null };
+  if (legacy) return { role: "assistant" as const, content: g.text || null, refusal: null, function_call: functionCall(g.toolCalls) };
   return { role: "assistant" as const, content: g.text || null, refusal: null, tool_calls: wireCalls(g.toolCalls).map(({ index: _, ...c }) => c) };
 }
 
 /** Streamed calls: one delta carrying each call whole (id, name and arguments). */
 export const toolCallsDelta = (calls: ToolCall[]) => ({ tool_calls: wireCalls(calls) });
+
+/** The deprecated functions API answers with one call (the request allows no parallel calls). */
+const functionCall = (calls: ToolCall[]) => ({ name: calls[0]!.name, arguments: calls[0]!.arguments });
+/** A streamed call of the deprecated functions API. */
+export const functionCallDelta = (calls: ToolCall[]) => ({ function_call: functionCall(calls) });
+/** The finish reason the deprecated functions API names a call by. */
+export const legacyFinish = (finish: string, legacy: boolean) => (legacy && finish === "tool_calls" ? "function_call" : finish);
 
 /** Usage of several choices: completion tokens add up; each prompt counts once per `perPrompt` choices sharing it. */
 const usageOf = (gs: Generation[], perPrompt: number) => usage({
@@ -187,42 +213,50 @@ const usageOf = (gs: Generation[], perPrompt: number) => usage({
 });
 
 /**
- * Logprobs only while their tokens still spell the answer: a response filter that rewrote or blocked
- * the text (a secret) leaves them out (null), so they never show what the answer does not.
+ * Logprobs only while their tokens still spell the answer (generate.ts lines them up with the text as sent,
+ * a redacted stretch as one entry); null otherwise, so they never show what the answer does not.
  */
-const spelled = (g: Generation) => (g.logprobs && g.logprobs.map((t) => t.token).join("") === g.text ? g.logprobs : undefined);
+const spelled = <T extends { token: string }>(lp: T[] | undefined, text: string) => (lp && lp.map((t) => t.token).join("") === text ? lp : undefined);
 const bytes = (s: string) => [...Buffer.from(s, "utf8")];
 
-function chatLogprobs(g: Generation) {
-  const lp = spelled(g);
-  if (!lp) return null;
-  return {
-    content: lp.map((t) => ({
-      token: t.token, logprob: t.logprob, bytes: bytes(t.token),
-      top_logprobs: t.top.map((a) => ({ token: a.token, logprob: a.logprob, bytes: bytes(a.token) })),
-    })),
-    refusal: null,
-  };
-}
+/** Tokens in chat's (and the Responses API's) logprob shape. */
+export const logprobEntries = (lp: TokenLogprob[]) => lp.map((t) => ({
+  token: t.token, logprob: t.logprob, bytes: bytes(t.token),
+  top_logprobs: t.top.map((a) => ({ token: a.token, logprob: a.logprob, bytes: bytes(a.token) })),
+}));
 
-function textLogprobs(g: Generation) {
-  const lp = spelled(g);
-  if (!lp) return null;
+/** A chat choice's (or stream chunk's) logprobs object; null when there are none. */
+export const chatLogprobs = (lp: TokenLogprob[] | null | undefined) => (lp ? { content: logprobEntries(lp), refusal: null } : null);
+
+/**
+ * Completions logprobs; `from` is where the first token starts in the choice's text (after the echoed
+ * prompt and earlier chunks), for text_offset. A prompt's first token has no logprob (null), as OpenAI's.
+ */
+export function textLogprobs(lp: (TokenLogprob | PromptLogprob)[], from = 0) {
   const offsets: number[] = [];
-  lp.reduce((at, t) => (offsets.push(at), at + t.token.length), 0);
+  lp.reduce((at, t) => (offsets.push(at), at + t.token.length), from);
   return {
     tokens: lp.map((t) => t.token),
     token_logprobs: lp.map((t) => t.logprob),
     // Alternatives with the same text (different token ids) keep the likelier one, as a JSON object can hold only one.
-    top_logprobs: lp.map((t) => Object.fromEntries(t.top.toReversed().map((a) => [a.token, a.logprob]))),
+    top_logprobs: lp.map((t) => (t.logprob === null ? null : Object.fromEntries(t.top.toReversed().map((a) => [a.token, a.logprob])))),
     text_offset: offsets,
   };
 }
 
-export function chatCompletion(id: string, model: string, created: number, gs: Generation[]) {
+/** A completions choice's logprobs: the echoed prompt's (when asked for) and the generated text's, or null. */
+function choiceTextLogprobs(g: Generation, echo: string | undefined) {
+  const generated = spelled(g.logprobs, g.text);
+  if (!generated) return null;
+  if (echo === undefined) return textLogprobs(generated);
+  const prompt = spelled(g.promptLogprobs, echo);
+  return prompt ? textLogprobs([...prompt, ...generated]) : null;
+}
+
+export function chatCompletion(id: string, model: string, created: number, gs: Generation[], legacy = false) {
   return {
     id, object: "chat.completion" as const, created, model,
-    choices: gs.map((g, index) => ({ index, message: assistantMessage(g), finish_reason: g.finishReason, logprobs: chatLogprobs(g) })),
+    choices: gs.map((g, index) => ({ index, message: assistantMessage(g, legacy), finish_reason: legacyFinish(g.finishReason, legacy), logprobs: chatLogprobs(spelled(g.logprobs, g.text)) })),
     usage: usageOf(gs, gs.length),
   };
 }
@@ -231,18 +265,22 @@ export function chatCompletion(id: string, model: string, created: number, gs: G
 export function textCompletion(id: string, model: string, created: number, gs: Generation[], perPrompt: number, echo?: string[]) {
   return {
     id, object: "text_completion" as const, created, model,
-    choices: gs.map((g, index) => ({ index, text: (echo?.[index] ?? "") + g.text, finish_reason: g.finishReason, logprobs: textLogprobs(g) })),
+    choices: gs.map((g, index) => ({ index, text: (echo?.[index] ?? "") + g.text, finish_reason: g.finishReason, logprobs: choiceTextLogprobs(g, echo?.[index]) })),
     usage: usageOf(gs, perPrompt),
   };
 }
 
-export function chatChunk(id: string, model: string, created: number, delta: { role?: "assistant"; content?: string } | ReturnType<typeof toolCallsDelta>,
-  finish: string | null) {
-  return { id, object: "chat.completion.chunk" as const, created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] };
+/** One stream chunk of choice `index`; `logprobs` as chatLogprobs builds it. */
+export function chatChunk(id: string, model: string, created: number,
+  delta: { role?: "assistant"; content?: string } | ReturnType<typeof toolCallsDelta> | ReturnType<typeof functionCallDelta>,
+  finish: string | null, index = 0, logprobs: ReturnType<typeof chatLogprobs> = null) {
+  return { id, object: "chat.completion.chunk" as const, created, model, choices: [{ index, delta, finish_reason: finish, logprobs }] };
 }
 
-export function textChunk(id: string, model: string, created: number, text: string, finish: string | null) {
-  return { id, object: "text_completion" as const, created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }] };
+/** One stream chunk of choice `index`; `logprobs` as textLogprobs builds it. */
+export function textChunk(id: string, model: string, created: number, text: string, finish: string | null, index = 0,
+  logprobs: ReturnType<typeof textLogprobs> | null = null) {
+  return { id, object: "text_completion" as const, created, model, choices: [{ index, text, finish_reason: finish, logprobs }] };
 }
 
 export function usageChunk(id: string, object: string, model: string, created: number, g: Pick<Generation, "promptTokens" | "completionTokens">) {

@@ -83,6 +83,8 @@ export const responsesRequest = z.strictObject({
   store: z.boolean().nullish(),
   truncation: z.enum(["auto", "disabled"]).nullish(),
   include: z.array(z.string().max(128)).max(16).nullish(),
+  /** Alternatives per token with logprobs (asked for by `include: ["message.output_text.logprobs"]` or this field). */
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
   reasoning: z.looseObject({}).nullish(),
   stream_options: z.looseObject({}).nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),

@@ -5,7 +5,8 @@
  * Stateless: nothing is stored, so `previous_response_id` is refused.
  */
 import { InvalidRequestError } from "../../errors";
-import type { ChatTurn, Generation, ToolCall } from "../../engine/engine";
+import type { ChatTurn, Generation, TokenLogprob, ToolCall } from "../../engine/engine";
+import { logprobEntries } from "./convert";
 import type { ResponsesRequest } from "./responses-wire";
 import type { ChatCompletionRequest } from "./wire";
 
@@ -33,8 +34,12 @@ export function asChatRequest(req: ResponsesRequest): ChatCompletionRequest {
     tool_choice: typeof req.tool_choice === "object" && req.tool_choice
       ? { type: "function", function: { name: req.tool_choice.name } } : req.tool_choice,
     parallel_tool_calls: req.parallel_tool_calls,
+    ...(wantsLogprobs(req) && { logprobs: true, top_logprobs: req.top_logprobs ?? 0 }),
   };
 }
+
+/** Logprobs are asked for by include (what the SDKs send) or by top_logprobs alone. */
+const wantsLogprobs = (req: ResponsesRequest) => !!req.include?.includes("message.output_text.logprobs") || req.top_logprobs != null;
 
 /** instructions + input → engine turns; a function_call_output must answer an earlier function_call. */
 export function responsesTurns(req: ResponsesRequest): ChatTurn[] {
@@ -90,11 +95,16 @@ export interface ResponseFrame {
 
 export const newFrame = (id: string, model: string, createdAt: number, req: ResponsesRequest): ResponseFrame => ({ id, model, createdAt, req });
 
-const outputTextPart = (text: string) => ({ type: "output_text" as const, text, annotations: [] as unknown[], logprobs: [] as unknown[] });
+type Entries = ReturnType<typeof logprobEntries>;
+const outputTextPart = (text: string, logprobs: Entries = []) => ({ type: "output_text" as const, text, annotations: [] as unknown[], logprobs });
 
-function messageItem(id: string, text: string, status: "in_progress" | "completed") {
-  return { type: "message" as const, id, status, role: "assistant" as const, content: status === "completed" ? [outputTextPart(text)] : [] };
+function messageItem(id: string, text: string, status: "in_progress" | "completed", logprobs?: Entries) {
+  return { type: "message" as const, id, status, role: "assistant" as const, content: status === "completed" ? [outputTextPart(text, logprobs)] : [] };
 }
+
+/** The answer's logprobs while their tokens spell its text (generate.ts lines them up with the text as sent). */
+const answerLogprobs = (g: Generation): Entries =>
+  (g.logprobs && g.logprobs.map((t) => t.token).join("") === g.text ? logprobEntries(g.logprobs) : []);
 
 function callItem(c: ToolCall, status: "in_progress" | "completed") {
   return { type: "function_call" as const, id: "fc_" + c.id.replace(/^call_/, ""), call_id: c.id, name: c.name,
@@ -104,11 +114,11 @@ function callItem(c: ToolCall, status: "in_progress" | "completed") {
 const incomplete = (g: Generation) =>
   g.finishReason === "length" ? { reason: "max_output_tokens" } : g.finishReason === "content_filter" ? { reason: "content_filter" } : null;
 
-/** The response object; `g` undefined while a stream is starting. */
-export function responseObject(f: ResponseFrame, g: Generation | undefined, messageId: string) {
+/** The response object; `g` undefined while a stream is starting. `logprobs`: the streamed ones (default: from `g`). */
+export function responseObject(f: ResponseFrame, g: Generation | undefined, messageId: string, logprobs?: Entries) {
   const status = !g ? "in_progress" : incomplete(g) ? "incomplete" : "completed";
   const output = !g ? [] : [
-    ...(g.text || !g.toolCalls?.length ? [messageItem(messageId, g.text, "completed")] : []),
+    ...(g.text || !g.toolCalls?.length ? [messageItem(messageId, g.text, "completed", logprobs ?? answerLogprobs(g))] : []),
     ...(g.toolCalls ?? []).map((c) => callItem(c, "completed")),
   ];
   const r = f.req;
@@ -133,6 +143,7 @@ export function responseObject(f: ResponseFrame, g: Generation | undefined, mess
  */
 export function responseEvents(f: ResponseFrame) {
   let seq = 0, text = "", opened = false;
+  const logprobs: Entries = [];
   const messageId = randomId("msg_");
   const ev = <T extends object>(type: string, body: T) => ({ type, sequence_number: seq++, ...body });
   const part = { item_id: messageId, output_index: 0, content_index: 0 };
@@ -140,17 +151,19 @@ export function responseEvents(f: ResponseFrame) {
     messageId,
     head: () => [ev("response.created", { response: responseObject(f, undefined, messageId) }),
       ev("response.in_progress", { response: responseObject(f, undefined, messageId) })],
-    piece: (delta: string) => {
+    piece: (delta: string, _choice: number, lp: TokenLogprob[] | null | undefined) => {
       const open = opened ? [] : [ev("response.output_item.added", { output_index: 0, item: messageItem(messageId, "", "in_progress") }),
         ev("response.content_part.added", { ...part, part: outputTextPart("") })];
       opened = true;
       text += delta;
-      return [...open, ev("response.output_text.delta", { ...part, delta, logprobs: [] })];
+      const entries = lp ? logprobEntries(lp) : [];
+      logprobs.push(...entries);
+      return [...open, ev("response.output_text.delta", { ...part, delta, logprobs: entries })];
     },
     end: (g: Generation) => {
-      const close = !opened ? [] : [ev("response.output_text.done", { ...part, text, logprobs: [] }),
-        ev("response.content_part.done", { ...part, part: outputTextPart(text) }),
-        ev("response.output_item.done", { output_index: 0, item: messageItem(messageId, text, "completed") })];
+      const close = !opened ? [] : [ev("response.output_text.done", { ...part, text, logprobs }),
+        ev("response.content_part.done", { ...part, part: outputTextPart(text, logprobs) }),
+        ev("response.output_item.done", { output_index: 0, item: messageItem(messageId, text, "completed", logprobs) })];
       const calls = (g.toolCalls ?? []).flatMap((c, i) => {
         const output_index = i + (opened ? 1 : 0), item_id = callItem(c, "completed").id;
         return [ev("response.output_item.added", { output_index, item: callItem(c, "in_progress") }),
@@ -158,7 +171,7 @@ export function responseEvents(f: ResponseFrame) {
           ev("response.function_call_arguments.done", { item_id, output_index, name: c.name, arguments: c.arguments }),
           ev("response.output_item.done", { output_index, item: callItem(c, "completed") })];
       });
-      const done = responseObject(f, { ...g, text }, messageId);
+      const done = responseObject(f, { ...g, text }, messageId, logprobs);
       return [...close, ...calls, ev(done.status === "incomplete" ? "response.incomplete" : "response.completed", { response: done })];
     },
   };

@@ -117,6 +117,9 @@ export const chatCompletionRequest = z.strictObject({
   tools: z.array(tool).max(128).nullish(),
   tool_choice: toolChoice.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
+  /** Deprecated by OpenAI, still accepted there: one function call per answer, answered as `function_call`. */
+  functions: z.array(tool.shape.function).max(128).nullish(),
+  function_call: z.union([z.enum(["none", "auto"]), z.strictObject({ name: toolName })]).nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   max_completion_tokens: z.number().int().min(1).max(1 << 20).nullish(),

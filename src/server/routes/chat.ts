@@ -1,7 +1,7 @@
 /** POST /v1/chat/completions */
 import { Elysia } from "elysia";
 import { ModelNotFoundError } from "../../errors";
-import { chatChunk, chatCompletion, choiceCount, choiceSampling, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
+import { chatChunk, chatCompletion, chatLogprobs, choiceCount, choiceSampling, functionCallDelta, legacyFinish, usesFunctions, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
 import { chatCompletionRequest, errorBody, chatCompletionObject } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
@@ -23,19 +23,21 @@ export const chatRoutes = (deps: AppDeps) =>
     const id = "chatcmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);
     const n = body.n ?? 1;
+    const legacy = usesFunctions(body);
     // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
       includeUsage: body.stream_options?.include_usage ?? false,
-      choices: choiceCount(n, 1, body.stream ?? false),
+      choices: choiceCount(n, 1),
       perPrompt: n,
-      call: (signal, choice, onText, onAdmitted) =>
-        deps.engine.chat({ model: info.id, messages, tools, sampling: choiceSampling(sampling, choice, n), signal, onText, onAdmitted }),
-      full: (gs) => chatCompletion(id, info.id, created, gs),
-      head: () => chatChunk(id, info.id, created, { role: "assistant", content: "" }, null),
-      piece: (text) => chatChunk(id, info.id, created, { content: text }, null),
-      calls: (calls) => chatChunk(id, info.id, created, toolCallsDelta(calls), null),
-      end: (finish) => chatChunk(id, info.id, created, {}, finish),
+      logprobs: sampling.logprobs != null,
+      call: (signal, choice, hooks) =>
+        deps.engine.chat({ model: info.id, messages, tools, sampling: choiceSampling(sampling, choice, n), signal, ...hooks }),
+      full: (gs) => chatCompletion(id, info.id, created, gs, legacy),
+      head: (i) => chatChunk(id, info.id, created, { role: "assistant", content: "" }, null, i),
+      piece: (text, i, lp) => chatChunk(id, info.id, created, { content: text }, null, i, chatLogprobs(lp)),
+      calls: (calls, i) => chatChunk(id, info.id, created, legacy ? functionCallDelta(calls) : toolCallsDelta(calls), null, i),
+      end: (finish, _g, i) => chatChunk(id, info.id, created, {}, legacyFinish(finish, legacy), i),
       usage: (g) => usageChunk(id, "chat.completion.chunk", info.id, created, g),
     }) as Promise<Response>;
   }, {

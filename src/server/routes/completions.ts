@@ -1,7 +1,7 @@
 /** POST /v1/completions (legacy text completions) */
 import { Elysia } from "elysia";
 import { ModelNotFoundError } from "../../errors";
-import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, toSampling, usageChunk } from "../openai/convert";
+import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, textLogprobs, toSampling, usageChunk } from "../openai/convert";
 import { completionRequest, errorBody, textCompletionObject } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
@@ -27,19 +27,31 @@ export const completionRoutes = (deps: AppDeps) =>
     const echo = body.echo ? guarded : undefined;
     const id = "cmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);
+    const offsets: number[] = []; // per choice, where the next streamed text starts (text_offset)
     // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream,
       includeUsage: body.stream_options?.include_usage ?? false,
-      choices: choiceCount(n, inputs.length, stream),
+      choices: choiceCount(n, inputs.length),
       perPrompt: n,
-      call: (signal, choice, onText, onAdmitted) => deps.engine.complete({
-        model: info.id, prompt: inputs[Math.floor(choice / n)]!, sampling: choiceSampling(sampling, choice, n), signal, onText, onAdmitted,
+      logprobs: sampling.logprobs != null,
+      call: (signal, choice, hooks) => deps.engine.complete({
+        model: info.id, prompt: inputs[Math.floor(choice / n)]!, sampling: choiceSampling(sampling, choice, n), signal, ...hooks,
       }),
       full: (gs) => textCompletion(id, info.id, created, gs, n, echo && gs.map((_, i) => echo[Math.floor(i / n)]!)),
-      head: echo && (() => textChunk(id, info.id, created, echo[0]!, null)),
-      piece: (text) => textChunk(id, info.id, created, text, null),
-      end: (finish) => textChunk(id, info.id, created, "", finish),
+      headAfterPrompt: !!echo && sampling.promptLogprobs,
+      head: echo && ((i, prompt) => {
+        const text = echo[Math.floor(i / n)]!;
+        offsets[i] = text.length;
+        const lp = prompt && prompt.map((t) => t.token).join("") === text ? textLogprobs(prompt) : null;
+        return textChunk(id, info.id, created, text, null, i, lp);
+      }),
+      piece: (text, i, lp) => {
+        const from = offsets[i] ?? 0;
+        offsets[i] = from + text.length;
+        return textChunk(id, info.id, created, text, null, i, lp ? textLogprobs(lp, from) : null);
+      },
+      end: (finish, _g, i) => textChunk(id, info.id, created, "", finish, i),
       usage: (g) => usageChunk(id, "text_completion", info.id, created, g),
     }) as Promise<Response>;
   }, {

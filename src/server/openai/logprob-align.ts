@@ -1,0 +1,138 @@
+/**
+ * Lines up token logprobs with the text the client is actually sent. Generated text passes the response
+ * filter (secret scanner) first, which holds some back and may rewrite it (`[REDACTED:rule]`), so the
+ * tokens the model sampled and the text sent can differ. The rule kept here: a token is shown only where
+ * its text is exactly the text sent at that spot. A rewritten stretch becomes one entry whose token is the
+ * text sent in its place, with the summed logprob of the tokens it replaced and no alternatives, so the
+ * entries of a chunk always spell the chunk and never show a redacted secret (or its alternatives).
+ * Text is sent only up to a token boundary; a token still being consumed waits for the next piece.
+ * When tokens and text cannot be matched at all (text the tokens do not spell), logprobs are null from
+ * there on, and the text still flows.
+ */
+import type { TokenLogprob } from "../../engine/engine";
+
+/** A piece of text to send and its logprobs (null: they could not be matched to it). */
+export interface AlignedPiece { text: string; logprobs: TokenLogprob[] | null }
+
+function commonSuffix(a: string, b: string): number {
+  let n = 0;
+  while (n < a.length && n < b.length && a[a.length - 1 - n] === b[b.length - 1 - n]) n++;
+  return n;
+}
+
+export class LogprobAligner {
+  private tokens: TokenLogprob[] = [];
+  /** Generated text the filter has consumed and not yet sent, and the filter's output for it. */
+  private raw = "";
+  private out = "";
+  private lost = false;
+
+  /** A sampled token, in order; called before its text reaches `push`. Empty pieces (a control token) are skipped. */
+  token(t: TokenLogprob) {
+    if (t.token) this.tokens.push(t);
+  }
+
+  /**
+   * `raw`: generated text the filter consumed with this output (none of it is held back any more);
+   * `output`: what the filter returned for it. `final`: nothing more comes (tokens past the text are a stop
+   * sequence's, and are left out). Returns what may be sent now.
+   */
+  push(raw: string, output: string, final = false): AlignedPiece[] {
+    this.raw += raw;
+    this.out += output;
+    const pieces: AlignedPiece[] = [];
+    const entries: TokenLogprob[] = [];
+    let text = "";
+    const emit = (entry: TokenLogprob | undefined, rawLen: number, outLen: number, used: number) => {
+      if (entry && outLen > 0) { entries.push(entry); text += this.out.slice(0, outLen); }
+      this.raw = this.raw.slice(rawLen);
+      this.out = this.out.slice(outLen);
+      this.tokens.splice(0, used);
+    };
+    while (!this.lost && (this.raw || this.out)) {
+      const t = this.tokens[0];
+      if (!t || !this.raw) { this.lost = true; break; }
+      if (this.raw.startsWith(t.token)) {
+        if (this.out.startsWith(t.token)) { emit(t, t.token.length, t.token.length, 1); continue; }
+        if (!this.rewrite(final, emit)) break;
+        continue;
+      }
+      if (t.token.startsWith(this.raw)) {
+        if (!final) break; // the token is still being consumed
+        // Cut short by a stop sequence: the part that was generated as text.
+        if (this.out === this.raw) { emit({ ...t, token: this.raw }, this.raw.length, this.out.length, 1); continue; }
+        if (!this.rewrite(final, emit)) break;
+        continue;
+      }
+      if (t.token.includes("\uFFFD")) {
+        const bytes = this.bytePieces(final);
+        if (bytes === undefined) break;
+        if (bytes) { emit(bytes.entry, bytes.length, bytes.length, bytes.used); continue; }
+      }
+      this.lost = true; // a token that is not the text (template syntax, a different spelling)
+    }
+    if (text) pieces.push({ text, logprobs: entries });
+    if (this.lost && this.out) {
+      pieces.push({ text: this.out, logprobs: null });
+      this.out = "";
+      this.raw = "";
+    }
+    if (final) { this.raw = ""; this.out = ""; this.tokens = []; }
+    return pieces;
+  }
+
+  /**
+   * Tokens that are bytes of one character (each alone shows as U+FFFD): one entry for the characters they
+   * make, up to where the next whole token's text starts. Undefined: wait for more text; null: no match.
+   */
+  private bytePieces(final: boolean): { entry: TokenLogprob; length: number; used: number } | null | undefined {
+    let used = 0, logprob = 0;
+    while (used < this.tokens.length && this.tokens[used]!.token.includes("\uFFFD")) logprob += this.tokens[used++]!.logprob;
+    const next = this.tokens[used];
+    // Each byte token makes at most one character (two UTF-16 units).
+    const most = Math.min(2 * used, this.raw.length);
+    let length = -1;
+    if (next) {
+      for (let m = 1; m <= most && length < 0; m++) if (this.raw.startsWith(next.token, m) || next.token.startsWith(this.raw.slice(m))) length = m;
+    } else if (final) length = most;
+    if (length < 0) return !next && !final ? undefined : null;
+    if (length > this.raw.length || this.raw.length === length && !final && !next) return undefined;
+    if (this.out.slice(0, length) !== this.raw.slice(0, length)) return null;
+    return { entry: { token: this.raw.slice(0, length), logprob, top: [] }, length, used };
+  }
+
+  /**
+   * The filter rewrote text starting at the next token: the rewritten stretch ends where the rest of the
+   * output matches the rest of the text again (their common suffix), rounded up to a whole token.
+   * Returns false to wait for more text.
+   */
+  private rewrite(final: boolean, emit: (e: TokenLogprob | undefined, rawLen: number, outLen: number, used: number) => void): boolean {
+    const same = commonSuffix(this.raw, this.out);
+    const rawLen = this.raw.length - same;
+    if (rawLen === 0) { this.lost = true; return false; }
+    let covered = 0, used = 0, logprob = 0, spelled = "";
+    while (covered < rawLen && used < this.tokens.length) {
+      const t = this.tokens[used++]!;
+      covered += t.token.length; logprob += t.logprob; spelled += t.token;
+    }
+    if (covered < rawLen) { this.lost = true; return false; }
+    if (covered > this.raw.length) {
+      if (!final) return false;
+      spelled = spelled.slice(0, this.raw.length);
+      covered = this.raw.length;
+    }
+    if (spelled !== this.raw.slice(0, covered)) { this.lost = true; return false; }
+    const outLen = this.out.length - same + (covered - rawLen);
+    emit({ token: this.out.slice(0, outLen), logprob, top: [] }, covered, outLen, used);
+    return true;
+  }
+}
+
+/** A whole answer at once: the tokens that spell `raw`, lined up with `sent` (the filtered text); null when they cannot be. */
+export function alignWhole(tokens: TokenLogprob[], raw: string, sent: string): TokenLogprob[] | null {
+  const a = new LogprobAligner();
+  for (const t of tokens) a.token(t);
+  const pieces = a.push(raw, sent, true);
+  if (pieces.some((p) => p.logprobs === null)) return null;
+  return pieces.flatMap((p) => p.logprobs!);
+}

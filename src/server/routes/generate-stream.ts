@@ -1,0 +1,141 @@
+/**
+ * Streamed generations: one SSE stream for every choice of a request. Choices run one after another
+ * (each admitted like a request of its own, as without streaming, so one request never holds several
+ * slots); every chunk carries its choice's index, and one [DONE] ends the stream. Each choice has its
+ * own response filter, so a secret held back at the end of one choice cannot run into the next.
+ * The 200 and its event-stream headers go out only once the first choice is admitted (grammar built,
+ * context checked, a place in the queue), so those refusals keep their status.
+ */
+import { CancelledError, AppError } from "../../errors";
+import type { Generation, GenerationStage } from "../../engine/engine";
+import { toAppError } from "../errors";
+import { LogprobAligner, type AlignedPiece } from "../openai/logprob-align";
+import { sseResponse } from "../openai/sse";
+import type { RequestState } from "../request-state";
+import type { AppDeps } from "../deps";
+import type { Inflight } from "../inflight";
+import { argumentsText, scanned, totalUsage, type GenerationPlan } from "./generate";
+
+type Flight = ReturnType<Inflight["begin"]>;
+
+/** Sends one event, or each of an array of them. */
+const sendAll = (send: (event: unknown) => void, events: unknown) => {
+  for (const e of Array.isArray(events) ? events : [events]) send(e);
+};
+
+export async function streamGeneration(state: RequestState, deps: AppDeps, plan: GenerationPlan, flight: Flight,
+  onStage: (stage: GenerationStage) => void): Promise<Response> {
+  const keepText = deps.config.logPrompts;
+  const texts: string[] = [];
+  let emit: ((event: unknown) => void) | undefined;
+  const early: unknown[] = [];
+  const out = (events: unknown) => (emit ? sendAll(emit, events) : early.push(events));
+
+  /** Starts choice i: its engine call, filter and (with logprobs) the aligner that keeps tokens with the text sent. */
+  const startChoice = (i: number) => {
+    const filter = deps.responseFilter(state);
+    // The engine stops on client disconnect (flight) or on a blocking finding.
+    const stop = new AbortController();
+    const stopEngine = () => stop.abort(new Error("stopped"));
+    if (flight.signal.aborted) stopEngine();
+    else flight.signal.addEventListener("abort", stopEngine, { once: true });
+    const aligner = plan.logprobs ? new LogprobAligner() : undefined;
+    let raw = ""; // generated text the filter still holds back
+    texts[i] = "";
+    const send = (text: string, logprobs: AlignedPiece["logprobs"] | undefined) => {
+      out(plan.piece(text, i, logprobs));
+      if (keepText) texts[i] += text;
+    };
+    const sendPieces = (pieces: AlignedPiece[]) => { for (const p of pieces) send(p.text, p.logprobs); };
+    let headSent = !plan.head;
+    const sendHead = (prompt?: Parameters<NonNullable<GenerationPlan["head"]>>[1]) => {
+      if (!headSent) { headSent = true; out(plan.head!(i, prompt)); }
+    };
+    if (!plan.headAfterPrompt) sendHead();
+    let admitted!: () => void;
+    const admission = new Promise<void>((resolve) => { admitted = resolve; });
+    const generation = plan.call(stop.signal, i, {
+      onStage,
+      onAdmitted: () => admitted(),
+      onLogprob: aligner && ((t) => aligner.token(t)),
+      onPromptLogprobs: plan.headAfterPrompt ? (p) => sendHead(p) : undefined,
+      onText: (text) => {
+        sendHead();
+        const piece = filter.push(text);
+        if (aligner) {
+          raw += text;
+          const consumed = raw.length - filter.pending;
+          if (!filter.blocked) sendPieces(aligner.push(raw.slice(0, consumed), piece));
+          raw = raw.slice(consumed);
+        } else if (piece) send(piece, undefined);
+        if (filter.blocked) stopEngine();
+      },
+    });
+    /** The rest of the choice once generated: held-back text, calls, the finish event. */
+    const finish = (g: Generation) => {
+      scanned(g, filter.push(argumentsText(g)) + filter.end(), filter.blocked);
+      sendHead();
+      if (aligner && !filter.blocked) sendPieces(aligner.push(raw, g.text, true));
+      else if (g.text) send(g.text, undefined);
+      if (g.toolCalls?.length && plan.calls) out(plan.calls(g.toolCalls, i));
+      out(plan.end(g.finishReason, g, i));
+    };
+    return { admission, generation, finish };
+  };
+
+  const first = startChoice(0);
+  try {
+    await Promise.race([first.admission, first.generation]);
+  } catch (e) {
+    flight.end();
+    throw flight.signal.aborted && !(e instanceof AppError) ? new CancelledError() : e;
+  }
+
+  state.deferredFinish = true;
+  return sseResponse({
+    headers: { "x-request-id": state.id, ...state.headers },
+    named: plan.named,
+    run: async (rawSend) => {
+      for (const events of early.splice(0)) sendAll(rawSend, events);
+      emit = rawSend;
+      // Cancelled by a shutdown (grace period over) rather than by the client: the client is still there,
+      // so the stream ends properly, with what was generated, finish_reason "length" (cut short) and [DONE].
+      const byShutdown = () => flight.signal.aborted && deps.draining;
+      const gs: Generation[] = [];
+      for (let i = 0, choice = first; ; choice = startChoice(i)) {
+        const g: Generation = await choice.generation.catch((e: unknown): Generation => {
+          if (!byShutdown()) throw e;
+          return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "length" };
+        });
+        gs.push(g);
+        const usage = totalUsage(gs, plan.perPrompt);
+        state.promptTokens = usage.promptTokens; state.completionTokens = usage.completionTokens;
+        if (byShutdown()) {
+          g.finishReason = "length";
+          g.toolCalls = undefined;
+          state.status = 499; // logged and audited as cancelled; the client sees a complete, truncated answer
+        } else if (flight.signal.aborted) throw new CancelledError();
+        choice.finish(g);
+        if (++i >= plan.choices || flight.signal.aborted) break;
+      }
+      state.marks.done ??= performance.now();
+      deps.settle(state);
+      if (keepText) state.responseText = texts.join("\n");
+      if (plan.includeUsage) out(plan.usage(totalUsage(gs, plan.perPrompt)));
+    },
+    onCancel: () => flight.abort(),
+    errorEvent: (err) => {
+      if (flight.signal.aborted) return undefined;
+      const e = toAppError("UNKNOWN", err, state.id, deps.log);
+      state.status = e.status;
+      state.errorCode = e.code ?? undefined;
+      return { error: { message: e.message, type: e.type, param: e.param, code: e.code } };
+    },
+    onFinish: (err) => {
+      flight.end();
+      state.status ??= err && flight.signal.aborted ? 499 : 200;
+      if (state.status === 499) state.errorCode = "cancelled";
+      deps.finish(state);
+    },
+  });
+}

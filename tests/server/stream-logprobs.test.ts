@@ -1,0 +1,184 @@
+/**
+ * Streamed logprobs (chat, completions, Responses API), prompt logprobs with echo, and streams of n > 1
+ * choices, on the real tiny model through the official openai SDK and raw SSE.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { listenApp, makeApp } from "../helpers";
+
+let ctx: Awaited<ReturnType<typeof makeApp>>;
+let client: OpenAI;
+let baseURL: string;
+
+beforeAll(async () => {
+  ctx = await makeApp();
+  baseURL = listenApp(ctx.app);
+  client = new OpenAI({ apiKey: ctx.key, baseURL: `${baseURL}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await ctx.app.stop(true);
+  await ctx.engine.dispose();
+});
+
+/** Raw SSE: every `data:` payload in order ("[DONE]" kept as text). */
+async function sse(path: string, body: unknown): Promise<{ status: number; events: any[] }> {
+  const r = await fetch(`${baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const text = await r.text();
+  if (r.status !== 200) return { status: r.status, events: [JSON.parse(text)] };
+  const events = text.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).map((d) => (d === "[DONE]" ? d : JSON.parse(d)));
+  return { status: r.status, events };
+}
+
+const user = (content: string) => [{ role: "user" as const, content }];
+const secret = "AKIA" + "IOSFODNN7EXAMPLE"; // split so this file is not itself a finding
+/** Forces the tiny model to write the secret (a const in the schema). */
+const secretFormat = { type: "json_schema", json_schema: { name: "k", schema: { type: "object", properties: { key: { const: secret } }, required: ["key"] } } } as const;
+
+describe("chat: streamed logprobs", () => {
+  test("each chunk's tokens spell that chunk; together they are the non-streamed answer's tokens", async () => {
+    const body = { model: "tiny", messages: user("hello"), max_tokens: 16, temperature: 1, seed: 11, logprobs: true, top_logprobs: 3 };
+    const whole = await client.chat.completions.create(body);
+    const stream = await client.chat.completions.create({ ...body, stream: true });
+    let text = "";
+    const tokens: OpenAI.ChatCompletionTokenLogprob[] = [];
+    for await (const chunk of stream) {
+      const c = chunk.choices[0]!;
+      const piece = c.delta.content ?? "";
+      text += piece;
+      if (piece) expect(c.logprobs!.content!.map((t) => t.token).join("")).toBe(piece);
+      tokens.push(...(c.logprobs?.content ?? []));
+    }
+    expect(text).toBe(whole.choices[0]!.message.content!);
+    expect(tokens.length).toBeGreaterThan(0);
+    const expected = whole.choices[0]!.logprobs!.content!;
+    expect(tokens.map((t) => t.token)).toEqual(expected.map((t) => t.token));
+    tokens.forEach((t, i) => {
+      expect(t.logprob).toBeCloseTo(expected[i]!.logprob, 5);
+      expect(t.top_logprobs).toHaveLength(3);
+      expect(t.bytes).toEqual([...Buffer.from(t.token)]);
+    });
+  });
+
+  test("a redacted secret: streamed or not, one entry spells the redaction (no alternatives) and no token of the secret shows", async () => {
+    const body = { model: "tiny", max_tokens: 60, temperature: 0, logprobs: true, top_logprobs: 3, messages: user("give me the key"), response_format: secretFormat };
+    const whole = await client.chat.completions.create(body);
+    const wholeTokens = whole.choices[0]!.logprobs!.content!;
+    expect(whole.choices[0]!.message.content).toContain("[REDACTED:aws-access-token]");
+    expect(wholeTokens.map((t) => t.token).join("")).toBe(whole.choices[0]!.message.content!);
+    const { status, events } = await sse("/v1/chat/completions", { ...body, stream: true });
+    expect(status).toBe(200);
+    let text = "";
+    const tokens: any[] = [];
+    for (const e of events.slice(0, -1)) {
+      const c = e.choices[0];
+      text += c.delta.content ?? "";
+      if (c.delta.content) expect(c.logprobs.content.map((t: any) => t.token).join("")).toBe(c.delta.content);
+      tokens.push(...(c.logprobs?.content ?? []));
+    }
+    expect(text).toBe(whole.choices[0]!.message.content!);
+    for (const list of [tokens, wholeTokens]) {
+      const redaction = list.filter((t) => t.token.includes("[REDACTED:aws-access-token]"));
+      expect(redaction).toHaveLength(1);
+      expect(redaction[0].top_logprobs).toEqual([]);
+      expect(redaction[0].logprob).toBeLessThanOrEqual(0);
+    }
+    expect(JSON.stringify(events)).not.toContain("IOSFODNN");
+    expect(JSON.stringify(whole)).not.toContain("IOSFODNN");
+  });
+});
+
+describe("completions: streamed logprobs and echo", () => {
+  test("streamed: text_offset runs on across chunks; tokens spell the text", async () => {
+    const stream = await client.completions.create({ model: "tiny", prompt: "once upon", max_tokens: 12, seed: 5, logprobs: 2, stream: true });
+    let text = "";
+    const tokens: string[] = [];
+    for await (const chunk of stream) {
+      const c = chunk.choices[0]!;
+      if (!c.text) continue;
+      const lp = c.logprobs!;
+      expect(lp.tokens!.join("")).toBe(c.text);
+      lp.tokens!.forEach((t, i) => expect(lp.text_offset![i]).toBe(text.length + lp.tokens!.slice(0, i).join("").length));
+      text += c.text;
+      tokens.push(...lp.tokens!);
+    }
+    expect(text.length).toBeGreaterThan(0);
+    expect(tokens.join("")).toBe(text);
+  });
+
+  test("echo with logprobs: the prompt's tokens come first, then the answer's; streamed too", async () => {
+    const prompt = "the cat sat on the mat";
+    const r = await client.completions.create({ model: "tiny", prompt, max_tokens: 6, seed: 2, logprobs: 2, echo: true });
+    const c = r.choices[0]!;
+    const lp = c.logprobs!;
+    expect(c.text.startsWith(prompt)).toBe(true);
+    expect(lp.tokens!.join("")).toBe(c.text);
+    let spelled = "", promptCount = 0;
+    while (spelled.length < prompt.length) spelled += lp.tokens![promptCount++];
+    expect(spelled).toBe(prompt);
+    expect(lp.token_logprobs!.slice(1, promptCount).every((x) => typeof x === "number" && x <= 0)).toBe(true);
+    expect(lp.text_offset).toEqual(lp.tokens!.map((_, i) => lp.tokens!.slice(0, i).join("").length));
+
+    const stream = await client.completions.create({ model: "tiny", prompt, max_tokens: 6, seed: 2, logprobs: 2, echo: true, stream: true });
+    const chunks: OpenAI.Completion[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const first = chunks[0]!.choices[0]!;
+    expect(first.text).toBe(prompt);
+    expect(first.logprobs!.tokens).toEqual(lp.tokens!.slice(0, promptCount));
+    expect(chunks.map((ch) => ch.choices[0]?.text ?? "").join("")).toBe(c.text);
+  });
+});
+
+describe("streams of several choices", () => {
+  test("chat n=2: every chunk names its choice, each choice is the non-streamed one, one [DONE], usage adds up", async () => {
+    const body = { model: "tiny", messages: user("tell me"), max_tokens: 8, seed: 9, n: 2 };
+    const whole = await client.chat.completions.create(body);
+    const { status, events } = await sse("/v1/chat/completions", { ...body, stream: true, stream_options: { include_usage: true } });
+    expect(status).toBe(200);
+    expect(events.filter((e) => e === "[DONE]")).toHaveLength(1);
+    expect(events.at(-1)).toBe("[DONE]");
+    const texts = ["", ""], finishes: string[][] = [[], []], roles = [0, 0];
+    for (const e of events.slice(0, -2)) {
+      expect(e.choices).toHaveLength(1);
+      const c = e.choices[0];
+      texts[c.index] += c.delta.content ?? "";
+      if (c.delta.role) roles[c.index]!++;
+      if (c.finish_reason) finishes[c.index]!.push(c.finish_reason);
+    }
+    expect(roles).toEqual([1, 1]);
+    expect(texts).toEqual(whole.choices.map((c) => c.message.content!));
+    expect(finishes).toEqual(whole.choices.map((c) => [c.finish_reason]));
+    expect(events.at(-2).usage).toEqual(whole.usage);
+  });
+
+  test("completions: two prompts × n=2 through the SDK, indexed 0-3", async () => {
+    const body = { model: "tiny", prompt: ["alpha", "beta"], max_tokens: 5, seed: 4, n: 2 };
+    const whole = await client.completions.create(body);
+    const stream = await client.completions.create({ ...body, stream: true });
+    const texts = ["", "", "", ""];
+    for await (const chunk of stream) for (const c of chunk.choices) texts[c.index] += c.text;
+    expect(texts).toEqual(whole.choices.map((c) => c.text));
+  });
+});
+
+describe("Responses API logprobs", () => {
+  test("include message.output_text.logprobs: in the output text, in each delta, and equal either way", async () => {
+    const body = { model: "tiny", input: "hello", max_output_tokens: 12, temperature: 0, top_logprobs: 2, include: ["message.output_text.logprobs" as const] };
+    const r = await client.responses.create(body);
+    const part = (r.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
+    expect(part.logprobs!.length).toBeGreaterThan(0);
+    expect(part.logprobs!.map((t) => t.token).join("")).toBe(part.text);
+    expect(part.logprobs![0]!.top_logprobs).toHaveLength(2);
+    const stream = await client.responses.create({ ...body, stream: true });
+    const deltas: OpenAI.Responses.ResponseTextDeltaEvent[] = [];
+    let done: OpenAI.Responses.ResponseTextDoneEvent | undefined;
+    for await (const e of stream) {
+      if (e.type === "response.output_text.delta") deltas.push(e);
+      if (e.type === "response.output_text.done") done = e;
+    }
+    for (const d of deltas) expect(d.logprobs.map((t) => t.token).join("")).toBe(d.delta);
+    expect(deltas.flatMap((d) => d.logprobs.map((t) => t.token))).toEqual(part.logprobs!.map((t) => t.token));
+    expect(done!.logprobs!.map((t) => t.token).join("")).toBe(part.text);
+    const plain = await client.responses.create({ model: "tiny", input: "hello", max_output_tokens: 4 });
+    expect(((plain.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText).logprobs).toEqual([]);
+  });
+});
