@@ -34,7 +34,15 @@ export function render(template: string, vars: Record<string, string>, xml = fal
   });
 }
 
-export type UnitConfig = Pick<Config, "memoryMax" | "cpuQuota" | "host" | "allowPublicBind">;
+export type UnitConfig = Pick<Config, "memoryMax" | "cpuQuota" | "host" | "allowPublicBind"> & Partial<Pick<Config, "tracing">>;
+
+/** The OTLP collector's address (an IP literal, as the config requires), which the unit's egress lock must let through. */
+export function otlpAllow(config: Partial<Pick<Config, "tracing">>): string[] {
+  const endpoint = config.tracing?.otlpEndpoint;
+  if (!endpoint) return [];
+  const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" ? [] : [host];
+}
 
 /** A slow disk's pace (bytes/s) for sizing the start timeout: serve reads every model twice (hash, then load). */
 const SLOW_DISK = 50 * 1024 * 1024;
@@ -58,7 +66,7 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Rec
     ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
     NATIVE_DIR: SYSTEM_NATIVE_DIR,
     MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, ...unitLimits(config),
-    IP_ALLOW: publicBind ? "any" : "localhost", START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
+    IP_ALLOW: publicBind ? "any" : ["localhost", ...otlpAllow(config)].join(" "), START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
   };
 }
 

@@ -19,8 +19,8 @@ export interface BinaryServer {
   stop: () => Promise<number>;
 }
 
-/** Starts `appliance serve` on the tiny model; extra flags go to serve (e.g. ["--parallel", "1"]). */
-export async function startBinary(flags: string[] = [], keyFlags: string[][] = []): Promise<BinaryServer> {
+/** Starts `appliance serve` on the tiny model; extra flags go to serve (e.g. ["--parallel", "1"]), extra variables to its environment. */
+export async function startBinary(flags: string[] = [], keyFlags: string[][] = [], extraEnv: Record<string, string> = {}): Promise<BinaryServer> {
   const dir = tmpDir("appliance-conf-");
   const bin = path.join(dir, "appliance");
   fs.copyFileSync(await builtBinary(), bin);
@@ -39,7 +39,7 @@ export async function startBinary(flags: string[] = [], keyFlags: string[][] = [
   const keys = keyFlags.map((f, i) => run(["keys", "create", "--name", `extra${i}`, ...f, "--state-dir", stateDir]));
 
   const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2", ...flags],
-    { cwd: dir, stdout: "pipe", stderr: "pipe", env });
+    { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...env, ...extraEnv } });
   const reader = proc.stdout.getReader();
   let text = "";
   while (!text.includes('"msg":"listening"')) {
