@@ -16,6 +16,7 @@ import { jsonSchemaGrammar } from "./grammar";
 import { checkContext, checkTokenIds, finishOf, generateOptions, readVocabulary, toHistory } from "./llama-options";
 import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { Scheduler } from "./scheduler";
+import { tallyTokens } from "./token-tally";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 
 export interface ModelSource { id: string; path: string }
@@ -158,6 +159,7 @@ export class LlamaEngine implements Engine {
     checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
     return this.withSequence(l, call, async (sequence): Promise<Generation> => {
       const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs, forced ? undefined : call.onLogprob) : undefined;
+      const tally = tallyTokens(sequence, l.model); // after logprobs' wrapper: counts what it passes on
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
       try {
         // A forced call is JSON for the tool_calls field, never streamed as content.
@@ -165,7 +167,10 @@ export class LlamaEngine implements Engine {
         const result = await chat.generateResponse(history, {
           ...options, functions, documentFunctionParams: true, maxParallelFunctionCalls: use?.parallel === false ? 1 : undefined,
         } as never) as { response: string; functionCalls?: { functionName: string; params: unknown }[]; metadata: { stopReason: string } };
-        const done = { text: result.response, promptTokens, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason) };
+        // Cut at max_tokens inside an incomplete character: send the held-back tokens' text too (not for a call's JSON).
+        const tail = !forced && !result.functionCalls?.length && result.metadata.stopReason === "maxTokens" ? tally.tail(counted()) : "";
+        if (tail) call.onText?.(tail);
+        const done = { text: result.response + tail, promptTokens, completionTokens: tally.count(), finishReason: finishOf(result.metadata.stopReason) };
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
           : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
@@ -194,12 +199,16 @@ export class LlamaEngine implements Engine {
       const prompt = top != null && call.sampling.promptLogprobs ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length) : undefined;
       if (prompt) call.onPromptLogprobs?.(prompt);
       const logprobs = top != null ? recordLogprobs(sequence, l.model, top, call.onLogprob) : undefined;
+      const tally = tallyTokens(sequence, l.model);
       const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
       try {
         const { options, counted } = generateOptions(call, grammar, l.model);
         const result = await completion.generateCompletionWithMeta(input, options);
+        // Cut at max_tokens (or an abort) inside an incomplete character: the held-back tokens' text is sent too.
+        const tail = result.metadata.stopReason === "maxTokens" || result.metadata.stopReason === "abort" ? tally.tail(counted()) : "";
+        if (tail) call.onText?.(tail);
         return {
-          text: result.response, promptTokens: input.length, completionTokens: counted(), finishReason: finishOf(result.metadata.stopReason),
+          text: result.response + tail, promptTokens: input.length, completionTokens: tally.count(), finishReason: finishOf(result.metadata.stopReason),
           ...(logprobs && { logprobs: logprobs.records }), ...(prompt && { promptLogprobs: prompt }),
         };
       } finally {

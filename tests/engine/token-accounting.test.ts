@@ -1,0 +1,77 @@
+/**
+ * Token accounting at incomplete UTF-8 (issue 11): node-llama-cpp releases a token only once its text is complete
+ * UTF-8, so a generation cut by max_tokens inside a multi-byte character used to report fewer completion_tokens than
+ * it generated and drop the held-back text. On the tiny model (byte-fallback vocabulary), greedy "hello world" with
+ * its end tokens banned ends its 32nd token inside such a character.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { listenApp, makeApp } from "../helpers";
+
+const NO_END = { "2": -100, "260": -100 }; // </s> and <|im_end|>: every run decodes exactly max_tokens
+let base = "", key = "", stop = async () => {};
+
+beforeAll(async () => {
+  const t = await makeApp({ config: { rateLimit: { rpm: 0, tpm: 0 } } });
+  base = listenApp(t.app);
+  key = t.key;
+  stop = async () => { await t.app.stop(true); await t.engine.dispose(); };
+}, 120_000);
+afterAll(() => stop());
+
+const body = (maxTokens: number, stream: boolean, path = "completions") => ({
+  model: "tiny", max_tokens: maxTokens, temperature: 0, logit_bias: NO_END, stream,
+  ...(path === "completions" ? { prompt: "hello world" } : { messages: [{ role: "user", content: "hello world" }] }),
+  ...(stream && { stream_options: { include_usage: true } }),
+});
+async function post(path: string, json: unknown) {
+  const r = await fetch(`${base}/v1/${path}`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(json) });
+  expect(r.status).toBe(200);
+  return r;
+}
+async function once(maxTokens: number, path = "completions") {
+  const j = await (await post(path, body(maxTokens, false, path))).json() as { choices: { text?: string; message?: { content: string }; finish_reason: string }[]; usage: { completion_tokens: number } };
+  return { text: j.choices[0]!.text ?? j.choices[0]!.message!.content, tokens: j.usage.completion_tokens, finish: j.choices[0]!.finish_reason };
+}
+async function streamed(maxTokens: number, path = "completions") {
+  const sse = await (await post(path, body(maxTokens, true, path))).text();
+  const events = sse.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)) as
+    { choices: { text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens: number } });
+  const text = events.flatMap((e) => e.choices.map((c) => c.text ?? c.delta?.content ?? "")).join("");
+  return { text, tokens: events.find((e) => e.usage)?.usage?.completion_tokens };
+}
+
+describe("max_tokens cut inside an incomplete character", () => {
+  test("completions: usage counts every generated token and the held-back text is sent", async () => {
+    const cut = await once(32), before = await once(31);
+    // node-llama-cpp samples one token past max_tokens when the last one ends inside a character (it tries to
+    // complete it): 33 tokens were generated, and usage says so (31 before the fix).
+    expect(cut).toMatchObject({ tokens: 33, finish: "length" });
+    expect(before.tokens).toBe(31);
+    // The 32nd token's bytes arrive (as U+FFFD: the character is incomplete), not dropped.
+    expect(cut.text.startsWith(before.text)).toBe(true);
+    expect(cut.text.length).toBeGreaterThan(before.text.length);
+    expect(await streamed(32)).toEqual({ text: cut.text, tokens: 33 });
+  }, 60_000);
+
+  test("every max_tokens from 1 to 40: streamed and not agree, and each longer cut extends the text", async () => {
+    let last = "";
+    const counts: number[] = [];
+    for (let n = 1; n <= 40; n++) {
+      const [a, b] = await Promise.all([once(n), streamed(n)]);
+      expect(b).toEqual({ text: a.text, tokens: a.tokens });
+      expect(a.tokens === n || a.tokens === n + 1).toBe(true); // at most one past, to finish a split character
+      expect(a.text.length).toBeGreaterThanOrEqual(last.length);
+      last = a.text;
+      counts.push(a.tokens);
+    }
+    console.log(`completion_tokens for max_tokens 1..40: ${counts.join(",")}`);
+  }, 120_000);
+
+  test("chat: every max_tokens from 1 to 24: streamed and not agree, at most one token past", async () => {
+    for (let n = 1; n <= 24; n++) {
+      const [a, b] = await Promise.all([once(n, "chat/completions"), streamed(n, "chat/completions")]);
+      expect(b).toEqual({ text: a.text, tokens: a.tokens });
+      expect(a.tokens === n || a.tokens === n + 1).toBe(true);
+    }
+  }, 120_000);
+});
