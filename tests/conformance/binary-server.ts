@@ -17,6 +17,8 @@ export interface BinaryServer {
   stateDir: string;
   log: () => string;
   stop: () => Promise<number>;
+  /** Sends a signal to the server process (SIGKILL: a crash, as the gateway tests need). */
+  kill: (signal: NodeJS.Signals) => void;
 }
 
 /** Starts `appliance serve` on the tiny model; extra flags go to serve (e.g. ["--parallel", "1"]), extra variables to its environment. */
@@ -53,6 +55,7 @@ export async function startBinary(flags: string[] = [], keyFlags: string[][] = [
   return {
     baseURL: `http://127.0.0.1:${port}`, key, keys, stateDir,
     log: () => text,
+    kill: (signal) => proc.kill(signal),
     stop: async () => {
       proc.kill("SIGTERM");
       const code = await proc.exited;
