@@ -3,6 +3,7 @@
  * choices, on the real tiny model through the official openai SDK and raw SSE.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
 import OpenAI from "openai";
 import { listenApp, makeApp } from "../helpers";
 
@@ -157,6 +158,30 @@ describe("streams of several choices", () => {
     const texts = ["", "", "", ""];
     for await (const chunk of stream) for (const c of chunk.choices) texts[c.index] += c.text;
     expect(texts).toEqual(whole.choices.map((c) => c.text));
+  });
+});
+
+describe("streams of several choices: the response scanner", () => {
+  test("a secret in the first choice only is redacted there and recorded in the audit (each choice has its own filter)", async () => {
+    const format = { type: "json_schema", json_schema: { name: "k", schema: { type: "object", properties: { key: { enum: [secret, "none"] } }, required: ["key"] } } };
+    const body = { model: "tiny", max_tokens: 40, n: 2, messages: user("key?"), response_format: format };
+    // A seed where the first choice writes the secret and the second does not (sampling is reproducible per seed).
+    let seed = -1;
+    for (let s = 1; s < 40 && seed < 0; s++) {
+      const r = await client.chat.completions.create({ ...body, seed: s } as never) as OpenAI.ChatCompletion;
+      const [a, b] = r.choices.map((c) => c.message.content!);
+      if (a!.includes("[REDACTED:") && !b!.includes("[REDACTED:")) seed = s;
+    }
+    expect(seed).toBeGreaterThan(0);
+    const r = await fetch(`${baseURL}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, seed, stream: true }),
+    });
+    const text = await r.text();
+    expect(text).toContain("[REDACTED:aws-access-token]");
+    expect(text).not.toContain("IOSFODNN");
+    const id = r.headers.get("x-request-id");
+    const line = fs.readFileSync(ctx.auditFile, "utf8").trim().split("\n").map((l) => JSON.parse(l)).find((l) => l.reqId === id);
+    expect(line.decisions).toContain("response:redact:aws-access-token");
   });
 });
 
