@@ -63,6 +63,56 @@ describe("chat", () => {
   });
 });
 
+describe("logprobs, streams of several choices, the deprecated functions", () => {
+  test("streamed logprobs through the SDK's stream helper: the accumulated tokens spell the answer", async () => {
+    const stream = client.chat.completions.stream({ model: "tiny", messages: user("hello"), max_tokens: 12, seed: 3, logprobs: true, top_logprobs: 2 });
+    const done = await stream.finalChatCompletion();
+    const content = done.choices[0]!.logprobs!.content!;
+    expect(content.length).toBeGreaterThan(0);
+    expect(content.map((t) => t.token).join("")).toBe(done.choices[0]!.message.content!);
+    for (const t of content) expect(t.top_logprobs).toHaveLength(2);
+  });
+  test("n=2 streamed: the SDK's final completion has both choices, as without streaming", async () => {
+    const body = { model: "tiny", messages: user("hi"), max_tokens: 6, seed: 8, n: 2 };
+    const done = await client.chat.completions.stream(body).finalChatCompletion();
+    const whole = await client.chat.completions.create(body);
+    expect(done.choices.map((c) => c.message.content)).toEqual(whole.choices.map((c) => c.message.content));
+  });
+  test("completions: echo with logprobs (the prompt's tokens first), streamed logprobs", async () => {
+    const r = await client.completions.create({ model: "tiny", prompt: "the cat", max_tokens: 4, seed: 1, logprobs: 1, echo: true });
+    expect(r.choices[0]!.text.startsWith("the cat")).toBe(true);
+    expect(r.choices[0]!.logprobs!.tokens!.join("")).toBe(r.choices[0]!.text);
+    let text = "", tokens = "";
+    for await (const c of await client.completions.create({ model: "tiny", prompt: "the cat", max_tokens: 6, seed: 1, logprobs: 1, stream: true })) {
+      text += c.choices[0]?.text ?? "";
+      tokens += c.choices[0]?.logprobs?.tokens?.join("") ?? "";
+    }
+    expect(tokens).toBe(text);
+  });
+  test("responses: logprobs with include, streamed and not", async () => {
+    const body = { model: "tiny", input: "hello", max_output_tokens: 8, top_logprobs: 1, include: ["message.output_text.logprobs" as const] };
+    const r = await client.responses.create(body);
+    const part = (r.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
+    expect(part.logprobs!.map((t) => t.token).join("")).toBe(part.text);
+    const final = await client.responses.stream(body).finalResponse();
+    const streamed = (final.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
+    expect(streamed.logprobs!.map((t) => t.token).join("")).toBe(streamed.text);
+  });
+  test("functions / function_call (deprecated, still OpenAI's): message.function_call, and its result sent back", async () => {
+    const r = await client.chat.completions.create({
+      model: "tiny", messages: user("weather?"), max_tokens: 200, functions: [weather.function], function_call: { name: "get_weather" },
+    });
+    const message = r.choices[0]!.message;
+    expect(r.choices[0]!.finish_reason).toBe("function_call");
+    expect(["Oslo", "Paris"]).toContain(JSON.parse(message.function_call!.arguments).city);
+    const next = await client.chat.completions.create({
+      model: "tiny", max_tokens: 4, functions: [weather.function],
+      messages: [...user("weather?"), message, { role: "function", name: "get_weather", content: "3 degrees" }],
+    });
+    expect(next.choices[0]!.message.role).toBe("assistant");
+  });
+});
+
 describe("embeddings and responses", () => {
   test("embeddings are unit vectors (the SDK's default base64)", async () => {
     const r = await client.embeddings.create({ model: "tiny", input: ["a", "b"] });
