@@ -80,6 +80,24 @@ for (const [name, model] of [["openai-compatible (chat)", () => compatible("tiny
   });
 }
 
+describe("logprobs (@ai-sdk/openai: providerOptions.openai.logprobs)", () => {
+  type Lp = { token: string; logprob: number; top_logprobs: unknown[] };
+  for (const [name, model] of [["chat", () => openai.chat("tiny")], ["responses", () => openai("tiny")]] as const) {
+    test(`${name}: generateText and streamText return tokens spelling the text`, async () => {
+      const providerOptions = { openai: { logprobs: 2, store: false } };
+      const r = await generateText({ model: model(), prompt: "hello", maxOutputTokens: 8, seed: 2, maxRetries: 0, providerOptions });
+      const whole = (r.providerMetadata!.openai!.logprobs as Lp[][]).flat();
+      expect(whole.map((t) => t.token).join("")).toBe(r.text);
+      expect(whole.length).toBeGreaterThan(0);
+      for (const t of whole) expect(t.top_logprobs).toHaveLength(2);
+      const s = streamText({ model: model(), prompt: "hello", maxOutputTokens: 8, seed: 2, maxRetries: 0, providerOptions });
+      const text = await s.text;
+      const streamed = ((await s.providerMetadata)!.openai!.logprobs as Lp[][]).flat();
+      expect(streamed.map((t) => t.token).join("")).toBe(text);
+    });
+  }
+});
+
 describe("embeddings and errors", () => {
   test("embed and embedMany: unit vectors", async () => {
     const one = await embed({ model: compatible.embeddingModel("tiny"), value: "hello", maxRetries: 0 });
