@@ -70,8 +70,9 @@ export class Forwarder {
     if (req.signal.aborted) throw new CancelledError();
     if (last && (last.kind === "status" || last.kind === "redirect")) throw new UpstreamError(`The upstream for '${req.model}' failed: it ${last.message}.`);
     const why = this.pool.unavailable(req.model, this.g.healthIntervalMs);
-    const everyOpen = this.pool.candidates(req.model).every((u) => !u.breaker.available());
-    throw new UpstreamUnavailableError(req.model, everyOpen ? why.retryAfterS : 1, last ? `last attempt: ${last.message}` : why.why);
+    // Nothing tried (all out) or every breaker open now: the pool says how long; attempts that merely failed: soon.
+    const allOut = !last || this.pool.candidates(req.model).every((u) => !u.breaker.available());
+    throw new UpstreamUnavailableError(req.model, allOut ? why.retryAfterS : 1, last ? `last attempt: ${last.message}` : why.why);
   }
 
   private async attempt(u: Upstream, req: ForwardRequest, bodyText: string): Promise<UpstreamReply | AttemptFailure> {
