@@ -56,6 +56,26 @@ describe("ChatOpenAI", () => {
     expect(full!.tool_calls![0]!.name).toBe("get_weather");
   });
 
+  test("logprobs: invoke and stream (each chunk's tokens spell its content); n=2 through generate", async () => {
+    type Lp = { content: { token: string; top_logprobs: unknown[] }[] };
+    const m = chat({ logprobs: true, topLogprobs: 2, seed: 4, maxTokens: 10 });
+    const r = await m.invoke("hello");
+    const lp = r.response_metadata.logprobs as Lp;
+    expect(lp.content.map((t) => t.token).join("")).toBe(r.content as string);
+    expect(lp.content.every((t) => t.top_logprobs.length === 2)).toBe(true);
+    let streamed = "", tokens = "";
+    for await (const c of await m.stream("hello")) {
+      streamed += c.content as string;
+      const chunkLp = c.response_metadata.logprobs as Lp | null | undefined;
+      if (c.content) expect(chunkLp!.content.map((t) => t.token).join("")).toBe(c.content as string);
+      tokens += chunkLp?.content.map((t) => t.token).join("") ?? "";
+    }
+    expect(streamed.length).toBeGreaterThan(0);
+    expect(tokens).toBe(streamed);
+    const two = await chat({ n: 2, seed: 4, maxTokens: 4, streaming: true }).generate([[new HumanMessage("hi")]]);
+    expect(two.generations[0]).toHaveLength(2);
+  });
+
   test("the Responses API (useResponsesApi)", async () => {
     const r = await chat({ useResponsesApi: true }).invoke("hello");
     expect(r).toBeInstanceOf(AIMessage);
