@@ -98,13 +98,12 @@ export class RedisConn {
 
   private async open(): Promise<RedisClient> {
     this.close();
-    // autoReconnect off: a reconnect inside the client would skip our AUTH; we re-open (and re-login) ourselves.
-    const client = new RedisClient(this.o.url, {
+    // autoReconnect off: reconnects happen here, on the request path, at most once per retryMs.
+    const client = new RedisClient(this.o.password ? withPassword(this.o.url, this.o.password) : this.o.url, {
       connectionTimeout: this.o.timeoutMs, autoReconnect: false, enableOfflineQueue: false, enableAutoPipelining: true,
     });
     try {
       await this.deadline(client.connect(), `connecting took longer than ${this.o.timeoutMs} ms`);
-      if (this.o.password) await this.deadline(client.send("AUTH", [this.o.password]), "AUTH timed out");
     } catch (e) {
       try { client.close(); } catch { /* never opened */ }
       this.nextAttempt = Date.now() + (this.o.retryMs ?? 1000);
@@ -144,6 +143,18 @@ export class RedisConn {
 function isScriptOrCommandError(e: unknown): boolean {
   const m = (e as Error)?.message ?? "";
   return /^(ERR|NOSCRIPT|WRONGTYPE|BUSY)\b/.test(m) && !/NOAUTH|WRONGPASS|LOADING/.test(m);
+}
+
+/**
+ * The URL with the password in its user part, where Bun's client takes it (it logs in during connect; a
+ * later AUTH would come too late). A unix-socket URL needs a host there: redis+unix://:pw@localhost/path.
+ */
+export function withPassword(url: string, password: string): string {
+  const m = /^([a-z+]+):\/\/(?:([^:@/]*)(?::[^@/]*)?@)?([^/]*)(\/.*)?$/i.exec(url);
+  if (!m) return url;
+  const [, scheme, user = "", host, rest = ""] = m;
+  const unix = scheme!.toLowerCase().includes("unix");
+  return `${scheme}://${user}:${encodeURIComponent(password)}@${unix && !host ? "localhost" : host}${rest}`;
 }
 
 /** Never log a password a URL may carry. */

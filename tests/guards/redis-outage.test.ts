@@ -1,0 +1,97 @@
+/**
+ * When Redis goes away: rateLimit.redisUnavailable "local" keeps serving on this instance's own
+ * limits (still limits, not none) and says so loudly in the log and in sharedState(); "refuse"
+ * answers 503 shared_state_unavailable (never a 500). Both come back to the shared state once Redis
+ * does. Also: the Redis password is read from a file, never from the config.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import type { LlamaEngine } from "../../src/engine/llama";
+import { makeApp, makeEngine, memoryLogger, req, tmpDir } from "../helpers";
+import { until } from "./redis-instances";
+import { redisMissing, startRedis, type RedisServer } from "./redis-server";
+
+const skip = redisMissing("tests/guards/redis-outage.test.ts");
+let redis: RedisServer;
+let engine: LlamaEngine;
+
+beforeAll(async () => {
+  if (skip) return;
+  redis = await startRedis();
+  engine = await makeEngine();
+}, 60_000);
+afterAll(async () => {
+  if (skip) return;
+  await redis?.kill();
+  await engine?.dispose();
+});
+
+const app = async (policy: "local" | "refuse", url = redis.url, extra: Record<string, unknown> = {}) => {
+  const { log, lines } = memoryLogger();
+  const made = await makeApp({ engine, log, keys: [{ name: "k", rpm: 3 }],
+    config: { rateLimit: { store: "redis", redisUrl: url, redisUnavailable: policy, ...extra } } as never });
+  return { ...made, lines, status: () => made.app.deps.guards.sharedState() };
+};
+const models = (a: Awaited<ReturnType<typeof app>>) => a.app.handle(req("/v1/models", { key: a.key }));
+
+describe.skipIf(skip)("Redis unreachable", () => {
+  test("policy local serves with per-instance limits and logs it as an error; refuse answers 503; both recover", async () => {
+    const local = await app("local");
+    const refuse = await app("refuse");
+    expect((await models(local)).status).toBe(200);
+    expect((await models(refuse)).status).toBe(200);
+    expect(local.status()).toMatchObject({ store: "redis", policy: "local", redisUp: true });
+
+    await redis.kill();
+    // local: served, and still limited (3/min on this instance alone: the shared count is out of reach)
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await models(local)).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect(local.status()).toMatchObject({ redisUp: false });
+    const loud = local.lines.filter((l) => (l.level as number) >= 50 && String(l.msg).includes("Redis unreachable"));
+    expect(loud.some((l) => String(l.msg).includes("per instance"))).toBe(true);
+    expect(loud.length).toBeLessThanOrEqual(2); // one line when it went, one saying how requests are answered; not one per request
+
+    // refuse: 503 with the OpenAI error shape and Retry-After, for a key and for a failed login alike
+    for (const r of [await models(refuse), await refuse.app.handle(req("/v1/models", { key: "apk_0000000000000000_wrongwrongwrongwrongwrongwrongwrongwrongwro" }))]) {
+      expect(r.status).toBe(503);
+      expect(r.headers.get("retry-after")).toBe("1");
+      expect(((await r.json()) as { error: { code: string; type: string } }).error).toMatchObject({ code: "shared_state_unavailable", type: "service_unavailable" });
+    }
+    expect(refuse.lines.some((l) => (l.level as number) >= 50 && String(l.msg).includes("refusing requests with 503"))).toBe(true);
+
+    await redis.start();
+    // Reconnects are tried at most once a second, on the request path.
+    expect(await until(async () => (await models(refuse)).status === 200 ? true : undefined, 20_000, "refuse to serve again")).toBe(true);
+    await until(async () => { await models(local); return local.status().redisUp ? true : undefined; }, 20_000, "local to use Redis again");
+    expect(local.lines.some((l) => String(l.msg).includes("Redis reachable again"))).toBe(true);
+    local.app.deps.guards.close();
+    refuse.app.deps.guards.close();
+  });
+
+  test("a Redis that was never there: policy local serves (no 500) and sharedState says it is down", async () => {
+    const gone = path.join(tmpDir("appliance-redis-none-"), "none.sock");
+    const local = await app("local", `redis+unix://${gone}`);
+    const all = await Promise.all(Array.from({ length: 3 }, () => models(local)));
+    expect(all.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(local.status()).toMatchObject({ store: "redis", redisUp: false });
+    local.app.deps.guards.close();
+  });
+
+  test("the password comes from redisPasswordFile; without it Redis refuses the login, which counts as unreachable", async () => {
+    const locked = await startRedis(["--requirepass", "s3cret@pa:ss/1"]);
+    const file = path.join(tmpDir("appliance-redis-pw-"), "redis.pass");
+    fs.writeFileSync(file, "s3cret@pa:ss/1\n", { mode: 0o600 });
+    const withPw = await app("refuse", locked.url, { redisPasswordFile: file });
+    expect((await models(withPw)).status).toBe(200);
+    expect(withPw.status()).toMatchObject({ redisUp: true });
+    const without = await app("refuse", locked.url);
+    expect((await models(without)).status).toBe(503);
+    expect(JSON.stringify(without.lines)).not.toContain("s3cret");
+    expect(JSON.stringify(withPw.lines)).not.toContain("s3cret");
+    withPw.app.deps.guards.close();
+    without.app.deps.guards.close();
+    await locked.kill();
+  });
+});
