@@ -1,0 +1,48 @@
+/**
+ * `appliance serve` as a user runs it, in gateway mode: the compiled binary
+ * with `upstreams` in its config file serves its own local model and an
+ * upstream appliance's model side by side, the upstream key read from an
+ * environment variable; a model id that is both local and upstream is a config
+ * error (exit 2).
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { startBinary, type BinaryServer } from "../conformance/binary-server";
+import { prepareGateway, runBinary, startGatewayBinary, type GatewayBinary } from "./gateway-binary";
+
+let up: BinaryServer;
+let gw: GatewayBinary;
+beforeAll(async () => {
+  up = await startBinary();
+  gw = await startGatewayBinary({ upstreams: [{ url: `${up.baseURL}/v1`, apiKeyEnv: "UPSTREAM_KEY", models: ["tiny"] }] },
+    { localModel: true, env: { UPSTREAM_KEY: up.key } });
+});
+afterAll(async () => {
+  expect(await gw?.stop()).toBe(0);
+  await up?.stop();
+});
+
+test("local and upstream models side by side; /v1/models lists both", async () => {
+  const client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.baseURL}/v1`, maxRetries: 0 });
+  expect((await client.models.list()).data.map((m) => m.id).sort()).toEqual(["local", "tiny"]);
+  for (const model of ["local", "tiny"]) {
+    const stream = await client.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], max_tokens: 4, stream: true });
+    let finish: string | null = null;
+    for await (const c of stream) finish = c.choices[0]?.finish_reason ?? finish;
+    expect(finish).not.toBeNull();
+  }
+  // The upstream saw the gateway's request with its own key (a wrong key would be a 401 there, a 502 here).
+  expect(up.log()).toMatch(/"route":"POST \/v1\/chat\/completions","status":200/);
+  expect(gw.log()).toMatch(/"model":"tiny"[^\n]*"decisions":\["upstream:http:\/\/127\.0\.0\.1:\d+\/v1"\]/);
+});
+
+test("a model both local and upstream, or a missing key variable, stops the start with exit 2 naming upstreams", async () => {
+  const clash = await prepareGateway({ upstreams: [{ url: "http://127.0.0.1:9/v1", models: ["local"] }] }, { localModel: true });
+  const r = runBinary(clash.bin, clash.dir, ["serve", "--config", clash.configFile]);
+  expect(r.exitCode).toBe(2);
+  expect(r.stderr.toString()).toContain("upstreams: model local is both a local model and an upstream one");
+  const noKey = await prepareGateway({ upstreams: [{ url: "http://127.0.0.1:9/v1", apiKeyEnv: "NOT_SET_HERE", models: ["x"] }] });
+  const r2 = runBinary(noKey.bin, noKey.dir, ["serve", "--config", noKey.configFile]);
+  expect(r2.exitCode).toBe(2);
+  expect(r2.stderr.toString()).toContain("NOT_SET_HERE");
+});
