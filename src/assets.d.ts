@@ -7,3 +7,4 @@ declare module "*.timer" { const text: string; export default text; }
 declare module "*.plist" { const text: string; export default text; }
 declare module "*.apparmor" { const text: string; export default text; }
 declare module "*.logrotate" { const text: string; export default text; }
+declare module "*.newsyslog" { const text: string; export default text; }

@@ -23,7 +23,7 @@ export interface Layout {
   /** Unit/plist file names → full paths. */
   units: Record<string, string>;
   apparmorProfile?: string;
-  /** Log rotation config (logrotate on Linux). */
+  /** Log rotation config: logrotate(8) on Linux, newsyslog(8) on macOS. */
   logrotate?: string;
 }
 
@@ -53,6 +53,7 @@ export function layout(platform: Platform, root = "/"): Layout {
     stateDir: at("/Library/Application Support/appliance"), modelsDir: at("/Library/Application Support/appliance/models"),
     logDir: at("/Library/Logs/appliance"),
     units: Object.fromEntries(["local.appliance.server.plist", "local.appliance.verify.plist"].map((u) => [u, path.join(unitDir, u)])),
+    logrotate: at("/etc/newsyslog.d/appliance.conf"),
   };
 }
 

@@ -8,6 +8,7 @@ import verifyServiceTpl from "../../systemd/appliance-verify.service" with { typ
 import timerTpl from "../../systemd/appliance-verify.timer" with { type: "text" };
 import apparmorTpl from "../../systemd/appliance.apparmor" with { type: "text" };
 import logrotateTpl from "../../systemd/appliance.logrotate" with { type: "text" };
+import newsyslogTpl from "../../launchd/appliance.newsyslog" with { type: "text" };
 import serverPlistTpl from "../../launchd/local.appliance.server.plist" with { type: "text" };
 import verifyPlistTpl from "../../launchd/local.appliance.verify.plist" with { type: "text" };
 import os from "node:os";
@@ -66,6 +67,8 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Rec
     ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
     NATIVE_DIR: SYSTEM_NATIVE_DIR,
     MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, ...unitLimits(config),
+    // newsyslog.conf fields split on whitespace: its G flag takes a shell pattern, where "?" matches the space.
+    STATE_GLOB: s.stateDir.replace(/\s/g, "?"), LOG_GLOB: s.logDir.replace(/\s/g, "?"),
     IP_ALLOW: publicBind ? "any" : ["localhost", ...otlpAllow(config)].join(" "), START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
   };
 }
@@ -76,6 +79,6 @@ export function renderUnits(l: Layout, config: UnitConfig, modelBytes = 0): Reco
   const out: Record<string, string> = {};
   for (const [name, file] of Object.entries(l.units)) out[file] = render(TEMPLATES[name]!, vars, name.endsWith(".plist"));
   if (l.apparmorProfile) out[l.apparmorProfile] = render(apparmorTpl, vars);
-  if (l.logrotate) out[l.logrotate] = render(logrotateTpl, vars);
+  if (l.logrotate) out[l.logrotate] = render(l.platform === "systemd" ? logrotateTpl : newsyslogTpl, vars);
   return out;
 }

@@ -95,6 +95,16 @@ describe("systemd install under --root", () => {
     const profile = fs.readFileSync(layout("systemd", root).apparmorProfile!, "utf8");
     expect(profile).toMatch(/^\s*network inet dgram,$/m);
     expect(profile).toContain("/usr/local/lib/appliance/native/** mr,");
+    // Confines what the units run (AppArmorProfile=), not every use of the binary by path: root's update,
+    // rollback, uninstall, status and doctor write /usr/local/bin and /etc and run systemctl, unconfined.
+    expect(profile).toMatch(/^profile appliance flags=\(enforce\) \{$/m);
+    expect(profile).not.toMatch(/^profile appliance \/\S+/m);
+    for (const u of ["appliance.service", "appliance-verify.service"]) {
+      expect(fs.readFileSync(layout("systemd", root).units[u]!, "utf8")).toMatch(/^AppArmorProfile=appliance$/m);
+    }
+    // The GPU preflight re-runs the binary in the same profile; sd_notify goes to systemd's socket.
+    expect(profile).toContain("/usr/local/bin/appliance mrix,");
+    expect(profile).toContain("/run/systemd/notify w,");
   });
 
   test("verify passes on the fresh install; --json is machine-readable", () => {
@@ -155,11 +165,19 @@ describe("systemd install under --root", () => {
     fs.rmSync(path.join(etc, "group"));
   });
 
-  test("update: a healthy binary is swapped in; a broken one is rolled back automatically; rollback by hand", async () => {
+  test("update: a healthy binary is swapped in; one that cannot install its libraries is refused; one that cannot serve is rolled back; rollback by hand", async () => {
     const l = layout("systemd", root);
-    const broken = path.join(tmpDir(), "broken");
-    fs.writeFileSync(broken, "#!/bin/sh\necho 'cannot start' >&2\nexit 3\n", { mode: 0o755 });
     const before = sha(l.bin);
+    const dead = path.join(tmpDir(), "dead");
+    fs.writeFileSync(dead, "#!/bin/sh\necho 'cannot start' >&2\nexit 3\n", { mode: 0o755 });
+    const refused = cli(["update", "--root", root, "--platform", "systemd", "--binary", dead, "--sha256", sha(dead)]);
+    expect(refused.code).toBe(1);
+    expect(refused.out).toContain("update refused before changing anything: the new binary cannot install its native libraries");
+    expect(fs.existsSync(l.binBackup)).toBe(false); // nothing was switched
+    expect(sha(l.bin)).toBe(before);
+    // Passes the native step (as a build without embedded libraries answers it) but cannot serve.
+    const broken = path.join(tmpDir(), "broken");
+    fs.writeFileSync(broken, "#!/bin/sh\n[ \"$1\" = install ] && { echo 'native: none'; exit 0; }\necho 'cannot start' >&2\nexit 3\n", { mode: 0o755 });
     const bad = cli(["update", "--root", root, "--platform", "systemd", "--binary", broken, "--sha256", sha(broken)]);
     expect(bad.code).toBe(1);
     expect(bad.out).toContain("rolling back");
@@ -227,6 +245,40 @@ describe("launchd install under --root", () => {
     expect(server.StandardErrorPath).toBe("/Library/Logs/appliance/appliance.err.log");
     expect(verify.StartCalendarInterval).toEqual({ Hour: 6, Minute: 0 });
     expect(verify.ProgramArguments).toEqual(["/usr/local/bin/appliance", "verify"]);
+    // The daily verify runs as the service account (not root), low priority, with small limits (launchd.plist(5)).
+    expect(verify).toMatchObject({
+      UserName: "_appliance", GroupName: "_appliance", Nice: 10, LowPriorityIO: true, ProcessType: "Background",
+      SoftResourceLimits: { NumberOfFiles: 1024, NumberOfProcesses: 16, Core: 0 }, HardResourceLimits: { NumberOfFiles: 1024, NumberOfProcesses: 16, Core: 0 },
+    });
+  });
+
+  test("newsyslog config: every log the launchd jobs write is rotated; the audit log uncompressed, as audit verify walks it", () => {
+    const root = tmpDir("appliance-mac-");
+    expect(cli(["install", "--root", root, "--platform", "launchd", "--binary", bin]).code).toBe(0);
+    const l = layout("launchd", root), sys = layout("launchd");
+    expect(l.logrotate).toBe(path.join(root, "etc/newsyslog.d/appliance.conf"));
+    const lines = fs.readFileSync(l.logrotate!, "utf8").split("\n").filter((s) => s.trim() && !s.startsWith("#"));
+    // newsyslog.conf(5): logfile [owner:group] mode count size when flags, whitespace-separated (so no spaces in names).
+    const entries = lines.map((s) => s.trim().split(/\s+/));
+    for (const e of entries) {
+      expect(e).toHaveLength(7);
+      expect(e[1]).toMatch(/^[\w]+:[\w]+$/);
+      expect(e[2]).toMatch(/^[0-7]{3}$/);
+      expect(e[3]).toMatch(/^\d+$/);
+      expect(e[4]).toMatch(/^(\d+|\*)$/);
+      expect(e[6]).toContain("G"); // names are shell patterns: "?" stands for the space in "Application Support"
+    }
+    const glob = (p: string) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\?/g, ".").replace(/\*/g, "[^/]*")}$`);
+    const rotated = (file: string) => entries.find((e) => glob(e[0]!).test(file));
+    const audit = rotated(path.join(sys.stateDir, "audit.jsonl"));
+    expect(audit?.[6]).toBe("GNB"); // uncompressed (no J/Z) and no "turned over" line inside the chain
+    expect(audit?.[1]).toBe("_appliance:_appliance");
+    expect(rotated(path.join(sys.logDir, "verify-alerts.log"))?.[1]).toBe("root:_appliance");
+    const server = JSON.parse(Bun.spawnSync(["python3", "-c", "import plistlib,sys,json;print(json.dumps([plistlib.load(open(f,'rb')) for f in sys.argv[1:]]))",
+      l.units["local.appliance.server.plist"]!, l.units["local.appliance.verify.plist"]!]).stdout.toString()) as { StandardOutPath: string; StandardErrorPath: string }[];
+    for (const job of server) for (const f of [job.StandardOutPath, job.StandardErrorPath]) expect(rotated(f)).toBeDefined();
+    expect(cli(["uninstall", "--root", root, "--platform", "launchd"]).code).toBe(0);
+    expect(fs.existsSync(l.logrotate!)).toBe(false);
   });
 });
 
