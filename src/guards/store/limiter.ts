@@ -77,8 +77,9 @@ export function redisLimiter(o: RedisLimiterOptions): Limiter & { close(): void 
   const instance = crypto.randomBytes(6).toString("hex");
   let seq = 0;
   const held = new Map<string, Set<string>>(); // slot set → holders of this instance
-  const bucket = (id: string) => `${o.prefix}rl:${id}`;
-  const slots = (id: string) => `${o.prefix}cc:${id}`;
+  // One hash tag per limited id: the bucket and slot set of one key live in one Redis Cluster slot, as ENTER needs.
+  const bucket = (id: string) => `${o.prefix}rl:{${id}}`;
+  const slots = (id: string) => `${o.prefix}cc:{${id}}`;
   const numbers = (r: unknown) => (r as unknown[]).map(Number);
 
   /** Runs `viaRedis`; on a Redis failure applies the policy. Refusals (AppErrors) are thrown after, outside. */

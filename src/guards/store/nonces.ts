@@ -7,6 +7,9 @@ import { NonceCache, SignatureError } from "../signature";
 import { SharedStateUnavailableError } from "./limiter";
 import type { RedisConn } from "./redis-conn";
 
+/** How much clock skew between instances the shared nonces absorb. */
+export const NONCE_SKEW_MARGIN_MS = 60_000;
+
 export interface Nonces {
   /** Throws if the message was accepted before (or the key's cache is full). Cheap: before the limiter charges. */
   check(keyId: string, nonce: string, now: number): Promise<void>;
@@ -36,7 +39,9 @@ export function redisNonces(o: { conn: RedisConn; prefix: string; policy: "local
     },
     async add(keyId, nonce, expiresAt, now) {
       let set: unknown;
-      const ttl = String(Math.max(1000, expiresAt - now));
+      // Kept a minute longer than this instance's window: another instance whose clock runs up to 60 s behind
+      // still finds it until its own window for the timestamp closes.
+      const ttl = String(Math.max(1000, expiresAt - now) + NONCE_SKEW_MARGIN_MS);
       try { set = await o.conn.send("SET", [key(keyId, nonce), "1", "NX", "PX", ttl]); } catch { fallback("signature nonces"); return o.local.add(keyId, nonce, expiresAt, now); }
       if (set === null) throw new SignatureError("Replayed request signature."); // another instance took it in between
     },
