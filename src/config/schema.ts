@@ -99,7 +99,8 @@ export const configSchema = z.strictObject({
       .describe("While Redis is unreachable: \"local\" keeps serving with this instance's own limits, nonces and last known revocations (logged as an error every 10 s, shown in sharedState); \"refuse\" answers 503 to every request that needs the shared state."),
     concurrencyLeaseMs: z.number().int().min(1_000).max(600_000).default(30_000)
       .describe("Store redis: a concurrency slot expires unless its instance renews it (every third of this), so the slots of an instance that died are freed after at most this long."),
-  }).prefault({}).describe("Rate limits; per-key limits override these."),
+  }).refine((r) => r.store !== "redis" || r.redisUrl !== "", { message: "store \"redis\" needs redisUrl", path: ["redisUrl"] })
+    .prefault({}).describe("Rate limits; per-key limits override these."),
   promptGuard: z.strictObject({
     specialTokens: guardRuleAction.default("block").describe("The model's own control tokens typed in user text."),
     invisibleUnicode: guardRuleAction.default("block").describe("Invisible and bidi-control characters (Trojan Source)."),
