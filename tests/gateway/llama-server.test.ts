@@ -1,0 +1,90 @@
+/**
+ * A real llama-server as an upstream: built with cmake from the llama.cpp
+ * source node-llama-cpp ships (scripts/peer-build.ts, cached outside the repo),
+ * serving the tiny model with its own --api-key. Chat and completions go
+ * through the gateway with the openai SDK; then llama-server is killed
+ * mid-stream: the client's stream ends with an error, its breaker opens and the
+ * next request goes to the other upstream (the appliance binary).
+ * Where it cannot be built (no cmake or compiler), this file says so loudly and skips.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { peerBuild } from "../../scripts/peer-build";
+import { startBinary, type BinaryServer } from "../conformance/binary-server";
+import { tinyModel } from "../helpers";
+import { startGateway, type GatewayApp } from "./gateway-helpers";
+
+const peer = await peerBuild();
+const skip = "skip" in peer ? peer.skip : undefined;
+if (skip) console.log(`!!! LLAMA-SERVER UPSTREAM TEST SKIPPED: ${skip}`);
+
+const LLAMA_KEY = "llama-server-key";
+/** The tiny model's end tokens (</s>, <|im_end|>) banned, so a stream runs to max_tokens. */
+const NO_END = { "2": -100, "260": -100 };
+
+async function startLlamaServer(bin: string) {
+  const proc = Bun.spawn([bin, "-m", await tinyModel(), "--host", "127.0.0.1", "--port", "0", "-t", "1", "-c", "4096", "--alias", "tiny", "--api-key", LLAMA_KEY],
+    { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  let text = "";
+  const read = async (s: ReadableStream<Uint8Array>) => { for await (const c of s) text += new TextDecoder().decode(c); };
+  void read(proc.stdout);
+  void read(proc.stderr);
+  const end = Date.now() + 60_000;
+  let base = "";
+  while (Date.now() < end) {
+    const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(text);
+    if (m) {
+      base = m[1]!;
+      const ok = await fetch(`${base}/health`).then((r) => r.ok, () => false);
+      if (ok) return { base, proc, log: () => text };
+    }
+    if (proc.exitCode !== null) break;
+    await Bun.sleep(50);
+  }
+  proc.kill("SIGKILL");
+  throw new Error(`llama-server did not become healthy: ${text.slice(-2000)}`);
+}
+
+describe.skipIf(!!skip)("llama-server as an upstream", () => {
+  let llama: Awaited<ReturnType<typeof startLlamaServer>>;
+  let app: BinaryServer;
+  let gw: GatewayApp;
+  let client: OpenAI;
+  beforeAll(async () => {
+    llama = await startLlamaServer((peer as { llamaServer: string }).llamaServer);
+    app = await startBinary();
+    gw = await startGateway({
+      upstreams: [{ url: `${llama.base}/v1`, apiKey: LLAMA_KEY, models: ["tiny"] }, { url: `${app.baseURL}/v1`, apiKey: app.key, models: ["tiny"] }],
+      gateway: { breakerFailures: 1, retries: 1, backoffMs: 0, healthIntervalMs: 0 },
+    });
+    client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.baseURL}/v1`, maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    llama?.proc.kill("SIGKILL");
+    await app?.stop();
+  });
+
+  test("chat (whole) and completions (streamed) through the gateway with llama-server's key; then killed mid-stream", async () => {
+    const [viaLlama] = gw.gateway.pool.all;
+    // Ties rotate from the first upstream: with nothing in flight, the odd requests go to llama-server.
+    const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8 });
+    expect(r.choices[0]!.message.role).toBe("assistant");
+    expect(llama.log().match(/processing task/g)).toHaveLength(1); // llama-server took it (its key accepted)
+    await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 }); // the appliance's turn
+
+    const stream = await client.completions.create({ model: "tiny", prompt: "long", max_tokens: 2000, temperature: 0, logit_bias: NO_END, stream: true });
+    const it = stream[Symbol.asyncIterator]();
+    let text = "";
+    for (let i = 0; i < 3; i++) text += (await it.next()).value?.choices[0]?.text ?? "";
+    expect(viaLlama!.inflight).toBe(1);
+    llama.proc.kill("SIGKILL");
+    const err = await (async () => { for (;;) if ((await it.next()).done) return "ended without an error"; })().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect(viaLlama!.breaker.state).toBe("open");
+
+    const next = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 4 });
+    expect(next.choices).toHaveLength(1);
+    expect(app.log()).toMatch(/"route":"POST \/v1\/chat\/completions","status":200/);
+  });
+});
