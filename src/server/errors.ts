@@ -8,6 +8,10 @@ import type { Logger } from "../log/logger";
 
 export interface ErrorBody { error: { message: string; type: string; param: string | null; code: string | null } }
 
+/** The one OpenAI error body of an AppError: for a response, and for the error event of a stream that already started. */
+export const errorBodyOf = (e: Pick<AppError, "message" | "type" | "param" | "code">): ErrorBody =>
+  ({ error: { message: e.message, type: e.type, param: e.param, code: e.code } });
+
 export function errorResponse(status: number, body: ErrorBody, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 }
@@ -47,10 +51,10 @@ export function toAppError(code: string | number, error: unknown, requestId: str
 
 /** For failures with no request state to hang on to (Bun.serve's `error` handler). */
 export function lastResortResponse(requestId: string): Response {
-  return errorResponse(500, { error: { message: `The server had an error while processing your request (request id ${requestId}).`,
-    type: "server_error", param: null, code: "internal_error" } }, { "x-request-id": requestId });
+  return errorResponse(500, errorBodyOf({ message: `The server had an error while processing your request (request id ${requestId}).`,
+    type: "server_error", param: null, code: "internal_error" }), { "x-request-id": requestId });
 }
 
 export function toResponse(e: AppError, extraHeaders: Record<string, string> = {}): Response {
-  return errorResponse(e.status, { error: { message: e.message, type: e.type, param: e.param, code: e.code } }, { ...extraHeaders, ...e.headers });
+  return errorResponse(e.status, errorBodyOf(e), { ...extraHeaders, ...e.headers });
 }

@@ -12,6 +12,7 @@ import { z } from "zod";
 import bundleJs from "swagger-ui-dist/swagger-ui-bundle.js" with { type: "file" };
 import uiCss from "swagger-ui-dist/swagger-ui.css" with { type: "file" };
 import type { AppDeps } from "../deps";
+import { errorBodyOf } from "../errors";
 
 const ASSETS: Record<string, { path: string; type: string }> = {
   "swagger-ui-bundle.js": { path: bundleJs, type: "text/javascript; charset=utf-8" },
@@ -61,6 +62,6 @@ export const docsRoutes = (deps: AppDeps) =>
     }))
     .get("/swagger/assets/:name", ({ params, set }) => {
       const asset = ASSETS[params.name];
-      if (!asset) { set.status = 404; return { error: { message: "Unknown asset.", type: "invalid_request_error", param: null, code: "unknown_route" } }; }
+      if (!asset) { set.status = 404; return errorBodyOf({ message: "Unknown asset.", type: "invalid_request_error", param: null, code: "unknown_route" }); }
       return new Response(Bun.file(asset.path), { headers: { "content-type": asset.type, "cache-control": "public, max-age=86400" } });
     }, { detail: { hide: true } });

@@ -8,7 +8,7 @@
  */
 import { CancelledError, AppError } from "../../errors";
 import type { Generation, GenerationStage } from "../../engine/engine";
-import { toAppError } from "../errors";
+import { errorBodyOf, toAppError } from "../errors";
 import { LogprobAligner, type AlignedPiece } from "../openai/logprob-align";
 import { sseResponse } from "../openai/sse";
 import type { RequestState } from "../request-state";
@@ -129,7 +129,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
       const e = toAppError("UNKNOWN", err, state.id, deps.log);
       state.status = e.status;
       state.errorCode = e.code ?? undefined;
-      return { error: { message: e.message, type: e.type, param: e.param, code: e.code } };
+      return errorBodyOf(e);
     },
     onFinish: (err) => {
       flight.end();

@@ -12,7 +12,7 @@ import { CancelledError } from "../../errors";
 import type { UpstreamReply } from "../../gateway/gateway";
 import { UpstreamError } from "../../gateway/errors";
 import type { AppDeps } from "../deps";
-import { toAppError } from "../errors";
+import { errorBodyOf, toAppError } from "../errors";
 import { sseResponse } from "../openai/sse";
 import type { RequestState } from "../request-state";
 import { scanStreamEnd } from "./scan-reply";
@@ -106,7 +106,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
       const e = toAppError("UNKNOWN", err, state.id, deps.log);
       state.status = e.status;
       state.errorCode = e.code ?? undefined;
-      return { error: { message: e.message, type: e.type, param: e.param, code: e.code } };
+      return errorBodyOf(e);
     },
     onFinish: (err) => {
       plan.flight.end();
