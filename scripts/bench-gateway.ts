@@ -1,0 +1,122 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-gateway.ts [--requests N] [--runs N] [--tokens N] [--threads N]
+ *
+ * Gateway mode's cost, measured side by side in one run: the same requests sent to an upstream appliance
+ * directly and through a second appliance in gateway mode that fronts it (both the compiled binary as shipped:
+ * auth, limits, prompt guard, response scanner, audit on; the gateway adds its own on top of the upstream's).
+ * Direct and gateway requests are interleaved (order swapped every round), so drift on a shared machine
+ * hits both alike.
+ *   - added latency: POST /v1/chat/completions, max_tokens 1, on the 0.16 M-parameter tiny model (the upstream
+ *     answers in about a millisecond, so what the gateway adds is visible); p50 and p99 of each side, and the
+ *     difference.
+ *   - stream throughput: streamed /v1/completions of --tokens tokens (end tokens banned so every run decodes
+ *     exactly that many) on a generated ~86 M-parameter F32 model; tokens/s = completion tokens / time from
+ *     sending the request to the last byte; median of --runs per side, and the ratio gateway/direct.
+ * Everything runs on this one machine: the gateway's CPU competes with the upstream's decode threads, which a
+ * gateway on its own host would not.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { makeTinyModel } from "../src/engine/tiny-model";
+import { complete, freePort, median, startAppliance, waitHealthy, type Served } from "./bench-peer-lib";
+
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  requests: { type: "string", default: "300" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "128" },
+  threads: { type: "string", default: "1" },
+} });
+const requests = Number(values.requests), runs = Number(values.runs), tokens = Number(values.tokens), threads = Number(values.threads);
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-gw-"));
+const servers: Served[] = [];
+try {
+  const build = await import("./build");
+  const bin = await build.build("linux-x64", path.join(dir, "appliance"));
+  const tiny = path.join(dir, "tiny.gguf"), bench = path.join(dir, "bench.gguf");
+  await makeTinyModel(tiny);
+  await makeTinyModel(bench, { layers: 12, embd: 768, ff: 2048, heads: 12, ctx: 2048 });
+
+  const upTiny = await startAppliance(bin, tiny, path.join(dir, "up-tiny"), threads, 1);
+  servers.push(upTiny);
+  const upBench = await startAppliance(bin, bench, path.join(dir, "up-bench"), threads, 1);
+  servers.push(upBench);
+  const gw = await startGateway(bin, path.join(dir, "gateway"), [
+    { url: `${upTiny.base}/v1`, apiKey: keyOf(upTiny), models: ["tiny"] },
+    { url: `${upBench.base}/v1`, apiKey: keyOf(upBench), models: ["bench"] },
+  ]);
+  servers.push(gw);
+
+  console.log(`bench-gateway: ${os.cpus().length} CPUs, upstream threads ${threads}, Bun ${Bun.version}; direct = upstream appliance, gateway = appliance in gateway mode in front of it`);
+
+  // 1. Added latency on small requests.
+  const small = (s: Served) => chatSmall(s);
+  for (let i = 0; i < 20; i++) { await small(upTiny); await small(gw); } // warm-up: connections, JIT
+  const direct: number[] = [], via: number[] = [];
+  for (let i = 0; i < requests; i++) {
+    if (i % 2) { direct.push(await small(upTiny)); via.push(await small(gw)); } else { via.push(await small(gw)); direct.push(await small(upTiny)); }
+  }
+  const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
+  const f = (n: number) => n.toFixed(2);
+  console.log(`\nsmall requests (chat, max_tokens 1, tiny model), ${requests} per side, ms from send to last byte:`);
+  console.log(`  direct   p50 ${f(pct(direct, 0.5))}  p99 ${f(pct(direct, 0.99))}`);
+  console.log(`  gateway  p50 ${f(pct(via, 0.5))}  p99 ${f(pct(via, 0.99))}`);
+  console.log(`  added by the gateway: p50 ${f(pct(via, 0.5) - pct(direct, 0.5))} ms, p99 ${f(pct(via, 0.99) - pct(direct, 0.99))} ms (goal: p50 < 2 ms)`);
+
+  // 2. Stream throughput.
+  const stream = (s: Served) => complete({ ...s }, "once upon a time", tokens, true);
+  await stream(upBench); await stream(gw); // warm-up
+  const tpsDirect: number[] = [], tpsVia: number[] = [];
+  const tps = (c: { completionTokens: number; ms: number }) => {
+    if (c.completionTokens !== tokens) throw new Error(`a run decoded ${c.completionTokens} tokens, not ${tokens}`);
+    return c.completionTokens / (c.ms / 1000);
+  };
+  for (let i = 0; i < runs; i++) {
+    if (i % 2) { tpsDirect.push(tps(await stream(upBench))); tpsVia.push(tps(await stream(gw))); }
+    else { tpsVia.push(tps(await stream(gw))); tpsDirect.push(tps(await stream(upBench))); }
+  }
+  console.log(`\nstreams (${tokens} tokens, ~86 M-parameter model), ${runs} runs per side, tokens/s = completion tokens / (send → last byte):`);
+  console.log(`  direct   median ${median(tpsDirect).toFixed(1)}  (runs: ${tpsDirect.map((x) => x.toFixed(1)).join(", ")})`);
+  console.log(`  gateway  median ${median(tpsVia).toFixed(1)}  (runs: ${tpsVia.map((x) => x.toFixed(1)).join(", ")})`);
+  console.log(`  ratio gateway/direct: ${(median(tpsVia) / median(tpsDirect)).toFixed(3)} (goal >= 0.95)`);
+} finally {
+  for (const s of servers.reverse()) await s.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** One chat request with max_tokens 1 on the tiny model; ms from send to last byte. */
+async function chatSmall(s: Served): Promise<number> {
+  const t0 = performance.now();
+  const res = await fetch(`${s.base}/v1/chat/completions`, { method: "POST", headers: s.headers,
+    body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "Say hello." }], max_tokens: 1, temperature: 0 }) });
+  await res.arrayBuffer();
+  if (!res.ok) throw new Error(`${s.name} chat: ${res.status}`);
+  return performance.now() - t0;
+}
+
+function keyOf(s: Served): string {
+  return s.headers.authorization!.replace(/^Bearer /, "");
+}
+
+/** The binary in gateway mode: no local model, the upstreams in its config file, a key without limits. */
+async function startGateway(bin: string, home: string, upstreams: unknown[]): Promise<Served> {
+  fs.mkdirSync(home, { recursive: true });
+  const stateDir = path.join(home, "state");
+  const env = { PATH: "/usr/bin:/bin", HOME: home };
+  const r = Bun.spawnSync([bin, "keys", "create", "--name", "bench", "--scopes", "chat,completions,models", "--rpm", "0", "--tpm", "0", "--max-concurrent", "0",
+    "--state-dir", stateDir], { env });
+  if (r.exitCode !== 0) throw new Error(`keys create: ${r.stderr.toString()}`);
+  const key = r.stdout.toString().trim();
+  const port = freePort();
+  const config = path.join(home, "config.json");
+  fs.writeFileSync(config, JSON.stringify({ stateDir, port, upstreams }));
+  const t0 = performance.now();
+  const proc = Bun.spawn([bin, "serve", "--config", config], { env, stdout: "ignore", stderr: "pipe" });
+  const base = `http://127.0.0.1:${port}`;
+  await waitHealthy(base, t0, proc);
+  return {
+    name: "gateway", base, proc, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    stop: async () => { proc.kill("SIGTERM"); await proc.exited; },
+  };
+}
