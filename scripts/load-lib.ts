@@ -92,10 +92,10 @@ const chat = (stream: boolean, maxTokens: number) => ({ model: "tiny", stream, m
 /** The mix of routes (weights sum to 100): cheap reads, generations (half streamed), embeddings. */
 export function mix(maxTokens: number): [number, Call][] {
   return [
-    [25, { name: "models", method: "GET", path: "/v1/models" }],
+    [29, { name: "models", method: "GET", path: "/v1/models" }],
     [10, { name: "health", method: "GET", path: "/health" }],
     [10, { name: "ready", method: "GET", path: "/ready" }],
-    [5, { name: "metrics", method: "GET", path: "/metrics" }],
+    [1, { name: "metrics", method: "GET", path: "/metrics" }],
     [20, { name: "chat", method: "POST", path: "/v1/chat/completions", body: chat(false, maxTokens) }],
     [20, { name: "chat_stream", method: "POST", path: "/v1/chat/completions", body: chat(true, maxTokens), stream: true }],
     [5, { name: "completions", method: "POST", path: "/v1/completions", body: { model: "tiny", prompt: "Once", max_tokens: maxTokens } }],

@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /**
  * bun scripts/load.ts [--connections 1000] [--seconds 20] [--max-tokens 8] [--health-seconds 10] [--generators 4]
- *                     [--soak SECONDS] [--binary dist/appliance] [--parallel 2] [--max-queue 64] [--json]
+ *                     [--soak SECONDS] [--binary dist/appliance] [--parallel 2] [--max-queue 64] [--threads 0] [--json]
  *
  * Drives the real server (the compiled binary, on a generated tiny model, in a temp dir) and prints:
  *  1. burst: `connections` concurrent clients over mixed routes (models, health, ready, metrics, chat with and
@@ -27,13 +27,14 @@ const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   connections: { type: "string", default: "1000" }, seconds: { type: "string", default: "20" }, "max-tokens": { type: "string", default: "8" },
   "health-seconds": { type: "string", default: "10" }, generators: { type: "string", default: "4" }, soak: { type: "string" },
   binary: { type: "string", default: path.join(import.meta.dir, "..", "dist", "appliance") },
-  parallel: { type: "string", default: "2" }, "max-queue": { type: "string", default: "64" }, json: { type: "boolean" },
+  parallel: { type: "string", default: "2" }, "max-queue": { type: "string", default: "64" }, threads: { type: "string", default: "0" }, json: { type: "boolean" },
 } });
 const n = (k: keyof typeof values) => Number(values[k]);
 const MiB = (b: number) => (b / 1048576).toFixed(1);
 const ms = (x: number) => (Number.isNaN(x) ? "-" : x < 10 ? x.toFixed(2) : x.toFixed(0));
 
-const server = await startServer(String(values.binary), ["--parallel", String(values.parallel), "--max-queue", String(values["max-queue"])]);
+const server = await startServer(String(values.binary),
+  ["--parallel", String(values.parallel), "--max-queue", String(values["max-queue"]), "--threads", String(values.threads)]);
 const keys = [server.key, server.key, server.key, server.key, server.key, server.key, server.key, server.key, server.key, server.limitedKey];
 const report: Record<string, unknown> = { connections: n("connections"), maxTokens: n("max-tokens"), cores: navigator.hardwareConcurrency };
 let bad = 0;
