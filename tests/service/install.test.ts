@@ -192,9 +192,13 @@ describe("systemd install under --root", () => {
     const next = path.join(tmpDir(), "appliance-next");
     fs.copyFileSync(bin, next);
     fs.appendFileSync(next, Buffer.alloc(16)); // a different, still working binary
+    const native = path.join(root, "usr/local/lib/appliance/native");
+    const [version] = fs.readdirSync(native);
+    fs.mkdirSync(path.join(native, "0.0.1-stale")); // the libraries of a binary neither installed nor .previous
     const good = cli(["update", "--root", root, "--platform", "systemd", "--binary", next, "--sha256", sha(next)]);
     expect(good.out).toContain("update complete");
     expect(good.code).toBe(0);
+    expect(fs.readdirSync(native)).toEqual([version!]); // kept: the one both binaries use; the stale one removed
     expect(sha(l.bin)).toBe(sha(next));
     expect(cli(["verify", "--root", root, "--platform", "systemd", "--quiet"]).code).toBe(0);
     const back = cli(["rollback", "--root", root, "--platform", "systemd"]);
