@@ -1,0 +1,141 @@
+/**
+ * What scripts/bench-peer.ts drives: the compiled appliance and the peer llama-server as child processes on free
+ * loopback ports, and the HTTP measurements both get in exactly the same way (same request bodies, same client).
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+/** A running server under test. */
+export interface Served { name: string; base: string; headers: Record<string, string>; proc: Bun.Subprocess; stop: () => Promise<void> }
+
+/** A free loopback port (bound and released; fine for a benchmark, never for tests). */
+export function freePort(): number {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+/** Polls GET /health until 200; resolves with the ms since `t0`. */
+export async function waitHealthy(base: string, t0: number, proc: Bun.Subprocess, timeoutMs = 300_000): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`${base}: server exited ${proc.exitCode}`);
+    try {
+      const r = await fetch(`${base}/health`);
+      await r.arrayBuffer();
+      if (r.status === 200) return performance.now() - t0;
+    } catch { /* not listening yet */ }
+    await Bun.sleep(5);
+  }
+  throw new Error(`${base}: not healthy within ${timeoutMs} ms`);
+}
+
+/** The appliance's state dir with the model registered and an all-scopes key without limits. */
+export function prepareAppliance(bin: string, model: string, dir: string): { stateDir: string; key: string } {
+  const stateDir = path.join(dir, "state");
+  const run = (args: string[]) => {
+    const r = Bun.spawnSync([bin, ...args, "--state-dir", stateDir], { env: { PATH: "/usr/bin:/bin", HOME: dir } });
+    if (r.exitCode !== 0) throw new Error(`appliance ${args.join(" ")}: ${r.stderr.toString()}`);
+    return r.stdout.toString().trim();
+  };
+  if (!fs.existsSync(stateDir)) run(["models", "add", model]);
+  const key = run(["keys", "create", "--name", `bench${Date.now()}${Math.random().toString(36).slice(2, 6)}`, "--scopes", "chat,completions,models",
+    "--rpm", "0", "--tpm", "0", "--max-concurrent", "0"]);
+  return { stateDir, key };
+}
+
+/**
+ * Starts the appliance as shipped (auth, guards, scanner, audit on) with the given threads and parallel sequences.
+ * extraEnv lets a row set e.g. OMP_WAIT_POLICY; nothing else differs from a user's `appliance serve`.
+ */
+export async function startAppliance(bin: string, model: string, dir: string, threads: number, parallel: number): Promise<Served & { startMs: number }> {
+  const { stateDir, key } = prepareAppliance(bin, model, dir);
+  const port = freePort();
+  const t0 = performance.now();
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", String(port), "--threads", String(threads), "--parallel", String(parallel),
+    "--ctx-size", "2048", "--max-queue", "64"], { env: { PATH: "/usr/bin:/bin", HOME: dir }, stdout: "ignore", stderr: "pipe" });
+  const base = `http://127.0.0.1:${port}`;
+  const startMs = await waitHealthy(base, t0, proc);
+  return { name: "appliance", base, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc, startMs, stop: () => stop(proc) };
+}
+
+/** Starts llama-server on the same model with the same threads and parallel sequences (2048 context per sequence). */
+export async function startPeer(llamaServer: string, model: string, threads: number, parallel: number): Promise<Served & { startMs: number }> {
+  const port = freePort();
+  const t0 = performance.now();
+  const proc = Bun.spawn([llamaServer, "-m", model, "--host", "127.0.0.1", "--port", String(port), "-t", String(threads), "-tb", String(threads),
+    "-np", String(parallel), "-c", String(2048 * parallel), "--no-webui", "--log-disable"], { stdout: "ignore", stderr: "ignore" });
+  const base = `http://127.0.0.1:${port}`;
+  const startMs = await waitHealthy(base, t0, proc);
+  return { name: "llama-server", base, headers: { "content-type": "application/json" }, proc, startMs, stop: () => stop(proc) };
+}
+
+async function stop(proc: Bun.Subprocess) {
+  proc.kill("SIGTERM");
+  const killer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+  await proc.exited;
+  clearTimeout(killer);
+}
+
+/** The tiny model's end tokens (</s> = 2, <|im_end|> = 260): banned so every run decodes exactly max_tokens. */
+export const NO_END = { "2": -100, "260": -100 };
+
+export interface Completion { ms: number; ttftMs: number; completionTokens: number; promptTokens: number; text: string }
+
+/** One greedy /v1/completions request, streamed or not, timed from send to last byte (and to the first text). */
+export async function complete(s: Served, prompt: string, maxTokens: number, stream = false): Promise<Completion> {
+  const body = { model: "bench", prompt, max_tokens: maxTokens, temperature: 0, logit_bias: NO_END, stream, ...(stream && { stream_options: { include_usage: true } }) };
+  const t0 = performance.now();
+  const res = await fetch(`${s.base}/v1/completions`, { method: "POST", headers: s.headers, body: JSON.stringify(body) });
+  if (!stream) {
+    const j = await res.json() as { choices?: { text: string }[]; usage?: { completion_tokens: number; prompt_tokens: number }; error?: unknown };
+    if (!res.ok || !j.usage) throw new Error(`${s.name}: ${res.status} ${JSON.stringify(j).slice(0, 300)}`);
+    const ms = performance.now() - t0;
+    return { ms, ttftMs: ms, completionTokens: j.usage.completion_tokens, promptTokens: j.usage.prompt_tokens, text: j.choices?.[0]?.text ?? "" };
+  }
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  let buf = "", ttft = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    if (!ttft && /"text":"[^"]/.test(buf)) ttft = performance.now() - t0;
+  }
+  const ms = performance.now() - t0;
+  const usage = /"completion_tokens":(\d+),"prompt_tokens":(\d+)|"prompt_tokens":(\d+),"completion_tokens":(\d+)/.exec(buf);
+  const completionTokens = Number(usage?.[1] ?? usage?.[4] ?? 0), promptTokens = Number(usage?.[2] ?? usage?.[3] ?? 0);
+  const text = [...buf.matchAll(/"text":"((?:[^"\\]|\\.)*)"/g)].map((m) => JSON.parse(`"${m[1]}"`) as string).join("");
+  return { ms, ttftMs: ttft || ms, completionTokens, promptTokens, text };
+}
+
+/** One /v1/chat/completions request with max_tokens 1 (what a classifier-style client does); ms to last byte. */
+export async function chatOne(s: Served): Promise<number> {
+  const t0 = performance.now();
+  const res = await fetch(`${s.base}/v1/chat/completions`, { method: "POST", headers: s.headers,
+    body: JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 1, temperature: 0 }) });
+  await res.arrayBuffer();
+  if (!res.ok) throw new Error(`${s.name} chat: ${res.status}`);
+  return performance.now() - t0;
+}
+
+/** GET /v1/models requests per second from 8 concurrent clients over `ms`. */
+export async function modelsRps(s: Served, ms = 2000): Promise<number> {
+  let n = 0;
+  const until = performance.now() + ms;
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (performance.now() < until) { await (await fetch(`${s.base}/v1/models`, { headers: s.headers })).arrayBuffer(); n++; }
+  }));
+  return n / (ms / 1000);
+}
+
+/** `words` space-separated words from the tiny model's vocabulary (each one token), for prompts of a known length. */
+export function wordsPrompt(words: number): string {
+  const vocab = "the of and to in is you that it he was for on are as with his they at be this have from or one had by".split(" ");
+  return Array.from({ length: words }, (_, i) => vocab[(i * 7) % vocab.length]).join(" ");
+}
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+export const load1 = () => os.loadavg()[0]!;

@@ -1,0 +1,159 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-peer.ts [--sizes 28,155] [--runs 3] [--tokens 64] [--threads N]   (package.json: bench:peer)
+ *
+ * The appliance against its peer, side by side on this machine: llama-server and llama-bench built with cmake from
+ * the llama.cpp source node-llama-cpp ships (scripts/peer-build.ts: Release, GGML_NATIVE, OpenMP; cached outside
+ * the repo). Both serve the same generated F32 GGUF (28 M and 155 M params by default) with the same threads and
+ * sequences; each measure alternates A/B runs (ABBA order) and prints the 1-minute load average at its start and
+ * end. Ratios are appliance / llama-server (for times: how many times longer). Needs `bun run build` first (it
+ * drives dist/appliance, as users run it); exits 1 naming what is missing when the peer cannot be built.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { makeTinyModel } from "../src/engine/tiny-model";
+import { usableCpus } from "../src/engine/cpu-budget";
+import { peerBuild } from "./peer-build";
+import { chatOne, complete, load1, median, modelsRps, startAppliance, startPeer, wordsPrompt, type Served } from "./bench-peer-lib";
+import { enginePrefill, streamLag } from "./bench-peer-inproc";
+
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  sizes: { type: "string", default: "28,155" }, runs: { type: "string", default: "3" }, tokens: { type: "string", default: "64" },
+  threads: { type: "string" },
+} });
+const runs = Number(values.runs), maxTokens = Number(values.tokens);
+const cores = usableCpus().cpus;
+const threads = Number(values.threads ?? cores);
+const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
+  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
+};
+
+const bin = path.resolve(import.meta.dir, "../dist/appliance");
+if (!fs.existsSync(bin)) { console.error("dist/appliance is missing: run `bun run build` first"); process.exit(1); }
+const peer = await peerBuild();
+if ("skip" in peer) { console.error(`bench-peer: no peer to compare with: ${peer.skip}`); process.exit(1); }
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-peer-"));
+process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+console.log(`peer: ${peer.llamaServer} (llama.cpp bundle sha256 ${peer.sourceSha256.slice(0, 12)}, OpenMP, -march=native)`);
+console.log(`machine: ${os.cpus().length} online CPUs, ${cores} usable, threads ${threads}, bun ${Bun.version}, runs ${runs} per side, max_tokens ${maxTokens}`);
+
+type Row = { measure: string; cells: Map<string, string> };
+const rows: Row[] = [];
+const row = (measure: string) => { let r = rows.find((x) => x.measure === measure); if (!r) rows.push(r = { measure, cells: new Map() }); return r; };
+const f = (x: number, d = 1) => x.toFixed(d);
+
+/** Runs `measure` alternately on both (ABBA…), returns the medians and the load average at start → end. */
+async function ab<T extends number>(a: Served, b: Served, measure: (s: Served) => Promise<T>, n = runs) {
+  const A: number[] = [], B: number[] = [];
+  const l0 = load1();
+  for (let i = 0; i < n; i++) {
+    for (const s of i % 2 ? [b, a] : [a, b]) (s === a ? A : B).push(await measure(s));
+  }
+  return { a: median(A), b: median(B), load: `${f(l0)}→${f(load1())}` };
+}
+const record = (measure: string, size: string, r: { a: number; b: number; load: string }, unit: string, time = false) => {
+  const ratio = r.a / r.b;
+  row(measure).cells.set(size, `${time ? f(ratio, 2) + "× longer" : f(ratio, 2)} (${f(r.a)} vs ${f(r.b)} ${unit}; load ${r.load})`);
+  console.log(`  ${measure} [${size} M]: appliance ${f(r.a)} ${unit}, llama-server ${f(r.b)} ${unit}, ratio ${f(ratio, 2)}, load ${r.load}`);
+};
+
+const short = "Once upon a time there was a small server that";
+// Tokens/s from each server's own usage count (a random model can still end early on a token llama.cpp treats as an end).
+const tps = (s: Served) => complete(s, short, maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
+
+for (const size of values.sizes.split(",")) {
+  const shape = SHAPES[size];
+  if (!shape) throw new Error(`--sizes: ${size} is not one of ${Object.keys(SHAPES).join(", ")}`);
+  const model = path.join(dir, `bench.gguf`);
+  const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
+  console.log(`\nmodel ${size}: ${f(params / 1e6)} M params F32`);
+  const first = size === values.sizes.split(",")[0];
+  const pair = async (t: number, np: number) => {
+    fs.rmSync(path.join(dir, "state"), { recursive: true, force: true });
+    return [await startAppliance(bin, model, dir, t, np), await startPeer(peer.llamaServer, model, t, np)] as const;
+  };
+
+  let [a, b] = await pair(1, 1);
+  await tps(a); await tps(b); // warm-up
+  record("HTTP decode, end to end, 1 thread (tok/s)", size, await ab(a, b, tps), "tok/s");
+  await a.stop(); await b.stop();
+
+  [a, b] = await pair(threads, 1);
+  await tps(a); await tps(b);
+  record(`HTTP decode, ${threads} threads (the default here) (tok/s)`, size, await ab(a, b, tps), "tok/s");
+  const long = wordsPrompt(408);
+  record("409-token prompt, max_tokens 1, latency (ms)", size, await ab(a, b, (s) => complete(s, long, 1).then((c) => c.ms)), "ms", true);
+  record("streamed time to first token (ms)", size, await ab(a, b, (s) => complete(s, short, 16, true).then((c) => c.ttftMs)), "ms", true);
+  if (first) {
+    const chatP50 = async (s: Served) => { const xs: number[] = []; for (let i = 0; i < 9; i++) xs.push(await chatOne(s)); return median(xs); };
+    record("1-token chat p50 (ms)", size, await ab(a, b, chatP50), "ms", true);
+    record("GET /v1/models req/s (8 clients)", size, await ab(a, b, (s) => modelsRps(s), 2), "req/s");
+  }
+  await a.stop(); await b.stop();
+
+  for (const n of [2, 4]) {
+    [a, b] = await pair(threads, n);
+    await tps(a); await tps(b);
+    const burst = async (s: Served) => {
+      const t0 = performance.now();
+      const all = await Promise.all(Array.from({ length: n }, () => complete(s, short, maxTokens, true)));
+      const tokens = all.reduce((x, c) => x + c.completionTokens, 0);
+      lastTtft.set(s.name, all.map((c) => c.ttftMs));
+      return tokens / ((performance.now() - t0) / 1000);
+    };
+    const lastTtft = new Map<string, number[]>();
+    record(`${n} concurrent streams, aggregate (tok/s; --parallel ${n} vs -np ${n})`, size, await ab(a, b, burst), "tok/s");
+    const spread = (name: string) => { const t = lastTtft.get(name)!; return Math.max(...t) / Math.min(...t); };
+    row(`${n}-stream burst: last first-token / first first-token`).cells.set(size, `${f(spread("appliance"), 2)} vs ${f(spread("llama-server"), 2)} (last run)`);
+    await a.stop(); await b.stop();
+  }
+
+  if (first && threads < 2 * cores) {
+    const over = 2 * cores;
+    [a, b] = await pair(over, 1);
+    const few = (s: Served) => complete(s, short, 16).then((c) => c.completionTokens / (c.ms / 1000));
+    await few(a); await few(b);
+    record(`${over} threads on ${cores} CPUs, decode (tok/s)`, size, await ab(a, b, few), "tok/s");
+    await a.stop(); await b.stop();
+  }
+
+  const cold = async (which: "a" | "b") => {
+    fs.rmSync(path.join(dir, "state"), { recursive: true, force: true });
+    const s = which === "a" ? await startAppliance(bin, model, dir, threads, 1) : await startPeer(peer.llamaServer, model, threads, 1);
+    const t0 = performance.now();
+    await complete(s, short, 1);
+    await s.stop();
+    return { health: s.startMs, first: s.startMs + performance.now() - t0 };
+  };
+  const C = { a: [] as { health: number; first: number }[], b: [] as { health: number; first: number }[] };
+  const l0 = load1();
+  for (let i = 0; i < runs; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) C[w].push(await cold(w));
+  const load = `${f(l0)}→${f(load1())}`;
+  record("cold start to /health (ms)", size, { a: median(C.a.map((c) => c.health)), b: median(C.b.map((c) => c.health)), load }, "ms", true);
+  record("cold start to first completion (ms)", size, { a: median(C.a.map((c) => c.first)), b: median(C.b.map((c) => c.first)), load }, "ms", true);
+
+  for (const t of [...new Set([1, threads])]) {
+    const P = { a: [] as number[], b: [] as number[] };
+    const l1 = load1();
+    for (let i = 0; i < runs; i++) {
+      P.a.push(...await enginePrefill(model, t, 1));
+      const r = Bun.spawnSync([peer.llamaBench, "-m", model, "-p", "512", "-n", "0", "-t", String(t), "-r", "1", "-o", "json"]);
+      P.b.push((JSON.parse(r.stdout.toString()) as { avg_ts: number }[])[0]!.avg_ts);
+    }
+    record(`prompt processing, ${t} thread${t > 1 ? "s" : ""} (tok/s; in-process engine ~512-token prompt vs llama-bench pp512)`, size,
+      { a: median(P.a), b: median(P.b), load: `${f(l1)}→${f(load1())}` }, "tok/s");
+  }
+
+  if (first) {
+    const lag = await streamLag(model, path.join(dir, "lag"), threads, maxTokens);
+    row("event-loop lag while 4 streams run, in-process (ms)").cells.set(size,
+      `max ${f(lag.max)}, p99 ${f(lag.p99)}, ${lag.over5} of ${lag.samples} ticks > 5 ms (goal: none > 5)`);
+  }
+}
+
+const sizes = values.sizes.split(",");
+console.log(`\n| measure | ${sizes.map((s) => `${s} M`).join(" | ")} |\n|---|${sizes.map(() => "---").join("|")}|`);
+for (const r of rows) console.log(`| ${r.measure} | ${sizes.map((s) => r.cells.get(s) ?? "—").join(" | ")} |`);
+console.log("\nratios: appliance / llama-server (higher is better for tok/s and req/s; for ms rows, how many times longer the appliance takes)");
