@@ -6,7 +6,8 @@
  *    GET /v1/models through app.handle() with every guard on (host, body,
  *    auth, rate limit, audit) vs with auth, limits and audit off.
  * 2. The prompt guard's time per 1.4 KB chat.
- * 3. The response scanner's throughput in MB/s, one-shot and streamed in 4- and 16-char chunks (after a warm-up).
+ * 3. The response scanner's throughput in MB/s, one-shot and streamed in 4- and 16-char chunks (after a
+ *    warm-up, median of 5 runs); printed first, and alone with --scanner-only.
  * 4. GET /health latency (p50/p99) over real HTTP while 4 clients send 60 KB bracket bombs (issue 9: < 50 ms p99).
  */
 import path from "node:path";
@@ -21,8 +22,33 @@ import { createApp } from "../src/server/app";
 import { versionInfo } from "../src/version";
 import { makeEngine, tmpDir } from "../tests/helpers";
 
-const { values } = parseArgs({ args: Bun.argv.slice(2), options: { requests: { type: "string", default: "20000" }, mb: { type: "string", default: "16" } } });
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  requests: { type: "string", default: "20000" }, mb: { type: "string", default: "16" }, "scanner-only": { type: "boolean", default: false } } });
 const N = Number(values.requests);
+
+// Scanner throughput on text shaped like model output, with a secret every ~4 KB. Each figure is the median of
+// 5 runs after a warm-up of both paths (a long-running server is warm), so one descheduled run on a shared
+// machine does not decide it.
+const scanner = createScanner(parseConfig({}).responseScan);
+const para = "The quick brown fox jumps over the lazy dog while the server streams tokens to its clients. ";
+let text = "";
+while (text.length < Number(values.mb) * 1e6) text += para.repeat(40) + " AKIAIOSFODNN7EXAMPLE ";
+const chunked = (size: number) => { const out: string[] = []; for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size)); return out; };
+const stream = (chunks: string[]) => { const f = scanner.filter(); for (const c of chunks) f.push(c); f.end(); };
+const median = (run: () => void) => {
+  const mbs: number[] = [];
+  for (let i = 0; i < 5; i++) { const t = performance.now(); run(); mbs.push(text.length / 1e6 / ((performance.now() - t) / 1000)); }
+  return mbs.sort((a, b) => a - b)[2]!;
+};
+const by4 = chunked(4), by16 = chunked(16);
+scanner.scan(text.slice(0, 2e6));
+stream(by4.slice(0, 500_000));
+let findings = 0;
+const oneShot = median(() => { findings = scanner.scan(text).findings.length; });
+console.log(`response scanner (median of 5): one-shot ${oneShot.toFixed(0)} MB/s (goal >= 100), streamed 4-char chunks ${median(() => stream(by4)).toFixed(0)} MB/s (goal >= 20), ` +
+  `16-char chunks ${median(() => stream(by16)).toFixed(0)} MB/s, ${findings} rule(s) hit`);
+if (values["scanner-only"]) process.exit(0);
+
 const engine = await makeEngine();
 
 async function timings(guarded: boolean): Promise<number[]> {
@@ -59,27 +85,6 @@ const specials = engine.specialTokens("tiny");
 let t0 = performance.now();
 for (let i = 0; i < 10_000; i++) check(turns, specials);
 console.log(`prompt guard: ${(((performance.now() - t0) / 10_000) * 1000).toFixed(1)} µs per 1.4 KB chat`);
-
-// Scanner throughput on text shaped like model output, with a secret every ~4 KB.
-const scanner = createScanner(parseConfig({}).responseScan);
-const para = "The quick brown fox jumps over the lazy dog while the server streams tokens to its clients. ";
-let text = "";
-while (text.length < Number(values.mb) * 1e6) text += para.repeat(40) + " AKIAIOSFODNN7EXAMPLE ";
-scanner.scan(text.slice(0, 2e6)); // warm the JIT, as a long-running server is
-t0 = performance.now();
-const r = scanner.scan(text);
-const oneShot = text.length / 1e6 / ((performance.now() - t0) / 1000);
-const streamed = (size: number) => {
-  const chunks: string[] = [];
-  for (let i = 0; i < text.length; i += size) chunks.push(text.slice(i, i + size));
-  const f = scanner.filter();
-  const t = performance.now();
-  for (const c of chunks) f.push(c);
-  f.end();
-  return text.length / 1e6 / ((performance.now() - t) / 1000);
-};
-console.log(`response scanner: one-shot ${oneShot.toFixed(0)} MB/s (goal >= 100), streamed 4-char chunks ${streamed(4).toFixed(0)} MB/s (goal >= 20), ` +
-  `16-char chunks ${streamed(16).toFixed(0)} MB/s, ${r.findings.length} rule(s) hit`);
 
 // /health while bracket bombs arrive.
 {

@@ -117,7 +117,10 @@ export const configSchema = z.strictObject({
     pii: z.boolean().default(false).describe("Also scan for e-mail, payment cards (Luhn), IBANs (checksum) and phone numbers."),
     internalHosts: z.array(z.string()).default([".internal", ".local", ".lan", ".corp"])
       .describe("Host name suffixes treated as internal addresses."),
+    burstChars: z.number().int().min(0).max(65_536).default(1024)
+      .describe("Chunks arriving less than 1 ms apart (a replayed or cached answer, not live generation) are scanned in batches of up to this many characters (0: every chunk at once). A stream holds back at most this plus 1,100 characters (a JWT still opening) or the longest rule's length."),
   }).prefault({}).describe("Response scanner."),
+
   tracing: z.strictObject({
     otlpEndpoint: z.union([z.literal(""), z.url({ protocol: /^https?$/ }).refine(literalHost, "the host must be an IP address or localhost (no DNS lookup; the service's firewall allows exactly this address)")])
       .default("").describe("OTLP/HTTP collector to send spans to (JSON encoding), e.g. http://10.0.0.9:4318 (POSTs go to <url>/v1/traces). Empty: no export, and no connection is ever made. The installed service's firewall allows this one address."),

@@ -25,6 +25,8 @@ export interface LongSecret {
  */
 const ARMOR = String.raw`(?<!-)-{3,}[ \t]*`;
 const LABEL = String.raw`[ A-Z0-9_-]{0,100}`;
+/** Longest run of token characters held back as a JWT that may still be opening (a header plus a payload's start). */
+export const JWT_PARTIAL_MAX = 1100;
 const PEM_PARTIAL = new RegExp(`${ARMOR}(?:B(?:E(?:G(?:I(?:N[ A-Z0-9_\t-]{0,110})?)?)?)?)?$`);
 
 export const LONG_SECRETS: LongSecret[] = [
@@ -41,7 +43,7 @@ export const LONG_SECRETS: LongSecret[] = [
     // The trailing run of token characters, if it starts with "ey" (a base64url JSON header) and is not longer
     // than a header plus the start of a payload could be.
     partial: (text) => {
-      const limit = Math.max(0, text.length - 1100);
+      const limit = Math.max(0, text.length - JWT_PARTIAL_MAX);
       let i = text.length;
       while (i > limit && isJwtChar(text.charCodeAt(i - 1))) i--;
       return i > limit || i === 0 ? (text.startsWith("ey", i) ? i : text.length) : text.length;

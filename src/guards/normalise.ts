@@ -24,12 +24,21 @@ export const INVISIBLE_CHAR = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}
  */
 export const EMOJI_SEQUENCE = String.raw`\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?(?:\u200D\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?)*|[0-9#*]\uFE0F?\u20E3`;
 
-/** Look-alikes from Cyrillic, Greek and a few Latin extensions → the ASCII letter they imitate. */
-const CONFUSABLES: Record<string, string> = {
+/**
+ * Look-alikes from Cyrillic, Greek, Armenian and a few Latin extensions → the ASCII letter they imitate, in
+ * both cases (the response scanner matches case-sensitive key prefixes such as AKIA and BEGIN), and dash
+ * look-alikes → "-" (PEM armor). The prompt guard looks letters up after lower-casing.
+ */
+export const LOOKALIKES: Readonly<Record<string, string>> = {
   "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x",
   "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l", "ɡ": "g", "ɩ": "i", "ʏ": "y",
   "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y",
-  "ı": "i", "ȷ": "j", "ℓ": "l",
+  "ı": "i", "ȷ": "j", "ℓ": "l", "օ": "o", "ս": "u", "հ": "h", "ո": "n",
+  "А": "A", "В": "B", "Е": "E", "Ё": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T", "У": "Y", "Х": "X",
+  "Ѕ": "S", "І": "I", "Ї": "I", "Ј": "J", "Ԛ": "Q", "Ԝ": "W", "Ӏ": "I", "Ү": "Y",
+  "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+  "Օ": "O", "Ս": "U",
+  "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-", "\u2043": "-", "\uFE58": "-", "\uFE63": "-",
 };
 
 /** Separators folded to one space: whitespace, hyphens/dashes, underscores, dots, middle dots, slashes, pipes. */
@@ -58,9 +67,10 @@ export function skeleton(text: string): string {
     run = i + size;
     i += size - 1;
     if (INVISIBLE_CHAR.test(ch)) continue;
-    if (SEPARATOR.test(ch)) { space = true; continue; }
+    const like = LOOKALIKES[ch];
+    if (like === "-" || SEPARATOR.test(ch)) { space = true; continue; }
     if (space) { out += " "; space = false; }
-    out += CONFUSABLES[ch] ?? ch;
+    out += like ?? ch;
   }
   flush(folded.length);
   return space ? out + " " : out;

@@ -9,29 +9,15 @@
  * is dropped until they end (long-secrets.ts).
  */
 import type { Config } from "../config/schema";
-import { LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
+import { decode, encodedRuns } from "./encoded";
+import { JWT_PARTIAL_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
-import { scanView, toOriginal } from "./scan-view";
+import { at, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
 
-/** Chunks closer together than this are a burst, scanned in batches of up to BATCH_CHARS. */
+/** Chunks closer together than this are a burst (a replay, a cached answer), scanned in batches of burstChars. */
 const BURST_MS = 1;
-const BATCH_CHARS = 1024;
-
-/** A base64/base64url run or an even run of hex digits, short enough to be one secret (24–256 chars). */
-// Greedy from the leftmost position: each match is one whole run (linear, no backtracking); runs longer
-// than one short secret's encoding are skipped below.
-const ENCODED = /[A-Za-z0-9+/_-]{24,}={0,2}/g;
-const MAX_ENCODED = 258;
-/** Its alphabet: a match right after one of these is the tail of a longer run, not a run of its own. */
-const isEncodedChar = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 43 || c === 47 || c === 95 || c === 45 || c === 61;
-
-/** The decoded text of an encoded run, when it decodes to printable ASCII; undefined otherwise. */
-function decode(run: string): string | undefined {
-  const bytes = /^(?:[0-9a-f]{2})+$/i.test(run) ? Buffer.from(run, "hex") : Buffer.from(run, "base64");
-  if (bytes.length < 16) return undefined;
-  for (const b of bytes) if (b < 0x20 ? b !== 9 && b !== 10 && b !== 13 : b > 0x7e) return undefined;
-  return bytes.toString("latin1");
-}
+/** Characters of context an anchored rule's window keeps on each side, for its lookbehinds and lookaheads. */
+const CONTEXT = 16;
 
 /** Streaming text filter applied to generated text before it reaches the client. */
 export interface TextFilter {
@@ -55,6 +41,8 @@ export const passthrough = (): TextFilter => ({ push: (t) => t, end: () => "", b
 export interface Scanner {
   rules: SecretRule[];
   window: number;
+  /** Most characters a stream's filter holds back at once (plus the chunk being pushed). */
+  holdBound: number;
   /** One-shot scan of a whole text. */
   scan(text: string): { text: string; findings: string[] };
   filter(): TextFilter;
@@ -68,46 +56,40 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   const window = Math.max(...spanRules.map((r) => r.maxLength)) + 8;
   const block = cfg.action === "block";
   const words = Math.max(...spanRules.map((r) => r.maxWords ?? 1));
-  // One case-insensitive pass over all rules first: most text matches none, and then nothing else runs.
+  const burstChars = cfg.burstChars;
+  // A split finding is held whole (up to window), an opening being written up to JWT_PARTIAL_MAX, a burst batch.
+  const holdBound = Math.max(window, JWT_PARTIAL_MAX) + burstChars;
 
   // Short encoded forms of a secret (base64, base64url, hex): decoded and scanned with the secret rules.
   const secretRules = spanRules.filter((r) => r.group === "secret");
-  const anyRule = new RegExp([...spanRules.map((r) => `(?:${r.pattern.source})`), "[A-Za-z0-9+/_-]{24}"].join("|"), "i");
 
-  /** Rule matches in `text` (already a view), earlier rules first, non-overlapping. */
+  /** Rule matches in `text` (already a view), earlier rules first, non-overlapping; `found` stays sorted. */
   function match(text: string, use: SecretRule[], found: Span[]) {
     for (const rule of use) {
-      rule.pattern.lastIndex = 0;
-      for (const m of text.matchAll(rule.pattern)) {
-        const start = m.index!, end = start + m[0].length;
-        if (rule.validate && !rule.validate(m[0])) continue;
-        if (found.some((f) => start < f.end && end > f.start)) continue;
-        found.push({ start, end, rule: rule.id });
-      }
+      const mine = rule.anchor ? anchoredMatches(text, rule, found) : allMatches(text, rule, found);
+      if (mine.length) merge(found, mine);
     }
   }
 
   /** Non-overlapping findings in original offsets, in order. Rules run on the reader's view (scan-view.ts). */
-  function spans(original: string): Span[] {
-    const view = scanView(original);
+  function spansIn(view: ScanView): Span[] {
     const text = view.text;
     const found: Span[] = [];
-    if (text.length < 4096 && !anyRule.test(text)) return found; // long texts nearly always hit: skip the extra pass
     match(text, spanRules, found);
-    ENCODED.lastIndex = 0;
-    for (const m of text.matchAll(ENCODED)) {
-      const start = m.index!, end = start + m[0].length;
-      if (m[0].length > MAX_ENCODED || (start > 0 && isEncodedChar(text.charCodeAt(start - 1)))) continue;
-      if (found.some((f) => start < f.end && end > f.start)) continue;
-      const decoded = decode(m[0]);
+    const encoded: Span[] = [];
+    for (const [start, end] of encodedRuns(text)) {
+      if (overlaps(found, start, end)) continue;
+      const decoded = decode(text.slice(start, end));
       if (!decoded) continue;
       const inner: Span[] = [];
       match(decoded, secretRules, inner);
-      if (inner.length) found.push({ start, end, rule: inner[0]!.rule });
+      if (inner.length) encoded.push({ start, end, rule: inner[0]!.rule });
     }
+    if (encoded.length) merge(found, encoded);
     for (const f of found) [f.start, f.end] = toOriginal(view, f.start, f.end);
-    return found.sort((a, b) => a.start - b.start);
+    return found;
   }
+  const spans = (original: string) => spansIn(scanView(original));
 
   function redact(text: string, found: Span[]): string {
     let out = "", at = 0;
@@ -115,22 +97,24 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     return out + text.slice(at);
   }
 
-  /** The earliest complete opening of a long secret in `text`. */
-  function firstOpening(text: string): { at: number; end: number; secret: LongSecret } | undefined {
+  /** The earliest complete opening of a long secret in the view, in original offsets. */
+  function firstOpening(view: ScanView): { at: number; end: number; secret: LongSecret } | undefined {
     let best: { at: number; end: number; secret: LongSecret } | undefined;
     for (const secret of LONG_SECRETS) {
-      if (!text.includes(secret.hint)) continue;
-      const m = secret.open.exec(text);
-      if (m && (!best || m.index < best.at)) best = { at: m.index, end: m.index + m[0].length, secret };
+      if (!view.text.includes(secret.hint)) continue;
+      const m = secret.open.exec(view.text);
+      if (!m) continue;
+      const [start, end] = toOriginal(view, m.index, m.index + m[0].length);
+      if (!best || start < best.at) best = { at: start, end, secret };
     }
     return best;
   }
 
-  /** Where an opening that is still being written starts (text.length if none). */
-  function partialOpening(text: string): number {
-    let at = text.length;
-    for (const secret of LONG_SECRETS) at = Math.min(at, secret.partial(text));
-    return at;
+  /** Where an opening that is still being written starts (the text's length if none), in original offsets. */
+  function partialOpening(view: ScanView): number {
+    let first = view.text.length;
+    for (const secret of LONG_SECRETS) first = Math.min(first, secret.partial(view.text));
+    return at(view, first);
   }
 
   function scan(text: string) {
@@ -161,20 +145,22 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
       while (!state.blocked) {
         if (inside === "private-key") {
           held += text; text = "";
-          const end = PEM_END.exec(final ? held + "\n" : held);
+          const view = scanView(final ? held + "\n" : held);
+          const end = PEM_END.exec(view.text);
           if (!end) { if (!final) held = held.slice(-PEM_END_TAIL); else held = ""; return out; }
-          text = held.slice(end.index + end[0].length); held = ""; inside = undefined;
+          text = held.slice(at(view, end.index + end[0].length)); held = ""; inside = undefined;
           continue;
         }
-        if (inside === "jwt") {
+        if (inside === "jwt") { // token characters however written (fullwidth, look-alike, invisible ones between)
           let i = 0;
-          while (i < text.length && isJwtChar(text.charCodeAt(i))) i++;
-          if (i === text.length) return out;
+          for (let n = readsAs(text, 0, isJwtChar); n > 0; n = readsAs(text, i, isJwtChar)) i += n;
+          if (i >= text.length) return out;
           text = text.slice(i); inside = undefined;
           continue;
         }
         held += text; text = "";
-        const open = firstOpening(held);
+        const view = scanView(held);
+        const open = firstOpening(view);
         if (open) {
           const before = settle(held.slice(0, open.at));
           if (state.blocked) break; // a finding before it already blocks: nothing of this
@@ -189,9 +175,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         if (final) { out += settle(held); held = ""; return out; }
         // Final: everything before the last `words` words, and in any case everything but the last `window`
         // chars (a secret starting earlier than either is whole by now) — but never an opening being written.
-        let cut = Math.min(Math.max(held.length - window, Math.min(tailStart(held, words), spacedTailStart(held))), partialOpening(held));
+        let cut = Math.min(Math.max(held.length - window, Math.min(tailStart(held, words), spacedTailStart(held))), partialOpening(view));
         if (cut <= 0) return out;
-        const found = spans(held);
+        const found = spansIn(view);
         for (const f of found) if (f.start < cut && f.end > cut) cut = f.start; // never split a finding
         const emitted = found.filter((f) => f.end <= cut);
         for (const f of emitted) note(f.rule);
@@ -205,17 +191,23 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
 
     // Fed faster than a model can generate (a replay, a benchmark), text is scanned in batches instead of
     // per chunk; fed at generation speed, every chunk is scanned at once, so nothing waits for a batch.
-    let lastPush = -Infinity, batched = 0;
+    // A push in the same synchronous turn as the one before is a burst without asking the clock (a clock read
+    // costs as much as the rest of a small push); the first push of a turn compares times.
+    let lastPush = -Infinity, lastTurn = -1, batched = 0;
     return {
       get blocked() { return state.blocked; },
       get findings() { return state.findings; },
       get pending() { return held.length; },
       push(text) {
         if (state.blocked) return "";
-        const now = performance.now();
-        const burst = now - lastPush < BURST_MS;
-        lastPush = now;
-        if (burst && !inside && batched + text.length < BATCH_CHARS) { held += text; batched += text.length; return ""; }
+        let burst = lastTurn === turn;
+        if (!burst) {
+          const now = performance.now();
+          burst = now - lastPush < BURST_MS;
+          lastPush = now;
+          lastTurn = nextTurn();
+        }
+        if (burst && !inside && batched + text.length < burstChars) { held += text; batched += text.length; return ""; }
         batched = 0;
         return feed(text, false);
       },
@@ -223,7 +215,14 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     };
   }
 
-  return { rules, window, scan, filter };
+  return { rules, window, holdBound, scan, filter };
+}
+
+/** Counts synchronous turns: bumped by a microtask queued at the first push of a turn. */
+let turn = 0, turnQueued = false;
+function nextTurn(): number {
+  if (!turnQueued) { turnQueued = true; queueMicrotask(() => { turn++; turnQueued = false; }); }
+  return turn;
 }
 
 /** Where the last `n` whitespace-separated words start. */
@@ -255,3 +254,59 @@ const isAlnum = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (
 const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13) || c === 160 || c === 0x2028 || c === 0x2029 || c === 0x3000 || (c >= 0x2000 && c <= 0x200a) || c === 0x1680 || c === 0x202f || c === 0x205f || c === 0xfeff;
 
 interface Span { start: number; end: number; rule: string }
+
+/** A match of `rule` at `start` that passes its check and overlaps nothing found: added to `mine`. */
+function take(rule: SecretRule, found: Span[], mine: Span[], start: number, m: string): boolean {
+  const end = start + m.length;
+  if ((rule.validate && !rule.validate(m)) || overlaps(found, start, end)) return false;
+  mine.push({ start, end, rule: rule.id });
+  return true;
+}
+
+// exec loops rather than matchAll: matchAll clones the regex on every call, and a stream calls this per chunk.
+function allMatches(text: string, rule: SecretRule, found: Span[]): Span[] {
+  const mine: Span[] = [], re = rule.pattern;
+  re.lastIndex = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    take(rule, found, mine, m.index, m[0]);
+    if (!m[0].length) re.lastIndex++;
+  }
+  return mine;
+}
+
+/** Only near anchor hits: a match starts at most `before` ahead of its anchor and spans at most maxLength. */
+function anchoredMatches(text: string, rule: SecretRule, found: Span[]): Span[] {
+  const mine: Span[] = [], re = rule.pattern, anchor = rule.anchor!;
+  let from = 0; // every match starting before this has been taken
+  anchor.re.lastIndex = 0;
+  for (let a = anchor.re.exec(text); a; a = anchor.re.exec(text)) {
+    const hit = a.index;
+    if (hit < from) continue;
+    const ws = Math.max(from, hit - anchor.before);
+    // Context before the window for lookbehinds, unless `before` cut it (a longer run than any match has)
+    const c0 = ws === hit - anchor.before ? ws : Math.max(0, ws - CONTEXT);
+    const sub = text.slice(c0, Math.min(text.length, hit + rule.maxLength + CONTEXT));
+    re.lastIndex = ws - c0;
+    for (let m = re.exec(sub); m && m.index + c0 <= hit; m = re.exec(sub)) {
+      if (take(rule, found, mine, m.index + c0, m[0])) from = m.index + c0 + m[0].length;
+      if (!m[0].length) re.lastIndex++;
+    }
+    from = Math.max(from, hit + 1);
+  }
+  return mine;
+}
+
+/** Whether [start, end) overlaps a span of `sorted` (sorted by start, non-overlapping): a binary search. */
+function overlaps(sorted: Span[], start: number, end: number): boolean {
+  let lo = 0, hi = sorted.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (sorted[mid]!.end <= start) lo = mid + 1; else hi = mid; }
+  return lo < sorted.length && sorted[lo]!.start < end;
+}
+
+/** Merges sorted `more` (none overlapping `into`) into sorted `into`, in place. */
+function merge(into: Span[], more: Span[]) {
+  const a = into.slice();
+  let i = 0, j = 0, k = 0;
+  into.length = a.length + more.length;
+  while (i < a.length || j < more.length) into[k++] = j >= more.length || (i < a.length && a[i]!.start < more[j]!.start) ? a[i++]! : more[j++]!;
+}

@@ -1,30 +1,60 @@
 /**
  * What the response scanner matches on: the text as a reader sees it. A secret
- * written in fullwidth (ＡＫＩＡ…), with zero-width characters inside, or spaced
- * out one character at a time ("A K I A …") reads the same as the plain one, so
- * rules run on a view where those differences are gone, and every finding is
- * mapped back to the original characters it covers. Plain ASCII prose (nearly
- * all model output) needs no view: one native regex test decides that.
+ * written in fullwidth (ＡＫＩＡ…), with zero-width characters inside, in
+ * Cyrillic or Greek look-alike letters (АКІА…, ВЕGIN PRIVATE KEY), or spaced
+ * out one character at a time ("A K I A …") reads the same as the plain one,
+ * so rules run on a view where those differences are gone, and every finding
+ * is mapped back to the original characters it covers. Plain ASCII prose
+ * (nearly all model output) needs no view: one native regex test and a
+ * skipping probe for spaced-out runs decide that.
  */
-import { INVISIBLE_CHAR } from "./normalise";
+import { INVISIBLE_CHAR, LOOKALIKES } from "./normalise";
 
-/** Eight or more single letters/digits separated by single spaces (quotes or brackets may close it in). */
-const SPACED_RUN = /(?<![A-Za-z0-9])[A-Za-z0-9](?:[ \t][A-Za-z0-9]){7,}(?![A-Za-z0-9])/g;
-const NEEDS_VIEW = /[^\x00-\x7f]|(?<![A-Za-z0-9])[A-Za-z0-9](?:[ \t][A-Za-z0-9]){7}/;
+const NON_ASCII = /[^\x00-\x7f]/;
 
 export interface ScanView {
   text: string;
+  /** The text the view was made of. */
+  source: string;
   /** Original offset of view char i, and the original offset just after it; null when the view is the text. */
   from: Int32Array | null;
   to: Int32Array | null;
 }
 
-export function scanView(text: string): ScanView {
-  if (!NEEDS_VIEW.test(text)) return { text, from: null, to: null };
-  const drop = new Uint8Array(text.length); // spaces inside spaced-out runs
-  for (const m of text.matchAll(SPACED_RUN)) {
-    for (let i = m.index!; i < m.index! + m[0].length; i++) if (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 9) drop[i] = 1;
+/** Character classes by code unit, looked up rather than compared: range tests branch on every character. */
+const ALNUM = 1, GAP = 2;
+const CLASS = new Uint8Array(65536);
+for (let c = 0; c < 128; c++) CLASS[c] = /[A-Za-z0-9]/.test(String.fromCharCode(c)) ? ALNUM : c === 32 || c === 9 ? GAP : 0;
+
+/**
+ * Runs of eight or more single letters/digits separated by single spaces or tabs, not touching another
+ * letter or digit at either end ("A K I A …"), as [start, end) pairs. A run spans at least 15 characters,
+ * so probing every 14th character finds each one; in prose most probes are rejected by their neighbours.
+ */
+export function spacedRuns(text: string): [number, number][] {
+  const runs: [number, number][] = [];
+  const cls = (i: number) => CLASS[text.charCodeAt(i)] ?? 0; // out of range: NaN → undefined → 0
+  /** A letter/digit standing alone between gaps (or a gap and a non-letter). */
+  const single = (i: number) => cls(i) === ALNUM && cls(i - 1) !== ALNUM && cls(i + 1) !== ALNUM;
+  for (let p = 0; p < text.length; p += 14) {
+    const c = cls(p);
+    // Quick rejects: inside a word, or not a gap between two letters (nearly every probe in prose).
+    if (c === ALNUM ? cls(p - 1) === ALNUM || cls(p + 1) === ALNUM : c !== GAP || cls(p - 1) !== ALNUM || cls(p + 1) !== ALNUM) continue;
+    let q = c === ALNUM ? p : p - 1;
+    if (!single(q)) { q = p + 1; if (!single(q)) continue; }
+    while (cls(q - 1) === GAP && single(q - 2)) q -= 2; // back to the run's first letter
+    let e = q, n = 1;
+    while (cls(e + 1) === GAP && single(e + 2)) { e += 2; n++; }
+    if (n >= 8) { runs.push([q, e + 1]); p = e; } // the next run starts after e: the next probe is e + 14
   }
+  return runs;
+}
+
+export function scanView(text: string): ScanView {
+  const runs = spacedRuns(text);
+  if (!runs.length && !NON_ASCII.test(text)) return { text, source: text, from: null, to: null };
+  const drop = new Uint8Array(text.length); // the gaps inside spaced-out runs
+  for (const [s, e] of runs) for (let i = s; i < e; i++) if (CLASS[text.charCodeAt(i)] === GAP) drop[i] = 1;
   let out = "";
   const from: number[] = [], to: number[] = [];
   for (let i = 0; i < text.length;) {
@@ -35,17 +65,41 @@ export function scanView(text: string): ScanView {
     if (code < 0x80) piece = text[i]!;
     else {
       const ch = String.fromCodePoint(code);
-      piece = INVISIBLE_CHAR.test(ch) ? "" : ch.normalize("NFKC");
+      const folded = INVISIBLE_CHAR.test(ch) ? "" : ch.normalize("NFKC");
+      piece = LOOKALIKES[folded] ?? folded;
     }
     for (let k = 0; k < piece.length; k++) { from.push(i); to.push(i + size); }
     out += piece;
     i += size;
   }
-  return { text: out, from: Int32Array.from(from), to: Int32Array.from(to) };
+  return { text: out, source: text, from: Int32Array.from(from), to: Int32Array.from(to) };
 }
 
 /** A span [start, end) of the view, in original offsets. */
 export function toOriginal(v: ScanView, start: number, end: number): [number, number] {
   if (!v.from || !v.to) return [start, end];
-  return [v.from[start]!, end > start ? v.to[end - 1]! : v.from[start]!];
+  return [at(v, start), end > start ? v.to[end - 1]! : at(v, start)];
+}
+
+/** The original offset of view position i (the source's length at the view's end). */
+export function at(v: ScanView, i: number): number {
+  if (!v.from) return i;
+  return i < v.from.length ? v.from[i]! : v.source.length;
+}
+
+/**
+ * Length of the character at `i` when it reads as one of the characters `isChar` accepts, or is invisible;
+ * 0 otherwise. How a dropped secret's remaining body is recognised however it is written.
+ */
+export function readsAs(text: string, i: number, isChar: (c: number) => boolean): number {
+  if (i >= text.length) return 0;
+  const c = text.charCodeAt(i);
+  if (c < 0x80) return isChar(c) ? 1 : 0;
+  const code = text.codePointAt(i)!;
+  const size = code > 0xffff ? 2 : 1;
+  const ch = String.fromCodePoint(code);
+  if (INVISIBLE_CHAR.test(ch)) return size;
+  const folded = ch.normalize("NFKC");
+  const like = LOOKALIKES[folded] ?? folded;
+  return like.length === 1 && isChar(like.charCodeAt(0)) ? size : 0;
 }

@@ -2,7 +2,8 @@
  * Issue 9 item 8: the response scanner missed secrets spaced out, with
  * zero-width characters inside, in fullwidth or short encoded forms; internal
  * addresses as [::1], 127.1, 0x7f000001, fd00::/8 or fullwidth digits; and
- * "pwd=…" / "the password is …". It was also quadratic on `a.a.a…` runs.
+ * "pwd=…" / "the password is …". It was also quadratic on `a.a.a…` runs. Look-alike
+ * letters, fullwidth dashes and invisible characters inside key prefixes, PEM armor and JWTs passed too.
  * Each form one-shot and streamed one character at a time, then through the
  * real server (the grammar makes the tiny model write one).
  */
@@ -12,6 +13,10 @@ import { createScanner } from "../../src/guards/response-scan";
 import { listenApp, makeApp, makeEngine } from "../helpers";
 
 const AWS = "AKIAIOSFODNN7EXAMPLE";
+const BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj";
+/** A PEM whose BEGIN line is written `begin`, its armor dashes `dash`. */
+const pem = (begin: string, dash = "-") => `${dash.repeat(5)}${begin}${dash.repeat(5)}\n${BODY}\n-----END PRIVATE KEY-----`;
+const JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
 const fullwidth = (s: string) => [...s].map((c) => (c >= "!" && c <= "~" ? String.fromCharCode(c.charCodeAt(0) + 0xfee0) : c)).join("");
 const CASES: [string, string, string][] = [
   // [text, what must not come out, rule]
@@ -32,6 +37,17 @@ const CASES: [string, string, string][] = [
   ["login with pwd=Sup3r$ecret! please", "Sup3r$ecret!", "password"],
   ["the password is Tr0ub4dor&3 okay", "Tr0ub4dor&3", "password"],
   ["password: correct-horse-battery", "correct-horse-battery", "password"],
+  // Look-alike letters (Cyrillic А, К, І; Greek Ι, Κ), fullwidth dashes and invisible characters in key
+  // prefixes, PEM armor and JWTs: a reader sees the plain form, so the scanner must too.
+  [`key ${"\u0410\u041a\u0406A"}${AWS.slice(4)} end`, AWS.slice(4), "aws-access-token"],
+  [`token ghp_${"x1".repeat(18).replace("x", "\u0445")} end`, "1x1x1x1x1x", "github-pat"],
+  [`${pem("\u0412\u0415GIN PRIVATE KEY")} after`, BODY, "private-key"],
+  [`${pem("BEGIN PR\u0399VATE \u039aEY")} after`, BODY, "private-key"],
+  [`${pem("BEGIN PRIVATE KEY", "\uff0d")} after`, BODY, "private-key"],
+  [`${pem("BEGIN PRI\u200bVATE KEY")} after`, BODY, "private-key"],
+  [`see ${JWT.slice(0, 10)}\u200b${JWT.slice(10)} end`, JWT.slice(40, 70), "jwt"],
+  [`see ${JWT.slice(0, 40)}\u2060${JWT.slice(40)} end`, JWT.slice(60, 90), "jwt"],
+  [`see ${fullwidth(JWT)} end`, fullwidth(JWT.slice(60, 90)), "jwt"],
 ];
 const scanner = createScanner(parseConfig({}).responseScan);
 
@@ -49,7 +65,8 @@ test("each evasion is caught one-shot and streamed one character at a time", () 
 
 test("ordinary text stays as it was", () => {
   for (const text of ["Chrome 127.0.6533.88 and version 10.1", "the password is incorrect", "our password policy is strict",
-    "a b c d e f g h i j", `sha256 ${"ab12".repeat(16)}`, "see https://github.com/gitleaks/gitleaks/blob/master/config.toml", "ｆｕｌｌｗｉｄｔｈ text"]) {
+    "a b c d e f g h i j", `sha256 ${"ab12".repeat(16)}`, "see https://github.com/gitleaks/gitleaks/blob/master/config.toml", "ｆｕｌｌｗｉｄｔｈ text",
+    "Привет, как дела? Всё хорошо.", "Καλημέρα κόσμε — ΑΒΓΔ", "a–b — c − d"]) {
     expect(scanner.scan(text)).toEqual({ text, findings: [] });
   }
 });
@@ -75,6 +92,20 @@ test("a.a.a…, 1.1.1… and dash runs cost about what plain prose costs (the sc
   const f = scanner.filter(); // what is held back stays bounded, however the text is fed
   for (const ch of "a.".repeat(32_768)) f.push(ch);
   expect(f.end().length).toBeLessThan(4_096);
+});
+
+test("what a stream holds back stays within holdBound, fed in a burst or not, for any burstChars", () => {
+  const texts = ["the quick brown fox ".repeat(300), "a.".repeat(3000), `x ${"eyJ" + "a".repeat(4000)} y`, "-".repeat(5000), "A K I A ".repeat(500)];
+  for (const burstChars of [0, 1024, 4096]) {
+    const s = createScanner(parseConfig({ responseScan: { burstChars } }).responseScan);
+    expect(s.holdBound).toBeLessThanOrEqual(1100 + 300 + burstChars);
+    for (const text of texts) {
+      const f = s.filter();
+      let worst = 0;
+      for (let i = 0; i < text.length; i += 4) { f.push(text.slice(i, i + 4)); worst = Math.max(worst, f.pending); }
+      expect({ burstChars, text: text.slice(0, 12), over: worst > s.holdBound }).toEqual({ burstChars, text: text.slice(0, 12), over: false });
+    }
+  }
 });
 
 const engine = makeEngine();

@@ -16,6 +16,12 @@ export interface SecretRule {
   maxWords?: number;
   /** Extra check on a candidate (checksum, entropy); false = not a finding. */
   validate?: (match: string) => boolean;
+  /**
+   * For patterns the regex engine cannot skip through quickly (they may start at any letter): a fast global
+   * regex for a part every match contains, and how far before that part a match can start. The scanner
+   * then runs `pattern` only near anchor hits; the result is the same as running it over the whole text.
+   */
+  anchor?: { re: RegExp; before: number };
   /** Rule families that operators switch on or off together. */
   group: "secret" | "internal" | "pii";
 }
@@ -78,7 +84,8 @@ export const SECRET_RULES: SecretRule[] = [
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
   // Generic assignments: only key-shaped candidates go through the entropy gate.
   { id: "generic-high-entropy", group: "secret", maxLength: 160, maxWords: 3,
-    pattern: /\b(?:api[_-]?key|secret|token|access[_-]?key|auth)["']?\s*[:=]\s*["']?[A-Za-z0-9+/_=.-]{20,128}/gi,
+    pattern: /\b(?:api[_-]?key|secret|token|access[_-]?key|auth)["']?\s{0,8}[:=]\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}/gi,
+    anchor: { re: /[:=]/g, before: 24 },
     validate: (m) => entropy(m.replace(/^[^:=]*[:=]\s*["']?/, "")) >= 3.5 },
   // Passwords are shorter and less random than keys, but named as such they are still secrets:
   // "pwd=…", "password: …", "the password is …".
@@ -95,7 +102,9 @@ export const SECRET_RULES: SecretRule[] = [
     pattern: /\b(?:10\.\d{1,3}\.\d{1,3}\.\d{1,3}|192\.168\.\d{1,3}\.\d{1,3}|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}|169\.254\.\d{1,3}\.\d{1,3}|127(?:\.\d{1,3}){1,3}(?![.\d])|0+(?:127|177)(?:\.\d{1,3}){1,3}(?![.\d]))(?::\d{1,5})?\b/g },
   // IPv6 loopback, bare or bracketed, short or long.
   { id: "internal-ip", group: "internal", maxLength: 41,
-    pattern: /\[(?:::1|(?:0{1,4}:){7}0{0,3}1)\]|:(?<![\w:[]:):1(?![\w:])|\b(?:0{1,4}:){7}0{0,3}1(?![\w:])/g },
+    // The long form starts with a literal 0 (its \b as a lookbehind after it): a leading \b would be tried at
+    // every word of prose (100x slower).
+    pattern: /\[(?:::1|(?:0{1,4}:){7}0{0,3}1)\]|:(?<![\w:[]:):1(?![\w:])|0(?<!\w0)0{0,3}:(?:0{1,4}:){6}0{0,3}1(?![\w:])/g },
   // IPv6 unique-local fc00::/7 (fd00::/8 in practice) and link-local fe80::/10.
   { id: "internal-ip", group: "internal", maxLength: 45,
     pattern: /\[f(?:[cd][0-9a-f]|e[89ab])[0-9a-f]?:[0-9a-f:]{2,36}\]|\bf(?:[cd][0-9a-f]|e[89ab])[0-9a-f]?:[0-9a-f:]{2,36}(?![\w:])/gi },
@@ -103,7 +112,8 @@ export const SECRET_RULES: SecretRule[] = [
   // whose 10-digit range holds few other numbers).
   { id: "internal-ip", group: "internal", maxLength: 10, pattern: /\b(?:0x[0-9a-f]{8}|21[34]\d{7})\b/gi, validate: privateInteger },
   { id: "localhost-url", group: "internal", maxLength: 40, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
-  { id: "email", group: "pii", maxLength: 254, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g },
+  { id: "email", group: "pii", maxLength: 254, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g,
+    anchor: { re: /@/g, before: 64 } },
   { id: "payment-card", group: "pii", maxLength: 37, maxWords: 19, pattern: /\b(?:\d[ -]?){12,18}\d\b/g, validate: luhn },
   { id: "iban", group: "pii", maxLength: 42, maxWords: 9, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
   { id: "phone", group: "pii", maxLength: 24, maxWords: 6, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
@@ -113,10 +123,13 @@ export const SECRET_RULES: SecretRule[] = [
 export function internalHostRule(suffixes: string[]): SecretRule | undefined {
   const clean = suffixes.map((s) => s.replace(/^\./, "").replace(/[^a-z0-9.-]/gi, "")).filter(Boolean);
   if (!clean.length) return undefined;
+  const alternatives = clean.map((s) => s.replace(/\./g, "\\.")).join("|");
   return {
     id: "internal-host", group: "internal", maxLength: 253,
     // Starts only where a run of label characters starts: from every `\b` inside "a.a.a…" the repeat would
     // re-scan the rest of the run (quadratic).
-    pattern: new RegExp(`(?<![a-z0-9.-])(?:[a-z0-9-]{1,63}\\.)+(?:${clean.map((s) => s.replace(/\./g, "\\.")).join("|")})\\b`, "gi"),
+    pattern: new RegExp(`(?<![a-z0-9.-])(?:[a-z0-9-]{1,63}\\.)+(?:${alternatives})\\b`, "gi"),
+    // Names end in one of the suffixes: look for those, then for the name before them.
+    anchor: { re: new RegExp(`\\.(?:${alternatives})\\b`, "gi"), before: 253 },
   };
 }
