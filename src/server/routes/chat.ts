@@ -1,21 +1,17 @@
 /** POST /v1/chat/completions */
 import { Elysia } from "elysia";
-import { ModelNotFoundError } from "../../errors";
 import { chatChunk, chatCompletion, chatLogprobs, choiceCount, choiceSampling, functionCallDelta, legacyFinish, usesFunctions, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
 import { chatCompletionRequest, errorBody, chatCompletionObject } from "../openai/wire";
-import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
-import { forwardUpstream } from "../upstream/forward";
+import { prologue } from "./prologue";
 import { runGeneration } from "./generate";
 import { guardChat } from "./guard-chat";
 
 export const chatRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.chat" }).post("/v1/chat/completions", async ({ body, request }) => {
-    const state = stateOf(request);
-    if (deps.gateway?.serves(body.model)) return forwardUpstream(deps, request, state, "chat", body);
-    const info = deps.engine.model(body.model);
-    if (!info) throw new ModelNotFoundError(body.model);
-    state.model = info.id;
+    const p = prologue(deps, request, "chat", body);
+    if (p.forwarded) return p.forwarded;
+    const { state, info } = p;
     const specials = deps.engine.specialTokens(info.id);
     const sampling = toSampling(body, deps.config, info.contextSize, specials);
     const { messages, tools } = guardChat(deps, state, info.id, toTurns(body), toToolUse(body, specials));

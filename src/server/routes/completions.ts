@@ -1,20 +1,16 @@
 /** POST /v1/completions (legacy text completions) */
 import { Elysia } from "elysia";
-import { ModelNotFoundError } from "../../errors";
 import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, textLogprobs, toSampling, usageChunk } from "../openai/convert";
 import { completionRequest, errorBody, textCompletionObject } from "../openai/wire";
-import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
-import { forwardUpstream } from "../upstream/forward";
+import { prologue } from "./prologue";
 import { runGeneration } from "./generate";
 
 export const completionRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.completions" }).post("/v1/completions", async ({ body, request }) => {
-    const state = stateOf(request);
-    if (deps.gateway?.serves(body.model)) return forwardUpstream(deps, request, state, "completions", body);
-    const info = deps.engine.model(body.model);
-    if (!info) throw new ModelNotFoundError(body.model);
-    state.model = info.id;
+    const p = prologue(deps, request, "completions", body);
+    if (p.forwarded) return p.forwarded;
+    const { state, info } = p;
     const sampling = toSampling(body, deps.config, info.contextSize, deps.engine.specialTokens(info.id));
     // Token-id prompts are guarded as the text they spell; if the guard changes that text, the text is used instead.
     const given = prompts(body);

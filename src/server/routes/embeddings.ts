@@ -1,19 +1,16 @@
 /** POST /v1/embeddings */
 import { Elysia } from "elysia";
-import { CancelledError, InvalidRequestError, ModelNotFoundError } from "../../errors";
+import { CancelledError, InvalidRequestError } from "../../errors";
 import { embeddingList } from "../openai/convert";
 import { embeddingRequest, errorBody, embeddingListObject } from "../openai/wire";
-import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
-import { forwardUpstream } from "../upstream/forward";
+import { prologue } from "./prologue";
 
 export const embeddingRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.embeddings" }).post("/v1/embeddings", async ({ body, request }) => {
-    const state = stateOf(request);
-    if (deps.gateway?.serves(body.model)) return forwardUpstream(deps, request, state, "embeddings", body) as Promise<never>; // a Response: no 200-schema check
-    const info = deps.engine.model(body.model);
-    if (!info) throw new ModelNotFoundError(body.model);
-    state.model = info.id;
+    const p = prologue(deps, request, "embeddings", body);
+    if (p.forwarded) return p.forwarded as Promise<never>; // a Response: no 200-schema check
+    const { state, info } = p;
     const i = body.input;
     const texts: (string | number[])[] = typeof i === "string" ? [i] : typeof i[0] === "number" ? [i as number[]] : i as (string | number[])[];
     // The message bounds, stated in this route's own terms (the guard would name `messages`).

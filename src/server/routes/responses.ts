@@ -1,23 +1,19 @@
 /** POST /v1/responses (OpenAI's Responses API; stateless: nothing is stored). */
 import { Elysia } from "elysia";
-import { ModelNotFoundError } from "../../errors";
 import { toSampling, toToolUse } from "../openai/convert";
 import { asChatRequest, newFrame, responseEvents, responseObject, responsesTurns } from "../openai/responses";
 import { responsesRequest } from "../openai/responses-wire";
 import { errorBody, responseObjectShape } from "../openai/wire";
-import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
-import { forwardUpstream } from "../upstream/forward";
+import { prologue } from "./prologue";
 import { runGeneration } from "./generate";
 import { guardChat } from "./guard-chat";
 
 export const responsesRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.responses" }).post("/v1/responses", async ({ body, request }) => {
-    const state = stateOf(request);
-    if (deps.gateway?.serves(body.model)) return forwardUpstream(deps, request, state, "responses", body);
-    const info = deps.engine.model(body.model);
-    if (!info) throw new ModelNotFoundError(body.model);
-    state.model = info.id;
+    const p = prologue(deps, request, "responses", body);
+    if (p.forwarded) return p.forwarded;
+    const { state, info } = p;
     const specials = deps.engine.specialTokens(info.id);
     const chat = asChatRequest(body);
     const sampling = toSampling(chat, deps.config, info.contextSize, specials);
