@@ -35,7 +35,16 @@ export function render(template: string, vars: Record<string, string>, xml = fal
   });
 }
 
-export type UnitConfig = Pick<Config, "memoryMax" | "cpuQuota" | "host" | "allowPublicBind"> & Partial<Pick<Config, "tracing">>;
+export type UnitConfig = Pick<Config, "memoryMax" | "cpuQuota" | "host" | "allowPublicBind"> & Partial<Pick<Config, "tracing" | "upstreams">>;
+
+/**
+ * Gateway mode: the upstreams given by IP address, which the egress lock must let through. A host name cannot
+ * be allowed (IPAddressAllow= takes addresses): under the lock such an upstream is unreachable (README, Scaling out).
+ */
+export function upstreamAllow(config: Partial<Pick<Config, "upstreams">>): string[] {
+  const hosts = (config.upstreams ?? []).map((u) => new URL(u.url).hostname.replace(/^\[|\]$/g, ""));
+  return [...new Set(hosts.filter((h) => /^\d{1,3}(\.\d{1,3}){3}$/.test(h) || (h.includes(":") && /^[0-9a-f:.]+$/i.test(h))))];
+}
 
 /** The OTLP collector's address (an IP literal, as the config requires), which the unit's egress lock must let through. */
 export function otlpAllow(config: Partial<Pick<Config, "tracing">>): string[] {
@@ -69,7 +78,7 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Rec
     MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, ...unitLimits(config),
     // newsyslog.conf fields split on whitespace: its G flag takes a shell pattern, where "?" matches the space.
     STATE_GLOB: s.stateDir.replace(/\s/g, "?"), LOG_GLOB: s.logDir.replace(/\s/g, "?"),
-    IP_ALLOW: publicBind ? "any" : ["localhost", ...otlpAllow(config)].join(" "), START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
+    IP_ALLOW: publicBind ? "any" : [...new Set(["localhost", ...otlpAllow(config), ...upstreamAllow(config)])].join(" "), START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
   };
 }
 
