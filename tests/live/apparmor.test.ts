@@ -105,6 +105,8 @@ ExecReload=${STRACE} -o ${LOGS}/trace.reload ${BIN} reload --pid $MAINPID
     expect(sys.exec(["systemctl", "stop", "appliance.service"], { timeoutMs: T }).code).toBe(0);
 
     const profile = fs.readFileSync(path.join(sys.root, "etc/apparmor.d/usr.local.bin.appliance"), "utf8");
+    // The abstractions the profile includes come from Debian's apparmor package (scripts/test-tools.sh installs it).
+    expect(fs.existsSync("/etc/apparmor.d/abstractions/base")).toBe(true);
     const rules = new AppArmorRules(profile);
     const isDir = (p: string) => { try { return fs.statSync(path.join(sys.root, p)).isDirectory(); } catch { return false; } };
     const denied: string[] = [];
