@@ -120,6 +120,16 @@ export const configSchema = z.strictObject({
     burstChars: z.number().int().min(0).max(65_536).default(1024)
       .describe("Chunks arriving less than 1 ms apart (a replayed or cached answer, not live generation) are scanned in batches of up to this many characters (0: every chunk at once). A stream holds back at most this plus 1,100 characters (a JWT still opening) or the longest rule's length."),
   }).prefault({}).describe("Response scanner."),
+  limits: z.strictObject({
+    jsonMaxDepth: z.number().int().min(2).max(1000).default(64)
+      .describe("Deepest nesting of arrays/objects in a JSON body, checked before it is parsed (400 json_too_deep)."),
+    jsonMaxWidth: z.number().int().min(16).max(10_000_000).default(16_384)
+      .describe("Most elements in one JSON array or members in one object (400 json_too_wide). An 8,192-token prompt array fits."),
+    bodyTimeoutMs: z.number().int().min(100).max(600_000).default(30_000)
+      .describe("A request body must arrive within this, or the client gets 408 body_timeout and the connection is closed (slow-body attacks)."),
+    anonymousLogLinesPerMinute: z.number().int().min(1).max(1_000_000).default(60)
+      .describe("With auth on, log and audit lines per minute for requests without a valid key (401, 429, 421 …); every one is still counted in /metrics, and the next line written says how many were left out."),
+  }).prefault({}).describe("Limits on request bodies and on logging, against resource-exhaustion attacks."),
 
   tracing: z.strictObject({
     otlpEndpoint: z.union([z.literal(""), z.url({ protocol: /^https?$/ }).refine(literalHost, "the host must be an IP address or localhost (no DNS lookup; the service's firewall allows exactly this address)")])

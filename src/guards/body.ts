@@ -6,11 +6,9 @@ import type { Config } from "../config/schema";
 import { AppError } from "../errors";
 
 /**
- * A body must arrive within this. The idle timeout alone never fires on a body
+ * A body that did not arrive within limits.bodyTimeoutMs. The idle timeout alone never fires on a body
  * that trickles a byte at a time, and generation requests lift it once parsed.
  */
-export const BODY_TIMEOUT_MS = 30_000;
-
 export class BodyTimeoutError extends AppError {
   constructor(ms: number) {
     super(`The request body did not arrive within ${Math.round(ms / 1000)} s.`, 408, "invalid_request_error", "body_timeout", null,

@@ -14,13 +14,13 @@ import type { AuditLog } from "../log/audit";
 import type { Logger } from "../log/logger";
 import type { RequestState } from "../server/request-state";
 import { AuthError, checkScope, isPublic, presentedKey } from "./auth";
-import { NETWORK_FAILURE_FACTOR, networkOf } from "./network";
+import { networkOf } from "./network";
 import { HostError, hostAllowlist } from "./host";
 import { lockdownGuard } from "./lockdown";
 import type { KeyRecord, KeyStore } from "./keys";
-import { BODY_TIMEOUT_MS, BodyTimeoutError, tokenReservation, withDeadline } from "./body";
+import { BodyTimeoutError, tokenReservation, withDeadline } from "./body";
 import { checkBounds } from "./bounds";
-import { ANONYMOUS_LINES_PER_MINUTE, LineSampler } from "./log-sampler";
+import { LineSampler } from "./log-sampler";
 import { createPromptGuard } from "./prompt-guard";
 import { RateLimitError } from "./rate-limit";
 import { createScanner, passthrough, type TextFilter } from "./response-scan";
@@ -57,8 +57,6 @@ export interface GuardDeps {
   log: Logger;
   /** ms wall clock, injected for rate limits and signatures. */
   clock: () => number;
-  /** How long a request body may take to arrive (default BODY_TIMEOUT_MS). */
-  bodyTimeoutMs?: number;
 }
 
 interface Extra { key?: KeyRecord; rawBody?: string; slot?: Slot; admitted?: Where; reserved?: number; filters?: TextFilter[]; settled?: boolean }
@@ -67,9 +65,9 @@ const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s
 
 export function createGuards(d: GuardDeps): Guards {
   const { config } = d;
-  const bodyTimeoutMs = d.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
+  const bodyTimeoutMs = config.limits.bodyTimeoutMs;
   const lockdown = lockdownGuard(config.stateDir);
-  const anonymousLines = new LineSampler(ANONYMOUS_LINES_PER_MINUTE, d.clock);
+  const anonymousLines = new LineSampler(config.limits.anonymousLogLinesPerMinute, d.clock);
   const hostOk = hostAllowlist(config.host, config.allowedHosts);
   // Limits, concurrency slots, nonces and revocations: this process's memory, or Redis shared by every instance.
   const shared = createSharedState(config, d.log, d.clock);
@@ -83,8 +81,8 @@ export function createGuards(d: GuardDeps): Guards {
     burst: config.rateLimit.burst, maxConcurrent: k.maxConcurrent ?? config.rateLimit.maxConcurrent,
   });
   const failLimits = { rpm: config.rateLimit.authFailuresPerMinute, tpm: 0, burst: 1, maxConcurrent: 0 };
-  /** A whole network may fail NETWORK_FAILURE_FACTOR times as often as one address (several users behind it). */
-  const failNetLimits = { ...failLimits, rpm: failLimits.rpm * NETWORK_FAILURE_FACTOR };
+  /** A whole network may fail authFailureNetworkFactor times as often as one address (several users behind it). */
+  const failNetLimits = { ...failLimits, rpm: failLimits.rpm * config.rateLimit.authFailureNetworkFactor };
 
   return {
     async onRequest(request, state) {

@@ -8,11 +8,6 @@
  */
 import { InvalidRequestError } from "../errors";
 
-/** Deepest nesting of arrays/objects accepted. */
-export const MAX_JSON_DEPTH = 64;
-/** Most elements in one array or members in one object (an 8,192-token prompt array fits). */
-export const MAX_JSON_WIDTH = 16_384;
-
 export class JsonShapeError extends InvalidRequestError {
   constructor(what: "deep" | "wide", limit: number) {
     super(what === "deep" ? `The JSON body nests deeper than ${limit} levels.` : `A JSON array or object in the body has more than ${limit} elements.`,
@@ -20,8 +15,11 @@ export class JsonShapeError extends InvalidRequestError {
   }
 }
 
-/** Throws JsonShapeError past either bound; one pass, no allocation but the per-level counters. */
-export function checkJsonShape(raw: string, maxDepth = MAX_JSON_DEPTH, maxWidth = MAX_JSON_WIDTH): void {
+/**
+ * Throws JsonShapeError past either bound (limits.jsonMaxDepth, limits.jsonMaxWidth); one pass, no
+ * allocation but the per-level counters.
+ */
+export function checkJsonShape(raw: string, maxDepth: number, maxWidth: number): void {
   const counts = new Int32Array(maxDepth + 2);
   let depth = 0;
   for (let i = 0; i < raw.length; i++) {

@@ -6,9 +6,7 @@
  * many were left out before it.
  */
 
-/** Lines per minute written for requests without a valid key (401, 429, 421, /health …) when auth is on. */
-export const ANONYMOUS_LINES_PER_MINUTE = 60;
-
+/** Lets through at most `perMinute` lines a minute (limits.anonymousLogLinesPerMinute), a token bucket. */
 export class LineSampler {
   private level: number;
   private last: number;

@@ -4,9 +4,6 @@
  * (127.0.0.0/8 and ::1: one machine, however many addresses it uses).
  */
 
-/** A network may fail authentication this many times as often as one address before it is throttled. */
-export const NETWORK_FAILURE_FACTOR = 5;
-
 export function networkOf(ip: string): string {
   const v4 = ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
   if (/^\d{1,3}(?:\.\d{1,3}){3}$/.test(v4)) {

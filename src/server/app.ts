@@ -93,7 +93,8 @@ export function createApp(input: AppInput) {
       if (!contentType?.startsWith("application/json")) {
         throw new InvalidRequestError("Content-Type must be application/json.", null, "invalid_content_type");
       }
-      checkJsonShape(raw); // depth and width first: everything after JSON.parse walks the value recursively
+      // depth and width first: everything after JSON.parse walks the value recursively
+      checkJsonShape(raw, config.limits.jsonMaxDepth, config.limits.jsonMaxWidth);
       let body: unknown;
       try {
         body = JSON.parse(raw);

@@ -59,3 +59,15 @@ test("rotating source addresses within loopback are throttled as one network", a
   for (let i = 0; i < 40; i++) seen.push((await get("/v1/models", bad, `127.0.${1 + (i % 200)}.${2 + i}`)).status);
   expect(seen.filter((s) => s === 429).length).toBeGreaterThan(20); // one failure per address: only the network limit can do this
 });
+
+test("the network's share is a setting: rateLimit.authFailureNetworkFactor", async () => {
+  const own = await makeApp({ engine, clock: () => 1e12, config: { rateLimit: { authFailuresPerMinute: 3, authFailureNetworkFactor: 2, anonymousRpm: 0 } } });
+  const ownPort = Number(new URL(listenApp(own.app)).port);
+  const bad = "apk_0123456789abcdef_" + "z".repeat(43);
+  const seen: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    seen.push((await rawHttp(ownPort, `GET /v1/models HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${bad}\r\nConnection: close\r\n\r\n`, 30_000, `127.0.9.${10 + i}`)).status);
+  }
+  expect(seen).toEqual([401, 401, 401, 401, 401, 401, 429, 429, 429, 429]); // 3 × 2 failures, then the network is throttled
+  await own.app.stop(true);
+});

@@ -2,22 +2,24 @@
  * Issue 9 item 5: every request without a valid key (401s, throttled 429s,
  * /health, a refused Host) wrote a log line and an audit record holding the raw
  * path, up to ~16 KB: 30,000 requests in 10 s added 457 MB. Over real HTTP:
- * all are counted in /metrics, at most ANONYMOUS_LINES_PER_MINUTE are written
+ * all are counted in /metrics, at most limits.anonymousLogLinesPerMinute are written
  * per minute, the next line written says how many were left out, and a logged
  * path is cut to MAX_LOGGED_PATH.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import fs from "node:fs";
-import { ANONYMOUS_LINES_PER_MINUTE } from "../../src/guards/log-sampler";
 import { MAX_LOGGED_PATH } from "../../src/server/request-state";
 import { listenApp, makeApp, memoryLogger } from "../helpers";
 
+/** limits.anonymousLogLinesPerMinute, set off its default (60) so the test shows the setting is used. */
+const ANONYMOUS_LINES_PER_MINUTE = 45;
 let now = 10_000_000;
 const mem = memoryLogger();
 let ctx: Awaited<ReturnType<typeof makeApp>>;
 let base: string;
 beforeAll(async () => {
-  ctx = await makeApp({ log: mem.log, clock: () => now, config: { rateLimit: { anonymousRpm: 0, authFailuresPerMinute: 1_000_000 } } });
+  ctx = await makeApp({ log: mem.log, clock: () => now, config: { rateLimit: { anonymousRpm: 0, authFailuresPerMinute: 1_000_000 },
+    limits: { anonymousLogLinesPerMinute: ANONYMOUS_LINES_PER_MINUTE } } });
   base = listenApp(ctx.app);
 });
 afterAll(async () => { await ctx.app.stop(true); await ctx.engine.dispose(); });

@@ -38,6 +38,17 @@ test("the deep value inside an ordinary field, and brackets inside strings do no
   expect((await post("/v1/chat/completions", inString)).status).toBe(200);
 });
 
+test("the bounds are settings: limits.jsonMaxDepth and limits.jsonMaxWidth", async () => {
+  const strict = await makeApp({ engine: ctx.engine, config: { rateLimit: { rpm: 0, tpm: 0 }, limits: { jsonMaxDepth: 8, jsonMaxWidth: 100 } } });
+  const url = listenApp(strict.app);
+  const send = (body: string) => fetch(url + "/v1/embeddings", { method: "POST", body,
+    headers: { authorization: `Bearer ${strict.key}`, "content-type": "application/json" } });
+  expect(await errorOf(await send(`{"model":"tiny","input":${nested(8, "1")}}`))).toEqual({ status: 400, code: "json_too_deep" });
+  expect(await errorOf(await send(`{"model":"tiny","input":[${Array(101).fill("1").join(",")}]}`))).toEqual({ status: 400, code: "json_too_wide" });
+  expect((await send(`{"model":"tiny","input":[${Array(100).fill("\"a\"").join(",")}]}`)).status).toBe(200);
+  await strict.app.stop(true);
+});
+
 test("a huge flat array gets 400 json_too_wide", async () => {
   const wide = `{"model":"tiny","input":[${Array(100_000).fill("0").join(",")}]}`;
   expect(await errorOf(await post("/v1/embeddings", wide))).toEqual({ status: 400, code: "json_too_wide" });

@@ -18,6 +18,7 @@ import { createApp } from "../../src/server/app";
 import { versionInfo } from "../../src/version";
 import { makeEngine, tinyModel, tmpDir } from "../helpers";
 
+/** limits.bodyTimeoutMs, shorter than its default so the test is quick. */
 const BODY_TIMEOUT_MS = 4_000;
 let app: ReturnType<typeof createApp>;
 let port: number;
@@ -26,11 +27,11 @@ const engine = await makeEngine();
 
 beforeAll(async () => {
   const stateDir = tmpDir();
-  const config = parseConfig({ stateDir, model: [await tinyModel()], rateLimit: { rpm: 0, tpm: 0 } });
+  const config = parseConfig({ stateDir, model: [await tinyModel()], rateLimit: { rpm: 0, tpm: 0 }, limits: { bodyTimeoutMs: BODY_TIMEOUT_MS } });
   const store = new KeyStore(keysFilePath(stateDir));
   key = store.create({ name: "slow", maxConcurrent: 2 }).key;
   const log = silentLogger();
-  const guards = createGuards({ config, engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log, clock: Date.now, bodyTimeoutMs: BODY_TIMEOUT_MS });
+  const guards = createGuards({ config, engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log, clock: Date.now });
   app = createApp({ config, engine, log, guards, version: versionInfo() });
   app.listen({ hostname: "127.0.0.1", port: 0, idleTimeout: 30 });
   port = app.server!.port!;
