@@ -10,6 +10,9 @@
  *   - added latency: POST /v1/chat/completions, max_tokens 1, on the 0.16 M-parameter tiny model (the upstream
  *     answers in about a millisecond, so what the gateway adds is visible); p50 and p99 of each side, and the
  *     difference.
+ *   - the gateway's own cost: the same small request to a stub upstream (a Bun.serve in this process that answers
+ *     a fixed completion at once) directly and through the gateway, so engine work and the upstream's guards drop
+ *     out; p50 and p99 of each side and the difference.
  *   - stream throughput: streamed /v1/completions of --tokens tokens (end tokens banned so every run decodes
  *     exactly that many) on a generated ~86 M-parameter F32 model; tokens/s = completion tokens / time from
  *     sending the request to the last byte; median of --runs per side, and the ratio gateway/direct.
@@ -42,27 +45,38 @@ try {
   servers.push(upTiny);
   const upBench = await startAppliance(bin, bench, path.join(dir, "up-bench"), threads, 1);
   servers.push(upBench);
+  const answer = JSON.stringify({ id: "c", object: "chat.completion", created: 1, model: "stub",
+    choices: [{ index: 0, message: { role: "assistant", content: "Hello" }, finish_reason: "length" }], usage: { prompt_tokens: 4, completion_tokens: 1, total_tokens: 5 } });
+  const stubServer = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async (r) => { await r.arrayBuffer(); return new Response(answer, { headers: { "content-type": "application/json" } }); } });
+  const stub: Served = { name: "stub", base: `http://127.0.0.1:${stubServer.port}`, headers: { "content-type": "application/json" }, proc: undefined as never,
+    stop: async () => { stubServer.stop(true); } };
+  servers.push(stub);
   const gw = await startGateway(bin, path.join(dir, "gateway"), [
     { url: `${upTiny.base}/v1`, apiKey: keyOf(upTiny), models: ["tiny"] },
     { url: `${upBench.base}/v1`, apiKey: keyOf(upBench), models: ["bench"] },
+    { url: `${stub.base}/v1`, models: ["stub"] },
   ]);
   servers.push(gw);
 
   console.log(`bench-gateway: ${os.cpus().length} CPUs, upstream threads ${threads}, Bun ${Bun.version}; direct = upstream appliance, gateway = appliance in gateway mode in front of it`);
 
   // 1. Added latency on small requests.
-  const small = (s: Served) => chatSmall(s);
-  for (let i = 0; i < 20; i++) { await small(upTiny); await small(gw); } // warm-up: connections, JIT
-  const direct: number[] = [], via: number[] = [];
-  for (let i = 0; i < requests; i++) {
-    if (i % 2) { direct.push(await small(upTiny)); via.push(await small(gw)); } else { via.push(await small(gw)); direct.push(await small(upTiny)); }
-  }
   const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
   const f = (n: number) => n.toFixed(2);
-  console.log(`\nsmall requests (chat, max_tokens 1, tiny model), ${requests} per side, ms from send to last byte:`);
-  console.log(`  direct   p50 ${f(pct(direct, 0.5))}  p99 ${f(pct(direct, 0.99))}`);
-  console.log(`  gateway  p50 ${f(pct(via, 0.5))}  p99 ${f(pct(via, 0.99))}`);
-  console.log(`  added by the gateway: p50 ${f(pct(via, 0.5) - pct(direct, 0.5))} ms, p99 ${f(pct(via, 0.99) - pct(direct, 0.99))} ms (goal: p50 < 2 ms)`);
+  const pair = async (title: string, upstream: Served, model: string) => {
+    const small = (s: Served) => chatSmall(s, model);
+    for (let i = 0; i < 20; i++) { await small(upstream); await small(gw); } // warm-up: connections, JIT
+    const direct: number[] = [], via: number[] = [];
+    for (let i = 0; i < requests; i++) {
+      if (i % 2) { direct.push(await small(upstream)); via.push(await small(gw)); } else { via.push(await small(gw)); direct.push(await small(upstream)); }
+    }
+    console.log(`\n${title}, ${requests} per side, ms from send to last byte:`);
+    console.log(`  direct   p50 ${f(pct(direct, 0.5))}  p99 ${f(pct(direct, 0.99))}`);
+    console.log(`  gateway  p50 ${f(pct(via, 0.5))}  p99 ${f(pct(via, 0.99))}`);
+    console.log(`  added by the gateway: p50 ${f(pct(via, 0.5) - pct(direct, 0.5))} ms, p99 ${f(pct(via, 0.99) - pct(direct, 0.99))} ms (goal: p50 < 2 ms)`);
+  };
+  await pair("small requests to the upstream appliance (chat, max_tokens 1, tiny model)", upTiny, "tiny");
+  await pair("the gateway's own cost (the same chat to a stub upstream answering at once)", stub, "stub");
 
   // 2. Stream throughput.
   const stream = (s: Served) => complete({ ...s }, "once upon a time", tokens, true);
@@ -85,11 +99,11 @@ try {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-/** One chat request with max_tokens 1 on the tiny model; ms from send to last byte. */
-async function chatSmall(s: Served): Promise<number> {
+/** One chat request with max_tokens 1; ms from send to last byte. */
+async function chatSmall(s: Served, model: string): Promise<number> {
   const t0 = performance.now();
   const res = await fetch(`${s.base}/v1/chat/completions`, { method: "POST", headers: s.headers,
-    body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "Say hello." }], max_tokens: 1, temperature: 0 }) });
+    body: JSON.stringify({ model, messages: [{ role: "user", content: "Say hello." }], max_tokens: 1, temperature: 0 }) });
   await res.arrayBuffer();
   if (!res.ok) throw new Error(`${s.name} chat: ${res.status}`);
   return performance.now() - t0;
