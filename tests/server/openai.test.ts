@@ -205,5 +205,5 @@ test("/metrics needs the admin scope and counts requests", async () => {
   expect(r.status).toBe(200);
   const text = await r.text();
   expect(text).toMatch(/appliance_requests_total\{method="POST",route="\/v1\/chat\/completions",status="200"\} \d+/);
-  expect(text).toContain("appliance_generations_active 0");
+  expect(text).toContain('appliance_slots{state="busy"} 0'); // nothing generating once the answers are in
 });
