@@ -16,6 +16,7 @@ import { jsonSchemaGrammar } from "./grammar";
 import { checkContext, checkTokenIds, finishOf, generateOptions, readVocabulary, toHistory } from "./llama-options";
 import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { Scheduler } from "./scheduler";
+import { syncBatches } from "./batch-sync";
 import { tallyTokens } from "./token-tally";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 
@@ -96,6 +97,8 @@ export class LlamaEngine implements Engine {
     opts.onProgress?.(`creating the context for ${source.id}`);
     const contextSize = Math.min(opts.ctxSize, model.trainContextSize);
     const context = await model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads });
+    // Concurrent streams share each decode step (without it one sequence kept missing the step: 3 of 4 per step).
+    if (opts.parallel > 1 && !syncBatches(context)) opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: concurrent streams are decoded less batched");
     const stat = fs.statSync(source.path);
     this.loaded.set(source.id, {
       info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size },
