@@ -117,10 +117,9 @@ export function createGuards(d: GuardDeps): Guards {
         state.decisions.push("auth:throttled");
         return new RateLimitError("Too many failed authentication attempts from this address.", retryAfter, {});
       };
-      for (const f of fails) {
-        const wait = await authFailures.exhausted(f.id, f.l);
-        if (wait !== undefined) throw refuse(wait);
-      }
+      // Both at once: with Redis that is one round trip for the two, not two.
+      const waits = await Promise.all(fails.map((f) => authFailures.exhausted(f.id, f.l)));
+      for (const wait of waits) if (wait !== undefined) throw refuse(wait);
       const presented = presentedKey(request.headers);
       let rec = presented && d.keys ? d.keys.verify(presented) : undefined;
       if (revocations && d.keys) {

@@ -1,0 +1,63 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-redis.ts [--requests N]
+ *
+ * What rateLimit.store "redis" adds to a request: the same authenticated GET /v1/models through
+ * app.handle() (no network between client and server) with limits in memory vs in a local
+ * redis-server on a unix socket: three scripts per request (the failed-auth throttle's check for the
+ * address and for its network, then the key's admit), plus one GET of the revocation version every 500 ms. Alternating batches, so both see the same machine load. Prints p50/p99 of each
+ * and the difference. Needs redis-server on PATH.
+ */
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { parseConfig } from "../src/config/load";
+import { createGuards } from "../src/guards";
+import { KeyStore, keysFilePath } from "../src/guards/keys";
+import { silentLogger } from "../src/log/logger";
+import { createApp } from "../src/server/app";
+import { versionInfo } from "../src/version";
+import { startRedis } from "../tests/guards/redis-server";
+import { makeEngine, tmpDir } from "../tests/helpers";
+
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: { requests: { type: "string", default: "5000" } } });
+const N = Number(values.requests);
+if (!Bun.which("redis-server")) { console.error("bench-redis: redis-server not found (apt-get install redis-server)"); process.exit(1); }
+
+const redis = await startRedis();
+const engine = await makeEngine();
+const stateDir = tmpDir("appliance-bench-redis-");
+const store = new KeyStore(keysFilePath(stateDir));
+const key = store.create({ name: "bench", rpm: 1e7, tpm: 1e9 }).key; // limits that never bite: every request runs the admit script
+const build = (rateLimit: Record<string, unknown>) => {
+  const config = parseConfig({ stateDir, audit: false, rateLimit });
+  const guards = createGuards({ config, engine, keys: store, log: silentLogger(), clock: Date.now });
+  return { app: createApp({ config, engine, log: silentLogger(), guards, version: versionInfo() }), guards };
+};
+const memory = build({ store: "memory" });
+const shared = build({ store: "redis", redisUrl: redis.url, redisUnavailable: "refuse" });
+const request = () => new Request("http://localhost/v1/models", { headers: { authorization: `Bearer ${key}` } });
+
+async function batch(app: ReturnType<typeof build>["app"], n: number, out: number[]) {
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    const r = await app.handle(request());
+    await r.arrayBuffer();
+    if (r.status !== 200) throw new Error(`status ${r.status}`);
+    out.push(performance.now() - t);
+  }
+}
+const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]!; };
+
+const mem: number[] = [];
+const red: number[] = [];
+await batch(memory.app, 200, []); await batch(shared.app, 200, []); // warm-up
+for (let done = 0; done < N; done += 250) { await batch(memory.app, 250, mem); await batch(shared.app, 250, red); }
+const f = (x: number) => `${x.toFixed(3)} ms`;
+console.log(`GET /v1/models through app.handle(), ${mem.length} requests each (${path.basename(import.meta.path)})`);
+console.log(`  store memory : p50 ${f(pct(mem, 0.5))}  p99 ${f(pct(mem, 0.99))}`);
+console.log(`  store redis  : p50 ${f(pct(red, 0.5))}  p99 ${f(pct(red, 0.99))}  (local redis-server, unix socket)`);
+console.log(`  added by Redis: p50 ${f(pct(red, 0.5) - pct(mem, 0.5))}  p99 ${f(pct(red, 0.99) - pct(mem, 0.99))}`);
+shared.guards.close();
+await redis.kill();
+await engine.dispose();
+process.exit(0);
