@@ -43,8 +43,11 @@ function checkHyperparameters(file: string, arch: string, n: Map<string, number>
   };
   range("block_count", 1, MAX_LAYERS);
   range("context_length", 1, 1 << 24);
-  range("embedding_length", 1, 1 << 20);
-  if (NO_ATTENTION.has(arch)) return;
+  const embd = range("embedding_length", 1, 1 << 20);
+  if (NO_ATTENTION.has(arch)) return; // recurrent models also write feed_forward_length = 0
+  // 0 here aborts ggml (a zero-sized tensor dimension). RoPE never rotates more dimensions than the embedding has.
+  range("feed_forward_length", 1, 1 << 24);
+  range("rope.dimension_count", 1, embd ?? 1 << 20);
   const heads = range("attention.head_count", 1, 1 << 16);
   const kv = range("attention.head_count_kv", 1, heads ?? 1 << 16);
   if (heads !== undefined && kv !== undefined && heads % kv !== 0) {
