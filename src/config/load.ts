@@ -153,7 +153,10 @@ const SECRET_KEY = /secret|password|token|key$/i;
 export function redactConfig(config: Config): Raw {
   const walk = (v: unknown, k = ""): unknown => {
     if (SECRET_KEY.test(k) && typeof v === "string") return "[redacted]";
-    if (v && typeof v === "object" && !Array.isArray(v)) return Object.fromEntries(Object.entries(v).map(([kk, vv]) => [kk, walk(vv, kk)]));
+    // A password inside a URL (rateLimit.redisUrl = redis://:pw@host) is a secret whatever the field is called.
+    if (typeof v === "string") return v.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@\s:]*:)[^@/\s]*@/i, "$1[redacted]@");
+    if (Array.isArray(v)) return v.map((x) => walk(x, k));
+    if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([kk, vv]) => [kk, walk(vv, kk)]));
     return v;
   };
   return walk(config) as Raw;

@@ -1,7 +1,7 @@
 /** The Redis settings are checked before anything connects: a config error names its field (exit 2), never a 500 later. */
 import { expect, test } from "bun:test";
 import path from "node:path";
-import { ConfigError, parseConfig } from "../../src/config/load";
+import { ConfigError, parseConfig, redactConfig } from "../../src/config/load";
 import { withPassword } from "../../src/guards/store/redis-conn";
 import { redisPassword } from "../../src/guards/store/shared-state";
 import { tmpDir } from "../helpers";
@@ -25,4 +25,14 @@ test("the password goes into the URL's user part, escaped; unix sockets get the 
   expect(withPassword("redis+unix:///run/r.sock", "a@b/c:d")).toBe("redis+unix://:a%40b%2Fc%3Ad@localhost/run/r.sock");
   expect(withPassword("redis://h:6379/0", "p")).toBe("redis://:p@h:6379/0");
   expect(withPassword("rediss://user:old@h", "p")).toBe("rediss://user:p@h");
+});
+
+test("config print masks a password inside redisUrl (and keys inside list entries)", () => {
+  const c = parseConfig({ rateLimit: { store: "redis", redisUrl: "redis://user:s3cret@10.0.0.20:6379/0" } });
+  expect((redactConfig(c).rateLimit as { redisUrl: string }).redisUrl).toBe("redis://user:[redacted]@10.0.0.20:6379/0");
+  expect(JSON.stringify(redactConfig(c))).not.toContain("s3cret");
+  const plain = parseConfig({ rateLimit: { store: "redis", redisUrl: "redis+unix:///run/redis.sock" } });
+  expect((redactConfig(plain).rateLimit as { redisUrl: string }).redisUrl).toBe("redis+unix:///run/redis.sock");
+  const up = parseConfig({ upstreams: [{ url: "http://10.0.0.5:8000/v1", apiKey: "sk-upstream-s3cret", models: ["m"] }] });
+  expect(JSON.stringify(redactConfig(up))).not.toContain("s3cret");
 });
