@@ -4,10 +4,12 @@
  * answers 503 shared_state_unavailable (never a 500). Both come back to the shared state once Redis
  * does. Also: the Redis password is read from a file, never from the config.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
+import { keys as keysCommand } from "../../src/cli/commands/keys";
 import type { LlamaEngine } from "../../src/engine/llama";
+import { KeyStore, keysFilePath } from "../../src/guards/keys";
 import { makeApp, makeEngine, memoryLogger, req, tmpDir } from "../helpers";
 import { until } from "./redis-instances";
 import { redisMissing, startRedis, type RedisServer } from "./redis-server";
@@ -93,5 +95,23 @@ describe.skipIf(skip)("Redis unreachable", () => {
     withPw.app.deps.guards.close();
     without.app.deps.guards.close();
     await locked.kill();
+  });
+
+  test("keys revoke while Redis is unreachable: the keys file says revoked, and exit 1 says the other instances were not told", async () => {
+    const dir = tmpDir("appliance-redis-revoke-");
+    new KeyStore(keysFilePath(dir)).create({ name: "gone" });
+    const env = { APPLIANCE_RATE_LIMIT__STORE: "redis", APPLIANCE_RATE_LIMIT__REDIS_URL: `redis+unix://${path.join(dir, "no.sock")}` };
+    Object.assign(process.env, env);
+    const err = spyOn(console, "error").mockImplementation(() => {});
+    const out = spyOn(console, "log").mockImplementation(() => {});
+    try {
+      expect(await keysCommand.run(["revoke", "gone", "--state-dir", dir])).toBe(1);
+      expect(err.mock.calls.flat().join(" ")).toContain("Redis could not be told");
+    } finally {
+      err.mockRestore();
+      out.mockRestore();
+      for (const k of Object.keys(env)) delete process.env[k];
+    }
+    expect(new KeyStore(keysFilePath(dir)).list().find((k) => k.name === "gone")!.revoked).not.toBeNull();
   });
 });
