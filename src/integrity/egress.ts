@@ -9,7 +9,16 @@
 import fs from "node:fs";
 import dgram from "node:dgram";
 import os from "node:os";
+import type { Config } from "../config/schema";
 import type { Check } from "./report";
+
+/** The OTLP collector's address (an IP literal, as the config requires), which the unit's egress lock lets through. */
+export function otlpAllow(config: Partial<Pick<Config, "tracing">>): string[] {
+  const endpoint = config.tracing?.otlpEndpoint;
+  if (!endpoint) return [];
+  const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" ? [] : [host];
+}
 
 /** This machine's own IPv4 addresses. The service may not open netlink sockets (getifaddrs fails), so /proc/net/fib_trie. */
 function ownAddresses(): string[] {
@@ -21,9 +30,10 @@ function ownAddresses(): string[] {
   }
 }
 
-function probeTarget(): { host: string; port: number } {
-  const own = ownAddresses().find((a) => !a.startsWith("127."));
-  return { host: own ?? "192.0.2.1", port: 9 };
+/** `allowed`: addresses the unit lets through on purpose (the OTLP collector); a probe there would pass. */
+export function probeTarget(allowed: string[] = [], own = ownAddresses()): { host: string; port: number } {
+  const target = own.find((a) => !a.startsWith("127.") && !allowed.includes(a));
+  return { host: target ?? "192.0.2.1", port: 9 };
 }
 
 /** One UDP datagram: the filter makes sendto fail with EPERM at once (a dropped TCP SYN would only time out). */
@@ -37,10 +47,11 @@ function sendOutcome(target: { host: string; port: number }, timeoutMs: number):
   });
 }
 
-export async function checkEgress(inService: boolean, publicBind: boolean, policy: "require" | "warn" = "require", timeoutMs = 2000): Promise<Check> {
+export async function checkEgress(inService: boolean, publicBind: boolean, policy: "require" | "warn" = "require", timeoutMs = 2000,
+  allowed: string[] = []): Promise<Check> {
   if (!inService) return { name: "egress", status: "skip", detail: "checked inside the service before each start" };
   if (publicBind) return { name: "egress", status: "skip", detail: "public bind: the unit allows every address (IPAddressAllow=any), so there is no IP lock to check" };
-  const target = probeTarget();
+  const target = probeTarget(allowed);
   const outcome = await sendOutcome(target, timeoutMs);
   if (outcome === "EPERM" || outcome === "EACCES") {
     return { name: "egress", status: "ok", detail: `a datagram to ${target.host} refused by the IP firewall (${outcome})` };

@@ -11,7 +11,7 @@ import type { Layout } from "../service/layout";
 import { bindAllowed, isLoopback } from "../guards/host";
 import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
 import { checkNative } from "./native-check";
-import { checkEgress } from "./egress";
+import { checkEgress, otlpAllow } from "./egress";
 import type { Check } from "./report";
 import { sendDatagram } from "../util/unix-datagram";
 
@@ -152,7 +152,7 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
     await safe("native", () => checkNative(config)),
     await safe("listen", () => checkListen(config)),
     l ? await safe("environment", () => checkEnvironment(ctx.serviceEnv ?? serviceEnvironment(l))) : notInstalled("environment"),
-    ...(l?.platform === "systemd" ? [await safe("egress", () => checkEgress(!!ctx.serviceEnv, config.allowPublicBind && !isLoopback(config.host), config.egressLock))] : []),
+    ...(l?.platform === "systemd" ? [await safe("egress", () => checkEgress(!!ctx.serviceEnv, config.allowPublicBind && !isLoopback(config.host), config.egressLock, undefined, otlpAllow(config)))] : []),
   ];
 }
 

@@ -11,6 +11,7 @@ import logrotateTpl from "../../systemd/appliance.logrotate" with { type: "text"
 import newsyslogTpl from "../../launchd/appliance.newsyslog" with { type: "text" };
 import serverPlistTpl from "../../launchd/local.appliance.server.plist" with { type: "text" };
 import verifyPlistTpl from "../../launchd/local.appliance.verify.plist" with { type: "text" };
+import { otlpAllow } from "../integrity/egress";
 import os from "node:os";
 import type { Config } from "../config/schema";
 import { isLoopback } from "../guards/host";
@@ -46,13 +47,6 @@ export function upstreamAllow(config: Partial<Pick<Config, "upstreams">>): strin
   return [...new Set(hosts.filter((h) => /^\d{1,3}(\.\d{1,3}){3}$/.test(h) || (h.includes(":") && /^[0-9a-f:.]+$/i.test(h))))];
 }
 
-/** The OTLP collector's address (an IP literal, as the config requires), which the unit's egress lock must let through. */
-export function otlpAllow(config: Partial<Pick<Config, "tracing">>): string[] {
-  const endpoint = config.tracing?.otlpEndpoint;
-  if (!endpoint) return [];
-  const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, "");
-  return host === "localhost" ? [] : [host];
-}
 
 /** A slow disk's pace (bytes/s) for sizing the start timeout: serve reads every model twice (hash, then load). */
 const SLOW_DISK = 50 * 1024 * 1024;

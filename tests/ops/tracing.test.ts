@@ -11,6 +11,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
 import { parseConfig } from "../../src/config/load";
+import { otlpAllow, probeTarget } from "../../src/integrity/egress";
 import { layout } from "../../src/service/layout";
 import { renderUnits } from "../../src/service/units";
 import { tmpDir } from "../helpers";
@@ -132,4 +133,10 @@ test("the installed unit's egress lock lets through exactly the configured colle
   expect(unit({ otlpEndpoint: "http://[fd00::9]:4318/v1/traces" })).toContain("\nIPAddressAllow=localhost fd00::9\n");
   expect(unit({ otlpEndpoint: "http://127.0.0.1:4318" })).toContain("\nIPAddressAllow=localhost 127.0.0.1\n");
   expect(() => parseConfig({ tracing: { otlpEndpoint: "http://collector.example:4318" } })).toThrow(/IP address or localhost/);
+});
+
+test("the service's egress probe never aims at the collector's address (it is allowed, so the probe would pass)", () => {
+  const own = ["127.0.0.1", "10.0.0.9", "10.0.0.10"];
+  expect(probeTarget([], own).host).toBe("10.0.0.9");
+  expect(probeTarget(otlpAllow(parseConfig({ tracing: { otlpEndpoint: "http://10.0.0.9:4318" } })), own).host).toBe("10.0.0.10");
 });
