@@ -1,0 +1,53 @@
+/**
+ * A revocation written to one instance's keys file without the Redis settings (an operator on that
+ * host ran `keys revoke` with only --state-dir) still spreads: that server publishes the revocations
+ * it reads in its own file, and an instance with its own copy of the file refuses the key.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { parseConfig } from "../../src/config/load";
+import type { LlamaEngine } from "../../src/engine/llama";
+import { createGuards } from "../../src/guards";
+import { KeyStore, keysFilePath } from "../../src/guards/keys";
+import { silentLogger } from "../../src/log/logger";
+import { createApp } from "../../src/server/app";
+import { versionInfo } from "../../src/version";
+import { makeEngine, req, tinyModel, tmpDir } from "../helpers";
+import { until } from "./redis-instances";
+import { redisMissing, startRedis, type RedisServer } from "./redis-server";
+
+const skip = redisMissing("tests/guards/redis-revocation.test.ts");
+let redis: RedisServer;
+let engine: LlamaEngine;
+beforeAll(async () => { if (skip) return; redis = await startRedis(); engine = await makeEngine(); }, 60_000);
+afterAll(async () => { if (skip) return; await redis?.kill(); await engine?.dispose(); });
+
+async function instance(stateDir: string) {
+  const config = parseConfig({ stateDir, model: [await tinyModel()], rateLimit: { store: "redis", redisUrl: redis.url } });
+  const keys = new KeyStore(keysFilePath(stateDir));
+  const guards = createGuards({ config, engine, keys, log: silentLogger(), clock: Date.now });
+  return { app: createApp({ config, engine, log: silentLogger(), guards, version: versionInfo() }), keys, guards };
+}
+
+describe.skipIf(skip)("revocations published from a keys file", () => {
+  test("revoked in A's file only: once A serves a request, B (its own copy of the file) refuses the key", async () => {
+    const dirA = tmpDir("appliance-rev-a-");
+    const dirB = tmpDir("appliance-rev-b-");
+    const key = new KeyStore(keysFilePath(dirA)).create({ name: "leaked" }).key;
+    new KeyStore(keysFilePath(dirA)).create({ name: "other" });
+    fs.copyFileSync(keysFilePath(dirA), path.join(dirB, "keys.json"));
+    fs.chmodSync(path.join(dirB, "keys.json"), 0o600);
+    const a = await instance(dirA);
+    const b = await instance(dirB);
+    const models = (i: typeof a) => i.app.handle(req("/v1/models", { key }));
+    expect((await models(b)).status).toBe(200);
+
+    new KeyStore(keysFilePath(dirA)).revoke("leaked"); // the file alone, as `keys revoke --state-dir` without Redis settings
+    expect((await models(a)).status).toBe(401); // A reads its file, and publishes what it says
+    expect(await until(async () => (await models(b)).status === 401 ? true : undefined, 10_000, "B to refuse the key")).toBe(true);
+    expect(b.keys.list().find((k) => k.name === "leaked")!.revoked).toBeNull(); // B's own file never changed
+    a.guards.close();
+    b.guards.close();
+  });
+});
