@@ -1,7 +1,8 @@
 /** OpenAI wire requests → engine calls, and engine results → OpenAI responses. */
 import { InvalidRequestError } from "../../errors";
-import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, PromptLogprob, Sampling, TokenLogprob, ToolCall, ToolUse } from "../../engine/engine";
+import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling, ToolCall, ToolUse } from "../../engine/engine";
 import { checkJsonSchema } from "./json-schema";
+import { chatLogprobs, choiceTextLogprobs, spelled, type textLogprobs } from "./logprob-wire";
 import { MAX_CHOICES, type ChatCompletionRequest, type CompletionRequest } from "./wire";
 
 export interface Limits { defaultMaxTokens: number; maxTokensCap: number }
@@ -211,47 +212,6 @@ const usageOf = (gs: Generation[], perPrompt: number) => usage({
   promptTokens: gs.reduce((n, g, i) => n + (i % perPrompt === 0 ? g.promptTokens : 0), 0),
   completionTokens: gs.reduce((n, g) => n + g.completionTokens, 0),
 });
-
-/**
- * Logprobs only while their tokens still spell the answer (generate.ts lines them up with the text as sent,
- * a redacted stretch as one entry); null otherwise, so they never show what the answer does not.
- */
-const spelled = <T extends { token: string }>(lp: T[] | undefined, text: string) => (lp && lp.map((t) => t.token).join("") === text ? lp : undefined);
-const bytes = (s: string) => [...Buffer.from(s, "utf8")];
-
-/** Tokens in chat's (and the Responses API's) logprob shape. */
-export const logprobEntries = (lp: TokenLogprob[]) => lp.map((t) => ({
-  token: t.token, logprob: t.logprob, bytes: bytes(t.token),
-  top_logprobs: t.top.map((a) => ({ token: a.token, logprob: a.logprob, bytes: bytes(a.token) })),
-}));
-
-/** A chat choice's (or stream chunk's) logprobs object; null when there are none. */
-export const chatLogprobs = (lp: TokenLogprob[] | null | undefined) => (lp ? { content: logprobEntries(lp), refusal: null } : null);
-
-/**
- * Completions logprobs; `from` is where the first token starts in the choice's text (after the echoed
- * prompt and earlier chunks), for text_offset. A prompt's first token has no logprob (null), as OpenAI's.
- */
-export function textLogprobs(lp: (TokenLogprob | PromptLogprob)[], from = 0) {
-  const offsets: number[] = [];
-  lp.reduce((at, t) => (offsets.push(at), at + t.token.length), from);
-  return {
-    tokens: lp.map((t) => t.token),
-    token_logprobs: lp.map((t) => t.logprob),
-    // Alternatives with the same text (different token ids) keep the likelier one, as a JSON object can hold only one.
-    top_logprobs: lp.map((t) => (t.logprob === null ? null : Object.fromEntries(t.top.toReversed().map((a) => [a.token, a.logprob])))),
-    text_offset: offsets,
-  };
-}
-
-/** A completions choice's logprobs: the echoed prompt's (when asked for) and the generated text's, or null. */
-function choiceTextLogprobs(g: Generation, echo: string | undefined) {
-  const generated = spelled(g.logprobs, g.text);
-  if (!generated) return null;
-  if (echo === undefined) return textLogprobs(generated);
-  const prompt = spelled(g.promptLogprobs, echo);
-  return prompt ? textLogprobs([...prompt, ...generated]) : null;
-}
 
 export function chatCompletion(id: string, model: string, created: number, gs: Generation[], legacy = false) {
   return {

@@ -6,7 +6,7 @@
  */
 import { InvalidRequestError } from "../../errors";
 import type { ChatTurn, Generation, TokenLogprob, ToolCall } from "../../engine/engine";
-import { logprobEntries } from "./convert";
+import { logprobEntries } from "./logprob-wire";
 import type { ResponsesRequest } from "./responses-wire";
 import type { ChatCompletionRequest } from "./wire";
 

@@ -1,6 +1,7 @@
 /** POST /v1/chat/completions */
 import { Elysia } from "elysia";
-import { chatChunk, chatCompletion, chatLogprobs, choiceCount, choiceSampling, functionCallDelta, legacyFinish, usesFunctions, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
+import { chatLogprobs } from "../openai/logprob-wire";
+import { chatChunk, chatCompletion, choiceCount, choiceSampling, functionCallDelta, legacyFinish, usesFunctions, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
 import { chatCompletionRequest, errorBody, chatCompletionObject } from "../openai/wire";
 import type { AppDeps } from "../deps";
 import { prologue } from "./prologue";

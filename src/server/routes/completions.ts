@@ -1,6 +1,7 @@
 /** POST /v1/completions (legacy text completions) */
 import { Elysia } from "elysia";
-import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, textLogprobs, toSampling, usageChunk } from "../openai/convert";
+import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, toSampling, usageChunk } from "../openai/convert";
+import { textLogprobs } from "../openai/logprob-wire";
 import { completionRequest, errorBody, textCompletionObject } from "../openai/wire";
 import type { AppDeps } from "../deps";
 import { prologue } from "./prologue";
