@@ -139,10 +139,14 @@ export class RedisConn {
   }
 }
 
-/** Errors Redis itself replied with (ERR, NOSCRIPT, WRONGTYPE): the connection is fine. */
+/**
+ * Errors Redis itself replied with (ERR, NOSCRIPT, WRONGTYPE): the connection is fine. Replies that mean
+ * it cannot serve us now (not logged in, still loading, a read-only replica after a failover) count as down.
+ */
 function isScriptOrCommandError(e: unknown): boolean {
   const m = (e as Error)?.message ?? "";
-  return /^(ERR|NOSCRIPT|WRONGTYPE|BUSY)\b/.test(m) && !/NOAUTH|WRONGPASS|LOADING/.test(m);
+  const serverReply = (e as { code?: string })?.code === "ERR_REDIS_SERVER_ERROR" || /^(ERR|NOSCRIPT|WRONGTYPE)\b/.test(m);
+  return serverReply && !/^(NOAUTH|WRONGPASS|LOADING|READONLY|MASTERDOWN|BUSY|NOPERM)\b/.test(m);
 }
 
 /**
