@@ -49,8 +49,10 @@ describe("forwarding to a real upstream", () => {
     expect(finish).toBe(r.choices[0]!.finish_reason);
     expect(text).toBe(r.choices[0]!.message.content!); // same seed, same model: the stream spells the same answer
     expect(usage).toBe(r.usage!.completion_tokens);
-    const audit = fs.readFileSync(gw.auditFile, "utf8").trim().split("\n").map((l) => JSON.parse(l));
-    const chats = audit.filter((a) => a.route === "POST /v1/chat/completions");
+    // Records are written just after each response ends: poll (with a deadline) rather than race them.
+    const chatRecords = () => fs.readFileSync(gw.auditFile, "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((a) => a.route === "POST /v1/chat/completions");
+    for (const end = Date.now() + 30_000; chatRecords().length < 2 && Date.now() < end;) await Bun.sleep(20);
+    const chats = chatRecords();
     expect(chats).toHaveLength(2);
     for (const a of chats) {
       expect(a.status).toBe(200);
