@@ -83,6 +83,10 @@ describe.skipIf(skip)("Redis unreachable", () => {
 
   test("the password comes from redisPasswordFile; without it Redis refuses the login, which counts as unreachable", async () => {
     const locked = await startRedis(["--requirepass", "s3cret@pa:ss/1"]);
+    try { await passwordCase(locked); } finally { await locked.kill(); }
+  });
+
+  async function passwordCase(locked: RedisServer) {
     const file = path.join(tmpDir("appliance-redis-pw-"), "redis.pass");
     fs.writeFileSync(file, "s3cret@pa:ss/1\n", { mode: 0o600 });
     const withPw = await app("refuse", locked.url, { redisPasswordFile: file });
@@ -94,8 +98,7 @@ describe.skipIf(skip)("Redis unreachable", () => {
     expect(JSON.stringify(withPw.lines)).not.toContain("s3cret");
     withPw.app.deps.guards.close();
     without.app.deps.guards.close();
-    await locked.kill();
-  });
+  }
 
   test("keys revoke while Redis is unreachable: the keys file says revoked, and exit 1 says the other instances were not told", async () => {
     const dir = tmpDir("appliance-redis-revoke-");
