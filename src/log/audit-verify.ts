@@ -9,7 +9,9 @@ import path from "node:path";
 import { checkpointsPath, checkpointText, GENESIS, hmac, readAuditKey, splitMac, type Checkpoint } from "./audit";
 
 export type VerifyResult =
-  | { ok: true; records: number; tornTail: boolean; firstSeq: number; lastSeq: number; checkpoints: number; files: string[] }
+  | { ok: true; records: number; tornTail: boolean; firstSeq: number; lastSeq: number; checkpoints: number; files: string[];
+      /** The MAC of the last record (GENESIS for an empty log): where the chain stands. */
+      head: string }
   | { ok: false; records: number; file: string; line: number; reason: string };
 
 /** The log's files, oldest first: audit.jsonl.N … audit.jsonl.1, audit.jsonl (plain, uncompressed rotations). */
@@ -96,5 +98,5 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
     return { ok: false, records: n, file: last, line: (where.get(seq)?.line ?? 0) + 1,
       reason: `the log ends at record ${seq} but the checkpoint of ${c.ts} recorded ${newest}: records were removed from the end (truncated or emptied)` };
   }
-  return { ok: true, records: n, tornTail, firstSeq, lastSeq: seq, checkpoints: checkpoints.filter((c) => c.seq >= firstSeq).length, files };
+  return { ok: true, records: n, tornTail, firstSeq, lastSeq: seq, checkpoints: checkpoints.filter((c) => c.seq >= firstSeq).length, files, head: prev ?? GENESIS };
 }

@@ -109,6 +109,26 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(JSON.parse(fs.readFileSync(path.join(sys.root, "etc/appliance/config.json"), "utf8")).threads).toBe(1);
   }, T);
 
+  test("the daily check anchors the audit log where the service account cannot write; a rewrite of the log is caught against it", () => {
+    const anchors = "/var/lib/appliance-anchor/audit.anchors";
+    expect(sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T }).code).toBe(0);
+    expect(sys.exec(["stat", "-c", "%U %a", "/var/lib/appliance-anchor", anchors]).out.trim().split("\n")).toEqual(["root 700", "root 600"]);
+    const asService = (cmd: string) => sys.exec(["runuser", "-u", "appliance", "--", "sh", "-c", cmd]).code;
+    expect(asService(`echo '{}' >> ${anchors}`)).not.toBe(0);
+    expect(asService("rm -rf /var/lib/appliance-anchor")).not.toBe(0);
+    const verify = () => sys.exec(["/usr/local/bin/appliance", "audit", "verify", "--state-dir", "/var/lib/appliance", "--checkpoints", anchors]);
+    expect(verify().code).toBe(0);
+    // With the service account's rights: empty its log and its own checkpoint file (it owns both).
+    sys.exec(["systemctl", "stop", "appliance.service"], { timeoutMs: T });
+    expect(asService(": > /var/lib/appliance/audit.jsonl && rm -f /var/lib/appliance/audit.checkpoints")).toBe(0);
+    expect(sys.exec(["/usr/local/bin/appliance", "audit", "verify", "--state-dir", "/var/lib/appliance"]).code).toBe(0); // nothing local left to object
+    const r = verify();
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/removed from the end \(truncated or emptied\)/);
+    expect(sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T }).code).not.toBe(0); // the daily check fails loudly
+    expect(sys.exec(["systemctl", "start", "appliance.service"], { timeoutMs: T }).code).toBe(0);
+  }, T);
+
   test("reboot: the service comes back by itself, on the installed port", async () => {
     const t0 = performance.now();
     await sys.reboot();

@@ -9,7 +9,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { AuditLog, auditKeyPath, checkpointsPath, checkpointText, CHECKPOINT_EVERY, GENESIS, hmac, type AuditRecord } from "../../src/log/audit";
-import { verifyAudit } from "../../src/log/audit-verify";
+import { parseCheckpoints, verifyAudit } from "../../src/log/audit-verify";
 import { main } from "../../src/main";
 import { tmpDir } from "../helpers";
 
@@ -126,6 +126,42 @@ describe("checkpoints", () => {
     const journalFile = path.join(path.dirname(file), "service.log");
     fs.writeFileSync(journalFile, journal.map((o) => JSON.stringify({ level: 30, ...o, msg: "audit checkpoint" })).join("\n") + "\n");
     expect(await cli(file, "--checkpoints", journalFile)).toBe(1);
+  });
+
+  test("the root-held anchors (audit anchor, run by the daily root check) catch a key holder's re-chain and truncation", async () => {
+    const { file, lines } = write(8);
+    const anchors = path.join(path.dirname(file), "root-only", "audit.anchors");
+    const anchor = () => main(["audit", "anchor", "--file", file, "--to", anchors]);
+    expect(await anchor()).toBe(0);
+    expect(fs.readFileSync(anchors, "utf8").trim().split("\n").map((l) => JSON.parse(l).seq)).toEqual([8]);
+    expect(fs.statSync(anchors).mode & 0o777).toBe(0o600);
+    const key = Buffer.from(fs.readFileSync(auditKeyPath(file), "utf8").trim(), "hex");
+    const original = lines();
+    /** With the service's rights (it holds the key): keep `keep` records, re-chain them, rewrite audit.checkpoints to match. */
+    const rewrite = (keep: (i: number) => boolean, edit = (r: object) => r) => {
+      let prev = GENESIS;
+      const kept = original.filter((_, i) => keep(i)).map((line, i) => {
+        const { seq: _s, prev: _p, mac: _m, ...r } = JSON.parse(line);
+        const body = JSON.stringify({ ...edit(r), seq: i + 1, prev });
+        prev = hmac(key, body);
+        return `${body.slice(0, -1)},"mac":"${prev}"}`;
+      });
+      fs.writeFileSync(file, kept.join("\n") + "\n");
+      const c = { ts: "t", seq: kept.length, head: prev };
+      fs.writeFileSync(checkpointsPath(file), JSON.stringify({ ...c, mac: hmac(key, checkpointText(c)) }) + "\n");
+      expect(verifyAudit(file).ok).toBe(true); // everything the service can write is consistent again
+    };
+    rewrite((i) => i !== 2); // drop record 3 of 8, re-chain: 7 records
+    expect(verifyAudit(file, { checkpoints: parseCheckpoints(fs.readFileSync(anchors, "utf8")) }))
+      .toMatchObject({ ok: false, reason: expect.stringMatching(/removed from the end|differs from the checkpoint/) });
+    expect(await cli(file, "--checkpoints", anchors)).toBe(1);
+    expect(await anchor()).toBe(1); // and the next root run refuses to anchor the rewritten log
+    expect(fs.readFileSync(anchors, "utf8").trim().split("\n")).toHaveLength(1);
+    rewrite(() => true); // the original 8 records re-chained with the same key are the original log again
+    expect(await cli(file, "--checkpoints", anchors)).toBe(0);
+    rewrite(() => true, (r) => ({ ...r, status: 403 })); // every record edited, all 8 re-MAC'd: the anchored head differs
+    expect(verifyAudit(file, { checkpoints: parseCheckpoints(fs.readFileSync(anchors, "utf8")) }))
+      .toMatchObject({ ok: false, line: 8, reason: expect.stringMatching(/differs from the checkpoint/) });
   });
 
   test("a checkpoint a log reader adds (no key) is refused as forged", () => {

@@ -1,9 +1,13 @@
-/** appliance audit verify [--file F] [--state-dir DIR] [--checkpoints FILE]... [--journal] */
+/**
+ * appliance audit verify [--file F] [--state-dir DIR] [--checkpoints FILE]... [--journal]
+ * appliance audit anchor --to FILE [--file F] [--state-dir DIR]   (the root-run daily check: see log/audit-anchor.ts)
+ */
 import fs from "node:fs";
 import path from "node:path";
 import { loadConfig } from "../../config/load";
 import type { Checkpoint } from "../../log/audit";
-import { parseCheckpoints, verifyAudit } from "../../log/audit-verify";
+import { anchorAudit } from "../../log/audit-anchor";
+import { parseCheckpoints, verifyAudit, type VerifyResult } from "../../log/audit-verify";
 import { EXIT, parseOwn, UsageError, type Command } from "../command";
 
 /** The service's own log lines in the journal, where it writes a copy of every checkpoint. */
@@ -15,22 +19,33 @@ function journalCheckpoints(): Checkpoint[] {
 
 export const audit: Command = {
   name: "audit",
-  summary: "Verify the audit log: MACs, hash chain across rotated files, checkpoints",
-  usage: "appliance audit verify [--file F] [--state-dir DIR] [--checkpoints FILE]... [--journal]",
+  summary: "Verify the audit log (MACs, hash chain across rotated files, checkpoints); anchor it in a file the service cannot write",
+  usage: "appliance audit verify [--file F] [--state-dir DIR] [--checkpoints FILE]... [--journal] | audit anchor --to FILE [--file F] [--state-dir DIR]",
   async run(argv) {
     const [sub, ...rest] = argv;
-    if (sub !== "verify") throw new UsageError(`unknown audit subcommand '${sub ?? ""}'`);
+    if (sub !== "verify" && sub !== "anchor") throw new UsageError(`unknown audit subcommand '${sub ?? ""}'`);
     const { values } = parseOwn(rest, {
       file: { type: "string" }, "state-dir": { type: "string" }, checkpoints: { type: "string", multiple: true }, journal: { type: "boolean" },
+      to: { type: "string" },
     });
     const file = (values.file as string | undefined)
       ?? path.join((values["state-dir"] as string | undefined) ?? loadConfig().stateDir, "audit.jsonl");
-    let r;
+    let r: VerifyResult;
     try {
-      const extra = (values.checkpoints as string[] | undefined ?? []).flatMap((f) => parseCheckpoints(fs.readFileSync(f, "utf8")));
-      if (values.journal) extra.push(...journalCheckpoints());
-      r = verifyAudit(file, { checkpoints: extra });
+      if (sub === "anchor") {
+        if (!values.to) throw new UsageError("audit anchor needs --to FILE (a file the service account cannot write)");
+        const a = anchorAudit(file, values.to as string);
+        if (a.nothing) { console.log(`${file}: no audit log yet, nothing to anchor`); return EXIT.OK; }
+        r = a.verify;
+        if (r.ok) console.log(a.anchored ? `${file}: anchored record ${a.anchored.seq} in ${values.to}` : `${file}: already anchored at record ${r.lastSeq}`);
+        if (r.ok) return EXIT.OK;
+      } else {
+        const extra = (values.checkpoints as string[] | undefined ?? []).flatMap((f) => parseCheckpoints(fs.readFileSync(f, "utf8")));
+        if (values.journal) extra.push(...journalCheckpoints());
+        r = verifyAudit(file, { checkpoints: extra });
+      }
     } catch (e) {
+      if (e instanceof UsageError) throw e;
       const err = e as NodeJS.ErrnoException;
       console.error(`cannot verify ${file}: ${err.code === "EACCES" ? `permission denied on ${err.path ?? "a file"} (run as root or the service account)` : err.code ?? err.message}`);
       return EXIT.USAGE;
