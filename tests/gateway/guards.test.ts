@@ -107,6 +107,24 @@ describe("what comes back", () => {
     expect(r.choices[0]!.message.content).toBe("Here it is: [REDACTED:private-key] done.");
   });
 
+  test("a Responses API answer is scanned: output text and function-call arguments", async () => {
+    const up = upstream((_req, s) => (s.path.endsWith("/models") ? Response.json({ data: [] }) : Response.json({
+      id: "resp_1", object: "response", created_at: 1, model: "m", status: "completed",
+      output: [
+        { type: "message", id: "msg_1", role: "assistant", status: "completed", content: [{ type: "output_text", text: `key: ${PEM}`, annotations: [] }] },
+        { type: "function_call", id: "fc_1", call_id: "call_1", name: "save", arguments: JSON.stringify({ k: PEM }), status: "completed" },
+      ],
+      usage: { input_tokens: 3, output_tokens: 50, total_tokens: 53 },
+    })));
+    const { client } = await gatewayOver([{ url: up.url, models: ["m"] }]);
+    const r = await client.responses.create({ model: "m", input: "key?" });
+    expect(r.output_text).toBe("key: [REDACTED:private-key]");
+    const call = r.output.find((o) => o.type === "function_call") as { arguments: string };
+    expect(call.arguments).toContain("[REDACTED:private-key]");
+    expect(JSON.stringify(r)).not.toContain("MIIEow");
+    expect(JSON.parse(up.seen.at(-1)!.body).max_output_tokens).toBe(512);
+  });
+
   test("a secret in streamed tool-call arguments is redacted before the call is sent", async () => {
     const args = JSON.stringify({ note: PEM });
     const parts = [chatChunk({ role: "assistant", content: null, tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "save", arguments: "" } }] })];

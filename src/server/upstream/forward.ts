@@ -12,7 +12,7 @@ import type { AppDeps } from "../deps";
 import type { RequestState } from "../request-state";
 import { guardUpstreamBody, type UpstreamRoute } from "./guard-body";
 import { relayStream } from "./relay";
-import { scanChoices } from "./scan-reply";
+import { scanChoices, scanResponseOutput } from "./scan-reply";
 
 type Obj = Record<string, unknown>;
 
@@ -32,12 +32,12 @@ function passOn(status: number, text: string | undefined): AppError {
 }
 
 /** max_tokens as the local models get it: capped (400 above the cap) and defaulted, so limits and reservations hold. */
-function boundTokens(deps: AppDeps, wire: Obj) {
-  const asked = (wire.max_completion_tokens ?? wire.max_tokens) as number | null | undefined;
+function boundTokens(deps: AppDeps, wire: Obj, field: "max_tokens" | "max_output_tokens") {
+  const asked = (field === "max_tokens" ? wire.max_completion_tokens ?? wire.max_tokens : wire.max_output_tokens) as number | null | undefined;
   if (asked != null && asked > deps.config.maxTokensCap) {
     throw new InvalidRequestError(`max_tokens is ${asked}; the most this server allows is ${deps.config.maxTokensCap}.`, "max_tokens");
   }
-  if (asked == null) wire.max_tokens = deps.config.defaultMaxTokens;
+  if (asked == null) wire[field] = deps.config.defaultMaxTokens;
 }
 
 /** The embeddings route's own bounds, in its own terms (the prompt guard's would name `messages`). */
@@ -56,14 +56,14 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   body: { model: string; stream?: boolean | null; n?: number | null; stream_options?: { include_usage?: boolean } | null }): Promise<Response> {
   const gateway = deps.gateway!;
   state.model = body.model;
-  if (route === "responses") {
-    throw new InvalidRequestError("The Responses API is not available for upstream models yet; use /v1/chat/completions.", "model", "unsupported_for_upstream");
+  if (route === "responses" && body.stream) {
+    throw new InvalidRequestError("Streaming the Responses API from an upstream model is not available yet: use stream: false, or chat completions.", "stream", "unsupported_for_upstream");
   }
   const stream = route !== "embeddings" && !!body.stream;
   if (stream && (body.n ?? 1) > 1) throw new InvalidRequestError("More than one choice (n > 1) cannot be streamed from an upstream model.", "n");
   if (route === "embeddings") embeddingBounds(deps, (body as unknown as { input: unknown }).input);
   const wire = guardUpstreamBody(deps, state, body.model, route, body);
-  if (route !== "embeddings") boundTokens(deps, wire);
+  if (route !== "embeddings") boundTokens(deps, wire, route === "responses" ? "max_output_tokens" : "max_tokens");
   if (deps.config.logPrompts) state.promptText = JSON.stringify(wire.messages ?? wire.prompt ?? wire.input);
   if (stream) wire.stream_options = { include_usage: true }; // token counts for limits and audit; passed on only if asked
 
@@ -91,11 +91,14 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
     let answer: Obj;
     try { answer = JSON.parse(reply.text ?? "") as Obj; } catch { throw new AppError("The upstream sent an answer that is not JSON.", 502, "server_error", "upstream_error"); }
     const usage = (answer.usage ?? {}) as Obj;
-    state.promptTokens = Number(usage.prompt_tokens ?? 0);
-    state.completionTokens = Number(usage.completion_tokens ?? 0);
+    state.promptTokens = Number(usage.prompt_tokens ?? usage.input_tokens ?? 0);
+    state.completionTokens = Number(usage.completion_tokens ?? usage.output_tokens ?? 0);
     deps.settle(state);
     answer.model = body.model;
-    if (route !== "embeddings" && Array.isArray(answer.choices)) {
+    if (route === "responses") {
+      scanResponseOutput(answer, deps.responseFilter(state));
+      if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.output);
+    } else if (route !== "embeddings" && Array.isArray(answer.choices)) {
       const filter = deps.responseFilter(state);
       scanChoices(answer.choices as Obj[], route as "chat" | "completions", filter);
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.choices);

@@ -52,3 +52,31 @@ export function scanStreamEnd(filter: TextFilter, args: string[]): { text: strin
   const ok = !filter.blocked && back.length === args.length;
   return { text: filter.blocked ? "" : text!, args: ok ? back : undefined };
 }
+
+/**
+ * The Responses API's answer: every output_text part and every function call's arguments through one filter
+ * (separated as above); a block empties the texts, drops the calls and marks the response incomplete
+ * (content_filter), as OpenAI does.
+ */
+export function scanResponseOutput(answer: Obj, filter: TextFilter): void {
+  const slots: { text: string; set: (v: string) => void }[] = [];
+  const output = Array.isArray(answer.output) ? (answer.output as Obj[]) : [];
+  for (const item of output) {
+    if (item.type === "function_call" && typeof item.arguments === "string") slots.push({ text: item.arguments, set: (v) => { item.arguments = v; } });
+    for (const part of Array.isArray(item.content) ? (item.content as Obj[]) : []) {
+      if (typeof part.text === "string") slots.push({ text: part.text, set: (v) => { part.text = v; } });
+    }
+  }
+  const back = (slots.map((x, i) => (i ? filter.push(SEPARATOR) : "") + filter.push(x.text)).join("") + filter.end()).split(SEPARATOR);
+  const lost = back.length !== slots.length;
+  if (filter.blocked || lost) {
+    answer.output = output.filter((item) => item.type !== "function_call");
+    for (const item of answer.output as Obj[]) for (const part of Array.isArray(item.content) ? (item.content as Obj[]) : []) if (typeof part.text === "string") part.text = "";
+    answer.status = "incomplete";
+    answer.incomplete_details = { reason: "content_filter" };
+  } else slots.forEach((x, i) => x.set(back[i]!));
+  if (typeof answer.output_text === "string") {
+    answer.output_text = (answer.output as Obj[]).flatMap((item) => (Array.isArray(item.content) ? (item.content as Obj[]) : []))
+      .filter((p) => p.type === "output_text").map((p) => p.text).join("");
+  }
+}
