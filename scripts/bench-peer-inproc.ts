@@ -18,11 +18,10 @@ import { NO_END, wordsPrompt } from "./bench-peer-lib";
 export async function enginePrefill(model: string, threads: number, runs: number): Promise<number[]> {
   const engine = await LlamaEngine.create({ models: [{ id: "bench", path: model }], threads, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
   try {
-    const prompt = wordsPrompt(511);
     const out: number[] = [];
     for (let i = 0; i <= runs; i++) {
       const t0 = performance.now();
-      const g = await engine.complete({ model: "bench", prompt, sampling: { maxTokens: 1, temperature: 0 }, signal: new AbortController().signal });
+      const g = await engine.complete({ model: "bench", prompt: wordsPrompt(511), sampling: { maxTokens: 1, temperature: 0 }, signal: new AbortController().signal });
       if (i > 0) out.push(g.promptTokens / ((performance.now() - t0) / 1000)); // run 0 warms up
     }
     return out;

@@ -56,6 +56,7 @@ export async function startAppliance(bin: string, model: string, dir: string, th
   const t0 = performance.now();
   const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", String(port), "--threads", String(threads), "--parallel", String(parallel),
     "--ctx-size", "2048", "--max-queue", "64"], { env: { PATH: "/usr/bin:/bin", HOME: dir }, stdout: "ignore", stderr: "pipe" });
+  started.add(proc);
   const base = `http://127.0.0.1:${port}`;
   const startMs = await waitHealthy(base, t0, proc);
   return { name: "appliance", base, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc, startMs, stop: () => stop(proc) };
@@ -67,12 +68,14 @@ export async function startPeer(llamaServer: string, model: string, threads: num
   const t0 = performance.now();
   const proc = Bun.spawn([llamaServer, "-m", model, "--host", "127.0.0.1", "--port", String(port), "-t", String(threads), "-tb", String(threads),
     "-np", String(parallel), "-c", String(2048 * parallel), "--no-webui", "--log-disable"], { stdout: "ignore", stderr: "ignore" });
+  started.add(proc);
   const base = `http://127.0.0.1:${port}`;
   const startMs = await waitHealthy(base, t0, proc);
   return { name: "llama-server", base, headers: { "content-type": "application/json" }, proc, startMs, stop: () => stop(proc) };
 }
 
 async function stop(proc: Bun.Subprocess) {
+  started.delete(proc);
   proc.kill("SIGTERM");
   const killer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
   await proc.exited;
@@ -115,7 +118,7 @@ export async function complete(s: Served, prompt: string, maxTokens: number, str
 export async function chatOne(s: Served): Promise<number> {
   const t0 = performance.now();
   const res = await fetch(`${s.base}/v1/chat/completions`, { method: "POST", headers: s.headers,
-    body: JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 1, temperature: 0 }) });
+    body: JSON.stringify({ model: "bench", messages: [{ role: "user", content: wordsPrompt(4) }], max_tokens: 1, temperature: 0 }) });
   await res.arrayBuffer();
   if (!res.ok) throw new Error(`${s.name} chat: ${res.status}`);
   return performance.now() - t0;
@@ -131,11 +134,23 @@ export async function modelsRps(s: Served, ms = 2000): Promise<number> {
   return n / (ms / 1000);
 }
 
-/** `words` space-separated words from the tiny model's vocabulary (each one token), for prompts of a known length. */
+const VOCAB = "the of and to in is you that it he was for on are as with his they at be this have from or one had by".split(" ");
+let calls = 0;
+/**
+ * `words` space-separated words from the tiny model's vocabulary (each one token), for prompts of a known length.
+ * Each call starts at another word, so no server can answer from a cached prompt prefix (llama-server's
+ * cache_prompt reuses the KV cache of a repeated prompt; the appliance does not).
+ */
 export function wordsPrompt(words: number): string {
-  const vocab = "the of and to in is you that it he was for on are as with his they at be this have from or one had by".split(" ");
-  return Array.from({ length: words }, (_, i) => vocab[(i * 7) % vocab.length]).join(" ");
+  const start = calls++;
+  return Array.from({ length: words }, (_, i) => VOCAB[(start + i * 7) % VOCAB.length]).join(" ");
 }
+
+/** Every server started, so an interrupted run leaves none behind. */
+export const started = new Set<Bun.Subprocess>();
+process.on("exit", () => { for (const p of started) p.kill("SIGKILL"); });
+process.on("SIGINT", () => process.exit(130));
+process.on("SIGTERM", () => process.exit(143));
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 export const load1 = () => os.loadavg()[0]!;

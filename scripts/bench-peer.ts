@@ -59,9 +59,10 @@ const record = (measure: string, size: string, r: { a: number; b: number; load: 
   console.log(`  ${measure} [${size} M]: appliance ${f(r.a)} ${unit}, llama-server ${f(r.b)} ${unit}, ratio ${f(ratio, 2)}, load ${r.load}`);
 };
 
-const short = "Once upon a time there was a small server that";
+// Prompts differ on every request (wordsPrompt), so neither server answers from a cached prefix.
+const short = () => wordsPrompt(10);
 // Tokens/s from each server's own usage count (a random model can still end early on a token llama.cpp treats as an end).
-const tps = (s: Served) => complete(s, short, maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
+const tps = (s: Served) => complete(s, short(), maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
 
 for (const size of values.sizes.split(",")) {
   const shape = SHAPES[size];
@@ -83,9 +84,8 @@ for (const size of values.sizes.split(",")) {
   [a, b] = await pair(threads, 1);
   await tps(a); await tps(b);
   record(`HTTP decode, ${threads} threads (the default here) (tok/s)`, size, await ab(a, b, tps), "tok/s");
-  const long = wordsPrompt(408);
-  record("409-token prompt, max_tokens 1, latency (ms)", size, await ab(a, b, (s) => complete(s, long, 1).then((c) => c.ms)), "ms", true);
-  record("streamed time to first token (ms)", size, await ab(a, b, (s) => complete(s, short, 16, true).then((c) => c.ttftMs)), "ms", true);
+  record("409-token prompt, max_tokens 1, latency (ms)", size, await ab(a, b, (s) => complete(s, wordsPrompt(408), 1).then((c) => c.ms)), "ms", true);
+  record("streamed time to first token (ms)", size, await ab(a, b, (s) => complete(s, short(), 16, true).then((c) => c.ttftMs)), "ms", true);
   if (first) {
     const chatP50 = async (s: Served) => { const xs: number[] = []; for (let i = 0; i < 9; i++) xs.push(await chatOne(s)); return median(xs); };
     record("1-token chat p50 (ms)", size, await ab(a, b, chatP50), "ms", true);
@@ -98,7 +98,7 @@ for (const size of values.sizes.split(",")) {
     await tps(a); await tps(b);
     const burst = async (s: Served) => {
       const t0 = performance.now();
-      const all = await Promise.all(Array.from({ length: n }, () => complete(s, short, maxTokens, true)));
+      const all = await Promise.all(Array.from({ length: n }, () => complete(s, short(), maxTokens, true)));
       const tokens = all.reduce((x, c) => x + c.completionTokens, 0);
       lastTtft.set(s.name, all.map((c) => c.ttftMs));
       return tokens / ((performance.now() - t0) / 1000);
@@ -113,7 +113,7 @@ for (const size of values.sizes.split(",")) {
   if (first && threads < 2 * cores) {
     const over = 2 * cores;
     [a, b] = await pair(over, 1);
-    const few = (s: Served) => complete(s, short, 16).then((c) => c.completionTokens / (c.ms / 1000));
+    const few = (s: Served) => complete(s, short(), 16).then((c) => c.completionTokens / (c.ms / 1000));
     await few(a); await few(b);
     record(`${over} threads on ${cores} CPUs, decode (tok/s)`, size, await ab(a, b, few), "tok/s");
     await a.stop(); await b.stop();
@@ -123,7 +123,7 @@ for (const size of values.sizes.split(",")) {
     fs.rmSync(path.join(dir, "state"), { recursive: true, force: true });
     const s = which === "a" ? await startAppliance(bin, model, dir, threads, 1) : await startPeer(peer.llamaServer, model, threads, 1);
     const t0 = performance.now();
-    await complete(s, short, 1);
+    await complete(s, short(), 1);
     await s.stop();
     return { health: s.startMs, first: s.startMs + performance.now() - t0 };
   };
