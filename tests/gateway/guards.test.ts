@@ -107,6 +107,22 @@ describe("what comes back", () => {
     expect(r.choices[0]!.message.content).toBe("Here it is: [REDACTED:private-key] done.");
   });
 
+  test("with responseScan.action block, a streamed secret stops the stream: content_filter, and nothing of the key gets out", async () => {
+    const text = `Here it is: ${PEM} and more text after it.`;
+    const deltas = [chatChunk({ role: "assistant", content: "" })];
+    for (let i = 0; i < text.length; i += 4) deltas.push(chatChunk({ content: text.slice(i, i + 4) }));
+    const up = streamOf([...deltas, chatChunk({}, "stop"), "[DONE]"], 9);
+    const { gw, client } = await gatewayOver([{ url: up.url, models: ["m"] }], { responseScan: { action: "block" } });
+    const stream = await client.chat.completions.create({ model: "m", messages: user("key?"), stream: true });
+    let got = "", finish: string | null = null;
+    for await (const c of stream) { got += c.choices[0]?.delta.content ?? ""; finish = c.choices[0]?.finish_reason ?? finish; }
+    expect(finish).toBe("content_filter");
+    expect(got).not.toContain("BEGIN RSA");
+    expect(got).not.toContain("more text after");
+    expect(gw.gateway.pool.all[0]!.breaker.state).toBe("closed"); // stopping a stream we blocked is not the upstream's failure
+    expect(gw.gateway.pool.all[0]!.inflight).toBe(0);
+  });
+
   test("a Responses API answer is scanned: output text and function-call arguments", async () => {
     const up = upstream((_req, s) => (s.path.endsWith("/models") ? Response.json({ data: [] }) : Response.json({
       id: "resp_1", object: "response", created_at: 1, model: "m", status: "completed",
