@@ -26,6 +26,8 @@ export const CHECKPOINT_MS = 60_000;
 export interface AuditRecord {
   ts: string;
   reqId: string;
+  /** W3C trace id of the request (its traceparent's, or one we started). */
+  traceId?: string;
   key: string | null;
   route: string;
   status: number;
