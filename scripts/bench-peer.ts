@@ -115,7 +115,7 @@ for (const size of values.sizes.split(",")) {
     [a, b] = await pair(over, 1);
     const few = (s: Served) => complete(s, short(), 16).then((c) => c.completionTokens / (c.ms / 1000));
     await few(a); await few(b);
-    record(`${over} threads on ${cores} CPUs, decode (tok/s)`, size, await ab(a, b, few), "tok/s");
+    record(`--threads ${over} on ${cores} CPUs, decode (tok/s; the appliance lowers it to ${cores})`, size, await ab(a, b, few), "tok/s");
     await a.stop(); await b.stop();
   }
 
