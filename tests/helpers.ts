@@ -6,12 +6,11 @@ import { parseConfig } from "../src/config/load";
 import type { ConfigInput } from "../src/config/schema";
 import { LlamaEngine } from "../src/engine/llama";
 import { makeTinyModel, type TinyModelOptions } from "../src/engine/tiny-model";
-import { createGuards } from "../src/guards";
 import { KeyStore, keysFilePath, type NewKeyOptions } from "../src/guards/keys";
 import { AuditLog } from "../src/log/audit";
 import { createLogger, silentLogger, type Logger } from "../src/log/logger";
-import { createApp } from "../src/server/app";
-import { versionInfo } from "../src/version";
+import type { createApp } from "../src/server/app";
+import { createServer } from "../src/server/create-server";
 
 /** Every temp dir made through tmpDir; tests/cleanup.ts (a preload) removes them after the whole run, since the tiny model is shared across files. */
 export const madeTmpDirs: string[] = [];
@@ -64,8 +63,7 @@ export async function makeApp(opts: TestAppOptions = {}) {
   const engine = opts.engine ?? await makeEngine({ parallel: config.parallel, maxQueue: config.maxQueue, ctxSize: config.ctxSize });
   const log = opts.log ?? silentLogger();
   const audit = new AuditLog(path.join(stateDir, "audit.jsonl"));
-  const guards = createGuards({ config, engine, keys: store, audit, log, clock });
-  const app = createApp({ config, engine, log, guards, version: versionInfo(), clock });
+  const { app } = await createServer(config, { log, engine, keys: store, audit, clock });
   return { app, engine, keys, key: keys[0]!, store, stateDir, config, auditFile: path.join(stateDir, "audit.jsonl") };
 }
 

@@ -9,13 +9,12 @@ import path from "node:path";
 import { parseConfig } from "../../src/config/load";
 import type { ConfigInput } from "../../src/config/schema";
 import { LlamaEngine } from "../../src/engine/llama";
-import { controlTokens, Gateway } from "../../src/gateway/gateway";
-import { createGuards } from "../../src/guards";
+import { Gateway } from "../../src/gateway/gateway";
 import { KeyStore, keysFilePath } from "../../src/guards/keys";
 import { AuditLog } from "../../src/log/audit";
 import { silentLogger, type Logger } from "../../src/log/logger";
-import { createApp } from "../../src/server/app";
-import { versionInfo } from "../../src/version";
+import type { createApp } from "../../src/server/app";
+import { createServer } from "../../src/server/create-server";
 import { tmpDir } from "../helpers";
 
 export interface GatewayApp {
@@ -44,8 +43,7 @@ export async function startGateway(config: ConfigInput, log: Logger = silentLogg
   const gateway = new Gateway(cfg, log, { clock, every: () => () => {} });
   const eng = await noModels();
   const auditFile = path.join(stateDir, "audit.jsonl");
-  const guards = createGuards({ config: cfg, engine: controlTokens(gateway, eng), keys: store, audit: new AuditLog(auditFile), log, clock: Date.now });
-  const app = createApp({ config: cfg, engine: eng, log, guards, version: versionInfo(), gateway });
+  const { app } = await createServer(cfg, { log, engine: eng, keys: store, audit: new AuditLog(auditFile), gateway });
   app.listen({ hostname: "127.0.0.1", port: 0 });
   return {
     app, gateway, key, auditFile, baseURL: `http://127.0.0.1:${app.server!.port}`,

@@ -8,11 +8,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseConfig } from "../../src/config/load";
 import type { LlamaEngine } from "../../src/engine/llama";
-import { createGuards } from "../../src/guards";
 import { KeyStore, keysFilePath } from "../../src/guards/keys";
 import { silentLogger } from "../../src/log/logger";
-import { createApp } from "../../src/server/app";
-import { versionInfo } from "../../src/version";
+import { createServer } from "../../src/server/create-server";
 import { makeEngine, req, tinyModel, tmpDir } from "../helpers";
 import { until } from "./redis-instances";
 import { redisMissing, startRedis, type RedisServer } from "./redis-server";
@@ -26,8 +24,8 @@ afterAll(async () => { if (skip) return; await redis?.kill(); await engine?.disp
 async function instance(stateDir: string) {
   const config = parseConfig({ stateDir, model: [await tinyModel()], rateLimit: { store: "redis", redisUrl: redis.url } });
   const keys = new KeyStore(keysFilePath(stateDir));
-  const guards = createGuards({ config, engine, keys, log: silentLogger(), clock: Date.now });
-  return { app: createApp({ config, engine, log: silentLogger(), guards, version: versionInfo() }), keys, guards };
+  const { app, guards } = await createServer(config, { engine, keys, log: silentLogger() });
+  return { app, keys, guards };
 }
 
 describe.skipIf(skip)("revocations published from a keys file", () => {

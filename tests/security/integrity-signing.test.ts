@@ -8,12 +8,10 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { parseConfig } from "../../src/config/load";
-import { createGuards } from "../../src/guards";
 import { KeyStore, keysFilePath } from "../../src/guards/keys";
 import { NonceCache, sign } from "../../src/guards/signature";
 import { silentLogger } from "../../src/log/logger";
-import { createApp } from "../../src/server/app";
-import { versionInfo } from "../../src/version";
+import { createServer } from "../../src/server/create-server";
 import { makeApp, makeEngine, req, tinyModel, tmpDir } from "../helpers";
 
 const engine = await makeEngine();
@@ -25,8 +23,7 @@ const headersFor = (ts: number, sig: string) => ({ "content-type": "application/
 /** The app over an existing state dir, as `serve` builds it at a given start time (a "process"). */
 async function appOver(stateDir: string, clock: () => number) {
   const config = parseConfig({ stateDir, model: [await tinyModel()] } as Record<string, unknown>);
-  const guards = createGuards({ config, engine, keys: new KeyStore(keysFilePath(stateDir), clock), log: silentLogger(), clock });
-  return createApp({ config, engine, log: silentLogger(), guards, version: versionInfo(), clock });
+  return (await createServer(config, { engine, keys: new KeyStore(keysFilePath(stateDir), clock), log: silentLogger(), clock })).app;
 }
 
 describe("Ed25519 request signing", () => {

@@ -10,12 +10,11 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import net from "node:net";
 import path from "node:path";
 import { parseConfig } from "../../src/config/load";
-import { createGuards } from "../../src/guards";
 import { KeyStore, keysFilePath } from "../../src/guards/keys";
 import { AuditLog } from "../../src/log/audit";
 import { silentLogger } from "../../src/log/logger";
-import { createApp } from "../../src/server/app";
-import { versionInfo } from "../../src/version";
+import type { createApp } from "../../src/server/app";
+import { createServer } from "../../src/server/create-server";
 import { makeEngine, tinyModel, tmpDir } from "../helpers";
 
 /** limits.bodyTimeoutMs, shorter than its default so the test is quick. */
@@ -31,8 +30,7 @@ beforeAll(async () => {
   const store = new KeyStore(keysFilePath(stateDir));
   key = store.create({ name: "slow", maxConcurrent: 2 }).key;
   const log = silentLogger();
-  const guards = createGuards({ config, engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log, clock: Date.now });
-  app = createApp({ config, engine, log, guards, version: versionInfo() });
+  ({ app } = await createServer(config, { engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log }));
   app.listen({ hostname: "127.0.0.1", port: 0, idleTimeout: 30 });
   port = app.server!.port!;
 });

@@ -1,0 +1,113 @@
+/**
+ * The one composition root: config → (models checked) → engine → guards → app. `serve`, the tests and the
+ * benchmarks all build the server here, so what they exercise is wired exactly as what users run. Tests and
+ * benchmarks may hand in an engine already loaded (one tiny-model engine serves a whole test file), and their own
+ * key store, audit log, clock or gateway; anything not handed in is built from the config as `serve` does.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { ConfigError } from "../config/load";
+import type { Config } from "../config/schema";
+import { usableCpus } from "../engine/cpu-budget";
+import { backendAvailable, candidateGpu, preflightGpu } from "../engine/gpu";
+import { LlamaEngine } from "../engine/llama";
+import { prepareNative } from "../engine/native";
+import { controlTokens, createGateway, type Gateway } from "../gateway/gateway";
+import { createGuards } from "../guards";
+import { bindAllowed } from "../guards/host";
+import { KeyStore, keysFilePath } from "../guards/keys";
+import { modelsDirOf, readManifest } from "../integrity/manifest";
+import { resolveModels } from "../integrity/resolve";
+import { AuditLog } from "../log/audit";
+import type { Logger } from "../log/logger";
+import { versionInfo } from "../version";
+import { createApp } from "./app";
+
+/**
+ * Inference threads: the configured count, or every CPU this process may use (affinity, cgroup quota, online);
+ * never more than those, because the prebuilt engine's spinning threads collapse when oversubscribed.
+ */
+export function effectiveThreads(config: Pick<Config, "threads">, budget = usableCpus()) {
+  return { threads: Math.min(config.threads || budget.cpus, budget.cpus), requested: config.threads, budget };
+}
+
+export interface ServerOptions {
+  log: Logger;
+  /** An engine already loaded: no model resolution, native check or GPU preflight (tests, benchmarks). */
+  engine?: LlamaEngine;
+  /** Default: the state dir's keys file when auth is on. */
+  keys?: KeyStore;
+  /** Default: the state dir's audit.jsonl when audit is on. */
+  audit?: AuditLog;
+  /** Default: built from the config's upstreams (none configured: no gateway). */
+  gateway?: Gateway;
+  /** Wall clock in ms (injected so tests never sleep). */
+  clock?: () => number;
+  /** Start progress (systemd's start-timeout extensions while models hash and load). */
+  onProgress?: (status: string) => void;
+}
+
+/** Builds everything the server needs from one config; never listens (server/listen.ts does). */
+export async function createServer(config: Readonly<Config>, opts: ServerOptions) {
+  const { log } = opts;
+  const clock = opts.clock ?? Date.now;
+  if (!bindAllowed(config)) {
+    throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
+  }
+  fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const keys = opts.keys ?? (config.auth ? new KeyStore(keysFilePath(config.stateDir), clock, (m) => log.error(m)) : undefined);
+  if (!opts.keys && keys && keys.list().filter((k) => !k.revoked).length === 0) {
+    log.warn({ file: keys.file }, "no API keys yet: every request but /health will get 401. Create one with: appliance keys create --name NAME");
+  }
+  if (!config.auth) log.warn("auth is OFF: anyone who can reach the port can use the API");
+  const gateway = opts.gateway ?? createGateway(config, log);
+  const loaded = opts.engine ? undefined : await loadEngine(config, log, gateway, opts.onProgress);
+  const engine = opts.engine ?? loaded!.engine;
+  // The log gets a copy of every audit checkpoint: under systemd that is the journal, out of the service account's reach.
+  const audit = opts.audit ?? (config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log }) : undefined);
+  const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock });
+  const app = createApp({ config, engine, log, guards, version: versionInfo(), gateway, clock });
+  if (!opts.gateway) gateway?.start(); // health checks of the upstreams built here (a test drives its own)
+  if (loaded) {
+    // Both start checks refuse the start on a mismatch, so a running server reports them passed (checked just
+    // now, before loading); models served unverified (--allow-unverified) count as not passed.
+    app.deps.metrics.integrityChecked("models", loaded.verified);
+    if (loaded.native) app.deps.metrics.integrityChecked("native", true);
+  }
+  return { app, engine, keys, guards, gateway, audit };
+}
+
+/** Models checked against the manifest, native libraries verified, GPU preflighted, then the engine loaded. */
+async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gateway | undefined, onProgress?: (status: string) => void) {
+  // Gateway mode: upstream models need no local file, so a server fronting only upstreams loads none.
+  const { models, warnings } = gateway && !config.model.length && !readManifest(modelsDirOf(config)).length
+    ? { models: [], warnings: [] } : await resolveModels(config, onProgress);
+  const both = models.find((m) => gateway?.serves(m.id));
+  if (both) throw new ConfigError(`invalid config: upstreams: model ${both.id} is both a local model and an upstream one`, "upstreams");
+  for (const w of warnings) log.warn(w);
+
+  onProgress?.("checking the native libraries");
+  const native = await prepareNative(config.stateDir);
+  if (native) log.info(native, "native libraries verified");
+  let gpu = candidateGpu(config.gpu);
+  if (gpu && config.gpu === "auto" && !backendAvailable(gpu)) {
+    log.info({ gpu }, "gpu auto: this build carries no libraries for that GPU; using the CPU");
+    gpu = false;
+  }
+  if (gpu) {
+    onProgress?.("GPU preflight");
+    const pre = await preflightGpu(gpu, config.stateDir);
+    if (!pre.gpu) log.warn({ reason: pre.reason }, "GPU preflight failed: falling back to CPU");
+    else log.info({ gpu, ms: pre.ms }, "GPU preflight passed");
+    gpu = pre.gpu;
+  }
+  const { threads, requested, budget } = effectiveThreads(config);
+  // One line that says what was chosen and why (tests and operators read it; a quota of 1 CPU must mean 1 thread).
+  log.info({ threads, requested: requested || "auto", usableCpus: budget.cpus, limitedBy: budget.limitedBy, onlineCpus: budget.online,
+    ...(budget.quota !== undefined && { cpuQuota: budget.quota }) }, "cpu threads");
+  if (requested > budget.cpus) log.warn({ requested, threads }, "threads lowered to the CPUs this process may use (more would collapse decode)");
+  const engine = await LlamaEngine.create({
+    models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress,
+  });
+  return { engine, native, verified: warnings.length === 0 };
+}
