@@ -6,12 +6,10 @@
 import path from "node:path";
 import { parseConfig } from "../src/config/load";
 import { LlamaEngine } from "../src/engine/llama";
-import { createGuards } from "../src/guards";
 import { KeyStore, keysFilePath } from "../src/guards/keys";
 import { AuditLog } from "../src/log/audit";
 import { silentLogger } from "../src/log/logger";
-import { createApp } from "../src/server/app";
-import { versionInfo } from "../src/version";
+import { createServer } from "../src/server/create-server";
 import { NO_END, wordsPrompt } from "./bench-peer-lib";
 
 /** Prefill tokens/s in-process: a ~512-token prompt, max 1 token (so ~all of the time is prompt processing). */
@@ -40,8 +38,7 @@ export async function streamLag(model: string, stateDir: string, threads: number
   const store = new KeyStore(keysFilePath(stateDir));
   const { key } = store.create({ name: "lag", scopes: ["completions"] });
   const log = silentLogger();
-  const guards = createGuards({ config, engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log, clock: Date.now });
-  const app = createApp({ config, engine, log, guards, version: versionInfo() });
+  const { app } = await createServer(config, { engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log });
   app.listen({ hostname: "127.0.0.1", port: 0 });
   const base = `http://127.0.0.1:${app.server!.port}`;
   const stream = async () => {

@@ -11,11 +11,9 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config/load";
-import { createGuards } from "../src/guards";
 import { KeyStore, keysFilePath } from "../src/guards/keys";
 import { silentLogger } from "../src/log/logger";
-import { createApp } from "../src/server/app";
-import { versionInfo } from "../src/version";
+import { createServer } from "../src/server/create-server";
 import { startRedis } from "../tests/guards/redis-server";
 import { makeEngine, tmpDir } from "../tests/helpers";
 
@@ -28,16 +26,16 @@ const engine = await makeEngine();
 const stateDir = tmpDir("appliance-bench-redis-");
 const store = new KeyStore(keysFilePath(stateDir));
 const key = store.create({ name: "bench", rpm: 1e7, tpm: 1e9 }).key; // limits that never bite: every request runs the admit script
-const build = (rateLimit: Record<string, unknown>) => {
+const build = async (rateLimit: Record<string, unknown>) => {
   const config = parseConfig({ stateDir, audit: false, rateLimit });
-  const guards = createGuards({ config, engine, keys: store, log: silentLogger(), clock: Date.now });
-  return { app: createApp({ config, engine, log: silentLogger(), guards, version: versionInfo() }), guards };
+  const { app, guards } = await createServer(config, { engine, keys: store, log: silentLogger() });
+  return { app, guards };
 };
-const memory = build({ store: "memory" });
-const shared = build({ store: "redis", redisUrl: redis.url, redisUnavailable: "refuse" });
+const memory = await build({ store: "memory" });
+const shared = await build({ store: "redis", redisUrl: redis.url, redisUnavailable: "refuse" });
 const request = () => new Request("http://localhost/v1/models", { headers: { authorization: `Bearer ${key}` } });
 
-async function batch(app: ReturnType<typeof build>["app"], n: number, out: number[]) {
+async function batch(app: Awaited<ReturnType<typeof build>>["app"], n: number, out: number[]) {
   for (let i = 0; i < n; i++) {
     const t = performance.now();
     const r = await app.handle(request());

@@ -16,11 +16,9 @@ import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config/load";
 import { LlamaEngine } from "../src/engine/llama";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { createGuards } from "../src/guards";
 import { KeyStore, keysFilePath } from "../src/guards/keys";
 import { silentLogger } from "../src/log/logger";
-import { createApp } from "../src/server/app";
-import { versionInfo } from "../src/version";
+import { createServer } from "../src/server/create-server";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   tokens: { type: "string", default: "64" }, runs: { type: "string", default: "3" }, threads: { type: "string" },
@@ -69,8 +67,7 @@ const store = new KeyStore(keysFilePath(stateDir));
 const { key } = store.create({ name: "bench", scopes: ["completions", "models"] });
 const log = silentLogger();
 const { AuditLog } = await import("../src/log/audit");
-const guards = createGuards({ config, engine: raw.engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log, clock: Date.now });
-const app = createApp({ config, engine: raw.engine, log, guards, version: versionInfo() });
+const { app } = await createServer(config, { engine: raw.engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log });
 app.listen({ hostname: "127.0.0.1", port: 0 });
 const base = `http://127.0.0.1:${app.server!.port}`;
 const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
@@ -95,7 +92,7 @@ for (let i = 0; i < runs; i++) {
 
 // Two clients at once on a two-sequence engine: llama.cpp batches them into the same decode steps.
 const duo = await LlamaEngine.create({ models: [{ id: "bench", path: modelPath }], threads, ctxSize: 2048, parallel: 2, maxQueue: 4, gpu: false, log: silentLogger() });
-const duoApp = createApp({ config, engine: duo, log, guards: createGuards({ config, engine: duo, keys: store, log, clock: Date.now }), version: versionInfo() });
+const { app: duoApp } = await createServer(config, { engine: duo, keys: store, log });
 duoApp.listen({ hostname: "127.0.0.1", port: 0 });
 const streamTokens = async (baseUrl: string) => {
   const r = await fetch(`${baseUrl}/v1/completions`, { method: "POST", headers, body: JSON.stringify({ model: "bench", prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }) });
