@@ -11,13 +11,12 @@
 import type { Config } from "../config/schema";
 import { decode, encodedRuns } from "./encoded";
 import { JWT_PARTIAL_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
+import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
 import { at, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
 
 /** Chunks closer together than this are a burst (a replay, a cached answer), scanned in batches of burstChars. */
 const BURST_MS = 1;
-/** Characters of context an anchored rule's window keeps on each side, for its lookbehinds and lookaheads. */
-const CONTEXT = 16;
 
 /** Streaming text filter applied to generated text before it reaches the client. */
 export interface TextFilter {
@@ -252,61 +251,3 @@ const isAlnum = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (
 
 /** ASCII and common Unicode whitespace, as \s would match, without a regex per character. */
 const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13) || c === 160 || c === 0x2028 || c === 0x2029 || c === 0x3000 || (c >= 0x2000 && c <= 0x200a) || c === 0x1680 || c === 0x202f || c === 0x205f || c === 0xfeff;
-
-interface Span { start: number; end: number; rule: string }
-
-/** A match of `rule` at `start` that passes its check and overlaps nothing found: added to `mine`. */
-function take(rule: SecretRule, found: Span[], mine: Span[], start: number, m: string): boolean {
-  const end = start + m.length;
-  if ((rule.validate && !rule.validate(m)) || overlaps(found, start, end)) return false;
-  mine.push({ start, end, rule: rule.id });
-  return true;
-}
-
-// exec loops rather than matchAll: matchAll clones the regex on every call, and a stream calls this per chunk.
-function allMatches(text: string, rule: SecretRule, found: Span[]): Span[] {
-  const mine: Span[] = [], re = rule.pattern;
-  re.lastIndex = 0;
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    take(rule, found, mine, m.index, m[0]);
-    if (!m[0].length) re.lastIndex++;
-  }
-  return mine;
-}
-
-/** Only near anchor hits: a match starts at most `before` ahead of its anchor and spans at most maxLength. */
-function anchoredMatches(text: string, rule: SecretRule, found: Span[]): Span[] {
-  const mine: Span[] = [], re = rule.pattern, anchor = rule.anchor!;
-  let from = 0; // every match starting before this has been taken
-  anchor.re.lastIndex = 0;
-  for (let a = anchor.re.exec(text); a; a = anchor.re.exec(text)) {
-    const hit = a.index;
-    if (hit < from) continue;
-    const ws = Math.max(from, hit - anchor.before);
-    // Context before the window for lookbehinds, unless `before` cut it (a longer run than any match has)
-    const c0 = ws === hit - anchor.before ? ws : Math.max(0, ws - CONTEXT);
-    const sub = text.slice(c0, Math.min(text.length, hit + rule.maxLength + CONTEXT));
-    re.lastIndex = ws - c0;
-    for (let m = re.exec(sub); m && m.index + c0 <= hit; m = re.exec(sub)) {
-      if (take(rule, found, mine, m.index + c0, m[0])) from = m.index + c0 + m[0].length;
-      if (!m[0].length) re.lastIndex++;
-    }
-    from = Math.max(from, hit + 1);
-  }
-  return mine;
-}
-
-/** Whether [start, end) overlaps a span of `sorted` (sorted by start, non-overlapping): a binary search. */
-function overlaps(sorted: Span[], start: number, end: number): boolean {
-  let lo = 0, hi = sorted.length;
-  while (lo < hi) { const mid = (lo + hi) >> 1; if (sorted[mid]!.end <= start) lo = mid + 1; else hi = mid; }
-  return lo < sorted.length && sorted[lo]!.start < end;
-}
-
-/** Merges sorted `more` (none overlapping `into`) into sorted `into`, in place. */
-function merge(into: Span[], more: Span[]) {
-  const a = into.slice();
-  let i = 0, j = 0, k = 0;
-  into.length = a.length + more.length;
-  while (i < a.length || j < more.length) into[k++] = j >= more.length || (i < a.length && a[i]!.start < more[j]!.start) ? a[i++]! : more[j++]!;
-}
