@@ -10,7 +10,7 @@ import type { Config } from "../config/schema";
 import type { ChatTurn } from "../engine/engine";
 import type { Engine } from "../engine/engine";
 import { AppError } from "../errors";
-import type { AuditLog } from "../log/audit";
+import type { AuditLog, RequestSummary } from "../log/audit";
 import type { Logger } from "../log/logger";
 import type { RequestState } from "../server/request-state";
 import { AuthError, checkScope, isPublic, presentedKey } from "./auth";
@@ -41,8 +41,10 @@ export interface Guards {
   responseFilter(state: RequestState): TextFilter;
   /** Tokens are known: charge them and free the concurrency slot now, not when the socket closes. Idempotent. */
   settle(state: RequestState): void;
-  /** Writes the audit record; false when this request is one of the anonymous ones left out of log and audit. */
+  /** Settles the request and adds the response findings to its decisions; false when this request is one of the anonymous ones left out of log and audit. */
   onFinish(state: RequestState): boolean;
+  /** Appends the finished request's summary to the audit log (a failed write is logged: the response is out). */
+  record(summary: RequestSummary): void;
   /** Where limits, nonces and revocations live and, with Redis, whether it answers (for /health and /metrics). */
   sharedState(): SharedStateStatus;
   /** Stops the Redis connection and lease renewals (tests; serve exits instead). */
@@ -214,16 +216,15 @@ export function createGuards(d: GuardDeps): Guards {
         if (skipped === undefined) return false;
         if (skipped) state.decisions.push(`log:skipped:${skipped}`);
       }
-      try {
-        d.audit?.append({
-          ts: new Date(d.clock()).toISOString(), reqId: state.id, traceId: state.trace.traceId, key: state.keyName ?? null, route: state.route,
-          status: state.status ?? 0, model: state.model, promptTokens: state.promptTokens, completionTokens: state.completionTokens,
-          decisions: state.decisions, ms: Math.round((performance.now() - state.start) * 10) / 10, client: state.clientIp,
-        });
-      } catch (e) {
-        d.log.error({ err: (e as Error).message, reqId: state.id, traceId: state.trace.traceId }, "audit write failed"); // the response is already out
-      }
       return true;
+    },
+
+    record(summary) {
+      try {
+        d.audit?.append({ ts: new Date(d.clock()).toISOString(), ...summary });
+      } catch (e) {
+        d.log.error({ err: (e as Error).message, reqId: summary.reqId, traceId: summary.traceId }, "audit write failed"); // the response is already out
+      }
     },
 
     sharedState: () => shared.status(),

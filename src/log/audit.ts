@@ -39,6 +39,9 @@ export interface AuditRecord {
   client: string;
 }
 
+/** What one request was: the request log line and the audit record are both built from this one object. */
+export type RequestSummary = Omit<AuditRecord, "ts">;
+
 export interface Checkpoint { ts: string; seq: number; head: string; mac: string }
 
 export class AuditError extends Error {}

@@ -10,7 +10,7 @@ import { checkJsonShape, unserialisable } from "../guards/json-shape";
 import type { AppDeps, AppInput } from "./deps";
 import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
-import { initState, newRequestId, stateOf } from "./request-state";
+import { initState, newRequestId, stateOf, summarize } from "./request-state";
 import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
 import { docsRoutes } from "./routes/docs";
@@ -56,11 +56,12 @@ export function createApp(input: AppInput) {
       deps.metrics.record(state, end); // counted always, even when left out of log and audit
       if (tracer && state.trace.sampled) tracer.add(requestSpans(state, end));
       if (!written) return;
-      const ms = Math.round((end - state.start) * 10) / 10;
+      // One summary for both records; the log line adds what the audit must not hold (text, when logPrompts).
+      const summary = summarize(state, end);
+      guards.record(summary);
+      const { key, ...rest } = summary; // the logger redacts any field named "key", so the line names it keyName
       log.info({
-        reqId: state.id, traceId: state.trace.traceId, route: state.route, status: state.status, keyName: state.keyName, model: state.model,
-        promptTokens: state.promptTokens, completionTokens: state.completionTokens, ms,
-        ...(state.decisions.length ? { decisions: state.decisions } : {}), ...(state.errorCode ? { code: state.errorCode } : {}),
+        ...rest, keyName: key ?? undefined, ...(state.errorCode ? { code: state.errorCode } : {}),
         ...(state.promptText !== undefined ? { prompt: state.promptText, response: state.responseText } : {}),
       }, "request");
     },

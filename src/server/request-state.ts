@@ -3,6 +3,7 @@
  * Keyed by the Request object, so any hook can reach it without Elysia's
  * scoping rules deciding what is visible where.
  */
+import type { RequestSummary } from "../log/audit";
 import { formatTraceparent, traceFor, type TraceContext } from "./tracing/trace-context";
 
 export interface RequestState {
@@ -100,4 +101,16 @@ export function stateOf(request: Request): RequestState {
   let s = states.get(request);
   if (!s) s = initState(request, "unknown", performance.now());
   return s;
+}
+
+/**
+ * The one summary of a finished request, taken once at `end` (performance.now()): the log line and the audit
+ * record are built from it, so they never disagree on a field or a duration.
+ */
+export function summarize(s: RequestState, end: number): RequestSummary {
+  return {
+    reqId: s.id, traceId: s.trace.traceId, key: s.keyName ?? null, route: s.route, status: s.status ?? 0, model: s.model,
+    promptTokens: s.promptTokens, completionTokens: s.completionTokens, decisions: s.decisions,
+    ms: Math.round((end - s.start) * 10) / 10, client: s.clientIp,
+  };
 }
