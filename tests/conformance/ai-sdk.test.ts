@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { APICallError, embed, embedMany, generateObject, generateText, jsonSchema, streamText, tool } from "ai";
-import { startBinary, type BinaryServer } from "./binary-server";
+import { occupySlot, startBinary, type BinaryServer } from "./binary-server";
 
 let server: BinaryServer;
 let compatible: ReturnType<typeof createOpenAICompatible>;
@@ -56,6 +56,15 @@ for (const [name, model] of [["openai-compatible (chat)", () => compatible("tiny
     test("generateObject (json_schema)", async () => {
       const r = await generateObject({ model: model(), schema: okSchema, prompt: "json", maxOutputTokens: 200, temperature: 0, maxRetries: 0 });
       expect(typeof r.object.ok).toBe("boolean");
+    });
+
+    test("generateObject without a schema (output: no-schema → json_object)", async () => {
+      // The same prompt as the openai-SDK json_object test (greedy closes its object within 64 tokens).
+      const r = await generateObject({ model: model(), output: "no-schema", prompt: "json please", maxOutputTokens: 64, temperature: 0, maxRetries: 0 });
+      const body = r.request.body;
+      expect(typeof body === "string" ? body : JSON.stringify(body)).toContain('"json_object"');
+      expect(typeof r.object).toBe("object");
+      expect(r.object).not.toBeNull();
     });
 
     test("a forced tool call runs the tool and its result goes back for the next step", async () => {
@@ -107,7 +116,8 @@ describe("embeddings and errors", () => {
   });
 
   test("APICallError carries the status: 400, 401, 404, 429", async () => {
-    const status = (p: Promise<unknown>) => p.then(() => 0, (e) => (APICallError.isInstance(e) ? e.statusCode : (e.lastError ?? e).statusCode));
+    // maxRetries: 0 throws the APICallError itself (no RetryError around it); anything else is not a status.
+    const status = (p: Promise<unknown>) => p.then(() => 0, (e) => (APICallError.isInstance(e) ? e.statusCode : e));
     expect(await status(generateText({ model: compatible("tiny"), prompt: "x", temperature: 5, maxRetries: 0 }))).toBe(400);
     const bad = createOpenAICompatible({ name: "x", baseURL: `${server.baseURL}/v1`, apiKey: "nope" });
     expect(await status(generateText({ model: bad("tiny"), prompt: "x", maxRetries: 0 }))).toBe(401);
@@ -115,5 +125,32 @@ describe("embeddings and errors", () => {
     const limited = createOpenAICompatible({ name: "x", baseURL: `${server.baseURL}/v1`, apiKey: server.keys[0]! });
     await generateText({ model: limited("tiny"), prompt: "x", maxOutputTokens: 2, maxRetries: 0 });
     expect(await status(generateText({ model: limited("tiny"), prompt: "x", maxOutputTokens: 2, maxRetries: 0 }))).toBe(429);
+  });
+
+  test("503 with Retry-After when the queue is full, before any stream byte: APICallError statusCode 503 (chat, chat streamed, Responses streamed)", async () => {
+    const busy = await startBinary(["--parallel", "1", "--max-queue", "0"]);
+    try {
+      const release = await occupySlot(busy);
+      const chat = createOpenAICompatible({ name: "busy", baseURL: `${busy.baseURL}/v1`, apiKey: busy.key });
+      const responses = createOpenAI({ baseURL: `${busy.baseURL}/v1`, apiKey: busy.key });
+      const errors: unknown[] = [await generateText({ model: chat("tiny"), prompt: "x", maxOutputTokens: 2, maxRetries: 0 }).then(() => null, (e) => e)];
+      for (const model of [chat("tiny"), responses("tiny")]) {
+        // streamText reports a failed call as an error part of its stream (and to onError), not as a rejection.
+        const s = streamText({ model, prompt: "x", maxOutputTokens: 2, maxRetries: 0, onError: () => {} });
+        let error: unknown = null;
+        for await (const part of s.fullStream) if (part.type === "error") error = part.error;
+        errors.push(error);
+      }
+      release();
+      for (const e of errors) {
+        expect(APICallError.isInstance(e)).toBe(true);
+        const err = e as APICallError;
+        expect(err.statusCode).toBe(503);
+        expect(err.isRetryable).toBe(true);
+        expect(err.responseHeaders!["retry-after"]).toBe("1");
+      }
+    } finally {
+      await busy.stop();
+    }
   });
 });

@@ -64,3 +64,28 @@ export async function startBinary(flags: string[] = [], keyFlags: string[][] = [
     },
   };
 }
+
+/**
+ * Fills a `--parallel 1 --max-queue 0` server: starts a long greedy stream and
+ * resolves once its first token arrived (so the one slot is held), leaving the
+ * next request a queue-full 503. Call the returned function to abort it.
+ */
+export async function occupySlot(server: BinaryServer): Promise<() => void> {
+  const abort = new AbortController();
+  const res = await fetch(`${server.baseURL}/v1/chat/completions`, {
+    method: "POST", signal: abort.signal,
+    headers: { authorization: `Bearer ${server.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "go" }], max_tokens: 1800, temperature: 0, stream: true }),
+  });
+  if (res.status !== 200) throw new Error(`the long stream got ${res.status}: ${await res.text()}`);
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  // The first non-empty content delta: the generation is running in the slot.
+  while (!/"content":"[^"]/.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the long stream ended before its first token: ${text}`);
+    text += decoder.decode(value, { stream: true });
+  }
+  return () => abort.abort();
+}

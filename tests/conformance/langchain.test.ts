@@ -2,7 +2,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { AIMessage, HumanMessage, ToolMessage } from "@langchain/core/messages";
 import { ChatOpenAI, OpenAIEmbeddings } from "@langchain/openai";
-import { startBinary, type BinaryServer } from "./binary-server";
+import OpenAI from "openai";
+import { occupySlot, startBinary, type BinaryServer } from "./binary-server";
 
 let server: BinaryServer;
 const chat = (extra: Record<string, unknown> = {}) => new ChatOpenAI({
@@ -76,9 +77,20 @@ describe("ChatOpenAI", () => {
     expect(two.generations[0]).toHaveLength(2);
   });
 
-  test("the Responses API (useResponsesApi)", async () => {
-    const r = await chat({ useResponsesApi: true }).invoke("hello");
-    expect(r).toBeInstanceOf(AIMessage);
+  test("the Responses API (useResponsesApi): invoke, stream, the returned AIMessage sent back, a forced tool call", async () => {
+    const m = chat({ useResponsesApi: true });
+    const first = await m.invoke("hello");
+    expect(first).toBeInstanceOf(AIMessage);
+    expect(typeof first.text).toBe("string");
+    expect(first.usage_metadata!.output_tokens).toBeGreaterThan(0);
+    let streamed = "";
+    for await (const c of await m.stream("hello")) streamed += c.text;
+    expect(streamed.length).toBeGreaterThan(0);
+    const second = await m.invoke([new HumanMessage("hello"), first, new HumanMessage("more")]);
+    expect(second).toBeInstanceOf(AIMessage);
+    const call = await chat({ useResponsesApi: true, maxTokens: 200, temperature: 0 }).bindTools([weather], { tool_choice: "get_weather" }).invoke("weather?");
+    expect(call.tool_calls![0]!.name).toBe("get_weather");
+    expect(["Oslo", "Paris"]).toContain(call.tool_calls![0]!.args.city);
   });
 });
 
@@ -90,12 +102,48 @@ describe("embeddings and errors", () => {
     expect(Math.hypot(...(await e.embedQuery("x")))).toBeCloseTo(1, 4);
   });
 
-  test("errors keep their status: 400, 401, 404, 429", async () => {
-    const status = (p: Promise<unknown>) => p.then(() => 0, (e) => e.status ?? e.cause?.status);
-    expect(await status(chat({ temperature: 5 }).invoke("x"))).toBe(400);
-    expect(await status(chat({ apiKey: "nope" }).invoke("x"))).toBe(401);
-    expect(await status(chat({ model: "nope" }).invoke("x"))).toBe(404);
+  test("errors keep their class and status: 400, 401, 404, 429 (the openai SDK's errors, with LangChain's lc_error_code)", async () => {
+    const fail = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+    const bad = await fail(chat({ temperature: 5 }).invoke("x"));
+    expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(bad.status).toBe(400);
+    const cases = [
+      [chat({ apiKey: "nope" }), OpenAI.AuthenticationError, 401, "MODEL_AUTHENTICATION"],
+      [chat({ model: "nope" }), OpenAI.NotFoundError, 404, "MODEL_NOT_FOUND"],
+    ] as const;
+    for (const [m, cls, code, lc] of cases) {
+      const e = await fail(m.invoke("x"));
+      expect(e).toBeInstanceOf(cls);
+      expect([e.status, e.lc_error_code]).toEqual([code, lc]);
+    }
     await chat({ apiKey: server.keys[0]! }).invoke("x");
-    expect(await status(chat({ apiKey: server.keys[0]! }).invoke("x"))).toBe(429);
+    const limited = await fail(chat({ apiKey: server.keys[0]! }).invoke("x"));
+    expect(limited).toBeInstanceOf(OpenAI.RateLimitError);
+    expect([limited.status, limited.lc_error_code]).toEqual([429, "MODEL_RATE_LIMIT"]);
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
+  test("503 with Retry-After when the queue is full, before any stream byte (invoke, stream, Responses stream)", async () => {
+    const busy = await startBinary(["--parallel", "1", "--max-queue", "0"]);
+    try {
+      const release = await occupySlot(busy);
+      const m = (extra: Record<string, unknown> = {}) => new ChatOpenAI({
+        model: "tiny", apiKey: busy.key, configuration: { baseURL: `${busy.baseURL}/v1` }, maxTokens: 2, maxRetries: 0, ...extra,
+      });
+      const drain = async (s: AsyncIterable<unknown>) => { for await (const _ of s); };
+      const errors = [
+        await m().invoke("x").then(() => null, (e) => e),
+        await m().stream("x").then(drain).then(() => null, (e) => e),
+        await m({ useResponsesApi: true }).stream("x").then(drain).then(() => null, (e) => e),
+      ];
+      release();
+      for (const e of errors) {
+        expect(e).toBeInstanceOf(OpenAI.InternalServerError);
+        expect(e.status).toBe(503);
+        expect(e.headers.get("retry-after")).toBe("1");
+      }
+    } finally {
+      await busy.stop();
+    }
   });
 });
