@@ -1,7 +1,8 @@
 /**
  * The AppArmor profile against what the installed service really does. This kernel has no AppArmor, so
  * the profile cannot be enforced here; instead every unit command (the pre-start verify, serve through a
- * chat, reload and stop, and the daily verify) runs under strace on the live systemd, with the unit's own
+ * chat, reload and stop, and every ExecStart= of the daily check: its verify and its audit anchor, run twice so
+ * the anchor file is both created and read back) runs under strace on the live systemd, with the unit's own
  * user, mounts and layout, and each file it opened, created, executed, mapped executable, locked or sent a
  * datagram to must be granted by the rendered profile and the abstractions it includes (apparmor-rules.ts).
  * What this does not prove: network, capability and signal rules (checked only by apparmor_parser), and
@@ -23,6 +24,7 @@ afterAll(async () => { await live?.stop(); });
 const T = 300_000;
 const BIN = "/usr/local/bin/appliance";
 const LOGS = "/var/log/appliance";
+const ANCHORS = "/var/lib/appliance-anchor/audit.anchors";
 // In a unit file "%" starts a specifier: "%%" is a literal one.
 const STRACE = "/usr/bin/strace -f -qq -y -e trace=%%file,%%network,%%process,mmap,flock";
 
@@ -66,7 +68,7 @@ function accesses(trace: string, isDir: (p: string) => boolean): Map<string, Set
 describe.skipIf(!live)("live systemd: the AppArmor profile covers what the units run", () => {
   const sys = live!;
 
-  test("every file access of the pre-start verify, serve (chat, reload, stop) and the daily verify is granted by the profile", async () => {
+  test("every file access of the pre-start verify, serve (chat, reload, stop) and the daily check (verify, audit anchor) is granted by the profile", async () => {
     const r = sys.exec([put(sys, await builtBinary(), "appliance"), "install", "--model", put(sys, await tinyModel(), "tiny.gguf", 0o644)], { timeoutMs: T });
     expect(r.code).toBe(0);
     const key = printedKey(r.out);
@@ -89,9 +91,16 @@ ExecStart=${STRACE} -o ${LOGS}/trace.serve ${BIN} serve
 ExecReload=
 ExecReload=${STRACE} -o ${LOGS}/trace.reload ${BIN} reload --pid $MAINPID
 `);
-    // The daily verify is root without CAP_DAC_OVERRIDE: it cannot create files in the service's log dir.
+    // The daily check is root without CAP_DAC_OVERRIDE: it cannot create files in the service's log dir.
+    // Every ExecStart= of the installed unit (verify, then the audit anchor) is traced, as the unit has it;
+    // -A appends, so both daily runs below are in the trace.
     fs.mkdirSync(path.join(sys.root, "srv/appliance-trace"), { recursive: true });
-    dropIn("appliance-verify.service", `ReadWritePaths=/srv/appliance-trace\nExecStart=\nExecStart=${STRACE} -o /srv/appliance-trace/trace.verify ${BIN} verify\n`);
+    const dailyCmds = [...fs.readFileSync(path.join(sys.root, "etc/systemd/system/appliance-verify.service"), "utf8")
+      .matchAll(/^ExecStart=([-@:+!]*)(.+)$/gm)].map((m) => ({ prefix: m[1]!, cmd: m[2]! }));
+    expect(dailyCmds.map((c) => c.cmd.split(" ").slice(1, 3).join(" "))).toEqual(["verify", "audit anchor"]);
+    const daily = dailyCmds.map((_, i) => `daily${i}`);
+    dropIn("appliance-verify.service", `ReadWritePaths=/srv/appliance-trace\nExecStart=\n${dailyCmds
+      .map((c, i) => `ExecStart=${c.prefix}${STRACE} -A -o /srv/appliance-trace/trace.${daily[i]} ${c.cmd}\n`).join("")}`);
     expect(sys.exec(["systemctl", "daemon-reload"]).code).toBe(0);
     const restart = sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T });
     if (restart.code !== 0) console.log(journal(sys, "-u", "appliance.service", "-n", "40"));
@@ -99,9 +108,22 @@ ExecReload=${STRACE} -o ${LOGS}/trace.reload ${BIN} reload --pid $MAINPID
     const chat = curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { key, body: { model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 4 } });
     expect(chat.status).toBe(200);
     expect(sys.exec(["systemctl", "reload", "appliance.service"]).code).toBe(0);
-    const daily = sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T });
-    if (daily.code !== 0) console.log(journal(sys, "-u", "appliance-verify.service", "-n", "30"));
-    expect(daily.code).toBe(0);
+    // The audit record of the chat is on disk before the first daily run, so it has something to anchor: the
+    // first run creates the anchor file, the second reads it back (and appends the second chat's record).
+    const auditLog = path.join(sys.root, "var/lib/appliance/audit.jsonl");
+    for (const deadline = Date.now() + 60_000; !(fs.existsSync(auditLog) && fs.statSync(auditLog).size > 0);) {
+      if (Date.now() > deadline) throw new Error("no audit record after the chat");
+      await Bun.sleep(100);
+    }
+    const startDaily = () => {
+      const r = sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T });
+      if (r.code !== 0) console.log(journal(sys, "-u", "appliance-verify.service", "-n", "30"));
+      expect(r.code).toBe(0);
+    };
+    startDaily();
+    expect(fs.existsSync(path.join(sys.root, ANCHORS.slice(1)))).toBe(true);
+    expect(curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { key, body: { model: "tiny", messages: [{ role: "user", content: "again" }], max_tokens: 4 } }).status).toBe(200);
+    startDaily();
     expect(sys.exec(["systemctl", "stop", "appliance.service"], { timeoutMs: T }).code).toBe(0);
 
     const profile = fs.readFileSync(path.join(sys.root, "etc/apparmor.d/usr.local.bin.appliance"), "utf8");
@@ -111,14 +133,18 @@ ExecReload=${STRACE} -o ${LOGS}/trace.reload ${BIN} reload --pid $MAINPID
     const isDir = (p: string) => { try { return fs.statSync(path.join(sys.root, p)).isDirectory(); } catch { return false; } };
     const denied: string[] = [];
     let checked = 0;
-    for (const name of ["pre", "serve", "reload", "verify"]) {
-      const file = path.join(sys.root, name === "verify" ? "srv/appliance-trace" : LOGS.slice(1), `trace.${name}`);
+    const anchorPerms = new Set<Perm>();
+    for (const name of ["pre", "serve", "reload", ...daily]) {
+      const file = path.join(sys.root, name.startsWith("daily") ? "srv/appliance-trace" : LOGS.slice(1), `trace.${name}`);
       expect(fs.existsSync(file)).toBe(true);
       for (const [p, perms] of accesses(fs.readFileSync(file, "utf8"), isDir)) {
         if (p.startsWith(`${LOGS}/trace.`) || p.startsWith("/srv/appliance-trace/")) continue; // strace's own output
+        if (p === ANCHORS) perms.forEach((perm) => anchorPerms.add(perm));
         for (const perm of perms) { checked++; if (!rules.allows(p, perm)) denied.push(`${name}: ${perm} ${p}`); }
       }
     }
+    // The anchor step was traced doing its work (created/appended, then read back), not skipped.
+    expect([...anchorPerms].sort()).toEqual(["r", "w"]);
     console.log(`apparmor coverage: ${checked} (path, permission) pairs used by the unit's commands, ${denied.length} not granted`);
     expect(checked).toBeGreaterThan(50);
     expect([...new Set(denied)].sort()).toEqual([]);

@@ -31,6 +31,14 @@ test.skipIf(!fs.existsSync("/etc/apparmor.d/abstractions/base"))("the rendered p
   expect(rules.allows("/run/systemd/notify", "w")).toBe(true);
   expect(rules.allows("/usr/lib/x86_64-linux-gnu/libc.so.6", "m")).toBe(true);
   expect(rules.allows("/proc/4242/status", "r")).toBe(true);
+  // The daily check's audit anchor (appliance-verify.service, root): that one file, read and appended; nothing
+  // else in its directory, no listing, no lock, no mapping (the service account is kept out by the 0700 dir).
+  expect(rules.allows("/var/lib/appliance-anchor/audit.anchors", "r")).toBe(true);
+  expect(rules.allows("/var/lib/appliance-anchor/audit.anchors", "w")).toBe(true);
+  expect(rules.allows("/var/lib/appliance-anchor/audit.anchors", "k")).toBe(false);
+  expect(rules.allows("/var/lib/appliance-anchor/audit.anchors", "m")).toBe(false);
+  expect(rules.allows("/var/lib/appliance-anchor/other", "w")).toBe(false);
+  expect(rules.allows("/var/lib/appliance-anchor/", "r")).toBe(false);
   // Not granted: writing the config, the binary or /usr/local/bin, running a shell, mapping state files
   // executable; denied outright: /etc/shadow, /root.
   expect(rules.allows("/etc/appliance/config.json", "w")).toBe(false);
