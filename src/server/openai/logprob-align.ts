@@ -98,7 +98,8 @@ export class LogprobAligner {
     if (length < 0) return !next && !final ? undefined : null;
     if (length > this.raw.length || this.raw.length === length && !final && !next) return undefined;
     if (this.out.slice(0, length) !== this.raw.slice(0, length)) return null;
-    return { entry: { token: this.raw.slice(0, length), logprob, top: [] }, length, used };
+    // Alternatives of the first byte (what was chosen between at that step), so every entry has the asked-for count.
+    return { entry: { token: this.raw.slice(0, length), logprob, top: this.tokens[0]!.top }, length, used };
   }
 
   /**
