@@ -114,7 +114,8 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
   }
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const result = await Bun.build({
-    entrypoints: [path.join(root, "src", "main.ts")],
+    // The chat-template worker (engine/template-bound.ts) is a second entrypoint: bun bundles it separately into the binary.
+    entrypoints: [path.join(root, "src", "main.ts"), path.join(root, "src", "engine", "template-worker.ts")],
     compile: { target: t.bun, outfile: out },
     minify: { syntax: true, whitespace: true },
     sourcemap: "none",

@@ -129,6 +129,10 @@ export const configSchema = z.strictObject({
       .describe("A request body must arrive within this, or the client gets 408 body_timeout and the connection is closed (slow-body attacks)."),
     anonymousLogLinesPerMinute: z.number().int().min(1).max(1_000_000).default(60)
       .describe("With auth on, log and audit lines per minute for requests without a valid key (401, 429, 421 …); every one is still counted in /metrics, and the next line written says how many were left out."),
+    chatTemplateMs: z.number().int().min(50).max(600_000).default(2_000)
+      .describe("A model whose chat template is Jinja (not one of node-llama-cpp's built-in formats) has each chat's messages rendered first in a worker thread; a render taking longer is stopped and the request refused (400 chat_template_bound), so a template whose cost grows with the request cannot stall the server."),
+    chatTemplateChars: z.number().int().min(1024).max(100_000_000).default(4_000_000)
+      .describe("Most characters that rendering one chat through a Jinja chat template may produce (400 chat_template_bound beyond)."),
   }).prefault({}).describe("Limits on request bodies and on logging, against resource-exhaustion attacks."),
 
   tracing: z.strictObject({

@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import {
-  getLlama, LlamaChat, LlamaCompletion, LlamaLogLevel, resolveChatWrapper,
+  getLlama, LlamaChat, LlamaCompletion, LlamaLogLevel,
   type ChatWrapper, type LlamaContextSequence, type Llama, type Token, type LlamaContext, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel,
 } from "node-llama-cpp";
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
@@ -19,6 +19,7 @@ import { Scheduler } from "./scheduler";
 import { syncBatches } from "./batch-sync";
 import { tallyTokens } from "./token-tally";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
+import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
 
 export interface ModelSource { id: string; path: string }
 
@@ -33,6 +34,8 @@ export interface LlamaEngineOptions {
   log: Logger;
   /** Called as each model loads (0-1): serve turns it into systemd start-timeout extensions. */
   onProgress?: (status: string) => void;
+  /** Bounds on rendering a Jinja chat template per request (config limits.chatTemplateMs/Chars; absent: the schema's defaults). */
+  chatTemplate?: TemplateLimits;
 }
 
 interface Loaded {
@@ -44,6 +47,8 @@ interface Loaded {
   vocabularySize: number;
   /** Resolved once per model: a template resolution per request blocked the event loop for 150+ ms. */
   chatWrapper: ChatWrapper;
+  /** Set when chatWrapper renders the model's own Jinja template: each chat is rendered first under a deadline. */
+  templateBound?: TemplateBound;
   embedding?: Promise<LlamaEmbeddingContext>;
   embedScheduler: Scheduler;
 }
@@ -105,7 +110,7 @@ export class LlamaEngine implements Engine {
       model, context,
       scheduler: new Scheduler(opts.parallel, opts.maxQueue),
       ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-      chatWrapper: resolveChatWrapper(model),
+      ...resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits()),
       embedScheduler: new Scheduler(1, opts.maxQueue),
     });
     opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, backend: this.backend }, "model loaded");
@@ -156,6 +161,7 @@ export class LlamaEngine implements Engine {
     }
     const grammar = await this.grammarFor(forced ? { kind: "json_schema", schema: forcedCallSchema(use!.tools, forced) } : call.sampling.format);
     const history = toHistory(forced ? [toolsTurn(use!.tools, forced), ...call.messages] : call.messages);
+    await l.templateBound?.check(history, functions);
     // Count exactly what the template renders, then refuse before queueing or spending compute.
     const { contextText } = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
     const promptTokens = contextText.tokenize(l.model.tokenizer).length;
@@ -289,6 +295,7 @@ export class LlamaEngine implements Engine {
   async dispose(): Promise<void> {
     this.closing = true;
     for (const l of this.loaded.values()) {
+      l.templateBound?.dispose();
       if (l.embedding) await (await l.embedding.catch(() => undefined))?.dispose();
       await l.context.dispose();
       await l.model.dispose();

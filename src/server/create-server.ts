@@ -108,6 +108,7 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   if (requested > budget.cpus) log.warn({ requested, threads }, "threads lowered to the CPUs this process may use (more would collapse decode)");
   const engine = await LlamaEngine.create({
     models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress,
+    chatTemplate: { ms: config.limits.chatTemplateMs, chars: config.limits.chatTemplateChars },
   });
   return { engine, native, verified: warnings.length === 0 };
 }

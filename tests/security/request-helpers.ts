@@ -37,8 +37,8 @@ export function rawHttp(port: number, payload: string, ms = 30_000, localAddress
 
 export interface Served { port: number; key: string; dir: string; stateDir: string; log: () => string; stop: () => Promise<void> }
 
-/** The compiled binary, alone in a temp dir, serving the tiny model with one full key; stdout is collected. */
-export async function serveBinary(extraArgs: string[] = []): Promise<Served> {
+/** The compiled binary, alone in a temp dir, serving the tiny model (or opts.model, as "tiny") with one full key; stdout is collected. */
+export async function serveBinary(extraArgs: string[] = [], opts: { model?: string; env?: Record<string, string> } = {}): Promise<Served> {
   const dir = tmpDir("appliance-sec-");
   const bin = path.join(dir, "appliance");
   fs.copyFileSync(await builtBinary(), bin);
@@ -46,7 +46,7 @@ export async function serveBinary(extraArgs: string[] = []): Promise<Served> {
   const stateDir = path.join(dir, "state");
   const env = { PATH: "/usr/bin:/bin", HOME: dir };
   const model = path.join(dir, "tiny.gguf");
-  fs.copyFileSync(await tinyModel(), model);
+  fs.copyFileSync(opts.model ?? await tinyModel(), model);
   const run = (args: string[]) => {
     const r = Bun.spawnSync([bin, ...args], { cwd: dir, env });
     if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
@@ -55,7 +55,7 @@ export async function serveBinary(extraArgs: string[] = []): Promise<Served> {
   run(["models", "add", model, "--state-dir", stateDir]);
   const key = run(["keys", "create", "--name", "sec", "--scopes", "chat,completions,embeddings,models,admin", "--state-dir", stateDir]).trim().split("\n")[0]!;
   const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "1", ...extraArgs],
-    { cwd: dir, env, stdout: "pipe", stderr: "pipe" });
+    { cwd: dir, env: { ...env, ...opts.env }, stdout: "pipe", stderr: "pipe" });
   let text = "";
   const reader = proc.stdout.getReader();
   const pump = (async () => {
