@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { builtBinary, tinyModel, tmpDir } from "../helpers";
+import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
 export interface BinaryServer {
   baseURL: string;
@@ -42,19 +42,10 @@ export async function startBinary(flags: string[] = [], keyFlags: string[][] = [
 
   const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2", ...flags],
     { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...env, ...extraEnv } });
-  const reader = proc.stdout.getReader();
-  let text = "";
-  while (!text.includes('"msg":"listening"')) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${text}${await new Response(proc.stderr).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  const port = Number(/"port":(\d+)/.exec(text)![1]);
-  // Keep draining stdout so the server never blocks on a full pipe.
-  void (async () => { for (;;) { const { value, done } = await reader.read(); if (done) return; text += new TextDecoder().decode(value); } })();
+  const { port, log } = await untilListening(proc);
   return {
     baseURL: `http://127.0.0.1:${port}`, key, keys, stateDir,
-    log: () => text,
+    log,
     kill: (signal) => proc.kill(signal),
     stop: async () => {
       proc.kill("SIGTERM");

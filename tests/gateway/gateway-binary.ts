@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { builtBinary, tinyModel, tmpDir } from "../helpers";
+import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
 export interface GatewayBinary { baseURL: string; key: string; log: () => string; stop: () => Promise<number> }
 
@@ -40,17 +40,9 @@ export async function prepareGateway(config: Record<string, unknown>, opts: { lo
 export async function startGatewayBinary(config: Record<string, unknown>, opts: { localModel?: boolean; env?: Record<string, string> } = {}): Promise<GatewayBinary> {
   const { dir, bin, key, configFile } = await prepareGateway(config, opts);
   const proc = Bun.spawn([bin, "serve", "--config", configFile], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: dir, ...opts.env } });
-  const reader = proc.stdout.getReader();
-  let text = "";
-  while (!text.includes('"msg":"listening"')) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`gateway exited before listening: ${text}${await new Response(proc.stderr).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  const port = Number(/"msg":"listening".*?"port":(\d+)|"port":(\d+)[^\n]*"msg":"listening"/.exec(text)!.slice(1).find(Boolean));
-  void (async () => { for (;;) { const { value, done } = await reader.read(); if (done) return; text += new TextDecoder().decode(value); } })();
+  const { port, log } = await untilListening(proc, "gateway");
   return {
-    baseURL: `http://127.0.0.1:${port}`, key, log: () => text,
+    baseURL: `http://127.0.0.1:${port}`, key, log,
     stop: async () => { proc.kill("SIGTERM"); return proc.exited; },
   };
 }

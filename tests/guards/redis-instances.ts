@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Subprocess } from "bun";
-import { builtBinary, tinyModel, tmpDir } from "../helpers";
+import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
 export interface Instance {
   baseURL: string;
@@ -29,16 +29,8 @@ export interface Pair {
 export async function serveBinary(bin: string, stateDir: string, env: Record<string, string>): Promise<Instance> {
   const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "1"],
     { cwd: path.dirname(bin), stdout: "pipe", stderr: "pipe", env });
-  const reader = proc.stdout.getReader();
-  let text = "";
-  while (!text.includes('"msg":"listening"')) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${text}${await new Response(proc.stderr).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  const port = Number(JSON.parse(text.split("\n").find((l) => l.includes('"msg":"listening"'))!).port);
-  void (async () => { for (;;) { const { value, done } = await reader.read(); if (done) return; text += new TextDecoder().decode(value); } })();
-  return { baseURL: `http://127.0.0.1:${port}`, log: () => text, proc };
+  const { port, log } = await untilListening(proc);
+  return { baseURL: `http://127.0.0.1:${port}`, log, proc };
 }
 
 /** keySpecs: name → extra `keys create` flags. settings: extra APPLIANCE_* variables for both servers and the CLI. */
