@@ -32,8 +32,13 @@ test("local and upstream models side by side; /v1/models lists both", async () =
     expect(finish).not.toBeNull();
   }
   // The upstream saw the gateway's request with its own key (a wrong key would be a 401 there, a 502 here).
-  expect(up.log()).toMatch(/"route":"POST \/v1\/chat\/completions","status":200/);
-  expect(gw.log()).toMatch(/"model":"tiny"[^\n]*"decisions":\["upstream:http:\/\/127\.0\.0\.1:\d+\/v1"\]/);
+  const upstreamChat = /"route":"POST \/v1\/chat\/completions","status":200/;
+  for (const end = Date.now() + 30_000; !upstreamChat.test(up.log()) && Date.now() < end;) await Bun.sleep(20);
+  expect(up.log()).toMatch(upstreamChat);
+  // Log lines are written just after the response: poll (with a deadline) for the stream's line.
+  const upstreamLine = /"model":"tiny"[^\n]*"decisions":\["upstream:http:\/\/127\.0\.0\.1:\d+\/v1"\]/;
+  for (const end = Date.now() + 30_000; !upstreamLine.test(gw.log()) && Date.now() < end;) await Bun.sleep(20);
+  expect(gw.log()).toMatch(upstreamLine);
 });
 
 test("a model both local and upstream, or a missing key variable, stops the start with exit 2 naming upstreams", async () => {
