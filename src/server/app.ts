@@ -28,8 +28,9 @@ export type { AppDeps, AppInput } from "./deps";
 export function createApp(input: AppInput) {
   const { log, guards, config } = input;
   const metrics = new Metrics(input.version);
-  // The daily verify (systemd timer) appends its failures to the alert log in the service's logs directory.
-  metrics.attach(input.engine, config.parallel, process.env.LOGS_DIRECTORY?.split(":")[0]);
+  // The daily verify (systemd timer) appends its failures to the alert log in the service's logs directory and
+  // records its outcome there (installed) or in the state dir.
+  metrics.attach(input.engine, config.parallel, process.env.LOGS_DIRECTORY?.split(":")[0], config.stateDir);
   // Spans leave the machine only for the collector the operator named; otherwise no exporter exists at all.
   const tracer = config.tracing.otlpEndpoint
     ? new OtlpExporter({ endpoint: config.tracing.otlpEndpoint, maxQueue: config.tracing.maxQueuedSpans, serviceVersion: input.version.app, log })

@@ -10,6 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import client from "prom-client";
 import type { Engine } from "../engine/engine";
+import { newestVerifyStatus, VERIFY_STATUS_FILE } from "../integrity/verify-status";
 import type { VersionInfo } from "../version";
 import type { RequestState } from "./request-state";
 import type { OtlpExporter } from "./tracing/otlp-exporter";
@@ -59,6 +60,7 @@ export class Metrics {
   private engine?: Engine;
   private slotsPerModel = 0;
   private alertLog?: string;
+  private verifyFiles: string[] = [];
 
   constructor(version?: VersionInfo) {
     const registers = [this.registry];
@@ -96,6 +98,14 @@ export class Metrics {
       } });
     new client.Gauge({ name: "appliance_verify_alert_timestamp_seconds", help: "Time of the last failed `appliance verify` (the daily timer's alert log); 0 when none.",
       registers, collect() { this.set(self.lastAlert()); } });
+    // The last full `appliance verify` (integrity/verify-status.ts): a file of ~100 bytes, read at each scrape.
+    const verify = () => newestVerifyStatus(self.verifyFiles);
+    new client.Gauge({ name: "appliance_integrity_verify_last_run_timestamp_seconds", help: "When the last full `appliance verify` (the daily check) ran (unix seconds); 0 when none is recorded.",
+      registers, collect() { this.set(Math.floor((verify()?.lastRunMs ?? 0) / 1000)); } });
+    new client.Gauge({ name: "appliance_integrity_verify_last_success", help: "1 when the last full `appliance verify` passed, 0 when a check failed or none is recorded.",
+      registers, collect() { this.set(verify()?.ok ? 1 : 0); } });
+    new client.Gauge({ name: "appliance_integrity_verify_last_success_timestamp_seconds", help: "When a full `appliance verify` last passed (unix seconds); 0 when none has.",
+      registers, collect() { this.set(Math.floor((verify()?.lastSuccessMs ?? 0) / 1000)); } });
     client.collectDefaultMetrics({ register: this.registry }); // process_resident_memory_bytes, open fds, event-loop lag, …
     // V8's per-space heap statistics: under Bun (JavaScriptCore) an emulation that took ~2.5 ms of CPU per
     // scrape (the rest of a scrape together well under 1 ms), and describes no V8 heap; and Bun's stubbed
@@ -106,11 +116,15 @@ export class Metrics {
     for (const reason of ["key", "anonymous", "auth_throttle"]) this.c.rateLimited.inc({ reason }, 0);
   }
 
-  /** What the gauges read at scrape time: the engine's load, its slots per model, and the verify alert log. */
-  attach(engine: Engine, parallel: number, logDir?: string) {
+  /**
+   * What the gauges read at scrape time: the engine's load, its slots per model, the verify alert log and the
+   * last verify's record (in `<logDir>/verify` for the installed systemd service, else in the state dir).
+   */
+  attach(engine: Engine, parallel: number, logDir?: string, stateDir?: string) {
     this.engine = engine;
     this.slotsPerModel = parallel;
     this.alertLog = logDir ? path.join(logDir, "verify-alerts.log") : undefined;
+    this.verifyFiles = [...(logDir ? [path.join(logDir, "verify", VERIFY_STATUS_FILE)] : []), ...(stateDir ? [path.join(stateDir, VERIFY_STATUS_FILE)] : [])];
   }
 
   /** Span export counts (only with tracing.otlpEndpoint set). */

@@ -79,6 +79,8 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
   // The daily verify runs as root without CAP_DAC_OVERRIDE: it can append to this file because root owns it;
   // the service (its group) appends its own alerts. Created empty, never truncated.
   steps.push({ kind: "touch", path: path.join(l.logDir, "verify-alerts.log"), mode: 0o660, owner: "root:svc" });
+  // Where it records its outcome for /metrics (integrity/verify-status.ts): root creates files there, the service reads.
+  if (l.platform === "systemd") steps.push({ kind: "dir", path: path.join(l.logDir, "verify"), mode: 0o750, owner: "root:svc" });
   const modelBytes = [...sizes.values()].reduce((a, b) => a + b, 0);
   for (const [file, content] of Object.entries(renderUnits(l, o.config, modelBytes))) {
     steps.push({ kind: "dir", path: path.dirname(file), mode: 0o755, owner: "root" });

@@ -6,11 +6,9 @@
  * histograms (cumulative buckets) and gauges move with real requests.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import path from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
-
-interface Sample { family: string; type: string; name: string; labels: Record<string, string>; value: number | string }
+import { matches, scrapeMetrics, value, type Sample } from "./prom";
 
 let srv: BinaryServer;
 let scraper: string, chatKey: string, limitedKey: string;
@@ -27,21 +25,7 @@ const chat = (key: string, body: Record<string, unknown> = {}) => fetch(`${srv.b
   body: JSON.stringify({ model: "tiny", max_tokens: 6, messages: [{ role: "user", content: "hello there" }], ...body }),
 });
 
-async function scrape(): Promise<Sample[]> {
-  const r = await get("/metrics", scraper);
-  expect(r.status).toBe(200);
-  expect(r.headers.get("content-type")).toStartWith("text/plain");
-  const p = Bun.spawn(["/usr/bin/python3", path.join(import.meta.dir, "prom_parse.py")], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-  p.stdin.write(await r.text());
-  await p.stdin.end();
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  if (code !== 0) throw new Error(`the Prometheus parser refused the exposition: ${err}`);
-  return JSON.parse(out);
-}
-
-const matches = (s: Sample, name: string, labels: Record<string, string>) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v);
-const value = (ss: Sample[], name: string, labels: Record<string, string> = {}) =>
-  ss.filter((s) => matches(s, name, labels)).reduce((n, s) => n + Number(s.value), 0);
+const scrape = (): Promise<Sample[]> => scrapeMetrics(srv.baseURL, scraper);
 
 /** Buckets of one histogram series never decrease with `le`, and +Inf equals _count. */
 function expectCumulative(ss: Sample[], family: string, labels: Record<string, string>) {

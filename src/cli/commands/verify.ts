@@ -2,6 +2,7 @@
 import type { Config } from "../../config/schema";
 import { alert, runVerify } from "../../integrity/verify";
 import { exitCodeFor, formatTable } from "../../integrity/report";
+import { recordVerifyStatus, verifyStatusDir } from "../../integrity/verify-status";
 import { readInstance } from "../../service/instance";
 import type { Layout } from "../../service/layout";
 import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, type Command } from "../command";
@@ -30,6 +31,11 @@ export const verify: Command = {
     }
     const checks = await runVerify({ ...ctx, skipModels: !!values["skip-models"], serviceEnv: process.env.APPLIANCE_SERVICE === "1" ? process.env : undefined });
     alert(checks, ctx.installed?.logDir);
+    // A full check (not the pre-start one, which leaves the models to serve) is recorded for /metrics.
+    if (!values["skip-models"]) {
+      const dir = verifyStatusDir(ctx.config.stateDir, ctx.installed);
+      try { recordVerifyStatus(dir, checks); } catch (e) { console.error(`appliance verify: could not record the result in ${dir}: ${(e as Error).message}`); }
+    }
     const code = exitCodeFor(checks);
     if (values.json) console.log(JSON.stringify({ ok: code === 0, checks }, null, 2));
     else if (!values.quiet || code !== 0) console.log(formatTable("appliance verify", values.quiet ? checks.filter((c) => c.status === "fail") : checks));
