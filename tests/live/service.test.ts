@@ -8,6 +8,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { builtBinary, tinyModel } from "../helpers";
+import { parseExposition, value } from "../ops/prom";
 import { active, curl as curlIn, journal, printedKey, put, unitProp } from "./client";
 import { announceSkip, boot, OWN_ADDRESS, type LiveSystemd } from "./systemd";
 
@@ -57,6 +58,16 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     expect(unitProp(sys, "Result", "appliance-verify.service")).toBe("success");
+  }, T);
+
+  test("the daily verify's outcome reaches /metrics: root records it in the log dir's root-owned verify/, the service reads it", async () => {
+    expect(sys.exec(["stat", "-c", "%U:%G %a", "/var/log/appliance/verify", "/var/log/appliance/verify/verify-status.json"]).out.trim().split("\n"))
+      .toEqual(["root:appliance 750", "root:root 644"]);
+    const ss = await parseExposition(curl(sys, "http://127.0.0.1:8000/metrics").body);
+    const ranAt = value(ss, "appliance_integrity_verify_last_run_timestamp_seconds");
+    expect(ranAt).toBeGreaterThan(Date.now() / 1000 - 600);
+    expect(value(ss, "appliance_integrity_verify_last_success")).toBe(1);
+    expect(value(ss, "appliance_integrity_verify_last_success_timestamp_seconds")).toBe(ranAt);
   }, T);
 
   test("systemctl restart comes back ready; systemctl reload re-reads the keys (SIGHUP) without a restart", async () => {
