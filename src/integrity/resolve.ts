@@ -17,6 +17,8 @@ import { checkGgufHeader } from "./gguf-header";
 import { sha256Fd } from "../util/sha256";
 import { MANIFEST, modelsDirOf, readManifest } from "./manifest";
 import { preflightTemplate } from "./model-preflight";
+import { HashCache } from "./hash-cache";
+import type { StartPhases } from "../util/start-phases";
 
 export class ModelIntegrityError extends Error {
   constructor(message: string) { super(message); this.name = "ModelIntegrityError"; }
@@ -31,16 +33,26 @@ function expand(p: string): string[] {
   return fs.readdirSync(p).filter((f) => f.toLowerCase().endsWith(".gguf")).sort().map((f) => path.join(p, f));
 }
 
-export interface ResolvedModels { models: (ModelSource & { file: string })[]; warnings: string[] }
+/** `hashed`: read and hashed now; false: its sha256 came from the root-owned hash cache (see hash-cache.ts). */
+export interface ResolvedModels { models: (ModelSource & { file: string; sha256: string; hashed: boolean; hashMs: number })[]; warnings: string[] }
 
 /** The path that reopens an open descriptor's file (not whatever the original path names now). */
 export function descriptorPath(fd: number): string {
   return process.platform === "linux" ? `/proc/self/fd/${fd}` : `/dev/fd/${fd}`;
 }
 
-/** onProgress is told each model's hashing progress (serve extends systemd's start timeout on it). */
+export interface ResolveOptions {
+  /** Told each model's hashing progress (serve extends systemd's start timeout on it). */
+  onProgress?: (status: string) => void;
+  /** Gets "model hash" and "template preflight". */
+  phases?: StartPhases;
+  /** Wall clock in ms for the hash cache's racy-file window (tests). */
+  now?: () => number;
+}
+
 export async function resolveModels(config: Pick<Config, "model" | "modelsDir" | "stateDir" | "allowUnverified">,
-  onProgress?: (status: string) => void): Promise<ResolvedModels> {
+  opts: ResolveOptions = {}): Promise<ResolvedModels> {
+  const { onProgress, phases } = opts;
   const dir = modelsDirOf(config);
   const manifest = readManifest(dir);
   const warnings: string[] = [];
@@ -53,12 +65,19 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
   }
   const models: ResolvedModels["models"] = [];
   const opened: number[] = [];
+  const cache = HashCache.open(dir, { now: opts.now });
   try {
     for (const file of files) {
       if (!fs.existsSync(file)) throw new ModelIntegrityError(`${file} is listed in the manifest but missing`);
       const fd = fs.openSync(file, "r");
       opened.push(fd);
-      const actual = await sha256Fd(fd, onProgress && ((done, total) => onProgress(`hashing ${path.basename(file)}: ${Math.floor((100 * done) / Math.max(1, total))}%`)));
+      const t0 = performance.now();
+      const before = fs.fstatSync(fd, { bigint: true });
+      const cached = cache.lookup(file, before);
+      const actual = cached ?? await sha256Fd(fd, onProgress && ((done, total) => onProgress(`hashing ${path.basename(file)}: ${Math.floor((100 * done) / Math.max(1, total))}%`)));
+      if (!cached) cache.remember(file, before, fs.fstatSync(fd, { bigint: true }), actual);
+      const hashMs = Math.round(performance.now() - t0);
+      phases?.mark("model hash");
       const inDir = path.resolve(path.dirname(file)) === path.resolve(dir);
       const entry = (inDir ? manifest.find((e) => e.file === path.basename(file)) : undefined) ?? manifest.find((e) => e.sha256 === actual);
       if (!entry) {
@@ -77,13 +96,15 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
       } catch (e) {
         throw new ModelIntegrityError((e as Error).message);
       }
+      phases?.mark("template preflight");
       const id = entry && inDir ? modelId(entry.file) : modelId(file);
       if (models.some((m) => m.id === id)) throw new ModelIntegrityError(`two models are named ${id}`);
-      models.push({ id, path: descriptorPath(fd), file });
+      models.push({ id, path: descriptorPath(fd), file, sha256: actual, hashed: !cached, hashMs });
     }
   } catch (e) {
     for (const fd of opened) fs.closeSync(fd);
     throw e;
   }
+  cache.save(); // hashes that matched or not: each is a true fact about that file (root only)
   return { models, warnings };
 }

@@ -20,6 +20,7 @@ import { modelsDirOf, readManifest } from "../integrity/manifest";
 import { resolveModels } from "../integrity/resolve";
 import { AuditLog } from "../log/audit";
 import type { Logger } from "../log/logger";
+import type { StartPhases } from "../util/start-phases";
 import { versionInfo } from "../version";
 import { createApp } from "./app";
 
@@ -45,6 +46,8 @@ export interface ServerOptions {
   clock?: () => number;
   /** Start progress (systemd's start-timeout extensions while models hash and load). */
   onProgress?: (status: string) => void;
+  /** Start phases to time (serve logs them as `start phases`). */
+  phases?: StartPhases;
 }
 
 /** Builds everything the server needs from one config; never listens (server/listen.ts does). */
@@ -61,10 +64,12 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
   }
   if (!config.auth) log.warn("auth is OFF: anyone who can reach the port can use the API");
   const gateway = opts.gateway ?? createGateway(config, log);
-  const loaded = opts.engine ? undefined : await loadEngine(config, log, gateway, opts.onProgress);
+  opts.phases?.mark("keys");
+  const loaded = opts.engine ? undefined : await loadEngine(config, log, gateway, opts.onProgress, opts.phases);
   const engine = opts.engine ?? loaded!.engine;
   // The log gets a copy of every audit checkpoint: under systemd that is the journal, out of the service account's reach.
   const audit = opts.audit ?? (config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log }) : undefined);
+  opts.phases?.mark("audit tail");
   const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock });
   const app = createApp({ config, engine, log, guards, version: versionInfo(), gateway, clock });
   if (!opts.gateway) gateway?.start(); // health checks of the upstreams built here (a test drives its own)
@@ -74,20 +79,25 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
     app.deps.metrics.integrityChecked("models", loaded.verified);
     if (loaded.native) app.deps.metrics.integrityChecked("native", true);
   }
+  opts.phases?.mark("app");
   return { app, engine, keys, guards, gateway, audit };
 }
 
 /** Models checked against the manifest, native libraries verified, GPU preflighted, then the engine loaded. */
-async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gateway | undefined, onProgress?: (status: string) => void) {
+async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gateway | undefined, onProgress?: (status: string) => void,
+  phases?: StartPhases) {
   // Gateway mode: upstream models need no local file, so a server fronting only upstreams loads none.
   const { models, warnings } = gateway && !config.model.length && !readManifest(modelsDirOf(config)).length
-    ? { models: [], warnings: [] } : await resolveModels(config, onProgress);
+    ? { models: [], warnings: [] } : await resolveModels(config, { onProgress, phases });
   const both = models.find((m) => gateway?.serves(m.id));
   if (both) throw new ConfigError(`invalid config: upstreams: model ${both.id} is both a local model and an upstream one`, "upstreams");
   for (const w of warnings) log.warn(w);
+  // Says whether each model was read and hashed at this start or its sha256 came from the root-owned hash cache.
+  for (const m of models) log.info({ model: m.id, sha256: m.sha256, source: m.hashed ? "hashed" : "hash cache", ms: m.hashMs }, "model checked");
 
   onProgress?.("checking the native libraries");
   const native = await prepareNative(config.stateDir);
+  phases?.mark("native check");
   if (native) log.info(native, "native libraries verified");
   let gpu = candidateGpu(config.gpu);
   if (gpu && config.gpu === "auto" && !backendAvailable(gpu)) {
@@ -100,15 +110,24 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
     if (!pre.gpu) log.warn({ reason: pre.reason }, "GPU preflight failed: falling back to CPU");
     else log.info({ gpu, ms: pre.ms }, "GPU preflight passed");
     gpu = pre.gpu;
+    phases?.mark("gpu preflight");
   }
   const { threads, requested, budget } = effectiveThreads(config);
   // One line that says what was chosen and why (tests and operators read it; a quota of 1 CPU must mean 1 thread).
   log.info({ threads, requested: requested || "auto", usableCpus: budget.cpus, limitedBy: budget.limitedBy, onlineCpus: budget.online,
     ...(budget.quota !== undefined && { cpuQuota: budget.quota }) }, "cpu threads");
   if (requested > budget.cpus) log.warn({ requested, threads }, "threads lowered to the CPUs this process may use (more would collapse decode)");
+  // The engine's progress tells its phases apart: binding (getLlama) → loading each model → its context.
+  let stage = "getLlama";
+  const progress = (status: string) => {
+    const next = status.startsWith("loading model") ? "model load" : status.startsWith("creating the context") ? "context" : stage;
+    if (next !== stage) { phases?.mark(stage); stage = next; }
+    onProgress?.(status);
+  };
   const engine = await LlamaEngine.create({
-    models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress,
+    models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress: progress,
     chatTemplate: { ms: config.limits.chatTemplateMs, chars: config.limits.chatTemplateChars },
   });
+  phases?.mark(stage);
   return { engine, native, verified: warnings.length === 0 };
 }

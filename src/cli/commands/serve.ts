@@ -6,6 +6,7 @@ import { createLogger } from "../../log/logger";
 import { createServer } from "../../server/create-server";
 import { listen } from "../../server/listen";
 import { startKeepalive } from "../../server/sd-notify";
+import { StartPhases } from "../../util/start-phases";
 import { layout } from "../../service/layout";
 import { EXIT, parseWithConfig, type Command } from "../command";
 import { verify } from "./verify";
@@ -47,13 +48,16 @@ async function launchdServe(argv: string[]): Promise<number> {
 let permanentFailure = false;
 
 async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.split(":")[0]): Promise<number> {
+  const phases = new StartPhases();
+  phases.mark("bundle"); // process start → here: loading the compiled program and its imports
   const { config } = parseWithConfig(argv);
   const log = createLogger(config.logLevel);
+  phases.mark("config");
   // Under systemd: start-timeout extensions while models hash and load (READY=1 follows once listening).
   const keepalive = startKeepalive();
   let started;
   try {
-    started = await createServer(config, { log, onProgress: keepalive.progress });
+    started = await createServer(config, { log, onProgress: keepalive.progress, phases });
   } catch (e) {
     if (e instanceof ConfigError) throw e; // exit 2
     log.error({ err: { name: (e as Error).name, message: (e as Error).message } }, "cannot start");
@@ -68,6 +72,9 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
     keepalive.stop();
   }
   const { app, engine, keys } = started;
-  return listen(app, engine, log, { host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, graceMs: config.shutdownGraceMs },
+  const served = listen(app, engine, log, { host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, graceMs: config.shutdownGraceMs },
     () => { try { keys?.reload(true); } catch (e) { log.error({ err: (e as Error).message }, "keys reload failed"); } });
+  phases.mark("listen"); // listen() binds synchronously; the promise is the server's whole life
+  log.debug({ phases: phases.ms, totalMs: phases.total }, "start phases");
+  return served;
 }
