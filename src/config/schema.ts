@@ -150,7 +150,9 @@ export const configSchema = z.strictObject({
     .default([]).describe("Gateway mode: OpenAI-compatible servers (vLLM, llama-server, another appliance) whose models this server fronts with its own guards. Config file only."),
   gateway: z.strictObject({
     firstByteTimeoutMs: positive.default(120_000).describe("Upstream: time from starting an attempt (connect included) to its response headers; a non-streamed answer's headers come only once it is generated, so this bounds its length too."),
+    connectTimeoutMs: positive.default(3_000).describe("Upstream: time to open a TCP connection to it, checked (by a connect of its own) whenever no request to it succeeded in the last 5 s; past it the attempt fails and goes to another upstream."),
     idleTimeoutMs: positive.default(60_000).describe("Upstream: longest silence inside a streamed response before it is cut off as failed."),
+    tokenPrompts: z.enum(["guard", "forward"]).default("guard").describe("Token-id prompts (/v1/completions) for upstream models. guard: turned into text by the upstream's POST /detokenize and read by the prompt guard (an upstream without it: 400 naming prompt); forward: sent as they are, unread by the prompt guard."),
     retries: z.number().int().min(0).max(10).default(2).describe("Extra attempts on another (or the same) upstream, only before any byte reached the client."),
     backoffMs: z.number().int().min(0).default(50).describe("First retry delay; doubled per retry (exponential backoff)."),
     backoffMaxMs: z.number().int().min(0).default(2_000).describe("Cap on one retry delay."),

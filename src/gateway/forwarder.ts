@@ -11,6 +11,7 @@ import type { Config } from "../config/schema";
 import { CancelledError } from "../errors";
 import type { Logger } from "../log/logger";
 import type { LeastInflight } from "./balancer";
+import { connectProbe, WARM_MS } from "./connect-probe";
 import { AttemptFailure, UpstreamError, UpstreamUnavailableError } from "./errors";
 import type { UpstreamPool } from "./pool";
 import type { Upstream } from "./upstream";
@@ -50,7 +51,8 @@ const delay = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) =
 });
 
 export class Forwarder {
-  constructor(private readonly pool: UpstreamPool, private readonly balancer: LeastInflight, private readonly g: Tunables, private readonly log: Logger) {}
+  constructor(private readonly pool: UpstreamPool, private readonly balancer: LeastInflight, private readonly g: Tunables, private readonly log: Logger,
+    private readonly clock: () => number) {}
 
   async forward(req: ForwardRequest): Promise<UpstreamReply> {
     const bodyText = JSON.stringify(req.body);
@@ -106,6 +108,10 @@ export class Forwarder {
     };
 
     arm(this.g.firstByteTimeoutMs, "no answer");
+    if (u.lastOkAt === undefined || this.clock() - u.lastOkAt > WARM_MS) {
+      const f = await connectProbe(u.endpoint, this.g.connectTimeoutMs, signal);
+      if (f) { if (req.signal.aborted) return failed(f); end("failed"); return f; }
+    }
     let res: Response;
     try {
       res = await fetch(u.base + req.path, {
@@ -116,6 +122,7 @@ export class Forwarder {
       return failed(e);
     }
     const s = res.status;
+    u.lastOkAt = this.clock(); // it answered: reachable (connect-probe.ts)
     const refused = s >= 500 || s === 401 || s === 403 || (s >= 300 && s < 400) || s === 429 || s < 200;
     if (refused) {
       await res.body?.cancel().catch(() => {});

@@ -9,6 +9,7 @@
 import type { Config } from "../config/schema";
 import type { Logger } from "../log/logger";
 import { LeastInflight } from "./balancer";
+import { detokenizeUpstream } from "./detokenize";
 import { Forwarder, type ForwardRequest, type UpstreamReply } from "./forwarder";
 import { HealthChecker, realEvery, type Every } from "./health";
 import { UpstreamPool } from "./pool";
@@ -28,13 +29,16 @@ export class Gateway {
   readonly pool: UpstreamPool;
   readonly health: HealthChecker;
   private readonly forwarder: Forwarder;
+  private readonly balancer = new LeastInflight();
+  private readonly tunables: Config["gateway"];
   /** When this gateway started, as OpenAI's `created` of its upstream models. */
   readonly created: number;
 
   constructor(config: Pick<Config, "upstreams" | "gateway">, log: Logger, opts: GatewayOptions = {}) {
     const clock = opts.clock ?? Date.now;
     this.pool = new UpstreamPool(config, clock, opts.env);
-    this.forwarder = new Forwarder(this.pool, new LeastInflight(), config.gateway, log);
+    this.tunables = config.gateway;
+    this.forwarder = new Forwarder(this.pool, this.balancer, config.gateway, log, clock);
     this.health = new HealthChecker(this.pool.all, { intervalMs: config.gateway.healthIntervalMs, timeoutMs: config.gateway.healthTimeoutMs },
       log, opts.every ?? realEvery);
     this.created = Math.floor(clock() / 1000);
@@ -60,6 +64,11 @@ export class Gateway {
 
   forward(req: ForwardRequest): Promise<UpstreamReply> {
     return this.forwarder.forward(req);
+  }
+
+  /** Token-id prompts as text, through an upstream serving `model` (detokenize.ts). */
+  detokenize(model: string, prompts: number[][], signal: AbortSignal): Promise<string[]> {
+    return detokenizeUpstream(this.pool, this.balancer, model, prompts, this.tunables.firstByteTimeoutMs, signal);
   }
 
   start(): void {

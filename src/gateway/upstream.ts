@@ -7,6 +7,7 @@ import fs from "node:fs";
 import { ConfigError } from "../config/load";
 import type { Config } from "../config/schema";
 import { CircuitBreaker } from "./breaker";
+import { endpointOf } from "./connect-probe";
 
 export type UpstreamConfig = Config["upstreams"][number];
 
@@ -15,17 +16,22 @@ export class Upstream {
   inflight = 0;
   /** Last active health check passed (optimistic until the first one says otherwise). */
   healthy = true;
+  /** Breaker-clock time of its last answer to a request (any status); undefined: none yet (connect-probe.ts). */
+  lastOkAt: number | undefined;
   readonly breaker: CircuitBreaker;
   /** Base URL without a trailing slash, e.g. http://10.0.0.5:8000/v1. */
   readonly base: string;
   /** For logs: origin and path only, never credentials or a query. */
   readonly name: string;
+  /** Where the connect probe dials. */
+  readonly endpoint: { host: string; port: number };
 
   constructor(readonly models: readonly string[], url: string, private readonly key: string, breaker: CircuitBreaker) {
     const u = new URL(url);
     if (u.username || u.password) throw new ConfigError("invalid config: upstreams: put the key in apiKey/apiKeyFile/apiKeyEnv, not in the URL", "upstreams");
     this.base = (u.origin + u.pathname).replace(/\/+$/, "");
     this.name = this.base;
+    this.endpoint = endpointOf(this.base);
     this.breaker = breaker;
   }
 

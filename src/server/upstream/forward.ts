@@ -10,8 +10,11 @@ import { AppError, InvalidRequestError, type ErrorType } from "../../errors";
 import { UpstreamError } from "../../gateway/errors";
 import type { AppDeps } from "../deps";
 import type { RequestState } from "../request-state";
-import { guardUpstreamBody, type UpstreamRoute } from "./guard-body";
+import { newFrame } from "../openai/responses";
+import type { ResponsesRequest } from "../openai/responses-wire";
+import { guardUpstreamBody, promptList, type UpstreamRoute } from "./guard-body";
 import { relayStream } from "./relay";
+import { responsesAsChat } from "./responses-chat";
 import { scanChoices, scanResponseOutput } from "./scan-reply";
 
 type Obj = Record<string, unknown>;
@@ -52,25 +55,38 @@ function embeddingBounds(deps: AppDeps, input: unknown) {
   }
 }
 
+/** What the upstream detokenized each token-id prompt to (undefined for text prompts); none when not read. */
+async function tokenPromptTexts(deps: AppDeps, model: string, prompt: unknown, signal: AbortSignal): Promise<(string | undefined)[] | undefined> {
+  if (deps.config.gateway.tokenPrompts === "forward") return undefined;
+  const list = promptList(prompt);
+  const ids = list.filter((p): p is number[] => Array.isArray(p));
+  if (!ids.length) return undefined;
+  const texts = await deps.gateway!.detokenize(model, ids, signal);
+  let k = 0;
+  return list.map((p) => (Array.isArray(p) ? texts[k++] : undefined));
+}
+
 export async function forwardUpstream(deps: AppDeps, request: Request, state: RequestState, route: UpstreamRoute,
   body: { model: string; stream?: boolean | null; n?: number | null; stream_options?: { include_usage?: boolean } | null }): Promise<Response> {
   const gateway = deps.gateway!;
   state.model = body.model;
-  if (route === "responses" && body.stream) {
-    throw new InvalidRequestError("Streaming the Responses API from an upstream model is not available yet: use stream: false, or chat completions.", "stream", "unsupported_for_upstream");
-  }
   const stream = route !== "embeddings" && !!body.stream;
-  if (stream && (body.n ?? 1) > 1) throw new InvalidRequestError("More than one choice (n > 1) cannot be streamed from an upstream model.", "n");
   if (route === "embeddings") embeddingBounds(deps, (body as unknown as { input: unknown }).input);
-  const wire = guardUpstreamBody(deps, state, body.model, route, body);
+  const prompt = route === "completions" ? (body as unknown as { prompt: unknown }).prompt : undefined;
+  const tokenTexts = route === "completions" ? await tokenPromptTexts(deps, body.model, prompt, request.signal) : undefined;
+  let wire = guardUpstreamBody(deps, state, body.model, route, body, tokenTexts);
   if (route !== "embeddings") boundTokens(deps, wire, route === "responses" ? "max_output_tokens" : "max_tokens");
   if (deps.config.logPrompts) state.promptText = JSON.stringify(wire.messages ?? wire.prompt ?? wire.input);
-  if (stream) wire.stream_options = { include_usage: true }; // token counts for limits and audit; passed on only if asked
+  // A streamed Responses request goes upstream as a chat stream (what every OpenAI-compatible server streams).
+  const asChat = route === "responses" && stream;
+  if (asChat) wire = responsesAsChat(wire as unknown as ResponsesRequest);
+  else if (stream) wire.stream_options = { include_usage: true }; // token counts for limits and audit; passed on only if asked
+  const choices = (body.n ?? 1) * (prompt === undefined ? 1 : promptList(prompt).length);
 
   const flight = deps.inflight.begin(request.signal);
   let reply;
   try {
-    reply = await gateway.forward({ model: body.model, path: PATHS[route], body: wire, stream, signal: flight.signal, requestId: state.id });
+    reply = await gateway.forward({ model: body.model, path: asChat ? PATHS.chat : PATHS[route], body: wire, stream, signal: flight.signal, requestId: state.id });
   } catch (e) {
     flight.end();
     throw e;
@@ -82,7 +98,10 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   }
   if (stream) {
     if (reply.text === undefined) {
-      return relayStream(deps, state, reply, { kind: route as "chat" | "completions", model: body.model, includeUsage: !!body.stream_options?.include_usage, flight });
+      const frame = asChat ? newFrame("resp_" + Buffer.from(state.id.slice(4), "base64url").toString("hex"), body.model, Math.floor(deps.clock() / 1000),
+        body as unknown as ResponsesRequest) : undefined;
+      return relayStream(deps, state, reply, { kind: route as "chat" | "completions" | "responses", model: body.model,
+        includeUsage: !!body.stream_options?.include_usage, choices, frame, flight });
     }
     flight.end();
     throw new UpstreamError("The upstream answered a streaming request without a stream.");

@@ -7,7 +7,6 @@
  * back in place. Returns a copy; the validated body is left alone.
  */
 import type { ChatTurn } from "../../engine/engine";
-import { InvalidRequestError } from "../../errors";
 import type { AppDeps } from "../deps";
 import type { RequestState } from "../request-state";
 
@@ -68,26 +67,42 @@ function responsesSlots(body: Obj): Slot[] {
   return slots;
 }
 
-/** prompt (completions) or input (embeddings): a string or strings; token ids are refused for completions, passed for embeddings. */
-function listSlots(body: Obj, key: "prompt" | "input"): Slot[] {
+/** The prompts of a completions body, each a text or token ids (OpenAI: string | string[] | number[] | number[][]). */
+export function promptList(prompt: unknown): (string | number[])[] {
+  if (typeof prompt === "string") return [prompt];
+  const list = prompt as unknown[];
+  return (typeof list[0] === "number" ? [list] : list) as (string | number[])[];
+}
+
+/**
+ * prompt (completions) or input (embeddings): a string or strings. Token-id prompts are read as `tokenTexts`
+ * (what the upstream detokenized them to) and replaced by the guarded text only where the guard changed it;
+ * without tokenTexts they are not read (embeddings, or gateway.tokenPrompts "forward").
+ */
+function listSlots(body: Obj, key: "prompt" | "input", tokenTexts?: (string | undefined)[]): Slot[] {
   const v = body[key];
   if (typeof v === "string") return [{ text: v, role: "user", set: (s) => { body[key] = s; } }];
   const list = v as unknown[];
-  if (typeof list[0] === "number" || Array.isArray(list[0])) {
-    if (key === "prompt") throw new InvalidRequestError("Token-id prompts cannot be sent to an upstream model: the prompt guard cannot read them. Send text.", "prompt", "unsupported_for_upstream");
-    return [];
-  }
-  return list.map((_, i) => ({ text: list[i] as string, role: "user" as const, set: (s: string) => { list[i] = s; } }));
+  const single = typeof list[0] === "number";
+  const items = single ? [list] : list;
+  const slots: Slot[] = [];
+  items.forEach((item, i) => {
+    const set = (s: string) => { if (single) body[key] = s; else list[i] = s; };
+    if (typeof item === "string") slots.push({ text: item, role: "user", set });
+    else if (key === "prompt" && tokenTexts?.[i] !== undefined) slots.push({ text: tokenTexts[i]!, role: "user", set });
+  });
+  return slots;
 }
 
 export type UpstreamRoute = "chat" | "completions" | "embeddings" | "responses";
 
-export function guardUpstreamBody(deps: AppDeps, state: RequestState, model: string, route: UpstreamRoute, body: unknown): Obj {
+export function guardUpstreamBody(deps: AppDeps, state: RequestState, model: string, route: UpstreamRoute, body: unknown,
+  tokenTexts?: (string | undefined)[]): Obj {
   const copy = structuredClone(body) as Obj;
   // Accepted for SDK compatibility and never used (wire.ts): the client's end-user id and tags stay here.
   for (const k of ["user", "metadata", "store", "service_tier"]) delete copy[k];
   const slots = route === "chat" ? chatSlots(copy) : route === "responses" ? responsesSlots(copy)
-    : listSlots(copy, route === "completions" ? "prompt" : "input");
+    : listSlots(copy, route === "completions" ? "prompt" : "input", tokenTexts);
   const guarded = deps.promptGuard(state, model, slots.map((s) => ({ role: s.role, content: s.text })));
   guarded.forEach((t, i) => { if (t.content !== slots[i]!.text) slots[i]!.set(t.content); });
   return copy;

@@ -1,51 +1,78 @@
 /**
- * An upstream's SSE stream, relayed to the client through the response
- * scanner: text deltas pass the filter as they arrive (the filter holds back
- * what might be the start of a secret), tool-call argument deltas are gathered
- * and sent as one event at the end after the scan (as local streams do), and a
- * "block" finding stops the upstream and ends the stream with finish_reason
- * "content_filter". An upstream that dies mid-stream ends the client's stream
+ * An upstream's chat/completions SSE stream, relayed to the client through the
+ * response scanner: every choice has its own response filter (a secret held
+ * back at the end of one choice cannot run into the next); text deltas pass it
+ * as they arrive (the filter holds back what might be the start of a secret),
+ * tool-call argument deltas are gathered and sent once the choice finishes,
+ * after the scan (as local streams do), and a "block" finding ends that choice
+ * with finish_reason "content_filter" (the upstream is stopped once every
+ * choice is over). An upstream that dies mid-stream ends the client's stream
  * with an OpenAI error event (the SDKs raise it); usage is taken for limits and
- * audit, and passed on only when the client asked for it.
+ * audit, and passed on only when the client asked for it. relay-wire.ts writes
+ * what passes in the client's dialect (chat, completions, or Responses events).
  */
+import type { FinishReason, ToolCall } from "../../engine/engine";
 import { CancelledError } from "../../errors";
 import type { UpstreamReply } from "../../gateway/gateway";
 import { UpstreamError } from "../../gateway/errors";
+import type { TextFilter } from "../../guards/response-scan";
 import type { AppDeps } from "../deps";
 import { errorBodyOf, toAppError } from "../errors";
+import type { ResponseFrame } from "../openai/responses";
 import { sseResponse } from "../openai/sse";
 import type { RequestState } from "../request-state";
+import { chatWire, responsesWire, type RelayWire } from "./relay-wire";
 import { scanStreamEnd } from "./scan-reply";
 import { sseData } from "./sse-events";
 
 type Obj = Record<string, unknown>;
 
 export interface RelayPlan {
-  kind: "chat" | "completions";
+  /** What the client asked for; "responses" was sent upstream as a chat stream. */
+  kind: "chat" | "completions" | "responses";
   /** The model id the client asked for (written into every event). */
   model: string;
   includeUsage: boolean;
+  /** Choices the upstream will stream (n × prompts); the stream is complete when each has finished. */
+  choices: number;
+  /** The Responses API's echoed request and ids (kind "responses"). */
+  frame?: ResponseFrame;
   flight: { signal: AbortSignal; abort: () => void; end: () => void };
 }
 
 interface Call { id?: string; name?: string; args: string }
+interface Choice { filter: TextFilter; calls: Map<number, Call>; finish?: string; done: boolean; text: string }
+
+const REASONS: readonly string[] = ["stop", "length", "content_filter", "tool_calls"];
 
 export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamReply, plan: RelayPlan): Response {
-  const filter = deps.responseFilter(state);
   const keepText = deps.config.logPrompts;
-  let streamed = "";
   state.deferredFinish = true;
   return sseResponse({
     headers: { "x-request-id": state.id, ...state.headers },
+    named: plan.kind === "responses",
     run: async (send) => {
-      let base: Obj = { object: plan.kind === "chat" ? "chat.completion.chunk" : "text_completion", model: plan.model };
-      const chunk = (choice: Obj): Obj => ({ ...base, choices: [{ index: 0, ...choice }] });
-      const piece = (text: string) => (plan.kind === "chat" ? chunk({ delta: { content: text }, finish_reason: null }) : chunk({ text, finish_reason: null }));
-      const calls = new Map<number, Call>();
-      let finish: string | undefined, usage: Obj | undefined, headSent = false;
-      const emit = (text: string) => {
-        const out = filter.push(text);
-        if (out) { send(piece(out)); if (keepText) streamed += out; }
+      const wire: RelayWire = plan.kind === "responses" ? responsesWire(plan.frame!, send) : chatWire(plan.kind, plan.model, plan.includeUsage, send);
+      const choices = new Map<number, Choice>();
+      let usage: Obj | undefined, finished = 0, blocked = false;
+      const choiceAt = (i: number): Choice => {
+        let c = choices.get(i);
+        if (!c) { c = { filter: deps.responseFilter(state), calls: new Map(), done: false, text: "" }; choices.set(i, c); wire.open(i); }
+        return c;
+      };
+      const emit = (i: number, c: Choice, text: string) => { if (text) { wire.text(i, text); if (keepText) c.text += text; } };
+      /** The rest of a finished choice: held-back text and the calls' arguments through its filter, then its end. */
+      const close = (i: number, c: Choice, finish: string) => {
+        c.done = true;
+        finished++;
+        const ordered = [...c.calls.entries()].sort(([a], [b]) => a - b).map(([, x]) => x);
+        const end = scanStreamEnd(c.filter, ordered.map((x) => x.args));
+        emit(i, c, end.text);
+        const calls: ToolCall[] = ordered.length && end.args
+          ? ordered.map((x, k) => ({ id: x.id ?? `call_${state.id.slice(4)}_${i}_${k}`, name: x.name ?? "", arguments: end.args![k]! })) : [];
+        const dropped = c.filter.blocked || (ordered.length > 0 && !end.args);
+        blocked ||= dropped;
+        wire.end(i, dropped ? "content_filter" : (REASONS.includes(finish) ? finish : "stop") as FinishReason, calls);
       };
       try {
         for await (const data of sseData(reply.chunks())) {
@@ -56,48 +83,46 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
             const msg = String((ev.error as Obj).message ?? "unknown error").slice(0, 300);
             throw new UpstreamError(`The upstream reported an error mid-stream: ${msg}`);
           }
-          base = { id: ev.id, object: ev.object ?? base.object, created: ev.created, model: plan.model };
+          wire.base(ev);
           if (ev.usage && typeof ev.usage === "object") usage = ev.usage as Obj;
-          const c = (Array.isArray(ev.choices) ? ev.choices[0] : undefined) as Obj | undefined;
-          if (!c) continue;
-          if (plan.kind === "chat") {
-            const d = (c.delta ?? {}) as Obj;
-            if (!headSent) { send(chunk({ delta: { role: "assistant", content: "" }, finish_reason: null })); headSent = true; }
-            if (typeof d.content === "string" && d.content) emit(d.content);
-            for (const t of Array.isArray(d.tool_calls) ? (d.tool_calls as Obj[]) : []) {
-              const i = Number(t.index ?? 0), f = (t.function ?? {}) as Obj;
-              const call = calls.get(i) ?? { args: "" };
-              if (typeof t.id === "string") call.id = t.id;
-              if (typeof f.name === "string") call.name = (call.name ?? "") + f.name;
-              if (typeof f.arguments === "string") call.args += f.arguments;
-              calls.set(i, call);
+          for (const u of Array.isArray(ev.choices) ? (ev.choices as Obj[]) : []) {
+            const i = Number(u.index ?? 0);
+            if (!Number.isInteger(i) || i < 0 || i >= plan.choices) throw new UpstreamError(`The upstream streamed a choice (index ${String(u.index)}) nobody asked for.`);
+            const c = choiceAt(i);
+            if (c.done) continue;
+            if (plan.kind === "completions") { if (typeof u.text === "string") emit(i, c, c.filter.push(u.text)); }
+            else {
+              const d = (u.delta ?? {}) as Obj;
+              if (typeof d.content === "string" && d.content) emit(i, c, c.filter.push(d.content));
+              for (const t of Array.isArray(d.tool_calls) ? (d.tool_calls as Obj[]) : []) {
+                const k = Number(t.index ?? 0), f = (t.function ?? {}) as Obj;
+                const call = c.calls.get(k) ?? { args: "" };
+                if (typeof t.id === "string") call.id = t.id;
+                if (typeof f.name === "string") call.name = (call.name ?? "") + f.name;
+                if (typeof f.arguments === "string") call.args += f.arguments;
+                c.calls.set(k, call);
+              }
             }
-          } else if (typeof c.text === "string" && c.text) emit(c.text);
-          if (typeof c.finish_reason === "string") finish = c.finish_reason;
-          if (filter.blocked) break;
+            if (typeof u.finish_reason === "string") c.finish = u.finish_reason;
+            if (c.finish || c.filter.blocked) close(i, c, c.finish ?? "content_filter");
+          }
+          if (blocked && finished >= plan.choices) break; // nothing more to pass on: stop the upstream now
         }
       } catch (e) {
         if (!(e instanceof CancelledError && deps.draining)) throw e;
-        finish = "length"; // the shutdown's grace period ran out: end the answer properly, cut short
+        // The shutdown's grace period ran out: end every answer properly, cut short.
+        for (let i = 0; i < plan.choices; i++) { const c = choiceAt(i); if (!c.done) close(i, c, "length"); }
         state.status = 499;
       }
-      if (!finish && !filter.blocked) {
+      if (finished < plan.choices) {
         reply.end("failed");
         throw new UpstreamError("The upstream stream ended before the answer finished.");
       }
       reply.end("ok");
       if (usage) { state.promptTokens = Number(usage.prompt_tokens ?? 0); state.completionTokens = Number(usage.completion_tokens ?? 0); }
       deps.settle(state);
-      const ordered = [...calls.entries()].sort(([a], [b]) => a - b).map(([, c]) => c);
-      const end = scanStreamEnd(filter, ordered.map((c) => c.args));
-      if (end.text) { send(piece(end.text)); if (keepText) streamed += end.text; }
-      if (keepText) state.responseText = streamed;
-      if (ordered.length && end.args) {
-        send(chunk({ delta: { tool_calls: ordered.map((c, i) => ({ index: i, id: c.id, type: "function", function: { name: c.name, arguments: end.args![i] } })) }, finish_reason: null }));
-      }
-      const reason = filter.blocked || (ordered.length && !end.args) ? "content_filter" : finish!;
-      send(plan.kind === "chat" ? chunk({ delta: {}, finish_reason: reason }) : chunk({ text: "", finish_reason: reason }));
-      if (plan.includeUsage && usage) send({ ...base, choices: [], usage });
+      if (keepText) state.responseText = [...choices.values()].map((c) => c.text).join("\n");
+      wire.finish(usage);
     },
     onCancel: () => plan.flight.abort(),
     errorEvent: (err) => {
@@ -106,7 +131,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
       const e = toAppError("UNKNOWN", err, state.id, deps.log);
       state.status = e.status;
       state.errorCode = e.code ?? undefined;
-      return errorBodyOf(e);
+      return errorBodyOf(e); // an {"error":…} event: the SDKs raise it (Responses streams as local ones do)
     },
     onFinish: (err) => {
       plan.flight.end();

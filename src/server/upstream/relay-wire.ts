@@ -1,0 +1,67 @@
+/**
+ * What the client receives while an upstream's chat/completions stream is
+ * relayed (relay.ts decides what text and calls pass the scanner; this file only
+ * writes them in the client's dialect):
+ *   - chat / completions: the upstream's own dialect, every chunk indexed by its choice;
+ *   - responses: the Responses API's named events (the same builder local streams use,
+ *     openai/responses.ts), for a Responses request sent upstream as a chat stream.
+ */
+import type { FinishReason, ToolCall } from "../../engine/engine";
+import { responseEvents, type ResponseFrame } from "../openai/responses";
+
+type Obj = Record<string, unknown>;
+
+export interface RelayWire {
+  /** Id/created of the upstream's events (chat and completions echo them). */
+  base(ev: Obj): void;
+  /** A choice appeared in the upstream's stream. */
+  open(choice: number): void;
+  text(choice: number, text: string): void;
+  /** The choice is over: its scanned calls (none when dropped) and its finish reason. */
+  end(choice: number, reason: FinishReason, calls: ToolCall[]): void;
+  /** The stream is over; `usage` as the upstream reported it. */
+  finish(usage: Obj | undefined): void;
+}
+
+/** chat.completion.chunk / text_completion chunks, indexed per choice. */
+export function chatWire(kind: "chat" | "completions", model: string, includeUsage: boolean, send: (ev: unknown) => void): RelayWire {
+  let base: Obj = { object: kind === "chat" ? "chat.completion.chunk" : "text_completion", model };
+  const chunk = (index: number, choice: Obj): Obj => ({ ...base, choices: [{ index, ...choice }] });
+  return {
+    base: (ev) => { base = { id: ev.id, object: ev.object ?? base.object, created: ev.created, model }; },
+    open: (i) => { if (kind === "chat") send(chunk(i, { delta: { role: "assistant", content: "" }, finish_reason: null })); },
+    text: (i, text) => send(kind === "chat" ? chunk(i, { delta: { content: text }, finish_reason: null }) : chunk(i, { text, finish_reason: null })),
+    end: (i, reason, calls) => {
+      if (calls.length) {
+        send(chunk(i, { delta: { tool_calls: calls.map((c, k) => ({ index: k, id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })) }, finish_reason: null }));
+      }
+      send(kind === "chat" ? chunk(i, { delta: {}, finish_reason: reason }) : chunk(i, { text: "", finish_reason: reason }));
+    },
+    finish: (usage) => { if (includeUsage && usage) send({ ...base, choices: [], usage }); },
+  };
+}
+
+/**
+ * The Responses API's events for one answer. The head goes out at once; the end waits for the
+ * upstream's usage (its last chunk, after the finish), since response.completed carries it.
+ */
+export function responsesWire(frame: ResponseFrame, send: (ev: unknown) => void): RelayWire & { messageId: string } {
+  const events = responseEvents(frame);
+  const all = (evs: unknown[]) => { for (const e of evs) send(e); };
+  all(events.head());
+  let done: { reason: FinishReason; calls: ToolCall[] } | undefined;
+  return {
+    messageId: events.messageId,
+    base: () => {},
+    open: () => {},
+    text: (_i, text) => all(events.piece(text, 0, null)),
+    end: (_i, reason, calls) => { done = { reason, calls }; },
+    finish: (usage) => {
+      const u = usage ?? {};
+      all(events.end({
+        text: "", toolCalls: done!.calls.length ? done!.calls : undefined, finishReason: done!.reason,
+        promptTokens: Number(u.prompt_tokens ?? 0), completionTokens: Number(u.completion_tokens ?? 0),
+      }));
+    },
+  };
+}
