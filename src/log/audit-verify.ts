@@ -11,7 +11,9 @@ import { checkpointsPath, checkpointText, GENESIS, hmac, readAuditKey, splitMac,
 export type VerifyResult =
   | { ok: true; records: number; tornTail: boolean; firstSeq: number; lastSeq: number; checkpoints: number; files: string[];
       /** The MAC of the last record (GENESIS for an empty log): where the chain stands. */
-      head: string }
+      head: string;
+      /** Where the last record's line ends: its file's inode and byte offset (absent for an empty log). */
+      end?: LogPosition }
   | { ok: false; records: number; file: string; line: number; reason: string };
 
 /** The log's files, oldest first: audit.jsonl.N … audit.jsonl.1, audit.jsonl (plain, uncompressed rotations). */
@@ -40,6 +42,30 @@ export interface VerifyOptions {
   key?: Buffer;
   /** Checkpoints from outside the state dir (the journal, a log file): checked like audit.checkpoints. */
   checkpoints?: Checkpoint[];
+  /**
+   * Start after an already verified record instead of at the oldest file (audit anchor's incremental run):
+   * the file with this inode is read from `end`, the chain continuing from `seq`/`head`. Records before it
+   * are not looked at; line numbers then count from that offset.
+   */
+  from?: { at: LogPosition; seq: number; head: string };
+}
+
+/** A byte position in one of the log's files, named by inode so that it survives renames by rotation. */
+export interface LogPosition { ino: number; end: number }
+
+/** A file's bytes from `offset` to its end, and its inode (one descriptor for both). */
+function readFrom(file: string, offset: number): { buf: Buffer; ino: number } {
+  const fd = fs.openSync(file, "r");
+  try {
+    const st = fs.fstatSync(fd);
+    const buf = Buffer.alloc(Math.max(0, st.size - offset));
+    for (let got = 0; got < buf.length;) {
+      const n = fs.readSync(fd, buf, got, buf.length - got, offset + got);
+      if (n === 0) return { buf: buf.subarray(0, got), ino: st.ino };
+      got += n;
+    }
+    return { buf, ino: st.ino };
+  } finally { fs.closeSync(fd); }
 }
 
 export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResult {
@@ -56,19 +82,29 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
   const wanted = new Map<number, Checkpoint[]>();
   for (const c of checkpoints) wanted.set(c.seq, [...(wanted.get(c.seq) ?? []), c]);
 
-  const files = auditFiles(file);
-  let prev: string | undefined, seq = 0, firstSeq = 0, n = 0, tornTail = false;
+  let files = auditFiles(file);
+  let prev: string | undefined, seq = 0, firstSeq = 0, n = 0, tornTail = false, start = 0, end: LogPosition | undefined;
+  if (opts.from) {
+    const i = files.findIndex((f) => fs.statSync(f).ino === opts.from!.at.ino);
+    if (i < 0) throw new Error(`no audit file with inode ${opts.from.at.ino} (rotated away)`);
+    files = files.slice(i);
+    ({ seq, head: prev } = opts.from);
+    firstSeq = seq + 1;
+    start = opts.from.at.end;
+  }
   const where = new Map<number, { file: string; line: number }>();
   for (const [fi, f] of files.entries()) {
-    const lines = fs.readFileSync(f, "utf8").split("\n");
-    const torn = lines.at(-1) !== "";
-    if (!torn) lines.pop();
-    for (const [i, line] of lines.entries()) {
+    const base = fi === 0 ? start : 0;
+    const { buf, ino } = readFrom(f, base);
+    for (let pos = 0, i = 0; pos < buf.length; i++) {
+      const nl = buf.indexOf(0x0a, pos);
       const at = { file: f, line: i + 1 };
-      if (torn && i === lines.length - 1) {
+      if (nl < 0) {
         if (fi === files.length - 1) { tornTail = true; break; } // an unfinished write, not tampering
         return { ok: false, records: n, ...at, reason: "unfinished line in a rotated file (cut short)" };
       }
+      const line = buf.toString("utf8", pos, nl);
+      pos = nl + 1;
       const parts = splitMac(line);
       let rec: { seq?: unknown; prev?: unknown };
       try { rec = JSON.parse(line); } catch { return { ok: false, records: n, ...at, reason: "not valid JSON" }; }
@@ -89,6 +125,7 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
         if (c.head !== prev) return { ok: false, records: n - 1, ...at, reason: `record ${seq} differs from the checkpoint of ${c.ts}: the log was rewritten at or before this line` };
       }
       where.set(seq, at);
+      end = { ino, end: base + pos };
     }
   }
   const newest = checkpoints.reduce((m, c) => Math.max(m, c.seq), 0);
@@ -98,5 +135,5 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
     return { ok: false, records: n, file: last, line: (where.get(seq)?.line ?? 0) + 1,
       reason: `the log ends at record ${seq} but the checkpoint of ${c.ts} recorded ${newest}: records were removed from the end (truncated or emptied)` };
   }
-  return { ok: true, records: n, tornTail, firstSeq, lastSeq: seq, checkpoints: checkpoints.filter((c) => c.seq >= firstSeq).length, files, head: prev ?? GENESIS };
+  return { ok: true, records: n, tornTail, firstSeq, lastSeq: seq, checkpoints: checkpoints.filter((c) => c.seq >= firstSeq).length, files, head: prev ?? GENESIS, ...(end && { end }) };
 }

@@ -40,7 +40,7 @@ export function layout(platform: Platform, root = "/"): Layout {
       binDigest: at("/etc/appliance/binary.sha256"),
       configDir: at(path.dirname(INSTALLED_CONFIG.systemd)), configFile: at(INSTALLED_CONFIG.systemd),
       stateDir: at("/var/lib/appliance"), modelsDir: at("/var/lib/appliance/models"), logDir: at("/var/log/appliance"),
-      units: Object.fromEntries(["appliance.service", "appliance-verify.service", "appliance-verify.timer"].map((u) => [u, path.join(unitDir, u)])),
+      units: Object.fromEntries(["appliance.service", "appliance-verify.service", "appliance-verify.timer", "appliance-anchor.service", "appliance-anchor.timer"].map((u) => [u, path.join(unitDir, u)])),
       apparmorProfile: at("/etc/apparmor.d/usr.local.bin.appliance"),
       logrotate: at("/etc/logrotate.d/appliance"),
     };

@@ -79,7 +79,7 @@ export function serviceSteps(l: Layout, firewall: boolean): RunStep[] {
       ...(apparmorActive() && l.apparmorProfile ? [{ argv: ["apparmor_parser", "-r", l.apparmorProfile], why: "load the AppArmor profile" }] : []),
       { argv: ["systemctl", "daemon-reload"], why: "pick up the units" },
       { argv: ["systemctl", "reset-failed", "appliance.service"], why: "clear an earlier start-limit hit", allowFail: true },
-      { argv: ["systemctl", "enable", "--now", "appliance.service", "appliance-verify.timer"], why: "start now and at boot; daily verify at 06:00" },
+      { argv: ["systemctl", "enable", "--now", "appliance.service", "appliance-verify.timer", "appliance-anchor.timer"], why: "start now and at boot; daily verify at 06:00; audit anchor every 5 minutes" },
       { argv: ["systemctl", "restart", "appliance.service"], why: "run the new binary/config" },
     ];
   }
@@ -112,7 +112,7 @@ function pfSteps(l: Layout): RunStep[] {
 
 export function uninstallSteps(l: Layout, purge: boolean): RunStep[] {
   const steps: RunStep[] = l.platform === "systemd"
-    ? [{ argv: ["systemctl", "disable", "--now", "appliance.service", "appliance-verify.timer"], why: "stop and disable", allowFail: true }]
+    ? [{ argv: ["systemctl", "disable", "--now", "appliance.service", "appliance-verify.timer", "appliance-anchor.timer"], why: "stop and disable", allowFail: true }]
     : Object.keys(l.units).map((n) => ({ argv: ["launchctl", "bootout", `system/${n.replace(/\.plist$/, "")}`], why: "unload", allowFail: true }));
   if (l.platform === "systemd" && l.apparmorProfile && apparmorActive()) steps.push({ argv: ["apparmor_parser", "-R", l.apparmorProfile], why: "unload the profile", allowFail: true });
   if (purge) steps.push(l.platform === "systemd"

@@ -6,6 +6,8 @@
 import serviceTpl from "../../systemd/appliance.service" with { type: "text" };
 import verifyServiceTpl from "../../systemd/appliance-verify.service" with { type: "text" };
 import timerTpl from "../../systemd/appliance-verify.timer" with { type: "text" };
+import anchorServiceTpl from "../../systemd/appliance-anchor.service" with { type: "text" };
+import anchorTimerTpl from "../../systemd/appliance-anchor.timer" with { type: "text" };
 import apparmorTpl from "../../systemd/appliance.apparmor" with { type: "text" };
 import logrotateTpl from "../../systemd/appliance.logrotate" with { type: "text" };
 import newsyslogTpl from "../../launchd/appliance.newsyslog" with { type: "text" };
@@ -22,6 +24,8 @@ const TEMPLATES: Record<string, string> = {
   "appliance.service": serviceTpl,
   "appliance-verify.service": verifyServiceTpl,
   "appliance-verify.timer": timerTpl,
+  "appliance-anchor.service": anchorServiceTpl,
+  "appliance-anchor.timer": anchorTimerTpl,
   "local.appliance.server.plist": serverPlistTpl,
   "local.appliance.verify.plist": verifyPlistTpl,
 };

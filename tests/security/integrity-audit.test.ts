@@ -9,6 +9,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { AuditLog, auditKeyPath, checkpointsPath, checkpointText, CHECKPOINT_EVERY, GENESIS, hmac, type AuditRecord } from "../../src/log/audit";
+import { anchorAudit } from "../../src/log/audit-anchor";
 import { parseCheckpoints, verifyAudit } from "../../src/log/audit-verify";
 import { main } from "../../src/main";
 import { tmpDir } from "../helpers";
@@ -162,6 +163,46 @@ describe("checkpoints", () => {
     rewrite(() => true, (r) => ({ ...r, status: 403 })); // every record edited, all 8 re-MAC'd: the anchored head differs
     expect(verifyAudit(file, { checkpoints: parseCheckpoints(fs.readFileSync(anchors, "utf8")) }))
       .toMatchObject({ ok: false, line: 8, reason: expect.stringMatching(/differs from the checkpoint/) });
+  });
+
+  test("audit anchor is incremental: it reads only the records since the last anchor; --full and any doubt walk the whole log", () => {
+    const { file } = write(50);
+    const anchors = path.join(path.dirname(file), "root-only", "audit.anchors");
+    const first = anchorAudit(file, anchors);
+    expect(first).toMatchObject({ incremental: false, anchored: { seq: 50, at: { ino: fs.statSync(file).ino, end: fs.statSync(file).size } } });
+    write(30, file); // the service goes on writing (a new writer continues the chain)
+    const second = anchorAudit(file, anchors);
+    expect(second).toMatchObject({ incremental: true, verify: { ok: true, records: 30, firstSeq: 51, lastSeq: 80 }, anchored: { seq: 80 } });
+    // Record 10 (anchored long ago) edited in place: the 5-minute run does not re-read it, the daily --full run names it.
+    const l = fs.readFileSync(file, "utf8").split("\n");
+    l[9] = l[9]!.replace('"status":200', '"status":201');
+    fs.writeFileSync(file, l.join("\n"));
+    write(5, file);
+    expect(anchorAudit(file, anchors)).toMatchObject({ incremental: true, verify: { ok: true, records: 5 }, anchored: { seq: 85 } });
+    expect(anchorAudit(file, anchors, { full: true })).toMatchObject({ incremental: false, verify: { ok: false, line: 10, reason: expect.stringMatching(/edited or forged/) } });
+    l[9] = l[9]!.replace('"status":201', '"status":200');
+    fs.writeFileSync(file, l.join("\n"));
+    write(5, file);
+    // Truncated below the last anchor (and audit.checkpoints rewritten with the key): the recorded position is gone,
+    // so the run falls back to the whole log, which says what happened.
+    const key = Buffer.from(fs.readFileSync(auditKeyPath(file), "utf8").trim(), "hex");
+    const kept = fs.readFileSync(file, "utf8").split("\n").slice(0, 70);
+    fs.writeFileSync(file, kept.join("\n") + "\n");
+    const c = { ts: "t", seq: 70, head: JSON.parse(kept.at(-1)!).mac };
+    fs.writeFileSync(checkpointsPath(file), JSON.stringify({ ...c, mac: hmac(key, checkpointText(c)) }) + "\n");
+    expect(anchorAudit(file, anchors)).toMatchObject({ incremental: false, verify: { ok: false, reason: expect.stringMatching(/removed from the end/) } });
+  });
+
+  test("after a copytruncate rotation the anchor run walks the whole chain once, then is incremental again", () => {
+    const { file } = write(20);
+    const anchors = path.join(path.dirname(file), "root-only", "audit.anchors");
+    expect(anchorAudit(file, anchors).anchored?.seq).toBe(20);
+    fs.copyFileSync(file, `${file}.1`);
+    fs.truncateSync(file, 0);
+    write(10, file);
+    expect(anchorAudit(file, anchors)).toMatchObject({ incremental: false, verify: { ok: true, records: 30 }, anchored: { seq: 30, at: { ino: fs.statSync(file).ino } } });
+    write(10, file);
+    expect(anchorAudit(file, anchors)).toMatchObject({ incremental: true, verify: { ok: true, records: 10 }, anchored: { seq: 40 } });
   });
 
   test("a checkpoint a log reader adds (no key) is refused as forged", () => {

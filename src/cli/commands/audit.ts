@@ -1,6 +1,6 @@
 /**
  * appliance audit verify [--file F] [--state-dir DIR] [--checkpoints FILE]... [--journal]
- * appliance audit anchor --to FILE [--file F] [--state-dir DIR]   (the root-run daily check: see log/audit-anchor.ts)
+ * appliance audit anchor --to FILE [--file F] [--state-dir DIR] [--full] [--alert-dir DIR]   (root's anchor runs: see log/audit-anchor.ts)
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -8,6 +8,7 @@ import { loadConfig } from "../../config/load";
 import type { Checkpoint } from "../../log/audit";
 import { anchorAudit } from "../../log/audit-anchor";
 import { parseCheckpoints, verifyAudit, type VerifyResult } from "../../log/audit-verify";
+import { alert } from "../../integrity/verify";
 import { EXIT, parseOwn, UsageError, type Command } from "../command";
 
 /** The service's own log lines in the journal, where it writes a copy of every checkpoint. */
@@ -20,13 +21,13 @@ function journalCheckpoints(): Checkpoint[] {
 export const audit: Command = {
   name: "audit",
   summary: "Verify the audit log (MACs, hash chain across rotated files, checkpoints); anchor it in a file the service cannot write",
-  usage: "appliance audit verify [--file F] [--state-dir DIR] [--checkpoints FILE]... [--journal] | audit anchor --to FILE [--file F] [--state-dir DIR]",
+  usage: "appliance audit verify [--file F] [--state-dir DIR] [--checkpoints FILE]... [--journal] | audit anchor --to FILE [--file F] [--state-dir DIR] [--full] [--alert-dir DIR]",
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub !== "verify" && sub !== "anchor") throw new UsageError(`unknown audit subcommand '${sub ?? ""}'`);
     const { values } = parseOwn(rest, {
       file: { type: "string" }, "state-dir": { type: "string" }, checkpoints: { type: "string", multiple: true }, journal: { type: "boolean" },
-      to: { type: "string" },
+      to: { type: "string" }, full: { type: "boolean" }, "alert-dir": { type: "string" },
     });
     const file = (values.file as string | undefined)
       ?? path.join((values["state-dir"] as string | undefined) ?? loadConfig().stateDir, "audit.jsonl");
@@ -34,11 +35,15 @@ export const audit: Command = {
     try {
       if (sub === "anchor") {
         if (!values.to) throw new UsageError("audit anchor needs --to FILE (a file the service account cannot write)");
-        const a = anchorAudit(file, values.to as string);
+        const a = anchorAudit(file, values.to as string, { full: values.full === true });
         if (a.nothing) { console.log(`${file}: no audit log yet, nothing to anchor`); return EXIT.OK; }
         r = a.verify;
-        if (r.ok) console.log(a.anchored ? `${file}: anchored record ${a.anchored.seq} in ${values.to}` : `${file}: already anchored at record ${r.lastSeq}`);
+        const how = a.incremental ? `${r.records} new record(s) verified since the last anchor` : `whole log verified, ${r.records} records`;
+        if (r.ok) console.log(a.anchored ? `${file}: anchored record ${a.anchored.seq} in ${values.to} (${how})` : `${file}: already anchored at record ${r.lastSeq}`);
         if (r.ok) return EXIT.OK;
+        // Root's anchor run is the one that sees a rewrite first: alert as the daily check does (syslog, and
+        // verify-alerts.log in --alert-dir, the units' log dir).
+        alert([{ name: "audit anchor", status: "fail", detail: `${r.file} line ${r.line}: ${r.reason}` }], values["alert-dir"] as string | undefined);
       } else {
         const extra = (values.checkpoints as string[] | undefined ?? []).flatMap((f) => parseCheckpoints(fs.readFileSync(f, "utf8")));
         if (values.journal) extra.push(...journalCheckpoints());
