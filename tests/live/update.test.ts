@@ -2,8 +2,9 @@
  * `appliance update` and `rollback` against a live systemd, on an install with a
  * non-default port: a good binary is swapped in; one with another native-library
  * version brings its own libraries; a broken and a truncated one are refused
- * before the switch; a never-listening one is rolled back (and it says so); a start slower than the
- * old fixed 30 s is waited for, not rolled back; a full disk changes nothing.
+ * before the switch; a never-listening one is rolled back (and it says so); a full disk changes nothing.
+ * A slow start (longer than the unit's own start timeout) during an update is tests/live/slow-start.test.ts:
+ * update waits on systemd's start job (READY=1), which that test stretches with real hashing work.
  * /usr/local/bin is a small tmpfs here so the disk can really be filled.
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -149,28 +150,6 @@ describe.skipIf(!live)("live systemd: update and rollback", () => {
       fs.rmSync(path.join(sys.root, "etc/systemd/system/appliance.service.d"), { recursive: true, force: true });
       sys.exec(["systemctl", "daemon-reload"]);
     }
-  }, T);
-
-  test("a start slower than 30 s (READY=1 comes late) is waited for, not rolled back", async () => {
-    // Simulates a big model: 35 s pass before serve can say READY=1.
-    fs.mkdirSync(path.join(sys.root, "etc/systemd/system/appliance.service.d"), { recursive: true });
-    fs.writeFileSync(path.join(sys.root, "etc/systemd/system/appliance.service.d/slow.conf"), "[Service]\nExecStartPre=+/bin/sleep 35\n");
-    sys.exec(["systemctl", "daemon-reload"]);
-    try {
-      const next = path.join(scratch, "appliance-slow");
-      fs.copyFileSync(await builtBinary(), next);
-      fs.appendFileSync(next, Buffer.alloc(128));
-      const r = update(put(sys, next, "appliance-slow"));
-      timings.updateSlowStart = r.ms;
-      expect(r.out).toContain("update complete");
-      expect(r.ms).toBeGreaterThan(35_000);
-      expect(installedSha()).toBe(sha(next));
-    } finally {
-      fs.rmSync(path.join(sys.root, "etc/systemd/system/appliance.service.d"), { recursive: true, force: true });
-      sys.exec(["systemctl", "daemon-reload"]);
-    }
-    expect(sys.exec([INSTALLED, "rollback"], { timeoutMs: T }).code).toBe(0);
-    expect(installedSha()).toBe(original);
   }, T);
 
   test("disk full during update: nothing half-done, the old binary intact and running", async () => {
