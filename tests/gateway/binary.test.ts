@@ -41,6 +41,19 @@ test("local and upstream models side by side; /v1/models lists both", async () =
   expect(gw.log()).toMatch(upstreamLine);
 });
 
+test("the Responses API streamed from the upstream model through the binary (.stream() and create({stream: true}))", async () => {
+  const client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.baseURL}/v1`, maxRetries: 0 });
+  const ask = { model: "tiny", input: "hello", max_output_tokens: 6, temperature: 0 } as const;
+  const whole = await client.responses.create(ask);
+  const final = await client.responses.stream(ask).finalResponse();
+  expect(final.output_text).toBe(whole.output_text);
+  expect(final.usage!.output_tokens).toBe(whole.usage!.output_tokens);
+  const types: string[] = [];
+  for await (const e of await client.responses.create({ ...ask, stream: true })) types.push(e.type);
+  expect(types[0]).toBe("response.created");
+  expect(["response.completed", "response.incomplete"]).toContain(types.at(-1)!);
+});
+
 test("a model both local and upstream, or a missing key variable, stops the start with exit 2 naming upstreams", async () => {
   const clash = await prepareGateway({ upstreams: [{ url: "http://127.0.0.1:9/v1", models: ["local"] }] }, { localModel: true });
   const r = runBinary(clash.bin, clash.dir, ["serve", "--config", clash.configFile]);
