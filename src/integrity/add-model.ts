@@ -14,6 +14,7 @@ import { sha256Fd, type Progress } from "../util/sha256";
 import crypto from "node:crypto";
 import { checkGgufHeader } from "./gguf-header";
 import { manifestPath, readManifest, writeManifest } from "./manifest";
+import { HashCache } from "./hash-cache";
 import { modelId } from "./resolve";
 
 export class ModelAddError extends Error {}
@@ -50,6 +51,7 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
     const destSt = fs.lstatSync(dest, { throwIfNoEntry: false });
     const owner = ownerFor(o.dir);
     let digest: string;
+    let remembered: fs.BigIntStats | undefined;
     if (destSt && destSt.dev === srcSt.dev && destSt.ino === srcSt.ino) {
       digest = await checkAndHash(srcFd, o);
       o.afterOpen?.();
@@ -69,12 +71,16 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
       seal(srcFd, owner); // the link is the opened inode: mode and owner by that descriptor, never by a path
       fs.renameSync(tmp, dest);
     } else {
-      digest = await copyInto(srcFd, o, tempName(o.dir, name), dest, owner);
+      let copied: fs.BigIntStats;
+      ({ digest, st: copied } = await copyInto(srcFd, o, tempName(o.dir, name), dest, owner));
+      remembered = copied;
     }
     fsyncDir(o.dir);
     await withFileLock(manifestPath(o.dir), () => {
       writeManifest(o.dir, [...readManifest(o.dir).filter((e) => e.file !== name), { sha256: digest, file: name }]);
     });
+    // Root's own copy: the next start need not read it again (hash-cache.ts; used only for root-owned files).
+    if (remembered) { const cache = HashCache.open(o.dir); cache.remember(dest, remembered, remembered, digest, true); cache.save(); }
     return { id, file: dest, sha256: digest };
   } finally {
     fs.closeSync(srcFd);
@@ -132,7 +138,7 @@ async function copyInto(srcFd: number, o: AddModelOptions, tmp: string, dest: st
     await o.preflight?.(tmp);
     seal(out, owner);
     fs.renameSync(tmp, dest);
-    return hash.digest("hex");
+    return { digest: hash.digest("hex"), st: fs.fstatSync(out, { bigint: true }) }; // after the rename (it moves ctime)
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;

@@ -84,10 +84,13 @@ export class HashCache {
   /**
    * Remembers a hash just computed; `before` and `after` are the file's stat around the hashing (a file changed
    * meanwhile is not remembered). Only root-owned files writable only by root, and only when this process is root.
+   * `ownCopy`: the caller wrote the file itself through a descriptor nobody else holds (`models add`'s copy), so no
+   * other writer can hide in the racy window.
    */
-  remember(file: string, before: FileStat, after: FileStat, sha256: string) {
+  remember(file: string, before: FileStat, after: FileStat, sha256: string, ownCopy = false) {
     if (!this.writable || !before.isFile() || !rootOnly(after) || !same({ ...keyOf(before), sha256 }, after)) return;
-    if (this.now() - Number(after.ctimeNs / 1_000_000n) < RACY_MS || this.now() - Number(after.mtimeNs / 1_000_000n) < RACY_MS) return;
+    const racy = (ns: bigint) => this.now() - Number(ns / 1_000_000n) < RACY_MS;
+    if (!ownCopy && (racy(after.ctimeNs) || racy(after.mtimeNs))) return;
     const key = path.resolve(file);
     const prev = this.entries.get(key);
     if (prev && prev.sha256 === sha256 && same(prev, after)) return;

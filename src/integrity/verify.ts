@@ -9,7 +9,9 @@ import type { Config } from "../config/schema";
 import { ADMIN_GROUPS, NO_LOGIN_SHELLS, readAccount } from "../service/accounts";
 import type { Layout } from "../service/layout";
 import { bindAllowed, isLoopback } from "../guards/host";
+import { HashCache } from "./hash-cache";
 import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
+import { sha256Fd } from "../util/sha256";
 import { checkNative } from "./native-check";
 import { checkEgress, otlpAllow } from "./egress";
 import type { Check } from "./report";
@@ -35,12 +37,20 @@ export async function checkModels(config: Readonly<Config>): Promise<Check> {
   const entries = readManifest(dir);
   if (!entries.length) return { name: "models", status: "fail", detail: `no models in ${path.join(dir, MANIFEST)}` };
   const problems: string[] = [];
+  // The daily check always reads every byte; run as root it also refreshes serve's hash cache (hash-cache.ts).
+  const cache = HashCache.open(dir);
   for (const e of entries) {
     const file = path.join(dir, e.file);
     if (!fs.existsSync(file)) { problems.push(`${file} is missing`); continue; }
-    const actual = await sha256File(file);
-    if (actual !== e.sha256) problems.push(`${file}: expected sha256 ${e.sha256}, actual ${actual}`);
+    const fd = fs.openSync(file, "r");
+    try {
+      const before = fs.fstatSync(fd, { bigint: true });
+      const actual = await sha256Fd(fd);
+      cache.remember(file, before, fs.fstatSync(fd, { bigint: true }), actual);
+      if (actual !== e.sha256) problems.push(`${file}: expected sha256 ${e.sha256}, actual ${actual}`);
+    } finally { fs.closeSync(fd); }
   }
+  cache.save();
   const listed = new Set(entries.map((e) => e.file));
   for (const f of fs.readdirSync(dir)) if (f.endsWith(".gguf") && !listed.has(f)) problems.push(`${path.join(dir, f)} is not in the manifest`);
   return problems.length ? { name: "models", status: "fail", detail: problems.join("; ") }

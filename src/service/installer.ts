@@ -50,7 +50,9 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
   const steps: Step[] = [
     { kind: "dir", path: l.configDir, mode: 0o750, owner: "root:svc" },
     { kind: "dir", path: l.stateDir, mode: 0o750, owner: "svc" },
-    { kind: "dir", path: l.modelsDir, mode: 0o750, owner: "svc" },
+    // Models, their manifest and the hash cache are root's (the service reads them through its group): only then
+    // may serve trust the hash cache across starts (integrity/hash-cache.ts).
+    { kind: "dir", path: l.modelsDir, mode: 0o750, owner: "root:svc" },
     { kind: "dir", path: l.logDir, mode: 0o750, owner: "svc" },
     // The daily root check's audit anchors: a directory the service account can neither write nor list.
     ...(l.platform === "systemd" ? [{ kind: "dir" as const, path: path.join(l.root, "var/lib/appliance-anchor"), mode: 0o700, owner: "root" as const }] : []),
@@ -69,11 +71,11 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
     const sha256 = await sha256File(m);
     entries.set(file, sha256);
     sizes.set(file, fs.statSync(m).size);
-    steps.push({ kind: "copy", from: m, path: path.join(l.modelsDir, file), sha256, mode: 0o440, owner: "svc" });
+    steps.push({ kind: "copy", from: m, path: path.join(l.modelsDir, file), sha256, mode: 0o440, owner: "root:svc" });
   }
   if (entries.size) {
     const manifest = [...entries].sort(([a], [b]) => a.localeCompare(b)).map(([f, s]) => `${s}  ${f}\n`).join("");
-    steps.push({ kind: "file", path: path.join(l.modelsDir, MANIFEST), content: manifest, mode: 0o640, owner: "svc", show: true });
+    steps.push({ kind: "file", path: path.join(l.modelsDir, MANIFEST), content: manifest, mode: 0o640, owner: "root:svc", show: true });
   }
   steps.push({ kind: "first-key" });
   // The daily verify runs as root without CAP_DAC_OVERRIDE: it can append to this file because root owns it;
