@@ -136,6 +136,27 @@ describe("mTLS: --tls-client-ca", () => {
     expect(ok.out).toMatch(/^HTTP\/[\d.]+ 200/); // the server is still up and serving good clients
   });
 
+  // What a wrong-CA client sees, byte by byte (openssl s_client -msg), sending a request once the handshake is up.
+  // Bun (1.4.5) verifies the client certificate after the handshake, not inside it, in both versions: the server
+  // sends its Finished (and TLS 1.3 session tickets) and closes with a close_notify alert, whether or not the
+  // client's request got out first. No alert names the certificate; no HTTP byte comes back.
+  for (const [flag, version] of [["-tls1_2", "1.2"], ["-tls1_3", "1.3"]] as const) {
+    test(`a wrong-CA client over TLS ${version}: handshake completes, then close_notify and not one HTTP byte`, async () => {
+      const port = new URL(server.baseURL).port;
+      const r = await sh(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, flag, "-CAfile", pki.ca, "-cert", pki.rogueCert, "-key", pki.rogueKey,
+        "-msg", "-ign_eof"], "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      const records = r.out.split("\n").filter((l) => /^(<<<|>>>) TLS/.test(l) && !/RecordHeader|InnerContent/.test(l));
+      const serverFinished = records.findIndex((l) => l.startsWith("<<<") && l.endsWith("Finished"));
+      const clientFinished = records.findIndex((l) => l.startsWith(">>>") && l.endsWith("Finished"));
+      expect(serverFinished).toBeGreaterThan(-1); // the handshake completed
+      expect(clientFinished).toBeGreaterThan(-1);
+      const after = records.slice(Math.max(serverFinished, clientFinished) + 1).filter((l) => l.startsWith("<<<"));
+      // Everything the server sent after the handshake: session tickets, then close_notify, nothing else.
+      expect(after.filter((l) => !l.endsWith("NewSessionTicket"))).toEqual([expect.stringMatching(/^<<< TLS 1\.[23], Alert \[length 0002\], warning close_notify$/)]);
+      expect(r.out).not.toContain("HTTP/1.1");
+    });
+  }
+
   test("serve with --tls-cert and no --tls-key exits 2 naming tlsKey", async () => {
     const bin = path.join(path.dirname(server.stateDir), "appliance");
     const r = await sh([bin, "serve", "--state-dir", server.stateDir, "--port", "0", "--threads", "1", "--tls-cert", pki.serverCert]);
