@@ -14,6 +14,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import type { BunPlugin } from "bun";
 import { sha256Bytes } from "../src/integrity/manifest";
+import { engineBuild, type EngineBuild } from "./engine-build";
 
 export const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
@@ -34,12 +35,16 @@ function listFiles(dir: string): string[] {
     e.isDirectory() ? listFiles(path.join(dir, e.name)).map((f) => path.join(e.name, f)) : [e.name]);
 }
 
+/** The package whose libraries a local engine build (scripts/engine-build.ts) replaces. */
+const LOCAL_REPLACES = "@node-llama-cpp/linux-x64";
+
 /** The generated src/engine/native-assets.ts: one embedded file import per library. */
-function nativeAssetsModule(packages: readonly string[]): string {
+function nativeAssetsModule(packages: readonly string[], local: EngineBuild | null): string {
   const imports: string[] = [], folders: string[] = [];
   let n = 0;
   for (const pkg of packages) {
-    const binsDir = path.join(nm(pkg), "bins"); // build() checked that the package is installed
+    // build() checked that the package is installed; a local engine build has the same bins/<folder> layout.
+    const binsDir = local && pkg === LOCAL_REPLACES ? local.binsDir : path.join(nm(pkg), "bins");
     for (const folder of fs.readdirSync(binsDir)) {
       const assets = listFiles(path.join(binsDir, folder)).map((rel) => {
         const abs = path.join(binsDir, folder, rel);
@@ -59,10 +64,13 @@ function nativeAssetsModule(packages: readonly string[]): string {
     return `{ name: ${JSON.stringify(rel)}, path: a${n++}, sha256: "${sha256Bytes(fs.readFileSync(abs))}" }`;
   });
   folders.push(`{ folder: ${JSON.stringify(GRAMMARS_FOLDER)}, assets: [\n    ${grammars.join(",\n    ")}\n  ] }`);
-  return `${imports.join("\n")}\nexport const NATIVE_BUNDLE = { version: ${JSON.stringify(`${nlcVersion}-${packages.map((p) => p.split("/")[1]).join("+")}`)}, folders: [\n  ${folders.join(",\n  ")}\n] };\n`;
+  // The version names the unpack dir: a local engine gets its own (its build key), never the prebuilt's.
+  const names = packages.map((p) => (local && p === LOCAL_REPLACES ? `local-${local.key.slice(0, 16)}` : p.split("/")[1]));
+  const engine = local ? { kind: "local", key: local.key, openmp: local.openmp, portable: local.portable } : { kind: "prebuilt" };
+  return `${imports.join("\n")}\nexport const NATIVE_BUNDLE = { version: ${JSON.stringify(`${nlcVersion}-${names.join("+")}`)}, engine: ${JSON.stringify(engine)}, folders: [\n  ${folders.join(",\n  ")}\n] };\n`;
 }
 
-function plugin(packages: readonly string[]): BunPlugin {
+function plugin(packages: readonly string[], local: EngineBuild | null): BunPlugin {
   const embedded = new Set<string>(packages);
   return {
     name: "appliance-native",
@@ -94,7 +102,7 @@ export const defaultLlamaCppRelease = ${JSON.stringify(llamaCppRelease)};`,
         loader: "js",
         contents: `export async function getGrammarsFolder() { return globalThis.__APPLIANCE_BINS_DIR__ + "/" + ${JSON.stringify(GRAMMARS_FOLDER)}; }`,
       }));
-      build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages) }));
+      build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages, local) }));
     },
   };
 }
@@ -104,7 +112,23 @@ function gitCommit(): string {
   return r.exitCode === 0 ? r.stdout.toString().trim() : "unknown";
 }
 
-export async function build(target: Target = "linux-x64", out = path.join(root, "dist", "appliance")): Promise<string> {
+/** Which llama.cpp libraries to embed: node-llama-cpp's npm prebuilt ones, or our own OpenMP build (scripts/engine-build.ts). */
+export type EngineChoice = "prebuilt" | "local" | "local-portable";
+
+/** The local engine build for `engine`, or null (prebuilt) with a loud line saying why it is not used. */
+async function localEngine(engine: EngineChoice, target: Target): Promise<EngineBuild | null> {
+  if (engine === "prebuilt") return null;
+  const r = target === "linux-x64" ? await engineBuild({ portable: engine === "local-portable" })
+    : { skip: `--target ${target}: local engine builds are wired for linux-x64 only` };
+  if ("skip" in r) {
+    console.error(`!!! build: APPLIANCE_ENGINE=${engine} but no local engine: ${r.skip}\n!!! build: embedding node-llama-cpp's prebuilt libraries instead (no OpenMP)`);
+    return null;
+  }
+  console.error(`build: embedding the local engine ${r.key.slice(0, 16)} (${Object.entries(r.cmakeOptions).map(([k, v]) => `${k}=${v}`).join(" ")}; ${r.compiler})`);
+  return r;
+}
+
+export async function build(target: Target = "linux-x64", out = path.join(root, "dist", "appliance"), engine: EngineChoice = "prebuilt"): Promise<string> {
   const t = TARGETS[target];
   for (const pkg of t.packages) {
     if (!fs.existsSync(nm(pkg))) {
@@ -112,6 +136,7 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
         `For this target run: npm install --no-save --force ${pkg}@${nlcVersion}`);
     }
   }
+  const local = await localEngine(engine, target);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const result = await Bun.build({
     // The chat-template worker (engine/template-bound.ts) is a second entrypoint: bun bundles it separately into the binary.
@@ -119,9 +144,9 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
     compile: { target: t.bun, outfile: out },
     minify: { syntax: true, whitespace: true },
     sourcemap: "none",
-    plugins: [plugin(t.packages)],
+    plugins: [plugin(t.packages, local)],
     define: {
-      APPLIANCE_BUILD: JSON.stringify({ commit: gitCommit(), llamaCpp: llamaCppRelease, target }),
+      APPLIANCE_BUILD: JSON.stringify({ commit: gitCommit(), llamaCpp: llamaCppRelease, target: local ? `${target}, local OpenMP engine` : target }),
       "process.env.NODE_ENV": JSON.stringify("production"),
       // The release public key `appliance update --signature` checks against (bun run release sets it; empty: none).
       APPLIANCE_RELEASE_PUBKEY: JSON.stringify(process.env.APPLIANCE_RELEASE_PUBKEY ?? ""),
@@ -137,11 +162,13 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ args: Bun.argv.slice(2), options: { target: { type: "string" }, out: { type: "string" } } });
+  const { values } = parseArgs({ args: Bun.argv.slice(2), options: { target: { type: "string" }, out: { type: "string" }, engine: { type: "string" } } });
   const target = (values.target ?? "linux-x64") as Target;
   if (!(target in TARGETS)) { console.error(`unknown --target ${target} (known: ${Object.keys(TARGETS).join(", ")})`); process.exit(2); }
+  const engine = (values.engine ?? process.env.APPLIANCE_ENGINE ?? "prebuilt") as EngineChoice;
+  if (!["prebuilt", "local", "local-portable"].includes(engine)) { console.error(`unknown engine ${engine} (--engine / APPLIANCE_ENGINE: prebuilt, local, local-portable)`); process.exit(2); }
   const t0 = performance.now();
-  const out = await build(target, values.out ? path.resolve(values.out) : path.join(root, "dist", target === "linux-x64" ? "appliance" : `appliance-${target}`))
+  const out = await build(target, values.out ? path.resolve(values.out) : path.join(root, "dist", target === "linux-x64" ? "appliance" : `appliance-${target}`), engine)
     .catch((e: Error) => { console.error(`build: ${e.message}`); process.exit(1); });
 
   console.log(`built ${path.relative(process.cwd(), out)} (${target}, ${(fs.statSync(out).size / 1e6).toFixed(0)} MB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

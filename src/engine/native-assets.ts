@@ -6,6 +6,8 @@
 export interface NativeAsset { name: string; path: string; sha256: string }
 /** One prebuilt package's files, unpacked to <root>/<folder>/ (node-llama-cpp's layout). */
 export interface NativeFolder { folder: string; assets: NativeAsset[] }
-export interface NativeBundle { version: string; folders: NativeFolder[] }
+/** Which engine the libraries are: node-llama-cpp's npm prebuilt, or our own OpenMP build (scripts/engine-build.ts). */
+export interface NativeEngine { kind: "prebuilt" | "local"; key?: string; openmp?: boolean; portable?: boolean }
+export interface NativeBundle { version: string; engine?: NativeEngine; folders: NativeFolder[] }
 
 export const NATIVE_BUNDLE: NativeBundle | null = null;
