@@ -149,5 +149,10 @@ export interface Engine {
   detokenize(model: string, tokens: number[], param?: string, after?: number[]): string;
   /** Generations running or waiting, for drain and /metrics. */
   load(): { active: number; queued: number };
+  /**
+   * The server received a generation request (before its guards run); it calls the result once the request is
+   * admitted or has ended. An engine that batches uses it to evaluate a burst's prompts together (arrivals.ts).
+   */
+  expectArrival?(): () => void;
   dispose(): Promise<void>;
 }

@@ -1,90 +1,38 @@
 /**
  * The node-llama-cpp facade. One context per model with `parallel` sequences
- * (llama.cpp batches them together), a Scheduler in front of them, and
+ * (llama.cpp batches them together; loading in llama-load.ts), a Scheduler in front of them, and
  * disposal in the only order that does not hang under Bun:
  * sequence → context → model → llama.
  */
-import fs from "node:fs";
-import {
-  getLlama, LlamaChat, LlamaCompletion, LlamaLogLevel,
-  type ChatWrapper, type LlamaContextSequence, type Llama, type Token, type LlamaContext, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel,
-} from "node-llama-cpp";
+import { LlamaChat, LlamaCompletion, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
-import type { Logger } from "../log/logger";
 import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolUse } from "./engine";
 import { jsonSchemaGrammar } from "./grammar";
-import { checkContext, checkTokenIds, finishOf, generateOptions, readVocabulary, toHistory } from "./llama-options";
+import { checkContext, checkTokenIds, finishOf, generateOptions, toHistory } from "./llama-options";
 import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
-import { Scheduler } from "./scheduler";
-import { syncBatches } from "./batch-sync";
+import { Arrivals } from "./arrivals";
+import { loadModel, openLlama, type Loaded, type LlamaEngineOptions, type ModelSource } from "./llama-load";
 import { tallyTokens } from "./token-tally";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
-import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
 
-export interface ModelSource { id: string; path: string }
-
-export interface LlamaEngineOptions {
-  models: ModelSource[];
-  threads: number;
-  ctxSize: number;
-  parallel: number;
-  maxQueue: number;
-  gpu: "cuda" | "vulkan" | "metal" | false;
-  gpuLayers?: "auto" | number;
-  log: Logger;
-  /** Called as each model loads (0-1): serve turns it into systemd start-timeout extensions. */
-  onProgress?: (status: string) => void;
-  /** Bounds on rendering a Jinja chat template per request (config limits.chatTemplateMs/Chars; absent: the schema's defaults). */
-  chatTemplate?: TemplateLimits;
-}
-
-interface Loaded {
-  info: ModelInfo;
-  model: LlamaModel;
-  context: LlamaContext;
-  scheduler: Scheduler;
-  special: string[];
-  vocabularySize: number;
-  /** Resolved once per model: a template resolution per request blocked the event loop for 150+ ms. */
-  chatWrapper: ChatWrapper;
-  /** Set when chatWrapper renders the model's own Jinja template: each chat is rendered first under a deadline. */
-  templateBound?: TemplateBound;
-  embedding?: Promise<LlamaEmbeddingContext>;
-  embedScheduler: Scheduler;
-}
-
-const LOG_LEVEL: Record<string, "error" | "warn" | "info" | "debug"> = {
-  [LlamaLogLevel.fatal]: "error", [LlamaLogLevel.error]: "error", [LlamaLogLevel.warn]: "warn",
-  [LlamaLogLevel.info]: "debug", [LlamaLogLevel.log]: "debug", [LlamaLogLevel.debug]: "debug",
-};
-
+export type { LlamaEngineOptions, ModelSource } from "./llama-load";
 
 export class LlamaEngine implements Engine {
   private loaded = new Map<string, Loaded>();
   private closing = false;
+  /** Generation requests the server has received and that are not in a queue yet (burst gathering). */
+  private readonly arrivals = new Arrivals();
 
   private constructor(private readonly llama: Llama, private readonly opts: LlamaEngineOptions) {}
 
   get backend() { return this.llama.gpu || "cpu"; }
 
+  /** The server received a generation request; call the result once it is admitted or has ended (arrivals.ts). */
+  expectArrival(): () => void { return this.arrivals.expect(); }
+
   /** Loads the llama.cpp binding and every model; throws (with the file named) if one fails. */
   static async create(opts: LlamaEngineOptions): Promise<LlamaEngine> {
-    const log = opts.log;
-    const llama = await getLlama({
-      gpu: opts.gpu,
-      build: "never",
-      usePrebuiltBinaries: true,
-      skipDownload: true,
-      progressLogs: false,
-      maxThreads: opts.threads,
-      logLevel: LlamaLogLevel.warn,
-      logger: (level, message) => {
-        // Under the unit's ProcSubset=pid, /proc/meminfo is hidden; the addon then says so at error level,
-        // harmlessly (memory is read through sysinfo instead). Keep it out of the operator's error logs.
-        const quiet = /Failed to get wired system memory/.test(message);
-        log[quiet ? "debug" : LOG_LEVEL[level] ?? "debug"]({ src: "llama.cpp" }, message.trim());
-      },
-    });
+    const llama = await openLlama(opts);
     const engine = new LlamaEngine(llama, opts);
     try {
       for (const source of opts.models) await engine.loadOne(source);
@@ -96,24 +44,7 @@ export class LlamaEngine implements Engine {
   }
 
   private async loadOne(source: ModelSource) {
-    const { opts } = this;
-    const model = await this.llama.loadModel({ modelPath: source.path, gpuLayers: opts.gpu ? opts.gpuLayers ?? "auto" : 0,
-      onLoadProgress: (p) => opts.onProgress?.(`loading model ${source.id}: ${Math.round(p * 100)}%`) });
-    opts.onProgress?.(`creating the context for ${source.id}`);
-    const contextSize = Math.min(opts.ctxSize, model.trainContextSize);
-    const context = await model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads });
-    // Concurrent streams share each decode step (without it one sequence kept missing the step: 3 of 4 per step).
-    if (opts.parallel > 1 && !syncBatches(context)) opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: concurrent streams are decoded less batched");
-    const stat = fs.statSync(source.path);
-    this.loaded.set(source.id, {
-      info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size },
-      model, context,
-      scheduler: new Scheduler(opts.parallel, opts.maxQueue),
-      ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-      ...resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits()),
-      embedScheduler: new Scheduler(1, opts.maxQueue),
-    });
-    opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, backend: this.backend }, "model loaded");
+    this.loaded.set(source.id, await loadModel(this.llama, source, this.opts, this.arrivals));
   }
 
   models(): ModelInfo[] { return [...this.loaded.values()].map((l) => l.info); }
@@ -166,9 +97,9 @@ export class LlamaEngine implements Engine {
     const { contextText } = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
     const promptTokens = contextText.tokenize(l.model.tokenizer).length;
     checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
-    return this.withSequence(l, call, async (sequence): Promise<Generation> => {
+    return this.withSequence(l, call, async (sequence, generating): Promise<Generation> => {
       const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs, forced ? undefined : call.onLogprob) : undefined;
-      const tally = tallyTokens(sequence, l.model); // after logprobs' wrapper: counts what it passes on
+      const tally = tallyTokens(sequence, l.model, generating); // after logprobs' wrapper: counts what it passes on
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
       try {
         // A forced call is JSON for the tool_calls field, never streamed as content.
@@ -203,12 +134,12 @@ export class LlamaEngine implements Engine {
     const bos = l.model.tokens.bos;
     const input = bos != null && l.model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
     checkContext(l.info.contextSize, input.length, call.sampling.maxTokens, "prompt");
-    return this.withSequence(l, call, async (sequence) => {
+    return this.withSequence(l, call, async (sequence, generating) => {
       const top = call.sampling.logprobs;
       const prompt = top != null && call.sampling.promptLogprobs ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length) : undefined;
       if (prompt) call.onPromptLogprobs?.(prompt);
       const logprobs = top != null ? recordLogprobs(sequence, l.model, top, call.onLogprob) : undefined;
-      const tally = tallyTokens(sequence, l.model);
+      const tally = tallyTokens(sequence, l.model, generating);
       const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
       try {
         const { options, counted } = generateOptions(call, grammar, l.model);
@@ -232,17 +163,22 @@ export class LlamaEngine implements Engine {
    * (node-llama-cpp reclaims a disposed sequence asynchronously; releasing the slot first let the next
    * request find "No sequences left".)
    */
-  private async withSequence<T>(l: Loaded, call: Pick<GenerateCall, "signal" | "onAdmitted" | "onStage">, work: (s: LlamaContextSequence) => Promise<T>): Promise<T> {
+  private async withSequence<T>(l: Loaded, call: Pick<GenerateCall, "signal" | "onAdmitted" | "onStage">,
+    work: (s: LlamaContextSequence, generating: () => void) => Promise<T>): Promise<T> {
     const slot = l.scheduler.admit(call.signal);
     call.onAdmitted?.();
     call.onStage?.("admitted");
     const release = await slot;
     call.onStage?.("slot");
     let sequence: LlamaContextSequence | undefined;
+    // Counted from its first sampled token until it ends: while any is, no decode waits for a burst.
+    let counted = false;
+    const generating = () => { if (!counted) { counted = true; l.busy.generating++; } };
     try {
       sequence = l.context.getSequence();
-      return await work(sequence);
+      return await work(sequence, generating);
     } finally {
+      if (counted) l.busy.generating--;
       await sequence?.dispose();
       release();
     }

@@ -11,8 +11,11 @@ import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 /** Tokens of context a tail is detokenized after, so a leading space comes out as it does in the text. */
 const CONTEXT = 8;
 
-/** Wraps `sequence.evaluate` (after any other wrapper, e.g. logprobs) to record each sampled token. */
-export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel) {
+/**
+ * Wraps `sequence.evaluate` (after any other wrapper, e.g. logprobs) to record each sampled token.
+ * `onSampled`: called at each sampled token, at once (node-llama-cpp's onToken can come later: it holds tokens back).
+ */
+export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, onSampled?: () => void) {
   const generated: Token[] = [];
   type Evaluate = LlamaContextSequence["evaluate"];
   const inner: Evaluate = sequence.evaluate;
@@ -24,6 +27,7 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel) {
         const r = await it.next(input);
         if (r.done) return;
         generated.push(r.value);
+        onSampled?.();
         input = yield r.value;
       }
     } finally {

@@ -10,6 +10,7 @@ import { checkJsonShape, unserialisable } from "../guards/json-shape";
 import type { AppDeps, AppInput } from "./deps";
 import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
+import { arrived, expectArrival } from "./arrivals";
 import { initState, newRequestId, stateOf, summarize } from "./request-state";
 import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
@@ -83,6 +84,7 @@ export function createApp(input: AppInput) {
     .onRequest(async ({ request, server, set }) => {
       const state = initState(request, server?.requestIP(request)?.address ?? "local", performance.now());
       set.headers["x-request-id"] = state.id;
+      expectArrival(request, state.path, input.engine); // on its way to the engine: a burst's prompts go in one step
       const early = await guards.onRequest(request, state);
       Object.assign(set.headers, state.headers);
       if (early) return early;
@@ -120,6 +122,7 @@ export function createApp(input: AppInput) {
     .onAfterHandle({ as: "global" }, ({ request, set }) => { Object.assign(set.headers, stateOf(request).headers); })
     // 4. The one error mapper.
     .onError({ as: "global" }, ({ code, error, request }) => {
+      arrived(request);
       const state = stateOf(request);
       const e = toAppError(code, error, state.id, log.child({ traceId: state.trace.traceId }));
       state.status = e.status;
@@ -129,6 +132,7 @@ export function createApp(input: AppInput) {
       return toResponse(e, { "x-request-id": state.id, ...state.headers });
     })
     .onAfterResponse({ as: "global" }, ({ request, set }) => {
+      arrived(request);
       const state = stateOf(request);
       if (state.deferredFinish) return;
       state.status ??= typeof set.status === "number" ? set.status : 200;

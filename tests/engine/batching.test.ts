@@ -20,13 +20,14 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => stop());
 
-async function stream(prompt: string, maxTokens: number): Promise<{ text: string; tokens: number }> {
+async function stream(prompt: string, maxTokens: number): Promise<{ text: string; tokens: number; promptTokens: number }> {
   const r = await fetch(`${base}/v1/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
     body: JSON.stringify({ model: "tiny", prompt, max_tokens: maxTokens, temperature: 0, logit_bias: NO_END, stream: true, stream_options: { include_usage: true } }) });
   expect(r.status).toBe(200);
   const events = (await r.text()).split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)) as
-    { choices: { text: string }[]; usage?: { completion_tokens: number } });
-  return { text: events.flatMap((e) => e.choices.map((c) => c.text)).join(""), tokens: events.find((e) => e.usage)!.usage!.completion_tokens };
+    { choices: { text: string }[]; usage?: { completion_tokens: number; prompt_tokens: number } });
+  const usage = events.find((e) => e.usage)!.usage!;
+  return { text: events.flatMap((e) => e.choices.map((c) => c.text)).join(""), tokens: usage.completion_tokens, promptTokens: usage.prompt_tokens };
 }
 
 /** Counts llama_decode batches (and their sizes) on the model's context while `fn` runs. */
@@ -63,5 +64,20 @@ describe("4 concurrent greedy streams", () => {
     // Ideal: n - 1 steps of 4 (each stream's last token is sampled, never decoded) plus a few while streams start.
     expect(generationSteps.length).toBeLessThanOrEqual(n + 4);
     expect(generationSteps.filter((s) => s === 4).length).toBeGreaterThanOrEqual(n - 8);
+  }, 120_000);
+});
+
+describe("a burst of 4 streams", () => {
+  // Before burst gathering (engine/arrivals.ts) the first request's prompt went into a step of its own while the
+  // others were still in the guards, and they waited for it: steps of 5 then 15 prompt tokens, not one of 20.
+  test("has its prompts evaluated in one decode step", async () => {
+    await stream("warm up", 2);
+    const { result, sizes } = await countSteps(() => Promise.all(PROMPTS.map((p) => stream(p, 4))));
+    const promptTokens = result.reduce((n, r) => n + r.promptTokens, 0);
+    console.log(`burst of 4: prompts ${result.map((r) => r.promptTokens).join("+")} tokens, first steps ${sizes.slice(0, 4).join(", ")}`);
+    // Every prompt in the first step (node-llama-cpp evaluates one token more per sequence than usage counts:
+    // the last prompt token again, for its logits), then generation steps of one token per stream.
+    expect(sizes[0]).toBeGreaterThanOrEqual(promptTokens);
+    expect(sizes[1]).toBeLessThanOrEqual(4);
   }, 120_000);
 });

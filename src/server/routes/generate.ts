@@ -12,6 +12,7 @@ import type { TextFilter } from "../../guards/response-scan";
 import type { RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import { streamGeneration } from "./generate-stream";
+import { arrived } from "../arrivals";
 
 /** What the engine call of one choice is handed: all set when streaming, `onStage` always. */
 export type CallHooks = Pick<GenerateCall, "onText" | "onAdmitted" | "onLogprob" | "onPromptLogprobs" | "onStage">;
@@ -52,7 +53,10 @@ export const totalUsage = (gs: Pick<Generation, "promptTokens" | "completionToke
 export async function runGeneration(request: Request, state: RequestState, deps: AppDeps, plan: GenerationPlan): Promise<unknown> {
   const flight = deps.inflight.begin(request.signal);
   // The first time each stage is reached (several choices run one after another): queue wait, prompt eval, first token.
-  const onStage = (stage: GenerationStage) => { state.marks[stage] ??= performance.now(); };
+  const onStage = (stage: GenerationStage) => {
+    if (stage === "admitted") arrived(request); // in the engine's queue now (a burst's first decode waited for it)
+    state.marks[stage] ??= performance.now();
+  };
   if (plan.stream) return streamGeneration(state, deps, plan, flight, onStage);
   const filter = deps.responseFilter(state);
   try {

@@ -1,0 +1,122 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-steps.ts [--size 28] [--streams 4] [--tokens 48] [--threads N] [--runs 3]
+ *
+ * Where a batched decode step's time goes, in-process (engine only, no HTTP): N greedy completions start together
+ * (a burst) and every llama_decode of the context is recorded (tokens in the batch, native decode time) with the
+ * JS time between one decode's end and the next one's start (sampling, node-llama-cpp's per-token work, ours).
+ * Prints per run: steps, the burst's first steps' sizes (were the prompts evaluated together?), decode ms per step,
+ * gap ms per step, aggregate tok/s, and each stream's first-token time. What issue 11 items 1-2 were measured with.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { makeTinyModel } from "../src/engine/tiny-model";
+import { usableCpus } from "../src/engine/cpu-budget";
+import { LlamaEngine } from "../src/engine/llama";
+import { silentLogger } from "../src/log/logger";
+import { NO_END, median, wordsPrompt } from "./bench-peer-lib";
+import { parseConfig } from "../src/config/load";
+import { KeyStore, keysFilePath } from "../src/guards/keys";
+import { AuditLog } from "../src/log/audit";
+import { createServer } from "../src/server/create-server";
+
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  size: { type: "string", default: "28" }, streams: { type: "string", default: "4" }, tokens: { type: "string", default: "48" },
+  threads: { type: "string" }, runs: { type: "string", default: "3" }, http: { type: "boolean", default: false },
+} });
+const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
+  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
+};
+const n = Number(values.streams), maxTokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-steps-"));
+process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+const model = path.join(dir, "m.gguf");
+await makeTinyModel(model, { ...SHAPES[values.size]!, ctx: 2048 });
+const engine = await LlamaEngine.create({ models: [{ id: "bench", path: model }], threads, ctxSize: 2048, parallel: n, maxQueue: 16, gpu: false, log: silentLogger() });
+
+type Native = { initBatch: (n: number) => void; decodeBatch: () => Promise<void> };
+// The addon's methods are read-only: the context's handle on it is replaced by a proxy that records both calls.
+const context = (engine as unknown as { loaded: Map<string, { context: { _ctx: Native } }> }).loaded.get("bench")!.context;
+const native = context._ctx;
+const steps: { size: number; start: number; end: number }[] = [];
+let size = 0;
+context._ctx = new Proxy(native, {
+  get(target, p) {
+    if (p === "initBatch") return (k: number) => { size = k; target.initBatch(k); };
+    if (p === "decodeBatch") {
+      return async () => {
+        const s = { size, start: performance.now(), end: 0 };
+        steps.push(s);
+        try { await target.decodeBatch(); } finally { s.end = performance.now(); }
+      };
+    }
+    const v = (target as unknown as Record<string | symbol, unknown>)[p];
+    return typeof v === "function" ? v.bind(target) : v;
+  },
+});
+
+const f = (x: number, d = 1) => x.toFixed(d);
+// --http: the same burst through the whole request path (auth, guards, scanner, audit) as streamed completions.
+const stateDir = path.join(dir, "state");
+const served = values.http ? await (async () => {
+  const config = parseConfig({ stateDir, model: [model], threads, parallel: n, ctxSize: 2048, rateLimit: { rpm: 0, tpm: 0, maxConcurrent: 0 } });
+  const store = new KeyStore(keysFilePath(stateDir));
+  const { key } = store.create({ name: "steps", scopes: ["completions"] });
+  const { app } = await createServer(config, { engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log: silentLogger() });
+  app.listen({ hostname: "127.0.0.1", port: 0 });
+  return { app, key, base: `http://127.0.0.1:${app.server!.port}` };
+})() : undefined;
+const entered: number[] = [];
+const complete = engine.complete.bind(engine);
+const firstTokens: number[] = [];
+engine.complete = (call) => {
+  entered.push(performance.now());
+  return complete({ ...call, onStage: (st) => { if (st === "first-token") firstTokens.push(performance.now()); call.onStage?.(st); } });
+};
+
+/** One generation; resolves with its completion tokens. onFirst: its first token (engine) or first text byte (HTTP). */
+async function one(onFirst: () => void): Promise<number> {
+  if (!served) {
+    const g = await engine.complete({
+      model: "bench", prompt: wordsPrompt(10), signal: new AbortController().signal,
+      sampling: { maxTokens, temperature: 0, logitBias: new Map(Object.entries(NO_END).map(([k, v]) => [Number(k), v])) },
+      onStage: (s) => { if (s === "first-token") onFirst(); },
+    });
+    return g.completionTokens;
+  }
+  const r = await fetch(`${served.base}/v1/completions`, { method: "POST", headers: { authorization: `Bearer ${served.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "bench", prompt: wordsPrompt(10), max_tokens: maxTokens, temperature: 0, logit_bias: NO_END, stream: true, stream_options: { include_usage: true } }) });
+  const reader = r.body!.getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += new TextDecoder().decode(value);
+    if (buf.includes('"text":"')) onFirst();
+  }
+  return Number(/"completion_tokens":(\d+)/.exec(buf)?.[1] ?? 0);
+}
+
+const run = async () => {
+  steps.length = 0; entered.length = 0; firstTokens.length = 0;
+  const t0 = performance.now();
+  const firsts: number[] = [];
+  const counts = await Promise.all(Array.from({ length: n }, (_, i) => one(() => { firsts[i] ??= performance.now() - t0; })));
+  const ms = performance.now() - t0;
+  const tokens = counts.reduce((a, b) => a + b, 0);
+  const gaps = steps.slice(1).map((s, i) => s.start - steps[i]!.end);
+  const dec = steps.map((s) => s.end - s.start);
+  console.log(`steps ${steps.length} (first sizes ${steps.slice(0, 6).map((s) => s.size).join(",")}; first starts ms ${steps.slice(0, 4).map((s) => f(s.start - t0)).join(",")}; ` +
+    `engine entered ms ${entered.map((e) => f(e - t0)).join(",")}), decode ms/step median ${f(median(dec), 2)} ` +
+    `sum ${f(dec.reduce((a, b) => a + b, 0))}, gap ms/step median ${f(median(gaps), 2)} max ${f(Math.max(...gaps), 2)} sum ${f(gaps.reduce((a, b) => a + b, 0))}; ` +
+    `${f(tokens / (ms / 1000))} tok/s; first tokens ms ${firstTokens.map((x) => f(x - t0)).join(", ")}; first ${served ? "text" : "token"} ms ${firsts.map((x) => f(x)).join(", ")} (load ${f(os.loadavg()[0]!, 2)})`);
+};
+try {
+  await run(); // warm-up
+  for (let i = 0; i < Number(values.runs); i++) await run();
+} finally {
+  await served?.app.stop(true);
+  await engine.dispose();
+}

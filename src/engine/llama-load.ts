@@ -1,0 +1,100 @@
+/**
+ * Opening node-llama-cpp and loading one model with its context: what LlamaEngine holds per model, and how it is
+ * made (the context batches `parallel` sequences, gathers a burst's prompts, keeps streams in one step).
+ */
+import fs from "node:fs";
+import {
+  getLlama, LlamaLogLevel,
+  type ChatWrapper, type Llama, type LlamaContext, type LlamaEmbeddingContext, type LlamaModel,
+} from "node-llama-cpp";
+import type { Logger } from "../log/logger";
+import type { ModelInfo } from "./engine";
+import { readVocabulary } from "./llama-options";
+import { Scheduler } from "./scheduler";
+import { syncBatches } from "./batch-sync";
+import { gatherSchedule, type Arrivals } from "./arrivals";
+import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
+
+export interface ModelSource { id: string; path: string }
+
+export interface LlamaEngineOptions {
+  models: ModelSource[];
+  threads: number;
+  ctxSize: number;
+  parallel: number;
+  maxQueue: number;
+  gpu: "cuda" | "vulkan" | "metal" | false;
+  gpuLayers?: "auto" | number;
+  log: Logger;
+  /** Called as each model loads (0-1): serve turns it into systemd start-timeout extensions. */
+  onProgress?: (status: string) => void;
+  /** Bounds on rendering a Jinja chat template per request (config limits.chatTemplateMs/Chars; absent: the schema's defaults). */
+  chatTemplate?: TemplateLimits;
+}
+
+/** One loaded model, with everything the engine keeps for it. */
+export interface Loaded {
+  info: ModelInfo;
+  model: LlamaModel;
+  context: LlamaContext;
+  scheduler: Scheduler;
+  special: string[];
+  vocabularySize: number;
+  /** Resolved once per model: a template resolution per request blocked the event loop for 150+ ms. */
+  chatWrapper: ChatWrapper;
+  /** Set when chatWrapper renders the model's own Jinja template: each chat is rendered first under a deadline. */
+  templateBound?: TemplateBound;
+  embedding?: Promise<LlamaEmbeddingContext>;
+  embedScheduler: Scheduler;
+  /** Sequences past their first sampled token (0: the context is idle, so a burst's first decode may gather). */
+  busy: { generating: number };
+}
+
+const LOG_LEVEL: Record<string, "error" | "warn" | "info" | "debug"> = {
+  [LlamaLogLevel.fatal]: "error", [LlamaLogLevel.error]: "error", [LlamaLogLevel.warn]: "warn",
+  [LlamaLogLevel.info]: "debug", [LlamaLogLevel.log]: "debug", [LlamaLogLevel.debug]: "debug",
+};
+
+/** The llama.cpp binding: prebuilt (or embedded) libraries only, never a build or download; its log into ours. */
+export function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
+  const log = opts.log;
+  return getLlama({
+    gpu: opts.gpu,
+    build: "never",
+    usePrebuiltBinaries: true,
+    skipDownload: true,
+    progressLogs: false,
+    maxThreads: opts.threads,
+    logLevel: LlamaLogLevel.warn,
+    logger: (level, message) => {
+      // Under the unit's ProcSubset=pid, /proc/meminfo is hidden; the addon then says so at error level,
+      // harmlessly (memory is read through sysinfo instead). Keep it out of the operator's error logs.
+      const quiet = /Failed to get wired system memory/.test(message);
+      log[quiet ? "debug" : LOG_LEVEL[level] ?? "debug"]({ src: "llama.cpp" }, message.trim());
+    },
+  });
+}
+
+/** Loads one model and its context of `parallel` sequences. */
+export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEngineOptions, arrivals: Arrivals): Promise<Loaded> {
+  const model = await llama.loadModel({ modelPath: source.path, gpuLayers: opts.gpu ? opts.gpuLayers ?? "auto" : 0,
+    onLoadProgress: (p) => opts.onProgress?.(`loading model ${source.id}: ${Math.round(p * 100)}%`) });
+  opts.onProgress?.(`creating the context for ${source.id}`);
+  const contextSize = Math.min(opts.ctxSize, model.trainContextSize);
+  const busy = { generating: 0 };
+  const context = await model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads,
+    batching: { dispatchSchedule: gatherSchedule(arrivals, () => busy.generating === 0) } });
+  // Concurrent streams share each decode step (without it one sequence kept missing the step: 3 of 4 per step).
+  if (opts.parallel > 1 && !syncBatches(context)) opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: concurrent streams are decoded less batched");
+  const stat = fs.statSync(source.path);
+  opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, backend: llama.gpu || "cpu" }, "model loaded");
+  return {
+    info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size },
+    model, context,
+    scheduler: new Scheduler(opts.parallel, opts.maxQueue),
+    ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
+    ...resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits()),
+    embedScheduler: new Scheduler(1, opts.maxQueue),
+    busy,
+  };
+}
