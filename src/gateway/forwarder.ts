@@ -43,6 +43,9 @@ export interface UpstreamReply {
 
 type Tunables = Config["gateway"];
 
+/** The abort reason of a finished call (one object: no stack captured per request). */
+const ENDED = Object.freeze(new Error("ended"));
+
 const delay = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
   if (!ms || signal.aborted) return resolve();
   const t = setTimeout(done, ms);
@@ -96,7 +99,7 @@ export class Forwarder {
       if (outcome === "ok") u.breaker.success();
       else if (outcome === "failed") u.breaker.failure();
       else u.breaker.release();
-      own.abort(new Error("ended")); // frees the connection of anything left unread
+      own.abort(ENDED); // frees the connection of anything left unread
     };
     /** Maps a thrown error while talking to the upstream to a failure (or the client's cancel). */
     const failed = (e: unknown): AttemptFailure => {

@@ -31,6 +31,7 @@ export class Gateway {
   private readonly forwarder: Forwarder;
   private readonly balancer = new LeastInflight();
   private readonly tunables: Config["gateway"];
+  private readonly specials = [...COMMON_SPECIAL_TOKENS];
   /** When this gateway started, as OpenAI's `created` of its upstream models. */
   readonly created: number;
 
@@ -59,7 +60,7 @@ export class Gateway {
 
   /** What the prompt guard treats as control tokens in prompts for upstream models. */
   specialTokens(): string[] {
-    return [...COMMON_SPECIAL_TOKENS];
+    return this.specials; // the same array every time: the prompt guard caches its regex per array
   }
 
   forward(req: ForwardRequest): Promise<UpstreamReply> {
