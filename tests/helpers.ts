@@ -5,7 +5,7 @@ import path from "node:path";
 import { parseConfig } from "../src/config/load";
 import type { ConfigInput } from "../src/config/schema";
 import { LlamaEngine } from "../src/engine/llama";
-import { makeTinyModel, type TinyModelOptions } from "../src/engine/tiny-model";
+import { CHATML_TEMPLATE, makeTinyModel, type TinyModelOptions } from "../src/engine/tiny-model";
 import { KeyStore, keysFilePath, type NewKeyOptions } from "../src/guards/keys";
 import { AuditLog } from "../src/log/audit";
 import { createLogger, silentLogger, type Logger } from "../src/log/logger";
@@ -29,6 +29,35 @@ export function tinyModel(opts: Partial<TinyModelOptions> = {}): Promise<string>
     models.set(key, makeTinyModel(file, opts).then(() => file));
   }
   return models.get(key)!;
+}
+
+/**
+ * A copy of the tiny model at `file` whose chat template is `template` (written over the ChatML template in place,
+ * padded with a Jinja comment to the same length, so no offset in the GGUF moves).
+ */
+export async function withTemplate(template: string, file: string): Promise<string> {
+  const buf = fs.readFileSync(await tinyModel());
+  const at = buf.indexOf(Buffer.from(CHATML_TEMPLATE));
+  if (at <= 0) throw new Error("the tiny model holds no ChatML template to replace");
+  const room = CHATML_TEMPLATE.length - template.length - 4;
+  if (room < 0) throw new Error(`a template of ${template.length} characters does not fit in the ${CHATML_TEMPLATE.length} of ChatML`);
+  buf.write(template + `{#${" ".repeat(room)}#}`, at, "utf8");
+  fs.writeFileSync(file, buf);
+  return file;
+}
+
+/**
+ * Polls `probe` (sync or async) until it returns something other than undefined, and returns that; fails naming
+ * `what` once `ms` have passed. The 25 ms between polls is a poll interval, not a wait for time: the deadline bounds it.
+ */
+export async function until<T>(probe: () => T | undefined | Promise<T | undefined>, ms = 20_000, what = "condition"): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(25);
+  }
 }
 
 /** A log sink tests can read: every pino line, parsed. */

@@ -70,14 +70,3 @@ export async function startPair(redisUrl: string, keySpecs: Record<string, strin
     },
   };
 }
-
-/** Polls `probe` until it returns a value (not undefined) or the deadline passes. */
-export async function until<T>(probe: () => Promise<T | undefined>, ms = 20_000, what = "condition"): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(25); // a poll interval, not a wait for time to pass: the deadline bounds it
-  }
-}

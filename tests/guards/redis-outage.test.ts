@@ -10,8 +10,7 @@ import path from "node:path";
 import { keys as keysCommand } from "../../src/cli/commands/keys";
 import type { LlamaEngine } from "../../src/engine/llama";
 import { KeyStore, keysFilePath } from "../../src/guards/keys";
-import { makeApp, makeEngine, memoryLogger, req, tmpDir } from "../helpers";
-import { until } from "./redis-instances";
+import { makeApp, makeEngine, memoryLogger, req, tmpDir, until } from "../helpers";
 import { redisMissing, startRedis, type RedisServer } from "./redis-server";
 
 const skip = redisMissing("tests/guards/redis-outage.test.ts");

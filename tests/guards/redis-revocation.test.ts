@@ -11,8 +11,7 @@ import type { LlamaEngine } from "../../src/engine/llama";
 import { KeyStore, keysFilePath } from "../../src/guards/keys";
 import { silentLogger } from "../../src/log/logger";
 import { createServer } from "../../src/server/create-server";
-import { makeEngine, req, tinyModel, tmpDir } from "../helpers";
-import { until } from "./redis-instances";
+import { makeEngine, req, tinyModel, tmpDir, until } from "../helpers";
 import { redisMissing, startRedis, type RedisServer } from "./redis-server";
 
 const skip = redisMissing("tests/guards/redis-revocation.test.ts");

@@ -9,8 +9,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { sign } from "../../src/guards/signature";
-import { tmpDir } from "../helpers";
-import { startPair, until, type Pair } from "./redis-instances";
+import { tmpDir, until } from "../helpers";
+import { startPair, type Pair } from "./redis-instances";
 import { redisMissing, startRedis, type RedisServer } from "./redis-server";
 
 const skip = redisMissing("tests/guards/redis-shared.test.ts");

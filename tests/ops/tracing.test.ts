@@ -14,7 +14,7 @@ import { parseConfig } from "../../src/config/load";
 import { otlpAllow, probeTarget } from "../../src/integrity/egress";
 import { layout } from "../../src/service/layout";
 import { renderUnits } from "../../src/service/units";
-import { tmpDir } from "../helpers";
+import { tmpDir, until } from "../helpers";
 
 interface Span { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes: { key: string }[] }
 
@@ -45,15 +45,6 @@ const spansOf = (traceId: string): Span[] => received.flatMap((r) => {
   return j.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans));
 }).filter((s) => s.traceId === traceId);
 
-async function until<T>(what: string, f: () => T | undefined, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
 
 test("a caller's traceparent is continued: header, log line, audit record and exported spans", async () => {
   const traceId = hex(16), parent = hex(8);
@@ -67,17 +58,17 @@ test("a caller's traceparent is continued: header, log line, audit record and ex
   expect(ourSpan).not.toBe(parent);
   const reqId = r.headers.get("x-request-id")!;
 
-  const line = await until("the request log line", () => srv.log().split("\n").find((l) => l.includes(reqId) && l.includes('"msg":"request"')));
+  const line = await until(() => srv.log().split("\n").find((l) => l.includes(reqId) && l.includes('"msg":"request"')), 30_000, "the request log line");
   expect(JSON.parse(line).traceId).toBe(traceId);
   const audit = path.join(srv.stateDir, "audit.jsonl");
-  const rec = await until("the audit record", () => fs.existsSync(audit) ? fs.readFileSync(audit, "utf8").split("\n").find((l) => l.includes(reqId)) : undefined);
+  const rec = await until(() => fs.existsSync(audit) ? fs.readFileSync(audit, "utf8").split("\n").find((l) => l.includes(reqId)) : undefined, 30_000, "the audit record");
   expect(JSON.parse(rec).traceId).toBe(traceId);
 
   const want = ["guards", "guard.prompt", "queue.wait", "prompt.eval", "generation"];
-  const spans = await until("the spans at the collector", () => {
+  const spans = await until(() => {
     const s = spansOf(traceId);
     return want.every((n) => s.some((x) => x.name === n)) ? s : undefined;
-  });
+  }, 30_000, "the spans at the collector");
   expect(received.every((x) => x.path === "/v1/traces")).toBe(true);
   const root = spans.find((s) => s.spanId === ourSpan)!;
   expect(root.name).toBe("POST /v1/chat/completions");
@@ -106,7 +97,7 @@ test("a malformed traceparent starts a new trace; streams answer one too", async
   expect(s.status).toBe(200);
   await s.text();
   const tid = s.headers.get("traceparent")!.slice(3, 35);
-  await until("the streamed request's spans", () => spansOf(tid).some((x) => x.name === "generation") || undefined);
+  await until(() => spansOf(tid).some((x) => x.name === "generation") || undefined, 30_000, "the streamed request's spans");
   const refused = await fetch(`${srv.baseURL}/v1/models`); // errors answer it too
   expect(refused.status).toBe(401);
   expect(refused.headers.get("traceparent")).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);

@@ -7,14 +7,13 @@ import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { parseConfig } from "../../src/config/load";
-import { CHATML_TEMPLATE } from "../../src/engine/tiny-model";
 import { addModel } from "../../src/integrity/add-model";
 import { checkGgufHeader, GgufHeaderError } from "../../src/integrity/gguf-header";
 import { readManifest } from "../../src/integrity/manifest";
 import { ModelPreflightError, preflightModel } from "../../src/integrity/model-preflight";
 import { resolveModels } from "../../src/integrity/resolve";
 import { main } from "../../src/main";
-import { tinyModel, tmpDir } from "../helpers";
+import { tinyModel, tmpDir, withTemplate } from "../helpers";
 
 const dirs: string[] = [];
 const dir = () => { const d = tmpDir("appliance-gguf-"); dirs.push(d); return d; };
@@ -35,18 +34,6 @@ async function withU32(key: string, value: number): Promise<string> {
   return file;
 }
 
-/** The tiny model with its chat template replaced by one of the same byte length. */
-async function withTemplate(template: string): Promise<string> {
-  const buf = fs.readFileSync(await tinyModel());
-  const at = buf.indexOf(Buffer.from(CHATML_TEMPLATE));
-  expect(at).toBeGreaterThan(0);
-  const padded = template + `{#${" ".repeat(CHATML_TEMPLATE.length - template.length - 4)}#}`;
-  expect(padded.length).toBe(CHATML_TEMPLATE.length);
-  buf.write(padded, at, "utf8");
-  const file = path.join(dir(), "template.gguf");
-  fs.writeFileSync(file, buf);
-  return file;
-}
 
 describe("hyperparameters in the header check", () => {
   const cases: [string, number, RegExp][] = [
@@ -90,14 +77,14 @@ describe("trial run in a child process at models add", () => {
   }, 180_000);
 
   test("a chat template that loops is refused after the template time limit, and this process never ran it", async () => {
-    const file = await withTemplate("{% for i in range(2000000000) %}x{% endfor %}");
+    const file = await withTemplate("{% for i in range(2000000000) %}x{% endfor %}", path.join(dir(), "template.gguf"));
     expect(() => checkGgufHeader(file)).not.toThrow();
     await expect(preflightModel(file, { loadMs: 300_000, templateMs: 2_000 }))
       .rejects.toThrow(/in a trial run while rendering its chat template, its chat template did not finish a 4-message sample within 2 s/);
   }, 180_000);
 
   test("serve trial-renders every model's template before loading it: a looping one is refused at start, even unverified", async () => {
-    const file = await withTemplate("{% for i in range(2000000000) %}x{% endfor %}");
+    const file = await withTemplate("{% for i in range(2000000000) %}x{% endfor %}", path.join(dir(), "template.gguf"));
     const started = Date.now();
     await expect(resolveModels(parseConfig({ stateDir: dir(), model: [file], allowUnverified: true } as Record<string, unknown>)))
       .rejects.toThrow(/template\.gguf is refused: in a trial run while rendering its chat template, its chat template did not finish/);

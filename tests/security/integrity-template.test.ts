@@ -10,9 +10,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { LlamaEngine } from "../../src/engine/llama";
-import { CHATML_TEMPLATE } from "../../src/engine/tiny-model";
 import { silentLogger } from "../../src/log/logger";
-import { makeApp, tinyModel, tmpDir } from "../helpers";
+import { makeApp, tmpDir, withTemplate } from "../helpers";
 import { serveBinary, type Served } from "./request-helpers";
 
 /** ChatML-like (but not ChatML, so node-llama-cpp keeps it as a Jinja template) with a loop behind a message count. */
@@ -24,18 +23,6 @@ const TEMPLATE_CHARS = 4_000;
 const dir = tmpDir("appliance-template-");
 let server: Served;
 
-/** The tiny model with its chat template replaced in place by one of the same byte length. */
-async function withTemplate(template: string): Promise<string> {
-  const buf = fs.readFileSync(await tinyModel());
-  const at = buf.indexOf(Buffer.from(CHATML_TEMPLATE));
-  expect(at).toBeGreaterThan(0);
-  const padded = template + `{#${" ".repeat(CHATML_TEMPLATE.length - template.length - 4)}#}`;
-  expect(padded.length).toBe(CHATML_TEMPLATE.length);
-  buf.write(padded, at, "utf8");
-  const file = path.join(dir, "crafted.gguf");
-  fs.writeFileSync(file, buf);
-  return file;
-}
 
 function chat(messages: { role: string; content: string }[], signal?: AbortSignal) {
   return fetch(`http://127.0.0.1:${server.port}/v1/chat/completions`, {
@@ -49,7 +36,7 @@ const turns = (n: number) => Array.from({ length: n }, (_, i) => ({ role: i % 2 
 
 beforeAll(async () => {
   server = await serveBinary([], {
-    model: await withTemplate(EXPLODING),
+    model: await withTemplate(EXPLODING, path.join(dir, "crafted.gguf")),
     env: { APPLIANCE_LIMITS__CHAT_TEMPLATE_MS: String(TEMPLATE_MS), APPLIANCE_LIMITS__CHAT_TEMPLATE_CHARS: String(TEMPLATE_CHARS) },
   });
 }, 180_000);
@@ -96,7 +83,7 @@ describe("a chat template that explodes with the request", () => {
 });
 
 test("from source, in process: the same refusal (the worker runs from its .ts file)", async () => {
-  const engine = await LlamaEngine.create({ models: [{ id: "tiny", path: await withTemplate(EXPLODING) }], threads: 1, ctxSize: 2048,
+  const engine = await LlamaEngine.create({ models: [{ id: "tiny", path: await withTemplate(EXPLODING, path.join(dir, "crafted.gguf")) }], threads: 1, ctxSize: 2048,
     parallel: 1, maxQueue: 4, gpu: false, log: silentLogger(), chatTemplate: { ms: TEMPLATE_MS, chars: TEMPLATE_CHARS } });
   try {
     const { app, key } = await makeApp({ engine });

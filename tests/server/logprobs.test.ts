@@ -1,21 +1,11 @@
 /** logprobs / top_logprobs (chat) and logprobs (completions) on the real tiny model. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { listenApp, makeApp } from "../helpers";
+import { describe, expect, test } from "bun:test";
+import { sdkApp } from "./sdk-app";
 
-let ctx: Awaited<ReturnType<typeof makeApp>>;
-let baseURL: string;
-
-beforeAll(async () => {
-  ctx = await makeApp();
-  baseURL = listenApp(ctx.app);
-});
-afterAll(async () => {
-  await ctx.app.stop(true);
-  await ctx.engine.dispose();
-});
+const srv = sdkApp();
 
 const post = async (path: string, body: unknown) => {
-  const r = await fetch(`${baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch(`${srv.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
   return { status: r.status, body: (await r.json()) as any };
 };
 const user = (content: string) => [{ role: "user", content }];

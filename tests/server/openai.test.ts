@@ -1,25 +1,13 @@
 /** The OpenAI API through the official `openai` SDK over real HTTP, on the real engine and tiny model. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { listenApp, makeApp } from "../helpers";
+import { sdkApp } from "./sdk-app";
 
-let ctx: Awaited<ReturnType<typeof makeApp>>;
-let client: OpenAI;
-let baseURL: string;
-
-beforeAll(async () => {
-  ctx = await makeApp();
-  baseURL = listenApp(ctx.app);
-  client = new OpenAI({ apiKey: ctx.key, baseURL: `${baseURL}/v1`, maxRetries: 0 });
-});
-afterAll(async () => {
-  await ctx.app.stop(true);
-  await ctx.engine.dispose();
-});
+const srv = sdkApp();
 
 describe("chat completions", () => {
   test("non-streaming answer with usage", async () => {
-    const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8, temperature: 0 });
+    const r = await srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8, temperature: 0 });
     expect(r.object).toBe("chat.completion");
     expect(r.choices[0]!.message.role).toBe("assistant");
     expect(typeof r.choices[0]!.message.content).toBe("string");
@@ -30,12 +18,12 @@ describe("chat completions", () => {
   });
 
   test("same seed, same answer", async () => {
-    const ask = () => client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "the answer" }], max_tokens: 12, temperature: 0.8, seed: 7 });
+    const ask = () => srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "the answer" }], max_tokens: 12, temperature: 0.8, seed: 7 });
     expect((await ask()).choices[0]!.message.content).toBe((await ask()).choices[0]!.message.content!);
   });
 
   test("streaming: role first, text deltas, finish reason, usage, [DONE]", async () => {
-    const stream = await client.chat.completions.create({
+    const stream = await srv.client.chat.completions.create({
       model: "tiny", messages: [{ role: "system", content: "be brief" }, { role: "user", content: "hi" }], max_tokens: 10, stream: true,
       stream_options: { include_usage: true }, temperature: 0,
     });
@@ -48,14 +36,14 @@ describe("chat completions", () => {
     const usage = chunks.at(-1)!.usage!;
     expect(usage.completion_tokens).toBeGreaterThan(0);
     // Streaming and non-streaming produce the same text for the same greedy request.
-    const full = await client.chat.completions.create({
+    const full = await srv.client.chat.completions.create({
       model: "tiny", messages: [{ role: "system", content: "be brief" }, { role: "user", content: "hi" }], max_tokens: 10, temperature: 0,
     });
     expect(text).toBe(full.choices[0]!.message.content!);
   });
 
   test("json_schema output parses and matches the schema", async () => {
-    const r = await client.chat.completions.create({
+    const r = await srv.client.chat.completions.create({
       model: "tiny", messages: [{ role: "user", content: "give me json" }], max_tokens: 200,
       response_format: { type: "json_schema", json_schema: { name: "thing", schema: {
         type: "object", properties: { name: { type: "string", enum: ["alpha", "beta"] }, ok: { type: "boolean" } }, required: ["name", "ok"],
@@ -67,7 +55,7 @@ describe("chat completions", () => {
   });
 
   test("json_object output is JSON", async () => {
-    const r = await client.chat.completions.create({
+    const r = await srv.client.chat.completions.create({
       model: "tiny", messages: [{ role: "user", content: "json please" }], max_tokens: 64, response_format: { type: "json_object" }, temperature: 0,
     });
     expect(r.choices[0]!.finish_reason).toBe("stop");
@@ -75,11 +63,11 @@ describe("chat completions", () => {
   });
 
   test("stop sequences end the text", async () => {
-    const base = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 20, temperature: 0 });
+    const base = await srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 20, temperature: 0 });
     const text = base.choices[0]!.message.content!;
     const stopAt = text.slice(3, 6);
     if (stopAt.length < 3) return; // generated text too short to cut; nothing to prove
-    const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 20, temperature: 0, stop: [stopAt] });
+    const r = await srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 20, temperature: 0, stop: [stopAt] });
     expect(r.choices[0]!.message.content!).toBe(text.slice(0, text.indexOf(stopAt)));
     expect(r.choices[0]!.finish_reason).toBe("stop");
   });
@@ -87,10 +75,10 @@ describe("chat completions", () => {
 
 describe("completions", () => {
   test("non-streaming and streaming agree", async () => {
-    const full = await client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0 });
+    const full = await srv.client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0 });
     expect(full.object).toBe("text_completion");
     expect(full.usage!.completion_tokens).toBeGreaterThan(0);
-    const stream = await client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0, stream: true });
+    const stream = await srv.client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0, stream: true });
     let text = "";
     for await (const c of stream) text += c.choices[0]?.text ?? "";
     expect(text).toBe(full.choices[0]!.text);
@@ -99,10 +87,10 @@ describe("completions", () => {
 
 describe("embeddings", () => {
   test("string and array input, base64 (SDK default) and float", async () => {
-    const one = await client.embeddings.create({ model: "tiny", input: "hello world" });
+    const one = await srv.client.embeddings.create({ model: "tiny", input: "hello world" });
     expect(one.data).toHaveLength(1);
     expect(one.data[0]!.embedding.length).toBe(64);
-    const many = await client.embeddings.create({ model: "tiny", input: ["hello world", "json value"], encoding_format: "float" });
+    const many = await srv.client.embeddings.create({ model: "tiny", input: ["hello world", "json value"], encoding_format: "float" });
     expect(many.data).toHaveLength(2);
     expect(many.data[0]!.embedding).toEqual(one.data[0]!.embedding.map((x) => Math.fround(x)));
     expect(many.usage.prompt_tokens).toBeGreaterThan(0);
@@ -111,9 +99,9 @@ describe("embeddings", () => {
 
 describe("models", () => {
   test("list and retrieve", async () => {
-    const list = await client.models.list();
+    const list = await srv.client.models.list();
     expect(list.data.map((m) => m.id)).toEqual(["tiny"]);
-    const m = await client.models.retrieve("tiny");
+    const m = await srv.client.models.retrieve("tiny");
     expect(m.id).toBe("tiny");
     expect(m.object).toBe("model");
   });
@@ -130,33 +118,33 @@ describe("errors are OpenAI-shaped with the right status", () => {
     expect(e.error.message).not.toMatch(/\bat .*\.ts:\d+|node_modules|\/src\//);
   };
   test("unknown model → 404 model_not_found", () =>
-    expectError(client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] }), 404, "model_not_found", "model"));
-  test("retrieve unknown model → 404", () => expectError(client.models.retrieve("nope"), 404, "model_not_found"));
+    expectError(srv.client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] }), 404, "model_not_found", "model"));
+  test("retrieve unknown model → 404", () => expectError(srv.client.models.retrieve("nope"), 404, "model_not_found"));
   test("out-of-range parameter → 400 naming the param", () =>
-    expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], temperature: 3 }), 400, undefined, "temperature"));
+    expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], temperature: 3 }), 400, undefined, "temperature"));
   test("wrong type deep inside → 400 naming the path", () =>
-    expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "robot" as never, content: "x" }] }), 400, undefined, "messages.0.role"));
+    expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "robot" as never, content: "x" }] }), 400, undefined, "messages.0.role"));
   test("unknown field → 400 naming it", async () => {
-    const p = client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], frobnicate: 1 } as never);
+    const p = srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], frobnicate: 1 } as never);
     await expectError(p, 400);
     expect((await p.catch((e) => e)).message).toContain("frobnicate");
   });
   test("prompt + max_tokens over the context → 400 context_length_exceeded", () =>
-    expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "word ".repeat(1500) }], max_tokens: 1000 }),
+    expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "word ".repeat(1500) }], max_tokens: 1000 }),
       400, "context_length_exceeded"));
   test("max_tokens above the cap → 400", () =>
-    expectError(client.completions.create({ model: "tiny", prompt: "x", max_tokens: 100000 }), 400, undefined, "max_tokens"));
-  test("n above the most choices → 400", () => expectError(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], n: 17 }), 400, undefined, "n"));
-  test("no key → 401", () => expectError(new OpenAI({ apiKey: "apk_0000000000000000_" + "A".repeat(43), baseURL: `${baseURL}/v1`, maxRetries: 0 }).models.list(), 401, "invalid_api_key"));
+    expectError(srv.client.completions.create({ model: "tiny", prompt: "x", max_tokens: 100000 }), 400, undefined, "max_tokens"));
+  test("n above the most choices → 400", () => expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], n: 17 }), 400, undefined, "n"));
+  test("no key → 401", () => expectError(new OpenAI({ apiKey: "apk_0000000000000000_" + "A".repeat(43), baseURL: `${srv.baseURL}/v1`, maxRetries: 0 }).models.list(), 401, "invalid_api_key"));
 
   test("invalid JSON → 400 invalid_json, with a request id", async () => {
-    const r = await fetch(`${baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: "{bad" });
+    const r = await fetch(`${srv.baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" }, body: "{bad" });
     expect(r.status).toBe(400);
     expect(r.headers.get("x-request-id")).toMatch(/^req_[A-Za-z0-9_-]{22}$/);
     expect(((await r.json()) as any).error.code).toBe("invalid_json");
   });
   test("unknown route → 404 in OpenAI shape", async () => {
-    const r = await fetch(`${baseURL}/v1/nothing`, { headers: { authorization: `Bearer ${ctx.key}` } });
+    const r = await fetch(`${srv.baseURL}/v1/nothing`, { headers: { authorization: `Bearer ${srv.ctx.key}` } });
     expect(r.status).toBe(404);
     expect(((await r.json()) as any).error.type).toBe("invalid_request_error");
   });
@@ -164,44 +152,44 @@ describe("errors are OpenAI-shaped with the right status", () => {
 
 describe("operations routes", () => {
   test("/health is public, /ready needs a key and reports the model", async () => {
-    expect((await fetch(`${baseURL}/health`)).status).toBe(200);
-    expect((await fetch(`${baseURL}/ready`)).status).toBe(401);
-    const r = await fetch(`${baseURL}/ready`, { headers: { authorization: `Bearer ${ctx.key}` } });
+    expect((await fetch(`${srv.baseURL}/health`)).status).toBe(200);
+    expect((await fetch(`${srv.baseURL}/ready`)).status).toBe(401);
+    const r = await fetch(`${srv.baseURL}/ready`, { headers: { authorization: `Bearer ${srv.ctx.key}` } });
     expect(r.status).toBe(200);
     expect(((await r.json()) as any).models).toEqual(["tiny"]);
   });
   test("docs page renders offline: UI assets come from this server, spec documents the routes", async () => {
-    const h = { authorization: `Bearer ${ctx.key}` };
-    const page = await (await fetch(`${baseURL}/swagger`, { headers: h })).text();
+    const h = { authorization: `Bearer ${srv.ctx.key}` };
+    const page = await (await fetch(`${srv.baseURL}/swagger`, { headers: h })).text();
     const srcs = [...page.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
     expect(srcs.length).toBeGreaterThan(0);
     for (const s of srcs) {
       expect(s.startsWith("/")).toBe(true); // no CDN
-      const asset = await fetch(`${baseURL}${s}`, { headers: h });
+      const asset = await fetch(`${srv.baseURL}${s}`, { headers: h });
       expect(asset.status).toBe(200);
       expect((await asset.arrayBuffer()).byteLength).toBeGreaterThan(1000);
     }
-    const spec = (await (await fetch(`${baseURL}/swagger/json`, { headers: h })).json()) as any;
+    const spec = (await (await fetch(`${srv.baseURL}/swagger/json`, { headers: h })).json()) as any;
     expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/health"]));
     const body = spec.paths["/v1/chat/completions"].post.requestBody.content["application/json"].schema;
     expect(JSON.stringify(body)).toContain("messages");
   });
   test("docs are readable without a key (docsPublic, the default), with the served model in Try-it-out bodies; calls still need a key", async () => {
-    const page = await fetch(`${baseURL}/swagger`);
+    const page = await fetch(`${srv.baseURL}/swagger`);
     expect(page.status).toBe(200);
-    for (const s of [...(await page.text()).matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!)) expect((await fetch(`${baseURL}${s}`)).status).toBe(200);
-    const spec = (await (await fetch(`${baseURL}/swagger/json`)).json()) as any;
+    for (const s of [...(await page.text()).matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!)) expect((await fetch(`${srv.baseURL}${s}`)).status).toBe(200);
+    const spec = (await (await fetch(`${srv.baseURL}/swagger/json`)).json()) as any;
     const example = (route: string) => spec.paths[route].post.requestBody.content["application/json"].schema.example;
     expect(example("/v1/chat/completions")).toEqual({ model: "tiny", messages: [{ role: "user", content: "Hello!" }], max_tokens: 64 });
     expect(example("/v1/embeddings").model).toBe("tiny");
     expect(Object.keys(spec.paths["/v1/chat/completions"].post.responses)).toContain("200");
-    expect((await fetch(`${baseURL}/v1/models`)).status).toBe(401);
-    expect((await fetch(`${baseURL}/swagger/assets/..%2f..%2fv1%2fmodels`)).status).not.toBe(200);
+    expect((await fetch(`${srv.baseURL}/v1/models`)).status).toBe(401);
+    expect((await fetch(`${srv.baseURL}/swagger/assets/..%2f..%2fv1%2fmodels`)).status).not.toBe(200);
   });
 });
 
 test("/metrics needs the admin scope and counts requests", async () => {
-  const r = await fetch(`${baseURL}/metrics`, { headers: { authorization: `Bearer ${ctx.key}` } });
+  const r = await fetch(`${srv.baseURL}/metrics`, { headers: { authorization: `Bearer ${srv.ctx.key}` } });
   expect(r.status).toBe(200);
   const text = await r.text();
   expect(text).toMatch(/appliance_requests_total\{method="POST",route="\/v1\/chat\/completions",status="200"\} \d+/);

@@ -1,24 +1,12 @@
 /** The OpenAI parameters beyond plain chat: n, logit_bias, prompt arrays and token ids, echo, embeddings dimensions; /tokenize. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { listenApp, makeApp } from "../helpers";
+import { sdkApp } from "./sdk-app";
 
-let ctx: Awaited<ReturnType<typeof makeApp>>;
-let client: OpenAI;
-let baseURL: string;
-
-beforeAll(async () => {
-  ctx = await makeApp();
-  baseURL = listenApp(ctx.app);
-  client = new OpenAI({ apiKey: ctx.key, baseURL: `${baseURL}/v1`, maxRetries: 0 });
-});
-afterAll(async () => {
-  await ctx.app.stop(true);
-  await ctx.engine.dispose();
-});
+const srv = sdkApp();
 
 const post = async (path: string, body: unknown) => {
-  const r = await fetch(`${baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch(`${srv.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
   return { status: r.status, body: (await r.json()) as any };
 };
 const tokenize = async (content: string) => (await post("/tokenize", { content })).body.tokens as number[];
@@ -45,66 +33,66 @@ describe("logit_bias", () => {
   test("+100 makes a token the answer; -100 bans it", async () => {
     const [token] = await tokenize("the");
     const piece = (await post("/detokenize", { tokens: [token] })).body.content as string;
-    const r = await client.completions.create({ model: "tiny", prompt: "x", max_tokens: 4, temperature: 0, logit_bias: { [token!]: 100 } });
+    const r = await srv.client.completions.create({ model: "tiny", prompt: "x", max_tokens: 4, temperature: 0, logit_bias: { [token!]: 100 } });
     expect(r.choices[0]!.text.split(" ").filter(Boolean)).toEqual([piece.trim(), piece.trim(), piece.trim(), piece.trim()]);
     // Ban every token but that one: whatever is sampled (the end token cannot be banned) is that token.
-    const size = (ctx.engine as any).get("tiny").vocabularySize as number;
+    const size = (srv.ctx.engine as any).get("tiny").vocabularySize as number;
     expect(size).toBeLessThanOrEqual(1024);
     const bias = Object.fromEntries(Array.from({ length: size }, (_, i) => [i, -100]).filter(([i]) => i !== token));
-    const banned = await client.completions.create({ model: "tiny", prompt: "Once", max_tokens: 6, temperature: 1.5, seed: 9, logit_bias: bias });
+    const banned = await srv.client.completions.create({ model: "tiny", prompt: "Once", max_tokens: 6, temperature: 1.5, seed: 9, logit_bias: bias });
     const words = banned.choices[0]!.text.split(" ").filter(Boolean);
     expect(words.every((w) => w === piece.trim())).toBe(true);
-    const free = await client.completions.create({ model: "tiny", prompt: "Once", max_tokens: 6, temperature: 1.5, seed: 9 });
+    const free = await srv.client.completions.create({ model: "tiny", prompt: "Once", max_tokens: 6, temperature: 1.5, seed: 9 });
     expect(free.choices[0]!.text).not.toBe(banned.choices[0]!.text);
   });
   test("a token id outside the vocabulary → 400 naming logit_bias", async () => {
-    const e = await error(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], logit_bias: { "99999999": 5 } }));
+    const e = await error(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], logit_bias: { "99999999": 5 } }));
     expect([e.status, e.param]).toEqual([400, "logit_bias"]);
   });
 });
 
 describe("n", () => {
   test("n choices, each seeded on its own (reproducible), usage adds up", async () => {
-    const ask = () => client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, n: 3, seed: 5 });
+    const ask = () => srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, n: 3, seed: 5 });
     const a = await ask(), b = await ask();
     expect(a.choices.map((c) => c.index)).toEqual([0, 1, 2]);
     expect(a.choices.map((c) => c.message.content)).toEqual(b.choices.map((c) => c.message.content));
     expect(new Set(a.choices.map((c) => c.message.content)).size).toBeGreaterThan(1);
-    const one = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, seed: 5 });
+    const one = await srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, seed: 5 });
     expect(a.usage!.prompt_tokens).toBe(one.usage!.prompt_tokens);
     expect(a.choices[0]!.message.content).toBe(one.choices[0]!.message.content);
   });
   test("n above 16 → 400 naming n (streamed too)", async () => {
-    const e = await error(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], n: 17, stream: true }));
+    const e = await error(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], n: 17, stream: true }));
     expect([e.status, e.param]).toEqual([400, "n"]);
   });
 });
 
 describe("completions prompts", () => {
   test("an array of prompts: one choice each, in order", async () => {
-    const r = await client.completions.create({ model: "tiny", prompt: ["Once upon", "hello"], max_tokens: 5, temperature: 0 });
-    const one = await client.completions.create({ model: "tiny", prompt: "hello", max_tokens: 5, temperature: 0 });
+    const r = await srv.client.completions.create({ model: "tiny", prompt: ["Once upon", "hello"], max_tokens: 5, temperature: 0 });
+    const one = await srv.client.completions.create({ model: "tiny", prompt: "hello", max_tokens: 5, temperature: 0 });
     expect(r.choices.map((c) => c.index)).toEqual([0, 1]);
     expect(r.choices[1]!.text).toBe(one.choices[0]!.text);
   });
   test("token ids are the same prompt as their text", async () => {
     const ids = await tokenize("Once upon");
-    const byIds = await client.completions.create({ model: "tiny", prompt: ids, max_tokens: 5, temperature: 0 });
-    const byText = await client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 5, temperature: 0 });
+    const byIds = await srv.client.completions.create({ model: "tiny", prompt: ids, max_tokens: 5, temperature: 0 });
+    const byText = await srv.client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 5, temperature: 0 });
     expect(byIds.choices[0]!.text).toBe(byText.choices[0]!.text);
     expect(byIds.usage!.prompt_tokens).toBe(byText.usage!.prompt_tokens);
   });
   test("token ids of a control token go through the prompt guard like text", async () => {
     // The id of <|im_end|>, read from the model (the server never tokenizes user text with control tokens).
-    const [id] = (ctx.engine as any).get("tiny").model.tokenize("<|im_end|>", true) as number[];
-    const e = await error(client.completions.create({ model: "tiny", prompt: [id!], max_tokens: 2 }));
+    const [id] = (srv.ctx.engine as any).get("tiny").model.tokenize("<|im_end|>", true) as number[];
+    const e = await error(srv.client.completions.create({ model: "tiny", prompt: [id!], max_tokens: 2 }));
     expect([e.status, e.code]).toEqual([400, "prompt_rejected"]);
   });
   test("echo puts the prompt before the text, streamed or not", async () => {
-    const r = await client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 4, temperature: 0, echo: true });
-    const plain = await client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 4, temperature: 0 });
+    const r = await srv.client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 4, temperature: 0, echo: true });
+    const plain = await srv.client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 4, temperature: 0 });
     expect(r.choices[0]!.text).toBe("Once upon" + plain.choices[0]!.text);
-    const stream = await client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 4, temperature: 0, echo: true, stream: true });
+    const stream = await srv.client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 4, temperature: 0, echo: true, stream: true });
     let text = "";
     for await (const c of stream) text += c.choices[0]?.text ?? "";
     expect(text).toBe(r.choices[0]!.text);
@@ -113,17 +101,17 @@ describe("completions prompts", () => {
 
 describe("embeddings", () => {
   test("dimensions shortens to unit length; too many → 400", async () => {
-    const r = await client.embeddings.create({ model: "tiny", input: "hello", dimensions: 16, encoding_format: "float" });
+    const r = await srv.client.embeddings.create({ model: "tiny", input: "hello", dimensions: 16, encoding_format: "float" });
     expect(r.data[0]!.embedding).toHaveLength(16);
     expect(Math.hypot(...r.data[0]!.embedding)).toBeCloseTo(1, 5);
-    const e = await error(client.embeddings.create({ model: "tiny", input: "hello", dimensions: 100000 }));
+    const e = await error(srv.client.embeddings.create({ model: "tiny", input: "hello", dimensions: 100000 }));
     expect([e.status, e.param]).toEqual([400, "dimensions"]);
   });
   test("token-id input embeds like its text", async () => {
     const ids = await tokenize("hello world");
     const [byIds, byText] = await Promise.all([
-      client.embeddings.create({ model: "tiny", input: [ids], encoding_format: "float" }),
-      client.embeddings.create({ model: "tiny", input: "hello world", encoding_format: "float" }),
+      srv.client.embeddings.create({ model: "tiny", input: [ids], encoding_format: "float" }),
+      srv.client.embeddings.create({ model: "tiny", input: "hello world", encoding_format: "float" }),
     ]);
     expect(byIds.data[0]!.embedding).toEqual(byText.data[0]!.embedding);
   });

@@ -2,28 +2,16 @@
  * Streamed logprobs (chat, completions, Responses API), prompt logprobs with echo, and streams of n > 1
  * choices, on the real tiny model through the official openai SDK and raw SSE.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import OpenAI from "openai";
-import { listenApp, makeApp } from "../helpers";
+import { sdkApp } from "./sdk-app";
 
-let ctx: Awaited<ReturnType<typeof makeApp>>;
-let client: OpenAI;
-let baseURL: string;
-
-beforeAll(async () => {
-  ctx = await makeApp();
-  baseURL = listenApp(ctx.app);
-  client = new OpenAI({ apiKey: ctx.key, baseURL: `${baseURL}/v1`, maxRetries: 0 });
-});
-afterAll(async () => {
-  await ctx.app.stop(true);
-  await ctx.engine.dispose();
-});
+const srv = sdkApp();
 
 /** Raw SSE: every `data:` payload in order ("[DONE]" kept as text). */
 async function sse(path: string, body: unknown): Promise<{ status: number; events: any[] }> {
-  const r = await fetch(`${baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch(`${srv.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
   const text = await r.text();
   if (r.status !== 200) return { status: r.status, events: [JSON.parse(text)] };
   const events = text.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).map((d) => (d === "[DONE]" ? d : JSON.parse(d)));
@@ -38,8 +26,8 @@ const secretFormat = { type: "json_schema", json_schema: { name: "k", schema: { 
 describe("chat: streamed logprobs", () => {
   test("each chunk's tokens spell that chunk; together they are the non-streamed answer's tokens", async () => {
     const body = { model: "tiny", messages: user("hello"), max_tokens: 16, temperature: 1, seed: 11, logprobs: true, top_logprobs: 3 };
-    const whole = await client.chat.completions.create(body);
-    const stream = await client.chat.completions.create({ ...body, stream: true });
+    const whole = await srv.client.chat.completions.create(body);
+    const stream = await srv.client.chat.completions.create({ ...body, stream: true });
     let text = "";
     const tokens: OpenAI.ChatCompletionTokenLogprob[] = [];
     for await (const chunk of stream) {
@@ -62,7 +50,7 @@ describe("chat: streamed logprobs", () => {
 
   test("a redacted secret: streamed or not, one entry spells the redaction (no alternatives) and no token of the secret shows", async () => {
     const body = { model: "tiny", max_tokens: 60, temperature: 0, logprobs: true, top_logprobs: 3, messages: user("give me the key"), response_format: secretFormat };
-    const whole = await client.chat.completions.create(body);
+    const whole = await srv.client.chat.completions.create(body);
     const wholeTokens = whole.choices[0]!.logprobs!.content!;
     expect(whole.choices[0]!.message.content).toContain("[REDACTED:aws-access-token]");
     expect(wholeTokens.map((t) => t.token).join("")).toBe(whole.choices[0]!.message.content!);
@@ -90,7 +78,7 @@ describe("chat: streamed logprobs", () => {
 
 describe("completions: streamed logprobs and echo", () => {
   test("streamed: text_offset runs on across chunks; tokens spell the text", async () => {
-    const stream = await client.completions.create({ model: "tiny", prompt: "once upon", max_tokens: 12, seed: 5, logprobs: 2, stream: true });
+    const stream = await srv.client.completions.create({ model: "tiny", prompt: "once upon", max_tokens: 12, seed: 5, logprobs: 2, stream: true });
     let text = "";
     const tokens: string[] = [];
     for await (const chunk of stream) {
@@ -108,7 +96,7 @@ describe("completions: streamed logprobs and echo", () => {
 
   test("echo with logprobs: the prompt's tokens come first, then the answer's; streamed too", async () => {
     const prompt = "the cat sat on the mat";
-    const r = await client.completions.create({ model: "tiny", prompt, max_tokens: 6, seed: 2, logprobs: 2, echo: true });
+    const r = await srv.client.completions.create({ model: "tiny", prompt, max_tokens: 6, seed: 2, logprobs: 2, echo: true });
     const c = r.choices[0]!;
     const lp = c.logprobs!;
     expect(c.text.startsWith(prompt)).toBe(true);
@@ -119,7 +107,7 @@ describe("completions: streamed logprobs and echo", () => {
     expect(lp.token_logprobs!.slice(1, promptCount).every((x) => typeof x === "number" && x <= 0)).toBe(true);
     expect(lp.text_offset).toEqual(lp.tokens!.map((_, i) => lp.tokens!.slice(0, i).join("").length));
 
-    const stream = await client.completions.create({ model: "tiny", prompt, max_tokens: 6, seed: 2, logprobs: 2, echo: true, stream: true });
+    const stream = await srv.client.completions.create({ model: "tiny", prompt, max_tokens: 6, seed: 2, logprobs: 2, echo: true, stream: true });
     const chunks: OpenAI.Completion[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     const first = chunks[0]!.choices[0]!;
@@ -132,7 +120,7 @@ describe("completions: streamed logprobs and echo", () => {
 describe("streams of several choices", () => {
   test("chat n=2: every chunk names its choice, each choice is the non-streamed one, one [DONE], usage adds up", async () => {
     const body = { model: "tiny", messages: user("tell me"), max_tokens: 8, seed: 9, n: 2 };
-    const whole = await client.chat.completions.create(body);
+    const whole = await srv.client.chat.completions.create(body);
     const { status, events } = await sse("/v1/chat/completions", { ...body, stream: true, stream_options: { include_usage: true } });
     expect(status).toBe(200);
     expect(events.filter((e) => e === "[DONE]")).toHaveLength(1);
@@ -153,8 +141,8 @@ describe("streams of several choices", () => {
 
   test("completions: two prompts × n=2 through the SDK, indexed 0-3", async () => {
     const body = { model: "tiny", prompt: ["alpha", "beta"], max_tokens: 5, seed: 4, n: 2 };
-    const whole = await client.completions.create(body);
-    const stream = await client.completions.create({ ...body, stream: true });
+    const whole = await srv.client.completions.create(body);
+    const stream = await srv.client.completions.create({ ...body, stream: true });
     const texts = ["", "", "", ""];
     for await (const chunk of stream) for (const c of chunk.choices) texts[c.index] += c.text;
     expect(texts).toEqual(whole.choices.map((c) => c.text));
@@ -168,19 +156,19 @@ describe("streams of several choices: the response scanner", () => {
     // A seed where the first choice writes the secret and the second does not (sampling is reproducible per seed).
     let seed = -1;
     for (let s = 1; s < 40 && seed < 0; s++) {
-      const r = await client.chat.completions.create({ ...body, seed: s } as never) as OpenAI.ChatCompletion;
+      const r = await srv.client.chat.completions.create({ ...body, seed: s } as never) as OpenAI.ChatCompletion;
       const [a, b] = r.choices.map((c) => c.message.content!);
       if (a!.includes("[REDACTED:") && !b!.includes("[REDACTED:")) seed = s;
     }
     expect(seed).toBeGreaterThan(0);
-    const r = await fetch(`${baseURL}/v1/chat/completions`, {
-      method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, seed, stream: true }),
+    const r = await fetch(`${srv.baseURL}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, seed, stream: true }),
     });
     const text = await r.text();
     expect(text).toContain("[REDACTED:aws-access-token]");
     expect(text).not.toContain("IOSFODNN");
     const id = r.headers.get("x-request-id");
-    const line = fs.readFileSync(ctx.auditFile, "utf8").trim().split("\n").map((l) => JSON.parse(l)).find((l) => l.reqId === id);
+    const line = fs.readFileSync(srv.ctx.auditFile, "utf8").trim().split("\n").map((l) => JSON.parse(l)).find((l) => l.reqId === id);
     expect(line.decisions).toContain("response:redact:aws-access-token");
   });
 });
@@ -188,12 +176,12 @@ describe("streams of several choices: the response scanner", () => {
 describe("Responses API logprobs", () => {
   test("include message.output_text.logprobs: in the output text, in each delta, and equal either way", async () => {
     const body = { model: "tiny", input: "hello", max_output_tokens: 12, temperature: 0, top_logprobs: 2, include: ["message.output_text.logprobs" as const] };
-    const r = await client.responses.create(body);
+    const r = await srv.client.responses.create(body);
     const part = (r.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
     expect(part.logprobs!.length).toBeGreaterThan(0);
     expect(part.logprobs!.map((t) => t.token).join("")).toBe(part.text);
     expect(part.logprobs![0]!.top_logprobs).toHaveLength(2);
-    const stream = await client.responses.create({ ...body, stream: true });
+    const stream = await srv.client.responses.create({ ...body, stream: true });
     const deltas: OpenAI.Responses.ResponseTextDeltaEvent[] = [];
     let done: OpenAI.Responses.ResponseTextDoneEvent | undefined;
     for await (const e of stream) {
@@ -203,7 +191,7 @@ describe("Responses API logprobs", () => {
     for (const d of deltas) expect(d.logprobs.map((t) => t.token).join("")).toBe(d.delta);
     expect(deltas.flatMap((d) => d.logprobs.map((t) => t.token))).toEqual(part.logprobs!.map((t) => t.token));
     expect(done!.logprobs!.map((t) => t.token).join("")).toBe(part.text);
-    const plain = await client.responses.create({ model: "tiny", input: "hello", max_output_tokens: 4 });
+    const plain = await srv.client.responses.create({ model: "tiny", input: "hello", max_output_tokens: 4 });
     expect(((plain.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText).logprobs).toEqual([]);
   });
 });
