@@ -2,7 +2,7 @@
  * Engine types → node-llama-cpp options: sampling (OpenAI's numbers in its terms), chat history,
  * the context check, and what a model file says about its vocabulary.
  */
-import { TokenBias, type ChatHistoryItem, type ChatModelResponse, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
+import { LlamaVocabularyType, TokenBias, type ChatHistoryItem, type ChatModelResponse, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
 import { ContextLengthError, InvalidRequestError } from "../errors";
 import type { ChatTurn, GenerateCall, Sampling } from "./engine";
 
@@ -99,4 +99,12 @@ function tokenBias(bias: ReadonlyMap<number, number>, model: LlamaModel): TokenB
   const b = new TokenBias(model.tokenizer);
   for (const [token, value] of bias) b.set(token as Token, value <= -100 ? "never" : { logit: value });
   return b;
+}
+
+/** The token LlamaCompletion puts in front of a prompt (its resolveBeginningTokenToPrepend, not exported), or null. */
+export function beginningToken(model: LlamaModel): Token | null {
+  const type = model.vocabularyType;
+  if (type === LlamaVocabularyType.rwkv || type === LlamaVocabularyType.ugm) return null;
+  if (type === LlamaVocabularyType.wpm || model.tokens.shouldPrependBosToken) return model.tokens.bos;
+  return null;
 }

@@ -8,7 +8,7 @@ import { LlamaChat, LlamaCompletion, type LlamaContextSequence, type Llama, type
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolUse } from "./engine";
 import { jsonSchemaGrammar } from "./grammar";
-import { checkContext, checkTokenIds, finishOf, generateOptions, toHistory } from "./llama-options";
+import { beginningToken, checkContext, checkTokenIds, finishOf, generateOptions, toHistory } from "./llama-options";
 import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { Arrivals } from "./arrivals";
 import { loadModel, openLlama, type Loaded, type LlamaEngineOptions, type ModelSource } from "./llama-load";
@@ -131,8 +131,11 @@ export class LlamaEngine implements Engine {
     // Token ids are taken as given (the route has put their text through the prompt guard).
     if (typeof call.prompt !== "string") checkTokenIds(call.prompt, l.vocabularySize, "prompt");
     const tokens = typeof call.prompt === "string" ? l.model.tokenize(call.prompt, false) : call.prompt as Token[];
-    const bos = l.model.tokens.bos;
-    const input = bos != null && l.model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
+    // LlamaCompletion puts the BOS in front itself: `input` is what it evaluates (counted, and what prompt
+    // logprobs evaluate first), `tokens` what it is given (it had been given `input`: two BOS tokens, one
+    // more token than counted, and a prompt the model was never trained on).
+    const bos = beginningToken(l.model);
+    const input = bos != null ? [bos, ...tokens] : tokens;
     checkContext(l.info.contextSize, input.length, call.sampling.maxTokens, "prompt");
     return this.withSequence(l, call, async (sequence, generating) => {
       const top = call.sampling.logprobs;
@@ -143,7 +146,7 @@ export class LlamaEngine implements Engine {
       const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
       try {
         const { options, counted } = generateOptions(call, grammar, l.model);
-        const result = await completion.generateCompletionWithMeta(input, options);
+        const result = await completion.generateCompletionWithMeta(tokens, options);
         // Cut at max_tokens (or an abort) inside an incomplete character: the held-back tokens' text is sent too.
         const tail = result.metadata.stopReason === "maxTokens" || result.metadata.stopReason === "abort" ? tally.tail(counted()) : "";
         if (tail) call.onText?.(tail);
