@@ -133,6 +133,8 @@ export const configSchema = z.strictObject({
       .describe("A model whose chat template is Jinja (not one of node-llama-cpp's built-in formats) has each chat's messages rendered first in a worker thread; a render taking longer is stopped and the request refused (400 chat_template_bound), so a template whose cost grows with the request cannot stall the server."),
     chatTemplateChars: z.number().int().min(1024).max(100_000_000).default(4_000_000)
       .describe("Most characters that rendering one chat through a Jinja chat template may produce (400 chat_template_bound beyond)."),
+    chatTemplateWorkers: z.number().int().min(1).max(64).default(2)
+      .describe("Worker threads per Jinja-templated model that check chats' rendering side by side (one slow chat does not hold up the others); node-llama-cpp's own renders during generation use one more."),
   }).prefault({}).describe("Limits on request bodies and on logging, against resource-exhaustion attacks."),
 
   tracing: z.strictObject({

@@ -3,23 +3,29 @@
  * synchronously, on the event loop, on every chat; a template whose cost grows with the request
  * (`range(messages|length * 10**9)`, content doubled per message) passes the start-up trial and
  * then stalls the whole server on the first such chat. For a model whose resolved wrapper is a
- * Jinja template, each request's history is first rendered the same way in a long-lived worker
- * thread, under a deadline (the worker is terminated and respawned) and an output cap; only a
- * request that rendered within both reaches node-llama-cpp. Its built-in TypeScript wrappers
- * have no such risk and are not bounded.
+ * Jinja template:
+ * - each request's history is first rendered in a small pool of worker threads (limits.chatTemplateWorkers),
+ *   under a deadline (the worker is terminated and respawned) and an output cap, without holding the event
+ *   loop; only a request that rendered within both reaches node-llama-cpp;
+ * - every render node-llama-cpp (and the engine's token count) then makes goes through template-sync.ts:
+ *   made by a worker within the same bounds, so a render on a history the check did not see (the model's
+ *   own answer, function-call rounds, a context shift) cannot stall the server either.
+ * Its built-in TypeScript wrappers have no such risk and are not bounded. Memory: Bun's workers take no
+ * heap limit (resourceLimits is not honoured in Bun 1.4), so a render's memory is bounded by its deadline.
  */
 import { GeneralChatWrapper, JinjaTemplateChatWrapper, resolveChatWrapper, type ChatHistoryItem, type ChatModelFunctions, type ChatWrapper, type LlamaModel } from "node-llama-cpp";
 import { configSchema } from "../config/schema";
 import { InvalidRequestError } from "../errors";
-import type { TemplateInit, TemplateResult } from "./template-worker";
+import { SyncRenderer } from "./template-sync";
+import type { TemplateInit, TemplateJob, TemplateResult } from "./template-worker";
 
-/** The bounds: limits.chatTemplateMs and limits.chatTemplateChars in the config. */
-export interface TemplateLimits { ms: number; chars: number }
+/** The bounds: limits.chatTemplateMs, limits.chatTemplateChars and limits.chatTemplateWorkers in the config. */
+export interface TemplateLimits { ms: number; chars: number; workers?: number }
 
-/** The config schema's defaults for limits.chatTemplateMs/Chars (for engines built without a config). */
+/** The config schema's defaults for limits.chatTemplate* (for engines built without a config). */
 export function defaultTemplateLimits(): TemplateLimits {
   const limits = configSchema.shape.limits.parse({});
-  return { ms: limits.chatTemplateMs, chars: limits.chatTemplateChars };
+  return { ms: limits.chatTemplateMs, chars: limits.chatTemplateChars, workers: limits.chatTemplateWorkers };
 }
 
 /** Time a fresh worker may take to load (it imports node-llama-cpp and builds the wrapper); not part of a request's deadline. */
@@ -27,9 +33,10 @@ const READY_MS = 60_000;
 
 /**
  * The model's chat wrapper, resolved as `resolveChatWrapper(model)` does, and a bound when it is a
- * Jinja template. The tokenizer's answers are recorded so the worker builds the identical wrapper.
+ * Jinja template. The tokenizer's answers are recorded so the workers build the identical wrapper.
  * No `llama` is passed: node-llama-cpp would otherwise fall back to its native (C++) renderer for a
  * template its JS renderer cannot parse, which nothing could bound (serve refuses such templates).
+ * For a Jinja template the wrapper returned renders through the synchronous worker (template-sync.ts).
  */
 export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits): { chatWrapper: ChatWrapper; templateBound?: TemplateBound } {
   const tokens = new Map<string, number[]>();
@@ -44,74 +51,112 @@ export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits)
     filename: model.filename, fileInfo: model.fileInfo, tokenizer: tokenizer as never,
   }) ?? new GeneralChatWrapper();
   if (!(chatWrapper instanceof JinjaTemplateChatWrapper)) return { chatWrapper };
-  return { chatWrapper, templateBound: new TemplateBound({ template: chatWrapper.template, tokens: [...tokens] }, limits) };
+  const bound = new TemplateBound({ template: chatWrapper.template, tokens: [...tokens] }, limits);
+  // Everything else (settings, function-call syntax) is the resolved wrapper's own; only rendering moves out.
+  const bounded = Object.create(chatWrapper) as JinjaTemplateChatWrapper;
+  bounded.generateContextState = (options) => bound.renderSync(options) as ReturnType<JinjaTemplateChatWrapper["generateContextState"]>;
+  return { chatWrapper: bounded, templateBound: bound };
 }
 
-/** One worker per Jinja-templated model; renders one request at a time, in arrival order. */
+type Entry = { w: Worker; ready: Promise<void>; busy: boolean };
+
+/** A pool of render workers per Jinja-templated model (checks run side by side), and its synchronous renderer. */
 export class TemplateBound {
-  private worker?: { w: Worker; ready: Promise<void> };
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly pool: Entry[] = [];
+  private readonly waiting: (() => void)[] = [];
+  private readonly sync: SyncRenderer;
   private lastId = 0;
+  private disposed = false;
 
   constructor(private readonly init: TemplateInit, private readonly limits: TemplateLimits) {
-    this.worker = this.spawn(); // at load, so the first chat does not wait for the worker to start
+    this.pool.push(this.spawn()); // at load, so the first chat does not wait for a worker to start
+    this.sync = new SyncRenderer(init, limits, workerUrl(), refuse);
   }
+
+  private get size() { return Math.max(1, this.limits.workers ?? 1); }
 
   /** Resolves once the history renders within the bounds; rejects with a 400 (chat_template_bound) otherwise. */
-  check(chatHistory: ChatHistoryItem[], availableFunctions?: ChatModelFunctions): Promise<void> {
-    const run = this.queue.then(() => this.render(chatHistory, availableFunctions));
-    this.queue = run.catch(() => undefined);
-    return run;
+  async check(chatHistory: ChatHistoryItem[], availableFunctions?: ChatModelFunctions): Promise<void> {
+    const entry = await this.acquire();
+    try { await this.render(entry, chatHistory, availableFunctions); } finally { this.release(entry); }
   }
 
-  /** Stops the worker (engine disposal). */
+  /** node-llama-cpp's own renders (see template-sync.ts). */
+  renderSync(options: Parameters<JinjaTemplateChatWrapper["generateContextState"]>[0]) {
+    return this.sync.render(options);
+  }
+
+  /** Stops the workers (engine disposal). */
   dispose() {
-    this.worker?.w.terminate();
-    this.worker = undefined;
+    this.disposed = true;
+    for (const e of this.pool.splice(0)) e.w.terminate();
+    this.sync.dispose();
   }
 
-  private async render(chatHistory: ChatHistoryItem[], availableFunctions?: ChatModelFunctions): Promise<void> {
-    const current = this.worker ??= this.spawn();
-    await current.ready;
-    const { w } = current, id = ++this.lastId;
+  /** An idle worker, a new one while the pool is below its size, or the next one released (arrival order). */
+  private async acquire(): Promise<Entry> {
+    for (;;) {
+      const idle = this.pool.find((e) => !e.busy);
+      if (idle) { idle.busy = true; return idle; }
+      if (this.pool.length < this.size) {
+        const e = this.spawn();
+        this.pool.push(e);
+        e.busy = true;
+        return e;
+      }
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+  }
+
+  private release(entry: Entry) {
+    entry.busy = false;
+    this.waiting.shift()?.();
+  }
+
+  private async render(entry: Entry, chatHistory: ChatHistoryItem[], availableFunctions?: ChatModelFunctions): Promise<void> {
+    await entry.ready;
+    const { w } = entry, id = ++this.lastId;
     const result = await new Promise<TemplateResult | "timeout">((resolve) => {
       const finish = (r: TemplateResult | "timeout") => { clearTimeout(timer); w.removeEventListener("message", onMessage); resolve(r); };
       const onMessage = (e: MessageEvent<TemplateResult>) => { if (e.data?.id === id) finish(e.data); };
       const timer = setTimeout(() => finish("timeout"), this.limits.ms);
       w.addEventListener("message", onMessage);
-      w.postMessage({ id, chatHistory, availableFunctions, maxChars: this.limits.chars });
+      w.postMessage({ id, chatHistory, availableFunctions, maxChars: this.limits.chars } satisfies TemplateJob);
     });
     if (result === "timeout") {
       // The worker is stuck in the template: only terminating it stops the loop and frees what it built.
-      this.kill(current);
+      this.kill(entry);
       throw refuse(`did not finish rendering these messages within ${this.limits.ms} ms (limits.chatTemplateMs)`);
     }
     if ("error" in result) {
       if (result.tooLong) {
-        this.kill(current); // a heap that held a string near the engine's maximum is not kept
+        this.kill(entry); // a heap that held a string near the engine's maximum is not kept
         throw refuse(`produced more than ${this.limits.chars} characters for these messages (limits.chatTemplateChars): ${result.error}`);
       }
       throw new InvalidRequestError(`The model's chat template cannot render these messages: ${result.error}`, "messages", "chat_template_error");
     }
   }
 
-  private spawn(): { w: Worker; ready: Promise<void> } {
+  private spawn(): Entry {
     const w = new Worker(workerUrl());
     w.unref(); // never keeps the process alive
     const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => { this.kill(entry); reject(refuse(`its worker did not start within ${READY_MS / 1000} s`)); }, READY_MS);
+      const timer = setTimeout(() => { this.kill(entry); reject(refuse(`worker did not start within ${READY_MS / 1000} s`)); }, READY_MS);
       w.addEventListener("message", (e: MessageEvent<{ ready?: boolean }>) => { if (e.data?.ready) { clearTimeout(timer); resolve(); } }, { once: true });
-      w.addEventListener("error", (e) => { clearTimeout(timer); this.kill(entry); reject(refuse(`its worker failed: ${e.message}`)); }, { once: true });
+      w.addEventListener("error", (e) => { clearTimeout(timer); this.kill(entry); reject(refuse(`worker failed: ${e.message}`)); }, { once: true });
     });
     ready.catch(() => undefined); // a failed start is reported to the request that waits on it
-    const entry = { w, ready };
+    const entry: Entry = { w, ready, busy: false };
     w.postMessage(this.init);
     return entry;
   }
 
-  private kill(entry: { w: Worker }) {
+  /** Terminates a worker and drops it from the pool (the next check past the pool's size spawns a fresh one). */
+  private kill(entry: Entry) {
     entry.w.terminate();
-    if (this.worker === entry) this.worker = undefined;
+    const i = this.pool.indexOf(entry);
+    if (i >= 0) this.pool.splice(i, 1);
+    if (!this.disposed && this.pool.length === 0) this.pool.push(this.spawn()); // keep one warm
   }
 }
 

@@ -126,7 +126,7 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   };
   const engine = await LlamaEngine.create({
     models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress: progress,
-    chatTemplate: { ms: config.limits.chatTemplateMs, chars: config.limits.chatTemplateChars },
+    chatTemplate: { ms: config.limits.chatTemplateMs, chars: config.limits.chatTemplateChars, workers: config.limits.chatTemplateWorkers },
   });
   phases?.mark(stage);
   return { engine, native, verified: warnings.length === 0 };

@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
+import { JinjaTemplateChatWrapper, LlamaChat, type ChatHistoryItem, type ChatWrapper, type LlamaContext } from "node-llama-cpp";
 import { LlamaEngine } from "../../src/engine/llama";
 import { silentLogger } from "../../src/log/logger";
 import { makeApp, tmpDir, withTemplate } from "../helpers";
@@ -69,6 +70,16 @@ describe("a chat template that explodes with the request", () => {
     expect(healthDone).toBeLessThan(chatDone);
   }, 120_000);
 
+  test("renders run side by side (limits.chatTemplateWorkers): a short chat is answered while a slow one is still rendering", async () => {
+    // With one worker per model, the short chat's check queued behind the 17-message render and came back after its 400.
+    let slowDone = 0, shortDone = 0;
+    const slow = chat(turns(17)).then((r) => { slowDone = performance.now(); return r.status; });
+    const short = chat(turns(3)).then((r) => { shortDone = performance.now(); return r.status; });
+    expect(await short).toBe(200);
+    expect(await slow).toBe(400);
+    expect(shortDone).toBeLessThan(slowDone);
+  }, 120_000);
+
   test("after a refusal the worker is replaced: short chats still answer", async () => {
     for (let i = 0; i < 2; i++) expect((await chat(turns(5))).status).toBe(200);
   }, 120_000);
@@ -95,6 +106,42 @@ test("from source, in process: the same refusal (the worker runs from its .ts fi
     const res = await post(17);
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("chat_template_bound");
+  } finally {
+    await engine.dispose();
+  }
+}, 120_000);
+
+test("node-llama-cpp's own renders go through the bound too: the engine's wrapper renders in a worker, identically, and a render past the deadline throws", async () => {
+  const engine = await LlamaEngine.create({ models: [{ id: "tiny", path: await withTemplate(EXPLODING, path.join(dir, "crafted.gguf")) }], threads: 1, ctxSize: 2048,
+    parallel: 1, maxQueue: 4, gpu: false, log: silentLogger(), chatTemplate: { ms: TEMPLATE_MS, chars: TEMPLATE_CHARS } });
+  try {
+    // The wrapper the engine hands to LlamaChat (and renders with to count prompt tokens).
+    const loaded = (engine as unknown as { loaded: Map<string, { chatWrapper: ChatWrapper; context: LlamaContext }> }).loaded.get("tiny")!;
+    const wrapper = loaded.chatWrapper;
+    expect(wrapper).toBeInstanceOf(JinjaTemplateChatWrapper);
+    const history = (n: number): ChatHistoryItem[] => turns(n).map((t) => (t.role === "user" ? { type: "user", text: t.content } : { type: "model", response: [t.content] }));
+    const functions = { lookup: { description: "look a word up", params: { type: "object", properties: { word: { type: "string" } } } } } as const;
+    // Rendered in the worker, sent back as JSON: the same text, special tokens and triggers as rendering in place.
+    const inPlace = Object.getPrototypeOf(wrapper) as ChatWrapper;
+    for (const availableFunctions of [undefined, functions]) {
+      const opts = { chatHistory: [...history(4), { type: "model", response: [] }] as ChatHistoryItem[], availableFunctions, documentFunctionParams: true };
+      const a = wrapper.generateContextState(opts), b = inPlace.generateContextState(opts);
+      expect(a.contextText.toJSON()).toEqual(b.contextText.toJSON());
+      expect(a.stopGenerationTriggers.map((t) => t.toJSON())).toEqual(b.stopGenerationTriggers.map((t) => t.toJSON()));
+    }
+    // A history the request's check never saw (here: handed straight to LlamaChat, as a context shift or a function-call
+    // round would) used to loop on the event loop for minutes; now that render is refused at the deadline.
+    const sequence = loaded.context.getSequence();
+    const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: wrapper, autoDisposeSequence: false });
+    try {
+      expect(() => wrapper.generateContextState({ chatHistory: history(17) })).toThrow(/did not finish rendering within 3000 ms/);
+      const err = await chat.generateResponse(history(17), { maxTokens: 2 }).then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ code: "chat_template_bound" });
+      const ok = await chat.generateResponse(history(3), { maxTokens: 2 }); // the replaced worker renders the next one
+      expect(typeof ok.response).toBe("string");
+    } finally {
+      chat.dispose({ disposeSequence: true });
+    }
   } finally {
     await engine.dispose();
   }
