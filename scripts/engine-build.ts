@@ -111,7 +111,7 @@ function missingTool(): string | null {
 }
 
 /** The cache dir of a build: keyed by the source, node-llama-cpp, the tools, the options and (native) this CPU's flags. */
-async function cacheDir(portable: boolean, cacheRoot?: string) {
+export async function cacheDir(portable: boolean, cacheRoot?: string) {
   const cmakeOptions = cmakeOptionsFor(portable);
   const nlcVersion = JSON.parse(fs.readFileSync(path.join(nlcDir, "package.json"), "utf8")).version as string;
   const compiler = `${toolVersion("cc")} / ${toolVersion("c++")}`;

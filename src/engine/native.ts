@@ -15,6 +15,7 @@ import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
 import { openPlainFile } from "../util/fs";
 import { sha256FdSync } from "../util/sha256";
+import { applyOmpEnv } from "./engine-build-env";
 import { NATIVE_BUNDLE, type NativeBundle } from "./native-assets";
 
 export class NativeLibError extends Error {}
@@ -24,7 +25,8 @@ declare global { var __APPLIANCE_BINS_DIR__: string | undefined }
 /** Where `install` puts the libraries (root-owned, read-only); used instead of the state dir when present. */
 export const SYSTEM_NATIVE_DIR = "/usr/local/lib/appliance/native";
 
-export interface NativeResult { dir: string; files: number; shared: boolean; removed: string[] }
+/** omp: the OpenMP settings native code will read, for an OpenMP engine (engine-build-env.ts). */
+export interface NativeResult { dir: string; files: number; shared: boolean; removed: string[]; omp?: Record<string, string> }
 
 /** The digest of a plain file (never through a symlink); undefined if missing or not a plain file. */
 function digestOf(file: string): string | undefined {
@@ -121,19 +123,21 @@ async function unpack(root: string, bundle: NativeBundle, mkdir: (d: string) => 
 export async function prepareNative(stateDir: string, bundle = NATIVE_BUNDLE as NativeBundle | null,
   systemDir = SYSTEM_NATIVE_DIR): Promise<NativeResult | null> {
   if (!bundle) return null;
+  // Before any library loads: libgomp reads its settings once, when it is mapped.
+  const omp = bundle.engine?.openmp ? { omp: applyOmpEnv() } : {};
   const system = path.join(systemDir, bundle.version);
   if (fs.existsSync(system)) {
     checkRootOwned(system);
     const problems = checkNativeDir(system, bundle);
     if (problems.length) throw new NativeLibError(`the installed native libraries do not match this binary: ${problems.join("; ")}`);
     globalThis.__APPLIANCE_BINS_DIR__ = system;
-    return { dir: system, files: expected(bundle).files.size, shared: true, removed: [] };
+    return { dir: system, files: expected(bundle).files.size, shared: true, removed: [], ...omp };
   }
   const root = path.join(stateDir, "native", bundle.version);
   privateDir(path.join(stateDir, "native"));
   const { files, removed } = await unpack(root, bundle, privateDir, 0o500, null);
   globalThis.__APPLIANCE_BINS_DIR__ = root;
-  return { dir: root, files, shared: false, removed };
+  return { dir: root, files, shared: false, removed, ...omp };
 }
 
 /** For the installer (as root): the system dir, root-owned, dirs 0755 and files 0444, exact contents. */

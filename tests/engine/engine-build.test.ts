@@ -8,6 +8,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { cachedEngineBuild } from "../../scripts/engine-build";
+import { OMP_DEFAULTS } from "../../src/engine/engine-build-env";
 import { tinyModel, tmpDir, untilListening } from "../helpers";
 
 const repo = path.resolve(import.meta.dir, "../..");
@@ -62,11 +63,25 @@ describe.skipIf(!cached)("a binary built with the local engine", () => {
     expect(run(["--version"]).stdout.toString()).toContain("local OpenMP engine");
     const stateDir = path.join(work, "state");
     expect(run(["models", "add", await tinyModel(), "--name", "tiny", "--state-dir", stateDir]).exitCode).toBe(0);
-    const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2"], { cwd: work, env, stdout: "pipe", stderr: "pipe" });
-    spawned.push(proc);
-    const { port } = await untilListening(proc, "local-engine serve");
+    const created = run(["keys", "create", "--name", "engine", "--state-dir", stateDir]);
+    expect(created.exitCode).toBe(0);
+    const key = created.stdout.toString().trim();
+    const serve = async (extraEnv: Record<string, string> = {}) => {
+      const p = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2"], { cwd: work, env: { ...env, ...extraEnv }, stdout: "pipe", stderr: "pipe" });
+      spawned.push(p);
+      const { port, log } = await untilListening(p, "local-engine serve");
+      const native = JSON.parse(log().split("\n").find((l) => l.includes('"msg":"native libraries verified"'))!) as { omp?: Record<string, string> };
+      return { proc: p, port, native };
+    };
+    // An operator's own OpenMP setting is kept (and reaches native code); otherwise ours are set before libgomp loads.
+    const own = await serve({ OMP_WAIT_POLICY: "passive" });
+    expect(own.native.omp).toEqual({ ...OMP_DEFAULTS, OMP_WAIT_POLICY: "passive" });
+    own.proc.kill("SIGTERM");
+    await own.proc.exited;
+    const { proc, port, native } = await serve();
+    expect(native.omp).toEqual({ ...OMP_DEFAULTS });
     const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-      method: "POST", headers: { "content-type": "application/json" },
+      method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
       body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, temperature: 0 }),
     });
     expect(res.status).toBe(200);

@@ -1,0 +1,55 @@
+/**
+ * The OpenMP settings the locally built engine (scripts/engine-build.ts) runs with, put into the C environment
+ * before its libraries load: libgomp reads OMP_* / GOMP_* once, in its constructor, when dlopen maps it.
+ *
+ * Why these values (measured with `bun scripts/bench-engine.ts` and its --child mode, 28 M model, 2 threads on 2
+ * CPUs): node-llama-cpp runs every llama_decode as async work on the runtime's thread pool, so more than one pool
+ * thread becomes an OpenMP master and each gets its own team. libgomp then counts more threads than CPUs and
+ * "throttles" its barrier spinning to 100 spins before a futex sleep, so the dozens of barriers inside every decode
+ * step each pay a sleep and a wake-up: 2-thread decode ran at 183-215 tok/s against llama-bench's ~300.
+ * OMP_WAIT_POLICY=active raises the throttled spin to 1,000 (252-271 tok/s); GOMP_SPINCOUNT bounds the spin of an
+ * unthrottled team to ~0.3 ms (libgomp's "active" default is minutes of spinning, a core burnt while idle). CPU
+ * time used in the second after a decode stayed 0-20 ms with these settings (default: 0 ms).
+ *
+ * Bun's `process.env.X = …` does not reach the C library's environment (getenv in native code does not see it;
+ * checked), so the values are set with libc's setenv through bun:ffi. A value the operator already set (a unit's
+ * Environment=, a shell export) is left alone.
+ */
+import { CString, dlopen, FFIType, type Pointer } from "bun:ffi";
+
+/** OpenMP variables set for an OpenMP engine when the environment does not already have them. */
+export const OMP_DEFAULTS: Readonly<Record<string, string>> = { OMP_WAIT_POLICY: "active", GOMP_SPINCOUNT: "30000" };
+
+let libc: { setenv(k: Buffer, v: Buffer, overwrite: number): number; getenv(k: Buffer): Pointer | null } | undefined;
+function c() {
+  libc ??= dlopen(process.platform === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
+    setenv: { args: [FFIType.cstring, FFIType.cstring, FFIType.i32], returns: FFIType.i32 },
+    getenv: { args: [FFIType.cstring], returns: FFIType.ptr },
+  }).symbols as unknown as typeof libc;
+  return libc!;
+}
+const cstr = (s: string) => Buffer.from(`${s}\0`);
+
+/** The value native code sees for `name` (libc getenv), or null. */
+export function nativeGetenv(name: string): string | null {
+  const p = c().getenv(cstr(name));
+  return p ? new CString(p).toString() : null;
+}
+
+/**
+ * Puts OMP_DEFAULTS into the C environment where it has no value (process.env's value first); returns every variable
+ * with the value native code will read (what was set here or already there), for the start log.
+ */
+export function applyOmpEnv(defaults = OMP_DEFAULTS): Record<string, string> {
+  const seen: Record<string, string> = {};
+  for (const [name, value] of Object.entries(defaults)) {
+    // A value only process.env holds (set from JS) is carried over too: native code cannot see it otherwise.
+    if (nativeGetenv(name) === null) {
+      const v = process.env[name] ?? value;
+      if (c().setenv(cstr(name), cstr(v), 0) !== 0) throw new Error(`setenv(${name}) failed`);
+      process.env[name] = v;
+    }
+    seen[name] = nativeGetenv(name) ?? "";
+  }
+  return seen;
+}
