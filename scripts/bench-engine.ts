@@ -5,6 +5,7 @@
  * The engine alone, three ways, on the same generated F32 GGUF (28 M / 155 M params, as bench-peer):
  *   prebuilt  node-llama-cpp's npm libraries (no OpenMP), driven directly (no HTTP)
  *   local     our OpenMP build from the bundled source (scripts/engine-build.ts; built if not cached), driven the same way
+ *             with the OpenMP settings the binary applies (src/engine/engine-build-env.ts)
  *   peer      llama-bench built from the same source (scripts/peer-build.ts)
  * Rows: prefill of 512 tokens (pp512) at 1 and 2 threads, greedy decode at 1 and 2 threads, and decode with twice
  * as many threads as usable CPUs (where the prebuilt engine's spinning barrier collapses). Each measure alternates
@@ -18,14 +19,17 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
+import { applyOmpEnv } from "../src/engine/engine-build-env";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { engineBuild } from "./engine-build";
 import { peerBuild } from "./peer-build";
 
 const repo = path.resolve(import.meta.dir, "..");
 
-/** Child mode: `--child MODULE MODEL THREADS prefill|decode N` prints one JSON line {tps, tasks}. */
-async function child([mod, model, threadsS, mode, nS]: string[]) {
+/** Child mode: `--child MODULE MODEL THREADS prefill|decode N [omp]` prints one JSON line {tps, tasks}. */
+async function child([mod, model, threadsS, mode, nS, omp]: string[]) {
+  // The OpenMP settings the compiled binary applies for a local engine (src/engine/engine-build-env.ts).
+  if (omp === "omp") applyOmpEnv();
   const { getLlama } = await import(mod!);
   const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
   const m = await llama.loadModel({ modelPath: model });
@@ -89,7 +93,7 @@ console.log(`local engine ${engine.key.slice(0, 16)} (${Object.entries(engine.cm
 console.log(`peer: ${"skip" in peer ? `none (${peer.skip})` : peer.llamaBench}; ${cpus} usable CPUs; runs ${runs} per side; bun ${Bun.version}`);
 
 function runChild(mod: string, model: string, threads: number, mode: string, n: number, build: "prebuilt" | "localBuild"): { tps: number; tasks: number } {
-  const r = Bun.spawnSync([process.execPath, import.meta.path, "--child", mod, model, String(threads), mode, String(n)], { stderr: "pipe" });
+  const r = Bun.spawnSync([process.execPath, import.meta.path, "--child", mod, model, String(threads), mode, String(n), build === "localBuild" ? "omp" : ""], { stderr: "pipe" });
   const line = r.stdout.toString().trim().split("\n").pop() ?? "";
   if (r.exitCode !== 0 || !line.startsWith("{")) throw new Error(`child ${mode} ${threads}t failed: ${r.stderr.toString().slice(-500)}`);
   const out = JSON.parse(line) as { build: string; tps: number; tasks: number };
