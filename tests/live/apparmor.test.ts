@@ -68,7 +68,7 @@ function accesses(trace: string, isDir: (p: string) => boolean): Map<string, Set
 describe.skipIf(!live)("live systemd: the AppArmor profile covers what the units run", () => {
   const sys = live!;
 
-  test("every file access of the pre-start verify, serve (chat, reload, stop) and the daily check (verify, audit anchor) is granted by the profile", async () => {
+  test("every file access of the pre-start verify, serve (chat, reload, stop) and the daily check (verify, audit anchor) and the 5-minute audit anchor is granted by the profile", async () => {
     const r = sys.exec([put(sys, await builtBinary(), "appliance"), "install", "--model", put(sys, await tinyModel(), "tiny.gguf", 0o644)], { timeoutMs: T });
     expect(r.code).toBe(0);
     const key = printedKey(r.out);
@@ -101,6 +101,11 @@ ExecReload=${STRACE} -o ${LOGS}/trace.reload ${BIN} reload --pid $MAINPID
     const daily = dailyCmds.map((_, i) => `daily${i}`);
     dropIn("appliance-verify.service", `ReadWritePaths=/srv/appliance-trace\nExecStart=\n${dailyCmds
       .map((c, i) => `ExecStart=${c.prefix}${STRACE} -A -o /srv/appliance-trace/trace.${daily[i]} ${c.cmd}\n`).join("")}`);
+    // The 5-minute audit anchor (appliance-anchor.service, root): its one ExecStart=, traced the same way.
+    const anchorCmds = [...fs.readFileSync(path.join(sys.root, "etc/systemd/system/appliance-anchor.service"), "utf8")
+      .matchAll(/^ExecStart=([-@:+!]*)(.+)$/gm)].map((m) => ({ prefix: m[1]!, cmd: m[2]! }));
+    expect(anchorCmds.map((c) => c.cmd.split(" ").slice(1, 3).join(" "))).toEqual(["audit anchor"]);
+    dropIn("appliance-anchor.service", `ReadWritePaths=/srv/appliance-trace\nExecStart=\nExecStart=${anchorCmds[0]!.prefix}${STRACE} -A -o /srv/appliance-trace/trace.anchor ${anchorCmds[0]!.cmd}\n`);
     expect(sys.exec(["systemctl", "daemon-reload"]).code).toBe(0);
     const restart = sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T });
     if (restart.code !== 0) console.log(journal(sys, "-u", "appliance.service", "-n", "40"));
@@ -124,6 +129,12 @@ ExecReload=${STRACE} -o ${LOGS}/trace.reload ${BIN} reload --pid $MAINPID
     expect(fs.existsSync(path.join(sys.root, ANCHORS.slice(1)))).toBe(true);
     expect(curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { key, body: { model: "tiny", messages: [{ role: "user", content: "again" }], max_tokens: 4 } }).status).toBe(200);
     startDaily();
+    // The anchor run after one more record: it reads the anchor file, resumes from the recorded position, appends.
+    expect(curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { key, body: { model: "tiny", messages: [{ role: "user", content: "more" }], max_tokens: 4 } }).status).toBe(200);
+    const anchorRun = sys.exec(["systemctl", "start", "appliance-anchor.service"], { timeoutMs: T });
+    if (anchorRun.code !== 0) console.log(journal(sys, "-u", "appliance-anchor.service", "-n", "30"));
+    expect(anchorRun.code).toBe(0);
+    expect(journal(sys, "-u", "appliance-anchor.service", "-n", "5")).toMatch(/new record\(s\) verified since the last anchor/);
     expect(sys.exec(["systemctl", "stop", "appliance.service"], { timeoutMs: T }).code).toBe(0);
 
     const profile = fs.readFileSync(path.join(sys.root, "etc/apparmor.d/usr.local.bin.appliance"), "utf8");
@@ -134,8 +145,8 @@ ExecReload=${STRACE} -o ${LOGS}/trace.reload ${BIN} reload --pid $MAINPID
     const denied: string[] = [];
     let checked = 0;
     const anchorPerms = new Set<Perm>();
-    for (const name of ["pre", "serve", "reload", ...daily]) {
-      const file = path.join(sys.root, name.startsWith("daily") ? "srv/appliance-trace" : LOGS.slice(1), `trace.${name}`);
+    for (const name of ["pre", "serve", "reload", ...daily, "anchor"]) {
+      const file = path.join(sys.root, name.startsWith("daily") || name === "anchor" ? "srv/appliance-trace" : LOGS.slice(1), `trace.${name}`);
       expect(fs.existsSync(file)).toBe(true);
       for (const [p, perms] of accesses(fs.readFileSync(file, "utf8"), isDir)) {
         if (p.startsWith(`${LOGS}/trace.`) || p.startsWith("/srv/appliance-trace/")) continue; // strace's own output
