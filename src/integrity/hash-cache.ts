@@ -28,7 +28,8 @@ const MAX_ENTRIES = 1000;
  */
 export const RACY_MS = 100;
 
-interface Entry { dev: string; ino: string; size: string; mtimeNs: string; ctimeNs: string; sha256: string }
+/** `template`: the build (see resolve.ts) whose chat-template trial these bytes passed. */
+interface Entry { dev: string; ino: string; size: string; mtimeNs: string; ctimeNs: string; sha256: string; template?: string }
 type FileStat = fs.BigIntStats;
 
 export const hashCachePath = (modelsDir: string) => path.join(modelsDir, HASH_CACHE);
@@ -95,6 +96,21 @@ export class HashCache {
     const prev = this.entries.get(key);
     if (prev && prev.sha256 === sha256 && same(prev, after)) return;
     this.entries.set(key, { ...keyOf(after), sha256 });
+    this.changed = true;
+  }
+
+  /** Whether these exact bytes (as in lookup) passed the chat-template trial under the build `key`. */
+  templatePassed(file: string, st: FileStat, key: string): boolean {
+    if (this.untrusted || !st.isFile() || !rootOnly(st)) return false;
+    const e = this.entries.get(path.resolve(file));
+    return !!e && same(e, st) && e.template === key;
+  }
+
+  /** Records a template trial passed, on the entry of these exact bytes (only if their hash is remembered). */
+  rememberTemplate(file: string, st: FileStat, key: string) {
+    const e = this.entries.get(path.resolve(file));
+    if (!this.writable || !e || !same(e, st) || e.template === key) return;
+    e.template = key;
     this.changed = true;
   }
 

@@ -19,6 +19,7 @@ import { MANIFEST, modelsDirOf, readManifest } from "./manifest";
 import { preflightTemplate } from "./model-preflight";
 import { HashCache } from "./hash-cache";
 import type { StartPhases } from "../util/start-phases";
+import { versionInfo } from "../version";
 
 export class ModelIntegrityError extends Error {
   constructor(message: string) { super(message); this.name = "ModelIntegrityError"; }
@@ -44,14 +45,25 @@ export function descriptorPath(fd: number): string {
 export interface ResolveOptions {
   /** Told each model's hashing progress (serve extends systemd's start timeout on it). */
   onProgress?: (status: string) => void;
-  /** Gets "model hash" and "template preflight". */
+  /** Gets "model hash" (and "template preflight" unless deferred). */
   phases?: StartPhases;
   /** Wall clock in ms for the hash cache's racy-file window (tests). */
   now?: () => number;
+  /**
+   * Return before the chat-template trials end: they run in their child processes while the caller does other
+   * start work (the native check), and the caller MUST await `templates` before anything renders a template.
+   */
+  deferTemplates?: boolean;
+}
+
+/** The build that rendered a template sample in time; a cached pass holds only for the very same program. */
+function templateKey(): string | undefined {
+  const v = versionInfo();
+  return v.commit === "unknown" ? undefined : `${v.app} ${v.commit} bun ${v.bun}`;
 }
 
 export async function resolveModels(config: Pick<Config, "model" | "modelsDir" | "stateDir" | "allowUnverified">,
-  opts: ResolveOptions = {}): Promise<ResolvedModels> {
+  opts: ResolveOptions = {}): Promise<ResolvedModels & { templates: Promise<void> }> {
   const { onProgress, phases } = opts;
   const dir = modelsDirOf(config);
   const manifest = readManifest(dir);
@@ -65,7 +77,10 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
   }
   const models: ResolvedModels["models"] = [];
   const opened: number[] = [];
+  const closeAll = () => { for (const fd of opened.splice(0)) fs.closeSync(fd); };
   const cache = HashCache.open(dir, { now: opts.now });
+  const trials: Promise<void>[] = [];
+  let key: string | undefined | null = null;
   try {
     for (const file of files) {
       if (!fs.existsSync(file)) throw new ModelIntegrityError(`${file} is listed in the manifest but missing`);
@@ -89,22 +104,30 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
         if (!config.allowUnverified) throw new ModelIntegrityError(msg);
         warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
       }
-      try {
-        const { chatTemplate } = checkGgufHeader(file, fd);
-        // The engine renders this template on every chat (and once at load): a looping one would stall the server.
-        if (chatTemplate) await preflightTemplate(chatTemplate, file);
-      } catch (e) {
-        throw new ModelIntegrityError((e as Error).message);
+      let chatTemplate: string | undefined;
+      try { ({ chatTemplate } = checkGgufHeader(file, fd)); } catch (e) { throw new ModelIntegrityError((e as Error).message); }
+      // The engine renders this template on every chat (and once at load): a looping one would stall the server.
+      // A pass is remembered with the hash (root only), for these exact bytes and this exact build.
+      if (chatTemplate) {
+        if (key === null) key = templateKey();
+        const k = key;
+        if (!(k && cache.templatePassed(file, before, k))) {
+          trials.push(preflightTemplate(chatTemplate, file).then(() => { if (k) cache.rememberTemplate(file, before, k); }));
+        }
       }
-      phases?.mark("template preflight");
       const id = entry && inDir ? modelId(entry.file) : modelId(file);
       if (models.some((m) => m.id === id)) throw new ModelIntegrityError(`two models are named ${id}`);
       models.push({ id, path: descriptorPath(fd), file, sha256: actual, hashed: !cached, hashMs });
     }
   } catch (e) {
-    for (const fd of opened) fs.closeSync(fd);
+    closeAll();
     throw e;
   }
-  cache.save(); // hashes that matched or not: each is a true fact about that file (root only)
-  return { models, warnings };
+  const templates = Promise.all(trials).then(() => { cache.save(); }, (e: Error) => { // hashes and passes are true facts (root only)
+    closeAll();
+    throw new ModelIntegrityError(e.message);
+  });
+  templates.catch(() => undefined); // deferred: the caller awaits it later; an early failure is not unhandled meanwhile
+  if (!opts.deferTemplates) { await templates; phases?.mark("template preflight"); }
+  return { models, warnings, templates };
 }

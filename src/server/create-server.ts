@@ -87,8 +87,9 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
 async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gateway | undefined, onProgress?: (status: string) => void,
   phases?: StartPhases) {
   // Gateway mode: upstream models need no local file, so a server fronting only upstreams loads none.
-  const { models, warnings } = gateway && !config.model.length && !readManifest(modelsDirOf(config)).length
-    ? { models: [], warnings: [] } : await resolveModels(config, { onProgress, phases });
+  // Chat-template trials (child processes) run on while the native libraries are checked; awaited before loading.
+  const { models, warnings, templates } = gateway && !config.model.length && !readManifest(modelsDirOf(config)).length
+    ? { models: [], warnings: [], templates: Promise.resolve() } : await resolveModels(config, { onProgress, phases, deferTemplates: true });
   const both = models.find((m) => gateway?.serves(m.id));
   if (both) throw new ConfigError(`invalid config: upstreams: model ${both.id} is both a local model and an upstream one`, "upstreams");
   for (const w of warnings) log.warn(w);
@@ -117,6 +118,8 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   log.info({ threads, requested: requested || "auto", usableCpus: budget.cpus, limitedBy: budget.limitedBy, onlineCpus: budget.online,
     ...(budget.quota !== undefined && { cpuQuota: budget.quota }) }, "cpu threads");
   if (requested > budget.cpus) log.warn({ requested, threads }, "threads lowered to the CPUs this process may use (more would collapse decode)");
+  await templates; // before the engine renders any template (it does at load)
+  phases?.mark("template preflight");
   // The engine's progress tells its phases apart: binding (getLlama) → loading each model → its context.
   let stage = "getLlama";
   const progress = (status: string) => {

@@ -7,6 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
+import { CHATML_TEMPLATE } from "../../src/engine/tiny-model";
 import { HashCache, hashCachePath, RACY_MS } from "../../src/integrity/hash-cache";
 import { writeManifest } from "../../src/integrity/manifest";
 import { ModelIntegrityError, resolveModels } from "../../src/integrity/resolve";
@@ -128,6 +129,10 @@ describe.skipIf(!root)("hash cache (as root)", () => {
     for (const r of [first, second]) for (const m of r.models) fs.closeSync(Number(path.basename(m.path)));
     expect(first.models[0]!.hashed).toBe(true);
     expect(second.models[0]!.hashed).toBe(false);
+    // The chat-template trial passed once for these bytes and this build: remembered with the hash.
+    const entry = JSON.parse(fs.readFileSync(hashCachePath(dir), "utf8")).entries[path.resolve(file)];
+    expect(entry.template).toMatch(/ bun /);
+    expect(HashCache.open(dir).templatePassed(file, stat(file), entry.template)).toBe(true);
 
     // One byte near the end flipped (past the header), size and times unchanged: only ctime tells.
     const ref = `${file}.ref`;
@@ -167,5 +172,27 @@ describe.skipIf(!root)("hash cache (as root)", () => {
     // The same forged content owned by root is what "root-owned only" means: it would be believed.
     fs.chownSync(hashCachePath(dir), 0, 0);
     expect(HashCache.open(dir).lookup(file, stat(file))).toBe(good);
+  });
+});
+
+describe.skipIf(!root)("chat-template trial and the cache (as root)", () => {
+  test("a model whose template fails its trial is refused at every start; no pass is remembered", async () => {
+    const { dir, file, config } = await modelsDir();
+    const buf = fs.readFileSync(file);
+    const at = buf.indexOf(Buffer.from(CHATML_TEMPLATE));
+    expect(at).toBeGreaterThan(0);
+    const broken = "{% for %}";
+    buf.write(broken + `{#${" ".repeat(CHATML_TEMPLATE.length - broken.length - 4)}#}`, at, "utf8");
+    fs.chmodSync(file, 0o640);
+    fs.writeFileSync(file, buf);
+    fs.chmodSync(file, 0o440);
+    writeManifest(dir, [{ sha256: await sha256File(file), file: "tiny.gguf" }]);
+    for (let i = 0; i < 2; i++) {
+      const refused = await resolveModels(config, { now: later }).then(() => undefined, (e: Error) => e);
+      expect(refused).toBeInstanceOf(ModelIntegrityError);
+      expect(refused!.message).toMatch(/chat template/);
+    }
+    const cached = fs.existsSync(hashCachePath(dir)) ? JSON.parse(fs.readFileSync(hashCachePath(dir), "utf8")).entries : {};
+    expect(cached[path.resolve(file)]?.template).toBeUndefined();
   });
 });
