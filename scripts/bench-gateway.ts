@@ -13,6 +13,9 @@
  *   - the gateway's own cost: the same small request to a stub upstream (a Bun.serve in this process that answers
  *     a fixed completion at once) directly and through the gateway, so engine work and the upstream's guards drop
  *     out; p50 and p99 of each side and the difference.
+ *   - the gateway's code alone: the stub's model through app.handle() of an in-process gateway (no HTTP in front,
+ *     no process hop) against a fetch to the stub (bench-gateway-inproc.ts); what is left of the rows above
+ *     beyond it is the HTTP server and the extra process on the way.
  *   - stream throughput: streamed /v1/completions of --tokens tokens (end tokens banned so every run decodes
  *     exactly that many) on a generated ~86 M-parameter F32 model; tokens/s = completion tokens / time from
  *     sending the request to the last byte; median of --runs per side, and the ratio gateway/direct.
@@ -24,6 +27,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
+import { gatewayCodeCost } from "./bench-gateway-inproc";
 import { complete, freePort, median, startAppliance, waitHealthy, type Served } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -77,6 +81,13 @@ try {
   };
   await pair("small requests to the upstream appliance (chat, max_tokens 1, tiny model)", upTiny, "tiny");
   await pair("the gateway's own cost (the same chat to a stub upstream answering at once)", stub, "stub");
+  {
+    const { direct, via } = await gatewayCodeCost(stub.base, requests);
+    console.log(`\nthe gateway's code alone (in process: app.handle() of a gateway for the stub's model vs a fetch to the stub), ${requests} per side:`);
+    console.log(`  direct   p50 ${f(pct(direct, 0.5))}  p99 ${f(pct(direct, 0.99))}`);
+    console.log(`  gateway  p50 ${f(pct(via, 0.5))}  p99 ${f(pct(via, 0.99))}`);
+    console.log(`  added by the gateway's request path: p50 ${f(pct(via, 0.5) - pct(direct, 0.5))} ms (the rest of the rows above is HTTP and process hops)`);
+  }
 
   // 2. Stream throughput.
   const stream = (s: Served) => complete({ ...s }, "once upon a time", tokens, true);
