@@ -15,35 +15,49 @@
 
 /** Generation requests received by the server and not yet in the engine's queue. */
 export class Arrivals {
-  private pending = 0;
+  /** Each request on its way, with when it was announced. */
+  private readonly pending = new Map<number, number>();
+  private next = 0;
   private readonly waiters = new Set<() => void>();
   /** performance.now() of the last announcement or admission: a burst's requests come a few ms apart. */
   last = -Infinity;
 
+  constructor(private readonly staleMs = STALE_MS) {}
+
   /** A generation request was received; call the returned function (idempotent) once it is queued or has ended. */
   expect(): () => void {
-    this.pending++;
+    const id = this.next++;
     this.last = performance.now();
-    let done = false;
+    this.pending.set(id, this.last);
     return () => {
-      if (done) return;
-      done = true;
+      if (!this.pending.delete(id)) return;
       this.last = performance.now();
-      if (--this.pending === 0) for (const w of [...this.waiters]) w();
+      if (this.count === 0) for (const w of [...this.waiters]) w();
     };
   }
 
-  /** Requests still on their way. */
-  get count() { return this.pending; }
+  /**
+   * Requests still on their way. One announced longer than `staleMs` ago is not part of a burst (a body trickling
+   * in, a guard waiting); it stops counting, so a request whose end was somehow never reported cannot hold idle
+   * starts back for good.
+   */
+  get count() {
+    const old = performance.now() - this.staleMs;
+    for (const [id, at] of this.pending) if (at < old) this.pending.delete(id);
+    return this.pending.size;
+  }
 
   /** Runs `fn` once nothing is on its way, or after `capMs`, whichever comes first (once). */
   whenClear(fn: () => void, capMs: number): void {
-    if (this.pending === 0) return fn();
+    if (this.count === 0) return fn();
     const run = () => { this.waiters.delete(run); clearTimeout(timer); fn(); };
     const timer = setTimeout(run, capMs);
     this.waiters.add(run);
   }
 }
+
+/** After this long (ms) an announced request no longer counts as on its way. */
+const STALE_MS = 1000;
 
 /** How long an idle context's first decode waits, at most (ms), for the rest of a burst. */
 export const GATHER_CAP_MS = 20;
