@@ -116,3 +116,18 @@ test("token-id prompts: /detokenize feeds the prompt guard; no /detokenize → 4
   expect(without.seen.slice(before).map((s) => s.path)).toEqual(["/v1/completions"]);
   expect(JSON.parse(without.seen.at(-1)!.body).prompt).toEqual([[4, 5]]);
 });
+
+test("n = 2 to an upstream that streams one choice: choice 0 arrives, then an error the SDK raises; not counted against the upstream", async () => {
+  const up = streaming([indexed(0, { role: "assistant", content: "" }), indexed(0, { content: "only one" }), indexed(0, {}, "stop"), usage(2), "[DONE]"], 1000);
+  const { gw, client } = await gatewayOver(up.url, { gateway: { breakerFailures: 1 } });
+  let text = "";
+  const err = await (async () => {
+    for await (const c of await client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "x" }], n: 2, stream: true })) {
+      text += c.choices[0]?.delta.content ?? "";
+    }
+  })().catch((e: unknown) => e);
+  expect(text).toBe("only one");
+  expect(err).toBeInstanceOf(OpenAI.APIError);
+  expect((err as Error).message).toContain("1 of the 2 choices");
+  expect(gw.gateway.pool.all[0]!.breaker.state).toBe("closed");
+});

@@ -98,7 +98,8 @@ export type UpstreamRoute = "chat" | "completions" | "embeddings" | "responses";
 
 export function guardUpstreamBody(deps: AppDeps, state: RequestState, model: string, route: UpstreamRoute, body: unknown,
   tokenTexts?: (string | undefined)[]): Obj {
-  const copy = structuredClone(body) as Obj;
+  // The body came from JSON, so a JSON round trip copies it exactly; structuredClone took ~30 µs per request here.
+  const copy = JSON.parse(JSON.stringify(body)) as Obj;
   // Accepted for SDK compatibility and never used (wire.ts): the client's end-user id and tags stay here.
   for (const k of ["user", "metadata", "store", "service_tier"]) delete copy[k];
   const slots = route === "chat" ? chatSlots(copy) : route === "responses" ? responsesSlots(copy)

@@ -115,6 +115,11 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
         state.status = 499;
       }
       if (finished < plan.choices) {
+        if (finished === choices.size && usage) {
+          // It finished every choice it streamed, just fewer than asked (an upstream that ignores n): not its failure.
+          reply.end("ok");
+          throw new UpstreamError(`The upstream streamed ${finished} of the ${plan.choices} choices asked for (it may not support n > 1).`);
+        }
         reply.end("failed");
         throw new UpstreamError("The upstream stream ended before the answer finished.");
       }
