@@ -32,13 +32,14 @@ const SECRETISH = /(KEY|TOKEN|SECRET|PASSW|CREDENTIAL)/i;
 const mode = (p: string) => fs.statSync(p).mode & 0o777;
 const octal = (m: number) => "0" + m.toString(8);
 
-export async function checkModels(config: Readonly<Config>): Promise<Check> {
+/** `now`: the hash cache's wall clock (tests). */
+export async function checkModels(config: Readonly<Pick<Config, "modelsDir" | "stateDir">>, now: () => number = Date.now): Promise<Check> {
   const dir = modelsDirOf(config);
   const entries = readManifest(dir);
   if (!entries.length) return { name: "models", status: "fail", detail: `no models in ${path.join(dir, MANIFEST)}` };
   const problems: string[] = [];
   // The daily check always reads every byte; run as root it also refreshes serve's hash cache (hash-cache.ts).
-  const cache = HashCache.open(dir);
+  const cache = HashCache.open(dir, { now });
   for (const e of entries) {
     const file = path.join(dir, e.file);
     if (!fs.existsSync(file)) { problems.push(`${file} is missing`); continue; }

@@ -10,6 +10,7 @@ import path from "node:path";
 import { CHATML_TEMPLATE } from "../../src/engine/tiny-model";
 import { HashCache, hashCachePath, RACY_MS } from "../../src/integrity/hash-cache";
 import { writeManifest } from "../../src/integrity/manifest";
+import { checkModels } from "../../src/integrity/verify";
 import { ModelIntegrityError, resolveModels } from "../../src/integrity/resolve";
 import { sha256File } from "../../src/util/sha256";
 import { tinyModel, tmpDir } from "../helpers";
@@ -111,6 +112,14 @@ describe.skipIf(!root)("hash cache (as root)", () => {
     fs.chownSync(file, 0, 0);
     fs.chmodSync(file, 0o446);
     expect((await check(dir, file)).hashed).toBe(true);
+  });
+
+  test("verify run as root reads every byte and refreshes the cache for serve", async () => {
+    const { dir, file, config } = await modelsDir();
+    expect((await checkModels(config)).status).toBe("ok"); // the file was just written: within the racy window
+    expect(HashCache.open(dir).lookup(file, stat(file))).toBeUndefined();
+    expect((await checkModels(config, later)).status).toBe("ok");
+    expect(HashCache.open(dir).lookup(file, stat(file))).toBe(await sha256File(file));
   });
 
   test("not root: nothing is written, so nothing the service account writes is ever read back", async () => {
