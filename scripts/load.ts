@@ -4,11 +4,11 @@
  *                     [--soak SECONDS] [--binary dist/appliance] [--parallel 2] [--max-queue 64] [--threads 0] [--json]
  *
  * Drives the real server (the compiled binary, on a generated tiny model, in a temp dir) and prints:
- *  1. burst: `connections` concurrent clients over mixed routes (models, health, ready, metrics, chat with and
+ *  1. burst (skipped with --seconds 0): `connections` concurrent clients over mixed routes (models, health, ready, metrics, chat with and
  *     without streaming, completions, embeddings) for `seconds`: req/s, p50/p99 per route, every answer
  *     classed 2xx / 429 / 503 / 4xx / 5xx / reset / timeout / stream_incomplete, server RSS before and after;
  *  2. health under generation: `generators` streaming chats keep every slot (and so the CPU) busy while one
- *     client asks GET /health every 20 ms: its p50/p99/max;
+ *     client asks GET /health every 20 ms: its p50/p99/max, and the server's own /health histogram over that time;
  *  3. with --soak S: `connections` clients for S seconds, RSS sampled every 5 s; growth is measured from the
  *     end of the first tenth (allocator warm-up) to the end.
  * Exit 1 when any answer was a 5xx, a reset, a timeout or an incomplete stream.
@@ -61,31 +61,38 @@ function print(title: string, s: ReturnType<typeof summary>) {
 try {
   // Warm-up: a few of each so the first timings are not the engine's first-use costs.
   await drive({ url: server.url, keys: [server.key], connections: 4, seconds: 2, maxTokens: n("max-tokens") });
-  const rssBefore = rssOf(server.pid);
-  const metricsBefore = await scrape(server.url, server.key);
-  const burst = await drive({ url: server.url, keys, connections: n("connections"), seconds: n("seconds"), maxTokens: n("max-tokens") });
-  const rssAfter = rssOf(server.pid);
-  const metricsAfter = await scrape(server.url, server.key);
-  const b = summary(burst.tally, burst.requests, burst.seconds);
-  const health = serverSide(metricsBefore, metricsAfter, "/health");
-  report.burst = { ...b, rssBefore, rssAfter, serverHealth: health };
-  if (!values.json) {
-    print(`burst (${n("connections")} connections, max_tokens ${n("max-tokens")})`, b);
-    console.log(`  server-side /health (its own histogram, without the clients' delays): mean ${ms(health.meanMs)} ms, p99 <= ${ms(health.p99BoundMs)} ms`);
-    console.log(`  server RSS ${MiB(rssBefore)} MiB before, ${MiB(rssAfter)} MiB after`);
+  // --seconds 0: no burst (only the /health-under-generation part, and the soak if asked).
+  if (n("seconds") > 0) {
+    const rssBefore = rssOf(server.pid);
+    const metricsBefore = await scrape(server.url, server.key);
+    const burst = await drive({ url: server.url, keys, connections: n("connections"), seconds: n("seconds"), maxTokens: n("max-tokens") });
+    const rssAfter = rssOf(server.pid);
+    const metricsAfter = await scrape(server.url, server.key);
+    const b = summary(burst.tally, burst.requests, burst.seconds);
+    const health = serverSide(metricsBefore, metricsAfter, "/health");
+    report.burst = { ...b, rssBefore, rssAfter, serverHealth: health };
+    if (!values.json) {
+      print(`burst (${n("connections")} connections, max_tokens ${n("max-tokens")})`, b);
+      console.log(`  server-side /health (its own histogram, without the clients' delays): mean ${ms(health.meanMs)} ms, p99 <= ${ms(health.p99BoundMs)} ms`);
+      console.log(`  server RSS ${MiB(rssBefore)} MiB before, ${MiB(rssAfter)} MiB after`);
+    }
   }
 
   // /health while generation keeps the CPU busy.
+  const healthBefore = await scrape(server.url, server.key);
   const gen = drive({ url: server.url, keys: [server.key], connections: n("generators"), seconds: n("health-seconds"), maxTokens: 256 }, newTally());
   const probes = await probeHealth(server.url, gen);
   const g = await gen;
+  // The server's own view of those probes (arrival to last byte inside the server, without the client's delays).
+  const own = serverSide(healthBefore, await scrape(server.url, server.key), "/health");
   const load = await Bun.file("/proc/loadavg").text().catch(() => "");
-  report.health = { probes: probes.length, p50: percentile(probes, 50), p99: percentile(probes, 99), max: Math.max(...probes), generations: g.requests, loadavg: load.trim() };
+  report.health = { probes: probes.length, p50: percentile(probes, 50), p99: percentile(probes, 99), max: Math.max(...probes), generations: g.requests, loadavg: load.trim(), server: own };
   bad += g.tally.outcomes["5xx"] + g.tally.outcomes.reset + g.tally.outcomes.timeout + g.tally.outcomes.stream_incomplete;
   if (!values.json) {
     console.log(`\n/health under generation (${n("generators")} streaming chats, max_tokens 256, ${n("health-seconds")} s): ` +
       `${probes.length} probes, p50 ${ms(percentile(probes, 50))} ms, p99 ${ms(percentile(probes, 99))} ms, max ${ms(Math.max(...probes))} ms; ` +
       `${g.requests} generations (${Object.entries(g.tally.outcomes).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(", ")}); loadavg ${load.split(" ").slice(0, 3).join(" ")}`);
+    console.log(`  server-side /health (its own histogram): ${own.n} answers, mean ${ms(own.meanMs)} ms, p99 <= ${ms(own.p99BoundMs)} ms`);
   }
 
   if (values.soak) {
