@@ -69,8 +69,8 @@ describe("4 concurrent greedy streams", () => {
 
 describe("a burst of 4 streams", () => {
   // Before burst gathering (engine/arrivals.ts) the first request's prompt went into a step of its own while the
-  // others were still in the guards, and they waited for it: steps of 14 then 25 prompt tokens, not one of 34 (13
-  // and 21 before one of the two BOS tokens each completion got was dropped; prompt-tokens.test.ts).
+  // others were still in the guards, and they waited for it: steps of 14 then 25 tokens (measured while each prompt
+  // still carried two BOS tokens, see prompt-tokens.test.ts; 13 then 21 with one), not one step of all of them.
   test("has its prompts evaluated in one decode step", async () => {
     await stream("warm up", 2);
     const { result, sizes } = await countSteps(() => Promise.all(PROMPTS.map((p) => stream(p, 4))));
