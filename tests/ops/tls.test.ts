@@ -157,6 +157,21 @@ describe("mTLS: --tls-client-ca", () => {
     });
   }
 
+  test("a session ticket from a wrong-CA connection resumes to the same refusal (TLS 1.2 and 1.3)", async () => {
+    const port = new URL(server.baseURL).port;
+    for (const flag of ["-tls1_2", "-tls1_3"]) {
+      const sess = path.join(pki.dir, `rogue${flag}.sess`);
+      const sc = (args: string[]) => sh(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, flag, "-CAfile", pki.ca, "-ign_eof", ...args],
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      const first = await sc(["-cert", pki.rogueCert, "-key", pki.rogueKey, "-sess_out", sess]);
+      expect(first.out).not.toContain("HTTP/1.1");
+      expect(fs.existsSync(sess)).toBe(true);
+      const resumed = await sc(["-sess_in", sess]);
+      expect(resumed.out).toMatch(/^Reused, TLSv1\.[23]/m); // the ticket was taken: this is a resumption
+      expect(resumed.out).not.toContain("HTTP/1.1");
+    }
+  });
+
   test("serve with --tls-cert and no --tls-key exits 2 naming tlsKey", async () => {
     const bin = path.join(path.dirname(server.stateDir), "appliance");
     const r = await sh([bin, "serve", "--state-dir", server.stateDir, "--port", "0", "--threads", "1", "--tls-cert", pki.serverCert]);
