@@ -26,7 +26,12 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, opts: A
     try {
       fs.writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
       const owner = opts.owner === undefined ? ownerFor(dir) : opts.owner;
-      if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
+      // Only when it differs: a root run writing root's own file then makes no chown call, which the
+      // service unit's SystemCallFilter does not allow (tests/service/syscalls.test.ts runs serve as root).
+      if (owner) {
+        const st = fs.fstatSync(fd);
+        if (st.uid !== owner.uid || st.gid !== owner.gid) fs.fchownSync(fd, owner.uid, owner.gid);
+      }
       fs.fchmodSync(fd, mode); // the umask may have narrowed the create mode
       fs.fsyncSync(fd);
     } finally {
