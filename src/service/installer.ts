@@ -54,8 +54,8 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
     // may serve trust the hash cache across starts (integrity/hash-cache.ts).
     { kind: "dir", path: l.modelsDir, mode: 0o750, owner: "root:svc" },
     { kind: "dir", path: l.logDir, mode: 0o750, owner: "svc" },
-    // The daily root check's audit anchors: a directory the service account can neither write nor list.
-    ...(l.platform === "systemd" ? [{ kind: "dir" as const, path: path.join(l.root, "var/lib/appliance-anchor"), mode: 0o700, owner: "root" as const }] : []),
+    // The root-held audit anchors (anchor job every 5 minutes): a directory the service account can neither write nor list.
+    { kind: "dir", path: l.anchorDir, mode: 0o700, owner: "root" },
     { kind: "dir", path: path.dirname(l.bin), mode: 0o755, owner: "root" },
     // Before the first start: the unit's ExecPaths= names it, and serve loads from it instead of the state dir.
     { kind: "native", path: path.join(l.root, SYSTEM_NATIVE_DIR), mode: 0o755, owner: "root" },

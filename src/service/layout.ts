@@ -20,6 +20,8 @@ export interface Layout {
   stateDir: string;
   modelsDir: string;
   logDir: string;
+  /** Root-only (0700) directory of the root-held audit anchors, which the service account can neither write nor list. */
+  anchorDir: string;
   /** Unit/plist file names → full paths. */
   units: Record<string, string>;
   apparmorProfile?: string;
@@ -39,7 +41,7 @@ export function layout(platform: Platform, root = "/"): Layout {
       ...common, platform, account: "appliance",
       binDigest: at("/etc/appliance/binary.sha256"),
       configDir: at(path.dirname(INSTALLED_CONFIG.systemd)), configFile: at(INSTALLED_CONFIG.systemd),
-      stateDir: at("/var/lib/appliance"), modelsDir: at("/var/lib/appliance/models"), logDir: at("/var/log/appliance"),
+      stateDir: at("/var/lib/appliance"), modelsDir: at("/var/lib/appliance/models"), logDir: at("/var/log/appliance"), anchorDir: at("/var/lib/appliance-anchor"),
       units: Object.fromEntries(["appliance.service", "appliance-verify.service", "appliance-verify.timer", "appliance-anchor.service", "appliance-anchor.timer"].map((u) => [u, path.join(unitDir, u)])),
       apparmorProfile: at("/etc/apparmor.d/usr.local.bin.appliance"),
       logrotate: at("/etc/logrotate.d/appliance"),
@@ -51,8 +53,8 @@ export function layout(platform: Platform, root = "/"): Layout {
     binDigest: at("/usr/local/etc/appliance/binary.sha256"),
     configDir: at(path.dirname(INSTALLED_CONFIG.launchd)), configFile: at(INSTALLED_CONFIG.launchd),
     stateDir: at("/Library/Application Support/appliance"), modelsDir: at("/Library/Application Support/appliance/models"),
-    logDir: at("/Library/Logs/appliance"),
-    units: Object.fromEntries(["local.appliance.server.plist", "local.appliance.verify.plist"].map((u) => [u, path.join(unitDir, u)])),
+    logDir: at("/Library/Logs/appliance"), anchorDir: at("/var/db/appliance-anchor"),
+    units: Object.fromEntries(["local.appliance.server.plist", "local.appliance.verify.plist", "local.appliance.anchor.plist"].map((u) => [u, path.join(unitDir, u)])),
     logrotate: at("/etc/newsyslog.d/appliance.conf"),
   };
 }

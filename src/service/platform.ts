@@ -129,8 +129,7 @@ export function uninstallPaths(l: Layout, purge: boolean): string[] {
     ? [...units.map((u) => `${u}.d`), path.join(l.root, "var/lib/systemd/timers/stamp-appliance-verify.timer")] : [];
   // The native libraries belong to the binary: removed with it (a reinstall writes them again).
   const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, path.join(l.root, path.dirname(SYSTEM_NATIVE_DIR)), ...(l.apparmorProfile ? [l.apparmorProfile] : []), ...(l.logrotate ? [l.logrotate] : [])];
-  // The root-held audit anchors (appliance-verify.service) are state: kept unless purge.
-  const anchors = l.platform === "systemd" ? [path.join(l.root, "var/lib/appliance-anchor")] : [];
-  return purge ? [...files, l.stateDir, l.logDir, l.configDir, ...anchors] : files;
+  // The root-held audit anchors (the anchor job's) are state: kept unless purge.
+  return purge ? [...files, l.stateDir, l.logDir, l.configDir, l.anchorDir] : files;
 }
 

@@ -13,8 +13,10 @@ import logrotateTpl from "../../systemd/appliance.logrotate" with { type: "text"
 import newsyslogTpl from "../../launchd/appliance.newsyslog" with { type: "text" };
 import serverPlistTpl from "../../launchd/local.appliance.server.plist" with { type: "text" };
 import verifyPlistTpl from "../../launchd/local.appliance.verify.plist" with { type: "text" };
+import anchorPlistTpl from "../../launchd/local.appliance.anchor.plist" with { type: "text" };
 import { otlpAllow } from "../integrity/egress";
 import os from "node:os";
+import path from "node:path";
 import type { Config } from "../config/schema";
 import { isLoopback } from "../guards/host";
 import { systemView, type Layout } from "./layout";
@@ -28,6 +30,7 @@ const TEMPLATES: Record<string, string> = {
   "appliance-anchor.timer": anchorTimerTpl,
   "local.appliance.server.plist": serverPlistTpl,
   "local.appliance.verify.plist": verifyPlistTpl,
+  "local.appliance.anchor.plist": anchorPlistTpl,
 };
 
 const xmlEscape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -73,7 +76,7 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Rec
   return {
     ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
     NATIVE_DIR: SYSTEM_NATIVE_DIR,
-    MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, ...unitLimits(config),
+    MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, ANCHOR_FILE: path.join(s.anchorDir, "audit.anchors"), ...unitLimits(config),
     // newsyslog.conf fields split on whitespace: its G flag takes a shell pattern, where "?" matches the space.
     STATE_GLOB: s.stateDir.replace(/\s/g, "?"), LOG_GLOB: s.logDir.replace(/\s/g, "?"),
     IP_ALLOW: publicBind ? "any" : [...new Set(["localhost", ...otlpAllow(config), ...upstreamAllow(config)])].join(" "), START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,

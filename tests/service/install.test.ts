@@ -236,9 +236,17 @@ describe("launchd install under --root", () => {
     expect(r.out).toContain("block out quick proto { tcp udp } user _appliance"); // printed, not applied, without --firewall
     const l = layout("launchd", root);
     const py = `import plistlib,sys,json\nprint(json.dumps([plistlib.load(open(f,'rb')) for f in sys.argv[1:]]))`;
-    const p = Bun.spawnSync(["python3", "-c", py, l.units["local.appliance.server.plist"]!, l.units["local.appliance.verify.plist"]!], { stderr: "pipe" });
+    const p = Bun.spawnSync(["python3", "-c", py, l.units["local.appliance.server.plist"]!, l.units["local.appliance.verify.plist"]!, l.units["local.appliance.anchor.plist"]!], { stderr: "pipe" });
     expect(p.stderr.toString()).toBe("");
-    const [server, verify] = JSON.parse(p.stdout.toString());
+    const [server, verify, anchor] = JSON.parse(p.stdout.toString());
+    // The audit anchor every 5 minutes runs as root (no UserName) into a root-only directory made by install.
+    expect(anchor.UserName).toBeUndefined();
+    expect(anchor).toMatchObject({ Label: "local.appliance.anchor", StartInterval: 300, Umask: 63, ProcessType: "Background" });
+    expect(anchor.ProgramArguments).toEqual(["/usr/local/bin/appliance", "audit", "anchor", "--state-dir", "/Library/Application Support/appliance",
+      "--to", "/var/db/appliance-anchor/audit.anchors", "--alert-dir", "/Library/Logs/appliance"]);
+    expect(anchor.StandardOutPath).toBe(verify.StandardOutPath); // a log newsyslog rotates
+    const anchorDir = fs.statSync(path.join(root, "var/db/appliance-anchor"));
+    expect([anchorDir.uid, anchorDir.mode & 0o777]).toEqual([0, 0o700]);
     expect(server).toMatchObject({
       Label: "local.appliance.server", ProgramArguments: ["/usr/local/bin/appliance", "serve", "--launchd"], UserName: "_appliance", GroupName: "_appliance",
       RunAtLoad: true, KeepAlive: { SuccessfulExit: false }, Umask: 63, ProcessType: "Standard", ThrottleInterval: 10,
