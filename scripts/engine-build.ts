@@ -25,6 +25,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { takeBuildLock } from "./build-lock";
 
 /** A finished local engine build: the folder to embed (node-llama-cpp's bins layout) and what it holds. */
 export interface EngineBuild {
@@ -76,10 +77,6 @@ function stamped(dir: string): EngineBuild | null {
     if (s.files.every((f) => fs.existsSync(path.join(s.binsDir, s.folder, f.name)))) return s;
   } catch { /* not built yet */ }
   return null;
-}
-
-function lockHolderAlive(lock: string): boolean {
-  try { const pid = Number(fs.readFileSync(lock, "utf8")); if (!pid) return false; process.kill(pid, 0); return true; } catch { return false; }
 }
 
 /** A private node-llama-cpp to build in: a copy of the package (without builds or clones) beside links to the rest. */
@@ -142,15 +139,9 @@ export async function engineBuild(opts: { portable?: boolean; cacheRoot?: string
   const done = stamped(dir);
   if (done) return done;
   fs.mkdirSync(dir, { recursive: true });
-  const lock = path.join(dir, "build.lock");
-  for (;;) {
-    try { fs.writeFileSync(lock, String(process.pid), { flag: "wx" }); break; } catch { /* held */ }
-    if (!lockHolderAlive(lock)) { fs.rmSync(lock, { force: true }); continue; }
-    log(`engine build: another process (pid ${fs.readFileSync(lock, "utf8")}) is building in ${dir}; waiting`);
-    while (fs.existsSync(lock) && lockHolderAlive(lock)) await Bun.sleep(5000);
-    const d = stamped(dir);
-    if (d) return d;
-  }
+  const taken = await takeBuildLock(dir, stamped, "engine build", log);
+  if ("done" in taken) return taken.done;
+  const { lock } = taken;
   const t0 = performance.now();
   const stageDir = path.join(dir, "stage"), logFile = path.join(dir, "build.log");
   try {

@@ -17,6 +17,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { takeBuildLock } from "./build-lock";
 
 /** Paths of the built peer binaries. */
 export interface PeerBinaries { llamaServer: string; llamaBench: string; sourceSha256: string; dir: string }
@@ -54,16 +55,6 @@ function stamped(dir: string): PeerBinaries | null {
   return null;
 }
 
-/** Is the process that wrote this lock file still alive? (A killed build must not block the next one forever.) */
-function lockHolderAlive(lock: string): boolean {
-  try {
-    const pid = Number(fs.readFileSync(lock, "utf8"));
-    if (!pid) return false;
-    process.kill(pid, 0);
-    return true;
-  } catch { return false; }
-}
-
 /**
  * Build llama-server and llama-bench from node-llama-cpp's bundled llama.cpp source, or reuse the cached build.
  * Resolves to the binaries' paths, or to { skip } naming what is missing. Never downloads anything.
@@ -78,16 +69,9 @@ export async function peerBuild(opts: { log?: (line: string) => void; cacheRoot?
   const done = stamped(dir);
   if (done) return done;
   fs.mkdirSync(dir, { recursive: true });
-  const lock = path.join(dir, "build.lock");
-  // One builder at a time: the lock file is created exclusively; others poll for the stamp.
-  for (;;) {
-    try { fs.writeFileSync(lock, String(process.pid), { flag: "wx" }); break; } catch { /* held */ }
-    if (!lockHolderAlive(lock)) { fs.rmSync(lock, { force: true }); continue; }
-    log(`peer build: another process (pid ${fs.readFileSync(lock, "utf8")}) is building in ${dir}; waiting`);
-    while (fs.existsSync(lock) && lockHolderAlive(lock)) await Bun.sleep(5000);
-    const d = stamped(dir);
-    if (d) return d;
-  }
+  const taken = await takeBuildLock(dir, stamped, "peer build", log);
+  if ("done" in taken) return taken.done;
+  const { lock } = taken;
   try {
     const src = path.join(dir, "src"), build = path.join(dir, "build"), logFile = path.join(dir, "build.log");
     if (!fs.existsSync(path.join(src, "CMakeLists.txt"))) {
