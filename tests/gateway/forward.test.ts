@@ -6,22 +6,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import OpenAI from "openai";
-import { startBinary, type BinaryServer } from "../conformance/binary-server";
-import { startGateway, type GatewayApp } from "./gateway-helpers";
+import type { BinaryServer } from "../conformance/binary-server";
+import { until } from "../helpers";
+import { startGatewayOverBinary, stopGatewayOverBinary, type GatewayApp } from "./gateway-helpers";
 
 let up: BinaryServer;
 let gw: GatewayApp;
 let client: OpenAI;
 
-beforeAll(async () => {
-  up = await startBinary(["--parallel", "2"]);
-  gw = await startGateway({ upstreams: [{ url: `${up.baseURL}/v1`, apiKey: up.key, models: ["tiny"] }] });
-  client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.baseURL}/v1`, maxRetries: 0 });
-});
-afterAll(async () => {
-  await gw?.close();
-  expect(await up.stop()).toBe(0);
-});
+beforeAll(async () => ({ up, gw, client } = await startGatewayOverBinary()));
+afterAll(async () => expect(await stopGatewayOverBinary(up, gw)).toBe(0));
 
 const user = (content: string) => [{ role: "user" as const, content }];
 
@@ -51,8 +45,7 @@ describe("forwarding to a real upstream", () => {
     expect(usage).toBe(r.usage!.completion_tokens);
     // Records are written just after each response ends: poll (with a deadline) rather than race them.
     const chatRecords = () => fs.readFileSync(gw.auditFile, "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((a) => a.route === "POST /v1/chat/completions");
-    for (const end = Date.now() + 30_000; chatRecords().length < 2 && Date.now() < end;) await Bun.sleep(20);
-    const chats = chatRecords();
+    const chats = await until(() => (chatRecords().length >= 2 ? chatRecords() : undefined), 30_000, "2 chat audit records");
     expect(chats).toHaveLength(2);
     for (const a of chats) {
       expect(a.status).toBe(200);

@@ -16,6 +16,8 @@ import { silentLogger, type Logger } from "../../src/log/logger";
 import type { createApp } from "../../src/server/app";
 import { createServer } from "../../src/server/create-server";
 import { tmpDir } from "../helpers";
+import { startBinary, type BinaryServer } from "../conformance/binary-server";
+import OpenAI from "openai";
 
 export interface GatewayApp {
   app: ReturnType<typeof createApp>;
@@ -95,3 +97,16 @@ export function sseChunks(events: unknown[], size = 1_000_000): ReadableStream<U
 /** A chat.completion.chunk with `delta` (finish null unless given). */
 export const chatChunk = (delta: Record<string, unknown>, finish: string | null = null) =>
   ({ id: "chatcmpl-x", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta, finish_reason: finish }] });
+
+/** A gateway with no local model fronting the compiled binary (on the tiny model, 2 slots), and the openai SDK on the gateway. */
+export async function startGatewayOverBinary(): Promise<{ up: BinaryServer; gw: GatewayApp; client: OpenAI }> {
+  const up = await startBinary(["--parallel", "2"]);
+  const gw = await startGateway({ upstreams: [{ url: `${up.baseURL}/v1`, apiKey: up.key, models: ["tiny"] }] });
+  return { up, gw, client: new OpenAI({ apiKey: gw.key, baseURL: `${gw.baseURL}/v1`, maxRetries: 0 }) };
+}
+
+/** Closes the gateway, then stops the upstream binary; resolves to the binary's exit code (0 = a clean drain). */
+export async function stopGatewayOverBinary(up: BinaryServer | undefined, gw: GatewayApp | undefined): Promise<number | undefined> {
+  await gw?.close();
+  return up?.stop();
+}

@@ -8,28 +8,20 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import fs from "node:fs";
 import OpenAI from "openai";
-import { startBinary, type BinaryServer } from "../conformance/binary-server";
-import { startGateway, type GatewayApp } from "./gateway-helpers";
+import type { BinaryServer } from "../conformance/binary-server";
+import { until } from "../helpers";
+import { startGatewayOverBinary, stopGatewayOverBinary, type GatewayApp } from "./gateway-helpers";
 
 let up: BinaryServer;
 let gw: GatewayApp;
 let client: OpenAI;
 
-beforeAll(async () => {
-  up = await startBinary(["--parallel", "2"]);
-  gw = await startGateway({ upstreams: [{ url: `${up.baseURL}/v1`, apiKey: up.key, models: ["tiny"] }] });
-  client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.baseURL}/v1`, maxRetries: 0 });
-});
-afterAll(async () => {
-  await gw?.close();
-  expect(await up.stop()).toBe(0);
-});
+beforeAll(async () => ({ up, gw, client } = await startGatewayOverBinary()));
+afterAll(async () => expect(await stopGatewayOverBinary(up, gw)).toBe(0));
 
 const records = (route: string) => fs.readFileSync(gw.auditFile, "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((a) => a.route === route);
-async function untilRecords(route: string, n: number) {
-  for (const end = Date.now() + 30_000; records(route).length < n && Date.now() < end;) await Bun.sleep(20);
-  return records(route);
-}
+const untilRecords = (route: string, n: number) =>
+  until(() => (records(route).length >= n ? records(route) : undefined), 30_000, `${n} audit records of ${route}`);
 
 test("Responses API streamed: .stream() and create({stream: true}) give the events of the non-streamed answer", async () => {
   const ask = { model: "tiny", input: "hello there", max_output_tokens: 8, temperature: 0 } as const;
@@ -114,7 +106,7 @@ test("token-id prompts: read as the text they spell (upstream /detokenize), forw
   expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe("prompt_rejected");
   // Refused by the gateway's own guard (not passed on from the upstream): its audit record says so.
   const refused = () => records("POST /v1/completions").filter((a) => a.status === 400);
-  for (const end = Date.now() + 30_000; !refused().length && Date.now() < end;) await Bun.sleep(20);
+  await until(() => (refused().length ? true : undefined), 30_000, "the refusal's audit record");
   expect(refused()).toHaveLength(1);
   expect(refused()[0].decisions).toContain("prompt:block:special_tokens");
 });
