@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import client from "prom-client";
 import type { Engine } from "../engine/engine";
-import { newestVerifyStatus, VERIFY_STATUS_FILE } from "../integrity/verify-status";
+import { newestVerifyStatus, VERIFY_STATUS_FILE, type VerifyStatus } from "../integrity/verify-status";
 import type { VersionInfo } from "../version";
 import type { RequestState } from "./request-state";
 import type { OtlpExporter } from "./tracing/otlp-exporter";
@@ -61,6 +61,8 @@ export class Metrics {
   private slotsPerModel = 0;
   private alertLog?: string;
   private verifyFiles: string[] = [];
+  /** The verify record as read at the start of the scrape in progress. */
+  private verifyNow?: VerifyStatus;
 
   constructor(version?: VersionInfo) {
     const registers = [this.registry];
@@ -98,8 +100,9 @@ export class Metrics {
       } });
     new client.Gauge({ name: "appliance_verify_alert_timestamp_seconds", help: "Time of the last failed `appliance verify` (the daily timer's alert log); 0 when none.",
       registers, collect() { this.set(self.lastAlert()); } });
-    // The last full `appliance verify` (integrity/verify-status.ts): a file of ~100 bytes, read at each scrape.
-    const verify = () => newestVerifyStatus(self.verifyFiles);
+    // The last full `appliance verify` (integrity/verify-status.ts): a file of ~100 bytes, read once per scrape by
+    // render() for all three gauges.
+    const verify = () => self.verifyNow;
     new client.Gauge({ name: "appliance_integrity_verify_last_run_timestamp_seconds", help: "When the last full `appliance verify` (the daily check) ran (unix seconds); 0 when none is recorded.",
       registers, collect() { this.set(Math.floor((verify()?.lastRunMs ?? 0) / 1000)); } });
     new client.Gauge({ name: "appliance_integrity_verify_last_success", help: "1 when the last full `appliance verify` passed, 0 when a check failed or none is recorded.",
@@ -190,7 +193,10 @@ export class Metrics {
   }
 
   /** The exposition text. */
-  render(): Promise<string> { return this.registry.metrics(); }
+  render(): Promise<string> {
+    this.verifyNow = newestVerifyStatus(this.verifyFiles);
+    return this.registry.metrics();
+  }
 
   get contentType() { return this.registry.contentType; }
 }
