@@ -62,7 +62,9 @@ if (!values["no-sweep"]) {
 
 const raw = await engineRun(threads);
 const stateDir = path.join(dir, "state");
-const config = parseConfig({ stateDir, model: [modelPath], rateLimit: { rpm: 0, tpm: 0 }, audit: true });
+const config = parseConfig({ stateDir, model: [modelPath],
+  // Rate limits on (set far above what the run can reach, so they are checked on every request but never refuse).
+  rateLimit: { rpm: 100_000_000, tpm: 1_000_000_000 }, audit: true });
 const store = new KeyStore(keysFilePath(stateDir));
 const { key } = store.create({ name: "bench", scopes: ["completions", "models"] });
 const log = silentLogger();
@@ -120,6 +122,7 @@ for (const r of rows) console.log(`${r[0]!.padEnd(26)}${r[1]!.padStart(10)}${r[2
 console.log(`server/engine tokens/s ratio: ${(median(httpTps) / raw.tps).toFixed(3)} (goal >= 0.97)`);
 console.log(`2 concurrent streams (parallel 2): ${duoTps.toFixed(1)} tokens/s aggregate vs ${median(httpTps).toFixed(1)} for one`);
 console.log(`GET /v1/models: ${(n / 3).toFixed(0)} requests/s (8 concurrent clients, auth + rate limit + audit on)`);
+console.log(`load average (1 min) at the end: ${os.loadavg()[0]!.toFixed(2)}`);
 console.log("note: HTTP time to first token includes the response scanner's hold-back window (see README).");
 await app.stop(true);
 await raw.engine.dispose();
