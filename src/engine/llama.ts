@@ -13,6 +13,7 @@ import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn 
 import { Arrivals } from "./arrivals";
 import { loadModel, openLlama, type Loaded, type LlamaEngineOptions, type ModelSource } from "./llama-load";
 import { tallyTokens } from "./token-tally";
+import { contextText } from "./context-text";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 
 export type { LlamaEngineOptions, ModelSource } from "./llama-load";
@@ -99,7 +100,7 @@ export class LlamaEngine implements Engine {
     checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
     return this.withSequence(l, call, async (sequence, generating): Promise<Generation> => {
       const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs, forced ? undefined : call.onLogprob) : undefined;
-      const tally = tallyTokens(sequence, l.model, generating); // after logprobs' wrapper: counts what it passes on
+      const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens }); // after logprobs' wrapper: counts what it passes on
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
       try {
         // A forced call is JSON for the tool_calls field, never streamed as content.
@@ -108,9 +109,10 @@ export class LlamaEngine implements Engine {
           ...options, functions, documentFunctionParams: true, maxParallelFunctionCalls: use?.parallel === false ? 1 : undefined,
         } as never) as { response: string; functionCalls?: { functionName: string; params: unknown }[]; metadata: { stopReason: string } };
         // Cut at max_tokens inside an incomplete character: send the held-back tokens' text too (not for a call's JSON).
-        const tail = !forced && !result.functionCalls?.length && result.metadata.stopReason === "maxTokens" ? tally.tail(counted()) : "";
+        const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
+        const tail = !forced && !result.functionCalls?.length && stop === "maxTokens" ? tally.tail(counted()) : "";
         if (tail) call.onText?.(tail);
-        const done = { text: result.response + tail, promptTokens, completionTokens: tally.count(), finishReason: finishOf(result.metadata.stopReason) };
+        const done = { text: result.response + tail, promptTokens, completionTokens: tally.count(), finishReason: finishOf(stop) };
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
           : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
@@ -141,17 +143,22 @@ export class LlamaEngine implements Engine {
       const top = call.sampling.logprobs;
       const prompt = top != null && call.sampling.promptLogprobs ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length) : undefined;
       if (prompt) call.onPromptLogprobs?.(prompt);
-      const logprobs = top != null ? recordLogprobs(sequence, l.model, top, call.onLogprob) : undefined;
-      const tally = tallyTokens(sequence, l.model, generating);
+      const logprobs = top != null ? recordLogprobs(sequence, l.model, top, call.onLogprob, input) : undefined;
+      const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens, context: input });
       const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
       try {
         const { options, counted } = generateOptions(call, grammar, l.model);
-        const result = await completion.generateCompletionWithMeta(tokens, options);
+        // The text is the released tokens' own, after the prompt (context-text.ts: node-llama-cpp drops a leading space).
+        const text = contextText(l.model, input, call.onText);
+        const result = await completion.generateCompletionWithMeta(tokens, {
+          ...options, onTextChunk: undefined, onToken: (t: Token[]) => { options.onToken(t); text.push(t); },
+        });
+        const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
         // Cut at max_tokens (or an abort) inside an incomplete character: the held-back tokens' text is sent too.
-        const tail = result.metadata.stopReason === "maxTokens" || result.metadata.stopReason === "abort" ? tally.tail(counted()) : "";
+        const tail = stop === "maxTokens" || stop === "abort" ? tally.tail(counted()) : "";
         if (tail) call.onText?.(tail);
         return {
-          text: result.response + tail, promptTokens: input.length, completionTokens: tally.count(), finishReason: finishOf(result.metadata.stopReason),
+          text: text.text() + tail, promptTokens: input.length, completionTokens: tally.count(), finishReason: finishOf(stop),
           ...(logprobs && { logprobs: logprobs.records }), ...(prompt && { promptLogprobs: prompt }),
         };
       } finally {

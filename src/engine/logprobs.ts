@@ -13,9 +13,12 @@ const CONTEXT = 8;
 
 const logprob = (p: number | undefined) => Math.log(Math.max(p ?? 0, Number.MIN_VALUE));
 
-/** `onToken`: each record as its token is sampled, before its text is passed on (streams line them up with the text). */
-export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel, top: number, onToken?: (t: TokenLogprob) => void) {
-  const generated: Token[] = [];
+/**
+ * `onToken`: each record as its token is sampled, before its text is passed on (streams line them up with the text).
+ * `context`: tokens the generation follows (a completion's prompt), so the first piece keeps its leading space.
+ */
+export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel, top: number, onToken?: (t: TokenLogprob) => void, context: readonly Token[] = []) {
+  const generated: Token[] = context.slice(-CONTEXT); // only ever the context of the next piece
   const records: TokenLogprob[] = [];
   const piece = (t: Token) => model.detokenize([t], false, generated.slice(-CONTEXT));
   type Evaluate = LlamaContextSequence["evaluate"];

@@ -5,18 +5,31 @@
  * When generation stops at max_tokens (or an abort) in the middle of a multi-byte character, the tokens still held
  * back are never released: usage under-reported them (54 of 128 seen) and their text was dropped. The tally counts
  * what was really sampled and gives back the held-back tail so it can be sent.
+ * And: node-llama-cpp does not check max_tokens after a token that starts a split character (it samples one more
+ * to complete it), so a cut inside a character generated max_tokens + 1. With a `cap`, the tally answers a request
+ * for a token past it with an end-of-generation token instead of sampling (nothing is evaluated for it): the
+ * generation ends at exactly `cap` tokens, `capped` says so, and the split character's bytes come back in `tail`.
  */
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 
 /** Tokens of context a tail is detokenized after, so a leading space comes out as it does in the text. */
 const CONTEXT = 8;
 
-/**
- * Wraps `sequence.evaluate` (after any other wrapper, e.g. logprobs) to record each sampled token.
- * `onSampled`: called at each sampled token, at once (node-llama-cpp's onToken can come later: it holds tokens back).
- */
-export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, onSampled?: () => void) {
+/** What a tally is told besides the sequence and model. */
+export interface TallyOptions {
+  /** Called at each sampled token, at once (node-llama-cpp's onToken can come later: it holds tokens back). */
+  onSampled?: () => void;
+  /** max_tokens: never sample more than this. */
+  cap?: number;
+  /** Tokens the generation follows (the prompt's tail): the tail's text is detokenized after them. */
+  context?: readonly Token[];
+}
+
+/** Wraps `sequence.evaluate` (after any other wrapper, e.g. logprobs) to record each sampled token. */
+export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, { onSampled, cap, context = [] }: TallyOptions = {}) {
   const generated: Token[] = [];
+  const end = model.tokens.eos ?? model.tokens.eot;
+  let capped = false;
   type Evaluate = LlamaContextSequence["evaluate"];
   const inner: Evaluate = sequence.evaluate;
   const evaluate: Evaluate = async function* (tokens, options) {
@@ -24,6 +37,11 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, o
     let input: Token | Token[] | void = undefined;
     try {
       while (true) {
+        if (cap != null && cap > 0 && generated.length >= cap && end != null) {
+          capped = true; // node-llama-cpp asked for a token past max_tokens: end here instead
+          yield end;
+          return;
+        }
         const r = await it.next(input);
         if (r.done) return;
         generated.push(r.value);
@@ -37,6 +55,8 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, o
   Object.defineProperty(sequence, "evaluate", { value: evaluate, configurable: true });
   const isEnd = (t: Token) => model.isEogToken(t);
   return {
+    /** The generation was ended at `cap` by the tally (report it as max_tokens, whatever node-llama-cpp says). */
+    get capped() { return capped; },
     /** Tokens sampled, a final end-of-generation token not included (it is never text). */
     count(): number {
       return generated.length - (generated.length && isEnd(generated.at(-1)!) ? 1 : 0);
@@ -47,7 +67,8 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, o
      */
     tail(released: number): string {
       const rest = generated.slice(released).filter((t) => !isEnd(t));
-      return rest.length ? model.detokenize(rest, false, generated.slice(Math.max(0, released - CONTEXT), released)) : "";
+      const before = [...context, ...generated.slice(0, released)].slice(-CONTEXT);
+      return rest.length ? model.detokenize(rest, false, before) : "";
     },
   };
 }

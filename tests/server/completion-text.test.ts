@@ -1,0 +1,71 @@
+/**
+ * /v1/completions text is what the generated tokens spell after the prompt, as llama-server sends it: a SentencePiece
+ * model's first generated token keeps its leading space (node-llama-cpp's LlamaCompletion detokenizes without the
+ * prompt, so " hello" came out as "hello"). Compared with a real llama-server on the same model, greedy, end tokens
+ * banned (both runs decode exactly max_tokens); logprob token strings spell the text and text_offset follows them.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { listenApp, makeApp } from "../helpers";
+import { peerOrSkip, startLlamaServer, type LlamaServer } from "./peer-llama-server";
+
+const peer = await peerOrSkip("COMPLETIONS TEXT VS LLAMA-SERVER");
+const NO_END = { "2": -100, "260": -100 }; // </s> and <|im_end|>
+const PROMPTS = ["hello world", "Once upon a time", "json value"];
+
+let base = "", key = "", llama: LlamaServer | undefined, stop = async () => {};
+beforeAll(async () => {
+  const t = await makeApp({ config: { rateLimit: { rpm: 0, tpm: 0 } } });
+  base = listenApp(t.app);
+  key = t.key;
+  stop = async () => { await t.app.stop(true); await t.engine.dispose(); };
+  if (peer) llama = await startLlamaServer(peer.llamaServer);
+}, 120_000);
+afterAll(async () => { llama?.stop(); await stop(); });
+
+interface Completion { choices: { text: string; logprobs: { tokens: string[]; text_offset: number[] } | null }[] }
+async function ours(prompt: string, extra: Record<string, unknown> = {}): Promise<Completion> {
+  const r = await fetch(`${base}/v1/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", prompt, max_tokens: 8, temperature: 0, logit_bias: NO_END, ...extra }),
+  });
+  expect(r.status).toBe(200);
+  return await r.json() as Completion;
+}
+
+test("the first generated token keeps its leading space, and logprob tokens spell the text", async () => {
+  const c = (await ours("hello world", { logprobs: 1 })).choices[0]!;
+  // The tiny model answers "hello world" with " hello" (its token ▁hello), never "hello" glued to the prompt.
+  expect(c.text.startsWith(" ")).toBe(true);
+  expect(c.logprobs!.tokens.join("")).toBe(c.text);
+  let at = 0;
+  c.logprobs!.tokens.forEach((t, i) => { expect(c.logprobs!.text_offset[i]).toBe(at); at += t.length; });
+  // echo: the prompt, then the same text, offsets into the whole.
+  const e = (await ours("hello world", { logprobs: 1, echo: true })).choices[0]!;
+  expect(e.text).toBe("hello world" + c.text);
+  const offsets = e.logprobs!.text_offset;
+  expect(e.logprobs!.tokens.join("")).toBe(e.text);
+  expect(offsets.slice(-c.logprobs!.tokens.length)).toEqual(c.logprobs!.text_offset.map((o) => o + "hello world".length));
+}, 60_000);
+
+test("streamed text is the same", async () => {
+  const r = await fetch(`${base}/v1/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", prompt: "hello world", max_tokens: 8, temperature: 0, logit_bias: NO_END, stream: true }),
+  });
+  const text = (await r.text()).split("\n\n").filter((e) => e.startsWith("data: {"))
+    .map((e) => (JSON.parse(e.slice(6)) as Completion).choices.map((c) => c.text).join("")).join("");
+  expect(text).toBe((await ours("hello world")).choices[0]!.text);
+}, 60_000);
+
+describe.skipIf(!peer)("against llama-server", () => {
+  test("same text for the same greedy tokens", async () => {
+    for (const prompt of PROMPTS) {
+      const r = await fetch(`${llama!.base}/v1/completions`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "tiny", prompt, max_tokens: 8, temperature: 0, logit_bias: NO_END }),
+      });
+      const theirs = (await r.json() as Completion).choices[0]!.text;
+      expect((await ours(prompt)).choices[0]!.text).toBe(theirs);
+    }
+  }, 60_000);
+});
