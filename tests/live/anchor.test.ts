@@ -5,17 +5,14 @@
  * account makes (emptying its own log) fails the next anchor run with an alert. The timer's own firing is
  * checked by its next elapse (within 5 minutes), not waited for; the runs are started with systemctl.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { builtBinary, tinyModel } from "../helpers";
 import { active, curl, journal, printedKey, put, unitProp } from "./client";
-import { announceSkip, boot } from "./systemd";
+import { bootOrSkip } from "./systemd";
 
-const booted = await boot();
-const live = "skip" in booted ? undefined : booted;
-if ("skip" in booted) announceSkip("anchor.test.ts", booted.skip);
-afterAll(async () => { await live?.stop(); });
+const live = await bootOrSkip("anchor.test.ts");
 
 const T = 240_000;
 const ANCHORS = "/var/lib/appliance-anchor/audit.anchors";

@@ -8,18 +8,15 @@
  * What this does not prove: network, capability and signal rules (checked only by apparmor_parser), and
  * anything the kernel's own matching does differently from apparmor-rules.ts.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { builtBinary, tinyModel } from "../helpers";
 import { AppArmorRules } from "./apparmor-rules";
 import { active, curl, journal, printedKey, put } from "./client";
-import { announceSkip, boot } from "./systemd";
+import { bootOrSkip } from "./systemd";
 
-const booted = await boot();
-const live = "skip" in booted ? undefined : booted;
-if ("skip" in booted) announceSkip("apparmor.test.ts", booted.skip);
-afterAll(async () => { await live?.stop(); });
+const live = await bootOrSkip("apparmor.test.ts");
 
 const T = 300_000;
 const BIN = "/usr/local/bin/appliance";

@@ -5,15 +5,12 @@
  * (Where BPF works, the other live files pass only because that same check saw
  * a non-loopback connect refused with EPERM.)
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { builtBinary, tinyModel } from "../helpers";
 import { active, journal, put } from "./client";
-import { announceSkip, boot } from "./systemd";
+import { bootOrSkip } from "./systemd";
 
-const booted = await boot({ bpf: false });
-const live = "skip" in booted ? undefined : booted;
-if ("skip" in booted) announceSkip("egress.test.ts", booted.skip);
-afterAll(async () => { await live?.stop(); });
+const live = await bootOrSkip("egress.test.ts", { bpf: false });
 
 const T = 240_000;
 

@@ -4,17 +4,14 @@
  * syslog and verify-alerts.log, retried only up to the start limit, back after
  * the fix), the daily verify's alert, and uninstall --purge leaving nothing.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { builtBinary, tinyModel } from "../helpers";
 import { active, curl, journal, put, unitProp } from "./client";
-import { announceSkip, boot, type LiveSystemd } from "./systemd";
+import { bootOrSkip, type LiveSystemd } from "./systemd";
 
-const booted = await boot();
-const live = "skip" in booted ? undefined : booted;
-if ("skip" in booted) announceSkip("hardening.test.ts", booted.skip);
-afterAll(async () => { await live?.stop(); });
+const live = await bootOrSkip("hardening.test.ts");
 
 const T = 240_000;
 

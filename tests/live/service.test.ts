@@ -10,14 +10,11 @@ import path from "node:path";
 import { builtBinary, tinyModel } from "../helpers";
 import { parseExposition, value } from "../ops/prom";
 import { active, curl as curlIn, journal, printedKey, put, unitProp } from "./client";
-import { announceSkip, boot, OWN_ADDRESS, type LiveSystemd } from "./systemd";
+import { bootOrSkip, OWN_ADDRESS, type LiveSystemd } from "./systemd";
 
 const curl = (sys: LiveSystemd, url: string, body?: unknown, key = keyValue()) => curlIn(sys, url, { body, key });
 
-const booted = await boot();
-const live = "skip" in booted ? undefined : booted;
-if ("skip" in booted) announceSkip("service.test.ts", booted.skip);
-afterAll(async () => { await live?.stop(); });
+const live = await bootOrSkip("service.test.ts");
 
 const T = 240_000;
 const timings: Record<string, number> = {};

@@ -6,13 +6,13 @@
  * hashing that file took here. Before the keepalive, systemd killed such a start at the timeout, and an
  * update to a good binary was rolled back.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { sha256File } from "../../src/util/sha256";
 import { builtBinary, madeTmpDirs, tinyModel } from "../helpers";
 import { active, curl, put, unitProp } from "./client";
-import { announceSkip, boot } from "./systemd";
+import { bootOrSkip } from "./systemd";
 
 // /var/tmp, not /tmp: the container's boot empties its /tmp. Made before the boot, so it is in the overlay's lower layer.
 const big = fs.mkdtempSync(path.join("/var/tmp", "appliance-slow-"));
@@ -32,10 +32,7 @@ fs.truncateSync(bigModel, modelSize + GIB * 2 ** 30);
 fs.chmodSync(big, 0o755);
 fs.chmodSync(bigModel, 0o444);
 
-const booted = await boot();
-const live = "skip" in booted ? undefined : booted;
-if ("skip" in booted) announceSkip("slow-start.test.ts", booted.skip);
-afterAll(async () => { await live?.stop(); });
+const live = await bootOrSkip("slow-start.test.ts");
 
 const T = 300_000;
 const MODELS = "/var/lib/appliance/models";

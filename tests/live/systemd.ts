@@ -5,6 +5,7 @@
  * this machine cannot boot it (not root, no systemd-nspawn, no overlayfs), boot()
  * says why and the live tests skip loudly.
  */
+import { afterAll } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -146,4 +147,19 @@ export async function boot(opts: { bpf?: boolean } = {}): Promise<LiveSystemd | 
 export function announceSkip(suite: string, why: string) {
   const bar = "!".repeat(100);
   console.warn(`\n${bar}\n!!! LIVE SYSTEMD TESTS SKIPPED (${suite}): ${why}\n!!! Nothing of the installed service was checked live on this machine.\n${bar}\n`);
+}
+
+/**
+ * A live test file's container: booted once for the file (call it at the file's top level), stopped after its last
+ * test. Undefined when this machine cannot boot one, the reason announced loudly: the file's suites then skip
+ * (`describe.skipIf(!live)`). `suite` names the file in the announcement.
+ */
+export async function bootOrSkip(suite: string, opts: { bpf?: boolean } = {}): Promise<LiveSystemd | undefined> {
+  const booted = await boot(opts);
+  if ("skip" in booted) {
+    announceSkip(suite, booted.skip);
+    return undefined;
+  }
+  afterAll(async () => { await booted.stop(); });
+  return booted;
 }

@@ -13,13 +13,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { builtBinary, tinyModel, tmpDir } from "../helpers";
 import { active, curl, put, unitProp } from "./client";
-import { announceSkip, boot, type LiveSystemd } from "./systemd";
+import { bootOrSkip, type LiveSystemd } from "./systemd";
 
-const booted = await boot();
-const live = "skip" in booted ? undefined : booted;
-if ("skip" in booted) announceSkip("update.test.ts", booted.skip);
+const live = await bootOrSkip("update.test.ts");
 const scratch = tmpDir("appliance-update-");
-afterAll(async () => { await live?.stop(); fs.rmSync(scratch, { recursive: true, force: true }); });
+afterAll(() => { fs.rmSync(scratch, { recursive: true, force: true }); });
 
 const T = 300_000;
 const PORT = 9321;
