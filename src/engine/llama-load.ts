@@ -14,8 +14,10 @@ import { Scheduler } from "./scheduler";
 import { syncBatches } from "./batch-sync";
 import { gatherSchedule, type Arrivals } from "./arrivals";
 import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
+import type { WrapperMemory } from "./wrapper-choice";
 
-export interface ModelSource { id: string; path: string }
+/** `wrapper`: the chat wrapper remembered for this file at an earlier start, and where to report a fresh one (wrapper-choice.ts). */
+export interface ModelSource { id: string; path: string; wrapper?: WrapperMemory }
 
 export interface LlamaEngineOptions {
   models: ModelSource[];
@@ -93,7 +95,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     model, context,
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-    ...resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits()),
+    ...resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper),
     embedScheduler: new Scheduler(1, opts.maxQueue),
     busy,
   };

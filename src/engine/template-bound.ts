@@ -18,6 +18,7 @@ import { configSchema } from "../config/schema";
 import { InvalidRequestError } from "../errors";
 import { SyncRenderer } from "./template-sync";
 import type { TemplateInit, TemplateJob, TemplateResult } from "./template-worker";
+import { describeWrapper, rebuildWrapper, type WrapperMemory } from "./wrapper-choice";
 
 /** The bounds: limits.chatTemplateMs, limits.chatTemplateChars and limits.chatTemplateWorkers in the config. */
 export interface TemplateLimits { ms: number; chars: number; workers?: number }
@@ -37,8 +38,9 @@ const READY_MS = 60_000;
  * No `llama` is passed: node-llama-cpp would otherwise fall back to its native (C++) renderer for a
  * template its JS renderer cannot parse, which nothing could bound (serve refuses such templates).
  * For a Jinja template the wrapper returned renders through the synchronous worker (template-sync.ts).
+ * `memory`: a choice remembered from an earlier start to rebuild instead, and where to report a fresh resolution.
  */
-export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits): { chatWrapper: ChatWrapper; templateBound?: TemplateBound } {
+export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits, memory?: WrapperMemory): { chatWrapper: ChatWrapper; templateBound?: TemplateBound } {
   const tokens = new Map<string, number[]>();
   const tokenize = model.tokenizer as unknown as (...args: unknown[]) => number[];
   const tokenizer = (...args: unknown[]) => {
@@ -46,10 +48,18 @@ export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits)
     tokens.set(JSON.stringify(args), [...result]);
     return result;
   };
-  const chatWrapper = resolveChatWrapper({
+  const options = {
     bosString: model.tokens.bosString, architecture: model.fileInfo?.metadata?.general?.architecture,
     filename: model.filename, fileInfo: model.fileInfo, tokenizer: tokenizer as never,
-  }) ?? new GeneralChatWrapper();
+  };
+  // A choice remembered for these bytes and this build (wrapper-choice.ts) skips resolving (hundreds of ms at start).
+  let remembered: ChatWrapper | undefined;
+  try { remembered = memory?.choice && rebuildWrapper(memory.choice, options); } catch { /* resolved from scratch below */ }
+  const chatWrapper = remembered || (resolveChatWrapper(options) ?? new GeneralChatWrapper());
+  if (!remembered && memory?.remember) {
+    const choice = describeWrapper(chatWrapper, options);
+    if (choice) memory.remember(choice);
+  }
   if (!(chatWrapper instanceof JinjaTemplateChatWrapper)) return { chatWrapper };
   const bound = new TemplateBound({ template: chatWrapper.template, tokens: [...tokens] }, limits);
   // Everything else (settings, function-call syntax) is the resolved wrapper's own; only rendering moves out.

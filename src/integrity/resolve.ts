@@ -13,6 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Config } from "../config/schema";
 import type { ModelSource } from "../engine/llama";
+import type { WrapperChoice } from "../engine/wrapper-choice";
 import { checkGgufHeader } from "./gguf-header";
 import { sha256Fd } from "../util/sha256";
 import { MANIFEST, modelsDirOf, readManifest } from "./manifest";
@@ -117,7 +118,14 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
       }
       const id = entry && inDir ? modelId(entry.file) : modelId(file);
       if (models.some((m) => m.id === id)) throw new ModelIntegrityError(`two models are named ${id}`);
-      models.push({ id, path: descriptorPath(fd), file, sha256: actual, hashed: !cached, hashMs });
+      // The engine rebuilds the chat wrapper remembered for these bytes and this build, or reports the one it resolved.
+      if (key === null) key = templateKey();
+      const wk = key;
+      const wrapper = wk ? {
+        choice: cache.wrapperChoice(file, before, wk),
+        remember: (choice: WrapperChoice) => { cache.rememberWrapper(file, before, wk, choice); cache.save(); },
+      } : undefined;
+      models.push({ id, path: descriptorPath(fd), file, sha256: actual, hashed: !cached, hashMs, wrapper });
     }
   } catch (e) {
     closeAll();
