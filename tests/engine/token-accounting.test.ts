@@ -6,7 +6,7 @@
  * with its end tokens banned ends its 23rd token inside such a character (its 32nd while the prompt had two BOS tokens).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { listenApp, makeApp } from "../helpers";
+import { listenApp, makeApp, req } from "../helpers";
 
 const NO_END = { "2": -100, "260": -100 }; // </s> and <|im_end|>: every run decodes exactly max_tokens
 let base = "", key = "", stop = async () => {};
@@ -80,3 +80,22 @@ describe("max_tokens cut inside an incomplete character", () => {
     }
   }, 120_000);
 });
+
+test("a key's token limit is charged exactly what usage reports: max_tokens at a split character, not one more", async () => {
+  const now = Date.now(); // frozen: no refill between the two requests
+  const t = await makeApp({ clock: () => now, keys: [{ name: "t", tpm: 1000, rpm: 0 }] });
+  try {
+    const cut = await t.app.handle(req("/v1/completions", { key: t.key, json: body(23, false) }));
+    expect(cut.status).toBe(200);
+    const usage = ((await cut.json()) as { usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } }).usage;
+    expect(usage.completion_tokens).toBe(23);
+    expect(usage.total_tokens).toBe(usage.prompt_tokens + 23);
+    // Refused (it would reserve more than is left): the header shows what the first request was charged.
+    const over = await t.app.handle(req("/v1/completions", { key: t.key, json: body(990, false) }));
+    expect(over.status).toBe(429);
+    expect(over.headers.get("x-ratelimit-remaining-tokens")).toBe(String(1000 - usage.total_tokens));
+    await over.arrayBuffer();
+  } finally {
+    await t.engine.dispose();
+  }
+}, 60_000);
