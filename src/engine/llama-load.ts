@@ -14,6 +14,7 @@ import { Scheduler } from "./scheduler";
 import { syncBatches } from "./batch-sync";
 import { gatherSchedule, type Arrivals } from "./arrivals";
 import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
+import { governThreads, withFullThreads } from "./thread-policy";
 import type { WrapperMemory } from "./wrapper-choice";
 
 /** `wrapper`: the chat wrapper remembered for this file at an earlier start, and where to report a fresh one (wrapper-choice.ts). */
@@ -21,7 +22,10 @@ export interface ModelSource { id: string; path: string; wrapper?: WrapperMemory
 
 export interface LlamaEngineOptions {
   models: ModelSource[];
+  /** The most inference threads (the usable CPUs, or the configured count below them). */
   threads: number;
+  /** Config `threads: 0`: the count follows free CPU between 1 and `threads`, re-decided every 250 ms (thread-governor.ts). */
+  adaptiveThreads?: boolean;
   ctxSize: number;
   parallel: number;
   maxQueue: number;
@@ -58,9 +62,9 @@ const LOG_LEVEL: Record<string, "error" | "warn" | "info" | "debug"> = {
 };
 
 /** The llama.cpp binding: prebuilt (or embedded) libraries only, never a build or download; its log into ours. */
-export function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
+export async function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
   const log = opts.log;
-  return getLlama({
+  const llama = await getLlama({
     gpu: opts.gpu,
     build: "never",
     usePrebuiltBinaries: true,
@@ -75,6 +79,8 @@ export function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
       log[quiet ? "debug" : LOG_LEVEL[level] ?? "debug"]({ src: "llama.cpp" }, message.trim());
     },
   });
+  if (opts.adaptiveThreads) governThreads(llama, opts.threads, log);
+  return llama;
 }
 
 /** Loads one model and its context of `parallel` sequences. */
@@ -84,12 +90,12 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   opts.onProgress?.(`creating the context for ${source.id}`);
   const contextSize = Math.min(opts.ctxSize, model.trainContextSize);
   const busy = { generating: 0 };
-  const context = await model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads,
-    batching: { dispatchSchedule: gatherSchedule(arrivals, () => busy.generating === 0) } });
+  const context = await withFullThreads(llama, () => model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads,
+    batching: { dispatchSchedule: gatherSchedule(arrivals, () => busy.generating === 0) } }));
   // Concurrent streams share each decode step (without it one sequence kept missing the step: 3 of 4 per step).
   if (opts.parallel > 1 && !syncBatches(context)) opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: concurrent streams are decoded less batched");
   const stat = fs.statSync(source.path);
-  opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, backend: llama.gpu || "cpu" }, "model loaded");
+  opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, backend: llama.gpu || "cpu" }, "model loaded");
   return {
     info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size },
     model, context,

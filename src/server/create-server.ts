@@ -115,7 +115,8 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   }
   const { threads, requested, budget } = effectiveThreads(config);
   // One line that says what was chosen and why (tests and operators read it; a quota of 1 CPU must mean 1 thread).
-  log.info({ threads, requested: requested || "auto", usableCpus: budget.cpus, limitedBy: budget.limitedBy, onlineCpus: budget.online,
+  // auto: `threads` is the most; the count used follows free CPU (engine/thread-governor.ts).
+  log.info({ threads, policy: requested ? "fixed" : "adaptive", requested: requested || "auto", usableCpus: budget.cpus, limitedBy: budget.limitedBy, onlineCpus: budget.online,
     ...(budget.quota !== undefined && { cpuQuota: budget.quota }) }, "cpu threads");
   if (requested > budget.cpus) log.warn({ requested, threads }, "threads lowered to the CPUs this process may use (more would collapse decode)");
   await templates; // before the engine renders any template (it does at load)
@@ -128,7 +129,7 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
     onProgress?.(status);
   };
   const engine = await LlamaEngine.create({
-    models, threads, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress: progress,
+    models, threads, adaptiveThreads: !requested, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress: progress,
     chatTemplate: { ms: config.limits.chatTemplateMs, chars: config.limits.chatTemplateChars, workers: config.limits.chatTemplateWorkers },
   });
   phases?.mark(stage);

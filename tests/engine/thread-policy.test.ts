@@ -9,7 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { cgroupQuota, usableCpus } from "../../src/engine/cpu-budget";
-import { builtBinary, tinyModel, tmpDir } from "../helpers";
+import { builtBinary, tinyModel, tmpDir, until, untilListening } from "../helpers";
 
 describe("cgroup quota as a CPU count", () => {
   const tree = (files: Record<string, string>) => {
@@ -82,12 +82,13 @@ describe("the compiled binary picks the limited thread count", () => {
   test("auto threads = usable CPUs on an unlimited run", async () => {
     const line = await threadsLine([]);
     expect(line.threads).toBe(usableCpus().cpus);
+    expect(line.policy).toBe("adaptive"); // the most threads; the count in use follows free CPU (thread-governor.ts)
   }, 120_000);
 
   test("taskset -c 0: one thread, and an explicit --threads above it is lowered", async () => {
     expect(Bun.which("taskset")).not.toBeNull();
     expect(await threadsLine(["taskset", "-c", "0"])).toMatchObject({ threads: 1, usableCpus: 1 });
-    expect(await threadsLine(["taskset", "-c", "0"], ["--threads", "4"])).toMatchObject({ threads: 1, requested: 4 });
+    expect(await threadsLine(["taskset", "-c", "0"], ["--threads", "4"])).toMatchObject({ threads: 1, requested: 4, policy: "fixed" });
   }, 120_000);
 
   // A real cgroup with a 1-CPU quota (what CPUQuota=100% makes). Needs a writable cgroup v1 cpu hierarchy or a v2
@@ -109,5 +110,30 @@ describe("the compiled binary picks the limited thread count", () => {
     else fs.writeFileSync(path.join(cg, "cpu.cfs_quota_us"), "100000"); // period is 100000 by default
     const line = await threadsLine(["sh", "-c", `echo $$ > ${cg}/cgroup.procs && exec "$@"`, "sh"]);
     expect(line).toMatchObject({ threads: 1, usableCpus: 1, limitedBy: "cgroup-quota", cpuQuota: 1 });
+  }, 120_000);
+});
+
+describe("the default follows free CPU (prebuilt engine: spinning threads collapse next to a busy neighbour)", () => {
+  const cpus = usableCpus().cpus;
+  if (cpus < 2) console.warn("!!! adaptive-threads case SKIPPED: one usable CPU leaves nothing to adapt");
+
+  test.skipIf(cpus < 2)("a CPU burner next to the server: it drops to fewer threads than the usable CPUs", async () => {
+    const dir = tmpDir("appliance-threads-"), stateDir = path.join(dir, "state");
+    const bin = await builtBinary();
+    const env = { PATH: "/usr/bin:/bin", HOME: dir, APPLIANCE_LOG_LEVEL: "debug" };
+    expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--state-dir", stateDir], { env }).exitCode).toBe(0);
+    const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0"], { stdout: "pipe", stderr: "pipe", env });
+    // As many burners as usable CPUs minus one: whatever else runs, at most one CPU is left for the server.
+    const burners = Array.from({ length: cpus - 1 }, () => Bun.spawn(["yes"], { stdout: "ignore", stderr: "ignore" }));
+    try {
+      const { log } = await untilListening(proc);
+      const changed = await until(() => log().split("\n").filter((l) => l.includes('"msg":"cpu threads changed"'))
+        .map((l) => JSON.parse(l) as { threads: number; othersCpu: number }).find((c) => c.threads < cpus), 60_000, "a cpu threads change below the usable CPUs");
+      expect(changed.othersCpu).toBeGreaterThan(0.5);
+    } finally {
+      for (const b of burners) b.kill("SIGKILL");
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
   }, 120_000);
 });

@@ -1,0 +1,136 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-threads.ts [--size 28|155] [--runs N] [--tokens N] [--burners 0,1] [--binary PATH]
+ *
+ * Which inference thread count is best, idle and next to busy neighbours (issue 11 item 4). Drives the compiled
+ * binary over HTTP (dist/appliance, copied first so a rebuild mid-run cannot change it): one server per setting,
+ * `--threads 1` … `--threads <usable CPUs>` plus one with no --threads (the default policy), all started up front on
+ * the same generated GGUF. For each condition it starts N CPU burners itself (`yes` into /dev/null, one process
+ * each), then measures every server in rotated order, `--runs` times (interleaved, so drifting load hits every
+ * setting alike):
+ *  - decode tok/s: one greedy /v1/completions of --tokens tokens (end tokens banned), completion_tokens / wall time;
+ *  - prefill tok/s: a ~400-token prompt with max_tokens 1, prompt_tokens / wall time (HTTP overhead included).
+ * Prints one row per setting and condition with the medians, the 1-minute load average at start → end of the
+ * condition, the CPU used meanwhile by processes outside the benchmark, each setting's ratios to the best fixed
+ * setting of that condition, and the default's logged thread changes. Each measurement follows a --gap-ms pause,
+ * so a server never starts right after another one's burst (the default policy reacts to what it just saw).
+ * Hold the CPU lock for the whole run (`flock /tmp/appliance-cpu.lock bun scripts/bench-threads.ts`).
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { usableCpus } from "../src/engine/cpu-budget";
+import { makeTinyModel } from "../src/engine/tiny-model";
+import { complete, freePort, load1, median, prepareAppliance, started, waitHealthy, wordsPrompt, type Served } from "./bench-peer-lib";
+
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  size: { type: "string", default: "28" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "64" },
+  burners: { type: "string", default: "0,1" }, binary: { type: "string" }, "gap-ms": { type: "string", default: "600" },
+} });
+const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
+  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
+};
+const shape = SHAPES[values.size];
+if (!shape) throw new Error(`--size: ${values.size} is not one of ${Object.keys(SHAPES).join(", ")}`);
+const runs = Number(values.runs), maxTokens = Number(values.tokens), gapMs = Number(values["gap-ms"]);
+const burnerCounts = values.burners.split(",").map(Number);
+const cpus = usableCpus().cpus;
+
+const built = path.resolve(values.binary ?? path.join(import.meta.dir, "../dist/appliance"));
+if (!fs.existsSync(built)) { console.error(`${built} is missing: run \`bun run build\` first`); process.exit(1); }
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-threads-"));
+process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+const bin = path.join(dir, "appliance");
+fs.copyFileSync(built, bin);
+fs.chmodSync(bin, 0o755);
+const model = path.join(dir, "bench.gguf");
+const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
+
+const f = (x: number, d = 1) => x.toFixed(d);
+console.log(`model ${f(params / 1e6)} M params F32; ${os.cpus().length} online CPUs, ${cpus} usable; bun ${Bun.version}; ` +
+  `${runs} interleaved runs per setting; decode ${maxTokens} tokens; HTTP to the compiled binary`);
+
+/** `appliance serve` as shipped, at debug log level into a file (the default's "cpu threads changed" lines are read). */
+async function start(threads: number): Promise<Served & { logFile: string }> {
+  const home = path.join(dir, `t${threads}`);
+  const { stateDir, key } = prepareAppliance(bin, model, home);
+  const port = freePort(), logFile = path.join(home, "serve.log");
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", String(port), ...(threads ? ["--threads", String(threads)] : []),
+    "--parallel", "1", "--ctx-size", "2048"], { env: { PATH: "/usr/bin:/bin", HOME: home, APPLIANCE_LOG_LEVEL: "debug" }, stdout: Bun.file(logFile), stderr: "ignore" });
+  started.add(proc);
+  const base = `http://127.0.0.1:${port}`;
+  await waitHealthy(base, performance.now(), proc);
+  return { name: `t${threads}`, base, logFile, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc,
+    stop: async () => { started.delete(proc); proc.kill("SIGTERM"); await proc.exited; } };
+}
+/** The default server's thread changes logged since byte `from` of its log. */
+function changes(logFile: string, from: number): string[] {
+  return fs.readFileSync(logFile, "utf8").slice(from).split("\n").filter((l) => l.includes('"msg":"cpu threads changed"'))
+    .map((l) => JSON.parse(l) as { from: number; threads: number; othersCpu: number }).map((c) => `${c.from}→${c.threads} (others ${c.othersCpu})`);
+}
+
+/** CPU seconds of everything on the machine but this benchmark's own processes (servers, burners, itself). */
+function foreignCpu(pids: number[]): number {
+  const stat = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const busy = stat[0]! + stat[1]! + stat[2]! + stat[5]! + stat[6]! + stat[7]!;
+  const ours = pids.reduce((sum, pid) => {
+    try { const r = fs.readFileSync(`/proc/${pid}/stat`, "utf8"); const x = r.slice(r.lastIndexOf(")") + 2).split(" "); return sum + Number(x[11]) + Number(x[12]); } catch { return sum; }
+  }, 0);
+  return (busy - ours) / 100;
+}
+
+// One server per setting; 0 = no --threads flag (the default policy). Each has its own state dir and key.
+const settings = [...Array.from({ length: cpus }, (_, i) => i + 1), 0];
+const servers = new Map<number, Served & { logFile: string }>();
+for (const t of settings) servers.set(t, await start(t));
+
+const burners: Bun.Subprocess[] = [];
+const burn = (n: number) => {
+  while (burners.length < n) { const p = Bun.spawn(["yes"], { stdout: "ignore", stderr: "ignore" }); started.add(p); burners.push(p); }
+  while (burners.length > n) { const p = burners.pop()!; started.delete(p); p.kill("SIGKILL"); }
+};
+process.on("exit", () => burn(0));
+
+const longPrompt = () => wordsPrompt(400);
+const decode = (s: Served) => complete(s, wordsPrompt(10), maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
+const prefill = (s: Served) => complete(s, longPrompt(), 1).then((c) => c.promptTokens / (c.ms / 1000));
+
+const label = (t: number) => (t === 0 ? "default" : `--threads ${t}`);
+for (const n of burnerCounts) {
+  burn(n);
+  const logAt = fs.statSync(servers.get(0)!.logFile).size; // the default's thread changes from here on (warm-up included)
+  // Warm-up: one request per server under this condition (first requests pay page faults and allocations).
+  for (const s of servers.values()) await decode(s);
+  const l0 = load1(), t0 = performance.now();
+  const ourPids = () => [process.pid, ...[...servers.values(), ...burners.map((proc) => ({ proc }))].map((s) => s.proc.pid)];
+  const f0 = foreignCpu(ourPids());
+  const D = new Map<number, number[]>(settings.map((t) => [t, []])), P = new Map<number, number[]>(settings.map((t) => [t, []]));
+  for (let i = 0; i < runs; i++) {
+    const order = settings.map((_, k) => settings[(k + i) % settings.length]!); // rotate who goes first
+    for (const t of order) {
+      // A quiet gap before each measurement: the previous server's work must not count as this one's neighbour.
+      await Bun.sleep(gapMs);
+      D.get(t)!.push(await decode(servers.get(t)!));
+      await Bun.sleep(gapMs);
+      P.get(t)!.push(await prefill(servers.get(t)!));
+    }
+  }
+  const load = `${f(l0, 2)}→${f(load1(), 2)}`;
+  const foreign = (foreignCpu(ourPids()) - f0) / ((performance.now() - t0) / 1000);
+  const med = (m: Map<number, number[]>, t: number) => median(m.get(t)!);
+  const fixed = settings.filter((t) => t > 0);
+  const bestD = Math.max(...fixed.map((t) => med(D, t))), bestP = Math.max(...fixed.map((t) => med(P, t)));
+  console.log(`\n${n} burner${n === 1 ? "" : "s"} (load ${load}; CPUs busy with processes outside this benchmark: ${f(foreign, 2)}):`);
+  console.log("| setting | decode tok/s (min–max) | prefill tok/s | decode: best / this | prefill: best / this |");
+  console.log("|---|---|---|---|---|");
+  for (const t of settings) {
+    const d = D.get(t)!;
+    console.log(`| ${label(t)} | ${f(med(D, t))} (${f(Math.min(...d))}–${f(Math.max(...d))}) | ${f(med(P, t))} | ` +
+      `${f(bestD / med(D, t), 2)}× | ${f(bestP / med(P, t), 2)}× |`);
+  }
+  const c = changes(servers.get(0)!.logFile, logAt);
+  console.log(`default's thread changes in this condition: ${c.length ? c.join(", ") : "none"}`);
+}
+burn(0);
+for (const s of servers.values()) await s.stop();

@@ -1,0 +1,49 @@
+/**
+ * The thread governor (thread-governor.ts) attached to node-llama-cpp: one per Llama, since every context of a
+ * Llama takes its threads from the Llama's thread splitter. The governor sets `llama.maxThreads`, which node-llama-cpp
+ * reads before each decode step (ThreadsSplitter allocation, then `setThreads` on the context), so a change applies
+ * from the next step on, to every model and embedding context, without reloading anything.
+ * It samples on a timer, not per request: a request must start with the CPUs' state of the last moments, not an
+ * average since the previous request (a busy spell long over would cost it a thread). Reading two /proc files every
+ * 250 ms costs ~20-40 µs of CPU each time, also when idle.
+ */
+import type { Llama } from "node-llama-cpp";
+import type { Logger } from "../log/logger";
+import { GOVERNOR_WINDOW_MS, ThreadGovernor } from "./thread-governor";
+import { allowedCpus, procSources, type CpuTimeSources } from "./thread-sources";
+
+interface Governed { governor: ThreadGovernor; max: number; holds: number }
+const governed = new WeakMap<Llama, Governed>();
+
+/** Starts governing `llama`'s threads within 1…max (max: the usable CPUs); logs each change at debug level. */
+export function governThreads(llama: Llama, max: number, log: Logger, src?: CpuTimeSources, cpus?: number): ThreadGovernor {
+  const allowed = allowedCpus();
+  const entry: Governed = { max, holds: 0, governor: undefined! };
+  entry.governor = new ThreadGovernor({ max, cpus: cpus ?? allowed?.length ?? max }, src ?? procSources(allowed), (threads, change) => {
+    if (entry.holds === 0) llama.maxThreads = threads;
+    if (change) log.debug(change, "cpu threads changed");
+  });
+  governed.set(llama, entry);
+  if (entry.governor.unavailable) {
+    log.warn({ threads: max }, "cpu load unreadable (/proc/stat): inference threads stay fixed at the usable CPUs");
+    return entry.governor;
+  }
+  const timer = setInterval(() => { if (entry.holds === 0) entry.governor.update(); }, GOVERNOR_WINDOW_MS);
+  timer.unref(); // never what keeps the process alive
+  llama.onDispose.createListener(() => clearInterval(timer));
+  return entry.governor;
+}
+
+/**
+ * Runs `create` (a context's creation) with the full thread count: node-llama-cpp caps a new context's thread count
+ * at `llama.maxThreads` for good, so a context made while the governor had lowered it would never use more.
+ */
+export async function withFullThreads<T>(llama: Llama, create: () => Promise<T>): Promise<T> {
+  const g = governed.get(llama);
+  if (!g) return create();
+  g.holds++;
+  llama.maxThreads = g.max;
+  try { return await create(); } finally {
+    if (--g.holds === 0) llama.maxThreads = g.governor.current;
+  }
+}
