@@ -2,7 +2,8 @@
  * /v1/completions text is what the generated tokens spell after the prompt, as llama-server sends it: a SentencePiece
  * model's first generated token keeps its leading space (node-llama-cpp's LlamaCompletion detokenizes without the
  * prompt, so " hello" came out as "hello"). Compared with a real llama-server on the same model, greedy, end tokens
- * banned (both runs decode exactly max_tokens); logprob token strings spell the text and text_offset follows them.
+ * banned (both runs decode exactly max_tokens); logprob token strings spell the text, text_offset follows them, and
+ * they are llama-server's token strings.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { listenApp, makeApp } from "../helpers";
@@ -54,6 +55,7 @@ test("streamed text is the same", async () => {
   });
   const text = (await r.text()).split("\n\n").filter((e) => e.startsWith("data: {"))
     .map((e) => (JSON.parse(e.slice(6)) as Completion).choices.map((c) => c.text).join("")).join("");
+  expect(text.startsWith(" ")).toBe(true);
   expect(text).toBe((await ours("hello world")).choices[0]!.text);
 }, 60_000);
 
@@ -66,6 +68,26 @@ describe.skipIf(!peer)("against llama-server", () => {
       });
       const theirs = (await r.json() as Completion).choices[0]!.text;
       expect((await ours(prompt)).choices[0]!.text).toBe(theirs);
+    }
+  }, 60_000);
+
+  test("the same logprob token strings at the same offsets (llama-server lists them as logprobs.content[].token)", async () => {
+    for (const prompt of PROMPTS) {
+      const r = await fetch(`${llama!.base}/v1/completions`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "tiny", prompt, max_tokens: 8, temperature: 0, logit_bias: NO_END, logprobs: 1 }),
+      });
+      const theirs = (await r.json() as { choices: { logprobs: { content: { token: string }[] } }[] }).choices[0]!.logprobs.content.map((c) => c.token);
+      const mine = (await ours(prompt, { logprobs: 1 })).choices[0]!.logprobs!;
+      expect(mine.tokens.join("")).toBe(theirs.join(""));
+      // Each of llama-server's whole-text tokens is ours, at the same offset. (A stray byte token is where the two
+      // differ: llama-server glues it to the next token's text, "\uFFFD or"; one entry per token here.)
+      let at = 0;
+      const byOffset = new Map(mine.tokens.map((t, i) => [mine.text_offset[i]!, t]));
+      for (const t of theirs) {
+        if (!t.includes("\uFFFD")) expect([at, byOffset.get(at)]).toEqual([at, t]);
+        at += t.length;
+      }
     }
   }, 60_000);
 });
