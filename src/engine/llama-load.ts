@@ -14,7 +14,8 @@ import { Scheduler } from "./scheduler";
 import { syncBatches } from "./batch-sync";
 import { gatherSchedule, type Arrivals } from "./arrivals";
 import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
-import { governThreads, withFullThreads } from "./thread-policy";
+import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
+import { StepTuner } from "./thread-tuner";
 import type { WrapperMemory } from "./wrapper-choice";
 
 /** `wrapper`: the chat wrapper remembered for this file at an earlier start, and where to report a fresh one (wrapper-choice.ts). */
@@ -94,6 +95,9 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     batching: { dispatchSchedule: gatherSchedule(arrivals, () => busy.generating === 0) } }));
   // Concurrent streams share each decode step (without it one sequence kept missing the step: 3 of 4 per step).
   if (opts.parallel > 1 && !syncBatches(context)) opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: concurrent streams are decoded less batched");
+  // Adaptive threads on the CPU: each small step's count is learnt from step times (thread-tuner.ts).
+  if (opts.adaptiveThreads && !opts.gpu && !tuneSteps(context, new StepTuner({}, (c) => opts.log.debug({ model: source.id, ...c }, "decode step threads"))))
+    opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: decode steps use the governed thread count untuned");
   const stat = fs.statSync(source.path);
   opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, backend: llama.gpu || "cpu" }, "model loaded");
   return {

@@ -7,9 +7,10 @@
  * average since the previous request (a busy spell long over would cost it a thread). Reading two /proc files every
  * 250 ms costs ~20-40 µs of CPU each time, also when idle.
  */
-import type { Llama } from "node-llama-cpp";
+import type { Llama, LlamaContext } from "node-llama-cpp";
 import type { Logger } from "../log/logger";
 import { GOVERNOR_WINDOW_MS, ThreadGovernor } from "./thread-governor";
+import type { StepTuner } from "./thread-tuner";
 import { allowedCpus, procSources, type CpuTimeSources } from "./thread-sources";
 
 interface Governed { governor: ThreadGovernor; max: number; holds: number }
@@ -46,4 +47,31 @@ export async function withFullThreads<T>(llama: Llama, create: () => Promise<T>)
   try { return await create(); } finally {
     if (--g.holds === 0) llama.maxThreads = g.governor.current;
   }
+}
+
+type AddonContext = { initBatch?: (size: number) => unknown; setThreads?: (n: number) => unknown; decodeBatch?: () => Promise<unknown> };
+
+/**
+ * Lets `tuner` pick the thread count of each decode step of `context` (thread-tuner.ts), below what the thread
+ * splitter grants (the governor's count). This hooks node-llama-cpp internals (3.x: `LlamaContext._ctx`, whose
+ * `initBatch(size)`, `setThreads(n)` and `decodeBatch()` the batch loop calls in that order); false, and nothing
+ * changed, when they are not there.
+ */
+export function tuneSteps(context: LlamaContext, tuner: StepTuner): boolean {
+  const ctx = (context as unknown as { _ctx?: AddonContext })._ctx;
+  const { initBatch, setThreads, decodeBatch } = ctx ?? {};
+  if (!ctx || typeof initBatch !== "function" || typeof setThreads !== "function" || typeof decodeBatch !== "function") return false;
+  let size = 0, threads = 0;
+  // The addon's methods are read-only on its prototype: plain assignment throws, an own property shadows them.
+  const own = (name: keyof AddonContext, value: unknown) => Object.defineProperty(ctx, name, { value, writable: true, configurable: true });
+  own("initBatch", (n: number) => { size = n; return initBatch.call(ctx, n); });
+  own("setThreads", (n: number) => { threads = tuner.choose(size, n); return setThreads.call(ctx, threads); });
+  own("decodeBatch", async () => {
+    const t0 = performance.now();
+    const out = await decodeBatch.call(ctx);
+    if (threads > 0) tuner.record(size, threads, performance.now() - t0);
+    threads = 0; // a step without setThreads (no thread limit) is not attributed to the last count
+    return out;
+  });
+  return true;
 }
