@@ -1,16 +1,27 @@
 /**
  * The hash cache through the compiled binary run as root (issue 11 item 6): `models add` (root's own copy) and a
  * first start remember each model's sha256; the next start reads it from the cache (its `model checked` line says
- * so, and `start phases` times the start); a model tampered in place with its times put back is refused.
+ * so, and `start phases` times the start) and rebuilds the chat wrapper remembered with it; a model tampered in place
+ * with its times put back is refused.
  */
 import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
+import { GeneralChatWrapper } from "node-llama-cpp";
+import { describeWrapper, type WrapperChoice } from "../../src/engine/wrapper-choice";
 import { hashCachePath } from "../../src/integrity/hash-cache";
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
 const root = process.geteuid?.() === 0;
 if (!root) console.warn("hash-cache binary test SKIPPED: it needs root (the cache is trusted only for root-owned files)");
+
+/** usage.prompt_tokens of a one-token chat with one user message. */
+async function promptTokensOf(port: number): Promise<number> {
+  const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hello world" }], max_tokens: 1 }) });
+  expect(r.status).toBe(200);
+  return ((await r.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
+}
 
 const lines = (text: string) => text.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
 
@@ -23,15 +34,17 @@ describe.skipIf(!root)("hash cache across starts of the compiled binary (as root
     expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--name", "tiny", "--state-dir", stateDir], { env }).exitCode).toBe(0);
     const modelsDir = path.join(stateDir, "models"), model = path.join(modelsDir, "tiny.gguf");
 
-    const start = async () => {
+    /** One start; with `chat`, the prompt tokens of a one-message chat (they show which chat wrapper rendered it). */
+    const start = async (chat = false) => {
       const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "1", "--no-auth"],
         { cwd: dir, env, stdout: "pipe", stderr: "pipe" });
       try {
-        const { log } = await untilListening(proc, "serve");
+        const { log, port } = await untilListening(proc, "serve");
+        const promptTokens = chat ? await promptTokensOf(port) : undefined;
         // `start phases` is written just after the listening line: poll for it (30 s deadline).
         for (const deadline = performance.now() + 30_000; !log().includes('"start phases"') && performance.now() < deadline;) await Bun.sleep(10);
         const all = lines(log());
-        return { checked: all.find((l) => l.msg === "model checked"), phases: all.find((l) => l.msg === "start phases") };
+        return { checked: all.find((l) => l.msg === "model checked"), phases: all.find((l) => l.msg === "start phases"), promptTokens };
       } finally {
         proc.kill("SIGTERM");
         await proc.exited;
@@ -46,8 +59,22 @@ describe.skipIf(!root)("hash cache across starts of the compiled binary (as root
     expect(Object.keys(first.phases!.phases as object)).toEqual(expect.arrayContaining(
       ["bundle", "config", "model hash", "template preflight", "native check", "getLlama", "context", "audit tail", "listen"]));
     expect(fs.statSync(hashCachePath(modelsDir)).uid).toBe(0);
-    const second = await start();
+    const second = await start(true);
     expect(second.checked).toMatchObject({ model: "tiny", source: "hash cache", sha256: first.checked!.sha256 });
+
+    // The chat wrapper the start resolved is remembered with the hash, for this build (engine/wrapper-choice.ts) ...
+    const cacheFile = hashCachePath(modelsDir);
+    const cache = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as { entries: Record<string, { wrapper?: WrapperChoice & { build: string } }> };
+    const remembered = cache.entries[path.resolve(model)]!.wrapper!;
+    expect([remembered.type, typeof remembered.build]).toEqual(["chatML", "string"]);
+    // ... and the next start rebuilds it instead of resolving: root's cache naming another wrapper (General) changes
+    // how the same chat is rendered. (Only root can write this file; a non-root one is ignored, see hash-cache.test.ts.)
+    const general = describeWrapper(new GeneralChatWrapper(), { filename: remembered.filename ?? undefined })!;
+    cache.entries[path.resolve(model)]!.wrapper = { ...general, build: remembered.build };
+    fs.writeFileSync(cacheFile, JSON.stringify(cache));
+    const forged = await start(true);
+    expect(forged.promptTokens).toBeGreaterThan(0);
+    expect(forged.promptTokens).not.toBe(second.promptTokens);
 
     // One byte past the header flipped in place, size and both times put back: only ctime differs.
     const ref = path.join(dir, "ref");

@@ -1,0 +1,89 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-cold.ts [--bin dist/appliance] [--runs 5] [--size 28] [--threads N]   (package.json: bench:cold)
+ *
+ * Cold start to /health, the appliance (compiled binary, as users run it: auth, guards, audit on) against the peer
+ * llama-server (scripts/peer-build.ts) on the same generated F32 GGUF, runs alternated (ABBA), medians, the 1-minute
+ * load average at the start and end of each row. Two appliance rows:
+ * - "state kept": a restart of an installed service (models added, native libraries unpacked, hash cache and
+ *   template/wrapper trial remembered by a previous start — what `systemctl restart` pays);
+ * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed).
+ * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes.
+ * Needs a built binary; exits 1 naming what is missing when the peer cannot be built.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { makeTinyModel } from "../src/engine/tiny-model";
+import { usableCpus } from "../src/engine/cpu-budget";
+import { peerBuild } from "./peer-build";
+import { freePort, load1, median, prepareAppliance, startPeer, started, waitHealthy } from "./bench-peer-lib";
+
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  bin: { type: "string", default: "dist/appliance" }, runs: { type: "string", default: "5" }, size: { type: "string", default: "28" },
+  threads: { type: "string" },
+} });
+const runs = Number(values.runs);
+const threads = Number(values.threads ?? usableCpus().cpus);
+const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
+  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
+};
+const shape = SHAPES[values.size];
+if (!shape) { console.error(`--size: one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
+const bin = path.resolve(values.bin);
+if (!fs.existsSync(bin)) { console.error(`${bin} is missing: run \`bun run build\` first`); process.exit(1); }
+const peer = await peerBuild();
+if ("skip" in peer) { console.error(`bench-cold: no peer to compare with: ${peer.skip}`); process.exit(1); }
+const peerServer = peer.llamaServer;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-cold-"));
+process.on("exit", () => { for (const p of started) p.kill("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); });
+const model = path.join(dir, "bench.gguf");
+const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
+console.log(`bench-cold: ${bin}, model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, runs ${runs} per side, uid ${process.getuid?.()}`);
+
+type Start = { ms: number; phases: Record<string, number> };
+
+/** One appliance start to /health; its `start phases` line read from its stdout (pino JSON), then stopped. */
+async function appliance(): Promise<Start> {
+  const { stateDir } = prepareAppliance(bin, model, dir);
+  const port = freePort();
+  const t0 = performance.now();
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", String(port), "--threads", String(threads), "--parallel", "1",
+    "--ctx-size", "2048", "--log-level", "debug"], { env: { PATH: "/usr/bin:/bin", HOME: dir }, stdout: "pipe", stderr: "pipe" });
+  started.add(proc);
+  const out = new Response(proc.stdout).text();
+  const ms = await waitHealthy(`http://127.0.0.1:${port}`, t0, proc);
+  proc.kill("SIGTERM");
+  await proc.exited;
+  started.delete(proc);
+  const line = (await out).split("\n").find((l) => l.includes('"start phases"'));
+  return { ms, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {} };
+}
+
+async function llamaServer(): Promise<Start> {
+  const s = await startPeer(peerServer, model, threads, 1);
+  await s.stop();
+  return { ms: s.startMs, phases: {} };
+}
+
+const f = (x: number) => x.toFixed(0);
+async function row(name: string, before: () => void) {
+  const A: Start[] = [], B: number[] = [];
+  const l0 = load1();
+  for (let i = 0; i < runs; i++) {
+    for (const side of i % 2 ? ["b", "a"] : ["a", "b"]) {
+      if (side === "a") { before(); A.push(await appliance()); } else B.push((await llamaServer()).ms);
+    }
+  }
+  const a = median(A.map((s) => s.ms)), b = median(B);
+  console.log(`cold start to /health, ${name}: appliance ${f(a)} ms, llama-server ${f(b)} ms, ratio ${(a / b).toFixed(2)}× longer ` +
+    `(load ${l0.toFixed(2)}→${load1().toFixed(2)})`);
+  const names = [...new Set(A.flatMap((s) => Object.keys(s.phases)))];
+  console.log(`  phases (median ms): ${names.map((n) => `${n} ${median(A.map((s) => s.phases[n] ?? 0))}`).join(", ")}`);
+}
+
+const state = path.join(dir, "state");
+await appliance(); // the first start of a fresh state: unpacks the libraries, remembers what the kept-state row reuses
+await row("state kept", () => undefined);
+await row("state removed", () => fs.rmSync(state, { recursive: true, force: true }));
