@@ -39,6 +39,40 @@ export function encodedRuns(text: string): [number, number][] {
   return runs;
 }
 
+/** Base64/base64url digit values (-1: not one). */
+const B64 = new Int8Array(128).fill(-1);
+"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".split("").forEach((c, i) => (B64[c.charCodeAt(0)] = i));
+B64[45] = 62; B64[95] = 63; // - and _ (base64url), as Buffer decodes them
+const printable = (b: number) => (b >= 0x20 && b <= 0x7e) || b === 9 || b === 10 || b === 13;
+const hexValue = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1);
+
+/**
+ * Where an encoded run still being written at the end of `text` starts (text.length if none): a trailing run of
+ * alphabet characters (with up to two `=`) that could still become one `encodedRuns` reports and `decode` accepts —
+ * not over 258 characters, not right after `=`, and every complete base64 quad (or, while the run is all hex, every
+ * hex pair) so far decoding to printable bytes. Ordinary words fail the quad test within their first four letters.
+ */
+export function encodedLiveStart(text: string): number {
+  const n = text.length;
+  let e = n, pads = 0;
+  while (pads < 2 && e > 0 && text.charCodeAt(e - 1) === 61) { e--; pads++; }
+  let s = e;
+  while (s > 0 && e - s <= MAX && isAlphabet(text.charCodeAt(s - 1))) s--;
+  if (s === e || e - s + pads > MAX || (s > 0 && text.charCodeAt(s - 1) === 61)) return n;
+  let base64 = true;
+  for (let k = s; base64 && k + 4 <= e; k += 4) {
+    const v = (B64[text.charCodeAt(k)]! << 18) | (B64[text.charCodeAt(k + 1)]! << 12) | (B64[text.charCodeAt(k + 2)]! << 6) | B64[text.charCodeAt(k + 3)]!;
+    base64 = printable((v >> 16) & 255) && printable((v >> 8) & 255) && printable(v & 255);
+  }
+  if (base64) return s;
+  if (pads) return n;
+  for (let k = s; k < e; k += 2) {
+    const hi = hexValue(text.charCodeAt(k)), lo = k + 1 < e ? hexValue(text.charCodeAt(k + 1)) : 0;
+    if (hi < 0 || lo < 0 || (k + 1 < e && !printable(hi * 16 + lo))) return n;
+  }
+  return s;
+}
+
 /** The decoded text of an encoded run, when it decodes to at least 16 bytes of printable ASCII; undefined otherwise. */
 export function decode(run: string): string | undefined {
   const bytes = /^(?:[0-9a-f]{2})+$/i.test(run) ? Buffer.from(run, "hex") : Buffer.from(run, "base64");

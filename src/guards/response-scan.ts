@@ -1,22 +1,25 @@
 /**
  * Response scanner: finds secrets and sensitive data in generated text and
- * redacts (`[REDACTED:<rule>]`) or blocks them. On streams it holds back the
- * tail that could still be the start of a secret — the last few
- * whitespace-separated words (as many as the longest rule can span), never
+ * redacts (`[REDACTED:<rule>]`) or blocks them. On streams it holds back only
+ * the tail that could still be (part of) a finding — from the earliest position
+ * where some rule could still match if more text came (live-tail.ts), never
  * more than the longest pattern's length — so a secret split across chunks is
- * still caught while ordinary prose flows with a delay of a word or three.
+ * still caught while text no rule can extend into a match flows at once.
  * PEM private keys and JWTs are too long to hold: from their opening on, text
  * is dropped until they end (long-secrets.ts).
  */
 import type { Config } from "../config/schema";
 import { decode, encodedRuns } from "./encoded";
 import { JWT_PARTIAL_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
+import { liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
 import { at, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
 
 /** Chunks closer together than this are a burst (a replay, a cached answer), scanned in batches of burstChars. */
 const BURST_MS = 1;
+/** Released characters kept as context for the next scan: lookbehinds and \b at the held text's start read them. */
+const CONTEXT = 16;
 
 /** Streaming text filter applied to generated text before it reaches the client. */
 export interface TextFilter {
@@ -54,7 +57,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   const spanRules = rules.filter((r) => !LONG_SECRETS.some((l) => l.id === r.id));
   const window = Math.max(...spanRules.map((r) => r.maxLength)) + 8;
   const block = cfg.action === "block";
-  const words = Math.max(...spanRules.map((r) => r.maxWords ?? 1));
+  const holdFrom = liveTail(spanRules, window);
   const burstChars = cfg.burstChars;
   // A split finding is held whole (up to window), an opening being written up to JWT_PARTIAL_MAX, a burst batch.
   const holdBound = Math.max(window, JWT_PARTIAL_MAX) + burstChars;
@@ -88,7 +91,6 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     for (const f of found) [f.start, f.end] = toOriginal(view, f.start, f.end);
     return found;
   }
-  const spans = (original: string) => spansIn(scanView(original));
 
   function redact(text: string, found: Span[]): string {
     let out = "", at = 0;
@@ -109,13 +111,6 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     return best;
   }
 
-  /** Where an opening that is still being written starts (the text's length if none), in original offsets. */
-  function partialOpening(view: ScanView): number {
-    let first = view.text.length;
-    for (const secret of LONG_SECRETS) first = Math.min(first, secret.partial(view.text));
-    return at(view, first);
-  }
-
   function scan(text: string) {
     const f = filter();
     const out = f.push(text) + f.end();
@@ -124,6 +119,8 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
 
   function filter(): TextFilter {
     let held = "";
+    /** The last characters consumed before `held` (released or dropped), as the one-shot scan would see them. */
+    let ctx = "";
     /** Inside a long secret: everything is dropped until it ends. */
     let inside: LongSecret["id"] | undefined;
     const state = { blocked: false, findings: [] as string[] };
@@ -131,9 +128,12 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
       if (!state.findings.includes(rule)) state.findings.push(rule);
       if (block) state.blocked = true;
     };
-    /** Scans and redacts `text` as final: nothing after it can change it. */
+    /** Findings in ctx + text that reach into `text`, in offsets of `text`. */
+    const inHeld = (view: ScanView, base: number) => spansIn(view).filter((f) => f.end > base)
+      .map((f) => ({ start: Math.max(0, f.start - base), end: f.end - base, rule: f.rule }));
+    /** Scans and redacts `text` (what follows ctx) as final: nothing after it can change it. */
     const settle = (text: string) => {
-      const found = spans(text);
+      const found = inHeld(scanView(ctx + text), ctx.length);
       for (const f of found) note(f.rule);
       return redact(text, found);
     };
@@ -158,29 +158,33 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           continue;
         }
         held += text; text = "";
-        const view = scanView(held);
+        const base = ctx.length, view = scanView(ctx + held);
         const open = firstOpening(view);
         if (open) {
-          const before = settle(held.slice(0, open.at));
+          const before = settle(held.slice(0, Math.max(0, open.at - base)));
           if (state.blocked) break; // a finding before it already blocks: nothing of this
           out += before;
           note(open.secret.id);
           if (state.blocked) { held = ""; return out; } // block: the clean text before the key, then nothing
           out += `[REDACTED:${open.secret.id}]`;
           inside = open.secret.id;
-          text = held.slice(open.end); held = "";
+          text = held.slice(Math.max(0, open.end - base)); held = ""; ctx = "";
           continue;
         }
         if (final) { out += settle(held); held = ""; return out; }
-        // Final: everything before the last `words` words, and in any case everything but the last `window`
-        // chars (a secret starting earlier than either is whole by now) — but never an opening being written.
-        let cut = Math.min(Math.max(held.length - window, Math.min(tailStart(held, words), spacedTailStart(held))), partialOpening(view));
+        // Final: everything before the earliest position more text could still turn into (part of) a finding,
+        // and in any case everything but the last `window` chars (a secret starting earlier is whole by now) —
+        // but never an opening of a long secret being written.
+        const live = holdFrom(ctx + held, view, base);
+        let cut = Math.min(Math.max(held.length - window, live.rules - base), live.opening - base);
+        if (cut > 0 && isHighSurrogate(held.charCodeAt(cut - 1))) cut--; // never split a surrogate pair
         if (cut <= 0) return out;
-        const found = spansIn(view);
+        const found = inHeld(view, base);
         for (const f of found) if (f.start < cut && f.end > cut) cut = f.start; // never split a finding
         const emitted = found.filter((f) => f.end <= cut);
         for (const f of emitted) note(f.rule);
         out += redact(held.slice(0, cut), emitted);
+        ctx = (ctx + held.slice(0, cut)).slice(-CONTEXT);
         held = held.slice(cut);
         return out;
       }
@@ -224,30 +228,4 @@ function nextTurn(): number {
   return turn;
 }
 
-/** Where the last `n` whitespace-separated words start. */
-function tailStart(text: string, n: number): number {
-  let i = text.length;
-  for (let w = 0; w < n && i > 0; w++) {
-    while (i > 0 && isSpace(text.charCodeAt(i - 1))) i--;
-    while (i > 0 && !isSpace(text.charCodeAt(i - 1))) i--;
-  }
-  return i;
-}
-
-/** Where a trailing run of single characters separated by spaces ("A K I A …", a secret spelled out) starts. */
-function spacedTailStart(text: string): number {
-  let i = text.length, start = text.length, n = 0;
-  if (i > 0 && isSpace(text.charCodeAt(i - 1))) i--;
-  while (i > 0 && isAlnum(text.charCodeAt(i - 1)) && (i === 1 || !isAlnum(text.charCodeAt(i - 2)))) {
-    n++;
-    start = i - 1;
-    if (i >= 2 && isSpace(text.charCodeAt(i - 2))) i -= 2;
-    else break;
-  }
-  return n >= 2 ? start : text.length;
-}
-
-const isAlnum = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
-
-/** ASCII and common Unicode whitespace, as \s would match, without a regex per character. */
-const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13) || c === 160 || c === 0x2028 || c === 0x2029 || c === 0x3000 || (c >= 0x2000 && c <= 0x200a) || c === 0x1680 || c === 0x202f || c === 0x205f || c === 0xfeff;
+const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;

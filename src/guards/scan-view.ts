@@ -103,3 +103,20 @@ export function readsAs(text: string, i: number, isChar: (c: number) => boolean)
   const like = LOOKALIKES[folded] ?? folded;
   return like.length === 1 && isChar(like.charCodeAt(0)) ? size : 0;
 }
+
+/**
+ * A run of single letters/digits separated by single spaces or tabs that is still being written at the end of
+ * `text` ("… A K I", "… A K I A "): where it starts, and the text as the view will read it should the run reach
+ * the eight letters that make `spacedRuns` join it (its gaps gone). Undefined when the text does not end in one.
+ */
+export function trailingSpacedRun(text: string): { start: number; joined: string } | undefined {
+  const cls = (i: number) => CLASS[text.charCodeAt(i)] ?? 0;
+  let i = text.length - 1;
+  if (cls(i) === GAP) i--; // "… A K " : the next letter continues the run
+  if (cls(i) !== ALNUM || cls(i - 1) === ALNUM) return undefined;
+  let start = i;
+  while (cls(start - 1) === GAP && cls(start - 2) === ALNUM && cls(start - 3) !== ALNUM) start -= 2;
+  let letters = "";
+  for (let k = start; k <= i; k += 2) letters += text[k];
+  return { start, joined: text.slice(0, start) + letters };
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-ttft.ts [--runs 9] [--tokens 16] [--threads N] [--bin dist/appliance]
+ *
+ * bench-peer's "streamed time to first token" row on its own, with the response scanner's share shown: the
+ * compiled appliance as shipped (scanner on), the same binary with APPLIANCE_RESPONSE_SCAN__ACTION=off, with
+ * the scanner on but APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS empty (no internal-host rule: any run of letters,
+ * digits and hyphens may be the first label of "name.corp", so with that rule on a word is held until it ends), and
+ * llama-server built from node-llama-cpp's bundled llama.cpp (scripts/peer-build.ts, cached outside the repo),
+ * all on the same generated 28 M-param F32 GGUF with the same threads. Each request is a greedy streamed
+ * /v1/completions of --tokens tokens (end tokens banned) on a fresh prompt; the servers take turns (rotating
+ * order). Prints per server the median time from sending to the first non-empty text, the median number of
+ * SSE events that carried text (how the answer was split) and the median characters of the first one, and
+ * ratios to llama-server, with the 1-minute load average at the start and the end.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { usableCpus } from "../src/engine/cpu-budget";
+import { makeTinyModel } from "../src/engine/tiny-model";
+import { NO_END, freePort, load1, median, prepareAppliance, startPeer, started, waitHealthy, wordsPrompt, type Served } from "./bench-peer-lib";
+import { peerBuild } from "./peer-build";
+
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  runs: { type: "string", default: "9" }, tokens: { type: "string", default: "16" }, threads: { type: "string" },
+  bin: { type: "string", default: path.resolve(import.meta.dir, "../dist/appliance") },
+} });
+const runs = Number(values.runs), tokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
+const bin = path.resolve(values.bin);
+if (!fs.existsSync(bin)) { console.error(`${bin} is missing: run \`bun run build\` first`); process.exit(1); }
+const peer = await peerBuild();
+if ("skip" in peer) { console.error(`bench-ttft: no peer to compare with: ${peer.skip}`); process.exit(1); }
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-ttft-"));
+process.on("exit", () => { for (const p of started) p.kill("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); });
+
+/** The appliance as shipped, with extra APPLIANCE_* settings in its environment. */
+async function appliance(name: string, model: string, env: Record<string, string>): Promise<Served> {
+  const { stateDir, key } = prepareAppliance(bin, model, dir);
+  const port = freePort();
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", String(port), "--threads", String(threads), "--parallel", "1",
+    "--ctx-size", "2048"], { env: { PATH: "/usr/bin:/bin", HOME: dir, ...env }, stdout: "ignore", stderr: "pipe" });
+  started.add(proc);
+  const base = `http://127.0.0.1:${port}`;
+  await waitHealthy(base, performance.now(), proc);
+  const stop = async () => { started.delete(proc); proc.kill("SIGTERM"); await proc.exited; };
+  return { name, base, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc, stop };
+}
+
+/** One streamed completion: ms to the first event carrying text, events carrying text, characters of the first. */
+async function streamed(s: Served) {
+  const body = { model: "bench", prompt: wordsPrompt(10), max_tokens: tokens, temperature: 0, logit_bias: NO_END, stream: true };
+  const t0 = performance.now();
+  const res = await fetch(`${s.base}/v1/completions`, { method: "POST", headers: s.headers, body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`${s.name}: ${res.status} ${await res.text()}`);
+  const dec = new TextDecoder();
+  let buf = "", ttft = 0, events = 0, first = 0;
+  for await (const bytes of res.body!) {
+    buf += dec.decode(bytes, { stream: true });
+    for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!line.startsWith("data: {")) continue;
+      const text = (JSON.parse(line.slice(6)) as { choices?: { text?: string }[] }).choices?.[0]?.text ?? "";
+      if (!text) continue;
+      if (!events++) { ttft = performance.now() - t0; first = text.length; }
+    }
+  }
+  return { ttft, events, first };
+}
+
+const model = path.join(dir, "bench.gguf");
+const { params } = await makeTinyModel(model, { layers: 4, embd: 768, ff: 2048, heads: 12, ctx: 2048 });
+const servers = [
+  await appliance("appliance (scanner on)", model, {}),
+  await appliance("appliance (scanner off)", model, { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }),
+  await appliance("appliance (no host rule)", model, { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }),
+  await startPeer(peer.llamaServer, model, threads, 1),
+];
+console.log(`model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, ${tokens} tokens per request, ${runs} runs per server, bun ${Bun.version}`);
+for (const s of servers) { await streamed(s); await streamed(s); } // warm-up
+const l0 = load1();
+const results = new Map<string, { ttft: number[]; events: number[]; first: number[] }>(servers.map((s) => [s.name, { ttft: [], events: [], first: [] }]));
+for (let i = 0; i < runs; i++) {
+  for (let k = 0; k < servers.length; k++) {
+    const s = servers[(i + k) % servers.length]!, r = await streamed(s), into = results.get(s.name)!;
+    into.ttft.push(r.ttft); into.events.push(r.events); into.first.push(r.first);
+  }
+}
+const load = `${l0.toFixed(2)}→${load1().toFixed(2)}`;
+const peerTtft = median(results.get("llama-server")!.ttft);
+for (const [name, r] of results) {
+  const t = median(r.ttft);
+  console.log(`${name.padEnd(26)} streamed TTFT median ${t.toFixed(1)} ms (${(t / peerTtft).toFixed(2)}× llama-server), ` +
+    `text events median ${median(r.events)}, first event median ${median(r.first)} chars; load ${load}`);
+}
+for (const s of servers) await s.stop();

@@ -1,0 +1,189 @@
+/**
+ * "Could this still become a match?" for the response scanner's rules. From a rule's regex we build its prefix
+ * regex: it matches every string that is the beginning of some match of the rule (the whole match included),
+ * anchored at the end of the text. Its leftmost match in a stream's held-back tail is the earliest position
+ * from which more text could still complete (or change) a finding; everything before it is final and may be
+ * released. The transform is exact where it can be and errs towards holding more where it cannot:
+ *  - a lookahead reads text that may not have arrived: dropped (always true);
+ *  - \b and \B at the end of the text depend on the next character: `(?:\b|$)`;
+ *  - lookbehinds read only text that is already there: kept as they are.
+ * Patterns with back-references (none of ours) are refused: the caller then holds back conservatively.
+ */
+
+type Node =
+  | { t: "atom"; src: string } // one character: a literal, an escape, a class, `.`
+  | { t: "assert"; src: string } // zero-width, determined by text already seen (^, lookbehind) or made lenient
+  | { t: "seq"; items: Node[] }
+  | { t: "alt"; alts: Node[] }
+  | { t: "rep"; body: Node; min: number; max: number };
+
+/** Parses the subset of JavaScript regex syntax the rules use; throws on anything it does not understand. */
+function parse(src: string, unicode: boolean): Node {
+  let i = 0;
+  const fail = (why: string): never => { throw new Error(`${why} at ${i} in /${src}/`); };
+
+  function alt(): Node {
+    const alts: Node[] = [seq()];
+    while (src[i] === "|") { i++; alts.push(seq()); }
+    return alts.length === 1 ? alts[0]! : { t: "alt", alts };
+  }
+
+  function seq(): Node {
+    const items: Node[] = [];
+    while (i < src.length && src[i] !== "|" && src[i] !== ")") items.push(quantified(atom()));
+    return { t: "seq", items };
+  }
+
+  function quantified(node: Node): Node {
+    for (;;) {
+      const c = src[i];
+      let min: number, max: number;
+      if (c === "*") { min = 0; max = Infinity; i++; }
+      else if (c === "+") { min = 1; max = Infinity; i++; }
+      else if (c === "?") { min = 0; max = 1; i++; }
+      else if (c === "{") {
+        const m = /^\{(\d+)(,(\d*))?\}/.exec(src.slice(i));
+        if (!m) return node; // a literal "{" (only outside unicode mode; the atom parser took it)
+        min = Number(m[1]); max = m[2] === undefined ? min : m[3] === "" ? Infinity : Number(m[3]);
+        i += m[0].length;
+      } else return node;
+      if (src[i] === "?") i++; // lazy: which match is found differs, whether one exists does not
+      if (node.t === "assert") fail("quantified assertion");
+      node = { t: "rep", body: node, min, max };
+    }
+  }
+
+  function atom(): Node {
+    const start = i, c = src[i]!;
+    if (c === "(") {
+      let look = false;
+      if (src.startsWith("(?:", i)) i += 3;
+      else if (src.startsWith("(?=", i) || src.startsWith("(?!", i)) { i += 3; look = true; }
+      else if (src.startsWith("(?<=", i) || src.startsWith("(?<!", i)) { i += 4; look = true; }
+      else if (src.startsWith("(?<", i)) { const close = src.indexOf(">", i); if (close < 0) fail("bad group name"); i = close + 1; }
+      else if (src[i + 1] === "?") fail("unknown group");
+      else i++;
+      const body = alt();
+      if (src[i] !== ")") fail("unclosed group");
+      i++;
+      if (!look) return body;
+      const text = src.slice(start, i);
+      // A lookbehind sees only text already there; a lookahead may look past the end: taken as true.
+      return { t: "assert", src: text.startsWith("(?<") ? text : "" };
+    }
+    if (c === "[") {
+      i++;
+      if (src[i] === "^") i++;
+      while (i < src.length && src[i] !== "]") i += src[i] === "\\" ? 2 : 1;
+      if (i >= src.length) fail("unclosed class");
+      i++;
+      return { t: "atom", src: src.slice(start, i) };
+    }
+    if (c === "\\") {
+      const e = src[i + 1];
+      if (e === undefined) fail("trailing backslash");
+      if (e === "b" || e === "B") { i += 2; return { t: "assert", src: `(?:\\${e}|$)` }; }
+      if (/[1-9]/.test(e!) || (e === "k" && src[i + 2] === "<")) fail("back-reference");
+      let len = 2;
+      if (e === "x") len = 4;
+      else if (e === "c") len = 3;
+      else if (e === "u") len = unicode && src[i + 2] === "{" ? src.indexOf("}", i) - i + 1 : 6;
+      else if ((e === "p" || e === "P") && unicode) len = src.indexOf("}", i) - i + 1;
+      if (len <= 0) fail("bad escape");
+      i += len;
+      return { t: "atom", src: src.slice(start, i) };
+    }
+    if (c === "^" || c === "$") { i++; return { t: "assert", src: c }; }
+    if ("*+?".includes(c) || (c === "{" && unicode)) fail("nothing to repeat");
+    if (c === "{" && /^\{\d+(,\d*)?\}/.test(src.slice(i))) fail("nothing to repeat");
+    // A literal character, a whole surrogate pair in unicode mode.
+    i += unicode && c.charCodeAt(0) >= 0xd800 && c.charCodeAt(0) <= 0xdbff ? 2 : 1;
+    return { t: "atom", src: src.slice(start, i) };
+  }
+
+  const root = alt();
+  if (i !== src.length) fail("unbalanced )");
+  return root;
+}
+
+const quant = (min: number, max: number) => (max === Infinity ? `{${min},}` : `{${min},${max}}`);
+
+/** The node itself, with lookaheads dropped and \b made lenient at the end (so its language only grows). */
+function full(n: Node): string {
+  switch (n.t) {
+    case "atom": case "assert": return n.src;
+    case "seq": return n.items.map(full).join("");
+    case "alt": return `(?:${n.alts.map(full).join("|")})`;
+    case "rep": return `(?:${full(n.body)})${quant(n.min, n.max)}`;
+  }
+}
+
+/** Every beginning of a string `n` matches (the empty one and the whole one included). */
+function prefix(n: Node): string {
+  switch (n.t) {
+    case "atom": return `(?:${n.src})?`;
+    case "assert": return n.src;
+    case "alt": return `(?:${n.alts.map(prefix).join("|")})`;
+    case "seq": {
+      // prefixes(a · rest) = prefixes(a) ∪ a · prefixes(rest)
+      let out = "";
+      for (let k = n.items.length - 1; k >= 0; k--) {
+        const item = n.items[k]!;
+        out = out === "" ? prefix(item) : `(?:${full(item)}${out}|${prefix(item)})`;
+      }
+      return out;
+    }
+    case "rep": {
+      if (n.max === 0) return "";
+      // One character repeated: prefixes of c{m,n} are c{0,n}. Otherwise up to n-1 whole repeats, then a prefix of one.
+      if (n.body.t === "atom") return `(?:${n.body.src})${quant(0, n.max)}`;
+      const whole = n.max - 1 === 0 ? "" : `(?:${full(n.body)})${quant(0, n.max - 1)}`;
+      return `${whole}(?:${prefix(n.body)})`;
+    }
+  }
+}
+
+/** Most UTF-16 code units a match of `n` can span (Infinity when unbounded). */
+function longest(n: Node, unit: number): number {
+  switch (n.t) {
+    case "atom": return unit;
+    case "assert": return 0;
+    case "seq": return n.items.reduce((sum, item) => sum + longest(item, unit), 0);
+    case "alt": return Math.max(...n.alts.map((a) => longest(a, unit)));
+    case "rep": return n.max === 0 ? 0 : n.max * longest(n.body, unit);
+  }
+}
+
+/** A rule's pattern, analysed: its prefix regex and the longest match it can make. */
+export interface PrefixAnalysis {
+  /**
+   * Global; run it with lastIndex where the search may start: its first match starts at the earliest position
+   * whose rest of the text could still grow into, or already is, a match. An empty match at the end means none.
+   */
+  live: RegExp;
+  /** Most characters one match spans (Infinity when the pattern has an unbounded repeat). */
+  longest: number;
+}
+
+/** Undefined when the pattern cannot be analysed (the caller then holds back conservatively). */
+export function analysePattern(pattern: RegExp): PrefixAnalysis | undefined {
+  if (pattern.multiline || pattern.sticky) return undefined;
+  try {
+    const unicode = pattern.unicode || pattern.flags.includes("v");
+    const root = parse(pattern.source, unicode);
+    const live = new RegExp(`(?:${prefix(root)})$`, pattern.flags.replace(/[gy]/g, "") + "g");
+    return { live, longest: longest(root, unicode ? 2 : 1) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Earliest start in `text` (at or after `from`) of a tail that could still become a match of the prefix regex's
+ * rule; `text.length` when there is none.
+ */
+export function liveFrom(re: RegExp, text: string, from: number): number {
+  re.lastIndex = Math.max(0, from);
+  const m = re.exec(text);
+  return m && m[0].length ? m.index : text.length;
+}

@@ -1,0 +1,100 @@
+/**
+ * Issue 11 item 5: the response scanner held back the last three whitespace-separated words (up to ~261
+ * characters), so an answer with no spaces (CJK text, the tiny random model's glued words) reached the client
+ * as one chunk at the end. It now holds only text that some rule could still extend into a finding
+ * (live-tail.ts): these tests pin what is held after each character and check, through the real server, that
+ * an answer without spaces streams in many chunks.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { parseConfig } from "../../src/config/load";
+import { createScanner } from "../../src/guards/response-scan";
+import { listenApp, makeApp, makeEngine } from "../helpers";
+
+/** Every chunk scanned on arrival (no burst batching), as at generation speed. */
+const scanner = createScanner(parseConfig({ responseScan: { burstChars: 0 } }).responseScan);
+
+/** Feeds `text` one character at a time; returns what was held back after the last one. */
+function heldAfter(text: string): string {
+  const f = scanner.filter();
+  let out = "";
+  for (const ch of text) out += f.push(ch);
+  expect(out + text.slice(text.length - f.pending)).toBe(text); // nothing in these texts is redacted
+  return text.slice(text.length - f.pending);
+}
+
+test("text no rule can extend into a finding is released at once", () => {
+  for (const text of ["数据模型服务安全", "日本語のテキスト。", "🙂👍 ", "!?; (){}<>\n", "… «»"]) {
+    const f = scanner.filter();
+    let out = "";
+    for (const ch of text) { out += f.push(ch); expect({ text, held: f.pending }).toEqual({ text, held: 0 }); }
+    expect(out).toBe(text);
+  }
+});
+
+test("what is held is exactly the tail a rule could still extend", () => {
+  const cases: [string, string][] = [
+    ["hello wor", "wor"], // "wor" + ".corp": an internal host name's first label
+    ["hello, world ", ""],
+    ["see AK", "AK"], // an AWS key's prefix
+    ["see CIA", "CIA"], // a label still; but "A" alone after "CI" is not an AWS start (\b)
+    ["see CIA!", ""],
+    ["key AKIAIOSF", "AKIAIOSF"],
+    ["the passw", "passw"],
+    ["the password is Tr0ub", "password is Tr0ub"],
+    ["x ghp_abc", "ghp_abc"],
+    ["see eyJhbGciOiJIUzI1NiJ9", "eyJhbGciOiJIUzI1NiJ9"], // a JWT header being written
+    ["token: eyJhbGciOiJI", "token: eyJhbGciOiJI"], // "token: <value>": an assignment being written
+    ["Как дела", "а"], // Cyrillic look-alikes read as Latin letters ("дела" reads "дeлa"): "a" may start a host label
+    ["here -----BEG", "-----BEG"], // PEM armor being written
+    ["data QUJDREVG", "QUJDREVG"], // base64 of printable text: could be an encoded secret
+    ["data hellowor", "hellowor"], // held by the host-label rule only; "hell" is no printable base64 quad
+    ["go to 10.0", "10.0"],
+    ["go to 10.0. ", ""],
+    ["call +1 555", "555"], // phone numbers are PII (off by default); "555" may still be a host label
+    ["port :", ":"], // "::1"
+    ["at [", "["], // "[::1]"
+    ["a —", "—"], // a dash look-alike reads as "-", which a host label may start with
+    ["数据 A K I", "A K I"], // a spaced-out key being written
+    ["数据 A K I ", "A K I "],
+    ["数据\u{1d400}", "\u{1d400}"], // a mathematical A (reads as "A"): held as AWS/label start, never half a pair
+  ];
+  for (const [text, held] of cases) expect({ text, held: heldAfter(text) }).toEqual({ text, held });
+});
+
+test("a word (with its dots: a host name's labels) is held until it ends at most, never the words before it", () => {
+  const text = "Servers answer quickly when the queue is short, and the scanner keeps up with them. ";
+  const f = scanner.filter();
+  let out = "";
+  for (const ch of text) {
+    out += f.push(ch);
+    const sent = out.length, word = /[A-Za-z0-9.-]*$/.exec(text.slice(0, sent + f.pending))![0];
+    expect(f.pending).toBeLessThanOrEqual(word.length);
+  }
+  expect(out).toBe(text);
+});
+
+const engine = makeEngine();
+afterAll(async () => (await engine).dispose());
+
+test("through the real server: an answer with no spaces streams in many chunks, the first long before the end", async () => {
+  const answer = "数据,模型,服务,安全,流式,输出,测试,中文,没有,空格,".repeat(4);
+  const ctx = await makeApp({ engine: await engine });
+  const base = listenApp(ctx.app);
+  const r = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", max_tokens: 400, stream: true, messages: [{ role: "user", content: "say it" }],
+      response_format: { type: "json_schema", json_schema: { name: "a", schema: { type: "object", properties: { a: { const: answer } }, required: ["a"] } } } }) });
+  const pieces: string[] = [];
+  for (const line of (await r.text()).split("\n")) {
+    if (!line.startsWith("data: {")) continue;
+    const piece = (JSON.parse(line.slice(6)) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content;
+    if (piece) pieces.push(piece);
+  }
+  await ctx.app.stop(true);
+  const text = pieces.join("");
+  expect(text).toContain(answer);
+  // The answer has no whitespace (the JSON around it has a little at its start and end): nothing for a hold by
+  // words to end on.
+  // Before: one chunk (the whole answer held to the end). Now every few characters.
+  expect(pieces.length).toBeGreaterThan(30);
+  expect(pieces[0]!.length).toBeLessThan(10);
+});

@@ -1,0 +1,121 @@
+/**
+ * Issue 11 item 5: the response scanner now holds back only the tail that more text could still turn into (part
+ * of) a finding (live-tail.ts), not the last few words. Red-team check of that narrower hold: every rule's secret,
+ * written plain, fullwidth, in look-alike letters, with zero-width characters between its characters, spaced out
+ * and (secret rules) base64/hex encoded, streamed one character per push and in random splits with every chunk
+ * scanned on arrival (burstChars 0), comes out exactly as the one-shot scan redacts it, never with a piece of the
+ * secret; in block mode the stream is blocked with nothing of it sent.
+ */
+import { describe, expect, test } from "bun:test";
+import { parseConfig } from "../../src/config/load";
+import { LOOKALIKES } from "../../src/guards/normalise";
+import { createScanner } from "../../src/guards/response-scan";
+
+const repeat = (s: string, n: number) => s.repeat(Math.ceil(n / s.length)).slice(0, n);
+const R = "q8Zr2LxP0vN7wKcT5yHbM3sDj6Fg9UeYa1Wi4Ot";
+/** [rule, secret as written]. One or more per rule; the long secrets (JWT, PEM) have their own file too. */
+const SECRETS: [string, string][] = [
+  ["aws-access-token", "AKIAIOSFODNN7EXAMPLE"],
+  ["aws-access-token", "ASIAY34FZKBOKMUTVV7A"],
+  ["github-pat", `ghp_${repeat(R, 36)}`],
+  ["github-fine-grained-pat", `github_pat_${repeat(R + "_", 82)}`],
+  ["gitlab-pat", `glpat-${repeat(R, 20)}`],
+  ["slack-token", `xoxb-123456789012-${repeat(R, 24)}`],
+  ["stripe-access-token", `sk_live_${repeat(R, 24)}`],
+  ["openai-api-key", `sk-proj-${repeat(R + "-", 48)}`],
+  ["anthropic-api-key", `sk-ant-api03-${repeat(R, 90)}`],
+  ["gcp-api-key", `AIza${repeat(R, 35)}`],
+  ["npm-access-token", `npm_${repeat(R, 36)}`],
+  ["appliance-api-key", `apk_0123456789abcdef_${repeat(R, 43)}`],
+  ["generic-high-entropy", `api_key = '${repeat(R, 24)}'`],
+  ["password", "the password is Tr0ub4dor&3"],
+  ["password", "pwd=Sup3r$ecret!"],
+  ["internal-ip", "10.12.34.56:8080"],
+  ["internal-ip", "192.168.1.20"],
+  ["internal-ip", "172.20.3.4"],
+  ["internal-ip", "169.254.169.254"],
+  ["internal-ip", "127.0.0.1"],
+  ["internal-ip", "[::1]:8080"],
+  ["internal-ip", "fd00:12:34::5"],
+  ["internal-ip", "[fe80::1]:5432"],
+  ["internal-ip", "0x7f000001"],
+  ["internal-ip", "2130706433"],
+  ["localhost-url", "http://localhost:3000"],
+  ["internal-host", "db-prod-7.corp"],
+  ["internal-host", "build.eu.internal"],
+  ["email", "bob.smith@example.com"],
+  ["payment-card", "4111 1111 1111 1111"],
+  ["payment-card", "4111111111111111"],
+  ["iban", "GB82 WEST 1234 5698 7654 32"],
+  ["phone", "+44 20 7946 0958"],
+  ["jwt", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"],
+  ["private-key", `-----BEGIN PRIVATE KEY-----\n${repeat(R, 64)}\n${repeat(R, 40)}\n-----END PRIVATE KEY-----`],
+];
+
+/** ASCII letter → a look-alike the scanner's view reads as that letter (Cyrillic/Greek, normalise.ts). */
+const LIKE: Record<string, string> = {};
+for (const [like, ascii] of Object.entries(LOOKALIKES)) if (/^[A-Za-z]$/.test(ascii)) LIKE[ascii] ??= like;
+const FORMS: Record<string, (s: string) => string | undefined> = {
+  plain: (s) => s,
+  fullwidth: (s) => [...s].map((c) => (c >= "!" && c <= "~" ? String.fromCharCode(c.charCodeAt(0) + 0xfee0) : c)).join(""),
+  "look-alike": (s) => [...s].map((c, i) => (i % 2 === 0 ? LIKE[c] ?? c : c)).join(""),
+  "zero-width": (s) => [...s].join("\u200b"),
+  "spaced out": (s) => (/^[A-Za-z0-9]+$/.test(s) ? [...s].join(" ") : undefined),
+  base64: (s) => (s.length <= 120 ? Buffer.from(s).toString("base64") : undefined),
+  hex: (s) => (s.length <= 120 ? Buffer.from(s).toString("hex") : undefined),
+};
+/** Forms every secret must be caught in, one-shot (the others are checked wherever one-shot catches them). */
+const REQUIRED = new Set(["plain", "fullwidth", "look-alike", "zero-width"]);
+const CONTEXTS = [(s: string) => `Here it is: ${s} and that is all.`, (s: string) => `"${s}"\nnext line`];
+
+/** A seeded PRNG, so a failing split can be reproduced. */
+function rng(seed: number) {
+  return () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
+}
+const oneChar = (t: string) => t.split("");
+const randomSplit = (seed: number) => (t: string) => {
+  const r = rng(seed), out: string[] = [];
+  for (let i = 0; i < t.length;) { const n = 1 + Math.floor(r() * 6); out.push(t.slice(i, i + n)); i += n; }
+  return out;
+};
+
+/** A piece of the secret that must never reach the client: its middle, as written. */
+const core = (written: string) => written.slice(Math.floor(written.length / 3), Math.floor(written.length / 3) + Math.max(4, Math.floor(written.length / 4)));
+
+/** What the client reads, with the redaction markers taken out (a marker names its rule, e.g. "localhost-url"). */
+const shown = (out: string) => out.replace(/\[REDACTED:[a-z-]+\]/g, "");
+
+const config = (action: "redact" | "block") => parseConfig({ responseScan: { action, pii: true, burstChars: 0 } }).responseScan;
+const redactor = createScanner(config("redact")), blocker = createScanner(config("block"));
+
+describe("every rule's secret, streamed in any chunking, is caught exactly as one-shot", () => {
+  for (const [rule, secret] of SECRETS) {
+    test(`${rule}: ${secret.slice(0, 24)}…`, () => {
+      const missed: string[] = [];
+      for (const [form, make] of Object.entries(FORMS)) {
+        const written = make(secret);
+        if (written === undefined) continue;
+        for (const context of CONTEXTS) {
+          const text = context(written);
+          const one = redactor.scan(text);
+          if (!one.findings.includes(rule)) { if (REQUIRED.has(form)) missed.push(`${form}: ${JSON.stringify(text)}`); continue; }
+          expect(shown(one.text)).not.toContain(core(written));
+          for (const chunking of [oneChar, randomSplit(1), randomSplit(7), randomSplit(42)]) {
+            const f = redactor.filter();
+            let out = "";
+            for (const piece of chunking(text)) out += f.push(piece);
+            out += f.end();
+            expect({ form, text, out }).toEqual({ form, text, out: one.text });
+            expect(f.findings).toContain(rule);
+          }
+          const b = blocker.filter();
+          let sent = "";
+          for (const piece of oneChar(text)) sent += b.push(piece);
+          sent += b.end();
+          expect({ form, text, blocked: b.blocked, leaked: shown(sent).includes(core(written)) }).toEqual({ form, text, blocked: true, leaked: false });
+        }
+      }
+      expect(missed).toEqual([]);
+    });
+  }
+});
