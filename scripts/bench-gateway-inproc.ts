@@ -15,7 +15,8 @@ import { KeyStore, keysFilePath } from "../src/guards/keys";
 import { silentLogger } from "../src/log/logger";
 import { createServer } from "../src/server/create-server";
 
-export async function gatewayCodeCost(stubBase: string, requests: number): Promise<{ direct: number[]; via: number[] }> {
+/** `warmup` requests per side first (the JIT compiles the request path over the first thousand or so). */
+export async function gatewayCodeCost(stubBase: string, requests: number, warmup = 100): Promise<{ direct: number[]; via: number[] }> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-gw-inproc-"));
   try {
     const config = parseConfig({ stateDir, upstreams: [{ url: `${stubBase}/v1`, models: ["stub"] }], gateway: { healthIntervalMs: 0 } });
@@ -39,7 +40,7 @@ export async function gatewayCodeCost(stubBase: string, requests: number): Promi
       await r.arrayBuffer();
       return performance.now() - t0;
     };
-    for (let i = 0; i < 100; i++) { await via(); await direct(); } // warm-up
+    for (let i = 0; i < warmup; i++) { await via(); await direct(); } // warm-up
     const out = { direct: [] as number[], via: [] as number[] };
     for (let i = 0; i < requests; i++) {
       if (i % 2) { out.direct.push(await direct()); out.via.push(await via()); } else { out.via.push(await via()); out.direct.push(await direct()); }

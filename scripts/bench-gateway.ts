@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-gateway.ts [--requests N] [--runs N] [--tokens N] [--threads N]
+ * bun scripts/bench-gateway.ts [--requests N] [--runs N] [--tokens N] [--threads N] [--warmup N]
  *
  * Gateway mode's cost, measured side by side in one run: the same requests sent to an upstream appliance
  * directly and through a second appliance in gateway mode that fronts it (both the compiled binary as shipped:
@@ -9,7 +9,15 @@
  * hits both alike.
  *   - added latency: POST /v1/chat/completions, max_tokens 1, on the 0.16 M-parameter tiny model (the upstream
  *     answers in about a millisecond, so what the gateway adds is visible); p50 and p99 of each side, and the
- *     difference.
+ *     difference. Measured twice: just after start (20 requests per side first), and again after --warmup more
+ *     requests per side. Just started, JavaScriptCore is still compiling both servers' request paths: for about the
+ *     first thousand requests the gateway's main thread spends ~3× the CPU per request it spends later, and its JIT
+ *     threads compete for the same cores. The second row is the steady state a running gateway is in. Each row
+ *     also prints the gateway process's CPU time per request (main thread, JIT compiler threads, all threads).
+ *   - the same, pinned (where taskset is present and there are 2+ CPUs): the upstream on the last CPU, the gateway
+ *     and this client on CPU 0, for both sides alike: what is left when the gateway's work does not compete with
+ *     the upstream's threads for a core, as with a gateway on its own host. Other processes on the machine are not
+ *     pinned. The unpinned rows are the ones the goal is checked on.
  *   - the gateway's own cost: the same small request to a stub upstream (a Bun.serve in this process that answers
  *     a fixed completion at once) directly and through the gateway, so engine work and the upstream's guards drop
  *     out; p50 and p99 of each side and the difference.
@@ -32,9 +40,10 @@ import { complete, freePort, median, startAppliance, waitHealthy, type Served } 
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   requests: { type: "string", default: "300" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "128" },
-  threads: { type: "string", default: "1" },
+  threads: { type: "string", default: "1" }, warmup: { type: "string", default: "2000" },
 } });
 const requests = Number(values.requests), runs = Number(values.runs), tokens = Number(values.tokens), threads = Number(values.threads);
+const warmup = Number(values.warmup);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-gw-"));
 const servers: Served[] = [];
@@ -67,23 +76,28 @@ try {
   // 1. Added latency on small requests.
   const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
   const f = (n: number) => n.toFixed(2);
-  const pair = async (title: string, upstream: Served, model: string) => {
+  const pair = async (title: string, upstream: Served, model: string, warm = 20) => {
     const small = (s: Served) => chatSmall(s, model);
-    for (let i = 0; i < 20; i++) { await small(upstream); await small(gw); } // warm-up: connections, JIT
+    for (let i = 0; i < warm; i++) { await small(upstream); await small(gw); } // warm-up: connections, JIT
     const direct: number[] = [], via: number[] = [];
+    const cpu0 = threadCpu(gw.proc.pid);
     for (let i = 0; i < requests; i++) {
       if (i % 2) { direct.push(await small(upstream)); via.push(await small(gw)); } else { via.push(await small(gw)); direct.push(await small(upstream)); }
     }
+    const cpu = threadCpu(gw.proc.pid), per = (k: keyof typeof cpu) => f((cpu[k] - cpu0[k]) / requests);
     console.log(`\n${title}, ${requests} per side, ms from send to last byte:`);
     console.log(`  direct   p50 ${f(pct(direct, 0.5))}  p99 ${f(pct(direct, 0.99))}`);
     console.log(`  gateway  p50 ${f(pct(via, 0.5))}  p99 ${f(pct(via, 0.99))}`);
     console.log(`  added by the gateway: p50 ${f(pct(via, 0.5) - pct(direct, 0.5))} ms, p99 ${f(pct(via, 0.99) - pct(direct, 0.99))} ms (goal: p50 < 2 ms)`);
+    console.log(`  gateway process CPU per request: main thread ${per("main")} ms, JIT compiler threads ${per("jit")} ms, all threads ${per("all")} ms`);
   };
-  await pair("small requests to the upstream appliance (chat, max_tokens 1, tiny model)", upTiny, "tiny");
+  await pair("small requests to the upstream appliance (chat, max_tokens 1, tiny model), processes just started", upTiny, "tiny");
+  await pair(`the same after ${warmup} more requests per side (steady state)`, upTiny, "tiny", warmup);
+  await pinned(() => pair("the same, pinned: upstream on its own CPU, gateway and client on another", upTiny, "tiny"), upTiny, gw);
   await pair("the gateway's own cost (the same chat to a stub upstream answering at once)", stub, "stub");
   {
-    const { direct, via } = await gatewayCodeCost(stub.base, requests);
-    console.log(`\nthe gateway's code alone (in process: app.handle() of a gateway for the stub's model vs a fetch to the stub), ${requests} per side:`);
+    const { direct, via } = await gatewayCodeCost(stub.base, requests, warmup);
+    console.log(`\nthe gateway's code alone (in process: app.handle() of a gateway for the stub's model vs a fetch to the stub), ${requests} per side after ${warmup}:`);
     console.log(`  direct   p50 ${f(pct(direct, 0.5))}  p99 ${f(pct(direct, 0.99))}`);
     console.log(`  gateway  p50 ${f(pct(via, 0.5))}  p99 ${f(pct(via, 0.99))}`);
     console.log(`  added by the gateway's request path: p50 ${f(pct(via, 0.5) - pct(direct, 0.5))} ms (the rest of the rows above is HTTP and process hops)`);
@@ -108,6 +122,44 @@ try {
 } finally {
   for (const s of servers.reverse()) await s.stop();
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * CPU time (user + system, ms) a process has used so far: its main thread, JavaScriptCore's compiler threads
+ * (JITWorker, JSCWarmUp) and all threads together, from /proc (10 ms ticks: fine over a few hundred requests).
+ */
+function threadCpu(pid: number): { main: number; jit: number; all: number } {
+  const out = { main: 0, jit: 0, all: 0 };
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try { stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8"); } catch { continue; } // the thread ended
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields[11], [12]: utime, stime in ticks
+    const ms = (Number(fields[11]) + Number(fields[12])) * (1000 / 100); // USER_HZ is 100 on Linux
+    out.all += ms;
+    if (tid === String(pid)) out.main += ms;
+    else if (/^(JITWorker|JSCWarmUp)/.test(name)) out.jit += ms;
+  }
+  return out;
+}
+
+/**
+ * Runs `row` with the upstream on the last CPU and the gateway and this process on CPU 0 (every thread: taskset -a),
+ * then gives each its CPUs back; says so and skips the row where taskset is missing or there is only one CPU.
+ */
+async function pinned(row: () => Promise<void>, upstream: Served, gateway: Served) {
+  const cpus = os.cpus().length;
+  const allowed = /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync("/proc/self/status", "utf8"))?.[1] ?? `0-${cpus - 1}`;
+  const pin = (list: string, pid: number) => Bun.spawnSync(["taskset", "-a", "-p", "-c", list, String(pid)], { stdout: "ignore", stderr: "pipe" });
+  if (cpus < 2 || !Bun.which("taskset")) return console.log(`\n(pinned row skipped: ${cpus < 2 ? "one CPU" : "no taskset"})`);
+  const pids = [upstream.proc.pid, gateway.proc.pid, process.pid];
+  try {
+    const r = [pin(String(cpus - 1), pids[0]!), pin("0", pids[1]!), pin("0", pids[2]!)].find((x) => x.exitCode !== 0);
+    if (r) return console.log(`\n(pinned row skipped: taskset: ${r.stderr.toString().trim()})`);
+    await row();
+  } finally {
+    for (const pid of pids) pin(allowed, pid);
+  }
 }
 
 /** One chat request with max_tokens 1; ms from send to last byte. */
