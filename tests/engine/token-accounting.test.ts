@@ -6,15 +6,17 @@
  * with its end tokens banned ends its 23rd token inside such a character (its 32nd while the prompt had two BOS tokens).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { LlamaEngine } from "../../src/engine/llama";
 import { listenApp, makeApp, req } from "../helpers";
 
 const NO_END = { "2": -100, "260": -100 }; // </s> and <|im_end|>: every run decodes exactly max_tokens
-let base = "", key = "", stop = async () => {};
+let base = "", key = "", engine: LlamaEngine, stop = async () => {};
 
 beforeAll(async () => {
   const t = await makeApp({ config: { rateLimit: { rpm: 0, tpm: 0 } } });
   base = listenApp(t.app);
   key = t.key;
+  engine = t.engine;
   stop = async () => { await t.app.stop(true); await t.engine.dispose(); };
 }, 120_000);
 afterAll(() => stop());
@@ -97,5 +99,25 @@ test("a key's token limit is charged exactly what usage reports: max_tokens at a
     await over.arrayBuffer();
   } finally {
     await t.engine.dispose();
+  }
+}, 60_000);
+
+test("no token past max_tokens is sampled: the context decodes the prompt, then each sampled token but the last", async () => {
+  // Observed at the context's decode queue (node-llama-cpp's own, spied; nothing of ours replaced), as in prompt-tokens.
+  const context = (engine as unknown as { loaded: Map<string, { context: Record<string, unknown> }> }).loaded.get("tiny")!.context;
+  const decode = context._decodeTokens as (args: { tokens: number[] }, mapper: unknown) => Promise<unknown>;
+  let decodes = 0;
+  context._decodeTokens = (args: { tokens: number[] }, mapper: unknown) => { decodes++; return decode.call(context, args, mapper); };
+  try {
+    for (const n of [22, 23]) {
+      decodes = 0;
+      const g = await engine.complete({ model: "tiny", prompt: "hello world", signal: new AbortController().signal,
+        sampling: { maxTokens: n, temperature: 0, logitBias: new Map([[2, -100], [260, -100]]) } });
+      // n sampled: the prompt's decode gave the 1st, each of the first n-1 sampled tokens' decode the next one.
+      // Before, the 23rd (a split character) was decoded too, to sample a 24th: 24 decodes.
+      expect({ decodes, tokens: g.completionTokens, finish: g.finishReason }).toEqual({ decodes: n, tokens: n, finish: "length" });
+    }
+  } finally {
+    context._decodeTokens = decode;
   }
 }, 60_000);
