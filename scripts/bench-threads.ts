@@ -26,7 +26,7 @@ import { complete, freePort, load1, median, prepareAppliance, started, waitHealt
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "64" },
-  burners: { type: "string", default: "0,1" }, binary: { type: "string" }, "gap-ms": { type: "string", default: "600" },
+  burners: { type: "string", default: "0,1" }, binary: { type: "string" }, "gap-ms": { type: "string", default: "1000" },
 } });
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
@@ -64,10 +64,13 @@ async function start(threads: number): Promise<Served & { logFile: string }> {
   return { name: `t${threads}`, base, logFile, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc,
     stop: async () => { started.delete(proc); proc.kill("SIGTERM"); await proc.exited; } };
 }
-/** The default server's thread changes logged since byte `from` of its log. */
-function changes(logFile: string, from: number): string[] {
-  return fs.readFileSync(logFile, "utf8").slice(from).split("\n").filter((l) => l.includes('"msg":"cpu threads changed"'))
-    .map((l) => JSON.parse(l) as { from: number; threads: number; othersCpu: number }).map((c) => `${c.from}→${c.threads} (others ${c.othersCpu})`);
+/** The default server's governor changes and step-tuner choices logged since byte `from` of its log. */
+function changes(logFile: string, from: number): { governor: string[]; tuner: string[] } {
+  const lines = fs.readFileSync(logFile, "utf8").slice(from).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return {
+    governor: lines.filter((l) => l.msg === "cpu threads changed").map((c) => `${c.from}→${c.threads} (others ${c.othersCpu})`),
+    tuner: lines.filter((l) => l.msg === "decode step threads").map((c) => `batch ${c.batch}: ${c.threads} (ms/step ${JSON.stringify(c.msPerStep)})`),
+  };
 }
 
 /** CPU seconds of everything on the machine but this benchmark's own processes (servers, burners, itself). */
@@ -130,7 +133,8 @@ for (const n of burnerCounts) {
       `${f(bestD / med(D, t), 2)}× | ${f(bestP / med(P, t), 2)}× |`);
   }
   const c = changes(servers.get(0)!.logFile, logAt);
-  console.log(`default's thread changes in this condition: ${c.length ? c.join(", ") : "none"}`);
+  console.log(`default, governor changes (cap): ${c.governor.length ? c.governor.join(", ") : "none"}`);
+  console.log(`default, step tuner's picks: ${c.tuner.length ? c.tuner.join(", ") : "none"}`);
 }
 burn(0);
 for (const s of servers.values()) await s.stop();

@@ -5,79 +5,89 @@
  * while prefill is 1.7× faster on 2. A decode step (one token per sequence) is small work split by ~100 barriers
  * per token, and the prebuilt engine starts a worker thread per step; what that costs against what a second core
  * brings depends on the machine and the model (155 M: 1 and 2 threads decode alike), so it is measured, not assumed.
- * For each small batch size the tuner keeps a moving average of step time per thread count (within what the
- * governor allows now), uses the fastest, and re-tries each other count once every `exploreEvery` steps so a change
- * (a neighbour gone, a longer context) is noticed. Large batches (prompts) always get every allowed thread.
+ * For each small batch size the tuner runs the count in use (at first: all the governor allows) and now and then
+ * tries another count for a short run; it switches when the run's fastest step beats the fastest of the last steps
+ * on the count in use. Steps only ever get slower by interference, so the fastest of a few steps is the fair figure
+ * (an average let one slow step keep the faster count out for minutes), and comparing with the steps just before
+ * keeps both at the same context length. The first step after the count changed is not measured: it pays for
+ * waking the other core. Large batches (prompts) always get every allowed thread.
  */
 
 /** Tuning knobs; defaults are what the benchmark ran with. */
 export interface TunerOptions {
   /** Batches of at most this many tokens are tuned (decode steps of up to this many sequences, short prompts). */
   smallBatch?: number;
-  /** One step in this many (per batch size) tries another count than the fastest. */
+  /** A try of another count every this many steps (per batch size); the first comes as soon as there is a figure. */
   exploreEvery?: number;
-  /** Weight of the newest step in the moving average. */
-  alpha?: number;
+  /** Steps per try (the first is not measured); also how many recent steps of the count in use are kept. */
+  runLength?: number;
 }
 
-interface Bucket { ms: Map<number, number>; steps: number; lastTried: Map<number, number>; best?: number }
+interface Trial { threads: number; left: number; samples: number[] }
+interface Bucket { allowed: number; best: number; recent: number[]; steps: number; tried: boolean; trial?: Trial; next: number }
 
-/** A change of the fastest count for a batch size, for the log. */
-export interface TunerChange { batch: number; threads: number; msPerStep: Record<number, number> }
+/** A change of the count used for a batch size, for the log. */
+export interface TunerChange { batch: number; threads: number; from: number; fastestMs: Record<number, number> }
 
 /** Picks each step's thread count; feed it every step's duration. */
 export class StepTuner {
   private readonly buckets = new Map<number, Bucket>();
   private readonly small: number;
   private readonly every: number;
-  private readonly alpha: number;
+  private readonly runLength: number;
+  /** The count of the step before (any batch size): a step on another count than this one is a cold step. */
+  private previous = 0;
 
   constructor(opts: TunerOptions = {}, private readonly onChange?: (c: TunerChange) => void) {
     this.small = opts.smallBatch ?? 8;
-    this.every = opts.exploreEvery ?? 32;
-    this.alpha = opts.alpha ?? 0.2;
+    this.every = opts.exploreEvery ?? 64;
+    this.runLength = Math.max(2, opts.runLength ?? 4);
   }
 
   /** The thread count for a step of `batch` tokens when `allowed` threads may be used (never more than that). */
   choose(batch: number, allowed: number): number {
     if (allowed <= 1 || batch > this.small) return Math.max(1, allowed);
-    const b = this.bucket(batch);
+    let b = this.buckets.get(batch);
+    // A new cap (the governor's) starts over from the full count: what was fastest under another cap says little.
+    if (!b || b.allowed !== allowed) this.buckets.set(batch, b = { allowed, best: allowed, recent: [], steps: 0, tried: false, next: 0 });
     b.steps++;
-    const untried = counts(allowed).find((t) => !b.ms.has(t));
-    if (untried !== undefined) return untried;
-    const best = this.fastest(b, allowed);
-    if (b.steps % this.every !== 0) return best;
-    // Explore: the count (other than the fastest) tried longest ago.
-    const others = counts(allowed).filter((t) => t !== best);
-    return others.reduce((a, t) => ((b.lastTried.get(t) ?? 0) < (b.lastTried.get(a) ?? 0) ? t : a), others[0]!);
+    if (b.trial && b.trial.left > 0) { b.trial.left--; return b.trial.threads; }
+    const due = b.tried ? b.steps % this.every === 0 : b.recent.length >= this.runLength - 1;
+    if (!due) return b.best;
+    const others = counts(allowed).filter((t) => t !== b.best);
+    const threads = others[b.next++ % others.length]!;
+    b.trial = { threads, left: this.runLength - 1, samples: [] };
+    b.tried = true;
+    return threads;
   }
 
   /** How long a step of `batch` tokens on `threads` threads took. */
   record(batch: number, threads: number, ms: number): void {
-    if (batch > this.small || !(ms >= 0)) return;
-    const b = this.bucket(batch);
-    const old = b.ms.get(threads);
-    b.ms.set(threads, old === undefined ? ms : old + this.alpha * (ms - old));
-    b.lastTried.set(threads, b.steps);
-  }
-
-  private fastest(b: Bucket, allowed: number): number {
-    let best = allowed;
-    for (const t of counts(allowed)) if ((b.ms.get(t) ?? Infinity) < (b.ms.get(best) ?? Infinity)) best = t;
-    if (best !== b.best && this.onChange) {
-      const batch = [...this.buckets].find(([, x]) => x === b)![0];
-      this.onChange({ batch, threads: best, msPerStep: Object.fromEntries([...b.ms].map(([t, ms]) => [t, Math.round(ms * 100) / 100])) });
+    const cold = threads !== this.previous;
+    this.previous = threads;
+    const b = this.buckets.get(batch);
+    if (!b || batch > this.small || !(ms >= 0)) return;
+    const trial = b.trial;
+    if (trial && threads === trial.threads) {
+      if (!cold) trial.samples.push(ms);
+      if (trial.left === 0) this.conclude(batch, b, trial);
+    } else if (threads === b.best && !cold) {
+      b.recent.push(ms);
+      if (b.recent.length > this.runLength - 1) b.recent.shift();
     }
-    b.best = best;
-    return best;
   }
 
-  private bucket(batch: number): Bucket {
-    let b = this.buckets.get(batch);
-    if (!b) this.buckets.set(batch, b = { ms: new Map(), steps: 0, lastTried: new Map() });
-    return b;
+  private conclude(batch: number, b: Bucket, trial: Trial) {
+    b.trial = undefined;
+    if (!trial.samples.length || !b.recent.length) return;
+    const tried = Math.min(...trial.samples), current = Math.min(...b.recent);
+    if (tried >= current) return;
+    this.onChange?.({ batch, threads: trial.threads, from: b.best, fastestMs: { [trial.threads]: round(tried), [b.best]: round(current) } });
+    b.best = trial.threads;
+    b.recent = trial.samples.slice(-(this.runLength - 1));
   }
 }
 
-/** allowed, allowed−1, …, 1: the full count is tried first. */
+const round = (ms: number) => Math.round(ms * 100) / 100;
+/** allowed, allowed−1, …, 1. */
 const counts = (allowed: number) => Array.from({ length: allowed }, (_, i) => allowed - i);
