@@ -11,49 +11,24 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { peerBuild } from "../../scripts/peer-build";
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
-import { tinyModel } from "../helpers";
+import { peerOrSkip, startLlamaServer, type LlamaServer } from "../server/peer-llama-server";
 import { startGateway, type GatewayApp } from "./gateway-helpers";
 
-const peer = await peerBuild();
-const skip = "skip" in peer ? peer.skip : undefined;
-if (skip) console.log(`!!! LLAMA-SERVER UPSTREAM TEST SKIPPED: ${skip}`);
+const peer = await peerOrSkip("LLAMA-SERVER UPSTREAM TEST");
+const skip = !peer;
 
 const LLAMA_KEY = "llama-server-key";
 /** The tiny model's end tokens (</s>, <|im_end|>) banned, so a stream runs to max_tokens. */
 const NO_END = { "2": -100, "260": -100 };
 
-async function startLlamaServer(bin: string) {
-  const proc = Bun.spawn([bin, "-m", await tinyModel(), "--host", "127.0.0.1", "--port", "0", "-t", "1", "-c", "4096", "--alias", "tiny", "--api-key", LLAMA_KEY],
-    { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  let text = "";
-  const read = async (s: ReadableStream<Uint8Array>) => { for await (const c of s) text += new TextDecoder().decode(c); };
-  void read(proc.stdout);
-  void read(proc.stderr);
-  const end = Date.now() + 60_000;
-  let base = "";
-  while (Date.now() < end) {
-    const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(text);
-    if (m) {
-      base = m[1]!;
-      const ok = await fetch(`${base}/health`).then((r) => r.ok, () => false);
-      if (ok) return { base, proc, log: () => text };
-    }
-    if (proc.exitCode !== null) break;
-    await Bun.sleep(50);
-  }
-  proc.kill("SIGKILL");
-  throw new Error(`llama-server did not become healthy: ${text.slice(-2000)}`);
-}
-
 describe.skipIf(!!skip)("llama-server as an upstream", () => {
-  let llama: Awaited<ReturnType<typeof startLlamaServer>>;
+  let llama: LlamaServer;
   let app: BinaryServer;
   let gw: GatewayApp;
   let client: OpenAI;
   beforeAll(async () => {
-    llama = await startLlamaServer((peer as { llamaServer: string }).llamaServer);
+    llama = await startLlamaServer(peer!.llamaServer, ["--api-key", LLAMA_KEY]);
     app = await startBinary();
     gw = await startGateway({
       upstreams: [{ url: `${llama.base}/v1`, apiKey: LLAMA_KEY, models: ["tiny"] }, { url: `${app.baseURL}/v1`, apiKey: app.key, models: ["tiny"] }],
