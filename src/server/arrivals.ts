@@ -13,7 +13,10 @@ export function expectArrival(request: Request, path: string, engine: Engine): v
   open.set(request, engine.expectArrival());
 }
 
-/** The request was admitted by the engine, was refused, or ended: it is no longer on its way (idempotent). */
+/**
+ * The request was admitted by the engine, was refused, ended, or named an upstream model (the route prologue: it is
+ * announced before its body says which model): it is no longer on its way (idempotent).
+ */
 export function arrived(request: Request): void {
   open.get(request)?.();
   open.delete(request);
