@@ -13,6 +13,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
+import { DigestCache } from "../util/digest-cache";
 import { openPlainFile } from "../util/fs";
 import { sha256FdSync } from "../util/sha256";
 import { applyOmpEnv } from "./engine-build-env";
@@ -28,12 +29,32 @@ export const SYSTEM_NATIVE_DIR = "/usr/local/lib/appliance/native";
 /** omp: the OpenMP settings native code will read, for an OpenMP engine (engine-build-env.ts). */
 export interface NativeResult { dir: string; files: number; shared: boolean; removed: string[]; omp?: Record<string, string> }
 
-/** The digest of a plain file (never through a symlink); undefined if missing or not a plain file. */
-function digestOf(file: string): string | undefined {
+/**
+ * In a version dir: the libraries' sha256 by (dev, inode, size, mtime, ctime) (util/digest-cache.ts), so a start
+ * need not re-read them all. Trusted only when it and the libraries are root-owned and writable only by root, and
+ * written only by root (install, update, a root serve); the daily verify still hashes every file.
+ */
+export const NATIVE_HASH_CACHE = ".sha256-cache.json";
+
+/**
+ * The digest of a plain file (never through a symlink); undefined if missing or not a plain file. With a cache:
+ * the remembered digest of exactly these bytes, else hashed and remembered (`ownCopy`: this process just wrote it).
+ */
+function digestOf(file: string, cache?: DigestCache, ownCopy = false): string | undefined {
   let fd: number;
   try { fd = openPlainFile(file); } catch { return undefined; }
-  try { return sha256FdSync(fd); } finally { fs.closeSync(fd); }
+  try {
+    if (!cache) return sha256FdSync(fd);
+    const before = fs.fstatSync(fd, { bigint: true });
+    const cached = cache.lookup(file, before);
+    if (cached) return cached;
+    const digest = sha256FdSync(fd);
+    cache.remember(file, before, fs.fstatSync(fd, { bigint: true }), digest, ownCopy);
+    return digest;
+  } finally { fs.closeSync(fd); }
 }
+
+const cacheOf = (root: string) => new DigestCache(path.join(root, NATIVE_HASH_CACHE));
 
 /** Relative path → expected sha256, and every directory that may exist, for a bundle unpacked at a root. */
 function expected(bundle: NativeBundle) {
@@ -58,18 +79,18 @@ export function unlistedEntries(root: string, bundle: NativeBundle): string[] {
     for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
       const r = path.join(rel, e.name);
       if (e.isDirectory() && dirs.has(r)) walk(r);
-      else if (!(e.isFile() && files.has(r))) out.push(r);
+      else if (!(e.isFile() && (files.has(r) || r === NATIVE_HASH_CACHE))) out.push(r);
     }
   };
   if (fs.existsSync(root)) walk("");
   return out.sort();
 }
 
-/** Problems with a native dir: unlisted entries, missing files, wrong digests (exact contents). */
-export function checkNativeDir(root: string, bundle: NativeBundle): string[] {
+/** Problems with a native dir: unlisted entries, missing files, wrong digests (exact contents). `cache`: see NATIVE_HASH_CACHE. */
+export function checkNativeDir(root: string, bundle: NativeBundle, cache?: DigestCache): string[] {
   const problems = unlistedEntries(root, bundle).map((r) => `${path.join(root, r)} is not one of the embedded libraries`);
   for (const [rel, { sha256 }] of expected(bundle).files) {
-    const actual = digestOf(path.join(root, rel));
+    const actual = digestOf(path.join(root, rel), cache);
     if (actual !== sha256) problems.push(`${path.join(root, rel)}: ${actual ? `sha256 ${actual} does not match the embedded ${sha256}` : "missing or not a plain file"}`);
   }
   return problems;
@@ -104,18 +125,21 @@ async function unpack(root: string, bundle: NativeBundle, mkdir: (d: string) => 
   mkdir(root);
   const removed = unlistedEntries(root, bundle);
   for (const r of removed) fs.rmSync(path.join(root, r), { recursive: true, force: true });
+  // A dir only its owner can write (0700 per user, root's 0755 system dir): what it wrote itself is its own copy.
+  const cache = cacheOf(root);
   let files = 0;
   for (const [rel, { sha256, src }] of expected(bundle).files) {
     const target = path.join(root, rel);
     for (let d = path.dirname(rel); ; d = path.dirname(d)) { mkdir(path.join(root, d)); if (!d.includes(path.sep)) break; }
-    if (digestOf(target) !== sha256) {
+    if (digestOf(target, cache) !== sha256) {
       fs.rmSync(target, { recursive: true, force: true });
       writeFileAtomic(target, new Uint8Array(await Bun.file(src).arrayBuffer()), { mode: fileMode, owner });
-      const actual = digestOf(target);
+      const actual = digestOf(target, cache, true);
       if (actual !== sha256) throw new NativeLibError(`${target}: sha256 ${actual} does not match the embedded ${sha256}`);
     }
     files++;
   }
+  cache.save();
   return { files, removed: removed.map((r) => path.join(root, r)) };
 }
 
@@ -128,8 +152,10 @@ export async function prepareNative(stateDir: string, bundle = NATIVE_BUNDLE as 
   const system = path.join(systemDir, bundle.version);
   if (fs.existsSync(system)) {
     checkRootOwned(system);
-    const problems = checkNativeDir(system, bundle);
+    const cache = cacheOf(system);
+    const problems = checkNativeDir(system, bundle, cache);
     if (problems.length) throw new NativeLibError(`the installed native libraries do not match this binary: ${problems.join("; ")}`);
+    cache.save(); // root only; the service account (and the unit's read-only /usr) never writes it
     globalThis.__APPLIANCE_BINS_DIR__ = system;
     return { dir: system, files: expected(bundle).files.size, shared: true, removed: [], ...omp };
   }
