@@ -18,8 +18,18 @@ import { at, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
 
 /** Chunks closer together than this are a burst (a replay, a cached answer), scanned in batches of burstChars. */
 const BURST_MS = 1;
-/** Released characters kept as context for the next scan: lookbehinds and \b at the held text's start read them. */
-const CONTEXT = 16;
+/**
+ * Released characters kept as context for the next scan: lookbehinds and \b at the held text's start read them,
+ * and a run of non-space characters that began before the cut (a long base64 blob, a host label) is seen from its
+ * real start — cut short, a run would be read from a wrong offset (another base64 alignment, a label start).
+ */
+const CONTEXT = 16, CONTEXT_RUN = 300;
+/** The context to keep from `text` (context + what was just released). */
+function contextOf(text: string): string {
+  let s = Math.max(0, text.length - CONTEXT);
+  while (s > 0 && text.length - s < CONTEXT_RUN && inRun(text.charCodeAt(s - 1))) s--;
+  return text.slice(s);
+}
 
 /** Streaming text filter applied to generated text before it reaches the client. */
 export interface TextFilter {
@@ -184,7 +194,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         const emitted = found.filter((f) => f.end <= cut);
         for (const f of emitted) note(f.rule);
         out += redact(held.slice(0, cut), emitted);
-        ctx = (ctx + held.slice(0, cut)).slice(-CONTEXT);
+        ctx = contextOf(ctx + held.slice(0, cut));
         held = held.slice(cut);
         return out;
       }
@@ -229,3 +239,8 @@ function nextTurn(): number {
 }
 
 const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;
+/**
+ * Characters a rule's run can be made of, as read: not spaces, and not CJK and the other scripts above U+3000 that
+ * no rule reads (they end runs), fullwidth ASCII excepted.
+ */
+const inRun = (c: number) => !(c === 32 || (c >= 9 && c <= 13) || c === 0xa0 || (c >= 0x2000 && c <= 0x200a)) && (c < 0x3000 || (c >= 0xff00 && c <= 0xffef));
