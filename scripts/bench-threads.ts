@@ -69,7 +69,7 @@ function changes(logFile: string, from: number): { governor: string[]; tuner: st
   const lines = fs.readFileSync(logFile, "utf8").slice(from).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
   return {
     governor: lines.filter((l) => l.msg === "cpu threads changed").map((c) => `${c.from}→${c.threads} (others ${c.othersCpu})`),
-    tuner: lines.filter((l) => l.msg === "decode step threads").map((c) => `batch ${c.batch}: ${c.threads} (ms/step ${JSON.stringify(c.msPerStep)})`),
+    tuner: lines.filter((l) => l.msg === "decode step threads").map((c) => `batch ${c.batch}: ${c.from}→${c.threads} (median ms/step ${JSON.stringify(c.medianMs)})`),
   };
 }
 

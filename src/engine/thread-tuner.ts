@@ -6,11 +6,14 @@
  * per token, and the prebuilt engine starts a worker thread per step; what that costs against what a second core
  * brings depends on the machine and the model (155 M: 1 and 2 threads decode alike), so it is measured, not assumed.
  * For each small batch size the tuner runs the count in use (at first: all the governor allows) and now and then
- * tries another count for a short run; it switches when the run's fastest step beats the fastest of the last steps
- * on the count in use. Steps only ever get slower by interference, so the fastest of a few steps is the fair figure
- * (an average let one slow step keep the faster count out for minutes), and comparing with the steps just before
- * keeps both at the same context length. The first step after the count changed is not measured: it pays for
- * waking the other core. Large batches (prompts) always get every allowed thread.
+ * tries another count for a short run; it switches when the run's median step beats the median of the last steps
+ * on the count in use. A median, because one step hit by interference must not decide (an average let one slow step
+ * keep the faster count out for minutes), nor one lucky step (the fastest step favoured 2 threads on the 28 M model,
+ * whose 2-thread steps are sometimes fast but mostly slow); comparing with the steps just before keeps both at the
+ * same context length. Tries come every `exploreEvery` steps, and at once when the count in use has become more than
+ * BEHIND× slower than another count was at its last try (on this machine 2-thread steps of the 28 M model go
+ * through fast and slow spells; waiting 64 steps in a slow one cost 1.4×). The first step after the count changed
+ * is not measured: it pays for waking the other core. Large batches (prompts) always get every allowed thread.
  */
 
 /** Tuning knobs; defaults are what the benchmark ran with. */
@@ -24,10 +27,17 @@ export interface TunerOptions {
 }
 
 interface Trial { threads: number; left: number; samples: number[] }
-interface Bucket { allowed: number; best: number; recent: number[]; steps: number; tried: boolean; trial?: Trial; next: number }
+interface Bucket {
+  allowed: number; best: number; recent: number[]; steps: number; tried: boolean; trial?: Trial; next: number;
+  /** Each count's median step at its last measurement, and whether the count in use fell behind one of them. */
+  known: Map<number, number>; behind: number | undefined;
+}
+
+/** The count in use is re-checked at once when its recent median is this much slower than another count's last one. */
+export const BEHIND = 1.15;
 
 /** A change of the count used for a batch size, for the log. */
-export interface TunerChange { batch: number; threads: number; from: number; fastestMs: Record<number, number> }
+export interface TunerChange { batch: number; threads: number; from: number; medianMs: Record<number, number> }
 
 /** Picks each step's thread count; feed it every step's duration. */
 export class StepTuner {
@@ -49,13 +59,16 @@ export class StepTuner {
     if (allowed <= 1 || batch > this.small) return Math.max(1, allowed);
     let b = this.buckets.get(batch);
     // A new cap (the governor's) starts over from the full count: what was fastest under another cap says little.
-    if (!b || b.allowed !== allowed) this.buckets.set(batch, b = { allowed, best: allowed, recent: [], steps: 0, tried: false, next: 0 });
+    if (!b || b.allowed !== allowed) {
+      this.buckets.set(batch, b = { allowed, best: allowed, recent: [], steps: 0, tried: false, next: 0, known: new Map(), behind: undefined });
+    }
     b.steps++;
     if (b.trial && b.trial.left > 0) { b.trial.left--; return b.trial.threads; }
-    const due = b.tried ? b.steps % this.every === 0 : b.recent.length >= this.runLength - 1;
+    const due = b.behind !== undefined || (b.tried ? b.steps % this.every === 0 : b.recent.length >= this.runLength - 1);
     if (!due) return b.best;
     const others = counts(allowed).filter((t) => t !== b.best);
-    const threads = others[b.next++ % others.length]!;
+    const threads = b.behind ?? others[b.next++ % others.length]!;
+    b.behind = undefined;
     b.trial = { threads, left: this.runLength - 1, samples: [] };
     b.tried = true;
     return threads;
@@ -74,20 +87,31 @@ export class StepTuner {
     } else if (threads === b.best && !cold) {
       b.recent.push(ms);
       if (b.recent.length > this.runLength - 1) b.recent.shift();
+      if (b.recent.length === this.runLength - 1 && b.tried && !b.trial) {
+        const now = median(b.recent);
+        for (const [t, known] of b.known) if (t !== b.best && t <= b.allowed && now > known * BEHIND) { b.behind = t; break; }
+      }
     }
   }
 
   private conclude(batch: number, b: Bucket, trial: Trial) {
     b.trial = undefined;
     if (!trial.samples.length || !b.recent.length) return;
-    const tried = Math.min(...trial.samples), current = Math.min(...b.recent);
+    const tried = median(trial.samples), current = median(b.recent);
+    b.known.set(trial.threads, tried);
+    b.known.set(b.best, current);
     if (tried >= current) return;
-    this.onChange?.({ batch, threads: trial.threads, from: b.best, fastestMs: { [trial.threads]: round(tried), [b.best]: round(current) } });
+    this.onChange?.({ batch, threads: trial.threads, from: b.best, medianMs: { [trial.threads]: round(tried), [b.best]: round(current) } });
     b.best = trial.threads;
     b.recent = trial.samples.slice(-(this.runLength - 1));
   }
 }
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
+/** The middle value (the mean of the two middle ones for an even count). */
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
 /** allowed, allowed−1, …, 1. */
 const counts = (allowed: number) => Array.from({ length: allowed }, (_, i) => allowed - i);
