@@ -44,7 +44,7 @@ export const configSchema = z.strictObject({
   stateDir: z.string().min(1).default(defaultStateDir())
     .describe("Keys, model manifest, audit log and unpacked native libraries."),
   threads: z.number().int().min(0).max(1024).default(0)
-    .describe("CPU threads for inference. 0 = one per available core (node-llama-cpp's own default over-subscribes small boxes ~100x)."),
+    .describe("CPU threads for inference. 0 (adaptive) = at most one per CPU this process may use (affinity, cgroup quota, online), fewer while other processes keep CPUs busy (re-checked every 250 ms), and each small decode step on the count measured fastest; N = exactly N, lowered to the usable CPUs."),
   ctxSize: positive.max(1 << 20).default(4096)
     .describe("Context window per sequence in tokens (capped at the model's training context)."),
   parallel: positive.max(64).default(2).describe("Sequences generated at once per model (batched together)."),
