@@ -12,6 +12,7 @@ import { beginningToken, checkContext, checkTokenIds, finishOf, generateOptions,
 import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { Arrivals } from "./arrivals";
 import { loadModel, openLlama, type Loaded, type LlamaEngineOptions, type ModelSource } from "./llama-load";
+import { withFullThreads } from "./thread-policy";
 import { tallyTokens } from "./token-tally";
 import { contextText } from "./context-text";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
@@ -209,7 +210,8 @@ export class LlamaEngine implements Engine {
     // One embedding context per model, so one embedding at a time; callers wait in a bounded line like generations.
     const release = await l.embedScheduler.acquire(signal);
     try {
-      l.embedding ??= l.model.createEmbeddingContext({ contextSize: l.info.contextSize, threads: this.opts.threads });
+      // Made at the full thread count even while the governor has lowered it (node-llama-cpp would cap it for good).
+      l.embedding ??= withFullThreads(this.llama, () => l.model.createEmbeddingContext({ contextSize: l.info.contextSize, threads: this.opts.threads }));
       const ctx = await l.embedding;
       const vectors: number[][] = [];
       let promptTokens = 0;
