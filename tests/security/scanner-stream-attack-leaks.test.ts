@@ -1,0 +1,116 @@
+/**
+ * !!! KNOWN LEAKS — THE TESTS IN THIS FILE FAIL ON PURPOSE (red-team task G, issue 11 item 5) !!!
+ * Each test is one way a secret that the one-shot scan (`scanner.scan(text)`) redacts gets (partly) through the
+ * streamed filter (`scanner.filter()`, one push per character, every chunk scanned on arrival). The lead decides
+ * what to fix; a test turns green when streamed output = one-shot output for its input.
+ *   1. invisible gap: a rule's prefix, then > ~600 zero-width characters, then the secret's body. The view drops the
+ *      gap, the window (262) counts it: the prefix is released and falls out of the kept context, so the body
+ *      never matches. Pre-existing (the 3-word hold leaked too).
+ *   2. JWT whose header is longer than JWT_PARTIAL_MAX (1,100): an `x5c` certificate chain in the header. The
+ *      opening stops being held, the header is released, and payload + signature are never recognised.
+ *      Pre-existing.
+ *   3. PEM armor with a long run of spaces or tabs (ARMOR's `[ \t]*`, `PRIVATE[ \t]*KEY` are unbounded in the open
+ *      regex, PEM_PARTIAL looks back only 140 chars): the whole key body streams out. Spaces: REGRESSION of 5eb497e
+ *      (the old hold caught it); tabs: pre-existing.
+ *   4. (pii) an e-mail whose domain is written spaced out or in mathematical bold letters (2 UTF-16 units each):
+ *      the match is not complete for more than the window's 262 original characters, so its start is released.
+ *      Pre-existing.
+ *   5. an internal host name over 253 characters: one-shot redacts its last 253 characters + suffix, the stream
+ *      fewer (the prefix regex keeps the lookbehind `(?<![a-z0-9.-])`, which fails inside the run where the reach
+ *      starts it). REGRESSION of 5eb497e; low impact (a DNS name is at most 253 chars).
+ */
+import { describe, expect, test } from "bun:test";
+import { parseConfig } from "../../src/config/load";
+import { createScanner } from "../../src/guards/response-scan";
+
+const R = "q8Zr2LxP0vN7wKcT5yHbM3sDj6Fg9UeYa1Wi4Ot";
+const repeat = (s: string, n: number) => s.repeat(Math.ceil(n / s.length)).slice(0, n);
+const ZW = "\u200b";
+/** Mathematical bold letters and digits: NFKC reads them as ASCII, each is two UTF-16 code units. */
+const bold = (s: string) => [...s].map((c) =>
+  /[a-z]/.test(c) ? String.fromCodePoint(0x1d41a + c.charCodeAt(0) - 97)
+  : /[0-9]/.test(c) ? String.fromCodePoint(0x1d7ce + c.charCodeAt(0) - 48) : c).join("");
+
+const scanner = createScanner(parseConfig({ responseScan: { action: "redact", pii: true, burstChars: 0 } }).responseScan);
+const blocker = createScanner(parseConfig({ responseScan: { action: "block", pii: true, burstChars: 0 } }).responseScan);
+const shown = (out: string) => out.replace(/\[REDACTED:[a-z-]+\]/g, "");
+
+/** One push per code point, each in its own scan (burstChars 0), then end. */
+function streamed(s: typeof scanner, text: string) {
+  const f = s.filter();
+  let out = "";
+  for (const c of text) out += f.push(c);
+  out += f.end();
+  return { out, blocked: f.blocked };
+}
+
+/**
+ * `text` holds `secret` (a piece of it the one-shot scan hides): the one-shot scan finds `rule` and shows nothing of
+ * `secret`; streamed, the output is the one-shot's and shows nothing of it either; in block mode nothing of it is sent.
+ */
+function expectNoLeak(rule: string, text: string, secret: string) {
+  const one = scanner.scan(text);
+  expect(one.findings).toContain(rule);
+  expect(shown(one.text)).not.toContain(secret);
+  const s = streamed(scanner, text);
+  expect({ leaked: shown(s.out).includes(secret) }).toEqual({ leaked: false });
+  expect(s.out).toBe(one.text);
+  const b = streamed(blocker, text);
+  expect({ blocked: b.blocked, leaked: shown(b.out).includes(secret) }).toEqual({ blocked: true, leaked: false });
+}
+
+describe("streamed filter vs one-shot scan: known leaks (fail until fixed)", () => {
+  test("1. invisible gap between a token's prefix and its body (aws-access-token)", () => {
+    expectNoLeak("aws-access-token", `key: AKIA${ZW.repeat(1000)}IOSFODNN7EXAMPLE end`, "IOSFODNN7EXAMPLE");
+  });
+
+  test("1. invisible gap between a token's prefix and its body (openai-api-key)", () => {
+    const body = repeat(R, 40);
+    expectNoLeak("openai-api-key", `key: sk-proj-${ZW.repeat(1000)}${body} end`, body.slice(10, 30));
+  });
+
+  test("2. JWT with a header over 1,100 characters (x5c certificate chain)", () => {
+    const header = Buffer.from(JSON.stringify({ alg: "RS256", x5c: [repeat(R, 1200)] })).toString("base64url");
+    const payload = Buffer.from(JSON.stringify({ sub: "1234567890", role: "admin" })).toString("base64url");
+    const signature = repeat(R, 43);
+    expect(header.startsWith("ey")).toBe(true);
+    expectNoLeak("jwt", `here: ${header}.${payload}.${signature} done`, signature.slice(0, 20));
+  });
+
+  const pemBody = `${repeat(R, 64)}\n${repeat(R.split("").reverse().join(""), 40)}`;
+  const pem = (open: string) => `${open}\n${pemBody}\n-----END PRIVATE KEY-----\nafter`;
+  test("3. PEM key: 200 spaces between the armor's dashes and BEGIN (regression of 5eb497e)", () => {
+    expectNoLeak("private-key", pem(`-----${" ".repeat(200)}BEGIN PRIVATE KEY-----`), pemBody.slice(10, 40));
+  });
+
+  test("3. PEM key: 200 spaces between PRIVATE and KEY (regression of 5eb497e)", () => {
+    expectNoLeak("private-key", pem(`-----BEGIN RSA PRIVATE${" ".repeat(200)}KEY-----`), pemBody.slice(10, 40));
+  });
+
+  test("3. PEM key: 300 tabs between the armor's dashes and BEGIN", () => {
+    expectNoLeak("private-key", pem(`-----${"\t".repeat(300)}BEGIN PRIVATE KEY-----`), pemBody.slice(10, 40));
+  });
+
+  test("3. PEM key: 1,500 spaces between the armor's dashes and BEGIN (longer than any look-back)", () => {
+    expectNoLeak("private-key", pem(`-----${" ".repeat(1500)}BEGIN PRIVATE KEY-----`), pemBody.slice(10, 40));
+  });
+
+  test("4. e-mail (pii) whose domain is spaced out", () => {
+    const domain = repeat("mailserverx", 170);
+    expectNoLeak("email", `mail bob.smith@${domain.split("").join(" ")}.com ok`, "bob.smith@");
+  });
+
+  test("4. e-mail (pii) written in mathematical bold letters", () => {
+    const local = bold("bob.smith");
+    expectNoLeak("email", `mail ${local}@${bold(`mail-${"x".repeat(130)}`)}.com ok`, local);
+  });
+
+  test("5. internal host name over 253 characters (regression of 5eb497e)", () => {
+    const name = "a.".repeat(140);
+    const text = `host ${name}corp ok`;
+    const one = scanner.scan(text);
+    expect(one.findings).toContain("internal-host");
+    // What one-shot shows of the name is the start the rule's 253-char reach leaves; the stream must show no more.
+    expect(streamed(scanner, text).out).toBe(one.text);
+  });
+});
