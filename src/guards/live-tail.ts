@@ -25,7 +25,8 @@ export interface LiveTail {
  */
 export function liveTail(rules: SecretRule[], window: number): (text: string, view?: ScanView, base?: number) => LiveTail {
   const checks = rules.map((rule) => {
-    const a = analysePattern(rule.pattern);
+    // Anchored rules run in a window that may start inside a run (rule-match.ts): their lookbehinds cannot be relied on.
+    const a = analysePattern(rule.pattern, { lookbehinds: !rule.anchor });
     // A tail can be a beginning of a match only if it is no longer than the longest match; +1 for a complete
     // match whose end (\b, a lookahead) the next character still decides.
     return a ? { live: a.live, reach: Math.min(a.longest, window) + 1 } : { live: undefined, reach: window };

@@ -9,6 +9,8 @@
  * never leaks its body either.
  */
 
+import { analysePattern } from "./regex-prefix";
+
 export interface LongSecret {
   id: "private-key" | "jwt";
   /** A substring every opening contains: a quick indexOf before the regex, since most text has none. */
@@ -25,29 +27,28 @@ export interface LongSecret {
  */
 const ARMOR = String.raw`(?<!-)-{3,}[ \t]*`;
 const LABEL = String.raw`[ A-Z0-9_-]{0,100}`;
-/** Longest run of token characters held back as a JWT that may still be opening (a header plus a payload's start). */
+/** Longest opening held back while it is still being written (a JWT's header plus a payload's start, a PEM armor line). */
 export const JWT_PARTIAL_MAX = 1100;
-const PEM_PARTIAL = new RegExp(`${ARMOR}(?:B(?:E(?:G(?:I(?:N[ A-Z0-9_\t-]{0,110})?)?)?)?)?$`);
+
+/**
+ * Where an opening still being written at the end of `text` starts (text.length if none): the earliest position in
+ * the last JWT_PARTIAL_MAX characters from which the text could still grow into a match of `open` (its prefix
+ * regex, regex-prefix.ts) — an armor whose dashes are followed by any run of spaces, a JWT after a dot.
+ */
+function partialOf(open: RegExp): (text: string) => number {
+  const live = analysePattern(open)!.live;
+  return (text) => {
+    live.lastIndex = Math.max(0, text.length - JWT_PARTIAL_MAX);
+    const m = live.exec(text);
+    return m && m[0].length ? m.index : text.length;
+  };
+}
+const PEM_OPEN = new RegExp(`${ARMOR}BEGIN${LABEL}PRIVATE[ \t]*KEY`);
+const JWT_OPEN = /(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{17,}\.ey[A-Za-z0-9_-]/;
 
 export const LONG_SECRETS: LongSecret[] = [
-  { id: "private-key", hint: "---",
-    open: new RegExp(`${ARMOR}BEGIN${LABEL}PRIVATE[ \t]*KEY`),
-    partial: (text) => {
-      const from = Math.max(0, text.length - 140);
-      if (text.indexOf("---", from) < 0) return text.length;
-      const m = PEM_PARTIAL.exec(text.slice(from));
-      return m ? from + m.index : text.length;
-    } },
-  { id: "jwt", hint: ".ey",
-    open: /(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{17,}\.ey[A-Za-z0-9_-]/,
-    // The trailing run of token characters, if it starts with "ey" (a base64url JSON header) and is not longer
-    // than a header plus the start of a payload could be.
-    partial: (text) => {
-      const limit = Math.max(0, text.length - JWT_PARTIAL_MAX);
-      let i = text.length;
-      while (i > limit && isJwtChar(text.charCodeAt(i - 1))) i--;
-      return i > limit || i === 0 ? (text.startsWith("ey", i) ? i : text.length) : text.length;
-    } },
+  { id: "private-key", hint: "---", open: PEM_OPEN, partial: partialOf(PEM_OPEN) },
+  { id: "jwt", hint: ".ey", open: JWT_OPEN, partial: partialOf(JWT_OPEN) },
 ];
 
 /** The END armor line with its closing dashes, and a character after them (or the stream's end). */

@@ -18,7 +18,7 @@ type Node =
   | { t: "rep"; body: Node; min: number; max: number };
 
 /** Parses the subset of JavaScript regex syntax the rules use; throws on anything it does not understand. */
-function parse(src: string, unicode: boolean): Node {
+function parse(src: string, unicode: boolean, lookbehinds: boolean): Node {
   let i = 0;
   const fail = (why: string): never => { throw new Error(`${why} at ${i} in /${src}/`); };
 
@@ -69,7 +69,7 @@ function parse(src: string, unicode: boolean): Node {
       if (!look) return body;
       const text = src.slice(start, i);
       // A lookbehind sees only text already there; a lookahead may look past the end: taken as true.
-      return { t: "assert", src: text.startsWith("(?<") ? text : "" };
+      return { t: "assert", src: text.startsWith("(?<") && lookbehinds ? text : "" };
     }
     if (c === "[") {
       i++;
@@ -165,12 +165,16 @@ export interface PrefixAnalysis {
   longest: number;
 }
 
-/** Undefined when the pattern cannot be analysed (the caller then holds back conservatively). */
-export function analysePattern(pattern: RegExp): PrefixAnalysis | undefined {
+/**
+ * Undefined when the pattern cannot be analysed (the caller then holds back conservatively). With `lookbehinds`
+ * false they are dropped too: for a rule run only in windows around an anchor (rule-match.ts), whose window may
+ * start inside a run where the lookbehind would fail.
+ */
+export function analysePattern(pattern: RegExp, opts: { lookbehinds?: boolean } = {}): PrefixAnalysis | undefined {
   if (pattern.multiline || pattern.sticky) return undefined;
   try {
     const unicode = pattern.unicode || pattern.flags.includes("v");
-    const root = parse(pattern.source, unicode);
+    const root = parse(pattern.source, unicode, opts.lookbehinds ?? true);
     const live = new RegExp(`(?:${prefix(root)})$`, pattern.flags.replace(/[gy]/g, "") + "g");
     return { live, longest: longest(root, unicode ? 2 : 1) };
   } catch {

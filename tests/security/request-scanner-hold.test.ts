@@ -66,7 +66,8 @@ const FORMS: Record<string, (s: string) => string | undefined> = {
 };
 /** Forms every secret must be caught in, one-shot (the others are checked wherever one-shot catches them). */
 const REQUIRED = new Set(["plain", "fullwidth", "look-alike", "zero-width"]);
-const CONTEXTS = [(s: string) => `Here it is: ${s} and that is all.`, (s: string) => `"${s}"\nnext line`];
+// The last: glued to a dotted word (a JWT's opening after "." was released while being written, caught in review).
+const CONTEXTS = [(s: string) => `Here it is: ${s} and that is all.`, (s: string) => `"${s}"\nnext line`, (s: string) => `v1.${s}.`];
 
 /** A seeded PRNG, so a failing split can be reproduced. */
 function rng(seed: number) {
@@ -85,8 +86,12 @@ const core = (written: string) => written.slice(Math.floor(written.length / 3), 
 /** What the client reads, with the redaction markers taken out (a marker names its rule, e.g. "localhost-url"). */
 const shown = (out: string) => out.replace(/\[REDACTED:[a-z-]+\]/g, "");
 
-const config = (action: "redact" | "block") => parseConfig({ responseScan: { action, pii: true, burstChars: 0 } }).responseScan;
+const config = (action: "redact" | "block", internalHosts?: string[]) =>
+  parseConfig({ responseScan: { action, pii: !internalHosts, burstChars: 0, ...(internalHosts && { internalHosts }) } }).responseScan;
 const redactor = createScanner(config("redact")), blocker = createScanner(config("block"));
+// Without the host-name and PII rules nothing holds a run of letters as a possible host label or e-mail local part:
+// each rule's own hold must do.
+const redactorNoHosts = createScanner(config("redact", [])), blockerNoHosts = createScanner(config("block", []));
 
 describe("every rule's secret, streamed in any chunking, is caught exactly as one-shot", () => {
   for (const [rule, secret] of SECRETS) {
@@ -98,21 +103,25 @@ describe("every rule's secret, streamed in any chunking, is caught exactly as on
         for (const context of CONTEXTS) {
           const text = context(written);
           const one = redactor.scan(text);
-          if (!one.findings.includes(rule)) { if (REQUIRED.has(form)) missed.push(`${form}: ${JSON.stringify(text)}`); continue; }
+          if (!one.findings.includes(rule)) { if (REQUIRED.has(form) && context !== CONTEXTS[2]) missed.push(`${form}: ${JSON.stringify(text)}`); continue; }
           expect(shown(one.text)).not.toContain(core(written));
-          for (const chunking of [oneChar, randomSplit(1), randomSplit(7), randomSplit(42)]) {
-            const f = redactor.filter();
+          for (const chunking of [oneChar, randomSplit(1), randomSplit(7), randomSplit(42)]) for (const scanner of [redactor, redactorNoHosts]) {
+            if (scanner === redactorNoHosts && !scanner.scan(text).findings.includes(rule)) continue;
+            const f = scanner.filter();
             let out = "";
             for (const piece of chunking(text)) out += f.push(piece);
             out += f.end();
-            expect({ form, text, out }).toEqual({ form, text, out: one.text });
+            expect({ form, text, out }).toEqual({ form, text, out: scanner.scan(text).text });
             expect(f.findings).toContain(rule);
           }
-          const b = blocker.filter();
-          let sent = "";
-          for (const piece of oneChar(text)) sent += b.push(piece);
-          sent += b.end();
-          expect({ form, text, blocked: b.blocked, leaked: shown(sent).includes(core(written)) }).toEqual({ form, text, blocked: true, leaked: false });
+          for (const scanner of [blocker, blockerNoHosts]) {
+            if (scanner === blockerNoHosts && !redactorNoHosts.scan(text).findings.includes(rule)) continue;
+            const b = scanner.filter();
+            let sent = "";
+            for (const piece of oneChar(text)) sent += b.push(piece);
+            sent += b.end();
+            expect({ form, text, blocked: b.blocked, leaked: shown(sent).includes(core(written)) }).toEqual({ form, text, blocked: true, leaked: false });
+          }
         }
       }
       expect(missed).toEqual([]);
