@@ -8,8 +8,8 @@
  * digits and hyphens may be the first label of "name.corp", so with that rule on a word is held until it ends), and
  * llama-server built from node-llama-cpp's bundled llama.cpp (scripts/peer-build.ts, cached outside the repo),
  * all on the same generated 28 M-param F32 GGUF with the same threads. Each request is a greedy streamed
- * /v1/completions of --tokens tokens (end tokens banned) on a fresh prompt; the servers take turns (rotating
- * order). Prints per server the median time from sending to the first non-empty text, the median number of
+ * /v1/completions of --tokens tokens (end tokens banned); each round sends one fresh prompt to every server
+ * (rotating order), so all answer the same text (a new prompt per round: no cached prefix). Prints per server the median time from sending to the first non-empty text, the median number of
  * SSE events that carried text (how the answer was split) and the median characters of the first one, and
  * ratios to llama-server, with the 1-minute load average at the start and the end.
  */
@@ -48,8 +48,8 @@ async function appliance(name: string, model: string, env: Record<string, string
 }
 
 /** One streamed completion: ms to the first event carrying text, events carrying text, characters of the first. */
-async function streamed(s: Served) {
-  const body = { model: "bench", prompt: wordsPrompt(10), max_tokens: tokens, temperature: 0, logit_bias: NO_END, stream: true };
+async function streamed(s: Served, prompt = wordsPrompt(10)) {
+  const body = { model: "bench", prompt, max_tokens: tokens, temperature: 0, logit_bias: NO_END, stream: true };
   const t0 = performance.now();
   const res = await fetch(`${s.base}/v1/completions`, { method: "POST", headers: s.headers, body: JSON.stringify(body) });
   if (!res.ok) throw new Error(`${s.name}: ${res.status} ${await res.text()}`);
@@ -82,8 +82,9 @@ for (const s of servers) { await streamed(s); await streamed(s); } // warm-up
 const l0 = load1();
 const results = new Map<string, { ttft: number[]; events: number[]; first: number[] }>(servers.map((s) => [s.name, { ttft: [], events: [], first: [] }]));
 for (let i = 0; i < runs; i++) {
+  const prompt = wordsPrompt(10); // the same fresh prompt for every server in a round: the same answer, paired
   for (let k = 0; k < servers.length; k++) {
-    const s = servers[(i + k) % servers.length]!, r = await streamed(s), into = results.get(s.name)!;
+    const s = servers[(i + k) % servers.length]!, r = await streamed(s, prompt), into = results.get(s.name)!;
     into.ttft.push(r.ttft); into.events.push(r.events); into.first.push(r.first);
   }
 }
