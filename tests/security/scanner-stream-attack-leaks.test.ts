@@ -18,6 +18,9 @@
  *   5. an internal host name over 253 characters: one-shot redacts its last 253 characters + suffix, the stream
  *      fewer (the prefix regex keeps the lookbehind `(?<![a-z0-9.-])`, which fails inside the run where the reach
  *      starts it). REGRESSION of 5eb497e; low impact (a DNS name is at most 253 chars).
+ *   6. (pii) the same for an e-mail whose local part is longer than 64 characters (found by the fuzz in
+ *      scanner-stream-attack.test.ts): one-shot redacts the 64 characters before "@" (its anchored window starts
+ *      there and the lookbehind passes at the window's start), the stream holds none of them. REGRESSION of 5eb497e.
  */
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
@@ -112,5 +115,11 @@ describe("streamed filter vs one-shot scan: known leaks (fail until fixed)", () 
     expect(one.findings).toContain("internal-host");
     // What one-shot shows of the name is the start the rule's 253-char reach leaves; the stream must show no more.
     expect(streamed(scanner, text).out).toBe(one.text);
+  });
+
+  test("6. e-mail (pii) whose local part is longer than 64 characters (regression of 5eb497e)", () => {
+    const local = `ghp_${repeat(R, 90)}`;
+    const text = `mail ${local}@example.com ok`;
+    expectNoLeak("email", text, local.slice(-40, -10));
   });
 });
