@@ -2,7 +2,8 @@
  * !!! KNOWN LEAKS — THE TESTS IN THIS FILE FAIL ON PURPOSE (red-team task G, issue 11 item 5) !!!
  * Each test is one way a secret that the one-shot scan (`scanner.scan(text)`) redacts gets (partly) through the
  * streamed filter (`scanner.filter()`, one push per character, every chunk scanned on arrival). The lead decides
- * what to fix; a test turns green when streamed output = one-shot output for its input.
+ * what to fix; a test turns green when streamed output = one-shot output for its input. At 40063e9 tests 3 (200
+ * spaces, 300 tabs), 5 and 6 pass (fixed there; kept as regression tests); 1, 2, 3 (1,500 spaces) and 4 still fail.
  *   1. invisible gap: a rule's prefix, then > ~600 zero-width characters, then the secret's body. The view drops the
  *      gap, the window (262) counts it: the prefix is released and falls out of the kept context, so the body
  *      never matches. Pre-existing (the 3-word hold leaked too).
