@@ -118,7 +118,7 @@ export const configSchema = z.strictObject({
     internalHosts: z.array(z.string()).default([".internal", ".local", ".lan", ".corp"])
       .describe("Host name suffixes treated as internal addresses."),
     burstChars: z.number().int().min(0).max(65_536).default(1024)
-      .describe("Chunks arriving less than 1 ms apart (a replayed or cached answer, not live generation) are scanned in batches of up to this many characters (0: every chunk at once). A stream holds back at most this plus 1,100 characters (a JWT still opening) or the longest rule's length."),
+      .describe("Chunks arriving less than 1 ms apart (a replayed or cached answer, not live generation) are scanned in batches of up to this many characters (0: every chunk at once). A stream holds back at most this plus 8,192 characters (a JWT or PEM opening still being written, a match spread over invisible characters)."),
   }).prefault({}).describe("Response scanner."),
   limits: z.strictObject({
     jsonMaxDepth: z.number().int().min(2).max(1000).default(64)

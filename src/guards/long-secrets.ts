@@ -27,8 +27,11 @@ export interface LongSecret {
  */
 const ARMOR = String.raw`(?<!-)-{3,}[ \t]*`;
 const LABEL = String.raw`[ A-Z0-9_-]{0,100}`;
-/** Longest opening held back while it is still being written (a JWT's header plus a payload's start, a PEM armor line). */
-export const JWT_PARTIAL_MAX = 1100;
+/**
+ * Longest opening held back while it is still being written (a JWT's header plus a payload's start, a PEM armor line):
+ * a JWT header carrying an x5c certificate chain runs to kilobytes, and armor may hold long blank runs.
+ */
+export const JWT_PARTIAL_MAX = 8192;
 
 /**
  * Where an opening still being written at the end of `text` starts (text.length if none): the earliest position in

@@ -16,6 +16,12 @@ import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
 import { at, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
 
+/**
+ * Most code units held for a span rule's match still being written: a secret whose parts are spread over more
+ * than this (thousands of invisible characters between them) is released in pieces and not recognised.
+ */
+const HOLD_CAP = 8192;
+
 /** Chunks closer together than this are a burst (a replay, a cached answer), scanned in batches of burstChars. */
 const BURST_MS = 1;
 /**
@@ -69,8 +75,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   const block = cfg.action === "block";
   const holdFrom = liveTail(spanRules, window);
   const burstChars = cfg.burstChars;
-  // A split finding is held whole (up to window), an opening being written up to JWT_PARTIAL_MAX, a burst batch.
-  const holdBound = Math.max(window, JWT_PARTIAL_MAX) + burstChars;
+  // A split finding is held whole (up to window reader characters, HOLD_CAP code units), an opening being written
+  // up to JWT_PARTIAL_MAX, a burst batch.
+  const holdBound = Math.max(HOLD_CAP, JWT_PARTIAL_MAX) + burstChars;
 
   // Short encoded forms of a secret (base64, base64url, hex): decoded and scanned with the secret rules.
   const secretRules = spanRules.filter((r) => r.group === "secret");
@@ -186,7 +193,12 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         // and in any case everything but the last `window` chars (a secret starting earlier is whole by now) —
         // but never an opening of a long secret being written.
         const live = holdFrom(ctx + held, view, base);
-        let cut = Math.min(Math.max(held.length - window, live.rules - base), live.opening - base);
+        // The forced release counts the reader's characters (the view), not code units: a stretch the view drops
+        // (invisible characters, the gaps of a spaced-out word) or folds (two-unit look-alikes) must not push a
+        // secret's start out before the secret is whole. HOLD_CAP code units bound the memory it may take.
+        const viewCut = at(view, Math.max(0, view.text.length - window)) - base;
+        const forced = Math.max(Math.min(held.length - window, viewCut), held.length - HOLD_CAP);
+        let cut = Math.min(Math.max(forced, live.rules - base), live.opening - base);
         if (cut > 0 && isHighSurrogate(held.charCodeAt(cut - 1))) cut--; // never split a surrogate pair
         if (cut <= 0) return out;
         const found = inHeld(view, base);

@@ -1,27 +1,19 @@
 /**
- * !!! KNOWN LEAKS — THE TESTS IN THIS FILE FAIL ON PURPOSE (red-team task G, issue 11 item 5) !!!
- * Each test is one way a secret that the one-shot scan (`scanner.scan(text)`) redacts gets (partly) through the
- * streamed filter (`scanner.filter()`, one push per character, every chunk scanned on arrival). The lead decides
- * what to fix; a test turns green when streamed output = one-shot output for its input. At 40063e9 tests 3 (200
- * spaces, 300 tabs), 5 and 6 pass (fixed there; kept as regression tests); 1, 2, 3 (1,500 spaces) and 4 still fail.
- *   1. invisible gap: a rule's prefix, then > ~600 zero-width characters, then the secret's body. The view drops the
- *      gap, the window (262) counts it: the prefix is released and falls out of the kept context, so the body
- *      never matches. Pre-existing (the 3-word hold leaked too).
- *   2. JWT whose header is longer than JWT_PARTIAL_MAX (1,100): an `x5c` certificate chain in the header. The
- *      opening stops being held, the header is released, and payload + signature are never recognised.
- *      Pre-existing.
- *   3. PEM armor with a long run of spaces or tabs (ARMOR's `[ \t]*`, `PRIVATE[ \t]*KEY` are unbounded in the open
- *      regex, PEM_PARTIAL looks back only 140 chars): the whole key body streams out. Spaces: REGRESSION of 5eb497e
- *      (the old hold caught it); tabs: pre-existing.
+ * Leaks the red team found in the streamed response scanner (issue 11 item 5, task G): each test is one way a secret
+ * that the one-shot scan (`scanner.scan(text)`) redacts got (partly) through the streamed filter (`scanner.filter()`,
+ * one push per character, every chunk scanned on arrival). All fail before their fix; each stays as a regression test.
+ *   1. invisible gap: a rule's prefix, then > ~600 zero-width characters, then the secret's body. The forced release
+ *      counted code units, the rules read the view (which drops the gap). Fixed: the release counts view characters
+ *      (response-scan.ts, HOLD_CAP bounds the memory). Pre-existing (the 3-word hold leaked too).
+ *   2. JWT whose header is longer than the opening look-back (then 1,100): an `x5c` certificate chain in the header.
+ *      Fixed: JWT_PARTIAL_MAX 8,192. Pre-existing.
+ *   3. PEM armor with a long run of spaces or tabs (unbounded `[ \t]*` in the armor, a short look-back): the whole
+ *      key body streamed out. 200 spaces: regression of 5eb497e, fixed in 40063e9; 1,500: fixed by the 8,192 look-back.
  *   4. (pii) an e-mail whose domain is written spaced out or in mathematical bold letters (2 UTF-16 units each):
- *      the match is not complete for more than the window's 262 original characters, so its start is released.
- *      Pre-existing.
- *   5. an internal host name over 253 characters: one-shot redacts its last 253 characters + suffix, the stream
- *      fewer (the prefix regex keeps the lookbehind `(?<![a-z0-9.-])`, which fails inside the run where the reach
- *      starts it). REGRESSION of 5eb497e; low impact (a DNS name is at most 253 chars).
- *   6. (pii) the same for an e-mail whose local part is longer than 64 characters (found by the fuzz in
- *      scanner-stream-attack.test.ts): one-shot redacts the 64 characters before "@" (its anchored window starts
- *      there and the lookbehind passes at the window's start), the stream holds none of them. REGRESSION of 5eb497e.
+ *      incomplete for more than the window's code units, its start was released. Fixed with 1. Pre-existing.
+ *   5. an internal host name over 253 characters (regression of 5eb497e, fixed in 40063e9).
+ *   6. (pii) an e-mail whose local part is longer than 64 characters (regression of 5eb497e, fixed in 40063e9).
+ * Not covered (README): a secret whose parts are spread over more than 8,192 code units.
  */
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
@@ -63,7 +55,7 @@ function expectNoLeak(rule: string, text: string, secret: string) {
   expect({ blocked: b.blocked, leaked: shown(b.out).includes(secret) }).toEqual({ blocked: true, leaked: false });
 }
 
-describe("streamed filter vs one-shot scan: known leaks (fail until fixed)", () => {
+describe("streamed filter vs one-shot scan: leaks found by the red team", () => {
   test("1. invisible gap between a token's prefix and its body (aws-access-token)", () => {
     expectNoLeak("aws-access-token", `key: AKIA${ZW.repeat(1000)}IOSFODNN7EXAMPLE end`, "IOSFODNN7EXAMPLE");
   });
