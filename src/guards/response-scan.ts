@@ -3,7 +3,9 @@
  * redacts (`[REDACTED:<rule>]`) or blocks them. On streams it holds back only
  * the tail that could still be (part of) a finding — from the earliest position
  * where some rule could still match if more text came (live-tail.ts), never
- * more than the longest pattern's length — so a secret split across chunks is
+ * more than the longest pattern's length in reader characters nor HOLD_CAP
+ * code units (an opening still being written past that fails closed: it is
+ * treated as the secret) — so a secret split across chunks is
  * still caught while text no rule can extend into a match flows at once.
  * PEM private keys and JWTs are too long to hold: from their opening on, text
  * is dropped until they end (long-secrets.ts).
@@ -128,6 +130,16 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     return best;
   }
 
+  /** Which long secret the opening still being written at the view's end may become (the earliest to start). */
+  function openingBeingWritten(view: ScanView): LongSecret["id"] {
+    let id: LongSecret["id"] = "private-key", first = Infinity;
+    for (const secret of LONG_SECRETS) {
+      const p = secret.partial(view.text);
+      if (p < first) { first = p; id = secret.id; }
+    }
+    return id;
+  }
+
   function scan(text: string) {
     const f = filter();
     const out = f.push(text) + f.end();
@@ -193,6 +205,20 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         // and in any case everything but the last `window` chars (a secret starting earlier is whole by now) —
         // but never an opening of a long secret being written.
         const live = holdFrom(ctx + held, view, base);
+        const opening = Math.max(0, live.opening - base);
+        if (held.length - opening > HOLD_CAP) {
+          // An opening still being written grows without end when what follows it is dropped from the view (zero-width
+          // characters) or is blank: fail closed, as if the opening were complete, so memory and rescans stay bounded.
+          const id = openingBeingWritten(view);
+          const before = settle(held.slice(0, opening));
+          if (state.blocked) break;
+          out += before;
+          note(id);
+          if (state.blocked) { held = ""; return out; }
+          out += `[REDACTED:${id}]`;
+          inside = id; held = ""; ctx = "";
+          return out;
+        }
         // The forced release counts the reader's characters (the view), not code units: a stretch the view drops
         // (invisible characters, the gaps of a spaced-out word) or folds (two-unit look-alikes) must not push a
         // secret's start out before the secret is whole. HOLD_CAP code units bound the memory it may take.

@@ -115,4 +115,18 @@ describe("streamed filter vs one-shot scan: leaks found by the red team", () => 
     const text = `mail ${local}@example.com ok`;
     expectNoLeak("email", text, local.slice(-40, -10));
   });
+
+  test("7. a PEM opening stretched by 20,000 zero-width characters: held at most 8,192, then cut as a key (fails closed)", () => {
+    const body = repeat(R, 400);
+    const text = `key: -----${ZW.repeat(20_000)}BEGIN PRIVATE KEY-----\n${body}\n-----END PRIVATE KEY----- after`;
+    expect(scanner.scan(text).findings).toContain("private-key");
+    const f = scanner.filter();
+    let out = "", worst = 0;
+    for (const c of text) { out += f.push(c); worst = Math.max(worst, f.pending); }
+    out += f.end();
+    expect({ worst: worst <= 8192, leaked: shown(out).includes(body.slice(0, 20)), redacted: out.includes("[REDACTED:private-key]") })
+      .toEqual({ worst: true, leaked: false, redacted: true });
+    expect(out.endsWith(" after")).toBe(true);
+    expect(streamed(blocker, text).blocked).toBe(true);
+  });
 });
