@@ -7,9 +7,7 @@
  */
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import type { PromptLogprob, TokenLogprob } from "./engine";
-
-/** Tokens of context a piece is detokenized after, so leading spaces come out as they do in the text. */
-const CONTEXT = 8;
+import { TEXT_CONTEXT } from "./context-text";
 
 const logprob = (p: number | undefined) => Math.log(Math.max(p ?? 0, Number.MIN_VALUE));
 
@@ -18,9 +16,9 @@ const logprob = (p: number | undefined) => Math.log(Math.max(p ?? 0, Number.MIN_
  * `context`: tokens the generation follows (a completion's prompt), so the first piece keeps its leading space.
  */
 export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel, top: number, onToken?: (t: TokenLogprob) => void, context: readonly Token[] = []) {
-  const generated: Token[] = context.slice(-CONTEXT); // only ever the context of the next piece
+  const generated: Token[] = context.slice(-TEXT_CONTEXT); // only ever the context of the next piece
   const records: TokenLogprob[] = [];
-  const piece = (t: Token) => model.detokenize([t], false, generated.slice(-CONTEXT));
+  const piece = (t: Token) => model.detokenize([t], false, generated.slice(-TEXT_CONTEXT));
   type Evaluate = LlamaContextSequence["evaluate"];
   const evaluate: Evaluate = async function* (tokens, options) {
     const it = sequence.evaluateWithMetadata(tokens, { probabilities: true }, options);
@@ -58,12 +56,12 @@ export async function promptLogprobs(sequence: LlamaContextSequence, model: Llam
   const records: PromptLogprob[] = [];
   input.forEach((t, i) => {
     if (bos && i === 0) return;
-    const piece = model.detokenize([t], false, input.slice(Math.max(bos ? 1 : 0, i - CONTEXT), i));
+    const piece = model.detokenize([t], false, input.slice(Math.max(bos ? 1 : 0, i - TEXT_CONTEXT), i));
     const dist = i > 0 ? out[i - 1]?.next.probabilities : undefined;
     records.push({
       token: piece,
       logprob: dist ? logprob(dist.get(t)) : null,
-      top: dist ? [...dist].slice(0, top).map(([a, p]) => ({ token: model.detokenize([a], false, input.slice(Math.max(0, i - CONTEXT), i)), logprob: logprob(p) })) : [],
+      top: dist ? [...dist].slice(0, top).map(([a, p]) => ({ token: model.detokenize([a], false, input.slice(Math.max(0, i - TEXT_CONTEXT), i)), logprob: logprob(p) })) : [],
     });
   });
   return records;

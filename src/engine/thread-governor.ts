@@ -47,7 +47,8 @@ export class ThreadGovernor {
   update(): number {
     if (this.unavailable) return this.threads;
     const now = this.src.now();
-    if (this.last && now - this.last.at < (this.opts.windowMs ?? GOVERNOR_WINDOW_MS)) return this.threads;
+    // 0.8 of a window: the timer that calls this fires every window, and a tick a little early must not be skipped.
+    if (this.last && now - this.last.at < 0.8 * (this.opts.windowMs ?? GOVERNOR_WINDOW_MS)) return this.threads;
     const s = this.sample();
     if (!s) return this.threads;
     const prev = this.last;

@@ -34,7 +34,7 @@ interface Bucket {
 }
 
 /** The count in use is re-checked at once when its recent median is this much slower than another count's last one. */
-export const BEHIND = 1.15;
+const BEHIND = 1.15;
 
 /** A change of the count used for a batch size, for the log. */
 export interface TunerChange { batch: number; threads: number; from: number; medianMs: Record<number, number> }

@@ -11,9 +11,7 @@
  * generation ends at exactly `cap` tokens, `capped` says so, and the split character's bytes come back in `tail`.
  */
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-
-/** Tokens of context a tail is detokenized after, so a leading space comes out as it does in the text. */
-const CONTEXT = 8;
+import { TEXT_CONTEXT } from "./context-text";
 
 /** What a tally is told besides the sequence and model. */
 export interface TallyOptions {
@@ -67,7 +65,7 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, {
      */
     tail(released: number): string {
       const rest = generated.slice(released).filter((t) => !isEnd(t));
-      const before = [...context, ...generated.slice(0, released)].slice(-CONTEXT);
+      const before = [...context, ...generated.slice(0, released)].slice(-TEXT_CONTEXT);
       return rest.length ? model.detokenize(rest, false, before) : "";
     },
   };

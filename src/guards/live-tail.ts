@@ -7,7 +7,7 @@
  */
 import { encodedLiveStart } from "./encoded";
 import { LONG_SECRETS } from "./long-secrets";
-import { analysePattern } from "./regex-prefix";
+import { analysePattern, liveFrom } from "./regex-prefix";
 import type { SecretRule } from "./rules/secrets";
 import { at, scanView, trailingSpacedRun, type ScanView } from "./scan-view";
 
@@ -39,9 +39,7 @@ export function liveTail(rules: SecretRule[], window: number): (text: string, vi
       const from = Math.max(base, text.length - c.reach);
       if (from >= first) continue;
       if (!c.live) { first = from; continue; }
-      c.live.lastIndex = from;
-      const m = c.live.exec(text);
-      if (m && m[0].length && m.index < first) first = m.index;
+      first = Math.min(first, liveFrom(c.live, text, from));
     }
     first = Math.min(first, encodedLiveStart(text));
     for (const secret of LONG_SECRETS) opening = Math.min(opening, secret.partial(text));

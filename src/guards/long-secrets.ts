@@ -9,7 +9,7 @@
  * never leaks its body either.
  */
 
-import { analysePattern } from "./regex-prefix";
+import { analysePattern, liveFrom } from "./regex-prefix";
 
 export interface LongSecret {
   id: "private-key" | "jwt";
@@ -40,11 +40,7 @@ export const JWT_PARTIAL_MAX = 8192;
  */
 function partialOf(open: RegExp): (text: string) => number {
   const live = analysePattern(open)!.live;
-  return (text) => {
-    live.lastIndex = Math.max(0, text.length - JWT_PARTIAL_MAX);
-    const m = live.exec(text);
-    return m && m[0].length ? m.index : text.length;
-  };
+  return (text) => liveFrom(live, text, text.length - JWT_PARTIAL_MAX);
 }
 const PEM_OPEN = new RegExp(`${ARMOR}BEGIN${LABEL}PRIVATE[ \t]*KEY`);
 const JWT_OPEN = /(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{17,}\.ey[A-Za-z0-9_-]/;

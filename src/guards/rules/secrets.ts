@@ -12,8 +12,6 @@ export interface SecretRule {
   pattern: RegExp;
   /** Longest text a match can span; sizes the streaming hold-back window. */
   maxLength: number;
-  /** Most whitespace-separated words a match can span (default 1: no whitespace inside). */
-  maxWords?: number;
   /** Extra check on a candidate (checksum, entropy); false = not a finding. */
   validate?: (match: string) => boolean;
   /**
@@ -83,13 +81,13 @@ export const SECRET_RULES: SecretRule[] = [
   { id: "jwt", group: "secret", maxLength: 2048,
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
   // Generic assignments: only key-shaped candidates go through the entropy gate.
-  { id: "generic-high-entropy", group: "secret", maxLength: 160, maxWords: 3,
+  { id: "generic-high-entropy", group: "secret", maxLength: 160,
     pattern: /\b(?:api[_-]?key|secret|token|access[_-]?key|auth)["']?\s{0,8}[:=]\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}/gi,
     anchor: { re: /[:=]/g, before: 24 },
     validate: (m) => entropy(m.replace(/^[^:=]*[:=]\s*["']?/, "")) >= 3.5 },
   // Passwords are shorter and less random than keys, but named as such they are still secrets:
   // "pwd=…", "password: …", "the password is …".
-  { id: "password", group: "secret", maxLength: 96, maxWords: 3,
+  { id: "password", group: "secret", maxLength: 96,
     pattern: /\b(?:passw(?:or)?d|pwd|pass(?:phrase|code))["']?(?:\s*[:=]\s*|\s+(?:is|was)\s+)["'`]?[^\s"'`]{6,64}/gi,
     // "the password is incorrect" is prose: a value of letters only must look random to count.
     validate: (m) => {
@@ -114,9 +112,9 @@ export const SECRET_RULES: SecretRule[] = [
   { id: "localhost-url", group: "internal", maxLength: 40, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
   { id: "email", group: "pii", maxLength: 254, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g,
     anchor: { re: /@/g, before: 64 } },
-  { id: "payment-card", group: "pii", maxLength: 37, maxWords: 19, pattern: /\b(?:\d[ -]?){12,18}\d\b/g, validate: luhn },
-  { id: "iban", group: "pii", maxLength: 42, maxWords: 9, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
-  { id: "phone", group: "pii", maxLength: 24, maxWords: 6, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
+  { id: "payment-card", group: "pii", maxLength: 37, pattern: /\b(?:\d[ -]?){12,18}\d\b/g, validate: luhn },
+  { id: "iban", group: "pii", maxLength: 42, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
+  { id: "phone", group: "pii", maxLength: 24, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
 ];
 
 /** Host-name suffix rule built from config (".internal", ".corp", …). */
