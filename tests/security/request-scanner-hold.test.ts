@@ -10,8 +10,8 @@ import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
 import { LOOKALIKES } from "../../src/guards/normalise";
 import { createScanner } from "../../src/guards/response-scan";
+import { repeat, rng, shown } from "./scan-helpers";
 
-const repeat = (s: string, n: number) => s.repeat(Math.ceil(n / s.length)).slice(0, n);
 const R = "q8Zr2LxP0vN7wKcT5yHbM3sDj6Fg9UeYa1Wi4Ot";
 /** [rule, secret as written]. One or more per rule; the long secrets (JWT, PEM) have their own file too. */
 const SECRETS: [string, string][] = [
@@ -69,10 +69,6 @@ const REQUIRED = new Set(["plain", "fullwidth", "look-alike", "zero-width"]);
 // The last: glued to a dotted word (a JWT's opening after "." was released while being written, caught in review).
 const CONTEXTS = [(s: string) => `Here it is: ${s} and that is all.`, (s: string) => `"${s}"\nnext line`, (s: string) => `v1.${s}.`];
 
-/** A seeded PRNG, so a failing split can be reproduced. */
-function rng(seed: number) {
-  return () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
-}
 const oneChar = (t: string) => t.split("");
 const randomSplit = (seed: number) => (t: string) => {
   const r = rng(seed), out: string[] = [];
@@ -84,7 +80,6 @@ const randomSplit = (seed: number) => (t: string) => {
 const core = (written: string) => written.slice(Math.floor(written.length / 3), Math.floor(written.length / 3) + Math.max(4, Math.floor(written.length / 4)));
 
 /** What the client reads, with the redaction markers taken out (a marker names its rule, e.g. "localhost-url"). */
-const shown = (out: string) => out.replace(/\[REDACTED:[a-z-]+\]/g, "");
 
 const config = (action: "redact" | "block", internalHosts?: string[]) =>
   parseConfig({ responseScan: { action, pii: !internalHosts, burstChars: 0, ...(internalHosts && { internalHosts }) } }).responseScan;

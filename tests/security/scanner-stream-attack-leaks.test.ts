@@ -18,9 +18,9 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
 import { createScanner } from "../../src/guards/response-scan";
+import { repeat, shown } from "./scan-helpers";
 
 const R = "q8Zr2LxP0vN7wKcT5yHbM3sDj6Fg9UeYa1Wi4Ot";
-const repeat = (s: string, n: number) => s.repeat(Math.ceil(n / s.length)).slice(0, n);
 const ZW = "\u200b";
 /** Mathematical bold letters and digits: NFKC reads them as ASCII, each is two UTF-16 code units. */
 const bold = (s: string) => [...s].map((c) =>
@@ -29,7 +29,6 @@ const bold = (s: string) => [...s].map((c) =>
 
 const scanner = createScanner(parseConfig({ responseScan: { action: "redact", pii: true, burstChars: 0 } }).responseScan);
 const blocker = createScanner(parseConfig({ responseScan: { action: "block", pii: true, burstChars: 0 } }).responseScan);
-const shown = (out: string) => out.replace(/\[REDACTED:[a-z-]+\]/g, "");
 
 /** One push per code point, each in its own scan (burstChars 0), then end. */
 function streamed(s: typeof scanner, text: string) {

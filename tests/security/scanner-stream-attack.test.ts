@@ -13,17 +13,13 @@ import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
 import { LOOKALIKES } from "../../src/guards/normalise";
 import { createScanner, type Scanner } from "../../src/guards/response-scan";
+import { rng, shown } from "./scan-helpers";
 
 const config = (action: "redact" | "block", burstChars: number) =>
   parseConfig({ responseScan: { action, pii: true, burstChars, internalHosts: [".corp", ".internal"] } }).responseScan;
 const redactor = createScanner(config("redact", 0)), blocker = createScanner(config("block", 0));
 const burster = createScanner(config("redact", 1024)), batcher = createScanner(config("redact", 64));
 
-/** A seeded PRNG (a failing case prints its seed and text). */
-function rng(seed: number) {
-  return () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
-}
-const shown = (out: string) => out.replace(/\[REDACTED:[a-z-]+\]/g, "");
 const AN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const LIKE: Record<string, string> = {};
 for (const [like, ascii] of Object.entries(LOOKALIKES)) if (/^[A-Za-z]$/.test(ascii)) LIKE[ascii] ??= like;
