@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import pkg from "../../package.json" with { type: "json" };
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
+import { until } from "../helpers";
 import { matches, scrapeMetrics, value, type Sample } from "./prom";
 
 let srv: BinaryServer;
@@ -60,7 +61,12 @@ test("counters, histograms and gauges move with requests", async () => {
   const limited = [await chat(limitedKey), await chat(limitedKey)].map((r) => r.status);
   expect(limited).toContain(429);
 
-  const after = await scrape();
+  // A request is counted when its response has ended on the server's side, which can come after the client read the
+  // stream's last byte: scrape until the four 200s are in (a deadline, not a sleep).
+  const after = await until(async () => {
+    const s = await scrape();
+    return value(s, "appliance_requests_total", chatOk) - value(before, "appliance_requests_total", chatOk) >= 4 ? s : undefined;
+  }, 20_000, "the four answered chats to be counted");
   const moved = (name: string, labels: Record<string, string> = {}) => value(after, name, labels) - value(before, name, labels);
 
   // requests by route and status
