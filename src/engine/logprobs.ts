@@ -16,9 +16,9 @@ const logprob = (p: number | undefined) => Math.log(Math.max(p ?? 0, Number.MIN_
  * `context`: tokens the generation follows (a completion's prompt), so the first piece keeps its leading space.
  */
 export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel, top: number, onToken?: (t: TokenLogprob) => void, context: readonly Token[] = []) {
-  const generated: Token[] = context.slice(-TEXT_CONTEXT); // only ever the context of the next piece
+  const recent: Token[] = context.slice(-TEXT_CONTEXT); // the context of the next piece, kept to TEXT_CONTEXT tokens
   const records: TokenLogprob[] = [];
-  const piece = (t: Token) => model.detokenize([t], false, generated.slice(-TEXT_CONTEXT));
+  const piece = (t: Token) => model.detokenize([t], false, recent);
   type Evaluate = LlamaContextSequence["evaluate"];
   const evaluate: Evaluate = async function* (tokens, options) {
     const it = sequence.evaluateWithMetadata(tokens, { probabilities: true }, options);
@@ -31,7 +31,8 @@ export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel
         const record = { token: piece(r.value.token), logprob: logprob(r.value.probabilities.get(r.value.token)), top: alternatives };
         records.push(record);
         onToken?.(record);
-        generated.push(r.value.token);
+        recent.push(r.value.token);
+        if (recent.length > TEXT_CONTEXT) recent.shift();
         input = yield r.value.token;
       }
     } finally {
