@@ -119,8 +119,10 @@ let exitHook = false;
 
 export interface AuditLogOptions {
   /** Where checkpoints also go: the service log (journald under systemd), out of the service account's reach. */
-  log?: { info(obj: object, msg: string): void };
+  log?: { info(obj: object, msg: string): void; error?(obj: object, msg: string): void };
   clock?: () => number;
+  /** How often a checkpoint is written while records come in (tests shorten it). */
+  checkpointMs?: number;
 }
 
 export class AuditLog {
@@ -149,7 +151,11 @@ export class AuditLog {
     const head = headOf(cur.line, file) ?? headOf(lastLine(`${file}.0`).line, `${file}.0`) ?? headOf(lastLine(`${file}.1`).line, `${file}.1`);
     if (head) { this.seq = head.seq; this.prev = head.mac; }
     this.anchored = this.seq;
-    this.timer = setInterval(() => this.checkpoint(), CHECKPOINT_MS);
+    // A timed checkpoint that fails (its directory gone, a full disk) is logged, never thrown from the timer, where it
+    // would end the process; the next append fails loudly on its own.
+    this.timer = setInterval(() => {
+      try { this.checkpoint(); } catch (err) { this.opts.log?.error?.({ err }, "audit checkpoint failed"); }
+    }, opts.checkpointMs ?? CHECKPOINT_MS);
     this.timer.unref?.();
     open.add(this);
     if (!exitHook) {
