@@ -141,12 +141,13 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   }
 
   function scan(text: string) {
+    // The whole text at once is final: no hold-back analysis (that is for streams), the same rules and cuts.
     const f = filter();
-    const out = f.push(text) + f.end();
+    const out = f.whole(text);
     return { text: out, findings: [...f.findings] };
   }
 
-  function filter(): TextFilter {
+  function filter(): TextFilter & { whole(text: string): string } {
     let held = "";
     /** The last characters consumed before `held` (released or dropped), as the one-shot scan would see them. */
     let ctx = "";
@@ -263,6 +264,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         return feed(text, false);
       },
       end: () => (state.blocked ? "" : feed("", true)),
+      whole: (text: string) => feed(text, true),
     };
   }
 
