@@ -40,7 +40,7 @@ export const NATIVE_HASH_CACHE = ".sha256-cache.json";
  * The digest of a plain file (never through a symlink); undefined if missing or not a plain file. With a cache:
  * the remembered digest of exactly these bytes, else hashed and remembered (`ownCopy`: this process just wrote it).
  */
-function digestOf(file: string, cache?: DigestCache, ownCopy = false): string | undefined {
+export function digestOf(file: string, cache?: DigestCache, ownCopy = false): string | undefined {
   let fd: number;
   try { fd = openPlainFile(file); } catch { return undefined; }
   try {
@@ -54,7 +54,8 @@ function digestOf(file: string, cache?: DigestCache, ownCopy = false): string | 
   } finally { fs.closeSync(fd); }
 }
 
-const cacheOf = (root: string) => new DigestCache(path.join(root, NATIVE_HASH_CACHE));
+/** The hash cache of a root-owned dir (NATIVE_HASH_CACHE); the built engine's dir (engine-store.ts) uses it too. */
+export const cacheOf = (root: string) => new DigestCache(path.join(root, NATIVE_HASH_CACHE));
 
 /** Relative path → expected sha256, and every directory that may exist, for a bundle unpacked at a root. */
 function expected(bundle: NativeBundle) {
@@ -97,7 +98,7 @@ export function checkNativeDir(root: string, bundle: NativeBundle, cache?: Diges
 }
 
 /** A system dir, everything in it and every dir above it must be root-owned and not writable by group or others. */
-function checkRootOwned(dir: string) {
+export function checkRootOwned(dir: string) {
   const check = (p: string) => {
     const st = fs.lstatSync(p);
     if (st.isSymbolicLink() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
