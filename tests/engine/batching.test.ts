@@ -30,18 +30,23 @@ async function stream(prompt: string, maxTokens: number): Promise<{ text: string
   return { text: events.flatMap((e) => e.choices.map((c) => c.text)).join(""), tokens: usage.completion_tokens, promptTokens: usage.prompt_tokens };
 }
 
-/** Counts llama_decode batches (and their sizes) on the model's context while `fn` runs. */
-async function countSteps<T>(fn: () => Promise<T>): Promise<{ result: T; sizes: number[] }> {
+/**
+ * Counts llama_decode batches (and their sizes) on the model's context while `fn` runs; `done()` is how many of
+ * them have finished so far (read from within `fn`).
+ */
+async function countSteps<T>(fn: (done: () => number) => Promise<T>): Promise<{ result: T; sizes: number[] }> {
   const context = (engine as unknown as { loaded: Map<string, { context: { _ctx: Record<string, unknown> } }> }).loaded.get("tiny")!.context;
   const native = context._ctx, sizes: number[] = [];
+  let finished = 0;
   context._ctx = new Proxy(native, {
     get(t, k) {
       const v = t[k as string];
       if (k === "initBatch") return (n: number) => { sizes.push(n); return (v as (n: number) => unknown).call(t, n); };
+      if (k === "decodeBatch") return async () => { try { await (v as () => Promise<void>).call(t); } finally { finished++; } };
       return typeof v === "function" ? v.bind(t) : v;
     },
   });
-  try { return { result: await fn(), sizes }; } finally { context._ctx = native; }
+  try { return { result: await fn(() => finished), sizes }; } finally { context._ctx = native; }
 }
 
 describe("4 concurrent greedy streams", () => {
@@ -79,5 +84,33 @@ describe("a burst of 4 streams", () => {
     // Every prompt in the first step, then generation steps of one token per stream.
     expect(sizes[0]).toBe(promptTokens);
     expect(sizes[1]).toBeLessThanOrEqual(4);
+  }, 120_000);
+
+  // Issue 11's "the 4th request of a burst gets its first token within 1.2x of the 1st", at the engine: each
+  // stream's first token is released right after the one step that evaluated all four prompts, before any other
+  // step ends. (Before burst gathering the first request's first token came from a step of its own, the others'
+  // a step or more later.) Whether the text then reaches the client at once is the response scanner's hold-back;
+  // these prompts' first tokens are whole characters (node-llama-cpp holds a token ending inside a UTF-8 character
+  // until a later one completes it; two of PROMPTS start that way on this model, these four do not).
+  const WHOLE = ["hello world", "x y z", "the cat sat", "a b c"];
+  test("has every stream's first token released after the same step, the one with all the prompts", async () => {
+    await stream("warm up", 2);
+    const firsts: number[] = [];
+    const complete = engine.complete;
+    engine.complete = (call) => {
+      let seen = false;
+      return complete.call(engine, { ...call, onStage: (st) => {
+        if (st === "first-token" && !seen) { seen = true; firsts.push(done()); }
+        call.onStage?.(st);
+      } });
+    };
+    let done = () => 0;
+    try {
+      const { sizes } = await countSteps((d) => { done = d; return Promise.all(WHOLE.map((p) => stream(p, 4))); });
+      console.log(`burst of 4: steps finished when each stream's first token was released: ${firsts.join(", ")}; step sizes ${sizes.slice(0, 4).join(", ")}`);
+      expect(firsts).toEqual([1, 1, 1, 1]);
+    } finally {
+      engine.complete = complete;
+    }
   }, 120_000);
 });
