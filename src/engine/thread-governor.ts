@@ -24,31 +24,57 @@ export interface GovernorOptions {
 /** A thread-count change, for the log. */
 export interface ThreadChange { threads: number; from: number; othersCpu: number; windowMs: number }
 
-export const GOVERNOR_WINDOW_MS = 250;
+/**
+ * The CPU-time sources stopped or started answering: `readable` false the first time a read fails after they
+ * answered (or at start), true once one succeeds again; `failures` counts failed reads so far, `retryMs` is the
+ * wait before the next try.
+ */
+export interface SourceChange { readable: boolean; failures: number; retryMs?: number }
 
-/** Picks the thread count for the next decode steps from measured free CPU; `apply` receives each change. */
+export const GOVERNOR_WINDOW_MS = 250;
+/** Longest wait between tries while the sources cannot be read, in windows (64 × 250 ms = 16 s). */
+export const GOVERNOR_MAX_BACKOFF = 64;
+
+/**
+ * Picks the thread count for the next decode steps from measured free CPU; `apply` receives each change. While the
+ * sources cannot be read it uses `max` (the fixed policy) and tries again after 1, 2, 4 … windows (at most
+ * GOVERNOR_MAX_BACKOFF), so one failed read (a /proc hiccup, a transient EMFILE) does not turn the adaptive policy
+ * off for the rest of the process; `onSource` hears each loss and recovery (the log).
+ */
 export class ThreadGovernor {
   private threads: number;
   private last: { at: number; busy: number; own: number } | undefined;
-  /** True once a source could not be read: the governor then stays at `max` (the fixed policy). */
+  /** True while the sources cannot be read: the governor then stays at `max` (the fixed policy). */
   unavailable = false;
+  /** Failed reads so far; consecutive ones since the last success; when the next try is due (src.now() ms). */
+  failures = 0;
+  private streak = 0;
+  private retryAt = 0;
 
   constructor(private readonly opts: GovernorOptions, private readonly src: CpuTimeSources,
-    private readonly apply: (threads: number, change?: ThreadChange) => void) {
+    private readonly apply: (threads: number, change?: ThreadChange) => void,
+    private readonly onSource?: (change: SourceChange) => void) {
     this.threads = Math.max(1, opts.max);
-    this.last = this.sample();
     apply(this.threads);
+    this.last = this.sample();
   }
 
   /** The thread count now in force. */
   get current(): number { return this.threads; }
 
+  private get windowMs() { return this.opts.windowMs ?? GOVERNOR_WINDOW_MS; }
+
   /** Re-decides when a window has passed since the last sample (else keeps the count); returns the count to use. */
   update(): number {
-    if (this.unavailable) return this.threads;
     const now = this.src.now();
+    if (this.unavailable) {
+      if (now < this.retryAt) return this.threads;
+      // Back: the first window after a gap only sets the baseline (a difference across the gap is no window).
+      this.last = this.sample();
+      return this.threads;
+    }
     // 0.8 of a window: the timer that calls this fires every window, and a tick a little early must not be skipped.
-    if (this.last && now - this.last.at < 0.8 * (this.opts.windowMs ?? GOVERNOR_WINDOW_MS)) return this.threads;
+    if (this.last && now - this.last.at < 0.8 * this.windowMs) return this.threads;
     const s = this.sample();
     if (!s) return this.threads;
     const prev = this.last;
@@ -65,14 +91,27 @@ export class ThreadGovernor {
     return this.threads;
   }
 
+  /** One reading of both sources; on failure the fixed count, and the next try scheduled with back-off. */
   private sample() {
-    const busy = this.src.busySeconds(), own = this.src.ownSeconds();
+    let busy: number | undefined, own: number | undefined;
+    try { busy = this.src.busySeconds(); own = this.src.ownSeconds(); } catch { busy = undefined; }
+    const now = this.src.now();
     if (busy === undefined || own === undefined) {
+      this.failures++;
+      const windows = Math.min(GOVERNOR_MAX_BACKOFF, 2 ** Math.min(this.streak++, 30));
+      this.retryAt = now + windows * this.windowMs;
+      const lost = !this.unavailable;
       this.unavailable = true;
-      if (this.threads !== this.opts.max) { this.threads = Math.max(1, this.opts.max); this.apply(this.threads); }
+      if (this.threads !== Math.max(1, this.opts.max)) { this.threads = Math.max(1, this.opts.max); this.apply(this.threads); }
+      if (lost) this.onSource?.({ readable: false, failures: this.failures, retryMs: windows * this.windowMs });
       return undefined;
     }
-    return { at: this.src.now(), busy, own };
+    if (this.unavailable) {
+      this.unavailable = false;
+      this.streak = 0;
+      this.onSource?.({ readable: true, failures: this.failures });
+    }
+    return { at: now, busy, own };
   }
 }
 

@@ -16,19 +16,29 @@ import { allowedCpus, procSources, type CpuTimeSources } from "./thread-sources"
 interface Governed { governor: ThreadGovernor; max: number; holds: number }
 const governed = new WeakMap<Llama, Governed>();
 
-/** Starts governing `llama`'s threads within 1…max (max: the usable CPUs); logs each change at debug level. */
+/**
+ * Starts governing `llama`'s threads within 1…max (max: the usable CPUs); logs each change at debug level. When the
+ * CPU load cannot be read the count stays at max and reading is retried with back-off: the first loss is a warning,
+ * the first recovery an info line, later ones (a source that comes and goes) debug lines.
+ */
 export function governThreads(llama: Llama, max: number, log: Logger, src?: CpuTimeSources, cpus?: number): ThreadGovernor {
   const allowed = allowedCpus();
   const entry: Governed = { max, holds: 0, governor: undefined! };
+  const said = { lost: false, back: false };
   entry.governor = new ThreadGovernor({ max, cpus: cpus ?? allowed?.length ?? max }, src ?? procSources(allowed), (threads, change) => {
     if (entry.holds === 0) llama.maxThreads = threads;
     if (change) log.debug(change, "cpu threads changed");
+  }, (change) => {
+    const fields = { threads: max, failures: change.failures, ...(change.retryMs !== undefined && { retryMs: change.retryMs }) };
+    if (!change.readable && !said.lost) {
+      said.lost = true;
+      log.warn(fields, "cpu load unreadable (/proc/stat, /proc/self/stat): inference threads fixed at the usable CPUs until it can be read again (retrying with back-off)");
+    } else if (change.readable && !said.back) {
+      said.back = true;
+      log.info(fields, "cpu load readable again: inference threads follow free CPU");
+    } else log.debug(fields, change.readable ? "cpu load readable again" : "cpu load unreadable");
   });
   governed.set(llama, entry);
-  if (entry.governor.unavailable) {
-    log.warn({ threads: max }, "cpu load unreadable (/proc/stat): inference threads stay fixed at the usable CPUs");
-    return entry.governor;
-  }
   const timer = setInterval(() => { if (entry.holds === 0) entry.governor.update(); }, GOVERNOR_WINDOW_MS);
   timer.unref(); // never what keeps the process alive
   llama.onDispose.createListener(() => clearInterval(timer));

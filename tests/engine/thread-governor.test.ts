@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { LlamaCompletion } from "node-llama-cpp";
 import { Arrivals } from "../../src/engine/arrivals";
 import { loadModel, openLlama } from "../../src/engine/llama-load";
-import { ThreadGovernor, threadsFor, type ThreadChange } from "../../src/engine/thread-governor";
+import { GOVERNOR_MAX_BACKOFF, ThreadGovernor, threadsFor, type SourceChange, type ThreadChange } from "../../src/engine/thread-governor";
 import { governThreads, withFullThreads } from "../../src/engine/thread-policy";
 import { busyTicks, ownTicks, parseCpuList, procSources, type CpuTimeSources } from "../../src/engine/thread-sources";
 import { memoryLogger, tinyModel, until } from "../helpers";
@@ -20,6 +20,7 @@ function fakeCpu() {
     src,
     pass(ms: number, others: number, ours = 0) { now += ms; busy += ((others + ours) * ms) / 1000; own += (ours * ms) / 1000; },
     hide() { readable = false; },
+    show() { readable = true; },
   };
 }
 
@@ -64,6 +65,80 @@ describe("how many threads for how busy the neighbours are", () => {
     expect([h.unavailable, h.update()]).toEqual([true, 3]);
     expect(applied).toEqual([1]);
   });
+});
+
+describe("a CPU-load source that fails", () => {
+  // Before: one failed read set the fixed count for the rest of the process, with no log line after the start.
+  test("gives the fixed count while failing, retries with back-off, and governs again once it reads", () => {
+    const cpu = fakeCpu();
+    const applied: number[] = [], sources: SourceChange[] = [];
+    let reads = 0;
+    const src: CpuTimeSources = { ...cpu.src, busySeconds: () => { reads++; return cpu.src.busySeconds(); } };
+    const g = new ThreadGovernor({ max: 2, cpus: 2, windowMs: 250 }, src, (t) => applied.push(t), (c) => sources.push(c));
+    cpu.pass(250, 1, 1);
+    expect(g.update()).toBe(1); // a neighbour takes a CPU
+    cpu.hide();
+    cpu.pass(250, 1, 1);
+    expect([g.update(), g.unavailable]).toEqual([2, true]); // unreadable: the fixed (full) count
+    expect(sources).toEqual([{ readable: false, failures: 1, retryMs: 250 }]);
+    // Tries again after 1, 2, 4 windows: not before.
+    const tries: number[] = [];
+    for (let t = 0; t < 16; t++) { const r = reads; cpu.pass(125, 1, 1); g.update(); if (reads > r) tries.push((t + 1) * 125); }
+    expect(tries).toEqual([250, 750, 1750]);
+    expect(g.failures).toBe(4);
+    expect(sources).toHaveLength(1); // the loss is reported once, not per failed try
+    cpu.show();
+    cpu.pass(2000, 1, 1);
+    expect(g.update()).toBe(2); // back: this window only sets the baseline
+    expect(sources.at(-1)).toEqual({ readable: true, failures: 4 });
+    cpu.pass(250, 1, 1);
+    expect([g.update(), g.unavailable]).toEqual([1, false]); // governing again
+    expect(applied).toEqual([2, 1, 2, 1]);
+  });
+
+  test("the wait between tries stops growing at GOVERNOR_MAX_BACKOFF windows; a later loss starts from one window", () => {
+    const cpu = fakeCpu();
+    cpu.hide();
+    const sources: SourceChange[] = [];
+    let reads = 0;
+    const src: CpuTimeSources = { ...cpu.src, busySeconds: () => { reads++; return cpu.src.busySeconds(); } };
+    const g = new ThreadGovernor({ max: 2, cpus: 2, windowMs: 250 }, src, () => {}, (c) => sources.push(c));
+    expect(sources).toEqual([{ readable: false, failures: 1, retryMs: 250 }]); // unreadable from the start
+    const at: number[] = [];
+    for (let t = 1; t <= 4000; t++) { const r = reads; cpu.pass(25, 0); g.update(); if (reads > r) at.push(t * 25); }
+    const gaps = at.slice(1).map((x, i) => x - at[i]!);
+    expect(gaps.slice(0, 6)).toEqual([500, 1000, 2000, 4000, 8000, 16_000]);
+    expect(Math.max(...gaps)).toBe(GOVERNOR_MAX_BACKOFF * 250);
+    cpu.show();
+    cpu.pass(16_000, 0);
+    g.update();
+    expect(g.unavailable).toBe(false);
+    cpu.hide();
+    cpu.pass(250, 0);
+    g.update();
+    expect(sources.at(-1)).toMatchObject({ readable: false, retryMs: 250 });
+  });
+
+  test("the log says it once: a warning at the first loss, info at the first recovery, debug after", async () => {
+    const { log, lines } = memoryLogger();
+    const llama = await openLlama({ models: [], threads: 2, ctxSize: 512, parallel: 1, maxQueue: 4, gpu: false as const, log });
+    try {
+      const cpu = fakeCpu();
+      cpu.hide();
+      const g = governThreads(llama, 2, log, cpu.src, 2);
+      for (let i = 0; i < 3; i++) {
+        cpu.show(); cpu.pass(20_000, 0); g.update();
+        cpu.hide(); cpu.pass(20_000, 0); g.update();
+      }
+      // Three losses and three recoveries; the logger is at info, so the later ones (debug) are not written.
+      const said = lines.filter((l) => /cpu load/.test(String(l.msg))).map((l) => `${l.level} ${String(l.msg).split(/[:(]/)[0]!.trim()}`);
+      expect(said).toEqual(["40 cpu load unreadable", "30 cpu load readable again"]);
+      expect(g.unavailable).toBe(true);
+      expect(lines.find((l) => l.level === 40)).toMatchObject({ threads: 2, failures: 1, retryMs: 250 });
+    } finally {
+      await llama.dispose();
+    }
+  }, 60_000);
 });
 
 describe("reading /proc", () => {
