@@ -7,7 +7,7 @@
  */
 import { encodedLiveStart } from "./encoded";
 import { LONG_SECRETS } from "./long-secrets";
-import { analysePattern, liveFrom } from "./regex-prefix";
+import { analysePattern } from "./regex-prefix";
 import type { SecretRule } from "./rules/secrets";
 import { at, scanView, trailingSpacedRun, type ScanView } from "./scan-view";
 
@@ -29,7 +29,7 @@ export function liveTail(rules: SecretRule[], window: number): (text: string, vi
     const a = analysePattern(rule.pattern, { lookbehinds: !rule.anchor });
     // A tail can be a beginning of a match only if it is no longer than the longest match; +1 for a complete
     // match whose end (\b, a lookahead) the next character still decides.
-    return a ? { live: a.live, reach: Math.min(a.longest, window) + 1 } : { live: undefined, reach: window };
+    return a ? { live: a.liveStart, reach: Math.min(a.longest, window) + 1 } : { live: undefined, reach: window };
   });
 
   /** Earliest positions of the view's text that could still be (part of) a finding; its length if none. */
@@ -39,7 +39,7 @@ export function liveTail(rules: SecretRule[], window: number): (text: string, vi
       const from = Math.max(base, text.length - c.reach);
       if (from >= first) continue;
       if (!c.live) { first = from; continue; }
-      first = Math.min(first, liveFrom(c.live, text, from));
+      first = Math.min(first, c.live(text, from));
     }
     first = Math.min(first, encodedLiveStart(text));
     for (const secret of LONG_SECRETS) opening = Math.min(opening, secret.partial(text));

@@ -9,7 +9,7 @@
  * never leaks its body either.
  */
 
-import { analysePattern, liveFrom } from "./regex-prefix";
+import { analysePattern } from "./regex-prefix";
 
 export interface LongSecret {
   id: "private-key" | "jwt";
@@ -39,8 +39,8 @@ export const JWT_PARTIAL_MAX = 8192;
  * regex, regex-prefix.ts) — an armor whose dashes are followed by any run of spaces, a JWT after a dot.
  */
 function partialOf(open: RegExp): (text: string) => number {
-  const live = analysePattern(open)!.live;
-  return (text) => liveFrom(live, text, text.length - JWT_PARTIAL_MAX);
+  const { liveStart } = analysePattern(open)!;
+  return (text) => liveStart(text, text.length - JWT_PARTIAL_MAX);
 }
 const PEM_OPEN = new RegExp(`${ARMOR}BEGIN${LABEL}PRIVATE[ \t]*KEY`);
 const JWT_OPEN = /(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{17,}\.ey[A-Za-z0-9_-]/;

@@ -10,6 +10,8 @@
  * Patterns with back-references (none of ours) are refused: the caller then holds back conservatively.
  */
 
+import { CharSet } from "./regex-chars";
+
 type Node =
   | { t: "atom"; src: string } // one character: a literal, an escape, a class, `.`
   | { t: "assert"; src: string } // zero-width, determined by text already seen (^, lookbehind) or made lenient
@@ -87,7 +89,7 @@ function parse(src: string, unicode: boolean, lookbehinds: boolean): Node {
       let len = 2;
       if (e === "x") len = 4;
       else if (e === "c") len = 3;
-      else if (e === "u") len = unicode && src[i + 2] === "{" ? src.indexOf("}", i) - i + 1 : 6;
+      else if (e === "u") len = unicode && src[i + 2] === "{" ? src.indexOf("}", i) - i + 1 : unicode && escapedPair(src, i) ? 12 : 6;
       else if ((e === "p" || e === "P") && unicode) len = src.indexOf("}", i) - i + 1;
       if (len <= 0) fail("bad escape");
       i += len;
@@ -104,6 +106,14 @@ function parse(src: string, unicode: boolean, lookbehinds: boolean): Node {
   const root = alt();
   if (i !== src.length) fail("unbalanced )");
   return root;
+}
+
+/**
+ * A surrogate pair written as two escapes (`\uD83D\uDE00`; a regex's source writes an emoji so) at `i`: one
+ * character in unicode mode, where either half alone matches only a lone surrogate.
+ */
+function escapedPair(src: string, i: number): boolean {
+  return /^\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}/i.test(src.slice(i, i + 12));
 }
 
 const quant = (min: number, max: number) => (max === Infinity ? `{${min},}` : `{${min},${max}}`);
@@ -154,6 +164,41 @@ function longest(n: Node, unit: number): number {
   }
 }
 
+/** Every character-consuming piece of `n` (the assertions consume none). */
+function atoms(n: Node, out: string[] = []): string[] {
+  switch (n.t) {
+    case "atom": if (!out.includes(n.src)) out.push(n.src); break;
+    case "assert": break;
+    case "seq": for (const item of n.items) atoms(item, out); break;
+    case "alt": for (const a of n.alts) atoms(a, out); break;
+    case "rep": if (n.max > 0) atoms(n.body, out); break;
+  }
+  return out;
+}
+
+/** Whether `n` can match the empty string. */
+function nullable(n: Node): boolean {
+  switch (n.t) {
+    case "atom": return false;
+    case "assert": return true;
+    case "seq": return n.items.every(nullable);
+    case "alt": return n.alts.some(nullable);
+    case "rep": return n.min === 0 || nullable(n.body);
+  }
+}
+
+/** The atoms that can read the first character of a non-empty match of `n`. */
+function firstAtoms(n: Node, out: string[] = []): string[] {
+  switch (n.t) {
+    case "atom": if (!out.includes(n.src)) out.push(n.src); break;
+    case "assert": break;
+    case "seq": for (const item of n.items) { firstAtoms(item, out); if (!nullable(item)) break; } break;
+    case "alt": for (const a of n.alts) firstAtoms(a, out); break;
+    case "rep": if (n.max > 0) firstAtoms(n.body, out); break;
+  }
+  return out;
+}
+
 /** A rule's pattern, analysed: its prefix regex and the longest match it can make. */
 export interface PrefixAnalysis {
   /**
@@ -163,6 +208,14 @@ export interface PrefixAnalysis {
   live: RegExp;
   /** Most characters one match spans (Infinity when the pattern has an unbounded repeat). */
   longest: number;
+  /**
+   * Earliest start in `text` (at or after `from`) of a tail that could still become a match; `text.length` when
+   * there is none. Same answer as `liveFrom(live, text, from)`, found faster: a tail that can still grow into a
+   * match lies inside the text's trailing run of characters some atom of the pattern reads, and starts with one
+   * a match can start with; the prefix regex is tried (sticky) only there. From further back it would try every
+   * position of the held text, per push, to find nothing.
+   */
+  liveStart(text: string, from: number): number;
 }
 
 /**
@@ -176,7 +229,21 @@ export function analysePattern(pattern: RegExp, opts: { lookbehinds?: boolean } 
     const unicode = pattern.unicode || pattern.flags.includes("v");
     const root = parse(pattern.source, unicode, opts.lookbehinds ?? true);
     const live = new RegExp(`(?:${prefix(root)})$`, pattern.flags.replace(/[gy]/g, "") + "g");
-    return { live, longest: longest(root, unicode ? 2 : 1) };
+    const rest = pattern.flags.replace(/[gy]/g, "");
+    const alphabet = new CharSet(atoms(root), rest), first = new CharSet(firstAtoms(root), rest);
+    const sticky = new RegExp(live.source, rest + "y");
+    const liveStart = (text: string, from: number) => {
+      const n = text.length, stop = Math.max(0, from);
+      let s = n;
+      while (s > stop && alphabet.has(text, s - 1)) s--;
+      for (let p = s; p < n; p++) {
+        if (!first.has(text, p)) continue;
+        sticky.lastIndex = p;
+        if (sticky.test(text)) return p; // not empty: p < n and the pattern ends with $
+      }
+      return n;
+    };
+    return { live, longest: longest(root, unicode ? 2 : 1), liveStart };
   } catch {
     return undefined;
   }

@@ -161,9 +161,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     /** Findings in ctx + text that reach into `text`, in offsets of `text`. */
     const inHeld = (view: ScanView, base: number) => spansIn(view).filter((f) => f.end > base)
       .map((f) => ({ start: Math.max(0, f.start - base), end: f.end - base, rule: f.rule }));
-    /** Scans and redacts `text` (what follows ctx) as final: nothing after it can change it. */
-    const settle = (text: string) => {
-      const found = inHeld(scanView(ctx + text), ctx.length);
+    /** Scans and redacts `text` (what follows ctx; `view`: of ctx + text, if made) as final: nothing after it can change it. */
+    const settle = (text: string, view = scanView(ctx + text)) => {
+      const found = inHeld(view, ctx.length);
       for (const f of found) note(f.rule);
       return redact(text, found);
     };
@@ -201,7 +201,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           text = held.slice(Math.max(0, open.end - base)); held = ""; ctx = "";
           continue;
         }
-        if (final) { out += settle(held); held = ""; return out; }
+        if (final) { out += settle(held, view); held = ""; return out; }
         // Final: everything before the earliest position more text could still turn into (part of) a finding,
         // and in any case everything but the last `window` chars (a secret starting earlier is whole by now) —
         // but never an opening of a long secret being written.

@@ -1,0 +1,62 @@
+/**
+ * Issue 11 item 5, scanner throughput: a stream's hold-back asks each rule "from where could more text still turn
+ * the tail into a match?" per push. `liveStart` answers it from the text's trailing run of characters the rule's
+ * atoms read, trying the prefix regex (sticky) only where a match can start, instead of letting the prefix regex
+ * try every position of the held text. It must give exactly the answer of the plain search (`liveFrom`) for every
+ * rule the scanner has, and for patterns in unicode and case-insensitive mode, on texts mixing the rules' own
+ * characters with look-alikes, fullwidth forms, CJK, emoji (surrogate pairs) and lone surrogates.
+ */
+import { expect, test } from "bun:test";
+import { LONG_SECRETS } from "../../src/guards/long-secrets";
+import { analysePattern, liveFrom } from "../../src/guards/regex-prefix";
+import { SECRET_RULES, internalHostRule } from "../../src/guards/rules/secrets";
+import { rng } from "../security/scan-helpers";
+
+const PATTERNS: RegExp[] = [
+  ...SECRET_RULES.map((r) => r.pattern),
+  internalHostRule([".internal", ".corp", ".lan"])!.pattern,
+  ...LONG_SECRETS.map((l) => l.open),
+  // Unicode and case-insensitive modes (none of the built-in rules uses unicode mode; the analysis must not care).
+  /\bkey[\p{L}\d]{2,6}\b/gu,
+  /(?<!\w)ks[a-z]{3,5}/giu, // K (U+212A KELVIN SIGN) and ſ (U+017F) read as k and s here
+  /😀[a-f]{2}😀/gu,
+];
+
+/** Pieces texts are made of: the rules' own openings and alphabets, separators, and non-ASCII of every kind. */
+const PIECES = [
+  "AKIA", "IOSFODNN7", "ghp_", "github_pat_", "glpat-", "xoxb-", "sk_live_", "sk-proj-", "sk-ant-api03-", "AIza", "npm_",
+  "apk_0123456789abcdef_", "eyJhbGciOi", ".eyJzdWIi", "-----BEGIN ", "RSA ", "PRIVATE KEY", "---", "password", " is ",
+  "pwd=", "api_key", " = '", "10.", "192.168.", "172.20.", "127.0.0.", "[::1]", "fd00:", "fe80::", "0x7f", "2130706",
+  "http://localhost:", "db-7", ".corp", ".internal", ".lan", "@", "bob.smith", "example.com", "4111 ", "GB82 ", "WEST",
+  "+44 ", "(20) ", "key", "ks", "\u212a", "\u017f", "\u00e9", "😀", "ab", "\ud83d", "\ude00", "ＡＫＩＡ", "АКІА", "键",
+  "\u200b", " ", "  ", "\t", "\n", ".", "-", "_", ":", "=", "'", "q8Zr2LxP", "0123456789", "the quick brown fox ",
+];
+
+test("liveStart gives the plain prefix-regex search's answer for every rule, form and start", () => {
+  const random = rng(11);
+  let checked = 0;
+  const unheld: string[] = [];
+  for (const pattern of PATTERNS) {
+    let held = 0;
+    for (const lookbehinds of [true, false]) {
+      const a = analysePattern(pattern, { lookbehinds });
+      expect({ pattern: pattern.source, analysed: !!a }).toEqual({ pattern: pattern.source, analysed: true });
+      for (let k = 0; k < 1500; k++) {
+        let text = "";
+        const parts = 1 + Math.floor(random() * 12);
+        for (let i = 0; i < parts; i++) text += PIECES[Math.floor(random() * PIECES.length)];
+        // Often ending inside a piece: where a rule's keyword is still being written.
+        if (random() < 0.5) { const last = PIECES[Math.floor(random() * PIECES.length)]!; text += last.slice(0, 1 + Math.floor(random() * last.length)); }
+        const from = Math.floor(random() * (text.length + 2)) - 1;
+        const want = liveFrom(a!.live, text, from), got = a!.liveStart(text, from);
+        if (got !== want) expect({ pattern: pattern.source, text, from, got }).toEqual({ pattern: pattern.source, text, from, got: want });
+        checked++;
+        if (want < text.length) held++;
+      }
+    }
+    // The texts exercise both answers for every pattern: a tail held, and nothing held.
+    if (held < 10 || held > 2 * 1500 - 10) unheld.push(`${pattern.source}: ${held}`);
+  }
+  expect(checked).toBe(PATTERNS.length * 2 * 1500);
+  expect(unheld).toEqual([]);
+});
