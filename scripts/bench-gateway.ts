@@ -36,7 +36,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { gatewayCodeCost } from "./bench-gateway-inproc";
-import { complete, freePort, median, startAppliance, waitHealthy, type Served } from "./bench-peer-lib";
+import { allowedCpus, ownTicks } from "../src/engine/thread-sources";
+import { complete, listeningPort, median, startAppliance, started, stopServer, waitHealthy, type Served } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   requests: { type: "string", default: "300" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "128" },
@@ -134,8 +135,7 @@ function threadCpu(pid: number): { main: number; jit: number; all: number } {
     let stat: string;
     try { stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8"); } catch { continue; } // the thread ended
     const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields[11], [12]: utime, stime in ticks
-    const ms = (Number(fields[11]) + Number(fields[12])) * (1000 / 100); // USER_HZ is 100 on Linux
+    const ms = (ownTicks(stat) ?? 0) * (1000 / 100); // utime + stime; USER_HZ is 100 on Linux
     out.all += ms;
     if (tid === String(pid)) out.main += ms;
     else if (/^(JITWorker|JSCWarmUp)/.test(name)) out.jit += ms;
@@ -149,7 +149,7 @@ function threadCpu(pid: number): { main: number; jit: number; all: number } {
  */
 async function pinned(row: () => Promise<void>, upstream: Served, gateway: Served) {
   const cpus = os.cpus().length;
-  const allowed = /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync("/proc/self/status", "utf8"))?.[1] ?? `0-${cpus - 1}`;
+  const allowed = allowedCpus()?.join(",") ?? `0-${cpus - 1}`;
   const pin = (list: string, pid: number) => Bun.spawnSync(["taskset", "-a", "-p", "-c", list, String(pid)], { stdout: "ignore", stderr: "pipe" });
   if (cpus < 2 || !Bun.which("taskset")) return console.log(`\n(pinned row skipped: ${cpus < 2 ? "one CPU" : "no taskset"})`);
   const pids = [upstream.proc.pid, gateway.proc.pid, process.pid];
@@ -185,15 +185,15 @@ async function startGateway(bin: string, home: string, upstreams: unknown[]): Pr
     "--state-dir", stateDir], { env });
   if (r.exitCode !== 0) throw new Error(`keys create: ${r.stderr.toString()}`);
   const key = r.stdout.toString().trim();
-  const port = freePort();
-  const config = path.join(home, "config.json");
-  fs.writeFileSync(config, JSON.stringify({ stateDir, port, upstreams }));
+  const config = path.join(home, "config.json"), logFile = path.join(home, "serve.log");
+  fs.writeFileSync(config, JSON.stringify({ stateDir, port: 0, upstreams }));
   const t0 = performance.now();
-  const proc = Bun.spawn([bin, "serve", "--config", config], { env, stdout: "ignore", stderr: "pipe" });
-  const base = `http://127.0.0.1:${port}`;
+  const proc = Bun.spawn([bin, "serve", "--config", config], { env, stdout: Bun.file(logFile), stderr: "ignore" });
+  started.add(proc);
+  const base = `http://127.0.0.1:${await listeningPort(logFile, proc)}`;
   await waitHealthy(base, t0, proc);
   return {
     name: "gateway", base, proc, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    stop: async () => { proc.kill("SIGTERM"); await proc.exited; },
+    stop: () => stopServer(proc),
   };
 }

@@ -46,20 +46,49 @@ export function prepareAppliance(bin: string, model: string, dir: string): { sta
   return { stateDir, key };
 }
 
+/** What may differ between appliance servers a benchmark starts (nothing else differs from a user's `appliance serve`). */
+export interface ApplianceOptions {
+  /** Extra environment, e.g. APPLIANCE_RESPONSE_SCAN__ACTION=off or APPLIANCE_LOG_LEVEL=debug. */
+  env?: Record<string, string>;
+  /** The name rows print (default "appliance"). */
+  name?: string;
+  /** Where its stdout (the log) goes; default: discarded. */
+  logFile?: string;
+}
+
 /**
- * Starts the appliance as shipped (auth, guards, scanner, audit on) with the given threads and parallel sequences.
- * extraEnv lets a row set e.g. OMP_WAIT_POLICY; nothing else differs from a user's `appliance serve`.
+ * Starts the appliance as shipped (auth, guards, scanner, audit on) with the given threads (0: no --threads flag,
+ * the default policy) and parallel sequences; `dir` holds its state dir (kept between starts) and is its HOME.
  */
-export async function startAppliance(bin: string, model: string, dir: string, threads: number, parallel: number): Promise<Served & { startMs: number }> {
+export async function startAppliance(bin: string, model: string, dir: string, threads: number, parallel: number,
+  opts: ApplianceOptions = {}): Promise<Served & { startMs: number }> {
   const { stateDir, key } = prepareAppliance(bin, model, dir);
-  const port = freePort();
+  // Port 0, the port read from its own "listening" line: a port picked here and freed could be taken by anything
+  // else on the machine (another test's server, a client's ephemeral port) before the server binds it.
+  const logFile = opts.logFile ?? path.join(dir, `serve-${++serves}.log`);
   const t0 = performance.now();
-  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", String(port), "--threads", String(threads), "--parallel", String(parallel),
-    "--ctx-size", "2048", "--max-queue", "64"], { env: { PATH: "/usr/bin:/bin", HOME: dir }, stdout: "ignore", stderr: "pipe" });
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", ...(threads ? ["--threads", String(threads)] : []),
+    "--parallel", String(parallel), "--ctx-size", "2048", "--max-queue", "64"],
+  { env: { PATH: "/usr/bin:/bin", HOME: dir, ...opts.env }, stdout: Bun.file(logFile), stderr: "ignore" });
   started.add(proc);
-  const base = `http://127.0.0.1:${port}`;
+  const base = `http://127.0.0.1:${await listeningPort(logFile, proc)}`;
   const startMs = await waitHealthy(base, t0, proc);
-  return { name: "appliance", base, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc, startMs, stop: () => stop(proc) };
+  return { name: opts.name ?? "appliance", base, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc, startMs,
+    stop: () => stopServer(proc) };
+}
+
+let serves = 0;
+
+/** The port in the appliance's `listening` log line (its stdout, written to `logFile`), once it is there. */
+export async function listeningPort(logFile: string, proc: Bun.Subprocess, timeoutMs = 300_000): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const line = (fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8") : "").split("\n").find((l) => l.includes('"msg":"listening"'));
+    if (line) return Number(/"port":(\d+)/.exec(line)![1]);
+    if (proc.exitCode !== null) throw new Error(`appliance exited ${proc.exitCode} before listening: ${fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").slice(-2000) : ""}`);
+    await Bun.sleep(5);
+  }
+  throw new Error(`appliance: no "listening" line in ${logFile} within ${timeoutMs} ms`);
 }
 
 /** Starts llama-server on the same model with the same threads and parallel sequences (2048 context per sequence). */
@@ -71,10 +100,11 @@ export async function startPeer(llamaServer: string, model: string, threads: num
   started.add(proc);
   const base = `http://127.0.0.1:${port}`;
   const startMs = await waitHealthy(base, t0, proc);
-  return { name: "llama-server", base, headers: { "content-type": "application/json" }, proc, startMs, stop: () => stop(proc) };
+  return { name: "llama-server", base, headers: { "content-type": "application/json" }, proc, startMs, stop: () => stopServer(proc) };
 }
 
-async function stop(proc: Bun.Subprocess) {
+/** Stops a server a benchmark started: SIGTERM, SIGKILL if it has not exited within 10 s. */
+export async function stopServer(proc: Bun.Subprocess) {
   started.delete(proc);
   proc.kill("SIGTERM");
   const killer = setTimeout(() => proc.kill("SIGKILL"), 10_000);

@@ -96,18 +96,31 @@ for (const size of values.sizes.split(",")) {
   for (const n of [2, 4]) {
     [a, b] = await pair(threads, n);
     await tps(a); await tps(b);
+    // Each burst's last / first time to first text (client side), per server.
+    const spreads = new Map<string, number[]>();
     const burst = async (s: Served) => {
       const t0 = performance.now();
       const all = await Promise.all(Array.from({ length: n }, () => complete(s, short(), maxTokens, true)));
       const tokens = all.reduce((x, c) => x + c.completionTokens, 0);
-      lastTtft.set(s.name, all.map((c) => c.ttftMs));
+      const t = all.map((c) => c.ttftMs);
+      spreads.set(s.name, [...spreads.get(s.name) ?? [], Math.max(...t) / Math.min(...t)]);
       return tokens / ((performance.now() - t0) / 1000);
     };
-    const lastTtft = new Map<string, number[]>();
     record(`${n} concurrent streams, aggregate (tok/s; --parallel ${n} vs -np ${n})`, size, await ab(a, b, burst), "tok/s");
-    const spread = (name: string) => { const t = lastTtft.get(name)!; return Math.max(...t) / Math.min(...t); };
-    row(`${n}-stream burst: last first-token / first first-token`).cells.set(size, `${f(spread("appliance"), 2)} vs ${f(spread("llama-server"), 2)} (last run)`);
+    const spread = (name: string) => f(median(spreads.get(name)!), 2);
+    row(`${n}-stream burst: last first-token / first first-token (median of ${runs} bursts)`).cells.set(size, `${spread("appliance")} vs ${spread("llama-server")}`);
     await a.stop(); await b.stop();
+    // Where the appliance's spread comes from: the same bursts with the response scanner off, and with it on but
+    // without the internal-host rule (which holds every word being written: it may be the first label of "name.corp").
+    const l0 = load1(), parts: string[] = [];
+    for (const [name, env] of [["scanner off", { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }], ["no host rule", { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }]] as const) {
+      const s = await startAppliance(bin, model, dir, threads, n, { name, env });
+      await tps(s);
+      for (let i = 0; i < runs; i++) await burst(s);
+      parts.push(`${name} ${spread(name)}`);
+      await s.stop();
+    }
+    row(`${n}-stream burst spread, appliance with parts of the response scanner off`).cells.set(size, `${parts.join(", ")} (load ${f(l0)}→${f(load1())})`);
   }
 
   if (first && threads < 2 * cores) {

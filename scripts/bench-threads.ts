@@ -22,7 +22,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { complete, freePort, load1, median, prepareAppliance, started, waitHealthy, wordsPrompt, type Served } from "./bench-peer-lib";
+import { allowedCpus, busyTicks, ownTicks } from "../src/engine/thread-sources";
+import { complete, load1, median, startAppliance, started, wordsPrompt, type Served } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "64" },
@@ -53,16 +54,10 @@ console.log(`model ${f(params / 1e6)} M params F32; ${os.cpus().length} online C
 
 /** `appliance serve` as shipped, at debug log level into a file (the default's "cpu threads changed" lines are read). */
 async function start(threads: number): Promise<Served & { logFile: string }> {
-  const home = path.join(dir, `t${threads}`);
-  const { stateDir, key } = prepareAppliance(bin, model, home);
-  const port = freePort(), logFile = path.join(home, "serve.log");
-  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", String(port), ...(threads ? ["--threads", String(threads)] : []),
-    "--parallel", "1", "--ctx-size", "2048"], { env: { PATH: "/usr/bin:/bin", HOME: home, APPLIANCE_LOG_LEVEL: "debug" }, stdout: Bun.file(logFile), stderr: "ignore" });
-  started.add(proc);
-  const base = `http://127.0.0.1:${port}`;
-  await waitHealthy(base, performance.now(), proc);
-  return { name: `t${threads}`, base, logFile, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc,
-    stop: async () => { started.delete(proc); proc.kill("SIGTERM"); await proc.exited; } };
+  const home = path.join(dir, `t${threads}`), logFile = path.join(home, "serve.log");
+  fs.mkdirSync(home, { recursive: true });
+  const s = await startAppliance(bin, model, home, threads, 1, { name: `t${threads}`, env: { APPLIANCE_LOG_LEVEL: "debug" }, logFile });
+  return { ...s, logFile };
 }
 /** The default server's governor changes and step-tuner choices logged since byte `from` of its log. */
 function changes(logFile: string, from: number): { governor: string[]; tuner: string[] } {
@@ -73,14 +68,13 @@ function changes(logFile: string, from: number): { governor: string[]; tuner: st
   };
 }
 
-/** CPU seconds of everything on the machine but this benchmark's own processes (servers, burners, itself). */
+/** CPU seconds spent on this benchmark's CPUs (its affinity) by everything but its own processes (servers, burners, itself). */
+const benchCpus = new Set(allowedCpus() ?? os.cpus().map((_, i) => i));
 function foreignCpu(pids: number[]): number {
-  const stat = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const busy = stat[0]! + stat[1]! + stat[2]! + stat[5]! + stat[6]! + stat[7]!;
-  const ours = pids.reduce((sum, pid) => {
-    try { const r = fs.readFileSync(`/proc/${pid}/stat`, "utf8"); const x = r.slice(r.lastIndexOf(")") + 2).split(" "); return sum + Number(x[11]) + Number(x[12]); } catch { return sum; }
-  }, 0);
-  return (busy - ours) / 100;
+  const read = (file: string) => { try { return fs.readFileSync(file, "utf8"); } catch { return undefined; } }; // a process that ended counts 0
+  const busy = busyTicks(read("/proc/stat") ?? "", benchCpus) ?? 0;
+  const ours = pids.reduce((sum, pid) => { const stat = read(`/proc/${pid}/stat`); return sum + (stat ? ownTicks(stat) ?? 0 : 0); }, 0);
+  return (busy - ours) / 100; // USER_HZ
 }
 
 // One server per setting; 0 = no --threads flag (the default policy). Each has its own state dir and key.

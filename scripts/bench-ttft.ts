@@ -19,7 +19,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { NO_END, freePort, load1, median, prepareAppliance, startPeer, started, waitHealthy, wordsPrompt, type Served } from "./bench-peer-lib";
+import { NO_END, load1, median, startAppliance, startPeer, wordsPrompt, type Served } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -32,20 +32,11 @@ if (!fs.existsSync(bin)) { console.error(`${bin} is missing: run \`bun run build
 const peer = await peerBuild();
 if ("skip" in peer) { console.error(`bench-ttft: no peer to compare with: ${peer.skip}`); process.exit(1); }
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-ttft-"));
-process.on("exit", () => { for (const p of started) p.kill("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); });
+process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true })); // bench-peer-lib kills what is left running
 
-/** The appliance as shipped, with extra APPLIANCE_* settings in its environment. */
-async function appliance(name: string, model: string, env: Record<string, string>): Promise<Served> {
-  const { stateDir, key } = prepareAppliance(bin, model, dir);
-  const port = freePort();
-  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", String(port), "--threads", String(threads), "--parallel", "1",
-    "--ctx-size", "2048"], { env: { PATH: "/usr/bin:/bin", HOME: dir, ...env }, stdout: "ignore", stderr: "pipe" });
-  started.add(proc);
-  const base = `http://127.0.0.1:${port}`;
-  await waitHealthy(base, performance.now(), proc);
-  const stop = async () => { started.delete(proc); proc.kill("SIGTERM"); await proc.exited; };
-  return { name, base, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc, stop };
-}
+/** The appliance as shipped, with extra APPLIANCE_* settings in its environment (each its own state dir: they run at once). */
+const appliance = (name: string, model: string, env: Record<string, string>) =>
+  startAppliance(bin, model, path.join(dir, name.replace(/\W+/g, "-")), threads, 1, { name, env });
 
 /** One streamed completion: ms to the first event carrying text, events carrying text, characters of the first. */
 async function streamed(s: Served, prompt = wordsPrompt(10)) {
