@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import type { BunPlugin } from "bun";
 import { sha256Bytes } from "../src/integrity/manifest";
 import { engineBuild, type EngineBuild } from "./engine-build";
+import { engineSources, type SourceArchive } from "./engine-sources";
 
 export const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
@@ -70,18 +71,29 @@ function nativeAssetsModule(packages: readonly string[], local: EngineBuild | nu
   return `${imports.join("\n")}\nexport const NATIVE_BUNDLE = { version: ${JSON.stringify(`${nlcVersion}-${names.join("+")}`)}, engine: ${JSON.stringify(engine)}, folders: [\n  ${folders.join(",\n  ")}\n] };\n`;
 }
 
-function plugin(packages: readonly string[], local: EngineBuild | null): BunPlugin {
+/** The generated src/engine/engine-sources.ts: the embedded source archive `appliance engine build` compiles (or null). */
+function engineSourcesModule(sources: SourceArchive | null): string {
+  const version = `export const ENGINE_NLC_VERSION = ${JSON.stringify(nlcVersion)};\n`;
+  if (!sources) return `export const ENGINE_SOURCES = null;\n${version}`;
+  const { file, sha256, bytes, nlcVersion: v, release, commit, patches } = sources;
+  return `import archive from ${JSON.stringify(file)} with { type: "file" };\nexport const ENGINE_SOURCES = { path: archive, ...${JSON.stringify({ sha256, bytes, nlcVersion: v, release, commit, patches })} };\n${version}`;
+}
+
+function plugin(packages: readonly string[], local: EngineBuild | null, sources: SourceArchive | null): BunPlugin {
   const embedded = new Set<string>(packages);
   return {
     name: "appliance-native",
     setup(build) {
       // Every @node-llama-cpp/* prebuilt package: ours point at the unpack dir, the rest find nothing.
       build.onResolve({ filter: /^@node-llama-cpp\// }, (args) => ({ path: args.path, namespace: "nlc-bins" }));
+      // An engine built on the target (`appliance engine build`, src/engine/engine-select.ts) replaces one package's
+      // libraries: __APPLIANCE_ENGINE_BINS__ maps the package name to its verified dir, whether or not it is embedded.
       build.onLoad({ filter: /.*/, namespace: "nlc-bins" }, (args) => ({
         loader: "js",
-        contents: embedded.has(args.path)
-          ? `export function getBinsDir() { return { binsDir: globalThis.__APPLIANCE_BINS_DIR__, packageVersion: ${JSON.stringify(nlcVersion)} }; }`
-          : `export function getBinsDir() { return { binsDir: undefined, packageVersion: "not-embedded" }; }`,
+        contents: `export function getBinsDir() { const built = globalThis.__APPLIANCE_ENGINE_BINS__?.[${JSON.stringify(args.path)}]; ` +
+          (embedded.has(args.path)
+            ? `return { binsDir: built ?? globalThis.__APPLIANCE_BINS_DIR__, packageVersion: ${JSON.stringify(nlcVersion)} }; }`
+            : `return built ? { binsDir: built, packageVersion: ${JSON.stringify(nlcVersion)} } : { binsDir: undefined, packageVersion: "not-embedded" }; }`),
       }));
       build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]utils[\\/]getModuleVersion\.js$/ }, () => ({
         loader: "js", contents: `export async function getModuleVersion() { return ${JSON.stringify(nlcVersion)}; }`,
@@ -103,6 +115,7 @@ export const defaultLlamaCppRelease = ${JSON.stringify(llamaCppRelease)};`,
         contents: `export async function getGrammarsFolder() { return globalThis.__APPLIANCE_BINS_DIR__ + "/" + ${JSON.stringify(GRAMMARS_FOLDER)}; }`,
       }));
       build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages, local) }));
+      build.onLoad({ filter: /src[\\/]engine[\\/]engine-sources\.ts$/ }, () => ({ loader: "ts", contents: engineSourcesModule(sources) }));
     },
   };
 }
@@ -137,6 +150,10 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
     }
   }
   const local = await localEngine(engine, target);
+  // The llama.cpp source `appliance engine build` compiles on a Linux target (cached: ~4 s once, then nothing).
+  const made = target.startsWith("linux-") ? await engineSources() : { skip: `--target ${target}: engine builds on the target are wired for Linux only` };
+  if ("skip" in made) console.error(`!!! build: no engine sources embedded (appliance engine build will say so): ${made.skip}`);
+  const sources = "skip" in made ? null : made;
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const result = await Bun.build({
     // The chat-template worker (engine/template-bound.ts) is a second entrypoint: bun bundles it separately into the binary.
@@ -148,7 +165,7 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
     bytecode: true,
     format: "esm",
     sourcemap: "none",
-    plugins: [plugin(t.packages, local)],
+    plugins: [plugin(t.packages, local, sources)],
     define: {
       APPLIANCE_BUILD: JSON.stringify({ commit: gitCommit(), llamaCpp: llamaCppRelease, target: local ? `${target}, local OpenMP engine` : target }),
       "process.env.NODE_ENV": JSON.stringify("production"),

@@ -5,4 +5,6 @@ export const EXIT = {
   FAIL: 1,
   /** Bad usage or invalid configuration: nothing was attempted. */
   USAGE: 2,
+  /** `engine build`: cmake, a compiler or a build tool is missing (each named, with its package); nothing written. */
+  TOOLS_MISSING: 3,
 } as const;

@@ -1,0 +1,106 @@
+/**
+ * appliance engine build [--gpu cuda|vulkan] [--portable] [--jobs N]   compile our own llama.cpp engine here
+ * appliance engine status [--json]                                      the built engines and their check
+ *
+ * build: node-llama-cpp's addon and the llama.cpp source it pins, carried inside this binary, compiled with cmake
+ * and the system compiler (OpenMP, this CPU's features; --portable: every CPU variant; --gpu: CUDA or Vulkan on
+ * top), then installed root-owned and read-only in <engine.dir>/<node-llama-cpp version>/<folder>/ with every
+ * file's sha256 recorded; serve verifies them at every start and loads them instead of the embedded libraries
+ * (engine.use auto|built). Needs root, cmake, a C/C++ compiler and ninja or make; nothing is downloaded. The
+ * compile runs at nice 19 on every usable CPU in a temp dir removed afterwards.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { usableCpus } from "../../engine/cpu-budget";
+import { compileEngine, engineFolder } from "../../engine/engine-compile";
+import { ENGINE_NLC_VERSION, ENGINE_SOURCES } from "../../engine/engine-sources";
+import { checkEngineDir, installEngine, verifyEngineDir, versionDirOf } from "../../engine/engine-store";
+import { findBuildTools, missingToolsMessage, type EngineGpu } from "../../engine/engine-tools";
+import { checkRootOwned } from "../../engine/native";
+import { EXIT, parseWithConfig, UsageError, type Command } from "../command";
+
+const USAGE = "appliance engine build [--gpu cuda|vulkan] [--portable] [--jobs N] [--config FILE]\n       appliance engine status [--json] [--config FILE]";
+
+export const engine: Command = {
+  name: "engine",
+  summary: "Build our own llama.cpp engine on this machine (engine build), or show the built one (engine status)",
+  usage: USAGE,
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    if (sub === "build") return build(rest);
+    if (sub === "status") return status(rest);
+    throw new UsageError(`engine: expected build or status\nusage: ${USAGE}`);
+  },
+};
+
+async function build(argv: string[]): Promise<number> {
+  const { config, values } = parseWithConfig(argv, { portable: { type: "boolean" }, jobs: { type: "string" } });
+  const gpuFlag = values.gpu as string | undefined;
+  if (gpuFlag !== undefined && !["cuda", "vulkan", "off"].includes(gpuFlag)) throw new UsageError("engine build: --gpu is cuda or vulkan (default: a CPU engine)");
+  const gpu: EngineGpu = gpuFlag === "cuda" || gpuFlag === "vulkan" ? gpuFlag : false;
+  const jobs = values.jobs === undefined ? usableCpus().cpus : Number(values.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError("engine build: --jobs is a positive whole number");
+  if (!ENGINE_SOURCES) {
+    console.error("appliance engine build: this binary carries no engine sources (it runs from source, or was built where git was missing); use a release binary.");
+    return EXIT.FAIL;
+  }
+  if (process.platform !== "linux") {
+    console.error(`appliance engine build: engine builds are wired for Linux only (this is ${process.platform}-${process.arch}).`);
+    return EXIT.FAIL;
+  }
+  const found = findBuildTools(gpu);
+  if ("missing" in found) { console.error(missingToolsMessage(found.missing)); return EXIT.TOOLS_MISSING; }
+  if (process.geteuid?.() !== 0) {
+    console.error(`appliance engine build: run it as root (sudo appliance engine build): the engine is installed root-owned and read-only in ${config.engine.dir}, so the service account cannot change what it loads. Nothing was written.`);
+    return EXIT.FAIL;
+  }
+  try { os.setPriority(19); } catch { /* lowering our own priority cannot fail as root; if it does, build anyway */ }
+  const log = (line: string) => console.error(line);
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-engine-build-"));
+  try {
+    const compiled = await compileEngine(ENGINE_SOURCES, { gpu, portable: !!values.portable, jobs, tools: found.tools, workDir, log });
+    const record = installEngine(config.engine.dir, compiled.dir, {
+      folder: compiled.folder, nlcVersion: ENGINE_SOURCES.nlcVersion, release: ENGINE_SOURCES.release, commit: ENGINE_SOURCES.commit,
+      gpu, portable: !!values.portable, openmp: compiled.openmp, cmakeOptions: compiled.cmakeOptions,
+      compiler: compiled.compiler, cmake: compiled.cmake, seconds: compiled.seconds, builtAt: new Date().toISOString(),
+    });
+    const versionDir = versionDirOf(config.engine.dir, ENGINE_SOURCES.nlcVersion);
+    verifyEngineDir(versionDir); // as a start will, and root writes the hash cache the starts then read
+    log(`engine build: done in ${compiled.seconds} s: ${path.join(versionDir, record.folder)} (${Object.keys(record.files).length} files, sha256 in ${record.folder}.json)`);
+    log(config.engine.use === "embedded" ? "engine build: engine.use is embedded: set it to auto or built to use this engine"
+      : "engine build: serve loads it from its next start (a running service: systemctl restart appliance)");
+    return EXIT.OK;
+  } catch (e) {
+    console.error(`appliance engine build: ${(e as Error).message}`);
+    return EXIT.FAIL;
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+async function status(argv: string[]): Promise<number> {
+  const { config, values } = parseWithConfig(argv, { json: { type: "boolean" } });
+  const nlcVersion = ENGINE_NLC_VERSION ?? ENGINE_SOURCES?.nlcVersion;
+  const versionDir = nlcVersion ? versionDirOf(config.engine.dir, nlcVersion) : null;
+  const out: Record<string, unknown> = { use: config.engine.use, dir: versionDir, sources: ENGINE_SOURCES && { release: ENGINE_SOURCES.release, commit: ENGINE_SOURCES.commit, bytes: ENGINE_SOURCES.bytes } };
+  let ok = true;
+  if (!versionDir || !fs.existsSync(versionDir)) out.built = [];
+  else {
+    const problems: string[] = [];
+    try { checkRootOwned(versionDir); } catch (e) { problems.push((e as Error).message); }
+    const checked = checkEngineDir(versionDir);
+    problems.push(...checked.problems);
+    out.built = checked.records.map((r) => ({ folder: r.folder, gpu: r.gpu, portable: r.portable, openmp: r.openmp, commit: r.commit, builtAt: r.builtAt, files: Object.keys(r.files).length, cmakeOptions: r.cmakeOptions }));
+    out.problems = problems;
+    ok = problems.length === 0;
+  }
+  if (values.json) console.log(JSON.stringify({ ok, ...out }, null, 2));
+  else {
+    const built = out.built as { folder: string; builtAt: string }[];
+    console.log(built.length ? `built engine(s) in ${versionDir}: ${built.map((b) => `${b.folder} (${b.builtAt})`).join(", ")}` : `no built engine${versionDir ? ` in ${versionDir}` : ""}; serve uses the embedded libraries (build one: sudo appliance engine build)`);
+    for (const p of (out.problems as string[] | undefined) ?? []) console.log(`  problem: ${p}`);
+    if (ENGINE_SOURCES) console.log(`sources carried: llama.cpp ${ENGINE_SOURCES.release} (${ENGINE_SOURCES.commit.slice(0, 12)}), folder for a CPU build: ${engineFolder(false)}`);
+  }
+  return ok ? EXIT.OK : EXIT.FAIL;
+}

@@ -1,0 +1,52 @@
+/**
+ * At start, before any library loads: which llama.cpp engine serve uses (config engine.use). A built engine
+ * (`appliance engine build`, engine-store.ts) is verified file by file, then node-llama-cpp is pointed at it: the
+ * compiled binary's getBinsDir() for each @node-llama-cpp/<folder> package answers the verified dir
+ * (__APPLIANCE_ENGINE_BINS__, see scripts/build.ts); grammars still come from the embedded native dir.
+ */
+import fs from "node:fs";
+import { applyOmpEnv } from "./engine-build-env";
+import { ENGINE_NLC_VERSION } from "./engine-sources";
+import { verifyEngineDir, versionDirOf, type EngineRecord } from "./engine-store";
+import { NativeLibError } from "./native";
+
+declare global { var __APPLIANCE_ENGINE_BINS__: Record<string, string> | undefined }
+
+/** The engine serve runs on, for the start log (and where to find it). */
+export interface EngineChoice {
+  engine: "embedded" | "built";
+  why: string;
+  dir?: string;
+  builds?: { folder: string; gpu: EngineRecord["gpu"]; portable: boolean; commit: string; cmakeOptions: Record<string, string>; builtAt: string; files: number }[];
+  omp?: Record<string, string>;
+}
+
+/**
+ * Chooses and verifies the engine. `built` without a built engine, or a built engine that fails its check (under
+ * `auto` too: a tampered engine is not silently replaced), throws NativeLibError. `nlcVersion`: this binary's
+ * node-llama-cpp version (null from source, where node-llama-cpp finds its own packages and no engine is chosen).
+ */
+export function selectEngine(cfg: { use: "auto" | "embedded" | "built"; dir: string }, nlcVersion: string | null = ENGINE_NLC_VERSION): EngineChoice {
+  if (cfg.use === "embedded") return { engine: "embedded", why: "engine.use is embedded" };
+  if (!nlcVersion) {
+    if (cfg.use === "built") throw new NativeLibError("engine.use is built, but only the compiled binary can load a built engine");
+    return { engine: "embedded", why: "running from source" };
+  }
+  const versionDir = versionDirOf(cfg.dir, nlcVersion);
+  if (!fs.existsSync(versionDir)) {
+    if (cfg.use === "built") throw new NativeLibError(`engine.use is built, but no engine was built for node-llama-cpp ${nlcVersion} in ${cfg.dir} (run: sudo appliance engine build)`);
+    return { engine: "embedded", why: `no built engine in ${versionDir}` };
+  }
+  const records = verifyEngineDir(versionDir);
+  globalThis.__APPLIANCE_ENGINE_BINS__ = Object.fromEntries(records.map((r) => [`@node-llama-cpp/${r.folder}`, versionDir]));
+  // libgomp reads its settings once, when mapped: before getLlama loads the addon (engine-build-env.ts).
+  const omp = records.some((r) => r.openmp) ? applyOmpEnv() : undefined;
+  return {
+    engine: "built", why: cfg.use === "built" ? "engine.use is built" : "a built engine is present", dir: versionDir,
+    builds: records.map((r) => ({ folder: r.folder, gpu: r.gpu, portable: r.portable, commit: r.commit, cmakeOptions: r.cmakeOptions, builtAt: r.builtAt, files: Object.keys(r.files).length })),
+    ...(omp && { omp }),
+  };
+}
+
+/** Whether a verified built engine serves this GPU backend (gpu.ts: a build may carry no embedded GPU libraries). */
+export const builtEngineHas = (folder: string) => Boolean(globalThis.__APPLIANCE_ENGINE_BINS__?.[`@node-llama-cpp/${folder}`]);

@@ -1,0 +1,122 @@
+/**
+ * Where `appliance engine build` installs an engine and how every start checks it, under the trust rules of the
+ * installed native libraries (native.ts): <engine dir>/<node-llama-cpp version>/ holds, per build, node-llama-cpp's
+ * folder (linux-x64, linux-x64-cuda …) and <folder>.json, its record: every file's sha256 and how it was built.
+ * The version dir, everything in it and every dir above it must be root-owned and not writable by group or others;
+ * its exact contents are the listed files (plus the root-written hash cache), each with its recorded digest. The
+ * version in the path ties a build to the node-llama-cpp JS it was built for: another binary version never loads it.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { writeFileAtomic } from "../util/atomic-write";
+import type { DigestCache } from "../util/digest-cache";
+import { fsyncDir, openPlainFile, readFd } from "../util/fs";
+import type { EngineGpu } from "./engine-tools";
+import { cacheOf, checkRootOwned, digestOf, NATIVE_HASH_CACHE, NativeLibError } from "./native";
+
+/** Default engine dir, beside the installed native libraries (config engine.dir). */
+export const SYSTEM_ENGINE_DIR = "/usr/local/lib/appliance/engine";
+
+/** One installed build: <folder>.json. */
+export interface EngineRecord {
+  folder: string;
+  /** File name → sha256 of every file in <folder>/ (flat). */
+  files: Record<string, string>;
+  nlcVersion: string; release: string; commit: string;
+  gpu: EngineGpu; portable: boolean; openmp: boolean;
+  cmakeOptions: Record<string, string>;
+  compiler: string; cmake: string; seconds: number; builtAt: string;
+}
+
+const RECORD = /^([a-z0-9-]+)\.json$/;
+
+/** The dir a binary with this node-llama-cpp version loads built engines from. */
+export const versionDirOf = (engineDir: string, nlcVersion: string) => path.join(engineDir, nlcVersion);
+
+function readRecord(file: string): EngineRecord {
+  const fd = openPlainFile(file);
+  try {
+    const r = JSON.parse(readFd(fd).toString("utf8")) as EngineRecord;
+    if (typeof r.folder !== "string" || !r.files || typeof r.files !== "object") throw new Error("not an engine record");
+    return r;
+  } finally { fs.closeSync(fd); }
+}
+
+/** Problems with a version dir (unlisted entries, missing files, wrong digests) and the records it holds. */
+export function checkEngineDir(versionDir: string, cache?: DigestCache): { records: EngineRecord[]; problems: string[] } {
+  const records: EngineRecord[] = [], problems: string[] = [];
+  const entries = fs.readdirSync(versionDir, { withFileTypes: true });
+  const folders = new Set<string>();
+  for (const e of entries) {
+    const m = RECORD.exec(e.name);
+    if (!m || !e.isFile()) continue;
+    try {
+      const r = readRecord(path.join(versionDir, e.name));
+      if (r.folder !== m[1]) { problems.push(`${path.join(versionDir, e.name)} describes folder ${r.folder}`); continue; }
+      records.push(r); folders.add(r.folder);
+    } catch (err) { problems.push(`${path.join(versionDir, e.name)}: unreadable engine record (${(err as Error).message})`); }
+  }
+  for (const e of entries) {
+    const listed = (e.isFile() && (RECORD.test(e.name) || e.name === NATIVE_HASH_CACHE)) || (e.isDirectory() && folders.has(e.name));
+    if (!listed) problems.push(`${path.join(versionDir, e.name)} is not part of a built engine`);
+  }
+  for (const r of records) {
+    const dir = path.join(versionDir, r.folder);
+    if (!fs.existsSync(dir)) { problems.push(`${dir}: missing`); continue; }
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (!(e.isFile() && e.name in r.files)) problems.push(`${path.join(dir, e.name)} is not one of the built engine's files`);
+    }
+    for (const [name, sha256] of Object.entries(r.files)) {
+      const actual = digestOf(path.join(dir, name), cache);
+      if (actual !== sha256) problems.push(`${path.join(dir, name)}: ${actual ? `sha256 ${actual} does not match the recorded ${sha256}` : "missing or not a plain file"}`);
+    }
+  }
+  return { records, problems };
+}
+
+/**
+ * Verifies a version dir for a start: root-owned all the way up, exact contents, every digest (through the hash
+ * cache under its trust rules). Throws NativeLibError (the start stops, as for the embedded libraries).
+ */
+export function verifyEngineDir(versionDir: string): EngineRecord[] {
+  checkRootOwned(versionDir);
+  const cache = cacheOf(versionDir);
+  const { records, problems } = checkEngineDir(versionDir, cache);
+  if (problems.length) throw new NativeLibError(`the built engine in ${versionDir} does not match its records: ${problems.join("; ")}`);
+  if (!records.length) throw new NativeLibError(`${versionDir} holds no built engine`);
+  cache.save(); // root only (a service account never writes it)
+  return records;
+}
+
+const rootDir = (d: string) => { fs.mkdirSync(d, { recursive: true, mode: 0o755 }); fs.chmodSync(d, 0o755); if (process.geteuid?.() === 0) fs.chownSync(d, 0, 0); };
+
+/**
+ * Installs a compiled folder as root: files 0444 into a staging dir beside the version dir, then the folder is
+ * swapped in by rename and its record written last (atomic, fsynced); the previous build of that folder goes.
+ * Returns the record. A start that runs meanwhile sees a folder without its record (or the old record) and stops.
+ */
+export function installEngine(engineDir: string, compiledDir: string, record: Omit<EngineRecord, "files">): EngineRecord {
+  const versionDir = versionDirOf(engineDir, record.nlcVersion);
+  rootDir(engineDir); rootDir(versionDir);
+  const staging = fs.mkdtempSync(path.join(engineDir, ".staging-"));
+  try {
+    fs.chmodSync(staging, 0o755);
+    const folderDir = path.join(staging, record.folder);
+    rootDir(folderDir);
+    const files: Record<string, string> = {};
+    for (const name of fs.readdirSync(compiledDir).sort()) {
+      const target = path.join(folderDir, name);
+      writeFileAtomic(target, fs.readFileSync(path.join(compiledDir, name)), { mode: 0o444, owner: process.geteuid?.() === 0 ? { uid: 0, gid: 0 } : null });
+      files[name] = digestOf(target)!;
+    }
+    const dest = path.join(versionDir, record.folder);
+    if (fs.existsSync(dest)) fs.renameSync(dest, path.join(staging, "previous"));
+    fs.renameSync(folderDir, dest);
+    const full: EngineRecord = { ...record, files };
+    writeFileAtomic(path.join(versionDir, `${record.folder}.json`), JSON.stringify(full, null, 2) + "\n", { mode: 0o444, owner: process.geteuid?.() === 0 ? { uid: 0, gid: 0 } : null });
+    fsyncDir(versionDir);
+    return full;
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+  }
+}
