@@ -12,6 +12,7 @@ import { usableCpus } from "../engine/cpu-budget";
 import { backendAvailable, candidateGpu, preflightGpu } from "../engine/gpu";
 import { LlamaEngine } from "../engine/llama";
 import { prepareNative } from "../engine/native";
+import { selectEngine } from "../engine/engine-select";
 import { controlTokens, createGateway, type Gateway } from "../gateway/gateway";
 import { createGuards } from "../guards";
 import { bindAllowed } from "../guards/host";
@@ -100,6 +101,8 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   const native = await prepareNative(config.stateDir);
   phases?.mark("native check");
   if (native) log.info(native, "native libraries verified");
+  // A built engine (appliance engine build) is verified like the embedded libraries and loaded instead (engine.use).
+  log.info(selectEngine(config.engine), "engine");
   let gpu = candidateGpu(config.gpu);
   if (gpu && config.gpu === "auto" && !backendAvailable(gpu)) {
     log.info({ gpu }, "gpu auto: this build carries no libraries for that GPU; using the CPU");
