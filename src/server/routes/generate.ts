@@ -58,7 +58,6 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     state.marks[stage] ??= performance.now();
   };
   if (plan.stream) return streamGeneration(state, deps, plan, flight, onStage);
-  const filter = deps.responseFilter(state);
   try {
     // Choices run one after another: each is admitted like any request, and one request never holds several slots.
     const gs: Generation[] = [];
@@ -68,7 +67,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     state.marks.done ??= performance.now();
     deps.settle(state);
     if (flight.signal.aborted) throw new CancelledError();
-    scanChoices(gs, filter);
+    scanChoices(gs, () => deps.responseFilter(state));
     if (deps.config.logPrompts) state.responseText = gs.map((g) => g.text).join("\n");
     return plan.full(gs);
   } catch (e) {
@@ -83,20 +82,19 @@ export async function runGeneration(request: Request, state: RequestState, deps:
  * text, each behind a separator no rule matches, and come back apart.
  */
 const SEPARATOR = "\u0000\u241Ftool-arguments\u241F\u0000";
-const CHOICE_SEPARATOR = "\u0000\u241Fchoice\u241F\u0000";
 export const argumentsText = (g: Generation) => (g.toolCalls ?? []).map((c) => SEPARATOR + c.arguments).join("");
 
-/** Every choice's text and arguments through the one response filter, apart again after. */
-function scanChoices(gs: Generation[], filter: TextFilter) {
-  const raw = gs.map((g) => g.text);
-  const filtered = gs.map((g, i) => (i ? filter.push(CHOICE_SEPARATOR) : "") + filter.push(g.text) + filter.push(argumentsText(g))).join("") + filter.end();
-  const parts = filtered.split(CHOICE_SEPARATOR);
-  const lost = parts.length !== gs.length;
-  gs.forEach((g, i) => {
-    scanned(g, lost ? "" : parts[i]!, filter.blocked || lost);
+/**
+ * Every choice's text and arguments through a response filter of its own (`newFilter`), as streamed choices
+ * have: through one filter, a match could run from one choice into the next and blank them all.
+ */
+function scanChoices(gs: Generation[], newFilter: () => TextFilter) {
+  for (const g of gs) {
+    const raw = g.text, filter = newFilter();
+    scanned(g, filter.push(g.text) + filter.push(argumentsText(g)) + filter.end(), filter.blocked);
     // The logprobs of the text as sent: a redacted stretch is one entry spelling the redaction.
-    if (g.logprobs) g.logprobs = alignWhole(g.logprobs, raw[i]!, g.text) ?? undefined;
-  });
+    if (g.logprobs) g.logprobs = alignWhole(g.logprobs, raw, g.text) ?? undefined;
+  }
 }
 
 /** Puts the filtered text and arguments back on `g`; a block (or a split a held-back secret swallowed) drops the calls. */

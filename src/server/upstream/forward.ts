@@ -118,8 +118,7 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
       scanResponseOutput(answer, deps.responseFilter(state));
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.output);
     } else if (route !== "embeddings" && Array.isArray(answer.choices)) {
-      const filter = deps.responseFilter(state);
-      scanChoices(answer.choices as Obj[], route as "chat" | "completions", filter);
+      scanChoices(answer.choices as Obj[], route as "chat" | "completions", () => deps.responseFilter(state));
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.choices);
     }
     return new Response(JSON.stringify(answer), { headers: { "content-type": "application/json", "x-request-id": state.id, ...state.headers } });

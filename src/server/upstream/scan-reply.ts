@@ -1,15 +1,14 @@
 /**
  * The response scanner over an upstream's non-streamed answer: every choice's
- * text and tool-call arguments go through one response filter (as generate.ts
- * does for local models), each behind a separator no rule matches, and are
- * written back; a block empties the choice and sets finish_reason
- * "content_filter".
+ * text and tool-call arguments go through a response filter of the choice's own
+ * (as generate.ts does for local models), the arguments behind a separator no
+ * rule matches, and are written back; a block empties that choice and sets its
+ * finish_reason "content_filter".
  */
 import type { TextFilter } from "../../guards/response-scan";
 
 type Obj = Record<string, unknown>;
 const SEPARATOR = "\u0000\u241Ftool-arguments\u241F\u0000";
-const CHOICE_SEPARATOR = "\u0000\u241Fchoice\u241F\u0000";
 
 /** The scannable parts of one choice: the text and each call's arguments, with a writer for each. */
 interface Parts { text: string; args: string[]; write: (text: string, args: string[] | undefined) => void }
@@ -32,17 +31,17 @@ function textParts(c: Obj): Parts {
   return { text: typeof c.text === "string" ? c.text : "", args: [], write: (text) => { if (typeof c.text === "string") c.text = text; } };
 }
 
-/** Scans `choices` of a chat or completions answer in place. */
-export function scanChoices(choices: Obj[], kind: "chat" | "completions", filter: TextFilter): void {
-  const parts = choices.map(kind === "chat" ? chatParts : textParts);
-  const joined = parts.map((p, i) => (i ? filter.push(CHOICE_SEPARATOR) : "") + filter.push(p.text) + p.args.map((a) => filter.push(SEPARATOR + a)).join("")).join("") + filter.end();
-  const back = joined.split(CHOICE_SEPARATOR);
-  const lost = back.length !== parts.length;
-  parts.forEach((p, i) => {
-    const [text, ...args] = lost ? [""] : back[i]!.split(SEPARATOR);
-    const broken = filter.blocked || lost || args.length !== p.args.length;
-    p.write(filter.blocked || lost ? "" : text!, broken ? undefined : args);
-    if (broken && (filter.blocked || lost || p.args.length)) choices[i]!.finish_reason = "content_filter";
+/**
+ * Scans `choices` of a chat or completions answer in place, each through a filter of its own from `newFilter`:
+ * through one filter, a match could run from one choice into the next and blank them all.
+ */
+export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFilter: () => TextFilter): void {
+  choices.forEach((choice, i) => {
+    const p = (kind === "chat" ? chatParts : textParts)(choice), filter = newFilter();
+    const [text, ...args] = (filter.push(p.text) + p.args.map((a) => filter.push(SEPARATOR + a)).join("") + filter.end()).split(SEPARATOR);
+    const broken = filter.blocked || args.length !== p.args.length;
+    p.write(filter.blocked ? "" : text!, broken ? undefined : args);
+    if (broken && (filter.blocked || p.args.length)) choices[i]!.finish_reason = "content_filter";
   });
 }
 
