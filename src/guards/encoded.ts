@@ -12,6 +12,8 @@ const isAlphabet = (c: number) => ALPHABET[c] === 1;
 const MIN = 24;
 /** A run longer than this (with its `=` padding) is not one short secret. */
 const MAX = 258;
+/** Longest encoded run scanned as one secret: a stream must be able to hold one whole. */
+export const ENCODED_MAX = MAX;
 
 /**
  * Maximal alphabet runs of at least 24 characters, each with up to two `=` after it, as [start, end) pairs;

@@ -11,7 +11,7 @@
  * is dropped until they end (long-secrets.ts).
  */
 import type { Config } from "../config/schema";
-import { decode, encodedRuns } from "./encoded";
+import { ENCODED_MAX, decode, encodedRuns } from "./encoded";
 import { JWT_PARTIAL_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
 import { liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
@@ -73,7 +73,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     .filter((r): r is SecretRule => !!r && (r.group !== "pii" || cfg.pii));
   // PEM keys and JWTs are found by their opening (long-secrets.ts); the rest by whole-match rules.
   const spanRules = rules.filter((r) => !LONG_SECRETS.some((l) => l.id === r.id));
-  const window = Math.max(...spanRules.map((r) => r.maxLength)) + 8;
+  // Long enough for the longest match and for the longest encoded run (a hex-encoded token is twice its length;
+  // sized by the rules alone, with no internal-host rule, a 236-character hex token was released in part).
+  const window = Math.max(ENCODED_MAX, ...spanRules.map((r) => r.maxLength)) + 8;
   const block = cfg.action === "block";
   const holdFrom = liveTail(spanRules, window);
   const burstChars = cfg.burstChars;

@@ -10,7 +10,11 @@
 export interface SecretRule {
   id: string;
   pattern: RegExp;
-  /** Longest text a match can span; sizes the streaming hold-back window. */
+  /**
+   * Longest text a match can span; sizes the streaming hold-back window and an anchored rule's search window. For
+   * a bounded pattern exactly its longest match (tests/guards/scan-rule-lengths.test.ts computes it from the regex);
+   * for one with an unbounded repeat (`\s*`, `\d+`, `(?:label\.)+`), the longest match kept whole on a stream.
+   */
   maxLength: number;
   /** Extra check on a candidate (checksum, entropy); false = not a finding. */
   validate?: (match: string) => boolean;
@@ -65,23 +69,23 @@ function privateInteger(m: string): boolean {
 }
 
 export const SECRET_RULES: SecretRule[] = [
-  { id: "private-key", group: "secret", maxLength: 8192,
+  { id: "private-key", group: "secret", maxLength: 8262,
     pattern: /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,8000}?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g },
   { id: "aws-access-token", group: "secret", maxLength: 20, pattern: /\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b/g },
   { id: "github-pat", group: "secret", maxLength: 40, pattern: /\bgh[pousr]_[0-9a-zA-Z]{36}\b/g },
   { id: "github-fine-grained-pat", group: "secret", maxLength: 93, pattern: /\bgithub_pat_\w{82}\b/g },
   { id: "gitlab-pat", group: "secret", maxLength: 26, pattern: /\bglpat-[\w-]{20}\b/g },
   { id: "slack-token", group: "secret", maxLength: 120, pattern: /\bxox[abposr]-(?:\d+-)?[0-9a-zA-Z-]{10,100}\b/g },
-  { id: "stripe-access-token", group: "secret", maxLength: 110, pattern: /\b(?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}\b/g },
-  { id: "openai-api-key", group: "secret", maxLength: 200, pattern: /\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,160}\b/g },
-  { id: "anthropic-api-key", group: "secret", maxLength: 120, pattern: /\bsk-ant-(?:api|admin)\d{2}-[a-zA-Z0-9_-]{80,100}\b/g },
+  { id: "stripe-access-token", group: "secret", maxLength: 107, pattern: /\b(?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}\b/g },
+  { id: "openai-api-key", group: "secret", maxLength: 171, pattern: /\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,160}\b/g },
+  { id: "anthropic-api-key", group: "secret", maxLength: 115, pattern: /\bsk-ant-(?:api|admin)\d{2}-[a-zA-Z0-9_-]{80,100}\b/g },
   { id: "gcp-api-key", group: "secret", maxLength: 39, pattern: /\bAIza[\w-]{35}\b/g },
   { id: "npm-access-token", group: "secret", maxLength: 40, pattern: /\bnpm_[a-zA-Z0-9]{36}\b/g },
   { id: "appliance-api-key", group: "secret", maxLength: 64, pattern: /\bapk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\b/g },
   { id: "jwt", group: "secret", maxLength: 2048,
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
   // Generic assignments: only key-shaped candidates go through the entropy gate.
-  { id: "generic-high-entropy", group: "secret", maxLength: 160,
+  { id: "generic-high-entropy", group: "secret", maxLength: 157,
     pattern: /\b(?:api[_-]?key|secret|token|access[_-]?key|auth)["']?\s{0,8}[:=]\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}/gi,
     anchor: { re: /[:=]/g, before: 24 },
     validate: (m) => entropy(m.replace(/^[^:=]*[:=]\s*["']?/, "")) >= 3.5 },
@@ -104,17 +108,17 @@ export const SECRET_RULES: SecretRule[] = [
     // every word of prose (100x slower).
     pattern: /\[(?:::1|(?:0{1,4}:){7}0{0,3}1)\]|:(?<![\w:[]:):1(?![\w:])|0(?<!\w0)0{0,3}:(?:0{1,4}:){6}0{0,3}1(?![\w:])/g },
   // IPv6 unique-local fc00::/7 (fd00::/8 in practice) and link-local fe80::/10.
-  { id: "internal-ip", group: "internal", maxLength: 45,
+  { id: "internal-ip", group: "internal", maxLength: 43,
     pattern: /\[f(?:[cd][0-9a-f]|e[89ab])[0-9a-f]?:[0-9a-f:]{2,36}\]|\bf(?:[cd][0-9a-f]|e[89ab])[0-9a-f]?:[0-9a-f:]{2,36}(?![\w:])/gi },
   // Loopback and private addresses written as one integer: 0x7f000001, 2130706433 (decimal only for 127/8,
   // whose 10-digit range holds few other numbers).
   { id: "internal-ip", group: "internal", maxLength: 10, pattern: /\b(?:0x[0-9a-f]{8}|21[34]\d{7})\b/gi, validate: privateInteger },
-  { id: "localhost-url", group: "internal", maxLength: 40, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
-  { id: "email", group: "pii", maxLength: 254, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g,
+  { id: "localhost-url", group: "internal", maxLength: 23, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
+  { id: "email", group: "pii", maxLength: 270, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g,
     anchor: { re: /@/g, before: 64 } },
   { id: "payment-card", group: "pii", maxLength: 37, pattern: /\b(?:\d[ -]?){12,18}\d\b/g, validate: luhn },
-  { id: "iban", group: "pii", maxLength: 42, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
-  { id: "phone", group: "pii", maxLength: 24, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
+  { id: "iban", group: "pii", maxLength: 43, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
+  { id: "phone", group: "pii", maxLength: 31, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
 ];
 
 /** Host-name suffix rule built from config (".internal", ".corp", …). */
