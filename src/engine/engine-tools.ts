@@ -24,9 +24,10 @@ function findOne(env: string | undefined, names: string[]): string | undefined {
   return undefined;
 }
 
-/** CUDA's nvcc: in PATH, $CUDACXX, or the toolkit's usual place. */
+/** CUDA's nvcc: $CUDACXX when set (only it), else in PATH or the toolkit's usual place. */
 function findNvcc(): string | undefined {
-  return findOne(process.env.CUDACXX, ["nvcc"]) ?? ["/usr/local/cuda/bin/nvcc", "/opt/cuda/bin/nvcc"].find((p) => fs.existsSync(p));
+  if (process.env.CUDACXX) return findOne(process.env.CUDACXX, []);
+  return findOne(undefined, ["nvcc"]) ?? ["/usr/local/cuda/bin/nvcc", "/opt/cuda/bin/nvcc"].find((p) => fs.existsSync(p));
 }
 
 /** The tools found, or every one that is missing. */
@@ -41,7 +42,7 @@ export function findBuildTools(gpu: EngineGpu): { tools: BuildTools } | { missin
   const ninja = findOne(undefined, ["ninja"]), make = findOne(undefined, ["make"]);
   if (!ninja && !make) missing.push({ tool: "a build tool (ninja or make)", debian: "make (or ninja-build)", macos: "xcode-select --install" });
   const nvcc = gpu === "cuda" ? findNvcc() : undefined;
-  if (gpu === "cuda" && !nvcc) missing.push({ tool: "nvcc, the CUDA compiler ($CUDACXX, PATH or /usr/local/cuda/bin)", debian: "nvidia-cuda-toolkit (or NVIDIA's cuda-toolkit)", macos: "(no CUDA on macOS)" });
+  if (gpu === "cuda" && !nvcc) missing.push({ tool: `nvcc, the CUDA compiler (${process.env.CUDACXX ? `$CUDACXX=${process.env.CUDACXX}` : "PATH or /usr/local/cuda/bin"})`, debian: "nvidia-cuda-toolkit (or NVIDIA's cuda-toolkit)", macos: "(no CUDA on macOS)" });
   if (gpu === "vulkan" && !findOne(undefined, ["glslc"])) missing.push({ tool: "glslc, the Vulkan shader compiler (and the Vulkan headers)", debian: "glslc libvulkan-dev", macos: "brew install shaderc vulkan-loader vulkan-headers" });
   if (missing.length) return { missing };
   return { tools: { cmake: cmake!, cc: cc!, cxx: cxx!, generator: ninja ? "Ninja" : "Unix Makefiles", ...(nvcc && { nvcc }) } };
