@@ -31,16 +31,16 @@ const LABEL = String.raw`[ A-Z0-9_-]{0,100}`;
  * Longest opening held back while it is still being written (a JWT's header plus a payload's start, a PEM armor line):
  * a JWT header carrying an x5c certificate chain runs to kilobytes, and armor may hold long blank runs.
  */
-export const JWT_PARTIAL_MAX = 8192;
+export const OPENING_HOLD_MAX = 8192;
 
 /**
  * Where an opening still being written at the end of `text` starts (text.length if none): the earliest position in
- * the last JWT_PARTIAL_MAX characters from which the text could still grow into a match of `open` (its prefix
+ * the last OPENING_HOLD_MAX characters from which the text could still grow into a match of `open` (its prefix
  * regex, regex-prefix.ts) — an armor whose dashes are followed by any run of spaces, a JWT after a dot.
  */
 function partialOf(open: RegExp): (text: string) => number {
   const { liveStart } = analysePattern(open)!;
-  return (text) => liveStart(text, text.length - JWT_PARTIAL_MAX);
+  return (text) => liveStart(text, text.length - OPENING_HOLD_MAX);
 }
 const PEM_OPEN = new RegExp(`${ARMOR}BEGIN${LABEL}PRIVATE[ \t]*KEY`);
 const JWT_OPEN = /(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{17,}\.ey[A-Za-z0-9_-]/;

@@ -12,7 +12,7 @@
  */
 import type { Config } from "../config/schema";
 import { ENCODED_MAX, decode, encodedRuns } from "./encoded";
-import { JWT_PARTIAL_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
+import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
 import { liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
@@ -80,8 +80,8 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   const holdFrom = liveTail(spanRules, window);
   const burstChars = cfg.burstChars;
   // A split finding is held whole (up to window reader characters, HOLD_CAP code units), an opening being written
-  // up to JWT_PARTIAL_MAX, a burst batch.
-  const holdBound = Math.max(HOLD_CAP, JWT_PARTIAL_MAX) + burstChars;
+  // up to OPENING_HOLD_MAX, a burst batch.
+  const holdBound = Math.max(HOLD_CAP, OPENING_HOLD_MAX) + burstChars;
 
   // Short encoded forms of a secret (base64, base64url, hex): decoded and scanned with the secret rules.
   const secretRules = spanRules.filter((r) => r.group === "secret");

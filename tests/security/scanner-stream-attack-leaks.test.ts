@@ -6,7 +6,7 @@
  *      counted code units, the rules read the view (which drops the gap). Fixed: the release counts view characters
  *      (response-scan.ts, HOLD_CAP bounds the memory). Pre-existing (the 3-word hold leaked too).
  *   2. JWT whose header is longer than the opening look-back (then 1,100): an `x5c` certificate chain in the header.
- *      Fixed: JWT_PARTIAL_MAX 8,192. Pre-existing.
+ *      Fixed: OPENING_HOLD_MAX 8,192. Pre-existing.
  *   3. PEM armor with a long run of spaces or tabs (unbounded `[ \t]*` in the armor, a short look-back): the whole
  *      key body streamed out. 200 spaces: regression of 5eb497e, fixed in 40063e9; 1,500: fixed by the 8,192 look-back.
  *   4. (pii) an e-mail whose domain is written spaced out or in mathematical bold letters (2 UTF-16 units each):
