@@ -114,6 +114,15 @@ export const defaultLlamaCppRelease = ${JSON.stringify(llamaCppRelease)};`,
         loader: "js",
         contents: `export async function getGrammarsFolder() { return globalThis.__APPLIANCE_BINS_DIR__ + "/" + ${JSON.stringify(GRAMMARS_FOLDER)}; }`,
       }));
+      // Its GGUF header reader reads 4 MiB ahead into two fresh buffers (50-70 ms of page faults per model load on
+      // a VM); ours reads what the header needs (src/engine/gguf-fs-reader.ts).
+      build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]gguf[\\/]fileReaders[\\/]GgufFsFileReader\.js$/ }, () => ({
+        loader: "js",
+        contents: `import { GgufReadOffset } from "../utils/GgufReadOffset.js";
+import { GgufFileReader } from "./GgufFileReader.js";
+import { ggufFsReader } from ${JSON.stringify(path.join(root, "src", "engine", "gguf-fs-reader.ts"))};
+export const GgufFsFileReader = ggufFsReader(GgufFileReader, GgufReadOffset);`,
+      }));
       build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages, local) }));
       build.onLoad({ filter: /src[\\/]engine[\\/]engine-sources\.ts$/ }, () => ({ loader: "ts", contents: engineSourcesModule(sources) }));
     },

@@ -81,6 +81,7 @@ export async function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
     },
   });
   if (opts.adaptiveThreads) governThreads(llama, opts.threads, log);
+  opts.onProgress?.("llama.cpp binding opened"); // start phases: what follows is node-llama-cpp's checks before a model loads
   return llama;
 }
 
@@ -93,6 +94,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   const busy = { generating: 0 };
   const context = await withFullThreads(llama, () => model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads,
     batching: { dispatchSchedule: gatherSchedule(arrivals, () => busy.generating === 0) } }));
+  opts.onProgress?.(`context created for ${source.id}`);
   // Concurrent streams share each decode step (without it one sequence kept missing the step: 3 of 4 per step).
   if (opts.parallel > 1 && !syncBatches(context)) opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: concurrent streams are decoded less batched");
   // Adaptive threads on the CPU: each small step's count is learnt from step times (thread-tuner.ts).

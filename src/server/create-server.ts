@@ -124,10 +124,12 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   if (requested > budget.cpus) log.warn({ requested, threads }, "threads lowered to the CPUs this process may use (more would collapse decode)");
   await templates; // before the engine renders any template (it does at load)
   phases?.mark("template preflight");
-  // The engine's progress tells its phases apart: binding (getLlama) → loading each model → its context.
+  // The engine's progress tells its phases apart: binding (getLlama) → node-llama-cpp's checks of a model (GGUF read,
+  // memory estimate) → loading it → its context.
   let stage = "getLlama";
   const progress = (status: string) => {
-    const next = status.startsWith("loading model") ? "model load" : status.startsWith("creating the context") ? "context" : stage;
+    const next = status.startsWith("llama.cpp binding opened") ? "model check" : status.startsWith("loading model") ? "model load"
+      : status.startsWith("creating the context") ? "context" : status.startsWith("context created") ? "model setup" : stage;
     if (next !== stage) { phases?.mark(stage); stage = next; }
     onProgress?.(status);
   };
