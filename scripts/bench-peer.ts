@@ -83,7 +83,7 @@ for (const size of values.sizes.split(",")) {
 
   [a, b] = await pair(threads, 1);
   await tps(a); await tps(b);
-  record(`HTTP decode, ${threads} threads (the default here) (tok/s)`, size, await ab(a, b, tps), "tok/s");
+  record(`HTTP decode, --threads ${threads} (fixed) (tok/s)`, size, await ab(a, b, tps), "tok/s");
   record("409-token prompt, max_tokens 1, latency (ms)", size, await ab(a, b, (s) => complete(s, wordsPrompt(408), 1).then((c) => c.ms)), "ms", true);
   record("streamed time to first token (ms)", size, await ab(a, b, (s) => complete(s, short(), 16, true).then((c) => c.ttftMs)), "ms", true);
   if (first) {
