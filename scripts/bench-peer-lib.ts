@@ -100,7 +100,31 @@ export async function startPeer(llamaServer: string, model: string, threads: num
   started.add(proc);
   const base = `http://127.0.0.1:${port}`;
   const startMs = await waitHealthy(base, t0, proc);
+  // Its logs are off (they would cost it time), so the port is picked here: make sure what answered is this process
+  // (something else on the machine may have taken the port first, and then our server has exited or is exiting).
+  if (!listensOn(proc.pid, port)) {
+    await stopServer(proc);
+    throw new Error(`llama-server: port ${port} answered but is not held by the llama-server started on it (taken by another process)`);
+  }
   return { name: "llama-server", base, headers: { "content-type": "application/json" }, proc, startMs, stop: () => stopServer(proc) };
+}
+
+/** Whether process `pid` holds a listening TCP socket on port `port` (Linux /proc; true where there is no /proc/net/tcp). */
+export function listensOn(pid: number, port: number): boolean {
+  if (!fs.existsSync("/proc/net/tcp")) return true;
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try { text = fs.readFileSync(table, "utf8"); } catch { continue; }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/); // sl local rem st … inode (field 9)
+      if (f[1]?.endsWith(`:${hex}`) && f[3] === "0A") inodes.add(f[9]!);
+    }
+  }
+  let fds: string[];
+  try { fds = fs.readdirSync(`/proc/${pid}/fd`); } catch { return false; } // it has exited
+  return fds.some((fd) => { try { return inodes.has(/^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? ""); } catch { return false; } });
 }
 
 /** Stops a server a benchmark started: SIGTERM, SIGKILL if it has not exited within 10 s. */
