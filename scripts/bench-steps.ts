@@ -1,12 +1,15 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-steps.ts [--size 28] [--streams 4] [--tokens 48] [--threads N] [--runs 3]
+ * bun scripts/bench-steps.ts [--size 28] [--streams 4] [--tokens 48] [--threads N] [--runs 3] [--http [--scan on|off|no-host]]
  *
  * Where a batched decode step's time goes, in-process (engine only, no HTTP): N greedy completions start together
  * (a burst) and every llama_decode of the context is recorded (tokens in the batch, native decode time) with the
  * JS time between one decode's end and the next one's start (sampling, node-llama-cpp's per-token work, ours).
  * Prints per run: steps, the burst's first steps' sizes (were the prompts evaluated together?), decode ms per step,
  * gap ms per step, aggregate tok/s, and each stream's first-token time. What issue 11 items 1-2 were measured with.
+ * --http sends the burst through the whole request path as streamed completions and adds, per stream, when the
+ * response scanner first let text out and how many characters it held at the first token (--scan: the scanner as
+ * shipped, off, or without the internal-host rule): where a burst's spread of first texts comes from.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -25,6 +28,7 @@ import { createServer } from "../src/server/create-server";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, streams: { type: "string", default: "4" }, tokens: { type: "string", default: "48" },
   threads: { type: "string" }, runs: { type: "string", default: "3" }, http: { type: "boolean", default: false },
+  scan: { type: "string", default: "on" },
 } });
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
@@ -70,13 +74,30 @@ const f = (x: number, d = 1) => x.toFixed(d);
 // --http: the same burst through the whole request path (auth, guards, scanner, audit) as streamed completions.
 const stateDir = path.join(dir, "state");
 const served = values.http ? await (async () => {
-  const config = parseConfig({ stateDir, model: [model], threads, parallel: n, ctxSize: 2048, rateLimit: { rpm: 0, tpm: 0, maxConcurrent: 0 } });
+  const scan = { on: {}, off: { responseScan: { action: "off" } }, "no-host": { responseScan: { internalHosts: [] } } }[values.scan];
+  if (!scan) throw new Error(`--scan: ${values.scan} is not one of on, off, no-host`);
+  const config = parseConfig({ stateDir, model: [model], threads, parallel: n, ctxSize: 2048, rateLimit: { rpm: 0, tpm: 0, maxConcurrent: 0 }, ...scan });
   const store = new KeyStore(keysFilePath(stateDir));
   const { key } = store.create({ name: "steps", scopes: ["completions"] });
   const { app } = await createServer(config, { engine, keys: store, audit: new AuditLog(path.join(stateDir, "audit.jsonl")), log: silentLogger() });
   app.listen({ hostname: "127.0.0.1", port: 0 });
+  // Each stream's response filter, watched: when it first let text out, and what it held after the first token.
+  const deps = app.deps as { responseFilter: (state: never) => { push: (t: string) => string; pending: number } };
+  const filter = deps.responseFilter;
+  deps.responseFilter = (state) => {
+    const f = filter(state), push = f.push.bind(f), w = { out: 0, heldAtFirst: -1 };
+    watched.push(w);
+    f.push = (t) => {
+      const r = push(t);
+      if (w.heldAtFirst < 0) w.heldAtFirst = f.pending;
+      if (r && !w.out) w.out = performance.now();
+      return r;
+    };
+    return f;
+  };
   return { app, key, base: `http://127.0.0.1:${app.server!.port}` };
 })() : undefined;
+const watched: { out: number; heldAtFirst: number }[] = [];
 const entered: number[] = [];
 const complete = engine.complete.bind(engine);
 const firstTokens: number[] = [];
@@ -109,7 +130,7 @@ async function one(onFirst: () => void): Promise<number> {
 }
 
 const run = async () => {
-  steps.length = 0; entered.length = 0; firstTokens.length = 0; samples.length = 0;
+  steps.length = 0; entered.length = 0; firstTokens.length = 0; samples.length = 0; watched.length = 0;
   const t0 = performance.now();
   const firsts: number[] = [];
   const counts = await Promise.all(Array.from({ length: n }, (_, i) => one(() => { firsts[i] ??= performance.now() - t0; })));
@@ -120,7 +141,10 @@ const run = async () => {
   console.log(`steps ${steps.length} (first sizes ${steps.slice(0, 6).map((s) => s.size).join(",")}; first starts ms ${steps.slice(0, 4).map((s) => f(s.start - t0)).join(",")}; ` +
     `engine entered ms ${entered.map((e) => f(e - t0)).join(",")}), decode ms/step median ${f(median(dec), 2)} ` +
     `sum ${f(dec.reduce((a, b) => a + b, 0))}, gap ms/step median ${f(median(gaps), 2)} max ${f(Math.max(...gaps), 2)} sum ${f(gaps.reduce((a, b) => a + b, 0))}; ` +
-    `sampleToken on the JS thread ms median ${f(median(samples), 2)} max ${f(Math.max(...samples), 2)} sum ${f(samples.reduce((a, b) => a + b, 0))}; ${f(tokens / (ms / 1000))} tok/s; first tokens ms ${firstTokens.map((x) => f(x - t0)).join(", ")}; first ${served ? "text" : "token"} ms ${firsts.map((x) => f(x)).join(", ")} (load ${f(os.loadavg()[0]!, 2)})`);
+    `sampleToken on the JS thread ms median ${f(median(samples), 2)} max ${f(Math.max(...samples), 2)} sum ${f(samples.reduce((a, b) => a + b, 0))}; ${f(tokens / (ms / 1000))} tok/s; first tokens ms ${firstTokens.map((x) => f(x - t0)).join(", ")}; first ${served ? "text" : "token"} ms ${firsts.map((x) => f(x)).join(", ")}` +
+    (served ? `; scanner (${values.scan}) first let text out at ms ${watched.map((w) => (w.out ? f(w.out - t0) : "never")).join(", ")}, ` +
+      `held chars after the first token ${watched.map((w) => w.heldAtFirst).join(", ")}; spread of first texts ${f(Math.max(...firsts) / Math.min(...firsts), 2)}` : "") +
+    ` (load ${f(os.loadavg()[0]!, 2)})`);
 };
 try {
   await run(); // warm-up
