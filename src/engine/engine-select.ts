@@ -39,6 +39,8 @@ export function selectEngine(cfg: { use: "auto" | "embedded" | "built"; dir: str
   }
   const records = verifyEngineDir(versionDir);
   globalThis.__APPLIANCE_ENGINE_BINS__ = Object.fromEntries(records.map((r) => [`@node-llama-cpp/${r.folder}`, versionDir]));
+  // The GPU preflight child (gpu-preflight, this same binary, inheriting process.env) checks and loads the same engine.
+  Object.assign(process.env, { APPLIANCE_ENGINE__USE: "built", APPLIANCE_ENGINE__DIR: cfg.dir });
   // libgomp reads its settings once, when mapped: before getLlama loads the addon (engine-build-env.ts).
   const omp = records.some((r) => r.openmp) ? applyOmpEnv() : undefined;
   return {

@@ -9,6 +9,7 @@
 import fs from "node:fs";
 import type { Config } from "../config/schema";
 import { NATIVE_BUNDLE, type NativeBundle } from "./native-assets";
+import { builtEngineHas } from "./engine-select";
 
 export type GpuChoice = "cuda" | "vulkan" | "metal" | false;
 
@@ -24,6 +25,7 @@ export function candidateGpu(setting: Config["gpu"], platform = process.platform
 /** Whether this build carries llama.cpp libraries for the backend (the CPU-only binary carries none). */
 export function backendAvailable(gpu: Exclude<GpuChoice, false>): boolean {
   const bundle = NATIVE_BUNDLE as NativeBundle | null;
+  if (builtEngineHas(`${process.platform}-${process.arch}-${gpu}`)) return true; // appliance engine build --gpu
   if (bundle) return bundle.folders.some((f) => f.folder.includes(gpu));
   const pkg = gpu === "metal" ? "@node-llama-cpp/mac-arm64-metal" : `@node-llama-cpp/${process.platform}-${process.arch}-${gpu}`;
   try { import.meta.resolve(pkg); return true; } catch { return false; }

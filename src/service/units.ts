@@ -21,6 +21,7 @@ import type { Config } from "../config/schema";
 import { isLoopback } from "../guards/host";
 import { systemView, type Layout } from "./layout";
 import { SYSTEM_NATIVE_DIR } from "../engine/native";
+import { SYSTEM_ENGINE_DIR } from "../engine/engine-store";
 
 const TEMPLATES: Record<string, string> = {
   "appliance.service": serviceTpl,
@@ -43,7 +44,7 @@ export function render(template: string, vars: Record<string, string>, xml = fal
   });
 }
 
-export type UnitConfig = Pick<Config, "memoryMax" | "cpuQuota" | "host" | "allowPublicBind"> & Partial<Pick<Config, "tracing" | "upstreams">>;
+export type UnitConfig = Pick<Config, "memoryMax" | "cpuQuota" | "host" | "allowPublicBind"> & Partial<Pick<Config, "tracing" | "upstreams" | "engine">>;
 
 /**
  * Gateway mode: the upstreams given by IP address, which the egress lock must let through. A host name cannot
@@ -76,6 +77,8 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Rec
   return {
     ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
     NATIVE_DIR: SYSTEM_NATIVE_DIR,
+    // Where serve may load an engine built on this machine (engine.dir; appliance engine build).
+    ENGINE_DIR: config.engine?.dir ?? SYSTEM_ENGINE_DIR,
     MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, ANCHOR_FILE: path.join(s.anchorDir, "audit.anchors"), ...unitLimits(config),
     // newsyslog.conf fields split on whitespace: its G flag takes a shell pattern, where "?" matches the space.
     STATE_GLOB: s.stateDir.replace(/\s/g, "?"), LOG_GLOB: s.logDir.replace(/\s/g, "?"),

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { getLlama, LlamaCompletion } from "node-llama-cpp";
 import { prepareNative } from "../../engine/native";
+import { selectEngine } from "../../engine/engine-select";
 import { makeTinyModel } from "../../engine/tiny-model";
 import { EXIT, parseOwn, type Command } from "../command";
 
@@ -20,6 +21,8 @@ export const gpuPreflight: Command = {
     const gpu = values.gpu as "cuda" | "vulkan" | "metal";
     const stateDir = values["state-dir"] as string;
     await prepareNative(stateDir);
+    // serve chose a built engine (engine-select.ts passes it on in the environment): preflight that one, verified again.
+    if (process.env.APPLIANCE_ENGINE__USE === "built" && process.env.APPLIANCE_ENGINE__DIR) selectEngine({ use: "built", dir: process.env.APPLIANCE_ENGINE__DIR });
     const dir = fs.mkdtempSync(path.join(stateDir, "preflight-"));
     try {
       const file = path.join(dir, "tiny.gguf");

@@ -1,0 +1,93 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-engine-built.ts --engine-dir DIR [--size 28|155] [--runs 3] [--tokens 48] [--threads N]
+ *
+ * The engine `appliance engine build` made on this machine against the embedded (npm prebuilt) libraries and the
+ * peer llama-server (scripts/peer-build.ts: the same llama.cpp source, cmake, GGML_NATIVE, OpenMP), all over HTTP:
+ * dist/appliance twice (APPLIANCE_ENGINE__USE=embedded, and =built with APPLIANCE_ENGINE__DIR=DIR) and llama-server,
+ * on one generated F32 GGUF. Each measure runs the three in rotating order (ABC, BCA, CAB …) and prints its medians,
+ * the ratios built/llama-server and embedded/llama-server, and the 1-minute load average at its start and end.
+ * Rows: decode 1 thread and N threads (usable CPUs), a 409-token prompt with max_tokens 1 (prefill, as prompt
+ * tokens/s), 2 and 4 concurrent streams aggregate (--parallel n vs -np n). Needs `bun run build` first.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { usableCpus } from "../src/engine/cpu-budget";
+import { makeTinyModel } from "../src/engine/tiny-model";
+import { complete, load1, median, startAppliance, startPeer, wordsPrompt, type Served } from "./bench-peer-lib";
+import { peerBuild } from "./peer-build";
+
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  "engine-dir": { type: "string" }, size: { type: "string", default: "28" }, runs: { type: "string", default: "3" },
+  tokens: { type: "string", default: "48" }, threads: { type: "string" },
+} });
+if (!values["engine-dir"]) { console.error("--engine-dir DIR: where `appliance engine build` installed the engine (engine.dir)"); process.exit(2); }
+const engineDir = path.resolve(values["engine-dir"]);
+const runs = Number(values.runs), maxTokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
+const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
+  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
+};
+const bin = path.resolve(import.meta.dir, "../dist/appliance");
+if (!fs.existsSync(bin)) { console.error("dist/appliance is missing: run `bun run build` first"); process.exit(1); }
+const peer = await peerBuild();
+if ("skip" in peer) { console.error(`no llama-server to compare with: ${peer.skip}`); process.exit(1); }
+const llamaServer = peer.llamaServer;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-engine-built-"));
+process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+const model = path.join(dir, "bench.gguf");
+const { params } = await makeTinyModel(model, { ...SHAPES[values.size]!, ctx: 2048 });
+const f = (x: number, d = 1) => x.toFixed(d);
+console.log(`model ${f(params / 1e6)} M params F32; threads ${threads}; ${runs} runs per server; max_tokens ${maxTokens}; built engine in ${engineDir}`);
+
+type Three = [Served, Served, Served];
+async function start(t: number, np: number): Promise<Three> {
+  const one = async (name: string, env: Record<string, string>) => {
+    // Each server its own state dir (keys, audit log), made fresh for each start.
+    const own = path.join(dir, name);
+    fs.rmSync(own, { recursive: true, force: true });
+    fs.mkdirSync(own);
+    const s = await startAppliance(bin, model, own, t, np, { name, env, logFile: path.join(dir, `${name}-${t}-${np}.log`) });
+    const line = fs.readFileSync(path.join(dir, `${name}-${t}-${np}.log`), "utf8").split("\n").find((l) => l.includes('"msg":"engine"'));
+    const engine = line ? (JSON.parse(line) as { engine: string }).engine : "?";
+    if (engine !== (name === "built" ? "built" : "embedded")) throw new Error(`${name}: the server runs the ${engine} engine`);
+    return s;
+  };
+  return [await one("built", { APPLIANCE_ENGINE__DIR: engineDir, APPLIANCE_ENGINE__USE: "built" }),
+    await one("embedded", { APPLIANCE_ENGINE__USE: "embedded" }), await startPeer(llamaServer, model, t, np)];
+}
+const stopAll = (s: Three) => Promise.all(s.map((x) => x.stop()));
+
+const table: string[] = [];
+/** Runs `measure` n times on each server in rotating order; medians, ratios to llama-server, load. */
+async function row(label: string, servers: Three, measure: (s: Served) => Promise<number>, unit: string) {
+  for (const s of servers) await measure(s); // warm-up
+  const xs: number[][] = [[], [], []];
+  const l0 = load1();
+  for (let i = 0; i < runs; i++) for (let k = 0; k < 3; k++) { const j = (i + k) % 3; xs[j]!.push(await measure(servers[j]!)); }
+  const [b, e, p] = xs.map(median) as [number, number, number];
+  const line = `| ${label} | ${f(b)} | ${f(e)} | ${f(p)} | **${f(b / p, 2)}** | ${f(e / p, 2)} | ${f(l0)}→${f(load1())} |`;
+  console.log(`${label}: built ${f(b)} ${unit}, embedded ${f(e)}, llama-server ${f(p)}; built/peer ${f(b / p, 2)}, embedded/peer ${f(e / p, 2)}`);
+  table.push(line);
+}
+
+const short = () => wordsPrompt(10);
+const tps = (s: Served) => complete(s, short(), maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
+for (const t of [...new Set([1, threads])]) {
+  const s = await start(t, 1);
+  await row(`HTTP decode, ${t} thread${t > 1 ? "s" : ""} (tok/s)`, s, tps, "tok/s");
+  if (t === threads) await row(`409-token prompt, max_tokens 1, ${t} threads (prompt tok/s)`, s, (x) => complete(x, wordsPrompt(408), 1).then((c) => c.promptTokens / (c.ms / 1000)), "tok/s");
+  await stopAll(s);
+}
+for (const n of [2, 4]) {
+  const s = await start(threads, n);
+  await row(`${n} concurrent streams, aggregate, ${threads} threads (tok/s)`, s, async (x) => {
+    const t0 = performance.now();
+    const all = await Promise.all(Array.from({ length: n }, () => complete(x, short(), maxTokens, true)));
+    return all.reduce((a, c) => a + c.completionTokens, 0) / ((performance.now() - t0) / 1000);
+  }, "tok/s");
+  await stopAll(s);
+}
+console.log(`\n| measure (${values.size} M) | built | embedded | llama-server | built / peer | embedded / peer | load |\n|---|---|---|---|---|---|---|`);
+for (const l of table) console.log(l);
