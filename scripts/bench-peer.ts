@@ -109,7 +109,13 @@ for (const size of values.sizes.split(",")) {
     record(`${n} concurrent streams, aggregate (tok/s; --parallel ${n} vs -np ${n})`, size, await ab(a, b, burst), "tok/s");
     const spread = (name: string) => f(median(spreads.get(name)!), 2);
     row(`${n}-stream burst: last first-token / first first-token (median of ${runs} bursts)`).cells.set(size, `${spread("appliance")} vs ${spread("llama-server")}`);
-    await a.stop(); await b.stop();
+    await a.stop();
+    // The same against the appliance as users run it: no --threads (the adaptive policy; the fixed count above
+    // disables it), llama-server unchanged.
+    const d = await startAppliance(bin, model, dir, 0, n, { name: "appliance (default threads)" });
+    await tps(d);
+    record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s)`, size, await ab(d, b, burst), "tok/s");
+    await d.stop(); await b.stop();
     // Where the appliance's spread comes from: the same bursts with the response scanner off, and with it on but
     // without the internal-host rule (which holds every word being written: it may be the first label of "name.corp").
     const l0 = load1(), parts: string[] = [];
