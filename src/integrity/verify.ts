@@ -13,6 +13,7 @@ import { HashCache } from "./hash-cache";
 import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
 import { sha256Fd } from "../util/sha256";
 import { checkNative } from "./native-check";
+import { checkBuiltEngine } from "./engine-check";
 import { checkEgress, otlpAllow } from "./egress";
 import type { Check } from "./report";
 import { sendDatagram } from "../util/unix-datagram";
@@ -161,6 +162,7 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
     await safe("directories", () => checkDirs(config, l)),
     l ? await safe("account", () => checkAccount(l)) : notInstalled("account"),
     await safe("native", () => checkNative(config)),
+    await safe("engine", () => checkBuiltEngine(config)),
     await safe("listen", () => checkListen(config)),
     l ? await safe("environment", () => checkEnvironment(ctx.serviceEnv ?? serviceEnvironment(l))) : notInstalled("environment"),
     ...(l?.platform === "systemd" ? [await safe("egress", () => checkEgress(!!ctx.serviceEnv, config.allowPublicBind && !isLoopback(config.host), config.egressLock, undefined, otlpAllow(config)))] : []),

@@ -44,7 +44,11 @@ async function appliance() {
   if (add.exitCode !== 0) throw new Error(add.stderr.toString());
   const serve = (engine: Record<string, string>) => Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2", "--no-auth"],
     { cwd: dir, env: { ...env, ...engine }, stdout: "pipe", stderr: "pipe" });
-  return { serve };
+  const verify = (engine: Record<string, string>) => {
+    const r = Bun.spawnSync([bin, "verify", "--json", "--skip-models", "--state-dir", stateDir], { cwd: dir, env: { ...env, ...engine }, stdout: "pipe" });
+    return (JSON.parse(r.stdout.toString()) as { checks: { name: string; status: string; detail: string }[] }).checks.find((c) => c.name === "engine");
+  };
+  return { serve, verify };
 }
 
 /** A start that must be refused: its exit code and everything it wrote. */
@@ -90,6 +94,15 @@ describe.skipIf(!root)("a built engine at start (compiled binary, as root)", () 
     expect(r.code).toBe(EXIT.FAIL);
     expect(r.out).toMatch(new RegExp(`${path.join(folder, "libggml-base.so").replace(/[.]/g, "\\.")}: sha256 [0-9a-f]{64} does not match the recorded [0-9a-f]{64}`));
     expect(r.out).not.toContain('"msg":"listening"');
+  }, 60_000);
+
+  test("verify (daily and before each service start) hashes the built engine: ok, then fail naming a changed file", async () => {
+    const { dir, folder } = engineDir();
+    const app = await appliance();
+    expect(app.verify({ APPLIANCE_ENGINE__DIR: dir })).toMatchObject({ status: "ok", detail: expect.stringContaining(versionDirOf(dir, nlcVersion)) });
+    rewrite(path.join(folder, "llama-addon.node"), (b) => { b[100]! ^= 1; });
+    expect(app.verify({ APPLIANCE_ENGINE__DIR: dir })).toMatchObject({ status: "fail", detail: expect.stringContaining(`${path.join(folder, "llama-addon.node")}: sha256`) });
+    expect(app.verify({ APPLIANCE_ENGINE__DIR: dir, APPLIANCE_ENGINE__USE: "embedded" })).toMatchObject({ status: "skip" });
   }, 60_000);
 
   test("a file the record does not list (a CPU variant ggml would dlopen): the start stops", async () => {

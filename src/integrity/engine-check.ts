@@ -1,0 +1,25 @@
+/**
+ * verify's built-engine check (the daily run and the unit's pre-start): an engine `appliance engine build` made
+ * for this binary is root-owned all the way up, holds exactly its recorded files, and every file hashes to its
+ * recorded sha256. Unlike a start, this hashes every file (no digest cache), as the native check does.
+ */
+import fs from "node:fs";
+import type { Config } from "../config/schema";
+import { ENGINE_NLC_VERSION } from "../engine/engine-sources";
+import { checkEngineDir, versionDirOf } from "../engine/engine-store";
+import { checkRootOwned } from "../engine/native";
+import type { Check } from "./report";
+
+export function checkBuiltEngine(config: Pick<Config, "engine">, nlcVersion: string | null = ENGINE_NLC_VERSION): Check {
+  if (config.engine.use === "embedded") return { name: "engine", status: "skip", detail: "engine.use is embedded" };
+  if (!nlcVersion) return { name: "engine", status: "skip", detail: "running from source: no built engine is loaded" };
+  const dir = versionDirOf(config.engine.dir, nlcVersion);
+  if (!fs.existsSync(dir)) {
+    return config.engine.use === "built" ? { name: "engine", status: "fail", detail: `engine.use is built, but ${dir} does not exist (run: sudo appliance engine build)` }
+      : { name: "engine", status: "skip", detail: `no built engine in ${dir}: serve uses the embedded libraries` };
+  }
+  checkRootOwned(dir); // throws: reported as a failure
+  const { records, problems } = checkEngineDir(dir);
+  if (problems.length) return { name: "engine", status: "fail", detail: problems.join("; ") };
+  return { name: "engine", status: "ok", detail: `${dir} holds exactly the built engine's files (${records.map((r) => r.folder).join(", ")}), each with its recorded sha256` };
+}
