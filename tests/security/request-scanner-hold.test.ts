@@ -8,9 +8,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
-import { LOOKALIKES } from "../../src/guards/normalise";
 import { createScanner } from "../../src/guards/response-scan";
-import { repeat, rng, shown } from "./scan-helpers";
+import { repeat, rng, secretForms, shown, writtenCases } from "./scan-helpers";
 
 const R = "q8Zr2LxP0vN7wKcT5yHbM3sDj6Fg9UeYa1Wi4Ot";
 /** [rule, secret as written]. One or more per rule; the long secrets (JWT, PEM) have their own file too. */
@@ -52,18 +51,7 @@ const SECRETS: [string, string][] = [
   ["private-key", `-----BEGIN PRIVATE KEY-----\n${repeat(R, 64)}\n${repeat(R, 40)}\n-----END PRIVATE KEY-----`],
 ];
 
-/** ASCII letter → a look-alike the scanner's view reads as that letter (Cyrillic/Greek, normalise.ts). */
-const LIKE: Record<string, string> = {};
-for (const [like, ascii] of Object.entries(LOOKALIKES)) if (/^[A-Za-z]$/.test(ascii)) LIKE[ascii] ??= like;
-const FORMS: Record<string, (s: string) => string | undefined> = {
-  plain: (s) => s,
-  fullwidth: (s) => [...s].map((c) => (c >= "!" && c <= "~" ? String.fromCharCode(c.charCodeAt(0) + 0xfee0) : c)).join(""),
-  "look-alike": (s) => [...s].map((c, i) => (i % 2 === 0 ? LIKE[c] ?? c : c)).join(""),
-  "zero-width": (s) => [...s].join("\u200b"),
-  "spaced out": (s) => (/^[A-Za-z0-9]+$/.test(s) ? [...s].join(" ") : undefined),
-  base64: (s) => (s.length <= 120 ? Buffer.from(s).toString("base64") : undefined),
-  hex: (s) => (s.length <= 120 ? Buffer.from(s).toString("hex") : undefined),
-};
+const FORMS = secretForms();
 /** Forms every secret must be caught in, one-shot (the others are checked wherever one-shot catches them). */
 const REQUIRED = new Set(["plain", "fullwidth", "look-alike", "zero-width"]);
 // The last: glued to a dotted word (a JWT's opening after "." was released while being written, caught in review).
@@ -92,31 +80,26 @@ describe("every rule's secret, streamed in any chunking, is caught exactly as on
   for (const [rule, secret] of SECRETS) {
     test(`${rule}: ${secret.slice(0, 24)}…`, () => {
       const missed: string[] = [];
-      for (const [form, make] of Object.entries(FORMS)) {
-        const written = make(secret);
-        if (written === undefined) continue;
-        for (const context of CONTEXTS) {
-          const text = context(written);
-          const one = redactor.scan(text);
-          if (!one.findings.includes(rule)) { if (REQUIRED.has(form) && context !== CONTEXTS[2]) missed.push(`${form}: ${JSON.stringify(text)}`); continue; }
-          expect(shown(one.text)).not.toContain(core(written));
-          for (const chunking of [oneChar, randomSplit(1), randomSplit(7), randomSplit(42)]) for (const scanner of [redactor, redactorNoHosts]) {
-            if (scanner === redactorNoHosts && !scanner.scan(text).findings.includes(rule)) continue;
-            const f = scanner.filter();
-            let out = "";
-            for (const piece of chunking(text)) out += f.push(piece);
-            out += f.end();
-            expect({ form, text, out }).toEqual({ form, text, out: scanner.scan(text).text });
-            expect(f.findings).toContain(rule);
-          }
-          for (const scanner of [blocker, blockerNoHosts]) {
-            if (scanner === blockerNoHosts && !redactorNoHosts.scan(text).findings.includes(rule)) continue;
-            const b = scanner.filter();
-            let sent = "";
-            for (const piece of oneChar(text)) sent += b.push(piece);
-            sent += b.end();
-            expect({ form, text, blocked: b.blocked, leaked: shown(sent).includes(core(written)) }).toEqual({ form, text, blocked: true, leaked: false });
-          }
+      for (const { form, written, context, text } of writtenCases([[rule, secret]], FORMS, CONTEXTS)) {
+        const one = redactor.scan(text);
+        if (!one.findings.includes(rule)) { if (REQUIRED.has(form) && context !== 2) missed.push(`${form}: ${JSON.stringify(text)}`); continue; }
+        expect(shown(one.text)).not.toContain(core(written));
+        for (const chunking of [oneChar, randomSplit(1), randomSplit(7), randomSplit(42)]) for (const scanner of [redactor, redactorNoHosts]) {
+          if (scanner === redactorNoHosts && !scanner.scan(text).findings.includes(rule)) continue;
+          const f = scanner.filter();
+          let out = "";
+          for (const piece of chunking(text)) out += f.push(piece);
+          out += f.end();
+          expect({ form, text, out }).toEqual({ form, text, out: scanner.scan(text).text });
+          expect(f.findings).toContain(rule);
+        }
+        for (const scanner of [blocker, blockerNoHosts]) {
+          if (scanner === blockerNoHosts && !redactorNoHosts.scan(text).findings.includes(rule)) continue;
+          const b = scanner.filter();
+          let sent = "";
+          for (const piece of oneChar(text)) sent += b.push(piece);
+          sent += b.end();
+          expect({ form, text, blocked: b.blocked, leaked: shown(sent).includes(core(written)) }).toEqual({ form, text, blocked: true, leaked: false });
         }
       }
       expect(missed).toEqual([]);

@@ -11,9 +11,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
-import { LOOKALIKES } from "../../src/guards/normalise";
 import { createScanner, type Scanner } from "../../src/guards/response-scan";
-import { rng, shown } from "./scan-helpers";
+import { rng, secretForms, shown, writtenCases } from "./scan-helpers";
 
 const config = (action: "redact" | "block", burstChars: number) =>
   parseConfig({ responseScan: { action, pii: true, burstChars, internalHosts: [".corp", ".internal"] } }).responseScan;
@@ -21,8 +20,6 @@ const redactor = createScanner(config("redact", 0)), blocker = createScanner(con
 const burster = createScanner(config("redact", 1024)), batcher = createScanner(config("redact", 64));
 
 const AN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-const LIKE: Record<string, string> = {};
-for (const [like, ascii] of Object.entries(LOOKALIKES)) if (/^[A-Za-z]$/.test(ascii)) LIKE[ascii] ??= like;
 
 /**
  * Pieces of `secret` (8 code units, each piece taken at every offset) that the streamed output shows and the
@@ -87,42 +84,22 @@ function makeSecrets(r: () => number): [string, string][] {
   ];
 }
 
-/** Ways a secret is written; undefined where the form does not apply. */
-function makeForms(r: () => number): Record<string, (s: string) => string | undefined> {
-  return {
-    plain: (s) => s,
-    fullwidth: (s) => [...s].map((c) => (c >= "!" && c <= "~" && r() < 0.6 ? String.fromCharCode(c.charCodeAt(0) + 0xfee0) : c)).join(""),
-    "look-alike": (s) => [...s].map((c) => (r() < 0.5 ? LIKE[c] ?? c : c)).join(""),
-    "zero-width": (s) => [...s].map((c) => c + (r() < 0.4 ? pick1(r, ["\u200b", "\u200c", "\u2060", "\u00ad"]) : "")).join(""),
-    "spaced out": (s) => (/^[A-Za-z0-9]+$/.test(s) ? [...s].join(" ") : undefined),
-    base64: (s) => (s.length <= 150 ? Buffer.from(s).toString("base64") : undefined),
-    base64url: (s) => (s.length <= 150 ? Buffer.from(s).toString("base64url") : undefined),
-    hex: (s) => (s.length <= 100 ? Buffer.from(s).toString("hex") : undefined),
-  };
-}
 const pick1 = <T,>(r: () => number, a: T[]) => a[Math.floor(r() * a.length)]!;
 
 describe("streamed filter never shows more of a secret than the one-shot scan", () => {
   test("every rule, every form, split into two chunks at every position", () => {
-    const r = rng(2026), secrets = makeSecrets(r), forms = makeForms(r);
+    const r = rng(2026), secrets = makeSecrets(r), forms = secretForms(r);
     const contexts = [(s: string) => `Here it is: ${s} and that is all.`, (s: string) => `"${s}"\n`, (s: string) => `x${s}`];
     const leaks: string[] = [];
     let streams = 0, caught = 0;
-    for (const [rule, secret] of secrets) {
-      for (const [form, make] of Object.entries(forms)) {
-        const written = make(secret);
-        if (written === undefined) continue;
-        for (const context of contexts) {
-          const text = context(written);
-          const one = redactor.scan(text);
-          if (one.findings.length) caught++;
-          for (let cut = 1; cut < text.length; cut++) {
-            const { out } = streamSync(redactor, [text.slice(0, cut), text.slice(cut)]);
-            streams++;
-            const l = leaked(written, one.text, out);
-            if (l.length) leaks.push(`${rule}/${form} cut ${cut}: ${JSON.stringify(text)} -> ${JSON.stringify(out)}`);
-          }
-        }
+    for (const { rule, form, written, text } of writtenCases(secrets, forms, contexts)) {
+      const one = redactor.scan(text);
+      if (one.findings.length) caught++;
+      for (let cut = 1; cut < text.length; cut++) {
+        const { out } = streamSync(redactor, [text.slice(0, cut), text.slice(cut)]);
+        streams++;
+        const l = leaked(written, one.text, out);
+        if (l.length) leaks.push(`${rule}/${form} cut ${cut}: ${JSON.stringify(text)} -> ${JSON.stringify(out)}`);
       }
     }
     expect(streams).toBeGreaterThan(20_000);
@@ -131,7 +108,7 @@ describe("streamed filter never shows more of a secret than the one-shot scan", 
   });
 
   test("fuzz: random texts, one char per push, random splits, bursts, redact and block", async () => {
-    const r = rng(11), forms = makeForms(r);
+    const r = rng(11), forms = secretForms(r);
     const fillers = ["The answer is ", "see ", " and ", "\n", "`", "\"", "'", ": ", "=", "-", ".", "x", "AKIA", "sk-", "ey",
       "eyJ", "---", "-----BEGIN ", "a b c ", "1 2 3 4 ", "@", "http://", ".corp", "  ", "\t", "é", "\u200b", "ｓ", "token=",
       "password ", "0x", "10.", "+44 ", "QUtJQ", "414b", "ghp_", "==", "_"];
