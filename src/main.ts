@@ -32,6 +32,8 @@ if (import.meta.main) {
   // The shipped program is always production, whatever the environment says: Elysia then keeps validation
   // details out of error messages, and nothing falls back to development behaviour.
   Bun.env.NODE_ENV = "production";
+  // serve: malloc with transparent huge pages (the KV cache's page faults were a third of a cold start; util/huge-pages.ts).
+  if (process.argv[2] === "serve") (await import("./util/huge-pages")).reexecWithHugePages();
   const code = await main(process.argv.slice(2));
   process.exit(code);
 }
