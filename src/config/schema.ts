@@ -60,7 +60,7 @@ export const configSchema = z.strictObject({
     use: z.enum(["auto", "embedded", "built"]).default("auto")
       .describe("Which llama.cpp libraries serve loads. auto: the engine `appliance engine build` made on this machine for this binary's node-llama-cpp version when there is one, else the embedded ones; embedded: always the embedded ones; built: the built one or no start. A built engine is checked file by file against its recorded sha256 at every start (root-owned, exact contents); a mismatch stops the start whatever this says."),
     dir: z.string().min(1).default("/usr/local/lib/appliance/engine")
-      .describe("Where `appliance engine build` installs engines (<dir>/<node-llama-cpp version>/) and serve looks for them. Must be root-owned all the way up; the installed service may execute only the default (its unit's ExecPaths)."),
+      .describe("Where `appliance engine build` installs engines (<dir>/<node-llama-cpp version>/) and serve looks for them. Must be root-owned all the way up; install writes it into the unit's ExecPaths= and the AppArmor profile (re-run install after changing it)."),
   }).prefault({}).describe("The llama.cpp engine: embedded in the binary, or built on this machine (appliance engine build)."),
   modelsDir: z.string().default("")
     .describe("Where `models add` puts models and CHECKSUMS.sha256. Empty: <stateDir>/models."),
