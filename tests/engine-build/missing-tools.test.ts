@@ -65,4 +65,20 @@ describe("appliance engine build without build tools", () => {
     expect(p.stderr.toString()).toMatch(/apt-get install .*nvidia-cuda-toolkit/);
     expect(fs.existsSync(path.join(home, "engine"))).toBe(false);
   }, 60_000);
+  // Run as nobody through setpriv, with the tools present: refused before anything is unpacked or written.
+  const canDrop = process.geteuid?.() === 0 && !!Bun.which("setpriv") && hasCompilers && !!Bun.which("cmake");
+  if (!canDrop) console.warn("engine-build missing-tools: the non-root case SKIPPED: needs root, setpriv, cmake and compilers");
+  test.skipIf(!canDrop)("not root: refused, saying why, exit 1; nothing written", async () => {
+    const dir = tmpDir("appliance-engine-nonroot-");
+    fs.chmodSync(dir, 0o755);
+    const bin = path.join(dir, "appliance");
+    fs.copyFileSync(await builtBinary(), bin);
+    fs.chmodSync(bin, 0o755);
+    const engineDir = path.join(dir, "engine");
+    const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "engine", "build", "--state-dir", path.join(dir, "state")],
+      { env: { PATH: "/usr/bin:/bin", HOME: dir, TMPDIR: dir, APPLIANCE_ENGINE__DIR: engineDir }, stderr: "pipe" });
+    expect(r.exitCode).toBe(EXIT.FAIL);
+    expect(r.stderr.toString()).toContain(`appliance engine build: run it as root (sudo appliance engine build): the engine is installed root-owned and read-only in ${engineDir}`);
+    expect(fs.readdirSync(dir).sort()).toEqual(["appliance"]);
+  }, 60_000);
 });
