@@ -130,6 +130,7 @@ export const GgufFsFileReader = ggufFsReader(GgufFileReader, GgufReadOffset);`,
 }
 
 function gitCommit(): string {
+  if (!Bun.which("git")) return "unknown"; // spawnSync throws on a missing executable: a build without git still works
   const r = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: root, stderr: "ignore" });
   return r.exitCode === 0 ? r.stdout.toString().trim() : "unknown";
 }
