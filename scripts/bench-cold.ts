@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { freePort, load1, median, prepareAppliance, startPeer, started, waitHealthy } from "./bench-peer-lib";
+import { load1, median, startAppliance, startPeer, started } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: "dist/appliance" }, runs: { type: "string", default: "5" }, size: { type: "string", default: "28" },
@@ -44,21 +44,14 @@ console.log(`bench-cold: ${bin}, model ${(params / 1e6).toFixed(1)} M params F32
 
 type Start = { ms: number; phases: Record<string, number> };
 
-/** One appliance start to /health; its `start phases` line read from its stdout (pino JSON), then stopped. */
+/** One appliance start to /health (bench-peer-lib's startAppliance, as every benchmark starts it); its `start phases` line read from its log, then stopped. */
 async function appliance(): Promise<Start> {
-  const { stateDir } = prepareAppliance(bin, model, dir);
-  const port = freePort();
-  const t0 = performance.now();
-  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", String(port), "--threads", String(threads), "--parallel", "1",
-    "--ctx-size", "2048", "--log-level", "debug"], { env: { PATH: "/usr/bin:/bin", HOME: dir }, stdout: "pipe", stderr: "pipe" });
-  started.add(proc);
-  const out = new Response(proc.stdout).text();
-  const ms = await waitHealthy(`http://127.0.0.1:${port}`, t0, proc);
-  proc.kill("SIGTERM");
-  await proc.exited;
-  started.delete(proc);
-  const line = (await out).split("\n").find((l) => l.includes('"start phases"'));
-  return { ms, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {} };
+  const logFile = path.join(dir, "serve.log");
+  fs.rmSync(logFile, { force: true });
+  const s = await startAppliance(bin, model, dir, threads, 1, { env: { APPLIANCE_LOG_LEVEL: "debug" }, logFile });
+  await s.stop();
+  const line = fs.readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"start phases"'));
+  return { ms: s.startMs, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {} };
 }
 
 async function llamaServer(): Promise<Start> {
