@@ -144,7 +144,7 @@ export async function compileEngine(sources: EngineSourceArchive, o: CompileOpti
   const cache = fs.readFileSync(path.join(build, "CMakeCache.txt"), "utf8");
   const openmp = /^GGML_OPENMP:BOOL=ON$/m.test(cache) && /^OpenMP_C_FLAGS:STRING=.*openmp/m.test(cache);
   if (!openmp) throw new Error(`cmake did not find OpenMP (GCC: the libgomp that comes with gcc; clang: libomp-dev). Log: ${logFile}`);
-  o.log(`engine build: compiling with ${o.jobs} job(s) at nice 19; this takes minutes (about 20 on 2 CPUs)`);
+  o.log(`engine build: compiling with ${o.jobs} job(s) at nice 19; this takes minutes (12-14 on 2 busy CPUs here)`);
   await runLogged([o.tools.cmake, "--build", build, "--config", "Release", "--parallel", String(o.jobs)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine compile" });
   const folder = engineFolder(o.gpu), dir = path.join(o.workDir, "out", folder);
   fs.mkdirSync(dir, { recursive: true });

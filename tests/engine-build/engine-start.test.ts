@@ -48,7 +48,11 @@ async function appliance() {
     const r = Bun.spawnSync([bin, "verify", "--json", "--skip-models", "--state-dir", stateDir], { cwd: dir, env: { ...env, ...engine }, stdout: "pipe" });
     return (JSON.parse(r.stdout.toString()) as { checks: { name: string; status: string; detail: string }[] }).checks.find((c) => c.name === "engine");
   };
-  return { serve, verify };
+  const status = (engine: Record<string, string>) => {
+    const r = Bun.spawnSync([bin, "engine", "status", "--json"], { cwd: dir, env: { ...env, ...engine }, stdout: "pipe" });
+    return { code: r.exitCode, json: JSON.parse(r.stdout.toString()) as { ok: boolean; built: { folder: string }[]; problems?: string[] } };
+  };
+  return { serve, verify, status };
 }
 
 /** A start that must be refused: its exit code and everything it wrote. */
@@ -96,11 +100,15 @@ describe.skipIf(!root)("a built engine at start (compiled binary, as root)", () 
     expect(r.out).not.toContain('"msg":"listening"');
   }, 60_000);
 
-  test("verify (daily and before each service start) hashes the built engine: ok, then fail naming a changed file", async () => {
+  test("verify (daily and before each service start) and engine status hash the built engine: ok, then fail naming a changed file", async () => {
     const { dir, folder } = engineDir();
     const app = await appliance();
     expect(app.verify({ APPLIANCE_ENGINE__DIR: dir })).toMatchObject({ status: "ok", detail: expect.stringContaining(versionDirOf(dir, nlcVersion)) });
+    expect(app.status({ APPLIANCE_ENGINE__DIR: dir })).toMatchObject({ code: 0, json: { ok: true, built: [{ folder: "linux-x64" }], problems: [] } });
     rewrite(path.join(folder, "llama-addon.node"), (b) => { b[100]! ^= 1; });
+    const after = app.status({ APPLIANCE_ENGINE__DIR: dir });
+    expect(after.code).toBe(1);
+    expect(after.json.problems).toEqual([expect.stringContaining(`${path.join(folder, "llama-addon.node")}: sha256`)]);
     expect(app.verify({ APPLIANCE_ENGINE__DIR: dir })).toMatchObject({ status: "fail", detail: expect.stringContaining(`${path.join(folder, "llama-addon.node")}: sha256`) });
     expect(app.verify({ APPLIANCE_ENGINE__DIR: dir, APPLIANCE_ENGINE__USE: "embedded" })).toMatchObject({ status: "skip" });
   }, 60_000);
