@@ -77,6 +77,10 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(curl(sys, "http://127.0.0.1:8000/health", undefined, "").status).toBe(200);
 
     const pid = unitProp(sys, "MainPID");
+    // The unit sets the huge-page tunable, so serve starts with it and does not re-execute itself for it.
+    const environ = sys.exec(["cat", `/proc/${pid}/environ`]).out.split("\0");
+    expect(environ).toContain("GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
+    expect(environ.some((e) => e.startsWith("APPLIANCE_REEXEC="))).toBe(false);
     const reload = sys.exec(["systemctl", "reload", "appliance.service"]);
     expect(reload.err).toBe("");
     expect(reload.code).toBe(0);
