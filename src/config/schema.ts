@@ -58,8 +58,10 @@ export const configSchema = z.strictObject({
     .describe("Model layers to offload to the GPU."),
   engine: z.strictObject({
     use: z.enum(["auto", "embedded", "built"]).default("auto")
-      .describe("Which llama.cpp libraries serve loads. auto: the engine `appliance engine build` made on this machine for this binary's node-llama-cpp version when there is one, else the embedded ones; embedded: always the embedded ones; built: the built one or no start. A built engine is checked file by file against its recorded sha256 at every start (root-owned, exact contents); a mismatch stops the start whatever this says."),
-    dir: z.string().min(1).default("/usr/local/lib/appliance/engine")
+      .describe("Which llama.cpp libraries serve loads. auto: the engine `appliance engine build` made on this machine for this binary's node-llama-cpp version when there is one, else the embedded ones; embedded: always the embedded ones; built: the built one or no start. A built engine is checked file by file against its recorded sha256 at every start (root-owned, exact contents); under auto or built a mismatch stops the start (embedded does not look at it)."),
+    // Rendered into the unit's ExecPaths= and the AppArmor profile: no spaces, quotes, globs or control characters.
+    dir: z.string().regex(/^(\/[A-Za-z0-9._+@-]+)+$/, "an absolute path of letters, digits and . _ + @ - (it is written into the unit and the AppArmor profile)")
+      .refine((d) => !d.split("/").some((part) => part === "." || part === ".."), "no . or .. parts").default("/usr/local/lib/appliance/engine")
       .describe("Where `appliance engine build` installs engines (<dir>/<node-llama-cpp version>/) and serve looks for them. Must be root-owned all the way up; install writes it into the unit's ExecPaths= and the AppArmor profile (re-run install after changing it)."),
   }).prefault({}).describe("The llama.cpp engine: embedded in the binary, or built on this machine (appliance engine build)."),
   modelsDir: z.string().default("")

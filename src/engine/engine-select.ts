@@ -4,10 +4,9 @@
  * compiled binary's getBinsDir() for each @node-llama-cpp/<folder> package answers the verified dir
  * (__APPLIANCE_ENGINE_BINS__, see scripts/build.ts); grammars still come from the embedded native dir.
  */
-import fs from "node:fs";
 import { applyOmpEnv } from "./engine-build-env";
 import { ENGINE_NLC_VERSION } from "./engine-sources";
-import { verifyEngineDir, versionDirOf, type EngineRecord } from "./engine-store";
+import { holdsEngine, verifyEngineDir, versionDirOf, type EngineRecord } from "./engine-store";
 import { NativeLibError } from "./native";
 
 declare global { var __APPLIANCE_ENGINE_BINS__: Record<string, string> | undefined }
@@ -33,7 +32,7 @@ export function selectEngine(cfg: { use: "auto" | "embedded" | "built"; dir: str
     return { engine: "embedded", why: "running from source" };
   }
   const versionDir = versionDirOf(cfg.dir, nlcVersion);
-  if (!fs.existsSync(versionDir)) {
+  if (!holdsEngine(versionDir)) {
     if (cfg.use === "built") throw new NativeLibError(`engine.use is built, but no engine was built for node-llama-cpp ${nlcVersion} in ${cfg.dir} (run: sudo appliance engine build)`);
     return { engine: "embedded", why: `no built engine in ${versionDir}` };
   }

@@ -29,6 +29,21 @@ export interface EngineRecord {
 }
 
 const RECORD = /^([a-z0-9-]+)\.json$/;
+const FILE_NAME = /^[A-Za-z0-9._+-]+$/;
+
+/**
+ * Whether a version dir holds anything of a built engine: it exists with an entry other than the hash cache. An
+ * empty one (left by an install that stopped before its first file) is no engine: under `auto` serve runs the
+ * embedded libraries, and verify and `engine status` say the same. Anything in it is checked in full.
+ */
+export function holdsEngine(versionDir: string): boolean {
+  try {
+    return fs.readdirSync(versionDir).some((name) => name !== NATIVE_HASH_CACHE);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw e;
+  }
+}
 
 /** The dir a binary with this node-llama-cpp version loads built engines from. */
 export const versionDirOf = (engineDir: string, nlcVersion: string) => path.join(engineDir, nlcVersion);
@@ -38,6 +53,8 @@ function readRecord(file: string): EngineRecord {
   try {
     const r = JSON.parse(readFd(fd).toString("utf8")) as EngineRecord;
     if (typeof r.folder !== "string" || !r.files || typeof r.files !== "object") throw new Error("not an engine record");
+    // A recorded name is one plain file of the folder: never a path, "." or "..".
+    for (const name of Object.keys(r.files)) if (!FILE_NAME.test(name) || name === "." || name === "..") throw new Error(`recorded file name ${JSON.stringify(name)} is not a plain file name`);
     return r;
   } finally { fs.closeSync(fd); }
 }
@@ -64,7 +81,7 @@ export function checkEngineDir(versionDir: string, cache?: DigestCache): { recor
     const dir = path.join(versionDir, r.folder);
     if (!fs.existsSync(dir)) { problems.push(`${dir}: missing`); continue; }
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      if (!(e.isFile() && e.name in r.files)) problems.push(`${path.join(dir, e.name)} is not one of the built engine's files`);
+      if (!(e.isFile() && Object.hasOwn(r.files, e.name))) problems.push(`${path.join(dir, e.name)} is not one of the built engine's files`);
     }
     for (const [name, sha256] of Object.entries(r.files)) {
       const actual = digestOf(path.join(dir, name), cache);

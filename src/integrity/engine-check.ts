@@ -3,10 +3,9 @@
  * for this binary is root-owned all the way up, holds exactly its recorded files, and every file hashes to its
  * recorded sha256. Unlike a start, this hashes every file (no digest cache), as the native check does.
  */
-import fs from "node:fs";
 import type { Config } from "../config/schema";
 import { ENGINE_NLC_VERSION } from "../engine/engine-sources";
-import { checkEngineDir, versionDirOf } from "../engine/engine-store";
+import { checkEngineDir, holdsEngine, versionDirOf } from "../engine/engine-store";
 import { checkRootOwned } from "../engine/native";
 import type { Check } from "./report";
 
@@ -14,7 +13,7 @@ export function checkBuiltEngine(config: Pick<Config, "engine">, nlcVersion: str
   if (config.engine.use === "embedded") return { name: "engine", status: "skip", detail: "engine.use is embedded" };
   if (!nlcVersion) return { name: "engine", status: "skip", detail: "running from source: no built engine is loaded" };
   const dir = versionDirOf(config.engine.dir, nlcVersion);
-  if (!fs.existsSync(dir)) {
+  if (!holdsEngine(dir)) {
     return config.engine.use === "built" ? { name: "engine", status: "fail", detail: `engine.use is built, but ${dir} does not exist (run: sudo appliance engine build)` }
       : { name: "engine", status: "skip", detail: `no built engine in ${dir}: serve uses the embedded libraries` };
   }

@@ -50,6 +50,7 @@ export function reexecWithHugePages(argv = process.argv) {
   const env = hugePageEnv(process.env);
   if (!env) return;
   try {
-    process.execve(process.execPath, [process.execPath, ...argv.slice(2)], env);
+    // /proc/self/exe: the file this start is running (and checked), even if an update has replaced the path since.
+    process.execve("/proc/self/exe", [process.execPath, ...argv.slice(2)], env);
   } catch { /* e.g. a seccomp filter without execve: start as is */ }
 }

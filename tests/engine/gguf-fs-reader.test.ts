@@ -3,15 +3,14 @@
  * place by scripts/build.ts): node-llama-cpp's own parser reads the same header through it as through the original
  * reader, reading about what the header needs (the original reads 4 MiB past it), and a header cut short fails.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { readGgufFileInfo } from "node-llama-cpp";
 import { GgufType, writeGguf } from "../../src/engine/gguf-writer";
 import { FIRST_READ, ggufFsReader } from "../../src/engine/gguf-fs-reader";
-import { madeTmpDirs, tinyModel, tmpDir } from "../helpers";
+import { tinyModel, tmpDir } from "../helpers";
 
-afterAll(() => { for (const d of madeTmpDirs) fs.rmSync(d, { recursive: true, force: true }); });
 
 // node-llama-cpp's internal modules, exactly those scripts/build.ts hands to the reader in the binary.
 const gguf = path.join(import.meta.dir, "..", "..", "node_modules", "node-llama-cpp", "dist", "gguf");

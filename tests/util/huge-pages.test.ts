@@ -3,13 +3,12 @@
  * huge pages: the decision, and the compiled binary doing it (same process, tunable set, the KV cache in
  * AnonHugePages), or leaving an operator's own setting alone.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { HUGETLB_TUNABLE, hugePageEnv, readThpMode, REEXEC_MARK } from "../../src/util/huge-pages";
-import { builtBinary, madeTmpDirs, tinyModel, tmpDir, untilListening } from "../helpers";
+import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
-afterAll(() => { for (const d of madeTmpDirs) fs.rmSync(d, { recursive: true, force: true }); });
 
 describe("hugePageEnv", () => {
   test("adds the tunable (after any others) and the re-exec mark on Linux with THP", () => {

@@ -15,7 +15,7 @@ import path from "node:path";
 import { usableCpus } from "../../engine/cpu-budget";
 import { compileEngine, engineFolder } from "../../engine/engine-compile";
 import { ENGINE_NLC_VERSION, ENGINE_SOURCES } from "../../engine/engine-sources";
-import { checkEngineDir, installEngine, verifyEngineDir, versionDirOf } from "../../engine/engine-store";
+import { checkEngineDir, holdsEngine, installEngine, verifyEngineDir, versionDirOf } from "../../engine/engine-store";
 import { findBuildTools, missingToolsMessage, type EngineGpu } from "../../engine/engine-tools";
 import { checkRootOwned } from "../../engine/native";
 import { EXIT, parseWithConfig, UsageError, type Command } from "../command";
@@ -85,7 +85,7 @@ async function status(argv: string[]): Promise<number> {
   const versionDir = nlcVersion ? versionDirOf(config.engine.dir, nlcVersion) : null;
   const out: Record<string, unknown> = { use: config.engine.use, dir: versionDir, sources: ENGINE_SOURCES && { release: ENGINE_SOURCES.release, commit: ENGINE_SOURCES.commit, bytes: ENGINE_SOURCES.bytes } };
   let ok = true;
-  if (!versionDir || !fs.existsSync(versionDir)) out.built = [];
+  if (!versionDir || !holdsEngine(versionDir)) out.built = [];
   else {
     const problems: string[] = [];
     try { checkRootOwned(versionDir); } catch (e) { problems.push((e as Error).message); }
