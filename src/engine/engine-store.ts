@@ -14,9 +14,6 @@ import { fsyncDir, openPlainFile, readFd } from "../util/fs";
 import type { EngineGpu } from "./engine-tools";
 import { cacheOf, checkRootOwned, digestOf, NATIVE_HASH_CACHE, NativeLibError } from "./native";
 
-/** Default engine dir, beside the installed native libraries (config engine.dir). */
-export const SYSTEM_ENGINE_DIR = "/usr/local/lib/appliance/engine";
-
 /** One installed build: <folder>.json. */
 export interface EngineRecord {
   folder: string;

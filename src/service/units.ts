@@ -21,7 +21,7 @@ import type { Config } from "../config/schema";
 import { isLoopback } from "../guards/host";
 import { systemView, type Layout } from "./layout";
 import { SYSTEM_NATIVE_DIR } from "../engine/native";
-import { SYSTEM_ENGINE_DIR } from "../engine/engine-store";
+import { DEFAULTS } from "../config/load";
 
 const TEMPLATES: Record<string, string> = {
   "appliance.service": serviceTpl,
@@ -70,6 +70,20 @@ export function unitLimits(config: Pick<Config, "memoryMax" | "cpuQuota">): { ME
   };
 }
 
+/**
+ * engine.dir, checked against the dirs the service (or an operator) writes: the unit and the AppArmor profile let the
+ * service execute from it, so it must not lie in or above any of them (NoExecPaths= is there to keep those dirs
+ * non-executable).
+ */
+function engineDirOf(s: Layout, config: UnitConfig): string {
+  const dir = config.engine?.dir ?? DEFAULTS.engine.dir;
+  const within = (a: string, b: string) => a === b || a.startsWith(b.endsWith("/") ? b : `${b}/`);
+  for (const [name, other] of [["state dir", s.stateDir], ["models dir", s.modelsDir], ["log dir", s.logDir], ["config dir", s.configDir], ["audit anchor dir", s.anchorDir]] as const) {
+    if (within(dir, other) || within(other, dir)) throw new Error(`engine.dir ${dir} overlaps the ${name} ${other}: the service may execute from engine.dir, so it must be a dir of its own (default ${DEFAULTS.engine.dir})`);
+  }
+  return dir;
+}
+
 export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Record<string, string> {
   const s = systemView(l); // contents name the paths as the running system sees them
   // IPAddressAllow= filters both directions: with an allowed public bind, remote clients must get in.
@@ -78,7 +92,7 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Rec
     ACCOUNT: s.account, BIN: s.bin, CONFIG_FILE: s.configFile, CONFIG_DIR: s.configDir, STATE_DIR: s.stateDir,
     NATIVE_DIR: SYSTEM_NATIVE_DIR,
     // Where serve may load an engine built on this machine (engine.dir; appliance engine build).
-    ENGINE_DIR: config.engine?.dir ?? SYSTEM_ENGINE_DIR,
+    ENGINE_DIR: engineDirOf(s, config),
     MODELS_DIR: s.modelsDir, LOG_DIR: s.logDir, ANCHOR_FILE: path.join(s.anchorDir, "audit.anchors"), ...unitLimits(config),
     // newsyslog.conf fields split on whitespace: its G flag takes a shell pattern, where "?" matches the space.
     STATE_GLOB: s.stateDir.replace(/\s/g, "?"), LOG_GLOB: s.logDir.replace(/\s/g, "?"),

@@ -7,10 +7,13 @@
 import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { installEngine, SYSTEM_ENGINE_DIR, versionDirOf } from "../../src/engine/engine-store";
+import { DEFAULTS } from "../../src/config/load";
+import { installEngine, versionDirOf } from "../../src/engine/engine-store";
 import { builtBinary, tinyModel } from "../helpers";
 import { active, curl, journal, printedKey, put, unitProp } from "../live/client";
 import { bootOrSkip } from "../live/systemd";
+
+const SYSTEM_ENGINE_DIR = DEFAULTS.engine.dir;
 
 const live = await bootOrSkip("engine-build/live-unit.test.ts");
 const T = 240_000;
