@@ -89,6 +89,17 @@ export function checkEngineDir(versionDir: string, cache?: DigestCache): { recor
 }
 
 /**
+ * What verify and `engine status` report on a version dir: whether it is root-owned all the way up (a problem,
+ * not a throw) and checkEngineDir's problems, every file hashed (no cache).
+ */
+export function inspectEngineDir(versionDir: string): { records: EngineRecord[]; problems: string[] } {
+  const problems: string[] = [];
+  try { checkRootOwned(versionDir); } catch (e) { problems.push((e as Error).message); }
+  const checked = checkEngineDir(versionDir);
+  return { records: checked.records, problems: [...problems, ...checked.problems] };
+}
+
+/**
  * Verifies a version dir for a start: root-owned all the way up, exact contents, every digest (through the hash
  * cache under its trust rules). Throws NativeLibError (the start stops, as for the embedded libraries).
  */

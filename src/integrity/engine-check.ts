@@ -5,8 +5,7 @@
  */
 import type { Config } from "../config/schema";
 import { ENGINE_NLC_VERSION } from "../engine/engine-sources";
-import { checkEngineDir, holdsEngine, versionDirOf } from "../engine/engine-store";
-import { checkRootOwned } from "../engine/native";
+import { holdsEngine, inspectEngineDir, versionDirOf } from "../engine/engine-store";
 import type { Check } from "./report";
 
 export function checkBuiltEngine(config: Pick<Config, "engine">, nlcVersion: string | null = ENGINE_NLC_VERSION): Check {
@@ -17,8 +16,7 @@ export function checkBuiltEngine(config: Pick<Config, "engine">, nlcVersion: str
     return config.engine.use === "built" ? { name: "engine", status: "fail", detail: `engine.use is built, but ${dir} does not exist (run: sudo appliance engine build)` }
       : { name: "engine", status: "skip", detail: `no built engine in ${dir}: serve uses the embedded libraries` };
   }
-  checkRootOwned(dir); // throws: reported as a failure
-  const { records, problems } = checkEngineDir(dir);
+  const { records, problems } = inspectEngineDir(dir);
   if (problems.length) return { name: "engine", status: "fail", detail: problems.join("; ") };
   return { name: "engine", status: "ok", detail: `${dir} holds exactly the built engine's files (${records.map((r) => r.folder).join(", ")}), each with its recorded sha256` };
 }

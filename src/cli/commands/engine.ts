@@ -15,9 +15,8 @@ import path from "node:path";
 import { usableCpus } from "../../engine/cpu-budget";
 import { compileEngine, engineFolder } from "../../engine/engine-compile";
 import { ENGINE_NLC_VERSION, ENGINE_SOURCES } from "../../engine/engine-sources";
-import { checkEngineDir, holdsEngine, installEngine, verifyEngineDir, versionDirOf } from "../../engine/engine-store";
+import { holdsEngine, inspectEngineDir, installEngine, verifyEngineDir, versionDirOf } from "../../engine/engine-store";
 import { findBuildTools, missingToolsMessage, type EngineGpu } from "../../engine/engine-tools";
-import { checkRootOwned } from "../../engine/native";
 import { EXIT, parseWithConfig, UsageError, type Command } from "../command";
 
 const USAGE = "appliance engine build [--gpu cuda|vulkan] [--portable] [--jobs N] [--config FILE]\n       appliance engine status [--json] [--config FILE]";
@@ -87,13 +86,10 @@ async function status(argv: string[]): Promise<number> {
   let ok = true;
   if (!versionDir || !holdsEngine(versionDir)) out.built = [];
   else {
-    const problems: string[] = [];
-    try { checkRootOwned(versionDir); } catch (e) { problems.push((e as Error).message); }
-    const checked = checkEngineDir(versionDir);
-    problems.push(...checked.problems);
+    const checked = inspectEngineDir(versionDir);
     out.built = checked.records.map((r) => ({ folder: r.folder, gpu: r.gpu, portable: r.portable, openmp: r.openmp, commit: r.commit, builtAt: r.builtAt, files: Object.keys(r.files).length, cmakeOptions: r.cmakeOptions }));
-    out.problems = problems;
-    ok = problems.length === 0;
+    out.problems = checked.problems;
+    ok = checked.problems.length === 0;
   }
   if (values.json) console.log(JSON.stringify({ ok, ...out }, null, 2));
   else {
