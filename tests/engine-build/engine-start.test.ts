@@ -145,4 +145,21 @@ describe.skipIf(!root)("a built engine at start (compiled binary, as root)", () 
       await proc.exited;
     }
   }, 120_000);
+
+  test("an empty version dir (an install stopped before its first file) is no engine: auto starts on the embedded libraries, verify skips, status ok", async () => {
+    const empty = path.join(fs.mkdtempSync(path.join(os.homedir(), "appliance-engine-test-")), "engine");
+    parents.push(path.dirname(empty));
+    fs.mkdirSync(versionDirOf(empty, nlcVersion), { recursive: true, mode: 0o755 });
+    const app = await appliance();
+    expect(app.verify({ APPLIANCE_ENGINE__DIR: empty })).toMatchObject({ status: "skip" });
+    expect(app.status({ APPLIANCE_ENGINE__DIR: empty })).toMatchObject({ code: 0, json: { ok: true, built: [] } });
+    const proc = app.serve({ APPLIANCE_ENGINE__DIR: empty });
+    try {
+      const { log } = await untilListening(proc);
+      expect(JSON.parse(log().split("\n").find((l) => l.includes('"msg":"engine"'))!)).toMatchObject({ engine: "embedded" });
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+  }, 120_000);
 });
