@@ -54,9 +54,11 @@ export interface TextFilter {
    * what was pushed), so a caller can tell which generated text each returned piece stands for.
    */
   readonly pending: number;
+  /** One-shot: a whole text at once, final (no hold-back analysis); the filter is done after it. */
+  whole(text: string): string;
 }
 
-export const passthrough = (): TextFilter => ({ push: (t) => t, end: () => "", blocked: false, findings: [], pending: 0 });
+export const passthrough = (): TextFilter => ({ push: (t) => t, end: () => "", whole: (t) => t, blocked: false, findings: [], pending: 0 });
 
 export interface Scanner {
   rules: SecretRule[];
@@ -149,7 +151,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     return { text: out, findings: [...f.findings] };
   }
 
-  function filter(): TextFilter & { whole(text: string): string } {
+  function filter(): TextFilter {
     let held = "";
     /** The last characters consumed before `held` (released or dropped), as the one-shot scan would see them. */
     let ctx = "";

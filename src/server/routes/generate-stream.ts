@@ -14,7 +14,8 @@ import { sseResponse } from "../openai/sse";
 import type { RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import type { Inflight } from "../inflight";
-import { argumentsText, scanned, totalUsage, type GenerationPlan } from "./generate";
+import { scanParts } from "../../guards/scan-parts";
+import { argumentsOf, scanned, totalUsage, type GenerationPlan } from "./generate";
 
 type Flight = ReturnType<Inflight["begin"]>;
 
@@ -73,9 +74,11 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     });
     /** The rest of the choice once generated: held-back text, calls, the finish event. */
     const finish = (g: Generation) => {
-      scanned(g, filter.push(argumentsText(g)) + filter.end(), filter.blocked);
+      const tail = filter.end(), args = scanParts(argumentsOf(g), () => deps.responseFilter(state));
+      const blocked = filter.blocked || args.blocked;
+      scanned(g, [tail, ...args.parts], blocked);
       sendHead();
-      if (aligner && !filter.blocked) sendPieces(aligner.push(raw, g.text, true));
+      if (aligner && !blocked) sendPieces(aligner.push(raw, g.text, true));
       else if (g.text) send(g.text, undefined);
       if (g.toolCalls?.length && plan.calls) out(plan.calls(g.toolCalls, i));
       out(plan.end(g.finishReason, g, i));

@@ -9,6 +9,7 @@ import { AppError, CancelledError } from "../../errors";
 import type { Generation, GenerateCall, GenerationStage, PromptLogprob, TokenLogprob, ToolCall } from "../../engine/engine";
 import { alignWhole } from "../openai/logprob-align";
 import type { TextFilter } from "../../guards/response-scan";
+import { scanParts } from "../../guards/scan-parts";
 import type { RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import { streamGeneration } from "./generate-stream";
@@ -77,38 +78,30 @@ export async function runGeneration(request: Request, state: RequestState, deps:
   }
 }
 
-/**
- * Tool-call arguments are generated text too: they go through the same response filter, after the
- * text, each behind a separator no rule matches, and come back apart.
- */
-const SEPARATOR = "\u0000\u241Ftool-arguments\u241F\u0000";
-export const argumentsText = (g: Generation) => (g.toolCalls ?? []).map((c) => SEPARATOR + c.arguments).join("");
+/** A choice's tool-call arguments: generated text too, each scanned on its own (guards/scan-parts.ts). */
+export const argumentsOf = (g: Generation) => (g.toolCalls ?? []).map((c) => c.arguments);
 
 /**
- * Every choice's text and arguments through a response filter of its own (`newFilter`), as streamed choices
+ * Every choice's text and arguments through response filters of its own (`newFilter`), as streamed choices
  * have: through one filter, a match could run from one choice into the next and blank them all.
  */
 function scanChoices(gs: Generation[], newFilter: () => TextFilter) {
   for (const g of gs) {
-    const raw = g.text, filter = newFilter();
-    scanned(g, filter.push(g.text) + filter.push(argumentsText(g)) + filter.end(), filter.blocked);
+    const raw = g.text;
+    const { parts, blocked } = scanParts([g.text, ...argumentsOf(g)], newFilter);
+    scanned(g, parts, blocked);
     // The logprobs of the text as sent: a redacted stretch is one entry spelling the redaction.
     if (g.logprobs) g.logprobs = alignWhole(g.logprobs, raw, g.text) ?? undefined;
   }
 }
 
-/** Puts the filtered text and arguments back on `g`; a block (or a split a held-back secret swallowed) drops the calls. */
-export function scanned(g: Generation, filtered: string, blocked: boolean) {
-  const [text, ...args] = filtered.split(SEPARATOR);
+/** Puts the filtered text and arguments (`[text, ...arguments]`) back on `g`; a block empties the text and drops the calls. */
+export function scanned(g: Generation, [text, ...args]: readonly string[], blocked: boolean) {
   g.text = blocked ? "" : text!;
-  if (!g.toolCalls?.length) {
-    if (blocked) g.finishReason = "content_filter";
-    return;
-  }
-  if (blocked || args.length !== g.toolCalls.length) {
+  if (blocked) {
     g.toolCalls = undefined;
     g.finishReason = "content_filter";
     return;
   }
-  g.toolCalls = g.toolCalls.map((c, i) => ({ ...c, arguments: args[i]! }));
+  if (g.toolCalls?.length) g.toolCalls = g.toolCalls.map((c, i) => ({ ...c, arguments: args[i]! }));
 }

@@ -115,7 +115,7 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
     deps.settle(state);
     answer.model = body.model;
     if (route === "responses") {
-      scanResponseOutput(answer, deps.responseFilter(state));
+      scanResponseOutput(answer, () => deps.responseFilter(state));
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.output);
     } else if (route !== "embeddings" && Array.isArray(answer.choices)) {
       scanChoices(answer.choices as Obj[], route as "chat" | "completions", () => deps.responseFilter(state));

@@ -66,7 +66,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
         c.done = true;
         finished++;
         const ordered = [...c.calls.entries()].sort(([a], [b]) => a - b).map(([, x]) => x);
-        const end = scanStreamEnd(c.filter, ordered.map((x) => x.args));
+        const end = scanStreamEnd(c.filter, ordered.map((x) => x.args), () => deps.responseFilter(state));
         emit(i, c, end.text);
         const calls: ToolCall[] = ordered.length && end.args
           ? ordered.map((x, k) => ({ id: x.id ?? `call_${state.id.slice(4)}_${i}_${k}`, name: x.name ?? "", arguments: end.args![k]! })) : [];

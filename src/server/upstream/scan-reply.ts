@@ -1,14 +1,13 @@
 /**
  * The response scanner over an upstream's non-streamed answer: every choice's
- * text and tool-call arguments go through a response filter of the choice's own
- * (as generate.ts does for local models), the arguments behind a separator no
- * rule matches, and are written back; a block empties that choice and sets its
- * finish_reason "content_filter".
+ * text and each tool call's arguments go through a response filter of its own
+ * (guards/scan-parts.ts, as generate.ts does for local models) and are written
+ * back; a block empties that choice and sets its finish_reason "content_filter".
  */
 import type { TextFilter } from "../../guards/response-scan";
+import { scanParts } from "../../guards/scan-parts";
 
 type Obj = Record<string, unknown>;
-const SEPARATOR = "\u0000\u241Ftool-arguments\u241F\u0000";
 
 /** The scannable parts of one choice: the text and each call's arguments, with a writer for each. */
 interface Parts { text: string; args: string[]; write: (text: string, args: string[] | undefined) => void }
@@ -37,27 +36,26 @@ function textParts(c: Obj): Parts {
  */
 export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFilter: () => TextFilter): void {
   choices.forEach((choice, i) => {
-    const p = (kind === "chat" ? chatParts : textParts)(choice), filter = newFilter();
-    const [text, ...args] = (filter.push(p.text) + p.args.map((a) => filter.push(SEPARATOR + a)).join("") + filter.end()).split(SEPARATOR);
-    const broken = filter.blocked || args.length !== p.args.length;
-    p.write(filter.blocked ? "" : text!, broken ? undefined : args);
-    if (broken && (filter.blocked || p.args.length)) choices[i]!.finish_reason = "content_filter";
+    const p = (kind === "chat" ? chatParts : textParts)(choice);
+    const { parts: [text, ...args], blocked } = scanParts([p.text, ...p.args], newFilter);
+    p.write(blocked ? "" : text!, blocked ? undefined : args);
+    if (blocked) choices[i]!.finish_reason = "content_filter";
   });
 }
 
 /** Scans what is left at the end of a stream: held-back text plus the calls' arguments; the calls are dropped on a block. */
-export function scanStreamEnd(filter: TextFilter, args: string[]): { text: string; args: string[] | undefined } {
-  const [text, ...back] = (args.map((a) => filter.push(SEPARATOR + a)).join("") + filter.end()).split(SEPARATOR);
-  const ok = !filter.blocked && back.length === args.length;
-  return { text: filter.blocked ? "" : text!, args: ok ? back : undefined };
+export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: () => TextFilter): { text: string; args: string[] | undefined } {
+  const text = filter.end(), scanned = scanParts(args, newFilter);
+  const blocked = filter.blocked || scanned.blocked;
+  return { text: blocked ? "" : text, args: blocked ? undefined : scanned.parts };
 }
 
 /**
- * The Responses API's answer: every output_text part and every function call's arguments through one filter
- * (separated as above); a block empties the texts, drops the calls and marks the response incomplete
- * (content_filter), as OpenAI does.
+ * The Responses API's answer: every output_text part and every function call's arguments, each through a filter
+ * of its own; a block empties the texts, drops the calls and marks the response incomplete (content_filter), as
+ * OpenAI does.
  */
-export function scanResponseOutput(answer: Obj, filter: TextFilter): void {
+export function scanResponseOutput(answer: Obj, newFilter: () => TextFilter): void {
   const slots: { text: string; set: (v: string) => void }[] = [];
   const output = Array.isArray(answer.output) ? (answer.output as Obj[]) : [];
   for (const item of output) {
@@ -66,9 +64,8 @@ export function scanResponseOutput(answer: Obj, filter: TextFilter): void {
       if (typeof part.text === "string") slots.push({ text: part.text, set: (v) => { part.text = v; } });
     }
   }
-  const back = (slots.map((x, i) => (i ? filter.push(SEPARATOR) : "") + filter.push(x.text)).join("") + filter.end()).split(SEPARATOR);
-  const lost = back.length !== slots.length;
-  if (filter.blocked || lost) {
+  const { parts: back, blocked } = scanParts(slots.map((x) => x.text), newFilter);
+  if (blocked) {
     answer.output = output.filter((item) => item.type !== "function_call");
     for (const item of answer.output as Obj[]) for (const part of Array.isArray(item.content) ? (item.content as Obj[]) : []) if (typeof part.text === "string") part.text = "";
     answer.status = "incomplete";
