@@ -4,12 +4,29 @@
  * compiled binary's getBinsDir() for each @node-llama-cpp/<folder> package answers the verified dir
  * (__APPLIANCE_ENGINE_BINS__, see scripts/build.ts); grammars still come from the embedded native dir.
  */
+import path from "node:path";
 import { applyOmpEnv } from "./engine-build-env";
 import { ENGINE_NLC_VERSION } from "./engine-sources";
 import { holdsEngine, verifyEngineDir, versionDirOf, type EngineRecord } from "./engine-store";
 import { NativeLibError } from "./native";
 
 declare global { var __APPLIANCE_ENGINE_BINS__: Record<string, string> | undefined }
+
+/**
+ * The reserved control variable (config/load.ts RESERVED_ENV) through which serve hands its GPU preflight child the
+ * built engine it chose and verified: its engine.dir. Set only in that child's environment (gpu.ts preflightGpu);
+ * the child verifies the engine again before loading it. Never a setting.
+ */
+export const PREFLIGHT_ENGINE_ENV = "APPLIANCE_PREFLIGHT_ENGINE";
+
+/**
+ * The engine.dir of the built engine selectEngine verified in this process, if any (for the GPU preflight child):
+ * read from what node-llama-cpp is pointed at, <engine.dir>/<version>, so there is one record of the choice.
+ */
+export function builtEngineDir(): string | undefined {
+  const versionDir = Object.values(globalThis.__APPLIANCE_ENGINE_BINS__ ?? {})[0];
+  return versionDir && path.dirname(versionDir);
+}
 
 /** The engine serve runs on, for the start log (and where to find it). */
 export interface EngineChoice {
@@ -38,8 +55,8 @@ export function selectEngine(cfg: { use: "auto" | "embedded" | "built"; dir: str
   }
   const records = verifyEngineDir(versionDir);
   globalThis.__APPLIANCE_ENGINE_BINS__ = Object.fromEntries(records.map((r) => [`@node-llama-cpp/${r.folder}`, versionDir]));
-  // The GPU preflight child (gpu-preflight, this same binary, inheriting process.env) checks and loads the same engine.
-  Object.assign(process.env, { APPLIANCE_ENGINE__USE: "built", APPLIANCE_ENGINE__DIR: cfg.dir });
+  // The GPU preflight child learns this choice from PREFLIGHT_ENGINE_ENV (gpu.ts, builtEngineDir), never from the
+  // operator's APPLIANCE_ENGINE__* settings: process.env keeps meaning what the operator set.
   // libgomp reads its settings once, when mapped: before getLlama loads the addon (engine-build-env.ts).
   const omp = records.some((r) => r.openmp) ? applyOmpEnv() : undefined;
   return {
@@ -47,6 +64,29 @@ export function selectEngine(cfg: { use: "auto" | "embedded" | "built"; dir: str
     builds: records.map((r) => ({ folder: r.folder, gpu: r.gpu, portable: r.portable, commit: r.commit, cmakeOptions: r.cmakeOptions, builtAt: r.builtAt, files: Object.keys(r.files).length })),
     ...(omp && { omp }),
   };
+}
+
+/** Which engine runs, without paths (GET /health with auth off, /ready, appliance_engine_info): see engineInfo. */
+export interface EngineInfo {
+  kind: "built" | "embedded";
+  /** node-llama-cpp's folder of the loaded backend (linux-x64, linux-x64-cuda, mac-arm64-metal …). */
+  folder: string;
+  /** node-llama-cpp's version: built engines live in <engine.dir>/<version>/<folder>/, the embedded ones are its prebuilt packages. */
+  version: string;
+}
+
+/** node-llama-cpp's version from source (the compiled binary has ENGINE_NLC_VERSION). */
+function sourceNlcVersion(): string {
+  try { return (require("node-llama-cpp/package.json") as { version: string }).version; } catch { return "unknown"; }
+}
+
+/**
+ * Which engine serves `backend` (the loaded Llama's gpu, or "cpu"): a built one when selectEngine verified a build
+ * of that folder, else the embedded (prebuilt) libraries.
+ */
+export function engineInfo(backend: string): EngineInfo {
+  const folder = [process.platform === "darwin" ? "mac" : process.platform, process.arch, ...(backend && backend !== "cpu" ? [backend] : [])].join("-");
+  return { kind: builtEngineHas(folder) ? "built" : "embedded", folder, version: ENGINE_NLC_VERSION ?? sourceNlcVersion() };
 }
 
 /** Whether a verified built engine serves this GPU backend (gpu.ts: a build may carry no embedded GPU libraries). */

@@ -10,23 +10,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
 import type { DigestCache } from "../util/digest-cache";
-import { fsyncDir, openPlainFile, readFd } from "../util/fs";
-import type { EngineGpu } from "./engine-tools";
+import { withFileLockSync } from "../util/file-lock";
+import { fsyncDir } from "../util/fs";
+import { readRecord, RECORD, type EngineRecord } from "./engine-record";
+import { INSTALL_LOCK, pruneOtherVersions } from "./engine-versions";
 import { cacheOf, checkRootOwned, digestOf, NATIVE_HASH_CACHE, NativeLibError } from "./native";
 
-/** One installed build: <folder>.json. */
-export interface EngineRecord {
-  folder: string;
-  /** File name → sha256 of every file in <folder>/ (flat). */
-  files: Record<string, string>;
-  nlcVersion: string; release: string; commit: string;
-  gpu: EngineGpu; portable: boolean; openmp: boolean;
-  cmakeOptions: Record<string, string>;
-  compiler: string; cmake: string; seconds: number; builtAt: string;
-}
-
-const RECORD = /^([a-z0-9-]+)\.json$/;
-const FILE_NAME = /^[A-Za-z0-9._+-]+$/;
+export type { EngineRecord } from "./engine-record";
 
 /**
  * Whether a version dir holds anything of a built engine: it exists with an entry other than the hash cache. An
@@ -45,19 +35,8 @@ export function holdsEngine(versionDir: string): boolean {
 /** The dir a binary with this node-llama-cpp version loads built engines from. */
 export const versionDirOf = (engineDir: string, nlcVersion: string) => path.join(engineDir, nlcVersion);
 
-function readRecord(file: string): EngineRecord {
-  const fd = openPlainFile(file);
-  try {
-    const r = JSON.parse(readFd(fd).toString("utf8")) as EngineRecord;
-    if (typeof r.folder !== "string" || !r.files || typeof r.files !== "object") throw new Error("not an engine record");
-    // A recorded name is one plain file of the folder: never a path, "." or "..".
-    for (const name of Object.keys(r.files)) if (!FILE_NAME.test(name) || name === "." || name === "..") throw new Error(`recorded file name ${JSON.stringify(name)} is not a plain file name`);
-    return r;
-  } finally { fs.closeSync(fd); }
-}
-
 /** Problems with a version dir (unlisted entries, missing files, wrong digests) and the records it holds. */
-export function checkEngineDir(versionDir: string, cache?: DigestCache): { records: EngineRecord[]; problems: string[] } {
+export function checkEngineDir(versionDir: string, cache?: DigestCache, ownCopy = false): { records: EngineRecord[]; problems: string[] } {
   const records: EngineRecord[] = [], problems: string[] = [];
   const entries = fs.readdirSync(versionDir, { withFileTypes: true });
   const folders = new Set<string>();
@@ -81,7 +60,7 @@ export function checkEngineDir(versionDir: string, cache?: DigestCache): { recor
       if (!(e.isFile() && Object.hasOwn(r.files, e.name))) problems.push(`${path.join(dir, e.name)} is not one of the built engine's files`);
     }
     for (const [name, sha256] of Object.entries(r.files)) {
-      const actual = digestOf(path.join(dir, name), cache);
+      const actual = digestOf(path.join(dir, name), cache, ownCopy);
       if (actual !== sha256) problems.push(`${path.join(dir, name)}: ${actual ? `sha256 ${actual} does not match the recorded ${sha256}` : "missing or not a plain file"}`);
     }
   }
@@ -90,23 +69,27 @@ export function checkEngineDir(versionDir: string, cache?: DigestCache): { recor
 
 /**
  * What verify and `engine status` report on a version dir: whether it is root-owned all the way up (a problem,
- * not a throw) and checkEngineDir's problems, every file hashed (no cache).
+ * not a throw) and checkEngineDir's problems. Every file is hashed, unless `cached`: then a file whose identity and
+ * times match the root-written hash cache's entry takes its sha256 from there (the unit's pre-start check, under the
+ * cache's trust rules: util/digest-cache.ts), as a start does.
  */
-export function inspectEngineDir(versionDir: string): { records: EngineRecord[]; problems: string[] } {
+export function inspectEngineDir(versionDir: string, cached = false): { records: EngineRecord[]; problems: string[] } {
   const problems: string[] = [];
   try { checkRootOwned(versionDir); } catch (e) { problems.push((e as Error).message); }
-  const checked = checkEngineDir(versionDir);
+  const checked = checkEngineDir(versionDir, cached ? cacheOf(versionDir) : undefined);
   return { records: checked.records, problems: [...problems, ...checked.problems] };
 }
 
 /**
  * Verifies a version dir for a start: root-owned all the way up, exact contents, every digest (through the hash
  * cache under its trust rules). Throws NativeLibError (the start stops, as for the embedded libraries).
+ * `ownCopy`: root just wrote these files (installEngine), so their digests are remembered even inside the cache's
+ * racy window (no other writer can hide in it: root-owned dirs all the way up, checked first).
  */
-export function verifyEngineDir(versionDir: string): EngineRecord[] {
+export function verifyEngineDir(versionDir: string, ownCopy = false): EngineRecord[] {
   checkRootOwned(versionDir);
   const cache = cacheOf(versionDir);
-  const { records, problems } = checkEngineDir(versionDir, cache);
+  const { records, problems } = checkEngineDir(versionDir, cache, ownCopy);
   if (problems.length) throw new NativeLibError(`the built engine in ${versionDir} does not match its records: ${problems.join("; ")}`);
   if (!records.length) throw new NativeLibError(`${versionDir} holds no built engine`);
   cache.save(); // root only (a service account never writes it)
@@ -115,14 +98,40 @@ export function verifyEngineDir(versionDir: string): EngineRecord[] {
 
 const rootDir = (d: string) => { fs.mkdirSync(d, { recursive: true, mode: 0o755 }); fs.chmodSync(d, 0o755); if (process.geteuid?.() === 0) fs.chownSync(d, 0, 0); };
 
+/** What installEngine did. */
+export interface InstallResult {
+  record: EngineRecord;
+  /** Version dirs of other node-llama-cpp versions (ours: engine-versions.ts) and stale staging dirs it removed. */
+  removed: string[];
+}
+
+export interface InstallOptions {
+  /** Check the result as a start will (root-owned all the way up, every digest) and write the hash cache. */
+  verify?: boolean;
+  /** Called once when another install holds the lock and this one waits for it. */
+  onWait?: (lockFile: string) => void;
+}
+
 /**
- * Installs a compiled folder as root: files 0444 into a staging dir beside the version dir, then the folder is
- * swapped in by rename and its record written last (atomic, fsynced); the previous build of that folder goes.
- * Returns the record. A start that runs meanwhile sees a folder without its record (or the old record) and stops.
+ * Installs a compiled folder as root, under an exclusive lock on <engine dir>/.install.lock (two `engine build`
+ * runs finishing together would otherwise swap each other's folder under the other's record): files 0444 into a
+ * staging dir beside the version dir, then the folder is swapped in by rename and its record written last (atomic,
+ * fsynced); the previous build of that folder goes. Then, still locked: the optional verify, and the version dirs of
+ * other node-llama-cpp versions that are provably ours are removed (no binary of this version loads them).
+ * A start that runs meanwhile sees a folder without its record (or the old record) and stops.
  */
-export function installEngine(engineDir: string, compiledDir: string, record: Omit<EngineRecord, "files">): EngineRecord {
+export function installEngine(engineDir: string, compiledDir: string, record: Omit<EngineRecord, "files">, opts: InstallOptions = {}): InstallResult {
+  rootDir(engineDir);
+  return withFileLockSync(path.join(engineDir, INSTALL_LOCK), () => {
+    const full = placeEngine(engineDir, compiledDir, record);
+    if (opts.verify) verifyEngineDir(versionDirOf(engineDir, record.nlcVersion), true);
+    return { record: full, removed: pruneOtherVersions(engineDir, record.nlcVersion) };
+  }, { onWait: opts.onWait });
+}
+
+function placeEngine(engineDir: string, compiledDir: string, record: Omit<EngineRecord, "files">): EngineRecord {
   const versionDir = versionDirOf(engineDir, record.nlcVersion);
-  rootDir(engineDir); rootDir(versionDir);
+  rootDir(versionDir);
   const staging = fs.mkdtempSync(path.join(engineDir, ".staging-"));
   try {
     fs.chmodSync(staging, 0o755);

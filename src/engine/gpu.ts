@@ -9,7 +9,7 @@
 import fs from "node:fs";
 import type { Config } from "../config/schema";
 import { NATIVE_BUNDLE, type NativeBundle } from "./native-assets";
-import { builtEngineHas } from "./engine-select";
+import { builtEngineDir, builtEngineHas, PREFLIGHT_ENGINE_ENV } from "./engine-select";
 
 export type GpuChoice = "cuda" | "vulkan" | "metal" | false;
 
@@ -41,9 +41,13 @@ export interface PreflightResult { gpu: GpuChoice; reason?: string; ms: number }
 export async function preflightGpu(gpu: GpuChoice, stateDir: string, timeoutMs = 120_000): Promise<PreflightResult> {
   const t0 = performance.now();
   if (!gpu) return { gpu: false, ms: 0 };
-  const proc = Bun.spawn([...selfCommand(), "gpu-preflight", "--gpu", gpu, "--state-dir", stateDir], {
-    stdout: "pipe", stderr: "pipe", env: { ...process.env },
-  });
+  // The child tries the engine this process chose (a verified built one: its engine.dir in the reserved variable);
+  // an inherited value is never passed on.
+  const env: Record<string, string | undefined> = { ...process.env };
+  delete env[PREFLIGHT_ENGINE_ENV];
+  const built = builtEngineDir();
+  if (built) env[PREFLIGHT_ENGINE_ENV] = built;
+  const proc = Bun.spawn([...selfCommand(), "gpu-preflight", "--gpu", gpu, "--state-dir", stateDir], { stdout: "pipe", stderr: "pipe", env });
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);

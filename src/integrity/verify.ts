@@ -162,7 +162,9 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
     await safe("directories", () => checkDirs(config, l)),
     l ? await safe("account", () => checkAccount(l)) : notInstalled("account"),
     await safe("native", () => checkNative(config)),
-    await safe("engine", () => checkBuiltEngine(config)),
+    // Before each start (skipModels) the built engine's unchanged files come from the root-written hash cache, as
+    // at the start itself (a CUDA engine is hundreds of MB); the daily run reads every byte.
+    await safe("engine", () => checkBuiltEngine(config, undefined, !!ctx.skipModels)),
     await safe("listen", () => checkListen(config)),
     l ? await safe("environment", () => checkEnvironment(ctx.serviceEnv ?? serviceEnvironment(l))) : notInstalled("environment"),
     ...(l?.platform === "systemd" ? [await safe("egress", () => checkEgress(!!ctx.serviceEnv, config.allowPublicBind && !isLoopback(config.host), config.egressLock, undefined, otlpAllow(config)))] : []),

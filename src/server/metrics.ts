@@ -10,6 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import client from "prom-client";
 import type { Engine } from "../engine/engine";
+import { engineInfo } from "../engine/engine-select";
 import { newestVerifyStatus, VERIFY_STATUS_FILE, type VerifyStatus } from "../integrity/verify-status";
 import type { VersionInfo } from "../version";
 import type { RequestState } from "./request-state";
@@ -89,6 +90,9 @@ export class Metrics {
         llama_cpp: version?.llamaCpp ?? "unknown", target: version?.target ?? "unknown" }, 1);
     // Read at scrape time, so they are never stale.
     const self = this;
+    new client.Gauge({ name: "appliance_engine_info", help: "Which llama.cpp engine runs, as labels (kind built|embedded, node-llama-cpp folder and version); the value is 1.",
+      labelNames: ["kind", "folder", "version"], registers,
+      collect() { this.reset(); if (self.engine) this.set({ ...engineInfo(self.engine.backend) }, 1); } });
     new client.Gauge({ name: "appliance_queue_depth", help: "Requests waiting for a free sequence (generations and embeddings).", registers,
       collect() { this.set(self.engine?.load().queued ?? 0); } });
     new client.Gauge({ name: "appliance_slots", help: "Sequences (generation slots plus one embedding slot per model) by state.", labelNames: ["state"], registers,

@@ -127,8 +127,9 @@ export function uninstallPaths(l: Layout, purge: boolean): string[] {
   // systemd side files: drop-ins (the README's GPU one), and the verify timer's Persistent= stamp.
   const systemdState = l.platform === "systemd"
     ? [...units.map((u) => `${u}.d`), path.join(l.root, "var/lib/systemd/timers/stamp-appliance-verify.timer")] : [];
-  // The native libraries belong to the binary: removed with it (a reinstall writes them again).
-  const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, path.join(l.root, path.dirname(SYSTEM_NATIVE_DIR)), ...(l.apparmorProfile ? [l.apparmorProfile] : []), ...(l.logrotate ? [l.logrotate] : [])];
+  // The native libraries belong to the binary: removed with it (a reinstall writes them again). The built engine
+  // (engine.dir) is removed by uninstall only where provably ours (engine-versions.ts), then their parent if empty.
+  const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, path.join(l.root, SYSTEM_NATIVE_DIR), ...(l.apparmorProfile ? [l.apparmorProfile] : []), ...(l.logrotate ? [l.logrotate] : [])];
   // The root-held audit anchors (the anchor job's) are state: kept unless purge.
   return purge ? [...files, l.stateDir, l.logDir, l.configDir, l.anchorDir] : files;
 }

@@ -15,7 +15,8 @@ import path from "node:path";
 import { usableCpus } from "../../engine/cpu-budget";
 import { compileEngine, engineFolder } from "../../engine/engine-compile";
 import { ENGINE_NLC_VERSION, ENGINE_SOURCES } from "../../engine/engine-sources";
-import { holdsEngine, inspectEngineDir, installEngine, verifyEngineDir, versionDirOf } from "../../engine/engine-store";
+import { holdsEngine, inspectEngineDir, installEngine, versionDirOf } from "../../engine/engine-store";
+import { listEngineDir } from "../../engine/engine-versions";
 import { findBuildTools, missingToolsMessage, type EngineGpu } from "../../engine/engine-tools";
 import { EXIT, parseWithConfig, UsageError, type Command } from "../command";
 
@@ -48,24 +49,27 @@ async function build(argv: string[]): Promise<number> {
     console.error(`appliance engine build: engine builds are wired for Linux only (this is ${process.platform}-${process.arch}).`);
     return EXIT.FAIL;
   }
-  const found = findBuildTools(gpu);
-  if ("missing" in found) { console.error(missingToolsMessage(found.missing)); return EXIT.TOOLS_MISSING; }
+  // Root first: a user without cmake would otherwise be told to install tools, then still be refused.
   if (process.geteuid?.() !== 0) {
     console.error(`appliance engine build: run it as root (sudo appliance engine build): the engine is installed root-owned and read-only in ${config.engine.dir}, so the service account cannot change what it loads. Nothing was written.`);
     return EXIT.FAIL;
   }
+  const found = findBuildTools(gpu);
+  if ("missing" in found) { console.error(missingToolsMessage(found.missing)); return EXIT.TOOLS_MISSING; }
   try { os.setPriority(19); } catch { /* lowering our own priority cannot fail as root; if it does, build anyway */ }
   const log = (line: string) => console.error(line);
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-engine-build-"));
   try {
     const compiled = await compileEngine(ENGINE_SOURCES, { gpu, portable: !!values.portable, jobs, tools: found.tools, workDir, log });
-    const record = installEngine(config.engine.dir, compiled.dir, {
+    // Locked against another build's install; verified as a start will (root writes the hash cache the starts then
+    // read); older node-llama-cpp versions' builds removed (this binary never loads them).
+    const { record, removed } = installEngine(config.engine.dir, compiled.dir, {
       folder: compiled.folder, nlcVersion: ENGINE_SOURCES.nlcVersion, release: ENGINE_SOURCES.release, commit: ENGINE_SOURCES.commit,
       gpu, portable: !!values.portable, openmp: compiled.openmp, cmakeOptions: compiled.cmakeOptions,
       compiler: compiled.compiler, cmake: compiled.cmake, seconds: compiled.seconds, builtAt: new Date().toISOString(),
-    });
+    }, { verify: true, onWait: (lock) => log(`engine build: another engine build is installing (${lock}); waiting for it`) });
     const versionDir = versionDirOf(config.engine.dir, ENGINE_SOURCES.nlcVersion);
-    verifyEngineDir(versionDir); // as a start will, and root writes the hash cache the starts then read
+    for (const p of removed) log(`engine build: removed ${p} (a build for another node-llama-cpp version, or an interrupted install)`);
     log(`engine build: done in ${compiled.seconds} s: ${path.join(versionDir, record.folder)} (${Object.keys(record.files).length} files, sha256 in ${record.folder}.json)`);
     log(config.engine.use === "embedded" ? "engine build: engine.use is embedded: set it to auto or built to use this engine"
       : "engine build: serve loads it from its next start (a running service: systemctl restart appliance)");
@@ -91,11 +95,18 @@ async function status(argv: string[]): Promise<number> {
     out.problems = checked.problems;
     ok = checked.problems.length === 0;
   }
+  // Everything in engine.dir: this binary's version dir and any other (old builds, or an operator's own files).
+  const entries = listEngineDir(config.engine.dir);
+  out.entries = entries.map((e) => ({ ...e, current: e.name === nlcVersion }));
   if (values.json) console.log(JSON.stringify({ ok, ...out }, null, 2));
   else {
     const built = out.built as { folder: string; builtAt: string }[];
     console.log(built.length ? `built engine(s) in ${versionDir}: ${built.map((b) => `${b.folder} (${b.builtAt})`).join(", ")}` : `no built engine${versionDir ? ` in ${versionDir}` : ""}; serve uses the embedded libraries (build one: sudo appliance engine build)`);
     for (const p of (out.problems as string[] | undefined) ?? []) console.log(`  problem: ${p}`);
+    if (entries.length) console.log(`in ${config.engine.dir}:`);
+    for (const e of entries) {
+      console.log(`  ${e.name}${e.name === nlcVersion ? " (this binary's)" : ""}: ${e.ours ? (e.folders.length ? `built engine(s) ${e.folders.join(", ")}` : e.why) : `not an engine build (${e.why}); left alone`}`);
+    }
     if (ENGINE_SOURCES) console.log(`sources carried: llama.cpp ${ENGINE_SOURCES.release} (${ENGINE_SOURCES.commit.slice(0, 12)}), folder for a CPU build: ${engineFolder(false)}`);
   }
   return ok ? EXIT.OK : EXIT.FAIL;

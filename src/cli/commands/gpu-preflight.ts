@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { getLlama, LlamaCompletion } from "node-llama-cpp";
 import { prepareNative } from "../../engine/native";
-import { selectEngine } from "../../engine/engine-select";
+import { PREFLIGHT_ENGINE_ENV, selectEngine } from "../../engine/engine-select";
 import { makeTinyModel } from "../../engine/tiny-model";
 import { EXIT, parseOwn, type Command } from "../command";
 
@@ -21,8 +21,10 @@ export const gpuPreflight: Command = {
     const gpu = values.gpu as "cuda" | "vulkan" | "metal";
     const stateDir = values["state-dir"] as string;
     await prepareNative(stateDir);
-    // serve chose a built engine (engine-select.ts passes it on in the environment): preflight that one, verified again.
-    if (process.env.APPLIANCE_ENGINE__USE === "built" && process.env.APPLIANCE_ENGINE__DIR) selectEngine({ use: "built", dir: process.env.APPLIANCE_ENGINE__DIR });
+    // serve chose a built engine (gpu.ts names its engine.dir in the reserved PREFLIGHT_ENGINE_ENV): preflight that
+    // one, verified again. The operator's APPLIANCE_ENGINE__* settings are serve's to read, not this child's.
+    const built = process.env[PREFLIGHT_ENGINE_ENV];
+    if (built) selectEngine({ use: "built", dir: built });
     const dir = fs.mkdtempSync(path.join(stateDir, "preflight-"));
     try {
       const file = path.join(dir, "tiny.gguf");

@@ -2,8 +2,10 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseConfig } from "../../config/load";
+import { DEFAULTS, parseConfig } from "../../config/load";
+import { removeBuiltEngines } from "../../engine/engine-versions";
 import { selfCommand } from "../../engine/gpu";
+import { SYSTEM_NATIVE_DIR } from "../../engine/native";
 import { makeTinyModel } from "../../engine/tiny-model";
 import { readManifest } from "../../integrity/manifest";
 import { install, waitHealthy } from "../../service/installer";
@@ -90,18 +92,28 @@ export const installCmd: Command = {
 
 export const uninstallCmd: Command = {
   name: "uninstall",
-  summary: "Stop and remove the service (keeps models, keys and logs unless --purge)",
+  summary: "Stop and remove the service and its built engine (keeps models, keys and logs unless --purge)",
   usage: "appliance uninstall [--purge] [--root DIR] [--platform systemd|launchd] [--dry-run]",
   async run(argv) {
     const { values } = parseOwn(argv, { ...common, purge: { type: "boolean" } });
     const l = target(values);
     const dry = !!values["dry-run"];
+    // Read before --purge removes the config: where `engine build` installed (the built engine goes with the binary).
+    // An unreadable config must not stop an uninstall: then the default engine dir.
+    let engineDir = path.join(l.root, DEFAULTS.engine.dir);
+    try { engineDir = path.join(l.root, readInstance({ platform: platformFlag(values), root: l.root }).config.engine.dir); } catch { /* default */ }
     if (l.root === "/") runSteps(uninstallSteps(l, !!values.purge), realRunner, dry, out); // every step may fail (allowFail)
     for (const p of uninstallPaths(l, !!values.purge)) {
       if (!fs.existsSync(p)) continue;
       out(`${dry ? "would remove" : "remove"} ${p}`);
       if (!dry) fs.rmSync(p, { recursive: true, force: true });
     }
+    const engines = removeBuiltEngines(engineDir, dry);
+    for (const p of engines.removed) out(`${dry ? "would remove" : "remove"} ${p}`);
+    for (const p of engines.left) out(`left ${p}: not provably a build of appliance engine build`);
+    // /usr/local/lib/appliance held the native libraries and the default engine dir: removed once empty.
+    const libDir = path.join(l.root, path.dirname(SYSTEM_NATIVE_DIR));
+    if (!dry && fs.existsSync(libDir) && !fs.readdirSync(libDir).length) fs.rmdirSync(libDir);
     if (l.root === "/" && l.platform === "systemd" && !dry) {
       realRunner(["systemctl", "daemon-reload"]);
       realRunner(["systemctl", "reset-failed", "appliance.service", "appliance-verify.service"]); // no failed-unit record left

@@ -1,18 +1,22 @@
 /** GET /health (liveness, public) and GET /ready (a model is loaded and we are not draining). */
 import { Elysia } from "elysia";
+import { engineInfo } from "../../engine/engine-select";
 import { NotReadyError } from "../../errors";
 import type { AppDeps } from "../deps";
 import { stateOf } from "../request-state";
 
 export const healthRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.health" })
-    .get("/health", () => ({ status: "ok" }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"] } })
+    // Which engine runs (kind, folder, version; no path) follows /ready's rule for model ids: /health is public, so
+    // only with auth off; with auth on, /ready says it to keys that may list models, /metrics to the metrics scope.
+    .get("/health", () => (deps.config.auth ? { status: "ok" } : { status: "ok", engine: engineInfo(deps.engine.backend) }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"] } })
     .get("/ready", ({ request }) => {
       if (deps.draining || !(deps.engine.ready() || deps.gateway?.ready())) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
       // Model ids only for keys that may list models (or with auth off).
       const scopes = stateOf(request).scopes;
       const listModels = !deps.config.auth || !!scopes?.some((s) => s === "models" || s === "admin");
-      return { status: "ready", ...(listModels ? { models: [...deps.engine.models().map((m) => m.id), ...(deps.gateway?.models() ?? [])] } : {}), backend: deps.engine.backend, ...deps.engine.load() };
+      return { status: "ready", ...(listModels ? { models: [...deps.engine.models().map((m) => m.id), ...(deps.gateway?.models() ?? [])], engine: engineInfo(deps.engine.backend) } : {}),
+        backend: deps.engine.backend, ...deps.engine.load() };
     }, { detail: { summary: "Readiness: a model is loaded", tags: ["Operations"] } });
 
 /** GET /metrics (the `metrics` scope, or admin): Prometheus text format. */
