@@ -6,8 +6,6 @@ import { EXIT } from "./cli/exit-codes";
 
 export async function main(argv: string[]): Promise<number> {
   const { COMMANDS, helpText } = await import("./cli/registry");
-  const { UsageError } = await import("./cli/command");
-  const { ConfigError } = await import("./config/load");
   const [name, ...rest] = argv;
   if (!name || name === "help" || name === "--help" || name === "-h") { console.log(helpText()); return name ? EXIT.OK : EXIT.USAGE; }
   if (name === "--version" || name === "-V") return COMMANDS.find((c) => c.name === "version")!.run([]);
@@ -17,6 +15,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await cmd.run(rest);
   } catch (e) {
+    // Loaded here, not up front: --version and --help need neither (the config module builds the zod schema).
+    const [{ UsageError }, { ConfigError }] = await Promise.all([import("./cli/command"), import("./config/load")]);
     if (e instanceof ConfigError || e instanceof UsageError) {
       console.error(`appliance ${name}: ${e.message}`);
       if (e instanceof UsageError) console.error(`usage: ${cmd.usage}`);

@@ -1,6 +1,7 @@
 /** appliance version (also --version) */
 import { formatVersion, versionInfo } from "../../version";
-import { EXIT, type Command } from "../command";
+import type { Command } from "../command";
+import { EXIT } from "../exit-codes"; // not ../command: that module loads the config schema
 
 export const version: Command = {
   name: "version",

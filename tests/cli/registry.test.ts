@@ -1,0 +1,60 @@
+/**
+ * The lazy command table (src/cli/registry.ts): every entry says what its command's module says, every command is
+ * in the table, and --version / --help evaluate none of serve's module graph (the program load they paid for).
+ */
+import { expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import type { Command } from "../../src/cli/command";
+import { COMMANDS } from "../../src/cli/registry";
+import { tmpDir } from "../helpers";
+
+const root = path.resolve(import.meta.dir, "../..");
+
+test("each table entry has its command's name, summary, usage and hidden flag, and every command is in the table", async () => {
+  for (const entry of COMMANDS) {
+    const cmd = await entry.load();
+    expect({ name: entry.name, summary: entry.summary, usage: entry.usage, hidden: !!entry.hidden })
+      .toEqual({ name: cmd.name, summary: cmd.summary, usage: cmd.usage, hidden: !!cmd.hidden });
+  }
+  const exported: string[] = [];
+  const dir = path.join(root, "src/cli/commands");
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith(".ts"))) {
+    for (const v of Object.values(await import(path.join(dir, file)) as Record<string, unknown>)) {
+      const c = v as Partial<Command> | null;
+      if (c && typeof c === "object" && typeof c.name === "string" && typeof c.run === "function") exported.push(c.name);
+    }
+  }
+  expect(exported.sort()).toEqual(COMMANDS.map((c) => c.name).sort());
+  expect(new Set(exported).size).toBe(exported.length);
+});
+
+/** The source modules `main(argv)` evaluated, from a fresh process (Bun lists ES modules in require.cache too). */
+function modulesLoadedBy(argv: string[]): { code: number; modules: string[]; out: string } {
+  const script = path.join(tmpDir(), "probe.ts");
+  fs.writeFileSync(script, `const { main } = await import(${JSON.stringify(path.join(root, "src/main.ts"))});
+const code = await main(${JSON.stringify(argv)});
+console.log("@@" + JSON.stringify({ code, modules: Object.keys(require.cache) }));\n`);
+  const r = Bun.spawnSync([process.execPath, script], { cwd: root, env: { ...process.env, NODE_ENV: "production" } });
+  const out = r.stdout.toString();
+  const line = out.split("\n").find((l) => l.startsWith("@@"));
+  if (!line) throw new Error(`probe printed no result (exit ${r.exitCode}): ${out}${r.stderr.toString()}`);
+  return { ...(JSON.parse(line.slice(2)) as { code: number; modules: string[] }), out };
+}
+
+/** What serve needs and --version / --help must not pay for. */
+const SERVE_GRAPH = /node_modules[\\/](node-llama-cpp|zod|elysia|pino)[\\/]|src[\\/](server|engine|config|guards)[\\/]|src[\\/]cli[\\/]commands[\\/]serve/;
+
+test("--version, --help and COMMAND --help evaluate none of serve's modules", () => {
+  for (const argv of [["--version"], ["--help"], ["serve", "--help"], ["keys", "--help"]]) {
+    const { code, modules, out } = modulesLoadedBy(argv);
+    expect(code).toBe(0);
+    expect(modules.filter((m) => SERVE_GRAPH.test(m))).toEqual([]);
+    if (argv[0] === "--version") expect(out).toMatch(/^appliance \d+\.\d+\.\d+ \(commit /);
+    else expect(out).toContain("usage:");
+  }
+  // The probe does see a command's graph when that command runs (a config error: exit 2, its modules loaded).
+  const bad = modulesLoadedBy(["config", "print", "--port", "nope"]);
+  expect(bad.code).toBe(2);
+  expect(bad.modules.some((m) => /src[\\/]config[\\/]load\.ts$/.test(m))).toBe(true);
+});
