@@ -16,6 +16,7 @@ import type { BunPlugin } from "bun";
 import { sha256Bytes } from "../src/integrity/manifest";
 import { engineBuild, type EngineBuild } from "./engine-build";
 import { engineSources, type SourceArchive } from "./engine-sources";
+import { trimNodeLlamaCpp } from "./build-nlc-trim";
 
 export const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
@@ -123,6 +124,8 @@ import { GgufFileReader } from "./GgufFileReader.js";
 import { ggufFsReader } from ${JSON.stringify(path.join(root, "src", "engine", "gguf-fs-reader.ts"))};
 export const GgufFsFileReader = ggufFsReader(GgufFileReader, GgufReadOffset);`,
       }));
+      // Helpers of paths the server never takes (downloads, llama.cpp builds, CLI output): stubs (build-nlc-trim.ts).
+      trimNodeLlamaCpp(build);
       build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages, local) }));
       build.onLoad({ filter: /src[\\/]engine[\\/]engine-sources\.ts$/ }, () => ({ loader: "ts", contents: engineSourcesModule(sources) }));
     },

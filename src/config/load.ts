@@ -15,8 +15,12 @@ export class ConfigError extends Error {
 
 type Raw = Record<string, unknown>;
 
+// jitless: zod's compiled fast path pays for generating its parser (~8 ms of every start, scripts/bench-cold.ts) on a
+// schema parsed a couple of times per process; the plain path gives the same result.
+const ONCE = { jitless: true } as const;
+
 /** Defaults only: handy for tests and for `config print --defaults`. */
-export const DEFAULTS: Readonly<Config> = Object.freeze(configSchema.parse({}));
+export const DEFAULTS: Readonly<Config> = Object.freeze(configSchema.parse({}, ONCE));
 
 export const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 
@@ -115,7 +119,7 @@ function describeIssue(issue: z.core.$ZodIssue): ConfigError {
 
 /** Validates a raw object against the schema, throwing a ConfigError that names the first bad field. */
 export function parseConfig(raw: Raw): Readonly<Config> {
-  const result = configSchema.safeParse(raw);
+  const result = configSchema.safeParse(raw, ONCE);
   if (!result.success) throw describeIssue(result.error.issues[0]!);
   return Object.freeze(result.data);
 }

@@ -1,0 +1,53 @@
+/**
+ * Start-time trims of node-llama-cpp for the compiled binary (scripts/build.ts's plugin calls trimNodeLlamaCpp).
+ *
+ * Importing node-llama-cpp evaluates its whole module graph, including the helpers of paths the server never takes:
+ * model downloads (ipull), cloning and building llama.cpp (simple-git) and CLI progress output (ora, stdout-update).
+ * Measured with --cpu-prof on the compiled binary (2-core VM): those packages cost ~20 ms of every start, ora alone
+ * ~11 ms because its `import { stripVTControlCharacters } from "util"` loads Bun's util.inspect module. In the binary
+ * they are replaced by stubs that throw when called (loudly, naming the package), so a node-llama-cpp path that did
+ * reach one fails the engine and conformance tests instead of silently doing something else. The server passes
+ * `build: "never"` and `skipDownload: true` to getLlama and never calls node-llama-cpp's download or CLI functions.
+ *
+ * Its utils/getTempDir.js also formats the local date at import for a run id (the first local-time Date call loads
+ * the time zone: 11-14 ms); the same id is computed at its first use instead.
+ */
+import fs from "node:fs";
+import type { PluginBuilder } from "bun";
+
+/** Each stubbed package and the names node-llama-cpp's (non-CLI) modules import from it. */
+const STUBS: Record<string, string> = {
+  "ora": "export default unused;",
+  "simple-git": "export const simpleGit = unused;",
+  "ipull": "export const downloadFile = unused, downloadSequence = unused, DownloadStatus = Object.freeze({});",
+  "stdout-update": "export default Object.freeze({ getInstance: unused });",
+};
+
+/** The stub module for `pkg`: every export throws when called. */
+export function stubModule(pkg: string): string {
+  const body = STUBS[pkg];
+  if (!body) throw new Error(`no stub for ${pkg}`);
+  return `function unused() { throw new Error(${JSON.stringify(`${pkg} is not in the compiled binary (node-llama-cpp called it: downloads, llama.cpp builds and CLI output are not used by appliance)`)}); }\n${body}\n`;
+}
+
+/** getTempDir.js with its run id computed at first use instead of at import. Throws when the file no longer has the expected shape. */
+export function lazyRunId(source: string): string {
+  const head = "const currentDate = new Date();\nconst currentRunIdOf() = [";
+  let out = source.replace(/\bcurrentRunId\b/g, "currentRunIdOf()");
+  const start = out.indexOf(head), end = out.indexOf('].join("");', start);
+  if (start < 0 || end < 0 || out.indexOf(head, start + 1) >= 0) throw new Error("node-llama-cpp's utils/getTempDir.js changed: update scripts/build-nlc-trim.ts");
+  out = `${out.slice(0, start)}let currentRunIdMemo;\nconst currentRunIdOf = () => currentRunIdMemo ??= (() => { const currentDate = new Date(); return [` +
+    `${out.slice(start + head.length, end)}].join(""); })();${out.slice(end + '].join("");'.length)}`;
+  return out;
+}
+
+/** Registers the trims on a Bun build (see the file comment). */
+export function trimNodeLlamaCpp(build: PluginBuilder) {
+  const names = Object.keys(STUBS).map((p) => p.replace(/[-/]/g, "\\$&")).join("|");
+  build.onResolve({ filter: new RegExp(`^(${names})$`) }, (args) =>
+    /node-llama-cpp[\\/]dist[\\/]/.test(args.importer) ? { path: args.path, namespace: "nlc-unused" } : undefined);
+  build.onLoad({ filter: /.*/, namespace: "nlc-unused" }, (args) => ({ loader: "js", contents: stubModule(args.path) }));
+  build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]utils[\\/]getTempDir\.js$/ }, (args) => ({
+    loader: "js", contents: lazyRunId(fs.readFileSync(args.path, "utf8")),
+  }));
+}

@@ -1,0 +1,39 @@
+/**
+ * The build's node-llama-cpp trims (scripts/build-nlc-trim.ts): the stubs throw naming their package when called,
+ * and getTempDir.js's run id is made at first use. Whether any server path reaches a stub is tested by running the
+ * conformance and e2e suites on the compiled binary (a stub throws, so a reached one fails them).
+ */
+import { expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { lazyRunId, stubModule } from "../../scripts/build-nlc-trim";
+import { tmpDir } from "../helpers";
+
+const getTempDir = path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/utils/getTempDir.js");
+
+test("each stub exports what node-llama-cpp imports, and calling it throws naming the package", async () => {
+  const dir = tmpDir();
+  const load = async (pkg: string) => {
+    const file = path.join(dir, `${pkg}.mjs`);
+    fs.writeFileSync(file, stubModule(pkg));
+    return await import(file) as Record<string, unknown>;
+  };
+  const calls: [string, () => unknown][] = [];
+  const ora = await load("ora"), git = await load("simple-git"), ipull = await load("ipull"), out = await load("stdout-update");
+  calls.push(["ora", ora.default as () => unknown], ["simple-git", git.simpleGit as () => unknown],
+    ["ipull", ipull.downloadFile as () => unknown], ["ipull", ipull.downloadSequence as () => unknown],
+    ["stdout-update", (out.default as { getInstance: () => unknown }).getInstance]);
+  for (const [pkg, fn] of calls) expect(fn).toThrow(`${pkg} is not in the compiled binary`);
+  expect(() => stubModule("chalk")).toThrow("no stub for chalk");
+});
+
+test("getTempDir.js: no Date is made at import, the run id is made once at first use, a changed file stops the build", () => {
+  const source = fs.readFileSync(getTempDir, "utf8");
+  expect(source).toMatch(/^const currentDate = new Date\(\);$/m); // what the trim exists for
+  const out = lazyRunId(source);
+  expect(out).not.toMatch(/^const currentDate/m);
+  expect(out).toContain("const currentRunIdOf = () => currentRunIdMemo ??= (() => { const currentDate = new Date(); return [");
+  expect(out).not.toMatch(/\bcurrentRunId\b/); // every use goes through currentRunIdOf()
+  expect(out.match(/currentRunIdOf\(\)/g)!.length).toBe(source.match(/\bcurrentRunId\b/g)!.length - 1);
+  expect(() => lazyRunId(source.replace("new Date()", "new Date(Date.now())"))).toThrow("getTempDir.js changed");
+});
