@@ -11,7 +11,8 @@ import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
 import type { DigestCache } from "../util/digest-cache";
 import { withFileLockSync } from "../util/file-lock";
-import { fsyncDir } from "../util/fs";
+import { fsyncDir, openPlainFile } from "../util/fs";
+import { sha256FdSync } from "../util/sha256";
 import { readRecord, RECORD, type EngineRecord } from "./engine-record";
 import { INSTALL_LOCK, pruneOtherVersions } from "./engine-versions";
 import { cacheOf, checkRootOwned, digestOf, NATIVE_HASH_CACHE, NativeLibError } from "./native";
@@ -35,9 +36,35 @@ export function holdsEngine(versionDir: string): boolean {
 /** The dir a binary with this node-llama-cpp version loads built engines from. */
 export const versionDirOf = (engineDir: string, nlcVersion: string) => path.join(engineDir, nlcVersion);
 
-/** Problems with a version dir (unlisted entries, missing files, wrong digests) and the records it holds. */
-export function checkEngineDir(versionDir: string, cache?: DigestCache, ownCopy = false): { records: EngineRecord[]; problems: string[] } {
+/** How checkEngineDir gets each file's digest. */
+export interface DigestSource {
+  /** Take an unchanged file's sha256 from this cache (its trust rules apply), else hash and remember it. */
+  cache?: DigestCache;
+  /** With `cache`: root just wrote the files (see verifyEngineDir). */
+  ownCopy?: boolean;
+  /** Read every byte, and remember the digests here (written only by root: a manual `sudo appliance verify`). */
+  refresh?: DigestCache;
+}
+
+/** A file's sha256 from every byte, remembered in `cache` (root only); undefined when missing or not a plain file. */
+function hashRemembering(file: string, cache: DigestCache): string | undefined {
+  let fd: number;
+  try { fd = openPlainFile(file); } catch { return undefined; }
+  try {
+    const before = fs.fstatSync(fd, { bigint: true });
+    const digest = sha256FdSync(fd);
+    cache.remember(file, before, fs.fstatSync(fd, { bigint: true }), digest);
+    return digest;
+  } finally { fs.closeSync(fd); }
+}
+
+/**
+ * Problems with a version dir (unlisted entries, missing files, wrong digests) and the records it holds;
+ * `fromCache` of the `files` checked took their sha256 from the hash cache.
+ */
+export function checkEngineDir(versionDir: string, how: DigestSource = {}): { records: EngineRecord[]; problems: string[]; files: number; fromCache: number } {
   const records: EngineRecord[] = [], problems: string[] = [];
+  let files = 0, fromCache = 0;
   const entries = fs.readdirSync(versionDir, { withFileTypes: true });
   const folders = new Set<string>();
   for (const e of entries) {
@@ -60,24 +87,30 @@ export function checkEngineDir(versionDir: string, cache?: DigestCache, ownCopy 
       if (!(e.isFile() && Object.hasOwn(r.files, e.name))) problems.push(`${path.join(dir, e.name)} is not one of the built engine's files`);
     }
     for (const [name, sha256] of Object.entries(r.files)) {
-      const actual = digestOf(path.join(dir, name), cache, ownCopy);
+      const file = path.join(dir, name);
+      files++;
+      if (how.cache) { try { if (how.cache.lookup(file, fs.lstatSync(file, { bigint: true }))) fromCache++; } catch { /* missing: below */ } }
+      const actual = how.refresh ? hashRemembering(file, how.refresh) : digestOf(file, how.cache, how.ownCopy);
       if (actual !== sha256) problems.push(`${path.join(dir, name)}: ${actual ? `sha256 ${actual} does not match the recorded ${sha256}` : "missing or not a plain file"}`);
     }
   }
-  return { records, problems };
+  return { records, problems, files, fromCache };
 }
 
 /**
  * What verify and `engine status` report on a version dir: whether it is root-owned all the way up (a problem,
- * not a throw) and checkEngineDir's problems. Every file is hashed, unless `cached`: then a file whose identity and
- * times match the root-written hash cache's entry takes its sha256 from there (the unit's pre-start check, under the
- * cache's trust rules: util/digest-cache.ts), as a start does.
+ * not a throw) and checkEngineDir's problems. Every file is hashed (and, run as root, the hash cache refreshed with
+ * what was read, as verify does for the models), unless `cached`: then a file whose identity and times match the
+ * root-written hash cache's entry takes its sha256 from there (the unit's pre-start check, under the cache's trust
+ * rules: util/digest-cache.ts), as a start does.
  */
-export function inspectEngineDir(versionDir: string, cached = false): { records: EngineRecord[]; problems: string[] } {
+export function inspectEngineDir(versionDir: string, cached = false): { records: EngineRecord[]; problems: string[]; files: number; fromCache: number } {
   const problems: string[] = [];
   try { checkRootOwned(versionDir); } catch (e) { problems.push((e as Error).message); }
-  const checked = checkEngineDir(versionDir, cached ? cacheOf(versionDir) : undefined);
-  return { records: checked.records, problems: [...problems, ...checked.problems] };
+  const cache = cacheOf(versionDir);
+  const checked = checkEngineDir(versionDir, cached ? { cache } : { refresh: cache });
+  if (!problems.length && !checked.problems.length) cache.save(); // root only; a read-only dir (the units' ProtectSystem) is fine
+  return { ...checked, problems: [...problems, ...checked.problems] };
 }
 
 /**
@@ -89,7 +122,7 @@ export function inspectEngineDir(versionDir: string, cached = false): { records:
 export function verifyEngineDir(versionDir: string, ownCopy = false): EngineRecord[] {
   checkRootOwned(versionDir);
   const cache = cacheOf(versionDir);
-  const { records, problems } = checkEngineDir(versionDir, cache, ownCopy);
+  const { records, problems } = checkEngineDir(versionDir, { cache, ownCopy });
   if (problems.length) throw new NativeLibError(`the built engine in ${versionDir} does not match its records: ${problems.join("; ")}`);
   if (!records.length) throw new NativeLibError(`${versionDir} holds no built engine`);
   cache.save(); // root only (a service account never writes it)

@@ -22,7 +22,7 @@ export function checkBuiltEngine(config: Pick<Config, "engine">, nlcVersion: str
     return config.engine.use === "built" ? { name: "engine", status: "fail", detail: `engine.use is built, but ${dir} does not exist (run: sudo appliance engine build)` }
       : { name: "engine", status: "skip", detail: `no built engine in ${dir}: serve uses the embedded libraries` };
   }
-  const { records, problems } = inspectEngineDir(dir, cached);
+  const { records, problems, files, fromCache } = inspectEngineDir(dir, cached);
   if (problems.length) return { name: "engine", status: "fail", detail: problems.join("; ") };
-  return { name: "engine", status: "ok", detail: `${dir} holds exactly the built engine's files (${records.map((r) => r.folder).join(", ")}), each with its recorded sha256${cached ? " (unchanged files: from the root-written hash cache)" : " (every byte read)"}` };
+  return { name: "engine", status: "ok", detail: `${dir} holds exactly the built engine's files (${records.map((r) => r.folder).join(", ")}), each with its recorded sha256${cached ? ` (${fromCache} of ${files} unchanged since root hashed them: from the root-written hash cache)` : " (every byte read)"}` };
 }
