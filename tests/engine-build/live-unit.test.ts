@@ -1,7 +1,8 @@
 /**
  * A built engine under the hardened unit, on a live systemd (tests/live/systemd.ts): the service account, with
  * NoExecPaths=/ and the unit's ExecPaths=, loads an engine installed root-owned in the default engine dir
- * (/usr/local/lib/appliance/engine) after `systemctl restart`, and the pre-start verify checks it. The engine is
+ * (/usr/local/lib/appliance/engine) after `systemctl restart`, and the pre-start verify checks it (as the service
+ * account, with the hash cache root wrote). The engine is
  * node-llama-cpp's prebuilt files installed by installEngine() (a real compile takes ~15 min: engine-build-real).
  */
 import { describe, expect, test } from "bun:test";
@@ -43,5 +44,17 @@ describe.skipIf(!live)("live systemd: a built engine under the unit", () => {
     const verify = sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T });
     expect(verify.code).toBe(0);
     expect(unitProp(sys, "Result", "appliance-verify.service")).toBe("success");
+    // The unit's pre-start check (verify --skip-models, as the service account) takes the engine's sha256 from the
+    // hash cache root wrote (here a manual verify as root, which reads every byte; engine build writes it too).
+    const engineCheck = (argv: string[]) => {
+      const out = sys.exec(argv, { timeoutMs: T }).out;
+      return (JSON.parse(out.slice(out.indexOf("{"), out.lastIndexOf("}") + 1)) as { checks: { name: string; status: string; detail: string }[] }).checks.find((c) => c.name === "engine");
+    };
+    expect(engineCheck(["/usr/local/bin/appliance", "verify", "--json"])).toMatchObject({ status: "ok", detail: expect.stringContaining("(every byte read)") });
+    const n = fs.readdirSync(prebuilt).length;
+    expect(engineCheck(["systemd-run", "--wait", "--pipe", "--quiet", "-p", "User=appliance", "-E", "APPLIANCE_SERVICE=1", "-E", "APPLIANCE_CONFIG=/etc/appliance/config.json",
+      "/usr/local/bin/appliance", "verify", "--json", "--skip-models"])).toMatchObject({ status: "ok", detail: expect.stringContaining(`(${n} of ${n} unchanged since root hashed them`) });
+    const again = sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T });
+    expect(again.code, again.err + journal(sys, "-u", "appliance.service", "-n", "30")).toBe(0);
   }, T);
 });
