@@ -117,7 +117,10 @@ describe.skipIf(!root)("engine status, verify, engine build as non-root, uninsta
       { name: "3.0.0-notes", ours: false, folders: [], why: "no engine record (<folder>.json)", current: false },
       { name: nlcVersion, ours: true, folders: ["linux-x64"], current: true },
     ]));
-    expect(app.run(["engine", "status"], { APPLIANCE_ENGINE__DIR: dir }).stdout.toString()).toContain(`  ${nlcVersion} (this binary's): built engine(s) linux-x64\n`);
+    const text = app.run(["engine", "status"], { APPLIANCE_ENGINE__DIR: dir }).stdout.toString();
+    expect(text).toContain(`  ${nlcVersion} (this binary's): built engine(s) linux-x64\n`);
+    expect(text).toContain("  3.0.0: built engine(s) linux-x64 for another node-llama-cpp version (never loaded by this binary; the next engine build removes it)\n");
+    expect(text).toContain("  3.0.0-notes: not an engine build (no engine record (<folder>.json)); left alone\n");
   }, 60_000);
 
   test("verify before each start (--skip-models) decides with the root-written hash cache; the daily verify reads every byte", async () => {

@@ -105,7 +105,9 @@ async function status(argv: string[]): Promise<number> {
     for (const p of (out.problems as string[] | undefined) ?? []) console.log(`  problem: ${p}`);
     if (entries.length) console.log(`in ${config.engine.dir}:`);
     for (const e of entries) {
-      console.log(`  ${e.name}${e.name === nlcVersion ? " (this binary's)" : ""}: ${e.ours ? (e.folders.length ? `built engine(s) ${e.folders.join(", ")}` : e.why) : `not an engine build (${e.why}); left alone`}`);
+      const what = !e.ours ? `not an engine build (${e.why}); left alone` : !e.folders.length ? `${e.why}; the next engine build removes it`
+        : e.name === nlcVersion ? `built engine(s) ${e.folders.join(", ")}` : `built engine(s) ${e.folders.join(", ")} for another node-llama-cpp version (never loaded by this binary; the next engine build removes it)`;
+      console.log(`  ${e.name}${e.name === nlcVersion ? " (this binary's)" : ""}: ${what}`);
     }
     if (ENGINE_SOURCES) console.log(`sources carried: llama.cpp ${ENGINE_SOURCES.release} (${ENGINE_SOURCES.commit.slice(0, 12)}), folder for a CPU build: ${engineFolder(false)}`);
   }
