@@ -169,8 +169,9 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
   const sources = "skip" in made ? null : made;
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const result = await Bun.build({
-    // The chat-template worker (engine/template-bound.ts) is a second entrypoint: bun bundles it separately into the binary.
-    entrypoints: [path.join(root, "src", "main.ts"), path.join(root, "src", "engine", "template-worker.ts")],
+    // src/launch.ts is the binary's entry: serve's huge-page re-exec happens before the program (src/main.ts, a second
+    // entrypoint, main.js beside it) is loaded. The chat-template worker (engine/template-bound.ts) is a third.
+    entrypoints: [path.join(root, "src", "launch.ts"), path.join(root, "src", "main.ts"), path.join(root, "src", "engine", "template-worker.ts")],
     compile: { target: t.bun, outfile: out },
     minify: { syntax: true, whitespace: true },
     // Precompiled JavaScriptCore bytecode in the binary: the start no longer parses the ~10 MB bundle (bundle
