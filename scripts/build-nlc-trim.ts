@@ -10,7 +10,9 @@
  * `build: "never"` and `skipDownload: true` to getLlama and never calls node-llama-cpp's download or CLI functions.
  *
  * Its utils/getTempDir.js also formats the local date at import for a run id (the first local-time Date call loads
- * the time zone: 11-14 ms); the same id is computed at its first use instead.
+ * the time zone: 11-14 ms); the same id is computed at its first use instead. *
+ * prom-client's index requires its Pushgateway (node:http, node:https, node:zlib: 5-10 ms of Bun's built-in modules
+ * in the same profile), which the server never uses (it is scraped at /metrics): a stub class that throws.
  */
 import fs from "node:fs";
 import type { PluginBuilder } from "bun";
@@ -50,4 +52,14 @@ export function trimNodeLlamaCpp(build: PluginBuilder) {
   build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]utils[\\/]getTempDir\.js$/ }, (args) => ({
     loader: "js", contents: lazyRunId(fs.readFileSync(args.path, "utf8")),
   }));
+}
+
+/** prom-client's Pushgateway (see the file comment): the server never pushes metrics. */
+export const PUSHGATEWAY_STUB = 'module.exports = class Pushgateway { constructor() { throw new Error("prom-client\'s Pushgateway is not in the compiled binary"); } };\n';
+
+/** Registers the prom-client trim on a Bun build. */
+export function trimPromClient(build: PluginBuilder) {
+  build.onResolve({ filter: /^\.\/lib\/pushgateway$/ }, (args) =>
+    /prom-client[\\/]index\.js$/.test(args.importer) ? { path: "pushgateway", namespace: "prom-unused" } : undefined);
+  build.onLoad({ filter: /.*/, namespace: "prom-unused" }, () => ({ loader: "js", contents: PUSHGATEWAY_STUB }));
 }

@@ -2,7 +2,7 @@
 /**
  * bun scripts/build.ts [--target linux-x64|linux-x64-cuda|darwin-arm64] [--out FILE]
  *
- * Compiles src/main.ts into ONE executable. Plain `bun build --compile` cannot
+ * Compiles src/launch.ts + src/main.ts into ONE executable. Plain `bun build --compile` cannot
  * carry node-llama-cpp: it finds its prebuilt llama.cpp libraries through
  * import.meta.url, which is a virtual path inside the binary. This plugin
  * embeds the prebuilt package's files as assets (with their sha256), replaces
@@ -16,7 +16,7 @@ import type { BunPlugin } from "bun";
 import { sha256Bytes } from "../src/integrity/manifest";
 import { engineBuild, type EngineBuild } from "./engine-build";
 import { engineSources, type SourceArchive } from "./engine-sources";
-import { trimNodeLlamaCpp } from "./build-nlc-trim";
+import { trimNodeLlamaCpp, trimPromClient } from "./build-nlc-trim";
 
 export const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
@@ -126,6 +126,7 @@ export const GgufFsFileReader = ggufFsReader(GgufFileReader, GgufReadOffset);`,
       }));
       // Helpers of paths the server never takes (downloads, llama.cpp builds, CLI output): stubs (build-nlc-trim.ts).
       trimNodeLlamaCpp(build);
+      trimPromClient(build);
       build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages, local) }));
       build.onLoad({ filter: /src[\\/]engine[\\/]engine-sources\.ts$/ }, () => ({ loader: "ts", contents: engineSourcesModule(sources) }));
     },

@@ -1,12 +1,12 @@
 /**
- * The build's node-llama-cpp trims (scripts/build-nlc-trim.ts): the stubs throw naming their package when called,
+ * The build's node-llama-cpp and prom-client trims (scripts/build-nlc-trim.ts): the stubs throw naming their package when called,
  * and getTempDir.js's run id is made at first use. Whether any server path reaches a stub is tested by running the
  * conformance and e2e suites on the compiled binary (a stub throws, so a reached one fails them).
  */
 import { expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { lazyRunId, stubModule } from "../../scripts/build-nlc-trim";
+import { lazyRunId, PUSHGATEWAY_STUB, stubModule } from "../../scripts/build-nlc-trim";
 import { tmpDir } from "../helpers";
 
 const getTempDir = path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/utils/getTempDir.js");
@@ -25,6 +25,10 @@ test("each stub exports what node-llama-cpp imports, and calling it throws namin
     ["stdout-update", (out.default as { getInstance: () => unknown }).getInstance]);
   for (const [pkg, fn] of calls) expect(fn).toThrow(`${pkg} is not in the compiled binary`);
   expect(() => stubModule("chalk")).toThrow("no stub for chalk");
+  const push = path.join(dir, "pushgateway.cjs");
+  fs.writeFileSync(push, PUSHGATEWAY_STUB);
+  const Pushgateway = require(push) as new () => unknown;
+  expect(() => new Pushgateway()).toThrow("Pushgateway is not in the compiled binary");
 });
 
 test("getTempDir.js: no Date is made at import, the run id is made once at first use, a changed file stops the build", () => {
