@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-engine-built.ts --engine-dir DIR [--size 28|155] [--runs 3] [--tokens 48] [--threads N]
+ * bun scripts/bench-engine-built.ts --engine-dir DIR [--size 28|155] [--runs 3] [--tokens 48] [--threads N] [--bin PATH]
  *
  * The engine `appliance engine build` made on this machine against the embedded (npm prebuilt) libraries and the
  * peer llama-server (scripts/peer-build.ts: the same llama.cpp source, cmake, GGML_NATIVE, OpenMP), all over HTTP:
@@ -8,7 +8,10 @@
  * on one generated F32 GGUF. Each measure runs the three in rotating order (ABC, BCA, CAB …) and prints its medians,
  * the ratios built/llama-server and embedded/llama-server, and the 1-minute load average at its start and end.
  * Rows: decode 1 thread and N threads (usable CPUs), a 409-token prompt with max_tokens 1 (prefill, as prompt
- * tokens/s), 2 and 4 concurrent streams aggregate (--parallel n vs -np n). Needs `bun run build` first.
+ * tokens/s), 2 and 4 concurrent streams aggregate (--parallel n vs -np n), and where each server's CPU time goes while
+ * it decodes with N threads (per generated token, from /proc: the main thread's CPU ms, the other threads' CPU ms, and
+ * their voluntary context switches: a decode thread that sleeps at a barrier and is woken again counts one).
+ * Needs `bun run build` first.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -16,12 +19,12 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { complete, load1, median, startAppliance, startPeer, wordsPrompt, type Served } from "./bench-peer-lib";
+import { complete, load1, median, startAppliance, startPeer, threadDelta, threadStats, wordsPrompt, type Served } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   "engine-dir": { type: "string" }, size: { type: "string", default: "28" }, runs: { type: "string", default: "3" },
-  tokens: { type: "string", default: "48" }, threads: { type: "string" },
+  tokens: { type: "string", default: "48" }, threads: { type: "string" }, bin: { type: "string" },
 } });
 if (!values["engine-dir"]) { console.error("--engine-dir DIR: where `appliance engine build` installed the engine (engine.dir)"); process.exit(2); }
 const engineDir = path.resolve(values["engine-dir"]);
@@ -29,8 +32,9 @@ const runs = Number(values.runs), maxTokens = Number(values.tokens), threads = N
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
 };
-const bin = path.resolve(import.meta.dir, "../dist/appliance");
-if (!fs.existsSync(bin)) { console.error("dist/appliance is missing: run `bun run build` first"); process.exit(1); }
+// --bin: another compiled binary (e.g. one built from a clean checkout with `bun scripts/build.ts --out`).
+const bin = path.resolve(values.bin ?? path.join(import.meta.dir, "../dist/appliance"));
+if (!fs.existsSync(bin)) { console.error(`${bin} is missing: run \`bun run build\` first`); process.exit(1); }
 const peer = await peerBuild();
 if ("skip" in peer) { console.error(`no llama-server to compare with: ${peer.skip}`); process.exit(1); }
 const llamaServer = peer.llamaServer;
@@ -72,11 +76,26 @@ async function row(label: string, servers: Three, measure: (s: Served) => Promis
   table.push(line);
 }
 
+/** Per generated token while each server decodes `runs` single streams: where its threads' CPU time goes. */
+async function threadRow(t: number, servers: Three) {
+  const cells: string[] = [];
+  const l0 = load1();
+  for (const s of servers) {
+    const before = threadStats(s.proc.pid);
+    let tokens = 0;
+    for (let i = 0; i < runs; i++) tokens += (await complete(s, short(), maxTokens)).completionTokens;
+    const d = threadDelta(s.proc.pid, before, threadStats(s.proc.pid), tokens);
+    cells.push(`main ${f(d.mainMs, 2)} · others ${f(d.otherMs, 2)} ms (${d.busy} busy) · ${f(d.sleeps, 1)} sleeps`);
+    console.log(`decode, ${t} threads, per token [${s.name}]: main thread ${f(d.mainMs, 2)} ms CPU, other threads ${f(d.otherMs, 2)} ms (${d.busy} ran >= 10 ms), ${f(d.sleeps, 1)} voluntary context switches`);
+  }
+  table.push(`| decode, ${t} threads, per token: CPU ms of the main thread · of the others · their voluntary context switches | ${cells.join(" | ")} | — | — | ${f(l0)}→${f(load1())} |`);
+}
 const short = () => wordsPrompt(10);
 const tps = (s: Served) => complete(s, short(), maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
 for (const t of [...new Set([1, threads])]) {
   const s = await start(t, 1);
   await row(`HTTP decode, ${t} thread${t > 1 ? "s" : ""} (tok/s)`, s, tps, "tok/s");
+  if (t === threads) await threadRow(t, s);
   if (t === threads) await row(`409-token prompt, max_tokens 1, ${t} threads (prompt tok/s)`, s, (x) => complete(x, wordsPrompt(408), 1).then((c) => c.promptTokens / (c.ms / 1000)), "tok/s");
   await stopAll(s);
 }

@@ -206,5 +206,41 @@ process.on("exit", () => { for (const p of started) p.kill("SIGKILL"); });
 process.on("SIGINT", () => process.exit(130));
 process.on("SIGTERM", () => process.exit(143));
 
+/** Per thread of process `pid` (Linux /proc; empty elsewhere): name, CPU ms (user + system) and voluntary context switches. */
+export function threadStats(pid: number): Map<number, { name: string; cpuMs: number; sleeps: number }> {
+  const out = new Map<number, { name: string; cpuMs: number; sleeps: number }>();
+  let tids: string[];
+  try { tids = fs.readdirSync(`/proc/${pid}/task`); } catch { return out; }
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  for (const tid of tids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on: utime is 14, stime 15
+      const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+      out.set(Number(tid), { name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+        cpuMs: (Number(f[11]) + Number(f[12])) * tick, sleeps: Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0) });
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+
+/**
+ * What `pid`'s threads did between two threadStats snapshots, per `tokens`: CPU ms of the main thread (the JS thread
+ * of Bun; llama-server's main thread is its decode thread), CPU ms of all other threads, their voluntary context
+ * switches (a thread that sleeps and is woken again, e.g. at an OpenMP barrier after a short spin), and how many of
+ * them ran at least 10 ms.
+ */
+export function threadDelta(pid: number, a: ReturnType<typeof threadStats>, b: ReturnType<typeof threadStats>, tokens: number) {
+  let mainMs = 0, otherMs = 0, sleeps = 0, busy = 0;
+  for (const [tid, t] of b) {
+    const before = a.get(tid) ?? { cpuMs: 0, sleeps: 0 };
+    const ms = t.cpuMs - before.cpuMs;
+    if (tid === pid) { mainMs = ms; continue; }
+    otherMs += ms; sleeps += t.sleeps - before.sleeps;
+    if (ms >= 10) busy++;
+  }
+  return { mainMs: mainMs / tokens, otherMs: otherMs / tokens, sleeps: sleeps / tokens, busy };
+}
+
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 export const load1 = () => os.loadavg()[0]!;

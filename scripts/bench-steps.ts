@@ -10,6 +10,10 @@
  * --http sends the burst through the whole request path as streamed completions and adds, per stream, when the
  * response scanner first let text out and how many characters it held at the first token (--scan: the scanner as
  * shipped, off, or without the internal-host rule): where a burst's spread of first texts comes from.
+ * --phases (with --http) adds where the JS time between two decode steps goes: each step's cycle from one decode's end
+ * to the next decode's start is cut at marks (sampleToken called / resolved, the engine's onText, the response scanner's
+ * push, the stream's request for its next evaluation) and the mean µs per step of each stretch between consecutive marks
+ * is printed (issue 11: per-token cost on the request path; `bun scripts/bench-steps.ts --http --phases --streams 1`).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -28,7 +32,7 @@ import { createServer } from "../src/server/create-server";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, streams: { type: "string", default: "4" }, tokens: { type: "string", default: "48" },
   threads: { type: "string" }, runs: { type: "string", default: "3" }, http: { type: "boolean", default: false },
-  scan: { type: "string", default: "on" },
+  scan: { type: "string", default: "on" }, phases: { type: "boolean", default: false },
 } });
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
@@ -45,6 +49,31 @@ type Native = { initBatch: (n: number) => void; decodeBatch: () => Promise<void>
 const context = (engine as unknown as { loaded: Map<string, { context: { _ctx: Native } }> }).loaded.get("bench")!.context;
 const native = context._ctx;
 const steps: { size: number; start: number; end: number }[] = [];
+/**
+ * --phases: marks of the current cycle (from a decode's end); at the next decode's start each stretch between consecutive
+ * marks is added up under "from>to" (a mark seen twice in a cycle, e.g. one per stream, makes several stretches).
+ */
+const cycle: [string, number][] = [];
+const stretches = new Map<string, { ms: number; n: number }>();
+let cycles = 0;
+const mark = (name: string) => {
+  if (!values.phases) return;
+  const now = performance.now();
+  if (name === "decode start") {
+    if (cycle[0]?.[0] === "decode end") {
+      cycle.push([name, now]);
+      for (let i = 1; i < cycle.length; i++) {
+        const k = `${cycle[i - 1]![0]} > ${cycle[i]![0]}`, s = stretches.get(k) ?? { ms: 0, n: 0 };
+        s.ms += cycle[i]![1] - cycle[i - 1]![1]; s.n++; stretches.set(k, s);
+      }
+      cycles++;
+    }
+    cycle.length = 0;
+    return;
+  }
+  if (name === "decode end") cycle.length = 0;
+  cycle.push([name, now]);
+};
 const samples: number[] = [];
 let size = 0;
 context._ctx = new Proxy(native, {
@@ -52,17 +81,19 @@ context._ctx = new Proxy(native, {
     if (p === "initBatch") return (k: number) => { size = k; target.initBatch(k); };
     if (p === "decodeBatch") {
       return async () => {
+        mark("decode start");
         const s = { size, start: performance.now(), end: 0 };
         steps.push(s);
-        try { await target.decodeBatch(); } finally { s.end = performance.now(); }
+        try { await target.decodeBatch(); } finally { s.end = performance.now(); mark("decode end"); }
       };
     }
     if (p === "sampleToken") {
       return (...args: unknown[]) => {
+        mark("sampleToken called");
         const t = performance.now();
-        const r = (target as unknown as { sampleToken: (...a: unknown[]) => unknown }).sampleToken(...args);
+        const r = (target as unknown as { sampleToken: (...a: unknown[]) => Promise<unknown> }).sampleToken(...args);
         samples.push(performance.now() - t); // the part that runs on the JS thread (the rest, if any, off it)
-        return r;
+        return values.phases ? r.then((v) => { mark("sampleToken resolved"); return v; }) : r;
       };
     }
     const v = (target as unknown as Record<string | symbol, unknown>)[p];
@@ -70,6 +101,10 @@ context._ctx = new Proxy(native, {
   },
 });
 
+// A sequence asking for its next evaluation (batch-sync.ts's wrapper: before any wait for the context lock).
+const internal = context as unknown as { _decodeTokens: (...a: unknown[]) => Promise<unknown> };
+const decodeTokens = internal._decodeTokens;
+internal._decodeTokens = function (this: unknown, ...a: unknown[]) { mark("next evaluation asked"); return decodeTokens.apply(this, a); };
 const f = (x: number, d = 1) => x.toFixed(d);
 // --http: the same burst through the whole request path (auth, guards, scanner, audit) as streamed completions.
 const stateDir = path.join(dir, "state");
@@ -88,7 +123,9 @@ const served = values.http ? await (async () => {
     const f = filter(state), push = f.push.bind(f), w = { out: 0, heldAtFirst: -1 };
     watched.push(w);
     f.push = (t) => {
+      mark("scanner push");
       const r = push(t);
+      mark("scanner pushed");
       if (w.heldAtFirst < 0) w.heldAtFirst = f.pending;
       if (r && !w.out) w.out = performance.now();
       return r;
@@ -103,7 +140,9 @@ const complete = engine.complete.bind(engine);
 const firstTokens: number[] = [];
 engine.complete = (call) => {
   entered.push(performance.now());
-  return complete({ ...call, onStage: (st) => { if (st === "first-token") firstTokens.push(performance.now()); call.onStage?.(st); } });
+  const onText = call.onText;
+  return complete({ ...call, onStage: (st) => { if (st === "first-token") firstTokens.push(performance.now()); call.onStage?.(st); },
+    onText: onText && ((t) => { mark("engine onText"); onText(t); mark("onText returned"); }) });
 };
 
 /** One generation; resolves with its completion tokens. onFirst: its first token (engine) or first text byte (HTTP). */
@@ -131,6 +170,7 @@ async function one(onFirst: () => void): Promise<number> {
 
 const run = async () => {
   steps.length = 0; entered.length = 0; firstTokens.length = 0; samples.length = 0; watched.length = 0;
+  stretches.clear(); cycles = 0;
   const t0 = performance.now();
   const firsts: number[] = [];
   const counts = await Promise.all(Array.from({ length: n }, (_, i) => one(() => { firsts[i] ??= performance.now() - t0; })));
@@ -145,6 +185,12 @@ const run = async () => {
     (served ? `; scanner (${values.scan}) first let text out at ms ${watched.map((w) => (w.out ? f(w.out - t0) : "never")).join(", ")}, ` +
       `held chars after the first token ${watched.map((w) => w.heldAtFirst).join(", ")}; spread of first texts ${f(Math.max(...firsts) / Math.min(...firsts), 2)}` : "") +
     ` (load ${f(os.loadavg()[0]!, 2)})`);
+  if (values.phases && cycles) {
+    const parts = [...stretches].filter(([, s]) => s.n >= cycles / 10).sort((a, b) => b[1].ms - a[1].ms);
+    console.log(`  between steps (${cycles} cycles, mean µs per step; ×k: times per step): ` +
+      parts.map(([k, s]) => `${k} ${f((s.ms / cycles) * 1000, 0)}${s.n > cycles * 1.1 ? ` ×${f(s.n / cycles, 1)}` : ""}`).join("; ") +
+      `; total ${f(([...stretches.values()].reduce((a, s) => a + s.ms, 0) / cycles) * 1000, 0)}`);
+  }
 };
 try {
   await run(); // warm-up
