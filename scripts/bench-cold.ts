@@ -4,9 +4,12 @@
  *
  * Cold start to /health, the appliance (compiled binary, as users run it: auth, guards, audit on) against the peer
  * llama-server (scripts/peer-build.ts) on the same generated F32 GGUF, runs alternated (ABBA), medians, the 1-minute
- * load average at the start and end of each row. Two appliance rows:
- * - "state kept": a restart of an installed service (models added, native libraries unpacked, hash cache and
- *   template/wrapper trial remembered by a previous start — what `systemctl restart` pays);
+ * load average at the start and end of each row. Three appliance rows:
+ * - "state kept": a restart with its state in place (models added, native libraries unpacked, hash cache and
+ *   template/wrapper trial remembered by a previous start), serve run directly: it re-executes itself once for
+ *   huge-page malloc (util/huge-pages.ts);
+ * - "state kept, unit environment": the same with GLIBC_TUNABLES as the installed systemd unit sets it, so no
+ *   re-exec: what `systemctl restart` of the installed service pays;
  * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed).
  * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes.
  * Needs a built binary; exits 1 naming what is missing when the peer cannot be built.
@@ -19,6 +22,7 @@ import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
 import { load1, median, startAppliance, startPeer, started } from "./bench-peer-lib";
+import { HUGETLB_TUNABLE } from "../src/util/huge-pages";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: "dist/appliance" }, runs: { type: "string", default: "5" }, size: { type: "string", default: "28" },
@@ -45,10 +49,10 @@ console.log(`bench-cold: ${bin}, model ${(params / 1e6).toFixed(1)} M params F32
 type Start = { ms: number; phases: Record<string, number> };
 
 /** One appliance start to /health (bench-peer-lib's startAppliance, as every benchmark starts it); its `start phases` line read from its log, then stopped. */
-async function appliance(): Promise<Start> {
+async function appliance(env: Record<string, string> = {}): Promise<Start> {
   const logFile = path.join(dir, "serve.log");
   fs.rmSync(logFile, { force: true });
-  const s = await startAppliance(bin, model, dir, threads, 1, { env: { APPLIANCE_LOG_LEVEL: "debug" }, logFile });
+  const s = await startAppliance(bin, model, dir, threads, 1, { env: { APPLIANCE_LOG_LEVEL: "debug", ...env }, logFile });
   await s.stop();
   const line = fs.readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"start phases"'));
   return { ms: s.startMs, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {} };
@@ -61,12 +65,12 @@ async function llamaServer(): Promise<Start> {
 }
 
 const f = (x: number) => x.toFixed(0);
-async function row(name: string, before: () => void) {
+async function row(name: string, before: () => void, env: Record<string, string> = {}) {
   const A: Start[] = [], B: number[] = [];
   const l0 = load1();
   for (let i = 0; i < runs; i++) {
     for (const side of i % 2 ? ["b", "a"] : ["a", "b"]) {
-      if (side === "a") { before(); A.push(await appliance()); } else B.push((await llamaServer()).ms);
+      if (side === "a") { before(); A.push(await appliance(env)); } else B.push((await llamaServer()).ms);
     }
   }
   const a = median(A.map((s) => s.ms)), b = median(B);
@@ -79,4 +83,6 @@ async function row(name: string, before: () => void) {
 const state = path.join(dir, "state");
 await appliance(); // the first start of a fresh state: unpacks the libraries, remembers what the kept-state row reuses
 await row("state kept", () => undefined);
+// systemd/appliance.service's Environment= line (tests/live/service.test.ts reads it from the running service).
+await row("state kept, unit environment (no re-exec)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE });
 await row("state removed", () => fs.rmSync(state, { recursive: true, force: true }));

@@ -11,6 +11,10 @@
  *
  * Its utils/getTempDir.js also formats the local date at import for a run id (the first local-time Date call loads
  * the time zone: 11-14 ms); the same id is computed at its first use instead. *
+ * Its detectGlibc() looks for libc and the dynamic loader by probing ~200 file names in 9 library dirs (~5 ms of
+ * getLlama); the compiled Linux binary is itself a glibc executable (its ELF interpreter is ld-linux), so where it
+ * runs at all, glibc is there: on Linux the answer is true without looking (elsewhere false, as before).
+ *
  * prom-client's index requires its Pushgateway (node:http, node:https, node:zlib: 5-10 ms of Bun's built-in modules
  * in the same profile), which the server never uses (it is scraped at /metrics): a stub class that throws.
  */
@@ -43,12 +47,16 @@ export function lazyRunId(source: string): string {
   return out;
 }
 
+/** node-llama-cpp's detectGlibc in the compiled binary (see the file comment). */
+export const DETECT_GLIBC = 'export async function detectGlibc({ platform }) { return platform === "linux"; }\n';
+
 /** Registers the trims on a Bun build (see the file comment). */
 export function trimNodeLlamaCpp(build: PluginBuilder) {
   const names = Object.keys(STUBS).map((p) => p.replace(/[-/]/g, "\\$&")).join("|");
   build.onResolve({ filter: new RegExp(`^(${names})$`) }, (args) =>
     /node-llama-cpp[\\/]dist[\\/]/.test(args.importer) ? { path: args.path, namespace: "nlc-unused" } : undefined);
   build.onLoad({ filter: /.*/, namespace: "nlc-unused" }, (args) => ({ loader: "js", contents: stubModule(args.path) }));
+  build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]bindings[\\/]utils[\\/]detectGlibc\.js$/ }, () => ({ loader: "js", contents: DETECT_GLIBC }));
   build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]utils[\\/]getTempDir\.js$/ }, (args) => ({
     loader: "js", contents: lazyRunId(fs.readFileSync(args.path, "utf8")),
   }));

@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { lazyRunId, PUSHGATEWAY_STUB, stubModule } from "../../scripts/build-nlc-trim";
+import { DETECT_GLIBC, lazyRunId, PUSHGATEWAY_STUB, stubModule } from "../../scripts/build-nlc-trim";
 import { tmpDir } from "../helpers";
 
 const getTempDir = path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/utils/getTempDir.js");
@@ -40,4 +40,15 @@ test("getTempDir.js: no Date is made at import, the run id is made once at first
   expect(out).not.toMatch(/\bcurrentRunId\b/); // every use goes through currentRunIdOf()
   expect(out.match(/currentRunIdOf\(\)/g)!.length).toBe(source.match(/\bcurrentRunId\b/g)!.length - 1);
   expect(() => lazyRunId(source.replace("new Date()", "new Date(Date.now())"))).toThrow("getTempDir.js changed");
+});
+
+test("detectGlibc in the binary: true on Linux (the binary is a glibc executable), false elsewhere as before", async () => {
+  const file = path.join(tmpDir(), "detect-glibc.mjs");
+  fs.writeFileSync(file, DETECT_GLIBC);
+  const { detectGlibc } = await import(file) as { detectGlibc: (o: { platform: string }) => Promise<boolean> };
+  expect(await detectGlibc({ platform: "linux" })).toBe(true);
+  expect(await detectGlibc({ platform: "darwin" })).toBe(false);
+  // Only that one export is replaced: the original module exports nothing else.
+  const original = fs.readFileSync(path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/bindings/utils/detectGlibc.js"), "utf8");
+  expect(original.match(/^export .*/gm)).toEqual(["export async function detectGlibc({ platform }) {"]);
 });
