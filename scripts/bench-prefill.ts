@@ -1,0 +1,131 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-prefill.ts [--engine-dir DIR] [--sizes 28,155] [--threads 1,2] [--runs 3]
+ *
+ * Prompt processing (prefill) of the appliance's engines against the native build, on the generated F32 GGUFs
+ * bench-peer uses (28 M and 155 M params). Per model size and thread count it prints tokens/s for:
+ *   embedded     node-llama-cpp's npm prebuilt libraries (what the binary embeds), in-process through LlamaEngine:
+ *                one ~512-token prompt (511 words + BOS), max_tokens 1, timed from complete() to its result, after a
+ *                warm-up prompt in the same process (enginePrefill in bench-peer-inproc.ts); prompt tokens ÷ seconds.
+ *   built        the same measure on the engine `appliance engine build` installed in DIR (engine.dir), loaded the
+ *                way serve loads it: selectEngine (every file's sha256 and owner checked, the OpenMP settings put in
+ *                the C environment), then node-llama-cpp's getBinsDir() answers the verified dir, as in the compiled
+ *                binary (scripts/build.ts). The child checks in /proc/self/maps that llama-addon.node came from DIR.
+ *   llama-bench  pp512 of llama-bench built with cmake from the same llama.cpp source (scripts/peer-build.ts:
+ *                GGML_NATIVE, OpenMP; its defaults n_batch 2048, n_ubatch 512), -r 1 after its own warm-up run.
+ * Every sample is its own child process (the engine is chosen once per process); each round runs the engines in
+ * rotating order (ABC, BCA, CAB …); rows print the medians over --runs rounds, ratios to llama-bench, and the
+ * 1-minute load average at the row's start and end. Our engine's single-sequence context has n_batch = n_ubatch =
+ * node-llama-cpp's default batch size (512), so a 512-token prompt is one ubatch for both.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { makeTinyModel } from "../src/engine/tiny-model";
+
+/** The generated models of scripts/bench-peer.ts (same shapes, same generator). */
+const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
+  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
+};
+
+/** The path of the mapped llama-addon.node (Linux /proc; "" elsewhere). */
+function mappedAddon(): string {
+  try { return fs.readFileSync("/proc/self/maps", "utf8").split("\n").map((l) => l.split(/\s+/).slice(5).join(" ")).find((p) => p.endsWith("/llama-addon.node")) ?? ""; } catch { return ""; }
+}
+
+/** Child mode: `--child embedded|built MODEL THREADS [ENGINE_DIR]` prints one JSON line { tps, addon, omp }. */
+async function child([kind, model, threads, engineDir]: string[]) {
+  let omp: Record<string, string> | undefined;
+  if (kind === "built") {
+    const nlcVersion = (JSON.parse(fs.readFileSync(path.resolve(import.meta.dir, "../node_modules/node-llama-cpp/package.json"), "utf8")) as { version: string }).version;
+    // What the compiled binary's plugin (scripts/build.ts) makes of every @node-llama-cpp/<folder> package: its
+    // getBinsDir() answers the dir selectEngine verified. Registered before node-llama-cpp is imported.
+    Bun.plugin({ name: "bench-built-engine", setup(build) {
+      // A runtime plugin's onResolve does not see node_modules' bare specifiers; onLoad of the package's file does.
+      build.onLoad({ filter: /[\\/]@node-llama-cpp[\\/][^\\/]+[\\/]dist[\\/]index\.js$/ }, (args) => {
+        const pkg = `@node-llama-cpp/${path.basename(path.dirname(path.dirname(args.path)))}`;
+        return { loader: "js", contents:
+          `export function getBinsDir() { const b = globalThis.__APPLIANCE_ENGINE_BINS__?.[${JSON.stringify(pkg)}]; ` +
+          `return b ? { binsDir: b, packageVersion: ${JSON.stringify(nlcVersion)} } : { binsDir: undefined, packageVersion: "none" }; }` };
+      });
+    } });
+    const { selectEngine } = await import("../src/engine/engine-select");
+    const choice = selectEngine({ use: "built", dir: engineDir! }, nlcVersion);
+    omp = choice.omp;
+  }
+  const { enginePrefill } = await import("./bench-peer-inproc");
+  const [tps] = await enginePrefill(model!, Number(threads), 1);
+  const addon = mappedAddon();
+  const fromDir = Boolean(engineDir) && addon.startsWith(path.resolve(engineDir!) + "/");
+  if ((kind === "built") !== fromDir) throw new Error(`${kind}: llama-addon.node was mapped from ${addon || "nowhere"}`);
+  console.log(JSON.stringify({ tps, addon, omp }));
+}
+
+if (Bun.argv[2] === "--child") {
+  await child(Bun.argv.slice(3));
+  process.exit(0);
+}
+
+const { load1, median } = await import("./bench-peer-lib");
+const { peerBuild } = await import("./peer-build");
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  "engine-dir": { type: "string" }, sizes: { type: "string", default: "28,155" }, threads: { type: "string", default: "1,2" },
+  runs: { type: "string", default: "3" },
+} });
+const engineDir = values["engine-dir"] && path.resolve(values["engine-dir"]);
+const runs = Number(values.runs), sizes = values.sizes.split(","), threadCounts = values.threads.split(",").map(Number);
+for (const s of sizes) if (!SHAPES[s]) { console.error(`--sizes: ${s} is not one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
+const peer = await peerBuild();
+if ("skip" in peer) { console.error(`no llama-bench to compare with: ${peer.skip}`); process.exit(1); }
+const llamaBench = peer.llamaBench;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-prefill-"));
+process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+const f = (x: number, d = 1) => x.toFixed(d);
+
+type Engine = "embedded" | "built" | "llama-bench";
+const engines: Engine[] = ["embedded", ...(engineDir ? ["built" as const] : []), "llama-bench"];
+const addons = new Map<Engine, string>();
+
+/** One prefill sample (tokens/s) of `e`, in a fresh process. */
+function sample(e: Engine, model: string, threads: number): number {
+  const cmd = e === "llama-bench"
+    ? [llamaBench, "-m", model, "-p", "512", "-n", "0", "-t", String(threads), "-r", "1", "-o", "json"]
+    : [process.execPath, import.meta.path, "--child", e, model, String(threads), ...(engineDir ? [engineDir] : [])];
+  const r = Bun.spawnSync(cmd, { stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${e} ${threads}t exited ${r.exitCode}: ${r.stderr.toString().slice(-1500)}`);
+  const out = r.stdout.toString();
+  if (e === "llama-bench") return (JSON.parse(out) as { avg_ts: number }[])[0]!.avg_ts;
+  const j = JSON.parse(out.trim().split("\n").at(-1)!) as { tps: number; addon: string; omp?: Record<string, string> };
+  addons.set(e, `${j.addon}${j.omp ? ` (${Object.entries(j.omp).map(([k, v]) => `${k}=${v}`).join(" ")})` : ""}`);
+  return j.tps;
+}
+
+const table: string[] = [];
+for (const size of sizes) {
+  const model = path.join(dir, `bench-${size}.gguf`);
+  const { params } = await makeTinyModel(model, { ...SHAPES[size]!, ctx: 2048 });
+  console.log(`model ${f(params / 1e6)} M params F32; ${runs} rounds, engines in rotating order: ${engines.join(", ")}`);
+  for (const t of threadCounts) {
+    const xs = new Map<Engine, number[]>(engines.map((e) => [e, []]));
+    const l0 = load1();
+    for (let i = 0; i < runs; i++) {
+      for (let k = 0; k < engines.length; k++) {
+        const e = engines[(i + k) % engines.length]!;
+        xs.get(e)!.push(sample(e, model, t));
+      }
+    }
+    const m = new Map([...xs].map(([e, v]) => [e, median(v)]));
+    const peerTps = m.get("llama-bench")!;
+    const load = `${f(l0)}→${f(load1())}`;
+    const all = (e: Engine) => xs.get(e)!.map((x) => f(x, 0)).join("/");
+    console.log(`${size} M, ${t} thread${t > 1 ? "s" : ""}: ${engines.map((e) => `${e} ${f(m.get(e)!)} tok/s [${all(e)}]`).join(", ")}; ` +
+      `${engines.filter((e) => e !== "llama-bench").map((e) => `${e}/llama-bench ${f(m.get(e)! / peerTps, 2)}`).join(", ")}; load ${load}`);
+    const built = m.get("built");
+    table.push(`| ${size} M | ${t} | ${f(m.get("embedded")!)} | ${built === undefined ? "—" : f(built)} | ${f(peerTps)} | ` +
+      `${f(m.get("embedded")! / peerTps, 2)} | ${built === undefined ? "—" : `**${f(built / peerTps, 2)}**`} | ${load} |`);
+  }
+}
+for (const [e, a] of addons) console.log(`${e}: ${a}`);
+console.log(`\n| model | threads | embedded (tok/s) | built | llama-bench pp512 | embedded / llama-bench | built / llama-bench | load |\n|---|---|---|---|---|---|---|---|`);
+for (const l of table) console.log(l);
