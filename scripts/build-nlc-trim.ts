@@ -2,7 +2,8 @@
  * Start-time trims of node-llama-cpp for the compiled binary (scripts/build.ts's plugin calls trimNodeLlamaCpp).
  *
  * Importing node-llama-cpp evaluates its whole module graph, including the helpers of paths the server never takes:
- * model downloads (ipull), cloning and building llama.cpp (simple-git) and CLI progress output (ora, stdout-update).
+ * model downloads (ipull), cloning and building llama.cpp (simple-git) and CLI progress output (ora, stdout-update,
+ * slice-ansi: its import makes an Intl.Segmenter, ~3 ms).
  * Measured with --cpu-prof on the compiled binary (2-core VM): those packages cost ~20 ms of every start, ora alone
  * ~11 ms because its `import { stripVTControlCharacters } from "util"` loads Bun's util.inspect module. In the binary
  * they are replaced by stubs that throw when called (loudly, naming the package), so a node-llama-cpp path that did
@@ -27,6 +28,7 @@ const STUBS: Record<string, string> = {
   "simple-git": "export const simpleGit = unused;",
   "ipull": "export const downloadFile = unused, downloadSequence = unused, DownloadStatus = Object.freeze({});",
   "stdout-update": "export default Object.freeze({ getInstance: unused });",
+  "slice-ansi": "export default unused;",
 };
 
 /** The stub module for `pkg`: every export throws when called. */

@@ -22,7 +22,7 @@ test("each stub exports what node-llama-cpp imports, and calling it throws namin
   const ora = await load("ora"), git = await load("simple-git"), ipull = await load("ipull"), out = await load("stdout-update");
   calls.push(["ora", ora.default as () => unknown], ["simple-git", git.simpleGit as () => unknown],
     ["ipull", ipull.downloadFile as () => unknown], ["ipull", ipull.downloadSequence as () => unknown],
-    ["stdout-update", (out.default as { getInstance: () => unknown }).getInstance]);
+    ["stdout-update", (out.default as { getInstance: () => unknown }).getInstance], ["slice-ansi", (await load("slice-ansi")).default as () => unknown]);
   for (const [pkg, fn] of calls) expect(fn).toThrow(`${pkg} is not in the compiled binary`);
   expect(() => stubModule("chalk")).toThrow("no stub for chalk");
   const push = path.join(dir, "pushgateway.cjs");
