@@ -12,7 +12,9 @@
  *                the C environment), then node-llama-cpp's getBinsDir() answers the verified dir, as in the compiled
  *                binary (scripts/build.ts). The child checks in /proc/self/maps that llama-addon.node came from DIR.
  *   llama-bench  pp512 of llama-bench built with cmake from the same llama.cpp source (scripts/peer-build.ts:
- *                GGML_NATIVE, OpenMP; its defaults n_batch 2048, n_ubatch 512), -r 1 after its own warm-up run.
+ *                GGML_NATIVE, OpenMP; its defaults n_batch 2048, n_ubatch 512, -fa auto), -r 1 after its own warm-up run.
+ *   built-fa     (--flash-attention, a diagnostic) the built engine, node-llama-cpp driven directly with flash
+ *                attention on in the context (LlamaEngine leaves it off; llama-bench's auto turns it on on the CPU).
  * Every sample is its own child process (the engine is chosen once per process); each round runs the engines in
  * rotating order (ABC, BCA, CAB …); rows print the medians over --runs rounds, ratios to llama-bench, and the
  * 1-minute load average at the row's start and end. Our engine's single-sequence context has n_batch = n_ubatch =
@@ -34,31 +36,61 @@ function mappedAddon(): string {
   try { return fs.readFileSync("/proc/self/maps", "utf8").split("\n").map((l) => l.split(/\s+/).slice(5).join(" ")).find((p) => p.endsWith("/llama-addon.node")) ?? ""; } catch { return ""; }
 }
 
-/** Child mode: `--child embedded|built MODEL THREADS [ENGINE_DIR]` prints one JSON line { tps, addon, omp }. */
-async function child([kind, model, threads, engineDir]: string[]) {
-  let omp: Record<string, string> | undefined;
-  if (kind === "built") {
-    const nlcVersion = (JSON.parse(fs.readFileSync(path.resolve(import.meta.dir, "../node_modules/node-llama-cpp/package.json"), "utf8")) as { version: string }).version;
-    // What the compiled binary's plugin (scripts/build.ts) makes of every @node-llama-cpp/<folder> package: its
-    // getBinsDir() answers the dir selectEngine verified. Registered before node-llama-cpp is imported.
-    Bun.plugin({ name: "bench-built-engine", setup(build) {
-      // A runtime plugin's onResolve does not see node_modules' bare specifiers; onLoad of the package's file does.
-      build.onLoad({ filter: /[\\/]@node-llama-cpp[\\/][^\\/]+[\\/]dist[\\/]index\.js$/ }, (args) => {
-        const pkg = `@node-llama-cpp/${path.basename(path.dirname(path.dirname(args.path)))}`;
-        return { loader: "js", contents:
-          `export function getBinsDir() { const b = globalThis.__APPLIANCE_ENGINE_BINS__?.[${JSON.stringify(pkg)}]; ` +
-          `return b ? { binsDir: b, packageVersion: ${JSON.stringify(nlcVersion)} } : { binsDir: undefined, packageVersion: "none" }; }` };
-      });
-    } });
-    const { selectEngine } = await import("../src/engine/engine-select");
-    const choice = selectEngine({ use: "built", dir: engineDir! }, nlcVersion);
-    omp = choice.omp;
+/**
+ * Points node-llama-cpp at the built engine in `engineDir` the way serve does (selectEngine: verify, OpenMP
+ * settings); returns the OpenMP settings applied. Must run before node-llama-cpp is imported.
+ */
+async function useBuiltEngine(engineDir: string): Promise<Record<string, string> | undefined> {
+  const nlcVersion = (JSON.parse(fs.readFileSync(path.resolve(import.meta.dir, "../node_modules/node-llama-cpp/package.json"), "utf8")) as { version: string }).version;
+  // What the compiled binary's plugin (scripts/build.ts) makes of every @node-llama-cpp/<folder> package: its
+  // getBinsDir() answers the dir selectEngine verified.
+  Bun.plugin({ name: "bench-built-engine", setup(build) {
+    // A runtime plugin's onResolve does not see node_modules' bare specifiers; onLoad of the package's file does.
+    build.onLoad({ filter: /[\\/]@node-llama-cpp[\\/][^\\/]+[\\/]dist[\\/]index\.js$/ }, (args) => {
+      const pkg = `@node-llama-cpp/${path.basename(path.dirname(path.dirname(args.path)))}`;
+      return { loader: "js", contents:
+        `export function getBinsDir() { const b = globalThis.__APPLIANCE_ENGINE_BINS__?.[${JSON.stringify(pkg)}]; ` +
+        `return b ? { binsDir: b, packageVersion: ${JSON.stringify(nlcVersion)} } : { binsDir: undefined, packageVersion: "none" }; }` };
+    });
+  } });
+  const { selectEngine } = await import("../src/engine/engine-select");
+  return selectEngine({ use: "built", dir: engineDir }, nlcVersion).omp;
+}
+
+/**
+ * The --flash-attention diagnostic: node-llama-cpp driven directly with the options openLlama (llama-load.ts) uses,
+ * but a context with flash attention on (llama-bench's default `-fa auto` turns it on for the CPU; LlamaEngine
+ * leaves node-llama-cpp's default, off). The same ~512-token prompt, 1 token sampled, after a warm-up.
+ */
+async function prefillFlashAttention(model: string, threads: number): Promise<number> {
+  const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
+  const { wordsPrompt } = await import("./bench-peer-lib");
+  const llama = await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, maxThreads: threads, logLevel: LlamaLogLevel.error });
+  const m = await llama.loadModel({ modelPath: model, gpuLayers: 0 });
+  const ctx = await m.createContext({ contextSize: 2048, sequences: 1, threads, flashAttention: true });
+  if (!ctx.flashAttention) throw new Error("node-llama-cpp did not turn flash attention on");
+  const seq = ctx.getSequence();
+  let tps = 0;
+  for (let i = 0; i < 2; i++) { // run 0 warms up
+    await seq.clearHistory();
+    const tokens = [m.tokens.bos!, ...m.tokenize(wordsPrompt(511))];
+    const t0 = performance.now();
+    for await (const _ of seq.evaluate(tokens, { temperature: 0 })) break;
+    tps = tokens.length / ((performance.now() - t0) / 1000);
   }
+  await ctx.dispose(); await m.dispose(); await llama.dispose();
+  return tps;
+}
+
+/** Child mode: `--child embedded|built|built-fa MODEL THREADS [ENGINE_DIR]` prints one JSON line { tps, addon, omp }. */
+async function child([kind, model, threads, engineDir]: string[]) {
+  const built = kind!.startsWith("built");
+  const omp = built ? await useBuiltEngine(engineDir!) : undefined;
   const { enginePrefill } = await import("./bench-peer-inproc");
-  const [tps] = await enginePrefill(model!, Number(threads), 1);
+  const tps = kind === "built-fa" ? await prefillFlashAttention(model!, Number(threads)) : (await enginePrefill(model!, Number(threads), 1))[0]!;
   const addon = mappedAddon();
   const fromDir = Boolean(engineDir) && addon.startsWith(path.resolve(engineDir!) + "/");
-  if ((kind === "built") !== fromDir) throw new Error(`${kind}: llama-addon.node was mapped from ${addon || "nowhere"}`);
+  if (built !== fromDir) throw new Error(`${kind}: llama-addon.node was mapped from ${addon || "nowhere"}`);
   console.log(JSON.stringify({ tps, addon, omp }));
 }
 
@@ -71,7 +103,7 @@ const { load1, median } = await import("./bench-peer-lib");
 const { peerBuild } = await import("./peer-build");
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   "engine-dir": { type: "string" }, sizes: { type: "string", default: "28,155" }, threads: { type: "string", default: "1,2" },
-  runs: { type: "string", default: "3" },
+  runs: { type: "string", default: "3" }, "flash-attention": { type: "boolean", default: false },
 } });
 const engineDir = values["engine-dir"] && path.resolve(values["engine-dir"]);
 const runs = Number(values.runs), sizes = values.sizes.split(","), threadCounts = values.threads.split(",").map(Number);
@@ -83,8 +115,10 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-prefill-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
 const f = (x: number, d = 1) => x.toFixed(d);
 
-type Engine = "embedded" | "built" | "llama-bench";
-const engines: Engine[] = ["embedded", ...(engineDir ? ["built" as const] : []), "llama-bench"];
+type Engine = "embedded" | "built" | "built-fa" | "llama-bench";
+if (values["flash-attention"] && !engineDir) { console.error("--flash-attention needs --engine-dir"); process.exit(2); }
+const engines: Engine[] = ["embedded", ...(engineDir ? ["built" as const] : []), ...(values["flash-attention"] ? ["built-fa" as const] : []), "llama-bench"];
+const ours = engines.filter((e) => e !== "llama-bench");
 const addons = new Map<Engine, string>();
 
 /** One prefill sample (tokens/s) of `e`, in a fresh process. */
@@ -95,7 +129,11 @@ function sample(e: Engine, model: string, threads: number): number {
   const r = Bun.spawnSync(cmd, { stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`${e} ${threads}t exited ${r.exitCode}: ${r.stderr.toString().slice(-1500)}`);
   const out = r.stdout.toString();
-  if (e === "llama-bench") return (JSON.parse(out) as { avg_ts: number }[])[0]!.avg_ts;
+  if (e === "llama-bench") {
+    const j = (JSON.parse(out) as { avg_ts: number; n_batch: number; n_ubatch: number; flash_attn: unknown; type_k: string }[])[0]!;
+    addons.set(e, `${llamaBench} (n_batch ${j.n_batch}, n_ubatch ${j.n_ubatch}, flash_attn ${String(j.flash_attn)}, type_k ${j.type_k})`);
+    return j.avg_ts;
+  }
   const j = JSON.parse(out.trim().split("\n").at(-1)!) as { tps: number; addon: string; omp?: Record<string, string> };
   addons.set(e, `${j.addon}${j.omp ? ` (${Object.entries(j.omp).map(([k, v]) => `${k}=${v}`).join(" ")})` : ""}`);
   return j.tps;
@@ -120,12 +158,11 @@ for (const size of sizes) {
     const load = `${f(l0)}→${f(load1())}`;
     const all = (e: Engine) => xs.get(e)!.map((x) => f(x, 0)).join("/");
     console.log(`${size} M, ${t} thread${t > 1 ? "s" : ""}: ${engines.map((e) => `${e} ${f(m.get(e)!)} tok/s [${all(e)}]`).join(", ")}; ` +
-      `${engines.filter((e) => e !== "llama-bench").map((e) => `${e}/llama-bench ${f(m.get(e)! / peerTps, 2)}`).join(", ")}; load ${load}`);
-    const built = m.get("built");
-    table.push(`| ${size} M | ${t} | ${f(m.get("embedded")!)} | ${built === undefined ? "—" : f(built)} | ${f(peerTps)} | ` +
-      `${f(m.get("embedded")! / peerTps, 2)} | ${built === undefined ? "—" : `**${f(built / peerTps, 2)}**`} | ${load} |`);
+      `${ours.map((e) => `${e}/llama-bench ${f(m.get(e)! / peerTps, 2)}`).join(", ")}; load ${load}`);
+    table.push(`| ${size} M | ${t} | ${engines.map((e) => f(m.get(e)!)).join(" | ")} | ${ours.map((e) => e === "built" ? `**${f(m.get(e)! / peerTps, 2)}**` : f(m.get(e)! / peerTps, 2)).join(" | ")} | ${load} |`);
   }
 }
 for (const [e, a] of addons) console.log(`${e}: ${a}`);
-console.log(`\n| model | threads | embedded (tok/s) | built | llama-bench pp512 | embedded / llama-bench | built / llama-bench | load |\n|---|---|---|---|---|---|---|---|`);
+console.log(`\n| model | threads | ${engines.map((e) => `${e === "llama-bench" ? "llama-bench pp512" : e} (tok/s)`).join(" | ")} | ${ours.map((e) => `${e} / llama-bench`).join(" | ")} | load |`);
+console.log(`|${"---|".repeat(3 + engines.length + ours.length)}`);
 for (const l of table) console.log(l);
