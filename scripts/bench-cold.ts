@@ -11,7 +11,8 @@
  * - "state kept, unit environment": the same with GLIBC_TUNABLES as the installed systemd unit sets it, so no
  *   re-exec: what `systemctl restart` of the installed service pays;
  * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed).
- * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes.
+ * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes, and first
+ * the time of `appliance --version` (loading the program, nothing else).
  * Needs a built binary; exits 1 naming what is missing when the peer cannot be built.
  */
 import fs from "node:fs";
@@ -79,6 +80,20 @@ async function row(name: string, before: () => void, env: Record<string, string>
   const names = [...new Set(A.flatMap((s) => Object.keys(s.phases)))];
   console.log(`  phases (median ms): ${names.map((n) => `${n} ${median(A.map((s) => s.phases[n] ?? 0))}`).join(", ")}`);
 }
+
+/** Program load alone: `appliance --version` (no model, no server), median wall time of 15 runs. */
+function versionMs(): number {
+  const times: number[] = [];
+  for (let i = 0; i < 15; i++) {
+    const t0 = performance.now();
+    const r = Bun.spawnSync([bin, "--version"], { stdout: "ignore", stderr: "ignore" });
+    if (r.exitCode !== 0) throw new Error(`${bin} --version exited ${r.exitCode}`);
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+const l0 = load1();
+console.log(`appliance --version (program load alone): ${f(versionMs())} ms, median of 15 (load ${l0.toFixed(2)}→${load1().toFixed(2)})`);
 
 const state = path.join(dir, "state");
 await appliance(); // the first start of a fresh state: unpacks the libraries, remembers what the kept-state row reuses
