@@ -13,8 +13,10 @@
  *                binary (scripts/build.ts). The child checks in /proc/self/maps that llama-addon.node came from DIR.
  *   llama-bench  pp512 of llama-bench built with cmake from the same llama.cpp source (scripts/peer-build.ts:
  *                GGML_NATIVE, OpenMP; its defaults n_batch 2048, n_ubatch 512, -fa auto), -r 1 after its own warm-up run.
- *   built-fa     (--flash-attention, a diagnostic) the built engine, node-llama-cpp driven directly with flash
- *                attention on in the context (LlamaEngine leaves it off; llama-bench's auto turns it on on the CPU).
+ *   built-direct (--flash-attention, a diagnostic) the built engine, node-llama-cpp driven directly (no LlamaEngine):
+ *                its context as LlamaEngine makes it (flash attention off, node-llama-cpp's default), the same prompt;
+ *   built-fa     the same with flash attention on in the context (llama-bench's -fa auto turns it on on the CPU);
+ *   llama-bench-fa-off  llama-bench pp512 with -fa off.
  * Every sample is its own child process (the engine is chosen once per process); each round runs the engines in
  * rotating order (ABC, BCA, CAB …); rows print the medians over --runs rounds, ratios to llama-bench, and the
  * 1-minute load average at the row's start and end. Our engine's single-sequence context has n_batch = n_ubatch =
@@ -59,16 +61,16 @@ async function useBuiltEngine(engineDir: string): Promise<Record<string, string>
 
 /**
  * The --flash-attention diagnostic: node-llama-cpp driven directly with the options openLlama (llama-load.ts) uses,
- * but a context with flash attention on (llama-bench's default `-fa auto` turns it on for the CPU; LlamaEngine
+ * flash attention on or off in the context (llama-bench's default `-fa auto` turns it on for the CPU; LlamaEngine
  * leaves node-llama-cpp's default, off). The same ~512-token prompt, 1 token sampled, after a warm-up.
  */
-async function prefillFlashAttention(model: string, threads: number): Promise<number> {
+async function prefillDirect(model: string, threads: number, flashAttention: boolean): Promise<number> {
   const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
   const { wordsPrompt } = await import("./bench-peer-lib");
   const llama = await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, maxThreads: threads, logLevel: LlamaLogLevel.error });
   const m = await llama.loadModel({ modelPath: model, gpuLayers: 0 });
-  const ctx = await m.createContext({ contextSize: 2048, sequences: 1, threads, flashAttention: true });
-  if (!ctx.flashAttention) throw new Error("node-llama-cpp did not turn flash attention on");
+  const ctx = await m.createContext({ contextSize: 2048, sequences: 1, threads, flashAttention });
+  if (ctx.flashAttention !== flashAttention) throw new Error(`node-llama-cpp did not set flash attention to ${flashAttention}`);
   const seq = ctx.getSequence();
   let tps = 0;
   for (let i = 0; i < 2; i++) { // run 0 warms up
@@ -82,12 +84,13 @@ async function prefillFlashAttention(model: string, threads: number): Promise<nu
   return tps;
 }
 
-/** Child mode: `--child embedded|built|built-fa MODEL THREADS [ENGINE_DIR]` prints one JSON line { tps, addon, omp }. */
+/** Child mode: `--child embedded|built|built-direct|built-fa MODEL THREADS [ENGINE_DIR]` prints one JSON line { tps, addon, omp }. */
 async function child([kind, model, threads, engineDir]: string[]) {
   const built = kind!.startsWith("built");
   const omp = built ? await useBuiltEngine(engineDir!) : undefined;
   const { enginePrefill } = await import("./bench-peer-inproc");
-  const tps = kind === "built-fa" ? await prefillFlashAttention(model!, Number(threads)) : (await enginePrefill(model!, Number(threads), 1))[0]!;
+  const tps = kind === "built-fa" || kind === "built-direct" ? await prefillDirect(model!, Number(threads), kind === "built-fa")
+    : (await enginePrefill(model!, Number(threads), 1))[0]!;
   const addon = mappedAddon();
   const fromDir = Boolean(engineDir) && addon.startsWith(path.resolve(engineDir!) + "/");
   if (built !== fromDir) throw new Error(`${kind}: llama-addon.node was mapped from ${addon || "nowhere"}`);
@@ -115,21 +118,21 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-prefill-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
 const f = (x: number, d = 1) => x.toFixed(d);
 
-type Engine = "embedded" | "built" | "built-fa" | "llama-bench";
+type Engine = "embedded" | "built" | "built-direct" | "built-fa" | "llama-bench-fa-off" | "llama-bench";
 if (values["flash-attention"] && !engineDir) { console.error("--flash-attention needs --engine-dir"); process.exit(2); }
-const engines: Engine[] = ["embedded", ...(engineDir ? ["built" as const] : []), ...(values["flash-attention"] ? ["built-fa" as const] : []), "llama-bench"];
+const engines: Engine[] = ["embedded", ...(engineDir ? ["built" as const] : []), ...(values["flash-attention"] ? ["built-direct" as const, "built-fa" as const, "llama-bench-fa-off" as const] : []), "llama-bench"];
 const ours = engines.filter((e) => e !== "llama-bench");
 const addons = new Map<Engine, string>();
 
 /** One prefill sample (tokens/s) of `e`, in a fresh process. */
 function sample(e: Engine, model: string, threads: number): number {
-  const cmd = e === "llama-bench"
-    ? [llamaBench, "-m", model, "-p", "512", "-n", "0", "-t", String(threads), "-r", "1", "-o", "json"]
+  const cmd = e.startsWith("llama-bench")
+    ? [llamaBench, "-m", model, "-p", "512", "-n", "0", "-t", String(threads), "-r", "1", "-o", "json", ...(e === "llama-bench-fa-off" ? ["-fa", "off"] : [])]
     : [process.execPath, import.meta.path, "--child", e, model, String(threads), ...(engineDir ? [engineDir] : [])];
   const r = Bun.spawnSync(cmd, { stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`${e} ${threads}t exited ${r.exitCode}: ${r.stderr.toString().slice(-1500)}`);
   const out = r.stdout.toString();
-  if (e === "llama-bench") {
+  if (e.startsWith("llama-bench")) {
     const j = (JSON.parse(out) as { avg_ts: number; n_batch: number; n_ubatch: number; flash_attn: unknown; type_k: string }[])[0]!;
     addons.set(e, `${llamaBench} (n_batch ${j.n_batch}, n_ubatch ${j.n_ubatch}, flash_attn ${String(j.flash_attn)}, type_k ${j.type_k})`);
     return j.avg_ts;
