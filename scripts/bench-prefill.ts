@@ -5,18 +5,20 @@
  * Prompt processing (prefill) of the appliance's engines against the native build, on the generated F32 GGUFs
  * bench-peer uses (28 M and 155 M params). Per model size and thread count it prints tokens/s for:
  *   embedded     node-llama-cpp's npm prebuilt libraries (what the binary embeds), in-process through LlamaEngine:
- *                one ~512-token prompt (511 words + BOS), max_tokens 1, timed from complete() to its result, after a
- *                warm-up prompt in the same process (enginePrefill in bench-peer-inproc.ts); prompt tokens ÷ seconds.
+ *                one 512-token prompt (BOS + 511 token ids), max_tokens 1, timed from complete() to its result, after
+ *                a warm-up prompt in the same process; prompt tokens ÷ seconds. (bench-peer-inproc.ts's enginePrefill
+ *                is the same pattern, but its wordsPrompt(511) text is ~814 tokens, two 512-token batches, not pp512.)
  *   built        the same measure on the engine `appliance engine build` installed in DIR (engine.dir), loaded the
  *                way serve loads it: selectEngine (every file's sha256 and owner checked, the OpenMP settings put in
  *                the C environment), then node-llama-cpp's getBinsDir() answers the verified dir, as in the compiled
  *                binary (scripts/build.ts). The child checks in /proc/self/maps that llama-addon.node came from DIR.
  *   llama-bench  pp512 of llama-bench built with cmake from the same llama.cpp source (scripts/peer-build.ts:
  *                GGML_NATIVE, OpenMP; its defaults n_batch 2048, n_ubatch 512, -fa auto), -r 1 after its own warm-up run.
- *   built-direct (--flash-attention, a diagnostic) the built engine, node-llama-cpp driven directly (no LlamaEngine):
- *                its context as LlamaEngine makes it (flash attention off, node-llama-cpp's default), the same prompt;
- *   built-fa     the same with flash attention on in the context (llama-bench's -fa auto turns it on on the CPU);
+ *   built-fa-on, built-fa-off  (--flash-attention, a diagnostic) the built engine, node-llama-cpp driven directly
+ *                (no LlamaEngine), flash attention forced on / off in the context, the same 512-token prompt;
  *   llama-bench-fa-off  llama-bench pp512 with -fa off.
+ * Flash attention: LlamaEngine leaves node-llama-cpp's default, "auto", like llama-bench's default -fa auto (both
+ * resolve to on for the CPU).
  * Every sample is its own child process (the engine is chosen once per process); each round runs the engines in
  * rotating order (ABC, BCA, CAB …); rows print the medians over --runs rounds, ratios to llama-bench, and the
  * 1-minute load average at the row's start and end. Our engine's single-sequence context has n_batch = n_ubatch =
@@ -59,14 +61,49 @@ async function useBuiltEngine(engineDir: string): Promise<Record<string, string>
   return selectEngine({ use: "built", dir: engineDir }, nlcVersion).omp;
 }
 
+/** The prompt: BOS + 511 tokens (llama-bench's pp512 is 512 tokens), each call another one (no reused prefix). */
+const PROMPT_TOKENS = 511;
+let prompts = 0;
+/** 511 token ids of the tiny vocabulary's words (from its own tokenizer), starting at another word on each call. */
+function promptIds(tokenize: (text: string) => number[]): number[] {
+  // bench-peer-lib's wordsPrompt(511) is ~814 tokens here (not one per word), so take exactly 511 ids instead.
+  const words = "the of and to in is you that it he was for on are as with his they at be this have from or one had by".split(" ");
+  const start = prompts++;
+  const ids = tokenize(Array.from({ length: 600 }, (_, i) => words[(start + i * 7) % words.length]).join(" "));
+  if (ids.length < PROMPT_TOKENS) throw new Error(`prompt text gave only ${ids.length} tokens`);
+  return ids.slice(0, PROMPT_TOKENS);
+}
+
+/**
+ * Prefill through LlamaEngine (what serve runs): the 512-token prompt (token ids, BOS added by the engine), max 1
+ * token, greedy; prompt tokens ÷ seconds from complete() to its result, after one warm-up prompt.
+ */
+async function prefillEngine(model: string, threads: number): Promise<number> {
+  const { LlamaEngine } = await import("../src/engine/llama");
+  const { silentLogger } = await import("../src/log/logger");
+  const engine = await LlamaEngine.create({ models: [{ id: "bench", path: model }], threads, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+  try {
+    let tps = 0;
+    for (let i = 0; i < 2; i++) { // run 0 warms up
+      const prompt = promptIds((text) => engine.tokenize("bench", text));
+      const t0 = performance.now();
+      const g = await engine.complete({ model: "bench", prompt, sampling: { maxTokens: 1, temperature: 0 }, signal: new AbortController().signal });
+      tps = g.promptTokens / ((performance.now() - t0) / 1000);
+      if (g.promptTokens !== PROMPT_TOKENS + 1) throw new Error(`LlamaEngine counted ${g.promptTokens} prompt tokens, not ${PROMPT_TOKENS + 1}`);
+    }
+    return tps;
+  } finally {
+    await engine.dispose();
+  }
+}
+
 /**
  * The --flash-attention diagnostic: node-llama-cpp driven directly with the options openLlama (llama-load.ts) uses,
- * flash attention on or off in the context (llama-bench's default `-fa auto` turns it on for the CPU; LlamaEngine
- * leaves node-llama-cpp's default, off). The same ~512-token prompt, 1 token sampled, after a warm-up.
+ * flash attention forced on or off in the context (LlamaEngine and llama-bench leave it at "auto": on for the CPU).
+ * The same 512-token prompt, 1 token sampled, after a warm-up.
  */
 async function prefillDirect(model: string, threads: number, flashAttention: boolean): Promise<number> {
   const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
-  const { wordsPrompt } = await import("./bench-peer-lib");
   const llama = await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, maxThreads: threads, logLevel: LlamaLogLevel.error });
   const m = await llama.loadModel({ modelPath: model, gpuLayers: 0 });
   const ctx = await m.createContext({ contextSize: 2048, sequences: 1, threads, flashAttention });
@@ -75,7 +112,7 @@ async function prefillDirect(model: string, threads: number, flashAttention: boo
   let tps = 0;
   for (let i = 0; i < 2; i++) { // run 0 warms up
     await seq.clearHistory();
-    const tokens = [m.tokens.bos!, ...m.tokenize(wordsPrompt(511))];
+    const tokens = [m.tokens.bos!, ...promptIds((text) => m.tokenize(text, false) as number[])] as typeof seq.contextTokens;
     const t0 = performance.now();
     for await (const _ of seq.evaluate(tokens, { temperature: 0 })) break;
     tps = tokens.length / ((performance.now() - t0) / 1000);
@@ -84,13 +121,12 @@ async function prefillDirect(model: string, threads: number, flashAttention: boo
   return tps;
 }
 
-/** Child mode: `--child embedded|built|built-direct|built-fa MODEL THREADS [ENGINE_DIR]` prints one JSON line { tps, addon, omp }. */
+/** Child mode: `--child embedded|built|built-fa-on|built-fa-off MODEL THREADS [ENGINE_DIR]` prints one JSON line { tps, addon, omp }. */
 async function child([kind, model, threads, engineDir]: string[]) {
   const built = kind!.startsWith("built");
   const omp = built ? await useBuiltEngine(engineDir!) : undefined;
-  const { enginePrefill } = await import("./bench-peer-inproc");
-  const tps = kind === "built-fa" || kind === "built-direct" ? await prefillDirect(model!, Number(threads), kind === "built-fa")
-    : (await enginePrefill(model!, Number(threads), 1))[0]!;
+  const tps = kind === "built-fa-on" || kind === "built-fa-off" ? await prefillDirect(model!, Number(threads), kind === "built-fa-on")
+    : await prefillEngine(model!, Number(threads));
   const addon = mappedAddon();
   const fromDir = Boolean(engineDir) && addon.startsWith(path.resolve(engineDir!) + "/");
   if (built !== fromDir) throw new Error(`${kind}: llama-addon.node was mapped from ${addon || "nowhere"}`);
@@ -118,9 +154,9 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-prefill-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
 const f = (x: number, d = 1) => x.toFixed(d);
 
-type Engine = "embedded" | "built" | "built-direct" | "built-fa" | "llama-bench-fa-off" | "llama-bench";
+type Engine = "embedded" | "built" | "built-fa-on" | "built-fa-off" | "llama-bench-fa-off" | "llama-bench";
 if (values["flash-attention"] && !engineDir) { console.error("--flash-attention needs --engine-dir"); process.exit(2); }
-const engines: Engine[] = ["embedded", ...(engineDir ? ["built" as const] : []), ...(values["flash-attention"] ? ["built-direct" as const, "built-fa" as const, "llama-bench-fa-off" as const] : []), "llama-bench"];
+const engines: Engine[] = ["embedded", ...(engineDir ? ["built" as const] : []), ...(values["flash-attention"] ? ["built-fa-on" as const, "built-fa-off" as const, "llama-bench-fa-off" as const] : []), "llama-bench"];
 const ours = engines.filter((e) => e !== "llama-bench");
 const addons = new Map<Engine, string>();
 
