@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-engine-built.ts --engine-dir DIR [--size 28|155] [--runs 3] [--tokens 48] [--threads N] [--bin PATH]
+ * bun scripts/bench-engine-built.ts --engine-dir DIR [--size 28|155] [--runs 3] [--tokens 48] [--threads N] [--bin PATH] [--env K=V,…]
  *
  * The engine `appliance engine build` made on this machine against the embedded (npm prebuilt) libraries and the
  * peer llama-server (scripts/peer-build.ts: the same llama.cpp source, cmake, GGML_NATIVE, OpenMP), all over HTTP:
@@ -25,7 +25,10 @@ import { peerBuild } from "./peer-build";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   "engine-dir": { type: "string" }, size: { type: "string", default: "28" }, runs: { type: "string", default: "3" },
   tokens: { type: "string", default: "48" }, threads: { type: "string" }, bin: { type: "string" },
+  env: { type: "string", default: "" },
 } });
+// --env: extra environment for both appliance servers (e.g. OMP_PROC_BIND=close,OMP_PLACES=cores to try OpenMP settings).
+const extraEnv = Object.fromEntries(values.env.split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
 if (!values["engine-dir"]) { console.error("--engine-dir DIR: where `appliance engine build` installed the engine (engine.dir)"); process.exit(2); }
 const engineDir = path.resolve(values["engine-dir"]);
 const runs = Number(values.runs), maxTokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
@@ -43,7 +46,7 @@ process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
 const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...SHAPES[values.size]!, ctx: 2048 });
 const f = (x: number, d = 1) => x.toFixed(d);
-console.log(`model ${f(params / 1e6)} M params F32; threads ${threads}; ${runs} runs per server; max_tokens ${maxTokens}; built engine in ${engineDir}`);
+console.log(`model ${f(params / 1e6)} M params F32; threads ${threads}; ${runs} runs per server; max_tokens ${maxTokens}; built engine in ${engineDir}; binary ${bin}${values.env ? `; env ${values.env}` : ""}`);
 
 type Three = [Served, Served, Served];
 async function start(t: number, np: number): Promise<Three> {
@@ -52,7 +55,7 @@ async function start(t: number, np: number): Promise<Three> {
     const own = path.join(dir, name);
     fs.rmSync(own, { recursive: true, force: true });
     fs.mkdirSync(own);
-    const s = await startAppliance(bin, model, own, t, np, { name, env, logFile: path.join(dir, `${name}-${t}-${np}.log`) });
+    const s = await startAppliance(bin, model, own, t, np, { name, env: { ...extraEnv, ...env }, logFile: path.join(dir, `${name}-${t}-${np}.log`) });
     const line = fs.readFileSync(path.join(dir, `${name}-${t}-${np}.log`), "utf8").split("\n").find((l) => l.includes('"msg":"engine"'));
     const engine = line ? (JSON.parse(line) as { engine: string }).engine : "?";
     if (engine !== (name === "built" ? "built" : "embedded")) throw new Error(`${name}: the server runs the ${engine} engine`);
