@@ -5,15 +5,16 @@
  * Prompt processing (prefill) of the appliance's engines against the native build, on the generated F32 GGUFs
  * bench-peer uses (28 M and 155 M params). Per model size and thread count it prints tokens/s for:
  *   embedded     node-llama-cpp's npm prebuilt libraries (what the binary embeds), in-process through LlamaEngine:
- *                one 512-token prompt (BOS + 511 token ids), max_tokens 1, timed from complete() to its result, after
- *                a warm-up prompt in the same process; prompt tokens ÷ seconds. (bench-peer-inproc.ts's enginePrefill
+ *                a 512-token prompt (BOS + 511 token ids), max_tokens 1, timed from complete() to its result; a
+ *                warm-up prompt, then 3 timed ones in the same process, their median; prompt tokens ÷ seconds. (bench-peer-inproc.ts's enginePrefill
  *                is the same pattern, but its wordsPrompt(511) text is ~814 tokens, two 512-token batches, not pp512.)
  *   built        the same measure on the engine `appliance engine build` installed in DIR (engine.dir), loaded the
  *                way serve loads it: selectEngine (every file's sha256 and owner checked, the OpenMP settings put in
  *                the C environment), then node-llama-cpp's getBinsDir() answers the verified dir, as in the compiled
  *                binary (scripts/build.ts). The child checks in /proc/self/maps that llama-addon.node came from DIR.
  *   llama-bench  pp512 of llama-bench built with cmake from the same llama.cpp source (scripts/peer-build.ts:
- *                GGML_NATIVE, OpenMP; its defaults n_batch 2048, n_ubatch 512, -fa auto), -r 1 after its own warm-up run.
+ *                GGML_NATIVE, OpenMP; its defaults n_batch 2048, n_ubatch 512, -fa auto), -r 3 after its own warm-up
+ *                run (the mean of the 3).
  *   built-fa-on, built-fa-off  (--flash-attention, a diagnostic) the built engine, node-llama-cpp driven directly
  *                (no LlamaEngine), flash attention forced on / off in the context, the same 512-token prompt;
  *   llama-bench-fa-off  llama-bench pp512 with -fa off.
@@ -61,6 +62,10 @@ async function useBuiltEngine(engineDir: string): Promise<Record<string, string>
   return selectEngine({ use: "built", dir: engineDir }, nlcVersion).omp;
 }
 
+/** Prompts timed per sample after the warm-up (their median is the sample), as llama-bench's -r (their mean). */
+const REPS = 3;
+const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
 /** The prompt: BOS + 511 tokens (llama-bench's pp512 is 512 tokens), each call another one (no reused prefix). */
 const PROMPT_TOKENS = 511;
 let prompts = 0;
@@ -83,15 +88,15 @@ async function prefillEngine(model: string, threads: number): Promise<number> {
   const { silentLogger } = await import("../src/log/logger");
   const engine = await LlamaEngine.create({ models: [{ id: "bench", path: model }], threads, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
   try {
-    let tps = 0;
-    for (let i = 0; i < 2; i++) { // run 0 warms up
+    const tps: number[] = [];
+    for (let i = 0; i <= REPS; i++) { // run 0 warms up
       const prompt = promptIds((text) => engine.tokenize("bench", text));
       const t0 = performance.now();
       const g = await engine.complete({ model: "bench", prompt, sampling: { maxTokens: 1, temperature: 0 }, signal: new AbortController().signal });
-      tps = g.promptTokens / ((performance.now() - t0) / 1000);
+      if (i > 0) tps.push(g.promptTokens / ((performance.now() - t0) / 1000));
       if (g.promptTokens !== PROMPT_TOKENS + 1) throw new Error(`LlamaEngine counted ${g.promptTokens} prompt tokens, not ${PROMPT_TOKENS + 1}`);
     }
-    return tps;
+    return middle(tps);
   } finally {
     await engine.dispose();
   }
@@ -109,16 +114,16 @@ async function prefillDirect(model: string, threads: number, flashAttention: boo
   const ctx = await m.createContext({ contextSize: 2048, sequences: 1, threads, flashAttention });
   if (ctx.flashAttention !== flashAttention) throw new Error(`node-llama-cpp did not set flash attention to ${flashAttention}`);
   const seq = ctx.getSequence();
-  let tps = 0;
-  for (let i = 0; i < 2; i++) { // run 0 warms up
+  const tps: number[] = [];
+  for (let i = 0; i <= REPS; i++) { // run 0 warms up
     await seq.clearHistory();
     const tokens = [m.tokens.bos!, ...promptIds((text) => m.tokenize(text, false) as number[])] as typeof seq.contextTokens;
     const t0 = performance.now();
     for await (const _ of seq.evaluate(tokens, { temperature: 0 })) break;
-    tps = tokens.length / ((performance.now() - t0) / 1000);
+    if (i > 0) tps.push(tokens.length / ((performance.now() - t0) / 1000));
   }
   await ctx.dispose(); await m.dispose(); await llama.dispose();
-  return tps;
+  return middle(tps);
 }
 
 /** Child mode: `--child embedded|built|built-fa-on|built-fa-off MODEL THREADS [ENGINE_DIR]` prints one JSON line { tps, addon, omp }. */
@@ -163,7 +168,7 @@ const addons = new Map<Engine, string>();
 /** One prefill sample (tokens/s) of `e`, in a fresh process. */
 function sample(e: Engine, model: string, threads: number): number {
   const cmd = e.startsWith("llama-bench")
-    ? [llamaBench, "-m", model, "-p", "512", "-n", "0", "-t", String(threads), "-r", "1", "-o", "json", ...(e === "llama-bench-fa-off" ? ["-fa", "off"] : [])]
+    ? [llamaBench, "-m", model, "-p", "512", "-n", "0", "-t", String(threads), "-r", String(REPS), "-o", "json", ...(e === "llama-bench-fa-off" ? ["-fa", "off"] : [])]
     : [process.execPath, import.meta.path, "--child", e, model, String(threads), ...(engineDir ? [engineDir] : [])];
   const r = Bun.spawnSync(cmd, { stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`${e} ${threads}t exited ${r.exitCode}: ${r.stderr.toString().slice(-1500)}`);
