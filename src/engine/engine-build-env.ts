@@ -11,6 +11,15 @@
  * unthrottled team to ~0.3 ms (libgomp's "active" default is minutes of spinning, a core burnt while idle). CPU
  * time used in the second after a decode stayed 0-20 ms with these settings (default: 0 ms).
  *
+ * OMP_PROC_BIND=close with OMP_PLACES=cores keeps each team thread on one core, next to its master: without it the
+ * kernel moved the team's threads between the two cores and every barrier woke a migrated thread (23.6 vs 6.2
+ * voluntary context switches per token). Measured with `bun scripts/bench-engine-built.ts --env …` (28 M, 2 threads,
+ * built engine vs llama-server, two A/B pairs in swapped order, load 2.0-2.7): decode 0.93 / 1.00 with binding vs
+ * 0.69 / 0.78 without, 2 streams 0.94 / 0.84 vs 0.57 / 0.69, 4 streams 0.82 / 0.65 vs 0.63 / 0.54; beside a `yes`
+ * burner binding was as fast or faster (116 vs 116, 148 vs 126, 154 vs 124 tok/s). Side effect: libgomp binds the
+ * thread that loads it (the JS thread) and the runtime pool threads that become masters to the first core of the
+ * allowed set. Measured on 2 cores only; an operator's OMP_PROC_BIND=false (a unit's Environment=) turns it off.
+ *
  * Bun's `process.env.X = …` does not reach the C library's environment (getenv in native code does not see it;
  * checked), so the values are set with libc's setenv through bun:ffi. A value the operator already set (a unit's
  * Environment=, a shell export) is left alone.
@@ -18,7 +27,9 @@
 import { CString, dlopen, FFIType, type Pointer } from "bun:ffi";
 
 /** OpenMP variables set for an OpenMP engine when the environment does not already have them. */
-export const OMP_DEFAULTS: Readonly<Record<string, string>> = { OMP_WAIT_POLICY: "active", GOMP_SPINCOUNT: "30000" };
+export const OMP_DEFAULTS: Readonly<Record<string, string>> = {
+  OMP_WAIT_POLICY: "active", GOMP_SPINCOUNT: "30000", OMP_PROC_BIND: "close", OMP_PLACES: "cores",
+};
 
 let libc: { setenv(k: Buffer, v: Buffer, overwrite: number): number; getenv(k: Buffer): Pointer | null } | undefined;
 function c() {

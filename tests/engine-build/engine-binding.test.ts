@@ -1,0 +1,102 @@
+/**
+ * An OpenMP engine built by `appliance engine build` runs with its team threads bound to cores (OMP_PROC_BIND=close,
+ * OMP_PLACES=cores, src/engine/engine-build-env.ts): unbound, the kernel moved the team's threads between cores and
+ * every barrier in a decode step woke a migrated thread (2-thread decode 0.69-0.78 of llama-server vs 0.93-1.00
+ * bound, bench-engine-built). Seen here through the compiled binary: after a chat, the process has threads whose
+ * allowed CPUs are one core; an operator's OMP_PROC_BIND=false keeps every thread free. Under the hardened unit on a
+ * live systemd too: its SystemCallFilter denies @resources, which holds sched_setaffinity, so libgomp's binding
+ * failed (EPERM, silently) until the unit allowed that one call back.
+ *
+ * Needs root and a real OpenMP engine (a compile takes ~15 min on 2 cores): APPLIANCE_TEST_ENGINE_DIR names an
+ * engine.dir that `appliance engine build` made (root-owned). CI has none, so these tests skip there, loudly.
+ */
+import { describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { DEFAULTS } from "../../src/config/load";
+import { installEngine, versionDirOf, type EngineRecord } from "../../src/engine/engine-store";
+import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
+import { active, curl, journal, printedKey, put, unitProp } from "../live/client";
+import { bootOrSkip } from "../live/systemd";
+
+const dir = process.env.APPLIANCE_TEST_ENGINE_DIR;
+const root = process.geteuid?.() === 0;
+const cpus = (fs.readFileSync("/proc/self/status", "utf8").match(/^Cpus_allowed_list:\s*(.+)$/m)?.[1] ?? "0").split(",")
+  .reduce((n, r) => { const [a, b] = r.split("-").map(Number); return n + (b === undefined ? 1 : b - a! + 1); }, 0);
+const ready = !!dir && root && cpus >= 2;
+if (!ready) console.warn("engine-binding tests SKIPPED: they need root, 2+ CPUs and APPLIANCE_TEST_ENGINE_DIR (an engine.dir made by `appliance engine build`)");
+
+/** Each thread's allowed CPU list, by thread name. */
+function threadCpus(pid: number): { name: string; cpus: string }[] {
+  return fs.readdirSync(`/proc/${pid}/task`).map((t) => {
+    const s = fs.readFileSync(`/proc/${pid}/task/${t}/status`, "utf8");
+    return { name: s.match(/^Name:\s*(.*)$/m)![1]!, cpus: s.match(/^Cpus_allowed_list:\s*(.+)$/m)![1]! };
+  });
+}
+const single = (c: string) => /^\d+$/.test(c);
+
+async function chatOnEngine(extraEnv: Record<string, string>) {
+  const work = tmpDir("appliance-engine-binding-");
+  const bin = path.join(work, "appliance"), stateDir = path.join(work, "state"), model = path.join(work, "tiny.gguf");
+  fs.copyFileSync(await builtBinary(), bin);
+  fs.copyFileSync(await tinyModel(), model);
+  const env = { PATH: "/usr/bin:/bin", HOME: work, APPLIANCE_ENGINE__DIR: dir!, APPLIANCE_ENGINE__USE: "built", ...extraEnv };
+  expect(Bun.spawnSync([bin, "models", "add", model, "--state-dir", stateDir], { env }).exitCode).toBe(0);
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2", "--no-auth"], { cwd: work, env, stdout: "pipe", stderr: "pipe" });
+  try {
+    const { port, log } = await untilListening(proc);
+    const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, temperature: 0 }) });
+    expect(res.status).toBe(200);
+    const engine = JSON.parse(log().split("\n").find((l) => l.includes('"msg":"engine"'))!) as { engine: string; omp?: Record<string, string> };
+    return { engine, threads: threadCpus(proc.pid) };
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+}
+
+describe.skipIf(!ready)("a built OpenMP engine's threads (compiled binary, as root)", () => {
+  test("by default its team threads are bound to one core each, and the start line says so", async () => {
+    const { engine, threads } = await chatOnEngine({});
+    expect(engine.engine).toBe("built");
+    expect(engine.omp).toMatchObject({ OMP_PROC_BIND: "close", OMP_PLACES: "cores" });
+    // Before: no thread of the process was bound (every one allowed on all CPUs).
+    expect(threads.filter((t) => single(t.cpus)).length).toBeGreaterThanOrEqual(2);
+  }, 120_000);
+
+  test("an operator's OMP_PROC_BIND=false is kept: no thread is bound", async () => {
+    const { engine, threads } = await chatOnEngine({ OMP_PROC_BIND: "false" });
+    expect(engine.omp).toMatchObject({ OMP_PROC_BIND: "false" });
+    expect(threads.filter((t) => single(t.cpus))).toEqual([]);
+  }, 120_000);
+});
+
+const live = ready ? await bootOrSkip("engine-build/engine-binding.test.ts") : undefined;
+const T = 240_000;
+
+describe.skipIf(!ready || !live)("live systemd: the hardened service's OpenMP threads are bound", () => {
+  test("the service on a built OpenMP engine has threads bound to one core each after a chat", async () => {
+    const sys = live!;
+    const bin = put(sys, await builtBinary(), "appliance");
+    const model = put(sys, await tinyModel(), "tiny.gguf");
+    const r = sys.exec([bin, "install", "--model", model], { timeoutMs: T });
+    expect(r.code, r.err).toBe(0);
+    const key = printedKey(r.out);
+    const versions = fs.readdirSync(dir!).filter((v) => /^\d/.test(v));
+    const version = versions[0]!, folder = "linux-x64";
+    const { files: _files, ...record } = JSON.parse(fs.readFileSync(path.join(dir!, version, `${folder}.json`), "utf8")) as EngineRecord;
+    installEngine(path.join(sys.root, DEFAULTS.engine.dir), path.join(versionDirOf(dir!, version), folder), record);
+    const restart = sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T });
+    expect(restart.code, restart.err + journal(sys, "-u", "appliance.service", "-n", "30")).toBe(0);
+    expect(active(sys)).toBe("active");
+    expect(journal(sys, "-u", "appliance.service")).toContain('"engine":"built"');
+    const chat = curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { body: { model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8 }, key });
+    expect(chat.status, JSON.stringify(chat) + journal(sys, "-u", "appliance.service", "-n", "40")).toBe(200);
+    const pid = unitProp(sys, "MainPID");
+    const lists = sys.exec(["sh", "-c", `grep -h Cpus_allowed_list /proc/${pid}/task/*/status`]).out.split("\n").filter(Boolean).map((l) => l.split(/\s+/)[1]!);
+    // Before: every thread allowed on all CPUs (sched_setaffinity answered EPERM under the unit's filter). How many
+    // are bound depends on the thread count the service's policy picks (the thread that loaded libgomp always is).
+    expect(lists.filter(single).length).toBeGreaterThanOrEqual(1);
+  }, T);
+});
