@@ -99,7 +99,7 @@ for (const t of [...new Set([1, threads])]) {
   const s = await start(t, 1);
   await row(`HTTP decode, ${t} thread${t > 1 ? "s" : ""} (tok/s)`, s, tps, "tok/s");
   if (t === threads) await threadRow(t, s);
-  if (t === threads) await row(`409-token prompt, max_tokens 1, ${t} threads (prompt tok/s)`, s, (x) => complete(x, wordsPrompt(408), 1).then((c) => c.promptTokens / (c.ms / 1000)), "tok/s");
+  if (t === threads) await row(`408-word prompt, max_tokens 1, ${t} threads (prompt tok/s)`, s, (x) => complete(x, wordsPrompt(408), 1).then((c) => c.promptTokens / (c.ms / 1000)), "tok/s");
   await stopAll(s);
 }
 for (const n of [2, 4]) {

@@ -12,16 +12,17 @@ import { KeyStore, keysFilePath } from "../src/guards/keys";
 import { AuditLog } from "../src/log/audit";
 import { silentLogger } from "../src/log/logger";
 import { createServer } from "../src/server/create-server";
-import { NO_END, wordsPrompt } from "./bench-peer-lib";
+import { exactPromptIds, NO_END } from "./bench-peer-lib";
 
-/** Prefill tokens/s in-process: a ~512-token prompt, max 1 token (so ~all of the time is prompt processing). */
+/** Prefill tokens/s in-process: a 512-token prompt (BOS + 511 ids, as llama-bench's pp512), max 1 token. */
 export async function enginePrefill(model: string, threads: number, runs: number): Promise<number[]> {
   const engine = await LlamaEngine.create({ models: [{ id: "bench", path: model }], threads, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
   try {
     const out: number[] = [];
     for (let i = 0; i <= runs; i++) {
+      const prompt = exactPromptIds((text) => engine.tokenize("bench", text), 511);
       const t0 = performance.now();
-      const g = await engine.complete({ model: "bench", prompt: wordsPrompt(511), sampling: { maxTokens: 1, temperature: 0 }, signal: new AbortController().signal });
+      const g = await engine.complete({ model: "bench", prompt, sampling: { maxTokens: 1, temperature: 0 }, signal: new AbortController().signal });
       if (i > 0) out.push(g.promptTokens / ((performance.now() - t0) / 1000)); // run 0 warms up
     }
     return out;

@@ -191,13 +191,24 @@ export async function modelsRps(s: Served, ms = 2000): Promise<number> {
 const VOCAB = "the of and to in is you that it he was for on are as with his they at be this have from or one had by".split(" ");
 let calls = 0;
 /**
- * `words` space-separated words from the tiny model's vocabulary (each one token), for prompts of a known length.
+ * `words` space-separated words from the tiny model's vocabulary, for prompts that grow with `words` (the tiny
+ * tokenizer makes ~1.6 tokens of a word: 511 words are ~814 tokens; exactPromptIds gives an exact count).
  * Each call starts at another word, so no server can answer from a cached prompt prefix (llama-server's
  * cache_prompt reuses the KV cache of a repeated prompt; the appliance does not).
  */
 export function wordsPrompt(words: number): string {
   const start = calls++;
   return Array.from({ length: words }, (_, i) => VOCAB[(start + i * 7) % VOCAB.length]).join(" ");
+}
+
+/**
+ * Exactly `n` token ids of the vocabulary's words, from the model's own tokenizer, starting at another word on each
+ * call (no reused prefix): a prompt of a known token count, e.g. 511 ids + BOS for llama-bench's pp512.
+ */
+export function exactPromptIds(tokenize: (text: string) => number[], n: number): number[] {
+  const ids = tokenize(wordsPrompt(n));
+  if (ids.length < n) throw new Error(`prompt text gave only ${ids.length} tokens`);
+  return ids.slice(0, n);
 }
 
 /** Every server started, so an interrupted run leaves none behind. */

@@ -84,7 +84,7 @@ for (const size of values.sizes.split(",")) {
   [a, b] = await pair(threads, 1);
   await tps(a); await tps(b);
   record(`HTTP decode, --threads ${threads} (fixed) (tok/s)`, size, await ab(a, b, tps), "tok/s");
-  record("409-token prompt, max_tokens 1, latency (ms)", size, await ab(a, b, (s) => complete(s, wordsPrompt(408), 1).then((c) => c.ms)), "ms", true);
+  record("408-word prompt (~650 tokens), max_tokens 1, latency (ms)", size, await ab(a, b, (s) => complete(s, wordsPrompt(408), 1).then((c) => c.ms)), "ms", true);
   record("streamed time to first token (ms)", size, await ab(a, b, (s) => complete(s, short(), 16, true).then((c) => c.ttftMs)), "ms", true);
   if (first) {
     const chatP50 = async (s: Served) => { const xs: number[] = []; for (let i = 0; i < 9; i++) xs.push(await chatOne(s)); return median(xs); };

@@ -7,7 +7,7 @@
  *   embedded     node-llama-cpp's npm prebuilt libraries (what the binary embeds), in-process through LlamaEngine:
  *                a 512-token prompt (BOS + 511 token ids), max_tokens 1, timed from complete() to its result; a
  *                warm-up prompt, then 3 timed ones in the same process, their median; prompt tokens ÷ seconds. (bench-peer-inproc.ts's enginePrefill
- *                is the same pattern, but its wordsPrompt(511) text is ~814 tokens, two 512-token batches, not pp512.)
+ *                is the same pattern with the same exact prompt.)
  *   built        the same measure on the engine `appliance engine build` installed in DIR (engine.dir), loaded the
  *                way serve loads it: selectEngine (every file's sha256 and owner checked, the OpenMP settings put in
  *                the C environment), then node-llama-cpp's getBinsDir() answers the verified dir, as in the compiled
@@ -30,6 +30,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
+import { exactPromptIds } from "./bench-peer-lib";
 
 /** The generated models of scripts/bench-peer.ts (same shapes, same generator). */
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
@@ -68,16 +69,6 @@ const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 /** The prompt: BOS + 511 tokens (llama-bench's pp512 is 512 tokens), each call another one (no reused prefix). */
 const PROMPT_TOKENS = 511;
-let prompts = 0;
-/** 511 token ids of the tiny vocabulary's words (from its own tokenizer), starting at another word on each call. */
-function promptIds(tokenize: (text: string) => number[]): number[] {
-  // bench-peer-lib's wordsPrompt(511) is ~814 tokens here (not one per word), so take exactly 511 ids instead.
-  const words = "the of and to in is you that it he was for on are as with his they at be this have from or one had by".split(" ");
-  const start = prompts++;
-  const ids = tokenize(Array.from({ length: 600 }, (_, i) => words[(start + i * 7) % words.length]).join(" "));
-  if (ids.length < PROMPT_TOKENS) throw new Error(`prompt text gave only ${ids.length} tokens`);
-  return ids.slice(0, PROMPT_TOKENS);
-}
 
 /**
  * Prefill through LlamaEngine (what serve runs): the 512-token prompt (token ids, BOS added by the engine), max 1
@@ -90,7 +81,7 @@ async function prefillEngine(model: string, threads: number): Promise<number> {
   try {
     const tps: number[] = [];
     for (let i = 0; i <= REPS; i++) { // run 0 warms up
-      const prompt = promptIds((text) => engine.tokenize("bench", text));
+      const prompt = exactPromptIds((text) => engine.tokenize("bench", text), PROMPT_TOKENS);
       const t0 = performance.now();
       const g = await engine.complete({ model: "bench", prompt, sampling: { maxTokens: 1, temperature: 0 }, signal: new AbortController().signal });
       if (i > 0) tps.push(g.promptTokens / ((performance.now() - t0) / 1000));
@@ -117,7 +108,7 @@ async function prefillDirect(model: string, threads: number, flashAttention: boo
   const tps: number[] = [];
   for (let i = 0; i <= REPS; i++) { // run 0 warms up
     await seq.clearHistory();
-    const tokens = [m.tokens.bos!, ...promptIds((text) => m.tokenize(text, false) as number[])] as typeof seq.contextTokens;
+    const tokens = [m.tokens.bos!, ...exactPromptIds((text) => m.tokenize(text, false) as number[], PROMPT_TOKENS)] as typeof seq.contextTokens;
     const t0 = performance.now();
     for await (const _ of seq.evaluate(tokens, { temperature: 0 })) break;
     if (i > 0) tps.push(tokens.length / ((performance.now() - t0) / 1000));
