@@ -73,6 +73,8 @@ async function build(argv: string[]): Promise<number> {
     log(`engine build: done in ${compiled.seconds} s: ${path.join(versionDir, record.folder)} (${Object.keys(record.files).length} files, sha256 in ${record.folder}.json)`);
     log(config.engine.use === "embedded" ? "engine build: engine.use is embedded: set it to auto or built to use this engine"
       : "engine build: serve loads it from its next start (a running service: systemctl restart appliance)");
+    // The unit denies sched_setaffinity (@resources), so its OpenMP threads stay unbound unless the operator allows it.
+    if (compiled.openmp) log("engine build: under the installed systemd unit its threads run unbound (sched_setaffinity is denied); the README's \"Engine build\" section has the drop-in that allows binding, and what it measured");
     return EXIT.OK;
   } catch (e) {
     console.error(`appliance engine build: ${(e as Error).message}`);
