@@ -83,3 +83,17 @@ test("with action block, a secret only in the arguments still drops the calls an
   expect(s.choices[0]!.message.tool_calls ?? []).toEqual([]);
   expect(JSON.stringify(s)).not.toContain(KEY);
 });
+
+test("Responses API: a private key split across two output_text parts (clients join them) does not get out (review)", async () => {
+  const answer = () => Response.json({
+    id: "resp_1", object: "response", created_at: 1, model: "m", status: "completed",
+    output: [{ type: "message", id: "msg_1", role: "assistant", status: "completed", content: [
+      { type: "output_text", text: "key: -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfV", annotations: [] },
+      { type: "output_text", text: "LPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n-----END RSA PRIVATE KEY-----", annotations: [] }] }],
+    usage: { input_tokens: 3, output_tokens: 9, total_tokens: 12 },
+  });
+  const r = await (await gateway(answer)).responses.create({ model: "m", input: "key?" });
+  // Each part through a filter of its own let the second part's key body and END line out whole.
+  expect(JSON.stringify(r)).not.toContain("LPHCozMx");
+  expect(JSON.stringify(r)).not.toContain("MIIEow");
+});

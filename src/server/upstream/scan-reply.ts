@@ -8,6 +8,8 @@ import type { TextFilter } from "../../guards/response-scan";
 import { scanParts } from "../../guards/scan-parts";
 
 type Obj = Record<string, unknown>;
+/** Between a Responses answer's text parts while they are scanned as one text (no rule matches it whole). */
+const PART_BORDER = "\u0000\u241Fpart\u241F\u0000";
 
 /** The scannable parts of one choice: the text and each call's arguments, with a writer for each. */
 interface Parts { text: string; args: string[]; write: (text: string, args: string[] | undefined) => void }
@@ -51,26 +53,33 @@ export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: () 
 }
 
 /**
- * The Responses API's answer: every output_text part and every function call's arguments, each through a filter
- * of its own; a block empties the texts, drops the calls and marks the response incomplete (content_filter), as
- * OpenAI does.
+ * The Responses API's answer. Its text parts are one text to a client (the SDKs' output_text joins them), so they go
+ * through one filter, joined by a separator no rule matches; a finding that runs across a part border swallows it
+ * and blanks the answer, as a block does (a key split over two parts never leaves in pieces). Each function call's
+ * arguments go through a filter of their own. A block empties the texts, drops the calls and marks the response
+ * incomplete (content_filter), as OpenAI does.
  */
 export function scanResponseOutput(answer: Obj, newFilter: () => TextFilter): void {
-  const slots: { text: string; set: (v: string) => void }[] = [];
+  const texts: { text: string; set: (v: string) => void }[] = [], calls: typeof texts = [];
   const output = Array.isArray(answer.output) ? (answer.output as Obj[]) : [];
   for (const item of output) {
-    if (item.type === "function_call" && typeof item.arguments === "string") slots.push({ text: item.arguments, set: (v) => { item.arguments = v; } });
+    if (item.type === "function_call" && typeof item.arguments === "string") calls.push({ text: item.arguments, set: (v) => { item.arguments = v; } });
     for (const part of Array.isArray(item.content) ? (item.content as Obj[]) : []) {
-      if (typeof part.text === "string") slots.push({ text: part.text, set: (v) => { part.text = v; } });
+      if (typeof part.text === "string") texts.push({ text: part.text, set: (v) => { part.text = v; } });
     }
   }
-  const { parts: back, blocked } = scanParts(slots.map((x) => x.text), newFilter);
-  if (blocked) {
+  const filter = newFilter();
+  const back = texts.length ? filter.whole(texts.map((x) => x.text).join(PART_BORDER)).split(PART_BORDER) : [];
+  const args = scanParts(calls.map((x) => x.text), newFilter);
+  if (filter.blocked || args.blocked || back.length !== texts.length) {
     answer.output = output.filter((item) => item.type !== "function_call");
     for (const item of answer.output as Obj[]) for (const part of Array.isArray(item.content) ? (item.content as Obj[]) : []) if (typeof part.text === "string") part.text = "";
     answer.status = "incomplete";
     answer.incomplete_details = { reason: "content_filter" };
-  } else slots.forEach((x, i) => x.set(back[i]!));
+  } else {
+    texts.forEach((x, i) => x.set(back[i]!));
+    calls.forEach((x, i) => x.set(args.parts[i]!));
+  }
   if (typeof answer.output_text === "string") {
     answer.output_text = (answer.output as Obj[]).flatMap((item) => (Array.isArray(item.content) ? (item.content as Obj[]) : []))
       .filter((p) => p.type === "output_text").map((p) => p.text).join("");
