@@ -14,7 +14,7 @@ import { withFileLockSync } from "../util/file-lock";
 import { fsyncDir, openPlainFile } from "../util/fs";
 import { sha256FdSync } from "../util/sha256";
 import { readRecord, RECORD, type EngineRecord } from "./engine-record";
-import { INSTALL_LOCK, pruneOtherVersions } from "./engine-versions";
+import { INSTALL_LOCK, pruneStaging } from "./engine-versions";
 import { cacheOf, checkRootOwned, digestOf, NATIVE_HASH_CACHE, NativeLibError } from "./native";
 
 export type { EngineRecord } from "./engine-record";
@@ -134,7 +134,7 @@ const rootDir = (d: string) => { fs.mkdirSync(d, { recursive: true, mode: 0o755 
 /** What installEngine did. */
 export interface InstallResult {
   record: EngineRecord;
-  /** Version dirs of other node-llama-cpp versions (ours: engine-versions.ts) and stale staging dirs it removed. */
+  /** Staging dirs killed installs left, which it removed (builds of other versions are kept: engine-versions.ts). */
   removed: string[];
 }
 
@@ -149,8 +149,8 @@ export interface InstallOptions {
  * Installs a compiled folder as root, under an exclusive lock on <engine dir>/.install.lock (two `engine build`
  * runs finishing together would otherwise swap each other's folder under the other's record): files 0444 into a
  * staging dir beside the version dir, then the folder is swapped in by rename and its record written last (atomic,
- * fsynced); the previous build of that folder goes. Then, still locked: the optional verify, and the version dirs of
- * other node-llama-cpp versions that are provably ours are removed (no binary of this version loads them).
+ * fsynced); the previous build of that folder goes. Then, still locked: the optional verify, and staging dirs killed
+ * installs left are removed (other versions' builds stay: a rollback's binary loads its own).
  * A start that runs meanwhile sees a folder without its record (or the old record) and stops.
  */
 export function installEngine(engineDir: string, compiledDir: string, record: Omit<EngineRecord, "files">, opts: InstallOptions = {}): InstallResult {
@@ -158,7 +158,7 @@ export function installEngine(engineDir: string, compiledDir: string, record: Om
   return withFileLockSync(path.join(engineDir, INSTALL_LOCK), () => {
     const full = placeEngine(engineDir, compiledDir, record);
     if (opts.verify) verifyEngineDir(versionDirOf(engineDir, record.nlcVersion), true);
-    return { record: full, removed: pruneOtherVersions(engineDir, record.nlcVersion) };
+    return { record: full, removed: pruneStaging(engineDir) };
   }, { onWait: opts.onWait });
 }
 

@@ -1,7 +1,7 @@
 /**
  * The version dirs in engine.dir (<engine dir>/<node-llama-cpp version>/): which are provably ours, and removing
- * them. A binary loads only the dir named by its own node-llama-cpp version, so after an update the old ones are
- * dead weight (a CUDA build is hundreds of MB). Ours means: a version-like name, a real dir (no link), at least one
+ * them (uninstall). A binary loads only the dir named by its own node-llama-cpp version; an older one may still be
+ * what a rollback starts, so only uninstall removes version dirs. Ours means: a version-like name, a real dir (no link), at least one
  * readable <folder>.json record, and nothing in it but records, their folders and the hash cache. Anything else an
  * operator put in engine.dir is listed and left alone.
  */
@@ -56,13 +56,15 @@ export function listEngineDir(engineDir: string): EngineDirEntry[] {
 }
 
 /**
- * Removes the version dirs that are ours except `keep` (this binary's node-llama-cpp version), and staging dirs
- * left by killed installs. Call under the install lock. Returns the removed paths.
+ * Removes the staging dirs killed installs left. Builds for other node-llama-cpp versions are kept: the binary an
+ * update keeps as `.previous` (what `appliance rollback` starts) loads its own version's build, and a build made for
+ * the next binary before an update would otherwise remove the running service's engine. `engine status` lists them.
+ * Call under the install lock. Returns the removed paths.
  */
-export function pruneOtherVersions(engineDir: string, keep: string): string[] {
+export function pruneStaging(engineDir: string): string[] {
   const removed: string[] = [];
   for (const e of listEngineDir(engineDir)) {
-    if (!e.ours || e.name === keep) continue;
+    if (!e.ours || !STAGING.test(e.name)) continue;
     const p = path.join(engineDir, e.name);
     fs.rmSync(p, { recursive: true, force: true });
     removed.push(p);

@@ -105,7 +105,7 @@ describe.skipIf(!root)("which engine runs, as the compiled binary says it", () =
 describe.skipIf(!root)("engine status, verify, engine build as non-root, uninstall", () => {
   test("engine status lists engine.dir: this binary's build, an older version's, and what is not ours", async () => {
     const dir = engineDir();
-    // An older version's build (as left by the previous binary: a build of this version would have removed it).
+    // An older version's build (as left by the previous binary; kept for a rollback).
     fs.cpSync(versionDirOf(dir, nlcVersion), path.join(dir, "3.0.0"), { recursive: true });
     fs.mkdirSync(path.join(dir, "3.0.0-notes"));
     const app = await appliance();
@@ -119,7 +119,7 @@ describe.skipIf(!root)("engine status, verify, engine build as non-root, uninsta
     ]));
     const text = app.run(["engine", "status"], { APPLIANCE_ENGINE__DIR: dir }).stdout.toString();
     expect(text).toContain(`  ${nlcVersion} (this binary's): built engine(s) linux-x64\n`);
-    expect(text).toContain("  3.0.0: built engine(s) linux-x64 for another node-llama-cpp version (never loaded by this binary; the next engine build removes it)\n");
+    expect(text).toContain("  3.0.0: built engine(s) linux-x64 for another node-llama-cpp version (not loaded by this binary; kept for a rollback's binary; uninstall removes it)\n");
     expect(text).toContain("  3.0.0-notes: not an engine build (no engine record (<folder>.json)); left alone\n");
   }, 60_000);
 

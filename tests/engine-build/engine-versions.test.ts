@@ -57,7 +57,7 @@ const record = (nlcVersion: string) => ({ folder: "linux-x64", nlcVersion, relea
   portable: false, openmp: false, cmakeOptions: {}, compiler: "-", cmake: "-", seconds: 0, builtAt: new Date().toISOString() });
 
 describe.skipIf(!root)("engine versions", () => {
-  test("a build removes other versions' builds that are ours, a killed install's staging dir, and nothing else", () => {
+  test("a build removes a killed install's staging dir and nothing else: other versions' builds stay (a rollback's binary loads its own)", () => {
     const p = parent(), dir = path.join(p, "engine");
     // Look like ours but are not: a version dir with a file no record describes, one without a record, a link.
     installEngine(dir, compiled(p), record("3.20.0"));
@@ -68,11 +68,13 @@ describe.skipIf(!root)("engine versions", () => {
     fs.mkdirSync(path.join(dir, "backups"));
     fs.mkdirSync(path.join(dir, ".staging-killed"));
     const { removed } = installEngine(dir, compiled(p), record("3.22.1"));
-    expect(removed.sort()).toEqual([path.join(dir, ".staging-killed"), path.join(dir, "3.21.0")]);
+    // Before (review): 3.21.0 was removed too, and a rollback to the binary of that version found no engine.
+    expect(removed.sort()).toEqual([path.join(dir, ".staging-killed")]);
     expect(listEngineDir(dir)).toEqual([
       { name: "3.18.0", ours: false, folders: [], why: "a symbolic link" },
       { name: "3.19.0", ours: false, folders: [], why: "no engine record (<folder>.json)" },
       { name: "3.20.0", ours: false, folders: ["linux-x64"], why: "holds operator-notes.txt, which no record describes" },
+      { name: "3.21.0", ours: true, folders: ["linux-x64"] },
       { name: "3.22.1", ours: true, folders: ["linux-x64"] },
       { name: "backups", ours: false, folders: [], why: "not named like a node-llama-cpp version" },
     ]);

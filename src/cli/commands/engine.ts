@@ -62,14 +62,14 @@ async function build(argv: string[]): Promise<number> {
   try {
     const compiled = await compileEngine(ENGINE_SOURCES, { gpu, portable: !!values.portable, jobs, tools: found.tools, workDir, log });
     // Locked against another build's install; verified as a start will (root writes the hash cache the starts then
-    // read); older node-llama-cpp versions' builds removed (this binary never loads them).
+    // read); staging dirs killed installs left removed.
     const { record, removed } = installEngine(config.engine.dir, compiled.dir, {
       folder: compiled.folder, nlcVersion: ENGINE_SOURCES.nlcVersion, release: ENGINE_SOURCES.release, commit: ENGINE_SOURCES.commit,
       gpu, portable: !!values.portable, openmp: compiled.openmp, cmakeOptions: compiled.cmakeOptions,
       compiler: compiled.compiler, cmake: compiled.cmake, seconds: compiled.seconds, builtAt: new Date().toISOString(),
     }, { verify: true, onWait: (lock) => log(`engine build: another engine build is installing (${lock}); waiting for it`) });
     const versionDir = versionDirOf(config.engine.dir, ENGINE_SOURCES.nlcVersion);
-    for (const p of removed) log(`engine build: removed ${p} (a build for another node-llama-cpp version, or an interrupted install)`);
+    for (const p of removed) log(`engine build: removed ${p} (an interrupted install's staging dir)`);
     log(`engine build: done in ${compiled.seconds} s: ${path.join(versionDir, record.folder)} (${Object.keys(record.files).length} files, sha256 in ${record.folder}.json)`);
     log(config.engine.use === "embedded" ? "engine build: engine.use is embedded: set it to auto or built to use this engine"
       : "engine build: serve loads it from its next start (a running service: systemctl restart appliance)");
@@ -108,7 +108,7 @@ async function status(argv: string[]): Promise<number> {
     if (entries.length) console.log(`in ${config.engine.dir}:`);
     for (const e of entries) {
       const what = !e.ours ? `not an engine build (${e.why}); left alone` : !e.folders.length ? `${e.why}; the next engine build removes it`
-        : e.name === nlcVersion ? `built engine(s) ${e.folders.join(", ")}` : `built engine(s) ${e.folders.join(", ")} for another node-llama-cpp version (never loaded by this binary; the next engine build removes it)`;
+        : e.name === nlcVersion ? `built engine(s) ${e.folders.join(", ")}` : `built engine(s) ${e.folders.join(", ")} for another node-llama-cpp version (not loaded by this binary; kept for a rollback's binary; uninstall removes it)`;
       console.log(`  ${e.name}${e.name === nlcVersion ? " (this binary's)" : ""}: ${what}`);
     }
     if (ENGINE_SOURCES) console.log(`sources carried: llama.cpp ${ENGINE_SOURCES.release} (${ENGINE_SOURCES.commit.slice(0, 12)}), folder for a CPU build: ${engineFolder(false)}`);
