@@ -97,3 +97,38 @@ test("Responses API: a private key split across two output_text parts (clients j
   expect(JSON.stringify(r)).not.toContain("LPHCozMx");
   expect(JSON.stringify(r)).not.toContain("MIIEow");
 });
+
+test("non-streamed upstream chat: logprobs that spell a redacted secret are dropped; reasoning, refusal and function_call arguments are scanned (review)", async () => {
+  const pieces = ["my", " key", " AKIA", "IOSF", "ODNN", "7EXAMPLE"];
+  const answer = () => Response.json({
+    id: "x", object: "chat.completion", created: 1, model: "m",
+    choices: [{ index: 0, finish_reason: "stop",
+      message: { role: "assistant", content: pieces.join(""), refusal: `no: ${KEY}`, reasoning_content: `think ${KEY}`, function_call: { name: "f", arguments: JSON.stringify({ k: KEY }) } },
+      logprobs: { content: pieces.map((token) => ({ token, logprob: -0.1, bytes: null, top_logprobs: [] })), refusal: null } },
+      { index: 1, finish_reason: "stop", message: { role: "assistant", content: "nothing here" },
+        logprobs: { content: [{ token: "nothing", logprob: -0.1, bytes: null, top_logprobs: [] }], refusal: null } }],
+    usage: { prompt_tokens: 3, completion_tokens: 9, total_tokens: 12 },
+  });
+  const r = await (await gateway(answer)).chat.completions.create({ ...ask, logprobs: true, n: 2 });
+  expect(JSON.stringify(r)).not.toContain("IOSF");
+  const m = r.choices[0]!.message as unknown as Record<string, unknown>;
+  expect([m.content, m.refusal, m.reasoning_content, (m.function_call as { arguments: string }).arguments]).toEqual([
+    "my key [REDACTED:aws-access-token]", "no: [REDACTED:aws-access-token]", "think [REDACTED:aws-access-token]", JSON.stringify({ k: "[REDACTED:aws-access-token]" })]);
+  expect(r.choices[0]!.logprobs).toBeNull();
+  // A choice the scan did not change keeps its logprobs.
+  expect(r.choices[1]!.logprobs?.content?.[0]?.token).toBe("nothing");
+});
+
+test("Responses API from an upstream: a reasoning item's summary text is scanned (review)", async () => {
+  const answer = () => Response.json({
+    id: "resp_1", object: "response", created_at: 1, model: "m", status: "completed",
+    output: [
+      { type: "reasoning", id: "rs_1", summary: [{ type: "summary_text", text: `the key is ${KEY}` }] },
+      { type: "message", id: "msg_1", role: "assistant", status: "completed", content: [{ type: "output_text", text: "done", annotations: [] }] }],
+    usage: { input_tokens: 3, output_tokens: 9, total_tokens: 12 },
+  });
+  const r = await (await gateway(answer)).responses.create({ model: "m", input: "key?" });
+  expect(JSON.stringify(r)).not.toContain(KEY);
+  expect((r.output[0] as { summary: { text: string }[] }).summary[0]!.text).toBe("the key is [REDACTED:aws-access-token]");
+  expect(r.output_text).toBe("done");
+});

@@ -11,38 +11,46 @@ type Obj = Record<string, unknown>;
 /** Between a Responses answer's text parts while they are scanned as one text (no rule matches it whole). */
 const PART_BORDER = "\u0000\u241Fpart\u241F\u0000";
 
-/** The scannable parts of one choice: the text and each call's arguments, with a writer for each. */
-interface Parts { text: string; args: string[]; write: (text: string, args: string[] | undefined) => void }
+/** One generated string of an answer, with its writer. */
+interface Field { value: string; set: (v: string) => void }
+/** The scannable parts of one choice: its text and every other generated string field, and how to drop its calls. */
+interface Parts { text: Field; others: Field[]; dropCalls: () => void }
+
+const field = (o: Obj, key: string): Field[] => (typeof o[key] === "string" ? [{ value: o[key] as string, set: (v) => { o[key] = v; } }] : []);
+const NO_TEXT: Field = { value: "", set: () => {} };
 
 function chatParts(c: Obj): Parts {
   const m = (c.message ?? {}) as Obj;
-  const calls = Array.isArray(m.tool_calls) ? (m.tool_calls as { function?: { arguments?: unknown } }[]) : [];
+  const calls = Array.isArray(m.tool_calls) ? (m.tool_calls as Obj[]) : [];
+  const fn = m.function_call && typeof m.function_call === "object" ? (m.function_call as Obj) : undefined;
   return {
-    text: typeof m.content === "string" ? m.content : "",
-    args: calls.map((t) => String(t.function?.arguments ?? "")),
-    write: (text, args) => {
-      if (typeof m.content === "string") m.content = text;
-      if (!args) { if (calls.length) delete m.tool_calls; return; }
-      calls.forEach((t, i) => { if (t.function) t.function.arguments = args[i]; });
-    },
+    text: field(m, "content")[0] ?? NO_TEXT,
+    // Every string the model generated reaches the client: call arguments (also the legacy function_call), a
+    // refusal, and the reasoning text vLLM and llama-server send beside the content.
+    others: [...calls.flatMap((t) => (t.function && typeof t.function === "object" ? field(t.function as Obj, "arguments") : [])),
+      ...(fn ? field(fn, "arguments") : []), ...field(m, "refusal"), ...field(m, "reasoning_content"), ...field(m, "reasoning")],
+    dropCalls: () => { delete m.tool_calls; delete m.function_call; },
   };
 }
 
 function textParts(c: Obj): Parts {
-  return { text: typeof c.text === "string" ? c.text : "", args: [], write: (text) => { if (typeof c.text === "string") c.text = text; } };
+  return { text: field(c, "text")[0] ?? NO_TEXT, others: [], dropCalls: () => {} };
 }
 
 /**
- * Scans `choices` of a chat or completions answer in place, each through a filter of its own from `newFilter`:
- * through one filter, a match could run from one choice into the next and blank them all.
+ * Scans `choices` of a chat or completions answer in place, each string through a filter of its own from `newFilter`:
+ * through one filter, a match could run from one choice (or field) into the next and blank them all. A block empties
+ * the choice and drops its calls. Where the scan changed anything, the choice's logprobs go (null): they spell the
+ * upstream's tokens, the secret included.
  */
 export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFilter: () => TextFilter): void {
-  choices.forEach((choice, i) => {
-    const p = (kind === "chat" ? chatParts : textParts)(choice);
-    const { parts: [text, ...args], blocked } = scanParts([p.text, ...p.args], newFilter);
-    p.write(blocked ? "" : text!, blocked ? undefined : args);
-    if (blocked) choices[i]!.finish_reason = "content_filter";
-  });
+  for (const choice of choices) {
+    const p = (kind === "chat" ? chatParts : textParts)(choice), all = [p.text, ...p.others];
+    const { parts, blocked } = scanParts(all.map((f) => f.value), newFilter);
+    all.forEach((f, i) => f.set(blocked ? "" : parts[i]!));
+    if (blocked) { p.dropCalls(); choice.finish_reason = "content_filter"; }
+    if ((blocked || all.some((f, i) => parts[i] !== f.value)) && choice.logprobs) choice.logprobs = null;
+  }
 }
 
 /** Scans what is left at the end of a stream: held-back text plus the calls' arguments; the calls are dropped on a block. */
@@ -56,7 +64,7 @@ export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: () 
  * The Responses API's answer. Its text parts are one text to a client (the SDKs' output_text joins them), so they go
  * through one filter, joined by a separator no rule matches; a finding that runs across a part border swallows it
  * and blanks the answer, as a block does (a key split over two parts never leaves in pieces). Each function call's
- * arguments go through a filter of their own. A block empties the texts, drops the calls and marks the response
+ * arguments and each reasoning summary text go through a filter of their own. A block empties the texts, drops the calls and marks the response
  * incomplete (content_filter), as OpenAI does.
  */
 export function scanResponseOutput(answer: Obj, newFilter: () => TextFilter): void {
@@ -64,6 +72,10 @@ export function scanResponseOutput(answer: Obj, newFilter: () => TextFilter): vo
   const output = Array.isArray(answer.output) ? (answer.output as Obj[]) : [];
   for (const item of output) {
     if (item.type === "function_call" && typeof item.arguments === "string") calls.push({ text: item.arguments, set: (v) => { item.arguments = v; } });
+    // A reasoning item's summary texts are generated text too, shown apart from the answer: each on its own.
+    for (const part of Array.isArray(item.summary) ? (item.summary as Obj[]) : []) {
+      if (typeof part.text === "string") calls.push({ text: part.text, set: (v) => { part.text = v; } });
+    }
     for (const part of Array.isArray(item.content) ? (item.content as Obj[]) : []) {
       if (typeof part.text === "string") texts.push({ text: part.text, set: (v) => { part.text = v; } });
     }
@@ -73,7 +85,7 @@ export function scanResponseOutput(answer: Obj, newFilter: () => TextFilter): vo
   const args = scanParts(calls.map((x) => x.text), newFilter);
   if (filter.blocked || args.blocked || back.length !== texts.length) {
     answer.output = output.filter((item) => item.type !== "function_call");
-    for (const item of answer.output as Obj[]) for (const part of Array.isArray(item.content) ? (item.content as Obj[]) : []) if (typeof part.text === "string") part.text = "";
+    for (const x of [...texts, ...calls]) x.set("");
     answer.status = "incomplete";
     answer.incomplete_details = { reason: "content_filter" };
   } else {
