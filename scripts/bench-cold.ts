@@ -9,7 +9,7 @@
  *   template/wrapper trial remembered by a previous start), serve run directly: it re-executes itself once for
  *   huge-page malloc (util/huge-pages.ts);
  * - "state kept, unit environment": the same with GLIBC_TUNABLES as the installed systemd unit sets it, so no
- *   re-exec: what `systemctl restart` of the installed service pays;
+ *   re-exec (the unit's pre-start verify and sandbox set-up are not in it);
  * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed).
  * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes, and first
  * the time of `appliance --version` (loading the program, nothing else).

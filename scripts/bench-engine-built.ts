@@ -7,7 +7,7 @@
  * dist/appliance twice (APPLIANCE_ENGINE__USE=embedded, and =built with APPLIANCE_ENGINE__DIR=DIR) and llama-server,
  * on one generated F32 GGUF. Each measure runs the three in rotating order (ABC, BCA, CAB …) and prints its medians,
  * the ratios built/llama-server and embedded/llama-server, and the 1-minute load average at its start and end.
- * Rows: decode 1 thread and N threads (usable CPUs), a 409-token prompt with max_tokens 1 (prefill, as prompt
+ * Rows: decode 1 thread and N threads (usable CPUs), a 408-word prompt (~650 tokens) with max_tokens 1 (prefill, as prompt
  * tokens/s), 2 and 4 concurrent streams aggregate (--parallel n vs -np n), and where each server's CPU time goes while
  * it decodes with N threads (per generated token, from /proc: the main thread's CPU ms, the other threads' CPU ms, and
  * their voluntary context switches: a decode thread that sleeps at a barrier and is woken again counts one).
