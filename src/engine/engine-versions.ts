@@ -78,6 +78,10 @@ export function pruneStaging(engineDir: string): string[] {
  */
 export function removeBuiltEngines(engineDir: string, dryRun = false): { removed: string[]; left: string[] } {
   const removed: string[] = [], left: string[] = [];
+  // Only a dir only root can change holds builds root made: another owner could have planted what looks like ours.
+  const st = fs.lstatSync(engineDir, { throwIfNoEntry: false });
+  if (!st) return { removed, left };
+  if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) return { removed, left: [`${engineDir} (not a directory only root can change: nothing in it removed)`] };
   for (const e of listEngineDir(engineDir)) {
     const p = path.join(engineDir, e.name);
     if (!e.ours) { left.push(`${p} (${e.why})`); continue; }

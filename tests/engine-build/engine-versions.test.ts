@@ -94,6 +94,19 @@ describe.skipIf(!root)("engine versions", () => {
     expect(fs.existsSync(dir)).toBe(false);
   });
 
+  test("uninstall removes nothing from an engine.dir another user could have written to (review)", () => {
+    const p = parent(), dir = path.join(p, "engine");
+    installEngine(dir, compiled(p), record("3.22.1"));
+    fs.chmodSync(dir, 0o777);
+    // Before: the version dir, shaped like ours, was removed although anyone could have planted it.
+    expect(removeBuiltEngines(dir)).toEqual({ removed: [], left: [`${dir} (not a directory only root can change: nothing in it removed)`] });
+    expect(fs.readdirSync(dir).sort()).toEqual([".install.lock", "3.22.1"]);
+    fs.chmodSync(dir, 0o755);
+    fs.chownSync(dir, 65534, 65534);
+    expect(removeBuiltEngines(dir).removed).toEqual([]);
+    fs.chownSync(dir, 0, 0);
+  });
+
   test("two installs into one engine.dir: the second waits for the first's lock, then installs whole", async () => {
     const p = parent(), dir = path.join(p, "engine");
     installEngine(dir, compiled(p), record("3.22.1")); // the lock file and dir exist, as after any build

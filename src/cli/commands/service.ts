@@ -101,7 +101,9 @@ export const uninstallCmd: Command = {
     // Read before --purge removes the config: where `engine build` installed (the built engine goes with the binary).
     // An unreadable config must not stop an uninstall: then the default engine dir.
     let engineDir = path.join(l.root, DEFAULTS.engine.dir);
-    try { engineDir = path.join(l.root, readInstance({ platform: platformFlag(values), root: l.root }).config.engine.dir); } catch { /* default */ }
+    try { engineDir = path.join(l.root, readInstance({ platform: platformFlag(values), root: l.root }).config.engine.dir); } catch (e) {
+      out(`could not read the installed config (${(e as Error).message}): only the default engine dir ${engineDir} is checked`);
+    }
     if (l.root === "/") runSteps(uninstallSteps(l, !!values.purge), realRunner, dry, out); // every step may fail (allowFail)
     for (const p of uninstallPaths(l, !!values.purge)) {
       if (!fs.existsSync(p)) continue;
@@ -113,7 +115,7 @@ export const uninstallCmd: Command = {
     for (const p of engines.left) out(`left ${p}: not provably a build of appliance engine build`);
     // /usr/local/lib/appliance held the native libraries and the default engine dir: removed once empty.
     const libDir = path.join(l.root, path.dirname(SYSTEM_NATIVE_DIR));
-    if (!dry && fs.existsSync(libDir) && !fs.readdirSync(libDir).length) fs.rmdirSync(libDir);
+    if (fs.existsSync(libDir) && !fs.readdirSync(libDir).length) { out(`${dry ? "would remove" : "remove"} ${libDir}`); if (!dry) fs.rmdirSync(libDir); }
     if (l.root === "/" && l.platform === "systemd" && !dry) {
       realRunner(["systemctl", "daemon-reload"]);
       realRunner(["systemctl", "reset-failed", "appliance.service", "appliance-verify.service"]); // no failed-unit record left
