@@ -25,6 +25,7 @@
  * Environment=, a shell export) is left alone.
  */
 import { CString, dlopen, FFIType, type Pointer } from "bun:ffi";
+import { readFileSync } from "node:fs";
 
 /** OpenMP variables set for an OpenMP engine when the environment does not already have them. */
 export const OMP_DEFAULTS: Readonly<Record<string, string>> = {
@@ -47,13 +48,39 @@ export function nativeGetenv(name: string): string | null {
   return p ? new CString(p).toString() : null;
 }
 
+/** The defaults that ask libgomp to bind threads (it then needs sched_setaffinity). */
+const BINDING = new Set(["OMP_PROC_BIND", "OMP_PLACES"]);
+
+interface AffinityCalls { sched_getaffinity(pid: number, size: number, mask: Buffer): number; sched_setaffinity(pid: number, size: number, mask: Buffer): number }
+let affinity: AffinityCalls | undefined;
+/**
+ * Whether this thread may set its CPU affinity (Linux; set to the mask it already has, so nothing changes). The
+ * installed systemd unit's SystemCallFilter denies sched_setaffinity (@resources): with binding asked for, libgomp
+ * then cannot start a team thread and ends the process ("libgomp: Thread creation failed: Operation not permitted",
+ * exit 1, seen on a live systemd at the first 2-thread decode), so binding is asked for only where this answers true.
+ */
+export function affinityAllowed(): boolean {
+  if (process.platform !== "linux") return false;
+  try {
+    affinity ??= dlopen("libc.so.6", {
+      sched_getaffinity: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+      sched_setaffinity: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+    }).symbols as unknown as AffinityCalls;
+    const mask = Buffer.alloc(128); // 1,024 CPUs, glibc's cpu_set_t
+    return affinity.sched_getaffinity(0, mask.length, mask) === 0 && affinity.sched_setaffinity(0, mask.length, mask) === 0;
+  } catch { return false; }
+}
+
 /**
  * Puts OMP_DEFAULTS into the C environment where it has no value (process.env's value first); returns every variable
- * with the value native code will read (what was set here or already there), for the start log.
+ * with the value native code will read (what was set here or already there), for the start log. The binding defaults
+ * are left out where sched_setaffinity is not permitted (affinityAllowed); an operator's own value is kept.
  */
 export function applyOmpEnv(defaults = OMP_DEFAULTS): Record<string, string> {
   const seen: Record<string, string> = {};
+  const bind = affinityAllowed();
   for (const [name, value] of Object.entries(defaults)) {
+    if (!bind && BINDING.has(name) && nativeGetenv(name) === null && process.env[name] === undefined) continue;
     // A value only process.env holds (set from JS) is carried over too: native code cannot see it otherwise.
     if (nativeGetenv(name) === null) {
       const v = process.env[name] ?? value;
@@ -63,4 +90,17 @@ export function applyOmpEnv(defaults = OMP_DEFAULTS): Record<string, string> {
     seen[name] = nativeGetenv(name) ?? "";
   }
   return seen;
+}
+
+/**
+ * Whether libgomp's thread binding took (Linux): it binds the thread that loads it, the JS thread, to one CPU at
+ * load. False when OMP_PROC_BIND asked for binding but this thread may still run on several CPUs (sched_setaffinity
+ * refused, e.g. by the systemd unit's SystemCallFilter); undefined when binding was not asked for or /proc is unreadable.
+ */
+export function ompBindingTook(omp: Record<string, string>): boolean | undefined {
+  if (!omp.OMP_PROC_BIND || /^(false|)$/i.test(omp.OMP_PROC_BIND.trim())) return undefined;
+  try {
+    const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync("/proc/thread-self/status", "utf8"))?.[1];
+    return list === undefined ? undefined : /^\d+$/.test(list);
+  } catch { return undefined; }
 }

@@ -13,6 +13,7 @@ import { backendAvailable, candidateGpu, preflightGpu } from "../engine/gpu";
 import { LlamaEngine } from "../engine/llama";
 import { prepareNative } from "../engine/native";
 import { selectEngine } from "../engine/engine-select";
+import { ompBindingTook } from "../engine/engine-build-env";
 import { controlTokens, createGateway, type Gateway } from "../gateway/gateway";
 import { createGuards } from "../guards";
 import { bindAllowed } from "../guards/host";
@@ -102,7 +103,8 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   phases?.mark("native check");
   if (native) log.info(native, "native libraries verified");
   // A built engine (appliance engine build) is verified like the embedded libraries and loaded instead (engine.use).
-  log.info(selectEngine(config.engine), "engine");
+  const chosen = selectEngine(config.engine);
+  log.info(chosen, "engine");
   let gpu = candidateGpu(config.gpu);
   if (gpu && config.gpu === "auto" && !backendAvailable(gpu)) {
     log.info({ gpu }, "gpu auto: this build carries no libraries for that GPU; using the CPU");
@@ -138,5 +140,11 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
     chatTemplate: { ms: config.limits.chatTemplateMs, chars: config.limits.chatTemplateChars, workers: config.limits.chatTemplateWorkers },
   });
   phases?.mark(stage);
+  // The start line shows the OpenMP settings asked for; whether the binding took is known only once libgomp loaded.
+  if (chosen.omp && chosen.omp.OMP_PROC_BIND === undefined) {
+    log.info("OpenMP thread binding left off: sched_setaffinity is not permitted here (the installed systemd unit denies it; README, Engine build, has the drop-in)");
+  } else if (chosen.omp && ompBindingTook(chosen.omp) === false) {
+    log.warn({ OMP_PROC_BIND: chosen.omp.OMP_PROC_BIND }, "OpenMP thread binding not in effect (sched_setaffinity refused, e.g. by the systemd unit's SystemCallFilter): threads run unbound");
+  }
   return { engine, native, verified: warnings.length === 0 };
 }
