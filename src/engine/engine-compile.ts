@@ -45,7 +45,7 @@ export interface CompiledEngine {
 const nlcPlatform = () => (process.platform === "darwin" ? "mac" : process.platform === "win32" ? "win" : process.platform);
 
 /** The folder node-llama-cpp looks for (getBuildFolderNameForBuildOptions without custom options). */
-export const engineFolder = (gpu: EngineGpu) => [nlcPlatform(), process.arch, ...(gpu ? [gpu] : [])].join("-");
+export const engineFolder = (gpu: EngineGpu | "metal") => [nlcPlatform(), process.arch, ...(gpu ? [gpu] : [])].join("-");
 
 /** The cmake options of a build (what node-llama-cpp's own build sets, plus ours). */
 export function engineCmakeOptions(gpu: EngineGpu, portable: boolean, release: string): Record<string, string> {

@@ -6,6 +6,7 @@
  */
 import path from "node:path";
 import { applyOmpEnv } from "./engine-build-env";
+import { engineFolder } from "./engine-compile";
 import { ENGINE_NLC_VERSION } from "./engine-sources";
 import { holdsEngine, verifyEngineDir, versionDirOf, type EngineRecord } from "./engine-store";
 import { NativeLibError } from "./native";
@@ -85,7 +86,7 @@ function sourceNlcVersion(): string {
  * of that folder, else the embedded (prebuilt) libraries.
  */
 export function engineInfo(backend: string): EngineInfo {
-  const folder = [process.platform === "darwin" ? "mac" : process.platform, process.arch, ...(backend && backend !== "cpu" ? [backend] : [])].join("-");
+  const folder = engineFolder(backend === "cuda" || backend === "vulkan" || backend === "metal" ? backend : false);
   return { kind: builtEngineHas(folder) ? "built" : "embedded", folder, version: ENGINE_NLC_VERSION ?? sourceNlcVersion() };
 }
 

@@ -11,11 +11,10 @@ import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
 import type { DigestCache } from "../util/digest-cache";
 import { withFileLockSync } from "../util/file-lock";
-import { fsyncDir, openPlainFile } from "../util/fs";
-import { sha256FdSync } from "../util/sha256";
+import { fsyncDir } from "../util/fs";
 import { readRecord, RECORD, type EngineRecord } from "./engine-record";
 import { INSTALL_LOCK, pruneStaging } from "./engine-versions";
-import { cacheOf, checkRootOwned, digestOf, NATIVE_HASH_CACHE, NativeLibError } from "./native";
+import { cacheOf, checkRootOwned, digestOf, digestWith, NATIVE_HASH_CACHE, NativeLibError } from "./native";
 
 export type { EngineRecord } from "./engine-record";
 
@@ -44,18 +43,6 @@ export interface DigestSource {
   ownCopy?: boolean;
   /** Read every byte, and remember the digests here (written only by root: a manual `sudo appliance verify`). */
   refresh?: DigestCache;
-}
-
-/** A file's sha256 from every byte, remembered in `cache` (root only); undefined when missing or not a plain file. */
-function hashRemembering(file: string, cache: DigestCache): string | undefined {
-  let fd: number;
-  try { fd = openPlainFile(file); } catch { return undefined; }
-  try {
-    const before = fs.fstatSync(fd, { bigint: true });
-    const digest = sha256FdSync(fd);
-    cache.remember(file, before, fs.fstatSync(fd, { bigint: true }), digest);
-    return digest;
-  } finally { fs.closeSync(fd); }
 }
 
 /**
@@ -89,8 +76,10 @@ export function checkEngineDir(versionDir: string, how: DigestSource = {}): { re
     for (const [name, sha256] of Object.entries(r.files)) {
       const file = path.join(dir, name);
       files++;
-      if (how.cache) { try { if (how.cache.lookup(file, fs.lstatSync(file, { bigint: true }))) fromCache++; } catch { /* missing: below */ } }
-      const actual = how.refresh ? hashRemembering(file, how.refresh) : digestOf(file, how.cache, how.ownCopy);
+      const cache = how.refresh ?? how.cache;
+      const got = cache ? digestWith(file, cache, { ownCopy: how.ownCopy, reuse: !how.refresh }) : undefined;
+      if (got?.cached) fromCache++;
+      const actual = cache ? got?.digest : digestOf(file);
       if (actual !== sha256) problems.push(`${path.join(dir, name)}: ${actual ? `sha256 ${actual} does not match the recorded ${sha256}` : "missing or not a plain file"}`);
     }
   }

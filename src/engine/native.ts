@@ -41,16 +41,26 @@ export const NATIVE_HASH_CACHE = ".sha256-cache.json";
  * the remembered digest of exactly these bytes, else hashed and remembered (`ownCopy`: this process just wrote it).
  */
 export function digestOf(file: string, cache?: DigestCache, ownCopy = false): string | undefined {
+  if (cache) return digestWith(file, cache, { ownCopy })?.digest;
+  let fd: number;
+  try { fd = openPlainFile(file); } catch { return undefined; }
+  try { return sha256FdSync(fd); } finally { fs.closeSync(fd); }
+}
+
+/**
+ * digestOf with a cache, saying whether the digest came from it. `reuse: false` reads every byte and remembers the
+ * digest (a full check run by root refreshing the cache).
+ */
+export function digestWith(file: string, cache: DigestCache, opts: { ownCopy?: boolean; reuse?: boolean } = {}): { digest: string; cached: boolean } | undefined {
   let fd: number;
   try { fd = openPlainFile(file); } catch { return undefined; }
   try {
-    if (!cache) return sha256FdSync(fd);
     const before = fs.fstatSync(fd, { bigint: true });
-    const cached = cache.lookup(file, before);
-    if (cached) return cached;
+    const cached = opts.reuse === false ? undefined : cache.lookup(file, before);
+    if (cached) return { digest: cached, cached: true };
     const digest = sha256FdSync(fd);
-    cache.remember(file, before, fs.fstatSync(fd, { bigint: true }), digest, ownCopy);
-    return digest;
+    cache.remember(file, before, fs.fstatSync(fd, { bigint: true }), digest, opts.ownCopy);
+    return { digest, cached: false };
   } finally { fs.closeSync(fd); }
 }
 
