@@ -69,9 +69,11 @@ export function checkGgufHeader(file: string, openFd?: number): GgufSummary {
   const fd = openFd ?? fs.openSync(file, "r");
   const size = fs.fstatSync(fd).size;
   try {
-    // Read the header in growing steps: metadata is usually a few MB, but the file can be many GB.
+    // Read the header in growing steps: metadata is usually a few MB, but the file can be many GB. The first step is
+    // small: every page of a fresh buffer costs a page fault, and a 1 MiB first read cost serve ~11 ms per model at
+    // each start (a small model's whole header is tens of KB; `start phases`, scripts/bench-cold.ts).
     const cap = Math.min(size, LIMITS.header);
-    let headLen = Math.min(cap, 1 << 20);
+    let headLen = Math.min(cap, 64 << 10);
     let buf = Buffer.alloc(headLen);
     fs.readSync(fd, buf, 0, headLen, 0);
     let pos = 0;
@@ -94,6 +96,15 @@ export function checkGgufHeader(file: string, openFd?: number): GgufSummary {
       const s = buf.toString("utf8", pos, pos + Number(len));
       pos += Number(len);
       return s;
+    };
+    // An array's strings (a vocabulary: up to ~250k) are bounds-checked but not decoded; labels only on a failure.
+    const skipStr = (key: string, i: number) => {
+      if (pos + 8 > headLen) need(8, `${key}[${i}] length`);
+      const len = buf.readUInt32LE(pos) + buf.readUInt32LE(pos + 4) * 2 ** 32;
+      if (len > LIMITS.string) throw new GgufHeaderError(file, `${key}[${i}] length`, `<= ${LIMITS.string}`, String(buf.readBigUInt64LE(pos)));
+      pos += 8;
+      if (pos + len > headLen) need(len, `${key}[${i}]`);
+      pos += len;
     };
     const count = (v: bigint, limit: number, what: string) => {
       if (v > BigInt(limit)) throw new GgufHeaderError(file, what, `<= ${limit}`, String(v));
@@ -131,7 +142,7 @@ export function checkGgufHeader(file: string, openFd?: number): GgufSummary {
           const n = count(u64(`${key} length`), LIMITS.array, `${key} length`);
           const width = { 0: 1, 1: 1, 7: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 10: 8, 11: 8, 12: 8 }[itemType];
           if (width) { need(n * width, key); pos += n * width; }
-          else if (itemType === 8) for (let i = 0; i < n; i++) str(`${key}[${i}]`);
+          else if (itemType === 8) for (let i = 0; i < n; i++) skipStr(key, i);
           else throw new GgufHeaderError(file, `array type of ${key}`, "a known type", String(itemType));
           return undefined;
         }

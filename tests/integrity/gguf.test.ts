@@ -35,6 +35,19 @@ describe("GGUF header check", () => {
       expect(() => checkGgufHeader(file)).toThrow(message);
     });
   }
+  // Array strings are skipped without decoding (a vocabulary); their lengths are still bounded, past a grown read window too.
+  test("a vocabulary string with an absurd length, past the first read window", async () => {
+    const file = path.join(tmpDir(), "vocab.gguf");
+    const tokens = Array.from({ length: 20_000 }, (_, i) => `tok${i}`);
+    await writeGguf(file, { "general.architecture": { type: GgufType.STRING, value: "llama" },
+      "tokenizer.ggml.tokens": { type: GgufType.ARRAY, itemType: GgufType.STRING, value: tokens } }, [{ name: "zz", dims: [4], fill: (o) => o.fill(1) }]);
+    expect(checkGgufHeader(file).tensors).toBe(1);
+    const buf = fs.readFileSync(file);
+    const at = buf.indexOf(Buffer.from("tok19999")) - 8; // the last token's u64 length
+    buf.writeBigUInt64LE(1n << 40n, at);
+    fs.writeFileSync(file, buf);
+    expect(() => checkGgufHeader(file)).toThrow("tokenizer.ggml.tokens[19999] length: expected <= 16777216, got 1099511627776");
+  });
   test("a tensor pointing outside the file", async () => {
     const file = path.join(tmpDir(), "oob.gguf");
     await writeGguf(file, { "general.architecture": { type: GgufType.STRING, value: "llama" } }, [{ name: "zz", dims: [4], fill: (o) => o.fill(1) }]);
