@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 /**
  * bun scripts/bench-engine-built.ts --engine-dir DIR [--size 28|155] [--runs 3] [--tokens 48] [--threads N] [--bin PATH] [--env K=V,…]
+ *                                    [--engine-dir-b DIR] [--env-b K=V,…] [--no-embedded]
  *
  * The engine `appliance engine build` made on this machine against the embedded (npm prebuilt) libraries and the
  * peer llama-server (scripts/peer-build.ts: the same llama.cpp source, cmake, GGML_NATIVE, OpenMP), all over HTTP:
@@ -11,7 +12,9 @@
  * tokens/s), 2 and 4 concurrent streams aggregate (--parallel n vs -np n), and where each server's CPU time goes while
  * it decodes with N threads (per generated token, from /proc: the main thread's CPU ms, the other threads' CPU ms, and
  * their voluntary context switches: a decode thread that sleeps at a barrier and is woken again counts one).
- * Needs `bun run build` first.
+ * --engine-dir-b adds a second built engine ("built-b", with --env-b on top of --env) to the same rotation, so two
+ * builds or two settings are compared measurement by measurement at the same load (an A/B within each row);
+ * --no-embedded leaves the embedded server out (a shorter run). Needs `bun run build` first.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -25,12 +28,15 @@ import { peerBuild } from "./peer-build";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   "engine-dir": { type: "string" }, size: { type: "string", default: "28" }, runs: { type: "string", default: "3" },
   tokens: { type: "string", default: "48" }, threads: { type: "string" }, bin: { type: "string" },
-  env: { type: "string", default: "" },
+  env: { type: "string", default: "" }, "engine-dir-b": { type: "string" }, "env-b": { type: "string", default: "" },
+  "no-embedded": { type: "boolean" },
 } });
 // --env: extra environment for both appliance servers (e.g. OMP_PROC_BIND=close,OMP_PLACES=cores to try OpenMP settings).
-const extraEnv = Object.fromEntries(values.env.split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+const envOf = (list: string) => Object.fromEntries(list.split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+const extraEnv = envOf(values.env), envB = envOf(values["env-b"]);
 if (!values["engine-dir"]) { console.error("--engine-dir DIR: where `appliance engine build` installed the engine (engine.dir)"); process.exit(2); }
 const engineDir = path.resolve(values["engine-dir"]);
+const engineDirB = values["engine-dir-b"] ? path.resolve(values["engine-dir-b"]) : null;
 const runs = Number(values.runs), maxTokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
@@ -46,10 +52,12 @@ process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
 const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...SHAPES[values.size]!, ctx: 2048 });
 const f = (x: number, d = 1) => x.toFixed(d);
-console.log(`model ${f(params / 1e6)} M params F32; threads ${threads}; ${runs} runs per server; max_tokens ${maxTokens}; built engine in ${engineDir}; binary ${bin}${values.env ? `; env ${values.env}` : ""}`);
+console.log(`model ${f(params / 1e6)} M params F32; threads ${threads}; ${runs} runs per server; max_tokens ${maxTokens}; built engine in ${engineDir}; binary ${bin}${values.env ? `; env ${values.env}` : ""}` +
+  (engineDirB ? `; built-b engine in ${engineDirB}${values["env-b"] ? ` with ${values["env-b"]}` : ""}` : ""));
 
-type Three = [Served, Served, Served];
-async function start(t: number, np: number): Promise<Three> {
+/** The servers of one rotation; llama-server is always last (the ratios' reference). */
+const names = ["built", ...(engineDirB ? ["built-b"] : []), ...(values["no-embedded"] ? [] : ["embedded"]), "llama-server"];
+async function start(t: number, np: number): Promise<Served[]> {
   const one = async (name: string, env: Record<string, string>) => {
     // Each server its own state dir (keys, audit log), made fresh for each start.
     const own = path.join(dir, name);
@@ -58,29 +66,31 @@ async function start(t: number, np: number): Promise<Three> {
     const s = await startAppliance(bin, model, own, t, np, { name, env: { ...extraEnv, ...env }, logFile: path.join(dir, `${name}-${t}-${np}.log`) });
     const line = fs.readFileSync(path.join(dir, `${name}-${t}-${np}.log`), "utf8").split("\n").find((l) => l.includes('"msg":"engine"'));
     const engine = line ? (JSON.parse(line) as { engine: string }).engine : "?";
-    if (engine !== (name === "built" ? "built" : "embedded")) throw new Error(`${name}: the server runs the ${engine} engine`);
+    if (engine !== (name === "embedded" ? "embedded" : "built")) throw new Error(`${name}: the server runs the ${engine} engine`);
     return s;
   };
-  return [await one("built", { APPLIANCE_ENGINE__DIR: engineDir, APPLIANCE_ENGINE__USE: "built" }),
-    await one("embedded", { APPLIANCE_ENGINE__USE: "embedded" }), await startPeer(llamaServer, model, t, np)];
+  const out: Served[] = [await one("built", { APPLIANCE_ENGINE__DIR: engineDir, APPLIANCE_ENGINE__USE: "built" })];
+  if (engineDirB) out.push(await one("built-b", { APPLIANCE_ENGINE__DIR: engineDirB, APPLIANCE_ENGINE__USE: "built", ...envB }));
+  if (!values["no-embedded"]) out.push(await one("embedded", { APPLIANCE_ENGINE__USE: "embedded" }));
+  return [...out, await startPeer(llamaServer, model, t, np)];
 }
-const stopAll = (s: Three) => Promise.all(s.map((x) => x.stop()));
+const stopAll = (s: Served[]) => Promise.all(s.map((x) => x.stop()));
 
 const table: string[] = [];
 /** Runs `measure` n times on each server in rotating order; medians, ratios to llama-server, load. */
-async function row(label: string, servers: Three, measure: (s: Served) => Promise<number>, unit: string) {
+async function row(label: string, servers: Served[], measure: (s: Served) => Promise<number>, unit: string) {
   for (const s of servers) await measure(s); // warm-up
-  const xs: number[][] = [[], [], []];
+  const n = servers.length, xs: number[][] = servers.map(() => []);
   const l0 = load1();
-  for (let i = 0; i < runs; i++) for (let k = 0; k < 3; k++) { const j = (i + k) % 3; xs[j]!.push(await measure(servers[j]!)); }
-  const [b, e, p] = xs.map(median) as [number, number, number];
-  const line = `| ${label} | ${f(b)} | ${f(e)} | ${f(p)} | **${f(b / p, 2)}** | ${f(e / p, 2)} | ${f(l0)}→${f(load1())} |`;
-  console.log(`${label}: built ${f(b)} ${unit}, embedded ${f(e)}, llama-server ${f(p)}; built/peer ${f(b / p, 2)}, embedded/peer ${f(e / p, 2)}`);
+  for (let i = 0; i < runs; i++) for (let k = 0; k < n; k++) { const j = (i + k) % n; xs[j]!.push(await measure(servers[j]!)); }
+  const m = xs.map(median), p = m[n - 1]!, mine = m.slice(0, -1);
+  const line = `| ${label} | ${m.map((x) => f(x)).join(" | ")} | ${mine.map((x, i) => (i === 0 ? `**${f(x / p, 2)}**` : f(x / p, 2))).join(" | ")} | ${f(l0)}→${f(load1())} |`;
+  console.log(`${label}: ${m.map((x, i) => `${names[i]} ${f(x)}`).join(", ")} ${unit}; ${mine.map((x, i) => `${names[i]}/peer ${f(x / p, 2)}`).join(", ")}`);
   table.push(line);
 }
 
 /** Per generated token while each server decodes `runs` single streams: where its threads' CPU time goes. */
-async function threadRow(t: number, servers: Three) {
+async function threadRow(t: number, servers: Served[]) {
   const cells: string[] = [];
   const l0 = load1();
   for (const s of servers) {
@@ -91,7 +101,7 @@ async function threadRow(t: number, servers: Three) {
     cells.push(`main ${f(d.mainMs, 2)} · others ${f(d.otherMs, 2)} ms (${d.busy} busy) · ${f(d.sleeps, 1)} sleeps`);
     console.log(`decode, ${t} threads, per token [${s.name}]: main thread ${f(d.mainMs, 2)} ms CPU, other threads ${f(d.otherMs, 2)} ms (${d.busy} ran >= 10 ms), ${f(d.sleeps, 1)} voluntary context switches`);
   }
-  table.push(`| decode, ${t} threads, per token: CPU ms of the main thread · of the others · their voluntary context switches | ${cells.join(" | ")} | — | — | ${f(l0)}→${f(load1())} |`);
+  table.push(`| decode, ${t} threads, per token: CPU ms of the main thread · of the others · their voluntary context switches | ${cells.join(" | ")} | ${cells.slice(1).map(() => "—").join(" | ")} | ${f(l0)}→${f(load1())} |`);
 }
 const short = () => wordsPrompt(10);
 const tps = (s: Served) => complete(s, short(), maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
@@ -111,5 +121,6 @@ for (const n of [2, 4]) {
   }, "tok/s");
   await stopAll(s);
 }
-console.log(`\n| measure (${values.size} M) | built | embedded | llama-server | built / peer | embedded / peer | load |\n|---|---|---|---|---|---|---|`);
+const mine = names.slice(0, -1);
+console.log(`\n| measure (${values.size} M) | ${names.join(" | ")} | ${mine.map((x) => `${x} / peer`).join(" | ")} | load |\n|${"---|".repeat(2 * names.length + 1)}`);
 for (const l of table) console.log(l);

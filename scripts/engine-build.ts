@@ -18,19 +18,23 @@
  * loads them. A finished build leaves done.json (every file with its sha256); a second caller waits on a lock.
  * Needs cmake, a C/C++ compiler, git, node and npm (node-llama-cpp's build runs cmake-js through npm); when one is
  * missing, engineBuild() resolves to { skip: reason } so `bun run build` can say so and embed the prebuilt instead.
- * The compile runs under `nice -n 19`.
+ * The compile runs under `nice -n 19`. The staged addon source gets our decode-thread patch first
+ * (src/engine/engine-decode-thread.ts: every llama_decode on one native thread, so one OpenMP master).
  */
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { DECODE_THREAD_FILE, DECODE_THREAD_PATCH, patchDecodeThread } from "../src/engine/engine-decode-thread";
 import { takeBuildLock } from "./build-lock";
 
 /** A finished local engine build: the folder to embed (node-llama-cpp's bins layout) and what it holds. */
 export interface EngineBuild {
   key: string; dir: string; binsDir: string; folder: string; portable: boolean; openmp: boolean;
   cmakeOptions: Record<string, string>; compiler: string; seconds: number; files: { name: string; sha256: string }[];
+  /** Our source patches applied to the addon. */
+  patches: string[];
 }
 /** Why no local engine is available (a missing tool, or a failed build). */
 export interface EngineSkip { skip: string }
@@ -114,6 +118,7 @@ export async function cacheDir(portable: boolean, cacheRoot?: string) {
   const compiler = `${toolVersion("cc")} / ${toolVersion("c++")}`;
   const key = createHash("sha256").update(JSON.stringify({
     bundle: await sha256File(bundlePath), nlcVersion, compiler, cmake: toolVersion("cmake"), cmakeOptions,
+    patch: await sha256File(path.join(repoRoot, "src/engine/engine-decode-thread.ts")),
     cpu: portable ? "any" : fs.readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:.*$/m)?.[0] ?? "",
   })).digest("hex");
   const root = cacheRoot ?? process.env.APPLIANCE_ENGINE_CACHE ?? path.join(os.homedir(), ".cache/appliance/engine");
@@ -146,6 +151,8 @@ export async function engineBuild(opts: { portable?: boolean; cacheRoot?: string
   const stageDir = path.join(dir, "stage"), logFile = path.join(dir, "build.log");
   try {
     const pkg = stage(stageDir);
+    const addon = path.join(pkg, "llama", DECODE_THREAD_FILE);
+    fs.writeFileSync(addon, patchDecodeThread(fs.readFileSync(addon, "utf8"), JSON.parse(fs.readFileSync(path.join(pkg, "package.json"), "utf8")).version));
     const env = Object.fromEntries(Object.entries(cmakeOptions).map(([k, v]) => [`NODE_LLAMA_CPP_CMAKE_OPTION_${k}`, v]));
     log(`engine build: llama.cpp from ${path.relative(repoRoot, bundlePath)} with ${Object.entries(cmakeOptions).map(([k, v]) => `${k}=${v}`).join(" ")} (${compiler}); log in ${logFile}; takes minutes`);
     await run(["nice", "-n", "19", "node", path.join(pkg, "dist/cli/cli.js"), "source", "download", "--gpu", "false"], { cwd: stageDir, logFile, env });
@@ -163,7 +170,7 @@ export async function engineBuild(opts: { portable?: boolean; cacheRoot?: string
     fs.copyFileSync(gomp, path.join(out, "libgomp.so.1"));
     const files = await Promise.all(fs.readdirSync(out).sort().map(async (name) => ({ name, sha256: await sha256File(path.join(out, name)) })));
     const result: EngineBuild = { key, dir, binsDir: path.join(dir, "bins"), folder: FOLDER, portable, openmp: true, cmakeOptions, compiler,
-      seconds: Math.round((performance.now() - t0) / 1000), files };
+      seconds: Math.round((performance.now() - t0) / 1000), files, patches: [DECODE_THREAD_PATCH] };
     fs.writeFileSync(path.join(dir, "done.json"), JSON.stringify(result, null, 2));
     fs.rmSync(stageDir, { recursive: true, force: true });
     log(`engine build: done in ${result.seconds} s (${out})`);

@@ -7,6 +7,9 @@
  * source it pins (cloned from its git bundle llama/gitRelease.bundle, with node-llama-cpp's patches applied as its
  * own build applies them; only the parts its CMakeLists builds: ggml/, src/, include/, common/, vendor/, cmake/,
  * licenses), and the N-API headers (node-addon-api, node-api-headers: Bun provides those symbols at load time).
+ * The addon's AddonContext.cpp carries our decode-thread patch (src/engine/engine-decode-thread.ts: every llama_decode
+ * on one native thread, one OpenMP master); a node-llama-cpp whose decode worker no longer matches its anchors stops
+ * the archive (and so `bun run build`) with an error naming its version.
  * Layout: llama/…, llama/llama.cpp/…, node-addon-api/…, node-api-headers/include/…
  *
  * Cached outside the repo (~/.cache/appliance/engine-src/<key>.tar.zst, or $APPLIANCE_ENGINE_CACHE/../engine-src),
@@ -18,6 +21,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { DECODE_THREAD_FILE, DECODE_THREAD_PATCH, patchDecodeThread } from "../src/engine/engine-decode-thread";
 
 /** The archive made for this tree, as the build embeds it (src/engine/engine-sources.ts). */
 export interface SourceArchive {
@@ -30,7 +34,7 @@ const root = path.resolve(import.meta.dir, "..");
 const nm = (p: string) => path.join(root, "node_modules", p);
 const LLAMA = nm("node-llama-cpp/llama");
 /** Bump when the archive's layout or contents change, so no stale cache is reused. */
-const FORMAT = 1;
+const FORMAT = 2;
 /** What the addon build reads from llama.cpp (its CMakeLists adds ggml, src, vendor, common; tests/tools are off). */
 const LLAMA_CPP_PARTS = ["CMakeLists.txt", "LICENSE", "cmake", "common", "ggml", "include", "licenses", "src", "vendor"];
 /** zstd level: 4.3 MB in ~1 s here (level 19: 3.8 MB in 22 s, a cold `bun run build` should stay fast). */
@@ -48,6 +52,8 @@ const sha256File = (f: string) => createHash("sha256").update(fs.readFileSync(f)
 /** The key: the source bundle, node-llama-cpp's version and every file of its addon build that goes in. */
 function cacheKey(nlcVersion: string, bundleSha256: string): string {
   const h = createHash("sha256").update(JSON.stringify({ FORMAT, nlcVersion, bundleSha256, level: LEVEL }));
+  // Our patch's source too: a changed patch makes a new archive.
+  h.update(sha256File(path.join(root, "src/engine/engine-decode-thread.ts")));
   for (const dir of ["CMakeLists.txt", "cmake", "addon", "patches"].map((d) => path.join(LLAMA, d))) {
     const files = fs.statSync(dir).isDirectory() ? walk(dir).sort().map((f) => path.join(dir, f)) : [dir];
     for (const f of files) h.update(`${path.relative(LLAMA, f)}\0${sha256File(f)}\0`);
@@ -101,6 +107,9 @@ export async function engineSources(opts: { cacheRoot?: string; log?: (l: string
       for (const f of fs.statSync(abs).isDirectory() ? walk(abs).map((x) => path.join(rel, x)) : [rel]) entries[path.join(as, f)] = fs.readFileSync(path.join(base, f));
     };
     for (const p of ["CMakeLists.txt", "cmake", "addon"]) add(LLAMA, p, "llama");
+    const addonFile = path.join("llama", DECODE_THREAD_FILE);
+    entries[addonFile] = Buffer.from(patchDecodeThread(Buffer.from(entries[addonFile]!).toString("utf8"), nlcVersion));
+    patches.push(DECODE_THREAD_PATCH);
     for (const p of LLAMA_CPP_PARTS) add(repo, p, "llama/llama.cpp");
     for (const f of ["napi.h", "napi-inl.h", "napi-inl.deprecated.h"]) add(nm("node-addon-api"), f, "node-addon-api");
     add(nm("node-api-headers"), "include", "node-api-headers");

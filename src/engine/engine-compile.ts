@@ -8,11 +8,14 @@
  * builds every CPU variant instead (chosen at load time, like the npm prebuilt). GPU: GGML_CUDA / GGML_VULKAN on top.
  * The result is node-llama-cpp's layout (one folder per package: linux-x64, linux-x64-cuda …) plus libgomp.so.1
  * beside the libraries (their RUNPATH is $ORIGIN), so it loads without GCC's runtime installed elsewhere.
+ * The addon source in the archive carries our decode-thread patch (engine-decode-thread.ts; applied when the archive
+ * is made); a compile checks it is there, so no engine is ever built without it.
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { sha256Bytes } from "../util/sha256";
+import { DECODE_THREAD_FILE, DECODE_THREAD_PATCH, hasDecodeThreadPatch } from "./engine-decode-thread";
 import type { EngineSourceArchive } from "./engine-sources";
 import { toolVersion, type BuildTools, type EngineGpu } from "./engine-tools";
 
@@ -39,6 +42,8 @@ export interface CompiledEngine {
   compiler: string;
   cmake: string;
   seconds: number;
+  /** Source patches the compiled addon carries (the archive's, e.g. DECODE_THREAD_PATCH). */
+  patches: string[];
 }
 
 /** node-llama-cpp's platform name for this OS. */
@@ -126,6 +131,9 @@ export async function compileEngine(sources: EngineSourceArchive, o: CompileOpti
   const src = path.join(o.workDir, "src"), build = path.join(o.workDir, "build"), logFile = path.join(o.workDir, "build.log");
   const files = await new Bun.Archive(Bun.zstdDecompressSync(archive)).extract(src);
   o.log(`engine build: ${files} source files of llama.cpp ${sources.release} (${sources.commit.slice(0, 12)}) unpacked in ${o.workDir}`);
+  if (!sources.patches.includes(DECODE_THREAD_PATCH) || !hasDecodeThreadPatch(fs.readFileSync(path.join(src, "llama", DECODE_THREAD_FILE), "utf8"))) {
+    throw new Error(`the embedded engine sources lack the ${DECODE_THREAD_PATCH} patch (node-llama-cpp ${sources.nlcVersion}): this binary was built by an older build script; use a current release binary`);
+  }
   const options = engineCmakeOptions(o.gpu, o.portable, sources.release);
   const defines = {
     ...options,
@@ -163,5 +171,5 @@ export async function compileEngine(sources: EngineSourceArchive, o: CompileOpti
     llamaCpp: { repo: "ggml-org/llama.cpp", release: sources.release },
   } }));
   return { folder, dir, cmakeOptions: options, openmp, compiler: `${toolVersion(o.tools.cc)} / ${toolVersion(o.tools.cxx)}`, cmake: toolVersion(o.tools.cmake),
-    seconds: Math.round((performance.now() - t0) / 1000) };
+    seconds: Math.round((performance.now() - t0) / 1000), patches: sources.patches };
 }

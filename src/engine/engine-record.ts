@@ -16,6 +16,8 @@ export interface EngineRecord {
   gpu: EngineGpu; portable: boolean; openmp: boolean;
   cmakeOptions: Record<string, string>;
   compiler: string; cmake: string; seconds: number; builtAt: string;
+  /** Source patches the build carries (engine-decode-thread.ts); absent in records written before patches existed. */
+  patches?: string[];
 }
 
 /** A record's file name; the capture is its folder. */

@@ -66,7 +66,7 @@ async function build(argv: string[]): Promise<number> {
     const { record, removed } = installEngine(config.engine.dir, compiled.dir, {
       folder: compiled.folder, nlcVersion: ENGINE_SOURCES.nlcVersion, release: ENGINE_SOURCES.release, commit: ENGINE_SOURCES.commit,
       gpu, portable: !!values.portable, openmp: compiled.openmp, cmakeOptions: compiled.cmakeOptions,
-      compiler: compiled.compiler, cmake: compiled.cmake, seconds: compiled.seconds, builtAt: new Date().toISOString(),
+      compiler: compiled.compiler, cmake: compiled.cmake, seconds: compiled.seconds, builtAt: new Date().toISOString(), patches: compiled.patches,
     }, { verify: true, onWait: (lock) => log(`engine build: another engine build is installing (${lock}); waiting for it`) });
     const versionDir = versionDirOf(config.engine.dir, ENGINE_SOURCES.nlcVersion);
     for (const p of removed) log(`engine build: removed ${p} (an interrupted install's staging dir)`);
