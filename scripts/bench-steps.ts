@@ -8,7 +8,8 @@
  * Prints per run: steps, the burst's first steps' sizes (were the prompts evaluated together?), decode ms per step,
  * gap ms per step, aggregate tok/s, and each stream's first-token time. What issue 11 items 1-2 were measured with.
  * --http sends the burst through the whole request path as streamed completions and adds, per stream, when the
- * response scanner first let text out and how many characters it held at the first token (--scan: the scanner as
+ * engine first handed text on (after its first token: node-llama-cpp holds tokens that end inside a UTF-8 character),
+ * when the response scanner first let text out and how many characters it held at the first token (--scan: the scanner as
  * shipped, off, or without the internal-host rule): where a burst's spread of first texts comes from.
  * --phases (with --http) adds where the JS time between two decode steps goes: each step's cycle from one decode's end
  * to the next decode's start is cut at marks (sampleToken called / resolved, the engine's onText, the response scanner's
@@ -138,11 +139,17 @@ const watched: { out: number; heldAtFirst: number }[] = [];
 const entered: number[] = [];
 const complete = engine.complete.bind(engine);
 const firstTokens: number[] = [];
+/** When the engine first handed text on (node-llama-cpp holds a token that ends inside a UTF-8 character). */
+const firstTexts: number[] = [];
 engine.complete = (call) => {
   entered.push(performance.now());
   const onText = call.onText;
+  let texted = false;
   return complete({ ...call, onStage: (st) => { if (st === "first-token") firstTokens.push(performance.now()); call.onStage?.(st); },
-    onText: onText && ((t) => { mark("engine onText"); onText(t); mark("onText returned"); }) });
+    onText: onText && ((t) => {
+      if (!texted && t) { texted = true; firstTexts.push(performance.now()); }
+      mark("engine onText"); onText(t); mark("onText returned");
+    }) });
 };
 
 /** One generation; resolves with its completion tokens. onFirst: its first token (engine) or first text byte (HTTP). */
@@ -169,7 +176,7 @@ async function one(onFirst: () => void): Promise<number> {
 }
 
 const run = async () => {
-  steps.length = 0; entered.length = 0; firstTokens.length = 0; samples.length = 0; watched.length = 0;
+  steps.length = 0; entered.length = 0; firstTokens.length = 0; firstTexts.length = 0; samples.length = 0; watched.length = 0;
   stretches.clear(); cycles = 0;
   const t0 = performance.now();
   const firsts: number[] = [];
@@ -181,7 +188,8 @@ const run = async () => {
   console.log(`steps ${steps.length} (first sizes ${steps.slice(0, 6).map((s) => s.size).join(",")}; first starts ms ${steps.slice(0, 4).map((s) => f(s.start - t0)).join(",")}; ` +
     `engine entered ms ${entered.map((e) => f(e - t0)).join(",")}), decode ms/step median ${f(median(dec), 2)} ` +
     `sum ${f(dec.reduce((a, b) => a + b, 0))}, gap ms/step median ${f(median(gaps), 2)} max ${f(Math.max(...gaps), 2)} sum ${f(gaps.reduce((a, b) => a + b, 0))}; ` +
-    `sampleToken on the JS thread ms median ${f(median(samples), 2)} max ${f(Math.max(...samples), 2)} sum ${f(samples.reduce((a, b) => a + b, 0))}; ${f(tokens / (ms / 1000))} tok/s; first tokens ms ${firstTokens.map((x) => f(x - t0)).join(", ")}; first ${served ? "text" : "token"} ms ${firsts.map((x) => f(x)).join(", ")}` +
+    `sampleToken on the JS thread ms median ${f(median(samples), 2)} max ${f(Math.max(...samples), 2)} sum ${f(samples.reduce((a, b) => a + b, 0))}; ${f(tokens / (ms / 1000))} tok/s; first tokens ms ${firstTokens.map((x) => f(x - t0)).join(", ")}; ` +
+    (served ? `engine's first text ms ${firstTexts.map((x) => f(x - t0)).join(", ")}; ` : "") + `first ${served ? "text" : "token"} ms ${firsts.map((x) => f(x)).join(", ")}` +
     (served ? `; scanner (${values.scan}) first let text out at ms ${watched.map((w) => (w.out ? f(w.out - t0) : "never")).join(", ")}, ` +
       `held chars after the first token ${watched.map((w) => w.heldAtFirst).join(", ")}; spread of first texts ${f(Math.max(...firsts) / Math.min(...firsts), 2)}` : "") +
     ` (load ${f(os.loadavg()[0]!, 2)})`);

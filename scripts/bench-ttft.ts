@@ -1,13 +1,15 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-ttft.ts [--runs 9] [--tokens 16] [--threads N] [--bin dist/appliance]
+ * bun scripts/bench-ttft.ts [--runs 9] [--tokens 16] [--threads N] [--size 28|155] [--engine-dir DIR] [--bin dist/appliance]
  *
  * bench-peer's "streamed time to first token" row on its own, with the response scanner's share shown: the
  * compiled appliance as shipped (scanner on), the same binary with APPLIANCE_RESPONSE_SCAN__ACTION=off, with
  * the scanner on but APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS empty (no internal-host rule: any run of letters,
  * digits and hyphens may be the first label of "name.corp", so with that rule on a word is held until it ends), and
  * llama-server built from node-llama-cpp's bundled llama.cpp (scripts/peer-build.ts, cached outside the repo),
- * all on the same generated 28 M-param F32 GGUF with the same threads. Each request is a greedy streamed
+ * all on the same generated F32 GGUF (--size: 28 M or 155 M params) with the same threads. --engine-dir DIR: the
+ * appliance servers run the engine `appliance engine build` installed in DIR (APPLIANCE_ENGINE__USE=built) instead
+ * of the embedded libraries; the start log's engine line is checked. Each request is a greedy streamed
  * /v1/completions of --tokens tokens (end tokens banned); each round sends one fresh prompt to every server
  * (rotating order), so all answer the same text (a new prompt per round: no cached prefix). Prints per server the median time from sending to the first non-empty text, the median number of
  * SSE events that carried text (how the answer was split) and the median characters of the first one, and
@@ -25,7 +27,14 @@ import { peerBuild } from "./peer-build";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   runs: { type: "string", default: "9" }, tokens: { type: "string", default: "16" }, threads: { type: "string" },
   bin: { type: "string", default: path.resolve(import.meta.dir, "../dist/appliance") },
+  size: { type: "string", default: "28" }, "engine-dir": { type: "string" },
 } });
+const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
+  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
+};
+if (!SHAPES[values.size]) { console.error(`--size: ${values.size} is not one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
+const engineDir = values["engine-dir"] && path.resolve(values["engine-dir"]);
+const engineEnv: Record<string, string> = engineDir ? { APPLIANCE_ENGINE__USE: "built", APPLIANCE_ENGINE__DIR: engineDir } : { APPLIANCE_ENGINE__USE: "embedded" };
 const runs = Number(values.runs), tokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
 const bin = path.resolve(values.bin);
 if (!fs.existsSync(bin)) { console.error(`${bin} is missing: run \`bun run build\` first`); process.exit(1); }
@@ -35,8 +44,15 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-ttft-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true })); // bench-peer-lib kills what is left running
 
 /** The appliance as shipped, with extra APPLIANCE_* settings in its environment (each its own state dir: they run at once). */
-const appliance = (name: string, model: string, env: Record<string, string>) =>
-  startAppliance(bin, model, path.join(dir, name.replace(/\W+/g, "-")), threads, 1, { name, env });
+async function appliance(name: string, model: string, env: Record<string, string>): Promise<Served> {
+  const own = path.join(dir, name.replace(/\W+/g, "-")), logFile = path.join(dir, `${name.replace(/\W+/g, "-")}.log`);
+  fs.mkdirSync(own, { recursive: true });
+  const s = await startAppliance(bin, model, own, threads, 1, { name, env: { ...engineEnv, ...env }, logFile });
+  const line = fs.readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"msg":"engine"'));
+  const engine = line ? (JSON.parse(line) as { engine: string }).engine : "?";
+  if (engine !== engineEnv.APPLIANCE_ENGINE__USE) throw new Error(`${name}: the server runs the ${engine} engine`);
+  return s;
+}
 
 /** One streamed completion: ms to the first event carrying text, events carrying text, characters of the first. */
 async function streamed(s: Served, prompt = wordsPrompt(10)) {
@@ -61,14 +77,15 @@ async function streamed(s: Served, prompt = wordsPrompt(10)) {
 }
 
 const model = path.join(dir, "bench.gguf");
-const { params } = await makeTinyModel(model, { layers: 4, embd: 768, ff: 2048, heads: 12, ctx: 2048 });
+const { params } = await makeTinyModel(model, { ...SHAPES[values.size]!, ctx: 2048 });
 const servers = [
   await appliance("appliance (scanner on)", model, {}),
   await appliance("appliance (scanner off)", model, { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }),
   await appliance("appliance (no host rule)", model, { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }),
   await startPeer(peer.llamaServer, model, threads, 1),
 ];
-console.log(`model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, ${tokens} tokens per request, ${runs} runs per server, bun ${Bun.version}`);
+console.log(`model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, ${tokens} tokens per request, ${runs} runs per server, ` +
+  `engine ${engineDir ? `built (${engineDir})` : "embedded"}, binary ${bin}, bun ${Bun.version}`);
 for (const s of servers) { await streamed(s); await streamed(s); } // warm-up
 const l0 = load1();
 const results = new Map<string, { ttft: number[]; events: number[]; first: number[] }>(servers.map((s) => [s.name, { ttft: [], events: [], first: [] }]));
