@@ -17,8 +17,11 @@ export interface LongSecret {
   hint: string;
   /** A complete opening; the match is where the finding starts. */
   open: RegExp;
-  /** Where an opening still being written at the end of `text` starts (text.length if none); bounded look-back. */
-  partial(text: string): number;
+  /**
+   * Where an opening still being written at the end of `text` starts (text.length if none); bounded look-back.
+   * `from`: no position before it is looked at (a stream's filter knows none there can start one: live-tail.ts).
+   */
+  partial(text: string, from?: number): number;
 }
 
 /**
@@ -38,9 +41,9 @@ export const OPENING_HOLD_MAX = 8192;
  * the last OPENING_HOLD_MAX characters from which the text could still grow into a match of `open` (its prefix
  * regex, regex-prefix.ts) — an armor whose dashes are followed by any run of spaces, a JWT after a dot.
  */
-function partialOf(open: RegExp): (text: string) => number {
+function partialOf(open: RegExp): (text: string, from?: number) => number {
   const { liveStart } = analysePattern(open)!;
-  return (text) => liveStart(text, text.length - OPENING_HOLD_MAX);
+  return (text, from = 0) => liveStart(text, Math.max(from, text.length - OPENING_HOLD_MAX));
 }
 const PEM_OPEN = new RegExp(`${ARMOR}BEGIN${LABEL}PRIVATE[ \t]*KEY`);
 const JWT_OPEN = /(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{17,}\.ey[A-Za-z0-9_-]/;

@@ -13,7 +13,7 @@
 import type { Config } from "../config/schema";
 import { ENCODED_MAX, decode, encodedRuns } from "./encoded";
 import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
-import { liveTail } from "./live-tail";
+import { LiveMemo, liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
 import { at, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
@@ -157,6 +157,8 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     let ctx = "";
     /** Inside a long secret: everything is dropped until it ends. */
     let inside: LongSecret["id"] | undefined;
+    /** What the hold-back analysis ruled out in ctx + held so far (live-tail.ts); reset when that text is replaced. */
+    const memo = new LiveMemo();
     const state = { blocked: false, findings: [] as string[] };
     const note = (rule: string) => {
       if (!state.findings.includes(rule)) state.findings.push(rule);
@@ -202,14 +204,14 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           if (state.blocked) { held = ""; return out; } // block: the clean text before the key, then nothing
           out += `[REDACTED:${open.secret.id}]`;
           inside = open.secret.id;
-          text = held.slice(Math.max(0, open.end - base)); held = ""; ctx = "";
+          text = held.slice(Math.max(0, open.end - base)); held = ""; ctx = ""; memo.reset();
           continue;
         }
         if (final) { out += settle(held, view); held = ""; return out; }
         // Final: everything before the earliest position more text could still turn into (part of) a finding,
         // and in any case everything but the last `window` chars (a secret starting earlier is whole by now) —
         // but never an opening of a long secret being written.
-        const live = holdFrom(ctx + held, view, base);
+        const live = holdFrom(ctx + held, view, base, memo);
         const opening = Math.max(0, live.opening - base);
         if (held.length - opening > HOLD_CAP) {
           // An opening still being written grows without end when what follows it is dropped from the view (zero-width
@@ -221,7 +223,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           note(id);
           if (state.blocked) { held = ""; return out; }
           out += `[REDACTED:${id}]`;
-          inside = id; held = ""; ctx = "";
+          inside = id; held = ""; ctx = ""; memo.reset();
           return out;
         }
         // The forced release counts the reader's characters (the view), not code units: a stretch the view drops
@@ -237,8 +239,10 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         const emitted = found.filter((f) => f.end <= cut);
         for (const f of emitted) note(f.rule);
         out += redact(held.slice(0, cut), emitted);
+        const dropped = ctx.length + cut;
         ctx = contextOf(ctx + held.slice(0, cut));
         held = held.slice(cut);
+        memo.origin += dropped - ctx.length; // ctx + held lost its front: the memo's offsets stay put
         return out;
       }
       held = "";

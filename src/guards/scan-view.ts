@@ -23,6 +23,11 @@ export interface ScanView {
   /** Original offset of view char i, and the original offset just after it; null when the view is the text. */
   from: Int32Array | null;
   to: Int32Array | null;
+  /**
+   * Spaced-out runs were joined: the view of a character then depends on its neighbours (more text can join or
+   * split a run), not on the character alone, so text appended to `source` may change the view of what is there.
+   */
+  spaced: boolean;
 }
 
 /** Character classes by code unit, looked up rather than compared: range tests branch on every character. */
@@ -59,27 +64,46 @@ export function spacedRuns(text: string): [number, number][] {
 
 export function scanView(text: string): ScanView {
   const runs = spacedRuns(text);
-  if (!runs.length && isAscii(text)) return { text, source: text, from: null, to: null };
+  if (!runs.length && isAscii(text)) return { text, source: text, from: null, to: null, spaced: false };
   const drop = new Uint8Array(text.length); // the gaps inside spaced-out runs
   for (const [s, e] of runs) for (let i = s; i < e; i++) if (CLASS[text.charCodeAt(i)] === GAP) drop[i] = 1;
   let out = "";
-  const from: number[] = [], to: number[] = [];
+  // NFKC can make one character up to 18 (U+FDFA); the arrays grow only in that rare case.
+  let from = new Int32Array(text.length + 8), to = new Int32Array(text.length + 8), n = 0;
   for (let i = 0; i < text.length;) {
     const code = text.codePointAt(i)!;
     const size = code > 0xffff ? 2 : 1;
     if (drop[i]) { i += size; continue; }
-    let piece: string;
-    if (code < 0x80) piece = text[i]!;
-    else {
-      const ch = String.fromCodePoint(code);
-      const folded = INVISIBLE_CHAR.test(ch) ? "" : ch.normalize("NFKC");
-      piece = LOOKALIKES[folded] ?? folded;
+    const piece = code < 0x80 ? text[i]! : folded(code);
+    if (n + piece.length > from.length) {
+      const grow = (a: Int32Array) => { const b = new Int32Array(a.length * 2 + piece.length); b.set(a); return b; };
+      from = grow(from); to = grow(to);
     }
-    for (let k = 0; k < piece.length; k++) { from.push(i); to.push(i + size); }
+    for (let k = 0; k < piece.length; k++) { from[n] = i; to[n++] = i + size; }
     out += piece;
     i += size;
   }
-  return { text: out, source: text, from: Int32Array.from(from), to: Int32Array.from(to) };
+  return { text: out, source: text, from: from.subarray(0, n), to: to.subarray(0, n), spaced: runs.length > 0 };
+}
+
+/**
+ * How the view reads one non-ASCII character: nothing if invisible, else its NFKC form, as its look-alike's
+ * letter if it has one. Remembered per code point: a stream's view is rebuilt at every push, and NFKC and the
+ * invisible-character test cost more than the rest of the view together.
+ */
+const FOLDS = new Map<number, string>();
+/** Most folds remembered: a text of many distinct characters cannot grow the map without bound. */
+const FOLDS_MAX = 4096;
+function folded(code: number): string {
+  let piece = FOLDS.get(code);
+  if (piece === undefined) {
+    const ch = String.fromCodePoint(code);
+    const nfkc = INVISIBLE_CHAR.test(ch) ? "" : ch.normalize("NFKC");
+    piece = LOOKALIKES[nfkc] ?? nfkc;
+    if (FOLDS.size >= FOLDS_MAX) FOLDS.clear();
+    FOLDS.set(code, piece);
+  }
+  return piece;
 }
 
 /** A span [start, end) of the view, in original offsets. */
@@ -104,10 +128,8 @@ export function readsAs(text: string, i: number, isChar: (c: number) => boolean)
   if (c < 0x80) return isChar(c) ? 1 : 0;
   const code = text.codePointAt(i)!;
   const size = code > 0xffff ? 2 : 1;
-  const ch = String.fromCodePoint(code);
-  if (INVISIBLE_CHAR.test(ch)) return size;
-  const folded = ch.normalize("NFKC");
-  const like = LOOKALIKES[folded] ?? folded;
+  const like = folded(code);
+  if (like === "") return size; // invisible (NFKC of a visible character is never empty)
   return like.length === 1 && isChar(like.charCodeAt(0)) ? size : 0;
 }
 
