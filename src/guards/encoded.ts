@@ -61,16 +61,26 @@ export function encodedLiveStart(text: string): number {
   let s = e;
   while (s > 0 && e - s <= MAX && isAlphabet(text.charCodeAt(s - 1))) s--;
   if (s === e || e - s + pads > MAX || (s > 0 && text.charCodeAt(s - 1) === 61)) return n;
-  let base64 = true;
-  for (let k = s; base64 && k + 4 <= e; k += 4) {
+  let base64 = true, k = s;
+  for (; base64 && k + 4 <= e; k += 4) {
     const v = (B64[text.charCodeAt(k)]! << 18) | (B64[text.charCodeAt(k + 1)]! << 12) | (B64[text.charCodeAt(k + 2)]! << 6) | B64[text.charCodeAt(k + 3)]!;
     base64 = printable((v >> 16) & 255) && printable((v >> 8) & 255) && printable(v & 255);
+  }
+  // A quad still being written already fixes its first byte with two characters and its second with three: one
+  // that is not printable can never decode (whatever comes next), so the run is no encoded secret.
+  if (base64 && e - k >= 2) {
+    const v0 = B64[text.charCodeAt(k)]!, v1 = B64[text.charCodeAt(k + 1)]!;
+    base64 = printable(((v0 << 2) | (v1 >> 4)) & 255) && (e - k < 3 || printable((((v1 & 15) << 4) | (B64[text.charCodeAt(k + 2)]! >> 2)) & 255));
   }
   if (base64) return s;
   if (pads) return n;
   for (let k = s; k < e; k += 2) {
-    const hi = hexValue(text.charCodeAt(k)), lo = k + 1 < e ? hexValue(text.charCodeAt(k + 1)) : 0;
-    if (hi < 0 || lo < 0 || (k + 1 < e && !printable(hi * 16 + lo))) return n;
+    const hi = hexValue(text.charCodeAt(k));
+    if (hi < 0) return n;
+    if (k + 1 < e) {
+      const lo = hexValue(text.charCodeAt(k + 1));
+      if (lo < 0 || !printable(hi * 16 + lo)) return n;
+    } else if (hi !== 0 && (hi < 2 || hi > 7)) return n; // a last lone digit: no second digit makes 1x or 8x-fx printable
   }
   return s;
 }

@@ -61,6 +61,22 @@ test("what is held is exactly the tail a rule could still extend", () => {
   for (const [text, held] of cases) expect({ text, held: heldAfter(text) }).toEqual({ text, held });
 });
 
+test("without the host rule, a word is held as a possible encoded secret only while its base64 bytes so far are printable", () => {
+  // A base64 quad still being written fixes its first byte with two characters and its second with three: "th"
+  // starts with byte 0xB6 and "QYA" has 0x80 second, so neither can decode to the printable text an encoded secret
+  // is; "QU" (A…) and "QUJ" (AB…) can. Before, any run shorter than a quad was held. A lone hex digit 8-f or 1
+  // cannot start a printable byte either (the run "8" is still base64's to judge).
+  const noHost = createScanner(parseConfig({ responseScan: { burstChars: 0, internalHosts: [] } }).responseScan);
+  const held = (text: string) => {
+    const f = noHost.filter();
+    let out = "";
+    for (const ch of text) out += f.push(ch);
+    return text.slice(text.length - f.pending);
+  };
+  const cases: [string, string][] = [["data th", ""], ["data QU", "QU"], ["data QUJ", "QUJ"], ["data QYA", ""], ["data QUJDREVG", "QUJDREVG"], ["data QUJDRE", "QUJDRE"]];
+  for (const [text, want] of cases) expect({ text, held: held(text) }).toEqual({ text, held: want });
+});
+
 test("a word (with its dots: a host name's labels) is held until it ends at most, never the words before it", () => {
   const text = "Servers answer quickly when the queue is short, and the scanner keeps up with them. ";
   const f = scanner.filter();
