@@ -17,6 +17,7 @@ import { sha256Bytes } from "../src/integrity/manifest";
 import { engineBuild, type EngineBuild } from "./engine-build";
 import { engineSources, type SourceArchive } from "./engine-sources";
 import { trimNodeLlamaCpp, trimPromClient } from "./build-nlc-trim";
+import { cpuBackendHook, cpuVariantLayout, LAYOUT_TAG } from "./build-cpu-backend";
 
 export const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
@@ -43,16 +44,19 @@ const LOCAL_REPLACES = "@node-llama-cpp/linux-x64";
 /** The generated src/engine/native-assets.ts: one embedded file import per library. */
 function nativeAssetsModule(packages: readonly string[], local: EngineBuild | null): string {
   const imports: string[] = [], folders: string[] = [];
-  let n = 0;
+  let n = 0, relaid = false;
   for (const pkg of packages) {
     // build() checked that the package is installed; a local engine build has the same bins/<folder> layout.
     const binsDir = local && pkg === LOCAL_REPLACES ? local.binsDir : path.join(nm(pkg), "bins");
     for (const folder of fs.readdirSync(binsDir)) {
-      const assets = listFiles(path.join(binsDir, folder)).map((rel) => {
+      // A CPU folder's variant libraries go to fallback/ (scripts/build-cpu-backend.ts).
+      const layout = cpuVariantLayout(listFiles(path.join(binsDir, folder)));
+      const assets = [...layout].map(([rel, name]) => {
         const abs = path.join(binsDir, folder, rel);
         const sha256 = sha256Bytes(fs.readFileSync(abs));
         imports.push(`import a${n} from ${JSON.stringify(abs)} with { type: "file" };`);
-        return `{ name: ${JSON.stringify(rel)}, path: a${n++}, sha256: "${sha256}" }`;
+        if (name !== rel) relaid = true;
+        return `{ name: ${JSON.stringify(name)}, path: a${n++}, sha256: "${sha256}" }`;
       });
       folders.push(`{ folder: ${JSON.stringify(folder)}, assets: [\n    ${assets.join(",\n    ")}\n  ] }`);
     }
@@ -68,6 +72,7 @@ function nativeAssetsModule(packages: readonly string[], local: EngineBuild | nu
   folders.push(`{ folder: ${JSON.stringify(GRAMMARS_FOLDER)}, assets: [\n    ${grammars.join(",\n    ")}\n  ] }`);
   // The version names the unpack dir: a local engine gets its own (its build key), never the prebuilt's.
   const names = packages.map((p) => (local && p === LOCAL_REPLACES ? `local-${local.key.slice(0, 16)}` : p.split("/")[1]));
+  if (relaid) names.push(LAYOUT_TAG); // another layout, another unpack dir: a previous binary keeps its own
   const engine = local ? { kind: "local", key: local.key, openmp: local.openmp, portable: local.portable } : { kind: "prebuilt" };
   return `${imports.join("\n")}\nexport const NATIVE_BUNDLE = { version: ${JSON.stringify(`${nlcVersion}-${names.join("+")}`)}, engine: ${JSON.stringify(engine)}, folders: [\n  ${folders.join(",\n  ")}\n] };\n`;
 }
@@ -123,6 +128,10 @@ export const defaultLlamaCppRelease = ${JSON.stringify(llamaCppRelease)};`,
 import { GgufFileReader } from "./GgufFileReader.js";
 import { ggufFsReader } from ${JSON.stringify(path.join(root, "src", "engine", "gguf-fs-reader.ts"))};
 export const GgufFsFileReader = ggufFsReader(GgufFileReader, GgufReadOffset);`,
+      }));
+      // The remembered CPU variant is loaded directly; fallback/ is scanned only without one (build-cpu-backend.ts).
+      build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]bindings[\\/]Llama\.js$/ }, (args) => ({
+        loader: "js", contents: cpuBackendHook(fs.readFileSync(args.path, "utf8")),
       }));
       // Helpers of paths the server never takes (downloads, llama.cpp builds, CLI output): stubs (build-nlc-trim.ts).
       trimNodeLlamaCpp(build);

@@ -8,6 +8,7 @@ import {
   type ChatWrapper, type Llama, type LlamaContext, type LlamaEmbeddingContext, type LlamaModel,
 } from "node-llama-cpp";
 import type { Logger } from "../log/logger";
+import type { CpuBackendChoice } from "./cpu-backend";
 import type { ModelInfo } from "./engine";
 import { readVocabulary } from "./llama-options";
 import { Scheduler } from "./scheduler";
@@ -35,6 +36,8 @@ export interface LlamaEngineOptions {
   log: Logger;
   /** Called as each model loads (0-1): serve turns it into systemd start-timeout extensions. */
   onProgress?: (status: string) => void;
+  /** The CPU variant library to load (engine/cpu-backend.ts); absent: node-llama-cpp's own loading. */
+  cpuBackend?: CpuBackendChoice;
   /** Bounds on rendering a Jinja chat template per request (config limits.chatTemplateMs/Chars; absent: the schema's defaults). */
   chatTemplate?: TemplateLimits;
 }
@@ -65,6 +68,7 @@ const LOG_LEVEL: Record<string, "error" | "warn" | "info" | "debug"> = {
 /** The llama.cpp binding: prebuilt (or embedded) libraries only, never a build or download; its log into ours. */
 export async function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
   const log = opts.log;
+  globalThis.__APPLIANCE_CPU_BACKEND__ = opts.cpuBackend?.hook; // read by node-llama-cpp's (patched) Llama constructor
   const llama = await getLlama({
     gpu: opts.gpu,
     build: "never",
@@ -79,7 +83,8 @@ export async function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
       const quiet = /Failed to get wired system memory/.test(message);
       log[quiet ? "debug" : LOG_LEVEL[level] ?? "debug"]({ src: "llama.cpp" }, message.trim());
     },
-  });
+  }).finally(() => { globalThis.__APPLIANCE_CPU_BACKEND__ = undefined; });
+  if (opts.cpuBackend) log.info(opts.cpuBackend.settle(), "cpu backend");
   if (opts.adaptiveThreads) governThreads(llama, opts.threads, log);
   opts.onProgress?.("llama.cpp binding opened"); // start phases: what follows is node-llama-cpp's checks before a model loads
   return llama;

@@ -1,6 +1,7 @@
 /**
  * In the compiled binary the llama.cpp libraries must exist as real files before dlopen, and ggml
- * dlopens EVERY libggml-cpu-*.so it finds in their folder. So the folder must hold exactly the
+ * dlopens EVERY libggml-cpu-*.so it finds in their folder (the build puts the CPU variants in its fallback/
+ * subfolder, which node-llama-cpp scans the same way; engine/cpu-backend.ts). So the folder must hold exactly the
  * embedded files, each matching the sha256 recorded at build time, checked on every start:
  *
  * - Installed: the installer unpacks them once into a root-owned, read-only system dir

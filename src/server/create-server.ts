@@ -12,6 +12,7 @@ import { usableCpus } from "../engine/cpu-budget";
 import { backendAvailable, candidateGpu, preflightGpu } from "../engine/gpu";
 import { LlamaEngine } from "../engine/llama";
 import { prepareNative } from "../engine/native";
+import { cpuBackend } from "../engine/cpu-backend";
 import { selectEngine } from "../engine/engine-select";
 import { ompBindingTook } from "../engine/engine-build-env";
 import { controlTokens, createGateway, type Gateway } from "../gateway/gateway";
@@ -135,8 +136,10 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
     if (next !== stage) { phases?.mark(stage); stage = next; }
     onProgress?.(status);
   };
+  // The embedded CPU variant library remembered for this CPU, loaded alone (engine/cpu-backend.ts).
+  const cpu = native ? cpuBackend(config.stateDir, native.dir, gpu) : undefined;
   const engine = await LlamaEngine.create({
-    models, threads, adaptiveThreads: !requested, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress: progress,
+    cpuBackend: cpu, models, threads, adaptiveThreads: !requested, ctxSize: config.ctxSize, parallel: config.parallel, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress: progress,
     chatTemplate: { ms: config.limits.chatTemplateMs, chars: config.limits.chatTemplateChars, workers: config.limits.chatTemplateWorkers },
   });
   phases?.mark(stage);
