@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /**
  * bun scripts/bench-engine-built.ts --engine-dir DIR [--size 28|155] [--runs 3] [--tokens 48] [--threads N] [--bin PATH] [--env K=V,…]
- *                                    [--engine-dir-b DIR] [--env-b K=V,…] [--no-embedded]
+ *                                    [--engine-dir-b DIR] [--env-b K=V,…] [--bin-b PATH] [--no-embedded]
  *
  * The engine `appliance engine build` made on this machine against the embedded (npm prebuilt) libraries and the
  * peer llama-server (scripts/peer-build.ts: the same llama.cpp source, cmake, GGML_NATIVE, OpenMP), all over HTTP:
@@ -12,8 +12,8 @@
  * tokens/s), 2 and 4 concurrent streams aggregate (--parallel n vs -np n), and where each server's CPU time goes while
  * it decodes with N threads (per generated token, from /proc: the main thread's CPU ms, the other threads' CPU ms, and
  * their voluntary context switches: a decode thread that sleeps at a barrier and is woken again counts one).
- * --engine-dir-b adds a second built engine ("built-b", with --env-b on top of --env) to the same rotation, so two
- * builds or two settings are compared measurement by measurement at the same load (an A/B within each row);
+ * --engine-dir-b adds a second built engine ("built-b", with --env-b on top of --env, run by --bin-b if given) to the
+ * same rotation, so two builds, binaries or settings are compared measurement by measurement at the same load;
  * --no-embedded leaves the embedded server out (a shorter run). Needs `bun run build` first.
  */
 import fs from "node:fs";
@@ -29,7 +29,7 @@ const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   "engine-dir": { type: "string" }, size: { type: "string", default: "28" }, runs: { type: "string", default: "3" },
   tokens: { type: "string", default: "48" }, threads: { type: "string" }, bin: { type: "string" },
   env: { type: "string", default: "" }, "engine-dir-b": { type: "string" }, "env-b": { type: "string", default: "" },
-  "no-embedded": { type: "boolean" },
+  "no-embedded": { type: "boolean" }, "bin-b": { type: "string" },
 } });
 // --env: extra environment for both appliance servers (e.g. OMP_PROC_BIND=close,OMP_PLACES=cores to try OpenMP settings).
 const envOf = (list: string) => Object.fromEntries(list.split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
@@ -44,6 +44,7 @@ const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: 
 // --bin: another compiled binary (e.g. one built from a clean checkout with `bun scripts/build.ts --out`).
 const bin = path.resolve(values.bin ?? path.join(import.meta.dir, "../dist/appliance"));
 if (!fs.existsSync(bin)) { console.error(`${bin} is missing: run \`bun run build\` first`); process.exit(1); }
+const binB = values["bin-b"] ? path.resolve(values["bin-b"]) : bin;
 const peer = await peerBuild();
 if ("skip" in peer) { console.error(`no llama-server to compare with: ${peer.skip}`); process.exit(1); }
 const llamaServer = peer.llamaServer;
@@ -53,24 +54,24 @@ const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...SHAPES[values.size]!, ctx: 2048 });
 const f = (x: number, d = 1) => x.toFixed(d);
 console.log(`model ${f(params / 1e6)} M params F32; threads ${threads}; ${runs} runs per server; max_tokens ${maxTokens}; built engine in ${engineDir}; binary ${bin}${values.env ? `; env ${values.env}` : ""}` +
-  (engineDirB ? `; built-b engine in ${engineDirB}${values["env-b"] ? ` with ${values["env-b"]}` : ""}` : ""));
+  (engineDirB ? `; built-b engine in ${engineDirB}${values["env-b"] ? ` with ${values["env-b"]}` : ""}${binB !== bin ? `, binary ${binB}` : ""}` : ""));
 
 /** The servers of one rotation; llama-server is always last (the ratios' reference). */
 const names = ["built", ...(engineDirB ? ["built-b"] : []), ...(values["no-embedded"] ? [] : ["embedded"]), "llama-server"];
 async function start(t: number, np: number): Promise<Served[]> {
-  const one = async (name: string, env: Record<string, string>) => {
+  const one = async (name: string, env: Record<string, string>, exe = bin) => {
     // Each server its own state dir (keys, audit log), made fresh for each start.
     const own = path.join(dir, name);
     fs.rmSync(own, { recursive: true, force: true });
     fs.mkdirSync(own);
-    const s = await startAppliance(bin, model, own, t, np, { name, env: { ...extraEnv, ...env }, logFile: path.join(dir, `${name}-${t}-${np}.log`) });
+    const s = await startAppliance(exe, model, own, t, np, { name, env: { ...extraEnv, ...env }, logFile: path.join(dir, `${name}-${t}-${np}.log`) });
     const line = fs.readFileSync(path.join(dir, `${name}-${t}-${np}.log`), "utf8").split("\n").find((l) => l.includes('"msg":"engine"'));
     const engine = line ? (JSON.parse(line) as { engine: string }).engine : "?";
     if (engine !== (name === "embedded" ? "embedded" : "built")) throw new Error(`${name}: the server runs the ${engine} engine`);
     return s;
   };
   const out: Served[] = [await one("built", { APPLIANCE_ENGINE__DIR: engineDir, APPLIANCE_ENGINE__USE: "built" })];
-  if (engineDirB) out.push(await one("built-b", { APPLIANCE_ENGINE__DIR: engineDirB, APPLIANCE_ENGINE__USE: "built", ...envB }));
+  if (engineDirB) out.push(await one("built-b", { APPLIANCE_ENGINE__DIR: engineDirB, APPLIANCE_ENGINE__USE: "built", ...envB }, binB));
   if (!values["no-embedded"]) out.push(await one("embedded", { APPLIANCE_ENGINE__USE: "embedded" }));
   return [...out, await startPeer(llamaServer, model, t, np)];
 }

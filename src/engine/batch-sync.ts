@@ -16,14 +16,19 @@
  */
 import { isLockActive, waitForLockRelease } from "lifecycle-utils";
 import type { LlamaContext } from "node-llama-cpp";
+import { orderBatches } from "./batch-order";
 
 type Internal = { _decodeTokens?: (args: unknown, mapper: unknown) => Promise<unknown> };
 
-/** Installs the step synchronisation on one context; false when this node-llama-cpp has no such internal. */
+/**
+ * Installs the step synchronisation on one context, and the sequence order that keeps a step one ubatch
+ * (batch-order.ts); false when this node-llama-cpp lacks either's internals.
+ */
 export function syncBatches(context: LlamaContext): boolean {
   const ctx = context as unknown as Internal;
   const decode = ctx._decodeTokens;
   if (typeof decode !== "function" || decode.length !== 2) return false;
+  if (!orderBatches(context)) return false;
   ctx._decodeTokens = async function (this: unknown, args: unknown, mapper: unknown) {
     const lock = [context, "context"] as const;
     if (isLockActive(lock)) await waitForLockRelease(lock);
