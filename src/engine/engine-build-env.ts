@@ -20,6 +20,12 @@
  * thread that loads it (the JS thread) and the runtime pool threads that become masters to the first core of the
  * allowed set. Measured on 2 cores only; an operator's OMP_PROC_BIND=false (a unit's Environment=) turns it off.
  *
+ * Since the decode-thread patch (engine-decode-thread.ts) one thread runs every decode, so an engine built with it has
+ * one team; the binding still pays: patched, 28 M, 2 threads, one rotation (bench-engine-built --engine-dir-b …
+ * --env-b OMP_PROC_BIND=close), bound vs unbound 2-thread decode 1.03 vs 0.91 of llama-server at load 2.0 and
+ * 216.8 vs 93.5 tok/s at load 4-5 (other work running). Why unbound is still slower was not isolated (likely: the
+ * JS thread works on the previous step's output while a step runs, and unbound it can share a core with a team thread).
+ *
  * Bun's `process.env.X = …` does not reach the C library's environment (getenv in native code does not see it;
  * checked), so the values are set with libc's setenv through bun:ffi. A value the operator already set (a unit's
  * Environment=, a shell export) is left alone.

@@ -1,7 +1,8 @@
 /**
  * The real thing, end to end (issue 11 item 3): the compiled binary alone (copied into an empty dir, PATH without
  * node, npm or git) compiles its embedded llama.cpp source with cmake, installs the engine root-owned with its
- * sha256 record, and `serve` then runs on it (OpenMP: libgomp mapped from the engine dir) and answers a chat.
+ * sha256 record, and `serve` then runs on it (OpenMP: libgomp mapped from the engine dir) and answers a chat. The
+ * addon carries the decode-thread patch (recorded; its decodes ran on the thread it names).
  * Takes ~12-20 min on 2 cores, so it runs only with APPLIANCE_TEST_ENGINE_BUILD=1, as root, where cmake and a
  * C/C++ compiler exist; otherwise it is skipped with a line saying why.
  */
@@ -9,6 +10,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { DECODE_THREAD_NAME, DECODE_THREAD_PATCH } from "../../src/engine/engine-decode-thread";
 import type { EngineRecord } from "../../src/engine/engine-store";
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
@@ -48,6 +50,7 @@ describe.skipIf(why !== null)("appliance engine build, for real", () => {
     const versionDir = path.join(engineDir, version!);
     const record = JSON.parse(fs.readFileSync(path.join(versionDir, "linux-x64.json"), "utf8")) as EngineRecord;
     expect(record).toMatchObject({ folder: "linux-x64", openmp: true, gpu: false, cmakeOptions: { GGML_OPENMP: "ON", GGML_NATIVE: "ON" } });
+    expect(record.patches).toContain(DECODE_THREAD_PATCH);
     expect(Object.keys(record.files)).toEqual(expect.arrayContaining(["llama-addon.node", "libgomp.so.1", "libggml-base.so", "_nlcBuildMetadata.json"]));
     for (const name of Object.keys(record.files)) {
       const st = fs.statSync(path.join(versionDir, "linux-x64", name));
@@ -67,6 +70,8 @@ describe.skipIf(why !== null)("appliance engine build, for real", () => {
       const maps = fs.readFileSync(`/proc/${serve.pid}/maps`, "utf8");
       expect(maps).toContain(path.join(versionDir, "linux-x64", "libgomp.so.1"));
       expect(maps).toContain(path.join(versionDir, "linux-x64", "llama-addon.node"));
+      const names = fs.readdirSync(`/proc/${serve.pid}/task`).map((t) => fs.readFileSync(`/proc/${serve.pid}/task/${t}/comm`, "utf8").trim());
+      expect(names).toContain(DECODE_THREAD_NAME);
     } finally {
       serve.kill("SIGTERM");
       await serve.exited;
