@@ -58,6 +58,28 @@ describe("GGUF header reader of the compiled binary", () => {
     expect(reader.bytesRead).toBeLessThan(4 * 1024 * 1024);
   });
 
+  // The binary's parser asks readArray for a whole array (scripts/build-nlc-trim.ts fastArrays): same values, same offset.
+  test("readArray gives exactly what reading the elements one by one gives, for every element type", async () => {
+    const file = path.join(tmpDir(), "bytes.bin");
+    const strings = ["", "a", "héllo", "日本語", "\u{1F600}", "x".repeat(300)];
+    const parts = strings.flatMap((t) => { const b = Buffer.from(t); const n = Buffer.alloc(8); n.writeBigUInt64LE(BigInt(b.length)); return [n, b]; });
+    parts.push(Buffer.from([2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe])); // invalid UTF-8 decodes as the one-by-one read does
+    const random = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 2654435761) >>> 24));
+    fs.writeFileSync(file, Buffer.concat([...parts, random]));
+    const one: Record<number, string> = { 0: "readUint8", 1: "readInt8", 2: "readUint16", 3: "readInt16", 4: "readUint32", 5: "readInt32",
+      6: "readFloat32", 7: "readBool", 8: "readString", 10: "readUint64", 11: "readInt64", 12: "readFloat64" };
+    for (const [type, method] of Object.entries(one)) {
+      const [count, start] = Number(type) === 8 ? [strings.length + 1, 0] : [200, 7];
+      const fast = new Reader({ filePath: file }), slow = new Reader({ filePath: file });
+      const at = new GgufReadOffset(start), at2 = new GgufReadOffset(start);
+      const values = fast.readArray(at, Number(type), BigInt(count));
+      const expected = Array.from({ length: count }, () => slow[method](at2));
+      expect(values).toEqual(expected);
+      expect(at.offset).toBe(at2.offset);
+    }
+    expect(new Reader({ filePath: file }).readArray(0, 9, 1n)).toBeUndefined(); // nested arrays: the parser's own path
+  });
+
   test("a header cut short is an error naming the file, not a parse of zeros", async () => {
     const whole = fs.readFileSync(await bigHeader(200));
     const file = path.join(tmpDir(), "cut.gguf");

@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { DETECT_GLIBC, lazyRunId, PUSHGATEWAY_STUB, stubModule } from "../../scripts/build-nlc-trim";
+import { DETECT_GLIBC, fastArrays, lazyRunId, PUSHGATEWAY_STUB, stubModule } from "../../scripts/build-nlc-trim";
 import { tmpDir } from "../helpers";
 
 const getTempDir = path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/utils/getTempDir.js");
@@ -51,4 +51,12 @@ test("detectGlibc in the binary: true on Linux (the binary is a glibc executable
   // Only that one export is replaced: the original module exports nothing else.
   const original = fs.readFileSync(path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/bindings/utils/detectGlibc.js"), "utf8");
   expect(original.match(/^export .*/gm)).toEqual(["export async function detectGlibc({ platform }) {"]);
+});
+
+test("GgufV2Parser.js: arrays are asked of the file reader first, once; a changed file stops the build", () => {
+  const file = path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/gguf/parser/GgufV2Parser.js");
+  const out = fastArrays(fs.readFileSync(file, "utf8"));
+  expect(out.match(/this\._fileReader\.readArray\?\.\(readOffset, arrayType, arrayLength\)/g)).toHaveLength(1);
+  expect(out.indexOf("readArray?.")).toBeLessThan(out.indexOf("const arrayValues = [];"));
+  expect(() => fastArrays("export class GgufV2Parser {}")).toThrow(/GgufV2Parser\.js changed/);
 });
