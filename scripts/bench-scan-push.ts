@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-scan-push.ts [--size 28|155] [--tokens 256] [--streams 8] [--rounds 20] [--scan on|no-host] [--save F | --load F]
+ * bun scripts/bench-scan-push.ts [--size 28|155] [--tokens 256] [--streams 8] [--rounds 20] [--scan on|no-host] [--save F | --load F] [--curve]
  *
  * The response scanner's cost per push, as a stream feeds it one token's text at a time (issue 11: the scanner's
  * per-token cost on the request path). The token pieces are real: --streams greedy completions of the generated
@@ -12,7 +12,9 @@
  * JWT header of 1,500 characters being written, 3 per push: held whole, so there a push's cost is what it costs
  * to look at the held tail again. Single-threaded, no
  * HTTP: run it under the CPU lock; compare two checkouts with the same options (--save F writes the model's pieces
- * as JSON, --load F reads them instead of generating: the same pieces for both).
+ * as JSON, --load F reads them instead of generating: the same pieces for both). --curve first prints the mean µs per
+ * push over the process's first pushes of the model's pieces (pushes 0-256, 256-1k, 1k-4k, 4k-16k, 16k-64k): what a
+ * freshly started server pays before the JIT has optimised the scanner (bench-steps measures such a process).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -28,6 +30,7 @@ import { NO_END, wordsPrompt } from "./bench-peer-lib";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, tokens: { type: "string", default: "256" }, streams: { type: "string", default: "8" },
   rounds: { type: "string", default: "20" }, scan: { type: "string", default: "on" }, save: { type: "string" }, load: { type: "string" },
+  curve: { type: "boolean", default: false },
 } });
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
@@ -100,8 +103,23 @@ function measure(streams: string[][]) {
   const rounds = Number(values.rounds);
   return { usPush: (ms * 1000) / (pushes * rounds), nsChar: (ms * 1e6) / (chars * rounds), held: heldSum / pushes, heldMax, firstWait: firstWait / streams.length, chars: chars / pushes };
 }
-measure(modelPieces); measure(prosePieces); // warm-up
 const f = (x: number, d = 1) => x.toFixed(d);
+if (values.curve) {
+  const ends = [256, 1024, 4096, 16384, 65536], cells: string[] = [];
+  let n = 0, last = 0, t = performance.now();
+  all: for (;;) {
+    for (const pieces of modelPieces) {
+      const fl = scanner.filter();
+      for (const p of pieces) {
+        fl.push(p);
+        if (++n === ends[0]) { const now = performance.now(); cells.push(`${last}-${n}: ${f(((now - t) * 1000) / (n - last))}`); t = now; last = n; ends.shift(); if (!ends.length) break all; }
+      }
+      fl.end();
+    }
+  }
+  console.log(`first pushes of this process, µs per push: ${cells.join("; ")}`);
+}
+measure(modelPieces); measure(prosePieces); // warm-up
 console.log(`model ${values.size} M, ${modelPieces.length} streams × ${values.tokens} tokens, ${values.rounds} rounds, scanner ${values.scan}; load ${f(os.loadavg()[0]!, 2)}`);
 for (const [name, streams] of [["model tokens", modelPieces], ["prose pieces", prosePieces], ["JWT header", longPieces]] as const) {
   const m = measure(streams as string[][]);

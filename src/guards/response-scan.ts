@@ -16,7 +16,7 @@ import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type 
 import { LiveMemo, liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
-import { at, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
+import { at, extendView, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
 
 /**
  * Most code units held for a span rule's match still being written: a secret whose parts are spread over more
@@ -159,6 +159,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     let inside: LongSecret["id"] | undefined;
     /** What the hold-back analysis ruled out in ctx + held so far (live-tail.ts); reset when that text is replaced. */
     const memo = new LiveMemo();
+    /** The view of ctx + held at the last analysis, and how much has left its front since (extendView). */
+    let lastView: ScanView | undefined, viewDrop = 0;
+    const restart = () => { memo.reset(); lastView = undefined; viewDrop = 0; };
     const state = { blocked: false, findings: [] as string[] };
     const note = (rule: string) => {
       if (!state.findings.includes(rule)) state.findings.push(rule);
@@ -194,7 +197,8 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           continue;
         }
         held += text; text = "";
-        const base = ctx.length, view = scanView(ctx + held);
+        const base = ctx.length, view = lastView ? extendView(lastView, viewDrop, ctx + held) : scanView(ctx + held);
+        lastView = view; viewDrop = 0;
         const open = firstOpening(view);
         if (open) {
           const before = settle(held.slice(0, Math.max(0, open.at - base)));
@@ -204,7 +208,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           if (state.blocked) { held = ""; return out; } // block: the clean text before the key, then nothing
           out += `[REDACTED:${open.secret.id}]`;
           inside = open.secret.id;
-          text = held.slice(Math.max(0, open.end - base)); held = ""; ctx = ""; memo.reset();
+          text = held.slice(Math.max(0, open.end - base)); held = ""; ctx = ""; restart();
           continue;
         }
         if (final) { out += settle(held, view); held = ""; return out; }
@@ -223,7 +227,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           note(id);
           if (state.blocked) { held = ""; return out; }
           out += `[REDACTED:${id}]`;
-          inside = id; held = ""; ctx = ""; memo.reset();
+          inside = id; held = ""; ctx = ""; restart();
           return out;
         }
         // The forced release counts the reader's characters (the view), not code units: a stretch the view drops
@@ -243,6 +247,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         ctx = contextOf(ctx + held.slice(0, cut));
         held = held.slice(cut);
         memo.origin += dropped - ctx.length; // ctx + held lost its front: the memo's offsets stay put
+        viewDrop += dropped - ctx.length;
         return out;
       }
       held = "";

@@ -106,6 +106,34 @@ function folded(code: number): string {
   return piece;
 }
 
+/**
+ * scanView(text), where `text` is `prev.source` without its first `dropped` code units and with more appended (a
+ * stream's held text: released text leaves its front, new text joins its end): the same view, made from `prev`'s
+ * and the new text's alone when neither joins spaced-out runs (then each character reads on its own) and no
+ * surrogate pair is split at either seam; from the whole text otherwise.
+ */
+export function extendView(prev: ScanView, dropped: number, text: string): ScanView {
+  const kept = prev.source.length - dropped, seamAt = (t: string, i: number) => isHigh(t.charCodeAt(i - 1)) && isLow(t.charCodeAt(i));
+  if (prev.spaced || kept < 0 || (dropped > 0 && seamAt(prev.source, dropped)) || isHigh(prev.source.charCodeAt(prev.source.length - 1))) return scanView(text);
+  if (spacedRuns(text).length) return scanView(text);
+  if (isAscii(text)) return { text, source: text, from: null, to: null, spaced: false };
+  const added = scanView(text.slice(kept));
+  if (added.spaced) return scanView(text);
+  const v0 = prev.from ? viewStart(prev.from, dropped) : dropped, vn = prev.text.length - v0, an = added.text.length;
+  const from = new Int32Array(vn + an), to = new Int32Array(vn + an);
+  for (let i = 0; i < vn; i++) { from[i] = (prev.from ? prev.from[v0 + i]! : v0 + i) - dropped; to[i] = (prev.to ? prev.to[v0 + i]! : v0 + i + 1) - dropped; }
+  for (let i = 0; i < an; i++) { from[vn + i] = (added.from ? added.from[i]! : i) + kept; to[vn + i] = (added.to ? added.to[i]! : i + 1) + kept; }
+  return { text: prev.text.slice(v0) + added.text, source: text, from, to, spaced: false };
+}
+
+const isHigh = (c: number) => c >= 0xd800 && c <= 0xdbff, isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff;
+/** The first view position whose character comes from original offset `offset` or later. */
+function viewStart(from: Int32Array, offset: number): number {
+  let lo = 0, hi = from.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (from[mid]! < offset) lo = mid + 1; else hi = mid; }
+  return lo;
+}
+
 /** A span [start, end) of the view, in original offsets. */
 export function toOriginal(v: ScanView, start: number, end: number): [number, number] {
   if (!v.from || !v.to) return [start, end];

@@ -9,6 +9,7 @@
 import { expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
 import { createScanner, type Scanner } from "../../src/guards/response-scan";
+import { extendView, scanView, type ScanView } from "../../src/guards/scan-view";
 import { rng, secretForms } from "../security/scan-helpers";
 
 const scanner = (action: "redact" | "block") =>
@@ -105,6 +106,19 @@ test("long runs streamed a character at a time: glued words, base64 and hex blob
       const want = oneShot(redactor, text), got = streamed(redactor, [...text]);
       if (got.text !== want.text || got.findings.join() !== want.findings.join()) diffs.push(`${JSON.stringify(text.slice(0, 40))}…: ${JSON.stringify(got).slice(0, 300)} vs ${JSON.stringify(want).slice(0, 300)}`);
     }
+  }
+  expect(diffs.slice(0, 5)).toEqual([]);
+});
+
+test("a view extended from the last one (front dropped, text appended) is the view made from scratch", () => {
+  const r = rng(23), bits = ["a", "Z", " ", "\t", "é", "ｓ", "А", "\u200b", "\ufffd", "数", "𝐀", "\ud835", "\udc00", "ﬁ", "ﷺ", "A K I A ", "x y z w v u t s ", "7", "-", "."];
+  const plain = (v: ScanView) => ({ text: v.text, source: v.source, from: v.from && [...v.from], to: v.to && [...v.to], spaced: v.spaced });
+  const diffs: string[] = [];
+  for (let k = 0; k < 4000; k++) {
+    const make = (n: number) => Array.from({ length: n }, () => bits[Math.floor(r() * bits.length)]).join("");
+    const a = make(Math.floor(r() * 12)), b = make(Math.floor(r() * 4)), dropped = Math.floor(r() * (a.length + 1));
+    const text = a.slice(dropped) + b, want = plain(scanView(text)), got = plain(extendView(scanView(a), dropped, text));
+    if (JSON.stringify(got) !== JSON.stringify(want)) diffs.push(`${JSON.stringify(a)} -${dropped} +${JSON.stringify(b)}`);
   }
   expect(diffs.slice(0, 5)).toEqual([]);
 });
