@@ -16,6 +16,9 @@
  * getLlama); the compiled Linux binary is itself a glibc executable (its ELF interpreter is ld-linux), so where it
  * runs at all, glibc is there: on Linux the answer is true without looking (elsewhere false, as before).
  *
+ * getLlama asks whether a llama.cpp clone exists inside the package (lockfile checks, file probes): in the binary the
+ * package is its virtual file system, where there never is one, so the answer is given without looking (noClonedRepo).
+ *
  * Its GGUF parser reads arrays (a model's vocabulary) element by element through promise-or-value closures: in the
  * binary it asks the file reader for the whole array first (fastArrays; the reader is src/engine/gguf-fs-reader.ts).
  *
@@ -71,6 +74,22 @@ export function fastArrays(source: string): string {
     source.slice(at + head.length);
 }
 
+const CLONED_INFO = "export async function getClonedLlamaCppRepoReleaseInfo() {\n";
+const CLONED = "export async function isLlamaCppRepoCloned(waitForLock = true) {\n";
+
+/**
+ * Its bindings/utils/cloneLlamaCppRepo.js answering "no llama.cpp clone" at once: the clone would sit inside the package
+ * (llama/llama.cpp), which in the binary is its read-only virtual file system, so there never is one; getLlama asked
+ * through lockfile checks and file probes (~5-10 ms of every start). Throws when the file changed shape.
+ */
+export function noClonedRepo(source: string): string {
+  for (const head of [CLONED_INFO, CLONED]) {
+    if (source.split(head).length !== 2) throw new Error("node-llama-cpp's bindings/utils/cloneLlamaCppRepo.js changed: update scripts/build-nlc-trim.ts");
+  }
+  return source.replace(CLONED_INFO, `${CLONED_INFO}    return null; // the compiled binary: never a clone (scripts/build-nlc-trim.ts)\n`)
+    .replace(CLONED, `${CLONED}    return false; // the compiled binary: never a clone (scripts/build-nlc-trim.ts)\n`);
+}
+
 /** Registers the trims on a Bun build (see the file comment). */
 export function trimNodeLlamaCpp(build: PluginBuilder) {
   const names = Object.keys(STUBS).map((p) => p.replace(/[-/]/g, "\\$&")).join("|");
@@ -80,6 +99,9 @@ export function trimNodeLlamaCpp(build: PluginBuilder) {
   build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]bindings[\\/]utils[\\/]detectGlibc\.js$/ }, () => ({ loader: "js", contents: DETECT_GLIBC }));
   build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]utils[\\/]getTempDir\.js$/ }, (args) => ({
     loader: "js", contents: lazyRunId(fs.readFileSync(args.path, "utf8")),
+  }));
+  build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]bindings[\\/]utils[\\/]cloneLlamaCppRepo\.js$/ }, (args) => ({
+    loader: "js", contents: noClonedRepo(fs.readFileSync(args.path, "utf8")),
   }));
   build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]gguf[\\/]parser[\\/]GgufV2Parser\.js$/ }, (args) => ({
     loader: "js", contents: fastArrays(fs.readFileSync(args.path, "utf8")),

@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { DETECT_GLIBC, fastArrays, lazyRunId, PUSHGATEWAY_STUB, stubModule } from "../../scripts/build-nlc-trim";
+import { DETECT_GLIBC, fastArrays, lazyRunId, noClonedRepo, PUSHGATEWAY_STUB, stubModule } from "../../scripts/build-nlc-trim";
 import { tmpDir } from "../helpers";
 
 const getTempDir = path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/utils/getTempDir.js");
@@ -59,4 +59,12 @@ test("GgufV2Parser.js: arrays are asked of the file reader first, once; a change
   expect(out.match(/this\._fileReader\.readArray\?\.\(readOffset, arrayType, arrayLength\)/g)).toHaveLength(1);
   expect(out.indexOf("readArray?.")).toBeLessThan(out.indexOf("const arrayValues = [];"));
   expect(() => fastArrays("export class GgufV2Parser {}")).toThrow(/GgufV2Parser\.js changed/);
+});
+
+test("cloneLlamaCppRepo.js in the binary: no clone, answered without looking; a changed file stops the build", async () => {
+  const file = path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/bindings/utils/cloneLlamaCppRepo.js");
+  const out = noClonedRepo(fs.readFileSync(file, "utf8"));
+  expect(out).toContain("export async function getClonedLlamaCppRepoReleaseInfo() {\n    return null;");
+  expect(out).toContain("export async function isLlamaCppRepoCloned(waitForLock = true) {\n    return false;");
+  expect(() => noClonedRepo("export async function isLlamaCppRepoCloned() {}")).toThrow(/cloneLlamaCppRepo\.js changed/);
 });
