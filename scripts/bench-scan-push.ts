@@ -120,7 +120,7 @@ if (values.curve) {
   console.log(`first pushes of this process, µs per push: ${cells.join("; ")}`);
 }
 measure(modelPieces); measure(prosePieces); // warm-up
-console.log(`model ${values.size} M, ${modelPieces.length} streams × ${values.tokens} tokens, ${values.rounds} rounds, scanner ${values.scan}; load ${f(os.loadavg()[0]!, 2)}`);
+console.log(`${values.load ? `pieces of ${values.load}` : `model ${values.size} M`}, ${modelPieces.length} streams × ${values.tokens} tokens, ${values.rounds} rounds, scanner ${values.scan}; load ${f(os.loadavg()[0]!, 2)}`);
 for (const [name, streams] of [["model tokens", modelPieces], ["prose pieces", prosePieces], ["JWT header", longPieces]] as const) {
   const m = measure(streams as string[][]);
   console.log(`${name.padEnd(13)} ${f(m.usPush)} µs per push (${f(m.nsChar, 0)} ns per char, ${f(m.chars, 2)} chars per push); held after a push mean ${f(m.held)} max ${m.heldMax} chars; ` +
