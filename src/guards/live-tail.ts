@@ -26,6 +26,9 @@ export interface LiveTail {
  * a match cannot once more text is appended either. So each check's first position not yet ruled out is kept, in
  * the filter's own offsets, and the next analysis of the same text with text appended starts there.
  */
+/** Fewest held view characters for which a LiveMemo is kept (bench-scan-push: below it, prose pushes got slower). */
+const MEMO_MIN = 24;
+
 export class LiveMemo {
   /** Offset of the analysed text's first character; the filter adds what it drops from the text's front. */
   origin = 0;
@@ -85,8 +88,9 @@ export function liveTail(rules: SecretRule[], window: number): (text: string, vi
    * do not; undefined when nothing may be kept from this view.
    */
   function ruledOut(memo: LiveMemo, view: ScanView, vbase: number): Float64Array | undefined {
-    // A view that joined spaced-out runs may read its text differently once more comes: keep nothing from it.
-    if (view.spaced) { memo.reset(); return undefined; }
+    // A view that joined spaced-out runs may read its text differently once more comes: keep nothing from it. A
+    // short held tail (a word of prose) is read again faster than the memo is kept: none below MEMO_MIN.
+    if (view.spaced || view.text.length - vbase < MEMO_MIN) { memo.reset(); return undefined; }
     // A lookbehind or \b at a position reads the character before it: it must be the one read when the position
     // was ruled out (the same front, or a character the filter keeps as context before the held text).
     const fits = memo.next && (memo.origin === memo.kept || vbase >= 2);
