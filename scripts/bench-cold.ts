@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-cold.ts [--bin dist/appliance] [--runs 5] [--size 28] [--threads N]   (package.json: bench:cold)
+ * bun scripts/bench-cold.ts [--bin dist/appliance] [--runs 5] [--size 28] [--threads N] [--before BIN]   (package.json: bench:cold)
  *
  * Cold start to /health, the appliance (compiled binary, as users run it: auth, guards, audit on) against the peer
  * llama-server (scripts/peer-build.ts) on the same generated F32 GGUF, runs alternated (ABBA), medians, the 1-minute
@@ -13,6 +13,8 @@
  * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed).
  * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes, and first
  * the time of `appliance --version` (loading the program, nothing else).
+ * --before BIN: a second appliance binary (e.g. built at an earlier commit) started in the same rotation as --bin and
+ * the peer, each row printing both against the same llama-server runs, so a before/after pair shares the load.
  * Needs a built binary; exits 1 naming what is missing when the peer cannot be built.
  */
 import fs from "node:fs";
@@ -27,7 +29,7 @@ import { HUGETLB_TUNABLE } from "../src/util/huge-pages";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: "dist/appliance" }, runs: { type: "string", default: "5" }, size: { type: "string", default: "28" },
-  threads: { type: "string" },
+  threads: { type: "string" }, before: { type: "string" },
 } });
 const runs = Number(values.runs);
 const threads = Number(values.threads ?? usableCpus().cpus);
@@ -37,7 +39,8 @@ const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: 
 const shape = SHAPES[values.size];
 if (!shape) { console.error(`--size: one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
 const bin = path.resolve(values.bin);
-if (!fs.existsSync(bin)) { console.error(`${bin} is missing: run \`bun run build\` first`); process.exit(1); }
+const bins = [bin, ...(values.before ? [path.resolve(values.before)] : [])];
+for (const b of bins) if (!fs.existsSync(b)) { console.error(`${b} is missing: run \`bun run build\` first`); process.exit(1); }
 const peer = await peerBuild();
 if ("skip" in peer) { console.error(`bench-cold: no peer to compare with: ${peer.skip}`); process.exit(1); }
 const peerServer = peer.llamaServer;
@@ -45,15 +48,18 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-cold-"));
 process.on("exit", () => { for (const p of started) p.kill("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); });
 const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
-console.log(`bench-cold: ${bin}, model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, runs ${runs} per side, uid ${process.getuid?.()}`);
+console.log(`bench-cold: ${bins.join(" vs ")}, model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, runs ${runs} per side, uid ${process.getuid?.()}`);
 
 type Start = { ms: number; phases: Record<string, number> };
 
 /** One appliance start to /health (bench-peer-lib's startAppliance, as every benchmark starts it); its `start phases` line read from its log, then stopped. */
-async function appliance(env: Record<string, string> = {}): Promise<Start> {
+async function appliance(env: Record<string, string> = {}, which = 0): Promise<Start> {
   const logFile = path.join(dir, "serve.log");
   fs.rmSync(logFile, { force: true });
-  const s = await startAppliance(bin, model, dir, threads, 1, { env: { APPLIANCE_LOG_LEVEL: "debug", ...env }, logFile });
+  // Each binary its own state dir (under its own HOME-like dir): the --before binary may lay its libraries out differently.
+  const home = which ? path.join(dir, `before`) : dir;
+  fs.mkdirSync(home, { recursive: true });
+  const s = await startAppliance(bins[which]!, model, home, threads, 1, { env: { APPLIANCE_LOG_LEVEL: "debug", ...env }, logFile });
   await s.stop();
   const line = fs.readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"start phases"'));
   return { ms: s.startMs, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {} };
@@ -67,37 +73,41 @@ async function llamaServer(): Promise<Start> {
 
 const f = (x: number) => x.toFixed(0);
 async function row(name: string, before: () => void, env: Record<string, string> = {}) {
-  const A: Start[] = [], B: number[] = [];
+  const A: Start[][] = bins.map(() => []), B: number[] = [];
   const l0 = load1();
+  const sides = [...bins.map((_, k) => k), -1]; // -1: the peer
   for (let i = 0; i < runs; i++) {
-    for (const side of i % 2 ? ["b", "a"] : ["a", "b"]) {
-      if (side === "a") { before(); A.push(await appliance(env)); } else B.push((await llamaServer()).ms);
+    for (const side of i % 2 ? [...sides].reverse() : sides) {
+      if (side >= 0) { before(); A[side]!.push(await appliance(env, side)); } else B.push((await llamaServer()).ms);
     }
   }
-  const a = median(A.map((s) => s.ms)), b = median(B);
-  console.log(`cold start to /health, ${name}: appliance ${f(a)} ms, llama-server ${f(b)} ms, ratio ${(a / b).toFixed(2)}× longer ` +
-    `(load ${l0.toFixed(2)}→${load1().toFixed(2)})`);
-  const names = [...new Set(A.flatMap((s) => Object.keys(s.phases)))];
-  console.log(`  phases (median ms): ${names.map((n) => `${n} ${median(A.map((s) => s.phases[n] ?? 0))}`).join(", ")}`);
+  const b = median(B), l1 = load1();
+  bins.forEach((which, k) => {
+    const a = median(A[k]!.map((s) => s.ms));
+    console.log(`cold start to /health, ${name}: appliance${k ? " (--before)" : ""} ${f(a)} ms, llama-server ${f(b)} ms, ratio ${(a / b).toFixed(2)}× longer ` +
+      `(load ${l0.toFixed(2)}→${l1.toFixed(2)})${bins.length > 1 ? `, ${which}` : ""}`);
+    const names = [...new Set(A[k]!.flatMap((s) => Object.keys(s.phases)))];
+    console.log(`  phases (median ms): ${names.map((n) => `${n} ${median(A[k]!.map((s) => s.phases[n] ?? 0))}`).join(", ")}`);
+  });
 }
 
 /** Program load alone: `appliance --version` (no model, no server), median wall time of 15 runs. */
-function versionMs(): number {
+function versionMs(b = bin): number {
   const times: number[] = [];
   for (let i = 0; i < 15; i++) {
     const t0 = performance.now();
-    const r = Bun.spawnSync([bin, "--version"], { stdout: "ignore", stderr: "ignore" });
-    if (r.exitCode !== 0) throw new Error(`${bin} --version exited ${r.exitCode}`);
+    const r = Bun.spawnSync([b, "--version"], { stdout: "ignore", stderr: "ignore" });
+    if (r.exitCode !== 0) throw new Error(`${b} --version exited ${r.exitCode}`);
     times.push(performance.now() - t0);
   }
   return median(times);
 }
 const l0 = load1();
-console.log(`appliance --version (program load alone): ${f(versionMs())} ms, median of 15 (load ${l0.toFixed(2)}→${load1().toFixed(2)})`);
+for (const b of bins) console.log(`appliance --version (program load alone): ${f(versionMs(b))} ms, median of 15 (load ${l0.toFixed(2)}→${load1().toFixed(2)})${bins.length > 1 ? `, ${b}` : ""}`);
 
-const state = path.join(dir, "state");
-await appliance(); // the first start of a fresh state: unpacks the libraries, remembers what the kept-state row reuses
+// The first start of a fresh state: unpacks the libraries, remembers what the kept-state row reuses.
+for (let k = 0; k < bins.length; k++) await appliance({}, k);
 await row("state kept", () => undefined);
 // systemd/appliance.service's Environment= line (tests/live/service.test.ts reads it from the running service).
 await row("state kept, unit environment (no re-exec)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE });
-await row("state removed", () => fs.rmSync(state, { recursive: true, force: true }));
+await row("state removed", () => { for (const d of [dir, path.join(dir, "before")]) fs.rmSync(path.join(d, "state"), { recursive: true, force: true }); });
