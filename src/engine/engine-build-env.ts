@@ -17,8 +17,8 @@
  * built engine vs llama-server, two A/B pairs in swapped order, load 2.0-2.7): decode 0.93 / 1.00 with binding vs
  * 0.69 / 0.78 without, 2 streams 0.94 / 0.84 vs 0.57 / 0.69, 4 streams 0.82 / 0.65 vs 0.63 / 0.54; beside a `yes`
  * burner binding was as fast or faster (116 vs 116, 148 vs 126, 154 vs 124 tok/s). Side effect: libgomp binds the
- * thread that loads it (the JS thread) and the runtime pool threads that become masters to the first core of the
- * allowed set. Measured on 2 cores only; an operator's OMP_PROC_BIND=false (a unit's Environment=) turns it off.
+ * thread that loads it (the JS thread) and each team's master to the first core of the allowed set (patched engine:
+ * the JS thread and llama-decode on core 0, the team thread on core 1). Measured on 2 cores only; an operator's OMP_PROC_BIND=false (a unit's Environment=) turns it off.
  *
  * Since the decode-thread patch (engine-decode-thread.ts) one thread runs every decode, so an engine built with it has
  * one team; the binding still pays: patched, 28 M, 2 threads, one rotation (bench-engine-built --engine-dir-b …
