@@ -141,11 +141,24 @@ export const NO_END = { "2": -100, "260": -100 };
 
 export interface Completion { ms: number; ttftMs: number; completionTokens: number; promptTokens: number; text: string }
 
+/**
+ * fetch, sent again once when a kept-alive connection turns out closed before any answer (ECONNRESET): while the
+ * other server of an A/B pair runs a long measure, this one's idle connection times out (llama-server's HTTP library
+ * closes it after 5 s), and the client's pool still hands it out (seen once in a 155 M bench-peer run, which then
+ * ended). The retry opens a new connection; the failed try's few ms stay in that sample's time.
+ */
+async function post(url: string, init: RequestInit): Promise<Response> {
+  try { return await fetch(url, init); } catch (e) {
+    if ((e as { code?: string }).code !== "ECONNRESET") throw e;
+    return fetch(url, init);
+  }
+}
+
 /** One greedy /v1/completions request, streamed or not, timed from send to last byte (and to the first text). */
 export async function complete(s: Served, prompt: string, maxTokens: number, stream = false): Promise<Completion> {
   const body = { model: "bench", prompt, max_tokens: maxTokens, temperature: 0, logit_bias: NO_END, stream, ...(stream && { stream_options: { include_usage: true } }) };
   const t0 = performance.now();
-  const res = await fetch(`${s.base}/v1/completions`, { method: "POST", headers: s.headers, body: JSON.stringify(body) });
+  const res = await post(`${s.base}/v1/completions`, { method: "POST", headers: s.headers, body: JSON.stringify(body) });
   if (!stream) {
     const j = await res.json() as { choices?: { text: string }[]; usage?: { completion_tokens: number; prompt_tokens: number }; error?: unknown };
     if (!res.ok || !j.usage) throw new Error(`${s.name}: ${res.status} ${JSON.stringify(j).slice(0, 300)}`);
@@ -171,7 +184,7 @@ export async function complete(s: Served, prompt: string, maxTokens: number, str
 /** One /v1/chat/completions request with max_tokens 1 (what a classifier-style client does); ms to last byte. */
 export async function chatOne(s: Served): Promise<number> {
   const t0 = performance.now();
-  const res = await fetch(`${s.base}/v1/chat/completions`, { method: "POST", headers: s.headers,
+  const res = await post(`${s.base}/v1/chat/completions`, { method: "POST", headers: s.headers,
     body: JSON.stringify({ model: "bench", messages: [{ role: "user", content: wordsPrompt(4) }], max_tokens: 1, temperature: 0 }) });
   await res.arrayBuffer();
   if (!res.ok) throw new Error(`${s.name} chat: ${res.status}`);
