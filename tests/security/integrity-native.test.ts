@@ -98,21 +98,27 @@ describe("the compiled binary", () => {
     await serveOnce(); // unpacks the libraries
     const root = path.join(stateDir, "native");
     const version = fs.readdirSync(root)[0]!;
-    const folder = fs.readdirSync(path.join(root, version)).map((f) => path.join(root, version, f))
-      .find((d) => fs.readdirSync(d).some((f) => f.startsWith("libggml-cpu-")))!;
+    // The CPU variants sit in their folder's fallback/ subfolder (scripts/build-cpu-backend.ts): node-llama-cpp loads
+    // libggml-*.so from the folder, then scans fallback/, so a plant in either would be loaded.
+    const folder = fs.readdirSync(path.join(root, version), { withFileTypes: true }).filter((d) => d.isDirectory())
+      .map((d) => path.join(root, version, d.name))
+      .find((d) => fs.existsSync(path.join(d, "fallback")) && fs.readdirSync(path.join(d, "fallback")).some((f) => f.startsWith("libggml-cpu-")));
+    expect(folder).toBeDefined();
     // A library whose constructor leaves a mark if it is ever loaded into a process.
     const marker = path.join(work, "planted-ran");
     const c = path.join(work, "evil.c");
     fs.writeFileSync(c, `#include <stdio.h>\n__attribute__((constructor)) static void f(void) { FILE *m = fopen("${marker}", "w"); if (m) fclose(m); }\n`);
-    const planted = path.join(folder, "libggml-cpu-zzz.so");
-    expect(Bun.spawnSync([gcc!, "-shared", "-fPIC", "-o", planted, c]).exitCode).toBe(0);
+    const planted = [path.join(folder!, "libggml-cpu-zzz.so"), path.join(folder!, "fallback", "libggml-cpu-zzy.so")];
+    for (const p of planted) expect(Bun.spawnSync([gcc!, "-shared", "-fPIC", "-o", p, c]).exitCode).toBe(0);
     const verify = run(["verify", "--state-dir", stateDir]);
     expect(verify.exitCode).toBe(1);
     expect(verify.stdout.toString()).toContain("libggml-cpu-zzz.so is not one of the embedded libraries");
+    expect(verify.stdout.toString()).toContain("libggml-cpu-zzy.so is not one of the embedded libraries");
     const log = await serveOnce();
     expect(fs.existsSync(marker)).toBe(false);
-    expect(fs.existsSync(planted)).toBe(false);
+    for (const p of planted) expect(fs.existsSync(p)).toBe(false);
     expect(log).toContain("libggml-cpu-zzz.so");
+    expect(log).toContain("libggml-cpu-zzy.so");
     expect(run(["verify", "--state-dir", stateDir]).stdout.toString()).toMatch(/native\s+\S+ holds exactly the embedded libraries/);
   }, 240_000);
 });
