@@ -19,11 +19,11 @@ import { installEngine, versionDirOf, type EngineRecord } from "../../src/engine
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 import { active, curl, journal, printedKey, put, unitProp } from "../live/client";
 import { bootOrSkip } from "../live/systemd";
+import { allowedCpus } from "../../src/engine/thread-sources";
 
 const dir = process.env.APPLIANCE_TEST_ENGINE_DIR;
 const root = process.geteuid?.() === 0;
-const cpus = (fs.readFileSync("/proc/self/status", "utf8").match(/^Cpus_allowed_list:\s*(.+)$/m)?.[1] ?? "0").split(",")
-  .reduce((n, r) => { const [a, b] = r.split("-").map(Number); return n + (b === undefined ? 1 : b - a! + 1); }, 0);
+const cpus = allowedCpus()?.length ?? 0;
 const ready = !!dir && root && cpus >= 2;
 if (!ready) console.warn("engine-binding tests SKIPPED: they need root, 2+ CPUs and APPLIANCE_TEST_ENGINE_DIR (an engine.dir made by `appliance engine build`)");
 

@@ -20,6 +20,7 @@ import { DECODE_THREAD_FILE, DECODE_THREAD_NAME, DECODE_THREAD_PATCH, hasDecodeT
 import { sha256Bytes } from "../../src/util/sha256";
 import { engineSources } from "../../scripts/engine-sources";
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
+import { allowedCpus, ownTicks } from "../../src/engine/thread-sources";
 
 const nlc = path.join(import.meta.dir, "../../node_modules/node-llama-cpp");
 const nlcVersion = JSON.parse(fs.readFileSync(path.join(nlc, "package.json"), "utf8")).version as string;
@@ -75,17 +76,15 @@ describe("the decode-thread patch, on the source", () => {
 
 const dir = process.env.APPLIANCE_TEST_ENGINE_DIR;
 const root = process.geteuid?.() === 0;
-const cpus = (fs.readFileSync("/proc/self/status", "utf8").match(/^Cpus_allowed_list:\s*(.+)$/m)?.[1] ?? "0").split(",")
-  .reduce((n, r) => { const [a, b] = r.split("-").map(Number); return n + (b === undefined ? 1 : b - a! + 1); }, 0);
+const cpus = allowedCpus()?.length ?? 0;
 const ready = !!dir && root && cpus >= 2;
 if (!ready) console.warn("engine-decode-thread engine test SKIPPED: it needs root, 2+ CPUs and APPLIANCE_TEST_ENGINE_DIR (an engine.dir made by `appliance engine build` from patched sources)");
 
 /** Each thread of `pid`: its name and CPU ticks (utime + stime). */
 function threads(pid: number): { name: string; ticks: number }[] {
   return fs.readdirSync(`/proc/${pid}/task`).map((t) => {
-    const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { name: fs.readFileSync(`/proc/${pid}/task/${t}/comm`, "utf8").trim(), ticks: Number(f[11]) + Number(f[12]) };
+    const ticks = ownTicks(fs.readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8")) ?? 0;
+    return { name: fs.readFileSync(`/proc/${pid}/task/${t}/comm`, "utf8").trim(), ticks };
   });
 }
 
