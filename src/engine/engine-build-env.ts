@@ -31,7 +31,7 @@
  * Environment=, a shell export) is left alone.
  */
 import { CString, dlopen, FFIType, type Pointer } from "bun:ffi";
-import { readFileSync } from "node:fs";
+import { allowedCpus } from "./thread-sources";
 
 /** OpenMP variables set for an OpenMP engine when the environment does not already have them. */
 export const OMP_DEFAULTS: Readonly<Record<string, string>> = {
@@ -105,8 +105,6 @@ export function applyOmpEnv(defaults = OMP_DEFAULTS): Record<string, string> {
  */
 export function ompBindingTook(omp: Record<string, string>): boolean | undefined {
   if (!omp.OMP_PROC_BIND || /^(false|)$/i.test(omp.OMP_PROC_BIND.trim())) return undefined;
-  try {
-    const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync("/proc/thread-self/status", "utf8"))?.[1];
-    return list === undefined ? undefined : /^\d+$/.test(list);
-  } catch { return undefined; }
+  const cpus = allowedCpus("/proc/thread-self/status");
+  return cpus === undefined ? undefined : cpus.length === 1;
 }
