@@ -1,198 +1,30 @@
 /**
- * OpenAI wire schemas (requests). Zod objects are strict: an unknown field is a
- * 400 naming it, except the few harmless OpenAI fields listed in IGNORED, which
- * are accepted and dropped here so they can never reach the engine.
+ * OpenAI wire schemas as the routes import them: stand-ins (lazy-schema.ts) for the schemas in wire-schemas.ts,
+ * which is loaded, and its schemas built, at the first request that uses one instead of at program load.
  */
-import { z } from "zod";
-
-/** Accepted for SDK compatibility, never used. */
-const IGNORED = {
-  user: z.string().max(256).optional(),
-  metadata: z.record(z.string(), z.string()).optional(),
-  store: z.boolean().optional(),
-  service_tier: z.string().max(32).optional(),
-};
+import type * as Schemas from "./wire-schemas";
+import { lazySchema } from "./lazy-schema";
 
 /** Choices one request may ask for (n, times the prompts of a completions request): each is a full generation. */
 export const MAX_CHOICES = 16;
 
-const tokenIds = z.array(z.number().int().min(0)).min(1).max(1 << 17);
+let loaded: typeof Schemas | undefined;
+// require, not import: a static import would evaluate wire-schemas.ts (and build every schema) with this module.
+const schemas = () => loaded ??= require("./wire-schemas") as typeof Schemas;
 
-const stop = z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)]).optional();
-
-const sampling = {
-  model: z.string().min(1).max(256),
-  max_tokens: z.number().int().min(1).max(1 << 20).nullish(),
-  temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().min(0).max(1).nullish(),
-  top_k: z.number().int().min(0).max(1000).nullish(),
-  seed: z.number().int().min(-(2 ** 31)).max(2 ** 32 - 1).nullish(),
-  stop: stop.nullable(),
-  presence_penalty: z.number().min(-2).max(2).nullish(),
-  frequency_penalty: z.number().min(-2).max(2).nullish(),
-  n: z.number().int().min(1).max(MAX_CHOICES, { message: `at most ${MAX_CHOICES} choices per request` }).nullish(),
-  logit_bias: z.record(z.string().regex(/^\d{1,9}$/, "keys are token ids"), z.number().min(-100).max(100)).nullish()
-    .refine((b) => !b || Object.keys(b).length <= 1024, "at most 1024 biased tokens"),
-  stream: z.boolean().nullish(),
-  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
-  ...IGNORED,
-};
-
-const jsonSchemaFormat = z.strictObject({
-  type: z.literal("json_schema"),
-  json_schema: z.strictObject({
-    name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/),
-    description: z.string().max(4096).optional(),
-    schema: z.record(z.string(), z.unknown()).optional(),
-    strict: z.boolean().nullish(),
-  }),
-});
-
-export const responseFormat = z.discriminatedUnion("type", [
-  z.strictObject({ type: z.literal("text") }),
-  z.strictObject({ type: z.literal("json_object") }),
-  jsonSchemaFormat,
-]).optional();
-
-const textPart = z.strictObject({ type: z.literal("text"), text: z.string() });
-const text = z.union([z.string(), z.array(textPart).max(256)]);
-/** Parts a text-only model cannot take: accepted by the schema so convert.ts can refuse them by name. */
-const mediaPart = z.looseObject({ type: z.enum(["image_url", "input_audio", "file"]) });
-const refusalPart = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
-
-/** `index`, `parsed_arguments` (and a message's `parsed`): what the openai SDK's helpers add to messages users echo back. */
-export const toolCall = z.strictObject({
-  id: z.string().min(1).max(256),
-  type: z.literal("function"),
-  index: z.number().int().min(0).optional(),
-  function: z.strictObject({ name: z.string().min(1).max(64), arguments: z.string(), parsed_arguments: z.unknown().optional() }),
-});
-
-/**
- * Every message shape OpenAI accepts, so the documented multi-turn pattern (append
- * `choices[0].message` to the next request, `refusal: null` and all) works unchanged.
- */
-export const chatMessage = z.discriminatedUnion("role", [
-  z.strictObject({ role: z.enum(["system", "developer"]), content: text, name: z.string().max(64).optional() }),
-  z.strictObject({
-    role: z.literal("user"),
-    content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, mediaPart])).max(256)]),
-    name: z.string().max(64).optional(),
-  }),
-  z.strictObject({
-    role: z.literal("assistant"),
-    content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, refusalPart])).max(256)]).nullish(),
-    refusal: z.string().nullish(),
-    name: z.string().max(64).optional(),
-    tool_calls: z.array(toolCall).max(128).nullish(),
-    function_call: z.strictObject({ name: z.string().min(1).max(64), arguments: z.string() }).nullish(),
-    audio: z.strictObject({ id: z.string() }).nullish(),
-    annotations: z.array(z.unknown()).max(1024).nullish(), // url_citation results echoed back; not model input
-    parsed: z.unknown().optional(), // the SDK's parse helpers; the content already holds the text
-  }),
-  z.strictObject({ role: z.literal("tool"), content: text, tool_call_id: z.string().min(1).max(256) }),
-  z.strictObject({ role: z.literal("function"), content: z.string().nullable(), name: z.string().min(1).max(64) }),
-]);
-
-const toolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a tool name is 1-64 letters, digits, _ or -");
-
-export const tool = z.strictObject({
-  type: z.literal("function"),
-  function: z.strictObject({
-    name: toolName,
-    description: z.string().max(8192).optional(),
-    parameters: z.record(z.string(), z.unknown()).optional(),
-    strict: z.boolean().nullish(),
-  }),
-});
-
-export const toolChoice = z.union([
-  z.enum(["none", "auto", "required"]),
-  z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: toolName }) }),
-]);
-
-export const chatCompletionRequest = z.strictObject({
-  ...sampling,
-  messages: z.array(chatMessage).min(1),
-  tools: z.array(tool).max(128).nullish(),
-  tool_choice: toolChoice.nullish(),
-  parallel_tool_calls: z.boolean().nullish(),
-  /** Deprecated by OpenAI, still accepted there: one function call per answer, answered as `function_call`. */
-  functions: z.array(tool.shape.function).max(128).nullish(),
-  function_call: z.union([z.enum(["none", "auto"]), z.strictObject({ name: toolName })]).nullish(),
-  logprobs: z.boolean().nullish(),
-  top_logprobs: z.number().int().min(0).max(20).nullish(),
-  max_completion_tokens: z.number().int().min(1).max(1 << 20).nullish(),
-  response_format: responseFormat,
-});
-
-export const completionRequest = z.strictObject({
-  ...sampling,
-  prompt: z.union([z.string(), z.array(z.string()).min(1).max(MAX_CHOICES), tokenIds, z.array(tokenIds).min(1).max(MAX_CHOICES)]),
-  echo: z.boolean().nullish(),
-  /** Alternatives per token (OpenAI allows 0-5). */
-  logprobs: z.number().int().min(0).max(5).nullish(),
-  best_of: z.literal(1, { message: "only best_of=1 is supported" }).nullish(),
-  suffix: z.null({ message: "suffix is not supported" }).optional(),
-  response_format: responseFormat,
-});
-
-export const embeddingRequest = z.strictObject({
-  model: z.string().min(1).max(256),
-  input: z.union([z.string(), z.array(z.string()).min(1).max(2048), tokenIds, z.array(tokenIds).min(1).max(2048)]),
-  encoding_format: z.enum(["float", "base64"]).optional(),
-  dimensions: z.number().int().min(1).max(1 << 16).optional(),
-  user: IGNORED.user,
-});
-
-export type ChatCompletionRequest = z.infer<typeof chatCompletionRequest>;
-export type CompletionRequest = z.infer<typeof completionRequest>;
-
+export const chatCompletionRequest = lazySchema(() => schemas().chatCompletionRequest);
+export const completionRequest = lazySchema(() => schemas().completionRequest);
+export const embeddingRequest = lazySchema(() => schemas().embeddingRequest);
+export const tokenizeRequest = lazySchema(() => schemas().tokenizeRequest);
+export const detokenizeRequest = lazySchema(() => schemas().detokenizeRequest);
 /** Response shapes, for the docs page. */
-export const errorBody = z.object({
-  error: z.object({ message: z.string(), type: z.string(), param: z.string().nullable(), code: z.string().nullable() }),
-});
-export const modelObject = z.object({ id: z.string(), object: z.literal("model"), created: z.number(), owned_by: z.string() });
-export const modelList = z.object({ object: z.literal("list"), data: z.array(modelObject) });
+export const errorBody = lazySchema(() => schemas().errorBody);
+export const modelObject = lazySchema(() => schemas().modelObject);
+export const modelList = lazySchema(() => schemas().modelList);
+export const chatCompletionObject = lazySchema(() => schemas().chatCompletionObject);
+export const textCompletionObject = lazySchema(() => schemas().textCompletionObject);
+export const embeddingListObject = lazySchema(() => schemas().embeddingListObject);
+export const responseObjectShape = lazySchema(() => schemas().responseObjectShape);
 
-/** POST /tokenize (llama-server's extension): text → token ids. `model` may be left out when one model is served. */
-export const tokenizeRequest = z.strictObject({
-  model: z.string().min(1).max(256).optional(),
-  content: z.string().max(1 << 20),
-  add_special: z.boolean().optional(),
-  with_pieces: z.boolean().optional(),
-});
-
-/** POST /detokenize (llama-server's extension): token ids → text. */
-export const detokenizeRequest = z.strictObject({
-  model: z.string().min(1).max(256).optional(),
-  tokens: z.array(z.number().int().min(0)).max(1 << 17),
-});
-
-/**
- * 200 bodies, for the docs page. Loose (extra fields pass) on purpose: they document the shape; the
- * converters in convert.ts and responses.ts are what build it. A stream answers text/event-stream instead.
- */
-const usageShape = z.looseObject({ prompt_tokens: z.number(), completion_tokens: z.number(), total_tokens: z.number() });
-export const chatCompletionObject = z.looseObject({
-  id: z.string(), object: z.literal("chat.completion"), created: z.number(), model: z.string(),
-  choices: z.array(z.looseObject({
-    index: z.number(), finish_reason: z.string(),
-    message: z.looseObject({ role: z.literal("assistant"), content: z.string().nullable(), tool_calls: z.array(z.unknown()).optional() }),
-  })),
-  usage: usageShape,
-});
-export const textCompletionObject = z.looseObject({
-  id: z.string(), object: z.literal("text_completion"), created: z.number(), model: z.string(),
-  choices: z.array(z.looseObject({ index: z.number(), text: z.string(), finish_reason: z.string() })),
-  usage: usageShape,
-});
-export const embeddingListObject = z.looseObject({
-  object: z.literal("list"), model: z.string(),
-  data: z.array(z.looseObject({ object: z.literal("embedding"), index: z.number(), embedding: z.union([z.array(z.number()), z.string()]) })),
-  usage: z.looseObject({ prompt_tokens: z.number(), total_tokens: z.number() }),
-});
-export const responseObjectShape = z.looseObject({
-  id: z.string(), object: z.literal("response"), created_at: z.number(), status: z.string(), model: z.string(),
-  output: z.array(z.looseObject({ type: z.string() })), usage: z.looseObject({}).nullable(),
-});
+export type ChatCompletionRequest = Schemas.ChatCompletionRequest;
+export type CompletionRequest = Schemas.CompletionRequest;

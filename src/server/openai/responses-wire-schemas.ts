@@ -1,0 +1,100 @@
+/**
+ * POST /v1/responses request schema (OpenAI's Responses API), the part a
+ * stateless text server can honour: text or item input, instructions,
+ * structured output through text.format, function tools, streaming.
+ * Fields that only make sense with stored responses or hosted tools are
+ * refused by name in responses.ts rather than silently dropped.
+ *
+ * Built at the first request that uses it, not at program load: routes/responses.ts imports it through
+ * ./responses-wire, whose stand-in loads this module at its first use (lazy-schema.ts).
+ */
+import { z } from "zod";
+
+const inputText = z.strictObject({ type: z.literal("input_text"), text: z.string() });
+const outputText = z.strictObject({
+  type: z.literal("output_text"), text: z.string(), annotations: z.array(z.unknown()).optional(), logprobs: z.array(z.unknown()).optional(),
+});
+const refusal = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
+/** Parts a text-only model cannot take: accepted here so the refusal names them. */
+const media = z.looseObject({ type: z.enum(["input_image", "input_file", "input_audio"]) });
+
+const messageItem = z.strictObject({
+  type: z.literal("message").optional(),
+  id: z.string().max(256).optional(),
+  status: z.string().max(32).optional(),
+  role: z.enum(["user", "system", "developer", "assistant"]),
+  content: z.union([z.string(), z.array(z.discriminatedUnion("type", [inputText, outputText, refusal, media])).max(256)]),
+});
+const functionCallItem = z.strictObject({
+  type: z.literal("function_call"),
+  id: z.string().max(256).optional(),
+  call_id: z.string().min(1).max(256),
+  name: z.string().min(1).max(64),
+  arguments: z.string(),
+  status: z.string().max(32).optional(),
+});
+const functionOutputItem = z.strictObject({
+  type: z.literal("function_call_output"),
+  id: z.string().max(256).optional(),
+  call_id: z.string().min(1).max(256),
+  output: z.union([z.string(), z.array(inputText).max(256)]),
+  status: z.string().max(32).optional(),
+});
+/** Reasoning items a client echoes back from a reasoning model: there is nothing to do with them here. */
+const reasoningItem = z.looseObject({ type: z.literal("reasoning") });
+
+/** A pointer to a stored item: accepted by the schema so responses.ts can refuse it by name (nothing is stored). */
+const itemReference = z.looseObject({ type: z.literal("item_reference"), id: z.string().max(256) });
+
+export const responsesItem = z.union([messageItem, functionCallItem, functionOutputItem, reasoningItem, itemReference]);
+
+const toolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a tool name is 1-64 letters, digits, _ or -");
+
+export const responsesRequest = z.strictObject({
+  model: z.string().min(1).max(256),
+  input: z.union([z.string(), z.array(responsesItem).min(1).max(1024)]),
+  instructions: z.string().nullish(),
+  max_output_tokens: z.number().int().min(1).max(1 << 20).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  stream: z.boolean().nullish(),
+  text: z.strictObject({
+    format: z.discriminatedUnion("type", [
+      z.strictObject({ type: z.literal("text") }),
+      z.strictObject({ type: z.literal("json_object") }),
+      z.strictObject({
+        type: z.literal("json_schema"),
+        name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/),
+        schema: z.record(z.string(), z.unknown()),
+        description: z.string().max(4096).optional(),
+        strict: z.boolean().nullish(),
+      }),
+    ]).optional(),
+    verbosity: z.enum(["low", "medium", "high"]).nullish(),
+  }).nullish(),
+  tools: z.array(z.strictObject({
+    type: z.literal("function"),
+    name: toolName,
+    description: z.string().max(8192).nullish(),
+    parameters: z.record(z.string(), z.unknown()).nullish(),
+    strict: z.boolean().nullish(),
+  })).max(128).nullish(),
+  tool_choice: z.union([z.enum(["none", "auto", "required"]), z.strictObject({ type: z.literal("function"), name: toolName })]).nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  /** Refused: responses are not stored (stateless). */
+  previous_response_id: z.string().max(256).nullish(),
+  store: z.boolean().nullish(),
+  truncation: z.enum(["auto", "disabled"]).nullish(),
+  include: z.array(z.string().max(128)).max(16).nullish(),
+  /** Alternatives per token with logprobs (asked for by `include: ["message.output_text.logprobs"]` or this field). */
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  reasoning: z.looseObject({}).nullish(),
+  stream_options: z.looseObject({}).nullish(),
+  metadata: z.record(z.string(), z.string()).nullish(),
+  user: z.string().max(256).nullish(),
+  safety_identifier: z.string().max(256).nullish(),
+  prompt_cache_key: z.string().max(256).nullish(),
+  service_tier: z.string().max(32).nullish(),
+});
+
+export type ResponsesRequest = z.infer<typeof responsesRequest>;
