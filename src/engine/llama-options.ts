@@ -21,10 +21,7 @@ export function generateOptions(call: GenerateCall, grammar: LlamaGrammar | unde
     grammar,
     signal: call.signal,
     stopOnAbortSignal: true, // resolve with what was generated, so usage is still known
-    onToken: (t: readonly unknown[]) => {
-      if (tokens === 0 && t.length) call.onStage?.("first-token");
-      tokens += t.length;
-    },
+    onToken: (t: readonly unknown[]) => { tokens += t.length; },
     onTextChunk: call.onText,
   };
   return { options, counted: () => tokens };

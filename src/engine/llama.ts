@@ -14,6 +14,7 @@ import { Arrivals } from "./arrivals";
 import { loadModel, openLlama, type Loaded, type LlamaEngineOptions, type ModelSource } from "./llama-load";
 import { withFullThreads } from "./thread-policy";
 import { tallyTokens } from "./token-tally";
+import { chatEarly } from "./early-text";
 import { contextText } from "./context-text";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 
@@ -96,23 +97,29 @@ export class LlamaEngine implements Engine {
     const history = toHistory(forced ? [toolsTurn(use!.tools, forced), ...call.messages] : call.messages);
     await l.templateBound?.check(history, functions);
     // Count exactly what the template renders, then refuse before queueing or spending compute.
-    const { contextText } = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
-    const promptTokens = contextText.tokenize(l.model.tokenizer).length;
+    const state = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
+    const prompt = state.contextText.tokenize(l.model.tokenizer);
+    const promptTokens = prompt.length;
     checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
+    // Complete characters of held-back tokens go out at once where only split characters and the template's stop strings hold text (early-text.ts).
+    const holdFor = call.onText && chatEarly(state, l.chatWrapper, !forced && !functions && !grammar && call.sampling.logprobs == null, call.sampling.stop);
     return this.withSequence(l, call, async (sequence, generating): Promise<Generation> => {
       const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs, forced ? undefined : call.onLogprob) : undefined;
-      const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens }); // after logprobs' wrapper: counts what it passes on
+      const released = { count: () => 0 };
+      const early = holdFor && call.onText ? { send: call.onText, released: () => released.count(), holdFor } : undefined;
+      const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens, context: prompt, early }); // after logprobs' wrapper: counts what it passes on
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
       try {
         // A forced call is JSON for the tool_calls field, never streamed as content.
-        const { options, counted } = generateOptions(forced ? { ...call, onText: undefined } : call, grammar, l.model);
+        const { options, counted } = generateOptions({ ...call, onText: forced ? undefined : tally.textCallback(call.onText) }, grammar, l.model);
+        released.count = counted;
         const result = await chat.generateResponse(history, {
           ...options, functions, documentFunctionParams: true, maxParallelFunctionCalls: use?.parallel === false ? 1 : undefined,
         } as never) as { response: string; functionCalls?: { functionName: string; params: unknown }[]; metadata: { stopReason: string } };
         // Cut at max_tokens inside an incomplete character: send the held-back tokens' text too (not for a call's JSON).
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
         const tail = !forced && !result.functionCalls?.length && stop === "maxTokens" ? tally.tail(counted()) : "";
-        if (tail) call.onText?.(tail);
+        if (tail) tally.textCallback(call.onText)?.(tail);
         const done = { text: result.response + tail, promptTokens, completionTokens: tally.count(), finishReason: finishOf(stop) };
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
@@ -145,19 +152,23 @@ export class LlamaEngine implements Engine {
       const prompt = top != null && call.sampling.promptLogprobs ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length) : undefined;
       if (prompt) call.onPromptLogprobs?.(prompt);
       const logprobs = top != null ? recordLogprobs(sequence, l.model, top, call.onLogprob, input) : undefined;
-      const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens, context: input });
+      // Complete characters of held-back tokens go out at once (early-text.ts: not with stop strings, grammar or logprobs).
+      const released = { count: () => 0 };
+      const early = call.onText && !grammar && top == null && !call.sampling.stop?.length ? { send: call.onText, released: () => released.count(), holdFor: [] } : undefined;
+      const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens, context: input, early });
       const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
       try {
         const { options, counted } = generateOptions(call, grammar, l.model);
+        released.count = counted;
         // The text is the released tokens' own, after the prompt (context-text.ts: node-llama-cpp drops a leading space).
-        const text = contextText(l.model, input, call.onText);
+        const text = contextText(l.model, input, tally.textCallback(call.onText));
         const result = await completion.generateCompletionWithMeta(tokens, {
           ...options, onTextChunk: undefined, onToken: (t: Token[]) => { options.onToken(t); text.push(t); },
         });
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
         // Cut at max_tokens (or an abort) inside an incomplete character: the held-back tokens' text is sent too.
         const tail = stop === "maxTokens" || stop === "abort" ? tally.tail(counted()) : "";
-        if (tail) call.onText?.(tail);
+        if (tail) tally.textCallback(call.onText)?.(tail);
         return {
           text: text.text() + tail, promptTokens: input.length, completionTokens: tally.count(), finishReason: finishOf(stop),
           ...(logprobs && { logprobs: logprobs.records }), ...(prompt && { promptLogprobs: prompt }),
@@ -184,7 +195,8 @@ export class LlamaEngine implements Engine {
     let sequence: LlamaContextSequence | undefined;
     // Counted from its first sampled token until it ends: while any is, no decode waits for a burst.
     let counted = false;
-    const generating = () => { if (!counted) { counted = true; l.busy.generating++; } };
+    // The first sampled token is the first-token stage (node-llama-cpp's onToken may come later: it holds tokens back).
+    const generating = () => { if (!counted) { counted = true; l.busy.generating++; call.onStage?.("first-token"); } };
     try {
       sequence = l.context.getSequence();
       return await work(sequence, generating);

@@ -12,6 +12,7 @@
  */
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { TEXT_CONTEXT } from "./context-text";
+import { earlyText, tokenBytes, type EarlyRelease } from "./early-text";
 
 /** What a tally is told besides the sequence and model. */
 export interface TallyOptions {
@@ -21,13 +22,23 @@ export interface TallyOptions {
   cap?: number;
   /** Tokens the generation follows (the prompt's tail): the tail's text is detokenized after them. */
   context?: readonly Token[];
+  /** Send the complete characters of tokens node-llama-cpp still holds back (early-text.ts); off when absent. */
+  early?: EarlyRelease;
 }
 
 /** Wraps `sequence.evaluate` (after any other wrapper, e.g. logprobs) to record each sampled token. */
-export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, { onSampled, cap, context = [] }: TallyOptions = {}) {
+export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, { onSampled, cap, context = [], early }: TallyOptions = {}) {
   const generated: Token[] = [];
   const end = model.tokens.eos ?? model.tokens.eot;
   let capped = false;
+  const isEnd = (t: Token) => model.isEogToken(t);
+  /** The text of sampled tokens `from` to `to`, detokenized after what came before them. */
+  const textOf = (from: number, to = generated.length): string => {
+    const rest = generated.slice(from, to).filter((t) => !isEnd(t));
+    const before = [...context.slice(-TEXT_CONTEXT), ...generated.slice(Math.max(0, from - TEXT_CONTEXT), from)].slice(-TEXT_CONTEXT);
+    return rest.length ? model.detokenize(rest, false, before) : "";
+  };
+  const ahead = early && earlyText(early, generated, textOf, tokenBytes(model));
   type Evaluate = LlamaContextSequence["evaluate"];
   const inner: Evaluate = sequence.evaluate;
   const evaluate: Evaluate = async function* (tokens, options) {
@@ -45,13 +56,14 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, {
         generated.push(r.value);
         onSampled?.();
         input = yield r.value;
+        // node-llama-cpp has dealt with the token (released it or held it back) and asks for the next one.
+        ahead?.check();
       }
     } finally {
       await it.return();
     }
   };
   Object.defineProperty(sequence, "evaluate", { value: evaluate, configurable: true });
-  const isEnd = (t: Token) => model.isEogToken(t);
   return {
     /** The generation was ended at `cap` by the tally (report it as max_tokens, whatever node-llama-cpp says). */
     get capped() { return capped; },
@@ -64,9 +76,14 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, {
      * generation was cut inside an incomplete character; that character's bytes come out as U+FFFD.
      */
     tail(released: number): string {
-      const rest = generated.slice(released).filter((t) => !isEnd(t));
-      const before = [...context, ...generated.slice(0, released)].slice(-TEXT_CONTEXT);
-      return rest.length ? model.detokenize(rest, false, before) : "";
+      return textOf(released);
+    },
+    /**
+     * What node-llama-cpp's text callback should be: with `early`, its chunks less what was sent ahead of them;
+     * without, `onText` itself.
+     */
+    textCallback(onText: ((text: string) => void) | undefined): ((text: string) => void) | undefined {
+      return ahead ? ahead.fromEngine : onText;
     },
   };
 }
