@@ -22,6 +22,11 @@
  * Its GGUF parser reads arrays (a model's vocabulary) element by element through promise-or-value closures: in the
  * binary it asks the file reader for the whole array first (fastArrays; the reader is src/engine/gguf-fs-reader.ts).
  *
+ * graceful-fs (what fs-extra, jsonfile and proper-lockfile require in place of fs) costs 13-17 ms to load in the binary
+ * (it clones fs, pulling in Bun's util, assert and stream modules, and patches fs.close): its one job, queueing opens
+ * that hit EMFILE to retry them, does not arise for the handful of files node-llama-cpp touches. Those packages get
+ * node:fs itself (plainFs).
+ *
  * prom-client's index requires its Pushgateway (node:http, node:https, node:zlib: 5-10 ms of Bun's built-in modules
  * in the same profile), which the server never uses (it is scraped at /metrics): a stub class that throws.
  */
@@ -106,6 +111,16 @@ export function trimNodeLlamaCpp(build: PluginBuilder) {
   build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]gguf[\\/]parser[\\/]GgufV2Parser\.js$/ }, (args) => ({
     loader: "js", contents: fastArrays(fs.readFileSync(args.path, "utf8")),
   }));
+}
+
+/** What graceful-fs is in the compiled binary (see the file comment): node:fs itself. */
+export const PLAIN_FS = 'module.exports = require("fs");\n';
+
+/** Registers the graceful-fs trim: a package under node_modules requiring it gets node:fs. */
+export function plainFs(build: PluginBuilder) {
+  build.onResolve({ filter: /^graceful-fs$/ }, (args) =>
+    /[\\/]node_modules[\\/]/.test(args.importer) ? { path: "graceful-fs", namespace: "plain-fs" } : undefined);
+  build.onLoad({ filter: /.*/, namespace: "plain-fs" }, () => ({ loader: "js", contents: PLAIN_FS }));
 }
 
 /** prom-client's Pushgateway (see the file comment): the server never pushes metrics. */

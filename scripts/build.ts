@@ -16,7 +16,7 @@ import type { BunPlugin } from "bun";
 import { sha256Bytes } from "../src/integrity/manifest";
 import { engineBuild, type EngineBuild } from "./engine-build";
 import { engineSources, type SourceArchive } from "./engine-sources";
-import { trimNodeLlamaCpp, trimPromClient } from "./build-nlc-trim";
+import { plainFs, trimNodeLlamaCpp, trimPromClient } from "./build-nlc-trim";
 import { cpuBackendHook, cpuVariantLayout, LAYOUT_TAG } from "./build-cpu-backend";
 
 export const TARGETS = {
@@ -136,6 +136,7 @@ export const GgufFsFileReader = ggufFsReader(GgufFileReader, GgufReadOffset);`,
       // Helpers of paths the server never takes (downloads, llama.cpp builds, CLI output): stubs (build-nlc-trim.ts).
       trimNodeLlamaCpp(build);
       trimPromClient(build);
+      plainFs(build);
       build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages, local) }));
       build.onLoad({ filter: /src[\\/]engine[\\/]engine-sources\.ts$/ }, () => ({ loader: "ts", contents: engineSourcesModule(sources) }));
     },

@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { DETECT_GLIBC, fastArrays, lazyRunId, noClonedRepo, PUSHGATEWAY_STUB, stubModule } from "../../scripts/build-nlc-trim";
+import { DETECT_GLIBC, fastArrays, lazyRunId, noClonedRepo, PLAIN_FS, plainFs, PUSHGATEWAY_STUB, stubModule } from "../../scripts/build-nlc-trim";
 import { tmpDir } from "../helpers";
 
 const getTempDir = path.resolve(import.meta.dir, "../../node_modules/node-llama-cpp/dist/utils/getTempDir.js");
@@ -67,4 +67,21 @@ test("cloneLlamaCppRepo.js in the binary: no clone, answered without looking; a 
   expect(out).toContain("export async function getClonedLlamaCppRepoReleaseInfo() {\n    return null;");
   expect(out).toContain("export async function isLlamaCppRepoCloned(waitForLock = true) {\n    return false;");
   expect(() => noClonedRepo("export async function isLlamaCppRepoCloned() {}")).toThrow(/cloneLlamaCppRepo\.js changed/);
+});
+
+test("plainFs: fs-extra built with the trim carries no graceful-fs (node:fs instead) and still works", async () => {
+  const dir = tmpDir();
+  const entry = require.resolve("fs-extra");
+  const build = async (plugins: Parameters<typeof Bun.build>[0]["plugins"]) => {
+    const r = await Bun.build({ entrypoints: [entry], target: "bun", format: "cjs", outdir: dir, naming: `fx-${plugins?.length ?? 0}.cjs`, plugins });
+    expect(r.success).toBe(true);
+    return fs.readFileSync(r.outputs[0]!.path, "utf8");
+  };
+  expect(await build([])).toContain("gracefulQueue"); // graceful-fs is in it untrimmed: what the trim removes
+  const trimmed = await build([{ name: "plain-fs", setup: plainFs }]);
+  expect(trimmed).not.toContain("gracefulQueue");
+  const fx = require(path.join(dir, "fx-1.cjs")) as { pathExists: (p: string) => Promise<boolean>; readJson: (p: string) => Promise<unknown> };
+  fs.writeFileSync(path.join(dir, "a.json"), '{"a":1}');
+  expect([await fx.pathExists(path.join(dir, "a.json")), await fx.pathExists(path.join(dir, "none")), await fx.readJson(path.join(dir, "a.json"))]).toEqual([true, false, { a: 1 }]);
+  expect(PLAIN_FS).toBe('module.exports = require("fs");\n');
 });
