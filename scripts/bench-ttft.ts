@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-ttft.ts [--runs 9] [--tokens 16] [--threads N] [--size 28|155] [--engine-dir DIR] [--bin dist/appliance]
+ * bun scripts/bench-ttft.ts [--runs 9] [--tokens 16] [--threads N] [--size 28|155] [--engine-dir DIR] [--bin dist/appliance] [--before BIN]
  *
  * bench-peer's "streamed time to first token" row on its own, with the response scanner's share shown: the
  * compiled appliance as shipped (scanner on), the same binary with APPLIANCE_RESPONSE_SCAN__ACTION=off, with
@@ -13,7 +13,9 @@
  * /v1/completions of --tokens tokens (end tokens banned); each round sends one fresh prompt to every server
  * (rotating order), so all answer the same text (a new prompt per round: no cached prefix). Prints per server the median time from sending to the first non-empty text, the median number of
  * SSE events that carried text (how the answer was split) and the median characters of the first one, and
- * ratios to llama-server, with the 1-minute load average at the start and the end.
+ * ratios to llama-server, with the 1-minute load average at the start and the end. --before BIN: another binary
+ * (an earlier build) joins the same rotation, scanner on and off, so a change is measured against the same
+ * llama-server runs.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -27,7 +29,7 @@ import { peerBuild } from "./peer-build";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   runs: { type: "string", default: "9" }, tokens: { type: "string", default: "16" }, threads: { type: "string" },
   bin: { type: "string", default: path.resolve(import.meta.dir, "../dist/appliance") },
-  size: { type: "string", default: "28" }, "engine-dir": { type: "string" },
+  size: { type: "string", default: "28" }, "engine-dir": { type: "string" }, before: { type: "string" },
 } });
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
@@ -36,18 +38,19 @@ if (!SHAPES[values.size]) { console.error(`--size: ${values.size} is not one of 
 const engineDir = values["engine-dir"] && path.resolve(values["engine-dir"]);
 const engineEnv: Record<string, string> = engineDir ? { APPLIANCE_ENGINE__USE: "built", APPLIANCE_ENGINE__DIR: engineDir } : { APPLIANCE_ENGINE__USE: "embedded" };
 const runs = Number(values.runs), tokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
-const bin = path.resolve(values.bin);
+const bin = path.resolve(values.bin), before = values.before && path.resolve(values.before);
 if (!fs.existsSync(bin)) { console.error(`${bin} is missing: run \`bun run build\` first`); process.exit(1); }
+if (before && !fs.existsSync(before)) { console.error(`--before: ${before} is missing`); process.exit(1); }
 const peer = await peerBuild();
 if ("skip" in peer) { console.error(`bench-ttft: no peer to compare with: ${peer.skip}`); process.exit(1); }
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-ttft-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true })); // bench-peer-lib kills what is left running
 
 /** The appliance as shipped, with extra APPLIANCE_* settings in its environment (each its own state dir: they run at once). */
-async function appliance(name: string, model: string, env: Record<string, string>): Promise<Served> {
+async function appliance(name: string, model: string, env: Record<string, string>, binary = bin): Promise<Served> {
   const own = path.join(dir, name.replace(/\W+/g, "-")), logFile = path.join(dir, `${name.replace(/\W+/g, "-")}.log`);
   fs.mkdirSync(own, { recursive: true });
-  const s = await startAppliance(bin, model, own, threads, 1, { name, env: { ...engineEnv, ...env }, logFile });
+  const s = await startAppliance(binary, model, own, threads, 1, { name, env: { ...engineEnv, ...env }, logFile });
   const line = fs.readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"msg":"engine"'));
   const engine = line ? (JSON.parse(line) as { engine: string }).engine : "?";
   if (engine !== engineEnv.APPLIANCE_ENGINE__USE) throw new Error(`${name}: the server runs the ${engine} engine`);
@@ -82,10 +85,14 @@ const servers = [
   await appliance("appliance (scanner on)", model, {}),
   await appliance("appliance (scanner off)", model, { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }),
   await appliance("appliance (no host rule)", model, { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }),
+  ...(before ? [
+    await appliance("before (scanner on)", model, {}, before),
+    await appliance("before (scanner off)", model, { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }, before),
+  ] : []),
   await startPeer(peer.llamaServer, model, threads, 1),
 ];
 console.log(`model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, ${tokens} tokens per request, ${runs} runs per server, ` +
-  `engine ${engineDir ? `built (${engineDir})` : "embedded"}, binary ${bin}, bun ${Bun.version}`);
+  `engine ${engineDir ? `built (${engineDir})` : "embedded"}, binary ${bin}${before ? `, before ${before}` : ""}, bun ${Bun.version}`);
 for (const s of servers) { await streamed(s); await streamed(s); } // warm-up
 const l0 = load1();
 const results = new Map<string, { ttft: number[]; events: number[]; first: number[] }>(servers.map((s) => [s.name, { ttft: [], events: [], first: [] }]));
