@@ -89,6 +89,20 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(curl(sys, "http://127.0.0.1:8000/v1/models").status).toBe(200);
   }, T);
 
+  test("the CPU variant library: the first start scans and remembers it in the state dir, the restart loads it alone", () => {
+    // engine/cpu-backend.ts under the unit's sandbox (ProcSubset=pid, ProtectKernelTunables=, StateDirectory=).
+    const starts = journal(sys, "-u", "appliance.service").split("\n").filter((l) => l.includes('"msg":"cpu backend"'))
+      .map((l) => JSON.parse(l) as { variant?: string; how: string });
+    // install's first start scans; every start since (install's own restart, the test's restart) loads the one library.
+    expect(starts.length).toBeGreaterThanOrEqual(2);
+    expect(starts.map((s) => s.how)).toEqual(["scanned", ...starts.slice(1).map(() => "remembered")]);
+    expect(starts[0]!.variant).toMatch(/^[A-Za-z0-9_.-]+$/);
+    for (const s of starts) expect(s.variant).toBe(starts[0]!.variant);
+    const memo = JSON.parse(fs.readFileSync(path.join(sys.root, "var/lib/appliance/cpu-backend.json"), "utf8"));
+    expect(memo.variant).toBe(starts[0]!.variant);
+    expect(sys.exec(["stat", "-c", "%U %a", "/var/lib/appliance/cpu-backend.json"]).out.trim()).toBe("appliance 644");
+  }, T);
+
   test("install --port --threads --ctx-size --host 0.0.0.0 --allow-public-bind persists every flag; status uses the installed port", async () => {
     const r = sys.exec(["/usr/local/bin/appliance", "install", "--port", "9123", "--threads", "1", "--ctx-size", "1024",
       "--host", "0.0.0.0", "--allow-public-bind", "--max-queue", "5", "--allowed-hosts", OWN_ADDRESS], { timeoutMs: T });
