@@ -11,6 +11,7 @@ import type { AppDeps, AppInput } from "./deps";
 import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
 import { arrived, expectArrival } from "./arrivals";
+import { admissionTurn } from "./admission-turn";
 import { initState, newRequestId, stateOf, summarize } from "./request-state";
 import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
@@ -111,6 +112,8 @@ export function createApp(input: AppInput) {
     //    validation, so even malformed requests count against the key's limits.
     .onTransform({ as: "global" }, async ({ request, set, body, server }) => {
       const state = stateOf(request);
+      // Requests that arrived together are admitted one per loop turn, so streams and timers run between them.
+      if (request.method === "POST") await admissionTurn();
       await guards.afterParse(request, state, body);
       // The body is in: a generation may now be silent for a long time (never before, or a trickled body
       // would hold its socket forever).
