@@ -17,6 +17,7 @@ import { tallyTokens } from "./token-tally";
 import { chatEarly } from "./early-text";
 import { contextText } from "./context-text";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
+import { memoSampling } from "./sampler-memo";
 
 export type { LlamaEngineOptions, ModelSource } from "./llama-load";
 
@@ -47,7 +48,9 @@ export class LlamaEngine implements Engine {
   }
 
   private async loadOne(source: ModelSource) {
-    this.loaded.set(source.id, await loadModel(this.llama, source, this.opts, this.arrivals));
+    const loaded = await loadModel(this.llama, source, this.opts, this.arrivals);
+    memoSampling(loaded.context); // sampler settings made and applied once per generation, not per token
+    this.loaded.set(source.id, loaded);
   }
 
   models(): ModelInfo[] { return [...this.loaded.values()].map((l) => l.info); }
