@@ -13,7 +13,7 @@
  * shipped, off, or without the internal-host rule): where a burst's spread of first texts comes from.
  * --phases (with --http) adds where the JS time between two decode steps goes: each step's cycle from one decode's end
  * to the next decode's start is cut at marks (sampleToken called / resolved, the engine's onText, the response scanner's
- * push, the stream's request for its next evaluation) and the mean µs per step of each stretch between consecutive marks
+ * push, the stream's request for its next evaluation, node-llama-cpp's dispatch of the queued batch, its initBatch) and the mean µs per step of each stretch between consecutive marks
  * is printed (issue 11: per-token cost on the request path; `bun scripts/bench-steps.ts --http --phases --streams 1`).
  */
 import fs from "node:fs";
@@ -77,9 +77,10 @@ const mark = (name: string) => {
 };
 const samples: number[] = [];
 let size = 0;
+const bound = new Map<string | symbol, unknown>();
 context._ctx = new Proxy(native, {
   get(target, p) {
-    if (p === "initBatch") return (k: number) => { size = k; target.initBatch(k); };
+    if (p === "initBatch") return (k: number) => { mark("initBatch"); size = k; target.initBatch(k); };
     if (p === "decodeBatch") {
       return async () => {
         mark("decode start");
@@ -98,7 +99,11 @@ context._ctx = new Proxy(native, {
       };
     }
     const v = (target as unknown as Record<string | symbol, unknown>)[p];
-    return typeof v === "function" ? v.bind(target) : v;
+    if (typeof v !== "function") return v;
+    // Bound once per method: a fresh bound function at every access was measured as part of the gap.
+    let b = bound.get(p);
+    if (!b) bound.set(p, b = (v as (...a: unknown[]) => unknown).bind(target));
+    return b;
   },
 });
 
@@ -106,6 +111,10 @@ context._ctx = new Proxy(native, {
 const internal = context as unknown as { _decodeTokens: (...a: unknown[]) => Promise<unknown> };
 const decodeTokens = internal._decodeTokens;
 internal._decodeTokens = function (this: unknown, ...a: unknown[]) { mark("next evaluation asked"); return decodeTokens.apply(this, a); };
+// node-llama-cpp starting the queued batch's dispatch (batch-order.ts's wrapper: before the context lock and the batch set-up).
+const pending = context as unknown as { dispatchPendingBatch: () => void };
+const dispatchPending = pending.dispatchPendingBatch;
+pending.dispatchPendingBatch = function (this: unknown) { mark("dispatch"); return dispatchPending.call(this); };
 const f = (x: number, d = 1) => x.toFixed(d);
 // --http: the same burst through the whole request path (auth, guards, scanner, audit) as streamed completions.
 const stateDir = path.join(dir, "state");
@@ -164,15 +173,19 @@ async function one(onFirst: () => void): Promise<number> {
   }
   const r = await fetch(`${served.base}/v1/completions`, { method: "POST", headers: { authorization: `Bearer ${served.key}`, "content-type": "application/json" },
     body: JSON.stringify({ model: "bench", prompt: wordsPrompt(10), max_tokens: maxTokens, temperature: 0, logit_bias: NO_END, stream: true, stream_options: { include_usage: true } }) });
+  // The client shares the server's JS thread: it looks at each chunk once (the whole body searched again at every
+  // chunk, as before, was O(n²) and showed up in the gap between steps), and keeps only the tail (the usage line is in the last event).
   const reader = r.body!.getReader();
-  let buf = "";
+  const dec = new TextDecoder();
+  let last = "", seen = false;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    buf += new TextDecoder().decode(value);
-    if (buf.includes('"text":"')) onFirst();
+    const chunk = dec.decode(value, { stream: true });
+    if (!seen && (last.slice(-8) + chunk).includes('"text":"')) { seen = true; onFirst(); }
+    last = (last + chunk).slice(-1024);
   }
-  return Number(/"completion_tokens":(\d+)/.exec(buf)?.[1] ?? 0);
+  return Number(/"completion_tokens":(\d+)/.exec(last)?.[1] ?? 0);
 }
 
 const run = async () => {
