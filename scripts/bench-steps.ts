@@ -5,7 +5,7 @@
  * Where a batched decode step's time goes, in-process (engine only, no HTTP): N greedy completions start together
  * (a burst) and every llama_decode of the context is recorded (tokens in the batch, native decode time) with the
  * JS time between one decode's end and the next one's start (sampling, node-llama-cpp's per-token work, ours).
- * Prints per run: steps, the burst's first steps' sizes (were the prompts evaluated together?), decode ms per step,
+ * Prints per run: steps, the burst's first steps' sizes and how many sequences each held (were the prompts evaluated together?), decode ms per step,
  * gap ms per step, aggregate tok/s, and each stream's first-token time. What issue 11 items 1-2 were measured with.
  * --http sends the burst through the whole request path as streamed completions and adds, per stream, when the
  * engine first handed text on (after its first token: node-llama-cpp holds tokens that end inside a UTF-8 character),
@@ -49,7 +49,7 @@ type Native = { initBatch: (n: number) => void; decodeBatch: () => Promise<void>
 // The addon's methods are read-only: the context's handle on it is replaced by a proxy that records both calls.
 const context = (engine as unknown as { loaded: Map<string, { context: { _ctx: Native } }> }).loaded.get("bench")!.context;
 const native = context._ctx;
-const steps: { size: number; start: number; end: number }[] = [];
+const steps: { size: number; seqs: number; start: number; end: number }[] = [];
 /**
  * --phases: marks of the current cycle (from a decode's end); at the next decode's start each stretch between consecutive
  * marks is added up under "from>to" (a mark seen twice in a cycle, e.g. one per stream, makes several stretches).
@@ -76,15 +76,16 @@ const mark = (name: string) => {
   cycle.push([name, now]);
 };
 const samples: number[] = [];
-let size = 0;
+let size = 0, seqs = 0;
 const bound = new Map<string | symbol, unknown>();
 context._ctx = new Proxy(native, {
   get(target, p) {
-    if (p === "initBatch") return (k: number) => { mark("initBatch"); size = k; target.initBatch(k); };
+    if (p === "initBatch") return (k: number) => { mark("initBatch"); size = k; seqs = 0; target.initBatch(k); };
+    if (p === "addToBatch") return (...a: unknown[]) => { seqs++; return (target as unknown as { addToBatch: (...x: unknown[]) => unknown }).addToBatch(...a); };
     if (p === "decodeBatch") {
       return async () => {
         mark("decode start");
-        const s = { size, start: performance.now(), end: 0 };
+        const s = { size, seqs, start: performance.now(), end: 0 };
         steps.push(s);
         try { await target.decodeBatch(); } finally { s.end = performance.now(); mark("decode end"); }
       };
@@ -198,7 +199,7 @@ const run = async () => {
   const tokens = counts.reduce((a, b) => a + b, 0);
   const gaps = steps.slice(1).map((s, i) => s.start - steps[i]!.end);
   const dec = steps.map((s) => s.end - s.start);
-  console.log(`steps ${steps.length} (first sizes ${steps.slice(0, 6).map((s) => s.size).join(",")}; first starts ms ${steps.slice(0, 4).map((s) => f(s.start - t0)).join(",")}; ` +
+  console.log(`steps ${steps.length} (first sizes ${steps.slice(0, 6).map((s) => s.size).join(",")}, sequences in them ${steps.slice(0, 6).map((s) => s.seqs).join(",")}; first starts ms ${steps.slice(0, 4).map((s) => f(s.start - t0)).join(",")}; ` +
     `engine entered ms ${entered.map((e) => f(e - t0)).join(",")}), decode ms/step median ${f(median(dec), 2)} ` +
     `sum ${f(dec.reduce((a, b) => a + b, 0))}, gap ms/step median ${f(median(gaps), 2)} max ${f(Math.max(...gaps), 2)} sum ${f(gaps.reduce((a, b) => a + b, 0))}; ` +
     `sampleToken on the JS thread ms median ${f(median(samples), 2)} max ${f(Math.max(...samples), 2)} sum ${f(samples.reduce((a, b) => a + b, 0))}; ${f(tokens / (ms / 1000))} tok/s; first tokens ms ${firstTokens.map((x) => f(x - t0)).join(", ")}; ` +
