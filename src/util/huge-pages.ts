@@ -9,21 +9,22 @@
  * process id, file descriptors and arguments; before anything else is opened or started). Nothing is done when
  * the variable already names glibc.malloc.hugetlb (the operator's choice, including =0), when THP is off on this
  * machine, outside Linux, or when run from the sources (the tests).
+ *
+ * Everything here runs twice on a direct `serve` start, so it stays cheap: no node:fs (loading it in the first
+ * process cost ~4 ms of a compiled binary's start; Bun.file reads the THP mode), and the THP mode is read only when
+ * the environment leaves something to do.
  */
-import fs from "node:fs";
-
 export const HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1";
 /** Set in the re-executed process: never a second re-exec, whatever became of GLIBC_TUNABLES. */
 export const REEXEC_MARK = "APPLIANCE_REEXEC";
 
 /** The environment to re-execute with, or null when there is nothing to do. */
-export function hugePageEnv(env: Record<string, string | undefined>, platform = process.platform,
-  thpMode: () => string | undefined = readThpMode): Record<string, string> | null {
+export function hugePageEnv(env: Record<string, string | undefined>, platform: string, thpMode: () => string | undefined): Record<string, string> | null {
   if (platform !== "linux" || env[REEXEC_MARK]) return null;
-  const mode = thpMode();
-  if (mode === "never" || mode === undefined) return null;
   const tunables = env.GLIBC_TUNABLES ?? "";
   if (/(^|:)glibc\.malloc\.hugetlb=/.test(tunables)) return null;
+  const mode = thpMode();
+  if (mode === "never" || mode === undefined) return null;
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
   out.GLIBC_TUNABLES = tunables ? `${tunables}:${HUGETLB_TUNABLE}` : HUGETLB_TUNABLE;
@@ -32,9 +33,9 @@ export function hugePageEnv(env: Record<string, string | undefined>, platform = 
 }
 
 /** The kernel's THP mode: always, madvise or never (undefined: no THP support, or unreadable). */
-export function readThpMode(file = "/sys/kernel/mm/transparent_hugepage/enabled"): string | undefined {
+export async function readThpMode(file = "/sys/kernel/mm/transparent_hugepage/enabled"): Promise<string | undefined> {
   try {
-    return /\[(\w+)\]/.exec(fs.readFileSync(file, "utf8"))?.[1];
+    return /\[(\w+)\]/.exec(await Bun.file(file).text())?.[1];
   } catch {
     return undefined;
   }
@@ -44,10 +45,12 @@ export function readThpMode(file = "/sys/kernel/mm/transparent_hugepage/enabled"
  * Re-executes the compiled binary with the tunable when hugePageEnv says so; returns only when it did not (from the
  * sources, nothing to do, or execve refused — the start then goes on without huge pages).
  */
-export function reexecWithHugePages(argv = process.argv) {
+export async function reexecWithHugePages(argv = process.argv) {
   // In the compiled binary argv[1] is the bundle's virtual path; from the sources it is a .ts file bun runs.
   if (!argv[1]?.startsWith("/$bunfs/") || typeof process.execve !== "function") return;
-  const env = hugePageEnv(process.env);
+  if (!hugePageEnv(process.env, process.platform, () => "madvise")) return; // nothing to do whatever THP is set to
+  const mode = await readThpMode();
+  const env = hugePageEnv(process.env, process.platform, () => mode);
   if (!env) return;
   try {
     // /proc/self/exe: the file this start is running (and checked), even if an update has replaced the path since.

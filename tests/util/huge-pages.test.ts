@@ -26,11 +26,15 @@ describe("hugePageEnv", () => {
     expect(hugePageEnv({}, "darwin", () => "madvise")).toBeNull();
   });
 
-  test("readThpMode reads the bracketed mode", () => {
+  test("readThpMode reads the bracketed mode", async () => {
     const file = path.join(tmpDir(), "enabled");
     fs.writeFileSync(file, "always [madvise] never\n");
-    expect(readThpMode(file)).toBe("madvise");
-    expect(readThpMode(path.join(path.dirname(file), "missing"))).toBeUndefined();
+    expect(await readThpMode(file)).toBe("madvise");
+    expect(await readThpMode(path.join(path.dirname(file), "missing"))).toBeUndefined();
+  });
+
+  test("the operator's hugetlb setting is decided on without reading the THP mode", () => {
+    expect(hugePageEnv({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" }, "linux", () => { throw new Error("read"); })).toBeNull();
   });
 });
 
@@ -54,8 +58,8 @@ async function serve(extraEnv: Record<string, string> = {}) {
   return { environ, hugeKb };
 }
 
+const thp = await readThpMode();
 describe.if(process.platform === "linux")("compiled binary", () => {
-  const thp = readThpMode();
   const used = thp === "always" || thp === "madvise";
 
   test(`serve runs as the process it was started as, with huge-page malloc when THP is on (here: ${thp})`, async () => {
