@@ -12,7 +12,7 @@ import { reexecWithHugePages } from "./util/huge-pages";
 // The shipped program is always production, whatever the environment says: Elysia then keeps validation details
 // out of error messages, and nothing falls back to development behaviour (read once, when Elysia is imported).
 Bun.env.NODE_ENV = "production";
-if (process.argv[2] === "serve") await reexecWithHugePages();
+if (process.argv[2] === "serve") reexecWithHugePages();
 // Beside this file in the binary's virtual file system (the bundler names entrypoints by their path under src/).
 const { main } = await import(new URL("./main.js", import.meta.url).href) as typeof import("./main");
 process.exit(await main(process.argv.slice(2)));

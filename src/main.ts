@@ -33,7 +33,7 @@ if (import.meta.main) {
   // details out of error messages, and nothing falls back to development behaviour.
   Bun.env.NODE_ENV = "production";
   // serve: malloc with transparent huge pages (the KV cache's page faults were a third of a cold start; util/huge-pages.ts).
-  if (process.argv[2] === "serve") await (await import("./util/huge-pages")).reexecWithHugePages();
+  if (process.argv[2] === "serve") (await import("./util/huge-pages")).reexecWithHugePages();
   const code = await main(process.argv.slice(2));
   process.exit(code);
 }

@@ -10,9 +10,8 @@
  * the variable already names glibc.malloc.hugetlb (the operator's choice, including =0), when THP is off on this
  * machine, outside Linux, or when run from the sources (the tests).
  *
- * Everything here runs twice on a direct `serve` start, so it stays cheap: no node:fs (loading it in the first
- * process cost ~4 ms of a compiled binary's start; Bun.file reads the THP mode), and the THP mode is read only when
- * the environment leaves something to do.
+ * Everything here runs twice on a direct `serve` start, so it stays cheap: node:fs is loaded only to read the THP mode,
+ * and that is read only when the environment leaves something to do (not under the unit, which sets the tunable).
  */
 export const HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1";
 /** Set in the re-executed process: never a second re-exec, whatever became of GLIBC_TUNABLES. */
@@ -33,9 +32,12 @@ export function hugePageEnv(env: Record<string, string | undefined>, platform: s
 }
 
 /** The kernel's THP mode: always, madvise or never (undefined: no THP support, or unreadable). */
-export async function readThpMode(file = "/sys/kernel/mm/transparent_hugepage/enabled"): Promise<string | undefined> {
+export function readThpMode(file = "/sys/kernel/mm/transparent_hugepage/enabled"): string | undefined {
   try {
-    return /\[(\w+)\]/.exec(await Bun.file(file).text())?.[1];
+    // Loaded here, not at the top: the unit's start (tunable already set) never reads the mode. A synchronous read:
+    // Bun.file's would start Bun's thread pool in a process about to be replaced (measured slower overall).
+    const fs = require("node:fs") as typeof import("node:fs");
+    return /\[(\w+)\]/.exec(fs.readFileSync(file, "utf8"))?.[1];
   } catch {
     return undefined;
   }
@@ -45,11 +47,11 @@ export async function readThpMode(file = "/sys/kernel/mm/transparent_hugepage/en
  * Re-executes the compiled binary with the tunable when hugePageEnv says so; returns only when it did not (from the
  * sources, nothing to do, or execve refused — the start then goes on without huge pages).
  */
-export async function reexecWithHugePages(argv = process.argv) {
+export function reexecWithHugePages(argv = process.argv) {
   // In the compiled binary argv[1] is the bundle's virtual path; from the sources it is a .ts file bun runs.
   if (!argv[1]?.startsWith("/$bunfs/") || typeof process.execve !== "function") return;
   if (!hugePageEnv(process.env, process.platform, () => "madvise")) return; // nothing to do whatever THP is set to
-  const mode = await readThpMode();
+  const mode = readThpMode();
   const env = hugePageEnv(process.env, process.platform, () => mode);
   if (!env) return;
   try {

@@ -26,11 +26,11 @@ describe("hugePageEnv", () => {
     expect(hugePageEnv({}, "darwin", () => "madvise")).toBeNull();
   });
 
-  test("readThpMode reads the bracketed mode", async () => {
+  test("readThpMode reads the bracketed mode", () => {
     const file = path.join(tmpDir(), "enabled");
     fs.writeFileSync(file, "always [madvise] never\n");
-    expect(await readThpMode(file)).toBe("madvise");
-    expect(await readThpMode(path.join(path.dirname(file), "missing"))).toBeUndefined();
+    expect(readThpMode(file)).toBe("madvise");
+    expect(readThpMode(path.join(path.dirname(file), "missing"))).toBeUndefined();
   });
 
   test("the operator's hugetlb setting is decided on without reading the THP mode", () => {
@@ -58,7 +58,7 @@ async function serve(extraEnv: Record<string, string> = {}) {
   return { environ, hugeKb };
 }
 
-const thp = await readThpMode();
+const thp = readThpMode();
 describe.if(process.platform === "linux")("compiled binary", () => {
   const used = thp === "always" || thp === "madvise";
 
