@@ -113,7 +113,10 @@ export class Metrics {
       registers, collect() { this.set(verify()?.ok ? 1 : 0); } });
     new client.Gauge({ name: "appliance_integrity_verify_last_success_timestamp_seconds", help: "When a full `appliance verify` last passed (unix seconds); 0 when none has.",
       registers, collect() { this.set(Math.floor((verify()?.lastSuccessMs ?? 0) / 1000)); } });
-    client.collectDefaultMetrics({ register: this.registry }); // process_resident_memory_bytes, open fds, event-loop lag, …
+    // process_resident_memory_bytes, open fds, event-loop lag, … The lag histogram's sampling timer (prom-client's
+    // default: every 10 ms) is set to never fire: under Bun the histogram is a stub (its metrics are removed below), yet
+    // its timer woke the JS thread 100 times a second, idle or between decode steps. nodejs_eventloop_lag_seconds stays.
+    client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 2_147_483_647 });
     // V8's per-space heap statistics: under Bun (JavaScriptCore) an emulation that took ~2.5 ms of CPU per
     // scrape (the rest of a scrape together well under 1 ms), and describes no V8 heap; and Bun's stubbed
     // event-loop-delay histogram.
