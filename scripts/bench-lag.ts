@@ -1,0 +1,92 @@
+#!/usr/bin/env bun
+/**
+ * bun scripts/bench-lag.ts [--size 28|155] [--rounds 4] [--tokens 48] [--threads 2] [--top 5]
+ *
+ * Where the event loop stalls while 4 greedy streams run (bench-peer's lag row, in-process, the same set-up: auth,
+ * guards, scanner, audit on; the client shares the loop). A 1 ms interval records each tick's lateness and the JS
+ * thread's own CPU time within it (/proc/self/schedstat: what our code or GC held the thread for, as opposed to
+ * waiting for a CPU); engine calls and their stages (admitted, slot, first-token) and the client's first and last
+ * chunks are marked. Per round: ticks, the largest lateness, ticks later than 5 ms, and the `--top` ticks with the
+ * most JS CPU, each with the marks that fell inside it. Runs the code of the tree it is in (for a before/after, run
+ * it in a worktree of the older commit too).
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { parseConfig } from "../src/config/load";
+import { LlamaEngine } from "../src/engine/llama";
+import { makeTinyModel } from "../src/engine/tiny-model";
+import { KeyStore, keysFilePath } from "../src/guards/keys";
+import { AuditLog } from "../src/log/audit";
+import { silentLogger } from "../src/log/logger";
+import { createServer } from "../src/server/create-server";
+import { load1, NO_END } from "./bench-peer-lib";
+
+const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
+  size: { type: "string", default: "155" }, rounds: { type: "string", default: "4" }, tokens: { type: "string", default: "48" },
+  threads: { type: "string", default: "2" }, top: { type: "string", default: "5" },
+} });
+const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
+  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
+};
+const shape = SHAPES[values.size];
+if (!shape) { console.error(`--size: ${values.size} is not one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
+const threads = Number(values.threads), maxTokens = Number(values.tokens);
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-lag-"));
+process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+
+const model = path.join(dir, "bench.gguf");
+await makeTinyModel(model, { ...shape, ctx: 2048 });
+const config = parseConfig({ stateDir: dir, model: [model], threads, parallel: 4, ctxSize: 2048, rateLimit: { rpm: 0, tpm: 0, maxConcurrent: 0 } });
+const engine = await LlamaEngine.create({ models: [{ id: "bench", path: model }], threads, ctxSize: 2048, parallel: 4, maxQueue: 16, gpu: false, log: silentLogger() });
+const store = new KeyStore(keysFilePath(dir));
+const { key } = store.create({ name: "lag", scopes: ["completions"] });
+const { app } = await createServer(config, { engine, keys: store, audit: new AuditLog(path.join(dir, "audit.jsonl")), log: silentLogger() });
+app.listen({ hostname: "127.0.0.1", port: 0 });
+const base = `http://127.0.0.1:${app.server!.port}`;
+
+const marks: [number, string][] = [];
+const mark = (what: string) => marks.push([performance.now(), what]);
+// Marks only: the engine's own complete() runs, with its stages passed on.
+const complete = engine.complete.bind(engine);
+engine.complete = (call) => { mark("engine call"); return complete({ ...call, onStage: (s) => { mark(s); call.onStage?.(s); } }); };
+const cpuMs = () => Number(fs.readFileSync("/proc/self/schedstat", "utf8").split(" ")[0]) / 1e6;
+
+async function stream(i: number) {
+  const r = await fetch(`${base}/v1/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "bench", prompt: "Once upon a time", max_tokens: maxTokens, temperature: 0, logit_bias: NO_END, stream: true }) });
+  let first = true;
+  for await (const _ of r.body!) if (first) { first = false; mark(`client ${i} first chunk`); }
+  mark(`client ${i} end`);
+}
+
+console.log(`model ${values.size} M, threads ${threads}, 4 streams of ${maxTokens} tokens, ${values.rounds} rounds, bun ${Bun.version}`);
+await stream(0); // warm-up
+try {
+  for (let round = 0; round < Number(values.rounds); round++) {
+    marks.length = 0;
+    const ticks: { at: number; late: number; cpu: number }[] = [];
+    const l0 = load1();
+    let last = performance.now(), c0 = cpuMs();
+    const timer = setInterval(() => {
+      const now = performance.now(), c = cpuMs();
+      ticks.push({ at: now, late: now - last - 1, cpu: c - c0 });
+      last = now; c0 = c;
+    }, 1);
+    const t0 = performance.now();
+    await Promise.all([0, 1, 2, 3].map(stream));
+    clearInterval(timer);
+    const top = [...ticks].sort((a, b) => b.cpu - a.cpu).slice(0, Number(values.top));
+    console.log(`round ${round}: ${ticks.length} ticks, latest ${Math.max(...ticks.map((t) => t.late)).toFixed(1)} ms, ` +
+      `${ticks.filter((t) => t.late > 5).length} later than 5 ms; JS CPU within a tick: max ${top[0]!.cpu.toFixed(1)} ms, ` +
+      `${ticks.filter((t) => t.cpu > 5).length} over 5 ms; load ${l0.toFixed(2)}→${load1().toFixed(2)}`);
+    for (const k of top) {
+      const inside = marks.filter(([t]) => t <= k.at && t > k.at - k.late - 1).map(([, what]) => what);
+      console.log(`  +${(k.at - t0).toFixed(1)} ms: JS CPU ${k.cpu.toFixed(1)} ms, late ${k.late.toFixed(1)} ms | ${inside.join(", ") || "(no marks)"}`);
+    }
+  }
+} finally {
+  await app.stop(true);
+  await engine.dispose();
+}
