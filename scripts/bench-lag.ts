@@ -5,8 +5,8 @@
  * Where the event loop stalls while 4 greedy streams run (bench-peer's lag row, in-process, the same set-up: auth,
  * guards, scanner, audit on; the client shares the loop). A 1 ms interval records each tick's lateness and the JS
  * thread's own CPU time within it (/proc/self/schedstat: what our code or GC held the thread for, as opposed to
- * waiting for a CPU); engine calls and their stages (admitted, slot, first-token) and the client's first and last
- * chunks are marked. Per round: ticks, the largest lateness, ticks later than 5 ms, and the `--top` ticks with the
+ * waiting for a CPU); engine calls, their stages (admitted, slot, first-token) and text callbacks, and the client's
+ * first and last chunks are marked. Per round: ticks, the largest lateness, ticks later than 5 ms, and the `--top` ticks with the
  * most JS CPU, each with the marks that fell inside it. Runs the code of the tree it is in (for a before/after, run
  * it in a worktree of the older commit too).
  */
@@ -50,7 +50,10 @@ const marks: [number, string][] = [];
 const mark = (what: string) => marks.push([performance.now(), what]);
 // Marks only: the engine's own complete() runs, with its stages passed on.
 const complete = engine.complete.bind(engine);
-engine.complete = (call) => { mark("engine call"); return complete({ ...call, onStage: (s) => { mark(s); call.onStage?.(s); } }); };
+engine.complete = (call) => {
+  mark("engine call");
+  return complete({ ...call, onStage: (s) => { mark(s); call.onStage?.(s); }, onText: call.onText && ((t) => { mark("text"); call.onText!(t); }) });
+};
 const cpuMs = () => Number(fs.readFileSync("/proc/self/schedstat", "utf8").split(" ")[0]) / 1e6;
 
 async function stream(i: number) {
@@ -83,7 +86,9 @@ try {
       `${ticks.filter((t) => t.cpu > 5).length} over 5 ms; load ${l0.toFixed(2)}→${load1().toFixed(2)}`);
     for (const k of top) {
       const inside = marks.filter(([t]) => t <= k.at && t > k.at - k.late - 1).map(([, what]) => what);
-      console.log(`  +${(k.at - t0).toFixed(1)} ms: JS CPU ${k.cpu.toFixed(1)} ms, late ${k.late.toFixed(1)} ms | ${inside.join(", ") || "(no marks)"}`);
+      const texts = inside.filter((w) => w === "text").length, rest = inside.filter((w) => w !== "text");
+      console.log(`  +${(k.at - t0).toFixed(1)} ms: JS CPU ${k.cpu.toFixed(1)} ms, late ${k.late.toFixed(1)} ms | ` +
+        `${texts} text callbacks${rest.length ? ", " + rest.join(", ") : ""}`);
     }
   }
 } finally {
