@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { load1, median, startAppliance, startPeer, started } from "./bench-peer-lib";
+import { freePort, listensOn, load1, median, prepareAppliance, startPeer, started, stopServer, waitHealthy } from "./bench-peer-lib";
 import { HUGETLB_TUNABLE } from "../src/util/huge-pages";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -52,17 +52,31 @@ console.log(`bench-cold: ${bins.join(" vs ")}, model ${(params / 1e6).toFixed(1)
 
 type Start = { ms: number; phases: Record<string, number> };
 
-/** One appliance start to /health (bench-peer-lib's startAppliance, as every benchmark starts it); its `start phases` line read from its log, then stopped. */
+/**
+ * One appliance start to /health, timed exactly as the peer's (startPeer): the port picked here and handed to it, then
+ * GET /health polled every 5 ms from the spawn. (bench-peer-lib's startAppliance reads a port-0 server's port from its
+ * `listening` log line first, a second 5 ms poll llama-server's figure does not have.) Its `start phases` line is read
+ * from its log, then it is stopped.
+ */
 async function appliance(env: Record<string, string> = {}, which = 0): Promise<Start> {
   const logFile = path.join(dir, "serve.log");
   fs.rmSync(logFile, { force: true });
   // Each binary its own state dir (under its own HOME-like dir): the --before binary may lay its libraries out differently.
   const home = which ? path.join(dir, `before`) : dir;
   fs.mkdirSync(home, { recursive: true });
-  const s = await startAppliance(bins[which]!, model, home, threads, 1, { env: { APPLIANCE_LOG_LEVEL: "debug", ...env }, logFile });
-  await s.stop();
+  const { stateDir } = prepareAppliance(bins[which]!, model, home);
+  const port = freePort();
+  const t0 = performance.now();
+  const proc = Bun.spawn([bins[which]!, "serve", "--state-dir", stateDir, "--port", String(port), "--threads", String(threads), "--parallel", "1",
+    "--ctx-size", "2048", "--max-queue", "64"], { env: { PATH: "/usr/bin:/bin", HOME: home, APPLIANCE_LOG_LEVEL: "debug", ...env }, stdout: Bun.file(logFile), stderr: "ignore" });
+  started.add(proc);
+  const ms = await waitHealthy(`http://127.0.0.1:${port}`, t0, proc);
+  // The port was free when picked: make sure what answered is this process (as startPeer does).
+  const ours = listensOn(proc.pid, port);
+  await stopServer(proc);
+  if (!ours) throw new Error(`appliance: port ${port} answered but is not held by the appliance started on it (taken by another process)`);
   const line = fs.readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"start phases"'));
-  return { ms: s.startMs, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {} };
+  return { ms, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {} };
 }
 
 async function llamaServer(): Promise<Start> {
