@@ -5,8 +5,9 @@
  * Where the event loop stalls while 4 greedy streams run (bench-peer's lag row, in-process, the same set-up: auth,
  * guards, scanner, audit on; the client shares the loop). A 1 ms interval records each tick's lateness and the JS
  * thread's own CPU time within it (/proc/self/schedstat: what our code or GC held the thread for, as opposed to
- * waiting for a CPU); engine calls, their stages (admitted, slot, first-token) and text callbacks, and the client's
- * first and last chunks are marked. Per round: ticks, the largest lateness, ticks later than 5 ms, and the `--top` ticks with the
+ * waiting for a CPU); engine calls, their stages (admitted, slot, first-token) and text callbacks, the context's
+ * decode steps and samplings (node-llama-cpp's native calls, through a proxy), and the client's first and last
+ * chunks are marked. Per round: ticks, the largest lateness, ticks later than 5 ms, and the `--top` ticks with the
  * most JS CPU, each with the marks that fell inside it. Runs the code of the tree it is in (for a before/after, run
  * it in a worktree of the older commit too).
  */
@@ -54,6 +55,19 @@ engine.complete = (call) => {
   mark("engine call");
   return complete({ ...call, onStage: (s) => { mark(s); call.onStage?.(s); }, onText: call.onText && ((t) => { mark("text"); call.onText!(t); }) });
 };
+// The context's native calls, marked through a proxy (calls pass through unchanged): decode steps and samplings.
+{
+  const context = (engine as unknown as { loaded: Map<string, { context: { _ctx: Record<string, unknown> } }> }).loaded.get("bench")!.context;
+  const native = context._ctx;
+  const wrap = (name: string, f: (...a: unknown[]) => unknown) => (...a: unknown[]) => {
+    mark(name);
+    const r = f.apply(native, a);
+    return r instanceof Promise ? r.finally(() => mark(`${name} done`)) : r;
+  };
+  const wrapped = { decodeBatch: wrap("decode", native.decodeBatch as never), sampleToken: wrap("sample", native.sampleToken as never) };
+  context._ctx = new Proxy(native, { get: (t, k) => (wrapped as Record<string | symbol, unknown>)[k] ??
+    (typeof t[k as string] === "function" ? (t[k as string] as (...a: unknown[]) => unknown).bind(t) : t[k as string]) });
+}
 const cpuMs = () => Number(fs.readFileSync("/proc/self/schedstat", "utf8").split(" ")[0]) / 1e6;
 
 async function stream(i: number) {
@@ -86,9 +100,11 @@ try {
       `${ticks.filter((t) => t.cpu > 5).length} over 5 ms; load ${l0.toFixed(2)}→${load1().toFixed(2)}`);
     for (const k of top) {
       const inside = marks.filter(([t]) => t <= k.at && t > k.at - k.late - 1).map(([, what]) => what);
-      const texts = inside.filter((w) => w === "text").length, rest = inside.filter((w) => w !== "text");
-      console.log(`  +${(k.at - t0).toFixed(1)} ms: JS CPU ${k.cpu.toFixed(1)} ms, late ${k.late.toFixed(1)} ms | ` +
-        `${texts} text callbacks${rest.length ? ", " + rest.join(", ") : ""}`);
+      const count = (w: string) => inside.filter((x) => x === w).length;
+      const rest = inside.filter((w) => !["text", "decode", "decode done", "sample", "sample done"].includes(w));
+      console.log(`  +${(k.at - t0).toFixed(1)} ms: JS CPU ${k.cpu.toFixed(1)} ms, late ${k.late.toFixed(1)} ms | ${count("text")} text callbacks, ` +
+        `${count("decode")} decode steps started / ${count("decode done")} ended, ${count("sample")} samplings started / ${count("sample done")} ended` +
+        `${rest.length ? ", " + rest.join(", ") : ""}`);
     }
   }
 } finally {
