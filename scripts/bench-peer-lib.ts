@@ -206,12 +206,19 @@ let calls = 0;
 /**
  * `words` space-separated words from the tiny model's vocabulary, for prompts that grow with `words` (the tiny
  * tokenizer makes ~1.6 tokens of a word: 511 words are ~814 tokens; exactPromptIds gives an exact count).
- * Each call starts at another word, so no server can answer from a cached prompt prefix (llama-server's
- * cache_prompt reuses the KV cache of a repeated prompt; the appliance does not).
+ * No two calls give the same prompt, and consecutive ones differ from the first word: the first words spell the
+ * call count in base 27, least significant first (27^3 calls before a 3-word prefix repeats), the rest follow on.
+ * So no server can answer from a cached prompt (llama-server keeps earlier prompts' state in RAM, --cache-ram,
+ * and reuses a repeated one without evaluating it; the appliance does not). Before, the words began at the call
+ * count mod 27, so only 27 prompts of each length existed and llama-server answered repeats from its cache.
  */
 export function wordsPrompt(words: number): string {
-  const start = calls++;
-  return Array.from({ length: words }, (_, i) => VOCAB[(start + i * 7) % VOCAB.length]).join(" ");
+  let n = calls++;
+  const start = n % VOCAB.length;
+  return Array.from({ length: words }, (_, i) => {
+    if (i < 3) { const w = VOCAB[n % VOCAB.length]!; n = Math.floor(n / VOCAB.length); return w; }
+    return VOCAB[(start + i * 7) % VOCAB.length]!;
+  }).join(" ");
 }
 
 /**
