@@ -26,6 +26,14 @@
  * 216.8 vs 93.5 tok/s at load 4-5 (other work running). Why unbound is still slower was not isolated (likely: the
  * JS thread works on the previous step's output while a step runs, and unbound it can share a core with a team thread).
  *
+ * GOMP_SPINCOUNT=300000 (was 30000, ~0.3 ms): the JS between two decode steps (0.5-1 ms with 4 streams) outlasted the
+ * shorter spin, so the team thread slept at every step and, unbound, waited ~0.2 ms for a core when the next step
+ * woke it (perf sched: 270-377 wake-ups per 128 tokens; llama-server's team thread 9). Unbound, which is what the
+ * installed unit gets, 28 M, bench-engine-built --env OMP_PROC_BIND=false --env-b GOMP_SPINCOUNT=300000: 2-thread
+ * decode 1.03 / 1.03 vs 0.97 / 0.95 of llama-server (two rotations, order swapped, load 2.1-2.7), and beside a `yes`
+ * burner 0.80 vs 0.34 (voluntary context switches per token 6.5 vs 61.5); bound it was no worse (1.01 vs 1.07 idle,
+ * 1.91 vs 1.62 with the burner); 155 M unbound no change beyond noise. Cost: ~6 ms more CPU spun after a completion.
+ *
  * Bun's `process.env.X = …` does not reach the C library's environment (getenv in native code does not see it;
  * checked), so the values are set with libc's setenv through bun:ffi. A value the operator already set (a unit's
  * Environment=, a shell export) is left alone.
@@ -35,7 +43,7 @@ import { allowedCpus } from "./thread-sources";
 
 /** OpenMP variables set for an OpenMP engine when the environment does not already have them. */
 export const OMP_DEFAULTS: Readonly<Record<string, string>> = {
-  OMP_WAIT_POLICY: "active", GOMP_SPINCOUNT: "30000", OMP_PROC_BIND: "close", OMP_PLACES: "cores",
+  OMP_WAIT_POLICY: "active", GOMP_SPINCOUNT: "300000", OMP_PROC_BIND: "close", OMP_PLACES: "cores",
 };
 
 let libc: { setenv(k: Buffer, v: Buffer, overwrite: number): number; getenv(k: Buffer): Pointer | null } | undefined;
