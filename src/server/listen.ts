@@ -6,6 +6,7 @@
 import type { Engine } from "../engine/engine";
 import type { Logger } from "../log/logger";
 import type { App } from "./app";
+import { prepareWireSchemas } from "./openai/wire";
 import { sdNotify } from "./sd-notify";
 import { serverTls } from "./tls";
 
@@ -34,6 +35,8 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
   log.info({ url: `${tls ? "https" : "http"}://${server.hostname}:${server.port}`, port: server.port, tls: !!tls, mtls: !!tls?.requestCert }, "listening");
   // Type=notify: systemd calls the service started only now (models verified and loaded, port bound).
   sdNotify({ READY: 1, STATUS: `serving on ${server.hostname}:${server.port}`, MAINPID: process.pid });
+  // Ready first (the request schemas are built lazily, off the start path); then build them while nothing is asked.
+  setTimeout(prepareWireSchemas, 0);
 
   return new Promise((resolve) => {
     let draining = false;

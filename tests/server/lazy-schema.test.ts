@@ -59,3 +59,25 @@ describe("lazySchema", () => {
     expect(builds()).toBe(1);
   });
 });
+
+describe("prepareWireSchemas (serve calls it once listening)", () => {
+  test("builds every request schema, so the first request does not; in a fresh process", () => {
+    // A child process: in this one other tests may already have built the schemas.
+    const wire = new URL("../../src/server/openai/wire.ts", import.meta.url).pathname;
+    const responses = new URL("../../src/server/openai/responses-wire.ts", import.meta.url).pathname;
+    const script = `
+      const w = await import(${JSON.stringify(wire)}); const r = await import(${JSON.stringify(responses)});
+      const stands = [w.chatCompletionRequest, w.completionRequest, w.embeddingRequest, w.tokenizeRequest, w.detokenizeRequest, r.responsesRequest];
+      const std = () => stands.map((s) => s["~standard"]);
+      const before = std();
+      w.prepareWireSchemas();
+      const after = std();
+      const real = await import(${JSON.stringify(wire.replace(/wire\.ts$/, "wire-schemas.ts"))});
+      const realR = await import(${JSON.stringify(responses.replace(/responses-wire\.ts$/, "responses-wire-schemas.ts"))});
+      const reals = [real.chatCompletionRequest, real.completionRequest, real.embeddingRequest, real.tokenizeRequest, real.detokenizeRequest, realR.responsesRequest];
+      console.log(JSON.stringify({ builtBefore: before.map((s, i) => s === reals[i]["~standard"]), builtAfter: after.map((s, i) => s === reals[i]["~standard"]) }));`;
+    const r = Bun.spawnSync([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
+    expect(r.stderr.toString()).toBe("");
+    expect(JSON.parse(r.stdout.toString())).toEqual({ builtBefore: Array(6).fill(false), builtAfter: Array(6).fill(true) });
+  });
+});

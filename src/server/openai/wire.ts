@@ -4,6 +4,7 @@
  */
 import type * as Schemas from "./wire-schemas";
 import { lazySchema } from "./lazy-schema";
+import { responsesRequest } from "./responses-wire";
 
 /** Choices one request may ask for (n, times the prompts of a completions request): each is a full generation. */
 export const MAX_CHOICES = 16;
@@ -11,6 +12,17 @@ export const MAX_CHOICES = 16;
 let loaded: typeof Schemas | undefined;
 // require, not import: a static import would evaluate wire-schemas.ts (and build every schema) with this module.
 const schemas = () => loaded ??= require("./wire-schemas") as typeof Schemas;
+
+/**
+ * Builds every wire schema now, and runs each request schema once: serve calls it right after it starts listening,
+ * so the first request does not pay the construction (12-25 ms) and zod's first-parse set-up on the event loop
+ * while other requests wait. A request that comes in first still builds what it needs itself.
+ */
+export function prepareWireSchemas(): void {
+  for (const schema of [chatCompletionRequest, completionRequest, embeddingRequest, tokenizeRequest, detokenizeRequest, responsesRequest]) {
+    (schema as unknown as { "~standard": { validate: (v: unknown) => unknown } })["~standard"].validate({});
+  }
+}
 
 export const chatCompletionRequest = lazySchema(() => schemas().chatCompletionRequest);
 export const completionRequest = lazySchema(() => schemas().completionRequest);
