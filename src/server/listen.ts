@@ -36,7 +36,7 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
   // Type=notify: systemd calls the service started only now (models verified and loaded, port bound).
   sdNotify({ READY: 1, STATUS: `serving on ${server.hostname}:${server.port}`, MAINPID: process.pid });
   // Ready first (the request schemas are built lazily, off the start path); then build them while nothing is asked.
-  setTimeout(prepareWireSchemas, 0);
+  void prepareWireSchemas();
 
   return new Promise((resolve) => {
     let draining = false;

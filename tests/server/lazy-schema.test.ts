@@ -70,7 +70,7 @@ describe("prepareWireSchemas (serve calls it once listening)", () => {
       const stands = [w.chatCompletionRequest, w.completionRequest, w.embeddingRequest, w.tokenizeRequest, w.detokenizeRequest, r.responsesRequest];
       const std = () => stands.map((s) => s["~standard"]);
       const before = std();
-      w.prepareWireSchemas();
+      await w.prepareWireSchemas();
       const after = std();
       const real = await import(${JSON.stringify(wire.replace(/wire\.ts$/, "wire-schemas.ts"))});
       const realR = await import(${JSON.stringify(responses.replace(/responses-wire\.ts$/, "responses-wire-schemas.ts"))});

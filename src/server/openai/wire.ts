@@ -14,12 +14,14 @@ let loaded: typeof Schemas | undefined;
 const schemas = () => loaded ??= require("./wire-schemas") as typeof Schemas;
 
 /**
- * Builds every wire schema now, and runs each request schema once: serve calls it right after it starts listening,
- * so the first request does not pay the construction (12-25 ms) and zod's first-parse set-up on the event loop
- * while other requests wait. A request that comes in first still builds what it needs itself.
+ * Builds the request schemas and runs each once: serve calls it right after it starts listening, so the first request
+ * does not pay the construction (12-25 ms: the first turn loads wire-schemas.ts, which builds them all) and zod's
+ * first parse of each (one schema per later turn, so a request arriving meanwhile waits for one at most). A request
+ * that comes in first builds what it needs itself. Resolves when all are built.
  */
-export function prepareWireSchemas(): void {
+export async function prepareWireSchemas(): Promise<void> {
   for (const schema of [chatCompletionRequest, completionRequest, embeddingRequest, tokenizeRequest, detokenizeRequest, responsesRequest]) {
+    await new Promise((resolve) => setImmediate(resolve));
     (schema as unknown as { "~standard": { validate: (v: unknown) => unknown } })["~standard"].validate({});
   }
 }
