@@ -2,7 +2,7 @@
  * Differential check of early release (src/engine/early-text.ts): over prompts × seeds × samplers on the tiny
  * model, for chat and completions, the streamed text equals the non-streamed answer of the same seed, the token
  * counts are the same, and the text streamed with early release equals the text streamed with it off (a request
- * stop string that never matches turns it off: chatEarly), chunk for chunk only earlier. max_tokens 1..8 cuts and
+ * stop string that never matches turns it off: chatEarly), never less of it sent by any decode. max_tokens 1..8 cuts and
  * client aborts mid-stream send nothing the answer lacks. The check cannot pass vacuously: it counts the cases
  * where early release sent text before node-llama-cpp would have (observed at the context's decode queue).
  */
@@ -11,7 +11,7 @@ import type { LlamaEngine } from "../../src/engine/llama";
 import { makeEngine } from "../helpers";
 
 const NO_END = new Map([[2, -100], [260, -100]]); // </s> and <|im_end|>: runs go on to max_tokens
-const NEVER = "\u0007never\u0007"; // a stop string no generation writes: early release off, nothing else changed
+const NEVER = "\u{10FFFF}never"; // a stop string no run here writes (U+10FFFF takes 4 given byte tokens; a byte such as \u0007 does come): early release off
 const TEMPLATE_TEXT = ["<|im_end|>", "<|im_start|>", "</s>", "<s>"];
 let engine: LlamaEngine;
 let decodes = 0;
