@@ -61,12 +61,15 @@ test("counters, histograms and gauges move with requests", async () => {
   const limited = [await chat(limitedKey), await chat(limitedKey)].map((r) => r.status);
   expect(limited).toContain(429);
 
-  // A request is counted when its response has ended on the server's side, which can come after the client read the
-  // stream's last byte: scrape until the four 200s are in (a deadline, not a sleep).
+  // A request is counted when its response has ended on the server's side, which can come after the client read its
+  // last byte (the 429 too: seen uncounted at the first scrape on a loaded CI run): scrape until the four 200s, the two
+  // 401s and a 429 are in (a deadline, not a sleep).
+  const counted = (s: Sample[], labels: Record<string, string>) => value(s, "appliance_requests_total", labels) - value(before, "appliance_requests_total", labels);
   const after = await until(async () => {
     const s = await scrape();
-    return value(s, "appliance_requests_total", chatOk) - value(before, "appliance_requests_total", chatOk) >= 4 ? s : undefined;
-  }, 20_000, "the four answered chats to be counted");
+    return counted(s, chatOk) >= 4 && counted(s, { route: "/v1/models", status: "401" }) >= 2 &&
+      counted(s, { route: "/v1/chat/completions", status: "429" }) >= 1 ? s : undefined;
+  }, 20_000, "the four answered chats, two refused and one limited to be counted");
   const moved = (name: string, labels: Record<string, string> = {}) => value(after, name, labels) - value(before, name, labels);
 
   // requests by route and status
