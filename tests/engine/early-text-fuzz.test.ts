@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { LlamaEngine } from "../../src/engine/llama";
-import { makeEngine } from "../helpers";
+import { makeEngine, spyDecodes } from "../helpers";
 
 const NO_END = new Map([[2, -100], [260, -100]]); // </s> and <|im_end|>: runs go on to max_tokens
 const NEVER = "\u{10FFFF}never"; // a stop string no run here writes (U+10FFFF takes 4 given byte tokens; a byte such as \u0007 does come): early release off
@@ -18,9 +18,7 @@ let decodes = 0;
 
 beforeAll(async () => {
   engine = await makeEngine();
-  const context = (engine as unknown as { loaded: Map<string, { context: Record<string, unknown> }> }).loaded.get("tiny")!.context;
-  const decode = context._decodeTokens as (args: unknown, mapper: unknown) => Promise<unknown>;
-  context._decodeTokens = (args: unknown, mapper: unknown) => { decodes++; return decode.call(context, args, mapper); };
+  spyDecodes(engine, () => { decodes++; });
 }, 120_000);
 afterAll(() => engine.dispose());
 

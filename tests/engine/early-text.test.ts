@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Token } from "node-llama-cpp";
 import type { LlamaEngine } from "../../src/engine/llama";
 import { incompleteTokens, stopFree } from "../../src/engine/early-text";
-import { makeEngine } from "../helpers";
+import { makeEngine, spyDecodes } from "../helpers";
 
 const NO_END = new Map([[2, -100], [260, -100]]); // </s> and <|im_end|>: every run decodes exactly max_tokens
 let engine: LlamaEngine;
@@ -18,9 +18,7 @@ let decodes = 0;
 
 beforeAll(async () => {
   engine = await makeEngine();
-  const context = (engine as unknown as { loaded: Map<string, { context: Record<string, unknown> }> }).loaded.get("tiny")!.context;
-  const decode = context._decodeTokens as (args: unknown, mapper: unknown) => Promise<unknown>;
-  context._decodeTokens = (args: unknown, mapper: unknown) => { decodes++; return decode.call(context, args, mapper); };
+  spyDecodes(engine, () => { decodes++; });
 }, 120_000);
 afterAll(() => engine.dispose());
 
