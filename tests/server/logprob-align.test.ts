@@ -15,3 +15,24 @@ test("tokens that are bytes of one character become one entry carrying the first
   expect(entries[1]!.logprob).toBeCloseTo(-0.5);
   for (const e of entries) expect(e.top).toHaveLength(2); // was [] for the merged entry
 });
+
+test("a token spelled with other leading spaces than the text at its spot is one entry spelling the text", () => {
+  const lp = (token: string) => ({ token, logprob: -0.5, top: [] });
+  // A bare "▁" detokenized alone is "" (skipped); the text has its space before the next word.
+  const a = new LogprobAligner();
+  for (const t of ["", "by", "at"]) a.token(lp(t));
+  expect(a.push(" byat", " byat", true).flatMap((p) => p.logprobs ?? []).map((e) => e.token)).toEqual([" by", "at"]);
+  // The other way: the piece has a space the text started without.
+  const b = new LogprobAligner();
+  for (const t of [" 2", "I"]) b.token(lp(t));
+  expect(b.push("2I", "2I", true).map((p) => p.logprobs?.map((e) => e.token))).toEqual([["2", "I"]]);
+  // Streamed: the space alone waits for its word.
+  const c = new LogprobAligner();
+  for (const t of ["", "by"]) c.token(lp(t));
+  expect(c.push(" ", " ")).toEqual([]);
+  expect(c.push("by", "by", true).flatMap((p) => p.logprobs ?? []).map((e) => e.token)).toEqual([" by"]);
+  // A different word is still no match.
+  const d = new LogprobAligner();
+  d.token(lp(" x"));
+  expect(d.push("y", "y", true)).toEqual([{ text: "y", logprobs: null }]);
+});

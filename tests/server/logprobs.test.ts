@@ -38,6 +38,20 @@ describe("chat logprobs", () => {
     }
   });
 
+  test("an answer whose first token is a bare space: the tokens still spell it (chat detokenizes after the prompt, as the text is)", async () => {
+    // Without the prompt as context a SentencePiece piece loses its leading space ("▁" alone is ""), so the tokens
+    // did not spell the text and logprobs came back null (the Responses API leg of the AI SDK test, with no seed).
+    let spaced = 0;
+    for (let seed = 0; seed < 60; seed++) {
+      const r = await post("/v1/chat/completions", { model: "tiny", messages: user("hello"), max_tokens: 2, temperature: 1, seed, logprobs: true });
+      const choice = r.body.choices[0];
+      const content = choice.message.content as string;
+      if (content.startsWith(" ")) spaced++;
+      expect({ seed, tokens: (choice.logprobs?.content as ChatToken[] | undefined)?.map((t) => t.token).join("") }).toEqual({ seed, tokens: content });
+    }
+    expect(spaced).toBeGreaterThan(0);
+  });
+
   test("the same answer with and without logprobs (same seed): sampling is unchanged", async () => {
     const body = { model: "tiny", messages: user("count"), max_tokens: 16, temperature: 1, seed: 42 };
     const plain = await post("/v1/chat/completions", body);

@@ -69,6 +69,9 @@ export class LogprobAligner {
         if (bytes === undefined) break;
         if (bytes) { emit(bytes.entry, bytes.length, bytes.length, bytes.used); continue; }
       }
+      const spaced = this.spacing(t, final);
+      if (spaced === undefined) break;
+      if (spaced) { emit(spaced.entry, spaced.length, spaced.length, 1); continue; }
       this.lost = true; // a token that is not the text (template syntax, a different spelling)
     }
     if (text) pieces.push({ text, logprobs: entries });
@@ -100,6 +103,27 @@ export class LogprobAligner {
     if (this.out.slice(0, length) !== this.raw.slice(0, length)) return null;
     // Alternatives of the first byte (what was chosen between at that step), so every entry has the asked-for count.
     return { entry: { token: this.raw.slice(0, length), logprob, top: this.tokens[0]!.top }, length, used };
+  }
+
+  /**
+   * A token spelled with other leading spaces than the text has at its spot: a SentencePiece piece's leading
+   * space depends on what it is detokenized after, and node-llama-cpp's text and our per-token pieces are
+   * detokenized after different tokens (a bare "▁" alone is "", after a word " "). One entry spelling the
+   * text's spaces and the token's word. Undefined: wait for more text; null: no match.
+   */
+  private spacing(t: TokenLogprob, final: boolean): { entry: TokenLogprob; length: number } | null | undefined {
+    const word = t.token.replace(/^ +/, "");
+    const lead = /^ */.exec(this.raw)![0].length;
+    if (!word || lead === t.token.length - word.length) return null;
+    const rest = this.raw.slice(lead);
+    let length: number;
+    if (rest.startsWith(word)) length = lead + word.length;
+    else if (word.startsWith(rest)) {
+      if (!final) return undefined; // the token is still being consumed
+      length = this.raw.length; // cut short by a stop sequence
+    } else return null;
+    if (this.out.slice(0, length) !== this.raw.slice(0, length)) return null;
+    return { entry: { ...t, token: this.raw.slice(0, length) }, length };
   }
 
   /**
