@@ -115,6 +115,31 @@ describe("completions: streamed logprobs and echo", () => {
     expect(first.logprobs!.tokens).toEqual(lp.tokens!.slice(0, promptCount));
     expect(chunks.map((ch) => ch.choices[0]?.text ?? "").join("")).toBe(c.text);
   });
+
+  test("echo with logprobs: a prompt of byte tokens (CJK) is spelled by merged entries, streamed or not", async () => {
+    // The tiny model has no token for these characters: each is several byte tokens, each alone shows as U+FFFD.
+    // They were listed one by one, did not spell the prompt, and the whole choice's logprobs came back null.
+    const prompt = "日本語で答えて";
+    const body = { model: "tiny", prompt, max_tokens: 4, temperature: 0, logprobs: 2, echo: true };
+    const c = (await srv.client.completions.create(body)).choices[0]!;
+    expect(c.text.startsWith(prompt)).toBe(true);
+    expect(c.logprobs).not.toBeNull();
+    expect(c.logprobs!.tokens!.join("")).toBe(c.text);
+    let spelt = "", promptCount = 0;
+    while (spelt.length < prompt.length) spelt += c.logprobs!.tokens![promptCount++];
+    expect(spelt).toBe(prompt);
+    expect(c.logprobs!.tokens!.slice(0, promptCount).some((t) => t.includes("\uFFFD"))).toBe(false);
+    expect(c.logprobs!.token_logprobs!.slice(1).every((x) => typeof x === "number" && x <= 0)).toBe(true);
+    expect(c.logprobs!.text_offset).toEqual(c.logprobs!.tokens!.map((_, i) => c.logprobs!.tokens!.slice(0, i).join("").length));
+
+    const stream = await srv.client.completions.create({ ...body, stream: true });
+    const chunks: OpenAI.Completion[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const first = chunks[0]!.choices[0]!;
+    expect(first.text).toBe(prompt);
+    expect(first.logprobs!.tokens!.join("")).toBe(prompt);
+    expect(first.logprobs!.tokens).toEqual(c.logprobs!.tokens!.slice(0, promptCount));
+  });
 });
 
 describe("streams of several choices", () => {

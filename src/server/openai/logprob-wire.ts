@@ -1,11 +1,22 @@
 /** Logprobs in OpenAI's wire shapes: chat (and the Responses API) entries, completions' parallel arrays. */
 import type { Generation, PromptLogprob, TokenLogprob } from "../../engine/engine";
+import { alignWhole } from "./logprob-align";
 
 /**
  * Logprobs only while their tokens still spell the answer (generate.ts lines them up with the text as sent,
  * a redacted stretch as one entry); null otherwise, so they never show what the answer does not.
  */
 export const spelled = <T extends { token: string }>(lp: T[] | undefined, text: string) => (lp && lp.map((t) => t.token).join("") === text ? lp : undefined);
+/**
+ * A prompt's tokens (completions `echo`) lined up with its text as the answer's are: byte tokens of one character
+ * (each alone U+FFFD: CJK, an NBSP on the tiny model) become one entry, so they spell the echoed prompt instead of
+ * making the whole choice's logprobs null. The first token keeps its null logprob (NaN through the sums).
+ */
+export function promptSpelled(lp: PromptLogprob[] | undefined, text: string): PromptLogprob[] | undefined {
+  if (!lp || spelled(lp, text)) return lp;
+  const aligned = alignWhole(lp.map((t) => ({ ...t, logprob: t.logprob ?? NaN })), text, text);
+  return aligned?.map((t) => ({ ...t, logprob: Number.isNaN(t.logprob) ? null : t.logprob }));
+}
 const bytes = (s: string) => [...Buffer.from(s, "utf8")];
 
 /** Tokens in chat's (and the Responses API's) logprob shape. */
@@ -38,6 +49,6 @@ export function choiceTextLogprobs(g: Generation, echo: string | undefined) {
   const generated = spelled(g.logprobs, g.text);
   if (!generated) return null;
   if (echo === undefined) return textLogprobs(generated);
-  const prompt = spelled(g.promptLogprobs, echo);
+  const prompt = promptSpelled(g.promptLogprobs, echo);
   return prompt ? textLogprobs([...prompt, ...generated]) : null;
 }

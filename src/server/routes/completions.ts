@@ -1,7 +1,7 @@
 /** POST /v1/completions (legacy text completions) */
 import { Elysia } from "elysia";
 import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, toSampling, usageChunk } from "../openai/convert";
-import { textLogprobs } from "../openai/logprob-wire";
+import { promptSpelled, textLogprobs } from "../openai/logprob-wire";
 import { completionRequest, errorBody, textCompletionObject } from "../openai/wire";
 import type { AppDeps } from "../deps";
 import { prologue } from "./prologue";
@@ -40,7 +40,8 @@ export const completionRoutes = (deps: AppDeps) =>
       head: echo && ((i, prompt) => {
         const text = echo[Math.floor(i / n)]!;
         offsets[i] = text.length;
-        const lp = prompt && prompt.map((t) => t.token).join("") === text ? textLogprobs(prompt) : null;
+        const spelt = promptSpelled(prompt, text);
+        const lp = spelt ? textLogprobs(spelt) : null;
         return textChunk(id, info.id, created, text, null, i, lp);
       }),
       piece: (text, i, lp) => {
