@@ -46,13 +46,24 @@ const B64 = new Int8Array(128).fill(-1);
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".split("").forEach((c, i) => (B64[c.charCodeAt(0)] = i));
 B64[45] = 62; B64[95] = 63; // - and _ (base64url), as Buffer decodes them
 const printable = (b: number) => (b >= 0x20 && b <= 0x7e) || b === 9 || b === 10 || b === 13;
+/**
+ * PRINTABLE_FROM[c][b]: some byte from b to b + 4^c - 1 is printable — the values left for the next byte of a quad
+ * whose c-th character has fixed its high 8 - 2c bits to b's.
+ */
+const PRINTABLE_FROM = [1, 2, 3].reduce((out, c) => {
+  const span = 1 << (2 * c), can = new Uint8Array(256);
+  for (let b = 0; b < 256; b += span) for (let x = b; x < b + span; x++) if (printable(x)) { can[b] = 1; break; }
+  out[c] = can;
+  return out;
+}, [] as Uint8Array[]);
 const hexValue = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1);
 
 /**
  * Where an encoded run still being written at the end of `text` starts (text.length if none): a trailing run of
  * alphabet characters (with up to two `=`) that could still become one `encodedRuns` reports and `decode` accepts —
  * not over 258 characters, not right after `=`, and every complete base64 quad (or, while the run is all hex, every
- * hex pair) so far decoding to printable bytes. Ordinary words fail the quad test within their first four letters.
+ * hex pair) so far decoding to printable bytes, and among its first 24 characters the high bits a quad's characters so
+ * far fix allowing a printable next byte. Ordinary words fail the quad test within their first four letters.
  */
 export function encodedLiveStart(text: string): number {
   const n = text.length;
@@ -61,6 +72,8 @@ export function encodedLiveStart(text: string): number {
   let s = e;
   while (s > 0 && e - s <= MAX && isAlphabet(text.charCodeAt(s - 1))) s--;
   if (s === e || e - s + pads > MAX || (s > 0 && text.charCodeAt(s - 1) === 61)) return n;
+  // After `=` the run cannot grow: shorter than a reported run, it never will be one.
+  if (pads && e - s < MIN) return n;
   let base64 = true, k = s;
   for (; base64 && k + 4 <= e; k += 4) {
     const v = (B64[text.charCodeAt(k)]! << 18) | (B64[text.charCodeAt(k + 1)]! << 12) | (B64[text.charCodeAt(k + 2)]! << 6) | B64[text.charCodeAt(k + 3)]!;
@@ -71,6 +84,13 @@ export function encodedLiveStart(text: string): number {
   if (base64 && e - k >= 2) {
     const v0 = B64[text.charCodeAt(k)]!, v1 = B64[text.charCodeAt(k + 1)]!;
     base64 = printable(((v0 << 2) | (v1 >> 4)) & 255) && (e - k < 3 || printable((((v1 & 15) << 4) | (B64[text.charCodeAt(k + 2)]! >> 2)) & 255));
+  }
+  // A quad among a run's first 24 characters is decoded whole (a run is reported from 24 on; a later quad may be cut
+  // short where the run ends, its last byte or two then not decoded): the high bits of its next byte, fixed by the
+  // characters so far (6 by one, 4 by two, 2 by three), must leave a printable value possible.
+  if (base64 && e > k && k - s + 4 <= MIN) {
+    const v = B64[text.charCodeAt(e - 1)]!, fixed = e - k === 1 ? v << 2 : e - k === 2 ? (v & 15) << 4 : (v & 3) << 6;
+    base64 = PRINTABLE_FROM[e - k]![fixed]! === 1;
   }
   if (base64) return s;
   if (pads) return n;

@@ -74,6 +74,12 @@ test("without the host rule, a word is held as a possible encoded secret only wh
     return text.slice(text.length - f.pending);
   };
   const cases: [string, string][] = [["data th", ""], ["data QU", "QU"], ["data QUJ", "QUJ"], ["data QYA", ""], ["data QUJDREVG", "QUJDREVG"], ["data QUJDRE", "QUJDRE"]];
+  // Among a run's first 24 characters (a run is decoded from 24 on, its quads there whole) the characters so far
+  // fix the high bits of the next byte too: "ZZ" makes it 0x9?, "QUK" 0x8? or over, and a 21st character "l"
+  // 0x94-0x97, none printable. A 25th one is held: a run that ends there is decoded without it. A run closed by
+  // `=` before 24 characters never is one.
+  cases.push(["data ZZ", ""], ["data QUK", ""], ["data QUJDREVGR0hJSktMTU5Pl", ""], ["data QUJDREVGR0hJSktMTU5PUl", "QUJDREVGR0hJSktMTU5PUl"],
+    ["data QUJDREVGR0hJSktMTU5PUFFSl", "QUJDREVGR0hJSktMTU5PUFFSl"], ["data QQ==", ""], ["data QQ=", ""]);
   for (const [text, want] of cases) expect({ text, held: held(text) }).toEqual({ text, held: want });
 });
 
