@@ -3,13 +3,14 @@
  * bun scripts/bench-lag.ts [--size 28|155] [--rounds 4] [--tokens 48] [--threads 2] [--top 5]
  *
  * Where the event loop stalls while 4 greedy streams run (bench-peer's lag row, in-process, the same set-up: auth,
- * guards, scanner, audit on; the client shares the loop). A 1 ms interval records each tick's lateness and the JS
- * thread's own CPU time within it (/proc/self/schedstat: what our code or GC held the thread for, as opposed to
- * waiting for a CPU); engine calls, their stages (admitted, slot, first-token) and text callbacks, the context's
- * decode steps and samplings (node-llama-cpp's native calls, through a proxy), and the client's first and last
- * chunks are marked. Per round: ticks, the largest lateness, ticks later than 5 ms, and the `--top` ticks with the
- * most JS CPU, each with the marks that fell inside it. Runs the code of the tree it is in (for a before/after, run
- * it in a worktree of the older commit too).
+ * guards, scanner, audit on; the client shares the loop). A 1 ms interval records each tick's lateness, the JS
+ * thread's own CPU time within it and its time waiting in the run queue (/proc/self/schedstat: what our code or GC
+ * held the thread for, as opposed to waiting for a CPU held by other threads, e.g. inference); engine calls, their
+ * stages (admitted, slot, first-token) and text callbacks, the context's decode steps and samplings (node-llama-cpp's
+ * native calls, through a proxy), and the client's first and last chunks are marked. Per round: ticks, the largest
+ * lateness, ticks later than 5 ms (with their summed lateness, JS CPU and run-queue wait), and the `--top` ticks with
+ * the most JS CPU, each with the marks that fell inside it. Runs the code of the tree it is in (for a before/after,
+ * run it in a worktree of the older commit too).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -68,7 +69,11 @@ engine.complete = (call) => {
   context._ctx = new Proxy(native, { get: (t, k) => (wrapped as Record<string | symbol, unknown>)[k] ??
     (typeof t[k as string] === "function" ? (t[k as string] as (...a: unknown[]) => unknown).bind(t) : t[k as string]) });
 }
-const cpuMs = () => Number(fs.readFileSync("/proc/self/schedstat", "utf8").split(" ")[0]) / 1e6;
+/** The JS thread's CPU time and its time waiting in the run queue for a CPU, in ms (/proc/self/schedstat: the main thread's). */
+const sched = () => {
+  const [run, wait] = fs.readFileSync("/proc/self/schedstat", "utf8").split(" ");
+  return { cpu: Number(run) / 1e6, wait: Number(wait) / 1e6 };
+};
 
 async function stream(i: number) {
   const r = await fetch(`${base}/v1/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
@@ -83,26 +88,28 @@ await stream(0); // warm-up
 try {
   for (let round = 0; round < Number(values.rounds); round++) {
     marks.length = 0;
-    const ticks: { at: number; late: number; cpu: number }[] = [];
+    const ticks: { at: number; late: number; cpu: number; wait: number }[] = [];
     const l0 = load1();
-    let last = performance.now(), c0 = cpuMs();
+    let last = performance.now(), s0 = sched();
     const timer = setInterval(() => {
-      const now = performance.now(), c = cpuMs();
-      ticks.push({ at: now, late: now - last - 1, cpu: c - c0 });
-      last = now; c0 = c;
+      const now = performance.now(), s = sched();
+      ticks.push({ at: now, late: now - last - 1, cpu: s.cpu - s0.cpu, wait: s.wait - s0.wait });
+      last = now; s0 = s;
     }, 1);
     const t0 = performance.now();
     await Promise.all([0, 1, 2, 3].map(stream));
     clearInterval(timer);
     const top = [...ticks].sort((a, b) => b.cpu - a.cpu).slice(0, Number(values.top));
+    const late = ticks.filter((t) => t.late > 5);
     console.log(`round ${round}: ${ticks.length} ticks, latest ${Math.max(...ticks.map((t) => t.late)).toFixed(1)} ms, ` +
       `${ticks.filter((t) => t.late > 5).length} later than 5 ms; JS CPU within a tick: max ${top[0]!.cpu.toFixed(1)} ms, ` +
-      `${ticks.filter((t) => t.cpu > 5).length} over 5 ms; load ${l0.toFixed(2)}→${load1().toFixed(2)}`);
+      `${ticks.filter((t) => t.cpu > 5).length} over 5 ms; the late ones: ${late.reduce((a, t) => a + t.late, 0).toFixed(0)} ms late, ` +
+      `${late.reduce((a, t) => a + t.cpu, 0).toFixed(0)} ms JS CPU, ${late.reduce((a, t) => a + t.wait, 0).toFixed(0)} ms run-queue wait; load ${l0.toFixed(2)}→${load1().toFixed(2)}`);
     for (const k of top) {
       const inside = marks.filter(([t]) => t <= k.at && t > k.at - k.late - 1).map(([, what]) => what);
       const count = (w: string) => inside.filter((x) => x === w).length;
       const rest = inside.filter((w) => !["text", "decode", "decode done", "sample", "sample done"].includes(w));
-      console.log(`  +${(k.at - t0).toFixed(1)} ms: JS CPU ${k.cpu.toFixed(1)} ms, late ${k.late.toFixed(1)} ms | ${count("text")} text callbacks, ` +
+      console.log(`  +${(k.at - t0).toFixed(1)} ms: JS CPU ${k.cpu.toFixed(1)} ms, run-queue wait ${k.wait.toFixed(1)} ms, late ${k.late.toFixed(1)} ms | ${count("text")} text callbacks, ` +
         `${count("decode")} decode steps started / ${count("decode done")} ended, ${count("sample")} samplings started / ${count("sample done")} ended` +
         `${rest.length ? ", " + rest.join(", ") : ""}`);
     }
