@@ -18,7 +18,6 @@ import { chatEarly } from "./early-text";
 import { contextText } from "./context-text";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 import { memoSampling } from "./sampler-memo";
-import { lowerInferenceThreads } from "./thread-nice";
 
 export type { LlamaEngineOptions, ModelSource } from "./llama-load";
 
@@ -41,7 +40,6 @@ export class LlamaEngine implements Engine {
     const engine = new LlamaEngine(llama, opts);
     try {
       for (const source of opts.models) await engine.loadOne(source);
-      lowerInferenceThreads(); // the event loop first when it and inference want the same CPU (thread-nice.ts)
     } catch (e) {
       await engine.dispose();
       throw e;
@@ -197,7 +195,6 @@ export class LlamaEngine implements Engine {
     call.onStage?.("admitted");
     const release = await slot;
     call.onStage?.("slot");
-    lowerInferenceThreads(); // threads the runtime or the engine started since (a directory read when none did)
     let sequence: LlamaContextSequence | undefined;
     // Counted from its first sampled token until it ends: while any is, no decode waits for a burst.
     let counted = false;
@@ -210,7 +207,6 @@ export class LlamaEngine implements Engine {
       if (counted) l.busy.generating--;
       await sequence?.dispose();
       release();
-      lowerInferenceThreads();
     }
   }
 
