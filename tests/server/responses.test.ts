@@ -81,6 +81,25 @@ describe("responses", () => {
     expect(["Oslo", "Paris"]).toContain(JSON.parse(args).city);
   });
 
+  test("the SDK's stream helper output, echoed back as the next input (its parsed and parsed_arguments fields too)", async () => {
+    // responses.stream().finalResponse() adds `parsed` to output_text parts and `parsed_arguments` to function calls;
+    // `input.push(...response.output)`, the documented multi-turn pattern, was a 400 naming them.
+    const input: OpenAI.Responses.ResponseInput = [{ role: "user", content: "weather?" }];
+    // The SDK's types tell output items from input items; the API takes output items back as they are.
+    const asInput = (output: unknown[]) => output as OpenAI.Responses.ResponseInputItem[];
+    const body = { model: "tiny", tools: [weather], max_output_tokens: 200, temperature: 0, store: false };
+    const called = await client.responses.stream({ ...body, input, tool_choice: "required" }).finalResponse();
+    const call = called.output.find((o) => o.type === "function_call")!;
+    expect(call).toHaveProperty("parsed_arguments");
+    input.push(...asInput(called.output), { type: "function_call_output", call_id: call.call_id, output: "3 degrees" });
+    const answered = await client.responses.stream({ ...body, input, max_output_tokens: 4 }).finalResponse();
+    expect(answered.output[0]!.type).toBe("message");
+    expect((answered.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0]).toHaveProperty("parsed");
+    input.push(...asInput(answered.output), { role: "user", content: "and?" });
+    const next = await client.responses.create({ ...body, input, max_output_tokens: 4 });
+    expect(next.status).not.toBe("failed");
+  });
+
   test("stateless: previous_response_id → 400 naming it", async () => {
     const e = await error(client.responses.create({ model: "tiny", input: "x", previous_response_id: "resp_123" }));
     expect([e.status, e.param]).toEqual([400, "previous_response_id"]);

@@ -11,8 +11,10 @@
 import { z } from "zod";
 
 const inputText = z.strictObject({ type: z.literal("input_text"), text: z.string() });
+/** `parsed` (and a call's `parsed_arguments`): what the openai SDK's stream and parse helpers add to output items users echo back. */
 const outputText = z.strictObject({
   type: z.literal("output_text"), text: z.string(), annotations: z.array(z.unknown()).optional(), logprobs: z.array(z.unknown()).optional(),
+  parsed: z.unknown().optional(),
 });
 const refusal = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
 /** Parts a text-only model cannot take: accepted here so the refusal names them. */
@@ -31,6 +33,7 @@ const functionCallItem = z.strictObject({
   call_id: z.string().min(1).max(256),
   name: z.string().min(1).max(64),
   arguments: z.string(),
+  parsed_arguments: z.unknown().optional(),
   status: z.string().max(32).optional(),
 });
 const functionOutputItem = z.strictObject({
