@@ -113,8 +113,11 @@ export class LlamaEngine implements Engine {
       const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens, context: prompt, early }); // after logprobs' wrapper: counts what it passes on
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
       try {
-        // A forced call is JSON for the tool_calls field, never streamed as content.
-        const { options, counted } = generateOptions({ ...call, onText: forced ? undefined : tally.textCallback(call.onText) }, grammar, l.model);
+        // A forced call is JSON for tool_calls, never streamed as content; stop strings are for the answer's text and
+        // would cut the call's JSON short (stop "e" ended '{"nam', and a "required" call was answered with none).
+        const { options, counted } = generateOptions({
+          ...call, sampling: forced ? { ...call.sampling, stop: undefined } : call.sampling, onText: forced ? undefined : tally.textCallback(call.onText),
+        }, grammar, l.model);
         released.count = counted;
         const result = await chat.generateResponse(history, {
           ...options, functions, documentFunctionParams: true, maxParallelFunctionCalls: use?.parallel === false ? 1 : undefined,
@@ -127,7 +130,8 @@ export class LlamaEngine implements Engine {
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
           : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
-        const text = calls.length && forced ? "" : done.text;
+        // A forced call is JSON for tool_calls, never the answer's text, even cut short (unparsed): streams never send it either.
+        const text = forced ? "" : done.text;
         const answer = { ...done, text, ...(logprobs && { logprobs: logprobs.records }) };
         return calls.length ? { ...answer, toolCalls: calls, finishReason: "tool_calls" } : answer;
       } finally {

@@ -89,6 +89,40 @@ describe("the response scanner covers call arguments", () => {
 });
 
 describe("auto and none", () => {
+  test("a forced call cut by max_tokens: no content, streamed or not (the call's JSON is never the answer's text)", async () => {
+    // The forced call is generated as JSON for the tool_calls field; cut short it could not be parsed, and the
+    // non-streamed answer sent that partial JSON ('{"name":"get_weather", "arg') as content while the stream sent none.
+    for (const tool_choice of ["required", { type: "function", function: { name: "get_weather" } }] as const) {
+      const body = { ...base, tools: [weather, time], tool_choice, max_tokens: 8 };
+      const whole = (await client.chat.completions.create(body)).choices[0]!;
+      expect(whole.finish_reason).toBe("length");
+      expect(whole.message.content ?? "").toBe("");
+      let streamed = "", finish: string | null = null;
+      for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+        streamed += chunk.choices[0]?.delta.content ?? "";
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+      }
+      expect(streamed).toBe("");
+      expect(finish).toBe("length");
+    }
+  });
+
+  test("a forced call is not cut by stop strings (they are for the answer's text): the call is made, streamed or not", async () => {
+    // Stop strings were applied to the call's JSON: stop "e" ended it at '{"nam' and "required" was answered with no call.
+    const body = { ...base, tools: [weather, time], tool_choice: "required" as const, stop: ["e", "."] };
+    const whole = (await client.chat.completions.create(body)).choices[0]!;
+    expect(whole.finish_reason).toBe("tool_calls");
+    expect(whole.message.tool_calls).toHaveLength(1);
+    JSON.parse((whole.message.tool_calls![0] as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall).function.arguments);
+    let args = "", finish: string | null = null;
+    for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+      for (const tc of chunk.choices[0]?.delta.tool_calls ?? []) args += tc.function?.arguments ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(finish).toBe("tool_calls");
+    expect(args).toBe((whole.message.tool_calls![0] as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall).function.arguments);
+  });
+
   test("auto: the model may answer in text; the request is accepted and well-formed", async () => {
     const r = await client.chat.completions.create({ ...base, max_tokens: 8, tools: [weather], tool_choice: "auto", parallel_tool_calls: false });
     const choice = r.choices[0]!;
