@@ -173,8 +173,9 @@ export class LlamaEngine implements Engine {
           ...options, onTextChunk: undefined, onToken: (t: Token[]) => { options.onToken(t); text.push(t); },
         });
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
-        // Cut at max_tokens (or an abort) inside an incomplete character: the held-back tokens' text is sent too.
-        const tail = stop === "maxTokens" || stop === "abort" ? tally.tail(counted()) : "";
+        // Cut at max_tokens (or an abort), or an end token, inside an incomplete character: the held-back tokens' text
+        // is sent too (node-llama-cpp drops it; a stream had already sent it, so the two answers differed).
+        const tail = stop === "maxTokens" || stop === "abort" || stop === "eogToken" ? tally.tail(counted()) : "";
         if (tail) tally.textCallback(call.onText)?.(tail);
         return {
           text: text.text() + tail, promptTokens: input.length, completionTokens: tally.count(), finishReason: finishOf(stop),

@@ -91,3 +91,21 @@ describe.skipIf(!peer)("against llama-server", () => {
     }
   }, 60_000);
 });
+
+test("an end token right after a byte token: the byte's text is kept, streamed and not, and counted", async () => {
+  // Found by a random fuzz (seed 33501): "," then a byte token that starts a character, then the end token. The
+  // non-streamed text dropped the byte (node-llama-cpp never releases it) while the stream sent it.
+  const body = { model: "tiny", prompt: "👨‍👩‍👧 family", temperature: 1, seed: 33501, max_tokens: 8, presence_penalty: 0.5 };
+  const post = (extra: Record<string, unknown>) => fetch(`${base}/v1/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, ...extra }),
+  });
+  const whole = await (await post({})).json() as Completion & { usage: { completion_tokens: number }; choices: { finish_reason: string }[] };
+  const streamed = (await (await post({ stream: true })).text()).split("\n\n").filter((e) => e.startsWith("data: {"))
+    .map((e) => (JSON.parse(e.slice(6)) as Completion).choices.map((c) => c.text).join("")).join("");
+  expect(whole.choices[0]!.finish_reason).toBe("stop");
+  expect(whole.choices[0]!.text).toBe(streamed);
+  expect(whole.choices[0]!.text.endsWith("\uFFFD")).toBe(true);
+  expect([...whole.choices[0]!.text].length).toBe(whole.usage.completion_tokens);
+  const lp = (await (await post({ logprobs: 1 })).json() as Completion).choices[0]!;
+  expect(lp.logprobs!.tokens.join("")).toBe(lp.text);
+}, 60_000);
