@@ -8,19 +8,11 @@
  */
 import { expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
-import { createScanner, type Scanner } from "../../src/guards/response-scan";
-import { rng } from "../security/scan-helpers";
+import { createScanner } from "../../src/guards/response-scan";
+import { rng, streamed } from "../security/scan-helpers";
 
 const scanner = (action: "redact" | "block", pii: boolean) =>
   createScanner(parseConfig({ responseScan: { action, pii, burstChars: 0, internalHosts: [] } }).responseScan);
-
-function streamed(s: Scanner, pieces: string[]) {
-  const f = s.filter();
-  let out = "";
-  for (const p of pieces) out += f.push(p);
-  out += f.end();
-  return { text: out, findings: [...f.findings].sort(), blocked: f.blocked };
-}
 
 const SECRETS = ["AKIAIOSFODNN7EXAMPLE", "ghp_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6", "glpat-Ab3De6Gh9Jk2Mn5Pq8St",
   "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "npm_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6", "password: Tr0ub4dor&3x", "api_key=Zx81Lq0Pw7Ty2Ub9Rc4Vn6Me"];

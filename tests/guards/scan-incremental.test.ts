@@ -10,19 +10,12 @@ import { expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
 import { createScanner, type Scanner } from "../../src/guards/response-scan";
 import { extendView, scanView, type ScanView } from "../../src/guards/scan-view";
-import { rng, secretForms } from "../security/scan-helpers";
+import { rng, secretForms, streamed } from "../security/scan-helpers";
 
 const scanner = (action: "redact" | "block") =>
   createScanner(parseConfig({ responseScan: { action, pii: true, burstChars: 0, internalHosts: [".corp", ".internal"] } }).responseScan);
 const redactor = scanner("redact"), blocker = scanner("block");
 
-function streamed(s: Scanner, pieces: string[]) {
-  const f = s.filter();
-  let out = "";
-  for (const p of pieces) out += f.push(p);
-  out += f.end();
-  return { text: out, findings: [...f.findings].sort(), blocked: f.blocked };
-}
 const oneShot = (s: Scanner, text: string) => { const r = s.scan(text); return { text: r.text, findings: [...r.findings].sort() }; };
 
 const AN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -1,5 +1,6 @@
-/** Helpers shared by the streamed-scanner tests (request-scanner-hold, scanner-stream-attack, its leaks file). */
+/** Helpers shared by the streamed-scanner tests (request-scanner-hold, scanner-stream-attack, its leaks file, scan-incremental, scan-hold-fuzz). */
 import { LOOKALIKES } from "../../src/guards/normalise";
+import type { Scanner } from "../../src/guards/response-scan";
 
 /** A seeded PRNG, so a failing split or fuzz case can be reproduced from its seed. */
 export function rng(seed: number) {
@@ -53,4 +54,13 @@ export function* writtenCases(secrets: [string, string][], forms: Record<string,
       for (let context = 0; context < contexts.length; context++) yield { rule, form, written, context, text: contexts[context]!(written) };
     }
   }
+}
+
+/** A stream through a fresh filter of `s`, piece by piece: the text sent, the sorted findings, whether it blocked. */
+export function streamed(s: Scanner, pieces: string[]) {
+  const f = s.filter();
+  let out = "";
+  for (const p of pieces) out += f.push(p);
+  out += f.end();
+  return { text: out, findings: [...f.findings].sort(), blocked: f.blocked };
 }
