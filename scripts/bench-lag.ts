@@ -102,7 +102,7 @@ try {
     const top = [...ticks].sort((a, b) => b.cpu - a.cpu).slice(0, Number(values.top));
     const late = ticks.filter((t) => t.late > 5);
     console.log(`round ${round}: ${ticks.length} ticks, latest ${Math.max(...ticks.map((t) => t.late)).toFixed(1)} ms, ` +
-      `${ticks.filter((t) => t.late > 5).length} later than 5 ms; JS CPU within a tick: max ${top[0]!.cpu.toFixed(1)} ms, ` +
+      `${late.length} later than 5 ms; JS CPU within a tick: max ${top[0]!.cpu.toFixed(1)} ms, ` +
       `${ticks.filter((t) => t.cpu > 5).length} over 5 ms; the late ones: ${late.reduce((a, t) => a + t.late, 0).toFixed(0)} ms late, ` +
       `${late.reduce((a, t) => a + t.cpu, 0).toFixed(0)} ms JS CPU, ${late.reduce((a, t) => a + t.wait, 0).toFixed(0)} ms run-queue wait; load ${l0.toFixed(2)}→${load1().toFixed(2)}`);
     for (const k of top) {

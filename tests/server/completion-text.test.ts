@@ -24,6 +24,11 @@ beforeAll(async () => {
 afterAll(async () => { llama?.stop(); await stop(); });
 
 interface Completion { choices: { text: string; logprobs: { tokens: string[]; text_offset: number[] } | null }[] }
+/** The text of a streamed completion: every SSE event's choices' text, in order. */
+async function sseText(r: Response): Promise<string> {
+  return (await r.text()).split("\n\n").filter((e) => e.startsWith("data: {"))
+    .map((e) => (JSON.parse(e.slice(6)) as Completion).choices.map((c) => c.text).join("")).join("");
+}
 async function ours(prompt: string, extra: Record<string, unknown> = {}): Promise<Completion> {
   const r = await fetch(`${base}/v1/completions`, {
     method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
@@ -53,8 +58,7 @@ test("streamed text is the same", async () => {
     method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
     body: JSON.stringify({ model: "tiny", prompt: "hello world", max_tokens: 8, temperature: 0, logit_bias: NO_END, stream: true }),
   });
-  const text = (await r.text()).split("\n\n").filter((e) => e.startsWith("data: {"))
-    .map((e) => (JSON.parse(e.slice(6)) as Completion).choices.map((c) => c.text).join("")).join("");
+  const text = await sseText(r);
   expect(text.startsWith(" ")).toBe(true);
   expect(text).toBe((await ours("hello world")).choices[0]!.text);
 }, 60_000);
@@ -100,8 +104,7 @@ test("an end token right after a byte token: the byte's text is kept, streamed a
     method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, ...extra }),
   });
   const whole = await (await post({})).json() as Completion & { usage: { completion_tokens: number }; choices: { finish_reason: string }[] };
-  const streamed = (await (await post({ stream: true })).text()).split("\n\n").filter((e) => e.startsWith("data: {"))
-    .map((e) => (JSON.parse(e.slice(6)) as Completion).choices.map((c) => c.text).join("")).join("");
+  const streamed = await sseText(await post({ stream: true }));
   expect(whole.choices[0]!.finish_reason).toBe("stop");
   expect(whole.choices[0]!.text).toBe(streamed);
   expect(whole.choices[0]!.text.endsWith("\uFFFD")).toBe(true);

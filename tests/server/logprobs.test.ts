@@ -38,9 +38,9 @@ describe("chat logprobs", () => {
     }
   });
 
-  test("an answer whose first token is a bare space: the tokens still spell it (chat detokenizes after the prompt, as the text is)", async () => {
-    // Without the prompt as context a SentencePiece piece loses its leading space ("▁" alone is ""), so the tokens
-    // did not spell the text and logprobs came back null (the Responses API leg of the AI SDK test, with no seed).
+  test("an answer whose first token is a bare space: the tokens still spell it (one entry for the space and the next word)", async () => {
+    // Detokenized alone a SentencePiece "▁" is "", while the answer's text has the space before the next word, so the
+    // tokens did not spell the text and logprobs came back null (the Responses API leg of the AI SDK test, with no seed).
     let spaced = 0;
     for (let seed = 0; seed < 60; seed++) {
       const r = await post("/v1/chat/completions", { model: "tiny", messages: user("hello"), max_tokens: 2, temperature: 1, seed, logprobs: true });
