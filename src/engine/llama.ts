@@ -168,11 +168,13 @@ export class LlamaEngine implements Engine {
         const { options, counted } = generateOptions(call, grammar, l.model);
         released.count = counted;
         // The text is the released tokens' own, after the prompt (context-text.ts: node-llama-cpp drops a leading space).
-        const text = contextText(l.model, input, tally.textCallback(call.onText));
+        const stops = call.sampling.stop?.length ? call.sampling.stop : undefined;
+        const text = contextText(l.model, input, tally.textCallback(call.onText), stops && { stops, sampled: tally.sampled, spelled: () => tally.tail(0), end: tally.end });
         const result = await completion.generateCompletionWithMeta(tokens, {
           ...options, onTextChunk: undefined, onToken: (t: Token[]) => { options.onToken(t); text.push(t); },
         });
-        const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
+        text.finish();
+        const stop = text.stopped ? "customStopTrigger" : tally.capped ? "maxTokens" : result.metadata.stopReason;
         // Cut at max_tokens (or an abort), or an end token, inside an incomplete character: the held-back tokens' text
         // is sent too (node-llama-cpp drops it; a stream had already sent it, so the two answers differed).
         const tail = stop === "maxTokens" || stop === "abort" || stop === "eogToken" ? tally.tail(counted()) : "";

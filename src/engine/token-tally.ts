@@ -30,7 +30,7 @@ export interface TallyOptions {
 export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, { onSampled, cap, context = [], early }: TallyOptions = {}) {
   const generated: Token[] = [];
   const end = model.tokens.eos ?? model.tokens.eot;
-  let capped = false;
+  let capped = false, ended = false;
   const isEnd = (t: Token) => model.isEogToken(t);
   /** The text of sampled tokens `from` to `to`, detokenized after what came before them. */
   const textOf = (from: number, to = generated.length): string => {
@@ -46,6 +46,10 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, {
     let input: Token | Token[] | void = undefined;
     try {
       while (true) {
+        if (ended && end != null) {
+          yield end; // told to end (a stop string found in the spelled text): end without sampling
+          return;
+        }
         if (cap != null && cap > 0 && generated.length >= cap && end != null) {
           capped = true; // node-llama-cpp asked for a token past max_tokens: end here instead
           yield end;
@@ -78,6 +82,10 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, {
     tail(released: number): string {
       return textOf(released);
     },
+    /** Every token sampled so far, end tokens included. */
+    sampled: (): readonly Token[] => generated,
+    /** Ends the generation: the next token node-llama-cpp asks for is an end token, not sampled. */
+    end: () => { ended = true; },
     /**
      * What node-llama-cpp's text callback should be: with `early`, its chunks less what was sent ahead of them;
      * without, `onText` itself.
