@@ -24,7 +24,15 @@ export interface KeepaliveOptions {
   env?: NodeJS.ProcessEnv;
   now?: () => number;
   send?: typeof sdNotify;
+  /** Runs `tick` every `ms` until the returned function is called (setInterval, unref'd; tests drive it by hand). */
+  every?: (tick: () => void, ms: number) => () => void;
 }
+
+const intervalOf = (tick: () => void, ms: number) => {
+  const timer = setInterval(tick, ms);
+  timer.unref?.();
+  return () => clearInterval(timer);
+};
 
 /**
  * Keeps systemd's start timeout (TimeoutStartSec=) from ending a start that is still working: hashing and
@@ -41,10 +49,9 @@ export function startKeepalive(o: KeepaliveOptions = {}): StartKeepalive {
     send({ EXTEND_TIMEOUT_USEC: windowMs * 1000, STATUS: status }, env);
   };
   extend();
-  const timer = setInterval(extend, Math.max(100, Math.floor(windowMs / 3)));
-  timer.unref?.();
+  const cancel = (o.every ?? intervalOf)(extend, Math.max(100, Math.floor(windowMs / 3)));
   return {
     progress(s) { last = now(); if (s) status = s; },
-    stop() { stopped = true; clearInterval(timer); },
+    stop() { stopped = true; cancel(); },
   };
 }
