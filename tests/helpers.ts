@@ -60,11 +60,27 @@ export async function until<T>(probe: () => T | undefined | Promise<T | undefine
   }
 }
 
-/** A log sink tests can read: every pino line, parsed. */
-export function memoryLogger(): { log: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const log = createLogger("info", { write: (s: string) => { lines.push(JSON.parse(s)); return true; } } as never);
-  return { log, lines };
+type LogLine = Record<string, unknown>;
+/**
+ * A log sink tests can read: every pino line, parsed. `line(match, from)` resolves with the first line at index
+ * `from` or later that matches, as soon as it is written (waits on the write, never polls).
+ */
+export function memoryLogger(): { log: Logger; lines: LogLine[]; line: (match: (l: LogLine) => boolean, from?: number) => Promise<LogLine> } {
+  const lines: LogLine[] = [];
+  const waiters = new Set<(l: LogLine) => boolean>();
+  const write = (s: string) => {
+    const l = JSON.parse(s) as LogLine;
+    lines.push(l);
+    for (const w of [...waiters]) if (w(l)) waiters.delete(w);
+    return true;
+  };
+  const log = createLogger("info", { write } as never);
+  const line = (match: (l: LogLine) => boolean, from = 0) => new Promise<LogLine>((resolve) => {
+    const seen = lines.slice(from).find(match);
+    if (seen) return resolve(seen);
+    waiters.add((l) => { if (!match(l)) return false; resolve(l); return true; });
+  });
+  return { log, lines, line };
 }
 
 export interface TestAppOptions {

@@ -79,6 +79,20 @@ export class LlamaEngine implements Engine {
     return { active, queued };
   }
 
+  /** Resolves once `holds(load())` is true, checked now and at every admission and release (tests and drain wait on it). */
+  whenLoad(holds: (load: { active: number; queued: number }) => boolean): Promise<void> {
+    if (holds(this.load())) return Promise.resolve();
+    return new Promise((resolve) => {
+      const stops: (() => void)[] = [];
+      const check = () => {
+        if (!holds(this.load())) return;
+        for (const stop of stops) stop();
+        resolve();
+      };
+      for (const l of this.loaded.values()) stops.push(l.scheduler.watch(check), l.embedScheduler.watch(check));
+    });
+  }
+
   private get(id: string): Loaded {
     if (this.closing) throw new NotReadyError();
     const l = this.loaded.get(id);

@@ -10,10 +10,21 @@ interface Waiter { resolve: (release: () => void) => void; reject: (e: Error) =>
 export class Scheduler {
   private active = 0;
   private readonly waiting: Waiter[] = [];
+  private readonly watchers = new Set<() => void>();
 
   constructor(readonly slots: number, readonly maxQueue: number, private readonly retryAfterSeconds = 1) {}
 
   stats() { return { active: this.active, queued: this.waiting.length }; }
+
+  /** Calls `listener` after every change of `stats()`; returns the function that stops it. */
+  watch(listener: () => void): () => void {
+    this.watchers.add(listener);
+    return () => this.watchers.delete(listener);
+  }
+
+  private changed() {
+    for (const w of [...this.watchers]) w();
+  }
 
   /** Resolves with a release function once a slot is free; rejects with QueueFullError when the line is full. */
   acquire(signal: AbortSignal): Promise<() => void> {
@@ -33,6 +44,7 @@ export class Scheduler {
     if (signal.aborted) throw new CancelledError();
     if (this.active < this.slots) {
       this.active++;
+      this.changed();
       return Promise.resolve(this.releaser());
     }
     if (this.waiting.length >= this.maxQueue) throw new QueueFullError(this.retryAfterSeconds);
@@ -43,10 +55,12 @@ export class Scheduler {
           const i = this.waiting.indexOf(waiter);
           if (i >= 0) this.waiting.splice(i, 1);
           reject(new CancelledError());
+          this.changed();
         },
       };
       signal.addEventListener("abort", waiter.onAbort, { once: true });
       this.waiting.push(waiter);
+      this.changed();
     });
   }
 
@@ -60,6 +74,7 @@ export class Scheduler {
         next.signal.removeEventListener("abort", next.onAbort);
         next.resolve(this.releaser()); // the slot passes straight on; active stays the same
       } else this.active--;
+      this.changed();
     };
   }
 }

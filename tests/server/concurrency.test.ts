@@ -19,6 +19,21 @@ describe("Scheduler", () => {
     (await second)();
     expect(s.stats()).toEqual({ active: 0, queued: 0 });
   });
+  test("watchers hear every change of the counts", async () => {
+    const s = new Scheduler(1, 1);
+    const seen: string[] = [];
+    const stop = s.watch(() => seen.push(JSON.stringify(s.stats())));
+    const c = new AbortController();
+    const release = await s.acquire(c.signal);
+    const waiter = new AbortController();
+    const waiting = s.acquire(waiter.signal);
+    waiter.abort();
+    await expect(waiting).rejects.toBeInstanceOf(CancelledError);
+    release();
+    stop();
+    (await s.acquire(c.signal))();
+    expect(seen).toEqual(['{"active":1,"queued":0}', '{"active":1,"queued":1}', '{"active":1,"queued":0}', '{"active":0,"queued":0}']);
+  });
   test("an aborted waiter leaves the line at once", async () => {
     const s = new Scheduler(1, 4);
     const release = await s.acquire(new AbortController().signal);
@@ -34,7 +49,7 @@ describe("Scheduler", () => {
 describe("over HTTP with one sequence", () => {
   let ctx: Awaited<ReturnType<typeof makeApp>>;
   let client: OpenAI;
-  const { log, lines } = memoryLogger();
+  const { log, lines, line } = memoryLogger();
   beforeAll(async () => {
     ctx = await makeApp({ config: { parallel: 1, maxQueue: 0 }, log });
     client = new OpenAI({ apiKey: ctx.key, baseURL: `${listenApp(ctx.app)}/v1`, maxRetries: 0 });
@@ -53,22 +68,16 @@ describe("over HTTP with one sequence", () => {
     try {
       for await (const _ of stream) if (++seen === 3) abort.abort();
     } catch { /* the SDK throws on abort */ }
-    // With one sequence and no queue, this only succeeds once the aborted generation has let go of the slot.
+    // With one sequence and no queue, this succeeds only once the aborted generation has let go of the slot, and
+    // at the first try once the slot is free: the sequence is handed back before the slot is.
     // (Greedy decoding keeps these long generations deterministic: the tiny model's greedy text never hits EOS early.)
-    let next: OpenAI.Chat.Completions.ChatCompletion | undefined;
-    for (let attempt = 0; attempt < 200 && !next; attempt++) {
-      next = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 4 })
-        .catch((e) => { if (e.status !== 503) throw e; return undefined; });
-      if (!next) await Bun.sleep(5);
-    }
-    expect(next?.choices[0]!.message.content).toBeDefined();
-    // The aborted request's log line is written when its stream is torn down; wait for it (bounded).
-    const find = () => lines.find((l) => l.msg === "request" && l.status === 499);
-    for (let i = 0; i < 500 && !find(); i++) await Bun.sleep(10);
-    const aborted = find();
-    expect(aborted).toBeDefined();
-    expect(aborted!.completionTokens).toBeGreaterThan(0);
-    expect(aborted!.completionTokens).toBeLessThan(1800);
+    await ctx.engine.whenLoad((l) => l.active === 0);
+    const next = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 4 });
+    expect(next.choices[0]!.message.content).toBeDefined();
+    // The aborted request's log line is written when its stream is torn down.
+    const aborted = await line((l) => l.msg === "request" && l.status === 499);
+    expect(aborted.completionTokens).toBeGreaterThan(0);
+    expect(aborted.completionTokens).toBeLessThan(1800);
     expect(ctx.engine.load()).toEqual({ active: 0, queued: 0 });
   });
 
@@ -76,18 +85,15 @@ describe("over HTTP with one sequence", () => {
     const abort = new AbortController();
     const pending = client.completions.create({ model: "tiny", prompt: "long", max_tokens: 1800, temperature: 0 }, { signal: abort.signal })
       .catch((e) => e);
-    for (let i = 0; i < 1000 && ctx.engine.load().active === 0; i++) await Bun.sleep(2); // generation has the slot
+    await ctx.engine.whenLoad((l) => l.active > 0); // generation has the slot
     const before = lines.length;
     abort.abort();
     await pending;
-    for (let i = 0; i < 1000 && ctx.engine.load().active > 0; i++) await Bun.sleep(2);
-    expect(ctx.engine.load().active).toBe(0);
+    await ctx.engine.whenLoad((l) => l.active === 0);
     const next = await client.completions.create({ model: "tiny", prompt: "x", max_tokens: 2 });
     expect(next.choices[0]!.text).toBeDefined();
-    const find = () => lines.slice(before).find((l) => l.status === 499);
-    for (let i = 0; i < 500 && !find(); i++) await Bun.sleep(2);
-    const cancelled = find();
-    expect(cancelled?.completionTokens).toBeLessThan(1800);
+    const cancelled = await line((l) => l.status === 499, before);
+    expect(cancelled.completionTokens).toBeLessThan(1800);
   });
 
   test("a full queue answers 503 with Retry-After", async () => {
@@ -107,7 +113,7 @@ describe("over HTTP with one sequence", () => {
   });
 
   test("refusals decidable before the first byte keep their status when streaming: queue full 503, context 400", async () => {
-    for (let i = 0; i < 5000 && ctx.engine.load().active > 0; i++) await Bun.sleep(1); // the previous test's stream lets go
+    await ctx.engine.whenLoad((l) => l.active === 0); // the previous test's stream lets go
     const abort = new AbortController();
     const stream = await client.chat.completions.create(
       { model: "tiny", messages: [{ role: "user", content: "go" }], max_tokens: 1800, stream: true, temperature: 0 }, { signal: abort.signal });
@@ -132,7 +138,7 @@ describe("over HTTP with one sequence", () => {
 
   test("embeddings wait in the same bounded line: a full line answers 503", async () => {
     const first = client.embeddings.create({ model: "tiny", input: Array.from({ length: 200 }, (_, i) => `text number ${i}`) });
-    for (let i = 0; i < 5000 && ctx.engine.load().active === 0; i++) await Bun.sleep(1);
+    await ctx.engine.whenLoad((l) => l.active > 0);
     const second = await client.embeddings.create({ model: "tiny", input: "x" }).then(() => null, (e) => e);
     expect((await first).data).toHaveLength(200);
     expect(second).toBeInstanceOf(OpenAI.APIError);
@@ -176,7 +182,7 @@ describe("with two sequences", () => {
       expect(short.choices[0]!.message.content).toBeDefined();
       expect(ctx.engine.load().active).toBe(1); // the long one is still generating
       abort.abort();
-      for (let i = 0; i < 1000 && ctx.engine.load().active > 0; i++) await Bun.sleep(2);
+      await ctx.engine.whenLoad((l) => l.active === 0);
     } finally {
       await ctx.app.stop(true);
       await ctx.engine.dispose();
