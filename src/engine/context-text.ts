@@ -38,9 +38,11 @@ export function contextText(model: LlamaModel, context: readonly Token[], onText
     text += chunk;
     if (chunk) onText?.(chunk);
   };
+  // A stop is looked for only where it could end in new text (the text before had none): no rescan per token.
+  const longest = Math.max(0, ...(cut?.stops ?? []).map((s) => s.length));
   /** Sends `spelled` up to its first stop string and ends there; false when it has none past what was sent. */
   const stopIn = (spelled: string): boolean => {
-    const at = firstStop(spelled, cut!.stops);
+    const at = firstStop(spelled, cut!.stops, Math.max(0, text.length - longest + 1));
     if (at < 0 || !spelled.startsWith(text.slice(0, at))) return false;
     // A stop that began in text already sent (it cannot be taken back) ends the text where it is.
     send(spelled.slice(text.length, Math.max(at, text.length)));
@@ -80,11 +82,11 @@ export function contextText(model: LlamaModel, context: readonly Token[], onText
 
 const sameTokens = (a: readonly Token[], b: readonly Token[]) => a.length === b.length && a.every((t, i) => t === b[i]);
 
-/** Where the first of `stops` begins in `text`, or -1. */
-function firstStop(text: string, stops: readonly string[]): number {
+/** Where the first of `stops` begins in `text` at `from` or later, or -1. */
+function firstStop(text: string, stops: readonly string[], from: number): number {
   let first = -1;
   for (const s of stops) {
-    const i = s ? text.indexOf(s) : -1;
+    const i = s ? text.indexOf(s, from) : -1;
     if (i >= 0 && (first < 0 || i < first)) first = i;
   }
   return first;
