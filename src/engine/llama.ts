@@ -16,6 +16,7 @@ import { withFullThreads } from "./thread-policy";
 import { tallyTokens } from "./token-tally";
 import { chatEarly } from "./early-text";
 import { contextText } from "./context-text";
+import { stopText } from "./stop-text";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 import { memoSampling } from "./sampler-memo";
 
@@ -129,8 +130,10 @@ export class LlamaEngine implements Engine {
       try {
         // A forced call is JSON for tool_calls, never streamed as content; stop strings are for the answer's text and
         // would cut the call's JSON short (stop "e" ended '{"nam', and a "required" call was answered with none).
+        // Without functions they are applied to the answer's text here (stop-text.ts), not by node-llama-cpp.
+        const cut = !forced && !functions && call.sampling.stop?.length ? stopText(call.sampling.stop, tally.textCallback(call.onText), tally.end) : undefined;
         const { options, counted } = generateOptions({
-          ...call, sampling: forced ? { ...call.sampling, stop: undefined } : call.sampling, onText: forced ? undefined : tally.textCallback(call.onText),
+          ...call, sampling: forced || cut ? { ...call.sampling, stop: undefined } : call.sampling, onText: forced ? undefined : cut?.push ?? tally.textCallback(call.onText),
         }, grammar, l.model);
         released.count = counted;
         const result = await chat.generateResponse(history, {
@@ -139,8 +142,11 @@ export class LlamaEngine implements Engine {
         // Cut at max_tokens inside an incomplete character: send the held-back tokens' text too (not for a call's JSON).
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
         const tail = !forced && !result.functionCalls?.length && stop === "maxTokens" ? tally.tail(counted()) : "";
-        if (tail) tally.textCallback(call.onText)?.(tail);
-        const done = { text: result.response + tail, promptTokens, completionTokens: tally.count(), finishReason: finishOf(stop) };
+        if (cut) cut.finish(tail);
+        else if (tail) tally.textCallback(call.onText)?.(tail);
+        const done = {
+          text: cut ? cut.text() : result.response + tail, promptTokens, completionTokens: tally.count(), finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
+        };
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
           : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
@@ -179,22 +185,21 @@ export class LlamaEngine implements Engine {
       const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens, context: input, early });
       const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
       try {
-        const { options, counted } = generateOptions(call, grammar, l.model);
+        // Stop strings are applied to the answer's text (stop-text.ts), not given to node-llama-cpp.
+        const { options, counted } = generateOptions({ ...call, sampling: { ...call.sampling, stop: undefined } }, grammar, l.model);
         released.count = counted;
+        const cut = stopText(call.sampling.stop ?? [], tally.textCallback(call.onText), tally.end);
         // The text is the released tokens' own, after the prompt (context-text.ts: node-llama-cpp drops a leading space).
-        const stops = call.sampling.stop?.length ? call.sampling.stop : undefined;
-        const text = contextText(l.model, input, tally.textCallback(call.onText), stops && { stops, sampled: tally.sampled, spelled: () => tally.tail(0), end: tally.end });
+        const text = contextText(l.model, input, cut.push);
         const result = await completion.generateCompletionWithMeta(tokens, {
           ...options, onTextChunk: undefined, onToken: (t: Token[]) => { options.onToken(t); text.push(t); },
         });
-        text.finish();
-        const stop = text.stopped ? "customStopTrigger" : tally.capped ? "maxTokens" : result.metadata.stopReason;
+        const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
         // Cut at max_tokens (or an abort), or an end token, inside an incomplete character: the held-back tokens' text
         // is sent too (node-llama-cpp drops it; a stream had already sent it, so the two answers differed).
-        const tail = stop === "maxTokens" || stop === "abort" || stop === "eogToken" ? tally.tail(counted()) : "";
-        if (tail) tally.textCallback(call.onText)?.(tail);
+        cut.finish(stop === "maxTokens" || stop === "abort" || stop === "eogToken" ? tally.tail(counted()) : "");
         return {
-          text: text.text() + tail, promptTokens: input.length, completionTokens: tally.count(), finishReason: finishOf(stop),
+          text: cut.text(), promptTokens: input.length, completionTokens: tally.count(), finishReason: cut.stopped ? "stop" : finishOf(stop),
           ...(logprobs && { logprobs: logprobs.records }), ...(prompt && { promptLogprobs: prompt }),
         };
       } finally {

@@ -82,8 +82,6 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, {
     tail(released: number): string {
       return textOf(released);
     },
-    /** Every token sampled so far, end tokens included. */
-    sampled: (): readonly Token[] => generated,
     /** Ends the generation: the next token node-llama-cpp asks for is an end token, not sampled. */
     end: () => { ended = true; },
     /**
