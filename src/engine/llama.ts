@@ -139,9 +139,10 @@ export class LlamaEngine implements Engine {
         const result = await chat.generateResponse(history, {
           ...options, functions, documentFunctionParams: true, maxParallelFunctionCalls: use?.parallel === false ? 1 : undefined,
         } as never) as { response: string; functionCalls?: { functionName: string; params: unknown }[]; metadata: { stopReason: string } };
-        // Cut at max_tokens inside an incomplete character: send the held-back tokens' text too (not for a call's JSON).
+        // Cut at max_tokens, or an end token, inside an incomplete character: send the held-back tokens' text too (not
+        // for a call's JSON). node-llama-cpp drops it at an end token, while a stream with early release had sent it.
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
-        const tail = !forced && !result.functionCalls?.length && stop === "maxTokens" ? tally.tail(counted()) : "";
+        const tail = !forced && !result.functionCalls?.length && (stop === "maxTokens" || stop === "eogToken") ? tally.tail(counted()) : "";
         if (cut) cut.finish(tail);
         else if (tail) tally.textCallback(call.onText)?.(tail);
         const done = {
