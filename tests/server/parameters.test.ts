@@ -116,3 +116,31 @@ describe("embeddings", () => {
     expect(byIds.data[0]!.embedding).toEqual(byText.data[0]!.embedding);
   });
 });
+
+describe("fields OpenAI's chat API takes and a local model has no use for", () => {
+  test("stream_options.include_obfuscation, prompt_cache_key, safety_identifier, verbosity and a null response_format are accepted", async () => {
+    const body = {
+      model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2, response_format: null,
+      prompt_cache_key: "k", safety_identifier: "user-1", verbosity: "low",
+    };
+    const plain = await post("/v1/chat/completions", body);
+    expect([plain.status, plain.body.object]).toEqual([200, "chat.completion"]);
+    const r = await fetch(`${srv.baseURL}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true, include_obfuscation: false } }),
+    });
+    expect(r.status).toBe(200);
+    const events = (await r.text()).split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
+    // With include_usage, every chunk before the last says usage: null; the last has no choices and the counts.
+    expect(events.slice(0, -1).map((e) => e.usage)).toEqual(events.slice(0, -1).map(() => null));
+    expect(events.at(-1).choices).toEqual([]);
+    expect(events.at(-1).usage.completion_tokens).toBeGreaterThan(0);
+    const completion = await fetch(`${srv.baseURL}/v1/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny", prompt: "hi", max_tokens: 2, stream: true, stream_options: { include_usage: true } }),
+    });
+    const chunks = (await completion.text()).split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
+    expect(chunks.slice(0, -1).every((e) => e.usage === null)).toBe(true);
+    expect(chunks.at(-1).usage.prompt_tokens).toBeGreaterThan(0);
+  });
+});

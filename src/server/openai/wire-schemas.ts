@@ -35,7 +35,8 @@ const sampling = {
   logit_bias: z.record(z.string().regex(/^\d{1,9}$/, "keys are token ids"), z.number().min(-100).max(100)).nullish()
     .refine((b) => !b || Object.keys(b).length <= 1024, "at most 1024 biased tokens"),
   stream: z.boolean().nullish(),
-  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
+  // include_obfuscation pads stream events against side channels at OpenAI; nothing here leaves the machine.
+  stream_options: z.strictObject({ include_usage: z.boolean().nullish(), include_obfuscation: z.boolean().nullish() }).nullish(),
   ...IGNORED,
 };
 
@@ -53,7 +54,7 @@ export const responseFormat = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("text") }),
   z.strictObject({ type: z.literal("json_object") }),
   jsonSchemaFormat,
-]).optional();
+]).nullish();
 
 const textPart = z.strictObject({ type: z.literal("text"), text: z.string() });
 const text = z.union([z.string(), z.array(textPart).max(256)]);
@@ -125,6 +126,11 @@ export const chatCompletionRequest = z.strictObject({
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   max_completion_tokens: z.number().int().min(1).max(1 << 20).nullish(),
   response_format: responseFormat,
+  // Accepted as OpenAI's chat API accepts them (the Responses API here already does), never used: cache routing,
+  // abuse tracking and a reasoning model's verbosity mean nothing for a local model.
+  prompt_cache_key: z.string().max(256).nullish(),
+  safety_identifier: z.string().max(256).nullish(),
+  verbosity: z.enum(["low", "medium", "high"]).nullish(),
 });
 
 export const completionRequest = z.strictObject({

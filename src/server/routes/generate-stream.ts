@@ -24,13 +24,18 @@ const sendAll = (send: (event: unknown) => void, events: unknown) => {
   for (const e of Array.isArray(events) ? events : [events]) send(e);
 };
 
+const nullUsage = (e: unknown) =>
+  e && typeof e === "object" && "choices" in e && !("usage" in e) ? { ...e, usage: null } : e;
+
 export async function streamGeneration(state: RequestState, deps: AppDeps, plan: GenerationPlan, flight: Flight,
   onStage: (stage: GenerationStage) => void): Promise<Response> {
   const keepText = deps.config.logPrompts;
   const texts: string[] = [];
   let emit: ((event: unknown) => void) | undefined;
   const early: unknown[] = [];
-  const out = (events: unknown) => (emit ? sendAll(emit, events) : early.push(events));
+  // With include_usage every chunk before the usage chunk says `usage: null`, as OpenAI documents.
+  const fix = plan.includeUsage ? nullUsage : (e: unknown) => e;
+  const out = (events: unknown) => (emit ? sendAll((e) => emit!(fix(e)), events) : early.push(events));
 
   /** Starts choice i: its engine call, filter and (with logprobs) the aligner that keeps tokens with the text sent. */
   const startChoice = (i: number) => {
@@ -99,7 +104,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     headers: { "x-request-id": state.id, ...state.headers },
     named: plan.named,
     run: async (rawSend) => {
-      for (const events of early.splice(0)) sendAll(rawSend, events);
+      for (const events of early.splice(0)) sendAll((e) => rawSend(fix(e)), events);
       emit = rawSend;
       // Cancelled by a shutdown (grace period over) rather than by the client: the client is still there,
       // so the stream ends properly, with what was generated, finish_reason "length" (cut short) and [DONE].

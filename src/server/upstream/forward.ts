@@ -67,7 +67,7 @@ async function tokenPromptTexts(deps: AppDeps, model: string, prompt: unknown, s
 }
 
 export async function forwardUpstream(deps: AppDeps, request: Request, state: RequestState, route: UpstreamRoute,
-  body: { model: string; stream?: boolean | null; n?: number | null; stream_options?: { include_usage?: boolean } | null }): Promise<Response> {
+  body: { model: string; stream?: boolean | null; n?: number | null; stream_options?: { include_usage?: boolean | null } | null }): Promise<Response> {
   const gateway = deps.gateway!;
   state.model = body.model;
   const stream = route !== "embeddings" && !!body.stream;
