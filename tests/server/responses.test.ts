@@ -100,6 +100,22 @@ describe("responses", () => {
     expect(next.status).not.toBe("failed");
   });
 
+  test("refusals from the chat path name the Responses fields (input, text.format, max_output_tokens), streamed or not", async () => {
+    for (const stream of [false, true] as const) {
+      const long = await error(client.responses.create({ model: "tiny", input: "word ".repeat(3000), max_output_tokens: 8, stream }));
+      expect([long.status, long.code, long.param]).toEqual([400, "context_length_exceeded", "input"]);
+      expect(long.message).toContain("max_output_tokens");
+      expect(long.message).not.toContain("max_tokens ");
+      const schema = await error(client.responses.create({ model: "tiny", input: "x", stream, text: { format: { type: "json_schema", name: "s", schema: { type: "nope" } } } }));
+      expect(schema.status).toBe(400);
+      expect(schema.param).toStartWith("text.format.schema");
+      const mixed = await error(client.responses.create({ model: "tiny", input: "x", stream, tools: [weather], tool_choice: "auto", text: { format: { type: "json_object" } } }));
+      expect([mixed.status, mixed.param]).toEqual([400, "text.format"]);
+      expect(mixed.message).toContain("text.format");
+      expect(mixed.message).not.toContain("response_format");
+    }
+  });
+
   test("stateless: previous_response_id → 400 naming it", async () => {
     const e = await error(client.responses.create({ model: "tiny", input: "x", previous_response_id: "resp_123" }));
     expect([e.status, e.param]).toEqual([400, "previous_response_id"]);

@@ -8,34 +8,39 @@ import type { AppDeps } from "../deps";
 import { prologue } from "./prologue";
 import { runGeneration } from "./generate";
 import { guardChat } from "./guard-chat";
+import { asResponsesError } from "../openai/responses-errors";
 
 export const responsesRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.responses" }).post("/v1/responses", async ({ body, request }) => {
     const p = prologue(deps, request, "responses", body);
     if (p.forwarded) return p.forwarded;
     const { state, info } = p;
-    const specials = deps.engine.specialTokens(info.id);
-    const chat = asChatRequest(body);
-    const sampling = toSampling(chat, deps.config, info.contextSize, specials);
-    const { messages, tools } = guardChat(deps, state, info.id, responsesTurns(body), toToolUse(chat, specials));
-    if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
-    const frame = newFrame("resp_" + Buffer.from(state.id.slice(4), "base64url").toString("hex"), info.id, Math.floor(deps.clock() / 1000), body);
-    const events = responseEvents(frame);
-    // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
-    return runGeneration(request, state, deps, {
-      stream: body.stream ?? false,
-      includeUsage: false,
-      named: true,
-      choices: 1,
-      perPrompt: 1,
-      logprobs: sampling.logprobs != null,
-      call: (signal, _choice, hooks) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, ...hooks }),
-      full: ([g]) => responseObject(frame, g!, events.messageId),
-      head: () => events.head(),
-      piece: events.piece,
-      end: (_finish, g) => events.end(g),
-      usage: () => [],
-    }) as Promise<Response>;
+    try {
+      const specials = deps.engine.specialTokens(info.id);
+      const chat = asChatRequest(body);
+      const sampling = toSampling(chat, deps.config, info.contextSize, specials);
+      const { messages, tools } = guardChat(deps, state, info.id, responsesTurns(body), toToolUse(chat, specials));
+      if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
+      const frame = newFrame("resp_" + Buffer.from(state.id.slice(4), "base64url").toString("hex"), info.id, Math.floor(deps.clock() / 1000), body);
+      const events = responseEvents(frame);
+      // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
+      return await runGeneration(request, state, deps, {
+        stream: body.stream ?? false,
+        includeUsage: false,
+        named: true,
+        choices: 1,
+        perPrompt: 1,
+        logprobs: sampling.logprobs != null,
+        call: (signal, _choice, hooks) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, ...hooks }),
+        full: ([g]) => responseObject(frame, g!, events.messageId),
+        head: () => events.head(),
+        piece: events.piece,
+        end: (_finish, g) => events.end(g),
+        usage: () => [],
+      }) as Promise<Response>;
+    } catch (e) {
+      throw asResponsesError(e); // the chat path's refusals, named as the client's fields
+    }
   }, {
     body: responsesRequest,
     parse: "json", // documents the content type; the global parser in app.ts runs first
