@@ -68,6 +68,15 @@ describe("structured output", () => {
     expect(e.status).toBe(400);
     expect(e.param).toBe("response_format.json_schema.schema.properties.a.type");
   });
+  test("a $ref that points nowhere, or outside the schema → 400 naming it; one into $defs is followed", async () => {
+    for (const ref of ["#/nope", "#/$defs/missing", "https://example.com/s.json", "#/%zz"]) {
+      const e = await error(chat({ response_format: schemaFormat({ type: "object", properties: { a: { $ref: ref } } }) }));
+      expect([e.status, e.param]).toEqual([400, "response_format.json_schema.schema.properties.a.$ref"]);
+    }
+    const schema = { type: "object", $defs: { flag: { type: "boolean" } }, properties: { a: { $ref: "#/$defs/flag" } }, required: ["a"] };
+    const r = await chat({ seed: 1, max_tokens: 40, response_format: schemaFormat(schema) });
+    expect(typeof JSON.parse(r.choices[0]!.message.content!).a).toBe("boolean");
+  });
   test("a const holding the model's end token → 400, not a cut-off answer", async () => {
     const e = await error(chat({ response_format: schemaFormat({ const: "a<|im_end|>b" }) }));
     expect(e.status).toBe(400);

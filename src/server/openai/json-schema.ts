@@ -13,21 +13,36 @@ const SCHEMA_MAPS = ["properties", "$defs", "definitions", "patternProperties"];
 const SCHEMA_LISTS = ["anyOf", "oneOf", "allOf", "prefixItems"];
 const SCHEMAS = ["items", "additionalProperties", "not"];
 const MAX_DEPTH = 64;
+const REF = "#/$defs/";
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Throws InvalidRequestError(param `${param}.<path>`) for the first problem found. */
 export function checkJsonSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string): void {
-  walk(schema, param, 0);
+  walk(schema, param, 0, new Set());
   const text = JSON.stringify(schema);
   const token = specialTokens.find((t) => text.includes(t));
   if (token) throw new InvalidRequestError(`The schema contains the model's control token '${token}', which it cannot write as text.`, param);
 }
 
-function walk(s: unknown, at: string, depth: number): void {
+/** `defs`: the `$defs` names of the schemas enclosing this one (node-llama-cpp resolves a `$ref` among them). */
+function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, root: unknown = s): void {
   if (typeof s === "boolean") return;
   if (!isObject(s)) throw new InvalidRequestError("A JSON schema must be an object (or true/false).", at);
   if (depth > MAX_DEPTH) throw new InvalidRequestError(`The schema is nested deeper than ${MAX_DEPTH} levels.`, at);
+  const here = isObject(s.$defs) ? new Set([...defs, ...Object.keys(s.$defs)]) : defs;
+  // A reference that points nowhere was generated as "any JSON" by node-llama-cpp (a warning on stderr, an answer the
+  // schema did not describe); nothing is fetched, so only references into the schema itself can be met.
+  if ("$ref" in s) {
+    const ref = s.$ref;
+    if (typeof ref !== "string" || !ref.startsWith("#")) {
+      throw new InvalidRequestError(`Only references into the schema itself ("#/$defs/<name>") are supported, not ${JSON.stringify(ref)}.`, `${at}.$ref`);
+    }
+    const named = ref.startsWith(REF) && here.has(ref.slice(REF.length));
+    if (!named && pointed(root, ref) === undefined) {
+      throw new InvalidRequestError(`'$ref' ${JSON.stringify(ref)} points to nothing in this schema.`, `${at}.$ref`);
+    }
+  }
   if ("type" in s) {
     const types = Array.isArray(s.type) ? s.type : [s.type];
     for (const t of types) {
@@ -45,13 +60,29 @@ function walk(s: unknown, at: string, depth: number): void {
   for (const k of SCHEMA_MAPS) {
     if (!(k in s)) continue;
     if (!isObject(s[k])) throw new InvalidRequestError(`'${k}' must be an object of schemas.`, `${at}.${k}`);
-    for (const [name, sub] of Object.entries(s[k])) walk(sub, `${at}.${k}.${name}`, depth + 1);
+    for (const [name, sub] of Object.entries(s[k])) walk(sub, `${at}.${k}.${name}`, depth + 1, here, root);
   }
   for (const k of SCHEMA_LISTS) {
     if (!(k in s)) continue;
     const list = s[k];
     if (!Array.isArray(list)) throw new InvalidRequestError(`'${k}' must be an array of schemas.`, `${at}.${k}`);
-    list.forEach((sub, i) => walk(sub, `${at}.${k}.${i}`, depth + 1));
+    list.forEach((sub, i) => walk(sub, `${at}.${k}.${i}`, depth + 1, here, root));
   }
-  for (const k of SCHEMAS) if (k in s) walk(s[k], `${at}.${k}`, depth + 1);
+  for (const k of SCHEMAS) if (k in s) walk(s[k], `${at}.${k}`, depth + 1, here, root);
+}
+
+/** What a JSON pointer fragment ("#/a/b") points to in `root`, or undefined. */
+function pointed(root: unknown, ref: string): unknown {
+  let path: string[];
+  try {
+    path = ref.slice(1).split("/").slice(1).map((p) => decodeURIComponent(p).replaceAll("~1", "/").replaceAll("~0", "~"));
+  } catch {
+    return undefined; // a malformed %-escape points nowhere
+  }
+  let at: unknown = root;
+  for (const key of path) {
+    if (!at || typeof at !== "object" || !Object.hasOwn(at, key)) return undefined;
+    at = (at as Record<string, unknown>)[key];
+  }
+  return at;
 }
