@@ -47,7 +47,7 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, {
     try {
       while (true) {
         if (ended && end != null) {
-          yield end; // told to end (a stop string found in the spelled text): end without sampling
+          yield end; // told to end (a stop string found in the answer, stop-text.ts): end without sampling
           return;
         }
         if (cap != null && cap > 0 && generated.length >= cap && end != null) {
