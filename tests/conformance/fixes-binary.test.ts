@@ -1,0 +1,101 @@
+/**
+ * This round's fidelity fixes, the way a user meets them: the compiled binary, called through the official `openai`
+ * SDK (create and the stream helper). The in-process tests beside the code hold the wider sweeps
+ * (tests/server/stop-strings.test.ts, chat-end-tail.test.ts, parameters.test.ts, responses.test.ts,
+ * fidelity.test.ts); each case here failed against a binary built before the fixes (4302e33).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { startBinary, type BinaryServer } from "./binary-server";
+
+let server: BinaryServer;
+let client: OpenAI;
+beforeAll(async () => {
+  server = await startBinary();
+  client = new OpenAI({ apiKey: server.key, baseURL: `${server.baseURL}/v1`, maxRetries: 0 });
+});
+afterAll(async () => { expect(await server.stop()).toBe(0); });
+
+const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
+
+/** A space and the word after it, or a word and the space after it, from the answer: the stops that lost their space. */
+const spaced = (text: string) => [...text.matchAll(/ \p{L}{1,4}|\p{L}{1,4} /gu)].map((m) => m[0]);
+
+describe("stop strings: the answer with a stop is the same seed's answer without it, cut before the stop", () => {
+  test("chat, created and streamed", async () => {
+    let tried = 0;
+    for (let seed = 1; seed <= 8; seed++) {
+      const base = { model: "tiny", messages: [{ role: "user" as const, content: `hi ${seed}` }], max_tokens: 12, seed };
+      const full = (await client.chat.completions.create(base)).choices[0]!.message.content!;
+      const stop = spaced(full)[0];
+      if (stop === undefined) continue;
+      tried++;
+      const want = full.slice(0, full.indexOf(stop));
+      const got = await client.chat.completions.create({ ...base, stop: [stop] });
+      const streamed = await client.chat.completions.stream({ ...base, stop: [stop] }).finalChatCompletion();
+      expect([got.choices[0]!.message.content, got.choices[0]!.finish_reason]).toEqual([want, "stop"]);
+      expect(streamed.choices[0]!.message.content ?? "").toBe(want);
+    }
+    expect(tried).toBeGreaterThan(4);
+  });
+  test("completions, created and streamed", async () => {
+    let tried = 0;
+    for (let seed = 1; seed <= 8; seed++) {
+      const base = { model: "tiny", prompt: `a ${seed}`, max_tokens: 12, seed };
+      const full = (await client.completions.create(base)).choices[0]!.text;
+      const stop = spaced(full)[0];
+      if (stop === undefined) continue;
+      tried++;
+      const want = full.slice(0, full.indexOf(stop));
+      const got = await client.completions.create({ ...base, stop: [stop] });
+      let streamed = "";
+      for await (const c of await client.completions.create({ ...base, stop: [stop], stream: true })) streamed += c.choices[0]?.text ?? "";
+      expect([got.choices[0]!.text, got.choices[0]!.finish_reason]).toEqual([want, "stop"]);
+      expect(streamed).toBe(want);
+    }
+    expect(tried).toBeGreaterThan(4);
+  });
+});
+
+test("chat: an end token right after a split character's byte: streamed and created answers are the same", async () => {
+  const bodies = [
+    { messages: [{ role: "user" as const, content: "你好，世界" }], seed: 51682, temperature: 0.7, max_tokens: 16 },
+    { messages: [{ role: "user" as const, content: [{ type: "text" as const, text: "日本語で答えて" }, { type: "text" as const, text: '{"json": true}' }], name: "bob" }], seed: 796, temperature: 1, max_tokens: 8 },
+  ];
+  let held = 0;
+  for (const b of bodies) {
+    const got = (await client.chat.completions.create({ model: "tiny", ...b })).choices[0]!;
+    const streamed = await client.chat.completions.stream({ model: "tiny", ...b }).finalChatCompletion();
+    expect(streamed.choices[0]!.message.content).toBe(got.message.content);
+    if (got.finish_reason === "stop" && got.message.content!.endsWith("\uFFFD")) held++;
+  }
+  expect(held).toBeGreaterThan(0); // the case really came up
+});
+
+test("chat takes the fields OpenAI's chat API takes; with include_usage every chunk before the usage chunk says usage: null", async () => {
+  const r = await client.chat.completions.create({
+    model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2, response_format: null,
+    prompt_cache_key: "k", safety_identifier: "u1", verbosity: "low",
+  } as unknown as OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming);
+  expect(r.object).toBe("chat.completion");
+  const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
+  const stream = await client.chat.completions.create({
+    model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2, stream: true,
+    stream_options: { include_usage: true, include_obfuscation: false },
+  } as OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming);
+  for await (const c of stream) chunks.push(c);
+  expect(chunks.slice(0, -1).map((c) => c.usage)).toEqual(chunks.slice(0, -1).map(() => null));
+  expect(chunks.at(-1)!.usage!.completion_tokens).toBeGreaterThan(0);
+});
+
+test("responses: refusals name the fields the client sent; json_schema: a $ref to nothing is a 400 naming it", async () => {
+  const long = await error(client.responses.create({ model: "tiny", input: "word ".repeat(3000), max_output_tokens: 8 }));
+  expect([long.status, long.param]).toEqual([400, "input"]);
+  const schema = await error(client.responses.create({ model: "tiny", input: "x", text: { format: { type: "json_schema", name: "s", schema: { type: "nope" } } } }));
+  expect(schema.param).toStartWith("text.format.schema");
+  const ref = await error(client.chat.completions.create({
+    model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 4,
+    response_format: { type: "json_schema", json_schema: { name: "s", schema: { type: "object", properties: { a: { $ref: "#/nope" } } } } },
+  }));
+  expect([ref.status, ref.param]).toEqual([400, "response_format.json_schema.schema.properties.a.$ref"]);
+});
