@@ -80,7 +80,7 @@ export class LlamaEngine implements Engine {
     return { active, queued };
   }
 
-  /** Resolves once `holds(load())` is true, checked now and at every admission and release (tests and drain wait on it). */
+  /** Resolves once `holds(load())` is true, checked now and at every admission and release (tests wait on it instead of polling). */
   whenLoad(holds: (load: { active: number; queued: number }) => boolean): Promise<void> {
     if (holds(this.load())) return Promise.resolve();
     return new Promise((resolve) => {
