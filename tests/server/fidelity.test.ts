@@ -77,6 +77,26 @@ describe("structured output", () => {
     const r = await chat({ seed: 1, max_tokens: 40, response_format: schemaFormat(schema) });
     expect(typeof JSON.parse(r.choices[0]!.message.content!).a).toBe("boolean");
   });
+  test("references other than #/$defs/<name> are followed too: draft-07 definitions, a pointer to a property, in tools as well", async () => {
+    // node-llama-cpp generated "any JSON" for these (a warning on stderr): strings and objects where integers were asked.
+    const schema = {
+      type: "object", additionalProperties: false, required: ["a", "b"],
+      definitions: { n: { type: "integer" } },
+      properties: { a: { $ref: "#/definitions/n" }, b: { $ref: "#/properties/a" } },
+    };
+    for (const seed of [1, 2, 3]) {
+      const r = await chat({ seed, temperature: 1, max_tokens: 100, response_format: schemaFormat(schema) });
+      const v = JSON.parse(r.choices[0]!.message.content!);
+      expect({ seed, a: Number.isSafeInteger(v.a), b: Number.isSafeInteger(v.b) }).toEqual({ seed, a: true, b: true });
+    }
+    for (const seed of [1, 2]) {
+      const r = await chat({ seed, temperature: 1, max_tokens: 100, tool_choice: { type: "function", function: { name: "put" } },
+        tools: [{ type: "function", function: { name: "put", parameters: schema } }] });
+      const call = r.choices[0]!.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+      const v = JSON.parse(call.function.arguments);
+      expect({ seed, a: Number.isSafeInteger(v.a), b: Number.isSafeInteger(v.b) }).toEqual({ seed, a: true, b: true });
+    }
+  });
   test("a const holding the model's end token → 400, not a cut-off answer", async () => {
     const e = await error(chat({ response_format: schemaFormat({ const: "a<|im_end|>b" }) }));
     expect(e.status).toBe(400);

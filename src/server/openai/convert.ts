@@ -53,8 +53,7 @@ function toFormat(rf: ChatCompletionRequest["response_format"], specialTokens: r
   if (!rf || rf.type === "text") return undefined;
   if (rf.type === "json_object") return { kind: "json" };
   if (!rf.json_schema.schema) return { kind: "json" };
-  checkJsonSchema(rf.json_schema.schema, specialTokens, "response_format.json_schema.schema");
-  return { kind: "json_schema", schema: rf.json_schema.schema };
+  return { kind: "json_schema", schema: checkJsonSchema(rf.json_schema.schema, specialTokens, "response_format.json_schema.schema") };
 }
 
 /** tools / tool_choice / parallel_tool_calls → the engine's ToolUse; none when there are no tools or the choice is "none". */
@@ -64,17 +63,17 @@ export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly st
   const choice = req.tool_choice ?? (tools.length ? "auto" : "none");
   if (choice !== "none" && !tools.length) throw new InvalidRequestError("tool_choice needs tools.", "tool_choice");
   const seen = new Set<string>();
-  tools.forEach((t, i) => {
+  const parameters = tools.map((t, i) => {
     if (seen.has(t.function.name)) throw new InvalidRequestError(`Tool '${t.function.name}' is defined twice.`, `tools.${i}.function.name`);
     seen.add(t.function.name);
-    if (t.function.parameters) checkJsonSchema(t.function.parameters, specialTokens, `tools.${i}.function.parameters`);
+    return t.function.parameters && checkJsonSchema(t.function.parameters, specialTokens, `tools.${i}.function.parameters`);
   });
   if (typeof choice === "object" && !seen.has(choice.function.name)) {
     throw new InvalidRequestError(`tool_choice names '${choice.function.name}', which is not in tools.`, "tool_choice");
   }
   if (choice === "none") return undefined;
   return {
-    tools: tools.map((t) => ({ name: t.function.name, description: t.function.description, parameters: t.function.parameters })),
+    tools: tools.map((t, i) => ({ name: t.function.name, description: t.function.description, parameters: parameters[i] })),
     choice: typeof choice === "object" ? { name: choice.function.name } : choice,
     parallel: req.parallel_tool_calls ?? true,
   };
