@@ -77,24 +77,30 @@ describe("structured output", () => {
     const r = await chat({ seed: 1, max_tokens: 40, response_format: schemaFormat(schema) });
     expect(typeof JSON.parse(r.choices[0]!.message.content!).a).toBe("boolean");
   });
-  test("references other than #/$defs/<name> are followed too: draft-07 definitions, a pointer to a property, in tools as well", async () => {
-    // node-llama-cpp generated "any JSON" for these (a warning on stderr): strings and objects where integers were asked.
+  test("schemas as Pydantic and zod-to-json-schema write them are followed: #/definitions refs, property pointers, anyOf, allOf", async () => {
+    // node-llama-cpp generated "any JSON" for a $ref not spelled #/$defs/<name> (a warning on stderr) and `null` for
+    // anyOf and allOf: answers the schema did not describe.
     const schema = {
-      type: "object", additionalProperties: false, required: ["a", "b"],
+      type: "object", additionalProperties: false, required: ["a", "b", "c", "d"],
       definitions: { n: { type: "integer" } },
-      properties: { a: { $ref: "#/definitions/n" }, b: { $ref: "#/properties/a" } },
+      properties: {
+        a: { $ref: "#/definitions/n" }, b: { $ref: "#/properties/a" },
+        c: { anyOf: [{ type: "integer" }, { type: "boolean" }] }, d: { allOf: [{ $ref: "#/definitions/n" }], description: "v1" },
+      },
     };
-    for (const seed of [1, 2, 3]) {
-      const r = await chat({ seed, temperature: 1, max_tokens: 100, response_format: schemaFormat(schema) });
-      const v = JSON.parse(r.choices[0]!.message.content!);
-      expect({ seed, a: Number.isSafeInteger(v.a), b: Number.isSafeInteger(v.b) }).toEqual({ seed, a: true, b: true });
-    }
+    const fits = (seed: number, v: Record<string, unknown>) => ({
+      seed, a: Number.isSafeInteger(v.a), b: Number.isSafeInteger(v.b), c: Number.isSafeInteger(v.c) || typeof v.c === "boolean", d: Number.isSafeInteger(v.d),
+    });
+    const all = (seed: number) => ({ seed, a: true, b: true, c: true, d: true });
     for (const seed of [1, 2]) {
-      const r = await chat({ seed, temperature: 1, max_tokens: 100, tool_choice: { type: "function", function: { name: "put" } },
+      const r = await chat({ seed, temperature: 1, max_tokens: 120, response_format: schemaFormat(schema) });
+      expect(fits(seed, JSON.parse(r.choices[0]!.message.content!))).toEqual(all(seed));
+    }
+    for (const seed of [1]) {
+      const r = await chat({ seed, temperature: 1, max_tokens: 120, tool_choice: { type: "function", function: { name: "put" } },
         tools: [{ type: "function", function: { name: "put", parameters: schema } }] });
       const call = r.choices[0]!.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
-      const v = JSON.parse(call.function.arguments);
-      expect({ seed, a: Number.isSafeInteger(v.a), b: Number.isSafeInteger(v.b) }).toEqual({ seed, a: true, b: true });
+      expect(fits(seed, JSON.parse(call.function.arguments))).toEqual(all(seed));
     }
   });
   test("a const holding the model's end token → 400, not a cut-off answer", async () => {

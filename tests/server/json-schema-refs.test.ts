@@ -1,6 +1,6 @@
 /** followableRefs: every in-schema reference becomes one node-llama-cpp follows ("#/$defs/<name>" at the root). */
 import { describe, expect, test } from "bun:test";
-import { checkJsonSchema, followableRefs } from "../../src/server/openai/json-schema";
+import { followableRefs, grammarSchema } from "../../src/server/openai/json-schema-grammar";
 
 describe("followableRefs", () => {
   test("draft-07 definitions and property pointers become root $defs names; the request's schema is not changed", () => {
@@ -36,10 +36,38 @@ describe("followableRefs", () => {
     expect(out.properties.c).toEqual({ $ref: "#/$defs/ref3" });
     expect(out.$defs).toEqual({ ref1: { type: "string" }, ref3: { type: "string" } });
   });
-  test("a schema with no references is returned as is; checkJsonSchema returns the followable one", () => {
+  test("a schema with no references is returned as is", () => {
     const plain = { type: "object", properties: { a: { type: "string" } } };
     expect(followableRefs(plain)).toBe(plain);
-    expect(checkJsonSchema({ items: { $ref: "#/definitions/x" }, definitions: { x: { type: "null" } } }, [], "p"))
-      .toEqual({ items: { $ref: "#/$defs/ref1" }, definitions: { x: { type: "null" } }, $defs: { ref1: { type: "null" } } });
+  });
+});
+
+describe("grammarSchema: forms node-llama-cpp generates as null become ones it follows", () => {
+  test("anyOf is oneOf (Pydantic's Optional), with constraints beside it carried into each branch", () => {
+    expect(grammarSchema({ properties: { a: { anyOf: [{ type: "string" }, { type: "null" }], default: null, title: "A" } } }, "p"))
+      .toEqual({ properties: { a: { oneOf: [{ type: "string" }, { type: "null" }], default: null, title: "A" } } });
+    expect(grammarSchema({ type: "object", properties: { a: { type: "string" } }, anyOf: [{ required: ["a"] }, { required: [] }] }, "p")).toEqual({
+      type: "object", properties: { a: { type: "string" } },
+      oneOf: [{ type: "object", properties: { a: { type: "string" } }, required: ["a"] }, { type: "object", properties: { a: { type: "string" } }, required: [] }],
+    });
+  });
+  test("a type list naming object or array is one branch per type", () => {
+    expect(grammarSchema({ type: ["array", "null"], items: { type: "integer" } }, "p"))
+      .toEqual({ oneOf: [{ type: "array", items: { type: "integer" } }, { type: "null", items: { type: "integer" } }] });
+    expect(grammarSchema({ type: ["object"] }, "p")).toEqual({ type: "object" });
+    expect(grammarSchema({ type: ["string", "null"] }, "p")).toEqual({ type: ["string", "null"] }); // node-llama-cpp follows this one
+  });
+  test("allOf is merged: Pydantic v1's allOf of one reference, and object parts with their required lists", () => {
+    const v1 = { definitions: { Color: { enum: ["red", "blue"] } }, properties: { c: { allOf: [{ $ref: "#/definitions/Color" }], description: "paint" } } };
+    expect((grammarSchema(v1, "p").properties as Record<string, unknown>).c).toEqual({ description: "paint", enum: ["red", "blue"] });
+    expect(grammarSchema({ allOf: [{ type: "object", properties: { a: { type: "string" } }, required: ["a"] }, { properties: { b: { type: "integer" } }, required: ["b"] }] }, "p"))
+      .toEqual({ type: "object", properties: { a: { type: "string" }, b: { type: "integer" } }, required: ["a", "b"] });
+  });
+  test("what cannot be rewritten is a 400 naming where", () => {
+    const where = (schema: Record<string, unknown>) => { try { grammarSchema(schema, "p"); return "accepted"; } catch (e) { return (e as { param?: string }).param; } };
+    expect(where({ properties: { a: { anyOf: [{ type: "string" }], oneOf: [{ type: "null" }] } } })).toBe("p.properties.a.anyOf");
+    expect(where({ properties: { a: { type: ["object", "null"], anyOf: [{ type: "object" }] } } })).toBe("p.properties.a.type");
+    expect(where({ $defs: { n: { allOf: [{ $ref: "#/$defs/n" }] } }, properties: { a: { $ref: "#/$defs/n" } } })).toBe("p.$defs.n.allOf.0.$ref");
+    expect(where({ allOf: [false] })).toBe("p.allOf.0");
   });
 });

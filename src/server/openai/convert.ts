@@ -2,6 +2,7 @@
 import { InvalidRequestError } from "../../errors";
 import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling, ToolCall, ToolUse } from "../../engine/engine";
 import { checkJsonSchema } from "./json-schema";
+import { grammarSchema } from "./json-schema-grammar";
 import { chatLogprobs, choiceTextLogprobs, spelled, type textLogprobs } from "./logprob-wire";
 import { MAX_CHOICES, type ChatCompletionRequest, type CompletionRequest } from "./wire";
 
@@ -53,7 +54,13 @@ function toFormat(rf: ChatCompletionRequest["response_format"], specialTokens: r
   if (!rf || rf.type === "text") return undefined;
   if (rf.type === "json_object") return { kind: "json" };
   if (!rf.json_schema.schema) return { kind: "json" };
-  return { kind: "json_schema", schema: checkJsonSchema(rf.json_schema.schema, specialTokens, "response_format.json_schema.schema") };
+  return { kind: "json_schema", schema: checkedSchema(rf.json_schema.schema, specialTokens, "response_format.json_schema.schema") };
+}
+
+/** A request's schema checked (a 400 naming what is wrong), in the form its grammar is made from. */
+function checkedSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string): Record<string, unknown> {
+  checkJsonSchema(schema, specialTokens, param);
+  return grammarSchema(schema, param);
 }
 
 /** tools / tool_choice / parallel_tool_calls → the engine's ToolUse; none when there are no tools or the choice is "none". */
@@ -66,7 +73,7 @@ export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly st
   const parameters = tools.map((t, i) => {
     if (seen.has(t.function.name)) throw new InvalidRequestError(`Tool '${t.function.name}' is defined twice.`, `tools.${i}.function.name`);
     seen.add(t.function.name);
-    return t.function.parameters && checkJsonSchema(t.function.parameters, specialTokens, `tools.${i}.function.parameters`);
+    return t.function.parameters && checkedSchema(t.function.parameters, specialTokens, `tools.${i}.function.parameters`);
   });
   if (typeof choice === "object" && !seen.has(choice.function.name)) {
     throw new InvalidRequestError(`tool_choice names '${choice.function.name}', which is not in tools.`, "tool_choice");

@@ -9,68 +9,20 @@
 import { InvalidRequestError } from "../../errors";
 
 const TYPES = new Set(["string", "number", "integer", "boolean", "null", "object", "array"]);
-const SCHEMA_MAPS = ["properties", "$defs", "definitions", "patternProperties"];
-const SCHEMA_LISTS = ["anyOf", "oneOf", "allOf", "prefixItems"];
-const SCHEMAS = ["items", "additionalProperties", "not"];
+export const SCHEMA_MAPS = ["properties", "$defs", "definitions", "patternProperties"];
+export const SCHEMA_LISTS = ["anyOf", "oneOf", "allOf", "prefixItems"];
+export const SCHEMAS = ["items", "additionalProperties", "not"];
 const MAX_DEPTH = 64;
-const REF = "#/$defs/";
+export const REF = "#/$defs/";
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
-/**
- * Throws InvalidRequestError(param `${param}.<path>`) for the first problem found; returns the schema the grammar is
- * made from (references made followable: followableRefs).
- */
-export function checkJsonSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string): Record<string, unknown> {
+/** Throws InvalidRequestError(param `${param}.<path>`) for the first problem found. */
+export function checkJsonSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string): void {
   walk(schema, param, 0, new Set());
   const text = JSON.stringify(schema);
   const token = specialTokens.find((t) => text.includes(t));
   if (token) throw new InvalidRequestError(`The schema contains the model's control token '${token}', which it cannot write as text.`, param);
-  return followableRefs(schema);
-}
-
-/**
- * node-llama-cpp follows only "#/$defs/<name>" among the enclosing schemas' $defs; any other reference (draft-07's
- * "#/definitions/x", which Pydantic v1 and zod-to-json-schema write; "#" for a recursive root; "#/properties/a")
- * it generates as "any JSON". Each reference that points into the schema (walk() has checked it does) is rewritten
- * to a root $defs entry holding what it points to, under a name no $defs in the schema uses.
- */
-export function followableRefs(schema: Record<string, unknown>): Record<string, unknown> {
-  const taken = new Set<string>();
-  collectDefNames(schema, taken);
-  const names = new Map<string, string>(); // reference → its root $defs name
-  const added: Record<string, unknown> = {};
-  let n = 0;
-  // Only where walk() looks for schemas: a value under "const" or "enum" is data, never rewritten.
-  const rewrite = (s: unknown): unknown => {
-    if (!isObject(s)) return s;
-    const out: Record<string, unknown> = { ...s };
-    for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([name, sub]) => [name, rewrite(sub)]));
-    for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map(rewrite);
-    for (const k of SCHEMAS) if (k in s) out[k] = rewrite(s[k]);
-    const ref = s.$ref;
-    if (typeof ref !== "string") return out;
-    const target = pointed(schema, ref);
-    if (target === undefined) return out; // a $defs name node-llama-cpp finds among enclosing schemas: left to it
-    let name = names.get(ref);
-    if (name === undefined) {
-      do name = `ref${++n}`; while (taken.has(name));
-      names.set(ref, name);
-      added[name] = rewrite(target);
-    }
-    out.$ref = `${REF}${name}`;
-    return out;
-  };
-  const out = rewrite(schema) as Record<string, unknown>;
-  if (!names.size) return schema;
-  return { ...out, $defs: { ...(isObject(out.$defs) ? out.$defs : {}), ...added } };
-}
-
-function collectDefNames(s: unknown, into: Set<string>): void {
-  if (Array.isArray(s)) for (const v of s) collectDefNames(v, into);
-  if (!isObject(s)) return; // (a "$defs" key inside const data is counted too: harmless, the name is just skipped)
-  if (isObject(s.$defs)) for (const k of Object.keys(s.$defs)) into.add(k);
-  for (const v of Object.values(s)) collectDefNames(v, into);
 }
 
 /** `defs`: the `$defs` names of the schemas enclosing this one (node-llama-cpp resolves a `$ref` among them). */
@@ -120,7 +72,7 @@ function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, 
 }
 
 /** What a JSON pointer fragment ("#/a/b") points to in `root`, or undefined. */
-function pointed(root: unknown, ref: string): unknown {
+export function pointed(root: unknown, ref: string): unknown {
   let path: string[];
   try {
     path = ref.slice(1).split("/").slice(1).map((p) => decodeURIComponent(p).replaceAll("~1", "/").replaceAll("~0", "~"));

@@ -1,0 +1,127 @@
+/**
+ * A checked JSON schema (json-schema.ts) rewritten into the forms node-llama-cpp's grammar generator follows. What it
+ * does not know it generates as `null` (anyOf, allOf, a type list naming "object" or "array") or as "any JSON" (a
+ * $ref not of the form #/$defs/<name>): an answer the schema did not describe, such as `null` for every Pydantic
+ * `Optional[str]` field (`anyOf: [{type: string}, {type: null}]`). A grammar allows any branch that matches, so
+ * anyOf and oneOf become the same `oneOf` (oneOf's "exactly one" is not enforced; README says so).
+ */
+import { InvalidRequestError } from "../../errors";
+import { isObject, pointed, REF, SCHEMA_LISTS, SCHEMA_MAPS, SCHEMAS } from "./json-schema";
+
+type Schema = Record<string, unknown>;
+
+/** `param` names the schema in a 400 for what cannot be rewritten (it has passed checkJsonSchema). */
+export function grammarSchema(schema: Schema, param: string): Schema {
+  const refs = followableRefs(schema);
+  const defs = isObject(refs.$defs) ? refs.$defs : {};
+  return plainForms(refs, param, defs, []) as Schema;
+}
+
+/** Keywords that only describe: they never need to reach the branches of a oneOf. */
+const NOTES = new Set(["title", "description", "default", "examples", "$comment", "$defs", "definitions", "$schema", "$id", "deprecated", "readOnly", "writeOnly"]);
+
+function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): unknown {
+  if (!isObject(s)) return s;
+  let out: Schema = { ...s };
+  const sub = (v: unknown, path: string) => plainForms(v, `${at}.${path}`, defs, inlining);
+  for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([n, v]) => [n, sub(v, `${k}.${n}`)]));
+  for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map((v, i) => sub(v, `${k}.${i}`));
+  for (const k of SCHEMAS) if (k in s) out[k] = sub(s[k], k);
+
+  if (Array.isArray(out.allOf)) {
+    const { allOf, ...rest } = out;
+    out = (allOf as unknown[]).reduce<Schema>((acc, member, i) => merge(acc, inlined(member, `${at}.allOf.${i}`, defs, inlining)), rest);
+  }
+  if (Array.isArray(out.type) && out.type.some((t) => t === "object" || t === "array")) {
+    if (out.type.length === 1) out.type = out.type[0];
+    else {
+      if ("oneOf" in out || "anyOf" in out) {
+        throw new InvalidRequestError("A type list naming \"object\" or \"array\" beside anyOf/oneOf is not supported: make each type a branch of the anyOf.", `${at}.type`);
+      }
+      const { type, ...rest } = out;
+      out = { oneOf: (type as string[]).map((t) => ({ ...rest, type: t })) };
+    }
+  }
+  if (Array.isArray(out.anyOf)) {
+    if ("oneOf" in out) throw new InvalidRequestError("anyOf and oneOf in one schema are not supported: put one of them inside an allOf member.", `${at}.anyOf`);
+    const { anyOf, ...rest } = out;
+    out = { ...rest, oneOf: anyOf };
+  }
+  if (Array.isArray(out.oneOf)) {
+    // node-llama-cpp reads only the branches: constraints beside them (a shared type, properties) go into each one.
+    const { oneOf, ...rest } = out;
+    const shared = Object.fromEntries(Object.entries(rest).filter(([k]) => !NOTES.has(k)));
+    if (Object.keys(shared).length) out = { ...rest, oneOf: (oneOf as unknown[]).map((b) => isObject(b) ? merge(shared, b) : b) };
+  }
+  return out;
+}
+
+/** An allOf member as a plain schema: a reference is replaced by what it names (once per chain, so never a loop). */
+function inlined(member: unknown, at: string, defs: Schema, inlining: string[]): Schema {
+  if (member === true) return {};
+  if (!isObject(member)) throw new InvalidRequestError("An allOf member that allows nothing (false) cannot be generated.", at);
+  if (typeof member.$ref !== "string") return member;
+  const name = member.$ref.startsWith(REF) ? member.$ref.slice(REF.length) : "";
+  if (!Object.hasOwn(defs, name)) throw new InvalidRequestError(`An allOf member's $ref ${JSON.stringify(member.$ref)} must point into the schema.`, `${at}.$ref`);
+  if (inlining.includes(name)) throw new InvalidRequestError("An allOf that includes itself through $ref cannot be generated.", `${at}.$ref`);
+  const { $ref: _, ...rest } = member;
+  try {
+    return merge(plainForms(defs[name], at, defs, [...inlining, name]) as Schema, rest);
+  } catch (e) {
+    // what the reference holds has no path the client wrote: name the reference
+    if (e instanceof InvalidRequestError) throw new InvalidRequestError(`In what this $ref points to: ${e.message}`, `${at}.$ref`);
+    throw e;
+  }
+}
+
+/** Both schemas' constraints: properties and $defs joined (b's wins for a name in both), required unioned, else b's. */
+function merge(a: Schema, b: Schema): Schema {
+  const out: Schema = { ...a, ...b };
+  for (const k of ["properties", "$defs"]) if (isObject(a[k]) && isObject(b[k])) out[k] = { ...a[k], ...b[k] };
+  if (Array.isArray(a.required) && Array.isArray(b.required)) out.required = [...new Set([...a.required, ...b.required])];
+  return out;
+}
+
+/**
+ * node-llama-cpp follows only "#/$defs/<name>" among the enclosing schemas' $defs; any other reference (draft-07's
+ * "#/definitions/x", which Pydantic v1 and zod-to-json-schema write; "#" for a recursive root; "#/properties/a")
+ * it generates as "any JSON". Each reference that points into the schema (checkJsonSchema has checked it does) is rewritten
+ * to a root $defs entry holding what it points to, under a name no $defs in the schema uses.
+ */
+export function followableRefs(schema: Record<string, unknown>): Record<string, unknown> {
+  const taken = new Set<string>();
+  collectDefNames(schema, taken);
+  const names = new Map<string, string>(); // reference → its root $defs name
+  const added: Record<string, unknown> = {};
+  let n = 0;
+  // Only where walk() looks for schemas: a value under "const" or "enum" is data, never rewritten.
+  const rewrite = (s: unknown): unknown => {
+    if (!isObject(s)) return s;
+    const out: Record<string, unknown> = { ...s };
+    for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([name, sub]) => [name, rewrite(sub)]));
+    for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map(rewrite);
+    for (const k of SCHEMAS) if (k in s) out[k] = rewrite(s[k]);
+    const ref = s.$ref;
+    if (typeof ref !== "string") return out;
+    const target = pointed(schema, ref);
+    if (target === undefined) return out; // a $defs name node-llama-cpp finds among enclosing schemas: left to it
+    let name = names.get(ref);
+    if (name === undefined) {
+      do name = `ref${++n}`; while (taken.has(name));
+      names.set(ref, name);
+      added[name] = rewrite(target);
+    }
+    out.$ref = `${REF}${name}`;
+    return out;
+  };
+  const out = rewrite(schema) as Record<string, unknown>;
+  if (!names.size) return schema;
+  return { ...out, $defs: { ...(isObject(out.$defs) ? out.$defs : {}), ...added } };
+}
+
+function collectDefNames(s: unknown, into: Set<string>): void {
+  if (Array.isArray(s)) for (const v of s) collectDefNames(v, into);
+  if (!isObject(s)) return; // (a "$defs" key inside const data is counted too: harmless, the name is just skipped)
+  if (isObject(s.$defs)) for (const k of Object.keys(s.$defs)) into.add(k);
+  for (const v of Object.values(s)) collectDefNames(v, into);
+}
