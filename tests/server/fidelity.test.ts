@@ -77,28 +77,31 @@ describe("structured output", () => {
     const r = await chat({ seed: 1, max_tokens: 40, response_format: schemaFormat(schema) });
     expect(typeof JSON.parse(r.choices[0]!.message.content!).a).toBe("boolean");
   });
-  test("schemas as Pydantic and zod-to-json-schema write them are followed: #/definitions refs, property pointers, anyOf, allOf", async () => {
+  test("schemas as Pydantic and zod-to-json-schema write them are followed: #/definitions refs, property pointers, anyOf, allOf, no type", async () => {
     // node-llama-cpp generated "any JSON" for a $ref not spelled #/$defs/<name> (a warning on stderr) and `null` for
     // anyOf and allOf: answers the schema did not describe.
     const schema = {
-      type: "object", additionalProperties: false, required: ["a", "b", "c", "d"],
+      type: "object", additionalProperties: false, required: ["a", "b", "c", "d", "e"],
       definitions: { n: { type: "integer" } },
       properties: {
         a: { $ref: "#/definitions/n" }, b: { $ref: "#/properties/a" },
         c: { anyOf: [{ type: "integer" }, { type: "boolean" }] }, d: { allOf: [{ $ref: "#/definitions/n" }], description: "v1" },
+        e: { properties: { x: { type: "boolean" } }, required: ["x"] }, // no "type": its keywords say object
       },
     };
     const fits = (seed: number, v: Record<string, unknown>) => ({
       seed, a: Number.isSafeInteger(v.a), b: Number.isSafeInteger(v.b), c: Number.isSafeInteger(v.c) || typeof v.c === "boolean", d: Number.isSafeInteger(v.d),
+      e: typeof (v.e as { x?: unknown } | null)?.x === "boolean",
     });
-    const all = (seed: number) => ({ seed, a: true, b: true, c: true, d: true });
+    const all = (seed: number) => ({ seed, a: true, b: true, c: true, d: true, e: true });
     for (const seed of [1, 2]) {
-      const r = await chat({ seed, temperature: 1, max_tokens: 120, response_format: schemaFormat(schema) });
+      const r = await chat({ seed, temperature: 1, max_tokens: 300, response_format: schemaFormat(schema) });
       expect(fits(seed, JSON.parse(r.choices[0]!.message.content!))).toEqual(all(seed));
     }
     for (const seed of [1]) {
-      const r = await chat({ seed, temperature: 1, max_tokens: 120, tool_choice: { type: "function", function: { name: "put" } },
+      const r = await chat({ seed, temperature: 1, max_tokens: 300, tool_choice: { type: "function", function: { name: "put" } },
         tools: [{ type: "function", function: { name: "put", parameters: schema } }] });
+      expect(r.choices[0]!.finish_reason).toBe("tool_calls");
       const call = r.choices[0]!.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
       expect(fits(seed, JSON.parse(call.function.arguments))).toEqual(all(seed));
     }

@@ -45,7 +45,7 @@ describe("followableRefs", () => {
 describe("grammarSchema: forms node-llama-cpp generates as null become ones it follows", () => {
   test("anyOf is oneOf (Pydantic's Optional), with constraints beside it carried into each branch", () => {
     expect(grammarSchema({ properties: { a: { anyOf: [{ type: "string" }, { type: "null" }], default: null, title: "A" } } }, "p"))
-      .toEqual({ properties: { a: { oneOf: [{ type: "string" }, { type: "null" }], default: null, title: "A" } } });
+      .toEqual({ type: "object", properties: { a: { oneOf: [{ type: "string" }, { type: "null" }], default: null, title: "A" } } });
     expect(grammarSchema({ type: "object", properties: { a: { type: "string" } }, anyOf: [{ required: ["a"] }, { required: [] }] }, "p")).toEqual({
       type: "object", properties: { a: { type: "string" } },
       oneOf: [{ type: "object", properties: { a: { type: "string" } }, required: ["a"] }, { type: "object", properties: { a: { type: "string" } }, required: [] }],
@@ -62,6 +62,15 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     expect((grammarSchema(v1, "p").properties as Record<string, unknown>).c).toEqual({ description: "paint", enum: ["red", "blue"] });
     expect(grammarSchema({ allOf: [{ type: "object", properties: { a: { type: "string" } }, required: ["a"] }, { properties: { b: { type: "integer" } }, required: ["b"] }] }, "p"))
       .toEqual({ type: "object", properties: { a: { type: "string" }, b: { type: "integer" } }, required: ["a", "b"] });
+  });
+  test("a schema with no type means the type its keywords belong to; items: false after a prefix is a length", () => {
+    expect(grammarSchema({ properties: { a: { maxLength: 3 }, b: { items: { type: "null" } } }, required: ["a"] }, "p")).toEqual({
+      type: "object", required: ["a"], properties: { a: { maxLength: 3, type: "string" }, b: { items: { type: "null" }, type: "array" } },
+    });
+    expect(grammarSchema({ minLength: 1, minimum: 2 }, "p")).toEqual({ minLength: 1, minimum: 2 }); // two types' keywords: not guessed
+    expect(grammarSchema({ enum: ["a"], maxLength: 3 }, "p")).toEqual({ enum: ["a"], maxLength: 3 });
+    expect(grammarSchema({ type: "array", prefixItems: [{ type: "string" }], items: false }, "p"))
+      .toEqual({ type: "array", prefixItems: [{ type: "string" }], maxItems: 1 });
   });
   test("what cannot be rewritten is a 400 naming where", () => {
     const where = (schema: Record<string, unknown>) => { try { grammarSchema(schema, "p"); return "accepted"; } catch (e) { return (e as { param?: string }).param; } };

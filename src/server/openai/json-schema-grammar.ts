@@ -28,6 +28,11 @@ function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): u
   for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map((v, i) => sub(v, `${k}.${i}`));
   for (const k of SCHEMAS) if (k in s) out[k] = sub(s[k], k);
 
+  if (out.items === false && Array.isArray(out.prefixItems)) {
+    // "no items past the prefix": node-llama-cpp would read `false` as a schema and allow nulls there
+    const { items: _, ...rest } = out;
+    out = { ...rest, maxItems: Math.min(out.prefixItems.length, typeof out.maxItems === "number" ? out.maxItems : Infinity) };
+  }
   if (Array.isArray(out.allOf)) {
     const { allOf, ...rest } = out;
     out = (allOf as unknown[]).reduce<Schema>((acc, member, i) => merge(acc, inlined(member, `${at}.allOf.${i}`, defs, inlining)), rest);
@@ -47,6 +52,8 @@ function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): u
     const { anyOf, ...rest } = out;
     out = { ...rest, oneOf: anyOf };
   }
+  const implied = impliedType(out);
+  if (implied) out = { ...out, type: implied };
   if (Array.isArray(out.oneOf)) {
     // node-llama-cpp reads only the branches: constraints beside them (a shared type, properties) go into each one.
     const { oneOf, ...rest } = out;
@@ -54,6 +61,25 @@ function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): u
     if (Object.keys(shared).length) out = { ...rest, oneOf: (oneOf as unknown[]).map((b) => isObject(b) ? merge(shared, b) : b) };
   }
   return out;
+}
+
+/** Keywords that apply to one type only: a schema with no type that uses them means that type. */
+const TYPED: [string, readonly string[]][] = [
+  ["object", ["properties", "required", "additionalProperties", "patternProperties", "minProperties", "maxProperties"]],
+  ["array", ["items", "prefixItems", "minItems", "maxItems"]],
+  ["string", ["minLength", "maxLength", "pattern", "format"]],
+  ["number", ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"]],
+];
+
+/**
+ * The type a schema with none means by its keywords (`{properties: …}` is an object), or undefined: node-llama-cpp
+ * generates `null` for a schema with no type. Only when exactly one type's keywords are there and nothing else
+ * (a $ref, a const or enum, branches) says what the value is.
+ */
+function impliedType(s: Schema): string | undefined {
+  if ("type" in s || ["$ref", "const", "enum", "oneOf", "anyOf"].some((k) => k in s)) return undefined;
+  const types = TYPED.filter(([, keys]) => keys.some((k) => k in s)).map(([t]) => t);
+  return types.length === 1 ? types[0] : undefined;
 }
 
 /** An allOf member as a plain schema: a reference is replaced by what it names (once per chain, so never a loop). */
