@@ -111,7 +111,9 @@ export class LlamaEngine implements Engine {
       throw new InvalidRequestError("response_format cannot be combined with tool_choice \"auto\" (the model's call syntax is not JSON); " +
         "use tool_choice \"required\" or a named tool, or leave out response_format.", "response_format");
     }
-    const grammar = await this.grammarFor(forced ? { kind: "json_schema", schema: forcedCallSchema(use!.tools, forced) } : call.sampling.format);
+    const grammar = forced
+      ? await this.grammarFor({ kind: "json_schema", schema: forcedCallSchema(use!.tools, forced) }, "tools")
+      : await this.grammarFor(call.sampling.format, "response_format");
     const history = toHistory(forced ? [toolsTurn(use!.tools, forced), ...call.messages] : call.messages);
     await l.templateBound?.check(history, functions);
     // Count exactly what the template renders, then refuse before queueing or spending compute.
@@ -164,7 +166,7 @@ export class LlamaEngine implements Engine {
   async complete(call: GenerateCall & { prompt: string | number[] }): Promise<Generation> {
     const l = this.get(call.model);
     this.checkBias(l, call);
-    const grammar = await this.grammarFor(call.sampling.format);
+    const grammar = await this.grammarFor(call.sampling.format, "response_format");
     // User text never becomes control tokens: tokenize with special tokens off, BOS added by us.
     // Token ids are taken as given (the route has put their text through the prompt guard).
     if (typeof call.prompt !== "string") checkTokenIds(call.prompt, l.vocabularySize, "prompt");
@@ -272,13 +274,15 @@ export class LlamaEngine implements Engine {
     if (call.sampling.logitBias) checkTokenIds(call.sampling.logitBias.keys(), l.vocabularySize, "logit_bias");
   }
 
-  private async grammarFor(format: OutputFormat | undefined): Promise<LlamaGrammar | undefined> {
+  /** `param`: the request field the schema came from, named when node-llama-cpp cannot make a grammar of it. */
+  private async grammarFor(format: OutputFormat | undefined, param: "response_format" | "tools"): Promise<LlamaGrammar | undefined> {
     if (!format || format.kind === "text") return undefined;
     if (format.kind === "json") return this.llama.getGrammarFor("json");
     try {
       return await jsonSchemaGrammar(this.llama, format.schema);
     } catch (e) {
-      throw new InvalidRequestError(`response_format.json_schema is not supported: ${(e as Error).message}`, "response_format");
+      const what = param === "tools" ? "The forced tool's parameters schema" : "response_format.json_schema";
+      throw new InvalidRequestError(`${what} is not supported: ${(e as Error).message}`, param);
     }
   }
 

@@ -106,6 +106,36 @@ describe("structured output", () => {
       expect(fits(seed, JSON.parse(call.function.arguments))).toEqual(all(seed));
     }
   });
+  test("a base object with a union of references, a draft-07 tuple and an object const (helper F3's fuzz)", async () => {
+    // The base's id was lost (node-llama-cpp follows a $ref and ignores what is beside it); the tuple was a 400
+    // ("must be an object"); the object const a 400 naming response_format even in a tool's parameters.
+    const schema = {
+      $defs: { A: { type: "object", properties: { x: { type: "integer" } }, required: ["x"] }, B: { type: "object", properties: { y: { type: "boolean" } }, required: ["y"] } },
+      allOf: [
+        { type: "object", required: ["id", "pair"], properties: { id: { type: "integer" }, pair: { type: "array", items: [{ type: "boolean" }, { const: { k: 1 } }], additionalItems: false } } },
+        { anyOf: [{ $ref: "#/$defs/A" }, { $ref: "#/$defs/B" }] },
+      ],
+    };
+    const fits = (v: { id?: unknown; pair?: unknown[]; x?: unknown; y?: unknown }) => ({
+      id: Number.isSafeInteger(v.id), pair: v.pair?.length === 2 && typeof v.pair[0] === "boolean" && JSON.stringify(v.pair[1]) === '{"k":1}',
+      branch: Number.isSafeInteger(v.x) || typeof v.y === "boolean",
+    });
+    const r = await chat({ seed: 1, temperature: 1, max_tokens: 300, response_format: schemaFormat(schema) });
+    expect(r.choices[0]!.finish_reason).toBe("stop");
+    expect(fits(JSON.parse(r.choices[0]!.message.content!))).toEqual({ id: true, pair: true, branch: true });
+    const t = await chat({ seed: 2, temperature: 1, max_tokens: 300, tool_choice: { type: "function", function: { name: "put" } },
+      tools: [{ type: "function", function: { name: "put", parameters: schema } }] });
+    expect(t.choices[0]!.finish_reason).toBe("tool_calls");
+    const call = t.choices[0]!.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+    expect(fits(JSON.parse(call.function.arguments))).toEqual({ id: true, pair: true, branch: true });
+  });
+  test("a schema node-llama-cpp cannot make a grammar of names where it came from: response_format, or tools", async () => {
+    const loop = { $defs: { n: { $ref: "#/$defs/n" } }, type: "object", properties: { a: { $ref: "#/$defs/n" } } }; // n is n: no value
+    const e = await error(chat({ response_format: schemaFormat(loop) }));
+    expect([e.status, e.param]).toEqual([400, "response_format"]);
+    const t = await error(chat({ tool_choice: "required", tools: [{ type: "function", function: { name: "put", parameters: loop } }] }));
+    expect([t.status, t.param]).toEqual([400, "tools"]); // it said response_format
+  });
   test("a const holding the model's end token → 400, not a cut-off answer", async () => {
     const e = await error(chat({ response_format: schemaFormat({ const: "a<|im_end|>b" }) }));
     expect(e.status).toBe(400);

@@ -59,7 +59,11 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
   });
   test("allOf is merged: Pydantic v1's allOf of one reference, and object parts with their required lists", () => {
     const v1 = { definitions: { Color: { enum: ["red", "blue"] } }, properties: { c: { allOf: [{ $ref: "#/definitions/Color" }], description: "paint" } } };
-    expect((grammarSchema(v1, "p").properties as Record<string, unknown>).c).toEqual({ description: "paint", enum: ["red", "blue"] });
+    const out = grammarSchema(v1, "p") as { properties: Record<string, unknown>; $defs: Record<string, unknown> };
+    expect(out.properties.c).toEqual({ description: "paint", $ref: "#/$defs/ref1" }); // kept a reference: it may recurse
+    expect(out.$defs.ref1).toEqual({ enum: ["red", "blue"] });
+    const tree = { definitions: { Node: { type: "object", properties: { parent: { allOf: [{ $ref: "#/definitions/Node" }], description: "up" } } } }, $ref: "#/definitions/Node" };
+    expect(() => grammarSchema(tree, "p")).not.toThrow();
     expect(grammarSchema({ allOf: [{ type: "object", properties: { a: { type: "string" } }, required: ["a"] }, { properties: { b: { type: "integer" } }, required: ["b"] }] }, "p"))
       .toEqual({ type: "object", properties: { a: { type: "string" }, b: { type: "integer" } }, required: ["a", "b"] });
   });
@@ -72,11 +76,31 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     expect(grammarSchema({ type: "array", prefixItems: [{ type: "string" }], items: false }, "p"))
       .toEqual({ type: "array", prefixItems: [{ type: "string" }], maxItems: 1 });
   });
+  test("constraints beside a union reach branches that are references or unions themselves (helper F3's fuzz)", () => {
+    const schema = {
+      $defs: { A: { type: "object", properties: { x: { type: "integer" } }, required: ["x"] } },
+      allOf: [{ type: "object", properties: { id: { type: "integer" } }, required: ["id"] }, { anyOf: [{ $ref: "#/$defs/A" }, { anyOf: [{ type: "object" }] }] }],
+    };
+    const out = grammarSchema(schema, "p") as { oneOf: Record<string, unknown>[] };
+    expect(out.oneOf[0]).toEqual({ type: "object", properties: { id: { type: "integer" }, x: { type: "integer" } }, required: ["id", "x"] });
+    expect(out.oneOf[1]).toEqual({ oneOf: [{ type: "object", properties: { id: { type: "integer" } }, required: ["id"] }] });
+  });
+  test("draft-07 tuples are prefixItems; object and array const/enum values are schemas of exactly that value", () => {
+    expect(grammarSchema({ type: "array", items: [{ type: "string" }, { $ref: "#/definitions/n" }], additionalItems: false, definitions: { n: { type: "null" } } }, "p"))
+      .toEqual({ type: "array", prefixItems: [{ type: "string" }, { $ref: "#/$defs/ref1" }], maxItems: 2, definitions: { n: { type: "null" } }, $defs: { ref1: { type: "null" } } });
+    expect(grammarSchema({ type: "array", items: [{ type: "string" }], additionalItems: { type: "integer" } }, "p"))
+      .toEqual({ type: "array", prefixItems: [{ type: "string" }], items: { type: "integer" } });
+    expect(grammarSchema({ const: { k: [1, "a"] } }, "p")).toEqual({
+      type: "object", required: ["k"], additionalProperties: false,
+      properties: { k: { type: "array", prefixItems: [{ const: 1 }, { const: "a" }], minItems: 2, maxItems: 2 } },
+    });
+    expect(grammarSchema({ enum: ["a", []] }, "p")).toEqual({ oneOf: [{ const: "a" }, { type: "array", prefixItems: [], minItems: 0, maxItems: 0 }] });
+  });
   test("what cannot be rewritten is a 400 naming where", () => {
     const where = (schema: Record<string, unknown>) => { try { grammarSchema(schema, "p"); return "accepted"; } catch (e) { return (e as { param?: string }).param; } };
     expect(where({ properties: { a: { anyOf: [{ type: "string" }], oneOf: [{ type: "null" }] } } })).toBe("p.properties.a.anyOf");
     expect(where({ properties: { a: { type: ["object", "null"], anyOf: [{ type: "object" }] } } })).toBe("p.properties.a.type");
-    expect(where({ $defs: { n: { allOf: [{ $ref: "#/$defs/n" }] } }, properties: { a: { $ref: "#/$defs/n" } } })).toBe("p.$defs.n.allOf.0.$ref");
+    expect(where({ $defs: { n: { allOf: [{ $ref: "#/$defs/n" }, { type: "object" }] } }, properties: { a: { $ref: "#/$defs/n" } } })).toBe("p.$defs.n.allOf.0.$ref");
     expect(where({ allOf: [false] })).toBe("p.allOf.0");
   });
 });

@@ -26,12 +26,24 @@ function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): u
   const sub = (v: unknown, path: string) => plainForms(v, `${at}.${path}`, defs, inlining);
   for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([n, v]) => [n, sub(v, `${k}.${n}`)]));
   for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map((v, i) => sub(v, `${k}.${i}`));
-  for (const k of SCHEMAS) if (k in s) out[k] = sub(s[k], k);
+  for (const k of SCHEMAS) if (k in s) out[k] = Array.isArray(s[k]) ? s[k].map((v, i) => sub(v, `${k}.${i}`)) : sub(s[k], k);
+
+  if (Array.isArray(out.items)) {
+    // draft-07's tuple: items [..] is prefixItems; what follows it is additionalItems (absent or true: anything)
+    const { items, additionalItems, ...rest } = out;
+    out = { ...rest, prefixItems: items, ...(additionalItems === undefined || additionalItems === true ? {} : { items: additionalItems }) };
+  }
+  if ("const" in out || Array.isArray(out.enum)) out = literals(out);
 
   if (out.items === false && Array.isArray(out.prefixItems)) {
     // "no items past the prefix": node-llama-cpp would read `false` as a schema and allow nulls there
     const { items: _, ...rest } = out;
     out = { ...rest, maxItems: Math.min(out.prefixItems.length, typeof out.maxItems === "number" ? out.maxItems : Infinity) };
+  }
+  if (Array.isArray(out.allOf) && out.allOf.length === 1 && isRefOnly(out.allOf[0]) && Object.keys(out).every((k) => k === "allOf" || NOTES.has(k))) {
+    // Pydantic v1 writes a described field of a model type as allOf [$ref]: the reference itself, also when it recurses
+    const { allOf, ...rest } = out;
+    out = { ...rest, $ref: (allOf as Schema[])[0]!.$ref };
   }
   if (Array.isArray(out.allOf)) {
     const { allOf, ...rest } = out;
@@ -58,9 +70,49 @@ function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): u
     // node-llama-cpp reads only the branches: constraints beside them (a shared type, properties) go into each one.
     const { oneOf, ...rest } = out;
     const shared = Object.fromEntries(Object.entries(rest).filter(([k]) => !NOTES.has(k)));
-    if (Object.keys(shared).length) out = { ...rest, oneOf: (oneOf as unknown[]).map((b) => isObject(b) ? merge(shared, b) : b) };
+    if (Object.keys(shared).length) out = { ...rest, oneOf: (oneOf as unknown[]).map((b, i) => pushInto(shared, b, `${at}.oneOf.${i}`, defs, inlining)) };
   }
   return out;
+}
+
+/**
+ * A branch with the constraints beside its oneOf added. node-llama-cpp follows a $ref and ignores what is beside it,
+ * and reads only the branches of a oneOf: so a referenced branch is inlined, and a nested oneOf gets them in each of its branches.
+ */
+function pushInto(shared: Schema, b: unknown, at: string, defs: Schema, inlining: string[]): unknown {
+  if (!isObject(b)) return b;
+  if (typeof b.$ref === "string") b = inlined(b, at, defs, inlining);
+  const branch = b as Schema;
+  if (Array.isArray(branch.oneOf)) return { ...branch, oneOf: branch.oneOf.map((x, i) => pushInto(shared, x, `${at}.oneOf.${i}`, defs, inlining)) };
+  return merge(shared, branch);
+}
+
+const isRefOnly = (s: unknown) => isObject(s) && typeof s.$ref === "string" && Object.keys(s).every((k) => k === "$ref" || NOTES.has(k));
+
+/**
+ * const and enum values that are objects or arrays as schemas matching exactly that value: node-llama-cpp writes
+ * only scalar literals ("Unrecognized literal type: object").
+ */
+function literals(s: Schema): Schema {
+  const structured = (v: unknown) => typeof v === "object" && v !== null;
+  if ("const" in s && structured(s.const)) {
+    const { const: value, ...rest } = s;
+    return { ...rest, ...literal(value) };
+  }
+  if (Array.isArray(s.enum) && s.enum.some(structured)) {
+    const { enum: values, ...rest } = s;
+    return { ...rest, oneOf: (values as unknown[]).map(literal) };
+  }
+  return s;
+}
+
+function literal(v: unknown): Schema {
+  if (Array.isArray(v)) return { type: "array", prefixItems: v.map(literal), minItems: v.length, maxItems: v.length };
+  if (typeof v === "object" && v !== null) {
+    const entries = Object.entries(v);
+    return { type: "object", properties: Object.fromEntries(entries.map(([k, x]) => [k, literal(x)])), required: entries.map(([k]) => k), additionalProperties: false };
+  }
+  return { const: v };
 }
 
 /** Keywords that apply to one type only: a schema with no type that uses them means that type. */
@@ -89,7 +141,7 @@ function inlined(member: unknown, at: string, defs: Schema, inlining: string[]):
   if (typeof member.$ref !== "string") return member;
   const name = member.$ref.startsWith(REF) ? member.$ref.slice(REF.length) : "";
   if (!Object.hasOwn(defs, name)) throw new InvalidRequestError(`An allOf member's $ref ${JSON.stringify(member.$ref)} must point into the schema.`, `${at}.$ref`);
-  if (inlining.includes(name)) throw new InvalidRequestError("An allOf that includes itself through $ref cannot be generated.", `${at}.$ref`);
+  if (inlining.includes(name)) throw new InvalidRequestError("A schema that includes itself through $ref where it has to be merged (in an allOf, or beside an anyOf/oneOf with constraints of its own) cannot be generated.", `${at}.$ref`);
   const { $ref: _, ...rest } = member;
   try {
     return merge(plainForms(defs[name], at, defs, [...inlining, name]) as Schema, rest);
@@ -126,7 +178,7 @@ export function followableRefs(schema: Record<string, unknown>): Record<string, 
     const out: Record<string, unknown> = { ...s };
     for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([name, sub]) => [name, rewrite(sub)]));
     for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map(rewrite);
-    for (const k of SCHEMAS) if (k in s) out[k] = rewrite(s[k]);
+    for (const k of SCHEMAS) if (k in s) out[k] = Array.isArray(s[k]) ? s[k].map(rewrite) : rewrite(s[k]);
     const ref = s.$ref;
     if (typeof ref !== "string") return out;
     const target = pointed(schema, ref);

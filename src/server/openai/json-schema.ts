@@ -11,7 +11,7 @@ import { InvalidRequestError } from "../../errors";
 const TYPES = new Set(["string", "number", "integer", "boolean", "null", "object", "array"]);
 export const SCHEMA_MAPS = ["properties", "$defs", "definitions", "patternProperties"];
 export const SCHEMA_LISTS = ["anyOf", "oneOf", "allOf", "prefixItems"];
-export const SCHEMAS = ["items", "additionalProperties", "not"];
+export const SCHEMAS = ["items", "additionalItems", "additionalProperties", "not"];
 const MAX_DEPTH = 64;
 export const REF = "#/$defs/";
 
@@ -68,7 +68,9 @@ function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, 
     if (!Array.isArray(list)) throw new InvalidRequestError(`'${k}' must be an array of schemas.`, `${at}.${k}`);
     list.forEach((sub, i) => walk(sub, `${at}.${k}.${i}`, depth + 1, here, root));
   }
-  for (const k of SCHEMAS) if (k in s) walk(s[k], `${at}.${k}`, depth + 1, here, root);
+  // draft-07 tuples: `items` as an array of schemas (Pydantic v1's Tuple, TypeBox's Tuple)
+  if (Array.isArray(s.items)) s.items.forEach((sub, i) => walk(sub, `${at}.items.${i}`, depth + 1, here, root));
+  for (const k of SCHEMAS) if (k in s && !(k === "items" && Array.isArray(s.items))) walk(s[k], `${at}.${k}`, depth + 1, here, root);
 }
 
 /** What a JSON pointer fragment ("#/a/b") points to in `root`, or undefined. */
