@@ -96,6 +96,21 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     });
     expect(grammarSchema({ enum: ["a", []] }, "p")).toEqual({ oneOf: [{ const: "a" }, { type: "array", prefixItems: [], minItems: 0, maxItems: 0 }] });
   });
+  test("definitions that each allOf the next one twice (2^40 parts inlined) are a quick 400, not a stall", () => {
+    const defs = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`d${i}`, i === 39 ? { type: "object", properties: { a: { type: "string" } } }
+      : { allOf: [{ $ref: `#/$defs/d${i + 1}` }, { $ref: `#/$defs/d${i + 1}` }, { type: "object" }] }]));
+    let caught: { status?: number; message?: string } = {};
+    try { grammarSchema({ $defs: defs, $ref: "#/$defs/d0" }, "p"); } catch (e) { caught = e as typeof caught; }
+    expect([caught.status, caught.message]).toEqual([400, expect.stringContaining("expands to more than 20000 parts")]);
+    // Many differently spelled references to one large part ("properties" with some letters %-escaped): each is
+    // copied once, so 1024 spellings of a 3000-property object would be three million copies.
+    const wide = { type: "object", properties: Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`p${i}`, { type: "string" }])) };
+    const spell = (bits: number) => [..."properties"].map((ch, j) => bits & (1 << j) ? `%${ch.charCodeAt(0).toString(16)}` : ch).join("");
+    const refs = Object.fromEntries(Array.from({ length: 1024 }, (_, i) => [`r${i}`, { $ref: `#/${spell(i)}/x` }]));
+    caught = {};
+    try { grammarSchema({ properties: { x: wide, ...refs } }, "p"); } catch (e) { caught = e as typeof caught; }
+    expect([caught.status, caught.message]).toEqual([400, expect.stringContaining("expands to more than 20000 parts")]);
+  }, 30_000); // without the bounds the first never ends
   test("what cannot be rewritten is a 400 naming where", () => {
     const where = (schema: Record<string, unknown>) => { try { grammarSchema(schema, "p"); return "accepted"; } catch (e) { return (e as { param?: string }).param; } };
     expect(where({ properties: { a: { anyOf: [{ type: "string" }], oneOf: [{ type: "null" }] } } })).toBe("p.properties.a.anyOf");

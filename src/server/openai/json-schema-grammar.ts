@@ -12,18 +12,27 @@ type Schema = Record<string, unknown>;
 
 /** `param` names the schema in a 400 for what cannot be rewritten (it has passed checkJsonSchema). */
 export function grammarSchema(schema: Schema, param: string): Schema {
-  const refs = followableRefs(schema);
+  const refs = followableRefs(schema, param);
   const defs = isObject(refs.$defs) ? refs.$defs : {};
-  return plainForms(refs, param, defs, []) as Schema;
+  return plainForms(refs, param, { defs, left: MAX_PARTS }, []) as Schema;
 }
+
+/**
+ * Schemas visited by one rewrite, at most. Inlining copies what a reference holds, so a few hundred bytes of
+ * definitions that each allOf the next one twice would double at every step: past this it is a 400, not a stall.
+ */
+const MAX_PARTS = 20_000;
+
+interface Ctx { defs: Schema; left: number }
 
 /** Keywords that only describe: they never need to reach the branches of a oneOf. */
 const NOTES = new Set(["title", "description", "default", "examples", "$comment", "$defs", "definitions", "$schema", "$id", "deprecated", "readOnly", "writeOnly"]);
 
-function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): unknown {
+function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
   if (!isObject(s)) return s;
+  if (--ctx.left < 0) throw new InvalidRequestError(`The schema expands to more than ${MAX_PARTS} parts once its references are inlined (allOf, or constraints beside an anyOf).`, at);
   let out: Schema = { ...s };
-  const sub = (v: unknown, path: string) => plainForms(v, `${at}.${path}`, defs, inlining);
+  const sub = (v: unknown, path: string) => plainForms(v, `${at}.${path}`, ctx, inlining);
   for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([n, v]) => [n, sub(v, `${k}.${n}`)]));
   for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map((v, i) => sub(v, `${k}.${i}`));
   for (const k of SCHEMAS) if (k in s) out[k] = Array.isArray(s[k]) ? s[k].map((v, i) => sub(v, `${k}.${i}`)) : sub(s[k], k);
@@ -47,7 +56,7 @@ function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): u
   }
   if (Array.isArray(out.allOf)) {
     const { allOf, ...rest } = out;
-    out = (allOf as unknown[]).reduce<Schema>((acc, member, i) => merge(acc, inlined(member, `${at}.allOf.${i}`, defs, inlining)), rest);
+    out = (allOf as unknown[]).reduce<Schema>((acc, member, i) => merge(acc, inlined(member, `${at}.allOf.${i}`, ctx, inlining)), rest);
   }
   if (Array.isArray(out.type) && out.type.some((t) => t === "object" || t === "array")) {
     if (out.type.length === 1) out.type = out.type[0];
@@ -70,7 +79,7 @@ function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): u
     // node-llama-cpp reads only the branches: constraints beside them (a shared type, properties) go into each one.
     const { oneOf, ...rest } = out;
     const shared = Object.fromEntries(Object.entries(rest).filter(([k]) => !NOTES.has(k)));
-    if (Object.keys(shared).length) out = { ...rest, oneOf: (oneOf as unknown[]).map((b, i) => pushInto(shared, b, `${at}.oneOf.${i}`, defs, inlining)) };
+    if (Object.keys(shared).length) out = { ...rest, oneOf: (oneOf as unknown[]).map((b, i) => pushInto(shared, b, `${at}.oneOf.${i}`, ctx, inlining)) };
   }
   return out;
 }
@@ -79,11 +88,11 @@ function plainForms(s: unknown, at: string, defs: Schema, inlining: string[]): u
  * A branch with the constraints beside its oneOf added. node-llama-cpp follows a $ref and ignores what is beside it,
  * and reads only the branches of a oneOf: so a referenced branch is inlined, and a nested oneOf gets them in each of its branches.
  */
-function pushInto(shared: Schema, b: unknown, at: string, defs: Schema, inlining: string[]): unknown {
+function pushInto(shared: Schema, b: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
   if (!isObject(b)) return b;
-  if (typeof b.$ref === "string") b = inlined(b, at, defs, inlining);
+  if (typeof b.$ref === "string") b = inlined(b, at, ctx, inlining);
   const branch = b as Schema;
-  if (Array.isArray(branch.oneOf)) return { ...branch, oneOf: branch.oneOf.map((x, i) => pushInto(shared, x, `${at}.oneOf.${i}`, defs, inlining)) };
+  if (Array.isArray(branch.oneOf)) return { ...branch, oneOf: branch.oneOf.map((x, i) => pushInto(shared, x, `${at}.oneOf.${i}`, ctx, inlining)) };
   return merge(shared, branch);
 }
 
@@ -134,20 +143,22 @@ function impliedType(s: Schema): string | undefined {
   return types.length === 1 ? types[0] : undefined;
 }
 
+const IN_REF = "In what this $ref points to: ";
+
 /** An allOf member as a plain schema: a reference is replaced by what it names (once per chain, so never a loop). */
-function inlined(member: unknown, at: string, defs: Schema, inlining: string[]): Schema {
+function inlined(member: unknown, at: string, ctx: Ctx, inlining: string[]): Schema {
   if (member === true) return {};
   if (!isObject(member)) throw new InvalidRequestError("An allOf member that allows nothing (false) cannot be generated.", at);
   if (typeof member.$ref !== "string") return member;
   const name = member.$ref.startsWith(REF) ? member.$ref.slice(REF.length) : "";
-  if (!Object.hasOwn(defs, name)) throw new InvalidRequestError(`An allOf member's $ref ${JSON.stringify(member.$ref)} must point into the schema.`, `${at}.$ref`);
+  if (!Object.hasOwn(ctx.defs, name)) throw new InvalidRequestError(`An allOf member's $ref ${JSON.stringify(member.$ref)} must point into the schema.`, `${at}.$ref`);
   if (inlining.includes(name)) throw new InvalidRequestError("A schema that includes itself through $ref where it has to be merged (in an allOf, or beside an anyOf/oneOf with constraints of its own) cannot be generated.", `${at}.$ref`);
   const { $ref: _, ...rest } = member;
   try {
-    return merge(plainForms(defs[name], at, defs, [...inlining, name]) as Schema, rest);
+    return merge(plainForms(ctx.defs[name], at, ctx, [...inlining, name]) as Schema, rest);
   } catch (e) {
     // what the reference holds has no path the client wrote: name the reference
-    if (e instanceof InvalidRequestError) throw new InvalidRequestError(`In what this $ref points to: ${e.message}`, `${at}.$ref`);
+    if (e instanceof InvalidRequestError && !e.message.startsWith(IN_REF)) throw new InvalidRequestError(`${IN_REF}${e.message}`, `${at}.$ref`);
     throw e;
   }
 }
@@ -166,15 +177,17 @@ function merge(a: Schema, b: Schema): Schema {
  * it generates as "any JSON". Each reference that points into the schema (checkJsonSchema has checked it does) is rewritten
  * to a root $defs entry holding what it points to, under a name no $defs in the schema uses.
  */
-export function followableRefs(schema: Record<string, unknown>): Record<string, unknown> {
+export function followableRefs(schema: Record<string, unknown>, param = "schema"): Record<string, unknown> {
   const taken = new Set<string>();
   collectDefNames(schema, taken);
   const names = new Map<string, string>(); // reference → its root $defs name
   const added: Record<string, unknown> = {};
   let n = 0;
   // Only where walk() looks for schemas: a value under "const" or "enum" is data, never rewritten.
+  let left = MAX_PARTS; // each reference copies what it points to: many references into a large part add up
   const rewrite = (s: unknown): unknown => {
     if (!isObject(s)) return s;
+    if (--left < 0) throw new InvalidRequestError(`The schema expands to more than ${MAX_PARTS} parts once each reference is copied.`, param);
     const out: Record<string, unknown> = { ...s };
     for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([name, sub]) => [name, rewrite(sub)]));
     for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map(rewrite);
