@@ -31,11 +31,7 @@ const NOTES = new Set(["title", "description", "default", "examples", "$comment"
 function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
   if (!isObject(s)) return s;
   if (--ctx.left < 0) throw new InvalidRequestError(`The schema expands to more than ${MAX_PARTS} parts once its references are inlined (allOf, or constraints beside an anyOf).`, at);
-  let out: Schema = { ...s };
-  const sub = (v: unknown, path: string) => plainForms(v, `${at}.${path}`, ctx, inlining);
-  for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([n, v]) => [n, sub(v, `${k}.${n}`)]));
-  for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map((v, i) => sub(v, `${k}.${i}`));
-  for (const k of SCHEMAS) if (k in s) out[k] = Array.isArray(s[k]) ? s[k].map((v, i) => sub(v, `${k}.${i}`)) : sub(s[k], k);
+  let out = mapChildren(s, (v, path) => plainForms(v, `${at}.${path}`, ctx, inlining));
 
   if (Array.isArray(out.items)) {
     // draft-07's tuple: items [..] is prefixItems; what follows it is additionalItems (absent or true: anything)
@@ -183,15 +179,12 @@ export function followableRefs(schema: Record<string, unknown>, param = "schema"
   const names = new Map<string, string>(); // reference → its root $defs name
   const added: Record<string, unknown> = {};
   let n = 0;
-  // Only where walk() looks for schemas: a value under "const" or "enum" is data, never rewritten.
+  // Only where schemas are (mapChildren): a value under "const" or "enum" is data, never rewritten.
   let left = MAX_PARTS; // each reference copies what it points to: many references into a large part add up
   const rewrite = (s: unknown): unknown => {
     if (!isObject(s)) return s;
     if (--left < 0) throw new InvalidRequestError(`The schema expands to more than ${MAX_PARTS} parts once each reference is copied.`, param);
-    const out: Record<string, unknown> = { ...s };
-    for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([name, sub]) => [name, rewrite(sub)]));
-    for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map(rewrite);
-    for (const k of SCHEMAS) if (k in s) out[k] = Array.isArray(s[k]) ? s[k].map(rewrite) : rewrite(s[k]);
+    const out = mapChildren(s, rewrite);
     const ref = s.$ref;
     if (typeof ref !== "string") return out;
     const target = pointed(schema, ref);
@@ -208,6 +201,18 @@ export function followableRefs(schema: Record<string, unknown>, param = "schema"
   const out = rewrite(schema) as Record<string, unknown>;
   if (!names.size) return schema;
   return { ...out, $defs: { ...(isObject(out.$defs) ? out.$defs : {}), ...added } };
+}
+
+/**
+ * `s` with each schema it holds replaced by `f(sub, path)`, `path` relative to `s` ("properties.a", "anyOf.0"):
+ * the places checkJsonSchema checks, a draft-07 tuple's `items` list included. Everything else is kept as is.
+ */
+function mapChildren(s: Schema, f: (sub: unknown, path: string) => unknown): Schema {
+  const out: Schema = { ...s };
+  for (const k of SCHEMA_MAPS) if (isObject(s[k])) out[k] = Object.fromEntries(Object.entries(s[k]).map(([n, v]) => [n, f(v, `${k}.${n}`)]));
+  for (const k of SCHEMA_LISTS) if (Array.isArray(s[k])) out[k] = s[k].map((v, i) => f(v, `${k}.${i}`));
+  for (const k of SCHEMAS) if (k in s) out[k] = Array.isArray(s[k]) ? s[k].map((v, i) => f(v, `${k}.${i}`)) : f(s[k], k);
+  return out;
 }
 
 function collectDefNames(s: unknown, into: Set<string>): void {
