@@ -114,3 +114,22 @@ test("json_schema from the SDK's own zod helper (anyOf for a nullable object and
     expect(parsed.list.every((x) => typeof x === "number" || typeof x.b === "boolean")).toBe(true);
   }
 });
+
+test("json_schema as Pydantic v1 and OpenAPI write it: #/definitions refs, allOf of a base and a union of refs, a tuple, an object const", async () => {
+  // Before: the draft-07 tuple was a 400; without it, the refs came back as "any JSON" and the base's id was dropped.
+  const schema = {
+    definitions: { A: { type: "object", properties: { x: { type: "integer" } }, required: ["x"] }, B: { type: "object", properties: { y: { type: "boolean" } }, required: ["y"] } },
+    allOf: [
+      { type: "object", required: ["id", "pair"], properties: { id: { type: "integer" }, pair: { type: "array", items: [{ type: "boolean" }, { const: { k: 1 } }], additionalItems: false } } },
+      { anyOf: [{ $ref: "#/definitions/A" }, { $ref: "#/definitions/B" }] },
+    ],
+  };
+  const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "fill it" }], max_tokens: 300, seed: 1,
+    response_format: { type: "json_schema", json_schema: { name: "rec", schema } } });
+  expect(r.choices[0]!.finish_reason).toBe("stop");
+  const v = JSON.parse(r.choices[0]!.message.content!) as { id?: unknown; pair?: unknown[]; x?: unknown; y?: unknown };
+  expect({
+    id: Number.isSafeInteger(v.id), pair: v.pair?.length === 2 && typeof v.pair[0] === "boolean" && JSON.stringify(v.pair[1]) === '{"k":1}',
+    branch: Number.isSafeInteger(v.x) || typeof v.y === "boolean",
+  }).toEqual({ id: true, pair: true, branch: true });
+});
