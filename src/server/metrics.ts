@@ -13,6 +13,7 @@ import type { Engine } from "../engine/engine";
 import { engineInfo } from "../engine/engine-select";
 import { newestVerifyStatus, VERIFY_STATUS_FILE, type VerifyStatus } from "../integrity/verify-status";
 import type { VersionInfo } from "../version";
+import { registerDefaultMetrics } from "./default-metrics";
 import type { RequestState } from "./request-state";
 import type { OtlpExporter } from "./tracing/otlp-exporter";
 
@@ -28,10 +29,11 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Queue wait and time to first token: a few ms with free slots, up to minutes behind a full queue. */
 const WAIT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const RATE_BUCKETS = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000];
-const HEAVY_DEFAULTS = ["nodejs_heap_space_size_total_bytes", "nodejs_heap_space_size_used_bytes", "nodejs_heap_space_size_available_bytes",
-  // perf_hooks.monitorEventLoopDelay is a stub under Bun: min 2^63 ns, the rest 0 or NaN. nodejs_eventloop_lag_seconds
-  // (measured with setImmediate) stays.
-  ...["min", "max", "mean", "stddev", "p50", "p90", "p99"].map((s) => `nodejs_eventloop_lag_${s}_seconds`)];
+/**
+ * perf_hooks.monitorEventLoopDelay is a stub under Bun: min 2^63 ns, the rest 0 or NaN. nodejs_eventloop_lag_seconds
+ * (measured with setImmediate) stays.
+ */
+const STUB_DEFAULTS = ["min", "max", "mean", "stddev", "p50", "p90", "p99"].map((s) => `nodejs_eventloop_lag_${s}_seconds`);
 
 /** "METHOD /path" → bounded labels. */
 export function routeLabels(route: string): { method: string; route: string } {
@@ -116,11 +118,8 @@ export class Metrics {
     // process_resident_memory_bytes, open fds, event-loop lag, … The lag histogram's sampling timer (prom-client's
     // default: every 10 ms) is set to never fire: under Bun the histogram is a stub (its metrics are removed below), yet
     // its timer woke the JS thread 100 times a second, idle or between decode steps. nodejs_eventloop_lag_seconds stays.
-    client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 2_147_483_647 });
-    // V8's per-space heap statistics: under Bun (JavaScriptCore) an emulation that took ~2.5 ms of CPU per
-    // scrape (the rest of a scrape together well under 1 ms), and describes no V8 heap; and Bun's stubbed
-    // event-loop-delay histogram.
-    for (const name of HEAVY_DEFAULTS) this.registry.removeSingleMetric(name);
+    registerDefaultMetrics(this.registry, { eventLoopMonitoringPrecision: 2_147_483_647 });
+    for (const name of STUB_DEFAULTS) this.registry.removeSingleMetric(name);
     for (const kind of ["prompt", "completion"]) this.c.tokens.inc({ kind }, 0);
     for (const reason of ["missing", "invalid", "scope", "signature", "throttled"]) this.c.authFailures.inc({ reason }, 0);
     for (const reason of ["key", "anonymous", "auth_throttle"]) this.c.rateLimited.inc({ reason }, 0);
