@@ -18,7 +18,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { load1, median, startAppliance, startPeer, type Served } from "./bench-peer-lib";
+import { load1, median, startAppliance, startPeer, type Served, cpuLine } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -69,6 +69,7 @@ for (const [name, bin] of bins) {
   servers.push(await startAppliance(bin, model, own, threads, 1, { name }));
 }
 servers.push(await startPeer(peer.llamaServer, model, threads, 1));
+console.log(cpuLine());
 console.log(`model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, ${runs} requests per server, ` +
   `${bins.map(([n, b]) => `${n} ${b}`).join(", ")}, bun ${Bun.version}`);
 for (const s of servers) for (let i = 0; i < 5; i++) await chatOne(s); // warm-up

@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { freePort, listensOn, load1, median, prepareAppliance, startPeer, started, stopServer, waitHealthy } from "./bench-peer-lib";
+import { freePort, listensOn, load1, median, prepareAppliance, startPeer, started, stopServer, waitHealthy, cpuLine } from "./bench-peer-lib";
 import { HUGETLB_TUNABLE } from "../src/util/huge-pages";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -48,6 +48,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-cold-"));
 process.on("exit", () => { for (const p of started) p.kill("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); });
 const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
+console.log(cpuLine());
 console.log(`bench-cold: ${bins.join(" vs ")}, model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, runs ${runs} per side, uid ${process.getuid?.()}`);
 
 type Start = { ms: number; phases: Record<string, number> };

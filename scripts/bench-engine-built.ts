@@ -22,7 +22,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { complete, load1, median, startAppliance, startPeer, threadDelta, threadStats, wordsPrompt, type Served } from "./bench-peer-lib";
+import { complete, load1, median, startAppliance, startPeer, threadDelta, threadStats, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -53,6 +53,7 @@ process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
 const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...SHAPES[values.size]!, ctx: 2048 });
 const f = (x: number, d = 1) => x.toFixed(d);
+console.log(cpuLine());
 console.log(`model ${f(params / 1e6)} M params F32; threads ${threads}; ${runs} runs per server; max_tokens ${maxTokens}; built engine in ${engineDir}; binary ${bin}${values.env ? `; env ${values.env}` : ""}` +
   (engineDirB ? `; built-b engine in ${engineDirB}${values["env-b"] ? ` with ${values["env-b"]}` : ""}${binB !== bin ? `, binary ${binB}` : ""}` : ""));
 

@@ -273,5 +273,18 @@ export function threadDelta(pid: number, a: ReturnType<typeof threadStats>, b: R
   return { mainMs: mainMs / tokens, otherMs: otherMs / tokens, sleeps: sleeps / tokens, busy };
 }
 
+/**
+ * The CPU the figures were taken on: its model name and the vector extensions that decide which of the embedded
+ * engine's CPU variants loads (the same VM has come up on an AVX-512 host, where the `zen4` variant loads, and on an
+ * AVX2-only one, where `haswell` does) and how llama-server's -march=native build runs. Every benchmark prints it.
+ */
+export function cpuLine(): string {
+  let info = "";
+  try { info = fs.readFileSync("/proc/cpuinfo", "utf8"); } catch { /* not Linux: the model name from os.cpus() */ }
+  const flags = new Set(/^flags\s*:\s*(.*)$/m.exec(info)?.[1]?.split(/\s+/) ?? []);
+  const vector = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"].filter((f) => flags.has(f));
+  return `cpu: ${os.cpus()[0]?.model ?? "unknown"}${flags.size ? `, ${vector.join(" ") || "no AVX2"}` : ""}`;
+}
+
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 export const load1 = () => os.loadavg()[0]!;

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { chatOne, complete, load1, median, modelsRps, startAppliance, startPeer, wordsPrompt, type Served } from "./bench-peer-lib";
+import { chatOne, complete, load1, median, modelsRps, startAppliance, startPeer, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
 import { enginePrefill, streamLag } from "./bench-peer-inproc";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -36,6 +36,7 @@ const peer = await peerBuild();
 if ("skip" in peer) { console.error(`bench-peer: no peer to compare with: ${peer.skip}`); process.exit(1); }
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-peer-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+console.log(cpuLine());
 console.log(`peer: ${peer.llamaServer} (llama.cpp bundle sha256 ${peer.sourceSha256.slice(0, 12)}, OpenMP, -march=native)`);
 console.log(`machine: ${os.cpus().length} online CPUs, ${cores} usable, threads ${threads}, bun ${Bun.version}, runs ${runs} per side, max_tokens ${maxTokens}`);
 

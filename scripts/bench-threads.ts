@@ -23,7 +23,7 @@ import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { allowedCpus, busyTicks, ownTicks } from "../src/engine/thread-sources";
-import { complete, load1, median, startAppliance, started, wordsPrompt, type Served } from "./bench-peer-lib";
+import { complete, load1, median, startAppliance, started, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "64" },
@@ -49,6 +49,7 @@ const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
 
 const f = (x: number, d = 1) => x.toFixed(d);
+console.log(cpuLine());
 console.log(`model ${f(params / 1e6)} M params F32; ${os.cpus().length} online CPUs, ${cpus} usable; bun ${Bun.version}; ` +
   `${runs} interleaved runs per setting; decode ${maxTokens} tokens; HTTP to the compiled binary`);
 

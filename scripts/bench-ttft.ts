@@ -23,7 +23,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { NO_END, load1, median, startAppliance, startPeer, wordsPrompt, type Served } from "./bench-peer-lib";
+import { NO_END, load1, median, startAppliance, startPeer, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -91,6 +91,7 @@ const servers = [
   ] : []),
   await startPeer(peer.llamaServer, model, threads, 1),
 ];
+console.log(cpuLine());
 console.log(`model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, ${tokens} tokens per request, ${runs} runs per server, ` +
   `engine ${engineDir ? `built (${engineDir})` : "embedded"}, binary ${bin}${before ? `, before ${before}` : ""}, bun ${Bun.version}`);
 for (const s of servers) { await streamed(s); await streamed(s); } // warm-up
