@@ -20,7 +20,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { load1, median, startAppliance, startPeer, type Served, cpuLine } from "./bench-peer-lib";
+import { load1, median, startAppliance, startPeer, type Served, cpuLine, envOf } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -66,7 +66,7 @@ async function chatOne(s: Served): Promise<number> {
 const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
 const servers: Served[] = [];
-const env = Object.fromEntries(values.env.split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+const env = envOf(values.env);
 for (const [name, bin] of bins) {
   const own = path.join(dir, name);
   fs.mkdirSync(own);

@@ -22,7 +22,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { complete, load1, median, startAppliance, startPeer, threadDelta, threadStats, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
+import { complete, load1, median, startAppliance, startPeer, threadDelta, threadStats, wordsPrompt, type Served, cpuLine, envOf } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -32,7 +32,6 @@ const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   "no-embedded": { type: "boolean" }, "bin-b": { type: "string" },
 } });
 // --env: extra environment for both appliance servers (e.g. OMP_PROC_BIND=close,OMP_PLACES=cores to try OpenMP settings).
-const envOf = (list: string) => Object.fromEntries(list.split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
 const extraEnv = envOf(values.env), envB = envOf(values["env-b"]);
 if (!values["engine-dir"]) { console.error("--engine-dir DIR: where `appliance engine build` installed the engine (engine.dir)"); process.exit(2); }
 const engineDir = path.resolve(values["engine-dir"]);

@@ -286,5 +286,9 @@ export function cpuLine(): string {
   return `cpu: ${os.cpus()[0]?.model ?? "unknown"}${flags.size ? `, ${vector.join(" ") || "no AVX2"}` : ""}`;
 }
 
+/** `K=V,K2=V2` (a benchmark's --env option) as an environment object. */
+export const envOf = (list: string): Record<string, string> =>
+  Object.fromEntries(list.split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 export const load1 = () => os.loadavg()[0]!;
