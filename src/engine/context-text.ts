@@ -13,21 +13,18 @@ export const TEXT_CONTEXT = 8;
 
 /**
  * `context`: the tokens evaluated before the generation (the prompt, BOS included). Call `push` with each batch
- * of tokens node-llama-cpp releases (its onToken); the chunk's text goes to `onText` and is kept for `text()`.
+ * of tokens node-llama-cpp releases (its onToken); the chunk's text goes to `onText` (the answer's text is kept by
+ * stop-text.ts, which it feeds).
  */
 export function contextText(model: LlamaModel, context: readonly Token[], onText?: (text: string) => void) {
   const recent: Token[] = context.slice(-TEXT_CONTEXT);
-  let text = "";
   return {
     push(tokens: readonly Token[]) {
       if (!tokens.length) return;
       const chunk = model.detokenize(tokens, false, recent);
       recent.push(...tokens);
       recent.splice(0, Math.max(0, recent.length - TEXT_CONTEXT));
-      text += chunk;
       if (chunk) onText?.(chunk);
     },
-    /** Everything released so far. */
-    text: () => text,
   };
 }
