@@ -129,6 +129,17 @@ describe("structured output", () => {
     const call = t.choices[0]!.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
     expect(fits(JSON.parse(call.function.arguments))).toEqual({ id: true, pair: true, branch: true });
   });
+  test("an allOf of two unions holds both (a branch of each); before, only the last union was generated", async () => {
+    const obj = (k: string, type: string) => ({ type: "object", properties: { [k]: { type } }, required: [k] });
+    const schema = { allOf: [{ anyOf: [obj("a", "string"), obj("b", "integer")] }, { anyOf: [obj("c", "boolean"), obj("d", "null")] }] };
+    const fits = (v: Record<string, unknown>) => ({
+      first: typeof v.a === "string" || Number.isSafeInteger(v.b), second: typeof v.c === "boolean" || (Object.hasOwn(v, "d") && v.d === null),
+    });
+    for (const seed of [1, 2]) {
+      const r = await chat({ seed, temperature: 1, max_tokens: 300, response_format: schemaFormat(schema) });
+      expect({ seed, ...fits(JSON.parse(r.choices[0]!.message.content!)) }).toEqual({ seed, first: true, second: true });
+    }
+  });
   test("a schema node-llama-cpp cannot make a grammar of names where it came from: response_format, or tools", async () => {
     const loop = { $defs: { n: { $ref: "#/$defs/n" } }, type: "object", properties: { a: { $ref: "#/$defs/n" } } }; // n is n: no value
     const e = await error(chat({ response_format: schemaFormat(loop) }));

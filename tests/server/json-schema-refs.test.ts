@@ -85,6 +85,26 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     expect(out.oneOf[0]).toEqual({ type: "object", properties: { id: { type: "integer" }, x: { type: "integer" } }, required: ["id", "x"] });
     expect(out.oneOf[1]).toEqual({ oneOf: [{ type: "object", properties: { id: { type: "integer" } }, required: ["id"] }] });
   });
+  test("two unions that must both hold (allOf members, anyOf beside oneOf) are one branch per pair; pairs no value matches are left out", () => {
+    const A = { type: "object", properties: { a: { type: "string" } }, required: ["a"] };
+    const C = { type: "object", properties: { c: { type: "boolean" } }, required: ["c"] };
+    const D = { type: "object", properties: { d: { type: "null" } }, required: ["d"] };
+    // the last union alone was kept: {c} and {d} were answers, though the first union asks for a or null
+    const out = grammarSchema({ $defs: { D }, allOf: [{ anyOf: [A, { type: "null" }] }, { anyOf: [C, { $ref: "#/$defs/D" }, { type: "null" }] }] }, "p");
+    expect(out).toEqual({
+      $defs: { D, ref1: D },
+      oneOf: [
+        { type: "object", properties: { a: { type: "string" }, c: { type: "boolean" } }, required: ["a", "c"] },
+        { type: "object", properties: { a: { type: "string" }, d: { type: "null" } }, required: ["a", "d"] },
+        { type: "null" }, // null with C or D: no value; null with null
+      ],
+    });
+    expect(grammarSchema({ anyOf: [{ type: "integer" }, { type: "string" }], oneOf: [{ type: "number", minimum: 1 }, { type: "boolean" }] }, "p"))
+      .toEqual({ oneOf: [{ type: "integer", minimum: 1 }] });
+    // a union's branch of another type than the constraints beside it matches nothing: it was `null` allowed in an object
+    expect(grammarSchema({ type: "object", anyOf: [{ required: ["a"] }, { type: "null" }] }, "p"))
+      .toEqual({ type: "object", oneOf: [{ type: "object", required: ["a"] }] });
+  });
   test("draft-07 tuples are prefixItems; object and array const/enum values are schemas of exactly that value", () => {
     expect(grammarSchema({ type: "array", items: [{ type: "string" }, { $ref: "#/definitions/n" }], additionalItems: false, definitions: { n: { type: "null" } } }, "p"))
       .toEqual({ type: "array", prefixItems: [{ type: "string" }, { $ref: "#/$defs/ref1" }], maxItems: 2, definitions: { n: { type: "null" } }, $defs: { ref1: { type: "null" } } });
@@ -113,7 +133,8 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
   }, 30_000); // without the bounds the first never ends
   test("what cannot be rewritten is a 400 naming where", () => {
     const where = (schema: Record<string, unknown>) => { try { grammarSchema(schema, "p"); return "accepted"; } catch (e) { return (e as { param?: string }).param; } };
-    expect(where({ properties: { a: { anyOf: [{ type: "string" }], oneOf: [{ type: "null" }] } } })).toBe("p.properties.a.anyOf");
+    expect(where({ allOf: [{ type: "string" }, { type: "integer" }] })).toBe("p.allOf.1"); // no value is both
+    expect(where({ anyOf: [{ type: "string" }], oneOf: [{ type: "null" }] })).toBe("p.anyOf.oneOf");
     expect(where({ properties: { a: { type: ["object", "null"], anyOf: [{ type: "object" }] } } })).toBe("p.properties.a.type");
     expect(where({ $defs: { n: { allOf: [{ $ref: "#/$defs/n" }, { type: "object" }] } }, properties: { a: { $ref: "#/$defs/n" } } })).toBe("p.$defs.n.allOf.0.$ref");
     expect(where({ allOf: [false] })).toBe("p.allOf.0");

@@ -25,12 +25,16 @@ const MAX_PARTS = 20_000;
 
 interface Ctx { defs: Schema; left: number }
 
+function spend(ctx: Ctx, at: string): void {
+  if (--ctx.left < 0) throw new InvalidRequestError(`The schema expands to more than ${MAX_PARTS} parts once its references are inlined (allOf, unions of unions, or constraints beside an anyOf).`, at);
+}
+
 /** Keywords that only describe: they never need to reach the branches of a oneOf. */
 const NOTES = new Set(["title", "description", "default", "examples", "$comment", "$defs", "definitions", "$schema", "$id", "deprecated", "readOnly", "writeOnly"]);
 
 function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
   if (!isObject(s)) return s;
-  if (--ctx.left < 0) throw new InvalidRequestError(`The schema expands to more than ${MAX_PARTS} parts once its references are inlined (allOf, or constraints beside an anyOf).`, at);
+  spend(ctx, at);
   let out = mapChildren(s, (v, path) => plainForms(v, `${at}.${path}`, ctx, inlining));
 
   if (Array.isArray(out.items)) {
@@ -50,24 +54,24 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
     const { allOf, ...rest } = out;
     out = { ...rest, $ref: (allOf as Schema[])[0]!.$ref };
   }
+  if (Array.isArray(out.anyOf)) {
+    // anyOf beside a oneOf: both must hold (a branch of each); otherwise the same union
+    const { anyOf, ...rest } = out;
+    out = "oneOf" in rest ? merge(rest, { oneOf: anyOf }, `${at}.anyOf`, ctx, inlining) : { ...rest, oneOf: anyOf };
+  }
   if (Array.isArray(out.allOf)) {
     const { allOf, ...rest } = out;
-    out = (allOf as unknown[]).reduce<Schema>((acc, member, i) => merge(acc, inlined(member, `${at}.allOf.${i}`, ctx, inlining)), rest);
+    out = (allOf as unknown[]).reduce<Schema>((acc, member, i) => merge(acc, inlined(member, `${at}.allOf.${i}`, ctx, inlining), `${at}.allOf.${i}`, ctx, inlining), rest);
   }
   if (Array.isArray(out.type) && out.type.some((t) => t === "object" || t === "array")) {
     if (out.type.length === 1) out.type = out.type[0];
     else {
-      if ("oneOf" in out || "anyOf" in out) {
+      if ("oneOf" in out) {
         throw new InvalidRequestError("A type list naming \"object\" or \"array\" beside anyOf/oneOf is not supported: make each type a branch of the anyOf.", `${at}.type`);
       }
       const { type, ...rest } = out;
       out = { oneOf: (type as string[]).map((t) => ({ ...rest, type: t })) };
     }
-  }
-  if (Array.isArray(out.anyOf)) {
-    if ("oneOf" in out) throw new InvalidRequestError("anyOf and oneOf in one schema are not supported: put one of them inside an allOf member.", `${at}.anyOf`);
-    const { anyOf, ...rest } = out;
-    out = { ...rest, oneOf: anyOf };
   }
   const implied = impliedType(out);
   if (implied) out = { ...out, type: implied };
@@ -75,7 +79,7 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
     // node-llama-cpp reads only the branches: constraints beside them (a shared type, properties) go into each one.
     const { oneOf, ...rest } = out;
     const shared = Object.fromEntries(Object.entries(rest).filter(([k]) => !NOTES.has(k)));
-    if (Object.keys(shared).length) out = { ...rest, oneOf: (oneOf as unknown[]).map((b, i) => pushInto(shared, b, `${at}.oneOf.${i}`, ctx, inlining)) };
+    if (Object.keys(shared).length) out = { ...rest, oneOf: branches(`${at}.oneOf`, (oneOf as unknown[]).map((b, i) => () => pushInto(shared, b, `${at}.oneOf.${i}`, ctx, inlining))) };
   }
   return out;
 }
@@ -85,11 +89,12 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
  * and reads only the branches of a oneOf: so a referenced branch is inlined, and a nested oneOf gets them in each of its branches.
  */
 function pushInto(shared: Schema, b: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
+  if (b === true) return shared; // "anything" with the constraints is the constraints
   if (!isObject(b)) return b;
   if (typeof b.$ref === "string") b = inlined(b, at, ctx, inlining);
   const branch = b as Schema;
-  if (Array.isArray(branch.oneOf)) return { ...branch, oneOf: branch.oneOf.map((x, i) => pushInto(shared, x, `${at}.oneOf.${i}`, ctx, inlining)) };
-  return merge(shared, branch);
+  if (Array.isArray(branch.oneOf)) return { ...branch, oneOf: branches(`${at}.oneOf`, branch.oneOf.map((x, i) => () => pushInto(shared, x, `${at}.oneOf.${i}`, ctx, inlining))) };
+  return merge(shared, branch, at, ctx, inlining);
 }
 
 const isRefOnly = (s: unknown) => isObject(s) && typeof s.$ref === "string" && Object.keys(s).every((k) => k === "$ref" || NOTES.has(k));
@@ -151,20 +156,66 @@ function inlined(member: unknown, at: string, ctx: Ctx, inlining: string[]): Sch
   if (inlining.includes(name)) throw new InvalidRequestError("A schema that includes itself through $ref where it has to be merged (in an allOf, or beside an anyOf/oneOf with constraints of its own) cannot be generated.", `${at}.$ref`);
   const { $ref: _, ...rest } = member;
   try {
-    return merge(plainForms(ctx.defs[name], at, ctx, [...inlining, name]) as Schema, rest);
+    return merge(plainForms(ctx.defs[name], at, ctx, [...inlining, name]) as Schema, rest, at, ctx, inlining);
   } catch (e) {
-    // what the reference holds has no path the client wrote: name the reference
-    if (e instanceof InvalidRequestError && !e.message.startsWith(IN_REF)) throw new InvalidRequestError(`${IN_REF}${e.message}`, `${at}.$ref`);
+    // what the reference holds has no path the client wrote: name the reference (a NoValue drops a branch instead)
+    if (e instanceof InvalidRequestError && !(e instanceof NoValue) && !e.message.startsWith(IN_REF)) throw new InvalidRequestError(`${IN_REF}${e.message}`, `${at}.$ref`);
     throw e;
   }
 }
 
-/** Both schemas' constraints: properties and $defs joined (b's wins for a name in both), required unioned, else b's. */
-function merge(a: Schema, b: Schema): Schema {
+/**
+ * Both schemas' constraints: properties and $defs joined (b's wins for a name in both), required unioned, else b's.
+ * Two unions are one branch per pair of branches (a value must match one of each): keeping one, as the spread
+ * would, left the other union unenforced.
+ */
+function merge(a: Schema, b: Schema, at: string, ctx: Ctx, inlining: string[]): Schema {
   const out: Schema = { ...a, ...b };
   for (const k of ["properties", "$defs"]) if (isObject(a[k]) && isObject(b[k])) out[k] = { ...a[k], ...b[k] };
   if (Array.isArray(a.required) && Array.isArray(b.required)) out.required = [...new Set([...a.required, ...b.required])];
+  const type = meetTypes(a.type, b.type);
+  if (type) {
+    if (!type.length) throw new NoValue(at);
+    out.type = type.length === 1 ? type[0] : type;
+  }
+  if (Array.isArray(a.oneOf) && Array.isArray(b.oneOf)) {
+    out.oneOf = branches(`${at}.oneOf`, a.oneOf.flatMap((x, i) => (b.oneOf as unknown[]).map((y, j) => () => both(x, y, `${at}.oneOf.${i}.${j}`, ctx, inlining))));
+  }
   return out;
+}
+
+/** A value matching both branches: references inlined, a nested union per branch. */
+function both(x: unknown, y: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
+  spend(ctx, at);
+  if (x === false || y === false) throw new NoValue(at);
+  const a = inlined(x, at, ctx, inlining); // true is {}
+  // a union's own constraints are in each of its branches already (plainForms pushed them there)
+  if (Array.isArray(a.oneOf)) return { oneOf: branches(`${at}.oneOf`, a.oneOf.map((xx, i) => () => both(xx, y, `${at}.oneOf.${i}`, ctx, inlining))) };
+  return pushInto(a, y, at, ctx, inlining);
+}
+
+/** Two schemas no value can match both of (their types do not meet, or one is false): a branch that is left out. */
+class NoValue extends InvalidRequestError {
+  constructor(at: string) { super("No value matches every part of this schema (allOf members, or a union's branches with the constraints beside it, whose types do not meet).", at); }
+}
+
+/** A union's branches, each made by its maker; those no value matches are left out, and if none is left, no value matches the union. */
+function branches(at: string, makers: (() => unknown)[]): unknown[] {
+  const out: unknown[] = [];
+  for (const make of makers) {
+    try { out.push(make()); } catch (e) { if (!(e instanceof NoValue)) throw e; }
+  }
+  if (!out.length) throw new NoValue(at);
+  return out;
+}
+
+/** The types both allow ("integer" is a "number"): undefined where neither names one, [] where none is shared. */
+function meetTypes(a: unknown, b: unknown): string[] | undefined {
+  const list = (t: unknown) => (Array.isArray(t) ? t : [t]) as string[];
+  if (a === undefined || b === undefined) return a === undefined && b === undefined ? undefined : list(a ?? b);
+  const A = list(a), B = list(b);
+  const allows = (L: string[], t: string) => L.includes(t) || (t === "integer" && L.includes("number"));
+  return [...new Set([...A.filter((t) => allows(B, t)), ...B.filter((t) => allows(A, t))])];
 }
 
 /**
