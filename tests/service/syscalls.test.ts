@@ -102,8 +102,9 @@ test.skipIf(!canUnshare)("the server works with /proc reduced as the unit's Proc
   const script = `set -e
 mount -t proc -o subset=pid,hidepid=invisible proc /proc
 test ! -e /proc/cpuinfo
+: > "$DIR/out.log" # before the server's shell opens it: under load the first grep came first ("No such file" on stderr)
 "$BIN" serve --state-dir "$STATE" --port 0 > "$DIR/out.log" 2>&1 &
-for i in $(seq 1 200); do grep -q '"msg":"listening"' "$DIR/out.log" && break; sleep 0.05; done
+for i in $(seq 1 1200); do grep -q '"msg":"listening"' "$DIR/out.log" && break; sleep 0.05; done
 PORT=$(grep -o '"port":[0-9]*' "$DIR/out.log" | head -1 | cut -d: -f2)
 curl -sS --fail-with-body "http://127.0.0.1:$PORT/v1/chat/completions" -H "authorization: Bearer $KEY" -H 'content-type: application/json' \\
   -d '{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
