@@ -23,6 +23,12 @@ export function grammarSchema(schema: Schema, param: string): Schema {
  */
 const MAX_PARTS = 20_000;
 
+/**
+ * Branches two unions that must both hold may make (one per pair). Each pair copies both branches' constraints, so
+ * twelve two-branch unions in an allOf (a few hundred bytes) made a 3 MB grammar of 4,096 objects.
+ */
+const MAX_PAIRS = 256;
+
 interface Ctx { defs: Schema; left: number }
 
 function spend(ctx: Ctx, at: string): void {
@@ -179,6 +185,7 @@ function merge(a: Schema, b: Schema, at: string, ctx: Ctx, inlining: string[]): 
     out.type = type.length === 1 ? type[0] : type;
   }
   if (Array.isArray(a.oneOf) && Array.isArray(b.oneOf)) {
+    if (a.oneOf.length * b.oneOf.length > MAX_PAIRS) throw new InvalidRequestError(`Unions that must all hold make more than ${MAX_PAIRS} branches together (one per combination of their branches).`, at);
     out.oneOf = branches(`${at}.oneOf`, a.oneOf.flatMap((x, i) => (b.oneOf as unknown[]).map((y, j) => () => both(x, y, `${at}.oneOf.${i}.${j}`, ctx, inlining))));
   }
   return out;
