@@ -72,11 +72,10 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
   if (Array.isArray(out.type) && out.type.some((t) => t === "object" || t === "array")) {
     if (out.type.length === 1) out.type = out.type[0];
     else {
-      if ("oneOf" in out) {
-        throw new InvalidRequestError("A type list naming \"object\" or \"array\" beside anyOf/oneOf is not supported: make each type a branch of the anyOf.", `${at}.type`);
-      }
       const { type, ...rest } = out;
-      out = { oneOf: (type as string[]).map((t) => ({ ...rest, type: t })) };
+      // beside a union, a union of types that must hold with it: one branch per pair that meets
+      out = Array.isArray(rest.oneOf) ? merge(rest, { oneOf: (type as string[]).map((t) => ({ type: t })) }, `${at}.type`, ctx, inlining)
+        : { oneOf: (type as string[]).map((t) => ({ ...rest, type: t })) };
     }
   }
   const implied = impliedType(out);
