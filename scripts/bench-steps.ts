@@ -116,7 +116,8 @@ internal._decodeTokens = function (this: unknown, ...a: unknown[]) { mark("next 
 const pending = context as unknown as { dispatchPendingBatch: () => void };
 const dispatchPending = pending.dispatchPendingBatch;
 pending.dispatchPendingBatch = function (this: unknown) { mark("dispatch"); return dispatchPending.call(this); };
-const f = (x: number, d = 1) => x.toFixed(d);
+/** A figure, or "-" where there is none (--tokens 1: one step, so no gap between steps). */
+const f = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(d));
 // --http: the same burst through the whole request path (auth, guards, scanner, audit) as streamed completions.
 const stateDir = path.join(dir, "state");
 const served = values.http ? await (async () => {
