@@ -215,10 +215,10 @@ function branches(at: string, makers: (() => unknown)[]): unknown[] {
   return out;
 }
 
-/** The types both allow ("integer" is a "number"): undefined where neither names one, [] where none is shared. */
+/** The types both allow ("integer" is a "number"), [] where none is shared; undefined unless both name types (the spread keeps the one named). */
 function meetTypes(a: unknown, b: unknown): string[] | undefined {
+  if (a === undefined || b === undefined) return undefined;
   const list = (t: unknown) => (Array.isArray(t) ? t : [t]) as string[];
-  if (a === undefined || b === undefined) return a === undefined && b === undefined ? undefined : list(a ?? b);
   const A = list(a), B = list(b);
   const allows = (L: string[], t: string) => L.includes(t) || (t === "integer" && L.includes("number"));
   return [...new Set([...A.filter((t) => allows(B, t)), ...B.filter((t) => allows(A, t))])];
