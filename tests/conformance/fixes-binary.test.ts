@@ -2,7 +2,7 @@
  * This round's fidelity fixes, the way a user meets them: the compiled binary, called through the official `openai`
  * SDK (create and the stream helper). The in-process tests beside the code hold the wider sweeps
  * (tests/server/stop-strings.test.ts, chat-end-tail.test.ts, parameters.test.ts, responses.test.ts,
- * fidelity.test.ts); each case here failed against a binary built before the fixes (4302e33; the zod one at 8f6201b).
+ * fidelity.test.ts); each case here failed against a binary built before the fixes (4302e33; the zod one at 8f6201b; the two unions at 21ea463).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
@@ -132,4 +132,20 @@ test("json_schema as Pydantic v1 and OpenAPI write it: #/definitions refs, allOf
     id: Number.isSafeInteger(v.id), pair: v.pair?.length === 2 && typeof v.pair[0] === "boolean" && JSON.stringify(v.pair[1]) === '{"k":1}',
     branch: Number.isSafeInteger(v.x) || typeof v.y === "boolean",
   }).toEqual({ id: true, pair: true, branch: true });
+});
+
+test("json_schema: an allOf of two unions (a branch of each must hold) is answered with a branch of each", async () => {
+  // Before (21ea463): only the last union was generated, so answers held c or d and neither a nor b.
+  const obj = (k: string, type: Record<string, unknown>) => ({ type: "object", properties: { [k]: type }, required: [k] });
+  const schema = {
+    allOf: [{ anyOf: [obj("a", { type: "string", maxLength: 8 }), obj("b", { type: "integer" })] }, { anyOf: [obj("c", { type: "boolean" }), obj("d", { type: "null" })] }],
+  };
+  for (const seed of [1, 2]) {
+    const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "fill it" }], max_tokens: 300, seed,
+      response_format: { type: "json_schema", json_schema: { name: "both", schema } } });
+    expect(r.choices[0]!.finish_reason).toBe("stop");
+    const v = JSON.parse(r.choices[0]!.message.content!) as Record<string, unknown>;
+    expect({ seed, first: typeof v.a === "string" || Number.isSafeInteger(v.b), second: typeof v.c === "boolean" || (Object.hasOwn(v, "d") && v.d === null) })
+      .toEqual({ seed, first: true, second: true });
+  }
 });
