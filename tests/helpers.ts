@@ -91,10 +91,10 @@ export interface TestAppOptions {
   engine?: LlamaEngine;
 }
 
-export async function makeEngine(config: { parallel?: number; maxQueue?: number; ctxSize?: number } = {}) {
+export async function makeEngine(config: { parallel?: number; maxQueue?: number; ctxSize?: number; promptCache?: boolean } = {}) {
   return LlamaEngine.create({
     models: [{ id: "tiny", path: await tinyModel() }], threads: 2, ctxSize: config.ctxSize ?? 2048,
-    parallel: config.parallel ?? 2, maxQueue: config.maxQueue ?? 8, gpu: false, log: silentLogger(),
+    parallel: config.parallel ?? 2, maxQueue: config.maxQueue ?? 8, promptCache: config.promptCache, gpu: false, log: silentLogger(),
   });
 }
 
@@ -115,7 +115,7 @@ export async function makeApp(opts: TestAppOptions = {}) {
   const clock = opts.clock ?? Date.now;
   const store = new KeyStore(keysFilePath(stateDir), clock);
   const keys = (opts.keys ?? [{ name: "test", scopes: ["chat", "completions", "embeddings", "models", "admin"] }]).map((k) => store.create(k).key);
-  const engine = opts.engine ?? await makeEngine({ parallel: config.parallel, maxQueue: config.maxQueue, ctxSize: config.ctxSize });
+  const engine = opts.engine ?? await makeEngine({ parallel: config.parallel, maxQueue: config.maxQueue, ctxSize: config.ctxSize, promptCache: config.promptCache });
   const log = opts.log ?? silentLogger();
   const audit = new AuditLog(path.join(stateDir, "audit.jsonl"));
   const { app } = await createServer(config, { log, engine, keys: store, audit, clock });

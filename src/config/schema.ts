@@ -48,6 +48,8 @@ export const configSchema = z.strictObject({
   ctxSize: positive.max(1 << 20).default(4096)
     .describe("Context window per sequence in tokens (capped at the model's training context)."),
   parallel: positive.max(64).default(2).describe("Sequences generated at once per model (batched together)."),
+  promptCache: z.boolean().default(true)
+    .describe("Keep each sequence's evaluated prompt after a generation; a later prompt from the same API key (or, without keys, any prompt) that starts the same evaluates only what follows (usage.prompt_tokens_details.cached_tokens). Never shared between keys. false: every prompt is evaluated whole."),
   maxQueue: z.number().int().min(0).max(10_000).default(32)
     .describe("Requests allowed to wait for a free sequence; beyond that the server answers 503 with Retry-After."),
   defaultMaxTokens: positive.default(512).describe("max_tokens when a request gives none."),

@@ -80,6 +80,12 @@ export interface GenerateCall {
    * the queue wait is over, prompt evaluation starts), "first-token" (prompt evaluated, generating).
    */
   onStage?: (stage: GenerationStage) => void;
+  /**
+   * Generations in the same scope (the caller's API key) reuse each other's evaluated prompt starts; unset: none
+   * (sequence-pool.ts). Never shared across scopes: a cached start answers sooner, which would tell one key what
+   * another sent.
+   */
+  cacheScope?: string;
 }
 
 export type GenerationStage = "admitted" | "slot" | "first-token";
@@ -105,6 +111,8 @@ export interface Generation {
   /** Calls the model made (finishReason "tool_calls"). */
   toolCalls?: ToolCall[];
   promptTokens: number;
+  /** Of promptTokens, how many were not evaluated again: the start an earlier generation in the scope left. */
+  cachedTokens?: number;
   completionTokens: number;
   finishReason: FinishReason;
   /** With `sampling.logprobs`: every sampled token, in order (the server lines them up with the text it sends). */

@@ -17,6 +17,7 @@ import { gatherSchedule, type Arrivals } from "./arrivals";
 import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
 import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { StepTuner } from "./thread-tuner";
+import { SequencePool } from "./sequence-pool";
 import type { WrapperMemory } from "./wrapper-choice";
 
 /** `wrapper`: the chat wrapper remembered for this file at an earlier start, and where to report a fresh one (wrapper-choice.ts). */
@@ -38,6 +39,8 @@ export interface LlamaEngineOptions {
   onProgress?: (status: string) => void;
   /** The CPU variant library to load (engine/cpu-backend.ts); absent: node-llama-cpp's own loading. */
   cpuBackend?: CpuBackendChoice;
+  /** Keep sequences between generations and reuse a prompt's evaluated start within a cache scope (config engine.promptCache; absent: on). */
+  promptCache?: boolean;
   /** Bounds on rendering a Jinja chat template per request (config limits.chatTemplateMs/Chars; absent: the schema's defaults). */
   chatTemplate?: TemplateLimits;
 }
@@ -48,6 +51,8 @@ export interface Loaded {
   model: LlamaModel;
   context: LlamaContext;
   scheduler: Scheduler;
+  /** The context's sequences, kept between generations (prompt reuse). */
+  sequences: SequencePool;
   special: string[];
   vocabularySize: number;
   /** Resolved once per model: a template resolution per request blocked the event loop for 150+ ms. */
@@ -111,6 +116,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size },
     model, context,
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
+    sequences: new SequencePool(context, opts.promptCache ?? true),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
     ...resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper),
     embedScheduler: new Scheduler(1, opts.maxQueue),

@@ -19,6 +19,7 @@ import { contextText } from "./context-text";
 import { stopText } from "./stop-text";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 import { memoSampling } from "./sampler-memo";
+import type { LentSequence } from "./sequence-pool";
 
 export type { LlamaEngineOptions, ModelSource } from "./llama-load";
 
@@ -123,7 +124,7 @@ export class LlamaEngine implements Engine {
     checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
     // Complete characters of held-back tokens go out at once where only split characters and the template's stop strings hold text (early-text.ts).
     const holdFor = call.onText && chatEarly(state, l.chatWrapper, !forced && !functions && !grammar && call.sampling.logprobs == null, call.sampling.stop);
-    return this.withSequence(l, call, async (sequence, generating): Promise<Generation> => {
+    return this.withSequence(l, call, prompt, async (sequence, generating, cachedTokens): Promise<Generation> => {
       const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs, forced ? undefined : call.onLogprob) : undefined;
       const released = { count: () => 0 };
       const early = holdFor && call.onText ? { send: call.onText, released: () => released.count(), holdFor } : undefined;
@@ -148,7 +149,7 @@ export class LlamaEngine implements Engine {
         if (cut) cut.finish(tail);
         else if (tail) tally.textCallback(call.onText)?.(tail);
         const done = {
-          text: cut ? cut.text() : result.response + tail, promptTokens, completionTokens: tally.count(), finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
+          text: cut ? cut.text() : result.response + tail, promptTokens, cachedTokens, completionTokens: tally.count(), finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
         };
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
@@ -177,9 +178,11 @@ export class LlamaEngine implements Engine {
     const bos = beginningToken(l.model);
     const input = bos != null ? [bos, ...tokens] : tokens;
     checkContext(l.info.contextSize, input.length, call.sampling.maxTokens, "prompt");
-    return this.withSequence(l, call, async (sequence, generating) => {
-      const top = call.sampling.logprobs;
-      const prompt = top != null && call.sampling.promptLogprobs ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length) : undefined;
+    const top = call.sampling.logprobs;
+    // The prompt's own logprobs are read while it is evaluated: all of it, none reused.
+    const fresh = top != null && call.sampling.promptLogprobs;
+    return this.withSequence(l, fresh ? { ...call, cacheScope: undefined } : call, input, async (sequence, generating, cachedTokens) => {
+      const prompt = fresh ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length) : undefined;
       if (prompt) call.onPromptLogprobs?.(prompt);
       const logprobs = top != null ? recordLogprobs(sequence, l.model, top, call.onLogprob, input) : undefined;
       // Complete characters of held-back tokens go out at once (early-text.ts: not with stop strings, grammar or logprobs).
@@ -202,7 +205,7 @@ export class LlamaEngine implements Engine {
         // is sent too (node-llama-cpp drops it; a stream had already sent it, so the two answers differed).
         cut.finish(stop === "maxTokens" || stop === "abort" || stop === "eogToken" ? tally.tail(counted()) : "");
         return {
-          text: cut.text(), promptTokens: input.length, completionTokens: tally.count(), finishReason: cut.stopped ? "stop" : finishOf(stop),
+          text: cut.text(), promptTokens: input.length, cachedTokens, completionTokens: tally.count(), finishReason: cut.stopped ? "stop" : finishOf(stop),
           ...(logprobs && { logprobs: logprobs.records }), ...(prompt && { promptLogprobs: prompt }),
         };
       } finally {
@@ -213,28 +216,31 @@ export class LlamaEngine implements Engine {
 
   /**
    * The one admission path for generations: a place in the model's queue (decided at once, then
-   * `onAdmitted`), a slot, and a sequence that is fully given back to the context before the slot is.
-   * (node-llama-cpp reclaims a disposed sequence asynchronously; releasing the slot first let the next
-   * request find "No sequences left".)
+   * `onAdmitted`), a slot, and a sequence (sequence-pool.ts: the one whose kept state shares the longest start with
+   * `tokens` in the call's cache scope) that is given back to the pool before the slot is. (node-llama-cpp reclaims
+   * a disposed sequence asynchronously; releasing the slot first let the next request find "No sequences left".)
    */
-  private async withSequence<T>(l: Loaded, call: Pick<GenerateCall, "signal" | "onAdmitted" | "onStage">,
-    work: (s: LlamaContextSequence, generating: () => void) => Promise<T>): Promise<T> {
+  private async withSequence<T>(l: Loaded, call: Pick<GenerateCall, "signal" | "onAdmitted" | "onStage" | "cacheScope">, tokens: readonly Token[],
+    work: (s: LlamaContextSequence, generating: () => void, cachedTokens: number) => Promise<T>): Promise<T> {
     const slot = l.scheduler.admit(call.signal);
     call.onAdmitted?.();
     call.onStage?.("admitted");
     const release = await slot;
     call.onStage?.("slot");
-    let sequence: LlamaContextSequence | undefined;
+    let lent: LentSequence | undefined;
+    let failed = true;
     // Counted from its first sampled token until it ends: while any is, no decode waits for a burst.
     let counted = false;
     // The first sampled token is the first-token stage (node-llama-cpp's onToken may come later: it holds tokens back).
     const generating = () => { if (!counted) { counted = true; l.busy.generating++; call.onStage?.("first-token"); } };
     try {
-      sequence = l.context.getSequence();
-      return await work(sequence, generating);
+      lent = await l.sequences.take(call.cacheScope, tokens);
+      const result = await work(lent.sequence, generating, lent.reused);
+      failed = false;
+      return result;
     } finally {
       if (counted) l.busy.generating--;
-      await sequence?.dispose();
+      await lent?.giveBack(failed);
       release();
     }
   }

@@ -141,6 +141,7 @@ export function createGuards(d: GuardDeps): Guards {
         throw new AuthError();
       }
       state.keyName = rec.name;
+      state.keyId = rec.id;
       state.scopes = rec.scopes;
       extra(state).key = rec;
       checkScope(rec, url.pathname);

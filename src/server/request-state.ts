@@ -18,6 +18,8 @@ export interface RequestState {
   host: string;
   clientIp: string;
   keyName?: string;
+  /** The key's id (a new key may take a revoked key's name, never its id). */
+  keyId?: string;
   /** The key's scopes, once a key is verified. */
   scopes?: readonly string[];
   status?: number;
@@ -114,3 +116,9 @@ export function summarize(s: RequestState, end: number): RequestSummary {
     ms: Math.round((end - s.start) * 10) / 10, client: s.clientIp,
   };
 }
+
+/**
+ * Whose evaluated prompts a generation may reuse (engine cacheScope): the verified key's, or, where no key was
+ * asked for (auth off), every such request's.
+ */
+export const cacheScopeOf = (s: RequestState): string => (s.keyId !== undefined ? `key:${s.keyId}` : "anonymous");

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { LlamaContext } from "node-llama-cpp";
 import type { LlamaEngine } from "../../src/engine/llama";
-import { listenApp, makeApp } from "../helpers";
+import { listenApp, makeApp, makeEngine } from "../helpers";
 
 const NO_END = { "2": -100, "260": -100 }; // every stream runs to max_tokens
 let base = "", key = "", engine: LlamaEngine, stop = async () => {};
@@ -58,7 +58,9 @@ describe("decode batches in sequence-id order", () => {
   }, 120_000);
 
   test("a new sequence gets the lowest free id, whatever order the others were freed in", async () => {
-    const context = contextOf();
+    // A context of its own: the app's keeps its sequences between requests (sequence-pool.ts), so none is free there.
+    const own = await makeEngine({ parallel: 4 });
+    const context = (own as unknown as { loaded: Map<string, { context: LlamaContext }> }).loaded.get("tiny")!.context;
     const held = [0, 1, 2, 3].map(() => context.getSequence());
     const ids = held.map((s) => (s as unknown as { _sequenceId: number })._sequenceId).sort();
     expect(ids).toEqual([0, 1, 2, 3]);
@@ -68,6 +70,7 @@ describe("decode batches in sequence-id order", () => {
       expect(next.map((s) => (s as unknown as { _sequenceId: number })._sequenceId)).toEqual([0, 1]); // before: 2, 0
     } finally {
       for (const s of next) await s.dispose();
+      await own.dispose();
     }
   }, 60_000);
 });

@@ -20,14 +20,15 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => stop());
 
-async function stream(prompt: string, maxTokens: number): Promise<{ text: string; tokens: number; promptTokens: number }> {
+async function stream(prompt: string, maxTokens: number): Promise<{ text: string; tokens: number; promptTokens: number; cachedTokens: number }> {
   const r = await fetch(`${base}/v1/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
     body: JSON.stringify({ model: "tiny", prompt, max_tokens: maxTokens, temperature: 0, logit_bias: NO_END, stream: true, stream_options: { include_usage: true } }) });
   expect(r.status).toBe(200);
   const events = (await r.text()).split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)) as
-    { choices: { text: string }[]; usage?: { completion_tokens: number; prompt_tokens: number } });
+    { choices: { text: string }[]; usage?: { completion_tokens: number; prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } } });
   const usage = events.find((e) => e.usage)!.usage!;
-  return { text: events.flatMap((e) => e.choices.map((c) => c.text)).join(""), tokens: usage.completion_tokens, promptTokens: usage.prompt_tokens };
+  return { text: events.flatMap((e) => e.choices.map((c) => c.text)).join(""), tokens: usage.completion_tokens, promptTokens: usage.prompt_tokens,
+    cachedTokens: usage.prompt_tokens_details.cached_tokens };
 }
 
 /**
@@ -54,7 +55,9 @@ describe("4 concurrent greedy streams", () => {
     const sequential = [];
     for (const p of PROMPTS) sequential.push(await stream(p, 48));
     const concurrent = await Promise.all(PROMPTS.map((p) => stream(p, 48)));
-    expect(concurrent).toEqual(sequential);
+    // How much of each prompt an earlier request had left evaluated differs (sequence-pool.ts); nothing else may.
+    const uncached = ({ cachedTokens: _, ...r }: Awaited<ReturnType<typeof stream>>) => r;
+    expect(concurrent.map(uncached)).toEqual(sequential.map(uncached));
     expect(new Set(sequential.map((s) => s.text)).size).toBe(4); // four different answers, not one repeated
   }, 120_000);
 
@@ -79,8 +82,9 @@ describe("a burst of 4 streams", () => {
   test("has its prompts evaluated in one decode step", async () => {
     await stream("warm up", 2);
     const { result, sizes } = await countSteps(() => Promise.all(PROMPTS.map((p) => stream(p, 4))));
-    const promptTokens = result.reduce((n, r) => n + r.promptTokens, 0);
-    console.log(`burst of 4: prompts ${result.map((r) => r.promptTokens).join("+")} tokens, first steps ${sizes.slice(0, 4).join(", ")}`);
+    // What each prompt did not find evaluated already (a start an earlier request left: sequence-pool.ts).
+    const promptTokens = result.reduce((n, r) => n + r.promptTokens - r.cachedTokens, 0);
+    console.log(`burst of 4: prompts ${result.map((r) => `${r.promptTokens} (${r.cachedTokens} cached)`).join("+")} tokens, first steps ${sizes.slice(0, 4).join(", ")}`);
     // Every prompt in the first step, then generation steps of one token per stream.
     expect(sizes[0]).toBe(promptTokens);
     expect(sizes[1]).toBeLessThanOrEqual(4);

@@ -189,8 +189,12 @@ export function choiceCount(n: number, prompts: number): number {
 export const choiceSampling = (s: Sampling, choice: number, n: number): Sampling =>
   s.seed == null || choice % n === 0 ? s : { ...s, seed: (s.seed + (choice % n)) >>> 0 };
 
-const usage = (g: Pick<Generation, "promptTokens" | "completionTokens">) => ({
+/** Token counts of an answer: its prompt's (and of those, the cached start's) and the generated ones. */
+export type UsageCounts = Pick<Generation, "promptTokens" | "cachedTokens" | "completionTokens">;
+
+const usage = (g: UsageCounts) => ({
   prompt_tokens: g.promptTokens, completion_tokens: g.completionTokens, total_tokens: g.promptTokens + g.completionTokens,
+  prompt_tokens_details: { cached_tokens: g.cachedTokens ?? 0 },
 });
 
 const wireCalls = (calls: ToolCall[]) =>
@@ -213,11 +217,16 @@ export const functionCallDelta = (calls: ToolCall[]) => ({ function_call: functi
 /** The finish reason the deprecated functions API names a call by. */
 export const legacyFinish = (finish: string, legacy: boolean) => (legacy && finish === "tool_calls" ? "function_call" : finish);
 
-/** Usage of several choices: completion tokens add up; each prompt counts once per `perPrompt` choices sharing it. */
-const usageOf = (gs: Generation[], perPrompt: number) => usage({
+/**
+ * Usage of several choices: completion tokens add up; each prompt counts once per `perPrompt` choices sharing it,
+ * with the cached start its first choice found.
+ */
+export const totalUsage = (gs: UsageCounts[], perPrompt: number): Required<UsageCounts> => ({
   promptTokens: gs.reduce((n, g, i) => n + (i % perPrompt === 0 ? g.promptTokens : 0), 0),
+  cachedTokens: gs.reduce((n, g, i) => n + (i % perPrompt === 0 ? g.cachedTokens ?? 0 : 0), 0),
   completionTokens: gs.reduce((n, g) => n + g.completionTokens, 0),
 });
+const usageOf = (gs: Generation[], perPrompt: number) => usage(totalUsage(gs, perPrompt));
 
 export function chatCompletion(id: string, model: string, created: number, gs: Generation[], legacy = false) {
   return {
@@ -249,7 +258,7 @@ export function textChunk(id: string, model: string, created: number, text: stri
   return { id, object: "text_completion" as const, created, model, choices: [{ index, text, finish_reason: finish, logprobs }] };
 }
 
-export function usageChunk(id: string, object: string, model: string, created: number, g: Pick<Generation, "promptTokens" | "completionTokens">) {
+export function usageChunk(id: string, object: string, model: string, created: number, g: UsageCounts) {
   return { id, object, created, model, choices: [], usage: usage(g) };
 }
 

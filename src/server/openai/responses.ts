@@ -130,7 +130,7 @@ export function responseObject(f: ResponseFrame, g: Generation | undefined, mess
     store: false, temperature: r.temperature ?? 1, top_p: r.top_p ?? 1, text: { format: r.text?.format ?? { type: "text" } },
     tool_choice: r.tool_choice ?? "auto", tools: r.tools ?? [], truncation: "disabled", metadata: r.metadata ?? {},
     usage: g ? {
-      input_tokens: g.promptTokens, input_tokens_details: { cached_tokens: 0 },
+      input_tokens: g.promptTokens, input_tokens_details: { cached_tokens: g.cachedTokens ?? 0 },
       output_tokens: g.completionTokens, output_tokens_details: { reasoning_tokens: 0 },
       total_tokens: g.promptTokens + g.completionTokens,
     } : null,

@@ -11,11 +11,12 @@ import type { Generation, GenerationStage } from "../../engine/engine";
 import { errorBodyOf, toAppError } from "../errors";
 import { LogprobAligner, type AlignedPiece } from "../openai/logprob-align";
 import { sseResponse } from "../openai/sse";
-import type { RequestState } from "../request-state";
+import { cacheScopeOf, type RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import type { Inflight } from "../inflight";
 import { scanParts } from "../../guards/scan-parts";
-import { argumentsOf, scanned, totalUsage, type GenerationPlan } from "./generate";
+import { argumentsOf, scanned, type GenerationPlan } from "./generate";
+import { totalUsage } from "../openai/convert";
 
 type Flight = ReturnType<Inflight["begin"]>;
 
@@ -61,7 +62,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     let admitted!: () => void;
     const admission = new Promise<void>((resolve) => { admitted = resolve; });
     const generation = plan.call(stop.signal, i, {
-      onStage,
+      onStage, cacheScope: cacheScopeOf(state),
       onAdmitted: () => admitted(),
       onLogprob: aligner && ((t) => aligner.token(t)),
       onPromptLogprobs: plan.headAfterPrompt ? (p) => sendHead(p) : undefined,

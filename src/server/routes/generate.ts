@@ -8,15 +8,16 @@
 import { AppError, CancelledError } from "../../errors";
 import type { Generation, GenerateCall, GenerationStage, PromptLogprob, TokenLogprob, ToolCall } from "../../engine/engine";
 import { alignWhole } from "../openai/logprob-align";
+import { totalUsage, type UsageCounts } from "../openai/convert";
 import type { TextFilter } from "../../guards/response-scan";
 import { scanParts } from "../../guards/scan-parts";
-import type { RequestState } from "../request-state";
+import { cacheScopeOf, type RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import { streamGeneration } from "./generate-stream";
 import { arrived } from "../arrivals";
 
 /** What the engine call of one choice is handed: all set when streaming, `onStage` always. */
-export type CallHooks = Pick<GenerateCall, "onText" | "onAdmitted" | "onLogprob" | "onPromptLogprobs" | "onStage">;
+export type CallHooks = Pick<GenerateCall, "onText" | "onAdmitted" | "onLogprob" | "onPromptLogprobs" | "onStage" | "cacheScope">;
 
 export interface GenerationPlan {
   stream: boolean;
@@ -40,16 +41,10 @@ export interface GenerationPlan {
   /** The calls the model made, as one stream event (chat only). */
   calls?: (calls: ToolCall[], choice: number) => unknown;
   end: (finish: string, g: Generation, choice: number) => unknown;
-  usage: (g: Pick<Generation, "promptTokens" | "completionTokens">) => unknown;
+  usage: (g: UsageCounts) => unknown;
   /** The Responses API's stream dialect (named events, no [DONE]). */
   named?: boolean;
 }
-
-/** Usage of several choices: completion tokens add up; each prompt counts once per `perPrompt` choices sharing it. */
-export const totalUsage = (gs: Pick<Generation, "promptTokens" | "completionTokens">[], perPrompt: number) => ({
-  promptTokens: gs.reduce((n, g, i) => n + (i % perPrompt === 0 ? g.promptTokens : 0), 0),
-  completionTokens: gs.reduce((n, g) => n + g.completionTokens, 0),
-});
 
 export async function runGeneration(request: Request, state: RequestState, deps: AppDeps, plan: GenerationPlan): Promise<unknown> {
   const flight = deps.inflight.begin(request.signal);
@@ -62,7 +57,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
   try {
     // Choices run one after another: each is admitted like any request, and one request never holds several slots.
     const gs: Generation[] = [];
-    for (let i = 0; i < plan.choices && !flight.signal.aborted; i++) gs.push(await plan.call(flight.signal, i, { onStage }));
+    for (let i = 0; i < plan.choices && !flight.signal.aborted; i++) gs.push(await plan.call(flight.signal, i, { onStage, cacheScope: cacheScopeOf(state) }));
     const usage = totalUsage(gs, plan.perPrompt);
     state.promptTokens = usage.promptTokens; state.completionTokens = usage.completionTokens;
     state.marks.done ??= performance.now();
