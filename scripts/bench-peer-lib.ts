@@ -209,7 +209,7 @@ let calls = 0;
  * No two calls give the same prompt, and consecutive ones differ from the first word: the first words spell the
  * call count in base 27, least significant first (27^3 calls before a 3-word prefix repeats), the rest follow on.
  * So no server can answer from a cached prompt (llama-server keeps earlier prompts' state in RAM, --cache-ram,
- * and reuses a repeated one without evaluating it; the appliance does not). Before, the words began at the call
+ * and reuses a repeated one without evaluating it; the appliance reuses a sequence's last prompt within one key). Before, the words began at the call
  * count mod 27, so only 27 prompts of each length existed and llama-server answered repeats from its cache.
  */
 export function wordsPrompt(words: number): string {

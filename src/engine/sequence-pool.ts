@@ -15,6 +15,13 @@ import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
 
 interface Kept { sequence: LlamaContextSequence; scope: unknown }
 
+/**
+ * Tokens of shared start a sequence must add over the lowest-id candidate to be taken instead: concurrent sequences
+ * decode in one ubatch only with neighbouring ids (batch-order.ts), and a step cut in two costs every later token of
+ * every stream, while evaluating 32 prompt tokens more costs once (about one decode step of a small batch).
+ */
+const NEAR = 32;
+
 /** A sequence lent to one generation: `reused` prompt tokens were already evaluated in it. */
 export interface LentSequence {
   sequence: LlamaContextSequence;
@@ -25,21 +32,24 @@ export interface LentSequence {
 
 export class SequencePool {
   private readonly free: Kept[] = [];
-  private lent = 0;
 
   /** `reuse`: false clears every sequence before it is lent (config engine.promptCache). */
   constructor(private readonly context: LlamaContext, private readonly reuse: boolean) {}
 
   /**
    * The free sequence whose state shares the longest start with `tokens` within `scope` (undefined: a scope of its
-   * own, never reused), else the free one with the lowest id (concurrent sequences with neighbouring ids decode in
-   * one step: batch-order.ts), else a new one. The caller holds one of the context's slots (the scheduler).
+   * own, never reused), preferring the lowest id among those within NEAR tokens of it; with nothing shared, a new
+   * sequence while the context has one left, else the free one with the lowest id (cleared). The caller holds one
+   * of the context's slots (the scheduler).
    */
   async take(scope: unknown, tokens: readonly Token[]): Promise<LentSequence> {
+    const found = this.free.map((kept) => ({ kept, n: this.reuse && scope !== undefined && kept.scope === scope ? sharedStart(kept.sequence, tokens) : 0 }));
+    const most = Math.max(0, ...found.map((f) => f.n));
+    // A few tokens more of a shared start are not worth a sequence id away from the others: within NEAR of the
+    // longest, the lowest id (every prompt of a key shares the template's opening; ties are the rule).
     let best: Kept | undefined, shared = 0;
-    for (const kept of this.free) {
-      const n = this.reuse && scope !== undefined && kept.scope === scope ? sharedStart(kept.sequence, tokens) : 0;
-      if (!best || n > shared || (n === shared && idOf(kept.sequence) < idOf(best.sequence))) { best = kept; shared = n; }
+    for (const { kept, n } of found) {
+      if (n >= most - NEAR && (!best || idOf(kept.sequence) < idOf(best.sequence))) { best = kept; shared = n; }
     }
     let kept: Kept;
     if (best && (shared > 0 || this.context.sequencesLeft === 0)) {
@@ -50,7 +60,6 @@ export class SequencePool {
       kept = { sequence: this.context.getSequence(), scope };
     }
     kept.scope = scope;
-    this.lent++;
     // At least the last prompt token is evaluated again: its logits start the generation.
     const reused = Math.min(shared, Math.max(0, tokens.length - 1));
     let given = false;
@@ -61,7 +70,6 @@ export class SequencePool {
         given = true;
         // Per-generation wrappers (token-tally.ts, logprobs.ts) are own properties: the next generation starts plain.
         delete (kept.sequence as { evaluate?: unknown }).evaluate;
-        this.lent--;
         if (failed || !this.reuse) {
           await kept.sequence.dispose();
           return;

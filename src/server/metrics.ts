@@ -78,7 +78,7 @@ export class Metrics {
       duration: histogram("appliance_request_duration_seconds", "Time from the request's arrival to its last byte (streams: to [DONE]).", LATENCY_BUCKETS, ["route"]),
       ttft: histogram("appliance_time_to_first_token_seconds", "Time from the request's arrival to the first generated token.", WAIT_BUCKETS, ["route"]),
       queueWait: histogram("appliance_queue_wait_seconds", "Time a generation waited for a free sequence.", WAIT_BUCKETS),
-      tokens: counter("appliance_tokens_total", "Prompt and completion tokens processed (rate() of completion is tokens/s).", ["kind"]),
+      tokens: counter("appliance_tokens_total", "Prompt and completion tokens processed (rate() of completion is tokens/s); cached: prompt tokens reused, not evaluated again.", ["kind"]),
       rate: histogram("appliance_generation_tokens_per_second", "Completion tokens per second of one generation, first token to last.", RATE_BUCKETS),
       guards: counter("appliance_guard_decisions_total", "Guard decisions by guard, rule and action.", ["guard", "rule", "action"]),
       authFailures: counter("appliance_auth_failures_total", "Requests refused by authentication: missing, invalid, scope, signature, throttled.", ["reason"]),
@@ -160,6 +160,7 @@ export class Metrics {
     this.c.duration.observe({ route }, Math.max(0, (now - s.start) / 1000));
     this.c.tokens.inc({ kind: "prompt" }, s.promptTokens ?? 0);
     this.c.tokens.inc({ kind: "completion" }, s.completionTokens ?? 0);
+    this.c.tokens.inc({ kind: "cached" }, s.cachedTokens ?? 0);
     const m = s.marks;
     const ttft = secondsBetween(s.start, m["first-token"]);
     if (ttft !== undefined && GENERATION_ROUTES.has(route)) this.c.ttft.observe({ route }, ttft);

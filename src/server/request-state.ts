@@ -25,6 +25,8 @@ export interface RequestState {
   status?: number;
   model?: string;
   promptTokens?: number;
+  /** Of promptTokens, those reused from an earlier prompt (not evaluated again). */
+  cachedTokens?: number;
   completionTokens?: number;
   /** Guard decisions, e.g. "prompt:flag:injection.ignore_previous". */
   decisions: string[];

@@ -88,6 +88,9 @@ test("counters, histograms and gauges move with requests", async () => {
   // tokens
   expect(moved("appliance_tokens_total", { kind: "prompt" })).toBeGreaterThan(0);
   expect(moved("appliance_tokens_total", { kind: "completion" })).toBeGreaterThan(0);
+  // The chats of one key start alike (the template's opening at least): reused, not evaluated again.
+  expect(moved("appliance_tokens_total", { kind: "cached" })).toBeGreaterThan(0);
+  expect(moved("appliance_tokens_total", { kind: "cached" })).toBeLessThan(moved("appliance_tokens_total", { kind: "prompt" }));
   // guards, auth failures, rate limits
   expect(moved("appliance_guard_decisions_total", { guard: "prompt", action: "flag" })).toBeGreaterThanOrEqual(1);
   expect(moved("appliance_auth_failures_total", { reason: "invalid" })).toBe(1);

@@ -118,7 +118,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
         });
         gs.push(g);
         const usage = totalUsage(gs, plan.perPrompt);
-        state.promptTokens = usage.promptTokens; state.completionTokens = usage.completionTokens;
+        state.promptTokens = usage.promptTokens; state.cachedTokens = usage.cachedTokens; state.completionTokens = usage.completionTokens;
         if (byShutdown()) {
           g.finishReason = "length";
           g.toolCalls = undefined;
