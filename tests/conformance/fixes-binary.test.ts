@@ -2,7 +2,7 @@
  * This round's fidelity fixes, the way a user meets them: the compiled binary, called through the official `openai`
  * SDK (create and the stream helper). The in-process tests beside the code hold the wider sweeps
  * (tests/server/stop-strings.test.ts, chat-end-tail.test.ts, parameters.test.ts, responses.test.ts,
- * fidelity.test.ts); each case here failed against a binary built before the fixes (4302e33; the zod one at 8f6201b; the two unions at 21ea463).
+ * fidelity.test.ts); each case here failed against a binary built before the fixes (4302e33; the zod one at 8f6201b; the two unions at 21ea463; prompt reuse at 1b17cbd).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
@@ -148,4 +148,19 @@ test("json_schema: an allOf of two unions (a branch of each must hold) is answer
     expect({ seed, first: typeof v.a === "string" || Number.isSafeInteger(v.b), second: typeof v.c === "boolean" || (Object.hasOwn(v, "d") && v.d === null) })
       .toEqual({ seed, first: true, second: true });
   }
+});
+
+describe("prompt reuse (engine/sequence-pool.ts): a conversation's next turn evaluates only the new turn", () => {
+  test("created and streamed, usage.prompt_tokens_details.cached_tokens says how much was reused", async () => {
+    const system = { role: "system" as const, content: "You keep the minutes of a small rowing club. Answer in one sentence, with the date of the meeting." };
+    const first = await client.chat.completions.create({ model: "tiny", messages: [system, { role: "user", content: "who rowed first" }], max_tokens: 6, temperature: 0 });
+    const history = [system, { role: "user" as const, content: "who rowed first" }, first.choices[0]!.message];
+    const next = await client.chat.completions.create({ model: "tiny", messages: [...history, { role: "user", content: "and who steered" }], max_tokens: 6, temperature: 0 });
+    // The first turn's prompt (the system turn and the question) is not evaluated again.
+    expect(next.usage!.prompt_tokens_details!.cached_tokens!).toBeGreaterThanOrEqual(first.usage!.prompt_tokens - 2);
+    const streamed = await client.chat.completions.stream({ model: "tiny", messages: [...history, { role: "user", content: "and who steered" }], max_tokens: 6,
+      temperature: 0, stream_options: { include_usage: true } }).finalChatCompletion();
+    expect(streamed.usage!.prompt_tokens_details!.cached_tokens).toBe(next.usage!.prompt_tokens - 1);
+    expect(streamed.choices[0]!.message.content).toBe(next.choices[0]!.message.content);
+  });
 });
