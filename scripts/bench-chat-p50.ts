@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-chat-p50.ts [--size 28|155] [--runs 31] [--threads N] [--bin dist/appliance] [--before BIN]... [--env K=V,…] [--before-env K=V,…]
+ * bun scripts/bench-chat-p50.ts [--size 28|155] [--runs 31] [--threads N] [--bin dist/appliance] [--before BIN]... [--env K=V,…] [--before-env K=V,…] [--system N]
  *
  * bench-peer's "1-token chat p50" row on its own, quicker and with more requests: one /v1/chat/completions with a
  * 4-word user message never sent before (freshWords) and max_tokens 1 (ms to the last byte), sent to the compiled
@@ -8,6 +8,8 @@
  * node-llama-cpp's bundled llama.cpp (scripts/peer-build.ts, cached outside the repo), on the same generated F32
  * GGUF with the same threads. Requests rotate over the servers one at a time (each round in another order), so
  * load changes hit all of them alike. --before BIN (repeatable): another binary (an earlier build) joins the rotation.
+ * --system N: every request starts with the same system message of N words (a shared system prompt: a server that
+ * reuses an evaluated prompt start evaluates it once; llama-server and the appliance both do, within one key).
  * --before-env: the same for every --before server (both: two binaries on a built engine in one rotation).
  * --env: extra environment for the --bin server only (e.g. APPLIANCE_ENGINE__DIR=DIR,APPLIANCE_ENGINE__USE=built for an engine
  * `appliance engine build` made, with `--before dist/appliance` as the embedded engine in the same rotation).
@@ -27,7 +29,7 @@ import { peerBuild } from "./peer-build";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, runs: { type: "string", default: "31" }, threads: { type: "string" },
   bin: { type: "string", default: path.resolve(import.meta.dir, "../dist/appliance") }, before: { type: "string", multiple: true },
-  env: { type: "string", default: "" }, "before-env": { type: "string", default: "" },
+  env: { type: "string", default: "" }, "before-env": { type: "string", default: "" }, system: { type: "string", default: "0" },
 } });
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
@@ -54,11 +56,14 @@ function freshWords(): string {
   return Array.from({ length: 4 }, () => { const w = VOCAB[n % VOCAB.length]!; n = Math.floor(n / VOCAB.length); return w; }).join(" ");
 }
 
-/** bench-peer-lib's chatOne with a fresh prompt: ms to the last byte of a 1-token chat. */
+const systemTurn = Number(values.system) > 0
+  ? [{ role: "system", content: Array.from({ length: Number(values.system) }, (_, i) => VOCAB[(i * 5) % VOCAB.length]!).join(" ") }] : [];
+
+/** bench-peer-lib's chatOne with a fresh prompt (after the --system turn): ms to the last byte of a 1-token chat. */
 async function chatOne(s: Served): Promise<number> {
   const t0 = performance.now();
   const res = await fetch(`${s.base}/v1/chat/completions`, { method: "POST", headers: s.headers,
-    body: JSON.stringify({ model: "bench", messages: [{ role: "user", content: freshWords() }], max_tokens: 1, temperature: 0 }) });
+    body: JSON.stringify({ model: "bench", messages: [...systemTurn, { role: "user", content: freshWords() }], max_tokens: 1, temperature: 0 }) });
   await res.arrayBuffer();
   if (!res.ok) throw new Error(`${s.name} chat: ${res.status}`);
   return performance.now() - t0;
@@ -76,7 +81,7 @@ for (const [name, bin] of bins) {
 servers.push(await startPeer(peer.llamaServer, model, threads, 1));
 console.log(cpuLine());
 console.log(`model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, ${runs} requests per server, ` +
-  `${bins.map(([n, b]) => `${n} ${b}`).join(", ")}${values.env ? ` (appliance with ${values.env})` : ""}${values["before-env"] ? ` (before with ${values["before-env"]})` : ""}, bun ${Bun.version}`);
+  `${bins.map(([n, b]) => `${n} ${b}`).join(", ")}${values.env ? ` (appliance with ${values.env})` : ""}${values["before-env"] ? ` (before with ${values["before-env"]})` : ""}${systemTurn.length ? `, a ${values.system}-word system turn in every request` : ""}, bun ${Bun.version}`);
 for (const s of servers) for (let i = 0; i < 5; i++) await chatOne(s); // warm-up
 const l0 = load1();
 const times = new Map<string, number[]>(servers.map((s) => [s.name, []]));
