@@ -39,7 +39,7 @@ export interface LlamaEngineOptions {
   onProgress?: (status: string) => void;
   /** The CPU variant library to load (engine/cpu-backend.ts); absent: node-llama-cpp's own loading. */
   cpuBackend?: CpuBackendChoice;
-  /** Keep sequences between generations and reuse a prompt's evaluated start within a cache scope (config engine.promptCache; absent: on). */
+  /** Keep sequences between generations and reuse a prompt's evaluated start within a cache scope (config promptCache; absent: on). */
   promptCache?: boolean;
   /** Bounds on rendering a Jinja chat template per request (config limits.chatTemplateMs/Chars; absent: the schema's defaults). */
   chatTemplate?: TemplateLimits;

@@ -33,7 +33,7 @@ export interface LentSequence {
 export class SequencePool {
   private readonly free: Kept[] = [];
 
-  /** `reuse`: false clears every sequence before it is lent (config engine.promptCache). */
+  /** `reuse` (config promptCache): false disposes of each sequence after its generation, so every prompt is evaluated whole. */
   constructor(private readonly context: LlamaContext, private readonly reuse: boolean) {}
 
   /**

@@ -92,7 +92,7 @@ describe("never across keys", () => {
   });
 });
 
-describe("engine.promptCache false", () => {
+describe("config promptCache false", () => {
   test("every prompt is evaluated whole", async () => {
     const off = await app(false);
     await ask(off.alice, "which clock is oldest");
