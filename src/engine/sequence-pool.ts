@@ -8,12 +8,14 @@
  *
  * Reuse stays inside one scope (the caller's API key): a prompt's state is never offered to another scope, so how
  * fast a prompt is answered tells nothing about what other keys sent (a cached start answers measurably sooner).
- * A sequence taken over by another scope is cleared first. Reused state is exactly what the sequence's own
- * evaluation left; an evaluation that failed leaves nothing behind (its sequence is disposed and made again).
+ * A sequence taken over by another scope is cleared first. Reused state is exactly what the sequence's own prompt
+ * evaluation left (see UBATCH); an evaluation that failed leaves nothing behind (its sequence is disposed and made
+ * again).
  */
 import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
 
-interface Kept { sequence: LlamaContextSequence; scope: unknown }
+/** `length`: the prompt tokens its state holds (all a whole evaluation of that prompt left: see UBATCH). */
+interface Kept { sequence: LlamaContextSequence; scope: unknown; length: number }
 
 /**
  * Tokens of shared start a sequence must add over the lowest-id candidate to be taken instead: concurrent sequences
@@ -21,6 +23,21 @@ interface Kept { sequence: LlamaContextSequence; scope: unknown }
  * every stream, while evaluating 32 prompt tokens more costs once (about one decode step of a small batch).
  */
 const NEAR = 32;
+
+/**
+ * Why a reused start answers exactly as a whole evaluation does (on the CPU), and what that takes. llama.cpp's CPU
+ * kernels sum in an order that depends on the batch: matrix products of two or more tokens go through llamafile's
+ * tinyBLAS (one order whatever the batch), a single token through ggml's vec_dot (another order); flash attention
+ * takes its tiled kernel for an ubatch of FA_TILE tokens or more and a row-by-row one below (another order again);
+ * node-llama-cpp evaluates a prompt in ubatches of UBATCH tokens. A token's state is therefore the same bits only
+ * where it went through the same kernels. So the pool keeps only prompt tokens (generated ones were evaluated one at
+ * a time), and reuses a start only as far as every reused token and every token evaluated after it goes through the
+ * kernels the whole prompt's evaluation would use (`reusable`). Re-evaluating just the last token changed logprobs
+ * in the 4th decimal and a seeded temperature-1 answer; so did re-evaluating up to 63 tokens of a 128-token prompt.
+ * Exact for one prompt evaluated at a time; prompts of concurrent requests share ubatches and can differ, as they
+ * do without reuse.
+ */
+const UBATCH = 512, FA_TILE = 64;
 
 /** A sequence lent to one generation: `reused` prompt tokens were already evaluated in it. */
 export interface LentSequence {
@@ -52,16 +69,20 @@ export class SequencePool {
       if (n >= most - NEAR && (!best || idOf(kept.sequence) < idOf(best.sequence))) { best = kept; shared = n; }
     }
     let kept: Kept;
+    const reused = best && shared > 0 ? reusable(best.length, tokens.length, shared) : 0;
     if (best && (shared > 0 || this.context.sequencesLeft === 0)) {
       this.free.splice(this.free.indexOf(best), 1);
       kept = best;
-      if (shared === 0 && kept.sequence.nextTokenIndex > 0) await kept.sequence.clearHistory();
+      try {
+        await dropFrom(kept.sequence, reused);
+      } catch (e) {
+        await kept.sequence.dispose();
+        throw e;
+      }
     } else {
-      kept = { sequence: this.context.getSequence(), scope };
+      kept = { sequence: this.context.getSequence(), scope, length: 0 };
     }
     kept.scope = scope;
-    // At least the last prompt token is evaluated again: its logits start the generation.
-    const reused = Math.min(shared, Math.max(0, tokens.length - 1));
     let given = false;
     return {
       sequence: kept.sequence, reused,
@@ -70,11 +91,16 @@ export class SequencePool {
         given = true;
         // Per-generation wrappers (token-tally.ts, logprobs.ts) are own properties: the next generation starts plain.
         delete (kept.sequence as { evaluate?: unknown }).evaluate;
-        if (failed || !this.reuse) {
-          await kept.sequence.dispose();
-          return;
+        if (!failed && this.reuse) {
+          try {
+            // Only the prompt is kept: generated tokens were evaluated one step at a time (see UBATCH).
+            await dropFrom(kept.sequence, tokens.length);
+            kept.length = kept.sequence.nextTokenIndex;
+            this.free.push(kept);
+            return;
+          } catch { /* disposed below */ }
         }
-        this.free.push(kept);
+        await kept.sequence.dispose();
       },
     };
   }
@@ -82,6 +108,43 @@ export class SequencePool {
 
 /** node-llama-cpp's sequence id (internal in 3.x; 0 where missing: the pool's order then decides). */
 const idOf = (s: LlamaContextSequence) => (s as unknown as { _sequenceId?: number })._sequenceId ?? 0;
+
+/** Whether token i of an n-token prompt evaluated whole goes through the tiled kernels (in an ubatch of FA_TILE or more). */
+function tiled(n: number, i: number): boolean {
+  const last = Math.floor((n - 1) / UBATCH) * UBATCH; // where the whole prompt's last ubatch starts
+  return i < last || n - last >= FA_TILE;
+}
+
+/** Whether tokens [k, n) evaluated on their own (in UBATCH pieces from k) each go through the kernels the whole prompt's evaluation uses. */
+function tailMatches(n: number, k: number): boolean {
+  if (n - k < 2) return false; // a single token goes through vec_dot, never so in a prompt of two or more
+  const last = k + Math.floor((n - k - 1) / UBATCH) * UBATCH; // where the tail's last ubatch starts
+  const tail = (i: number) => i < last || n - last >= FA_TILE;
+  // Both are constant between the two last-ubatch starts: compare at the ends of each stretch.
+  const whole = Math.floor((n - 1) / UBATCH) * UBATCH;
+  return [k, whole - 1, whole, last - 1, last, n - 1].every((i) => i < k || i >= n || tail(i) === tiled(n, i));
+}
+
+/**
+ * How many of the `shared` start tokens an n-token prompt may reuse from a state left by a whole `held`-token
+ * prompt: as many as went through the kernels a whole evaluation of this prompt would use, with the rest
+ * evaluated after them through those kernels too (see UBATCH); at most n - 2.
+ */
+export function reusable(held: number, n: number, shared: number): number {
+  let k = Math.min(shared, held, n - 2);
+  // The first token at which the two prompts' whole evaluations used different kernels bounds the reuse.
+  for (const i of [0, Math.floor((held - 1) / UBATCH) * UBATCH, Math.floor((n - 1) / UBATCH) * UBATCH].sort((a, b) => a - b)) {
+    if (i >= 0 && i < k && tiled(held, i) !== tiled(n, i)) k = i;
+  }
+  while (k > 0 && !tailMatches(n, k)) k--;
+  return Math.max(0, k);
+}
+
+/** Erases the sequence's evaluated state from token `from` on (nothing when it holds no more). */
+async function dropFrom(sequence: LlamaContextSequence, from: number) {
+  const end = sequence.nextTokenIndex;
+  if (end > from) await sequence.eraseContextTokenRanges([{ start: from, end }]);
+}
 
 /** How many tokens from the start the sequence's evaluated state has in common with `tokens`. */
 function sharedStart(sequence: LlamaContextSequence, tokens: readonly Token[]): number {
