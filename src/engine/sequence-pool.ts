@@ -14,8 +14,8 @@
  */
 import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
 
-/** `length`: the prompt tokens its state holds (all a whole evaluation of that prompt left: see UBATCH). */
-interface Kept { sequence: LlamaContextSequence; scope: unknown; length: number }
+/** A free sequence's state is one whole prompt's evaluation (see UBATCH): its nextTokenIndex is that prompt's length. */
+interface Kept { sequence: LlamaContextSequence; scope: unknown }
 
 /**
  * Tokens of shared start a sequence must add over the lowest-id candidate to be taken instead: concurrent sequences
@@ -69,7 +69,7 @@ export class SequencePool {
       if (n >= most - NEAR && (!best || idOf(kept.sequence) < idOf(best.sequence))) { best = kept; shared = n; }
     }
     let kept: Kept;
-    const reused = best && shared > 0 ? reusable(best.length, tokens.length, shared) : 0;
+    const reused = best && shared > 0 ? reusable(best.sequence.nextTokenIndex, tokens.length, shared) : 0;
     if (best && (shared > 0 || this.context.sequencesLeft === 0)) {
       this.free.splice(this.free.indexOf(best), 1);
       kept = best;
@@ -80,7 +80,7 @@ export class SequencePool {
         throw e;
       }
     } else {
-      kept = { sequence: this.context.getSequence(), scope, length: 0 };
+      kept = { sequence: this.context.getSequence(), scope };
     }
     kept.scope = scope;
     let given = false;
@@ -95,7 +95,6 @@ export class SequencePool {
           try {
             // Only the prompt is kept: generated tokens were evaluated one step at a time (see UBATCH).
             await dropFrom(kept.sequence, tokens.length);
-            kept.length = kept.sequence.nextTokenIndex;
             this.free.push(kept);
             return;
           } catch { /* disposed below */ }
@@ -109,19 +108,22 @@ export class SequencePool {
 /** node-llama-cpp's sequence id (internal in 3.x; 0 where missing: the pool's order then decides). */
 const idOf = (s: LlamaContextSequence) => (s as unknown as { _sequenceId?: number })._sequenceId ?? 0;
 
+/** Where the last ubatch of n tokens evaluated from `from` starts. */
+const lastUbatch = (n: number, from = 0) => from + Math.floor((n - from - 1) / UBATCH) * UBATCH;
+
 /** Whether token i of an n-token prompt evaluated whole goes through the tiled kernels (in an ubatch of FA_TILE or more). */
 function tiled(n: number, i: number): boolean {
-  const last = Math.floor((n - 1) / UBATCH) * UBATCH; // where the whole prompt's last ubatch starts
+  const last = lastUbatch(n);
   return i < last || n - last >= FA_TILE;
 }
 
 /** Whether tokens [k, n) evaluated on their own (in UBATCH pieces from k) each go through the kernels the whole prompt's evaluation uses. */
 function tailMatches(n: number, k: number): boolean {
   if (n - k < 2) return false; // a single token goes through vec_dot, never so in a prompt of two or more
-  const last = k + Math.floor((n - k - 1) / UBATCH) * UBATCH; // where the tail's last ubatch starts
+  const last = lastUbatch(n, k);
   const tail = (i: number) => i < last || n - last >= FA_TILE;
   // Both are constant between the two last-ubatch starts: compare at the ends of each stretch.
-  const whole = Math.floor((n - 1) / UBATCH) * UBATCH;
+  const whole = lastUbatch(n);
   return [k, whole - 1, whole, last - 1, last, n - 1].every((i) => i < k || i >= n || tail(i) === tiled(n, i));
 }
 
@@ -133,7 +135,7 @@ function tailMatches(n: number, k: number): boolean {
 export function reusable(held: number, n: number, shared: number): number {
   let k = Math.min(shared, held, n - 2);
   // The first token at which the two prompts' whole evaluations used different kernels bounds the reuse.
-  for (const i of [0, Math.floor((held - 1) / UBATCH) * UBATCH, Math.floor((n - 1) / UBATCH) * UBATCH].sort((a, b) => a - b)) {
+  for (const i of [0, lastUbatch(held), lastUbatch(n)].sort((a, b) => a - b)) {
     if (i >= 0 && i < k && tiled(held, i) !== tiled(n, i)) k = i;
   }
   while (k > 0 && !tailMatches(n, k)) k--;
