@@ -117,8 +117,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
           return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "length" };
         });
         gs.push(g);
-        const usage = totalUsage(gs, plan.perPrompt);
-        state.promptTokens = usage.promptTokens; state.cachedTokens = usage.cachedTokens; state.completionTokens = usage.completionTokens;
+        Object.assign(state, totalUsage(gs, plan.perPrompt)); // promptTokens, cachedTokens, completionTokens
         if (byShutdown()) {
           g.finishReason = "length";
           g.toolCalls = undefined;

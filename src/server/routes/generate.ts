@@ -58,8 +58,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     // Choices run one after another: each is admitted like any request, and one request never holds several slots.
     const gs: Generation[] = [];
     for (let i = 0; i < plan.choices && !flight.signal.aborted; i++) gs.push(await plan.call(flight.signal, i, { onStage, cacheScope: cacheScopeOf(state) }));
-    const usage = totalUsage(gs, plan.perPrompt);
-    state.promptTokens = usage.promptTokens; state.cachedTokens = usage.cachedTokens; state.completionTokens = usage.completionTokens;
+    Object.assign(state, totalUsage(gs, plan.perPrompt)); // promptTokens, cachedTokens, completionTokens
     state.marks.done ??= performance.now();
     deps.settle(state);
     if (flight.signal.aborted) throw new CancelledError();
