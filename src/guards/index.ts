@@ -49,6 +49,8 @@ export interface Guards {
   sharedState(): SharedStateStatus;
   /** Stops the Redis connection and lease renewals (tests; serve exits instead). */
   close(): void;
+  /** Builds now what the first request would otherwise build (the response scanner's hold-back analysis). */
+  prepare(): void;
 }
 
 export interface GuardDeps {
@@ -230,5 +232,6 @@ export function createGuards(d: GuardDeps): Guards {
 
     sharedState: () => shared.status(),
     close: () => shared.close(),
+    prepare: () => scanner?.prepare(),
   };
 }

@@ -68,6 +68,8 @@ export interface Scanner {
   /** One-shot scan of a whole text. */
   scan(text: string): { text: string; findings: string[] };
   filter(): TextFilter;
+  /** Builds the hold-back analysis now instead of at the first stream that needs it (serve: after ready). */
+  prepare(): void;
 }
 
 export function createScanner(cfg: Config["responseScan"]): Scanner {
@@ -79,7 +81,10 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   // sized by the rules alone, with no internal-host rule, a 236-character hex token was released in part).
   const window = Math.max(ENCODED_MAX, ...spanRules.map((r) => r.maxLength)) + 8;
   const block = cfg.action === "block";
-  const holdFrom = liveTail(spanRules, window);
+  // The analysis of every rule's pattern (regex-prefix.ts) takes 5-10 ms: built when a stream first holds text back,
+  // or by prepare() once serve is listening, not on the start path (cold start to /health, scripts/bench-cold.ts).
+  let holdFrom: ReturnType<typeof liveTail> | undefined;
+  const prepare = () => { holdFrom ??= liveTail(spanRules, window); };
   const burstChars = cfg.burstChars;
   // A split finding is held whole (up to window reader characters, HOLD_CAP code units), an opening being written
   // up to OPENING_HOLD_MAX, a burst batch.
@@ -215,7 +220,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         // Final: everything before the earliest position more text could still turn into (part of) a finding,
         // and in any case everything but the last `window` chars (a secret starting earlier is whole by now) —
         // but never an opening of a long secret being written.
-        const live = holdFrom(ctx + held, view, base, memo);
+        const live = (holdFrom ??= liveTail(spanRules, window))(ctx + held, view, base, memo);
         const opening = Math.max(0, live.opening - base);
         if (held.length - opening > HOLD_CAP) {
           // An opening still being written grows without end when what follows it is dropped from the view (zero-width
@@ -281,7 +286,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     };
   }
 
-  return { rules, window, holdBound, scan, filter };
+  return { rules, window, holdBound, scan, filter, prepare };
 }
 
 /** Counts synchronous turns: bumped by a microtask queued at the first push of a turn. */
