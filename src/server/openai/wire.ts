@@ -14,7 +14,7 @@ let loaded: typeof Schemas | undefined;
 const schemas = () => loaded ??= require("./wire-schemas") as typeof Schemas;
 
 /**
- * Builds the request schemas and runs each once: serve calls it right after it starts listening, so the first request
+ * Builds the request schemas and runs each once: serve calls it soon after it starts listening (listen.ts), so the first request
  * does not pay the construction (12-25 ms: the first turn loads wire-schemas.ts, which builds them all) and zod's
  * first parse of each (one schema per later turn, so a request arriving meanwhile waits for one at most). A request
  * that comes in first builds what it needs itself. Resolves when all are built.
