@@ -83,8 +83,8 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   const block = cfg.action === "block";
   // The analysis of every rule's pattern (regex-prefix.ts) takes 5-10 ms: built when a stream first holds text back,
   // or by prepare() once serve is listening, not on the start path (cold start to /health, scripts/bench-cold.ts).
-  let holdFrom: ReturnType<typeof liveTail> | undefined;
-  const prepare = () => { holdFrom ??= liveTail(spanRules, window); };
+  let built: ReturnType<typeof liveTail> | undefined;
+  const holdFrom = () => (built ??= liveTail(spanRules, window));
   const burstChars = cfg.burstChars;
   // A split finding is held whole (up to window reader characters, HOLD_CAP code units), an opening being written
   // up to OPENING_HOLD_MAX, a burst batch.
@@ -220,7 +220,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         // Final: everything before the earliest position more text could still turn into (part of) a finding,
         // and in any case everything but the last `window` chars (a secret starting earlier is whole by now) —
         // but never an opening of a long secret being written.
-        const live = (holdFrom ??= liveTail(spanRules, window))(ctx + held, view, base, memo);
+        const live = holdFrom()(ctx + held, view, base, memo);
         const opening = Math.max(0, live.opening - base);
         if (held.length - opening > HOLD_CAP) {
           // An opening still being written grows without end when what follows it is dropped from the view (zero-width
@@ -286,7 +286,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     };
   }
 
-  return { rules, window, holdBound, scan, filter, prepare };
+  return { rules, window, holdBound, scan, filter, prepare: () => { holdFrom(); } };
 }
 
 /** Counts synchronous turns: bumped by a microtask queued at the first push of a turn. */
