@@ -17,7 +17,7 @@ import { GeneralChatWrapper, JinjaTemplateChatWrapper, resolveChatWrapper, type 
 import { configSchema } from "../config/schema";
 import { InvalidRequestError } from "../errors";
 import { SyncRenderer } from "./template-sync";
-import type { TemplateInit, TemplateJob, TemplateResult } from "./template-worker";
+import type { TemplateInit, TemplateJob, TemplateResult } from "./template-render";
 import { describeWrapper, rebuildWrapper, type WrapperMemory } from "./wrapper-choice";
 
 /** The bounds: limits.chatTemplateMs, limits.chatTemplateChars and limits.chatTemplateWorkers in the config. */

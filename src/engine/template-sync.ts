@@ -12,7 +12,7 @@
 import type { ChatWrapperGeneratedContextState, ChatWrapperGenerateContextStateOptions } from "node-llama-cpp";
 import { InvalidRequestError } from "../errors";
 import { HEADER_BYTES, SLOT, STATUS, stateFromJson } from "./template-state";
-import type { TemplateInit, TemplateJob } from "./template-worker";
+import type { TemplateInit, TemplateJob } from "./template-render";
 
 /** Time a fresh worker may take to start (it imports node-llama-cpp and builds the wrapper); waited for only when it is needed. */
 const READY_MS = 30_000;
