@@ -26,19 +26,19 @@ function start(file: string, init: TemplateInit) {
   const w = new Worker(file, { preload: [preload] });
   workers.push(w);
   const replies: Reply[] = [];
-  let wake = () => {};
-  w.addEventListener("message", (e: MessageEvent<Reply>) => { replies.push(e.data); wake(); });
+  const waiters = new Set<() => void>();
+  w.addEventListener("message", (e: MessageEvent<Reply>) => { replies.push(e.data); for (const check of [...waiters]) check(); });
   w.postMessage(init);
-  /** The first reply (after `from`) that `match` accepts; the deadline only bounds a worker that never answers. */
-  const next = async (match: (r: Reply) => boolean, from = 0): Promise<Reply> => {
-    const deadline = performance.now() + 30_000;
-    for (;;) {
-      const found = replies.slice(from).find(match);
-      if (found) return found;
-      if (performance.now() > deadline) throw new Error(`no such reply within 30 s; got ${JSON.stringify(replies)}`);
-      await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 1_000); });
-    }
-  };
+  /** The first reply that `match` accepts, as soon as it comes; the deadline only bounds a worker that never answers. */
+  const next = (match: (r: Reply) => boolean) => new Promise<Reply>((resolve, reject) => {
+    const check = () => {
+      const found = replies.find(match);
+      if (found) { clearTimeout(timer); waiters.delete(check); resolve(found); }
+    };
+    const timer = setTimeout(() => { waiters.delete(check); reject(new Error(`no such reply within 30 s; got ${JSON.stringify(replies)}`)); }, 30_000);
+    waiters.add(check);
+    check();
+  });
   return { w, replies, next };
 }
 
