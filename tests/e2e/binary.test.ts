@@ -75,7 +75,7 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
   void until("never printed").catch(() => {}); // keep draining stdout so the server never blocks on a full pipe
 
   const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
-  const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8 });
+  const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8, seed: 1 });
   expect(r.choices[0]!.message.content!.length).toBeGreaterThan(0);
   const stream = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 8, stream: true });
   let chunks = 0;

@@ -27,7 +27,7 @@ test("`bun run demo` builds, prints a working key and serves the demo model", as
     const key = /API key \(shown once\):\s+(apk_\S+)/.exec(out)?.[1];
     expect(key).toBeDefined();
     const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
-    const r = await client.chat.completions.create({ model: "demo", messages: [{ role: "user", content: "Hello!" }], max_tokens: 8 });
+    const r = await client.chat.completions.create({ model: "demo", messages: [{ role: "user", content: "Hello!" }], max_tokens: 8, seed: 1 });
     expect(r.choices[0]!.message.content!.length).toBeGreaterThan(0);
   } finally {
     proc.kill("SIGTERM");

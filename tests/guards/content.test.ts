@@ -153,7 +153,7 @@ describe("logs", () => {
     const { memoryLogger } = await import("../helpers");
     const { log, lines, line: logged } = memoryLogger();
     const ctx = await makeApp({ engine, log });
-    await ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: "tiny", max_tokens: 3, messages: [{ role: "user", content: "secret plans for tuesday" }] } }));
+    await ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: "tiny", max_tokens: 3, seed: 1, messages: [{ role: "user", content: "secret plans for tuesday" }] } }));
     const line = await logged((l) => l.msg === "request");
     expect(line).toMatchObject({ route: "POST /v1/chat/completions", status: 200, keyName: "test", model: "tiny" });
     expect(line.reqId).toMatch(/^req_/);

@@ -38,7 +38,7 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(active(sys)).toBe("active");
 
     expect(curl(sys, "http://127.0.0.1:8000/health", undefined, "").status).toBe(200);
-    const chat = curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8 });
+    const chat = curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, seed: 1 });
     expect(chat.status).toBe(200);
     expect(JSON.parse(chat.body).choices[0].message.content.length).toBeGreaterThan(0);
     const stream = curl(sys, "http://127.0.0.1:8000/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, stream: true });

@@ -120,7 +120,7 @@ describe("embeddings", () => {
 describe("fields OpenAI's chat API takes and a local model has no use for", () => {
   test("stream_options.include_obfuscation, prompt_cache_key, safety_identifier, verbosity and a null response_format are accepted", async () => {
     const body = {
-      model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2, response_format: null,
+      model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2, seed: 1, response_format: null,
       prompt_cache_key: "k", safety_identifier: "user-1", verbosity: "low",
     };
     const plain = await post("/v1/chat/completions", body);
