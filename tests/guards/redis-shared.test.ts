@@ -106,7 +106,7 @@ describe.skipIf(skip)("two instances, one Redis", () => {
   });
 
   test("token budget: what A's generation used is gone on B; a reservation larger than what is left is refused there", async () => {
-    const r = await chat(pair.a.baseURL, pair.keys.tok!, { model: "tiny", messages: [{ role: "user", content: "hello there" }], max_tokens: 24 });
+    const r = await chat(pair.a.baseURL, pair.keys.tok!, { model: "tiny", messages: [{ role: "user", content: "hello there" }], max_tokens: 24, seed: 1 });
     expect(r.status).toBe(200);
     const used = ((await r.json()) as { usage: { total_tokens: number } }).usage.total_tokens;
     const answeredAt = Date.now();
