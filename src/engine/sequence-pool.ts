@@ -111,20 +111,21 @@ const idOf = (s: LlamaContextSequence) => (s as unknown as { _sequenceId?: numbe
 /** Where the last ubatch of n tokens evaluated from `from` starts. */
 const lastUbatch = (n: number, from = 0) => from + Math.floor((n - from - 1) / UBATCH) * UBATCH;
 
-/** Whether token i of an n-token prompt evaluated whole goes through the tiled kernels (in an ubatch of FA_TILE or more). */
-function tiled(n: number, i: number): boolean {
-  const last = lastUbatch(n);
+/**
+ * Whether token i of an n-token prompt, evaluated from token `from` on (in UBATCH pieces; 0: the prompt whole), goes
+ * through the tiled kernels (in an ubatch of FA_TILE or more).
+ */
+function tiled(n: number, i: number, from = 0): boolean {
+  const last = lastUbatch(n, from);
   return i < last || n - last >= FA_TILE;
 }
 
 /** Whether tokens [k, n) evaluated on their own (in UBATCH pieces from k) each go through the kernels the whole prompt's evaluation uses. */
 function tailMatches(n: number, k: number): boolean {
   if (n - k < 2) return false; // a single token goes through vec_dot, never so in a prompt of two or more
-  const last = lastUbatch(n, k);
-  const tail = (i: number) => i < last || n - last >= FA_TILE;
   // Both are constant between the two last-ubatch starts: compare at the ends of each stretch.
-  const whole = lastUbatch(n);
-  return [k, whole - 1, whole, last - 1, last, n - 1].every((i) => i < k || i >= n || tail(i) === tiled(n, i));
+  const whole = lastUbatch(n), last = lastUbatch(n, k);
+  return [k, whole - 1, whole, last - 1, last, n - 1].every((i) => i < k || i >= n || tiled(n, i, k) === tiled(n, i));
 }
 
 /**
