@@ -106,6 +106,23 @@ describe("structured output", () => {
       expect(fits(seed, JSON.parse(call.function.arguments))).toEqual(all(seed));
     }
   });
+  test("parts that must all hold are met exactly: an enum of objects beside a oneOf, and one property's values in two allOf parts", async () => {
+    // The enum's branches replaced the oneOf (any of eight objects came out), and the second allOf part's property
+    // replaced the first's ("gh" came out): only {n: 3} and "cd" match the schema.
+    const schema = {
+      type: "object", required: ["pick", "word"], additionalProperties: false,
+      properties: {
+        pick: { oneOf: [{ type: "object", properties: { n: { const: 3 } }, required: ["n"] }], enum: [0, 1, 2, 3, 4, 5, 6, 7].map((n) => ({ n })) },
+      },
+      allOf: [{ properties: { word: { enum: ["ab", "cd", "ef"] } } }, { properties: { word: { enum: ["cd", "gh"] } } }],
+    };
+    const picked: unknown[] = [];
+    for (const seed of [1, 2, 3, 4]) {
+      const r = await chat({ seed, temperature: 1, max_tokens: 60, response_format: schemaFormat(schema) });
+      picked.push(JSON.parse(r.choices[0]!.message.content!));
+    }
+    expect(picked).toEqual(Array.from({ length: 4 }, () => ({ pick: { n: 3 }, word: "cd" })));
+  });
   test("a base object with a union of references, a draft-07 tuple and an object const (helper F3's fuzz)", async () => {
     // The base's id was lost (node-llama-cpp follows a $ref and ignores what is beside it); the tuple was a 400
     // ("must be an object"); the object const a 400 naming response_format even in a tool's parameters.

@@ -119,6 +119,32 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     });
     expect(grammarSchema({ enum: ["a", []] }, "p")).toEqual({ oneOf: [{ const: "a" }, { type: "array", prefixItems: [], minItems: 0, maxItems: 0 }] });
   });
+  test("an enum or const of objects beside a union: both must hold (the enum's branches replaced the union's before)", () => {
+    const a = (v: number) => ({ type: "object", properties: { a: { const: v } }, required: ["a"] });
+    const exactly = (v: number) => ({ type: "object", properties: { a: { const: v } }, required: ["a"], additionalProperties: false });
+    // {a: 3} is in the enum but in no branch; {a: 1} in a branch but not the enum: only {a: 2} is both
+    expect(grammarSchema({ oneOf: [a(1), a(2)], enum: [{ a: 2 }, { a: 3 }] }, "p")).toEqual({ oneOf: [exactly(2)] });
+    expect(grammarSchema({ anyOf: [a(1), a(2)], enum: [{ a: 2 }, { a: 3 }] }, "p")).toEqual({ oneOf: [exactly(2)] });
+    // a const of an object beside a union is one value that must also be a branch's
+    expect(grammarSchema({ oneOf: [a(1), a(2)], const: { a: 2 } }, "p")).toEqual({ ...exactly(2), oneOf: [exactly(2)] });
+    let caught: { status?: number; message?: string } = {};
+    try { grammarSchema({ oneOf: [a(1), a(2)], const: { a: 3 } }, "p"); } catch (e) { caught = e as typeof caught; }
+    expect(caught.status).toBe(400);
+    expect(caught.message).toContain("No value matches");
+  });
+  test("parts that must both hold are met exactly: a property in both, const and enum values (b's property and values won before)", () => {
+    expect(grammarSchema({ allOf: [{ properties: { a: { type: "string" }, b: { type: "integer" } } }, { properties: { a: { maxLength: 3 } } }] }, "p"))
+      .toEqual({ type: "object", properties: { a: { type: "string", maxLength: 3 }, b: { type: "integer" } } });
+    expect(grammarSchema({ allOf: [{ enum: [1, 2, 3] }, { enum: [2, 3, 4] }] }, "p")).toEqual({ enum: [2, 3] });
+    expect(grammarSchema({ allOf: [{ enum: ["x", "y"] }, { const: "y" }] }, "p")).toEqual({ const: "y" });
+    // scalar values beside a union reach each branch: a branch of other values matches nothing and is left out
+    expect(grammarSchema({ oneOf: [{ const: 1 }, { const: 2 }], enum: [2, 3] }, "p")).toEqual({ enum: [2, 3], oneOf: [{ const: 2 }] });
+    // a property whose two schemas no value matches: node-llama-cpp writes every listed property, so no object matches
+    let caught: { status?: number; message?: string } = {};
+    try { grammarSchema({ allOf: [{ properties: { a: { type: "string" } } }, { properties: { a: { type: "integer" } } }] }, "p"); } catch (e) { caught = e as typeof caught; }
+    expect(caught.status).toBe(400);
+    expect(caught.message).toContain("No value matches");
+  });
   test("definitions that each allOf the next one twice (2^40 parts inlined) are a quick 400, not a stall", () => {
     const defs = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`d${i}`, i === 39 ? { type: "object", properties: { a: { type: "string" } } }
       : { allOf: [{ $ref: `#/$defs/d${i + 1}` }, { $ref: `#/$defs/d${i + 1}` }, { type: "object" }] }]));

@@ -48,7 +48,7 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
     const { items, additionalItems, ...rest } = out;
     out = { ...rest, prefixItems: items, ...(additionalItems === undefined || additionalItems === true ? {} : { items: additionalItems }) };
   }
-  if ("const" in out || Array.isArray(out.enum)) out = literals(out);
+  if ("const" in out || Array.isArray(out.enum)) out = literals(out, at, ctx, inlining);
 
   if (out.items === false && Array.isArray(out.prefixItems)) {
     // "no items past the prefix": node-llama-cpp would read `false` as a schema and allow nulls there
@@ -63,7 +63,7 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
   if (Array.isArray(out.anyOf)) {
     // anyOf beside a oneOf: both must hold (a branch of each); otherwise the same union
     const { anyOf, ...rest } = out;
-    out = "oneOf" in rest ? merge(rest, { oneOf: anyOf }, `${at}.anyOf`, ctx, inlining) : { ...rest, oneOf: anyOf };
+    out = withUnion(rest, anyOf, `${at}.anyOf`, ctx, inlining);
   }
   if (Array.isArray(out.allOf)) {
     const { allOf, ...rest } = out;
@@ -104,19 +104,24 @@ function pushInto(shared: Schema, b: unknown, at: string, ctx: Ctx, inlining: st
 
 const isRefOnly = (s: unknown) => isObject(s) && typeof s.$ref === "string" && Object.keys(s).every((k) => k === "$ref" || NOTES.has(k));
 
+/** A union put in a schema: beside a oneOf it already has, a value must match a branch of each. */
+function withUnion(s: Schema, union: unknown[], at: string, ctx: Ctx, inlining: string[]): Schema {
+  return Array.isArray(s.oneOf) ? merge(s, { oneOf: union }, at, ctx, inlining) : { ...s, oneOf: union };
+}
+
 /**
  * const and enum values that are objects or arrays as schemas matching exactly that value: node-llama-cpp writes
- * only scalar literals ("Unrecognized literal type: object").
+ * only scalar literals ("Unrecognized literal type: object"). They must hold with what is beside them (a union too).
  */
-function literals(s: Schema): Schema {
+function literals(s: Schema, at: string, ctx: Ctx, inlining: string[]): Schema {
   const structured = (v: unknown) => typeof v === "object" && v !== null;
   if ("const" in s && structured(s.const)) {
     const { const: value, ...rest } = s;
-    return { ...rest, ...literal(value) };
+    return merge(rest, literal(value), `${at}.const`, ctx, inlining);
   }
   if (Array.isArray(s.enum) && s.enum.some(structured)) {
     const { enum: values, ...rest } = s;
-    return { ...rest, oneOf: (values as unknown[]).map(literal) };
+    return withUnion(rest, (values as unknown[]).map(literal), `${at}.enum`, ctx, inlining);
   }
   return s;
 }
@@ -170,14 +175,25 @@ function inlined(member: unknown, at: string, ctx: Ctx, inlining: string[]): Sch
 }
 
 /**
- * Both schemas' constraints: properties and $defs joined (b's wins for a name in both), required unioned, else b's.
- * Two unions are one branch per pair of branches (a value must match one of each): keeping one, as the spread
- * would, left the other union unenforced.
+ * Both schemas' constraints: required unioned; a property in both is what matches both (node-llama-cpp writes every
+ * listed property, so one no value matches is an object none does); const and enum values both allow; $defs joined
+ * (b's wins for a name in both); else b's. Two unions are one branch per pair of branches (a value must match one
+ * of each): keeping one, as the spread would, left the other union unenforced.
  */
 function merge(a: Schema, b: Schema, at: string, ctx: Ctx, inlining: string[]): Schema {
   const out: Schema = { ...a, ...b };
-  for (const k of ["properties", "$defs"]) if (isObject(a[k]) && isObject(b[k])) out[k] = { ...a[k], ...b[k] };
+  if (isObject(a.$defs) && isObject(b.$defs)) out.$defs = { ...a.$defs, ...b.$defs };
+  if (isObject(a.properties) && isObject(b.properties)) {
+    const pa = a.properties, pb = b.properties;
+    out.properties = { ...pa, ...Object.fromEntries(Object.entries(pb).map(([k, v]) =>
+      [k, Object.hasOwn(pa, k) ? meet(pa[k], v, `${at}.properties.${k}`, ctx, inlining) : v])) };
+  }
   if (Array.isArray(a.required) && Array.isArray(b.required)) out.required = [...new Set([...a.required, ...b.required])];
+  const values = allowedValues(a, b, at);
+  if (values) {
+    delete out.const; delete out.enum;
+    Object.assign(out, values.length === 1 && ("const" in a || "const" in b) ? { const: values[0] } : { enum: values });
+  }
   const type = meetTypes(a.type, b.type);
   if (type) {
     if (!type.length) throw new NoValue(at);
@@ -188,6 +204,21 @@ function merge(a: Schema, b: Schema, at: string, ctx: Ctx, inlining: string[]): 
     out.oneOf = branches(`${at}.oneOf`, a.oneOf.flatMap((x, i) => (b.oneOf as unknown[]).map((y, j) => () => both(x, y, `${at}.oneOf.${i}.${j}`, ctx, inlining))));
   }
   return out;
+}
+
+/** What matches both of two schemas of one property: the same schema (a shared constraint pushed in) is kept as is. */
+function meet(x: unknown, y: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
+  return x === y || Bun.deepEquals(x, y) ? x : both(x, y, at, ctx, inlining);
+}
+
+/** The scalar values both const/enum lists allow (a const is a list of one), or undefined unless both have one. */
+function allowedValues(a: Schema, b: Schema, at: string): unknown[] | undefined {
+  const list = (s: Schema) => ("const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined);
+  const A = list(a), B = list(b);
+  if (!A || !B) return undefined;
+  const shared = A.filter((v) => B.some((w) => Bun.deepEquals(v, w)));
+  if (!shared.length) throw new NoValue(at);
+  return shared;
 }
 
 /** A value matching both branches: references inlined, a nested union per branch. */
