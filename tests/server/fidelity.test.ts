@@ -113,6 +113,7 @@ describe("structured output", () => {
       type: "object", required: ["pick", "word"], additionalProperties: false,
       properties: {
         pick: { oneOf: [{ type: "object", properties: { n: { const: 3 } }, required: ["n"] }], enum: [0, 1, 2, 3, 4, 5, 6, 7].map((n) => ({ n })) },
+        word: { type: "string" }, // listed here too: the closed object (additionalProperties false) allows no other name
       },
       allOf: [{ properties: { word: { enum: ["ab", "cd", "ef"] } } }, { properties: { word: { enum: ["cd", "gh"] } } }],
     };

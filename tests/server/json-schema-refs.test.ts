@@ -43,6 +43,8 @@ describe("followableRefs", () => {
 });
 
 describe("grammarSchema: forms node-llama-cpp generates as null become ones it follows", () => {
+  /** The status of what `f` throws (400 for a schema no value matches), or undefined. */
+  const status = (f: () => unknown) => { try { f(); } catch (e) { return (e as { status?: number }).status; } };
   test("anyOf is oneOf (Pydantic's Optional), with constraints beside it carried into each branch", () => {
     expect(grammarSchema({ properties: { a: { anyOf: [{ type: "string" }, { type: "null" }], default: null, title: "A" } } }, "p"))
       .toEqual({ type: "object", properties: { a: { oneOf: [{ type: "string" }, { type: "null" }], default: null, title: "A" } } });
@@ -139,11 +141,36 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     expect(grammarSchema({ allOf: [{ enum: ["x", "y"] }, { const: "y" }] }, "p")).toEqual({ const: "y" });
     // scalar values beside a union reach each branch: a branch of other values matches nothing and is left out
     expect(grammarSchema({ oneOf: [{ const: 1 }, { const: 2 }], enum: [2, 3] }, "p")).toEqual({ enum: [2, 3], oneOf: [{ const: 2 }] });
-    // a property whose two schemas no value matches: node-llama-cpp writes every listed property, so no object matches
-    let caught: { status?: number; message?: string } = {};
-    try { grammarSchema({ allOf: [{ properties: { a: { type: "string" } } }, { properties: { a: { type: "integer" } } }] }, "p"); } catch (e) { caught = e as typeof caught; }
-    expect(caught.status).toBe(400);
-    expect(caught.message).toContain("No value matches");
+    // a property whose two schemas no value matches is left out (node-llama-cpp writes every listed property); required, no object matches
+    const clash = [{ properties: { a: { type: "string" } } }, { properties: { a: { type: "integer" } } }];
+    expect(grammarSchema({ allOf: clash }, "p")).toEqual({ type: "object", properties: {} });
+    expect(status(() => grammarSchema({ allOf: clash, required: ["a"] }, "p"))).toBe(400);
+  });
+  test("an object's properties meet its other part's additionalProperties; arrays meet by position; the tighter bound holds", () => {
+    // a name the closed part does not list is not allowed: left out, or no object when required
+    expect(grammarSchema({ allOf: [{ properties: { a: {} } }, { additionalProperties: false }] }, "p")).toEqual({ type: "object", properties: {}, additionalProperties: false });
+    expect(status(() => grammarSchema({ allOf: [{ properties: { a: {} }, required: ["a"] }, { properties: { b: {} }, additionalProperties: false }] }, "p"))).toBe(400);
+    expect(grammarSchema({ allOf: [{ properties: { a: { type: "integer" } } }, { additionalProperties: { type: "number", minimum: 2 } }] }, "p"))
+      .toEqual({ type: "object", properties: { a: { type: "integer", minimum: 2 } }, additionalProperties: { type: "number", minimum: 2 } });
+    // an object const beside properties it does not have: those are left out (the literal is closed)
+    expect(grammarSchema({ properties: { a: {} }, const: { n: 1 } }, "p"))
+      .toEqual({ type: "object", properties: { n: { const: 1 } }, required: ["n"], additionalProperties: false });
+    expect(status(() => grammarSchema({ additionalProperties: false, const: { n: 1 } }, "p"))).toBe(400);
+    // an array const beside items: each of its items meets items
+    expect(status(() => grammarSchema({ const: [1], items: { type: "string" } }, "p"))).toBe(400);
+    expect(grammarSchema({ allOf: [{ items: { type: "number" } }, { prefixItems: [{ type: "integer" }], items: { minimum: 0 } }] }, "p"))
+      .toEqual({ type: "array", prefixItems: [{ type: "integer" }], items: { type: "number", minimum: 0 } });
+    expect(grammarSchema({ allOf: [{ minimum: 5, maxLength: 1 }, { minimum: 1, maxLength: 5, minItems: 2 }] }, "p")).toMatchObject({ minimum: 5, maxLength: 1, minItems: 2 });
+    expect(status(() => grammarSchema({ allOf: [{ type: "string", minLength: 3 }, { maxLength: 2 }] }, "p"))).toBe(400);
+    // a position no item can take ends the array there, under both maxItems
+    const pair = (second: string, bounds: object) => ({ prefixItems: [{ type: "integer" }, { type: second }], ...bounds });
+    expect(grammarSchema({ allOf: [pair("integer", { maxItems: 5 }), pair("string", { maxItems: 9 })] }, "p")).toMatchObject({ prefixItems: [{ type: "integer" }], maxItems: 1 });
+    expect(status(() => grammarSchema({ allOf: [pair("integer", { minItems: 2 }), pair("string", {})] }, "p"))).toBe(400);
+  });
+  test("a union branch or a referenced definition no value matches: the branch is left out; a definition `true` allows anything", () => {
+    expect(grammarSchema({ anyOf: [{ type: "string" }, { allOf: [{ type: "string" }, { type: "integer" }] }] }, "p")).toEqual({ oneOf: [{ type: "string" }] });
+    expect(grammarSchema({ $defs: { D: true }, type: "string", allOf: [{ $ref: "#/$defs/D" }] }, "p")).not.toHaveProperty("allOf");
+    expect(status(() => grammarSchema({ $defs: { D: false }, type: "string", allOf: [{ $ref: "#/$defs/D" }] }, "p"))).toBe(400);
   });
   test("definitions that each allOf the next one twice (2^40 parts inlined) are a quick 400, not a stall", () => {
     const defs = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`d${i}`, i === 39 ? { type: "object", properties: { a: { type: "string" } } }

@@ -7,6 +7,7 @@
  */
 import { InvalidRequestError } from "../../errors";
 import { isObject, pointed, REF, SCHEMA_LISTS, SCHEMA_MAPS, SCHEMAS } from "./json-schema";
+import { allowedValues, meetArrays, meetBounds, meetObjects, meetTypes, narrowValues, NoValue, setValues } from "./json-schema-meet";
 
 type Schema = Record<string, unknown>;
 
@@ -14,7 +15,7 @@ type Schema = Record<string, unknown>;
 export function grammarSchema(schema: Schema, param: string): Schema {
   const refs = followableRefs(schema, param);
   const defs = isObject(refs.$defs) ? refs.$defs : {};
-  return plainForms(refs, param, { defs, left: MAX_PARTS }, []) as Schema;
+  return withoutAbsent(plainForms(refs, param, { defs, left: MAX_PARTS }, [])) as Schema;
 }
 
 /**
@@ -41,14 +42,24 @@ const NOTES = new Set(["title", "description", "default", "examples", "$comment"
 function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
   if (!isObject(s)) return s;
   spend(ctx, at);
-  let out = mapChildren(s, (v, path) => plainForms(v, `${at}.${path}`, ctx, inlining));
+  let out = leftOut(mapChildren(s, (v, path) => {
+    try {
+      return plainForms(v, `${at}.${path}`, ctx, inlining);
+    } catch (e) {
+      if (e instanceof NoValue && DROPPABLE.test(path)) return false; // left out just below
+      throw e;
+    }
+  }), at);
 
   if (Array.isArray(out.items)) {
     // draft-07's tuple: items [..] is prefixItems; what follows it is additionalItems (absent or true: anything)
     const { items, additionalItems, ...rest } = out;
     out = { ...rest, prefixItems: items, ...(additionalItems === undefined || additionalItems === true ? {} : { items: additionalItems }) };
   }
-  if ("const" in out || Array.isArray(out.enum)) out = literals(out, at, ctx, inlining);
+  if ("const" in out || Array.isArray(out.enum)) {
+    out = literals(out, at, ctx, inlining);
+    narrowValues(out, at);
+  }
 
   if (out.items === false && Array.isArray(out.prefixItems)) {
     // "no items past the prefix": node-llama-cpp would read `false` as a schema and allow nulls there
@@ -86,6 +97,38 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
     const shared = Object.fromEntries(Object.entries(rest).filter(([k]) => !NOTES.has(k)));
     if (Object.keys(shared).length) out = { ...rest, oneOf: branches(`${at}.oneOf`, (oneOf as unknown[]).map((b, i) => () => pushInto(shared, b, `${at}.oneOf.${i}`, ctx, inlining))) };
   }
+  return out;
+}
+
+/** Where a part no value matches (false) is left out: a union's branch, an object's property. */
+const DROPPABLE = /^(anyOf|oneOf)\.\d+$|^properties\./;
+
+/** `s` without its union branches that allow no value (false); no value matches it if a union loses every branch, or a required property allows none. */
+function leftOut(s: Schema, at: string): Schema {
+  for (const k of ["anyOf", "oneOf"]) {
+    if (!Array.isArray(s[k]) || !s[k].includes(false)) continue;
+    s[k] = s[k].filter((b) => b !== false);
+    if (!(s[k] as unknown[]).length) throw new NoValue(`${at}.${k}`);
+  }
+  if (isObject(s.properties) && Array.isArray(s.required)) {
+    const needed = s.required.find((k) => (s.properties as Schema)[k as string] === false);
+    if (needed !== undefined) throw new NoValue(`${at}.properties.${needed}`);
+  }
+  return s;
+}
+
+/**
+ * Properties that must be absent (false) taken out once the rewrite is done: until then they stay, so that a part
+ * listing the same name meets them. node-llama-cpp writes every listed property and no other unless additionalProperties
+ * allows more: then none is allowed (stricter than the schema, which only forbade those names).
+ */
+function withoutAbsent(s: unknown): unknown {
+  if (!isObject(s)) return s;
+  const out = mapChildren(s, withoutAbsent);
+  if (!isObject(out.properties) || !Object.values(out.properties).includes(false)) return out;
+  out.properties = Object.fromEntries(Object.entries(out.properties).filter(([, v]) => v !== false));
+  // a name that must be absent would still be written as one more property: allow none beyond those listed
+  if (out.additionalProperties !== undefined) out.additionalProperties = false;
   return out;
 }
 
@@ -166,7 +209,9 @@ function inlined(member: unknown, at: string, ctx: Ctx, inlining: string[]): Sch
   if (inlining.includes(name)) throw new InvalidRequestError("A schema that includes itself through $ref where it has to be merged (in an allOf, or beside an anyOf/oneOf with constraints of its own) cannot be generated.", `${at}.$ref`);
   const { $ref: _, ...rest } = member;
   try {
-    return merge(plainForms(ctx.defs[name], at, ctx, [...inlining, name]) as Schema, rest, at, ctx, inlining);
+    const target = plainForms(ctx.defs[name], at, ctx, [...inlining, name]);
+    if (target === false) throw new NoValue(at);
+    return merge(isObject(target) ? target : {}, rest, at, ctx, inlining); // a definition that is `true` allows anything
   } catch (e) {
     // what the reference holds has no path the client wrote: name the reference (a NoValue drops a branch instead)
     if (e instanceof InvalidRequestError && !(e instanceof NoValue) && !e.message.startsWith(IN_REF)) throw new InvalidRequestError(`${IN_REF}${e.message}`, `${at}.$ref`);
@@ -175,30 +220,28 @@ function inlined(member: unknown, at: string, ctx: Ctx, inlining: string[]): Sch
 }
 
 /**
- * Both schemas' constraints: required unioned; a property in both is what matches both (node-llama-cpp writes every
- * listed property, so one no value matches is an object none does); const and enum values both allow; $defs joined
- * (b's wins for a name in both); else b's. Two unions are one branch per pair of branches (a value must match one
- * of each): keeping one, as the spread would, left the other union unenforced.
+ * Both schemas' constraints, met: required unioned; each property what both allow for it (meetObjects: a name one
+ * does not list takes its additionalProperties), each array position likewise; the tighter of two bounds; const
+ * and enum values both allow; $defs joined (b's wins for a name in both); any other keyword b's. Two unions are one
+ * branch per pair of branches (a value must match one of each): keeping one, as the spread would, left the other
+ * union unenforced.
  */
 function merge(a: Schema, b: Schema, at: string, ctx: Ctx, inlining: string[]): Schema {
   const out: Schema = { ...a, ...b };
   if (isObject(a.$defs) && isObject(b.$defs)) out.$defs = { ...a.$defs, ...b.$defs };
-  if (isObject(a.properties) && isObject(b.properties)) {
-    const pa = a.properties, pb = b.properties;
-    out.properties = { ...pa, ...Object.fromEntries(Object.entries(pb).map(([k, v]) =>
-      [k, Object.hasOwn(pa, k) ? meet(pa[k], v, `${at}.properties.${k}`, ctx, inlining) : v])) };
-  }
   if (Array.isArray(a.required) && Array.isArray(b.required)) out.required = [...new Set([...a.required, ...b.required])];
-  const values = allowedValues(a, b, at);
-  if (values) {
-    delete out.const; delete out.enum;
-    Object.assign(out, values.length === 1 && ("const" in a || "const" in b) ? { const: values[0] } : { enum: values });
-  }
+  const sub = (x: unknown, y: unknown, path: string) => meetOrNone(x, y, `${at}.${path}`, ctx, inlining);
+  meetBounds(a, b, out, at);
+  meetObjects(a, b, out, sub, at);
+  meetArrays(a, b, out, sub, at);
   const type = meetTypes(a.type, b.type);
   if (type) {
     if (!type.length) throw new NoValue(at);
     out.type = type.length === 1 ? type[0] : type;
   }
+  const shared = allowedValues(a, b, at); // both name values: the spread kept b's
+  if (shared) setValues(out, shared, "const" in a || "const" in b);
+  narrowValues(out, at);
   if (Array.isArray(a.oneOf) && Array.isArray(b.oneOf)) {
     if (a.oneOf.length * b.oneOf.length > MAX_PAIRS) throw new InvalidRequestError(`Unions that must all hold make more than ${MAX_PAIRS} branches together (one per combination of their branches).`, at);
     out.oneOf = branches(`${at}.oneOf`, a.oneOf.flatMap((x, i) => (b.oneOf as unknown[]).map((y, j) => () => both(x, y, `${at}.oneOf.${i}.${j}`, ctx, inlining))));
@@ -206,19 +249,22 @@ function merge(a: Schema, b: Schema, at: string, ctx: Ctx, inlining: string[]): 
   return out;
 }
 
+/** meet, or false where no value matches both. */
+function meetOrNone(x: unknown, y: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
+  if (x === false || y === false) return false;
+  if (x === true) return y;
+  if (y === true) return x;
+  try {
+    return meet(x, y, at, ctx, inlining);
+  } catch (e) {
+    if (e instanceof NoValue) return false;
+    throw e;
+  }
+}
+
 /** What matches both of two schemas of one property: the same schema (a shared constraint pushed in) is kept as is. */
 function meet(x: unknown, y: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
   return x === y || Bun.deepEquals(x, y) ? x : both(x, y, at, ctx, inlining);
-}
-
-/** The scalar values both const/enum lists allow (a const is a list of one), or undefined unless both have one. */
-function allowedValues(a: Schema, b: Schema, at: string): unknown[] | undefined {
-  const list = (s: Schema) => ("const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined);
-  const A = list(a), B = list(b);
-  if (!A || !B) return undefined;
-  const shared = A.filter((v) => B.some((w) => Bun.deepEquals(v, w)));
-  if (!shared.length) throw new NoValue(at);
-  return shared;
 }
 
 /** A value matching both branches: references inlined, a nested union per branch. */
@@ -231,11 +277,6 @@ function both(x: unknown, y: unknown, at: string, ctx: Ctx, inlining: string[]):
   return pushInto(a, y, at, ctx, inlining);
 }
 
-/** Two schemas no value can match both of (their types do not meet, or one is false): a branch that is left out. */
-class NoValue extends InvalidRequestError {
-  constructor(at: string) { super("No value matches every part of this schema (allOf members, or a union's branches with the constraints beside it, whose types do not meet).", at); }
-}
-
 /** A union's branches, each made by its maker; those no value matches are left out, and if none is left, no value matches the union. */
 function branches(at: string, makers: (() => unknown)[]): unknown[] {
   const out: unknown[] = [];
@@ -244,15 +285,6 @@ function branches(at: string, makers: (() => unknown)[]): unknown[] {
   }
   if (!out.length) throw new NoValue(at);
   return out;
-}
-
-/** The types both allow ("integer" is a "number"), [] where none is shared; undefined unless both name types (the spread keeps the one named). */
-function meetTypes(a: unknown, b: unknown): string[] | undefined {
-  if (a === undefined || b === undefined) return undefined;
-  const list = (t: unknown) => (Array.isArray(t) ? t : [t]) as string[];
-  const A = list(a), B = list(b);
-  const allows = (L: string[], t: string) => L.includes(t) || (t === "integer" && L.includes("number"));
-  return [...new Set([...A.filter((t) => allows(B, t)), ...B.filter((t) => allows(A, t))])];
 }
 
 /**
