@@ -249,22 +249,20 @@ function merge(a: Schema, b: Schema, at: string, ctx: Ctx, inlining: string[]): 
   return out;
 }
 
-/** meet, or false where no value matches both. */
+/**
+ * What matches both of two schemas at one place (a property, an array position), or false where no value does. The
+ * same schema twice (a shared constraint pushed into a branch that has it) is kept as is.
+ */
 function meetOrNone(x: unknown, y: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
   if (x === false || y === false) return false;
-  if (x === true) return y;
+  if (x === true || x === y || Bun.deepEquals(x, y)) return y;
   if (y === true) return x;
   try {
-    return meet(x, y, at, ctx, inlining);
+    return both(x, y, at, ctx, inlining);
   } catch (e) {
     if (e instanceof NoValue) return false;
     throw e;
   }
-}
-
-/** What matches both of two schemas of one property: the same schema (a shared constraint pushed in) is kept as is. */
-function meet(x: unknown, y: unknown, at: string, ctx: Ctx, inlining: string[]): unknown {
-  return x === y || Bun.deepEquals(x, y) ? x : both(x, y, at, ctx, inlining);
 }
 
 /** A value matching both branches: references inlined, a nested union per branch. */

@@ -8,17 +8,17 @@ import { isObject } from "./json-schema";
 
 type Schema = Record<string, unknown>;
 
-/** Bounds both schemas set: the tighter one holds. */
-const BOUNDS: [string, (x: number, y: number) => number][] = [
-  ...["minLength", "minItems", "minProperties", "minimum", "exclusiveMinimum"].map((k) => [k, Math.max] as [string, typeof Math.max]),
-  ...["maxLength", "maxItems", "maxProperties", "maximum", "exclusiveMaximum"].map((k) => [k, Math.min] as [string, typeof Math.min]),
-];
+/** Bounds a value must be at least (the larger of two holds) or at most (the smaller). */
+const LOWER = ["minLength", "minItems", "minProperties", "minimum", "exclusiveMinimum"];
+const UPPER = ["maxLength", "maxItems", "maxProperties", "maximum", "exclusiveMaximum"];
 /** Counts no value can meet once the lower bound passes the upper one. */
 const COUNTS = [["minLength", "maxLength"], ["minItems", "maxItems"], ["minProperties", "maxProperties"]] as const;
 
 /** The tighter of each bound both set (before meetArrays, which may lower maxItems further). */
 export function meetBounds(a: Schema, b: Schema, out: Schema, at: string): void {
-  for (const [k, pick] of BOUNDS) if (typeof a[k] === "number" && typeof b[k] === "number") out[k] = pick(a[k], b[k]);
+  const both = (k: string) => typeof a[k] === "number" && typeof b[k] === "number";
+  for (const k of LOWER) if (both(k)) out[k] = Math.max(a[k] as number, b[k] as number);
+  for (const k of UPPER) if (both(k)) out[k] = Math.min(a[k] as number, b[k] as number);
   for (const [lo, hi] of COUNTS) if (typeof out[lo] === "number" && typeof out[hi] === "number" && out[lo] > out[hi]) throw new NoValue(at);
 }
 
@@ -81,7 +81,7 @@ export function narrowValues(s: Schema, at: string): void {
   const isConst = "const" in s;
   if (!isConst && !Array.isArray(s.enum)) return;
   let values = isConst ? [s.const] : s.enum as unknown[];
-  if (isConst && Array.isArray(s.enum)) values = values.filter((v) => (s.enum as unknown[]).some((w) => Bun.deepEquals(v, w)));
+  if (isConst && Array.isArray(s.enum)) values = within(values, s.enum);
   if (s.type !== undefined) values = values.filter((v) => ofType(v, s.type));
   if (!values.length) throw new NoValue(at);
   setValues(s, values, isConst);
@@ -91,6 +91,9 @@ export function setValues(out: Schema, values: unknown[], asConst: boolean): voi
   delete out.const; delete out.enum;
   Object.assign(out, values.length === 1 && asConst ? { const: values[0] } : { enum: values });
 }
+
+/** The values of `values` that `list` has too (JSON values: equal by content). */
+const within = (values: unknown[], list: unknown[]) => values.filter((v) => list.some((w) => Bun.deepEquals(v, w)));
 
 /** Whether a JSON value is of a schema's type (a name or a list of names; "integer" a whole number). */
 function ofType(v: unknown, type: unknown): boolean {
@@ -104,7 +107,7 @@ export function allowedValues(a: Schema, b: Schema, at: string): unknown[] | und
   const list = (s: Schema) => ("const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined);
   const A = list(a), B = list(b);
   if (!A || !B) return undefined;
-  const shared = A.filter((v) => B.some((w) => Bun.deepEquals(v, w)));
+  const shared = within(A, B);
   if (!shared.length) throw new NoValue(at);
   return shared;
 }
