@@ -145,6 +145,10 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     const clash = [{ properties: { a: { type: "string" } } }, { properties: { a: { type: "integer" } } }];
     expect(grammarSchema({ allOf: clash }, "p")).toEqual({ type: "object", properties: {} });
     expect(status(() => grammarSchema({ allOf: clash, required: ["a"] }, "p"))).toBe(400);
+    // the same when the name is required by one part and must be absent by another's properties
+    expect(status(() => grammarSchema({ allOf: [{ properties: { a: false } }, { required: ["a"] }] }, "p"))).toBe(400);
+    expect(grammarSchema({ properties: { a: false }, oneOf: [{ required: ["a"] }, { type: "object" }] }, "p"))
+      .toEqual({ properties: {}, oneOf: [{ type: "object", properties: {} }] });
   });
   test("an object's properties meet its other part's additionalProperties; arrays meet by position; the tighter bound holds", () => {
     // a name the closed part does not list is not allowed: left out, or no object when required

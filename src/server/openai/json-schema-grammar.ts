@@ -232,7 +232,7 @@ function merge(a: Schema, b: Schema, at: string, ctx: Ctx, inlining: string[]): 
   if (Array.isArray(a.required) && Array.isArray(b.required)) out.required = [...new Set([...a.required, ...b.required])];
   const sub = (x: unknown, y: unknown, path: string) => meetOrNone(x, y, `${at}.${path}`, ctx, inlining);
   meetBounds(a, b, out, at);
-  meetObjects(a, b, out, sub, at);
+  meetObjects(a, b, out, sub);
   meetArrays(a, b, out, sub, at);
   const type = meetTypes(a.type, b.type);
   if (type) {
@@ -246,7 +246,8 @@ function merge(a: Schema, b: Schema, at: string, ctx: Ctx, inlining: string[]): 
     if (a.oneOf.length * b.oneOf.length > MAX_PAIRS) throw new InvalidRequestError(`Unions that must all hold make more than ${MAX_PAIRS} branches together (one per combination of their branches).`, at);
     out.oneOf = branches(`${at}.oneOf`, a.oneOf.flatMap((x, i) => (b.oneOf as unknown[]).map((y, j) => () => both(x, y, `${at}.oneOf.${i}.${j}`, ctx, inlining))));
   }
-  return out;
+  // one part's required name that the other's properties (or the meeting of both) leave no value for
+  return leftOut(out, at);
 }
 
 /**

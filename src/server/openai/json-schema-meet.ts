@@ -29,19 +29,17 @@ export type Sub = (x: unknown, y: unknown, path: string) => unknown;
  * Where both schemas say which properties an object may have: each name takes what both allow for it, a name one
  * schema does not list what its additionalProperties allows (absent or true: anything; patternProperties, not
  * enforced, count as anything). A name no value is allowed for must be absent (false, left out at the end: node-llama-cpp
- * writes every listed property), and no object matches when it is required.
+ * writes every listed property).
  */
-export function meetObjects(a: Schema, b: Schema, out: Schema, sub: Sub, at: string): void {
+export function meetObjects(a: Schema, b: Schema, out: Schema, sub: Sub): void {
   const says = (s: Schema) => isObject(s.properties) || s.additionalProperties !== undefined;
   if (!says(a) || !says(b)) return;
   const listed = (s: Schema) => (isObject(s.properties) ? s.properties : {});
   const others = (s: Schema) => (s.additionalProperties === undefined || "patternProperties" in s ? true : s.additionalProperties);
-  const required = new Set(Array.isArray(out.required) ? out.required : []);
   const pa = listed(a), pb = listed(b), properties: Schema = {};
   for (const k of new Set([...Object.keys(pa), ...Object.keys(pb)])) {
-    const v = sub(Object.hasOwn(pa, k) ? pa[k] : others(a), Object.hasOwn(pb, k) ? pb[k] : others(b), `properties.${k}`);
-    if (v === false && required.has(k)) throw new NoValue(`${at}.properties.${k}`);
-    properties[k] = v; // false (absent) stays until the end (withoutAbsent), for parts met later
+    // false (absent) stays until the end (withoutAbsent), for parts met later; merge refuses it where required (leftOut)
+    properties[k] = sub(Object.hasOwn(pa, k) ? pa[k] : others(a), Object.hasOwn(pb, k) ? pb[k] : others(b), `properties.${k}`);
   }
   if (isObject(a.properties) || isObject(b.properties)) out.properties = properties;
   const rest = sub(others(a), others(b), "additionalProperties");
