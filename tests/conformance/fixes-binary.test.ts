@@ -2,7 +2,7 @@
  * This round's fidelity fixes, the way a user meets them: the compiled binary, called through the official `openai`
  * SDK (create and the stream helper). The in-process tests beside the code hold the wider sweeps
  * (tests/server/stop-strings.test.ts, chat-end-tail.test.ts, parameters.test.ts, responses.test.ts,
- * fidelity.test.ts); each case here failed against a binary built before the fixes (4302e33; the zod one at 8f6201b; the two unions at 21ea463; prompt reuse at 1b17cbd).
+ * fidelity.test.ts); each case here failed against a binary built before the fixes (4302e33; the zod one at 8f6201b; the two unions at 21ea463; prompt reuse at 1b17cbd; the parts that must all hold at cfbb08c).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
@@ -149,6 +149,26 @@ test("json_schema: an allOf of two unions (a branch of each must hold) is answer
     expect({ seed, first: typeof v.a === "string" || Number.isSafeInteger(v.b), second: typeof v.c === "boolean" || (Object.hasOwn(v, "d") && v.d === null) })
       .toEqual({ seed, first: true, second: true });
   }
+});
+
+test("json_schema: parts that must all hold allow only what every part allows (an enum of objects beside a oneOf, a property in two allOf parts)", async () => {
+  // Before (cfbb08c): the enum's branches replaced the oneOf and the second allOf part's property the first's, so
+  // answers held other n than 3 and "gh".
+  const schema = {
+    type: "object", required: ["pick", "word"], additionalProperties: false,
+    properties: {
+      pick: { oneOf: [{ type: "object", properties: { n: { const: 3 } }, required: ["n"] }], enum: [0, 1, 2, 3, 4, 5, 6, 7].map((n) => ({ n })) },
+      word: { type: "string" },
+    },
+    allOf: [{ properties: { word: { enum: ["ab", "cd", "ef"] } } }, { properties: { word: { enum: ["cd", "gh"] } } }],
+  };
+  const answers: unknown[] = [];
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "pick" }], max_tokens: 60, seed, temperature: 1,
+      response_format: { type: "json_schema", json_schema: { name: "pick", schema } } });
+    answers.push(JSON.parse(r.choices[0]!.message.content!));
+  }
+  expect(answers).toEqual([1, 2, 3].map(() => ({ pick: { n: 3 }, word: "cd" })));
 });
 
 describe("prompt reuse (engine/sequence-pool.ts): a conversation's next turn evaluates only the new turn", () => {
