@@ -68,6 +68,24 @@ describe("structured output", () => {
     expect(e.status).toBe(400);
     expect(e.param).toBe("response_format.json_schema.schema.properties.a.type");
   });
+  test("a union of no branch or an empty type list → 400 naming it; an array position no value may take ends the array", async () => {
+    // node-llama-cpp wrote nothing for an empty union ({"a":} does not parse) and null for an empty type list
+    for (const [a, key] of [[{ anyOf: [] }, "anyOf"], [{ oneOf: [] }, "oneOf"], [{ type: [] }, "type"]] as const) {
+      const e = await error(chat({ response_format: schemaFormat({ type: "object", properties: { a }, required: ["a"] }) }));
+      expect([e.status, e.param]).toEqual([400, `response_format.json_schema.schema.properties.a.${key}`]);
+    }
+    // it read `false` as a schema and wrote null there: [true, null] where only [] or [true] match
+    const schema = {
+      type: "object", required: ["a", "b"],
+      properties: { a: { type: "array", items: false }, b: { type: "array", prefixItems: [{ type: "boolean" }, false] } },
+    };
+    for (const seed of [1, 2, 3]) {
+      const v = JSON.parse((await chat({ seed, temperature: 1, max_tokens: 60, response_format: schemaFormat(schema) })).choices[0]!.message.content!);
+      expect(v.a).toEqual([]);
+      expect(v.b.length).toBeLessThanOrEqual(1);
+      for (const x of v.b) expect(typeof x).toBe("boolean");
+    }
+  });
   test("a $ref that points nowhere, or outside the schema → 400 naming it; one into $defs is followed", async () => {
     for (const ref of ["#/nope", "#/$defs/missing", "https://example.com/s.json", "#/%zz"]) {
       const e = await error(chat({ response_format: schemaFormat({ type: "object", properties: { a: { $ref: ref } } }) }));

@@ -171,6 +171,22 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     expect(grammarSchema({ allOf: [pair("integer", { maxItems: 5 }), pair("string", { maxItems: 9 })] }, "p")).toMatchObject({ prefixItems: [{ type: "integer" }], maxItems: 1 });
     expect(status(() => grammarSchema({ allOf: [pair("integer", { minItems: 2 }), pair("string", {})] }, "p"))).toBe(400);
   });
+  test("one schema on its own: a position no value matches ends the array; bounds past each other match nothing", () => {
+    // node-llama-cpp read `false` as a schema and wrote null there: items false allowed [null, null] where only [] matches
+    expect(grammarSchema({ type: "array", items: false }, "p")).toEqual({ type: "array", maxItems: 0 });
+    expect(grammarSchema({ type: "array", prefixItems: [{ type: "integer" }, false, { type: "string" }] }, "p"))
+      .toEqual({ type: "array", prefixItems: [{ type: "integer" }], maxItems: 1 });
+    // items no value matches: only the empty array (it took minLength for maxLength and wrote 3-character strings)
+    expect(grammarSchema({ type: "array", items: { type: "string", minLength: 3, maxLength: 2 }, maxItems: 4 }, "p")).toEqual({ type: "array", maxItems: 0 });
+    expect(status(() => grammarSchema({ type: "array", items: false, minItems: 1 }, "p"))).toBe(400);
+    // other properties no value matches: none allowed
+    expect(grammarSchema({ type: "object", additionalProperties: { type: "integer", minimum: 3, maximum: 2 } }, "p")).toEqual({ type: "object", additionalProperties: false });
+    for (const bounds of [{ minLength: 3, maxLength: 2 }, { minItems: 2, maxItems: 1 }, { minProperties: 1, maxProperties: 0 }, { minimum: 5, maximum: 3 }, { exclusiveMinimum: 2, maximum: 2 }]) {
+      expect(status(() => grammarSchema(bounds, "p"))).toBe(400);
+      expect(grammarSchema({ anyOf: [{ type: "null" }, bounds] }, "p")).toEqual({ oneOf: [{ type: "null" }] });
+    }
+    expect(grammarSchema({ type: "integer", minimum: 2, maximum: 2 }, "p")).toEqual({ type: "integer", minimum: 2, maximum: 2 });
+  });
   test("a union branch or a referenced definition no value matches: the branch is left out; a definition `true` allows anything", () => {
     expect(grammarSchema({ anyOf: [{ type: "string" }, { allOf: [{ type: "string" }, { type: "integer" }] }] }, "p")).toEqual({ oneOf: [{ type: "string" }] });
     expect(grammarSchema({ $defs: { D: true }, type: "string", allOf: [{ $ref: "#/$defs/D" }] }, "p")).not.toHaveProperty("allOf");

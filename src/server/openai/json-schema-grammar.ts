@@ -7,7 +7,7 @@
  */
 import { InvalidRequestError } from "../../errors";
 import { isObject, pointed, REF, SCHEMA_LISTS, SCHEMA_MAPS, SCHEMAS } from "./json-schema";
-import { allowedValues, meetArrays, meetBounds, meetObjects, meetTypes, narrowValues, NoValue, setValues } from "./json-schema-meet";
+import { allowedValues, meetArrays, meetBounds, meetObjects, meetTypes, narrowValues, NoValue, ownBounds, setValues } from "./json-schema-meet";
 
 type Schema = Record<string, unknown>;
 
@@ -61,11 +61,8 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
     narrowValues(out, at);
   }
 
-  if (out.items === false && Array.isArray(out.prefixItems)) {
-    // "no items past the prefix": node-llama-cpp would read `false` as a schema and allow nulls there
-    const { items: _, ...rest } = out;
-    out = { ...rest, maxItems: Math.min(out.prefixItems.length, typeof out.maxItems === "number" ? out.maxItems : Infinity) };
-  }
+  out = arrayEnd(out, at);
+  ownBounds(out, at);
   if (Array.isArray(out.allOf) && out.allOf.length === 1 && isRefOnly(out.allOf[0]) && Object.keys(out).every((k) => k === "allOf" || NOTES.has(k))) {
     // Pydantic v1 writes a described field of a model type as allOf [$ref]: the reference itself, also when it recurses
     const { allOf, ...rest } = out;
@@ -100,8 +97,25 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
   return out;
 }
 
-/** Where a part no value matches (false) is left out: a union's branch, an object's property. */
-const DROPPABLE = /^(anyOf|oneOf)\.\d+$|^properties\./;
+/**
+ * Where a part no value matches (false) is left out: a union's branch, an object's property or its other properties,
+ * an array position or the items past the prefix (the array ends before it: arrayEnd).
+ */
+const DROPPABLE = /^(anyOf|oneOf|prefixItems|items)\.\d+$|^properties\.|^(items|additionalItems|additionalProperties)$/;
+
+/**
+ * An array position no value matches (false) ends the array there: node-llama-cpp reads `false` as a schema and
+ * wrote `null` in its place (`items: false` allowed `[null, null]` where only `[]` matches). What follows the end is dropped.
+ */
+function arrayEnd(s: Schema, at: string): Schema {
+  const prefix = Array.isArray(s.prefixItems) ? s.prefixItems : [];
+  const gap = prefix.indexOf(false);
+  if (gap < 0 && s.items !== false) return s;
+  const { items: _, prefixItems: __, ...rest } = s;
+  const kept = gap < 0 ? prefix : prefix.slice(0, gap);
+  const out: Schema = { ...rest, ...(kept.length ? { prefixItems: kept } : {}), maxItems: Math.min(kept.length, typeof s.maxItems === "number" ? s.maxItems : Infinity) };
+  return out;
+}
 
 /** `s` without its union branches that allow no value (false); no value matches it if a union loses every branch, or a required property allows none. */
 function leftOut(s: Schema, at: string): Schema {

@@ -19,7 +19,20 @@ export function meetBounds(a: Schema, b: Schema, out: Schema, at: string): void 
   const both = (k: string) => typeof a[k] === "number" && typeof b[k] === "number";
   for (const k of LOWER) if (both(k)) out[k] = Math.max(a[k] as number, b[k] as number);
   for (const k of UPPER) if (both(k)) out[k] = Math.min(a[k] as number, b[k] as number);
-  for (const [lo, hi] of COUNTS) if (typeof out[lo] === "number" && typeof out[hi] === "number" && out[lo] > out[hi]) throw new NoValue(at);
+  ownBounds(out, at);
+}
+
+/**
+ * NoValue where a schema's own lower bound passes its upper one. node-llama-cpp took minLength for both ("Using
+ * minLength as maxLength"), so `{minLength: 3, maxLength: 2}` wrote 3-character strings the schema forbids.
+ */
+export function ownBounds(s: Schema, at: string): void {
+  const num = (k: string) => (typeof s[k] === "number" ? s[k] as number : undefined);
+  for (const [lo, hi] of COUNTS) if (num(lo) !== undefined && num(hi) !== undefined && num(lo)! > num(hi)!) throw new NoValue(at);
+  const lo = Math.max(num("minimum") ?? -Infinity, num("exclusiveMinimum") ?? -Infinity);
+  const hi = Math.min(num("maximum") ?? Infinity, num("exclusiveMaximum") ?? Infinity);
+  const open = lo === num("exclusiveMinimum") || hi === num("exclusiveMaximum");
+  if (lo > hi || (lo === hi && open)) throw new NoValue(at);
 }
 
 /** What both schemas allow at one place, or false where no value is allowed there (either is false, or they do not meet). */
@@ -119,8 +132,11 @@ export function meetTypes(a: unknown, b: unknown): string[] | undefined {
   return [...new Set([...A.filter((t) => allows(B, t)), ...B.filter((t) => allows(A, t))])];
 }
 
-/** Two schemas no value can match both of (types, values, bounds or allowed properties that do not meet, or one is false): a branch that is left out. */
+/**
+ * A schema no value matches (a lower bound past its upper one), or two no value matches both of (types, values,
+ * bounds or allowed properties that do not meet, or one is false): a branch that is left out.
+ */
 export class NoValue extends InvalidRequestError {
-  constructor(at: string) { super("No value matches every part of this schema (allOf members, or a union's branches with the constraints beside it: their types, values, bounds or allowed properties do not meet).", at); }
+  constructor(at: string) { super("No value matches this schema: its types, values, bounds or allowed properties do not meet (its own, or those of allOf members, or of a union's branches with the constraints beside it).", at); }
 }
 

@@ -45,6 +45,7 @@ function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, 
   }
   if ("type" in s) {
     const types = Array.isArray(s.type) ? s.type : [s.type];
+    if (!types.length) throw new InvalidRequestError("'type' must name at least one type.", `${at}.type`);
     for (const t of types) {
       if (typeof t !== "string" || !TYPES.has(t)) {
         throw new InvalidRequestError(`Unknown JSON schema type ${JSON.stringify(t)} (known: ${[...TYPES].join(", ")}).`, `${at}.type`);
@@ -66,6 +67,8 @@ function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, 
     if (!(k in s)) continue;
     const list = s[k];
     if (!Array.isArray(list)) throw new InvalidRequestError(`'${k}' must be an array of schemas.`, `${at}.${k}`);
+    // a union of no branch: node-llama-cpp wrote nothing in its place ("" or `{"a":}`, which does not parse)
+    if (!list.length && (k === "anyOf" || k === "oneOf")) throw new InvalidRequestError(`'${k}' must list at least one schema.`, `${at}.${k}`);
     list.forEach((sub, i) => walk(sub, `${at}.${k}.${i}`, depth + 1, here, root));
   }
   // draft-07 tuples: `items` as an array of schemas (Pydantic v1's Tuple, TypeBox's Tuple)
