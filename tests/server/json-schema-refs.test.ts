@@ -186,6 +186,10 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
       expect(grammarSchema({ anyOf: [{ type: "null" }, bounds] }, "p")).toEqual({ oneOf: [{ type: "null" }] });
     }
     expect(grammarSchema({ type: "integer", minimum: 2, maximum: 2 }, "p")).toEqual({ type: "integer", minimum: 2, maximum: 2 });
+    // not: {} (zod's never) allows no value: node-llama-cpp ignores not and wrote null
+    expect(grammarSchema({ type: "object", properties: { a: { type: "string" }, b: { not: {} } } }, "p")).toEqual({ type: "object", properties: { a: { type: "string" } } });
+    expect(grammarSchema({ type: "array", items: { not: true } }, "p")).toEqual({ type: "array", maxItems: 0 });
+    expect(status(() => grammarSchema({ not: { description: "never" } }, "p"))).toBe(400);
   });
   test("a union branch or a referenced definition no value matches: the branch is left out; a definition `true` allows anything", () => {
     expect(grammarSchema({ anyOf: [{ type: "string" }, { allOf: [{ type: "string" }, { type: "integer" }] }] }, "p")).toEqual({ oneOf: [{ type: "string" }] });

@@ -61,6 +61,8 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
     narrowValues(out, at);
   }
 
+  // `not: {}` is "no value" (zod's never); node-llama-cpp ignores `not` and wrote null. Any other `not` is not enforced.
+  if (out.not === true || (isObject(out.not) && Object.keys(out.not).every((k) => NOTES.has(k)))) throw new NoValue(at);
   out = arrayEnd(out, at);
   ownBounds(out, at);
   if (Array.isArray(out.allOf) && out.allOf.length === 1 && isRefOnly(out.allOf[0]) && Object.keys(out).every((k) => k === "allOf" || NOTES.has(k))) {
