@@ -75,6 +75,10 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     });
     expect(grammarSchema({ minLength: 1, minimum: 2 }, "p")).toEqual({ minLength: 1, minimum: 2 }); // two types' keywords: not guessed
     expect(grammarSchema({ enum: ["a"], maxLength: 3 }, "p")).toEqual({ enum: ["a"], maxLength: 3 });
+    // only the schema that results: an allOf member's keywords do not hold the others to their type ("x" matches both)
+    expect(grammarSchema({ allOf: [{ enum: ["x"] }, { minimum: 2 }] }, "p")).toEqual({ enum: ["x"], minimum: 2 });
+    expect(grammarSchema({ allOf: [{ properties: { a: {} } }, { type: "string" }] }, "p")).toEqual({ properties: { a: {} }, type: "string" });
+    expect(grammarSchema({ allOf: [{ properties: { a: {} } }, { required: ["a"] }] }, "p")).toEqual({ type: "object", properties: { a: {} }, required: ["a"] });
     expect(grammarSchema({ type: "array", prefixItems: [{ type: "string" }], items: false }, "p"))
       .toEqual({ type: "array", prefixItems: [{ type: "string" }], maxItems: 1 });
   });

@@ -15,7 +15,7 @@ type Schema = Record<string, unknown>;
 export function grammarSchema(schema: Schema, param: string): Schema {
   const refs = followableRefs(schema, param);
   const defs = isObject(refs.$defs) ? refs.$defs : {};
-  return withoutAbsent(plainForms(refs, param, { defs, left: MAX_PARTS }, [])) as Schema;
+  return finished(plainForms(refs, param, { defs, left: MAX_PARTS }, [])) as Schema;
 }
 
 /**
@@ -88,8 +88,6 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
         : { oneOf: (type as string[]).map((t) => ({ ...rest, type: t })) };
     }
   }
-  const implied = impliedType(out);
-  if (implied) out = { ...out, type: implied };
   if (Array.isArray(out.oneOf)) {
     // node-llama-cpp reads only the branches: constraints beside them (a shared type, properties) go into each one.
     const { oneOf, ...rest } = out;
@@ -134,13 +132,17 @@ function leftOut(s: Schema, at: string): Schema {
 }
 
 /**
- * Properties that must be absent (false) taken out once the rewrite is done: until then they stay, so that a part
- * listing the same name meets them. node-llama-cpp writes every listed property and no other unless additionalProperties
- * allows more: then none is allowed (stricter than the schema, which only forbade those names).
+ * What is done once the rewrite is: until then, properties that must be absent (false) stay, so that a part listing
+ * the same name meets them, and a schema with no type keeps none, so that parts met later are not held to the type
+ * one part's keywords imply (`{allOf: [{enum: ["x"]}, {minimum: 2}]}` allows "x": minimum applies to numbers only).
+ * node-llama-cpp writes every listed property and no other unless additionalProperties allows more: then none is
+ * allowed (stricter than the schema, which only forbade those names).
  */
-function withoutAbsent(s: unknown): unknown {
+function finished(s: unknown): unknown {
   if (!isObject(s)) return s;
-  const out = mapChildren(s, withoutAbsent);
+  const out = mapChildren(s, finished);
+  const implied = impliedType(out);
+  if (implied) out.type = implied;
   if (!isObject(out.properties) || !Object.values(out.properties).includes(false)) return out;
   out.properties = Object.fromEntries(Object.entries(out.properties).filter(([, v]) => v !== false));
   // a name that must be absent would still be written as one more property: allow none beyond those listed
