@@ -52,7 +52,7 @@ export const configSchema = z.strictObject({
     .describe("Keep each sequence's evaluated prompt after a generation; a later prompt from the same API key (or, without keys, any prompt) that starts the same evaluates only what follows (usage.prompt_tokens_details.cached_tokens). Never shared between keys. false: every prompt is evaluated whole."),
   maxQueue: z.number().int().min(0).max(10_000).default(32)
     .describe("Requests allowed to wait for a free sequence; beyond that the server answers 503 with Retry-After."),
-  defaultMaxTokens: positive.default(512).describe("max_tokens when a request gives none."),
+  defaultMaxTokens: positive.default(512).describe("max_tokens when a request gives none, lowered to what the context leaves after the prompt (never a 400 for a length the client did not ask for)."),
   maxTokensCap: positive.default(4096).describe("Largest max_tokens a request may ask for (never above the context)."),
   gpu: z.enum(["auto", "cuda", "vulkan", "metal", "off"]).default("auto")
     .describe("GPU backend. Any GPU backend is preflighted in a child process first; on failure the server falls back to CPU."),

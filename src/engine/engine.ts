@@ -42,6 +42,11 @@ export type OutputFormat =
 
 export interface Sampling {
   maxTokens: number;
+  /**
+   * maxTokens is the server's default, not the client's: it is lowered to what the context leaves after the prompt
+   * (OpenAI's default is all of it), so a request that asked for no length is never refused for one.
+   */
+  maxTokensDefaulted?: boolean;
   temperature?: number;
   topP?: number;
   topK?: number;

@@ -9,8 +9,11 @@ import type { ChatTurn, GenerateCall, Sampling } from "./engine";
 /** Token types that are never plain text (GGUF: 3 control, 4 user-defined). */
 const SPECIAL_TYPES = new Set([3, 4]);
 
-export function checkContext(limit: number, prompt: number, maxTokens: number, param: "messages" | "prompt" = "messages") {
+/** The sampling a prompt of `prompt` tokens runs with: a defaulted maxTokens fitted to the context; a 400 if what was asked for does not fit. */
+export function fitContext(limit: number, prompt: number, s: Sampling, param: "messages" | "prompt" = "messages"): Sampling {
+  const maxTokens = s.maxTokensDefaulted ? Math.max(1, Math.min(s.maxTokens, limit - prompt)) : s.maxTokens;
   if (prompt + maxTokens > limit) throw new ContextLengthError(limit, prompt, maxTokens, param);
+  return maxTokens === s.maxTokens ? s : { ...s, maxTokens };
 }
 
 /** What chat and completion generation share; counts generated tokens as they arrive. */

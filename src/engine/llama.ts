@@ -8,7 +8,7 @@ import { LlamaChat, LlamaCompletion, type LlamaContextSequence, type Llama, type
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolUse } from "./engine";
 import { jsonSchemaGrammar } from "./grammar";
-import { beginningToken, checkContext, checkTokenIds, finishOf, generateOptions, toHistory } from "./llama-options";
+import { beginningToken, checkTokenIds, finishOf, fitContext, generateOptions, toHistory } from "./llama-options";
 import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { Arrivals } from "./arrivals";
 import { loadModel, openLlama, type Loaded, type LlamaEngineOptions, type ModelSource } from "./llama-load";
@@ -121,7 +121,7 @@ export class LlamaEngine implements Engine {
     const state = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
     const prompt = state.contextText.tokenize(l.model.tokenizer);
     const promptTokens = prompt.length;
-    checkContext(l.info.contextSize, promptTokens, call.sampling.maxTokens);
+    call = { ...call, sampling: fitContext(l.info.contextSize, promptTokens, call.sampling) };
     // Complete characters of held-back tokens go out at once where only split characters and the template's stop strings hold text (early-text.ts).
     const holdFor = call.onText && chatEarly(state, l.chatWrapper, !forced && !functions && !grammar && call.sampling.logprobs == null, call.sampling.stop);
     return this.withSequence(l, call, prompt, async (sequence, generating, cachedTokens): Promise<Generation> => {
@@ -177,7 +177,7 @@ export class LlamaEngine implements Engine {
     // more token than counted, and a prompt the model was never trained on).
     const bos = beginningToken(l.model);
     const input = bos != null ? [bos, ...tokens] : tokens;
-    checkContext(l.info.contextSize, input.length, call.sampling.maxTokens, "prompt");
+    call = { ...call, sampling: fitContext(l.info.contextSize, input.length, call.sampling, "prompt") };
     const top = call.sampling.logprobs;
     // The prompt's own logprobs are read while it is evaluated: all of it, none reused.
     const fresh = top != null && call.sampling.promptLogprobs;

@@ -37,6 +37,12 @@ export interface Guards {
   readBody(request: Request, state: RequestState): Promise<string>;
   /** After the body is read, before schema validation: signature, then rate limit (`body` as parsed, unvalidated). */
   afterParse(request: Request, state: RequestState, body?: unknown): Promise<void>;
+  /**
+   * A valid key's request refused before afterParse ran (wrong scope, unknown route, a body that does not parse)
+   * goes through it now, so it counts against the key like any other request and carries its x-ratelimit-*
+   * headers. Answers the error to send: the signature's or the limiter's refusal, when there is one, else `error`.
+   */
+  refused(request: Request, state: RequestState, error: AppError): Promise<AppError>;
   prompt(state: RequestState, model: string, turns: ChatTurn[]): ChatTurn[];
   responseFilter(state: RequestState): TextFilter;
   /** Tokens are known: charge them and free the concurrency slot now, not when the socket closes. Idempotent. */
@@ -63,7 +69,7 @@ export interface GuardDeps {
   clock: () => number;
 }
 
-interface Extra { key?: KeyRecord; rawBody?: string; slot?: Slot; admitted?: Where; reserved?: number; filters?: TextFilter[]; settled?: boolean }
+interface Extra { key?: KeyRecord; limitChecked?: boolean; rawBody?: string; slot?: Slot; admitted?: Where; reserved?: number; filters?: TextFilter[]; settled?: boolean }
 const extras = new WeakMap<RequestState, Extra>();
 const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s, (e = {})); return e; };
 
@@ -165,6 +171,7 @@ export function createGuards(d: GuardDeps): Guards {
       const x = extra(state);
       const key = x.key;
       if (!key) return;
+      x.limitChecked = true; // whatever happens now (a bad signature, a 429), refused() must not count it again
       let signed: { nonce: string; expiresAt: number } | undefined;
       if (key.requireSignature) {
         signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: state.path + state.query, body: x.rawBody ?? "",
@@ -178,6 +185,19 @@ export function createGuards(d: GuardDeps): Guards {
       Object.assign(state.headers, admitted.headers);
       // Remembered only once the rate limiter charged it: a flood of refused requests cannot fill the cache.
       if (signed) await nonces.add(key.id, signed.nonce, signed.expiresAt, d.clock());
+    },
+
+    async refused(request, state, error) {
+      const x = extra(state);
+      // 429s are the limiter's (or the failed-auth throttle's) own answer: counting them again would double-charge.
+      if (!x.key || x.limitChecked || error.status === 429) return error;
+      try {
+        await this.afterParse(request, state, undefined); // the body was never parsed: the reservation is its raw length
+      } catch (e) {
+        if (e instanceof AppError) return e;
+        throw e;
+      }
+      return error;
     },
 
     prompt(state, model, turns) {

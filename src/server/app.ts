@@ -124,10 +124,11 @@ export function createApp(input: AppInput) {
     // Headers decided inside a handler (prompt flags) reach the response too.
     .onAfterHandle({ as: "global" }, ({ request, set }) => { Object.assign(set.headers, stateOf(request).headers); })
     // 4. The one error mapper.
-    .onError({ as: "global" }, ({ code, error, request }) => {
+    .onError({ as: "global" }, async ({ code, error, request }) => {
       arrived(request);
       const state = stateOf(request);
-      const e = toAppError(code, error, state.id, log.child({ traceId: state.trace.traceId }));
+      // A wrong scope, an unknown route or an unparsable body still counts against the key (429 once over).
+      const e = await guards.refused(request, state, toAppError(code, error, state.id, log.child({ traceId: state.trace.traceId })));
       state.status = e.status;
       state.errorCode = e.code ?? undefined;
       deps.settle(state); // free the key's concurrency slot now, not when the socket closes

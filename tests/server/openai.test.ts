@@ -132,6 +132,21 @@ describe("errors are OpenAI-shaped with the right status", () => {
   test("prompt + max_tokens over the context → 400 context_length_exceeded", () =>
     expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "word ".repeat(1500) }], max_tokens: 1000 }),
       400, "context_length_exceeded"));
+  test("no max_tokens: a prompt that leaves less than the default is answered within what the context leaves, not refused", async () => {
+    // 1,700 prompt tokens of a 2,048 context: the default 512 would not fit (a 400 the client never asked for before)
+    const messages = [{ role: "user" as const, content: "word ".repeat(560) }];
+    const r = await srv.client.chat.completions.create({ model: "tiny", messages, temperature: 0 });
+    expect(r.usage!.prompt_tokens).toBeGreaterThan(2048 - 512);
+    expect(r.usage!.prompt_tokens + r.usage!.completion_tokens).toBeLessThanOrEqual(2048);
+    const stream = await srv.client.chat.completions.create({ model: "tiny", messages, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    let text = "";
+    for await (const c of stream) text += c.choices[0]?.delta.content ?? "";
+    expect(text).toBe(r.choices[0]!.message.content!);
+    const c = await srv.client.completions.create({ model: "tiny", prompt: "word ".repeat(560) });
+    expect(c.usage!.prompt_tokens + c.usage!.completion_tokens).toBeLessThanOrEqual(2048);
+    // asked for, it is what was asked: still a 400
+    await expectError(srv.client.completions.create({ model: "tiny", prompt: "word ".repeat(560), max_tokens: 512 }), 400, "context_length_exceeded");
+  });
   test("max_tokens above the cap → 400", () =>
     expectError(srv.client.completions.create({ model: "tiny", prompt: "x", max_tokens: 100000 }), 400, undefined, "max_tokens"));
   test("n above the most choices → 400", () => expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], n: 17 }), 400, undefined, "n"));

@@ -22,6 +22,7 @@ export function toSampling(req: ChatCompletionRequest | CompletionRequest, limit
   }
   return {
     maxTokens: requested ?? Math.min(limits.defaultMaxTokens, cap),
+    maxTokensDefaulted: requested == null,
     temperature: req.temperature ?? 1,
     topP: req.top_p ?? 1,
     topK: req.top_k ?? undefined,
