@@ -15,8 +15,8 @@ export class AuthError extends AppError {
 }
 
 export class ScopeError extends AppError {
-  constructor(scope: string) {
-    super(`This API key lacks the '${scope}' scope.`, 403, "permission_error", "insufficient_scope");
+  constructor(scopes: readonly string[]) {
+    super(`This API key lacks the ${scopes.map((s) => `'${s}'`).join(" or ")} scope.`, 403, "permission_error", "insufficient_scope");
   }
 }
 
@@ -52,23 +52,27 @@ export function isPublic(method: string, path: string, docsPublic = false) {
   return PUBLIC.has(`${m} ${path}`) || (docsPublic && (m === "GET" || m === "HEAD") && DOCS.has(path));
 }
 
-/** The scope a route needs; undefined = any valid key. Judged on the normalised path. */
-export function requiredScope(path: string): Scope | undefined {
-  return scopeOf(normalizePath(path));
+/**
+ * What a route needs, as alternatives: a key holding any one of them passes. Judged on the normalised path and on
+ * the raw path the router matches on; a key needs to pass both.
+ */
+export function requiredScopes(path: string): Scope[][] {
+  const seen = new Map<string, Scope[]>();
+  for (const need of [scopeOf(normalizePath(path)), scopeOf(path)]) if (need) seen.set(need.join(), need);
+  return [...seen.values()];
 }
 
-/** Every scope the request may need: of the normalised path, and of the raw path the router matches on. */
-export function requiredScopes(path: string): Scope[] {
-  return [...new Set([scopeOf(normalizePath(path)), scopeOf(path)])].filter((s): s is Scope => !!s);
-}
-
-function scopeOf(p: string): Scope | undefined {
-  if (p === "/v1/chat/completions" || p === "/v1/responses") return "chat";
-  if (p === "/v1/completions") return "completions";
-  if (p === "/v1/embeddings") return "embeddings";
-  if (p === "/v1/models" || p.startsWith("/v1/models/")) return "models";
-  if (p === "/metrics") return "metrics"; // a scraper's key reaches nothing else
-  if (p.startsWith("/admin")) return "admin";
+/** undefined = any valid key. */
+function scopeOf(p: string): Scope[] | undefined {
+  if (p === "/v1/chat/completions" || p === "/v1/responses") return ["chat"];
+  if (p === "/v1/completions") return ["completions"];
+  if (p === "/v1/embeddings") return ["embeddings"];
+  if (p === "/v1/models" || p.startsWith("/v1/models/")) return ["models"];
+  // llama-server's extensions, used to count and build prompts for generation: a key that may generate may use
+  // them; a scraper's or an embeddings-only key may not.
+  if (p === "/tokenize" || p === "/detokenize") return ["chat", "completions"];
+  if (p === "/metrics") return ["metrics"]; // a scraper's key reaches nothing else
+  if (p.startsWith("/admin")) return ["admin"];
   return undefined;
 }
 
@@ -83,7 +87,8 @@ export function presentedKey(headers: Headers): string | undefined {
 }
 
 export function checkScope(rec: KeyRecord, path: string) {
-  for (const scope of requiredScopes(path)) {
-    if (!rec.scopes.includes(scope) && !rec.scopes.includes("admin")) throw new ScopeError(scope);
+  if (rec.scopes.includes("admin")) return;
+  for (const need of requiredScopes(path)) {
+    if (!need.some((s) => rec.scopes.includes(s))) throw new ScopeError(need);
   }
 }

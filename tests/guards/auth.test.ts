@@ -50,6 +50,22 @@ describe("keys", () => {
     expect(res.status).toBe(403);
     expect(((await res.json()) as any).error.code).toBe("insufficient_scope");
   });
+  test("scopes: /tokenize and /detokenize need chat or completions; a scraper's metrics key reaches nothing but /metrics", async () => {
+    const keyOf = (name: string, scopes: ("chat" | "completions" | "metrics" | "embeddings")[]) => ctx.store.create({ name, scopes }).key;
+    const keys = { metrics: keyOf("scraper", ["metrics"]), embeddings: ctx.keys[1]!, chat: keyOf("chat-only", ["chat"]), completions: keyOf("completions-only", ["completions"]) };
+    const call = (p: string, key: string) => ctx.app.handle(req(p, { key, json: p === "/tokenize" ? { model: "tiny", content: "hi" } : { model: "tiny", tokens: [1] } }));
+    for (const p of ["/tokenize", "/detokenize", "/%74okenize", "/v1/../detokenize"]) {
+      for (const who of ["metrics", "embeddings"] as const) {
+        const res = await call(p, keys[who]);
+        expect({ p, who, status: res.status }).toEqual({ p, who, status: 403 });
+        expect(((await res.json()) as any).error).toMatchObject({ code: "insufficient_scope", type: "permission_error" });
+      }
+    }
+    for (const p of ["/tokenize", "/detokenize"]) {
+      for (const who of ["chat", "completions"] as const) expect({ p, who, status: (await call(p, keys[who])).status }).toEqual({ p, who, status: 200 });
+    }
+    expect((await ctx.app.handle(req("/metrics", { key: keys.metrics }))).status).toBe(200);
+  });
   test("revocation and new keys take effect without a restart", async () => {
     const other = new KeyStore(keysFilePath(ctx.stateDir)); // as the CLI would, from another process
     const { key } = other.create({ name: "late" });
