@@ -25,7 +25,7 @@ import { createPromptGuard } from "./prompt-guard";
 import { RateLimitError } from "./rate-limit";
 import { createScanner, passthrough, type TextFilter } from "./response-scan";
 import { verifySignature } from "./signature";
-import type { Slot, Where } from "./store/limiter";
+import { SharedStateUnavailableError, type Slot, type Where } from "./store/limiter";
 import { createSharedState, type SharedStateStatus } from "./store/shared-state";
 
 export class BodyTooLargeError extends AppError {
@@ -94,6 +94,20 @@ export function createGuards(d: GuardDeps): Guards {
   /** A whole network may fail authFailureNetworkFactor times as often as one address (several users behind it). */
   const failNetLimits = { ...failLimits, rpm: failLimits.rpm * config.rateLimit.authFailureNetworkFactor };
 
+  const anonLimits = { ...failLimits, rpm: config.rateLimit.anonymousRpm };
+  /**
+   * anonymousRpm per client address for requests without a key: the public docs with auth on, everything with it
+   * off. The docs need no shared state (README: Redis "refuse" spares them), so a limiter that cannot answer lets
+   * them through.
+   */
+  const anonymous = async (state: RequestState, docs: boolean) => {
+    try {
+      Object.assign(state.headers, (await limiter.admit(`ip:${state.clientIp}`, anonLimits)).headers);
+    } catch (e) {
+      if (!(docs && e instanceof SharedStateUnavailableError)) throw e;
+    }
+  };
+
   return {
     async onRequest(request, state) {
       const url = { pathname: state.path };
@@ -115,8 +129,11 @@ export function createGuards(d: GuardDeps): Guards {
       const declared = Number(request.headers.get("content-length") ?? 0);
       if (declared > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
       // auth
-      if (!config.auth || isPublic(request.method, url.pathname, config.docsPublic)) {
-        if (!isPublic(request.method, url.pathname, config.docsPublic)) Object.assign(state.headers, (await limiter.admit(`ip:${state.clientIp}`, { ...failLimits, rpm: config.rateLimit.anonymousRpm })).headers);
+      const open = isPublic(request.method, url.pathname, config.docsPublic);
+      if (!config.auth || open) {
+        // GET /health is left out: it is the liveness probe of the service manager, `update`'s rollback check and
+        // load balancers, which a busy neighbour behind the same address must never make fail.
+        if (!isPublic(request.method, url.pathname)) await anonymous(state, open);
         return undefined;
       }
       // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
