@@ -95,7 +95,8 @@ export function createApp(input: AppInput) {
       const state = stateOf(request);
       const raw = await guards.readBody(request, state);
       if (raw === "") return undefined;
-      if (!contentType?.startsWith("application/json")) {
+      // a media type is case-insensitive ("Application/JSON"), its parameters (charset) are not ours to check
+      if (contentType?.split(";")[0]!.trim().toLowerCase() !== "application/json") {
         throw new InvalidRequestError("Content-Type must be application/json.", null, "invalid_content_type");
       }
       // depth and width first: everything after JSON.parse walks the value recursively

@@ -16,16 +16,21 @@ export function errorResponse(status: number, body: ErrorBody, headers: Record<s
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 }
 
-interface ValidationIssue { path?: (string | number)[] | string; message?: string; summary?: string }
+interface ValidationIssue { path?: (string | number)[] | string; message?: string; summary?: string; code?: string; keys?: unknown[] }
 
 /** Elysia's ValidationError (422) carries zod issues: turn the first into OpenAI's 400 naming the param. */
 function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIssue[]; type?: string }): AppError {
   const issue = err.valueError ?? err.all?.[0] ?? {};
-  const path = Array.isArray(issue.path) ? issue.path.join(".") : issue.path && issue.path !== "root" ? String(issue.path) : "";
-  const message = issue.message ?? issue.summary ?? "invalid request";
+  const at = Array.isArray(issue.path) ? issue.path.join(".") : issue.path && issue.path !== "root" ? String(issue.path) : "";
   const where = err.type && err.type !== "body" ? ` in ${err.type}` : "";
-  return new AppError(path ? `Invalid '${path}'${where}: ${message}` : `Invalid request body: ${message}`, 400,
-    "invalid_request_error", "invalid_request", path || null);
+  if (issue.code === "unrecognized_keys" && typeof issue.keys?.[0] === "string") {
+    // the field itself is the param (it was null: an SDK's error named nothing), in OpenAI's words
+    const param = at ? `${at}.${issue.keys[0]}` : issue.keys[0];
+    return new AppError(`Unrecognized request argument supplied: ${param}${where}`, 400, "invalid_request_error", "invalid_request", param);
+  }
+  const message = issue.message ?? issue.summary ?? "invalid request";
+  return new AppError(at ? `Invalid '${at}'${where}: ${message}` : `Invalid request body: ${message}`, 400,
+    "invalid_request_error", "invalid_request", at || null);
 }
 
 /** Maps anything thrown to an AppError; logs the unexpected ones with their stack, server-side only. */

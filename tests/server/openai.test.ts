@@ -124,10 +124,35 @@ describe("errors are OpenAI-shaped with the right status", () => {
     expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], temperature: 3 }), 400, undefined, "temperature"));
   test("wrong type deep inside → 400 naming the path", () =>
     expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "robot" as never, content: "x" }] }), 400, undefined, "messages.0.role"));
-  test("unknown field → 400 naming it", async () => {
+  test("unknown field → 400 naming it, as its param", async () => {
     const p = srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], frobnicate: 1 } as never);
-    await expectError(p, 400);
+    await expectError(p, 400, undefined, "frobnicate");
     expect((await p.catch((e) => e)).message).toContain("frobnicate");
+    // a hosted tool's options: named, as any field this server does not take
+    await expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], web_search_options: {} }), 400, undefined, "web_search_options");
+  });
+  test("fields OpenAI's chat API accepts are accepted: null metadata/store/service_tier, reasoning_effort, prediction, text modality", async () => {
+    // each was a 400 (expected record, received null; Unrecognized key) for code written against OpenAI
+    const messages = [{ role: "user" as const, content: "x" }];
+    const r = await srv.client.chat.completions.create({
+      model: "tiny", messages, max_tokens: 2, metadata: null, store: null, service_tier: null, user: null as never,
+      reasoning_effort: "low", prediction: { type: "content", content: "x" }, modalities: ["text"], prompt_cache_retention: "24h",
+    });
+    expect(r.choices[0]!.message.role).toBe("assistant");
+    await expectError(srv.client.chat.completions.create({ model: "tiny", messages, modalities: ["text", "audio"] }), 400, undefined, "modalities.1");
+    // the field the client sent is the one named (it was max_tokens)
+    await expectError(srv.client.chat.completions.create({ model: "tiny", messages, max_completion_tokens: 100000 }), 400, undefined, "max_completion_tokens");
+  });
+  test("a media type in capitals (Application/JSON; charset=UTF-8) is JSON", async () => {
+    const r = await fetch(`${srv.baseURL}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "Application/JSON; charset=UTF-8" },
+      body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 1 }),
+    });
+    expect(r.status).toBe(200);
+    const wrong = await fetch(`${srv.baseURL}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "text/plain" }, body: "{}",
+    });
+    expect([wrong.status, ((await wrong.json()) as { error: { code: string } }).error.code]).toEqual([400, "invalid_content_type"]);
   });
   test("prompt + max_tokens over the context → 400 context_length_exceeded", () =>
     expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "word ".repeat(1500) }], max_tokens: 1000 }),

@@ -116,6 +116,23 @@ describe("responses", () => {
     }
   });
 
+  test("fields OpenAI accepts: background false, max_tool_calls, prompt_cache_retention; background true and conversation → 400 naming them", async () => {
+    const r = await client.responses.create({ model: "tiny", input: "hi", max_output_tokens: 2, background: false, max_tool_calls: 2, prompt_cache_retention: "24h", text: { verbosity: "low" } } as never) as OpenAI.Responses.Response;
+    expect(r.object).toBe("response");
+    expect(r.text!.verbosity).toBe("low"); // echoed, as OpenAI does (it was dropped)
+    for (const [extra, param] of [[{ background: true }, "background"], [{ conversation: "conv_1" }, "conversation"]] as const) {
+      const e = await error(client.responses.create({ model: "tiny", input: "hi", max_output_tokens: 2, ...extra }));
+      expect([e.status, e.param]).toEqual([400, param]);
+    }
+  });
+  test("cut by max_output_tokens: the response and its message are both incomplete, streamed or not", async () => {
+    const r = await client.responses.create({ model: "tiny", input: "hi", max_output_tokens: 1, temperature: 0 });
+    expect([r.status, r.output[0]!.type, (r.output[0] as { status: string }).status]).toEqual(["incomplete", "message", "incomplete"]);
+    const stream = await client.responses.create({ model: "tiny", input: "hi", max_output_tokens: 1, temperature: 0, stream: true });
+    const done: string[] = [];
+    for await (const e of stream) if (e.type === "response.output_item.done") done.push((e.item as { status: string }).status);
+    expect(done).toEqual(["incomplete"]);
+  });
   test("stateless: previous_response_id → 400 naming it", async () => {
     const e = await error(client.responses.create({ model: "tiny", input: "x", previous_response_id: "resp_123" }));
     expect([e.status, e.param]).toEqual([400, "previous_response_id"]);

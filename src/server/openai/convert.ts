@@ -15,10 +15,12 @@ export interface Limits { defaultMaxTokens: number; maxTokensCap: number }
  */
 export function toSampling(req: ChatCompletionRequest | CompletionRequest, limits: Limits, contextSize: number,
   specialTokens: readonly string[]): Sampling {
-  const requested = ("max_completion_tokens" in req ? req.max_completion_tokens : undefined) ?? req.max_tokens;
+  const completion = "max_completion_tokens" in req ? req.max_completion_tokens : undefined;
+  const requested = completion ?? req.max_tokens;
   const cap = Math.min(limits.maxTokensCap, contextSize);
   if (requested != null && requested > cap) {
-    throw new InvalidRequestError(`max_tokens is ${requested}; the most this server allows is ${cap}.`, "max_tokens");
+    const param = completion != null ? "max_completion_tokens" : "max_tokens"; // the field the client sent
+    throw new InvalidRequestError(`${param} is ${requested}; the most this server allows is ${cap}.`, param);
   }
   return {
     maxTokens: requested ?? Math.min(limits.defaultMaxTokens, cap),

@@ -98,6 +98,12 @@ export const responsesRequest = z.strictObject({
   safety_identifier: z.string().max(256).nullish(),
   prompt_cache_key: z.string().max(256).nullish(),
   service_tier: z.string().max(32).nullish(),
+  prompt_cache_retention: z.enum(["in-memory", "24h"]).nullish(),
+  // Calls to built-in (hosted) tools, of which there are none here; function calls are not counted by it.
+  max_tool_calls: z.number().int().min(1).nullish(),
+  background: z.literal(false, { message: "background responses are not supported (nothing is stored): leave it out or false" }).nullish(),
+  /** Refused like previous_response_id: no conversation is stored. */
+  conversation: z.union([z.string().max(256), z.looseObject({ id: z.string().max(256) })]).nullish(),
 });
 
 export type ResponsesRequest = z.infer<typeof responsesRequest>;

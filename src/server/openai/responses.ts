@@ -18,6 +18,10 @@ export function asChatRequest(req: ResponsesRequest): ChatCompletionRequest {
     throw new InvalidRequestError("This server does not store responses: send the whole conversation in 'input' instead of previous_response_id.",
       "previous_response_id", "unsupported_parameter");
   }
+  if (req.conversation) {
+    throw new InvalidRequestError("This server does not store conversations: send the whole conversation in 'input' instead of conversation.",
+      "conversation", "unsupported_parameter");
+  }
   const f = req.text?.format;
   return {
     model: req.model,
@@ -98,9 +102,12 @@ export const newFrame = (id: string, model: string, createdAt: number, req: Resp
 type Entries = ReturnType<typeof logprobEntries>;
 const outputTextPart = (text: string, logprobs: Entries = []) => ({ type: "output_text" as const, text, annotations: [] as unknown[], logprobs });
 
-function messageItem(id: string, text: string, status: "in_progress" | "completed", logprobs?: Entries) {
-  return { type: "message" as const, id, status, role: "assistant" as const, content: status === "completed" ? [outputTextPart(text, logprobs)] : [] };
+/** "incomplete": the answer was cut (max_output_tokens, the content filter), as OpenAI marks the message of an incomplete response. */
+function messageItem(id: string, text: string, status: "in_progress" | "completed" | "incomplete", logprobs?: Entries) {
+  return { type: "message" as const, id, status, role: "assistant" as const, content: status === "in_progress" ? [] : [outputTextPart(text, logprobs)] };
 }
+
+const messageStatus = (g: Generation) => (incomplete(g) ? "incomplete" as const : "completed" as const);
 
 /** The answer's logprobs while their tokens spell its text (generate.ts lines them up with the text as sent). */
 const answerLogprobs = (g: Generation): Entries =>
@@ -118,7 +125,7 @@ const incomplete = (g: Generation) =>
 export function responseObject(f: ResponseFrame, g: Generation | undefined, messageId: string, logprobs?: Entries) {
   const status = !g ? "in_progress" : incomplete(g) ? "incomplete" : "completed";
   const output = !g ? [] : [
-    ...(g.text || !g.toolCalls?.length ? [messageItem(messageId, g.text, "completed", logprobs ?? answerLogprobs(g))] : []),
+    ...(g.text || !g.toolCalls?.length ? [messageItem(messageId, g.text, messageStatus(g), logprobs ?? answerLogprobs(g))] : []),
     ...(g.toolCalls ?? []).map((c) => callItem(c, "completed")),
   ];
   const r = f.req;
@@ -127,7 +134,9 @@ export function responseObject(f: ResponseFrame, g: Generation | undefined, mess
     error: null, incomplete_details: g ? incomplete(g) : null,
     instructions: r.instructions ?? null, max_output_tokens: r.max_output_tokens ?? null,
     parallel_tool_calls: r.parallel_tool_calls ?? true, previous_response_id: null, reasoning: { effort: null, summary: null },
-    store: false, temperature: r.temperature ?? 1, top_p: r.top_p ?? 1, text: { format: r.text?.format ?? { type: "text" } },
+    store: false, temperature: r.temperature ?? 1, top_p: r.top_p ?? 1,
+    text: { format: r.text?.format ?? { type: "text" }, verbosity: r.text?.verbosity ?? "medium" },
+    // what is applied: input longer than the context is a 400 here, never cut ("auto" is accepted, README says so)
     tool_choice: r.tool_choice ?? "auto", tools: r.tools ?? [], truncation: "disabled", metadata: r.metadata ?? {},
     usage: g ? {
       input_tokens: g.promptTokens, input_tokens_details: { cached_tokens: g.cachedTokens ?? 0 },
@@ -163,7 +172,7 @@ export function responseEvents(f: ResponseFrame) {
     end: (g: Generation) => {
       const close = !opened ? [] : [ev("response.output_text.done", { ...part, text, logprobs }),
         ev("response.content_part.done", { ...part, part: outputTextPart(text, logprobs) }),
-        ev("response.output_item.done", { output_index: 0, item: messageItem(messageId, text, "completed", logprobs) })];
+        ev("response.output_item.done", { output_index: 0, item: messageItem(messageId, text, messageStatus(g), logprobs) })];
       const calls = (g.toolCalls ?? []).flatMap((c, i) => {
         const output_index = i + (opened ? 1 : 0), item_id = callItem(c, "completed").id;
         return [ev("response.output_item.added", { output_index, item: callItem(c, "in_progress") }),

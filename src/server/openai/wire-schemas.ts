@@ -11,10 +11,11 @@ import { MAX_CHOICES } from "./wire";
 
 /** Accepted for SDK compatibility, never used. */
 const IGNORED = {
-  user: z.string().max(256).optional(),
-  metadata: z.record(z.string(), z.string()).optional(),
-  store: z.boolean().optional(),
-  service_tier: z.string().max(32).optional(),
+  user: z.string().max(256).nullish(),
+  metadata: z.record(z.string(), z.string()).nullish(), // null as OpenAI allows (it was a 400 "expected record, received null")
+  store: z.boolean().nullish(),
+  service_tier: z.string().max(32).nullish(),
+  prompt_cache_retention: z.enum(["in-memory", "24h"]).nullish(),
 };
 
 const tokenIds = z.array(z.number().int().min(0)).min(1).max(1 << 17);
@@ -131,6 +132,11 @@ export const chatCompletionRequest = z.strictObject({
   prompt_cache_key: z.string().max(256).nullish(),
   safety_identifier: z.string().max(256).nullish(),
   verbosity: z.enum(["low", "medium", "high"]).nullish(),
+  // A reasoning model's effort (the AI SDK's providerOptions.openai.reasoningEffort), and a predicted output (a speed
+  // hint at OpenAI: the answer is the same without it). Text is the only output modality: ["audio"] is a 400.
+  reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).nullish(),
+  prediction: z.strictObject({ type: z.literal("content"), content: z.union([z.string(), z.array(textPart)]) }).nullish(),
+  modalities: z.array(z.literal("text", { message: "only text output is supported" })).max(2).nullish(),
 });
 
 export const completionRequest = z.strictObject({
