@@ -1,7 +1,7 @@
 /**
  * The prompt guard over everything a chat request puts into the prompt: the
  * messages, and also the tool definitions (name, description, parameters) and
- * the arguments of earlier calls, which the template renders as text too. A
+ * the names and arguments of earlier calls, which the template renders as text too. A
  * "strip" rule's edits are written back where the text came from.
  */
 import type { ChatTurn, ToolUse } from "../../engine/engine";
@@ -16,7 +16,12 @@ export function guardChat(deps: AppDeps, state: RequestState, model: string, tur
     if (t.parameters) texts.push({ text: JSON.stringify(t.parameters), set: (v) => { try { t.parameters = JSON.parse(v); } catch { /* a strip broke it: keep it */ } } });
   }
   const calls = turns.flatMap((m) => m.toolCalls ?? []).map((c) => ({ ...c }));
-  for (const c of calls) texts.push({ text: c.arguments, set: (v) => { c.arguments = v; } });
+  for (const c of calls) {
+    // The name too: the schema bounds only its length (chat tool_calls, function_call, Responses function_call
+    // items), and the template writes it into the prompt beside the arguments.
+    texts.push({ text: c.name, set: (v) => { c.name = v; } });
+    texts.push({ text: c.arguments, set: (v) => { c.arguments = v; } });
+  }
   const guarded = deps.promptGuard(state, model, [...turns, ...texts.map((t) => ({ role: "system" as const, content: t.text }))]);
   guarded.slice(turns.length).forEach((g, i) => texts[i]!.set(g.content));
   let next = 0;
