@@ -39,8 +39,11 @@ function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, 
       throw new InvalidRequestError(`Only references into the schema itself ("#/$defs/<name>") are supported, not ${JSON.stringify(ref)}.`, `${at}.$ref`);
     }
     const named = ref.startsWith(REF) && here.has(ref.slice(REF.length));
-    if (!named && pointed(root, ref) === undefined) {
-      throw new InvalidRequestError(`'$ref' ${JSON.stringify(ref)} points to nothing in this schema.`, `${at}.$ref`);
+    const target = named ? true : pointed(root, ref);
+    if (target === undefined) throw new InvalidRequestError(`'$ref' ${JSON.stringify(ref)} points to nothing in this schema.`, `${at}.$ref`);
+    // into a const's value, or an array's length: data, not a schema (node-llama-cpp generated null for it)
+    if (typeof target !== "boolean" && !isObject(target)) {
+      throw new InvalidRequestError(`'$ref' ${JSON.stringify(ref)} points to ${JSON.stringify(target)?.slice(0, 40)}, which is not a schema.`, `${at}.$ref`);
     }
   }
   if ("type" in s) {
@@ -86,7 +89,8 @@ export function pointed(root: unknown, ref: string): unknown {
   }
   let at: unknown = root;
   for (const key of path) {
-    if (!at || typeof at !== "object" || !Object.hasOwn(at, key)) return undefined;
+    // an array is entered by index only (its "length" is no member of the JSON)
+    if (!at || typeof at !== "object" || !Object.hasOwn(at, key) || (Array.isArray(at) && !/^(0|[1-9]\d*)$/.test(key))) return undefined;
     at = (at as Record<string, unknown>)[key];
   }
   return at;
