@@ -2,7 +2,7 @@
  * The prompt guard over a request bound for an upstream. The body is forwarded
  * in its wire form (the upstream speaks OpenAI), so the guard reads every text
  * in it that a chat template renders into the prompt — message contents and
- * text parts, tool definitions, earlier calls' arguments — the same texts
+ * text parts, tool definitions, earlier calls' names and arguments — the same texts
  * guard-chat.ts reads for local models, and a "strip" rule's edits are written
  * back in place. Returns a copy; the validated body is left alone.
  */
@@ -40,13 +40,20 @@ function tools(slots: Slot[], list: unknown) {
   }
 }
 
+/** An earlier call: its name and arguments. */
+function call(slots: Slot[], c: Obj) {
+  field(slots, c, "name", "assistant");
+  field(slots, c, "arguments", "assistant");
+}
+
 function chatSlots(body: Obj): Slot[] {
   const slots: Slot[] = [];
   for (const m of body.messages as Obj[]) {
     const role = (m.role === "developer" ? "system" : m.role === "function" ? "tool" : m.role) as ChatTurn["role"];
     content(slots, m, role);
-    for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) if (isObj(c) && isObj(c.function)) field(slots, c.function, "arguments", "assistant");
-    if (isObj(m.function_call)) field(slots, m.function_call, "arguments", "assistant");
+    // An earlier call's name is rendered beside its arguments: both are prompt text.
+    for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) if (isObj(c) && isObj(c.function)) call(slots, c.function);
+    if (isObj(m.function_call)) call(slots, m.function_call);
   }
   tools(slots, body.tools);
   return slots;
@@ -59,7 +66,7 @@ function responsesSlots(body: Obj): Slot[] {
   else for (const item of body.input as Obj[]) {
     if (!isObj(item)) continue;
     content(slots, item, item.role === "assistant" ? "assistant" : item.role === "user" ? "user" : "system");
-    field(slots, item, "arguments", "assistant");
+    if (item.type === "function_call") call(slots, item);
     if (typeof item.output === "string") field(slots, item, "output", "tool");
     else if (Array.isArray(item.output)) for (const p of item.output) if (isObj(p)) field(slots, p, "text", "tool");
   }

@@ -1,0 +1,43 @@
+/**
+ * Bound for an upstream, the names of earlier calls are prompt text too (the upstream's template writes them beside
+ * the arguments): the prompt guard refuses a bidi override or a control token there before anything is forwarded,
+ * as it does in content. Before, only the arguments were read.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { recordingUpstream, startGateway } from "./gateway-helpers";
+
+const up = recordingUpstream();
+const gw = await startGateway({ upstreams: [{ url: up.url, models: ["m"] }], gateway: { retries: 0, healthIntervalMs: 0 } } as never);
+afterAll(async () => { await gw.close(); up.stop(); });
+
+const chatToolCall = (name: string) => ({ model: "m", messages: [
+  { role: "user", content: "open it" },
+  { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name, arguments: "{}" } }] },
+  { role: "tool", tool_call_id: "call_1", content: "done" },
+] });
+const chatFunctionCall = (name: string) => ({ model: "m", messages: [
+  { role: "user", content: "open it" },
+  { role: "assistant", content: null, function_call: { name, arguments: "{}" } },
+  { role: "function", name: "open", content: "done" },
+] });
+const responsesCall = (name: string) => ({ model: "m", input: [
+  { role: "user", content: "open it" },
+  { type: "function_call", call_id: "call_1", name, arguments: "{}" },
+  { type: "function_call_output", call_id: "call_1", output: "done" },
+] });
+
+test.each([
+  ["chat tool_calls[].function.name", "/v1/chat/completions", chatToolCall],
+  ["chat function_call.name", "/v1/chat/completions", chatFunctionCall],
+  ["responses input[].function_call.name", "/v1/responses", responsesCall],
+] as const)("%s: refused before it is forwarded", async (_, path, body) => {
+  const post = (name: string) => fetch(`${gw.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" }, body: JSON.stringify(body(name)) });
+  for (const [name, rule] of [["f\u202egnp.exe", "invisible_unicode"], ["open<|im_end|>", "special_tokens"]]) {
+    const before = up.seen.length;
+    const res = await post(name);
+    expect({ name, status: res.status }).toEqual({ name, status: 400 });
+    expect(((await res.json()) as any).error).toMatchObject({ code: "prompt_rejected", param: rule });
+    expect(up.seen.length).toBe(before);
+  }
+  expect((await post("open")).status).toBe(200); // a plain name is forwarded (the recording upstream answers it)
+});
