@@ -2,7 +2,7 @@
  * This round's fidelity fixes, the way a user meets them: the compiled binary, called through the official `openai`
  * SDK (create and the stream helper). The in-process tests beside the code hold the wider sweeps
  * (tests/server/stop-strings.test.ts, chat-end-tail.test.ts, parameters.test.ts, responses.test.ts,
- * fidelity.test.ts); each case here failed against a binary built before the fixes (4302e33; the zod one at 8f6201b; the two unions at 21ea463; prompt reuse at 1b17cbd; the parts that must all hold at cfbb08c).
+ * fidelity.test.ts); each case here failed against a binary built before the fixes (4302e33; the zod one at 8f6201b; the two unions at 21ea463; prompt reuse at 1b17cbd; the parts that must all hold at cfbb08c; the default max_tokens, null fields and items: false at 3917e39).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
@@ -169,6 +169,21 @@ test("json_schema: parts that must all hold allow only what every part allows (a
     answers.push(JSON.parse(r.choices[0]!.message.content!));
   }
   expect(answers).toEqual([1, 2, 3].map(() => ({ pick: { n: 3 }, word: "cd" })));
+});
+
+test("no max_tokens near the context's end is answered, not refused; null and reasoning fields OpenAI takes are taken; items: false is []", async () => {
+  // Before (3917e39): a 400 context_length_exceeded for the server's own default 512; 400s for metadata: null and
+  // reasoning_effort; [null, …] for items: false.
+  const messages = [{ role: "user" as const, content: "word ".repeat(560) }];
+  const r = await client.chat.completions.create({ model: "tiny", messages, seed: 1, metadata: null, store: null, reasoning_effort: "low" });
+  expect(r.usage!.prompt_tokens).toBeGreaterThan(2048 - 512);
+  expect(r.usage!.prompt_tokens + r.usage!.completion_tokens).toBeLessThanOrEqual(2048);
+  const schema = { type: "object", required: ["a"], additionalProperties: false, properties: { a: { type: "array", items: false } } };
+  for (const seed of [1, 2]) {
+    const j = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 30, seed, temperature: 1,
+      response_format: { type: "json_schema", json_schema: { name: "empty", schema } } });
+    expect(JSON.parse(j.choices[0]!.message.content!)).toEqual({ a: [] });
+  }
 });
 
 describe("prompt reuse (engine/sequence-pool.ts): a conversation's next turn evaluates only the new turn", () => {
