@@ -14,6 +14,7 @@ import type { AuditLog, RequestSummary } from "../log/audit";
 import type { Logger } from "../log/logger";
 import type { RequestState } from "../server/request-state";
 import { AuthError, checkScope, isPublic, presentedKey } from "./auth";
+import { corsGuard } from "./cors";
 import { networkOf } from "./network";
 import { HostError, hostAllowlist } from "./host";
 import { lockdownGuard } from "./lockdown";
@@ -79,6 +80,7 @@ export function createGuards(d: GuardDeps): Guards {
   const lockdown = lockdownGuard(config.stateDir);
   const anonymousLines = new LineSampler(config.limits.anonymousLogLinesPerMinute, d.clock);
   const hostOk = hostAllowlist(config.host, config.allowedHosts);
+  const cors = corsGuard(config.corsOrigins);
   // Limits, concurrency slots, nonces and revocations: this process's memory, or Redis shared by every instance.
   const shared = createSharedState(config, d.log, d.clock);
   const { limiter, authFailures, nonces, revocations } = shared;
@@ -115,16 +117,9 @@ export function createGuards(d: GuardDeps): Guards {
       if (!hostOk(state.host)) throw new HostError(state.host);
       lockdown(url.pathname); // before auth: in lockdown no key reaches the API
       // CORS: no headers at all unless the origin is configured, so browsers are denied.
-      const origin = request.headers.get("origin");
-      if (origin && config.corsOrigins.includes(origin)) {
-        Object.assign(state.headers, { "access-control-allow-origin": origin, vary: "origin" });
-        if (request.method === "OPTIONS") {
-          return new Response(null, { status: 204, headers: { ...state.headers, "x-request-id": state.id,
-            "access-control-allow-methods": "GET, POST, OPTIONS",
-            "access-control-allow-headers": "authorization, content-type, x-api-key, x-appliance-timestamp, x-appliance-signature",
-            "access-control-max-age": "600" } });
-        }
-      }
+      const c = cors(request.method, request.headers);
+      if (c?.preflight) return new Response(null, { status: 204, headers: { ...state.headers, ...c.headers, "x-request-id": state.id } });
+      if (c) Object.assign(state.headers, c.headers);
       // body size (declared); readBody enforces it on the bytes actually sent
       const declared = Number(request.headers.get("content-length") ?? 0);
       if (declared > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);

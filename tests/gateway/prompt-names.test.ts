@@ -32,7 +32,7 @@ test.each([
   ["responses input[].function_call.name", "/v1/responses", responsesCall],
 ] as const)("%s: refused before it is forwarded", async (_, path, body) => {
   const post = (name: string) => fetch(`${gw.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" }, body: JSON.stringify(body(name)) });
-  for (const [name, rule] of [["f\u202egnp.exe", "invisible_unicode"], ["open<|im_end|>", "special_tokens"]]) {
+  for (const [name, rule] of [["f\u202egnp.exe", "invisible_unicode"], ["open<|im_end|>", "special_tokens"]] as const) {
     const before = up.seen.length;
     const res = await post(name);
     expect({ name, status: res.status }).toEqual({ name, status: 400 });

@@ -36,7 +36,7 @@ const cases = [
 test.each(cases)("%s: a bidi override or a control token in the name is refused like in content", async (_, path, body) => {
   const plain = await ctx.app.handle(req(path, { key: ctx.key, json: body("open") }));
   expect(plain.status).toBe(200); // the same request with a plain name runs
-  for (const [name, rule] of [["f\u202egnp.exe", "invisible_unicode"], ["open<|im_end|>", "special_tokens"]]) {
+  for (const [name, rule] of [["f\u202egnp.exe", "invisible_unicode"], ["open<|im_end|>", "special_tokens"]] as const) {
     const res = await ctx.app.handle(req(path, { key: ctx.key, json: body(name) }));
     expect({ name, status: res.status }).toEqual({ name, status: 400 });
     expect(((await res.json()) as any).error).toMatchObject({ code: "prompt_rejected", param: rule });
