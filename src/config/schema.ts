@@ -90,7 +90,7 @@ export const configSchema = z.strictObject({
     tpm: z.number().int().min(0).default(100_000).describe("Tokens per minute per key (0 = unlimited)."),
     burst: z.number().min(1).default(1).describe("Bucket size as a multiple of the per-minute rate."),
     maxConcurrent: z.number().int().min(0).default(4).describe("Concurrent generations per key (0 = unlimited)."),
-    anonymousRpm: z.number().int().min(0).default(30).describe("Requests per minute per client address without a valid key."),
+    anonymousRpm: z.number().int().min(0).default(30).describe("Requests per minute per client address without a valid key: the public docs with auth on, every route with auth off; never GET /health (0 = no limit)."),
     authFailuresPerMinute: z.number().int().min(1).default(10).describe("Failed auth attempts per client address per minute before 429."),
     authFailureNetworkFactor: z.number().int().min(1).max(1000).default(5)
       .describe("A whole network (IPv4 /24, IPv6 /64, all of loopback) may fail auth this many times as often as one address before 429, so rotating source addresses does not dodge the throttle."),
