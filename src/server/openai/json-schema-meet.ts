@@ -78,8 +78,8 @@ export function meetArrays(a: Schema, b: Schema, out: Schema, sub: Sub, at: stri
   const rest = end === Infinity ? sub(tail(a), tail(b), "items") : false;
   if (rest === false) {
     delete out.items;
-    const max = out.maxItems = Math.min(items.length, typeof out.maxItems === "number" ? out.maxItems : Infinity);
-    if (typeof out.minItems === "number" && out.minItems > max) throw new NoValue(at);
+    out.maxItems = Math.min(items.length, typeof out.maxItems === "number" ? out.maxItems : Infinity);
+    ownBounds(out, at); // a minItems past the new end: no value
   } else if (rest === true && a.items === undefined && b.items === undefined) delete out.items;
   else out.items = rest;
 }

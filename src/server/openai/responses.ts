@@ -123,7 +123,7 @@ const incomplete = (g: Generation) =>
 
 /** The response object; `g` undefined while a stream is starting. `logprobs`: the streamed ones (default: from `g`). */
 export function responseObject(f: ResponseFrame, g: Generation | undefined, messageId: string, logprobs?: Entries) {
-  const status = !g ? "in_progress" : incomplete(g) ? "incomplete" : "completed";
+  const status = !g ? "in_progress" : messageStatus(g);
   const output = !g ? [] : [
     ...(g.text || !g.toolCalls?.length ? [messageItem(messageId, g.text, messageStatus(g), logprobs ?? answerLogprobs(g))] : []),
     ...(g.toolCalls ?? []).map((c) => callItem(c, "completed")),
