@@ -62,6 +62,17 @@ describe("responses", () => {
     expect(typeof JSON.parse(r.output_text).ok).toBe("boolean");
   });
 
+  test("tool_choice allowed_tools: required over a subset calls a tool in it; a name not in tools → 400 naming it", async () => {
+    const time = { ...weather, name: "get_time", parameters: { type: "object", properties: { zone: { type: "string", enum: ["UTC"] } }, required: ["zone"] } };
+    const choice = (...names: string[]) => ({ type: "allowed_tools" as const, mode: "required" as const, tools: names.map((name) => ({ type: "function", name })) });
+    const r = await client.responses.create({ model: "tiny", input: "time?", tools: [weather, time], tool_choice: choice("get_time"), max_output_tokens: 200, temperature: 0 });
+    const calls = r.output.filter((o) => o.type === "function_call") as OpenAI.Responses.ResponseFunctionToolCall[];
+    expect(calls.map((c) => c.name)).toEqual(["get_time"]);
+    expect(r.tool_choice).toEqual(choice("get_time"));
+    const e = await error(client.responses.create({ model: "tiny", input: "x", tools: [weather], tool_choice: choice("nope") }));
+    expect([e.status, e.param]).toEqual([400, "tool_choice.tools.0.name"]);
+  });
+
   test("a forced function tool: a function_call item; its output goes back as input items", async () => {
     const r = await client.responses.create({ model: "tiny", input: "weather?", tools: [weather], tool_choice: "required", max_output_tokens: 200, temperature: 0 });
     const call = r.output.find((o) => o.type === "function_call") as OpenAI.Responses.ResponseFunctionToolCall;

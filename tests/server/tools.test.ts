@@ -150,6 +150,30 @@ describe("the prompt guard reads tool definitions and earlier call arguments (th
   });
 });
 
+describe("tool_choice allowed_tools (OpenAI's newer form: a subset of tools the model may call)", () => {
+  const allowed = (mode: "auto" | "required", ...names: string[]) =>
+    ({ type: "allowed_tools" as const, allowed_tools: { mode, tools: names.map((name) => ({ type: "function", function: { name } })) } });
+  test("required over a subset: every seed calls a tool in it, never one outside it", async () => {
+    const names = new Set<string>();
+    for (let seed = 1; seed <= 4; seed++) {
+      const r = await client.chat.completions.create({ ...base, temperature: 1, seed, tools: [weather, time], tool_choice: allowed("required", "get_time") });
+      expect(r.choices[0]!.finish_reason).toBe("tool_calls");
+      for (const c of r.choices[0]!.message.tool_calls! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall[]) names.add(c.function.name);
+    }
+    expect([...names]).toEqual(["get_time"]);
+  });
+  test("auto: an answer (a message or a call to an allowed tool)", async () => {
+    const r = await client.chat.completions.create({ ...base, max_tokens: 8, tools: [weather, time], tool_choice: allowed("auto", "get_weather") });
+    const calls = (r.choices[0]!.message.tool_calls ?? []) as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall[];
+    for (const c of calls) expect(c.function.name).toBe("get_weather");
+    expect(["stop", "length", "tool_calls"]).toContain(r.choices[0]!.finish_reason);
+  });
+  test("a name that is not in tools → 400 naming it", async () => {
+    const e = await error(client.chat.completions.create({ ...base, tools: [weather], tool_choice: allowed("required", "get_weather", "nope") }));
+    expect([e.status, e.param]).toEqual([400, "tool_choice.allowed_tools.tools.1.function.name"]);
+  });
+});
+
 describe("refusals name the parameter", () => {
   test("tool_choice naming a tool that is not there", async () => {
     const e = await error(client.chat.completions.create({ ...base, tools: [weather], tool_choice: { type: "function", function: { name: "nope" } } }));

@@ -78,15 +78,23 @@ export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly st
     seen.add(t.function.name);
     return t.function.parameters && checkedSchema(t.function.parameters, specialTokens, `tools.${i}.function.parameters`);
   });
-  if (typeof choice === "object" && !seen.has(choice.function.name)) {
-    throw new InvalidRequestError(`tool_choice names '${choice.function.name}', which is not in tools.`, "tool_choice");
-  }
   if (choice === "none") return undefined;
-  return {
-    tools: tools.map((t, i) => ({ name: t.function.name, description: t.function.description, parameters: parameters[i] })),
-    choice: typeof choice === "object" ? { name: choice.function.name } : choice,
-    parallel: req.parallel_tool_calls ?? true,
-  };
+  const specs = tools.map((t, i) => ({ name: t.function.name, description: t.function.description, parameters: parameters[i] }));
+  if (typeof choice === "string") return { tools: specs, choice, parallel: req.parallel_tool_calls ?? true };
+  if (choice.type === "function") {
+    if (!seen.has(choice.function.name)) throw new InvalidRequestError(`tool_choice names '${choice.function.name}', which is not in tools.`, "tool_choice");
+    return { tools: specs, choice: { name: choice.function.name }, parallel: req.parallel_tool_calls ?? true };
+  }
+  // allowed_tools: only the listed tools can be called, and the model is shown only those (what it cannot call it
+  // is not told about); mode is "auto" or "required" over them.
+  const allowed = new Set<string>();
+  choice.allowed_tools.tools.forEach((t, i) => {
+    if (!seen.has(t.function.name)) {
+      throw new InvalidRequestError(`tool_choice.allowed_tools names '${t.function.name}', which is not in tools.`, `tool_choice.allowed_tools.tools.${i}.function.name`);
+    }
+    allowed.add(t.function.name);
+  });
+  return { tools: specs.filter((t) => allowed.has(t.name)), choice: choice.allowed_tools.mode, parallel: req.parallel_tool_calls ?? true };
 }
 
 /**

@@ -12,6 +12,7 @@ const PARAMS: [RegExp, string][] = [
   [/^messages/, "input"],
   [/^max_tokens/, "max_output_tokens"],
   [/^(tools\[\d+\])\.function/, "$1"],
+  [/^tool_choice\.allowed_tools\.(tools(?:\[\d+\]|\.\d+))\.function/, "tool_choice.$1"],
   [/^tool_choice\.function/, "tool_choice"],
 ];
 const WORDS: [RegExp, string][] = [[/\bresponse_format\b/g, "text.format"], [/\bmax_tokens\b/g, "max_output_tokens"]];

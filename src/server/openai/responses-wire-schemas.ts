@@ -52,6 +52,7 @@ const itemReference = z.looseObject({ type: z.literal("item_reference"), id: z.s
 export const responsesItem = z.union([messageItem, functionCallItem, functionOutputItem, reasoningItem, itemReference]);
 
 const toolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a tool name is 1-64 letters, digits, _ or -");
+const namedTool = z.strictObject({ type: z.literal("function"), name: toolName });
 
 export const responsesRequest = z.strictObject({
   model: z.string().min(1).max(256),
@@ -82,7 +83,8 @@ export const responsesRequest = z.strictObject({
     parameters: z.record(z.string(), z.unknown()).nullish(),
     strict: z.boolean().nullish(),
   })).max(128).nullish(),
-  tool_choice: z.union([z.enum(["none", "auto", "required"]), z.strictObject({ type: z.literal("function"), name: toolName })]).nullish(),
+  tool_choice: z.union([z.enum(["none", "auto", "required"]), namedTool,
+    z.strictObject({ type: z.literal("allowed_tools"), mode: z.enum(["auto", "required"]), tools: z.array(namedTool).min(1).max(128) })]).nullish(),
   parallel_tool_calls: z.boolean().nullish(),
   /** Refused: responses are not stored (stateless). */
   previous_response_id: z.string().max(256).nullish(),

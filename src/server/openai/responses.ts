@@ -35,11 +35,18 @@ export function asChatRequest(req: ResponsesRequest): ChatCompletionRequest {
       type: "function" as const,
       function: { name: t.name, description: t.description ?? undefined, parameters: t.parameters ?? undefined },
     })),
-    tool_choice: typeof req.tool_choice === "object" && req.tool_choice
-      ? { type: "function", function: { name: req.tool_choice.name } } : req.tool_choice,
+    tool_choice: chatToolChoice(req.tool_choice),
     parallel_tool_calls: req.parallel_tool_calls,
     ...(wantsLogprobs(req) && { logprobs: true, top_logprobs: req.top_logprobs ?? 0 }),
   };
+}
+
+/** A Responses tool_choice in the chat API's shape (a function is named inside `function` there). */
+function chatToolChoice(choice: ResponsesRequest["tool_choice"]): ChatCompletionRequest["tool_choice"] {
+  const named = (name: string) => ({ type: "function" as const, function: { name } });
+  if (typeof choice !== "object" || !choice) return choice;
+  if (choice.type === "function") return named(choice.name);
+  return { type: "allowed_tools", allowed_tools: { mode: choice.mode, tools: choice.tools.map((t) => named(t.name)) } };
 }
 
 /** Logprobs are asked for by include (what the SDKs send) or by top_logprobs alone. */

@@ -109,9 +109,13 @@ export const tool = z.strictObject({
   }),
 });
 
+const namedFunction = z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: toolName }) });
 export const toolChoice = z.union([
   z.enum(["none", "auto", "required"]),
-  z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: toolName }) }),
+  namedFunction,
+  // OpenAI's newer form: the tools the model may call this turn, a subset of `tools` (which stay in the prompt).
+  z.strictObject({ type: z.literal("allowed_tools"),
+    allowed_tools: z.strictObject({ mode: z.enum(["auto", "required"]), tools: z.array(namedFunction).min(1).max(128) }) }),
 ]);
 
 export const chatCompletionRequest = z.strictObject({
