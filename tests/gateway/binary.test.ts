@@ -64,3 +64,19 @@ test("a model both local and upstream, or a missing key variable, stops the star
   expect(r2.exitCode).toBe(2);
   expect(r2.stderr.toString()).toContain("NOT_SET_HERE");
 });
+
+test("no max_tokens with a prompt near the upstream's context end: answered, not refused (chat created and streamed, Responses)", async () => {
+  // Before: the gateway sent its own default (512) as max_tokens, and the upstream refused it: 400 context_length_exceeded.
+  const client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.baseURL}/v1`, maxRetries: 0 });
+  const messages = [{ role: "user" as const, content: "word ".repeat(560) }];
+  const r = await client.chat.completions.create({ model: "tiny", messages, seed: 1 });
+  expect(r.usage!.prompt_tokens).toBeGreaterThan(2048 - 512);
+  expect(r.usage!.prompt_tokens + r.usage!.completion_tokens).toBeLessThanOrEqual(2048);
+  const streamed = await client.chat.completions.stream({ model: "tiny", messages, seed: 1 }).finalChatCompletion();
+  expect(streamed.choices[0]!.finish_reason).not.toBeNull();
+  const resp = await client.responses.create({ model: "tiny", input: "word ".repeat(560), temperature: 0 });
+  expect(["completed", "incomplete"]).toContain(resp.status!);
+  // A max_tokens the client asked for is still the client's: refused by the upstream, passed on.
+  const e = await client.chat.completions.create({ model: "tiny", messages, max_tokens: 512 }).then(() => undefined, (x) => x as InstanceType<typeof OpenAI.APIError>);
+  expect([e?.status, e?.code]).toEqual([400, "context_length_exceeded"]);
+});

@@ -34,13 +34,24 @@ function passOn(status: number, text: string | undefined): AppError {
   return new AppError(str(e.message) ? String(e.message).slice(0, 1000) : `The upstream refused the request (HTTP ${status}).`, status, type, str(e.code), str(e.param));
 }
 
-/** max_tokens as the local models get it: capped (400 above the cap) and defaulted, so limits and reservations hold. */
-function boundTokens(deps: AppDeps, wire: Obj, field: "max_tokens" | "max_output_tokens") {
+/**
+ * max_tokens as the local models get it: capped (400 above the cap) and defaulted, so limits and reservations hold.
+ * Answers the field it set to the default, if it did.
+ */
+function boundTokens(deps: AppDeps, wire: Obj, field: "max_tokens" | "max_output_tokens"): typeof field | undefined {
   const asked = (field === "max_tokens" ? wire.max_completion_tokens ?? wire.max_tokens : wire.max_output_tokens) as number | null | undefined;
   if (asked != null && asked > deps.config.maxTokensCap) {
     throw new InvalidRequestError(`max_tokens is ${asked}; the most this server allows is ${deps.config.maxTokensCap}.`, "max_tokens");
   }
-  if (asked == null) wire[field] = deps.config.defaultMaxTokens;
+  if (asked != null) return undefined;
+  wire[field] = deps.config.defaultMaxTokens;
+  return field;
+}
+
+/** The upstream refused because the prompt and max_tokens do not fit its context. */
+function contextRefusal(status: number, text: string | undefined): boolean {
+  if (status !== 400) return false;
+  try { return ((JSON.parse(text ?? "") as Obj).error as Obj | undefined)?.code === "context_length_exceeded"; } catch { return false; }
 }
 
 /** The embeddings route's own bounds, in its own terms (the prompt guard's would name `messages`). */
@@ -74,19 +85,30 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   if (route === "embeddings") embeddingBounds(deps, (body as unknown as { input: unknown }).input);
   const prompt = route === "completions" ? (body as unknown as { prompt: unknown }).prompt : undefined;
   const tokenTexts = route === "completions" ? await tokenPromptTexts(deps, body.model, prompt, request.signal) : undefined;
-  let wire = guardUpstreamBody(deps, state, body.model, route, body, tokenTexts);
-  if (route !== "embeddings") boundTokens(deps, wire, route === "responses" ? "max_output_tokens" : "max_tokens");
+  const wire = guardUpstreamBody(deps, state, body.model, route, body, tokenTexts);
+  const defaulted = route === "embeddings" ? undefined : boundTokens(deps, wire, route === "responses" ? "max_output_tokens" : "max_tokens");
   if (deps.config.logPrompts) state.promptText = JSON.stringify(wire.messages ?? wire.prompt ?? wire.input);
   // A streamed Responses request goes upstream as a chat stream (what every OpenAI-compatible server streams).
   const asChat = route === "responses" && stream;
-  if (asChat) wire = responsesAsChat(wire as unknown as ResponsesRequest);
-  else if (stream) wire.stream_options = { include_usage: true }; // token counts for limits and audit; passed on only if asked
+  const toSend = (w: Obj) => {
+    if (asChat) return responsesAsChat(w as unknown as ResponsesRequest);
+    if (stream) w.stream_options = { include_usage: true }; // token counts for limits and audit; passed on only if asked
+    return w;
+  };
   const choices = (body.n ?? 1) * (prompt === undefined ? 1 : promptList(prompt).length);
 
   const flight = deps.inflight.begin(request.signal);
   let reply;
   try {
-    reply = await gateway.forward({ model: body.model, path: asChat ? PATHS.chat : PATHS[route], body: wire, stream, signal: flight.signal, requestId: state.id });
+    const send = () => gateway.forward({ model: body.model, path: asChat ? PATHS.chat : PATHS[route], body: toSend(wire), stream, signal: flight.signal, requestId: state.id });
+    reply = await send();
+    if (defaulted && contextRefusal(reply.status, reply.text)) {
+      // The client gave no max_tokens, which OpenAI reads as "as many as the context leaves"; this server's default
+      // did not fit after the upstream's prompt. Asked again without it, the upstream fits what its context leaves
+      // (less than the default, so within maxTokensCap), as a local model does (engine/llama-options.ts fitContext).
+      delete wire[defaulted];
+      reply = await send();
+    }
   } catch (e) {
     flight.end();
     throw e;
