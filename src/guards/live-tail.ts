@@ -108,7 +108,7 @@ export function liveTail(rules: SecretRule[], window: number): (text: string, vi
     let rules = at(view, found.rules), opening = at(view, found.opening);
     // A spaced-out run being written reads, once long enough, as one word joined to what precedes it: analyse it
     // that way too, and hold the run itself.
-    const run = trailingSpacedRun(text);
+    const run = trailingSpacedRun(view);
     if (run) {
       const joined = scanView(run.joined), more = inView(joined.text, viewIndex(joined, Math.min(base, run.start)));
       rules = Math.min(rules, run.start, at(joined, more.rules));

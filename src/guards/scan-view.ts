@@ -4,8 +4,9 @@
  * Cyrillic or Greek look-alike letters (АКІА…, ВЕGIN PRIVATE KEY), or spaced
  * out one character at a time ("A K I A …") reads the same as the plain one,
  * so rules run on a view where those differences are gone, and every finding
- * is mapped back to the original characters it covers. Plain ASCII prose
- * (nearly all model output) needs no view: one native regex test and a
+ * is mapped back to the original characters it covers. Spaced-out runs are
+ * found on the folded view, so "Ａ\u3000Ｋ\u3000Ｉ…" joins like "A K I…". Plain
+ * ASCII prose (nearly all model output) needs no view: one native test and a
  * skipping probe for spaced-out runs decide that.
  */
 import { INVISIBLE_CHAR, LOOKALIKES } from "./normalise";
@@ -28,52 +29,88 @@ export interface ScanView {
    * split a run), not on the character alone, so text appended to `source` may change the view of what is there.
    */
   spaced: boolean;
+  /** The view before its spaced-out runs were joined (every character read on its own); null when none were. */
+  unjoined: ScanView | null;
 }
 
-/** Character classes by code unit, looked up rather than compared: range tests branch on every character. */
-const ALNUM = 1, GAP = 2;
+/**
+ * Character classes of the view's code units, looked up rather than compared: range tests branch on every character.
+ * ALNUM: an ASCII letter or digit; PUNCT: `_` or `-`, which join a run when they stand alone (tokens are full of them:
+ * ghp_…, glpat-…) but never make a neighbouring letter part of a word; GAP: whitespace. The view has folded fullwidth
+ * and look-alike letters to ASCII and most Unicode spaces (no-break, thin, ideographic …) to U+0020 already; the
+ * spaces NFKC leaves alone (U+0085, U+1680) are gaps too.
+ */
+const ALNUM = 1, GAP = 2, PUNCT = 4;
 const CLASS = new Uint8Array(65536);
-for (let c = 0; c < 128; c++) CLASS[c] = /[A-Za-z0-9]/.test(String.fromCharCode(c)) ? ALNUM : c === 32 || c === 9 ? GAP : 0;
+for (let c = 0; c < 128; c++) if (/[A-Za-z0-9]/.test(String.fromCharCode(c))) CLASS[c] = ALNUM;
+CLASS[95] = CLASS[45] = PUNCT;
+for (const c of [9, 10, 11, 12, 13, 32, 0x85, 0xa0, 0x1680, 0x202f, 0x205f, 0x3000]) CLASS[c] = GAP;
+for (let c = 0x2000; c <= 0x200a; c++) CLASS[c] = GAP;
 
 /**
- * Runs of eight or more single letters/digits separated by single spaces or tabs, not touching another
- * letter or digit at either end ("A K I A …"), as [start, end) pairs. A run spans at least 15 characters,
- * so probing every 14th character finds each one; in prose most probes are rejected by their neighbours.
+ * Most whitespace characters (as read) between two characters of a spaced-out run: "A  K", "A\r\nK", "A\n\nK" join,
+ * a wider gap (a table's columns, an indented block) ends the run.
+ */
+export const GAP_MAX = 4;
+
+const cls = (t: string, i: number) => CLASS[t.charCodeAt(i)] ?? 0; // out of range: NaN → undefined → 0
+/** A run's character: a letter, digit, `_` or `-` with no letter or digit right before or after it. */
+const single = (t: string, i: number) => (cls(t, i) & (ALNUM | PUNCT)) !== 0 && cls(t, i - 1) !== ALNUM && cls(t, i + 1) !== ALNUM;
+/** The run character before the gap (1 to GAP_MAX characters) that ends at i - 1; -1 if there is none. */
+function before(t: string, i: number): number {
+  let k = i - 1;
+  for (const stop = i - 1 - GAP_MAX; k > stop && cls(t, k) === GAP;) k--;
+  return k < i - 1 && single(t, k) ? k : -1;
+}
+/** The run character after the gap (1 to GAP_MAX characters) that starts at i + 1; -1 if there is none. */
+function after(t: string, i: number): number {
+  let k = i + 1;
+  for (const stop = i + 1 + GAP_MAX; k < stop && cls(t, k) === GAP;) k++;
+  return k > i + 1 && single(t, k) ? k : -1;
+}
+
+/**
+ * Runs of eight or more single characters separated by gaps of 1 to GAP_MAX whitespace characters ("A K I A …",
+ * "A  K  I  A …", one a line), as [start, end) pairs of `text`, which is a view (already folded: fullwidth and
+ * look-alike letters read as ASCII, Unicode spaces as U+0020, invisible characters gone). A run spans at least 15
+ * characters, so probing every 14th character finds each one; in prose most probes are rejected by their neighbours.
  */
 export function spacedRuns(text: string): [number, number][] {
   const runs: [number, number][] = [];
-  const cls = (i: number) => CLASS[text.charCodeAt(i)] ?? 0; // out of range: NaN → undefined → 0
-  /** A letter/digit standing alone between gaps (or a gap and a non-letter). */
-  const single = (i: number) => cls(i) === ALNUM && cls(i - 1) !== ALNUM && cls(i + 1) !== ALNUM;
   const n = text.length;
   for (let p = 0; p < n; p += 14) {
-    // Quick rejects: inside a word, or not a gap between two letters (nearly every probe in prose). Read inline,
-    // in bounds: this loop is most of a one-shot scan of plain text.
+    // Quick rejects, read inline: inside a word, or a gap between two words (nearly every probe in prose). This loop
+    // is most of a one-shot scan of plain text.
     const c = CLASS[text.charCodeAt(p)]!;
-    const before = p > 0 ? CLASS[text.charCodeAt(p - 1)]! : 0, after = p + 1 < n ? CLASS[text.charCodeAt(p + 1)]! : 0;
-    if (c === ALNUM ? before === ALNUM || after === ALNUM : c !== GAP || before !== ALNUM || after !== ALNUM) continue;
-    let q = c === ALNUM ? p : p - 1;
-    if (!single(q)) { q = p + 1; if (!single(q)) continue; }
-    while (cls(q - 1) === GAP && single(q - 2)) q -= 2; // back to the run's first letter
-    let e = q, letters = 1;
-    while (cls(e + 1) === GAP && single(e + 2)) { e += 2; letters++; }
-    if (letters >= 8) { runs.push([q, e + 1]); p = e; } // the next run starts after e: the next probe is e + 14
+    let q: number;
+    if (c === ALNUM || c === PUNCT) {
+      if ((p > 0 && CLASS[text.charCodeAt(p - 1)] === ALNUM) || (p + 1 < n && CLASS[text.charCodeAt(p + 1)] === ALNUM)) continue;
+      q = p;
+    } else if (c === GAP) {
+      if (p > 1 && CLASS[text.charCodeAt(p - 1)] === ALNUM && CLASS[text.charCodeAt(p - 2)] === ALNUM
+        && p + 2 < n && CLASS[text.charCodeAt(p + 1)] === ALNUM && CLASS[text.charCodeAt(p + 2)] === ALNUM) continue; // "word word"
+      q = before(text, p + 1);
+      if (q < 0 && (q = after(text, p - 1)) < 0) continue;
+    } else continue;
+    for (let k; (k = before(text, q)) >= 0;) q = k; // back to the run's first character
+    let e = q, count = 1;
+    for (let k; (k = after(text, e)) >= 0; count++) e = k;
+    if (count >= 8) { runs.push([q, e + 1]); p = e; } // the next run starts after e: the next probe is e + 14
   }
   return runs;
 }
 
-export function scanView(text: string): ScanView {
-  const runs = spacedRuns(text);
-  if (!runs.length && isAscii(text)) return { text, source: text, from: null, to: null, spaced: false };
-  const drop = new Uint8Array(text.length); // the gaps inside spaced-out runs
-  for (const [s, e] of runs) for (let i = s; i < e; i++) if (CLASS[text.charCodeAt(i)] === GAP) drop[i] = 1;
+const identity = (text: string): ScanView => ({ text, source: text, from: null, to: null, spaced: false, unjoined: null });
+
+/** The view with every character read on its own (folded), spaced-out runs not joined yet. */
+function foldView(text: string): ScanView {
+  if (isAscii(text)) return identity(text);
   let out = "";
   // NFKC can make one character up to 18 (U+FDFA); the arrays grow only in that rare case.
   let from = new Int32Array(text.length + 8), to = new Int32Array(text.length + 8), n = 0;
   for (let i = 0; i < text.length;) {
     const code = text.codePointAt(i)!;
     const size = code > 0xffff ? 2 : 1;
-    if (drop[i]) { i += size; continue; }
     const piece = code < 0x80 ? text[i]! : folded(code);
     if (n + piece.length > from.length) {
       const grow = (a: Int32Array) => { const b = new Int32Array(a.length * 2 + piece.length); b.set(a); return b; };
@@ -83,7 +120,30 @@ export function scanView(text: string): ScanView {
     out += piece;
     i += size;
   }
-  return { text: out, source: text, from: from.subarray(0, n), to: to.subarray(0, n), spaced: runs.length > 0 };
+  return { text: out, source: text, from: from.subarray(0, n), to: to.subarray(0, n), spaced: false, unjoined: null };
+}
+
+/** `v` (a folded view) with the gaps inside its spaced-out runs dropped; `v` itself when it has none. */
+function joinRuns(v: ScanView): ScanView {
+  const runs = spacedRuns(v.text);
+  if (!runs.length) return v;
+  const t = v.text, from = new Int32Array(t.length), to = new Int32Array(t.length);
+  let out = "", n = 0, last = 0;
+  const keep = (s: number, e: number) => {
+    out += t.slice(s, e);
+    for (let i = s; i < e; i++) { from[n] = v.from ? v.from[i]! : i; to[n++] = v.to ? v.to[i]! : i + 1; }
+  };
+  for (const [s, e] of runs) {
+    keep(last, s);
+    for (let i = s; i < e; i++) if (CLASS[t.charCodeAt(i)] !== GAP) keep(i, i + 1);
+    last = e;
+  }
+  keep(last, t.length);
+  return { text: out, source: v.source, from: from.subarray(0, n), to: to.subarray(0, n), spaced: true, unjoined: v };
+}
+
+export function scanView(text: string): ScanView {
+  return joinRuns(foldView(text));
 }
 
 /**
@@ -108,22 +168,20 @@ function folded(code: number): string {
 
 /**
  * scanView(text), where `text` is `prev.source` without its first `dropped` code units and with more appended (a
- * stream's held text: released text leaves its front, new text joins its end): the same view, made from `prev`'s
- * and the new text's alone when neither joins spaced-out runs (then each character reads on its own) and no
- * surrogate pair is split at either seam; from the whole text otherwise.
+ * stream's held text: released text leaves its front, new text joins its end): the same view, its folded characters
+ * taken from `prev`'s (before its runs were joined) and the new text's, then its spaced-out runs joined afresh (more
+ * text can join or split a run); from the whole text when a surrogate pair is split at either seam.
  */
 export function extendView(prev: ScanView, dropped: number, text: string): ScanView {
   const kept = prev.source.length - dropped, seamAt = (t: string, i: number) => isHigh(t.charCodeAt(i - 1)) && isLow(t.charCodeAt(i));
-  if (prev.spaced || kept < 0 || (dropped > 0 && seamAt(prev.source, dropped)) || isHigh(prev.source.charCodeAt(prev.source.length - 1))) return scanView(text);
-  if (spacedRuns(text).length) return scanView(text);
-  if (isAscii(text)) return { text, source: text, from: null, to: null, spaced: false };
-  const added = scanView(text.slice(kept));
-  if (added.spaced) return scanView(text);
-  const v0 = prev.from ? viewStart(prev.from, dropped) : dropped, vn = prev.text.length - v0, an = added.text.length;
+  if (kept < 0 || (dropped > 0 && seamAt(prev.source, dropped)) || isHigh(prev.source.charCodeAt(prev.source.length - 1))) return scanView(text);
+  if (isAscii(text)) return joinRuns(identity(text));
+  const base = prev.unjoined ?? prev, added = foldView(text.slice(kept));
+  const v0 = base.from ? viewStart(base.from, dropped) : dropped, vn = base.text.length - v0, an = added.text.length;
   const from = new Int32Array(vn + an), to = new Int32Array(vn + an);
-  for (let i = 0; i < vn; i++) { from[i] = (prev.from ? prev.from[v0 + i]! : v0 + i) - dropped; to[i] = (prev.to ? prev.to[v0 + i]! : v0 + i + 1) - dropped; }
+  for (let i = 0; i < vn; i++) { from[i] = (base.from ? base.from[v0 + i]! : v0 + i) - dropped; to[i] = (base.to ? base.to[v0 + i]! : v0 + i + 1) - dropped; }
   for (let i = 0; i < an; i++) { from[vn + i] = (added.from ? added.from[i]! : i) + kept; to[vn + i] = (added.to ? added.to[i]! : i + 1) + kept; }
-  return { text: prev.text.slice(v0) + added.text, source: text, from, to, spaced: false };
+  return joinRuns({ text: base.text.slice(v0) + added.text, source: text, from, to, spaced: false, unjoined: null });
 }
 
 const isHigh = (c: number) => c >= 0xd800 && c <= 0xdbff, isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff;
@@ -162,18 +220,19 @@ export function readsAs(text: string, i: number, isChar: (c: number) => boolean)
 }
 
 /**
- * A run of single letters/digits separated by single spaces or tabs that is still being written at the end of
- * `text` ("… A K I", "… A K I A "): where it starts, and the text as the view will read it should the run reach
- * the eight letters that make `spacedRuns` join it (its gaps gone). Undefined when the text does not end in one.
+ * A spaced-out run still being written at the end of the text `v` is the view of ("… A K I", "… A\u00a0K\u00a0I ",
+ * "… A\nK\n"): where it starts (an original offset), and the text as the view will read it should the run reach the
+ * eight characters that make `spacedRuns` join it (its gaps gone). Undefined when the text does not end in one.
  */
-export function trailingSpacedRun(text: string): { start: number; joined: string } | undefined {
-  const cls = (i: number) => CLASS[text.charCodeAt(i)] ?? 0;
-  let i = text.length - 1;
-  if (cls(i) === GAP) i--; // "… A K " : the next letter continues the run
-  if (cls(i) !== ALNUM || cls(i - 1) === ALNUM) return undefined;
+export function trailingSpacedRun(v: ScanView): { start: number; joined: string } | undefined {
+  const u = v.unjoined ?? v, t = u.text;
+  let i = t.length - 1;
+  for (const stop = i - GAP_MAX; i > stop && cls(t, i) === GAP;) i--; // "… A K " : the next letter continues the run
+  if (!(cls(t, i) & (ALNUM | PUNCT)) || cls(t, i - 1) === ALNUM) return undefined;
   let start = i;
-  while (cls(start - 1) === GAP && cls(start - 2) === ALNUM && cls(start - 3) !== ALNUM) start -= 2;
-  let letters = "";
-  for (let k = start; k <= i; k += 2) letters += text[k];
-  return { start, joined: text.slice(0, start) + letters };
+  for (let k; (k = before(t, start)) >= 0;) start = k;
+  const at0 = at(u, start);
+  let joined = u.source.slice(0, at0);
+  for (let k = start; k <= i; k++) if (CLASS[t.charCodeAt(k)] !== GAP) joined += u.from ? u.source.slice(u.from[k], u.to![k]) : t[k];
+  return { start: at0, joined };
 }

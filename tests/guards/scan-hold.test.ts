@@ -53,7 +53,8 @@ test("what is held is exactly the tail a rule could still extend", () => {
     ["call +1 555", "555"], // phone numbers are PII (off by default); "555" may still be a host label
     ["port :", ":"], // "::1"
     ["at [", "["], // "[::1]"
-    ["a —", "—"], // a dash look-alike reads as "-", which a host label may start with
+    ["a —", "a —"], // a dash look-alike reads as "-": standing alone after "a", the two may begin a spaced-out "a-…" token
+    ["a, —", "—"], // "-" may start a host label
     ["数据 A K I", "A K I"], // a spaced-out key being written
     ["数据 A K I ", "A K I "],
     ["数据\u{1d400}", "\u{1d400}"], // a mathematical A (reads as "A"): held as AWS/label start, never half a pair
