@@ -25,7 +25,7 @@ import { LineSampler } from "./log-sampler";
 import { createPromptGuard } from "./prompt-guard";
 import { RateLimitError } from "./rate-limit";
 import { createScanner, passthrough, type TextFilter } from "./response-scan";
-import { verifySignature } from "./signature";
+import { SignatureError, verifySignature } from "./signature";
 import { SharedStateUnavailableError, type Slot, type Where } from "./store/limiter";
 import { createSharedState, type SharedStateStatus } from "./store/shared-state";
 
@@ -110,6 +110,19 @@ export function createGuards(d: GuardDeps): Guards {
     }
   };
 
+  /** The failed-auth counters of a client: its address, and its network (rotating addresses share a /24, /64 or loopback). */
+  const failCounters = (ip: string) => [{ id: `fail:${ip}`, l: failLimits }, { id: `failnet:${networkOf(ip)}`, l: failNetLimits }];
+  const throttled = (state: RequestState, retryAfter: number) => {
+    state.decisions.push("auth:throttled");
+    return new RateLimitError("Too many failed authentication attempts from this address.", retryAfter, {});
+  };
+  /** Charges one failed authentication (a bad key, or a bad signature) to the client; throws 429 once over the limit. */
+  const countFailure = async (state: RequestState) => {
+    for (const f of failCounters(state.clientIp)) {
+      try { await authFailures.admit(f.id, f.l); } catch (e) { throw throttled(state, Number((e as AppError).headers["retry-after"] ?? 60)); }
+    }
+  };
+
   return {
     async onRequest(request, state) {
       const url = { pathname: state.path };
@@ -134,14 +147,10 @@ export function createGuards(d: GuardDeps): Guards {
       // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
       // loopback), decided BEFORE the key is looked at: a throttled source learns nothing, not even that
       // its next guess is right.
-      const fails = [{ id: `fail:${state.clientIp}`, l: failLimits }, { id: `failnet:${networkOf(state.clientIp)}`, l: failNetLimits }];
-      const refuse = (retryAfter: number) => {
-        state.decisions.push("auth:throttled");
-        return new RateLimitError("Too many failed authentication attempts from this address.", retryAfter, {});
-      };
       // Both at once: with Redis that is one round trip for the two, not two.
+      const fails = failCounters(state.clientIp);
       const waits = await Promise.all(fails.map((f) => authFailures.exhausted(f.id, f.l)));
-      for (const wait of waits) if (wait !== undefined) throw refuse(wait);
+      for (const wait of waits) if (wait !== undefined) throw throttled(state, wait);
       const presented = presentedKey(request.headers);
       let rec = presented && d.keys ? d.keys.verify(presented) : undefined;
       if (revocations && d.keys) {
@@ -154,9 +163,7 @@ export function createGuards(d: GuardDeps): Guards {
         if (rec && await revocations.isRevoked(rec.id)) rec = undefined;
       }
       if (!rec) {
-        for (const f of fails) {
-          try { await authFailures.admit(f.id, f.l); } catch (e) { throw refuse(Number((e as AppError).headers["retry-after"] ?? 60)); }
-        }
+        await countFailure(state);
         state.decisions.push(presented ? "auth:invalid" : "auth:missing");
         throw new AuthError();
       }
@@ -186,9 +193,18 @@ export function createGuards(d: GuardDeps): Guards {
       x.limitChecked = true; // whatever happens now (a bad signature, a 429), refused() must not count it again
       let signed: { nonce: string; expiresAt: number } | undefined;
       if (key.requireSignature) {
-        signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: state.path + state.query, body: x.rawBody ?? "",
-          headers: request.headers, nowMs: d.clock(), startedMs });
-        await nonces.check(key.id, signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
+        try {
+          signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: state.path + state.query, body: x.rawBody ?? "",
+            headers: request.headers, nowMs: d.clock(), startedMs });
+          await nonces.check(key.id, signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
+        } catch (e) {
+          // A missing, wrong or replayed signature is a failed authentication: whoever sends it holds the bearer key
+          // but not the signing key (a captured key is what signing defends against). It counts against the address's
+          // failed-auth throttle like a wrong key, not against the key's limits, which would let that holder lock
+          // the key's owner out.
+          if (e instanceof SignatureError) { state.decisions.push("signature:invalid"); await countFailure(state); }
+          throw e;
+        }
         state.decisions.push("signature:ok");
       }
       x.reserved = request.method === "POST" ? tokenReservation(body, x.rawBody ?? "", state.path, config) : 0;
