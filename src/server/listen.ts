@@ -21,15 +21,20 @@ const WARM_AFTER_MS = 250;
 
 export interface ListenOptions { host: string; port: number; maxBodyBytes: number; graceMs: number }
 
-export function listen(app: App, engine: Engine, log: Logger, opts: ListenOptions, onHup?: () => void): Promise<number> {
+/** What `listen` binds with (tests listen with exactly these). */
+export function listenOptions(opts: Pick<ListenOptions, "host" | "port" | "maxBodyBytes">, tls: ReturnType<typeof serverTls>) {
   // Bun's own body limit sits well above ours, so ordinary oversize bodies get our JSON 413; only
   // absurd ones are cut off by Bun itself. Idle connections are dropped after 30 s; generation
   // requests lift that for themselves (app.ts), since a long non-streamed answer sends nothing for a while.
   // reusePort false: Elysia turns SO_REUSEPORT on, and then a second server on a used port "listens" and
   // silently splits the traffic with the first. Without it the bind fails with EADDRINUSE, as it should.
+  return { hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes * 2 + 65_536, idleTimeout: 30, reusePort: false, tls };
+}
+
+export function listen(app: App, engine: Engine, log: Logger, opts: ListenOptions, onHup?: () => void): Promise<number> {
   const tls = serverTls(app.deps.config); // a bad cert/key/CA is a ConfigError (exit 2), thrown before binding
   try {
-    app.listen({ hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes * 2 + 65_536, idleTimeout: 30, reusePort: false, tls });
+    app.listen(listenOptions(opts, tls));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === "EADDRINUSE" ? "address in use (is another appliance or server running on it?)" : (e as Error).message;
