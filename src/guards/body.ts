@@ -16,6 +16,39 @@ export class BodyTimeoutError extends AppError {
   }
 }
 
+/**
+ * A body over maxBodyBytes, declared or counted as it arrived. The connection is closed: the rest of the body is
+ * never read, so it cannot be taken for the next request, and a client still sending learns at once.
+ */
+export class BodyTooLargeError extends AppError {
+  constructor(max: number) {
+    super(`Request body is larger than ${max} bytes.`, 413, "invalid_request_error", "body_too_large", null, { connection: "close" });
+  }
+}
+
+/**
+ * The body's bytes, read as they arrive (Content-Length or chunked alike) and counted: BodyTooLargeError as soon as
+ * more than `max` have come, never buffering more than that. Bun's own limit is set far above ours (listen.ts), so
+ * this, not Bun's bodiless 413, answers every oversize body.
+ */
+export async function readBodyBytes(request: Request, max: number): Promise<Uint8Array> {
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > max) {
+      reader.cancel().catch(() => {});
+      throw new BodyTooLargeError(max);
+    }
+    chunks.push(value);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n);
+}
+
 /** Resolves like `p`, or rejects with `error()` after `ms`; `p` is left to settle on its own. */
 export function withDeadline<T>(p: Promise<T>, ms: number, error: () => Error): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;

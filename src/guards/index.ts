@@ -19,7 +19,7 @@ import { networkOf } from "./network";
 import { HostError, hostAllowlist } from "./host";
 import { lockdownGuard } from "./lockdown";
 import type { KeyRecord, KeyStore } from "./keys";
-import { BodyTimeoutError, tokenReservation, withDeadline } from "./body";
+import { BodyTimeoutError, BodyTooLargeError, readBodyBytes, tokenReservation, withDeadline } from "./body";
 import { checkBounds } from "./bounds";
 import { LineSampler } from "./log-sampler";
 import { createPromptGuard } from "./prompt-guard";
@@ -29,9 +29,7 @@ import { SignatureError, verifySignature } from "./signature";
 import { SharedStateUnavailableError, type Slot, type Where } from "./store/limiter";
 import { createSharedState, type SharedStateStatus } from "./store/shared-state";
 
-export class BodyTooLargeError extends AppError {
-  constructor(max: number) { super(`Request body is larger than ${max} bytes.`, 413, "invalid_request_error", "body_too_large"); }
-}
+export { BodyTooLargeError };
 
 export interface Guards {
   onRequest(request: Request, state: RequestState): Promise<Response | undefined>;
@@ -133,7 +131,7 @@ export function createGuards(d: GuardDeps): Guards {
       const c = cors(request.method, request.headers);
       if (c?.preflight) return new Response(null, { status: 204, headers: { ...state.headers, ...c.headers, "x-request-id": state.id } });
       if (c) Object.assign(state.headers, c.headers);
-      // body size (declared); readBody enforces it on the bytes actually sent
+      // body size (declared), before a byte of it is read; readBody counts the bytes actually sent
       const declared = Number(request.headers.get("content-length") ?? 0);
       if (declared > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
       // auth
@@ -179,8 +177,8 @@ export function createGuards(d: GuardDeps): Guards {
     },
 
     async readBody(request, state) {
-      const buf = await withDeadline(request.arrayBuffer(), bodyTimeoutMs, () => new BodyTimeoutError(bodyTimeoutMs));
-      if (buf.byteLength > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
+      // Counted as it arrives and cut off past maxBodyBytes, within the body deadline.
+      const buf = await withDeadline(readBodyBytes(request, config.maxBodyBytes), bodyTimeoutMs, () => new BodyTimeoutError(bodyTimeoutMs));
       const raw = new TextDecoder().decode(buf);
       extra(state).rawBody = raw;
       return raw;

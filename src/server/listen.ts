@@ -19,16 +19,24 @@ const CLOSE_AFTER_CANCEL_MS = 5_000;
  */
 const WARM_AFTER_MS = 250;
 
+/** maxBodyBytes is enforced by the guards (guards/body.ts), not by Bun: see BUN_BODY_LIMIT. */
 export interface ListenOptions { host: string; port: number; maxBodyBytes: number; graceMs: number }
 
-/** What `listen` binds with (tests listen with exactly these). */
-export function listenOptions(opts: Pick<ListenOptions, "host" | "port" | "maxBodyBytes">, tls: ReturnType<typeof serverTls>) {
-  // Bun's own body limit sits well above ours, so ordinary oversize bodies get our JSON 413; only
-  // absurd ones are cut off by Bun itself. Idle connections are dropped after 30 s; generation
+/**
+ * Bun's own request body limit: none to speak of. Over its limit Bun answers 413 itself, with no body, before any
+ * handler runs (the openai SDK showed "413 status code (no body)"); the guards answer every oversize body with the
+ * JSON error instead, from Content-Length before reading and by counting a streamed body's bytes (guards/body.ts).
+ * A body nobody reads is not buffered (TCP back-pressure holds the sender), so this limit protects nothing.
+ */
+const BUN_BODY_LIMIT = Number.MAX_SAFE_INTEGER;
+
+/** What `listen` binds with (tests listen with exactly these); maxBodyBytes is the guards' to enforce. */
+export function listenOptions(opts: Pick<ListenOptions, "host" | "port">, tls: ReturnType<typeof serverTls>) {
+  // Idle connections are dropped after 30 s; generation
   // requests lift that for themselves (app.ts), since a long non-streamed answer sends nothing for a while.
   // reusePort false: Elysia turns SO_REUSEPORT on, and then a second server on a used port "listens" and
   // silently splits the traffic with the first. Without it the bind fails with EADDRINUSE, as it should.
-  return { hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes * 2 + 65_536, idleTimeout: 30, reusePort: false, tls };
+  return { hostname: opts.host, port: opts.port, maxRequestBodySize: BUN_BODY_LIMIT, idleTimeout: 30, reusePort: false, tls };
 }
 
 export function listen(app: App, engine: Engine, log: Logger, opts: ListenOptions, onHup?: () => void): Promise<number> {
