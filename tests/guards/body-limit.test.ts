@@ -74,3 +74,24 @@ test("a chunked body within the limit is read whole and answered", async () => {
   expect(reply.split("\r\n")[0]).toBe("HTTP/1.1 200 OK");
   expect(reply).toContain('"object":"list"');
 });
+
+test("a body nobody reads (an unknown route, a GET, a refused key) is not drained forever: the answer closes the connection", async () => {
+  // Without Bun's own limit, an endless chunked body sent where no handler reads it was drained for as long as the
+  // client kept sending (gigabytes on one kept-alive connection) after the answer.
+  const endless = (s: net.Socket) => {
+    let sent = 0;
+    const pump = () => { while (!s.destroyed && sent < 1 << 30) { sent += 1024; if (!s.write(chunk("x".repeat(1024)))) { s.once("drain", pump); return; } } };
+    pump();
+  };
+  const statusOf = (reply: string) => reply.split("\r\n")[0];
+  const cases = [
+    [`POST /v1/nope HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${ctx.key}\r\nTransfer-Encoding: chunked\r\n\r\n`, "HTTP/1.1 404 Not Found"],
+    ["GET /health HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.1 200 OK"],
+    [head("Transfer-Encoding: chunked", "apk_nope"), "HTTP/1.1 401 Unauthorized"],
+  ] as const;
+  for (const [request, status] of cases) {
+    const reply = await exchange(request, endless);
+    expect(statusOf(reply)).toBe(status);
+    expect(reply.toLowerCase()).toContain("connection: close");
+  }
+});
