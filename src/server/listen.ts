@@ -19,18 +19,19 @@ const CLOSE_AFTER_CANCEL_MS = 5_000;
  */
 const WARM_AFTER_MS = 250;
 
-/** maxBodyBytes is enforced by the guards (guards/body.ts), not by Bun: see BUN_BODY_LIMIT. */
-export interface ListenOptions { host: string; port: number; maxBodyBytes: number; graceMs: number }
+/** No body limit here: maxBodyBytes is the guards' to enforce (guards/body.ts), not Bun's (BUN_BODY_LIMIT). */
+export interface ListenOptions { host: string; port: number; graceMs: number }
 
 /**
  * Bun's own request body limit: none to speak of. Over its limit Bun answers 413 itself, with no body, before any
  * handler runs (the openai SDK showed "413 status code (no body)"); the guards answer every oversize body with the
  * JSON error instead, from Content-Length before reading and by counting a streamed body's bytes (guards/body.ts).
- * A body nobody reads is not buffered (TCP back-pressure holds the sender), so this limit protects nothing.
+ * A body nobody reads is not buffered (TCP back-pressure holds the sender), and the answer to its request closes
+ * the connection (app.ts `unread`), so this limit protects nothing.
  */
 const BUN_BODY_LIMIT = Number.MAX_SAFE_INTEGER;
 
-/** What `listen` binds with (tests listen with exactly these); maxBodyBytes is the guards' to enforce. */
+/** What `listen` binds with (tests listen with exactly these). */
 export function listenOptions(opts: Pick<ListenOptions, "host" | "port">, tls: ReturnType<typeof serverTls>) {
   // Idle connections are dropped after 30 s; generation
   // requests lift that for themselves (app.ts), since a long non-streamed answer sends nothing for a while.

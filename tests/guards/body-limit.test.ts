@@ -17,8 +17,7 @@ let ctx: Awaited<ReturnType<typeof makeApp>>;
 let port: number;
 beforeAll(async () => {
   ctx = await makeApp({ engine, config: { maxBodyBytes: MAX, rateLimit: { rpm: 0, tpm: 0 } } });
-  const opts = { host: "127.0.0.1", port: 0, maxBodyBytes: MAX }; // as serve passes them
-  ctx.app.listen(listenOptions(opts, undefined));
+  ctx.app.listen(listenOptions({ host: "127.0.0.1", port: 0 }, undefined)); // as serve listens
   port = ctx.app.server!.port!;
 });
 afterAll(async () => { await ctx.app.stop(true); await engine.dispose(); });

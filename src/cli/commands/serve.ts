@@ -72,7 +72,7 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
     keepalive.stop();
   }
   const { app, engine, keys } = started;
-  const served = listen(app, engine, log, { host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, graceMs: config.shutdownGraceMs },
+  const served = listen(app, engine, log, { host: config.host, port: config.port, graceMs: config.shutdownGraceMs },
     () => { try { keys?.reload(true); } catch (e) { log.error({ err: (e as Error).message }, "keys reload failed"); } });
   phases.mark("listen"); // listen() binds synchronously; the promise is the server's whole life
   log.debug({ phases: phases.ms, totalMs: phases.total }, "start phases");
