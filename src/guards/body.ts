@@ -16,6 +16,15 @@ export class BodyTimeoutError extends AppError {
   }
 }
 
+/** The body length a request declares (Content-Length; 0 when absent). */
+export const declaredLength = (request: Request) => Number(request.headers.get("content-length") ?? 0);
+
+/**
+ * A request that came with a body no handler read (an unknown route, a GET, one refused before its body). Told by its
+ * framing: a GET's body is null in Bun.
+ */
+export const bodyUnread = (request: Request) => !request.bodyUsed && (request.headers.has("transfer-encoding") || declaredLength(request) > 0);
+
 /**
  * A body over maxBodyBytes, declared or counted as it arrived. The connection is closed: the rest of the body is
  * never read, so it cannot be taken for the next request, and a client still sending learns at once.

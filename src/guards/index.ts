@@ -19,7 +19,7 @@ import { networkOf } from "./network";
 import { HostError, hostAllowlist } from "./host";
 import { lockdownGuard } from "./lockdown";
 import type { KeyRecord, KeyStore } from "./keys";
-import { BodyTimeoutError, BodyTooLargeError, readBodyBytes, tokenReservation, withDeadline } from "./body";
+import { BodyTimeoutError, BodyTooLargeError, declaredLength, readBodyBytes, tokenReservation, withDeadline } from "./body";
 import { checkBounds } from "./bounds";
 import { LineSampler } from "./log-sampler";
 import { createPromptGuard } from "./prompt-guard";
@@ -132,8 +132,7 @@ export function createGuards(d: GuardDeps): Guards {
       if (c?.preflight) return new Response(null, { status: 204, headers: { ...state.headers, ...c.headers, "x-request-id": state.id } });
       if (c) Object.assign(state.headers, c.headers);
       // body size (declared), before a byte of it is read; readBody counts the bytes actually sent
-      const declared = Number(request.headers.get("content-length") ?? 0);
-      if (declared > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
+      if (declaredLength(request) > config.maxBodyBytes) throw new BodyTooLargeError(config.maxBodyBytes);
       // auth
       const open = isPublic(request.method, url.pathname, config.docsPublic);
       if (!config.auth || open) {

@@ -7,6 +7,7 @@
 import { Elysia } from "elysia";
 import { InvalidRequestError } from "../errors";
 import { checkJsonShape, unserialisable } from "../guards/json-shape";
+import { bodyUnread } from "../guards/body";
 import type { AppDeps, AppInput } from "./deps";
 import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
@@ -80,13 +81,6 @@ export function createApp(input: AppInput) {
       return lastResortResponse(id);
     },
   };
-  /**
-   * A body no handler read (an unknown route, a GET, a request refused before its body): the answer closes the
-   * connection. Kept open, Bun would read and drop the rest of the body for as long as the client sends (its own body
-   * limit is out of the way, listen.ts), gigabytes on one connection.
-   */
-  const unread = (request: Request) => !request.bodyUsed && // a GET's body is null in Bun, so the framing tells
-    (request.headers.has("transfer-encoding") || Number(request.headers.get("content-length") ?? 0) > 0);
   const app = new Elysia({ name: "appliance", serve })
     // 1. Request state and the guards that need no body: host → CORS → body size → auth.
     .onRequest(async ({ request, server, set }) => {
@@ -132,7 +126,9 @@ export function createApp(input: AppInput) {
     // Headers decided inside a handler (prompt flags) reach the response too.
     .onAfterHandle({ as: "global" }, ({ request, set }) => {
       Object.assign(set.headers, stateOf(request).headers);
-      if (unread(request)) set.headers.connection = "close";
+      // A body no handler read: the answer closes the connection. Kept open, Bun would read and drop the rest of the
+      // body for as long as the client sends (its own body limit is out of the way, listen.ts): gigabytes on one connection.
+      if (bodyUnread(request)) set.headers.connection = "close";
     })
     // 4. The one error mapper.
     .onError({ as: "global" }, async ({ code, error, request }) => {
@@ -144,7 +140,7 @@ export function createApp(input: AppInput) {
       state.errorCode = e.code ?? undefined;
       deps.settle(state); // free the key's concurrency slot now, not when the socket closes
       if (e.status === 499) return new Response(null, { status: 499 }); // nobody is listening
-      return toResponse(e, { "x-request-id": state.id, ...state.headers, ...(unread(request) && { connection: "close" }) });
+      return toResponse(e, { "x-request-id": state.id, ...state.headers, ...(bodyUnread(request) && { connection: "close" }) });
     })
     .onAfterResponse({ as: "global" }, ({ request, set }) => {
       arrived(request);

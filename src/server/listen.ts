@@ -27,7 +27,7 @@ export interface ListenOptions { host: string; port: number; graceMs: number }
  * handler runs (the openai SDK showed "413 status code (no body)"); the guards answer every oversize body with the
  * JSON error instead, from Content-Length before reading and by counting a streamed body's bytes (guards/body.ts).
  * A body nobody reads is not buffered (TCP back-pressure holds the sender), and the answer to its request closes
- * the connection (app.ts `unread`), so this limit protects nothing.
+ * the connection (app.ts, guards/body.ts `bodyUnread`), so this limit protects nothing.
  */
 const BUN_BODY_LIMIT = Number.MAX_SAFE_INTEGER;
 
