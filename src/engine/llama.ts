@@ -6,10 +6,11 @@
  */
 import { LlamaChat, LlamaCompletion, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
-import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolUse } from "./engine";
+import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolCall, ToolUse } from "./engine";
 import { jsonSchemaGrammar } from "./grammar";
 import { beginningToken, checkTokenIds, finishOf, fitContext, generateOptions, toHistory } from "./llama-options";
-import { chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
+import { callOrAnswerSchema, chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
+import { callGate } from "./call-gate";
 import { Arrivals } from "./arrivals";
 import { loadModel, openLlama, type Loaded, type LlamaEngineOptions, type ModelSource } from "./llama-load";
 import { withFullThreads } from "./thread-policy";
@@ -107,15 +108,18 @@ export class LlamaEngine implements Engine {
     this.checkBias(l, call);
     const use = call.tools;
     const forced = use && use.choice !== "auto" ? use.choice : undefined;
-    const functions = use && !forced ? chatFunctions(use.tools) : undefined;
-    if (functions && call.sampling.format) {
-      throw new InvalidRequestError("response_format cannot be combined with tool_choice \"auto\" (the model's call syntax is not JSON); " +
-        "use tool_choice \"required\" or a named tool, or leave out response_format.", "response_format");
-    }
+    const format = call.sampling.format?.kind === "text" ? undefined : call.sampling.format;
+    // "auto" beside a JSON answer format: node-llama-cpp cannot hold a grammar and the template's call syntax at
+    // once, so the answer or one call is generated under one grammar and told apart as it comes (call-gate.ts).
+    const either = use && !forced && format ? use.tools : undefined;
+    const functions = use && !forced && !either ? chatFunctions(use.tools) : undefined;
     const grammar = forced
       ? await this.grammarFor({ kind: "json_schema", schema: forcedCallSchema(use!.tools, forced) }, "tools")
-      : await this.grammarFor(call.sampling.format, "response_format");
-    const history = toHistory(forced ? [toolsTurn(use!.tools, forced), ...call.messages] : call.messages);
+      : either
+        ? await this.grammarFor({ kind: "json_schema", schema: callOrAnswerSchema(either, format?.kind === "json_schema" ? format.schema : undefined) }, "response_format")
+        : await this.grammarFor(format, "response_format");
+    const turn = forced ? toolsTurn(use!.tools, forced) : either ? toolsTurn(either, "required", true) : undefined;
+    const history = toHistory(turn ? [turn, ...call.messages] : call.messages);
     await l.templateBound?.check(history, functions);
     // Count exactly what the template renders, then refuse before queueing or spending compute.
     const state = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
@@ -135,8 +139,11 @@ export class LlamaEngine implements Engine {
         // would cut the call's JSON short (stop "e" ended '{"nam', and a "required" call was answered with none).
         // Without functions they are applied to the answer's text here (stop-text.ts), not by node-llama-cpp.
         const cut = !forced && !functions && call.sampling.stop?.length ? stopText(call.sampling.stop, tally.textCallback(call.onText), tally.end) : undefined;
+        // A possible call is held before the stop strings too: they are for the answer's text.
+        const gate = either && callGate(either.map((t) => t.name), cut?.push ?? tally.textCallback(call.onText));
         const { options, counted } = generateOptions({
-          ...call, sampling: forced || cut ? { ...call.sampling, stop: undefined } : call.sampling, onText: forced ? undefined : cut?.push ?? tally.textCallback(call.onText),
+          ...call, sampling: forced || cut ? { ...call.sampling, stop: undefined } : call.sampling,
+          onText: forced ? undefined : gate ? gate.push : cut?.push ?? tally.textCallback(call.onText),
         }, grammar, l.model);
         released.count = counted;
         const result = await chat.generateResponse(history, {
@@ -146,14 +153,20 @@ export class LlamaEngine implements Engine {
         // for a call's JSON). node-llama-cpp drops it at an end token, while a stream with early release had sent it.
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
         const tail = !forced && !result.functionCalls?.length && (stop === "maxTokens" || stop === "eogToken") ? tally.tail(counted()) : "";
-        if (cut) cut.finish(tail);
-        else if (tail) tally.textCallback(call.onText)?.(tail);
+        let gateCall: ToolCall | undefined;
+        if (gate) {
+          gate.push(tail);
+          gateCall = gate.finish();
+        }
+        if (cut) cut.finish(gate ? "" : tail);
+        else if (tail && !gate) tally.textCallback(call.onText)?.(tail);
         const done = {
-          text: cut ? cut.text() : result.response + tail, promptTokens, cachedTokens, completionTokens: tally.count(), finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
+          text: gateCall ? "" : cut ? cut.text() : result.response + tail, promptTokens, cachedTokens, completionTokens: tally.count(),
+          finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
         };
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
-          : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
+          : gateCall ? [gateCall] : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
         // A forced call is JSON for tool_calls, never the answer's text, even cut short (unparsed): streams never send it either.
         const text = forced ? "" : done.text;
         const answer = { ...done, text, ...(logprobs && { logprobs: logprobs.records }) };

@@ -34,11 +34,26 @@ export function forcedCallSchema(tools: ToolSpec[], choice: Exclude<ToolChoice, 
   return list.length === 1 ? one(list[0]!) : { oneOf: list.map(one) };
 }
 
-/** A system turn telling the model which tools exist (the forced path has no template support to lean on). */
-export function toolsTurn(tools: ToolSpec[], choice: Exclude<ToolChoice, "auto">): ChatTurn {
+/**
+ * tool_choice "auto" beside a JSON answer format (`answer`: its schema, none for json_object): one grammar for the
+ * answer or a call to any of the tools, told apart by call-gate.ts.
+ */
+export function callOrAnswerSchema(tools: ToolSpec[], answer: Record<string, unknown> | undefined): Record<string, unknown> {
+  const calls = forcedCallSchema(tools, "required");
+  return { oneOf: [...(Array.isArray(calls.oneOf) ? calls.oneOf : [calls]), answer ?? ANY_OBJECT] };
+}
+
+/**
+ * A system turn telling the model which tools exist (the grammar paths have no template support to lean on);
+ * `optional`: the callOrAnswerSchema path, where the model may answer instead.
+ */
+export function toolsTurn(tools: ToolSpec[], choice: Exclude<ToolChoice, "auto">, optional = false): ChatTurn {
   const docs = candidates(tools, choice).map((t) =>
     `- ${t.name}${t.description ? `: ${t.description}` : ""}\n  arguments (JSON schema): ${JSON.stringify(t.parameters ?? ANY_OBJECT)}`);
-  return { role: "system", content: `Call one of these tools. Answer with {"name": <tool>, "arguments": <arguments>} only.\n${docs.join("\n")}` };
+  const how = optional
+    ? `To call one of these tools, answer with {"name": <tool>, "arguments": <arguments>} only; otherwise answer in the JSON asked for.`
+    : `Call one of these tools. Answer with {"name": <tool>, "arguments": <arguments>} only.`;
+  return { role: "system", content: `${how}\n${docs.join("\n")}` };
 }
 
 /** The forced answer as a call; undefined when it is not one (generation cut off by max_tokens). */

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
-import { APICallError, embed, embedMany, generateObject, generateText, jsonSchema, streamText, tool } from "ai";
+import { APICallError, embed, embedMany, generateObject, generateText, jsonSchema, Output, streamText, tool } from "ai";
 import { occupySlot, startBinary, type BinaryServer } from "./binary-server";
 
 let server: BinaryServer;
@@ -52,6 +52,15 @@ for (const [name, model] of [["openai-compatible (chat)", () => compatible("tiny
       let text = "";
       for await (const t of r.textStream) text += t;
       expect(text).toBe(await r.text);
+    });
+
+    test("generateText with tools and structured output (tool_choice auto beside a json_schema): a call or the typed object", async () => {
+      const providerOptions = { openai: { store: false } };
+      for (const seed of [1, 2, 3]) {
+        const r = await generateText({ model: model(), tools: { weather }, experimental_output: Output.object({ schema: okSchema }), prompt: "weather?", maxOutputTokens: 200, seed, maxRetries: 0, providerOptions });
+        if (r.toolCalls.length) expect(["Oslo", "Paris"]).toContain((r.toolCalls[0]!.input as { city: string }).city);
+        else expect(typeof r.experimental_output.ok).toBe("boolean");
+      }
     });
 
     test("generateObject (json_schema)", async () => {

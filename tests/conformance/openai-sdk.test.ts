@@ -4,6 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
+import { zodFunction, zodResponseFormat } from "openai/helpers/zod";
+import { z } from "zod";
 import { startBinary, type BinaryServer } from "./binary-server";
 
 let server: BinaryServer;
@@ -37,6 +39,21 @@ describe("chat", () => {
       response_format: { type: "json_schema", json_schema: { name: "x", strict: true, schema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"], additionalProperties: false } } },
     });
     expect(typeof (r.choices[0]!.message.parsed as unknown as { ok: boolean }).ok).toBe("boolean");
+  });
+  test("parse() with zod tools and a zod response_format, tool_choice auto: a parsed answer or a parsed call, streamed or not", async () => {
+    const body = {
+      model: "tiny", messages: user("weather?"), max_tokens: 200, temperature: 1,
+      tools: [zodFunction({ name: "get_weather", parameters: z.object({ city: z.enum(["Oslo", "Paris"]) }) })],
+      response_format: zodResponseFormat(z.object({ verdict: z.enum(["yes", "maybe"]) }), "verdict"),
+    };
+    const check = (m: { parsed: { verdict: string } | null; tool_calls?: { function: { parsed_arguments: unknown } }[] }) => {
+      if (m.tool_calls?.length) expect(["Oslo", "Paris"]).toContain((m.tool_calls[0]!.function.parsed_arguments as { city: string }).city);
+      else expect(["yes", "maybe"]).toContain(m.parsed!.verdict);
+    };
+    for (const seed of [1, 2, 3]) {
+      check((await client.chat.completions.parse({ ...body, seed })).choices[0]!.message as never);
+      check((await client.chat.completions.stream({ ...body, seed }).finalChatCompletion()).choices[0]!.message as never);
+    }
   });
   test("tools: a forced call, streamed through the SDK's stream helper, and its result sent back", async () => {
     const stream = client.chat.completions.stream({ model: "tiny", messages: user("weather?"), tools: [weather], tool_choice: "required", max_tokens: 200 });

@@ -189,9 +189,85 @@ describe("refusals name the parameter", () => {
     }));
     expect([e.status, e.param]).toEqual([400, "tools.0.function.parameters.properties.a.type"]);
   });
-  test("response_format with tool_choice auto", async () => {
-    const e = await error(client.chat.completions.create({ ...base, tools: [weather], response_format: { type: "json_object" } }));
-    expect([e.status, e.param]).toEqual([400, "response_format"]);
+});
+
+describe("tool_choice auto beside response_format (the openai SDK's parse() with tools, the AI SDK's tools + structured output)", () => {
+  // The answer's first key starts with "v", a call's with "n" ({"name": ...): banning every token that begins with
+  // one letter picks the branch, whatever this random model would choose.
+  const verdict = {
+    type: "json_schema" as const,
+    json_schema: { name: "verdict", strict: true, schema: { type: "object", properties: { verdict: { type: "string", enum: ["yes", "maybe"] } }, required: ["verdict"], additionalProperties: false } },
+  };
+  const banned = (letter: string) => {
+    const bias: Record<string, number> = {};
+    for (let id = 0; id < 4096; id++) {
+      let text: string;
+      try { text = ctx.engine.detokenize("tiny", [id]); } catch { break; }
+      if (text.startsWith(letter)) bias[id] = -100;
+    }
+    return bias;
+  };
+  const ask = { ...base, tools: [weather, time], response_format: verdict };
+
+  test("the answer: content in the requested format, no call, streamed in more than one chunk", async () => {
+    const r = await client.chat.completions.create({ ...ask, logit_bias: banned("n") });
+    const choice = r.choices[0]!;
+    expect(choice.message.tool_calls ?? []).toEqual([]);
+    expect(choice.finish_reason).toBe("stop");
+    expect(["yes", "maybe"]).toContain(JSON.parse(choice.message.content!).verdict);
+    const stream = await client.chat.completions.create({ ...ask, logit_bias: banned("n"), stream: true, logprobs: true });
+    const pieces: string[] = [], tokens: string[] = [];
+    let calls = 0, finish: string | null = null;
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (c?.delta.content) pieces.push(c.delta.content);
+      for (const t of c?.logprobs?.content ?? []) tokens.push(t.token);
+      if (c?.delta.tool_calls) calls++;
+      if (c?.finish_reason) finish = c.finish_reason;
+    }
+    expect([calls, finish]).toEqual([0, "stop"]);
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(pieces.join("")).toBe(choice.message.content!);
+    expect(tokens.join("")).toBe(choice.message.content!); // held text's logprobs go out with it
+  });
+
+  test("a call: tool_calls with arguments matching the tool, no content, streamed or not; the next turn answers in the format", async () => {
+    const r = await client.chat.completions.create({ ...ask, logit_bias: banned("v") });
+    const choice = r.choices[0]!;
+    expect([choice.finish_reason, choice.message.content]).toEqual(["tool_calls", null]);
+    const call = choice.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+    expect(call.id).toMatch(/^call_/);
+    expect(["get_weather", "get_time"]).toContain(call.function.name);
+    const args = JSON.parse(call.function.arguments);
+    if (call.function.name === "get_weather") expect(["Oslo", "Paris"]).toContain(args.city);
+    else expect(["UTC", "CET"]).toContain(args.zone);
+
+    const stream = await client.chat.completions.create({ ...ask, logit_bias: banned("v"), stream: true });
+    let content = "", name = "", streamedArgs = "", finish: string | null = null;
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      content += c?.delta.content ?? "";
+      for (const t of c?.delta.tool_calls ?? []) { name += t.function?.name ?? ""; streamedArgs += t.function?.arguments ?? ""; }
+      if (c?.finish_reason) finish = c.finish_reason;
+    }
+    expect([content, name, finish]).toEqual(["", call.function.name, "tool_calls"]);
+    expect(JSON.parse(streamedArgs)).toEqual(args);
+
+    const next = await client.chat.completions.create({
+      ...ask, logit_bias: banned("n"),
+      messages: [...base.messages, choice.message, { role: "tool", tool_call_id: call.id, content: "{\"result\":1}" }],
+    });
+    expect(["yes", "maybe"]).toContain(JSON.parse(next.choices[0]!.message.content!).verdict);
+  });
+
+  test("json_object: an object as content; stop strings apply to the answer, never cut a call", async () => {
+    const answer = await client.chat.completions.create({ ...base, tools: [weather], response_format: { type: "json_object" }, logit_bias: banned("n"), max_tokens: 40 });
+    expect(answer.choices[0]!.message.tool_calls ?? []).toEqual([]);
+    expect(answer.choices[0]!.message.content!.startsWith("{")).toBe(true);
+    const called = await client.chat.completions.create({ ...ask, logit_bias: banned("v"), stop: ["e", "a"] });
+    expect(called.choices[0]!.finish_reason).toBe("tool_calls");
+    const cut = await client.chat.completions.create({ ...ask, logit_bias: banned("n"), stop: ["e"] });
+    expect([cut.choices[0]!.message.content!.replace(/\s/g, ""), cut.choices[0]!.finish_reason]).toEqual(['{"v', "stop"]);
   });
 });
 
