@@ -6,7 +6,7 @@
  */
 import { LlamaChat, LlamaCompletion, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
-import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolCall, ToolUse } from "./engine";
+import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolUse } from "./engine";
 import { jsonSchemaGrammar } from "./grammar";
 import { beginningToken, checkTokenIds, finishOf, fitContext, generateOptions, toHistory } from "./llama-options";
 import { callOrAnswerSchema, chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
@@ -139,11 +139,11 @@ export class LlamaEngine implements Engine {
         // would cut the call's JSON short (stop "e" ended '{"nam', and a "required" call was answered with none).
         // Without functions they are applied to the answer's text here (stop-text.ts), not by node-llama-cpp.
         const cut = !forced && !functions && call.sampling.stop?.length ? stopText(call.sampling.stop, tally.textCallback(call.onText), tally.end) : undefined;
+        const sink = cut?.push ?? tally.textCallback(call.onText);
         // A possible call is held before the stop strings too: they are for the answer's text.
-        const gate = either && callGate(either.map((t) => t.name), cut?.push ?? tally.textCallback(call.onText));
+        const gate = either && callGate(either.map((t) => t.name), sink);
         const { options, counted } = generateOptions({
-          ...call, sampling: forced || cut ? { ...call.sampling, stop: undefined } : call.sampling,
-          onText: forced ? undefined : gate ? gate.push : cut?.push ?? tally.textCallback(call.onText),
+          ...call, sampling: forced || cut ? { ...call.sampling, stop: undefined } : call.sampling, onText: forced ? undefined : gate ? gate.push : sink,
         }, grammar, l.model);
         released.count = counted;
         const result = await chat.generateResponse(history, {
@@ -153,22 +153,18 @@ export class LlamaEngine implements Engine {
         // for a call's JSON). node-llama-cpp drops it at an end token, while a stream with early release had sent it.
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
         const tail = !forced && !result.functionCalls?.length && (stop === "maxTokens" || stop === "eogToken") ? tally.tail(counted()) : "";
-        let gateCall: ToolCall | undefined;
-        if (gate) {
-          gate.push(tail);
-          gateCall = gate.finish();
-        }
-        if (cut) cut.finish(gate ? "" : tail);
-        else if (tail && !gate) tally.textCallback(call.onText)?.(tail);
+        const gateCall = gate ? gate.finish(tail) : undefined; // the gate sends the tail on when it is the answer's
+        const rest = gate ? "" : tail;
+        if (cut) cut.finish(rest);
+        else if (rest) sink?.(rest);
         const done = {
-          text: gateCall ? "" : cut ? cut.text() : result.response + tail, promptTokens, cachedTokens, completionTokens: tally.count(),
-          finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
+          text: cut ? cut.text() : result.response + tail, promptTokens, cachedTokens, completionTokens: tally.count(), finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
         };
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
           : gateCall ? [gateCall] : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
         // A forced call is JSON for tool_calls, never the answer's text, even cut short (unparsed): streams never send it either.
-        const text = forced ? "" : done.text;
+        const text = forced || gateCall ? "" : done.text;
         const answer = { ...done, text, ...(logprobs && { logprobs: logprobs.records }) };
         return calls.length ? { ...answer, toolCalls: calls, finishReason: "tool_calls" } : answer;
       } finally {

@@ -6,7 +6,8 @@
  * anyOf and oneOf become the same `oneOf` (oneOf's "exactly one" is not enforced; README says so).
  */
 import { InvalidRequestError } from "../../errors";
-import { isObject, pointed, REF, SCHEMA_LISTS, SCHEMA_MAPS, SCHEMAS } from "./json-schema";
+import { isObject } from "../../util/is-object";
+import { pointed, REF, SCHEMA_LISTS, SCHEMA_MAPS, SCHEMAS } from "./json-schema";
 import { allowedValues, meetArrays, meetBounds, meetObjects, meetTypes, narrowValues, NoValue, ownBounds, setValues } from "./json-schema-meet";
 
 type Schema = Record<string, unknown>;

@@ -4,7 +4,7 @@
  * NoValue: a union drops that branch, an object that property; elsewhere it is the request's 400.
  */
 import { InvalidRequestError } from "../../errors";
-import { isObject } from "./json-schema";
+import { isObject } from "../../util/is-object";
 
 type Schema = Record<string, unknown>;
 

@@ -7,6 +7,7 @@
  * write the end token as text, and generation stops there, mid-JSON.
  */
 import { InvalidRequestError } from "../../errors";
+import { isObject } from "../../util/is-object";
 
 const TYPES = new Set(["string", "number", "integer", "boolean", "null", "object", "array"]);
 export const SCHEMA_MAPS = ["properties", "$defs", "definitions", "patternProperties"];
@@ -15,7 +16,6 @@ export const SCHEMAS = ["items", "additionalItems", "additionalProperties", "not
 const MAX_DEPTH = 64;
 export const REF = "#/$defs/";
 
-export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Throws InvalidRequestError(param `${param}.<path>`) for the first problem found. */
 export function checkJsonSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string): void {

@@ -7,13 +7,13 @@
  * back in place. Returns a copy; the validated body is left alone.
  */
 import type { ChatTurn } from "../../engine/engine";
+import { isObject } from "../../util/is-object";
 import type { AppDeps } from "../deps";
 import type { RequestState } from "../request-state";
 
 type Obj = Record<string, unknown>;
 interface Slot { text: string; set: (v: string) => void; role: ChatTurn["role"] }
 
-const isObj = (v: unknown): v is Obj => !!v && typeof v === "object" && !Array.isArray(v);
 
 /** A string field of `o` as a slot. */
 function field(slots: Slot[], o: Obj, key: string, role: ChatTurn["role"]) {
@@ -24,17 +24,17 @@ function field(slots: Slot[], o: Obj, key: string, role: ChatTurn["role"]) {
 function content(slots: Slot[], o: Obj, role: ChatTurn["role"]) {
   if (typeof o.content === "string") return field(slots, o, "content", role);
   if (!Array.isArray(o.content)) return;
-  for (const p of o.content) if (isObj(p)) { field(slots, p, "text", role); field(slots, p, "refusal", role); }
+  for (const p of o.content) if (isObject(p)) { field(slots, p, "text", role); field(slots, p, "refusal", role); }
 }
 
 /** Tool definitions: description and the parameters schema (as JSON text, parsed back after a strip). */
 function tools(slots: Slot[], list: unknown) {
   if (!Array.isArray(list)) return;
   for (const t of list) {
-    const f = isObj(t) && isObj(t.function) ? t.function : isObj(t) ? t : undefined; // chat nests under function; responses does not
+    const f = isObject(t) && isObject(t.function) ? t.function : isObject(t) ? t : undefined; // chat nests under function; responses does not
     if (!f) continue;
     field(slots, f, "description", "system");
-    if (isObj(f.parameters)) {
+    if (isObject(f.parameters)) {
       slots.push({ text: JSON.stringify(f.parameters), role: "system", set: (v) => { try { f.parameters = JSON.parse(v); } catch { /* a strip broke it: keep it */ } } });
     }
   }
@@ -52,8 +52,8 @@ function chatSlots(body: Obj): Slot[] {
     const role = (m.role === "developer" ? "system" : m.role === "function" ? "tool" : m.role) as ChatTurn["role"];
     content(slots, m, role);
     // An earlier call's name is rendered beside its arguments: both are prompt text.
-    for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) if (isObj(c) && isObj(c.function)) call(slots, c.function);
-    if (isObj(m.function_call)) call(slots, m.function_call);
+    for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) if (isObject(c) && isObject(c.function)) call(slots, c.function);
+    if (isObject(m.function_call)) call(slots, m.function_call);
   }
   tools(slots, body.tools);
   return slots;
@@ -64,11 +64,11 @@ function responsesSlots(body: Obj): Slot[] {
   field(slots, body, "instructions", "system");
   if (typeof body.input === "string") field(slots, body, "input", "user");
   else for (const item of body.input as Obj[]) {
-    if (!isObj(item)) continue;
+    if (!isObject(item)) continue;
     content(slots, item, item.role === "assistant" ? "assistant" : item.role === "user" ? "user" : "system");
     if (item.type === "function_call") call(slots, item);
     if (typeof item.output === "string") field(slots, item, "output", "tool");
-    else if (Array.isArray(item.output)) for (const p of item.output) if (isObj(p)) field(slots, p, "text", "tool");
+    else if (Array.isArray(item.output)) for (const p of item.output) if (isObject(p)) field(slots, p, "text", "tool");
   }
   tools(slots, body.tools);
   return slots;
