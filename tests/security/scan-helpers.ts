@@ -35,7 +35,7 @@ export function secretForms(r?: () => number): Record<string, Form> {
     fullwidth: (s) => [...s].map((c) => (c >= "!" && c <= "~" && (r ? r() < 0.6 : true) ? String.fromCharCode(c.charCodeAt(0) + 0xfee0) : c)).join(""),
     "look-alike": (s) => [...s].map((c, i) => ((r ? r() < 0.5 : i % 2 === 0) ? LIKE[c] ?? c : c)).join(""),
     "zero-width": (s) => (r ? [...s].map((c) => c + (r() < 0.4 ? INVISIBLES[Math.floor(r() * INVISIBLES.length)] : "")).join("") : [...s].join("\u200b")),
-    "spaced out": (s) => (/^[A-Za-z0-9]+$/.test(s) ? [...s].join(" ") : undefined),
+    "spaced out": (s) => (/^[A-Za-z0-9_-]+$/.test(s) ? [...s].join(" ") : undefined),
     base64: (s) => (s.length <= 150 ? Buffer.from(s).toString("base64") : undefined),
     base64url: (s) => (s.length <= 150 ? Buffer.from(s).toString("base64url") : undefined),
     hex: (s) => (s.length <= 120 ? Buffer.from(s).toString("hex") : undefined),

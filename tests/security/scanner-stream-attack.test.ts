@@ -141,8 +141,11 @@ describe("streamed filter never shows more of a secret than the one-shot scan", 
       const oneBlocked = blocker.scan(text);
       if (oneBlocked.findings.length && !b.blocked) leaks.push(`not blocked: ${JSON.stringify(text)}`);
       outs.push(["block", b.out]);
+      // Block mode too is held to what redaction hides: text before the first finding is sent before the stream
+      // stops (the one-shot block shows nothing), and a piece of a written secret that no rule reads as one (a phone
+      // number run into the next word) is in both.
       for (const [how, out] of outs) for (const w of written) {
-        const l = leaked(w, how === "block" ? oneBlocked.text : one.text, out);
+        const l = leaked(w, one.text, out);
         if (l.length) leaks.push(`case ${k} ${how}: ${JSON.stringify(text)} -> ${JSON.stringify(out)} (one-shot ${JSON.stringify(one.text)})`);
       }
     }
