@@ -80,10 +80,11 @@ export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly st
   });
   if (choice === "none") return undefined;
   const specs = tools.map((t, i) => ({ name: t.function.name, description: t.function.description, parameters: parameters[i] }));
-  if (typeof choice === "string") return { tools: specs, choice, parallel: req.parallel_tool_calls ?? true };
+  const parallel = req.parallel_tool_calls ?? true;
+  if (typeof choice === "string") return { tools: specs, choice, parallel };
   if (choice.type === "function") {
     if (!seen.has(choice.function.name)) throw new InvalidRequestError(`tool_choice names '${choice.function.name}', which is not in tools.`, "tool_choice");
-    return { tools: specs, choice: { name: choice.function.name }, parallel: req.parallel_tool_calls ?? true };
+    return { tools: specs, choice: { name: choice.function.name }, parallel };
   }
   // allowed_tools: only the listed tools can be called, and the model is shown only those (what it cannot call it
   // is not told about); mode is "auto" or "required" over them.
@@ -94,7 +95,7 @@ export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly st
     }
     allowed.add(t.function.name);
   });
-  return { tools: specs.filter((t) => allowed.has(t.name)), choice: choice.allowed_tools.mode, parallel: req.parallel_tool_calls ?? true };
+  return { tools: specs.filter((t) => allowed.has(t.name)), choice: choice.allowed_tools.mode, parallel };
 }
 
 /**

@@ -16,7 +16,6 @@ export const SCHEMAS = ["items", "additionalItems", "additionalProperties", "not
 const MAX_DEPTH = 64;
 export const REF = "#/$defs/";
 
-
 /** Throws InvalidRequestError(param `${param}.<path>`) for the first problem found. */
 export function checkJsonSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string): void {
   walk(schema, param, 0, new Set());

@@ -14,7 +14,6 @@ import type { RequestState } from "../request-state";
 type Obj = Record<string, unknown>;
 interface Slot { text: string; set: (v: string) => void; role: ChatTurn["role"] }
 
-
 /** A string field of `o` as a slot. */
 function field(slots: Slot[], o: Obj, key: string, role: ChatTurn["role"]) {
   if (typeof o[key] === "string") slots.push({ text: o[key] as string, role, set: (v) => { o[key] = v; } });
