@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { ConfigError, DEFAULTS, envLayer, loadConfig, redactConfig } from "../src/config/load";
+import { ConfigError, DEFAULTS, envLayer, loadConfig, parseConfig, redactConfig } from "../src/config/load";
 import { main } from "../src/main";
 import { tmpDir } from "./helpers";
 
@@ -60,6 +60,20 @@ describe("config", () => {
     expect(await main(["config", "validate", good])).toBe(2);
     expect(redactConfig({ ...DEFAULTS, apiSecret: "s3cret" } as never)).toMatchObject({ apiSecret: "[redacted]" });
     expect(await main(["nope"])).toBe(2);
+  });
+  test("config print masks secret values only, not the settings that name or point at one", () => {
+    const c = parseConfig({
+      tlsKey: "/etc/appliance/tls.key", rateLimit: { redisPasswordFile: "/run/pw", redisPasswordEnv: "REDIS_PW" },
+      upstreams: [{ url: "http://10.0.0.5:8000/v1", apiKey: "sk-upstream-s3cret", models: ["m"] }],
+      promptGuard: { specialTokens: "flag" }, gateway: { tokenPrompts: "forward" },
+    });
+    const shown = redactConfig(c) as Record<string, Record<string, unknown>>;
+    expect(JSON.stringify(shown)).not.toContain("s3cret");
+    expect((shown.upstreams as unknown as { apiKey: string }[])[0]!.apiKey).toBe("[redacted]");
+    expect(shown.tlsKey).toBe("/etc/appliance/tls.key" as never);
+    expect(shown.rateLimit).toMatchObject({ redisPasswordFile: "/run/pw", redisPasswordEnv: "REDIS_PW" });
+    expect(shown.promptGuard!.specialTokens).toBe("flag");
+    expect(shown.gateway!.tokenPrompts).toBe("forward");
   });
 });
 

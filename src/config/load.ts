@@ -153,9 +153,14 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
   return parseConfig(raw);
 }
 
-const SECRET_KEY = /secret|password|token|key$/i;
+/**
+ * A field whose value is itself a secret (upstreams[].apiKey; any future *Secret, *Password, *Token). Matched on the
+ * name's end: the settings that only point at a secret (redisPasswordFile, apiKeyEnv, tlsKey: a path) or merely
+ * mention one (promptGuard.specialTokens, gateway.tokenPrompts) are shown as they are, or `config print` hides them.
+ */
+const SECRET_KEY = /(secret|password|token|apikey)$/i;
 
-/** The effective config with anything secret-looking masked, for `config print`. */
+/** The effective config with every secret value masked, for `config print` and incident snapshots. */
 export function redactConfig(config: Config): Raw {
   const walk = (v: unknown, k = ""): unknown => {
     if (SECRET_KEY.test(k) && typeof v === "string") return "[redacted]";
