@@ -10,14 +10,14 @@ import { AppError } from "../errors";
 
 export const lockdownFile = (stateDir: string) => path.join(stateDir, "lockdown");
 
-export class LockdownError extends AppError {
-  constructor() {
-    super("The server is in lockdown: inference is stopped by its operator. Only /health answers.", 503, "service_unavailable", "lockdown");
-  }
-}
-
 /** Paths that stay up in lockdown: liveness and the operator's metrics (which still need their key). */
 const OPEN = new Set(["/health", "/metrics"]);
+
+export class LockdownError extends AppError {
+  constructor() {
+    super(`The server is in lockdown: inference is stopped by its operator. Only ${[...OPEN].join(" and ")} answer.`, 503, "service_unavailable", "lockdown");
+  }
+}
 
 /** A check for the request path; throws LockdownError while the file exists. */
 export function lockdownGuard(stateDir: string): (pathname: string) => void {

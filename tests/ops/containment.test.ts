@@ -31,7 +31,9 @@ test("lockdown: 503 'lockdown' for inference and every other route, /health stay
   expect(on.out).toContain("lockdown on");
   for (const r of [await chat(), await get("/v1/models"), await get("/v1/models", "apk_0000000000000000_x")]) {
     expect(r.status).toBe(503);
-    expect(((await r.json()) as { error: unknown }).error).toMatchObject({ code: "lockdown", type: "service_unavailable" });
+    const { error } = (await r.json()) as { error: { message: string } };
+    expect(error).toMatchObject({ code: "lockdown", type: "service_unavailable" });
+    expect(error.message).toEndWith("Only /health and /metrics answer."); // what stays up (below)
   }
   expect((await get("/health")).status).toBe(200);
   expect((await get("/metrics")).status).toBe(200);
