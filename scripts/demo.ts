@@ -38,7 +38,9 @@ appliance demo — a tiny random-weight model (its output is gibberish; the code
 
   API key (shown once):  ${key}
   Base URL:              http://127.0.0.1:${port}/v1
-  Docs:                  http://127.0.0.1:${port}/swagger  (send the key)
+  Docs:                  http://127.0.0.1:${port}/swagger  (readable without the key; calls from it need the key)
+
+  export APPLIANCE_KEY=${key}    # what the README's examples send
 
   curl http://127.0.0.1:${port}/v1/chat/completions \\
     -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" \\

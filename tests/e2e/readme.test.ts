@@ -29,6 +29,17 @@ test("`bun run demo` builds, prints a working key and serves the demo model", as
     const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
     const r = await client.chat.completions.create({ model: "demo", messages: [{ role: "user", content: "Hello!" }], max_tokens: 8, seed: 1 });
     expect(r.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    // The README's "Calling it" curl sends $APPLIANCE_KEY: the demo prints the line that exports it, and it works as given.
+    const exportLine = /^\s*(export APPLIANCE_KEY=\S+)/m.exec(out)?.[1];
+    expect(exportLine).toBe(`export APPLIANCE_KEY=${key}`);
+    const curl = /## Calling it\n\n```sh\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(curl).toContain("$APPLIANCE_KEY");
+    const sh = Bun.spawnSync(["bash", "-c", `${exportLine}\n${curl!.replaceAll("http://127.0.0.1:8000", `http://127.0.0.1:${port}`)}`]);
+    expect(sh.exitCode).toBe(0);
+    expect(sh.stdout.toString()).toContain("data: [DONE]");
+    // Its docs line says the page is readable without the key, as docsPublic's default has it.
+    expect(out).toContain("/swagger  (readable without the key");
+    expect((await fetch(`http://127.0.0.1:${port}/swagger`)).status).toBe(200);
   } finally {
     proc.kill("SIGTERM");
     await proc.exited;
