@@ -114,7 +114,8 @@ export async function collectSnapshot(dir: string, s: SnapshotSources): Promise<
   });
   await attempt("doctor", () => put("doctor.json", json(runDoctor())));
 
-  await attempt("health", async () => {
+  // Named with its URL: a server run by hand on another port than the config's is found with --port.
+  await attempt(`health ${s.healthUrl}`, async () => {
     const r = await fetch(s.healthUrl, { signal: AbortSignal.timeout(3000) });
     put("health.json", json({ url: s.healthUrl, status: r.status, body: await r.text() }));
   });

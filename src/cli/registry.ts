@@ -48,7 +48,7 @@ export const COMMANDS: CommandEntry[] = [
     async () => (await import("./commands/gpu-preflight")).gpuPreflight),
   lazy({ name: "reload", summary: "Internal: ask the running server to re-read its keys (SIGHUP)", usage: "appliance reload --pid PID", hidden: true },
     async () => (await import("./commands/reload")).reload),
-  lazy({ name: "incident", summary: "Incident tooling: snapshot logs, audit chain, redacted config, key metadata, checks and process stats into one archive", usage: "appliance incident snapshot [--out FILE] [--pid N] [--log-lines N] [--audit-lines N] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE]" },
+  lazy({ name: "incident", summary: "Incident tooling: snapshot logs, audit chain, redacted config, key metadata, checks and process stats into one archive", usage: "appliance incident snapshot [--out FILE] [--pid N] [--log-lines N] [--audit-lines N] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE] [--port N]" },
     async () => (await import("./commands/incident")).incident),
   lazy({ name: "lockdown", summary: "Stop serving inference (only /health and /metrics answer) until 'lockdown --off'", usage: "appliance lockdown [--off] [--reason TEXT] [--state-dir DIR] [--config FILE] [--root DIR] [--platform systemd|launchd]" },
     async () => (await import("./commands/lockdown")).lockdown),

@@ -92,6 +92,14 @@ test("audit tail and a passing chain verification; key metadata without digests;
   expect(JSON.parse(s.read("health.json")).status).toBe(200);
 });
 
+test("a server on another port than the config's: the note names the URL it tried, --port (in the usage) finds it", () => {
+  expect(sh([bin, "incident", "--help"]).out).toContain("[--port N]");
+  const s = snapshot("elsewhere", ["--port", "1"]); // the last --port wins: nothing listens on port 1
+  expect(s.r.code).toBe(0);
+  expect(s.r.out).toContain("not collected: health http://127.0.0.1:1/health");
+  expect(s.files()).not.toContain("health.json");
+});
+
 test("nothing secret: not the API key, not its digest, not the audit MAC key", () => {
   const s = snapshot("three");
   const all = s.all();

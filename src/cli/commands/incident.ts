@@ -32,7 +32,7 @@ const positiveInt = (v: unknown, flag: string, def: number) => {
 export const incident: Command = {
   name: "incident",
   summary: "Incident tooling: snapshot logs, audit chain, redacted config, key metadata, checks and process stats into one archive",
-  usage: "appliance incident snapshot [--out FILE] [--pid N] [--log-lines N] [--audit-lines N] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE]",
+  usage: "appliance incident snapshot [--out FILE] [--pid N] [--log-lines N] [--audit-lines N] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE] [--port N]",
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub !== "snapshot") throw new UsageError(`unknown incident subcommand '${sub ?? ""}' (known: snapshot)`);
