@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { DEFAULTS, kebab } from "../src/config/load";
+import { DEFAULTS, FILE_ONLY, kebab } from "../src/config/load";
 import { configSchema } from "../src/config/schema";
 import { COMMANDS } from "../src/cli/registry";
 
@@ -28,8 +28,9 @@ function rows(shape: Record<string, z.ZodType>, prefix = "", defaults: Record<st
       out.push(...rows(inner.shape, name, def as Record<string, unknown>));
       continue;
     }
-    const flag = prefix ? "—" : `\`--${kebab(key)}\``;
-    const env = `\`APPLIANCE_${name.split(".").map((p) => kebab(p).replace(/-/g, "_").toUpperCase()).join("__")}\``;
+    const fileOnly = FILE_ONLY.has(name); // a list of objects: neither a flag nor a variable can hold it
+    const flag = prefix || fileOnly ? "—" : `\`--${kebab(key)}\``;
+    const env = fileOnly ? "—" : `\`APPLIANCE_${name.split(".").map((p) => kebab(p).replace(/-/g, "_").toUpperCase()).join("__")}\``;
     const shown = key === "stateDir" ? "per platform (see below)" : `\`${JSON.stringify(def)}\``;
     out.push(`| \`${name}\` | ${flag} | ${env} | ${shown} | ${(schema.description ?? "").replace(/\|/g, "\\|")} |`);
   }

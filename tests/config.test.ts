@@ -2,7 +2,8 @@
 import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { ConfigError, DEFAULTS, envLayer, loadConfig, parseConfig, redactConfig } from "../src/config/load";
+import { ConfigError, DEFAULTS, FILE_ONLY, envLayer, loadConfig, parseConfig, redactConfig } from "../src/config/load";
+import { configFlagOptions, parseWithConfig } from "../src/cli/command";
 import { main } from "../src/main";
 import { tmpDir } from "./helpers";
 
@@ -60,6 +61,23 @@ describe("config", () => {
     expect(await main(["config", "validate", good])).toBe(2);
     expect(redactConfig({ ...DEFAULTS, apiSecret: "s3cret" } as never)).toMatchObject({ apiSecret: "[redacted]" });
     expect(await main(["nope"])).toBe(2);
+  });
+  test("a list flag is comma-separated like its variable, and may repeat", () => {
+    const origins = (argv: string[]) => parseWithConfig(argv).config.corsOrigins;
+    expect(origins(["--cors-origins", "http://a,http://b"])).toEqual(["http://a", "http://b"]);
+    expect(origins(["--cors-origins", "http://a", "--cors-origins", "http://b, http://c"])).toEqual(["http://a", "http://b", "http://c"]);
+    expect(loadConfig({ env: { APPLIANCE_CORS_ORIGINS: "http://a,http://b" } }).corsOrigins).toEqual(["http://a", "http://b"]);
+  });
+  test("a list of objects (upstreams, promptGuard.rules) is config file only: no flag, its variable an error saying so", async () => {
+    expect([...FILE_ONLY].sort()).toEqual(["promptGuard.rules", "upstreams"]);
+    const upstream = JSON.stringify([{ url: "http://10.0.0.5:8000/v1", models: ["m"] }]);
+    expect(() => envLayer({ APPLIANCE_UPSTREAMS: upstream })).toThrow("upstreams: a list of objects, set in the config file only (not with APPLIANCE_UPSTREAMS)");
+    expect(() => envLayer({ APPLIANCE_PROMPT_GUARD__RULES: "x" })).toThrow("promptGuard.rules: a list of objects, set in the config file only");
+    expect(configFlagOptions()).not.toHaveProperty("upstreams");
+    expect(await main(["config", "print", "--upstreams", upstream])).toBe(2); // an unknown option, not a string taken for an object
+    const table = fs.readFileSync(path.join(import.meta.dir, "..", "README.md"), "utf8");
+    expect(table).toContain("| `upstreams` | — | — | `[]` |");
+    expect(table).toContain("| `promptGuard.rules` | — | — | `[]` |");
   });
   test("config print masks secret values only, not the settings that name or point at one", () => {
     const c = parseConfig({

@@ -1,6 +1,6 @@
 /** Commands are declarative records: a name, a one-line summary, usage, and a run() returning an exit code. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { DEFAULTS, kebab, loadConfig, ConfigError } from "../config/load";
+import { DEFAULTS, FILE_ONLY, kebab, loadConfig, ConfigError, splitList } from "../config/load";
 import type { Config } from "../config/schema";
 import { detectPlatform, type Platform } from "../service/layout";
 import { EXIT } from "./exit-codes";
@@ -22,6 +22,7 @@ export function configFlagOptions(): Options {
   const opts: Options = { config: { type: "string" } };
   for (const [key, def] of Object.entries(DEFAULTS)) {
     if (def && typeof def === "object" && !Array.isArray(def)) continue; // nested: config file or env
+    if (FILE_ONLY.has(key)) continue; // a list of objects (upstreams): config file only
     const flag = kebab(key);
     if (typeof def === "boolean") {
       opts[flag] = { type: "boolean" };
@@ -43,6 +44,9 @@ export function flagsToConfig(values: Record<string, unknown>): Record<string, u
       const n = Number(v);
       if (String(v).trim() === "" || Number.isNaN(n)) throw new ConfigError(`invalid config: ${key}: --${flag} expects a number, got '${v}'`, key);
       out[key] = n;
+    } else if (Array.isArray(def)) {
+      // As in the environment: --cors-origins a,b is two origins, like --cors-origins a --cors-origins b.
+      out[key] = (v as string[]).flatMap(splitList);
     } else out[key] = v;
   }
   return out;

@@ -41,9 +41,12 @@ export function readConfigFile(file: string): Raw {
   }
 }
 
+/** A list setting written as text (a variable, a flag): comma-separated, spaces around items dropped; "" is the empty list. */
+export const splitList = (value: string): string[] => (value === "" ? [] : value.split(",").map((s) => s.trim()));
+
 /** Coerces an env string towards the type of the default it overrides. */
 function coerceEnv(value: string, like: unknown): unknown {
-  if (Array.isArray(like)) return value === "" ? [] : value.split(",").map((s) => s.trim());
+  if (Array.isArray(like)) return splitList(value);
   if (typeof like === "number") return value.trim() === "" ? NaN : Number(value);
   if (typeof like === "boolean") return /^(1|true|yes|on)$/i.test(value) ? true : /^(0|false|no|off)$/i.test(value) ? false : value;
   if (like === "auto" && /^\d+$/.test(value)) return Number(value);
@@ -65,6 +68,22 @@ export const RESERVED_ENV: Readonly<Record<string, string>> = Object.freeze({
 });
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
+
+const unwrapDefault = (s: z.ZodType) => (s instanceof z.ZodDefault || s instanceof z.ZodPrefault ? (s as z.ZodDefault).unwrap() : s) as z.ZodType;
+const isObjectList = (s: z.ZodType) => {
+  const inner = unwrapDefault(s);
+  return inner instanceof z.ZodArray && (inner as z.ZodArray).element instanceof z.ZodObject;
+};
+
+/**
+ * Settings that are a list of objects (upstreams, promptGuard.rules): only a config file can write them. They get no
+ * flag, and their environment variable is an error saying so (a comma list of strings cannot be objects).
+ */
+export const FILE_ONLY: ReadonlySet<string> = new Set(Object.entries(configSchema.shape).flatMap(([k, s]): string[] => {
+  const inner = unwrapDefault(s as z.ZodType);
+  if (inner instanceof z.ZodObject) return Object.entries(inner.shape).filter(([, ss]) => isObjectList(ss as z.ZodType)).map(([kk]) => `${k}.${kk}`);
+  return isObjectList(s as z.ZodType) ? [k] : [];
+}));
 
 /** Every settings variable the schema defines: APPLIANCE_PORT → ["port"], APPLIANCE_RATE_LIMIT__RPM → ["rateLimit","rpm"]. */
 export const SETTINGS_ENV: ReadonlyMap<string, readonly string[]> = new Map(Object.entries(DEFAULTS).flatMap(([k, v]): [string, string[]][] =>
@@ -90,6 +109,9 @@ export function envLayer(env: Record<string, string | undefined>, warn: (name: s
     if (!name.startsWith("APPLIANCE_") || value === undefined || name in RESERVED_ENV) continue;
     const keys = SETTINGS_ENV.get(name);
     if (!keys) { warn(name); continue; }
+    if (FILE_ONLY.has(keys.join("."))) {
+      throw new ConfigError(`invalid config: ${keys.join(".")}: a list of objects, set in the config file only (not with ${name})`, keys.join("."));
+    }
     let target = out, like: unknown = DEFAULTS;
     for (const k of keys.slice(0, -1)) {
       like = (like as Raw | undefined)?.[k];

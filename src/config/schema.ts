@@ -120,7 +120,7 @@ export const configSchema = z.strictObject({
       pattern: z.string().min(1).refine(compiles, "not a valid regular expression"),
       flags: z.string().regex(/^[imsu]*$/).default("i"),
       action: guardRuleAction.default("block"),
-    })).default([]).describe("Extra regex rules: {id, pattern, flags, action}."),
+    })).default([]).describe("Extra regex rules: {id, pattern, flags, action}. Config file only."),
   }).prefault({}).describe("Prompt guard rules and actions."),
   responseScan: z.strictObject({
     action: z.enum(["redact", "block", "off"]).default("redact").describe("What to do with secrets found in generated text."),
