@@ -9,9 +9,31 @@
 import { InvalidRequestError } from "../errors";
 
 export class JsonShapeError extends InvalidRequestError {
-  constructor(what: "deep" | "wide", limit: number) {
-    super(what === "deep" ? `The JSON body nests deeper than ${limit} levels.` : `A JSON array or object in the body has more than ${limit} elements.`,
-      null, what === "deep" ? "json_too_deep" : "json_too_wide");
+  /** `param`: JSON text inside a string field (checkEmbeddedJson); none for the body itself. */
+  constructor(readonly what: "deep" | "wide", readonly limit: number, param: string | null = null) {
+    const where = param ? `The JSON text in ${param}` : "The JSON body";
+    super(what === "deep" ? `${where} nests deeper than ${limit} levels.` : `A JSON array or object in ${param ?? "the body"} has more than ${limit} elements.`,
+      param, what === "deep" ? "json_too_deep" : "json_too_wide");
+  }
+}
+
+/** The body's bounds (config limits). */
+export interface JsonBounds { jsonMaxDepth: number; jsonMaxWidth: number }
+
+/**
+ * JSON inside a string field: a tool call's arguments, a tool's result. The body check cannot see into a string,
+ * but the engine parses these and walks the value recursively (node-llama-cpp renders it into the prompt), so
+ * 80 KB of `[` in a tool result blocked the event loop for seconds, took gigabytes and at ~50,000 levels overflowed
+ * the stack (a 500). Same bounds as the body, `param` naming the field. A text that is not JSON (a tool's prose
+ * result) is no concern of this: it is never parsed, so brackets in it count for nothing.
+ */
+export function checkEmbeddedJson(text: string, bounds: JsonBounds, param: string): void {
+  try {
+    checkJsonShape(text, bounds.jsonMaxDepth, bounds.jsonMaxWidth);
+  } catch (e) {
+    if (!(e instanceof JsonShapeError)) throw e;
+    try { JSON.parse(text); } catch { return; } // not JSON: the engine keeps it as text
+    throw new JsonShapeError(e.what, e.limit, param);
   }
 }
 

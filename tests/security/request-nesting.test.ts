@@ -76,3 +76,36 @@ test("/health keeps answering while nesting attacks run", async () => {
   expect((await attacks).flat().every((s) => s === 400)).toBe(true);
   expect(health.every((s) => s === 200)).toBe(true);
 });
+
+// Red-team finding: JSON inside a string field (a tool call's arguments, a tool's result) is parsed by the engine and
+// walked recursively into the prompt, out of the body check's sight: 80 KB of brackets in a tool result held the
+// event loop 6.5 s and took 2.3 GB; ~50,000 levels overflowed the stack into a 500.
+const call = { id: "c1", type: "function", function: { name: "f", arguments: "{}" } };
+const chatWith = (toolResult: string, args = "{}") => JSON.stringify({ model: "tiny", max_tokens: 2, messages: [
+  { role: "user", content: "hi" }, { role: "assistant", content: null, tool_calls: [{ ...call, function: { name: "f", arguments: args } }] },
+  { role: "tool", tool_call_id: "c1", content: toolResult }] });
+const responsesWith = (output: string, args = "{}") => JSON.stringify({ model: "tiny", max_output_tokens: 16, input: [
+  { role: "user", content: "hi" }, { type: "function_call", call_id: "c1", name: "f", arguments: args },
+  { type: "function_call_output", call_id: "c1", output }] });
+const errorBody = async (r: Response) => ({ status: r.status, ...((await r.json()) as { error: { code: string; param: string } }).error });
+
+test("deep JSON in a tool result or in call arguments: 400 json_too_deep naming the field", async () => {
+  const bomb = nested(12_000); // before: ~1.5 s of blocked event loop each, then an answer
+  const cases: [string, string, string][] = [
+    ["/v1/chat/completions", chatWith(bomb), "messages.2.content"],
+    ["/v1/chat/completions", chatWith("[]", bomb), "messages.1.tool_calls.0.function.arguments"],
+    ["/v1/responses", responsesWith(bomb), "input.2.output"],
+    ["/v1/responses", responsesWith("[]", bomb), "input.1.arguments"],
+  ];
+  for (const [path, body, param] of cases) {
+    expect(await errorBody(await post(path, body))).toMatchObject({ status: 400, code: "json_too_deep", param });
+  }
+  const wide = `[${Array(100_000).fill("0").join(",")}]`;
+  expect(await errorBody(await post("/v1/chat/completions", chatWith(wide)))).toMatchObject({ status: 400, code: "json_too_wide", param: "messages.2.content" });
+});
+
+test("a tool result that is text, not JSON, may hold any brackets; JSON within the bounds is fine", async () => {
+  expect((await post("/v1/chat/completions", chatWith(`${"[".repeat(200)} not JSON`))).status).toBe(200);
+  expect((await post("/v1/chat/completions", chatWith(nested(20, "1"), JSON.stringify({ a: JSON.parse(nested(20, "1")) })))).status).toBe(200);
+  expect((await post("/v1/responses", responsesWith(nested(20, "1")))).status).toBe(200);
+});

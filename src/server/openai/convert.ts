@@ -1,5 +1,6 @@
 /** OpenAI wire requests → engine calls, and engine results → OpenAI responses. */
 import { InvalidRequestError } from "../../errors";
+import { checkEmbeddedJson, type JsonBounds } from "../../guards/json-shape";
 import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling, ToolCall, ToolUse } from "../../engine/engine";
 import { checkJsonSchema } from "./json-schema";
 import { grammarSchema } from "./json-schema-grammar";
@@ -126,7 +127,7 @@ const joinText = (c: string | { text: string }[]) => (typeof c === "string" ? c 
  * (by tool_call_id; the deprecated `function` role by the latest function_call);
  * a result that answers no earlier call is refused, as OpenAI does.
  */
-export function toTurns(req: ChatCompletionRequest): ChatTurn[] {
+export function toTurns(req: ChatCompletionRequest, bounds: JsonBounds): ChatTurn[] {
   const callIds = new Set<string>();
   let lastFunctionCall: string | undefined;
   return req.messages.map((m: WireMessage, i): ChatTurn => {
@@ -143,11 +144,11 @@ export function toTurns(req: ChatCompletionRequest): ChatTurn[] {
       }
       case "assistant": {
         const calls = (m.tool_calls ?? []).map((c, j) => {
-          checkArguments(c.function.arguments, `messages.${i}.tool_calls.${j}.function.arguments`);
+          checkArguments(c.function.arguments, `messages.${i}.tool_calls.${j}.function.arguments`, bounds);
           return { id: c.id, name: c.function.name, arguments: c.function.arguments };
         });
         if (m.function_call) {
-          checkArguments(m.function_call.arguments, `messages.${i}.function_call.arguments`);
+          checkArguments(m.function_call.arguments, `messages.${i}.function_call.arguments`, bounds);
           lastFunctionCall = `function_call_${i}`;
           calls.push({ id: lastFunctionCall, name: m.function_call.name, arguments: m.function_call.arguments });
         }
@@ -162,7 +163,9 @@ export function toTurns(req: ChatCompletionRequest): ChatTurn[] {
           throw new InvalidRequestError(`messages[${i}] answers tool call '${m.tool_call_id}', which no earlier assistant message made.`,
             `messages.${i}.tool_call_id`);
         }
-        return { role: "tool", content: joinText(m.content), toolCallId: m.tool_call_id };
+        const content = joinText(m.content);
+        checkEmbeddedJson(content, bounds, `messages.${i}.content`);
+        return { role: "tool", content, toolCallId: m.tool_call_id };
       }
       case "function": {
         if (!lastFunctionCall) {
@@ -174,12 +177,13 @@ export function toTurns(req: ChatCompletionRequest): ChatTurn[] {
   });
 }
 
-function checkArguments(args: string, param: string) {
+function checkArguments(args: string, param: string, bounds: JsonBounds) {
   try {
     JSON.parse(args);
   } catch {
     throw new InvalidRequestError("Tool call arguments must be a JSON text.", param);
   }
+  checkEmbeddedJson(args, bounds, param);
 }
 
 /** A completions request's prompts, each text or token ids. */

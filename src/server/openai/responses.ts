@@ -5,6 +5,7 @@
  * Stateless: nothing is stored, so `previous_response_id` is refused.
  */
 import { InvalidRequestError } from "../../errors";
+import { checkEmbeddedJson, type JsonBounds } from "../../guards/json-shape";
 import type { ChatTurn, Generation, TokenLogprob, ToolCall } from "../../engine/engine";
 import { logprobEntries } from "./logprob-wire";
 import type { ResponsesRequest } from "./responses-wire";
@@ -53,7 +54,7 @@ function chatToolChoice(choice: ResponsesRequest["tool_choice"]): ChatCompletion
 const wantsLogprobs = (req: ResponsesRequest) => !!req.include?.includes("message.output_text.logprobs") || req.top_logprobs != null;
 
 /** instructions + input → engine turns; a function_call_output must answer an earlier function_call. */
-export function responsesTurns(req: ResponsesRequest): ChatTurn[] {
+export function responsesTurns(req: ResponsesRequest, bounds: JsonBounds): ChatTurn[] {
   const turns: ChatTurn[] = req.instructions ? [{ role: "system", content: req.instructions }] : [];
   if (typeof req.input === "string") return [...turns, { role: "user", content: req.input }];
   const calls = new Set<string>();
@@ -66,6 +67,7 @@ export function responsesTurns(req: ResponsesRequest): ChatTurn[] {
     if (item.type === "function_call") {
       const call: ToolCall = { id: item.call_id, name: item.name, arguments: item.arguments };
       try { JSON.parse(item.arguments); } catch { throw new InvalidRequestError("Function call arguments must be a JSON text.", `input.${i}.arguments`); }
+      checkEmbeddedJson(item.arguments, bounds, `input.${i}.arguments`);
       calls.add(item.call_id);
       const last = turns.at(-1);
       if (last?.role === "assistant") (last.toolCalls ??= []).push(call);
@@ -77,6 +79,7 @@ export function responsesTurns(req: ResponsesRequest): ChatTurn[] {
         throw new InvalidRequestError(`input[${i}] answers call '${item.call_id}', which no earlier function_call made.`, `input.${i}.call_id`);
       }
       const output = typeof item.output === "string" ? item.output : item.output.map((p) => p.text).join("");
+      checkEmbeddedJson(output, bounds, `input.${i}.output`);
       turns.push({ role: "tool", content: output, toolCallId: item.call_id });
       return;
     }

@@ -15,7 +15,7 @@ export const chatRoutes = (deps: AppDeps) =>
     const { state, info } = p;
     const specials = deps.engine.specialTokens(info.id);
     const sampling = toSampling(body, deps.config, info.contextSize, specials);
-    const { messages, tools } = guardChat(deps, state, info.id, toTurns(body), toToolUse(body, specials));
+    const { messages, tools } = guardChat(deps, state, info.id, toTurns(body, deps.config.limits), toToolUse(body, specials));
     if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
     const id = "chatcmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);

@@ -19,7 +19,7 @@ export const responsesRoutes = (deps: AppDeps) =>
       const specials = deps.engine.specialTokens(info.id);
       const chat = asChatRequest(body);
       const sampling = toSampling(chat, deps.config, info.contextSize, specials);
-      const { messages, tools } = guardChat(deps, state, info.id, responsesTurns(body), toToolUse(chat, specials));
+      const { messages, tools } = guardChat(deps, state, info.id, responsesTurns(body, deps.config.limits), toToolUse(chat, specials));
       if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
       const frame = newFrame("resp_" + Buffer.from(state.id.slice(4), "base64url").toString("hex"), info.id, Math.floor(deps.clock() / 1000), body);
       const events = responseEvents(frame);

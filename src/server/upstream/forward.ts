@@ -91,7 +91,7 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   // A streamed Responses request goes upstream as a chat stream (what every OpenAI-compatible server streams).
   const asChat = route === "responses" && stream;
   const toSend = (w: Obj) => {
-    if (asChat) return responsesAsChat(w as unknown as ResponsesRequest);
+    if (asChat) return responsesAsChat(w as unknown as ResponsesRequest, deps.config.limits);
     if (stream) w.stream_options = { include_usage: true }; // token counts for limits and audit; passed on only if asked
     return w;
   };

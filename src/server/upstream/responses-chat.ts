@@ -6,20 +6,21 @@
  * relay.ts then turns the chat stream back into Responses events.
  */
 import { InvalidRequestError } from "../../errors";
+import type { JsonBounds } from "../../guards/json-shape";
 import { asChatRequest, responsesTurns } from "../openai/responses";
 import type { ResponsesRequest } from "../openai/responses-wire";
 
 type Obj = Record<string, unknown>;
 
 /** The chat-completions body for a (prompt-guarded, token-bounded) Responses request; `stream` and usage on. */
-export function responsesAsChat(req: ResponsesRequest): Obj {
+export function responsesAsChat(req: ResponsesRequest, bounds: JsonBounds): Obj {
   const chat = asChatRequest(req);
   if (chat.logprobs) {
     // The chat stream's logprobs would have to be lined up with the scanned text as local streams do; not built for upstreams.
     throw new InvalidRequestError("Logprobs in a streamed Responses answer are not available for upstream models: stream without them, or use stream: false.",
       req.top_logprobs != null ? "top_logprobs" : "include", "unsupported_for_upstream");
   }
-  const messages = responsesTurns(req).map((t): Obj => {
+  const messages = responsesTurns(req, bounds).map((t): Obj => {
     if (t.role === "tool") return { role: "tool", content: t.content, tool_call_id: t.toolCallId };
     if (t.toolCalls?.length) {
       return { role: "assistant", content: t.content || null,
