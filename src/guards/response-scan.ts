@@ -175,12 +175,16 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     /** Findings in ctx + text that reach into `text`, in offsets of `text`. */
     const inHeld = (view: ScanView, base: number) => spansIn(view).filter((f) => f.end > base)
       .map((f) => ({ start: Math.max(0, f.start - base), end: f.end - base, rule: f.rule }));
-    /** Scans and redacts `text` (what follows ctx; `view`: of ctx + text, if made) as final: nothing after it can change it. */
-    const settle = (text: string, view = scanView(ctx + text)) => {
-      const found = inHeld(view, ctx.length);
+    /**
+     * What of `text` goes out, its findings noted: redacted, or under block only what comes before the first finding
+     * (the caller then ends the answer with content_filter; a stream must not go on past the secret, redacted or not).
+     */
+    const release = (text: string, found: Span[]) => {
       for (const f of found) note(f.rule);
-      return redact(text, found);
+      return block && found.length ? text.slice(0, found[0]!.start) : redact(text, found);
     };
+    /** Scans and releases `text` (what follows ctx; `view`: of ctx + text, if made) as final: nothing after it can change it. */
+    const settle = (text: string, view = scanView(ctx + text)) => release(text, inHeld(view, ctx.length));
 
     /** Consumes `text`; returns what may be sent now. */
     function feed(text: string, final: boolean): string {
@@ -206,9 +210,8 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         lastView = view; viewDrop = 0;
         const open = firstOpening(view);
         if (open) {
-          const before = settle(held.slice(0, Math.max(0, open.at - base)));
-          if (state.blocked) break; // a finding before it already blocks: nothing of this
-          out += before;
+          out += settle(held.slice(0, Math.max(0, open.at - base)));
+          if (state.blocked) { held = ""; return out; } // a finding before it already blocks: the clean text before that
           note(open.secret.id);
           if (state.blocked) { held = ""; return out; } // block: the clean text before the key, then nothing
           out += `[REDACTED:${open.secret.id}]`;
@@ -226,9 +229,8 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           // An opening still being written grows without end when what follows it is dropped from the view (zero-width
           // characters) or is blank: fail closed, as if the opening were complete, so memory and rescans stay bounded.
           const id = openingBeingWritten(view);
-          const before = settle(held.slice(0, opening));
-          if (state.blocked) break;
-          out += before;
+          out += settle(held.slice(0, opening));
+          if (state.blocked) { held = ""; return out; }
           note(id);
           if (state.blocked) { held = ""; return out; }
           out += `[REDACTED:${id}]`;
@@ -246,8 +248,8 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         const found = inHeld(view, base);
         for (const f of found) if (f.start < cut && f.end > cut) cut = f.start; // never split a finding
         const emitted = found.filter((f) => f.end <= cut);
-        for (const f of emitted) note(f.rule);
-        out += redact(held.slice(0, cut), emitted);
+        out += release(held.slice(0, cut), emitted);
+        if (state.blocked) { held = ""; return out; }
         const dropped = ctx.length + cut;
         ctx = contextOf(ctx + held.slice(0, cut));
         held = held.slice(cut);

@@ -107,6 +107,17 @@ describe("streamed filter never shows more of a secret than the one-shot scan", 
     expect(leaks.slice(0, 5)).toEqual([]);
   });
 
+  test("block: a stream stops at the first finding; nothing of it or after it is sent, redacted or not (red team)", () => {
+    const text = "hello AKIAIOSFODNN7EXAMPLE and then many more words follow the secret here";
+    for (const pieces of [[...text], text.split(/(?<= )/), [text]]) {
+      const b = streamSync(blocker, pieces);
+      expect(b.blocked).toBe(true);
+      expect(b.out).toBe("hello ");
+    }
+    const b = streamSync(blocker, ["see ", "AKIAIOSFODNN7EXAMPLE", " then ", "more"]);
+    expect(b.out).toBe("see ");
+  });
+
   test("fuzz: random texts, one char per push, random splits, bursts, redact and block", async () => {
     const r = rng(11), forms = secretForms(r);
     const fillers = ["The answer is ", "see ", " and ", "\n", "`", "\"", "'", ": ", "=", "-", ".", "x", "AKIA", "sk-", "ey",
@@ -141,6 +152,11 @@ describe("streamed filter never shows more of a secret than the one-shot scan", 
       const oneBlocked = blocker.scan(text);
       if (oneBlocked.findings.length && !b.blocked) leaks.push(`not blocked: ${JSON.stringify(text)}`);
       outs.push(["block", b.out]);
+      // ...and it stops at the first finding: what it sent is the clean text before it, no marker, nothing after.
+      const mark = one.text.indexOf("[REDACTED:");
+      if (!(mark < 0 ? one.text : one.text.slice(0, mark)).startsWith(b.out)) {
+        leaks.push(`case ${k} block went on past its first finding: ${JSON.stringify(text)} -> ${JSON.stringify(b.out)}`);
+      }
       // Block mode too is held to what redaction hides: text before the first finding is sent before the stream
       // stops (the one-shot block shows nothing), and a piece of a written secret that no rule reads as one (a phone
       // number run into the next word) is in both.
