@@ -63,6 +63,24 @@ describe("response scanner", () => {
     expect(scanner.scan("api_key = 'q8Zr2LxP0vN7wKcT5yHbM3sD'").findings).toEqual(["generic-high-entropy"]);
     expect(scanner.scan("token: aaaaaaaaaaaaaaaaaaaaaaaa").findings).toEqual([]); // low entropy: not a secret
   });
+  test("a secret's name may end a longer one: aws_secret_access_key, GITHUB_TOKEN, DB_PASSWORD, userPassword (red team)", () => {
+    const key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY" + "EXAMPLEKEY";
+    for (const [text, rule] of [
+      [`aws_secret_access_key = ${key}`, "generic-high-entropy"], [`GITHUB_TOKEN=Zk39xLq0Vb7Hs2Nw8Pc4Rt6Ym1`, "generic-high-entropy"],
+      [`SLACK_BOT_API_KEY: "q8Zr2LxP0vN7wKcT5yHbM3sD"`, "generic-high-entropy"], [`clientSecret=q8Zr2LxP0vN7wKcT5yHbM3sD`, "generic-high-entropy"],
+      [`DB_PASSWORD=S3cr3t!Pass99`, "password"], [`userPassword: S3cr3t!Pass99`, "password"],
+    ] as const) {
+      const r = scanner.scan(`export ${text}\n`);
+      expect(r.findings).toEqual([rule]);
+      const name = text.search(/(?:api[_-]?key|secret|token|access[_-]?key|password)["']?\s*[:=]/i); // where the rule's name starts
+      expect(r.text).toStartWith(`export ${text.slice(0, name)}[REDACTED:${rule}]`);
+      expect(r.text).not.toContain(text.split(/[:=]\s*"?/)[1]!.replace(/"$/, ""));
+    }
+    // words that only contain a name are not one: the name must be followed by the assignment
+    for (const prose of ["the secretary: Margaret Thatcher-Robinson", "authority = q8Zr2LxP0vN7wKcT5yHbM3sD", "tokens: 5 of 9", "bypassword"]) {
+      expect(scanner.scan(prose).findings).toEqual([]);
+    }
+  });
   test("PII rules are off by default and validate checksums when on", () => {
     expect(scanner.scan("mail bob@example.com card 4111 1111 1111 1111").findings).toEqual([]);
     const pii = createScanner(parseConfig({ responseScan: { pii: true } }).responseScan);

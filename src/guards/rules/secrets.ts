@@ -68,6 +68,15 @@ function privateInteger(m: string): boolean {
   return a === 127 || a === 10 || (a === 192 && b === 168) || (a === 172 && b >= 16 && b <= 31) || (a === 169 && b === 254);
 }
 
+/** Letters of a pattern fragment in either case (for a pattern that cannot take the i flag: `named` needs case). */
+const anyCase = (fragment: string) => fragment.replace(/[a-z]/g, (c) => `[${c.toUpperCase()}${c}]`);
+/**
+ * A secret's name, alone or as the end of a longer one: after a non-alphanumeric (`DB_PASSWORD`, `aws_secret_access_key`,
+ * `x-api-key`) in any case, or camelCase after a lower-case letter (`userPassword`, `clientSecret`). Not after any
+ * letter: "QYA" must not hold its `A` back as the start of `auth=…` on a stream, nor "bypassword" be a name.
+ */
+const named = (names: string[]) => `(?:(?<![A-Za-z0-9])(?:${names.map(anyCase).join("|")})|(?<=[a-z])(?:${names.map((n) => n[0]!.toUpperCase() + anyCase(n.slice(1))).join("|")}))`;
+
 export const SECRET_RULES: SecretRule[] = [
   { id: "private-key", group: "secret", maxLength: 8262,
     pattern: /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,8000}?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g },
@@ -84,15 +93,18 @@ export const SECRET_RULES: SecretRule[] = [
   { id: "appliance-api-key", group: "secret", maxLength: 64, pattern: /\bapk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\b/g },
   { id: "jwt", group: "secret", maxLength: 2048,
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
-  // Generic assignments: only key-shaped candidates go through the entropy gate.
+  // Generic assignments: only key-shaped candidates go through the entropy gate. The name may end a longer one
+  // (aws_secret_access_key, GITHUB_TOKEN, SLACK_BOT_API_KEY, clientSecret).
   { id: "generic-high-entropy", group: "secret", maxLength: 157,
-    pattern: /\b(?:api[_-]?key|secret|token|access[_-]?key|auth)["']?\s{0,8}[:=]\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}/gi,
-    anchor: { re: /[:=]/g, before: 24 },
+    pattern: new RegExp(`${named(["api[_-]?key", "secret", "token", "access[_-]?key", "auth"])}["']?\\s{0,8}[:=]\\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}`, "g"),
+    // No anchor: an anchored rule's lookbehinds are not relied on when holding a stream back (rule-match.ts cuts its
+    // window), and without this one's every glued A, S or T would be held as a possible name. It starts at a few
+    // letters only, which the regex engine finds quickly.
     validate: (m) => entropy(m.replace(/^[^:=]*[:=]\s*["']?/, "")) >= 3.5 },
   // Passwords are shorter and less random than keys, but named as such they are still secrets:
-  // "pwd=…", "password: …", "the password is …".
+  // "pwd=…", "password: …", "the password is …", and as the end of a longer name (DB_PASSWORD=…, userPassword: …).
   { id: "password", group: "secret", maxLength: 96,
-    pattern: /\b(?:passw(?:or)?d|pwd|pass(?:phrase|code))["']?(?:\s*[:=]\s*|\s+(?:is|was)\s+)["'`]?[^\s"'`]{6,64}/gi,
+    pattern: new RegExp(`${named(["passw(?:or)?d", "pwd", "pass(?:phrase|code)"])}["']?(?:\\s*[:=]\\s*|\\s+${anyCase("(?:is|was)")}\\s+)["'\`]?[^\\s"'\`]{6,64}`, "g"),
     // "the password is incorrect" is prose: a value of letters only must look random to count.
     validate: (m) => {
       const v = m.replace(/^[^:=\s]+["']?(?:\s*[:=]\s*|\s+\S+\s+)["'`]?/, "").replace(/[.,;!?)]+$/, "");
