@@ -62,6 +62,13 @@ const text = z.union([z.string(), z.array(textPart).max(256)]);
 /** Parts a text-only model cannot take: accepted by the schema so convert.ts can refuse them by name. */
 const mediaPart = z.looseObject({ type: z.enum(["image_url", "input_audio", "file"]) });
 const refusalPart = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
+/**
+ * An assistant's text part as clients echo it: the OpenAI Agents SDK copies the rest of the answer's message into
+ * it (`role`, `refusal: null`; `annotations: []` when streamed), and OpenAI takes that. Not model input.
+ */
+const assistantTextPart = textPart.extend({
+  role: z.literal("assistant").optional(), refusal: z.string().nullish(), annotations: z.array(z.unknown()).max(1024).nullish(),
+});
 
 /** `index`, `parsed_arguments` (and a message's `parsed`): what the openai SDK's helpers add to messages users echo back. */
 export const toolCall = z.strictObject({
@@ -84,7 +91,7 @@ export const chatMessage = z.discriminatedUnion("role", [
   }),
   z.strictObject({
     role: z.literal("assistant"),
-    content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, refusalPart])).max(256)]).nullish(),
+    content: z.union([z.string(), z.array(z.discriminatedUnion("type", [assistantTextPart, refusalPart])).max(256)]).nullish(),
     refusal: z.string().nullish(),
     name: z.string().max(64).optional(),
     tool_calls: z.array(toolCall).max(128).nullish(),
