@@ -92,6 +92,21 @@ describe("responses", () => {
     expect(["Oslo", "Paris"]).toContain(JSON.parse(args).city);
   });
 
+  test("a streamed answer with no text and no call (a forced call cut short) announces every item its final response lists", async () => {
+    const stream = await client.responses.create({ model: "tiny", input: "w", tools: [weather], tool_choice: "required", max_output_tokens: 3, temperature: 0, stream: true });
+    const added: string[] = [], done: string[] = [];
+    let final: { status: string; output: { id: string; type: string }[] } | undefined;
+    for await (const e of stream) {
+      if (e.type === "response.output_item.added") added.push(e.item.id!);
+      if (e.type === "response.output_item.done") done.push(e.item.id!);
+      if (e.type === "response.incomplete" || e.type === "response.completed") final = e.response as never;
+    }
+    expect(final!.status).toBe("incomplete");
+    expect(final!.output.map((o) => o.type)).toEqual(["message"]); // as one answer has it: the empty, incomplete message
+    expect(added).toEqual(final!.output.map((o) => o.id));
+    expect(done).toEqual(added);
+  });
+
   test("the SDK's stream helper output, echoed back as the next input (its parsed and parsed_arguments fields too)", async () => {
     // responses.stream().finalResponse() adds `parsed` to output_text parts and `parsed_arguments` to function calls;
     // `input.push(...response.output)`, the documented multi-turn pattern, was a 400 naming them.

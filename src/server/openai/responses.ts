@@ -166,21 +166,29 @@ export function responseEvents(f: ResponseFrame) {
   const messageId = randomId("msg_");
   const ev = <T extends object>(type: string, body: T) => ({ type, sequence_number: seq++, ...body });
   const part = { item_id: messageId, output_index: 0, content_index: 0 };
+  /** The message item's opening events, once. */
+  const opening = () => {
+    if (opened) return [];
+    opened = true;
+    return [ev("response.output_item.added", { output_index: 0, item: messageItem(messageId, "", "in_progress") }),
+      ev("response.content_part.added", { ...part, part: outputTextPart("") })];
+  };
   return {
     messageId,
     head: () => [ev("response.created", { response: responseObject(f, undefined, messageId) }),
       ev("response.in_progress", { response: responseObject(f, undefined, messageId) })],
     piece: (delta: string, _choice: number, lp: TokenLogprob[] | null | undefined) => {
-      const open = opened ? [] : [ev("response.output_item.added", { output_index: 0, item: messageItem(messageId, "", "in_progress") }),
-        ev("response.content_part.added", { ...part, part: outputTextPart("") })];
-      opened = true;
+      const open = opening();
       text += delta;
       const entries = lp ? logprobEntries(lp) : [];
       logprobs.push(...entries);
       return [...open, ev("response.output_text.delta", { ...part, delta, logprobs: entries })];
     },
     end: (g: Generation) => {
-      const close = !opened ? [] : [ev("response.output_text.done", { ...part, text, logprobs }),
+      // An answer with no text and no call (a forced call cut by max_output_tokens) still has its (empty) message in
+      // the final response, as one answer has: it is announced here, so every item of it was streamed.
+      const open = g.toolCalls?.length ? [] : opening();
+      const close = !opened ? [] : [...open, ev("response.output_text.done", { ...part, text, logprobs }),
         ev("response.content_part.done", { ...part, part: outputTextPart(text, logprobs) }),
         ev("response.output_item.done", { output_index: 0, item: messageItem(messageId, text, messageStatus(g), logprobs) })];
       const calls = (g.toolCalls ?? []).flatMap((c, i) => {
