@@ -40,7 +40,7 @@ const functionOutputItem = z.strictObject({
   type: z.literal("function_call_output"),
   id: z.string().max(256).optional(),
   call_id: z.string().min(1).max(256),
-  output: z.union([z.string(), z.array(inputText).max(256)]),
+  output: z.union([z.string(), z.array(z.discriminatedUnion("type", [inputText, media])).max(256)]),
   status: z.string().max(32).optional(),
 });
 /** Reasoning items a client echoes back from a reasoning model: there is nothing to do with them here. */

@@ -78,7 +78,14 @@ export function responsesTurns(req: ResponsesRequest, bounds: JsonBounds): ChatT
       if (!calls.has(item.call_id)) {
         throw new InvalidRequestError(`input[${i}] answers call '${item.call_id}', which no earlier function_call made.`, `input.${i}.call_id`);
       }
-      const output = typeof item.output === "string" ? item.output : item.output.map((p) => p.text).join("");
+      if (typeof item.output !== "string") {
+        const bad = item.output.findIndex((p) => p.type !== "input_text");
+        if (bad >= 0) {
+          throw new InvalidRequestError(`This server's models read text only: '${item.output[bad]!.type}' content is not supported.`,
+            `input.${i}.output.${bad}`, "unsupported_content");
+        }
+      }
+      const output = typeof item.output === "string" ? item.output : item.output.map((p) => ("text" in p ? String(p.text) : "")).join("");
       checkEmbeddedJson(output, bounds, `input.${i}.output`);
       turns.push({ role: "tool", content: output, toolCallId: item.call_id });
       return;
