@@ -165,5 +165,9 @@ export async function untilListening(proc: { stdout: ReadableStream<Uint8Array>;
   const line = text.split("\n").find((l) => l.includes('"msg":"listening"'))!;
   const port = Number(/"port":(\d+)/.exec(line)![1]);
   void (async () => { for (;;) { const { value, done } = await reader.read(); if (done) return; text += decoder.decode(value, { stream: true }); } })();
-  return { port, log: () => text };
+  // stderr drained too (what native code prints there: a full pipe would block the server), kept for tests to read
+  let errText = "";
+  const errReader = proc.stderr.getReader(), errDecoder = new TextDecoder();
+  void (async () => { for (;;) { const { value, done } = await errReader.read(); if (done) return; errText += errDecoder.decode(value, { stream: true }); } })();
+  return { port, log: () => text, errLog: () => errText };
 }

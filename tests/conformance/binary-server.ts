@@ -16,6 +16,8 @@ export interface BinaryServer {
   keys: string[];
   stateDir: string;
   log: () => string;
+  /** What it wrote to stderr so far. */
+  errLog: () => string;
   stop: () => Promise<number>;
   /** Sends a signal to the server process (SIGKILL: a crash, as the gateway tests need). */
   kill: (signal: NodeJS.Signals) => void;
@@ -42,10 +44,10 @@ export async function startBinary(flags: string[] = [], keyFlags: string[][] = [
 
   const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2", ...flags],
     { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...env, ...extraEnv } });
-  const { port, log } = await untilListening(proc);
+  const { port, log, errLog } = await untilListening(proc);
   return {
     baseURL: `http://127.0.0.1:${port}`, key, keys, stateDir,
-    log,
+    log, errLog,
     kill: (signal) => proc.kill(signal),
     stop: async () => {
       proc.kill("SIGTERM");

@@ -83,3 +83,15 @@ test("deep JSON in a tool result or call arguments: 400 json_too_deep naming the
   }
   expect((await fetch(`${server.baseURL}/health`)).status).toBe(200);
 }, 120_000);
+
+test("a schema llama.cpp's grammar parser would refuse is a 400 before it: the schema's values never reach stderr", async () => {
+  const marker = "patient John Doe SSN 078-05-1120";
+  const schema = { type: "object", properties: { note: { const: marker }, pad: { type: "string", minLength: 100_000 } }, required: ["note", "pad"] };
+  const r = await post("/v1/chat/completions", { model: "tiny", max_tokens: 4, messages: [{ role: "user", content: "x" }],
+    response_format: { type: "json_schema", json_schema: { name: "s", schema } } });
+  expect(r.status).toBe(400);
+  expect(((await r.json()) as { error: object }).error).toMatchObject({ param: "response_format.json_schema.schema.properties.pad.minLength" });
+  expect((await fetch(`${server.baseURL}/health`)).status).toBe(200); // stderr has been written by now, if at all
+  expect(server.errLog()).not.toContain(marker);
+  expect(server.log()).not.toContain(marker);
+}, 120_000);

@@ -109,10 +109,11 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
       .toEqual({ oneOf: [{ type: "integer", minimum: 1 }] });
     // a type list naming object beside a union (a 400 before): the types are one more union that must hold
     expect(grammarSchema({ type: ["object", "null"], required: ["a"], anyOf: [{ type: "object" }, { type: "null" }, { type: "string" }] }, "p"))
-      .toEqual({ required: ["a"], oneOf: [{ type: "object", required: ["a"] }, { type: "null", required: ["a"] }] });
+      .toEqual({ required: ["a"], oneOf: [{ type: "object", required: ["a"], properties: { a: {} } }, { type: "null", required: ["a"] }] });
     // a union's branch of another type than the constraints beside it matches nothing: it was `null` allowed in an object
+    // (the required name it does not list is written with any value: node-llama-cpp left it out)
     expect(grammarSchema({ type: "object", anyOf: [{ required: ["a"] }, { type: "null" }] }, "p"))
-      .toEqual({ type: "object", oneOf: [{ type: "object", required: ["a"] }] });
+      .toEqual({ type: "object", oneOf: [{ type: "object", required: ["a"], properties: { a: {} } }] });
   });
   test("draft-07 tuples are prefixItems; object and array const/enum values are schemas of exactly that value", () => {
     expect(grammarSchema({ type: "array", items: [{ type: "string" }, { $ref: "#/definitions/n" }], additionalItems: false, definitions: { n: { type: "null" } } }, "p"))

@@ -118,6 +118,10 @@ function arrayEnd(s: Schema, at: string): Schema {
   return out;
 }
 
+/** The names in `s.required` that `s.properties` does not list. */
+const unlisted = (s: Schema): string[] =>
+  Array.isArray(s.required) ? (s.required as string[]).filter((k) => !(isObject(s.properties) && Object.hasOwn(s.properties, k))) : [];
+
 /** `s` without its union branches that allow no value (false); no value matches it if a union loses every branch, or a required property allows none. */
 function leftOut(s: Schema, at: string): Schema {
   for (const k of ["anyOf", "oneOf"]) {
@@ -129,6 +133,8 @@ function leftOut(s: Schema, at: string): Schema {
     const needed = s.required.find((k) => (s.properties as Schema)[k as string] === false);
     if (needed !== undefined) throw new NoValue(`${at}.properties.${needed}`);
   }
+  // a required name it does not list, and no other allowed (finished() writes the allowed ones)
+  if (s.type === "object" && s.additionalProperties === false && unlisted(s).length) throw new NoValue(`${at}.required`);
   return s;
 }
 
@@ -144,6 +150,14 @@ function finished(s: unknown): unknown {
   const out = mapChildren(s, finished);
   const implied = impliedType(out);
   if (implied) out.type = implied;
+  // A required name an object does not list must still be there: node-llama-cpp writes listed properties only (it
+  // answered `{}` to `{"type": "object", "required": ["a"]}`). Its value is what additionalProperties allows; with
+  // none given any value, and `{}` is written as null, which any value includes.
+  const missing = out.type === "object" ? unlisted(out) : [];
+  if (missing.length) {
+    const value = isObject(out.additionalProperties) ? out.additionalProperties : {};
+    out.properties = { ...(isObject(out.properties) ? out.properties : {}), ...Object.fromEntries(missing.map((k) => [k, value])) };
+  }
   if (!isObject(out.properties) || !Object.values(out.properties).includes(false)) return out;
   out.properties = Object.fromEntries(Object.entries(out.properties).filter(([, v]) => v !== false));
   // a name that must be absent would still be written as one more property: allow none beyond those listed

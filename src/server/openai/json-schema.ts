@@ -14,6 +14,12 @@ export const SCHEMA_MAPS = ["properties", "$defs", "definitions", "patternProper
 export const SCHEMA_LISTS = ["anyOf", "oneOf", "allOf", "prefixItems"];
 export const SCHEMAS = ["items", "additionalItems", "additionalProperties", "not"];
 const MAX_DEPTH = 64;
+/**
+ * The largest minimum a grammar is built for. llama.cpp's grammar parser refuses a repetition whose count times the
+ * rules it repeats passes 2,000 (MAX_REPETITION_THRESHOLD; a string's characters are two rules where its rule is
+ * written first), and then prints the whole grammar to stderr. 500 leaves room for a repeated item of four rules.
+ */
+const MAX_REPEAT = 500;
 export const REF = "#/$defs/";
 
 /** Throws InvalidRequestError(param `${param}.<path>`) for the first problem found. */
@@ -57,6 +63,18 @@ function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, 
   if ("required" in s && !(Array.isArray(s.required) && s.required.every((r) => typeof r === "string"))) {
     throw new InvalidRequestError("'required' must be an array of property names.", `${at}.required`);
   }
+  // llama.cpp refuses a grammar that repeats too much (MAX_REPEAT), and prints the whole grammar (the schema's const
+  // and enum values with it) to stderr, the service's journal: such a minimum is a 400 before it is built.
+  for (const k of ["minLength", "minItems", "minProperties"]) {
+    if (typeof s[k] === "number" && s[k] > MAX_REPEAT) throw new InvalidRequestError(`'${k}' above ${MAX_REPEAT} cannot be enforced by the grammar.`, `${at}.${k}`);
+  }
+  // Text the grammar writes verbatim: node-llama-cpp escapes \t \n \r in it but writes the other control characters
+  // raw, which no JSON parser takes (a 200 answer that does not parse).
+  for (const [k, v] of [["const", s.const], ["enum", s.enum], ["required", s.required], ["properties", isObject(s.properties) ? Object.keys(s.properties) : undefined]] as const) {
+    if (v !== undefined && hasRawControl(v)) {
+      throw new InvalidRequestError(`'${k}' holds a control character (U+0000-U+001F other than tab, newline, return), which the grammar cannot write as JSON.`, `${at}.${k}`);
+    }
+  }
   if ("enum" in s && !(Array.isArray(s.enum) && s.enum.length > 0)) {
     throw new InvalidRequestError("'enum' must be a non-empty array.", `${at}.enum`);
   }
@@ -76,6 +94,15 @@ function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, 
   // draft-07 tuples: `items` as an array of schemas (Pydantic v1's Tuple, TypeBox's Tuple)
   if (Array.isArray(s.items)) s.items.forEach((sub, i) => walk(sub, `${at}.items.${i}`, depth + 1, here, root));
   for (const k of SCHEMAS) if (k in s && !(k === "items" && Array.isArray(s.items))) walk(s[k], `${at}.${k}`, depth + 1, here, root);
+}
+
+const RAW_CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/;
+/** A string in `v` (a value, its object keys and members) with a control character node-llama-cpp would write raw. */
+function hasRawControl(v: unknown, depth = 0): boolean {
+  if (typeof v === "string") return RAW_CONTROL.test(v);
+  if (depth > MAX_DEPTH || !v || typeof v !== "object") return false;
+  const entries = Array.isArray(v) ? v.map((x) => ["", x] as const) : Object.entries(v);
+  return entries.some(([k, x]) => RAW_CONTROL.test(k) || hasRawControl(x, depth + 1));
 }
 
 /** What a JSON pointer fragment ("#/a/b") points to in `root`, or undefined. */
