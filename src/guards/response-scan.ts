@@ -16,7 +16,7 @@ import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type 
 import { LiveMemo, liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
 import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
-import { at, extendView, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
+import { at, extendView, pendingEscape, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
 
 /**
  * Most code units held for a span rule's match still being written: a secret whose parts are spread over more
@@ -244,6 +244,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         const forced = Math.max(Math.min(held.length - window, viewCut), held.length - HOLD_CAP);
         let cut = Math.min(Math.max(forced, live.rules - base), live.opening - base);
         if (cut > 0 && isHighSurrogate(held.charCodeAt(cut - 1))) cut--; // never split a surrogate pair
+        cut = Math.min(cut, pendingEscape(held)); // nor release an escape still being written: it is not in the view yet
         if (cut <= 0) return out;
         const found = inHeld(view, base);
         for (const f of found) if (f.start < cut && f.end > cut) cut = f.start; // never split a finding

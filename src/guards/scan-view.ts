@@ -8,6 +8,10 @@
  * found on the folded view, so "Ａ\u3000Ｋ\u3000Ｉ…" joins like "A K I…". Plain
  * ASCII prose (nearly all model output) needs no view: one native test and a
  * skipping probe for spaced-out runs decide that.
+ *
+ * JSON string escapes are read as what they stand for: a JSON answer (json_object, json_schema, a tool call's
+ * arguments) is text its reader decodes, so `A\tK\tI…` is a spaced-out run and `\"` a quote. An escape still being
+ * written at the end of the text (`\`, `\u00`) is not in the view yet (pendingEscape: a stream holds it back).
  */
 import { INVISIBLE_CHAR, LOOKALIKES } from "./normalise";
 
@@ -101,17 +105,54 @@ export function spacedRuns(text: string): [number, number][] {
 }
 
 const identity = (text: string): ScanView => ({ text, source: text, from: null, to: null, spaced: false, unjoined: null });
+/** Plain text: ASCII with no escape in it, its own view. */
+const plain = (text: string) => isAscii(text) && !text.includes("\\");
 
-/** The view with every character read on its own (folded), spaced-out runs not joined yet. */
+/** What the one-letter JSON escapes stand for (`\b`, a backspace, reads as nothing, like an invisible character). */
+const ESCAPED: Record<string, string> = { '"': '"', "\\": "\\", "/": "/", t: "\t", n: "\n", r: "\r", f: "\f", b: "" };
+const HEX4 = /^[0-9a-fA-F]{4}$/;
+
+/**
+ * Where a JSON escape that more text may still complete starts at the end of `text` (a last `\` not itself
+ * escaped, or `\u` with fewer than four hex digits); text.length if none. What a stream must hold back.
+ */
+export function pendingEscape(text: string): number {
+  const from = text.lastIndexOf("\\", text.length - 1);
+  if (from < 0 || from < text.length - 5) return text.length;
+  let k = from;
+  while (k > 0 && text.charCodeAt(k - 1) === 92) k--;
+  if ((from - k) % 2 === 1) return text.length; // the last backslash is escaped itself: `\\`
+  const rest = text.slice(from + 1);
+  if (rest === "") return from;
+  return rest[0] === "u" && rest.length < 5 && /^u[0-9a-fA-F]*$/.test(rest) ? from : text.length;
+}
+
+/** The escape at `i` (a backslash): what it reads as and how many code units it spans; undefined if none is complete there. */
+function escapeAt(text: string, i: number): { piece: string; size: number } | undefined {
+  const c = text[i + 1];
+  if (c === undefined) return undefined;
+  if (Object.hasOwn(ESCAPED, c)) return { piece: ESCAPED[c]!, size: 2 };
+  if (c !== "u" || !HEX4.test(text.slice(i + 2, i + 6))) return undefined;
+  let code = parseInt(text.slice(i + 2, i + 6), 16), size = 6;
+  if (code >= 0xd800 && code <= 0xdbff && text.startsWith("\\u", i + 6) && HEX4.test(text.slice(i + 8, i + 12))) {
+    const low = parseInt(text.slice(i + 8, i + 12), 16);
+    if (low >= 0xdc00 && low <= 0xdfff) { code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00); size = 12; }
+  }
+  return { piece: code < 0x80 ? String.fromCharCode(code) : folded(code), size };
+}
+
+/** The view with every character read on its own (folded, escapes decoded), spaced-out runs not joined yet. */
 function foldView(text: string): ScanView {
-  if (isAscii(text)) return identity(text);
+  if (plain(text)) return identity(text);
+  const end = pendingEscape(text);
   let out = "";
   // NFKC can make one character up to 18 (U+FDFA); the arrays grow only in that rare case.
   let from = new Int32Array(text.length + 8), to = new Int32Array(text.length + 8), n = 0;
-  for (let i = 0; i < text.length;) {
+  for (let i = 0; i < end;) {
     const code = text.codePointAt(i)!;
-    const size = code > 0xffff ? 2 : 1;
-    const piece = code < 0x80 ? text[i]! : folded(code);
+    const escape = code === 92 ? escapeAt(text, i) : undefined;
+    const size = escape ? escape.size : code > 0xffff ? 2 : 1;
+    const piece = escape ? escape.piece : code < 0x80 ? text[i]! : folded(code);
     if (n + piece.length > from.length) {
       const grow = (a: Int32Array) => { const b = new Int32Array(a.length * 2 + piece.length); b.set(a); return b; };
       from = grow(from); to = grow(to);
@@ -175,7 +216,10 @@ function folded(code: number): string {
 export function extendView(prev: ScanView, dropped: number, text: string): ScanView {
   const kept = prev.source.length - dropped, seamAt = (t: string, i: number) => isHigh(t.charCodeAt(i - 1)) && isLow(t.charCodeAt(i));
   if (kept < 0 || (dropped > 0 && seamAt(prev.source, dropped)) || isHigh(prev.source.charCodeAt(prev.source.length - 1))) return scanView(text);
-  if (isAscii(text)) return joinRuns(identity(text));
+  // an escape may span either seam (cut at the front, or still being written at the end): read the whole text again
+  const nearEscape = (i: number) => prev.source.lastIndexOf("\\", i) >= i - 11 && prev.source.lastIndexOf("\\", i) >= 0;
+  if ((dropped > 0 && nearEscape(dropped)) || nearEscape(prev.source.length - 1)) return scanView(text);
+  if (plain(text)) return joinRuns(identity(text));
   const base = prev.unjoined ?? prev, added = foldView(text.slice(kept));
   const v0 = base.from ? viewStart(base.from, dropped) : dropped, vn = base.text.length - v0, an = added.text.length;
   const from = new Int32Array(vn + an), to = new Int32Array(vn + an);
@@ -211,6 +255,11 @@ export function at(v: ScanView, i: number): number {
 export function readsAs(text: string, i: number, isChar: (c: number) => boolean): number {
   if (i >= text.length) return 0;
   const c = text.charCodeAt(i);
+  if (c === 92) { // a JSON escape reads as its character; one still being written at the end counts as one of them
+    const e = escapeAt(text, i);
+    if (!e) return pendingEscape(text) === i ? text.length - i : 0;
+    return e.piece === "" || (e.piece.length === 1 && isChar(e.piece.charCodeAt(0))) ? e.size : 0;
+  }
   if (c < 0x80) return isChar(c) ? 1 : 0;
   const code = text.codePointAt(i)!;
   const size = code > 0xffff ? 2 : 1;

@@ -25,7 +25,8 @@ export type Form = (secret: string) => string | undefined;
 
 /**
  * The ways a secret is written that the scanner must read as the secret: plain, fullwidth, in look-alike letters,
- * with invisible characters inside, spaced out one character at a time, and short base64/base64url/hex encodings.
+ * with invisible characters inside, spaced out one character at a time, and short base64/base64url/hex encodings;
+ * and inside a JSON string as a JSON answer writes it: escaped, spaced out with `\t`/`\n` escapes, or as `\uXXXX` escapes.
  * Without `r` every character is changed (every other one for look-alikes, a zero-width space between all);
  * with `r` which characters are changed, and by which invisible character, is drawn each time.
  */
@@ -39,6 +40,9 @@ export function secretForms(r?: () => number): Record<string, Form> {
     base64: (s) => (s.length <= 150 ? Buffer.from(s).toString("base64") : undefined),
     base64url: (s) => (s.length <= 150 ? Buffer.from(s).toString("base64url") : undefined),
     hex: (s) => (s.length <= 120 ? Buffer.from(s).toString("hex") : undefined),
+    "JSON string": (s) => JSON.stringify(s).slice(1, -1),
+    "JSON, escape-spaced": (s) => (/^[A-Za-z0-9_-]+$/.test(s) ? [...s].join(r && r() < 0.5 ? "\\n" : "\\t") : undefined),
+    "JSON, \\u escapes": (s) => [...s].map((c) => ((r ? r() < 0.5 : true) && c.charCodeAt(0) < 0x80 ? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}` : c)).join(""),
   };
 }
 

@@ -107,6 +107,25 @@ describe("streamed filter never shows more of a secret than the one-shot scan", 
     expect(leaks.slice(0, 5)).toEqual([]);
   });
 
+  test("inside a JSON string (a json_schema answer, tool arguments), escaped, escape-spaced or \\u-escaped: caught (red team)", () => {
+    const forms = secretForms(rng(7));
+    let cases = 0;
+    for (const [rule, secret] of makeSecrets(rng(7))) {
+      for (const name of ["JSON string", "JSON, escape-spaced", "JSON, \\u escapes"]) {
+        const written = forms[name]!(secret);
+        if (written === undefined) continue;
+        cases++;
+        const text = `{"answer":"${written}","more":1}`;
+        const one = redactor.scan(text);
+        expect({ rule, name, findings: one.findings.length > 0 }).toEqual({ rule, name, findings: true });
+        expect(one.text).not.toContain(written);
+        expect(JSON.parse(one.text).more).toBe(1); // what follows the secret is untouched, the JSON still parses
+        expect(streamSync(redactor, [...text]).out).toBe(one.text);
+      }
+    }
+    expect(cases).toBeGreaterThan(20);
+  });
+
   test("block: a stream stops at the first finding; nothing of it or after it is sent, redacted or not (red team)", () => {
     const text = "hello AKIAIOSFODNN7EXAMPLE and then many more words follow the secret here";
     for (const pieces of [[...text], text.split(/(?<= )/), [text]]) {
