@@ -4,6 +4,8 @@
  *   `hello [REDACTED:aws-access-token] and then many more words…` before `content_filter`.
  * - A secret assigned to a longer name (`DB_PASSWORD=…`, `GITHUB_TOKEN=…`, `clientSecret: …`) was not read as one:
  *   the name rules wanted a word boundary before `password`/`token`/`secret`.
+ * - In a JSON answer the scanner read the JSON text, not what its reader decodes: an AWS key id spaced out with tabs
+ *   (written `A\tK\tI…`) or `the password is "…"` (written with `\"`) passed.
  * - Deep JSON inside a tool result or call arguments (strings, out of the body check's sight) blocked the event loop
  *   for seconds, took gigabytes and, deeper, overflowed the stack into a 500.
  * The model writes each secret itself (a json_schema const, temperature 0), as a leak would come.
@@ -63,6 +65,21 @@ describe("a secret assigned to a longer name is a finding", () => {
         const { text, finish } = await chat(forced(`export ${name}${value}`), stream);
         expect(finish).toBe("content_filter");
         expect(text).not.toContain(value.slice(0, 6));
+      }, 120_000);
+    }
+  }
+});
+
+describe("in a JSON answer, what its reader decodes is scanned", () => {
+  for (const [what, value] of [["an AWS key id spaced with tabs", [...AWS].join("\t")], ["an AWS key id spaced with newlines", [...AWS].join("\n")],
+    ["a quoted password", 'The password is "hunter2hunter2"']] as const) {
+    for (const stream of [false, true]) {
+      test(`${what} (${stream ? "streamed" : "one answer"})`, async () => {
+        const { text, finish } = await chat(forced(value), stream);
+        expect(finish).toBe("content_filter");
+        expect(text).not.toContain("hunter2");
+        expect(text).not.toContain("K\\tI");
+        expect(text).not.toContain("K\\nI");
       }, 120_000);
     }
   }
