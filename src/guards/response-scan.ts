@@ -198,10 +198,13 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           text = held.slice(at(view, end.index + end[0].length)); held = ""; inside = undefined;
           continue;
         }
-        if (inside === "jwt") { // token characters however written (fullwidth, look-alike, invisible ones between)
+        if (inside === "jwt") { // token characters however written (fullwidth, look-alike, escaped, invisible ones between)
+          text = held + text; held = "";
           let i = 0;
           for (let n = readsAs(text, 0, isJwtChar); n > 0; n = readsAs(text, i, isJwtChar)) i += n;
           if (i >= text.length) return out;
+          // an escape or surrogate pair still being written: what it reads as decides whether the token goes on
+          if (!final && pendingEscape(text) === i) { held = text.slice(i); return out; }
           text = text.slice(i); inside = undefined;
           continue;
         }

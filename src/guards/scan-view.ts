@@ -108,23 +108,33 @@ const identity = (text: string): ScanView => ({ text, source: text, from: null, 
 /** Plain text: ASCII with no escape in it, its own view. */
 const plain = (text: string) => isAscii(text) && !text.includes("\\");
 
-/** What the one-letter JSON escapes stand for (`\b`, a backspace, reads as nothing, like an invisible character). */
-const ESCAPED: Record<string, string> = { '"': '"', "\\": "\\", "/": "/", t: "\t", n: "\n", r: "\r", f: "\f", b: "" };
+/** What the one-letter JSON escapes stand for (`\b` a backspace, which separates words as a raw one does). */
+const ESCAPED: Record<string, string> = { '"': '"', "\\": "\\", "/": "/", t: "\t", n: "\n", r: "\r", f: "\f", b: "\b" };
 const HEX4 = /^[0-9a-fA-F]{4}$/;
 
+/** Whether the backslash at `i` starts an escape (is not itself escaped by an odd run of backslashes before it). */
+function escapes(text: string, i: number): boolean {
+  let k = i;
+  while (k > 0 && text.charCodeAt(k - 1) === 92) k--;
+  return (i - k) % 2 === 0;
+}
+const HIGH_ESCAPE = /^\\u[dD][89abAB][0-9a-fA-F]{2}$/;
+
 /**
- * Where a JSON escape that more text may still complete starts at the end of `text` (a last `\` not itself
- * escaped, or `\u` with fewer than four hex digits); text.length if none. What a stream must hold back.
+ * Where the text's last character is still being written, so more text may change how it reads (a stream holds it
+ * back; the view leaves it out): a lone high surrogate, or a JSON escape not yet whole: `\`, `\u` with fewer than
+ * four hex digits, or a high-surrogate `\uD8xx` that its low half (`\uDCxx`) may still follow. text.length if none.
  */
 export function pendingEscape(text: string): number {
-  const from = text.lastIndexOf("\\", text.length - 1);
-  if (from < 0 || from < text.length - 5) return text.length;
-  let k = from;
-  while (k > 0 && text.charCodeAt(k - 1) === 92) k--;
-  if ((from - k) % 2 === 1) return text.length; // the last backslash is escaped itself: `\\`
+  const n = text.length;
+  if (n && isHigh(text.charCodeAt(n - 1))) return n - 1;
+  const from = text.lastIndexOf("\\", n - 1);
+  if (from < 0 || from < n - 6 || !escapes(text, from)) return n; // `\uD835`, six, is the longest that waits
   const rest = text.slice(from + 1);
-  if (rest === "") return from;
-  return rest[0] === "u" && rest.length < 5 && /^u[0-9a-fA-F]*$/.test(rest) ? from : text.length;
+  const open = rest === "" || (rest[0] === "u" && rest.length < 5 && /^u[0-9a-fA-F]*$/.test(rest));
+  // a whole high half at the end waits for its low half; an unfinished escape right after one waits with it
+  if (!open) return HIGH_ESCAPE.test(text.slice(from)) ? from : n;
+  return from >= 6 && HIGH_ESCAPE.test(text.slice(from - 6, from)) && escapes(text, from - 6) ? from - 6 : from;
 }
 
 /** The escape at `i` (a backslash): what it reads as and how many code units it spans; undefined if none is complete there. */
@@ -257,8 +267,8 @@ export function readsAs(text: string, i: number, isChar: (c: number) => boolean)
   const c = text.charCodeAt(i);
   if (c === 92) { // a JSON escape reads as its character; one still being written at the end counts as one of them
     const e = escapeAt(text, i);
-    if (!e) return pendingEscape(text) === i ? text.length - i : 0;
-    return e.piece === "" || (e.piece.length === 1 && isChar(e.piece.charCodeAt(0))) ? e.size : 0;
+    if (!e || pendingEscape(text) <= i) return 0; // not whole yet: the caller holds it back (what it reads as decides)
+    return e.piece.length === 1 && isChar(e.piece.charCodeAt(0)) ? e.size : 0;
   }
   if (c < 0x80) return isChar(c) ? 1 : 0;
   const code = text.codePointAt(i)!;

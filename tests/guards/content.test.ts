@@ -80,6 +80,16 @@ describe("response scanner", () => {
     for (const prose of ["the secretary: Margaret Thatcher-Robinson", "authority = q8Zr2LxP0vN7wKcT5yHbM3sD", "tokens: 5 of 9", "bypassword"]) {
       expect(scanner.scan(prose).findings).toEqual([]);
     }
+    // code that assigns a secret from somewhere is no secret (a second red team's false positives, each past the entropy gate)
+    for (const code of ["userPassword = getUserPasswordFromVault(userId);", "const clientSecret = process.env.CLIENT_SECRET_FROM_ENV_FILE;",
+      "authToken: this.authService.getCurrentTokenValue()", "csrfToken = document.querySelector('meta[name=csrf-token]').content",
+      "refreshToken=request.cookies.refreshTokenCookieName", "idToken: response.data.id_token.substring(0, 64)",
+      'dataSecret: "./config/credentials/production.yml"', "DB_PASSWORD=${DB_PASSWORD_FROM_SECRET_MANAGER}"]) {
+      expect({ code, findings: scanner.scan(code).findings }).toEqual({ code, findings: [] });
+    }
+    // a dotted token with digits and a password with a call's parentheses but a digit in its name still are
+    expect(scanner.scan("token: MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs").findings).toEqual(["generic-high-entropy"]);
+    expect(scanner.scan("password: Passw0rd(123)").findings).toEqual(["password"]);
   });
   test("PII rules are off by default and validate checksums when on", () => {
     expect(scanner.scan("mail bob@example.com card 4111 1111 1111 1111").findings).toEqual([]);

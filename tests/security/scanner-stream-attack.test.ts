@@ -126,6 +126,25 @@ describe("streamed filter never shows more of a secret than the one-shot scan", 
     expect(cases).toBeGreaterThan(20);
   });
 
+  test("escapes and surrogate pairs being written at a chunk's end are held: stream = one-shot at every split (second red team)", () => {
+    const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0." + "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+    const texts = [
+      "api_key: TAlY1qw6VYf8v\\ud835\\udc15Ns0yO76SZheBEi3T x", // an escaped surrogate pair (𝐕) inside the value
+      "key AKIAIOSFODNN7EXAMPL\\ud835\\udc04 done", // … as the key's last letter (𝐄)
+      "api_key: TAlY1qw6VYf8v\u{1d415}Ns0yO76SZheBEi3T x", // the raw pair, pushed one code unit at a time below
+      `{"t":"${jwt}\\", "n": 1}`, // an escaped quote right after a JWT: the JSON must keep it
+      "x\\bAKIAIOSFODNN7EXAMPLE", // \b separates as a raw backspace does
+    ];
+    for (const text of texts) {
+      for (const s of [redactor, blocker]) {
+        const one = s.scan(text);
+        expect(one.findings.length).toBeGreaterThan(0);
+        expect(streamSync(s, text.split("")).out).toBe(one.text);
+        for (let i = 1; i < text.length; i++) expect(streamSync(s, [text.slice(0, i), text.slice(i)]).out).toBe(one.text);
+      }
+    }
+  });
+
   test("block: a stream stops at the first finding; nothing of it or after it is sent, redacted or not (red team)", () => {
     const text = "hello AKIAIOSFODNN7EXAMPLE and then many more words follow the secret here";
     for (const pieces of [[...text], text.split(/(?<= )/), [text]]) {

@@ -68,6 +68,15 @@ function privateInteger(m: string): boolean {
   return a === 127 || a === 10 || (a === 192 && b === 168) || (a === 172 && b >= 16 && b <= 31) || (a === 169 && b === 254);
 }
 
+/**
+ * A value that is code, not a secret: a member path or call of letter-only names (`process.env.CLIENT_SECRET`,
+ * `this.auth.getToken()`, `getUserPasswordFromVault(id)`), a `${…}` placeholder, a relative path. Such values pass the
+ * entropy gate, and with names allowed to end longer ones (`userPassword = …`) code assigning them was redacted. Random
+ * secrets have digits: a dotted one with none (a 3% draw for 20 base64 characters) is the price of this.
+ */
+const codeLike = (v: string) =>
+  /^(?:[A-Za-z_$]+\.)*[A-Za-z_$]+\(/.test(v) || /^(?:[A-Za-z_$]+\.)+[A-Za-z_$]+[;,)]*$/.test(v) || /^\$\{/.test(v) || /^\.{1,2}\//.test(v);
+
 /** Letters of a pattern fragment in either case (for a pattern that cannot take the i flag: `named` needs case). */
 const anyCase = (fragment: string) => fragment.replace(/[a-z]/g, (c) => `[${c.toUpperCase()}${c}]`);
 /**
@@ -100,7 +109,7 @@ export const SECRET_RULES: SecretRule[] = [
     // No anchor: an anchored rule's lookbehinds are not relied on when holding a stream back (rule-match.ts cuts its
     // window), and without this one's every glued A, S or T would be held as a possible name. It starts at a few
     // letters only, which the regex engine finds quickly.
-    validate: (m) => entropy(m.replace(/^[^:=]*[:=]\s*["']?/, "")) >= 3.5 },
+    validate: (m) => { const v = m.replace(/^[^:=]*[:=]\s*["']?/, ""); return entropy(v) >= 3.5 && !codeLike(v); } },
   // Passwords are shorter and less random than keys, but named as such they are still secrets:
   // "pwd=…", "password: …", "the password is …", and as the end of a longer name (DB_PASSWORD=…, userPassword: …).
   { id: "password", group: "secret", maxLength: 96,
@@ -108,7 +117,7 @@ export const SECRET_RULES: SecretRule[] = [
     // "the password is incorrect" is prose: a value of letters only must look random to count.
     validate: (m) => {
       const v = m.replace(/^[^:=\s]+["']?(?:\s*[:=]\s*|\s+\S+\s+)["'`]?/, "").replace(/[.,;!?)]+$/, "");
-      return v.length >= 6 && (/[^A-Za-z]/.test(v) ? entropy(v) >= 2.3 : entropy(v) >= 3.2);
+      return v.length >= 6 && (/[^A-Za-z]/.test(v) ? entropy(v) >= 2.3 : entropy(v) >= 3.2) && !codeLike(v);
     } },
   // Every alternative starts with a literal digit or bracket, so the regex engine can skip ahead: a leading
   // lookbehind or `0*` would make it try every position (7x slower on prose).
