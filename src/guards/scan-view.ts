@@ -227,7 +227,7 @@ export function extendView(prev: ScanView, dropped: number, text: string): ScanV
   const kept = prev.source.length - dropped, seamAt = (t: string, i: number) => isHigh(t.charCodeAt(i - 1)) && isLow(t.charCodeAt(i));
   if (kept < 0 || (dropped > 0 && seamAt(prev.source, dropped)) || isHigh(prev.source.charCodeAt(prev.source.length - 1))) return scanView(text);
   // an escape may span either seam (cut at the front, or still being written at the end): read the whole text again
-  const nearEscape = (i: number) => prev.source.lastIndexOf("\\", i) >= i - 11 && prev.source.lastIndexOf("\\", i) >= 0;
+  const nearEscape = (i: number) => { const b = prev.source.lastIndexOf("\\", i); return b >= 0 && b >= i - 11; };
   if ((dropped > 0 && nearEscape(dropped)) || nearEscape(prev.source.length - 1)) return scanView(text);
   if (plain(text)) return joinRuns(identity(text));
   const base = prev.unjoined ?? prev, added = foldView(text.slice(kept));

@@ -177,11 +177,12 @@ export function toTurns(req: ChatCompletionRequest, bounds: JsonBounds): ChatTur
   });
 }
 
-function checkArguments(args: string, param: string, bounds: JsonBounds) {
+/** A call's arguments sent back: JSON text within the body's bounds (`kind` names the call as the API does). */
+export function checkArguments(args: string, param: string, bounds: JsonBounds, kind: "Tool" | "Function" = "Tool") {
   try {
     JSON.parse(args);
   } catch {
-    throw new InvalidRequestError("Tool call arguments must be a JSON text.", param);
+    throw new InvalidRequestError(`${kind} call arguments must be a JSON text.`, param);
   }
   checkEmbeddedJson(args, bounds, param);
 }

@@ -8,6 +8,7 @@ import { InvalidRequestError } from "../../errors";
 import { checkEmbeddedJson, type JsonBounds } from "../../guards/json-shape";
 import type { ChatTurn, Generation, TokenLogprob, ToolCall } from "../../engine/engine";
 import { logprobEntries } from "./logprob-wire";
+import { checkArguments } from "./convert";
 import type { ResponsesRequest } from "./responses-wire";
 import type { ChatCompletionRequest } from "./wire";
 
@@ -66,8 +67,7 @@ export function responsesTurns(req: ResponsesRequest, bounds: JsonBounds): ChatT
     }
     if (item.type === "function_call") {
       const call: ToolCall = { id: item.call_id, name: item.name, arguments: item.arguments };
-      try { JSON.parse(item.arguments); } catch { throw new InvalidRequestError("Function call arguments must be a JSON text.", `input.${i}.arguments`); }
-      checkEmbeddedJson(item.arguments, bounds, `input.${i}.arguments`);
+      checkArguments(item.arguments, `input.${i}.arguments`, bounds, "Function");
       calls.add(item.call_id);
       const last = turns.at(-1);
       if (last?.role === "assistant") (last.toolCalls ??= []).push(call);
