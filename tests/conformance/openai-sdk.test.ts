@@ -146,6 +146,24 @@ describe("embeddings and responses", () => {
     });
     expect(call.output.some((o) => o.type === "function_call")).toBe(true);
   });
+  test("responses: a stream with no text and no call announces every item of its final response; a function's image output is named", async () => {
+    const tools = [{ type: "function" as const, name: "get_weather", strict: true, parameters: weather.function.parameters! }];
+    const added: string[] = [], done: string[] = [];
+    let final: { status?: string; output: { id?: string }[] } | undefined;
+    for await (const e of await client.responses.create({ model: "tiny", input: "w", tools, tool_choice: "required", max_output_tokens: 3, temperature: 0, stream: true })) {
+      if (e.type === "response.output_item.added") added.push(e.item.id!);
+      if (e.type === "response.output_item.done") done.push(e.item.id!);
+      if (e.type === "response.incomplete" || e.type === "response.completed") final = e.response;
+    }
+    expect(final!.status).toBe("incomplete");
+    expect(added).toEqual(final!.output.map((o) => o.id!));
+    expect(done).toEqual(added);
+    const e = await client.responses.create({ model: "tiny", tools, input: [{ role: "user", content: "q" },
+      { type: "function_call", call_id: "c1", name: "get_weather", arguments: "{}" },
+      { type: "function_call_output", call_id: "c1", output: [{ type: "input_image", image_url: "data:image/png;base64,AAAA", detail: "auto" }] }] })
+      .then(() => undefined, (x: { status: number; code: string; param: string }) => x);
+    expect([e?.status, e?.code, e?.param]).toEqual([400, "unsupported_content", "input.2.output.0"]);
+  });
 });
 
 describe("error classes", () => {

@@ -60,6 +60,21 @@ test("bad config exits 2 naming the field", () => {
   expect(r.err).toContain("port");
 });
 
+test("config print shows settings that only name or point at a secret; list flags split on commas; object lists are file only", () => {
+  const r = run(["config", "print", "--state-dir", stateDir, "--cors-origins", "http://a,http://b"],
+    { APPLIANCE_GATEWAY__TOKEN_PROMPTS: "forward", APPLIANCE_PROMPT_GUARD__SPECIAL_TOKENS: "flag", APPLIANCE_RATE_LIMIT__REDIS_PASSWORD_ENV: "REDIS_PW" });
+  expect(r.code).toBe(0);
+  const c = JSON.parse(r.out) as { corsOrigins: string[]; gateway: { tokenPrompts: string }; promptGuard: { specialTokens: string }; rateLimit: { redisPasswordEnv: string } };
+  expect(c.corsOrigins).toEqual(["http://a", "http://b"]);
+  expect([c.gateway.tokenPrompts, c.promptGuard.specialTokens, c.rateLimit.redisPasswordEnv]).toEqual(["forward", "flag", "REDIS_PW"]);
+  const env = run(["config", "print", "--state-dir", stateDir], { APPLIANCE_UPSTREAMS: "[]" });
+  expect(env.code).toBe(2);
+  expect(env.err).toContain("upstreams: a list of objects, set in the config file only (not with APPLIANCE_UPSTREAMS)");
+  const flag = run(["config", "print", "--state-dir", stateDir, "--upstreams", "[]"]);
+  expect(flag.code).toBe(2);
+  expect(flag.err).toContain("--upstreams");
+});
+
 test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM", async () => {
   const model = path.join(dir, "tiny.gguf");
   fs.copyFileSync(await tinyModel(), model);
