@@ -1,7 +1,9 @@
 /** LangChain JS (@langchain/openai) against the compiled binary, as a LangChain app written for OpenAI uses it. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { AIMessage, HumanMessage, ToolMessage } from "@langchain/core/messages";
+import { tool } from "@langchain/core/tools";
 import { ChatOpenAI, OpenAIEmbeddings } from "@langchain/openai";
+import { z } from "zod";
 import OpenAI from "openai";
 import { occupySlot, startBinary, type BinaryServer } from "./binary-server";
 
@@ -47,6 +49,19 @@ describe("ChatOpenAI", () => {
     const next = await chat().bindTools([weather]).invoke([
       new HumanMessage("weather?"), r, new ToolMessage({ tool_call_id: r.tool_calls![0]!.id!, content: "3 degrees" }),
     ]);
+    expect(next).toBeInstanceOf(AIMessage);
+  });
+
+  test("the tool loop as LangChain agents run it: tool.invoke(call) answers a ToolMessage carrying the tool's name, sent back", async () => {
+    const getWeather = tool(async ({ city }) => `3 degrees in ${city}`, {
+      name: "get_weather", description: "weather", schema: z.object({ city: z.enum(["Oslo", "Paris"]) }),
+    });
+    const m = chat({ maxTokens: 200, temperature: 0 }).bindTools([getWeather], { tool_choice: "get_weather" });
+    const r = await m.invoke("weather?");
+    const answer = await getWeather.invoke(r.tool_calls![0]!);
+    expect(answer).toBeInstanceOf(ToolMessage);
+    expect(answer.name).toBe("get_weather"); // @langchain/openai sends it as the tool message's `name`
+    const next = await chat().bindTools([getWeather]).invoke([new HumanMessage("weather?"), r, answer]);
     expect(next).toBeInstanceOf(AIMessage);
   });
 

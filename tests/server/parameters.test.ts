@@ -143,4 +143,19 @@ describe("fields OpenAI's chat API takes and a local model has no use for", () =
     expect(chunks.slice(0, -1).every((e) => e.usage === null)).toBe(true);
     expect(chunks.at(-1).usage.prompt_tokens).toBeGreaterThan(0);
   });
+  test("null where OpenAI takes null (clients that default every parameter to None send them); a value for what is not done is a 400 naming it", async () => {
+    const msgs = [{ role: "system", content: "s", name: null }, { role: "user", content: "hi", name: null }];
+    const chat = await post("/v1/chat/completions", { model: "tiny", messages: msgs, max_tokens: 1, audio: null, web_search_options: null });
+    expect([chat.status, chat.body.object]).toEqual([200, "chat.completion"]);
+    for (const [field, value] of [["audio", { voice: "alloy", format: "wav" }], ["web_search_options", {}]] as const) {
+      const r = await post("/v1/chat/completions", { model: "tiny", messages: msgs, max_tokens: 1, [field]: value });
+      expect([r.status, r.body.error.param]).toEqual([400, field]);
+    }
+    const emb = await post("/v1/embeddings", { model: "tiny", input: "hi", encoding_format: null, dimensions: null });
+    expect([emb.status, Array.isArray(emb.body.data[0].embedding)]).toEqual([200, true]);
+    const resp = await post("/v1/responses", { model: "tiny", input: "hi", max_output_tokens: 1, prompt: null, context_management: null });
+    expect([resp.status, resp.body.object]).toEqual([200, "response"]);
+    const stored = await post("/v1/responses", { model: "tiny", input: "hi", prompt: { id: "pmpt_1" } });
+    expect([stored.status, stored.body.error.param, stored.body.error.message]).toEqual([400, "prompt", expect.stringContaining("not supported")]);
+  });
 });

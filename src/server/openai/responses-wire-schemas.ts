@@ -106,6 +106,9 @@ export const responsesRequest = z.strictObject({
   background: z.literal(false, { message: "background responses are not supported (nothing is stored): leave it out or false" }).nullish(),
   /** Refused like previous_response_id: no conversation is stored. */
   conversation: z.union([z.string().max(256), z.looseObject({ id: z.string().max(256) })]).nullish(),
+  // Null as clients that default every parameter to None send them; a value needs what is not kept here.
+  prompt: z.null({ message: "stored prompts are not supported (nothing is stored): leave it out or null" }).optional(),
+  context_management: z.null({ message: "context management is not supported: leave it out or null" }).optional(),
 });
 
 export type ResponsesRequest = z.infer<typeof responsesRequest>;

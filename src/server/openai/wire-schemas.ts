@@ -70,6 +70,9 @@ const assistantTextPart = textPart.extend({
   role: z.literal("assistant").optional(), refusal: z.string().nullish(), annotations: z.array(z.unknown()).max(1024).nullish(),
 });
 
+/** A message's participant name; null as clients that default every field to None send it. Not model input. */
+const participant = z.string().max(64).nullish();
+
 /** `index`, `parsed_arguments` (and a message's `parsed`): what the openai SDK's helpers add to messages users echo back. */
 export const toolCall = z.strictObject({
   id: z.string().min(1).max(256),
@@ -83,24 +86,26 @@ export const toolCall = z.strictObject({
  * `choices[0].message` to the next request, `refusal: null` and all) works unchanged.
  */
 export const chatMessage = z.discriminatedUnion("role", [
-  z.strictObject({ role: z.enum(["system", "developer"]), content: text, name: z.string().max(64).optional() }),
+  z.strictObject({ role: z.enum(["system", "developer"]), content: text, name: participant }),
   z.strictObject({
     role: z.literal("user"),
     content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, mediaPart])).max(256)]),
-    name: z.string().max(64).optional(),
+    name: participant,
   }),
   z.strictObject({
     role: z.literal("assistant"),
     content: z.union([z.string(), z.array(z.discriminatedUnion("type", [assistantTextPart, refusalPart])).max(256)]).nullish(),
     refusal: z.string().nullish(),
-    name: z.string().max(64).optional(),
+    name: participant,
     tool_calls: z.array(toolCall).max(128).nullish(),
     function_call: z.strictObject({ name: z.string().min(1).max(64), arguments: z.string() }).nullish(),
     audio: z.strictObject({ id: z.string() }).nullish(),
     annotations: z.array(z.unknown()).max(1024).nullish(), // url_citation results echoed back; not model input
     parsed: z.unknown().optional(), // the SDK's parse helpers; the content already holds the text
   }),
-  z.strictObject({ role: z.literal("tool"), content: text, tool_call_id: z.string().min(1).max(256) }),
+  // `name`: the tool's, as LangChain's ToolMessage carries it (@langchain/openai always sends it) and OpenAI's own
+  // parallel function-calling examples wrote it; OpenAI accepts it. Not model input: the call it answers names the tool.
+  z.strictObject({ role: z.literal("tool"), content: text, tool_call_id: z.string().min(1).max(256), name: participant }),
   z.strictObject({ role: z.literal("function"), content: z.string().nullable(), name: z.string().min(1).max(64) }),
 ]);
 
@@ -148,6 +153,10 @@ export const chatCompletionRequest = z.strictObject({
   reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).nullish(),
   prediction: z.strictObject({ type: z.literal("content"), content: z.union([z.string(), z.array(textPart)]) }).nullish(),
   modalities: z.array(z.literal("text", { message: "only text output is supported" })).max(2).nullish(),
+  // Null as clients that default every parameter to None send them (OpenAI takes that); a value asks for what a
+  // local text model does not do.
+  audio: z.null({ message: "audio output is not supported" }).optional(),
+  web_search_options: z.null({ message: "web search is not supported" }).optional(),
 });
 
 export const completionRequest = z.strictObject({
@@ -164,8 +173,8 @@ export const completionRequest = z.strictObject({
 export const embeddingRequest = z.strictObject({
   model: z.string().min(1).max(256),
   input: z.union([z.string(), z.array(z.string()).min(1).max(2048), tokenIds, z.array(tokenIds).min(1).max(2048)]),
-  encoding_format: z.enum(["float", "base64"]).optional(),
-  dimensions: z.number().int().min(1).max(1 << 16).optional(),
+  encoding_format: z.enum(["float", "base64"]).nullish(),
+  dimensions: z.number().int().min(1).max(1 << 16).nullish(),
   user: IGNORED.user,
 });
 

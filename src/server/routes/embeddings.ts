@@ -31,7 +31,7 @@ export const embeddingRoutes = (deps: AppDeps) =>
       state.promptTokens = result.promptTokens;
       state.completionTokens = 0;
       deps.settle(state);
-      return embeddingList(info.id, result, body.encoding_format === "base64", body.dimensions);
+      return embeddingList(info.id, result, body.encoding_format === "base64", body.dimensions ?? undefined);
     } catch (e) {
       throw flight.signal.aborted ? new CancelledError() : e;
     } finally {
