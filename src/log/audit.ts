@@ -14,7 +14,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
-import { withFileLockSync } from "../util/file-lock";
+import { holdFileLock, withFileLockSync } from "../util/file-lock";
 import { openPlainFile, readFd } from "../util/fs";
 
 export const GENESIS = "0".repeat(64);
@@ -131,10 +131,36 @@ export class AuditLog {
   private anchored = 0;
   private readonly key: Buffer;
   private readonly timer: ReturnType<typeof setInterval>;
+  private readonly writer: { release(): void };
 
   constructor(readonly file: string, private readonly opts: AuditLogOptions = {}) {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    this.key = withFileLockSync(auditKeyPath(file), () => {
+    // One writer per chain: the sequence number and the previous MAC live in this object, so a second server on the
+    // same state dir (a `serve` run by hand beside the service) would write duplicate sequence numbers, and the log
+    // would fail verification for good. Held for this object's life; the kernel drops it if the process dies.
+    const writer = holdFileLock(file);
+    if (!writer) {
+      throw new AuditError(`${file} is being written by another running appliance server (the installed service?): one server per state dir, or the audit chain breaks. Stop the other one first (systemctl stop appliance), or give this one its own --state-dir`);
+    }
+    this.writer = writer;
+    try { this.key = this.openChain(); } catch (e) { writer.release(); throw e; }
+    // A timed checkpoint that fails (its directory gone, a full disk) is logged, never thrown from the timer, where it
+    // would end the process; the next append fails loudly on its own.
+    this.timer = setInterval(() => {
+      try { this.checkpoint(); } catch (err) { this.opts.log?.error?.({ err }, "audit checkpoint failed"); }
+    }, opts.checkpointMs ?? CHECKPOINT_MS);
+    this.timer.unref?.();
+    open.add(this);
+    if (!exitHook) {
+      exitHook = true;
+      process.on("exit", () => { for (const l of open) try { l.checkpoint(); } catch { /* exiting anyway */ } });
+    }
+  }
+
+  /** The key, a repaired tail and where the chain stands (seq, previous MAC). */
+  private openChain(): Buffer {
+    const file = this.file;
+    const key = withFileLockSync(auditKeyPath(file), () => {
       this.setAsideLegacy();
       const existing = readAuditKey(file);
       if (existing) return existing;
@@ -151,17 +177,7 @@ export class AuditLog {
     const head = headOf(cur.line, file) ?? headOf(lastLine(`${file}.0`).line, `${file}.0`) ?? headOf(lastLine(`${file}.1`).line, `${file}.1`);
     if (head) { this.seq = head.seq; this.prev = head.mac; }
     this.anchored = this.seq;
-    // A timed checkpoint that fails (its directory gone, a full disk) is logged, never thrown from the timer, where it
-    // would end the process; the next append fails loudly on its own.
-    this.timer = setInterval(() => {
-      try { this.checkpoint(); } catch (err) { this.opts.log?.error?.({ err }, "audit checkpoint failed"); }
-    }, opts.checkpointMs ?? CHECKPOINT_MS);
-    this.timer.unref?.();
-    open.add(this);
-    if (!exitHook) {
-      exitHook = true;
-      process.on("exit", () => { for (const l of open) try { l.checkpoint(); } catch { /* exiting anyway */ } });
-    }
+    return key;
   }
 
   /**
@@ -199,8 +215,10 @@ export class AuditLog {
   }
 
   close() {
-    this.checkpoint();
-    clearInterval(this.timer);
-    open.delete(this);
+    try { this.checkpoint(); } finally {
+      clearInterval(this.timer);
+      open.delete(this);
+      this.writer.release();
+    }
   }
 }

@@ -38,7 +38,18 @@ export function withFileLockSync<T>(file: string, fn: () => T, opts: LockOptions
   try { return fn(); } finally { flock(fd, LOCK_UN); fs.closeSync(fd); }
 }
 
-function lockFd(file: string, opts: LockOptions): number {
+/**
+ * Takes the exclusive lock for `file` without waiting and keeps it until release() (or the process ends): for a
+ * single writer that holds a file for its whole life. undefined when another process holds it.
+ */
+export function holdFileLock(file: string): { release(): void } | undefined {
+  let busy = false;
+  const fd = lockFd(file, { wait: false, onWait: () => { busy = true; } });
+  if (busy) return undefined;
+  return { release() { flock(fd, LOCK_UN); fs.closeSync(fd); } };
+}
+
+function lockFd(file: string, opts: LockOptions & { wait?: boolean }): number {
   const lockFile = `${file}.lock`;
   const dir = parentDir(file);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -52,6 +63,7 @@ function lockFd(file: string, opts: LockOptions): number {
     }
     if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
       opts.onWait?.(lockFile);
+      if (opts.wait === false) { fs.closeSync(fd); return -1; }
       if (flock(fd, LOCK_EX) !== 0) throw new LockError(`cannot lock ${lockFile}`);
     }
     return fd;

@@ -138,14 +138,54 @@ test("a tampered unpacked library is replaced from the binary before it is loade
 
 test("a second serve on a port in use fails with 'address in use' and exit 1 (no SO_REUSEPORT traffic split)", async () => {
   const { proc, port } = await startServe([]);
+  // Its own state dir (a copy: keys and models): one on the same state dir is refused before it binds (next test).
+  const own = path.join(dir, "state-second");
+  fs.cpSync(stateDir, own, { recursive: true });
   try {
-    const second = Bun.spawnSync([bin, "serve", "--state-dir", stateDir, "--port", String(port)], { cwd: dir, env: { PATH: "/usr/bin:/bin", HOME: dir }, timeout: 120_000 });
+    const second = Bun.spawnSync([bin, "serve", "--state-dir", own, "--port", String(port)], { cwd: dir, env: { PATH: "/usr/bin:/bin", HOME: dir }, timeout: 120_000 });
     expect(second.stderr.toString()).toContain("address in use");
     expect(second.exitCode).toBe(1);
   } finally {
     proc.kill("SIGTERM");
     await proc.exited;
+    fs.rmSync(own, { recursive: true, force: true });
   }
+});
+
+test("a second serve on the same state dir (by hand, beside the service) is refused: the audit chain stays whole", async () => {
+  const { proc, port, until } = await startServe([]);
+  void until("never printed").catch(() => {});
+  const key = fs.readFileSync(path.join(dir, "key.txt"), "utf8");
+  const ask = () => fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${key}` } }).then((r) => r.status);
+  try {
+    expect(await ask()).toBe(200);
+    const second = Bun.spawnSync([bin, "serve", "--state-dir", stateDir, "--port", "0"], { cwd: dir, env: { PATH: "/usr/bin:/bin", HOME: dir }, timeout: 60_000 });
+    expect(second.stderr.toString()).toContain("another running appliance server");
+    expect(second.exitCode).toBe(1);
+    expect(await ask()).toBe(200); // the first one still serves and still writes its chain
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+  const verified = run(["audit", "verify", "--state-dir", stateDir]);
+  expect(verified.out + verified.err).not.toContain("BROKEN");
+  expect(verified.code).toBe(0);
+  // Once the first one has stopped, the state dir is free again.
+  const { proc: again } = await startServe([]);
+  again.kill("SIGTERM");
+  expect(await again.exited).toBe(0);
+});
+
+test.skipIf(process.getuid?.() !== 0)("root serving a state dir another user owns (the service's, by hand) is refused (exit 2) before it writes there", () => {
+  const theirs = path.join(dir, "state-theirs");
+  fs.mkdirSync(theirs, { mode: 0o750 });
+  fs.chownSync(theirs, 65534, 65534);
+  try {
+    const r = run(["serve", "--state-dir", theirs, "--port", "0"]);
+    expect(r.err).toContain("belongs to uid 65534");
+    expect(r.code).toBe(2);
+    expect(fs.readdirSync(theirs)).toEqual([]);
+  } finally { fs.rmSync(theirs, { recursive: true, force: true }); }
 });
 
 test("a non-loopback bind is refused without --allow-public-bind (exit 2)", () => {

@@ -60,3 +60,17 @@ test("a torn last write is still cut off, and an empty or one-line log still ope
   expect(lines).toHaveLength(2);
   expect(JSON.parse(lines[1]!)).toMatchObject({ reqId: "r2", seq: (one.seq as number) + 1, prev: one.mac });
 });
+
+test("one writer per log: a second AuditLog on the same file is refused while the first is open, and opens once it is closed", () => {
+  const file = path.join(tmpDir(), "audit.jsonl");
+  const first = new AuditLog(file);
+  first.append(rec(1));
+  expect(() => new AuditLog(file)).toThrow(/another running appliance server/);
+  first.append(rec(2));
+  first.close();
+  const next = new AuditLog(file);
+  next.append(rec(3));
+  next.close();
+  const seqs = fs.readFileSync(file, "utf8").trimEnd().split("\n").map((l) => (JSON.parse(l) as { seq: number }).seq);
+  expect(seqs).toEqual([1, 2, 3]);
+});

@@ -1,4 +1,5 @@
 /** appliance serve — run the API server in the foreground (what the service unit runs). */
+import fs from "node:fs";
 import { ConfigError } from "../../config/load";
 import { ModelIntegrityError } from "../../integrity/resolve";
 import { alert } from "../../integrity/verify";
@@ -51,6 +52,7 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
   const phases = new StartPhases();
   phases.mark("bundle"); // process start → here: loading the compiled program and its imports
   const { config } = parseWithConfig(argv);
+  refuseRootOnServiceState(config.stateDir);
   const log = createLogger(config.logLevel);
   phases.mark("config");
   // Under systemd: start-timeout extensions while models hash and load (READY=1 follows once listening).
@@ -77,4 +79,16 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
   phases.mark("listen"); // listen() binds synchronously; the promise is the server's whole life
   log.debug({ phases: phases.ms, totalMs: phases.total }, "start phases");
   return served;
+}
+
+/**
+ * Root serving the service account's state dir (`sudo appliance serve` on an installed machine, which reads the
+ * installed config) would leave root-owned files there (audit checkpoints, caches) that the service then cannot
+ * write, every minute, until someone finds them. Refused: run it as the owner, or start the service.
+ */
+function refuseRootOnServiceState(stateDir: string) {
+  if (process.getuid?.() !== 0) return;
+  const owner = fs.statSync(stateDir, { throwIfNoEntry: false })?.uid;
+  if (owner === undefined || owner === 0) return;
+  throw new ConfigError(`${stateDir} belongs to uid ${owner} (the service account?), and serve runs as root: the files it writes there would be root's, which the service cannot write. Start the service (systemctl start appliance), run serve as that user (sudo -u '#${owner}' appliance serve …), or give it its own --state-dir`);
 }
