@@ -18,6 +18,7 @@ import { tallyTokens } from "./token-tally";
 import { chatEarly } from "./early-text";
 import { contextText } from "./context-text";
 import { stopText } from "./stop-text";
+import { countAllBeyond, countBeyond } from "./long-text";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 import { memoSampling } from "./sampler-memo";
 import type { LentSequence } from "./sequence-pool";
@@ -63,6 +64,8 @@ export class LlamaEngine implements Engine {
   countTokens(id: string, text: string) { return this.get(id).model.tokenize(text, false).length; }
   tokenize(id: string, text: string, addBos = false) {
     const l = this.get(id);
+    const over = countBeyond(pieceCounter(l), text, MAX_TOKENIZE);
+    if (over !== undefined) throw new InvalidRequestError(`content is at least ${over} tokens; at most ${MAX_TOKENIZE} are tokenized at once.`, "content", "context_length_exceeded");
     const tokens = l.model.tokenize(text, false) as number[];
     const bos = l.model.tokens.bos;
     return addBos && bos != null ? [bos, ...tokens] : [...tokens];
@@ -123,6 +126,9 @@ export class LlamaEngine implements Engine {
     await l.templateBound?.check(history, functions);
     // Count exactly what the template renders, then refuse before queueing or spending compute.
     const state = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
+    const strings = state.contextText.values.filter((v): v is string => typeof v === "string");
+    const over = countAllBeyond(pieceCounter(l), strings, l.info.contextSize);
+    if (over !== undefined) fitContext(l.info.contextSize, over, call.sampling); // throws: it cannot fit
     const prompt = state.contextText.tokenize(l.model.tokenizer);
     const promptTokens = prompt.length;
     call = { ...call, sampling: fitContext(l.info.contextSize, promptTokens, call.sampling) };
@@ -180,6 +186,10 @@ export class LlamaEngine implements Engine {
     // User text never becomes control tokens: tokenize with special tokens off, BOS added by us.
     // Token ids are taken as given (the route has put their text through the prompt guard).
     if (typeof call.prompt !== "string") checkTokenIds(call.prompt, l.vocabularySize, "prompt");
+    if (typeof call.prompt === "string") {
+      const over = countBeyond(pieceCounter(l), call.prompt, l.info.contextSize);
+      if (over !== undefined) fitContext(l.info.contextSize, over, call.sampling, "prompt"); // throws: it cannot fit
+    }
     const tokens = typeof call.prompt === "string" ? l.model.tokenize(call.prompt, false) : call.prompt as Token[];
     // LlamaCompletion puts the BOS in front itself: `input` is what it evaluates (counted, and what prompt
     // logprobs evaluate first), `tokens` what it is given (it had been given `input`: two BOS tokens, one
@@ -258,11 +268,12 @@ export class LlamaEngine implements Engine {
     const l = this.get(id);
     const tokenized = inputs.map((input, i) => {
       if (typeof input !== "string") checkTokenIds(input, l.vocabularySize, "input");
+      const over = typeof input === "string" ? countBeyond(pieceCounter(l), input, l.info.contextSize) : undefined;
+      const tooLong = (n: string) => new InvalidRequestError(`input[${i}] is ${n} tokens; this model's maximum is ${l.info.contextSize}.`,
+        "input", "context_length_exceeded");
+      if (over !== undefined) throw tooLong(`at least ${over}`);
       const tokens = typeof input === "string" ? l.model.tokenize(input, false) : input as Token[];
-      if (tokens.length > l.info.contextSize) {
-        throw new InvalidRequestError(`input[${i}] is ${tokens.length} tokens; this model's maximum is ${l.info.contextSize}.`,
-          "input", "context_length_exceeded");
-      }
+      if (tokens.length > l.info.contextSize) throw tooLong(String(tokens.length));
       if (tokens.length === 0) throw new InvalidRequestError(`input[${i}] is empty.`, "input");
       return tokens;
     });
@@ -315,3 +326,8 @@ export class LlamaEngine implements Engine {
   }
 }
 
+/** /tokenize's most tokens at once: the whole-text tokenization's cost grows with the square of a run (long-text.ts). */
+const MAX_TOKENIZE = 1 << 16;
+
+/** Counts a piece of user text as the engine tokenizes it (special tokens off). */
+const pieceCounter = (l: Loaded) => (text: string) => l.model.tokenize(text, false).length;

@@ -23,6 +23,10 @@ export const tokenizeRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.tokenize" })
     .post("/tokenize", ({ body, request }) => {
       const model = modelFor(deps, request, body.model);
+      // The prompts' bound: a text no prompt may be is not tokenized either (its cost grows with its length, long-text.ts).
+      if (body.content.length > deps.config.maxPromptChars) {
+        throw new InvalidRequestError(`content is ${body.content.length} characters (max ${deps.config.maxPromptChars}).`, "content", "input_too_long");
+      }
       const tokens = deps.engine.tokenize(model, body.content, body.add_special ?? false);
       if (!body.with_pieces) return { tokens };
       return { tokens: tokens.map((id, i) => ({ id, piece: deps.engine.detokenize(model, [id], "tokens", tokens.slice(Math.max(0, i - 8), i)) })) };
