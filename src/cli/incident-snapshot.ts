@@ -31,6 +31,23 @@ export interface SnapshotSources {
 }
 
 /** The last n lines of a file, read from its end (audit logs and alert logs can be large). */
+/**
+ * The last n audit records: from the log, and from the files rotation made (audit.jsonl.1, .2, …, or .0 where
+ * newsyslog rotates) when the log holds fewer, oldest first. Right after a rotation the log holds few or none.
+ */
+function auditTail(file: string, n: number): string {
+  const parts: string[] = [];
+  let have = 0;
+  for (const f of [file, ...[0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => `${file}.${i}`)]) {
+    if (have >= n) break;
+    if (!fs.existsSync(f)) continue;
+    const text = tail(f, n - have);
+    have += text.split("\n").length - 1;
+    parts.unshift(text);
+  }
+  return parts.join("");
+}
+
 function tail(file: string, n: number): string {
   const fd = fs.openSync(file, "r");
   try {
@@ -101,7 +118,7 @@ export async function collectSnapshot(dir: string, s: SnapshotSources): Promise<
 
   const auditFile = path.join(stateDir, "audit.jsonl");
   let auditOk: boolean | undefined;
-  await attempt("audit tail", () => put("audit-tail.jsonl", tail(auditFile, s.auditLines)));
+  await attempt("audit tail", () => put("audit-tail.jsonl", auditTail(auditFile, s.auditLines)));
   await attempt("audit verify", () => {
     const r = verifyAudit(auditFile);
     auditOk = r.ok;
@@ -122,12 +139,16 @@ export async function collectSnapshot(dir: string, s: SnapshotSources): Promise<
 
   // Logs: the service's journal when installed under systemd; the alert log files beside it.
   if (s.installed?.platform === "systemd" && s.installed.root === "/") {
-    const j = run(["journalctl", "-u", "appliance.service", "-u", "appliance-verify.service", "-n", String(s.logLines), "--no-pager", "-o", "short-iso-precise"]);
+    // The anchor job is the one that reports a rewritten audit log.
+    const j = run(["journalctl", "-u", "appliance.service", "-u", "appliance-verify.service", "-u", "appliance-anchor.service", "-n", String(s.logLines), "--no-pager", "-o", "short-iso-precise"]);
     if (j.code === 0) put("journal.log", j.out); else notes.push(`journal: journalctl exited ${j.code}: ${j.out.trim().slice(0, 300)}`);
   } else notes.push("journal: not an installed systemd service (the server logs to its stdout; keep what captured it)");
   const logDir = s.installed?.logDir;
   if (logDir && fs.existsSync(logDir)) {
-    for (const f of fs.readdirSync(logDir)) await attempt(`log ${f}`, () => put(`logs-${f.replace(/[^\w.-]/g, "_")}`, tail(path.join(logDir, f), s.logLines)));
+    // One level of subfolders too: install's verify/ holds the daily check's outcome (verify-status.json).
+    const files = fs.readdirSync(logDir, { withFileTypes: true }).flatMap((e) => e.isFile() ? [e.name]
+      : e.isDirectory() ? fs.readdirSync(path.join(logDir, e.name), { withFileTypes: true }).filter((f) => f.isFile()).map((f) => path.join(e.name, f.name)) : []);
+    for (const f of files) await attempt(`log ${f}`, () => put(`logs-${f.replace(/[^\w.-]/g, "_")}`, tail(path.join(logDir, f), s.logLines)));
   }
 
   const host = {

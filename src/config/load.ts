@@ -160,14 +160,30 @@ export interface LoadOptions {
  */
 export const INSTALLED_CONFIG = { systemd: "/etc/appliance/config.json", launchd: "/usr/local/etc/appliance/config.json" } as const;
 
-function installedConfig(): string | undefined {
+function installedConfig(ownStateDir: boolean): string | undefined {
   const file = process.platform === "darwin" ? INSTALLED_CONFIG.launchd : INSTALLED_CONFIG.systemd;
-  try { fs.accessSync(file, fs.constants.R_OK); return file; } catch { return undefined; }
+  // A user's own server (its own --state-dir) needs nothing of the service's config.
+  return readableInstalled(file, !ownStateDir);
+}
+
+/**
+ * The installed config file when this user can read it; undefined when there is none. Unreadable (its directory is
+ * root:appliance 0750): without `strict` undefined, else a ConfigError: a forgotten sudo on an installed machine
+ * had `keys create`, `keys revoke --all` and `lockdown` report success on a state dir of the user's own, which the
+ * service never reads, and `status` say "installed: no".
+ */
+export function readableInstalled(file: string, strict = false): string | undefined {
+  try { fs.accessSync(file, fs.constants.R_OK); return file; } catch (e) {
+    if (strict && (e as NodeJS.ErrnoException).code === "EACCES") {
+      throw new ConfigError(`${file}: permission denied. appliance is installed here, and its config, keys and state are the service's: run this as root (sudo appliance …), or give --config FILE or --state-dir DIR for a server of your own`);
+    }
+    return undefined;
+  }
 }
 
 export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
   const env = opts.env ?? process.env;
-  const file = opts.file ?? env.APPLIANCE_CONFIG ?? (opts.env ? undefined : installedConfig());
+  const file = opts.file ?? env.APPLIANCE_CONFIG ?? (opts.env ? undefined : installedConfig(opts.flags?.stateDir !== undefined));
   let raw: Raw = {};
   if (file) raw = merge(raw, readConfigFile(file));
   raw = merge(raw, envLayer(env));

@@ -7,6 +7,7 @@
 import fs from "node:fs";
 import { APPARMOR_ENABLED, runCommand } from "../service/platform";
 import type { Check } from "./report";
+import { OFFLINE } from "./verify";
 
 type Run = (argv: string[]) => { code: number; out: string } | undefined;
 
@@ -80,8 +81,12 @@ export function linuxChecks(run: Run, read = (p: string) => (fs.existsSync(p) ? 
  */
 function egressLockCheck(run: Run): Check {
   const bin = "/usr/local/bin/appliance";
-  const r = run(["systemd-run", "--wait", "--pipe", "--quiet", "-p", "IPAddressDeny=any", "-p", "IPAddressAllow=localhost",
-    "-E", "APPLIANCE_SERVICE=1", "-E", "APPLIANCE_CONFIG=/etc/appliance/config.json", bin, "verify", "--json", "--skip-models"]);
+  // The unit's environment, offline variables included: without them the probe's own environment check failed, and
+  // verify alerted (syslog, verify-alerts.log, the alert metric) on every doctor run. --collect: a probe that exits
+  // non-zero leaves no failed transient unit behind.
+  const env = Object.entries({ APPLIANCE_SERVICE: "1", APPLIANCE_CONFIG: "/etc/appliance/config.json", ...OFFLINE }).flatMap(([k, v]) => ["-E", `${k}=${v}`]);
+  const r = run(["systemd-run", "--wait", "--pipe", "--quiet", "--collect", "-p", "IPAddressDeny=any", "-p", "IPAddressAllow=localhost",
+    ...env, bin, "verify", "--json", "--skip-models"]);
   if (!r) return unknown("egress-lock", "systemd-run not found");
   let c: Check | undefined;
   try { c = (JSON.parse(r.out.slice(r.out.indexOf("{"), r.out.lastIndexOf("}") + 1)) as { checks: Check[] }).checks.find((x) => x.name === "egress"); } catch { /* below */ }

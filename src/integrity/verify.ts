@@ -28,7 +28,8 @@ export interface VerifyContext {
   skipModels?: boolean;
 }
 
-const OFFLINE = { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" };
+/** The offline variables the unit sets (systemd/appliance.service) and the environment check requires. */
+export const OFFLINE = { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" };
 const SECRETISH = /(KEY|TOKEN|SECRET|PASSW|CREDENTIAL)/i;
 const mode = (p: string) => fs.statSync(p).mode & 0o777;
 const octal = (m: number) => "0" + m.toString(8);

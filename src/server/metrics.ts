@@ -194,9 +194,18 @@ export class Metrics {
     return l;
   }
 
+  /**
+   * The time in the last alert record: of the log, or right after a rotation of the newest rotated file (.1 for
+   * logrotate, .0 for newsyslog). Not the log's mtime: install creates the log empty and rotation recreates it,
+   * each of which read as an alert that never happened.
+   */
   private lastAlert(): number {
     if (!this.alertLog) return 0;
-    try { return Math.floor(fs.statSync(this.alertLog).mtimeMs / 1000); } catch { return 0; }
+    for (const file of [this.alertLog, `${this.alertLog}.1`, `${this.alertLog}.0`]) {
+      const ts = lastRecordTime(file);
+      if (ts !== undefined) return ts;
+    }
+    return 0;
   }
 
   /** The exposition text. */
@@ -206,4 +215,17 @@ export class Metrics {
   }
 
   get contentType() { return this.registry.contentType; }
+}
+
+/** The `ts` of a JSONL file's last record, in unix seconds (its last 64 KiB read); undefined for none. */
+function lastRecordTime(file: string): number | undefined {
+  let fd: number;
+  try { fd = fs.openSync(file, "r"); } catch { return undefined; }
+  try {
+    const size = fs.fstatSync(fd).size, n = Math.min(65_536, size), buf = Buffer.alloc(n);
+    fs.readSync(fd, buf, 0, n, size - n);
+    const line = buf.toString("utf8").trimEnd().split("\n").at(-1) ?? "";
+    const ms = Date.parse((JSON.parse(line) as { ts?: string }).ts ?? "");
+    return Number.isFinite(ms) ? Math.floor(ms / 1000) : undefined;
+  } catch { return undefined; } finally { fs.closeSync(fd); }
 }

@@ -82,7 +82,7 @@ describe.skipIf(!live)("live systemd: the AppArmor profile covers what the units
     };
     dropIn("appliance.service", `NotifyAccess=all
 ExecStartPre=
-ExecStartPre=${STRACE} -o ${LOGS}/trace.pre ${BIN} verify --quiet --skip-models
+ExecStartPre=${STRACE} -o ${LOGS}/trace.pre ${BIN} verify --quiet --skip-models --pre-start
 ExecStart=
 ExecStart=${STRACE} -o ${LOGS}/trace.serve ${BIN} serve
 ExecReload=

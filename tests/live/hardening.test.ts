@@ -62,6 +62,16 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
     expect(JSON.parse(r.out).checks.find((c: { name: string }) => c.name === "egress")).toMatchObject({ status: "ok" });
   }, T);
 
+  test("doctor's egress probe runs verify with the unit's environment: no alert, no failed unit left behind", () => {
+    const alerts = "/var/log/appliance/verify-alerts.log";
+    const before = sys.sh(`wc -c < ${alerts}`).out.trim();
+    const r = sys.exec(["/usr/local/bin/appliance", "doctor", "--json"], { timeoutMs: T });
+    const checks = JSON.parse(r.out.slice(r.out.indexOf("{"))).checks as { name: string; status: string }[];
+    expect(checks.find((c) => c.name === "egress-lock")).toMatchObject({ status: "ok" });
+    expect(sys.sh(`wc -c < ${alerts}`).out.trim()).toBe(before);
+    expect(sys.sh("systemctl list-units --failed --plain --no-legend").out).not.toContain("run-");
+  }, T);
+
   test("each model is hashed once per start: the pre-start verify leaves models to serve", () => {
     const invocation = unitProp(sys, "InvocationID");
     const log = journal(sys, `_SYSTEMD_INVOCATION_ID=${invocation}`);
@@ -101,6 +111,20 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
     expect(sys.exec(["systemctl", "start", "appliance.service"], { timeoutMs: T }).code).toBe(0);
     expect(active(sys)).toBe("active");
     expect(curl(sys, "http://127.0.0.1:8000/health").status).toBe(200);
+  }, T);
+
+  test("a config error stops the start once (exit 2, not retried); fixed, a plain restart brings it back", () => {
+    const file = path.join(sys.root, "etc/appliance/config.json");
+    const good = fs.readFileSync(file, "utf8");
+    fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(good), rateLimit: { rpmm: 3 } }));
+    try {
+      expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).not.toBe(0);
+      // Failed for good at once: no restart scheduled (a pre-start failure was "activating (auto-restart)", 5 times).
+      expect([active(sys), unitProp(sys, "NRestarts"), unitProp(sys, "ExecMainStatus")]).toEqual(["failed", "0", "2"]);
+      expect(journal(sys, "-u", "appliance.service")).toContain("rpmm");
+    } finally { fs.writeFileSync(file, good); }
+    expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).toBe(0);
+    expect(active(sys)).toBe("active");
   }, T);
 
   test("logrotate rotates the audit log and the alerts; the audit chain still verifies across the files", async () => {

@@ -49,6 +49,15 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(curl(sys, "http://127.0.0.1:8000/v1/models", undefined, "apk_wrong").status).toBe(401);
   }, T);
 
+  test("without sudo on the installed machine, keys/lockdown/status say to run as root (exit 2) instead of acting on a state dir of the user's own", () => {
+    for (const args of [["keys", "create", "--name", "mine"], ["keys", "revoke", "--all"], ["lockdown", "--reason", "x"], ["status"]]) {
+      const r = sys.exec(["runuser", "-u", "nobody", "--", "/usr/local/bin/appliance", ...args]);
+      expect([args[0], r.code]).toEqual([args[0], 2]);
+      expect(r.err).toContain("run this as root");
+    }
+    expect(sys.sh("ls /nonexistent 2>&1; true").out).toContain("No such file"); // nothing written as the user
+  });
+
   test("the daily verify timer is listed and the verify service passes", () => {
     expect(sys.exec(["systemctl", "list-timers", "--all", "--no-pager"]).out).toContain("appliance-verify.timer");
     const r = sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T });

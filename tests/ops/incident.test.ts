@@ -132,3 +132,18 @@ test("a tampered audit log is reported in the archive and on the terminal; an ex
     fs.writeFileSync(file, original);
   }
 });
+
+test("right after a rotation (logrotate's copytruncate) the audit tail still holds the last records, from the rotated file too", async () => {
+  const log = path.join(server.stateDir, "audit.jsonl");
+  fs.copyFileSync(log, `${log}.1`);
+  fs.truncateSync(log, 0);
+  expect((await fetch(`${server.baseURL}/v1/models`, { headers: { authorization: `Bearer ${server.key}` } })).status).toBe(200);
+  const s = snapshot("rotated", ["--audit-lines", "3"]);
+  expect(s.r.code).toBe(0);
+  const tail = s.read("audit-tail.jsonl").trim().split("\n").map((l) => JSON.parse(l) as { seq: number });
+  expect(tail).toHaveLength(3);
+  expect(tail[1]!.seq).toBeGreaterThan(tail[0]!.seq); // oldest first, across the two files
+  expect(tail[2]!.seq).toBeGreaterThan(tail[1]!.seq);
+  // The log itself holds fewer than 3 (this request and the snapshot's own /health): the rest came from the rotated file.
+  expect(fs.readFileSync(log, "utf8").trim().split("\n").length).toBeLessThan(3);
+});

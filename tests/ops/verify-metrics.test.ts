@@ -70,3 +70,24 @@ test("verify's outcome and time reach /metrics: none yet, a pass, a failure, and
   expect(fs.readFileSync(path.join(srv.stateDir, "verify-status.json"), "utf8")).toBe(before);
   expect(value(await scrapeMetrics(srv.baseURL, scraper), OK)).toBe(0);
 }, 120_000);
+
+test("the alert gauge is the time of the last alert record: 0 for the empty log install creates, the same after a rotation", async () => {
+  const logs = fs.mkdtempSync(path.join(path.dirname(srv.stateDir), "logs-"));
+  const alerts = path.join(logs, "verify-alerts.log");
+  fs.writeFileSync(alerts, ""); // as install creates it
+  const own = await startBinary([], [["--scope", "metrics"]], { LOGS_DIRECTORY: logs });
+  try {
+    const gauge = async () => value(await scrapeMetrics(own.baseURL, own.keys[0]!), "appliance_verify_alert_timestamp_seconds");
+    expect(await gauge()).toBe(0);
+    const at = "2026-11-30T06:00:00.000Z";
+    fs.appendFileSync(alerts, JSON.stringify({ ts: at, failed: [{ name: "models", status: "fail", detail: "x" }] }) + "\n");
+    expect(await gauge()).toBe(Date.parse(at) / 1000);
+    // logrotate (create): the log moves to .1 and a new empty one is made now; no new alert happened.
+    fs.renameSync(alerts, `${alerts}.1`);
+    fs.writeFileSync(alerts, "");
+    expect(await gauge()).toBe(Date.parse(at) / 1000);
+  } finally {
+    await own.stop();
+    fs.rmSync(logs, { recursive: true, force: true });
+  }
+}, 120_000);

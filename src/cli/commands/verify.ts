@@ -1,4 +1,9 @@
-/** appliance verify [--json] [--quiet] [--skip-models] [--root DIR] [--platform systemd|launchd] — exit 0 all good, 1 a check failed, 2 could not run. */
+/**
+ * appliance verify [--json] [--quiet] [--skip-models] [--pre-start] [--root DIR] [--platform systemd|launchd] — exit 0 all good, 1 a
+ * check failed, 2 could not run. --pre-start (the unit's ExecStartPre): a config that does not load is left to serve,
+ * which refuses it with exit 2, the status the unit does not restart on (only the main process's status counts).
+ */
+import { ConfigError } from "../../config/load";
 import type { Config } from "../../config/schema";
 import { alert, runVerify } from "../../integrity/verify";
 import { exitCodeFor, formatTable } from "../../integrity/report";
@@ -17,15 +22,19 @@ export function installedContext(values: Record<string, unknown>): { config: Rea
 export const verify: Command = {
   name: "verify",
   summary: "Check models, binary, key files, directories, account, native libraries, listen address and environment",
-  usage: "appliance verify [--json] [--quiet] [--skip-models] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE]",
+  usage: "appliance verify [--json] [--quiet] [--skip-models] [--pre-start] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE]",
   async run(argv) {
     const { values } = parseOwn(argv, { ...configFlagOptions(), json: { type: "boolean" }, quiet: { type: "boolean" }, "skip-models": { type: "boolean" },
-      root: { type: "string" }, platform: { type: "string" } });
+      "pre-start": { type: "boolean" }, root: { type: "string" }, platform: { type: "string" } });
     let ctx;
     try {
       ctx = installedContext(values);
     } catch (e) {
       if (e instanceof UsageError) throw e;
+      if (values["pre-start"] && e instanceof ConfigError) {
+        console.error(`appliance verify: the config does not load; serve will refuse it (exit 2, not restarted): ${e.message}`);
+        return EXIT.OK;
+      }
       console.error(`appliance verify: cannot run: ${(e as Error).message}`);
       return EXIT.USAGE;
     }
