@@ -112,6 +112,28 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(sys.exec(["stat", "-c", "%U %a", "/var/lib/appliance/cpu-backend.json"]).out.trim()).toBe("appliance 644");
   }, T);
 
+  test("install --port N with N taken by another program, or --model with a file llama.cpp cannot load: refused before anything changes", async () => {
+    const config = fs.readFileSync(path.join(sys.root, "etc/appliance/config.json"), "utf8");
+    const manifest = fs.readFileSync(path.join(sys.root, "var/lib/appliance/models/CHECKSUMS.sha256"), "utf8");
+    expect(sys.exec(["systemd-run", "--unit=squatter", "--collect", "python3", "-m", "http.server", "9100", "--bind", "127.0.0.1"]).code).toBe(0);
+    try {
+      await sys.poll("the squatter listening", () => curl(sys, "http://127.0.0.1:9100/", undefined, "").status === 200 || undefined, T);
+      const port = sys.exec(["/usr/local/bin/appliance", "install", "--port", "9100"], { timeoutMs: T });
+      expect(port.err).toContain("port 9100 on 127.0.0.1 is in use");
+      expect(port.code).toBe(2);
+    } finally { sys.exec(["systemctl", "stop", "squatter"]); }
+    const truncated = put(sys, await tinyModel(), "cut.gguf");
+    fs.truncateSync(path.join(sys.root, truncated.replace(/^\//, "")), 400_000);
+    const model = sys.exec(["/usr/local/bin/appliance", "install", "--model", truncated], { timeoutMs: T });
+    expect(model.code).toBe(1);
+    expect(model.err).toContain("truncated");
+    // Nothing changed: the config, the models, and the service still answering where it was.
+    expect(fs.readFileSync(path.join(sys.root, "etc/appliance/config.json"), "utf8")).toBe(config);
+    expect(fs.readFileSync(path.join(sys.root, "var/lib/appliance/models/CHECKSUMS.sha256"), "utf8")).toBe(manifest);
+    expect(active(sys)).toBe("active");
+    expect(curl(sys, "http://127.0.0.1:8000/health", undefined, "").status).toBe(200);
+  }, T);
+
   test("install --port --threads --ctx-size --host 0.0.0.0 --allow-public-bind persists every flag; status uses the installed port", async () => {
     const r = sys.exec(["/usr/local/bin/appliance", "install", "--port", "9123", "--threads", "1", "--ctx-size", "1024",
       "--host", "0.0.0.0", "--allow-public-bind", "--max-queue", "5", "--allowed-hosts", OWN_ADDRESS], { timeoutMs: T });

@@ -66,6 +66,20 @@ describe("systemd install under --root", () => {
     expect(after).toEqual(before);
   });
 
+  test("a --model llama.cpp cannot load (truncated) is refused before anything is written", async () => {
+    const fresh = tmpDir("appliance-badmodel-");
+    const cut = path.join(fresh, "cut.gguf");
+    fs.copyFileSync(await tinyModel(), cut);
+    fs.truncateSync(cut, 400_000);
+    const root = path.join(fresh, "root");
+    fs.mkdirSync(root);
+    const r = cli(["install", "--root", root, "--platform", "systemd", "--model", cut, "--binary", bin]);
+    expect(r.err).toContain("truncated");
+    expect(r.code).toBe(1);
+    expect(fs.readdirSync(root)).toEqual([]);
+    fs.rmSync(fresh, { recursive: true, force: true });
+  });
+
   test("--dry-run prints every action and file and writes nothing", async () => {
     const fresh = tmpDir("appliance-dry-");
     const r = cli(["install", "--root", fresh, "--platform", "systemd", "--dry-run", "--binary", bin]);

@@ -1,5 +1,6 @@
 /** appliance install | uninstall | status | update | rollback — the service lifecycle. */
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { DEFAULTS, parseConfig } from "../../config/load";
@@ -7,10 +8,14 @@ import { removeBuiltEngines } from "../../engine/engine-versions";
 import { selfCommand } from "../../engine/gpu";
 import { SYSTEM_NATIVE_DIR } from "../../engine/native";
 import { makeTinyModel } from "../../engine/tiny-model";
-import { readManifest } from "../../integrity/manifest";
+import type { Config } from "../../config/schema";
+import { checkGgufHeader } from "../../integrity/gguf-header";
+import { readManifest, sha256File } from "../../integrity/manifest";
+import { preflightModel } from "../../integrity/model-preflight";
+import { modelId } from "../../integrity/resolve";
 import { install, waitHealthy } from "../../service/installer";
 import { healthUrl, readInstance } from "../../service/instance";
-import { layout, systemView } from "../../service/layout";
+import { layout, systemView, type Layout, type Platform } from "../../service/layout";
 import { installOwnNative } from "../../service/native-sync";
 import { PF_ANCHOR, pfRules, realRunner, runSteps, uninstallPaths, uninstallSteps } from "../../service/platform";
 import { rollback, update } from "../../service/update";
@@ -72,6 +77,10 @@ export const installCmd: Command = {
     const self = selfCommand();
     const binary = (values.binary as string | undefined) ?? (self.length === 1 ? self[0]! : undefined);
     if (!binary) throw new UsageError("running from source: pass --binary dist/appliance (build it with bun run build)");
+    // Before anything is written: a model llama.cpp cannot load, or a port another program holds, took a working
+    // service down (its restart failed, five times, with alerts) and install had nothing to roll back to.
+    for (const file of config.model) await checkGivenModel(file, l, !!values["dry-run"]);
+    if (!values["dry-run"] && l.root === "/") await refuseTakenPort(config, platformFlag(values));
     const models = config.model.length || readManifest(l.modelsDir).length ? config.model : [await demoModel(out)];
     let r;
     try {
@@ -166,3 +175,35 @@ export const rollbackCmd: Command = {
     return rollback({ layout: target(values), url: instanceFor(values).url, run: realRunner, out });
   },
 };
+
+/**
+ * What `models add` checks before a model is served: its GGUF header, then a trial load in a child process, unless
+ * these very bytes are the installed model of that name (tried when they were installed; a re-run changes nothing).
+ */
+async function checkGivenModel(file: string, l: Layout, dryRun: boolean) {
+  const fd = fs.openSync(file, "r");
+  try { checkGgufHeader(file, fd); } finally { fs.closeSync(fd); }
+  if (dryRun) return;
+  const installed = readManifest(l.modelsDir).find((e) => e.file === `${modelId(file)}.gguf`);
+  if (installed && installed.sha256 === await sha256File(file)) return;
+  // The child unpacks the engine under the state dir, as models add does (/tmp is often noexec); nothing is left there.
+  await preflightModel(file, undefined, file, l.stateDir);
+}
+
+/**
+ * A port another program listens on is refused before install writes anything. The installed service's own port
+ * (the same port, already installed) answers too: that one is the service, restarted by install.
+ */
+async function refuseTakenPort(config: Pick<Config, "host" | "port">, platform: Platform) {
+  const before = readInstance({ platform });
+  if (before.installed && before.config.port === config.port) return;
+  const url = new URL(healthUrl(config));
+  const taken = await new Promise<boolean>((resolve) => {
+    const socket = net.connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port: config.port });
+    const done = (v: boolean) => { socket.destroy(); resolve(v); };
+    socket.setTimeout(2000, () => done(false));
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+  if (taken) throw new UsageError(`port ${config.port} on ${url.hostname} is in use by another program: choose another --port (nothing was changed)`);
+}
