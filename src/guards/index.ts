@@ -9,7 +9,7 @@
 import type { Config } from "../config/schema";
 import type { ChatTurn } from "../engine/engine";
 import type { Engine } from "../engine/engine";
-import { AppError } from "../errors";
+import { AppError, CancelledError } from "../errors";
 import type { AuditLog, RequestSummary } from "../log/audit";
 import type { Logger } from "../log/logger";
 import type { RequestState } from "../server/request-state";
@@ -177,7 +177,17 @@ export function createGuards(d: GuardDeps): Guards {
 
     async readBody(request, state) {
       // Counted as it arrives and cut off past maxBodyBytes, within the body deadline.
-      const buf = await withDeadline(readBodyBytes(request, config.maxBodyBytes), bodyTimeoutMs, () => new BodyTimeoutError(bodyTimeoutMs));
+      let buf: Uint8Array;
+      try {
+        buf = await withDeadline(readBodyBytes(request, config.maxBodyBytes), bodyTimeoutMs, () => new BodyTimeoutError(bodyTimeoutMs));
+      } catch (e) {
+        // The client went away before its body was complete (Bun rejects the read with an AbortError): a client abort
+        // like an aborted stream (499, nothing sent), not the 400 invalid_json Elysia's parse error would make of it.
+        if (!(e instanceof AppError) && ((e as Error)?.name === "AbortError" || request.signal.aborted)) {
+          throw new CancelledError("the client closed the connection before its request body was complete");
+        }
+        throw e;
+      }
       const raw = new TextDecoder().decode(buf);
       extra(state).rawBody = raw;
       return raw;
