@@ -28,7 +28,9 @@ export class InvalidRequestError extends AppError {
 
 export class ModelNotFoundError extends AppError {
   constructor(model: string) {
-    super(`The model '${model}' does not exist or you do not have access to it.`, 404, "invalid_request_error", "model_not_found", "model");
+    // Named as sent, up to a model name's length (the body schemas' 256): GET /v1/models/{id} takes any path.
+    const shown = model.length > 256 ? `${model.slice(0, 256)}…` : model;
+    super(`The model '${shown}' does not exist or you do not have access to it.`, 404, "invalid_request_error", "model_not_found", "model");
   }
 }
 

@@ -120,6 +120,12 @@ describe("errors are OpenAI-shaped with the right status", () => {
   test("unknown model → 404 model_not_found", () =>
     expectError(srv.client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] }), 404, "model_not_found", "model"));
   test("retrieve unknown model → 404", () => expectError(srv.client.models.retrieve("nope"), 404, "model_not_found"));
+  test("retrieve a 5,000-character id → 404 naming at most a model name's length of it", async () => {
+    const e = await srv.client.models.retrieve("m".repeat(5000)).then(() => null, (err) => err as InstanceType<typeof OpenAI.APIError>);
+    expect([e?.status, e?.code]).toEqual([404, "model_not_found"]);
+    expect(e!.error as { message: string }).toMatchObject({ message: expect.stringContaining(`'${"m".repeat(256)}…'`) });
+    expect(JSON.stringify(e!.error).length).toBeLessThan(600);
+  });
   test("out-of-range parameter → 400 naming the param", () =>
     expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], temperature: 3 }), 400, undefined, "temperature"));
   test("wrong type deep inside → 400 naming the path", () =>
