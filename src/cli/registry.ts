@@ -26,7 +26,7 @@ export const COMMANDS: CommandEntry[] = [
     async () => (await import("./commands/service")).uninstallCmd),
   lazy({ name: "status", summary: "Show whether the service is running and healthy", usage: "appliance status [--port N] [--platform systemd|launchd]" },
     async () => (await import("./commands/service")).statusCmd),
-  lazy({ name: "verify", summary: "Check models, binary, key files, directories, account, native libraries, listen address and environment", usage: "appliance verify [--json] [--quiet] [--skip-models] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE]" },
+  lazy({ name: "verify", summary: "Check models, binary, key files, directories, account, native libraries, listen address and environment", usage: "appliance verify [--json] [--quiet] [--skip-models] [--pre-start] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE]" },
     async () => (await import("./commands/verify")).verify),
   lazy({ name: "doctor", summary: "Check the machine's security baseline (disk encryption, MAC, firewall, updates / FileVault, SIP, Gatekeeper)", usage: "appliance doctor [--json]" },
     async () => (await import("./commands/doctor")).doctor),

@@ -61,6 +61,19 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
     throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
   }
   fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  // The audit log first: it holds the state dir's one-server lock (log/audit.ts), so a second server on this state dir
+  // stops here, before it writes the native libraries or anything else into it.
+  const audit = opts.audit ?? (config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log }) : undefined);
+  opts.phases?.mark("audit tail");
+  try {
+    return await assemble(config, opts, log, clock, audit);
+  } catch (e) {
+    if (!opts.audit) audit?.close(); // a failed start lets go of the state dir (in-process callers may try again)
+    throw e;
+  }
+}
+
+async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logger, clock: () => number, audit: AuditLog | undefined) {
   const keys = opts.keys ?? (config.auth ? new KeyStore(keysFilePath(config.stateDir), clock, (m) => log.error(m)) : undefined);
   if (!opts.keys && keys && keys.list().filter((k) => !k.revoked).length === 0) {
     log.warn({ file: keys.file }, "no API keys yet: every request but /health will get 401. Create one with: appliance keys create --name NAME");
@@ -70,9 +83,6 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
   opts.phases?.mark("keys");
   const loaded = opts.engine ? undefined : await loadEngine(config, log, gateway, opts.onProgress, opts.phases);
   const engine = opts.engine ?? loaded!.engine;
-  // The log gets a copy of every audit checkpoint: under systemd that is the journal, out of the service account's reach.
-  const audit = opts.audit ?? (config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log }) : undefined);
-  opts.phases?.mark("audit tail");
   const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock });
   const app = createApp({ config, engine, log, guards, version: versionInfo(), gateway, clock });
   if (!opts.gateway) gateway?.start(); // health checks of the upstreams built here (a test drives its own)

@@ -19,7 +19,7 @@ describe.skipIf(!live)("live systemd without a BPF firewall", () => {
   test("the start is refused: verify reports the egress lock as not in effect", async () => {
     const r = sys.exec([put(sys, await builtBinary(), "appliance"), "install", "--model", put(sys, await tinyModel(), "tiny.gguf", 0o644)], { timeoutMs: T });
     expect(r.code).toBe(1);
-    expect(r.out).toContain("install failed");
+    expect(r.err).toContain("install failed");
     expect(active(sys)).not.toBe("active");
     expect(journal(sys, "-u", "appliance.service")).toContain("egress lock not in effect");
     // Run by hand as the service would (APPLIANCE_SERVICE=1 marks the service's own environment):

@@ -155,5 +155,6 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
     const after = footprint(sys);
     expect(after.filter((p) => !before.includes(p))).toEqual([]);
     expect(sys.exec(["getent", "passwd", "appliance"]).code).not.toBe(0);
+    expect(sys.sh("systemctl list-units --all --failed --plain --no-legend").out).not.toContain("appliance"); // no failed-unit record left
   }, T);
 });

@@ -56,6 +56,16 @@ describe.skipIf(!live)("live systemd: install and run", () => {
       expect(r.err).toContain("run this as root");
     }
     expect(sys.sh("ls /nonexistent 2>&1; true").out).toContain("No such file"); // nothing written as the user
+    const uninstall = sys.exec(["runuser", "-u", "nobody", "--", "/usr/local/bin/appliance", "uninstall"]);
+    expect([uninstall.code, uninstall.err]).toEqual([2, expect.stringContaining("uninstalling from the system needs root")]);
+  });
+
+  test("status names a lockdown (the health check alone would say ok)", () => {
+    expect(sys.exec(["/usr/local/bin/appliance", "lockdown", "--reason", "drill"]).code).toBe(0);
+    const on = sys.exec(["/usr/local/bin/appliance", "status"]);
+    expect(on.out).toMatch(/lockdown: +ON since \S+, reason: drill/);
+    expect(sys.exec(["/usr/local/bin/appliance", "lockdown", "--off"]).code).toBe(0);
+    expect(sys.exec(["/usr/local/bin/appliance", "status"]).out).not.toContain("lockdown");
   });
 
   test("the daily verify timer is listed and the verify service passes", () => {

@@ -21,10 +21,13 @@ const body = JSON.stringify({ model: "tiny", input: "hello" });
 const headersFor = (ts: number, sig: string) => ({ "content-type": "application/json", "x-appliance-timestamp": String(ts), "x-appliance-signature": sig });
 
 /** The app over an existing state dir, as `serve` builds it at a given start time (a "process"). */
-async function appOver(stateDir: string, clock: () => number) {
+/** A server over the state dir; `exit()` lets go of it as the process's exit would (one server per state dir). */
+async function serverOver(stateDir: string, clock: () => number) {
   const config = parseConfig({ stateDir, model: [await tinyModel()] } as Record<string, unknown>);
-  return (await createServer(config, { engine, keys: new KeyStore(keysFilePath(stateDir), clock), log: silentLogger(), clock })).app;
+  const s = await createServer(config, { engine, keys: new KeyStore(keysFilePath(stateDir), clock), log: silentLogger(), clock });
+  return { app: s.app, exit: () => s.audit?.close() };
 }
+const appOver = async (stateDir: string, clock: () => number) => (await serverOver(stateDir, clock)).app;
 
 describe("Ed25519 request signing", () => {
   const now = Date.parse("2030-01-01T00:00:00Z");
@@ -141,10 +144,11 @@ test("a restart does not reopen the replay window: timestamps from before the pr
     let now = Date.parse("2030-01-01T00:00:00Z");
     const ts = now / 1000;
     const captured = () => req("/v1/embeddings", { key, body, headers: headersFor(ts, sign(privateKey, "POST", "/v1/embeddings", String(ts), body)) });
-    const first = await appOver(stateDir, () => now);
+    const { app: first, exit } = await serverOver(stateDir, () => now);
     expect((await first.handle(captured())).status).toBe(200);
     expect((await first.handle(captured())).status).toBe(401);
     now += 10_000; // the service restarts 10 s later, well inside the 300 s window
+    exit();
     const second = await appOver(stateDir, () => now);
     const replay = await second.handle(captured());
     expect(replay.status).toBe(401);

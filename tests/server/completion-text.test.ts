@@ -98,17 +98,25 @@ describe.skipIf(!peer)("against llama-server", () => {
 
 test("an end token right after a byte token: the byte's text is kept, streamed and not, and counted", async () => {
   // Found by a random fuzz (seed 33501): "," then a byte token that starts a character, then the end token. The
-  // non-streamed text dropped the byte (node-llama-cpp never releases it) while the stream sent it.
-  const body = { model: "tiny", prompt: "👨‍👩‍👧 family", temperature: 1, seed: 33501, max_tokens: 8, presence_penalty: 0.5 };
-  const post = (extra: Record<string, unknown>) => fetch(`${base}/v1/completions`, {
-    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, ...extra }),
-  });
-  const whole = await (await post({})).json() as Completion & { usage: { completion_tokens: number }; choices: { finish_reason: string }[] };
-  const streamed = await sseText(await post({ stream: true }));
-  expect(whole.choices[0]!.finish_reason).toBe("stop");
-  expect(whole.choices[0]!.text).toBe(streamed);
-  expect(whole.choices[0]!.text.endsWith("\uFFFD")).toBe(true);
-  expect([...whole.choices[0]!.text].length).toBe(whole.usage.completion_tokens);
-  const lp = (await (await post({ logprobs: 1 })).json() as Completion).choices[0]!;
-  expect(lp.logprobs!.tokens.join("")).toBe(lp.text);
+  // non-streamed text dropped the byte (node-llama-cpp never releases it) while the stream sent it. Which seeds end
+  // that way depends on the CPU's arithmetic (ggml's CPU variant): 33501 did on one machine kind, 33668, 33702 and
+  // 33859 on another (a search of 400 seeds). Every seed here that ends that way is checked; at least one must.
+  let cases = 0;
+  for (const seed of [33501, 33668, 33702, 33859]) {
+    const body = { model: "tiny", prompt: "👨‍👩‍👧 family", temperature: 1, seed, max_tokens: 8, presence_penalty: 0.5 };
+    const post = (extra: Record<string, unknown>) => fetch(`${base}/v1/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, ...extra }),
+    });
+    const whole = await (await post({})).json() as Completion & { usage: { completion_tokens: number }; choices: { finish_reason: string }[] };
+    const streamed = await sseText(await post({ stream: true }));
+    expect({ seed, text: whole.choices[0]!.text }).toEqual({ seed, text: streamed });
+    if (whole.choices[0]!.finish_reason !== "stop" || !whole.choices[0]!.text.endsWith("\uFFFD")) continue;
+    cases++;
+    // Counted: one logprob entry per generated token, the trailing byte's too.
+    const lp = (await (await post({ logprobs: 1 })).json() as Completion).choices[0]!;
+    expect(lp.logprobs!.tokens.join("")).toBe(lp.text);
+    expect(lp.text).toBe(whole.choices[0]!.text);
+    expect(lp.logprobs!.tokens.length).toBe(whole.usage.completion_tokens);
+  }
+  expect(cases).toBeGreaterThan(0);
 }, 60_000);

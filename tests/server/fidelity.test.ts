@@ -172,10 +172,16 @@ describe("structured output", () => {
     const fits = (v: Record<string, unknown>) => ({
       first: typeof v.a === "string" || Number.isSafeInteger(v.b), second: typeof v.c === "boolean" || (Object.hasOwn(v, "d") && v.d === null),
     });
-    for (const seed of [1, 2]) {
+    // Sampled at temperature 1, a string value may run to max_tokens (finish "length": cut short, not a schema
+    // miss; the thread count, adaptive under load, changes the sampled text). Every answer that ends is checked.
+    let checked = 0;
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
       const r = await chat({ seed, temperature: 1, max_tokens: 300, response_format: schemaFormat(schema) });
+      if (r.choices[0]!.finish_reason === "length") continue;
       expect({ seed, ...fits(JSON.parse(r.choices[0]!.message.content!)) }).toEqual({ seed, first: true, second: true });
+      checked++;
     }
+    expect(checked).toBeGreaterThanOrEqual(2);
   });
   test("a schema node-llama-cpp cannot make a grammar of names where it came from: response_format, or tools", async () => {
     const loop = { $defs: { n: { $ref: "#/$defs/n" } }, type: "object", properties: { a: { $ref: "#/$defs/n" } } }; // n is n: no value

@@ -6,6 +6,7 @@ import { alert } from "../../integrity/verify";
 import { createLogger } from "../../log/logger";
 import { createServer } from "../../server/create-server";
 import { listen } from "../../server/listen";
+import { serverTls } from "../../server/tls";
 import { startKeepalive } from "../../server/sd-notify";
 import { StartPhases } from "../../util/start-phases";
 import { layout } from "../../service/layout";
@@ -52,6 +53,9 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
   const phases = new StartPhases();
   phases.mark("bundle"); // process start → here: loading the compiled program and its imports
   const { config } = parseWithConfig(argv);
+  // Config errors first (exit 2), before the state dir is taken or a model is read: a bad cert/key/CA too, which
+  // listen() would find only after the engine loaded (it reads them again to bind).
+  serverTls(config);
   refuseRootOnServiceState(config.stateDir);
   const log = createLogger(config.logLevel);
   phases.mark("config");

@@ -8,6 +8,7 @@ import { removeBuiltEngines } from "../../engine/engine-versions";
 import { selfCommand } from "../../engine/gpu";
 import { SYSTEM_NATIVE_DIR } from "../../engine/native";
 import { makeTinyModel } from "../../engine/tiny-model";
+import { lockdownFile } from "../../guards/lockdown";
 import type { Config } from "../../config/schema";
 import { checkGgufHeader } from "../../integrity/gguf-header";
 import { readManifest, sha256File } from "../../integrity/manifest";
@@ -24,9 +25,9 @@ import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageEr
 
 const common = { root: { type: "string" }, platform: { type: "string" }, "dry-run": { type: "boolean" } } as const;
 
-function target(values: Record<string, unknown>) {
+function target(values: Record<string, unknown>, doing = "installing into") {
   const root = path.resolve((values.root as string | undefined) ?? "/");
-  if (root === "/" && process.getuid?.() !== 0 && !values["dry-run"]) throw new UsageError("installing into the system needs root (sudo), or use --root DIR / --dry-run");
+  if (root === "/" && process.getuid?.() !== 0 && !values["dry-run"]) throw new UsageError(`${doing} the system needs root (sudo), or use --root DIR / --dry-run`);
   return layout(platformFlag(values), root);
 }
 
@@ -93,7 +94,7 @@ export const installCmd: Command = {
     if (r.key) out(`\nFirst API key (admin scope). It is shown once and stored only as a hash:\n${r.key}\n`);
     if (!r.changed && !r.started) { out("nothing to change: the installation is up to date"); return EXIT.OK; }
     if (values["dry-run"]) { out("dry run: nothing was changed"); return EXIT.OK; }
-    if (r.healthy === false) { out(`install failed: ${r.reason}`); return EXIT.FAIL; }
+    if (r.healthy === false) { console.error(`install failed: ${r.reason}`); return EXIT.FAIL; }
     out(r.healthy ? `installed and running: ${healthUrl(config)} answers` : `installed under ${l.root}`);
     return EXIT.OK;
   },
@@ -105,7 +106,7 @@ export const uninstallCmd: Command = {
   usage: "appliance uninstall [--purge] [--root DIR] [--platform systemd|launchd] [--dry-run]",
   async run(argv) {
     const { values } = parseOwn(argv, { ...common, purge: { type: "boolean" } });
-    const l = target(values);
+    const l = target(values, "uninstalling from");
     const dry = !!values["dry-run"];
     // Read before --purge removes the config: where `engine build` installed (the built engine goes with the binary).
     // An unreadable config must not stop an uninstall: then the default engine dir.
@@ -127,9 +128,9 @@ export const uninstallCmd: Command = {
     if (fs.existsSync(libDir) && !fs.readdirSync(libDir).length) { out(`${dry ? "would remove" : "remove"} ${libDir}`); if (!dry) fs.rmdirSync(libDir); }
     if (l.root === "/" && l.platform === "systemd" && !dry) {
       realRunner(["systemctl", "daemon-reload"]);
-      realRunner(["systemctl", "reset-failed", "appliance.service", "appliance-verify.service"]); // no failed-unit record left
+      realRunner(["systemctl", "reset-failed", "appliance.service", "appliance-verify.service", "appliance-anchor.service"]); // no failed-unit record left
     }
-    if (!values.purge) out(`kept ${l.stateDir} (models, keys, audit log), ${l.logDir} and ${l.configDir}; --purge removes them`);
+    if (!values.purge) out(`kept ${l.stateDir} (models, keys, audit log), ${l.logDir}, ${l.configDir}, ${l.anchorDir} (the audit anchors) and the account ${l.account}; --purge removes them`);
     return EXIT.OK;
   },
 };
@@ -144,7 +145,10 @@ export const statusCmd: Command = {
     const state = inst.platform === "systemd" ? realRunner(["systemctl", "is-active", "appliance.service"]).out.trim()
       : realRunner(["launchctl", "print", "system/local.appliance.server"]).code === 0 ? "loaded" : "not loaded";
     const health = await waitHealthy(url, 1500);
-    out(`installed: ${inst.installed ? "yes" : "no"}\nservice:   ${state || "unknown"}\nhealth:    ${health.ok ? `ok (${url})` : health.reason}`);
+    // Lockdown answers 503 to all but /health: a healthy status alone would hide it.
+    const lockdown = lockdownState(inst.config.stateDir);
+    out(`installed: ${inst.installed ? "yes" : "no"}\nservice:   ${state || "unknown"}\nhealth:    ${health.ok ? `ok (${url})` : health.reason}` +
+      (lockdown ? `\nlockdown:  ON ${lockdown} (every route but /health and /metrics answers 503; appliance lockdown --off ends it)` : ""));
     return health.ok ? EXIT.OK : EXIT.FAIL;
   },
 };
@@ -162,7 +166,7 @@ export const updateCmd: Command = {
     if (!binary) throw new UsageError("update needs --binary NEW");
     const sha256 = releaseDigest(values as Record<string, string | undefined>, binary);
     if (sha256 === undefined) return EXIT.FAIL;
-    return update({ layout: target(values), binary, sha256, url: instanceFor(values).url, run: realRunner, out });
+    return update({ layout: target(values, "updating"), binary, sha256, url: instanceFor(values).url, run: realRunner, out });
   },
 };
 
@@ -172,7 +176,7 @@ export const rollbackCmd: Command = {
   usage: "appliance rollback [--root DIR] [--platform systemd|launchd] [--port N]",
   async run(argv) {
     const { values } = parseOwn(argv, { root: { type: "string" }, platform: { type: "string" }, port: { type: "string" } });
-    return rollback({ layout: target(values), url: instanceFor(values).url, run: realRunner, out });
+    return rollback({ layout: target(values, "rolling back"), url: instanceFor(values).url, run: realRunner, out });
   },
 };
 
@@ -206,4 +210,14 @@ async function refuseTakenPort(config: Pick<Config, "host" | "port">, platform: 
     socket.once("error", () => done(false));
   });
   if (taken) throw new UsageError(`port ${config.port} on ${url.hostname} is in use by another program: choose another --port (nothing was changed)`);
+}
+
+/** "since T, reason R" while the lockdown file exists (lockdown.ts writes it); undefined otherwise. */
+function lockdownState(stateDir: string): string | undefined {
+  let text: string;
+  try { text = fs.readFileSync(lockdownFile(stateDir), "utf8"); } catch { return undefined; }
+  try {
+    const r = JSON.parse(text) as { since?: string; reason?: string | null };
+    return `since ${r.since ?? "?"}${r.reason ? `, reason: ${r.reason}` : ""}`;
+  } catch { return "(its file is not the one lockdown writes)"; }
 }
