@@ -160,6 +160,10 @@ export interface LoadOptions {
  */
 export const INSTALLED_CONFIG = { systemd: "/etc/appliance/config.json", launchd: "/usr/local/etc/appliance/config.json" } as const;
 
+/** A state or models dir of the caller's own (flag or variable): the installed service's config is not needed. */
+export const ownState = (flags: Record<string, unknown>, env: Record<string, string | undefined>) =>
+  flags.stateDir !== undefined || flags.modelsDir !== undefined || !!env.APPLIANCE_STATE_DIR || !!env.APPLIANCE_MODELS_DIR;
+
 function installedConfig(ownStateDir: boolean): string | undefined {
   const file = process.platform === "darwin" ? INSTALLED_CONFIG.launchd : INSTALLED_CONFIG.systemd;
   // A user's own server (its own --state-dir) needs nothing of the service's config.
@@ -183,7 +187,7 @@ export function readableInstalled(file: string, strict = false): string | undefi
 
 export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
   const env = opts.env ?? process.env;
-  const file = opts.file ?? env.APPLIANCE_CONFIG ?? (opts.env ? undefined : installedConfig(opts.flags?.stateDir !== undefined));
+  const file = opts.file ?? env.APPLIANCE_CONFIG ?? (opts.env ? undefined : installedConfig(ownState(opts.flags ?? {}, env)));
   let raw: Raw = {};
   if (file) raw = merge(raw, readConfigFile(file));
   raw = merge(raw, envLayer(env));

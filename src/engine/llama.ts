@@ -127,7 +127,7 @@ export class LlamaEngine implements Engine {
     // Count exactly what the template renders, then refuse before queueing or spending compute.
     const state = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
     const strings = state.contextText.values.filter((v): v is string => typeof v === "string");
-    const over = countAllBeyond(pieceCounter(l), strings, l.info.contextSize);
+    const over = countAllBeyond(pieceCounter(l), strings, promptRoom(l.info.contextSize, call.sampling));
     if (over !== undefined) fitContext(l.info.contextSize, over, call.sampling); // throws: it cannot fit
     const prompt = state.contextText.tokenize(l.model.tokenizer);
     const promptTokens = prompt.length;
@@ -187,7 +187,7 @@ export class LlamaEngine implements Engine {
     // Token ids are taken as given (the route has put their text through the prompt guard).
     if (typeof call.prompt !== "string") checkTokenIds(call.prompt, l.vocabularySize, "prompt");
     if (typeof call.prompt === "string") {
-      const over = countBeyond(pieceCounter(l), call.prompt, l.info.contextSize);
+      const over = countBeyond(pieceCounter(l), call.prompt, promptRoom(l.info.contextSize, call.sampling));
       if (over !== undefined) fitContext(l.info.contextSize, over, call.sampling, "prompt"); // throws: it cannot fit
     }
     const tokens = typeof call.prompt === "string" ? l.model.tokenize(call.prompt, false) : call.prompt as Token[];
@@ -266,6 +266,9 @@ export class LlamaEngine implements Engine {
 
   async embed(id: string, inputs: (string | number[])[], signal: AbortSignal): Promise<Embeddings> {
     const l = this.get(id);
+    // An empty input is refused before any other input is tokenized (each may be long: long-text.ts).
+    const empty = inputs.findIndex((input) => input.length === 0);
+    if (empty >= 0) throw new InvalidRequestError(`input[${empty}] is empty.`, "input");
     const tokenized = inputs.map((input, i) => {
       if (typeof input !== "string") checkTokenIds(input, l.vocabularySize, "input");
       const over = typeof input === "string" ? countBeyond(pieceCounter(l), input, l.info.contextSize) : undefined;
@@ -328,6 +331,14 @@ export class LlamaEngine implements Engine {
 
 /** /tokenize's most tokens at once: the whole-text tokenization's cost grows with the square of a run (long-text.ts). */
 const MAX_TOKENIZE = 1 << 16;
+
+/**
+ * The most prompt tokens that leave room for the answer: the context less an explicit max_tokens (at least one token
+ * when defaulted), so a prompt refused for the answer's room is refused from its pieces too, never tokenized whole
+ * first (a cheap request that only costs the server).
+ */
+const promptRoom = (context: number, s: { maxTokens: number; maxTokensDefaulted?: boolean }) =>
+  context - (s.maxTokensDefaulted ? 1 : s.maxTokens);
 
 /** Counts a piece of user text as the engine tokenizes it (special tokens off). */
 const pieceCounter = (l: Loaded) => (text: string) => l.model.tokenize(text, false).length;

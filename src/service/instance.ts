@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { loadConfig, parseConfig, readableInstalled, readConfigFile } from "../config/load";
+import { loadConfig, ownState, parseConfig, readableInstalled, readConfigFile } from "../config/load";
 import type { Config } from "../config/schema";
 import { layout, type Layout, type Platform } from "./layout";
 
@@ -39,7 +39,7 @@ export function readInstance(o: InstanceOptions): Instance {
   const l = layout(o.platform, root);
   const installed = fs.existsSync(l.binDigest);
   const env = o.env ?? {};
-  const file = o.file ?? env.APPLIANCE_CONFIG ?? readableInstalled(l.configFile, true);
+  const file = o.file ?? env.APPLIANCE_CONFIG ?? readableInstalled(l.configFile, !ownState(o.flags ?? {}, env));
   let config = loadConfig({ file, env, flags: o.flags ?? {} });
   if (root !== "/" && file === l.configFile) {
     config = parseConfig({ ...config, stateDir: path.join(root, config.stateDir), modelsDir: config.modelsDir ? path.join(root, config.modelsDir) : "" });

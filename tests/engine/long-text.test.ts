@@ -5,9 +5,10 @@
  * a text that cannot fit must never reach it whole, and a text that fits is counted and served exactly as before.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { LlamaEngine } from "../../src/engine/llama";
+import { LlamaEngine } from "../../src/engine/llama";
+import { silentLogger } from "../../src/log/logger";
 import { countBeyond, PIECE } from "../../src/engine/long-text";
-import { listenApp, makeApp } from "../helpers";
+import { listenApp, makeApp, tinyModel } from "../helpers";
 
 let base = "", key = "", engine: LlamaEngine, stop = async () => {};
 /** The longest text given to the model's tokenizer since the last reset. */
@@ -18,9 +19,19 @@ beforeAll(async () => {
   base = listenApp(t.app);
   key = t.key;
   engine = t.engine;
-  // The native model's own call, under every path (model.tokenize, model.tokenizer, LlamaText.tokenize): its methods
-  // are read-only, so the model is given a stand-in that passes everything through and notes each text's length.
-  const model = (engine as unknown as { loaded: Map<string, { model: { _model: object } }> }).loaded.get("tiny")!.model;
+  watchTokenizer(engine);
+  stop = async () => { await t.app.stop(true); await t.engine.dispose(); };
+}, 120_000);
+afterAll(() => stop());
+
+/**
+ * The native model's own call, under every path (model.tokenize, model.tokenizer, LlamaText.tokenize): its methods
+ * are read-only, so the model is given a stand-in that passes everything through and notes each text's length.
+ * Refusals only: a context created while it stands in would be handed the stand-in, which native code cannot take.
+ * Returns the restore.
+ */
+function watchTokenizer(e: LlamaEngine): () => void {
+  const model = (e as unknown as { loaded: Map<string, { model: { _model: object } }> }).loaded.get("tiny")!.model;
   const native = model._model as Record<string | symbol, unknown>;
   model._model = new Proxy(native, {
     get(target, name) {
@@ -33,12 +44,11 @@ beforeAll(async () => {
       };
     },
   });
-  stop = async () => { await t.app.stop(true); await t.engine.dispose(); };
-}, 120_000);
-afterAll(() => stop());
+  return () => { model._model = native; };
+}
 
-async function post(path: string, json: unknown) {
-  const r = await fetch(`${base}${path}`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(json) });
+async function post(path: string, json: unknown, at = base) {
+  const r = await fetch(`${at}${path}`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(json) });
   return { status: r.status, body: (await r.json()) as any };
 }
 
@@ -55,6 +65,13 @@ describe("a text that cannot fit is refused from its pieces, never tokenized who
     const r = await post(path, body);
     expect([r.status, r.body.error.code, r.body.error.param]).toEqual([400, "context_length_exceeded", param]);
     expect(longest).toBeLessThanOrEqual(PIECE);
+  });
+
+  test("embeddings: an empty input is refused before any other input is tokenized", async () => {
+    longest = 0;
+    const r = await post("/v1/embeddings", { model: "tiny", input: ["x".repeat(3_000), ""] });
+    expect([r.status, r.body.error.message]).toEqual([400, "input[1] is empty."]);
+    expect(longest).toBe(0);
   });
 
   test("/tokenize takes no more characters than a prompt may have", async () => {
@@ -75,5 +92,33 @@ describe("a long text that fits is never refused from its pieces", () => {
       expect(below).toBeGreaterThan(Math.floor(whole / 2));
       expect(below).toBeLessThanOrEqual(whole);
     }
+  });
+});
+
+describe("a larger context (16k): the room the answer asks for counts", () => {
+  let at = "", stopBig = async () => {};
+  beforeAll(async () => {
+    const big = await LlamaEngine.create({ models: [{ id: "tiny", path: await tinyModel({ ctx: 16_384 }) }], threads: 2, ctxSize: 16_384,
+      parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+    unwatch = watchTokenizer(big);
+    const t = await makeApp({ engine: big, config: { rateLimit: { rpm: 0, tpm: 0 }, ctxSize: 16_384 } });
+    at = listenApp(t.app);
+    key2 = t.key;
+    stopBig = async () => { await t.app.stop(true); await big.dispose(); };
+  }, 120_000);
+  afterAll(() => stopBig());
+  let key2 = "", unwatch = () => {};
+  const ask = (json: unknown) => fetch(`${at}/v1/completions`, { method: "POST", headers: { authorization: `Bearer ${key2}`, "content-type": "application/json" },
+    body: JSON.stringify(json) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+
+  test("a prompt that fits alone but not beside max_tokens is refused from its pieces; beside a small max_tokens it is served", async () => {
+    const prompt = "x".repeat(14_000);
+    longest = 0;
+    const refused = await ask({ model: "tiny", prompt, max_tokens: 4_000 });
+    expect([refused.status, refused.body.error.code]).toEqual([400, "context_length_exceeded"]);
+    expect(longest).toBeLessThanOrEqual(PIECE);
+    unwatch();
+    const served = await ask({ model: "tiny", prompt, max_tokens: 1 });
+    expect([served.status, served.body.error, served.body.usage.prompt_tokens]).toEqual([200, undefined, prompt.length + 1]);
   });
 });

@@ -56,6 +56,16 @@ describe.skipIf(!live)("live systemd: install and run", () => {
       expect(r.err).toContain("run this as root");
     }
     expect(sys.sh("ls /nonexistent 2>&1; true").out).toContain("No such file"); // nothing written as the user
+    // A state dir of the user's own (flag or variable) needs nothing of the service's config: those work as before.
+    sys.sh("install -d -o nobody -m 700 /var/tmp/own");
+    const own = (args: string[], env = "") => sys.sh(`cd /var/tmp && ${env} runuser -u nobody -- /usr/local/bin/appliance ${args.join(" ")} 2>&1; echo "rc=$?"`).out;
+    expect(own(["keys", "create", "--name", "mine", "--state-dir", "/var/tmp/own"])).toContain("rc=0");
+    expect(own(["keys", "revoke", "mine", "--state-dir", "/var/tmp/own"])).toContain("rc=0");
+    expect(own(["keys", "list"], "APPLIANCE_STATE_DIR=/var/tmp/own")).toContain("rc=0");
+    expect(own(["lockdown", "--state-dir", "/var/tmp/own", "--reason", "x"])).toContain("rc=0");
+    expect(own(["lockdown", "--off", "--state-dir", "/var/tmp/own"])).toContain("rc=0");
+    expect(own(["verify", "--state-dir", "/var/tmp/own"])).not.toContain("run this as root");
+    sys.sh("rm -rf /var/tmp/own");
     const uninstall = sys.exec(["runuser", "-u", "nobody", "--", "/usr/local/bin/appliance", "uninstall"]);
     expect([uninstall.code, uninstall.err]).toEqual([2, expect.stringContaining("uninstalling from the system needs root")]);
   });
@@ -132,6 +142,13 @@ describe.skipIf(!live)("live systemd: install and run", () => {
       expect(port.err).toContain("port 9100 on 127.0.0.1 is in use");
       expect(port.code).toBe(2);
     } finally { sys.exec(["systemctl", "stop", "squatter"]); }
+    // A listener on another address counts for a wildcard bind (a probe of loopback alone missed it).
+    expect(sys.exec(["systemd-run", "--unit=squatter2", "--collect", "python3", "-m", "http.server", "9101", "--bind", OWN_ADDRESS]).code).toBe(0);
+    try {
+      await sys.poll("the second squatter listening", () => curl(sys, `http://${OWN_ADDRESS}:9101/`, undefined, "").status === 200 || undefined, T);
+      const wild = sys.exec(["/usr/local/bin/appliance", "install", "--port", "9101", "--host", "0.0.0.0", "--allow-public-bind"], { timeoutMs: T });
+      expect([wild.code, wild.err]).toEqual([2, expect.stringContaining("port 9101 on 0.0.0.0 is in use")]);
+    } finally { sys.exec(["systemctl", "stop", "squatter2"]); }
     const truncated = put(sys, await tinyModel(), "cut.gguf");
     fs.truncateSync(path.join(sys.root, truncated.replace(/^\//, "")), 400_000);
     const model = sys.exec(["/usr/local/bin/appliance", "install", "--model", truncated], { timeoutMs: T });

@@ -17,9 +17,9 @@ export function parseDuration(s: string): number {
  * With rateLimit.store "redis" (config file or APPLIANCE_RATE_LIMIT__* variables), the revocation goes to Redis too, so
  * instances with their own copy of the keys file refuse the key within a second. Exit 1 when Redis cannot be told.
  */
-async function shareRevoked(store: KeyStore): Promise<number> {
+async function shareRevoked(store: KeyStore, stateDir: string | undefined): Promise<number> {
   let config;
-  try { config = loadConfig(); } catch (e) {
+  try { config = loadConfig(stateDir === undefined ? {} : { flags: { stateDir } }); } catch (e) {
     console.error(`appliance: warning: config unreadable (${(e as Error).message}); the revocation was not shared through Redis`);
     return EXIT.FAIL;
   }
@@ -101,13 +101,13 @@ export const keys: Command = {
           if (positionals.length || values.name) throw new UsageError("keys revoke --all takes no NAME");
           const names = store.revokeAll();
           console.log(names.length ? `revoked ${names.length} key(s): ${names.join(", ")}` : "no active keys to revoke");
-          return shareRevoked(store);
+          return shareRevoked(store, values["state-dir"] as string | undefined);
         }
         const name = positionals[0] ?? (values.name as string | undefined);
         if (!name) throw new UsageError("keys revoke NAME | --all");
         store.revoke(name);
         console.log(`revoked ${name}`);
-        return shareRevoked(store);
+        return shareRevoked(store, values["state-dir"] as string | undefined);
       }
       case "rotate": {
         const name = positionals[0] ?? (values.name as string | undefined);

@@ -195,21 +195,19 @@ async function checkGivenModel(file: string, l: Layout, dryRun: boolean) {
 }
 
 /**
- * A port another program listens on is refused before install writes anything. The installed service's own port
- * (the same port, already installed) answers too: that one is the service, restarted by install.
+ * A port another program holds is refused before install writes anything: tried by binding it as serve will (its
+ * host, no SO_REUSEPORT), so a listener on any address a wildcard bind covers counts, not only loopback's. The
+ * installed service's own port (the same port, already installed) is skipped: that one is the service, restarted by install.
  */
 async function refuseTakenPort(config: Pick<Config, "host" | "port">, platform: Platform) {
   const before = readInstance({ platform });
   if (before.installed && before.config.port === config.port) return;
-  const url = new URL(healthUrl(config));
-  const taken = await new Promise<boolean>((resolve) => {
-    const socket = net.connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port: config.port });
-    const done = (v: boolean) => { socket.destroy(); resolve(v); };
-    socket.setTimeout(2000, () => done(false));
-    socket.once("connect", () => done(true));
-    socket.once("error", () => done(false));
+  const error = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+    const trial = net.createServer();
+    trial.once("error", (e: NodeJS.ErrnoException) => resolve(e));
+    trial.listen({ host: config.host, port: config.port, exclusive: true }, () => trial.close(() => resolve(undefined)));
   });
-  if (taken) throw new UsageError(`port ${config.port} on ${url.hostname} is in use by another program: choose another --port (nothing was changed)`);
+  if (error?.code === "EADDRINUSE") throw new UsageError(`port ${config.port} on ${config.host} is in use by another program: choose another --port (nothing was changed)`);
 }
 
 /** "since T, reason R" while the lockdown file exists (lockdown.ts writes it); undefined otherwise. */
