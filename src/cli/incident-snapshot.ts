@@ -13,7 +13,7 @@ import type { Config } from "../config/schema";
 import { KeyStore, keysFilePath } from "../guards/keys";
 import { runDoctor } from "../integrity/doctor";
 import { runVerify } from "../integrity/verify";
-import { verifyAudit } from "../log/audit-verify";
+import { auditFiles, verifyAudit } from "../log/audit-verify";
 import type { Layout } from "../service/layout";
 import { sha256Bytes } from "../util/sha256";
 import { versionInfo } from "../version";
@@ -30,17 +30,15 @@ export interface SnapshotSources {
   auditLines: number;
 }
 
-/** The last n lines of a file, read from its end (audit logs and alert logs can be large). */
 /**
- * The last n audit records: from the log, and from the files rotation made (audit.jsonl.1, .2, …, or .0 where
- * newsyslog rotates) when the log holds fewer, oldest first. Right after a rotation the log holds few or none.
+ * The last n audit records, oldest first: from the log, and when it holds fewer (right after a rotation it holds
+ * few or none) from the rotated files before it (auditFiles: the order `audit verify` walks).
  */
 function auditTail(file: string, n: number): string {
   const parts: string[] = [];
   let have = 0;
-  for (const f of [file, ...[0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => `${file}.${i}`)]) {
+  for (const f of auditFiles(file).reverse()) {
     if (have >= n) break;
-    if (!fs.existsSync(f)) continue;
     const text = tail(f, n - have);
     have += text.split("\n").length - 1;
     parts.unshift(text);
@@ -48,6 +46,7 @@ function auditTail(file: string, n: number): string {
   return parts.join("");
 }
 
+/** The last n lines of a file, read from its end (audit logs and alert logs can be large). */
 function tail(file: string, n: number): string {
   const fd = fs.openSync(file, "r");
   try {

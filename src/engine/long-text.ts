@@ -34,5 +34,8 @@ export function countBeyond(tokenize: (text: string) => number, text: string, li
  * The same over the string parts of a rendered chat (its special tokens left out, which only lowers the count),
  * joined: the count changes only at the seams.
  */
-export const countAllBeyond = (tokenize: (text: string) => number, texts: readonly string[], limit: number) =>
-  countBeyond(tokenize, texts.join(""), limit);
+export function countAllBeyond(tokenize: (text: string) => number, texts: readonly string[], limit: number): number | undefined {
+  // Every chat comes here: a short one is not copied into one string first.
+  if (texts.reduce((n, t) => n + t.length, 0) <= PIECE) return undefined;
+  return countBeyond(tokenize, texts.join(""), limit);
+}

@@ -7,12 +7,24 @@ import type { Config } from "../config/schema";
 import type { ChatTurn } from "../engine/engine";
 import { InvalidRequestError } from "../errors";
 
-export function checkBounds(turns: ChatTurn[], limits: Pick<Config, "maxMessages" | "maxPromptChars">) {
+type Limits = Pick<Config, "maxMessages" | "maxPromptChars">;
+
+export function checkBounds(turns: ChatTurn[], limits: Limits) {
   if (turns.length > limits.maxMessages) {
     throw new InvalidRequestError(`Too many messages: ${turns.length} (max ${limits.maxMessages}).`, "messages", "too_many_messages");
   }
-  const total = turns.reduce((n, t) => n + t.content.length, 0);
-  if (total > limits.maxPromptChars) {
-    throw new InvalidRequestError(`Prompt is ${total} characters (max ${limits.maxPromptChars}).`, "messages", "prompt_too_long");
+  checkChars("Prompt", turns.reduce((n, t) => n + t.content.length, 0), limits.maxPromptChars, "messages", "prompt_too_long");
+}
+
+/** The same bounds for embeddings inputs (text or token ids), in that API's own terms (checkBounds would name `messages`). */
+export function checkEmbeddingInputs(texts: readonly (string | number[])[], limits: Limits) {
+  if (texts.length > limits.maxMessages) {
+    throw new InvalidRequestError(`Too many inputs: ${texts.length} (max ${limits.maxMessages}).`, "input", "too_many_inputs");
   }
+  checkChars("Input", texts.reduce((n, t) => n + t.length, 0), limits.maxPromptChars, "input", "input_too_long");
+}
+
+/** `what` is at most `max` characters: a 400 naming `param` otherwise. */
+export function checkChars(what: string, chars: number, max: number, param: string, code: string) {
+  if (chars > max) throw new InvalidRequestError(`${what} is ${chars} characters (max ${max}).`, param, code);
 }

@@ -16,6 +16,7 @@ import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
 import { holdFileLock, withFileLockSync } from "../util/file-lock";
 import { openPlainFile, readFd } from "../util/fs";
+import { lastLine } from "../util/last-line";
 
 export const GENESIS = "0".repeat(64);
 /** A checkpoint after this many records… */
@@ -72,35 +73,6 @@ export function readAuditKey(logFile: string): Buffer | undefined {
   } finally { fs.closeSync(fd); }
 }
 
-/**
- * The last complete line of a file ("" if none), and the byte length up to its end (to cut a torn tail).
- * Read backwards from the end in 64 KiB steps: reading the whole log at every start cost memory and time in
- * proportion to its size (a 174 MB log raised idle RSS from 258 to 477 MB).
- */
-function lastLine(file: string): { line: string; end: number; size: number } {
-  let fd: number;
-  try { fd = fs.openSync(file, "r"); } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return { line: "", end: 0, size: 0 };
-    throw e;
-  }
-  try {
-    const size = fs.fstatSync(fd).size;
-    let pos = size, tail = Buffer.alloc(0); // tail = bytes [pos, size)
-    for (;;) {
-      const e = tail.lastIndexOf(0x0a);
-      const s = e > 0 ? tail.lastIndexOf(0x0a, e - 1) : -1;
-      if (s >= 0 || pos === 0) {
-        if (e < 0) return { line: "", end: 0, size };
-        return { line: tail.toString("utf8", s + 1, e), end: pos + e + 1, size };
-      }
-      const n = Math.min(64 * 1024, pos);
-      pos -= n;
-      const chunk = Buffer.alloc(n);
-      fs.readSync(fd, chunk, 0, n, pos);
-      tail = Buffer.concat([chunk, tail]);
-    }
-  } finally { fs.closeSync(fd); }
-}
 
 /** Where the chain stands at the end of a log line (seq and MAC), or undefined for an empty file. */
 function headOf(line: string, file: string): { seq: number; mac: string } | undefined {

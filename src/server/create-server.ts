@@ -62,7 +62,8 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
   }
   fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   // The audit log first: it holds the state dir's one-server lock (log/audit.ts), so a second server on this state dir
-  // stops here, before it writes the native libraries or anything else into it.
+  // stops here, before it writes the native libraries or anything else into it. The log gets a copy of every audit
+  // checkpoint: under systemd that is the journal, out of the service account's reach.
   const audit = opts.audit ?? (config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log }) : undefined);
   opts.phases?.mark("audit tail");
   try {

@@ -6,7 +6,6 @@
  * guard label set beyond MAX_GUARD_SERIES is folded into "other".
  * The series are listed in the README (Metrics).
  */
-import fs from "node:fs";
 import path from "node:path";
 import client from "prom-client";
 import type { Engine } from "../engine/engine";
@@ -15,6 +14,7 @@ import { newestVerifyStatus, VERIFY_STATUS_FILE, type VerifyStatus } from "../in
 import type { VersionInfo } from "../version";
 import { registerDefaultMetrics } from "./default-metrics";
 import type { RequestState } from "./request-state";
+import { lastLine } from "../util/last-line";
 import type { OtlpExporter } from "./tracing/otlp-exporter";
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
@@ -217,15 +217,10 @@ export class Metrics {
   get contentType() { return this.registry.contentType; }
 }
 
-/** The `ts` of a JSONL file's last record, in unix seconds (its last 64 KiB read); undefined for none. */
+/** The `ts` of a JSONL file's last record, in unix seconds; undefined for none. */
 function lastRecordTime(file: string): number | undefined {
-  let fd: number;
-  try { fd = fs.openSync(file, "r"); } catch { return undefined; }
   try {
-    const size = fs.fstatSync(fd).size, n = Math.min(65_536, size), buf = Buffer.alloc(n);
-    fs.readSync(fd, buf, 0, n, size - n);
-    const line = buf.toString("utf8").trimEnd().split("\n").at(-1) ?? "";
-    const ms = Date.parse((JSON.parse(line) as { ts?: string }).ts ?? "");
+    const ms = Date.parse((JSON.parse(lastLine(file).line) as { ts?: string }).ts ?? "");
     return Number.isFinite(ms) ? Math.floor(ms / 1000) : undefined;
-  } catch { return undefined; } finally { fs.closeSync(fd); }
+  } catch { return undefined; }
 }

@@ -43,12 +43,12 @@ export function withFileLockSync<T>(file: string, fn: () => T, opts: LockOptions
  * single writer that holds a file for its whole life. undefined when another process holds it.
  */
 export function holdFileLock(file: string): { release(): void } | undefined {
-  let busy = false;
-  const fd = lockFd(file, { wait: false, onWait: () => { busy = true; } });
-  if (busy) return undefined;
+  const fd = lockFd(file, { wait: false });
+  if (fd < 0) return undefined;
   return { release() { flock(fd, LOCK_UN); fs.closeSync(fd); } };
 }
 
+/** The locked descriptor; -1 when another holder has it and `wait` is false. */
 function lockFd(file: string, opts: LockOptions & { wait?: boolean }): number {
   const lockFile = `${file}.lock`;
   const dir = parentDir(file);

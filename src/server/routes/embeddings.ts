@@ -1,6 +1,7 @@
 /** POST /v1/embeddings */
 import { Elysia } from "elysia";
-import { CancelledError, InvalidRequestError } from "../../errors";
+import { checkEmbeddingInputs } from "../../guards/bounds";
+import { CancelledError } from "../../errors";
 import { embeddingList } from "../openai/convert";
 import { embeddingRequest, errorBody, embeddingListObject } from "../openai/wire";
 import type { AppDeps } from "../deps";
@@ -13,14 +14,7 @@ export const embeddingRoutes = (deps: AppDeps) =>
     const { state, info } = p;
     const i = body.input;
     const texts: (string | number[])[] = typeof i === "string" ? [i] : typeof i[0] === "number" ? [i as number[]] : i as (string | number[])[];
-    // The message bounds, stated in this route's own terms (the guard would name `messages`).
-    if (texts.length > deps.config.maxMessages) {
-      throw new InvalidRequestError(`Too many inputs: ${texts.length} (max ${deps.config.maxMessages}).`, "input", "too_many_inputs");
-    }
-    const chars = texts.reduce((n, t) => n + t.length, 0);
-    if (chars > deps.config.maxPromptChars) {
-      throw new InvalidRequestError(`Input is ${chars} characters (max ${deps.config.maxPromptChars}).`, "input", "input_too_long");
-    }
+    checkEmbeddingInputs(texts, deps.config);
     // Text goes through the prompt guard; token ids are embedded as given (nothing is generated from them).
     const strings = texts.filter((t) => typeof t === "string");
     const guarded = deps.promptGuard(state, info.id, strings.map((content) => ({ role: "user" as const, content }))).map((t) => t.content);

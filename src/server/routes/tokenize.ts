@@ -5,6 +5,7 @@
  * spellings stay text, exactly as the completion routes will read them.
  */
 import { Elysia, t } from "elysia";
+import { checkChars } from "../../guards/bounds";
 import { InvalidRequestError, ModelNotFoundError } from "../../errors";
 import { detokenizeRequest, errorBody, tokenizeRequest } from "../openai/wire";
 import { stateOf } from "../request-state";
@@ -24,9 +25,7 @@ export const tokenizeRoutes = (deps: AppDeps) =>
     .post("/tokenize", ({ body, request }) => {
       const model = modelFor(deps, request, body.model);
       // The prompts' bound: a text no prompt may be is not tokenized either (its cost grows with its length, long-text.ts).
-      if (body.content.length > deps.config.maxPromptChars) {
-        throw new InvalidRequestError(`content is ${body.content.length} characters (max ${deps.config.maxPromptChars}).`, "content", "input_too_long");
-      }
+      checkChars("content", body.content.length, deps.config.maxPromptChars, "content", "input_too_long");
       const tokens = deps.engine.tokenize(model, body.content, body.add_special ?? false);
       if (!body.with_pieces) return { tokens };
       return { tokens: tokens.map((id, i) => ({ id, piece: deps.engine.detokenize(model, [id], "tokens", tokens.slice(Math.max(0, i - 8), i)) })) };

@@ -6,6 +6,7 @@
  * passes the response scanner on its way back. Log and audit lines are written
  * as for local models, with the upstream that served it among the decisions.
  */
+import { checkEmbeddingInputs } from "../../guards/bounds";
 import { AppError, InvalidRequestError, type ErrorType } from "../../errors";
 import { UpstreamError } from "../../gateway/errors";
 import type { AppDeps } from "../deps";
@@ -54,16 +55,10 @@ function contextRefusal(status: number, text: string | undefined): boolean {
   try { return ((JSON.parse(text ?? "") as Obj).error as Obj | undefined)?.code === "context_length_exceeded"; } catch { return false; }
 }
 
-/** The embeddings route's own bounds, in its own terms (the prompt guard's would name `messages`). */
+/** The embeddings route's own bounds (guards/bounds.ts), on the body as sent. */
 function embeddingBounds(deps: AppDeps, input: unknown) {
   const texts = typeof input === "string" ? [input] : typeof (input as unknown[])[0] === "number" ? [input] : input as unknown[];
-  if (texts.length > deps.config.maxMessages) {
-    throw new InvalidRequestError(`Too many inputs: ${texts.length} (max ${deps.config.maxMessages}).`, "input", "too_many_inputs");
-  }
-  const chars = texts.reduce((n: number, t) => n + (t as string | number[]).length, 0);
-  if (chars > deps.config.maxPromptChars) {
-    throw new InvalidRequestError(`Input is ${chars} characters (max ${deps.config.maxPromptChars}).`, "input", "input_too_long");
-  }
+  checkEmbeddingInputs(texts as (string | number[])[], deps.config);
 }
 
 /** What the upstream detokenized each token-id prompt to (undefined for text prompts); none when not read. */
