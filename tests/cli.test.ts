@@ -4,16 +4,18 @@ import fs from "node:fs";
 import path from "node:path";
 import { AppError } from "../src/errors";
 import { main } from "../src/main";
+import { dirFlags } from "../src/config/load";
+import { defaultStateDir } from "../src/config/schema";
 import { toAppError, toResponse } from "../src/server/errors";
 import { memoryLogger, tinyModel, tmpDir } from "./helpers";
 
 async function capture(argv: string[]) {
-  const out: string[] = [];
+  const out: string[] = [], errs: string[] = [];
   const log = spyOn(console, "log").mockImplementation((...a: unknown[]) => { out.push(a.join(" ")); });
-  const err = spyOn(console, "error").mockImplementation(() => {});
+  const err = spyOn(console, "error").mockImplementation((...a: unknown[]) => { errs.push(a.join(" ")); });
   try {
     const code = await main(argv);
-    return { code, out: out.join("\n") };
+    return { code, out: out.join("\n"), err: errs.join("\n") };
   } finally {
     log.mockRestore();
     err.mockRestore();
@@ -34,6 +36,36 @@ test("keys: create prints the key once; list never shows it; revoke and rotate",
   expect((await capture(["keys", "revoke", "ci", "--state-dir", stateDir])).code).toBe(0);
   expect((await capture(["keys", "create", "--name", "bad", "--scopes", "root", "--state-dir", stateDir])).code).toBe(2);
   expect((await capture(["keys", "create", "--state-dir", stateDir])).code).toBe(2);
+});
+
+test("keys and audit take --config FILE (as the README and the 'run this as root' message offer); subcommand and flag errors say what exists", async () => {
+  const stateDir = tmpDir();
+  const file = path.join(tmpDir(), "own.json");
+  fs.writeFileSync(file, JSON.stringify({ stateDir }));
+  expect((await capture(["keys", "create", "--name", "mine", "--config", file])).code).toBe(0);
+  expect(fs.readFileSync(path.join(stateDir, "keys.json"), "utf8")).toContain('"mine"');
+  expect(JSON.parse((await capture(["keys", "list", "--json", "--config", file])).out)[0]).toMatchObject({ name: "mine" });
+  const audit = await capture(["audit", "verify", "--config", file]);
+  expect(audit.out + audit.err).toContain(path.join(stateDir, "audit.jsonl"));
+  const none = await capture(["keys"]);
+  expect([none.code, none.err]).toEqual([2, expect.stringContaining("keys needs a subcommand: create, list, revoke, rotate")]);
+  const typo = await capture(["models", "lst", "--state-dir", stateDir]);
+  expect([typo.code, typo.err]).toEqual([2, expect.stringContaining("unknown models subcommand 'lst' (known: add, list, remove)")]);
+  const flag = await capture(["keys", "list", "--bogus", "--state-dir", stateDir]);
+  expect(flag.code).toBe(2);
+  expect(flag.err).toContain("unknown option '--bogus'");
+  expect(flag.err).not.toContain("positional argument");
+});
+
+test("start-up hints name the state dir the server was started with, so the printed command acts on it", async () => {
+  const stateDir = tmpDir();
+  const r = await capture(["serve", "--state-dir", stateDir, "--port", "0"]);
+  expect(r.code).toBe(1);
+  expect(r.err).toContain(`Add one with: appliance models add FILE --state-dir ${stateDir}`);
+  expect(dirFlags({ stateDir: defaultStateDir(), modelsDir: "" }, true)).toBe("");
+  expect(dirFlags({ stateDir: "/srv/my state", modelsDir: "/srv/m" })).toBe(" --state-dir '/srv/my state'");
+  expect(dirFlags({ stateDir: "/srv/s", modelsDir: "/srv/m" }, true)).toBe(" --state-dir /srv/s --models-dir /srv/m");
+  expect(dirFlags({ stateDir: "/srv/s", modelsDir: "/srv/s/models" }, true)).toBe(" --state-dir /srv/s");
 });
 
 test("serve refuses a keys file that others can read, naming the file and the chmod to run", async () => {

@@ -79,6 +79,11 @@ describe("config", () => {
     expect(table).toContain("| `upstreams` | — | — | `[]` |");
     expect(table).toContain("| `promptGuard.rules` | — | — | `[]` |");
   });
+  test("a variable that must be a number and is not: the error names the variable and its value, as the flag's does", () => {
+    expect(() => envLayer({ APPLIANCE_PORT: "abc" })).toThrow("invalid config: port: APPLIANCE_PORT expects a number, got 'abc'");
+    expect(() => envLayer({ APPLIANCE_RATE_LIMIT__RPM: " " })).toThrow("invalid config: rateLimit.rpm: APPLIANCE_RATE_LIMIT__RPM expects a number, got ' '");
+    expect(envLayer({ APPLIANCE_PORT: "8080" })).toEqual({ port: 8080 });
+  });
   test("config print masks secret values only, not the settings that name or point at one", () => {
     const c = parseConfig({
       tlsKey: "/etc/appliance/tls.key", rateLimit: { redisPasswordFile: "/run/pw", redisPasswordEnv: "REDIS_PW" },

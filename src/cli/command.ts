@@ -58,7 +58,7 @@ export function parseWithConfig(argv: string[], own: Options = {}, allowPosition
   try {
     parsed = parseArgs({ args: argv, options: { ...configFlagOptions(), ...own }, allowPositionals, strict: true });
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError(argsMessage(e));
   }
   const values = parsed.values as Record<string, unknown>;
   const config: Readonly<Config> = loadConfig({ file: values.config as string | undefined, flags: flagsToConfig(values) });
@@ -70,8 +70,31 @@ export function parseOwn(argv: string[], own: Options, allowPositionals = false)
   try {
     return parseArgs({ args: argv, options: own, allowPositionals, strict: true });
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError(argsMessage(e));
   }
+}
+
+/**
+ * node:util parseArgs' message without its advice on positionals after `--` ("Unknown option '--x'. To specify a
+ * positional argument starting with a '-', place it at the end…"), which fits no command here: the usage line follows.
+ */
+function argsMessage(e: unknown): string {
+  const m = (e as Error).message;
+  return m.startsWith("Unknown option") ? m.replace(/\. To specify a positional argument[\s\S]*$/, "").replace(/^Unknown/, "unknown") : m;
+}
+
+/** A command with subcommands given none, or one it does not have: the message names the ones it has. */
+export function unknownSubcommand(command: string, sub: string | undefined, known: readonly string[]): UsageError {
+  return new UsageError(sub ? `unknown ${command} subcommand '${sub}' (known: ${known.join(", ")})`
+    : `${command} needs a subcommand: ${known.join(", ")}`);
+}
+
+/**
+ * The state dir a command acts on: --state-dir, else the one the config names (--config FILE, APPLIANCE_CONFIG, or the
+ * installed config; the README offers "--config FILE or --state-dir DIR" to every command).
+ */
+export function stateDirFlag(values: Record<string, unknown>): string {
+  return (values["state-dir"] as string | undefined) ?? loadConfig({ file: values.config as string | undefined }).stateDir;
 }
 
 /** --platform systemd|launchd, or the one this machine runs. */

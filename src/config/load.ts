@@ -3,8 +3,9 @@
  * Every failure is a ConfigError naming the field, which the CLI turns into exit 2.
  */
 import fs from "node:fs";
+import path from "node:path";
 import { z } from "zod";
-import { configSchema, type Config } from "./schema";
+import { configSchema, defaultStateDir, type Config } from "./schema";
 
 export class ConfigError extends Error {
   constructor(message: string, readonly field?: string) {
@@ -118,7 +119,11 @@ export function envLayer(env: Record<string, string | undefined>, warn: (name: s
       target = (target[k] ??= {}) as Raw;
     }
     const last = keys.at(-1)!;
-    target[last] = coerceEnv(value, (like as Raw | undefined)?.[last]);
+    const v = coerceEnv(value, (like as Raw | undefined)?.[last]);
+    // As the flags do (command.ts flagsToConfig): the schema's own message ("expected number, received NaN") named
+    // neither the variable nor what it was set to.
+    if (typeof v === "number" && Number.isNaN(v)) throw new ConfigError(`invalid config: ${keys.join(".")}: ${name} expects a number, got '${value}'`, keys.join("."));
+    target[last] = v;
   }
   return out;
 }
@@ -159,6 +164,20 @@ export interface LoadOptions {
  * so CLI commands on an installed machine act on that instance.
  */
 export const INSTALLED_CONFIG = { systemd: "/etc/appliance/config.json", launchd: "/usr/local/etc/appliance/config.json" } as const;
+
+/**
+ * The flags a printed hint needs so that the command, run as printed, acts on this config's dirs: " --state-dir DIR"
+ * unless it is the default one (under systemd that is the unit's StateDirectory), and with `models` " --models-dir DIR"
+ * unless models live in <stateDir>/models. A server started with --state-dir S said "add it with: appliance models add
+ * X", which then added X to the default state dir.
+ */
+export function dirFlags(config: Pick<Config, "stateDir" | "modelsDir">, models = false): string {
+  const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
+  const state = path.resolve(config.stateDir);
+  let out = state === path.resolve(defaultStateDir()) ? "" : ` --state-dir ${quote(state)}`;
+  if (models && config.modelsDir && path.resolve(config.modelsDir) !== path.join(state, "models")) out += ` --models-dir ${quote(path.resolve(config.modelsDir))}`;
+  return out;
+}
 
 /** A state or models dir of the caller's own (flag or variable): the installed service's config is not needed. */
 export const ownState = (flags: Record<string, unknown>, env: Record<string, string | undefined>) =>

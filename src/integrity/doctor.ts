@@ -90,7 +90,7 @@ function egressLockCheck(run: Run): Check {
   if (!r) return unknown("egress-lock", "systemd-run not found");
   let c: Check | undefined;
   try { c = (JSON.parse(r.out.slice(r.out.indexOf("{"), r.out.lastIndexOf("}") + 1)) as { checks: Check[] }).checks.find((x) => x.name === "egress"); } catch { /* below */ }
-  if (!c) return unknown("egress-lock", `cannot run the probe (needs root and systemd): ${r.out.split("\n")[0] ?? ""}`);
+  if (!c) return unknown("egress-lock", `cannot run the probe (${process.getuid?.() === 0 ? "needs a running systemd and the installed service" : "needs root and systemd"}): ${r.out.split("\n")[0] ?? ""}`);
   // A "warn" policy turns the probe's failure into "unknown" for verify; doctor reports the machine as it is.
   const off = c.status === "fail" || c.detail.startsWith("WARNING");
   return { name: "egress-lock", status: off ? "fail" : c.status, detail: c.detail };

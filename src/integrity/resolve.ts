@@ -12,6 +12,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Config } from "../config/schema";
+import { dirFlags } from "../config/load";
 import type { ModelSource } from "../engine/llama";
 import type { WrapperChoice } from "../engine/wrapper-choice";
 import { checkGgufHeader } from "./gguf-header";
@@ -74,7 +75,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
     : manifest.map((e) => path.join(dir, e.file));
   if (!files.length) {
     throw new ModelIntegrityError(config.model.length ? `no .gguf files in ${config.model.join(", ")}`
-      : `no models: the manifest ${path.join(dir, MANIFEST)} lists none. Add one with: appliance models add FILE`);
+      : `no models: the manifest ${path.join(dir, MANIFEST)} lists none. Add one with: appliance models add FILE${dirFlags(config, true)}`);
   }
   const models: ResolvedModels["models"] = [];
   const opened: number[] = [];
@@ -98,7 +99,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
       const entry = (inDir ? manifest.find((e) => e.file === path.basename(file)) : undefined) ?? manifest.find((e) => e.sha256 === actual);
       if (!entry) {
         const msg = `${file} is not in the manifest ${path.join(dir, MANIFEST)} (sha256 ${actual})`;
-        if (!config.allowUnverified) throw new ModelIntegrityError(`${msg}; add it with: appliance models add ${file}`);
+        if (!config.allowUnverified) throw new ModelIntegrityError(`${msg}; add it with: appliance models add ${file}${dirFlags(config, true)}`);
         warnings.push(`${msg}: loading anyway because --allow-unverified is set`);
       } else if (entry.sha256 !== actual) {
         const msg = `${file} does not match the manifest: expected sha256 ${entry.sha256}, actual ${actual}`;

@@ -13,6 +13,7 @@ import { HashCache } from "./hash-cache";
 import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
 import { sha256Fd } from "../util/sha256";
 import { checkNative } from "./native-check";
+import { SYSTEM_NATIVE_DIR } from "../engine/native";
 import { checkBuiltEngine } from "./engine-check";
 import { checkEgress, otlpAllow } from "./egress";
 import type { Check } from "./report";
@@ -155,6 +156,10 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
     try { return await f(); } catch (e) { return { name, status: "fail", detail: (e as Error).message }; }
   };
   const notInstalled = (name: string): Check => ({ name, status: "skip", detail: "not installed as a service" });
+  // Under --root the install's fixed paths are re-rooted as the layout's are (readInstance re-roots the state and models
+  // dirs): the native libraries and the built engine were looked for on this machine's own /usr/local/lib.
+  const root = l?.root ?? "/";
+  const engineConfig = root === "/" ? config : { ...config, engine: { ...config.engine, dir: path.join(root, config.engine.dir) } };
   return [
     ctx.skipModels ? { name: "models", status: "skip", detail: "checked by serve as it loads them (each model hashed once per start)" }
       : await safe("models", () => checkModels(config)),
@@ -162,10 +167,10 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
     await safe("files", () => checkFiles(config, l)),
     await safe("directories", () => checkDirs(config, l)),
     l ? await safe("account", () => checkAccount(l)) : notInstalled("account"),
-    await safe("native", () => checkNative(config)),
+    await safe("native", () => checkNative(config, undefined, path.join(root, SYSTEM_NATIVE_DIR))),
     // Before each start (skipModels) the built engine's unchanged files come from the root-written hash cache, as
     // at the start itself (a CUDA engine is hundreds of MB); the daily run reads every byte.
-    await safe("engine", () => checkBuiltEngine(config, undefined, !!ctx.skipModels)),
+    await safe("engine", () => checkBuiltEngine(engineConfig, undefined, !!ctx.skipModels)),
     await safe("listen", () => checkListen(config)),
     l ? await safe("environment", () => checkEnvironment(ctx.serviceEnv ?? serviceEnvironment(l))) : notInstalled("environment"),
     ...(l?.platform === "systemd" ? [await safe("egress", () => checkEgress(!!ctx.serviceEnv, config.allowPublicBind && !isLoopback(config.host), config.egressLock, undefined, otlpAllow(config)))] : []),

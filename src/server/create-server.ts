@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { ConfigError } from "../config/load";
+import { ConfigError, dirFlags } from "../config/load";
 import type { Config } from "../config/schema";
 import { usableCpus } from "../engine/cpu-budget";
 import { backendAvailable, candidateGpu, preflightGpu } from "../engine/gpu";
@@ -77,7 +77,7 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
 async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logger, clock: () => number, audit: AuditLog | undefined) {
   const keys = opts.keys ?? (config.auth ? new KeyStore(keysFilePath(config.stateDir), clock, (m) => log.error(m)) : undefined);
   if (!opts.keys && keys && keys.list().filter((k) => !k.revoked).length === 0) {
-    log.warn({ file: keys.file }, "no API keys yet: every request but /health will get 401. Create one with: appliance keys create --name NAME");
+    log.warn({ file: keys.file }, `no API keys yet: every request but /health will get 401. Create one with: appliance keys create --name NAME${dirFlags(config)}`);
   }
   if (!config.auth) log.warn("auth is OFF: anyone who can reach the port can use the API");
   const gateway = opts.gateway ?? createGateway(config, log);

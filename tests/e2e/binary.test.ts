@@ -188,6 +188,19 @@ test.skipIf(process.getuid?.() !== 0)("root serving a state dir another user own
   } finally { fs.rmSync(theirs, { recursive: true, force: true }); }
 });
 
+// On a machine with the service installed (a developer's), status and uninstall describe that installation instead.
+test.skipIf(fs.existsSync("/etc/appliance/binary.sha256"))("with nothing installed: status says so (exit 1, no systemctl errors); uninstall --dry-run names nothing as kept", () => {
+  const status = run(["status", "--platform", "systemd"]);
+  expect(status.out).toContain("installed: no");
+  expect(status.err).toBe("");
+  expect(status.code).toBe(1);
+  const empty = tmpDir("appliance-uninstall-");
+  const un = run(["uninstall", "--dry-run", "--root", empty, "--platform", "systemd"]);
+  expect(un.out).toContain("nothing of an installation was found to keep");
+  expect(un.out).not.toContain("kept ");
+  expect(un.code).toBe(0);
+});
+
 test("a non-loopback bind is refused without --allow-public-bind (exit 2)", () => {
   const r = run(["serve", "--state-dir", stateDir, "--port", "0", "--host", "0.0.0.0"]);
   expect(r.code).toBe(2);

@@ -10,9 +10,8 @@ const readme = fs.readFileSync(path.join(root, "README.md"), "utf8");
 
 test("`bun run demo` builds, prints a working key and serves the demo model", async () => {
   expect(readme).toContain("npm install && npx bun run demo");
-  const proc = Bun.spawn([process.execPath, "run", "demo"], {
-    cwd: root, stdout: "pipe", stderr: "pipe", env: { ...process.env, PORT: "0", DEMO_DIR: tmpDir("appliance-demo-") },
-  });
+  const env = { ...process.env, PORT: "0", DEMO_DIR: tmpDir("appliance-demo-") };
+  const proc = Bun.spawn([process.execPath, "run", "demo"], { cwd: root, stdout: "pipe", stderr: "pipe", env });
   try {
     const reader = proc.stdout.getReader();
     let out = "", port = 0;
@@ -40,6 +39,13 @@ test("`bun run demo` builds, prints a working key and serves the demo model", as
     // Its docs line says the page is readable without the key, as docsPublic's default has it.
     expect(out).toContain("/swagger  (readable without the key");
     expect((await fetch(`http://127.0.0.1:${port}/swagger`)).status).toBe(200);
+    // The demo run again on the same DEMO_DIR while this one serves: it stops before `keys rotate demo`, which revoked
+    // the key this server's clients use (and its own server could not have started on a state dir in use).
+    const again = Bun.spawnSync([process.execPath, "run", "demo"], { cwd: root, env });
+    expect(again.exitCode).toBe(1);
+    expect(again.stderr.toString()).toContain("a demo server is already running");
+    const still = await client.chat.completions.create({ model: "demo", messages: [{ role: "user", content: "Hi" }], max_tokens: 2 });
+    expect(still.choices).toHaveLength(1);
   } finally {
     proc.kill("SIGTERM");
     await proc.exited;

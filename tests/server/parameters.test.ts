@@ -159,3 +159,27 @@ describe("fields OpenAI's chat API takes and a local model has no use for", () =
     expect([stored.status, stored.body.error.param, stored.body.error.message]).toEqual([400, "prompt", expect.stringContaining("not supported")]);
   });
 });
+
+describe("messages for values no schema branch takes", () => {
+  // zod's own message for a union with no matching branch is "Invalid input", which says nothing of what is allowed.
+  test("a fifth stop string, an empty embeddings input, a hosted tool: the 400 says what is accepted", async () => {
+    const m = [{ role: "user", content: "hi" }];
+    for (const [path, body] of [["/v1/chat/completions", { model: "tiny", messages: m }], ["/v1/completions", { model: "tiny", prompt: "hi" }]] as const) {
+      const r = await post(path, { ...body, stop: ["a", "b", "c", "d", "e"] });
+      expect([r.status, r.body.error.param]).toEqual([400, "stop"]);
+      expect(r.body.error.message).toContain("a list of at most 4 strings");
+    }
+    const e = await post("/v1/embeddings", { model: "tiny", input: [] });
+    expect([e.status, e.body.error.param]).toEqual([400, "input"]);
+    expect(e.body.error.message).toContain("an empty list is not");
+    for (const [path, body, tool] of [
+      ["/v1/chat/completions", { model: "tiny", messages: m }, { type: "web_search" }],
+      ["/v1/chat/completions", { model: "tiny", messages: m }, { type: "file_search", vector_store_ids: ["x"] }],
+      ["/v1/responses", { model: "tiny", input: "hi" }, { type: "web_search" }],
+    ] as const) {
+      const r = await post(path, { ...body, tools: [tool] });
+      expect([r.status, r.body.error.param]).toEqual([400, "tools.0.type"]);
+      expect(r.body.error.message).toContain("only function tools are supported");
+    }
+  });
+});

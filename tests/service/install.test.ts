@@ -6,6 +6,7 @@
  */
 import { beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { main } from "../../src/main";
 import { layout } from "../../src/service/layout";
@@ -90,6 +91,21 @@ describe("systemd install under --root", () => {
     expect(fs.readdirSync(fresh)).toEqual([]);
   });
 
+  test("--dry-run on the real root refuses a taken port as the install would (exit 2, nothing written)", async () => {
+    // The dry run skipped the check, so its preview showed a plan the real install refuses.
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen({ host: "127.0.0.1", port: 0 }, resolve));
+    try {
+      const port = (squatter.address() as net.AddressInfo).port;
+      const r = cli(["install", "--platform", "systemd", "--dry-run", "--binary", bin, "--port", String(port)]);
+      expect(r.err).toContain(`port ${port} on 127.0.0.1 is in use by another program`);
+      expect(r.code).toBe(2);
+      expect(r.out).not.toContain("dry run: nothing was changed");
+    } finally {
+      squatter.close();
+    }
+  });
+
   test("systemd-analyze verify passes with no warnings, and security passes the threshold with exposure <= 0.9", () => {
     fs.cpSync("/usr/lib/systemd/system", path.join(root, "usr/lib/systemd/system"), { recursive: true }); // targets the units refer to
     const units = Object.values(layout("systemd", root).units);
@@ -126,6 +142,9 @@ describe("systemd install under --root", () => {
     const report = JSON.parse(r.out);
     expect(report.checks.filter((c: { status: string }) => c.status === "fail")).toEqual([]);
     expect(r.code).toBe(0);
+    // The native libraries install wrote under the root are the ones checked (they were looked for in <root>/var/lib…).
+    const native = report.checks.find((c: { name: string }) => c.name === "native");
+    expect(native).toMatchObject({ status: "ok", detail: expect.stringContaining(path.join(root, "usr/local/lib/appliance/native")) });
   });
 
   test("tamper: one flipped byte in a model → verify exits 1 naming the file, serve refuses to start", () => {

@@ -4,12 +4,11 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { loadConfig } from "../../config/load";
 import type { Checkpoint } from "../../log/audit";
 import { anchorAudit } from "../../log/audit-anchor";
 import { parseCheckpoints, verifyAudit, type VerifyResult } from "../../log/audit-verify";
 import { alert } from "../../integrity/verify";
-import { EXIT, parseOwn, UsageError, type Command } from "../command";
+import { EXIT, parseOwn, stateDirFlag, UsageError, unknownSubcommand, type Command } from "../command";
 
 /** The service's own log lines in the journal, where it writes a copy of every checkpoint. */
 function journalCheckpoints(): Checkpoint[] {
@@ -21,16 +20,16 @@ function journalCheckpoints(): Checkpoint[] {
 export const audit: Command = {
   name: "audit",
   summary: "Verify the audit log (MACs, hash chain across rotated files, checkpoints); anchor it in a file the service cannot write",
-  usage: "appliance audit verify [--file F] [--state-dir DIR] [--checkpoints FILE]... [--journal] | audit anchor --to FILE [--file F] [--state-dir DIR] [--full] [--alert-dir DIR]",
+  usage: "appliance audit verify [--file F] [--state-dir DIR | --config FILE] [--checkpoints FILE]... [--journal] | audit anchor --to FILE [--file F] [--state-dir DIR | --config FILE] [--full] [--alert-dir DIR]",
   async run(argv) {
     const [sub, ...rest] = argv;
-    if (sub !== "verify" && sub !== "anchor") throw new UsageError(`unknown audit subcommand '${sub ?? ""}'`);
+    if (sub !== "verify" && sub !== "anchor") throw unknownSubcommand("audit", sub, ["verify", "anchor"]);
     const { values } = parseOwn(rest, {
-      file: { type: "string" }, "state-dir": { type: "string" }, checkpoints: { type: "string", multiple: true }, journal: { type: "boolean" },
+      file: { type: "string" }, "state-dir": { type: "string" }, config: { type: "string" }, checkpoints: { type: "string", multiple: true }, journal: { type: "boolean" },
       to: { type: "string" }, full: { type: "boolean" }, "alert-dir": { type: "string" },
     });
     const file = (values.file as string | undefined)
-      ?? path.join((values["state-dir"] as string | undefined) ?? loadConfig().stateDir, "audit.jsonl");
+      ?? path.join(stateDirFlag(values), "audit.jsonl");
     let r: VerifyResult;
     try {
       if (sub === "anchor") {

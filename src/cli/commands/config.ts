@@ -1,6 +1,6 @@
 /** appliance config print | validate FILE */
 import { loadConfig, redactConfig } from "../../config/load";
-import { EXIT, parseWithConfig, UsageError, type Command } from "../command";
+import { EXIT, parseWithConfig, UsageError, unknownSubcommand, type Command } from "../command";
 
 export const config: Command = {
   name: "config",
@@ -19,6 +19,6 @@ export const config: Command = {
       console.log(`${rest[0]}: valid`);
       return EXIT.OK;
     }
-    throw new UsageError(`unknown config subcommand '${sub ?? ""}'`);
+    throw unknownSubcommand("config", sub, ["print", "validate"]);
   },
 };

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { healthUrl, readInstance } from "../../service/instance";
 import { sha256File } from "../../util/sha256";
-import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, type Command } from "../command";
+import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, unknownSubcommand, type Command } from "../command";
 import { collectSnapshot } from "../incident-snapshot";
 
 const stamp = () => new Date().toISOString().replace(/[:.]/g, "-");
@@ -35,7 +35,7 @@ export const incident: Command = {
   usage: "appliance incident snapshot [--out FILE] [--pid N] [--log-lines N] [--audit-lines N] [--root DIR] [--platform systemd|launchd] [--state-dir DIR] [--config FILE] [--port N]",
   async run(argv) {
     const [sub, ...rest] = argv;
-    if (sub !== "snapshot") throw new UsageError(`unknown incident subcommand '${sub ?? ""}' (known: snapshot)`);
+    if (sub !== "snapshot") throw unknownSubcommand("incident", sub, ["snapshot"]);
     const { values } = parseOwn(rest, { ...configFlagOptions(), out: { type: "string" }, pid: { type: "string" }, "log-lines": { type: "string" },
       "audit-lines": { type: "string" }, root: { type: "string" }, platform: { type: "string" } });
     const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined,

@@ -4,7 +4,7 @@ import { KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
 import { loadConfig } from "../../config/load";
 import { shareRevocations } from "../../guards/store/revocations";
 import { redisConnFor } from "../../guards/store/shared-state";
-import { EXIT, parseOwn, UsageError, type Command } from "../command";
+import { EXIT, parseOwn, stateDirFlag, UsageError, unknownSubcommand, type Command } from "../command";
 
 /** "30d", "12h", "90m" → ms. */
 export function parseDuration(s: string): number {
@@ -17,9 +17,10 @@ export function parseDuration(s: string): number {
  * With rateLimit.store "redis" (config file or APPLIANCE_RATE_LIMIT__* variables), the revocation goes to Redis too, so
  * instances with their own copy of the keys file refuse the key within a second. Exit 1 when Redis cannot be told.
  */
-async function shareRevoked(store: KeyStore, stateDir: string | undefined): Promise<number> {
+async function shareRevoked(store: KeyStore, values: Record<string, unknown>): Promise<number> {
+  const stateDir = values["state-dir"] as string | undefined;
   let config;
-  try { config = loadConfig(stateDir === undefined ? {} : { flags: { stateDir } }); } catch (e) {
+  try { config = loadConfig({ file: values.config as string | undefined, ...(stateDir !== undefined && { flags: { stateDir } }) }); } catch (e) {
     console.error(`appliance: warning: config unreadable (${(e as Error).message}); the revocation was not shared through Redis`);
     return EXIT.FAIL;
   }
@@ -50,20 +51,23 @@ const intFlag = (v: unknown, name: string) => {
   return n;
 };
 
+const KEYS_SUBS = ["create", "list", "revoke", "rotate"];
+
 export const keys: Command = {
   name: "keys",
   summary: "Create, list, revoke and rotate API keys",
   usage: "appliance keys create --name NAME [--scopes chat,completions,embeddings,models,metrics,admin | --scope S]... [--expires 30d] [--rpm N] [--tpm N] " +
     "[--max-concurrent N] [--require-signature --public-key FILE] | list [--json] | revoke NAME|--all | rotate NAME [--grace 1h] [--public-key FILE]" +
-    "   (all take --state-dir DIR)",
+    "   (all take --state-dir DIR or --config FILE)",
   async run(argv) {
     const [sub, ...rest] = argv;
+    if (!KEYS_SUBS.includes(sub!)) throw unknownSubcommand("keys", sub, KEYS_SUBS);
     const { values, positionals } = parseOwn(rest, {
-      "state-dir": { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, scope: { type: "string", multiple: true }, expires: { type: "string" },
+      "state-dir": { type: "string" }, config: { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, scope: { type: "string", multiple: true }, expires: { type: "string" },
       rpm: { type: "string" }, tpm: { type: "string" }, "max-concurrent": { type: "string" }, "require-signature": { type: "boolean" },
       grace: { type: "string" }, json: { type: "boolean" }, "public-key": { type: "string" }, all: { type: "boolean" },
     }, true);
-    const stateDir = (values["state-dir"] as string | undefined) ?? loadConfig().stateDir;
+    const stateDir = stateDirFlag(values);
     const store = new KeyStore(keysFilePath(stateDir), Date.now, undefined, {
       onLockWait: (lock) => console.error(`waiting for ${lock}: another keys command is changing the keys file`),
     });
@@ -101,13 +105,13 @@ export const keys: Command = {
           if (positionals.length || values.name) throw new UsageError("keys revoke --all takes no NAME");
           const names = store.revokeAll();
           console.log(names.length ? `revoked ${names.length} key(s): ${names.join(", ")}` : "no active keys to revoke");
-          return shareRevoked(store, values["state-dir"] as string | undefined);
+          return shareRevoked(store, values);
         }
         const name = positionals[0] ?? (values.name as string | undefined);
         if (!name) throw new UsageError("keys revoke NAME | --all");
         store.revoke(name);
         console.log(`revoked ${name}`);
-        return shareRevoked(store, values["state-dir"] as string | undefined);
+        return shareRevoked(store, values);
       }
       case "rotate": {
         const name = positionals[0] ?? (values.name as string | undefined);
@@ -119,6 +123,6 @@ export const keys: Command = {
         return EXIT.OK;
       }
     }
-    throw new UsageError(`unknown keys subcommand '${sub ?? ""}'`);
+    throw unknownSubcommand("keys", sub, KEYS_SUBS);
   },
 };

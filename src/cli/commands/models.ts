@@ -6,7 +6,7 @@ import { preflightModel, runPreflightChild, runTemplateChild } from "../../integ
 import { MANIFEST, manifestPath, modelsDirOf, readManifest, writeManifest } from "../../integrity/manifest";
 import { withFileLock } from "../../util/file-lock";
 import { modelId } from "../../integrity/resolve";
-import { EXIT, parseWithConfig, UsageError, type Command } from "../command";
+import { EXIT, parseWithConfig, UsageError, unknownSubcommand, type Command } from "../command";
 
 function progress(label: string) {
   if (!process.stderr.isTTY) return undefined;
@@ -20,12 +20,15 @@ function progress(label: string) {
   };
 }
 
+const MODELS_SUBS = ["add", "list", "remove"];
+
 export const models: Command = {
   name: "models",
   summary: "Add, list and remove checksummed models",
   usage: "appliance models add PATH [--name NAME] [--link] [--follow-symlinks] | list | remove NAME   (all take --state-dir DIR / --models-dir DIR)",
   async run(argv) {
     const [sub, ...rest] = argv;
+    if (sub !== "preflight" && !MODELS_SUBS.includes(sub!)) throw unknownSubcommand("models", sub, MODELS_SUBS);
     const { config, values, positionals } = parseWithConfig(rest, {
       name: { type: "string" }, link: { type: "boolean" }, "follow-symlinks": { type: "boolean" }, "native-dir": { type: "string" },
       "template-only": { type: "boolean" },
@@ -76,6 +79,6 @@ export const models: Command = {
         return EXIT.OK;
       }
     }
-    throw new UsageError(`unknown models subcommand '${sub ?? ""}'`);
+    throw unknownSubcommand("models", sub, MODELS_SUBS);
   },
 };

@@ -14,6 +14,7 @@ import { checkGgufHeader } from "../../integrity/gguf-header";
 import { readManifest, sha256File } from "../../integrity/manifest";
 import { preflightModel } from "../../integrity/model-preflight";
 import { modelId } from "../../integrity/resolve";
+import { readAccount } from "../../service/accounts";
 import { install, waitHealthy } from "../../service/installer";
 import { healthUrl, readInstance } from "../../service/instance";
 import { layout, systemView, type Layout, type Platform } from "../../service/layout";
@@ -81,7 +82,7 @@ export const installCmd: Command = {
     // Before anything is written: a model llama.cpp cannot load, or a port another program holds, took a working
     // service down (its restart failed, five times, with alerts) and install had nothing to roll back to.
     for (const file of config.model) await checkGivenModel(file, l, !!values["dry-run"]);
-    if (!values["dry-run"] && l.root === "/") await refuseTakenPort(config, platformFlag(values));
+    if (l.root === "/") await refuseTakenPort(config, platformFlag(values)); // a dry run shows the refusal the install would meet
     const models = config.model.length || readManifest(l.modelsDir).length ? config.model : [await demoModel(out)];
     let r;
     try {
@@ -130,7 +131,13 @@ export const uninstallCmd: Command = {
       realRunner(["systemctl", "daemon-reload"]);
       realRunner(["systemctl", "reset-failed", "appliance.service", "appliance-verify.service", "appliance-anchor.service"]); // no failed-unit record left
     }
-    if (!values.purge) out(`kept ${l.stateDir} (models, keys, audit log), ${l.logDir}, ${l.configDir}, ${l.anchorDir} (the audit anchors) and the account ${l.account}; --purge removes them`);
+    if (!values.purge) {
+      // Only what is there: on a machine with nothing installed the line named directories and an account that never existed.
+      const kept = ([[l.stateDir, " (models, keys, audit log)"], [l.logDir, ""], [l.configDir, ""], [l.anchorDir, " (the audit anchors)"]] as const)
+        .filter(([p]) => fs.existsSync(p)).map(([p, what]) => p + what);
+      if (readAccount(l.account, l.root)) kept.push(`the account ${l.account}`);
+      out(kept.length ? `kept ${kept.join(", ")}; --purge removes them` : "nothing of an installation was found to keep");
+    }
     return EXIT.OK;
   },
 };
@@ -142,6 +149,9 @@ export const statusCmd: Command = {
   async run(argv) {
     const { values } = parseOwn(argv, { port: { type: "string" }, platform: { type: "string" } });
     const { inst, url } = instanceFor(values);
+    // Nothing installed: no service to ask systemctl/launchctl about (their raw errors were printed), and whatever answers
+    // on the port is not it.
+    if (!inst.installed) { out(`installed: no (no appliance service on this machine; appliance install sets one up)`); return EXIT.FAIL; }
     const state = inst.platform === "systemd" ? realRunner(["systemctl", "is-active", "appliance.service"]).out.trim()
       : realRunner(["launchctl", "print", "system/local.appliance.server"]).code === 0 ? "loaded" : "not loaded";
     const health = await waitHealthy(url, 1500);

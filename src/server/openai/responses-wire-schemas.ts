@@ -9,6 +9,7 @@
  * ./responses-wire, whose stand-in loads this module at its first use (lazy-schema.ts).
  */
 import { z } from "zod";
+import { FUNCTION_TOOLS_ONLY } from "./wire-schemas";
 
 const inputText = z.strictObject({ type: z.literal("input_text"), text: z.string() });
 /** `parsed` (and a call's `parsed_arguments`): what the openai SDK's stream and parse helpers add to output items users echo back. */
@@ -77,7 +78,7 @@ export const responsesRequest = z.strictObject({
     verbosity: z.enum(["low", "medium", "high"]).nullish(),
   }).nullish(),
   tools: z.array(z.strictObject({
-    type: z.literal("function"),
+    type: z.literal("function", { error: FUNCTION_TOOLS_ONLY }),
     name: toolName,
     description: z.string().max(8192).nullish(),
     parameters: z.record(z.string(), z.unknown()).nullish(),

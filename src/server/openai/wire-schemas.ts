@@ -20,7 +20,12 @@ const IGNORED = {
 
 const tokenIds = z.array(z.number().int().min(0)).min(1).max(1 << 17);
 
-const stop = z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)]).optional();
+// A union's own message: zod's for no branch matching is just "Invalid input" (e.g. for a fifth stop string).
+const stop = z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)],
+  { error: "stop is a string or a list of at most 4 strings, each 1-256 characters" }).optional();
+
+/** Only function tools run here; OpenAI's hosted tools (web_search, file_search, code_interpreter…) are its servers'. */
+export const FUNCTION_TOOLS_ONLY = "only function tools are supported; hosted tools (web_search, file_search, …) are not";
 
 const sampling = {
   model: z.string().min(1).max(256),
@@ -112,7 +117,7 @@ export const chatMessage = z.discriminatedUnion("role", [
 const toolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a tool name is 1-64 letters, digits, _ or -");
 
 export const tool = z.strictObject({
-  type: z.literal("function"),
+  type: z.literal("function", { error: FUNCTION_TOOLS_ONLY }),
   function: z.strictObject({
     name: toolName,
     description: z.string().max(8192).optional(),
@@ -172,7 +177,8 @@ export const completionRequest = z.strictObject({
 
 export const embeddingRequest = z.strictObject({
   model: z.string().min(1).max(256),
-  input: z.union([z.string(), z.array(z.string()).min(1).max(2048), tokenIds, z.array(tokenIds).min(1).max(2048)]),
+  input: z.union([z.string(), z.array(z.string()).min(1).max(2048), tokenIds, z.array(tokenIds).min(1).max(2048)],
+    { error: "input is a string, a list of 1-2048 strings, a list of token ids, or a list of 1-2048 lists of token ids (an empty list is not)" }),
   encoding_format: z.enum(["float", "base64"]).nullish(),
   dimensions: z.number().int().min(1).max(1 << 16).nullish(),
   user: IGNORED.user,
