@@ -4,6 +4,7 @@
  */
 import type { Config } from "../config/schema";
 import { AppError } from "../errors";
+import { MAX_CHOICES } from "./bounds";
 
 /**
  * A body that did not arrive within limits.bodyTimeoutMs. The idle timeout alone never fires on a body
@@ -69,13 +70,20 @@ export function withDeadline<T>(p: Promise<T>, ms: number, error: () => Error): 
 /**
  * Tokens to reserve for a request before it runs: its prompt (estimated at one
  * token per 4 bytes of body; the real count is settled afterwards) and, for
- * generations, max_tokens (or the default). Two concurrent requests then cannot
- * both spend the key's remaining budget.
+ * generations, max_tokens (max_completion_tokens, the Responses API's
+ * max_output_tokens, or the default) for each choice it asks for: n, times a
+ * completions request's prompts. Two concurrent requests then cannot both spend
+ * the key's remaining budget (counting one choice let an n=16 request spend 16×
+ * what it reserved). The body is not validated yet: odd values count as absent,
+ * and choices past MAX_CHOICES (refused by the schema) as MAX_CHOICES.
  */
 export function tokenReservation(body: unknown, raw: string, path: string, config: Pick<Config, "defaultMaxTokens" | "maxTokensCap">): number {
   const prompt = Math.ceil(raw.length / 4);
   if (path.endsWith("/embeddings") || !body || typeof body !== "object") return prompt;
   const b = body as Record<string, unknown>;
-  const asked = [b.max_completion_tokens, b.max_tokens].find((v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0);
-  return prompt + Math.min(Math.ceil(asked ?? config.defaultMaxTokens), config.maxTokensCap);
+  const asked = [b.max_completion_tokens, b.max_tokens, b.max_output_tokens].find((v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0);
+  const n = typeof b.n === "number" && Number.isInteger(b.n) && b.n > 1 ? b.n : 1;
+  const p = b.prompt;
+  const prompts = path.endsWith("/completions") && !path.endsWith("/chat/completions") && Array.isArray(p) && p.length > 1 && typeof p[0] !== "number" ? p.length : 1;
+  return prompt + Math.min(n * prompts, MAX_CHOICES) * Math.min(Math.ceil(asked ?? config.defaultMaxTokens), config.maxTokensCap);
 }

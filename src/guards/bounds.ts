@@ -7,6 +7,12 @@ import type { Config } from "../config/schema";
 import type { ChatTurn } from "../engine/engine";
 import { InvalidRequestError } from "../errors";
 
+/**
+ * Choices one request may ask for (n, times the prompts of a completions request): each is a full generation. Here,
+ * not in the wire schemas, because the token reservation (body.ts) counts them before the schema is read.
+ */
+export const MAX_CHOICES = 16;
+
 type Limits = Pick<Config, "maxMessages" | "maxPromptChars">;
 
 export function checkBounds(turns: ChatTurn[], limits: Limits) {

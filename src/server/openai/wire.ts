@@ -6,8 +6,7 @@ import type * as Schemas from "./wire-schemas";
 import { lazySchema } from "./lazy-schema";
 import { responsesRequest } from "./responses-wire";
 
-/** Choices one request may ask for (n, times the prompts of a completions request): each is a full generation. */
-export const MAX_CHOICES = 16;
+export { MAX_CHOICES } from "../../guards/bounds";
 
 let loaded: typeof Schemas | undefined;
 // require, not import: a static import would evaluate wire-schemas.ts (and build every schema) with this module.
