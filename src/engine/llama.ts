@@ -7,7 +7,7 @@
 import { LlamaChat, LlamaCompletion, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolUse } from "./engine";
-import { jsonSchemaGrammar } from "./grammar";
+import { GrammarCache } from "./grammar-cache";
 import { beginningToken, checkTokenIds, finishOf, fitContext, generateOptions, toHistory } from "./llama-options";
 import { callOrAnswerSchema, chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { callGate } from "./call-gate";
@@ -30,8 +30,11 @@ export class LlamaEngine implements Engine {
   private closing = false;
   /** Generation requests the server has received and that are not in a queue yet (burst gathering). */
   private readonly arrivals = new Arrivals();
+  private readonly grammars: GrammarCache;
 
-  private constructor(private readonly llama: Llama, private readonly opts: LlamaEngineOptions) {}
+  private constructor(private readonly llama: Llama, private readonly opts: LlamaEngineOptions) {
+    this.grammars = new GrammarCache(llama);
+  }
 
   get backend() { return this.llama.gpu || "cpu"; }
 
@@ -308,7 +311,7 @@ export class LlamaEngine implements Engine {
     if (!format || format.kind === "text") return undefined;
     if (format.kind === "json") return this.llama.getGrammarFor("json");
     try {
-      return await jsonSchemaGrammar(this.llama, format.schema);
+      return await this.grammars.get(format.schema);
     } catch (e) {
       const what = param === "tools" ? "The forced tool's parameters schema" : "response_format.json_schema";
       throw new InvalidRequestError(`${what} is not supported: ${(e as Error).message}`, param);
