@@ -1,9 +1,14 @@
 /**
  * Server-sent events in OpenAI's dialect: `data: {json}\n\n` per event, then
  * `data: [DONE]`. A client that goes away cancels the stream, which aborts the
- * generation behind it at once.
+ * generation behind it at once; so does one that stays but stops reading, once
+ * more than `maxBacklog` bytes wait for it (the socket's buffers full, the rest
+ * queued here): generation does not wait for the reader, so a client that never
+ * read (red team) had every answer generated and held, 200 MB for two sockets.
  */
 const encoder = new TextEncoder();
+/** What is queued before the stream counts as behind at all (a few events). */
+const HIGH_WATER = 64 * 1024;
 
 export interface SseOptions {
   /** Produces events through `send`; rejects on failure. */
@@ -12,18 +17,25 @@ export interface SseOptions {
   onCancel: () => void;
   /** A failure after the stream started: turned into an error event. */
   errorEvent: (error: unknown) => unknown | undefined;
-  /** Always called once, after the last byte or the cancel. */
+  /** Always called once, after the last event is queued (Bun sends it on as the socket drains) or the cancel. */
   onFinish: (error?: unknown) => void;
   headers?: Record<string, string>;
   /** The Responses API dialect: an `event:` line named by each event's `type`, and no `[DONE]`. */
   named?: boolean;
+  /** Bytes queued for a client that is not reading before the stream is cancelled (limits.streamBacklogBytes). */
+  maxBacklog: number;
 }
 
 export function sseResponse(opts: SseOptions): Response {
   let closed = false, finished = false;
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
-      const write = (s: string) => { if (!closed) controller.enqueue(encoder.encode(s)); };
+      const write = (s: string) => {
+        if (closed) return;
+        controller.enqueue(encoder.encode(s));
+        // desiredSize: the high-water mark minus the bytes queued (Bun takes them only as the socket drains).
+        if ((controller.desiredSize ?? 0) < -opts.maxBacklog) stalled(controller);
+      };
       const name = (event: unknown) => {
         const type = (event as { type?: unknown })?.type;
         return opts.named && typeof type === "string" ? `event: ${type}\n` : "";
@@ -48,7 +60,13 @@ export function sseResponse(opts: SseOptions): Response {
       closed = true;
       opts.onCancel();
     },
-  });
+  }, new ByteLengthQueuingStrategy({ highWaterMark: HIGH_WATER }));
+  /** The client stopped reading: as if it had gone (the generation aborted, 499); the connection is closed. */
+  function stalled(controller: ReadableStreamDefaultController<Uint8Array>) {
+    closed = true;
+    opts.onCancel();
+    try { controller.error(new Error("the client stopped reading the stream")); } catch { /* already closed */ }
+  }
   return new Response(stream, {
     status: 200,
     headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no", ...opts.headers },
