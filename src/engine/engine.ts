@@ -137,6 +137,8 @@ export interface ModelInfo {
   created: number;
   contextSize: number;
   sizeBytes: number;
+  /** The token the engine puts before every prompt (BOS), where the model has one: a token-id prompt may begin with it. */
+  beginningToken?: number;
 }
 
 export interface Engine {

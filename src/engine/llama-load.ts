@@ -10,7 +10,7 @@ import {
 import type { Logger } from "../log/logger";
 import type { CpuBackendChoice } from "./cpu-backend";
 import type { ModelInfo } from "./engine";
-import { readVocabulary } from "./llama-options";
+import { beginningToken, readVocabulary } from "./llama-options";
 import { Scheduler } from "./scheduler";
 import { syncBatches } from "./batch-sync";
 import { gatherSchedule, type Arrivals } from "./arrivals";
@@ -113,7 +113,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   const stat = fs.statSync(source.path);
   opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, backend: llama.gpu || "cpu" }, "model loaded");
   return {
-    info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size },
+    info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size, beginningToken: beginningToken(model) ?? undefined },
     model, context,
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     sequences: new SequencePool(context, opts.promptCache ?? true),

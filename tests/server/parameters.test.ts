@@ -183,3 +183,32 @@ describe("messages for values no schema branch takes", () => {
     }
   });
 });
+
+describe("response_format json_object with a schema (llama-server's and vLLM's extension)", () => {
+  // Instructor's JSON_SCHEMA mode sends it; it was a 400 "Unrecognized request argument supplied: response_format.schema".
+  test("the answer is JSON of that schema; a bad schema is a 400 naming response_format.schema", async () => {
+    const schema = { type: "object", properties: { a: { const: "x" } }, required: ["a"] };
+    const r = await post("/v1/chat/completions", { model: "tiny", max_tokens: 30, messages: [{ role: "user", content: "hi" }], response_format: { type: "json_object", schema } });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body.choices[0].message.content)).toEqual({ a: "x" });
+    const bad = await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hi" }], response_format: { type: "json_object", schema: { type: "hiccup" } } });
+    expect([bad.status, bad.body.error.param]).toEqual([400, "response_format.schema.type"]);
+  });
+});
+
+describe("token-id prompts that begin with the BOS token", () => {
+  // lm-evaluation-harness and other tokenizing clients send the BOS first: it was refused as a control token
+  // (prompt_rejected, special_tokens), and without that refusal it would have been doubled.
+  test("are taken as given: accepted, counted once, the same answer as the ids without it", async () => {
+    const withBos = (await post("/tokenize", { content: "hello world", add_special: true })).body.tokens as number[];
+    const ids = await tokenize("hello world");
+    expect(withBos.slice(1)).toEqual(ids);
+    const ask = (prompt: number[]) => post("/v1/completions", { model: "tiny", prompt, max_tokens: 4, temperature: 0 });
+    const a = await ask(withBos);
+    expect(a.status).toBe(200);
+    expect(a.body.usage.prompt_tokens).toBe(withBos.length);
+    const b = await ask(ids);
+    expect(b.body.usage.prompt_tokens).toBe(withBos.length); // the engine puts the BOS first itself
+    expect(a.body.choices[0].text).toBe(b.body.choices[0].text);
+  });
+});

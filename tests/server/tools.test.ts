@@ -313,3 +313,20 @@ describe("the deprecated functions / function_call (OpenAI still takes them)", (
     }
   });
 });
+
+describe("a forced call streamed", () => {
+  // Its first delta was {"role":"assistant","content":""}: the openai SDK's stream helper then gave content "" where
+  // the same request unstreamed gives null.
+  test("the first delta's content is null, and the SDK's final message matches the unstreamed answer", async () => {
+    const body = { ...base, tools: [weather], tool_choice: "required" as const, seed: 3 };
+    const stream = client.chat.completions.stream(body);
+    const deltas: unknown[] = [];
+    stream.on("chunk", (c) => deltas.push(c.choices[0]?.delta));
+    const streamed = await stream.finalChatCompletion();
+    expect(deltas[0]).toEqual({ role: "assistant", content: null });
+    const plain = await client.chat.completions.create(body);
+    expect(plain.choices[0]!.message.content).toBeNull();
+    expect(streamed.choices[0]!.message.content).toBeNull();
+    expect(JSON.stringify(streamed.choices[0]!.message.tool_calls?.map((c) => c.function))).toBe(JSON.stringify(plain.choices[0]!.message.tool_calls?.map((c) => (c as { function: unknown }).function)));
+  });
+});

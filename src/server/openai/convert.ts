@@ -56,7 +56,9 @@ function logprobsOf(req: ChatCompletionRequest | CompletionRequest): number | un
 
 function toFormat(rf: ChatCompletionRequest["response_format"], specialTokens: readonly string[]): OutputFormat | undefined {
   if (!rf || rf.type === "text") return undefined;
-  if (rf.type === "json_object") return { kind: "json" };
+  if (rf.type === "json_object") {
+    return rf.schema ? { kind: "json_schema", schema: checkedSchema(rf.schema, specialTokens, "response_format.schema") } : { kind: "json" };
+  }
   if (!rf.json_schema.schema) return { kind: "json" };
   return { kind: "json_schema", schema: checkedSchema(rf.json_schema.schema, specialTokens, "response_format.json_schema.schema") };
 }
@@ -264,7 +266,7 @@ export function textCompletion(id: string, model: string, created: number, gs: G
 
 /** One stream chunk of choice `index`; `logprobs` as chatLogprobs builds it. */
 export function chatChunk(id: string, model: string, created: number,
-  delta: { role?: "assistant"; content?: string } | ReturnType<typeof toolCallsDelta> | ReturnType<typeof functionCallDelta>,
+  delta: { role?: "assistant"; content?: string | null } | ReturnType<typeof toolCallsDelta> | ReturnType<typeof functionCallDelta>,
   finish: string | null, index = 0, logprobs: ReturnType<typeof chatLogprobs> = null) {
   return { id, object: "chat.completion.chunk" as const, created, model, choices: [{ index, delta, finish_reason: finish, logprobs }] };
 }

@@ -58,7 +58,8 @@ const jsonSchemaFormat = z.strictObject({
 
 export const responseFormat = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("text") }),
-  z.strictObject({ type: z.literal("json_object") }),
+  // `schema`: llama-server's and vLLM's extension (Instructor's JSON_SCHEMA mode sends it): JSON of that schema.
+  z.strictObject({ type: z.literal("json_object"), schema: z.record(z.string(), z.unknown()).nullish() }),
   jsonSchemaFormat,
 ]).nullish();
 

@@ -21,6 +21,7 @@ export const chatRoutes = (deps: AppDeps) =>
     const created = Math.floor(deps.clock() / 1000);
     const n = body.n ?? 1;
     const legacy = usesFunctions(body);
+    const forced = !!tools && tools.choice !== "auto";
     // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
@@ -31,7 +32,9 @@ export const chatRoutes = (deps: AppDeps) =>
       call: (signal, choice, hooks) =>
         deps.engine.chat({ model: info.id, messages, tools, sampling: choiceSampling(sampling, choice, n), signal, ...hooks }),
       full: (gs) => chatCompletion(id, info.id, created, gs, legacy),
-      head: (i) => chatChunk(id, info.id, created, { role: "assistant", content: "" }, null, i),
+      // A forced call has no text: content null, as the answer unstreamed says (the openai SDK's stream helpers build
+      // their final message from these deltas: "" there, null unstreamed).
+      head: (i) => chatChunk(id, info.id, created, { role: "assistant", content: forced ? null : "" }, null, i),
       piece: (text, i, lp) => chatChunk(id, info.id, created, { content: text }, null, i, chatLogprobs(lp)),
       calls: (calls, i) => chatChunk(id, info.id, created, legacy ? functionCallDelta(calls) : toolCallsDelta(calls), null, i),
       end: (finish, _g, i) => chatChunk(id, info.id, created, {}, legacyFinish(finish, legacy), i),

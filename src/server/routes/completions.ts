@@ -14,7 +14,10 @@ export const completionRoutes = (deps: AppDeps) =>
     const { state, info } = p;
     const sampling = toSampling(body, deps.config, info.contextSize, deps.engine.specialTokens(info.id));
     // Token-id prompts are guarded as the text they spell; if the guard changes that text, the text is used instead.
-    const given = prompts(body);
+    // One that begins with the BOS token (as lm-evaluation-harness and other tokenizing clients send it) is taken as
+    // given: the engine puts that token first anyway (it had been refused as a control token, or doubled).
+    const bos = info.beginningToken;
+    const given = prompts(body).map((p) => (typeof p !== "string" && bos !== undefined && p[0] === bos ? p.slice(1) : p));
     const texts = given.map((p) => (typeof p === "string" ? p : deps.engine.detokenize(info.id, p, "prompt")));
     const guarded = deps.promptGuard(state, info.id, texts.map((content) => ({ role: "user" as const, content }))).map((t) => t.content);
     const inputs = given.map((p, i) => (typeof p !== "string" && guarded[i] === texts[i] ? p : guarded[i]!));
