@@ -37,6 +37,24 @@ export class BodyTooLargeError extends AppError {
 }
 
 /**
+ * A compressed body (Content-Encoding gzip, br, …): never decompressed here (a small gzip body inflates past any
+ * limit), so 415 as HTTP has it for a content coding the server does not take, before a byte of it is read; it was a
+ * 400 invalid_json that did not say why.
+ */
+export class UnsupportedEncodingError extends AppError {
+  constructor(coding: string) {
+    super(`Content-Encoding '${coding.slice(0, 64)}' is not supported: send the request body uncompressed.`, 415, "invalid_request_error",
+      "unsupported_content_encoding", null, { connection: "close" });
+  }
+}
+
+/** Throws UnsupportedEncodingError for a Content-Encoding other than identity. */
+export function checkEncoding(request: Request): void {
+  const coding = request.headers.get("content-encoding")?.trim().toLowerCase();
+  if (coding && coding !== "identity") throw new UnsupportedEncodingError(coding);
+}
+
+/**
  * The body's bytes, read as they arrive (Content-Length or chunked alike) and counted: BodyTooLargeError as soon as
  * more than `max` have come, never buffering more than that. Bun's own limit is set far above ours (listen.ts), so
  * this, not Bun's bodiless 413, answers every oversize body.

@@ -19,7 +19,7 @@ import { networkOf } from "./network";
 import { HostError, hostAllowlist } from "./host";
 import { lockdownGuard } from "./lockdown";
 import type { KeyRecord, KeyStore } from "./keys";
-import { BodyTimeoutError, BodyTooLargeError, declaredLength, readBodyBytes, tokenReservation, withDeadline } from "./body";
+import { BodyTimeoutError, BodyTooLargeError, checkEncoding, declaredLength, readBodyBytes, tokenReservation, withDeadline } from "./body";
 import { checkBounds } from "./bounds";
 import { LineSampler } from "./log-sampler";
 import { createPromptGuard } from "./prompt-guard";
@@ -176,6 +176,7 @@ export function createGuards(d: GuardDeps): Guards {
     },
 
     async readBody(request, state) {
+      checkEncoding(request);
       // Counted as it arrives and cut off past maxBodyBytes, within the body deadline.
       let buf: Uint8Array;
       try {

@@ -94,3 +94,18 @@ test("a body nobody reads (an unknown route, a GET, a refused key) is not draine
     expect(reply.toLowerCase()).toContain("connection: close");
   }
 });
+
+// A gzip body (some HTTP clients compress uploads) was a 400 invalid_json that did not say why; it is never inflated
+// (a small body inflates past any limit).
+test("a compressed body: 415 unsupported_content_encoding naming the coding, before it is read; identity is the plain body", async () => {
+  const json = JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+  const gz = Bun.gzipSync(new TextEncoder().encode(json));
+  const post = (encoding: string, body: Uint8Array | string) => fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST", body, headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json", "content-encoding": encoding } });
+  const r = await post("gzip", gz);
+  expect(r.status).toBe(415);
+  const err = ((await r.json()) as { error: { code: string; message: string } }).error;
+  expect(err.code).toBe("unsupported_content_encoding");
+  expect(err.message).toContain("'gzip' is not supported");
+  expect((await post("Identity", json)).status).toBe(200);
+});
