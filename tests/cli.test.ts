@@ -45,6 +45,8 @@ test("keys and audit take --config FILE (as the README and the 'run this as root
   expect((await capture(["keys", "create", "--name", "mine", "--config", file])).code).toBe(0);
   expect(fs.readFileSync(path.join(stateDir, "keys.json"), "utf8")).toContain('"mine"');
   expect(JSON.parse((await capture(["keys", "list", "--json", "--config", file])).out)[0]).toMatchObject({ name: "mine" });
+  // --config beside --state-dir is still read: one that cannot be is an error, as for every command.
+  expect((await capture(["keys", "list", "--state-dir", stateDir, "--config", path.join(stateDir, "missing.json")])).code).toBe(2);
   const audit = await capture(["audit", "verify", "--config", file]);
   expect(audit.out + audit.err).toContain(path.join(stateDir, "audit.jsonl"));
   const none = await capture(["keys"]);

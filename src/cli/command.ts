@@ -94,7 +94,10 @@ export function unknownSubcommand(command: string, sub: string | undefined, know
  * installed config; the README offers "--config FILE or --state-dir DIR" to every command).
  */
 export function stateDirFlag(values: Record<string, unknown>): string {
-  return (values["state-dir"] as string | undefined) ?? loadConfig({ file: values.config as string | undefined }).stateDir;
+  const stateDir = values["state-dir"] as string | undefined;
+  // A --config given beside --state-dir is still read: a file that cannot be is an error, as for every other command.
+  if (stateDir !== undefined && values.config === undefined) return stateDir;
+  return loadConfig({ file: values.config as string | undefined, ...(stateDir !== undefined && { flags: { stateDir } }) }).stateDir;
 }
 
 /** --platform systemd|launchd, or the one this machine runs. */

@@ -193,18 +193,21 @@ export class LlamaEngine implements Engine {
       const over = countBeyond(pieceCounter(l), call.prompt, promptRoom(l.info.contextSize, call.sampling));
       if (over !== undefined) fitContext(l.info.contextSize, over, call.sampling, "prompt"); // throws: it cannot fit
     }
-    const tokens = typeof call.prompt === "string" ? l.model.tokenize(call.prompt, false) : call.prompt as Token[];
     // LlamaCompletion puts the BOS in front itself: `input` is what it evaluates (counted, and what prompt
     // logprobs evaluate first), `tokens` what it is given (it had been given `input`: two BOS tokens, one
-    // more token than counted, and a prompt the model was never trained on).
+    // more token than counted, and a prompt the model was never trained on). Token ids that already begin with
+    // the BOS (lm-evaluation-harness sends them so) are `input` as given, and their echoed logprobs list it: one
+    // entry per token sent, as the client counts them.
     const bos = beginningToken(l.model);
+    const givenBos = typeof call.prompt !== "string" && bos != null && call.prompt[0] === bos;
+    const tokens = typeof call.prompt === "string" ? l.model.tokenize(call.prompt, false) : (givenBos ? call.prompt.slice(1) : call.prompt) as Token[];
     const input = bos != null ? [bos, ...tokens] : tokens;
     call = { ...call, sampling: fitContext(l.info.contextSize, input.length, call.sampling, "prompt") };
     const top = call.sampling.logprobs;
     // The prompt's own logprobs are read while it is evaluated: all of it, none reused.
     const fresh = top != null && call.sampling.promptLogprobs;
     return this.withSequence(l, fresh ? { ...call, cacheScope: undefined } : call, input, async (sequence, generating, cachedTokens) => {
-      const prompt = fresh ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length) : undefined;
+      const prompt = fresh ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length && !givenBos) : undefined;
       if (prompt) call.onPromptLogprobs?.(prompt);
       const logprobs = top != null ? recordLogprobs(sequence, l.model, top, call.onLogprob, input) : undefined;
       // Complete characters of held-back tokens go out at once (early-text.ts: not with stop strings, grammar or logprobs).

@@ -189,9 +189,10 @@ test.skipIf(process.getuid?.() !== 0)("root serving a state dir another user own
 });
 
 // On a machine with the service installed (a developer's), status and uninstall describe that installation instead.
-test.skipIf(fs.existsSync("/etc/appliance/binary.sha256"))("with nothing installed: status says so (exit 1, no systemctl errors); uninstall --dry-run names nothing as kept", () => {
-  const status = run(["status", "--platform", "systemd"]);
+test.skipIf(fs.existsSync("/etc/appliance/binary.sha256"))("with nothing installed: status says so (no systemctl errors; exit 1 as nothing answers); uninstall --dry-run names nothing as kept", () => {
+  const status = run(["status", "--platform", "systemd", "--port", "1"]);
   expect(status.out).toContain("installed: no");
+  expect(status.out).toContain("service:   none (nothing installed");
   expect(status.err).toBe("");
   expect(status.code).toBe(1);
   const empty = tmpDir("appliance-uninstall-");

@@ -44,7 +44,8 @@ test("every choice is reserved (n × prompts × max_tokens), and the Responses A
   // n=4 × 500: 2,000 each, so the second does not fit beside the first (one choice each: ~520, both fitted).
   expect(await both(() => chat(ctx.key, { ...short, n: 4, max_tokens: 500 }))).toEqual([200, 429]);
   const later = await makeApp({ engine, clock: () => now + 120_000, keys: [{ name: "p", tpm: 3_000 }] });
-  const completions = () => req("/v1/completions", { key: later.key, json: { model: "tiny", prompt: ["a", "b", "c", "d"], max_tokens: 500, ...short } });
+  // "/v1/completions/" reaches the same route: counted the same (it had been one choice).
+  const completions = () => req("/v1/completions/", { key: later.key, json: { model: "tiny", prompt: ["a", "b", "c", "d"], max_tokens: 500, ...short } });
   expect(await Promise.all([later.app.handle(completions()), later.app.handle(completions())]).then((rs) => rs.map((r) => r.status).sort())).toEqual([200, 429]);
   const third = await makeApp({ engine, clock: () => now + 240_000, keys: [{ name: "r", tpm: 2_000 }] });
   const responses = () => req("/v1/responses", { key: third.key, json: { model: "tiny", input: "hello", max_output_tokens: 1_500,

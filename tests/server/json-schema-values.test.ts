@@ -75,6 +75,14 @@ test("more than 1,000 enum values in a schema (OpenAI's limit): 400 naming where
   const over = await answer({ type: "object", properties: { a: { enum: values(600) }, b: { enum: values(401) } }, required: ["a", "b"] });
   expect([over.status, over.error?.param]).toEqual([400, at(".properties.b.enum")]);
   expect(over.error?.message).toContain("more than 1000 enum values");
+  // A request's tools share the count: one grammar is made of all their parameters.
+  const tool = (name: string, n: number) => ({ type: "function", function: { name, parameters: { type: "object", properties: { a: { enum: values(n) } } } } });
+  const tools = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "x" }], tools: [tool("t1", 600), tool("t2", 401)] }),
+  });
+  expect(tools.status).toBe(400);
+  expect(((await tools.json()) as { error: { param: string } }).error.param).toBe("tools.1.function.parameters.properties.a.enum");
   const ok = await answer({ type: "object", properties: { a: { enum: values(1000) } }, required: ["a"] });
   expect(ok.status).toBe(200);
   expect(values(1000)).toContain((ok.json as { a: string }).a);

@@ -191,6 +191,11 @@ describe("response_format json_object with a schema (llama-server's and vLLM's e
     const r = await post("/v1/chat/completions", { model: "tiny", max_tokens: 30, messages: [{ role: "user", content: "hi" }], response_format: { type: "json_object", schema } });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body.choices[0].message.content)).toEqual({ a: "x" });
+    // An empty schema is any JSON: json_object's own answer, an object.
+    const any = await post("/v1/chat/completions", { model: "tiny", max_tokens: 40, messages: [{ role: "user", content: "hi" }], response_format: { type: "json_object", schema: {} } });
+    expect(any.status).toBe(200);
+    if (any.body.choices[0].finish_reason === "stop") expect(typeof JSON.parse(any.body.choices[0].message.content)).toBe("object");
+    expect(any.body.choices[0].message.content.trimStart().startsWith("{")).toBe(true);
     const bad = await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hi" }], response_format: { type: "json_object", schema: { type: "hiccup" } } });
     expect([bad.status, bad.body.error.param]).toEqual([400, "response_format.schema.type"]);
   });
@@ -210,5 +215,12 @@ describe("token-id prompts that begin with the BOS token", () => {
     const b = await ask(ids);
     expect(b.body.usage.prompt_tokens).toBe(withBos.length); // the engine puts the BOS first itself
     expect(a.body.choices[0].text).toBe(b.body.choices[0].text);
+    // echo + logprobs (lm-eval's loglikelihood request): one prompt entry per id sent, the BOS first with no logprob.
+    const scored = await post("/v1/completions", { model: "tiny", prompt: withBos, max_tokens: 1, temperature: 0, echo: true, logprobs: 1 });
+    const lp = scored.body.choices[0].logprobs;
+    expect(lp.tokens.length).toBe(withBos.length + 1);
+    expect(lp.token_logprobs[0]).toBeNull();
+    expect(lp.token_logprobs.slice(1).every((x: unknown) => typeof x === "number")).toBe(true);
+    expect(lp.tokens.join("")).toBe(scored.body.choices[0].text);
   });
 });

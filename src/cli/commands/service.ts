@@ -149,10 +149,10 @@ export const statusCmd: Command = {
   async run(argv) {
     const { values } = parseOwn(argv, { port: { type: "string" }, platform: { type: "string" } });
     const { inst, url } = instanceFor(values);
-    // Nothing installed: no service to ask systemctl/launchctl about (their raw errors were printed), and whatever answers
-    // on the port is not it.
-    if (!inst.installed) { out(`installed: no (no appliance service on this machine; appliance install sets one up)`); return EXIT.FAIL; }
-    const state = inst.platform === "systemd" ? realRunner(["systemctl", "is-active", "appliance.service"]).out.trim()
+    // Nothing installed: no service to ask systemctl/launchctl about (their raw errors were printed); the health of a
+    // server run by hand (a container, no installer) on the port is still reported.
+    const state = !inst.installed ? "none (nothing installed; appliance install sets one up)"
+      : inst.platform === "systemd" ? realRunner(["systemctl", "is-active", "appliance.service"]).out.trim()
       : realRunner(["launchctl", "print", "system/local.appliance.server"]).code === 0 ? "loaded" : "not loaded";
     const health = await waitHealthy(url, 1500);
     // Lockdown answers 503 to all but /health: a healthy status alone would hide it.

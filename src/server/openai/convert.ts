@@ -2,7 +2,7 @@
 import { InvalidRequestError } from "../../errors";
 import { checkEmbeddedJson, type JsonBounds } from "../../guards/json-shape";
 import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling, ToolCall, ToolUse } from "../../engine/engine";
-import { checkJsonSchema } from "./json-schema";
+import { checkJsonSchema, type SchemaBudget } from "./json-schema";
 import { grammarSchema } from "./json-schema-grammar";
 import { chatLogprobs, choiceTextLogprobs, spelled, type textLogprobs } from "./logprob-wire";
 import { MAX_CHOICES, type ChatCompletionRequest, type CompletionRequest } from "./wire";
@@ -57,15 +57,16 @@ function logprobsOf(req: ChatCompletionRequest | CompletionRequest): number | un
 function toFormat(rf: ChatCompletionRequest["response_format"], specialTokens: readonly string[]): OutputFormat | undefined {
   if (!rf || rf.type === "text") return undefined;
   if (rf.type === "json_object") {
-    return rf.schema ? { kind: "json_schema", schema: checkedSchema(rf.schema, specialTokens, "response_format.schema") } : { kind: "json" };
+    // An empty schema is any JSON: json_object's own grammar (an object), as without one.
+    return rf.schema && Object.keys(rf.schema).length ? { kind: "json_schema", schema: checkedSchema(rf.schema, specialTokens, "response_format.schema") } : { kind: "json" };
   }
   if (!rf.json_schema.schema) return { kind: "json" };
   return { kind: "json_schema", schema: checkedSchema(rf.json_schema.schema, specialTokens, "response_format.json_schema.schema") };
 }
 
 /** A request's schema checked (a 400 naming what is wrong), in the form its grammar is made from. */
-function checkedSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string): Record<string, unknown> {
-  checkJsonSchema(schema, specialTokens, param);
+function checkedSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string, budget?: SchemaBudget): Record<string, unknown> {
+  checkJsonSchema(schema, specialTokens, param, budget);
   return grammarSchema(schema, param);
 }
 
@@ -76,10 +77,12 @@ export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly st
   const choice = req.tool_choice ?? (tools.length ? "auto" : "none");
   if (choice !== "none" && !tools.length) throw new InvalidRequestError("tool_choice needs tools.", "tool_choice");
   const seen = new Set<string>();
+  // One grammar is made of every tool's parameters (auto and required choose among them): their enums count together.
+  const budget: SchemaBudget = { enumValues: 0 };
   const parameters = tools.map((t, i) => {
     if (seen.has(t.function.name)) throw new InvalidRequestError(`Tool '${t.function.name}' is defined twice.`, `tools.${i}.function.name`);
     seen.add(t.function.name);
-    return t.function.parameters && checkedSchema(t.function.parameters, specialTokens, `tools.${i}.function.parameters`);
+    return t.function.parameters && checkedSchema(t.function.parameters, specialTokens, `tools.${i}.function.parameters`, budget);
   });
   if (choice === "none") return undefined;
   const specs = tools.map((t, i) => ({ name: t.function.name, description: t.function.description, parameters: parameters[i] }));

@@ -27,9 +27,12 @@ export const REF = "#/$defs/";
  */
 const MAX_ENUM_VALUES = 1000;
 
+/** What the schemas of one request have used of its limits (the enum values of all its tools count together). */
+export interface SchemaBudget { enumValues: number }
+
 /** Throws InvalidRequestError(param `${param}.<path>`) for the first problem found. */
-export function checkJsonSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string): void {
-  walk(schema, param, 0, new Set(), schema, { enumValues: 0 });
+export function checkJsonSchema(schema: Record<string, unknown>, specialTokens: readonly string[], param: string, budget: SchemaBudget = { enumValues: 0 }): void {
+  walk(schema, param, 0, new Set(), schema, budget);
   const text = JSON.stringify(schema);
   const token = specialTokens.find((t) => text.includes(t));
   if (token) throw new InvalidRequestError(`The schema contains the model's control token '${token}', which it cannot write as text.`, param);
@@ -84,7 +87,7 @@ function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, 
     throw new InvalidRequestError("'enum' must be a non-empty array.", `${at}.enum`);
   }
   if (Array.isArray(s.enum) && (seen.enumValues += s.enum.length) > MAX_ENUM_VALUES) {
-    throw new InvalidRequestError(`The schema has more than ${MAX_ENUM_VALUES} enum values in all (OpenAI's limit too).`, `${at}.enum`);
+    throw new InvalidRequestError(`The schema has more than ${MAX_ENUM_VALUES} enum values in all (OpenAI's limit too; a request's tools count together).`, `${at}.enum`);
   }
   for (const k of SCHEMA_MAPS) {
     if (!(k in s)) continue;

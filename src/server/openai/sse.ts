@@ -28,6 +28,7 @@ export interface SseOptions {
 
 export function sseResponse(opts: SseOptions): Response {
   let closed = false, finished = false;
+  let cut: Error | undefined; // set when the client stopped reading: the stream ends as a cancel, even after its last event
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
       const write = (s: string) => {
@@ -53,7 +54,7 @@ export function sseResponse(opts: SseOptions): Response {
         if (finished) return;
         finished = true;
         if (!closed) { closed = true; try { controller.close(); } catch { /* already closed by cancel */ } }
-        opts.onFinish(err);
+        opts.onFinish(err ?? cut);
       }
     },
     cancel() {
@@ -64,8 +65,9 @@ export function sseResponse(opts: SseOptions): Response {
   /** The client stopped reading: as if it had gone (the generation aborted, 499); the connection is closed. */
   function stalled(controller: ReadableStreamDefaultController<Uint8Array>) {
     closed = true;
+    cut = new Error("the client stopped reading the stream");
     opts.onCancel();
-    try { controller.error(new Error("the client stopped reading the stream")); } catch { /* already closed */ }
+    try { controller.error(cut); } catch { /* already closed */ }
   }
   return new Response(stream, {
     status: 200,

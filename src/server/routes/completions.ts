@@ -16,9 +16,10 @@ export const completionRoutes = (deps: AppDeps) =>
     // Token-id prompts are guarded as the text they spell; if the guard changes that text, the text is used instead.
     // One that begins with the BOS token (as lm-evaluation-harness and other tokenizing clients send it) is taken as
     // given: the engine puts that token first anyway (it had been refused as a control token, or doubled).
+    // The engine is given the ids as sent (it lists the BOS in echoed logprobs); the guard reads the text after it.
     const bos = info.beginningToken;
-    const given = prompts(body).map((p) => (typeof p !== "string" && bos !== undefined && p[0] === bos ? p.slice(1) : p));
-    const texts = given.map((p) => (typeof p === "string" ? p : deps.engine.detokenize(info.id, p, "prompt")));
+    const given = prompts(body);
+    const texts = given.map((p) => (typeof p === "string" ? p : deps.engine.detokenize(info.id, bos !== undefined && p[0] === bos ? p.slice(1) : p, "prompt")));
     const guarded = deps.promptGuard(state, info.id, texts.map((content) => ({ role: "user" as const, content }))).map((t) => t.content);
     const inputs = given.map((p, i) => (typeof p !== "string" && guarded[i] === texts[i] ? p : guarded[i]!));
     if (deps.config.logPrompts) state.promptText = guarded.join("\n");
