@@ -137,6 +137,8 @@ export const configSchema = z.strictObject({
       .describe("Most elements in one JSON array or members in one object (400 json_too_wide). An 8,192-token prompt array fits."),
     bodyTimeoutMs: z.number().int().min(100).max(600_000).default(30_000)
       .describe("A request body must arrive within this, or the client gets 408 body_timeout and the connection is closed (slow-body attacks)."),
+    idleTimeoutSeconds: z.number().int().min(1).max(255).default(30)
+      .describe("A kept-alive connection with no request in progress is closed after this (Bun allows at most 255). A request lifts it while it runs: a generation may be silent for minutes."),
     streamBacklogBytes: z.number().int().min(65_536).max(1 << 30).default(8 << 20)
       .describe("Most bytes of a streamed answer the server holds for a client that is not reading them (beyond what the socket buffers): past it the generation is cancelled and the connection closed (logged and audited as 499). Without it a client that never reads had its answers generated and held in memory whole."),
     anonymousLogLinesPerMinute: z.number().int().min(1).max(1_000_000).default(60)

@@ -119,13 +119,22 @@ export function createApp(input: AppInput) {
       await guards.afterParse(request, state, body);
       // The body is in: a generation may now be silent for a long time (never before, or a trickled body
       // would hold its socket forever).
-      if (request.method === "POST") server?.timeout(request, 0);
+      if (request.method === "POST" && server) {
+        server.timeout(request, 0);
+        // The lift lasted past the answer, for the connection's whole life: every kept-alive connection that had
+        // made one POST stayed open idle forever (a key holder could pile them up). Given back before the answer's
+        // end is written (Bun ignores a timeout set once the response is complete): below for a whole answer or an
+        // error, by the event stream (sse.ts onLastEvent) for a stream.
+        state.idleAgain = () => { try { server.timeout(request, config.limits.idleTimeoutSeconds); } catch { /* the connection is gone */ } };
+      }
       Object.assign(set.headers, state.headers);
       state.marks.guarded = performance.now();
     })
     // Headers decided inside a handler (prompt flags) reach the response too.
     .onAfterHandle({ as: "global" }, ({ request, set }) => {
-      Object.assign(set.headers, stateOf(request).headers);
+      const state = stateOf(request);
+      Object.assign(set.headers, state.headers);
+      if (!state.deferredFinish) state.idleAgain?.();
       // A body no handler read: the answer closes the connection. Kept open, Bun would read and drop the rest of the
       // body for as long as the client sends (its own body limit is out of the way, listen.ts): gigabytes on one connection.
       if (bodyUnread(request)) set.headers.connection = "close";
@@ -139,6 +148,7 @@ export function createApp(input: AppInput) {
       state.status = e.status;
       state.errorCode = e.code ?? undefined;
       deps.settle(state); // free the key's concurrency slot now, not when the socket closes
+      state.idleAgain?.();
       if (e.status === 499) return new Response(null, { status: 499 }); // nobody is listening
       return toResponse(e, { "x-request-id": state.id, ...state.headers, ...(bodyUnread(request) && { connection: "close" }) });
     })

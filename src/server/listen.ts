@@ -32,18 +32,18 @@ export interface ListenOptions { host: string; port: number; graceMs: number }
 const BUN_BODY_LIMIT = Number.MAX_SAFE_INTEGER;
 
 /** What `listen` binds with (tests listen with exactly these). */
-export function listenOptions(opts: Pick<ListenOptions, "host" | "port">, tls: ReturnType<typeof serverTls>) {
-  // Idle connections are dropped after 30 s; generation
+export function listenOptions(opts: Pick<ListenOptions, "host" | "port">, tls: ReturnType<typeof serverTls>, idleTimeout: number) {
+  // Idle connections are dropped after limits.idleTimeoutSeconds; generation
   // requests lift that for themselves (app.ts), since a long non-streamed answer sends nothing for a while.
   // reusePort false: Elysia turns SO_REUSEPORT on, and then a second server on a used port "listens" and
   // silently splits the traffic with the first. Without it the bind fails with EADDRINUSE, as it should.
-  return { hostname: opts.host, port: opts.port, maxRequestBodySize: BUN_BODY_LIMIT, idleTimeout: 30, reusePort: false, tls };
+  return { hostname: opts.host, port: opts.port, maxRequestBodySize: BUN_BODY_LIMIT, idleTimeout, reusePort: false, tls };
 }
 
 export function listen(app: App, engine: Engine, log: Logger, opts: ListenOptions, onHup?: () => void): Promise<number> {
   const tls = serverTls(app.deps.config); // a bad cert/key/CA is a ConfigError (exit 2), thrown before binding
   try {
-    app.listen(listenOptions(opts, tls));
+    app.listen(listenOptions(opts, tls, app.deps.config.limits.idleTimeoutSeconds));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === "EADDRINUSE" ? "address in use (is another appliance or server running on it?)" : (e as Error).message;

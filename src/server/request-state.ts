@@ -35,6 +35,8 @@ export interface RequestState {
   /** Streaming responses write their own log/audit line when the stream ends. */
   deferredFinish?: boolean;
   finished?: boolean;
+  /** Gives the connection its idle timeout back when the request ends (a POST lifts it while it runs: app.ts). */
+  idleAgain?: () => void;
   errorCode?: string;
   /** Only with logPrompts on (off by default): logs must not hold user data. */
   promptText?: string;

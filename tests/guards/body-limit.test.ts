@@ -17,7 +17,7 @@ let ctx: Awaited<ReturnType<typeof makeApp>>;
 let port: number;
 beforeAll(async () => {
   ctx = await makeApp({ engine, config: { maxBodyBytes: MAX, rateLimit: { rpm: 0, tpm: 0 } } });
-  ctx.app.listen(listenOptions({ host: "127.0.0.1", port: 0 }, undefined)); // as serve listens
+  ctx.app.listen(listenOptions({ host: "127.0.0.1", port: 0 }, undefined, ctx.config.limits.idleTimeoutSeconds)); // as serve listens
   port = ctx.app.server!.port!;
 });
 afterAll(async () => { await ctx.app.stop(true); await engine.dispose(); });

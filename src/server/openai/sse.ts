@@ -22,6 +22,8 @@ export interface SseOptions {
   headers?: Record<string, string>;
   /** The Responses API dialect: an `event:` line named by each event's `type`, and no `[DONE]`. */
   named?: boolean;
+  /** Just before the stream's end is written (the connection's idle timeout goes back on: app.ts). */
+  onLastEvent?: () => void;
   /** Bytes queued for a client that is not reading before the stream is cancelled (limits.streamBacklogBytes). */
   maxBacklog: number;
 }
@@ -53,6 +55,7 @@ export function sseResponse(opts: SseOptions): Response {
       function finish(err?: unknown) {
         if (finished) return;
         finished = true;
+        opts.onLastEvent?.();
         if (!closed) { closed = true; try { controller.close(); } catch { /* already closed by cancel */ } }
         opts.onFinish(err ?? cut);
       }

@@ -105,6 +105,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     headers: { "x-request-id": state.id, ...state.headers },
     named: plan.named,
     maxBacklog: deps.config.limits.streamBacklogBytes,
+    onLastEvent: () => state.idleAgain?.(),
     run: async (rawSend) => {
       for (const events of early.splice(0)) sendAll((e) => rawSend(fix(e)), events);
       emit = rawSend;

@@ -52,6 +52,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
     headers: { "x-request-id": state.id, ...state.headers },
     named: plan.kind === "responses",
     maxBacklog: deps.config.limits.streamBacklogBytes,
+    onLastEvent: () => state.idleAgain?.(),
     run: async (send) => {
       const wire: RelayWire = plan.kind === "responses" ? responsesWire(plan.frame!, send) : chatWire(plan.kind, plan.model, plan.includeUsage, send);
       const choices = new Map<number, Choice>();
