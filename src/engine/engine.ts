@@ -96,17 +96,20 @@ export interface GenerateCall {
 export type GenerationStage = "admitted" | "slot" | "first-token";
 
 /** A generated token (its text), its natural-log probability, and the most likely alternatives at that step. */
+/** An alternative token; `bytes` only where its text is not whole UTF-8 (`token` is then OpenAI's "bytes:\\xNN" form). */
+export interface AltLogprob { token: string; logprob: number; bytes?: number[] }
+
 export interface TokenLogprob {
   token: string;
   logprob: number;
-  top: { token: string; logprob: number }[];
+  top: AltLogprob[];
 }
 
 /** A prompt token's logprob: null for the first token when nothing came before it. */
 export interface PromptLogprob {
   token: string;
   logprob: number | null;
-  top: { token: string; logprob: number }[];
+  top: AltLogprob[];
 }
 
 export type FinishReason = "stop" | "length" | "content_filter" | "tool_calls";

@@ -6,8 +6,21 @@
  * The probabilities are node-llama-cpp's: after top_k/top_p/temperature, the distribution sampled from.
  */
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import type { PromptLogprob, TokenLogprob } from "./engine";
+import type { AltLogprob, PromptLogprob, TokenLogprob } from "./engine";
 import { TEXT_CONTEXT } from "./context-text";
+import { spellBytes, tokenBytes } from "./token-bytes";
+
+/**
+ * An alternative as listed: its text, or where that is not whole UTF-8 (a byte token reads "\uFFFD", so all of them
+ * looked alike) OpenAI's "bytes:\\xNN" spelling with its raw bytes from the vocabulary.
+ */
+function alternative(model: LlamaModel, t: Token, text: string, lp: number): AltLogprob {
+  if (!text.includes("\uFFFD")) return { token: text, logprob: lp };
+  const raw = tokenBytes(model)(t);
+  return raw && !isUtf8(raw) ? { token: spellBytes(raw), logprob: lp, bytes: raw } : { token: text, logprob: lp };
+}
+const strict = new TextDecoder("utf-8", { fatal: true });
+const isUtf8 = (bytes: number[]) => { try { strict.decode(new Uint8Array(bytes)); return true; } catch { return false; } };
 
 const logprob = (p: number | undefined) => Math.log(Math.max(p ?? 0, Number.MIN_VALUE));
 
@@ -27,7 +40,7 @@ export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel
       while (true) {
         const r = await it.next(input);
         if (r.done) return;
-        const alternatives = [...r.value.probabilities].slice(0, top).map(([t, p]) => ({ token: piece(t), logprob: logprob(p) }));
+        const alternatives = [...r.value.probabilities].slice(0, top).map(([t, p]) => alternative(model, t, piece(t), logprob(p)));
         const record = { token: piece(r.value.token), logprob: logprob(r.value.probabilities.get(r.value.token)), top: alternatives };
         records.push(record);
         onToken?.(record);
@@ -62,7 +75,7 @@ export async function promptLogprobs(sequence: LlamaContextSequence, model: Llam
     records.push({
       token: piece,
       logprob: dist ? logprob(dist.get(t)) : null,
-      top: dist ? [...dist].slice(0, top).map(([a, p]) => ({ token: model.detokenize([a], false, input.slice(Math.max(0, i - TEXT_CONTEXT), i)), logprob: logprob(p) })) : [],
+      top: dist ? [...dist].slice(0, top).map(([a, p]) => alternative(model, a, model.detokenize([a], false, input.slice(Math.max(0, i - TEXT_CONTEXT), i)), logprob(p))) : [],
     });
   });
   return records;

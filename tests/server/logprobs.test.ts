@@ -30,7 +30,8 @@ describe("chat logprobs", () => {
         expect(lps).toEqual([...lps].sort((a, b) => b - a));
         expect(t.bytes).toEqual([...Buffer.from(t.token)]);
         // The chosen token, when in the list, is listed with its logprob (the random vocabulary spells some pieces twice).
-        const listed = t.top_logprobs.filter((a) => a.token === t.token).map((a) => a.logprob);
+        // A chosen byte token spells the text sent ("\uFFFD" for a lone one); listed, it is spelled "bytes:\xNN".
+        const listed = t.top_logprobs.filter((a) => a.token === t.token || (a.token.startsWith("bytes:") && t.token.includes("\uFFFD"))).map((a) => a.logprob);
         if (t.logprob > lps.at(-1)! + 1e-9) expect(listed.some((lp) => Math.abs(lp - t.logprob) < 1e-6)).toBe(true);
       }
       // Greedy: every chosen token is the most likely one.
@@ -129,5 +130,21 @@ describe("completions logprobs", () => {
       const r = await post("/v1/completions", { model: "tiny", prompt: "x", max_tokens: 2, ...extra });
       expect([r.status, r.body.error.param]).toEqual([400, param]);
     }
+  });
+});
+
+// Client run: a token holding part of a UTF-8 character detokenizes to U+FFFD, so every such alternative read "�"
+// with bytes [239,191,189] and a completions top_logprobs object kept only one of them.
+describe("alternatives that are not whole UTF-8", () => {
+  // The tiny model's byte tokens <0xC3>, <0xA9>, <0xB6> (ids 198, 172, 185) made the likeliest by a bias.
+  const bias = { 198: 100, 172: 100, 185: 100 };
+  test("are spelled as OpenAI does ('bytes:\\xNN') with their raw bytes, each its own entry (chat and completions)", async () => {
+    const r = await post("/v1/chat/completions", { model: "tiny", messages: user("hi"), max_tokens: 2, logprobs: true, top_logprobs: 3, temperature: 0, logit_bias: bias });
+    expect(r.status).toBe(200);
+    const alts = (r.body.choices[0].logprobs.content as ChatToken[])[0]!.top_logprobs;
+    expect(alts.map((a) => a.token).sort()).toEqual(["bytes:\\xa9", "bytes:\\xb6", "bytes:\\xc3"]);
+    for (const a of alts) expect(a.bytes).toEqual([parseInt(a.token.slice(-2), 16)]);
+    const c = await post("/v1/completions", { model: "tiny", prompt: "hi", max_tokens: 1, logprobs: 3, temperature: 0, logit_bias: bias });
+    expect(Object.keys(c.body.choices[0].logprobs.top_logprobs[0]).sort()).toEqual(["bytes:\\xa9", "bytes:\\xb6", "bytes:\\xc3"]);
   });
 });

@@ -22,7 +22,7 @@ const bytes = (s: string) => [...Buffer.from(s, "utf8")];
 /** Tokens in chat's (and the Responses API's) logprob shape. */
 export const logprobEntries = (lp: TokenLogprob[]) => lp.map((t) => ({
   token: t.token, logprob: t.logprob, bytes: bytes(t.token),
-  top_logprobs: t.top.map((a) => ({ token: a.token, logprob: a.logprob, bytes: bytes(a.token) })),
+  top_logprobs: t.top.map((a) => ({ token: a.token, logprob: a.logprob, bytes: a.bytes ?? bytes(a.token) })),
 }));
 
 /** A chat choice's (or stream chunk's) logprobs object; null when there are none. */
