@@ -18,7 +18,7 @@ function lazy(meta: Omit<Command, "run">, load: () => Promise<Command>): Command
 }
 
 export const COMMANDS: CommandEntry[] = [
-  lazy({ name: "serve", summary: "Run the API server in the foreground", usage: "appliance serve [--model PATH]... [--host H] [--port N] [--threads N] [--ctx-size N] [--parallel N] [--max-queue N] [--state-dir DIR] [--config FILE] [--gpu auto|cuda|vulkan|metal|off]" },
+  lazy({ name: "serve", summary: "Run the API server in the foreground", usage: "appliance serve [--model PATH]... [--host H] [--port N] [--threads N] [--ctx-size N] [--parallel N] [--max-queue N] [--state-dir DIR] [--config FILE] [--gpu auto|cuda|vulkan|metal|off]   (every top-level setting is a flag too: --allow-public-bind, --no-auth, --tls-cert…; README, Configuration)" },
     async () => (await import("./commands/serve")).serve),
   lazy({ name: "install", summary: "Install as a hardened systemd/launchd service under its own account", usage: "appliance install [--platform systemd|launchd] [--root DIR] [--dry-run] [--binary FILE] [--model FILE]... [--port N] [--firewall]" },
     async () => (await import("./commands/service")).installCmd),

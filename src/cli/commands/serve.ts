@@ -16,7 +16,7 @@ import { verify } from "./verify";
 export const serve: Command = {
   name: "serve",
   summary: "Run the API server in the foreground",
-  usage: "appliance serve [--model PATH]... [--host H] [--port N] [--threads N] [--ctx-size N] [--parallel N] [--max-queue N] [--state-dir DIR] [--config FILE] [--gpu auto|cuda|vulkan|metal|off]",
+  usage: "appliance serve [--model PATH]... [--host H] [--port N] [--threads N] [--ctx-size N] [--parallel N] [--max-queue N] [--state-dir DIR] [--config FILE] [--gpu auto|cuda|vulkan|metal|off]   (every top-level setting is a flag too: --allow-public-bind, --no-auth, --tls-cert…; README, Configuration)",
   async run(argv) {
     if (argv.includes(LAUNCHD)) return launchdServe(argv.filter((a) => a !== LAUNCHD));
     return serveNow(argv);
