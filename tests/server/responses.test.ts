@@ -201,3 +201,20 @@ describe("responses", () => {
     expect((await error(embedOnly.responses.create({ model: "tiny", input: "x" }))).status).toBe(403);
   });
 });
+
+describe("text.format json_object with a schema (llama-server's and vLLM's extension, as chat takes it)", () => {
+  test("the output is JSON of that schema; a bad one is a 400 naming text.format", async () => {
+    const post = (schema: object) => fetch(`${baseURL}/v1/responses`, {
+      method: "POST", headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny", input: "hi", max_output_tokens: 30, text: { format: { type: "json_object", schema } } }),
+    });
+    const r = await post({ type: "object", properties: { a: { const: "x" } }, required: ["a"] });
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as { output: { type: string; content?: { text: string }[] }[] };
+    const text = body.output.find((o) => o.type === "message")!.content![0]!.text;
+    expect(JSON.parse(text)).toEqual({ a: "x" });
+    const bad = await post({ type: "hiccup" });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { param: string } }).error.param).toStartWith("text.format");
+  });
+});

@@ -66,7 +66,8 @@ export const responsesRequest = z.strictObject({
   text: z.strictObject({
     format: z.discriminatedUnion("type", [
       z.strictObject({ type: z.literal("text") }),
-      z.strictObject({ type: z.literal("json_object") }),
+      // `schema`: llama-server's and vLLM's extension, as chat's response_format takes it (convert.ts toFormat).
+      z.strictObject({ type: z.literal("json_object"), schema: z.record(z.string(), z.unknown()).nullish() }),
       z.strictObject({
         type: z.literal("json_schema"),
         name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/),
