@@ -165,6 +165,8 @@ export interface Engine {
    * `after`: the tokens before these, so a piece keeps the spacing it has in context.
    */
   detokenize(model: string, tokens: number[], param?: string, after?: number[]): string;
+  /** A token's raw bytes where they are not whole UTF-8 (part of a character); undefined otherwise or unknown. */
+  partialBytes?(model: string, token: number): number[] | undefined;
   /** Generations running or waiting, for drain and /metrics. */
   load(): { active: number; queued: number };
   /**

@@ -8,7 +8,7 @@
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import type { AltLogprob, PromptLogprob, TokenLogprob } from "./engine";
 import { TEXT_CONTEXT } from "./context-text";
-import { spellBytes, tokenBytes } from "./token-bytes";
+import { isUtf8, spellBytes, tokenBytes } from "./token-bytes";
 
 /**
  * An alternative as listed: its text, or where that is not whole UTF-8 (a byte token reads "\uFFFD", so all of them
@@ -19,8 +19,7 @@ function alternative(model: LlamaModel, t: Token, text: string, lp: number): Alt
   const raw = tokenBytes(model)(t);
   return raw && !isUtf8(raw) ? { token: spellBytes(raw), logprob: lp, bytes: raw } : { token: text, logprob: lp };
 }
-const strict = new TextDecoder("utf-8", { fatal: true });
-const isUtf8 = (bytes: number[]) => { try { strict.decode(new Uint8Array(bytes)); return true; } catch { return false; } };
+
 
 const logprob = (p: number | undefined) => Math.log(Math.max(p ?? 0, Number.MIN_VALUE));
 

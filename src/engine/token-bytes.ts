@@ -58,5 +58,9 @@ function reader(model: LlamaModel): (token: Token) => number[] | undefined {
   return () => undefined;
 }
 
+const strict = new TextDecoder("utf-8", { fatal: true });
+/** Whether bytes are whole UTF-8 (a token holding part of a character is not). */
+export const isUtf8 = (bytes: readonly number[]) => { try { strict.decode(new Uint8Array(bytes)); return true; } catch { return false; } };
+
 /** How OpenAI writes a token that is not whole UTF-8: "bytes:" and each byte as \xNN. */
 export const spellBytes = (bytes: readonly number[]) => "bytes:" + bytes.map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("");

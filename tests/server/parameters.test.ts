@@ -27,6 +27,13 @@ describe("/tokenize and /detokenize", () => {
     // special-token spellings are text, not control tokens
     expect((await tokenize("<|im_end|>")).length).toBeGreaterThan(1);
   });
+  test("a piece that is part of a UTF-8 character is its bytes, as llama-server gives it (it read \"\uFFFD\")", async () => {
+    // The tiny vocabulary has no é: it is two byte tokens, <0xC3> <0xA9>.
+    const pieces = (await post("/tokenize", { content: "héllo", with_pieces: true })).body.tokens as { id: number; piece: string | number[] }[];
+    expect(pieces.filter((p) => Array.isArray(p.piece)).map((p) => p.piece)).toEqual([[0xc3], [0xa9]]);
+    const bytes = pieces.flatMap((p) => (Array.isArray(p.piece) ? p.piece : [...Buffer.from(p.piece)]));
+    expect(Buffer.from(bytes).toString()).toBe("héllo");
+  });
 });
 
 describe("logit_bias", () => {

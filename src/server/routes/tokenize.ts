@@ -28,13 +28,14 @@ export const tokenizeRoutes = (deps: AppDeps) =>
       checkChars("content", body.content.length, deps.config.maxPromptChars, "content", "input_too_long");
       const tokens = deps.engine.tokenize(model, body.content, body.add_special ?? false);
       if (!body.with_pieces) return { tokens };
-      return { tokens: tokens.map((id, i) => ({ id, piece: deps.engine.detokenize(model, [id], "tokens", tokens.slice(Math.max(0, i - 8), i)) })) };
+      // A piece that is part of a UTF-8 character is its bytes, as llama-server gives it (its text alone reads "\uFFFD").
+      return { tokens: tokens.map((id, i) => ({ id, piece: deps.engine.partialBytes?.(model, id) ?? deps.engine.detokenize(model, [id], "tokens", tokens.slice(Math.max(0, i - 8), i)) })) };
     }, {
       body: tokenizeRequest,
       parse: "json",
       detail: { summary: "Text → token ids (llama-server extension)", tags: ["Extensions"] },
       response: {
-        200: t.Object({ tokens: t.Union([t.Array(t.Number()), t.Array(t.Object({ id: t.Number(), piece: t.String() }))]) }),
+        200: t.Object({ tokens: t.Union([t.Array(t.Number()), t.Array(t.Object({ id: t.Number(), piece: t.Union([t.String(), t.Array(t.Number())]) }))]) }),
         400: errorBody, 401: errorBody, 404: errorBody,
       },
     })
