@@ -97,7 +97,13 @@ export function stateDirFlag(values: Record<string, unknown>): string {
   const stateDir = values["state-dir"] as string | undefined;
   // A --config given beside --state-dir is still read: a file that cannot be is an error, as for every other command.
   if (stateDir !== undefined && values.config === undefined) return stateDir;
-  return loadConfig({ file: values.config as string | undefined, ...(stateDir !== undefined && { flags: { stateDir } }) }).stateDir;
+  return ownConfig(values).stateDir;
+}
+
+/** The config of a command that takes only --config FILE and --state-dir DIR of the settings' flags. */
+export function ownConfig(values: Record<string, unknown>): Readonly<Config> {
+  const stateDir = values["state-dir"] as string | undefined;
+  return loadConfig({ file: values.config as string | undefined, ...(stateDir !== undefined && { flags: { stateDir } }) });
 }
 
 /** --platform systemd|launchd, or the one this machine runs. */

@@ -15,7 +15,7 @@
  * hold or drop text for any other reason (functions, grammars, segments, ignored start text, logprobs lined up
  * with the text, a request's own stop strings: see chatEarly).
  */
-import { SpecialTokensText, type ChatWrapper, type ChatWrapperGeneratedContextState, type LlamaModel, type LlamaText, type Token } from "node-llama-cpp";
+import { SpecialTokensText, type ChatWrapper, type ChatWrapperGeneratedContextState, type LlamaText, type Token } from "node-llama-cpp";
 
 /** What early release needs from the generation. */
 export interface EarlyRelease {
@@ -31,7 +31,7 @@ const TRAILING_REPLACEMENT = /\uFFFD+$/;
 
 /**
  * `generated`: every sampled token so far (the tally's list); `textOf(from, to)`: the text of those tokens;
- * `bytesOf`: a token's bytes (tokenBytes), where the vocabulary tells them.
+ * `bytesOf`: a token's bytes (token-bytes.ts tokenBytes), where the vocabulary tells them.
  * Call `check` when node-llama-cpp asks for the next token; pass node-llama-cpp's text chunks through `fromEngine`.
  */
 export function earlyText({ send, released, holdFor }: EarlyRelease, generated: readonly Token[],
@@ -94,72 +94,6 @@ export function incompleteTokens(tokens: readonly Token[], from: number, bytesOf
   let k = 0;
   for (let covered = 0; covered < open; k++) covered += sizes[sizes.length - 1 - k]!;
   return k;
-}
-
-const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
-const byteTables = new WeakMap<LlamaModel, ((t: Token) => readonly number[] | undefined) | null>();
-
-/**
- * A token's bytes as the vocabulary spells them: SentencePiece ("llama": byte tokens <0xHH>, control tokens none,
- * ▁ a space) and byte-level BPE ("gpt2"); undefined for other vocabularies (early release then holds every
- * trailing U+FFFD).
- */
-export function tokenBytes(model: LlamaModel): ((t: Token) => readonly number[] | undefined) | undefined {
-  let table = byteTables.get(model);
-  if (table === undefined) {
-    table = buildTable(model) ?? null;
-    byteTables.set(model, table);
-  }
-  return table ?? undefined;
-}
-
-function buildTable(model: LlamaModel): ((t: Token) => readonly number[] | undefined) | undefined {
-  const ggml = (model.fileInfo.metadata as unknown as { tokenizer?: { ggml?: { model?: string; tokens?: readonly string[]; token_type?: readonly number[] } } }).tokenizer?.ggml;
-  const pieces = ggml?.tokens, types = ggml?.token_type;
-  if (!pieces || !types) return undefined;
-  const utf8 = new TextEncoder();
-  const cache = new Map<Token, readonly number[] | undefined>();
-  let spell: (t: Token) => readonly number[] | undefined;
-  if (ggml.model === "llama") {
-    spell = (t) => {
-      const piece = pieces[t], type = types[t];
-      if (piece === undefined) return undefined;
-      if (type === 3) return []; // control: no text
-      const byte = type === 6 ? BYTE_TOKEN.exec(piece) : null;
-      if (type === 6) return byte ? [parseInt(byte[1]!, 16)] : undefined;
-      return type === 1 || type === 4 ? [...utf8.encode(piece.replaceAll("\u2581", " "))] : undefined;
-    };
-  } else if (ggml.model === "gpt2") {
-    const byteOf = gpt2Bytes();
-    spell = (t) => {
-      const piece = pieces[t], type = types[t];
-      if (piece === undefined) return undefined;
-      if (type === 3) return [];
-      if (type === 4) return [...utf8.encode(piece)];
-      const out: number[] = [];
-      for (const ch of piece) {
-        const b = byteOf.get(ch);
-        if (b === undefined) return undefined;
-        out.push(b);
-      }
-      return out;
-    };
-  } else return undefined;
-  return (t) => {
-    if (!cache.has(t)) cache.set(t, spell(t));
-    return cache.get(t);
-  };
-}
-
-/** GPT-2's byte-level alphabet, character → byte (the inverse of its bytes_to_unicode). */
-function gpt2Bytes(): Map<string, number> {
-  const map = new Map<string, number>();
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    map.set(String.fromCodePoint(printable ? b : 256 + extra++), b);
-  }
-  return map;
 }
 
 /**

@@ -8,7 +8,7 @@ import { LlamaChat, LlamaCompletion, type LlamaContextSequence, type Llama, type
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolUse } from "./engine";
 import { GrammarCache } from "./grammar-cache";
-import { isUtf8, tokenBytes } from "./token-bytes";
+import { partialBytes } from "./token-bytes";
 import { beginningToken, checkTokenIds, finishOf, fitContext, generateOptions, toHistory } from "./llama-options";
 import { callOrAnswerSchema, chatFunctions, forcedCallSchema, newCallId, parseForcedCall, toolsTurn } from "./tools";
 import { callGate } from "./call-gate";
@@ -81,10 +81,7 @@ export class LlamaEngine implements Engine {
     return l.model.detokenize(tokens as Token[], true, after as Token[]);
   }
 
-  partialBytes(id: string, token: number) {
-    const raw = tokenBytes(this.get(id).model)(token as Token);
-    return raw && !isUtf8(raw) ? raw : undefined;
-  }
+  partialBytes(id: string, token: number) { return partialBytes(this.get(id).model, token as Token); }
 
   load() {
     let active = 0, queued = 0;

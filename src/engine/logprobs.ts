@@ -8,7 +8,7 @@
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import type { AltLogprob, PromptLogprob, TokenLogprob } from "./engine";
 import { TEXT_CONTEXT } from "./context-text";
-import { isUtf8, spellBytes, tokenBytes } from "./token-bytes";
+import { partialBytes, spellBytes } from "./token-bytes";
 
 /**
  * An alternative as listed: its text, or where that is not whole UTF-8 (a byte token reads "\uFFFD", so all of them
@@ -16,8 +16,8 @@ import { isUtf8, spellBytes, tokenBytes } from "./token-bytes";
  */
 function alternative(model: LlamaModel, t: Token, text: string, lp: number): AltLogprob {
   if (!text.includes("\uFFFD")) return { token: text, logprob: lp };
-  const raw = tokenBytes(model)(t);
-  return raw && !isUtf8(raw) ? { token: spellBytes(raw), logprob: lp, bytes: raw } : { token: text, logprob: lp };
+  const raw = partialBytes(model, t);
+  return raw ? { token: spellBytes(raw), logprob: lp, bytes: raw } : { token: text, logprob: lp };
 }
 
 

@@ -12,7 +12,8 @@
  */
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { TEXT_CONTEXT } from "./context-text";
-import { earlyText, tokenBytes, type EarlyRelease } from "./early-text";
+import { earlyText, type EarlyRelease } from "./early-text";
+import { tokenBytes } from "./token-bytes";
 
 /** What a tally is told besides the sequence and model. */
 export interface TallyOptions {

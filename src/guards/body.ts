@@ -4,6 +4,7 @@
  */
 import type { Config } from "../config/schema";
 import { AppError } from "../errors";
+import { normalizePath } from "./auth";
 import { MAX_CHOICES } from "./bounds";
 
 /**
@@ -97,7 +98,7 @@ export function withDeadline<T>(p: Promise<T>, ms: number, error: () => Error): 
  */
 export function tokenReservation(body: unknown, raw: string, path: string, config: Pick<Config, "defaultMaxTokens" | "maxTokensCap">): number {
   const prompt = Math.ceil(raw.length / 4);
-  path = path.replace(/\/+$/, ""); // the router takes "/v1/completions/" for "/v1/completions": so must this
+  path = normalizePath(path); // as the scope check judges it: the router takes "/v1/completions/" for "/v1/completions"
   if (path.endsWith("/embeddings") || !body || typeof body !== "object") return prompt;
   const b = body as Record<string, unknown>;
   const asked = [b.max_completion_tokens, b.max_tokens, b.max_output_tokens].find((v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0);

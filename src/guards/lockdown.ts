@@ -10,6 +10,19 @@ import { AppError } from "../errors";
 
 export const lockdownFile = (stateDir: string) => path.join(stateDir, "lockdown");
 
+/** What `appliance lockdown` writes into the file (the server only checks that it exists). */
+export interface LockdownRecord { since: string; by: { uid: number | null; user: string | null }; reason: string | null }
+
+/** The record while in lockdown; "unreadable" for a file that is not one; undefined when not in lockdown. */
+export function readLockdown(stateDir: string): Partial<LockdownRecord> | "unreadable" | undefined {
+  let text: string;
+  try { text = fs.readFileSync(lockdownFile(stateDir), "utf8"); } catch { return undefined; }
+  try {
+    const r: unknown = JSON.parse(text);
+    return r && typeof r === "object" ? r as Partial<LockdownRecord> : "unreadable";
+  } catch { return "unreadable"; }
+}
+
 /** Paths that stay up in lockdown: liveness and the operator's metrics (which still need their key). */
 const OPEN = new Set(["/health", "/metrics"]);
 

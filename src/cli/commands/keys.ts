@@ -1,10 +1,9 @@
 /** appliance keys create | list | revoke | rotate */
 import fs from "node:fs";
 import { KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
-import { loadConfig } from "../../config/load";
 import { shareRevocations } from "../../guards/store/revocations";
 import { redisConnFor } from "../../guards/store/shared-state";
-import { EXIT, parseOwn, stateDirFlag, UsageError, unknownSubcommand, type Command } from "../command";
+import { EXIT, ownConfig, parseOwn, stateDirFlag, UsageError, unknownSubcommand, type Command } from "../command";
 
 /** "30d", "12h", "90m" → ms. */
 export function parseDuration(s: string): number {
@@ -18,9 +17,8 @@ export function parseDuration(s: string): number {
  * instances with their own copy of the keys file refuse the key within a second. Exit 1 when Redis cannot be told.
  */
 async function shareRevoked(store: KeyStore, values: Record<string, unknown>): Promise<number> {
-  const stateDir = values["state-dir"] as string | undefined;
   let config;
-  try { config = loadConfig({ file: values.config as string | undefined, ...(stateDir !== undefined && { flags: { stateDir } }) }); } catch (e) {
+  try { config = ownConfig(values); } catch (e) {
     console.error(`appliance: warning: config unreadable (${(e as Error).message}); the revocation was not shared through Redis`);
     return EXIT.FAIL;
   }

@@ -4,7 +4,7 @@
  * `appliance lockdown --off`. It acts on the installed instance's state dir (or --state-dir).
  */
 import fs from "node:fs";
-import { lockdownFile } from "../../guards/lockdown";
+import { lockdownFile, type LockdownRecord } from "../../guards/lockdown";
 import { readInstance } from "../../service/instance";
 import { writeFileAtomic } from "../../util/atomic-write";
 import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, type Command } from "../command";
@@ -26,7 +26,7 @@ export const lockdown: Command = {
       return EXIT.OK;
     }
     if (!fs.existsSync(inst.config.stateDir)) { console.error(`appliance lockdown: no state dir at ${inst.config.stateDir}`); return EXIT.FAIL; }
-    const record = { since: new Date().toISOString(), by: { uid: process.getuid?.() ?? null, user: process.env.SUDO_USER ?? process.env.USER ?? null },
+    const record: LockdownRecord = { since: new Date().toISOString(), by: { uid: process.getuid?.() ?? null, user: process.env.SUDO_USER ?? process.env.USER ?? null },
       reason: (values.reason as string | undefined) ?? null };
     // Readable by the service account (it only needs to see that the file exists); owned like the state dir.
     writeFileAtomic(file, JSON.stringify(record) + "\n", { mode: 0o644 });

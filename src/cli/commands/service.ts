@@ -8,7 +8,7 @@ import { removeBuiltEngines } from "../../engine/engine-versions";
 import { selfCommand } from "../../engine/gpu";
 import { SYSTEM_NATIVE_DIR } from "../../engine/native";
 import { makeTinyModel } from "../../engine/tiny-model";
-import { lockdownFile } from "../../guards/lockdown";
+import { readLockdown } from "../../guards/lockdown";
 import type { Config } from "../../config/schema";
 import { checkGgufHeader } from "../../integrity/gguf-header";
 import { readManifest, sha256File } from "../../integrity/manifest";
@@ -220,12 +220,9 @@ async function refuseTakenPort(config: Pick<Config, "host" | "port">, platform: 
   if (error?.code === "EADDRINUSE") throw new UsageError(`port ${config.port} on ${config.host} is in use by another program: choose another --port (nothing was changed)`);
 }
 
-/** "since T, reason R" while the lockdown file exists (lockdown.ts writes it); undefined otherwise. */
+/** "since T, reason R" while in lockdown; undefined otherwise. */
 function lockdownState(stateDir: string): string | undefined {
-  let text: string;
-  try { text = fs.readFileSync(lockdownFile(stateDir), "utf8"); } catch { return undefined; }
-  try {
-    const r = JSON.parse(text) as { since?: string; reason?: string | null };
-    return `since ${r.since ?? "?"}${r.reason ? `, reason: ${r.reason}` : ""}`;
-  } catch { return "(its file is not the one lockdown writes)"; }
+  const r = readLockdown(stateDir);
+  if (r === "unreadable") return "(its file is not the one lockdown writes)";
+  return r && `since ${r.since ?? "?"}${r.reason ? `, reason: ${r.reason}` : ""}`;
 }

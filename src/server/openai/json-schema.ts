@@ -39,7 +39,7 @@ export function checkJsonSchema(schema: Record<string, unknown>, specialTokens: 
 }
 
 /** `defs`: the `$defs` names of the schemas enclosing this one (node-llama-cpp resolves a `$ref` among them). */
-function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, root: unknown, seen: { enumValues: number }): void {
+function walk(s: unknown, at: string, depth: number, defs: ReadonlySet<string>, root: unknown, seen: SchemaBudget): void {
   if (typeof s === "boolean") return;
   if (!isObject(s)) throw new InvalidRequestError("A JSON schema must be an object (or true/false).", at);
   if (depth > MAX_DEPTH) throw new InvalidRequestError(`The schema is nested deeper than ${MAX_DEPTH} levels.`, at);

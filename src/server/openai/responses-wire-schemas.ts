@@ -9,7 +9,7 @@
  * ./responses-wire, whose stand-in loads this module at its first use (lazy-schema.ts).
  */
 import { z } from "zod";
-import { FUNCTION_TOOLS_ONLY } from "./wire-schemas";
+import { FUNCTION_TOOLS_ONLY, jsonObjectFormat } from "./wire-schemas";
 
 const inputText = z.strictObject({ type: z.literal("input_text"), text: z.string() });
 /** `parsed` (and a call's `parsed_arguments`): what the openai SDK's stream and parse helpers add to output items users echo back. */
@@ -66,8 +66,7 @@ export const responsesRequest = z.strictObject({
   text: z.strictObject({
     format: z.discriminatedUnion("type", [
       z.strictObject({ type: z.literal("text") }),
-      // `schema`: llama-server's and vLLM's extension, as chat's response_format takes it (convert.ts toFormat).
-      z.strictObject({ type: z.literal("json_object"), schema: z.record(z.string(), z.unknown()).nullish() }),
+      jsonObjectFormat, // as chat's response_format takes it (convert.ts toFormat)
       z.strictObject({
         type: z.literal("json_schema"),
         name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/),

@@ -56,10 +56,12 @@ const jsonSchemaFormat = z.strictObject({
   }),
 });
 
+/** `schema`: llama-server's and vLLM's extension (Instructor's JSON_SCHEMA mode sends it): JSON of that schema. */
+export const jsonObjectFormat = z.strictObject({ type: z.literal("json_object"), schema: z.record(z.string(), z.unknown()).nullish() });
+
 export const responseFormat = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("text") }),
-  // `schema`: llama-server's and vLLM's extension (Instructor's JSON_SCHEMA mode sends it): JSON of that schema.
-  z.strictObject({ type: z.literal("json_object"), schema: z.record(z.string(), z.unknown()).nullish() }),
+  jsonObjectFormat,
   jsonSchemaFormat,
 ]).nullish();
 
