@@ -171,3 +171,12 @@ export async function untilListening(proc: { stdout: ReadableStream<Uint8Array>;
   void (async () => { for (;;) { const { value, done } = await errReader.read(); if (done) return; errText += errDecoder.decode(value, { stream: true }); } })();
   return { port, log: () => text, errLog: () => errText };
 }
+
+/**
+ * The text logprob tokens spell: a token that is part of a UTF-8 character is written as OpenAI writes it,
+ * "bytes:\xNN…", and spells its bytes.
+ */
+export function tokenText(tokens: readonly string[]): string {
+  const bytes = tokens.flatMap((t) => (t.startsWith("bytes:") ? t.slice(6).split("\\x").filter(Boolean).map((h) => parseInt(h, 16)) : [...Buffer.from(t)]));
+  return Buffer.from(bytes).toString();
+}

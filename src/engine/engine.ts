@@ -103,6 +103,8 @@ export interface TokenLogprob {
   token: string;
   logprob: number;
   top: AltLogprob[];
+  /** Only where the token is part of a UTF-8 character (its text alone then reads U+FFFD): its raw bytes. */
+  bytes?: number[];
 }
 
 /** A prompt token's logprob: null for the first token when nothing came before it. */
@@ -110,6 +112,8 @@ export interface PromptLogprob {
   token: string;
   logprob: number | null;
   top: AltLogprob[];
+  /** As TokenLogprob's. */
+  bytes?: number[];
 }
 
 export type FinishReason = "stop" | "length" | "content_filter" | "tool_calls";

@@ -20,6 +20,14 @@ function alternative(model: LlamaModel, t: Token, text: string, lp: number): Alt
   return raw ? { token: spellBytes(raw), logprob: lp, bytes: raw } : { token: text, logprob: lp };
 }
 
+/**
+ * A chosen token's raw bytes where they are not whole UTF-8 (the wire spells it as alternatives are). Read from the
+ * vocabulary, not the text: after the first byte of a character, the next one's text reads "", not U+FFFD.
+ */
+function withBytes(model: LlamaModel, t: Token): { bytes?: number[] } {
+  const raw = partialBytes(model, t);
+  return raw ? { bytes: raw } : {};
+}
 
 const logprob = (p: number | undefined) => Math.log(Math.max(p ?? 0, Number.MIN_VALUE));
 
@@ -40,7 +48,7 @@ export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel
         const r = await it.next(input);
         if (r.done) return;
         const alternatives = [...r.value.probabilities].slice(0, top).map(([t, p]) => alternative(model, t, piece(t), logprob(p)));
-        const record = { token: piece(r.value.token), logprob: logprob(r.value.probabilities.get(r.value.token)), top: alternatives };
+        const record: TokenLogprob = { token: piece(r.value.token), logprob: logprob(r.value.probabilities.get(r.value.token)), top: alternatives, ...withBytes(model, r.value.token) };
         records.push(record);
         onToken?.(record);
         recent.push(r.value.token);
@@ -72,7 +80,7 @@ export async function promptLogprobs(sequence: LlamaContextSequence, model: Llam
     const piece = model.detokenize([t], false, input.slice(Math.max(bos ? 1 : 0, i - TEXT_CONTEXT), i));
     const dist = i > 0 ? out[i - 1]?.next.probabilities : undefined;
     records.push({
-      token: piece,
+      token: piece, ...withBytes(model, t),
       logprob: dist ? logprob(dist.get(t)) : null,
       top: dist ? [...dist].slice(0, top).map(([a, p]) => alternative(model, a, model.detokenize([a], false, input.slice(Math.max(0, i - TEXT_CONTEXT), i)), logprob(p))) : [],
     });

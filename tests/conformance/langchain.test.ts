@@ -6,6 +6,7 @@ import { ChatOpenAI, OpenAIEmbeddings } from "@langchain/openai";
 import { z } from "zod";
 import OpenAI from "openai";
 import { occupySlot, startBinary, type BinaryServer } from "./binary-server";
+import { tokenText } from "../helpers";
 
 let server: BinaryServer;
 const chat = (extra: Record<string, unknown> = {}) => new ChatOpenAI({
@@ -77,14 +78,14 @@ describe("ChatOpenAI", () => {
     const m = chat({ logprobs: true, topLogprobs: 2, seed: 4, maxTokens: 10 });
     const r = await m.invoke("hello");
     const lp = r.response_metadata.logprobs as Lp;
-    expect(lp.content.map((t) => t.token).join("")).toBe(r.content as string);
+    expect(tokenText(lp.content.map((t) => t.token))).toBe(r.content as string);
     expect(lp.content.every((t) => t.top_logprobs.length === 2)).toBe(true);
     let streamed = "", tokens = "";
     for await (const c of await m.stream("hello")) {
       streamed += c.content as string;
       const chunkLp = c.response_metadata.logprobs as Lp | null | undefined;
-      if (c.content) expect(chunkLp!.content.map((t) => t.token).join("")).toBe(c.content as string);
-      tokens += chunkLp?.content.map((t) => t.token).join("") ?? "";
+      if (c.content) expect(tokenText(chunkLp!.content.map((t) => t.token))).toBe(c.content as string);
+      tokens += tokenText(chunkLp?.content.map((t) => t.token) ?? []);
     }
     expect(streamed.length).toBeGreaterThan(0);
     expect(tokens).toBe(streamed);

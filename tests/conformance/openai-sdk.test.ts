@@ -7,6 +7,7 @@ import OpenAI from "openai";
 import { zodFunction, zodResponseFormat } from "openai/helpers/zod";
 import { z } from "zod";
 import { startBinary, type BinaryServer } from "./binary-server";
+import { tokenText } from "../helpers";
 
 let server: BinaryServer;
 let client: OpenAI;
@@ -69,7 +70,7 @@ describe("chat", () => {
   test("logprobs and top_logprobs, in the SDK's types", async () => {
     const r = await client.chat.completions.create({ model: "tiny", messages: user("x"), max_tokens: 6, logprobs: true, top_logprobs: 2 });
     const content = r.choices[0]!.logprobs!.content!;
-    expect(content.map((t) => t.token).join("")).toBe(r.choices[0]!.message.content!);
+    expect(tokenText(content.map((t) => t.token))).toBe(r.choices[0]!.message.content!);
     for (const t of content) {
       expect(t.logprob).toBeLessThanOrEqual(0);
       expect(t.top_logprobs).toHaveLength(2);
@@ -86,7 +87,7 @@ describe("logprobs, streams of several choices, the deprecated functions", () =>
     const done = await stream.finalChatCompletion();
     const content = done.choices[0]!.logprobs!.content!;
     expect(content.length).toBeGreaterThan(0);
-    expect(content.map((t) => t.token).join("")).toBe(done.choices[0]!.message.content!);
+    expect(tokenText(content.map((t) => t.token))).toBe(done.choices[0]!.message.content!);
     for (const t of content) expect(t.top_logprobs).toHaveLength(2);
   });
   test("n=2 streamed: the SDK's final completion has both choices, as without streaming", async () => {
@@ -98,11 +99,11 @@ describe("logprobs, streams of several choices, the deprecated functions", () =>
   test("completions: echo with logprobs (the prompt's tokens first), streamed logprobs", async () => {
     const r = await client.completions.create({ model: "tiny", prompt: "the cat", max_tokens: 4, seed: 1, logprobs: 1, echo: true });
     expect(r.choices[0]!.text.startsWith("the cat")).toBe(true);
-    expect(r.choices[0]!.logprobs!.tokens!.join("")).toBe(r.choices[0]!.text);
+    expect(tokenText(r.choices[0]!.logprobs!.tokens!)).toBe(r.choices[0]!.text);
     let text = "", tokens = "";
     for await (const c of await client.completions.create({ model: "tiny", prompt: "the cat", max_tokens: 6, seed: 1, logprobs: 1, stream: true })) {
       text += c.choices[0]?.text ?? "";
-      tokens += c.choices[0]?.logprobs?.tokens?.join("") ?? "";
+      tokens += tokenText(c.choices[0]?.logprobs?.tokens ?? []);
     }
     expect(tokens).toBe(text);
   });
@@ -110,10 +111,10 @@ describe("logprobs, streams of several choices, the deprecated functions", () =>
     const body = { model: "tiny", input: "hello", max_output_tokens: 8, top_logprobs: 1, include: ["message.output_text.logprobs" as const] };
     const r = await client.responses.create(body);
     const part = (r.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
-    expect(part.logprobs!.map((t) => t.token).join("")).toBe(part.text);
+    expect(tokenText(part.logprobs!.map((t) => t.token))).toBe(part.text);
     const final = await client.responses.stream(body).finalResponse();
     const streamed = (final.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
-    expect(streamed.logprobs!.map((t) => t.token).join("")).toBe(streamed.text);
+    expect(tokenText(streamed.logprobs!.map((t) => t.token))).toBe(streamed.text);
   });
   test("functions / function_call (deprecated, still OpenAI's): message.function_call, and its result sent back", async () => {
     const r = await client.chat.completions.create({

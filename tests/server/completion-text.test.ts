@@ -6,7 +6,7 @@
  * they are llama-server's token strings.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { listenApp, makeApp } from "../helpers";
+import { listenApp, makeApp, tokenText } from "../helpers";
 import { peerOrSkip, startLlamaServer, type LlamaServer } from "./peer-llama-server";
 
 const peer = await peerOrSkip("COMPLETIONS TEXT VS LLAMA-SERVER");
@@ -42,14 +42,14 @@ test("the first generated token keeps its leading space, and logprob tokens spel
   const c = (await ours("hello world", { logprobs: 1 })).choices[0]!;
   // The tiny model answers "hello world" with " hello" (its token ▁hello), never "hello" glued to the prompt.
   expect(c.text.startsWith(" ")).toBe(true);
-  expect(c.logprobs!.tokens.join("")).toBe(c.text);
+  expect(tokenText(c.logprobs!.tokens)).toBe(c.text);
   let at = 0;
   c.logprobs!.tokens.forEach((t, i) => { expect(c.logprobs!.text_offset[i]).toBe(at); at += t.length; });
   // echo: the prompt, then the same text, offsets into the whole.
   const e = (await ours("hello world", { logprobs: 1, echo: true })).choices[0]!;
   expect(e.text).toBe("hello world" + c.text);
   const offsets = e.logprobs!.text_offset;
-  expect(e.logprobs!.tokens.join("")).toBe(e.text);
+  expect(tokenText(e.logprobs!.tokens)).toBe(e.text);
   expect(offsets.slice(-c.logprobs!.tokens.length)).toEqual(c.logprobs!.text_offset.map((o) => o + "hello world".length));
 }, 60_000);
 
@@ -83,7 +83,7 @@ describe.skipIf(!peer)("against llama-server", () => {
       });
       const theirs = (await r.json() as { choices: { logprobs: { content: { token: string }[] } }[] }).choices[0]!.logprobs.content.map((c) => c.token);
       const mine = (await ours(prompt, { logprobs: 1 })).choices[0]!.logprobs!;
-      expect(mine.tokens.join("")).toBe(theirs.join(""));
+      expect(tokenText(mine.tokens)).toBe(theirs.join(""));
       // Each of llama-server's whole-text tokens is ours, at the same offset. (A stray byte token is where the two
       // differ: llama-server glues it to the next token's text, "\uFFFD or"; one entry per token here.)
       let at = 0;
@@ -114,7 +114,7 @@ test("an end token right after a byte token: the byte's text is kept, streamed a
     cases++;
     // Counted: one logprob entry per generated token, the trailing byte's too.
     const lp = (await (await post({ logprobs: 1 })).json() as Completion).choices[0]!;
-    expect(lp.logprobs!.tokens.join("")).toBe(lp.text);
+    expect(tokenText(lp.logprobs!.tokens)).toBe(lp.text);
     expect(lp.text).toBe(whole.choices[0]!.text);
     expect(lp.logprobs!.tokens.length).toBe(whole.usage.completion_tokens);
   }

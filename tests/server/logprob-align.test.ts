@@ -36,3 +36,15 @@ test("a token spelled with other leading spaces than the text at its spot is one
   d.token(lp(" x"));
   expect(d.push("y", "y", true)).toEqual([{ text: "y", logprobs: null }]);
 });
+
+test("byte tokens with their raw bytes: an entry each where the bytes are the text's (a middle byte reads \"\"), else as text", () => {
+  const lp = (token: string, bytes?: number[]) => ({ token, logprob: -0.5, top: [], ...(bytes && { bytes }) });
+  const a = new LogprobAligner();
+  for (const t of [lp("a"), lp("\uFFFD", [0xe6]), lp("", [0x97]), lp("\uFFFD", [0xa5]), lp("b")]) a.token(t);
+  const entries = a.push("a日b", "a日b", true).flatMap((p) => p.logprobs ?? []);
+  expect(entries.map((e) => e.bytes ?? e.token)).toEqual(["a", [0xe6], [0x97], [0xa5], "b"]);
+  // A stray byte the text shows as U+FFFD is that text, not its byte.
+  const b = new LogprobAligner();
+  for (const t of [lp("\uFFFD", [0xc3]), lp("x")]) b.token(t);
+  expect(b.push("\uFFFDx", "\uFFFDx", true).flatMap((p) => p.logprobs ?? [])).toEqual([lp("\uFFFD"), lp("x")]);
+});

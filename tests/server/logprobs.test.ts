@@ -1,5 +1,6 @@
 /** logprobs / top_logprobs (chat) and logprobs (completions) on the real tiny model. */
 import { describe, expect, test } from "bun:test";
+import { spellBytes } from "../../src/engine/token-bytes";
 import { sdkApp } from "./sdk-app";
 
 const srv = sdkApp();
@@ -21,14 +22,15 @@ describe("chat logprobs", () => {
       const choice = r.body.choices[0];
       const content = choice.logprobs.content as ChatToken[];
       expect(content.length).toBeGreaterThan(0);
-      expect(content.map((t) => t.token).join("")).toBe(choice.message.content);
+      // The tokens spell the answer (a token that is part of a character by its bytes, written "bytes:\\xNN").
+      expect(Buffer.from(content.flatMap((t) => t.bytes)).toString()).toBe(choice.message.content);
       for (const t of content) {
         expect(t.logprob).toBeLessThanOrEqual(0);
         expect(t.top_logprobs).toHaveLength(5);
         expect(sum(t.top_logprobs.map((a) => a.logprob))).toBeLessThanOrEqual(1 + 1e-6);
         const lps = t.top_logprobs.map((a) => a.logprob);
         expect(lps).toEqual([...lps].sort((a, b) => b - a));
-        expect(t.bytes).toEqual([...Buffer.from(t.token)]);
+        expect(t.token.startsWith("bytes:") ? spellBytes(t.bytes) : t.bytes).toEqual(t.token.startsWith("bytes:") ? t.token : [...Buffer.from(t.token)]);
         // The chosen token, when in the list, is listed with its logprob (the random vocabulary spells some pieces twice).
         // A chosen byte token spells the text sent ("\uFFFD" for a lone one); listed, it is spelled "bytes:\xNN".
         const listed = t.top_logprobs.filter((a) => a.token === t.token || (a.token.startsWith("bytes:") && t.token.includes("\uFFFD"))).map((a) => a.logprob);
@@ -146,5 +148,39 @@ describe("alternatives that are not whole UTF-8", () => {
     for (const a of alts) expect(a.bytes).toEqual([parseInt(a.token.slice(-2), 16)]);
     const c = await post("/v1/completions", { model: "tiny", prompt: "hi", max_tokens: 1, logprobs: 3, temperature: 0, logit_bias: bias });
     expect(Object.keys(c.body.choices[0].logprobs.top_logprobs[0]).sort()).toEqual(["bytes:\\xa9", "bytes:\\xb6", "bytes:\\xc3"]);
+  });
+});
+
+// Client run (lm-evaluation-harness): chosen tokens that are part of a UTF-8 character were merged into one entry
+// per character, so a prompt's entries were fewer than its tokens and `token_logprobs[ctxlen:-1]` read the wrong
+// positions for any non-ASCII text. One entry per token now, written as OpenAI writes such tokens.
+describe("chosen tokens that are not whole UTF-8", () => {
+  test("a token-id prompt with echo lists one entry per id; its byte tokens are 'bytes:\\xNN' at their character's offset", async () => {
+    const text = "un café noir";
+    const ids = (await post("/tokenize", { content: text })).body.tokens as number[];
+    expect(ids).toContain(198); // é is <0xC3> <0xA9> in the tiny vocabulary
+    const r = await post("/v1/completions", { model: "tiny", prompt: ids, max_tokens: 1, temperature: 0, logprobs: 1, echo: true });
+    expect(r.status).toBe(200);
+    const lp = r.body.choices[0].logprobs;
+    expect(lp.tokens.length).toBe(ids.length + 1);
+    expect(lp.token_logprobs.length).toBe(ids.length + 1);
+    const at = ids.indexOf(198);
+    expect(lp.tokens.slice(at, at + 2)).toEqual(["bytes:\\xc3", "bytes:\\xa9"]);
+    expect(lp.text_offset.slice(at, at + 3)).toEqual([text.indexOf("é"), text.indexOf("é"), text.indexOf("é") + 1]);
+    for (const x of lp.token_logprobs.slice(1)) expect(x).toBeLessThanOrEqual(0);
+    // Scoring a continuation as lm-eval does: the last prompt token's position holds its logprob.
+    expect(typeof lp.token_logprobs[ids.length - 1]).toBe("number");
+  });
+
+  test("chat: a generated character made of byte tokens is an entry per token with its raw bytes", async () => {
+    // A schema whose only value is "é" makes the model write <0xC3> <0xA9> between the quotes.
+    const r = await post("/v1/chat/completions", { model: "tiny", messages: user("hi"), max_tokens: 8, logprobs: true, top_logprobs: 2,
+      response_format: { type: "json_schema", json_schema: { name: "e", schema: { enum: ["é"] } } } });
+    expect(r.status).toBe(200);
+    expect(r.body.choices[0].message.content).toBe('"é"');
+    const content = r.body.choices[0].logprobs.content as ChatToken[];
+    expect(content.map((t) => t.token)).toEqual(['"', "bytes:\\xc3", "bytes:\\xa9", '"']);
+    expect(content.map((t) => t.bytes)).toEqual([[34], [0xc3], [0xa9], [34]]);
+    for (const t of content) expect(t.top_logprobs).toHaveLength(2);
   });
 });

@@ -4,7 +4,8 @@
  * tokens the model sampled and the text sent can differ. The rule kept here: a token is shown only where
  * its text is exactly the text sent at that spot. A rewritten stretch becomes one entry whose token is the
  * text sent in its place, with the summed logprob of the tokens it replaced and no alternatives, so the
- * entries of a chunk always spell the chunk and never show a redacted secret (or its alternatives).
+ * entries of a chunk always spell the chunk (byte tokens by their raw bytes) and never show a redacted secret (or
+ * its alternatives).
  * Text is sent only up to a token boundary; a token still being consumed waits for the next piece.
  * When tokens and text cannot be matched at all (text the tokens do not spell), logprobs are null from
  * there on, and the text still flows.
@@ -20,6 +21,19 @@ function commonSuffix(a: string, b: string): number {
   return n;
 }
 
+/** Part of a UTF-8 character: its raw bytes known, or (bytes unknown) its text alone reads U+FFFD. */
+const isByteToken = (t: TokenLogprob) => t.bytes !== undefined || t.token.includes("\uFFFD");
+
+/** An entry spelled by its text alone (no raw bytes). */
+const asText = ({ token, logprob, top }: TokenLogprob): TokenLogprob => ({ token, logprob, top });
+
+/** Whether tokens' raw bytes, all known, are exactly `text`'s UTF-8. */
+function sameBytes(tokens: TokenLogprob[], text: string): boolean {
+  if (tokens.some((t) => !t.bytes)) return false;
+  const want = Buffer.from(text, "utf8");
+  return Buffer.from(tokens.flatMap((t) => t.bytes!)).equals(want);
+}
+
 export class LogprobAligner {
   private tokens: TokenLogprob[] = [];
   /** Generated text the filter has consumed and not yet sent, and the filter's output for it. */
@@ -27,9 +41,12 @@ export class LogprobAligner {
   private out = "";
   private lost = false;
 
-  /** A sampled token, in order; called before its text reaches `push`. Empty pieces (a control token) are skipped. */
+  /**
+   * A sampled token, in order; called before its text reaches `push`. Empty pieces (a control token) are skipped,
+   * but not a byte token's (the middle byte of a character reads "" after the one before it).
+   */
   token(t: TokenLogprob) {
-    if (t.token) this.tokens.push(t);
+    if (t.token || t.bytes) this.tokens.push(t);
   }
 
   /**
@@ -43,8 +60,8 @@ export class LogprobAligner {
     const pieces: AlignedPiece[] = [];
     const entries: TokenLogprob[] = [];
     let text = "";
-    const emit = (entry: TokenLogprob | undefined, rawLen: number, outLen: number, used: number) => {
-      if (entry && outLen > 0) { entries.push(entry); text += this.out.slice(0, outLen); }
+    const emit = (entry: TokenLogprob | TokenLogprob[] | undefined, rawLen: number, outLen: number, used: number) => {
+      if (entry && outLen > 0) { entries.push(...[entry].flat()); text += this.out.slice(0, outLen); }
       this.raw = this.raw.slice(rawLen);
       this.out = this.out.slice(outLen);
       this.tokens.splice(0, used);
@@ -52,22 +69,28 @@ export class LogprobAligner {
     while (!this.lost && (this.raw || this.out)) {
       const t = this.tokens[0];
       if (!t || !this.raw) { this.lost = true; break; }
+      if (t.bytes) { // an entry per token where their bytes are exactly the text's; else as text below
+        const bytes = this.bytePieces(final, true);
+        if (bytes === undefined) break;
+        if (bytes) { emit(bytes.entries, bytes.length, bytes.length, bytes.used); continue; }
+      }
       if (this.raw.startsWith(t.token)) {
-        if (this.out.startsWith(t.token)) { emit(t, t.token.length, t.token.length, 1); continue; }
+        // Spelled by its text (a lone byte token's U+FFFD is what is sent): its raw bytes are not that text's.
+        if (this.out.startsWith(t.token)) { emit(asText(t), t.token.length, t.token.length, 1); continue; }
         if (!this.rewrite(final, emit)) break;
         continue;
       }
       if (t.token.startsWith(this.raw)) {
         if (!final) break; // the token is still being consumed
         // Cut short by a stop sequence: the part that was generated as text.
-        if (this.out === this.raw) { emit({ ...t, token: this.raw }, this.raw.length, this.out.length, 1); continue; }
+        if (this.out === this.raw) { emit({ ...asText(t), token: this.raw }, this.raw.length, this.out.length, 1); continue; }
         if (!this.rewrite(final, emit)) break;
         continue;
       }
-      if (t.token.includes("\uFFFD")) {
-        const bytes = this.bytePieces(final);
+      if (!t.bytes && t.token.includes("\uFFFD")) {
+        const bytes = this.bytePieces(final, false);
         if (bytes === undefined) break;
-        if (bytes) { emit(bytes.entry, bytes.length, bytes.length, bytes.used); continue; }
+        if (bytes) { emit(bytes.entries, bytes.length, bytes.length, bytes.used); continue; }
       }
       const spaced = this.spacing(t, final);
       if (spaced === undefined) break;
@@ -85,12 +108,15 @@ export class LogprobAligner {
   }
 
   /**
-   * Tokens that are bytes of one character (each alone shows as U+FFFD): one entry for the characters they
-   * make, up to where the next whole token's text starts. Undefined: wait for more text; null: no match.
+   * Tokens that are bytes of characters (each alone shows as U+FFFD), up to where the next whole token's text
+   * starts: an entry each, carrying its raw bytes (the wire spells them "bytes:\\xNN", as OpenAI does), when their
+   * bytes are exactly those characters' (a client counting positions by tokens, lm-eval's echo scoring, finds
+   * one entry per token); otherwise (bytes unknown, or a stray byte the text shows as U+FFFD) null when `exact`,
+   * else one entry spelling the characters. Undefined: wait for more text; null: no match.
    */
-  private bytePieces(final: boolean): { entry: TokenLogprob; length: number; used: number } | null | undefined {
+  private bytePieces(final: boolean, exact: boolean): { entries: TokenLogprob[]; length: number; used: number } | null | undefined {
     let used = 0, logprob = 0;
-    while (used < this.tokens.length && this.tokens[used]!.token.includes("\uFFFD")) logprob += this.tokens[used++]!.logprob;
+    while (used < this.tokens.length && isByteToken(this.tokens[used]!)) logprob += this.tokens[used++]!.logprob;
     const next = this.tokens[used];
     // Each byte token makes at most one character (two UTF-16 units).
     const most = Math.min(2 * used, this.raw.length);
@@ -101,8 +127,11 @@ export class LogprobAligner {
     if (length < 0) return !next && !final ? undefined : null;
     if (length > this.raw.length || this.raw.length === length && !final && !next) return undefined;
     if (this.out.slice(0, length) !== this.raw.slice(0, length)) return null;
+    const run = this.tokens.slice(0, used);
+    if (sameBytes(run, this.raw.slice(0, length))) return { entries: run, length, used };
+    if (exact) return null;
     // Alternatives of the first byte (what was chosen between at that step), so every entry has the asked-for count.
-    return { entry: { token: this.raw.slice(0, length), logprob, top: this.tokens[0]!.top }, length, used };
+    return { entries: [{ token: this.raw.slice(0, length), logprob, top: this.tokens[0]!.top }], length, used };
   }
 
   /**
@@ -123,7 +152,7 @@ export class LogprobAligner {
       length = this.raw.length; // cut short by a stop sequence
     } else return null;
     if (this.out.slice(0, length) !== this.raw.slice(0, length)) return null;
-    return { entry: { ...t, token: this.raw.slice(0, length) }, length };
+    return { entry: { ...asText(t), token: this.raw.slice(0, length) }, length };
   }
 
   /**

@@ -7,7 +7,7 @@
 import { InvalidRequestError } from "../../errors";
 import { checkEmbeddedJson, type JsonBounds } from "../../guards/json-shape";
 import type { ChatTurn, Generation, TokenLogprob, ToolCall } from "../../engine/engine";
-import { logprobEntries } from "./logprob-wire";
+import { logprobEntries, spelled } from "./logprob-wire";
 import { checkArguments } from "./convert";
 import type { ResponsesRequest } from "./responses-wire";
 import type { ChatCompletionRequest } from "./wire";
@@ -128,7 +128,7 @@ const messageStatus = (g: Generation) => (incomplete(g) ? "incomplete" as const 
 
 /** The answer's logprobs while their tokens spell its text (generate.ts lines them up with the text as sent). */
 const answerLogprobs = (g: Generation): Entries =>
-  (g.logprobs && g.logprobs.map((t) => t.token).join("") === g.text ? logprobEntries(g.logprobs) : []);
+  (spelled(g.logprobs, g.text) ? logprobEntries(g.logprobs!) : []);
 
 function callItem(c: ToolCall, status: "in_progress" | "completed") {
   return { type: "function_call" as const, id: "fc_" + c.id.replace(/^call_/, ""), call_id: c.id, name: c.name,
