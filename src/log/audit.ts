@@ -15,7 +15,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
 import { holdFileLock, withFileLockSync } from "../util/file-lock";
-import { openPlainFile, readFd } from "../util/fs";
+import { appendWhole, openPlainFile, readFd } from "../util/fs";
 import { lastLine } from "../util/last-line";
 
 export const GENESIS = "0".repeat(64);
@@ -104,6 +104,8 @@ export class AuditLog {
   private readonly key: Buffer;
   private readonly timer: ReturnType<typeof setInterval>;
   private readonly writer: { release(): void };
+  /** Records that could not be written (a full disk): each left nothing in the log (metrics: appliance_audit_write_failures_total). */
+  writeFailures = 0;
 
   constructor(readonly file: string, private readonly opts: AuditLogOptions = {}) {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -170,7 +172,12 @@ export class AuditLog {
   append(rec: AuditRecord) {
     const body = JSON.stringify({ ...rec, seq: this.seq + 1, prev: this.prev });
     const mac = hmac(this.key, body);
-    fs.appendFileSync(this.file, `${body.slice(0, -1)},"mac":"${mac}"}\n`, { mode: 0o600 });
+    try {
+      appendWhole(this.file, `${body.slice(0, -1)},"mac":"${mac}"}\n`);
+    } catch (e) {
+      this.writeFailures++;
+      throw e;
+    }
     this.seq++;
     this.prev = mac;
     if (this.seq - this.anchored >= CHECKPOINT_EVERY) this.checkpoint();
@@ -183,7 +190,7 @@ export class AuditLog {
     const cp: Checkpoint = { ...c, mac: hmac(this.key, checkpointText(c)) };
     this.anchored = this.seq;
     try { this.opts.log?.info({ auditCheckpoint: cp }, "audit checkpoint"); } catch { /* the file copy still stands */ }
-    fs.appendFileSync(checkpointsPath(this.file), JSON.stringify(cp) + "\n", { mode: 0o600 });
+    appendWhole(checkpointsPath(this.file), JSON.stringify(cp) + "\n");
   }
 
   close() {

@@ -86,6 +86,7 @@ async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logg
   const engine = opts.engine ?? loaded!.engine;
   const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock });
   const app = createApp({ config, engine, log, guards, version: versionInfo(), gateway, clock });
+  if (audit) app.deps.metrics.attachAudit(audit);
   if (!opts.gateway) gateway?.start(); // health checks of the upstreams built here (a test drives its own)
   if (loaded) {
     // Both start checks refuse the start on a mismatch, so a running server reports them passed (checked just

@@ -146,6 +146,13 @@ export class Metrics {
       } });
   }
 
+  /** Audit records that could not be written (a full state disk): each request was answered, its record lost. */
+  attachAudit(audit: { readonly writeFailures: number }) {
+    new client.Counter({ name: "appliance_audit_write_failures_total", help: "Audit records that could not be written (e.g. a full disk): the request was answered, its record lost (the log stays verifiable).",
+      registers: [this.registry],
+      collect() { this.reset(); this.inc(audit.writeFailures); } });
+  }
+
   /** An integrity check's outcome (serve's start checks). */
   integrityChecked(check: "models" | "native", ok: boolean, atMs = Date.now()) {
     this.c.integrity.set({ check }, ok ? 1 : 0);

@@ -58,3 +58,23 @@ export function ownerFor(dir: string): { uid: number; gid: number } | undefined 
 }
 
 export const parentDir = (file: string) => path.dirname(path.resolve(file));
+
+/**
+ * Appends `text` whole or not at all. A write cut short (a full disk: the kernel writes up to the last free block,
+ * then ENOSPC) is cut back off before the error is thrown, so no torn line is left mid-file for the next append to
+ * run on from (a hash-chained log would then fail verification for good). Only for files this process alone
+ * appends to (the audit log holds its writer lock).
+ */
+export function appendWhole(file: string, text: string, mode = 0o600) {
+  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, mode);
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buf = Buffer.from(text, "utf8");
+    try {
+      for (let done = 0; done < buf.length;) done += fs.writeSync(fd, buf, done);
+    } catch (e) {
+      try { fs.ftruncateSync(fd, size); } catch { /* the error below says what failed; the next start repairs a torn tail */ }
+      throw e;
+    }
+  } finally { fs.closeSync(fd); }
+}
