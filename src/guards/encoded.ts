@@ -16,8 +16,22 @@ const MAX = 258;
 export const ENCODED_MAX = MAX;
 
 /**
+ * Whether a run starting at `s` follows an encoded text's padding ("…QQ==" then more): the tail of one longer
+ * encoded text, skipped. The `=` of an assignment (`KEY=…`, `?k=…`, `x=…`) is not padding: the name before it is
+ * short, or does not make whole base64 quads with it (a run after it was once skipped too, so `k=<base64>` leaked).
+ */
+function afterPadding(text: string, s: number): boolean {
+  let e = s, pads = 0;
+  while (pads < 2 && e > 0 && text.charCodeAt(e - 1) === 61) { e--; pads++; }
+  if (!pads) return false;
+  let b = e;
+  while (b > 0 && isAlphabet(text.charCodeAt(b - 1))) b--;
+  return e - b >= MIN && (e - b + pads) % 4 === 0;
+}
+
+/**
  * Maximal alphabet runs of at least 24 characters, each with up to two `=` after it, as [start, end) pairs;
- * a run right after `=` is the tail of a longer encoded text and is skipped, as are runs over 258 chars.
+ * a run right after another's padding is the tail of a longer encoded text and is skipped, as are runs over 258 chars.
  * Probes every 24th character: in prose the probe is usually in a short word, and the next probe can skip
  * past that word's start + 24, so most characters are never read.
  */
@@ -35,7 +49,7 @@ export function encodedRuns(text: string): [number, number][] {
     while (e < n && isAlphabet(text.charCodeAt(e))) e++;
     const runEnd = e;
     for (let k = 0; k < 2 && e < n && text.charCodeAt(e) === 61; k++) e++;
-    if (e - s <= MAX && !(s > 0 && text.charCodeAt(s - 1) === 61)) runs.push([s, e]);
+    if (e - s <= MAX && !afterPadding(text, s)) runs.push([s, e]);
     p = runEnd + MIN; // the next run starts after runEnd
   }
   return runs;
@@ -61,7 +75,7 @@ const hexValue = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 1
 /**
  * Where an encoded run still being written at the end of `text` starts (text.length if none): a trailing run of
  * alphabet characters (with up to two `=`) that could still become one `encodedRuns` reports and `decode` accepts —
- * not over 258 characters, not right after `=`, and every complete base64 quad (or, while the run is all hex, every
+ * not over 258 characters, not right after another's padding, and every complete base64 quad (or, while the run is all hex, every
  * hex pair) so far decoding to printable bytes, and among its first 24 characters the high bits a quad's characters so
  * far fix allowing a printable next byte. Ordinary words fail the quad test within their first four letters.
  */
@@ -71,7 +85,7 @@ export function encodedLiveStart(text: string): number {
   while (pads < 2 && e > 0 && text.charCodeAt(e - 1) === 61) { e--; pads++; }
   let s = e;
   while (s > 0 && e - s <= MAX && isAlphabet(text.charCodeAt(s - 1))) s--;
-  if (s === e || e - s + pads > MAX || (s > 0 && text.charCodeAt(s - 1) === 61)) return n;
+  if (s === e || e - s + pads > MAX || afterPadding(text, s)) return n;
   // After `=` the run cannot grow: shorter than a reported run, it never will be one.
   if (pads && e - s < MIN) return n;
   let base64 = true, k = s;
@@ -94,7 +108,7 @@ export function encodedLiveStart(text: string): number {
   }
   if (base64) return s;
   if (pads) return n;
-  for (let k = s; k < e; k += 2) {
+  for (let k = s + hexPrefix(text, s, e); k < e; k += 2) {
     const hi = hexValue(text.charCodeAt(k));
     if (hi < 0) return n;
     if (k + 1 < e) {
@@ -105,9 +119,16 @@ export function encodedLiveStart(text: string): number {
   return s;
 }
 
-/** The decoded text of an encoded run, when it decodes to at least 16 bytes of printable ASCII; undefined otherwise. */
+/** 2 where a run starts with a hex literal's `0x` (its digits follow), else 0. */
+const hexPrefix = (text: string, s: number, e: number) => (e - s > 2 && text.charCodeAt(s) === 48 && (text.charCodeAt(s + 1) | 32) === 120 ? 2 : 0);
+
+/**
+ * The decoded text of an encoded run, when it decodes to at least 16 bytes of printable ASCII; undefined otherwise.
+ * Hex may carry a `0x` prefix (it read as base64 before, and decoded to nothing).
+ */
 export function decode(run: string): string | undefined {
-  const bytes = /^(?:[0-9a-f]{2})+$/i.test(run) ? Buffer.from(run, "hex") : Buffer.from(run, "base64");
+  const hex = /^(?:0x)?((?:[0-9a-f]{2})+)$/i.exec(run);
+  const bytes = hex ? Buffer.from(hex[1]!, "hex") : Buffer.from(run, "base64");
   if (bytes.length < 16) return undefined;
   for (const b of bytes) if (b < 0x20 ? b !== 9 && b !== 10 && b !== 13 : b > 0x7e) return undefined;
   return bytes.toString("latin1");

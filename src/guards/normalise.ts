@@ -19,10 +19,13 @@ export const INVISIBLE_CHAR = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}
 /**
  * Where invisible characters are legitimate: emoji sequences (ZWJ between
  * pictographs, a variation selector after one, keycaps, tag-spelled subdivision
- * flags; that one first, its black flag is a pictograph too). The prompt guard
+ * flags; that one first, its black flag is a pictograph too). A flag's tags are a
+ * subdivision code as Unicode spells them (two region letters, 1-4 letters or
+ * digits: "gbsct"); any tag text once passed inside a 🏴 … U+E007F wrapper
+ * (hidden instructions to a model that reads tag characters). The prompt guard
  * skips these and refuses everything else.
  */
-export const EMOJI_SEQUENCE = String.raw`\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?(?:\u200D\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?)*|[0-9#*]\uFE0F?\u20E3`;
+export const EMOJI_SEQUENCE = String.raw`\u{1F3F4}[\u{E0061}-\u{E007A}]{2}[\u{E0030}-\u{E0039}\u{E0061}-\u{E007A}]{1,4}\u{E007F}|\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?(?:\u200D\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?)*|[0-9#*]\uFE0F?\u20E3`;
 
 /**
  * Look-alikes from Cyrillic, Greek, Armenian and a few Latin extensions → the ASCII letter they imitate, in
@@ -33,13 +36,17 @@ export const LOOKALIKES: Readonly<Record<string, string>> = {
   "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x",
   "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l", "ɡ": "g", "ɩ": "i", "ʏ": "y",
   "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y",
-  "ı": "i", "ȷ": "j", "ℓ": "l", "օ": "o", "ս": "u", "հ": "h", "ո": "n",
+  "ı": "i", "ȷ": "j", "ℓ": "l", "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ѵ": "v", "ү": "y", "ϲ": "c", "ϳ": "j",
   "А": "A", "В": "B", "Е": "E", "Ё": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T", "У": "Y", "Х": "X",
   "Ѕ": "S", "І": "I", "Ї": "I", "Ј": "J", "Ԛ": "Q", "Ԝ": "W", "Ӏ": "I", "Ү": "Y",
   "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
-  "Օ": "O", "Ս": "U",
+  "Օ": "O", "Ս": "U", "Ѵ": "V", "Ϲ": "C", "Ϳ": "J",
   "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-", "\u2043": "-", "\uFE58": "-", "\uFE63": "-",
 };
+
+/** Look-alikes whose NFKC form is another letter (ϲ → σ, Ϲ → Σ), mapped before normalising. */
+const NFKC_CHANGES = /[\u03F2\u03F9]/gu;
+const foldBeforeNfkc = (text: string) => text.replace(NFKC_CHANGES, (ch) => LOOKALIKES[ch]!);
 
 /** Separators folded to one space: whitespace, hyphens/dashes, underscores, dots, middle dots, slashes, pipes. */
 const SEPARATOR = /[\s\p{Pd}_.·•|/\\*~^]/u;
@@ -51,7 +58,8 @@ const NON_ASCII = /[^\x00-\x7f]/;
 
 /** The matching form of `text`: NFKC, invisibles dropped, look-alikes mapped, lower case, separators folded. */
 export function skeleton(text: string): string {
-  const folded = (NON_ASCII.test(text) ? text.normalize("NFKC") : text).toLowerCase();
+  // Look-alikes NFKC would turn into another letter first (lunate sigma ϲ → σ) are mapped before it.
+  const folded = (NON_ASCII.test(text) ? foldBeforeNfkc(text).normalize("NFKC") : text).toLowerCase();
   let out = "", run = 0; // run: start of the current stretch of plain characters, copied in one slice
   let space = false;
   const flush = (i: number) => { if (i > run) { if (space) { out += " "; space = false; } out += folded.slice(run, i); } };

@@ -210,7 +210,7 @@ function folded(code: number): string {
   if (piece === undefined) {
     const ch = String.fromCodePoint(code);
     const nfkc = INVISIBLE_CHAR.test(ch) ? "" : ch.normalize("NFKC");
-    piece = LOOKALIKES[nfkc] ?? nfkc;
+    piece = LOOKALIKES[ch] ?? LOOKALIKES[nfkc] ?? nfkc; // the character itself first: NFKC makes lunate sigma Ϲ a Σ
     if (FOLDS.size >= FOLDS_MAX) FOLDS.clear();
     FOLDS.set(code, piece);
   }

@@ -120,17 +120,19 @@ export const SECRET_RULES: SecretRule[] = [
       return v.length >= 6 && (/[^A-Za-z]/.test(v) ? entropy(v) >= 2.3 : entropy(v) >= 3.2) && !codeLike(v);
     } },
   // Every alternative starts with a literal digit or bracket, so the regex engine can skip ahead: a leading
-  // lookbehind or `0*` would make it try every position (7x slower on prose).
+  // lookbehind or `0*` would make it try every position (7x slower on prose). A loopback is not part of a longer
+  // dotted number (127.0.0.1.5) but may end a sentence ("on 127.0.0.1.": that once passed).
   { id: "internal-ip", group: "internal", maxLength: 45,
-    pattern: /\b(?:10\.\d{1,3}\.\d{1,3}\.\d{1,3}|192\.168\.\d{1,3}\.\d{1,3}|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}|169\.254\.\d{1,3}\.\d{1,3}|127(?:\.\d{1,3}){1,3}(?![.\d])|0+(?:127|177)(?:\.\d{1,3}){1,3}(?![.\d]))(?::\d{1,5})?\b/g },
+    pattern: /\b(?:10\.\d{1,3}\.\d{1,3}\.\d{1,3}|192\.168\.\d{1,3}\.\d{1,3}|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}|169\.254\.\d{1,3}\.\d{1,3}|127(?:\.\d{1,3}){1,3}(?!\.?\d)|0+(?:127|177)(?:\.\d{1,3}){1,3}(?!\.?\d))(?::\d{1,5})?\b/g },
   // IPv6 loopback, bare or bracketed, short or long.
   { id: "internal-ip", group: "internal", maxLength: 41,
     // The long form starts with a literal 0 (its \b as a lookbehind after it): a leading \b would be tried at
     // every word of prose (100x slower).
     pattern: /\[(?:::1|(?:0{1,4}:){7}0{0,3}1)\]|:(?<![\w:[]:):1(?![\w:])|0(?<!\w0)0{0,3}:(?:0{1,4}:){6}0{0,3}1(?![\w:])/g },
-  // IPv6 unique-local fc00::/7 (fd00::/8 in practice) and link-local fe80::/10.
+  // IPv6 unique-local fc00::/7 (fd00::/8 in practice) and link-local fe80::/10: a first group of four digits (fd0::
+  // is 0fd0::, neither).
   { id: "internal-ip", group: "internal", maxLength: 43,
-    pattern: /\[f(?:[cd][0-9a-f]|e[89ab])[0-9a-f]?:[0-9a-f:]{2,36}\]|\bf(?:[cd][0-9a-f]|e[89ab])[0-9a-f]?:[0-9a-f:]{2,36}(?![\w:])/gi },
+    pattern: /\[f(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}\]|\bf(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}(?![\w:])/gi },
   // Loopback and private addresses written as one integer: 0x7f000001, 2130706433 (decimal only for 127/8,
   // whose 10-digit range holds few other numbers).
   { id: "internal-ip", group: "internal", maxLength: 10, pattern: /\b(?:0x[0-9a-f]{8}|21[34]\d{7})\b/gi, validate: privateInteger },
