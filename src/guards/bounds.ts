@@ -15,9 +15,10 @@ export const MAX_CHOICES = 16;
 
 type Limits = Pick<Config, "maxMessages" | "maxPromptChars">;
 
-export function checkBounds(turns: ChatTurn[], limits: Limits) {
-  if (turns.length > limits.maxMessages) {
-    throw new InvalidRequestError(`Too many messages: ${turns.length} (max ${limits.maxMessages}).`, "messages", "too_many_messages");
+/** `messages`: how many of `turns` are messages (the rest: tool definitions, call arguments, each its own text). */
+export function checkBounds(turns: ChatTurn[], limits: Limits, messages = turns.length) {
+  if (messages > limits.maxMessages) {
+    throw new InvalidRequestError(`Too many messages: ${messages} (max ${limits.maxMessages}).`, "messages", "too_many_messages");
   }
   checkChars("Prompt", turns.reduce((n, t) => n + t.content.length, 0), limits.maxPromptChars, "messages", "prompt_too_long");
 }

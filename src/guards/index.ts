@@ -42,7 +42,11 @@ export interface Guards {
    * headers. Answers the error to send: the signature's or the limiter's refusal, when there is one, else `error`.
    */
   refused(request: Request, state: RequestState, error: AppError): Promise<AppError>;
-  prompt(state: RequestState, model: string, turns: ChatTurn[]): ChatTurn[];
+  /**
+   * Bounds, then the prompt guard over every text the prompt is made of; `messages`: how many of them are the
+   * request's messages (tool definitions and call arguments are text too, but no message: `maxMessages` counts messages).
+   */
+  prompt(state: RequestState, model: string, turns: ChatTurn[], messages?: number): ChatTurn[];
   responseFilter(state: RequestState): TextFilter;
   /** Tokens are known: charge them and free the concurrency slot now, not when the socket closes. Idempotent. */
   settle(state: RequestState): void;
@@ -236,8 +240,8 @@ export function createGuards(d: GuardDeps): Guards {
       return error;
     },
 
-    prompt(state, model, turns) {
-      checkBounds(turns, config);
+    prompt(state, model, turns, messages) {
+      checkBounds(turns, config, messages);
       let v;
       try {
         v = promptCheck(turns, d.engine.specialTokens(model));

@@ -46,9 +46,9 @@ export function createApp(input: AppInput) {
     metrics,
     tracer,
     draining: false,
-    promptGuard: (state, model, turns) => {
+    promptGuard: (state, model, turns, messages) => {
       const t0 = performance.now();
-      try { return guards.prompt(state, model, turns); } finally { state.marks.promptGuard ??= [t0, performance.now()]; }
+      try { return guards.prompt(state, model, turns, messages); } finally { state.marks.promptGuard ??= [t0, performance.now()]; }
     },
     responseFilter: (state) => guards.responseFilter(state),
     settle: (state) => guards.settle(state),

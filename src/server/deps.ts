@@ -35,7 +35,8 @@ export interface AppDeps extends AppInput {
   tracer?: OtlpExporter;
   /** Set on SIGTERM/SIGINT: /ready turns 503 so load balancers stop sending. */
   draining: boolean;
-  promptGuard: (state: RequestState, model: string, turns: ChatTurn[]) => ChatTurn[];
+  /** `messages`: how many of `turns` are the request's messages, for `maxMessages` (default all of them). */
+  promptGuard: (state: RequestState, model: string, turns: ChatTurn[], messages?: number) => ChatTurn[];
   responseFilter: (state: RequestState) => TextFilter;
   /** Token counts are final: charge them to the key's limits now. */
   settle: (state: RequestState) => void;

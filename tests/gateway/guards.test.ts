@@ -29,6 +29,20 @@ const user = (content: string) => [{ role: "user" as const, content }];
 const PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n-----END RSA PRIVATE KEY-----";
 
 describe("what reaches the upstream", () => {
+  // Red team: every text part (and tool definition) was one "message" for maxMessages: 30 messages of 10 parts each
+  // were "Too many messages: 300" through a gateway and 200 sent to an appliance directly.
+  test("maxMessages counts the messages, not their text parts", async () => {
+    const up = upstream();
+    const { gw } = await gatewayOver([{ url: up.url, apiKey: "k", models: ["m"] }], { maxMessages: 4 });
+    const parts = Array.from({ length: 10 }, (_, i) => ({ type: "text", text: `part ${i}` }));
+    const send = (n: number) => fetch(`${gw.baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "m", messages: Array.from({ length: n }, () => ({ role: "user", content: parts })) }) });
+    expect((await send(4)).status).toBe(200);
+    const over = await send(5);
+    expect(over.status).toBe(400);
+    expect(((await over.json()) as { error: { message: string } }).error.message).toBe("Too many messages: 5 (max 4).");
+  });
+
   test("the upstream's key from apiKeyFile, never the client's key or headers", async () => {
     const up = upstream();
     const keyFile = path.join(tmpDir("appliance-gwkey-"), "key");

@@ -123,3 +123,20 @@ test("input bounds: message count and total prompt length → 400 naming message
   expect(embed.status).toBe(400);
   expect((await chat([{ role: "user", content: "fine" }])).status).toBe(200);
 });
+
+// Red team: tool definitions and earlier calls' names and arguments (which the prompt guard reads as texts of their
+// own) were counted as messages, so an agent conversation far below maxMessages got "Too many messages" (121 messages
+// and one tool: 283), as did 128 tools beside one message.
+test("maxMessages counts messages, not the tool definitions and call arguments beside them", async () => {
+  const ctx = await makeApp({ engine, config: { maxMessages: 6 } });
+  const tool = (i: number) => ({ type: "function", function: { name: `f${i}`, description: "d", parameters: { type: "object", properties: {} } } });
+  const call = (id: string) => ({ id, type: "function", function: { name: "f0", arguments: "{}" } });
+  const messages = [{ role: "user", content: "go" },
+    { role: "assistant", content: null, tool_calls: [call("a"), call("b")] }, { role: "tool", tool_call_id: "a", content: "1" }, { role: "tool", tool_call_id: "b", content: "2" },
+    { role: "assistant", content: null, tool_calls: [call("c")] }, { role: "tool", tool_call_id: "c", content: "3" }];
+  const chat = (msgs: unknown[]) => ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: "tiny", max_tokens: 1, messages: msgs, tools: Array.from({ length: 8 }, (_, i) => tool(i)) } }));
+  expect((await chat(messages)).status).toBe(200);
+  const over = await chat([...messages, { role: "user", content: "more" }]);
+  expect(over.status).toBe(400);
+  expect(((await over.json()) as any).error.message).toBe("Too many messages: 7 (max 6).");
+});

@@ -22,7 +22,7 @@ export function guardChat(deps: AppDeps, state: RequestState, model: string, tur
     texts.push({ text: c.name, set: (v) => { c.name = v; } });
     texts.push({ text: c.arguments, set: (v) => { c.arguments = v; } });
   }
-  const guarded = deps.promptGuard(state, model, [...turns, ...texts.map((t) => ({ role: "system" as const, content: t.text }))]);
+  const guarded = deps.promptGuard(state, model, [...turns, ...texts.map((t) => ({ role: "system" as const, content: t.text }))], turns.length);
   guarded.slice(turns.length).forEach((g, i) => texts[i]!.set(g.content));
   let next = 0;
   const messages = guarded.slice(0, turns.length).map((m) => (m.toolCalls ? { ...m, toolCalls: m.toolCalls.map(() => calls[next++]!) } : m));

@@ -100,6 +100,16 @@ function listSlots(body: Obj, key: "prompt" | "input", tokenTexts?: (string | un
   return slots;
 }
 
+/**
+ * How many messages a body holds, for `maxMessages`: chat's messages, the Responses API's input items (and its
+ * instructions), as the local routes count them; a slot is a text part, a tool definition or call argument.
+ */
+function messageCount(body: Obj, route: UpstreamRoute, slots: number): number {
+  if (route === "chat" && Array.isArray(body.messages)) return body.messages.length;
+  if (route === "responses") return (typeof body.instructions === "string" ? 1 : 0) + (Array.isArray(body.input) ? body.input.length : 1);
+  return slots;
+}
+
 export type UpstreamRoute = "chat" | "completions" | "embeddings" | "responses";
 
 export function guardUpstreamBody(deps: AppDeps, state: RequestState, model: string, route: UpstreamRoute, body: unknown,
@@ -110,7 +120,7 @@ export function guardUpstreamBody(deps: AppDeps, state: RequestState, model: str
   for (const k of ["user", "metadata", "store", "service_tier"]) delete copy[k];
   const slots = route === "chat" ? chatSlots(copy) : route === "responses" ? responsesSlots(copy)
     : listSlots(copy, route === "completions" ? "prompt" : "input", tokenTexts);
-  const guarded = deps.promptGuard(state, model, slots.map((s) => ({ role: s.role, content: s.text })));
+  const guarded = deps.promptGuard(state, model, slots.map((s) => ({ role: s.role, content: s.text })), messageCount(copy, route, slots.length));
   guarded.forEach((t, i) => { if (t.content !== slots[i]!.text) slots[i]!.set(t.content); });
   return copy;
 }
