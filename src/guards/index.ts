@@ -72,7 +72,11 @@ export interface GuardDeps {
   clock: () => number;
 }
 
-interface Extra { key?: KeyRecord; limitChecked?: boolean; rawBody?: string; slot?: Slot; admitted?: Where; reserved?: number; filters?: TextFilter[]; settled?: boolean }
+interface Extra {
+  key?: KeyRecord; limitChecked?: boolean; rawBody?: string; slot?: Slot; admitted?: Where; reserved?: number; filters?: TextFilter[]; settled?: boolean;
+  /** A signing key's request whose signature is not checked yet: the slot its body holds, on its address's network. */
+  unsigned?: { id: string; slot: Slot };
+}
 const extras = new WeakMap<RequestState, Extra>();
 const extra = (s: RequestState) => { let e = extras.get(s); if (!e) extras.set(s, (e = {})); return e; };
 
@@ -118,6 +122,16 @@ export function createGuards(d: GuardDeps): Guards {
     state.decisions.push("auth:throttled");
     return new RateLimitError("Too many failed authentication attempts from this address.", retryAfter, {});
   };
+  /** Frees the slot a signing key's request held until its signature was checked. */
+  const releaseUnsigned = (x: Extra) => {
+    if (x.unsigned && x.key) limiter.settle(x.unsigned.id, keyLimits(x.key), 0, 0, x.unsigned.slot, undefined);
+    x.unsigned = undefined;
+  };
+  /**
+   * Whose signatures a nonce belongs to: the public key's, not the key record's, so a signature sent with one key is
+   * refused as a replay with another key registered with the same public key (the signed text names no key).
+   */
+  const signer = (key: KeyRecord) => `pk:${key.signingKey}`;
   /** Charges one failed authentication (a bad key, or a bad signature) to the client; throws 429 once over the limit. */
   const countFailure = async (state: RequestState) => {
     for (const f of failCounters(state.clientIp)) {
@@ -174,7 +188,13 @@ export function createGuards(d: GuardDeps): Guards {
       extra(state).key = rec;
       checkScope(rec, url.pathname);
       if (request.method === "POST") { // generations: the slot is held from now, while the body is still arriving
-        extra(state).slot = await limiter.enter(`key:${rec.id}`, keyLimits(rec));
+        // A signing key's slot only once its signature is checked: a body still arriving (or never sent) holds one of
+        // its address network's, or whoever captured the bearer key alone could hold every slot of the key and lock
+        // its owner out (4 bodies never sent, one failed signature per 30 s body deadline, under the throttle).
+        if (rec.requireSignature) {
+          const id = `unsigned:${rec.id}:${networkOf(state.clientIp)}`;
+          extra(state).unsigned = { id, slot: await limiter.enter(id, keyLimits(rec)) };
+        } else extra(state).slot = await limiter.enter(`key:${rec.id}`, keyLimits(rec));
       }
       return undefined;
     },
@@ -208,7 +228,7 @@ export function createGuards(d: GuardDeps): Guards {
         try {
           signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: state.path + state.query, body: x.rawBody ?? "",
             headers: request.headers, nowMs: d.clock(), startedMs });
-          await nonces.check(key.id, signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
+          await nonces.check(signer(key), signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
         } catch (e) {
           // A missing, wrong or replayed signature is a failed authentication: whoever sends it holds the bearer key
           // but not the signing key (a captured key is what signing defends against). It counts against the address's
@@ -218,13 +238,17 @@ export function createGuards(d: GuardDeps): Guards {
           throw e;
         }
         state.decisions.push("signature:ok");
+        if (x.unsigned) {
+          releaseUnsigned(x);
+          x.slot = await limiter.enter(`key:${key.id}`, keyLimits(key));
+        }
       }
       x.reserved = request.method === "POST" ? tokenReservation(body, x.rawBody ?? "", state.path, config) : 0;
       const admitted = await limiter.admit(`key:${key.id}`, keyLimits(key), x.reserved);
       x.admitted = admitted.where;
       Object.assign(state.headers, admitted.headers);
       // Remembered only once the rate limiter charged it: a flood of refused requests cannot fill the cache.
-      if (signed) await nonces.add(key.id, signed.nonce, signed.expiresAt, d.clock());
+      if (signed) await nonces.add(signer(key), signed.nonce, signed.expiresAt, d.clock());
     },
 
     async refused(request, state, error) {
@@ -265,6 +289,7 @@ export function createGuards(d: GuardDeps): Guards {
       const x = extra(state);
       if (x.settled) return;
       x.settled = true;
+      releaseUnsigned(x);
       // Only what admit() took is settled: a refused request's reservation was never taken, so refunding it would mint tokens.
       if (x.key) limiter.settle(`key:${x.key.id}`, keyLimits(x.key), (state.promptTokens ?? 0) + (state.completionTokens ?? 0), x.admitted ? x.reserved ?? 0 : 0, x.slot, x.admitted);
     },
