@@ -7,6 +7,7 @@ import { main } from "../src/main";
 import { dirFlags } from "../src/config/load";
 import { defaultStateDir } from "../src/config/schema";
 import { toAppError, toResponse } from "../src/server/errors";
+import { AuditLog } from "../src/log/audit";
 import { memoryLogger, tinyModel, tmpDir } from "./helpers";
 
 async function capture(argv: string[]) {
@@ -61,8 +62,16 @@ test("keys and audit take --config FILE (as the README and the 'run this as root
 
 test("start-up hints name the state dir the server was started with, so the printed command acts on it", async () => {
   const stateDir = tmpDir();
-  const r = await capture(["serve", "--state-dir", stateDir, "--port", "0"]);
-  expect(r.code).toBe(1);
+  // No models is a configuration state (exit 2: the unit does not retry it), not a failed integrity check (exit 1,
+  // an alert): removing the last model raised 5 tampering alerts on the installed service (operator run).
+  const alerts = tmpDir();
+  const before = process.env.LOGS_DIRECTORY;
+  process.env.LOGS_DIRECTORY = alerts;
+  const r = await capture(["serve", "--state-dir", stateDir, "--port", "0"]).finally(() => {
+    if (before === undefined) delete process.env.LOGS_DIRECTORY; else process.env.LOGS_DIRECTORY = before;
+  });
+  expect(r.code).toBe(2);
+  expect(fs.existsSync(path.join(alerts, "verify-alerts.log"))).toBe(false);
   expect(r.err).toContain(`Add one with: appliance models add FILE --state-dir ${stateDir}`);
   expect(dirFlags({ stateDir: defaultStateDir(), modelsDir: "" }, true)).toBe("");
   expect(dirFlags({ stateDir: "/srv/my state", modelsDir: "/srv/m" })).toBe(" --state-dir '/srv/my state'");
@@ -97,4 +106,25 @@ test("the error mapper: an unexpected error becomes a 500 naming only the reques
   expect(body.error.type).toBe("server_error");
   expect(JSON.stringify(lines)).toContain("/srv/secret/path.gguf"); // for the operator, never the client
   expect(toAppError("UNKNOWN", new AppError("x", 418, "invalid_request_error"), "r", log).status).toBe(418);
+});
+
+// Operator run (live service): `models add` over an existing name replaced the model saying only "added"; removing
+// the last one said nothing of the service that then would not start; neither said that a running server keeps
+// serving the models it started with until it is restarted.
+test("models: a replacement says what it replaced; the last removal says serve will not start; a running server is named", async () => {
+  const stateDir = tmpDir();
+  const [a, b] = [await tinyModel(), await tinyModel({ seed: 43 })];
+  const first = await capture(["models", "add", a, "--name", "m", "--state-dir", stateDir]);
+  expect(first.out).toContain("added as model 'm'");
+  const sha = first.out.split(/\s+/)[0]!;
+  const again = await capture(["models", "add", b, "--name", "m", "--state-dir", stateDir]);
+  expect([again.code, again.out]).toEqual([0, expect.stringContaining(`replaced model 'm' (was sha256 ${sha})`)]);
+  expect(again.err).toBe(""); // no server here
+  const running = new AuditLog(path.join(stateDir, "audit.jsonl")); // what a server on this state dir holds
+  try {
+    const removed = await capture(["models", "remove", "m", "--state-dir", stateDir]);
+    expect([removed.code, removed.out]).toEqual([0, "removed m"]);
+    expect(removed.err).toContain("no models left: serve (and the installed service) will not start");
+    expect(removed.err).toContain("a server is running on this state dir: it serves the models it started with until it is restarted");
+  } finally { running.close(); }
 });

@@ -35,7 +35,8 @@ export interface AddModelOptions {
   afterOpen?: () => void;
 }
 
-export interface AddedModel { id: string; file: string; sha256: string }
+/** `replaced`: the sha256 the manifest had for this name before, when it named other bytes. */
+export interface AddedModel { id: string; file: string; sha256: string; replaced?: string }
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -76,12 +77,14 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
       remembered = copied;
     }
     fsyncDir(o.dir);
-    await withFileLock(manifestPath(o.dir), () => {
-      writeManifest(o.dir, [...readManifest(o.dir).filter((e) => e.file !== name), { sha256: digest, file: name }]);
+    const replaced = await withFileLock(manifestPath(o.dir), () => {
+      const entries = readManifest(o.dir);
+      writeManifest(o.dir, [...entries.filter((e) => e.file !== name), { sha256: digest, file: name }]);
+      return entries.find((e) => e.file === name && e.sha256 !== digest)?.sha256;
     });
     // Root's own copy: the next start need not read it again (hash-cache.ts; used only for root-owned files).
     if (remembered) { const cache = HashCache.open(o.dir); cache.remember(dest, remembered, remembered, digest, true); cache.save(); }
-    return { id, file: dest, sha256: digest };
+    return { id, file: dest, sha256: digest, ...(replaced && { replaced }) };
   } finally {
     fs.closeSync(srcFd);
   }

@@ -12,7 +12,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Config } from "../config/schema";
-import { dirFlags } from "../config/load";
+import { ConfigError, dirFlags } from "../config/load";
 import type { ModelSource } from "../engine/llama";
 import type { WrapperChoice } from "../engine/wrapper-choice";
 import { checkGgufHeader } from "./gguf-header";
@@ -73,9 +73,11 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
   const files = config.model.length
     ? config.model.flatMap(expand)
     : manifest.map((e) => path.join(dir, e.file));
+  // Nothing to serve is a configuration state, not a failed integrity check: exit 2 (the unit does not retry it)
+  // and no alert (it was alerted as tampering, 5 times, after `models remove` of the last model).
   if (!files.length) {
-    throw new ModelIntegrityError(config.model.length ? `no .gguf files in ${config.model.join(", ")}`
-      : `no models: the manifest ${path.join(dir, MANIFEST)} lists none. Add one with: appliance models add FILE${dirFlags(config, true)}`);
+    throw new ConfigError(config.model.length ? `no .gguf files in ${config.model.join(", ")}`
+      : `no models: the manifest ${path.join(dir, MANIFEST)} lists none. Add one with: appliance models add FILE${dirFlags(config, true)}`, "model");
   }
   const models: ResolvedModels["models"] = [];
   const opened: number[] = [];

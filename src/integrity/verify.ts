@@ -70,6 +70,11 @@ export async function checkBinary(l: Layout): Promise<Check> {
     : { name: "binary", status: "fail", detail: `${l.bin}: expected sha256 ${expected}, actual ${actual}` };
 }
 
+/** Whether an account may read a file by its mode bits (owner, group or others). */
+function readableBy(st: fs.Stats, a: { uid: number; gid: number }): boolean {
+  return st.uid === a.uid ? (st.mode & 0o400) !== 0 : st.gid === a.gid ? (st.mode & 0o040) !== 0 : (st.mode & 0o004) !== 0;
+}
+
 /** Secret files: keys 0600/0400 owned by the service account (or this user when not installed); config 0640 at most. */
 export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
   const problems: string[] = [];
@@ -88,7 +93,10 @@ export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
   if (l && fs.existsSync(l.configFile)) {
     const m = mode(l.configFile);
     if (m & 0o027) problems.push(`${l.configFile} has mode ${octal(m)} (want 0640 at most)`);
-    if (fs.statSync(l.configFile).uid !== 0 && process.getuid?.() === 0) problems.push(`${l.configFile} is not owned by root`);
+    const st = fs.statSync(l.configFile);
+    if (st.uid !== 0 && process.getuid?.() === 0) problems.push(`${l.configFile} is not owned by root`);
+    // The service reads it at every start: unreadable, the start fails (exit 2) while verify said all was well.
+    if (owner && !readableBy(st, owner)) problems.push(`${l.configFile} is not readable by ${l.account} (the service reads it): chgrp ${l.account} and chmod 0640`);
   }
   if (problems.length) return { name: "files", status: "fail", detail: problems.join("; ") };
   if (unknown.length) return { name: "files", status: "unknown", detail: `modes ok; cannot check ${unknown.join(", ")}` };

@@ -9,6 +9,7 @@ import path from "node:path";
 import { parseConfig } from "../../src/config/load";
 import { KeyStore, keysFilePath } from "../../src/guards/keys";
 import { checkFiles } from "../../src/integrity/verify";
+import { layout } from "../../src/service/layout";
 import { tmpDir } from "../helpers";
 
 const root = path.join(import.meta.dir, "..", "..");
@@ -75,4 +76,24 @@ test("a symlinked keys.json pointing at a rogue admin key is refused by the serv
   const check = checkFiles(parseConfig({ stateDir } as Record<string, unknown>));
   expect(check.status).toBe("fail");
   expect(check.detail).toMatch(/symbolic link/);
+});
+
+// Operator run (live service): with config.json root:root 0600 the service could not start (EACCES, exit 2) while
+// `appliance verify` printed "all checks passed": the files check now says the service cannot read it.
+test.skipIf(process.getuid?.() !== 0)("verify's files check fails a config file the service account cannot read, and passes one it can (root: chown)", () => {
+  const root = dir();
+  const l = layout("systemd", root);
+  fs.mkdirSync(path.join(root, "etc"), { recursive: true });
+  fs.writeFileSync(path.join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\nappliance:x:4242:4242::/nonexistent:/usr/sbin/nologin\n");
+  fs.writeFileSync(path.join(root, "etc/group"), "root:x:0:\nappliance:x:4242:\n");
+  fs.mkdirSync(path.dirname(l.configFile), { recursive: true });
+  fs.writeFileSync(l.configFile, "{}\n", { mode: 0o600 });
+  fs.chownSync(l.configFile, 0, 0);
+  const config = parseConfig({ stateDir: dir() } as Record<string, unknown>);
+  const bad = checkFiles(config, l);
+  expect(bad.status).toBe("fail");
+  expect(bad.detail).toContain(`${l.configFile} is not readable by appliance`);
+  fs.chownSync(l.configFile, 0, 4242);
+  fs.chmodSync(l.configFile, 0o640);
+  expect(checkFiles(config, l).detail).not.toContain("not readable");
 });

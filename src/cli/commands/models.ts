@@ -4,7 +4,7 @@ import path from "node:path";
 import { addModel, ModelAddError } from "../../integrity/add-model";
 import { preflightModel, runPreflightChild, runTemplateChild } from "../../integrity/model-preflight";
 import { MANIFEST, manifestPath, modelsDirOf, readManifest, writeManifest } from "../../integrity/manifest";
-import { withFileLock } from "../../util/file-lock";
+import { holdFileLock, withFileLock } from "../../util/file-lock";
 import { modelId } from "../../integrity/resolve";
 import { EXIT, parseWithConfig, UsageError, unknownSubcommand, type Command } from "../command";
 
@@ -21,6 +21,18 @@ function progress(label: string) {
 }
 
 const MODELS_SUBS = ["add", "list", "remove"];
+
+/**
+ * A server running on this state dir (it holds the audit log's lock) serves the models it loaded at its start:
+ * said after a change, which it picks up only when restarted. A lock file not there yet is not created.
+ */
+function runningServerNote(stateDir: string) {
+  const log = path.join(stateDir, "audit.jsonl");
+  if (!fs.existsSync(`${log}.lock`)) return;
+  const free = holdFileLock(log);
+  if (free) { free.release(); return; }
+  console.error("a server is running on this state dir: it serves the models it started with until it is restarted (the installed service: systemctl restart appliance)");
+}
 
 export const models: Command = {
   name: "models",
@@ -47,7 +59,8 @@ export const models: Command = {
           if (e instanceof ModelAddError && /model name/.test(e.message)) throw new UsageError(e.message);
           throw e;
         }
-        console.log(`${added.sha256}  ${path.basename(added.file)}\nadded as model '${added.id}' to ${path.join(dir, MANIFEST)}`);
+        console.log(`${added.sha256}  ${path.basename(added.file)}\n${added.replaced ? `replaced model '${added.id}' (was sha256 ${added.replaced})` : `added as model '${added.id}'`} to ${path.join(dir, MANIFEST)}`);
+        runningServerNote(config.stateDir);
         return EXIT.OK;
       }
       case "preflight": { // internal: the child process preflightModel runs
@@ -76,6 +89,8 @@ export const models: Command = {
         if (!entry) { console.error(`no model named ${id}`); return EXIT.FAIL; }
         fs.rmSync(path.join(dir, entry.file), { force: true });
         console.log(`removed ${id}`);
+        if (!readManifest(dir).length) console.error(`no models left: serve (and the installed service) will not start until one is added (appliance models add FILE)`);
+        runningServerNote(config.stateDir);
         return EXIT.OK;
       }
     }
