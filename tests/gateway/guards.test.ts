@@ -29,6 +29,19 @@ const user = (content: string) => [{ role: "user" as const, content }];
 const PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n-----END RSA PRIVATE KEY-----";
 
 describe("what reaches the upstream", () => {
+  // Red team: streamed chat and completions with logprobs through a gateway came back with no logprobs in any chunk.
+  test("streamed logprobs are refused before anything is sent (400 unsupported_for_upstream); unstreamed go through", async () => {
+    const up = upstream();
+    const { gw } = await gatewayOver([{ url: up.url, apiKey: "k", models: ["m"] }]);
+    const post = (p: string, body: unknown) => fetch(`${gw.baseURL}${p}`, { method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    for (const [p, body] of [["/v1/chat/completions", { model: "m", messages: user("hi"), stream: true, logprobs: true, top_logprobs: 1 }],
+      ["/v1/completions", { model: "m", prompt: "hi", stream: true, logprobs: 0 }]] as const) {
+      const r = await post(p, body);
+      expect([p, r.status, ((await r.json()) as { error: { code: string; param: string } }).error]).toEqual([p, 400, expect.objectContaining({ code: "unsupported_for_upstream", param: "logprobs" })]);
+    }
+    expect(up.seen.filter((s) => s.path.endsWith("/completions"))).toEqual([]);
+    expect((await post("/v1/chat/completions", { model: "m", messages: user("hi"), logprobs: true })).status).toBe(200);
+  });
   // Red team: every text part (and tool definition) was one "message" for maxMessages: 30 messages of 10 parts each
   // were "Too many messages: 300" through a gateway and 200 sent to an appliance directly.
   test("maxMessages counts the messages, not their text parts", async () => {

@@ -77,6 +77,12 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   const gateway = deps.gateway!;
   state.model = body.model;
   const stream = route !== "embeddings" && !!body.stream;
+  // Streamed chat/completions logprobs: the relay scans the text and would have to line the upstream's logprobs up with
+  // it, as local streams do; not built, so refused before anything is sent (they were dropped from every chunk).
+  const asked = (body as { logprobs?: unknown }).logprobs;
+  if (stream && route !== "responses" && asked != null && asked !== false) {
+    throw new InvalidRequestError("Streamed logprobs are not relayed from an upstream model; ask without stream, or without logprobs.", "logprobs", "unsupported_for_upstream");
+  }
   if (route === "embeddings") embeddingBounds(deps, (body as unknown as { input: unknown }).input);
   const prompt = route === "completions" ? (body as unknown as { prompt: unknown }).prompt : undefined;
   const tokenTexts = route === "completions" ? await tokenPromptTexts(deps, body.model, prompt, request.signal) : undefined;
