@@ -41,7 +41,7 @@ function samplingOptions(s: Sampling, model: LlamaModel) {
     topK: s.topK ?? 0, // unset: the whole vocabulary (node-llama-cpp would default to 40)
     // No seed: fresh randomness per call. node-llama-cpp's default is the current second, so identical
     // requests within one second (from anyone) would share a sample.
-    seed: s.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
+    seed: s.seed !== undefined ? engineSeed(s.seed) : crypto.getRandomValues(new Uint32Array(1))[0]!,
     customStopTriggers: s.stop?.length ? s.stop : undefined,
     repeatPenalty: penalties ? { presencePenalty: s.presencePenalty, frequencyPenalty: s.frequencyPenalty } : (false as const),
     tokenBias: s.logitBias?.size ? tokenBias(s.logitBias, model) : undefined,
@@ -95,9 +95,28 @@ export function checkTokenIds(tokens: Iterable<number>, vocabularySize: number, 
 }
 
 /** OpenAI's logit_bias (-100 bans a token) as node-llama-cpp's TokenBias (logits added). */
+/**
+ * A request's seed (any integer OpenAI takes: int64) as llama.cpp's sampler takes it, 0..0xFFFFFFFE: its 0xFFFFFFFF
+ * means "a random seed" (so seed 4294967295 was not reproducible), and node-llama-cpp made every negative seed 0
+ * (so -1, -5 and 0 gave one sample, and n choices seeded seed + i could repeat one another). Integers apart by less
+ * than 2^32 - 1 stay apart.
+ */
+export function engineSeed(seed: number): number {
+  const m = 0xffffffff;
+  return ((seed % m) + m) % m;
+}
+
 function tokenBias(bias: ReadonlyMap<number, number>, model: LlamaModel): TokenBias {
   const b = new TokenBias(model.tokenizer);
-  for (const [token, value] of bias) b.set(token as Token, value <= -100 ? "never" : { logit: value });
+  const own = (b as unknown as { _biases?: unknown })._biases;
+  for (const [token, value] of bias) {
+    const logit = value <= -100 ? -Infinity : value;
+    if (!model.isEogToken(token as Token)) { b.set(token as Token, value <= -100 ? "never" : { logit }); continue; }
+    // TokenBias.set skips end-of-generation tokens, so a ban of the end token (or +100 to end at once), OpenAI's
+    // classic use of logit_bias, was accepted and had no effect: set into its map directly (what set() fills).
+    if (!(own instanceof Map)) throw new InvalidRequestError(`logit_bias on the end token ${token} is not supported by this engine's node-llama-cpp (internals changed)`, "logit_bias");
+    own.set(token, logit);
+  }
   return b;
 }
 

@@ -52,6 +52,21 @@ describe("logit_bias", () => {
     const free = await srv.client.completions.create({ model: "tiny", prompt: "Once", max_tokens: 6, temperature: 1.5, seed: 9 });
     expect(free.choices[0]!.text).not.toBe(banned.choices[0]!.text);
   });
+  // Client run: node-llama-cpp's TokenBias skips end-of-generation tokens, so banning the end token (OpenAI's classic
+  // use: no early stop) or +100 on it (stop at once) was accepted and did nothing.
+  test("on the end token: -100 lets a generation that ended run to max_tokens; +100 ends it at once", async () => {
+    const loaded = (srv.ctx.engine as any).get("tiny");
+    const ends = Array.from({ length: loaded.vocabularySize as number }, (_, i) => i).filter((t) => loaded.model.isEogToken(t));
+    expect(ends.length).toBeGreaterThan(0);
+    const ask = (seed: number, bias?: Record<string, number>) =>
+      srv.client.completions.create({ model: "tiny", prompt: "x", max_tokens: 30, seed, ...(bias && { logit_bias: bias }) });
+    let seed = 1;
+    while ((await ask(seed)).choices[0]!.finish_reason !== "stop") expect(++seed).toBeLessThan(200);
+    const banned = await ask(seed, Object.fromEntries(ends.map((t) => [t, -100])));
+    expect([banned.choices[0]!.finish_reason, banned.usage!.completion_tokens]).toEqual(["length", 30]);
+    const forced = await ask(seed + 1, { [loaded.model.tokens.eos]: 100 });
+    expect([forced.choices[0]!.finish_reason, forced.choices[0]!.text]).toEqual(["stop", ""]);
+  });
   test("a token id outside the vocabulary → 400 naming logit_bias", async () => {
     const e = await error(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], logit_bias: { "99999999": 5 } }));
     expect([e.status, e.param]).toEqual([400, "logit_bias"]);
@@ -68,6 +83,19 @@ describe("n", () => {
     const one = await srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, seed: 5 });
     expect(a.usage!.prompt_tokens).toBe(one.usage!.prompt_tokens);
     expect(a.choices[0]!.message.content).toBe(one.choices[0]!.message.content);
+  });
+  // Client run: seed 4294967295 is llama.cpp's "random seed" (not reproducible), node-llama-cpp made every negative seed
+  // 0 (so n choices seeded seed + i repeated each other), and OpenAI's int64 seeds past 2^32 were a 400.
+  test("every seed is reproducible and its own: 2^32 - 1, negatives, past 2^32; n choices around them differ", async () => {
+    const text = async (seed: number, n = 1) => (await srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 8, seed, n }))
+      .choices.map((c) => c.message.content);
+    expect(await text(4294967295)).toEqual(await text(4294967295));
+    expect(await text(4294967296)).toEqual(await text(4294967296));
+    const negatives = [...await text(-1), ...await text(-5), ...await text(0)];
+    expect(new Set(negatives).size).toBe(3);
+    const around = await text(-2, 3); // seeds -2, -1, 0
+    expect(new Set(around).size).toBe(3);
+    expect(around.slice(1)).toEqual([negatives[0]!, negatives[2]!]);
   });
   test("n above 16 → 400 naming n (streamed too)", async () => {
     const e = await error(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], n: 17, stream: true }));

@@ -207,9 +207,12 @@ export function choiceCount(n: number, prompts: number): number {
   return total;
 }
 
-/** Choice i's sampling: with a seed, each of the n choices of a prompt gets its own (seed + i), still reproducible. */
+/**
+ * Choice i's sampling: with a seed, each of the n choices of a prompt gets its own (seed + i), still reproducible
+ * (the engine maps it onto the sampler's seeds: engineSeed).
+ */
 export const choiceSampling = (s: Sampling, choice: number, n: number): Sampling =>
-  s.seed == null || choice % n === 0 ? s : { ...s, seed: (s.seed + (choice % n)) >>> 0 };
+  s.seed == null || choice % n === 0 ? s : { ...s, seed: s.seed + (choice % n) };
 
 /** Token counts of an answer: its prompt's (and of those, the cached start's) and the generated ones. */
 export type UsageCounts = Pick<Generation, "promptTokens" | "cachedTokens" | "completionTokens">;

@@ -33,7 +33,8 @@ const sampling = {
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
   top_k: z.number().int().min(0).max(1000).nullish(),
-  seed: z.number().int().min(-(2 ** 31)).max(2 ** 32 - 1).nullish(),
+  // OpenAI's is an int64; a JSON number is exact up to 2^53 (the engine maps it onto its sampler's seeds: engineSeed).
+  seed: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
   stop: stop.nullable(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
