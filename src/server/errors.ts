@@ -18,6 +18,13 @@ export function errorResponse(status: number, body: ErrorBody, headers: Record<s
 
 interface ValidationIssue { path?: (string | number)[] | string; message?: string; summary?: string; code?: string; keys?: unknown[] }
 
+/** The value at a path in a parsed body (undefined where any step is missing). */
+function valueAt(value: unknown, at: (string | number)[]): unknown {
+  let v = value;
+  for (const k of at) v = v !== null && typeof v === "object" ? (v as Record<string | number, unknown>)[k] : undefined;
+  return v;
+}
+
 /** Elysia's ValidationError (422) carries zod issues: turn the first into OpenAI's 400 naming the param. */
 function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIssue[]; type?: string }): AppError {
   const issue = err.valueError ?? err.all?.[0] ?? {};
@@ -27,6 +34,11 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
     // the field itself is the param (it was null: an SDK's error named nothing), in OpenAI's words
     const param = at ? `${at}.${issue.keys[0]}` : issue.keys[0];
     return new AppError(`Unrecognized request argument supplied: ${param}${where}`, 400, "invalid_request_error", "invalid_request", param);
+  }
+  // A required field not sent at all: OpenAI's words and code (zod said "Invalid input" for a union such as input).
+  const value = (err as { value?: unknown }).value;
+  if (at && Array.isArray(issue.path) && value !== null && typeof value === "object" && valueAt(value, issue.path) === undefined) {
+    return new AppError(`Missing required parameter: '${at}'${where}.`, 400, "invalid_request_error", "missing_required_parameter", at);
   }
   const message = issue.message ?? issue.summary ?? "invalid request";
   return new AppError(at ? `Invalid '${at}'${where}: ${message}` : `Invalid request body: ${message}`, 400,

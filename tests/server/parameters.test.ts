@@ -259,3 +259,23 @@ describe("token-id prompts that begin with the BOS token", () => {
     expect(lp.tokens.join("")).toBe(scored.body.choices[0].text);
   });
 });
+
+// Client run: a required field not sent read "Invalid 'input': Invalid input" (a union's zod message), where OpenAI says
+// which parameter is missing; stream_options without stream was taken, where OpenAI answers 400.
+describe("OpenAI's words for a missing parameter and for stream_options without stream", () => {
+  test("a required field not sent: 'Missing required parameter', code missing_required_parameter, naming it", async () => {
+    for (const [route, param] of [["/v1/responses", "input"], ["/v1/completions", "prompt"], ["/v1/chat/completions", "messages"], ["/v1/embeddings", "input"]]) {
+      const r = await post(route!, { model: "tiny" });
+      expect([route, r.status, r.body.error]).toEqual([route, 400, { message: `Missing required parameter: '${param}'.`, type: "invalid_request_error", param, code: "missing_required_parameter" }]);
+    }
+    // One that is sent but wrong keeps its own message.
+    expect((await post("/v1/completions", { model: "tiny", prompt: 5 })).body.error.message).not.toContain("Missing");
+  });
+  test("stream_options without stream: 400 naming stream_options (streamed, it is taken)", async () => {
+    for (const [route, extra] of [["/v1/chat/completions", { messages: [{ role: "user", content: "x" }] }], ["/v1/completions", { prompt: "x" }]] as const) {
+      const r = await post(route, { model: "tiny", max_tokens: 1, ...extra, stream_options: { include_usage: true } });
+      expect([route, r.status, r.body.error.param]).toEqual([route, 400, "stream_options"]);
+      expect((await post(route, { model: "tiny", max_tokens: 1, ...extra, stream_options: null })).status).toBe(200);
+    }
+  });
+});

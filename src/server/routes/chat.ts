@@ -1,7 +1,7 @@
 /** POST /v1/chat/completions */
 import { Elysia } from "elysia";
 import { chatLogprobs } from "../openai/logprob-wire";
-import { chatChunk, chatCompletion, choiceCount, choiceSampling, functionCallDelta, legacyFinish, usesFunctions, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
+import { chatChunk, chatCompletion, choiceCount, choiceSampling, functionCallDelta, includeUsage, legacyFinish, usesFunctions, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
 import { chatCompletionRequest, errorBody, chatCompletionObject } from "../openai/wire";
 import type { AppDeps } from "../deps";
 import { prologue } from "./prologue";
@@ -25,7 +25,7 @@ export const chatRoutes = (deps: AppDeps) =>
     // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
-      includeUsage: body.stream_options?.include_usage ?? false,
+      includeUsage: includeUsage(body),
       choices: choiceCount(n, 1),
       perPrompt: n,
       logprobs: sampling.logprobs != null,

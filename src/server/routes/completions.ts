@@ -1,6 +1,6 @@
 /** POST /v1/completions (legacy text completions) */
 import { Elysia } from "elysia";
-import { choiceCount, choiceSampling, prompts, textChunk, textCompletion, toSampling, usageChunk } from "../openai/convert";
+import { choiceCount, choiceSampling, includeUsage, prompts, textChunk, textCompletion, toSampling, usageChunk } from "../openai/convert";
 import { promptSpelled, textLogprobs } from "../openai/logprob-wire";
 import { completionRequest, errorBody, textCompletionObject } from "../openai/wire";
 import type { AppDeps } from "../deps";
@@ -32,7 +32,7 @@ export const completionRoutes = (deps: AppDeps) =>
     // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream,
-      includeUsage: body.stream_options?.include_usage ?? false,
+      includeUsage: includeUsage(body),
       choices: choiceCount(n, inputs.length),
       perPrompt: n,
       logprobs: sampling.logprobs != null,
