@@ -40,8 +40,10 @@ export function parseCheckpoints(text: string): Checkpoint[] {
 export interface VerifyOptions {
   /** The MAC key; default: read audit.key next to the log (throws if unreadable: without it edits go unseen). */
   key?: Buffer;
-  /** Checkpoints from outside the state dir (the journal, a log file): checked like audit.checkpoints. */
+  /** Checkpoints from outside the state dir (files given): checked like audit.checkpoints. */
   checkpoints?: Checkpoint[];
+  /** The journal's copies of the checkpoints (those since the chain began): checked the same way. */
+  journal?: Checkpoint[];
   /**
    * Start after an already verified record instead of at the oldest file (audit anchor's incremental run):
    * the file with this inode is read from `end`, the chain continuing from `seq`/`head`. Records before it
@@ -73,12 +75,17 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
   if (!key) throw new Error(`no audit key at ${path.join(path.dirname(file), "audit.key")}: cannot check the MACs`);
   const cpFile = checkpointsPath(file);
   const stored = fs.existsSync(cpFile) ? parseCheckpoints(fs.readFileSync(cpFile, "utf8")) : [];
-  const checkpoints = [...stored, ...(opts.checkpoints ?? [])];
-  for (const c of checkpoints) {
-    if (hmac(key, checkpointText(c)) !== c.mac) {
-      return { ok: false, records: 0, file: cpFile, line: stored.indexOf(c) + 1, reason: `checkpoint for seq ${c.seq} (${c.ts}) has a wrong MAC (forged or edited)` };
+  // Where each came from, so a bad one is named where it is (line 0: a source without lines of its own).
+  const sources = [{ name: cpFile, list: stored, lines: true }, { name: "the given checkpoint files", list: opts.checkpoints ?? [], lines: false },
+    { name: "the journal (journalctl -u appliance.service)", list: opts.journal ?? [], lines: false }];
+  for (const s of sources) {
+    for (const [i, c] of s.list.entries()) {
+      if (hmac(key, checkpointText(c)) !== c.mac) {
+        return { ok: false, records: 0, file: s.name, line: s.lines ? i + 1 : 0, reason: `checkpoint for seq ${c.seq} (${c.ts}) has a wrong MAC (forged or edited)` };
+      }
     }
   }
+  const checkpoints = sources.flatMap((s) => s.list);
   const wanted = new Map<number, Checkpoint[]>();
   for (const c of checkpoints) wanted.set(c.seq, [...(wanted.get(c.seq) ?? []), c]);
 

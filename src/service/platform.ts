@@ -79,8 +79,11 @@ export function serviceSteps(l: Layout, firewall: boolean): RunStep[] {
       ...(apparmorActive() && l.apparmorProfile ? [{ argv: ["apparmor_parser", "-r", l.apparmorProfile], why: "load the AppArmor profile" }] : []),
       { argv: ["systemctl", "daemon-reload"], why: "pick up the units" },
       { argv: ["systemctl", "reset-failed", "appliance.service"], why: "clear an earlier start-limit hit", allowFail: true },
-      { argv: ["systemctl", "enable", "--now", "appliance.service", "appliance-verify.timer", "appliance-anchor.timer"], why: "start now and at boot; daily verify at 06:00; audit anchor every 5 minutes" },
-      { argv: ["systemctl", "restart", "appliance.service"], why: "run the new binary/config" },
+      // Enabled without --now, then restarted once: `enable --now` and a restart started it twice on a fresh install
+      // (every model loaded twice, and two of the start limit's five starts).
+      { argv: ["systemctl", "enable", "appliance.service"], why: "start at boot" },
+      { argv: ["systemctl", "enable", "--now", "appliance-verify.timer", "appliance-anchor.timer"], why: "daily verify at 06:00; audit anchor every 5 minutes" },
+      { argv: ["systemctl", "restart", "appliance.service"], why: "start it now (or again, on the new binary/config)" },
     ];
   }
   const steps: RunStep[] = [];
@@ -110,11 +113,20 @@ function pfSteps(l: Layout): RunStep[] {
   return [{ argv: ["/bin/sh", "-c", script], why: "back up pf.conf, add the appliance anchor, validate with pfctl -nf, load" }];
 }
 
+/** The journal identifier of root's mark where an audit chain ends (uninstall --purge); audit verify --journal reads it. */
+export const AUDIT_CHAIN_MARK_ID = "appliance-audit-chain";
+
 export function uninstallSteps(l: Layout, purge: boolean): RunStep[] {
   const steps: RunStep[] = l.platform === "systemd"
     ? [{ argv: ["systemctl", "disable", "--now", "appliance.service", "appliance-verify.timer", "appliance-anchor.timer"], why: "stop and disable", allowFail: true }]
     : Object.keys(l.units).map((n) => ({ argv: ["launchctl", "bootout", `system/${n.replace(/\.plist$/, "")}`], why: "unload", allowFail: true }));
   if (l.platform === "systemd" && l.apparmorProfile && apparmorActive()) steps.push({ argv: ["apparmor_parser", "-R", l.apparmorProfile], why: "unload the profile", allowFail: true });
+  // The audit chain ends with the state dir: the journal keeps its checkpoints (made with the key purged), so root marks
+  // where it ended, and `audit verify --journal` reads only the checkpoints after the newest mark (only root's count).
+  if (purge && l.platform === "systemd") {
+    steps.push({ argv: ["systemd-cat", "-t", AUDIT_CHAIN_MARK_ID, "-p", "notice", "echo", "audit chain ended: appliance uninstall --purge removed the state dir and its audit key"],
+      why: "mark in the journal where this audit chain ends", allowFail: true });
+  }
   if (purge) steps.push(l.platform === "systemd"
     ? { argv: ["userdel", l.account], why: "remove the service account", allowFail: true }
     : { argv: ["dscl", ".", "-delete", `/Users/${l.account}`], why: "remove the service account", allowFail: true });

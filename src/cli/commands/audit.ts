@@ -8,11 +8,20 @@ import type { Checkpoint } from "../../log/audit";
 import { anchorAudit } from "../../log/audit-anchor";
 import { parseCheckpoints, verifyAudit, type VerifyResult } from "../../log/audit-verify";
 import { alert } from "../../integrity/verify";
+import { AUDIT_CHAIN_MARK_ID } from "../../service/platform";
 import { EXIT, parseOwn, stateDirFlag, UsageError, unknownSubcommand, type Command } from "../command";
 
-/** The service's own log lines in the journal, where it writes a copy of every checkpoint. */
+/**
+ * The service's own log lines in the journal, where it writes a copy of every checkpoint: those since the current
+ * chain began. `uninstall --purge` ends a chain with a mark root writes to the journal (the service account cannot
+ * write one as root); the checkpoints before the newest mark are an earlier chain's, made with another audit key,
+ * which read as forged ones otherwise.
+ */
 function journalCheckpoints(): Checkpoint[] {
-  const r = Bun.spawnSync(["journalctl", "-u", "appliance.service", "-o", "cat", "--no-pager"], { stdout: "pipe", stderr: "pipe" });
+  const mark = Bun.spawnSync(["journalctl", "-t", AUDIT_CHAIN_MARK_ID, "_UID=0", "-o", "json", "-n", "1", "--no-pager"], { stdout: "pipe", stderr: "pipe" });
+  let cursor: string | undefined;
+  try { cursor = (JSON.parse(mark.stdout.toString().trim().split("\n").at(-1) || "null") as { __CURSOR?: string } | null)?.__CURSOR; } catch { /* no mark */ }
+  const r = Bun.spawnSync(["journalctl", "-u", "appliance.service", "-o", "cat", "--no-pager", ...(cursor ? [`--after-cursor=${cursor}`] : [])], { stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`journalctl failed: ${r.stderr.toString().trim().slice(0, 300)}`);
   return parseCheckpoints(r.stdout.toString());
 }
@@ -45,8 +54,7 @@ export const audit: Command = {
         alert([{ name: "audit anchor", status: "fail", detail: `${r.file} line ${r.line}: ${r.reason}` }], values["alert-dir"] as string | undefined);
       } else {
         const extra = (values.checkpoints as string[] | undefined ?? []).flatMap((f) => parseCheckpoints(fs.readFileSync(f, "utf8")));
-        if (values.journal) extra.push(...journalCheckpoints());
-        r = verifyAudit(file, { checkpoints: extra });
+        r = verifyAudit(file, { checkpoints: extra, ...(values.journal && { journal: journalCheckpoints() }) });
       }
     } catch (e) {
       if (e instanceof UsageError) throw e;
@@ -55,7 +63,7 @@ export const audit: Command = {
       return EXIT.USAGE;
     }
     if (!r.ok) {
-      console.log(`${file}: BROKEN at ${r.file} line ${r.line}: ${r.reason} (${r.records} records before it verify)`);
+      console.log(`${file}: BROKEN at ${r.file}${r.line ? ` line ${r.line}` : ""}: ${r.reason} (${r.records} records before it verify)`);
       return EXIT.FAIL;
     }
     console.log(`${file}: ok, ${r.records} records (seq ${r.firstSeq}..${r.lastSeq} in ${r.files.length} file(s)), ` +
