@@ -34,7 +34,14 @@ test("keys: create prints the key once; list never shows it; revoke and rotate",
   expect(JSON.parse(list.out)[0]).toMatchObject({ name: "ci", scopes: ["chat", "models"], rpm: 10 });
   const rotated = await capture(["keys", "rotate", "ci", "--grace", "1h", "--state-dir", stateDir]);
   expect(rotated.out.trim()).not.toBe(key);
+  // The old secret's grace is shown (operator run: nothing said the old key still worked), never its hash.
+  const graced = await capture(["keys", "list", "--state-dir", stateDir]);
+  expect(graced.out).toMatch(/^ci +active .* old secret valid until \d{4}-\d\d-\d\dT/m);
+  const json = JSON.parse((await capture(["keys", "list", "--json", "--state-dir", stateDir])).out)[0];
+  expect(Date.parse(json.previousValidUntil) - Date.now()).toBeGreaterThan(3_500_000);
+  expect(JSON.stringify(json)).not.toContain("hash");
   expect((await capture(["keys", "revoke", "ci", "--state-dir", stateDir])).code).toBe(0);
+  expect((await capture(["keys", "list", "--state-dir", stateDir])).out).not.toContain("old secret");
   expect((await capture(["keys", "create", "--name", "bad", "--scopes", "root", "--state-dir", stateDir])).code).toBe(2);
   expect((await capture(["keys", "create", "--state-dir", stateDir])).code).toBe(2);
 });

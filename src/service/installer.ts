@@ -229,7 +229,9 @@ export async function waitHealthy(url: string, timeoutMs: number, fetcher = fetc
       if (r.ok) return { ok: true };
       last = `HTTP ${r.status}`;
     } catch (e) {
-      last = (e as Error).message;
+      // Bun's message for a refused connection asks "Is the computer able to access the url?": its code says it plainly.
+      const code = (e as NodeJS.ErrnoException).code;
+      last = code === "ConnectionRefused" || code === "ECONNREFUSED" ? "connection refused" : code ?? (e as Error).message;
     }
     await Bun.sleep(250);
   }

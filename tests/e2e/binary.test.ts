@@ -193,6 +193,8 @@ test.skipIf(fs.existsSync("/etc/appliance/binary.sha256"))("with nothing install
   const status = run(["status", "--platform", "systemd", "--port", "1"]);
   expect(status.out).toContain("installed: no");
   expect(status.out).toContain("service:   none (nothing installed");
+  // In plain words (Bun's own: "Unable to connect. Is the computer able to access the url?", operator run).
+  expect(status.out).toMatch(/health: .*\(connection refused\)/);
   expect(status.err).toBe("");
   expect(status.code).toBe(1);
   const empty = tmpDir("appliance-uninstall-");

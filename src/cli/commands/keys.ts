@@ -90,11 +90,14 @@ export const keys: Command = {
         return EXIT.OK;
       }
       case "list": {
-        const list = store.list().map(({ hash: _h, previous: _p, ...r }) => r);
+        // A rotated key's old secret still valid (--grace) is shown by its end, never its hash.
+        const list = store.list().map(({ hash: _h, previous: p, ...r }) => ({ ...r,
+          ...(p && !r.revoked && Date.parse(p.validUntil) > Date.now() && { previousValidUntil: p.validUntil }) }));
         if (values.json) console.log(JSON.stringify(list, null, 2));
         else for (const r of list) {
           const state = r.revoked ? "revoked" : r.expires && Date.parse(r.expires) < Date.now() ? "expired" : "active";
-          console.log(`${r.name.padEnd(20)} ${state.padEnd(8)} ${r.scopes.join(",").padEnd(36)} created ${r.created}${r.expires ? ` expires ${r.expires}` : ""}${r.requireSignature ? " signed" : ""}`);
+          console.log(`${r.name.padEnd(20)} ${state.padEnd(8)} ${r.scopes.join(",").padEnd(36)} created ${r.created}${r.expires ? ` expires ${r.expires}` : ""}${r.requireSignature ? " signed" : ""}` +
+            (r.previousValidUntil ? ` old secret valid until ${r.previousValidUntil}` : ""));
         }
         return EXIT.OK;
       }
