@@ -15,7 +15,7 @@ import { partialBytes, spellBytes } from "./token-bytes";
  * looked alike) OpenAI's "bytes:\\xNN" spelling with its raw bytes from the vocabulary.
  */
 function alternative(model: LlamaModel, t: Token, text: string, lp: number): AltLogprob {
-  if (!text.includes("\uFFFD")) return { token: text, logprob: lp };
+  // By its bytes, not its text: after a character's first byte the next one's text reads "", not U+FFFD.
   const raw = partialBytes(model, t);
   return raw ? { token: spellBytes(raw), logprob: lp, bytes: raw } : { token: text, logprob: lp };
 }

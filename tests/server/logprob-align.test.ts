@@ -48,3 +48,15 @@ test("byte tokens with their raw bytes: an entry each where the bytes are the te
   for (const t of [lp("\uFFFD", [0xc3]), lp("x")]) b.token(t);
   expect(b.push("\uFFFDx", "\uFFFDx", true).flatMap((p) => p.logprobs ?? [])).toEqual([lp("\uFFFD"), lp("x")]);
 });
+
+test("streamed: a piece that ends between characters of byte tokens spells them; the rest waits for its text", () => {
+  // Review: the whole run of byte tokens was compared with the piece sent so far, and the logprobs went null.
+  const lp = (token: string, bytes?: number[]) => ({ token, logprob: -0.5, top: [], ...(bytes && { bytes }) });
+  const a = new LogprobAligner();
+  const run = [...Buffer.from("漢😀é")].map((b, i) => lp(i === 0 || i === 3 || i === 7 ? "\uFFFD" : "", [b]));
+  for (const t of [...run, lp('"')]) a.token(t);
+  const first = a.push("漢😀", "漢😀");
+  expect(first.map((p) => [p.text, p.logprobs?.map((e) => e.bytes)])).toEqual([["漢😀", [...Buffer.from("漢😀")].map((b) => [b])]]);
+  const rest = a.push('é"', 'é"', true);
+  expect(rest.map((p) => [p.text, p.logprobs?.map((e) => e.bytes ?? e.token)])).toEqual([['é"', [[0xc3], [0xa9], '"']]]);
+});

@@ -1,6 +1,7 @@
 /** logprobs / top_logprobs (chat) and logprobs (completions) on the real tiny model. */
 import { describe, expect, test } from "bun:test";
 import { spellBytes } from "../../src/engine/token-bytes";
+import { tokenText } from "../helpers";
 import { sdkApp } from "./sdk-app";
 
 const srv = sdkApp();
@@ -182,5 +183,49 @@ describe("chosen tokens that are not whole UTF-8", () => {
     expect(content.map((t) => t.token)).toEqual(['"', "bytes:\\xc3", "bytes:\\xa9", '"']);
     expect(content.map((t) => t.bytes)).toEqual([[34], [0xc3], [0xa9], [34]]);
     for (const t of content) expect(t.top_logprobs).toHaveLength(2);
+  });
+});
+
+// Review of the change above: a stop string or a stream chunk ending inside a run of byte tokens made the logprobs
+// null (the whole run was compared with the shorter text); an echoed prompt with a leading space before a byte token,
+// or with stray bytes, lost entries or came back null; alternatives that are a character's later byte read "".
+describe("byte tokens at the edges", () => {
+  const schema = (e: string) => ({ type: "json_schema", json_schema: { name: "e", schema: { type: "string", enum: [e] } } });
+  test("a stop inside a run of byte tokens, streamed or not: the entries spell the text sent", async () => {
+    const body = { model: "tiny", messages: user("x"), logprobs: true, top_logprobs: 2, temperature: 0, stop: ["😀"], response_format: schema("a漢😀éb") };
+    const r = await post("/v1/chat/completions", body);
+    expect(r.body.choices[0].message.content).toBe('"a漢');
+    const content = r.body.choices[0].logprobs.content as ChatToken[];
+    expect(content.map((t) => t.token)).toEqual(['"', "a", "bytes:\\xe6", "bytes:\\xbc", "bytes:\\xa2"]);
+    for (const t of content) for (const a of t.top_logprobs) expect(a.token === "" || a.bytes.length === 0).toBe(false); // no "" alternatives
+    const streamed = await fetch(`${srv.baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, stream: true }) });
+    const chunks = (await streamed.text()).split("\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6)).choices[0]).filter((c) => c?.delta?.content);
+    for (const c of chunks) expect(Buffer.from((c.logprobs.content as ChatToken[]).flatMap((t) => t.bytes)).toString()).toBe(c.delta.content);
+    expect(chunks.flatMap((c) => (c.logprobs.content as ChatToken[]).map((t) => t.token))).toEqual(content.map((t) => t.token));
+  });
+
+  test("streamed, chunks cut between characters of byte tokens each carry their entries", async () => {
+    const body = { model: "tiny", messages: user("x"), logprobs: true, temperature: 0, response_format: schema("漢😀é") };
+    const whole = (await post("/v1/chat/completions", body)).body.choices[0].logprobs.content as ChatToken[];
+    const streamed = await fetch(`${srv.baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, stream: true }) });
+    const chunks = (await streamed.text()).split("\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6)).choices[0]).filter((c) => c?.delta?.content);
+    expect(chunks.every((c) => c.logprobs !== null)).toBe(true);
+    expect(chunks.flatMap((c) => (c.logprobs.content as ChatToken[]).map((t) => t.token))).toEqual(whole.map((t) => t.token));
+    expect(whole.filter((t) => t.token.startsWith("bytes:"))).toHaveLength(9); // 3 + 4 + 2
+  });
+
+  test("echo: one entry per prompt token, also with leading spaces before byte tokens and with stray bytes", async () => {
+    for (const prompt of [" é", "  漢 a", " a", "日本"]) {
+      const ids = (await post("/tokenize", { content: prompt })).body.tokens as number[];
+      const r = await post("/v1/completions", { model: "tiny", prompt, echo: true, logprobs: 1, max_tokens: 1, temperature: 0 });
+      const lp = r.body.choices[0].logprobs;
+      expect([prompt, lp === null ? null : lp.tokens.length]).toEqual([prompt, ids.length + 1]);
+      expect(tokenText(lp.tokens.slice(0, ids.length))).toBe(prompt);
+    }
+    // Token ids: BOS first, a stray pair of bytes (e6 bf: no character) spelled U+FFFD by its first and "" by its second.
+    const bos = (srv.ctx.engine as any).get("tiny").model.tokens.bos as number;
+    const [stray1, stray2] = [233, 191];
+    const r = await post("/v1/completions", { model: "tiny", prompt: [bos, stray1, stray2, 356], echo: true, logprobs: 1, max_tokens: 1, temperature: 0 });
+    expect(r.body.choices[0].logprobs.tokens.slice(0, 4)).toEqual(["", "\uFFFD", "", " a"]);
   });
 });

@@ -11,6 +11,7 @@
  * there on, and the text still flows.
  */
 import type { TokenLogprob } from "../../engine/engine";
+import { isUtf8 } from "../../engine/token-bytes";
 
 /** A piece of text to send and its logprobs (null: they could not be matched to it). */
 export interface AlignedPiece { text: string; logprobs: TokenLogprob[] | null }
@@ -27,14 +28,9 @@ const isByteToken = (t: TokenLogprob) => t.bytes !== undefined || t.token.includ
 /** An entry spelled by its text alone (no raw bytes). */
 const asText = ({ token, logprob, top }: TokenLogprob): TokenLogprob => ({ token, logprob, top });
 
-/** Whether tokens' raw bytes, all known, are exactly `text`'s UTF-8. */
-function sameBytes(tokens: TokenLogprob[], text: string): boolean {
-  if (tokens.some((t) => !t.bytes)) return false;
-  const want = Buffer.from(text, "utf8");
-  return Buffer.from(tokens.flatMap((t) => t.bytes!)).equals(want);
-}
-
 export class LogprobAligner {
+  /** `keepEmpty`: an entry also for tokens with no text (an echoed prompt's BOS or bare "▁"), not skipped. */
+  constructor(private readonly keepEmpty = false) {}
   private tokens: TokenLogprob[] = [];
   /** Generated text the filter has consumed and not yet sent, and the filter's output for it. */
   private raw = "";
@@ -46,7 +42,7 @@ export class LogprobAligner {
    * but not a byte token's (the middle byte of a character reads "" after the one before it).
    */
   token(t: TokenLogprob) {
-    if (t.token || t.bytes) this.tokens.push(t);
+    if (t.token || t.bytes || this.keepEmpty) this.tokens.push(t);
   }
 
   /**
@@ -69,10 +65,19 @@ export class LogprobAligner {
     while (!this.lost && (this.raw || this.out)) {
       const t = this.tokens[0];
       if (!t || !this.raw) { this.lost = true; break; }
+      // An echoed prompt keeps an entry for a token with no text (its BOS, a bare "▁"): clients count positions by them.
+      if (this.keepEmpty && !t.token && !t.bytes) {
+        const spaces = this.unspelledSpaces();
+        if (spaces) { emit({ ...asText(t), token: this.raw.slice(0, spaces) }, spaces, spaces, 1); continue; }
+        entries.push(asText(t));
+        this.tokens.shift();
+        continue;
+      }
       if (t.bytes) { // an entry per token where their bytes are exactly the text's; else as text below
-        const bytes = this.bytePieces(final, true);
-        if (bytes === undefined) break;
+        const bytes = this.exactBytes();
         if (bytes) { emit(bytes.entries, bytes.length, bytes.length, bytes.used); continue; }
+        // A byte whose text is "" (after a stray first byte, which spelled the text's U+FFFD): its own empty entry.
+        if (!t.token) { entries.push(asText(t)); this.tokens.shift(); continue; }
       }
       if (this.raw.startsWith(t.token)) {
         // Spelled by its text (a lone byte token's U+FFFD is what is sent): its raw bytes are not that text's.
@@ -88,7 +93,7 @@ export class LogprobAligner {
         continue;
       }
       if (!t.bytes && t.token.includes("\uFFFD")) {
-        const bytes = this.bytePieces(final, false);
+        const bytes = this.bytePieces(final);
         if (bytes === undefined) break;
         if (bytes) { emit(bytes.entries, bytes.length, bytes.length, bytes.used); continue; }
       }
@@ -108,13 +113,47 @@ export class LogprobAligner {
   }
 
   /**
-   * Tokens that are bytes of characters (each alone shows as U+FFFD), up to where the next whole token's text
-   * starts: an entry each, carrying its raw bytes (the wire spells them "bytes:\\xNN", as OpenAI does), when their
-   * bytes are exactly those characters' (a client counting positions by tokens, lm-eval's echo scoring, finds
-   * one entry per token); otherwise (bytes unknown, or a stray byte the text shows as U+FFFD) null when `exact`,
-   * else one entry spelling the characters. Undefined: wait for more text; null: no match.
+   * Spaces at the text's start that the token after an empty one (a bare "▁", read "" after what precedes it) does not
+   * spell: that empty token's, as in an echoed " é" (▁ ▁ <0xC3> <0xA9>). 0 when the next token spells them, or when the
+   * next one is empty too (the last of a run of empty tokens takes them).
    */
-  private bytePieces(final: boolean, exact: boolean): { entries: TokenLogprob[]; length: number; used: number } | null | undefined {
+  private unspelledSpaces(): number {
+    const next = this.tokens[1];
+    if (!next || (!next.token && !next.bytes)) return 0;
+    const lead = /^ */.exec(this.raw)![0].length;
+    const spelt = next.bytes ? 0 : /^ */.exec(next.token)![0].length;
+    const spaces = Math.max(0, lead - spelt);
+    return spaces && this.out.slice(0, spaces) === this.raw.slice(0, spaces) ? spaces : 0;
+  }
+
+  /**
+   * Leading tokens with raw bytes (parts of characters) whose bytes are exactly the text's next characters: an entry
+   * each, carrying its bytes (the wire spells them "bytes:\\xNN", as OpenAI does), so a client counting positions by
+   * tokens (lm-eval's echo scoring) finds one entry per token. As many as make whole characters of the text so far;
+   * the rest wait for theirs (a stream's next piece) or, at the end, were cut off with a stop. Null when not even the
+   * first character matches (a stray byte the text shows as U+FFFD): handled as text.
+   */
+  private exactBytes(): { entries: TokenLogprob[]; length: number; used: number } | null {
+    const acc: number[] = [];
+    let used = 0, length = 0;
+    for (let k = 0; k < this.tokens.length && this.tokens[k]!.bytes; k++) {
+      acc.push(...this.tokens[k]!.bytes!);
+      if (!isUtf8(acc)) continue; // a character still being spelled
+      const text = Buffer.from(acc).toString("utf8");
+      if (!this.raw.startsWith(text)) break;
+      used = k + 1;
+      length = text.length;
+    }
+    if (!used || this.out.slice(0, length) !== this.raw.slice(0, length)) return null;
+    return { entries: this.tokens.slice(0, used), length, used };
+  }
+
+  /**
+   * Tokens that are bytes of one character whose bytes are not known (each alone shows as U+FFFD; or a stray byte):
+   * one entry for the characters they make, up to where the next whole token's text starts. Undefined: wait for more
+   * text; null: no match.
+   */
+  private bytePieces(final: boolean): { entries: TokenLogprob[]; length: number; used: number } | null | undefined {
     let used = 0, logprob = 0;
     while (used < this.tokens.length && isByteToken(this.tokens[used]!)) logprob += this.tokens[used++]!.logprob;
     const next = this.tokens[used];
@@ -127,9 +166,6 @@ export class LogprobAligner {
     if (length < 0) return !next && !final ? undefined : null;
     if (length > this.raw.length || this.raw.length === length && !final && !next) return undefined;
     if (this.out.slice(0, length) !== this.raw.slice(0, length)) return null;
-    const run = this.tokens.slice(0, used);
-    if (sameBytes(run, this.raw.slice(0, length))) return { entries: run, length, used };
-    if (exact) return null;
     // Alternatives of the first byte (what was chosen between at that step), so every entry has the asked-for count.
     return { entries: [{ token: this.raw.slice(0, length), logprob, top: this.tokens[0]!.top }], length, used };
   }
@@ -183,8 +219,8 @@ export class LogprobAligner {
 }
 
 /** A whole answer at once: the tokens that spell `raw`, lined up with `sent` (the filtered text); null when they cannot be. */
-export function alignWhole(tokens: TokenLogprob[], raw: string, sent: string): TokenLogprob[] | null {
-  const a = new LogprobAligner();
+export function alignWhole(tokens: TokenLogprob[], raw: string, sent: string, keepEmpty = false): TokenLogprob[] | null {
+  const a = new LogprobAligner(keepEmpty);
   for (const t of tokens) a.token(t);
   const pieces = a.push(raw, sent, true);
   if (pieces.some((p) => p.logprobs === null)) return null;

@@ -25,7 +25,7 @@ const wireToken = (t: Spelling) => (t.bytes ? spellBytes(t.bytes) : t.token);
  */
 export function promptSpelled(lp: PromptLogprob[] | undefined, text: string): PromptLogprob[] | undefined {
   if (!lp || spelled(lp, text)) return lp;
-  const aligned = alignWhole(lp.map((t) => ({ ...t, logprob: t.logprob ?? NaN })), text, text);
+  const aligned = alignWhole(lp.map((t) => ({ ...t, logprob: t.logprob ?? NaN })), text, text, true);
   return aligned?.map((t) => ({ ...t, logprob: Number.isNaN(t.logprob) ? null : t.logprob }));
 }
 const bytes = (s: string) => [...Buffer.from(s, "utf8")];
