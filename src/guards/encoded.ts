@@ -16,22 +16,9 @@ const MAX = 258;
 export const ENCODED_MAX = MAX;
 
 /**
- * Whether a run starting at `s` follows an encoded text's padding ("…QQ==" then more): the tail of one longer
- * encoded text, skipped. The `=` of an assignment (`KEY=…`, `?k=…`, `x=…`) is not padding: the name before it is
- * short, or does not make whole base64 quads with it (a run after it was once skipped too, so `k=<base64>` leaked).
- */
-function afterPadding(text: string, s: number): boolean {
-  let e = s, pads = 0;
-  while (pads < 2 && e > 0 && text.charCodeAt(e - 1) === 61) { e--; pads++; }
-  if (!pads) return false;
-  let b = e;
-  while (b > 0 && isAlphabet(text.charCodeAt(b - 1))) b--;
-  return e - b >= MIN && (e - b + pads) % 4 === 0;
-}
-
-/**
- * Maximal alphabet runs of at least 24 characters, each with up to two `=` after it, as [start, end) pairs;
- * a run right after another's padding is the tail of a longer encoded text and is skipped, as are runs over 258 chars.
+ * Maximal alphabet runs of at least 24 characters, each with up to two `=` after it, as [start, end) pairs; runs
+ * over 258 chars are skipped. A run right after `=` is read too: it was skipped as "the tail of a longer encoded
+ * text", so `x=<base64>` leaked, and then any 24-character prefix ending in `=` faked such a tail.
  * Probes every 24th character: in prose the probe is usually in a short word, and the next probe can skip
  * past that word's start + 24, so most characters are never read.
  */
@@ -49,7 +36,7 @@ export function encodedRuns(text: string): [number, number][] {
     while (e < n && isAlphabet(text.charCodeAt(e))) e++;
     const runEnd = e;
     for (let k = 0; k < 2 && e < n && text.charCodeAt(e) === 61; k++) e++;
-    if (e - s <= MAX && !afterPadding(text, s)) runs.push([s, e]);
+    if (e - s <= MAX) runs.push([s, e]);
     p = runEnd + MIN; // the next run starts after runEnd
   }
   return runs;
@@ -75,7 +62,7 @@ const hexValue = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 1
 /**
  * Where an encoded run still being written at the end of `text` starts (text.length if none): a trailing run of
  * alphabet characters (with up to two `=`) that could still become one `encodedRuns` reports and `decode` accepts —
- * not over 258 characters, not right after another's padding, and every complete base64 quad (or, while the run is all hex, every
+ * not over 258 characters, and every complete base64 quad (or, while the run is all hex, every
  * hex pair) so far decoding to printable bytes, and among its first 24 characters the high bits a quad's characters so
  * far fix allowing a printable next byte. Ordinary words fail the quad test within their first four letters.
  */
@@ -85,7 +72,7 @@ export function encodedLiveStart(text: string): number {
   while (pads < 2 && e > 0 && text.charCodeAt(e - 1) === 61) { e--; pads++; }
   let s = e;
   while (s > 0 && e - s <= MAX && isAlphabet(text.charCodeAt(s - 1))) s--;
-  if (s === e || e - s + pads > MAX || afterPadding(text, s)) return n;
+  if (s === e || e - s + pads > MAX) return n;
   // After `=` the run cannot grow: shorter than a reported run, it never will be one.
   if (pads && e - s < MIN) return n;
   let base64 = true, k = s;

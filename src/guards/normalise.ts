@@ -7,6 +7,8 @@
  * character: linear in the text.
  */
 
+import { CONFUSABLE_LETTERS } from "./rules/lookalikes";
+
 /**
  * Invisible and direction-changing characters, by Unicode property rather than
  * a hand list: Default_Ignorable_Code_Point (zero-widths, U+034F, U+180B, U+3164,
@@ -19,20 +21,23 @@ export const INVISIBLE_CHAR = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}
 /**
  * Where invisible characters are legitimate: emoji sequences (ZWJ between
  * pictographs, a variation selector after one, keycaps, tag-spelled subdivision
- * flags; that one first, its black flag is a pictograph too). A flag's tags are a
- * subdivision code as Unicode spells them (two region letters, 1-4 letters or
- * digits: "gbsct"); any tag text once passed inside a 🏴 … U+E007F wrapper
+ * flags; that one first, its black flag is a pictograph too). The flags are the
+ * three Unicode recommends (England, Scotland, Wales: gbeng, gbsct, gbwls): any
+ * tag text once passed inside a 🏴 … U+E007F wrapper, and then any text split
+ * into pieces of 3-6 tag letters, each wrapped as a flag of "valid" shape
  * (hidden instructions to a model that reads tag characters). The prompt guard
  * skips these and refuses everything else.
  */
-export const EMOJI_SEQUENCE = String.raw`\u{1F3F4}[\u{E0061}-\u{E007A}]{2}[\u{E0030}-\u{E0039}\u{E0061}-\u{E007A}]{1,4}\u{E007F}|\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?(?:\u200D\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?)*|[0-9#*]\uFE0F?\u20E3`;
+export const EMOJI_SEQUENCE = String.raw`\u{1F3F4}\u{E0067}\u{E0062}(?:\u{E0065}\u{E006E}\u{E0067}|\u{E0073}\u{E0063}\u{E0074}|\u{E0077}\u{E006C}\u{E0073})\u{E007F}|\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?(?:\u200D\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?)*|[0-9#*]\uFE0F?\u20E3`;
 
 /**
- * Look-alikes from Cyrillic, Greek, Armenian and a few Latin extensions → the ASCII letter they imitate, in
- * both cases (the response scanner matches case-sensitive key prefixes such as AKIA and BEGIN), and dash
- * look-alikes → "-" (PEM armor). The prompt guard looks letters up after lower-casing.
+ * Look-alikes → the ASCII letter they imitate, in both cases (the response scanner matches case-sensitive key
+ * prefixes such as AKIA and BEGIN): every character Unicode's confusables data lists for an ASCII letter
+ * (rules/lookalikes.ts: Cyrillic, Greek, Armenian, Cherokee, Lisu, Coptic, Canadian syllabics, small capitals …), with
+ * the hand-made table below over it, and dash look-alikes → "-" (PEM armor). The prompt guard looks letters up after
+ * lower-casing, so each one's lower case is in too.
  */
-export const LOOKALIKES: Readonly<Record<string, string>> = {
+export const LOOKALIKES: Readonly<Record<string, string>> = withConfusables({
   "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x",
   "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l", "ɡ": "g", "ɩ": "i", "ʏ": "y",
   "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y",
@@ -41,11 +46,26 @@ export const LOOKALIKES: Readonly<Record<string, string>> = {
   "Ѕ": "S", "І": "I", "Ї": "I", "Ј": "J", "Ԛ": "Q", "Ԝ": "W", "Ӏ": "I", "Ү": "Y",
   "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
   "Օ": "O", "Ս": "U", "Ѵ": "V", "Ϲ": "C", "Ϳ": "J",
+  // Latin small capitals, which Unicode's confusables data lists with no ASCII letter: read as the lower-case letter.
+  ...Object.fromEntries([..."ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢ"].map((ch, i) => [ch, "abcdefghijklmnoprstuvwyz"[i]!])),
   "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-", "\u2043": "-", "\uFE58": "-", "\uFE63": "-",
-};
+});
 
-/** Look-alikes whose NFKC form is another letter (ϲ → σ, Ϲ → Σ), mapped before normalising. */
-const NFKC_CHANGES = /[\u03F2\u03F9]/gu;
+/** The confusables under the hand-made table; each character's lower case too (for the prompt guard). */
+function withConfusables(own: Record<string, string>): Record<string, string> {
+  const all: Record<string, string> = {};
+  for (const [letter, chars] of Object.entries(CONFUSABLE_LETTERS)) {
+    for (const ch of chars) {
+      all[ch] ??= letter;
+      const lower = ch.toLowerCase();
+      if (lower !== ch && !/^[\x00-\x7f]+$/.test(lower.normalize("NFKC"))) all[lower] ??= letter.toLowerCase();
+    }
+  }
+  return Object.assign(all, own);
+}
+
+/** Look-alikes whose NFKC form is another character (ϲ → ς, Ϲ → Σ), mapped before normalising. */
+const NFKC_CHANGES = new RegExp(`[${Object.keys(LOOKALIKES).filter((ch) => ch.normalize("NFKC") !== ch).join("")}]`, "gu");
 const foldBeforeNfkc = (text: string) => text.replace(NFKC_CHANGES, (ch) => LOOKALIKES[ch]!);
 
 /** Separators folded to one space: whitespace, hyphens/dashes, underscores, dots, middle dots, slashes, pipes. */

@@ -21,10 +21,22 @@ const CASES: [string, string, string][] = [
   ["base64 in a query string", `url?k=${b64}&x=1`, b64],
   ["hex after =", `k=${hex}`, hex],
   ["hex with 0x", `0x${hex}`, hex],
+  // Review: a prefix faking another encoded text's padding (24+ alphabet characters, then = or ==).
+  ["base64 after a fake padding", `abcdefghijklmnopqrstuvwxyza=${b64}`, b64],
+  ["base64 after a fake double padding", `abcdefghijklmnopqrstuvwxyz==${b64}`, b64],
+  ["hex after a fake padding", `aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=${hex}`, hex],
   ["loopback ending a sentence", "The server listens on 127.0.0.1.", "127.0.0.1"],
   ["short loopback ending a sentence", "Use 127.1.", "127.1"],
   ["fullwidth loopback ending a sentence", "Visit １２７．０．０．１．", "１２７．０．０．１"],
   ["lunate sigma for C", "AKIAIOSFODNN7EXAMPL\u03F9", "IOSFODNN7EXAMPL"],
+  // Review: scripts beyond Cyrillic/Greek/Armenian (now from Unicode's confusables data), and Armenian ց.
+  ["Lisu A", "\uA4EEKIAZ3QWXERT5YUI2OPL", "Z3QWXERT5YUI2OPL"],
+  ["Cherokee A", "\u13AAKIAZ3QWXERT5YUI2OPL", "Z3QWXERT5YUI2OPL"],
+  ["Canadian syllabics A", "AKI\u15C5Z3QWXERT5YUI2OPL", "Z3QWXERT5YUI2OPL"],
+  ["Lisu K", "A\uA4D7IAZ3QWXERT5YUI2OPL", "Z3QWXERT5YUI2OPL"],
+  ["Coptic O", "AKIAZ3QWXERT5YUI2\u2C9EPL", "Z3QWXERT5YUI2"],
+  ["small capital P (read as p)", "gh\u1D18_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"],
+  ["Armenian ց for g", "\u0581hp_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"],
   ["Cyrillic izhitsa for V in a PEM's armor", `-----BEGIN PRI\u0474ATE KEY-----\n${pemBody}\n-----END PRI\u0474ATE KEY-----`, pemBody],
 ];
 
@@ -41,9 +53,7 @@ test("each is redacted one-shot, and streamed one character per push and cut in 
   expect(leaks).toEqual([]);
 });
 
-test("still left alone: a longer dotted number, an encoded text's tail after its own padding, fd0:: (not fc00::/7)", () => {
-  for (const text of ["version 127.0.0.1.5 is out", "fd0::5 is no unique-local address"]) expect(scanner.scan(text).text).toBe(text);
-  // Two base64 texts run together: the second is read from its start (its own run), not as a tail of the first.
-  const two = `${Buffer.from("hello there, friend of mine").toString("base64")}${b64}`;
-  expect(scanner.scan(`see ${two}`).findings).toEqual([]);
+test("still left alone: a longer dotted number, fd0:: (not fc00::/7), base64 of ordinary text after =", () => {
+  for (const text of ["version 127.0.0.1.5 is out", "fd0::5 is no unique-local address",
+    `data=${Buffer.from("hello there, friend of mine").toString("base64")}`]) expect(scanner.scan(text).text).toBe(text);
 });
