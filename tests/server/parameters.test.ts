@@ -268,8 +268,11 @@ describe("OpenAI's words for a missing parameter and for stream_options without 
       const r = await post(route!, { model: "tiny" });
       expect([route, r.status, r.body.error]).toEqual([route, 400, { message: `Missing required parameter: '${param}'.`, type: "invalid_request_error", param, code: "missing_required_parameter" }]);
     }
-    // One that is sent but wrong keeps its own message.
-    expect((await post("/v1/completions", { model: "tiny", prompt: 5 })).body.error.message).not.toContain("Missing");
+    // One that is sent but wrong keeps its own message, which says what is taken (review: 17 prompts read "Invalid input").
+    for (const prompt of [5, Array(17).fill("a"), [], [1.5]]) {
+      const e = (await post("/v1/completions", { model: "tiny", prompt })).body.error;
+      expect([e.param, e.message]).toEqual(["prompt", "Invalid 'prompt': prompt is a string, a list of 1-16 strings, a list of token ids, or a list of 1-16 such lists"]);
+    }
   });
   test("stream_options without stream: 400 naming stream_options (streamed, it is taken)", async () => {
     for (const [route, extra] of [["/v1/chat/completions", { messages: [{ role: "user", content: "x" }] }], ["/v1/completions", { prompt: "x" }]] as const) {

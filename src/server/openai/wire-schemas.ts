@@ -170,7 +170,9 @@ export const chatCompletionRequest = z.strictObject({
 
 export const completionRequest = z.strictObject({
   ...sampling,
-  prompt: z.union([z.string(), z.array(z.string()).min(1).max(MAX_CHOICES), tokenIds, z.array(tokenIds).min(1).max(MAX_CHOICES)]),
+  // The union's own message says what is taken (zod's was "Invalid input": an lm-eval batch of 17 prompts learnt nothing).
+  prompt: z.union([z.string(), z.array(z.string()).min(1).max(MAX_CHOICES), tokenIds, z.array(tokenIds).min(1).max(MAX_CHOICES)],
+    { error: `prompt is a string, a list of 1-${MAX_CHOICES} strings, a list of token ids, or a list of 1-${MAX_CHOICES} such lists` }),
   echo: z.boolean().nullish(),
   /** Alternatives per token (OpenAI allows 0-5). */
   logprobs: z.number().int().min(0).max(5).nullish(),
