@@ -70,9 +70,10 @@ export async function checkBinary(l: Layout): Promise<Check> {
     : { name: "binary", status: "fail", detail: `${l.bin}: expected sha256 ${expected}, actual ${actual}` };
 }
 
-/** Whether an account may read a file by its mode bits (owner, group or others). */
-function readableBy(st: fs.Stats, a: { uid: number; gid: number }): boolean {
-  return st.uid === a.uid ? (st.mode & 0o400) !== 0 : st.gid === a.gid ? (st.mode & 0o040) !== 0 : (st.mode & 0o004) !== 0;
+/** Whether an account may read (4) or enter (1) a path by its mode bits: as its owner, else one of its groups, else others. */
+function allows(st: fs.Stats, a: { uid: number; gid: number; gids?: number[] }, bit: 4 | 1): boolean {
+  const shift = st.uid === a.uid ? 6 : (a.gids ?? [a.gid]).includes(st.gid) ? 3 : 0;
+  return ((st.mode >> shift) & bit) !== 0;
 }
 
 /** Secret files: keys 0600/0400 owned by the service account (or this user when not installed); config 0640 at most. */
@@ -96,7 +97,9 @@ export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
     const st = fs.statSync(l.configFile);
     if (st.uid !== 0 && process.getuid?.() === 0) problems.push(`${l.configFile} is not owned by root`);
     // The service reads it at every start: unreadable, the start fails (exit 2) while verify said all was well.
-    if (owner && !readableBy(st, owner)) problems.push(`${l.configFile} is not readable by ${l.account} (the service reads it): chgrp ${l.account} and chmod 0640`);
+    const dir = fs.statSync(path.dirname(l.configFile));
+    if (owner && !allows(dir, owner, 1)) problems.push(`${path.dirname(l.configFile)} cannot be entered by ${l.account} (the service reads the config in it): chgrp ${l.account} and chmod 0750`);
+    else if (owner && !allows(st, owner, 4)) problems.push(`${l.configFile} is not readable by ${l.account} (the service reads it): chgrp ${l.account} and chmod 0640`);
   }
   if (problems.length) return { name: "files", status: "fail", detail: problems.join("; ") };
   if (unknown.length) return { name: "files", status: "unknown", detail: `modes ok; cannot check ${unknown.join(", ")}` };

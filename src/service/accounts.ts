@@ -2,7 +2,8 @@
 import fs from "node:fs";
 import path from "node:path";
 
-export interface Account { name: string; uid: number; gid: number; shell: string; groups: string[] }
+/** `gids`: every group it is in, primary included (Linux; undefined where not read). */
+export interface Account { name: string; uid: number; gid: number; shell: string; groups: string[]; gids?: number[] }
 
 /** From <root>/etc/passwd and <root>/etc/group; undefined if the files or the account are missing. */
 export function readAccount(name: string, root = "/"): Account | undefined | null {
@@ -12,13 +13,15 @@ export function readAccount(name: string, root = "/"): Account | undefined | nul
   const line = fs.readFileSync(passwd, "utf8").split("\n").find((l) => l.split(":")[0] === name);
   if (!line) return undefined;
   const [, , uid, gid, , , shell] = line.split(":");
-  const groups = fs.existsSync(group)
+  const lines = fs.existsSync(group)
     ? fs.readFileSync(group, "utf8").split("\n").filter((l) => {
         const [gname, , ggid, members] = l.split(":");
         return gname && (ggid === gid || (members ?? "").split(",").includes(name));
-      }).map((l) => l.split(":")[0]!)
+      })
     : [];
-  return { name, uid: Number(uid), gid: Number(gid), shell: shell ?? "", groups };
+  const groups = lines.map((l) => l.split(":")[0]!);
+  const gids = [...new Set([Number(gid), ...lines.map((l) => Number(l.split(":")[2]))])];
+  return { name, uid: Number(uid), gid: Number(gid), shell: shell ?? "", groups, gids };
 }
 
 function readDarwinAccount(name: string): Account | undefined {

@@ -96,4 +96,11 @@ test.skipIf(process.getuid?.() !== 0)("verify's files check fails a config file 
   fs.chownSync(l.configFile, 0, 4242);
   fs.chmodSync(l.configFile, 0o640);
   expect(checkFiles(config, l).detail).not.toContain("not readable");
+  // Review: readable through a supplementary group too; and the directory must let the account in.
+  fs.writeFileSync(path.join(root, "etc/group"), "root:x:0:\nappliance:x:4242:\nconf:x:4343:appliance\n");
+  fs.chownSync(l.configFile, 0, 4343);
+  expect(checkFiles(config, l).detail).not.toContain("not readable");
+  fs.chownSync(path.dirname(l.configFile), 0, 0);
+  fs.chmodSync(path.dirname(l.configFile), 0o700);
+  expect(checkFiles(config, l).detail).toContain(`${path.dirname(l.configFile)} cannot be entered by appliance`);
 });
