@@ -180,7 +180,10 @@ export class AuditLog {
     }
     this.seq++;
     this.prev = mac;
-    if (this.seq - this.anchored >= CHECKPOINT_EVERY) this.checkpoint();
+    // The record is written: a checkpoint that fails now (a full disk) is logged as such, not as a lost record.
+    if (this.seq - this.anchored >= CHECKPOINT_EVERY) {
+      try { this.checkpoint(); } catch (err) { this.opts.log?.error?.({ err }, "audit checkpoint failed"); }
+    }
   }
 
   /** Records where the chain stands, outside the log; a no-op when nothing was appended since the last one. */

@@ -59,7 +59,7 @@ export const models: Command = {
           if (e instanceof ModelAddError && /model name/.test(e.message)) throw new UsageError(e.message);
           throw e;
         }
-        console.log(`${added.sha256}  ${path.basename(added.file)}\n${added.replaced ? `replaced model '${added.id}' (was sha256 ${added.replaced})` : `added as model '${added.id}'`} to ${path.join(dir, MANIFEST)}`);
+        console.log(`${added.sha256}  ${path.basename(added.file)}\n${added.replaced ? `replaced model '${added.id}' (was sha256 ${added.replaced}) in` : `added as model '${added.id}' to`} ${path.join(dir, MANIFEST)}`);
         runningServerNote(config.stateDir);
         return EXIT.OK;
       }
