@@ -1,8 +1,8 @@
 /**
  * Text normalisation for matching, shared by the prompt guard and the response
  * scanner: what a reader sees, not how it is encoded. NFKC folds fullwidth and
- * compatibility forms (ｉｇｎｏｒｅ, ①), invisible characters are dropped, the
- * usual Cyrillic/Greek look-alikes become their Latin letters, and runs of
+ * compatibility forms (ｉｇｎｏｒｅ, ①), invisible characters are dropped,
+ * look-alike letters (Unicode's confusables) become their Latin letters, and runs of
  * separators (spaces, hyphens, underscores, dots) become one space. One pass per
  * character: linear in the text.
  */
