@@ -8,7 +8,7 @@
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import type { AltLogprob, PromptLogprob, TokenLogprob } from "./engine";
 import { TEXT_CONTEXT } from "./context-text";
-import { partialBytes, spellBytes } from "./token-bytes";
+import { isUtf8, partialBytes, spellBytes, tokenBytes } from "./token-bytes";
 
 /**
  * An alternative as listed: its text, or where that is not whole UTF-8 (a byte token reads "\uFFFD", so all of them
@@ -65,6 +65,28 @@ export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel
 }
 
 /**
+ * Each prompt token spelled by its own bytes from the vocabulary (one entry per token, exactly, whatever the tokens
+ * around it: a piece detokenized after its neighbours read "" for a bare ▁ or a character's later byte, and echoed
+ * prompts lost entries); the first token with text loses the leading space the model's detokenizer drops at a text's
+ * start (SentencePiece's added space). Undefined for vocabularies whose bytes are not known (then detokenized).
+ */
+function promptSpelling(model: LlamaModel): ((t: Token) => { token: string; bytes?: number[] }) | undefined {
+  const spell = tokenBytes(model);
+  if (!spell) return undefined;
+  let started = false;
+  return (t) => {
+    const raw = spell(t);
+    if (!raw) return { token: model.detokenize([t], false), ...withBytes(model, t) };
+    let b = [...raw];
+    if (!started && b.length) {
+      started = true;
+      if (b[0] === 0x20 && !model.detokenize([t], false).startsWith(" ")) b = b.slice(1);
+    }
+    return isUtf8(b) ? { token: Buffer.from(b).toString("utf8") } : { token: "", bytes: b };
+  };
+}
+
+/**
  * The prompt's own logprobs (completions `echo` with `logprobs`): the prompt is evaluated into the sequence
  * with the model's distribution kept at each position (temperature 1, nothing cut), so position i tells how
  * likely prompt token i+1 was. The last token is left for the generation to evaluate (node-llama-cpp reuses
@@ -75,12 +97,12 @@ export async function promptLogprobs(sequence: LlamaContextSequence, model: Llam
   const head = input.slice(0, -1);
   const out = await sequence.controlledEvaluate(head.map((t) => [t, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }]));
   const records: PromptLogprob[] = [];
+  const spelling = promptSpelling(model);
   input.forEach((t, i) => {
     if (bos && i === 0) return;
-    const piece = model.detokenize([t], false, input.slice(Math.max(bos ? 1 : 0, i - TEXT_CONTEXT), i));
     const dist = i > 0 ? out[i - 1]?.next.probabilities : undefined;
     records.push({
-      token: piece, ...withBytes(model, t),
+      ...(spelling?.(t) ?? { token: model.detokenize([t], false, input.slice(Math.max(bos ? 1 : 0, i - TEXT_CONTEXT), i)), ...withBytes(model, t) }),
       logprob: dist ? logprob(dist.get(t)) : null,
       top: dist ? [...dist].slice(0, top).map(([a, p]) => alternative(model, a, model.detokenize([a], false, input.slice(Math.max(0, i - TEXT_CONTEXT), i)), logprob(p))) : [],
     });

@@ -215,17 +215,27 @@ describe("byte tokens at the edges", () => {
   });
 
   test("echo: one entry per prompt token, also with leading spaces before byte tokens and with stray bytes", async () => {
-    for (const prompt of [" é", "  漢 a", " a", "日本"]) {
+    // lm-eval run: prompts that begin with spaces came back null or merged ("    x", " ", "   ").
+    for (const prompt of [" é", "  漢 a", " a", "日本", " ", "   ", "    x", "   漢字", "    été"]) {
       const ids = (await post("/tokenize", { content: prompt })).body.tokens as number[];
       const r = await post("/v1/completions", { model: "tiny", prompt, echo: true, logprobs: 1, max_tokens: 1, temperature: 0 });
       const lp = r.body.choices[0].logprobs;
       expect([prompt, lp === null ? null : lp.tokens.length]).toEqual([prompt, ids.length + 1]);
       expect(tokenText(lp.tokens.slice(0, ids.length))).toBe(prompt);
     }
-    // Token ids: BOS first, a stray pair of bytes (e6 bf: no character) spelled U+FFFD by its first and "" by its second.
+    // Token ids (lm-eval sends them without BOS): each spelled by its own bytes, also bytes that make no character
+    // (e6 bc, the text's one U+FFFD) and a prompt that ends inside a character (lm-eval's windows cut anywhere).
     const bos = (srv.ctx.engine as any).get("tiny").model.tokens.bos as number;
-    const [stray1, stray2] = [233, 191];
-    const r = await post("/v1/completions", { model: "tiny", prompt: [bos, stray1, stray2, 356], echo: true, logprobs: 1, max_tokens: 1, temperature: 0 });
-    expect(r.body.choices[0].logprobs.tokens.slice(0, 4)).toEqual(["", "\uFFFD", "", " a"]);
+    const echo = async (prompt: number[]) => (await post("/v1/completions", { model: "tiny", prompt, echo: true, logprobs: 1, max_tokens: 1, temperature: 0 })).body.choices[0].logprobs;
+    const stray = await echo([bos, 233, 191, 356]);
+    expect(stray.tokens.slice(0, 4)).toEqual(["", "bytes:\\xe6", "bytes:\\xbc", " a"]);
+    expect(stray.text_offset.slice(0, 5)).toEqual([0, 0, 0, 1, 3]); // " a" after the U+FFFD the text shows
+    for (const ids of [[bos, 261, 233, 191], [379, 243, 162, 155], [261, 261, 261, 261, 379], [261, 410, 337, 337, 340]]) {
+      const lp = await echo(ids);
+      expect([ids, lp?.tokens.length]).toEqual([ids, ids.length + 1]);
+      expect(lp.token_logprobs.slice(1, ids.length).every((x: unknown) => typeof x === "number")).toBe(true);
+    }
+    // A bare ▁ first: its space is the model's dropped one, and "▁he" keeps its own (" he", as after a BOS).
+    expect((await echo([261, 410, 337, 337, 340])).tokens.slice(0, 2)).toEqual(["", " he"]);
   });
 });

@@ -25,8 +25,11 @@ const wireToken = (t: Spelling) => (t.bytes ? spellBytes(t.bytes) : t.token);
  */
 export function promptSpelled(lp: PromptLogprob[] | undefined, text: string): PromptLogprob[] | undefined {
   if (!lp || spelled(lp, text)) return lp;
+  // Entries spelled by their own bytes that do not spell the text (a stray byte the text shows as U+FFFD): lined up
+  // where that keeps an entry per token; else one entry per token as they are (the client's own prompt: nothing in
+  // it is redacted), since clients count positions by them.
   const aligned = alignWhole(lp.map((t) => ({ ...t, logprob: t.logprob ?? NaN })), text, text, true);
-  return aligned?.map((t) => ({ ...t, logprob: Number.isNaN(t.logprob) ? null : t.logprob }));
+  return aligned && aligned.length === lp.length ? aligned.map((t) => ({ ...t, logprob: Number.isNaN(t.logprob) ? null : t.logprob })) : lp;
 }
 const bytes = (s: string) => [...Buffer.from(s, "utf8")];
 
@@ -62,8 +65,9 @@ function textOffsets(lp: Spelling[], from: number): number[] {
   let at = from;
   let carry: number[] = [];
   for (const t of lp) {
+    if (!t.bytes && carry.length) { at += 1; carry = []; } // bytes that made no character: the text shows one U+FFFD
     offsets.push(at);
-    if (!t.bytes) { at += t.token.length; carry = []; continue; }
+    if (!t.bytes) { at += t.token.length; continue; }
     carry.push(...t.bytes);
     let i = 0;
     while (i < carry.length && carry.length - i >= sequenceLength(carry[i]!)) {
