@@ -7,4 +7,9 @@ export const EXIT = {
   USAGE: 2,
   /** `engine build`: cmake, a compiler or a build tool is missing (each named, with its package); nothing written. */
   TOOLS_MISSING: 3,
+  /**
+   * `serve`: a model failed its integrity check (tampered, or its file changed): alerted, and retrying cannot help,
+   * so the unit does not restart it (RestartPreventExitStatus), where a crash is restarted.
+   */
+  INTEGRITY: 4,
 } as const;

@@ -59,5 +59,5 @@ export const COMMANDS: CommandEntry[] = [
 export function helpText(): string {
   const rows = COMMANDS.filter((c) => !c.hidden).map((c) => `  ${c.name.padEnd(12)} ${c.summary}`);
   return `appliance — hardened OpenAI-compatible inference server in one binary\n\nusage: appliance COMMAND [flags]\n\n${rows.join("\n")}\n\n` +
-    "Run 'appliance COMMAND --help' for a command's flags. Exit codes: 0 ok, 1 failure, 2 usage/config error, 3 build tools missing (engine build).";
+    "Run 'appliance COMMAND --help' for a command's flags. Exit codes: 0 ok, 1 failure, 2 usage/config error, 3 build tools missing (engine build), 4 a model failed its integrity check (serve).";
 }

@@ -147,7 +147,7 @@ describe("systemd install under --root", () => {
     expect(native).toMatchObject({ status: "ok", detail: expect.stringContaining(path.join(root, "usr/local/lib/appliance/native")) });
   });
 
-  test("tamper: one flipped byte in a model → verify exits 1 naming the file, serve refuses to start", () => {
+  test("tamper: one flipped byte in a model → verify exits 1 naming the file, serve refuses to start (exit 4)", () => {
     const l = layout("systemd", root);
     const model = path.join(l.modelsDir, "tiny.gguf");
     const original = fs.readFileSync(model);
@@ -161,7 +161,7 @@ describe("systemd install under --root", () => {
       expect(r.out).toContain(`✗ models`);
       expect(r.out).toContain(model);
       const s = cli(["serve", "--state-dir", l.stateDir, "--port", "0"]);
-      expect(s.code).toBe(1);
+      expect(s.code).toBe(4); // a failed integrity check: not restarted by the unit (RestartPreventExitStatus)
       expect(s.err).toContain("does not match the manifest");
     } finally {
       fs.writeFileSync(model, original);

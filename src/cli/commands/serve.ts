@@ -39,15 +39,13 @@ async function launchdServe(argv: string[]): Promise<number> {
   }
   try {
     const code = await serveNow(argv, layout("launchd").logDir);
-    return code === EXIT.FAIL && permanentFailure ? EXIT.OK : code;
+    return code === EXIT.INTEGRITY ? EXIT.OK : code;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     console.error(`appliance serve: ${e.message} (staying stopped until the config is fixed)`);
     return EXIT.OK;
   }
 }
-
-let permanentFailure = false;
 
 async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.split(":")[0]): Promise<number> {
   const phases = new StartPhases();
@@ -70,7 +68,8 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
     // serve is where models are checked before every start (the unit's verify leaves them to it): alert like verify.
     if (e instanceof ModelIntegrityError) {
       alert([{ name: "models", status: "fail", detail: e.message }], alertDir);
-      permanentFailure = true;
+      console.error(`appliance: ${e.message}`);
+      return EXIT.INTEGRITY;
     }
     console.error(`appliance: ${(e as Error).message}`);
     return EXIT.FAIL;
