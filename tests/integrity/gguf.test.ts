@@ -91,10 +91,10 @@ describe("manifest", () => {
     const dev = await resolveModels(parseConfig({ stateDir, allowUnverified: true }));
     expect(dev.warnings[0]).toMatch(/allow-unverified/);
   });
-  test("serve exits 1 with the reason for a tampered model, and the process survives a crafted one", async () => {
+  test("serve exits 4 (a failed integrity check: not restarted) for a crafted model, and the process survives it", async () => {
     const stateDir = tmpDir();
     const bad = craft("crafted.gguf", Buffer.concat([Buffer.from("GGUF"), u32(3), u64(1n), u64(0n), u64(5n), Buffer.from("short")]));
-    expect(await main(["serve", "--state-dir", stateDir, "--model", bad, "--allow-unverified", "--port", "0"])).toBe(1);
+    expect(await main(["serve", "--state-dir", stateDir, "--model", bad, "--allow-unverified", "--port", "0"])).toBe(4);
     // The crafted file never reached the native parser: this process still works.
     expect(await main(["--version"])).toBe(0);
   });
