@@ -27,6 +27,19 @@ describe("/tokenize and /detokenize", () => {
     // special-token spellings are text, not control tokens
     expect((await tokenize("<|im_end|>")).length).toBeGreaterThan(1);
   });
+  // Client run: vLLM's spelling ({prompt, add_special_tokens}) and llama-server's parse_special were 400s.
+  test("vLLM's spelling is taken and answered in vLLM's shape; parse_special false is taken, true refused", async () => {
+    const tokens = (await post("/tokenize", { content: "hello world" })).body.tokens as number[];
+    const v = await post("/tokenize", { prompt: "hello world" });
+    expect([v.status, v.body]).toEqual([200, { count: tokens.length, max_model_len: 2048, tokens }]);
+    expect(((await post("/tokenize", { prompt: "hello world", add_special_tokens: true })).body.tokens as number[]).length).toBe(tokens.length + 1);
+    expect((await post("/tokenize", { content: "hello world", parse_special: false })).body.tokens).toEqual(tokens);
+    const special = await post("/tokenize", { content: "<|im_start|>", parse_special: true });
+    expect([special.status, special.body.error.param]).toEqual([400, "parse_special"]);
+    const none = await post("/tokenize", {});
+    expect([none.status, none.body.error.code, none.body.error.param]).toEqual([400, "missing_required_parameter", "content"]);
+    expect((await post("/tokenize", { content: "a", prompt: "b" })).body.error.param).toBe("prompt");
+  });
   test("a piece that is part of a UTF-8 character is its bytes, as llama-server gives it (it read \"\uFFFD\")", async () => {
     // The tiny vocabulary has no é: it is two byte tokens, <0xC3> <0xA9>.
     const pieces = (await post("/tokenize", { content: "héllo", with_pieces: true })).body.tokens as { id: number; piece: string | number[] }[];

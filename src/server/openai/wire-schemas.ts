@@ -200,12 +200,19 @@ export const errorBody = z.object({
 export const modelObject = z.object({ id: z.string(), object: z.literal("model"), created: z.number(), owned_by: z.string() });
 export const modelList = z.object({ object: z.literal("list"), data: z.array(modelObject) });
 
-/** POST /tokenize (llama-server's extension): text → token ids. `model` may be left out when one model is served. */
+/**
+ * POST /tokenize (llama-server's extension): text → token ids. `model` may be left out when one model is served.
+ * vLLM's spelling is taken too: `prompt` for `content`, `add_special_tokens` for `add_special`.
+ */
 export const tokenizeRequest = z.strictObject({
   model: z.string().min(1).max(256).optional(),
-  content: z.string().max(1 << 20),
+  content: z.string().max(1 << 20).optional(),
+  prompt: z.string().max(1 << 20).optional(),
   add_special: z.boolean().optional(),
+  add_special_tokens: z.boolean().optional(),
   with_pieces: z.boolean().optional(),
+  /** llama-server's: only false here (special-token spellings stay text, as the completion routes read them). */
+  parse_special: z.literal(false, { message: "special-token spellings are read as text here, as the completion routes read them: only parse_special false" }).optional(),
 });
 
 /** POST /detokenize (llama-server's extension): token ids → text. */

@@ -6,7 +6,7 @@
  */
 import { Elysia, t } from "elysia";
 import { checkChars } from "../../guards/bounds";
-import { InvalidRequestError, ModelNotFoundError } from "../../errors";
+import { AppError, InvalidRequestError, ModelNotFoundError } from "../../errors";
 import { detokenizeRequest, errorBody, tokenizeRequest } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
@@ -24,9 +24,14 @@ export const tokenizeRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.tokenize" })
     .post("/tokenize", ({ body, request }) => {
       const model = modelFor(deps, request, body.model);
+      const vllm = body.prompt !== undefined; // vLLM's spelling, answered in vLLM's shape (count, max_model_len)
+      if (vllm && body.content !== undefined) throw new InvalidRequestError("Give the text as 'content' or as 'prompt', not both.", "prompt");
+      const text = body.content ?? body.prompt;
+      if (text === undefined) throw new AppError("Missing required parameter: 'content'.", 400, "invalid_request_error", "missing_required_parameter", "content");
       // The prompts' bound: a text no prompt may be is not tokenized either (its cost grows with its length, long-text.ts).
-      checkChars("content", body.content.length, deps.config.maxPromptChars, "content", "input_too_long");
-      const tokens = deps.engine.tokenize(model, body.content, body.add_special ?? false);
+      checkChars("content", text.length, deps.config.maxPromptChars, vllm ? "prompt" : "content", "input_too_long");
+      const tokens = deps.engine.tokenize(model, text, body.add_special ?? body.add_special_tokens ?? false);
+      if (vllm && !body.with_pieces) return { count: tokens.length, max_model_len: deps.engine.model(model)!.contextSize, tokens };
       if (!body.with_pieces) return { tokens };
       // A piece that is part of a UTF-8 character is its bytes, as llama-server gives it (its text alone reads "\uFFFD").
       return { tokens: tokens.map((id, i) => ({ id, piece: deps.engine.partialBytes?.(model, id) ?? deps.engine.detokenize(model, [id], "tokens", tokens.slice(Math.max(0, i - 8), i)) })) };
@@ -35,7 +40,8 @@ export const tokenizeRoutes = (deps: AppDeps) =>
       parse: "json",
       detail: { summary: "Text → token ids (llama-server extension)", tags: ["Extensions"] },
       response: {
-        200: t.Object({ tokens: t.Union([t.Array(t.Number()), t.Array(t.Object({ id: t.Number(), piece: t.Union([t.String(), t.Array(t.Number())]) }))]) }),
+        200: t.Object({ tokens: t.Union([t.Array(t.Number()), t.Array(t.Object({ id: t.Number(), piece: t.Union([t.String(), t.Array(t.Number())]) }))]),
+          count: t.Optional(t.Number()), max_model_len: t.Optional(t.Number()) }),
         400: errorBody, 401: errorBody, 404: errorBody,
       },
     })
