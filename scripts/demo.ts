@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { build } from "./build";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { holdFileLock } from "../src/util/file-lock";
+import { auditWriterRunning } from "../src/log/audit";
 
 const root = path.resolve(import.meta.dir, "..");
 const demo = process.env.DEMO_DIR ? path.resolve(process.env.DEMO_DIR) : path.join(root, ".demo");
@@ -18,12 +18,10 @@ const port = process.env.PORT ?? "8000";
 fs.mkdirSync(demo, { recursive: true, mode: 0o700 });
 // A demo already serving this state dir holds its audit log's lock (log/audit.ts): stop before `keys rotate demo`
 // below, which would revoke the key that server's clients use (and this second server could not start anyway).
-const running = fs.existsSync(stateDir) ? holdFileLock(path.join(stateDir, "audit.jsonl")) : null;
-if (running === undefined) {
+if (auditWriterRunning(stateDir)) {
   console.error(`a demo server is already running on ${stateDir} (its key is unchanged). Stop it first, or give this one its own: DEMO_DIR=/tmp/demo2 PORT=8001 npx bun run demo`);
   process.exit(1);
 }
-running?.release();
 
 const bin = await build("linux-x64", path.join(root, "dist", "appliance")).catch((e) => {
   console.error(`build failed (${(e as Error).message}); running from source instead`);

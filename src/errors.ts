@@ -26,6 +26,13 @@ export class InvalidRequestError extends AppError {
   }
 }
 
+/** A required field not sent at all, in OpenAI's words and code. */
+export class MissingParameterError extends AppError {
+  constructor(param: string, where = "") {
+    super(`Missing required parameter: '${param}'${where}.`, 400, "invalid_request_error", "missing_required_parameter", param);
+  }
+}
+
 export class ModelNotFoundError extends AppError {
   constructor(model: string) {
     // Named as sent, up to a model name's length (the body schemas' 256): GET /v1/models/{id} takes any path.

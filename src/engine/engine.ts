@@ -95,10 +95,10 @@ export interface GenerateCall {
 
 export type GenerationStage = "admitted" | "slot" | "first-token";
 
-/** A generated token (its text), its natural-log probability, and the most likely alternatives at that step. */
 /** An alternative token; `bytes` only where its text is not whole UTF-8 (`token` is then OpenAI's "bytes:\\xNN" form). */
 export interface AltLogprob { token: string; logprob: number; bytes?: number[] }
 
+/** A generated token (its text), its natural-log probability, and the most likely alternatives at that step. */
 export interface TokenLogprob {
   token: string;
   logprob: number;

@@ -94,7 +94,6 @@ export function checkTokenIds(tokens: Iterable<number>, vocabularySize: number, 
   }
 }
 
-/** OpenAI's logit_bias (-100 bans a token) as node-llama-cpp's TokenBias (logits added). */
 /**
  * A request's seed (any integer OpenAI takes: int64) as llama.cpp's sampler takes it, 0..0xFFFFFFFE: its 0xFFFFFFFF
  * means "a random seed" (so seed 4294967295 was not reproducible), and node-llama-cpp made every negative seed 0
@@ -106,6 +105,7 @@ export function engineSeed(seed: number): number {
   return ((seed % m) + m) % m;
 }
 
+/** OpenAI's logit_bias (-100 bans a token) as node-llama-cpp's TokenBias (logits added). */
 function tokenBias(bias: ReadonlyMap<number, number>, model: LlamaModel): TokenBias {
   const b = new TokenBias(model.tokenizer);
   const own = (b as unknown as { _biases?: unknown })._biases;

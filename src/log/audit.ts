@@ -97,6 +97,18 @@ export interface AuditLogOptions {
   checkpointMs?: number;
 }
 
+/**
+ * Whether a running server writes this state dir's audit log: it holds the log's writer lock for its life. The lock
+ * file is not created when there is none (root asking about the service's state dir would own it).
+ */
+export function auditWriterRunning(stateDir: string): boolean {
+  const log = path.join(stateDir, "audit.jsonl");
+  if (!fs.existsSync(`${log}.lock`)) return false;
+  const free = holdFileLock(log);
+  free?.release();
+  return free === undefined;
+}
+
 export class AuditLog {
   private prev = GENESIS;
   private seq = 0;
@@ -120,9 +132,7 @@ export class AuditLog {
     try { this.key = this.openChain(); } catch (e) { writer.release(); throw e; }
     // A timed checkpoint that fails (its directory gone, a full disk) is logged, never thrown from the timer, where it
     // would end the process; the next append fails loudly on its own.
-    this.timer = setInterval(() => {
-      try { this.checkpoint(); } catch (err) { this.opts.log?.error?.({ err }, "audit checkpoint failed"); }
-    }, opts.checkpointMs ?? CHECKPOINT_MS);
+    this.timer = setInterval(() => this.checkpointOrLog(), opts.checkpointMs ?? CHECKPOINT_MS);
     this.timer.unref?.();
     open.add(this);
     if (!exitHook) {
@@ -181,9 +191,12 @@ export class AuditLog {
     this.seq++;
     this.prev = mac;
     // The record is written: a checkpoint that fails now (a full disk) is logged as such, not as a lost record.
-    if (this.seq - this.anchored >= CHECKPOINT_EVERY) {
-      try { this.checkpoint(); } catch (err) { this.opts.log?.error?.({ err }, "audit checkpoint failed"); }
-    }
+    if (this.seq - this.anchored >= CHECKPOINT_EVERY) this.checkpointOrLog();
+  }
+
+  /** A checkpoint whose failure (its directory gone, a full disk) is logged, not thrown: the timer's and append's. */
+  private checkpointOrLog() {
+    try { this.checkpoint(); } catch (err) { this.opts.log?.error?.({ err }, "audit checkpoint failed"); }
   }
 
   /** Records where the chain stands, outside the log; a no-op when nothing was appended since the last one. */

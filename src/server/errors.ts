@@ -3,7 +3,7 @@
  * {"error":{"message","type","param","code"}}; anything unexpected becomes a
  * generic 500 that names only the request id (no stack, no paths, no internals).
  */
-import { AppError } from "../errors";
+import { AppError, MissingParameterError } from "../errors";
 import type { Logger } from "../log/logger";
 
 export interface ErrorBody { error: { message: string; type: string; param: string | null; code: string | null } }
@@ -38,7 +38,7 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
   // A required field not sent at all: OpenAI's words and code (zod said "Invalid input" for a union such as input).
   const value = (err as { value?: unknown }).value;
   if (at && Array.isArray(issue.path) && value !== null && typeof value === "object" && valueAt(value, issue.path) === undefined) {
-    return new AppError(`Missing required parameter: '${at}'${where}.`, 400, "invalid_request_error", "missing_required_parameter", at);
+    return new MissingParameterError(at, where);
   }
   const message = issue.message ?? issue.summary ?? "invalid request";
   return new AppError(at ? `Invalid '${at}'${where}: ${message}` : `Invalid request body: ${message}`, 400,

@@ -4,7 +4,8 @@ import path from "node:path";
 import { addModel, ModelAddError } from "../../integrity/add-model";
 import { preflightModel, runPreflightChild, runTemplateChild } from "../../integrity/model-preflight";
 import { MANIFEST, manifestPath, modelsDirOf, readManifest, writeManifest } from "../../integrity/manifest";
-import { holdFileLock, withFileLock } from "../../util/file-lock";
+import { withFileLock } from "../../util/file-lock";
+import { auditWriterRunning } from "../../log/audit";
 import { modelId } from "../../integrity/resolve";
 import { EXIT, parseWithConfig, UsageError, unknownSubcommand, type Command } from "../command";
 
@@ -22,16 +23,9 @@ function progress(label: string) {
 
 const MODELS_SUBS = ["add", "list", "remove"];
 
-/**
- * A server running on this state dir (it holds the audit log's lock) serves the models it loaded at its start:
- * said after a change, which it picks up only when restarted. A lock file not there yet is not created.
- */
+/** A server running on this state dir serves the models it loaded at its start: said after a change, picked up on restart. */
 function runningServerNote(stateDir: string) {
-  const log = path.join(stateDir, "audit.jsonl");
-  if (!fs.existsSync(`${log}.lock`)) return;
-  const free = holdFileLock(log);
-  if (free) { free.release(); return; }
-  console.error("a server is running on this state dir: it serves the models it started with until it is restarted (the installed service: systemctl restart appliance)");
+  if (auditWriterRunning(stateDir)) console.error("a server is running on this state dir: it serves the models it started with until it is restarted (the installed service: systemctl restart appliance)");
 }
 
 export const models: Command = {

@@ -6,7 +6,7 @@
  */
 import { Elysia, t } from "elysia";
 import { checkChars } from "../../guards/bounds";
-import { AppError, InvalidRequestError, ModelNotFoundError } from "../../errors";
+import { InvalidRequestError, MissingParameterError, ModelNotFoundError } from "../../errors";
 import { detokenizeRequest, errorBody, tokenizeRequest } from "../openai/wire";
 import { stateOf } from "../request-state";
 import type { AppDeps } from "../deps";
@@ -27,7 +27,7 @@ export const tokenizeRoutes = (deps: AppDeps) =>
       const vllm = body.prompt !== undefined; // vLLM's spelling, answered in vLLM's shape (count, max_model_len)
       if (vllm && body.content !== undefined) throw new InvalidRequestError("Give the text as 'content' or as 'prompt', not both.", "prompt");
       const text = body.content ?? body.prompt;
-      if (text === undefined) throw new AppError("Missing required parameter: 'content'.", 400, "invalid_request_error", "missing_required_parameter", "content");
+      if (text === undefined) throw new MissingParameterError("content");
       // The prompts' bound: a text no prompt may be is not tokenized either (its cost grows with its length, long-text.ts).
       checkChars("content", text.length, deps.config.maxPromptChars, vllm ? "prompt" : "content", "input_too_long");
       const tokens = deps.engine.tokenize(model, text, body.add_special ?? body.add_special_tokens ?? false);
