@@ -6,17 +6,27 @@
 export type ErrorType = "invalid_request_error" | "authentication_error" | "permission_error" | "not_found_error"
   | "rate_limit_error" | "server_error" | "service_unavailable";
 
+/**
+ * A parameter's path as OpenAI writes it in `param` and in messages: array indices in brackets
+ * (`messages[1].content`, not `messages.1.content`). Paths are built with dots throughout; this is the one spelling.
+ */
+export const paramPath = (at: string) => at.replace(/\.(\d+)(?=\.|\[|$)/g, "[$1]");
+
 export class AppError extends Error {
+  /** The parameter at fault, in OpenAI's spelling (paramPath), or null. */
+  readonly param: string | null;
+
   constructor(
     message: string,
     readonly status: number,
     readonly type: ErrorType,
     readonly code: string | null = null,
-    readonly param: string | null = null,
+    param: string | null = null,
     readonly headers: Record<string, string> = {},
   ) {
     super(message);
     this.name = new.target.name;
+    this.param = param === null ? null : paramPath(param);
   }
 }
 
@@ -29,7 +39,7 @@ export class InvalidRequestError extends AppError {
 /** A required field not sent at all, in OpenAI's words and code. */
 export class MissingParameterError extends AppError {
   constructor(param: string, where = "") {
-    super(`Missing required parameter: '${param}'${where}.`, 400, "invalid_request_error", "missing_required_parameter", param);
+    super(`Missing required parameter: '${paramPath(param)}'${where}.`, 400, "invalid_request_error", "missing_required_parameter", param);
   }
 }
 

@@ -6,13 +6,14 @@
  * quadratic in depth: seconds of blocked event loop and gigabytes of memory.
  * Real requests nest a handful of levels (tool schemas perhaps a dozen).
  */
-import { InvalidRequestError } from "../errors";
+import { InvalidRequestError, paramPath } from "../errors";
 
 export class JsonShapeError extends InvalidRequestError {
   /** `param`: JSON text inside a string field (checkEmbeddedJson); none for the body itself. */
   constructor(readonly what: "deep" | "wide", readonly limit: number, param: string | null = null) {
-    const where = param ? `The JSON text in ${param}` : "The JSON body";
-    super(what === "deep" ? `${where} nests deeper than ${limit} levels.` : `A JSON array or object in ${param ?? "the body"} has more than ${limit} elements.`,
+    const named = param && paramPath(param);
+    const where = named ? `The JSON text in ${named}` : "The JSON body";
+    super(what === "deep" ? `${where} nests deeper than ${limit} levels.` : `A JSON array or object in ${named ?? "the body"} has more than ${limit} elements.`,
       param, what === "deep" ? "json_too_deep" : "json_too_wide");
   }
 }

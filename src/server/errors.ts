@@ -3,7 +3,7 @@
  * {"error":{"message","type","param","code"}}; anything unexpected becomes a
  * generic 500 that names only the request id (no stack, no paths, no internals).
  */
-import { AppError, MissingParameterError } from "../errors";
+import { AppError, MissingParameterError, paramPath } from "../errors";
 import type { Logger } from "../log/logger";
 
 export interface ErrorBody { error: { message: string; type: string; param: string | null; code: string | null } }
@@ -16,7 +16,48 @@ export function errorResponse(status: number, body: ErrorBody, headers: Record<s
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 }
 
-interface ValidationIssue { path?: (string | number)[] | string; message?: string; summary?: string; code?: string; keys?: unknown[] }
+interface ValidationIssue {
+  path?: (string | number)[] | string; message?: string; summary?: string; code?: string; keys?: unknown[];
+  origin?: string; expected?: string; errors?: ValidationIssue[][];
+}
+
+/** A JSON value's kind as OpenAI's messages name it ("got an object instead"). */
+const kindOf = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "an array" : typeof v === "object" ? "an object" : `a ${typeof v}`);
+
+/**
+ * A union none of whose branches takes the value's type at all (each branch's fault is the value's own type): what
+ * the branches expect, or undefined where some branch got further (its own issue says more).
+ */
+function unionTypes(issue: ValidationIssue): string[] | undefined {
+  if (issue.code !== "invalid_union" || !issue.errors?.length) return undefined;
+  const expected = new Set<string>();
+  for (const branch of issue.errors) {
+    const own = branch.filter((i) => !i.path?.length);
+    if (!own.length || own.some((i) => i.code !== "invalid_type" || !i.expected) || own.length !== branch.length) return undefined;
+    for (const i of own) expected.add(i.expected!);
+  }
+  return [...expected];
+}
+
+/**
+ * OpenAI's code for a zod issue (the codes its API answers a bad value with: invalid_type, invalid_value,
+ * decimal_above_max_value, string_above_max_length, array_below_min_length…); invalid_request where it has none.
+ */
+function issueCode(issue: ValidationIssue, value: unknown): string {
+  switch (issue.code) {
+    case "invalid_type": return "invalid_type";
+    case "invalid_union": return unionTypes(issue) ? "invalid_type" : "invalid_request";
+    case "invalid_value": case "invalid_enum_value": case "invalid_literal": return "invalid_value";
+    case "too_big": case "too_small": {
+      const side = issue.code === "too_big" ? "above_max" : "below_min";
+      if (issue.origin === "number" || issue.origin === "bigint") return `${Number.isInteger(value) ? "integer" : "decimal"}_${side}_value`;
+      if (issue.origin === "string" || issue.origin === "array") return `${issue.origin}_${side}_length`;
+      return "invalid_value";
+    }
+    case "invalid_format": return "invalid_value";
+    default: return "invalid_request";
+  }
+}
 
 /** The value at a path in a parsed body (undefined where any step is missing). */
 function valueAt(value: unknown, at: (string | number)[]): unknown {
@@ -28,12 +69,12 @@ function valueAt(value: unknown, at: (string | number)[]): unknown {
 /** Elysia's ValidationError (422) carries zod issues: turn the first into OpenAI's 400 naming the param. */
 function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIssue[]; type?: string }): AppError {
   const issue = err.valueError ?? err.all?.[0] ?? {};
-  const at = Array.isArray(issue.path) ? issue.path.join(".") : issue.path && issue.path !== "root" ? String(issue.path) : "";
+  const at = paramPath(Array.isArray(issue.path) ? issue.path.join(".") : issue.path && issue.path !== "root" ? String(issue.path) : "");
   const where = err.type && err.type !== "body" ? ` in ${err.type}` : "";
   if (issue.code === "unrecognized_keys" && typeof issue.keys?.[0] === "string") {
     // the field itself is the param (it was null: an SDK's error named nothing), in OpenAI's words
     const param = at ? `${at}.${issue.keys[0]}` : issue.keys[0];
-    return new AppError(`Unrecognized request argument supplied: ${param}${where}`, 400, "invalid_request_error", "invalid_request", param);
+    return new AppError(`Unrecognized request argument supplied: ${param}${where}`, 400, "invalid_request_error", "unknown_parameter", param);
   }
   // A required field not sent at all: OpenAI's words and code (zod said "Invalid input" for a union such as input).
   const value = (err as { value?: unknown }).value;
@@ -41,8 +82,15 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
     return new MissingParameterError(at, where);
   }
   const message = issue.message ?? issue.summary ?? "invalid request";
+  const sent = Array.isArray(issue.path) && value !== null && typeof value === "object" ? valueAt(value, issue.path) : undefined;
+  // Only where zod had nothing to say: a union given its own message (prompt's) keeps it.
+  const types = at && message === "Invalid input" ? unionTypes(issue) : undefined;
+  if (types) { // zod says "Invalid input"; OpenAI names what is taken and what was sent
+    return new AppError(`Invalid type for '${at}'${where}: expected one of ${types.join(", ")}, but got ${kindOf(sent)} instead.`, 400,
+      "invalid_request_error", "invalid_type", at);
+  }
   return new AppError(at ? `Invalid '${at}'${where}: ${message}` : `Invalid request body: ${message}`, 400,
-    "invalid_request_error", "invalid_request", at || null);
+    "invalid_request_error", issueCode(issue, sent), at || null);
 }
 
 /** Maps anything thrown to an AppError; logs the unexpected ones with their stack, server-side only. */

@@ -163,7 +163,7 @@ describe("embeddings and responses", () => {
       { type: "function_call", call_id: "c1", name: "get_weather", arguments: "{}" },
       { type: "function_call_output", call_id: "c1", output: [{ type: "input_image", image_url: "data:image/png;base64,AAAA", detail: "auto" }] }] })
       .then(() => undefined, (x: { status: number; code: string; param: string }) => x);
-    expect([e?.status, e?.code, e?.param]).toEqual([400, "unsupported_content", "input.2.output.0"]);
+    expect([e?.status, e?.code, e?.param]).toEqual([400, "unsupported_content", "input[2].output[0]"]);
   });
 });
 

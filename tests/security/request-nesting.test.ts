@@ -92,16 +92,16 @@ const errorBody = async (r: Response) => ({ status: r.status, ...((await r.json(
 test("deep JSON in a tool result or in call arguments: 400 json_too_deep naming the field", async () => {
   const bomb = nested(12_000); // before: ~1.5 s of blocked event loop each, then an answer
   const cases: [string, string, string][] = [
-    ["/v1/chat/completions", chatWith(bomb), "messages.2.content"],
-    ["/v1/chat/completions", chatWith("[]", bomb), "messages.1.tool_calls.0.function.arguments"],
-    ["/v1/responses", responsesWith(bomb), "input.2.output"],
-    ["/v1/responses", responsesWith("[]", bomb), "input.1.arguments"],
+    ["/v1/chat/completions", chatWith(bomb), "messages[2].content"],
+    ["/v1/chat/completions", chatWith("[]", bomb), "messages[1].tool_calls[0].function.arguments"],
+    ["/v1/responses", responsesWith(bomb), "input[2].output"],
+    ["/v1/responses", responsesWith("[]", bomb), "input[1].arguments"],
   ];
   for (const [path, body, param] of cases) {
     expect(await errorBody(await post(path, body))).toMatchObject({ status: 400, code: "json_too_deep", param });
   }
   const wide = `[${Array(100_000).fill("0").join(",")}]`;
-  expect(await errorBody(await post("/v1/chat/completions", chatWith(wide)))).toMatchObject({ status: 400, code: "json_too_wide", param: "messages.2.content" });
+  expect(await errorBody(await post("/v1/chat/completions", chatWith(wide)))).toMatchObject({ status: 400, code: "json_too_wide", param: "messages[2].content" });
 });
 
 test("a tool result that is text, not JSON, may hold any brackets; JSON within the bounds is fine", async () => {

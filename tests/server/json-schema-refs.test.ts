@@ -218,7 +218,7 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
   }, 30_000); // without the bounds the first never ends
   test("what cannot be rewritten is a 400 naming where", () => {
     const where = (schema: Record<string, unknown>) => { try { grammarSchema(schema, "p"); return "accepted"; } catch (e) { return (e as { param?: string }).param; } };
-    expect(where({ allOf: [{ type: "string" }, { type: "integer" }] })).toBe("p.allOf.1"); // no value is both
+    expect(where({ allOf: [{ type: "string" }, { type: "integer" }] })).toBe("p.allOf[1]"); // no value is both
     expect(where({ anyOf: [{ type: "string" }], oneOf: [{ type: "null" }] })).toBe("p.anyOf.oneOf");
     // nine two-branch unions that must all hold are 512 branches (twelve were a 3 MB grammar): a 400; eight are 256
     const unions = (n: number) => ({ type: "object", allOf: Array.from({ length: n }, (_, i) => ({ anyOf: [{ required: [`a${i}`] }, { required: [`b${i}`] }] })) });

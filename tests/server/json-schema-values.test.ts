@@ -82,7 +82,7 @@ test("more than 1,000 enum values in a schema (OpenAI's limit): 400 naming where
     body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "x" }], tools: [tool("t1", 600), tool("t2", 401)] }),
   });
   expect(tools.status).toBe(400);
-  expect(((await tools.json()) as { error: { param: string } }).error.param).toBe("tools.1.function.parameters.properties.a.enum");
+  expect(((await tools.json()) as { error: { param: string } }).error.param).toBe("tools[1].function.parameters.properties.a.enum");
   const ok = await answer({ type: "object", properties: { a: { enum: values(1000) } }, required: ["a"] });
   expect(ok.status).toBe(200);
   expect(values(1000)).toContain((ok.json as { a: string }).a);

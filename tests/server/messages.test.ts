@@ -55,26 +55,26 @@ describe("multi-turn", () => {
   test("a tool result that answers no call → 400 naming its tool_call_id", async () => {
     const e = await error(ask([{ role: "user", content: "x" }, { role: "tool", tool_call_id: "call_9", content: "1" }]));
     expect(e.status).toBe(400);
-    expect(e.param).toBe("messages.1.tool_call_id");
+    expect(e.param).toBe("messages[1].tool_call_id");
   });
 
   test("tool call arguments that are not JSON → 400 naming them", async () => {
     const e = await error(ask([{ role: "user", content: "x" },
       { role: "assistant", tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{oops" } }] }]));
     expect(e.status).toBe(400);
-    expect(e.param).toBe("messages.1.tool_calls.0.function.arguments");
+    expect(e.param).toBe("messages[1].tool_calls[0].function.arguments");
   });
 
   test("an image part → 400 unsupported_content naming the part", async () => {
     const e = await error(ask([{ role: "user", content: [{ type: "text", text: "what is this" }, { type: "image_url", image_url: { url: "data:," } }] }]));
     expect(e.status).toBe(400);
     expect(e.code).toBe("unsupported_content");
-    expect(e.param).toBe("messages.0.content.1");
+    expect(e.param).toBe("messages[0].content[1]");
   });
 
   test("an unknown role → 400 naming it", async () => {
     const e = await error(ask([{ role: "robot", content: "x" } as never]));
     expect(e.status).toBe(400);
-    expect(e.param).toBe("messages.0.role");
+    expect(e.param).toBe("messages[0].role");
   });
 });

@@ -129,7 +129,7 @@ describe("errors are OpenAI-shaped with the right status", () => {
   test("out-of-range parameter → 400 naming the param", () =>
     expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], temperature: 3 }), 400, undefined, "temperature"));
   test("wrong type deep inside → 400 naming the path", () =>
-    expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "robot" as never, content: "x" }] }), 400, undefined, "messages.0.role"));
+    expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "robot" as never, content: "x" }] }), 400, undefined, "messages[0].role"));
   test("unknown field → 400 naming it, as its param", async () => {
     const p = srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], frobnicate: 1 } as never);
     await expectError(p, 400, undefined, "frobnicate");
@@ -145,7 +145,7 @@ describe("errors are OpenAI-shaped with the right status", () => {
       reasoning_effort: "low", prediction: { type: "content", content: "x" }, modalities: ["text"], prompt_cache_retention: "24h",
     });
     expect(r.choices[0]!.message.role).toBe("assistant");
-    await expectError(srv.client.chat.completions.create({ model: "tiny", messages, modalities: ["text", "audio"] }), 400, undefined, "modalities.1");
+    await expectError(srv.client.chat.completions.create({ model: "tiny", messages, modalities: ["text", "audio"] }), 400, undefined, "modalities[1]");
     // the field the client sent is the one named (it was max_tokens)
     await expectError(srv.client.chat.completions.create({ model: "tiny", messages, max_completion_tokens: 100000 }), 400, undefined, "max_completion_tokens");
   });

@@ -226,7 +226,7 @@ describe("messages for values no schema branch takes", () => {
       ["/v1/responses", { model: "tiny", input: "hi" }, { type: "web_search" }],
     ] as const) {
       const r = await post(path, { ...body, tools: [tool] });
-      expect([r.status, r.body.error.param]).toEqual([400, "tools.0.type"]);
+      expect([r.status, r.body.error.param]).toEqual([400, "tools[0].type"]);
       expect(r.body.error.message).toContain("only function tools are supported");
     }
   });
@@ -293,5 +293,32 @@ describe("OpenAI's words for a missing parameter and for stream_options without 
       expect([route, r.status, r.body.error.param]).toEqual([route, 400, "stream_options"]);
       expect((await post(route, { model: "tiny", max_tokens: 1, ...extra, stream_options: null })).status).toBe(200);
     }
+  });
+});
+
+// Client run (left by stop 35): a bad value's error named its parameter with dots (`messages.0.content`) and the code
+// was invalid_request for every kind; OpenAI writes `messages[0].content` (param and message) and says what was wrong.
+describe("a bad value's error in OpenAI's spelling", () => {
+  test("array indices in brackets, in param and in the message; OpenAI's codes for the kind of fault", async () => {
+    const user = (content: unknown) => ({ model: "tiny", messages: [{ role: "user", content: "hi" }, { role: "user", content }] });
+    const typed = (await post("/v1/chat/completions", user({ text: "x" }))).body.error;
+    expect([typed.param, typed.code, typed.message]).toEqual(["messages[1].content", "invalid_type", "Invalid type for 'messages[1].content': expected one of string, array, but got an object instead."]);
+    const cases: [unknown, string, string][] = [
+      [{ temperature: 2.5 }, "temperature", "decimal_above_max_value"],
+      [{ temperature: -1 }, "temperature", "integer_below_min_value"],
+      [{ n: 0 }, "n", "integer_below_min_value"],
+      [{ max_tokens: "5" }, "max_tokens", "invalid_type"],
+      [{ reasoning_effort: "extreme" }, "reasoning_effort", "invalid_value"],
+      [{ tools: [{ type: "function", function: { name: "f" } }, { type: "nope" }] }, "tools[1].type", "invalid_value"],
+    ];
+    for (const [extra, param, code] of cases) {
+      const e = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], ...extra as object })).body.error;
+      expect([extra, e.param, e.code]).toEqual([extra, param, code]);
+    }
+    const unknown = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], foo: 1 })).body.error;
+    expect([unknown.param, unknown.code]).toEqual(["foo", "unknown_parameter"]);
+    // Errors raised past validation use the same spelling (tool_call_id of an unanswered call).
+    const missing = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }, { role: "tool", tool_call_id: "nope", content: "r" }] })).body.error;
+    expect(missing.param).toBe("messages[1].tool_call_id");
   });
 });

@@ -70,7 +70,7 @@ describe("responses", () => {
     expect(calls.map((c) => c.name)).toEqual(["get_time"]);
     expect(r.tool_choice).toEqual(choice("get_time"));
     const e = await error(client.responses.create({ model: "tiny", input: "x", tools: [weather], tool_choice: choice("nope") }));
-    expect([e.status, e.param]).toEqual([400, "tool_choice.tools.0.name"]);
+    expect([e.status, e.param]).toEqual([400, "tool_choice.tools[0].name"]);
   });
 
   test("a forced function tool: a function_call item; its output goes back as input items", async () => {
@@ -188,13 +188,13 @@ describe("responses", () => {
 
   test("an image input → 400 unsupported_content; a key without the chat scope → 403", async () => {
     const e = await error(client.responses.create({ model: "tiny", input: [{ role: "user", content: [{ type: "input_image", image_url: "data:,", detail: "auto" }] }] }));
-    expect([e.status, e.code, e.param]).toEqual([400, "unsupported_content", "input.0.content.0"]);
+    expect([e.status, e.code, e.param]).toEqual([400, "unsupported_content", "input[0].content[0]"]);
     // a function's output may hold parts too (OpenAI takes images and files there): named the same way
     const call = { type: "function_call" as const, call_id: "c1", name: "get_weather", arguments: "{}" };
     for (const part of [{ type: "input_image" as const, image_url: "data:image/png;base64,AAAA", detail: "auto" as const }, { type: "input_file" as const, file_data: "data:,", filename: "a.txt" }]) {
       const f = await error(client.responses.create({ model: "tiny", tools: [weather],
         input: [{ role: "user", content: "q" }, call, { type: "function_call_output", call_id: "c1", output: [{ type: "input_text", text: "see" }, part] }] }));
-      expect([f.status, f.code, f.param]).toEqual([400, "unsupported_content", "input.2.output.1"]);
+      expect([f.status, f.code, f.param]).toEqual([400, "unsupported_content", "input[2].output[1]"]);
       expect(f.message).toContain(`'${part.type}' content is not supported`);
     }
     const embedOnly = new OpenAI({ apiKey: ctx.keys[1]!, baseURL: `${baseURL}/v1`, maxRetries: 0 });

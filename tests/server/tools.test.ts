@@ -170,7 +170,7 @@ describe("tool_choice allowed_tools (OpenAI's newer form: a subset of tools the 
   });
   test("a name that is not in tools → 400 naming it", async () => {
     const e = await error(client.chat.completions.create({ ...base, tools: [weather], tool_choice: allowed("required", "get_weather", "nope") }));
-    expect([e.status, e.param]).toEqual([400, "tool_choice.allowed_tools.tools.1.function.name"]);
+    expect([e.status, e.param]).toEqual([400, "tool_choice.allowed_tools.tools[1].function.name"]);
   });
 });
 
@@ -187,7 +187,7 @@ describe("refusals name the parameter", () => {
     const e = await error(client.chat.completions.create({
       ...base, tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { a: { type: "hiccup" } } } } }],
     }));
-    expect([e.status, e.param]).toEqual([400, "tools.0.function.parameters.properties.a.type"]);
+    expect([e.status, e.param]).toEqual([400, "tools[0].function.parameters.properties.a.type"]);
   });
 });
 
