@@ -222,9 +222,9 @@ describe("grammarSchema: forms node-llama-cpp generates as null become ones it f
     expect(where({ anyOf: [{ type: "string" }], oneOf: [{ type: "null" }] })).toBe("p.anyOf.oneOf");
     // nine two-branch unions that must all hold are 512 branches (twelve were a 3 MB grammar): a 400; eight are 256
     const unions = (n: number) => ({ type: "object", allOf: Array.from({ length: n }, (_, i) => ({ anyOf: [{ required: [`a${i}`] }, { required: [`b${i}`] }] })) });
-    expect(where(unions(9))).toBe("p.allOf.8");
+    expect(where(unions(9))).toBe("p.allOf[8]");
     expect(where(unions(8))).toBe("accepted");
-    expect(where({ $defs: { n: { allOf: [{ $ref: "#/$defs/n" }, { type: "object" }] } }, properties: { a: { $ref: "#/$defs/n" } } })).toBe("p.$defs.n.allOf.0.$ref");
-    expect(where({ allOf: [false] })).toBe("p.allOf.0");
+    expect(where({ $defs: { n: { allOf: [{ $ref: "#/$defs/n" }, { type: "object" }] } }, properties: { a: { $ref: "#/$defs/n" } } })).toBe("p.$defs.n.allOf[0].$ref");
+    expect(where({ allOf: [false] })).toBe("p.allOf[0]");
   });
 });
