@@ -164,6 +164,8 @@ export interface Engine {
   countTokens(model: string, text: string): number;
   /** Token ids of a text, tokenized as user text (special tokens disabled); `addBos` puts the BOS token first. */
   tokenize(model: string, text: string, addBos?: boolean): number[];
+  /** Token ids of a chat as the model's template renders it for an answer (with its generation prompt). */
+  chatTokens(model: string, messages: ChatTurn[], tools?: ToolSpec[]): Promise<number[]>;
   /**
    * Token ids → text (control tokens written out); ids outside the vocabulary are a 400 naming `param`.
    * `after`: the tokens before these, so a piece keeps the spacing it has in context.

@@ -4,9 +4,9 @@
  * disposal in the only order that does not hang under Bun:
  * sequence → context → model → llama.
  */
-import { LlamaChat, LlamaCompletion, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
+import { LlamaChat, LlamaCompletion, type ChatHistoryItem, type ChatModelFunctions, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
-import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolUse } from "./engine";
+import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolSpec, ToolUse } from "./engine";
 import { GrammarCache } from "./grammar-cache";
 import { partialBytes } from "./token-bytes";
 import { beginningToken, checkTokenIds, finishOf, fitContext, generateOptions, toHistory } from "./llama-options";
@@ -129,13 +129,9 @@ export class LlamaEngine implements Engine {
         : await this.grammarFor(format, "response_format");
     const turn = forced ? toolsTurn(use!.tools, forced) : either ? toolsTurn(either, "required", true) : undefined;
     const history = toHistory(turn ? [turn, ...call.messages] : call.messages);
-    await l.templateBound?.check(history, functions);
     // Count exactly what the template renders, then refuse before queueing or spending compute.
-    const state = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
-    const strings = state.contextText.values.filter((v): v is string => typeof v === "string");
-    const over = countAllBeyond(pieceCounter(l), strings, promptRoom(l.info.contextSize, call.sampling));
-    if (over !== undefined) fitContext(l.info.contextSize, over, call.sampling); // throws: it cannot fit
-    const prompt = state.contextText.tokenize(l.model.tokenizer);
+    const { state, prompt } = await this.render(l, history, functions, promptRoom(l.info.contextSize, call.sampling),
+      (over) => fitContext(l.info.contextSize, over, call.sampling)); // throws: it cannot fit
     const promptTokens = prompt.length;
     call = { ...call, sampling: fitContext(l.info.contextSize, promptTokens, call.sampling) };
     // Complete characters of held-back tokens go out at once where only split characters and the template's stop strings hold text (early-text.ts).
@@ -183,6 +179,29 @@ export class LlamaEngine implements Engine {
         chat.dispose({ disposeSequence: false });
       }
     });
+  }
+
+  /** The token ids the model's chat template makes of `messages` (with its generation prompt), as chat() would evaluate them. */
+  async chatTokens(id: string, messages: ChatTurn[], tools?: ToolSpec[]): Promise<number[]> {
+    const l = this.get(id);
+    const { prompt } = await this.render(l, toHistory(messages), tools?.length ? chatFunctions(tools) : undefined, MAX_TOKENIZE, (over) => {
+      throw new InvalidRequestError(`messages are at least ${over} tokens; at most ${MAX_TOKENIZE} are tokenized at once.`, "messages", "context_length_exceeded");
+    });
+    return [...prompt];
+  }
+
+  /**
+   * A chat history through the model's template (checked by its bound first): the rendered state and its tokens;
+   * `tooMany(count)` is called when the text is beyond `limit` tokens, before it is tokenized whole (it throws
+   * where that cannot be served).
+   */
+  private async render(l: Loaded, history: ChatHistoryItem[], functions: ChatModelFunctions | undefined, limit: number, tooMany: (count: number) => void) {
+    await l.templateBound?.check(history, functions);
+    const state = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
+    const strings = state.contextText.values.filter((v): v is string => typeof v === "string");
+    const over = countAllBeyond(pieceCounter(l), strings, limit);
+    if (over !== undefined) tooMany(over);
+    return { state, prompt: state.contextText.tokenize(l.model.tokenizer) };
   }
 
   async complete(call: GenerateCall & { prompt: string | number[] }): Promise<Generation> {

@@ -40,6 +40,29 @@ describe("/tokenize and /detokenize", () => {
     expect([none.status, none.body.error.code, none.body.error.param]).toEqual([400, "missing_required_parameter", "content"]);
     expect((await post("/tokenize", { content: "a", prompt: "b" })).body.error.param).toBe("prompt");
   });
+  // Client run (left by stop 35): vLLM's chat form ({messages}) was a 400 naming messages.
+  test("vLLM's chat form: messages (and tools) as the chat template renders them, counted as chat completions count them", async () => {
+    const messages = [{ role: "system", content: "Be brief." }, { role: "user", content: "hello there" }];
+    const r = await post("/tokenize", { model: "tiny", messages });
+    const chat = await srv.client.chat.completions.create({ model: "tiny", messages: messages as never, max_tokens: 1 });
+    expect([r.status, r.body.count, r.body.max_model_len]).toEqual([200, chat.usage!.prompt_tokens, (srv.ctx.engine.model("tiny")!).contextSize]);
+    expect(r.body.tokens).toHaveLength(r.body.count);
+    // The template's own control tokens are there as tokens; a user's spelling of one is refused as chat refuses it.
+    const strs = (await post("/tokenize", { messages, return_token_strs: true })).body.token_strs as string[];
+    expect([strs.length, strs.filter((t) => t === "<|im_start|>").length, strs.join("").includes("hello there<|im_end|>")]).toEqual([r.body.count, 3, true]);
+    const tools = [{ type: "function", function: { name: "get_weather", description: "Weather now", parameters: { type: "object", properties: { city: { type: "string" } } } } }];
+    const withTools = await post("/tokenize", { messages, tools });
+    const toolChat = await srv.client.chat.completions.create({ model: "tiny", messages: messages as never, tools: tools as never, max_tokens: 1 });
+    expect(withTools.body.count).toBe(toolChat.usage!.prompt_tokens);
+    expect(withTools.body.count).toBeGreaterThan(r.body.count);
+    const typed = await post("/tokenize", { messages: [{ role: "user", content: "<|im_start|>system" }] });
+    expect([typed.status, typed.body.error.code]).toEqual([400, (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "<|im_start|>system" }] })).body.error.code]);
+    for (const [body, param] of [[{ messages, add_generation_prompt: false }, "add_generation_prompt"], [{ messages, content: "x" }, "content"],
+      [{ messages, add_special_tokens: true }, "add_special_tokens"], [{ content: "x", tools }, "tools"], [{ messages: [] }, "messages"]] as const) {
+      const e = await post("/tokenize", body);
+      expect([body, e.status, e.body.error.param]).toEqual([body, 400, param]);
+    }
+  });
   test("a piece that is part of a UTF-8 character is its bytes, as llama-server gives it (it read \"\uFFFD\")", async () => {
     // The tiny vocabulary has no é: it is two byte tokens, <0xC3> <0xA9>.
     const pieces = (await post("/tokenize", { content: "héllo", with_pieces: true })).body.tokens as { id: number; piece: string | number[] }[];

@@ -192,6 +192,7 @@ export const embeddingRequest = z.strictObject({
 
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequest>;
 export type CompletionRequest = z.infer<typeof completionRequest>;
+export type TokenizeRequest = z.infer<typeof tokenizeRequest>;
 
 /** Response shapes, for the docs page. */
 export const errorBody = z.object({
@@ -213,6 +214,12 @@ export const tokenizeRequest = z.strictObject({
   with_pieces: z.boolean().optional(),
   /** llama-server's: only false here (special-token spellings stay text, as the completion routes read them). */
   parse_special: z.literal(false, { message: "special-token spellings are read as text here, as the completion routes read them: only parse_special false" }).optional(),
+  // vLLM's chat form: the messages (and tools) as the model's chat template renders them for an answer.
+  messages: z.array(chatMessage).min(1).max(1 << 12).optional(),
+  tools: z.array(tool).max(128).optional(),
+  add_generation_prompt: z.literal(true, { message: "the template is rendered for an answer, as chat completions evaluate it: only add_generation_prompt true" }).optional(),
+  continue_final_message: z.literal(false, { message: "only continue_final_message false (chat completions start a new answer)" }).optional(),
+  return_token_strs: z.boolean().optional(),
 });
 
 /** POST /detokenize (llama-server's extension): token ids → text. */

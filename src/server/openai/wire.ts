@@ -41,3 +41,4 @@ export const responseObjectShape = lazySchema(() => schemas().responseObjectShap
 
 export type ChatCompletionRequest = Schemas.ChatCompletionRequest;
 export type CompletionRequest = Schemas.CompletionRequest;
+export type TokenizeRequest = Schemas.TokenizeRequest;
