@@ -103,11 +103,6 @@ async function smokeStart(l: Layout, timeoutMs: number): Promise<{ ok: boolean; 
 
 export async function update(o: UpdateOptions & { binary: string; sha256: string }): Promise<number> {
   const l = o.layout;
-  const actual = await sha256File(o.binary);
-  if (actual !== o.sha256.toLowerCase()) {
-    o.out(`refusing: ${o.binary} has sha256 ${actual}, expected ${o.sha256}`);
-    return 1;
-  }
   if (!fs.existsSync(l.bin)) { o.out(`${l.bin} is not installed; run appliance install first`); return 1; }
   // Stage first: if the copy fails (a full disk), the installed binary, its backup and its digest are untouched.
   let staged: string;
@@ -115,6 +110,15 @@ export async function update(o: UpdateOptions & { binary: string; sha256: string
     staged = stageCopy(o.binary, l.bin);
   } catch (e) {
     o.out(`update failed before changing anything: cannot copy ${o.binary} next to ${l.bin}: ${(e as Error).message}`);
+    return 1;
+  }
+  // The checksum is of the staged copy, in root's directory, which is what runs next and is installed: hashing
+  // --binary by its path and then copying it by its path again let a file swapped in between run as root
+  // (operations run: an unprivileged writer of the download directory, inside the ~140 ms of hashing).
+  const actual = await sha256File(staged);
+  if (actual !== o.sha256.toLowerCase()) {
+    fs.rmSync(staged, { force: true });
+    o.out(`refusing: ${o.binary} has sha256 ${actual}, expected ${o.sha256}`);
     return 1;
   }
   // The new binary writes its own llama.cpp libraries (root-owned, the only ones the unit may map) before the

@@ -10,7 +10,7 @@ import net from "node:net";
 import path from "node:path";
 import { main } from "../../src/main";
 import { layout } from "../../src/service/layout";
-import { builtBinary, tinyModel, tmpDir } from "../helpers";
+import { builtBinary, tinyModel, tmpDir, until } from "../helpers";
 
 let bin: string;
 beforeAll(async () => { bin = await builtBinary(); });
@@ -237,6 +237,36 @@ describe("systemd install under --root", () => {
     const back = cli(["rollback", "--root", root, "--platform", "systemd"]);
     expect(back.code).toBe(0);
     expect(sha(l.bin)).toBe(before);
+  });
+
+  // Operations run: update hashed --binary by its path, then copied it by its path again and ran the copy as root
+  // (install --native-only): a file swapped in while it hashed ran as root and was installed under the signed digest.
+  test("update: what is checked is what runs; a file swapped in while it is read is never run", async () => {
+    const l = layout("systemd", root);
+    const before = sha(l.bin);
+    const dir = tmpDir();
+    const source = path.join(dir, "appliance-new"), evil = path.join(dir, "evil"), marker = path.join(dir, "RAN-AS-ROOT");
+    // Refused by the native step, and large enough (128 MB of comment the shell never reads) that reading it takes a while.
+    fs.writeFileSync(source, "#!/bin/sh\necho 'cannot start' >&2\nexit 3\n");
+    fs.appendFileSync(source, Buffer.alloc(128 << 20, "#"));
+    fs.chmodSync(source, 0o755);
+    fs.writeFileSync(evil, `#!/bin/sh\ntouch ${marker}\nexit 1\n`, { mode: 0o755 });
+    const proc = Bun.spawn([bin, "update", "--root", root, "--platform", "systemd", "--binary", source, "--sha256", sha(source)], { stdout: "pipe", stderr: "pipe" });
+    // The moment update holds --binary open, the path is pointed at another file (an unprivileged writer of the
+    // download directory could do the same).
+    const holds = () => { try { return fs.readdirSync(`/proc/${proc.pid}/fd`).some((fd) => fs.readlinkSync(`/proc/${proc.pid}/fd/${fd}`) === source); } catch { return false; } };
+    let swapped = false;
+    await until(() => {
+      if (!swapped && holds()) { fs.renameSync(evil, source); swapped = true; }
+      return proc.exitCode !== null || swapped ? true : undefined;
+    }, 60_000, "update to open --binary");
+    const out = await new Response(proc.stdout).text();
+    expect(await proc.exited).toBe(1);
+    expect(swapped).toBe(true);
+    expect(fs.existsSync(marker)).toBe(false);
+    expect(out).toContain("update refused before changing anything: the new binary cannot install its native libraries");
+    expect(sha(l.bin)).toBe(before);
+    expect(fs.readdirSync(path.dirname(l.bin)).filter((f) => f.includes("update-tmp"))).toEqual([]);
   });
 
   test("uninstall keeps models, keys and logs; --purge removes them", () => {
