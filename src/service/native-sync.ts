@@ -30,12 +30,19 @@ export async function installOwnNative(l: Layout, out: (s: string) => void): Pro
 export type Prepared = { ok: true; dir?: string } | { ok: false; reason: string };
 
 /** Runs `bin install --native-only`: the binary writes (or checks) its own native dir; its version dir, if any. */
-export function prepareNativeOf(bin: string, l: Layout, run: Runner): Prepared {
-  const r = run([bin, ...NATIVE_ONLY, "--root", l.root, "--platform", l.platform]);
+/**
+ * How long a binary may take to write its native libraries (seconds in practice: unpack ~20 MB and hash them);
+ * past it, it is killed and refused (a new binary that hung here held `appliance update` forever).
+ */
+export const NATIVE_STEP_TIMEOUT_MS = 120_000;
+
+export function prepareNativeOf(bin: string, l: Layout, run: Runner, timeoutMs = NATIVE_STEP_TIMEOUT_MS): Prepared {
+  const r = run([bin, ...NATIVE_ONLY, "--root", l.root, "--platform", l.platform], { timeoutMs });
   const line = NATIVE_LINE.exec(r.out)?.[1]?.trim();
   if (r.code !== 0 || !line) {
     const tail = r.out.trim().split("\n").slice(-2).join(" | ").slice(-300);
-    return { ok: false, reason: `${bin} ${NATIVE_ONLY.join(" ")} exited with code ${r.code}${tail ? `: ${tail}` : ""}` };
+    const ended = r.code === 124 ? `was stopped after ${timeoutMs / 1000} s without finishing` : `exited with code ${r.code}`;
+    return { ok: false, reason: `${bin} ${NATIVE_ONLY.join(" ")} ${ended}${tail ? `: ${tail}` : ""}` };
   }
   return { ok: true, dir: line === "none" ? undefined : line };
 }

@@ -4,24 +4,35 @@
  * anchor. Everything goes through a Runner so --dry-run can print instead.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { readAccount } from "./accounts";
 import type { Layout } from "./layout";
 import { SYSTEM_NATIVE_DIR } from "../engine/native";
 
-export type Runner = (argv: string[]) => { code: number; out: string };
+/** `timeoutMs`: the command is killed past it (code 124, saying so). */
+export type Runner = (argv: string[], opts?: { timeoutMs?: number }) => { code: number; out: string };
 
-/** Runs a command to completion (stdout and stderr together); undefined when it cannot be started at all. */
-export function runCommand(argv: string[], env?: Record<string, string | undefined>): { code: number; out: string } | undefined {
+/**
+ * Runs a command to completion (stdout and stderr together); undefined when it cannot be started at all. Past
+ * `timeoutMs` it is killed: code 124 (timeout(1)'s), and the output says so; killed by a signal: 128 + its number,
+ * as a shell reports it (it read "exited with code 1" either way).
+ */
+export function runCommand(argv: string[], env?: Record<string, string | undefined>, timeoutMs?: number): { code: number; out: string } | undefined {
   try {
-    const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe", env });
-    return { code: r.exitCode ?? 1, out: r.stdout.toString() + r.stderr.toString() };
+    const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe", env, ...(timeoutMs && { timeout: timeoutMs, killSignal: "SIGKILL" }) });
+    const out = r.stdout.toString() + r.stderr.toString();
+    if (r.exitedDueToTimeout) return { code: 124, out: `${out}${out && !out.endsWith("\n") ? "\n" : ""}no answer after ${Math.round(timeoutMs! / 1000)} s: killed` };
+    if (r.exitCode === null && r.signalCode) {
+      return { code: 128 + (os.constants.signals[r.signalCode as keyof typeof os.constants.signals] ?? 0), out: `${out}${out && !out.endsWith("\n") ? "\n" : ""}killed by ${r.signalCode}` };
+    }
+    return { code: r.exitCode ?? 1, out };
   } catch {
     return undefined;
   }
 }
 
-export const realRunner: Runner = (argv) => runCommand(argv) ?? { code: 127, out: `${argv[0]}: command not found` };
+export const realRunner: Runner = (argv, opts) => runCommand(argv, undefined, opts?.timeoutMs) ?? { code: 127, out: `${argv[0]}: command not found` };
 
 /** Reads "Y" where AppArmor is enabled in the kernel. */
 export const APPARMOR_ENABLED = "/sys/module/apparmor/parameters/enabled";
