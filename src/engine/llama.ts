@@ -154,9 +154,10 @@ export class LlamaEngine implements Engine {
           ...call, sampling: forced || cut ? { ...call.sampling, stop: undefined } : call.sampling, onText: forced ? undefined : gate ? gate.push : sink,
         }, grammar, l.model);
         released.count = counted;
-        const result = await chat.generateResponse(history, {
+        const result = await untilAborted(call.signal, chat.generateResponse(history, {
           ...options, functions, documentFunctionParams: true, maxParallelFunctionCalls: use?.parallel === false ? 1 : undefined,
-        } as never) as { response: string; functionCalls?: { functionName: string; params: unknown }[]; metadata: { stopReason: string } };
+        } as never) as Promise<{ response: string; functionCalls?: { functionName: string; params: unknown }[]; metadata: { stopReason: string } }>,
+        { response: "", metadata: { stopReason: "abort" } });
         // Cut at max_tokens, or an end token, inside an incomplete character: send the held-back tokens' text too (not
         // for a call's JSON). node-llama-cpp drops it at an end token, while a stream with early release had sent it.
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
@@ -244,9 +245,9 @@ export class LlamaEngine implements Engine {
         const cut = stopText(call.sampling.stop ?? [], tally.textCallback(call.onText), tally.end);
         // The text is the released tokens' own, after the prompt (context-text.ts: node-llama-cpp drops a leading space).
         const text = contextText(l.model, input, cut.push);
-        const result = await completion.generateCompletionWithMeta(tokens, {
+        const result = await untilAborted(call.signal, completion.generateCompletionWithMeta(tokens, {
           ...options, onTextChunk: undefined, onToken: (t: Token[]) => { options.onToken(t); text.push(t); },
-        });
+        }), { response: "", metadata: { stopReason: "abort" as const } });
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
         // Cut at max_tokens (or an abort), or an end token, inside an incomplete character: the held-back tokens' text
         // is sent too (node-llama-cpp drops it; a stream had already sent it, so the two answers differed).
@@ -359,6 +360,21 @@ export class LlamaEngine implements Engine {
 
 /** /tokenize's most tokens at once: the whole-text tokenization's cost grows with the square of a run (long-text.ts). */
 const MAX_TOKENIZE = 1 << 16;
+
+/**
+ * A generation cancelled once its prompt was being evaluated resolves like one stopped by the signal (node-llama-cpp's
+ * stopOnAbortSignal), with what was generated: node-llama-cpp throws AbortError instead when the abort came during the
+ * prompt's evaluation, so usage (the evaluated prompt, tokens already sampled) was lost and a key's token limit was
+ * charged nothing for it (operations run: a stream cancelled after its first chunk was free).
+ */
+async function untilAborted<T>(signal: AbortSignal, generation: Promise<T>, aborted: T): Promise<T> {
+  try {
+    return await generation;
+  } catch (e) {
+    if (signal.aborted) return aborted;
+    throw e;
+  }
+}
 
 /**
  * The most prompt tokens that leave room for the answer: the context less an explicit max_tokens (at least one token

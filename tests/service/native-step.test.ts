@@ -22,11 +22,11 @@ test("a new binary that never finishes is stopped at the bound and refused, sayi
   const r = prepareNativeOf(script("echo unpacking; exec sleep 600"), layout("systemd", tmpDir()), realRunner, 500);
   expect(performance.now() - t0).toBeLessThan(30_000);
   expect(r.ok).toBe(false);
-  expect(r.reason).toMatch(/install --native-only was stopped after 0\.5 s without finishing: unpacking \| no answer after 1 s: killed$/);
+  expect((r as { reason: string }).reason).toMatch(/install --native-only was stopped after 0\.5 s without finishing: unpacking \| no answer after 1 s: killed$/);
 });
 
 test("one killed by a signal is reported as such, not as exit code 1", () => {
   const r = prepareNativeOf(script("kill -9 $$"), layout("systemd", tmpDir()), realRunner);
   expect(r.ok).toBe(false);
-  expect(r.reason).toMatch(/install --native-only exited with code 137: killed by SIGKILL$/);
+  expect((r as { reason: string }).reason).toMatch(/install --native-only exited with code 137: killed by SIGKILL$/);
 });
