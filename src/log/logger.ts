@@ -24,5 +24,14 @@ export function createLogger(level: string, dest?: DestinationStream): Logger {
   );
 }
 
+/**
+ * `log`, or a child of it that also writes `level` lines where its own level is above that: for lines that must reach
+ * the log whatever the operator's level (the audit checkpoints' journal copy: at `logLevel` warn they were dropped,
+ * and with them the one copy a rewrite of the state dir cannot reach). A silent logger stays silent.
+ */
+export function atLeast(log: Logger, level: pino.Level): Logger {
+  return log.level !== "silent" && log.levels.values[log.level]! > log.levels.values[level]! ? log.child({}, { level }) : log;
+}
+
 /** A logger that drops everything (tests that do not look at logs). */
 export const silentLogger = (): Logger => pino({ level: "silent" });

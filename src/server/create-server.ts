@@ -22,7 +22,7 @@ import { KeyStore, keysFilePath } from "../guards/keys";
 import { modelsDirOf, readManifest } from "../integrity/manifest";
 import { resolveModels } from "../integrity/resolve";
 import { AuditLog } from "../log/audit";
-import type { Logger } from "../log/logger";
+import { atLeast, type Logger } from "../log/logger";
 import type { StartPhases } from "../util/start-phases";
 import { versionInfo } from "../version";
 import { createApp } from "./app";
@@ -64,7 +64,7 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
   // The audit log first: it holds the state dir's one-server lock (log/audit.ts), so a second server on this state dir
   // stops here, before it writes the native libraries or anything else into it. The log gets a copy of every audit
   // checkpoint: under systemd that is the journal, out of the service account's reach.
-  const audit = opts.audit ?? (config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log }) : undefined);
+  const audit = opts.audit ?? (config.audit ? new AuditLog(path.join(config.stateDir, "audit.jsonl"), { log: atLeast(log, "info") }) : undefined);
   opts.phases?.mark("audit tail");
   try {
     return await assemble(config, opts, log, clock, audit);

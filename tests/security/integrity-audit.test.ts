@@ -212,6 +212,23 @@ describe("checkpoints", () => {
   });
 });
 
+// Operations run: `audit verify --journal` (runbook step 4) on a host whose journal holds none of the service's
+// checkpoints said "ok, … checkpoint(s) matched" as without --journal: the copy it is asked to check was absent.
+const journalOf = Bun.which("journalctl") ? Bun.spawnSync(["journalctl", "-u", "appliance.service", "-o", "cat", "--no-pager"], { stdout: "pipe" }) : undefined;
+const noServiceJournal = journalOf?.exitCode === 0 && !journalOf.stdout.toString().includes("audit checkpoint");
+if (!noServiceJournal) console.error("!!! SKIPPED: audit verify --journal with an empty journal: journalctl missing, or this host's journal has appliance.service lines");
+test.skipIf(!noServiceJournal)("audit verify --journal fails when the journal holds none of the chain's checkpoints, saying so", async () => {
+  const { file } = write(5);
+  const out: string[] = [];
+  const log = console.log;
+  console.log = (s: string) => { out.push(s); };
+  try {
+    expect(await cli(file, "--journal")).toBe(1);
+  } finally { console.log = log; }
+  expect(out.join("\n")).toContain("the journal (journalctl -u appliance.service) holds no checkpoint of this chain");
+  expect(await cli(file)).toBe(0); // without --journal nothing was asked of it
+});
+
 describe("rotation", () => {
   test("the chain continues across renamed and copy-truncated files; a gap between files is caught", () => {
     const { file } = write(30);

@@ -40,6 +40,7 @@ export const audit: Command = {
     const file = (values.file as string | undefined)
       ?? path.join(stateDirFlag(values), "audit.jsonl");
     let r: VerifyResult;
+    let journal: Checkpoint[] | undefined;
     try {
       if (sub === "anchor") {
         if (!values.to) throw new UsageError("audit anchor needs --to FILE (a file the service account cannot write)");
@@ -54,7 +55,8 @@ export const audit: Command = {
         alert([{ name: "audit anchor", status: "fail", detail: `${r.file} line ${r.line}: ${r.reason}` }], values["alert-dir"] as string | undefined);
       } else {
         const extra = (values.checkpoints as string[] | undefined ?? []).flatMap((f) => parseCheckpoints(fs.readFileSync(f, "utf8")));
-        r = verifyAudit(file, { checkpoints: extra, ...(values.journal && { journal: journalCheckpoints() }) });
+        journal = values.journal ? journalCheckpoints() : undefined;
+        r = verifyAudit(file, { checkpoints: extra, ...(journal && { journal }) });
       }
     } catch (e) {
       if (e instanceof UsageError) throw e;
@@ -66,8 +68,15 @@ export const audit: Command = {
       console.log(`${file}: BROKEN at ${r.file}${r.line ? ` line ${r.line}` : ""}: ${r.reason} (${r.records} records before it verify)`);
       return EXIT.FAIL;
     }
+    // --journal is asked for because the journal's copy is what a rewrite of the state dir cannot reach: none there
+    // while the chain has checkpoints means that defence is absent, not that all is well.
+    if (journal && !journal.length && r.checkpoints > 0) {
+      console.log(`${file}: records verify, but the journal (journalctl -u appliance.service) holds no checkpoint of this chain: ` +
+        "its copy, the one a rewrite of the state dir cannot reach, is missing (not run by systemd here, or no access to its journal: run as root)");
+      return EXIT.FAIL;
+    }
     console.log(`${file}: ok, ${r.records} records (seq ${r.firstSeq}..${r.lastSeq} in ${r.files.length} file(s)), ` +
-      `${r.checkpoints} checkpoint(s) matched${r.tornTail ? "; an unfinished last line was ignored" : ""}` +
+      `${r.checkpoints} checkpoint(s) matched${journal ? ` (${journal.length} of them from the journal)` : ""}${r.tornTail ? "; an unfinished last line was ignored" : ""}` +
       (r.firstSeq > 1 ? `; records before ${r.firstSeq} were rotated away` : ""));
     return EXIT.OK;
   },
