@@ -4,8 +4,8 @@
  *
  * What rateLimit.store "redis" adds to a request: the same authenticated GET /v1/models through
  * app.handle() (no network between client and server) with limits in memory vs in a local
- * redis-server on a unix socket: three scripts per request (the failed-auth throttle's check for the
- * address and for its network, then the key's admit), plus one GET of the revocation version every 500 ms. Alternating batches, so both see the same machine load. Prints p50/p99 of each
+ * redis-server on a unix socket: one script per request with a valid key (the key's admit; the failed-auth
+ * throttle's checks run only for a key that fails), plus one GET of the revocation version every 500 ms. Alternating batches, so both see the same machine load. Prints p50/p99 of each
  * and the difference. Needs redis-server on PATH.
  */
 import path from "node:path";

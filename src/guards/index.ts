@@ -159,13 +159,6 @@ export function createGuards(d: GuardDeps): Guards {
         if (!isPublic(request.method, url.pathname)) await anonymous(state, open);
         return undefined;
       }
-      // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
-      // loopback), decided BEFORE the key is looked at: a throttled source learns nothing, not even that
-      // its next guess is right.
-      // Both at once: with Redis that is one round trip for the two, not two.
-      const fails = failCounters(state.clientIp);
-      const waits = await Promise.all(fails.map((f) => authFailures.exhausted(f.id, f.l)));
-      for (const wait of waits) if (wait !== undefined) throw throttled(state, wait);
       const presented = presentedKey(request.headers);
       let rec = presented && d.keys ? d.keys.verify(presented) : undefined;
       if (revocations && d.keys) {
@@ -178,6 +171,14 @@ export function createGuards(d: GuardDeps): Guards {
         if (rec && await revocations.isRevoked(rec.id)) rec = undefined;
       }
       if (!rec) {
+        // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
+        // loopback): a source over it gets 429 for every failed attempt. A valid key is never refused by it: it was
+        // checked before the key, so on the default loopback bind (one network) any local process sending ~50 bad
+        // keys a minute locked out every client, the metrics scraper too (operations run). Keys are 256 random bits
+        // and signatures Ed25519: the throttle bounds the cost and noise of failures, not what could be guessed.
+        // Both at once: with Redis that is one round trip for the two, not two.
+        const waits = await Promise.all(failCounters(state.clientIp).map((f) => authFailures.exhausted(f.id, f.l)));
+        for (const wait of waits) if (wait !== undefined) throw throttled(state, wait);
         await countFailure(state);
         state.decisions.push(presented ? "auth:invalid" : "auth:missing");
         throw new AuthError();

@@ -1,9 +1,10 @@
 /** Deny by default: the whole route table, path spellings, keys, scopes, revocation without restart. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
+import net from "node:net";
 import { normalizePath } from "../../src/guards/auth";
 import { KeyStore, checkKeysFileMode, keysFilePath } from "../../src/guards/keys";
-import { makeApp, req, tmpDir } from "../helpers";
+import { listenApp, makeApp, req, tmpDir } from "../helpers";
 
 let ctx: Awaited<ReturnType<typeof makeApp>>;
 beforeAll(async () => {
@@ -107,6 +108,32 @@ describe("keys", () => {
     const statuses = [];
     for (let i = 0; i < 5; i++) statuses.push((await local.app.handle(req("/v1/models", { key: "apk_nope" }))).status);
     expect(statuses).toEqual([401, 401, 401, 429, 429]);
+  });
+  // Operations run: the throttle was checked before the key, so on the loopback bind (one network) any local process
+  // sending bad keys from 127.0.0.x locked every client out, the metrics scraper too, with its valid key.
+  test("a neighbour on the same network past the throttle does not lock out a valid key (the scraper's, a client's)", async () => {
+    const local = await makeApp({ engine: ctx.engine, config: { rateLimit: { authFailuresPerMinute: 2, authFailureNetworkFactor: 2 } },
+      keys: [{ name: "scraper", scopes: ["metrics"] }, { name: "client", scopes: ["models"] }] });
+    const base = listenApp(local.app);
+    const port = Number(new URL(base).port);
+    // Raw sockets from other loopback addresses: the same network ("all of loopback") as the clients on 127.0.0.1.
+    const bad = (from: string) => new Promise<number>((resolve, reject) => {
+      const s = net.connect({ host: "127.0.0.1", port, localAddress: from }, () => s.end(`GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer apk_0000000000000000_bad\r\nConnection: close\r\n\r\n`));
+      let got = "";
+      s.on("data", (d) => { got += d; }).on("end", () => resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(got)?.[1]))).on("error", reject);
+    });
+    try {
+      const statuses = [];
+      for (const from of ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"]) statuses.push(await bad(from));
+      expect(statuses).toEqual([401, 401, 401, 401, 429]); // the network's 4 failures a minute, then 429 for the next
+      const metrics = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${local.keys[0]}` } });
+      const models = await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${local.keys[1]}` } });
+      expect([metrics.status, models.status]).toEqual([200, 200]);
+      await Promise.all([metrics.arrayBuffer(), models.arrayBuffer()]);
+      expect((await fetch(`${base}/v1/models`, { headers: { authorization: "Bearer apk_nope" } })).status).toBe(429); // failures still are
+    } finally {
+      local.app.server?.stop(true);
+    }
   });
 });
 
