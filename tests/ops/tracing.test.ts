@@ -16,7 +16,7 @@ import { layout } from "../../src/service/layout";
 import { renderUnits } from "../../src/service/units";
 import { tmpDir, until } from "../helpers";
 
-interface Span { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes: { key: string }[] }
+interface Span { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes: { key: string }[]; status: { code: number } }
 
 const received: { path: string; body: string }[] = [];
 let collector: ReturnType<typeof Bun.serve>;
@@ -76,6 +76,14 @@ test("a caller's traceparent is continued: header, log line, audit record and ex
   expect(root.kind).toBe(2);
   expect(root.attributes.map((a) => a.key)).toContain("gen_ai.usage.output_tokens");
   for (const n of want) expect(spans.find((s) => s.name === n)!.parentSpanId).toBe(ourSpan);
+  // OpenTelemetry's HTTP conventions: a server span is ERROR for 5xx, otherwise left UNSET (instrumentation does not
+  // set OK); a 4xx is the client's fault, not the server's (operations run: they were OK).
+  expect(root.status).toEqual({ code: 0 });
+  const bad = await fetch(`${srv.baseURL}/v1/models`, { headers: { authorization: "Bearer apk_nope", traceparent: `00-${hex(16)}-${hex(8)}-01` } });
+  expect(bad.status).toBe(401);
+  const badTrace = bad.headers.get("traceparent")!.slice(3, 35);
+  const badRoot = await until(() => spansOf(badTrace).find((x) => x.name === "GET /v1/models"), 30_000, "the 401's span");
+  expect(badRoot.status).toEqual({ code: 0 });
   expect(received.map((x) => x.body).join("")).not.toContain("purple walrus"); // spans carry no prompt text
 }, 60_000);
 

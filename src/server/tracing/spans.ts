@@ -46,7 +46,8 @@ export function requestSpans(s: RequestState, end: number): OtlpSpan[] {
       ...(s.completionTokens !== undefined ? [int("gen_ai.usage.output_tokens", s.completionTokens)] : []),
       ...(s.errorCode ? [str("error.type", s.errorCode)] : []),
     ],
-    status: { code: error ? 2 : 1 },
+    // OpenTelemetry's HTTP conventions: ERROR for a server's 5xx, otherwise UNSET (instrumentation does not set OK; a 4xx is the client's).
+    status: { code: error ? 2 : 0 },
   };
   const child = (name: string, from: number | undefined, to: number | undefined, attributes: OtlpSpan["attributes"] = []): OtlpSpan[] =>
     from === undefined || to === undefined || to < from ? [] : [{
