@@ -18,6 +18,7 @@ import { ompBindingTook } from "../engine/engine-build-env";
 import { controlTokens, createGateway, type Gateway } from "../gateway/gateway";
 import { createGuards } from "../guards";
 import { bindAllowed } from "../guards/host";
+import { lockdownFile, readLockdown } from "../guards/lockdown";
 import { KeyStore, keysFilePath } from "../guards/keys";
 import { modelsDirOf, readManifest } from "../integrity/manifest";
 import { resolveModels } from "../integrity/resolve";
@@ -80,6 +81,12 @@ async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logg
     log.warn({ file: keys.file }, `no API keys yet: every request but /health will get 401. Create one with: appliance keys create --name NAME${dirFlags(config)}`);
   }
   if (!config.auth) log.warn("auth is OFF: anyone who can reach the port can use the API");
+  // A restart does not end a lockdown (the file stays): say so at start, where an operator reading the log looks.
+  const locked = readLockdown(config.stateDir);
+  if (locked) {
+    log.warn({ file: lockdownFile(config.stateDir), ...(locked !== "unreadable" && locked) },
+      `starting in lockdown: every route but /health and /metrics answers 503 until: appliance lockdown --off${dirFlags(config)}`);
+  }
   const gateway = opts.gateway ?? createGateway(config, log);
   opts.phases?.mark("keys");
   const loaded = opts.engine ? undefined : await loadEngine(config, log, gateway, opts.onProgress, opts.phases);

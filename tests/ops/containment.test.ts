@@ -4,8 +4,14 @@
  * --all` revokes every key in one locked write and the running server refuses them at once.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import fs from "node:fs";
 import path from "node:path";
+import { parseConfig } from "../../src/config/load";
+import { lockdownFile } from "../../src/guards/lockdown";
+import { createLogger } from "../../src/log/logger";
+import { createServer } from "../../src/server/create-server";
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
+import { makeEngine, req, tinyModel, tmpDir } from "../helpers";
 
 let server: BinaryServer, bin: string;
 const cli = (args: string[]) => {
@@ -35,12 +41,18 @@ test("lockdown: 503 'lockdown' for inference and every other route, /health stay
     expect(error).toMatchObject({ code: "lockdown", type: "service_unavailable" });
     expect(error.message).toEndWith("Only /health and /metrics answer."); // what stays up (below)
   }
-  expect((await get("/health")).status).toBe(200);
-  expect((await get("/metrics")).status).toBe(200);
+  // Monitoring sees it (operations run: /health said only "ok" and no metric told): /health still 200, saying so.
+  const health = await get("/health");
+  expect([health.status, await health.json()]).toEqual([200, { status: "ok", lockdown: true }]);
+  const metrics = await get("/metrics");
+  expect(metrics.status).toBe(200);
+  expect(await metrics.text()).toMatch(/^appliance_lockdown 1$/m);
   const off = cli(["lockdown", "--off"]);
   expect(off.code).toBe(0);
   expect(off.out).toContain("lockdown lifted");
   expect((await chat()).status).toBe(200);
+  expect(await (await get("/health")).json()).toEqual({ status: "ok" });
+  expect(await (await get("/metrics")).text()).toMatch(/^appliance_lockdown 0$/m);
   expect(cli(["lockdown", "--off"]).out).toContain("not in lockdown");
 }, 120_000);
 
@@ -56,3 +68,19 @@ test("keys revoke --all: every key refused by the running server, list says revo
   expect(cli(["keys", "revoke", "--all"]).out).toContain("no active keys");
   expect(cli(["keys", "revoke", "--all", "conformance"]).code).toBe(2);
 }, 120_000);
+
+test("a server started while in lockdown says so in its log (a restart does not end it)", async () => {
+  const lines: { msg: string; level: number }[] = [];
+  const log = createLogger("info", { write: (l: string) => { lines.push(JSON.parse(l)); return true; } } as never);
+  const stateDir = tmpDir();
+  fs.writeFileSync(lockdownFile(stateDir), JSON.stringify({ since: "2030-01-01T00:00:00Z", by: { uid: 0, user: "root" }, reason: "incident 7" }));
+  const engine = await makeEngine();
+  try {
+    const { app, audit } = await createServer(parseConfig({ stateDir, model: [await tinyModel()] } as Record<string, unknown>), { log, engine });
+    audit?.close();
+    expect((await app.handle(req("/v1/models"))).status).toBe(503);
+  } finally { await engine.dispose(); }
+  const warned = lines.find((l) => l.msg.startsWith("starting in lockdown"));
+  expect(warned).toMatchObject({ level: 40, reason: "incident 7" });
+  expect(warned!.msg).toContain(`appliance lockdown --off --state-dir ${stateDir}`);
+});

@@ -41,6 +41,6 @@ test("every prom-client default is registered but the heap spaces, under the sam
 // gauges with a counter's suffix, and under Bun they are stubs that read 0 whatever runs.
 test("the exposition keeps Prometheus's naming rules: `_total` only on counters; no stub gauges", async () => {
   const metrics = await new Metrics().registry.getMetricsAsJSON();
-  expect(metrics.filter((m) => m.name.endsWith("_total") && m.type !== "counter").map((m) => m.name)).toEqual([]);
+  expect(metrics.filter((m) => m.name.endsWith("_total") && String(m.type) !== "counter").map((m) => m.name)).toEqual([]);
   expect(metrics.map((m) => m.name).filter((n) => n.startsWith("nodejs_active_"))).toEqual([]);
 });

@@ -1,5 +1,7 @@
 /** GET /health (liveness, public) and GET /ready (a model is loaded and we are not draining). */
+import fs from "node:fs";
 import { Elysia } from "elysia";
+import { lockdownFile } from "../../guards/lockdown";
 import { engineInfo } from "../../engine/engine-select";
 import { NotReadyError } from "../../errors";
 import type { AppDeps } from "../deps";
@@ -9,7 +11,10 @@ export const healthRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.health" })
     // Which engine runs (kind, folder, version; no path) follows /ready's rule for model ids: /health is public, so
     // only with auth off; with auth on, /ready says it to keys that may list models, /metrics to the metrics scope.
-    .get("/health", () => (deps.config.auth ? { status: "ok" } : { status: "ok", engine: engineInfo(deps.engine.backend) }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"] } })
+    // In lockdown it still answers 200 (supervisors must not restart it), and says so: every other route tells any
+    // caller as much (503 lockdown), and a probe or dashboard reading only /health saw "ok" (operations run).
+    .get("/health", () => ({ status: "ok", ...(fs.existsSync(lockdownFile(deps.config.stateDir)) && { lockdown: true }),
+      ...(!deps.config.auth && { engine: engineInfo(deps.engine.backend) }) }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"] } })
     .get("/ready", ({ request }) => {
       if (deps.draining || !(deps.engine.ready() || deps.gateway?.ready())) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
       // Model ids only for keys that may list models (or with auth off).
