@@ -28,14 +28,17 @@ type JsonSchema = { type?: unknown; properties?: Record<string, Record<string, u
 function withExamples(js: JsonSchema, deps: AppDeps): JsonSchema {
   const p = js.properties;
   if (js.type !== "object" || !p?.model) return js;
-  const model = deps.engine.models()[0]?.id ?? "your-model";
+  // A gateway may serve upstream models only: theirs then (it had "your-model", and tokenizing that name for the
+  // /detokenize example threw, a stack trace on stdout at the first request for the spec).
+  const local = deps.engine.models()[0]?.id;
+  const model = local ?? deps.gateway?.models()[0] ?? "your-model";
   p.model.example = model;
   js.example = p.messages ? { model, messages: [{ role: "user", content: "Hello!" }], max_tokens: 64 }
     : p.prompt ? { model, prompt: "Once upon a time", max_tokens: 64 }
     : p.instructions ? { model, input: "Hello!", max_output_tokens: 64 }
     : p.input ? { model, input: "Hello!" }
     : p.content ? { model, content: "Hello!" }
-    : p.tokens ? { model, tokens: deps.engine.tokenize(model, "Hello!") }
+    : p.tokens ? { model, tokens: local ? deps.engine.tokenize(local, "Hello!") : [1, 2, 3] }
     : undefined;
   return js;
 }
