@@ -49,7 +49,9 @@ export function routeLabels(route: string): { method: string; route: string } {
 /** "guard:action:rule" decision strings (guards/index.ts) → labels; undefined for bookkeeping entries. */
 export function decisionLabels(d: string): { guard: string; action: string; rule: string } | undefined {
   const [guard = "", action = "", ...rest] = d.split(":");
-  if (guard === "log") return undefined; // log:skipped:N is about the log, not a guard
+  // log:skipped:N is about the log, upstream:<url> which upstream served (the audit record keeps it): no guard decided
+  // either (an upstream's URL split at its colons made a series per upstream, scale-out run).
+  if (guard === "log" || guard === "upstream") return undefined;
   if (guard === "auth") return { guard, action: "refuse", rule: action };
   if (guard === "signature") return { guard, action: action === "ok" ? "pass" : "refuse", rule: "ed25519" };
   return { guard, action, rule: rest.join(":") || "none" };

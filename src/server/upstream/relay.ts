@@ -92,9 +92,12 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
             if (!Number.isInteger(i) || i < 0 || i >= plan.choices) throw new UpstreamError(`The upstream streamed a choice (index ${String(u.index)}) nobody asked for.`);
             const c = choiceAt(i);
             if (c.done) continue;
+            // The first generated text or call as it arrives from the upstream: time to first token, and the start of
+            // tokens/s (only the local engine marked it: a gateway's metrics had neither, scale-out run).
+            const d = (u.delta ?? {}) as Obj;
+            if ((typeof u.text === "string" && u.text) || (typeof d.content === "string" && d.content) || Array.isArray(d.tool_calls)) state.marks["first-token"] ??= performance.now();
             if (plan.kind === "completions") { if (typeof u.text === "string") emit(i, c, c.filter.push(u.text)); }
             else {
-              const d = (u.delta ?? {}) as Obj;
               if (typeof d.content === "string" && d.content) emit(i, c, c.filter.push(d.content));
               for (const t of Array.isArray(d.tool_calls) ? (d.tool_calls as Obj[]) : []) {
                 const k = Number(t.index ?? 0), f = (t.function ?? {}) as Obj;
@@ -127,6 +130,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
       }
       reply.end("ok");
       if (usage) { state.promptTokens = Number(usage.prompt_tokens ?? 0); state.completionTokens = Number(usage.completion_tokens ?? 0); }
+      state.marks.done ??= performance.now();
       deps.settle(state);
       if (keepText) state.responseText = [...choices.values()].map((c) => c.text).join("\n");
       wire.finish(usage);
