@@ -170,15 +170,22 @@ export function createGuards(d: GuardDeps): Guards {
         }
         if (rec && await revocations.isRevoked(rec.id)) rec = undefined;
       }
-      if (!rec) {
-        // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
-        // loopback): a source over it gets 429 for every failed attempt. A valid key is never refused by it: it was
-        // checked before the key, so on the default loopback bind (one network) any local process sending ~50 bad
-        // keys a minute locked out every client, the metrics scraper too (operations run). Keys are 256 random bits
-        // and signatures Ed25519: the throttle bounds the cost and noise of failures, not what could be guessed.
-        // Both at once: with Redis that is one round trip for the two, not two.
+      // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
+      // loopback): a source over it gets 429 for every attempt that is not a complete credential. A valid key is
+      // never refused by it: it was checked before the key, so on the default loopback bind (one network) any local
+      // process sending ~50 bad keys a minute locked out every client, the metrics scraper too (operations run).
+      // A signing key's bearer key alone is not a complete credential: from a throttled source it is refused here,
+      // before its body is read and its signature checked (else a captured bearer key could make the server read,
+      // hash, verify and audit a 1 MiB body per attempt without end). Keys are 256 random bits and signatures
+      // Ed25519: the throttle bounds the cost and noise of failures, not what could be guessed.
+      // Both at once: with Redis that is one round trip for the two, not two.
+      const throttle = async () => {
         const waits = await Promise.all(failCounters(state.clientIp).map((f) => authFailures.exhausted(f.id, f.l)));
         for (const wait of waits) if (wait !== undefined) throw throttled(state, wait);
+      };
+      if (rec?.requireSignature) await throttle();
+      if (!rec) {
+        await throttle();
         await countFailure(state);
         state.decisions.push(presented ? "auth:invalid" : "auth:missing");
         throw new AuthError();

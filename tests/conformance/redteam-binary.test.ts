@@ -91,8 +91,8 @@ test("deep JSON in a tool result or call arguments: 400 json_too_deep naming the
   const messages = (result: string, args = "{}") => [{ role: "user", content: "hi" },
     { role: "assistant", content: null, tool_calls: [{ ...call, function: { name: "f", arguments: args } }] }, { role: "tool", tool_call_id: "c1", content: result }];
   for (const [body, param] of [
-    [{ model: "tiny", max_tokens: 2, messages: messages(deep) }, "messages.2.content"],
-    [{ model: "tiny", max_tokens: 2, messages: messages("[]", deep) }, "messages.1.tool_calls.0.function.arguments"],
+    [{ model: "tiny", max_tokens: 2, messages: messages(deep) }, "messages[2].content"],
+    [{ model: "tiny", max_tokens: 2, messages: messages("[]", deep) }, "messages[1].tool_calls[0].function.arguments"],
   ] as const) {
     const r = await post("/v1/chat/completions", body);
     expect(r.status).toBe(400);
