@@ -12,6 +12,7 @@ import { MANIFEST, readManifest, sha256File } from "../integrity/manifest";
 import { modelId } from "../integrity/resolve";
 import { NATIVE_BUNDLE } from "../engine/native-assets";
 import { checkNativeDir, installNative, SYSTEM_NATIVE_DIR } from "../engine/native";
+import { copyHashed } from "../util/fs";
 import { readAccount } from "./accounts";
 import { healthUrl } from "./instance";
 import { systemView, type Layout } from "./layout";
@@ -141,7 +142,10 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
         if (o.dryRun) { if (s.kind === "file" && s.show) o.out(String(s.content).replace(/^/gm, "    | ")); break; }
         const tmp = `${s.path}.install-tmp`;
         if (s.kind === "file") fs.writeFileSync(tmp, s.content, { mode: 0o600 });
-        else fs.copyFileSync(s.from, tmp);
+        else if (copyHashed(s.from, tmp, 0o600) !== s.sha256) { // the bytes written are the ones the plan recorded
+          fs.rmSync(tmp, { force: true });
+          throw new Error(`${s.from} changed while it was being installed (sha256 no longer ${s.sha256}); nothing was replaced: run install again`);
+        }
         fs.chmodSync(tmp, s.mode);
         setOwner(tmp, ids);
         fs.renameSync(tmp, s.path); // atomic: never a half-written unit or binary

@@ -10,6 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { readManifest, sha256File } from "../integrity/manifest";
 import { writeFileAtomic } from "../util/atomic-write";
+import { copyHashed } from "../util/fs";
 import { waitHealthy } from "./installer";
 import { systemView, type Layout } from "./layout";
 import { prepareNativeOf, syncNative } from "./native-sync";
@@ -26,21 +27,13 @@ export interface UpdateOptions {
 }
 
 /**
- * Copies the new binary next to the installed one (the only step that needs disk space), fsynced.
- * On any failure (a full disk) the partial copy is removed and nothing else has changed.
+ * Copies the new binary next to the installed one (the only step that needs disk space), fsynced, and returns the
+ * sha256 of the bytes copied (util/fs.ts copyHashed: what is checked is what runs and is installed). On any failure
+ * (a full disk) the partial copy is removed and nothing else has changed.
  */
-function stageCopy(from: string, to: string): string {
+function stageCopy(from: string, to: string): { tmp: string; sha256: string } {
   const tmp = `${to}.update-tmp`;
-  try {
-    fs.copyFileSync(from, tmp);
-    fs.chmodSync(tmp, 0o755);
-    const fd = fs.openSync(tmp, "r");
-    try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
-    return tmp;
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  return { tmp, sha256: copyHashed(from, tmp, 0o755) };
 }
 
 /** `to` becomes another name of `from`'s file (a hard link: no space needed), replacing `to` atomically. */
@@ -105,17 +98,16 @@ export async function update(o: UpdateOptions & { binary: string; sha256: string
   const l = o.layout;
   if (!fs.existsSync(l.bin)) { o.out(`${l.bin} is not installed; run appliance install first`); return 1; }
   // Stage first: if the copy fails (a full disk), the installed binary, its backup and its digest are untouched.
-  let staged: string;
+  let staged: string, actual: string;
   try {
-    staged = stageCopy(o.binary, l.bin);
+    ({ tmp: staged, sha256: actual } = stageCopy(o.binary, l.bin));
   } catch (e) {
     o.out(`update failed before changing anything: cannot copy ${o.binary} next to ${l.bin}: ${(e as Error).message}`);
     return 1;
   }
-  // The checksum is of the staged copy, in root's directory, which is what runs next and is installed: hashing
+  // The checksum is of the bytes staged, in root's directory, which is what runs next and is installed: hashing
   // --binary by its path and then copying it by its path again let a file swapped in between run as root
   // (operations run: an unprivileged writer of the download directory, inside the ~140 ms of hashing).
-  const actual = await sha256File(staged);
   if (actual !== o.sha256.toLowerCase()) {
     fs.rmSync(staged, { force: true });
     o.out(`refusing: ${o.binary} has sha256 ${actual}, expected ${o.sha256}`);

@@ -25,6 +25,43 @@ export function openPlainFile(file: string, flags = fs.constants.O_RDONLY): numb
   return fd;
 }
 
+/**
+ * Copies `from` to a new file `to` and returns the sha256 of exactly the bytes written: one descriptor of the
+ * source (a regular file; a symlink is followed, as a path the operator gave), read once, each block hashed and
+ * written. `to` is created here (O_EXCL, any old one removed first) with mode 0600 and gets `mode` only once whole
+ * and fsynced. What is hashed is what was written, and nobody else could write it meanwhile: fs.copyFileSync gave the
+ * new file the source's mode first (0777 from a world-writable download: another user could open it for writing
+ * before chmod and change it after it was hashed, fix-attack run), and hashing the source by its path and copying it
+ * by its path again let a file swapped in between be installed.
+ */
+export function copyHashed(from: string, to: string, mode: number): string {
+  const src = fs.openSync(from, fs.constants.O_RDONLY);
+  let dst: number | undefined;
+  try {
+    const st = fs.fstatSync(src);
+    if (!st.isFile()) throw new NotPlainFileError(from, st.isDirectory() ? "a directory" : "a special file");
+    fs.rmSync(to, { force: true });
+    dst = fs.openSync(to, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    const hash = new Bun.CryptoHasher("sha256");
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = fs.readSync(src, buf, 0, buf.length, null);
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+      for (let off = 0; off < n;) off += fs.writeSync(dst, buf, off, n - off);
+    }
+    fs.fsyncSync(dst);
+    fs.fchmodSync(dst, mode);
+    return hash.digest("hex");
+  } catch (e) {
+    if (dst !== undefined) { fs.closeSync(dst); dst = undefined; fs.rmSync(to, { force: true }); }
+    throw e;
+  } finally {
+    fs.closeSync(src);
+    if (dst !== undefined) fs.closeSync(dst);
+  }
+}
+
 /** Reads a whole file through a descriptor, from byte 0 to its end. */
 export function readFd(fd: number): Buffer {
   const chunks: Buffer[] = [];
