@@ -4,9 +4,11 @@
  * anchor. Everything goes through a Runner so --dry-run can print instead.
  */
 import fs from "node:fs";
+import crypto from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { readAccount } from "./accounts";
+import { readFd } from "../util/fs";
 import type { Layout } from "./layout";
 import { SYSTEM_NATIVE_DIR } from "../engine/native";
 
@@ -19,9 +21,15 @@ export type Runner = (argv: string[], opts?: { timeoutMs?: number }) => { code: 
  * as a shell reports it (it read "exited with code 1" either way).
  */
 export function runCommand(argv: string[], env?: Record<string, string | undefined>, timeoutMs?: number): { code: number; out: string } | undefined {
+  // Output goes to an unlinked temp file, not a pipe: with a pipe, spawnSync waited for it to close, so a command that
+  // left a background child holding it (exited 0 at once) was waited on until the bound and reported "stopped"
+  // (fix-attack run). Such a child is not killed here: only the command itself is.
+  const file = path.join(os.tmpdir(), `appliance-run-${process.pid}-${crypto.randomUUID()}`);
+  let fd: number;
+  try { fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600); } finally { fs.rmSync(file, { force: true }); }
   try {
-    const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe", env, ...(timeoutMs && { timeout: timeoutMs, killSignal: "SIGKILL" }) });
-    const out = r.stdout.toString() + r.stderr.toString();
+    const r = Bun.spawnSync(argv, { stdout: fd, stderr: fd, env, ...(timeoutMs && { timeout: timeoutMs, killSignal: "SIGKILL" }) });
+    const out = readFd(fd).toString();
     if (r.exitedDueToTimeout) return { code: 124, out: `${out}${out && !out.endsWith("\n") ? "\n" : ""}no answer after ${Math.round(timeoutMs! / 1000)} s: killed` };
     if (r.exitCode === null && r.signalCode) {
       return { code: 128 + (os.constants.signals[r.signalCode as keyof typeof os.constants.signals] ?? 0), out: `${out}${out && !out.endsWith("\n") ? "\n" : ""}killed by ${r.signalCode}` };
@@ -29,6 +37,8 @@ export function runCommand(argv: string[], env?: Record<string, string | undefin
     return { code: r.exitCode ?? 1, out };
   } catch {
     return undefined;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

@@ -30,3 +30,14 @@ test("one killed by a signal is reported as such, not as exit code 1", () => {
   expect(r.ok).toBe(false);
   expect((r as { reason: string }).reason).toMatch(/install --native-only exited with code 137: killed by SIGKILL$/);
 });
+
+// Fix-attack run: with the output on a pipe, a command that left a background child holding it was waited on until
+// the bound (spawnSync read the pipe to its end), then reported as stopped, though it had answered and exited 0.
+test("a new binary that answers and exits, leaving a background child, is taken at once", () => {
+  const pidFile = path.join(tmpDir(), "child.pid");
+  const t0 = performance.now();
+  const r = prepareNativeOf(script(`sleep 30 & echo $! > ${pidFile}; echo 'native: none'; exit 0`), layout("systemd", tmpDir()), realRunner, 20_000);
+  process.kill(Number(fs.readFileSync(pidFile, "utf8")), "SIGKILL"); // the child is not the runner's to stop: the test does
+  expect(r).toEqual({ ok: true, dir: undefined });
+  expect(performance.now() - t0).toBeLessThan(10_000);
+});
