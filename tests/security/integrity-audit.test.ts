@@ -227,6 +227,10 @@ test.skipIf(!noServiceJournal)("audit verify --journal fails when the journal ho
   } finally { console.log = log; }
   expect(out.join("\n")).toContain("the journal (journalctl -u appliance.service) holds no checkpoint of this chain");
   expect(await cli(file)).toBe(0); // without --journal nothing was asked of it
+  // Nor when the state dir's own checkpoints are gone too (a rewrite of the state dir deletes them).
+  fs.rmSync(checkpointsPath(file));
+  console.log = () => {};
+  try { expect(await cli(file, "--journal")).toBe(1); } finally { console.log = log; }
 });
 
 describe("rotation", () => {
