@@ -16,7 +16,11 @@ export interface LockdownRecord { since: string; by: { uid: number | null; user:
 /** The record while in lockdown; "unreadable" for a file that is not one; undefined when not in lockdown. */
 export function readLockdown(stateDir: string): Partial<LockdownRecord> | "unreadable" | undefined {
   let text: string;
-  try { text = fs.readFileSync(lockdownFile(stateDir), "utf8"); } catch { return undefined; }
+  try { text = fs.readFileSync(lockdownFile(stateDir), "utf8"); } catch (e) {
+    // Only a missing file is "not in lockdown": the guard holds the server in lockdown while the path exists at all
+    // (a directory, a file it cannot read), so that is what this says too (it said "not in lockdown", fix-attack run).
+    return (e as NodeJS.ErrnoException).code === "ENOENT" ? undefined : "unreadable";
+  }
   try {
     const r: unknown = JSON.parse(text);
     return r && typeof r === "object" ? r as Partial<LockdownRecord> : "unreadable";

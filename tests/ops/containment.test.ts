@@ -9,6 +9,7 @@ import path from "node:path";
 import { parseConfig } from "../../src/config/load";
 import { lockdownFile } from "../../src/guards/lockdown";
 import { createLogger } from "../../src/log/logger";
+import { main } from "../../src/main";
 import { createServer } from "../../src/server/create-server";
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
 import { makeEngine, req, tinyModel, tmpDir } from "../helpers";
@@ -83,4 +84,22 @@ test("a server started while in lockdown says so in its log (a restart does not 
   const warned = lines.find((l) => l.msg.startsWith("starting in lockdown"));
   expect(warned).toMatchObject({ level: 40, reason: "incident 7" });
   expect(warned!.msg).toContain(`appliance lockdown --off --state-dir ${stateDir}`);
+});
+
+// Fix-attack run: a lockdown path the server cannot read (a directory, a file another user made 0600) holds the
+// server in lockdown, but the start said nothing of it, and `lockdown --off` failed with EISDIR.
+test("a lockdown path that is not a readable file is still a lockdown: the start says so; lockdown --off lifts it", async () => {
+  const lines: { msg: string }[] = [];
+  const log = createLogger("info", { write: (l: string) => { lines.push(JSON.parse(l)); return true; } } as never);
+  const stateDir = tmpDir();
+  fs.mkdirSync(lockdownFile(stateDir));
+  const engine = await makeEngine();
+  try {
+    const { app, audit } = await createServer(parseConfig({ stateDir, model: [await tinyModel()] } as Record<string, unknown>), { log, engine });
+    audit?.close();
+    expect((await app.handle(req("/v1/models"))).status).toBe(503);
+  } finally { await engine.dispose(); }
+  expect(lines.some((l) => l.msg.startsWith("starting in lockdown"))).toBe(true);
+  expect(await main(["lockdown", "--off", "--state-dir", stateDir])).toBe(0);
+  expect(fs.existsSync(lockdownFile(stateDir))).toBe(false);
 });

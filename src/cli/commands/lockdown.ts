@@ -21,7 +21,7 @@ export const lockdown: Command = {
     const file = lockdownFile(inst.config.stateDir);
     if (values.off) {
       if (!fs.existsSync(file)) { console.log(`not in lockdown (${file} does not exist)`); return EXIT.OK; }
-      fs.rmSync(file);
+      fs.rmSync(file, { recursive: true }); // whatever holds the path (a directory put there by hand holds the lockdown too)
       console.log(`lockdown lifted: ${file} removed; the server serves again from its next request`);
       return EXIT.OK;
     }
