@@ -18,8 +18,43 @@ export function errorResponse(status: number, body: ErrorBody, headers: Record<s
 
 interface ValidationIssue {
   path?: (string | number)[] | string; message?: string; summary?: string; code?: string; keys?: unknown[];
-  origin?: string; expected?: string; errors?: ValidationIssue[][];
+  origin?: string; expected?: string; errors?: ValidationIssue[][]; note?: string; discriminator?: string; minimum?: unknown;
 }
+
+/**
+ * A path as OpenAI writes it: indices in brackets, names after dots (`messages[1].content`); a name that is not a
+ * plain identifier (a token id in logit_bias, a key with a dot) quoted in brackets (`logit_bias["12"]`), so it is
+ * never read as an index.
+ */
+function pathText(path: (string | number)[]): string {
+  return path.map((k, i) => (typeof k === "number" ? `[${k}]` : /^[A-Za-z_$][\w$]*$/.test(k) ? (i ? `.${k}` : k) : `[${JSON.stringify(k)}]`)).join("");
+}
+
+/**
+ * A union's issue narrowed to the branch the value was meant for: the branch that took the value's type and
+ * failed further in (`{"type":"text","text":5}` as chat content: the parts array, at `[0].text`), its issue with
+ * the whole path; the union's own issue where no one branch stands out (zod says only "Invalid input").
+ */
+function narrowed(issue: ValidationIssue): ValidationIssue {
+  // Only where zod had nothing to say: a union given its own message (completions' prompt) keeps it.
+  for (let depth = 0; issue.code === "invalid_union" && issue.message === "Invalid input" && issue.errors?.length && depth < 8; depth++) {
+    // Branches that took the value's type and its tag (a branch whose own `type` literal did not match was not meant).
+    const further = issue.errors.filter((b) => b.length > 0 && b.every((i) => Array.isArray(i.path) && i.path.length > 0)
+      && !b.some((i) => i.code === "invalid_value" && (i.path as unknown[]).length === 1));
+    // Several got further (a Responses input item: a message with a bad content, which a function call item fails
+    // on every field): the one with the fewest faults, if one has fewer than all others.
+    const fewest = Math.min(...further.map((b) => b.length));
+    const best = further.filter((b) => b.length === fewest);
+    if (best.length !== 1) break;
+    const inner = best[0]![0]!;
+    issue = { ...inner, path: [...(Array.isArray(issue.path) ? issue.path : []), ...(inner.path as (string | number)[])] };
+  }
+  return issue;
+}
+
+/** Parameters whose numbers are integers (OpenAI's integer_* codes); every other number is a decimal. */
+const INTEGER_PARAMS = new Set(["n", "max_tokens", "max_completion_tokens", "max_output_tokens", "top_logprobs", "logprobs", "seed",
+  "best_of", "dimensions", "top_k"]);
 
 /** A JSON value's kind as OpenAI's messages name it ("got an object instead"). */
 const kindOf = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "an array" : typeof v === "object" ? "an object" : `a ${typeof v}`);
@@ -46,11 +81,15 @@ function unionTypes(issue: ValidationIssue): string[] | undefined {
 function issueCode(issue: ValidationIssue, value: unknown): string {
   switch (issue.code) {
     case "invalid_type": return "invalid_type";
-    case "invalid_union": return unionTypes(issue) ? "invalid_type" : "invalid_request";
+    case "invalid_union":
+      if (issue.note === "No matching discriminator") return "invalid_value"; // a message's role, a part's type
+      return unionTypes(issue) ? "invalid_type" : "invalid_request";
     case "invalid_value": case "invalid_enum_value": case "invalid_literal": return "invalid_value";
     case "too_big": case "too_small": {
       const side = issue.code === "too_big" ? "above_max" : "below_min";
-      if (issue.origin === "number" || issue.origin === "bigint") return `${Number.isInteger(value) ? "integer" : "decimal"}_${side}_value`;
+      const name = Array.isArray(issue.path) ? issue.path.at(-1) : undefined;
+      if (issue.origin === "number" || issue.origin === "bigint") return `${typeof name === "string" && INTEGER_PARAMS.has(name) ? "integer" : "decimal"}_${side}_value`;
+      if (issue.origin === "array" && issue.code === "too_small" && Array.isArray(value) && value.length === 0) return "empty_array";
       if (issue.origin === "string" || issue.origin === "array") return `${issue.origin}_${side}_length`;
       return "invalid_value";
     }
@@ -68,12 +107,12 @@ function valueAt(value: unknown, at: (string | number)[]): unknown {
 
 /** Elysia's ValidationError (422) carries zod issues: turn the first into OpenAI's 400 naming the param. */
 function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIssue[]; type?: string }): AppError {
-  const issue = err.valueError ?? err.all?.[0] ?? {};
-  const at = paramPath(Array.isArray(issue.path) ? issue.path.join(".") : issue.path && issue.path !== "root" ? String(issue.path) : "");
+  const issue = narrowed(err.valueError ?? err.all?.[0] ?? {});
+  const at = Array.isArray(issue.path) ? pathText(issue.path) : paramPath(issue.path && issue.path !== "root" ? String(issue.path) : "");
   const where = err.type && err.type !== "body" ? ` in ${err.type}` : "";
   if (issue.code === "unrecognized_keys" && typeof issue.keys?.[0] === "string") {
     // the field itself is the param (it was null: an SDK's error named nothing), in OpenAI's words
-    const param = at ? `${at}.${issue.keys[0]}` : issue.keys[0];
+    const param = pathText([...(Array.isArray(issue.path) ? issue.path : []), issue.keys[0]]);
     return new AppError(`Unrecognized request argument supplied: ${param}${where}`, 400, "invalid_request_error", "unknown_parameter", param);
   }
   // A required field not sent at all: OpenAI's words and code (zod said "Invalid input" for a union such as input).
@@ -87,6 +126,10 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
   const types = at && message === "Invalid input" ? unionTypes(issue) : undefined;
   if (types) { // zod says "Invalid input"; OpenAI names what is taken and what was sent
     return new AppError(`Invalid type for '${at}'${where}: expected one of ${types.join(", ")}, but got ${kindOf(sent)} instead.`, 400,
+      "invalid_request_error", "invalid_type", at);
+  }
+  if (at && issue.code === "invalid_type" && issue.expected && message.startsWith("Invalid input: expected")) { // not a field's own message
+    return new AppError(`Invalid type for '${at}'${where}: expected ${issue.expected}, but got ${kindOf(sent)} instead.`, 400,
       "invalid_request_error", "invalid_type", at);
   }
   return new AppError(at ? `Invalid '${at}'${where}: ${message}` : `Invalid request body: ${message}`, 400,

@@ -326,20 +326,34 @@ describe("a bad value's error in OpenAI's spelling", () => {
     const user = (content: unknown) => ({ model: "tiny", messages: [{ role: "user", content: "hi" }, { role: "user", content }] });
     const typed = (await post("/v1/chat/completions", user({ text: "x" }))).body.error;
     expect([typed.param, typed.code, typed.message]).toEqual(["messages[1].content", "invalid_type", "Invalid type for 'messages[1].content': expected one of string, array, but got an object instead."]);
+    const single = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: "5" })).body.error;
+    expect(single.message).toBe("Invalid type for 'max_tokens': expected number, but got a string instead.");
     const cases: [unknown, string, string][] = [
       [{ temperature: 2.5 }, "temperature", "decimal_above_max_value"],
-      [{ temperature: -1 }, "temperature", "integer_below_min_value"],
+      // The parameter's kind, not the value's, decides (fix-attack run: 3 read integer_above_max_value).
+      [{ temperature: 3 }, "temperature", "decimal_above_max_value"],
+      [{ top_p: -1 }, "top_p", "decimal_below_min_value"],
       [{ n: 0 }, "n", "integer_below_min_value"],
+      [{ messages: [] }, "messages", "empty_array"],
+      [{ messages: [{ role: "bogus", content: "x" }] }, "messages[0].role", "invalid_value"],
+      // The branch the value was meant for, pinpointed (zod's union said only "Invalid input" at the content).
+      [{ messages: [{ role: "user", content: [{ type: "text", text: 5 }] }] }, "messages[0].content[0].text", "invalid_type"],
+      // A key that is not a name is quoted, never read as an index.
+      [{ logit_bias: { "12": 500 } }, 'logit_bias["12"]', "decimal_above_max_value"],
       [{ max_tokens: "5" }, "max_tokens", "invalid_type"],
       [{ reasoning_effort: "extreme" }, "reasoning_effort", "invalid_value"],
       [{ tools: [{ type: "function", function: { name: "f" } }, { type: "nope" }] }, "tools[1].type", "invalid_value"],
     ];
     for (const [extra, param, code] of cases) {
-      const e = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], ...extra as object })).body.error;
+      const e = (await post("/v1/chat/completions", { model: "tiny", max_tokens: 1, messages: [{ role: "user", content: "x" }], ...extra as object })).body.error ?? {};
       expect([extra, e.param, e.code]).toEqual([extra, param, code]);
     }
     const unknown = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], foo: 1 })).body.error;
     expect([unknown.param, unknown.code]).toEqual(["foo", "unknown_parameter"]);
+    const dotted = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x", "a.1": 2 }] })).body.error;
+    expect([dotted.param, dotted.message]).toEqual(['messages[0]["a.1"]', 'Unrecognized request argument supplied: messages[0]["a.1"]']);
+    const responses = (await post("/v1/responses", { model: "tiny", input: [{ role: "user", content: "hi" }, { role: "user", content: 5 }] })).body.error;
+    expect([responses.param, responses.code]).toEqual(["input[1].content", "invalid_type"]);
     // Errors raised past validation use the same spelling (tool_call_id of an unanswered call).
     const missing = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }, { role: "tool", tool_call_id: "nope", content: "r" }] })).body.error;
     expect(missing.param).toBe("messages[1].tool_call_id");
