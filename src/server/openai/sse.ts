@@ -6,6 +6,8 @@
  * queued here): generation does not wait for the reader, so a client that never
  * read (red team) had every answer generated and held, 200 MB for two sockets.
  */
+import type { ErrorBody } from "../errors";
+
 const encoder = new TextEncoder();
 /** What is queued before the stream counts as behind at all (a few events). */
 const HIGH_WATER = 64 * 1024;
@@ -28,6 +30,17 @@ export interface SseOptions {
   maxBacklog: number;
 }
 
+/**
+ * An error in the Responses dialect, as OpenAI streams it (`event: error`, `{"type":"error","code","message","param",
+ * "sequence_number"}`: the AI SDK's Responses parser reads that and rejected a chat-style `{"error":…}` as a type
+ * validation failure, scale-out run), with the chat-style `error` object kept beside it, which the openai SDK's stream
+ * raises as an APIError.
+ */
+function responsesError(body: ErrorBody, sequence: number) {
+  const e = body.error;
+  return { type: "error", code: e.code ?? e.type, message: e.message, param: e.param, sequence_number: sequence, error: e };
+}
+
 export function sseResponse(opts: SseOptions): Response {
   let closed = false, finished = false;
   let cut: Error | undefined; // set when the client stopped reading: the stream ends as a cancel, even after its last event
@@ -43,12 +56,17 @@ export function sseResponse(opts: SseOptions): Response {
         const type = (event as { type?: unknown })?.type;
         return opts.named && typeof type === "string" ? `event: ${type}\n` : "";
       };
-      const send = (event: unknown) => write(`${name(event)}data: ${JSON.stringify(event)}\n\n`);
+      let seq = -1; // the Responses dialect's last sequence_number sent
+      const send = (event: unknown) => {
+        const n = (event as { sequence_number?: unknown })?.sequence_number;
+        if (typeof n === "number") seq = n;
+        write(`${name(event)}data: ${JSON.stringify(event)}\n\n`);
+      };
       opts.run(send).then(
         () => { if (!opts.named) write("data: [DONE]\n\n"); finish(); },
         (err) => {
           const ev = opts.errorEvent(err);
-          if (ev !== undefined) send(ev);
+          if (ev !== undefined) send(opts.named ? responsesError(ev as ErrorBody, seq + 1) : ev);
           finish(err);
         },
       );
