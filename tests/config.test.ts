@@ -59,6 +59,18 @@ describe("config", () => {
     expect(await main(["config", "validate", good])).toBe(0);
     fs.writeFileSync(good, JSON.stringify({ port: "x" }));
     expect(await main(["config", "validate", good])).toBe(2);
+    // What serve refuses beyond the schema, validate refuses too (scale-out run: each of these was "valid", then serve exited 2).
+    const dir = path.dirname(good);
+    const up = (u: object) => ({ upstreams: [{ url: "http://127.0.0.1:9/v1", models: ["m"], ...u }] });
+    for (const bad of [up({ apiKeyFile: path.join(dir, "missing") }), { ...up({}), model: [path.join(dir, "m.gguf")] },
+      { rateLimit: { store: "redis", redisUrl: "http://127.0.0.1:6379" } },
+      { rateLimit: { store: "redis", redisUrl: "redis://127.0.0.1:6379", redisPasswordFile: path.join(dir, "missing") } }]) {
+      fs.writeFileSync(good, JSON.stringify(bad));
+      expect([bad, await main(["config", "validate", good])]).toEqual([bad, 2]);
+    }
+    // A key variable is the service's environment's to settle: noted, not refused.
+    fs.writeFileSync(good, JSON.stringify(up({ apiKeyEnv: "APPLIANCE_TEST_SURELY_UNSET" })));
+    expect(await main(["config", "validate", good])).toBe(0);
     expect(redactConfig({ ...DEFAULTS, apiSecret: "s3cret" } as never)).toMatchObject({ apiSecret: "[redacted]" });
     expect(await main(["nope"])).toBe(2);
   });

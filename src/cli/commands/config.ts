@@ -1,5 +1,10 @@
 /** appliance config print | validate FILE */
-import { loadConfig, redactConfig } from "../../config/load";
+import { ConfigError, loadConfig, redactConfig } from "../../config/load";
+import type { Config } from "../../config/schema";
+import { upstreamKey } from "../../gateway/upstream";
+import { checkRedisUrl, redisPassword } from "../../guards/store/shared-state";
+import { modelsDirOf, readManifest } from "../../integrity/manifest";
+import { modelId } from "../../integrity/resolve";
 import { EXIT, parseWithConfig, UsageError, unknownSubcommand, type Command } from "../command";
 
 export const config: Command = {
@@ -15,10 +20,38 @@ export const config: Command = {
     }
     if (sub === "validate") {
       if (rest.length !== 1) throw new UsageError("config validate takes one FILE");
-      loadConfig({ file: rest[0], env: {} });
+      const config = loadConfig({ file: rest[0], env: {} });
+      for (const w of checkResources(config)) console.error(`${rest[0]}: note: ${w}`);
       console.log(`${rest[0]}: valid`);
       return EXIT.OK;
     }
     throw unknownSubcommand("config", sub, ["print", "validate"]);
   },
 };
+
+/**
+ * What serve checks beyond the schema, so `validate` does not call valid a file serve refuses with exit 2 (scale-out
+ * run): upstream key files, the Redis URL and password file, a model id both local and upstream. Throws ConfigError
+ * (exit 2). Returns notes for what only the service's own environment can settle: a variable a key is read from is
+ * looked for in this shell's environment, which may not be the service's.
+ */
+function checkResources(config: Config): string[] {
+  const notes: string[] = [];
+  for (const [i, u] of config.upstreams.entries()) {
+    if (u.apiKeyEnv && !process.env[u.apiKeyEnv]) { notes.push(`upstreams[${i}].apiKeyEnv: ${u.apiKeyEnv} is not set here; serve needs it in its own environment`); continue; }
+    upstreamKey(u);
+  }
+  const rl = config.rateLimit;
+  if (rl.store === "redis") {
+    checkRedisUrl(rl);
+    if (rl.redisPasswordEnv && !process.env[rl.redisPasswordEnv]) notes.push(`rateLimit.redisPasswordEnv: ${rl.redisPasswordEnv} is not set here; serve needs it in its own environment`);
+    else redisPassword(rl);
+  }
+  const upstream = new Set(config.upstreams.flatMap((u) => u.models));
+  let manifest: string[] = [];
+  try { manifest = readManifest(modelsDirOf(config)).map((e) => modelId(e.file)); } catch { /* not readable here: serve checks it */ }
+  const local = config.model.length ? config.model.filter((f) => /\.gguf$/i.test(f)).map(modelId) : manifest;
+  const both = local.find((id) => upstream.has(id));
+  if (both) throw new ConfigError(`invalid config: upstreams: model ${both} is both a local model and an upstream one`, "upstreams");
+  return notes;
+}

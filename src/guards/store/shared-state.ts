@@ -55,11 +55,16 @@ export function redisPassword(rl: Config["rateLimit"], env = process.env): strin
 /** A connection for store "redis" (also used by `keys revoke` to share a revocation). */
 export function redisConnFor(config: Readonly<Config>, log: Pick<Logger, "error" | "warn" | "info">): RedisConn {
   const rl = config.rateLimit;
+  checkRedisUrl(rl);
+  return new RedisConn({ url: rl.redisUrl, password: redisPassword(rl), timeoutMs: rl.redisTimeoutMs, log });
+}
+
+/** rateLimit.redisUrl for store "redis": given, and a scheme Bun's client takes (ConfigError otherwise; config validate too). */
+export function checkRedisUrl(rl: Config["rateLimit"]) {
   if (!rl.redisUrl) throw new ConfigError("rateLimit.store is \"redis\" but rateLimit.redisUrl is empty", "rateLimit.redisUrl");
   if (!/^(redis|rediss|valkey|valkeys|redis\+tls|redis\+unix|redis\+tls\+unix):\/\//.test(rl.redisUrl)) {
     throw new ConfigError("rateLimit.redisUrl must start with redis://, rediss:// or redis+unix://", "rateLimit.redisUrl");
   }
-  return new RedisConn({ url: rl.redisUrl, password: redisPassword(rl), timeoutMs: rl.redisTimeoutMs, log });
 }
 
 export function createSharedState(config: Readonly<Config>, log: Pick<Logger, "error" | "warn" | "info">, clock: () => number): SharedState {
