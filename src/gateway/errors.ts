@@ -21,8 +21,24 @@ export class UpstreamError extends AppError {
 
 /** Why one attempt failed; kept for the log and the final error's message (never the upstream's body). */
 export class AttemptFailure extends Error {
-  constructor(message: string, readonly kind: "network" | "timeout" | "status" | "redirect" | "busy") {
+  /** `retryAfterS`: what a busy upstream's Retry-After asked for (429), passed on to the client. */
+  constructor(message: string, readonly kind: "network" | "timeout" | "status" | "redirect" | "busy", readonly retryAfterS?: number) {
     super(message);
     this.name = "AttemptFailure";
   }
+}
+
+/**
+ * An error's message without Bun's advice to its own developer ("For more information, pass `verbose: true` in the
+ * second argument to fetch()", "Is the computer able to access the url?"), which reached clients and logs (scale-out run).
+ */
+export const plainMessage = (e: unknown) => ((e as Error)?.message || String(e))
+  .replace(/\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/g, "")
+  .replace(/\s*Is the computer able to access the url\?/g, "").trim();
+
+/** A Retry-After header in seconds (delta or HTTP date), bounded to an hour; undefined when absent or unreadable. */
+export function retryAfterSeconds(header: string | null, now = Date.now()): number | undefined {
+  if (!header) return undefined;
+  const s = /^\s*\d+\s*$/.test(header) ? Number(header) : (Date.parse(header) - now) / 1000;
+  return Number.isFinite(s) && s > 0 ? Math.min(3600, Math.ceil(s)) : undefined;
 }

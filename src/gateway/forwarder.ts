@@ -12,7 +12,7 @@ import { CancelledError } from "../errors";
 import type { Logger } from "../log/logger";
 import type { LeastInflight } from "./balancer";
 import { connectProbe, WARM_MS } from "./connect-probe";
-import { AttemptFailure, UpstreamError, UpstreamUnavailableError } from "./errors";
+import { AttemptFailure, plainMessage, retryAfterSeconds, UpstreamError, UpstreamUnavailableError } from "./errors";
 import type { UpstreamPool } from "./pool";
 import type { Upstream } from "./upstream";
 
@@ -77,7 +77,9 @@ export class Forwarder {
     const why = this.pool.unavailable(req.model, this.g.healthIntervalMs);
     // Nothing tried (all out) or every breaker open now: the pool says how long; attempts that merely failed: soon.
     const allOut = !last || this.pool.candidates(req.model).every((u) => !u.breaker.available());
-    throw new UpstreamUnavailableError(req.model, allOut ? why.retryAfterS : 1, last ? `last attempt: ${last.message}` : why.why);
+    // A busy upstream's own Retry-After is passed on (it was replaced by 1: clients came back every second).
+    const busy = last?.kind === "busy" ? last.retryAfterS : undefined;
+    throw new UpstreamUnavailableError(req.model, allOut ? why.retryAfterS : busy ?? 1, last ? `last attempt: ${last.message}` : why.why);
   }
 
   private async attempt(u: Upstream, req: ForwardRequest, bodyText: string): Promise<UpstreamReply | AttemptFailure> {
@@ -105,7 +107,7 @@ export class Forwarder {
     const failed = (e: unknown): AttemptFailure => {
       if (req.signal.aborted) { end("cancelled"); throw new CancelledError(); }
       const reason = own.signal.reason;
-      const f = reason instanceof AttemptFailure ? reason : new AttemptFailure(`cannot reach it (${(e as Error).message || String(e)})`, "network");
+      const f = reason instanceof AttemptFailure ? reason : new AttemptFailure(`cannot reach it (${plainMessage(e)})`, "network");
       end("failed");
       return f;
     };
@@ -129,7 +131,7 @@ export class Forwarder {
     const refused = s >= 500 || s === 401 || s === 403 || (s >= 300 && s < 400) || s === 429 || s < 200;
     if (refused) {
       await res.body?.cancel().catch(() => {});
-      if (s === 429) { end("cancelled"); return new AttemptFailure("busy (HTTP 429)", "busy") } // alive, just full
+      if (s === 429) { end("cancelled"); return new AttemptFailure("busy (HTTP 429)", "busy", retryAfterSeconds(res.headers.get("retry-after"))); } // alive, just full
       end("failed");
       return s >= 300 && s < 400
         ? new AttemptFailure(`answered HTTP ${s}, a redirect (never followed)`, "redirect")
@@ -149,6 +151,13 @@ export class Forwarder {
       }
     } catch (e) {
       return failed(e);
+    }
+    // The first event is read before the client gets its 200, so one that is not an event of the API (not JSON) is
+    // this attempt's failure, retried elsewhere, not a 200 then an error (scale-out run).
+    if (first && !firstEventParses(first)) {
+      await reader!.cancel().catch(() => {});
+      end("failed");
+      return new AttemptFailure("sent a stream event that is not JSON", "status");
     }
     clearTimeout(timer);
     if (!streamed) end("ok");
@@ -173,9 +182,18 @@ export class Forwarder {
           const reason = own.signal.reason;
           end("failed");
           log.warn({ reqId: req.requestId, upstream: u.name, why: reason instanceof AttemptFailure ? reason.message : String(e) }, "upstream stream broke");
-          throw new UpstreamError(`The upstream stream broke: ${reason instanceof AttemptFailure ? reason.message : (e as Error).message || String(e)}.`);
+          throw new UpstreamError(`The upstream stream broke: ${reason instanceof AttemptFailure ? reason.message : plainMessage(e)}.`);
         }
       },
     };
   }
+}
+
+/** Whether a stream's first chunk's first whole `data:` line is JSON (or [DONE]); true when no whole line came yet. */
+function firstEventParses(chunk: Uint8Array): boolean {
+  const text = new TextDecoder().decode(chunk);
+  const m = /^data: ?(.*)\r?\n/m.exec(text);
+  if (!m) return true;
+  if (m[1]!.trim() === "[DONE]") return true;
+  try { JSON.parse(m[1]!); return true; } catch { return false; }
 }

@@ -5,6 +5,7 @@
  * real requests. The timer is injected so tests run checks on demand.
  */
 import type { Logger } from "../log/logger";
+import { plainMessage } from "./errors";
 import type { Upstream } from "./upstream";
 
 /** Runs `fn` every `ms` until the returned function is called. */
@@ -55,7 +56,7 @@ export class HealthChecker {
       why = `HTTP ${res.status}`;
       await res.body?.cancel().catch(() => {});
     } catch (e) {
-      why = (e as Error).name === "TimeoutError" ? "timed out" : (e as Error).message;
+      why = (e as Error).name === "TimeoutError" ? "timed out" : plainMessage(e);
     }
     if (ok !== u.healthy) {
       if (ok) this.log.info({ upstream: u.name }, "upstream health check passes again");

@@ -16,7 +16,13 @@ import type { AppDeps } from "../deps";
 
 function modelFor(deps: AppDeps, request: Request, id: string | undefined): string {
   const models = deps.engine.models();
-  if (id === undefined && models.length !== 1) throw new InvalidRequestError("This server has several models: name one in 'model'.", "model");
+  // A gateway's upstream model is listed by /v1/models: say why it is not tokenized here, not that it does not exist.
+  if (id !== undefined && !deps.engine.model(id) && deps.gateway?.serves(id)) {
+    throw new InvalidRequestError(`The model '${id}' is served by an upstream: /tokenize and /detokenize work with this server's local models only.`, "model", "unsupported_for_upstream");
+  }
+  if (id === undefined && models.length !== 1) {
+    throw new InvalidRequestError(models.length ? "This server has several models: name one in 'model'." : "This server has no local model to tokenize with (its models are upstream ones).", "model");
+  }
   const info = id === undefined ? models[0]! : deps.engine.model(id);
   if (!info) throw new ModelNotFoundError(id!);
   stateOf(request).model = info.id;

@@ -1,0 +1,63 @@
+/**
+ * What a gateway does with an upstream's odd answers (scale-out run): a 429's Retry-After was replaced by 1 (clients
+ * came back every second); a stream whose first event is not JSON was a 200 then an error, though that event is read
+ * before the 200 (now the attempt's failure, retried on another upstream); Bun's advice to its own developer reached
+ * clients' error messages and the logs.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { plainMessage, retryAfterSeconds } from "../../src/gateway/errors";
+import { chatChunk, recordingUpstream, startGateway, type GatewayApp } from "./gateway-helpers";
+
+const enc = new TextEncoder();
+const models = (seen: { path: string }) => seen.path.endsWith("/models");
+const busy = recordingUpstream((_r, seen) => models(seen) ? Response.json({ object: "list", data: [] })
+  : Response.json({ error: { message: "busy", type: "rate_limit_error" } }, { status: 429, headers: { "retry-after": "30" } }));
+const garbage = recordingUpstream((_r, seen) => models(seen) ? Response.json({ object: "list", data: [] })
+  : new Response("data: <html>Bad gateway</html>\n\n", { headers: { "content-type": "text/event-stream" } }));
+const good = recordingUpstream((_r, seen) => models(seen) ? Response.json({ object: "list", data: [] })
+  : new Response(enc.encode([chatChunk({ role: "assistant", content: "hello" }), chatChunk({}, "stop")].map((e) => `data: ${JSON.stringify(e)}\n\n`).join("") + "data: [DONE]\n\n"),
+    { headers: { "content-type": "text/event-stream" } }));
+const gws: GatewayApp[] = [];
+afterAll(async () => { for (const g of gws) await g.close(); for (const u of [busy, garbage, good]) u.stop(); });
+
+const chat = (gw: GatewayApp, model: string) => fetch(`${gw.baseURL}/v1/chat/completions`, {
+  method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" },
+  body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: "hi" }] }),
+});
+
+test("an upstream's 429 Retry-After reaches the client", async () => {
+  const gw = await startGateway({ upstreams: [{ url: busy.url, models: ["m"] }], gateway: { retries: 0 } });
+  gws.push(gw);
+  const r = await chat(gw, "m");
+  expect([r.status, r.headers.get("retry-after")]).toEqual([503, "30"]);
+  expect(retryAfterSeconds("Wed, 21 Oct 2099 07:28:00 GMT", Date.parse("Wed, 21 Oct 2099 07:27:00 GMT"))).toBe(60);
+  expect(retryAfterSeconds("99999")).toBe(3600);
+  expect(retryAfterSeconds("soon")).toBeUndefined();
+});
+
+test("a stream whose first event is not JSON fails the attempt before the 200: the client gets the other upstream's answer", async () => {
+  const gw = await startGateway({ upstreams: [{ url: garbage.url, models: ["m"] }, { url: good.url, models: ["m"] }], gateway: { retries: 1, backoffMs: 0 } });
+  gws.push(gw);
+  for (let i = 0; i < 4; i++) {
+    const r = await chat(gw, "m");
+    expect(r.status).toBe(200);
+    const body = await r.text();
+    expect(body).toContain("hello");
+    expect(body).not.toContain('"error"');
+  }
+  expect(garbage.seen.filter((s) => !models(s)).length).toBeGreaterThan(0); // it was tried, and passed over
+});
+
+test("Bun's advice to its developer is not part of an error's message", () => {
+  expect(plainMessage(new Error("Unable to connect. Is the computer able to access the url?"))).toBe("Unable to connect.");
+  expect(plainMessage(new Error("The socket connection was closed unexpectedly. For more information, pass `verbose: true` in the second argument to fetch()")))
+    .toBe("The socket connection was closed unexpectedly.");
+});
+
+test("/tokenize of an upstream model says it is an upstream's (it said the model does not exist)", async () => {
+  const gw = await startGateway({ upstreams: [{ url: good.url, models: ["m"] }] });
+  gws.push(gw);
+  const post = async (body: object) => (await fetch(`${gw.baseURL}/tokenize`, { method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<{ error: { code: string; message: string } }>;
+  expect((await post({ model: "m", content: "hi" })).error.code).toBe("unsupported_for_upstream");
+  expect((await post({ content: "hi" })).error.message).toContain("no local model");
+});
