@@ -25,6 +25,12 @@ export interface ForwardRequest {
   /** The client's signal: its disconnect aborts the upstream request. */
   signal: AbortSignal;
   requestId: string;
+  /**
+   * W3C traceparent naming this request's span as the parent: the upstream's request (an appliance continues it)
+   * joins the same trace, so the two tiers' logs, audit records and spans share its trace id (scale-out run: nothing
+   * but time linked them).
+   */
+  traceparent?: string;
 }
 
 export type Outcome = "ok" | "failed" | "cancelled";
@@ -121,7 +127,8 @@ export class Forwarder {
     try {
       res = await fetch(u.base + req.path, {
         method: "POST", body: bodyText, redirect: "manual", signal,
-        headers: u.headers({ "content-type": "application/json", accept: req.stream ? "text/event-stream" : "application/json", "x-request-id": req.requestId }),
+        headers: u.headers({ "content-type": "application/json", accept: req.stream ? "text/event-stream" : "application/json", "x-request-id": req.requestId,
+          ...(req.traceparent && { traceparent: req.traceparent }) }),
       });
     } catch (e) {
       return failed(e);

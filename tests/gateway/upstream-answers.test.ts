@@ -61,3 +61,19 @@ test("/tokenize of an upstream model says it is an upstream's (it said the model
   expect((await post({ model: "m", content: "hi" })).error.code).toBe("unsupported_for_upstream");
   expect((await post({ content: "hi" })).error.message).toContain("no local model");
 });
+
+// Scale-out run: the two tiers' records could be linked only by time. The upstream request now carries the trace.
+test("the upstream request continues the client's trace: traceparent with the gateway's own span as its parent", async () => {
+  const gw = await startGateway({ upstreams: [{ url: good.url, models: ["m"] }] });
+  gws.push(gw);
+  const before = good.seen.length;
+  const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const r = await fetch(`${gw.baseURL}/v1/chat/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json", traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+    body: JSON.stringify({ model: "m", stream: true, messages: [{ role: "user", content: "hi" }] }),
+  });
+  await r.text();
+  const gatewaySpan = r.headers.get("traceparent")!.split("-")[2];
+  const sent = good.seen.slice(before).find((s) => s.path.endsWith("/chat/completions"))!;
+  expect(sent.headers.traceparent).toBe(`00-${traceId}-${gatewaySpan}-01`);
+});

@@ -11,6 +11,7 @@ import { AppError, InvalidRequestError, type ErrorType } from "../../errors";
 import { UpstreamError } from "../../gateway/errors";
 import type { AppDeps } from "../deps";
 import type { RequestState } from "../request-state";
+import { formatTraceparent } from "../tracing/trace-context";
 import { newFrame } from "../openai/responses";
 import type { ResponsesRequest } from "../openai/responses-wire";
 import { guardUpstreamBody, promptList, type UpstreamRoute } from "./guard-body";
@@ -101,7 +102,8 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   const flight = deps.inflight.begin(request.signal);
   let reply;
   try {
-    const send = () => gateway.forward({ model: body.model, path: asChat ? PATHS.chat : PATHS[route], body: toSend(wire), stream, signal: flight.signal, requestId: state.id });
+    const send = () => gateway.forward({ model: body.model, path: asChat ? PATHS.chat : PATHS[route], body: toSend(wire), stream, signal: flight.signal, requestId: state.id,
+      traceparent: formatTraceparent(state.trace) });
     reply = await send();
     if (defaulted && contextRefusal(reply.status, reply.text)) {
       // The client gave no max_tokens, which OpenAI reads as "as many as the context leaves"; this server's default
