@@ -8,6 +8,7 @@ import { Elysia } from "elysia";
 import { InvalidRequestError } from "../errors";
 import { checkJsonShape, unserialisable } from "../guards/json-shape";
 import { bodyUnread } from "../guards/body";
+import { clientAddressFor } from "../guards/client-address";
 import type { AppDeps, AppInput } from "./deps";
 import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
@@ -81,10 +82,11 @@ export function createApp(input: AppInput) {
       return lastResortResponse(id);
     },
   };
+  const clientAddress = clientAddressFor(config.trustedProxies);
   const app = new Elysia({ name: "appliance", serve })
     // 1. Request state and the guards that need no body: host → CORS → body size → auth.
     .onRequest(async ({ request, server, set }) => {
-      const state = initState(request, server?.requestIP(request)?.address ?? "local", performance.now());
+      const state = initState(request, clientAddress(server?.requestIP(request)?.address ?? "local", request.headers.get("x-forwarded-for")), performance.now());
       set.headers["x-request-id"] = state.id;
       expectArrival(request, state.path, input.engine); // on its way to the engine: a burst's prompts go in one step
       const early = await guards.onRequest(request, state);
