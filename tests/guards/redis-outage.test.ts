@@ -95,8 +95,18 @@ describe.skipIf(skip)("Redis unreachable", () => {
     expect((await models(without)).status).toBe(503);
     expect(JSON.stringify(without.lines)).not.toContain("s3cret");
     expect(JSON.stringify(withPw.lines)).not.toContain("s3cret");
+    // Why, in Redis's own words (scale-out run: Bun's client said only "Connection closed", a network fault's words).
+    const wrongFile = path.join(path.dirname(file), "wrong.pass");
+    fs.writeFileSync(wrongFile, "not-it\n", { mode: 0o600 });
+    const wrong = await app("refuse", locked.url, { redisPasswordFile: wrongFile });
+    expect((await models(wrong)).status).toBe(503);
+    for (const [a, reason] of [[without, "NOAUTH"], [wrong, "WRONGPASS"]] as const) {
+      await until(() => a.lines.some((l) => String((l as { err?: unknown }).err).startsWith(reason)) || undefined, 10_000, `the ${reason} line`);
+    }
+    expect(JSON.stringify(wrong.lines)).not.toContain("not-it");
     withPw.app.deps.guards.close();
     without.app.deps.guards.close();
+    wrong.app.deps.guards.close();
   }
 
   test("keys revoke while Redis is unreachable: the keys file says revoked, and exit 1 says the other instances were not told", async () => {

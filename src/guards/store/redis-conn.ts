@@ -8,6 +8,7 @@
 import { RedisClient } from "bun";
 import crypto from "node:crypto";
 import type { Logger } from "../../log/logger";
+import { redisRefusal } from "./redis-refusal";
 
 /** Redis did not answer (down, slow, refused the login): the caller applies the unreachable-Redis policy. */
 export class RedisUnavailableError extends Error {}
@@ -126,6 +127,12 @@ export class RedisConn {
       this.state = { up: false, since: Date.now(), lastError: message };
       this.lastLog = 0; // the first request answered without Redis says how
       this.o.log.error({ redis: "down", err: message }, "shared state: Redis unreachable");
+      // Bun says only "Connection closed" when Redis refused the login: ask Redis itself, once per outage.
+      if (/connection closed/i.test(message)) {
+        void redisRefusal(this.o.url, this.o.password, this.o.timeoutMs).then((refusal) => {
+          if (refusal) this.o.log.error({ redis: "down", err: refusal }, "shared state: Redis refused the login (check rateLimit.redisPasswordFile / redisPasswordEnv and the user in redisUrl)");
+        });
+      }
     } else this.state.lastError = message;
     const client = this.client;
     this.client = undefined;
