@@ -107,8 +107,38 @@ function ownerMatches(p: string, ids: Ids | undefined) {
   return st.uid === ids.uid && st.gid === ids.gid;
 }
 
-function setOwner(p: string, ids: Ids | undefined) {
-  if (ids && process.getuid?.() === 0) fs.chownSync(p, ids.uid, ids.gid);
+/** Mode, then owner, on an open descriptor: never by path, which a link planted since could redirect. */
+function fixFd(fd: number, mode: number, ids: Ids | undefined) {
+  fs.fchmodSync(fd, mode);
+  if (ids && process.getuid?.() === 0) fs.fchownSync(fd, ids.uid, ids.gid);
+}
+
+/**
+ * What stands at a path install is about to create or fix must be what install puts there, or nothing: a symbolic
+ * link (or another kind of file) is refused. The service account owns its state and log dirs, so it can plant a link
+ * where install, as root, would chmod/chown or write (fix-attack run: re-running install made a root-only file
+ * readable to it and wrote models into a directory it chose).
+ */
+function refusePlanted(p: string, want: "dir" | "file") {
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  if (!st) return;
+  const is = st.isSymbolicLink() ? "a symbolic link" : st.isDirectory() ? "a directory" : st.isFile() ? "a file" : "a special file";
+  if ((want === "dir" && st.isDirectory()) || (want === "file" && st.isFile())) return;
+  throw new Error(`${p} is ${is}, where install puts a ${want === "dir" ? "directory" : "file"}: something other than install made it; remove it and run install again (nothing there was changed)`);
+}
+
+const NOFOLLOW = fs.constants.O_NOFOLLOW;
+
+/** A new file at `p` (any old one removed first; O_EXCL, not following a link), written, fsynced, given its mode and owner by descriptor. */
+function writeNew(p: string, content: string | Uint8Array, mode: number, ids: Ids | undefined) {
+  fs.rmSync(p, { force: true });
+  const fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | NOFOLLOW, 0o600);
+  try {
+    const buf = typeof content === "string" ? Buffer.from(content) : content;
+    for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off, buf.length - off);
+    fs.fsyncSync(fd);
+    fixFd(fd, mode, ids);
+  } finally { fs.closeSync(fd); }
 }
 
 const ownerLabel = (owner: Owner, l: Layout) => owner === "root" ? "root" : owner === "svc" ? `${l.account}:${l.account}` : `root:${l.account}`;
@@ -122,17 +152,19 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
     switch (s.kind) {
       case "dir": {
         const ids = idsFor(s.owner, l);
+        refusePlanted(s.path, "dir");
         if (fs.existsSync(s.path) && (fs.statSync(s.path).mode & 0o777) === s.mode && ownerMatches(s.path, ids)) break;
         changed++;
         say("create", `${s.path}/ (${octal(s.mode)} ${ownerLabel(s.owner, l)})`);
         if (o.dryRun) break;
         fs.mkdirSync(s.path, { recursive: true });
-        fs.chmodSync(s.path, s.mode);
-        setOwner(s.path, ids);
+        const fd = fs.openSync(s.path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | NOFOLLOW);
+        try { fixFd(fd, s.mode, ids); } finally { fs.closeSync(fd); }
         break;
       }
       case "file": case "copy": {
         const ids = idsFor(s.owner, l);
+        refusePlanted(s.path, "file");
         const same = fs.existsSync(s.path) && (fs.statSync(s.path).mode & 0o777) === s.mode && ownerMatches(s.path, ids) && (s.kind === "file"
           ? Buffer.from(fs.readFileSync(s.path)).equals(Buffer.from(typeof s.content === "string" ? new TextEncoder().encode(s.content) : s.content))
           : await sha256File(s.path) === s.sha256);
@@ -141,25 +173,23 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
         say("write", `${s.path} (${octal(s.mode)} ${ownerLabel(s.owner, l)})${s.kind === "copy" ? ` from ${s.from}, sha256 ${s.sha256}` : ""}`);
         if (o.dryRun) { if (s.kind === "file" && s.show) o.out(String(s.content).replace(/^/gm, "    | ")); break; }
         const tmp = `${s.path}.install-tmp`;
-        if (s.kind === "file") fs.writeFileSync(tmp, s.content, { mode: 0o600 });
-        else if (copyHashed(s.from, tmp, 0o600) !== s.sha256) { // the bytes written are the ones the plan recorded
+        if (s.kind === "file") writeNew(tmp, s.content, s.mode, ids);
+        else if (copyHashed(s.from, tmp, s.mode, ids) !== s.sha256) { // the bytes written are the ones the plan recorded
           fs.rmSync(tmp, { force: true });
           throw new Error(`${s.from} changed while it was being installed (sha256 no longer ${s.sha256}); nothing was replaced: run install again`);
         }
-        fs.chmodSync(tmp, s.mode);
-        setOwner(tmp, ids);
-        fs.renameSync(tmp, s.path); // atomic: never a half-written unit or binary
+        fs.renameSync(tmp, s.path); // atomic: never a half-written unit or binary (a link planted at the path is replaced, not followed)
         break;
       }
       case "touch": {
         const ids = idsFor(s.owner, l);
+        refusePlanted(s.path, "file");
         if (fs.existsSync(s.path) && (fs.statSync(s.path).mode & 0o777) === s.mode && ownerMatches(s.path, ids)) break;
         changed++;
         say("create", `${s.path} (${octal(s.mode)} ${ownerLabel(s.owner, l)}), kept if it exists`);
         if (o.dryRun) break;
-        fs.closeSync(fs.openSync(s.path, "a", s.mode));
-        fs.chmodSync(s.path, s.mode);
-        setOwner(s.path, ids);
+        const fd = fs.openSync(s.path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | NOFOLLOW, s.mode);
+        try { fixFd(fd, s.mode, ids); } finally { fs.closeSync(fd); }
         break;
       }
       case "native": {
@@ -173,13 +203,15 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
       }
       case "first-key": {
         const file = keysFilePath(l.stateDir);
+        refusePlanted(file, "file");
         const store = fs.existsSync(file) ? new KeyStore(file) : undefined;
         if (store && store.list().some((k) => !k.revoked)) break;
         changed++;
         say("create", `the first API key (admin scope) in ${file} (0600 ${l.account}), stored only as a hash`);
         if (o.dryRun) break;
         key = new KeyStore(file).create({ name: "admin", scopes: ["chat", "completions", "embeddings", "models", "admin"] }).key;
-        setOwner(file, idsFor("svc", l));
+        const fd = fs.openSync(file, fs.constants.O_RDONLY | NOFOLLOW);
+        try { fixFd(fd, 0o600, idsFor("svc", l)); } finally { fs.closeSync(fd); }
         break;
       }
     }

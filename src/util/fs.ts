@@ -28,14 +28,15 @@ export function openPlainFile(file: string, flags = fs.constants.O_RDONLY): numb
 /**
  * Copies `from` to a new file `to` and returns the sha256 of exactly the bytes written: one descriptor of the
  * source (a regular file; a symlink is followed, as a path the operator gave), read once, each block hashed and
- * written. `to` is created here (O_EXCL, any old one removed first) with mode 0600 and gets `mode` only once whole
- * and fsynced. What is hashed is what was written, and nobody else could write it meanwhile: fs.copyFileSync gave the
+ * written. `to` is created here (O_EXCL, any old one removed first) with mode 0600 and gets `mode` (and `owner`, as
+ * root) by descriptor only once whole and fsynced. What is hashed is what was written, and nobody else could write it meanwhile: fs.copyFileSync gave the
  * new file the source's mode first (0777 from a world-writable download: another user could open it for writing
  * before chmod and change it after it was hashed, fix-attack run), and hashing the source by its path and copying it
  * by its path again let a file swapped in between be installed.
  */
-export function copyHashed(from: string, to: string, mode: number): string {
-  const src = fs.openSync(from, fs.constants.O_RDONLY);
+export function copyHashed(from: string, to: string, mode: number, owner?: { uid: number; gid: number }): string {
+  // O_NONBLOCK: a FIFO given as the source must not hang the open (it is refused below); no effect on a regular file.
+  const src = fs.openSync(from, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   let dst: number | undefined;
   try {
     const st = fs.fstatSync(src);
@@ -52,6 +53,7 @@ export function copyHashed(from: string, to: string, mode: number): string {
     }
     fs.fsyncSync(dst);
     fs.fchmodSync(dst, mode);
+    if (owner && process.getuid?.() === 0) fs.fchownSync(dst, owner.uid, owner.gid);
     return hash.digest("hex");
   } catch (e) {
     if (dst !== undefined) { fs.closeSync(dst); dst = undefined; fs.rmSync(to, { force: true }); }

@@ -269,6 +269,37 @@ describe("systemd install under --root", () => {
     expect(fs.readdirSync(path.dirname(l.bin)).filter((f) => f.includes("update-tmp"))).toEqual([]);
   });
 
+  // Fix-attack run: the service account owns the state and log dirs, so it can plant links there; install again (as
+  // root, as README says to after a config change) chmod-ed/chown-ed and wrote through them: a root-only file became
+  // readable to the account, and models were written into a directory it chose.
+  test("install again refuses links planted in the service account's directories, changing nothing through them", () => {
+    const l = layout("systemd", root);
+    const victims = tmpDir();
+    const file = path.join(victims, "root-only"), dir = path.join(victims, "dir");
+    fs.writeFileSync(file, "secret", { mode: 0o600 });
+    fs.mkdirSync(dir, { mode: 0o700 });
+    const alerts = path.join(l.logDir, "verify-alerts.log"), verifyDir = path.join(l.logDir, "verify");
+    const saved = { alerts: fs.readFileSync(alerts), verifyDir: fs.readdirSync(verifyDir) };
+    const plant = (at: string, target: string) => { fs.rmSync(at, { recursive: true, force: true }); fs.symlinkSync(target, at); };
+    try {
+      for (const [at, target] of [[alerts, file], [verifyDir, dir]] as const) {
+        plant(at, target);
+        const again = cli(["install", "--root", root, "--platform", "systemd", "--binary", bin]);
+        expect(again.code).not.toBe(0);
+        expect(again.out + again.err).toContain(`${at} is a symbolic link`);
+        expect(modeOf(file)).toBe("0600");
+        expect(modeOf(dir)).toBe("0700");
+        expect(fs.readdirSync(dir)).toEqual([]);
+        fs.rmSync(at);
+        if (at === alerts) fs.writeFileSync(alerts, saved.alerts, { mode: 0o660 });
+        else fs.mkdirSync(verifyDir, { mode: 0o750 });
+      }
+    } finally {
+      for (const at of [alerts, verifyDir]) if (fs.lstatSync(at, { throwIfNoEntry: false })?.isSymbolicLink()) fs.rmSync(at);
+    }
+    expect(cli(["install", "--root", root, "--platform", "systemd", "--binary", bin]).code).toBe(0); // put back as it was
+  });
+
   test("uninstall keeps models, keys and logs; --purge removes them", () => {
     const l = layout("systemd", root);
     expect(cli(["uninstall", "--root", root, "--platform", "systemd"]).code).toBe(0);

@@ -35,10 +35,12 @@ test("a planted destination (a symlink aimed elsewhere) is replaced, not written
   expect(fs.readFileSync(to, "utf8")).toBe("new binary");
 });
 
-test("not a regular file (a directory, /dev/zero): refused, nothing left behind", () => {
+test("not a regular file (a directory, /dev/zero, a FIFO nobody writes): refused at once, nothing left behind", () => {
   const dir = tmpDir();
-  const to = path.join(dir, "staged");
+  const to = path.join(dir, "staged"), fifo = path.join(dir, "fifo");
   expect(() => copyHashed(dir, to, 0o755)).toThrow(NotPlainFileError);
   expect(() => copyHashed("/dev/zero", to, 0o755)).toThrow(NotPlainFileError);
+  expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+  expect(() => copyHashed(fifo, to, 0o755)).toThrow(NotPlainFileError); // it blocked in open() for good (fix-attack run)
   expect(fs.existsSync(to)).toBe(false);
 });
