@@ -148,23 +148,32 @@ export class Forwarder {
     const streamed = req.stream && s < 300 && (res.headers.get("content-type") ?? "").includes("text/event-stream");
     const reader = streamed ? res.body?.getReader() : undefined;
     let text: string | undefined;
-    let first: Uint8Array | undefined;
+    const head: Uint8Array[] = [];
+    let verdict: string | undefined;
     try {
       if (!streamed) text = await res.text();
       else {
-        const r = await reader!.read();
-        first = r.value;
-        if (r.done) throw new Error("the stream ended before its first event");
+        // Read (under the first-byte timer) until the first whole `data:` line: it decides this attempt before the
+        // client gets its 200. One that is not an event of the API (not a JSON object: HTML, null), the upstream's own
+        // error, or the end, is this attempt's failure, retried elsewhere, not a 200 then an error (scale-out run; a
+        // comment line, an `event:` line or a line split over reads came first and let such an event through).
+        let seen = "";
+        for (;;) {
+          const r = await reader!.read();
+          if (r.done) throw new Error("the stream ended before its first event");
+          head.push(r.value);
+          seen += new TextDecoder().decode(r.value, { stream: true });
+          verdict = firstEvent(seen);
+          if (verdict !== undefined || seen.length > 1 << 20) break;
+        }
       }
     } catch (e) {
       return failed(e);
     }
-    // The first event is read before the client gets its 200, so one that is not an event of the API (not JSON) is
-    // this attempt's failure, retried elsewhere, not a 200 then an error (scale-out run).
-    if (first && !firstEventParses(first)) {
+    if (verdict) {
       await reader!.cancel().catch(() => {});
       end("failed");
-      return new AttemptFailure("sent a stream event that is not JSON", "status");
+      return new AttemptFailure(verdict, "status");
     }
     clearTimeout(timer);
     if (!streamed) end("ok");
@@ -174,7 +183,7 @@ export class Forwarder {
     return {
       status: s, upstream: u.name, text, end,
       async *chunks() {
-        if (first) yield first;
+        for (const chunk of head) yield chunk;
         if (!streamed) return;
         try {
           for (;;) {
@@ -196,11 +205,18 @@ export class Forwarder {
   }
 }
 
-/** Whether a stream's first chunk's first whole `data:` line is JSON (or [DONE]); true when no whole line came yet. */
-function firstEventParses(chunk: Uint8Array): boolean {
-  const text = new TextDecoder().decode(chunk);
-  const m = /^data: ?(.*)\r?\n/m.exec(text);
-  if (!m) return true;
-  if (m[1]!.trim() === "[DONE]") return true;
-  try { JSON.parse(m[1]!); return true; } catch { return false; }
+/**
+ * The stream so far, judged by its first whole `data:` line: undefined while there is none yet; "" when it is an event
+ * of the API (a JSON object that is not an error); otherwise why this attempt failed.
+ */
+function firstEvent(seen: string): string | undefined {
+  const m = /^data: ?(.*)\r?\n/m.exec(seen);
+  if (!m) return undefined;
+  const data = m[1]!.trim();
+  if (data === "[DONE]") return "ended its stream before its first event";
+  let ev: unknown;
+  try { ev = JSON.parse(data); } catch { return "sent a stream event that is not JSON"; }
+  if (ev === null || typeof ev !== "object" || Array.isArray(ev)) return "sent a stream event that is not a JSON object";
+  if ("error" in ev && (ev as { error: unknown }).error) return `reported an error before its first token (${String((ev as { error: { message?: unknown } }).error?.message ?? "").slice(0, 200)})`;
+  return "";
 }

@@ -77,3 +77,39 @@ test("the upstream request continues the client's trace: traceparent with the ga
   const sent = good.seen.slice(before).find((s) => s.path.endsWith("/chat/completions"))!;
   expect(sent.headers.traceparent).toBe(`00-${traceId}-${gatewaySpan}-01`);
 });
+
+// Fix-attack run, round 2: the first-event check looked at the first chunk only (a comment, an `event:` line or a line
+// split over two reads came first), and an event that is JSON but not an object (null) crashed the relay (a 500 logged
+// with its stack).
+test("the first whole data line decides, however the stream begins; the upstream's own first error is retried too", async () => {
+  const stream = (pieces: string[]) => new Response(new ReadableStream({
+    // Each piece in its own turn of the event loop, so the gateway reads them apart.
+    async start(c) { for (const p of pieces) { c.enqueue(enc.encode(p)); await new Promise((r) => setImmediate(r)); } c.close(); },
+  }), { headers: { "content-type": "text/event-stream" } });
+  const bad = [[": ping\n\n", "data: <html>oops</html>\n\n"], ["data: <ht", "ml>oops</html>\n\n"], ["event: message\n", "data: <html>\n\n"],
+    ["data: null\n\n"], ["data: [1]\n\n"], ['data: {"error":{"message":"CUDA out of memory"}}\n\n'], ["data: [DONE]\n\n"]];
+  let next = 0;
+  const odd = recordingUpstream((_r, seen) => models(seen) ? Response.json({ object: "list", data: [] }) : stream(bad[next++ % bad.length]!));
+  const gw = await startGateway({ upstreams: [{ url: odd.url, models: ["m"] }, { url: good.url, models: ["m"] }],
+    gateway: { retries: 1, backoffMs: 0, breakerFailures: 100 } });
+  gws.push(gw);
+  try {
+    while (next < bad.length) {
+      const r = await chat(gw, "m");
+      const body = await r.text();
+      expect([r.status, body.includes("hello"), body.includes('"error"')]).toEqual([200, true, false]);
+    }
+  } finally { odd.stop(); }
+});
+
+test("a relayed event that is JSON but not an object ends the stream with an upstream error, not a crash", async () => {
+  const lateNull = recordingUpstream((_r, seen) => models(seen) ? Response.json({ object: "list", data: [] })
+    : new Response(enc.encode(`data: ${JSON.stringify(chatChunk({ role: "assistant", content: "hi" }))}\n\ndata: null\n\ndata: {"choices":[null]}\n\n`), { headers: { "content-type": "text/event-stream" } }));
+  const gw = await startGateway({ upstreams: [{ url: lateNull.url, models: ["m"] }] });
+  gws.push(gw);
+  try {
+    const body = await (await chat(gw, "m")).text();
+    expect(body).toContain('"code":"upstream_error"');
+    expect(body).not.toContain("internal_error");
+  } finally { lateNull.stop(); }
+});

@@ -44,6 +44,7 @@ interface Call { id?: string; name?: string; args: string }
 interface Choice { filter: TextFilter; calls: Map<number, Call>; finish?: string; done: boolean; text: string }
 
 const REASONS: readonly string[] = ["stop", "length", "content_filter", "tool_calls"];
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === "object" && !Array.isArray(v);
 
 export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamReply, plan: RelayPlan): Response {
   const keepText = deps.config.logPrompts;
@@ -81,6 +82,8 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
           if (data === "[DONE]") break;
           let ev: Obj;
           try { ev = JSON.parse(data) as Obj; } catch { throw new UpstreamError("The upstream sent a stream event that is not JSON."); }
+          // null, a number, an array: not an event of the API (it was read as one: a TypeError, a 500, fix-attack run).
+          if (!isObj(ev)) throw new UpstreamError("The upstream sent a stream event that is not a JSON object.");
           if (ev.error) {
             const msg = String((ev.error as Obj).message ?? "unknown error").slice(0, 300);
             throw new UpstreamError(`The upstream reported an error mid-stream: ${msg}`);
@@ -88,19 +91,21 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
           wire.base(ev);
           if (ev.usage && typeof ev.usage === "object") usage = ev.usage as Obj;
           for (const u of Array.isArray(ev.choices) ? (ev.choices as Obj[]) : []) {
+            if (!isObj(u)) throw new UpstreamError("The upstream streamed a choice that is not a JSON object.");
             const i = Number(u.index ?? 0);
             if (!Number.isInteger(i) || i < 0 || i >= plan.choices) throw new UpstreamError(`The upstream streamed a choice (index ${String(u.index)}) nobody asked for.`);
             const c = choiceAt(i);
             if (c.done) continue;
             // The first generated text or call as it arrives from the upstream: time to first token, and the start of
             // tokens/s (only the local engine marked it: a gateway's metrics had neither, scale-out run).
-            const d = (u.delta ?? {}) as Obj;
+            const d = (isObj(u.delta) ? u.delta : {}) as Obj;
             if ((typeof u.text === "string" && u.text) || (typeof d.content === "string" && d.content) || Array.isArray(d.tool_calls)) state.marks["first-token"] ??= performance.now();
             if (plan.kind === "completions") { if (typeof u.text === "string") emit(i, c, c.filter.push(u.text)); }
             else {
               if (typeof d.content === "string" && d.content) emit(i, c, c.filter.push(d.content));
               for (const t of Array.isArray(d.tool_calls) ? (d.tool_calls as Obj[]) : []) {
-                const k = Number(t.index ?? 0), f = (t.function ?? {}) as Obj;
+                if (!isObj(t)) throw new UpstreamError("The upstream streamed a tool call that is not a JSON object.");
+                const k = Number(t.index ?? 0), f = (isObj(t.function) ? t.function : {}) as Obj;
                 const call = c.calls.get(k) ?? { args: "" };
                 if (typeof t.id === "string") call.id = t.id;
                 if (typeof f.name === "string") call.name = (call.name ?? "") + f.name;
