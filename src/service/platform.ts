@@ -8,7 +8,6 @@ import crypto from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { readAccount } from "./accounts";
-import { readFd } from "../util/fs";
 import type { Layout } from "./layout";
 import { SYSTEM_NATIVE_DIR } from "../engine/native";
 
@@ -25,11 +24,12 @@ export function runCommand(argv: string[], env?: Record<string, string | undefin
   // left a background child holding it (exited 0 at once) was waited on until the bound and reported "stopped"
   // (fix-attack run). Such a child is not killed here: only the command itself is.
   const file = path.join(os.tmpdir(), `appliance-run-${process.pid}-${crypto.randomUUID()}`);
-  let fd: number;
-  try { fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600); } finally { fs.rmSync(file, { force: true }); }
+  let fd: number | undefined;
+  try { fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600); } catch { /* no usable temp dir: pipes */ } finally { fs.rmSync(file, { force: true }); }
   try {
-    const r = Bun.spawnSync(argv, { stdout: fd, stderr: fd, env, ...(timeoutMs && { timeout: timeoutMs, killSignal: "SIGKILL" }) });
-    const out = readFd(fd).toString();
+    const to = fd === undefined ? "pipe" : fd;
+    const r = Bun.spawnSync(argv, { stdout: to, stderr: to, env, ...(timeoutMs && { timeout: timeoutMs, killSignal: "SIGKILL" }) });
+    const out = fd === undefined ? `${r.stdout ?? ""}${r.stderr ?? ""}` : tail(fd);
     if (r.exitedDueToTimeout) return { code: 124, out: `${out}${out && !out.endsWith("\n") ? "\n" : ""}no answer after ${Math.round(timeoutMs! / 1000)} s: killed` };
     if (r.exitCode === null && r.signalCode) {
       return { code: 128 + (os.constants.signals[r.signalCode as keyof typeof os.constants.signals] ?? 0), out: `${out}${out && !out.endsWith("\n") ? "\n" : ""}killed by ${r.signalCode}` };
@@ -38,8 +38,16 @@ export function runCommand(argv: string[], env?: Record<string, string | undefin
   } catch {
     return undefined;
   } finally {
-    fs.closeSync(fd);
+    if (fd !== undefined) fs.closeSync(fd);
   }
+}
+
+/** A command's output: its last 64 KiB (what a message quotes from it; a command that printed gigabytes is not read whole). */
+function tail(fd: number): string {
+  const size = fs.fstatSync(fd).size, keep = Math.min(size, 64 << 10);
+  const buf = Buffer.alloc(keep);
+  const n = fs.readSync(fd, buf, 0, keep, size - keep);
+  return buf.subarray(0, n).toString();
 }
 
 export const realRunner: Runner = (argv, opts) => runCommand(argv, undefined, opts?.timeoutMs) ?? { code: 127, out: `${argv[0]}: command not found` };

@@ -116,7 +116,12 @@ export async function update(o: UpdateOptions & { binary: string; sha256: string
   // The new binary writes its own llama.cpp libraries (root-owned, the only ones the unit may map) before the
   // switch: a new native version would otherwise fail to start. One that cannot even do that is refused here,
   // with the installed binary still running.
-  const prepared = prepareNativeOf(staged, l, o.run);
+  let prepared: ReturnType<typeof prepareNativeOf>;
+  try {
+    prepared = prepareNativeOf(staged, l, o.run);
+  } catch (e) { // the runner itself failed: the staged copy goes, as on any refusal here
+    prepared = { ok: false, reason: (e as Error).message };
+  }
   if (!prepared.ok) {
     fs.rmSync(staged, { force: true });
     o.out(`update refused before changing anything: the new binary cannot install its native libraries (${prepared.reason}); the installed binary is unchanged`);

@@ -41,3 +41,18 @@ test("a new binary that answers and exits, leaving a background child, is taken 
   expect(r).toEqual({ ok: true, dir: undefined });
   expect(performance.now() - t0).toBeLessThan(10_000);
 });
+
+// Fix-attack run, round 2: with no usable temp dir the runner threw (raw ENOENT) and update left its 160 MB staged copy
+// behind; a child printing without end would have been read whole.
+test("no usable temp dir: the runner falls back to pipes; a flood of output is cut to its tail", () => {
+  const bin = script("echo 'native: none'"), where = layout("systemd", tmpDir());
+  const tmp = process.env.TMPDIR;
+  process.env.TMPDIR = "/nonexistent-appliance-tmp";
+  try {
+    expect(prepareNativeOf(bin, where, realRunner)).toEqual({ ok: true, dir: undefined });
+  } finally { if (tmp === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = tmp; }
+  const r = realRunner(["sh", "-c", "head -c 5000000 /dev/zero | tr '\\\\0' x; echo; echo last-line"]);
+  expect(r.code).toBe(0);
+  expect(r.out.length).toBeLessThanOrEqual(64 << 10);
+  expect(r.out.trim().endsWith("last-line")).toBe(true);
+});
