@@ -22,7 +22,7 @@ export function clientAddressFor(trustedProxies: readonly string[]): (peer: stri
   };
   return (peer, forwardedFor) => {
     if (!trusted(peer) || !forwardedFor) return peer;
-    const hops = forwardedFor.split(",").map((h) => h.trim());
+    const hops = forwardedFor.split(",").map(bare);
     for (let i = hops.length - 1; i >= 0; i--) {
       const hop = hops[i]!;
       if (!net.isIP(hop)) return peer; // not an address (a port, "unknown", garbage): nothing beyond it can be trusted
@@ -30,4 +30,13 @@ export function clientAddressFor(trustedProxies: readonly string[]): (peer: stri
     }
     return hops[0] ?? peer; // every hop a proxy of ours: the first is where it came from
   };
+}
+
+/** A forwarded hop without what balancers add around the address: a port (1.2.3.4:5678), brackets ([2001:db8::1]:443). */
+function bare(hop: string): string {
+  const h = hop.trim();
+  const v6 = /^\[([^\]]+)\](?::\d+)?$/.exec(h);
+  if (v6) return v6[1]!;
+  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/.exec(h);
+  return v4 ? v4[1]! : h;
 }

@@ -22,6 +22,11 @@ test("the client address: the peer unless it is trusted; then the rightmost forw
   expect(at("10.0.0.2", "10.1.1.1, 10.2.2.2")).toBe("10.1.1.1");
   expect(() => loadConfig({ env: {}, flags: { trustedProxies: ["10.0.0.0/33"] } })).toThrow(/trustedProxies/);
   expect(() => loadConfig({ env: {}, flags: { trustedProxies: ["lb.example"] } })).toThrow(/trustedProxies/);
+  // Fix-attack run 2: an IPv6-mapped IPv4 range was read as ::/8 (every IPv4 peer trusted); ports hid the client.
+  expect(() => loadConfig({ env: {}, flags: { trustedProxies: ["::ffff:10.0.0.0/8"] } })).toThrow(/trustedProxies/);
+  expect(at("10.0.0.2", "198.51.100.7:5678")).toBe("198.51.100.7");
+  expect(at("10.0.0.2", "[2001:db8::1]:443")).toBe("2001:db8::1");
+  expect(at("10.0.0.2", "[2001:db8::1]")).toBe("2001:db8::1");
 });
 
 test("through the app: each forwarded client has its own failed-auth count and its own audit address; untrusted, the header is ignored", async () => {
