@@ -27,7 +27,9 @@ interface ValidationIssue {
  * never read as an index.
  */
 function pathText(path: (string | number)[]): string {
-  return path.map((k, i) => (typeof k === "number" ? `[${k}]` : /^[A-Za-z_$][\w$]*$/.test(k) ? (i ? `.${k}` : k) : `[${JSON.stringify(k)}]`)).join("");
+  // A name is echoed up to 64 characters: a 100,000-character unknown key came back twice in a 200 KB error.
+  const name = (k: string) => (k.length > 64 ? `${k.slice(0, 64)}…` : k);
+  return path.map((k, i) => (typeof k === "number" ? `[${k}]` : /^[A-Za-z_$][\w$]*$/.test(k) && k.length <= 64 ? (i ? `.${k}` : k) : `[${JSON.stringify(name(k))}]`)).join("");
 }
 
 /**
@@ -40,7 +42,7 @@ function narrowed(issue: ValidationIssue): ValidationIssue {
   for (let depth = 0; issue.code === "invalid_union" && issue.message === "Invalid input" && issue.errors?.length && depth < 8; depth++) {
     // Branches that took the value's type and its tag (a branch whose own `type` literal did not match was not meant).
     const further = issue.errors.filter((b) => b.length > 0 && b.every((i) => Array.isArray(i.path) && i.path.length > 0)
-      && !b.some((i) => i.code === "invalid_value" && (i.path as unknown[]).length === 1));
+      && !b.some((i) => i.code === "invalid_value" && (i.path as unknown[]).length === 1 && (i.path as unknown[])[0] === "type"));
     // Several got further (a Responses input item: a message with a bad content, which a function call item fails
     // on every field): the one with the fewest faults, if one has fewer than all others.
     const fewest = Math.min(...further.map((b) => b.length));

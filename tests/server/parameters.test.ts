@@ -354,6 +354,11 @@ describe("a bad value's error in OpenAI's spelling", () => {
     expect([dotted.param, dotted.message]).toEqual(['messages[0]["a.1"]', 'Unrecognized request argument supplied: messages[0]["a.1"]']);
     const responses = (await post("/v1/responses", { model: "tiny", input: [{ role: "user", content: "hi" }, { role: "user", content: 5 }] })).body.error;
     expect([responses.param, responses.code]).toEqual(["input[1].content", "invalid_type"]);
+    // Fix-attack run 2: a Responses message's bad role was "input[0]", invalid_request; a huge unknown key came back whole.
+    const role = (await post("/v1/responses", { model: "tiny", input: [{ type: "message", role: "robot", content: "x" }] })).body.error;
+    expect([role.param, role.code]).toEqual(["input[0].role", "invalid_value"]);
+    const huge = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], ["k".repeat(100_000)]: 1 })).body.error;
+    expect([huge.code, huge.param.length < 100, huge.message.length < 200]).toEqual(["unknown_parameter", true, true]);
     // Errors raised past validation use the same spelling (tool_call_id of an unanswered call).
     const missing = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }, { role: "tool", tool_call_id: "nope", content: "r" }] })).body.error;
     expect(missing.param).toBe("messages[1].tool_call_id");
