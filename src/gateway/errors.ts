@@ -3,6 +3,7 @@
  * mapper) turns it into OpenAI's {"error":{...}} with its status.
  */
 import { AppError } from "../errors";
+export { plainMessage } from "../util/plain-message";
 
 /** No upstream for the model can take a request now (all down, unhealthy or with open breakers). */
 export class UpstreamUnavailableError extends AppError {
@@ -28,13 +29,6 @@ export class AttemptFailure extends Error {
   }
 }
 
-/**
- * An error's message without Bun's advice to its own developer ("For more information, pass `verbose: true` in the
- * second argument to fetch()", "Is the computer able to access the url?"), which reached clients and logs (scale-out run).
- */
-export const plainMessage = (e: unknown) => ((e as Error)?.message || String(e))
-  .replace(/\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/g, "")
-  .replace(/\s*Is the computer able to access the url\?/g, "").trim();
 
 /** A Retry-After header in seconds (delta or HTTP date), bounded to an hour; undefined when absent or unreadable. */
 export function retryAfterSeconds(header: string | null, now = Date.now()): number | undefined {

@@ -197,7 +197,7 @@ export class Forwarder {
           if (req.signal.aborted) { end("cancelled"); throw new CancelledError(); }
           const reason = own.signal.reason;
           end("failed");
-          log.warn({ reqId: req.requestId, upstream: u.name, why: reason instanceof AttemptFailure ? reason.message : String(e) }, "upstream stream broke");
+          log.warn({ reqId: req.requestId, upstream: u.name, why: reason instanceof AttemptFailure ? reason.message : plainMessage(e) }, "upstream stream broke");
           throw new UpstreamError(`The upstream stream broke: ${reason instanceof AttemptFailure ? reason.message : plainMessage(e)}.`);
         }
       },

@@ -52,7 +52,9 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
     return engine.dispose().then(() => 1, () => 1);
   }
   const server = app.server!;
-  log.info({ url: `${tls ? "https" : "http"}://${server.hostname}:${server.port}`, port: server.port, tls: !!tls, mtls: !!tls?.requestCert }, "listening");
+  // An IPv6 address in a URL is bracketed (it read http://:::8000 on host "::").
+  const host = server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname;
+  log.info({ url: `${tls ? "https" : "http"}://${host}:${server.port}`, port: server.port, tls: !!tls, mtls: !!tls?.requestCert }, "listening");
   // Type=notify: systemd calls the service started only now (models verified and loaded, port bound).
   sdNotify({ READY: 1, STATUS: `serving on ${server.hostname}:${server.port}`, MAINPID: process.pid });
   // Ready first (request schemas and scanner tables are built lazily, off the start path); then build them while

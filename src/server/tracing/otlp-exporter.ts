@@ -8,6 +8,7 @@
  */
 import type { Logger } from "../../log/logger";
 import type { OtlpSpan } from "./spans";
+import { plainMessage } from "../../util/plain-message";
 
 export interface ExporterOptions {
   /** Collector base URL (http://host:4318) or its full /v1/traces URL. */
@@ -101,7 +102,7 @@ export class OtlpExporter {
       const now = Date.now();
       if (now - this.lastFailureLog > 60_000) {
         this.lastFailureLog = now;
-        this.o.log.warn({ url: this.url, err: (e as Error).message, lost: spans.length }, "trace export failed; spans dropped");
+        this.o.log.warn({ url: this.url, err: plainMessage(e), lost: spans.length }, "trace export failed; spans dropped");
       }
     }
   }
