@@ -64,7 +64,13 @@ describe("config", () => {
     const up = (u: object) => ({ upstreams: [{ url: "http://127.0.0.1:9/v1", models: ["m"], ...u }] });
     for (const bad of [up({ apiKeyFile: path.join(dir, "missing") }), { ...up({}), model: [path.join(dir, "m.gguf")] },
       { rateLimit: { store: "redis", redisUrl: "http://127.0.0.1:6379" } },
-      { rateLimit: { store: "redis", redisUrl: "redis://127.0.0.1:6379", redisPasswordFile: path.join(dir, "missing") } }]) {
+      { rateLimit: { store: "redis", redisUrl: "redis://127.0.0.1:6379", redisPasswordFile: path.join(dir, "missing") } },
+      // Fix-attack run 2: these too were "valid", then serve exited 2.
+      { host: "0.0.0.0" }, { tlsClientCa: path.join(dir, "ca.pem") }, { tlsKey: path.join(dir, "k.pem") },
+      { upstreams: [{ url: "http://u:p@127.0.0.1:9/v1", models: ["m"] }] },
+      { upstreams: [{ url: "http://127.0.0.1:9/v1", models: ["m"] }, { url: "http://127.0.0.1:9/v1/", models: ["m"] }] },
+      { model: [fs.mkdtempSync(path.join(dir, "empty-"))] },
+      { rateLimit: { store: "redis", redisUrl: "redis://127.0.0.1:6379", redisPasswordFile: path.join(dir, "x"), redisPasswordEnv: "APPLIANCE_TEST_SURELY_UNSET" } }]) {
       fs.writeFileSync(good, JSON.stringify(bad));
       expect([bad, await main(["config", "validate", good])]).toEqual([bad, 2]);
     }

@@ -29,7 +29,8 @@ export class ModelIntegrityError extends Error {
 
 export const modelId = (file: string) => path.basename(file).replace(/\.gguf$/i, "");
 
-function expand(p: string): string[] {
+/** A --model path's model files: the file, or a directory's .gguf files (sorted); ModelIntegrityError if it is not there. */
+export function expand(p: string): string[] {
   const st = fs.statSync(p, { throwIfNoEntry: false });
   if (!st) throw new ModelIntegrityError(`model path ${p} does not exist`);
   if (!st.isDirectory()) return [p];

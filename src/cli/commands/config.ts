@@ -4,7 +4,10 @@ import type { Config } from "../../config/schema";
 import { upstreamKey } from "../../gateway/upstream";
 import { checkRedisUrl, redisPassword } from "../../guards/store/shared-state";
 import { modelsDirOf, readManifest } from "../../integrity/manifest";
-import { modelId } from "../../integrity/resolve";
+import { expand, modelId } from "../../integrity/resolve";
+import { UpstreamPool } from "../../gateway/pool";
+import { bindAllowed } from "../../guards/host";
+import { serverTls } from "../../server/tls";
 import { EXIT, parseWithConfig, UsageError, unknownSubcommand, type Command } from "../command";
 
 export const config: Command = {
@@ -37,20 +40,32 @@ export const config: Command = {
  */
 function checkResources(config: Config): string[] {
   const notes: string[] = [];
+  // The bind and TLS checks serve makes before anything else (fix-attack run 2: a public bind without its flag, a
+  // client CA without TLS, a key that is not the certificate's were "valid").
+  if (!bindAllowed(config)) throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
+  serverTls(config);
+  const unset: string[] = [];
   for (const [i, u] of config.upstreams.entries()) {
-    if (u.apiKeyEnv && !process.env[u.apiKeyEnv]) { notes.push(`upstreams[${i}].apiKeyEnv: ${u.apiKeyEnv} is not set here; serve needs it in its own environment`); continue; }
+    if (u.apiKeyEnv && !process.env[u.apiKeyEnv]) { notes.push(`upstreams[${i}].apiKeyEnv: ${u.apiKeyEnv} is not set here; serve needs it in its own environment`); unset.push(u.apiKeyEnv); continue; }
     upstreamKey(u);
   }
+  // The upstreams as the gateway builds them (a key in a URL, one URL listed twice for a model…); unset key
+  // variables stand in with a placeholder, noted above.
+  new UpstreamPool(config, Date.now, { ...process.env, ...Object.fromEntries(unset.map((n) => [n, "placeholder"])) });
   const rl = config.rateLimit;
   if (rl.store === "redis") {
     checkRedisUrl(rl);
-    if (rl.redisPasswordEnv && !process.env[rl.redisPasswordEnv]) notes.push(`rateLimit.redisPasswordEnv: ${rl.redisPasswordEnv} is not set here; serve needs it in its own environment`);
-    else redisPassword(rl);
+    if (rl.redisPasswordEnv && !rl.redisPasswordFile && !process.env[rl.redisPasswordEnv]) notes.push(`rateLimit.redisPasswordEnv: ${rl.redisPasswordEnv} is not set here; serve needs it in its own environment`);
+    else redisPassword(rl, { ...process.env, ...(rl.redisPasswordEnv && { [rl.redisPasswordEnv]: process.env[rl.redisPasswordEnv] ?? "placeholder" }) });
   }
   const upstream = new Set(config.upstreams.flatMap((u) => u.models));
   let manifest: string[] = [];
   try { manifest = readManifest(modelsDirOf(config)).map((e) => modelId(e.file)); } catch { /* not readable here: serve checks it */ }
-  const local = config.model.length ? config.model.filter((f) => /\.gguf$/i.test(f)).map(modelId) : manifest;
+  const files = config.model.flatMap((p) => {
+    try { return expand(p); } catch (e) { throw new ConfigError(`invalid config: model: ${(e as Error).message}`, "model"); }
+  });
+  if (config.model.length && !files.length) throw new ConfigError(`no .gguf files in ${config.model.join(", ")}`, "model");
+  const local = config.model.length ? files.map(modelId) : manifest;
   const both = local.find((id) => upstream.has(id));
   if (both) throw new ConfigError(`invalid config: upstreams: model ${both} is both a local model and an upstream one`, "upstreams");
   return notes;
