@@ -77,6 +77,26 @@ function unionTypes(issue: ValidationIssue): string[] | undefined {
 }
 
 /**
+ * A union none of whose branches takes the value, some of them literal values: what each takes (its literals
+ * quoted, or its type), or undefined where some branch got further in.
+ */
+function unionValues(issue: ValidationIssue): string[] | undefined {
+  if (issue.code !== "invalid_union" || !issue.errors?.length) return undefined;
+  const out: string[] = [];
+  let literals = false;
+  for (const branch of issue.errors) {
+    if (!branch.length || branch.some((i) => (Array.isArray(i.path) ? i.path.length : 0) > 0)) return undefined;
+    for (const i of branch) {
+      const values = (i as { values?: unknown[] }).values;
+      if (i.code === "invalid_value" && Array.isArray(values)) { literals = true; out.push(...values.map((v) => JSON.stringify(v).replaceAll('"', "'"))); }
+      else if (i.code === "invalid_type" && i.expected) out.push(`${i.expected === "object" ? "an" : "a"} ${i.expected}`);
+      else return undefined;
+    }
+  }
+  return literals ? [...new Set(out)] : undefined;
+}
+
+/**
  * OpenAI's code for a zod issue (the codes its API answers a bad value with: invalid_type, invalid_value,
  * decimal_above_max_value, string_above_max_length, array_below_min_length…); invalid_request where it has none.
  */
@@ -129,6 +149,10 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
   if (types) { // zod says "Invalid input"; OpenAI names what is taken and what was sent
     return new AppError(`Invalid type for '${at}'${where}: expected one of ${types.join(", ")}, but got ${kindOf(sent)} instead.`, 400,
       "invalid_request_error", "invalid_type", at);
+  }
+  const taken = at && message === "Invalid input" ? unionValues(issue) : undefined;
+  if (taken) { // a union of literals and shapes (tool_choice "sometimes"): what it takes, in OpenAI's words
+    return new AppError(`Invalid value for '${at}'${where}: expected one of ${taken.join(", ")}.`, 400, "invalid_request_error", "invalid_value", at);
   }
   if (at && issue.code === "invalid_type" && issue.expected && message.startsWith("Invalid input: expected")) { // not a field's own message
     return new AppError(`Invalid type for '${at}'${where}: expected ${issue.expected}, but got ${kindOf(sent)} instead.`, 400,
