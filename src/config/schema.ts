@@ -84,7 +84,7 @@ export const configSchema = z.strictObject({
   allowedHosts: z.array(z.string()).default([])
     .describe("Extra Host header values accepted (DNS-rebinding guard). Loopback names and the bind address are always accepted."),
   trustedProxies: z.array(z.string().refine(isAddressOrRange, "an IP address or CIDR range (10.0.0.0/8, fd00::/8; an IPv4 range written as IPv4, not ::ffff:…/n)")).default([])
-    .describe("Proxies in front of this server (a load balancer that sets X-Forwarded-For): from these peers the client's address is the nearest one in X-Forwarded-For that is not a trusted proxy. Per-client limits (failed-auth throttle, anonymous limit), logs and audit use it. Empty: the socket's peer is the client, and X-Forwarded-For is ignored."),
+    .describe("Proxies in front of this server (a load balancer, or an appliance gateway: both set X-Forwarded-For): from these peers the client's address is the nearest one in X-Forwarded-For that is not a trusted proxy. Per-client limits (failed-auth throttle, anonymous limit), logs and audit use it. Empty: the socket's peer is the client, and X-Forwarded-For is ignored."),
   maxBodyBytes: positive.default(1 << 20).describe("Largest request body accepted (413 beyond)."),
   maxMessages: positive.default(256).describe("Most chat messages in one request."),
   maxPromptChars: positive.default(200_000).describe("Most characters of prompt text in one request, all messages together."),

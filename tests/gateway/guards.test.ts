@@ -73,7 +73,8 @@ describe("what reaches the upstream", () => {
     const everything = JSON.stringify(sent);
     for (const leak of [gw.key, "client-cookie", "10.9.9.9", "alice"]) expect(everything).not.toContain(leak);
     // Only what the gateway itself sets (and fetch's transport headers): nothing the client sent is copied.
-    const own = ["accept", "accept-encoding", "authorization", "connection", "content-length", "content-type", "host", "traceparent", "user-agent", "x-request-id"];
+    const own = ["accept", "accept-encoding", "authorization", "connection", "content-length", "content-type", "host", "traceparent", "user-agent", "x-forwarded-for", "x-request-id"];
+    expect(sent.headers["x-forwarded-for"]).toBe("127.0.0.1"); // the client as the gateway saw it (its own peer: the client's header is not trusted)
     expect(Object.keys(sent.headers).filter((h) => !own.includes(h))).toEqual([]);
     expect(JSON.parse(sent.body).max_tokens).toBe(512); // the server's default, so limits and reservations hold
   });

@@ -103,7 +103,7 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   let reply;
   try {
     const send = () => gateway.forward({ model: body.model, path: asChat ? PATHS.chat : PATHS[route], body: toSend(wire), stream, signal: flight.signal, requestId: state.id,
-      traceparent: formatTraceparent(state.trace) });
+      traceparent: formatTraceparent(state.trace), clientIp: state.clientIp });
     reply = await send();
     if (defaulted && contextRefusal(reply.status, reply.text)) {
       // The client gave no max_tokens, which OpenAI reads as "as many as the context leaves"; this server's default
