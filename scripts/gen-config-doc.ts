@@ -29,7 +29,8 @@ function rows(shape: Record<string, z.ZodType>, prefix = "", defaults: Record<st
       continue;
     }
     const fileOnly = FILE_ONLY.has(name); // a list of objects: neither a flag nor a variable can hold it
-    const flag = prefix || fileOnly ? "—" : `\`--${kebab(key)}\``;
+    // Every on/off setting has both flags (--x and --no-x, src/cli/command.ts); the column names the one that changes it.
+    const flag = prefix || fileOnly ? "—" : typeof def === "boolean" ? (def ? `\`--no-${kebab(key)}\`` : `\`--${kebab(key)}\``) : `\`--${kebab(key)}\``;
     const env = fileOnly ? "—" : `\`APPLIANCE_${name.split(".").map((p) => kebab(p).replace(/-/g, "_").toUpperCase()).join("__")}\``;
     const shown = key === "stateDir" ? "per platform (see below)" : `\`${JSON.stringify(def)}\``;
     out.push(`| \`${name}\` | ${flag} | ${env} | ${shown} | ${(schema.description ?? "").replace(/\|/g, "\\|")} |`);

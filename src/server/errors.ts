@@ -102,7 +102,9 @@ function unionValues(issue: ValidationIssue): string[] | undefined {
  */
 function issueCode(issue: ValidationIssue, value: unknown): string {
   switch (issue.code) {
-    case "invalid_type": return "invalid_type";
+    // A field held to null with its own message is one this server does not do (suffix: "suffix is not supported"):
+    // not the value's type at fault (newcomer run).
+    case "invalid_type": return issue.expected === "null" && !issue.message?.startsWith("Invalid input") ? "unsupported_parameter" : "invalid_type";
     case "invalid_union":
       if (issue.note === "No matching discriminator") return "invalid_value"; // a message's role, a part's type
       return unionTypes(issue) ? "invalid_type" : "invalid_request";

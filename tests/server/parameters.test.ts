@@ -357,6 +357,8 @@ describe("a bad value's error in OpenAI's spelling", () => {
     // Fix-attack run 2: a Responses message's bad role was "input[0]", invalid_request; a huge unknown key came back whole.
     const role = (await post("/v1/responses", { model: "tiny", input: [{ type: "message", role: "robot", content: "x" }] })).body.error;
     expect([role.param, role.code]).toEqual(["input[0].role", "invalid_value"]);
+    const suffix = (await post("/v1/completions", { model: "tiny", prompt: "Hi", suffix: "x" })).body.error;
+    expect([suffix.param, suffix.code]).toEqual(["suffix", "unsupported_parameter"]); // it read invalid_type (newcomer run)
     const choice = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], tool_choice: "sometimes" })).body.error;
     expect([choice.param, choice.code, choice.message]).toEqual(["tool_choice", "invalid_value", "Invalid value for 'tool_choice': expected one of 'none', 'auto', 'required', an object."]);
     const huge = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], ["k".repeat(100_000)]: 1 })).body.error;
