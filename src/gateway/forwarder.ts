@@ -204,7 +204,7 @@ export class Forwarder {
           const reason = own.signal.reason;
           end("failed");
           log.warn({ reqId: req.requestId, upstream: u.name, why: reason instanceof AttemptFailure ? reason.message : plainMessage(e) }, "upstream stream broke");
-          throw new UpstreamError(`The upstream stream broke: ${reason instanceof AttemptFailure ? reason.message : plainMessage(e)}.`);
+          throw new UpstreamError(`The upstream stream broke: ${(reason instanceof AttemptFailure ? reason.message : plainMessage(e)).replace(/\.+$/, "")}.`);
         }
       },
     };

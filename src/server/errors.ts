@@ -58,8 +58,11 @@ function narrowed(issue: ValidationIssue): ValidationIssue {
 const INTEGER_PARAMS = new Set(["n", "max_tokens", "max_completion_tokens", "max_output_tokens", "top_logprobs", "logprobs", "seed",
   "best_of", "dimensions", "top_k"]);
 
-/** A JSON value's kind as OpenAI's messages name it ("got an object instead"). */
-const kindOf = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "an array" : typeof v === "object" ? "an object" : `a ${typeof v}`);
+/** A JSON value's kind as OpenAI's messages name it ("got an object instead", "got a decimal number instead"). */
+const kindOf = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "an array" : typeof v === "object" ? "an object"
+  : typeof v === "number" && !Number.isInteger(v) ? "a decimal number" : `a ${typeof v}`);
+/** zod's name for an expected type in OpenAI's words ("int" read "expected int, but got a number"). */
+const typeName = (t: string) => (t === "int" ? "an integer" : `${/^[aeiou]/.test(t) ? "an" : "a"} ${t}`);
 
 /**
  * A union none of whose branches takes the value's type at all (each branch's fault is the value's own type): what
@@ -74,6 +77,19 @@ function unionTypes(issue: ValidationIssue): string[] | undefined {
     for (const i of own) expected.add(i.expected!);
   }
   return [...expected];
+}
+
+/** A union of tagged shapes every one of which refused the value's `type`: the tags they take (quoted), else undefined. */
+function unionTags(issue: ValidationIssue): string[] | undefined {
+  if (issue.code !== "invalid_union" || !issue.errors?.length) return undefined;
+  const tags: string[] = [];
+  for (const branch of issue.errors) {
+    const tag = branch.find((i) => i.code === "invalid_value" && Array.isArray(i.path) && i.path.length === 1 && i.path[0] === "type");
+    const values = (tag as { values?: unknown[] } | undefined)?.values;
+    if (!Array.isArray(values)) return undefined;
+    tags.push(...values.map((v) => `'${String(v)}'`));
+  }
+  return [...new Set(tags)];
 }
 
 /**
@@ -107,7 +123,8 @@ function issueCode(issue: ValidationIssue, value: unknown): string {
     case "invalid_type": return issue.expected === "null" && !issue.message?.startsWith("Invalid input") ? "unsupported_parameter" : "invalid_type";
     case "invalid_union":
       if (issue.note === "No matching discriminator") return "invalid_value"; // a message's role, a part's type
-      return unionTypes(issue) ? "invalid_type" : "invalid_request";
+      if (unionTypes(issue)) return "invalid_type";
+      return issue.message && issue.message !== "Invalid input" ? "invalid_value" : "invalid_request"; // a union with its own rule (stop, prompt)
     case "invalid_value": case "invalid_enum_value": case "invalid_literal": return "invalid_value";
     case "too_big": case "too_small": {
       const side = issue.code === "too_big" ? "above_max" : "below_min";
@@ -118,6 +135,7 @@ function issueCode(issue: ValidationIssue, value: unknown): string {
       return "invalid_value";
     }
     case "invalid_format": return "invalid_value";
+    case "custom": return "invalid_value"; // a refine's own rule (at most 4 stop strings, a prompt's shape): the value is not taken
     default: return "invalid_request";
   }
 }
@@ -152,12 +170,17 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
     return new AppError(`Invalid type for '${at}'${where}: expected one of ${types.join(", ")}, but got ${kindOf(sent)} instead.`, 400,
       "invalid_request_error", "invalid_type", at);
   }
+  const tags = at && message === "Invalid input" ? unionTags(issue) : undefined;
+  if (tags) { // every branch refused its type tag: an item type this server does not take (a hosted tool's call)
+    return new AppError(`Invalid value for '${at}.type'${where}: expected one of ${tags.join(", ")}; '${String((sent as { type?: unknown } | undefined)?.type ?? "")}' is not taken here (hosted tools' items are not supported).`,
+      400, "invalid_request_error", "invalid_value", `${at}.type`);
+  }
   const taken = at && message === "Invalid input" ? unionValues(issue) : undefined;
   if (taken) { // a union of literals and shapes (tool_choice "sometimes"): what it takes, in OpenAI's words
     return new AppError(`Invalid value for '${at}'${where}: expected one of ${taken.join(", ")}.`, 400, "invalid_request_error", "invalid_value", at);
   }
   if (at && issue.code === "invalid_type" && issue.expected && message.startsWith("Invalid input: expected")) { // not a field's own message
-    return new AppError(`Invalid type for '${at}'${where}: expected ${issue.expected}, but got ${kindOf(sent)} instead.`, 400,
+    return new AppError(`Invalid type for '${at}'${where}: expected ${typeName(issue.expected)}, but got ${kindOf(sent)} instead.`, 400,
       "invalid_request_error", "invalid_type", at);
   }
   return new AppError(at ? `Invalid '${at}'${where}: ${message}` : `Invalid request body: ${message}`, 400,

@@ -327,7 +327,18 @@ describe("a bad value's error in OpenAI's spelling", () => {
     const typed = (await post("/v1/chat/completions", user({ text: "x" }))).body.error;
     expect([typed.param, typed.code, typed.message]).toEqual(["messages[1].content", "invalid_type", "Invalid type for 'messages[1].content': expected one of string, array, but got an object instead."]);
     const single = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: "5" })).body.error;
-    expect(single.message).toBe("Invalid type for 'max_tokens': expected number, but got a string instead.");
+    expect(single.message).toBe("Invalid type for 'max_tokens': expected a number, but got a string instead.");
+    // Client run: "expected int, but got a number"; an unknown Responses item type read "Invalid input"; an empty
+    // parts list was taken; over the cap and a fifth stop string read invalid_request.
+    const seed = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], seed: 1.5 })).body.error;
+    expect(seed.message).toBe("Invalid type for 'seed': expected an integer, but got a decimal number instead.");
+    const item = (await post("/v1/responses", { model: "tiny", input: [{ type: "web_search_call", id: "ws_1", status: "completed" }, { role: "user", content: "x" }] })).body.error;
+    expect([item.param, item.code, item.message.includes("'message'")]).toEqual(["input[0].type", "invalid_value", true]);
+    const empty = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: [] }] })).body.error;
+    expect([empty.param, empty.code]).toEqual(["messages[0].content", "empty_array"]);
+    const cap = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 100_000 })).body.error;
+    const stops = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], stop: ["a", "b", "c", "d", "e"] })).body.error;
+    expect([cap.code, stops.code]).toEqual(["invalid_value", "invalid_value"]);
     const cases: [unknown, string, string][] = [
       [{ temperature: 2.5 }, "temperature", "decimal_above_max_value"],
       // The parameter's kind, not the value's, decides (fix-attack run: 3 read integer_above_max_value).

@@ -21,7 +21,7 @@ export function toSampling(req: ChatCompletionRequest | CompletionRequest, limit
   const cap = Math.min(limits.maxTokensCap, contextSize);
   if (requested != null && requested > cap) {
     const param = completion != null ? "max_completion_tokens" : "max_tokens"; // the field the client sent
-    throw new InvalidRequestError(`${param} is ${requested}; the most this server allows is ${cap}.`, param);
+    throw new InvalidRequestError(`${param} is ${requested}; the most this server allows is ${cap}.`, param, "invalid_value");
   }
   return {
     maxTokens: requested ?? Math.min(limits.defaultMaxTokens, cap),

@@ -98,7 +98,8 @@ export const chatMessage = z.discriminatedUnion("role", [
   z.strictObject({ role: z.enum(["system", "developer"]), content: text, name: participant }),
   z.strictObject({
     role: z.literal("user"),
-    content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, mediaPart])).max(256)]),
+    // An empty parts list is refused, as OpenAI refuses it (it was taken: the model answered an empty turn).
+    content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, mediaPart])).min(1).max(256)]),
     name: participant,
   }),
   z.strictObject({

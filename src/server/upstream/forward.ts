@@ -43,7 +43,7 @@ function passOn(status: number, text: string | undefined): AppError {
 function boundTokens(deps: AppDeps, wire: Obj, field: "max_tokens" | "max_output_tokens"): typeof field | undefined {
   const asked = (field === "max_tokens" ? wire.max_completion_tokens ?? wire.max_tokens : wire.max_output_tokens) as number | null | undefined;
   if (asked != null && asked > deps.config.maxTokensCap) {
-    throw new InvalidRequestError(`max_tokens is ${asked}; the most this server allows is ${deps.config.maxTokensCap}.`, "max_tokens");
+    throw new InvalidRequestError(`max_tokens is ${asked}; the most this server allows is ${deps.config.maxTokensCap}.`, "max_tokens", "invalid_value");
   }
   if (asked != null) return undefined;
   wire[field] = deps.config.defaultMaxTokens;
