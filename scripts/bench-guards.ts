@@ -20,7 +20,11 @@ import { AuditLog } from "../src/log/audit";
 import { silentLogger } from "../src/log/logger";
 import { createApp } from "../src/server/app";
 import { versionInfo } from "../src/version";
-import { makeEngine, tmpDir } from "../tests/helpers";
+import fs from "node:fs";
+import { madeTmpDirs, makeEngine, tmpDir } from "../tests/helpers";
+
+// The temp dirs it makes go when it ends (bun test's preload removes them for tests; a script has none: they were left behind).
+process.on("exit", () => { for (const d of madeTmpDirs) fs.rmSync(d, { recursive: true, force: true }); });
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   requests: { type: "string", default: "20000" }, mb: { type: "string", default: "16" }, "scanner-only": { type: "boolean", default: false } } });

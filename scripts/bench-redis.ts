@@ -15,7 +15,11 @@ import { KeyStore, keysFilePath } from "../src/guards/keys";
 import { silentLogger } from "../src/log/logger";
 import { createServer } from "../src/server/create-server";
 import { startRedis } from "../tests/guards/redis-server";
-import { makeEngine, tmpDir } from "../tests/helpers";
+import fs from "node:fs";
+import { madeTmpDirs, makeEngine, tmpDir } from "../tests/helpers";
+
+// The temp dirs it makes go when it ends (bun test's preload removes them for tests; a script has none: they were left behind).
+process.on("exit", () => { for (const d of madeTmpDirs) fs.rmSync(d, { recursive: true, force: true }); });
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: { requests: { type: "string", default: "5000" } } });
 const N = Number(values.requests);
