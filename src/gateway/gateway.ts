@@ -6,6 +6,7 @@
  * Layering: server → gateway → config, log. The guards never see the gateway;
  * the routes run every guard before calling forward() and scan what comes back.
  */
+import { ConfigError } from "../config/load";
 import type { Config } from "../config/schema";
 import type { Logger } from "../log/logger";
 import { LeastInflight } from "./balancer";
@@ -92,4 +93,10 @@ export function createGateway(config: Pick<Config, "upstreams" | "gateway">, log
  */
 export function controlTokens(gateway: Gateway | undefined, local: { specialTokens(model: string): string[] }) {
   return { specialTokens: (model: string) => (gateway?.serves(model) ? gateway.specialTokens() : local.specialTokens(model)) };
+}
+
+/** A model id served both locally and by an upstream is a config error (serve, and `config validate`). */
+export function refuseClash(local: readonly string[], servesUpstream: (id: string) => boolean) {
+  const both = local.find(servesUpstream);
+  if (both) throw new ConfigError(`invalid config: upstreams: model ${both} is both a local model and an upstream one`, "upstreams");
 }

@@ -3,6 +3,7 @@
  * 127.0.0.1 still sends Host: evil.example, so only known names are accepted.
  */
 import type { Config } from "../config/schema";
+import { ConfigError } from "../config/load";
 import { AppError } from "../errors";
 
 export class HostError extends AppError {
@@ -25,4 +26,9 @@ export function hostAllowlist(bindHost: string, extra: string[]): (hostHeader: s
     const m = /^(\[[^\]]*\]|[^:[\]]*)(?::\d{1,5})?$/.exec(h);
     return names.has(h) || (!!m && names.has(m[1]!));
   };
+}
+
+/** serve's and `config validate`'s refusal of a bind bindAllowed does not allow (exit 2). */
+export function checkBind(config: Parameters<typeof bindAllowed>[0]) {
+  if (!bindAllowed(config)) throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
 }

@@ -29,8 +29,24 @@ export class ModelIntegrityError extends Error {
 
 export const modelId = (file: string) => path.basename(file).replace(/\.gguf$/i, "");
 
+/**
+ * The model files a start serves: the --model paths (a directory: its .gguf files), else the manifest's. Nothing to
+ * serve is a configuration state, not a failed integrity check: ConfigError, exit 2 (the unit does not retry it)
+ * and no alert (it was alerted as tampering, 5 times, after `models remove` of the last model). A --model path
+ * that is not there: ModelIntegrityError. `config validate` asks it too.
+ */
+export function modelFiles(config: Pick<Config, "model" | "modelsDir" | "stateDir">, manifest = readManifest(modelsDirOf(config))): string[] {
+  const dir = modelsDirOf(config);
+  const files = config.model.length ? config.model.flatMap(expand) : manifest.map((e) => path.join(dir, e.file));
+  if (!files.length) {
+    throw new ConfigError(config.model.length ? `no .gguf files in ${config.model.join(", ")}`
+      : `no models: the manifest ${path.join(dir, MANIFEST)} lists none. Add one with: appliance models add FILE${dirFlags(config, true)}`, "model");
+  }
+  return files;
+}
+
 /** A --model path's model files: the file, or a directory's .gguf files (sorted); ModelIntegrityError if it is not there. */
-export function expand(p: string): string[] {
+function expand(p: string): string[] {
   const st = fs.statSync(p, { throwIfNoEntry: false });
   if (!st) throw new ModelIntegrityError(`model path ${p} does not exist`);
   if (!st.isDirectory()) return [p];
@@ -71,15 +87,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
   const dir = modelsDirOf(config);
   const manifest = readManifest(dir);
   const warnings: string[] = [];
-  const files = config.model.length
-    ? config.model.flatMap(expand)
-    : manifest.map((e) => path.join(dir, e.file));
-  // Nothing to serve is a configuration state, not a failed integrity check: exit 2 (the unit does not retry it)
-  // and no alert (it was alerted as tampering, 5 times, after `models remove` of the last model).
-  if (!files.length) {
-    throw new ConfigError(config.model.length ? `no .gguf files in ${config.model.join(", ")}`
-      : `no models: the manifest ${path.join(dir, MANIFEST)} lists none. Add one with: appliance models add FILE${dirFlags(config, true)}`, "model");
-  }
+  const files = modelFiles(config, manifest);
   const models: ResolvedModels["models"] = [];
   const opened: number[] = [];
   const closeAll = () => { for (const fd of opened.splice(0)) fs.closeSync(fd); };

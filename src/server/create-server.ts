@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { ConfigError, dirFlags } from "../config/load";
+import { dirFlags } from "../config/load";
 import type { Config } from "../config/schema";
 import { usableCpus } from "../engine/cpu-budget";
 import { backendAvailable, candidateGpu, preflightGpu } from "../engine/gpu";
@@ -15,9 +15,9 @@ import { prepareNative } from "../engine/native";
 import { cpuBackend } from "../engine/cpu-backend";
 import { selectEngine } from "../engine/engine-select";
 import { ompBindingTook } from "../engine/engine-build-env";
-import { controlTokens, createGateway, type Gateway } from "../gateway/gateway";
+import { controlTokens, createGateway, refuseClash, type Gateway } from "../gateway/gateway";
 import { createGuards } from "../guards";
-import { bindAllowed } from "../guards/host";
+import { checkBind } from "../guards/host";
 import { lockdownFile, readLockdown } from "../guards/lockdown";
 import { KeyStore, keysFilePath } from "../guards/keys";
 import { modelsDirOf, readManifest } from "../integrity/manifest";
@@ -58,9 +58,7 @@ export interface ServerOptions {
 export async function createServer(config: Readonly<Config>, opts: ServerOptions) {
   const { log } = opts;
   const clock = opts.clock ?? Date.now;
-  if (!bindAllowed(config)) {
-    throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
-  }
+  checkBind(config);
   fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   // The audit log first: it holds the state dir's one-server lock (log/audit.ts), so a second server on this state dir
   // stops here, before it writes the native libraries or anything else into it. The log gets a copy of every audit
@@ -112,8 +110,7 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   // Chat-template trials (child processes) run on while the native libraries are checked; awaited before loading.
   const { models, warnings, templates } = gateway && !config.model.length && !readManifest(modelsDirOf(config)).length
     ? { models: [], warnings: [], templates: Promise.resolve() } : await resolveModels(config, { onProgress, phases, deferTemplates: true });
-  const both = models.find((m) => gateway?.serves(m.id));
-  if (both) throw new ConfigError(`invalid config: upstreams: model ${both.id} is both a local model and an upstream one`, "upstreams");
+  if (gateway) refuseClash(models.map((m) => m.id), (id) => gateway.serves(id));
   for (const w of warnings) log.warn(w);
   // Says whether each model was read and hashed at this start or its sha256 came from the root-owned hash cache.
   for (const m of models) log.info({ model: m.id, sha256: m.sha256, source: m.hashed ? "hashed" : "hash cache", ms: m.hashMs }, "model checked");

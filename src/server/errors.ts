@@ -65,18 +65,23 @@ const kindOf = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "an arr
 const typeName = (t: string) => (t === "int" ? "an integer" : `${/^[aeiou]/.test(t) ? "an" : "a"} ${t}`);
 
 /**
- * A union none of whose branches takes the value's type at all (each branch's fault is the value's own type): what
- * the branches expect, or undefined where some branch got further (its own issue says more).
+ * A union none of whose branches got past the value itself (each branch's fault is the value's own type, or a
+ * literal it is not): the types and the literals (quoted) the branches take; undefined where some branch got
+ * further in (its own issue says more).
  */
-function unionTypes(issue: ValidationIssue): string[] | undefined {
+function unionOwn(issue: ValidationIssue): { types: string[]; literals: string[] } | undefined {
   if (issue.code !== "invalid_union" || !issue.errors?.length) return undefined;
-  const expected = new Set<string>();
+  const types = new Set<string>(), literals = new Set<string>();
   for (const branch of issue.errors) {
-    const own = branch.filter((i) => !i.path?.length);
-    if (!own.length || own.some((i) => i.code !== "invalid_type" || !i.expected) || own.length !== branch.length) return undefined;
-    for (const i of own) expected.add(i.expected!);
+    if (!branch.length || branch.some((i) => (Array.isArray(i.path) ? i.path.length : 0) > 0)) return undefined;
+    for (const i of branch) {
+      const values = (i as { values?: unknown[] }).values;
+      if (i.code === "invalid_value" && Array.isArray(values)) for (const v of values) literals.add(JSON.stringify(v).replaceAll('"', "'"));
+      else if (i.code === "invalid_type" && i.expected) types.add(i.expected);
+      else return undefined;
+    }
   }
-  return [...expected];
+  return { types: [...types], literals: [...literals] };
 }
 
 /** A union of tagged shapes every one of which refused the value's `type`: the tags they take (quoted), else undefined. */
@@ -93,26 +98,6 @@ function unionTags(issue: ValidationIssue): string[] | undefined {
 }
 
 /**
- * A union none of whose branches takes the value, some of them literal values: what each takes (its literals
- * quoted, or its type), or undefined where some branch got further in.
- */
-function unionValues(issue: ValidationIssue): string[] | undefined {
-  if (issue.code !== "invalid_union" || !issue.errors?.length) return undefined;
-  const out: string[] = [];
-  let literals = false;
-  for (const branch of issue.errors) {
-    if (!branch.length || branch.some((i) => (Array.isArray(i.path) ? i.path.length : 0) > 0)) return undefined;
-    for (const i of branch) {
-      const values = (i as { values?: unknown[] }).values;
-      if (i.code === "invalid_value" && Array.isArray(values)) { literals = true; out.push(...values.map((v) => JSON.stringify(v).replaceAll('"', "'"))); }
-      else if (i.code === "invalid_type" && i.expected) out.push(`${i.expected === "object" ? "an" : "a"} ${i.expected}`);
-      else return undefined;
-    }
-  }
-  return literals ? [...new Set(out)] : undefined;
-}
-
-/**
  * OpenAI's code for a zod issue (the codes its API answers a bad value with: invalid_type, invalid_value,
  * decimal_above_max_value, string_above_max_length, array_below_min_length…); invalid_request where it has none.
  */
@@ -123,7 +108,7 @@ function issueCode(issue: ValidationIssue, value: unknown): string {
     case "invalid_type": return issue.expected === "null" && !issue.message?.startsWith("Invalid input") ? "unsupported_parameter" : "invalid_type";
     case "invalid_union":
       if (issue.note === "No matching discriminator") return "invalid_value"; // a message's role, a part's type
-      if (unionTypes(issue)) return "invalid_type";
+      if (unionOwn(issue)?.literals.length === 0) return "invalid_type";
       return issue.message && issue.message !== "Invalid input" ? "invalid_value" : "invalid_request"; // a union with its own rule (stop, prompt)
     case "invalid_value": case "invalid_enum_value": case "invalid_literal": return "invalid_value";
     case "too_big": case "too_small": {
@@ -165,9 +150,9 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
   const message = issue.message ?? issue.summary ?? "invalid request";
   const sent = Array.isArray(issue.path) && value !== null && typeof value === "object" ? valueAt(value, issue.path) : undefined;
   // Only where zod had nothing to say: a union given its own message (prompt's) keeps it.
-  const types = at && message === "Invalid input" ? unionTypes(issue) : undefined;
-  if (types) { // zod says "Invalid input"; OpenAI names what is taken and what was sent
-    return new AppError(`Invalid type for '${at}'${where}: expected one of ${types.join(", ")}, but got ${kindOf(sent)} instead.`, 400,
+  const own = at && message === "Invalid input" ? unionOwn(issue) : undefined;
+  if (own && !own.literals.length) { // zod says "Invalid input"; OpenAI names what is taken and what was sent
+    return new AppError(`Invalid type for '${at}'${where}: expected one of ${own.types.join(", ")}, but got ${kindOf(sent)} instead.`, 400,
       "invalid_request_error", "invalid_type", at);
   }
   const tags = at && message === "Invalid input" ? unionTags(issue) : undefined;
@@ -175,9 +160,9 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
     return new AppError(`Invalid value for '${at}.type'${where}: expected one of ${tags.join(", ")}; '${String((sent as { type?: unknown } | undefined)?.type ?? "")}' is not taken here (hosted tools' items are not supported).`,
       400, "invalid_request_error", "invalid_value", `${at}.type`);
   }
-  const taken = at && message === "Invalid input" ? unionValues(issue) : undefined;
-  if (taken) { // a union of literals and shapes (tool_choice "sometimes"): what it takes, in OpenAI's words
-    return new AppError(`Invalid value for '${at}'${where}: expected one of ${taken.join(", ")}.`, 400, "invalid_request_error", "invalid_value", at);
+  if (own) { // a union of literals and shapes (tool_choice "sometimes"): what it takes, in OpenAI's words
+    return new AppError(`Invalid value for '${at}'${where}: expected one of ${[...own.literals, ...own.types.map(typeName)].join(", ")}.`, 400,
+      "invalid_request_error", "invalid_value", at);
   }
   if (at && issue.code === "invalid_type" && issue.expected && message.startsWith("Invalid input: expected")) { // not a field's own message
     return new AppError(`Invalid type for '${at}'${where}: expected ${typeName(issue.expected)}, but got ${kindOf(sent)} instead.`, 400,

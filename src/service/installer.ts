@@ -12,6 +12,7 @@ import { MANIFEST, readManifest, sha256File } from "../integrity/manifest";
 import { modelId } from "../integrity/resolve";
 import { NATIVE_BUNDLE } from "../engine/native-assets";
 import { checkNativeDir, installNative, SYSTEM_NATIVE_DIR } from "../engine/native";
+import { writeFileAtomic } from "../util/atomic-write";
 import { copyHashed } from "../util/fs";
 import { readAccount } from "./accounts";
 import { healthUrl } from "./instance";
@@ -129,18 +130,6 @@ function refusePlanted(p: string, want: "dir" | "file") {
 
 const NOFOLLOW = fs.constants.O_NOFOLLOW;
 
-/** A new file at `p` (any old one removed first; O_EXCL, not following a link), written, fsynced, given its mode and owner by descriptor. */
-function writeNew(p: string, content: string | Uint8Array, mode: number, ids: Ids | undefined) {
-  fs.rmSync(p, { force: true });
-  const fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | NOFOLLOW, 0o600);
-  try {
-    const buf = typeof content === "string" ? Buffer.from(content) : content;
-    for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off, buf.length - off);
-    fs.fsyncSync(fd);
-    fixFd(fd, mode, ids);
-  } finally { fs.closeSync(fd); }
-}
-
 const ownerLabel = (owner: Owner, l: Layout) => owner === "root" ? "root" : owner === "svc" ? `${l.account}:${l.account}` : `root:${l.account}`;
 
 /** Applies the steps; returns how many changed something. */
@@ -172,13 +161,17 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
         changed++;
         say("write", `${s.path} (${octal(s.mode)} ${ownerLabel(s.owner, l)})${s.kind === "copy" ? ` from ${s.from}, sha256 ${s.sha256}` : ""}`);
         if (o.dryRun) { if (s.kind === "file" && s.show) o.out(String(s.content).replace(/^/gm, "    | ")); break; }
-        const tmp = `${s.path}.install-tmp`;
-        if (s.kind === "file") writeNew(tmp, s.content, s.mode, ids);
-        else if (copyHashed(s.from, tmp, s.mode, ids) !== s.sha256) { // the bytes written are the ones the plan recorded
-          fs.rmSync(tmp, { force: true });
-          throw new Error(`${s.from} changed while it was being installed (sha256 no longer ${s.sha256}); nothing was replaced: run install again`);
+        // Atomic: never a half-written unit or binary; a new file (O_EXCL, not following a link), mode and owner set by
+        // descriptor; a link planted at the path is replaced by the rename, not followed.
+        if (s.kind === "file") writeFileAtomic(s.path, s.content, { mode: s.mode, owner: ids && process.getuid?.() === 0 ? ids : null });
+        else {
+          const tmp = `${s.path}.install-tmp`;
+          if (copyHashed(s.from, tmp, s.mode, ids) !== s.sha256) { // the bytes written are the ones the plan recorded
+            fs.rmSync(tmp, { force: true });
+            throw new Error(`${s.from} changed while it was being installed (sha256 no longer ${s.sha256}); nothing was replaced: run install again`);
+          }
+          fs.renameSync(tmp, s.path);
         }
-        fs.renameSync(tmp, s.path); // atomic: never a half-written unit or binary (a link planted at the path is replaced, not followed)
         break;
       }
       case "touch": {

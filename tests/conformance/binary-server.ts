@@ -4,8 +4,10 @@
  * client conformance tests talk to. Behaviour that differs between the source
  * tree and the binary (embedded assets) is only caught here.
  */
+import { afterAll, beforeAll, expect } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
+import OpenAI from "openai";
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
 export interface BinaryServer {
@@ -56,6 +58,20 @@ export async function startBinary(flags: string[] = [], keyFlags: string[][] = [
       return code;
     },
   };
+}
+
+/**
+ * The binary on the tiny model with an official openai SDK client on its full-access key, for a whole test file:
+ * registers the beforeAll that starts it and the afterAll that stops it (exit 0 expected); read the fields in tests.
+ */
+export function sdkBinary(flags: string[] = [], keyFlags: string[][] = []): { server: BinaryServer; client: OpenAI } {
+  const s = {} as { server: BinaryServer; client: OpenAI };
+  beforeAll(async () => {
+    s.server = await startBinary(flags, keyFlags);
+    s.client = new OpenAI({ apiKey: s.server.key, baseURL: `${s.server.baseURL}/v1`, maxRetries: 0 });
+  }, 120_000);
+  afterAll(async () => { expect(await s.server.stop()).toBe(0); });
+  return s;
 }
 
 /**

@@ -3,20 +3,14 @@
  * plain HTTP. The in-process tests beside the code hold the sweeps (server/logprobs, parameters, guards/limits,
  * guards/scan-red-team-forms, security/request-prompt-guard); each case here failed against the binary of 7e7c6e3.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { startBinary, type BinaryServer } from "./binary-server";
+import { sdkBinary, startBinary } from "./binary-server";
 
-let server: BinaryServer;
-let client: OpenAI;
-beforeAll(async () => {
-  server = await startBinary();
-  client = new OpenAI({ apiKey: server.key, baseURL: `${server.baseURL}/v1`, maxRetries: 0 });
-});
-afterAll(async () => { expect(await server.stop()).toBe(0); });
+const srv = sdkBinary();
 
 const post = async (p: string, body: unknown) => {
-  const r = await fetch(`${server.baseURL}${p}`, { method: "POST", headers: { authorization: `Bearer ${server.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch(`${srv.server.baseURL}${p}`, { method: "POST", headers: { authorization: `Bearer ${srv.server.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
   return { status: r.status, body: (await r.json()) as any };
 };
 const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
@@ -25,36 +19,36 @@ const only = (text: string) => ({ type: "json_schema" as const, json_schema: { n
 describe("logprobs of tokens that are part of a character (lm-eval's echo scoring)", () => {
   test("an echoed token-id prompt has one entry per id, also cut inside a character", async () => {
     for (const prompt of [[261, 233, 191], [379, 243, 162, 155], [261, 261, 261, 261, 379]]) {
-      const lp = (await client.completions.create({ model: "tiny", prompt, echo: true, logprobs: 1, max_tokens: 1, temperature: 0 })).choices[0]!.logprobs!;
+      const lp = (await srv.client.completions.create({ model: "tiny", prompt, echo: true, logprobs: 1, max_tokens: 1, temperature: 0 })).choices[0]!.logprobs!;
       expect([prompt, lp.tokens!.length]).toEqual([prompt, prompt.length + 1]);
     }
   });
   test("chat: a generated é is two entries written as OpenAI writes byte tokens", async () => {
-    const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 8, logprobs: true, response_format: only("é") });
+    const r = await srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 8, logprobs: true, response_format: only("é") });
     expect(r.choices[0]!.logprobs!.content!.map((t) => t.token)).toEqual(['"', "bytes:\\xc3", "bytes:\\xa9", '"']);
   });
 });
 
 describe("sampling", () => {
   test("seed 4294967295 is reproducible; -1, -5 and 0 are three samples", async () => {
-    const text = async (seed: number) => (await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 8, seed })).choices[0]!.message.content;
+    const text = async (seed: number) => (await srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 8, seed })).choices[0]!.message.content;
     expect(await text(4294967295)).toBe(await text(4294967295));
     expect(new Set([await text(-1), await text(-5), await text(0)]).size).toBe(3);
   });
   test("logit_bias +100 on the end token ends the answer at once", async () => {
     const eos = 260; // <|im_end|>, the tiny model's end token
-    const r = await client.completions.create({ model: "tiny", prompt: "x", max_tokens: 20, seed: 3, logit_bias: { [eos]: 100 } });
+    const r = await srv.client.completions.create({ model: "tiny", prompt: "x", max_tokens: 20, seed: 3, logit_bias: { [eos]: 100 } });
     expect([r.choices[0]!.text, r.choices[0]!.finish_reason]).toEqual(["", "stop"]);
   });
 });
 
 describe("requests", () => {
   test("a missing prompt names it; stream_options without stream and 17 prompts are clear 400s", async () => {
-    const missing = await error(client.completions.create({ model: "tiny" } as never));
+    const missing = await error(srv.client.completions.create({ model: "tiny" } as never));
     expect([missing.status, missing.code, missing.param]).toEqual([400, "missing_required_parameter", "prompt"]);
-    const opts = await error(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], stream_options: { include_usage: true } }));
+    const opts = await error(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], stream_options: { include_usage: true } }));
     expect([opts.status, opts.param]).toEqual([400, "stream_options"]);
-    const many = await error(client.completions.create({ model: "tiny", prompt: Array(17).fill("a"), max_tokens: 1 }));
+    const many = await error(srv.client.completions.create({ model: "tiny", prompt: Array(17).fill("a"), max_tokens: 1 }));
     expect(many.message).toContain("a list of 1-16 strings");
   });
   test("maxMessages counts an agent conversation's messages, not its tool definitions and call arguments", async () => {
@@ -87,7 +81,7 @@ describe("guards", () => {
   test("a key after an assignment's = in base64, and one in Lisu look-alikes, are redacted", async () => {
     const key = "AKIA" + "IOSFODNN7EXAMPLE";
     for (const text of [`x=${Buffer.from(key).toString("base64")}`, "\uA4EEKIAZ3QWXERT5YUI2OPL"]) {
-      const r = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 64, response_format: only(text) });
+      const r = await srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 64, response_format: only(text) });
       expect(r.choices[0]!.message.content).toContain("[REDACTED:aws-access-token]");
     }
   });

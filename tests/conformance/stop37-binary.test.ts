@@ -3,26 +3,20 @@
  * raw sockets and the CLI. The in-process tests beside the code hold the sweeps (server/parameters, guards/auth,
  * guards/limits-cancel, guards/client-address, ops/containment, ops/metrics-registry).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import OpenAI from "openai";
 import { until } from "../helpers";
-import { startBinary, type BinaryServer } from "./binary-server";
+import { sdkBinary, startBinary } from "./binary-server";
 
-let server: BinaryServer, client: OpenAI, bin: string;
-beforeAll(async () => {
-  // keys[0]: a metrics key; keys[1]: a token budget to watch.
-  server = await startBinary([], [["--scopes", "metrics"], ["--scopes", "chat,models", "--tpm", "3000"]]);
-  client = new OpenAI({ apiKey: server.key, baseURL: `${server.baseURL}/v1`, maxRetries: 0 });
-  bin = path.join(path.dirname(server.stateDir), "appliance");
-}, 120_000);
-afterAll(async () => { expect(await server.stop()).toBe(0); });
+// keys[0]: a metrics key; keys[1]: a token budget to watch.
+const srv = sdkBinary([], [["--scopes", "metrics"], ["--scopes", "chat,models", "--tpm", "3000"]]);
 
 const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
-const cli = (args: string[]) => Bun.spawnSync([bin, ...args, "--state-dir", server.stateDir], { env: { PATH: "/usr/bin:/bin", HOME: path.dirname(server.stateDir) } });
-const port = () => Number(new URL(server.baseURL).port);
+const cli = (args: string[]) => Bun.spawnSync([path.join(path.dirname(srv.server.stateDir), "appliance"), ...args, "--state-dir", srv.server.stateDir], { env: { PATH: "/usr/bin:/bin", HOME: path.dirname(srv.server.stateDir) } });
+const port = () => Number(new URL(srv.server.baseURL).port);
 /** GET over a raw socket from a chosen loopback address (fetch cannot pick its source address). */
 const rawGet = (from: string, p: string, key: string, extra = "") => new Promise<number>((resolve, reject) => {
   const s = net.connect({ host: "127.0.0.1", port: port(), localAddress: from },
@@ -33,30 +27,30 @@ const rawGet = (from: string, p: string, key: string, extra = "") => new Promise
 
 describe("errors as OpenAI writes them", () => {
   test("the param in brackets, pinpointed in the branch meant; the code for the kind of fault", async () => {
-    const part = await error(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: [{ type: "text", text: 5 as never }] }] }));
+    const part = await error(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: [{ type: "text", text: 5 as never }] }] }));
     expect([part.status, part.param, part.code]).toEqual([400, "messages[0].content[0].text", "invalid_type"]);
-    const temp = await error(client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], temperature: 3 }));
+    const temp = await error(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], temperature: 3 }));
     expect([temp.param, temp.code]).toEqual(["temperature", "decimal_above_max_value"]);
   });
 });
 
 test("/tokenize's chat form counts what a chat completion counts", async () => {
   const messages = [{ role: "system" as const, content: "Be brief." }, { role: "user" as const, content: "hello there" }];
-  const r = await fetch(`${server.baseURL}/tokenize`, { method: "POST", headers: { authorization: `Bearer ${server.key}`, "content-type": "application/json" }, body: JSON.stringify({ messages }) });
-  const chat = await client.chat.completions.create({ model: "tiny", messages, max_tokens: 1 });
+  const r = await fetch(`${srv.server.baseURL}/tokenize`, { method: "POST", headers: { authorization: `Bearer ${srv.server.key}`, "content-type": "application/json" }, body: JSON.stringify({ messages }) });
+  const chat = await srv.client.chat.completions.create({ model: "tiny", messages, max_tokens: 1 });
   expect(((await r.json()) as { count: number }).count).toBe(chat.usage!.prompt_tokens);
 });
 
 test("a stream cancelled after its first chunk is charged to its key", async () => {
-  const key = server.keys[1]!;
+  const key = srv.server.keys[1]!;
   const remaining = async () => {
-    const r = await fetch(`${server.baseURL}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    const r = await fetch(`${srv.server.baseURL}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
     await r.arrayBuffer();
     return Number(r.headers.get("x-ratelimit-remaining-tokens"));
   };
   const before = await remaining();
   const ac = new AbortController();
-  const r = await fetch(`${server.baseURL}/v1/chat/completions`, { method: "POST", signal: ac.signal, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+  const r = await fetch(`${srv.server.baseURL}/v1/chat/completions`, { method: "POST", signal: ac.signal, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
     body: JSON.stringify({ model: "tiny", stream: true, max_tokens: 200, messages: [{ role: "user", content: "hello world ".repeat(120) }] }) });
   await r.body!.getReader().read();
   ac.abort();
@@ -68,8 +62,8 @@ test("a stream cancelled after its first chunk is charged to its key", async () 
 test("lockdown: /health says so and the gauge reads 1; the scrape has no stub gauges", async () => {
   expect(cli(["lockdown", "--reason", "conformance"]).exitCode).toBe(0);
   try {
-    expect(await (await fetch(`${server.baseURL}/health`)).json()).toEqual({ status: "ok", lockdown: true });
-    const text = await (await fetch(`${server.baseURL}/metrics`, { headers: { authorization: `Bearer ${server.keys[0]}` } })).text();
+    expect(await (await fetch(`${srv.server.baseURL}/health`)).json()).toEqual({ status: "ok", lockdown: true });
+    const text = await (await fetch(`${srv.server.baseURL}/metrics`, { headers: { authorization: `Bearer ${srv.server.keys[0]}` } })).text();
     expect(text).toMatch(/^appliance_lockdown 1$/m);
     expect(text).not.toContain("nodejs_active_");
   } finally { expect(cli(["lockdown", "--off"]).exitCode).toBe(0); }
@@ -79,8 +73,8 @@ test("bad keys from every other loopback address do not lock out a valid key (th
   const statuses: number[] = [];
   for (let i = 0; i < 55; i++) statuses.push(await rawGet(`127.0.${1 + (i % 50)}.${2 + i}`, "/v1/models", "apk_0000000000000000_bad"));
   expect(statuses.at(-1)).toBe(429); // loopback, one network, is over its failures
-  expect(await rawGet("127.0.0.1", "/v1/models", server.key)).toBe(200);
-  expect(await rawGet("127.0.0.1", "/metrics", server.keys[0]!)).toBe(200);
+  expect(await rawGet("127.0.0.1", "/v1/models", srv.server.key)).toBe(200);
+  expect(await rawGet("127.0.0.1", "/metrics", srv.server.keys[0]!)).toBe(200);
   expect(await rawGet("127.0.0.1", "/v1/models", "apk_0000000000000000_bad")).toBe(429);
 });
 

@@ -8,11 +8,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseConfig } from "../../src/config/load";
 import { lockdownFile } from "../../src/guards/lockdown";
-import { createLogger } from "../../src/log/logger";
 import { main } from "../../src/main";
 import { createServer } from "../../src/server/create-server";
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
-import { makeEngine, req, tinyModel, tmpDir } from "../helpers";
+import { makeEngine, memoryLogger, req, tinyModel, tmpDir } from "../helpers";
 
 let server: BinaryServer, bin: string;
 const cli = (args: string[]) => {
@@ -70,17 +69,26 @@ test("keys revoke --all: every key refused by the running server, list says revo
   expect(cli(["keys", "revoke", "--all", "conformance"]).code).toBe(2);
 }, 120_000);
 
-test("a server started while in lockdown says so in its log (a restart does not end it)", async () => {
-  const lines: { msg: string; level: number }[] = [];
-  const log = createLogger("info", { write: (l: string) => { lines.push(JSON.parse(l)); return true; } } as never);
+/**
+ * A server started (in process, the real engine) on a state dir that `lock` put in lockdown: it refuses /v1/models
+ * with 503; its log lines and state dir are returned.
+ */
+async function startLocked(lock: (file: string) => void) {
+  const { log, lines } = memoryLogger();
   const stateDir = tmpDir();
-  fs.writeFileSync(lockdownFile(stateDir), JSON.stringify({ since: "2030-01-01T00:00:00Z", by: { uid: 0, user: "root" }, reason: "incident 7" }));
+  lock(lockdownFile(stateDir));
   const engine = await makeEngine();
   try {
     const { app, audit } = await createServer(parseConfig({ stateDir, model: [await tinyModel()] } as Record<string, unknown>), { log, engine });
     audit?.close();
     expect((await app.handle(req("/v1/models"))).status).toBe(503);
   } finally { await engine.dispose(); }
+  return { lines: lines as { msg: string; level: number }[], stateDir };
+}
+
+test("a server started while in lockdown says so in its log (a restart does not end it)", async () => {
+  const { lines, stateDir } = await startLocked((file) =>
+    fs.writeFileSync(file, JSON.stringify({ since: "2030-01-01T00:00:00Z", by: { uid: 0, user: "root" }, reason: "incident 7" })));
   const warned = lines.find((l) => l.msg.startsWith("starting in lockdown"));
   expect(warned).toMatchObject({ level: 40, reason: "incident 7" });
   expect(warned!.msg).toContain(`appliance lockdown --off --state-dir ${stateDir}`);
@@ -89,16 +97,7 @@ test("a server started while in lockdown says so in its log (a restart does not 
 // Fix-attack run: a lockdown path the server cannot read (a directory, a file another user made 0600) holds the
 // server in lockdown, but the start said nothing of it, and `lockdown --off` failed with EISDIR.
 test("a lockdown path that is not a readable file is still a lockdown: the start says so; lockdown --off lifts it", async () => {
-  const lines: { msg: string }[] = [];
-  const log = createLogger("info", { write: (l: string) => { lines.push(JSON.parse(l)); return true; } } as never);
-  const stateDir = tmpDir();
-  fs.mkdirSync(lockdownFile(stateDir));
-  const engine = await makeEngine();
-  try {
-    const { app, audit } = await createServer(parseConfig({ stateDir, model: [await tinyModel()] } as Record<string, unknown>), { log, engine });
-    audit?.close();
-    expect((await app.handle(req("/v1/models"))).status).toBe(503);
-  } finally { await engine.dispose(); }
+  const { lines, stateDir } = await startLocked((file) => fs.mkdirSync(file));
   expect(lines.some((l) => l.msg.startsWith("starting in lockdown"))).toBe(true);
   expect(await main(["lockdown", "--off", "--state-dir", stateDir])).toBe(0);
   expect(fs.existsSync(lockdownFile(stateDir))).toBe(false);

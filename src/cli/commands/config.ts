@@ -1,12 +1,13 @@
 /** appliance config print | validate FILE */
 import { ConfigError, loadConfig, redactConfig } from "../../config/load";
 import type { Config } from "../../config/schema";
+import { refuseClash } from "../../gateway/gateway";
 import { upstreamKey } from "../../gateway/upstream";
 import { checkRedisUrl, redisPassword } from "../../guards/store/shared-state";
 import { modelsDirOf, readManifest } from "../../integrity/manifest";
-import { expand, modelId } from "../../integrity/resolve";
+import { modelFiles, modelId } from "../../integrity/resolve";
 import { UpstreamPool } from "../../gateway/pool";
-import { bindAllowed } from "../../guards/host";
+import { checkBind } from "../../guards/host";
 import { serverTls } from "../../server/tls";
 import { EXIT, parseWithConfig, UsageError, unknownSubcommand, type Command } from "../command";
 
@@ -42,7 +43,7 @@ function checkResources(config: Config): string[] {
   const notes: string[] = [];
   // The bind and TLS checks serve makes before anything else (fix-attack run 2: a public bind without its flag, a
   // client CA without TLS, a key that is not the certificate's were "valid").
-  if (!bindAllowed(config)) throw new ConfigError(`refusing to bind ${config.host}: a non-loopback address needs --allow-public-bind and auth on`);
+  checkBind(config);
   serverTls(config);
   const unset: string[] = [];
   for (const [i, u] of config.upstreams.entries()) {
@@ -59,14 +60,14 @@ function checkResources(config: Config): string[] {
     else redisPassword(rl, { ...process.env, ...(rl.redisPasswordEnv && { [rl.redisPasswordEnv]: process.env[rl.redisPasswordEnv] ?? "placeholder" }) });
   }
   const upstream = new Set(config.upstreams.flatMap((u) => u.models));
-  let manifest: string[] = [];
-  try { manifest = readManifest(modelsDirOf(config)).map((e) => modelId(e.file)); } catch { /* not readable here: serve checks it */ }
-  const files = config.model.flatMap((p) => {
-    try { return expand(p); } catch (e) { throw new ConfigError(`invalid config: model: ${(e as Error).message}`, "model"); }
-  });
-  if (config.model.length && !files.length) throw new ConfigError(`no .gguf files in ${config.model.join(", ")}`, "model");
-  const local = config.model.length ? files.map(modelId) : manifest;
-  const both = local.find((id) => upstream.has(id));
-  if (both) throw new ConfigError(`invalid config: upstreams: model ${both} is both a local model and an upstream one`, "upstreams");
+  let local: string[] = [];
+  if (config.model.length) {
+    try { local = modelFiles(config).map(modelId); } catch (e) {
+      throw e instanceof ConfigError ? e : new ConfigError(`invalid config: model: ${(e as Error).message}`, "model");
+    }
+  } else {
+    try { local = readManifest(modelsDirOf(config)).map((e) => modelId(e.file)); } catch { /* not readable here: serve checks it */ }
+  }
+  refuseClash(local, (id) => upstream.has(id));
   return notes;
 }
