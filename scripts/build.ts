@@ -17,6 +17,7 @@ import { sha256Bytes } from "../src/integrity/manifest";
 import { engineBuild, type EngineBuild } from "./engine-build";
 import { engineSources, type SourceArchive } from "./engine-sources";
 import { plainFs, trimNodeLlamaCpp, trimPromClient } from "./build-nlc-trim";
+import { lazyBuiltins } from "./build-lazy-builtins";
 import { cpuBackendHook, cpuVariantLayout, LAYOUT_TAG } from "./build-cpu-backend";
 
 export const TARGETS = {
@@ -136,12 +137,16 @@ export const GgufFsFileReader = ggufFsReader(GgufFileReader, GgufReadOffset);`,
       // Helpers of paths the server never takes (downloads, llama.cpp builds, CLI output): stubs (build-nlc-trim.ts).
       trimNodeLlamaCpp(build);
       trimPromClient(build);
+      lazyBuiltins(build, path.join(root, "node_modules"));
       plainFs(build);
       build.onLoad({ filter: /src[\\/]engine[\\/]native-assets\.ts$/ }, () => ({ loader: "ts", contents: nativeAssetsModule(packages, local) }));
       build.onLoad({ filter: /src[\\/]engine[\\/]engine-sources\.ts$/ }, () => ({ loader: "ts", contents: engineSourcesModule(sources) }));
     },
   };
 }
+
+/** The build's plugin as `bun run build` uses it on linux-x64 (tests bundle the program with it, without compiling). */
+export const linuxPlugin = () => plugin(TARGETS["linux-x64"].packages, null, null);
 
 function gitCommit(): string {
   if (!Bun.which("git")) return "unknown"; // spawnSync throws on a missing executable: a build without git still works

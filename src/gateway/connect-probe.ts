@@ -8,7 +8,7 @@
  * alone; it is skipped while requests to the upstream keep succeeding (then
  * fetch reuses its pooled connections and the probe would only add a round trip).
  */
-import net from "node:net";
+import { nodeNet } from "../util/node-builtins";
 import { AttemptFailure } from "./errors";
 
 /** A success within this long makes the upstream "known reachable": no probe before the next attempt. */
@@ -23,7 +23,7 @@ export function endpointOf(base: string): { host: string; port: number } {
 /** Resolves once a TCP connection opens (then closes it); an AttemptFailure when it cannot within `ms`. */
 export function connectProbe(endpoint: { host: string; port: number }, ms: number, signal: AbortSignal): Promise<AttemptFailure | undefined> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: endpoint.host, port: endpoint.port });
+    const socket = nodeNet().connect({ host: endpoint.host, port: endpoint.port });
     const done = (f: AttemptFailure | undefined) => {
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);

@@ -7,7 +7,7 @@
  * while nothing has been sent to the client: a non-streamed answer is read whole
  * and a stream's first chunk is read before the reply is handed back.
  */
-import net from "node:net";
+import { nodeNet } from "../util/node-builtins";
 import type { Config } from "../config/schema";
 import { CancelledError } from "../errors";
 import type { Logger } from "../log/logger";
@@ -134,7 +134,7 @@ export class Forwarder {
       res = await fetch(u.base + req.path, {
         method: "POST", body: bodyText, redirect: "manual", signal,
         headers: u.headers({ "content-type": "application/json", accept: req.stream ? "text/event-stream" : "application/json", "x-request-id": req.requestId,
-          ...(req.traceparent && { traceparent: req.traceparent }), ...(req.clientIp && net.isIP(req.clientIp) && { "x-forwarded-for": req.clientIp }) }),
+          ...(req.traceparent && { traceparent: req.traceparent }), ...(req.clientIp && nodeNet().isIP(req.clientIp) && { "x-forwarded-for": req.clientIp }) }),
       });
     } catch (e) {
       return failed(e);

@@ -5,10 +5,11 @@
  * failed-auth throttle, the anonymous limit), logs and audit records name. Without it every client behind a balancer
  * was the balancer's one address (scale-out run); from a peer that is not trusted the header is never read.
  */
-import net from "node:net";
+import { nodeNet } from "../util/node-builtins";
 
 export function clientAddressFor(trustedProxies: readonly string[]): (peer: string, forwardedFor: string | null) => string {
   if (!trustedProxies.length) return (peer) => peer;
+  const net = nodeNet();
   const list = new net.BlockList();
   for (const entry of trustedProxies) {
     const [ip = "", prefix] = entry.split("/");

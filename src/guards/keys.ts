@@ -8,13 +8,13 @@
  * The file is opened without following symlinks and its mode is checked on
  * that same descriptor.
  */
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { writeFileAtomic } from "../util/atomic-write";
 import { withFileLockSync } from "../util/file-lock";
 import { openPlainFile, readFd } from "../util/fs";
+import { randomBytes } from "../util/random";
 import { sha256Bytes } from "../util/sha256";
 import { parsePublicKey } from "./signature";
 
@@ -227,6 +227,6 @@ function byName(records: KeyRecord[], name: string): KeyRecord {
   return rec;
 }
 
-function newKey(id = crypto.randomBytes(8).toString("hex")) {
-  return { id, key: `apk_${id}_${crypto.randomBytes(32).toString("base64url")}` };
+function newKey(id = randomBytes(8).toString("hex")) {
+  return { id, key: `apk_${id}_${randomBytes(32).toString("base64url")}` };
 }

@@ -8,8 +8,9 @@
  * than 300 s off, or from before this process started, are refused; within a process each signed
  * message is accepted once (see NonceCache).
  */
-import crypto from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { AppError } from "../errors";
+import { nodeCrypto } from "../util/node-builtins";
 import { RateLimitError } from "./rate-limit";
 
 export const MAX_SKEW_S = 300;
@@ -24,13 +25,13 @@ export class SignatureError extends AppError {
 }
 
 export function signingString(method: string, path: string, timestamp: string, body: string | Uint8Array) {
-  const bodyHash = crypto.createHash("sha256").update(body).digest("hex");
+  const bodyHash = new Bun.CryptoHasher("sha256").update(body).digest("hex");
   return `${method.toUpperCase()}\n${path}\n${timestamp}\n${bodyHash}`;
 }
 
 /** Signs like a client would (tests, tools): base64 Ed25519 signature with a private KeyObject or PEM. */
-export function sign(privateKey: crypto.KeyObject | string, method: string, path: string, timestamp: string, body: string | Uint8Array) {
-  return crypto.sign(null, Buffer.from(signingString(method, path, timestamp, body)), privateKey).toString("base64");
+export function sign(privateKey: KeyObject | string, method: string, path: string, timestamp: string, body: string | Uint8Array) {
+  return nodeCrypto().sign(null, Buffer.from(signingString(method, path, timestamp, body)), privateKey).toString("base64");
 }
 
 /** An Ed25519 public key given as PEM (openssl pkey -pubout) or base64 of its 32 raw bytes → base64 of the raw bytes. */
@@ -38,8 +39,8 @@ export function parsePublicKey(text: string): string {
   const t = text.trim();
   let raw: Buffer | undefined;
   if (t.startsWith("-----BEGIN")) {
-    let key: crypto.KeyObject;
-    try { key = crypto.createPublicKey(t); } catch { throw new Error("the public key is not a valid PEM public key"); }
+    let key: KeyObject;
+    try { key = nodeCrypto().createPublicKey(t); } catch { throw new Error("the public key is not a valid PEM public key"); }
     if (key.asymmetricKeyType !== "ed25519") throw new Error(`the public key is ${key.asymmetricKeyType}, not ed25519`);
     raw = key.export({ format: "der", type: "spki" }).subarray(SPKI_ED25519.length);
   } else if (/^[A-Za-z0-9+/]{43}=$/.test(t)) raw = Buffer.from(t, "base64");
@@ -48,7 +49,7 @@ export function parsePublicKey(text: string): string {
 }
 
 const publicKeyObject = (raw: string) =>
-  crypto.createPublicKey({ key: Buffer.concat([SPKI_ED25519, Buffer.from(raw, "base64")]), format: "der", type: "spki" });
+  nodeCrypto().createPublicKey({ key: Buffer.concat([SPKI_ED25519, Buffer.from(raw, "base64")]), format: "der", type: "spki" });
 
 function decodeSignature(sig: string): Buffer | undefined {
   if (/^[0-9a-f]{128}$/i.test(sig)) return Buffer.from(sig, "hex");
@@ -114,7 +115,7 @@ export function verifySignature(opts: {
   if (!opts.publicKey) throw new SignatureError("This key has no signing public key registered; rotate it with --public-key FILE.");
   const message = signingString(opts.method, opts.path, ts, opts.body);
   let ok = false;
-  try { ok = crypto.verify(null, Buffer.from(message), publicKeyObject(opts.publicKey), bytes); } catch { ok = false; }
+  try { ok = nodeCrypto().verify(null, Buffer.from(message), publicKeyObject(opts.publicKey), bytes); } catch { ok = false; }
   if (!ok) throw new SignatureError("Request signature does not match.");
-  return { nonce: crypto.createHash("sha256").update(message).digest("hex"), expiresAt: (Number(ts) + MAX_SKEW_S) * 1000 + 1000 };
+  return { nonce: new Bun.CryptoHasher("sha256").update(message).digest("hex"), expiresAt: (Number(ts) + MAX_SKEW_S) * 1000 + 1000 };
 }

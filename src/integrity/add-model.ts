@@ -10,8 +10,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { fsyncDir, NotPlainFileError, openPlainFile, ownerFor } from "../util/fs";
 import { withFileLock } from "../util/file-lock";
+import { randomBytes } from "../util/random";
 import { sha256Fd, type Progress } from "../util/sha256";
-import crypto from "node:crypto";
 import { checkGgufHeader } from "./gguf-header";
 import { manifestPath, readManifest, writeManifest } from "./manifest";
 import { HashCache } from "./hash-cache";
@@ -104,7 +104,7 @@ function openSource(src: string, follow: boolean): number {
   }
 }
 
-const tempName = (dir: string, name: string) => path.join(dir, `.${name}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`);
+const tempName = (dir: string, name: string) => path.join(dir, `.${name}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
 
 async function checkAndHash(fd: number, o: AddModelOptions): Promise<string> {
   checkGgufHeader(o.src, fd); // refuse junk before hashing GBs
@@ -124,7 +124,7 @@ async function copyInto(srcFd: number, o: AddModelOptions, tmp: string, dest: st
   const out = fs.openSync(tmp, c.O_RDWR | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, 0o600);
   try {
     o.afterOpen?.();
-    const hash = crypto.createHash("sha256");
+    const hash = new Bun.CryptoHasher("sha256");
     const total = fs.fstatSync(srcFd).size;
     const buf = Buffer.allocUnsafe(4 << 20);
     let pos = 0;

@@ -7,7 +7,7 @@
  * even air-gapped, and it reaches no one else), else to TEST-NET-1 (RFC 5737).
  */
 import fs from "node:fs";
-import dgram from "node:dgram";
+import { nodeDgram } from "../util/node-builtins";
 import os from "node:os";
 import type { Config } from "../config/schema";
 import type { Check } from "./report";
@@ -39,7 +39,7 @@ export function probeTarget(allowed: string[] = [], own = ownAddresses()): { hos
 /** One UDP datagram: the filter makes sendto fail with EPERM at once (a dropped TCP SYN would only time out). */
 function sendOutcome(target: { host: string; port: number }, timeoutMs: number): Promise<string> {
   return new Promise((resolve) => {
-    const sock = dgram.createSocket("udp4");
+    const sock = nodeDgram().createSocket("udp4");
     const timer = setTimeout(() => done("timeout"), timeoutMs);
     function done(what: string) { clearTimeout(timer); try { sock.close(); } catch { /* closed */ } resolve(what); }
     sock.once("error", (e: NodeJS.ErrnoException) => done(e.code ?? e.message));

@@ -10,13 +10,13 @@
  * files (audit.jsonl.1, .2, … — renamed or copy-truncated). A torn last line (crash mid-write) is
  * cut off when the log is next opened, so every earlier record still verifies.
  */
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
 import { holdFileLock, withFileLockSync } from "../util/file-lock";
 import { appendWhole, openPlainFile, readFd } from "../util/fs";
 import { lastLine } from "../util/last-line";
+import { randomBytes } from "../util/random";
 
 export const GENESIS = "0".repeat(64);
 /** A checkpoint after this many records… */
@@ -50,7 +50,7 @@ export class AuditError extends Error {}
 export const auditKeyPath = (logFile: string) => path.join(path.dirname(logFile), "audit.key");
 export const checkpointsPath = (logFile: string) => path.join(path.dirname(logFile), "audit.checkpoints");
 
-export const hmac = (key: Buffer, text: string) => crypto.createHmac("sha256", key).update(text).digest("hex");
+export const hmac = (key: Buffer, text: string) => new Bun.CryptoHasher("sha256", key).update(text).digest("hex");
 export const checkpointText = (c: Omit<Checkpoint, "mac">) => `audit-checkpoint\n${c.seq}\n${c.head}\n${c.ts}`;
 const MAC_TAIL = /,"mac":"([0-9a-f]{64})"\}$/;
 
@@ -150,7 +150,7 @@ export class AuditLog {
       if (existing) return existing;
       const { line } = lastLine(file);
       if (line) throw new AuditError(`${auditKeyPath(file)} is missing but ${file} has records: the chain cannot be continued; restore the key or move the log aside`);
-      const fresh = crypto.randomBytes(32);
+      const fresh = randomBytes(32);
       writeFileAtomic(auditKeyPath(file), fresh.toString("hex") + "\n", { mode: 0o600 });
       return fresh;
     });

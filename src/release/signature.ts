@@ -4,9 +4,10 @@
  * raw 64-byte signature, what `openssl pkeyutl -sign -rawin` writes, so a release can also be checked
  * without this program; base64 text of it is accepted too.
  */
-import crypto from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { nodeCrypto } from "../util/node-builtins";
 
 /** Set by scripts/build.ts from APPLIANCE_RELEASE_PUBKEY (bun run release sets it); absent in source runs. */
 declare const APPLIANCE_RELEASE_PUBKEY: string | undefined;
@@ -22,10 +23,10 @@ export class ReleaseVerifyError extends Error {
   override name = "ReleaseVerifyError";
 }
 
-function ed25519Public(pem: string, where: string): crypto.KeyObject {
-  let key: crypto.KeyObject;
+function ed25519Public(pem: string, where: string): KeyObject {
+  let key: KeyObject;
   try {
-    key = crypto.createPublicKey(pem);
+    key = nodeCrypto().createPublicKey(pem);
   } catch (e) {
     throw new ReleaseVerifyError(`${where} is not a PEM public key: ${(e as Error).message}`);
   }
@@ -35,14 +36,14 @@ function ed25519Public(pem: string, where: string): crypto.KeyObject {
 
 /** Signs SHA256SUMS' bytes with an Ed25519 private key (PEM). */
 export function signSums(sums: Uint8Array, privateKeyPem: string): Buffer {
-  const key = crypto.createPrivateKey(privateKeyPem);
+  const key = nodeCrypto().createPrivateKey(privateKeyPem);
   if (key.asymmetricKeyType !== "ed25519") throw new Error(`the signing key is a ${key.asymmetricKeyType} key; release keys are Ed25519`);
-  return crypto.sign(null, sums, key);
+  return nodeCrypto().sign(null, sums, key);
 }
 
 /** The public half (PEM, SPKI) of an Ed25519 private key. */
 export const publicKeyOf = (privateKeyPem: string) =>
-  crypto.createPublicKey(crypto.createPrivateKey(privateKeyPem)).export({ type: "spki", format: "pem" }).toString();
+  nodeCrypto().createPublicKey(nodeCrypto().createPrivateKey(privateKeyPem)).export({ type: "spki", format: "pem" }).toString();
 
 /** Raw 64 bytes, or the same as base64 text. */
 function signatureBytes(raw: Buffer): Buffer {
@@ -89,7 +90,7 @@ export function signedDigest(r: SignedRelease): string {
   const sums = read(r.sumsFile);
   const sig = signatureBytes(read(r.signatureFile));
   const key = ed25519Public(r.publicKeyPem, r.keySource);
-  if (!crypto.verify(null, sums, key, sig)) {
+  if (!nodeCrypto().verify(null, sums, key, sig)) {
     throw new ReleaseVerifyError(`the signature ${r.signatureFile} does not match ${r.sumsFile} under ${r.keySource}: wrongly signed or altered`);
   }
   const name = path.basename(r.binary);

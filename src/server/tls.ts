@@ -4,17 +4,20 @@
  * naming the setting (exit 2), so a wrong path or a key that does not match the certificate
  * never turns into a server that listens and then fails every handshake.
  */
-import crypto from "node:crypto";
+import type { KeyObject, X509Certificate } from "node:crypto";
 import fs from "node:fs";
 import { ConfigError } from "../config/load";
 import type { Config } from "../config/schema";
+import { nodeCrypto } from "../util/node-builtins";
 
 /**
  * Protocol versions below TLS 1.2 are switched off. Bun.serve has no minVersion option; its
  * `secureOptions` is the OpenSSL/BoringSSL SSL_OP_* bitmask, so the old versions are masked out.
  */
-const NO_OLD_PROTOCOLS = crypto.constants.SSL_OP_NO_SSLv2 | crypto.constants.SSL_OP_NO_SSLv3
-  | crypto.constants.SSL_OP_NO_TLSv1 | crypto.constants.SSL_OP_NO_TLSv1_1;
+function noOldProtocols() {
+  const { constants: c } = nodeCrypto();
+  return c.SSL_OP_NO_SSLv2 | c.SSL_OP_NO_SSLv3 | c.SSL_OP_NO_TLSv1 | c.SSL_OP_NO_TLSv1_1;
+}
 
 /** Smallest keys accepted (NIST SP 800-57: RSA below 2048 bits is no longer acceptable). */
 const MIN_RSA_BITS = 2048;
@@ -41,17 +44,17 @@ function read(file: string, field: string): string {
 }
 
 /** Every PEM certificate in a file, parsed; a file with none (or a broken one) names the setting. */
-function certificates(pem: string, file: string, field: string): crypto.X509Certificate[] {
+function certificates(pem: string, file: string, field: string): X509Certificate[] {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length === 0) throw new ConfigError(`invalid config: ${field}: ${file} holds no PEM certificate`, field);
   try {
-    return blocks.map((b) => new crypto.X509Certificate(b));
+    return blocks.map((b) => new (nodeCrypto().X509Certificate)(b));
   } catch (e) {
     throw new ConfigError(`invalid config: ${field}: ${file} holds a certificate that does not parse: ${(e as Error).message}`, field);
   }
 }
 
-function checkKeyStrength(key: crypto.KeyObject, file: string) {
+function checkKeyStrength(key: KeyObject, file: string) {
   const d = key.asymmetricKeyDetails ?? {};
   const type = key.asymmetricKeyType;
   const bits = type === "ec" ? Number(/(\d{3})/.exec(d.namedCurve ?? "")?.[1] ?? 0) : d.modulusLength ?? 0;
@@ -63,7 +66,7 @@ function checkKeyStrength(key: crypto.KeyObject, file: string) {
   }
 }
 
-function checkValidity(cert: crypto.X509Certificate, file: string, field: string, now: number) {
+function checkValidity(cert: X509Certificate, file: string, field: string, now: number) {
   if (Date.parse(cert.validTo) < now) throw new ConfigError(`invalid config: ${field}: the certificate in ${file} expired on ${cert.validTo}`, field);
   if (Date.parse(cert.validFrom) > now) throw new ConfigError(`invalid config: ${field}: the certificate in ${file} is not valid before ${cert.validFrom}`, field);
 }
@@ -86,9 +89,9 @@ export function serverTls(settings: TlsSettings, now = Date.now()): ServerTls | 
   const leaf = certificates(cert, tlsCert, "tlsCert")[0]!;
   checkValidity(leaf, tlsCert, "tlsCert", now);
   const key = read(tlsKey, "tlsKey");
-  let keyObject: crypto.KeyObject;
+  let keyObject: KeyObject;
   try {
-    keyObject = crypto.createPrivateKey(key);
+    keyObject = nodeCrypto().createPrivateKey(key);
   } catch (e) {
     throw new ConfigError(`invalid config: tlsKey: ${tlsKey} is not an unencrypted PEM private key: ${(e as Error).message}`, "tlsKey");
   }
@@ -96,7 +99,7 @@ export function serverTls(settings: TlsSettings, now = Date.now()): ServerTls | 
   if (!leaf.checkPrivateKey(keyObject)) {
     throw new ConfigError(`invalid config: tlsKey: ${tlsKey} is not the private key of the certificate in ${tlsCert}`, "tlsKey");
   }
-  const tls: ServerTls = { cert, key, secureOptions: NO_OLD_PROTOCOLS };
+  const tls: ServerTls = { cert, key, secureOptions: noOldProtocols() };
   if (tlsClientCa) {
     const ca = read(tlsClientCa, "tlsClientCa");
     for (const c of certificates(ca, tlsClientCa, "tlsClientCa")) checkValidity(c, tlsClientCa, "tlsClientCa", now);

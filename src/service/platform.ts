@@ -4,7 +4,6 @@
  * anchor. Everything goes through a Runner so --dry-run can print instead.
  */
 import fs from "node:fs";
-import crypto from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { readAccount } from "./accounts";

@@ -4,10 +4,10 @@
  * the directory. Readers see the old file or the new one, never a torn one, also after a power cut.
  * For read-modify-write, hold withFileLock around the read and this call.
  */
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fsyncDir, ownerFor } from "./fs";
+import { randomBytes } from "./random";
 
 export interface AtomicWriteOptions {
   /** File mode of the new file (default 0600). */
@@ -19,7 +19,7 @@ export interface AtomicWriteOptions {
 export function writeFileAtomic(file: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}) {
   const dir = path.dirname(path.resolve(file));
   const mode = opts.mode ?? 0o600;
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
   const c = fs.constants;
   const fd = fs.openSync(tmp, c.O_WRONLY | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, mode);
   try {

@@ -1,6 +1,6 @@
 /** appliance install | uninstall | status | update | rollback — the service lifecycle. */
 import fs from "node:fs";
-import net from "node:net";
+import { nodeNet } from "../../util/node-builtins";
 import os from "node:os";
 import path from "node:path";
 import { DEFAULTS, parseConfig } from "../../config/load";
@@ -213,7 +213,7 @@ async function refuseTakenPort(config: Pick<Config, "host" | "port">, platform: 
   const before = readInstance({ platform });
   if (before.installed && before.config.port === config.port) return;
   const error = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
-    const trial = net.createServer();
+    const trial = nodeNet().createServer();
     trial.once("error", (e: NodeJS.ErrnoException) => resolve(e));
     trial.listen({ host: config.host, port: config.port, exclusive: true }, () => trial.close(() => resolve(undefined)));
   });

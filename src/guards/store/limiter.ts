@@ -4,8 +4,8 @@
  * a Redis failure never becomes a 500: policy "local" answers from this instance's own RateLimiter
  * (and says so in the log), policy "refuse" answers 503.
  */
-import crypto from "node:crypto";
 import { AppError } from "../../errors";
+import { randomBytes } from "../../util/random";
 import { duration, RateLimiter, RateLimitError, type Limits } from "../rate-limit";
 import { ADMIT, CHARGE, ENTER, EXHAUSTED, RENEW } from "./lua";
 import type { RedisConn } from "./redis-conn";
@@ -74,7 +74,7 @@ function headersOf(l: Limits, r: number[]): Record<string, string> {
 
 /** The Redis store; also renews the leases of the slots this instance holds. Call close() to stop that. */
 export function redisLimiter(o: RedisLimiterOptions): Limiter & { close(): void } {
-  const instance = crypto.randomBytes(6).toString("hex");
+  const instance = randomBytes(6).toString("hex");
   let seq = 0;
   const held = new Map<string, Set<string>>(); // slot set → holders of this instance
   // One hash tag per limited id: the bucket and slot set of one key live in one Redis Cluster slot, as ENTER needs.

@@ -6,7 +6,6 @@
  * transitions are logged loudly, and the state is readable through status().
  */
 import { RedisClient } from "bun";
-import crypto from "node:crypto";
 import type { Logger } from "../../log/logger";
 import { redisRefusal } from "./redis-refusal";
 
@@ -60,7 +59,7 @@ export class RedisConn {
   /** Runs a Lua script by its sha (EVALSHA), loading it with EVAL the first time Redis does not know it. */
   async script(source: string, keys: string[], args: (string | number)[]): Promise<unknown> {
     let sha = this.shas.get(source);
-    if (!sha) this.shas.set(source, (sha = crypto.createHash("sha1").update(source).digest("hex")));
+    if (!sha) this.shas.set(source, (sha = new Bun.CryptoHasher("sha1").update(source).digest("hex")));
     const rest = [String(keys.length), ...keys, ...args.map(String)];
     try {
       return await this.send("EVALSHA", [sha, ...rest]);

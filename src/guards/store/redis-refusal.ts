@@ -4,7 +4,8 @@
  * "Connection closed", which reads as a network fault, not the config mistake it is (scale-out run). Asked once per
  * outage, when the reason given is that one; TLS URLs are not probed (the reason stays Bun's).
  */
-import net from "node:net";
+import type { NetConnectOpts } from "node:net";
+import { nodeNet } from "../../util/node-builtins";
 
 /** Redis's error line for a login (AUTH, or PING with no password), e.g. "WRONGPASS invalid username-password pair…"; undefined if it took it or did not answer. */
 export function redisRefusal(url: string, password: string | undefined, timeoutMs: number): Promise<string | undefined> {
@@ -17,7 +18,7 @@ export function redisRefusal(url: string, password: string | undefined, timeoutM
   const hostPort = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(host);
   const target = unix ? { path: rest.split("?")[0]! } : { host: hostPort?.[1] || "127.0.0.1", port: Number(hostPort?.[2] ?? 6379) };
   return new Promise((resolve) => {
-    const socket = net.connect(target as net.NetConnectOpts);
+    const socket = nodeNet().connect(target as NetConnectOpts);
     let got = "";
     const done = (r: string | undefined) => { clearTimeout(timer); socket.destroy(); resolve(r); };
     const timer = setTimeout(() => done(undefined), timeoutMs);
