@@ -9,10 +9,13 @@ import type { ChatTurn, GenerateCall, Sampling } from "./engine";
 /** Token types that are never plain text (GGUF: 3 control, 4 user-defined). */
 const SPECIAL_TYPES = new Set([3, 4]);
 
-/** The sampling a prompt of `prompt` tokens runs with: a defaulted maxTokens fitted to the context; a 400 if what was asked for does not fit. */
-export function fitContext(limit: number, prompt: number, s: Sampling, param: "messages" | "prompt" = "messages"): Sampling {
+/**
+ * The sampling a prompt of `prompt` tokens runs with: a defaulted maxTokens fitted to the context; a 400 if what was
+ * asked for does not fit. `atLeast`: `prompt` is a lower bound (long-text.ts countBeyond), which the 400 says.
+ */
+export function fitContext(limit: number, prompt: number, s: Sampling, param: "messages" | "prompt" = "messages", atLeast = false): Sampling {
   const maxTokens = s.maxTokensDefaulted ? Math.max(1, Math.min(s.maxTokens, limit - prompt)) : s.maxTokens;
-  if (prompt + maxTokens > limit) throw new ContextLengthError(limit, prompt, maxTokens, param);
+  if (prompt + maxTokens > limit) throw new ContextLengthError(limit, prompt, maxTokens, param, atLeast);
   return maxTokens === s.maxTokens ? s : { ...s, maxTokens };
 }
 

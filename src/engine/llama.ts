@@ -131,7 +131,7 @@ export class LlamaEngine implements Engine {
     const history = toHistory(turn ? [turn, ...call.messages] : call.messages);
     // Count exactly what the template renders, then refuse before queueing or spending compute.
     const { state, prompt } = await this.render(l, history, functions, promptRoom(l.info.contextSize, call.sampling),
-      (over) => fitContext(l.info.contextSize, over, call.sampling)); // throws: it cannot fit
+      (over) => fitContext(l.info.contextSize, over, call.sampling, "messages", true)); // throws: it cannot fit
     const promptTokens = prompt.length;
     call = { ...call, sampling: fitContext(l.info.contextSize, promptTokens, call.sampling) };
     // Complete characters of held-back tokens go out at once where only split characters and the template's stop strings hold text (early-text.ts).
@@ -214,7 +214,7 @@ export class LlamaEngine implements Engine {
     if (typeof call.prompt !== "string") checkTokenIds(call.prompt, l.vocabularySize, "prompt");
     if (typeof call.prompt === "string") {
       const over = countBeyond(pieceCounter(l), call.prompt, promptRoom(l.info.contextSize, call.sampling));
-      if (over !== undefined) fitContext(l.info.contextSize, over, call.sampling, "prompt"); // throws: it cannot fit
+      if (over !== undefined) fitContext(l.info.contextSize, over, call.sampling, "prompt", true); // throws: it cannot fit
     }
     // LlamaCompletion puts the BOS in front itself: `input` is what it evaluates (counted, and what prompt
     // logprobs evaluate first), `tokens` what it is given (it had been given `input`: two BOS tokens, one

@@ -67,6 +67,17 @@ describe("a text that cannot fit is refused from its pieces, never tokenized who
     expect(longest).toBeLessThanOrEqual(PIECE);
   });
 
+  test("the 400 says its counts are lower bounds (they are: counting stopped once the prompt could not fit)", async () => {
+    // peer-fidelity run: 6,000 words read "2731 in the prompt" (so did 3,000 words); a client trimming by it trims too little
+    for (const [path, body] of [["/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hello ".repeat(6_000) }], max_tokens: 2 }],
+      ["/v1/completions", { model: "tiny", prompt: "hello ".repeat(6_000), max_tokens: 2 }]] as const) {
+      const r = await post(path, body);
+      const m = /you requested at least (\d+) tokens \(at least (\d+) in the prompt, 2 for the completion\)/.exec(r.body.error.message);
+      expect([r.status, r.body.error.code, m !== null]).toEqual([400, "context_length_exceeded", true]);
+      expect(Number(m![2])).toBeLessThanOrEqual(6_000); // each "hello " is at least one token
+    }
+  });
+
   test("embeddings: an empty input is refused before any other input is tokenized", async () => {
     longest = 0;
     const r = await post("/v1/embeddings", { model: "tiny", input: ["x".repeat(3_000), ""] });

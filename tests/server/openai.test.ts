@@ -163,6 +163,13 @@ describe("errors are OpenAI-shaped with the right status", () => {
   test("prompt + max_tokens over the context → 400 context_length_exceeded", () =>
     expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "word ".repeat(1500) }], max_tokens: 1000 }),
       400, "context_length_exceeded"));
+  test("a prompt counted whole is refused with its exact count (no 'at least': engine/long-text.ts counts only long ones in pieces)", async () => {
+    const prompt = "word ".repeat(560); // 2,800 characters: tokenized whole
+    const n = (await srv.client.completions.create({ model: "tiny", prompt, max_tokens: 1 })).usage!.prompt_tokens;
+    const e = await srv.client.completions.create({ model: "tiny", prompt, max_tokens: 1_000 }).then(() => null, (err) => err);
+    expect([e.status, e.error.message]).toEqual([400, `This model's maximum context length is 2048 tokens. However, you requested ${n + 1_000} tokens ` +
+      `(${n} in the prompt, 1000 for the completion). Please reduce the length of the prompt or max_tokens.`]);
+  });
   test("no max_tokens: a prompt that leaves less than the default is answered within what the context leaves, not refused", async () => {
     // 1,700 prompt tokens of a 2,048 context: the default 512 would not fit (a 400 the client never asked for before)
     const messages = [{ role: "user" as const, content: "word ".repeat(560) }];
