@@ -8,9 +8,10 @@
 import { AppError } from "../errors";
 import type { KeyRecord, Scope } from "./keys";
 
+/** A 401 typed as OpenAI types its own (`invalid_request_error`, code `invalid_api_key`): clients that branch on `type` see what they know. */
 export class AuthError extends AppError {
   constructor(message = "Missing or invalid API key. Send Authorization: Bearer <key>.", code = "invalid_api_key") {
-    super(message, 401, "authentication_error", code, null, { "www-authenticate": "Bearer" });
+    super(message, 401, "invalid_request_error", code, null, { "www-authenticate": "Bearer" });
   }
 }
 

@@ -21,7 +21,7 @@ export const MAX_NONCES_PER_KEY = 100_000;
 const SPKI_ED25519 = Buffer.from("302a300506032b6570032100", "hex");
 
 export class SignatureError extends AppError {
-  constructor(message: string) { super(message, 401, "authentication_error", "invalid_signature"); }
+  constructor(message: string) { super(message, 401, "invalid_request_error", "invalid_signature"); } // typed as OpenAI's own 401s (auth.ts)
 }
 
 export function signingString(method: string, path: string, timestamp: string, body: string | Uint8Array) {
