@@ -12,7 +12,7 @@ beforeAll(async () => { t = await makeApp({ config: { rateLimit: { rpm: 0, tpm: 
 afterAll(async () => { await t.engine.dispose(); });
 
 const CASES = [
-  { messages: [{ role: "user", content: [{ type: "text", text: "日本語で答えて" }, { type: "text", text: '{"json": true}' }], name: "bob" }], seed: 796, temperature: 1, max_tokens: 8 },
+  { messages: [{ role: "user", content: [{ type: "text", text: "日本語で答えて" }, { type: "text", text: '{"json": true}' }], name: "bob" }], seed: 196, temperature: 1, max_tokens: 8 }, // seed re-found when parts became newline-joined
   { messages: [{ role: "user", content: "你好，世界" }], seed: 51682, temperature: 0.7, max_tokens: 16 },
 ];
 

@@ -78,3 +78,20 @@ describe("multi-turn", () => {
     expect(e.param).toBe("messages[0].role");
   });
 });
+
+describe("content parts", () => {
+  test("text parts are joined with a newline (vLLM, llama-server), so words at a seam do not run together", async () => {
+    // peer-fidelity run: parts ["hel", "lo"] were rendered "hello" (LangChain, the Agents SDK send context and question apart)
+    const asParts = await ask([{ role: "system", content: [{ type: "text", text: "be" }, { type: "text", text: "brief" }] },
+      { role: "user", content: [{ type: "text", text: "end." }, { type: "text", text: "Question" }] }]);
+    const asText = await ask([{ role: "system", content: "be\nbrief" }, { role: "user", content: "end.\nQuestion" }]);
+    const fused = await ask([{ role: "system", content: "bebrief" }, { role: "user", content: "end.Question" }]);
+    expect(asParts.usage!.prompt_tokens).toBe(asText.usage!.prompt_tokens);
+    expect(asParts.usage!.prompt_tokens).not.toBe(fused.usage!.prompt_tokens);
+    expect(asParts.choices[0]!.message.content).toBe(asText.choices[0]!.message.content); // greedy: the same prompt
+    const responses = (input: OpenAI.Responses.ResponseInput) => client.responses.create({ model: "tiny", input, max_output_tokens: 4, temperature: 0 });
+    const r1 = await responses([{ role: "user", content: [{ type: "input_text", text: "end." }, { type: "input_text", text: "Question" }] }]);
+    const r2 = await responses([{ role: "user", content: "end.\nQuestion" }]);
+    expect([r1.usage!.input_tokens, r1.output_text]).toEqual([r2.usage!.input_tokens, r2.output_text]);
+  });
+});

@@ -125,7 +125,13 @@ function fromFunctions(req: ChatCompletionRequest): ChatCompletionRequest {
 export const usesFunctions = (req: ChatCompletionRequest) => req.functions != null;
 
 type WireMessage = ChatCompletionRequest["messages"][number];
-const joinText = (c: string | { text: string }[]) => (typeof c === "string" ? c : c.map((p) => p.text).join(""));
+/**
+ * A message's text parts, one after another with a newline between them, as vLLM and llama-server join them: joined with
+ * nothing, the last word of one part ran into the first of the next ("…end.Question", LangChain and the Agents SDK send
+ * context and question as separate parts; peer-fidelity run). Responses input items are joined the same way.
+ */
+export const PART_SEPARATOR = "\n";
+const joinText = (c: string | { text: string }[]) => (typeof c === "string" ? c : c.map((p) => p.text).join(PART_SEPARATOR));
 
 /**
  * OpenAI messages → engine turns. Tool results are tied to the call they answer
@@ -145,7 +151,7 @@ export function toTurns(req: ChatCompletionRequest, bounds: JsonBounds): ChatTur
           throw new InvalidRequestError(`This server's models read text only: '${m.content[media]!.type}' content parts are not supported.`,
             `messages.${i}.content.${media}`, "unsupported_content");
         }
-        return { role: "user", content: m.content.map((p) => (p as { text: string }).text).join("") };
+        return { role: "user", content: joinText(m.content as { text: string }[]) };
       }
       case "assistant": {
         const calls = (m.tool_calls ?? []).map((c, j) => {
@@ -159,7 +165,7 @@ export function toTurns(req: ChatCompletionRequest, bounds: JsonBounds): ChatTur
         }
         for (const c of calls) callIds.add(c.id);
         const parts = m.content == null ? "" : typeof m.content === "string" ? m.content
-          : m.content.map((p) => (p.type === "text" ? p.text : p.refusal)).join("");
+          : m.content.map((p) => (p.type === "text" ? p.text : p.refusal)).join(PART_SEPARATOR);
         // A refusal is what the assistant said when it said nothing else.
         return { role: "assistant", content: parts || (m.refusal ?? ""), ...(calls.length ? { toolCalls: calls } : {}) };
       }

@@ -8,7 +8,7 @@ import { InvalidRequestError } from "../../errors";
 import { checkEmbeddedJson, type JsonBounds } from "../../guards/json-shape";
 import type { ChatTurn, Generation, TokenLogprob, ToolCall } from "../../engine/engine";
 import { logprobEntries, spelled } from "./logprob-wire";
-import { checkArguments } from "./convert";
+import { checkArguments, PART_SEPARATOR } from "./convert";
 import type { ResponsesRequest } from "./responses-wire";
 import type { ChatCompletionRequest } from "./wire";
 
@@ -85,7 +85,7 @@ export function responsesTurns(req: ResponsesRequest, bounds: JsonBounds): ChatT
             `input.${i}.output.${bad}`, "unsupported_content");
         }
       }
-      const output = typeof item.output === "string" ? item.output : item.output.map((p) => ("text" in p ? String(p.text) : "")).join("");
+      const output = typeof item.output === "string" ? item.output : item.output.map((p) => ("text" in p ? String(p.text) : "")).join(PART_SEPARATOR);
       checkEmbeddedJson(output, bounds, `input.${i}.output`);
       turns.push({ role: "tool", content: output, toolCallId: item.call_id });
       return;
@@ -99,7 +99,7 @@ export function responsesTurns(req: ResponsesRequest, bounds: JsonBounds): ChatT
         throw new InvalidRequestError(`This server's models read text only: '${m.content[bad]!.type}' content is not supported.`,
           `input.${i}.content.${bad}`, "unsupported_content");
       }
-      content = m.content.map((p) => ("text" in p ? String(p.text) : "refusal" in p ? String(p.refusal) : "")).join("");
+      content = m.content.map((p) => ("text" in p ? String(p.text) : "refusal" in p ? String(p.refusal) : "")).join(PART_SEPARATOR);
     }
     turns.push({ role: m.role === "developer" ? "system" : m.role, content });
   });
