@@ -126,7 +126,8 @@ export class KeyStore {
     } finally { fs.closeSync(fd); }
     let json: unknown;
     try { json = JSON.parse(text); } catch (e) { throw new KeyFileError(`${this.file} is not valid JSON: ${(e as Error).message}`); }
-    const parsed = keyFile.safeParse(json);
+    // jitless: read at start and when the file changes; generating zod's compiled parser costs more than it saves (config/load.ts)
+    const parsed = keyFile.safeParse(json, { jitless: true });
     if (!parsed.success) throw new KeyFileError(`${this.file} is not a valid keys file: ${parsed.error.issues[0]?.message}`);
     this.records = parsed.data.keys;
     this.stamp = stamp;

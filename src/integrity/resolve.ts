@@ -20,6 +20,7 @@ import { sha256Fd } from "../util/sha256";
 import { MANIFEST, modelsDirOf, readManifest } from "./manifest";
 import { preflightTemplate } from "./model-preflight";
 import { HashCache } from "./hash-cache";
+import { StartMemo } from "./start-memo";
 import type { StartPhases } from "../util/start-phases";
 import { versionInfo } from "../version";
 
@@ -92,6 +93,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
   const opened: number[] = [];
   const closeAll = () => { for (const fd of opened.splice(0)) fs.closeSync(fd); };
   const cache = HashCache.open(dir, { now: opts.now });
+  const memo = StartMemo.open(config.stateDir);
   const trials: Promise<void>[] = [];
   let key: string | undefined | null = null;
   try {
@@ -120,12 +122,12 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
       let chatTemplate: string | undefined;
       try { ({ chatTemplate } = checkGgufHeader(file, fd)); } catch (e) { throw new ModelIntegrityError((e as Error).message); }
       // The engine renders this template on every chat (and once at load): a looping one would stall the server.
-      // A pass is remembered with the hash (root only), for these exact bytes and this exact build.
+      // A pass is remembered in the state dir (start-memo.ts), for these exact bytes and this exact build.
       if (chatTemplate) {
         if (key === null) key = templateKey();
         const k = key;
-        if (!(k && cache.templatePassed(file, before, k))) {
-          trials.push(preflightTemplate(chatTemplate, file).then(() => { if (k) cache.rememberTemplate(file, before, k); }));
+        if (!(k && memo.templatePassed(actual, k))) {
+          trials.push(preflightTemplate(chatTemplate, file).then(() => { if (k) memo.rememberTemplate(actual, k); }));
         }
       }
       const id = entry && inDir ? modelId(entry.file) : modelId(file);
@@ -134,8 +136,8 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
       if (key === null) key = templateKey();
       const wk = key;
       const wrapper = wk ? {
-        choice: cache.wrapperChoice(file, before, wk),
-        remember: (choice: WrapperChoice) => { cache.rememberWrapper(file, before, wk, choice); cache.save(); },
+        choice: memo.wrapperChoice(actual, wk),
+        remember: (choice: WrapperChoice) => { memo.rememberWrapper(actual, wk, choice); memo.save(); },
       } : undefined;
       models.push({ id, path: descriptorPath(fd), file, sha256: actual, hashed: !cached, hashMs, wrapper });
     }
@@ -143,7 +145,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
     closeAll();
     throw e;
   }
-  const templates = Promise.all(trials).then(() => { cache.save(); }, (e: Error) => { // hashes and passes are true facts (root only)
+  const templates = Promise.all(trials).then(() => { cache.save(); memo.save(); }, (e: Error) => { // hashes (root only) and passes are true facts
     closeAll();
     throw new ModelIntegrityError(e.message);
   });

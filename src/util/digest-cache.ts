@@ -76,14 +76,6 @@ export class DigestCache<E extends DigestEntry = DigestEntry> {
     return e && same(e, st) ? e : undefined;
   }
 
-  /** The entry to add facts to (this process may write, and these bytes' hash is remembered). */
-  protected writableEntry(file: string, st: FileStat): E | undefined {
-    const e = this.entries.get(path.resolve(file));
-    return this.writable && e && same(e, st) ? e : undefined;
-  }
-
-  protected markChanged() { this.changed = true; }
-
   /** The remembered sha256 of the file (its path `file`, its stat `st`), if the cache may be used for it. */
   lookup(file: string, st: FileStat): string | undefined {
     return this.entry(file, st)?.sha256;

@@ -1,7 +1,7 @@
 /**
  * The hash cache through the compiled binary run as root (issue 11 item 6): `models add` (root's own copy) and a
  * first start remember each model's sha256; the next start reads it from the cache (its `model checked` line says
- * so, and `start phases` times the start) and rebuilds the chat wrapper remembered with it; a model tampered in place
+ * so, and `start phases` times the start) and rebuilds the chat wrapper remembered in the state dir; a model tampered in place
  * with its times put back is refused.
  */
 import { describe, expect, test } from "bun:test";
@@ -10,6 +10,7 @@ import path from "node:path";
 import { GeneralChatWrapper } from "node-llama-cpp";
 import { describeWrapper, type WrapperChoice } from "../../src/engine/wrapper-choice";
 import { hashCachePath } from "../../src/integrity/hash-cache";
+import { START_MEMO } from "../../src/integrity/start-memo";
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
 const root = process.geteuid?.() === 0;
@@ -62,16 +63,17 @@ describe.skipIf(!root)("hash cache across starts of the compiled binary (as root
     const second = await start(true);
     expect(second.checked).toMatchObject({ model: "tiny", source: "hash cache", sha256: first.checked!.sha256 });
 
-    // The chat wrapper the start resolved is remembered with the hash, for this build (engine/wrapper-choice.ts) ...
-    const cacheFile = hashCachePath(modelsDir);
-    const cache = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as { entries: Record<string, { wrapper?: WrapperChoice & { build: string } }> };
-    const remembered = cache.entries[path.resolve(model)]!.wrapper!;
+    // The chat wrapper the start resolved is remembered in the state dir, for these bytes and this build
+    // (integrity/start-memo.ts, engine/wrapper-choice.ts) ...
+    const memoFile = path.join(stateDir, START_MEMO);
+    const memo = JSON.parse(fs.readFileSync(memoFile, "utf8")) as { models: Record<string, { wrapper?: WrapperChoice & { build: string } }> };
+    const remembered = memo.models[first.checked!.sha256 as string]!.wrapper!;
     expect([remembered.type, typeof remembered.build]).toEqual(["chatML", "string"]);
-    // ... and the next start rebuilds it instead of resolving: root's cache naming another wrapper (General) changes
-    // how the same chat is rendered. (Only root can write this file; a non-root one is ignored, see hash-cache.test.ts.)
+    // ... and the next start rebuilds it instead of resolving: a memo naming another wrapper (General) changes how
+    // the same chat is rendered.
     const general = describeWrapper(new GeneralChatWrapper(), { filename: remembered.filename ?? undefined })!;
-    cache.entries[path.resolve(model)]!.wrapper = { ...general, build: remembered.build };
-    fs.writeFileSync(cacheFile, JSON.stringify(cache));
+    memo.models[first.checked!.sha256 as string]!.wrapper = { ...general, build: remembered.build };
+    fs.writeFileSync(memoFile, JSON.stringify(memo));
     const forged = await start(true);
     expect(forged.promptTokens).toBeGreaterThan(0);
     expect(forged.promptTokens).not.toBe(second.promptTokens);

@@ -1,0 +1,69 @@
+/**
+ * A server that is not root remembers what its start learned about a model's chat template (integrity/start-memo.ts):
+ * the installed service runs as its own account, and the template trial and the chat wrapper were remembered only in
+ * the models dir's hash cache, which only root writes, so every start of the service resolved the wrapper again
+ * (150-450 ms of each start of the 28 M test model). Here the hash cache is not trusted (a manifest the service
+ * account could write, or a non-root test run), as for the service's own writes.
+ */
+import { expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { GeneralChatWrapper } from "node-llama-cpp";
+import { describeWrapper } from "../../src/engine/wrapper-choice";
+import { HashCache } from "../../src/integrity/hash-cache";
+import { writeManifest } from "../../src/integrity/manifest";
+import { resolveModels } from "../../src/integrity/resolve";
+import { START_MEMO, StartMemo } from "../../src/integrity/start-memo";
+import { sha256File } from "../../src/util/sha256";
+import { tinyModel, tmpDir } from "../helpers";
+
+async function untrustedModelsDir() {
+  const stateDir = tmpDir("appliance-start-memo-");
+  const dir = path.join(stateDir, "models");
+  fs.mkdirSync(dir, { mode: 0o750 });
+  const file = path.join(dir, "tiny.gguf");
+  fs.copyFileSync(await tinyModel(), file);
+  writeManifest(dir, [{ sha256: await sha256File(file), file: "tiny.gguf" }]);
+  fs.chmodSync(path.join(dir, "CHECKSUMS.sha256"), 0o660); // group-writable: the hash cache is not used
+  return { stateDir, config: { model: [] as string[], modelsDir: dir, stateDir, allowUnverified: false } };
+}
+
+const closeAll = (r: Awaited<ReturnType<typeof resolveModels>>) => { for (const m of r.models) fs.closeSync(Number(path.basename(m.path))); };
+
+test("the wrapper and the template trial a start worked out are there at the next start, hash cache or not", async () => {
+  const { stateDir, config } = await untrustedModelsDir();
+  expect(HashCache.open(config.modelsDir).untrusted).toBeDefined();
+  const first = await resolveModels(config);
+  closeAll(first);
+  const model = first.models[0]!;
+  expect(model.hashed).toBe(true); // no hash cache here
+  expect(model.wrapper!.choice).toBeUndefined();
+  // What the engine reports once it resolved the wrapper (llama-load.ts → template-bound.ts).
+  const choice = describeWrapper(new GeneralChatWrapper(), { filename: "3" })!;
+  model.wrapper!.remember!(choice);
+
+  const second = await resolveModels(config);
+  closeAll(second);
+  expect(second.models[0]!.wrapper!.choice).toEqual(choice);
+  const memo = JSON.parse(fs.readFileSync(path.join(stateDir, START_MEMO), "utf8")).models[model.sha256];
+  expect(memo.template).toMatch(/ bun /); // the trial passed, for this build
+  expect(fs.statSync(path.join(stateDir, START_MEMO)).mode & 0o777).toBe(0o600);
+});
+
+test("an entry is for those bytes under this build only; a malformed memo is an empty one", () => {
+  const stateDir = tmpDir("appliance-start-memo-");
+  const memo = StartMemo.open(stateDir);
+  const sha = "a".repeat(64), other = "b".repeat(64);
+  const choice = { type: "general", settings: 0, filename: null };
+  memo.rememberWrapper(sha, "build 1", choice);
+  memo.rememberTemplate(sha, "build 1");
+  expect(memo.save()).toBe(true);
+  expect(memo.save()).toBe(false); // nothing new
+  const again = StartMemo.open(stateDir);
+  expect([again.wrapperChoice(sha, "build 1"), again.templatePassed(sha, "build 1")]).toEqual([choice, true]);
+  expect([again.wrapperChoice(sha, "build 2"), again.templatePassed(sha, "build 2"), again.wrapperChoice(other, "build 1")]).toEqual([undefined, false, undefined]);
+  fs.writeFileSync(path.join(stateDir, START_MEMO), "{not json");
+  expect(StartMemo.open(stateDir).wrapperChoice(sha, "build 1")).toBeUndefined();
+  fs.writeFileSync(path.join(stateDir, START_MEMO), JSON.stringify({ models: { [sha]: { wrapper: { build: "build 1", type: 5, settings: "x" } } } }));
+  expect(StartMemo.open(stateDir).wrapperChoice(sha, "build 1")).toBeUndefined();
+});
