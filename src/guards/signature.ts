@@ -21,7 +21,8 @@ export const MAX_NONCES_PER_KEY = 100_000;
 const SPKI_ED25519 = Buffer.from("302a300506032b6570032100", "hex");
 
 export class SignatureError extends AppError {
-  constructor(message: string) { super(message, 401, "invalid_request_error", "invalid_signature"); } // typed as OpenAI's own 401s (auth.ts)
+  // Typed as OpenAI's own 401s, and with the challenge every 401 must carry (RFC 9110 §15.5.2), as auth.ts's AuthError.
+  constructor(message: string) { super(message, 401, "invalid_request_error", "invalid_signature", null, { "www-authenticate": "Bearer" }); }
 }
 
 export function signingString(method: string, path: string, timestamp: string, body: string | Uint8Array) {

@@ -69,6 +69,8 @@ describe("Ed25519 request signing", () => {
     const unsigned = await ctx.app.handle(req("/v1/embeddings", { key: ctx.key, body, headers: { "content-type": "application/json" } }));
     expect(unsigned.status).toBe(401);
     expect(((await unsigned.json()) as any).error.code).toBe("invalid_signature");
+    // Every 401 carries its challenge (RFC 9110 §15.5.2; fix-attack run: the signature's did not)
+    expect(unsigned.headers.get("www-authenticate")).toBe("Bearer");
   });
 
   test("the keys file holds only the public key; a signature-requiring key needs one", () => {
