@@ -10,7 +10,10 @@
  *   huge-page malloc (util/huge-pages.ts);
  * - "state kept, unit environment": the same with GLIBC_TUNABLES as the installed systemd unit sets it, so no
  *   re-exec (the unit's pre-start verify and sandbox set-up are not in it);
- * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed).
+ * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed);
+ * - as root only, "as the service account": the unit-environment row with serve run as another user (nobody, through
+ *   setpriv) on a models dir root's `models add` filled (root:nogroup 0750) and a state dir of its own, as the
+ *   installed service runs (its account writes neither the hash cache nor anything root owns).
  * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes, and first
  * the time of `appliance --version` (loading the program, nothing else).
  * --before BIN: a second appliance binary (e.g. built at an earlier commit) started in the same rotation as --bin and
@@ -45,6 +48,7 @@ const peer = await peerBuild();
 if ("skip" in peer) { console.error(`bench-cold: no peer to compare with: ${peer.skip}`); process.exit(1); }
 const peerServer = peer.llamaServer;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-cold-"));
+fs.chmodSync(dir, 0o755); // the service-account row's user must reach its dirs inside
 process.on("exit", () => { for (const p of started) p.kill("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); });
 const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
@@ -59,16 +63,34 @@ type Start = { ms: number; phases: Record<string, number> };
  * `listening` log line first, a second 5 ms poll llama-server's figure does not have.) Its `start phases` line is read
  * from its log, then it is stopped.
  */
-async function appliance(env: Record<string, string> = {}, which = 0): Promise<Start> {
+/** The installed service's account stands in as nobody:nogroup. */
+const NOBODY = 65534;
+
+/** A models dir root filled and the account may read, and a state dir of the account's own (made once per binary). */
+function prepareService(bin: string, home: string): string[] {
+  const modelsDir = path.join(home, "models"), stateDir = path.join(home, "state");
+  if (!fs.existsSync(stateDir)) {
+    fs.mkdirSync(modelsDir, { recursive: true, mode: 0o750 });
+    fs.chownSync(modelsDir, 0, NOBODY); // before models add: what it writes takes the dir's group, and a later chown would move ctime
+    const r = Bun.spawnSync([bin, "models", "add", model, "--models-dir", modelsDir], { env: { PATH: "/usr/bin:/bin", HOME: home } });
+    if (r.exitCode !== 0) throw new Error(`appliance models add: ${r.stderr.toString()}`);
+    fs.mkdirSync(stateDir, { mode: 0o700 });
+    fs.chownSync(stateDir, NOBODY, NOBODY);
+  }
+  return ["--state-dir", stateDir, "--models-dir", modelsDir];
+}
+
+async function appliance(env: Record<string, string> = {}, which = 0, asService = false): Promise<Start> {
   const logFile = path.join(dir, "serve.log");
   fs.rmSync(logFile, { force: true });
   // Each binary its own state dir (under its own HOME-like dir): the --before binary may lay its libraries out differently.
-  const home = which ? path.join(dir, `before`) : dir;
-  fs.mkdirSync(home, { recursive: true });
-  const { stateDir } = prepareAppliance(bins[which]!, model, home);
+  const home = path.join(dir, `${which ? "before" : ""}${asService ? "svc" : ""}`);
+  fs.mkdirSync(home, { recursive: true, mode: 0o755 });
+  const dirs = asService ? prepareService(bins[which]!, home) : ["--state-dir", prepareAppliance(bins[which]!, model, home).stateDir];
   const port = freePort();
   const t0 = performance.now();
-  const proc = Bun.spawn([bins[which]!, "serve", "--state-dir", stateDir, "--port", String(port), "--threads", String(threads), "--parallel", "1",
+  const as = asService ? ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"] : [];
+  const proc = Bun.spawn([...as, bins[which]!, "serve", ...dirs, "--port", String(port), "--threads", String(threads), "--parallel", "1",
     "--ctx-size", "2048", "--max-queue", "64"], { env: { PATH: "/usr/bin:/bin", HOME: home, APPLIANCE_LOG_LEVEL: "debug", ...env }, stdout: Bun.file(logFile), stderr: "ignore" });
   started.add(proc);
   const ms = await waitHealthy(`http://127.0.0.1:${port}`, t0, proc);
@@ -87,13 +109,13 @@ async function llamaServer(): Promise<Start> {
 }
 
 const f = (x: number) => x.toFixed(0);
-async function row(name: string, before: () => void, env: Record<string, string> = {}) {
+async function row(name: string, before: () => void, env: Record<string, string> = {}, asService = false) {
   const A: Start[][] = bins.map(() => []), B: number[] = [];
   const l0 = load1();
   const sides = [...bins.map((_, k) => k), -1]; // -1: the peer
   for (let i = 0; i < runs; i++) {
     for (const side of i % 2 ? [...sides].reverse() : sides) {
-      if (side >= 0) { before(); A[side]!.push(await appliance(env, side)); } else B.push((await llamaServer()).ms);
+      if (side >= 0) { before(); A[side]!.push(await appliance(env, side, asService)); } else B.push((await llamaServer()).ms);
     }
   }
   const b = median(B), l1 = load1();
@@ -125,4 +147,9 @@ for (let k = 0; k < bins.length; k++) await appliance({}, k);
 await row("state kept", () => undefined);
 // systemd/appliance.service's Environment= line (tests/live/service.test.ts reads it from the running service).
 await row("state kept, unit environment (no re-exec)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE });
+if (process.getuid?.() === 0) {
+  // The first start as that account works out what it then remembers (start-memo.ts), as the unit's first start does.
+  for (let k = 0; k < bins.length; k++) await appliance({ GLIBC_TUNABLES: HUGETLB_TUNABLE }, k, true);
+  await row("state kept, unit environment, as the service account (nobody; root's models dir)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE }, true);
+}
 await row("state removed", () => { for (const d of [dir, path.join(dir, "before")]) fs.rmSync(path.join(d, "state"), { recursive: true, force: true }); });

@@ -111,14 +111,17 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   if (opts.adaptiveThreads && !opts.gpu && !tuneSteps(context, new StepTuner({}, (c) => opts.log.debug({ model: source.id, ...c }, "decode step threads"))))
     opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: decode steps use the governed thread count untuned");
   const stat = fs.statSync(source.path);
-  opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, backend: llama.gpu || "cpu" }, "model loaded");
+  const { chatWrapper, templateBound, remembered } = resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper);
+  // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start.
+  opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, backend: llama.gpu || "cpu",
+    chatWrapper: remembered ? "remembered" : "resolved" }, "model loaded");
   return {
     info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size, beginningToken: beginningToken(model) ?? undefined },
     model, context,
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     sequences: new SequencePool(context, opts.promptCache ?? true),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-    ...resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper),
+    chatWrapper, templateBound,
     embedScheduler: new Scheduler(1, opts.maxQueue),
     busy,
   };

@@ -40,7 +40,7 @@ const READY_MS = 60_000;
  * For a Jinja template the wrapper returned renders through the synchronous worker (template-sync.ts).
  * `memory`: a choice remembered from an earlier start to rebuild instead, and where to report a fresh resolution.
  */
-export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits, memory?: WrapperMemory): { chatWrapper: ChatWrapper; templateBound?: TemplateBound } {
+export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits, memory?: WrapperMemory): { chatWrapper: ChatWrapper; templateBound?: TemplateBound; remembered: boolean } {
   const tokens = new Map<string, number[]>();
   const tokenize = model.tokenizer as unknown as (...args: unknown[]) => number[];
   const tokenizer = (...args: unknown[]) => {
@@ -60,12 +60,12 @@ export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits,
     const choice = describeWrapper(chatWrapper, options);
     if (choice) memory.remember(choice);
   }
-  if (!(chatWrapper instanceof JinjaTemplateChatWrapper)) return { chatWrapper };
+  if (!(chatWrapper instanceof JinjaTemplateChatWrapper)) return { chatWrapper, remembered: !!remembered };
   const bound = new TemplateBound({ template: chatWrapper.template, tokens: [...tokens] }, limits);
   // Everything else (settings, function-call syntax) is the resolved wrapper's own; only rendering moves out.
   const bounded = Object.create(chatWrapper) as JinjaTemplateChatWrapper;
   bounded.generateContextState = (options) => bound.renderSync(options) as ReturnType<JinjaTemplateChatWrapper["generateContextState"]>;
-  return { chatWrapper: bounded, templateBound: bound };
+  return { chatWrapper: bounded, templateBound: bound, remembered: !!remembered };
 }
 
 type Entry = { w: Worker; ready: Promise<void>; busy: boolean };

@@ -132,6 +132,16 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(sys.exec(["stat", "-c", "%U %a", "/var/lib/appliance/cpu-backend.json"]).out.trim()).toBe("appliance 644");
   }, T);
 
+  test("the chat wrapper: the service's first start resolves it and remembers it in its state dir, every restart rebuilds it", () => {
+    // integrity/start-memo.ts: it was remembered only where root writes (the models dir's hash cache), so the service,
+    // running as its own account, resolved it at every start (hundreds of ms of each start).
+    const starts = journal(sys, "-u", "appliance.service").split("\n").filter((l) => l.includes('"msg":"model loaded"'))
+      .map((l) => (JSON.parse(l) as { chatWrapper?: string }).chatWrapper);
+    expect(starts.length).toBeGreaterThanOrEqual(2);
+    expect(starts).toEqual(["resolved", ...starts.slice(1).map(() => "remembered")]);
+    expect(sys.exec(["stat", "-c", "%U %a", "/var/lib/appliance/start-memo.json"]).out.trim()).toBe("appliance 600");
+  });
+
   test("install --port N with N taken by another program, or --model with a file llama.cpp cannot load: refused before anything changes", async () => {
     const config = fs.readFileSync(path.join(sys.root, "etc/appliance/config.json"), "utf8");
     const manifest = fs.readFileSync(path.join(sys.root, "var/lib/appliance/models/CHECKSUMS.sha256"), "utf8");
