@@ -148,6 +148,18 @@ export const GgufFsFileReader = ggufFsReader(GgufFileReader, GgufReadOffset);`,
 /** The build's plugin as `bun run build` uses it on linux-x64 (tests bundle the program with it, without compiling). */
 export const linuxPlugin = () => plugin(TARGETS["linux-x64"].packages, null, null);
 
+/**
+ * A digest of what the binary is built from: the sources, the build's own scripts, the locked dependencies (a dirty
+ * tree included, which the commit does not tell apart). What a start remembers is keyed by it (src/integrity/start-memo.ts).
+ */
+export function sourceDigest(): string {
+  const scripts = fs.readdirSync(path.join(root, "scripts")).filter((f) => /^build.*\.ts$/.test(f)).map((f) => path.join("scripts", f));
+  const files = [...listFiles(path.join(root, "src")).map((f) => path.join("src", f)), ...scripts, "package-lock.json"].sort();
+  const hash = new Bun.CryptoHasher("sha256");
+  for (const f of files) hash.update(`${f}\0`).update(fs.readFileSync(path.join(root, f))).update("\0");
+  return hash.update(`node-llama-cpp ${nlcVersion}`).digest("hex").slice(0, 16);
+}
+
 function gitCommit(): string {
   if (!Bun.which("git")) return "unknown"; // spawnSync throws on a missing executable: a build without git still works
   const r = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: root, stderr: "ignore" });
@@ -197,7 +209,7 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
     sourcemap: "none",
     plugins: [plugin(t.packages, local, sources)],
     define: {
-      APPLIANCE_BUILD: JSON.stringify({ commit: gitCommit(), llamaCpp: llamaCppRelease, target: local ? `${target}, local OpenMP engine` : target }),
+      APPLIANCE_BUILD: JSON.stringify({ commit: gitCommit(), source: sourceDigest(), llamaCpp: llamaCppRelease, target: local ? `${target}, local OpenMP engine` : target }),
       "process.env.NODE_ENV": JSON.stringify("production"),
       // The release public key `appliance update --signature` checks against (bun run release sets it; empty: none).
       APPLIANCE_RELEASE_PUBKEY: JSON.stringify(process.env.APPLIANCE_RELEASE_PUBKEY ?? ""),

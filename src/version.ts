@@ -4,9 +4,10 @@
  */
 import pkg from "../package.json" with { type: "json" };
 
-declare const APPLIANCE_BUILD: { commit: string; llamaCpp: string; target: string } | undefined;
+declare const APPLIANCE_BUILD: { commit: string; source?: string; llamaCpp: string; target: string } | undefined;
 
-export interface VersionInfo { app: string; commit: string; bun: string; llamaCpp: string; target: string }
+/** `source`: the compiled binary's digest of what it was built from (scripts/build.ts sourceDigest); absent from source. */
+export interface VersionInfo { app: string; commit: string; source?: string; bun: string; llamaCpp: string; target: string }
 
 function fromSource(): { commit: string; llamaCpp: string; target: string } {
   let commit = "unknown", llamaCpp = "unknown";
@@ -23,7 +24,8 @@ function fromSource(): { commit: string; llamaCpp: string; target: string } {
 
 export function versionInfo(): VersionInfo {
   const b = typeof APPLIANCE_BUILD !== "undefined" ? APPLIANCE_BUILD : fromSource();
-  return { app: pkg.version, commit: b.commit, bun: Bun.version, llamaCpp: b.llamaCpp, target: b.target };
+  const source = "source" in b && typeof b.source === "string" ? b.source : undefined;
+  return { app: pkg.version, commit: b.commit, ...(source ? { source } : {}), bun: Bun.version, llamaCpp: b.llamaCpp, target: b.target };
 }
 
 export const formatVersion = (v: VersionInfo) =>

@@ -12,9 +12,11 @@ import { redactConfig } from "../config/load";
 import type { Config } from "../config/schema";
 import { KeyStore, keysFilePath } from "../guards/keys";
 import { runDoctor } from "../integrity/doctor";
+import { START_MEMO } from "../integrity/start-memo";
 import { runVerify } from "../integrity/verify";
 import { auditFiles, verifyAudit } from "../log/audit-verify";
 import type { Layout } from "../service/layout";
+import { readSmallFile } from "../util/fs";
 import { sha256Bytes } from "../util/sha256";
 import { versionInfo } from "../version";
 
@@ -114,6 +116,13 @@ export async function collectSnapshot(dir: string, s: SnapshotSources): Promise<
 
   put("config.redacted.json", json({ file: s.configFile ?? null, config: redactConfig(s.config) }));
   await attempt("keys", () => put("keys.json", json(keyMetadata(stateDir))));
+  // What the server remembered about its models' templates (start-memo.ts): small, no secrets, and where its account
+  // could have forged a skipped template trial. Read as a regular file only (not a link or FIFO planted there).
+  await attempt("start memo", () => {
+    const text = readSmallFile(path.join(stateDir, START_MEMO), 1 << 20);
+    if (text === undefined) throw new Error(`${START_MEMO}: missing, not a regular file, or over 1 MiB`);
+    put(START_MEMO, text);
+  });
 
   const auditFile = path.join(stateDir, "audit.jsonl");
   let auditOk: boolean | undefined;

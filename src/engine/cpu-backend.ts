@@ -16,6 +16,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
+import { readSmallFile } from "../util/fs";
 import { builtEngineHas } from "./engine-select";
 import { NATIVE_BUNDLE, type NativeBundle, type NativeFolder } from "./native-assets";
 
@@ -42,8 +43,10 @@ export function variantFolder(bundle: NativeBundle): NativeFolder | undefined {
   return bundle.folders.find((f) => f.assets.some((a) => VARIANT.test(a.name)));
 }
 
+/** The remembered choice: a regular file of at most 64 KiB only (a FIFO or a link to /dev/zero planted there hung or filled the start). */
 function readJson(file: string): Partial<Remembered> | undefined {
-  try { return JSON.parse(fs.readFileSync(file, "utf8")) as Partial<Remembered>; } catch { return undefined; }
+  const text = readSmallFile(file, 1 << 16);
+  try { return text === undefined ? undefined : JSON.parse(text) as Partial<Remembered>; } catch { return undefined; }
 }
 
 /** The variant of `folderDir`/fallback that this process has mapped (what ggml picked), if any. */

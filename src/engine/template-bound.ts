@@ -33,6 +33,16 @@ export function defaultTemplateLimits(): TemplateLimits {
 const READY_MS = 60_000;
 
 /**
+ * The model's file name as node-llama-cpp may read it (it ranks wrappers by names in it). serve loads each model
+ * through /proc/self/fd/N (integrity/resolve.ts), so node-llama-cpp's own is the descriptor's number: it says
+ * nothing about the model, and it changed with the order files were opened, so a remembered wrapper (keyed by it)
+ * missed whenever a model was added, removed or a template trial opened a pipe first (operator run). None is given.
+ */
+function fileNameOf(model: LlamaModel): string | undefined {
+  return model.filename && !/^\d+$/.test(model.filename) ? model.filename : undefined;
+}
+
+/**
  * The model's chat wrapper, resolved as `resolveChatWrapper(model)` does, and a bound when it is a
  * Jinja template. The tokenizer's answers are recorded so the workers build the identical wrapper.
  * No `llama` is passed: node-llama-cpp would otherwise fall back to its native (C++) renderer for a
@@ -50,7 +60,7 @@ export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits,
   };
   const options = {
     bosString: model.tokens.bosString, architecture: model.fileInfo?.metadata?.general?.architecture,
-    filename: model.filename, fileInfo: model.fileInfo, tokenizer: tokenizer as never,
+    filename: fileNameOf(model), fileInfo: model.fileInfo, tokenizer: tokenizer as never,
   };
   // A choice remembered for these bytes and this build (wrapper-choice.ts) skips resolving (hundreds of ms at start).
   let remembered: ChatWrapper | undefined;

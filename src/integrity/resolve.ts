@@ -74,11 +74,18 @@ export interface ResolveOptions {
    * start work (the native check), and the caller MUST await `templates` before anything renders a template.
    */
   deferTemplates?: boolean;
+  /** Told when what a start learned cannot be remembered for the next (start-memo.ts). */
+  warn?: (message: string) => void;
 }
 
 /** The build that rendered a template sample in time; a cached pass holds only for the very same program. */
+/**
+ * The build a remembered trial or wrapper is for (start-memo.ts): the compiled binary's digest of its sources (a dirty
+ * tree's build is not its commit's), else, from source, the commit; undefined (nothing remembered) without either.
+ */
 function templateKey(): string | undefined {
   const v = versionInfo();
+  if (v.source) return `${v.app} ${v.source} bun ${v.bun}`;
   return v.commit === "unknown" ? undefined : `${v.app} ${v.commit} bun ${v.bun}`;
 }
 
@@ -93,7 +100,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
   const opened: number[] = [];
   const closeAll = () => { for (const fd of opened.splice(0)) fs.closeSync(fd); };
   const cache = HashCache.open(dir, { now: opts.now });
-  const memo = StartMemo.open(config.stateDir);
+  const memo = StartMemo.open(config.stateDir, opts.warn);
   const trials: Promise<void>[] = [];
   let key: string | undefined | null = null;
   try {

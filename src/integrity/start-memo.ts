@@ -2,83 +2,123 @@
  * What a start learned about a model's chat template, remembered for the next start of the same server: that the
  * template passed its trial (model-preflight.ts) and which chat wrapper node-llama-cpp resolved for it
  * (engine/wrapper-choice.ts). Each is keyed by the model's sha256 (checked against the manifest at that start) and
- * the build, so it can only describe those bytes under this code.
+ * the build (version.ts `source`: a digest of what the binary was built from), so it can only describe those bytes
+ * under that code; the two most recent builds are kept per model, so a rollback finds its own.
  *
  * Kept in the state dir, written by the server's own account. Both used to be kept in the models dir's hash cache,
  * which only root writes: the installed service (its own account) and every per-user server resolved the wrapper
  * (rendering the template against every built-in wrapper) and re-ran the trial at every start, 150-450 ms of each
  * start of the 28 M test model, which bench-cold (run as root) never saw. What the account could forge here it could
  * already do: it owns the state dir (keys, audit log). A forged entry picks another built-in wrapper or skips the
- * trial of a template root admitted: its own server's formatting, or a start that stalls, nothing more.
+ * trial of a template root admitted: its own server's formatting, or a start that stalls, nothing more. What is read
+ * back is only ever a regular file of at most MAX_BYTES (a FIFO, a device or a link planted there is an empty memo,
+ * replaced at the next save), and only the fields below, checked, are kept.
  */
-import fs from "node:fs";
 import path from "node:path";
 import type { WrapperChoice } from "../engine/wrapper-choice";
 import { writeFileAtomic } from "../util/atomic-write";
+import { readSmallFile } from "../util/fs";
 
 export const START_MEMO = "start-memo.json";
-/** Models remembered at most (the least recently recorded go first). */
+/** Models remembered at most (the least recently recorded go first), and builds per model. */
 const MAX_MODELS = 64;
+const MAX_BUILDS = 2;
+/** Far above what MAX_MODELS entries take (~300 bytes each). */
+const MAX_BYTES = 1 << 20;
 
-interface Memo { template?: string; wrapper?: WrapperChoice & { build: string } }
+interface Fact { template?: true; wrapper?: WrapperChoice }
+/** sha256 → build → what that build learned (insertion order: least recently recorded first, at both levels). */
+type Models = Map<string, Map<string, Fact>>;
+
+const SHA256 = /^[0-9a-f]{64}$/;
+const isRecord = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
+
+/** A wrapper choice as wrapper-choice.ts makes them, or undefined. */
+function wrapperOf(w: unknown): WrapperChoice | undefined {
+  if (!isRecord(w)) return undefined;
+  const { type, settings, filename } = w;
+  if (typeof type !== "string" || type.length > 64 || !Number.isInteger(settings) || (settings as number) < 0 || (settings as number) > 1000) return undefined;
+  if (!(filename === null || (typeof filename === "string" && filename.length <= 255))) return undefined;
+  return { type, settings: settings as number, filename };
+}
+
+function factOf(f: unknown): Fact | undefined {
+  if (!isRecord(f)) return undefined;
+  const wrapper = wrapperOf(f.wrapper);
+  const fact: Fact = { ...(f.template === true && { template: true as const }), ...(wrapper && { wrapper }) };
+  return fact.template || fact.wrapper ? fact : undefined;
+}
 
 export class StartMemo {
-  private models = new Map<string, Memo>();
   private changed = false;
 
-  private constructor(readonly file: string) {}
+  private constructor(readonly file: string, private readonly models: Models, private readonly onError?: (reason: string) => void) {}
 
-  /** The state dir's memo; an unreadable or malformed one is an empty memo (every start then works it out again). */
-  static open(stateDir: string): StartMemo {
-    const memo = new StartMemo(path.join(stateDir, START_MEMO));
+  /**
+   * The state dir's memo. A missing, unreadable, oversized or malformed one is an empty memo (every start then works
+   * it out again). `onError`: told when the memo cannot be written (a start that can never remember says so).
+   */
+  static open(stateDir: string, onError?: (reason: string) => void): StartMemo {
+    const file = path.join(stateDir, START_MEMO);
+    const models: Models = new Map();
+    const text = readSmallFile(file, MAX_BYTES);
     let raw: unknown;
-    try { raw = JSON.parse(fs.readFileSync(memo.file, "utf8")); } catch { return memo; }
-    const models = (raw as { models?: unknown })?.models;
-    if (models && typeof models === "object") {
-      for (const [sha256, m] of Object.entries(models as Record<string, Memo>)) {
-        if (/^[0-9a-f]{64}$/.test(sha256) && m && typeof m === "object") memo.models.set(sha256, m);
+    try { raw = text === undefined ? undefined : JSON.parse(text); } catch { /* an empty memo */ }
+    const all = isRecord(raw) && raw.version === 2 && isRecord(raw.models) ? raw.models : {};
+    for (const [sha256, builds] of Object.entries(all).slice(-MAX_MODELS)) {
+      if (!SHA256.test(sha256) || !isRecord(builds)) continue;
+      const kept = new Map<string, Fact>();
+      for (const [build, f] of Object.entries(builds).slice(-MAX_BUILDS)) {
+        const fact = build.length <= 256 ? factOf(f) : undefined;
+        if (fact) kept.set(build, fact);
       }
+      if (kept.size) models.set(sha256, kept);
     }
-    return memo;
+    return new StartMemo(file, models, onError);
   }
 
-  /** Whether these bytes passed the chat-template trial under the build `key`. */
-  templatePassed(sha256: string, key: string): boolean {
-    return this.models.get(sha256)?.template === key;
+  /** Whether these bytes passed the chat-template trial under the build `build`. */
+  templatePassed(sha256: string, build: string): boolean {
+    return this.models.get(sha256)?.get(build)?.template === true;
   }
 
-  rememberTemplate(sha256: string, key: string) {
-    if (this.templatePassed(sha256, key)) return;
-    this.set(sha256, { ...this.models.get(sha256), template: key });
+  rememberTemplate(sha256: string, build: string) {
+    if (!this.templatePassed(sha256, build)) this.set(sha256, build, { template: true });
   }
 
-  /** The chat wrapper resolved for these bytes under the build `key`, if remembered. */
-  wrapperChoice(sha256: string, key: string): WrapperChoice | undefined {
-    const w = this.models.get(sha256)?.wrapper;
-    if (!w || w.build !== key || typeof w.type !== "string" || !Number.isInteger(w.settings) || !(w.filename === null || typeof w.filename === "string")) return undefined;
-    return { type: w.type, settings: w.settings, filename: w.filename };
+  /** The chat wrapper resolved for these bytes under the build `build`, if remembered. */
+  wrapperChoice(sha256: string, build: string): WrapperChoice | undefined {
+    const w = this.models.get(sha256)?.get(build)?.wrapper;
+    return w && { ...w };
   }
 
-  rememberWrapper(sha256: string, key: string, choice: WrapperChoice) {
-    const wrapper = { build: key, type: choice.type, settings: choice.settings, filename: choice.filename };
-    if (JSON.stringify(this.models.get(sha256)?.wrapper) === JSON.stringify(wrapper)) return;
-    this.set(sha256, { ...this.models.get(sha256), wrapper });
+  rememberWrapper(sha256: string, build: string, choice: WrapperChoice) {
+    const wrapper = wrapperOf(choice);
+    if (wrapper && JSON.stringify(this.wrapperChoice(sha256, build)) !== JSON.stringify(wrapper)) this.set(sha256, build, { wrapper });
   }
 
-  private set(sha256: string, memo: Memo) {
-    this.models.delete(sha256); // re-inserted last: the most recently recorded
-    this.models.set(sha256, memo);
+  /** Adds to what `build` learned about these bytes; both move to the end (the most recently recorded). */
+  private set(sha256: string, build: string, fact: Fact) {
+    const builds = this.models.get(sha256) ?? new Map<string, Fact>();
+    const merged = { ...builds.get(build), ...fact };
+    builds.delete(build);
+    builds.set(build, merged);
+    while (builds.size > MAX_BUILDS) builds.delete(builds.keys().next().value!);
+    this.models.delete(sha256);
+    this.models.set(sha256, builds);
     while (this.models.size > MAX_MODELS) this.models.delete(this.models.keys().next().value!);
     this.changed = true;
   }
 
-  /** Writes what changed (0600, atomically); false when there was nothing to write or it could not be written. */
+  /** Writes what changed (0600, atomically, replacing whatever is at the path); false when nothing was written. */
   save(): boolean {
     if (!this.changed) return false;
+    const models = Object.fromEntries([...this.models].map(([sha, builds]) => [sha, Object.fromEntries(builds)]));
     try {
-      writeFileAtomic(this.file, JSON.stringify({ models: Object.fromEntries(this.models) }) + "\n", { mode: 0o600 });
-    } catch {
-      return false; // a memo: the next start works it out again
+      writeFileAtomic(this.file, JSON.stringify({ version: 2, models }) + "\n", { mode: 0o600 });
+    } catch (e) {
+      this.onError?.(`${this.file} cannot be written (${(e as Error).message}): every start resolves the chat wrapper again`);
+      return false;
     }
     this.changed = false;
     return true;

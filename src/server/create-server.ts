@@ -109,7 +109,7 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   // Gateway mode: upstream models need no local file, so a server fronting only upstreams loads none.
   // Chat-template trials (child processes) run on while the native libraries are checked; awaited before loading.
   const { models, warnings, templates } = gateway && !config.model.length && !readManifest(modelsDirOf(config)).length
-    ? { models: [], warnings: [], templates: Promise.resolve() } : await resolveModels(config, { onProgress, phases, deferTemplates: true });
+    ? { models: [], warnings: [], templates: Promise.resolve() } : await resolveModels(config, { onProgress, phases, deferTemplates: true, warn: (m) => log.warn(m) });
   if (gateway) refuseClash(models.map((m) => m.id), (id) => gateway.serves(id));
   for (const w of warnings) log.warn(w);
   // Says whether each model was read and hashed at this start or its sha256 came from the root-owned hash cache.

@@ -7,11 +7,14 @@ export class NotPlainFileError extends Error {
   constructor(readonly file: string, what: string) { super(`${file} is ${what}, not a plain file: refusing it`); this.name = "NotPlainFileError"; }
 }
 
-/** Opens a path read-only without following a symlink in its last component, and insists on a regular file. */
+/**
+ * Opens a path read-only without following a symlink in its last component, and insists on a regular file.
+ * O_NONBLOCK: a FIFO planted at the path must not hang the open (it is refused below); no effect on a regular file.
+ */
 export function openPlainFile(file: string, flags = fs.constants.O_RDONLY): number {
   let fd: number;
   try {
-    fd = fs.openSync(file, flags | fs.constants.O_NOFOLLOW);
+    fd = fs.openSync(file, flags | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (e) {
     // O_NOFOLLOW on a symlink fails with ELOOP (Linux, macOS); say what it is rather than "too many links".
     if ((e as NodeJS.ErrnoException).code === "ELOOP") throw new NotPlainFileError(file, "a symbolic link");
@@ -62,6 +65,21 @@ export function copyHashed(from: string, to: string, mode: number, owner?: { uid
     fs.closeSync(src);
     if (dst !== undefined) fs.closeSync(dst);
   }
+}
+
+/**
+ * A small regular file's text: undefined when it is missing, is not a regular file (a link, FIFO, device or
+ * directory planted there), or holds more than `maxBytes` (a remembered fact that large is not one we wrote).
+ */
+export function readSmallFile(file: string, maxBytes: number): string | undefined {
+  let fd: number;
+  try { fd = openPlainFile(file); } catch { return undefined; }
+  try {
+    const buf = Buffer.allocUnsafe(maxBytes + 1);
+    let n = 0;
+    for (let got = -1; got !== 0 && n <= maxBytes;) { got = fs.readSync(fd, buf, n, maxBytes + 1 - n, n); n += got; }
+    return n > maxBytes ? undefined : buf.toString("utf8", 0, n);
+  } catch { return undefined; } finally { fs.closeSync(fd); }
 }
 
 /** Reads a whole file through a descriptor, from byte 0 to its end. */

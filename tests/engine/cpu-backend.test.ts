@@ -28,6 +28,14 @@ describe("in-process", () => {
       remember(memo);
       expect(cpuBackend(state, "/n", false, BUNDLE)!.hook).toEqual({});
     }
+    // What the service account may plant there is no memo, and never hangs the start (operator run: a FIFO at the
+    // start memo's path hung every start in open(); this file is read the same way).
+    fs.rmSync(path.join(state, CPU_BACKEND_FILE));
+    expect(Bun.spawnSync(["mkfifo", path.join(state, CPU_BACKEND_FILE)]).exitCode).toBe(0);
+    expect(cpuBackend(state, "/n", false, BUNDLE)!.hook).toEqual({});
+    fs.rmSync(path.join(state, CPU_BACKEND_FILE));
+    fs.symlinkSync("/dev/zero", path.join(state, CPU_BACKEND_FILE));
+    expect(cpuBackend(state, "/n", false, BUNDLE)!.hook).toEqual({});
     // Nothing to choose: a GPU start, a bundle without variants in fallback/.
     expect(cpuBackend(state, "/n", "cuda", BUNDLE)).toBeUndefined();
     expect(cpuBackend(state, "/n", false, { version: "v", folders: [{ folder: "linux-x64", assets: [asset("libggml-cpu-x64.so")] }] })).toBeUndefined();

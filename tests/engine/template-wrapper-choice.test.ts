@@ -101,3 +101,23 @@ describe("a remembered chat wrapper is the one resolved from scratch", () => {
     expect(reported[1]).toEqual(reported[0]!);
   });
 });
+
+test("a model loaded through a descriptor (as serve loads it) gets the same remembered choice whatever the descriptor's number", async () => {
+  // Operator run: the choice kept node-llama-cpp's file name, /proc/self/fd/N's "N", which moved whenever a model was
+  // added or removed or a template trial opened a pipe first, so the memo kept missing.
+  const fs = await import("node:fs");
+  const fds = [fs.openSync(await tinyModel(), "r"), fs.openSync(await tinyModel(), "r")];
+  const reported: WrapperChoice[] = [];
+  try {
+    for (const fd of fds) {
+      const m = await llama.loadModel({ modelPath: `/proc/self/fd/${fd}`, gpuLayers: 0, vocabOnly: true });
+      try {
+        expect(m.filename).toBe(String(fd));
+        resolveBoundedWrapper(m, defaultTemplateLimits(), { remember: (c) => reported.push(c) });
+      } finally { await m.dispose(); }
+    }
+  } finally { for (const fd of fds) fs.closeSync(fd); }
+  expect(reported).toHaveLength(2);
+  expect(reported[0]).toEqual(reported[1]!);
+  expect(reported[0]!.filename).toBeNull();
+});

@@ -66,13 +66,16 @@ describe.skipIf(!root)("hash cache across starts of the compiled binary (as root
     // The chat wrapper the start resolved is remembered in the state dir, for these bytes and this build
     // (integrity/start-memo.ts, engine/wrapper-choice.ts) ...
     const memoFile = path.join(stateDir, START_MEMO);
-    const memo = JSON.parse(fs.readFileSync(memoFile, "utf8")) as { models: Record<string, { wrapper?: WrapperChoice & { build: string } }> };
-    const remembered = memo.models[first.checked!.sha256 as string]!.wrapper!;
-    expect([remembered.type, typeof remembered.build]).toEqual(["chatML", "string"]);
+    type Fact = { template?: true; wrapper?: WrapperChoice };
+    const memo = JSON.parse(fs.readFileSync(memoFile, "utf8")) as { models: Record<string, Record<string, Fact>> };
+    const builds = memo.models[first.checked!.sha256 as string]!;
+    const [build] = Object.keys(builds);
+    expect(build).toMatch(/^\S+ [0-9a-f]{16} bun /); // the build: the binary's digest of its sources (version.ts source)
+    const remembered = builds[build!]!.wrapper!;
+    expect([remembered.type, remembered.filename]).toEqual(["chatML", null]);
     // ... and the next start rebuilds it instead of resolving: a memo naming another wrapper (General) changes how
     // the same chat is rendered.
-    const general = describeWrapper(new GeneralChatWrapper(), { filename: remembered.filename ?? undefined })!;
-    memo.models[first.checked!.sha256 as string]!.wrapper = { ...general, build: remembered.build };
+    builds[build!]!.wrapper = describeWrapper(new GeneralChatWrapper(), {})!;
     fs.writeFileSync(memoFile, JSON.stringify(memo));
     const forged = await start(true);
     expect(forged.promptTokens).toBeGreaterThan(0);

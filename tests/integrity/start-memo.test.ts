@@ -45,9 +45,53 @@ test("the wrapper and the template trial a start worked out are there at the nex
   const second = await resolveModels(config);
   closeAll(second);
   expect(second.models[0]!.wrapper!.choice).toEqual(choice);
-  const memo = JSON.parse(fs.readFileSync(path.join(stateDir, START_MEMO), "utf8")).models[model.sha256];
-  expect(memo.template).toMatch(/ bun /); // the trial passed, for this build
+  const builds = JSON.parse(fs.readFileSync(path.join(stateDir, START_MEMO), "utf8")).models[model.sha256];
+  const [build] = Object.keys(builds);
+  expect(build).toMatch(/ bun /);
+  expect(builds[build!]).toEqual({ template: true, wrapper: choice }); // the trial passed and the wrapper, for this build
   expect(fs.statSync(path.join(stateDir, START_MEMO)).mode & 0o777).toBe(0o600);
+});
+
+test("what is planted at the memo's path (FIFO, a link to /dev/zero, a huge file, a directory) is an empty memo and never hangs or fills memory", () => {
+  // Operator run: the service account's FIFO there hung every start in open() (systemd's start timeout, forever); a
+  // link to /dev/zero grew the server by ~0.6 GB a second. A save replaces what is there, or says why it cannot.
+  const sha = "c".repeat(64), choice = { type: "chatML", settings: 0, filename: null };
+  const planted: [string, (f: string) => void][] = [
+    ["FIFO", (f) => { expect(Bun.spawnSync(["mkfifo", f]).exitCode).toBe(0); }],
+    ["link to /dev/zero", (f) => fs.symlinkSync("/dev/zero", f)],
+    ["2 MB file", (f) => fs.writeFileSync(f, JSON.stringify({ version: 2, models: { [sha]: { b: { template: true, junk: "a".repeat(2 << 20) } } } }))],
+  ];
+  for (const [what, plant] of planted) {
+    const stateDir = tmpDir("appliance-start-memo-");
+    plant(path.join(stateDir, START_MEMO));
+    const memo = StartMemo.open(stateDir);
+    expect([what, memo.templatePassed(sha, "b")]).toEqual([what, false]);
+    memo.rememberWrapper(sha, "b", choice);
+    expect([what, memo.save()]).toEqual([what, true]);
+    expect([what, fs.lstatSync(path.join(stateDir, START_MEMO)).isFile(), StartMemo.open(stateDir).wrapperChoice(sha, "b")]).toEqual([what, true, choice]);
+  }
+  const stateDir = tmpDir("appliance-start-memo-");
+  fs.mkdirSync(path.join(stateDir, START_MEMO));
+  const said: string[] = [];
+  const memo = StartMemo.open(stateDir, (m) => said.push(m));
+  memo.rememberTemplate(sha, "b");
+  expect(memo.save()).toBe(false);
+  expect(said).toEqual([expect.stringContaining("cannot be written")]);
+});
+
+test("only the checked fields are kept (what else is in an entry is dropped at the next save); two builds per model", () => {
+  const stateDir = tmpDir("appliance-start-memo-");
+  const sha = "d".repeat(64), file = path.join(stateDir, START_MEMO);
+  fs.writeFileSync(file, JSON.stringify({ version: 2, models: { [sha]: { old: { template: true, junk: "x".repeat(1000), wrapper: { type: "general", settings: 0, filename: null, more: 1 } } } } }));
+  const memo = StartMemo.open(stateDir);
+  memo.rememberTemplate(sha, "new");
+  memo.save();
+  expect(JSON.parse(fs.readFileSync(file, "utf8")).models[sha]).toEqual({ old: { template: true, wrapper: { type: "general", settings: 0, filename: null } }, new: { template: true } });
+  const third = StartMemo.open(stateDir);
+  third.rememberTemplate(sha, "newer");
+  third.save();
+  // A rollback to the previous build finds its own; the oldest of three goes.
+  expect(Object.keys(JSON.parse(fs.readFileSync(file, "utf8")).models[sha])).toEqual(["new", "newer"]);
 });
 
 test("an entry is for those bytes under this build only; a malformed memo is an empty one", () => {
@@ -64,6 +108,6 @@ test("an entry is for those bytes under this build only; a malformed memo is an 
   expect([again.wrapperChoice(sha, "build 2"), again.templatePassed(sha, "build 2"), again.wrapperChoice(other, "build 1")]).toEqual([undefined, false, undefined]);
   fs.writeFileSync(path.join(stateDir, START_MEMO), "{not json");
   expect(StartMemo.open(stateDir).wrapperChoice(sha, "build 1")).toBeUndefined();
-  fs.writeFileSync(path.join(stateDir, START_MEMO), JSON.stringify({ models: { [sha]: { wrapper: { build: "build 1", type: 5, settings: "x" } } } }));
+  fs.writeFileSync(path.join(stateDir, START_MEMO), JSON.stringify({ version: 2, models: { [sha]: { "build 1": { wrapper: { type: 5, settings: "x" } } } } }));
   expect(StartMemo.open(stateDir).wrapperChoice(sha, "build 1")).toBeUndefined();
 });

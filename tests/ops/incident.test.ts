@@ -62,7 +62,7 @@ test("one archive with its sha256; every evidence file present, listed with its 
   expect(s.r.out).toMatch(/sha256 [0-9a-f]{64}/);
   expect(sh(["sha256sum", "-c", `${path.basename(s.out)}.sha256`]).code).toBe(0);
   expect(s.files().sort()).toEqual(["audit-tail.jsonl", "audit-verify.json", "config.redacted.json", "doctor.json", "health.json",
-    "keys.json", "manifest.json", "process.json", "verify.json"]);
+    "keys.json", "manifest.json", "process.json", "start-memo.json", "verify.json"]);
   const manifest = JSON.parse(s.read("manifest.json"));
   for (const [f, digest] of Object.entries(manifest.files)) expect(new Bun.CryptoHasher("sha256").update(s.read(f)).digest("hex")).toBe(digest as string);
   expect(manifest.notes.join("\n")).toContain("journal: not an installed systemd service");
