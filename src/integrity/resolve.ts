@@ -78,10 +78,10 @@ export interface ResolveOptions {
   warn?: (message: string) => void;
 }
 
-/** The build that rendered a template sample in time; a cached pass holds only for the very same program. */
 /**
- * The build a remembered trial or wrapper is for (start-memo.ts): the compiled binary's digest of its sources (a dirty
- * tree's build is not its commit's), else, from source, the commit; undefined (nothing remembered) without either.
+ * The build a remembered trial or wrapper holds for, only ever the very same program (start-memo.ts): the compiled
+ * binary's digest of its sources (a dirty tree's build is not its commit's), else, from source, the commit; undefined
+ * (nothing remembered) without either.
  */
 function templateKey(): string | undefined {
   const v = versionInfo();
