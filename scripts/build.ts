@@ -154,7 +154,8 @@ export const linuxPlugin = () => plugin(TARGETS["linux-x64"].packages, null, nul
  */
 export function sourceDigest(): string {
   const scripts = fs.readdirSync(path.join(root, "scripts")).filter((f) => /^build.*\.ts$/.test(f)).map((f) => path.join("scripts", f));
-  const files = [...listFiles(path.join(root, "src")).map((f) => path.join("src", f)), ...scripts, "package-lock.json"].sort();
+  // The unit and plist templates are embedded too (src/service/units.ts).
+  const files = [...["src", "systemd", "launchd"].flatMap((d) => listFiles(path.join(root, d)).map((f) => path.join(d, f))), ...scripts, "package-lock.json"].sort();
   const hash = new Bun.CryptoHasher("sha256");
   for (const f of files) hash.update(`${f}\0`).update(fs.readFileSync(path.join(root, f))).update("\0");
   return hash.update(`node-llama-cpp ${nlcVersion}`).digest("hex").slice(0, 16);

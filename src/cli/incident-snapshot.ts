@@ -16,7 +16,7 @@ import { START_MEMO } from "../integrity/start-memo";
 import { runVerify } from "../integrity/verify";
 import { auditFiles, verifyAudit } from "../log/audit-verify";
 import type { Layout } from "../service/layout";
-import { readSmallFile } from "../util/fs";
+import { openPlainFile, readSmallFile } from "../util/fs";
 import { sha256Bytes } from "../util/sha256";
 import { versionInfo } from "../version";
 
@@ -48,13 +48,20 @@ function auditTail(file: string, n: number): string {
   return parts.join("");
 }
 
-/** The last n lines of a file, read from its end (audit logs and alert logs can be large). */
+/** Read at most this much of a file's end: a tail without newlines is not a log this program writes. */
+const TAIL_BYTES = 64 << 20;
+
+/**
+ * The last n lines of a file, read from its end (audit logs and alert logs can be large). A regular file only,
+ * never through a link: the service account could plant /etc/shadow's link at its audit log's path (root copied it
+ * into the archive) or a FIFO (the snapshot hung), fix-attack run.
+ */
 function tail(file: string, n: number): string {
-  const fd = fs.openSync(file, "r");
+  const fd = openPlainFile(file);
   try {
     const size = fs.fstatSync(fd).size;
     let start = size, text = "";
-    while (start > 0 && text.split("\n").length <= n + 1) {
+    while (start > 0 && size - start < TAIL_BYTES && text.split("\n").length <= n + 1) {
       const len = Math.min(65_536, start);
       start -= len;
       const buf = Buffer.alloc(len);

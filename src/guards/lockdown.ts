@@ -7,6 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { AppError } from "../errors";
+import { readSmallFile } from "../util/fs";
 
 export const lockdownFile = (stateDir: string) => path.join(stateDir, "lockdown");
 
@@ -15,12 +16,12 @@ export interface LockdownRecord { since: string; by: { uid: number | null; user:
 
 /** The record while in lockdown; "unreadable" for a file that is not one; undefined when not in lockdown. */
 export function readLockdown(stateDir: string): Partial<LockdownRecord> | "unreadable" | undefined {
-  let text: string;
-  try { text = fs.readFileSync(lockdownFile(stateDir), "utf8"); } catch (e) {
-    // Only a missing file is "not in lockdown": the guard holds the server in lockdown while the path exists at all
-    // (a directory, a file it cannot read), so that is what this says too (it said "not in lockdown", fix-attack run).
-    return (e as NodeJS.ErrnoException).code === "ENOENT" ? undefined : "unreadable";
-  }
+  // Only a missing file is "not in lockdown": the guard holds the server in lockdown while the path exists at all
+  // (a directory, a file it cannot read), so that is what this says too (it said "not in lockdown", fix-attack run).
+  // A regular file of at most 64 KiB is read: a FIFO or a link to /dev/zero there hung or filled the start.
+  const file = lockdownFile(stateDir);
+  const text = readSmallFile(file, 1 << 16);
+  if (text === undefined) return fs.lstatSync(file, { throwIfNoEntry: false }) ? "unreadable" : undefined;
   try {
     const r: unknown = JSON.parse(text);
     return r && typeof r === "object" ? r as Partial<LockdownRecord> : "unreadable";

@@ -51,6 +51,7 @@ function factOf(f: unknown): Fact | undefined {
 
 export class StartMemo {
   private changed = false;
+  private warned = false;
 
   private constructor(readonly file: string, private readonly models: Models, private readonly onError?: (reason: string) => void) {}
 
@@ -79,22 +80,36 @@ export class StartMemo {
 
   /** Whether these bytes passed the chat-template trial under the build `build`. */
   templatePassed(sha256: string, build: string): boolean {
-    return this.models.get(sha256)?.get(build)?.template === true;
+    return this.used(sha256, build)?.template === true;
   }
 
   rememberTemplate(sha256: string, build: string) {
-    if (!this.templatePassed(sha256, build)) this.set(sha256, build, { template: true });
+    if (this.models.get(sha256)?.get(build)?.template !== true) this.set(sha256, build, { template: true });
   }
 
   /** The chat wrapper resolved for these bytes under the build `build`, if remembered. */
   wrapperChoice(sha256: string, build: string): WrapperChoice | undefined {
-    const w = this.models.get(sha256)?.get(build)?.wrapper;
+    const w = this.used(sha256, build)?.wrapper;
     return w && { ...w };
+  }
+
+  /**
+   * What `build` learned about these bytes, now the most recently used: the build kept beside the running one is the
+   * one that ran before it, so a rollback finds its own (A, B, A, C, A resolved again at the last A: fix-attack run).
+   */
+  private used(sha256: string, build: string): Fact | undefined {
+    const builds = this.models.get(sha256), fact = builds?.get(build);
+    if (builds && fact && [...builds.keys()].at(-1) !== build) {
+      builds.delete(build);
+      builds.set(build, fact);
+      this.changed = true;
+    }
+    return fact;
   }
 
   rememberWrapper(sha256: string, build: string, choice: WrapperChoice) {
     const wrapper = wrapperOf(choice);
-    if (wrapper && JSON.stringify(this.wrapperChoice(sha256, build)) !== JSON.stringify(wrapper)) this.set(sha256, build, { wrapper });
+    if (wrapper && JSON.stringify(this.models.get(sha256)?.get(build)?.wrapper) !== JSON.stringify(wrapper)) this.set(sha256, build, { wrapper });
   }
 
   /** Adds to what `build` learned about these bytes; both move to the end (the most recently recorded). */
@@ -117,7 +132,8 @@ export class StartMemo {
     try {
       writeFileAtomic(this.file, JSON.stringify({ version: 2, models }) + "\n", { mode: 0o600 });
     } catch (e) {
-      this.onError?.(`${this.file} cannot be written (${(e as Error).message}): every start resolves the chat wrapper again`);
+      if (!this.warned) this.onError?.(`${this.file} cannot be written (${(e as Error).message}): every start resolves the chat wrapper again`);
+      this.warned = true; // once per start (it is saved twice: after the trials, after the wrapper)
       return false;
     }
     this.changed = false;

@@ -12,6 +12,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
+import { readSmallFile } from "../util/fs";
 import type { Check } from "./report";
 
 /** File name inside the record directory. */
@@ -35,7 +36,8 @@ export function verifyStatusDir(stateDir: string, installed?: { platform: string
 /** Reads one status file; undefined when missing or unreadable (never throws: a scrape must not fail on it). */
 export function readVerifyStatus(file: string): VerifyStatus | undefined {
   try {
-    const v = JSON.parse(fs.readFileSync(file, "utf8")) as Partial<VerifyStatus>;
+    // A regular file of at most 64 KiB only: a FIFO planted in the state dir froze the server at its first scrape.
+    const v = JSON.parse(readSmallFile(file, 1 << 16) ?? "null") as Partial<VerifyStatus>;
     if (typeof v.lastRunMs !== "number" || typeof v.ok !== "boolean") return undefined;
     return { lastRunMs: v.lastRunMs, ok: v.ok, failed: Array.isArray(v.failed) ? v.failed.map(String) : [],
       lastSuccessMs: typeof v.lastSuccessMs === "number" ? v.lastSuccessMs : 0 };

@@ -7,6 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { checkpointsPath, checkpointText, GENESIS, hmac, readAuditKey, splitMac, type Checkpoint } from "./audit";
+import { openPlainFile, readPlainFile } from "../util/fs";
 
 export type VerifyResult =
   | { ok: true; records: number; tornTail: boolean; firstSeq: number; lastSeq: number; checkpoints: number; files: string[];
@@ -57,7 +58,8 @@ export interface LogPosition { ino: number; end: number }
 
 /** A file's bytes from `offset` to its end, and its inode (one descriptor for both). */
 function readFrom(file: string, offset: number): { buf: Buffer; ino: number } {
-  const fd = fs.openSync(file, "r");
+  // A regular file, never through a link or a FIFO the service account planted (root's verify and anchor read it).
+  const fd = openPlainFile(file);
   try {
     const st = fs.fstatSync(fd);
     const buf = Buffer.alloc(Math.max(0, st.size - offset));
@@ -74,7 +76,7 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
   const key = opts.key ?? readAuditKey(file);
   if (!key) throw new Error(`no audit key at ${path.join(path.dirname(file), "audit.key")}: cannot check the MACs`);
   const cpFile = checkpointsPath(file);
-  const stored = fs.existsSync(cpFile) ? parseCheckpoints(fs.readFileSync(cpFile, "utf8")) : [];
+  const stored = fs.existsSync(cpFile) ? parseCheckpoints(readPlainFile(cpFile)) : [];
   // Where each came from, so a bad one is named where it is (line 0: a source without lines of its own).
   const sources = [{ name: cpFile, list: stored, lines: true }, { name: "the given checkpoint files", list: opts.checkpoints ?? [], lines: false },
     { name: "the journal (journalctl -u appliance.service)", list: opts.journal ?? [], lines: false }];

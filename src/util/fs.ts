@@ -82,6 +82,12 @@ export function readSmallFile(file: string, maxBytes: number): string | undefine
   } catch { return undefined; } finally { fs.closeSync(fd); }
 }
 
+/** A regular file's whole text, never through a link or from a FIFO or device (openPlainFile); throws like it. */
+export function readPlainFile(file: string): string {
+  const fd = openPlainFile(file);
+  try { return readFd(fd).toString("utf8"); } finally { fs.closeSync(fd); }
+}
+
 /** Reads a whole file through a descriptor, from byte 0 to its end. */
 export function readFd(fd: number): Buffer {
   const chunks: Buffer[] = [];

@@ -111,3 +111,16 @@ test("an entry is for those bytes under this build only; a malformed memo is an 
   fs.writeFileSync(path.join(stateDir, START_MEMO), JSON.stringify({ version: 2, models: { [sha]: { "build 1": { wrapper: { type: 5, settings: "x" } } } } }));
   expect(StartMemo.open(stateDir).wrapperChoice(sha, "build 1")).toBeUndefined();
 });
+
+test("the build kept beside the running one is the one used before it (A, B, A, C, then A is still remembered)", () => {
+  const stateDir = tmpDir("appliance-start-memo-");
+  const sha = "e".repeat(64);
+  const start = (build: string) => { // what a start does: read, learn if new, save
+    const memo = StartMemo.open(stateDir);
+    const known = memo.templatePassed(sha, build);
+    if (!known) memo.rememberTemplate(sha, build);
+    memo.save();
+    return known;
+  };
+  expect(["A", "B", "A", "C", "A"].map(start)).toEqual([false, false, true, false, true]);
+});

@@ -1,0 +1,69 @@
+/**
+ * What the service account can plant in its own state dir (a FIFO, a link to /dev/zero or to a root-only file, a
+ * sparse file of a gigabyte without a newline) is never followed, waited on or read whole: by the server at start
+ * (the audit log's last line, the lockdown file), at a /metrics scrape (the verify status), or by root's audit
+ * anchor, verify and incident snapshot (fix-attack run: the FIFOs hung each of them for good, /dev/zero filled the
+ * server, and the snapshot copied /etc/shadow into the evidence archive).
+ */
+import { expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { readLockdown, lockdownFile } from "../../src/guards/lockdown";
+import { readVerifyStatus } from "../../src/integrity/verify-status";
+import { verifyAudit } from "../../src/log/audit-verify";
+import { lastLine } from "../../src/util/last-line";
+import { collectSnapshot } from "../../src/cli/incident-snapshot";
+import { DEFAULTS } from "../../src/config/load";
+import { tmpDir } from "../helpers";
+
+const fifo = (f: string) => expect(Bun.spawnSync(["mkfifo", f]).exitCode).toBe(0);
+
+test("the audit log's last line: a FIFO is refused at once, a gigabyte without a newline read through, a link not followed", () => {
+  const dir = tmpDir();
+  const f = path.join(dir, "audit.jsonl");
+  fifo(f);
+  expect(() => lastLine(f)).toThrow(/not a plain file/);
+  fs.rmSync(f);
+  fs.writeFileSync(path.join(dir, "real"), '{"a":1}\n');
+  fs.symlinkSync(path.join(dir, "real"), f);
+  expect(() => lastLine(f)).toThrow(/symbolic link/);
+  fs.rmSync(f);
+  fs.writeFileSync(f, "");
+  fs.truncateSync(f, 1 << 30); // sparse: no blocks, no newline
+  expect(lastLine(f)).toEqual({ line: "", end: 0, size: 1 << 30 });
+  fs.appendFileSync(f, '\n{"b":2}\n'); // the line before the last newline is read, whatever lies before it
+  expect(lastLine(f).line).toBe('{"b":2}');
+  expect(() => verifyAudit(path.join(dir, "nope.jsonl"), { key: Buffer.alloc(32) })).not.toThrow(); // missing: nothing to verify
+});
+
+test("root's verify and anchor read no FIFO or link at the audit log's path", () => {
+  const dir = tmpDir();
+  const f = path.join(dir, "audit.jsonl");
+  fifo(f);
+  expect(() => verifyAudit(f, { key: Buffer.alloc(32) })).toThrow(/not a plain file/);
+});
+
+test("the lockdown file and the verify status: a FIFO or /dev/zero is read as nothing, never waited on", () => {
+  const stateDir = tmpDir();
+  fifo(lockdownFile(stateDir));
+  expect(readLockdown(stateDir)).toBe("unreadable"); // the path exists: the guard holds lockdown, as for a directory
+  fs.rmSync(lockdownFile(stateDir));
+  fs.symlinkSync("/dev/zero", lockdownFile(stateDir));
+  expect(readLockdown(stateDir)).toBe("unreadable");
+  fs.rmSync(lockdownFile(stateDir));
+  expect(readLockdown(stateDir)).toBeUndefined();
+  const status = path.join(stateDir, "verify-status.json");
+  fifo(status);
+  expect(readVerifyStatus(status)).toBeUndefined();
+});
+
+test("incident snapshot: a link to a root-only file at the audit log's path is not copied into the archive", async () => {
+  const stateDir = tmpDir(), out = tmpDir();
+  const secret = path.join(tmpDir(), "secret");
+  fs.writeFileSync(secret, "root:SECRET-HASH:20228::::::\n", { mode: 0o600 });
+  fs.symlinkSync(secret, path.join(stateDir, "audit.jsonl"));
+  const r = await collectSnapshot(out, { config: { ...DEFAULTS, stateDir }, healthUrl: "http://127.0.0.1:9/health", auditLines: 10, logLines: 10 } as never);
+  const written = fs.readdirSync(out).map((f) => fs.readFileSync(path.join(out, f), "utf8")).join("\n");
+  expect(written).not.toContain("SECRET-HASH");
+  expect(r.notes.join("\n")).toMatch(/audit tail: .*symbolic link/);
+}, 30_000);
