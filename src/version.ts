@@ -28,5 +28,6 @@ export function versionInfo(): VersionInfo {
   return { app: pkg.version, commit: b.commit, ...(source ? { source } : {}), bun: Bun.version, llamaCpp: b.llamaCpp, target: b.target };
 }
 
+// `source`: what the start memo's build key names (integrity/start-memo.ts), so an operator can match the two.
 export const formatVersion = (v: VersionInfo) =>
-  `appliance ${v.app} (commit ${v.commit}, ${v.target})\nbun ${v.bun}\nllama.cpp ${v.llamaCpp}`;
+  `appliance ${v.app} (commit ${v.commit}${v.source ? `, source ${v.source}` : ""}, ${v.target})\nbun ${v.bun}\nllama.cpp ${v.llamaCpp}`;

@@ -50,6 +50,8 @@ test("--version names app, commit, bun and llama.cpp", () => {
   const r = run(["--version"]);
   expect(r.code).toBe(0);
   expect(r.out).toMatch(/^appliance \d+\.\d+\.\d+ \(commit \w+/);
+  // The digest of what it was built from: the start memo's build key (fix-attack run: nothing showed it)
+  expect(r.out).toMatch(/\(commit \w+, source [0-9a-f]{16}, /);
   expect(r.out).toMatch(/bun \d+\.\d+/);
   expect(r.out).toMatch(/llama\.cpp \S+/);
 });
