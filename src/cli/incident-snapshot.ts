@@ -60,15 +60,18 @@ function tail(file: string, n: number): string {
   const fd = openPlainFile(file);
   try {
     const size = fs.fstatSync(fd).size;
-    let start = size, text = "";
-    while (start > 0 && size - start < TAIL_BYTES && text.split("\n").length <= n + 1) {
+    // Bytes gathered and their newlines counted as read: a tail without newlines is read once, not re-split per step.
+    const chunks: Buffer[] = [];
+    let start = size, newlines = 0;
+    while (start > 0 && size - start < TAIL_BYTES && newlines <= n) {
       const len = Math.min(65_536, start);
       start -= len;
       const buf = Buffer.alloc(len);
       fs.readSync(fd, buf, 0, len, start);
-      text = buf.toString("utf8") + text;
+      chunks.unshift(buf);
+      for (let i = buf.indexOf(0x0a); i >= 0; i = buf.indexOf(0x0a, i + 1)) newlines++;
     }
-    const lines = text.split("\n");
+    const lines = Buffer.concat(chunks).toString("utf8").split("\n");
     if (lines.at(-1) === "") lines.pop();
     return lines.slice(-n).join("\n") + (lines.length ? "\n" : "");
   } finally {
