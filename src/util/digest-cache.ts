@@ -22,7 +22,7 @@ const MAX_ENTRIES = 1000;
  */
 export const RACY_MS = 100;
 
-/** What an entry records; users may keep more fields on it (see `extra`). */
+/** What an entry records. */
 export interface DigestEntry { dev: string; ino: string; size: string; mtimeNs: string; ctimeNs: string; sha256: string }
 type FileStat = fs.BigIntStats;
 
@@ -41,8 +41,8 @@ export interface DigestCacheOptions {
   distrust?: () => string | undefined;
 }
 
-export class DigestCache<E extends DigestEntry = DigestEntry> {
-  protected entries = new Map<string, E>();
+export class DigestCache {
+  private entries = new Map<string, DigestEntry>();
   private changed = false;
   /** Why the cache is not used here (undefined: it is). */
   readonly untrusted?: string;
@@ -60,7 +60,7 @@ export class DigestCache<E extends DigestEntry = DigestEntry> {
     try { fd = openPlainFile(this.file); } catch { return fs.existsSync(this.file) ? "the cache is not a plain file" : "no cache yet"; }
     try {
       if (!rootOnly(fs.fstatSync(fd))) return "the cache file is not root-owned or is writable by others";
-      const parsed = JSON.parse(readFd(fd).toString("utf8")) as { version?: number; entries?: Record<string, E> };
+      const parsed = JSON.parse(readFd(fd).toString("utf8")) as { version?: number; entries?: Record<string, DigestEntry> };
       if (parsed.version !== 1 || typeof parsed.entries !== "object" || !parsed.entries) return "the cache file has an unknown format";
       for (const [p, e] of Object.entries(parsed.entries)) {
         if (e && /^[0-9a-f]{64}$/.test(String(e.sha256))) this.entries.set(p, e);
@@ -70,7 +70,7 @@ export class DigestCache<E extends DigestEntry = DigestEntry> {
   }
 
   /** The trusted entry for exactly these bytes: the cache trusted, the file root-only, identity and times as recorded. */
-  protected entry(file: string, st: FileStat): E | undefined {
+  private entry(file: string, st: FileStat): DigestEntry | undefined {
     if (this.untrusted || !st.isFile() || !rootOnly(st)) return undefined;
     const e = this.entries.get(path.resolve(file));
     return e && same(e, st) ? e : undefined;
@@ -93,7 +93,7 @@ export class DigestCache<E extends DigestEntry = DigestEntry> {
     const key = path.resolve(file);
     const prev = this.entries.get(key);
     if (prev && prev.sha256 === sha256 && same(prev, after)) return;
-    this.entries.set(key, { ...keyOf(after), sha256 } as E);
+    this.entries.set(key, { ...keyOf(after), sha256 });
     this.changed = true;
   }
 
