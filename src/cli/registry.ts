@@ -42,7 +42,7 @@ export const COMMANDS: CommandEntry[] = [
     async () => (await import("./commands/service")).updateCmd),
   lazy({ name: "rollback", summary: "Go back to the binary that the last update replaced", usage: "appliance rollback [--root DIR] [--platform systemd|launchd] [--port N]" },
     async () => (await import("./commands/service")).rollbackCmd),
-  lazy({ name: "version", summary: "Print app version, git commit, Bun version and llama.cpp release", usage: "appliance --version" },
+  lazy({ name: "version", summary: "Print app version, git commit, source digest (what the start memo is keyed by), Bun version and llama.cpp release", usage: "appliance --version" },
     async () => (await import("./commands/version")).version),
   lazy({ name: "gpu-preflight", summary: "Internal: try a GPU backend in isolation", usage: "appliance gpu-preflight --gpu cuda|vulkan|metal --state-dir DIR", hidden: true },
     async () => (await import("./commands/gpu-preflight")).gpuPreflight),

@@ -5,7 +5,7 @@ import { EXIT } from "../exit-codes"; // not ../command: that module loads the c
 
 export const version: Command = {
   name: "version",
-  summary: "Print app version, git commit, Bun version and llama.cpp release",
+  summary: "Print app version, git commit, source digest (what the start memo is keyed by), Bun version and llama.cpp release",
   usage: "appliance --version",
   async run() {
     console.log(formatVersion(versionInfo()));
