@@ -6,7 +6,9 @@
  * data (UTS #39 confusables.txt) as the Debian package python3-confusable-homoglyphs ships it
  * (/usr/lib/python3/dist-packages/confusable_homoglyphs/confusables.json: `apt-get download` it, `dpkg -x`). Kept:
  * single non-ASCII characters listed as confusable with an ASCII letter that NFKC does not already turn into ASCII
- * (fullwidth and mathematical letters: NFKC's reading wins). Run by hand when the data changes; CI never runs it.
+ * (fullwidth and mathematical letters: NFKC's reading wins); and the dashes read as "-" (PEM armor): those the data lists
+ * as confusable with "-" and every dash punctuation character (Unicode's Pd category, as this Bun knows it), again
+ * without those NFKC turns into ASCII. Run by hand when the data changes; CI never runs it.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -24,6 +26,10 @@ for (const letter of letters) {
   for (const c of chars) taken.add(c);
   if (chars.length) byLetter.push([letter, chars.join("")]);
 }
+const dashes = new Set((data["-"] ?? []).map((e) => e.c));
+for (let cp = 0x80; cp <= 0x10ffff; cp++) if (cp < 0xd800 || cp > 0xdfff) { const c = String.fromCodePoint(cp); if (/\p{Pd}/u.test(c)) dashes.add(c); }
+const dashList = [...dashes].filter((c) => [...c].length === 1 && c.codePointAt(0)! >= 0x80 && !/^[\x00-\x7f]+$/.test(c.normalize("NFKC")))
+  .sort((a, b) => a.codePointAt(0)! - b.codePointAt(0)!);
 const out = path.join(import.meta.dir, "../src/guards/rules/lookalikes.ts");
 fs.writeFileSync(out, `/**
  * Characters Unicode lists as confusable with an ASCII letter (UTS #39 confusables data), by the letter they imitate;
@@ -36,5 +42,11 @@ fs.writeFileSync(out, `/**
 export const CONFUSABLE_LETTERS: Readonly<Record<string, string>> = {
 ${byLetter.map(([l, cs]) => `  ${l}: ${JSON.stringify(cs)},`).join("\n")}
 };
+
+/**
+ * Characters read as "-" (${dashList.length}): those Unicode lists as confusable with it and the dash punctuation (Pd), less those
+ * NFKC reads as ASCII.
+ */
+export const CONFUSABLE_DASHES = ${JSON.stringify(dashList.map((c) => `\\u{${c.codePointAt(0)!.toString(16).toUpperCase()}}`).join("")).replaceAll("\\\\", "\\")};
 `);
-console.log(`wrote ${out}: ${taken.size} characters`);
+console.log(`wrote ${out}: ${taken.size} characters, ${dashList.length} dashes`);

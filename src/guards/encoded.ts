@@ -16,6 +16,33 @@ const MAX = 258;
 export const ENCODED_MAX = MAX;
 
 /**
+ * Base64 wrapped over lines, as `base64` (76 columns) and PEM (64) write it: the run [s, e) ends its line (no padding,
+ * a multiple of 4 long; text may come before it, "key: …"), and the lines after it are as long, but for the last
+ * (shorter, or padded); one line break (\n or \r\n) between them; up to MAX characters in all, line breaks included (a stream holds
+ * one whole). The end of the last line, or undefined when no line follows.
+ */
+function wrappedEnd(text: string, s: number, e: number): number | undefined {
+  const width = e - s, n = text.length;
+  if (width % 4 || text.charCodeAt(e - 1) === 61) return undefined;
+  let end = e;
+  for (;;) {
+    let p = end;
+    if (text.charCodeAt(p) === 13) p++;
+    if (text.charCodeAt(p) !== 10) break;
+    let q = ++p;
+    while (q < n && q - p <= width && isAlphabet(text.charCodeAt(q))) q++;
+    const len = q - p;
+    if (len === 0 || len > width || q - s > MAX) break;
+    if (!quadsPrintable(text, p, p + (len & ~3))) break; // a word after it ("Done"), not a piece of the same text
+    let r = q;
+    for (let k = 0; k < 2 && text.charCodeAt(r) === 61; k++) r++;
+    end = r;
+    if (len < width || r > q) break; // a shorter or padded line is the last
+  }
+  return end > e ? end : undefined;
+}
+
+/**
  * Maximal alphabet runs of at least 24 characters, each with up to two `=` after it, as [start, end) pairs; runs
  * over 258 chars are skipped. A run right after `=` is read too: it was skipped as "the tail of a longer encoded
  * text", so `x=<base64>` leaked, and then any 24-character prefix ending in `=` faked such a tail.
@@ -36,7 +63,13 @@ export function encodedRuns(text: string): [number, number][] {
     while (e < n && isAlphabet(text.charCodeAt(e))) e++;
     const runEnd = e;
     for (let k = 0; k < 2 && e < n && text.charCodeAt(e) === 61; k++) e++;
-    if (e - s <= MAX) runs.push([s, e]);
+    if (e - s <= MAX) {
+      // A wrapped run is read whole first (a key's base64 over three lines: each line alone decodes to a piece no
+      // rule recognises); its lines are still read alone after it, for secrets that were each encoded on their own.
+      const wrapped = wrappedEnd(text, s, e);
+      if (wrapped !== undefined) runs.push([s, wrapped]);
+      runs.push([s, e]);
+    }
     p = runEnd + MIN; // the next run starts after runEnd
   }
   return runs;
@@ -67,6 +100,49 @@ const hexValue = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 1
  * far fix allowing a printable next byte. Ordinary words fail the quad test within their first four letters.
  */
 export function encodedLiveStart(text: string): number {
+  const own = runLiveStart(text), n = text.length;
+  // The run may be a wrapped line (wrappedEnd): the lines above it are held with it, also while the next line has
+  // not begun (the text ends with its line break).
+  const ls = n ? text.lastIndexOf("\n", n - 1) + 1 : 0;
+  const line = n - ls;
+  if (line === 0 || (line === 1 && text.charCodeAt(n - 1) === 13)) return Math.min(own, wrappedAbove(text, n - line, 0));
+  return own === ls ? Math.min(own, wrappedAbove(text, ls, line)) : own;
+}
+
+/**
+ * The start of the wrapped run the line starting at `ls` (`len` characters so far) may continue (wrappedEnd), or
+ * text.length: the lines above end in alphabet runs as long as each other, a multiple of 4 and at least MIN, not
+ * shorter than `len`, decoding to printable bytes; each fills its line but the topmost (text may come before it on its
+ * line); MAX characters at most with the line being written.
+ */
+function wrappedAbove(text: string, ls: number, len: number): number {
+  const n = text.length;
+  let width = 0, start = n, lineStart = ls;
+  while (lineStart > 0 && text.charCodeAt(lineStart - 1) === 10) {
+    const end = lineStart - 1 - (text.charCodeAt(lineStart - 2) === 13 ? 1 : 0);
+    let r = end;
+    while (r > 0 && end - r <= MAX && isAlphabet(text.charCodeAt(r - 1))) r--;
+    const w = end - r;
+    if (width ? w !== width : w < MIN || w % 4 || w < len) break;
+    if (ls + len - r > MAX || !quadsPrintable(text, r, end)) break;
+    width = w; start = r;
+    if (r > 0 && text.charCodeAt(r - 1) !== 10) break; // text before it on its line: the topmost
+    lineStart = r;
+  }
+  return start;
+}
+
+/** Every base64 quad of [s, e) (a multiple of 4 long) decodes to printable bytes. */
+function quadsPrintable(text: string, s: number, e: number): boolean {
+  for (let k = s; k + 4 <= e; k += 4) {
+    const v = (B64[text.charCodeAt(k)]! << 18) | (B64[text.charCodeAt(k + 1)]! << 12) | (B64[text.charCodeAt(k + 2)]! << 6) | B64[text.charCodeAt(k + 3)]!;
+    if (v < 0 || !printable((v >> 16) & 255) || !printable((v >> 8) & 255) || !printable(v & 255)) return false;
+  }
+  return true;
+}
+
+/** encodedLiveStart for the run at the text's end alone. */
+function runLiveStart(text: string): number {
   const n = text.length;
   let e = n, pads = 0;
   while (pads < 2 && e > 0 && text.charCodeAt(e - 1) === 61) { e--; pads++; }
@@ -114,6 +190,7 @@ const hexPrefix = (text: string, s: number, e: number) => (e - s > 2 && text.cha
  * Hex may carry a `0x` prefix (it read as base64 before, and decoded to nothing).
  */
 export function decode(run: string): string | undefined {
+  if (run.includes("\n")) run = run.replace(/\r?\n/g, ""); // a wrapped run (wrappedEnd)
   const hex = /^(?:0x)?((?:[0-9a-f]{2})+)$/i.exec(run);
   const bytes = hex ? Buffer.from(hex[1]!, "hex") : Buffer.from(run, "base64");
   if (bytes.length < 16) return undefined;

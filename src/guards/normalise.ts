@@ -7,7 +7,7 @@
  * character: linear in the text.
  */
 
-import { CONFUSABLE_LETTERS } from "./rules/lookalikes";
+import { CONFUSABLE_DASHES, CONFUSABLE_LETTERS } from "./rules/lookalikes";
 
 /**
  * Invisible and direction-changing characters, by Unicode property rather than
@@ -34,7 +34,7 @@ export const EMOJI_SEQUENCE = String.raw`\u{1F3F4}\u{E0067}\u{E0062}(?:\u{E0065}
  * Look-alikes → the ASCII letter they imitate, in both cases (the response scanner matches case-sensitive key
  * prefixes such as AKIA and BEGIN): every character Unicode's confusables data lists for an ASCII letter
  * (rules/lookalikes.ts: Cyrillic, Greek, Armenian, Cherokee, Lisu, Coptic, Canadian syllabics, small capitals …), with
- * the hand-made table below over it, and dash look-alikes → "-" (PEM armor). The prompt guard looks letters up after
+ * the hand-made table below over it, and dashes → "-" (PEM armor: CONFUSABLE_DASHES). The prompt guard looks letters up after
  * lower-casing, so each one's lower case is in too.
  */
 export const LOOKALIKES: Readonly<Record<string, string>> = withConfusables({
@@ -48,7 +48,8 @@ export const LOOKALIKES: Readonly<Record<string, string>> = withConfusables({
   "Օ": "O", "Ս": "U", "Ѵ": "V", "Ϲ": "C", "Ϳ": "J",
   // Latin small capitals, which Unicode's confusables data lists with no ASCII letter: read as the lower-case letter.
   ...Object.fromEntries([..."ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢ"].map((ch, i) => [ch, "abcdefghijklmnoprstuvwyz"[i]!])),
-  "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-", "\u2043": "-", "\uFE58": "-", "\uFE63": "-",
+  // Dashes: Unicode's confusables of "-" and the dash punctuation (rules/lookalikes.ts; ˗ ➖ Ⲻ wrote a PEM armor unread).
+  ...Object.fromEntries([...CONFUSABLE_DASHES].map((ch) => [ch, "-"])),
 });
 
 /** The confusables under the hand-made table; each character's lower case too (for the prompt guard). */

@@ -12,6 +12,7 @@
  */
 import type { Config } from "../config/schema";
 import { ENCODED_MAX, decode, encodedRuns } from "./encoded";
+import { pemBodies, pemBodyLiveStart } from "./pem-body";
 import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
 import { LiveMemo, liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
@@ -92,6 +93,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
 
   // Short encoded forms of a secret (base64, base64url, hex): decoded and scanned with the secret rules.
   const secretRules = spanRules.filter((r) => r.group === "secret");
+  const hasKeyRule = rules.some((r) => r.id === "private-key");
 
   /** Rule matches in `text` (already a view), earlier rules first, non-overlapping; `found` stays sorted. */
   function match(text: string, use: SecretRule[], found: Span[]) {
@@ -104,11 +106,12 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   /** Non-overlapping findings in original offsets, in order. Rules run on the reader's view (scan-view.ts). */
   function spansIn(view: ScanView): Span[] {
     const text = view.text;
-    const found: Span[] = [];
+    // A key's body above its END armor (pem-body.ts) first: the whole-match rules then skip what it covers.
+    const found: Span[] = hasKeyRule ? pemBodies(text).map(([start, end]) => ({ start, end, rule: "private-key" })) : [];
     match(text, spanRules, found);
     const encoded: Span[] = [];
     for (const [start, end] of encodedRuns(text)) {
-      if (overlaps(found, start, end)) continue;
+      if (overlaps(found, start, end) || overlaps(encoded, start, end)) continue; // encoded: a wrapped run read whole before its lines
       const decoded = decode(text.slice(start, end));
       if (!decoded) continue;
       const inner: Span[] = [];
@@ -245,7 +248,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         // secret's start out before the secret is whole. HOLD_CAP code units bound the memory it may take.
         const viewCut = at(view, Math.max(0, view.text.length - window)) - base;
         const forced = Math.max(Math.min(held.length - window, viewCut), held.length - HOLD_CAP);
-        let cut = Math.min(Math.max(forced, live.rules - base), live.opening - base);
+        // A key body still being written without its BEGIN line (pem-body.ts) is held whole, up to HOLD_CAP, then released.
+        const body = hasKeyRule ? Math.max(at(view, pemBodyLiveStart(view.text)) - base, held.length - HOLD_CAP) : held.length;
+        let cut = Math.min(Math.max(forced, live.rules - base), live.opening - base, body);
         if (cut > 0 && isHighSurrogate(held.charCodeAt(cut - 1))) cut--; // never split a surrogate pair
         cut = Math.min(cut, pendingEscape(held)); // nor release an escape still being written: it is not in the view yet
         if (cut <= 0) return out;

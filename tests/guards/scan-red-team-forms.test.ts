@@ -14,6 +14,13 @@ const scanner = createScanner(parseConfig({ responseScan: { burstChars: 0 } }).r
 const AKIA = "AKIA" + "IOSFODNN7EXAMPLE";
 const b64 = Buffer.from(AKIA).toString("base64"), hex = Buffer.from(AKIA).toString("hex");
 const pemBody = "MIIEow" + "IBAAKCAQEAz8h3k2lq".repeat(4);
+// Leak run: a key's body handed on without its BEGIN line (a model continuing "-----BEGIN RSA PRIVATE KEY-----\nMIIE…").
+const bodyLines = ["MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu", "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm",
+  "o3qGy0t6z09AIJtH+5OeRV1be+N4cDYJKffGzDa88vQENZiRm0GRq6a+HPGQMd2k", "/5OiPgoTdSy7bcF9IGpSE8ZgGKzgYQVZeN97YE00"];
+const keyEnd = "-----END RSA PRIVATE KEY-----";
+// Leak run: base64 wrapped at 76 columns (coreutils' base64), 64 (PEM): each line alone decodes to a piece of the key.
+const openaiKey = "sk-proj-" + "p9qRs2tUvWxYz1AbCdEfGh3IjKlMn4OpQrStUv5WxYzAb6CdEfGh7IjKlMn8OpQrStUv9WxYz0AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGhIjKlMnOpQrStUvWxYzAb12345678";
+const wrapped = (w: number, nl: string) => Buffer.from(openaiKey).toString("base64").match(new RegExp(`.{1,${w}}`, "g"))!.join(nl);
 
 /** [what, text, the part that must not reach the client] */
 const CASES: [string, string, string][] = [
@@ -38,6 +45,14 @@ const CASES: [string, string, string][] = [
   ["small capital P (read as p)", "gh\u1D18_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"],
   ["Armenian ց for g", "\u0581hp_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"],
   ["Cyrillic izhitsa for V in a PEM's armor", `-----BEGIN PRI\u0474ATE KEY-----\n${pemBody}\n-----END PRI\u0474ATE KEY-----`, pemBody],
+  // Leak run: dashes Unicode lists as confusable with "-" that the hand-made table lacked (the whole key went out).
+  ...["\u02D7", "\u2796", "\u2CBA", "\u2E3A"].map((d): [string, string, string] =>
+    [`PEM armor in U+${d.codePointAt(0)!.toString(16).toUpperCase()} dashes`, `-----BEGIN RSA PRIVATE KEY-----\n${pemBody}\n-----END RSA PRIVATE KEY-----`.replaceAll("-", d), pemBody]),
+  ["a key's body and END line, no BEGIN", `${bodyLines.join("\n")}\n${keyEnd}`, bodyLines[1]!],
+  ["a key's body continued mid-line, then prose", `wIBAAKCAQEA${bodyLines.join("\n")}\n${keyEnd}\nThat is the key.`, bodyLines[0]!],
+  ["a key's body indented, CRLF, after prose", `Here it is:\r\n${bodyLines.map((l) => "  " + l).join("\r\n")}\r\n  ${keyEnd}\r\n`, bodyLines[2]!],
+  ["base64 wrapped at 76 columns", `${wrapped(76, "\n")}\n`, wrapped(76, "\n").split("\n")[1]!],
+  ["base64 wrapped at 64 columns, CRLF, in prose", `Encoded:\r\n${wrapped(64, "\r\n")}\r\nDone.`, wrapped(64, "\n").split("\n")[2]!],
 ];
 
 test("each is redacted one-shot, and streamed one character per push and cut in two", () => {
@@ -53,7 +68,12 @@ test("each is redacted one-shot, and streamed one character per push and cut in 
   expect(leaks).toEqual([]);
 });
 
-test("still left alone: a longer dotted number, fd0:: (not fc00::/7), base64 of ordinary text after =", () => {
+test("still left alone: a longer dotted number, fd0:: (not fc00::/7), base64 of ordinary text after =, base64 lines with no END line, wrapped base64 of ordinary text", () => {
   for (const text of ["version 127.0.0.1.5 is out", "fd0::5 is no unique-local address",
-    `data=${Buffer.from("hello there, friend of mine").toString("base64")}`]) expect(scanner.scan(text).text).toBe(text);
+    `data=${Buffer.from("hello there, friend of mine").toString("base64")}`, `${bodyLines.join("\n")}\nThat was no key.\n`,
+    `----- notes -----\n${bodyLines[0]}\n-----END OF NOTES-----\n`,
+    Buffer.from("hello there, my friend, how are you doing today? fine, thanks, and you are well").toString("base64").match(/.{1,76}/g)!.join("\n")]) {
+    expect(scanner.scan(text).text).toBe(text);
+    expect(streamed(scanner, [...text]).text).toBe(text);
+  }
 });

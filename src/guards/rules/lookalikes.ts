@@ -56,3 +56,9 @@ export const CONFUSABLE_LETTERS: Readonly<Record<string, string>> = {
   y: "ɣᶌʏỿꭚγℽ𝛄𝛾𝜸𝝲𝞬уүყ𑣜",
   z: "ᴢꮓ𑣄",
 };
+
+/**
+ * Characters read as "-" (29): those Unicode lists as confusable with it and the dash punctuation (Pd), less those
+ * NFKC reads as ASCII.
+ */
+export const CONFUSABLE_DASHES = "\u{2D7}\u{58A}\u{5BE}\u{1400}\u{1806}\u{2010}\u{2011}\u{2012}\u{2013}\u{2014}\u{2015}\u{2043}\u{2212}\u{2796}\u{2CBA}\u{2E17}\u{2E1A}\u{2E3A}\u{2E3B}\u{2E40}\u{2E5D}\u{301C}\u{3030}\u{30A0}\u{FE31}\u{FE32}\u{FE58}\u{10D6E}\u{10EAD}";
