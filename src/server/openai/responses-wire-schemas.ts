@@ -9,9 +9,14 @@
  * ./responses-wire, whose stand-in loads this module at its first use (lazy-schema.ts).
  */
 import { z } from "zod";
-import { FUNCTION_TOOLS_ONLY, jsonObjectFormat } from "./wire-schemas";
+import { FUNCTION_TOOLS_ONLY, cacheBreakpoint, hostedChoice, jsonObjectFormat } from "./wire-schemas";
 
-const inputText = z.strictObject({ type: z.literal("input_text"), text: z.string() });
+const inputText = z.strictObject({ type: z.literal("input_text"), text: z.string(), prompt_cache_breakpoint: cacheBreakpoint });
+/**
+ * Who made a call (the SDKs since 6.x echo it back in history): the model, or a program the model ran. History only:
+ * accepted and not used.
+ */
+const caller = z.union([z.strictObject({ type: z.literal("direct") }), z.strictObject({ type: z.literal("program"), caller_id: z.string().max(256) })]).nullish();
 /** `parsed` (and a call's `parsed_arguments`): what the openai SDK's stream and parse helpers add to output items users echo back. */
 const outputText = z.strictObject({
   type: z.literal("output_text"), text: z.string(), annotations: z.array(z.unknown()).optional(), logprobs: z.array(z.unknown()).optional(),
@@ -26,6 +31,8 @@ const messageItem = z.strictObject({
   id: z.string().max(256).optional(),
   status: z.string().max(32).optional(),
   role: z.enum(["user", "system", "developer", "assistant"]),
+  /** Which part of a reasoning model's answer a message was (echoed back in history): not used. */
+  phase: z.enum(["commentary", "final_answer"]).nullish(),
   content: z.union([z.string(), z.array(z.discriminatedUnion("type", [inputText, outputText, refusal, media])).max(256)]),
 });
 const functionCallItem = z.strictObject({
@@ -35,14 +42,17 @@ const functionCallItem = z.strictObject({
   name: z.string().min(1).max(64),
   arguments: z.string(),
   parsed_arguments: z.unknown().optional(),
-  status: z.string().max(32).optional(),
+  status: z.string().max(32).nullish(),
+  caller,
+  namespace: z.string().max(256).optional(),
 });
 const functionOutputItem = z.strictObject({
   type: z.literal("function_call_output"),
-  id: z.string().max(256).optional(),
+  id: z.string().max(256).nullish(),
   call_id: z.string().min(1).max(256),
   output: z.union([z.string(), z.array(z.discriminatedUnion("type", [inputText, media])).max(256)]),
-  status: z.string().max(32).optional(),
+  status: z.string().max(32).nullish(),
+  caller,
 });
 /** Reasoning items a client echoes back from a reasoning model: there is nothing to do with them here. */
 const reasoningItem = z.looseObject({ type: z.literal("reasoning") });
@@ -83,9 +93,15 @@ export const responsesRequest = z.strictObject({
     description: z.string().max(8192).nullish(),
     parameters: z.record(z.string(), z.unknown()).nullish(),
     strict: z.boolean().nullish(),
+    // The SDKs since 6.x: a description of what the function returns (not used), and the defaults of tool search
+    // and programmatic calls, which need hosted tools: other values are refused by name.
+    output_schema: z.record(z.string(), z.unknown()).nullish(),
+    defer_loading: z.literal(false, { message: "deferred tool loading needs tool search (a hosted tool), which this server does not have: leave it out or false" }).optional(),
+    allowed_callers: z.array(z.literal("direct", { message: "only the model itself calls tools here (no programmatic callers): [\"direct\"] or leave it out" })).max(2).nullish(),
   })).max(128).nullish(),
   tool_choice: z.union([z.enum(["none", "auto", "required"]), namedTool,
-    z.strictObject({ type: z.literal("allowed_tools"), mode: z.enum(["auto", "required"]), tools: z.array(namedTool).min(1).max(128) })]).nullish(),
+    z.strictObject({ type: z.literal("allowed_tools"), mode: z.enum(["auto", "required"]), tools: z.array(namedTool).min(1).max(128) })],
+    { error: hostedChoice }).nullish(),
   parallel_tool_calls: z.boolean().nullish(),
   /** Refused: responses are not stored (stateless). */
   previous_response_id: z.string().max(256).nullish(),
@@ -101,7 +117,7 @@ export const responsesRequest = z.strictObject({
   safety_identifier: z.string().max(256).nullish(),
   prompt_cache_key: z.string().max(256).nullish(),
   service_tier: z.string().max(32).nullish(),
-  prompt_cache_retention: z.enum(["in-memory", "24h"]).nullish(),
+  prompt_cache_retention: z.enum(["in_memory", "in-memory", "24h"]).nullish(), // in_memory: the SDKs since 6.x; in-memory: earlier ones
   // Calls to built-in (hosted) tools, of which there are none here; function calls are not counted by it.
   max_tool_calls: z.number().int().min(1).nullish(),
   background: z.literal(false, { message: "background responses are not supported (nothing is stored): leave it out or false" }).nullish(),

@@ -15,7 +15,7 @@ const IGNORED = {
   metadata: z.record(z.string(), z.string()).nullish(), // null as OpenAI allows (it was a 400 "expected record, received null")
   store: z.boolean().nullish(),
   service_tier: z.string().max(32).nullish(),
-  prompt_cache_retention: z.enum(["in-memory", "24h"]).nullish(),
+  prompt_cache_retention: z.enum(["in_memory", "in-memory", "24h"]).nullish(), // in_memory: the SDKs since 6.x; in-memory: earlier ones
 };
 
 const tokenIds = z.array(z.number().int().min(0)).min(1).max(1 << 17);
@@ -66,7 +66,9 @@ export const responseFormat = z.discriminatedUnion("type", [
   jsonSchemaFormat,
 ]).nullish();
 
-const textPart = z.strictObject({ type: z.literal("text"), text: z.string() });
+/** A prompt-cache hint of the SDKs since 6.x (where a reusable prefix ends) on a text part: accepted and not used. */
+export const cacheBreakpoint = z.strictObject({ mode: z.literal("explicit") }).nullish();
+const textPart = z.strictObject({ type: z.literal("text"), text: z.string(), prompt_cache_breakpoint: cacheBreakpoint });
 const text = z.union([z.string(), z.array(textPart).max(256)]);
 /** Parts a text-only model cannot take: accepted by the schema so convert.ts can refuse them by name. */
 const mediaPart = z.looseObject({ type: z.enum(["image_url", "input_audio", "file"]) });
@@ -132,13 +134,21 @@ export const tool = z.strictObject({
 });
 
 const namedFunction = z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: toolName }) });
+/**
+ * tool_choice naming another kind of tool (custom, web_search, mcp…): said as `tools` says it, not zod's "Invalid
+ * input" (fidelity run). Anything else is left to the union's own narrowing (server/errors.ts).
+ */
+export const hostedChoice = (iss: { input?: unknown }) => {
+  const t = iss.input !== null && typeof iss.input === "object" ? (iss.input as { type?: unknown }).type : undefined;
+  return typeof t === "string" && t !== "function" && t !== "allowed_tools" ? `tool_choice: ${FUNCTION_TOOLS_ONLY}` : undefined;
+};
 export const toolChoice = z.union([
   z.enum(["none", "auto", "required"]),
   namedFunction,
   // OpenAI's newer form: the tools the model may call this turn, a subset of `tools` (which stay in the prompt).
   z.strictObject({ type: z.literal("allowed_tools"),
     allowed_tools: z.strictObject({ mode: z.enum(["auto", "required"]), tools: z.array(namedFunction).min(1).max(128) }) }),
-]);
+], { error: hostedChoice });
 
 export const chatCompletionRequest = z.strictObject({
   ...sampling,
