@@ -84,3 +84,8 @@ export class NotReadyError extends AppError {
     super(message, 503, "service_unavailable", "not_ready", null, { "retry-after": "1" });
   }
 }
+
+/** A request a shutdown cancelled before anything was generated for it: send it again (the SDKs retry a 503). */
+export class ShuttingDownError extends NotReadyError {
+  constructor() { super("The server is shutting down: this request was cancelled before anything was generated. Send it again."); }
+}

@@ -236,6 +236,39 @@ test("SIGTERM with a generation in flight on a loaded machine: cancels after the
   }
 }, 120_000);
 
+// Resilience run: a non-streamed request cut by the shutdown got a bodyless 499 (its text thrown away), and a request
+// still queued got a bodyless 499 (not streamed) or a 200 stream with an empty answer, finish_reason "length".
+test("SIGTERM: a running non-streamed request gets its text so far (finish_reason length), queued ones a 503 / an error event to retry", async () => {
+  const { proc, port, log, until } = await startServe(["--shutdown-grace-ms", "300", "--parallel", "1"]);
+  const key = fs.readFileSync(path.join(dir, "key.txt"), "utf8").trim();
+  const url = `http://127.0.0.1:${port}`;
+  const post = (body: object) => fetch(`${url}/v1/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", prompt: "long", max_tokens: 1900, temperature: 0, logit_bias: { 2: -100 }, ...body }),
+  });
+  const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${key}` } })).text())?.[1]);
+  const running = post({});
+  while (await metric('appliance_slots\\{state="busy"\\}') < 1) { /* polled: the first request holds the only slot */ }
+  const queued = post({ max_tokens: 8 }), queuedStream = post({ max_tokens: 8, stream: true });
+  while (await metric("appliance_queue_depth") < 2) { /* both wait for the slot */ }
+  proc.kill("SIGTERM");
+  const [r, q, qs] = await Promise.all([running, queued, queuedStream]);
+  const answer = await r.json() as { choices: { text: string; finish_reason: string }[]; usage: { completion_tokens: number } };
+  expect([r.status, answer.choices[0]!.finish_reason]).toEqual([200, "length"]);
+  expect(answer.choices[0]!.text.length).toBeGreaterThan(0);
+  expect(answer.usage.completion_tokens).toBeGreaterThan(0);
+  const refused = await q.json() as { error: { code: string } };
+  expect([q.status, q.headers.get("retry-after"), refused.error.code]).toEqual([503, "1", "not_ready"]);
+  // The queued stream: refused before its first byte, or (its headers already sent) ended by an error event.
+  const streamed = await qs.text();
+  if (qs.status === 200) {
+    expect(streamed).toContain('"code":"not_ready"');
+    expect(streamed).not.toContain('"finish_reason"');
+  } else expect([qs.status, JSON.parse(streamed).error.code]).toEqual([503, "not_ready"]);
+  await until('"msg":"stopped"');
+  expect(await proc.exited).toBe(0);
+}, 120_000);
+
 async function drainUnderLoad() {
   const { proc, port, log, until } = await startServe(["--shutdown-grace-ms", "300"]);
   const key = fs.readFileSync(path.join(dir, "key.txt"), "utf8").trim();

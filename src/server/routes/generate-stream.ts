@@ -6,7 +6,7 @@
  * The 200 and its event-stream headers go out only once the first choice is admitted (grammar built,
  * context checked, a place in the queue), so those refusals keep their status.
  */
-import { CancelledError, AppError } from "../../errors";
+import { CancelledError, AppError, ShuttingDownError } from "../../errors";
 import type { Generation, GenerationStage } from "../../engine/engine";
 import { errorBodyOf, toAppError } from "../errors";
 import { LogprobAligner, type AlignedPiece } from "../openai/logprob-align";
@@ -97,6 +97,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     await Promise.race([first.admission, first.generation]);
   } catch (e) {
     flight.end();
+    if (flight.signal.aborted && deps.draining) throw new ShuttingDownError(); // before any byte: a 503 the SDKs retry
     throw flight.signal.aborted && !(e instanceof AppError) ? new CancelledError() : e;
   }
 
@@ -116,6 +117,9 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
       for (let i = 0, choice = first; ; choice = startChoice(i)) {
         const g: Generation = await choice.generation.catch((e: unknown): Generation => {
           if (!byShutdown()) throw e;
+          // The first choice never started (it waited in the queue): an error event, not an empty answer the client
+          // cannot tell from a real one (resilience run); a later one: the answer so far, cut short.
+          if (i === 0) throw new ShuttingDownError();
           return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "length" };
         });
         gs.push(g);
@@ -135,7 +139,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     },
     onCancel: () => flight.abort(),
     errorEvent: (err) => {
-      if (flight.signal.aborted) return undefined;
+      if (flight.signal.aborted && !(err instanceof ShuttingDownError)) return undefined;
       const e = toAppError("UNKNOWN", err, state.id, deps.log);
       state.status = e.status;
       state.errorCode = e.code ?? undefined;

@@ -5,7 +5,7 @@
  * A "block" finding stops generation and ends it with finish_reason
  * "content_filter", as OpenAI does.
  */
-import { AppError, CancelledError } from "../../errors";
+import { AppError, CancelledError, ShuttingDownError } from "../../errors";
 import type { Generation, GenerateCall, GenerationStage, PromptLogprob, TokenLogprob, ToolCall } from "../../engine/engine";
 import { alignWhole } from "../openai/logprob-align";
 import { totalUsage, type UsageCounts } from "../openai/convert";
@@ -54,14 +54,29 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     state.marks[stage] ??= performance.now();
   };
   if (plan.stream) return streamGeneration(state, deps, plan, flight, onStage);
+  // Cancelled by a shutdown (grace period over), not by the client, who is still there (resilience run: a bodyless 499).
+  const byShutdown = () => flight.signal.aborted && deps.draining;
   try {
     // Choices run one after another: each is admitted like any request, and one request never holds several slots.
     const gs: Generation[] = [];
-    for (let i = 0; i < plan.choices && !flight.signal.aborted; i++) gs.push(await plan.call(flight.signal, i, { onStage, cacheScope: cacheScopeOf(state) }));
+    for (let i = 0; i < plan.choices && !flight.signal.aborted; i++) {
+      const g = await plan.call(flight.signal, i, { onStage, cacheScope: cacheScopeOf(state) }).catch((e: unknown) => {
+        if (!byShutdown()) throw e;
+        if (!gs.length) throw new ShuttingDownError(); // nothing was generated: a 503 the SDKs retry
+        return undefined; // this choice never started: the answer is the choices before it
+      });
+      if (g) gs.push(g);
+    }
     Object.assign(state, totalUsage(gs, plan.perPrompt)); // promptTokens, cachedTokens, completionTokens
     state.marks.done ??= performance.now();
     deps.settle(state);
-    if (flight.signal.aborted) throw new CancelledError();
+    if (byShutdown()) {
+      // What was generated, the choice that was cut short with finish_reason "length", as a stream ends then.
+      const cut = gs.at(-1)!;
+      cut.finishReason = "length";
+      cut.toolCalls = undefined;
+      state.status = 499; // logged and audited as cancelled
+    } else if (flight.signal.aborted) throw new CancelledError();
     scanChoices(gs, () => deps.responseFilter(state));
     if (deps.config.logPrompts) state.responseText = gs.map((g) => g.text).join("\n");
     return plan.full(gs);
