@@ -30,12 +30,24 @@ export function parseCheckpoints(text: string): Checkpoint[] {
   const out: Checkpoint[] = [];
   for (const line of text.split("\n")) {
     if (!line.includes('"seq"')) continue;
-    let v: unknown;
-    try { v = JSON.parse(line); } catch { continue; }
-    const c = ((v as { auditCheckpoint?: unknown }).auditCheckpoint ?? v) as Partial<Checkpoint>;
-    if (typeof c.seq === "number" && typeof c.head === "string" && typeof c.mac === "string" && typeof c.ts === "string") out.push(c as Checkpoint);
+    const whole = asCheckpoint(line);
+    if (whole) { out.push(whole); continue; }
+    // A checkpoint glued onto a torn line (written before the writer cut torn tails off): read from its own start.
+    for (let at = line.indexOf('{"ts":', 1); at > 0; at = line.indexOf('{"ts":', at + 1)) {
+      const c = asCheckpoint(line.slice(at));
+      if (c) { out.push(c); break; }
+    }
   }
   return out;
+}
+
+/** A line as a checkpoint (audit.checkpoints' own, or the service log's {"auditCheckpoint":{…}}), if it is one. */
+function asCheckpoint(line: string): Checkpoint | undefined {
+  let v: unknown;
+  try { v = JSON.parse(line); } catch { return undefined; }
+  if (v === null || typeof v !== "object") return undefined;
+  const c = ((v as { auditCheckpoint?: unknown }).auditCheckpoint ?? v) as Partial<Checkpoint>;
+  return typeof c.seq === "number" && typeof c.head === "string" && typeof c.mac === "string" && typeof c.ts === "string" ? c as Checkpoint : undefined;
 }
 
 export interface VerifyOptions {

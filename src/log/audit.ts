@@ -91,7 +91,7 @@ let exitHook = false;
 
 export interface AuditLogOptions {
   /** Where checkpoints also go: the service log (journald under systemd), out of the service account's reach. */
-  log?: { info(obj: object, msg: string): void; error?(obj: object, msg: string): void };
+  log?: { info(obj: object, msg: string): void; warn?(obj: object, msg: string): void; error?(obj: object, msg: string): void };
   clock?: () => number;
   /** How often a checkpoint is written while records come in (tests shorten it). */
   checkpointMs?: number;
@@ -107,6 +107,11 @@ export function auditWriterRunning(stateDir: string): boolean {
   const free = holdFileLock(log);
   free?.release();
   return free === undefined;
+}
+
+/** A plain file's last line and size (lastLine), else undefined: nothing there, or something else, left to its writer. */
+function plainTail(file: string): ReturnType<typeof lastLine> | undefined {
+  try { return lastLine(file); } catch { return undefined; }
 }
 
 export class AuditLog {
@@ -155,7 +160,17 @@ export class AuditLog {
       return fresh;
     });
     const cur = lastLine(file);
-    if (cur.end < cur.size) fs.truncateSync(file, cur.end); // repair a torn write
+    if (cur.end < cur.size) { // repair a torn write, and say so: a crash may have cut off a request's record (resilience run)
+      fs.truncateSync(file, cur.end);
+      this.opts.log?.warn?.({ file, bytes: cur.size - cur.end }, "audit: an unfinished last record (a write cut off by a crash or power loss) was removed");
+    }
+    // The same for the checkpoints file: a torn last line would glue the next checkpoint onto it, and verify would not
+    // read that checkpoint (dropping the newest records then went unseen).
+    const cps = checkpointsPath(file), cpTail = plainTail(cps);
+    if (cpTail && cpTail.end < cpTail.size) {
+      fs.truncateSync(cps, cpTail.end);
+      this.opts.log?.warn?.({ file: cps, bytes: cpTail.size - cpTail.end }, "audit: an unfinished last checkpoint was removed");
+    }
     if (!fs.existsSync(file)) fs.writeFileSync(file, "", { mode: 0o600 });
     // Just rotated (empty file): the chain continues from the newest rotated file (.0 where newsyslog rotates, macOS; .1 for logrotate).
     const head = headOf(cur.line, file) ?? headOf(lastLine(`${file}.0`).line, `${file}.0`) ?? headOf(lastLine(`${file}.1`).line, `${file}.1`);
