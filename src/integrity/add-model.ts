@@ -131,7 +131,12 @@ async function copyInto(srcFd: number, o: AddModelOptions, tmp: string, dest: st
     for (;;) {
       const n = await new Promise<number>((res, rej) => fs.read(srcFd, buf, 0, buf.length, pos, (err, b) => (err ? rej(err) : res(b))));
       if (n === 0) break;
-      fs.writeSync(out, buf, 0, n, pos);
+      // Every byte, or the error: a short write (a full disk) went unnoticed, and the GGUF check then blamed the source.
+      for (let done = 0; done < n;) {
+        const w = fs.writeSync(out, buf, done, n - done, pos + done);
+        if (w === 0) throw Object.assign(new Error(`${tmp}: no space left to copy the model (wrote ${pos + done} of ${total} bytes)`), { code: "ENOSPC" });
+        done += w;
+      }
       hash.update(buf.subarray(0, n));
       pos += n;
       o.onProgress?.(pos, total);

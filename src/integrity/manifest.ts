@@ -16,9 +16,14 @@ export const modelsDirOf = (config: Pick<Config, "modelsDir" | "stateDir">) => c
 
 export function readManifest(dir: string): ManifestEntry[] {
   const file = path.join(dir, MANIFEST);
-  if (!fs.existsSync(file)) return [];
+  let text: string;
+  // Only a missing manifest is an empty one: unreadable (EACCES on the dir or file) said "lists none" (resilience run).
+  try { text = fs.readFileSync(file, "utf8"); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw new Error(`${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): this account (uid ${process.getuid?.()}) needs read access to the models dir and its manifest`);
+  }
   const out: ManifestEntry[] = [];
-  for (const [i, line] of fs.readFileSync(file, "utf8").split("\n").entries()) {
+  for (const [i, line] of text.split("\n").entries()) {
     if (!line.trim()) continue;
     const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
     if (!m || m[2]!.includes("/") || m[2] === ".." ) throw new Error(`${file}:${i + 1}: not a sha256sum line for a plain file name`);

@@ -105,8 +105,12 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
   let key: string | undefined | null = null;
   try {
     for (const file of files) {
-      if (!fs.existsSync(file)) throw new ModelIntegrityError(`${file} is listed in the manifest but missing`);
-      const fd = fs.openSync(file, "r");
+      let fd: number;
+      try { fd = fs.openSync(file, "r"); } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT") throw new ModelIntegrityError(`${file} is listed in the manifest but missing`);
+        throw new Error(`${file} cannot be opened (${code ?? (e as Error).message}): this account (uid ${process.getuid?.()}) needs read access to it`);
+      }
       opened.push(fd);
       const t0 = performance.now();
       const before = fs.fstatSync(fd, { bigint: true });

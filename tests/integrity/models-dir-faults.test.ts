@@ -1,0 +1,38 @@
+/**
+ * Resilience run, through the compiled binary: what a full disk and an unreadable models dir looked like to the operator.
+ * A write to the models dir that fit only in part (a full disk) went unnoticed, and `models add` then blamed the source
+ * ("invalid GGUF … truncated?"); a models dir the server's account cannot read said "the manifest lists none".
+ */
+import { expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { builtBinary, tinyModel, tmpDir } from "../helpers";
+
+test("models add when the disk fills during the last write: the error says the write failed, not that the source is bad", async () => {
+  const bin = await builtBinary(), dir = tmpDir("appliance-fsize-"), src = await tinyModel();
+  const size = fs.statSync(src).size;
+  // RLIMIT_FSIZE as a full disk: the write that crosses it is cut short, the next one fails (EFBIG; SIGXFSZ ignored).
+  const r = Bun.spawnSync(["sh", "-c", `trap '' XFSZ; exec prlimit --fsize=${size - 1000} "$0" models add "$1" --models-dir "$2"`, bin, src, path.join(dir, "models")],
+    { env: { PATH: "/usr/bin:/bin", HOME: dir } });
+  const err = r.stderr.toString();
+  expect(r.exitCode).toBe(1);
+  expect(err).toContain("EFBIG");
+  expect(err).not.toContain("invalid GGUF");
+  expect(fs.readdirSync(path.join(dir, "models")).filter((f) => f.endsWith(".gguf"))).toEqual([]); // nothing half-copied left
+});
+
+test.skipIf(process.getuid?.() !== 0 || !Bun.which("setpriv"))("serve as an account that cannot read the models dir: says so, not 'the manifest lists none'", async () => {
+  const bin = await builtBinary(), dir = tmpDir("appliance-eacces-");
+  fs.chmodSync(dir, 0o755);
+  const models = path.join(dir, "models"), state = path.join(dir, "state");
+  expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--models-dir", models], { env: { PATH: "/usr/bin:/bin", HOME: dir } }).exitCode).toBe(0);
+  fs.chmodSync(models, 0o700); // root's alone
+  fs.mkdirSync(state, { mode: 0o700 });
+  fs.chownSync(state, 65534, 65534);
+  const r = Bun.spawnSync(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "serve", "--models-dir", models, "--state-dir", state, "--port", "0"],
+    { env: { PATH: "/usr/bin:/bin", HOME: state }, timeout: 60_000 });
+  const err = r.stderr.toString();
+  expect(r.exitCode).not.toBe(0);
+  expect(err).toContain("cannot be read (EACCES)");
+  expect(err).not.toContain("lists none");
+});
