@@ -28,12 +28,13 @@ const PATHS: Record<UpstreamRoute, string> = {
 const ERROR_TYPES: readonly ErrorType[] = ["invalid_request_error", "authentication_error", "permission_error", "not_found_error", "rate_limit_error"];
 
 /** An upstream's 4xx (the request's own fault), passed on in OpenAI's shape without anything else the upstream sent. */
-function passOn(status: number, text: string | undefined): AppError {
+function passOn(status: number, text: string | undefined, scan: (text: string) => string): AppError {
   let e: Obj = {};
   try { e = ((JSON.parse(text ?? "") as Obj).error ?? {}) as Obj; } catch { /* not JSON */ }
   const type = ERROR_TYPES.includes(e.type as ErrorType) ? e.type as ErrorType : "invalid_request_error";
-  const str = (v: unknown) => (typeof v === "string" ? v.slice(0, 256) : null);
-  return new AppError(str(e.message) ? String(e.message).slice(0, 1000) : `The upstream refused the request (HTTP ${status}).`, status, type, str(e.code), str(e.param));
+  const str = (v: unknown) => (typeof v === "string" ? scan(v.slice(0, 256)) : null);
+  // The message through the response scanner: it may quote what the upstream's model wrote (leak run).
+  return new AppError(str(e.message) ? scan(String(e.message).slice(0, 1000)) : `The upstream refused the request (HTTP ${status}).`, status, type, str(e.code), str(e.param));
 }
 
 /**
@@ -119,7 +120,7 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   state.decisions.push(`upstream:${reply.upstream}`);
   if (reply.status >= 400) {
     flight.end();
-    throw passOn(reply.status, reply.text);
+    throw passOn(reply.status, reply.text, (t) => deps.responseFilter(state).whole(t));
   }
   if (stream) {
     if (reply.text === undefined) {

@@ -40,7 +40,7 @@ export interface RelayPlan {
   flight: { signal: AbortSignal; abort: () => void; end: () => void };
 }
 
-interface Call { id?: string; name?: string; args: string }
+interface Call { index: number; id?: string; name?: string; args: string }
 interface Choice { filter: TextFilter; calls: Map<number, Call>; finish?: string; done: boolean; text: string }
 
 const REASONS: readonly string[] = ["stop", "length", "content_filter", "tool_calls"];
@@ -68,11 +68,14 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
       const close = (i: number, c: Choice, finish: string) => {
         c.done = true;
         finished++;
-        const ordered = [...c.calls.entries()].sort(([a], [b]) => a - b).map(([, x]) => x);
-        const end = scanStreamEnd(c.filter, ordered.map((x) => x.args), () => deps.responseFilter(state));
+        const ordered = [...c.calls.entries()].sort(([a], [b]) => a - b).map(([, x]) => ({
+          ...x, id: x.id ?? `call_${state.id.slice(4)}_${i}_${x.index}`, name: x.name ?? "" }));
+        // Each call's arguments, name and id, each through a filter of its own (leak run: a name or id went out as sent).
+        const n = ordered.length;
+        const end = scanStreamEnd(c.filter, [...ordered.map((x) => x.args), ...ordered.map((x) => x.name), ...ordered.map((x) => x.id)], () => deps.responseFilter(state));
         emit(i, c, end.text);
-        const calls: ToolCall[] = ordered.length && end.args
-          ? ordered.map((x, k) => ({ id: x.id ?? `call_${state.id.slice(4)}_${i}_${k}`, name: x.name ?? "", arguments: end.args![k]! })) : [];
+        const calls: ToolCall[] = n && end.args
+          ? ordered.map((x, k) => ({ id: end.args![2 * n + k]!, name: end.args![n + k]!, arguments: end.args![k]! })) : [];
         const dropped = c.filter.blocked || (ordered.length > 0 && !end.args);
         blocked ||= dropped;
         wire.end(i, dropped ? "content_filter" : (REASONS.includes(finish) ? finish : "stop") as FinishReason, calls);
@@ -85,7 +88,8 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
           // null, a number, an array: not an event of the API (it was read as one: a TypeError, a 500, fix-attack run).
           if (!isObj(ev)) throw new UpstreamError("The upstream sent a stream event that is not a JSON object.");
           if (ev.error) {
-            const msg = String((ev.error as Obj).message ?? "unknown error").slice(0, 300);
+            // Through the scanner: an upstream's message may quote what its model wrote (leak run).
+            const msg = deps.responseFilter(state).whole(String((ev.error as Obj).message ?? "unknown error").slice(0, 300));
             throw new UpstreamError(`The upstream reported an error mid-stream: ${msg}`);
           }
           wire.base(ev);
@@ -106,7 +110,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
               for (const t of Array.isArray(d.tool_calls) ? (d.tool_calls as Obj[]) : []) {
                 if (!isObj(t)) throw new UpstreamError("The upstream streamed a tool call that is not a JSON object.");
                 const k = Number(t.index ?? 0), f = (isObj(t.function) ? t.function : {}) as Obj;
-                const call = c.calls.get(k) ?? { args: "" };
+                const call = c.calls.get(k) ?? { index: k, args: "" };
                 if (typeof t.id === "string") call.id = t.id;
                 if (typeof f.name === "string") call.name = (call.name ?? "") + f.name;
                 if (typeof f.arguments === "string") call.args += f.arguments;

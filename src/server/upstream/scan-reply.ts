@@ -19,16 +19,23 @@ interface Parts { text: Field; others: Field[]; dropCalls: () => void }
 const field = (o: Obj, key: string): Field[] => (typeof o[key] === "string" ? [{ value: o[key] as string, set: (v) => { o[key] = v; } }] : []);
 const NO_TEXT: Field = { value: "", set: () => {} };
 
+/** Every string field of `o` but those named in `skip` (what an upstream may have filled with generated text). */
+const stringFields = (o: Obj, skip: readonly string[]): Field[] => Object.keys(o).filter((k) => !skip.includes(k)).flatMap((k) => field(o, k));
+
 function chatParts(c: Obj): Parts {
   const m = (c.message ?? {}) as Obj;
   const calls = Array.isArray(m.tool_calls) ? (m.tool_calls as Obj[]) : [];
   const fn = m.function_call && typeof m.function_call === "object" ? (m.function_call as Obj) : undefined;
+  // Content as a list of parts (a server may answer so): each part's text and refusal, each on its own.
+  const parts = Array.isArray(m.content) ? (m.content as unknown[]).filter((p): p is Obj => !!p && typeof p === "object") : [];
   return {
     text: field(m, "content")[0] ?? NO_TEXT,
-    // Every string the model generated reaches the client: call arguments (also the legacy function_call), a
-    // refusal, and the reasoning text vLLM and llama-server send beside the content.
-    others: [...calls.flatMap((t) => (t.function && typeof t.function === "object" ? field(t.function as Obj, "arguments") : [])),
-      ...(fn ? field(fn, "arguments") : []), ...field(m, "refusal"), ...field(m, "reasoning_content"), ...field(m, "reasoning")],
+    // Every string the model generated reaches the client: call arguments and names (also the legacy function_call;
+    // vLLM's tool parsers take a name from the model's text unchecked) and ids, a refusal, the reasoning text vLLM
+    // and llama-server send beside the content, and list content's parts (leak run: names, ids and parts went out as sent).
+    others: [...calls.flatMap((t) => [...field(t, "id"), ...(t.function && typeof t.function === "object" ? [...field(t.function as Obj, "arguments"), ...field(t.function as Obj, "name")] : [])]),
+      ...(fn ? [...field(fn, "arguments"), ...field(fn, "name")] : []), ...field(m, "refusal"), ...field(m, "reasoning_content"), ...field(m, "reasoning"),
+      ...parts.flatMap((p) => [...field(p, "text"), ...field(p, "refusal")])],
     dropCalls: () => { delete m.tool_calls; delete m.function_call; },
   };
 }
@@ -63,34 +70,41 @@ export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: () 
 /**
  * The Responses API's answer. Its text parts are one text to a client (the SDKs' output_text joins them), so they go
  * through one filter, joined by a separator no rule matches; a finding that runs across a part border swallows it
- * and blanks the answer, as a block does (a key split over two parts never leaves in pieces). Each function call's
- * arguments and each reasoning summary text go through a filter of their own. A block empties the texts, drops the calls and marks the response
- * incomplete (content_filter), as OpenAI does.
+ * and blanks the answer, as a block does (a key split over two parts never leaves in pieces). Every other string an
+ * item or part carries (a call's arguments, name and ids, a custom tool call's input, a refusal, a reasoning summary;
+ * not its type, status or role) goes through a filter of its own. A text part the scan changed loses its logprobs
+ * (they spell the upstream's tokens, the secret included). A block empties the texts, drops the calls and marks the
+ * response incomplete (content_filter), as OpenAI does.
  */
 export function scanResponseOutput(answer: Obj, newFilter: () => TextFilter): void {
-  const texts: { text: string; set: (v: string) => void }[] = [], calls: typeof texts = [];
-  const output = Array.isArray(answer.output) ? (answer.output as Obj[]) : [];
+  const texts: { part: Obj; text: string }[] = [], others: Field[] = [];
+  const output = Array.isArray(answer.output) ? (answer.output as Obj[]).filter((i) => !!i && typeof i === "object") : [];
+  const structural = ["type", "status", "role"] as const;
   for (const item of output) {
-    if (item.type === "function_call" && typeof item.arguments === "string") calls.push({ text: item.arguments, set: (v) => { item.arguments = v; } });
-    // A reasoning item's summary texts are generated text too, shown apart from the answer: each on its own.
-    for (const part of Array.isArray(item.summary) ? (item.summary as Obj[]) : []) {
-      if (typeof part.text === "string") calls.push({ text: part.text, set: (v) => { part.text = v; } });
-    }
+    others.push(...stringFields(item, structural));
+    for (const part of Array.isArray(item.summary) ? (item.summary as Obj[]) : []) if (part && typeof part === "object") others.push(...stringFields(part, structural));
     for (const part of Array.isArray(item.content) ? (item.content as Obj[]) : []) {
-      if (typeof part.text === "string") texts.push({ text: part.text, set: (v) => { part.text = v; } });
+      if (!part || typeof part !== "object") continue;
+      if (typeof part.text === "string") texts.push({ part, text: part.text });
+      others.push(...stringFields(part, [...structural, "text"]));
     }
   }
   const filter = newFilter();
   const back = texts.length ? filter.whole(texts.map((x) => x.text).join(PART_BORDER)).split(PART_BORDER) : [];
-  const args = scanParts(calls.map((x) => x.text), newFilter);
-  if (filter.blocked || args.blocked || back.length !== texts.length) {
-    answer.output = output.filter((item) => item.type !== "function_call");
-    for (const x of [...texts, ...calls]) x.set("");
+  const rest = scanParts(others.map((x) => x.value), newFilter);
+  if (filter.blocked || rest.blocked || back.length !== texts.length) {
+    answer.output = output.filter((item) => item.type === "message" || item.type === "reasoning");
+    for (const x of texts) { x.part.text = ""; if (x.part.logprobs) x.part.logprobs = []; }
+    for (const x of others) x.set("");
     answer.status = "incomplete";
     answer.incomplete_details = { reason: "content_filter" };
   } else {
-    texts.forEach((x, i) => x.set(back[i]!));
-    calls.forEach((x, i) => x.set(args.parts[i]!));
+    texts.forEach((x, i) => {
+      if (back[i] === x.text) return;
+      x.part.text = back[i]!;
+      if (x.part.logprobs) x.part.logprobs = [];
+    });
+    others.forEach((x, i) => x.set(rest.parts[i]!));
   }
   if (typeof answer.output_text === "string") {
     answer.output_text = (answer.output as Obj[]).flatMap((item) => (Array.isArray(item.content) ? (item.content as Obj[]) : []))

@@ -1,0 +1,68 @@
+/**
+ * Leak run (a gateway over an upstream that answers exactly what the test gives it): strings an upstream's answer
+ * carries besides the text reached the client unscanned: a Responses answer's logprobs (they spelled the secret the
+ * text had redacted), its refusal parts, function names and custom tool calls' input; a chat tool call's name and id,
+ * streamed or not, and content given as a list of parts; upstream error messages, mid-stream and 4xx.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { chatChunk, recordingUpstream, sseChunks, startGateway, type Seen } from "./gateway-helpers";
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => { for (const c of cleanup.splice(0)) await c(); });
+const KEY = "AKIAIOSFODNN7EXAMPLQ";
+
+async function gatewayOver(answer: (req: Request, seen: Seen) => Response) {
+  const up = recordingUpstream((req, s) => (s.path.endsWith("/models") ? Response.json({ data: [] }) : answer(req, s)));
+  cleanup.push(() => up.stop());
+  const gw = await startGateway({ upstreams: [{ url: up.url, models: ["m"] }], gateway: { retries: 0, healthIntervalMs: 0 } } as never);
+  cleanup.push(() => gw.close());
+  const post = async (path: string, body: object) => {
+    const r = await fetch(`${gw.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" }, body: JSON.stringify({ model: "m", ...body }) });
+    return { status: r.status, text: await r.text() };
+  };
+  return post;
+}
+
+test("Responses, not streamed: logprobs of a redacted text go; refusals, function names, custom tool input are scanned", async () => {
+  const post = await gatewayOver(() => Response.json({ id: "resp_1", object: "response", status: "completed", model: "m", output: [
+    { type: "message", id: "msg_1", role: "assistant", status: "completed", content: [
+      { type: "output_text", text: `key ${KEY}`, annotations: [], logprobs: [{ token: " AKIA", logprob: 0 }, { token: "IOSFODNN7", logprob: 0 }, { token: "EXAMPLQ", logprob: 0 }] },
+      { type: "refusal", refusal: `I cannot share ${KEY}` }] },
+    { type: "function_call", id: "fc_1", call_id: "c1", name: KEY, arguments: "{}", status: "completed" },
+    { type: "custom_tool_call", id: "ct_1", call_id: "c2", name: "t", input: `use ${KEY}` },
+  ], usage: { input_tokens: 1, output_tokens: 3, total_tokens: 4 } }));
+  const r = await post("/v1/responses", { input: "x" });
+  expect(r.status).toBe(200);
+  expect(r.text).not.toContain("IOSFODNN7");
+  expect(JSON.parse(r.text).output[0].content[0]).toMatchObject({ text: "key [REDACTED:aws-access-token]", logprobs: [] });
+});
+
+test("chat, not streamed: a tool call's name and id, list content; streamed: a call's name and id", async () => {
+  const post = await gatewayOver((_req, s) => {
+    if (JSON.parse(s.body).stream) {
+      return new Response(sseChunks([chatChunk({ role: "assistant", content: "" }),
+        chatChunk({ tool_calls: [{ index: 0, id: KEY, type: "function", function: { name: KEY, arguments: "{}" } }] }),
+        chatChunk({}, "tool_calls"), "[DONE]"], 9), { headers: { "content-type": "text/event-stream" } });
+    }
+    return Response.json({ id: "x", object: "chat.completion", created: 1, model: "m", usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+      choices: [{ index: 0, finish_reason: "tool_calls", message: { role: "assistant", content: [{ type: "text", text: `key ${KEY}` }],
+        tool_calls: [{ id: KEY, type: "function", function: { name: KEY, arguments: "{}" } }] } }] });
+  });
+  for (const stream of [false, true]) {
+    const r = await post("/v1/chat/completions", { stream, messages: [{ role: "user", content: "x" }] });
+    expect(r.status).toBe(200);
+    expect(r.text).not.toContain("IOSFODNN7");
+    expect(r.text).toContain("[REDACTED:aws-access-token]");
+  }
+});
+
+test("upstream error messages, mid-stream and 4xx, are scanned", async () => {
+  const post = await gatewayOver((_req, s) => (JSON.parse(s.body).stream
+    ? new Response(sseChunks([chatChunk({ role: "assistant", content: "" }), { error: { message: `failed near ${KEY}` } }], 9), { headers: { "content-type": "text/event-stream" } })
+    : Response.json({ error: { message: `bad input: ${KEY}`, type: "invalid_request_error", param: null, code: null } }, { status: 400 })));
+  for (const stream of [false, true]) {
+    const r = await post("/v1/chat/completions", { stream, messages: [{ role: "user", content: "x" }] });
+    expect(r.text).not.toContain("IOSFODNN7");
+    expect(r.text).toContain("[REDACTED:aws-access-token]");
+  }
+});
