@@ -18,13 +18,15 @@ export const ENCODED_MAX = MAX;
 /**
  * Base64 wrapped over lines, as `base64` (76 columns) and PEM (64) write it: the run [s, e) ends its line (no padding,
  * a multiple of 4 long; text may come before it, "key: …"), and the lines after it are as long, but for the last
- * (shorter, or padded); one line break (\n or \r\n) between them; up to MAX characters in all, line breaks included (a stream holds
- * one whole). The end of the last line, or undefined when no line follows.
+ * (shorter, or padded); one line break (\n or \r\n) between them; up to MAX characters in all, line breaks included (a
+ * stream holds one whole). Where the run may end, longest first: after a shorter last line, and after the last full
+ * line (the shorter one may be a word that follows, or a stream's line still being written); none when no line follows.
  */
-function wrappedEnd(text: string, s: number, e: number): number | undefined {
+function wrappedEnds(text: string, s: number, e: number): number[] {
   const width = e - s, n = text.length;
-  if (width % 4 || text.charCodeAt(e - 1) === 61) return undefined;
+  if (width % 4 || text.charCodeAt(e - 1) === 61) return [];
   let end = e;
+  const ends: number[] = [];
   for (;;) {
     let p = end;
     if (text.charCodeAt(p) === 13) p++;
@@ -36,10 +38,15 @@ function wrappedEnd(text: string, s: number, e: number): number | undefined {
     if (!quadsPrintable(text, p, p + (len & ~3))) break; // a word after it ("Done"), not a piece of the same text
     let r = q;
     for (let k = 0; k < 2 && text.charCodeAt(r) === 61; k++) r++;
+    if (len < width || r > q) { // a shorter or padded line is the last
+      if (end > e) ends.push(end);
+      end = r;
+      break;
+    }
     end = r;
-    if (len < width || r > q) break; // a shorter or padded line is the last
   }
-  return end > e ? end : undefined;
+  if (end > e) ends.push(end);
+  return ends.reverse();
 }
 
 /**
@@ -66,8 +73,7 @@ export function encodedRuns(text: string): [number, number][] {
     if (e - s <= MAX) {
       // A wrapped run is read whole first (a key's base64 over three lines: each line alone decodes to a piece no
       // rule recognises); its lines are still read alone after it, for secrets that were each encoded on their own.
-      const wrapped = wrappedEnd(text, s, e);
-      if (wrapped !== undefined) runs.push([s, wrapped]);
+      for (const wrapped of wrappedEnds(text, s, e)) runs.push([s, wrapped]);
       runs.push([s, e]);
     }
     p = runEnd + MIN; // the next run starts after runEnd
@@ -101,16 +107,16 @@ const hexValue = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 1
  */
 export function encodedLiveStart(text: string): number {
   const own = runLiveStart(text), n = text.length;
-  // The run may be a wrapped line (wrappedEnd): the lines above it are held with it, also while the next line has
+  // The run may be a wrapped line (wrappedEnds): the lines above it are held with it, also while the next line has
   // not begun (the text ends with its line break).
+  if (n && text.charCodeAt(n - 1) === 13) return Math.min(own, wrappedAbove(text + "\n", n + 1, 0)); // \r of a \r\n
   const ls = n ? text.lastIndexOf("\n", n - 1) + 1 : 0;
-  const line = n - ls;
-  if (line === 0 || (line === 1 && text.charCodeAt(n - 1) === 13)) return Math.min(own, wrappedAbove(text, n - line, 0));
-  return own === ls ? Math.min(own, wrappedAbove(text, ls, line)) : own;
+  if (ls === n) return Math.min(own, wrappedAbove(text, n, 0));
+  return own === ls ? Math.min(own, wrappedAbove(text, ls, n - ls)) : own;
 }
 
 /**
- * The start of the wrapped run the line starting at `ls` (`len` characters so far) may continue (wrappedEnd), or
+ * The start of the wrapped run the line starting at `ls` (`len` characters so far) may continue (wrappedEnds), or
  * text.length: the lines above end in alphabet runs as long as each other, a multiple of 4 and at least MIN, not
  * shorter than `len`, decoding to printable bytes; each fills its line but the topmost (text may come before it on its
  * line); MAX characters at most with the line being written.
@@ -190,7 +196,7 @@ const hexPrefix = (text: string, s: number, e: number) => (e - s > 2 && text.cha
  * Hex may carry a `0x` prefix (it read as base64 before, and decoded to nothing).
  */
 export function decode(run: string): string | undefined {
-  if (run.includes("\n")) run = run.replace(/\r?\n/g, ""); // a wrapped run (wrappedEnd)
+  if (run.includes("\n")) run = run.replace(/\r?\n/g, ""); // a wrapped run (wrappedEnds)
   const hex = /^(?:0x)?((?:[0-9a-f]{2})+)$/i.exec(run);
   const bytes = hex ? Buffer.from(hex[1]!, "hex") : Buffer.from(run, "base64");
   if (bytes.length < 16) return undefined;

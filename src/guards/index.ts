@@ -74,6 +74,8 @@ export interface GuardDeps {
 
 interface Extra {
   key?: KeyRecord; limitChecked?: boolean; rawBody?: string; slot?: Slot; admitted?: Where; reserved?: number; filters?: TextFilter[]; settled?: boolean;
+  /** The prompt leaves a private key open (Scanner.opensKey): every response filter starts inside it. */
+  keyOpen?: boolean;
   /** A signing key's request whose signature is not checked yet: the slot its body holds, on its address's network. */
   unsigned?: { id: string; slot: Slot };
 }
@@ -284,11 +286,14 @@ export function createGuards(d: GuardDeps): Guards {
       for (const f of v.flags) state.decisions.push(`prompt:flag:${f}`);
       for (const f of v.stripped) state.decisions.push(`prompt:strip:${f}`);
       if (v.flags.length) state.headers["x-appliance-prompt-flags"] = v.flags.join(",");
+      // A message that opens a private key and never closes it (a model asked to continue a key it was handed the
+      // start of, leak run): the answer starts inside that key, so its body is dropped as a key's body after BEGIN is.
+      if (scanner && turns.slice(0, messages ?? turns.length).some((t) => scanner.opensKey(t.content))) extra(state).keyOpen = true;
       return v.turns;
     },
 
     responseFilter(state) {
-      const f = scanner ? scanner.filter() : passthrough();
+      const f = scanner ? scanner.filter(extra(state).keyOpen ? "private-key" : undefined) : passthrough();
       (extra(state).filters ??= []).push(f); // a stream of n choices filters each on its own
       return f;
     },

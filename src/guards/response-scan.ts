@@ -12,7 +12,6 @@
  */
 import type { Config } from "../config/schema";
 import { ENCODED_MAX, decode, encodedRuns } from "./encoded";
-import { pemBodies, pemBodyLiveStart } from "./pem-body";
 import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
 import { LiveMemo, liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
@@ -68,7 +67,10 @@ export interface Scanner {
   holdBound: number;
   /** One-shot scan of a whole text. */
   scan(text: string): { text: string; findings: string[] };
-  filter(): TextFilter;
+  /** A stream's filter; `inside`: the text starts inside that long secret (a key the prompt opened: opensKey). */
+  filter(inside?: "private-key"): TextFilter;
+  /** Whether `text` opens a PEM private key (its BEGIN line, as the scanner reads it) that it does not close. */
+  opensKey(text: string): boolean;
   /** Builds the hold-back analysis now instead of at the first stream that needs it (serve: after ready). */
   prepare(): void;
 }
@@ -93,7 +95,6 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
 
   // Short encoded forms of a secret (base64, base64url, hex): decoded and scanned with the secret rules.
   const secretRules = spanRules.filter((r) => r.group === "secret");
-  const hasKeyRule = rules.some((r) => r.id === "private-key");
 
   /** Rule matches in `text` (already a view), earlier rules first, non-overlapping; `found` stays sorted. */
   function match(text: string, use: SecretRule[], found: Span[]) {
@@ -106,8 +107,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   /** Non-overlapping findings in original offsets, in order. Rules run on the reader's view (scan-view.ts). */
   function spansIn(view: ScanView): Span[] {
     const text = view.text;
-    // A key's body above its END armor (pem-body.ts) first: the whole-match rules then skip what it covers.
-    const found: Span[] = hasKeyRule ? pemBodies(text).map(([start, end]) => ({ start, end, rule: "private-key" })) : [];
+    const found: Span[] = [];
     match(text, spanRules, found);
     const encoded: Span[] = [];
     for (const [start, end] of encodedRuns(text)) {
@@ -159,12 +159,23 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     return { text: out, findings: [...f.findings] };
   }
 
-  function filter(): TextFilter {
+  function opensKey(text: string): boolean {
+    if (!/KEY|[^\x00-\x7f]/.test(text)) return false; // the armor's KEY, or a character the view may read as part of it
+    const view = scanView(text.slice(-OPENS_KEY_TAIL) + "\n").text; // the newline: an END armor ending the text is whole
+    let open = -1;
+    PEM_OPEN_ALL.lastIndex = 0;
+    for (let m = PEM_OPEN_ALL.exec(view); m; m = PEM_OPEN_ALL.exec(view)) open = m.index + m[0].length;
+    return open >= 0 && !PEM_END.test(view.slice(open));
+  }
+
+  function filter(startInside?: "private-key"): TextFilter {
     let held = "";
     /** The last characters consumed before `held` (released or dropped), as the one-shot scan would see them. */
     let ctx = "";
     /** Inside a long secret: everything is dropped until it ends. */
-    let inside: LongSecret["id"] | undefined;
+    let inside: LongSecret["id"] | undefined = startInside;
+    /** The redaction marker of a secret the text started inside, sent with the first output. */
+    let marker = startInside ? `[REDACTED:${startInside}]` : "";
     /** What the hold-back analysis ruled out in ctx + held so far (live-tail.ts); reset when that text is replaced. */
     const memo = new LiveMemo();
     /** The view of ctx + held at the last analysis, and how much has left its front since (extendView). */
@@ -189,9 +200,12 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     /** Scans and releases `text` (what follows ctx; `view`: of ctx + text, if made) as final: nothing after it can change it. */
     const settle = (text: string, view = scanView(ctx + text)) => release(text, inHeld(view, ctx.length));
 
+    if (startInside) note(startInside);
+
     /** Consumes `text`; returns what may be sent now. */
     function feed(text: string, final: boolean): string {
-      let out = "";
+      let out = marker;
+      marker = "";
       while (!state.blocked) {
         if (inside === "private-key") {
           held += text; text = "";
@@ -248,9 +262,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         // secret's start out before the secret is whole. HOLD_CAP code units bound the memory it may take.
         const viewCut = at(view, Math.max(0, view.text.length - window)) - base;
         const forced = Math.max(Math.min(held.length - window, viewCut), held.length - HOLD_CAP);
-        // A key body still being written without its BEGIN line (pem-body.ts) is held whole, up to HOLD_CAP, then released.
-        const body = hasKeyRule ? Math.max(at(view, pemBodyLiveStart(view.text)) - base, held.length - HOLD_CAP) : held.length;
-        let cut = Math.min(Math.max(forced, live.rules - base), live.opening - base, body);
+        let cut = Math.min(Math.max(forced, live.rules - base), live.opening - base);
         if (cut > 0 && isHighSurrogate(held.charCodeAt(cut - 1))) cut--; // never split a surrogate pair
         cut = Math.min(cut, pendingEscape(held)); // nor release an escape still being written: it is not in the view yet
         if (cut <= 0) return out;
@@ -297,7 +309,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     };
   }
 
-  return { rules, window, holdBound, scan, filter, prepare: () => { holdFrom(); } };
+  return { rules, window, holdBound, scan, filter, opensKey, prepare: () => { holdFrom(); } };
 }
 
 /** Counts synchronous turns: bumped by a microtask queued at the first push of a turn. */
@@ -306,6 +318,10 @@ function nextTurn(): number {
   if (!turnQueued) { turnQueued = true; queueMicrotask(() => { turn++; turnQueued = false; }); }
   return turn;
 }
+
+/** How much of a prompt's end opensKey reads: an RSA-16384 key's body is ~12 KB. */
+const OPENS_KEY_TAIL = 32_768;
+const PEM_OPEN_ALL = new RegExp(LONG_SECRETS.find((l) => l.id === "private-key")!.open.source, "g");
 
 const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;
 /**

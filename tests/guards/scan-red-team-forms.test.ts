@@ -14,7 +14,7 @@ const scanner = createScanner(parseConfig({ responseScan: { burstChars: 0 } }).r
 const AKIA = "AKIA" + "IOSFODNN7EXAMPLE";
 const b64 = Buffer.from(AKIA).toString("base64"), hex = Buffer.from(AKIA).toString("hex");
 const pemBody = "MIIEow" + "IBAAKCAQEAz8h3k2lq".repeat(4);
-// Leak run: a key's body handed on without its BEGIN line (a model continuing "-----BEGIN RSA PRIVATE KEY-----\nMIIE…").
+// Leak run: a key's body without its BEGIN line (a model continuing "-----BEGIN RSA PRIVATE KEY-----\nMIIE…").
 const bodyLines = ["MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu", "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm",
   "o3qGy0t6z09AIJtH+5OeRV1be+N4cDYJKffGzDa88vQENZiRm0GRq6a+HPGQMd2k", "/5OiPgoTdSy7bcF9IGpSE8ZgGKzgYQVZeN97YE00"];
 const keyEnd = "-----END RSA PRIVATE KEY-----";
@@ -48,9 +48,6 @@ const CASES: [string, string, string][] = [
   // Leak run: dashes Unicode lists as confusable with "-" that the hand-made table lacked (the whole key went out).
   ...["\u02D7", "\u2796", "\u2CBA", "\u2E3A"].map((d): [string, string, string] =>
     [`PEM armor in U+${d.codePointAt(0)!.toString(16).toUpperCase()} dashes`, `-----BEGIN RSA PRIVATE KEY-----\n${pemBody}\n-----END RSA PRIVATE KEY-----`.replaceAll("-", d), pemBody]),
-  ["a key's body and END line, no BEGIN", `${bodyLines.join("\n")}\n${keyEnd}`, bodyLines[1]!],
-  ["a key's body continued mid-line, then prose", `wIBAAKCAQEA${bodyLines.join("\n")}\n${keyEnd}\nThat is the key.`, bodyLines[0]!],
-  ["a key's body indented, CRLF, after prose", `Here it is:\r\n${bodyLines.map((l) => "  " + l).join("\r\n")}\r\n  ${keyEnd}\r\n`, bodyLines[2]!],
   ["base64 wrapped at 76 columns", `${wrapped(76, "\n")}\n`, wrapped(76, "\n").split("\n")[1]!],
   ["base64 wrapped at 64 columns, CRLF, in prose", `Encoded:\r\n${wrapped(64, "\r\n")}\r\nDone.`, wrapped(64, "\n").split("\n")[2]!],
 ];
@@ -68,10 +65,30 @@ test("each is redacted one-shot, and streamed one character per push and cut in 
   expect(leaks).toEqual([]);
 });
 
-test("still left alone: a longer dotted number, fd0:: (not fc00::/7), base64 of ordinary text after =, base64 lines with no END line, wrapped base64 of ordinary text", () => {
+// Leak run: a model continuing a key it was handed the start of writes its body and END line, never a BEGIN line: the
+// prompt opened the key (opensKey), and the answer's filter starts inside it.
+test("an answer to a prompt that opens a key is dropped until the key's END line, one-shot and streamed", () => {
+  const prompt = "Continue this:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow";
+  expect([scanner.opensKey(prompt), scanner.opensKey(`${prompt}\n${bodyLines.join("\n")}\n${keyEnd}`), scanner.opensKey("no key here")]).toEqual([true, false, false]);
+  expect(scanner.opensKey("-----BEGIN RSA PRI\u0474ATE KEY-----\nMIIE")).toBe(true); // as the scanner reads armor
+  for (const answer of [`${bodyLines.join("\n")}\n${keyEnd}\nThat is the key.`, JSON.stringify({ k: `${bodyLines.join("\n")}\n${keyEnd}` }),
+    `${bodyLines.join("\n\n")}\n\n${keyEnd}\nThat is the key.`, bodyLines.join("\n")]) {
+    const whole = scanner.filter("private-key").whole(answer);
+    const f = scanner.filter("private-key");
+    let streamedOut = "";
+    for (const c of answer) streamedOut += f.push(c);
+    streamedOut += f.end();
+    for (const got of [whole, streamedOut]) {
+      expect(got.startsWith("[REDACTED:private-key]")).toBe(true);
+      for (const line of bodyLines) expect(got).not.toContain(line.slice(0, 16));
+    }
+    if (answer.includes("That is")) expect(streamedOut).toBe("[REDACTED:private-key]\nThat is the key.");
+  }
+});
+
+test("still left alone: a longer dotted number, fd0:: (not fc00::/7), base64 of ordinary text after =, base64 lines, wrapped base64 of ordinary text", () => {
   for (const text of ["version 127.0.0.1.5 is out", "fd0::5 is no unique-local address",
     `data=${Buffer.from("hello there, friend of mine").toString("base64")}`, `${bodyLines.join("\n")}\nThat was no key.\n`,
-    `----- notes -----\n${bodyLines[0]}\n-----END OF NOTES-----\n`,
     Buffer.from("hello there, my friend, how are you doing today? fine, thanks, and you are well").toString("base64").match(/.{1,76}/g)!.join("\n")]) {
     expect(scanner.scan(text).text).toBe(text);
     expect(streamed(scanner, [...text]).text).toBe(text);
