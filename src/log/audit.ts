@@ -14,7 +14,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../util/atomic-write";
 import { holdFileLock, withFileLockSync } from "../util/file-lock";
-import { appendWhole, openPlainFile, readFd } from "../util/fs";
+import { Appender, appendWhole, openPlainFile, readFd } from "../util/fs";
 import { lastLine } from "../util/last-line";
 import { randomBytes } from "../util/random";
 
@@ -121,6 +121,8 @@ export class AuditLog {
   private readonly key: Buffer;
   private readonly timer: ReturnType<typeof setInterval>;
   private readonly writer: { release(): void };
+  /** The log's descriptor, kept open between records (util/fs Appender). */
+  private readonly out: Appender;
   /** Records that could not be written (a full disk): each left nothing in the log (metrics: appliance_audit_write_failures_total). */
   writeFailures = 0;
 
@@ -135,6 +137,7 @@ export class AuditLog {
     }
     this.writer = writer;
     try { this.key = this.openChain(); } catch (e) { writer.release(); throw e; }
+    this.out = new Appender(file);
     // A timed checkpoint that fails (its directory gone, a full disk) is logged, never thrown from the timer, where it
     // would end the process; the next append fails loudly on its own.
     this.timer = setInterval(() => this.checkpointOrLog(), opts.checkpointMs ?? CHECKPOINT_MS);
@@ -198,7 +201,7 @@ export class AuditLog {
     const body = JSON.stringify({ ...rec, seq: this.seq + 1, prev: this.prev });
     const mac = hmac(this.key, body);
     try {
-      appendWhole(this.file, `${body.slice(0, -1)},"mac":"${mac}"}\n`);
+      this.out.append(`${body.slice(0, -1)},"mac":"${mac}"}\n`);
     } catch (e) {
       this.writeFailures++;
       throw e;
@@ -228,6 +231,7 @@ export class AuditLog {
     try { this.checkpoint(); } finally {
       clearInterval(this.timer);
       open.delete(this);
+      this.out.close();
       this.writer.release();
     }
   }

@@ -129,15 +129,47 @@ export const parentDir = (file: string) => path.dirname(path.resolve(file));
  * appends to (the audit log holds its writer lock).
  */
 export function appendWhole(file: string, text: string, mode = 0o600) {
-  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, mode);
+  const fd = openAppend(file, mode);
+  try { writeWhole(fd, text); } finally { fs.closeSync(fd); }
+}
+
+const openAppend = (file: string, mode: number) => fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, mode);
+
+/** appendWhole's write: whole, or cut back to where it began. */
+function writeWhole(fd: number, text: string) {
+  const size = fs.fstatSync(fd).size;
+  const buf = Buffer.from(text, "utf8");
   try {
-    const size = fs.fstatSync(fd).size;
-    const buf = Buffer.from(text, "utf8");
-    try {
-      for (let done = 0; done < buf.length;) done += fs.writeSync(fd, buf, done);
-    } catch (e) {
-      try { fs.ftruncateSync(fd, size); } catch { /* the error below says what failed; the next start repairs a torn tail */ }
-      throw e;
+    for (let done = 0; done < buf.length;) done += fs.writeSync(fd, buf, done);
+  } catch (e) {
+    try { fs.ftruncateSync(fd, size); } catch { /* the error below says what failed; the next start repairs a torn tail */ }
+    throw e;
+  }
+}
+
+/**
+ * appendWhole on a descriptor kept open between appends, so a process out of descriptors (EMFILE: a flood of
+ * connections) still writes (resilience run: each append opened the file, and the audit record was lost). The path
+ * is looked at (stat, no descriptor) before each append: a rotation (renamed or removed) opens the new file.
+ */
+export class Appender {
+  private fd: number | undefined;
+  private ino = -1;
+  constructor(readonly file: string, private readonly mode = 0o600) {}
+
+  append(text: string) {
+    let ino = -1;
+    try { ino = fs.statSync(this.file).ino; } catch { /* gone: (re)created below */ }
+    if (this.fd === undefined || ino !== this.ino) {
+      this.close();
+      this.fd = openAppend(this.file, this.mode);
+      this.ino = fs.fstatSync(this.fd).ino;
     }
-  } finally { fs.closeSync(fd); }
+    writeWhole(this.fd, text);
+  }
+
+  close() {
+    if (this.fd !== undefined) { try { fs.closeSync(this.fd); } catch { /* already gone */ } }
+    this.fd = undefined;
+  }
 }
