@@ -11,10 +11,10 @@ export class NotPlainFileError extends Error {
  * Opens a path read-only without following a symlink in its last component, and insists on a regular file.
  * O_NONBLOCK: a FIFO planted at the path must not hang the open (it is refused below); no effect on a regular file.
  */
-export function openPlainFile(file: string, flags = fs.constants.O_RDONLY): number {
+export function openPlainFile(file: string, flags = fs.constants.O_RDONLY, mode = 0o600): number {
   let fd: number;
   try {
-    fd = fs.openSync(file, flags | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    fd = fs.openSync(file, flags | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, mode);
   } catch (e) {
     // O_NOFOLLOW on a symlink fails with ELOOP (Linux, macOS); say what it is rather than "too many links".
     if ((e as NodeJS.ErrnoException).code === "ELOOP") throw new NotPlainFileError(file, "a symbolic link");
@@ -133,7 +133,12 @@ export function appendWhole(file: string, text: string, mode = 0o600) {
   try { writeWhole(fd, text); } finally { fs.closeSync(fd); }
 }
 
-const openAppend = (file: string, mode: number) => fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, mode);
+/**
+ * A plain file opened to append to (openPlainFile): never through a link, never waiting on a FIFO, nothing but a
+ * regular file (fix-attack run: a FIFO planted at audit.checkpoints hung the server for good; a link there was written
+ * through).
+ */
+const openAppend = (file: string, mode: number) => openPlainFile(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, mode);
 
 /** appendWhole's write: whole, or cut back to where it began. */
 function writeWhole(fd: number, text: string) {

@@ -67,3 +67,23 @@ test("incident snapshot: a link to a root-only file at the audit log's path is n
   expect(written).not.toContain("SECRET-HASH");
   expect(r.notes.join("\n")).toMatch(/audit tail: .*symbolic link/);
 }, 30_000);
+
+// Fix-attack run: the audit writer appended through whatever was at audit.checkpoints (and, after a rotation, at
+// audit.jsonl): a FIFO hung the server in open() for good (SIGTERM too), a link was written through.
+test("the audit writer never appends through a FIFO or a link: the write fails at once and is counted", async () => {
+  const { AuditLog } = await import("../../src/log/audit");
+  const rec = (i: number) => ({ ts: new Date(0).toISOString(), reqId: `r${i}`, key: null, route: "/v1/models", status: 200, decisions: [], ms: 1, client: "127.0.0.1" });
+  const dir = tmpDir(), file = path.join(dir, "audit.jsonl"), victim = path.join(dir, "victim.txt");
+  fs.writeFileSync(victim, "");
+  fs.symlinkSync(victim, path.join(dir, "audit.checkpoints"));
+  const errors: unknown[] = [];
+  const log = new AuditLog(file, { log: { info: () => {}, error: (o: unknown) => errors.push(o) } });
+  log.append(rec(1));
+  expect(() => log.checkpoint()).toThrow("symbolic link"); // through the link: refused (the timer logs it)
+  expect(fs.readFileSync(victim, "utf8")).toBe("");
+  fs.renameSync(file, `${file}.1`); // a rotation, then a FIFO where the new log would be
+  fifo(file);
+  expect(() => log.append(rec(2))).toThrow(); // at once (before: open() waited for a reader for ever)
+  expect(log.writeFailures).toBe(1);
+  try { log.close(); } catch { /* its checkpoint is refused too */ }
+});
