@@ -47,7 +47,8 @@ export interface Guards {
    * request's messages (tool definitions and call arguments are text too, but no message: `maxMessages` counts messages).
    */
   prompt(state: RequestState, model: string, turns: ChatTurn[], messages?: number): ChatTurn[];
-  responseFilter(state: RequestState): TextFilter;
+  /** A response filter; `answer`: for the answer's text (not a call's arguments, a name, an id or an error), which starts inside a key the prompt left open. */
+  responseFilter(state: RequestState, answer?: boolean): TextFilter;
   /** Tokens are known: charge them and free the concurrency slot now, not when the socket closes. Idempotent. */
   settle(state: RequestState): void;
   /** Settles the request and adds the response findings to its decisions; false when this request is one of the anonymous ones left out of log and audit. */
@@ -286,14 +287,17 @@ export function createGuards(d: GuardDeps): Guards {
       for (const f of v.flags) state.decisions.push(`prompt:flag:${f}`);
       for (const f of v.stripped) state.decisions.push(`prompt:strip:${f}`);
       if (v.flags.length) state.headers["x-appliance-prompt-flags"] = v.flags.join(",");
-      // A message that opens a private key and never closes it (a model asked to continue a key it was handed the
-      // start of, leak run): the answer starts inside that key, so its body is dropped as a key's body after BEGIN is.
-      if (scanner && turns.slice(0, messages ?? turns.length).some((t) => scanner.opensKey(t.content))) extra(state).keyOpen = true;
+      // A prompt that ends inside a private key (a model asked to continue a key it was handed the start of, leak run):
+      // the answer starts inside that key, so its body is dropped as a key's body after BEGIN is. Only where the
+      // answer continues the text: the last user or assistant message, or any completions prompt (fix-attack run: a
+      // system prompt or an earlier message quoting a BEGIN line blanked every answer).
+      const last = messages === undefined ? turns : turns.slice(0, messages).filter((t) => t.role === "user" || t.role === "assistant").slice(-1);
+      if (scanner && last.some((t) => scanner.opensKey(t.content))) extra(state).keyOpen = true;
       return v.turns;
     },
 
-    responseFilter(state) {
-      const f = scanner ? scanner.filter(extra(state).keyOpen ? "private-key" : undefined) : passthrough();
+    responseFilter(state, answer = false) {
+      const f = scanner ? scanner.filter(answer && extra(state).keyOpen ? "private-key" : undefined) : passthrough();
       (extra(state).filters ??= []).push(f); // a stream of n choices filters each on its own
       return f;
     },

@@ -165,7 +165,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     let open = -1;
     PEM_OPEN_ALL.lastIndex = 0;
     for (let m = PEM_OPEN_ALL.exec(view); m; m = PEM_OPEN_ALL.exec(view)) open = m.index + m[0].length;
-    return open >= 0 && !PEM_END.test(view.slice(open));
+    // Ends inside the key: after the BEGIN line only its dashes, and body lines (base64) to the end (fix-attack run:
+    // a sentence quoting a BEGIN line, "never print -----BEGIN RSA PRIVATE KEY----- blocks.", is no open key).
+    return open >= 0 && KEY_BODY_TO_END.test(view.slice(open));
   }
 
   function filter(startInside?: "private-key"): TextFilter {
@@ -200,12 +202,14 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     /** Scans and releases `text` (what follows ctx; `view`: of ctx + text, if made) as final: nothing after it can change it. */
     const settle = (text: string, view = scanView(ctx + text)) => release(text, inHeld(view, ctx.length));
 
-    if (startInside) note(startInside);
-
     /** Consumes `text`; returns what may be sent now. */
     function feed(text: string, final: boolean): string {
-      let out = marker;
-      marker = "";
+      let out = "";
+      if (marker && text) { // a text that started inside a key: found (and marked) once something of it is dropped
+        note(startInside!);
+        out = state.blocked ? "" : marker;
+        marker = "";
+      }
       while (!state.blocked) {
         if (inside === "private-key") {
           held += text; text = "";
@@ -319,6 +323,8 @@ function nextTurn(): number {
   return turn;
 }
 
+/** The rest of a BEGIN line (its dashes) and base64 body lines, to the text's end. */
+const KEY_BODY_TO_END = /^[ \t]*-*[ \t]*(?:\r?\n[ \t]*[A-Za-z0-9+/=]*[ \t]*)*\s*$/;
 /** How much of a prompt's end opensKey reads: an RSA-16384 key's body is ~12 KB. */
 const OPENS_KEY_TAIL = 32_768;
 const PEM_OPEN_ALL = new RegExp(LONG_SECRETS.find((l) => l.id === "private-key")!.open.source, "g");

@@ -8,11 +8,11 @@
  */
 import type { TextFilter } from "./response-scan";
 
-/** Each part through a new filter from `newFilter`; `blocked` when a "block" rule fired in any of them. */
-export function scanParts(parts: readonly string[], newFilter: () => TextFilter): { parts: string[]; blocked: boolean } {
+/** Each part through a new filter from `newFilter` (given the part's index); `blocked` when a "block" rule fired in any of them. */
+export function scanParts(parts: readonly string[], newFilter: (index: number) => TextFilter): { parts: string[]; blocked: boolean } {
   let blocked = false;
-  const out = parts.map((part) => {
-    const f = newFilter();
+  const out = parts.map((part, i) => {
+    const f = newFilter(i);
     const text = f.whole(part);
     blocked ||= f.blocked;
     return text;

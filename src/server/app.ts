@@ -51,7 +51,7 @@ export function createApp(input: AppInput) {
       const t0 = performance.now();
       try { return guards.prompt(state, model, turns, messages); } finally { state.marks.promptGuard ??= [t0, performance.now()]; }
     },
-    responseFilter: (state) => guards.responseFilter(state),
+    responseFilter: (state, answer) => guards.responseFilter(state, answer),
     settle: (state) => guards.settle(state),
     finish: (state) => {
       if (state.finished) return;

@@ -71,6 +71,12 @@ test("an answer to a prompt that opens a key is dropped until the key's END line
   const prompt = "Continue this:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow";
   expect([scanner.opensKey(prompt), scanner.opensKey(`${prompt}\n${bodyLines.join("\n")}\n${keyEnd}`), scanner.opensKey("no key here")]).toEqual([true, false, false]);
   expect(scanner.opensKey("-----BEGIN RSA PRI\u0474ATE KEY-----\nMIIE")).toBe(true); // as the scanner reads armor
+  // Fix-attack run: a sentence quoting a BEGIN line is no key left open (it blanked every answer).
+  expect(scanner.opensKey("Policy: never print -----BEGIN RSA PRIVATE KEY----- blocks.")).toBe(false);
+  expect(scanner.opensKey('const HEADER = "-----BEGIN RSA PRIVATE KEY-----";')).toBe(false);
+  // an empty answer stays empty: no marker, no finding
+  const empty = scanner.filter("private-key");
+  expect([empty.whole(""), empty.findings]).toEqual(["", []]);
   for (const answer of [`${bodyLines.join("\n")}\n${keyEnd}\nThat is the key.`, JSON.stringify({ k: `${bodyLines.join("\n")}\n${keyEnd}` }),
     `${bodyLines.join("\n\n")}\n\n${keyEnd}\nThat is the key.`, bodyLines.join("\n")]) {
     const whole = scanner.filter("private-key").whole(answer);

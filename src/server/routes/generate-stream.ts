@@ -40,7 +40,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
 
   /** Starts choice i: its engine call, filter and (with logprobs) the aligner that keeps tokens with the text sent. */
   const startChoice = (i: number) => {
-    const filter = deps.responseFilter(state);
+    const filter = deps.responseFilter(state, true);
     // The engine stops on client disconnect (flight) or on a blocking finding.
     const stop = new AbortController();
     const stopEngine = () => stop.abort(new Error("stopped"));

@@ -77,7 +77,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
       cut.toolCalls = undefined;
       state.status = 499; // logged and audited as cancelled
     } else if (flight.signal.aborted) throw new CancelledError();
-    scanChoices(gs, () => deps.responseFilter(state));
+    scanChoices(gs, (i) => deps.responseFilter(state, i === 0)); // part 0: the text
     if (deps.config.logPrompts) state.responseText = gs.map((g) => g.text).join("\n");
     return plan.full(gs);
   } catch (e) {
@@ -94,7 +94,7 @@ export const argumentsOf = (g: Generation) => (g.toolCalls ?? []).map((c) => c.a
  * Every choice's text and arguments through response filters of its own (`newFilter`), as streamed choices
  * have: through one filter, a match could run from one choice into the next and blank them all.
  */
-function scanChoices(gs: Generation[], newFilter: () => TextFilter) {
+function scanChoices(gs: Generation[], newFilter: (index: number) => TextFilter) {
   for (const g of gs) {
     const raw = g.text;
     const { parts, blocked } = scanParts([g.text, ...argumentsOf(g)], newFilter);

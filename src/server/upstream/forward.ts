@@ -141,10 +141,10 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
     deps.settle(state);
     answer.model = body.model;
     if (route === "responses") {
-      scanResponseOutput(answer, () => deps.responseFilter(state));
+      scanResponseOutput(answer, (text) => deps.responseFilter(state, text));
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.output);
     } else if (route !== "embeddings" && Array.isArray(answer.choices)) {
-      scanChoices(answer.choices as Obj[], route as "chat" | "completions", () => deps.responseFilter(state));
+      scanChoices(answer.choices as Obj[], route as "chat" | "completions", (text) => deps.responseFilter(state, text));
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.choices);
     }
     return new Response(JSON.stringify(answer), { headers: { "content-type": "application/json", "x-request-id": state.id, ...state.headers } });

@@ -60,7 +60,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
       let usage: Obj | undefined, finished = 0, blocked = false;
       const choiceAt = (i: number): Choice => {
         let c = choices.get(i);
-        if (!c) { c = { filter: deps.responseFilter(state), calls: new Map(), done: false, text: "" }; choices.set(i, c); wire.open(i); }
+        if (!c) { c = { filter: deps.responseFilter(state, true), calls: new Map(), done: false, text: "" }; choices.set(i, c); wire.open(i); }
         return c;
       };
       const emit = (i: number, c: Choice, text: string) => { if (text) { wire.text(i, text); if (keepText) c.text += text; } };

@@ -50,10 +50,10 @@ function textParts(c: Obj): Parts {
  * the choice and drops its calls. Where the scan changed anything, the choice's logprobs go (null): they spell the
  * upstream's tokens, the secret included.
  */
-export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFilter: () => TextFilter): void {
+export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFilter: (text?: boolean) => TextFilter): void {
   for (const choice of choices) {
     const p = (kind === "chat" ? chatParts : textParts)(choice), all = [p.text, ...p.others];
-    const { parts, blocked } = scanParts(all.map((f) => f.value), newFilter);
+    const { parts, blocked } = scanParts(all.map((f) => f.value), (i) => newFilter(i === 0)); // part 0: the text
     all.forEach((f, i) => f.set(blocked ? "" : parts[i]!));
     if (blocked) { p.dropCalls(); choice.finish_reason = "content_filter"; }
     if ((blocked || all.some((f, i) => parts[i] !== f.value)) && choice.logprobs) choice.logprobs = null;
@@ -76,7 +76,7 @@ export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: () 
  * (they spell the upstream's tokens, the secret included). A block empties the texts, drops the calls and marks the
  * response incomplete (content_filter), as OpenAI does.
  */
-export function scanResponseOutput(answer: Obj, newFilter: () => TextFilter): void {
+export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean) => TextFilter): void {
   const texts: { part: Obj; text: string }[] = [], others: Field[] = [];
   const output = Array.isArray(answer.output) ? (answer.output as Obj[]).filter((i) => !!i && typeof i === "object") : [];
   const structural = ["type", "status", "role"] as const;
@@ -89,9 +89,9 @@ export function scanResponseOutput(answer: Obj, newFilter: () => TextFilter): vo
       others.push(...stringFields(part, [...structural, "text"]));
     }
   }
-  const filter = newFilter();
+  const filter = newFilter(true);
   const back = texts.length ? filter.whole(texts.map((x) => x.text).join(PART_BORDER)).split(PART_BORDER) : [];
-  const rest = scanParts(others.map((x) => x.value), newFilter);
+  const rest = scanParts(others.map((x) => x.value), () => newFilter());
   if (filter.blocked || rest.blocked || back.length !== texts.length) {
     answer.output = output.filter((item) => item.type === "message" || item.type === "reasoning");
     for (const x of texts) { x.part.text = ""; if (x.part.logprobs) x.part.logprobs = []; }
