@@ -247,15 +247,16 @@ test("SIGTERM: a running non-streamed request gets its text so far (finish_reaso
     body: JSON.stringify({ model: "tiny", prompt: "long", max_tokens: 1900, temperature: 0, logit_bias: { 2: -100 }, ...body }),
   });
   const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${key}` } })).text())?.[1]);
-  const running = post({});
+  const running = post({ n: 2 }); // choice 0 runs when SIGTERM's grace ends; choice 1 never starts
   while (await metric('appliance_slots\\{state="busy"\\}') < 1) { /* polled: the first request holds the only slot */ }
   const queued = post({ max_tokens: 8 }), queuedStream = post({ max_tokens: 8, stream: true });
   while (await metric("appliance_queue_depth") < 2) { /* both wait for the slot */ }
   proc.kill("SIGTERM");
   const [r, q, qs] = await Promise.all([running, queued, queuedStream]);
-  const answer = await r.json() as { choices: { text: string; finish_reason: string }[]; usage: { completion_tokens: number } };
-  expect([r.status, answer.choices[0]!.finish_reason]).toEqual([200, "length"]);
-  expect(answer.choices[0]!.text.length).toBeGreaterThan(0);
+  const answer = await r.json() as { choices: { index: number; text: string; finish_reason: string }[]; usage: { completion_tokens: number } };
+  // n choices still (fix-attack run: the cut answer had fewer): the cut one with its text, the unstarted one empty.
+  expect([r.status, answer.choices.map((c) => [c.index, c.finish_reason])]).toEqual([200, [[0, "length"], [1, "length"]]]);
+  expect([answer.choices[0]!.text.length > 0, answer.choices[1]!.text]).toEqual([true, ""]);
   expect(answer.usage.completion_tokens).toBeGreaterThan(0);
   const refused = await q.json() as { error: { code: string } };
   expect([q.status, q.headers.get("retry-after"), refused.error.code]).toEqual([503, "1", "not_ready"]);

@@ -59,24 +59,29 @@ export async function runGeneration(request: Request, state: RequestState, deps:
   try {
     // Choices run one after another: each is admitted like any request, and one request never holds several slots.
     const gs: Generation[] = [];
-    for (let i = 0; i < plan.choices && !flight.signal.aborted; i++) {
+    // A choice the shutdown cut or never let start: what it has with finish_reason "length", so the answer still has
+    // n choices and those that finished keep theirs (calls too), as a stream ends then (fix-attack run).
+    const unstarted = (): Generation => ({ text: "", promptTokens: 0, completionTokens: 0, finishReason: "length" });
+    for (let i = 0; i < plan.choices; i++) {
+      if (flight.signal.aborted) {
+        if (!byShutdown()) break;
+        if (!gs.length) throw new ShuttingDownError();
+        gs.push(unstarted());
+        continue;
+      }
       const g = await plan.call(flight.signal, i, { onStage, cacheScope: cacheScopeOf(state) }).catch((e: unknown) => {
         if (!byShutdown()) throw e;
         if (!gs.length) throw new ShuttingDownError(); // nothing was generated: a 503 the SDKs retry
-        return undefined; // this choice never started: the answer is the choices before it
+        return unstarted();
       });
-      if (g) gs.push(g);
+      if (byShutdown()) { g.finishReason = "length"; g.toolCalls = undefined; } // aborted while it ran: cut short
+      gs.push(g);
     }
     Object.assign(state, totalUsage(gs, plan.perPrompt)); // promptTokens, cachedTokens, completionTokens
     state.marks.done ??= performance.now();
     deps.settle(state);
-    if (byShutdown()) {
-      // What was generated, the choice that was cut short with finish_reason "length", as a stream ends then.
-      const cut = gs.at(-1)!;
-      cut.finishReason = "length";
-      cut.toolCalls = undefined;
-      state.status = 499; // logged and audited as cancelled
-    } else if (flight.signal.aborted) throw new CancelledError();
+    if (byShutdown()) state.status = 499; // logged and audited as cancelled; the client gets its answer
+    else if (flight.signal.aborted) throw new CancelledError();
     scanChoices(gs, (i) => deps.responseFilter(state, i === 0)); // part 0: the text
     if (deps.config.logPrompts) state.responseText = gs.map((g) => g.text).join("\n");
     return plan.full(gs);
