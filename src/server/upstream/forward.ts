@@ -7,7 +7,7 @@
  * as for local models, with the upstream that served it among the decisions.
  */
 import { checkEmbeddingInputs } from "../../guards/bounds";
-import { AppError, InvalidRequestError, type ErrorType } from "../../errors";
+import { AppError, InvalidRequestError, type ErrorType, ShuttingDownError } from "../../errors";
 import { UpstreamError } from "../../gateway/errors";
 import type { AppDeps } from "../deps";
 import type { RequestState } from "../request-state";
@@ -115,6 +115,9 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
     }
   } catch (e) {
     flight.end();
+    // Cancelled by this gateway's own shutdown before any answer came: a 503 the SDKs retry, as local requests get
+    // (fix-attack run: a bodyless 499 though the client was still there).
+    if (flight.signal.aborted && deps.draining) throw new ShuttingDownError();
     throw e;
   }
   state.decisions.push(`upstream:${reply.upstream}`);
