@@ -40,9 +40,10 @@ describe("fields of the SDK's own types since 6.x", () => {
       messages: [{ role: "user", content: [{ type: "text", text: "hi", prompt_cache_breakpoint: { mode: "explicit" } }] }] });
     expect([chat.status, chat.body.object]).toEqual([200, "chat.completion"]);
     // What needs hosted tools stays a 400 naming the field.
-    for (const [field, value] of [["defer_loading", true], ["allowed_callers", ["programmatic"]]] as const) {
+    for (const [field, value, param] of [["defer_loading", true, "tools[0].defer_loading"], ["allowed_callers", ["programmatic"], "tools[0].allowed_callers[0]"],
+      ["allowed_callers", [], "tools[0].allowed_callers"]] as const) { // [] is no caller at all, not the default (second fix-attack run)
       const bad = await post("/v1/responses", { model: "tiny", input: "hi", tools: [{ ...tools[0], [field]: value }] });
-      expect([bad.status, bad.body.error.param]).toEqual([400, field === "defer_loading" ? "tools[0].defer_loading" : "tools[0].allowed_callers[0]"]);
+      expect([bad.status, bad.body.error.param]).toEqual([400, param]);
     }
   });
   test("tool_choice naming another kind of tool: the 400 says only function tools are supported", async () => {
@@ -54,6 +55,8 @@ describe("fields of the SDK's own types since 6.x", () => {
       const r = await post(path, body);
       expect([r.status, r.body.error.param]).toEqual([400, "tool_choice"]);
       expect(r.body.error.message).toContain("only function tools are supported");
+      expect(r.body.error.message).not.toContain("tool_choice: tool_choice"); // the field named once (second fix-attack run)
+      expect(r.body.error.message.match(/tool_choice/g)?.length).toBe(1);
     }
     const odd = await post("/v1/chat/completions", { model: "tiny", messages: hi, tools, tool_choice: "sometimes" });
     expect([odd.status, odd.body.error.param, odd.body.error.message]).toEqual([400, "tool_choice", expect.stringContaining("none")]);

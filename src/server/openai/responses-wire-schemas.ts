@@ -97,7 +97,7 @@ export const responsesRequest = z.strictObject({
     // and programmatic calls, which need hosted tools: other values are refused by name.
     output_schema: z.record(z.string(), z.unknown()).nullish(),
     defer_loading: z.literal(false, { message: "deferred tool loading needs tool search (a hosted tool), which this server does not have: leave it out or false" }).optional(),
-    allowed_callers: z.array(z.literal("direct", { message: "only the model itself calls tools here (no programmatic callers): [\"direct\"] or leave it out" })).max(2).nullish(),
+    allowed_callers: z.array(z.literal("direct", { message: "only the model itself calls tools here (no programmatic callers): [\"direct\"] or leave it out" })).min(1).max(2).nullish(),
   })).max(128).nullish(),
   tool_choice: z.union([z.enum(["none", "auto", "required"]), namedTool,
     z.strictObject({ type: z.literal("allowed_tools"), mode: z.enum(["auto", "required"]), tools: z.array(namedTool).min(1).max(128) })],

@@ -140,7 +140,7 @@ const namedFunction = z.strictObject({ type: z.literal("function"), function: z.
  */
 export const hostedChoice = (iss: { input?: unknown }) => {
   const t = iss.input !== null && typeof iss.input === "object" ? (iss.input as { type?: unknown }).type : undefined;
-  return typeof t === "string" && t !== "function" && t !== "allowed_tools" ? `tool_choice: ${FUNCTION_TOOLS_ONLY}` : undefined;
+  return typeof t === "string" && t !== "function" && t !== "allowed_tools" ? FUNCTION_TOOLS_ONLY : undefined;
 };
 export const toolChoice = z.union([
   z.enum(["none", "auto", "required"]),
