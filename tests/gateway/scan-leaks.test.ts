@@ -66,3 +66,22 @@ test("upstream error messages, mid-stream and 4xx, are scanned", async () => {
     expect(r.text).toContain("[REDACTED:aws-access-token]");
   }
 });
+
+// Second fix-attack run: strings nested deeper in the answer (an annotation's title and url, an audio transcript,
+// reasoning details) went out as sent.
+test("nested strings of an answer are scanned: annotations, audio transcript, reasoning details; Responses annotations", async () => {
+  const post = await gatewayOver((_req, s) => (s.path.endsWith("/responses")
+    ? Response.json({ id: "resp_1", object: "response", status: "completed", model: "m", usage: { input_tokens: 1, output_tokens: 1, total_tokens: 2 }, output: [
+      { type: "message", id: "msg_1", role: "assistant", status: "completed", content: [
+        { type: "output_text", text: "see the link", annotations: [{ type: "url_citation", url: "http://10.1.2.3/admin", title: KEY, start_index: 0, end_index: 3 }] }] }] })
+    : Response.json({ id: "x", object: "chat.completion", created: 1, model: "m", usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+      choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", content: "fine",
+        annotations: [{ type: "url_citation", url_citation: { url: "http://10.1.2.3/admin", title: KEY } }],
+        audio: { id: "a1", transcript: `key ${KEY}`, data: "", expires_at: 1 }, reasoning_details: [{ text: KEY }] } }] })));
+  for (const [path, body] of [["/v1/chat/completions", { messages: [{ role: "user", content: "x" }] }], ["/v1/responses", { input: "x" }]] as const) {
+    const r = await post(path, body);
+    expect(r.status).toBe(200);
+    expect(r.text).not.toContain("IOSFODNN7");
+    expect(r.text).not.toContain("10.1.2.3");
+  }
+});

@@ -19,23 +19,42 @@ interface Parts { text: Field; others: Field[]; dropCalls: () => void }
 const field = (o: Obj, key: string): Field[] => (typeof o[key] === "string" ? [{ value: o[key] as string, set: (v) => { o[key] = v; } }] : []);
 const NO_TEXT: Field = { value: "", set: () => {} };
 
-/** Every string field of `o` but those named in `skip` (what an upstream may have filled with generated text). */
-const stringFields = (o: Obj, skip: readonly string[]): Field[] => Object.keys(o).filter((k) => !skip.includes(k)).flatMap((k) => field(o, k));
+/** Keys that hold the API's own words (an item's type, status, a message's role), never generated text. */
+const STRUCTURAL: readonly string[] = ["type", "status", "role"];
+
+/**
+ * Every string in `root` at any depth (objects and arrays; 64 levels at most), but under STRUCTURAL keys and, at the
+ * top level, `topSkip`: what an upstream may have filled with generated text (second fix-attack run: an annotation's
+ * title, an audio transcript, reasoning details went out unscanned).
+ */
+function allStrings(root: Obj, topSkip: readonly string[] = []): Field[] {
+  const out: Field[] = [];
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (!v || typeof v !== "object" || depth > 64) continue;
+    if (Array.isArray(v)) {
+      v.forEach((x, i) => { if (typeof x === "string") out.push({ value: x, set: (t) => { v[i] = t; } }); else stack.push([x, depth + 1]); });
+      continue;
+    }
+    for (const [k, x] of Object.entries(v as Obj)) {
+      if (STRUCTURAL.includes(k) || (depth === 0 && topSkip.includes(k))) continue;
+      if (typeof x === "string") out.push({ value: x, set: (t) => { (v as Obj)[k] = t; } });
+      else stack.push([x, depth + 1]);
+    }
+  }
+  return out;
+}
 
 function chatParts(c: Obj): Parts {
   const m = (c.message ?? {}) as Obj;
-  const calls = Array.isArray(m.tool_calls) ? (m.tool_calls as Obj[]) : [];
-  const fn = m.function_call && typeof m.function_call === "object" ? (m.function_call as Obj) : undefined;
-  // Content as a list of parts (a server may answer so): each part's text and refusal, each on its own.
-  const parts = Array.isArray(m.content) ? (m.content as unknown[]).filter((p): p is Obj => !!p && typeof p === "object") : [];
+  const text = field(m, "content")[0];
   return {
-    text: field(m, "content")[0] ?? NO_TEXT,
-    // Every string the model generated reaches the client: call arguments and names (also the legacy function_call;
-    // vLLM's tool parsers take a name from the model's text unchecked) and ids, a refusal, the reasoning text vLLM
-    // and llama-server send beside the content, and list content's parts (leak run: names, ids and parts went out as sent).
-    others: [...calls.flatMap((t) => [...field(t, "id"), ...(t.function && typeof t.function === "object" ? [...field(t.function as Obj, "arguments"), ...field(t.function as Obj, "name")] : [])]),
-      ...(fn ? [...field(fn, "arguments"), ...field(fn, "name")] : []), ...field(m, "refusal"), ...field(m, "reasoning_content"), ...field(m, "reasoning"),
-      ...parts.flatMap((p) => [...field(p, "text"), ...field(p, "refusal")])],
+    text: text ?? NO_TEXT,
+    // Every other string the message carries reaches the client: call arguments, names and ids (also the legacy
+    // function_call; vLLM's tool parsers take a name from the model's text unchecked), a refusal, reasoning text,
+    // list content's parts, annotations, an audio transcript… (leak run, second fix-attack run).
+    others: allStrings(m, text ? ["content"] : []),
     dropCalls: () => { delete m.tool_calls; delete m.function_call; },
   };
 }
@@ -79,14 +98,13 @@ export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: () 
 export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean) => TextFilter): void {
   const texts: { part: Obj; text: string }[] = [], others: Field[] = [];
   const output = Array.isArray(answer.output) ? (answer.output as Obj[]).filter((i) => !!i && typeof i === "object") : [];
-  const structural = ["type", "status", "role"] as const;
   for (const item of output) {
-    others.push(...stringFields(item, structural));
-    for (const part of Array.isArray(item.summary) ? (item.summary as Obj[]) : []) if (part && typeof part === "object") others.push(...stringFields(part, structural));
-    for (const part of Array.isArray(item.content) ? (item.content as Obj[]) : []) {
+    others.push(...allStrings(item, ["content"]));
+    for (const part of Array.isArray(item.content) ? (item.content as unknown[]) : []) {
       if (!part || typeof part !== "object") continue;
-      if (typeof part.text === "string") texts.push({ part, text: part.text });
-      others.push(...stringFields(part, [...structural, "text"]));
+      const p = part as Obj;
+      if (typeof p.text === "string") texts.push({ part: p, text: p.text });
+      others.push(...allStrings(p, ["text", "logprobs"])); // logprobs: dropped below where the text changed
     }
   }
   const filter = newFilter(true);
