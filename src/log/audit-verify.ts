@@ -27,15 +27,20 @@ export function auditFiles(file: string): string[] {
 
 /** Checkpoints found in any text: audit.checkpoints lines or the service's JSON log lines ({"auditCheckpoint":{…}}). */
 export function parseCheckpoints(text: string): Checkpoint[] {
-  const out: Checkpoint[] = [];
-  for (const line of text.split("\n")) {
+  return checkpointLines(text).map((x) => x.checkpoint);
+}
+
+/** parseCheckpoints with each checkpoint's 1-based line in the text (verify names the line of a bad one). */
+function checkpointLines(text: string): { checkpoint: Checkpoint; line: number }[] {
+  const out: { checkpoint: Checkpoint; line: number }[] = [];
+  for (const [i, line] of text.split("\n").entries()) {
     if (!line.includes('"seq"')) continue;
     const whole = asCheckpoint(line);
-    if (whole) { out.push(whole); continue; }
+    if (whole) { out.push({ checkpoint: whole, line: i + 1 }); continue; }
     // A checkpoint glued onto a torn line (written before the writer cut torn tails off): read from its own start.
     for (let at = line.indexOf('{"ts":', 1); at > 0; at = line.indexOf('{"ts":', at + 1)) {
       const c = asCheckpoint(line.slice(at));
-      if (c) { out.push(c); break; }
+      if (c) { out.push({ checkpoint: c, line: i + 1 }); break; }
     }
   }
   return out;
@@ -88,14 +93,16 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
   const key = opts.key ?? readAuditKey(file);
   if (!key) throw new Error(`no audit key at ${path.join(path.dirname(file), "audit.key")}: cannot check the MACs`);
   const cpFile = checkpointsPath(file);
-  const stored = fs.existsSync(cpFile) ? parseCheckpoints(readPlainFile(cpFile)) : [];
-  // Where each came from, so a bad one is named where it is (line 0: a source without lines of its own).
-  const sources = [{ name: cpFile, list: stored, lines: true }, { name: "the given checkpoint files", list: opts.checkpoints ?? [], lines: false },
-    { name: "the journal (journalctl -u appliance.service)", list: opts.journal ?? [], lines: false }];
+  const storedLines = fs.existsSync(cpFile) ? checkpointLines(readPlainFile(cpFile)) : [];
+  const stored = storedLines.map((x) => x.checkpoint);
+  // Where each came from, so a bad one is named where it is: its line in audit.checkpoints (second fix-attack run: it
+  // was the checkpoint's ordinal), 0 for a source without lines of its own.
+  const sources = [{ name: cpFile, list: stored, line: (i: number) => storedLines[i]!.line }, { name: "the given checkpoint files", list: opts.checkpoints ?? [], line: () => 0 },
+    { name: "the journal (journalctl -u appliance.service)", list: opts.journal ?? [], line: () => 0 }];
   for (const s of sources) {
     for (const [i, c] of s.list.entries()) {
       if (hmac(key, checkpointText(c)) !== c.mac) {
-        return { ok: false, records: 0, file: s.name, line: s.lines ? i + 1 : 0, reason: `checkpoint for seq ${c.seq} (${c.ts}) has a wrong MAC (forged or edited)` };
+        return { ok: false, records: 0, file: s.name, line: s.line(i), reason: `checkpoint for seq ${c.seq} (${c.ts}) has a wrong MAC (forged or edited)` };
       }
     }
   }

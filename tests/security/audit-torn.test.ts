@@ -61,3 +61,13 @@ test("a torn last audit record is removed at the next start with a warning", () 
   expect(w.seen).toEqual(["audit: an unfinished last record (a write cut off by a crash or power loss) was removed"]);
   expect(verifyAudit(file).ok).toBe(true);
 });
+
+test("a forged checkpoint is named at its own line of audit.checkpoints (not its place among the checkpoints)", () => {
+  const file = path.join(tmpDir(), "audit.jsonl");
+  const log = new AuditLog(file);
+  log.append(rec(1));
+  log.close();
+  const cp = JSON.parse(fs.readFileSync(checkpointsPath(file), "utf8").trim());
+  fs.writeFileSync(checkpointsPath(file), `garbage\n\n{"note":1}\n${JSON.stringify({ ...cp, mac: "0".repeat(64) })}\n`);
+  expect(verifyAudit(file)).toMatchObject({ ok: false, line: 4 });
+});
