@@ -167,7 +167,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     for (let m = PEM_OPEN_ALL.exec(view); m; m = PEM_OPEN_ALL.exec(view)) open = m.index + m[0].length;
     // Ends inside the key: after the BEGIN line only its dashes, and body lines (base64) to the end (fix-attack run:
     // a sentence quoting a BEGIN line, "never print -----BEGIN RSA PRIVATE KEY----- blocks.", is no open key).
-    return open >= 0 && KEY_BODY_TO_END.test(view.slice(open));
+    return open >= 0 && bodyToEnd(view, open);
   }
 
   function filter(startInside?: "private-key"): TextFilter {
@@ -323,8 +323,19 @@ function nextTurn(): number {
   return turn;
 }
 
-/** The rest of a BEGIN line (its dashes) and base64 body lines, to the text's end. */
-const KEY_BODY_TO_END = /^[ \t]*-*[ \t]*(?:\r?\n[ \t]*[A-Za-z0-9+/=]*[ \t]*)*\s*$/;
+/**
+ * From `i` to the text's end, only the rest of a BEGIN line (blanks, dashes) and then base64 and whitespace: a key's
+ * body. A loop, not a regex: a pattern of optional blanks and lines backtracks for ages on a long prompt that fails late.
+ */
+function bodyToEnd(text: string, i: number): boolean {
+  while (i < text.length && (text[i] === " " || text[i] === "\t" || text[i] === "-")) i++;
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    const b64 = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 43 || c === 47 || c === 61;
+    if (!b64 && c !== 32 && c !== 9 && c !== 10 && c !== 13) return false;
+  }
+  return true;
+}
 /** How much of a prompt's end opensKey reads: an RSA-16384 key's body is ~12 KB. */
 const OPENS_KEY_TAIL = 32_768;
 const PEM_OPEN_ALL = new RegExp(LONG_SECRETS.find((l) => l.id === "private-key")!.open.source, "g");

@@ -74,6 +74,8 @@ test("an answer to a prompt that opens a key is dropped until the key's END line
   // Fix-attack run: a sentence quoting a BEGIN line is no key left open (it blanked every answer).
   expect(scanner.opensKey("Policy: never print -----BEGIN RSA PRIVATE KEY----- blocks.")).toBe(false);
   expect(scanner.opensKey('const HEADER = "-----BEGIN RSA PRIVATE KEY-----";')).toBe(false);
+  // A prompt that fails late after thousands of blank lines is read in one pass (3036737's regex backtracked for seconds).
+  expect(scanner.opensKey("-----BEGIN RSA PRIVATE KEY-----" + "\n    ".repeat(5000) + "!")).toBe(false);
   // an empty answer stays empty: no marker, no finding
   const empty = scanner.filter("private-key");
   expect([empty.whole(""), empty.findings]).toEqual(["", []]);
