@@ -239,6 +239,11 @@ test("SIGTERM with a generation in flight on a loaded machine: cancels after the
 // Resilience run: a non-streamed request cut by the shutdown got a bodyless 499 (its text thrown away), and a request
 // still queued got a bodyless 499 (not streamed) or a 200 stream with an empty answer, finish_reason "length".
 test("SIGTERM: a running non-streamed request gets its text so far (finish_reason length), queued ones a 503 / an error event to retry", async () => {
+  // The polls below may outnumber the default 120 requests a minute on a loaded machine: their key has no limit (in CI
+  // the 121st poll got a 429, read as a number of 0, and SIGTERM came before the first request was even read: a reset).
+  const poller = run(["keys", "create", "--name", "poll", "--scopes", "metrics", "--rpm", "0", "--tpm", "0", "--state-dir", stateDir]);
+  expect(poller.code).toBe(0);
+  const pollKey = poller.out.trim();
   const { proc, port, log, until } = await startServe(["--shutdown-grace-ms", "300", "--parallel", "1"]);
   const key = fs.readFileSync(path.join(dir, "key.txt"), "utf8").trim();
   const url = `http://127.0.0.1:${port}`;
@@ -246,13 +251,26 @@ test("SIGTERM: a running non-streamed request gets its text so far (finish_reaso
     method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
     body: JSON.stringify({ model: "tiny", prompt: "long", max_tokens: 1900, temperature: 0, logit_bias: { 2: -100 }, ...body }),
   });
-  const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${key}` } })).text())?.[1]);
-  const running = post({ n: 2 }); // choice 0 runs when SIGTERM's grace ends; choice 1 never starts
+  const metric = async (name: string) => {
+    const r = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${pollKey}` } });
+    const text = await r.text();
+    const value = new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1];
+    if (r.status !== 200 || value === undefined) throw new Error(`/metrics: ${r.status} without ${name}: ${text.slice(0, 200)}`);
+    return Number(value);
+  };
+  // A request that fails (a reset) says so with the server's log, not as an unhandled rejection mid-poll.
+  const settled = (p: Promise<Response>) => p.catch((e: Error) => e);
+  const answered = async (p: Promise<Response | Error>) => {
+    const v = await p;
+    if (v instanceof Error) throw new Error(`${v.message}; server exit ${proc.exitCode}; log:\n${log.text}${await new Response(proc.stderr).text()}`);
+    return v;
+  };
+  const running = settled(post({ n: 2 })); // choice 0 runs when SIGTERM's grace ends; choice 1 never starts
   while (await metric('appliance_slots\\{state="busy"\\}') < 1) { /* polled: the first request holds the only slot */ }
-  const queued = post({ max_tokens: 8 }), queuedStream = post({ max_tokens: 8, stream: true });
+  const queued = settled(post({ max_tokens: 8 })), queuedStream = settled(post({ max_tokens: 8, stream: true }));
   while (await metric("appliance_queue_depth") < 2) { /* both wait for the slot */ }
   proc.kill("SIGTERM");
-  const [r, q, qs] = await Promise.all([running, queued, queuedStream]);
+  const [r, q, qs] = [await answered(running), await answered(queued), await answered(queuedStream)];
   const answer = await r.json() as { choices: { index: number; text: string; finish_reason: string }[]; usage: { completion_tokens: number } };
   // n choices still (fix-attack run: the cut answer had fewer): the cut one with its text, the unstarted one empty.
   expect([r.status, answer.choices.map((c) => [c.index, c.finish_reason])]).toEqual([200, [[0, "length"], [1, "length"]]]);
