@@ -71,7 +71,10 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
       sdNotify({ STOPPING: 1 });
       server.stop(false); // stop accepting; open requests carry on
       const deadline = Date.now() + opts.graceMs;
-      while (app.deps.inflight.size > 0 && Date.now() < deadline) await Bun.sleep(50);
+      // Requests still being read count too (Bun's pendingRequests): one whose body was arriving was not in flight
+      // yet, so the drain ended at once and its connection was closed unanswered (a raw-socket probe).
+      const open = () => app.deps.inflight.size + server.pendingRequests;
+      while (open() > 0 && Date.now() < deadline) await Bun.sleep(50);
       if (app.deps.inflight.size > 0) {
         log.warn({ cancelled: app.deps.inflight.size }, "grace period over: cancelling in-flight requests");
         app.deps.inflight.cancelAll();
