@@ -157,11 +157,8 @@ function runLiveStart(text: string): number {
   if (s === e || e - s + pads > MAX) return n;
   // After `=` the run cannot grow: shorter than a reported run, it never will be one.
   if (pads && e - s < MIN) return n;
-  let base64 = true, k = s;
-  for (; base64 && k + 4 <= e; k += 4) {
-    const v = (B64[text.charCodeAt(k)]! << 18) | (B64[text.charCodeAt(k + 1)]! << 12) | (B64[text.charCodeAt(k + 2)]! << 6) | B64[text.charCodeAt(k + 3)]!;
-    base64 = printable((v >> 16) & 255) && printable((v >> 8) & 255) && printable(v & 255);
-  }
+  const k = s + ((e - s) & ~3); // the quad still being written starts here
+  let base64 = quadsPrintable(text, s, k);
   // A quad still being written already fixes its first byte with two characters and its second with three: one
   // that is not printable can never decode (whatever comes next), so the run is no encoded secret.
   if (base64 && e - k >= 2) {

@@ -12,16 +12,21 @@ import { parseCheckpoints, verifyAudit } from "../../src/log/audit-verify";
 import { tmpDir } from "../helpers";
 
 const rec = (i: number): AuditRecord => ({ ts: new Date(0).toISOString(), reqId: `r${i}`, key: null, route: "/v1/models", status: 200, decisions: [], ms: 1, client: "127.0.0.1" });
+/** A new chain of `n` records, closed (a checkpoint at seq n); its log file. */
+function chain(n: number): string {
+  const file = path.join(tmpDir(), "audit.jsonl");
+  const log = new AuditLog(file);
+  for (let i = 1; i <= n; i++) log.append(rec(i));
+  log.close();
+  return file;
+}
 const warnings = () => {
   const seen: string[] = [];
   return { seen, log: { info: () => {}, warn: (_: object, msg: string) => { seen.push(msg); } } };
 };
 
 test("a torn last checkpoint line: the next start cuts it off (and says so), so dropping the newest records is detected", () => {
-  const file = path.join(tmpDir(), "audit.jsonl");
-  const first = new AuditLog(file);
-  for (let i = 1; i <= 3; i++) first.append(rec(i));
-  first.close(); // checkpoint at seq 3
+  const file = chain(3); // checkpoint at seq 3
   fs.appendFileSync(checkpointsPath(file), '{"ts":"2026-12-02T06:3'); // the crash
   const w = warnings();
   const again = new AuditLog(file, { log: w.log });
@@ -37,10 +42,7 @@ test("a torn last checkpoint line: the next start cuts it off (and says so), so 
 });
 
 test("a checkpoint an older build glued onto a torn line is still read", () => {
-  const file = path.join(tmpDir(), "audit.jsonl");
-  const log = new AuditLog(file);
-  for (let i = 1; i <= 2; i++) log.append(rec(i));
-  log.close();
+  const file = chain(2);
   const cp = fs.readFileSync(checkpointsPath(file), "utf8").trim();
   fs.writeFileSync(checkpointsPath(file), `{"ts":"2026-12-02T06:3${cp}\n`);
   expect(parseCheckpoints(fs.readFileSync(checkpointsPath(file), "utf8")).map((c) => c.seq)).toEqual([2]);
@@ -49,10 +51,7 @@ test("a checkpoint an older build glued onto a torn line is still read", () => {
 });
 
 test("a torn last audit record is removed at the next start with a warning", () => {
-  const file = path.join(tmpDir(), "audit.jsonl");
-  const log = new AuditLog(file);
-  log.append(rec(1));
-  log.close();
+  const file = chain(1);
   fs.appendFileSync(file, '{"ts":"2026-12-02T06:31:00.000Z","reqId":"req_x","seq":2,"pr');
   const w = warnings();
   const again = new AuditLog(file, { log: w.log });
@@ -63,10 +62,7 @@ test("a torn last audit record is removed at the next start with a warning", () 
 });
 
 test("a forged checkpoint is named at its own line of audit.checkpoints (not its place among the checkpoints)", () => {
-  const file = path.join(tmpDir(), "audit.jsonl");
-  const log = new AuditLog(file);
-  log.append(rec(1));
-  log.close();
+  const file = chain(1);
   const cp = JSON.parse(fs.readFileSync(checkpointsPath(file), "utf8").trim());
   fs.writeFileSync(checkpointsPath(file), `garbage\n\n{"note":1}\n${JSON.stringify({ ...cp, mac: "0".repeat(64) })}\n`);
   expect(verifyAudit(file)).toMatchObject({ ok: false, line: 4 });

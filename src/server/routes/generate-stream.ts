@@ -15,7 +15,7 @@ import { cacheScopeOf, type RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import type { Inflight } from "../inflight";
 import { scanParts } from "../../guards/scan-parts";
-import { argumentsOf, scanned, type GenerationPlan } from "./generate";
+import { argumentsOf, scanned, unstarted, type GenerationPlan } from "./generate";
 import { totalUsage } from "../openai/convert";
 
 type Flight = ReturnType<Inflight["begin"]>;
@@ -120,7 +120,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
           // The first choice never started (it waited in the queue): an error event, not an empty answer the client
           // cannot tell from a real one (resilience run); a later one: the answer so far, cut short.
           if (i === 0) throw new ShuttingDownError();
-          return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "length" };
+          return unstarted();
         });
         gs.push(g);
         Object.assign(state, totalUsage(gs, plan.perPrompt)); // promptTokens, cachedTokens, completionTokens

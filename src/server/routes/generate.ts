@@ -61,7 +61,6 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     const gs: Generation[] = [];
     // A choice the shutdown cut or never let start: what it has with finish_reason "length", so the answer still has
     // n choices and those that finished keep theirs (calls too), as a stream ends then (fix-attack run).
-    const unstarted = (): Generation => ({ text: "", promptTokens: 0, completionTokens: 0, finishReason: "length" });
     for (let i = 0; i < plan.choices; i++) {
       if (flight.signal.aborted) {
         if (!byShutdown()) break;
@@ -91,6 +90,9 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     flight.end();
   }
 }
+
+/** A choice a shutdown cancelled before it generated anything: empty, cut short (streamed or not). */
+export const unstarted = (): Generation => ({ text: "", promptTokens: 0, completionTokens: 0, finishReason: "length" });
 
 /** A choice's tool-call arguments: generated text too, each scanned on its own (guards/scan-parts.ts). */
 export const argumentsOf = (g: Generation) => (g.toolCalls ?? []).map((c) => c.arguments);
