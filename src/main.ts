@@ -7,7 +7,9 @@ import { EXIT } from "./cli/exit-codes";
 export async function main(argv: string[]): Promise<number> {
   const { COMMANDS, helpText } = await import("./cli/registry");
   const [name, ...rest] = argv;
-  if (!name || name === "help" || name === "--help" || name === "-h") { console.log(helpText()); return name ? EXIT.OK : EXIT.USAGE; }
+  // Asked for: stdout, exit 0. No command at all is a usage error: the help goes to stderr with exit 2.
+  if (!name) { console.error(helpText()); return EXIT.USAGE; }
+  if (name === "help" || name === "--help" || name === "-h") { console.log(helpText()); return EXIT.OK; }
   if (name === "--version" || name === "-V") return COMMANDS.find((c) => c.name === "version")!.run([]);
   const cmd = COMMANDS.find((c) => c.name === name);
   if (!cmd) { console.error(`appliance: unknown command '${name}'\n\n${helpText()}`); return EXIT.USAGE; }
@@ -23,7 +25,7 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.USAGE;
     }
     console.error(`appliance ${name}: ${(e as Error)?.message ?? e}`);
-    if (process.env.APPLIANCE_DEBUG) console.error(e);
+    if (/^(1|true|yes|on)$/i.test(process.env.APPLIANCE_DEBUG ?? "")) console.error(e); // APPLIANCE_DEBUG=0 is off
     return EXIT.FAIL;
   }
 }

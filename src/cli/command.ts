@@ -1,6 +1,6 @@
 /** Commands are declarative records: a name, a one-line summary, usage, and a run() returning an exit code. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { DEFAULTS, FILE_ONLY, kebab, loadConfig, ConfigError, splitList } from "../config/load";
+import { AUTO_OR_NUMBER, DEFAULTS, FILE_ONLY, kebab, loadConfig, ConfigError, splitList } from "../config/load";
 import type { Config } from "../config/schema";
 import { detectPlatform, type Platform } from "../service/layout";
 import { EXIT } from "./exit-codes";
@@ -37,10 +37,15 @@ export function flagsToConfig(values: Record<string, unknown>): Record<string, u
   const out: Record<string, unknown> = {};
   for (const [key, def] of Object.entries(DEFAULTS)) {
     const flag = kebab(key);
-    if (values[`no-${flag}`]) { out[key] = false; continue; }
+    if (values[`no-${flag}`]) {
+      // Both given: --no-auth won whatever the order, so `--no-auth` in an alias then `--auth` left auth off.
+      if (values[flag]) throw new ConfigError(`invalid config: ${key}: --${flag} and --no-${flag} both given; give one`, key);
+      out[key] = false;
+      continue;
+    }
     const v = values[flag];
     if (v === undefined) continue;
-    if (typeof def === "number" || (def === "auto" && /^\d+$/.test(String(v)))) {
+    if (typeof def === "number" || (AUTO_OR_NUMBER.has(key) && /^\d+$/.test(String(v)))) {
       const n = Number(v);
       if (String(v).trim() === "" || Number.isNaN(n)) throw new ConfigError(`invalid config: ${key}: --${flag} expects a number, got '${v}'`, key);
       out[key] = n;

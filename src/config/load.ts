@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { configSchema, defaultStateDir, type Config } from "./schema";
+import { jsonErrorAt } from "./json-error-at";
 
 export class ConfigError extends Error {
   constructor(message: string, readonly field?: string) {
@@ -25,7 +26,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze(configSchema.parse({}, O
 
 export const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 
-/** Reads a JSON or TOML config file (by extension; JSON otherwise). */
+/** Reads a JSON or TOML config file (by extension, any case; JSON otherwise). */
 export function readConfigFile(file: string): Raw {
   let text: string;
   try {
@@ -33,12 +34,17 @@ export function readConfigFile(file: string): Raw {
   } catch (e) {
     throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, "config");
   }
+  const toml = /\.toml$/i.test(file);
   try {
-    const parsed = file.endsWith(".toml") ? Bun.TOML.parse(text) : JSON.parse(text);
+    const parsed = toml ? Bun.TOML.parse(text) : JSON.parse(text);
     if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
     return parsed as Raw;
   } catch (e) {
-    throw new ConfigError(`config file ${file} is not valid ${file.endsWith(".toml") ? "TOML" : "JSON"}: ${(e as Error).message}`, "config");
+    // Where: Bun's JSON error says nothing of it (json-error-at.ts finds it). Its TOML error's line/column fields do not
+    // point into the file (measured: line 40 of a 2-line file), so a TOML error goes without.
+    const at = toml ? undefined : jsonErrorAt(text);
+    const kind = /\.ya?ml$/i.test(file) ? " (config files are JSON, or TOML when named .toml; YAML is not read)" : "";
+    throw new ConfigError(`config file ${file} is not valid ${toml ? "TOML" : "JSON"}${at ? ` at ${at}` : ""}${kind}: ${(e as Error).message}`, "config");
   }
 }
 
@@ -46,11 +52,11 @@ export function readConfigFile(file: string): Raw {
 export const splitList = (value: string): string[] => (value === "" ? [] : value.split(",").map((s) => s.trim()));
 
 /** Coerces an env string towards the type of the default it overrides. */
-function coerceEnv(value: string, like: unknown): unknown {
+function coerceEnv(value: string, like: unknown, key: string): unknown {
   if (Array.isArray(like)) return splitList(value);
   if (typeof like === "number") return value.trim() === "" ? NaN : Number(value);
   if (typeof like === "boolean") return /^(1|true|yes|on)$/i.test(value) ? true : /^(0|false|no|off)$/i.test(value) ? false : value;
-  if (like === "auto" && /^\d+$/.test(value)) return Number(value);
+  if (AUTO_OR_NUMBER.has(key) && /^\d+$/.test(value)) return Number(value);
   return value;
 }
 
@@ -86,6 +92,16 @@ export const FILE_ONLY: ReadonlySet<string> = new Set(Object.entries(configSchem
   return isObjectList(s as z.ZodType) ? [k] : [];
 }));
 
+/**
+ * Settings whose default is "auto" and that otherwise take a number (gpuLayers): "12" from a flag or variable is the
+ * number. Not memoryMax/cpuQuota, also "auto" by default but strings ("1024", bytes as systemd reads them, was
+ * refused as "expected string, received number").
+ */
+export const AUTO_OR_NUMBER: ReadonlySet<string> = new Set(Object.entries(configSchema.shape).filter(([k, s]) => {
+  const inner = unwrapDefault(s as z.ZodType);
+  return (DEFAULTS as Raw)[k] === "auto" && inner instanceof z.ZodUnion && (inner.options as z.ZodType[]).some((o) => o instanceof z.ZodNumber);
+}).map(([k]) => k));
+
 /** Every settings variable the schema defines: APPLIANCE_PORT → ["port"], APPLIANCE_RATE_LIMIT__RPM → ["rateLimit","rpm"]. */
 export const SETTINGS_ENV: ReadonlyMap<string, readonly string[]> = new Map(Object.entries(DEFAULTS).flatMap(([k, v]): [string, string[]][] =>
   v && typeof v === "object" && !Array.isArray(v)
@@ -119,7 +135,10 @@ export function envLayer(env: Record<string, string | undefined>, warn: (name: s
       target = (target[k] ??= {}) as Raw;
     }
     const last = keys.at(-1)!;
-    const v = coerceEnv(value, (like as Raw | undefined)?.[last]);
+    const v = coerceEnv(value, (like as Raw | undefined)?.[last], keys.join("."));
+    if (typeof (like as Raw | undefined)?.[last] === "boolean" && typeof v !== "boolean") {
+      throw new ConfigError(`invalid config: ${keys.join(".")}: ${name} expects true or false (also 1/0, yes/no, on/off), got '${value}'`, keys.join("."));
+    }
     // As the flags do (command.ts flagsToConfig): the schema's own message ("expected number, received NaN") named
     // neither the variable nor what it was set to.
     if (typeof v === "number" && Number.isNaN(v)) throw new ConfigError(`invalid config: ${keys.join(".")}: ${name} expects a number, got '${value}'`, keys.join("."));
@@ -221,12 +240,29 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
  */
 const SECRET_KEY = /(secret|password|token|apikey)$/i;
 
+/**
+ * A URL's credentials, whatever the field is called: a password (rateLimit.redisUrl = redis://:pw@host), a user part
+ * alone (https://TOKEN@host), and every query value (an upstream's ?api_key=…; its log name drops the query too).
+ */
+function redactUrl(v: string): string {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#\s]*)(.*)$/is.exec(v);
+  if (!m) return v;
+  let [, scheme, authority, rest] = m as unknown as [string, string, string, string];
+  const at = authority.lastIndexOf("@");
+  if (at >= 0) {
+    const user = authority.slice(0, at), colon = user.indexOf(":");
+    authority = `${colon >= 0 ? `${user.slice(0, colon)}:[redacted]` : "[redacted]"}${authority.slice(at)}`;
+  }
+  rest = rest.replace(/([?&][^=&#]*=)[^&#]*/g, (_, name: string) => `${name}[redacted]`);
+  return scheme + authority + rest;
+}
+
 /** The effective config with every secret value masked, for `config print` and incident snapshots. */
 export function redactConfig(config: Config): Raw {
   const walk = (v: unknown, k = ""): unknown => {
-    if (SECRET_KEY.test(k) && typeof v === "string") return "[redacted]";
-    // A password inside a URL (rateLimit.redisUrl = redis://:pw@host) is a secret whatever the field is called.
-    if (typeof v === "string") return v.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@\s:]*:)[^@/\s]*@/i, "$1[redacted]@");
+    // An empty secret is shown empty: "[redacted]" read as if one were set.
+    if (SECRET_KEY.test(k) && typeof v === "string") return v === "" ? "" : "[redacted]";
+    if (typeof v === "string") return redactUrl(v);
     if (Array.isArray(v)) return v.map((x) => walk(x, k));
     if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([kk, vv]) => [kk, walk(vv, kk)]));
     return v;

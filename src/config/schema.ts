@@ -57,7 +57,7 @@ export const configSchema = z.strictObject({
   maxTokensCap: positive.default(4096).describe("Largest max_tokens a request may ask for (never above the context)."),
   gpu: z.enum(["auto", "cuda", "vulkan", "metal", "off"]).default("auto")
     .describe("GPU backend. Any GPU backend is preflighted in a child process first; on failure the server falls back to CPU."),
-  gpuLayers: z.union([z.literal("auto"), z.number().int().min(0)]).default("auto")
+  gpuLayers: z.union([z.literal("auto"), z.number().int().min(0)], { error: "auto or a whole number >= 0" }).default("auto")
     .describe("Model layers to offload to the GPU."),
   engine: z.strictObject({
     use: z.enum(["auto", "embedded", "built"]).default("auto")

@@ -44,6 +44,10 @@ const keyFile = z.object({ version: z.literal(1), keys: z.array(keyRecord) });
 
 export class KeyFileError extends Error {}
 
+/** What a key's name may be (the CLI refuses others as a usage error before the store is touched). */
+export const KEY_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+export const KEY_NAME_RULE = "key name must be 1-64 of A-Z a-z 0-9 _ . -";
+
 const sha256 = sha256Bytes;
 const KEY_SHAPE = /^apk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 
@@ -154,7 +158,7 @@ export class KeyStore {
 
   /** Creates a key; returns the only copy of it. */
   create(opts: NewKeyOptions): { key: string; record: KeyRecord } {
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(opts.name)) throw new KeyFileError("key name must be 1-64 of A-Z a-z 0-9 _ . -");
+    if (!KEY_NAME.test(opts.name)) throw new KeyFileError(KEY_NAME_RULE);
     if (opts.publicKey && !opts.requireSignature) throw new KeyFileError("a signing public key needs --require-signature");
     if (opts.requireSignature && !opts.publicKey) {
       throw new KeyFileError("--require-signature needs --public-key FILE: the Ed25519 public key whose private half signs the requests");
@@ -173,11 +177,14 @@ export class KeyStore {
     });
   }
 
-  revoke(name: string): KeyRecord {
+  /** Revokes the named keys in one locked write: all of them, or (one name unknown) none. */
+  revoke(...names: string[]): KeyRecord[] {
     return this.change((records) => {
-      const rec = byName(records, name);
-      const updated = { ...rec, revoked: new Date(this.now()).toISOString() };
-      return { records: records.map((r) => (r === rec ? updated : r)), result: updated };
+      const missing = names.filter((n) => !records.some((r) => r.name === n && !r.revoked));
+      if (missing.length) throw new KeyFileError(`no active key named ${missing.join(", ")}${names.length > 1 ? " (nothing revoked)" : ""}`);
+      const at = new Date(this.now()).toISOString();
+      const updated = records.map((r) => (names.includes(r.name) && !r.revoked ? { ...r, revoked: at } : r));
+      return { records: updated, result: updated.filter((r) => r.revoked === at && names.includes(r.name)) };
     });
   }
 

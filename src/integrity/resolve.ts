@@ -34,7 +34,7 @@ export const modelId = (file: string) => path.basename(file).replace(/\.gguf$/i,
  * The model files a start serves: the --model paths (a directory: its .gguf files), else the manifest's. Nothing to
  * serve is a configuration state, not a failed integrity check: ConfigError, exit 2 (the unit does not retry it)
  * and no alert (it was alerted as tampering, 5 times, after `models remove` of the last model). A --model path
- * that is not there: ModelIntegrityError. `config validate` asks it too.
+ * that is not there, or two with one name: ConfigError too. `config validate` asks it too.
  */
 export function modelFiles(config: Pick<Config, "model" | "modelsDir" | "stateDir">, manifest = readManifest(modelsDirOf(config))): string[] {
   const dir = modelsDirOf(config);
@@ -49,7 +49,9 @@ export function modelFiles(config: Pick<Config, "model" | "modelsDir" | "stateDi
 /** A --model path's model files: the file, or a directory's .gguf files (sorted); ModelIntegrityError if it is not there. */
 function expand(p: string): string[] {
   const st = fs.statSync(p, { throwIfNoEntry: false });
-  if (!st) throw new ModelIntegrityError(`model path ${p} does not exist`);
+  // A path the operator typed (flag or config file; the installed service loads its manifest's): a usage mistake,
+  // exit 2 as `config validate` says for the same config, not exit 4 with an integrity alert.
+  if (!st) throw new ConfigError(`model path ${p} does not exist`, "model");
   if (!st.isDirectory()) return [p];
   return fs.readdirSync(p).filter((f) => f.toLowerCase().endsWith(".gguf")).sort().map((f) => path.join(p, f));
 }
@@ -142,7 +144,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
         }
       }
       const id = entry && inDir ? modelId(entry.file) : modelId(file);
-      if (models.some((m) => m.id === id)) throw new ModelIntegrityError(`two models are named ${id}`);
+      if (models.some((m) => m.id === id)) throw new ConfigError(`two models are named ${id} (a model's name is its file name without .gguf)`, "model");
       // The engine rebuilds the chat wrapper remembered for these bytes and this build, or reports the one it resolved.
       if (key === null) key = templateKey();
       const wk = key;

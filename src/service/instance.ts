@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { loadConfig, ownState, parseConfig, readableInstalled, readConfigFile } from "../config/load";
+import { ConfigError, loadConfig, ownState, parseConfig, readableInstalled, readConfigFile } from "../config/load";
 import type { Config } from "../config/schema";
 import { layout, type Layout, type Platform } from "./layout";
 
@@ -32,6 +32,11 @@ export interface InstanceOptions {
   flags?: Record<string, unknown>;
   /** The environment whose APPLIANCE_* settings apply; default none: the service's unit sets no settings. */
   env?: Record<string, string | undefined>;
+  /**
+   * A command that acts on what is installed (verify, lockdown, incident): a --root with nothing installed under it
+   * (a typo) is an error, not the caller's own default state dir, which `lockdown --root /typo` turned on instead.
+   */
+  requireInstalled?: boolean;
 }
 
 export function readInstance(o: InstanceOptions): Instance {
@@ -39,7 +44,11 @@ export function readInstance(o: InstanceOptions): Instance {
   const l = layout(o.platform, root);
   const installed = fs.existsSync(l.binDigest);
   const env = o.env ?? {};
-  const file = o.file ?? env.APPLIANCE_CONFIG ?? readableInstalled(l.configFile, !ownState(o.flags ?? {}, env));
+  const own = ownState(o.flags ?? {}, env);
+  const file = o.file ?? env.APPLIANCE_CONFIG ?? readableInstalled(l.configFile, !own);
+  if (o.requireInstalled && o.root !== undefined && file === undefined && !own && !fs.existsSync(l.configFile)) {
+    throw new ConfigError(`nothing is installed under --root ${root} (no ${l.configFile}); give --state-dir DIR or --config FILE for a server of your own`);
+  }
   let config = loadConfig({ file, env, flags: o.flags ?? {} });
   if (root !== "/" && file === l.configFile) {
     config = parseConfig({ ...config, stateDir: path.join(root, config.stateDir), modelsDir: config.modelsDir ? path.join(root, config.modelsDir) : "" });

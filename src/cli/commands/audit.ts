@@ -61,7 +61,9 @@ export const audit: Command = {
     } catch (e) {
       if (e instanceof UsageError) throw e;
       const err = e as NodeJS.ErrnoException;
-      console.error(`cannot verify ${file}: ${err.code === "EACCES" ? `permission denied on ${err.path ?? "a file"} (run as root or the service account)` : err.code ?? err.message}`);
+      // The file at fault by name: a missing --checkpoints FILE or an --to DIR read as the audit log's ENOENT/EISDIR.
+      const other = err.path && path.resolve(err.path) !== path.resolve(file) ? `${err.path}: ` : "";
+      console.error(`cannot verify ${file}: ${err.code === "EACCES" ? `permission denied on ${err.path ?? "a file"} (run as root or the service account)` : `${other}${err.code ?? err.message}`}`);
       return EXIT.USAGE;
     }
     if (!r.ok) {

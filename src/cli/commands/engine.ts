@@ -18,7 +18,7 @@ import { ENGINE_NLC_VERSION, ENGINE_SOURCES } from "../../engine/engine-sources"
 import { holdsEngine, inspectEngineDir, installEngine, versionDirOf } from "../../engine/engine-store";
 import { listEngineDir } from "../../engine/engine-versions";
 import { findBuildTools, missingToolsMessage, type EngineGpu } from "../../engine/engine-tools";
-import { EXIT, parseWithConfig, UsageError, type Command } from "../command";
+import { EXIT, parseWithConfig, UsageError, unknownSubcommand, type Command } from "../command";
 
 const USAGE = "appliance engine build [--gpu cuda|vulkan] [--portable] [--jobs N] [--config FILE]\n       appliance engine status [--json] [--config FILE]";
 
@@ -30,7 +30,7 @@ export const engine: Command = {
     const [sub, ...rest] = argv;
     if (sub === "build") return build(rest);
     if (sub === "status") return status(rest);
-    throw new UsageError(`engine: expected build or status\nusage: ${USAGE}`);
+    throw unknownSubcommand("engine", sub, ["build", "status"]); // main prints the usage after it
   },
 };
 

@@ -9,7 +9,7 @@ import { getLlama, LlamaCompletion } from "node-llama-cpp";
 import { prepareNative } from "../../engine/native";
 import { PREFLIGHT_ENGINE_ENV, selectEngine } from "../../engine/engine-select";
 import { makeTinyModel } from "../../engine/tiny-model";
-import { EXIT, parseOwn, type Command } from "../command";
+import { EXIT, parseOwn, UsageError, type Command } from "../command";
 
 export const gpuPreflight: Command = {
   name: "gpu-preflight",
@@ -18,6 +18,7 @@ export const gpuPreflight: Command = {
   hidden: true,
   async run(argv) {
     const { values } = parseOwn(argv, { gpu: { type: "string" }, "state-dir": { type: "string" } });
+    if (!["cuda", "vulkan", "metal"].includes(values.gpu as string) || !values["state-dir"]) throw new UsageError("gpu-preflight needs --gpu cuda|vulkan|metal and --state-dir DIR");
     const gpu = values.gpu as "cuda" | "vulkan" | "metal";
     const stateDir = values["state-dir"] as string;
     await prepareNative(stateDir);

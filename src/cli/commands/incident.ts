@@ -39,10 +39,11 @@ export const incident: Command = {
     const { values } = parseOwn(rest, { ...configFlagOptions(), out: { type: "string" }, pid: { type: "string" }, "log-lines": { type: "string" },
       "audit-lines": { type: "string" }, root: { type: "string" }, platform: { type: "string" } });
     const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined,
-      file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env });
+      file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env, requireInstalled: true });
     const installed = inst.installed ? inst.layout : undefined;
     const pid = values.pid !== undefined ? positiveInt(values.pid, "--pid", 0) : installed?.root === "/" ? servicePid() : undefined;
     const name = `appliance-incident-${stamp()}`;
+    if (values.out !== undefined && !String(values.out).trim()) throw new UsageError("--out needs a file name (it was empty)");
     const out = path.resolve((values.out as string | undefined) ?? `${name}.tar.gz`);
     if (fs.existsSync(out)) throw new UsageError(`${out} exists; evidence is never overwritten`);
 

@@ -1,6 +1,6 @@
 /** appliance keys create | list | revoke | rotate */
 import fs from "node:fs";
-import { KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
+import { KEY_NAME, KEY_NAME_RULE, KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
 import { shareRevocations } from "../../guards/store/revocations";
 import { redisConnFor } from "../../guards/store/shared-state";
 import { EXIT, ownConfig, parseOwn, stateDirFlag, UsageError, unknownSubcommand, type Command } from "../command";
@@ -44,28 +44,48 @@ function readPublicKey(file: string): string {
 
 const intFlag = (v: unknown, name: string) => {
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a whole number >= 0`);
+  // Number("") is 0, which is "no limit": `--rpm "$RPM"` with RPM unset made an unlimited key.
+  const n = /^\s*\d+\s*$/.test(String(v)) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a whole number >= 0 (0: no limit), got '${v}'`);
   return n;
 };
 
-const KEYS_SUBS = ["create", "list", "revoke", "rotate"];
+/** A duration flag that must lie ahead: 0 would make a key born expired, a huge one an Invalid Date. */
+function futureMs(v: string, name: string): number {
+  const ms = parseDuration(v);
+  if (ms <= 0 || !Number.isFinite(new Date(Date.now() + ms).getTime())) throw new UsageError(`--${name} must be more than 0 and a date the calendar has (e.g. 30d, 52w), got '${v}'`);
+  return ms;
+}
+
+/** Each subcommand's own flags (beside --state-dir and --config): another subcommand's flag is a usage error, not ignored. */
+const STRING = { type: "string" } as const, BOOL = { type: "boolean" } as const;
+const KEYS_FLAGS = {
+  create: { name: STRING, scopes: STRING, scope: { type: "string", multiple: true }, expires: STRING, rpm: STRING, tpm: STRING,
+    "max-concurrent": STRING, "require-signature": BOOL, "public-key": STRING },
+  list: { json: BOOL },
+  revoke: { name: STRING, all: BOOL },
+  rotate: { name: STRING, grace: STRING, "public-key": STRING },
+} as const;
+const KEYS_SUBS = Object.keys(KEYS_FLAGS);
 
 export const keys: Command = {
   name: "keys",
   summary: "Create, list, revoke and rotate API keys",
   usage: "appliance keys create --name NAME [--scopes chat,completions,embeddings,models,metrics,admin | --scope S]... [--expires 30d] [--rpm N] [--tpm N] " +
-    "[--max-concurrent N] [--require-signature --public-key FILE] | list [--json] | revoke NAME|--all | rotate NAME [--grace 1h] [--public-key FILE]" +
+    "[--max-concurrent N] [--require-signature --public-key FILE] | list [--json] | revoke NAME...|--all | rotate NAME [--grace 1h] [--public-key FILE]" +
     "   (all take --state-dir DIR or --config FILE)",
   async run(argv) {
     const [sub, ...rest] = argv;
     if (!KEYS_SUBS.includes(sub!)) throw unknownSubcommand("keys", sub, KEYS_SUBS);
-    const { values, positionals } = parseOwn(rest, {
-      "state-dir": { type: "string" }, config: { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, scope: { type: "string", multiple: true }, expires: { type: "string" },
-      rpm: { type: "string" }, tpm: { type: "string" }, "max-concurrent": { type: "string" }, "require-signature": { type: "boolean" },
-      grace: { type: "string" }, json: { type: "boolean" }, "public-key": { type: "string" }, all: { type: "boolean" },
-    }, true);
+    const { values, positionals } = parseOwn(rest, { "state-dir": STRING, config: STRING, ...KEYS_FLAGS[sub as keyof typeof KEYS_FLAGS] },
+      sub === "revoke" || sub === "rotate");
+    if (sub === "rotate" && positionals.length > 1) throw new UsageError(`keys rotate takes one NAME, got ${positionals.length}: ${positionals.join(" ")}`);
     const stateDir = stateDirFlag(values);
+    if (sub !== "create" && !fs.existsSync(keysFilePath(stateDir))) {
+      // Nothing is created for a state dir that has no keys (a mistyped --state-dir made the dir and a lock file).
+      console.error(`no keys file at ${keysFilePath(stateDir)}: no key was ever created for this state dir`);
+      return sub === "list" ? EXIT.OK : EXIT.FAIL;
+    }
     const store = new KeyStore(keysFilePath(stateDir), Date.now, undefined, {
       onLockWait: (lock) => console.error(`waiting for ${lock}: another keys command is changing the keys file`),
     });
@@ -73,6 +93,7 @@ export const keys: Command = {
     switch (sub) {
       case "create": {
         if (!values.name) throw new UsageError("keys create needs --name NAME");
+        if (!KEY_NAME.test(String(values.name))) throw new UsageError(`${KEY_NAME_RULE}, got '${values.name}'`);
         // --scopes a,b and/or --scope a --scope b (e.g. `--scope metrics` for a scraper's key)
         const given = [values.scopes, ...((values.scope as string[] | undefined) ?? [])].filter(Boolean).join(",");
         const scopes = given ? given.split(",").map((s) => s.trim()) : undefined;
@@ -80,7 +101,7 @@ export const keys: Command = {
         if (values["require-signature"] && !publicKey) throw new UsageError("--require-signature needs --public-key FILE (an Ed25519 public key, e.g. from openssl pkey -pubout)");
         const { key, record } = store.create({
           name: String(values.name), scopes: scopes as Scope[] | undefined,
-          expiresAt: values.expires ? new Date(Date.now() + parseDuration(String(values.expires))) : null,
+          expiresAt: values.expires !== undefined ? new Date(Date.now() + futureMs(String(values.expires), "expires")) : null,
           rpm: intFlag(values.rpm, "rpm"), tpm: intFlag(values.tpm, "tpm"), maxConcurrent: intFlag(values["max-concurrent"], "max-concurrent"),
           requireSignature: !!values["require-signature"], publicKey,
         });
@@ -108,16 +129,17 @@ export const keys: Command = {
           console.log(names.length ? `revoked ${names.length} key(s): ${names.join(", ")}` : "no active keys to revoke");
           return shareRevoked(store, values);
         }
-        const name = positionals[0] ?? (values.name as string | undefined);
-        if (!name) throw new UsageError("keys revoke NAME | --all");
-        store.revoke(name);
-        console.log(`revoked ${name}`);
+        const names = [...positionals, ...(values.name !== undefined ? [String(values.name)] : [])];
+        if (!names.length) throw new UsageError("keys revoke NAME... | --all");
+        // Several names: all revoked in one write, or none (one is unknown): never some left live by surprise.
+        const revoked = store.revoke(...new Set(names));
+        console.log(`revoked ${revoked.map((r) => r.name).join(", ")}`);
         return shareRevoked(store, values);
       }
       case "rotate": {
         const name = positionals[0] ?? (values.name as string | undefined);
         if (!name) throw new UsageError("keys rotate NAME");
-        const grace = values.grace ? parseDuration(String(values.grace)) : 0;
+        const grace = values.grace !== undefined ? futureMs(String(values.grace), "grace") : 0;
         const { key } = store.rotate(name, grace, publicKey);
         console.error(`rotated ${name}; the old key ${grace ? `stays valid for ${values.grace}` : "is invalid now"}. New key (shown once):`);
         console.log(key);

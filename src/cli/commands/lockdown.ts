@@ -17,7 +17,7 @@ export const lockdown: Command = {
     const { values } = parseOwn(argv, { ...configFlagOptions(), off: { type: "boolean" }, reason: { type: "string" },
       root: { type: "string" }, platform: { type: "string" } });
     const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined,
-      file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env });
+      file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env, requireInstalled: true });
     const file = lockdownFile(inst.config.stateDir);
     if (values.off) {
       if (!fs.existsSync(file)) { console.log(`not in lockdown (${file} does not exist)`); return EXIT.OK; }

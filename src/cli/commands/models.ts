@@ -22,6 +22,12 @@ function progress(label: string) {
 }
 
 const MODELS_SUBS = ["add", "list", "remove"];
+/** Each subcommand's own flags besides the settings' (--state-dir, --models-dir…): another's is a usage error. */
+const MODELS_FLAGS = {
+  add: { name: { type: "string" }, link: { type: "boolean" }, "follow-symlinks": { type: "boolean" } },
+  list: {}, remove: {},
+  preflight: { "native-dir": { type: "string" }, "template-only": { type: "boolean" } },
+} as const;
 
 /** A server running on this state dir serves the models it loaded at its start: said after a change, picked up on restart. */
 function runningServerNote(stateDir: string) {
@@ -35,10 +41,12 @@ export const models: Command = {
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub !== "preflight" && !MODELS_SUBS.includes(sub!)) throw unknownSubcommand("models", sub, MODELS_SUBS);
-    const { config, values, positionals } = parseWithConfig(rest, {
-      name: { type: "string" }, link: { type: "boolean" }, "follow-symlinks": { type: "boolean" }, "native-dir": { type: "string" },
-      "template-only": { type: "boolean" },
-    }, true);
+    const { config, values, positionals } = parseWithConfig(rest, MODELS_FLAGS[sub as keyof typeof MODELS_FLAGS], true);
+    // One PATH or NAME: `models add ./dir/*.gguf` added the first file, `remove a b` removed a, both exit 0.
+    const most = sub === "list" ? 0 : 1;
+    if (positionals.length > most) {
+      throw new UsageError(`models ${sub} takes ${most ? "one" : "no"} ${sub === "remove" ? "NAME" : "PATH"}${most ? " (run it once per model)" : ""}, got: ${positionals.join(" ")}`);
+    }
     const dir = modelsDirOf(config);
     switch (sub) {
       case "add": {

@@ -3,7 +3,14 @@
  * to the running server. The unit may execute nothing but the appliance binary (NoExecPaths=/),
  * and systemd 252 has no ReloadSignal=, so the binary signals itself instead of /bin/kill.
  */
+import fs from "node:fs";
 import { EXIT, parseOwn, UsageError, type Command } from "../command";
+
+/** A process's argv from /proc (Linux); undefined where there is no /proc to ask (macOS: launchd has no reload). */
+function runningArgv(pid: number): string[] | undefined {
+  if (!fs.existsSync("/proc/self/cmdline")) return undefined;
+  try { return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0"); } catch { return ["(no such process)"]; }
+}
 
 export const reload: Command = {
   name: "reload",
@@ -14,6 +21,12 @@ export const reload: Command = {
     const { values } = parseOwn(argv, { pid: { type: "string" } });
     const pid = Number(values.pid);
     if (!Number.isInteger(pid) || pid <= 1) throw new UsageError("reload needs --pid PID (the server's process id)");
+    // SIGHUP ends most processes: signal only a serve (the unit passes $MAINPID; a mistyped pid killed whatever it named).
+    const argvOf = runningArgv(pid);
+    if (argvOf && argvOf[1] !== "serve") {
+      console.error(`appliance reload: process ${pid} is not an appliance server (${argvOf.slice(0, 2).join(" ")}); nothing signalled`);
+      return EXIT.FAIL;
+    }
     try {
       process.kill(pid, "SIGHUP");
     } catch (e) {

@@ -46,7 +46,10 @@ function installConfig(values: Record<string, unknown>, root: string) {
 
 /** The installed instance as status/update/rollback see it: its layout and the URL of its /health (--port overrides). */
 function instanceFor(values: Record<string, unknown>) {
-  const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined });
+  // status also takes --config FILE / --state-dir DIR: a server run by hand on its own state dir (its port, its lockdown).
+  const stateDir = values["state-dir"] as string | undefined;
+  const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined, file: values.config as string | undefined,
+    ...(stateDir !== undefined && { flags: { stateDir } }) });
   const port = values.port === undefined ? inst.config.port : Number(values.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError("--port must be 1-65535");
   return { inst, url: healthUrl({ host: inst.config.host, port }) };
@@ -145,9 +148,9 @@ export const uninstallCmd: Command = {
 export const statusCmd: Command = {
   name: "status",
   summary: "Show whether the service is running and healthy",
-  usage: "appliance status [--port N] [--platform systemd|launchd]",
+  usage: "appliance status [--port N] [--platform systemd|launchd] [--state-dir DIR | --config FILE]",
   async run(argv) {
-    const { values } = parseOwn(argv, { port: { type: "string" }, platform: { type: "string" } });
+    const { values } = parseOwn(argv, { port: { type: "string" }, platform: { type: "string" }, "state-dir": { type: "string" }, config: { type: "string" } });
     const { inst, url } = instanceFor(values);
     // Nothing installed: no service to ask systemctl/launchctl about (their raw errors were printed); the health of a
     // server run by hand (a container, no installer) on the port is still reported.

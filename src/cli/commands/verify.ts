@@ -15,7 +15,7 @@ import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageEr
 /** The installed layout (if any) and the config it runs with, from the one instance reader; under --root every path is re-rooted. */
 export function installedContext(values: Record<string, unknown>): { config: Readonly<Config>; installed?: Layout } {
   const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined,
-    file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env });
+    file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env, requireInstalled: true });
   return { config: inst.config, installed: inst.installed ? inst.layout : undefined };
 }
 
@@ -43,7 +43,10 @@ export const verify: Command = {
     // A full check (not the pre-start one, which leaves the models to serve) is recorded for /metrics.
     if (!values["skip-models"]) {
       const dir = verifyStatusDir(ctx.config.stateDir, ctx.installed);
-      try { recordVerifyStatus(dir, checks); } catch (e) { console.error(`appliance verify: could not record the result in ${dir}: ${(e as Error).message}`); }
+      try { recordVerifyStatus(dir, checks); } catch (e) {
+        const err = e as NodeJS.ErrnoException; // its path is a temp file of the atomic write: name the dir and the code
+        console.error(`appliance verify: could not record the result in ${dir}: ${err.code === "ENOENT" ? "no such directory" : err.code ?? err.message}`);
+      }
     }
     const code = exitCodeFor(checks);
     if (values.json) console.log(JSON.stringify({ ok: code === 0, checks }, null, 2));

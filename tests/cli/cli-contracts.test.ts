@@ -1,0 +1,181 @@
+/**
+ * The CLI's contracts as a user meets them: the compiled binary run with flags typed wrong, left empty, doubled or
+ * belonging to another subcommand (a CLI-and-config run found each of these doing something other than saying so).
+ * Exit codes as the README gives them: 0 ok, 1 failure, 2 usage/config error, 4 a model failed its integrity check.
+ */
+import { beforeAll, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { builtBinary, tinyModel, tmpDir } from "../helpers";
+import { jsonErrorAt } from "../../src/config/json-error-at";
+
+let bin = "";
+let home = "";
+beforeAll(async () => {
+  bin = await builtBinary();
+  home = tmpDir();
+});
+
+/** One run of the binary with a HOME of its own (no installed config is read: every command names its state dir). */
+function run(args: string[], env: Record<string, string> = {}) {
+  const r = Bun.spawnSync([bin, ...args], { env: { PATH: "/usr/bin:/bin", HOME: home, ...env }, cwd: home });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+
+function keysIn(stateDir: string) {
+  return JSON.parse(run(["keys", "list", "--json", "--state-dir", stateDir]).out) as { name: string; revoked: string | null; rpm: number | null }[];
+}
+
+test("keys revoke NAME NAME revokes both; with one unknown name it revokes none (the second key stayed live, exit 0)", () => {
+  const s = tmpDir();
+  for (const n of ["a", "b", "c"]) expect(run(["keys", "create", "--name", n, "--state-dir", s]).code).toBe(0);
+  const both = run(["keys", "revoke", "a", "b", "--state-dir", s]);
+  expect(both.code).toBe(0);
+  expect(both.out).toContain("revoked a, b");
+  expect(keysIn(s).filter((k) => k.revoked).map((k) => k.name).sort()).toEqual(["a", "b"]);
+  const partly = run(["keys", "revoke", "c", "nosuch", "--state-dir", s]);
+  expect(partly.code).toBe(1);
+  expect(partly.err).toContain("no active key named nosuch (nothing revoked)");
+  expect(keysIn(s).find((k) => k.name === "c")!.revoked).toBeNull();
+  expect(run(["keys", "rotate", "c", "a", "--state-dir", s]).code).toBe(2);
+});
+
+test("an empty or blank limit is a usage error, not 'no limit'; so are an expiry of 0, one past the calendar and a bad name", () => {
+  const s = tmpDir();
+  for (const args of [["--rpm", ""], ["--tpm", " "], ["--max-concurrent", "1.5"], ["--expires", "0d"], ["--expires", "99999999999w"], ["--name", "ünï"]]) {
+    const r = run(["keys", "create", "--name", "k", ...args, "--state-dir", s]);
+    expect({ args, code: r.code }).toEqual({ args, code: 2 });
+    expect(r.out).toBe(""); // no key printed
+  }
+  expect(fs.readdirSync(s)).toEqual([]); // nothing written for a refused command
+  expect(run(["keys", "create", "--name", "k", "--rpm", "0", "--state-dir", s]).code).toBe(0);
+  expect(keysIn(s)[0]!.rpm).toBe(0);
+});
+
+test("a flag of another keys/models subcommand is refused; so are extra PATHs and NAMEs", () => {
+  const s = tmpDir();
+  expect(run(["keys", "create", "--name", "f", "--grace", "1h", "--state-dir", s]).code).toBe(2);
+  expect(run(["keys", "list", "--all", "--state-dir", s]).code).toBe(2);
+  const add = run(["models", "add", "one.gguf", "two.gguf", "--state-dir", s]);
+  expect(add.code).toBe(2);
+  expect(add.err).toContain("models add takes one PATH");
+  expect(run(["models", "remove", "a", "b", "--state-dir", s]).code).toBe(2);
+  expect(run(["models", "list", "--link", "--state-dir", s]).code).toBe(2);
+  expect(run(["version", "--bogus"]).code).toBe(2);
+});
+
+test("keys on a state dir with no keys file: nothing is created; list says so and exits 0, revoke exits 1", () => {
+  const s = path.join(tmpDir(), "typo");
+  const revoke = run(["keys", "revoke", "x", "--state-dir", s]);
+  expect(revoke.code).toBe(1);
+  expect(revoke.err).toContain("no keys file at");
+  const list = run(["keys", "list", "--state-dir", s]);
+  expect(list.code).toBe(0);
+  expect(list.err).toContain("no keys file at");
+  expect(fs.existsSync(s)).toBe(false);
+});
+
+test("--root naming a dir with nothing installed is an error, not the caller's own state dir", () => {
+  const typo = path.join(tmpDir(), "typo");
+  for (const args of [["lockdown"], ["verify"], ["incident", "snapshot", "--out", path.join(home, "x.tar.gz")]]) {
+    const r = run([...args, "--root", typo]);
+    expect({ args, code: r.code }).toEqual({ args, code: 2 });
+    expect(r.err).toContain(`nothing is installed under --root ${typo}`);
+  }
+  expect(fs.existsSync(path.join(home, ".local"))).toBe(false); // the default state dir under this HOME was never touched
+});
+
+test("a model path that is not there, or two models with one name, is a usage error (2), not an integrity failure (4)", async () => {
+  const s = tmpDir(), dir = tmpDir();
+  const missing = run(["serve", "--state-dir", s, "--model", path.join(dir, "typo.gguf"), "--port", "0"]);
+  expect(missing.code).toBe(2);
+  expect(missing.err).toContain("does not exist");
+  const other = tmpDir();
+  for (const d of [dir, other]) fs.copyFileSync(await tinyModel(), path.join(d, "a.gguf"));
+  const twice = run(["serve", "--state-dir", s, "--model", path.join(dir, "a.gguf"), "--model", path.join(other, "a.gguf"), "--allow-unverified", "--port", "0"]);
+  expect(twice.code).toBe(2);
+  expect(twice.err).toContain("two models are named a");
+  expect(fs.existsSync(path.join(s, "logs", "verify-alerts.log"))).toBe(false);
+});
+
+test("settings: memoryMax in plain bytes from a flag or variable; --auth with --no-auth refused; a bad boolean variable named", () => {
+  const byFlag = run(["config", "print", "--memory-max", "1024"]);
+  expect(byFlag.code).toBe(0);
+  expect(JSON.parse(byFlag.out).memoryMax).toBe("1024");
+  expect(JSON.parse(run(["config", "print"], { APPLIANCE_MEMORY_MAX: "2048" }).out).memoryMax).toBe("2048");
+  expect(JSON.parse(run(["config", "print", "--gpu-layers", "3"]).out).gpuLayers).toBe(3);
+  const gpu = run(["config", "print", "--gpu-layers", "all"]);
+  expect(gpu.err).toContain("auto or a whole number");
+  for (const args of [["--no-auth", "--auth"], ["--auth", "--no-auth"]]) {
+    const r = run(["config", "print", ...args]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("--auth and --no-auth both given");
+  }
+  const env = run(["config", "print"], { APPLIANCE_AUTH: "maybe" });
+  expect(env.code).toBe(2);
+  expect(env.err).toContain("APPLIANCE_AUTH expects true or false");
+});
+
+test("config print masks credentials in any URL (a query's values, a user part) and shows an empty secret empty", () => {
+  const file = path.join(tmpDir(), "c.json");
+  fs.writeFileSync(file, JSON.stringify({ upstreams: [{ url: "http://127.0.0.1:9/v1?api_key=SEKRET3&x=1", models: ["m2"] },
+    { url: "https://TOKEN9@127.0.0.1:9/v1", models: ["m3"] }] }));
+  const r = run(["config", "print", "--config", file]);
+  expect(r.code).toBe(0);
+  expect(r.out).not.toContain("SEKRET3");
+  expect(r.out).not.toContain("TOKEN9");
+  const ups = JSON.parse(r.out).upstreams;
+  expect(ups[0].url).toBe("http://127.0.0.1:9/v1?api_key=[redacted]&x=[redacted]");
+  expect(ups[0].apiKey ?? "").toBe("");
+});
+
+test("a config file that is not JSON says where; a YAML file is told it is not read", () => {
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, "a.json"), '{\n "port": 8000,\n "host": "x"\n,}');
+  fs.writeFileSync(path.join(dir, "b.yaml"), "port: 8000\n");
+  const json = run(["config", "validate", path.join(dir, "a.json")]);
+  expect(json.code).toBe(2);
+  expect(json.err).toContain("at line 4, column 2");
+  expect(run(["config", "validate", path.join(dir, "b.yaml")]).err).toContain("YAML is not read");
+  expect(jsonErrorAt('{"a":[1,2,]}')).toBe("line 1, column 11");
+  expect(jsonErrorAt('{"a":{"b":[1,{"c":null}]},"d":"\\u00e9"}')).toBeUndefined();
+  expect(jsonErrorAt("[".repeat(100_000) + "]".repeat(100_000))).toBeUndefined(); // no recursion to overflow
+});
+
+test("no command at all: the help on stderr with exit 2; --help on stdout with exit 0; engine's usage once", () => {
+  const none = run([]);
+  expect(none.code).toBe(2);
+  expect(none.out).toBe("");
+  expect(none.err).toContain("usage: appliance COMMAND");
+  const help = run(["--help"]);
+  expect(help.code).toBe(0);
+  expect(help.out).toContain("usage: appliance COMMAND");
+  expect(run(["engine"]).err.match(/usage:/g)).toHaveLength(1);
+});
+
+test("reload signals only an appliance server: a mistyped pid's process is left alone", async () => {
+  const child = Bun.spawn(["sleep", "30"]);
+  try {
+    const r = run(["reload", "--pid", String(child.pid)]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("is not an appliance server");
+  } finally {
+    child.kill("SIGTERM");
+    await child.exited;
+  }
+  expect(child.signalCode).toBe("SIGTERM"); // ended by our kill, not by a SIGHUP from reload
+});
+
+test("status reads a hand-run server's state dir: its lockdown is reported", () => {
+  const s = tmpDir();
+  expect(run(["lockdown", "--state-dir", s, "--reason", "drill"]).code).toBe(0);
+  const r = run(["status", "--state-dir", s, "--port", "9"]);
+  expect(r.out).toContain("lockdown:  ON");
+});
+
+test("audit verify names the --checkpoints file that is missing, not the audit log", () => {
+  const s = tmpDir();
+  const r = run(["audit", "verify", "--state-dir", s, "--checkpoints", path.join(s, "none.txt")]);
+  expect(r.code).toBe(2);
+  expect(r.err).toContain(`${path.join(s, "none.txt")}: ENOENT`);
+});
