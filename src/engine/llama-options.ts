@@ -2,6 +2,7 @@
  * Engine types → node-llama-cpp options: sampling (OpenAI's numbers in its terms), chat history,
  * the context check, and what a model file says about its vocabulary.
  */
+import { engineSeed } from "./seed";
 import { LlamaVocabularyType, TokenBias, type ChatHistoryItem, type ChatModelResponse, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
 import { ContextLengthError, InvalidRequestError } from "../errors";
 import type { ChatTurn, GenerateCall, Sampling } from "./engine";
@@ -95,17 +96,6 @@ export function checkTokenIds(tokens: Iterable<number>, vocabularySize: number, 
       throw new InvalidRequestError(`Token id ${t} is not in this model's vocabulary (0-${vocabularySize - 1}).`, param);
     }
   }
-}
-
-/**
- * A request's seed (any integer OpenAI takes: int64) as llama.cpp's sampler takes it, 0..0xFFFFFFFE: its 0xFFFFFFFF
- * means "a random seed" (so seed 4294967295 was not reproducible), and node-llama-cpp made every negative seed 0
- * (so -1, -5 and 0 gave one sample, and n choices seeded seed + i could repeat one another). Integers apart by less
- * than 2^32 - 1 stay apart.
- */
-export function engineSeed(seed: number): number {
-  const m = 0xffffffff;
-  return ((seed % m) + m) % m;
 }
 
 /** OpenAI's logit_bias (-100 bans a token) as node-llama-cpp's TokenBias (logits added). */

@@ -55,22 +55,27 @@ export class SequencePool {
 
   /**
    * The free sequence whose state shares the longest start with `tokens` within `scope` (undefined: a scope of its
-   * own, never reused), preferring the lowest id among those within NEAR tokens of it; with nothing shared, a new
-   * sequence while the context has one left, else the free one with the lowest id (cleared). The caller holds one
-   * of the context's slots (the scheduler).
+   * own, never reused), preferring the lowest id among those sharing within NEAR tokens of it; with nothing shared, a
+   * new sequence while the context has one left, else (cleared) a free one of this scope, else the one given back
+   * longest ago. The caller holds one of the context's slots (the scheduler).
    */
   async take(scope: unknown, tokens: readonly Token[]): Promise<LentSequence> {
     const found = this.free.map((kept) => ({ kept, n: this.reuse && scope !== undefined && kept.scope === scope ? sharedStart(kept.sequence, tokens) : 0 }));
     const most = Math.max(0, ...found.map((f) => f.n));
     // A few tokens more of a shared start are not worth a sequence id away from the others: within NEAR of the
-    // longest, the lowest id (every prompt of a key shares the template's opening; ties are the rule).
+    // longest, the lowest id (every prompt of a key shares the template's opening; ties are the rule). Only among
+    // sequences that share something: with the longest start under NEAR, another key's sequence (sharing 0) had the
+    // lowest id, was cleared and taken, and this key's own start went unused while the other key lost its cache.
     let best: Kept | undefined, shared = 0;
     for (const { kept, n } of found) {
-      if (n >= most - NEAR && (!best || idOf(kept.sequence) < idOf(best.sequence))) { best = kept; shared = n; }
+      if (n > 0 && n >= most - NEAR && (!best || idOf(kept.sequence) < idOf(best.sequence))) { best = kept; shared = n; }
     }
+    // Nothing shared and no new sequence left: clear this key's own free sequence if it has one, else the one given
+    // back longest ago (`free` is in give-back order), never another key's most recent prompt first.
+    if (!best && this.context.sequencesLeft === 0) best = this.free.find((k) => scope !== undefined && k.scope === scope) ?? this.free[0];
     let kept: Kept;
     const reused = best && shared > 0 ? reusable(best.sequence.nextTokenIndex, tokens.length, shared) : 0;
-    if (best && (shared > 0 || this.context.sequencesLeft === 0)) {
+    if (best) {
       this.free.splice(this.free.indexOf(best), 1);
       kept = best;
       try {

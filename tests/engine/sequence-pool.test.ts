@@ -53,3 +53,45 @@ test("one sharing more than 32 tokens more is taken", async () => {
   await lent.giveBack(true);
   await low.dispose();
 });
+
+/** Two free sequences: the lower id holds A for scope `sa`, the higher B for `sb`; given back in `order`. */
+async function heldBy(pool: SequencePool, sa: string, a: Token[], sb: string, b: Token[], order: "low first" | "high first" = "low first") {
+  const first = await pool.take(sa, a), second = await pool.take(sb, b);
+  await first.sequence.evaluateWithoutGeneratingNewTokens(a);
+  await second.sequence.evaluateWithoutGeneratingNewTokens(b);
+  expect(idOf(first.sequence)).toBeLessThan(idOf(second.sequence));
+  for (const s of order === "low first" ? [first, second] : [second, first]) await s.giveBack(false);
+  return { low: first.sequence, high: second.sequence };
+}
+
+test("a start of its own under 32 tokens is reused, and another key's lower-id sequence keeps its prompt", async () => {
+  // Isolation run: k1's own sequence shared 29 tokens, yet k2's (lower id, sharing 0) was cleared and taken.
+  const pool = new SequencePool(context, true);
+  const theirs = run(900, 160), mine = [...run(1, 29), ...run(700, 11)], asked = [...run(1, 29), ...run(800, 20)];
+  const { low, high } = await heldBy(pool, "k2", theirs, "k1", mine);
+  const lent = await pool.take("k1", asked);
+  expect(lent.sequence).toBe(high);
+  expect(lent.reused).toBe(reusable(mine.length, asked.length, 29));
+  expect(lent.reused).toBeGreaterThan(0);
+  expect(low.nextTokenIndex).toBe(theirs.length); // k2's start is still there for k2
+  await lent.giveBack(true);
+  await low.dispose();
+});
+
+test("nothing shared and no sequence left: the key's own free sequence is cleared before another key's, else the oldest", async () => {
+  const pool = new SequencePool(context, true);
+  const { low, high } = await heldBy(pool, "k2", run(900, 100), "k1", run(700, 100));
+  const mine = await pool.take("k1", run(300, 50));
+  expect(mine.sequence).toBe(high);
+  expect(mine.reused).toBe(0);
+  expect(low.nextTokenIndex).toBe(100);
+  await mine.giveBack(true);
+  await low.dispose();
+  const pool2 = new SequencePool(context, true);
+  const two = await heldBy(pool2, "k2", run(900, 100), "k3", run(700, 100), "high first");
+  const stranger = await pool2.take("k1", run(300, 50));
+  expect(stranger.sequence).toBe(two.high); // given back longest ago
+  expect(two.low.nextTokenIndex).toBe(100);
+  await stranger.giveBack(true);
+  await two.low.dispose();
+});

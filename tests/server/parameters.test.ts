@@ -132,6 +132,10 @@ describe("n", () => {
     const around = await text(-2, 3); // seeds -2, -1, 0
     expect(new Set(around).size).toBe(3);
     expect(around.slice(1)).toEqual([negatives[0]!, negatives[2]!]);
+    // Isolation run: near 2^53 the request's seed + 1 rounded back to the seed in a double: two choices alike.
+    const top = await text(Number.MAX_SAFE_INTEGER, 3);
+    expect(new Set(top).size).toBe(3);
+    expect(top[0]).toEqual((await text(Number.MAX_SAFE_INTEGER))[0]!);
   });
   test("n above 16 → 400 naming n (streamed too)", async () => {
     const e = await error(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], n: 17, stream: true }));

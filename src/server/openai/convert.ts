@@ -2,6 +2,7 @@
 import { InvalidRequestError } from "../../errors";
 import { checkEmbeddedJson, type JsonBounds } from "../../guards/json-shape";
 import type { ChatTurn, Embeddings, Generation, ModelInfo, OutputFormat, Sampling, ToolCall, ToolUse } from "../../engine/engine";
+import { engineSeed, SEEDS } from "../../engine/seed";
 import { checkJsonSchema, type SchemaBudget } from "./json-schema";
 import { grammarSchema } from "./json-schema-grammar";
 import { chatLogprobs, choiceTextLogprobs, spelled, type textLogprobs } from "./logprob-wire";
@@ -229,7 +230,8 @@ export function includeUsage(body: { stream?: boolean | null; stream_options?: {
  * (the engine maps it onto the sampler's seeds: engineSeed).
  */
 export const choiceSampling = (s: Sampling, choice: number, n: number): Sampling =>
-  s.seed == null || choice % n === 0 ? s : { ...s, seed: s.seed + (choice % n) };
+  // On the engine's seed, not the request's: near ±2^53 a double's seed + 1 rounds back to seed (two choices alike).
+  s.seed == null || choice % n === 0 ? s : { ...s, seed: (engineSeed(s.seed) + (choice % n)) % SEEDS };
 
 /** Token counts of an answer: its prompt's (and of those, the cached start's) and the generated ones. */
 export type UsageCounts = Pick<Generation, "promptTokens" | "cachedTokens" | "completionTokens">;
