@@ -15,7 +15,8 @@ export function defaultStateDir(): string {
   return path.join(process.env.XDG_STATE_HOME || path.join(os.homedir(), ".local", "state"), "appliance");
 }
 
-const port = z.number().int().min(0).max(65535);
+// Range before int(): 1e20 read "expected int to be <=9007199254740991" (the safe-integer bound), not the port range.
+const port = z.number().min(0).max(65535).int();
 const positive = z.number().int().positive();
 
 const compiles = (p: string) => { try { new RegExp(p); return true; } catch { return false; } };

@@ -21,7 +21,7 @@ import { checkBind } from "../guards/host";
 import { lockdownFile, readLockdown } from "../guards/lockdown";
 import { KeyStore, keysFilePath } from "../guards/keys";
 import { modelsDirOf, readManifest } from "../integrity/manifest";
-import { resolveModels } from "../integrity/resolve";
+import { modelFiles, resolveModels } from "../integrity/resolve";
 import { AuditLog } from "../log/audit";
 import { atLeast, type Logger } from "../log/logger";
 import type { StartPhases } from "../util/start-phases";
@@ -59,6 +59,9 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
   const { log } = opts;
   const clock = opts.clock ?? Date.now;
   checkBind(config);
+  // Nothing to serve is said before the state dir is made: `serve --state-dir /typo` left a new dir with an audit key,
+  // log and locks behind its "no models" (exit 2). A gateway may serve only upstreams' models.
+  if (!config.upstreams.length && !opts.gateway) modelFiles(config);
   fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   // The audit log first: it holds the state dir's one-server lock (log/audit.ts), so a second server on this state dir
   // stops here, before it writes the native libraries or anything else into it. The log gets a copy of every audit

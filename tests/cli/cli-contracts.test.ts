@@ -96,6 +96,9 @@ test("a model path that is not there, or two models with one name, is a usage er
   expect(twice.code).toBe(2);
   expect(twice.err).toContain("two models are named a");
   expect(fs.existsSync(path.join(s, "logs", "verify-alerts.log"))).toBe(false);
+  const typo = path.join(s, "typo"); // no models there: refused before anything is made
+  expect(run(["serve", "--state-dir", typo, "--port", "0"]).code).toBe(2);
+  expect(fs.existsSync(typo)).toBe(false);
 });
 
 test("settings: memoryMax in plain bytes from a flag or variable; --auth with --no-auth refused; a bad boolean variable named", () => {
@@ -106,6 +109,7 @@ test("settings: memoryMax in plain bytes from a flag or variable; --auth with --
   expect(JSON.parse(run(["config", "print", "--gpu-layers", "3"]).out).gpuLayers).toBe(3);
   const gpu = run(["config", "print", "--gpu-layers", "all"]);
   expect(gpu.err).toContain("auto or a whole number");
+  expect(run(["config", "print", "--port", "99999999999999999999"]).err).toContain("<=65535");
   for (const args of [["--no-auth", "--auth"], ["--auth", "--no-auth"]]) {
     const r = run(["config", "print", ...args]);
     expect(r.code).toBe(2);
