@@ -87,5 +87,5 @@ export class NotReadyError extends AppError {
 
 /** A request a shutdown cancelled before anything was generated for it: send it again (the SDKs retry a 503). */
 export class ShuttingDownError extends NotReadyError {
-  constructor() { super("The server is shutting down: this request was cancelled before anything was generated. Send it again."); }
+  constructor(message = "The server is shutting down: this request was cancelled before anything was generated. Send it again.") { super(message); }
 }

@@ -5,7 +5,7 @@
  * routes (a table of the API) → error mapper → log + audit line.
  */
 import { Elysia } from "elysia";
-import { InvalidRequestError } from "../errors";
+import { InvalidRequestError, ShuttingDownError } from "../errors";
 import { checkJsonShape, unserialisable } from "../guards/json-shape";
 import { bodyUnread } from "../guards/body";
 import { clientAddressFor } from "../guards/client-address";
@@ -26,6 +26,9 @@ import { requestSpans } from "./tracing/spans";
 import { modelRoutes } from "./routes/models";
 import { responsesRoutes } from "./routes/responses";
 import { tokenizeRoutes } from "./routes/tokenize";
+
+/** Answered as usual while the server drains (liveness, readiness's own 503, a last scrape); every other route 503s. */
+const ALWAYS_ANSWERED: ReadonlySet<string> = new Set(["/health", "/ready", "/metrics"]);
 
 export type { AppDeps, AppInput } from "./deps";
 
@@ -88,6 +91,13 @@ export function createApp(input: AppInput) {
     .onRequest(async ({ request, server, set }) => {
       const state = initState(request, clientAddress(server?.requestIP(request)?.address ?? "local", request.headers.get("x-forwarded-for")), performance.now());
       set.headers["x-request-id"] = state.id;
+      if (deps.draining) {
+        // A request that arrives while the server drains (on a kept-alive connection, or a new one: the port stays
+        // open so that these are answered) gets the 503 the SDKs retry, and its connection is closed. Under Bun's
+        // stop(false) such requests were never dispatched: no answer, no audit record, the socket closed at the end.
+        state.headers.connection = "close";
+        if (!ALWAYS_ANSWERED.has(state.path)) throw new ShuttingDownError("The server is shutting down and takes no new requests. Send it again.");
+      }
       expectArrival(request, state.path, input.engine); // on its way to the engine: a burst's prompts go in one step
       const early = await guards.onRequest(request, state);
       Object.assign(set.headers, state.headers);
@@ -139,7 +149,7 @@ export function createApp(input: AppInput) {
       if (!state.deferredFinish) state.idleAgain?.();
       // A body no handler read: the answer closes the connection. Kept open, Bun would read and drop the rest of the
       // body for as long as the client sends (its own body limit is out of the way, listen.ts): gigabytes on one connection.
-      if (bodyUnread(request)) set.headers.connection = "close";
+      if (bodyUnread(request) || deps.draining) set.headers.connection = "close"; // draining: clients reconnect elsewhere
     })
     // 4. The one error mapper.
     .onError({ as: "global" }, async ({ code, error, request }) => {
@@ -152,7 +162,7 @@ export function createApp(input: AppInput) {
       deps.settle(state); // free the key's concurrency slot now, not when the socket closes
       state.idleAgain?.();
       if (e.status === 499) return new Response(null, { status: 499 }); // nobody is listening
-      return toResponse(e, { "x-request-id": state.id, ...state.headers, ...(bodyUnread(request) && { connection: "close" }) });
+      return toResponse(e, { "x-request-id": state.id, ...state.headers, ...((bodyUnread(request) || deps.draining) && { connection: "close" }) });
     })
     .onAfterResponse({ as: "global" }, ({ request, set }) => {
       arrived(request);

@@ -69,7 +69,9 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
       app.deps.draining = true; // /ready answers 503 from now on
       log.info({ signal, inflight: app.deps.inflight.size }, "shutting down");
       sdNotify({ STOPPING: 1 });
-      server.stop(false); // stop accepting; open requests carry on
+      // The port stays open while draining: Bun's stop(false) would also stop dispatching requests on kept-alive
+      // connections, which then got no answer at all. Every new request now gets a 503 not_ready with
+      // `Connection: close` (app.ts), and every answer during the drain closes its connection.
       const deadline = Date.now() + opts.graceMs;
       // Requests still being read count too (Bun's pendingRequests): one whose body was arriving was not in flight
       // yet, so the drain ended at once and its connection was closed unanswered (a raw-socket probe).

@@ -311,3 +311,63 @@ async function drainUnderLoad() {
   expect(log.text).toContain("grace period over: cancelling in-flight requests");
   expect(log.text).toMatch(/"status":499/);
 }
+
+/** One HTTP/1.1 exchange on a kept-alive raw socket: the response's status line and headers, body, and whether the socket closed. */
+function exchange(socket: import("node:net").Socket, request: string): Promise<{ head: string; body: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    let text = "", closed = false;
+    const done = () => {
+      const end = text.indexOf("\r\n\r\n");
+      if (end < 0) return closed;
+      const head = text.slice(0, end), length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? NaN);
+      const body = text.slice(end + 4);
+      if (!closed && !(body.length >= length)) return false;
+      socket.off("data", onData);
+      resolve({ head, body, closed });
+      return true;
+    };
+    const onData = (d: Buffer) => { text += d.toString(); done(); };
+    socket.on("data", onData);
+    socket.once("close", () => { closed = true; if (!done()) resolve({ head: text, body: "", closed }); });
+    socket.write(request);
+  });
+}
+
+// Load run: after SIGTERM, Bun's stop(false) stopped dispatching requests on kept-alive connections: a client's next
+// request there got no answer and no audit record, and answers during the drain did not say Connection: close. A
+// streamed n=3 answer cut by the shutdown ended only choice 0.
+test("SIGTERM: a request on a kept-alive connection gets a 503 not_ready and the connection closes; a cut n=3 stream ends every choice", async () => {
+  const net = await import("node:net");
+  const { proc, port, log, until } = await startServe(["--shutdown-grace-ms", "1500", "--parallel", "2"]);
+  const key = fs.readFileSync(path.join(dir, "key.txt"), "utf8").trim();
+  const idle = net.connect(port, "127.0.0.1");
+  await new Promise((r) => idle.once("connect", r));
+  const models = `GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${key}\r\n\r\n`;
+  const before = await exchange(idle, models);
+  expect([before.head.split("\r\n")[0], before.closed]).toEqual(["HTTP/1.1 200 OK", false]);
+  const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", prompt: "long", max_tokens: 1900, n: 3, stream: true, temperature: 0, logit_bias: { 2: -100 } }),
+  });
+  const reader = res.body!.getReader();
+  let streamed = new TextDecoder().decode((await reader.read()).value);
+  proc.kill("SIGTERM");
+  await until('"msg":"shutting down"');
+  const during = await exchange(idle, models.replace("/v1/models", "/v1/models?again"));
+  expect(during.head.split("\r\n")[0]).toBe("HTTP/1.1 503 Service Unavailable");
+  expect(during.head.toLowerCase()).toContain("connection: close");
+  expect(during.head.toLowerCase()).toContain("retry-after:");
+  expect(JSON.parse(during.body).error.code).toBe("not_ready");
+  expect(during.closed || await new Promise((r) => idle.once("close", () => r(true)))).toBe(true);
+  for (let r = await reader.read(); !r.done; r = await reader.read()) streamed += new TextDecoder().decode(r.value);
+  const ends = streamed.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)))
+    .flatMap((e: { choices: { index: number; finish_reason: string | null }[] }) => e.choices.filter((c) => c.finish_reason).map((c) => [c.index, c.finish_reason]));
+  expect(ends).toEqual([[0, "length"], [1, "length"], [2, "length"]]);
+  expect(streamed.trimEnd().endsWith("data: [DONE]")).toBe(true);
+  await until('"msg":"stopped"');
+  expect(await proc.exited).toBe(0);
+  // The refused request is audited like any other.
+  const audit = fs.readFileSync(path.join(stateDir, "audit.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  expect(audit.some((r: { status?: number; path?: string; route?: string }) => r.status === 503 && JSON.stringify(r).includes("/v1/models"))).toBe(true);
+  void log;
+}, 120_000);

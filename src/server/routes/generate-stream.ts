@@ -61,7 +61,8 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     if (!plan.headAfterPrompt) sendHead();
     let admitted!: () => void;
     const admission = new Promise<void>((resolve) => { admitted = resolve; });
-    const generation = plan.call(stop.signal, i, {
+    // A choice after a cancel is not handed to the engine: it settles as cancelled (a shutdown then ends it unstarted).
+    const generation = flight.signal.aborted ? Promise.reject(new CancelledError()) : plan.call(stop.signal, i, {
       onStage, cacheScope: cacheScopeOf(state),
       onAdmitted: () => admitted(),
       onLogprob: aligner && ((t) => aligner.token(t)),
@@ -130,7 +131,9 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
           state.status = 499; // logged and audited as cancelled; the client sees a complete, truncated answer
         } else if (flight.signal.aborted) throw new CancelledError();
         choice.finish(g);
-        if (++i >= plan.choices || flight.signal.aborted) break;
+        // A shutdown's cut still ends every choice (each unstarted one empty, finish_reason "length"), as the
+        // non-streamed answer keeps n choices: the stream had only index 0 (load run).
+        if (++i >= plan.choices || (flight.signal.aborted && !byShutdown())) break;
       }
       state.marks.done ??= performance.now();
       deps.settle(state);
