@@ -10,7 +10,7 @@ export async function main(argv: string[]): Promise<number> {
   // Asked for: stdout, exit 0. No command at all is a usage error: the help goes to stderr with exit 2.
   if (!name) { console.error(helpText()); return EXIT.USAGE; }
   if (name === "help" || name === "--help" || name === "-h") { console.log(helpText()); return EXIT.OK; }
-  if (name === "--version" || name === "-V") return COMMANDS.find((c) => c.name === "version")!.run([]);
+  if (name === "--version" || name === "-V") return COMMANDS.find((c) => c.name === "version")!.run(rest);
   const cmd = COMMANDS.find((c) => c.name === name);
   if (!cmd) { console.error(`appliance: unknown command '${name}'\n\n${helpText()}`); return EXIT.USAGE; }
   if (rest.includes("--help") || rest.includes("-h")) { console.log(`usage: ${cmd.usage}`); return EXIT.OK; }

@@ -58,25 +58,37 @@ export function flagsToConfig(values: Record<string, unknown>): Record<string, u
 }
 
 /** Parses argv with the config flags plus a command's own, and loads the config. */
-export function parseWithConfig(argv: string[], own: Options = {}, allowPositionals = false) {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, options: { ...configFlagOptions(), ...own }, allowPositionals, strict: true });
-  } catch (e) {
-    throw new UsageError(argsMessage(e));
-  }
+export function parseWithConfig(argv: string[], own: Options = {}, allowPositionals = false, once: readonly string[] = []) {
+  const parsed = parseStrict(argv, { ...configFlagOptions(), ...own }, allowPositionals, once);
   const values = parsed.values as Record<string, unknown>;
   const config: Readonly<Config> = loadConfig({ file: values.config as string | undefined, flags: flagsToConfig(values) });
   return { config, values, positionals: parsed.positionals };
 }
 
 /** Parses a command's own flags only. */
-export function parseOwn(argv: string[], own: Options, allowPositionals = false) {
+export function parseOwn(argv: string[], own: Options, allowPositionals = false, once: readonly string[] = []) {
+  return parseStrict(argv, own, allowPositionals, once);
+}
+
+/**
+ * node:util parseArgs, strict. A setting given twice takes the last (an alias's default, then the override); a flag in
+ * `once` (one naming what to act on) given twice is a usage error: `keys revoke --name a --name b` revoked b alone
+ * and exited 0 (a fix-attack run).
+ */
+function parseStrict(argv: string[], options: Options, allowPositionals: boolean, once: readonly string[]) {
+  let parsed;
   try {
-    return parseArgs({ args: argv, options: own, allowPositionals, strict: true });
+    parsed = parseArgs({ args: argv, options, allowPositionals, strict: true, tokens: true });
   } catch (e) {
     throw new UsageError(argsMessage(e));
   }
+  const seen = new Set<string>();
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== "option" || !once.includes(t.name)) continue;
+    if (seen.has(t.name)) throw new UsageError(`--${t.name} given twice: it takes one value`);
+    seen.add(t.name);
+  }
+  return parsed;
 }
 
 /**

@@ -30,7 +30,8 @@ export const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => "-" + c.toLowerCa
 export function readConfigFile(file: string): Raw {
   let text: string;
   try {
-    text = fs.readFileSync(file, "utf8");
+    // A byte-order mark (some editors save one) is not JSON: refused as "line 1, column 1" with nothing to see there.
+    text = fs.readFileSync(file, "utf8").replace(/^\uFEFF/, "");
   } catch (e) {
     throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, "config");
   }
@@ -253,8 +254,14 @@ function redactUrl(v: string): string {
     const user = authority.slice(0, at), colon = user.indexOf(":");
     authority = `${colon >= 0 ? `${user.slice(0, colon)}:[redacted]` : "[redacted]"}${authority.slice(at)}`;
   }
-  rest = rest.replace(/([?&][^=&#]*=)[^&#]*/g, (_, name: string) => `${name}[redacted]`);
-  return scheme + authority + rest;
+  // Every query item's value (a bare item is all value: ?TOKEN) and any fragment.
+  const hash = rest.indexOf("#"), q = rest.indexOf("?");
+  const fragment = hash >= 0 ? rest.slice(hash + 1) : "";
+  const before = hash >= 0 ? rest.slice(0, hash) : rest;
+  const pathPart = q >= 0 && (hash < 0 || q < hash) ? before.slice(0, q) : before;
+  const query = q >= 0 && (hash < 0 || q < hash) ? before.slice(q + 1) : undefined;
+  const items = query?.split("&").map((item) => (item === "" ? "" : item.includes("=") ? `${item.slice(0, item.indexOf("="))}=[redacted]` : "[redacted]"));
+  return scheme + authority + pathPart + (items ? `?${items.join("&")}` : "") + (hash >= 0 ? `#${fragment && "[redacted]"}` : "");
 }
 
 /** The effective config with every secret value masked, for `config print` and incident snapshots. */

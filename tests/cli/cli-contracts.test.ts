@@ -183,3 +183,57 @@ test("audit verify names the --checkpoints file that is missing, not the audit l
   expect(r.code).toBe(2);
   expect(r.err).toContain(`${path.join(s, "none.txt")}: ENOENT`);
 });
+
+// Fix-attack run on the fixes above: the same defects through other doors.
+test("a flag that takes one value given twice is refused (revoke --name a --name b revoked b alone); --version takes nothing more", () => {
+  const s = tmpDir();
+  for (const n of ["a", "b"]) expect(run(["keys", "create", "--name", n, "--state-dir", s]).code).toBe(0);
+  const twice = run(["keys", "revoke", "--name", "a", "--name", "b", "--state-dir", s]);
+  expect(twice.code).toBe(2);
+  expect(twice.err).toContain("--name given twice");
+  expect(keysIn(s).every((k) => k.revoked === null)).toBe(true);
+  expect(run(["--version", "extra"]).code).toBe(2);
+  expect(run(["audit", "verify", "--to", path.join(s, "anchor"), "--state-dir", s]).code).toBe(2); // anchor's flag
+});
+
+test("keys list --json with no keys file prints [] (scripts parse it); models remove on a mistyped state dir makes nothing", () => {
+  const typo = path.join(tmpDir(), "typo");
+  const list = run(["keys", "list", "--json", "--state-dir", typo]);
+  expect([list.code, JSON.parse(list.out)]).toEqual([0, []]);
+  expect(run(["models", "remove", "x", "--state-dir", typo]).code).toBe(1);
+  expect(fs.existsSync(typo)).toBe(false);
+});
+
+test.skipIf(process.getuid?.() !== 0)("keys list on a state dir this user cannot read says permission denied (exit 1), not 'no key was ever created'", () => {
+  const s = tmpDir();
+  expect(run(["keys", "create", "--name", "a", "--state-dir", s]).code).toBe(0);
+  fs.chmodSync(s, 0o700);
+  const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "keys", "list", "--state-dir", s], { env: { PATH: "/usr/bin:/bin", HOME: "/tmp" } });
+  expect(r.exitCode).toBe(1);
+  expect(r.stderr.toString()).toContain("permission denied");
+});
+
+test("reload refuses another program whose first argument is serve", async () => {
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, "serve"), "");
+  const child = Bun.spawn(["tail", "serve", "-f"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
+  try {
+    const r = run(["reload", "--pid", String(child.pid)]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("is not an appliance server");
+  } finally {
+    child.kill("SIGTERM");
+    await child.exited;
+  }
+  expect(child.signalCode).toBe("SIGTERM");
+});
+
+test("status takes its server from APPLIANCE_CONFIG as the other commands do; URLs' fragments and bare query items are masked; a BOM is read", () => {
+  const s = tmpDir(), file = path.join(s, "c.json");
+  fs.writeFileSync(file, "\uFEFF" + JSON.stringify({ stateDir: s, port: 9, upstreams: [{ url: "https://127.0.0.1:9/v1?TOKEN7#frag=F8", models: ["m"] }] }));
+  expect(run(["lockdown", "--config", file]).code).toBe(0);
+  expect(run(["status"], { APPLIANCE_CONFIG: file }).out).toContain("lockdown:  ON");
+  const printed = run(["config", "print", "--config", file]);
+  expect(printed.code).toBe(0);
+  expect(JSON.parse(printed.out).upstreams[0].url).toBe("https://127.0.0.1:9/v1?[redacted]#[redacted]");
+});

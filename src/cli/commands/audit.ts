@@ -33,10 +33,10 @@ export const audit: Command = {
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub !== "verify" && sub !== "anchor") throw unknownSubcommand("audit", sub, ["verify", "anchor"]);
-    const { values } = parseOwn(rest, {
-      file: { type: "string" }, "state-dir": { type: "string" }, config: { type: "string" }, checkpoints: { type: "string", multiple: true }, journal: { type: "boolean" },
-      to: { type: "string" }, full: { type: "boolean" }, "alert-dir": { type: "string" },
-    });
+    // Each subcommand its own flags: `audit verify --to F` (meant: anchor) verified, said ok and anchored nothing.
+    const { values } = parseOwn(rest, { file: { type: "string" }, "state-dir": { type: "string" }, config: { type: "string" },
+      ...(sub === "verify" ? { checkpoints: { type: "string", multiple: true }, journal: { type: "boolean" } }
+        : { to: { type: "string" }, full: { type: "boolean" }, "alert-dir": { type: "string" } }) });
     const file = (values.file as string | undefined)
       ?? path.join(stateDirFlag(values), "audit.jsonl");
     let r: VerifyResult;

@@ -1,6 +1,6 @@
 /** appliance keys create | list | revoke | rotate */
 import fs from "node:fs";
-import { KEY_NAME, KEY_NAME_RULE, KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
+import { KEY_NAME, KEY_NAME_RULE, KeyFileError, KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
 import { shareRevocations } from "../../guards/store/revocations";
 import { redisConnFor } from "../../guards/store/shared-state";
 import { EXIT, ownConfig, parseOwn, stateDirFlag, UsageError, unknownSubcommand, type Command } from "../command";
@@ -50,6 +50,19 @@ const intFlag = (v: unknown, name: string) => {
   return n;
 };
 
+/**
+ * The keys file is not there (ENOENT only): one this user cannot reach (EACCES: the service's 0700 state dir) is not
+ * "no key was ever created"; the store's own read says permission denied.
+ */
+function noKeysFile(file: string): boolean {
+  try { fs.statSync(file); return false; } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return true;
+    // The store would read any other failure as no file (no keys listed, exit 0): say what it is.
+    throw new KeyFileError(`cannot read ${file}: ${code === "EACCES" ? "permission denied (run as root or the service account)" : code ?? (e as Error).message}`);
+  }
+}
+
 /** A duration flag that must lie ahead: 0 would make a key born expired, a huge one an Invalid Date. */
 function futureMs(v: string, name: string): number {
   const ms = parseDuration(v);
@@ -78,12 +91,13 @@ export const keys: Command = {
     const [sub, ...rest] = argv;
     if (!KEYS_SUBS.includes(sub!)) throw unknownSubcommand("keys", sub, KEYS_SUBS);
     const { values, positionals } = parseOwn(rest, { "state-dir": STRING, config: STRING, ...KEYS_FLAGS[sub as keyof typeof KEYS_FLAGS] },
-      sub === "revoke" || sub === "rotate");
+      sub === "revoke" || sub === "rotate", ["name"]);
     if (sub === "rotate" && positionals.length > 1) throw new UsageError(`keys rotate takes one NAME, got ${positionals.length}: ${positionals.join(" ")}`);
     const stateDir = stateDirFlag(values);
-    if (sub !== "create" && !fs.existsSync(keysFilePath(stateDir))) {
+    if (sub !== "create" && noKeysFile(keysFilePath(stateDir))) {
       // Nothing is created for a state dir that has no keys (a mistyped --state-dir made the dir and a lock file).
       console.error(`no keys file at ${keysFilePath(stateDir)}: no key was ever created for this state dir`);
+      if (sub === "list" && values.json) console.log("[]"); // what a keys file with no keys lists: scripts parse it
       return sub === "list" ? EXIT.OK : EXIT.FAIL;
     }
     const store = new KeyStore(keysFilePath(stateDir), Date.now, undefined, {

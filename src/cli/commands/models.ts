@@ -41,7 +41,7 @@ export const models: Command = {
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub !== "preflight" && !MODELS_SUBS.includes(sub!)) throw unknownSubcommand("models", sub, MODELS_SUBS);
-    const { config, values, positionals } = parseWithConfig(rest, MODELS_FLAGS[sub as keyof typeof MODELS_FLAGS], true);
+    const { config, values, positionals } = parseWithConfig(rest, MODELS_FLAGS[sub as keyof typeof MODELS_FLAGS], true, ["name"]);
     // One PATH or NAME: `models add ./dir/*.gguf` added the first file, `remove a b` removed a, both exit 0.
     const most = sub === "list" ? 0 : 1;
     if (positionals.length > most) {
@@ -82,6 +82,8 @@ export const models: Command = {
       case "remove": {
         const id = positionals[0];
         if (!id) throw new UsageError("models remove NAME");
+        // No models dir: nothing to remove, and nothing made (the manifest's lock created a mistyped state dir).
+        if (!fs.existsSync(dir)) { console.error(`no model named ${id} (no models dir at ${dir})`); return EXIT.FAIL; }
         const entry = await withFileLock(manifestPath(dir), () => {
           const entries = readManifest(dir);
           const found = entries.find((e) => modelId(e.file) === id);

@@ -12,6 +12,14 @@ function runningArgv(pid: number): string[] | undefined {
   try { return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0"); } catch { return ["(no such process)"]; }
 }
 
+/** Whether process `pid` runs the file this process runs (same device and inode; an updated path still names ours). */
+function sameProgram(pid: number): boolean {
+  try {
+    const theirs = fs.statSync(`/proc/${pid}/exe`), ours = fs.statSync("/proc/self/exe"), path = fs.statSync(process.execPath);
+    return theirs.dev === ours.dev && theirs.ino === ours.ino || theirs.dev === path.dev && theirs.ino === path.ino;
+  } catch { return false; }
+}
+
 export const reload: Command = {
   name: "reload",
   summary: "Internal: ask the running server to re-read its keys (SIGHUP)",
@@ -23,7 +31,8 @@ export const reload: Command = {
     if (!Number.isInteger(pid) || pid <= 1) throw new UsageError("reload needs --pid PID (the server's process id)");
     // SIGHUP ends most processes: signal only a serve (the unit passes $MAINPID; a mistyped pid killed whatever it named).
     const argvOf = runningArgv(pid);
-    if (argvOf && argvOf[1] !== "serve") {
+    // And running this program: `ollama serve` or `tail serve` matched argv alone (a fix-attack run).
+    if (argvOf && (argvOf[1] !== "serve" || !sameProgram(pid))) {
       console.error(`appliance reload: process ${pid} is not an appliance server (${argvOf.slice(0, 2).join(" ")}); nothing signalled`);
       return EXIT.FAIL;
     }

@@ -45,11 +45,11 @@ function installConfig(values: Record<string, unknown>, root: string) {
 }
 
 /** The installed instance as status/update/rollback see it: its layout and the URL of its /health (--port overrides). */
-function instanceFor(values: Record<string, unknown>) {
+function instanceFor(values: Record<string, unknown>, env?: Record<string, string | undefined>) {
   // status also takes --config FILE / --state-dir DIR: a server run by hand on its own state dir (its port, its lockdown).
   const stateDir = values["state-dir"] as string | undefined;
   const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined, file: values.config as string | undefined,
-    ...(stateDir !== undefined && { flags: { stateDir } }) });
+    ...(stateDir !== undefined && { flags: { stateDir } }), env });
   const port = values.port === undefined ? inst.config.port : Number(values.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError("--port must be 1-65535");
   return { inst, url: healthUrl({ host: inst.config.host, port }) };
@@ -151,7 +151,8 @@ export const statusCmd: Command = {
   usage: "appliance status [--port N] [--platform systemd|launchd] [--state-dir DIR | --config FILE]",
   async run(argv) {
     const { values } = parseOwn(argv, { port: { type: "string" }, platform: { type: "string" }, "state-dir": { type: "string" }, config: { type: "string" } });
-    const { inst, url } = instanceFor(values);
+    // As lockdown, verify and incident: APPLIANCE_CONFIG / APPLIANCE_STATE_DIR / APPLIANCE_PORT name a server of one's own.
+    const { inst, url } = instanceFor(values, process.env);
     // Nothing installed: no service to ask systemctl/launchctl about (their raw errors were printed); the health of a
     // server run by hand (a container, no installer) on the port is still reported.
     const state = !inst.installed ? "none (nothing installed; appliance install sets one up)"
