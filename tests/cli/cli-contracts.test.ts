@@ -157,8 +157,9 @@ test("no command at all: the help on stderr with exit 2; --help on stdout with e
   expect(run(["engine"]).err.match(/usage:/g)).toHaveLength(1);
 });
 
-test("reload signals only an appliance server: a mistyped pid's process is left alone", async () => {
-  const child = Bun.spawn(["sleep", "30"]);
+/** `reload --pid` of a process that is no appliance server: refused, and the process is left alone (ended by our SIGTERM). */
+async function reloadRefuses(cmd: string[], cwd?: string) {
+  const child = Bun.spawn(cmd, { cwd, stdout: "ignore", stderr: "ignore" });
   try {
     const r = run(["reload", "--pid", String(child.pid)]);
     expect(r.code).toBe(1);
@@ -167,7 +168,11 @@ test("reload signals only an appliance server: a mistyped pid's process is left 
     child.kill("SIGTERM");
     await child.exited;
   }
-  expect(child.signalCode).toBe("SIGTERM"); // ended by our kill, not by a SIGHUP from reload
+  expect(child.signalCode).toBe("SIGTERM"); // not a SIGHUP from reload
+}
+
+test("reload signals only an appliance server: a mistyped pid's process is left alone", async () => {
+  await reloadRefuses(["sleep", "30"]);
 });
 
 test("status reads a hand-run server's state dir: its lockdown is reported", () => {
@@ -216,16 +221,7 @@ test.skipIf(process.getuid?.() !== 0)("keys list on a state dir this user cannot
 test("reload refuses another program whose first argument is serve", async () => {
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, "serve"), "");
-  const child = Bun.spawn(["tail", "serve", "-f"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
-  try {
-    const r = run(["reload", "--pid", String(child.pid)]);
-    expect(r.code).toBe(1);
-    expect(r.err).toContain("is not an appliance server");
-  } finally {
-    child.kill("SIGTERM");
-    await child.exited;
-  }
-  expect(child.signalCode).toBe("SIGTERM");
+  await reloadRefuses(["tail", "serve", "-f"], dir);
 });
 
 test("status takes its server from APPLIANCE_CONFIG as the other commands do; URLs' fragments and bare query items are masked; a BOM is read", () => {
