@@ -49,8 +49,10 @@ export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel
         if (r.done) return;
         const alternatives = [...r.value.probabilities].slice(0, top).map(([t, p]) => alternative(model, t, piece(t), logprob(p)));
         const record: TokenLogprob = { token: piece(r.value.token), logprob: logprob(r.value.probabilities.get(r.value.token)), top: alternatives, ...withBytes(model, r.value.token) };
-        records.push(record);
-        onToken?.(record);
+        // A stream takes each record as it comes and keeps none: kept, n=4 top-20 streams held ~40 MB each to their end
+        // (load run), far past the 8 MiB a connection's backlog may hold.
+        if (onToken) onToken(record);
+        else records.push(record);
         recent.push(r.value.token);
         if (recent.length > TEXT_CONTEXT) recent.shift();
         input = yield r.value.token;
@@ -60,7 +62,7 @@ export function recordLogprobs(sequence: LlamaContextSequence, model: LlamaModel
     }
   };
   Object.defineProperty(sequence, "evaluate", { value: evaluate, configurable: true });
-  /** Every sampled token, in order (generate.ts lines them up with the text as sent). */
+  /** Every sampled token, in order (generate.ts lines them up with the text as sent); empty when onToken took them. */
   return { records };
 }
 
