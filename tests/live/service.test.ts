@@ -111,6 +111,7 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(environ).toContain("GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
     expect(environ.some((e) => e.startsWith("APPLIANCE_REEXEC="))).toBe(false);
     const reload = sys.exec(["systemctl", "reload", "appliance.service"]);
+    if (reload.err) console.log(journal(sys, "-u", "appliance.service", "-n", "20")); // what the reload command said
     expect(reload.err).toBe("");
     expect(reload.code).toBe(0);
     await sys.poll("the reload in the journal", () => journal(sys, "-u", "appliance.service").includes("SIGHUP: reloading keys") || undefined);

@@ -4,20 +4,33 @@
  * and systemd 252 has no ReloadSignal=, so the binary signals itself instead of /bin/kill.
  */
 import fs from "node:fs";
+import { basename } from "node:path";
 import { EXIT, parseOwn, UsageError, type Command } from "../command";
 
-/** A process's argv from /proc (Linux); undefined where there is no /proc to ask (macOS: launchd has no reload). */
+/**
+ * A process's argv from /proc (Linux); undefined where it cannot be asked: no /proc (macOS: launchd has no reload), or
+ * a process that exists but /proc hides (the unit's ProtectProc=invisible hides MAINPID from ExecReload's process).
+ */
 function runningArgv(pid: number): string[] | undefined {
   if (!fs.existsSync("/proc/self/cmdline")) return undefined;
-  try { return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0"); } catch { return ["(no such process)"]; }
+  try { return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0"); } catch {
+    try { process.kill(pid, 0); return undefined; } catch { return ["(no such process)"]; }
+  }
 }
 
-/** Whether process `pid` runs the file this process runs (same device and inode; an updated path still names ours). */
-function sameProgram(pid: number): boolean {
+/**
+ * Whether process `pid` runs this program: the same file (device and inode) where /proc lets us look, which it may not
+ * for another process (inside the unit's sandbox, reading /proc/PID/exe needs ptrace access: the live reload failed);
+ * then its argv[0] names a file of this program's name.
+ */
+function sameProgram(pid: number, argv0: string): boolean {
   try {
     const theirs = fs.statSync(`/proc/${pid}/exe`), ours = fs.statSync("/proc/self/exe"), path = fs.statSync(process.execPath);
     return theirs.dev === ours.dev && theirs.ino === ours.ino || theirs.dev === path.dev && theirs.ino === path.ino;
-  } catch { return false; }
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return (code === "EACCES" || code === "EPERM") && basename(argv0) === basename(process.execPath);
+  }
 }
 
 export const reload: Command = {
@@ -32,7 +45,7 @@ export const reload: Command = {
     // SIGHUP ends most processes: signal only a serve (the unit passes $MAINPID; a mistyped pid killed whatever it named).
     const argvOf = runningArgv(pid);
     // And running this program: `ollama serve` or `tail serve` matched argv alone (a fix-attack run).
-    if (argvOf && (argvOf[1] !== "serve" || !sameProgram(pid))) {
+    if (argvOf && (argvOf[1] !== "serve" || !sameProgram(pid, argvOf[0]!))) {
       console.error(`appliance reload: process ${pid} is not an appliance server (${argvOf.slice(0, 2).join(" ")}); nothing signalled`);
       return EXIT.FAIL;
     }
