@@ -19,7 +19,10 @@ export interface SseOptions {
   onCancel: () => void;
   /** A failure after the stream started: turned into an error event. */
   errorEvent: (error: unknown) => unknown | undefined;
-  /** Always called once, after the last event is queued (Bun sends it on as the socket drains) or the cancel. */
+  /**
+   * Always called once: when the client has taken the last event (queued bytes drained), or with an error when the
+   * stream failed, the client went away (even after the last event was queued: then with `cut`) or stopped reading.
+   */
   onFinish: (error?: unknown) => void;
   headers?: Record<string, string>;
   /** The Responses API dialect: an `event:` line named by each event's `type`, and no `[DONE]`. */
@@ -42,15 +45,28 @@ function responsesError(body: ErrorBody, sequence: number) {
 }
 
 export function sseResponse(opts: SseOptions): Response {
-  let closed = false, finished = false;
+  let closed = false, finished = false, reported = false;
   let cut: Error | undefined; // set when the client stopped reading: the stream ends as a cancel, even after its last event
+  // Our own queue, handed over only when the client's side reads (pull): so the end is known to have been taken. The
+  // end was reported when it was queued: a client that stopped reading with MBs queued (under the backlog bound) was
+  // later cut by the idle timeout, yet logged and audited as a complete 200 (load run).
+  const queue: Uint8Array[] = [];
+  let queued = 0;
+  let outcome: unknown; // finish()'s error, reported once the client has taken everything
+  let wake: (() => void) | undefined;
+  const poke = () => { const w = wake; wake = undefined; w?.(); };
+  const report = (err: unknown) => { if (!reported) { reported = true; opts.onFinish(err); } };
+  let control!: ReadableStreamDefaultController<Uint8Array>;
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
+      control = controller;
       const write = (s: string) => {
         if (closed) return;
-        controller.enqueue(encoder.encode(s));
-        // desiredSize: the high-water mark minus the bytes queued (Bun takes them only as the socket drains).
-        if ((controller.desiredSize ?? 0) < -opts.maxBacklog) stalled(controller);
+        const bytes = encoder.encode(s);
+        queue.push(bytes);
+        queued += bytes.byteLength;
+        poke();
+        if (queued > HIGH_WATER + opts.maxBacklog) stalled();
       };
       const name = (event: unknown) => {
         const type = (event as { type?: unknown })?.type;
@@ -73,22 +89,46 @@ export function sseResponse(opts: SseOptions): Response {
       function finish(err?: unknown) {
         if (finished) return;
         finished = true;
-        opts.onLastEvent?.();
-        if (!closed) { closed = true; try { controller.close(); } catch { /* already closed by cancel */ } }
-        opts.onFinish(err ?? cut);
+        opts.onLastEvent?.(); // the idle timeout is back on: a client that never takes the rest is cut in the end
+        outcome = err ?? cut;
+        // A failure is what it is, whatever the client still takes; a stream already ended (cancel, stall) too.
+        if (err !== undefined || closed) report(outcome);
+        poke();
       }
+    },
+    async pull(controller) {
+      // Called when the client's side wants bytes: hand over all that is queued, or wait for some, or end.
+      while (!queue.length && !finished && !closed) await new Promise<void>((r) => { wake = r; });
+      if (closed) return;
+      if (queue.length) {
+        const chunk = queue.length === 1 ? queue[0]! : Buffer.concat(queue);
+        queue.length = 0;
+        queued = 0;
+        controller.enqueue(chunk);
+        return;
+      }
+      closed = true; // finished, and everything was taken
+      controller.close();
+      report(outcome);
     },
     cancel() {
       closed = true;
       opts.onCancel();
+      // The client went before it had taken the end: not a complete answer.
+      if (finished) report(outcome ?? cut ?? new Error("the client went away before the end of the stream reached it"));
+      poke();
     },
-  }, new ByteLengthQueuingStrategy({ highWaterMark: HIGH_WATER }));
+  }, { highWaterMark: 0 });
   /** The client stopped reading: as if it had gone (the generation aborted, 499); the connection is closed. */
-  function stalled(controller: ReadableStreamDefaultController<Uint8Array>) {
+  function stalled() {
     closed = true;
     cut = new Error("the client stopped reading the stream");
+    queue.length = 0;
+    queued = 0;
     opts.onCancel();
-    try { controller.error(cut); } catch { /* already closed */ }
+    try { control.error(cut); } catch { /* already closed */ }
+    if (finished) report(cut);
+    poke();
   }
   return new Response(stream, {
     status: 200,
