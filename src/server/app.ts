@@ -27,8 +27,12 @@ import { modelRoutes } from "./routes/models";
 import { responsesRoutes } from "./routes/responses";
 import { tokenizeRoutes } from "./routes/tokenize";
 
-/** Answered as usual while the server drains (liveness, readiness's own 503, a last scrape); every other route 503s. */
-const ALWAYS_ANSWERED: ReadonlySet<string> = new Set(["/health", "/ready", "/metrics"]);
+/**
+ * Answered as usual while the server drains (readiness's own 503, a last scrape); every other route 503s, /health too:
+ * a draining process's "ok" could pass `update`'s health check for the instance replacing it (launchd's kickstart
+ * need not wait for the old one to exit: second fix-attack run).
+ */
+const ALWAYS_ANSWERED: ReadonlySet<string> = new Set(["/ready", "/metrics"]);
 
 export type { AppDeps, AppInput } from "./deps";
 

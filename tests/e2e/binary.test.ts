@@ -360,6 +360,8 @@ test("SIGTERM: a request on a kept-alive connection gets a 503 not_ready and the
   expect(during.head.toLowerCase()).toContain("retry-after:");
   expect(JSON.parse(during.body).error.code).toBe("not_ready");
   expect(during.closed || await new Promise((r) => idle.once("close", () => r(true)))).toBe(true);
+  // /health too: a draining process's "ok" must not pass for its replacement's (update's health check).
+  expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(503);
   for (let r = await reader.read(); !r.done; r = await reader.read()) streamed += new TextDecoder().decode(r.value);
   const ends = streamed.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)))
     .flatMap((e: { choices: { index: number; finish_reason: string | null }[] }) => e.choices.filter((c) => c.finish_reason).map((c) => [c.index, c.finish_reason]));

@@ -53,3 +53,16 @@ test("a stream that fails ends at once with its error (nothing to wait for), its
   expect(finished).toEqual([failure]);
   expect(await res.text()).toContain('"error"');
 });
+
+test("a burst past the backlog bound written in one go is not a stalled client: a reader taking it at once gets it all", async () => {
+  // Second fix-attack run: a Responses stream's closing events repeat the whole answer's logprobs (4 × 2.6 MB), written
+  // in one go; the bound (8 MiB) cut the stream for a client reading at full speed. Here 3 × 1 MB past a 1 MiB bound.
+  const finished: unknown[] = [];
+  const res = sseResponse({
+    run: async (send) => { for (let i = 0; i < 3; i++) send({ i, pad: "x".repeat(1 << 20) }); },
+    onCancel: () => {}, errorEvent: () => undefined, onFinish: (e) => finished.push(e ?? "complete"), maxBacklog: 1 << 20,
+  });
+  const text = await res.text();
+  expect(text.split("\n\n").filter(Boolean)).toHaveLength(4);
+  expect(finished).toEqual(["complete"]);
+});

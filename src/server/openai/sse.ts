@@ -11,6 +11,12 @@ import type { ErrorBody } from "../errors";
 const encoder = new TextEncoder();
 /** What is queued before the stream counts as behind at all (a few events). */
 const HIGH_WATER = 64 * 1024;
+/**
+ * Over the backlog bound, the client counts as not reading only when it has taken nothing for this long: a burst
+ * written in one go (a Responses stream's closing events each repeat the whole answer's logprobs: 4 × 2.6 MB) was cut
+ * for a client reading at full speed on loopback, which had had no chance to take any of it (second fix-attack run).
+ */
+const STALL_MS = 1_000;
 
 export interface SseOptions {
   /** Produces events through `send`; rejects on failure. */
@@ -57,6 +63,7 @@ export function sseResponse(opts: SseOptions): Response {
   const poke = () => { const w = wake; wake = undefined; w?.(); };
   const report = (err: unknown) => { if (!reported) { reported = true; opts.onFinish(err); } };
   let control!: ReadableStreamDefaultController<Uint8Array>;
+  let lastPull = performance.now();
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
       control = controller;
@@ -66,7 +73,7 @@ export function sseResponse(opts: SseOptions): Response {
         queue.push(bytes);
         queued += bytes.byteLength;
         poke();
-        if (queued > HIGH_WATER + opts.maxBacklog) stalled();
+        if (queued > HIGH_WATER + opts.maxBacklog && performance.now() - lastPull > STALL_MS) stalled();
       };
       const name = (event: unknown) => {
         const type = (event as { type?: unknown })?.type;
@@ -98,6 +105,7 @@ export function sseResponse(opts: SseOptions): Response {
     },
     async pull(controller) {
       // Called when the client's side wants bytes: hand over all that is queued, or wait for some, or end.
+      lastPull = performance.now();
       while (!queue.length && !finished && !closed) await new Promise<void>((r) => { wake = r; });
       if (closed) return;
       if (queue.length) {
