@@ -112,6 +112,7 @@ export function sseResponse(opts: SseOptions): Response {
         const chunk = queue.length === 1 ? queue[0]! : Buffer.concat(queue);
         queue.length = 0;
         queued = 0;
+        lastPull = performance.now(); // taken now (the pull may have waited long for it)
         controller.enqueue(chunk);
         return;
       }
@@ -127,7 +128,7 @@ export function sseResponse(opts: SseOptions): Response {
       poke();
     },
   }, { highWaterMark: 0 });
-  /** The client stopped reading: as if it had gone (the generation aborted, 499); the connection is closed. */
+  /** The client stopped reading: as if it had gone (the generation aborted, 499); the connection closes when the client reads again or at the idle timeout. */
   function stalled() {
     closed = true;
     cut = new Error("the client stopped reading the stream");
