@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { AUTO_OR_NUMBER, DEFAULTS, FILE_ONLY, kebab, loadConfig, ConfigError, splitList } from "../config/load";
 import type { Config } from "../config/schema";
 import { detectPlatform, type Platform } from "../service/layout";
+import { readInstance } from "../service/instance";
 import { EXIT } from "./exit-codes";
 
 export interface Command {
@@ -121,6 +122,15 @@ export function stateDirFlag(values: Record<string, unknown>): string {
 export function ownConfig(values: Record<string, unknown>): Readonly<Config> {
   const stateDir = values["state-dir"] as string | undefined;
   return loadConfig({ file: values.config as string | undefined, ...(stateDir !== undefined && { flags: { stateDir } }) });
+}
+
+/**
+ * The installed instance a command acts on (verify, lockdown, incident), as its flags and the environment name it:
+ * --root (which must hold an install), --config, --state-dir and the other settings' flags.
+ */
+export function flaggedInstance(values: Record<string, unknown>) {
+  return readInstance({ platform: platformFlag(values), root: values.root as string | undefined,
+    file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env, requireInstalled: true });
 }
 
 /** --platform systemd|launchd, or the one this machine runs. */

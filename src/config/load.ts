@@ -255,13 +255,11 @@ function redactUrl(v: string): string {
     authority = `${colon >= 0 ? `${user.slice(0, colon)}:[redacted]` : "[redacted]"}${authority.slice(at)}`;
   }
   // Every query item's value (a bare item is all value: ?TOKEN) and any fragment.
-  const hash = rest.indexOf("#"), q = rest.indexOf("?");
-  const fragment = hash >= 0 ? rest.slice(hash + 1) : "";
-  const before = hash >= 0 ? rest.slice(0, hash) : rest;
-  const pathPart = q >= 0 && (hash < 0 || q < hash) ? before.slice(0, q) : before;
-  const query = q >= 0 && (hash < 0 || q < hash) ? before.slice(q + 1) : undefined;
-  const items = query?.split("&").map((item) => (item === "" ? "" : item.includes("=") ? `${item.slice(0, item.indexOf("="))}=[redacted]` : "[redacted]"));
-  return scheme + authority + pathPart + (items ? `?${items.join("&")}` : "") + (hash >= 0 ? `#${fragment && "[redacted]"}` : "");
+  const hash = rest.indexOf("#");
+  const before = hash >= 0 ? rest.slice(0, hash) : rest, q = before.indexOf("?");
+  const items = q >= 0 ? before.slice(q + 1).split("&").map((item) => (item === "" ? "" : item.includes("=") ? `${item.slice(0, item.indexOf("="))}=[redacted]` : "[redacted]")) : undefined;
+  const fragment = hash >= 0 ? `#${hash + 1 < rest.length ? "[redacted]" : ""}` : "";
+  return scheme + authority + (q >= 0 ? before.slice(0, q) : before) + (items ? `?${items.join("&")}` : "") + fragment;
 }
 
 /** The effective config with every secret value masked, for `config print` and incident snapshots. */

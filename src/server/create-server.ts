@@ -59,9 +59,10 @@ export async function createServer(config: Readonly<Config>, opts: ServerOptions
   const { log } = opts;
   const clock = opts.clock ?? Date.now;
   checkBind(config);
-  // Nothing to serve is said before the state dir is made: `serve --state-dir /typo` left a new dir with an audit key,
-  // log and locks behind its "no models" (exit 2). A gateway may serve only upstreams' models.
-  if (!config.upstreams.length && !opts.gateway) modelFiles(config);
+  // Nothing to serve is said before a new state dir is made: `serve --state-dir /typo` left a new dir with an audit key,
+  // log and locks behind its "no models" (exit 2). A gateway may serve only upstreams' models. An existing state dir:
+  // resolveModels says it, without reading the manifest twice on every start.
+  if (!config.upstreams.length && !opts.gateway && !fs.existsSync(config.stateDir)) modelFiles(config);
   fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   // The audit log first: it holds the state dir's one-server lock (log/audit.ts), so a second server on this state dir
   // stops here, before it writes the native libraries or anything else into it. The log gets a copy of every audit

@@ -6,9 +6,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { healthUrl, readInstance } from "../../service/instance";
+import { healthUrl } from "../../service/instance";
 import { sha256File } from "../../util/sha256";
-import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, unknownSubcommand, type Command } from "../command";
+import { EXIT, flaggedInstance, parseOwn, configFlagOptions, UsageError, unknownSubcommand, type Command } from "../command";
 import { collectSnapshot } from "../incident-snapshot";
 
 const stamp = () => new Date().toISOString().replace(/[:.]/g, "-");
@@ -38,8 +38,7 @@ export const incident: Command = {
     if (sub !== "snapshot") throw unknownSubcommand("incident", sub, ["snapshot"]);
     const { values } = parseOwn(rest, { ...configFlagOptions(), out: { type: "string" }, pid: { type: "string" }, "log-lines": { type: "string" },
       "audit-lines": { type: "string" }, root: { type: "string" }, platform: { type: "string" } });
-    const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined,
-      file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env, requireInstalled: true });
+    const inst = flaggedInstance(values);
     const installed = inst.installed ? inst.layout : undefined;
     const pid = values.pid !== undefined ? positiveInt(values.pid, "--pid", 0) : installed?.root === "/" ? servicePid() : undefined;
     const name = `appliance-incident-${stamp()}`;

@@ -5,9 +5,8 @@
  */
 import fs from "node:fs";
 import { lockdownFile, type LockdownRecord } from "../../guards/lockdown";
-import { readInstance } from "../../service/instance";
 import { writeFileAtomic } from "../../util/atomic-write";
-import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, type Command } from "../command";
+import { EXIT, flaggedInstance, parseOwn, configFlagOptions, type Command } from "../command";
 
 export const lockdown: Command = {
   name: "lockdown",
@@ -16,8 +15,7 @@ export const lockdown: Command = {
   async run(argv) {
     const { values } = parseOwn(argv, { ...configFlagOptions(), off: { type: "boolean" }, reason: { type: "string" },
       root: { type: "string" }, platform: { type: "string" } });
-    const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined,
-      file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env, requireInstalled: true });
+    const inst = flaggedInstance(values);
     const file = lockdownFile(inst.config.stateDir);
     if (values.off) {
       if (!fs.existsSync(file)) { console.log(`not in lockdown (${file} does not exist)`); return EXIT.OK; }

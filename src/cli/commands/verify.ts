@@ -8,14 +8,12 @@ import type { Config } from "../../config/schema";
 import { alert, runVerify } from "../../integrity/verify";
 import { exitCodeFor, formatTable } from "../../integrity/report";
 import { recordVerifyStatus, verifyStatusDir } from "../../integrity/verify-status";
-import { readInstance } from "../../service/instance";
 import type { Layout } from "../../service/layout";
-import { EXIT, flagsToConfig, parseOwn, configFlagOptions, platformFlag, UsageError, type Command } from "../command";
+import { EXIT, flaggedInstance, parseOwn, configFlagOptions, UsageError, type Command } from "../command";
 
 /** The installed layout (if any) and the config it runs with, from the one instance reader; under --root every path is re-rooted. */
 export function installedContext(values: Record<string, unknown>): { config: Readonly<Config>; installed?: Layout } {
-  const inst = readInstance({ platform: platformFlag(values), root: values.root as string | undefined,
-    file: values.config as string | undefined, flags: flagsToConfig(values), env: process.env, requireInstalled: true });
+  const inst = flaggedInstance(values);
   return { config: inst.config, installed: inst.installed ? inst.layout : undefined };
 }
 
