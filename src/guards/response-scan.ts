@@ -30,8 +30,9 @@ const BURST_MS = 1;
  * Released characters kept as context for the next scan: lookbehinds and \b at the held text's start read them,
  * and a run of non-space characters that began before the cut (a long base64 blob, a host label) is seen from its
  * real start — cut short, a run would be read from a wrong offset (another base64 alignment, a label start).
+ * 32: the longest lookbehind before a match's start is the JSON-number one of rules/secrets.ts (`":`, 24 spaces, `-`).
  */
-const CONTEXT = 16, CONTEXT_RUN = 300;
+const CONTEXT = 32, CONTEXT_RUN = 300;
 /** The context to keep from `text` (context + what was just released). */
 function contextOf(text: string): string {
   let s = Math.max(0, text.length - CONTEXT);

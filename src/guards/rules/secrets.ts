@@ -61,6 +61,18 @@ function ibanValid(raw: string): boolean {
   return rem === 1;
 }
 
+/**
+ * A lookbehind, placed right after the first `digits` characters of a number, that fails where the number stands as a
+ * value in JSON: after a key's `":`, a `[` or a `,`, spaces (a pretty-printed array's line break and indent) and a
+ * minus sign allowed between. Short loopback forms (127.1, 2130706433) are decimals there, and a redaction in place of
+ * a JSON number leaves JSON that does not parse. The spaces are bounded so the whole lookbehind fits in the context a
+ * stream keeps before its held text (response-scan.ts CONTEXT).
+ */
+const JSON_NUMBER_GAP = 24;
+function notJsonNumber(digits: number): string {
+  return `(?<!(?:":|[[,])\\s{0,${JSON_NUMBER_GAP}}-?\\d{${digits}})`;
+}
+
 function privateInteger(m: string): boolean {
   const n = Number(m);
   const a = n >>> 24, b = (n >>> 16) & 255;
@@ -121,9 +133,12 @@ export const SECRET_RULES: SecretRule[] = [
     } },
   // Every alternative starts with a literal digit or bracket, so the regex engine can skip ahead: a leading
   // lookbehind or `0*` would make it try every position (7x slower on prose). A loopback is not part of a longer
-  // dotted number (127.0.0.1.5) but may end a sentence ("on 127.0.0.1.": that once passed).
+  // dotted number (127.0.0.1.5) but may end a sentence ("on 127.0.0.1.": that once passed). The short form 127.1 is
+  // also a decimal: where it stands as a number in JSON (NOT_JSON_NUMBER) it is one (`{"lon": -127.25}`; redacted,
+  // structured output and tool arguments no longer parsed).
   { id: "internal-ip", group: "internal", maxLength: 45,
-    pattern: /\b(?:10\.\d{1,3}\.\d{1,3}\.\d{1,3}|192\.168\.\d{1,3}\.\d{1,3}|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}|169\.254\.\d{1,3}\.\d{1,3}|127(?:\.\d{1,3}){1,3}(?!\.?\d)|0+(?:127|177)(?:\.\d{1,3}){1,3}(?!\.?\d))(?::\d{1,5})?\b/g },
+    pattern: new RegExp(`\\b(?:10\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}|192\\.168\\.\\d{1,3}\\.\\d{1,3}|172\\.(?:1[6-9]|2\\d|3[01])\\.\\d{1,3}\\.\\d{1,3}|169\\.254\\.\\d{1,3}\\.\\d{1,3}|` +
+      `127(?:\\.\\d{1,3}){2,3}(?!\\.?\\d)|127${notJsonNumber(3)}\\.\\d{1,3}(?!\\.?\\d)|0+(?:127|177)(?:\\.\\d{1,3}){1,3}(?!\\.?\\d))(?::\\d{1,5})?\\b`, "g") },
   // IPv6 loopback, bare or bracketed, short or long.
   { id: "internal-ip", group: "internal", maxLength: 41,
     // The long form starts with a literal 0 (its \b as a lookbehind after it): a leading \b would be tried at
@@ -134,8 +149,8 @@ export const SECRET_RULES: SecretRule[] = [
   { id: "internal-ip", group: "internal", maxLength: 43,
     pattern: /\[f(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}\]|\bf(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}(?![\w:])/gi },
   // Loopback and private addresses written as one integer: 0x7f000001, 2130706433 (decimal only for 127/8,
-  // whose 10-digit range holds few other numbers).
-  { id: "internal-ip", group: "internal", maxLength: 10, pattern: /\b(?:0x[0-9a-f]{8}|21[34]\d{7})\b/gi, validate: privateInteger },
+  // whose 10-digit range holds few other numbers, but INT32_MAX among them: not where it stands as a JSON number).
+  { id: "internal-ip", group: "internal", maxLength: 10, pattern: new RegExp(`\\b(?:0x[0-9a-f]{8}|21[34]\\d{7}${notJsonNumber(10)})\\b`, "gi"), validate: privateInteger },
   { id: "localhost-url", group: "internal", maxLength: 23, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
   { id: "email", group: "pii", maxLength: 270, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g,
     anchor: { re: /@/g, before: 64 } },

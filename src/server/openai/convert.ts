@@ -83,6 +83,11 @@ export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly st
   const parameters = tools.map((t, i) => {
     if (seen.has(t.function.name)) throw new InvalidRequestError(`Tool '${t.function.name}' is defined twice.`, `tools.${i}.function.name`);
     seen.add(t.function.name);
+    const type = t.function.parameters && rootType(t.function.parameters);
+    if (type && type !== "object") {
+      // OpenAI's answer too: the SDKs, the AI SDK and agent frameworks all read a call's arguments as an object
+      throw new InvalidRequestError(`Invalid schema for function '${t.function.name}': parameters must be a JSON Schema of type "object", got type ${JSON.stringify(type)}.`, `tools.${i}.function.parameters`);
+    }
     return t.function.parameters && checkedSchema(t.function.parameters, specialTokens, `tools.${i}.function.parameters`, budget);
   });
   if (choice === "none") return undefined;
@@ -109,6 +114,17 @@ export function toToolUse(req: ChatCompletionRequest, specialTokens: readonly st
  * The deprecated `functions` / `function_call` as tools / tool_choice, as OpenAI still takes them: one call
  * per answer (no parallel calls). Mixing them with tools is refused.
  */
+/** Keywords that make a schema with no `type` a non-object one (what json-schema-grammar.ts infers the type from). */
+const NOT_OBJECT: [string, string[]][] = [["array", ["items", "prefixItems", "minItems", "maxItems"]], ["string", ["minLength", "maxLength", "pattern", "format"]]];
+
+/** A tool's parameters' root type, written or implied by its keywords; undefined where neither says (a $ref, a union). */
+function rootType(s: unknown): unknown {
+  if (typeof s !== "object" || s === null) return undefined;
+  const o = s as Record<string, unknown>;
+  if ("type" in o) return Array.isArray(o.type) && o.type.length === 1 ? o.type[0] : o.type;
+  return NOT_OBJECT.find(([, keys]) => keys.some((k) => k in o))?.[0];
+}
+
 function fromFunctions(req: ChatCompletionRequest): ChatCompletionRequest {
   if (req.tools != null || req.tool_choice != null) {
     throw new InvalidRequestError("Use tools and tool_choice, or the deprecated functions and function_call, not both.", "functions");

@@ -71,6 +71,12 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
     const { allOf, ...rest } = out;
     out = { ...rest, $ref: (allOf as Schema[])[0]!.$ref };
   }
+  if (typeof out.$ref === "string" && out.$ref.startsWith(REF) && Object.hasOwn(ctx.defs, out.$ref.slice(REF.length))
+    && Object.keys(out).some((k) => k !== "$ref" && !NOTES.has(k))) {
+    // node-llama-cpp follows a $ref and ignores what is beside it (`{$ref, maxLength: 3}` gave strings of any length):
+    // what it points to, met with the constraints beside it (draft 2020-12 applies both)
+    out = inlined(out, at, ctx, inlining);
+  }
   if (Array.isArray(out.anyOf)) {
     // anyOf beside a oneOf: both must hold (a branch of each); otherwise the same union
     const { anyOf, ...rest } = out;
@@ -80,7 +86,9 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
     const { allOf, ...rest } = out;
     out = (allOf as unknown[]).reduce<Schema>((acc, member, i) => merge(acc, inlined(member, `${at}.allOf.${i}`, ctx, inlining), `${at}.allOf.${i}`, ctx, inlining), rest);
   }
-  if (Array.isArray(out.type) && out.type.some((t) => t === "object" || t === "array")) {
+  // node-llama-cpp reads a type list's types alone: a list naming object or array was generated as null, and one of
+  // scalars dropped their keywords (`["string", "null"]` with maxLength gave strings of any length).
+  if (Array.isArray(out.type) && (out.type.length === 1 || out.type.some((t) => t === "object" || t === "array") || typedKeywords(out))) {
     if (out.type.length === 1) out.type = out.type[0];
     else {
       const { type, ...rest } = out;
@@ -135,8 +143,15 @@ function leftOut(s: Schema, at: string): Schema {
   }
   // a required name it does not list, and no other allowed (finished() writes the allowed ones)
   if (s.type === "object" && s.additionalProperties === false && unlisted(s).length) throw new NoValue(`${at}.required`);
+  // more required names than maxProperties allows; fewer names allowed at all than minProperties asks for
+  const required = Array.isArray(s.required) ? new Set(s.required).size : 0;
+  if (typeof s.maxProperties === "number" && required > s.maxProperties) throw new NoValue(`${at}.maxProperties`);
+  if (typeof s.minProperties === "number" && s.additionalProperties === false && listedCount(s) < s.minProperties) throw new NoValue(`${at}.minProperties`);
   return s;
 }
+
+/** How many properties `s` lists that may be present (not false). */
+const listedCount = (s: Schema) => isObject(s.properties) ? Object.values(s.properties).filter((v) => v !== false).length : 0;
 
 /**
  * What is done once the rewrite is: until then, properties that must be absent (false) stay, so that a part listing
@@ -158,11 +173,25 @@ function finished(s: unknown): unknown {
     const value = isObject(out.additionalProperties) ? out.additionalProperties : {};
     out.properties = { ...(isObject(out.properties) ? out.properties : {}), ...Object.fromEntries(missing.map((k) => [k, value])) };
   }
-  if (!isObject(out.properties) || !Object.values(out.properties).includes(false)) return out;
-  out.properties = Object.fromEntries(Object.entries(out.properties).filter(([, v]) => v !== false));
-  // a name that must be absent would still be written as one more property: allow none beyond those listed
-  if (out.additionalProperties !== undefined) out.additionalProperties = false;
-  return out;
+  if (isObject(out.properties) && Object.values(out.properties).includes(false)) {
+    out.properties = Object.fromEntries(Object.entries(out.properties).filter(([, v]) => v !== false));
+    // a name that must be absent would still be written as one more property: allow none beyond those listed
+    if (out.additionalProperties !== undefined) out.additionalProperties = false;
+  }
+  return fewestProperties(out);
+}
+
+/**
+ * node-llama-cpp writes every listed property, and takes a maxProperties below their number for that number (an
+ * "exactly one of a, b, c" object got all three): the required ones are kept (leftOut refused more of them than the
+ * bound), then optional ones in the order listed while there is room; the rest, and any beyond those listed, left out.
+ */
+function fewestProperties(s: Schema): Schema {
+  if (typeof s.maxProperties !== "number" || !isObject(s.properties) || listedCount(s) <= s.maxProperties) return s;
+  const required = new Set(Array.isArray(s.required) ? s.required as string[] : []);
+  let room = s.maxProperties - Object.keys(s.properties).filter((k) => required.has(k)).length;
+  const kept = Object.entries(s.properties).filter(([k]) => required.has(k) || room-- > 0);
+  return { ...s, properties: Object.fromEntries(kept), additionalProperties: false };
 }
 
 /**
@@ -218,6 +247,9 @@ const TYPED: [string, readonly string[]][] = [
   ["string", ["minLength", "maxLength", "pattern", "format"]],
   ["number", ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"]],
 ];
+
+/** Whether `s` holds a keyword that applies to one type only (TYPED). */
+const typedKeywords = (s: Schema) => TYPED.some(([, keys]) => keys.some((k) => k in s));
 
 /**
  * The type a schema with none means by its keywords (`{properties: …}` is an object), or undefined: node-llama-cpp
