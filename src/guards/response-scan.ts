@@ -94,8 +94,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   // up to OPENING_HOLD_MAX, a burst batch.
   const holdBound = Math.max(HOLD_CAP, OPENING_HOLD_MAX) + burstChars;
 
-  // Short encoded forms of a secret (base64, base64url, hex): decoded and scanned with the secret rules.
-  const secretRules = spanRules.filter((r) => r.group === "secret");
+  // Short encoded forms of a secret or an internal address (base64, base64url, hex): decoded and scanned with those
+  // rules (PII is matched as written only).
+  const decodedRules = spanRules.filter((r) => r.group !== "pii");
 
   /** Rule matches in `text` (already a view), earlier rules first, non-overlapping; `found` stays sorted. */
   function match(text: string, use: SecretRule[], found: Span[]) {
@@ -116,7 +117,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
       const decoded = decode(text.slice(start, end));
       if (!decoded) continue;
       const inner: Span[] = [];
-      match(decoded, secretRules, inner);
+      match(decoded, decodedRules, inner);
       if (inner.length) encoded.push({ start, end, rule: inner[0]!.rule });
     }
     if (encoded.length) merge(found, encoded);

@@ -13,6 +13,8 @@ import { HashCache } from "./hash-cache";
 import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
 import { sha256Fd } from "../util/sha256";
 import { checkNative } from "./native-check";
+import { KeyStore } from "../guards/keys";
+import { auditKeyPath } from "../log/audit";
 import { SYSTEM_NATIVE_DIR } from "../engine/native";
 import { checkBuiltEngine } from "./engine-check";
 import { checkEgress, otlpAllow } from "./egress";
@@ -90,7 +92,19 @@ export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
     if (m !== 0o600 && m !== 0o400) problems.push(`${keys} has mode ${octal(m)} (want 0600 or 0400)`);
     if (expectUid === undefined) unknown.push(`owner of ${keys} (account ${l?.account} unknown here)`);
     else if (fs.statSync(keys).uid !== expectUid) problems.push(`${keys} is owned by uid ${fs.statSync(keys).uid}, not ${l ? l.account : "this user"}`);
+    // What the server reads: malformed, it refuses every key (a start that verify passed, then 401 for everyone).
+    if (!problems.length) {
+      try { new KeyStore(keys); } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EACCES" || /EACCES|permission denied/i.test((e as Error).message)) unknown.push(`contents of ${keys} (not readable here)`);
+        else problems.push(`${(e as Error).message} (the server refuses every key)`);
+      }
+    }
   }
+  // audit.key: the server refuses to start with one group or others can read (log/audit.ts readAuditKey).
+  const auditKey = auditKeyPath(path.join(config.stateDir, "audit.jsonl"));
+  const ak = config.audit ? fs.lstatSync(auditKey, { throwIfNoEntry: false }) : undefined;
+  if (ak && !ak.isFile()) problems.push(`${auditKey} is ${ak.isSymbolicLink() ? "a symbolic link" : "not a plain file"} (the server refuses it)`);
+  else if (ak && ak.mode & 0o077) problems.push(`${auditKey} has mode ${octal(ak.mode & 0o777)} (the server refuses to start: want 0600)`);
   if (l && fs.existsSync(l.configFile)) {
     const m = mode(l.configFile);
     if (m & 0o027) problems.push(`${l.configFile} has mode ${octal(m)} (want 0640 at most)`);
@@ -103,7 +117,7 @@ export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
   }
   if (problems.length) return { name: "files", status: "fail", detail: problems.join("; ") };
   if (unknown.length) return { name: "files", status: "unknown", detail: `modes ok; cannot check ${unknown.join(", ")}` };
-  return { name: "files", status: "ok", detail: "keys and config files have safe modes and owners" };
+  return { name: "files", status: "ok", detail: "keys file, audit key and config files have safe modes and owners; the keys file parses" };
 }
 
 export function checkDirs(config: Readonly<Config>, l?: Layout): Check {

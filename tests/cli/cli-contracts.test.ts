@@ -233,3 +233,22 @@ test("status takes its server from APPLIANCE_CONFIG as the other commands do; UR
   expect(printed.code).toBe(0);
   expect(JSON.parse(printed.out).upstreams[0].url).toBe("https://127.0.0.1:9/v1?[redacted]#[redacted]");
 });
+
+test("verify fails what serve refuses: an audit.key group or others can read, a keys file that does not parse (verify said all passed)", async () => {
+  const s = tmpDir();
+  expect(run(["models", "add", await tinyModel(), "--state-dir", s]).code).toBe(0);
+  expect(run(["keys", "create", "--name", "a", "--state-dir", s]).code).toBe(0);
+  expect(run(["verify", "--state-dir", s]).code).toBe(0);
+  fs.writeFileSync(path.join(s, "audit.key"), `${"ab".repeat(32)}\n`, { mode: 0o600 });
+  fs.chmodSync(path.join(s, "audit.key"), 0o666);
+  const exposed = run(["verify", "--state-dir", s]);
+  expect(exposed.code).toBe(1);
+  expect(exposed.out).toMatch(/audit\.key has mode 0?666/);
+  fs.chmodSync(path.join(s, "audit.key"), 0o600);
+  expect(run(["verify", "--state-dir", s]).code).toBe(0);
+  const keys = path.join(s, "keys.json");
+  fs.writeFileSync(keys, fs.readFileSync(keys, "utf8").slice(0, 40));
+  const broken = run(["verify", "--state-dir", s]);
+  expect(broken.code).toBe(1);
+  expect(broken.out).toContain("is not valid JSON");
+});

@@ -83,3 +83,21 @@ test("tool parameters that are not an object schema are a 400 naming them, as at
   expect(ok.status).toBe(200);
   expect(typeof JSON.parse(ok.json.choices![0]!.message.tool_calls![0]!.function.arguments)).toBe("object");
 });
+
+/** The answer the grammar forces: `text` as a JSON string (the response scanner reads it as any other answer). */
+async function forced(text: string): Promise<string> {
+  const r = await post({ max_tokens: 200, response_format: schemaFormat({ type: "string", enum: [text] }) });
+  return JSON.parse(r.json.choices![0]!.message.content!);
+}
+
+test("README claims audit: key=… assignments (SECRET_KEY, private_key) are caught; a call assigned is code; an encoded internal address is caught", async () => {
+  const value = "Zx9Qw3Er7Ty1Ui5Op2As8Df4";
+  for (const name of ["SECRET_KEY=", "key=", "private_key=", "encryptionKey = "]) {
+    const out = await forced(`${name}${value}`);
+    expect(out).toContain("[REDACTED:generic-high-entropy]");
+    expect(out).not.toContain(value);
+  }
+  expect(await forced("clientSecret: getPasswordFromVault(id)")).toBe("clientSecret: getPasswordFromVault(id)");
+  expect(await forced(Buffer.from("192.168.100.200:8080").toString("base64"))).toBe("[REDACTED:internal-ip]");
+  expect(await forced(Buffer.from("http://db.corp/admin/login").toString("base64"))).toBe("[REDACTED:internal-host]");
+});

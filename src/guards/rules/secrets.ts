@@ -116,8 +116,10 @@ export const SECRET_RULES: SecretRule[] = [
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
   // Generic assignments: only key-shaped candidates go through the entropy gate. The name may end a longer one
   // (aws_secret_access_key, GITHUB_TOKEN, SLACK_BOT_API_KEY, clientSecret).
-  { id: "generic-high-entropy", group: "secret", maxLength: 157,
-    pattern: new RegExp(`${named(["api[_-]?key", "secret", "token", "access[_-]?key", "auth"])}["']?\\s{0,8}[:=]\\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}`, "g"),
+  { id: "generic-high-entropy", group: "secret", maxLength: 158,
+    // `key` alone or ending a longer name: key=, SECRET_KEY (Django), private_key, encryptionKey. The value may end in
+    // `(`: then it is a call (codeLike), which the character class alone cut before (`getPasswordFromVault(id)`).
+    pattern: new RegExp(`${named(["api[_-]?key", "key", "secret", "token", "access[_-]?key", "auth"])}["']?\\s{0,8}[:=]\\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}\\(?`, "g"),
     // No anchor: an anchored rule's lookbehinds are not relied on when holding a stream back (rule-match.ts cuts its
     // window), and without this one's every glued A, S or T would be held as a possible name. It starts at a few
     // letters only, which the regex engine finds quickly.
