@@ -55,11 +55,13 @@ test("a type list of scalars keeps their keywords: [\"string\", \"null\"] with m
   }
 });
 
-test("maxProperties below the listed properties is kept; a $ref's sibling constraints apply", async () => {
+test("maxProperties below the listed properties and maxItems below a tuple's positions are kept; a $ref's sibling constraints apply", async () => {
   const one = { type: "object", properties: { a: { type: "integer" }, b: { type: "integer" }, c: { type: "integer" } }, required: ["a"], maxProperties: 1 };
   for (const o of await objects(one)) expect(Object.keys(o)).toEqual(["a"]);
   const two = { ...one, required: [], maxProperties: 2 };
   for (const o of await objects(two)) expect(Object.keys(o).length).toBeLessThanOrEqual(2);
+  const tuple = { type: "object", properties: { t: { type: "array", prefixItems: [{ type: "integer" }, { type: "integer" }, { type: "integer" }], maxItems: 1 } }, required: ["t"], additionalProperties: false };
+  for (const o of await objects(tuple)) expect((o.t as unknown[]).length).toBeLessThanOrEqual(1);
   const ref = { $defs: { s: { type: "string" } }, type: "object", properties: { a: { $ref: "#/$defs/s", maxLength: 3 } }, required: ["a"], additionalProperties: false };
   for (const o of await objects(ref)) expect(chars(o.a as string)).toBeLessThanOrEqual(3);
 });

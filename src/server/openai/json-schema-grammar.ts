@@ -118,6 +118,9 @@ const DROPPABLE = /^(anyOf|oneOf|prefixItems|items)\.\d+$|^properties\.|^(items|
  */
 function arrayEnd(s: Schema, at: string): Schema {
   const prefix = Array.isArray(s.prefixItems) ? s.prefixItems : [];
+  // node-llama-cpp writes every prefix position, and takes a maxItems below their number for that number (a warning
+  // on stderr, an array longer than the schema allows): the positions past maxItems are never written
+  if (typeof s.maxItems === "number" && prefix.length > s.maxItems) return arrayEnd({ ...s, prefixItems: prefix.slice(0, s.maxItems) }, at);
   const gap = prefix.indexOf(false);
   if (gap < 0 && s.items !== false) return s;
   const { items: _, prefixItems: __, ...rest } = s;
