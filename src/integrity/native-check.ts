@@ -10,8 +10,17 @@ export function checkNative(config: Pick<Config, "stateDir">, bundle = NATIVE_BU
   if (!bundle) return { name: "native", status: "skip", detail: "running from source: no embedded libraries" };
   const system = path.join(systemDir, bundle.version);
   const dir = fs.existsSync(system) ? system : path.join(config.stateDir, "native", bundle.version);
-  if (!fs.existsSync(dir)) return { name: "native", status: "skip", detail: `${dir} not unpacked yet (the first start does it)` };
+  const missing = absent(dir);
+  if (missing === "EACCES") return { name: "native", status: "unknown", detail: `${dir} cannot be read as this user (run verify as root or as the service's account)` };
+  if (missing) return { name: "native", status: "skip", detail: `${dir} not unpacked yet (the first start does it)` };
   const problems = checkNativeDir(dir, bundle);
   return problems.length ? { name: "native", status: "fail", detail: problems.join("; ") }
     : { name: "native", status: "ok", detail: `${dir} holds exactly the embedded libraries` };
+}
+
+/** Why `dir` cannot be seen: "ENOENT" (not there), "EACCES" (there or not, this user may not look), or undefined (there). */
+function absent(dir: string): "ENOENT" | "EACCES" | undefined {
+  try { fs.statSync(dir); return undefined; } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EACCES" || (e as NodeJS.ErrnoException).code === "EPERM" ? "EACCES" : "ENOENT";
+  }
 }

@@ -252,3 +252,14 @@ test("verify fails what serve refuses: an audit.key group or others can read, a 
   expect(broken.code).toBe(1);
   expect(broken.out).toContain("is not valid JSON");
 });
+
+test("verify as a user who cannot look into the state dir says so for the native libraries (it said 'not unpacked yet')", async () => {
+  if (process.getuid?.() !== 0) throw new Error("this test runs as root (CI does): it runs verify as nobody through setpriv");
+  const s = tmpDir();
+  expect(run(["models", "add", await tinyModel(), "--state-dir", s]).code).toBe(0);
+  fs.chmodSync(s, 0o700);
+  const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "verify", "--state-dir", s], { env: { PATH: "/usr/bin:/bin", HOME: "/" }, cwd: "/" });
+  const native = r.stdout.toString().split("\n").find((l) => /^\S+ native /.test(l)) ?? "";
+  expect(native).toContain("cannot be read as this user");
+  expect(native).not.toContain("not unpacked yet");
+});
