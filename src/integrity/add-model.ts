@@ -45,9 +45,10 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
   if (!ID.test(id)) throw new ModelAddError(`model name '${id}' must start with a letter or digit and use only A-Z a-z 0-9 . _ - (128 at most)`);
   const name = `${id}.gguf`;
   const srcFd = openSource(o.src, !!o.followSymlinks);
+  let made: string | undefined; // the first directory this call created, if any
   try {
     const srcSt = fs.fstatSync(srcFd);
-    fs.mkdirSync(o.dir, { recursive: true, mode: 0o750 });
+    made = fs.mkdirSync(o.dir, { recursive: true, mode: 0o750 });
     const dest = path.join(o.dir, name);
     const destSt = fs.lstatSync(dest, { throwIfNoEntry: false });
     const owner = ownerFor(o.dir);
@@ -84,9 +85,19 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
     });
     // Root's own copy: the next start need not read it again (hash-cache.ts; used only for root-owned files).
     if (remembered) { const cache = HashCache.open(o.dir); cache.remember(dest, remembered, remembered, digest, true); cache.save(); }
+    made = undefined;
     return { id, file: dest, sha256: digest, ...(replaced && { replaced }) };
   } finally {
     fs.closeSync(srcFd);
+    if (made) removeEmpty(o.dir, made); // refused (not a GGUF, failed its preflight): a mistyped --state-dir is not left behind
+  }
+}
+
+/** Removes `dir` and its parents up to `top`, each only if empty (never what another process put there meanwhile). */
+function removeEmpty(dir: string, top: string) {
+  for (let d = dir; ; d = path.dirname(d)) {
+    try { fs.rmdirSync(d); } catch { return; }
+    if (d === top || path.dirname(d) === d) return;
   }
 }
 

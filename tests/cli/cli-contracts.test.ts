@@ -263,3 +263,12 @@ test("verify as a user who cannot look into the state dir says so for the native
   expect(native).toContain("cannot be read as this user");
   expect(native).not.toContain("not unpacked yet");
 });
+
+test("models add of a file that is not a model leaves no state dir behind (a mistyped --state-dir kept an empty models dir)", () => {
+  const junk = path.join(tmpDir(), "notes.gguf");
+  fs.writeFileSync(junk, "not a model at all\n".repeat(10));
+  const s = path.join(tmpDir(), "new-state");
+  const r = run(["models", "add", junk, "--state-dir", s]);
+  expect(r.code).not.toBe(0);
+  expect(fs.existsSync(s)).toBe(false);
+});
