@@ -100,6 +100,8 @@ test("README claims audit: key=… assignments (SECRET_KEY, private_key) are cau
     expect(out).not.toContain(value);
   }
   expect(await forced("clientSecret: getPasswordFromVault(id)")).toBe("clientSecret: getPasswordFromVault(id)");
+  // names, not secrets: Kubernetes label keys, column names
+  for (const text of ["- key: app.kubernetes.io/name", "primary_key = user_account_identifier"]) expect(await forced(text)).toBe(text);
   expect(await forced(Buffer.from("192.168.100.200:8080").toString("base64"))).toBe("[REDACTED:internal-ip]");
   expect(await forced(Buffer.from("http://db.corp/admin/login").toString("base64"))).toBe("[REDACTED:internal-host]");
 });

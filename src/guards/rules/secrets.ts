@@ -89,6 +89,14 @@ function privateInteger(m: string): boolean {
 const codeLike = (v: string) =>
   /^(?:[A-Za-z_$]+\.)*[A-Za-z_$]+\(/.test(v) || /^(?:[A-Za-z_$]+\.)+[A-Za-z_$]+[;,)]*$/.test(v) || /^\$\{/.test(v) || /^\.{1,2}\//.test(v);
 
+/**
+ * A value that is a name, not a secret: letter-only words joined by `.`, `_`, `-`, `/` or `:` (a Kubernetes
+ * `key: app.kubernetes.io/name`, `primary_key = user_account_identifier`, a bucket name). With `key` as a name these
+ * passed the entropy gate. A random 20-character secret has no digit about 2% of the time, and then is seldom cut into
+ * such words.
+ */
+const wordsOnly = (v: string) => /^[A-Za-z]+(?:[._/:-][A-Za-z]+)+$/.test(v);
+
 /** Letters of a pattern fragment in either case (for a pattern that cannot take the i flag: `named` needs case). */
 const anyCase = (fragment: string) => fragment.replace(/[a-z]/g, (c) => `[${c.toUpperCase()}${c}]`);
 /**
@@ -123,7 +131,7 @@ export const SECRET_RULES: SecretRule[] = [
     // No anchor: an anchored rule's lookbehinds are not relied on when holding a stream back (rule-match.ts cuts its
     // window), and without this one's every glued A, S or T would be held as a possible name. It starts at a few
     // letters only, which the regex engine finds quickly.
-    validate: (m) => { const v = m.replace(/^[^:=]*[:=]\s*["']?/, ""); return entropy(v) >= 3.5 && !codeLike(v); } },
+    validate: (m) => { const v = m.replace(/^[^:=]*[:=]\s*["']?/, ""); return entropy(v) >= 3.5 && !codeLike(v) && !wordsOnly(v); } },
   // Passwords are shorter and less random than keys, but named as such they are still secrets:
   // "pwd=…", "password: …", "the password is …", and as the end of a longer name (DB_PASSWORD=…, userPassword: …).
   { id: "password", group: "secret", maxLength: 96,
