@@ -73,7 +73,7 @@ export const configSchema = z.strictObject({
   allowUnverified: z.boolean().default(false)
     .describe("Serve models that are missing from the checksum manifest (development only; warns on every start)."),
   shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000)
-    .describe("On SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled; an answer cancelled so still ends the OpenAI way with what was generated and finish_reason \"length\" (a stream with `data: [DONE]`), and a request cancelled before anything was generated for it gets a 503 `not_ready` with Retry-After (a stream whose headers went out: an error event), which the SDKs retry. While it drains the port stays open: a new request (a new connection or a kept-alive one, /health too) gets that 503 too, and every answer closes its connection (`Connection: close`)."),
+    .describe("On SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled (a second SIGTERM/SIGINT, a second Ctrl-C, ends it at once); an answer cancelled so still ends the OpenAI way with what was generated and finish_reason \"length\" (a stream with `data: [DONE]`), and a request cancelled before anything was generated for it gets a 503 `not_ready` with Retry-After (a stream whose headers went out: an error event), which the SDKs retry. While it drains the port stays open: a new request (a new connection or a kept-alive one, /health too) gets that 503 too, and every answer closes its connection (`Connection: close`)."),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")
     .describe("pino log level (JSON lines on stdout)."),
   logPrompts: z.boolean().default(false)

@@ -63,8 +63,15 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
 
   return new Promise((resolve) => {
     let draining = false;
+    let deadline = 0;
     const drain = async (signal: string) => {
-      if (draining) return;
+      if (draining) {
+        // A second Ctrl-C (or SIGTERM) ends the grace period now: in-flight answers are cut as at its end (their
+        // text so far, finish_reason "length"), then the same orderly exit. It was ignored: serve sat out the grace.
+        if (deadline > Date.now()) log.warn({ signal, inflight: app.deps.inflight.size }, "second signal: ending the grace period now");
+        deadline = 0;
+        return;
+      }
       draining = true;
       app.deps.draining = true; // /ready answers 503 from now on
       log.info({ signal, inflight: app.deps.inflight.size }, "shutting down");
@@ -72,7 +79,7 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
       // The port stays open while draining: Bun's stop(false) would also stop dispatching requests on kept-alive
       // connections, which then got no answer at all. Every new request now gets a 503 not_ready with
       // `Connection: close` (app.ts), and every answer during the drain closes its connection.
-      const deadline = Date.now() + opts.graceMs;
+      deadline = Date.now() + opts.graceMs;
       // Requests still being read count too (Bun's pendingRequests): one whose body was arriving was not in flight
       // yet, so the drain ended at once and its connection was closed unanswered (a raw-socket probe).
       const open = () => app.deps.inflight.size + server.pendingRequests;

@@ -289,6 +289,32 @@ test("SIGTERM: a running non-streamed request gets its text so far (finish_reaso
   expect(await proc.exited).toBe(0);
 }, 120_000);
 
+// Resilience run: a second SIGTERM (a second Ctrl-C) during the drain was ignored: serve sat out the whole grace period.
+test("SIGTERM twice: the second ends the grace period at once, the stream is cut the OpenAI way, exits 0", async () => {
+  const { proc, port, log, until } = await startServe(["--shutdown-grace-ms", "600000"]);
+  const key = fs.readFileSync(path.join(dir, "key.txt"), "utf8").trim();
+  const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", prompt: "long", max_tokens: 1900, stream: true, temperature: 0, logit_bias: { 2: -100 }, stream_options: { include_usage: true } }),
+  });
+  const body = res.body!.getReader();
+  await body.read();
+  await body.read(); // a text chunk: generation is running
+  proc.kill("SIGTERM");
+  await until('"msg":"shutting down"');
+  proc.kill("SIGTERM");
+  let rest = "";
+  for (let r = await body.read(); !r.done; r = await body.read()) rest += new TextDecoder().decode(r.value);
+  const events = rest.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+  expect(events.at(-1)).toBe("[DONE]");
+  const usage = JSON.parse(events.at(-2)!).usage as { completion_tokens: number };
+  expect(usage.completion_tokens).toBeLessThan(1900); // cut, not run to its end under a 10-minute grace
+  expect(events.map((e) => e === "[DONE]" ? undefined : JSON.parse(e).choices?.[0]?.finish_reason).filter(Boolean)).toEqual(["length"]);
+  await until('"msg":"stopped"');
+  expect(await proc.exited).toBe(0);
+  expect(log.text).toContain("second signal: ending the grace period now");
+}, 120_000);
+
 async function drainUnderLoad() {
   const { proc, port, log, until } = await startServe(["--shutdown-grace-ms", "300"]);
   const key = fs.readFileSync(path.join(dir, "key.txt"), "utf8").trim();
