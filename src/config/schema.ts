@@ -88,6 +88,7 @@ export const configSchema = z.strictObject({
     .describe("Proxies in front of this server (a load balancer, or an appliance gateway: both set X-Forwarded-For): from these peers the client's address is the nearest one in X-Forwarded-For that is not a trusted proxy. Per-client limits (failed-auth throttle, anonymous limit), logs and audit use it. Empty: the socket's peer is the client, and X-Forwarded-For is ignored."),
   maxBodyBytes: positive.default(1 << 20).describe("Largest request body accepted (413 beyond)."),
   maxMessages: positive.default(256).describe("Most chat messages in one request."),
+  maxEmbeddingInputs: positive.max(2048).default(2048).describe("Most inputs in one embeddings request (OpenAI's limit, what LangChain and the SDKs batch by; all of them together are bounded by maxPromptChars)."),
   maxPromptChars: positive.default(200_000).describe("Most characters of prompt text in one request, all messages together (the newline that joins a message's text parts counts as one, as the model reads it)."),
   rateLimit: z.strictObject({
     rpm: z.number().int().min(0).default(120).describe("Requests per minute per key (0 = unlimited)."),

@@ -315,6 +315,15 @@ export class LlamaEngine implements Engine {
       // Made at the full thread count even while the governor has lowered it (node-llama-cpp would cap it for good).
       l.embedding ??= withFullThreads(this.llama, () => l.model.createEmbeddingContext({ contextSize: l.info.contextSize, threads: this.opts.threads }));
       const ctx = await l.embedding;
+      // node-llama-cpp adds the model's BOS (and for some vocabularies EOS) and refuses an input that then does not
+      // leave one position free: an input of the context size, or one less, passed the check above and was a 500.
+      tokenized.forEach((tokens, i) => {
+        const length = ctx.calculateInputLength([...tokens]);
+        if (length >= l.info.contextSize) {
+          throw new InvalidRequestError(`input[${i}] is ${tokens.length} tokens, ${length} with the ones the model adds; at most ${l.info.contextSize - 1} fit this model's context of ${l.info.contextSize}.`,
+            "input", "context_length_exceeded");
+        }
+      });
       const vectors: number[][] = [];
       let promptTokens = 0;
       for (const tokens of tokenized) {

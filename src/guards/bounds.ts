@@ -14,6 +14,7 @@ import { InvalidRequestError } from "../errors";
 export const MAX_CHOICES = 16;
 
 type Limits = Pick<Config, "maxMessages" | "maxPromptChars">;
+type EmbeddingLimits = Pick<Config, "maxEmbeddingInputs" | "maxPromptChars">;
 
 /** `messages`: how many of `turns` are messages (the rest: tool definitions, call arguments, each its own text). */
 export function checkBounds(turns: ChatTurn[], limits: Limits, messages = turns.length) {
@@ -24,9 +25,10 @@ export function checkBounds(turns: ChatTurn[], limits: Limits, messages = turns.
 }
 
 /** The same bounds for embeddings inputs (text or token ids), in that API's own terms (checkBounds would name `messages`). */
-export function checkEmbeddingInputs(texts: readonly (string | number[])[], limits: Limits) {
-  if (texts.length > limits.maxMessages) {
-    throw new InvalidRequestError(`Too many inputs: ${texts.length} (max ${limits.maxMessages}).`, "input", "too_many_inputs");
+export function checkEmbeddingInputs(texts: readonly (string | number[])[], limits: EmbeddingLimits) {
+  // Its own bound: maxMessages (256) refused LangChain's default batch of 512 documents, where OpenAI takes 2,048.
+  if (texts.length > limits.maxEmbeddingInputs) {
+    throw new InvalidRequestError(`Too many inputs: ${texts.length} (max ${limits.maxEmbeddingInputs}).`, "input", "too_many_inputs");
   }
   checkChars("Input", texts.reduce((n, t) => n + t.length, 0), limits.maxPromptChars, "input", "input_too_long");
 }

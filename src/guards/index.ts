@@ -47,8 +47,11 @@ export interface Guards {
    * request's messages (tool definitions and call arguments are text too, but no message: `maxMessages` counts messages).
    */
   prompt(state: RequestState, model: string, turns: ChatTurn[], messages?: number): ChatTurn[];
-  /** A response filter; `answer`: for the answer's text (not a call's arguments, a name, an id or an error), which starts inside a key the prompt left open. */
-  responseFilter(state: RequestState, answer?: boolean): TextFilter;
+  /**
+   * A response filter; `answer`: for the answer's text (not a call's arguments, a name, an id or an error), which
+   * starts inside a key the prompt left open; `json`: the text is JSON (a response_format answer, a call's arguments).
+   */
+  responseFilter(state: RequestState, answer?: boolean, json?: boolean): TextFilter;
   /** Tokens are known: charge them and free the concurrency slot now, not when the socket closes. Idempotent. */
   settle(state: RequestState): void;
   /** Settles the request and adds the response findings to its decisions; false when this request is one of the anonymous ones left out of log and audit. */
@@ -296,8 +299,8 @@ export function createGuards(d: GuardDeps): Guards {
       return v.turns;
     },
 
-    responseFilter(state, answer = false) {
-      const f = scanner ? scanner.filter(answer && extra(state).keyOpen ? "private-key" : undefined) : passthrough();
+    responseFilter(state, answer = false, json = false) {
+      const f = scanner ? scanner.filter(answer && extra(state).keyOpen ? "private-key" : undefined, json) : passthrough();
       (extra(state).filters ??= []).push(f); // a stream of n choices filters each on its own
       return f;
     },

@@ -15,7 +15,7 @@ import { ENCODED_MAX, decode, encodedRuns } from "./encoded";
 import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
 import { LiveMemo, liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
-import { SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
+import { JSON_ANSWER_RULES, SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
 import { at, extendView, pendingEscape, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
 
 /**
@@ -66,10 +66,13 @@ export interface Scanner {
   window: number;
   /** Most characters a stream's filter holds back at once (plus the chunk being pushed). */
   holdBound: number;
-  /** One-shot scan of a whole text. */
-  scan(text: string): { text: string; findings: string[] };
-  /** A stream's filter; `inside`: the text starts inside that long secret (a key the prompt opened: opensKey). */
-  filter(inside?: "private-key"): TextFilter;
+  /** One-shot scan of a whole text; `json`: a JSON answer (JSON_ANSWER_RULES). */
+  scan(text: string, json?: boolean): { text: string; findings: string[] };
+  /**
+   * A stream's filter; `inside`: the text starts inside that long secret (a key the prompt opened: opensKey); `json`:
+   * the text is a JSON answer (a response_format, a call's arguments), where a number is not read as an address.
+   */
+  filter(inside?: "private-key", json?: boolean): TextFilter;
   /** Whether `text` opens a PEM private key (its BEGIN line, as the scanner reads it) that it does not close. */
   opensKey(text: string): boolean;
   /** Builds the hold-back analysis now instead of at the first stream that needs it (serve: after ready). */
@@ -81,14 +84,15 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     .filter((r): r is SecretRule => !!r && (r.group !== "pii" || cfg.pii));
   // PEM keys and JWTs are found by their opening (long-secrets.ts); the rest by whole-match rules.
   const spanRules = rules.filter((r) => !LONG_SECRETS.some((l) => l.id === r.id));
+  const jsonSpanRules = spanRules.map((r) => JSON_ANSWER_RULES.get(r) ?? r);
   // Long enough for the longest match and for the longest encoded run (a hex-encoded token is twice its length;
   // sized by the rules alone, with no internal-host rule, a 236-character hex token was released in part).
   const window = Math.max(ENCODED_MAX, ...spanRules.map((r) => r.maxLength)) + 8;
   const block = cfg.action === "block";
   // The analysis of every rule's pattern (regex-prefix.ts) takes 5-10 ms: built when a stream first holds text back,
   // or by prepare() once serve is listening, not on the start path (cold start to /health, scripts/bench-cold.ts).
-  let built: ReturnType<typeof liveTail> | undefined;
-  const holdFrom = () => (built ??= liveTail(spanRules, window));
+  const built: { prose?: ReturnType<typeof liveTail>; json?: ReturnType<typeof liveTail> } = {};
+  const holdFrom = (json: boolean) => json ? (built.json ??= liveTail(jsonSpanRules, window)) : (built.prose ??= liveTail(spanRules, window));
   const burstChars = cfg.burstChars;
   // A split finding is held whole (up to window reader characters, HOLD_CAP code units), an opening being written
   // up to OPENING_HOLD_MAX, a burst batch.
@@ -107,10 +111,10 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   }
 
   /** Non-overlapping findings in original offsets, in order. Rules run on the reader's view (scan-view.ts). */
-  function spansIn(view: ScanView): Span[] {
+  function spansIn(view: ScanView, json: boolean): Span[] {
     const text = view.text;
     const found: Span[] = [];
-    match(text, spanRules, found);
+    match(text, json ? jsonSpanRules : spanRules, found);
     const encoded: Span[] = [];
     for (const [start, end] of encodedRuns(text)) {
       if (overlaps(found, start, end) || overlaps(encoded, start, end)) continue; // encoded: a wrapped run read whole before its lines
@@ -154,9 +158,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     return id;
   }
 
-  function scan(text: string) {
+  function scan(text: string, json = false) {
     // The whole text at once is final: no hold-back analysis (that is for streams), the same rules and cuts.
-    const f = filter();
+    const f = filter(undefined, json);
     const out = f.whole(text);
     return { text: out, findings: [...f.findings] };
   }
@@ -172,7 +176,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     return open >= 0 && bodyToEnd(view, open);
   }
 
-  function filter(startInside?: "private-key"): TextFilter {
+  function filter(startInside?: "private-key", json = false): TextFilter {
     let held = "";
     /** The last characters consumed before `held` (released or dropped), as the one-shot scan would see them. */
     let ctx = "";
@@ -191,7 +195,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
       if (block) state.blocked = true;
     };
     /** Findings in ctx + text that reach into `text`, in offsets of `text`. */
-    const inHeld = (view: ScanView, base: number) => spansIn(view).filter((f) => f.end > base)
+    const inHeld = (view: ScanView, base: number) => spansIn(view, json).filter((f) => f.end > base)
       .map((f) => ({ start: Math.max(0, f.start - base), end: f.end - base, rule: f.rule }));
     /**
      * What of `text` goes out, its findings noted: redacted, or under block only what comes before the first finding
@@ -249,7 +253,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         // Final: everything before the earliest position more text could still turn into (part of) a finding,
         // and in any case everything but the last `window` chars (a secret starting earlier is whole by now) —
         // but never an opening of a long secret being written.
-        const live = holdFrom()(ctx + held, view, base, memo);
+        const live = holdFrom(json)(ctx + held, view, base, memo);
         const opening = Math.max(0, live.opening - base);
         if (held.length - opening > HOLD_CAP) {
           // An opening still being written grows without end when what follows it is dropped from the view (zero-width
@@ -315,7 +319,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     };
   }
 
-  return { rules, window, holdBound, scan, filter, opensKey, prepare: () => { holdFrom(); } };
+  return { rules, window, holdBound, scan, filter, opensKey, prepare: () => { holdFrom(false); } };
 }
 
 /** Counts synchronous turns: bumped by a microtask queued at the first push of a turn. */

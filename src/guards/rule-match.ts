@@ -15,7 +15,8 @@ export interface Span { start: number; end: number; rule: string }
 function take(rule: SecretRule, found: Span[], mine: Span[], start: number, m: string): boolean {
   const end = start + m.length;
   if ((rule.validate && !rule.validate(m)) || overlaps(found, start, end)) return false;
-  mine.push({ start, end, rule: rule.id });
+  const [from, to] = rule.redacts?.(m) ?? [0, m.length]; // an assignment's name and `=` stay
+  mine.push({ start: start + from, end: start + to, rule: rule.id });
   return true;
 }
 

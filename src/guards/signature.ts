@@ -103,6 +103,9 @@ export function verifySignature(opts: {
 }): { nonce: string; expiresAt: number } {
   const ts = opts.headers.get("x-appliance-timestamp");
   const sig = opts.headers.get("x-appliance-signature");
+  // First: a key made by a release that signed with HMAC has no public key; its client's old-style signature was
+  // refused as malformed, and the way out (rotate with --public-key) was never said (upgrade run).
+  if (!opts.publicKey) throw new SignatureError("This key requires signed requests but has no Ed25519 public key registered (a key made before signatures were Ed25519): rotate it with keys rotate NAME --public-key FILE.");
   if (!ts || !sig) throw new SignatureError("This key requires signed requests: send x-appliance-timestamp and x-appliance-signature.");
   if (!/^\d{1,12}$/.test(ts)) throw new SignatureError("x-appliance-timestamp must be unix seconds.");
   const skew = Math.abs(opts.nowMs / 1000 - Number(ts));
@@ -113,7 +116,6 @@ export function verifySignature(opts: {
   }
   const bytes = decodeSignature(sig);
   if (!bytes) throw new SignatureError("x-appliance-signature must be a base64 (88 characters) or hex (128) Ed25519 signature.");
-  if (!opts.publicKey) throw new SignatureError("This key has no signing public key registered; rotate it with --public-key FILE.");
   const message = signingString(opts.method, opts.path, ts, opts.body);
   let ok = false;
   try { ok = nodeCrypto().verify(null, Buffer.from(message), publicKeyObject(opts.publicKey), bytes); } catch { ok = false; }

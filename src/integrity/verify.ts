@@ -13,8 +13,9 @@ import { HashCache } from "./hash-cache";
 import { MANIFEST, modelsDirOf, readManifest, sha256File } from "./manifest";
 import { sha256Fd } from "../util/sha256";
 import { checkNative } from "./native-check";
+import { renderUnits } from "../service/units";
 import { KeyStore } from "../guards/keys";
-import { auditKeyPath } from "../log/audit";
+import { auditKeyPath, readAuditKey } from "../log/audit";
 import { SYSTEM_NATIVE_DIR } from "../engine/native";
 import { checkBuiltEngine } from "./engine-check";
 import { checkEgress, otlpAllow } from "./egress";
@@ -94,7 +95,11 @@ export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
     else if (fs.statSync(keys).uid !== expectUid) problems.push(`${keys} is owned by uid ${fs.statSync(keys).uid}, not ${l ? l.account : "this user"}`);
     // What the server reads: malformed, it refuses every key (a start that verify passed, then 401 for everyone).
     if (!problems.length) {
-      try { new KeyStore(keys); } catch (e) {
+      try {
+        // A key made when signatures were HMAC requires them but has no Ed25519 public key: every request is refused.
+        const unsigned = new KeyStore(keys).list().filter((k) => k.requireSignature && !k.signingKey && !k.revoked).map((k) => k.name);
+        if (unsigned.length) problems.push(`key(s) ${unsigned.join(", ")} require signed requests but have no Ed25519 public key (made before signatures were Ed25519): keys rotate NAME --public-key FILE`);
+      } catch (e) {
         if ((e as NodeJS.ErrnoException).code === "EACCES" || /EACCES|permission denied/i.test((e as Error).message)) unknown.push(`contents of ${keys} (not readable here)`);
         else problems.push(`${(e as Error).message} (the server refuses every key)`);
       }
@@ -105,6 +110,13 @@ export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
   const ak = config.audit ? fs.lstatSync(auditKey, { throwIfNoEntry: false }) : undefined;
   if (ak && !ak.isFile()) problems.push(`${auditKey} is ${ak.isSymbolicLink() ? "a symbolic link" : "not a plain file"} (the server refuses it)`);
   else if (ak && ak.mode & 0o077) problems.push(`${auditKey} has mode ${octal(ak.mode & 0o777)} (the server refuses to start: want 0600)`);
+  else if (ak && expectUid !== undefined && ak.uid !== expectUid) problems.push(`${auditKey} is owned by uid ${ak.uid}, not ${l ? l.account : "this user"} (the server cannot read it)`);
+  else if (ak) {
+    try { readAuditKey(path.join(config.stateDir, "audit.jsonl")); } catch (e) {
+      if (/EACCES|EPERM/.test((e as Error).message)) unknown.push(`contents of ${auditKey} (not readable here)`);
+      else problems.push(`${(e as Error).message} (the server refuses to start)`);
+    }
+  }
   if (l && fs.existsSync(l.configFile)) {
     const m = mode(l.configFile);
     if (m & 0o027) problems.push(`${l.configFile} has mode ${octal(m)} (want 0640 at most)`);
@@ -175,6 +187,27 @@ export function checkEnvironment(env: Record<string, string | undefined> | undef
     : { name: "environment", status: "ok", detail: "offline variables set, no secrets in the environment" };
 }
 
+/**
+ * The installed units against what this binary installs. `appliance update` swaps the binary and restarts; the units
+ * stay as the release that installed them wrote them (upgrade run: a start limit, a pre-start check and ExecPaths
+ * fixed since never reached an updated machine, and nothing said so). A warning, not a failure: the pre-start check
+ * must not keep an updated service from starting over it. Re-running install rewrites them and keeps the rest.
+ */
+export function checkUnits(l: Layout, config: Readonly<Config>): Check {
+  const dir = modelsDirOf(config);
+  const bytes = readManifest(dir).reduce((n, e) => n + (fs.statSync(path.join(dir, e.file), { throwIfNoEntry: false })?.size ?? 0), 0);
+  const stale: string[] = [], unread: string[] = [];
+  for (const [file, want] of Object.entries(renderUnits(l, config, bytes))) {
+    let have: string;
+    // Not there, or not readable here (the service's own pre-start check under its AppArmor profile): not checked
+    try { have = fs.readFileSync(file, "utf8"); } catch { unread.push(file); continue; }
+    if (have !== want) stale.push(file);
+  }
+  if (stale.length) return { name: "units", status: "unknown", detail: `WARNING: ${stale.join(", ")} differ from what this binary installs (appliance update swaps the binary, not the units): run sudo appliance install to rewrite them (config, keys, models and port are kept)` };
+  if (unread.length) return { name: "units", status: "unknown", detail: `cannot read ${unread.join(", ")} here` };
+  return { name: "units", status: "ok", detail: "the service's units are the ones this binary installs" };
+}
+
 export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
   const { config, installed: l } = ctx;
   const safe = async (name: string, f: () => Check | Promise<Check>): Promise<Check> => {
@@ -198,6 +231,7 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
     await safe("engine", () => checkBuiltEngine(engineConfig, undefined, !!ctx.skipModels)),
     await safe("listen", () => checkListen(config)),
     l ? await safe("environment", () => checkEnvironment(ctx.serviceEnv ?? serviceEnvironment(l))) : notInstalled("environment"),
+    l ? await safe("units", () => checkUnits(l, config)) : notInstalled("units"),
     ...(l?.platform === "systemd" ? [await safe("egress", () => checkEgress(!!ctx.serviceEnv, config.allowPublicBind && !isLoopback(config.host), config.egressLock, undefined, otlpAllow(config)))] : []),
   ];
 }

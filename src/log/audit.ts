@@ -194,6 +194,10 @@ export class AuditLog {
     let aside = `${this.file}.pre-hmac`;
     if (fs.existsSync(aside)) aside += `-${Date.now()}`;
     fs.renameSync(this.file, aside);
+    // Its checkpoints go with it (upgrade run: an update, a rollback to a release without MACs that appended to the
+    // same log, then an update again: the new chain's seq 1 was held to the old chain's checkpoints, "rewritten").
+    const cps = checkpointsPath(this.file);
+    if (fs.existsSync(cps)) fs.renameSync(cps, `${aside}.checkpoints`);
     this.opts.log?.info({ file: aside }, "audit log from before MAC'd records set aside; a new chain starts");
   }
 

@@ -58,7 +58,7 @@ export function createApp(input: AppInput) {
       const t0 = performance.now();
       try { return guards.prompt(state, model, turns, messages); } finally { state.marks.promptGuard ??= [t0, performance.now()]; }
     },
-    responseFilter: (state, answer) => guards.responseFilter(state, answer),
+    responseFilter: (state, answer, json) => guards.responseFilter(state, answer, json),
     settle: (state) => guards.settle(state),
     finish: (state) => {
       if (state.finished) return;

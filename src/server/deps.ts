@@ -37,8 +37,8 @@ export interface AppDeps extends AppInput {
   draining: boolean;
   /** `messages`: how many of `turns` are the request's messages, for `maxMessages` (default all of them). */
   promptGuard: (state: RequestState, model: string, turns: ChatTurn[], messages?: number) => ChatTurn[];
-  /** `answer`: the filter of an answer's text (guards/index.ts responseFilter). */
-  responseFilter: (state: RequestState, answer?: boolean) => TextFilter;
+  /** `answer`: the filter of an answer's text; `json`: of JSON text (guards/index.ts responseFilter). */
+  responseFilter: (state: RequestState, answer?: boolean, json?: boolean) => TextFilter;
   /** Token counts are final: charge them to the key's limits now. */
   settle: (state: RequestState) => void;
   finish: (state: RequestState) => void;

@@ -75,6 +75,13 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
     sizes.set(file, fs.statSync(m).size);
     steps.push({ kind: "copy", from: m, path: path.join(l.modelsDir, file), sha256, mode: 0o440, owner: "root:svc" });
   }
+  // Models already listed (added by an earlier install, or by a release that left them the service's): root's again,
+  // read-only, as a new one is; else serve re-hashes them at every start and the service could rewrite them (upgrade run).
+  const copied = new Set(o.models.map((m) => `${modelId(m)}.gguf`));
+  for (const file of entries.keys()) {
+    const p = path.join(l.modelsDir, file);
+    if (!copied.has(file) && fs.lstatSync(p, { throwIfNoEntry: false })?.isFile()) steps.push({ kind: "touch", path: p, mode: 0o440, owner: "root:svc" });
+  }
   if (entries.size) {
     const manifest = [...entries].sort(([a], [b]) => a.localeCompare(b)).map(([f, s]) => `${s}  ${f}\n`).join("");
     steps.push({ kind: "file", path: path.join(l.modelsDir, MANIFEST), content: manifest, mode: 0o640, owner: "root:svc", show: true });

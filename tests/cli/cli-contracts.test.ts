@@ -272,3 +272,31 @@ test("models add of a file that is not a model leaves no state dir behind (a mis
   expect(r.code).not.toBe(0);
   expect(fs.existsSync(s)).toBe(false);
 });
+
+test("verify names a key that requires signatures but has no Ed25519 public key (made when signatures were HMAC)", () => {
+  const s = tmpDir();
+  expect(run(["keys", "create", "--name", "signer", "--state-dir", s]).code).toBe(0);
+  const file = path.join(s, "keys.json");
+  const keys = JSON.parse(fs.readFileSync(file, "utf8")) as { keys: { requireSignature: boolean; signingKey: string | null }[] };
+  keys.keys[0]!.requireSignature = true; // what an HMAC-era release wrote: no signingKey
+  keys.keys[0]!.signingKey = null;
+  fs.writeFileSync(file, JSON.stringify(keys), { mode: 0o600 });
+  const r = run(["verify", "--state-dir", s, "--skip-models"]);
+  expect(r.code).toBe(1);
+  expect(r.out).toContain("signer require signed requests but have no Ed25519 public key");
+});
+
+test("verify fails an audit.key serve cannot use: not 64 hex digits, or not this user's", async () => {
+  const s = tmpDir();
+  expect(run(["models", "add", await tinyModel(), "--state-dir", s]).code).toBe(0);
+  const key = path.join(s, "audit.key");
+  fs.writeFileSync(key, "garbage\n", { mode: 0o600 });
+  const garbage = run(["verify", "--state-dir", s, "--skip-models"]);
+  expect(garbage.code).toBe(1);
+  expect(garbage.out).toContain("is not a 64-hex-digit audit key");
+  fs.writeFileSync(key, `${"ab".repeat(32)}\n`, { mode: 0o600 });
+  fs.chownSync(key, 65534, 65534);
+  const other = run(["verify", "--state-dir", s, "--skip-models"]);
+  expect(other.code).toBe(1);
+  expect(other.out).toContain("audit.key is owned by uid 65534");
+});

@@ -92,16 +92,65 @@ async function forced(text: string): Promise<string> {
   return JSON.parse(r.json.choices![0]!.message.content!);
 }
 
-test("README claims audit: key=… assignments (SECRET_KEY, private_key) are caught; a call assigned is code; an encoded internal address is caught", async () => {
+test("README claims audit: secret-named key assignments are caught (the name stays); a call assigned is code; an encoded internal address is caught", async () => {
   const value = "Zx9Qw3Er7Ty1Ui5Op2As8Df4";
-  for (const name of ["SECRET_KEY=", "key=", "private_key=", "encryptionKey = "]) {
-    const out = await forced(`${name}${value}`);
-    expect(out).toContain("[REDACTED:generic-high-entropy]");
-    expect(out).not.toContain(value);
+  for (const name of ["SECRET_KEY=", "private_key=", "encryptionKey = ", "api_key: "]) {
+    expect(await forced(`${name}${value}`)).toBe(`${name}[REDACTED:generic-high-entropy]`);
   }
   expect(await forced("clientSecret: getPasswordFromVault(id)")).toBe("clientSecret: getPasswordFromVault(id)");
-  // names, not secrets: Kubernetes label keys, column names
-  for (const text of ["- key: app.kubernetes.io/name", "primary_key = user_account_identifier"]) expect(await forced(text)).toBe(text);
   expect(await forced(Buffer.from("192.168.100.200:8080").toString("base64"))).toBe("[REDACTED:internal-ip]");
   expect(await forced(Buffer.from("http://db.corp/admin/login").toString("base64"))).toBe("[REDACTED:internal-host]");
+});
+
+// Fix-attack run on the above: `key` as a name redacted S3 keys, cache keys, label keys, UUIDs, and in a call's
+// arguments swallowed `key": "` with the value (JSON that no longer parsed); a letters-only secret before `(` read as a call.
+test("ordinary keys stay; a secret in a call's arguments is redacted with the JSON intact; a random name before ( is no call", async () => {
+  for (const text of ["- key: app.kubernetes.io/name", "primary_key = user_account_identifier",
+    "s3.put_object(Bucket='reports', Key='uploads/2024/03/report-final.pdf', Body=data)", "const cacheKey = 'dashboard-widgets-v3-en-US';",
+    "Idempotency-Key: 3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f", "const encryptionKey = CryptoJS.enc.Utf8.parse(secret);"]) {
+    expect(await forced(text)).toBe(text);
+  }
+  expect(await forced("token: sKjdhfUEyrtqpLmznXbvQweRtY(prod)")).toBe("token: [REDACTED:generic-high-entropy](prod)");
+  const properties = { key: { const: "users/1234/profile-picture.png" }, api_key: { const: "Zx9Qw3Er7Ty1Ui5Op2As8Df4" }, port: { const: 2130706433 } };
+  const r = await post({ max_tokens: 400, tool_choice: { type: "function", function: { name: "kv_set" } },
+    tools: [{ type: "function", function: { name: "kv_set", parameters: { type: "object", properties, required: Object.keys(properties), additionalProperties: false } } }] });
+  expect(JSON.parse(r.json.choices![0]!.message.tool_calls![0]!.function.arguments))
+    .toEqual({ key: "users/1234/profile-picture.png", api_key: "[REDACTED:generic-high-entropy]", port: 2130706433 });
+});
+
+// Responses/completions/embeddings fidelity run.
+async function call(path: string, body: object) {
+  const r = await fetch(`${srv.server.baseURL}${path}`, { method: "POST",
+    headers: { authorization: `Bearer ${srv.server.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  return { status: r.status, json: await r.json() as { error?: { code: string; param: string }; data?: unknown[] } };
+}
+
+test("embeddings: an input of the context size, or one less, is a 400 context_length_exceeded (a 500); 300 inputs are taken (256 was the bound)", async () => {
+  const max = (await call("/tokenize", { model: "tiny", prompt: "x" })).json as unknown as { max_model_len: number };
+  for (const n of [max.max_model_len, max.max_model_len - 1]) {
+    const r = await call("/v1/embeddings", { model: "tiny", input: Array.from({ length: n }, () => 300) });
+    expect([n, r.status, r.json.error?.code]).toEqual([n, 400, "context_length_exceeded"]);
+  }
+  const ok = await call("/v1/embeddings", { model: "tiny", input: Array.from({ length: 300 }, (_, i) => `doc ${i}`) });
+  expect([ok.status, ok.json.data?.length, ok.json.error]).toEqual([200, 300, undefined]);
+});
+
+test("Responses: stream_options without stream, or with a field the Responses API lacks, is a 400", async () => {
+  for (const body of [{ stream_options: { include_obfuscation: false } }, { stream: true, stream_options: { foo: 1 } }]) {
+    const r = await call("/v1/responses", { model: "tiny", input: "x", max_output_tokens: 1, ...body });
+    expect([r.status, r.json.error?.param]).toEqual([400, "stream_options" + ("foo" in body.stream_options ? ".foo" : "")]);
+  }
+});
+
+// Fix-attack run on the schema rewrites: a recursive $ref with OpenAPI's `nullable` beside it became a 400 (any keyword
+// beside a $ref forced inlining), as did a scalar type list beside a 200-branch union and a minProperties patternProperties meet.
+test("schemas that worked before the rewrites still do: a recursive $ref with nullable, a type list beside a large union, patternProperties", async () => {
+  const tree = { type: "object", properties: { root: { $ref: "#/$defs/Node", nullable: true } }, required: ["root"],
+    $defs: { Node: { type: "object", properties: { v: { type: "string", maxLength: 4 }, kids: { type: "array", maxItems: 1, items: { $ref: "#/$defs/Node", nullable: true } } }, required: ["v", "kids"] } } };
+  const union = { type: "object", properties: { a: { type: ["string", "null"], maxLength: 20, anyOf: Array.from({ length: 200 }, (_, i) => ({ const: `v${i}` })) } }, required: ["a"] };
+  const pattern = { type: "object", additionalProperties: false, patternProperties: { "^S_": { type: "string" } }, minProperties: 1 };
+  for (const schema of [tree, union, pattern]) {
+    const r = await post({ max_tokens: 30, response_format: schemaFormat(schema) });
+    expect([r.status, r.json.error]).toEqual([200, undefined]);
+  }
 });

@@ -204,6 +204,27 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(JSON.parse(fs.readFileSync(path.join(sys.root, "etc/appliance/config.json"), "utf8")).threads).toBe(1);
   }, T);
 
+  test("install again makes models an older release left the service's own root's again (read-only to it)", () => {
+    // Upgrade run: the service's own model is re-hashed at every start (the hash cache trusts root's only) and writable by it.
+    expect(sys.exec(["sh", "-c", "chown appliance:appliance /var/lib/appliance/models/*.gguf && chmod 0640 /var/lib/appliance/models/*.gguf"]).code).toBe(0);
+    const r = sys.exec(["/usr/local/bin/appliance", "install"], { timeoutMs: T });
+    expect(r.code).toBe(0);
+    expect(sys.exec(["sh", "-c", "stat -c '%U:%G %a' /var/lib/appliance/models/*.gguf"]).out.trim()).toBe("root:appliance 440");
+    expect(active(sys)).toBe("active");
+  }, T);
+
+  test("verify says when the installed units are not the ones this binary installs (update swaps the binary only), and install rewrites them", () => {
+    const verify = () => sys.exec(["/usr/local/bin/appliance", "verify", "--skip-models"], { timeoutMs: T });
+    expect(verify().out).toMatch(/✓ units +the service's units are the ones this binary installs/);
+    const unit = path.join(sys.root, "etc/systemd/system/appliance.service");
+    fs.appendFileSync(unit, "# as an older release wrote it\n");
+    const stale = verify();
+    expect(stale.code).toBe(0); // a warning: the pre-start check must not keep the service from starting
+    expect(stale.out).toContain("/etc/systemd/system/appliance.service differ from what this binary installs");
+    expect(sys.exec(["/usr/local/bin/appliance", "install"], { timeoutMs: T }).code).toBe(0);
+    expect(verify().out).toMatch(/✓ units /);
+  }, T);
+
   test("the daily check anchors the audit log where the service account cannot write; a rewrite of the log is caught against it", () => {
     const anchors = "/var/lib/appliance-anchor/audit.anchors";
     expect(sys.exec(["systemctl", "start", "appliance-verify.service"], { timeoutMs: T }).code).toBe(0);

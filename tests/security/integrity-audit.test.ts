@@ -88,6 +88,23 @@ describe("chain and MAC", () => {
     expect(() => new AuditLog(file)).toThrow(/audit\.key is missing but .* has records/);
   });
 
+  // Upgrade run: update (a MAC'd chain with checkpoints), rollback to a release without MACs (it appends plain lines to
+  // the same log), update again: the log went aside but its checkpoints stayed, and the new chain failed against them.
+  test("a log set aside takes its checkpoints with it: the new chain verifies", () => {
+    const dir = (dirs.push(tmpDir("appliance-audit-")), dirs.at(-1)!);
+    const file = path.join(dir, "audit.jsonl");
+    const first = new AuditLog(file);
+    for (let i = 0; i < CHECKPOINT_EVERY + 3; i++) first.append(rec(i));
+    first.close();
+    expect(fs.existsSync(checkpointsPath(file))).toBe(true);
+    fs.appendFileSync(file, `${JSON.stringify({ ...rec(99), prev: GENESIS })}\n`); // what the old release appended
+    const again = new AuditLog(file);
+    again.append(rec(100));
+    again.close();
+    expect(fs.existsSync(`${file}.pre-hmac.checkpoints`)).toBe(true);
+    expect(verifyAudit(file)).toMatchObject({ ok: true, records: 1, firstSeq: 1 });
+  });
+
   test("the key is 0600 and a group-readable key is refused", () => {
     const { file } = write(1);
     expect(fs.statSync(auditKeyPath(file)).mode & 0o777).toBe(0o600);

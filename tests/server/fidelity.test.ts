@@ -44,10 +44,9 @@ describe("embeddings", () => {
     expect(norm(b.data[0]!.embedding)).toBeCloseTo(1, 5);
   });
   test("too many inputs → 400 naming input", async () => {
-    const e = await error(client.embeddings.create({ model: "tiny", input: Array.from({ length: 257 }, () => "x") }));
+    const e = await error(client.embeddings.create({ model: "tiny", input: Array.from({ length: 2049 }, () => "x") }));
     expect(e.status).toBe(400);
-    expect(e.param).toBe("input");
-    expect(e.code).toBe("too_many_inputs");
+    expect(e.param).toBe("input"); // past OpenAI's 2,048 (the schema's bound; maxEmbeddingInputs may set a lower one)
   });
 });
 

@@ -19,6 +19,12 @@ export interface SecretRule {
   /** Extra check on a candidate (checksum, entropy); false = not a finding. */
   validate?: (match: string) => boolean;
   /**
+   * The part of a match that is redacted, [from, to) in the match (default: all of it): an assignment's value, not its
+   * name and `=`, so `{"api_key": "…"}` in an answer or a call's arguments stays JSON (the whole match took the key
+   * and its quotes).
+   */
+  redacts?: (match: string) => [number, number];
+  /**
    * For patterns the regex engine cannot skip through quickly (they may start at any letter): a fast global
    * regex for a part every match contains, and how far before that part a match can start. The scanner
    * then runs `pattern` only near anchor hits; the result is the same as running it over the whole text.
@@ -62,15 +68,31 @@ function ibanValid(raw: string): boolean {
 }
 
 /**
- * A lookbehind, placed right after the first `digits` characters of a number, that fails where the number stands as a
- * value in JSON: after a key's `":`, a `[` or a `,`, spaces (a pretty-printed array's line break and indent) and a
- * minus sign allowed between. Short loopback forms (127.1, 2130706433) are decimals there, and a redaction in place of
- * a JSON number leaves JSON that does not parse. The spaces are bounded so the whole lookbehind fits in the context a
- * stream keeps before its held text (response-scan.ts CONTEXT).
+ * The short loopback forms (127.1) and the decimal one (2130706433) are also decimals: in a JSON answer (a
+ * response_format, a call's arguments) `{"lon": -127.25}` or INT32_MAX 2147483647 were redacted, and the JSON no
+ * longer parsed. In JSON answers only (JSON_ANSWER_RULES), a number standing as a JSON value is not an address:
+ * after a key's `":`, a `[` or a `,` (spaces and a minus sign between) and followed by `,`, `}`, `]` or the end. In
+ * prose the forms are read as before (a list "10.0.0.1, 127.1" included). The spaces are bounded so the lookbehind
+ * fits in the context a stream keeps before its held text (response-scan.ts CONTEXT).
  */
 const JSON_NUMBER_GAP = 24;
-function notJsonNumber(digits: number): string {
-  return `(?<!(?:":|[[,])\\s{0,${JSON_NUMBER_GAP}}-?\\d{${digits}})`;
+/** Before a number's first `digits` digits: not a JSON value's start (a key's `":`, `[`, `,`, spaces, a minus sign). */
+const notAfterJson = (digits: number) => `(?<!(?:":|[[,])\\s{0,${JSON_NUMBER_GAP}}-?\\d{${digits}})`;
+/** After a number: not a JSON value's end (`,`, `}`, `]`, the end of the text; a `:port` is no JSON). */
+const NOT_BEFORE_JSON = "(?!\\s*[,}\\]]|\\s*$)";
+
+/** Private and loopback IPv4, dotted (with a port); `json`: the short loopback form not where it is a JSON number. */
+function dottedIpv4(json: boolean): SecretRule {
+  const short = json ? `127${notAfterJson(3)}\\.\\d{1,3}(?!\\.?\\d)|127\\.\\d{1,3}(?!\\.?\\d)${NOT_BEFORE_JSON}` : "127\\.\\d{1,3}(?!\\.?\\d)";
+  return { id: "internal-ip", group: "internal", maxLength: 45,
+    pattern: new RegExp(`\\b(?:10\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}|192\\.168\\.\\d{1,3}\\.\\d{1,3}|172\\.(?:1[6-9]|2\\d|3[01])\\.\\d{1,3}\\.\\d{1,3}|169\\.254\\.\\d{1,3}\\.\\d{1,3}|` +
+      `127(?:\\.\\d{1,3}){2,3}(?!\\.?\\d)|${short}|0+(?:127|177)(?:\\.\\d{1,3}){1,3}(?!\\.?\\d))(?::\\d{1,5})?\\b`, "g") };
+}
+
+/** Loopback and private addresses as one integer; `json`: the decimal form not where it is a JSON number. */
+function integerIpv4(json: boolean): SecretRule {
+  const decimal = json ? `21[34]\\d{7}${notAfterJson(10)}|21[34]\\d{7}${NOT_BEFORE_JSON}` : "21[34]\\d{7}";
+  return { id: "internal-ip", group: "internal", maxLength: 10, pattern: new RegExp(`\\b(?:0x[0-9a-f]{8}|${decimal})\\b`, "gi"), validate: privateInteger };
 }
 
 function privateInteger(m: string): boolean {
@@ -87,7 +109,17 @@ function privateInteger(m: string): boolean {
  * secrets have digits: a dotted one with none (a 3% draw for 20 base64 characters) is the price of this.
  */
 const codeLike = (v: string) =>
-  /^(?:[A-Za-z_$]+\.)*[A-Za-z_$]+\(/.test(v) || /^(?:[A-Za-z_$]+\.)+[A-Za-z_$]+[;,)]*$/.test(v) || /^\$\{/.test(v) || /^\.{1,2}\//.test(v);
+  isCall(v) || /^(?:[A-Za-z_$]+\.)+[A-Za-z_$]+[;,)]*$/.test(v) || /^\$\{/.test(v) || /^\.{1,2}\//.test(v);
+
+/**
+ * A call of a member path (`CryptoJS.enc.Utf8.parse(`, `getPasswordFromVault(`) whose names read as words: each
+ * camelCase or snake_case part of three letters or more has a vowel. A letters-only secret followed by `(` (a
+ * fix-attack run: `api_key=sKjdhfUEyrtqpLmznXbvQweRtY(rotated)` passed as a call) has parts like `Kjdhf`.
+ */
+function isCall(v: string): boolean {
+  const m = /^((?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$]+)\(/.exec(v); // digits in a member (Utf8), not in the called name (Passw0rd)
+  return !!m && (m[1]!.match(/[A-Z]?[a-z]+|[A-Z]+(?![a-z])/g) ?? []).every((part) => part.length < 3 || /[aeiouy]/i.test(part));
+}
 
 /**
  * A value that is a name, not a secret: letter-only words joined by `.`, `_`, `-`, `/` or `:` (a Kubernetes
@@ -97,6 +129,11 @@ const codeLike = (v: string) =>
  */
 const wordsOnly = (v: string) => /^[A-Za-z]+(?:[._/:-][A-Za-z]+)+$/.test(v);
 
+/** The value of a `name = value` match (after the `=` or `:` and an opening quote). */
+const assigned = (m: string) => m.replace(/^[^:=]*[:=]\s*["']?/, "");
+/** The value of a password match: after `name = "`, or after `name is ` / `name was `. */
+const spoken = (m: string) => m.replace(/^[^:=\s]+["']?(?:\s*[:=]\s*|\s+\S+\s+)["'`]?/, "");
+
 /** Letters of a pattern fragment in either case (for a pattern that cannot take the i flag: `named` needs case). */
 const anyCase = (fragment: string) => fragment.replace(/[a-z]/g, (c) => `[${c.toUpperCase()}${c}]`);
 /**
@@ -105,6 +142,8 @@ const anyCase = (fragment: string) => fragment.replace(/[a-z]/g, (c) => `[${c.to
  * letter: "QYA" must not hold its `A` back as the start of `auth=…` on a stream, nor "bypassword" be a name.
  */
 const named = (names: string[]) => `(?:(?<![A-Za-z0-9])(?:${names.map(anyCase).join("|")})|(?<=[a-z])(?:${names.map((n) => n[0]!.toUpperCase() + anyCase(n.slice(1))).join("|")}))`;
+
+const DOTTED_IPV4 = dottedIpv4(false), INTEGER_IPV4 = integerIpv4(false);
 
 export const SECRET_RULES: SecretRule[] = [
   { id: "private-key", group: "secret", maxLength: 8262,
@@ -124,31 +163,31 @@ export const SECRET_RULES: SecretRule[] = [
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
   // Generic assignments: only key-shaped candidates go through the entropy gate. The name may end a longer one
   // (aws_secret_access_key, GITHUB_TOKEN, SLACK_BOT_API_KEY, clientSecret).
-  { id: "generic-high-entropy", group: "secret", maxLength: 158,
-    // `key` alone or ending a longer name: key=, SECRET_KEY (Django), private_key, encryptionKey. The value may end in
-    // `(`: then it is a call (codeLike), which the character class alone cut before (`getPasswordFromVault(id)`).
-    pattern: new RegExp(`${named(["api[_-]?key", "key", "secret", "token", "access[_-]?key", "auth"])}["']?\\s{0,8}[:=]\\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}\\(?`, "g"),
+  { id: "generic-high-entropy", group: "secret", maxLength: 162,
+    // A key named as a secret one: SECRET_KEY (Django), private_key, encryptionKey, signing/master keys. Not `key` alone
+    // or any `…Key`: the commonest property name in code and JSON (S3 keys, cache keys, label keys, idempotency keys).
+    // The value may end in `(`: then it is a call (codeLike), which the character class alone cut before
+    // (`getPasswordFromVault(id)`).
+    pattern: new RegExp(`${named(["api[_-]?key", "(?:secret|private|signing|encryption|master)[_-]?key", "secret", "token", "access[_-]?key", "auth"])}["']?\\s{0,8}[:=]\\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}\\(?`, "g"),
     // No anchor: an anchored rule's lookbehinds are not relied on when holding a stream back (rule-match.ts cuts its
     // window), and without this one's every glued A, S or T would be held as a possible name. It starts at a few
     // letters only, which the regex engine finds quickly.
-    validate: (m) => { const v = m.replace(/^[^:=]*[:=]\s*["']?/, ""); return entropy(v) >= 3.5 && !codeLike(v) && !wordsOnly(v); } },
+    validate: (m) => { const v = assigned(m); return entropy(v) >= 3.5 && !codeLike(v) && !wordsOnly(v); },
+    redacts: (m) => [m.length - assigned(m).length, m.endsWith("(") ? m.length - 1 : m.length] },
   // Passwords are shorter and less random than keys, but named as such they are still secrets:
   // "pwd=…", "password: …", "the password is …", and as the end of a longer name (DB_PASSWORD=…, userPassword: …).
   { id: "password", group: "secret", maxLength: 96,
     pattern: new RegExp(`${named(["passw(?:or)?d", "pwd", "pass(?:phrase|code)"])}["']?(?:\\s*[:=]\\s*|\\s+${anyCase("(?:is|was)")}\\s+)["'\`]?[^\\s"'\`]{6,64}`, "g"),
     // "the password is incorrect" is prose: a value of letters only must look random to count.
+    redacts: (m) => [m.length - spoken(m).length, m.length],
     validate: (m) => {
-      const v = m.replace(/^[^:=\s]+["']?(?:\s*[:=]\s*|\s+\S+\s+)["'`]?/, "").replace(/[.,;!?)]+$/, "");
+      const v = spoken(m).replace(/[.,;!?)]+$/, "");
       return v.length >= 6 && (/[^A-Za-z]/.test(v) ? entropy(v) >= 2.3 : entropy(v) >= 3.2) && !codeLike(v);
     } },
   // Every alternative starts with a literal digit or bracket, so the regex engine can skip ahead: a leading
   // lookbehind or `0*` would make it try every position (7x slower on prose). A loopback is not part of a longer
-  // dotted number (127.0.0.1.5) but may end a sentence ("on 127.0.0.1.": that once passed). The short form 127.1 is
-  // also a decimal: where it stands as a number in JSON (NOT_JSON_NUMBER) it is one (`{"lon": -127.25}`; redacted,
-  // structured output and tool arguments no longer parsed).
-  { id: "internal-ip", group: "internal", maxLength: 45,
-    pattern: new RegExp(`\\b(?:10\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}|192\\.168\\.\\d{1,3}\\.\\d{1,3}|172\\.(?:1[6-9]|2\\d|3[01])\\.\\d{1,3}\\.\\d{1,3}|169\\.254\\.\\d{1,3}\\.\\d{1,3}|` +
-      `127(?:\\.\\d{1,3}){2,3}(?!\\.?\\d)|127${notJsonNumber(3)}\\.\\d{1,3}(?!\\.?\\d)|0+(?:127|177)(?:\\.\\d{1,3}){1,3}(?!\\.?\\d))(?::\\d{1,5})?\\b`, "g") },
+  // dotted number (127.0.0.1.5) but may end a sentence ("on 127.0.0.1.": that once passed). JSON answers: dottedIpv4.
+  DOTTED_IPV4,
   // IPv6 loopback, bare or bracketed, short or long.
   { id: "internal-ip", group: "internal", maxLength: 41,
     // The long form starts with a literal 0 (its \b as a lookbehind after it): a leading \b would be tried at
@@ -158,9 +197,9 @@ export const SECRET_RULES: SecretRule[] = [
   // is 0fd0::, neither).
   { id: "internal-ip", group: "internal", maxLength: 43,
     pattern: /\[f(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}\]|\bf(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}(?![\w:])/gi },
-  // Loopback and private addresses written as one integer: 0x7f000001, 2130706433 (decimal only for 127/8,
-  // whose 10-digit range holds few other numbers, but INT32_MAX among them: not where it stands as a JSON number).
-  { id: "internal-ip", group: "internal", maxLength: 10, pattern: new RegExp(`\\b(?:0x[0-9a-f]{8}|21[34]\\d{7}${notJsonNumber(10)})\\b`, "gi"), validate: privateInteger },
+  // Loopback and private addresses written as one integer: 0x7f000001, 2130706433 (decimal only for 127/8, whose
+  // 10-digit range holds few other numbers; INT32_MAX is one). JSON answers: integerIpv4.
+  INTEGER_IPV4,
   { id: "localhost-url", group: "internal", maxLength: 23, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
   { id: "email", group: "pii", maxLength: 270, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g,
     anchor: { re: /@/g, before: 64 } },
@@ -168,6 +207,9 @@ export const SECRET_RULES: SecretRule[] = [
   { id: "iban", group: "pii", maxLength: 43, pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, validate: ibanValid },
   { id: "phone", group: "pii", maxLength: 31, pattern: /(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b/g },
 ];
+
+/** The rules that read differently in a JSON answer (a response_format, a call's arguments): each prose rule's JSON one. */
+export const JSON_ANSWER_RULES: ReadonlyMap<SecretRule, SecretRule> = new Map([[DOTTED_IPV4, dottedIpv4(true)], [INTEGER_IPV4, integerIpv4(true)]]);
 
 /** Host-name suffix rule built from config (".internal", ".corp", …). */
 export function internalHostRule(suffixes: string[]): SecretRule | undefined {

@@ -234,12 +234,15 @@ export function choiceCount(n: number, prompts: number): number {
  * Whether a stream ends with a usage chunk. `stream_options` without `stream` is a 400, as OpenAI answers it (it was
  * taken and ignored here, so code written against this server failed against OpenAI).
  */
-export function includeUsage(body: { stream?: boolean | null; stream_options?: { include_usage?: boolean | null } | null }): boolean {
+export function includeUsage(body: { stream?: boolean | null; stream_options?: StreamOptions | null }): boolean {
   if (body.stream_options != null && body.stream !== true) {
     throw new InvalidRequestError("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options");
   }
-  return body.stream_options?.include_usage ?? false;
+  return (body.stream_options as { include_usage?: boolean | null } | null | undefined)?.include_usage ?? false;
 }
+
+/** Chat's and completions' stream_options (include_usage) or the Responses API's (include_obfuscation). */
+export type StreamOptions = { include_usage?: boolean | null } | { include_obfuscation?: boolean | null };
 
 /**
  * Choice i's sampling: with a seed, each of the n choices of a prompt gets its own (seed + i), still reproducible

@@ -72,10 +72,16 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
     out = { ...rest, $ref: (allOf as Schema[])[0]!.$ref };
   }
   if (typeof out.$ref === "string" && out.$ref.startsWith(REF) && Object.hasOwn(ctx.defs, out.$ref.slice(REF.length))
-    && Object.keys(out).some((k) => k !== "$ref" && !NOTES.has(k))) {
+    && Object.keys(out).some((k) => CONSTRAINTS.has(k))) {
     // node-llama-cpp follows a $ref and ignores what is beside it (`{$ref, maxLength: 3}` gave strings of any length):
-    // what it points to, met with the constraints beside it (draft 2020-12 applies both)
-    out = inlined(out, at, ctx, inlining);
+    // what it points to, met with the constraints beside it (draft 2020-12 applies both). Other keywords (OpenAPI's
+    // `nullable`, `example`, `x-…`) are left beside it as before, and so are constraints where the reference leads
+    // back to a schema being inlined (a tree's node): merged there it cannot be generated, followed it can.
+    try {
+      out = inlined(out, at, ctx, inlining);
+    } catch (e) {
+      if (!(e instanceof InvalidRequestError) || !e.message.includes(SELF_INCLUDING)) throw e;
+    }
   }
   if (Array.isArray(out.anyOf)) {
     // anyOf beside a oneOf: both must hold (a branch of each); otherwise the same union
@@ -88,7 +94,7 @@ function plainForms(s: unknown, at: string, ctx: Ctx, inlining: string[]): unkno
   }
   // node-llama-cpp reads a type list's types alone: a list naming object or array was generated as null, and one of
   // scalars dropped their keywords (`["string", "null"]` with maxLength gave strings of any length).
-  if (Array.isArray(out.type) && (out.type.length === 1 || out.type.some((t) => t === "object" || t === "array") || typedKeywords(out))) {
+  if (Array.isArray(out.type) && (out.type.length === 1 || out.type.some((t) => t === "object" || t === "array") || (typedKeywords(out) && !Array.isArray(out.oneOf)))) {
     if (out.type.length === 1) out.type = out.type[0];
     else {
       const { type, ...rest } = out;
@@ -149,7 +155,7 @@ function leftOut(s: Schema, at: string): Schema {
   // more required names than maxProperties allows; fewer names allowed at all than minProperties asks for
   const required = Array.isArray(s.required) ? new Set(s.required).size : 0;
   if (typeof s.maxProperties === "number" && required > s.maxProperties) throw new NoValue(`${at}.maxProperties`);
-  if (typeof s.minProperties === "number" && s.additionalProperties === false && listedCount(s) < s.minProperties) throw new NoValue(`${at}.minProperties`);
+  if (typeof s.minProperties === "number" && s.additionalProperties === false && !isObject(s.patternProperties) && listedCount(s) < s.minProperties) throw new NoValue(`${at}.minProperties`);
   return s;
 }
 
@@ -266,6 +272,11 @@ function impliedType(s: Schema): string | undefined {
 }
 
 const IN_REF = "In what this $ref points to: ";
+const SELF_INCLUDING = "A schema that includes itself through $ref";
+/** Keywords beside a $ref that constrain the value: what it points to is met with them. */
+const CONSTRAINTS = new Set(["type", "const", "enum", "anyOf", "oneOf", "allOf", "not", ...[
+  "properties", "required", "additionalProperties", "minProperties", "maxProperties", "items", "prefixItems", "minItems", "maxItems",
+  "minLength", "maxLength", "format"]]);
 
 /** An allOf member as a plain schema: a reference is replaced by what it names (once per chain, so never a loop). */
 function inlined(member: unknown, at: string, ctx: Ctx, inlining: string[]): Schema {
@@ -274,7 +285,7 @@ function inlined(member: unknown, at: string, ctx: Ctx, inlining: string[]): Sch
   if (typeof member.$ref !== "string") return member;
   const name = member.$ref.startsWith(REF) ? member.$ref.slice(REF.length) : "";
   if (!Object.hasOwn(ctx.defs, name)) throw new InvalidRequestError(`An allOf member's $ref ${JSON.stringify(member.$ref)} must point into the schema.`, `${at}.$ref`);
-  if (inlining.includes(name)) throw new InvalidRequestError("A schema that includes itself through $ref where it has to be merged (in an allOf, or beside an anyOf/oneOf with constraints of its own) cannot be generated.", `${at}.$ref`);
+  if (inlining.includes(name)) throw new InvalidRequestError(`${SELF_INCLUDING} where it has to be merged (in an allOf, or beside an anyOf/oneOf with constraints of its own) cannot be generated.`, `${at}.$ref`);
   const { $ref: _, ...rest } = member;
   try {
     const target = plainForms(ctx.defs[name], at, ctx, [...inlining, name]);

@@ -111,7 +111,8 @@ export const responsesRequest = z.strictObject({
   /** Alternatives per token with logprobs (asked for by `include: ["message.output_text.logprobs"]` or this field). */
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   reasoning: z.looseObject({}).nullish(),
-  stream_options: z.looseObject({}).nullish(),
+  // OpenAI's Responses stream_options has one field (any other was taken and ignored here)
+  stream_options: z.strictObject({ include_obfuscation: z.boolean().nullish() }).nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
   user: z.string().max(256).nullish(),
   safety_identifier: z.string().max(256).nullish(),

@@ -29,6 +29,7 @@ export const chatRoutes = (deps: AppDeps) =>
       choices: choiceCount(n, 1),
       perPrompt: n,
       logprobs: sampling.logprobs != null,
+      jsonText: !!sampling.format,
       call: (signal, choice, hooks) =>
         deps.engine.chat({ model: info.id, messages, tools, sampling: choiceSampling(sampling, choice, n), signal, ...hooks }),
       full: (gs) => chatCompletion(id, info.id, created, gs, legacy),

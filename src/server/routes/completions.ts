@@ -36,6 +36,7 @@ export const completionRoutes = (deps: AppDeps) =>
       choices: choiceCount(n, inputs.length),
       perPrompt: n,
       logprobs: sampling.logprobs != null,
+      jsonText: !!sampling.format,
       call: (signal, choice, hooks) => deps.engine.complete({
         model: info.id, prompt: inputs[Math.floor(choice / n)]!, sampling: choiceSampling(sampling, choice, n), signal, ...hooks,
       }),

@@ -17,7 +17,8 @@ export const embeddingRoutes = (deps: AppDeps) =>
     checkEmbeddingInputs(texts, deps.config);
     // Text goes through the prompt guard; token ids are embedded as given (nothing is generated from them).
     const strings = texts.filter((t) => typeof t === "string");
-    const guarded = deps.promptGuard(state, info.id, strings.map((content) => ({ role: "user" as const, content }))).map((t) => t.content);
+    // No messages among them (0): the inputs were counted just above, against their own bound, not maxMessages.
+    const guarded = deps.promptGuard(state, info.id, strings.map((content) => ({ role: "user" as const, content })), 0).map((t) => t.content);
     const inputs = texts.map((t) => (typeof t === "string" ? guarded.shift()! : t));
     const flight = deps.inflight.begin(request.signal);
     try {

@@ -40,7 +40,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
 
   /** Starts choice i: its engine call, filter and (with logprobs) the aligner that keeps tokens with the text sent. */
   const startChoice = (i: number) => {
-    const filter = deps.responseFilter(state, true);
+    const filter = deps.responseFilter(state, true, !!plan.jsonText);
     // The engine stops on client disconnect (flight) or on a blocking finding.
     const stop = new AbortController();
     const stopEngine = () => stop.abort(new Error("stopped"));
@@ -81,7 +81,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     });
     /** The rest of the choice once generated: held-back text, calls, the finish event. */
     const finish = (g: Generation) => {
-      const tail = filter.end(), args = scanParts(argumentsOf(g), () => deps.responseFilter(state));
+      const tail = filter.end(), args = scanParts(argumentsOf(g), () => deps.responseFilter(state, false, true));
       const blocked = filter.blocked || args.blocked;
       scanned(g, [tail, ...args.parts], blocked);
       sendHead();

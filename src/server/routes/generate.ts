@@ -28,6 +28,8 @@ export interface GenerationPlan {
   perPrompt: number;
   /** Logprobs were asked for: streamed text goes out with the tokens that spell it. */
   logprobs?: boolean;
+  /** The answer's text is JSON (a response_format): the response scanner reads it as such (a call's arguments always are). */
+  jsonText?: boolean;
   /** Runs the engine for one choice. */
   call: (signal: AbortSignal, choice: number, hooks: CallHooks) => Promise<Generation>;
   /** The whole non-streaming answer. */
@@ -81,7 +83,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     deps.settle(state);
     if (byShutdown()) state.status = 499; // logged and audited as cancelled; the client gets its answer
     else if (flight.signal.aborted) throw new CancelledError();
-    scanChoices(gs, (i) => deps.responseFilter(state, i === 0)); // part 0: the text
+    scanChoices(gs, (i) => deps.responseFilter(state, i === 0, i === 0 ? !!plan.jsonText : true)); // part 0: the text, then arguments
     if (deps.config.logPrompts) state.responseText = gs.map((g) => g.text).join("\n");
     return plan.full(gs);
   } catch (e) {

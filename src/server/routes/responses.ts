@@ -1,6 +1,6 @@
 /** POST /v1/responses (OpenAI's Responses API; stateless: nothing is stored). */
 import { Elysia } from "elysia";
-import { toSampling, toToolUse } from "../openai/convert";
+import { includeUsage, toSampling, toToolUse } from "../openai/convert";
 import { asChatRequest, newFrame, responseEvents, responseObject, responsesTurns } from "../openai/responses";
 import { responsesRequest } from "../openai/responses-wire";
 import { errorBody, responseObjectShape } from "../openai/wire";
@@ -17,6 +17,7 @@ export const responsesRoutes = (deps: AppDeps) =>
     const { state, info } = p;
     try {
       const specials = deps.engine.specialTokens(info.id);
+      includeUsage(body); // stream_options without stream is a 400, as on chat and completions (a Responses stream has no usage chunk)
       const chat = asChatRequest(body);
       const sampling = toSampling(chat, deps.config, info.contextSize, specials);
       const { messages, tools } = guardChat(deps, state, info.id, responsesTurns(body, deps.config.limits), toToolUse(chat, specials));
@@ -31,6 +32,7 @@ export const responsesRoutes = (deps: AppDeps) =>
         choices: 1,
         perPrompt: 1,
         logprobs: sampling.logprobs != null,
+        jsonText: !!sampling.format,
         call: (signal, _choice, hooks) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, ...hooks }),
         full: ([g]) => responseObject(frame, g!, events.messageId),
         head: () => events.head(),

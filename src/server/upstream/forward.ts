@@ -6,6 +6,7 @@
  * passes the response scanner on its way back. Log and audit lines are written
  * as for local models, with the upstream that served it among the decisions.
  */
+import type { StreamOptions } from "../openai/convert";
 import { checkEmbeddingInputs } from "../../guards/bounds";
 import { AppError, InvalidRequestError, type ErrorType, ShuttingDownError } from "../../errors";
 import { UpstreamError } from "../../gateway/errors";
@@ -74,8 +75,14 @@ async function tokenPromptTexts(deps: AppDeps, model: string, prompt: unknown, s
   return list.map((p) => (Array.isArray(p) ? texts[k++] : undefined));
 }
 
+/** Whether the request asks for a JSON answer (chat/completions response_format, Responses text.format): the scanner reads it as JSON. */
+function jsonAnswerAsked(wire: Obj): boolean {
+  const format = ((wire.response_format ?? (wire.text as Obj | undefined)?.format) ?? undefined) as Obj | undefined;
+  return format?.type === "json_object" || format?.type === "json_schema";
+}
+
 export async function forwardUpstream(deps: AppDeps, request: Request, state: RequestState, route: UpstreamRoute,
-  body: { model: string; stream?: boolean | null; n?: number | null; stream_options?: { include_usage?: boolean | null } | null }): Promise<Response> {
+  body: { model: string; stream?: boolean | null; n?: number | null; stream_options?: StreamOptions | null }): Promise<Response> {
   const gateway = deps.gateway!;
   state.model = body.model;
   const stream = route !== "embeddings" && !!body.stream;
@@ -93,6 +100,7 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   if (deps.config.logPrompts) state.promptText = JSON.stringify(wire.messages ?? wire.prompt ?? wire.input);
   // A streamed Responses request goes upstream as a chat stream (what every OpenAI-compatible server streams).
   const asChat = route === "responses" && stream;
+  const jsonText = jsonAnswerAsked(wire);
   const toSend = (w: Obj) => {
     if (asChat) return responsesAsChat(w as unknown as ResponsesRequest, deps.config.limits);
     if (stream) w.stream_options = { include_usage: true }; // token counts for limits and audit; passed on only if asked
@@ -130,7 +138,7 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
       const frame = asChat ? newFrame("resp_" + Buffer.from(state.id.slice(4), "base64url").toString("hex"), body.model, Math.floor(deps.clock() / 1000),
         body as unknown as ResponsesRequest) : undefined;
       return relayStream(deps, state, reply, { kind: route as "chat" | "completions" | "responses", model: body.model,
-        includeUsage: !!body.stream_options?.include_usage, choices, frame, flight });
+        includeUsage: !!(body.stream_options as { include_usage?: boolean | null } | null | undefined)?.include_usage, choices, frame, flight, jsonText });
     }
     flight.end();
     throw new UpstreamError("The upstream answered a streaming request without a stream.");
@@ -144,10 +152,10 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
     deps.settle(state);
     answer.model = body.model;
     if (route === "responses") {
-      scanResponseOutput(answer, (text) => deps.responseFilter(state, text));
+      scanResponseOutput(answer, (text, json) => deps.responseFilter(state, text, json), jsonText);
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.output);
     } else if (route !== "embeddings" && Array.isArray(answer.choices)) {
-      scanChoices(answer.choices as Obj[], route as "chat" | "completions", (text) => deps.responseFilter(state, text));
+      scanChoices(answer.choices as Obj[], route as "chat" | "completions", (text, json) => deps.responseFilter(state, text, json), jsonText);
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.choices);
     }
     return new Response(JSON.stringify(answer), { headers: { "content-type": "application/json", "x-request-id": state.id, ...state.headers } });

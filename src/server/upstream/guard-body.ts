@@ -107,6 +107,7 @@ function listSlots(body: Obj, key: "prompt" | "input", tokenTexts?: (string | un
 function messageCount(body: Obj, route: UpstreamRoute, slots: number): number {
   if (route === "chat" && Array.isArray(body.messages)) return body.messages.length;
   if (route === "responses") return (typeof body.instructions === "string" ? 1 : 0) + (Array.isArray(body.input) ? body.input.length : 1);
+  if (route === "embeddings") return 0; // inputs, bounded by maxEmbeddingInputs (forward.ts), not messages
   return slots;
 }
 

@@ -38,6 +38,8 @@ export interface RelayPlan {
   /** The Responses API's echoed request and ids (kind "responses"). */
   frame?: ResponseFrame;
   flight: { signal: AbortSignal; abort: () => void; end: () => void };
+  /** The request asked for a JSON answer: the scanner reads the text as JSON (a call's arguments always are). */
+  jsonText?: boolean;
 }
 
 interface Call { index: number; id?: string; name?: string; args: string }
@@ -60,7 +62,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
       let usage: Obj | undefined, finished = 0, blocked = false;
       const choiceAt = (i: number): Choice => {
         let c = choices.get(i);
-        if (!c) { c = { filter: deps.responseFilter(state, true), calls: new Map(), done: false, text: "" }; choices.set(i, c); wire.open(i); }
+        if (!c) { c = { filter: deps.responseFilter(state, true, !!plan.jsonText), calls: new Map(), done: false, text: "" }; choices.set(i, c); wire.open(i); }
         return c;
       };
       const emit = (i: number, c: Choice, text: string) => { if (text) { wire.text(i, text); if (keepText) c.text += text; } };
@@ -72,7 +74,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
           ...x, id: x.id ?? `call_${state.id.slice(4)}_${i}_${x.index}`, name: x.name ?? "" }));
         // Each call's arguments, name and id, each through a filter of its own (leak run: a name or id went out as sent).
         const n = ordered.length;
-        const end = scanStreamEnd(c.filter, [...ordered.map((x) => x.args), ...ordered.map((x) => x.name), ...ordered.map((x) => x.id)], () => deps.responseFilter(state));
+        const end = scanStreamEnd(c.filter, [...ordered.map((x) => x.args), ...ordered.map((x) => x.name), ...ordered.map((x) => x.id)], (k) => deps.responseFilter(state, false, k < n)); // the arguments are JSON
         emit(i, c, end.text);
         const calls: ToolCall[] = n && end.args
           ? ordered.map((x, k) => ({ id: end.args![2 * n + k]!, name: end.args![n + k]!, arguments: end.args![k]! })) : [];

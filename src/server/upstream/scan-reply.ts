@@ -11,8 +11,8 @@ type Obj = Record<string, unknown>;
 /** Between a Responses answer's text parts while they are scanned as one text (no rule matches it whole). */
 const PART_BORDER = "\u0000\u241Fpart\u241F\u0000";
 
-/** One generated string of an answer, with its writer. */
-interface Field { value: string; set: (v: string) => void }
+/** One generated string of an answer, with its writer; `json`: a call's arguments (JSON text). */
+interface Field { value: string; set: (v: string) => void; json?: boolean }
 /** The scannable parts of one choice: its text and every other generated string field, and how to drop its calls. */
 interface Parts { text: Field; others: Field[]; dropCalls: () => void }
 
@@ -39,7 +39,7 @@ function allStrings(root: Obj, topSkip: readonly string[] = []): Field[] {
     }
     for (const [k, x] of Object.entries(v as Obj)) {
       if (STRUCTURAL.includes(k) || (depth === 0 && topSkip.includes(k))) continue;
-      if (typeof x === "string") out.push({ value: x, set: (t) => { (v as Obj)[k] = t; } });
+      if (typeof x === "string") out.push({ value: x, set: (t) => { (v as Obj)[k] = t; }, ...(k === "arguments" && { json: true }) });
       else stack.push([x, depth + 1]);
     }
   }
@@ -69,10 +69,10 @@ function textParts(c: Obj): Parts {
  * the choice and drops its calls. Where the scan changed anything, the choice's logprobs go (null): they spell the
  * upstream's tokens, the secret included.
  */
-export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFilter: (text?: boolean) => TextFilter): void {
+export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFilter: (text?: boolean, json?: boolean) => TextFilter, textJson = false): void {
   for (const choice of choices) {
     const p = (kind === "chat" ? chatParts : textParts)(choice), all = [p.text, ...p.others];
-    const { parts, blocked } = scanParts(all.map((f) => f.value), (i) => newFilter(i === 0)); // part 0: the text
+    const { parts, blocked } = scanParts(all.map((f) => f.value), (i) => newFilter(i === 0, i === 0 ? textJson : !!all[i]!.json)); // part 0: the text
     all.forEach((f, i) => f.set(blocked ? "" : parts[i]!));
     if (blocked) { p.dropCalls(); choice.finish_reason = "content_filter"; }
     if ((blocked || all.some((f, i) => parts[i] !== f.value)) && choice.logprobs) choice.logprobs = null;
@@ -80,7 +80,7 @@ export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFil
 }
 
 /** Scans what is left at the end of a stream: held-back text plus the calls' arguments; the calls are dropped on a block. */
-export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: () => TextFilter): { text: string; args: string[] | undefined } {
+export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: (index: number) => TextFilter): { text: string; args: string[] | undefined } {
   const text = filter.end(), scanned = scanParts(args, newFilter);
   const blocked = filter.blocked || scanned.blocked;
   return { text: blocked ? "" : text, args: blocked ? undefined : scanned.parts };
@@ -95,7 +95,7 @@ export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: () 
  * (they spell the upstream's tokens, the secret included). A block empties the texts, drops the calls and marks the
  * response incomplete (content_filter), as OpenAI does.
  */
-export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean) => TextFilter): void {
+export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean, json?: boolean) => TextFilter, textJson = false): void {
   const texts: { part: Obj; text: string }[] = [], others: Field[] = [];
   const output = Array.isArray(answer.output) ? (answer.output as Obj[]).filter((i) => !!i && typeof i === "object") : [];
   for (const item of output) {
@@ -107,9 +107,9 @@ export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean) => T
       others.push(...allStrings(p, ["text", "logprobs"])); // logprobs: dropped below where the text changed
     }
   }
-  const filter = newFilter(true);
+  const filter = newFilter(true, textJson);
   const back = texts.length ? filter.whole(texts.map((x) => x.text).join(PART_BORDER)).split(PART_BORDER) : [];
-  const rest = scanParts(others.map((x) => x.value), () => newFilter());
+  const rest = scanParts(others.map((x) => x.value), (i) => newFilter(false, !!others[i]!.json));
   if (filter.blocked || rest.blocked || back.length !== texts.length) {
     answer.output = output.filter((item) => item.type === "message" || item.type === "reasoning");
     for (const x of texts) { x.part.text = ""; if (x.part.logprobs) x.part.logprobs = []; }

@@ -1,0 +1,40 @@
+/**
+ * JSON answers (a response_format, a call's arguments) and prose read the loopback forms differently (structured-output
+ * run, then its fix-attack run): in JSON a number standing as a value (127.25, 2147483647) is a number, and redacting it
+ * broke the JSON; in prose a list or a port ("10.0.0.1, 127.1:8080", "a, 127.1, b") is still an address. An
+ * assignment's value is redacted without its name, so JSON keeps its keys. One-shot and streamed a character at a time.
+ */
+import { expect, test } from "bun:test";
+import { parseConfig } from "../../src/config/load";
+import { createScanner } from "../../src/guards/response-scan";
+
+const scanner = createScanner(parseConfig({ responseScan: { burstChars: 0 } }).responseScan);
+
+function both(text: string, json: boolean): string {
+  const one = scanner.scan(text, json).text;
+  const f = scanner.filter(undefined, json);
+  let streamed = "";
+  for (const c of text) streamed += f.push(c);
+  streamed += f.end();
+  expect(streamed).toBe(one);
+  return one;
+}
+
+test("in JSON answers numbers stay numbers; in prose the same forms are addresses", () => {
+  const json = '{"lon": -127.25, "max": 2147483647, "list": [127.5,\n      2130706433]}';
+  expect(both(json, true)).toBe(json);
+  expect(both(json, false)).not.toBe(json);
+  for (const prose of ["Hosts to try: 10.0.0.1, 127.1:8080 and the db.", "fallback order: primary, 2130706433 then none", "a, 127.1, b", "see [127.1:6379] for redis", "主机列表：10.0.0.5，127.1，还有别的"]) {
+    expect(both(prose, false)).not.toContain("127.1");
+    expect(both(prose, false)).not.toContain("2130706433");
+  }
+  // a port is no JSON: an address in a JSON answer too
+  expect(both('{"a": "127.1:8080"}', true)).toBe('{"a": "[REDACTED:internal-ip]"}');
+});
+
+test("an assignment's value is redacted, its name and quotes stay (JSON arguments keep parsing)", () => {
+  const args = '{"api_key": "Zx9Qw3Er7Ty1Ui5Op2As8Df4", "password": "hunter2-Xq9!"}';
+  const out = both(args, true);
+  expect(JSON.parse(out)).toEqual({ api_key: "[REDACTED:generic-high-entropy]", password: "[REDACTED:password]" });
+  expect(both("the password is hunter2-Xq9!", false)).toBe("the password is [REDACTED:password]");
+});
