@@ -301,7 +301,7 @@ export class LlamaEngine implements Engine {
     const tokenized = inputs.map((input, i) => {
       if (typeof input !== "string") checkTokenIds(input, l.vocabularySize, "input");
       const over = typeof input === "string" ? countBeyond(pieceCounter(l), input, l.info.contextSize) : undefined;
-      const tooLong = (n: string) => new InvalidRequestError(`input[${i}] is ${n} tokens; this model's maximum is ${l.info.contextSize}.`,
+      const tooLong = (n: string) => new InvalidRequestError(`input[${i}] is ${n} tokens; this model's context is ${l.info.contextSize} (an input takes at most ${l.info.contextSize - 1}, less the tokens the model adds).`,
         "input", "context_length_exceeded");
       if (over !== undefined) throw tooLong(`at least ${over}`);
       const tokens = typeof input === "string" ? l.model.tokenize(input, false) : input as Token[];
@@ -320,7 +320,7 @@ export class LlamaEngine implements Engine {
       tokenized.forEach((tokens, i) => {
         const length = ctx.calculateInputLength([...tokens]);
         if (length >= l.info.contextSize) {
-          throw new InvalidRequestError(`input[${i}] is ${tokens.length} tokens, ${length} with the ones the model adds; at most ${l.info.contextSize - 1} fit this model's context of ${l.info.contextSize}.`,
+          throw new InvalidRequestError(`input[${i}] is ${tokens.length} tokens; at most ${l.info.contextSize - 1 - (length - tokens.length)} fit this model's context of ${l.info.contextSize} (with the ${length - tokens.length} the model adds).`,
             "input", "context_length_exceeded");
         }
       });

@@ -110,7 +110,11 @@ test("ordinary keys stay; a secret in a call's arguments is redacted with the JS
     "Idempotency-Key: 3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f", "const encryptionKey = CryptoJS.enc.Utf8.parse(secret);"]) {
     expect(await forced(text)).toBe(text);
   }
-  expect(await forced("token: sKjdhfUEyrtqpLmznXbvQweRtY(prod)")).toBe("token: [REDACTED:generic-high-entropy](prod)");
+  // A second fix-attack run: code whose names hold acronyms is code; keys named by credential words and .env keys are secrets.
+  for (const text of ["auth = requests.auth.HTTPDigestAuth(user, password)", "token = JWTManager.create_access_token(identity)"]) expect(await forced(text)).toBe(text);
+  for (const name of ["AccountKey=", "HMAC_KEY=", "APP_KEY=", "x-functions-key: "]) {
+    expect(await forced(`${name}Zx9Qw3Er7Ty1Ui5Op2As8Df4`)).toBe(`${name}[REDACTED:generic-high-entropy]`);
+  }
   const properties = { key: { const: "users/1234/profile-picture.png" }, api_key: { const: "Zx9Qw3Er7Ty1Ui5Op2As8Df4" }, port: { const: 2130706433 } };
   const r = await post({ max_tokens: 400, tool_choice: { type: "function", function: { name: "kv_set" } },
     tools: [{ type: "function", function: { name: "kv_set", parameters: { type: "object", properties, required: Object.keys(properties), additionalProperties: false } } }] });

@@ -100,3 +100,21 @@ describe("forwarding to a real upstream", () => {
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
   });
 });
+
+// A second fix-attack run: through the gateway stream_options without stream went to the upstream as sent (a 200),
+// where the local model answers 400, as OpenAI does.
+test("stream_options without stream is a 400 at the gateway too, on chat, completions and Responses (nothing reaches the upstream)", async () => {
+  const refusals = () => up.log().match(/"status":400/g)?.length ?? 0, answered = () => up.log().match(/"route":"POST \/v1\/chat\/completions","status":200/g)?.length ?? 0;
+  const [refusedBefore, answeredBefore] = [refusals(), answered()];
+  for (const [route, body] of [["chat/completions", { messages: user("hi"), max_tokens: 1, stream_options: { include_usage: true } }],
+    ["completions", { prompt: "hi", max_tokens: 1, stream_options: { include_usage: true } }],
+    ["responses", { input: "hi", max_output_tokens: 1, stream_options: { include_obfuscation: true } }]] as const) {
+    const r = await fetch(`${gw.baseURL}/v1/${route}`, { method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny", ...body }) });
+    expect([route, r.status, ((await r.json()) as { error: { param: string } }).error.param]).toEqual([route, 400, "stream_options"]);
+  }
+  // A request that does reach it, and its log line: the upstream's log is then written past the three above
+  await client.chat.completions.create({ model: "tiny", messages: user("hi"), max_tokens: 1 });
+  await until(() => answered() > answeredBefore || undefined);
+  expect(refusals()).toBe(refusedBefore);
+});

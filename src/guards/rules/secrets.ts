@@ -112,14 +112,12 @@ const codeLike = (v: string) =>
   isCall(v) || /^(?:[A-Za-z_$]+\.)+[A-Za-z_$]+[;,)]*$/.test(v) || /^\$\{/.test(v) || /^\.{1,2}\//.test(v);
 
 /**
- * A call of a member path (`CryptoJS.enc.Utf8.parse(`, `getPasswordFromVault(`) whose names read as words: each
- * camelCase or snake_case part of three letters or more has a vowel. A letters-only secret followed by `(` (a
- * fix-attack run: `api_key=sKjdhfUEyrtqpLmznXbvQweRtY(rotated)` passed as a call) has parts like `Kjdhf`.
+ * A call of a member path (`CryptoJS.enc.Utf8.parse(`, `self.jwt_service.create(`): members may hold digits, the called
+ * name is letters and `_` only (`Passw0rd(123)` is no call). So a letters-only secret written right before a `(` is
+ * missed (README says so): a vowel test on the name's parts redacted code with acronyms (HTTPDigestAuth, KMS, CSRF)
+ * and still let a quarter of random letters through (a fix-attack run).
  */
-function isCall(v: string): boolean {
-  const m = /^((?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$]+)\(/.exec(v); // digits in a member (Utf8), not in the called name (Passw0rd)
-  return !!m && (m[1]!.match(/[A-Z]?[a-z]+|[A-Z]+(?![a-z])/g) ?? []).every((part) => part.length < 3 || /[aeiouy]/i.test(part));
-}
+const isCall = (v: string) => /^(?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$]+\(/.test(v);
 
 /**
  * A value that is a name, not a secret: letter-only words joined by `.`, `_`, `-`, `/` or `:` (a Kubernetes
@@ -128,6 +126,15 @@ function isCall(v: string): boolean {
  * such words.
  */
 const wordsOnly = (v: string) => /^[A-Za-z]+(?:[._/:-][A-Za-z]+)+$/.test(v);
+
+/**
+ * What makes a `…key` name a secret's: crypto and credential words and the places such keys are named by (a second
+ * fix-attack run: Azure's AccountKey, HMAC_KEY, APP_KEY, CONSUMER_KEY, x-functions-key were released once `key` alone
+ * was no name).
+ */
+const KEY_QUALIFIERS = ["secret", "private", "signing", "encryption", "encrypt", "enc", "master", "hmac", "jwt", "session", "app",
+  "client", "consumer", "account", "subscription", "aes", "cipher", "shared", "webhook", "deploy", "admin", "service", "functions",
+  "license"];
 
 /** The value of a `name = value` match (after the `=` or `:` and an opening quote). */
 const assigned = (m: string) => m.replace(/^[^:=]*[:=]\s*["']?/, "");
@@ -163,12 +170,13 @@ export const SECRET_RULES: SecretRule[] = [
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
   // Generic assignments: only key-shaped candidates go through the entropy gate. The name may end a longer one
   // (aws_secret_access_key, GITHUB_TOKEN, SLACK_BOT_API_KEY, clientSecret).
-  { id: "generic-high-entropy", group: "secret", maxLength: 162,
-    // A key named as a secret one: SECRET_KEY (Django), private_key, encryptionKey, signing/master keys. Not `key` alone
-    // or any `…Key`: the commonest property name in code and JSON (S3 keys, cache keys, label keys, idempotency keys).
+  { id: "generic-high-entropy", group: "secret", maxLength: 164,
+    // A key named as a secret one (KEY_QUALIFIERS: SECRET_KEY, private_key, AccountKey, Ocp-Apim-Subscription-Key…).
+    // Not `key` alone or any `…Key`: the commonest property name in code and JSON (S3 keys, cache keys, label keys,
+    // idempotency keys). Nor any upper-case `…_KEY`: a stream would hold every upper-case word as a possible name.
     // The value may end in `(`: then it is a call (codeLike), which the character class alone cut before
     // (`getPasswordFromVault(id)`).
-    pattern: new RegExp(`${named(["api[_-]?key", "(?:secret|private|signing|encryption|master)[_-]?key", "secret", "token", "access[_-]?key", "auth"])}["']?\\s{0,8}[:=]\\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}\\(?`, "g"),
+    pattern: new RegExp(`${named(["api[_-]?key", ...KEY_QUALIFIERS.map((q) => `${q}[_-]?key`), "secret", "token", "access[_-]?key", "auth"])}["']?\\s{0,8}[:=]\\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}\\(?`, "g"),
     // No anchor: an anchored rule's lookbehinds are not relied on when holding a stream back (rule-match.ts cuts its
     // window), and without this one's every glued A, S or T would be held as a possible name. It starts at a few
     // letters only, which the regex engine finds quickly.

@@ -6,7 +6,7 @@
  * passes the response scanner on its way back. Log and audit lines are written
  * as for local models, with the upstream that served it among the decisions.
  */
-import type { StreamOptions } from "../openai/convert";
+import { includeUsage, type StreamOptions } from "../openai/convert";
 import { checkEmbeddingInputs } from "../../guards/bounds";
 import { AppError, InvalidRequestError, type ErrorType, ShuttingDownError } from "../../errors";
 import { UpstreamError } from "../../gateway/errors";
@@ -85,6 +85,8 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   body: { model: string; stream?: boolean | null; n?: number | null; stream_options?: StreamOptions | null }): Promise<Response> {
   const gateway = deps.gateway!;
   state.model = body.model;
+  // stream_options without stream is a 400 here too, as for a local model (it went to the upstream as sent)
+  if (route !== "embeddings") includeUsage(body);
   const stream = route !== "embeddings" && !!body.stream;
   // Streamed chat/completions logprobs: the relay scans the text and would have to line the upstream's logprobs up with
   // it, as local streams do; not built, so refused before anything is sent (they were dropped from every chunk).
