@@ -196,8 +196,11 @@ export function checkEnvironment(env: Record<string, string | undefined> | undef
  * fixed since never reached an updated machine, and nothing said so). A warning, not a failure: the pre-start check
  * must not keep an updated service from starting over it. Re-running install rewrites them and keeps the rest.
  */
-/** A unit without the start timeout, which install sizes by the models then there (a model added since moves it). */
-const sansModelSized = (unit: string) => unit.replace(/^TimeoutStartSec=.*$/m, "TimeoutStartSec=");
+/**
+ * A unit without what install sizes by the machine and models then: the start timeout (a model added since moves it),
+ * MemoryMax and CPUQuota "auto" (the RAM and CPUs seen, which a resized VM or a verify under taskset sees otherwise).
+ */
+const sansModelSized = (unit: string) => unit.replace(/^(TimeoutStartSec|MemoryMax|CPUQuota)=.*$/gm, "$1=");
 
 export function checkUnits(l: Layout, config: Readonly<Config>): Check {
   const dir = modelsDirOf(config);

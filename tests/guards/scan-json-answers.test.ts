@@ -38,3 +38,17 @@ test("an assignment's value is redacted, its name and quotes stay (JSON argument
   expect(JSON.parse(out)).toEqual({ api_key: "[REDACTED:generic-high-entropy]", password: "[REDACTED:password]" });
   expect(both("the password is hunter2-Xq9!", false)).toBe("the password is [REDACTED:password]");
 });
+
+// A third fix-attack run (366bb0b): a named value past 128 characters was redacted in its first 128 only; paths and
+// versioned identifiers under the new `…key` names were redacted; Laravel's `base64:` keys, 32-digit hex keys under
+// 3.5 bits a character and a JSON float 2147483647.0 were missed or broke the JSON.
+test("named values are redacted whole, names with versions and paths are not, base64:/hex keys are, floats stay numbers", () => {
+  const long = "kR9mZ2xQ4wL7vB1nT8yH3cF6jD5sA0gP".repeat(12); // 384 characters
+  expect(both(`PRIVATE_KEY=${long}`, false)).toBe("PRIVATE_KEY=[REDACTED:generic-high-entropy]");
+  for (const text of ["client-key: /home/user/.minikube/profiles/minikube/client.key", 'deployKey: "releases/v1.2.3/app-linux-amd64.tar.gz"',
+    'SERVICE_KEY = "com.example.service.v2.UserService";', "clientKey: 'web-frontend-2024-01-15-build'"]) expect(both(text, false)).toBe(text);
+  expect(both("APP_KEY=base64:2fl+Ktvkfl+Fuz4Qp/A75G2RTiWVA/ZoKZvp6fiiM10=", false)).toBe("APP_KEY=[REDACTED:generic-high-entropy]");
+  expect(both("Ocp-Apim-Subscription-Key: d439fcf97fcf92e64f9f7351defb799e", false)).toBe("Ocp-Apim-Subscription-Key: [REDACTED:generic-high-entropy]");
+  const floats = '{"max": 2147483647.0, "n": 2130706433e0}';
+  expect(both(floats, true)).toBe(floats);
+});

@@ -79,7 +79,7 @@ const JSON_NUMBER_GAP = 24;
 /** Before a number's first `digits` digits: not a JSON value's start (a key's `":`, `[`, `,`, spaces, a minus sign). */
 const notAfterJson = (digits: number) => `(?<!(?:":|[[,])\\s{0,${JSON_NUMBER_GAP}}-?\\d{${digits}})`;
 /** After a number: not a JSON value's end (`,`, `}`, `]`, the end of the text; a `:port` is no JSON). */
-const NOT_BEFORE_JSON = "(?!\\s*[,}\\]]|\\s*$)";
+const NOT_BEFORE_JSON = "(?!(?:\\.\\d+)?(?:[eE][+-]?\\d+)?\\s*[,}\\]]|(?:\\.\\d+)?(?:[eE][+-]?\\d+)?\\s*$)"; // 2147483647.0 is JSON too
 
 /** Private and loopback IPv4, dotted (with a port); `json`: the short loopback form not where it is a JSON number. */
 function dottedIpv4(json: boolean): SecretRule {
@@ -120,12 +120,16 @@ const codeLike = (v: string) =>
 const isCall = (v: string) => /^(?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$]+\(/.test(v);
 
 /**
- * A value that is a name, not a secret: letter-only words joined by `.`, `_`, `-`, `/` or `:` (a Kubernetes
- * `key: app.kubernetes.io/name`, `primary_key = user_account_identifier`, a bucket name). With `key` as a name these
- * passed the entropy gate. A random 20-character secret has no digit about 2% of the time, and then is seldom cut into
- * such words.
+ * A value that is a name, not a secret: words joined by `.`, `_`, `-`, `/` or `:`, each letters with a number after
+ * them or a number (a Kubernetes `key: app.kubernetes.io/name`, `primary_key = user_account_identifier`, a path
+ * `client-key: /home/u/.minikube/profiles/minikube/client.key`, `releases/v1.2.3/app-linux-amd64.tar.gz`,
+ * `com.example.service.v2.UserService`). A random secret mixes letters and digits inside its runs (`Zx9Qw3Er`, a
+ * UUID's `3f2b9c1e`), which no such word does.
  */
-const wordsOnly = (v: string) => /^[A-Za-z]+(?:[._/:-][A-Za-z]+)+$/.test(v);
+const wordsOnly = (v: string) => {
+  const parts = v.replace(/^~?\//, "").split(/[._/:-]+/).filter(Boolean);
+  return parts.length >= 2 && parts.every((p) => /^(?:[A-Za-z]+\d*|\d+)$/.test(p));
+};
 
 /**
  * What makes a `…key` name a secret's: crypto and credential words and the places such keys are named by (a second
@@ -170,17 +174,18 @@ export const SECRET_RULES: SecretRule[] = [
     pattern: /\bey[a-zA-Z0-9_-]{17,}\.ey[a-zA-Z0-9_-]{17,}\.[a-zA-Z0-9_-]{10,}/g },
   // Generic assignments: only key-shaped candidates go through the entropy gate. The name may end a longer one
   // (aws_secret_access_key, GITHUB_TOKEN, SLACK_BOT_API_KEY, clientSecret).
-  { id: "generic-high-entropy", group: "secret", maxLength: 164,
+  { id: "generic-high-entropy", group: "secret", maxLength: 2091,
     // A key named as a secret one (KEY_QUALIFIERS: SECRET_KEY, private_key, AccountKey, Ocp-Apim-Subscription-Key…).
     // Not `key` alone or any `…Key`: the commonest property name in code and JSON (S3 keys, cache keys, label keys,
     // idempotency keys). Nor any upper-case `…_KEY`: a stream would hold every upper-case word as a possible name.
     // The value may end in `(`: then it is a call (codeLike), which the character class alone cut before
     // (`getPasswordFromVault(id)`).
-    pattern: new RegExp(`${named(["api[_-]?key", ...KEY_QUALIFIERS.map((q) => `${q}[_-]?key`), "secret", "token", "access[_-]?key", "auth"])}["']?\\s{0,8}[:=]\\s{0,8}["']?[A-Za-z0-9+/_=.-]{20,128}\\(?`, "g"),
+    pattern: new RegExp(`${named(["api[_-]?key", ...KEY_QUALIFIERS.map((q) => `${q}[_-]?key`), "secret", "token", "access[_-]?key", "auth"])}["']?\\s{0,8}[:=]\\s{0,8}["']?(?:base64:|hex:)?[A-Za-z0-9+/_=.-]{20,2048}\\(?`, "g"),
     // No anchor: an anchored rule's lookbehinds are not relied on when holding a stream back (rule-match.ts cuts its
     // window), and without this one's every glued A, S or T would be held as a possible name. It starts at a few
     // letters only, which the regex engine finds quickly.
-    validate: (m) => { const v = assigned(m); return entropy(v) >= 3.5 && !codeLike(v) && !wordsOnly(v); },
+    // Hex has 4 bits a character at most: a random 32-digit one falls under 3.5 one time in five (Azure, Twilio keys)
+    validate: (m) => { const v = assigned(m).replace(/^(?:base64|hex):/, ""); return entropy(v) >= (/^[0-9a-f]+$/i.test(v) ? 3 : 3.5) && !codeLike(v) && !wordsOnly(v); },
     redacts: (m) => [m.length - assigned(m).length, m.endsWith("(") ? m.length - 1 : m.length] },
   // Passwords are shorter and less random than keys, but named as such they are still secrets:
   // "pwd=…", "password: …", "the password is …", and as the end of a longer name (DB_PASSWORD=…, userPassword: …).
