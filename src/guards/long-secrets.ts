@@ -12,7 +12,10 @@
 import { analysePattern } from "./regex-prefix";
 
 export interface LongSecret {
-  id: "private-key" | "jwt";
+  /** How it ends: a PEM at its END line, a JWT and a base64 PEM where their characters end. */
+  id: "private-key" | "jwt" | "private-key-base64";
+  /** The finding's name (`[REDACTED:<rule>]`). */
+  rule: "private-key" | "jwt";
   /** A substring every opening contains: a quick indexOf before the regex, since most text has none. */
   hint: string;
   /** A complete opening; the match is where the finding starts. */
@@ -47,10 +50,18 @@ function partialOf(open: RegExp): (text: string, from?: number) => number {
 }
 const PEM_OPEN = new RegExp(`${ARMOR}BEGIN${LABEL}PRIVATE[ \t]*KEY`);
 const JWT_OPEN = /(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{17,}\.ey[A-Za-z0-9_-]/;
+/**
+ * A whole PEM private key in base64, as kubeconfig's `client-key-data:` and Kubernetes secrets hold it (a third
+ * fix-attack run: ~2,200 characters on one line, past the encoded-run window, went out whole): the run starts with
+ * base64 of "-----BEGIN " and reads "PRIVATE KEY" (in one of its three alignments) within a label's length.
+ * A certificate (`client-certificate-data:`) is no secret and does not match.
+ */
+const PEM_BASE64_OPEN = /(?<![A-Za-z0-9+/])LS0tLS1CRUdJTi[A-Za-z0-9+/]{0,140}(?:UFJJVkFURSBL|BSSVZBVEUgS0VZ|QUklWQVRFIEtF)/;
 
 export const LONG_SECRETS: LongSecret[] = [
-  { id: "private-key", hint: "---", open: PEM_OPEN, partial: partialOf(PEM_OPEN) },
-  { id: "jwt", hint: ".ey", open: JWT_OPEN, partial: partialOf(JWT_OPEN) },
+  { id: "private-key", rule: "private-key", hint: "---", open: PEM_OPEN, partial: partialOf(PEM_OPEN) },
+  { id: "jwt", rule: "jwt", hint: ".ey", open: JWT_OPEN, partial: partialOf(JWT_OPEN) },
+  { id: "private-key-base64", rule: "private-key", hint: "LS0tLS1CRUdJTi", open: PEM_BASE64_OPEN, partial: partialOf(PEM_BASE64_OPEN) },
 ];
 
 /** The END armor line with its closing dashes, and a character after them (or the stream's end). */
@@ -58,6 +69,8 @@ export const PEM_END = new RegExp(`${ARMOR}END${LABEL}PRIVATE[ \\t]*KEY(?:[ \\t]
 /** What of a dropped PEM body must be kept to recognise its END line when it arrives split. */
 export const PEM_END_TAIL = 160;
 
+/** Characters of base64 (a base64 PEM's run, padding included). */
+export const isBase64Char = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 43 || c === 47 || c === 61;
 /** Characters a JWT is made of: base64url and the dots between its parts. */
 export const isJwtChar = (c: number) =>
   (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 || c === 95 || c === 46;

@@ -12,7 +12,7 @@
  */
 import type { Config } from "../config/schema";
 import { ENCODED_MAX, decode, encodedRuns } from "./encoded";
-import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isJwtChar, type LongSecret } from "./long-secrets";
+import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isBase64Char, isJwtChar, type LongSecret } from "./long-secrets";
 import { LiveMemo, liveTail } from "./live-tail";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
 import { JSON_ANSWER_RULES, SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
@@ -149,13 +149,13 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   }
 
   /** Which long secret the opening still being written at the view's end may become (the earliest to start). */
-  function openingBeingWritten(view: ScanView): LongSecret["id"] {
-    let id: LongSecret["id"] = "private-key", first = Infinity;
+  function openingBeingWritten(view: ScanView): LongSecret {
+    let best = LONG_SECRETS[0]!, first = Infinity;
     for (const secret of LONG_SECRETS) {
       const p = secret.partial(view.text);
-      if (p < first) { first = p; id = secret.id; }
+      if (p < first) { first = p; best = secret; }
     }
-    return id;
+    return best;
   }
 
   function scan(text: string, json = false) {
@@ -225,10 +225,11 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
           text = held.slice(at(view, end.index + end[0].length)); held = ""; inside = undefined;
           continue;
         }
-        if (inside === "jwt") { // token characters however written (fullwidth, look-alike, escaped, invisible ones between)
+        if (inside === "jwt" || inside === "private-key-base64") { // its characters however written (fullwidth, look-alike, escaped, invisible ones between)
+          const isChar = inside === "jwt" ? isJwtChar : isBase64Char;
           text = held + text; held = "";
           let i = 0;
-          for (let n = readsAs(text, 0, isJwtChar); n > 0; n = readsAs(text, i, isJwtChar)) i += n;
+          for (let n = readsAs(text, 0, isChar); n > 0; n = readsAs(text, i, isChar)) i += n;
           if (i >= text.length) return out;
           // an escape or surrogate pair still being written: what it reads as decides whether the token goes on
           if (!final && pendingEscape(text) === i) { held = text.slice(i); return out; }
@@ -242,9 +243,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         if (open) {
           out += settle(held.slice(0, Math.max(0, open.at - base)));
           if (state.blocked) { held = ""; return out; } // a finding before it already blocks: the clean text before that
-          note(open.secret.id);
+          note(open.secret.rule);
           if (state.blocked) { held = ""; return out; } // block: the clean text before the key, then nothing
-          out += `[REDACTED:${open.secret.id}]`;
+          out += `[REDACTED:${open.secret.rule}]`;
           inside = open.secret.id;
           text = held.slice(Math.max(0, open.end - base)); held = ""; ctx = ""; restart();
           continue;
@@ -258,12 +259,12 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         if (held.length - opening > HOLD_CAP) {
           // An opening still being written grows without end when what follows it is dropped from the view (zero-width
           // characters) or is blank: fail closed, as if the opening were complete, so memory and rescans stay bounded.
-          const id = openingBeingWritten(view);
+          const { id, rule } = openingBeingWritten(view);
           out += settle(held.slice(0, opening));
           if (state.blocked) { held = ""; return out; }
-          note(id);
+          note(rule);
           if (state.blocked) { held = ""; return out; }
-          out += `[REDACTED:${id}]`;
+          out += `[REDACTED:${rule}]`;
           inside = id; held = ""; ctx = ""; restart();
           return out;
         }

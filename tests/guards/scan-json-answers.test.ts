@@ -52,3 +52,20 @@ test("named values are redacted whole, names with versions and paths are not, ba
   const floats = '{"max": 2147483647.0, "n": 2130706433e0}';
   expect(both(floats, true)).toBe(floats);
 });
+
+// The same run: kubeconfig's client-key-data (a whole PEM private key in base64, ~2,200 characters on one line) went
+// out whole: past the encoded-run window, and a PEM opening was read only as plain text.
+test("a private key in base64 (kubeconfig client-key-data) is cut from its start to the end of its run; a certificate is not", () => {
+  const body = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW/VDL5AaWTg0nLVkjRo9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ0iT9wCS0DRTXu269V264Vf/3jvredZiKRkgwlL9xNAwxXFg0x/XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC+9aGVd+Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw".repeat(8);
+  const pem = `-----BEGIN RSA PRIVATE KEY-----\n${body.match(/.{1,64}/g)!.join("\n")}\n-----END RSA PRIVATE KEY-----\n`;
+  const data = Buffer.from(pem).toString("base64");
+  expect(data.length).toBeGreaterThan(2000);
+  const kubeconfig = `users:\n- name: admin\n  user:\n    client-key-data: ${data}\n    token: none\n`;
+  expect(both(kubeconfig, false)).toBe("users:\n- name: admin\n  user:\n    client-key-data: [REDACTED:private-key]\n    token: none\n");
+  for (const label of ["PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY"]) {
+    const other = Buffer.from(`-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`).toString("base64");
+    expect(both(`key: ${other} end`, false)).toBe("key: [REDACTED:private-key] end");
+  }
+  const cert = Buffer.from(`-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`).toString("base64");
+  expect(both(`client-certificate-data: ${cert}`, false)).toBe(`client-certificate-data: ${cert}`);
+});
