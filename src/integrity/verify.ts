@@ -108,13 +108,13 @@ export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
     }
   }
   // audit.key: the server refuses to start with one group or others can read (log/audit.ts readAuditKey).
-  const auditKey = auditKeyPath(path.join(config.stateDir, "audit.jsonl"));
+  const auditLog = path.join(config.stateDir, "audit.jsonl"), auditKey = auditKeyPath(auditLog);
   const ak = config.audit ? fs.lstatSync(auditKey, { throwIfNoEntry: false }) : undefined;
   if (ak && !ak.isFile()) problems.push(`${auditKey} is ${ak.isSymbolicLink() ? "a symbolic link" : "not a plain file"} (the server refuses it)`);
   else if (ak && ak.mode & 0o077) problems.push(`${auditKey} has mode ${octal(ak.mode & 0o777)} (the server refuses to start: want 0600)`);
   else if (ak && expectUid !== undefined && ak.uid !== expectUid) problems.push(`${auditKey} is owned by uid ${ak.uid}, not ${l ? l.account : "this user"} (the server cannot read it)`);
   else if (ak) {
-    try { readAuditKey(path.join(config.stateDir, "audit.jsonl")); } catch (e) {
+    try { readAuditKey(auditLog); } catch (e) {
       if (/EACCES|EPERM/.test((e as Error).message)) unknown.push(`contents of ${auditKey} (not readable here)`);
       else problems.push(`${(e as Error).message} (the server refuses to start)`);
     }
@@ -191,17 +191,17 @@ export function checkEnvironment(env: Record<string, string | undefined> | undef
 }
 
 /**
+ * A unit without what install sizes by the machine and models then: the start timeout (a model added since moves it),
+ * MemoryMax and CPUQuota "auto" (the RAM and CPUs seen, which a resized VM or a verify under taskset sees otherwise).
+ */
+const sansSized = (unit: string) => unit.replace(/^(TimeoutStartSec|MemoryMax|CPUQuota)=.*$/gm, "$1=");
+
+/**
  * The installed units against what this binary installs. `appliance update` swaps the binary and restarts; the units
  * stay as the release that installed them wrote them (upgrade run: a start limit, a pre-start check and ExecPaths
  * fixed since never reached an updated machine, and nothing said so). A warning, not a failure: the pre-start check
  * must not keep an updated service from starting over it. Re-running install rewrites them and keeps the rest.
  */
-/**
- * A unit without what install sizes by the machine and models then: the start timeout (a model added since moves it),
- * MemoryMax and CPUQuota "auto" (the RAM and CPUs seen, which a resized VM or a verify under taskset sees otherwise).
- */
-const sansModelSized = (unit: string) => unit.replace(/^(TimeoutStartSec|MemoryMax|CPUQuota)=.*$/gm, "$1=");
-
 export function checkUnits(l: Layout, config: Readonly<Config>): Check {
   const dir = modelsDirOf(config);
   const bytes = readManifest(dir).reduce((n, e) => n + (fs.statSync(path.join(dir, e.file), { throwIfNoEntry: false })?.size ?? 0), 0);
@@ -210,7 +210,7 @@ export function checkUnits(l: Layout, config: Readonly<Config>): Check {
     let have: string;
     // Not there, or not readable here (the service's own pre-start check under its AppArmor profile): not checked
     try { have = fs.readFileSync(file, "utf8"); } catch { unread.push(file); continue; }
-    if (sansModelSized(have) !== sansModelSized(want)) stale.push(file);
+    if (sansSized(have) !== sansSized(want)) stale.push(file);
   }
   if (stale.length) return { name: "units", status: "unknown", detail: `WARNING: ${stale.join(", ")} differ from what this binary installs (appliance update swaps the binary, not the units): run sudo appliance install to rewrite them (config, keys, models and port are kept)` };
   if (unread.length) return { name: "units", status: "unknown", detail: `cannot read ${unread.join(", ")} here` };
