@@ -5,7 +5,7 @@ import path from "node:path";
 import { parseConfig } from "../src/config/load";
 import type { ConfigInput } from "../src/config/schema";
 import { LlamaEngine } from "../src/engine/llama";
-import { CHATML_TEMPLATE, makeTinyModel, type TinyModelOptions } from "../src/engine/tiny-model";
+import { CHATML_TEMPLATE, makeTinyModel, type TinyModelLook, type TinyModelOptions } from "../src/engine/tiny-model";
 import { KeyStore, keysFilePath, type NewKeyOptions } from "../src/guards/keys";
 import { AuditLog } from "../src/log/audit";
 import { createLogger, silentLogger, type Logger } from "../src/log/logger";
@@ -22,11 +22,11 @@ export const tmpDir = (prefix = "appliance-test-") => {
 
 /** The tiny model, written once per test process. */
 const models = new Map<string, Promise<string>>();
-export function tinyModel(opts: Partial<TinyModelOptions> = {}): Promise<string> {
-  const key = JSON.stringify(opts);
+export function tinyModel(opts: Partial<TinyModelOptions> = {}, look: TinyModelLook = {}): Promise<string> {
+  const key = JSON.stringify([opts, look]);
   if (!models.has(key)) {
     const file = path.join(tmpDir("appliance-model-"), "tiny.gguf");
-    models.set(key, makeTinyModel(file, opts).then(() => file));
+    models.set(key, makeTinyModel(file, opts, look).then(() => file));
   }
   return models.get(key)!;
 }

@@ -14,6 +14,9 @@ export interface TinyModelOptions {
 
 export const TINY_DEFAULTS: TinyModelOptions = { layers: 2, embd: 64, heads: 4, ff: 128, ctx: 2048, seed: 42 };
 
+/** Another model family's look: its chat template and the control tokens that template uses (e.g. `<think>`). */
+export interface TinyModelLook { template?: string; controlTokens?: readonly string[] }
+
 /** ChatML, as llama.cpp and node-llama-cpp recognise it. */
 export const CHATML_TEMPLATE =
   "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}" +
@@ -29,7 +32,7 @@ const WORDS = ("the of and to in is you that it he was for on are as with his th
 /** Token types as GGUF defines them. */
 const NORMAL = 1, UNKNOWN = 2, CONTROL = 3, BYTE = 6;
 
-function buildVocab() {
+function buildVocab(controlTokens: readonly string[]) {
   const tokens: string[] = [], scores: number[] = [], types: number[] = [];
   const add = (t: string, score: number, type: number) => { tokens.push(t); scores.push(score); types.push(type); };
   add("<unk>", 0, UNKNOWN);
@@ -38,6 +41,7 @@ function buildVocab() {
   for (let b = 0; b < 256; b++) add(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`, 0, BYTE);
   add("<|im_start|>", 0, CONTROL);
   add("<|im_end|>", 0, CONTROL);
+  for (const t of controlTokens) add(t, 0, CONTROL);
   // Single characters score lowest so the SentencePiece merge prefers whole words.
   const chars = new Set<string>([SP]);
   for (let c = 32; c < 127; c++) if (c !== 32) chars.add(String.fromCharCode(c));
@@ -66,10 +70,10 @@ function rng(seed: number) {
   };
 }
 
-export async function makeTinyModel(out: string, opts: Partial<TinyModelOptions> = {}): Promise<{ bytes: number; params: number }> {
+export async function makeTinyModel(out: string, opts: Partial<TinyModelOptions> = {}, look: TinyModelLook = {}): Promise<{ bytes: number; params: number }> {
   const o = { ...TINY_DEFAULTS, ...opts };
   if (o.embd % o.heads !== 0) throw new Error(`--embd (${o.embd}) must be a multiple of --heads (${o.heads})`);
-  const vocab = buildVocab();
+  const vocab = buildVocab(look.controlTokens ?? []);
   const nVocab = vocab.tokens.length;
   const imEnd = vocab.tokens.indexOf("<|im_end|>");
   const rand = rng(o.seed);
@@ -100,7 +104,7 @@ export async function makeTinyModel(out: string, opts: Partial<TinyModelOptions>
     "tokenizer.ggml.unknown_token_id": { type: GgufType.UINT32, value: 0 },
     "tokenizer.ggml.add_bos_token": { type: GgufType.BOOL, value: true },
     "tokenizer.ggml.add_eos_token": { type: GgufType.BOOL, value: false },
-    "tokenizer.chat_template": { type: GgufType.STRING, value: CHATML_TEMPLATE },
+    "tokenizer.chat_template": { type: GgufType.STRING, value: look.template ?? CHATML_TEMPLATE },
   };
 
   const tensors: TensorSpec[] = [
