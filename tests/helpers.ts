@@ -32,6 +32,19 @@ export function tinyModel(opts: Partial<TinyModelOptions> = {}, look: TinyModelL
 }
 
 /**
+ * A reasoning model's look: a template that opens the thought in the generation prompt (as DeepSeek-R1's and Qwen3's
+ * thinking releases do) and renders an echoed thought as `<think>…</think>`, with both as control tokens.
+ * node-llama-cpp reads thought segments from it (openOnResponseStart). Token ids: `<think>` 261, `</think>` 262.
+ */
+export const THINKING_TEMPLATE =
+  "{%- for m in messages -%}{%- if m.role == 'assistant' -%}<|im_start|>assistant\n" +
+  "{% if m.reasoning_content is defined and m.reasoning_content %}<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}<|im_end|>\n" +
+  "{% else -%}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif -%}{%- endfor -%}" +
+  "{%- if add_generation_prompt %}<|im_start|>assistant\n<think>{% endif -%}";
+export const THINK_END_TOKEN = 262;
+export const thinkingModel = () => tinyModel({}, { template: THINKING_TEMPLATE, controlTokens: ["<think>", "</think>"] });
+
+/**
  * A copy of the tiny model at `file` whose chat template is `template` (written over the ChatML template in place,
  * padded with a Jinja comment to the same length, so no offset in the GGUF moves).
  */

@@ -14,6 +14,8 @@ export interface ChatTurn {
   content: string;
   /** assistant: the tools it called. */
   toolCalls?: ToolCall[];
+  /** assistant: its thought, as a reasoning model's answer gave it (rendered where the model's template keeps thoughts). */
+  reasoning?: string;
   /** tool: which call this is the result of. */
   toolCallId?: string;
 }
@@ -76,6 +78,8 @@ export interface GenerateCall {
   onAdmitted?: () => void;
   /** Streaming: called with each piece of text as it is produced. */
   onText?: (text: string) => void;
+  /** Streaming: each piece of a reasoning model's thought (thought-chunks.ts), before the answer's text. */
+  onReasoning?: (text: string) => void;
   /** Streaming with `sampling.logprobs`: each token's record as it is sampled, before its text reaches `onText`. */
   onLogprob?: (t: TokenLogprob) => void;
   /** Streaming with `sampling.promptLogprobs`: the prompt's records, once evaluated, before any generated text. */
@@ -120,6 +124,10 @@ export type FinishReason = "stop" | "length" | "content_filter" | "tool_calls";
 
 export interface Generation {
   text: string;
+  /** A reasoning model's thought (its `<think>` segment), apart from the answer; absent when it had none. */
+  reasoning?: string;
+  /** Of completionTokens, those of the thought's text (its opening and closing markers not counted). */
+  reasoningTokens?: number;
   /** Calls the model made (finishReason "tool_calls"). */
   toolCalls?: ToolCall[];
   promptTokens: number;

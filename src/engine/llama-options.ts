@@ -56,7 +56,7 @@ function samplingOptions(s: Sampling, model: LlamaModel) {
  * Turns → node-llama-cpp history; text stays LlamaText-plain so it can never become control tokens.
  * A tool result is attached to the call it answers (node-llama-cpp's shape: the call carries its result).
  */
-export function toHistory(messages: ChatTurn[]): ChatHistoryItem[] {
+export function toHistory(messages: ChatTurn[], thoughts = false): ChatHistoryItem[] {
   const results = new Map(messages.filter((m) => m.role === "tool").map((m) => [m.toolCallId, m.content]));
   const history: ChatHistoryItem[] = [];
   for (const m of messages) {
@@ -64,6 +64,8 @@ export function toHistory(messages: ChatTurn[]): ChatHistoryItem[] {
     else if (m.role === "user") history.push({ type: "user", text: m.content });
     else if (m.role === "assistant") {
       const response: ChatModelResponse["response"] = m.content ? [m.content] : [];
+      // An echoed thought goes back as the thought it was, where the model has them (its template decides what stays).
+      if (thoughts && m.reasoning) response.unshift({ type: "segment", segmentType: "thought", text: m.reasoning, ended: true });
       for (const c of m.toolCalls ?? []) {
         response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: jsonOr(results.get(c.id) ?? "") });
       }

@@ -16,6 +16,7 @@ import { Arrivals } from "./arrivals";
 import { loadModel, openLlama, type Loaded, type LlamaEngineOptions, type ModelSource } from "./llama-load";
 import { withFullThreads } from "./thread-policy";
 import { tallyTokens } from "./token-tally";
+import { thoughtChunks } from "./thought-chunks";
 import { chatEarly } from "./early-text";
 import { contextText } from "./context-text";
 import { stopText } from "./stop-text";
@@ -128,7 +129,11 @@ export class LlamaEngine implements Engine {
         ? await this.grammarFor({ kind: "json_schema", schema: callOrAnswerSchema(either, format?.kind === "json_schema" ? format.schema : undefined) }, "response_format")
         : await this.grammarFor(format, "response_format");
     const turn = forced ? toolsTurn(use!.tools, forced) : either ? toolsTurn(either, "required", true) : undefined;
-    const history = toHistory(turn ? [turn, ...call.messages] : call.messages);
+    const thinks = !!l.chatWrapper.settings.segments?.thought;
+    const history = toHistory(turn ? [turn, ...call.messages] : call.messages, thinks);
+    // A reasoning model answering under a grammar (a JSON format, a forced call) starts after an empty, closed thought:
+    // otherwise the grammar's JSON became the thought (a template that opens it in the prompt) and the answer was empty.
+    if (grammar && thinks) history[history.length - 1] = { type: "model", response: [{ type: "segment", segmentType: "thought", text: "", ended: true }] };
     // Count exactly what the template renders, then refuse before queueing or spending compute.
     const { state, prompt } = await this.render(l, history, functions, promptRoom(l.info.contextSize, call.sampling),
       (over) => fitContext(l.info.contextSize, over, call.sampling, "messages", true)); // throws: it cannot fit
@@ -136,8 +141,12 @@ export class LlamaEngine implements Engine {
     call = { ...call, sampling: fitContext(l.info.contextSize, promptTokens, call.sampling) };
     // Complete characters of held-back tokens go out at once where only split characters and the template's stop strings hold text (early-text.ts).
     const holdFor = call.onText && chatEarly(state, l.chatWrapper, !forced && !functions && !grammar && call.sampling.logprobs == null, call.sampling.stop);
+    // A reasoning model's thought segment is followed chunk by chunk (thought-chunks.ts): node-llama-cpp's text leaves it out.
     return this.withSequence(l, call, prompt, async (sequence, generating, cachedTokens): Promise<Generation> => {
-      const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs, forced ? undefined : call.onLogprob) : undefined;
+      const answerLogprob = forced ? undefined : call.onLogprob;
+      let answerText: ((text: string) => void) | undefined; // set below, once the stop strings and call gate are in place
+      const thought = thinks ? thoughtChunks({ sampled: () => tally.sampled(), onText: (t) => answerText?.(t), onThought: call.onReasoning, onLogprob: answerLogprob }) : undefined;
+      const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs, thought ? thought.record : answerLogprob) : undefined;
       const released = { count: () => 0 };
       const early = holdFor && call.onText ? { send: call.onText, released: () => released.count(), holdFor } : undefined;
       const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens, context: prompt, early }); // after logprobs' wrapper: counts what it passes on
@@ -150,31 +159,42 @@ export class LlamaEngine implements Engine {
         const sink = cut?.push ?? tally.textCallback(call.onText);
         // A possible call is held before the stop strings too: they are for the answer's text.
         const gate = either && callGate(either.map((t) => t.name), sink);
+        const onText = forced ? undefined : gate ? gate.push : sink;
         const { options, counted } = generateOptions({
-          ...call, sampling: forced || cut ? { ...call.sampling, stop: undefined } : call.sampling, onText: forced ? undefined : gate ? gate.push : sink,
+          ...call, sampling: forced || cut ? { ...call.sampling, stop: undefined } : call.sampling, onText: thought ? undefined : onText,
         }, grammar, l.model);
+        answerText = onText;
         released.count = counted;
         const result = await untilAborted(call.signal, chat.generateResponse(history, {
           ...options, functions, documentFunctionParams: true, maxParallelFunctionCalls: use?.parallel === false ? 1 : undefined,
+          onResponseChunk: thought?.chunk,
         } as never) as Promise<{ response: string; functionCalls?: { functionName: string; params: unknown }[]; metadata: { stopReason: string } }>,
         { response: "", metadata: { stopReason: "abort" } });
         // Cut at max_tokens, or an end token, inside an incomplete character: send the held-back tokens' text too (not
         // for a call's JSON). node-llama-cpp drops it at an end token, while a stream with early release had sent it.
         const stop = tally.capped ? "maxTokens" : result.metadata.stopReason;
-        const tail = !forced && !result.functionCalls?.length && (stop === "maxTokens" || stop === "eogToken") ? tally.tail(counted()) : "";
+        const held = !forced && !result.functionCalls?.length && (stop === "maxTokens" || stop === "eogToken") ? tally.tail(thought ? thought.released() : counted()) : "";
+        // Cut inside the thought, the held-back text is the thought's.
+        const thoughtTail = thought?.inThought() ? held : "";
+        const tail = thoughtTail ? "" : held;
+        if (thoughtTail) call.onReasoning?.(thoughtTail);
+        thought?.end(!thoughtTail);
         const gateCall = gate ? gate.finish(tail) : undefined; // the gate sends the tail on when it is the answer's
         const rest = gate ? "" : tail;
         if (cut) cut.finish(rest);
         else if (rest) sink?.(rest);
+        const reasoning = (thought?.thought() ?? "") + thoughtTail;
         const done = {
-          text: cut ? cut.text() : result.response + tail, promptTokens, cachedTokens, completionTokens: tally.count(), finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
+          text: cut ? cut.text() : result.response + tail, ...(reasoning && { reasoning, reasoningTokens: thought!.thoughtTokens() + (thoughtTail ? Math.max(0, tally.count() - thought!.released()) : 0) }), promptTokens, cachedTokens, completionTokens: tally.count(),
+          finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
         };
         const calls = forced
           ? [parseForcedCall(result.response)].filter((c) => c !== undefined)
           : gateCall ? [gateCall] : (result.functionCalls ?? []).map((f) => ({ id: newCallId(), name: f.functionName, arguments: JSON.stringify(f.params ?? {}) }));
         // A forced call is JSON for tool_calls, never the answer's text, even cut short (unparsed): streams never send it either.
         const text = forced || gateCall ? "" : done.text;
-        const answer = { ...done, text, ...(logprobs && { logprobs: logprobs.records }) };
+        const records = thought && logprobs ? thought.answerRecords() : logprobs?.records;
+        const answer = { ...done, text, ...(records && { logprobs: records }) };
         return calls.length ? { ...answer, toolCalls: calls, finishReason: "tool_calls" } : answer;
       } finally {
         chat.dispose({ disposeSequence: false });
@@ -185,7 +205,7 @@ export class LlamaEngine implements Engine {
   /** The token ids the model's chat template makes of `messages` (with its generation prompt), as chat() would evaluate them. */
   async chatTokens(id: string, messages: ChatTurn[], tools?: ToolSpec[]): Promise<number[]> {
     const l = this.get(id);
-    const { prompt } = await this.render(l, toHistory(messages), tools?.length ? chatFunctions(tools) : undefined, MAX_TOKENIZE, (over) => {
+    const { prompt } = await this.render(l, toHistory(messages, !!l.chatWrapper.settings.segments?.thought), tools?.length ? chatFunctions(tools) : undefined, MAX_TOKENIZE, (over) => {
       throw new InvalidRequestError(`messages are at least ${over} tokens; at most ${MAX_TOKENIZE} are tokenized at once.`, "messages", "context_length_exceeded");
     });
     return [...prompt];

@@ -19,6 +19,7 @@ import { InvalidRequestError } from "../errors";
 import { SyncRenderer } from "./template-sync";
 import type { TemplateInit, TemplateJob, TemplateResult } from "./template-render";
 import { describeWrapper, rebuildWrapper, type WrapperMemory } from "./wrapper-choice";
+import { openThinking } from "./open-thinking";
 
 /** The bounds: limits.chatTemplateMs, limits.chatTemplateChars and limits.chatTemplateWorkers in the config. */
 export interface TemplateLimits { ms: number; chars: number; workers?: number }
@@ -53,11 +54,14 @@ function fileNameOf(model: LlamaModel): string | undefined {
 export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits, memory?: WrapperMemory): { chatWrapper: ChatWrapper; templateBound?: TemplateBound; remembered: boolean } {
   const tokens = new Map<string, number[]>();
   const tokenize = model.tokenizer as unknown as (...args: unknown[]) => number[];
-  const tokenizer = (...args: unknown[]) => {
+  // With the real tokenizer's methods: node-llama-cpp's Llama 3.1/3.2 checks call tokenizer.isSpecialToken for any
+  // model with a single-token <|eom_id|> (every Llama 3.1+ GGUF), and serve failed to start on all of them.
+  const { detokenize, isSpecialToken, isEogToken } = model.tokenizer;
+  const tokenizer = Object.assign((...args: unknown[]) => {
     const result = tokenize(...args);
     tokens.set(JSON.stringify(args), [...result]);
     return result;
-  };
+  }, { detokenize, isSpecialToken, isEogToken });
   const options = {
     bosString: model.tokens.bosString, architecture: model.fileInfo?.metadata?.general?.architecture,
     filename: fileNameOf(model), fileInfo: model.fileInfo, tokenizer: tokenizer as never,
@@ -74,7 +78,8 @@ export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits,
   const bound = new TemplateBound({ template: chatWrapper.template, tokens: [...tokens] }, limits);
   // Everything else (settings, function-call syntax) is the resolved wrapper's own; only rendering moves out.
   const bounded = Object.create(chatWrapper) as JinjaTemplateChatWrapper;
-  bounded.generateContextState = (options) => bound.renderSync(options) as ReturnType<JinjaTemplateChatWrapper["generateContextState"]>;
+  bounded.generateContextState = (options) =>
+    openThinking(chatWrapper, options.chatHistory, bound.renderSync(options) as ReturnType<JinjaTemplateChatWrapper["generateContextState"]>);
   return { chatWrapper: bounded, templateBound: bound, remembered: !!remembered };
 }
 

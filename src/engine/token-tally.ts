@@ -72,6 +72,8 @@ export function tallyTokens(sequence: LlamaContextSequence, model: LlamaModel, {
   return {
     /** The generation was ended at `cap` by the tally (report it as max_tokens, whatever node-llama-cpp says). */
     get capped() { return capped; },
+    /** Every token sampled so far, in order (thought-chunks.ts follows node-llama-cpp's chunks through them). */
+    sampled: (): readonly Token[] => generated,
     /** Tokens sampled, a final end-of-generation token not included (it is never text). */
     count(): number {
       return generated.length - (generated.length && isEnd(generated.at(-1)!) ? 1 : 0);

@@ -25,8 +25,11 @@ export interface BinaryServer {
   kill: (signal: NodeJS.Signals) => void;
 }
 
-/** Starts `appliance serve` on the tiny model; extra flags go to serve (e.g. ["--parallel", "1"]), extra variables to its environment. */
-export async function startBinary(flags: string[] = [], keyFlags: string[][] = [], extraEnv: Record<string, string> = {}): Promise<BinaryServer> {
+/**
+ * Starts `appliance serve` on the tiny model (or `modelFile`, served as "tiny"); extra flags go to serve (e.g.
+ * ["--parallel", "1"]), extra variables to its environment.
+ */
+export async function startBinary(flags: string[] = [], keyFlags: string[][] = [], extraEnv: Record<string, string> = {}, modelFile?: string): Promise<BinaryServer> {
   const dir = tmpDir("appliance-conf-");
   const bin = path.join(dir, "appliance");
   fs.copyFileSync(await builtBinary(), bin);
@@ -39,7 +42,7 @@ export async function startBinary(flags: string[] = [], keyFlags: string[][] = [
     return r.stdout.toString().trim();
   };
   const model = path.join(dir, "tiny.gguf");
-  fs.copyFileSync(await tinyModel(), model);
+  fs.copyFileSync(modelFile ?? await tinyModel(), model);
   run(["models", "add", model, "--state-dir", stateDir]);
   const key = run(["keys", "create", "--name", "conformance", "--scopes", "chat,completions,embeddings,models,admin", "--state-dir", stateDir]);
   const keys = keyFlags.map((f, i) => run(["keys", "create", "--name", `extra${i}`, ...f, "--state-dir", stateDir]));

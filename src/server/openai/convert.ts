@@ -184,7 +184,8 @@ export function toTurns(req: ChatCompletionRequest, bounds: JsonBounds): ChatTur
         const parts = m.content == null ? "" : typeof m.content === "string" ? m.content
           : m.content.map((p) => (p.type === "text" ? p.text : p.refusal)).join(PART_SEPARATOR);
         // A refusal is what the assistant said when it said nothing else.
-        return { role: "assistant", content: parts || (m.refusal ?? ""), ...(calls.length ? { toolCalls: calls } : {}) };
+        const reasoning = m.reasoning_content || m.reasoning;
+        return { role: "assistant", content: parts || (m.refusal ?? ""), ...(calls.length ? { toolCalls: calls } : {}), ...(reasoning ? { reasoning } : {}) };
       }
       case "tool": {
         if (!callIds.has(m.tool_call_id)) {
@@ -253,11 +254,12 @@ export const choiceSampling = (s: Sampling, choice: number, n: number): Sampling
   s.seed == null || choice % n === 0 ? s : { ...s, seed: (engineSeed(s.seed) + (choice % n)) % SEEDS };
 
 /** Token counts of an answer: its prompt's (and of those, the cached start's) and the generated ones. */
-export type UsageCounts = Pick<Generation, "promptTokens" | "cachedTokens" | "completionTokens">;
+export type UsageCounts = Pick<Generation, "promptTokens" | "cachedTokens" | "completionTokens" | "reasoningTokens">;
 
 const usage = (g: UsageCounts) => ({
   prompt_tokens: g.promptTokens, completion_tokens: g.completionTokens, total_tokens: g.promptTokens + g.completionTokens,
   prompt_tokens_details: { cached_tokens: g.cachedTokens ?? 0 },
+  ...(g.reasoningTokens ? { completion_tokens_details: { reasoning_tokens: g.reasoningTokens } } : {}),
 });
 
 const wireCalls = (calls: ToolCall[]) =>
@@ -265,9 +267,11 @@ const wireCalls = (calls: ToolCall[]) =>
 
 /** The answer as OpenAI's message: with calls, `content` is null unless the model also wrote text. `legacy`: `function_call`. */
 function assistantMessage(g: Generation, legacy = false) {
-  if (!g.toolCalls?.length) return { role: "assistant" as const, content: g.text, refusal: null };
-  if (legacy) return { role: "assistant" as const, content: g.text || null, refusal: null, function_call: functionCall(g.toolCalls) };
-  return { role: "assistant" as const, content: g.text || null, refusal: null, tool_calls: wireCalls(g.toolCalls).map(({ index: _, ...c }) => c) };
+  // A reasoning model's thought, as llama-server and vLLM name it (OpenAI's own API returns none).
+  const thought = g.reasoning ? { reasoning_content: g.reasoning } : {};
+  if (!g.toolCalls?.length) return { role: "assistant" as const, content: g.text, ...thought, refusal: null };
+  if (legacy) return { role: "assistant" as const, content: g.text || null, ...thought, refusal: null, function_call: functionCall(g.toolCalls) };
+  return { role: "assistant" as const, content: g.text || null, ...thought, refusal: null, tool_calls: wireCalls(g.toolCalls).map(({ index: _, ...c }) => c) };
 }
 
 /** Streamed calls: one delta carrying each call whole (id, name and arguments). */
@@ -288,6 +292,7 @@ export const totalUsage = (gs: UsageCounts[], perPrompt: number): Required<Usage
   promptTokens: gs.reduce((n, g, i) => n + (i % perPrompt === 0 ? g.promptTokens : 0), 0),
   cachedTokens: gs.reduce((n, g, i) => n + (i % perPrompt === 0 ? g.cachedTokens ?? 0 : 0), 0),
   completionTokens: gs.reduce((n, g) => n + g.completionTokens, 0),
+  reasoningTokens: gs.reduce((n, g) => n + (g.reasoningTokens ?? 0), 0),
 });
 const usageOf = (gs: Generation[], perPrompt: number) => usage(totalUsage(gs, perPrompt));
 
@@ -310,7 +315,7 @@ export function textCompletion(id: string, model: string, created: number, gs: G
 
 /** One stream chunk of choice `index`; `logprobs` as chatLogprobs builds it. */
 export function chatChunk(id: string, model: string, created: number,
-  delta: { role?: "assistant"; content?: string | null } | ReturnType<typeof toolCallsDelta> | ReturnType<typeof functionCallDelta>,
+  delta: { role?: "assistant"; content?: string | null } | { reasoning_content: string } | ReturnType<typeof toolCallsDelta> | ReturnType<typeof functionCallDelta>,
   finish: string | null, index = 0, logprobs: ReturnType<typeof chatLogprobs> = null) {
   return { id, object: "chat.completion.chunk" as const, created, model, choices: [{ index, delta, finish_reason: finish, logprobs }] };
 }

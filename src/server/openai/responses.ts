@@ -135,13 +135,19 @@ function callItem(c: ToolCall, status: "in_progress" | "completed") {
     arguments: status === "completed" ? c.arguments : "", status };
 }
 
+/** A reasoning model's thought as OpenAI's Responses API gives an open-weight model's: reasoning text, no summary. */
+function reasoningItem(id: string, text: string, status: "in_progress" | "completed") {
+  return { type: "reasoning" as const, id, summary: [] as unknown[], content: status === "in_progress" ? [] : [{ type: "reasoning_text" as const, text }], status };
+}
+
 const incomplete = (g: Generation) =>
   g.finishReason === "length" ? { reason: "max_output_tokens" } : g.finishReason === "content_filter" ? { reason: "content_filter" } : null;
 
 /** The response object; `g` undefined while a stream is starting. `logprobs`: the streamed ones (default: from `g`). */
-export function responseObject(f: ResponseFrame, g: Generation | undefined, messageId: string, logprobs?: Entries) {
+export function responseObject(f: ResponseFrame, g: Generation | undefined, messageId: string, logprobs?: Entries, reasoningId = randomId("rs_")) {
   const status = !g ? "in_progress" : messageStatus(g);
   const output = !g ? [] : [
+    ...(g.reasoning ? [reasoningItem(reasoningId, g.reasoning, "completed")] : []),
     ...(g.text || !g.toolCalls?.length ? [messageItem(messageId, g.text, messageStatus(g), logprobs ?? answerLogprobs(g))] : []),
     ...(g.toolCalls ?? []).map((c) => callItem(c, "completed")),
   ];
@@ -157,55 +163,72 @@ export function responseObject(f: ResponseFrame, g: Generation | undefined, mess
     tool_choice: r.tool_choice ?? "auto", tools: r.tools ?? [], truncation: "disabled", metadata: r.metadata ?? {},
     usage: g ? {
       input_tokens: g.promptTokens, input_tokens_details: { cached_tokens: g.cachedTokens ?? 0 },
-      output_tokens: g.completionTokens, output_tokens_details: { reasoning_tokens: 0 },
+      output_tokens: g.completionTokens, output_tokens_details: { reasoning_tokens: g.reasoningTokens ?? 0 },
       total_tokens: g.promptTokens + g.completionTokens,
     } : null,
   };
 }
 
 /**
- * The stream's named events, in OpenAI's order. The message item opens at the first text (a forced
- * tool call has none), function calls follow it, then `response.completed` (or `.incomplete`).
+ * The stream's named events, in OpenAI's order. A reasoning model's thought is the first item (reasoning text), the
+ * message item opens at the first text (a forced tool call has none), function calls follow it, then
+ * `response.completed` (or `.incomplete`).
  */
 export function responseEvents(f: ResponseFrame) {
-  let seq = 0, text = "", opened = false;
+  let seq = 0, text = "", thought = "", opened = false, thinking = false, thoughtItems = 0;
   const logprobs: Entries = [];
-  const messageId = randomId("msg_");
+  const messageId = randomId("msg_"), reasoningId = randomId("rs_");
   const ev = <T extends object>(type: string, body: T) => ({ type, sequence_number: seq++, ...body });
-  const part = { item_id: messageId, output_index: 0, content_index: 0 };
+  const part = () => ({ item_id: messageId, output_index: thoughtItems, content_index: 0 });
+  const thoughtPart = { item_id: reasoningId, output_index: 0, content_index: 0 };
+  /** The reasoning item's closing events, once it is over (the answer starts, or the end). */
+  const thoughtDone = () => {
+    if (!thinking) return [];
+    thinking = false;
+    return [ev("response.reasoning_text.done", { ...thoughtPart, text: thought }),
+      ev("response.output_item.done", { output_index: 0, item: reasoningItem(reasoningId, thought, "completed") })];
+  };
   /** The message item's opening events, once. */
   const opening = () => {
     if (opened) return [];
     opened = true;
-    return [ev("response.output_item.added", { output_index: 0, item: messageItem(messageId, "", "in_progress") }),
-      ev("response.content_part.added", { ...part, part: outputTextPart("") })];
+    return [...thoughtDone(), ev("response.output_item.added", { output_index: thoughtItems, item: messageItem(messageId, "", "in_progress") }),
+      ev("response.content_part.added", { ...part(), part: outputTextPart("") })];
   };
   return {
     messageId,
     head: () => [ev("response.created", { response: responseObject(f, undefined, messageId) }),
       ev("response.in_progress", { response: responseObject(f, undefined, messageId) })],
+    thought: (delta: string) => {
+      if (opened) return []; // a thought after the answer began: not a second reasoning item (node-llama-cpp ends at a call)
+      const open = thoughtItems ? [] : [ev("response.output_item.added", { output_index: 0, item: reasoningItem(reasoningId, "", "in_progress") })];
+      thoughtItems = 1;
+      thinking = true;
+      thought += delta;
+      return [...open, ev("response.reasoning_text.delta", { ...thoughtPart, delta })];
+    },
     piece: (delta: string, _choice: number, lp: TokenLogprob[] | null | undefined) => {
       const open = opening();
       text += delta;
       const entries = lp ? logprobEntries(lp) : [];
       logprobs.push(...entries);
-      return [...open, ev("response.output_text.delta", { ...part, delta, logprobs: entries })];
+      return [...open, ev("response.output_text.delta", { ...part(), delta, logprobs: entries })];
     },
     end: (g: Generation) => {
       // An answer with no text and no call (a forced call cut by max_output_tokens) still has its (empty) message in
       // the final response, as one answer has: it is announced here, so every item of it was streamed.
-      const open = g.toolCalls?.length ? [] : opening();
-      const close = !opened ? [] : [...open, ev("response.output_text.done", { ...part, text, logprobs }),
-        ev("response.content_part.done", { ...part, part: outputTextPart(text, logprobs) }),
-        ev("response.output_item.done", { output_index: 0, item: messageItem(messageId, text, messageStatus(g), logprobs) })];
+      const open = g.toolCalls?.length ? thoughtDone() : opening();
+      const close = !opened ? open : [...open, ev("response.output_text.done", { ...part(), text, logprobs }),
+        ev("response.content_part.done", { ...part(), part: outputTextPart(text, logprobs) }),
+        ev("response.output_item.done", { output_index: thoughtItems, item: messageItem(messageId, text, messageStatus(g), logprobs) })];
       const calls = (g.toolCalls ?? []).flatMap((c, i) => {
-        const output_index = i + (opened ? 1 : 0), item_id = callItem(c, "completed").id;
+        const output_index = i + thoughtItems + (opened ? 1 : 0), item_id = callItem(c, "completed").id;
         return [ev("response.output_item.added", { output_index, item: callItem(c, "in_progress") }),
           ev("response.function_call_arguments.delta", { item_id, output_index, delta: c.arguments }),
           ev("response.function_call_arguments.done", { item_id, output_index, name: c.name, arguments: c.arguments }),
           ev("response.output_item.done", { output_index, item: callItem(c, "completed") })];
       });
-      const done = responseObject(f, { ...g, text }, messageId, logprobs);
+      const done = responseObject(f, { ...g, text, ...(thoughtItems ? { reasoning: thought } : { reasoning: undefined }) }, messageId, logprobs, reasoningId);
       return [...close, ...calls, ev(done.status === "incomplete" ? "response.incomplete" : "response.completed", { response: done })];
     },
   };

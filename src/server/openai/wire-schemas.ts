@@ -114,6 +114,9 @@ export const chatMessage = z.discriminatedUnion("role", [
     audio: z.strictObject({ id: z.string() }).nullish(),
     annotations: z.array(z.unknown()).max(1024).nullish(), // url_citation results echoed back; not model input
     parsed: z.unknown().optional(), // the SDK's parse helpers; the content already holds the text
+    // A reasoning model's thought as this server (and llama-server, vLLM) answers it, echoed back with the message.
+    reasoning_content: z.string().nullish(),
+    reasoning: z.string().nullish(), // the same, as vLLM's newer releases and OpenRouter name it
   }),
   // `name`: the tool's, as LangChain's ToolMessage carries it (@langchain/openai always sends it) and OpenAI's own
   // parallel function-calling examples wrote it; OpenAI accepts it. Not model input: the call it answers names the tool.

@@ -15,6 +15,7 @@ import { cacheScopeOf, type RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import type { Inflight } from "../inflight";
 import { scanParts } from "../../guards/scan-parts";
+import type { TextFilter } from "../../guards/response-scan";
 import { argumentsOf, scanned, unstarted, type GenerationPlan } from "./generate";
 import { totalUsage } from "../openai/convert";
 
@@ -59,6 +60,14 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
       if (!headSent) { headSent = true; out(plan.head!(i, prompt)); }
     };
     if (!plan.headAfterPrompt) sendHead();
+    // A reasoning model's thought: a filter of its own (a match must not run from the thought into the answer),
+    // emptied when the answer starts, as the thought is over then.
+    let thought: TextFilter | undefined, blockedThought = false;
+    const endThought = () => {
+      const rest = thought && !thought.blocked ? thought.end() : "";
+      if (rest) out(plan.thought!(rest, i));
+      thought = undefined;
+    };
     let admitted!: () => void;
     const admission = new Promise<void>((resolve) => { admitted = resolve; });
     // A choice after a cancel is not handed to the engine: it settles as cancelled (a shutdown then ends it unstarted).
@@ -67,8 +76,17 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
       onAdmitted: () => admitted(),
       onLogprob: aligner && ((t) => aligner.token(t)),
       onPromptLogprobs: plan.headAfterPrompt ? (p) => sendHead(p) : undefined,
+      onReasoning: plan.thought && ((text) => {
+        sendHead();
+        if (blockedThought) return;
+        thought ??= deps.responseFilter(state, true);
+        const piece = thought.push(text);
+        if (piece) out(plan.thought!(piece, i));
+        if (thought.blocked) { blockedThought = true; stopEngine(); }
+      }),
       onText: (text) => {
         sendHead();
+        endThought();
         const piece = filter.push(text);
         if (aligner) {
           raw += text;
@@ -82,9 +100,10 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     /** The rest of the choice once generated: held-back text, calls, the finish event. */
     const finish = (g: Generation) => {
       const tail = filter.end(), args = scanParts(argumentsOf(g), () => deps.responseFilter(state, false, true));
-      const blocked = filter.blocked || args.blocked;
-      scanned(g, [tail, ...args.parts], blocked);
       sendHead();
+      endThought();
+      const blocked = filter.blocked || args.blocked || blockedThought;
+      scanned(g, [tail, ...args.parts], blocked);
       if (aligner && !blocked) sendPieces(aligner.push(raw, g.text, true));
       else if (g.text) send(g.text, undefined);
       if (g.toolCalls?.length && plan.calls) out(plan.calls(g.toolCalls, i));

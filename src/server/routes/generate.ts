@@ -17,7 +17,7 @@ import { streamGeneration } from "./generate-stream";
 import { arrived } from "../arrivals";
 
 /** What the engine call of one choice is handed: all set when streaming, `onStage` always. */
-export type CallHooks = Pick<GenerateCall, "onText" | "onAdmitted" | "onLogprob" | "onPromptLogprobs" | "onStage" | "cacheScope">;
+export type CallHooks = Pick<GenerateCall, "onText" | "onReasoning" | "onAdmitted" | "onLogprob" | "onPromptLogprobs" | "onStage" | "cacheScope">;
 
 export interface GenerationPlan {
   stream: boolean;
@@ -40,6 +40,8 @@ export interface GenerationPlan {
   headAfterPrompt?: boolean;
   /** `logprobs`: undefined when not asked for, null when they could not be lined up with the text. */
   piece: (text: string, choice: number, logprobs: TokenLogprob[] | null | undefined) => unknown;
+  /** A piece of a reasoning model's thought (chat); without it the thought is not streamed. */
+  thought?: (text: string, choice: number) => unknown;
   /** The calls the model made, as one stream event (chat only). */
   calls?: (calls: ToolCall[], choice: number) => unknown;
   end: (finish: string, g: Generation, choice: number) => unknown;
@@ -83,7 +85,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     deps.settle(state);
     if (byShutdown()) state.status = 499; // logged and audited as cancelled; the client gets its answer
     else if (flight.signal.aborted) throw new CancelledError();
-    scanChoices(gs, (i) => deps.responseFilter(state, i === 0, i === 0 ? !!plan.jsonText : true)); // part 0: the text, then arguments
+    scanChoices(gs, (i) => deps.responseFilter(state, i === 0, i === 0 ? !!plan.jsonText : true), () => deps.responseFilter(state, true)); // part 0: the text, then arguments
     if (deps.config.logPrompts) state.responseText = gs.map((g) => g.text).join("\n");
     return plan.full(gs);
   } catch (e) {
@@ -103,19 +105,25 @@ export const argumentsOf = (g: Generation) => (g.toolCalls ?? []).map((c) => c.a
  * Every choice's text and arguments through response filters of its own (`newFilter`), as streamed choices
  * have: through one filter, a match could run from one choice into the next and blank them all.
  */
-function scanChoices(gs: Generation[], newFilter: (index: number) => TextFilter) {
+function scanChoices(gs: Generation[], newFilter: (index: number) => TextFilter, thoughtFilter: () => TextFilter) {
   for (const g of gs) {
     const raw = g.text;
     const { parts, blocked } = scanParts([g.text, ...argumentsOf(g)], newFilter);
-    scanned(g, parts, blocked);
+    const thought = g.reasoning ? scanParts([g.reasoning], thoughtFilter) : undefined;
+    scanned(g, parts, blocked || !!thought?.blocked, thought?.parts[0]);
     // The logprobs of the text as sent: a redacted stretch is one entry spelling the redaction.
     if (g.logprobs) g.logprobs = alignWhole(g.logprobs, raw, g.text) ?? undefined;
   }
 }
 
-/** Puts the filtered text and arguments (`[text, ...arguments]`) back on `g`; a block empties the text and drops the calls. */
-export function scanned(g: Generation, [text, ...args]: readonly string[], blocked: boolean) {
+/**
+ * Puts the filtered text and arguments (`[text, ...arguments]`) and thought back on `g`; a block empties the text
+ * and drops the thought and the calls.
+ */
+export function scanned(g: Generation, [text, ...args]: readonly string[], blocked: boolean, thought?: string) {
   g.text = blocked ? "" : text!;
+  if (blocked || !thought) delete g.reasoning;
+  else g.reasoning = thought;
   if (blocked) {
     g.toolCalls = undefined;
     g.finishReason = "content_filter";

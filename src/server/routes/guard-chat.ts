@@ -1,7 +1,7 @@
 /**
  * The prompt guard over everything a chat request puts into the prompt: the
  * messages, and also the tool definitions (name, description, parameters) and
- * the names and arguments of earlier calls, which the template renders as text too. A
+ * the names and arguments of earlier calls and echoed thoughts, which the template renders as text too. A
  * "strip" rule's edits are written back where the text came from.
  */
 import type { ChatTurn, ToolUse } from "../../engine/engine";
@@ -22,9 +22,15 @@ export function guardChat(deps: AppDeps, state: RequestState, model: string, tur
     texts.push({ text: c.name, set: (v) => { c.name = v; } });
     texts.push({ text: c.arguments, set: (v) => { c.arguments = v; } });
   }
+  // An echoed thought is rendered by templates that keep thoughts: prompt text like the rest.
+  const thoughts = turns.map((m) => m.reasoning);
+  thoughts.forEach((t, i) => { if (t !== undefined) texts.push({ text: t, set: (v) => { thoughts[i] = v; } }); });
   const guarded = deps.promptGuard(state, model, [...turns, ...texts.map((t) => ({ role: "system" as const, content: t.text }))], turns.length);
   guarded.slice(turns.length).forEach((g, i) => texts[i]!.set(g.content));
   let next = 0;
-  const messages = guarded.slice(0, turns.length).map((m) => (m.toolCalls ? { ...m, toolCalls: m.toolCalls.map(() => calls[next++]!) } : m));
+  const messages = guarded.slice(0, turns.length).map((m, i) => {
+    const out = m.toolCalls ? { ...m, toolCalls: m.toolCalls.map(() => calls[next++]!) } : m;
+    return thoughts[i] !== undefined ? { ...out, reasoning: thoughts[i] } : out;
+  });
   return { messages, tools: tools && { ...tools, tools: defs } };
 }

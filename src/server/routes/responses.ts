@@ -37,6 +37,7 @@ export const responsesRoutes = (deps: AppDeps) =>
         full: ([g]) => responseObject(frame, g!, events.messageId),
         head: () => events.head(),
         piece: events.piece,
+        thought: events.thought,
         end: (_finish, g) => events.end(g),
         usage: () => [],
       }) as Promise<Response>;

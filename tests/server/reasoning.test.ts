@@ -1,0 +1,137 @@
+/**
+ * A reasoning model (a template that opens `<think>` in the prompt, as DeepSeek-R1's and Qwen3's thinking releases
+ * do), through the official openai SDK over HTTP. node-llama-cpp leaves thought segments out of its text, so the
+ * thought was dropped unseen, and the held-back tail at a cut was read after the answer's released tokens only: a cut
+ * inside the thought sent the whole thought as the answer, a thought before the answer repeated the answer's last
+ * tokens; a JSON format or forced call was generated as the thought (empty answer, no call); an echoed
+ * `reasoning_content` was a 400. The random model thinks and answers by chance: `</think>` and the end token get a
+ * logit bias, and each test looks through a few seeds for the case it needs.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { LlamaEngine } from "../../src/engine/llama";
+import { silentLogger } from "../../src/log/logger";
+import { listenApp, makeApp, THINK_END_TOKEN, thinkingModel, tokenText } from "../helpers";
+
+let t: Awaited<ReturnType<typeof makeApp>>;
+let client: OpenAI;
+beforeAll(async () => {
+  const engine = await LlamaEngine.create({
+    models: [{ id: "think", path: await thinkingModel() }], threads: 2, ctxSize: 2048, parallel: 2, maxQueue: 8, gpu: false, log: silentLogger(),
+  });
+  t = await makeApp({ engine, config: { rateLimit: { rpm: 0, tpm: 0 } } });
+  client = new OpenAI({ apiKey: t.key, baseURL: `${listenApp(t.app)}/v1`, maxRetries: 0 });
+}, 120_000);
+afterAll(async () => { await t.app.stop(true); await t.engine.dispose(); });
+
+const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
+const base = { model: "think", messages: [{ role: "user" as const, content: "hi" }], max_tokens: 40, temperature: 1, logit_bias: { [THINK_END_TOKEN]: 5, 260: 2 } };
+type Message = OpenAI.ChatCompletionMessage & { reasoning_content?: string };
+type Usage = OpenAI.CompletionUsage;
+
+async function both(seed: number, extra: Partial<OpenAI.ChatCompletionCreateParamsNonStreaming> = {}) {
+  const full = await client.chat.completions.create({ ...base, seed, ...extra });
+  const stream = await client.chat.completions.create({ ...base, seed, ...extra, stream: true });
+  const order: string[] = [];
+  let reasoning = "", content = "";
+  for await (const c of stream) {
+    const d = c.choices[0]?.delta as { content?: string | null; reasoning_content?: string } | undefined;
+    if (d?.reasoning_content) { reasoning += d.reasoning_content; order.push("r"); }
+    if (d?.content) { content += d.content; order.push("c"); }
+  }
+  return { full, message: full.choices[0]!.message as Message, streamed: { reasoning, content, order } };
+}
+
+test("a thought before the answer is reasoning_content, streamed before the content; the answer is its own tokens, once", async () => {
+  let seen = 0;
+  for (const seed of [...SEEDS, 9, 10, 11, 12]) {
+    const { full, message, streamed } = await both(seed, { logprobs: true });
+    expect(streamed.reasoning).toBe(message.reasoning_content ?? "");
+    expect(streamed.content).toBe(message.content ?? "");
+    // One thought, then the answer (the random model may open a second thought inside its answer: left out here).
+    if (!message.reasoning_content || !message.content || !/^r+c+$/.test(streamed.order.join(""))) continue;
+    seen++;
+    // the logprobs are the answer's tokens and spell it exactly (a repeated tail, or a thought's tokens, would not)
+    const lp = full.choices[0]!.logprobs!.content!;
+    expect(tokenText(lp.map((x) => x.token))).toBe(message.content);
+    const usage = full.usage as Usage;
+    expect(usage.completion_tokens_details?.reasoning_tokens).toBeGreaterThan(0);
+    expect(usage.completion_tokens_details!.reasoning_tokens!).toBeLessThan(usage.completion_tokens);
+  }
+  expect(seen).toBeGreaterThanOrEqual(2);
+}, 120_000);
+
+test("cut by max_tokens inside the thought: the thought is reasoning_content and the answer is empty (it was sent as the answer)", async () => {
+  let seen = 0;
+  for (const seed of SEEDS) {
+    const { full, message, streamed } = await both(seed, { max_tokens: 12, logit_bias: {} });
+    expect(full.choices[0]!.finish_reason).toBe("length");
+    expect(message.content).toBe("");
+    expect(streamed.content).toBe("");
+    if (message.reasoning_content) seen++;
+    expect(streamed.reasoning).toBe(message.reasoning_content ?? "");
+  }
+  expect(seen).toBeGreaterThanOrEqual(6);
+}, 120_000);
+
+test("the SDK's own message, reasoning_content and all, goes back in the next turn, and the thought is in the prompt", async () => {
+  const first = await client.chat.completions.create({ ...base, seed: 3, max_tokens: 12, logit_bias: {} });
+  const echoed = first.choices[0]!.message as Message;
+  expect(echoed.reasoning_content).toBeTruthy();
+  const next = await client.chat.completions.create({ ...base, messages: [...base.messages, echoed, { role: "user", content: "more" }], max_tokens: 4 });
+  expect(next.choices).toHaveLength(1);
+  // vLLM's and OpenRouter's name for it too
+  const tokens = async (m: object) => (await (await fetch(`${client.baseURL.replace(/\/v1$/, "")}/tokenize`, {
+    method: "POST", headers: { authorization: `Bearer ${t.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "think", messages: [{ role: "user", content: "hi" }, m, { role: "user", content: "more" }] }),
+  })).json() as { tokens: number[] }).tokens;
+  const plain = await tokens({ role: "assistant", content: "yo" });
+  const withThought = await tokens({ role: "assistant", content: "yo", reasoning: "hmm", refusal: null });
+  expect(withThought.length).toBeGreaterThan(plain.length);
+  expect(withThought).toContain(THINK_END_TOKEN);
+}, 60_000);
+
+test("a JSON format and a forced call are the answer, not the thought (a reasoning model answers them after an empty thought)", async () => {
+  const schema = { type: "object", properties: { a: { type: "string", maxLength: 3 } }, required: ["a"], additionalProperties: false };
+  for (const seed of [1, 2, 3]) {
+    const json = await client.chat.completions.create({ ...base, seed, max_tokens: 60, response_format: { type: "json_schema", json_schema: { name: "x", schema, strict: true } } });
+    const m = json.choices[0]!.message as Message;
+    expect(m.reasoning_content).toBeUndefined();
+    expect(Object.keys(JSON.parse(m.content!))).toEqual(["a"]);
+    const call = await client.chat.completions.create({ ...base, seed, max_tokens: 60, tools: [{ type: "function", function: { name: "f", parameters: schema } }], tool_choice: "required" });
+    expect(call.choices[0]!.finish_reason).toBe("tool_calls");
+    expect(Object.keys(JSON.parse(call.choices[0]!.message.tool_calls![0]!.type === "function" ? (call.choices[0]!.message.tool_calls![0] as { function: { arguments: string } }).function.arguments : "{}"))).toEqual(["a"]);
+  }
+}, 120_000);
+
+test("Responses: the thought is a reasoning item before the message, streamed as reasoning_text events", async () => {
+  const body = { model: "think", input: "hi", max_output_tokens: 12, temperature: 1 } as const;
+  const r = await client.responses.create(body);
+  expect(r.output[0]!.type).toBe("reasoning");
+  const item = r.output[0] as { content?: { type: string; text: string }[] };
+  expect(item.content![0]!.type).toBe("reasoning_text");
+  expect(item.content![0]!.text.length).toBeGreaterThan(0);
+  expect(r.usage!.output_tokens_details.reasoning_tokens).toBeGreaterThan(0);
+  const events: string[] = [];
+  let thought = "";
+  for await (const e of await client.responses.create({ ...body, stream: true })) {
+    events.push(e.type);
+    if (e.type === "response.reasoning_text.delta") thought += e.delta;
+    if (e.type === "response.completed" || e.type === "response.incomplete") {
+      expect(e.response.output[0]!.type).toBe("reasoning");
+      expect((e.response.output[0] as { content?: { text: string }[] }).content![0]!.text).toBe(thought);
+      expect(e.response.output[1]!.type).toBe("message");
+    }
+  }
+  expect(thought.length).toBeGreaterThan(0);
+  const at = (type: string) => events.indexOf(type);
+  expect(at("response.reasoning_text.delta")).toBeGreaterThan(at("response.output_item.added"));
+  expect(at("response.reasoning_text.done")).toBeLessThan(at("response.content_part.added"));
+}, 60_000);
+
+test("a private key the prompt left open: the thought is withheld like the answer", async () => {
+  const messages = [{ role: "user" as const, content: "continue this file:\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" }];
+  const { message, streamed } = await both(3, { messages, max_tokens: 12, logit_bias: {} });
+  expect(message.reasoning_content).toBe("[REDACTED:private-key]"); // the random text is gone
+  expect(streamed.reasoning).toBe("[REDACTED:private-key]");
+}, 60_000);
