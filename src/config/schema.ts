@@ -80,7 +80,7 @@ export const configSchema = z.strictObject({
     .describe("Log prompt and response text. Off by default: logs must not hold user data."),
   auth: z.boolean().default(true).describe("Require an API key on every route but GET /health (and the API docs while docsPublic is on)."),
   docsPublic: z.boolean().default(true)
-    .describe("Serve the API docs (/swagger, /swagger/json, their assets) without a key: the API's shape is no secret. Calls made from the page still need a key (Authorize)."),
+    .describe("Serve the API docs (/swagger, /swagger/json, their assets) without a key: the API's shape is no secret (public docs name no model, tokenizer or release). Calls made from the page still need a key (Authorize)."),
   corsOrigins: z.array(z.string()).default([]).describe("Origins allowed by CORS. Empty: no CORS headers, browsers are denied."),
   allowedHosts: z.array(z.string()).default([])
     .describe("Extra Host header values accepted (DNS-rebinding guard). Loopback names and the bind address are always accepted."),

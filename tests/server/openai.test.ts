@@ -227,14 +227,19 @@ describe("operations routes", () => {
     const body = spec.paths["/v1/chat/completions"].post.requestBody.content["application/json"].schema;
     expect(JSON.stringify(body)).toContain("messages");
   });
-  test("docs are readable without a key (docsPublic, the default), with the served model in Try-it-out bodies; calls still need a key", async () => {
+  test("docs are readable without a key (docsPublic, the default), naming no model, tokenizer or release; calls still need a key", async () => {
     const page = await fetch(`${srv.baseURL}/swagger`);
     expect(page.status).toBe(200);
     for (const s of [...(await page.text()).matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!)) expect((await fetch(`${srv.baseURL}${s}`)).status).toBe(200);
-    const spec = (await (await fetch(`${srv.baseURL}/swagger/json`)).json()) as any;
+    const text = await (await fetch(`${srv.baseURL}/swagger/json`)).text();
+    const spec = JSON.parse(text) as any;
     const example = (route: string) => spec.paths[route].post.requestBody.content["application/json"].schema.example;
-    expect(example("/v1/chat/completions")).toEqual({ model: "tiny", messages: [{ role: "user", content: "Hello!" }], max_tokens: 64 });
-    expect(example("/v1/embeddings").model).toBe("tiny");
+    // /ready names the models only to keys that may list them: the public spec names none (it did: the served id)
+    expect(example("/v1/chat/completions")).toEqual({ model: "your-model", messages: [{ role: "user", content: "Hello!" }], max_tokens: 64 });
+    expect(text).not.toContain('"tiny"');
+    expect(example("/detokenize").tokens).toEqual([1, 2, 3]);
+    expect(spec.info.version).toBe("1");
+    expect(spec.paths["/health"].get.security).toEqual([]);
     expect(Object.keys(spec.paths["/v1/chat/completions"].post.responses)).toContain("200");
     expect((await fetch(`${srv.baseURL}/v1/models`)).status).toBe(401);
     expect((await fetch(`${srv.baseURL}/swagger/assets/..%2f..%2fv1%2fmodels`)).status).not.toBe(200);

@@ -22,25 +22,58 @@ const ASSETS: Record<string, { path: string; type: string }> = {
 type JsonSchema = { type?: unknown; properties?: Record<string, Record<string, unknown>>; example?: unknown };
 
 /**
- * Try-it-out bodies that work as they are: the served model's real id (not "string", a 404) and a
- * small request per route, recognised by its fields.
+ * Whether the spec may name what this server serves: the docs need a key (or nothing does). Public docs name no model,
+ * tokenizer or version, as /ready names models only to keys that may list them.
+ */
+const reveals = (deps: AppDeps) => !deps.config.auth || !deps.config.docsPublic;
+
+/** The placeholder model id of public docs' example bodies. */
+const PLACEHOLDER_MODEL = "your-model";
+
+/**
+ * Try-it-out bodies that work as they are: the served model's real id (not "string", a 404) where the docs may name
+ * it, and a small request per route, recognised by a field only it has (the Responses API has `prompt` too, and
+ * /tokenize `messages`: they had the completions and chat bodies, a 400).
  */
 function withExamples(js: JsonSchema, deps: AppDeps): JsonSchema {
   const p = js.properties;
   if (js.type !== "object" || !p?.model) return js;
   // A gateway may serve upstream models only: theirs then (it had "your-model", and tokenizing that name for the
   // /detokenize example threw, a stack trace on stdout at the first request for the spec).
-  const local = deps.engine.models()[0]?.id;
-  const model = local ?? deps.gateway?.models()[0] ?? "your-model";
+  const local = reveals(deps) ? deps.engine.models()[0]?.id : undefined;
+  const model = local ?? (reveals(deps) ? deps.gateway?.models()[0] : undefined) ?? PLACEHOLDER_MODEL;
   p.model.example = model;
-  js.example = p.messages ? { model, messages: [{ role: "user", content: "Hello!" }], max_tokens: 64 }
-    : p.prompt ? { model, prompt: "Once upon a time", max_tokens: 64 }
-    : p.instructions ? { model, input: "Hello!", max_output_tokens: 64 }
-    : p.input ? { model, input: "Hello!" }
+  js.example = p.instructions ? { model, input: "Hello!", max_output_tokens: 64 }
     : p.content ? { model, content: "Hello!" }
     : p.tokens ? { model, tokens: local ? deps.engine.tokenize(local, "Hello!") : [1, 2, 3] }
+    : p.messages ? { model, messages: [{ role: "user", content: "Hello!" }], max_tokens: 64 }
+    : p.prompt ? { model, prompt: "Once upon a time", max_tokens: 64 }
+    : p.input ? { model, input: "Hello!" }
     : undefined;
-  return js;
+  return nullableEnums(js) as JsonSchema;
+}
+
+/**
+ * zod writes a nullable enum as `anyOf: [{enum}, {type: "null"}]`; the OpenAPI plugin folds that into
+ * `type: [T, "null"]` and keeps the enum without null, so the spec refused the null the server takes (validators,
+ * generated clients). Here null is put in the enum (a const becomes a two-value enum) before the plugin sees it.
+ */
+function nullableEnums(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(nullableEnums);
+  if (!node || typeof node !== "object") return node;
+  const o = Object.fromEntries(Object.entries(node).map(([k, v]) => [k, nullableEnums(v)])) as Record<string, unknown>;
+  const any = o.anyOf;
+  if (Array.isArray(any) && any.length === 2) {
+    const nul = any.findIndex((b) => b && typeof b === "object" && (b as { type?: unknown }).type === "null" && Object.keys(b).length === 1);
+    const other = any[1 - nul] as Record<string, unknown> | undefined;
+    if (nul >= 0 && other && (Array.isArray(other.enum) || "const" in other)) {
+      const { anyOf: _, ...rest } = o;
+      const values = Array.isArray(other.enum) ? other.enum : [other.const];
+      const { const: __, ...kept } = other;
+      return { ...rest, ...kept, ...(typeof other.type === "string" ? { type: [other.type, "null"] } : {}), enum: [...values, null] };
+    }
+  }
+  return o;
 }
 
 export const docsRoutes = (deps: AppDeps) =>
@@ -58,7 +91,8 @@ export const docsRoutes = (deps: AppDeps) =>
         persistAuthorization: false,
       } as never,
       documentation: {
-        info: { title: "appliance", version: deps.version.app, description: "OpenAI-compatible inference on local GGUF models." },
+        // API docs anyone may read do not say which release answers (no fingerprint for a public page).
+        info: { title: "appliance", version: reveals(deps) ? deps.version.app : "1", description: "OpenAI-compatible inference on local GGUF models." },
         components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
         security: [{ bearer: [] }],
       },

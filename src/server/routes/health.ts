@@ -14,7 +14,7 @@ export const healthRoutes = (deps: AppDeps) =>
     // In lockdown it still answers 200 (supervisors must not restart it), and says so: every other route tells any
     // caller as much (503 lockdown), and a probe or dashboard reading only /health saw "ok" (operations run).
     .get("/health", () => ({ status: "ok", ...(fs.existsSync(lockdownFile(deps.config.stateDir)) && { lockdown: true }),
-      ...(!deps.config.auth && { engine: engineInfo(deps.engine.backend) }) }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"] } })
+      ...(!deps.config.auth && { engine: engineInfo(deps.engine.backend) }) }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"], security: [] } })
     .get("/ready", ({ request }) => {
       if (deps.draining || !(deps.engine.ready() || deps.gateway?.ready())) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
       // Model ids only for keys that may list models (or with auth off).
