@@ -85,3 +85,23 @@ test("nested strings of an answer are scanned: annotations, audio transcript, re
     expect(r.text).not.toContain("10.1.2.3");
   }
 });
+
+test("streamed reasoning_content (and vLLM's reasoning) is relayed through a filter of its own, before the answer; Responses gets a reasoning item", async () => {
+  const post = await gatewayOver(() => new Response(sseChunks([chatChunk({ role: "assistant", content: "" }),
+    chatChunk({ reasoning_content: "think: the key is AKIA" }), chatChunk({ reasoning: "IOSFODNN7EXAMPLQ, so" }),
+    chatChunk({ content: "the answer" }), chatChunk({}, "stop"), "[DONE]"], 7), { headers: { "content-type": "text/event-stream" } }));
+  const r = await post("/v1/chat/completions", { stream: true, messages: [{ role: "user", content: "x" }] });
+  expect(r.status).toBe(200);
+  const deltas = r.text.split("\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6)).choices[0]?.delta ?? {});
+  const thought = deltas.map((d) => d.reasoning_content ?? "").join("");
+  expect(thought).toBe("think: the key is [REDACTED:aws-access-token], so");
+  expect(deltas.map((d) => d.content ?? "").join("")).toBe("the answer");
+  const firstContent = deltas.findIndex((d) => d.content);
+  expect(deltas.findLastIndex((d) => d.reasoning_content)).toBeLessThan(firstContent);
+  const resp = await post("/v1/responses", { stream: true, input: "x" });
+  const types = resp.text.split("\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6)));
+  const done = types.find((e) => e.type === "response.completed");
+  expect(done.response.output.map((o: { type: string }) => o.type)).toEqual(["reasoning", "message"]);
+  expect(done.response.output[0].content[0].text).toBe("think: the key is [REDACTED:aws-access-token], so");
+  expect(resp.text).not.toContain("IOSFODNN7");
+});

@@ -17,6 +17,8 @@ export interface RelayWire {
   /** A choice appeared in the upstream's stream. */
   open(choice: number): void;
   text(choice: number, text: string): void;
+  /** A piece of a reasoning model's thought (chat's `reasoning_content`), scanned like text. */
+  thought(choice: number, text: string): void;
   /** The choice is over: its scanned calls (none when dropped) and its finish reason. */
   end(choice: number, reason: FinishReason, calls: ToolCall[]): void;
   /** The stream is over; `usage` as the upstream reported it. */
@@ -31,6 +33,7 @@ export function chatWire(kind: "chat" | "completions", model: string, includeUsa
     base: (ev) => { base = { id: ev.id, object: ev.object ?? base.object, created: ev.created, model }; },
     open: (i) => { if (kind === "chat") send(chunk(i, { delta: { role: "assistant", content: "" }, finish_reason: null })); },
     text: (i, text) => send(kind === "chat" ? chunk(i, { delta: { content: text }, finish_reason: null }) : chunk(i, { text, finish_reason: null })),
+    thought: (i, text) => { if (kind === "chat") send(chunk(i, { delta: { reasoning_content: text }, finish_reason: null })); },
     end: (i, reason, calls) => {
       if (calls.length) {
         send(chunk(i, { delta: { tool_calls: calls.map((c, k) => ({ index: k, id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })) }, finish_reason: null }));
@@ -55,6 +58,7 @@ export function responsesWire(frame: ResponseFrame, send: (ev: unknown) => void)
     base: () => {},
     open: () => {},
     text: (_i, text) => all(events.piece(text, 0, null)),
+    thought: (_i, text) => all(events.thought(text)),
     end: (_i, reason, calls) => { done = { reason, calls }; },
     finish: (usage) => {
       const u = usage ?? {};

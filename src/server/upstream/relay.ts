@@ -43,7 +43,8 @@ export interface RelayPlan {
 }
 
 interface Call { index: number; id?: string; name?: string; args: string }
-interface Choice { filter: TextFilter; calls: Map<number, Call>; finish?: string; done: boolean; text: string }
+/** `thought`: a reasoning model's thought's own filter while it lasts (emptied when the answer starts); `thoughtBlocked`: it blocked. */
+interface Choice { filter: TextFilter; thought?: TextFilter; thoughtBlocked?: boolean; calls: Map<number, Call>; finish?: string; done: boolean; text: string }
 
 const REASONS: readonly string[] = ["stop", "length", "content_filter", "tool_calls"];
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === "object" && !Array.isArray(v);
@@ -66,10 +67,17 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
         return c;
       };
       const emit = (i: number, c: Choice, text: string) => { if (text) { wire.text(i, text); if (keepText) c.text += text; } };
+      /** The thought is over (the answer starts, or the choice ends): what its filter held back goes out. */
+      const endThought = (i: number, c: Choice) => {
+        const rest = c.thought && !c.thought.blocked ? c.thought.end() : "";
+        if (rest) wire.thought(i, rest);
+        c.thought = undefined;
+      };
       /** The rest of a finished choice: held-back text and the calls' arguments through its filter, then its end. */
       const close = (i: number, c: Choice, finish: string) => {
         c.done = true;
         finished++;
+        endThought(i, c);
         const ordered = [...c.calls.entries()].sort(([a], [b]) => a - b).map(([, x]) => ({
           ...x, id: x.id ?? `call_${state.id.slice(4)}_${i}_${x.index}`, name: x.name ?? "" }));
         // Each call's arguments, name and id, each through a filter of its own (leak run: a name or id went out as sent).
@@ -78,7 +86,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
         emit(i, c, end.text);
         const calls: ToolCall[] = n && end.args
           ? ordered.map((x, k) => ({ id: end.args![2 * n + k]!, name: end.args![n + k]!, arguments: end.args![k]! })) : [];
-        const dropped = c.filter.blocked || (ordered.length > 0 && !end.args);
+        const dropped = c.filter.blocked || !!c.thoughtBlocked || (ordered.length > 0 && !end.args);
         blocked ||= dropped;
         wire.end(i, dropped ? "content_filter" : (REASONS.includes(finish) ? finish : "stop") as FinishReason, calls);
       };
@@ -105,10 +113,18 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
             // The first generated text or call as it arrives from the upstream: time to first token, and the start of
             // tokens/s (only the local engine marked it: a gateway's metrics had neither, scale-out run).
             const d = (isObj(u.delta) ? u.delta : {}) as Obj;
-            if ((typeof u.text === "string" && u.text) || (typeof d.content === "string" && d.content) || Array.isArray(d.tool_calls)) state.marks["first-token"] ??= performance.now();
+            // A reasoning model's thought: llama-server's, vLLM's and this server's reasoning_content, vLLM's newer reasoning.
+            const thought = typeof d.reasoning_content === "string" ? d.reasoning_content : typeof d.reasoning === "string" ? d.reasoning : "";
+            if ((typeof u.text === "string" && u.text) || (typeof d.content === "string" && d.content) || thought || Array.isArray(d.tool_calls)) state.marks["first-token"] ??= performance.now();
             if (plan.kind === "completions") { if (typeof u.text === "string") emit(i, c, c.filter.push(u.text)); }
             else {
-              if (typeof d.content === "string" && d.content) emit(i, c, c.filter.push(d.content));
+              if (thought && !c.thoughtBlocked) {
+                c.thought ??= deps.responseFilter(state, true);
+                const piece = c.thought.push(thought);
+                if (piece) wire.thought(i, piece);
+                if (c.thought.blocked) c.thoughtBlocked = true;
+              }
+              if (typeof d.content === "string" && d.content) { endThought(i, c); emit(i, c, c.filter.push(d.content)); }
               for (const t of Array.isArray(d.tool_calls) ? (d.tool_calls as Obj[]) : []) {
                 if (!isObj(t)) throw new UpstreamError("The upstream streamed a tool call that is not a JSON object.");
                 const k = Number(t.index ?? 0), f = (isObj(t.function) ? t.function : {}) as Obj;
@@ -120,7 +136,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
               }
             }
             if (typeof u.finish_reason === "string") c.finish = u.finish_reason;
-            if (c.finish || c.filter.blocked) close(i, c, c.finish ?? "content_filter");
+            if (c.finish || c.filter.blocked || c.thoughtBlocked) close(i, c, c.finish ?? "content_filter");
           }
           if (blocked && finished >= plan.choices) break; // nothing more to pass on: stop the upstream now
         }
