@@ -112,9 +112,11 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: decode steps use the governed thread count untuned");
   const stat = fs.statSync(source.path);
   const { chatWrapper, templateBound, remembered } = resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper);
-  // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start.
+  // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start;
+  // wrapper: which one renders the chats (the model's own Jinja template, or a built-in node-llama-cpp judged the
+  // same), and whether it has thoughts (reasoning_content): a user could not tell before (model-family run).
   opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, backend: llama.gpu || "cpu",
-    chatWrapper: remembered ? "remembered" : "resolved" }, "model loaded");
+    chatWrapper: remembered ? "remembered" : "resolved", wrapper: chatWrapper.wrapperName, reasoning: !!chatWrapper.settings.segments?.thought }, "model loaded");
   return {
     info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size, beginningToken: beginningToken(model) ?? undefined },
     model, context,

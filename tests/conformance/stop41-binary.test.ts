@@ -39,6 +39,9 @@ test("a reasoning model's thought is reasoning_content, streamed and not, and ne
     const deltas = sse.split("\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6)).choices[0]?.delta ?? {});
     expect(deltas.map((d) => d.reasoning_content ?? "").join("")).toBe(full.choices[0].message.reasoning_content);
     expect(deltas.map((d) => d.content ?? "").join("")).toBe("");
+    // the start says which wrapper renders the chats and that it has thoughts
+    expect(s.log()).toMatch(/"msg":"model loaded"/);
+    expect(JSON.parse(s.log().split("\n").find((l) => l.includes('"model loaded"'))!)).toMatchObject({ wrapper: "JinjaTemplate", reasoning: true });
   } finally {
     expect(await s.stop()).toBe(0);
   }
