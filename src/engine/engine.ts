@@ -161,7 +161,8 @@ export interface Engine {
   models(): ModelInfo[];
   model(id: string): ModelInfo | undefined;
   ready(): boolean;
-  chat(call: GenerateCall & { messages: ChatTurn[]; tools?: ToolUse }): Promise<Generation>;
+  /** `thinking: false`: a reasoning model answers without a thought (reasoning_effort "none", enable_thinking false). */
+  chat(call: GenerateCall & { messages: ChatTurn[]; tools?: ToolUse; thinking?: boolean }): Promise<Generation>;
   /** A prompt is text (tokenized as user text) or token ids. */
   complete(call: GenerateCall & { prompt: string | number[] }): Promise<Generation>;
   /** Each input is text or token ids. */

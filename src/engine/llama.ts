@@ -113,7 +113,7 @@ export class LlamaEngine implements Engine {
     return l;
   }
 
-  async chat(call: GenerateCall & { messages: ChatTurn[]; tools?: ToolUse }): Promise<Generation> {
+  async chat(call: GenerateCall & { messages: ChatTurn[]; tools?: ToolUse; thinking?: boolean }): Promise<Generation> {
     const l = this.get(call.model);
     this.checkBias(l, call);
     const use = call.tools;
@@ -133,7 +133,8 @@ export class LlamaEngine implements Engine {
     const history = toHistory(turn ? [turn, ...call.messages] : call.messages, thinks);
     // A reasoning model answering under a grammar (a JSON format, a forced call) starts after an empty, closed thought:
     // otherwise the grammar's JSON became the thought (a template that opens it in the prompt) and the answer was empty.
-    if (grammar && thinks) history[history.length - 1] = { type: "model", response: [{ type: "segment", segmentType: "thought", text: "", ended: true }] };
+    // The same when asked not to think: what Qwen 3's template writes for enable_thinking=false.
+    if ((grammar || call.thinking === false) && thinks) history[history.length - 1] = { type: "model", response: [{ type: "segment", segmentType: "thought", text: "", ended: true }] };
     // Count exactly what the template renders, then refuse before queueing or spending compute.
     const { state, prompt } = await this.render(l, history, functions, promptRoom(l.info.contextSize, call.sampling),
       (over) => fitContext(l.info.contextSize, over, call.sampling, "messages", true)); // throws: it cannot fit

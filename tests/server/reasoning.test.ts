@@ -135,3 +135,21 @@ test("a private key the prompt left open: the thought is withheld like the answe
   expect(message.reasoning_content).toBe("[REDACTED:private-key]"); // the random text is gone
   expect(streamed.reasoning).toBe("[REDACTED:private-key]");
 }, 60_000);
+
+test("asked not to think (reasoning_effort none, chat_template_kwargs.enable_thinking false, Responses reasoning.effort none): no thought, the tokens are the answer", async () => {
+  for (const extra of [{ reasoning_effort: "none" }, { chat_template_kwargs: { enable_thinking: false } }] as object[]) {
+    const r = await client.chat.completions.create({ ...base, seed: 3, max_tokens: 12, logit_bias: {}, ...extra } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const m = r.choices[0]!.message as Message;
+    expect(m.reasoning_content).toBeUndefined();
+    expect(m.content!.length).toBeGreaterThan(0);
+  }
+  const thinking = await client.chat.completions.create({ ...base, seed: 3, max_tokens: 12, logit_bias: {}, chat_template_kwargs: { enable_thinking: true } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+  expect((thinking.choices[0]!.message as Message).reasoning_content).toBeTruthy();
+  const resp = await client.responses.create({ model: "think", input: "hi", max_output_tokens: 12, reasoning: { effort: "none" } });
+  expect(resp.output.map((o) => o.type)).toEqual(["message"]);
+  // other template arguments are refused, naming them
+  const bad = await fetch(`${client.baseURL}/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${t.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ ...base, chat_template_kwargs: { custom: 1 } }) });
+  expect(bad.status).toBe(400);
+  expect(JSON.stringify(await bad.json())).toContain("chat_template_kwargs");
+}, 60_000);

@@ -40,6 +40,7 @@ export function asChatRequest(req: ResponsesRequest): ChatCompletionRequest {
     tool_choice: chatToolChoice(req.tool_choice),
     parallel_tool_calls: req.parallel_tool_calls,
     ...(wantsLogprobs(req) && { logprobs: true, top_logprobs: req.top_logprobs ?? 0 }),
+    ...(req.reasoning?.effort === "none" && { reasoning_effort: "none" as const }),
   };
 }
 

@@ -173,7 +173,10 @@ export const chatCompletionRequest = z.strictObject({
   verbosity: z.enum(["low", "medium", "high"]).nullish(),
   // A reasoning model's effort (the AI SDK's providerOptions.openai.reasoningEffort), and a predicted output (a speed
   // hint at OpenAI: the answer is the same without it). Text is the only output modality: ["audio"] is a 400.
+  // "none" (and chat_template_kwargs.enable_thinking false, as vLLM, SGLang and llama-server take it for Qwen 3-style
+  // templates): a reasoning model answers after an empty thought. Other template arguments are a 400 naming them.
   reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).nullish(),
+  chat_template_kwargs: z.strictObject({ enable_thinking: z.boolean().nullish() }).nullish(),
   prediction: z.strictObject({ type: z.literal("content"), content: z.union([z.string(), z.array(textPart)]) }).nullish(),
   modalities: z.array(z.literal("text", { message: "only text output is supported" })).max(2).nullish(),
   // Null as clients that default every parameter to None send them (OpenAI takes that); a value asks for what a

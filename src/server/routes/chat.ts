@@ -22,6 +22,7 @@ export const chatRoutes = (deps: AppDeps) =>
     const n = body.n ?? 1;
     const legacy = usesFunctions(body);
     const forced = !!tools && tools.choice !== "auto";
+    const thinking = body.reasoning_effort === "none" || body.chat_template_kwargs?.enable_thinking === false ? false : undefined;
     // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
@@ -31,7 +32,7 @@ export const chatRoutes = (deps: AppDeps) =>
       logprobs: sampling.logprobs != null,
       jsonText: !!sampling.format,
       call: (signal, choice, hooks) =>
-        deps.engine.chat({ model: info.id, messages, tools, sampling: choiceSampling(sampling, choice, n), signal, ...hooks }),
+        deps.engine.chat({ model: info.id, messages, tools, sampling: choiceSampling(sampling, choice, n), signal, ...hooks, ...(thinking === false && { thinking }) }),
       full: (gs) => chatCompletion(id, info.id, created, gs, legacy),
       // A forced call has no text: content null, as the answer unstreamed says (the openai SDK's stream helpers build
       // their final message from these deltas: "" there, null unstreamed).

@@ -33,7 +33,7 @@ export const responsesRoutes = (deps: AppDeps) =>
         perPrompt: 1,
         logprobs: sampling.logprobs != null,
         jsonText: !!sampling.format,
-        call: (signal, _choice, hooks) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, ...hooks }),
+        call: (signal, _choice, hooks) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, ...hooks, ...(chat.reasoning_effort === "none" && { thinking: false }) }),
         full: ([g]) => responseObject(frame, g!, events.messageId),
         head: () => events.head(),
         piece: events.piece,
