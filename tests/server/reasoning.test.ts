@@ -153,3 +153,14 @@ test("asked not to think (reasoning_effort none, chat_template_kwargs.enable_thi
   expect(bad.status).toBe(400);
   expect(JSON.stringify(await bad.json())).toContain("chat_template_kwargs");
 }, 60_000);
+
+test("Responses: a reasoning item sent back goes into the prompt with the assistant turn after it (it was dropped)", async () => {
+  const turn = (withThought: boolean) => client.responses.create({ model: "think", max_output_tokens: 1, input: [
+    { role: "user", content: "hi" },
+    ...(withThought ? [{ type: "reasoning", id: "rs_1", summary: [], content: [{ type: "reasoning_text", text: "the user greets me" }] }] : []),
+    { role: "assistant", content: "hello" },
+    { role: "user", content: "more" },
+  ] as OpenAI.Responses.ResponseInput });
+  const plain = await turn(false), thought = await turn(true);
+  expect(thought.usage!.input_tokens).toBeGreaterThan(plain.usage!.input_tokens + 3); // <think>the user greets me</think>
+}, 60_000);

@@ -55,13 +55,24 @@ function chatToolChoice(choice: ResponsesRequest["tool_choice"]): ChatCompletion
 /** Logprobs are asked for by include (what the SDKs send) or by top_logprobs alone. */
 const wantsLogprobs = (req: ResponsesRequest) => !!req.include?.includes("message.output_text.logprobs") || req.top_logprobs != null;
 
-/** instructions + input → engine turns; a function_call_output must answer an earlier function_call. */
+/** A reasoning item's thought as this server gives it (reasoning_text content; a summary is not the thought). */
+function reasoningText(item: { content?: unknown }): string {
+  const parts = Array.isArray(item.content) ? item.content as { type?: unknown; text?: unknown }[] : [];
+  return parts.filter((p) => p?.type === "reasoning_text" && typeof p.text === "string").map((p) => p.text as string).join("");
+}
+
+/**
+ * instructions + input → engine turns; a function_call_output must answer an earlier function_call. A reasoning
+ * item's thought goes with the assistant turn after it (a message or calls), as chat's reasoning_content does.
+ */
 export function responsesTurns(req: ResponsesRequest, bounds: JsonBounds): ChatTurn[] {
   const turns: ChatTurn[] = req.instructions ? [{ role: "system", content: req.instructions }] : [];
   if (typeof req.input === "string") return [...turns, { role: "user", content: req.input }];
   const calls = new Set<string>();
+  let thought = "";
+  const withThought = () => { const t = thought; thought = ""; return t ? { reasoning: t } : {}; };
   req.input.forEach((item, i) => {
-    if (item.type === "reasoning") return;
+    if (item.type === "reasoning") { thought += reasoningText(item as { content?: unknown }); return; }
     if (item.type === "item_reference") {
       throw new InvalidRequestError("item_reference points at a stored item, and this server stores nothing: send the item itself " +
         "(AI SDK: providerOptions.openai.store = false).", `input.${i}`, "unsupported_parameter");
@@ -71,8 +82,8 @@ export function responsesTurns(req: ResponsesRequest, bounds: JsonBounds): ChatT
       checkArguments(item.arguments, `input.${i}.arguments`, bounds, "Function");
       calls.add(item.call_id);
       const last = turns.at(-1);
-      if (last?.role === "assistant") (last.toolCalls ??= []).push(call);
-      else turns.push({ role: "assistant", content: "", toolCalls: [call] });
+      if (last?.role === "assistant" && !thought) (last.toolCalls ??= []).push(call);
+      else turns.push({ role: "assistant", content: "", toolCalls: [call], ...withThought() });
       return;
     }
     if (item.type === "function_call_output") {
@@ -102,7 +113,8 @@ export function responsesTurns(req: ResponsesRequest, bounds: JsonBounds): ChatT
       }
       content = m.content.map((p) => ("text" in p ? String(p.text) : "refusal" in p ? String(p.refusal) : "")).join(PART_SEPARATOR);
     }
-    turns.push({ role: m.role === "developer" ? "system" : m.role, content });
+    const said = m.role === "assistant" ? withThought() : (thought = "", {});
+    turns.push({ role: m.role === "developer" ? "system" : m.role, content, ...said });
   });
   return turns;
 }
