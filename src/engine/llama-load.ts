@@ -15,6 +15,7 @@ import { Scheduler } from "./scheduler";
 import { syncBatches } from "./batch-sync";
 import { gatherSchedule, type Arrivals } from "./arrivals";
 import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
+import { plainWrapper } from "./plain-wrapper";
 import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { StepTuner } from "./thread-tuner";
 import { SequencePool } from "./sequence-pool";
@@ -57,6 +58,8 @@ export interface Loaded {
   vocabularySize: number;
   /** Resolved once per model: a template resolution per request blocked the event loop for 150+ ms. */
   chatWrapper: ChatWrapper;
+  /** For chats without tools where node-llama-cpp's format differs from the template there (plain-wrapper.ts). */
+  plainChatWrapper?: ChatWrapper;
   /** Set when chatWrapper renders the model's own Jinja template: each chat is rendered first under a deadline. */
   templateBound?: TemplateBound;
   embedding?: Promise<LlamaEmbeddingContext>;
@@ -123,7 +126,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     sequences: new SequencePool(context, opts.promptCache ?? true),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-    chatWrapper, templateBound,
+    chatWrapper, plainChatWrapper: plainWrapper(chatWrapper), templateBound,
     embedScheduler: new Scheduler(1, opts.maxQueue),
     busy,
   };

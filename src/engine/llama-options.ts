@@ -59,13 +59,16 @@ function samplingOptions(s: Sampling, model: LlamaModel) {
 export function toHistory(messages: ChatTurn[], thoughts = false): ChatHistoryItem[] {
   const results = new Map(messages.filter((m) => m.role === "tool").map((m) => [m.toolCallId, m.content]));
   const history: ChatHistoryItem[] = [];
-  for (const m of messages) {
+  // Echoed thoughts count only after the last user message (the current tool-call loop), as Qwen 3's and DeepSeek-R1's
+  // templates keep them; node-llama-cpp renders a thought it is given wherever it is (a fix-attack run).
+  const lastUser = messages.findLastIndex((m) => m.role === "user");
+  for (const [i, m] of messages.entries()) {
     if (m.role === "system") history.push({ type: "system", text: m.content });
     else if (m.role === "user") history.push({ type: "user", text: m.content });
     else if (m.role === "assistant") {
       const response: ChatModelResponse["response"] = m.content ? [m.content] : [];
       // An echoed thought goes back as the thought it was, where the model has them (its template decides what stays).
-      if (thoughts && m.reasoning) response.unshift({ type: "segment", segmentType: "thought", text: m.reasoning, ended: true });
+      if (thoughts && m.reasoning && i > lastUser) response.unshift({ type: "segment", segmentType: "thought", text: m.reasoning, ended: true });
       for (const c of m.toolCalls ?? []) {
         response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: jsonOr(results.get(c.id) ?? "") });
       }

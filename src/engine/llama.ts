@@ -4,7 +4,7 @@
  * disposal in the only order that does not hang under Bun:
  * sequence → context → model → llama.
  */
-import { LlamaChat, LlamaCompletion, type ChatHistoryItem, type ChatModelFunctions, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
+import { LlamaChat, LlamaCompletion, type ChatHistoryItem, type ChatModelFunctions, type ChatWrapper, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolSpec, ToolUse } from "./engine";
 import { GrammarCache } from "./grammar-cache";
@@ -129,19 +129,20 @@ export class LlamaEngine implements Engine {
         ? await this.grammarFor({ kind: "json_schema", schema: callOrAnswerSchema(either, format?.kind === "json_schema" ? format.schema : undefined) }, "response_format")
         : await this.grammarFor(format, "response_format");
     const turn = forced ? toolsTurn(use!.tools, forced) : either ? toolsTurn(either, "required", true) : undefined;
-    const thinks = !!l.chatWrapper.settings.segments?.thought;
+    const wrapper = functions ? l.chatWrapper : l.plainChatWrapper ?? l.chatWrapper;
+    const thinks = !!wrapper.settings.segments?.thought;
     const history = toHistory(turn ? [turn, ...call.messages] : call.messages, thinks);
     // A reasoning model answering under a grammar (a JSON format, a forced call) starts after an empty, closed thought:
     // otherwise the grammar's JSON became the thought (a template that opens it in the prompt) and the answer was empty.
     // The same when asked not to think: what Qwen 3's template writes for enable_thinking=false.
     if ((grammar || call.thinking === false) && thinks) history[history.length - 1] = { type: "model", response: [{ type: "segment", segmentType: "thought", text: "", ended: true }] };
     // Count exactly what the template renders, then refuse before queueing or spending compute.
-    const { state, prompt } = await this.render(l, history, functions, promptRoom(l.info.contextSize, call.sampling),
+    const { state, prompt } = await this.render(l, wrapper, history, functions, promptRoom(l.info.contextSize, call.sampling),
       (over) => fitContext(l.info.contextSize, over, call.sampling, "messages", true)); // throws: it cannot fit
     const promptTokens = prompt.length;
     call = { ...call, sampling: fitContext(l.info.contextSize, promptTokens, call.sampling) };
     // Complete characters of held-back tokens go out at once where only split characters and the template's stop strings hold text (early-text.ts).
-    const holdFor = call.onText && chatEarly(state, l.chatWrapper, !forced && !functions && !grammar && call.sampling.logprobs == null, call.sampling.stop);
+    const holdFor = call.onText && chatEarly(state, wrapper, !forced && !functions && !grammar && call.sampling.logprobs == null, call.sampling.stop);
     // A reasoning model's thought segment is followed chunk by chunk (thought-chunks.ts): node-llama-cpp's text leaves it out.
     return this.withSequence(l, call, prompt, async (sequence, generating, cachedTokens): Promise<Generation> => {
       const answerLogprob = forced ? undefined : call.onLogprob;
@@ -151,7 +152,7 @@ export class LlamaEngine implements Engine {
       const released = { count: () => 0 };
       const early = holdFor && call.onText ? { send: call.onText, released: () => released.count(), holdFor } : undefined;
       const tally = tallyTokens(sequence, l.model, { onSampled: generating, cap: call.sampling.maxTokens, context: prompt, early }); // after logprobs' wrapper: counts what it passes on
-      const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: l.chatWrapper, autoDisposeSequence: false });
+      const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: wrapper, autoDisposeSequence: false });
       try {
         // A forced call is JSON for tool_calls, never streamed as content; stop strings are for the answer's text and
         // would cut the call's JSON short (stop "e" ended '{"nam', and a "required" call was answered with none).
@@ -186,7 +187,7 @@ export class LlamaEngine implements Engine {
         else if (rest) sink?.(rest);
         const reasoning = (thought?.thought() ?? "") + thoughtTail;
         const done = {
-          text: cut ? cut.text() : result.response + tail, ...(reasoning && { reasoning, reasoningTokens: thought!.thoughtTokens() + (thoughtTail ? Math.max(0, tally.count() - thought!.released()) : 0) }), promptTokens, cachedTokens, completionTokens: tally.count(),
+          text: cut ? cut.text() : result.response + tail, ...(reasoning && { reasoning, reasoningTokens: Math.min(tally.count(), thought!.thoughtTokens() + (thoughtTail ? Math.max(0, tally.count() - thought!.released()) : 0)) }), promptTokens, cachedTokens, completionTokens: tally.count(),
           finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
         };
         const calls = forced
@@ -206,7 +207,8 @@ export class LlamaEngine implements Engine {
   /** The token ids the model's chat template makes of `messages` (with its generation prompt), as chat() would evaluate them. */
   async chatTokens(id: string, messages: ChatTurn[], tools?: ToolSpec[]): Promise<number[]> {
     const l = this.get(id);
-    const { prompt } = await this.render(l, toHistory(messages, !!l.chatWrapper.settings.segments?.thought), tools?.length ? chatFunctions(tools) : undefined, MAX_TOKENIZE, (over) => {
+    const wrapper = tools?.length ? l.chatWrapper : l.plainChatWrapper ?? l.chatWrapper;
+    const { prompt } = await this.render(l, wrapper, toHistory(messages, !!wrapper.settings.segments?.thought), tools?.length ? chatFunctions(tools) : undefined, MAX_TOKENIZE, (over) => {
       throw new InvalidRequestError(`messages are at least ${over} tokens; at most ${MAX_TOKENIZE} are tokenized at once.`, "messages", "context_length_exceeded");
     });
     return [...prompt];
@@ -217,9 +219,9 @@ export class LlamaEngine implements Engine {
    * `tooMany(count)` is called when the text is beyond `limit` tokens, before it is tokenized whole (it throws
    * where that cannot be served).
    */
-  private async render(l: Loaded, history: ChatHistoryItem[], functions: ChatModelFunctions | undefined, limit: number, tooMany: (count: number) => void) {
+  private async render(l: Loaded, wrapper: ChatWrapper, history: ChatHistoryItem[], functions: ChatModelFunctions | undefined, limit: number, tooMany: (count: number) => void) {
     await l.templateBound?.check(history, functions);
-    const state = l.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
+    const state = wrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
     const strings = state.contextText.values.filter((v): v is string => typeof v === "string");
     const over = countAllBeyond(pieceCounter(l), strings, limit);
     if (over !== undefined) tooMany(over);

@@ -19,10 +19,13 @@ export function openThinking<S extends ChatWrapperGeneratedContextState>(wrapper
   if (!thought || thought.openOnResponseStart || last?.type !== "model" || last.response.length) return state;
   const prefix = textOf(thought.prefix), suffix = textOf(thought.suffix);
   const values = state.contextText.values;
-  const end = values.at(-1);
+  // After a tool result node-llama-cpp also writes blank lines after the block (as text): taken off with it.
+  let k = values.length - 1;
+  while (k > 0 && typeof values[k] === "string" && !(values[k] as string).trim()) k--;
+  const end = values[k];
   if (!prefix || !suffix || !(end instanceof SpecialTokensText)) return state;
-  const at = end.value.lastIndexOf(prefix);
-  if (at < 0 || !end.value.endsWith(suffix) || end.value.slice(at + prefix.length, end.value.length - suffix.length).trim() !== "") return state;
-  const rest = end.value.slice(0, at);
-  return { ...state, contextText: LlamaText([...values.slice(0, -1), ...(rest ? [new SpecialTokensText(rest)] : [])]) };
+  const value = end.value.trimEnd(), at = value.lastIndexOf(prefix);
+  if (at < 0 || !value.endsWith(suffix.trimEnd()) || value.slice(at + prefix.length, value.length - suffix.trimEnd().length).trim() !== "") return state;
+  const rest = value.slice(0, at);
+  return { ...state, contextText: LlamaText([...values.slice(0, k), ...(rest ? [new SpecialTokensText(rest)] : [])]) };
 }

@@ -56,6 +56,8 @@ export function thoughtChunks({ sampled, onText, onThought, onLogprob }: Thought
         if (at < 0) unsure ??= kind;
         else {
           settle(sure, at, unsure === "text"); // an unsure chunk's tokens, or a segment's markers
+          if (unsure === "other") thoughtTokens += at - sure;
+          if (kind === "other") thoughtTokens += c.tokens.length;
           settle(at, at + c.tokens.length, kind === "text");
           sure = at + c.tokens.length;
           unsure = undefined;
@@ -64,7 +66,6 @@ export function thoughtChunks({ sampled, onText, onThought, onLogprob }: Thought
       if (c.type === "segment" && (c.segmentStartTime || c.segmentEndTime)) taken = tokens.length;
       if (c.type === "segment" && c.segmentType === "thought") {
         open = !c.segmentEndTime;
-        thoughtTokens += c.tokens.length;
         if (c.text) { thought += c.text; onThought?.(c.text); }
       } else if (c.type === undefined && c.text) onText?.(c.text);
     },
@@ -78,8 +79,11 @@ export function thoughtChunks({ sampled, onText, onThought, onLogprob }: Thought
     inThought: () => open,
     /** The thought's text so far. */
     thought: () => thought,
-    /** Tokens of the thought's text so far. */
-    thoughtTokens: () => thoughtTokens,
+    /**
+     * Sampled tokens the thought's text stands for so far (a re-tokenized run counts what was sampled, not its new
+     * tokens: reasoning_tokens came out above completion_tokens), an unsure thought at the end with what follows it.
+     */
+    thoughtTokens: () => thoughtTokens + (unsure === "other" ? sampled().length - sure : 0),
     /** Not streaming, with logprobs: the answer tokens' records, in order. */
     answerRecords: () => kept,
   };

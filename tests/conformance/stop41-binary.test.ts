@@ -6,9 +6,12 @@ import { expect, test } from "bun:test";
 import { thinkingModel, tinyModel } from "../helpers";
 import { startBinary } from "./binary-server";
 
-const LLAMA3_TEMPLATE = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + " +
-  "'<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}" +
-  "{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+/** A Llama 3.1-style template (system preamble with the knowledge and today's dates), written for this test. */
+const LLAMA31_TEMPLATE = "{{- bos_token }}{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}" +
+  "{%- else %}{%- set system_message = '' %}{%- endif %}{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}{{- 'Cutting Knowledge Date: December 2023\\n' }}" +
+  "{{- 'Today Date: ' + (date_string if date_string is defined else '26 Jul 2024') + '\\n\\n' }}{{- system_message }}{{- '<|eot_id|>' }}" +
+  "{%- for m in messages %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}{%- endfor %}" +
+  "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
 
 const chat = async (baseURL: string, key: string, body: object) => {
   const r = await fetch(`${baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
@@ -16,13 +19,24 @@ const chat = async (baseURL: string, key: string, body: object) => {
   return { status: r.status, text: await r.text() };
 };
 
-test("a Llama 3.1+ model (a single-token <|eom_id|>, as every such GGUF has) is served: serve exited at start before", async () => {
-  const file = await tinyModel({}, { template: LLAMA3_TEMPLATE, controlTokens: ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>"] });
-  const s = await startBinary([], [], {}, file);
+test("a Llama 3.1+ model (a single-token <|eom_id|>, as every such GGUF has) is served, without tool instructions in chats without tools", async () => {
+  const file = await tinyModel({}, { template: LLAMA31_TEMPLATE, controlTokens: ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>"] });
+  const s = await startBinary([], [], {}, file); // serve exited at start before
   try {
     const r = await chat(s.baseURL, s.key, { max_tokens: 4 });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.text).choices[0].message.role).toBe("assistant");
+    expect(JSON.parse(s.log().split("\n").find((l) => l.includes('"model loaded"'))!).wrapper).toBe("Llama 3.1");
+    // node-llama-cpp's Llama 3.1 format wrote "# Tool Instructions" into every chat's system preamble
+    const prompt = async (body: object) => {
+      const post = (path: string, b: object) => fetch(`${s.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${s.key}`, "content-type": "application/json" }, body: JSON.stringify(b) });
+      const { tokens } = await (await post("/tokenize", { model: "tiny", messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "hi" }], ...body })).json() as { tokens: number[] };
+      return (await (await post("/detokenize", { model: "tiny", tokens })).json() as { content: string }).content;
+    };
+    const plain = await prompt({});
+    expect(plain).toContain("Cutting Knowledge Date");
+    expect(plain).not.toContain("Tool Instructions");
+    expect(await prompt({ tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: {} } } }] })).toContain("Tool Instructions");
   } finally {
     expect(await s.stop()).toBe(0);
   }

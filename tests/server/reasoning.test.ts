@@ -81,14 +81,19 @@ test("the SDK's own message, reasoning_content and all, goes back in the next tu
   const next = await client.chat.completions.create({ ...base, messages: [...base.messages, echoed, { role: "user", content: "more" }], max_tokens: 4 });
   expect(next.choices).toHaveLength(1);
   // vLLM's and OpenRouter's name for it too
-  const tokens = async (m: object) => (await (await fetch(`${client.baseURL.replace(/\/v1$/, "")}/tokenize`, {
+  // kept within the current tool-call loop (after the last user message), dropped before it, as Qwen 3's template does
+  const call = { id: "c1", type: "function", function: { name: "f", arguments: "{}" } };
+  const tokens = async (m: object, after: object) => (await (await fetch(`${client.baseURL.replace(/\/v1$/, "")}/tokenize`, {
     method: "POST", headers: { authorization: `Bearer ${t.key}`, "content-type": "application/json" },
-    body: JSON.stringify({ model: "think", messages: [{ role: "user", content: "hi" }, m, { role: "user", content: "more" }] }),
+    body: JSON.stringify({ model: "think", messages: [{ role: "user", content: "hi" }, m, after] }),
   })).json() as { tokens: number[] }).tokens;
-  const plain = await tokens({ role: "assistant", content: "yo" });
-  const withThought = await tokens({ role: "assistant", content: "yo", reasoning: "hmm", refusal: null });
+  const result = { role: "tool", tool_call_id: "c1", content: "ok" };
+  const plain = await tokens({ role: "assistant", content: "yo", tool_calls: [call] }, result);
+  const withThought = await tokens({ role: "assistant", content: "yo", reasoning: "hmm", refusal: null, tool_calls: [call] }, result);
   expect(withThought.length).toBeGreaterThan(plain.length);
   expect(withThought).toContain(THINK_END_TOKEN);
+  const earlier = await tokens({ role: "assistant", content: "yo", reasoning_content: "hmm" }, { role: "user", content: "more" });
+  expect(earlier).toEqual(await tokens({ role: "assistant", content: "yo" }, { role: "user", content: "more" }));
 }, 60_000);
 
 test("a JSON format and a forced call are the answer, not the thought (a reasoning model answers them after an empty thought)", async () => {
@@ -105,7 +110,7 @@ test("a JSON format and a forced call are the answer, not the thought (a reasoni
 }, 120_000);
 
 test("Responses: the thought is a reasoning item before the message, streamed as reasoning_text events", async () => {
-  const body = { model: "think", input: "hi", max_output_tokens: 12, temperature: 1 } as const;
+  const body = { model: "think", input: "hi", max_output_tokens: 12, temperature: 0 } as const; // greedy: the same thought every run
   const r = await client.responses.create(body);
   expect(r.output[0]!.type).toBe("reasoning");
   const item = r.output[0] as { content?: { type: string; text: string }[] };
@@ -124,9 +129,13 @@ test("Responses: the thought is a reasoning item before the message, streamed as
     }
   }
   expect(thought.length).toBeGreaterThan(0);
+  // the SDK's stream helper builds the items from the events (it threw 'missing content at index 0')
+  const final = await client.responses.stream(body).finalResponse();
+  expect((final.output[0] as { content?: { text: string }[] }).content![0]!.text.length).toBeGreaterThan(0);
   const at = (type: string) => events.indexOf(type);
   expect(at("response.reasoning_text.delta")).toBeGreaterThan(at("response.output_item.added"));
-  expect(at("response.reasoning_text.done")).toBeLessThan(at("response.content_part.added"));
+  expect(at("response.content_part.added")).toBeLessThan(at("response.reasoning_text.delta")); // the reasoning part, announced
+  expect(at("response.reasoning_text.done")).toBeLessThan(events.lastIndexOf("response.content_part.added")); // before the message's
 }, 60_000);
 
 test("a private key the prompt left open: the thought is withheld like the answer", async () => {
@@ -154,13 +163,24 @@ test("asked not to think (reasoning_effort none, chat_template_kwargs.enable_thi
   expect(JSON.stringify(await bad.json())).toContain("chat_template_kwargs");
 }, 60_000);
 
-test("Responses: a reasoning item sent back goes into the prompt with the assistant turn after it (it was dropped)", async () => {
-  const turn = (withThought: boolean) => client.responses.create({ model: "think", max_output_tokens: 1, input: [
-    { role: "user", content: "hi" },
-    ...(withThought ? [{ type: "reasoning", id: "rs_1", summary: [], content: [{ type: "reasoning_text", text: "the user greets me" }] }] : []),
-    { role: "assistant", content: "hello" },
-    { role: "user", content: "more" },
-  ] as OpenAI.Responses.ResponseInput });
+test("Responses: a reasoning item sent back goes into the prompt with the calls after it (it was dropped)", async () => {
+  const turn = (withThought: boolean) => client.responses.create({ model: "think", max_output_tokens: 1,
+    tools: [{ type: "function", name: "f", parameters: { type: "object", properties: {} }, strict: false }], input: [
+      { role: "user", content: "hi" },
+      ...(withThought ? [{ type: "reasoning", id: "rs_1", summary: [], content: [{ type: "reasoning_text", text: "the user greets me" }] }] : []),
+      { type: "function_call", call_id: "c1", name: "f", arguments: "{}" },
+      { type: "function_call_output", call_id: "c1", output: "ok" },
+    ] as OpenAI.Responses.ResponseInput });
   const plain = await turn(false), thought = await turn(true);
   expect(thought.usage!.input_tokens).toBeGreaterThan(plain.usage!.input_tokens + 3); // <think>the user greets me</think>
 }, 60_000);
+
+test("reasoning_tokens never exceed completion_tokens (a re-tokenized split character counted its new tokens)", async () => {
+  for (const seed of [1, 2, 3, 4]) {
+    for (const extra of [{ max_tokens: 60, logit_bias: { [THINK_END_TOKEN]: 4 } }, { max_tokens: 40, logit_bias: {} }] as { max_tokens: number; logit_bias: Record<string, number> }[]) {
+      const r = await client.chat.completions.create({ ...base, seed, ...extra });
+      const u = r.usage!;
+      expect({ seed, over: (u.completion_tokens_details?.reasoning_tokens ?? 0) > u.completion_tokens }).toEqual({ seed, over: false });
+    }
+  }
+}, 120_000);

@@ -199,6 +199,7 @@ export function responseEvents(f: ResponseFrame) {
     if (!thinking) return [];
     thinking = false;
     return [ev("response.reasoning_text.done", { ...thoughtPart, text: thought }),
+      ev("response.content_part.done", { ...thoughtPart, part: { type: "reasoning_text", text: thought } }),
       ev("response.output_item.done", { output_index: 0, item: reasoningItem(reasoningId, thought, "completed") })];
   };
   /** The message item's opening events, once. */
@@ -214,7 +215,10 @@ export function responseEvents(f: ResponseFrame) {
       ev("response.in_progress", { response: responseObject(f, undefined, messageId) })],
     thought: (delta: string) => {
       if (opened) return []; // a thought after the answer began: not a second reasoning item (node-llama-cpp ends at a call)
-      const open = thoughtItems ? [] : [ev("response.output_item.added", { output_index: 0, item: reasoningItem(reasoningId, "", "in_progress") })];
+      // The part is announced before its deltas, as OpenAI streams reasoning text: the openai SDK's stream helpers
+      // (responses.stream(), the Agents SDK) build the item from these events and threw without it.
+      const open = thoughtItems ? [] : [ev("response.output_item.added", { output_index: 0, item: reasoningItem(reasoningId, "", "in_progress") }),
+        ev("response.content_part.added", { ...thoughtPart, part: { type: "reasoning_text", text: "" } })];
       thoughtItems = 1;
       thinking = true;
       thought += delta;
