@@ -16,6 +16,7 @@ import { syncBatches } from "./batch-sync";
 import { gatherSchedule, type Arrivals } from "./arrivals";
 import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
 import { plainWrapper } from "./plain-wrapper";
+import { withGenerationPrompt } from "./generation-prompt";
 import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { StepTuner } from "./thread-tuner";
 import { SequencePool } from "./sequence-pool";
@@ -114,7 +115,9 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   if (opts.adaptiveThreads && !opts.gpu && !tuneSteps(context, new StepTuner({}, (c) => opts.log.debug({ model: source.id, ...c }, "decode step threads"))))
     opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: decode steps use the governed thread count untuned");
   const stat = fs.statSync(source.path);
-  const { chatWrapper, templateBound, remembered } = resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper);
+  const resolved = resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper);
+  const { templateBound, remembered } = resolved;
+  const chatWrapper = withGenerationPrompt(resolved.chatWrapper);
   // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start;
   // wrapper: which one renders the chats (the model's own Jinja template, or a built-in node-llama-cpp judged the
   // same), and whether it has thoughts (reasoning_content): a user could not tell before (model-family run).
@@ -126,7 +129,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     sequences: new SequencePool(context, opts.promptCache ?? true),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-    chatWrapper, plainChatWrapper: plainWrapper(chatWrapper), templateBound,
+    chatWrapper, plainChatWrapper: ((w) => w && withGenerationPrompt(w))(plainWrapper(chatWrapper)), templateBound,
     embedScheduler: new Scheduler(1, opts.maxQueue),
     busy,
   };

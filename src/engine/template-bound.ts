@@ -19,7 +19,6 @@ import { InvalidRequestError } from "../errors";
 import { SyncRenderer } from "./template-sync";
 import type { TemplateInit, TemplateJob, TemplateResult } from "./template-render";
 import { describeWrapper, rebuildWrapper, type WrapperMemory } from "./wrapper-choice";
-import { openThinking } from "./open-thinking";
 
 /** The bounds: limits.chatTemplateMs, limits.chatTemplateChars and limits.chatTemplateWorkers in the config. */
 export interface TemplateLimits { ms: number; chars: number; workers?: number }
@@ -78,8 +77,7 @@ export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits,
   const bound = new TemplateBound({ template: chatWrapper.template, tokens: [...tokens] }, limits);
   // Everything else (settings, function-call syntax) is the resolved wrapper's own; only rendering moves out.
   const bounded = Object.create(chatWrapper) as JinjaTemplateChatWrapper;
-  bounded.generateContextState = (options) =>
-    openThinking(chatWrapper, options.chatHistory, bound.renderSync(options) as ReturnType<JinjaTemplateChatWrapper["generateContextState"]>);
+  bounded.generateContextState = (options) => bound.renderSync(options) as ReturnType<JinjaTemplateChatWrapper["generateContextState"]>;
   return { chatWrapper: bounded, templateBound: bound, remembered: !!remembered };
 }
 
