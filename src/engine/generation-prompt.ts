@@ -19,7 +19,8 @@ const textOf = (t: unknown): string =>
 const hadCalls = (history: readonly ChatHistoryItem[]) =>
   history.some((h) => h.type === "model" && h.response.some((r) => typeof r === "object" && r.type === "functionCall"));
 
-export function generationPrompt<S extends ChatWrapperGeneratedContextState>(wrapper: ChatWrapper, history: readonly ChatHistoryItem[], state: S): S {
+/** `keepThought`: the empty thought block stays (asked not to think: it is the template's own enable_thinking=false form). */
+export function generationPrompt<S extends ChatWrapperGeneratedContextState>(wrapper: ChatWrapper, history: readonly ChatHistoryItem[], state: S, keepThought = false): S {
   const last = history.at(-1);
   if (last?.type !== "model" || last.response.length) return state;
   let values = state.contextText.values;
@@ -31,7 +32,7 @@ export function generationPrompt<S extends ChatWrapperGeneratedContextState>(wra
   const thought = wrapper.settings.segments?.thought;
   const end = values.at(-1);
   const prefix = textOf(thought?.prefix), suffix = textOf(thought?.suffix).trimEnd();
-  if (thought && !thought.openOnResponseStart && prefix && suffix && end instanceof SpecialTokensText) {
+  if (!keepThought && thought && !thought.openOnResponseStart && prefix && suffix && end instanceof SpecialTokensText) {
     const value = end.value.trimEnd(), at = value.lastIndexOf(prefix);
     if (at >= 0 && value.endsWith(suffix) && value.slice(at + prefix.length, value.length - suffix.length).trim() === "") {
       const rest = value.slice(0, at);
@@ -41,9 +42,22 @@ export function generationPrompt<S extends ChatWrapperGeneratedContextState>(wra
   return values === state.contextText.values ? state : { ...state, contextText: LlamaText(values) };
 }
 
-/** `wrapper`, its contexts ending as above (the wrapper itself, its rendering replaced on this instance). */
-export function withGenerationPrompt<W extends ChatWrapper>(wrapper: W): W {
-  const render = wrapper.generateContextState.bind(wrapper);
-  wrapper.generateContextState = (options) => generationPrompt(wrapper, options.chatHistory, render(options));
-  return wrapper;
+/** `wrapper` with its contexts ending as above (a new object over it; the wrapper itself is left as it is). */
+export function withGenerationPrompt<W extends ChatWrapper>(wrapper: W, keepThought = false): W {
+  const ended = Object.create(wrapper) as W;
+  ended.generateContextState = (options) => generationPrompt(wrapper, options.chatHistory, wrapper.generateContextState(options), keepThought);
+  return ended;
+}
+
+/**
+ * Whether the template itself writes the empty thought block at a fresh generation's end (Qwen 3): asked not to
+ * think, such a model is given the template's own block, not one more from node-llama-cpp's thought segment (a
+ * prompt had two: `<think>\n\n</think>\n\n<think>\n\n</think>\n\n`, a fix-attack run).
+ */
+export function writesEmptyThought(wrapper: ChatWrapper): boolean {
+  const thought = wrapper.settings.segments?.thought;
+  if (!thought || thought.openOnResponseStart) return false;
+  const history: ChatHistoryItem[] = [{ type: "user", text: "x" }, { type: "model", response: [] }];
+  const state = wrapper.generateContextState({ chatHistory: history });
+  return generationPrompt(wrapper, history, state) !== state;
 }

@@ -16,7 +16,7 @@ import { syncBatches } from "./batch-sync";
 import { gatherSchedule, type Arrivals } from "./arrivals";
 import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
 import { plainWrapper } from "./plain-wrapper";
-import { withGenerationPrompt } from "./generation-prompt";
+import { withGenerationPrompt, writesEmptyThought } from "./generation-prompt";
 import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { StepTuner } from "./thread-tuner";
 import { SequencePool } from "./sequence-pool";
@@ -61,6 +61,8 @@ export interface Loaded {
   chatWrapper: ChatWrapper;
   /** For chats without tools where node-llama-cpp's format differs from the template there (plain-wrapper.ts). */
   plainChatWrapper?: ChatWrapper;
+  /** For a thinking model asked not to think, where its template writes the empty thought block itself (generation-prompt.ts). */
+  noThinkWrapper?: ChatWrapper;
   /** Set when chatWrapper renders the model's own Jinja template: each chat is rendered first under a deadline. */
   templateBound?: TemplateBound;
   embedding?: Promise<LlamaEmbeddingContext>;
@@ -118,6 +120,8 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   const resolved = resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper);
   const { templateBound, remembered } = resolved;
   const chatWrapper = withGenerationPrompt(resolved.chatWrapper);
+  // Asked not to think, a template that writes the empty thought block itself keeps it (generation-prompt.ts).
+  const noThinkWrapper = writesEmptyThought(resolved.chatWrapper) ? withGenerationPrompt(resolved.chatWrapper, true) : undefined;
   // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start;
   // wrapper: which one renders the chats (the model's own Jinja template, or a built-in node-llama-cpp judged the
   // same), and whether it has thoughts (reasoning_content): a user could not tell before (model-family run).
@@ -129,7 +133,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     sequences: new SequencePool(context, opts.promptCache ?? true),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-    chatWrapper, plainChatWrapper: ((w) => w && withGenerationPrompt(w))(plainWrapper(chatWrapper)), templateBound,
+    chatWrapper, plainChatWrapper: ((w) => w && withGenerationPrompt(w))(plainWrapper(resolved.chatWrapper)), noThinkWrapper, templateBound,
     embedScheduler: new Scheduler(1, opts.maxQueue),
     busy,
   };

@@ -129,13 +129,16 @@ export class LlamaEngine implements Engine {
         ? await this.grammarFor({ kind: "json_schema", schema: callOrAnswerSchema(either, format?.kind === "json_schema" ? format.schema : undefined) }, "response_format")
         : await this.grammarFor(format, "response_format");
     const turn = forced ? toolsTurn(use!.tools, forced) : either ? toolsTurn(either, "required", true) : undefined;
-    const wrapper = functions ? l.chatWrapper : l.plainChatWrapper ?? l.chatWrapper;
-    const thinks = !!wrapper.settings.segments?.thought;
+    const base = functions ? l.chatWrapper : l.plainChatWrapper ?? l.chatWrapper;
+    const thinks = !!base.settings.segments?.thought;
     const history = toHistory(turn ? [turn, ...call.messages] : call.messages, thinks);
     // A reasoning model answering under a grammar (a JSON format, a forced call) starts after an empty, closed thought:
     // otherwise the grammar's JSON became the thought (a template that opens it in the prompt) and the answer was empty.
-    // The same when asked not to think: what Qwen 3's template writes for enable_thinking=false.
-    if ((grammar || call.thinking === false) && thinks) history[history.length - 1] = { type: "model", response: [{ type: "segment", segmentType: "thought", text: "", ended: true }] };
+    // The same when asked not to think: what Qwen 3's template writes for enable_thinking=false. A template that writes
+    // that block itself keeps its own (noThinkWrapper); for the others node-llama-cpp writes it as a closed thought.
+    const noThink = thinks && (!!grammar || call.thinking === false);
+    const wrapper = noThink && l.noThinkWrapper ? l.noThinkWrapper : base;
+    if (noThink && !l.noThinkWrapper) history[history.length - 1] = { type: "model", response: [{ type: "segment", segmentType: "thought", text: "", ended: true }] };
     // Count exactly what the template renders, then refuse before queueing or spending compute.
     const { state, prompt } = await this.render(l, wrapper, history, functions, promptRoom(l.info.contextSize, call.sampling),
       (over) => fitContext(l.info.contextSize, over, call.sampling, "messages", true)); // throws: it cannot fit
@@ -147,7 +150,7 @@ export class LlamaEngine implements Engine {
     return this.withSequence(l, call, prompt, async (sequence, generating, cachedTokens): Promise<Generation> => {
       const answerLogprob = forced ? undefined : call.onLogprob;
       let answerText: ((text: string) => void) | undefined; // set below, once the stop strings and call gate are in place
-      const thought = thinks ? thoughtChunks({ sampled: () => tally.sampled(), onText: (t) => answerText?.(t), onThought: call.onReasoning, onLogprob: answerLogprob }) : undefined;
+      const thought = thinks ? thoughtChunks({ sampled: () => tally.sampled(), detokenize: (t, trail) => l.model.detokenize(t, false, trail), onText: (t) => answerText?.(t), onThought: call.onReasoning, onLogprob: answerLogprob }) : undefined;
       const logprobs = call.sampling.logprobs != null ? recordLogprobs(sequence, l.model, call.sampling.logprobs, thought ? thought.record : answerLogprob) : undefined;
       const released = { count: () => 0 };
       const early = holdFor && call.onText ? { send: call.onText, released: () => released.count(), holdFor } : undefined;
@@ -187,7 +190,7 @@ export class LlamaEngine implements Engine {
         else if (rest) sink?.(rest);
         const reasoning = (thought?.thought() ?? "") + thoughtTail;
         const done = {
-          text: cut ? cut.text() : result.response + tail, ...(reasoning && { reasoning, reasoningTokens: Math.min(tally.count(), thought!.thoughtTokens() + (thoughtTail ? Math.max(0, tally.count() - thought!.released()) : 0)) }), promptTokens, cachedTokens, completionTokens: tally.count(),
+          text: cut ? cut.text() : (thought ? thought.answer() : result.response) + tail, ...(reasoning && { reasoning, reasoningTokens: Math.min(tally.count(), thought!.thoughtTokens() + (thoughtTail ? Math.max(0, tally.count() - thought!.released()) : 0)) }), promptTokens, cachedTokens, completionTokens: tally.count(),
           finishReason: cut?.stopped ? "stop" as const : finishOf(stop),
         };
         const calls = forced

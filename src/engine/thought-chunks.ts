@@ -12,21 +12,24 @@
  */
 import type { LlamaChatResponseChunk, Token } from "node-llama-cpp";
 import type { TokenLogprob } from "./engine";
+import { TEXT_CONTEXT } from "./context-text";
 
 export interface ThoughtChunkHooks {
   /** Sampled tokens so far, in order (token-tally.ts). */
   sampled: () => readonly Token[];
+  /** The text of `tokens` after `trail` (the model's detokenize with its last tokens as context). */
+  detokenize: (tokens: readonly Token[], trail: readonly Token[]) => string;
   onText?: (text: string) => void;
   onThought?: (text: string) => void;
   /** Streaming with logprobs: an answer token's record, just before its text reaches onText. */
   onLogprob?: (record: TokenLogprob) => void;
 }
 
-export function thoughtChunks({ sampled, onText, onThought, onLogprob }: ThoughtChunkHooks) {
+export function thoughtChunks({ sampled, detokenize, onText, onThought, onLogprob }: ThoughtChunkHooks) {
   // Sampled tokens before `sure` are accounted for; `taken`: sampled when a segment opened or closed (its markers
   // taken); `unsure`: a chunk whose tokens are not the sampled ones (node-llama-cpp re-tokenizes the text held before
   // a stop trigger, e.g. a split character before `</think>`): it covers the sampled tokens up to the next chunk found.
-  let sure = 0, taken = 0, unsure: "text" | "other" | undefined, open = false, thought = "", thoughtTokens = 0;
+  let sure = 0, taken = 0, unsure: "text" | "other" | undefined, open = false, thought = "", thoughtTokens = 0, answer = "";
   const records: (TokenLogprob | undefined)[] = [];
   const kept: TokenLogprob[] = [];
   /** The records of sampled tokens `from` to `to` go out with the answer's text (streaming) or are kept (its logprobs); or are dropped. */
@@ -51,8 +54,13 @@ export function thoughtChunks({ sampled, onText, onThought, onLogprob }: Thought
     chunk(c: LlamaChatResponseChunk) {
       const tokens = sampled();
       const kind = c.type === undefined ? "text" : "other";
+      let text = c.text;
       if (c.tokens.length) {
         const at = find(tokens, sure, c.tokens);
+        // The answer's text after the tokens sampled before it: node-llama-cpp's own chunk text, once a thought came
+        // first, was read without them, and a SentencePiece vocabulary's word-start space was dropped from every chunk
+        // ("thethe" streamed, "the the" unstreamed).
+        if (at >= 0 && kind === "text") text = detokenize(c.tokens, tokens.slice(Math.max(0, at - TEXT_CONTEXT), at));
         if (at < 0) unsure ??= kind;
         else {
           settle(sure, at, unsure === "text"); // an unsure chunk's tokens, or a segment's markers
@@ -67,7 +75,7 @@ export function thoughtChunks({ sampled, onText, onThought, onLogprob }: Thought
       if (c.type === "segment" && c.segmentType === "thought") {
         open = !c.segmentEndTime;
         if (c.text) { thought += c.text; onThought?.(c.text); }
-      } else if (c.type === undefined && c.text) onText?.(c.text);
+      } else if (c.type === undefined && text) { answer += text; onText?.(text); }
     },
     /** Sampled tokens node-llama-cpp has dealt with: the rest is the held-back tail (token-tally.ts tail()). */
     released: () => (unsure ? sampled().length : Math.max(sure, taken)),
@@ -79,6 +87,8 @@ export function thoughtChunks({ sampled, onText, onThought, onLogprob }: Thought
     inThought: () => open,
     /** The thought's text so far. */
     thought: () => thought,
+    /** The answer's text so far, as sent to onText (node-llama-cpp's response reads its chunks differently). */
+    answer: () => answer,
     /**
      * Sampled tokens the thought's text stands for so far (a re-tokenized run counts what was sampled, not its new
      * tokens: reasoning_tokens came out above completion_tokens), an unsure thought at the end with what follows it.

@@ -37,6 +37,9 @@ test("a Llama 3.1+ model (a single-token <|eom_id|>, as every such GGUF has) is 
     expect(plain).toContain("Cutting Knowledge Date");
     expect(plain).not.toContain("Tool Instructions");
     expect(await prompt({ tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: {} } } }] })).toContain("Tool Instructions");
+    // without a system message the preamble ends with the template's blank line; the day is two digits (strftime %d)
+    const alone = await prompt({ messages: [{ role: "user", content: "hi" }] });
+    expect(alone).toMatch(/Today Date: \d\d [A-Z][a-z]{2} \d{4}\n\n<\|eot_id\|>/);
   } finally {
     expect(await s.stop()).toBe(0);
   }

@@ -30,11 +30,21 @@ test("the generation prompt ends where the template's does: no empty thought blo
   expect(prompt).not.toContain("<think>");
 });
 
-test("an answer under a JSON format still comes after an empty thought, and is JSON", async () => {
-  const g = await engine.chat({ model: "qwen", messages: [{ role: "user", content: "x" }], signal: new AbortController().signal,
+test("an answer under a JSON format, or asked not to think, comes after one empty thought block (the template's own), and is JSON", async () => {
+  const messages = [{ role: "user" as const, content: "x" }];
+  const g = await engine.chat({ model: "qwen", messages, signal: new AbortController().signal,
     sampling: { maxTokens: 40, temperature: 0, format: { kind: "json_schema", schema: { type: "object", properties: { a: { type: "boolean" } }, required: ["a"], additionalProperties: false } } } });
   expect(g.reasoning).toBeUndefined();
   expect(Object.keys(JSON.parse(g.text))).toEqual(["a"]);
+  // exactly one block more than the thinking prompt: node-llama-cpp's closed thought came on top of the template's (two)
+  const model = (engine as unknown as { loaded: Map<string, { model: { tokenize: (t: string, special: boolean) => number[] } }> }).loaded.get("qwen")!.model;
+  const block = model.tokenize("<think>\n\n</think>\n\n", true).length;
+  const thinking = (await engine.chatTokens("qwen", messages)).length;
+  const oneBlock = (n: number) => n > thinking && n <= thinking + block; // (tokenized in place, a newline may merge)
+  expect(oneBlock(g.promptTokens)).toBe(true);
+  const none = await engine.chat({ model: "qwen", messages, signal: new AbortController().signal, thinking: false, sampling: { maxTokens: 4, temperature: 0 } });
+  expect(oneBlock(none.promptTokens)).toBe(true);
+  expect(none.reasoning).toBeUndefined();
 });
 
 /** A Hermes-style tool template (Qwen 2.5's kind), written for this test: node-llama-cpp reads its call syntax. */

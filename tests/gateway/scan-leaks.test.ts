@@ -105,3 +105,22 @@ test("streamed reasoning_content (and vLLM's reasoning) is relayed through a fil
   expect(done.response.output[0].content[0].text).toBe("think: the key is [REDACTED:aws-access-token], so");
   expect(resp.text).not.toContain("IOSFODNN7");
 });
+
+test("streamed Responses through the gateway: reasoning.effort none and an echoed thought go up; the upstream's cached and reasoning counts come back", async () => {
+  let sent: Record<string, unknown> | undefined;
+  const post = await gatewayOver((_req, s) => {
+    sent = JSON.parse(s.body);
+    return new Response(sseChunks([chatChunk({ role: "assistant", content: "" }), chatChunk({ content: "ok" }), chatChunk({}, "stop"),
+      { id: "x", object: "chat.completion.chunk", created: 1, model: "m", choices: [],
+        usage: { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14, prompt_tokens_details: { cached_tokens: 2 }, completion_tokens_details: { reasoning_tokens: 7 } } },
+      "[DONE]"]), { headers: { "content-type": "text/event-stream" } });
+  });
+  const r = await post("/v1/responses", { stream: true, reasoning: { effort: "none" }, tools: [{ type: "function", name: "f", parameters: { type: "object", properties: {} } }], input: [
+    { role: "user", content: "q" }, { type: "reasoning", id: "rs_1", summary: [], content: [{ type: "reasoning_text", text: "ECHOED THOUGHT" }] },
+    { type: "function_call", call_id: "c1", name: "f", arguments: "{}" }, { type: "function_call_output", call_id: "c1", output: "ok" }] });
+  expect(r.status).toBe(200);
+  expect(sent!.reasoning_effort).toBe("none");
+  expect((sent!.messages as { role: string; reasoning_content?: string }[]).find((m) => m.role === "assistant")?.reasoning_content).toBe("ECHOED THOUGHT");
+  const done = r.text.split("\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6))).find((e) => e.type === "response.completed");
+  expect(done.response.usage).toMatchObject({ input_tokens_details: { cached_tokens: 2 }, output_tokens_details: { reasoning_tokens: 7 } });
+});

@@ -184,3 +184,40 @@ test("reasoning_tokens never exceed completion_tokens (a re-tokenized split char
     }
   }
 }, 120_000);
+
+test("the thought is under both names clients read (reasoning_content, vLLM's reasoning), and comes back inside a text part as the Agents SDK sends it", async () => {
+  const r = await client.chat.completions.create({ ...base, seed: 3, max_tokens: 12, logit_bias: {} });
+  const m = r.choices[0]!.message as Message & { reasoning?: string };
+  expect(m.reasoning).toBe(m.reasoning_content);
+  const stream = await client.chat.completions.create({ ...base, seed: 3, max_tokens: 12, logit_bias: {}, stream: true });
+  let a = "", b = "";
+  for await (const c of stream) {
+    const d = c.choices[0]?.delta as { reasoning_content?: string; reasoning?: string } | undefined;
+    a += d?.reasoning_content ?? ""; b += d?.reasoning ?? "";
+  }
+  expect(b).toBe(a);
+  expect(b).toBe(m.reasoning!);
+  // @openai/agents' chat model copies the message's other fields into its text part: a 400 before
+  const call = { id: "c1", type: "function", function: { name: "f", arguments: "{}" } };
+  const echoed = { role: "assistant", content: [{ type: "text", text: "yo", role: "assistant", refusal: null, reasoning_content: "hmm", reasoning: "hmm" }], tool_calls: [call] };
+  const send = (m: object) => fetch(`${client.baseURL.replace(/\/v1$/, "")}/tokenize`, { method: "POST", headers: { authorization: `Bearer ${t.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "think", messages: [{ role: "user", content: "hi" }, m, { role: "tool", tool_call_id: "c1", content: "ok" }] }) });
+  const withPart = await send(echoed);
+  expect(withPart.status).toBe(200);
+  const plain = await (await send({ role: "assistant", content: "yo", tool_calls: [call] })).json() as { tokens: number[] };
+  expect(((await withPart.json()) as { tokens: number[] }).tokens.length).toBeGreaterThan(plain.tokens.length); // the thought is in the prompt
+}, 60_000);
+
+test("after a thought the answer keeps its word-start spaces, streamed as unstreamed (SentencePiece: 'thethe' streamed, 'the the' not)", async () => {
+  const THE = 394; // "▁the" in the tiny vocabulary
+  let seen = 0;
+  for (const seed of [1, 2, 3, 4]) {
+    const { full, message, streamed } = await both(seed, { max_tokens: 14, logit_bias: { [THE]: 6, [THINK_END_TOKEN]: 8 }, logprobs: true });
+    expect(streamed.content).toBe(message.content ?? "");
+    if (!message.reasoning_content || !message.content?.includes("the")) continue;
+    seen++;
+    expect(message.content).not.toContain("thethe");
+    expect(tokenText(full.choices[0]!.logprobs!.content!.map((x) => x.token))).toBe(message.content);
+  }
+  expect(seen).toBeGreaterThan(0);
+}, 120_000);

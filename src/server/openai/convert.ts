@@ -184,7 +184,9 @@ export function toTurns(req: ChatCompletionRequest, bounds: JsonBounds): ChatTur
         const parts = m.content == null ? "" : typeof m.content === "string" ? m.content
           : m.content.map((p) => (p.type === "text" ? p.text : p.refusal)).join(PART_SEPARATOR);
         // A refusal is what the assistant said when it said nothing else.
-        const reasoning = m.reasoning_content || m.reasoning;
+        // The Agents SDK's chat model sends the thought back inside the text part (it copies the message's other fields there).
+        const inPart = Array.isArray(m.content) ? m.content.find((p) => p.type === "text" && (p.reasoning_content || p.reasoning)) : undefined;
+        const reasoning = m.reasoning_content || m.reasoning || (inPart?.type === "text" ? inPart.reasoning_content || inPart.reasoning : undefined);
         return { role: "assistant", content: parts || (m.refusal ?? ""), ...(calls.length ? { toolCalls: calls } : {}), ...(reasoning ? { reasoning } : {}) };
       }
       case "tool": {
@@ -267,8 +269,9 @@ const wireCalls = (calls: ToolCall[]) =>
 
 /** The answer as OpenAI's message: with calls, `content` is null unless the model also wrote text. `legacy`: `function_call`. */
 function assistantMessage(g: Generation, legacy = false) {
-  // A reasoning model's thought, as llama-server and vLLM name it (OpenAI's own API returns none).
-  const thought = g.reasoning ? { reasoning_content: g.reasoning } : {};
+  // A reasoning model's thought under both names clients read: llama-server's (and vLLM's older) reasoning_content,
+  // vLLM's newer reasoning (the Agents SDK's chat model reads only that). OpenAI's own API returns none.
+  const thought = g.reasoning ? { reasoning_content: g.reasoning, reasoning: g.reasoning } : {};
   if (!g.toolCalls?.length) return { role: "assistant" as const, content: g.text, ...thought, refusal: null };
   if (legacy) return { role: "assistant" as const, content: g.text || null, ...thought, refusal: null, function_call: functionCall(g.toolCalls) };
   return { role: "assistant" as const, content: g.text || null, ...thought, refusal: null, tool_calls: wireCalls(g.toolCalls).map(({ index: _, ...c }) => c) };
@@ -315,7 +318,7 @@ export function textCompletion(id: string, model: string, created: number, gs: G
 
 /** One stream chunk of choice `index`; `logprobs` as chatLogprobs builds it. */
 export function chatChunk(id: string, model: string, created: number,
-  delta: { role?: "assistant"; content?: string | null } | { reasoning_content: string } | ReturnType<typeof toolCallsDelta> | ReturnType<typeof functionCallDelta>,
+  delta: { role?: "assistant"; content?: string | null } | { reasoning_content: string; reasoning: string } | ReturnType<typeof toolCallsDelta> | ReturnType<typeof functionCallDelta>,
   finish: string | null, index = 0, logprobs: ReturnType<typeof chatLogprobs> = null) {
   return { id, object: "chat.completion.chunk" as const, created, model, choices: [{ index, delta, finish_reason: finish, logprobs }] };
 }

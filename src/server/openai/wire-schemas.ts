@@ -75,10 +75,12 @@ const mediaPart = z.looseObject({ type: z.enum(["image_url", "input_audio", "fil
 const refusalPart = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
 /**
  * An assistant's text part as clients echo it: the OpenAI Agents SDK copies the rest of the answer's message into
- * it (`role`, `refusal: null`; `annotations: []` when streamed), and OpenAI takes that. Not model input.
+ * it (`role`, `refusal: null`; `annotations: []` when streamed; a reasoning model's `reasoning_content`/`reasoning`),
+ * and OpenAI takes that. Not model input, but the thought where the message itself carries none.
  */
 const assistantTextPart = textPart.extend({
   role: z.literal("assistant").optional(), refusal: z.string().nullish(), annotations: z.array(z.unknown()).max(1024).nullish(),
+  reasoning_content: z.string().nullish(), reasoning: z.string().nullish(),
 });
 
 /** A message's participant name; null as clients that default every field to None send it. Not model input. */

@@ -38,7 +38,7 @@ export const chatRoutes = (deps: AppDeps) =>
       // their final message from these deltas: "" there, null unstreamed).
       head: (i) => chatChunk(id, info.id, created, { role: "assistant", content: forced ? null : "" }, null, i),
       piece: (text, i, lp) => chatChunk(id, info.id, created, { content: text }, null, i, chatLogprobs(lp)),
-      thought: (text, i) => chatChunk(id, info.id, created, { reasoning_content: text }, null, i),
+      thought: (text, i) => chatChunk(id, info.id, created, { reasoning_content: text, reasoning: text }, null, i),
       calls: (calls, i) => chatChunk(id, info.id, created, legacy ? functionCallDelta(calls) : toolCallsDelta(calls), null, i),
       end: (finish, _g, i) => chatChunk(id, info.id, created, {}, legacyFinish(finish, legacy), i),
       usage: (g) => usageChunk(id, "chat.completion.chunk", info.id, created, g),

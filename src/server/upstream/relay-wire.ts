@@ -33,7 +33,7 @@ export function chatWire(kind: "chat" | "completions", model: string, includeUsa
     base: (ev) => { base = { id: ev.id, object: ev.object ?? base.object, created: ev.created, model }; },
     open: (i) => { if (kind === "chat") send(chunk(i, { delta: { role: "assistant", content: "" }, finish_reason: null })); },
     text: (i, text) => send(kind === "chat" ? chunk(i, { delta: { content: text }, finish_reason: null }) : chunk(i, { text, finish_reason: null })),
-    thought: (i, text) => { if (kind === "chat") send(chunk(i, { delta: { reasoning_content: text }, finish_reason: null })); },
+    thought: (i, text) => { if (kind === "chat") send(chunk(i, { delta: { reasoning_content: text, reasoning: text }, finish_reason: null })); },
     end: (i, reason, calls) => {
       if (calls.length) {
         send(chunk(i, { delta: { tool_calls: calls.map((c, k) => ({ index: k, id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })) }, finish_reason: null }));
@@ -62,9 +62,11 @@ export function responsesWire(frame: ResponseFrame, send: (ev: unknown) => void)
     end: (_i, reason, calls) => { done = { reason, calls }; },
     finish: (usage) => {
       const u = usage ?? {};
+      const detail = (k: string, f: string) => Number((u[k] as Obj | undefined)?.[f] ?? 0); // the cached and reasoning counts too (they read 0)
       all(events.end({
         text: "", toolCalls: done!.calls.length ? done!.calls : undefined, finishReason: done!.reason,
         promptTokens: Number(u.prompt_tokens ?? 0), completionTokens: Number(u.completion_tokens ?? 0),
+        cachedTokens: detail("prompt_tokens_details", "cached_tokens"), reasoningTokens: detail("completion_tokens_details", "reasoning_tokens"),
       }));
     },
   };
