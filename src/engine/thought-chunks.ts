@@ -9,6 +9,8 @@
  * the thought's to `onThought`, each token's logprob record goes out with its answer text (a thought's are left
  * out: OpenAI gives none for reasoning either), and `released` says how many sampled tokens node-llama-cpp has dealt
  * with (released as text, or taken as a segment's opening or closing), so only what it still holds is the tail.
+ * The answer's text is its tokens' own, read after the tokens sampled before them (answer(); the streamed and the
+ * unstreamed answer are this same text).
  */
 import type { LlamaChatResponseChunk, Token } from "node-llama-cpp";
 import type { TokenLogprob } from "./engine";
@@ -33,10 +35,10 @@ export function thoughtChunks({ sampled, detokenize, onText, onThought, onLogpro
   const records: (TokenLogprob | undefined)[] = [];
   const kept: TokenLogprob[] = [];
   /** The records of sampled tokens `from` to `to` go out with the answer's text (streaming) or are kept (its logprobs); or are dropped. */
-  const settle = (from: number, to: number, answer: boolean) => {
+  const settle = (from: number, to: number, isAnswer: boolean) => {
     for (let i = from; i < to; i++) {
       const r = records[i];
-      if (r && answer) onLogprob ? onLogprob(r) : kept.push(r);
+      if (r && isAnswer) onLogprob ? onLogprob(r) : kept.push(r);
       records[i] = undefined;
     }
   };
