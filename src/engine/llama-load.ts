@@ -15,7 +15,7 @@ import { Scheduler } from "./scheduler";
 import { syncBatches } from "./batch-sync";
 import { gatherSchedule, type Arrivals } from "./arrivals";
 import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
-import { plainWrapper } from "./plain-wrapper";
+import { llama3Wrapper } from "./plain-wrapper";
 import { withGenerationPrompt, writesEmptyThought } from "./generation-prompt";
 import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { StepTuner } from "./thread-tuner";
@@ -119,7 +119,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   const stat = fs.statSync(source.path);
   const resolved = resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper);
   const { templateBound, remembered } = resolved;
-  const chatWrapper = withGenerationPrompt(resolved.chatWrapper);
+  const chatWrapper = withGenerationPrompt(llama3Wrapper(resolved.chatWrapper, true) ?? resolved.chatWrapper);
   // Asked not to think, a template that writes the empty thought block itself keeps it (generation-prompt.ts).
   const noThinkWrapper = writesEmptyThought(resolved.chatWrapper) ? withGenerationPrompt(resolved.chatWrapper, true) : undefined;
   // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start;
@@ -133,7 +133,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     sequences: new SequencePool(context, opts.promptCache ?? true),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-    chatWrapper, plainChatWrapper: ((w) => w && withGenerationPrompt(w))(plainWrapper(resolved.chatWrapper)), noThinkWrapper, templateBound,
+    chatWrapper, plainChatWrapper: ((w) => w && withGenerationPrompt(w))(llama3Wrapper(resolved.chatWrapper, false)), noThinkWrapper, templateBound,
     embedScheduler: new Scheduler(1, opts.maxQueue),
     busy,
   };

@@ -20,13 +20,14 @@ function templatePreamble(text: string, alone: boolean): string {
 }
 
 function plainKind<K extends Llama3Kind>(Kind: K): K {
-  // The subclass keeps the class's name and checks (instanceof); only the preamble's text changes.
+  // The subclass keeps the class's name and checks (instanceof); only the preamble's text changes. With the tool
+  // instructions (chats with tools) the preamble already ends in a blank line: only the day is padded there.
   return class extends (Kind as typeof Llama3_1ChatWrapper) {
     override prependPreambleToChatHistory(chatHistory: readonly ChatHistoryItem[]): readonly ChatHistoryItem[] {
       const res = super.prependPreambleToChatHistory(chatHistory);
       const first = res[0];
       if (res.length !== chatHistory.length + 1 || first?.type !== "system") return res; // no preamble written
-      const alone = chatHistory[0]?.type !== "system";
+      const alone = chatHistory[0]?.type !== "system" && this.noToolInstructions;
       const values = LlamaText.fromJSON(first.text).values.map((v) =>
         typeof v === "string" ? templatePreamble(v, alone) : v instanceof SpecialTokensText ? new SpecialTokensText(templatePreamble(v.value, alone)) : v);
       return [{ ...first, text: LlamaText(values).toJSON() }, ...res.slice(1)];
@@ -36,13 +37,16 @@ function plainKind<K extends Llama3Kind>(Kind: K): K {
 
 const PLAIN = new Map<Llama3Kind, Llama3Kind>([[Llama3_1ChatWrapper, plainKind(Llama3_1ChatWrapper)], [Llama3_2LightweightChatWrapper, plainKind(Llama3_2LightweightChatWrapper)]]);
 
-/** The same wrapper without tool instructions; undefined where the resolved one needs no other. */
-export function plainWrapper(wrapper: ChatWrapper): ChatWrapper | undefined {
+/**
+ * node-llama-cpp's Llama 3.1 format with the template's preamble: for chats without tools (`tools` false) without the
+ * tool instructions; with tools (true) as resolved, the day padded. Undefined for any other wrapper.
+ */
+export function llama3Wrapper(wrapper: ChatWrapper, tools: boolean): ChatWrapper | undefined {
   for (const [Kind, Plain] of PLAIN) {
-    if (!(wrapper instanceof Kind) || wrapper.noToolInstructions) continue;
+    if (!(wrapper instanceof Kind)) continue;
     const w = wrapper as Llama3_1ChatWrapper & { _specialTokensTextForPreamble?: boolean };
-    const options: Llama3Options = { cuttingKnowledgeDate: w.cuttingKnowledgeDate, todayDate: w.todayDate, noToolInstructions: true,
-      _specialTokensTextForPreamble: w._specialTokensTextForPreamble };
+    const options: Llama3Options = { cuttingKnowledgeDate: w.cuttingKnowledgeDate, todayDate: w.todayDate,
+      noToolInstructions: tools ? w.noToolInstructions : true, _specialTokensTextForPreamble: w._specialTokensTextForPreamble };
     return new Plain(options);
   }
   return undefined;

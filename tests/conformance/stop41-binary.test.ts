@@ -36,7 +36,9 @@ test("a Llama 3.1+ model (a single-token <|eom_id|>, as every such GGUF has) is 
     const plain = await prompt({});
     expect(plain).toContain("Cutting Knowledge Date");
     expect(plain).not.toContain("Tool Instructions");
-    expect(await prompt({ tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: {} } } }] })).toContain("Tool Instructions");
+    const withTools = await prompt({ tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: {} } } }] });
+    expect(withTools).toContain("Tool Instructions");
+    expect(withTools).toMatch(/Today Date: \d\d [A-Z][a-z]{2} \d{4}\n/); // the same date spelling with tools as without
     // without a system message the preamble ends with the template's blank line; the day is two digits (strftime %d)
     const alone = await prompt({ messages: [{ role: "user", content: "hi" }] });
     expect(alone).toMatch(/Today Date: \d\d [A-Z][a-z]{2} \d{4}\n\n<\|eot_id\|>/);

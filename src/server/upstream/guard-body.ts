@@ -2,7 +2,7 @@
  * The prompt guard over a request bound for an upstream. The body is forwarded
  * in its wire form (the upstream speaks OpenAI), so the guard reads every text
  * in it that a chat template renders into the prompt — message contents and
- * text parts, tool definitions, earlier calls' names and arguments — the same texts
+ * text parts, echoed thoughts, tool definitions, earlier calls' names and arguments — the same texts
  * guard-chat.ts reads for local models, and a "strip" rule's edits are written
  * back in place. Returns a copy; the validated body is left alone.
  */
@@ -19,11 +19,17 @@ function field(slots: Slot[], o: Obj, key: string, role: ChatTurn["role"]) {
   if (typeof o[key] === "string") slots.push({ text: o[key] as string, role, set: (v) => { o[key] = v; } });
 }
 
-/** A content that is a string or an array of parts with text in `text` (or `refusal`). */
+/**
+ * A content that is a string or an array of parts with text in `text` (or `refusal`), and an echoed thought beside it
+ * (`reasoning_content`/`reasoning` on the message or, as the Agents SDK sends it back, on a text part): an upstream's
+ * template renders it into the prompt, and it went up unguarded and unbounded (a fix-attack run: control tokens too).
+ */
 function content(slots: Slot[], o: Obj, role: ChatTurn["role"]) {
+  const thought = (x: Obj) => { field(slots, x, "reasoning_content", role); field(slots, x, "reasoning", role); };
+  thought(o);
   if (typeof o.content === "string") return field(slots, o, "content", role);
   if (!Array.isArray(o.content)) return;
-  for (const p of o.content) if (isObject(p)) { field(slots, p, "text", role); field(slots, p, "refusal", role); }
+  for (const p of o.content) if (isObject(p)) { field(slots, p, "text", role); field(slots, p, "refusal", role); thought(p); }
 }
 
 /** Tool definitions: description and the parameters schema (as JSON text, parsed back after a strip). */
