@@ -120,6 +120,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   const resolved = resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper);
   const { templateBound, remembered } = resolved;
   const chatWrapper = withGenerationPrompt(llama3Wrapper(resolved.chatWrapper, true) ?? resolved.chatWrapper);
+  const plain = llama3Wrapper(resolved.chatWrapper, false);
   // Asked not to think, a template that writes the empty thought block itself keeps it (generation-prompt.ts).
   const noThinkWrapper = writesEmptyThought(resolved.chatWrapper) ? withGenerationPrompt(resolved.chatWrapper, true) : undefined;
   // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start;
@@ -133,7 +134,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     sequences: new SequencePool(context, opts.promptCache ?? true),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-    chatWrapper, plainChatWrapper: ((w) => w && withGenerationPrompt(w))(llama3Wrapper(resolved.chatWrapper, false)), noThinkWrapper, templateBound,
+    chatWrapper, plainChatWrapper: plain && withGenerationPrompt(plain), noThinkWrapper, templateBound,
     embedScheduler: new Scheduler(1, opts.maxQueue),
     busy,
   };

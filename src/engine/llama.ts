@@ -129,7 +129,7 @@ export class LlamaEngine implements Engine {
         ? await this.grammarFor({ kind: "json_schema", schema: callOrAnswerSchema(either, format?.kind === "json_schema" ? format.schema : undefined) }, "response_format")
         : await this.grammarFor(format, "response_format");
     const turn = forced ? toolsTurn(use!.tools, forced) : either ? toolsTurn(either, "required", true) : undefined;
-    const base = functions ? l.chatWrapper : l.plainChatWrapper ?? l.chatWrapper;
+    const base = wrapperFor(l, !!functions);
     const thinks = !!base.settings.segments?.thought;
     const history = toHistory(turn ? [turn, ...call.messages] : call.messages, thinks);
     // A reasoning model answering under a grammar (a JSON format, a forced call) starts after an empty, closed thought:
@@ -210,7 +210,7 @@ export class LlamaEngine implements Engine {
   /** The token ids the model's chat template makes of `messages` (with its generation prompt), as chat() would evaluate them. */
   async chatTokens(id: string, messages: ChatTurn[], tools?: ToolSpec[]): Promise<number[]> {
     const l = this.get(id);
-    const wrapper = tools?.length ? l.chatWrapper : l.plainChatWrapper ?? l.chatWrapper;
+    const wrapper = wrapperFor(l, !!tools?.length);
     const { prompt } = await this.render(l, wrapper, toHistory(messages, !!wrapper.settings.segments?.thought), tools?.length ? chatFunctions(tools) : undefined, MAX_TOKENIZE, (over) => {
       throw new InvalidRequestError(`messages are at least ${over} tokens; at most ${MAX_TOKENIZE} are tokenized at once.`, "messages", "context_length_exceeded");
     });
@@ -392,6 +392,9 @@ export class LlamaEngine implements Engine {
     await this.llama.dispose();
   }
 }
+
+/** The wrapper a chat renders through: with tools the model's own, without them its plain variant where it has one. */
+const wrapperFor = (l: Loaded, tools: boolean): ChatWrapper => (tools ? l.chatWrapper : l.plainChatWrapper ?? l.chatWrapper);
 
 /** /tokenize's most tokens at once: the whole-text tokenization's cost grows with the square of a run (long-text.ts). */
 const MAX_TOKENIZE = 1 << 16;

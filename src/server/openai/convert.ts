@@ -255,6 +255,13 @@ export const choiceSampling = (s: Sampling, choice: number, n: number): Sampling
   // On the engine's seed, not the request's: near ±2^53 a double's seed + 1 rounds back to seed (two choices alike).
   s.seed == null || choice % n === 0 ? s : { ...s, seed: (engineSeed(s.seed) + (choice % n)) % SEEDS };
 
+/**
+ * `false` where the request asks a reasoning model not to think (reasoning_effort "none", chat_template_kwargs
+ * enable_thinking false; the Responses API's reasoning.effort "none" arrives as reasoning_effort): the engine's `thinking`.
+ */
+export const thinkingOf = (req: Pick<ChatCompletionRequest, "reasoning_effort" | "chat_template_kwargs">): false | undefined =>
+  req.reasoning_effort === "none" || req.chat_template_kwargs?.enable_thinking === false ? false : undefined;
+
 /** Token counts of an answer: its prompt's (and of those, the cached start's) and the generated ones. */
 export type UsageCounts = Pick<Generation, "promptTokens" | "cachedTokens" | "completionTokens" | "reasoningTokens">;
 

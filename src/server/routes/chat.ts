@@ -1,7 +1,7 @@
 /** POST /v1/chat/completions */
 import { Elysia } from "elysia";
 import { chatLogprobs } from "../openai/logprob-wire";
-import { chatChunk, chatCompletion, choiceCount, choiceSampling, functionCallDelta, includeUsage, legacyFinish, usesFunctions, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
+import { chatChunk, chatCompletion, choiceCount, thinkingOf, choiceSampling, functionCallDelta, includeUsage, legacyFinish, usesFunctions, toolCallsDelta, toSampling, toToolUse, toTurns, usageChunk } from "../openai/convert";
 import { chatCompletionRequest, errorBody, chatCompletionObject } from "../openai/wire";
 import type { AppDeps } from "../deps";
 import { prologue } from "./prologue";
@@ -22,7 +22,7 @@ export const chatRoutes = (deps: AppDeps) =>
     const n = body.n ?? 1;
     const legacy = usesFunctions(body);
     const forced = !!tools && tools.choice !== "auto";
-    const thinking = body.reasoning_effort === "none" || body.chat_template_kwargs?.enable_thinking === false ? false : undefined;
+    const thinking = thinkingOf(body);
     // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,

@@ -15,7 +15,7 @@ import { cacheScopeOf, type RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import type { Inflight } from "../inflight";
 import { scanParts } from "../../guards/scan-parts";
-import type { TextFilter } from "../../guards/response-scan";
+import { thoughtStream } from "../thought-stream";
 import { argumentsOf, scanned, unstarted, type GenerationPlan } from "./generate";
 import { totalUsage } from "../openai/convert";
 
@@ -60,14 +60,8 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
       if (!headSent) { headSent = true; out(plan.head!(i, prompt)); }
     };
     if (!plan.headAfterPrompt) sendHead();
-    // A reasoning model's thought: a filter of its own (a match must not run from the thought into the answer),
-    // emptied when the answer starts, as the thought is over then.
-    let thought: TextFilter | undefined, blockedThought = false;
-    const endThought = () => {
-      const rest = thought && !thought.blocked ? thought.end() : "";
-      if (rest) out(plan.thought!(rest, i));
-      thought = undefined;
-    };
+    // A reasoning model's thought: a filter of its own, emptied when the answer starts (thought-stream.ts).
+    const thought = thoughtStream(() => deps.responseFilter(state, true), (text) => out(plan.thought!(text, i)));
     let admitted!: () => void;
     const admission = new Promise<void>((resolve) => { admitted = resolve; });
     // A choice after a cancel is not handed to the engine: it settles as cancelled (a shutdown then ends it unstarted).
@@ -78,15 +72,12 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
       onPromptLogprobs: plan.headAfterPrompt ? (p) => sendHead(p) : undefined,
       onReasoning: plan.thought && ((text) => {
         sendHead();
-        if (blockedThought) return;
-        thought ??= deps.responseFilter(state, true);
-        const piece = thought.push(text);
-        if (piece) out(plan.thought!(piece, i));
-        if (thought.blocked) { blockedThought = true; stopEngine(); }
+        thought.push(text);
+        if (thought.blocked) stopEngine();
       }),
       onText: (text) => {
         sendHead();
-        endThought();
+        thought.end();
         const piece = filter.push(text);
         if (aligner) {
           raw += text;
@@ -101,8 +92,8 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     const finish = (g: Generation) => {
       const tail = filter.end(), args = scanParts(argumentsOf(g), () => deps.responseFilter(state, false, true));
       sendHead();
-      endThought();
-      const blocked = filter.blocked || args.blocked || blockedThought;
+      thought.end();
+      const blocked = filter.blocked || args.blocked || thought.blocked;
       scanned(g, [tail, ...args.parts], blocked);
       if (aligner && !blocked) sendPieces(aligner.push(raw, g.text, true));
       else if (g.text) send(g.text, undefined);

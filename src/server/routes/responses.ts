@@ -1,6 +1,6 @@
 /** POST /v1/responses (OpenAI's Responses API; stateless: nothing is stored). */
 import { Elysia } from "elysia";
-import { includeUsage, toSampling, toToolUse } from "../openai/convert";
+import { includeUsage, thinkingOf, toSampling, toToolUse } from "../openai/convert";
 import { asChatRequest, newFrame, responseEvents, responseObject, responsesTurns } from "../openai/responses";
 import { responsesRequest } from "../openai/responses-wire";
 import { errorBody, responseObjectShape } from "../openai/wire";
@@ -19,6 +19,7 @@ export const responsesRoutes = (deps: AppDeps) =>
       const specials = deps.engine.specialTokens(info.id);
       includeUsage(body); // stream_options without stream is a 400, as on chat and completions (a Responses stream has no usage chunk)
       const chat = asChatRequest(body);
+      const thinking = thinkingOf(chat);
       const sampling = toSampling(chat, deps.config, info.contextSize, specials);
       const { messages, tools } = guardChat(deps, state, info.id, responsesTurns(body, deps.config.limits), toToolUse(chat, specials));
       if (deps.config.logPrompts) state.promptText = JSON.stringify(messages);
@@ -33,7 +34,7 @@ export const responsesRoutes = (deps: AppDeps) =>
         perPrompt: 1,
         logprobs: sampling.logprobs != null,
         jsonText: !!sampling.format,
-        call: (signal, _choice, hooks) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, ...hooks, ...(chat.reasoning_effort === "none" && { thinking: false }) }),
+        call: (signal, _choice, hooks) => deps.engine.chat({ model: info.id, messages, tools, sampling, signal, ...hooks, ...(thinking === false && { thinking }) }),
         full: ([g]) => responseObject(frame, g!, events.messageId),
         head: () => events.head(),
         piece: events.piece,

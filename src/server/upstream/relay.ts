@@ -15,6 +15,7 @@ import type { FinishReason, ToolCall } from "../../engine/engine";
 import { CancelledError } from "../../errors";
 import type { UpstreamReply } from "../../gateway/gateway";
 import { UpstreamError } from "../../gateway/errors";
+import { thoughtStream } from "../thought-stream";
 import type { TextFilter } from "../../guards/response-scan";
 import type { AppDeps } from "../deps";
 import { errorBodyOf, toAppError } from "../errors";
@@ -43,8 +44,8 @@ export interface RelayPlan {
 }
 
 interface Call { index: number; id?: string; name?: string; args: string }
-/** `thought`: a reasoning model's thought's own filter while it lasts (emptied when the answer starts); `thoughtBlocked`: it blocked. */
-interface Choice { filter: TextFilter; thought?: TextFilter; thoughtBlocked?: boolean; calls: Map<number, Call>; finish?: string; done: boolean; text: string }
+/** `thought`: a reasoning model's thought, through a filter of its own (thought-stream.ts). */
+interface Choice { filter: TextFilter; thought: ReturnType<typeof thoughtStream>; calls: Map<number, Call>; finish?: string; done: boolean; text: string }
 
 const REASONS: readonly string[] = ["stop", "length", "content_filter", "tool_calls"];
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === "object" && !Array.isArray(v);
@@ -63,21 +64,20 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
       let usage: Obj | undefined, finished = 0, blocked = false;
       const choiceAt = (i: number): Choice => {
         let c = choices.get(i);
-        if (!c) { c = { filter: deps.responseFilter(state, true, !!plan.jsonText), calls: new Map(), done: false, text: "" }; choices.set(i, c); wire.open(i); }
+        if (!c) {
+          c = { filter: deps.responseFilter(state, true, !!plan.jsonText), thought: thoughtStream(() => deps.responseFilter(state, true), (t) => wire.thought(i, t)),
+            calls: new Map(), done: false, text: "" };
+          choices.set(i, c);
+          wire.open(i);
+        }
         return c;
       };
       const emit = (i: number, c: Choice, text: string) => { if (text) { wire.text(i, text); if (keepText) c.text += text; } };
-      /** The thought is over (the answer starts, or the choice ends): what its filter held back goes out. */
-      const endThought = (i: number, c: Choice) => {
-        const rest = c.thought && !c.thought.blocked ? c.thought.end() : "";
-        if (rest) wire.thought(i, rest);
-        c.thought = undefined;
-      };
       /** The rest of a finished choice: held-back text and the calls' arguments through its filter, then its end. */
       const close = (i: number, c: Choice, finish: string) => {
         c.done = true;
         finished++;
-        endThought(i, c);
+        c.thought.end();
         const ordered = [...c.calls.entries()].sort(([a], [b]) => a - b).map(([, x]) => ({
           ...x, id: x.id ?? `call_${state.id.slice(4)}_${i}_${x.index}`, name: x.name ?? "" }));
         // Each call's arguments, name and id, each through a filter of its own (leak run: a name or id went out as sent).
@@ -86,7 +86,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
         emit(i, c, end.text);
         const calls: ToolCall[] = n && end.args
           ? ordered.map((x, k) => ({ id: end.args![2 * n + k]!, name: end.args![n + k]!, arguments: end.args![k]! })) : [];
-        const dropped = c.filter.blocked || !!c.thoughtBlocked || (ordered.length > 0 && !end.args);
+        const dropped = c.filter.blocked || c.thought.blocked || (ordered.length > 0 && !end.args);
         blocked ||= dropped;
         wire.end(i, dropped ? "content_filter" : (REASONS.includes(finish) ? finish : "stop") as FinishReason, calls);
       };
@@ -118,13 +118,8 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
             if ((typeof u.text === "string" && u.text) || (typeof d.content === "string" && d.content) || thought || Array.isArray(d.tool_calls)) state.marks["first-token"] ??= performance.now();
             if (plan.kind === "completions") { if (typeof u.text === "string") emit(i, c, c.filter.push(u.text)); }
             else {
-              if (thought && !c.thoughtBlocked) {
-                c.thought ??= deps.responseFilter(state, true);
-                const piece = c.thought.push(thought);
-                if (piece) wire.thought(i, piece);
-                if (c.thought.blocked) c.thoughtBlocked = true;
-              }
-              if (typeof d.content === "string" && d.content) { endThought(i, c); emit(i, c, c.filter.push(d.content)); }
+              if (thought) c.thought.push(thought);
+              if (typeof d.content === "string" && d.content) { c.thought.end(); emit(i, c, c.filter.push(d.content)); }
               for (const t of Array.isArray(d.tool_calls) ? (d.tool_calls as Obj[]) : []) {
                 if (!isObj(t)) throw new UpstreamError("The upstream streamed a tool call that is not a JSON object.");
                 const k = Number(t.index ?? 0), f = (isObj(t.function) ? t.function : {}) as Obj;
@@ -136,7 +131,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
               }
             }
             if (typeof u.finish_reason === "string") c.finish = u.finish_reason;
-            if (c.finish || c.filter.blocked || c.thoughtBlocked) close(i, c, c.finish ?? "content_filter");
+            if (c.finish || c.filter.blocked || c.thought.blocked) close(i, c, c.finish ?? "content_filter");
           }
           if (blocked && finished >= plan.choices) break; // nothing more to pass on: stop the upstream now
         }
