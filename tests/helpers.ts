@@ -45,6 +45,18 @@ export const THINK_END_TOKEN = 262;
 export const thinkingModel = () => tinyModel({}, { template: THINKING_TEMPLATE, controlTokens: ["<think>", "</think>"] });
 
 /**
+ * A Hermes-style tool template written for the tests (the tool's text written as it is), whose assistant turn adds
+ * its text to a string: it fails on node-llama-cpp's own tool messages (an assistant call turn has no text there), as
+ * Qwen 3's does, so node-llama-cpp writes the history itself, results and all.
+ */
+export const RAW_TOOL_TEMPLATE =
+  "{%- for m in messages %}{%- if m.role == 'assistant' %}<|im_start|>assistant\n{{ '' + m.content }}" +
+  "{%- for c in m.tool_calls or [] %}<tool_call>\n{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}\n</tool_call>{%- endfor %}<|im_end|>\n" +
+  "{%- elif m.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ m.content }}\n</tool_response><|im_end|>\n" +
+  "{%- else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endif %}{%- endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}";
+export const rawToolModel = () => tinyModel({}, { template: RAW_TOOL_TEMPLATE, controlTokens: ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"] });
+
+/**
  * A copy of the tiny model at `file` whose chat template is `template` (written over the ChatML template in place,
  * padded with a Jinja comment to the same length, so no offset in the GGUF moves).
  */

@@ -17,6 +17,7 @@ import { gatherSchedule, type Arrivals } from "./arrivals";
 import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
 import { llama3Wrapper } from "./plain-wrapper";
 import { withGenerationPrompt, writesEmptyThought } from "./generation-prompt";
+import { formOf, withToolResults } from "./tool-results";
 import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { StepTuner } from "./thread-tuner";
 import { SequencePool } from "./sequence-pool";
@@ -119,10 +120,13 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   const stat = fs.statSync(source.path);
   const resolved = resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper);
   const { templateBound, remembered } = resolved;
-  const chatWrapper = withGenerationPrompt(llama3Wrapper(resolved.chatWrapper, true) ?? resolved.chatWrapper);
+  // Tool results as the model's template writes a tool message's text (tool-results.ts; a Jinja template's worker does the same).
+  const form = formOf(model.fileInfo.metadata?.tokenizer?.chat_template);
+  const results = <W extends ChatWrapper>(w: W) => withToolResults(w, form);
+  const chatWrapper = withGenerationPrompt(results(llama3Wrapper(resolved.chatWrapper, true) ?? resolved.chatWrapper));
   const plain = llama3Wrapper(resolved.chatWrapper, false);
   // Asked not to think, a template that writes the empty thought block itself keeps it (generation-prompt.ts).
-  const noThinkWrapper = writesEmptyThought(resolved.chatWrapper) ? withGenerationPrompt(resolved.chatWrapper, true) : undefined;
+  const noThinkWrapper = writesEmptyThought(resolved.chatWrapper) ? withGenerationPrompt(results(resolved.chatWrapper), true) : undefined;
   // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start;
   // wrapper: which one renders the chats (the model's own Jinja template, or a built-in node-llama-cpp judged the
   // same), and whether it has thoughts (reasoning_content): a user could not tell before (model-family run).
@@ -134,7 +138,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     sequences: new SequencePool(context, opts.promptCache ?? true),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-    chatWrapper, plainChatWrapper: plain && withGenerationPrompt(plain), noThinkWrapper, templateBound,
+    chatWrapper, plainChatWrapper: plain && withGenerationPrompt(results(plain)), noThinkWrapper, templateBound,
     embedScheduler: new Scheduler(1, opts.maxQueue),
     busy,
   };

@@ -3,6 +3,7 @@
  * the context check, and what a model file says about its vocabulary.
  */
 import { engineSeed } from "./seed";
+import { jsonOr } from "./tool-results";
 import { LlamaVocabularyType, TokenBias, type ChatHistoryItem, type ChatModelResponse, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
 import { ContextLengthError, InvalidRequestError } from "../errors";
 import type { ChatTurn, GenerateCall, Sampling } from "./engine";
@@ -70,18 +71,14 @@ export function toHistory(messages: ChatTurn[], thoughts = false): ChatHistoryIt
       // An echoed thought goes back as the thought it was, where the model has them (its template decides what stays).
       if (thoughts && m.reasoning && i > lastUser) response.unshift({ type: "segment", segmentType: "thought", text: m.reasoning, ended: true });
       for (const c of m.toolCalls ?? []) {
-        response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: jsonOr(results.get(c.id) ?? "") });
+        // The result stays the text the client sent: the wrapper writes it as the template does (tool-results.ts).
+        response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: results.get(c.id) ?? "" });
       }
       history.push({ type: "model", response });
     }
   }
   history.push({ type: "model", response: [] });
   return history;
-}
-
-/** JSON text as a value, anything else as the string itself. */
-function jsonOr(text: string): unknown {
-  try { return JSON.parse(text); } catch { return text; }
 }
 
 /** The model's own control/special token texts (longest first), and how many tokens it has. */

@@ -12,6 +12,7 @@
  */
 import { JinjaTemplateChatWrapper, type ChatHistoryItem, type ChatModelFunctions } from "node-llama-cpp";
 import { HEADER_BYTES, SLOT, STATUS, stateToJson } from "./template-state";
+import { formOf, withToolResults } from "./tool-results";
 
 /** First message: the template, the tokenizer's recorded answers (key: JSON of its arguments), and for a synchronous worker its buffer. */
 export interface TemplateInit { template: string; tokens: [string, number[]][]; sync?: SharedArrayBuffer }
@@ -57,7 +58,8 @@ export function handleMessage(msg: TemplateInit | TemplateJob) {
     const known = new Map(msg.tokens);
     // Strings the engine's resolution never asked about cannot change the settings it saw: "not one token".
     const tokenizer = (...args: unknown[]) => known.get(JSON.stringify(args)) ?? [-1, -1];
-    try { wrapper = new JinjaTemplateChatWrapper({ template: msg.template, tokenizer: tokenizer as never }); } catch (e) { initError = String((e as Error)?.message ?? e); }
+    // Tool results written as the template writes a tool message's text (tool-results.ts), as the engine's wrapper does.
+    try { wrapper = withToolResults(new JinjaTemplateChatWrapper({ template: msg.template, tokenizer: tokenizer as never }), formOf(msg.template)); } catch (e) { initError = String((e as Error)?.message ?? e); }
     if (msg.sync) {
       shared = { slots: new Int32Array(msg.sync, 0, HEADER_BYTES / 4), bytes: new Uint8Array(msg.sync, HEADER_BYTES) };
       Atomics.store(shared.slots, SLOT.READY, 1);

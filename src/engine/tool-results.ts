@@ -1,0 +1,82 @@
+/**
+ * A tool result in the prompt as the model's own template writes it.
+ *
+ * OpenAI clients send a tool result as text (`{"role":"tool","content":"…"}`), and a chat template writes that text
+ * either as it is (Qwen 2.5/3, DeepSeek-R1, Granite: `<tool_response>\nsunny\n</tool_response>`) or as a JSON string
+ * (Llama 3.1+ and gpt-oss apply `tojson` to it: `"sunny"`). node-llama-cpp's history holds a result as a JSON value
+ * and most of its formats write `JSON.stringify` of it, so on the templates of the first kind a text result came out
+ * JSON-quoted: a multi-line file or page a tool returned reached the model as one line of `\n` and `\"` escapes
+ * (Qwen 3 and DeepSeek-R1 GGUFs; a model-family run against the templates rendered by @huggingface/jinja).
+ *
+ * Here the template itself is asked once, with a probe text, which of the two it does; the wrapper then writes each
+ * result's text that way between its own result markers. A template that cannot render the probe conversation (one
+ * with no tool role, strict call-id rules) keeps node-llama-cpp's rendering of the text read as JSON, as before.
+ */
+import { Template } from "@huggingface/jinja";
+import { LlamaText, type ChatWrapper } from "node-llama-cpp";
+
+/** How the template writes a tool message's text: as it is, or as a JSON string. */
+export type ToolResultForm = "text" | "json";
+
+/** Characters JSON escapes, so the two forms cannot be mistaken for each other. */
+const PROBE = "appliance-probe \"result\"\nline two";
+/** What stands for the result while the wrapper renders it (plain letters: JSON leaves them as they are). */
+const SLOT = "applianceToolResultSlot";
+
+/**
+ * The template's form, rendered once with a one-call conversation (a nine-character alphanumeric call id: Mistral's
+ * templates refuse others); undefined when it fails to render or writes the probe neither way.
+ */
+export function toolResultForm(template: string | undefined): ToolResultForm | undefined {
+  if (!template) return undefined;
+  const call = { id: "call0abcd", type: "function", function: { name: "probe", arguments: { q: 1 } } };
+  try {
+    const out = new Template(template).render({
+      messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "", tool_calls: [call] },
+        { role: "tool", tool_call_id: call.id, name: "probe", content: PROBE }],
+      tools: [{ type: "function", function: { name: "probe", description: "", parameters: { type: "object", properties: { q: { type: "number" } } } } }],
+      add_generation_prompt: true, bos_token: "", eos_token: "",
+    });
+    if (out.includes(JSON.stringify(PROBE))) return "json";
+    if (out.includes(PROBE)) return "text";
+  } catch { /* no tool role, or rules the probe breaks: unknown */ }
+  return undefined;
+}
+
+/** The template's form, worked out at the first result a chat holds (nothing at start) and kept. */
+export function formOf(template: string | undefined): () => ToolResultForm | undefined {
+  let known: { form?: ToolResultForm } | undefined;
+  return () => (known ??= { form: toolResultForm(template) }).form;
+}
+
+/** JSON text as a value, anything else as the string itself (node-llama-cpp's view of a result). */
+export function jsonOr(text: string): unknown {
+  try { return JSON.parse(text); } catch { return text; }
+}
+
+/**
+ * `wrapper` writing a text result (a string in the history) in `form` (read at first need): its own markers around
+ * the text as the template writes it. A new object over the wrapper (its own calls reach the override too).
+ */
+export function withToolResults<W extends ChatWrapper>(wrapper: W, form: () => ToolResultForm | undefined): W {
+  const over = Object.create(wrapper) as W;
+  const base = wrapper.generateFunctionCallResult;
+  over.generateFunctionCallResult = function (name, params, result) {
+    const f = typeof result === "string" ? form() : undefined;
+    if (typeof result !== "string" || !f) return base.call(this, name, params, typeof result === "string" ? jsonOr(result) : result);
+    const text = f === "json" ? JSON.stringify(result) : result;
+    const slotted = base.call(this, name, params, SLOT);
+    // The slot as the wrapper wrote it: JSON-quoted (most), quoted twice (formats that stringify results), or bare.
+    const marks = [JSON.stringify(JSON.stringify(SLOT)), JSON.stringify(SLOT), SLOT];
+    let done = false;
+    const values = slotted.values.map((v) => {
+      if (done || typeof v !== "string") return v;
+      const mark = marks.find((m) => v.includes(m));
+      if (!mark) return v;
+      done = true;
+      return v.replace(mark, () => text);
+    });
+    return done ? LlamaText(values) : base.call(this, name, params, jsonOr(result));
+  };
+  return over;
+}

@@ -1,0 +1,29 @@
+/**
+ * This stop's fixes the way a user meets them: the compiled binary, set up by its own CLI, serving a tiny model that
+ * carries another family's kind of template.
+ */
+import { expect, test } from "bun:test";
+import { rawToolModel } from "../helpers";
+import { startBinary } from "./binary-server";
+
+test("a tool's text result reaches the model as the template writes it, not JSON-quoted (Qwen 3 / DeepSeek-R1 kind)", async () => {
+  const s = await startBinary([], [], {}, await rawToolModel());
+  try {
+    const post = (path: string, b: object) => fetch(`${s.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${s.key}`, "content-type": "application/json" }, body: JSON.stringify(b) });
+    const text = "line one \"quoted\"\nline two";
+    const messages = [{ role: "user", content: "Weather?" },
+      { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: "{\"city\":\"Paris\"}" } }] },
+      { role: "tool", tool_call_id: "call_1", content: text }];
+    const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } }];
+    const t = await post("/tokenize", { model: "tiny", messages, tools });
+    expect(t.status).toBe(200);
+    const { tokens } = await t.json() as { tokens: number[] };
+    const prompt = (await (await post("/detokenize", { model: "tiny", tokens })).json() as { content: string }).content.replace(/ (?=\n)|(?<=>) /g, "");
+    expect(prompt).toContain(`<tool_response>\n${text}\n</tool_response>`); // was "line one \"quoted\"\nline two" with escapes
+    // the chat itself answers over that history
+    const r = await post("/v1/chat/completions", { model: "tiny", messages, tools, max_tokens: 3 });
+    expect(r.status).toBe(200);
+  } finally {
+    expect(await s.stop()).toBe(0);
+  }
+}, 120_000);

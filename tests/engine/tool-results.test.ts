@@ -1,0 +1,65 @@
+/**
+ * Tool results in the prompt as the model's template writes a tool message's text (src/engine/tool-results.ts).
+ * node-llama-cpp wrote a text result JSON-quoted (`"sunny"`, a multi-line text as one line of escapes) on templates
+ * that write it as it is (Qwen 3's and DeepSeek-R1's GGUFs: a model-family run against @huggingface/jinja).
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { DeepSeekChatWrapper, Llama3_1ChatWrapper, MistralChatWrapper, QwenChatWrapper, type ChatWrapper } from "node-llama-cpp";
+import { LlamaEngine } from "../../src/engine/llama";
+import { toolResultForm, withToolResults } from "../../src/engine/tool-results";
+import { silentLogger } from "../../src/log/logger";
+import { RAW_TOOL_TEMPLATE, rawToolModel } from "../helpers";
+
+/** The same with the tool's text through `tojson`, as Llama 3.1's and gpt-oss's templates write it. */
+const JSON_TOOL_TEMPLATE = RAW_TOOL_TEMPLATE.replace("{{ m.content }}\n</tool_response>", "{{ m.content | tojson }}\n</tool_response>");
+/** A template with no tool role: it refuses one (Gemma's kind). */
+const NO_TOOLS_TEMPLATE = "{%- for m in messages %}{%- if m.role == 'tool' %}{{ raise_exception('roles must alternate') }}{%- endif %}{{ m.role }}: {{ m.content }}\n{%- endfor %}";
+
+const TEXT = "line one \"quoted\"\nline two";
+
+test("the template is asked how it writes a tool message's text: as it is, as JSON, or not at all", () => {
+  expect(toolResultForm(RAW_TOOL_TEMPLATE)).toBe("text");
+  expect(toolResultForm(JSON_TOOL_TEMPLATE)).toBe("json");
+  expect(toolResultForm(NO_TOOLS_TEMPLATE)).toBeUndefined();
+  expect(toolResultForm("{% for %}")).toBeUndefined(); // does not parse
+  expect(toolResultForm(undefined)).toBeUndefined();
+});
+
+const rendered = (w: ChatWrapper, result: unknown) => w.generateFunctionCallResult("get_weather", { city: "Paris" }, result).toString();
+
+test("node-llama-cpp's formats write a text result between their own markers, as the template's form says", () => {
+  for (const w of [new QwenChatWrapper(), new DeepSeekChatWrapper(), new Llama3_1ChatWrapper(), new MistralChatWrapper()]) {
+    expect(rendered(w, TEXT)).toContain(JSON.stringify(TEXT)); // node-llama-cpp's own: JSON-quoted
+    const asText = rendered(withToolResults(w, () => "text"), TEXT);
+    expect(asText).toContain(TEXT);
+    expect(asText).not.toContain(JSON.stringify(TEXT));
+    expect(asText.replace(TEXT, JSON.stringify(TEXT))).toBe(rendered(w, TEXT)); // only the text differs: the markers are the wrapper's
+    expect(rendered(withToolResults(w, () => "json"), TEXT)).toBe(rendered(w, TEXT));
+    // a JSON text is written as sent (node-llama-cpp re-spaced the value it parsed)
+    expect(rendered(withToolResults(w, () => "text"), "{\"t\":20}")).toContain("{\"t\":20}");
+    expect(rendered(withToolResults(w, () => "json"), "{\"t\":20}")).toContain(JSON.stringify("{\"t\":20}"));
+    // form unknown: as before, the text read as JSON where it is
+    expect(rendered(withToolResults(w, () => undefined), "{\"t\":20}")).toBe(rendered(w, { t: 20 }));
+  }
+});
+
+let engine: LlamaEngine;
+let prompt: (messages: Parameters<LlamaEngine["chatTokens"]>[1]) => Promise<string>;
+beforeAll(async () => {
+  const path = await rawToolModel();
+  engine = await LlamaEngine.create({ models: [{ id: "raw", path }], threads: 2, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+  const model = (engine as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string } }> }).loaded.get("raw")!.model;
+  const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];
+  prompt = async (messages) => model.detokenize(await engine.chatTokens("raw", messages, tools), true).replace(/ (?=\n)|(?<=>) /g, "");
+}, 60_000);
+afterAll(async () => { await engine.dispose(); });
+
+test("a chat's tool result reaches the model as the template writes it: the text as it is", async () => {
+  const call = { id: "c1", name: "get_weather", arguments: "{\"city\":\"Paris\"}" };
+  const p = await prompt([{ role: "user", content: "Weather?" }, { role: "assistant", content: "", toolCalls: [call] }, { role: "tool", content: TEXT, toolCallId: "c1" }]);
+  expect(p).toContain(`<tool_response>\n${TEXT}\n</tool_response>`);
+  expect(p).not.toContain(JSON.stringify(TEXT));
+  // a JSON result as the client wrote it
+  const j = await prompt([{ role: "user", content: "Weather?" }, { role: "assistant", content: "", toolCalls: [call] }, { role: "tool", content: "{\"temp\":20}", toolCallId: "c1" }]);
+  expect(j).toContain("<tool_response>\n{\"temp\":20}\n</tool_response>");
+});
