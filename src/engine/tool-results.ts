@@ -67,16 +67,18 @@ export function withToolResults<W extends ChatWrapper>(wrapper: W, form: () => T
     const text = f === "json" ? JSON.stringify(result) : result;
     const slotted = base.call(this, name, params, SLOT);
     // The slot as the wrapper wrote it: JSON-quoted (most), quoted twice (formats that stringify results), or bare.
+    // The last one: the call's name and arguments (which the client chose) come before the result in every format.
     const marks = [JSON.stringify(JSON.stringify(SLOT)), JSON.stringify(SLOT), SLOT];
-    let done = false;
-    const values = slotted.values.map((v) => {
-      if (done || typeof v !== "string") return v;
-      const mark = marks.find((m) => v.includes(m));
-      if (!mark) return v;
-      done = true;
-      return v.replace(mark, () => text);
-    });
-    return done ? LlamaText(values) : base.call(this, name, params, jsonOr(result));
+    const values = [...slotted.values];
+    for (let i = values.length - 1; i >= 0; i--) {
+      const v = values[i];
+      const mark = typeof v === "string" ? marks.find((m) => v.includes(m)) : undefined;
+      if (typeof v !== "string" || !mark) continue;
+      const at = v.lastIndexOf(mark);
+      values[i] = v.slice(0, at) + text + v.slice(at + mark.length);
+      return LlamaText(values);
+    }
+    return base.call(this, name, params, jsonOr(result));
   };
   return over;
 }

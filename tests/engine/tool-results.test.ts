@@ -4,7 +4,7 @@
  * that write it as it is (Qwen 3's and DeepSeek-R1's GGUFs: a model-family run against @huggingface/jinja).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { DeepSeekChatWrapper, Llama3_1ChatWrapper, MistralChatWrapper, QwenChatWrapper, type ChatWrapper } from "node-llama-cpp";
+import { DeepSeekChatWrapper, HarmonyChatWrapper, Llama3_1ChatWrapper, MistralChatWrapper, QwenChatWrapper, type ChatWrapper } from "node-llama-cpp";
 import { LlamaEngine } from "../../src/engine/llama";
 import { toolResultForm, withToolResults } from "../../src/engine/tool-results";
 import { silentLogger } from "../../src/log/logger";
@@ -41,6 +41,14 @@ test("node-llama-cpp's formats write a text result between their own markers, as
     // form unknown: as before, the text read as JSON where it is
     expect(rendered(withToolResults(w, () => undefined), "{\"t\":20}")).toBe(rendered(w, { t: 20 }));
   }
+});
+
+test("a call named with the slot's own word does not take the result's place (gpt-oss's format writes the name before it)", () => {
+  const w = new HarmonyChatWrapper();
+  const name = "applianceToolResultSlot";
+  const own = w.generateFunctionCallResult(name, {}, TEXT).toString();
+  expect(own).toContain(`functions.${name}`);
+  expect(withToolResults(w, () => "text").generateFunctionCallResult(name, {}, TEXT).toString()).toBe(own.replace(JSON.stringify(TEXT), TEXT));
 });
 
 let engine: LlamaEngine;
