@@ -56,6 +56,14 @@ export const RAW_TOOL_TEMPLATE =
   "{%- else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endif %}{%- endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}";
 export const rawToolModel = () => tinyModel({}, { template: RAW_TOOL_TEMPLATE, controlTokens: ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"] });
 
+/** A Llama 3.1-style template (system preamble with the knowledge and today's dates), written for the tests; node-llama-cpp runs it on its built-in Llama 3.1 format. */
+export const LLAMA31_TEMPLATE = "{{- bos_token }}{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}" +
+  "{%- else %}{%- set system_message = '' %}{%- endif %}{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}{{- 'Cutting Knowledge Date: December 2023\\n' }}" +
+  "{{- 'Today Date: ' + (date_string if date_string is defined else '26 Jul 2024') + '\\n\\n' }}{{- system_message }}{{- '<|eot_id|>' }}" +
+  "{%- for m in messages %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}{%- endfor %}" +
+  "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
+export const LLAMA31_TOKENS = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>"];
+
 /**
  * A copy of the tiny model at `file` whose chat template is `template` (written over the ChatML template in place,
  * padded with a Jinja comment to the same length, so no offset in the GGUF moves).

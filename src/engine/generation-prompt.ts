@@ -11,20 +11,18 @@
  * at the very end can only be node-llama-cpp's.
  */
 import { isLlamaText, LlamaText, SpecialTokensText, type ChatHistoryItem, type ChatWrapper, type ChatWrapperGeneratedContextState } from "node-llama-cpp";
+import { hasCalls } from "./tool-results";
 
 /** A segment marker's text, special tokens' text included ("" for anything else). */
 const textOf = (t: unknown): string =>
   typeof t === "string" ? t : isLlamaText(t) ? t.values.map((v) => (typeof v === "string" ? v : v instanceof SpecialTokensText ? v.value : "")).join("") : "";
-
-const hadCalls = (history: readonly ChatHistoryItem[]) =>
-  history.some((h) => h.type === "model" && h.response.some((r) => typeof r === "object" && r.type === "functionCall"));
 
 /** `keepThought`: the empty thought block stays (asked not to think: it is the template's own enable_thinking=false form). */
 export function generationPrompt<S extends ChatWrapperGeneratedContextState>(wrapper: ChatWrapper, history: readonly ChatHistoryItem[], state: S, keepThought = false): S {
   const last = history.at(-1);
   if (last?.type !== "model" || last.response.length) return state;
   let values = state.contextText.values;
-  if (hadCalls(history)) {
+  if (hasCalls(history)) {
     let k = values.length;
     while (k > 1 && typeof values[k - 1] === "string" && !(values[k - 1] as string).trim() && values[k - 2] instanceof SpecialTokensText) k--;
     values = values.slice(0, k);

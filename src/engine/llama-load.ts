@@ -14,10 +14,10 @@ import { beginningToken, readVocabulary } from "./llama-options";
 import { Scheduler } from "./scheduler";
 import { syncBatches } from "./batch-sync";
 import { gatherSchedule, type Arrivals } from "./arrivals";
-import { defaultTemplateLimits, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
+import { defaultTemplateLimits, probeToolResults, resolveBoundedWrapper, type TemplateBound, type TemplateLimits } from "./template-bound";
 import { llama3Wrapper } from "./plain-wrapper";
 import { withGenerationPrompt, writesEmptyThought } from "./generation-prompt";
-import { formOf, withToolResults } from "./tool-results";
+import { ToolResultsOf, withToolResults } from "./tool-results";
 import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { StepTuner } from "./thread-tuner";
 import { SequencePool } from "./sequence-pool";
@@ -66,6 +66,8 @@ export interface Loaded {
   noThinkWrapper?: ChatWrapper;
   /** Set when chatWrapper renders the model's own Jinja template: each chat is rendered first under a deadline. */
   templateBound?: TemplateBound;
+  /** How the template writes a tool's text, worked out before the first chat that holds one is rendered (tool-results.ts). */
+  toolResults: ToolResultsOf;
   embedding?: Promise<LlamaEmbeddingContext>;
   embedScheduler: Scheduler;
   /** Sequences past their first sampled token (0: the context is idle, so a burst's first decode may gather). */
@@ -118,11 +120,14 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   if (opts.adaptiveThreads && !opts.gpu && !tuneSteps(context, new StepTuner({}, (c) => opts.log.debug({ model: source.id, ...c }, "decode step threads"))))
     opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: decode steps use the governed thread count untuned");
   const stat = fs.statSync(source.path);
-  const resolved = resolveBoundedWrapper(model, opts.chatTemplate ?? defaultTemplateLimits(), source.wrapper);
+  const limits = opts.chatTemplate ?? defaultTemplateLimits();
+  const resolved = resolveBoundedWrapper(model, limits, source.wrapper);
   const { templateBound, remembered } = resolved;
-  // Tool results as the model's template writes a tool message's text (tool-results.ts; a Jinja template's worker does the same).
-  const form = formOf(model.fileInfo.metadata?.tokenizer?.chat_template);
-  const results = <W extends ChatWrapper>(w: W) => withToolResults(w, form);
+  // Tool results as the model's template writes a tool message's text (tool-results.ts): a Jinja template's worker
+  // writes them itself; for a built-in format the template is asked in a worker of its own at the first chat with one.
+  const template = model.fileInfo.metadata?.tokenizer?.chat_template;
+  const toolResults = new ToolResultsOf(async () => (templateBound || !template ? undefined : probeToolResults(template, limits.ms)));
+  const results = <W extends ChatWrapper>(w: W) => withToolResults(w, () => toolResults.get());
   const chatWrapper = withGenerationPrompt(results(llama3Wrapper(resolved.chatWrapper, true) ?? resolved.chatWrapper));
   const plain = llama3Wrapper(resolved.chatWrapper, false);
   // Asked not to think, a template that writes the empty thought block itself keeps it (generation-prompt.ts).
@@ -138,7 +143,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
     scheduler: new Scheduler(opts.parallel, opts.maxQueue),
     sequences: new SequencePool(context, opts.promptCache ?? true),
     ...(({ special, size }) => ({ special, vocabularySize: size }))(readVocabulary(model)),
-    chatWrapper, plainChatWrapper: plain && withGenerationPrompt(results(plain)), noThinkWrapper, templateBound,
+    chatWrapper, plainChatWrapper: plain && withGenerationPrompt(results(plain)), noThinkWrapper, templateBound, toolResults,
     embedScheduler: new Scheduler(1, opts.maxQueue),
     busy,
   };

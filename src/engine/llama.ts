@@ -21,6 +21,7 @@ import { chatEarly } from "./early-text";
 import { contextText } from "./context-text";
 import { stopText } from "./stop-text";
 import { countAllBeyond, countBeyond } from "./long-text";
+import { hasCalls } from "./tool-results";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 import { memoSampling } from "./sampler-memo";
 import type { LentSequence } from "./sequence-pool";
@@ -224,6 +225,7 @@ export class LlamaEngine implements Engine {
    */
   private async render(l: Loaded, wrapper: ChatWrapper, history: ChatHistoryItem[], functions: ChatModelFunctions | undefined, limit: number, tooMany: (count: number) => void) {
     await l.templateBound?.check(history, functions);
+    if (hasCalls(history)) await l.toolResults.ensure();
     const state = wrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
     const strings = state.contextText.values.filter((v): v is string => typeof v === "string");
     const over = countAllBeyond(pieceCounter(l), strings, limit);

@@ -17,7 +17,8 @@ import { GeneralChatWrapper, JinjaTemplateChatWrapper, resolveChatWrapper, type 
 import { configSchema } from "../config/schema";
 import { InvalidRequestError } from "../errors";
 import { SyncRenderer } from "./template-sync";
-import type { TemplateInit, TemplateJob, TemplateResult } from "./template-render";
+import type { TemplateInit, TemplateJob, TemplateProbe, TemplateResult } from "./template-render";
+import type { ToolResultForm } from "./tool-results";
 import { describeWrapper, rebuildWrapper, type WrapperMemory } from "./wrapper-choice";
 
 /** The bounds: limits.chatTemplateMs, limits.chatTemplateChars and limits.chatTemplateWorkers in the config. */
@@ -180,6 +181,27 @@ export class TemplateBound {
     const i = this.pool.indexOf(entry);
     if (i >= 0) this.pool.splice(i, 1);
     if (!this.disposed && this.pool.length === 0) this.pool.push(this.spawn()); // keep one warm
+  }
+}
+
+/**
+ * How `template` writes a tool's text (tool-results.ts), asked of a worker of its own within `ms` (terminated after):
+ * the probe renders an untrusted template, never on the event loop. Undefined when it fails or runs out of time.
+ */
+export async function probeToolResults(template: string, ms: number): Promise<ToolResultForm | undefined> {
+  const w = new Worker(workerUrl());
+  w.unref();
+  try {
+    return await new Promise<ToolResultForm | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), ms);
+      w.addEventListener("message", (e: MessageEvent<{ probe?: ToolResultForm | null }>) => {
+        if (e.data && "probe" in e.data) { clearTimeout(timer); resolve(e.data.probe ?? undefined); }
+      });
+      w.addEventListener("error", () => { clearTimeout(timer); resolve(undefined); }, { once: true });
+      w.postMessage({ probe: template } satisfies TemplateProbe);
+    });
+  } finally {
+    w.terminate();
   }
 }
 

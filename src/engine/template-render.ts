@@ -12,7 +12,7 @@
  */
 import { JinjaTemplateChatWrapper, type ChatHistoryItem, type ChatModelFunctions } from "node-llama-cpp";
 import { HEADER_BYTES, SLOT, STATUS, stateToJson } from "./template-state";
-import { formOf, withToolResults } from "./tool-results";
+import { ToolResultsOf, toolResultForm, withToolResults } from "./tool-results";
 
 /** First message: the template, the tokenizer's recorded answers (key: JSON of its arguments), and for a synchronous worker its buffer. */
 export interface TemplateInit { template: string; tokens: [string, number[]][]; sync?: SharedArrayBuffer }
@@ -52,14 +52,18 @@ function answerShared(job: TemplateJob) {
   Atomics.notify(slots, SLOT.DONE);
 }
 
-/** One message from the parent: the first is the init, every later one a job. */
-export function handleMessage(msg: TemplateInit | TemplateJob) {
+/** A one-off question (a worker of its own, terminated after): how the template writes a tool's text (tool-results.ts). */
+export interface TemplateProbe { probe: string }
+
+/** One message from the parent: the first is the init, every later one a job; or a probe alone. */
+export function handleMessage(msg: TemplateInit | TemplateJob | TemplateProbe) {
+  if ("probe" in msg) { self.postMessage({ probe: toolResultForm(msg.probe) ?? null }); return; }
   if (!("id" in msg)) {
     const known = new Map(msg.tokens);
     // Strings the engine's resolution never asked about cannot change the settings it saw: "not one token".
     const tokenizer = (...args: unknown[]) => known.get(JSON.stringify(args)) ?? [-1, -1];
     // Tool results written as the template writes a tool message's text (tool-results.ts), as the engine's wrapper does.
-    try { wrapper = withToolResults(new JinjaTemplateChatWrapper({ template: msg.template, tokenizer: tokenizer as never }), formOf(msg.template)); } catch (e) { initError = String((e as Error)?.message ?? e); }
+    try { wrapper = withToolResults(new JinjaTemplateChatWrapper({ template: msg.template, tokenizer: tokenizer as never }), ToolResultsOf.now(msg.template)); } catch (e) { initError = String((e as Error)?.message ?? e); }
     if (msg.sync) {
       shared = { slots: new Int32Array(msg.sync, 0, HEADER_BYTES / 4), bytes: new Uint8Array(msg.sync, HEADER_BYTES) };
       Atomics.store(shared.slots, SLOT.READY, 1);

@@ -7,12 +7,12 @@
  * the init was lost, the worker never became ready, and the chats waiting on it were refused after 60 s (READY_MS). So the
  * handler is installed first, synchronously, keeps what arrives, and the renderer is loaded after it.
  */
-import type { TemplateInit, TemplateJob } from "./template-render";
+import type { TemplateInit, TemplateJob, TemplateProbe } from "./template-render";
 
 declare const self: Worker;
 
-const early: (TemplateInit | TemplateJob)[] = [];
-self.onmessage = (event: MessageEvent<TemplateInit | TemplateJob>) => { early.push(event.data); };
+const early: (TemplateInit | TemplateJob | TemplateProbe)[] = [];
+self.onmessage = (event: MessageEvent<TemplateInit | TemplateJob | TemplateProbe>) => { early.push(event.data); };
 const { handleMessage } = await import("./template-render");
-self.onmessage = (event: MessageEvent<TemplateInit | TemplateJob>) => handleMessage(event.data);
+self.onmessage = (event: MessageEvent<TemplateInit | TemplateJob | TemplateProbe>) => handleMessage(event.data);
 for (const msg of early.splice(0)) handleMessage(msg);

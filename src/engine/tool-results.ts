@@ -10,10 +10,11 @@
  *
  * Here the template itself is asked once, with a probe text, which of the two it does; the wrapper then writes each
  * result's text that way between its own result markers. A template that cannot render the probe conversation (one
- * with no tool role, strict call-id rules) keeps node-llama-cpp's rendering of the text read as JSON, as before.
+ * with no tool role, strict call-id rules), or not in time, keeps node-llama-cpp's rendering of the text read as JSON,
+ * as before. The probe renders an untrusted template: never on the server's event loop (a template worker does it).
  */
 import { Template } from "@huggingface/jinja";
-import { LlamaText, type ChatWrapper } from "node-llama-cpp";
+import { LlamaText, type ChatHistoryItem, type ChatWrapper } from "node-llama-cpp";
 
 /** How the template writes a tool message's text: as it is, or as a JSON string. */
 export type ToolResultForm = "text" | "json";
@@ -43,11 +44,34 @@ export function toolResultForm(template: string | undefined): ToolResultForm | u
   return undefined;
 }
 
-/** The template's form, worked out at the first result a chat holds (nothing at start) and kept. */
-export function formOf(template: string | undefined): () => ToolResultForm | undefined {
-  let known: { form?: ToolResultForm } | undefined;
-  return () => (known ??= { form: toolResultForm(template) }).form;
+/**
+ * A template's form, known once worked out. `get` never renders: undefined until `ensure` (or, inside a template
+ * worker, `now`) has run. `ensure` works it out once, however it is given to (a bounded worker: template-bound.ts).
+ */
+export class ToolResultsOf {
+  private known?: { form?: ToolResultForm };
+  private pending?: Promise<void>;
+
+  constructor(private readonly work: () => Promise<ToolResultForm | undefined>) {}
+
+  get(): ToolResultForm | undefined { return this.known?.form; }
+
+  /** Worked out by the time it resolves (a failure or a timeout: unknown, node-llama-cpp's rendering). */
+  ensure(): Promise<void> {
+    if (this.known) return Promise.resolve();
+    return this.pending ??= this.work().then((form) => { this.known = { form }; }, () => { this.known = {}; });
+  }
+
+  /** Rendered here and now (inside a template worker, whose every render is already bounded by its parent). */
+  static now(template: string | undefined): () => ToolResultForm | undefined {
+    let known: { form?: ToolResultForm } | undefined;
+    return () => (known ??= { form: toolResultForm(template) }).form;
+  }
 }
+
+/** Whether a history holds a call (and so its result). */
+export const hasCalls = (history: readonly ChatHistoryItem[]) =>
+  history.some((h) => h.type === "model" && h.response.some((r) => typeof r === "object" && r.type === "functionCall"));
 
 /** JSON text as a value, anything else as the string itself (node-llama-cpp's view of a result). */
 export function jsonOr(text: string): unknown {

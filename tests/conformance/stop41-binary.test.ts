@@ -3,15 +3,8 @@
  * tiny model that carries another family's template and control tokens.
  */
 import { expect, test } from "bun:test";
-import { thinkingModel, tinyModel } from "../helpers";
+import { LLAMA31_TEMPLATE, LLAMA31_TOKENS, thinkingModel, tinyModel } from "../helpers";
 import { startBinary } from "./binary-server";
-
-/** A Llama 3.1-style template (system preamble with the knowledge and today's dates), written for this test. */
-const LLAMA31_TEMPLATE = "{{- bos_token }}{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}" +
-  "{%- else %}{%- set system_message = '' %}{%- endif %}{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}{{- 'Cutting Knowledge Date: December 2023\\n' }}" +
-  "{{- 'Today Date: ' + (date_string if date_string is defined else '26 Jul 2024') + '\\n\\n' }}{{- system_message }}{{- '<|eot_id|>' }}" +
-  "{%- for m in messages %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}{%- endfor %}" +
-  "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
 
 const chat = async (baseURL: string, key: string, body: object) => {
   const r = await fetch(`${baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
@@ -20,7 +13,7 @@ const chat = async (baseURL: string, key: string, body: object) => {
 };
 
 test("a Llama 3.1+ model (a single-token <|eom_id|>, as every such GGUF has) is served, without tool instructions in chats without tools", async () => {
-  const file = await tinyModel({}, { template: LLAMA31_TEMPLATE, controlTokens: ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>"] });
+  const file = await tinyModel({}, { template: LLAMA31_TEMPLATE, controlTokens: LLAMA31_TOKENS });
   const s = await startBinary([], [], {}, file); // serve exited at start before
   try {
     const r = await chat(s.baseURL, s.key, { max_tokens: 4 });

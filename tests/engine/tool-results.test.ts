@@ -6,9 +6,10 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { DeepSeekChatWrapper, HarmonyChatWrapper, Llama3_1ChatWrapper, MistralChatWrapper, QwenChatWrapper, type ChatWrapper } from "node-llama-cpp";
 import { LlamaEngine } from "../../src/engine/llama";
+import { probeToolResults } from "../../src/engine/template-bound";
 import { toolResultForm, withToolResults } from "../../src/engine/tool-results";
 import { silentLogger } from "../../src/log/logger";
-import { RAW_TOOL_TEMPLATE, rawToolModel } from "../helpers";
+import { LLAMA31_TEMPLATE, LLAMA31_TOKENS, RAW_TOOL_TEMPLATE, rawToolModel, tinyModel } from "../helpers";
 
 /** The same with the tool's text through `tojson`, as Llama 3.1's and gpt-oss's templates write it. */
 const JSON_TOOL_TEMPLATE = RAW_TOOL_TEMPLATE.replace("{{ m.content }}\n</tool_response>", "{{ m.content | tojson }}\n</tool_response>");
@@ -70,4 +71,34 @@ test("a chat's tool result reaches the model as the template writes it: the text
   // a JSON result as the client wrote it
   const j = await prompt([{ role: "user", content: "Weather?" }, { role: "assistant", content: "", toolCalls: [call] }, { role: "tool", content: "{\"temp\":20}", toolCallId: "c1" }]);
   expect(j).toContain("<tool_response>\n{\"temp\":20}\n</tool_response>");
+});
+
+test("a template on one of node-llama-cpp's built-in formats is asked in a worker of its own: its answer, nothing for a loop", async () => {
+  expect(await probeToolResults(RAW_TOOL_TEMPLATE, 10_000)).toBe("text");
+  expect(await probeToolResults(JSON_TOOL_TEMPLATE, 10_000)).toBe("json");
+  // A template that loops only on a tool conversation: the probe gives up in time, the event loop never waits on it.
+  const looping = "{%- for m in messages %}{%- if m.role == 'tool' %}{%- for i in range(1000000000) %}{%- endfor %}{%- endif %}{{ m.content }}{%- endfor %}";
+  const t0 = performance.now();
+  let ticks = 0;
+  const tick = setInterval(() => ticks++, 10);
+  expect(await probeToolResults(looping, 300)).toBeUndefined();
+  clearInterval(tick);
+  expect(performance.now() - t0).toBeLessThan(5_000);
+  expect(ticks).toBeGreaterThan(0);
+});
+
+test("on a built-in format (Llama 3.1 here, whose test template writes the text as it is) the result is written as the template writes it", async () => {
+  const path = await tinyModel({}, { template: LLAMA31_TEMPLATE, controlTokens: LLAMA31_TOKENS });
+  const llama = await LlamaEngine.create({ models: [{ id: "l", path }], threads: 2, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+  try {
+    const model = (llama as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string } }> }).loaded.get("l")!.model;
+    const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];
+    const tokens = await llama.chatTokens("l", [{ role: "user", content: "Weather?" },
+      { role: "assistant", content: "", toolCalls: [{ id: "c1", name: "get_weather", arguments: "{\"city\":\"Paris\"}" }] }, { role: "tool", content: TEXT, toolCallId: "c1" }], tools);
+    const p = model.detokenize(tokens, true);
+    expect(p).toContain("ipython");
+    expect(p.replace(/ (?=\n)|(?<=>) /g, "")).toContain(`<|end_header_id|>\n\n${TEXT}<|eot_id|>`);
+  } finally {
+    await llama.dispose();
+  }
 });
