@@ -3,7 +3,8 @@
  * bun run demo — builds the binary, makes the built-in tiny demo model,
  * registers it in the checksum manifest, issues a demo API key, prints how to
  * call the server, and runs it in the foreground on 127.0.0.1:8000.
- * Everything lives under .demo/ (git-ignored; DEMO_DIR overrides). PORT picks the port. Ctrl-C stops it.
+ * Everything lives under .demo/ (git-ignored; DEMO_DIR overrides). PORT picks the port. APPLIANCE_BINARY runs that
+ * binary instead of building one (the tests'). Ctrl-C stops it.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -23,21 +24,22 @@ if (auditWriterRunning(stateDir)) {
   process.exit(1);
 }
 
-const bin = await build("linux-x64", path.join(root, "dist", "appliance")).catch((e) => {
+const bin = process.env.APPLIANCE_BINARY ?? await build("linux-x64", path.join(root, "dist", "appliance")).catch((e) => {
   console.error(`build failed (${(e as Error).message}); running from source instead`);
   return undefined;
 });
 const cmd = bin && process.platform === "linux" && process.arch === "x64" ? [bin] : [process.execPath, path.join(root, "src", "main.ts")];
-const run = (args: string[]) => {
-  const r = Bun.spawnSync([...cmd, ...args], { stderr: "inherit" });
-  if (r.exitCode !== 0) process.exit(r.exitCode ?? 1);
+// quiet: stderr is shown only on failure (`keys list` on a first run says there is no keys file yet: not news here).
+const run = (args: string[], quiet = false) => {
+  const r = Bun.spawnSync([...cmd, ...args], { stderr: quiet ? "pipe" : "inherit" });
+  if (r.exitCode !== 0) { if (quiet && r.stderr) process.stderr.write(r.stderr); process.exit(r.exitCode ?? 1); }
   return r.stdout.toString().trim();
 };
 
 const model = path.join(demo, "demo.gguf");
 if (!fs.existsSync(model)) await makeTinyModel(model, { layers: 2, embd: 64, heads: 4, ff: 128, ctx: 2048 });
 run(["models", "add", model, "--state-dir", stateDir]);
-const hasKey = run(["keys", "list", "--json", "--state-dir", stateDir]).includes('"name": "demo"');
+const hasKey = run(["keys", "list", "--json", "--state-dir", stateDir], true).includes('"name": "demo"');
 const key = run(["keys", hasKey ? "rotate" : "create", ...(hasKey ? ["demo"] : ["--name", "demo"]), "--state-dir", stateDir]);
 
 console.log(`
@@ -56,6 +58,20 @@ appliance demo — a tiny random-weight model (its output is gibberish; the code
   node -e 'const OpenAI=require("openai");new OpenAI({apiKey:"${key}",baseURL:"http://127.0.0.1:${port}/v1"})
     .chat.completions.create({model:"demo",messages:[{role:"user",content:"Hi"}]}).then(r=>console.log(r.choices[0].message))'
 `);
-const server = Bun.spawn([...cmd, "serve", "--state-dir", stateDir, "--port", port], { stdout: "inherit", stderr: "inherit" });
-for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => server.kill(sig));
+// The server runs in a session of its own, so a terminal's Ctrl-C reaches this script only, which passes it on once.
+// It shared our process group: the terminal's SIGINT reached it directly and again through us (and through npm, which
+// forwards it too), and the server took the repeat for a second Ctrl-C: "ending the grace period now", no drain.
+const server = Bun.spawn([...cmd, "serve", "--state-dir", stateDir, "--port", port], { stdout: "inherit", stderr: "inherit", detached: true });
+// The copies of one Ctrl-C arrive together; a press a moment later is a second one (the server then ends its grace).
+const REPEAT_MS = 300;
+let lastSent = -Infinity;
+const forward = (sig: NodeJS.Signals) => {
+  const now = performance.now();
+  if (now - lastSent < REPEAT_MS) return;
+  lastSent = now;
+  server.kill(sig);
+};
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => forward(sig));
+process.on("SIGHUP", () => forward("SIGTERM")); // the terminal closed: it no longer reaches the server's session
+process.on("exit", () => { if (server.exitCode === null) server.kill("SIGTERM"); });
 process.exit(await server.exited);

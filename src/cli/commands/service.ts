@@ -95,7 +95,10 @@ export const installCmd: Command = {
       if (!config.model.length && models[0]) fs.rmSync(path.dirname(models[0]), { recursive: true, force: true });
     }
     if (l.platform === "launchd" && !values.firewall) out(`egress lock (not applied; use --firewall to install it as pf anchor ${PF_ANCHOR}):\n${pfRules(l.account)}`);
-    if (r.key) out(`\nFirst API key (admin scope). It is shown once and stored only as a hash:\n${r.key}\n`);
+    if (r.key) {
+      out(`\nFirst API key (admin scope). It is shown once and stored only as a hash:\n${r.key}\n`);
+      out("Give each client a key of its own with only the routes it calls: appliance keys create --name app --scopes chat,models\n");
+    }
     if (!r.changed && !r.started) { out("nothing to change: the installation is up to date"); return EXIT.OK; }
     if (values["dry-run"]) { out("dry run: nothing was changed"); return EXIT.OK; }
     if (r.healthy === false) { console.error(`install failed: ${r.reason}`); return EXIT.FAIL; }
@@ -112,6 +115,7 @@ export const uninstallCmd: Command = {
     const { values } = parseOwn(argv, { ...common, purge: { type: "boolean" } });
     const l = target(values, "uninstalling from");
     const dry = !!values["dry-run"];
+    const selfPath = path.resolve(process.execPath); // read before the removal (Linux then appends " (deleted)")
     // Read before --purge removes the config: where `engine build` installed (the built engine goes with the binary).
     // An unreadable config must not stop an uninstall: then the default engine dir.
     let engineDir = path.join(l.root, DEFAULTS.engine.dir);
@@ -139,7 +143,10 @@ export const uninstallCmd: Command = {
       const kept = ([[l.stateDir, " (models, keys, audit log)"], [l.logDir, ""], [l.configDir, ""], [l.anchorDir, " (the audit anchors)"]] as const)
         .filter(([p]) => fs.existsSync(p)).map(([p, what]) => p + what);
       if (readAccount(l.account, l.root)) kept.push(`the account ${l.account}`);
-      out(kept.length ? `kept ${kept.join(", ")}; --purge removes them` : "nothing of an installation was found to keep");
+      // The installed binary ran this and just removed itself: `appliance uninstall --purge` then found no command.
+      const gone = !dry && selfPath === path.resolve(l.bin)
+        ? ` (run by the binary you installed from, e.g. ./appliance uninstall --purge: ${l.bin} was removed)` : "";
+      out(kept.length ? `kept ${kept.join(", ")}; --purge removes them${gone}` : "nothing of an installation was found to keep");
     }
     return EXIT.OK;
   },
