@@ -54,7 +54,13 @@ export const RAW_TOOL_TEMPLATE =
   "{%- for c in m.tool_calls or [] %}<tool_call>\n{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}\n</tool_call>{%- endfor %}<|im_end|>\n" +
   "{%- elif m.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ m.content }}\n</tool_response><|im_end|>\n" +
   "{%- else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endif %}{%- endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}";
-export const rawToolModel = () => tinyModel({}, { template: RAW_TOOL_TEMPLATE, controlTokens: ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"] });
+export const RAW_TOOL_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"];
+export const rawToolModel = () => tinyModel({}, { template: RAW_TOOL_TEMPLATE, controlTokens: RAW_TOOL_TOKENS });
+/**
+ * A Hermes-style tool template (written for the tests) whose call syntax node-llama-cpp reads from it, so it renders
+ * real tool messages through it; `body` writes the tool message's content (`m.content`).
+ */
+export const hermesToolTemplate = (body: string) => RAW_TOOL_TEMPLATE.replace("{{ '' + m.content }}", "{{ m.content }}").replace("{{ m.content }}\n</tool_response>", `${body}\n</tool_response>`);
 
 /** A Llama 3.1-style template (system preamble with the knowledge and today's dates), written for the tests; node-llama-cpp runs it on its built-in Llama 3.1 format. */
 export const LLAMA31_TEMPLATE = "{{- bos_token }}{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}" +

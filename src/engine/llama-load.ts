@@ -123,10 +123,11 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   const limits = opts.chatTemplate ?? defaultTemplateLimits();
   const resolved = resolveBoundedWrapper(model, limits, source.wrapper);
   const { templateBound, remembered } = resolved;
-  // Tool results as the model's template writes a tool message's text (tool-results.ts): a Jinja template's worker
-  // writes them itself; for a built-in format the template is asked in a worker of its own at the first chat with one.
+  // Tool results as the model's template writes a tool message's text (tool-results.ts): the template is asked in a
+  // worker of its own at the first chat with one; a Jinja template's render workers are handed the answer.
   const template = model.fileInfo.metadata?.tokenizer?.chat_template;
-  const toolResults = new ToolResultsOf(async () => (templateBound || !template ? undefined : probeToolResults(template, limits.ms)));
+  const toolResults = new ToolResultsOf(async () => (template ? probeToolResults(template, limits.ms) : undefined));
+  if (templateBound) templateBound.toolResults = () => toolResults.get();
   const results = <W extends ChatWrapper>(w: W) => withToolResults(w, () => toolResults.get());
   const chatWrapper = withGenerationPrompt(results(llama3Wrapper(resolved.chatWrapper, true) ?? resolved.chatWrapper));
   const plain = llama3Wrapper(resolved.chatWrapper, false);

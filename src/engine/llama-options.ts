@@ -58,7 +58,13 @@ function samplingOptions(s: Sampling, model: LlamaModel) {
  * A tool result is attached to the call it answers (node-llama-cpp's shape: the call carries its result).
  */
 export function toHistory(messages: ChatTurn[], thoughts = false): ChatHistoryItem[] {
-  const results = new Map(messages.filter((m) => m.role === "tool").map((m) => [m.toolCallId, m.content]));
+  const anywhere = new Map(messages.filter((m) => m.role === "tool").map((m) => [m.toolCallId, m.content]));
+  // A call's result is the tool message after its turn: ids repeat across turns (clients and models that number calls
+  // per turn, `call_0`…), and the last result with an id was written under every call of that id (a fix-attack run).
+  const resultsAfter = (i: number) => {
+    const end = messages.findIndex((t, j) => j > i && t.role !== "tool");
+    return new Map(messages.slice(i + 1, end < 0 ? undefined : end).map((t) => [t.toolCallId, t.content]));
+  };
   const history: ChatHistoryItem[] = [];
   // Echoed thoughts count only after the last user message (the current tool-call loop), as Qwen 3's and DeepSeek-R1's
   // templates keep them; node-llama-cpp renders a thought it is given wherever it is (a fix-attack run).
@@ -70,9 +76,10 @@ export function toHistory(messages: ChatTurn[], thoughts = false): ChatHistoryIt
       const response: ChatModelResponse["response"] = m.content ? [m.content] : [];
       // An echoed thought goes back as the thought it was, where the model has them (its template decides what stays).
       if (thoughts && m.reasoning && i > lastUser) response.unshift({ type: "segment", segmentType: "thought", text: m.reasoning, ended: true });
+      const results = m.toolCalls?.length ? resultsAfter(i) : undefined;
       for (const c of m.toolCalls ?? []) {
         // The result stays the text the client sent: the wrapper writes it as the template does (tool-results.ts).
-        response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: results.get(c.id) ?? "" });
+        response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: results?.get(c.id) ?? anywhere.get(c.id) ?? "" });
       }
       history.push({ type: "model", response });
     }

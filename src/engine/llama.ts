@@ -224,8 +224,8 @@ export class LlamaEngine implements Engine {
    * where that cannot be served).
    */
   private async render(l: Loaded, wrapper: ChatWrapper, history: ChatHistoryItem[], functions: ChatModelFunctions | undefined, limit: number, tooMany: (count: number) => void) {
+    if (hasCalls(history)) await l.toolResults.ensure(); // before the check: its render is handed the answer
     await l.templateBound?.check(history, functions);
-    if (hasCalls(history)) await l.toolResults.ensure();
     const state = wrapper.generateContextState({ chatHistory: history, availableFunctions: functions, documentFunctionParams: true });
     const strings = state.contextText.values.filter((v): v is string => typeof v === "string");
     const over = countAllBeyond(pieceCounter(l), strings, limit);

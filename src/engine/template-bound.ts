@@ -91,10 +91,12 @@ export class TemplateBound {
   private readonly sync: SyncRenderer;
   private lastId = 0;
   private disposed = false;
+  /** How the template writes a tool's text, once the engine has worked it out (tool-results.ts): sent with each render. */
+  toolResults: () => ToolResultForm | undefined = () => undefined;
 
   constructor(private readonly init: TemplateInit, private readonly limits: TemplateLimits) {
     this.pool.push(this.spawn()); // at load, so the first chat does not wait for a worker to start
-    this.sync = new SyncRenderer(init, limits, workerUrl(), refuse);
+    this.sync = new SyncRenderer(init, limits, workerUrl(), refuse, () => this.toolResults());
   }
 
   private get size() { return Math.max(1, this.limits.workers ?? 1); }
@@ -145,7 +147,7 @@ export class TemplateBound {
       const onMessage = (e: MessageEvent<TemplateResult>) => { if (e.data?.id === id) finish(e.data); };
       const timer = setTimeout(() => finish("timeout"), this.limits.ms);
       w.addEventListener("message", onMessage);
-      w.postMessage({ id, chatHistory, availableFunctions, maxChars: this.limits.chars } satisfies TemplateJob);
+      w.postMessage({ id, chatHistory, availableFunctions, maxChars: this.limits.chars, toolResults: this.toolResults() } satisfies TemplateJob);
     });
     if (result === "timeout") {
       // The worker is stuck in the template: only terminating it stops the loop and frees what it built.
@@ -193,8 +195,10 @@ export async function probeToolResults(template: string, ms: number): Promise<To
   w.unref();
   try {
     return await new Promise<ToolResultForm | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), ms);
-      w.addEventListener("message", (e: MessageEvent<{ probe?: ToolResultForm | null }>) => {
+      // The worker's start (it loads node-llama-cpp) is bounded as a render worker's; the render itself by `ms`.
+      let timer = setTimeout(() => resolve(undefined), READY_MS);
+      w.addEventListener("message", (e: MessageEvent<{ probe?: ToolResultForm | null; probing?: boolean }>) => {
+        if (e.data?.probing) { clearTimeout(timer); timer = setTimeout(() => resolve(undefined), ms); }
         if (e.data && "probe" in e.data) { clearTimeout(timer); resolve(e.data.probe ?? undefined); }
       });
       w.addEventListener("error", () => { clearTimeout(timer); resolve(undefined); }, { once: true });

@@ -13,6 +13,7 @@ import type { ChatWrapperGeneratedContextState, ChatWrapperGenerateContextStateO
 import { InvalidRequestError } from "../errors";
 import { HEADER_BYTES, SLOT, STATUS, stateFromJson } from "./template-state";
 import type { TemplateInit, TemplateJob } from "./template-render";
+import type { ToolResultForm } from "./tool-results";
 
 /** Time a fresh worker may take to start (it imports node-llama-cpp and builds the wrapper); waited for only when it is needed. */
 const READY_MS = 30_000;
@@ -24,7 +25,7 @@ export class SyncRenderer {
   private lastId = 0;
 
   constructor(private readonly init: TemplateInit, private readonly limits: SyncLimits, private readonly url: URL,
-    private readonly refuse: (why: string) => Error) {
+    private readonly refuse: (why: string) => Error, private readonly toolResults: () => ToolResultForm | undefined = () => undefined) {
     this.current = this.spawn(); // at load, so the first render does not wait for it
   }
 
@@ -37,7 +38,7 @@ export class SyncRenderer {
     }
     const id = ++this.lastId;
     const job: TemplateJob = { id, chatHistory: [...options.chatHistory], availableFunctions: options.availableFunctions,
-      documentFunctionParams: options.documentFunctionParams, maxChars: this.limits.chars };
+      documentFunctionParams: options.documentFunctionParams, maxChars: this.limits.chars, toolResults: this.toolResults() };
     c.w.postMessage(job);
     const deadline = performance.now() + this.limits.ms;
     // Atomics.wait returns "not-equal" when DONE already moved on; loop until it holds this job's id or time is up.

@@ -11,10 +11,11 @@
  * Here the template itself is asked once, with a probe text, which of the two it does; the wrapper then writes each
  * result's text that way between its own result markers. A template that cannot render the probe conversation (one
  * with no tool role, strict call-id rules), or not in time, keeps node-llama-cpp's rendering of the text read as JSON,
- * as before. The probe renders an untrusted template: never on the server's event loop (a template worker does it).
+ * as before. The probe renders an untrusted template: never on the server's event loop (a worker of its own does it,
+ * template-bound.ts; a Jinja-served model's render worker is handed the answer with each render).
  */
 import { Template } from "@huggingface/jinja";
-import { LlamaText, type ChatHistoryItem, type ChatWrapper } from "node-llama-cpp";
+import { JinjaTemplateChatWrapper, LlamaText, type ChatHistoryItem, type ChatWrapper } from "node-llama-cpp";
 
 /** How the template writes a tool message's text: as it is, or as a JSON string. */
 export type ToolResultForm = "text" | "json";
@@ -45,8 +46,8 @@ export function toolResultForm(template: string | undefined): ToolResultForm | u
 }
 
 /**
- * A template's form, known once worked out. `get` never renders: undefined until `ensure` (or, inside a template
- * worker, `now`) has run. `ensure` works it out once, however it is given to (a bounded worker: template-bound.ts).
+ * A template's form, known once worked out. `get` never renders: undefined until `ensure` has run. `ensure` works it
+ * out once, however it is given to (a bounded worker of its own: template-bound.ts).
  */
 export class ToolResultsOf {
   private known?: { form?: ToolResultForm };
@@ -60,12 +61,6 @@ export class ToolResultsOf {
   ensure(): Promise<void> {
     if (this.known) return Promise.resolve();
     return this.pending ??= this.work().then((form) => { this.known = { form }; }, () => { this.known = {}; });
-  }
-
-  /** Rendered here and now (inside a template worker, whose every render is already bounded by its parent). */
-  static now(template: string | undefined): () => ToolResultForm | undefined {
-    let known: { form?: ToolResultForm } | undefined;
-    return () => (known ??= { form: toolResultForm(template) }).form;
   }
 }
 
@@ -104,5 +99,32 @@ export function withToolResults<W extends ChatWrapper>(wrapper: W, form: () => T
     }
     return base.call(this, name, params, jsonOr(result));
   };
+  if (rendersJinjaCalls(wrapper)) over.generateContextState = jinjaCallsState(wrapper.generateContextState, form);
   return over;
+}
+
+/**
+ * A Jinja template whose call syntax node-llama-cpp read (`usingJinjaFunctionCallTemplate`), rendered by this very
+ * wrapper (not the engine's bounded stand-in, whose worker does it): node-llama-cpp hands the template real tool
+ * messages, never calling generateFunctionCallResult, their content a placeholder it replaces with the result after
+ * the render, JSON-dumped where it judged the template needs it (`_stringifyFunctionResult`: it does for one that
+ * trims or concatenates the content, which its object probe made throw). So the text goes in as the template would
+ * write it — as it is, or, where the template applies `tojson` to the placeholder (its quotes around it), escaped —
+ * and is never dumped again (a fix-attack run: `| trim` and `'…' + content` templates got `"line one \"…\nline two"`).
+ */
+function rendersJinjaCalls(w: ChatWrapper): w is JinjaTemplateChatWrapper {
+  return w instanceof JinjaTemplateChatWrapper && w.usingJinjaFunctionCallTemplate && w.generateContextState === JinjaTemplateChatWrapper.prototype.generateContextState &&
+    typeof (w as unknown as { _stringifyFunctionResult?: unknown })._stringifyFunctionResult === "boolean";
+}
+
+function jinjaCallsState(base: ChatWrapper["generateContextState"], form: () => ToolResultForm | undefined): ChatWrapper["generateContextState"] {
+  return function (this: ChatWrapper, options) {
+    const f = form();
+    const text = (t: string) => (f === "json" ? JSON.stringify(t).slice(1, -1) : f === "text" ? t : jsonOr(t));
+    const chatHistory = options.chatHistory.map((h) => h.type !== "model" ? h : { ...h, response: h.response.map((r) =>
+      typeof r === "object" && r.type === "functionCall" && typeof r.result === "string" ? { ...r, result: text(r.result) } : r) });
+    // Unknown form: node-llama-cpp's own rendering of the text read as JSON, as before.
+    const self = f ? Object.assign(Object.create(this) as object, { _stringifyFunctionResult: false }) : this;
+    return base.call(self, { ...options, chatHistory });
+  };
 }

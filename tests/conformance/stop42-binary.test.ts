@@ -3,7 +3,7 @@
  * carries another family's kind of template.
  */
 import { expect, test } from "bun:test";
-import { LLAMA31_TEMPLATE, LLAMA31_TOKENS, rawToolModel, tinyModel } from "../helpers";
+import { LLAMA31_TEMPLATE, LLAMA31_TOKENS, RAW_TOOL_TOKENS, hermesToolTemplate, rawToolModel, tinyModel } from "../helpers";
 import { startBinary } from "./binary-server";
 
 const text = "line one \"quoted\"\nline two";
@@ -38,6 +38,17 @@ test("on node-llama-cpp's built-in Llama 3.1 format too, the text as the (test) 
   try {
     const post = (path: string, b: object) => fetch(`${s.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${s.key}`, "content-type": "application/json" }, body: JSON.stringify(b) });
     expect(await promptOf(post)).toContain(`ipython<|end_header_id|>\n\n${text}<|eot_id|>`);
+  } finally {
+    expect(await s.stop()).toBe(0);
+  }
+}, 120_000);
+
+test("a Jinja template whose call syntax node-llama-cpp reads, trimming the tool's text: the text as it is (was JSON-dumped)", async () => {
+  const s = await startBinary([], [], {}, await tinyModel({}, { template: hermesToolTemplate("{{ m.content | trim }}"), controlTokens: RAW_TOOL_TOKENS }));
+  try {
+    const post = (path: string, b: object) => fetch(`${s.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${s.key}`, "content-type": "application/json" }, body: JSON.stringify(b) });
+    expect(await promptOf(post)).toContain(`<tool_response>\n${text}\n</tool_response>`);
+    expect((await post("/v1/chat/completions", { model: "tiny", messages, tools, max_tokens: 3 })).status).toBe(200);
   } finally {
     expect(await s.stop()).toBe(0);
   }

@@ -9,7 +9,8 @@ import { LlamaEngine } from "../../src/engine/llama";
 import { probeToolResults } from "../../src/engine/template-bound";
 import { toolResultForm, withToolResults } from "../../src/engine/tool-results";
 import { silentLogger } from "../../src/log/logger";
-import { LLAMA31_TEMPLATE, LLAMA31_TOKENS, RAW_TOOL_TEMPLATE, rawToolModel, tinyModel } from "../helpers";
+import { Template } from "@huggingface/jinja";
+import { LLAMA31_TEMPLATE, LLAMA31_TOKENS, RAW_TOOL_TEMPLATE, RAW_TOOL_TOKENS, hermesToolTemplate, rawToolModel, tinyModel } from "../helpers";
 
 /** The same with the tool's text through `tojson`, as Llama 3.1's and gpt-oss's templates write it. */
 const JSON_TOOL_TEMPLATE = RAW_TOOL_TEMPLATE.replace("{{ m.content }}\n</tool_response>", "{{ m.content | tojson }}\n</tool_response>");
@@ -102,3 +103,59 @@ test("on a built-in format (Llama 3.1 here, whose test template writes the text 
     await llama.dispose();
   }
 });
+
+const weather = { id: "c1", name: "get_weather", arguments: "{\"city\":\"Paris\"}" };
+const withResult = (content: string) => [{ role: "user" as const, content: "Weather?" }, { role: "assistant" as const, content: "", toolCalls: [weather] },
+  { role: "tool" as const, content, toolCallId: "c1" }];
+
+test("a call id a later turn uses again: each turn's result stays under its own call (the last one was written under both)", async () => {
+  const again = { ...weather, arguments: "{\"city\":\"Rome\"}" };
+  const p = await prompt([...withResult("PARIS_RESULT"), { role: "assistant", content: "ok" }, { role: "user", content: "And Rome?" },
+    { role: "assistant", content: "", toolCalls: [again] }, { role: "tool", content: "ROME_RESULT", toolCallId: "c1" }]);
+  expect(p.match(/PARIS_RESULT/g)?.length).toBe(1);
+  expect(p.match(/ROME_RESULT/g)?.length).toBe(1);
+  expect(p.indexOf("PARIS_RESULT")).toBeLessThan(p.indexOf("Rome"));
+});
+
+/** The part of a rendered prompt from the tool's response to its end marker. */
+const response = (p: string) => p.slice(p.indexOf("<tool_response>"), p.indexOf("</tool_response>") + 16);
+
+test("a Jinja template whose call syntax node-llama-cpp reads (its own tool messages, not its markers) gets the text as the template writes it: trimmed, concatenated or tojson", async () => {
+  // node-llama-cpp JSON-dumped the result for the first two (its object probe made `trim` and `+` throw) and put the
+  // tojson one's text unescaped between the quotes the template wrote around its placeholder.
+  for (const body of ["{{ m.content | trim }}", "{{ '' + m.content + '' }}", "{{ m.content | tojson }}"]) {
+    const template = hermesToolTemplate(body);
+    const path = await tinyModel({}, { template, controlTokens: RAW_TOOL_TOKENS });
+    const e = await LlamaEngine.create({ models: [{ id: "h", path }], threads: 2, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+    try {
+      const model = (e as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string }; chatWrapper: { wrapperName: string } }> }).loaded.get("h")!;
+      expect(model.chatWrapper.wrapperName).toBe("JinjaTemplate");
+      const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];
+      // The tiny tokenizer's pieces after a control text may start with its word-start space (SentencePiece's): not
+      // compared, on both sides alike (here a `"` after the text, which the template writes with its control text).
+      const norm = (t: string) => t.replace(/ (?=\n|")|(?<=>) /g, "");
+      const p = norm(model.model.detokenize(await e.chatTokens("h", withResult(TEXT), tools), true));
+      const jinja = new Template(template).render({ messages: [{ role: "user", content: "Weather?" },
+        { role: "assistant", content: "", tool_calls: [{ id: "c1", type: "function", function: { name: "get_weather", arguments: { city: "Paris" } } }] },
+        { role: "tool", tool_call_id: "c1", content: TEXT }], add_generation_prompt: true });
+      expect(response(p)).toBe(response(norm(jinja)));
+    } finally {
+      await e.dispose();
+    }
+  }
+}, 120_000);
+
+test("a Jinja-served template that cannot finish the probe still answers chats with results (node-llama-cpp's rendering): the probe is not counted against the chat's own bound", async () => {
+  // It loops only on the probe's conversation (its tool is called `probe`); the chat's own messages render at once.
+  const template = RAW_TOOL_TEMPLATE.replace("{%- elif m.role == 'tool' %}",
+    "{%- elif m.role == 'tool' %}{%- if m.name == 'probe' %}{%- for a in range(100000) %}{%- for b in range(100000) %}{%- endfor %}{%- endfor %}{%- endif %}");
+  const path = await tinyModel({}, { template, controlTokens: RAW_TOOL_TOKENS });
+  const e = await LlamaEngine.create({ models: [{ id: "p", path }], threads: 2, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger(),
+    chatTemplate: { ms: 400, chars: 1_000_000, workers: 1 } });
+  try {
+    const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];
+    for (let i = 0; i < 2; i++) expect((await e.chatTokens("p", withResult(TEXT), tools)).length).toBeGreaterThan(0); // was a 400 chat_template_bound, each time
+  } finally {
+    await e.dispose();
+  }
+}, 60_000);
