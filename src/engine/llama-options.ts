@@ -58,12 +58,16 @@ function samplingOptions(s: Sampling, model: LlamaModel) {
  * A tool result is attached to the call it answers (node-llama-cpp's shape: the call carries its result).
  */
 export function toHistory(messages: ChatTurn[], thoughts = false): ChatHistoryItem[] {
-  const anywhere = new Map(messages.filter((m) => m.role === "tool").map((m) => [m.toolCallId, m.content]));
-  // A call's result is the tool message after its turn: ids repeat across turns (clients and models that number calls
-  // per turn, `call_0`…), and the last result with an id was written under every call of that id (a fix-attack run).
+  // A call's result is a tool message after its turn and before the next assistant turn, taken in order: ids repeat
+  // across turns and within one (clients and models that number calls per turn, `call_0`…), and the last result with
+  // an id was written under every call of that id (fix-attack runs). None there: no result, as the template has none.
   const resultsAfter = (i: number) => {
-    const end = messages.findIndex((t, j) => j > i && t.role !== "tool");
-    return new Map(messages.slice(i + 1, end < 0 ? undefined : end).map((t) => [t.toolCallId, t.content]));
+    const byId = new Map<string | undefined, string[]>();
+    for (let j = i + 1; j < messages.length && messages[j]!.role !== "assistant"; j++) {
+      const t = messages[j]!;
+      if (t.role === "tool") byId.set(t.toolCallId, [...byId.get(t.toolCallId) ?? [], t.content]);
+    }
+    return (id: string) => byId.get(id)?.shift();
   };
   const history: ChatHistoryItem[] = [];
   // Echoed thoughts count only after the last user message (the current tool-call loop), as Qwen 3's and DeepSeek-R1's
@@ -79,7 +83,7 @@ export function toHistory(messages: ChatTurn[], thoughts = false): ChatHistoryIt
       const results = m.toolCalls?.length ? resultsAfter(i) : undefined;
       for (const c of m.toolCalls ?? []) {
         // The result stays the text the client sent: the wrapper writes it as the template does (tool-results.ts).
-        response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: results?.get(c.id) ?? anywhere.get(c.id) ?? "" });
+        response.push({ type: "functionCall", name: c.name, params: jsonOr(c.arguments), result: results?.(c.id) ?? "" });
       }
       history.push({ type: "model", response });
     }

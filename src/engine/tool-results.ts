@@ -22,6 +22,8 @@ export type ToolResultForm = "text" | "json";
 
 /** Characters JSON escapes, so the two forms cannot be mistaken for each other. */
 const PROBE = "appliance-probe \"result\"\nline two";
+/** Set on a render whose results jinjaCallsState has written in the template's form already. */
+const WRITTEN = Symbol("tool results written");
 /** What stands for the result while the wrapper renders it (plain letters: JSON leaves them as they are). */
 const SLOT = "applianceToolResultSlot";
 
@@ -81,9 +83,11 @@ export function withToolResults<W extends ChatWrapper>(wrapper: W, form: () => T
   const over = Object.create(wrapper) as W;
   const base = wrapper.generateFunctionCallResult;
   over.generateFunctionCallResult = function (name, params, result) {
-    const f = typeof result === "string" ? form() : undefined;
+    // Already written in the form by jinjaCallsState (node-llama-cpp's second try of a Jinja render comes here).
+    const written = (this as { [WRITTEN]?: ToolResultForm })[WRITTEN];
+    const f = typeof result === "string" ? written ?? form() : undefined;
     if (typeof result !== "string" || !f) return base.call(this, name, params, typeof result === "string" ? jsonOr(result) : result);
-    const text = f === "json" ? JSON.stringify(result) : result;
+    const text = written === "json" ? `"${result}"` : f === "json" ? JSON.stringify(result) : result;
     const slotted = base.call(this, name, params, SLOT);
     // The slot as the wrapper wrote it: JSON-quoted (most), quoted twice (formats that stringify results), or bare.
     // The last one: the call's name and arguments (which the client chose) come before the result in every format.
@@ -124,7 +128,9 @@ function jinjaCallsState(base: ChatWrapper["generateContextState"], form: () => 
     const chatHistory = options.chatHistory.map((h) => h.type !== "model" ? h : { ...h, response: h.response.map((r) =>
       typeof r === "object" && r.type === "functionCall" && typeof r.result === "string" ? { ...r, result: text(r.result) } : r) });
     // Unknown form: node-llama-cpp's own rendering of the text read as JSON, as before.
-    const self = f ? Object.assign(Object.create(this) as object, { _stringifyFunctionResult: false }) : this;
+    // When its first render throws (a template refusing two calls in a turn), node-llama-cpp renders again through
+    // generateFunctionCallResult: WRITTEN tells it the text is already in the form (it was escaped twice).
+    const self = f ? Object.assign(Object.create(this) as object, { _stringifyFunctionResult: false, [WRITTEN]: f }) : this;
     return base.call(self, { ...options, chatHistory });
   };
 }

@@ -4,7 +4,7 @@
  * that write it as it is (Qwen 3's and DeepSeek-R1's GGUFs: a model-family run against @huggingface/jinja).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { DeepSeekChatWrapper, HarmonyChatWrapper, Llama3_1ChatWrapper, MistralChatWrapper, QwenChatWrapper, type ChatWrapper } from "node-llama-cpp";
+import { DeepSeekChatWrapper, HarmonyChatWrapper, JinjaTemplateChatWrapper, Llama3_1ChatWrapper, MistralChatWrapper, QwenChatWrapper, type ChatWrapper } from "node-llama-cpp";
 import { LlamaEngine } from "../../src/engine/llama";
 import { probeToolResults } from "../../src/engine/template-bound";
 import { toolResultForm, withToolResults } from "../../src/engine/tool-results";
@@ -115,6 +115,32 @@ test("a call id a later turn uses again: each turn's result stays under its own 
   expect(p.match(/PARIS_RESULT/g)?.length).toBe(1);
   expect(p.match(/ROME_RESULT/g)?.length).toBe(1);
   expect(p.indexOf("PARIS_RESULT")).toBeLessThan(p.indexOf("Rome"));
+  // An earlier call left without a result does not take the later turn's (it had it through any message with the id).
+  const none = await prompt([{ role: "user", content: "Weather?" }, { role: "assistant", content: "", toolCalls: [weather] }, { role: "user", content: "And Rome?" },
+    { role: "assistant", content: "", toolCalls: [again] }, { role: "tool", content: "ROME_RESULT", toolCallId: "c1" }]);
+  expect(none.match(/ROME_RESULT/g)?.length).toBe(1);
+  // The same id twice in one turn: the results in order (the second had replaced the first under both).
+  const twice = await prompt([{ role: "user", content: "Weather?" }, { role: "assistant", content: "", toolCalls: [weather, again] },
+    { role: "tool", content: "AAA_RESULT", toolCallId: "c1" }, { role: "tool", content: "BBB_RESULT", toolCallId: "c1" }]);
+  expect(twice.match(/AAA_RESULT/g)?.length).toBe(1);
+  expect(twice.indexOf("AAA_RESULT")).toBeLessThan(twice.indexOf("BBB_RESULT"));
+  // A result after a user message (not right after its call) still goes with its call.
+  const later = await prompt([{ role: "user", content: "Weather?" }, { role: "assistant", content: "", toolCalls: [weather] }, { role: "user", content: "hurry" },
+    { role: "tool", content: "LATE_RESULT", toolCallId: "c1" }]);
+  expect(later).toContain("LATE_RESULT");
+});
+
+test("a tojson Jinja template node-llama-cpp renders a second time (its first try threw: two calls in a turn) gets the text escaped once", () => {
+  const template = hermesToolTemplate("{{ m.content | tojson }}").replace("{%- for c in m.tool_calls or [] %}",
+    "{%- if (m.tool_calls or []) | length > 1 %}{{ raise_exception('one call per turn') }}{%- endif %}{%- for c in m.tool_calls or [] %}");
+  const jinja = new JinjaTemplateChatWrapper({ template, tokenizer: (() => [-1, -1]) as never });
+  expect(jinja.usingJinjaFunctionCallTemplate).toBe(true);
+  const w = withToolResults(jinja, () => "json");
+  const call = (city: string, result: string) => ({ type: "functionCall" as const, name: "get_weather", params: { city }, result });
+  const text = w.generateContextState({ chatHistory: [{ type: "user", text: "Weather?" }, { type: "model", response: [call("Paris", TEXT), call("Rome", "R2")] }, { type: "model", response: [] }],
+    availableFunctions: { get_weather: { params: { type: "object", properties: { city: { type: "string" } } } } } }).contextText.toString();
+  expect(text).toContain(JSON.stringify(TEXT));
+  expect(text).not.toContain(JSON.stringify(JSON.stringify(TEXT)).slice(1, -1));
 });
 
 /** The part of a rendered prompt from the tool's response to its end marker. */
