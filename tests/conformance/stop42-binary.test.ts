@@ -13,8 +13,8 @@ const messages = [{ role: "user", content: "Weather?" },
 const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } }];
 
 /** The prompt the served model is given for `messages` (through /tokenize and /detokenize, as a client can read it). */
-async function promptOf(post: (path: string, b: object) => Promise<Response>): Promise<string> {
-  const t = await post("/tokenize", { model: "tiny", messages, tools });
+async function promptOf(post: (path: string, b: object) => Promise<Response>, chat: object[] = messages): Promise<string> {
+  const t = await post("/tokenize", { model: "tiny", messages: chat, tools });
   expect(t.status).toBe(200);
   const { tokens } = await t.json() as { tokens: number[] };
   return (await (await post("/detokenize", { model: "tiny", tokens })).json() as { content: string }).content.replace(/ (?=\n)|(?<=>) /g, "");
@@ -51,5 +51,37 @@ test("a Jinja template whose call syntax node-llama-cpp reads, trimming the tool
     expect((await post("/v1/chat/completions", { model: "tiny", messages, tools, max_tokens: 3 })).status).toBe(200);
   } finally {
     expect(await s.stop()).toBe(0);
+  }
+}, 120_000);
+
+const call = (id: string, city: string) => ({ id, type: "function", function: { name: "get_weather", arguments: JSON.stringify({ city }) } });
+
+test("call ids that repeat: each result under its own call, in order; a tojson template node-llama-cpp renders twice escapes once", async () => {
+  const s = await startBinary([], [], {}, await rawToolModel());
+  try {
+    const post = (path: string, b: object) => fetch(`${s.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${s.key}`, "content-type": "application/json" }, body: JSON.stringify(b) });
+    const across = await promptOf(post, [{ role: "user", content: "Paris?" }, { role: "assistant", content: null, tool_calls: [call("call_1", "Paris")] },
+      { role: "tool", tool_call_id: "call_1", content: "PARIS_RESULT" }, { role: "assistant", content: "ok" }, { role: "user", content: "Rome?" },
+      { role: "assistant", content: null, tool_calls: [call("call_1", "Rome")] }, { role: "tool", tool_call_id: "call_1", content: "ROME_RESULT" }]);
+    expect(across.match(/PARIS_RESULT/g)?.length).toBe(1);
+    expect(across.match(/ROME_RESULT/g)?.length).toBe(1);
+    const within = await promptOf(post, [{ role: "user", content: "Both?" }, { role: "assistant", content: null, tool_calls: [call("call_1", "Paris"), call("call_1", "Rome")] },
+      { role: "tool", tool_call_id: "call_1", content: "AAA_RESULT" }, { role: "tool", tool_call_id: "call_1", content: "BBB_RESULT" }]);
+    expect(within.match(/AAA_RESULT/g)?.length).toBe(1);
+    expect(within.indexOf("AAA_RESULT")).toBeLessThan(within.indexOf("BBB_RESULT"));
+  } finally {
+    expect(await s.stop()).toBe(0);
+  }
+  // One call per turn, as Llama 3.1's template says: two make node-llama-cpp's first render throw, and it renders again.
+  const raising = hermesToolTemplate("{{ m.content | tojson }}").replace("{%- for c in m.tool_calls or [] %}",
+    "{%- if (m.tool_calls or []) | length > 1 %}{{ raise_exception('one call per turn') }}{%- endif %}{%- for c in m.tool_calls or [] %}");
+  const j = await startBinary([], [], {}, await tinyModel({}, { template: raising, controlTokens: RAW_TOOL_TOKENS }));
+  try {
+    const post = (path: string, b: object) => fetch(`${j.baseURL}${path}`, { method: "POST", headers: { authorization: `Bearer ${j.key}`, "content-type": "application/json" }, body: JSON.stringify(b) });
+    const p = await promptOf(post, [{ role: "user", content: "Both?" }, { role: "assistant", content: null, tool_calls: [call("call_1", "Paris"), call("call_2", "Rome")] },
+      { role: "tool", tool_call_id: "call_1", content: text }, { role: "tool", tool_call_id: "call_2", content: "R2" }]);
+    expect(p).toContain(`<tool_response>\n${JSON.stringify(text).slice(0, -1)}`); // escaped once (the word-start space before the closing quote aside)
+  } finally {
+    expect(await j.stop()).toBe(0);
   }
 }, 120_000);
