@@ -7,9 +7,9 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { z } from "zod";
+import type * as z from "zod/mini";
 import { DEFAULTS, FILE_ONLY, kebab } from "../src/config/load";
-import { configSchema } from "../src/config/schema";
+import { configSchema, descriptionOf, withoutDefault } from "../src/config/schema";
 import { COMMANDS } from "../src/cli/registry";
 
 const README = path.join(import.meta.dir, "..", "README.md");
@@ -18,11 +18,11 @@ const BLOCKS = {
   commands: () => commandTable(),
 };
 
-function rows(shape: Record<string, z.ZodType>, prefix = "", defaults: Record<string, unknown> = DEFAULTS): string[] {
+function rows(shape: Record<string, z.ZodMiniType>, prefix = "", defaults: Record<string, unknown> = DEFAULTS): string[] {
   const out: string[] = [];
   for (const [key, schema] of Object.entries(shape)) {
     const def = defaults[key];
-    const inner = (schema as unknown as { unwrap?: () => z.ZodType }).unwrap?.() as unknown as { shape?: Record<string, z.ZodType> } | undefined;
+    const inner = withoutDefault(schema) as unknown as { shape?: Record<string, z.ZodMiniType> };
     const name = prefix ? `${prefix}.${key}` : key;
     if (def && typeof def === "object" && !Array.isArray(def) && inner?.shape) {
       out.push(...rows(inner.shape, name, def as Record<string, unknown>));
@@ -33,7 +33,7 @@ function rows(shape: Record<string, z.ZodType>, prefix = "", defaults: Record<st
     const flag = prefix || fileOnly ? "—" : typeof def === "boolean" ? (def ? `\`--no-${kebab(key)}\`` : `\`--${kebab(key)}\``) : `\`--${kebab(key)}\``;
     const env = fileOnly ? "—" : `\`APPLIANCE_${name.split(".").map((p) => kebab(p).replace(/-/g, "_").toUpperCase()).join("__")}\``;
     const shown = key === "stateDir" ? "per platform (see below)" : `\`${JSON.stringify(def)}\``;
-    out.push(`| \`${name}\` | ${flag} | ${env} | ${shown} | ${(schema.description ?? "").replace(/\|/g, "\\|")} |`);
+    out.push(`| \`${name}\` | ${flag} | ${env} | ${shown} | ${(descriptionOf(schema) ?? "").replace(/\|/g, "\\|")} |`);
   }
   return out;
 }

@@ -4,8 +4,8 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { z } from "zod";
-import { configSchema, defaultStateDir, type Config } from "./schema";
+import type * as z from "zod/mini";
+import { configSchema, defaultStateDir, withoutDefault, type Config } from "./schema";
 import { jsonErrorAt } from "./json-error-at";
 
 export class ConfigError extends Error {
@@ -77,10 +77,11 @@ export const RESERVED_ENV: Readonly<Record<string, string>> = Object.freeze({
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
 
-const unwrapDefault = (s: z.ZodType) => (s instanceof z.ZodDefault || s instanceof z.ZodPrefault ? (s as z.ZodDefault).unwrap() : s) as z.ZodType;
-const isObjectList = (s: z.ZodType) => {
-  const inner = unwrapDefault(s);
-  return inner instanceof z.ZodArray && (inner as z.ZodArray).element instanceof z.ZodObject;
+/** A schema's kind (zod's def.type: "object", "array", "union", "number" …). */
+const kind = (s: z.ZodMiniType) => s._zod.def.type;
+const isObjectList = (s: z.ZodMiniType) => {
+  const inner = withoutDefault(s);
+  return kind(inner) === "array" && kind((inner._zod.def as z.core.$ZodArrayDef).element as z.ZodMiniType) === "object";
 };
 
 /**
@@ -88,9 +89,9 @@ const isObjectList = (s: z.ZodType) => {
  * flag, and their environment variable is an error saying so (a comma list of strings cannot be objects).
  */
 export const FILE_ONLY: ReadonlySet<string> = new Set(Object.entries(configSchema.shape).flatMap(([k, s]): string[] => {
-  const inner = unwrapDefault(s as z.ZodType);
-  if (inner instanceof z.ZodObject) return Object.entries(inner.shape).filter(([, ss]) => isObjectList(ss as z.ZodType)).map(([kk]) => `${k}.${kk}`);
-  return isObjectList(s as z.ZodType) ? [k] : [];
+  const inner = withoutDefault(s);
+  if (kind(inner) === "object") return Object.entries((inner as z.ZodMiniObject).shape).filter(([, ss]) => isObjectList(ss as z.ZodMiniType)).map(([kk]) => `${k}.${kk}`);
+  return isObjectList(s) ? [k] : [];
 }));
 
 /**
@@ -99,8 +100,9 @@ export const FILE_ONLY: ReadonlySet<string> = new Set(Object.entries(configSchem
  * refused as "expected string, received number").
  */
 export const AUTO_OR_NUMBER: ReadonlySet<string> = new Set(Object.entries(configSchema.shape).filter(([k, s]) => {
-  const inner = unwrapDefault(s as z.ZodType);
-  return (DEFAULTS as Raw)[k] === "auto" && inner instanceof z.ZodUnion && (inner.options as z.ZodType[]).some((o) => o instanceof z.ZodNumber);
+  const inner = withoutDefault(s);
+  return (DEFAULTS as Raw)[k] === "auto" && kind(inner) === "union" &&
+    ((inner._zod.def as z.core.$ZodUnionDef).options as z.ZodMiniType[]).some((o) => kind(o) === "number");
 }).map(([k]) => k));
 
 /** Every settings variable the schema defines: APPLIANCE_PORT → ["port"], APPLIANCE_RATE_LIMIT__RPM → ["rateLimit","rpm"]. */

@@ -10,7 +10,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { z } from "zod";
+import { z } from "../util/zod-mini";
 import { writeFileAtomic } from "../util/atomic-write";
 import { withFileLockSync } from "../util/file-lock";
 import { openPlainFile, readFd } from "../util/fs";
@@ -21,25 +21,26 @@ import { parsePublicKey } from "./signature";
 export const SCOPES = ["chat", "completions", "embeddings", "models", "metrics", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
 
+const count = () => z.nullable(z.number().check(z.int(), z.gte(0)));
 const keyRecord = z.object({
   id: z.string(),
   name: z.string(),
   /** hex sha256 of the whole key string. */
-  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  hash: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
   scopes: z.array(z.enum(SCOPES)),
   created: z.string(),
-  expires: z.string().nullable(),
-  revoked: z.string().nullable(),
-  rpm: z.number().int().min(0).nullable(),
-  tpm: z.number().int().min(0).nullable(),
-  maxConcurrent: z.number().int().min(0).nullable(),
+  expires: z.nullable(z.string()),
+  revoked: z.nullable(z.string()),
+  rpm: count(),
+  tpm: count(),
+  maxConcurrent: count(),
   requireSignature: z.boolean(),
   /** The key holder's Ed25519 public key (base64 of the 32 raw bytes) that signs its requests; nothing secret. */
-  signingKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/).nullable().default(null),
+  signingKey: z._default(z.nullable(z.string().check(z.regex(/^[A-Za-z0-9+/]{43}=$/))), null),
   /** After a rotation the old digest stays valid until this time. */
-  previous: z.object({ hash: z.string(), validUntil: z.string() }).nullable(),
+  previous: z.nullable(z.object({ hash: z.string(), validUntil: z.string() })),
 });
-export type KeyRecord = z.infer<typeof keyRecord>;
+export type KeyRecord = z.output<typeof keyRecord>;
 const keyFile = z.object({ version: z.literal(1), keys: z.array(keyRecord) });
 
 export class KeyFileError extends Error {}

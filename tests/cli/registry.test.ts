@@ -58,3 +58,15 @@ test("--version, --help and COMMAND --help evaluate none of serve's modules", ()
   expect(bad.code).toBe(2);
   expect(bad.modules.some((m) => /src[\\/]config[\\/]load\.ts$/.test(m))).toBe(true);
 });
+
+// The config and keys schemas are zod/mini (config/schema.ts): zod's classic API, several times dearer to build
+// and parse, is loaded only with the request schemas, after serve listens (server/openai/wire.ts).
+test("the commands that read the config and the keys file load no part of zod's classic API", () => {
+  const dir = tmpDir();
+  for (const argv of [["config", "print", "--state-dir", dir], ["keys", "list", "--state-dir", dir]]) {
+    const { code, modules } = modulesLoadedBy(argv);
+    expect(code).toBe(0);
+    expect(modules.some((m) => /src[\\/]config[\\/]schema\.ts$/.test(m))).toBe(true);
+    expect(modules.filter((m) => /node_modules[\\/]zod[\\/]v4[\\/]classic[\\/]/.test(m))).toEqual([]);
+  }
+});

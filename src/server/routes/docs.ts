@@ -7,7 +7,7 @@
  */
 import { Elysia } from "elysia";
 import { openapi } from "@elysiajs/openapi";
-import { z } from "zod";
+import { toJSONSchema } from "zod/mini";
 // `type: "file"` embeds the asset into the compiled binary and yields its path.
 import bundleJs from "swagger-ui-dist/swagger-ui-bundle.js" with { type: "file" };
 import uiCss from "swagger-ui-dist/swagger-ui.css" with { type: "file" };
@@ -82,7 +82,7 @@ export const docsRoutes = (deps: AppDeps) =>
       path: "/swagger",
       specPath: "/swagger/json",
       provider: "swagger-ui",
-      mapJsonSchema: { zod: (schema: never, options?: never) => withExamples(z.toJSONSchema(schema, options) as JsonSchema, deps) },
+      mapJsonSchema: { zod: (schema: never, options?: never) => withExamples(toJSONSchema(schema, options) as JsonSchema, deps) },
       exclude: { paths: [/^\/swagger/] },
       swagger: {
         cdn: "/swagger/assets/swagger-ui-bundle.js",
