@@ -247,7 +247,7 @@ const SECRET_KEY = /(secret|password|token|apikey)$/i;
  * A URL's credentials, whatever the field is called: a password (rateLimit.redisUrl = redis://:pw@host), a user part
  * alone (https://TOKEN@host), and every query value (an upstream's ?api_key=…; its log name drops the query too).
  */
-function redactUrl(v: string): string {
+export function redactUrl(v: string): string {
   const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#\s]*)(.*)$/is.exec(v);
   if (!m) return v;
   let [, scheme, authority, rest] = m as unknown as [string, string, string, string];

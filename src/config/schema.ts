@@ -147,7 +147,14 @@ export const configSchema = z.strictObject({
     apiKeyFile: describe(z._default(z.string(), ""), "File holding that key (read once at start, trimmed), so the secret need not sit in the config."),
     apiKeyEnv: describe(z._default(z.union([text(z.regex(ENV_NAME)), z.literal("")]), ""), "Environment variable holding that key."),
     models: describe(z.array(nonEmpty()).check(z.minLength(1)), "Model ids this upstream serves (the ids clients send)."),
-  }).check(z.refine((u: { apiKey: string; apiKeyFile: string; apiKeyEnv: string }) => [u.apiKey, u.apiKeyFile, u.apiKeyEnv].filter(Boolean).length <= 1, "give at most one of apiKey, apiKeyFile, apiKeyEnv"))), []),
+    tlsCa: describe(z._default(z.string(), ""), "PEM CA bundle this upstream's certificate is checked against (an upstream with a private CA). Empty: the system's CAs."),
+    tlsCert: describe(z._default(z.string(), ""), "PEM client certificate shown to this upstream (an appliance upstream run with --tls-client-ca: mTLS); needs tlsKey."),
+    tlsKey: describe(z._default(z.string(), ""), "PEM private key of tlsCert."),
+  }).check(
+    z.refine((u: { apiKey: string; apiKeyFile: string; apiKeyEnv: string }) => [u.apiKey, u.apiKeyFile, u.apiKeyEnv].filter(Boolean).length <= 1, "give at most one of apiKey, apiKeyFile, apiKeyEnv"),
+    z.refine((u: { tlsCert: string; tlsKey: string }) => !u.tlsCert === !u.tlsKey, "tlsCert and tlsKey go together"),
+    z.refine((u: { url: string; tlsCa: string; tlsCert: string }) => u.url.startsWith("https:") || (!u.tlsCa && !u.tlsCert), "tlsCa, tlsCert and tlsKey need an https:// url"),
+  )), []),
   "Gateway mode: OpenAI-compatible servers (vLLM, llama-server, another appliance) whose models this server fronts with its own guards. Config file only."),
   gateway: describe(z.prefault(z.strictObject({
     firstByteTimeoutMs: describe(z._default(positive, 120_000), "Upstream: time from starting an attempt (connect included) to its response headers; a non-streamed answer's headers come only once it is generated, so this bounds its length too."),

@@ -32,7 +32,7 @@ export async function detokenizeUpstream(pool: UpstreamPool, balancer: LeastInfl
     let res: Response;
     try {
       res = await fetch(detokenizeUrl(u), {
-        method: "POST", redirect: "manual", signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+        method: "POST", redirect: "manual", signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]), ...(u.tls && { tls: u.tls }),
         headers: u.headers({ "content-type": "application/json", accept: "application/json" }),
         body: JSON.stringify({ model, tokens }),
       });

@@ -50,7 +50,7 @@ export class HealthChecker {
     let ok = false, why = "";
     try {
       const res = await fetch(`${u.base}/models`, {
-        headers: u.headers({ accept: "application/json" }), redirect: "manual", signal: AbortSignal.timeout(this.opts.timeoutMs),
+        headers: u.headers({ accept: "application/json" }), redirect: "manual", signal: AbortSignal.timeout(this.opts.timeoutMs), ...(u.tls && { tls: u.tls }),
       });
       ok = res.status >= 200 && res.status < 300;
       why = `HTTP ${res.status}`;

@@ -4,7 +4,7 @@
 import { ConfigError } from "../config/load";
 import type { Config } from "../config/schema";
 import { CircuitBreaker } from "./breaker";
-import { Upstream, upstreamKey } from "./upstream";
+import { Upstream, upstreamKey, upstreamTls } from "./upstream";
 
 export class UpstreamPool {
   readonly all: Upstream[];
@@ -13,7 +13,7 @@ export class UpstreamPool {
   constructor(config: Pick<Config, "upstreams" | "gateway">, clock: () => number, env: Record<string, string | undefined> = process.env) {
     const g = config.gateway;
     this.all = config.upstreams.map((u) =>
-      new Upstream(u.models, u.url, upstreamKey(u, env), new CircuitBreaker(g.breakerFailures, g.breakerCooldownMs, clock)));
+      new Upstream(u.models, u.url, upstreamKey(u, env), new CircuitBreaker(g.breakerFailures, g.breakerCooldownMs, clock), upstreamTls(u)));
     for (const u of this.all) {
       for (const m of u.models) {
         const list = this.byModel.get(m) ?? [];

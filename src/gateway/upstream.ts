@@ -26,7 +26,11 @@ export class Upstream {
   /** Where the connect probe dials. */
   readonly endpoint: { host: string; port: number };
 
-  constructor(readonly models: readonly string[], url: string, private readonly key: string, breaker: CircuitBreaker) {
+  /**
+   * @param tls what fetch presents to and checks of this upstream over HTTPS (upstreamTls): a private CA, a client
+   *   certificate for an upstream that asks for one
+   */
+  constructor(readonly models: readonly string[], url: string, private readonly key: string, breaker: CircuitBreaker, readonly tls?: UpstreamTls) {
     const u = new URL(url);
     if (u.username || u.password) throw new ConfigError("invalid config: upstreams: put the key in apiKey/apiKeyFile/apiKeyEnv, not in the URL", "upstreams");
     this.base = (u.origin + u.pathname).replace(/\/+$/, "");
@@ -44,6 +48,33 @@ export class Upstream {
   headers(extra: Record<string, string> = {}): Record<string, string> {
     return { ...(this.key ? { authorization: `Bearer ${this.key}` } : {}), "user-agent": "appliance-gateway", ...extra };
   }
+}
+
+/** Bun fetch's `tls` for one upstream: PEM text, read once at start. */
+export interface UpstreamTls { ca?: string; cert?: string; key?: string }
+
+/**
+ * The upstream's tlsCa, tlsCert and tlsKey files read (once, at start), or undefined when none is set; a file that
+ * cannot be read or holds no PEM block of its kind is a ConfigError naming it (exit 2), not a handshake that fails
+ * on every request.
+ */
+export function upstreamTls(u: UpstreamConfig): UpstreamTls | undefined {
+  if (!u.tlsCa && !u.tlsCert) return undefined;
+  const read = (file: string, field: string, pem: RegExp) => {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, "utf8");
+    } catch (e) {
+      throw new ConfigError(`invalid config: upstreams: cannot read ${field} ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, "upstreams");
+    }
+    if (!pem.test(text)) throw new ConfigError(`invalid config: upstreams: ${field} ${file} holds no PEM ${field === "tlsKey" ? "private key" : "certificate"}`, "upstreams");
+    return text;
+  };
+  const CERT = /-----BEGIN CERTIFICATE-----/, KEY = /-----BEGIN (RSA |EC )?PRIVATE KEY-----/;
+  return {
+    ...(u.tlsCa && { ca: read(u.tlsCa, "tlsCa", CERT) }),
+    ...(u.tlsCert && { cert: read(u.tlsCert, "tlsCert", CERT), key: read(u.tlsKey, "tlsKey", KEY) }),
+  };
 }
 
 /** The upstream's key from apiKey, apiKeyFile (trimmed) or apiKeyEnv; a file or variable that is not there is a ConfigError. */

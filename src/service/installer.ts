@@ -15,6 +15,7 @@ import { checkNativeDir, installNative, SYSTEM_NATIVE_DIR } from "../engine/nati
 import { writeFileAtomic } from "../util/atomic-write";
 import { copyHashed } from "../util/fs";
 import { readAccount } from "./accounts";
+import { waitHealthy } from "./health-probe";
 import { healthUrl } from "./instance";
 import { systemView, type Layout } from "./layout";
 import { ensureAccount, runSteps, serviceRunning, serviceSteps, type Runner } from "./platform";
@@ -256,20 +257,3 @@ function writeReceipt(o: InstallOptions, steps: Step[]) {
   if (!fs.existsSync(receipt) || fs.readFileSync(receipt, "utf8") !== text) fs.writeFileSync(receipt, text, { mode: 0o640 });
 }
 
-export async function waitHealthy(url: string, timeoutMs: number, fetcher = fetch): Promise<{ ok: boolean; reason?: string }> {
-  const deadline = Date.now() + timeoutMs;
-  let last = "no answer";
-  while (Date.now() < deadline) {
-    try {
-      const r = await fetcher(url, { signal: AbortSignal.timeout(2000) });
-      if (r.ok) return { ok: true };
-      last = `HTTP ${r.status}`;
-    } catch (e) {
-      // Bun's message for a refused connection asks "Is the computer able to access the url?": its code says it plainly.
-      const code = (e as NodeJS.ErrnoException).code;
-      last = code === "ConnectionRefused" || code === "ECONNREFUSED" ? "connection refused" : code ?? (e as Error).message;
-    }
-    await Bun.sleep(250);
-  }
-  return { ok: false, reason: `${url} did not answer within ${timeoutMs / 1000} s (${last})` };
-}

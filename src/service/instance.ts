@@ -57,8 +57,11 @@ export function readInstance(o: InstanceOptions): Instance {
   return { platform: o.platform, layout: l, installed, configFile: file, config, persisted };
 }
 
-/** The loopback URL of the installed server's /health (a public bind still answers on loopback unless bound elsewhere). */
-export function healthUrl(config: Pick<Config, "host" | "port">): string {
+/**
+ * The loopback URL of the installed server's /health (a public bind still answers on loopback unless bound elsewhere);
+ * https with tlsCert, where the server speaks nothing else (service/health-probe.ts).
+ */
+export function healthUrl(config: Pick<Config, "host" | "port" | "tlsCert">): string {
   const host = config.host === "0.0.0.0" || config.host === "::" || config.host === "127.0.0.1" || config.host === "localhost" ? "127.0.0.1" : config.host;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${config.port}/health`;
+  return `${config.tlsCert ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${config.port}/health`;
 }

@@ -11,7 +11,7 @@ import path from "node:path";
 import { readManifest, sha256File } from "../integrity/manifest";
 import { writeFileAtomic } from "../util/atomic-write";
 import { copyHashed } from "../util/fs";
-import { waitHealthy } from "./installer";
+import { waitHealthy } from "./health-probe";
 import { systemView, type Layout } from "./layout";
 import { prepareNativeOf, syncNative } from "./native-sync";
 import type { Runner } from "./platform";
@@ -68,11 +68,11 @@ async function restartAndCheck(o: UpdateOptions): Promise<{ ok: boolean; reason?
     if (r.code !== 0) return { ok: false, reason: `${argv.join(" ")} failed: ${r.out.trim().slice(-300)}` };
     return waitHealthy(o.url, l.platform === "systemd" ? 30_000 : timeout);
   }
-  return smokeStart(l, timeout);
+  return smokeStart(l, timeout, o.url);
 }
 
 /** Starts the installed binary against the rooted state on a free port and waits for its /health. */
-async function smokeStart(l: Layout, timeoutMs: number): Promise<{ ok: boolean; reason?: string }> {
+async function smokeStart(l: Layout, timeoutMs: number, url: string): Promise<{ ok: boolean; reason?: string }> {
   const proc = Bun.spawn([l.bin, "serve", "--config", l.configFile, "--state-dir", l.stateDir, "--port", "0"], { stdout: "pipe", stderr: "pipe" });
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   try {
@@ -83,7 +83,8 @@ async function smokeStart(l: Layout, timeoutMs: number): Promise<{ ok: boolean; 
       if (done) break;
       buf += new TextDecoder().decode(value);
       const port = /"msg":"listening"/.test(buf) && /"port":(\d+)/.exec(buf)?.[1];
-      if (port) return await waitHealthy(`http://127.0.0.1:${port}/health`, 5000); // await: finally must not kill it first
+      // The scheme of the installed server's URL: the smoke start reads the same config (tlsCert: HTTPS).
+      if (port) return await waitHealthy(`${new URL(url).protocol}//127.0.0.1:${port}/health`, 5000); // await: finally must not kill it first
     }
     const err = (await new Response(proc.stderr).text()).trim().split("\n").slice(-2).join(" | ");
     return { ok: false, reason: `the new binary exited with code ${await proc.exited} before serving${err ? `: ${err}` : ""}` };

@@ -10,6 +10,7 @@ import path from "node:path";
 import { layout } from "../../src/service/layout";
 import { cannotBuild } from "../../scripts/release";
 import { builtBinary, tinyModel, tmpDir } from "../helpers";
+import { makePki } from "./certs";
 
 const repo = path.resolve(import.meta.dir, "..", "..");
 let dir: string, out: string, releaseKey: string, otherKey: string, log: string;
@@ -142,6 +143,28 @@ describe("update of a binary that embeds the release key", () => {
     expect(r.out).toContain("update complete");
     expect(r.code).toBe(0);
     expect(sha(layout("systemd", root).bin)).toBe(sha(path.join(d, "appliance-linux-x64")));
+  }, 300_000);
+
+  // An operator run: the health check after the swap asked http:// of a server that speaks only HTTPS (tlsCert), read
+  // the reset as "did not come up" and rolled every update back; with tlsClientCa it has no client certificate to show.
+  test("a TLS server (tlsCert; then mTLS, tlsClientCa) is checked over HTTPS and updated, not rolled back", () => {
+    const pki = makePki(tmpDir("appliance-release-pki-"));
+    const l = layout("systemd", root);
+    const config = fs.readFileSync(l.configFile, "utf8");
+    try {
+      for (const [i, tls] of [{ tlsCert: pki.serverCert, tlsKey: pki.serverKey }, { tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca }].entries()) {
+        fs.writeFileSync(l.configFile, JSON.stringify({ ...JSON.parse(config), ...tls }));
+        const d = signedFolder(`tls-${i}`, Buffer.concat([next, Buffer.alloc(i + 1)]), releaseKey);
+        const r = update(["--binary", path.join(d, "appliance-linux-x64"), "--signature", path.join(d, "SHA256SUMS.sig")]);
+        expect(r.out).toContain("update complete");
+        expect(r.out).not.toContain("rolling back");
+        expect(r.code).toBe(0);
+        expect(sha(l.bin)).toBe(sha(path.join(d, "appliance-linux-x64")));
+      }
+    } finally {
+      fs.writeFileSync(l.configFile, config);
+      fs.rmSync(pki.dir, { recursive: true, force: true });
+    }
   }, 300_000);
 
   test("--pubkey names another key; a development binary (no embedded key) needs --pubkey for --signature", async () => {

@@ -8,7 +8,7 @@ import path from "node:path";
 import { ConfigError } from "../../src/config/load";
 import { serverTls } from "../../src/server/tls";
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
-import { tmpDir } from "../helpers";
+import { builtBinary, tmpDir } from "../helpers";
 import { makePki, type TestPki } from "./certs";
 
 let pki: TestPki;
@@ -30,6 +30,13 @@ function curl(url: string, flags: string[], key?: string, body?: unknown) {
 }
 
 const chat = { model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 4 };
+
+/** `appliance status` for a running server, given a config file with its port, state dir and these TLS settings. */
+async function status(s: BinaryServer, tls: Record<string, string>) {
+  const file = path.join(pki.dir, `status-${Object.keys(tls).length}.json`);
+  fs.writeFileSync(file, JSON.stringify({ port: Number(new URL(s.baseURL).port), stateDir: s.stateDir, ...tls }));
+  return sh([await builtBinary(), "status", "--config", file]);
+}
 const httpsBase = (s: BinaryServer) => s.baseURL.replace("http://", "https://");
 
 describe("serverTls refuses what would fail later or be weak", () => {
@@ -77,6 +84,13 @@ describe("the binary serves HTTPS", () => {
     expect(JSON.parse(r.out.slice(r.out.indexOf("\r\n\r\n") + 4)).choices).toHaveLength(1);
   });
 
+  // An operator run: status (like update, rollback and install) asked http:// of the TLS port and reported the reset.
+  test("status reads /health over HTTPS", async () => {
+    const r = await status(server, { tlsCert: pki.serverCert, tlsKey: pki.serverKey });
+    expect(r.out).toContain(`health:    ok (${httpsBase(server)}/health)`);
+    expect(r.code).toBe(0);
+  });
+
   test("plain HTTP to the TLS port gets no HTTP answer", async () => {
     const r = await sh(["curl", "-sS", "-i", "--max-time", "30", `${server.baseURL}/health`]);
     expect(r.code).not.toBe(0);
@@ -112,6 +126,12 @@ describe("mTLS: --tls-client-ca", () => {
     expect(r.out).toMatch(/^HTTP\/[\d.]+ 200/);
     const noKey = await curl(`${httpsBase(server)}/v1/models`, good);
     expect(noKey.out).toMatch(/^HTTP\/[\d.]+ 401/);
+  });
+
+  test("status, which has no client certificate, reports the server up from its TLS handshake and says so", async () => {
+    const r = await status(server, { tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca });
+    expect(r.out).toContain(`health:    ok (${httpsBase(server)}/health; the server requires a client certificate (mTLS)`);
+    expect(r.code).toBe(0);
   });
 
   test("a client without a certificate is refused in the handshake (TLS 1.3 and 1.2)", async () => {

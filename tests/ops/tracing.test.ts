@@ -139,3 +139,24 @@ test("the service's egress probe never aims at the collector's address (it is al
   expect(probeTarget([], own).host).toBe("10.0.0.9");
   expect(probeTarget(otlpAllow(parseConfig({ tracing: { otlpEndpoint: "http://10.0.0.9:4318" } })), own).host).toBe("10.0.0.10");
 });
+
+// An operator run: `config print` masked the collector's password, and the failed-export log line wrote it out.
+test("a failed export's log line names the collector without its credentials", async () => {
+  const failing = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("down", { status: 503 }) });
+  const port = failing.port;
+  const cfg = path.join(tmpDir("appliance-trace-secret-"), "config.json");
+  fs.writeFileSync(cfg, JSON.stringify({ tracing: { otlpEndpoint: `http://collector:s3cret-pw@127.0.0.1:${port}` } }));
+  const s = await startBinary(["--config", cfg]);
+  try {
+    const r = await chat(s.baseURL, s.key, { traceparent: `00-${hex(16)}-${hex(8)}-01` });
+    expect(r.status).toBe(200);
+    await r.text();
+    await until(() => s.log().includes("trace export failed") || undefined); // the exporter sends every few seconds
+  } finally {
+    expect(await s.stop()).toBe(0);
+    failing.stop(true);
+  }
+  const line = s.log().split("\n").find((l) => l.includes("trace export failed"));
+  expect(line).toContain(`"url":"http://collector:[redacted]@127.0.0.1:${port}/v1/traces"`);
+  expect(s.log()).not.toContain("s3cret");
+}, 120_000);

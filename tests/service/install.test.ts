@@ -91,6 +91,19 @@ describe("systemd install under --root", () => {
     expect(fs.readdirSync(fresh)).toEqual([]);
   });
 
+  // An operator run: install --port 0 was saved, and then status, update and rollback refused ("--port must be 1-65535").
+  test("--port 0 is refused (exit 2, nothing written): an installed service needs a fixed port", () => {
+    const fresh = tmpDir("appliance-root-port0-");
+    try {
+      const r = cli(["install", "--root", fresh, "--platform", "systemd", "--binary", bin, "--port", "0"]);
+      expect(r.err).toContain("--port 0 picks a new port at every start");
+      expect(r.code).toBe(2);
+      expect(fs.readdirSync(fresh)).toEqual([]);
+    } finally {
+      fs.rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
   test("--dry-run on the real root refuses a taken port as the install would (exit 2, nothing written)", async () => {
     // The dry run skipped the check, so its preview showed a plan the real install refuses.
     const squatter = net.createServer();

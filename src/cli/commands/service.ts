@@ -15,7 +15,8 @@ import { readManifest, sha256File } from "../../integrity/manifest";
 import { preflightModel } from "../../integrity/model-preflight";
 import { modelId } from "../../integrity/resolve";
 import { readAccount } from "../../service/accounts";
-import { install, waitHealthy } from "../../service/installer";
+import { install } from "../../service/installer";
+import { waitHealthy } from "../../service/health-probe";
 import { healthUrl, readInstance } from "../../service/instance";
 import { layout, systemView, type Layout, type Platform } from "../../service/layout";
 import { installOwnNative } from "../../service/native-sync";
@@ -40,7 +41,10 @@ function installConfig(values: Record<string, unknown>, root: string) {
   const platform = platformFlag(values);
   const given = Object.fromEntries(Object.entries(flagsToConfig(values)).filter(([k]) => !NOT_PERSISTED.includes(k)));
   const persist = { ...readInstance({ platform, root }).persisted, ...given, stateDir: systemView(layout(platform, root)).stateDir };
-  parseConfig(persist); // a bad flag is a config error (exit 2) before anything is written
+  const checked = parseConfig(persist); // a bad flag is a config error (exit 2) before anything is written
+  // serve --port 0 picks a free port at each start: nobody could find an installed service's port, and status, update
+  // and rollback (which check its /health) refused to run on an install that had saved it.
+  if (checked.port === 0) throw new UsageError("--port 0 picks a new port at every start; the installed service needs a fixed one (1-65535)");
   return { persist, config: parseConfig({ ...persist, model: flagsToConfig(values).model ?? [] }) };
 }
 
@@ -52,7 +56,7 @@ function instanceFor(values: Record<string, unknown>, env?: Record<string, strin
     ...(stateDir !== undefined && { flags: { stateDir } }), env });
   const port = values.port === undefined ? inst.config.port : Number(values.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError("--port must be 1-65535");
-  return { inst, url: healthUrl({ host: inst.config.host, port }) };
+  return { inst, url: healthUrl({ ...inst.config, port }) };
 }
 
 const out = (s: string) => console.log(s);
@@ -168,7 +172,7 @@ export const statusCmd: Command = {
     const health = await waitHealthy(url, 1500);
     // Lockdown answers 503 to all but /health: a healthy status alone would hide it.
     const lockdown = lockdownState(inst.config.stateDir);
-    out(`installed: ${inst.installed ? "yes" : "no"}\nservice:   ${state || "unknown"}\nhealth:    ${health.ok ? `ok (${url})` : health.reason}` +
+    out(`installed: ${inst.installed ? "yes" : "no"}\nservice:   ${state || "unknown"}\nhealth:    ${health.ok ? `ok (${url}${health.note ? `; ${health.note}` : ""})` : health.reason}` +
       (lockdown ? `\nlockdown:  ON ${lockdown} (every route but /health and /metrics answers 503; appliance lockdown --off ends it)` : ""));
     return health.ok ? EXIT.OK : EXIT.FAIL;
   },

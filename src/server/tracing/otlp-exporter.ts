@@ -6,6 +6,7 @@
  * sends them in batches, one POST at a time, each bounded by a timeout. A
  * collector that is down costs the server a failed POST per interval, nothing more.
  */
+import { redactUrl } from "../../config/load";
 import type { Logger } from "../../log/logger";
 import type { OtlpSpan } from "./spans";
 import { plainMessage } from "../../util/plain-message";
@@ -102,7 +103,8 @@ export class OtlpExporter {
       const now = Date.now();
       if (now - this.lastFailureLog > 60_000) {
         this.lastFailureLog = now;
-        this.o.log.warn({ url: this.url, err: plainMessage(e), lost: spans.length }, "trace export failed; spans dropped");
+        // The URL as `config print` shows it: a collector's credentials (user:password@, query values) stay out of the log.
+        this.o.log.warn({ url: redactUrl(this.url), err: plainMessage(e), lost: spans.length }, "trace export failed; spans dropped");
       }
     }
   }
