@@ -115,7 +115,15 @@ export class KeyStore {
     let st: fs.Stats;
     try {
       st = fs.lstatSync(this.file);
-    } catch {
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // Only a file that is not there means "no keys yet"; one this user may not look at is unusable (EACCES was
+      // read as missing: every key got 401 and nothing was logged).
+      if (code !== "ENOENT") throw new KeyFileError(`cannot read ${this.file}: ${code ?? (e as Error).message}`);
+      // Removed while serving: every key is refused from now on, which the log must say (it said nothing).
+      if (this.stamp !== "" && this.stamp !== "missing") {
+        this.warn(`keys file ${this.file} is gone: every key is refused until it is back (restore it, or appliance keys create writes a new one)`);
+      }
       this.records = [];
       this.stamp = "missing";
       return;

@@ -129,6 +129,9 @@ export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
     if (owner && !allows(dir, owner, 1)) problems.push(`${path.dirname(l.configFile)} cannot be entered by ${l.account} (the service reads the config in it): chgrp ${l.account} and chmod 0750`);
     else if (owner && !allows(st, owner, 4)) problems.push(`${l.configFile} is not readable by ${l.account} (the service reads it): chgrp ${l.account} and chmod 0640`);
   }
+  // The TLS private key: serve refuses one every user may read (server/tls.ts), so verify fails it too.
+  const tlsKey = config.tlsKey ? fs.statSync(config.tlsKey, { throwIfNoEntry: false }) : undefined;
+  if (tlsKey && tlsKey.mode & 0o004) problems.push(`${config.tlsKey} (tlsKey) is readable by every user: mode ${octal(tlsKey.mode & 0o777)} (the server refuses to start: chmod o-r)`);
   if (problems.length) return { name: "files", status: "fail", detail: problems.join("; ") };
   if (warnings.length) return { name: "files", status: "unknown", detail: `WARNING: ${warnings.join("; ")}` };
   if (unknown.length) return { name: "files", status: "unknown", detail: `modes ok; cannot check ${unknown.join(", ")}` };

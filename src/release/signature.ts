@@ -45,10 +45,10 @@ export function signSums(sums: Uint8Array, privateKeyPem: string): Buffer {
 export const publicKeyOf = (privateKeyPem: string) =>
   nodeCrypto().createPublicKey(nodeCrypto().createPrivateKey(privateKeyPem)).export({ type: "spki", format: "pem" }).toString();
 
-/** Raw 64 bytes, or the same as base64 text. */
+/** Raw 64 bytes, or the same as base64 text (wrapped over lines too: plain `base64` wraps at 76 characters). */
 function signatureBytes(raw: Buffer): Buffer {
   if (raw.length === 64) return raw;
-  const text = raw.toString("latin1").trim();
+  const text = raw.toString("latin1").replace(/\s+/g, "");
   if (/^[A-Za-z0-9+/]+={0,2}$/.test(text)) {
     const b = Buffer.from(text, "base64");
     if (b.length === 64) return b;

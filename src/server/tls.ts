@@ -99,6 +99,10 @@ export function serverTls(settings: TlsSettings, now = Date.now()): ServerTls | 
   if (!leaf.checkPrivateKey(keyObject)) {
     throw new ConfigError(`invalid config: tlsKey: ${tlsKey} is not the private key of the certificate in ${tlsCert}`, "tlsKey");
   }
+  // Like ssh with a private key: one that every user of the machine may read is refused (group-readable stays
+  // allowed: a key shared through a group such as Debian's ssl-cert). A 0644 key passed serve and verify.
+  const mode = fs.statSync(tlsKey).mode & 0o777;
+  if (mode & 0o004) throw new ConfigError(`invalid config: tlsKey: ${tlsKey} is readable by every user (mode ${mode.toString(8)}); run: chmod o-r ${tlsKey}`, "tlsKey");
   const tls: ServerTls = { cert, key, secureOptions: noOldProtocols() };
   if (tlsClientCa) {
     const ca = read(tlsClientCa, "tlsClientCa");

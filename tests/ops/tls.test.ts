@@ -53,6 +53,28 @@ describe("serverTls refuses what would fail later or be weak", () => {
     refused({ tlsKey: pki.serverKey }, "tlsCert", /without --tls-cert/);
     refused({ tlsClientCa: pki.ca }, "tlsClientCa", /need TLS/);
   });
+  // An operator run: a 0644 private key passed serve and verify (the keys file at 0644 is refused).
+  test("a private key every user may read is refused (exit 2 from the binary, a failed files check in verify); group-readable is not", async () => {
+    const exposed = path.join(pki.dir, "exposed.key");
+    fs.copyFileSync(pki.serverKey, exposed);
+    fs.chmodSync(exposed, 0o644);
+    refused({ tlsCert: pki.serverCert, tlsKey: exposed }, "tlsKey", /readable by every user \(mode 644\); run: chmod o-r/);
+    const bin = await builtBinary(), home = tmpDir("appliance-tls-mode-");
+    try {
+      const cfg = path.join(home, "config.json");
+      fs.writeFileSync(cfg, JSON.stringify({ stateDir: path.join(home, "state"), tlsCert: pki.serverCert, tlsKey: exposed }));
+      const serve = await sh([bin, "serve", "--config", cfg, "--port", "0"]);
+      expect([serve.code, serve.err]).toEqual([2, expect.stringContaining("readable by every user")]);
+      const verify = await sh([bin, "verify", "--config", cfg, "--skip-models"]);
+      expect(verify.code).toBe(1);
+      expect(verify.out).toContain("(tlsKey) is readable by every user");
+      fs.chmodSync(exposed, 0o640);
+      expect(serverTls({ tlsCert: pki.serverCert, tlsKey: exposed, tlsClientCa: "" })).toBeDefined();
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+
   test("a key that is not the certificate's, a 1024-bit RSA key, unreadable and non-PEM files", () => {
     refused({ tlsCert: pki.serverCert, tlsKey: pki.clientKey }, "tlsKey", /not the private key/);
     refused({ tlsCert: pki.weakCert, tlsKey: pki.weakKey }, "tlsKey", /1024-bit RSA/);

@@ -1,6 +1,7 @@
 /** appliance serve — run the API server in the foreground (what the service unit runs). */
 import fs from "node:fs";
 import { ConfigError } from "../../config/load";
+import { KeyFileError } from "../../guards/keys";
 import { ModelIntegrityError } from "../../integrity/resolve";
 import { alert } from "../../integrity/verify";
 import { createLogger } from "../../log/logger";
@@ -64,6 +65,9 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
     started = await createServer(config, { log, onProgress: keepalive.progress, phases });
   } catch (e) {
     if (e instanceof ConfigError) throw e; // exit 2
+    // A keys file that is broken, exposed or unreadable needs the operator, as a bad config does: exit 2, which the
+    // unit does not restart (exit 1 was retried ten times, each failing the same way).
+    if (e instanceof KeyFileError) throw new ConfigError(`keys file unusable: ${e.message}`, "keys");
     log.error({ err: { name: (e as Error).name, message: (e as Error).message } }, "cannot start");
     // serve is where models are checked before every start (the unit's verify leaves them to it): alert like verify.
     if (e instanceof ModelIntegrityError) {
