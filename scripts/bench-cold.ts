@@ -12,8 +12,9 @@
  *   re-exec (the unit's pre-start verify and sandbox set-up are not in it);
  * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed);
  * - as root only, "as the service account": the unit-environment row with serve run as another user (nobody, through
- *   setpriv) on a models dir root's `models add` filled (root:nogroup 0750) and a state dir of its own, as the
- *   installed service runs (its account writes neither the hash cache nor anything root owns).
+ *   setpriv) on a models dir root's `models add` filled (root:nogroup 0750), the native libraries `install
+ *   --native-only` put in the root-owned system dir (removed after the row unless already there) and a state dir of
+ *   its own, as the installed service runs (its account writes neither the hash cache nor anything root owns).
  * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes, and first
  * the time of `appliance --version` (loading the program, nothing else).
  * --before BIN: a second appliance binary (e.g. built at an earlier commit) started in the same rotation as --bin and
@@ -29,6 +30,7 @@ import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
 import { freePort, listensOn, load1, median, prepareAppliance, startPeer, started, stopServer, waitHealthy, cpuLine } from "./bench-peer-lib";
 import { HUGETLB_TUNABLE } from "../src/util/huge-pages";
+import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: "dist/appliance" }, runs: { type: "string", default: "5" }, size: { type: "string", default: "28" },
@@ -148,8 +150,20 @@ await row("state kept", () => undefined);
 // systemd/appliance.service's Environment= line (tests/live/service.test.ts reads it from the running service).
 await row("state kept, unit environment (no re-exec)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE });
 if (process.getuid?.() === 0) {
+  // The installed service loads the libraries install wrote into the root-owned system dir, checked against root's
+  // digest cache (engine/native.ts); without that dir the account unpacks its own copy, which it must hash at every
+  // start (~40 ms here, a cost the installed service does not have). So `install --native-only` (what install and
+  // update run) for this row, removed again after it unless it was there before.
+  const systemNative = path.dirname(SYSTEM_NATIVE_DIR), had = fs.existsSync(systemNative);
+  const removeSystem = () => { if (!had) fs.rmSync(systemNative, { recursive: true, force: true }); };
+  process.on("exit", removeSystem);
+  for (const b of bins) {
+    const r = Bun.spawnSync([b, "install", "--native-only"], { env: { PATH: "/usr/bin:/bin", HOME: dir } });
+    if (r.exitCode !== 0) throw new Error(`${b} install --native-only: ${r.stderr.toString()}`);
+  }
   // The first start as that account works out what it then remembers (start-memo.ts), as the unit's first start does.
   for (let k = 0; k < bins.length; k++) await appliance({ GLIBC_TUNABLES: HUGETLB_TUNABLE }, k, true);
-  await row("state kept, unit environment, as the service account (nobody; root's models dir)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE }, true);
+  await row("state kept, unit environment, as the service account (nobody; root's models dir and native libraries)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE }, true);
+  removeSystem();
 }
 await row("state removed", () => { for (const d of [dir, path.join(dir, "before")]) fs.rmSync(path.join(d, "state"), { recursive: true, force: true }); });
