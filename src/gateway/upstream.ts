@@ -5,6 +5,7 @@
  */
 import fs from "node:fs";
 import { ConfigError } from "../config/load";
+import { nodeCrypto } from "../util/node-builtins";
 import type { Config } from "../config/schema";
 import { CircuitBreaker } from "./breaker";
 import { endpointOf } from "./connect-probe";
@@ -71,10 +72,19 @@ export function upstreamTls(u: UpstreamConfig): UpstreamTls | undefined {
     return text;
   };
   const CERT = /-----BEGIN CERTIFICATE-----/, KEY = /-----BEGIN (RSA |EC )?PRIVATE KEY-----/;
-  return {
-    ...(u.tlsCa && { ca: read(u.tlsCa, "tlsCa", CERT) }),
-    ...(u.tlsCert && { cert: read(u.tlsCert, "tlsCert", CERT), key: read(u.tlsKey, "tlsKey", KEY) }),
-  };
+  const out: UpstreamTls = u.tlsCa ? { ca: read(u.tlsCa, "tlsCa", CERT) } : {};
+  if (u.tlsCert) {
+    out.cert = read(u.tlsCert, "tlsCert", CERT);
+    out.key = read(u.tlsKey, "tlsKey", KEY);
+    // A key that is not the certificate's (or one that needs a passphrase) would fail every handshake: said at start.
+    const { X509Certificate, createPrivateKey } = nodeCrypto();
+    let matches = false;
+    try { matches = new X509Certificate(out.cert).checkPrivateKey(createPrivateKey(out.key)); } catch (e) {
+      throw new ConfigError(`invalid config: upstreams: tlsKey ${u.tlsKey} or tlsCert ${u.tlsCert} does not parse (an encrypted key is not read): ${(e as Error).message}`, "upstreams");
+    }
+    if (!matches) throw new ConfigError(`invalid config: upstreams: tlsKey ${u.tlsKey} is not the private key of the certificate in ${u.tlsCert}`, "upstreams");
+  }
+  return out;
 }
 
 /** The upstream's key from apiKey, apiKeyFile (trimmed) or apiKeyEnv; a file or variable that is not there is a ConfigError. */

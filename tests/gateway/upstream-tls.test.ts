@@ -57,7 +57,7 @@ test("without the client certificate the upstream refuses the gateway: 503 upstr
   }
 }, 120_000);
 
-test("a certificate without its key, TLS files on an http:// upstream, an unreadable file: exit 2 naming upstreams", async () => {
+test("a certificate without its key or with another key, TLS files on an http:// upstream, an unreadable file: exit 2 naming upstreams", async () => {
   const bin = await builtBinary(), dir = tmpDir("appliance-gw-tls-bad-");
   try {
     for (const [upstream, message] of [
@@ -65,6 +65,7 @@ test("a certificate without its key, TLS files on an http:// upstream, an unread
       [{ url: "http://127.0.0.1:9/v1", tlsCa: pki.ca }, "need an https:// url"],
       [{ tlsCa: path.join(dir, "missing.pem") }, "cannot read tlsCa"],
       [{ tlsCert: pki.clientCert, tlsKey: pki.clientCert }, "holds no PEM private key"],
+      [{ tlsCert: pki.clientCert, tlsKey: pki.serverKey }, "is not the private key of the certificate"],
     ] as const) {
       const cfg = path.join(dir, "config.json");
       fs.writeFileSync(cfg, JSON.stringify({ upstreams: [{ url: "https://127.0.0.1:9/v1", models: ["m"], ...upstream }] }));
