@@ -15,6 +15,7 @@ import { runDoctor } from "../integrity/doctor";
 import { START_MEMO } from "../integrity/start-memo";
 import { runVerify } from "../integrity/verify";
 import { auditFiles, verifyAudit } from "../log/audit-verify";
+import { probeInit } from "../service/health-probe";
 import type { Layout } from "../service/layout";
 import { openPlainFile, readSmallFile } from "../util/fs";
 import { sha256Bytes } from "../util/sha256";
@@ -151,7 +152,8 @@ export async function collectSnapshot(dir: string, s: SnapshotSources): Promise<
 
   // Named with its URL: a server run by hand on another port than the config's is found with --port.
   await attempt(`health ${s.healthUrl}`, async () => {
-    const r = await fetch(s.healthUrl, { signal: AbortSignal.timeout(3000) });
+    // As status asks it (https without checking the certificate; with mTLS it has no client certificate to show).
+    const r = await fetch(s.healthUrl, probeInit(s.healthUrl, 3000));
     put("health.json", json({ url: s.healthUrl, status: r.status, body: await r.text() }));
   });
 

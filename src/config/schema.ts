@@ -153,7 +153,7 @@ export const configSchema = z.strictObject({
   }).check(
     z.refine((u: { apiKey: string; apiKeyFile: string; apiKeyEnv: string }) => [u.apiKey, u.apiKeyFile, u.apiKeyEnv].filter(Boolean).length <= 1, "give at most one of apiKey, apiKeyFile, apiKeyEnv"),
     z.refine((u: { tlsCert: string; tlsKey: string }) => !u.tlsCert === !u.tlsKey, "tlsCert and tlsKey go together"),
-    z.refine((u: { url: string; tlsCa: string; tlsCert: string }) => u.url.startsWith("https:") || (!u.tlsCa && !u.tlsCert), "tlsCa, tlsCert and tlsKey need an https:// url"),
+    z.refine((u: { url: string; tlsCa: string; tlsCert: string }) => /^https:/i.test(u.url) || (!u.tlsCa && !u.tlsCert), "tlsCa, tlsCert and tlsKey need an https:// url"),
   )), []),
   "Gateway mode: OpenAI-compatible servers (vLLM, llama-server, another appliance) whose models this server fronts with its own guards. Config file only."),
   gateway: describe(z.prefault(z.strictObject({

@@ -71,8 +71,15 @@ export function upstreamTls(u: UpstreamConfig): UpstreamTls | undefined {
     if (!pem.test(text)) throw new ConfigError(`invalid config: upstreams: ${field} ${file} holds no PEM ${field === "tlsKey" ? "private key" : "certificate"}`, "upstreams");
     return text;
   };
-  const CERT = /-----BEGIN CERTIFICATE-----/, KEY = /-----BEGIN (RSA |EC )?PRIVATE KEY-----/;
+  const CERT = /-----BEGIN CERTIFICATE-----/, KEY = /-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/;
   const out: UpstreamTls = u.tlsCa ? { ca: read(u.tlsCa, "tlsCa", CERT) } : {};
+  // Every CA certificate parsed: a bundle that does not parse failed every handshake with Bun's "Was there a typo in
+  // the url or port?".
+  for (const block of out.ca?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
+    try { new (nodeCrypto().X509Certificate)(block); } catch (e) {
+      throw new ConfigError(`invalid config: upstreams: tlsCa ${u.tlsCa} holds a certificate that does not parse: ${(e as Error).message}`, "upstreams");
+    }
+  }
   if (u.tlsCert) {
     out.cert = read(u.tlsCert, "tlsCert", CERT);
     out.key = read(u.tlsKey, "tlsKey", KEY);

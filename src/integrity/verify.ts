@@ -30,6 +30,12 @@ export interface VerifyContext {
   serviceEnv?: Record<string, string | undefined>;
   /** Leave the models to serve (the unit's pre-start check): serve hashes each one as it loads it, so once per start. */
   skipModels?: boolean;
+  /**
+   * The unit's pre-start check: what serve itself refuses with exit 2 (a keys file or TLS key it cannot use) is said,
+   * not failed. Failed here, the pre-start failed, and RestartPreventExitStatus covers the main process only: the unit
+   * was restarted until its start limit. Serve then refuses it, once.
+   */
+  preStart?: boolean;
 }
 
 /** The offline variables the unit sets (systemd/appliance.service) and the environment check requires. */
@@ -79,59 +85,66 @@ function allows(st: fs.Stats, a: { uid: number; gid: number; gids?: number[] }, 
   return ((st.mode >> shift) & bit) !== 0;
 }
 
-/** Secret files: keys 0600/0400 owned by the service account (or this user when not installed); config 0640 at most. */
-export function checkFiles(config: Readonly<Config>, l?: Layout): Check {
-  const problems: string[] = [];
+/**
+ * Secret files: keys 0600/0400 owned by the service account (or this user when not installed); config 0640 at most.
+ * leaveToServe (the pre-start check): problems serve refuses with exit 2 (the keys file, the TLS key) are warnings.
+ */
+export function checkFiles(config: Readonly<Config>, l?: Layout, leaveToServe = false): Check {
+  const found: string[] = [];
   const unknown: string[] = [];
   /** Said, not failed: the pre-start check must not keep the service (and every other key) from starting over one key. */
   const warnings: string[] = [];
   const keys = path.join(config.stateDir, "keys.json");
   const owner = l ? readAccount(l.account, l.root) : undefined;
   const expectUid = l ? owner?.uid : process.getuid?.();
+  // What serve refuses with exit 2 (KeyFileError, server/tls.ts): failed here, or said only (leaveToServe).
+  const serveRefuses: string[] = [];
   const link = fs.lstatSync(keys, { throwIfNoEntry: false });
-  if (link && !link.isFile()) problems.push(`${keys} is ${link.isSymbolicLink() ? "a symbolic link" : "not a plain file"} (the server refuses it)`);
+  if (link && !link.isFile()) serveRefuses.push(`${keys} is ${link.isSymbolicLink() ? "a symbolic link" : "not a plain file"} (the server refuses it)`);
   else if (link) {
     const m = mode(keys);
-    if (m !== 0o600 && m !== 0o400) problems.push(`${keys} has mode ${octal(m)} (want 0600 or 0400)`);
+    if (m !== 0o600 && m !== 0o400) serveRefuses.push(`${keys} has mode ${octal(m)} (want 0600 or 0400)`);
     if (expectUid === undefined) unknown.push(`owner of ${keys} (account ${l?.account} unknown here)`);
-    else if (fs.statSync(keys).uid !== expectUid) problems.push(`${keys} is owned by uid ${fs.statSync(keys).uid}, not ${l ? l.account : "this user"}`);
+    else if (fs.statSync(keys).uid !== expectUid) serveRefuses.push(`${keys} is owned by uid ${fs.statSync(keys).uid}, not ${l ? l.account : "this user"}`);
     // What the server reads: malformed, it refuses every key (a start that verify passed, then 401 for everyone).
-    if (!problems.length) {
+    if (!serveRefuses.length) {
       try {
         // A key made when signatures were HMAC requires them but has no Ed25519 public key: every request is refused.
         const unsigned = new KeyStore(keys).list().filter((k) => k.requireSignature && !k.signingKey && !k.revoked).map((k) => k.name);
         if (unsigned.length) warnings.push(`key(s) ${unsigned.join(", ")} require signed requests but have no Ed25519 public key (made before signatures were Ed25519; every request with one is refused): keys rotate NAME --public-key FILE`);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === "EACCES" || /EACCES|permission denied/i.test((e as Error).message)) unknown.push(`contents of ${keys} (not readable here)`);
-        else problems.push(`${(e as Error).message} (the server refuses every key)`);
+        else serveRefuses.push(`${(e as Error).message} (the server refuses every key)`);
       }
     }
   }
   // audit.key: the server refuses to start with one group or others can read (log/audit.ts readAuditKey).
   const auditLog = path.join(config.stateDir, "audit.jsonl"), auditKey = auditKeyPath(auditLog);
   const ak = config.audit ? fs.lstatSync(auditKey, { throwIfNoEntry: false }) : undefined;
-  if (ak && !ak.isFile()) problems.push(`${auditKey} is ${ak.isSymbolicLink() ? "a symbolic link" : "not a plain file"} (the server refuses it)`);
-  else if (ak && ak.mode & 0o077) problems.push(`${auditKey} has mode ${octal(ak.mode & 0o777)} (the server refuses to start: want 0600)`);
-  else if (ak && expectUid !== undefined && ak.uid !== expectUid) problems.push(`${auditKey} is owned by uid ${ak.uid}, not ${l ? l.account : "this user"} (the server cannot read it)`);
+  if (ak && !ak.isFile()) found.push(`${auditKey} is ${ak.isSymbolicLink() ? "a symbolic link" : "not a plain file"} (the server refuses it)`);
+  else if (ak && ak.mode & 0o077) found.push(`${auditKey} has mode ${octal(ak.mode & 0o777)} (the server refuses to start: want 0600)`);
+  else if (ak && expectUid !== undefined && ak.uid !== expectUid) found.push(`${auditKey} is owned by uid ${ak.uid}, not ${l ? l.account : "this user"} (the server cannot read it)`);
   else if (ak) {
     try { readAuditKey(auditLog); } catch (e) {
       if (/EACCES|EPERM/.test((e as Error).message)) unknown.push(`contents of ${auditKey} (not readable here)`);
-      else problems.push(`${(e as Error).message} (the server refuses to start)`);
+      else found.push(`${(e as Error).message} (the server refuses to start)`);
     }
   }
   if (l && fs.existsSync(l.configFile)) {
     const m = mode(l.configFile);
-    if (m & 0o027) problems.push(`${l.configFile} has mode ${octal(m)} (want 0640 at most)`);
+    if (m & 0o027) found.push(`${l.configFile} has mode ${octal(m)} (want 0640 at most)`);
     const st = fs.statSync(l.configFile);
-    if (st.uid !== 0 && process.getuid?.() === 0) problems.push(`${l.configFile} is not owned by root`);
+    if (st.uid !== 0 && process.getuid?.() === 0) found.push(`${l.configFile} is not owned by root`);
     // The service reads it at every start: unreadable, the start fails (exit 2) while verify said all was well.
     const dir = fs.statSync(path.dirname(l.configFile));
-    if (owner && !allows(dir, owner, 1)) problems.push(`${path.dirname(l.configFile)} cannot be entered by ${l.account} (the service reads the config in it): chgrp ${l.account} and chmod 0750`);
-    else if (owner && !allows(st, owner, 4)) problems.push(`${l.configFile} is not readable by ${l.account} (the service reads it): chgrp ${l.account} and chmod 0640`);
+    if (owner && !allows(dir, owner, 1)) found.push(`${path.dirname(l.configFile)} cannot be entered by ${l.account} (the service reads the config in it): chgrp ${l.account} and chmod 0750`);
+    else if (owner && !allows(st, owner, 4)) found.push(`${l.configFile} is not readable by ${l.account} (the service reads it): chgrp ${l.account} and chmod 0640`);
   }
   // The TLS private key: serve refuses one every user may read (server/tls.ts), so verify fails it too.
   const tlsKey = config.tlsKey ? fs.statSync(config.tlsKey, { throwIfNoEntry: false }) : undefined;
-  if (tlsKey && tlsKey.mode & 0o004) problems.push(`${config.tlsKey} (tlsKey) is readable by every user: mode ${octal(tlsKey.mode & 0o777)} (the server refuses to start: chmod o-r)`);
+  if (tlsKey && tlsKey.mode & 0o004) serveRefuses.push(`${config.tlsKey} (tlsKey) is readable by every user: mode ${octal(tlsKey.mode & 0o777)} (the server refuses to start: chmod o-r)`);
+  if (leaveToServe) warnings.push(...serveRefuses.map((p) => `${p} (left to serve, which refuses to start: exit 2, not restarted)`));
+  const problems = leaveToServe ? found : [...serveRefuses, ...found];
   if (problems.length) return { name: "files", status: "fail", detail: problems.join("; ") };
   if (warnings.length) return { name: "files", status: "unknown", detail: `WARNING: ${warnings.join("; ")}` };
   if (unknown.length) return { name: "files", status: "unknown", detail: `modes ok; cannot check ${unknown.join(", ")}` };
@@ -234,7 +247,7 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
     ctx.skipModels ? { name: "models", status: "skip", detail: "checked by serve as it loads them (each model hashed once per start)" }
       : await safe("models", () => checkModels(config)),
     l ? await safe("binary", () => checkBinary(l)) : notInstalled("binary"),
-    await safe("files", () => checkFiles(config, l)),
+    await safe("files", () => checkFiles(config, l, !!ctx.preStart)),
     await safe("directories", () => checkDirs(config, l)),
     l ? await safe("account", () => checkAccount(l)) : notInstalled("account"),
     await safe("native", () => checkNative(config, undefined, path.join(root, SYSTEM_NATIVE_DIR))),

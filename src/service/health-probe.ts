@@ -12,21 +12,29 @@ import tls from "node:tls";
 
 export interface Health { ok: boolean; reason?: string; note?: string }
 
-/** Polls `url` (…/health) until it answers 2xx or `timeoutMs` passes. */
-export async function waitHealthy(url: string, timeoutMs: number, fetcher = fetch): Promise<Health> {
+/** fetch's options for one look at a /health URL: https without checking the certificate (above). */
+export const probeInit = (url: string, timeoutMs: number): RequestInit =>
+  ({ signal: AbortSignal.timeout(timeoutMs), ...(/^https:/i.test(url) && { tls: { rejectUnauthorized: false } }) });
+
+/**
+ * Polls `url` (…/health) until it answers 2xx or `timeoutMs` passes. mtls: the config has tlsClientCa, so a server
+ * that asks for a client certificate is taken as up (only then: a foreign TLS server asking for one is not ours).
+ */
+export async function waitHealthy(url: string, timeoutMs: number, opts: { mtls?: boolean } = {}): Promise<Health> {
   const deadline = Date.now() + timeoutMs;
-  const https = url.startsWith("https:");
   let last = "no answer";
   while (Date.now() < deadline) {
     try {
-      const r = await fetcher(url, { signal: AbortSignal.timeout(2000), ...(https && { tls: { rejectUnauthorized: false } }) });
+      const r = await fetch(url, probeInit(url, 2000));
       if (r.ok) return { ok: true };
       last = `HTTP ${r.status}`;
     } catch (e) {
-      // Bun's message for a refused connection asks "Is the computer able to access the url?": its code says it plainly.
+      // Bun's message for a refused connection asks "Is the computer able to access the url?": its code says it plainly;
+      // a timeout is a DOMException, whose code is a number ("(23)" was printed).
       const code = (e as NodeJS.ErrnoException).code;
-      last = code === "ConnectionRefused" || code === "ECONNREFUSED" ? "connection refused" : code ?? (e as Error).message;
-      if (https && code === "EPROTO" && await asksForClientCertificate(url)) {
+      last = code === "ConnectionRefused" || code === "ECONNREFUSED" ? "connection refused"
+        : (e as Error).name === "TimeoutError" ? "timed out" : typeof code === "string" ? code : (e as Error).message;
+      if (opts.mtls && code === "EPROTO" && await asksForClientCertificate(url)) {
         return { ok: true, note: "the server requires a client certificate (mTLS), so /health itself was not read: its TLS handshake was" };
       }
     }

@@ -240,7 +240,7 @@ export async function install(o: InstallOptions): Promise<{ changed: number; sta
   const failed = runSteps(serviceSteps(o.layout, o.firewall), o.run, o.dryRun, o.out);
   if (failed) return { ...result, started, healthy: false, reason: failed };
   if (o.dryRun) return { ...result, started };
-  const health = await waitHealthy(healthUrl(o.config), 30_000);
+  const health = await waitHealthy(healthUrl(o.config), 30_000, { mtls: !!o.config.tlsClientCa });
   return { ...result, started, healthy: health.ok, reason: health.reason };
 }
 

@@ -21,6 +21,8 @@ export interface UpdateOptions {
   layout: Layout;
   /** The installed server's /health (service/instance.ts). */
   url: string;
+  /** Its config has tlsClientCa (service/health-probe.ts). */
+  mtls?: boolean;
   run: Runner;
   out: (s: string) => void;
   healthTimeoutMs?: number;
@@ -66,13 +68,13 @@ async function restartAndCheck(o: UpdateOptions): Promise<{ ok: boolean; reason?
     if (l.platform === "systemd") o.run(["systemctl", "reset-failed", "appliance.service"]);
     const r = o.run(argv);
     if (r.code !== 0) return { ok: false, reason: `${argv.join(" ")} failed: ${r.out.trim().slice(-300)}` };
-    return waitHealthy(o.url, l.platform === "systemd" ? 30_000 : timeout);
+    return waitHealthy(o.url, l.platform === "systemd" ? 30_000 : timeout, { mtls: o.mtls });
   }
-  return smokeStart(l, timeout, o.url);
+  return smokeStart(l, timeout, o.url, o.mtls);
 }
 
 /** Starts the installed binary against the rooted state on a free port and waits for its /health. */
-async function smokeStart(l: Layout, timeoutMs: number, url: string): Promise<{ ok: boolean; reason?: string }> {
+async function smokeStart(l: Layout, timeoutMs: number, url: string, mtls?: boolean): Promise<{ ok: boolean; reason?: string }> {
   const proc = Bun.spawn([l.bin, "serve", "--config", l.configFile, "--state-dir", l.stateDir, "--port", "0"], { stdout: "pipe", stderr: "pipe" });
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   try {
@@ -83,8 +85,10 @@ async function smokeStart(l: Layout, timeoutMs: number, url: string): Promise<{ 
       if (done) break;
       buf += new TextDecoder().decode(value);
       const port = /"msg":"listening"/.test(buf) && /"port":(\d+)/.exec(buf)?.[1];
-      // The scheme of the installed server's URL: the smoke start reads the same config (tlsCert: HTTPS).
-      if (port) return await waitHealthy(`${new URL(url).protocol}//127.0.0.1:${port}/health`, 5000); // await: finally must not kill it first
+      // The installed server's scheme and host: the smoke start reads the same config (tlsCert: HTTPS; a host of
+      // ::1 was probed at 127.0.0.1 and every update under --root rolled back).
+      const u = new URL(url);
+      if (port) return await waitHealthy(`${u.protocol}//${u.hostname}:${port}/health`, 5000, { mtls }); // await: finally must not kill it first
     }
     const err = (await new Response(proc.stderr).text()).trim().split("\n").slice(-2).join(" | ");
     return { ok: false, reason: `the new binary exited with code ${await proc.exited} before serving${err ? `: ${err}` : ""}` };

@@ -11,6 +11,7 @@ import OpenAI from "openai";
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
 import { builtBinary, tmpDir, untilListening } from "../helpers";
 import { makePki, type TestPki } from "../ops/certs";
+import { parseConfig } from "../../src/config/load";
 
 let pki: TestPki, up: BinaryServer;
 beforeAll(async () => {
@@ -57,8 +58,18 @@ test("without the client certificate the upstream refuses the gateway: 503 upstr
   }
 }, 120_000);
 
+test("an upstream URL written HTTPS:// takes the TLS settings as https:// does", () => {
+  const c = parseConfig({ upstreams: [{ url: "HTTPS://127.0.0.1:9/v1", models: ["m"], tlsCa: pki.ca }] });
+  expect(c.upstreams[0]!.tlsCa).toBe(pki.ca);
+});
+
 test("a certificate without its key or with another key, TLS files on an http:// upstream, an unreadable file: exit 2 naming upstreams", async () => {
   const bin = await builtBinary(), dir = tmpDir("appliance-gw-tls-bad-");
+  const garbageCa = path.join(dir, "garbage-ca.pem"), encryptedKey = path.join(dir, "encrypted.key");
+  fs.writeFileSync(garbageCa, "-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n");
+  // PKCS#8 encrypted ("BEGIN ENCRYPTED PRIVATE KEY"): was refused as "no PEM private key"
+  const enc = Bun.spawnSync(["openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:x", "-in", pki.clientKey, "-out", encryptedKey]);
+  expect(enc.exitCode).toBe(0);
   try {
     for (const [upstream, message] of [
       [{ tlsCert: pki.clientCert }, "tlsCert and tlsKey go together"],
@@ -66,6 +77,8 @@ test("a certificate without its key or with another key, TLS files on an http://
       [{ tlsCa: path.join(dir, "missing.pem") }, "cannot read tlsCa"],
       [{ tlsCert: pki.clientCert, tlsKey: pki.clientCert }, "holds no PEM private key"],
       [{ tlsCert: pki.clientCert, tlsKey: pki.serverKey }, "is not the private key of the certificate"],
+      [{ tlsCa: garbageCa }, "holds a certificate that does not parse"],
+      [{ tlsCert: pki.clientCert, tlsKey: encryptedKey }, "an encrypted key is not read"],
     ] as const) {
       const cfg = path.join(dir, "config.json");
       fs.writeFileSync(cfg, JSON.stringify({ upstreams: [{ url: "https://127.0.0.1:9/v1", models: ["m"], ...upstream }] }));

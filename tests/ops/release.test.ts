@@ -147,12 +147,14 @@ describe("update of a binary that embeds the release key", () => {
 
   // An operator run: the health check after the swap asked http:// of a server that speaks only HTTPS (tlsCert), read
   // the reset as "did not come up" and rolled every update back; with tlsClientCa it has no client certificate to show.
-  test("a TLS server (tlsCert; then mTLS, tlsClientCa) is checked over HTTPS and updated, not rolled back", () => {
+  test("a TLS server (tlsCert; then mTLS, tlsClientCa) is checked over HTTPS, and one on host ::1 on ::1: updated, not rolled back", () => {
     const pki = makePki(tmpDir("appliance-release-pki-"));
     const l = layout("systemd", root);
     const config = fs.readFileSync(l.configFile, "utf8");
     try {
-      for (const [i, tls] of [{ tlsCert: pki.serverCert, tlsKey: pki.serverKey }, { tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca }].entries()) {
+      // and (a fix-attack run) host ::1, which the smoke start probed at 127.0.0.1: every such update rolled back
+      for (const [i, tls] of [{ tlsCert: pki.serverCert, tlsKey: pki.serverKey }, { tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca },
+        { host: "::1" }].entries()) {
         fs.writeFileSync(l.configFile, JSON.stringify({ ...JSON.parse(config), ...tls }));
         const d = signedFolder(`tls-${i}`, Buffer.concat([next, Buffer.alloc(i + 1)]), releaseKey);
         const r = update(["--binary", path.join(d, "appliance-linux-x64"), "--signature", path.join(d, "SHA256SUMS.sig")]);

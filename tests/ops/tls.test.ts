@@ -4,11 +4,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { ConfigError } from "../../src/config/load";
 import { serverTls } from "../../src/server/tls";
 import { startBinary, type BinaryServer } from "../conformance/binary-server";
-import { builtBinary, tmpDir } from "../helpers";
+import { builtBinary, tmpDir, until } from "../helpers";
 import { makePki, type TestPki } from "./certs";
 
 let pki: TestPki;
@@ -113,6 +114,21 @@ describe("the binary serves HTTPS", () => {
     expect(r.code).toBe(0);
   });
 
+  // A fix-attack run: incident snapshot fetched the https URL checking the certificate against the system CAs.
+  test("incident snapshot reads /health over HTTPS", async () => {
+    const dir = tmpDir("appliance-tls-incident-"), cfg = path.join(dir, "config.json"), out = path.join(dir, "s.tar.gz");
+    try {
+      fs.writeFileSync(cfg, JSON.stringify({ port: Number(new URL(server.baseURL).port), stateDir: server.stateDir, tlsCert: pki.serverCert, tlsKey: pki.serverKey }));
+      const r = await sh([await builtBinary(), "incident", "snapshot", "--config", cfg, "--out", out]);
+      expect(r.code).toBe(0);
+      expect((await sh(["tar", "-xzf", out, "-C", dir])).code).toBe(0);
+      const folder = fs.readdirSync(dir).find((f) => fs.statSync(path.join(dir, f)).isDirectory())!;
+      expect(JSON.parse(fs.readFileSync(path.join(dir, folder, "health.json"), "utf8"))).toMatchObject({ url: `${httpsBase(server)}/health`, status: 200 });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("plain HTTP to the TLS port gets no HTTP answer", async () => {
     const r = await sh(["curl", "-sS", "-i", "--max-time", "30", `${server.baseURL}/health`]);
     expect(r.code).not.toBe(0);
@@ -154,6 +170,25 @@ describe("mTLS: --tls-client-ca", () => {
     const r = await status(server, { tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca });
     expect(r.out).toContain(`health:    ok (${httpsBase(server)}/health; the server requires a client certificate (mTLS)`);
     expect(r.code).toBe(0);
+  });
+
+  // A fix-attack run: any TLS server asking for a client certificate counted as up, mTLS config or not.
+  test("a foreign TLS server that asks for a client certificate is up only for an mTLS config", async () => {
+    const port = await new Promise<number>((resolve) => { const s = net.createServer(); s.listen(0, "127.0.0.1", () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); }); });
+    const foreign = Bun.spawn(["openssl", "s_server", "-accept", `127.0.0.1:${port}`, "-cert", pki.serverCert, "-key", pki.serverKey, "-Verify", "1", "-CAfile", pki.ca, "-www", "-quiet"],
+      { stdout: "ignore", stderr: "ignore" });
+    try {
+      const fake = { ...server, baseURL: `http://127.0.0.1:${port}` };
+      await until(async () => ((await sh(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", pki.ca], "")).out.includes("BEGIN CERTIFICATE") || undefined));
+      const plain = await status(fake, { tlsCert: pki.serverCert, tlsKey: pki.serverKey });
+      expect(plain.code).toBe(1);
+      expect(plain.out).not.toContain("health:    ok");
+      const mtls = await status(fake, { tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca });
+      expect(mtls.out).toContain("the server requires a client certificate (mTLS)"); // what status can tell without one
+    } finally {
+      foreign.kill();
+      await foreign.exited;
+    }
   });
 
   test("a client without a certificate is refused in the handshake (TLS 1.3 and 1.2)", async () => {

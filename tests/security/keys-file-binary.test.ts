@@ -44,3 +44,24 @@ test("serve on a keys file that is broken or readable by others exits 2 naming i
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+// A fix-attack run: under systemd the unit's pre-start verify failed these (exit 1) before serve could exit 2, and a
+// failing ExecStartPre is restarted until the start limit (RestartPreventExitStatus covers the main process only).
+test("the pre-start verify leaves a keys file or TLS key serve refuses to serve (said, exit 0); verify itself still fails them", async () => {
+  const bin = await builtBinary(), dir = tmpDir("appliance-keys-prestart-");
+  try {
+    const stateDir = path.join(dir, "state"), env = { PATH: "/usr/bin:/bin", HOME: dir };
+    fs.mkdirSync(stateDir, { mode: 0o700 });
+    fs.writeFileSync(path.join(stateDir, "keys.json"), "{not json", { mode: 0o600 });
+    const verify = (...extra: string[]) => Bun.spawnSync([bin, "verify", "--quiet", "--skip-models", ...extra, "--state-dir", stateDir], { env });
+    const pre = verify("--pre-start");
+    expect(pre.exitCode).toBe(0);
+    expect(pre.stderr.toString()).toContain("is not valid JSON");
+    expect(pre.stderr.toString()).toContain("left to serve, which refuses to start: exit 2");
+    expect(verify().exitCode).toBe(1);
+    const serve = Bun.spawnSync([bin, "serve", "--state-dir", stateDir, "--port", "0"], { env });
+    expect(serve.exitCode).toBe(2);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);

@@ -56,7 +56,7 @@ function instanceFor(values: Record<string, unknown>, env?: Record<string, strin
     ...(stateDir !== undefined && { flags: { stateDir } }), env });
   const port = values.port === undefined ? inst.config.port : Number(values.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError("--port must be 1-65535");
-  return { inst, url: healthUrl({ ...inst.config, port }) };
+  return { inst, url: healthUrl({ ...inst.config, port }), mtls: !!inst.config.tlsClientCa };
 }
 
 const out = (s: string) => console.log(s);
@@ -163,13 +163,13 @@ export const statusCmd: Command = {
   async run(argv) {
     const { values } = parseOwn(argv, { port: { type: "string" }, platform: { type: "string" }, "state-dir": { type: "string" }, config: { type: "string" } });
     // As lockdown, verify and incident: APPLIANCE_CONFIG / APPLIANCE_STATE_DIR / APPLIANCE_PORT name a server of one's own.
-    const { inst, url } = instanceFor(values, process.env);
+    const { inst, url, mtls } = instanceFor(values, process.env);
     // Nothing installed: no service to ask systemctl/launchctl about (their raw errors were printed); the health of a
     // server run by hand (a container, no installer) on the port is still reported.
     const state = !inst.installed ? "none (nothing installed; appliance install sets one up)"
       : inst.platform === "systemd" ? realRunner(["systemctl", "is-active", "appliance.service"]).out.trim()
       : realRunner(["launchctl", "print", "system/local.appliance.server"]).code === 0 ? "loaded" : "not loaded";
-    const health = await waitHealthy(url, 1500);
+    const health = await waitHealthy(url, 1500, { mtls });
     // Lockdown answers 503 to all but /health: a healthy status alone would hide it.
     const lockdown = lockdownState(inst.config.stateDir);
     out(`installed: ${inst.installed ? "yes" : "no"}\nservice:   ${state || "unknown"}\nhealth:    ${health.ok ? `ok (${url}${health.note ? `; ${health.note}` : ""})` : health.reason}` +
@@ -191,7 +191,8 @@ export const updateCmd: Command = {
     if (!binary) throw new UsageError("update needs --binary NEW");
     const sha256 = releaseDigest(values as Record<string, string | undefined>, binary);
     if (sha256 === undefined) return EXIT.FAIL;
-    return update({ layout: target(values, "updating"), binary, sha256, url: instanceFor(values).url, run: realRunner, out });
+    const { url, mtls } = instanceFor(values);
+    return update({ layout: target(values, "updating"), binary, sha256, url, mtls, run: realRunner, out });
   },
 };
 
@@ -201,7 +202,8 @@ export const rollbackCmd: Command = {
   usage: "appliance rollback [--root DIR] [--platform systemd|launchd] [--port N]",
   async run(argv) {
     const { values } = parseOwn(argv, { root: { type: "string" }, platform: { type: "string" }, port: { type: "string" } });
-    return rollback({ layout: target(values, "rolling back"), url: instanceFor(values).url, run: realRunner, out });
+    const { url, mtls } = instanceFor(values);
+    return rollback({ layout: target(values, "rolling back"), url, mtls, run: realRunner, out });
   },
 };
 

@@ -36,7 +36,8 @@ export const verify: Command = {
       console.error(`appliance verify: cannot run: ${(e as Error).message}`);
       return EXIT.USAGE;
     }
-    const checks = await runVerify({ ...ctx, skipModels: !!values["skip-models"], serviceEnv: process.env.APPLIANCE_SERVICE === "1" ? process.env : undefined });
+    const checks = await runVerify({ ...ctx, skipModels: !!values["skip-models"], preStart: !!values["pre-start"],
+      serviceEnv: process.env.APPLIANCE_SERVICE === "1" ? process.env : undefined });
     alert(checks, ctx.installed?.logDir);
     // A full check (not the pre-start one, which leaves the models to serve) is recorded for /metrics.
     if (!values["skip-models"]) {
