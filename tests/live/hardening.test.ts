@@ -135,6 +135,21 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
     expect(active(sys)).toBe("active");
   }, T);
 
+  // A fix-attack run: the pre-start verify failed a broken keys file (exit 1), so the unit restarted until its start
+  // limit; serve alone exits 2 for it. The pre-start check now leaves it to serve.
+  test("a broken keys file stops the start once too (serve exits 2, not retried); fixed, a plain restart brings it back", () => {
+    const file = path.join(sys.root, "var/lib/appliance/keys.json");
+    const good = fs.readFileSync(file, "utf8");
+    fs.writeFileSync(file, "{not json"); // the same file: its owner and mode stay
+    try {
+      expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).not.toBe(0);
+      expect([active(sys), unitProp(sys, "NRestarts"), unitProp(sys, "ExecMainStatus")]).toEqual(["failed", "0", "2"]);
+      expect(journal(sys, "-u", "appliance.service")).toContain("left to serve");
+    } finally { fs.writeFileSync(file, good); }
+    expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).toBe(0);
+    expect(active(sys)).toBe("active");
+  }, T);
+
   test("logrotate rotates the audit log and the alerts; the audit chain still verifies across the files", async () => {
     const key = sys.exec(["/usr/local/bin/appliance", "keys", "create", "--name", "rot"]).out.trim().split("\n").at(-1)!;
     const call = () => expect(curl(sys, "http://127.0.0.1:8000/v1/models", { key }).status).toBe(200);
