@@ -19,11 +19,14 @@ local function load(key, p, rate, cap, now)
   if rate <= 0 then return nil end
   local v = redis.call('HMGET', key, p..'r', p..'c', p..'l', p..'t')
   local b = { p = p, rate = rate, cap = cap, level = cap, t = now }
-  if v[1] and tonumber(v[1]) == rate and tonumber(v[2]) == cap then
+  if v[1] and v[2] and v[3] and v[4] then
     local last = tonumber(v[4])
     local dt = now - last
     if dt < 0 then dt = 0 end
-    b.level = math.min(cap, tonumber(v[3]) + dt * rate / 60000)
+    -- Refilled at the rate it was saved with, then at most this instance's capacity and the saved one: an instance
+    -- with other limits (a rolling config change) carries the level over. It used to start a full bucket, so two
+    -- instances with different rpm refilled each other's bucket at every request and the limit never held.
+    b.level = math.min(cap, tonumber(v[2]), tonumber(v[3]) + dt * tonumber(v[1]) / 60000)
     if last > now then b.t = last end
   end
   return b
