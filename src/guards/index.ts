@@ -97,6 +97,7 @@ export function createGuards(d: GuardDeps): Guards {
   const shared = createSharedState(config, d.log, d.clock);
   const { limiter, authFailures, nonces, revocations } = shared;
   let publishedKeys = -1; // the keys-file generation whose revocations went to Redis
+  let publishedLost = 0; // and after how many losses of the shared list (store/revocations.ts `lost`)
   const startedMs = d.clock(); // signed requests from before this moment may have been accepted by an earlier process
   const promptCheck = createPromptGuard(config);
   const scanner = config.responseScan.action === "off" ? undefined : createScanner(config.responseScan);
@@ -170,8 +171,9 @@ export function createGuards(d: GuardDeps): Guards {
       if (revocations && d.keys) {
         // This instance's own revocations go to Redis (whoever ran `keys revoke` without the Redis settings),
         // and every instance's come back: a key revoked anywhere is refused here within REVOCATION_MAX_AGE_MS.
-        if (d.keys.generation !== publishedKeys) {
+        if (d.keys.generation !== publishedKeys || revocations.lost !== publishedLost) {
           publishedKeys = d.keys.generation;
+          publishedLost = revocations.lost;
           revocations.publish(d.keys.list().filter((k) => k.revoked).map((k) => k.id)).catch(() => { publishedKeys = -1; });
         }
         if (rec && await revocations.isRevoked(rec.id)) rec = undefined;

@@ -4,6 +4,7 @@
  * it reads in its own file, and an instance with its own copy of the file refuses the key.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { RedisClient } from "bun";
 import fs from "node:fs";
 import path from "node:path";
 import { parseConfig } from "../../src/config/load";
@@ -32,7 +33,7 @@ describe.skipIf(skip)("revocations published from a keys file", () => {
     const dirA = tmpDir("appliance-rev-a-");
     const dirB = tmpDir("appliance-rev-b-");
     const key = new KeyStore(keysFilePath(dirA)).create({ name: "leaked" }).key;
-    new KeyStore(keysFilePath(dirA)).create({ name: "other" });
+    const otherKey = new KeyStore(keysFilePath(dirA)).create({ name: "other" }).key;
     fs.copyFileSync(keysFilePath(dirA), path.join(dirB, "keys.json"));
     fs.chmodSync(path.join(dirB, "keys.json"), 0o600);
     const a = await instance(dirA);
@@ -44,6 +45,23 @@ describe.skipIf(skip)("revocations published from a keys file", () => {
     expect((await models(a)).status).toBe(401); // A reads its file, and publishes what it says
     expect(await until(async () => (await models(b)).status === 401 ? true : undefined, 10_000, "B to refuse the key")).toBe(true);
     expect(b.keys.list().find((k) => k.name === "leaked")!.revoked).toBeNull(); // B's own file never changed
+
+    // A shared-limits run: Redis restarted empty, and A (whose file marks the key) never published it again, so B
+    // accepted it once it read the empty list. A publishes again once it has seen the list gone.
+    const id = a.keys.list().find((k) => k.name === "leaked")!.id;
+    await redis.kill();
+    await redis.start();
+    const client = new RedisClient(redis.url);
+    try {
+      expect(await until(async () => {
+        await a.app.handle(req("/v1/models", { key: otherKey })); // traffic on A, as any instance serves
+        await models(b);
+        return (await client.send("SISMEMBER", ["appliance:revoked", id])) === 1 ? true : undefined;
+      }, 20_000, "A to publish the revocation again")).toBe(true);
+      expect(await until(async () => (await models(b)).status === 401 ? true : undefined, 10_000, "B to refuse the key")).toBe(true);
+    } finally {
+      client.close();
+    }
     a.guards.close();
     b.guards.close();
   });

@@ -16,6 +16,15 @@ export class SharedRevocations {
   private version: string | null = null;
   private syncedAt = -Infinity;
   private syncing: Promise<void> | undefined;
+  /**
+   * Times the shared list was found gone (the version read back as none after one was seen: Redis restarted empty,
+   * or was flushed). Each instance then publishes its own keys file's revocations again (guards/index.ts), as the
+   * README says; it did so only when its keys file changed, so a key revoked before the restart was accepted again
+   * by every instance whose copy of the file did not mark it.
+   */
+  lost = 0;
+  /** This instance put ids on the shared list: a list found empty afterwards was lost, whatever version it had read. */
+  private published = false;
 
   constructor(private readonly o: {
     conn: RedisConn; prefix: string; policy: "local" | "refuse"; clock: () => number; maxAgeMs?: number;
@@ -39,6 +48,7 @@ export class SharedRevocations {
 
   private async sync() {
     const version = (await this.o.conn.send("GET", [this.versionKey])) as string | null;
+    if (version === null && (this.version !== null || this.published)) this.lost++;
     if (version !== this.version) {
       const ids = (await this.o.conn.send("SMEMBERS", [this.setKey])) as string[];
       this.revoked = new Set(ids);
@@ -53,6 +63,7 @@ export class SharedRevocations {
     const added = Number(await this.o.conn.send("SADD", [this.setKey, ...ids]));
     if (added > 0) await this.o.conn.send("INCR", [this.versionKey]);
     for (const id of ids) this.revoked.add(id);
+    this.published = true;
   }
 }
 
