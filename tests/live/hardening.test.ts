@@ -121,33 +121,32 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
     expect(active(sys)).toBe("active");
   }, 2 * T);
 
-  test("a config error stops the start once (exit 2, not retried); fixed, a plain restart brings it back", () => {
-    const file = path.join(sys.root, "etc/appliance/config.json");
+  /**
+   * Writes `bad` over a file of the installed service (the same file: its owner and mode stay) and restarts: the start
+   * fails for good at once (exit 2, no restart scheduled; a pre-start failure was "activating (auto-restart)", 5 times)
+   * and the journal says `said`; the file put back, a plain restart brings the service back.
+   */
+  function stopsOnce(rel: string, bad: (good: string) => string, said: string) {
+    const file = path.join(sys.root, rel);
     const good = fs.readFileSync(file, "utf8");
-    fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(good), rateLimit: { rpmm: 3 } }));
+    fs.writeFileSync(file, bad(good));
     try {
       expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).not.toBe(0);
-      // Failed for good at once: no restart scheduled (a pre-start failure was "activating (auto-restart)", 5 times).
       expect([active(sys), unitProp(sys, "NRestarts"), unitProp(sys, "ExecMainStatus")]).toEqual(["failed", "0", "2"]);
-      expect(journal(sys, "-u", "appliance.service")).toContain("rpmm");
+      expect(journal(sys, "-u", "appliance.service")).toContain(said);
     } finally { fs.writeFileSync(file, good); }
     expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).toBe(0);
     expect(active(sys)).toBe("active");
+  }
+
+  test("a config error stops the start once (exit 2, not retried); fixed, a plain restart brings it back", () => {
+    stopsOnce("etc/appliance/config.json", (good) => JSON.stringify({ ...JSON.parse(good), rateLimit: { rpmm: 3 } }), "rpmm");
   }, T);
 
   // A fix-attack run: the pre-start verify failed a broken keys file (exit 1), so the unit restarted until its start
   // limit; serve alone exits 2 for it. The pre-start check now leaves it to serve.
   test("a broken keys file stops the start once too (serve exits 2, not retried); fixed, a plain restart brings it back", () => {
-    const file = path.join(sys.root, "var/lib/appliance/keys.json");
-    const good = fs.readFileSync(file, "utf8");
-    fs.writeFileSync(file, "{not json"); // the same file: its owner and mode stay
-    try {
-      expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).not.toBe(0);
-      expect([active(sys), unitProp(sys, "NRestarts"), unitProp(sys, "ExecMainStatus")]).toEqual(["failed", "0", "2"]);
-      expect(journal(sys, "-u", "appliance.service")).toContain("left to serve");
-    } finally { fs.writeFileSync(file, good); }
-    expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).toBe(0);
-    expect(active(sys)).toBe("active");
+    stopsOnce("var/lib/appliance/keys.json", () => "{not json", "left to serve");
   }, T);
 
   test("logrotate rotates the audit log and the alerts; the audit chain still verifies across the files", async () => {
