@@ -104,7 +104,7 @@ export const configSchema = z.strictObject({
     redisPasswordEnv: describe(z._default(z.union([text(z.regex(ENV_NAME)), z.literal("")]), ""), "Environment variable holding the Redis password."),
     redisPrefix: describe(z._default(text(z.regex(/^[A-Za-z0-9:_.-]{1,64}$/)), "appliance:"), "Prefix of every Redis key; instances sharing one budget use the same prefix."),
     redisTimeoutMs: describe(z._default(int(z.gte(10), z.lte(10_000)), 250), "Longest wait for one Redis answer; a slower or failed answer counts as Redis unreachable."),
-    redisUnavailable: describe(z._default(z.enum(["local", "refuse"]), "local"), "While Redis is unreachable: \"local\" keeps serving with this instance's own limits, nonces and last known revocations (logged as an error every 10 s, shown in sharedState); \"refuse\" answers 503 to every request that needs the shared state."),
+    redisUnavailable: describe(z._default(z.enum(["local", "refuse"]), "local"), "While Redis is unreachable: \"local\" keeps serving with this instance's own limits, nonces and last known revocations (logged as an error every 10 s; /metrics appliance_shared_state_redis_up); \"refuse\" answers 503 to every request that needs the shared state."),
     concurrencyLeaseMs: describe(z._default(int(z.gte(1_000), z.lte(600_000)), 30_000), "Store redis: a concurrency slot expires unless its instance renews it (every third of this), so the slots of an instance that died are freed after at most this long."),
   }).check(z.refine((r: { store: string; redisUrl: string }) => r.store !== "redis" || r.redisUrl !== "", { message: "store \"redis\" needs redisUrl", path: ["redisUrl"] })), {}),
   "Rate limits; per-key limits override these."),

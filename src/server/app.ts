@@ -47,6 +47,7 @@ export function createApp(input: AppInput) {
     ? new OtlpExporter({ endpoint: config.tracing.otlpEndpoint, maxQueue: config.tracing.maxQueuedSpans, serviceVersion: input.version.app, log })
     : undefined;
   if (tracer) metrics.attachTracer(tracer);
+  if (guards.sharedState().store === "redis") metrics.attachSharedState(() => guards.sharedState());
   const deps: AppDeps = {
     ...input,
     clock: input.clock ?? Date.now,

@@ -18,6 +18,7 @@ import { registerDefaultMetrics } from "./default-metrics";
 import type { RequestState } from "./request-state";
 import { lastLine } from "../util/last-line";
 import type { OtlpExporter } from "./tracing/otlp-exporter";
+import type { SharedStateStatus } from "../guards/store/shared-state";
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 const ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/models", "/tokenize", "/detokenize",
@@ -56,6 +57,10 @@ export function decisionLabels(d: string): { guard: string; action: string; rule
   if (guard === "signature") return { guard, action: action === "ok" ? "pass" : "refuse", rule: "ed25519" };
   return { guard, action, rule: rest.join(":") || "none" };
 }
+
+/** The shared-state operations (noteFallback's `what` in guards/store), as labels; anything else is "other". */
+const FALLBACK_OPERATIONS = ["rate_limit", "concurrency_limit", "auth_failure_limit", "signature_nonces", "key_revocations"];
+const operationLabel = (what: string) => { const l = what.replace(/[ -]/g, "_"); return FALLBACK_OPERATIONS.includes(l) ? l : "other"; };
 
 const secondsBetween = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b >= a ? (b - a) / 1000 : undefined);
 
@@ -152,6 +157,25 @@ export class Metrics {
       collect() {
         this.reset();
         for (const [outcome, n] of Object.entries(tracer.stats)) this.inc({ outcome }, n);
+      } });
+  }
+
+  /**
+   * The shared state (store redis only: with store memory there is nothing to show). Read at scrape time: whether Redis
+   * answers now, and the operations answered without it, by operation (a fixed set: rate, concurrency and
+   * auth-failure limits, signature nonces, key revocations).
+   */
+  attachSharedState(status: () => SharedStateStatus) {
+    const registers = [this.registry];
+    new client.Gauge({ name: "appliance_shared_state_redis_up", help: "rateLimit.store redis: 1 while Redis answers, 0 while it does not (policy local: limits, nonces and revocations are this instance's own; refuse: requests get 503 shared_state_unavailable).",
+      labelNames: ["policy"], registers,
+      collect() { this.reset(); const s = status(); this.set({ policy: s.policy ?? "local" }, s.redisUp ? 1 : 0); } });
+    new client.Counter({ name: "appliance_shared_state_fallbacks_total", help: "rateLimit.store redis: shared-state operations answered without Redis (served from this instance's own state, or refused under policy refuse), by operation; a request makes one to four.",
+      labelNames: ["operation"], registers,
+      collect() {
+        this.reset();
+        for (const op of FALLBACK_OPERATIONS) this.inc({ operation: op }, 0);
+        for (const [what, n] of Object.entries(status().fallbacks ?? {})) this.inc({ operation: operationLabel(what) }, n);
       } });
   }
 

@@ -12,6 +12,7 @@ import type { LlamaEngine } from "../../src/engine/llama";
 import { KeyStore, keysFilePath } from "../../src/guards/keys";
 import { makeApp, makeEngine, memoryLogger, req, tmpDir, until } from "../helpers";
 import { redisMissing, startRedis, type RedisServer } from "./redis-server";
+import { parseExposition, value, type Sample } from "../ops/prom";
 
 const skip = redisMissing("tests/guards/redis-outage.test.ts");
 let redis: RedisServer;
@@ -69,6 +70,50 @@ describe.skipIf(skip)("Redis unreachable", () => {
     expect(local.lines.some((l) => String(l.msg).includes("Redis reachable again"))).toBe(true);
     local.app.deps.guards.close();
     refuse.app.deps.guards.close();
+  });
+
+  test("an operator sees it: /metrics counts what was answered without Redis, /ready (and /health with auth off) say whether it answers", async () => {
+    const own = await startRedis();
+    const scopes = ["models", "metrics", "admin"] as const;
+    const { log } = memoryLogger();
+    const made = await makeApp({ engine, log, keys: [{ name: "ops", scopes: [...scopes] }], config: { rateLimit: { store: "redis", redisUrl: own.url } } as never });
+    const open = await makeApp({ engine, log, config: { auth: false, rateLimit: { store: "redis", redisUrl: own.url } } as never });
+    // Read the way Prometheus reads it (the official client's parser refuses malformed text).
+    const scrape = async () => parseExposition(await (await made.app.handle(req("/metrics", { key: made.key }))).text());
+    const up = (ss: Sample[]) => ss.filter((s) => s.name === "appliance_shared_state_redis_up").map((s) => [s.labels, s.value]);
+    const rateFallbacks = (ss: Sample[]) => value(ss, "appliance_shared_state_fallbacks_total", { operation: "rate_limit" });
+    const ready = async (key?: string) => ((await (await made.app.handle(req("/ready", { key }))).json()) as { sharedState?: unknown }).sharedState;
+    const health = async (a: typeof made) => ((await (await a.app.handle(req("/health"))).json()) as { sharedState?: unknown }).sharedState;
+    try {
+      expect((await models({ ...made, lines: [], status: () => made.app.deps.guards.sharedState() })).status).toBe(200);
+      expect((await open.app.handle(req("/v1/models"))).status).toBe(200);
+      let ss = await scrape();
+      expect(up(ss)).toEqual([[{ policy: "local" }, 1]]);
+      expect(ss.filter((s) => s.name === "appliance_shared_state_fallbacks_total").map((s) => s.labels.operation).sort())
+        .toEqual(["auth_failure_limit", "concurrency_limit", "key_revocations", "rate_limit", "signature_nonces"]);
+      expect(rateFallbacks(ss)).toBe(0);
+      expect(await ready(made.key)).toMatchObject({ store: "redis", policy: "local", redisUp: true });
+      expect(await health(open)).toMatchObject({ store: "redis", redisUp: true });
+
+      await own.kill();
+      for (let i = 0; i < 2; i++) expect((await made.app.handle(req("/v1/models", { key: made.key }))).status).toBe(200);
+      expect((await open.app.handle(req("/v1/models"))).status).toBe(200);
+      ss = await scrape();
+      expect(up(ss)).toEqual([[{ policy: "local" }, 0]]);
+      // Two requests' rate limits (and the scrape's own) were decided on this instance alone: counted, by operation.
+      expect(rateFallbacks(ss)).toBeGreaterThanOrEqual(2);
+      expect(await ready(made.key)).toMatchObject({ redisUp: false });
+      expect(await health(open)).toMatchObject({ redisUp: false });
+      // Public /health with auth on says nothing about it (a caller could learn that limits are per instance now),
+      // nor does /ready to a caller with no key; neither shows the last error (it can name hosts).
+      expect(await health(made)).toBeUndefined();
+      expect(await ready()).toBeUndefined();
+      expect(JSON.stringify(await ready(made.key))).not.toContain("lastError");
+    } finally {
+      await own.kill();
+      made.app.deps.guards.close();
+      open.app.deps.guards.close();
+    }
   });
 
   test("a Redis that was never there: policy local serves (no 500) and sharedState says it is down", async () => {

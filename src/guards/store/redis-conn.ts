@@ -28,21 +28,28 @@ export interface RedisConnStatus {
   /** ms timestamp of the last up/down change (0: never connected yet). */
   since: number;
   lastError?: string;
+  /** Shared-state operations answered without Redis since the start, by operation (noteFallback's `what`). */
+  fallbacks: Record<string, number>;
 }
 
 export class RedisConn {
   private client: RedisClient | undefined;
   private connecting: Promise<RedisClient> | undefined;
   private nextAttempt = 0;
-  private state: RedisConnStatus = { up: false, since: 0 };
+  private state: Omit<RedisConnStatus, "fallbacks"> = { up: false, since: 0 };
   private lastLog = 0;
   private readonly shas = new Map<string, string>();
-  /** Requests answered without Redis since it went down (the caller counts them through noteFallback). */
+  /**
+   * Operations answered without Redis since it went down (the callers count them through noteFallback): a limit
+   * check, a nonce check, a revocation read; one request makes one to four. For the log's "still unreachable" lines.
+   */
   private fallbacks = 0;
+  /** The same since the start, by operation, never reset (status(): /metrics' counter). */
+  private readonly fallbackTotals = new Map<string, number>();
 
   constructor(private readonly o: RedisConnOptions) {}
 
-  status(): RedisConnStatus { return { ...this.state }; }
+  status(): RedisConnStatus { return { ...this.state, fallbacks: Object.fromEntries(this.fallbackTotals) }; }
 
   /** One command with the deadline; throws RedisUnavailableError for anything that is not Redis answering. */
   async send(cmd: string, args: string[]): Promise<unknown> {
@@ -70,11 +77,12 @@ export class RedisConn {
   }
 
   /**
-   * A request was answered without Redis: served with per-instance state (policy "local") or refused
-   * with 503 ("refuse"). Counted, and logged as an error at once and then at most every logEveryMs.
+   * An operation was answered without Redis: served with per-instance state (policy "local") or its request
+   * refused with 503 ("refuse"). Counted, and logged as an error at once and then at most every logEveryMs.
    */
   noteFallback(what: string, refused = false) {
     this.fallbacks++;
+    this.fallbackTotals.set(what, (this.fallbackTotals.get(what) ?? 0) + 1);
     const now = Date.now();
     if (now - this.lastLog < (this.o.logEveryMs ?? 10_000)) return;
     this.lastLog = now;

@@ -23,6 +23,8 @@ export interface SharedStateStatus {
   /** ms timestamp of the last up/down change. */
   since?: number;
   lastError?: string;
+  /** Store redis: operations (limit checks, nonce checks, revocation reads) answered without Redis since the start, by operation. */
+  fallbacks?: Record<string, number>;
 }
 
 export interface SharedState {
@@ -88,7 +90,7 @@ export function createSharedState(config: Readonly<Config>, log: Pick<Logger, "e
     revocations: new SharedRevocations({ conn, prefix: rl.redisPrefix, policy: rl.redisUnavailable, clock }),
     status: () => {
       const s = conn.status();
-      return { store: "redis", policy: rl.redisUnavailable, redisUp: s.up, since: s.since, ...(s.lastError ? { lastError: s.lastError } : {}) };
+      return { store: "redis", policy: rl.redisUnavailable, redisUp: s.up, since: s.since, ...(s.lastError ? { lastError: s.lastError } : {}), fallbacks: s.fallbacks };
     },
     close() { limiter.close(); authFailures.close(); conn.close(); },
   };

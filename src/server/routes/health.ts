@@ -14,15 +14,25 @@ export const healthRoutes = (deps: AppDeps) =>
     // In lockdown it still answers 200 (supervisors must not restart it), and says so: every other route tells any
     // caller as much (503 lockdown), and a probe or dashboard reading only /health saw "ok" (operations run).
     .get("/health", () => ({ status: "ok", ...(fs.existsSync(lockdownFile(deps.config.stateDir)) && { lockdown: true }),
-      ...(!deps.config.auth && { engine: engineInfo(deps.engine.backend) }) }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"], security: [] } })
+      ...(!deps.config.auth && { engine: engineInfo(deps.engine.backend), ...sharedStateOf(deps) }) }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"], security: [] } })
     .get("/ready", ({ request }) => {
       if (deps.draining || !(deps.engine.ready() || deps.gateway?.ready())) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
       // Model ids only for keys that may list models (or with auth off).
       const scopes = stateOf(request).scopes;
       const listModels = !deps.config.auth || !!scopes?.some((s) => s === "models" || s === "admin");
       return { status: "ready", ...(listModels ? { models: [...deps.engine.models().map((m) => m.id), ...(deps.gateway?.models() ?? [])], engine: engineInfo(deps.engine.backend) } : {}),
-        backend: deps.engine.backend, ...deps.engine.load() };
+        backend: deps.engine.backend, ...deps.engine.load(), ...(listModels && sharedStateOf(deps)) };
     }, { detail: { summary: "Readiness: a model is loaded", tags: ["Operations"] } });
+
+/**
+ * With rateLimit.store redis: whether Redis answers (while it does not, policy "local" enforces limits per instance,
+ * "refuse" answers 503), under the same rule as the engine's facts. Not the last error: it can name hosts.
+ */
+function sharedStateOf(deps: AppDeps) {
+  const s = deps.guards.sharedState();
+  if (s.store !== "redis") return {};
+  return { sharedState: { store: s.store, policy: s.policy, redisUp: !!s.redisUp, ...(s.since ? { since: new Date(s.since).toISOString() } : {}) } };
+}
 
 /** GET /metrics (the `metrics` scope, or admin): Prometheus text format. */
 export const metricsRoutes = (deps: AppDeps) =>
