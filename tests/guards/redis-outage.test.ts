@@ -171,4 +171,28 @@ describe.skipIf(skip)("Redis unreachable", () => {
     }
     expect(new KeyStore(keysFilePath(dir)).list().find((k) => k.name === "gone")!.revoked).not.toBeNull();
   });
+
+  test("keys revoke with a wrong Redis password says Redis refused the login (not Bun's \"Connection closed\"), without the password", async () => {
+    const locked = await startRedis(["--requirepass", "right-one"]);
+    const dir = tmpDir("appliance-redis-revoke-pw-");
+    new KeyStore(keysFilePath(dir)).create({ name: "gone" });
+    const wrong = path.join(dir, "redis.pass");
+    fs.writeFileSync(wrong, "wrong-one\n", { mode: 0o600 });
+    const env = { APPLIANCE_RATE_LIMIT__STORE: "redis", APPLIANCE_RATE_LIMIT__REDIS_URL: locked.url, APPLIANCE_RATE_LIMIT__REDIS_PASSWORD_FILE: wrong };
+    Object.assign(process.env, env);
+    const err = spyOn(console, "error").mockImplementation(() => {});
+    const out = spyOn(console, "log").mockImplementation(() => {});
+    try {
+      expect(await keysCommand.run(["revoke", "gone", "--state-dir", dir])).toBe(1);
+      const said = err.mock.calls.flat().join(" ");
+      expect(said).toContain("Redis could not be told (Redis refused the login: WRONGPASS");
+      expect(said).toContain("redisPasswordFile");
+      expect(said).not.toContain("wrong-one");
+    } finally {
+      err.mockRestore();
+      out.mockRestore();
+      for (const k of Object.keys(env)) delete process.env[k];
+      await locked.kill();
+    }
+  });
 });

@@ -24,10 +24,10 @@ async function shareRevoked(store: KeyStore, values: Record<string, unknown>): P
   }
   if (config.rateLimit.store !== "redis") return EXIT.OK;
   const silent = { error() {}, warn() {}, info() {} };
-  const failed = await shareRevocations(redisConnFor(config, silent), config.rateLimit.redisPrefix,
-    store.list().filter((r) => r.revoked).map((r) => r.id));
+  const conn = redisConnFor(config, silent);
+  const failed = await shareRevocations(conn, config.rateLimit.redisPrefix, store.list().filter((r) => r.revoked).map((r) => r.id));
   if (failed) {
-    console.error(`appliance: the keys file says revoked, but Redis could not be told (${failed}); instances with their own ` +
+    console.error(`appliance: the keys file says revoked, but Redis could not be told (${await conn.explain(failed)}); instances with their own ` +
       "copy of the keys file still accept the key until one sharing this file serves a request with Redis back");
     return EXIT.FAIL;
   }

@@ -9,6 +9,8 @@ import { RedisClient } from "bun";
 import type { Logger } from "../../log/logger";
 import { redisRefusal } from "./redis-refusal";
 
+const LOGIN_HINT = "check rateLimit.redisPasswordFile / redisPasswordEnv and the user in redisUrl";
+
 /** Redis did not answer (down, slow, refused the login): the caller applies the unreachable-Redis policy. */
 export class RedisUnavailableError extends Error {}
 
@@ -91,6 +93,16 @@ export class RedisConn {
         : "shared state: Redis unreachable, limits, nonces and revocations are per instance until it is back (rateLimit.redisUnavailable \"local\")");
   }
 
+  /**
+   * Why a call failed with `message`, in Redis's own words when it refused the login (Bun's client says only
+   * "Connection closed", a network fault's words): for a command's one-line answer (`keys revoke`).
+   */
+  async explain(message: string): Promise<string> {
+    if (!/connection closed/i.test(message)) return message;
+    const refusal = await redisRefusal(this.o.url, this.o.password, this.o.timeoutMs);
+    return refusal ? `Redis refused the login: ${refusal}; ${LOGIN_HINT}` : message;
+  }
+
   close() {
     try { this.client?.close(); } catch { /* already closed */ }
     this.client = undefined;
@@ -137,7 +149,7 @@ export class RedisConn {
       // Bun says only "Connection closed" when Redis refused the login: ask Redis itself, once per outage.
       if (/connection closed/i.test(message)) {
         void redisRefusal(this.o.url, this.o.password, this.o.timeoutMs).then((refusal) => {
-          if (refusal) this.o.log.error({ redis: "down", err: refusal }, "shared state: Redis refused the login (check rateLimit.redisPasswordFile / redisPasswordEnv and the user in redisUrl)");
+          if (refusal) this.o.log.error({ redis: "down", err: refusal }, `shared state: Redis refused the login (${LOGIN_HINT})`);
         });
       }
     } else this.state.lastError = message;
