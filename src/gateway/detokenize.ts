@@ -31,9 +31,9 @@ export async function detokenizeUpstream(pool: UpstreamPool, balancer: LeastInfl
   const one = async (tokens: number[]): Promise<string> => {
     let res: Response;
     try {
-      res = await fetch(detokenizeUrl(u), {
-        method: "POST", redirect: "manual", signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]), ...(u.tls && { tls: u.tls }),
-        headers: u.headers({ "content-type": "application/json", accept: "application/json" }),
+      res = await u.send(detokenizeUrl(u), {
+        method: "POST", signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+        headers: { "content-type": "application/json", accept: "application/json" },
         body: JSON.stringify({ model, tokens }),
       });
     } catch (e) {

@@ -131,10 +131,10 @@ export class Forwarder {
     }
     let res: Response;
     try {
-      res = await fetch(u.base + req.path, {
-        method: "POST", body: bodyText, redirect: "manual", signal, ...(u.tls && { tls: u.tls }),
-        headers: u.headers({ "content-type": "application/json", accept: req.stream ? "text/event-stream" : "application/json", "x-request-id": req.requestId,
-          ...(req.traceparent && { traceparent: req.traceparent }), ...(req.clientIp && nodeNet().isIP(req.clientIp) && { "x-forwarded-for": req.clientIp }) }),
+      res = await u.send(u.base + req.path, {
+        method: "POST", body: bodyText, signal,
+        headers: { "content-type": "application/json", accept: req.stream ? "text/event-stream" : "application/json", "x-request-id": req.requestId,
+          ...(req.traceparent && { traceparent: req.traceparent }), ...(req.clientIp && nodeNet().isIP(req.clientIp) && { "x-forwarded-for": req.clientIp }) },
       });
     } catch (e) {
       return failed(e);

@@ -49,9 +49,7 @@ export class HealthChecker {
   private async check(u: Upstream): Promise<void> {
     let ok = false, why = "";
     try {
-      const res = await fetch(`${u.base}/models`, {
-        headers: u.headers({ accept: "application/json" }), redirect: "manual", signal: AbortSignal.timeout(this.opts.timeoutMs), ...(u.tls && { tls: u.tls }),
-      });
+      const res = await u.send(`${u.base}/models`, { headers: { accept: "application/json" }, signal: AbortSignal.timeout(this.opts.timeoutMs) });
       ok = res.status >= 200 && res.status < 300;
       why = `HTTP ${res.status}`;
       await res.body?.cancel().catch(() => {});

@@ -5,6 +5,7 @@
  */
 import fs from "node:fs";
 import { ConfigError } from "../config/load";
+import { pemCertificates, readPemFile, refuseKeyReadableByAll } from "../config/pem-files";
 import { nodeCrypto } from "../util/node-builtins";
 import type { Config } from "../config/schema";
 import { CircuitBreaker } from "./breaker";
@@ -49,6 +50,14 @@ export class Upstream {
   headers(extra: Record<string, string> = {}): Record<string, string> {
     return { ...(this.key ? { authorization: `Bearer ${this.key}` } : {}), "user-agent": "appliance-gateway", ...extra };
   }
+
+  /**
+   * A request to this upstream (forwarding, the health check, detokenize all go through here): its own key
+   * (headers) and TLS settings, and a redirect is never followed (it would carry the key to wherever it points).
+   */
+  send(url: string, init: { method?: "GET" | "POST"; body?: string; signal: AbortSignal; headers: Record<string, string> }): Promise<Response> {
+    return fetch(url, { method: init.method ?? "GET", body: init.body, redirect: "manual", signal: init.signal, headers: this.headers(init.headers), ...(this.tls && { tls: this.tls }) });
+  }
 }
 
 /** Bun fetch's `tls` for one upstream: PEM text, read once at start. */
@@ -61,28 +70,19 @@ export interface UpstreamTls { ca?: string; cert?: string; key?: string }
  */
 export function upstreamTls(u: UpstreamConfig): UpstreamTls | undefined {
   if (!u.tlsCa && !u.tlsCert) return undefined;
-  const read = (file: string, field: string, pem: RegExp) => {
-    let text: string;
-    try {
-      text = fs.readFileSync(file, "utf8");
-    } catch (e) {
-      throw new ConfigError(`invalid config: upstreams: cannot read ${field} ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, "upstreams");
-    }
-    if (!pem.test(text)) throw new ConfigError(`invalid config: upstreams: ${field} ${file} holds no PEM ${field === "tlsKey" ? "private key" : "certificate"}`, "upstreams");
-    return text;
-  };
-  const CERT = /-----BEGIN CERTIFICATE-----/, KEY = /-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/;
-  const out: UpstreamTls = u.tlsCa ? { ca: read(u.tlsCa, "tlsCa", CERT) } : {};
-  // Every CA certificate parsed: a bundle that does not parse failed every handshake with Bun's "Was there a typo in
-  // the url or port?".
-  for (const block of out.ca?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
-    try { new (nodeCrypto().X509Certificate)(block); } catch (e) {
-      throw new ConfigError(`invalid config: upstreams: tlsCa ${u.tlsCa} holds a certificate that does not parse: ${(e as Error).message}`, "upstreams");
-    }
+  const at = (field: string) => ({ setting: "upstreams", field });
+  const out: UpstreamTls = {};
+  if (u.tlsCa) {
+    out.ca = readPemFile(u.tlsCa, at("tlsCa"));
+    // Every CA certificate parsed: a bundle that does not parse failed every handshake with Bun's "Was there a typo in
+    // the url or port?".
+    pemCertificates(out.ca, u.tlsCa, at("tlsCa"));
   }
   if (u.tlsCert) {
-    out.cert = read(u.tlsCert, "tlsCert", CERT);
-    out.key = read(u.tlsKey, "tlsKey", KEY);
+    out.cert = readPemFile(u.tlsCert, at("tlsCert"));
+    pemCertificates(out.cert, u.tlsCert, at("tlsCert"));
+    out.key = readPemFile(u.tlsKey, at("tlsKey"));
+    if (!/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/.test(out.key)) throw new ConfigError(`invalid config: upstreams: tlsKey: ${u.tlsKey} holds no PEM private key`, "upstreams");
     // A key that is not the certificate's (or one that needs a passphrase) would fail every handshake: said at start.
     const { X509Certificate, createPrivateKey } = nodeCrypto();
     let matches = false;
@@ -90,6 +90,8 @@ export function upstreamTls(u: UpstreamConfig): UpstreamTls | undefined {
       throw new ConfigError(`invalid config: upstreams: tlsKey ${u.tlsKey} or tlsCert ${u.tlsCert} does not parse (an encrypted key is not read): ${(e as Error).message}`, "upstreams");
     }
     if (!matches) throw new ConfigError(`invalid config: upstreams: tlsKey ${u.tlsKey} is not the private key of the certificate in ${u.tlsCert}`, "upstreams");
+    // The listener's rule for its own key: one every user of the machine may read is refused.
+    refuseKeyReadableByAll(u.tlsKey, at("tlsKey"));
   }
   return out;
 }

@@ -21,6 +21,7 @@ import { checkBuiltEngine } from "./engine-check";
 import { checkEgress, otlpAllow } from "./egress";
 import type { Check } from "./report";
 import { sendDatagram } from "../util/unix-datagram";
+import { readableByAll } from "../config/pem-files";
 
 export interface VerifyContext {
   config: Readonly<Config>;
@@ -140,9 +141,13 @@ export function checkFiles(config: Readonly<Config>, l?: Layout, leaveToServe = 
     if (owner && !allows(dir, owner, 1)) found.push(`${path.dirname(l.configFile)} cannot be entered by ${l.account} (the service reads the config in it): chgrp ${l.account} and chmod 0750`);
     else if (owner && !allows(st, owner, 4)) found.push(`${l.configFile} is not readable by ${l.account} (the service reads it): chgrp ${l.account} and chmod 0640`);
   }
-  // The TLS private key: serve refuses one every user may read (server/tls.ts), so verify fails it too.
-  const tlsKey = config.tlsKey ? fs.statSync(config.tlsKey, { throwIfNoEntry: false }) : undefined;
-  if (tlsKey && tlsKey.mode & 0o004) serveRefuses.push(`${config.tlsKey} (tlsKey) is readable by every user: mode ${octal(tlsKey.mode & 0o777)} (the server refuses to start: chmod o-r)`);
+  // TLS private keys (the listener's, an upstream's client key): serve refuses one every user may read
+  // (config/pem-files.ts), so verify fails it too.
+  const tlsKeys: [string, string][] = [[config.tlsKey, "tlsKey"], ...config.upstreams.map((u): [string, string] => [u.tlsKey, "upstreams tlsKey"])];
+  for (const [file, field] of tlsKeys.filter(([f]) => f)) {
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (st && readableByAll(st.mode)) serveRefuses.push(`${file} (${field}) is readable by every user: mode ${octal(st.mode & 0o777)} (the server refuses to start: chmod o-r)`);
+  }
   if (leaveToServe) warnings.push(...serveRefuses.map((p) => `${p} (left to serve, which refuses to start: exit 2, not restarted)`));
   const problems = leaveToServe ? found : [...serveRefuses, ...found];
   if (problems.length) return { name: "files", status: "fail", detail: problems.join("; ") };

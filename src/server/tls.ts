@@ -5,8 +5,8 @@
  * never turns into a server that listens and then fails every handshake.
  */
 import type { KeyObject, X509Certificate } from "node:crypto";
-import fs from "node:fs";
 import { ConfigError } from "../config/load";
+import { pemCertificates, readPemFile, refuseKeyReadableByAll } from "../config/pem-files";
 import type { Config } from "../config/schema";
 import { nodeCrypto } from "../util/node-builtins";
 
@@ -35,24 +35,10 @@ export interface ServerTls {
 
 type TlsSettings = Pick<Config, "tlsCert" | "tlsKey" | "tlsClientCa">;
 
-function read(file: string, field: string): string {
-  try {
-    return fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ConfigError(`invalid config: ${field}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, field);
-  }
-}
-
-/** Every PEM certificate in a file, parsed; a file with none (or a broken one) names the setting. */
-function certificates(pem: string, file: string, field: string): X509Certificate[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new ConfigError(`invalid config: ${field}: ${file} holds no PEM certificate`, field);
-  try {
-    return blocks.map((b) => new (nodeCrypto().X509Certificate)(b));
-  } catch (e) {
-    throw new ConfigError(`invalid config: ${field}: ${file} holds a certificate that does not parse: ${(e as Error).message}`, field);
-  }
-}
+/** A top-level setting's source (pem-files.ts): the setting is the field. */
+const own = (field: string) => ({ setting: field, field });
+const read = (file: string, field: string) => readPemFile(file, own(field));
+const certificates = (pem: string, file: string, field: string) => pemCertificates(pem, file, own(field));
 
 function checkKeyStrength(key: KeyObject, file: string) {
   const d = key.asymmetricKeyDetails ?? {};
@@ -99,10 +85,7 @@ export function serverTls(settings: TlsSettings, now = Date.now()): ServerTls | 
   if (!leaf.checkPrivateKey(keyObject)) {
     throw new ConfigError(`invalid config: tlsKey: ${tlsKey} is not the private key of the certificate in ${tlsCert}`, "tlsKey");
   }
-  // Like ssh with a private key: one that every user of the machine may read is refused (group-readable stays
-  // allowed: a key shared through a group such as Debian's ssl-cert). A 0644 key passed serve and verify.
-  const mode = fs.statSync(tlsKey).mode & 0o777;
-  if (mode & 0o004) throw new ConfigError(`invalid config: tlsKey: ${tlsKey} is readable by every user (mode ${mode.toString(8)}); run: chmod o-r ${tlsKey}`, "tlsKey");
+  refuseKeyReadableByAll(tlsKey, own("tlsKey")); // a 0644 key passed serve and verify
   const tls: ServerTls = { cert, key, secureOptions: noOldProtocols() };
   if (tlsClientCa) {
     const ca = read(tlsClientCa, "tlsClientCa");

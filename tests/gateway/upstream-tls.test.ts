@@ -70,22 +70,33 @@ test("a certificate without its key or with another key, TLS files on an http://
   // PKCS#8 encrypted ("BEGIN ENCRYPTED PRIVATE KEY"): was refused as "no PEM private key"
   const enc = Bun.spawnSync(["openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:x", "-in", pki.clientKey, "-out", encryptedKey]);
   expect(enc.exitCode).toBe(0);
+  const exposedKey = path.join(dir, "exposed.key");
+  fs.copyFileSync(pki.clientKey, exposedKey);
+  fs.chmodSync(exposedKey, 0o644);
   try {
     for (const [upstream, message] of [
       [{ tlsCert: pki.clientCert }, "tlsCert and tlsKey go together"],
       [{ url: "http://127.0.0.1:9/v1", tlsCa: pki.ca }, "need an https:// url"],
-      [{ tlsCa: path.join(dir, "missing.pem") }, "cannot read tlsCa"],
+      [{ tlsCa: path.join(dir, "missing.pem") }, "tlsCa: cannot read"],
       [{ tlsCert: pki.clientCert, tlsKey: pki.clientCert }, "holds no PEM private key"],
       [{ tlsCert: pki.clientCert, tlsKey: pki.serverKey }, "is not the private key of the certificate"],
       [{ tlsCa: garbageCa }, "holds a certificate that does not parse"],
       [{ tlsCert: pki.clientCert, tlsKey: encryptedKey }, "an encrypted key is not read"],
+      // the listener's rule for its own key (--tls-key), now the upstream client key's too: was accepted at 0644
+      [{ tlsCert: pki.clientCert, tlsKey: exposedKey }, "tlsKey: " + exposedKey + " is readable by every user (mode 644); run: chmod o-r"],
     ] as const) {
       const cfg = path.join(dir, "config.json");
       fs.writeFileSync(cfg, JSON.stringify({ upstreams: [{ url: "https://127.0.0.1:9/v1", models: ["m"], ...upstream }] }));
-      const r = Bun.spawnSync([bin, "serve", "--config", cfg, "--state-dir", path.join(dir, "state"), "--port", "0"], { env: { PATH: "/usr/bin:/bin", HOME: dir } });
+      // a timeout: a case the server does not refuse would serve on (and the test wait) forever
+      const r = Bun.spawnSync([bin, "serve", "--config", cfg, "--state-dir", path.join(dir, "state"), "--port", "0"], { env: { PATH: "/usr/bin:/bin", HOME: dir }, timeout: 60_000 });
       expect([r.exitCode, r.stderr.toString()]).toEqual([2, expect.stringContaining(message)]);
       expect(r.stderr.toString()).toContain("upstreams");
     }
+    // verify fails what serve refuses: the exposed client key too
+    const cfg = path.join(dir, "config.json");
+    fs.writeFileSync(cfg, JSON.stringify({ upstreams: [{ url: "https://127.0.0.1:9/v1", models: ["m"], tlsCert: pki.clientCert, tlsKey: exposedKey }] }));
+    const v = Bun.spawnSync([bin, "verify", "--config", cfg, "--state-dir", path.join(dir, "state"), "--skip-models"], { env: { PATH: "/usr/bin:/bin", HOME: dir } });
+    expect([v.exitCode, v.stdout.toString()]).toEqual([1, expect.stringContaining(`${exposedKey} (upstreams tlsKey) is readable by every user: mode 0644`)]);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

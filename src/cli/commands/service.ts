@@ -39,13 +39,14 @@ const NOT_PERSISTED = ["model", "stateDir", "modelsDir"];
 /** The config the installed service runs with: what an earlier install persisted, overridden by every config flag given now. */
 function installConfig(values: Record<string, unknown>, root: string) {
   const platform = platformFlag(values);
-  const given = Object.fromEntries(Object.entries(flagsToConfig(values)).filter(([k]) => !NOT_PERSISTED.includes(k)));
+  const flags = flagsToConfig(values);
+  const given = Object.fromEntries(Object.entries(flags).filter(([k]) => !NOT_PERSISTED.includes(k)));
   const persist = { ...readInstance({ platform, root }).persisted, ...given, stateDir: systemView(layout(platform, root)).stateDir };
-  const checked = parseConfig(persist); // a bad flag is a config error (exit 2) before anything is written
+  const config = parseConfig({ ...persist, model: flags.model ?? [] }); // a bad flag is a config error (exit 2) before anything is written
   // serve --port 0 picks a free port at each start: nobody could find an installed service's port, and status, update
   // and rollback (which check its /health) refused to run on an install that had saved it.
-  if (checked.port === 0) throw new UsageError("--port 0 picks a new port at every start; the installed service needs a fixed one (1-65535)");
-  return { persist, config: parseConfig({ ...persist, model: flagsToConfig(values).model ?? [] }) };
+  if (config.port === 0) throw new UsageError("--port 0 picks a new port at every start; the installed service needs a fixed one (1-65535)");
+  return { persist, config };
 }
 
 /** The installed instance as status/update/rollback see it: its layout and the URL of its /health (--port overrides). */
