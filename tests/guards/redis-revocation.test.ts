@@ -12,6 +12,8 @@ import type { LlamaEngine } from "../../src/engine/llama";
 import { KeyStore, keysFilePath } from "../../src/guards/keys";
 import { silentLogger } from "../../src/log/logger";
 import { createServer } from "../../src/server/create-server";
+import { RedisConn } from "../../src/guards/store/redis-conn";
+import { SharedRevocations } from "../../src/guards/store/revocations";
 import { makeEngine, req, tinyModel, tmpDir, until } from "../helpers";
 import { redisMissing, startRedis, type RedisServer } from "./redis-server";
 
@@ -64,5 +66,29 @@ describe.skipIf(skip)("revocations published from a keys file", () => {
     }
     a.guards.close();
     b.guards.close();
+  });
+
+  test("only the version key lost (the set kept): the list is published again once, not at every sync", async () => {
+    const conn = new RedisConn({ url: redis.url, timeoutMs: 2000, log: silentLogger() });
+    const client = new RedisClient(redis.url);
+    let now = 0;
+    const shared = new SharedRevocations({ conn, prefix: "vlost:", policy: "local", clock: () => now });
+    try {
+      await shared.publish(["k1"]);
+      expect(await shared.isRevoked("k1")).toBe(true);
+      await client.send("DEL", ["vlost:revoked:version"]);
+      let published = 0;
+      for (let i = 0; i < 5; i++) {
+        now += 1_000; // past REVOCATION_MAX_AGE_MS: every call syncs
+        const lost = shared.lost;
+        expect(await shared.isRevoked("k1")).toBe(true);
+        if (shared.lost !== lost) { published++; await shared.publish(["k1"]); } // what the guards do (guards/index.ts)
+      }
+      expect(published).toBe(1);
+      expect(await client.send("GET", ["vlost:revoked:version"])).not.toBeNull();
+    } finally {
+      client.close();
+      conn.close();
+    }
   });
 });

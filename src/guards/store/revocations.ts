@@ -57,11 +57,16 @@ export class SharedRevocations {
     this.syncedAt = this.o.clock();
   }
 
-  /** Adds key ids to the shared list (idempotent; the version moves only when one is new). */
+  /**
+   * Adds key ids to the shared list (idempotent; the version moves only when one is new). With nothing new, a version
+   * key that is gone is made again (SET NX, a fresh number: no instance's last-read version): with the set kept and
+   * only the version lost, every sync read the list as lost again and every instance published at every request.
+   */
   async publish(ids: readonly string[]): Promise<void> {
     if (!ids.length) return;
     const added = Number(await this.o.conn.send("SADD", [this.setKey, ...ids]));
     if (added > 0) await this.o.conn.send("INCR", [this.versionKey]);
+    else await this.o.conn.send("SET", [this.versionKey, String(Date.now()), "NX"]);
     for (const id of ids) this.revoked.add(id);
     this.published = true;
   }
