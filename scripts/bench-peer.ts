@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-peer.ts [--sizes 28,155] [--runs 3] [--tokens 64] [--threads N]   (package.json: bench:peer)
+ * bun scripts/bench-peer.ts [--sizes 28,155] [--runs 3] [--tokens 64] [--threads N] [--env K=V,…]   (package.json: bench:peer)
  *
  * The appliance against its peer, side by side on this machine: llama-server and llama-bench built with cmake from
  * the llama.cpp source node-llama-cpp ships (scripts/peer-build.ts: Release, GGML_NATIVE, OpenMP; cached outside
@@ -8,6 +8,9 @@
  * sequences; each measure alternates A/B runs (ABBA order) and prints the 1-minute load average at its start and
  * end. Ratios are appliance / llama-server (for times: how many times longer). Needs `bun run build` first (it
  * drives dist/appliance, as users run it); exits 1 naming what is missing when the peer cannot be built.
+ * --env adds environment to every appliance server it starts, e.g. the engine `appliance engine build` made:
+ * `--env APPLIANCE_ENGINE__DIR=/opt/e,APPLIANCE_ENGINE__USE=built`. The rows measured in-process (prompt processing,
+ * event-loop lag) run node-llama-cpp's embedded libraries whatever --env says (they print so).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -16,13 +19,14 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { chatOne, complete, load1, median, modelsRps, startAppliance, startPeer, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
+import { chatOne, complete, envOf, load1, median, modelsRps, startAppliance, startPeer, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
 import { enginePrefill, streamLag } from "./bench-peer-inproc";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   sizes: { type: "string", default: "28,155" }, runs: { type: "string", default: "3" }, tokens: { type: "string", default: "64" },
-  threads: { type: "string" },
+  threads: { type: "string" }, env: { type: "string", default: "" },
 } });
+const env = envOf(values.env);
 const runs = Number(values.runs), maxTokens = Number(values.tokens);
 const cores = usableCpus().cpus;
 const threads = Number(values.threads ?? cores);
@@ -39,6 +43,7 @@ process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
 console.log(cpuLine());
 console.log(`peer: ${peer.llamaServer} (llama.cpp bundle sha256 ${peer.sourceSha256.slice(0, 12)}, OpenMP, -march=native)`);
 console.log(`machine: ${os.cpus().length} online CPUs, ${cores} usable, threads ${threads}, bun ${Bun.version}, runs ${runs} per side, max_tokens ${maxTokens}`);
+if (values.env) console.log(`appliance servers run with ${values.env}; the in-process rows (prompt processing, event-loop lag) on the embedded libraries`);
 
 type Row = { measure: string; cells: Map<string, string> };
 const rows: Row[] = [];
@@ -74,7 +79,7 @@ for (const size of values.sizes.split(",")) {
   const first = size === values.sizes.split(",")[0];
   const pair = async (t: number, np: number) => {
     fs.rmSync(path.join(dir, "state"), { recursive: true, force: true });
-    return [await startAppliance(bin, model, dir, t, np), await startPeer(peer.llamaServer, model, t, np)] as const;
+    return [await startAppliance(bin, model, dir, t, np, { env }), await startPeer(peer.llamaServer, model, t, np)] as const;
   };
 
   let [a, b] = await pair(1, 1);
@@ -113,15 +118,15 @@ for (const size of values.sizes.split(",")) {
     await a.stop();
     // The same against the appliance as users run it: no --threads (the adaptive policy; the fixed count above
     // disables it), llama-server unchanged.
-    const d = await startAppliance(bin, model, dir, 0, n, { name: "appliance (default threads)" });
+    const d = await startAppliance(bin, model, dir, 0, n, { name: "appliance (default threads)", env });
     await tps(d);
     record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s)`, size, await ab(d, b, burst), "tok/s");
     await d.stop(); await b.stop();
     // Where the appliance's spread comes from: the same bursts with the response scanner off, and with it on but
     // without the internal-host rule (which holds every word being written: it may be the first label of "name.corp").
     const l0 = load1(), parts: string[] = [];
-    for (const [name, env] of [["scanner off", { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }], ["no host rule", { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }]] as const) {
-      const s = await startAppliance(bin, model, dir, threads, n, { name, env });
+    for (const [name, off] of [["scanner off", { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }], ["no host rule", { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }]] as const) {
+      const s = await startAppliance(bin, model, dir, threads, n, { name, env: { ...env, ...off } });
       await tps(s);
       for (let i = 0; i < runs; i++) await burst(s);
       parts.push(`${name} ${spread(name)}`);
@@ -141,7 +146,7 @@ for (const size of values.sizes.split(",")) {
 
   const cold = async (which: "a" | "b") => {
     fs.rmSync(path.join(dir, "state"), { recursive: true, force: true });
-    const s = which === "a" ? await startAppliance(bin, model, dir, threads, 1) : await startPeer(peer.llamaServer, model, threads, 1);
+    const s = which === "a" ? await startAppliance(bin, model, dir, threads, 1, { env }) : await startPeer(peer.llamaServer, model, threads, 1);
     const t0 = performance.now();
     await complete(s, short(), 1);
     await s.stop();

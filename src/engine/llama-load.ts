@@ -19,6 +19,7 @@ import { llama3Wrapper } from "./plain-wrapper";
 import { withGenerationPrompt, writesEmptyThought } from "./generation-prompt";
 import { ToolResultsOf, withToolResults } from "./tool-results";
 import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
+import { processCpus } from "./thread-sources";
 import { StepTuner } from "./thread-tuner";
 import { SequencePool } from "./sequence-pool";
 import type { WrapperMemory } from "./wrapper-choice";
@@ -83,6 +84,7 @@ const LOG_LEVEL: Record<string, "error" | "warn" | "info" | "debug"> = {
 export async function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
   const log = opts.log;
   globalThis.__APPLIANCE_CPU_BACKEND__ = opts.cpuBackend?.hook; // read by node-llama-cpp's (patched) Llama constructor
+  const cpus = processCpus(); // before the libraries load: a bound libgomp pins this thread to one CPU (thread-sources.ts)
   const llama = await getLlama({
     gpu: opts.gpu,
     build: "never",
@@ -99,7 +101,7 @@ export async function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
     },
   }).finally(() => { globalThis.__APPLIANCE_CPU_BACKEND__ = undefined; });
   if (opts.cpuBackend) log.info(opts.cpuBackend.settle(), "cpu backend");
-  if (opts.adaptiveThreads) governThreads(llama, opts.threads, log);
+  if (opts.adaptiveThreads) governThreads(llama, opts.threads, log, undefined, undefined, cpus);
   opts.onProgress?.("llama.cpp binding opened"); // start phases: what follows is node-llama-cpp's checks before a model loads
   return llama;
 }

@@ -11,7 +11,7 @@ import type { Llama, LlamaContext } from "node-llama-cpp";
 import type { Logger } from "../log/logger";
 import { GOVERNOR_WINDOW_MS, ThreadGovernor } from "./thread-governor";
 import type { StepTuner } from "./thread-tuner";
-import { allowedCpus, procSources, type CpuTimeSources } from "./thread-sources";
+import { processCpus, procSources, type CpuTimeSources } from "./thread-sources";
 
 interface Governed { governor: ThreadGovernor; max: number; holds: number }
 const governed = new WeakMap<Llama, Governed>();
@@ -21,8 +21,9 @@ const governed = new WeakMap<Llama, Governed>();
  * CPU load cannot be read the count stays at max and reading is retried with back-off: the first loss is a warning,
  * the first recovery an info line, later ones (a source that comes and goes) debug lines.
  */
-export function governThreads(llama: Llama, max: number, log: Logger, src?: CpuTimeSources, cpus?: number): ThreadGovernor {
-  const allowed = allowedCpus();
+export function governThreads(llama: Llama, max: number, log: Logger, src?: CpuTimeSources, cpus?: number,
+  allowed: number[] | undefined = processCpus()): ThreadGovernor {
+  log.debug({ cpus: allowed ?? "unknown", max }, "cpu governor: free CPU counted over these CPUs");
   const entry: Governed = { max, holds: 0, governor: undefined! };
   const said = { lost: false, back: false };
   entry.governor = new ThreadGovernor({ max, cpus: cpus ?? allowed?.length ?? max }, src ?? procSources(allowed), (threads, change) => {

@@ -38,6 +38,19 @@ export function allowedCpus(statusFile = "/proc/self/status"): number[] | undefi
   } catch { return undefined; }
 }
 
+let beforeEngine: number[] | undefined | null = null;
+/**
+ * The CPUs this process may use as read before an engine's libraries loaded (the first call's allowedCpus(), kept):
+ * libgomp, when a built engine runs with OMP_PROC_BIND (engine-build-env.ts), binds the thread that loads it, the
+ * main thread, to one CPU, and /proc/self/status shows the main thread's set. Read after the load, the thread
+ * governor counted one CPU on a 2-CPU machine and held the adaptive policy at 1 thread (bench-peer, 28 M, built
+ * engine: 4 streams 0.76 of llama-server without --threads, 1.37 with --threads 2).
+ */
+export function processCpus(): number[] | undefined {
+  if (beforeEngine === null) beforeEngine = allowedCpus();
+  return beforeEngine;
+}
+
 /** Busy ticks over `cpus` from /proc/stat text ("cpuN user nice system idle iowait irq softirq steal …"). */
 export function busyTicks(stat: string, cpus: ReadonlySet<number>): number | undefined {
   let sum = 0, seen = 0;

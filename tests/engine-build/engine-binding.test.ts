@@ -36,21 +36,22 @@ function threadCpus(pid: number): { name: string; cpus: string }[] {
 }
 const single = (c: string) => /^\d+$/.test(c);
 
-async function chatOnEngine(extraEnv: Record<string, string>) {
+async function chatOnEngine(extraEnv: Record<string, string>, threadsFlag = ["--threads", "2"]) {
   const work = tmpDir("appliance-engine-binding-");
   const bin = path.join(work, "appliance"), stateDir = path.join(work, "state"), model = path.join(work, "tiny.gguf");
   fs.copyFileSync(await builtBinary(), bin);
   fs.copyFileSync(await tinyModel(), model);
   const env = { PATH: "/usr/bin:/bin", HOME: work, APPLIANCE_ENGINE__DIR: dir!, APPLIANCE_ENGINE__USE: "built", ...extraEnv };
   expect(Bun.spawnSync([bin, "models", "add", model, "--state-dir", stateDir], { env }).exitCode).toBe(0);
-  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", "--threads", "2", "--no-auth"], { cwd: work, env, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", ...threadsFlag, "--no-auth"], { cwd: work, env, stdout: "pipe", stderr: "pipe" });
   try {
     const { port, log } = await untilListening(proc);
     const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, temperature: 0 }) });
     expect(res.status).toBe(200);
     const engine = JSON.parse(log().split("\n").find((l) => l.includes('"msg":"engine"'))!) as { engine: string; omp?: Record<string, string> };
-    return { engine, threads: threadCpus(proc.pid), unboundWarning: log().includes("OpenMP thread binding not in effect") };
+    return { engine, threads: threadCpus(proc.pid), unboundWarning: log().includes("OpenMP thread binding not in effect"),
+      lines: log().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
   } finally {
     proc.kill("SIGTERM");
     await proc.exited;
@@ -65,6 +66,18 @@ describe.skipIf(!ready)("a built OpenMP engine's threads (compiled binary, as ro
     // Before: no thread of the process was bound (every one allowed on all CPUs).
     expect(threads.filter((t) => single(t.cpus)).length).toBeGreaterThanOrEqual(2);
     expect(unboundWarning).toBe(false);
+  }, 120_000);
+
+  // bench-peer, 28 M, built engine: 4 streams 0.76 of llama-server with the default (adaptive) threads, 1.37 with
+  // --threads 2. libgomp had bound the main thread to one CPU as it loaded, and the governor then read the process's
+  // CPUs from it: one, so it never used a second thread.
+  test("the adaptive policy still counts every CPU the process may use, though binding pins the main thread", async () => {
+    const { threads, lines } = await chatOnEngine({ APPLIANCE_LOG_LEVEL: "debug" }, []);
+    expect(threads.find((t) => t.name === "exe" || t.name === "appliance")?.cpus).toMatch(/^\d+$/); // the main thread is bound
+    const governor = lines.find((l) => String(l.msg).startsWith("cpu governor"));
+    expect(governor?.cpus).toEqual(allowedCpus()); // was [0]
+    // round(2 − others' CPU) is 1 only when others keep at least half a CPU busy: never on one CPU's count alone
+    expect(lines.filter((l) => l.msg === "cpu threads changed" && l.threads === 1 && Number(l.othersCpu) < 0.5)).toEqual([]);
   }, 120_000);
 
   test("an operator's OMP_PROC_BIND=false is kept: no thread is bound", async () => {
