@@ -33,6 +33,13 @@ export interface LlamaEngineOptions {
   threads: number;
   /** Config `threads: 0`: the count follows free CPU between 1 and `threads`, re-decided every 250 ms (thread-governor.ts). */
   adaptiveThreads?: boolean;
+  /**
+   * The libraries are an OpenMP build (a built engine): with adaptive threads, decode steps take the governed count
+   * as it is, not the step tuner's (thread-tuner.ts: learnt for the prebuilt engine, whose threads spin; an OpenMP team
+   * resized between steps of 1 and 2 threads made the default policy 0.77-0.90 of llama-server where 2 fixed threads
+   * gave 0.96-1.13, bench-peer 28 M).
+   */
+  openmp?: boolean;
   ctxSize: number;
   parallel: number;
   maxQueue: number;
@@ -119,7 +126,8 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   // Concurrent streams share each decode step (without it one sequence kept missing the step: 3 of 4 per step).
   if (opts.parallel > 1 && !syncBatches(context)) opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: concurrent streams are decoded less batched");
   // Adaptive threads on the CPU: each small step's count is learnt from step times (thread-tuner.ts).
-  if (opts.adaptiveThreads && !opts.gpu && !tuneSteps(context, new StepTuner({}, (c) => opts.log.debug({ model: source.id, ...c }, "decode step threads"))))
+  const stepTuner = !!opts.adaptiveThreads && !opts.gpu && !opts.openmp;
+  if (stepTuner && !tuneSteps(context, new StepTuner({}, (c) => opts.log.debug({ model: source.id, ...c }, "decode step threads"))))
     opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: decode steps use the governed thread count untuned");
   const stat = fs.statSync(source.path);
   const limits = opts.chatTemplate ?? defaultTemplateLimits();
@@ -138,7 +146,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start;
   // wrapper: which one renders the chats (the model's own Jinja template, or a built-in node-llama-cpp judged the
   // same), and whether it has thoughts (reasoning_content): a user could not tell before (model-family run).
-  opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, backend: llama.gpu || "cpu",
+  opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, stepTuner, backend: llama.gpu || "cpu",
     chatWrapper: remembered ? "remembered" : "resolved", wrapper: chatWrapper.wrapperName, reasoning: !!chatWrapper.settings.segments?.thought }, "model loaded");
   return {
     info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size, beginningToken: beginningToken(model) ?? undefined },

@@ -159,7 +159,7 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   // The embedded CPU variant library remembered for this CPU, loaded alone (engine/cpu-backend.ts).
   const cpu = native ? cpuBackend(config.stateDir, native.dir, gpu) : undefined;
   const engine = await LlamaEngine.create({
-    cpuBackend: cpu, models, threads, adaptiveThreads: !requested, ctxSize: config.ctxSize, parallel: config.parallel, promptCache: config.promptCache, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress: progress,
+    cpuBackend: cpu, models, threads, adaptiveThreads: !requested, openmp: !!chosen.omp, ctxSize: config.ctxSize, parallel: config.parallel, promptCache: config.promptCache, maxQueue: config.maxQueue, gpu, gpuLayers: config.gpuLayers, log, onProgress: progress,
     chatTemplate: { ms: config.limits.chatTemplateMs, chars: config.limits.chatTemplateChars, workers: config.limits.chatTemplateWorkers },
   });
   phases?.mark(stage);
