@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-threads.ts [--size 28|155] [--runs N] [--tokens N] [--burners 0,1] [--binary PATH]
+ * bun scripts/bench-threads.ts [--size 28|155] [--runs N] [--tokens N] [--burners 0,1] [--binary PATH] [--env K=V,…]
  *
  * Which inference thread count is best, idle and next to busy neighbours (issue 11 item 4). Drives the compiled
  * binary over HTTP (dist/appliance, copied first so a rebuild mid-run cannot change it): one server per setting,
@@ -15,6 +15,7 @@
  * setting of that condition, and the default's logged thread changes. Each measurement follows a --gap-ms pause,
  * so a server never starts right after another one's burst (the default policy reacts to what it just saw).
  * Hold the CPU lock for the whole run (`flock /tmp/appliance-cpu.lock bun scripts/bench-threads.ts`).
+ * --env adds environment to every server, e.g. a built engine: `--env APPLIANCE_ENGINE__DIR=DIR,APPLIANCE_ENGINE__USE=built`.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -23,11 +24,11 @@ import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { allowedCpus, busyTicks, ownTicks } from "../src/engine/thread-sources";
-import { complete, load1, median, startAppliance, started, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
+import { complete, envOf, load1, median, startAppliance, started, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "64" },
-  burners: { type: "string", default: "0,1" }, binary: { type: "string" }, "gap-ms": { type: "string", default: "1000" },
+  burners: { type: "string", default: "0,1" }, binary: { type: "string" }, env: { type: "string", default: "" }, "gap-ms": { type: "string", default: "1000" },
 } });
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
@@ -51,13 +52,13 @@ const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
 const f = (x: number, d = 1) => x.toFixed(d);
 console.log(cpuLine());
 console.log(`model ${f(params / 1e6)} M params F32; ${os.cpus().length} online CPUs, ${cpus} usable; bun ${Bun.version}; ` +
-  `${runs} interleaved runs per setting; decode ${maxTokens} tokens; HTTP to the compiled binary`);
+  `${runs} interleaved runs per setting; decode ${maxTokens} tokens; HTTP to the compiled binary${values.env ? `; servers run with ${values.env}` : ""}`);
 
 /** `appliance serve` as shipped, at debug log level into a file (the default's "cpu threads changed" lines are read). */
 async function start(threads: number): Promise<Served & { logFile: string }> {
   const home = path.join(dir, `t${threads}`), logFile = path.join(home, "serve.log");
   fs.mkdirSync(home, { recursive: true });
-  const s = await startAppliance(bin, model, home, threads, 1, { name: `t${threads}`, env: { APPLIANCE_LOG_LEVEL: "debug" }, logFile });
+  const s = await startAppliance(bin, model, home, threads, 1, { name: `t${threads}`, env: { ...envOf(values.env), APPLIANCE_LOG_LEVEL: "debug" }, logFile });
   return { ...s, logFile };
 }
 /** The default server's governor changes and step-tuner choices logged since byte `from` of its log. */
