@@ -3,7 +3,7 @@ import { afterAll, expect, test } from "bun:test";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { writeFileAtomic } from "../../src/util/atomic-write";
+import { writeFileAtomic, writeFilesAtomic } from "../../src/util/atomic-write";
 import { withFileLock } from "../../src/util/file-lock";
 import { NotPlainFileError, openPlainFile, readFd } from "../../src/util/fs";
 import { sha256Bytes, sha256Fd, sha256FdSync, sha256File } from "../../src/util/sha256";
@@ -54,6 +54,26 @@ test("writeFileAtomic replaces with the given mode, leaves no temp file, and nev
   writeFileAtomic(link, "new"); // replaces the link itself, not the file it points at
   expect(fs.readFileSync(victim, "utf8")).toBe("keep");
   expect(fs.lstatSync(link).isSymbolicLink()).toBe(false);
+});
+
+test("writeFilesAtomic writes a set across directories with their modes; a failed rename leaves no temp file behind", () => {
+  const base = fs.mkdtempSync(path.join(dir, "many-"));
+  fs.mkdirSync(path.join(base, "sub"));
+  writeFilesAtomic([
+    { file: path.join(base, "a.so"), data: new Uint8Array([1, 2, 3]), opts: { mode: 0o500 } },
+    { file: path.join(base, "sub", "b.json"), data: "bee", opts: { mode: 0o444 } },
+  ]);
+  expect([...fs.readFileSync(path.join(base, "a.so"))]).toEqual([1, 2, 3]);
+  expect(fs.readFileSync(path.join(base, "sub", "b.json"), "utf8")).toBe("bee");
+  expect(fs.statSync(path.join(base, "a.so")).mode & 0o777).toBe(0o500);
+  expect(fs.statSync(path.join(base, "sub", "b.json")).mode & 0o777).toBe(0o444);
+  // A non-empty directory where the second file goes: its rename fails; the first file is in place, no temp is left.
+  fs.mkdirSync(path.join(base, "blocked"));
+  fs.writeFileSync(path.join(base, "blocked", "inside"), "x");
+  expect(() => writeFilesAtomic([{ file: path.join(base, "c"), data: "see" }, { file: path.join(base, "blocked"), data: "no" }, { file: path.join(base, "d"), data: "dee" }])).toThrow();
+  expect(fs.readFileSync(path.join(base, "c"), "utf8")).toBe("see");
+  expect(fs.readdirSync(base).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+  expect(fs.readdirSync(path.join(base, "sub")).sort()).toEqual(["b.json"]);
 });
 
 test("openPlainFile refuses a symlink and a directory", () => {

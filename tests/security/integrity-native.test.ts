@@ -48,6 +48,19 @@ describe("per-user native dir", () => {
     expect(checkNativeDir(again!.dir, bundle)).toEqual([]);
     expect(checkNative({ stateDir }, bundle, none).status).toBe("ok");
   });
+
+  test("an embedded library whose bytes do not match its recorded sha256 stops the start before anything is written", async () => {
+    const bundle = fakeBundle();
+    const asset = bundle.folders[0]!.assets[1]!;
+    fs.writeFileSync(asset.path, "damaged"); // the binary's embedded copy changed after the build recorded its digest
+    const stateDir = dir();
+    const none = path.join(dir(), "no-system-dir");
+    const err = await prepareNative(stateDir, bundle, none).then(() => undefined, (e: Error) => e);
+    expect(err).toBeInstanceOf(NativeLibError);
+    expect(err!.message).toContain(`${asset.path}: sha256 ${sha256Bytes("damaged")} does not match the embedded ${asset.sha256}`);
+    const folder = path.join(stateDir, "native", bundle.version, "linux-x64");
+    expect(fs.existsSync(path.join(folder, "libggml-cpu-x64.so"))).toBe(false); // never on disk where ggml would dlopen it
+  });
 });
 
 describe.skipIf(!asRoot)("installed (root-owned) native dir", () => {
