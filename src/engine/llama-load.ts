@@ -18,7 +18,7 @@ import { defaultTemplateLimits, probeToolResults, resolveBoundedWrapper, type Te
 import { llama3Wrapper } from "./plain-wrapper";
 import { withGenerationPrompt, writesEmptyThought } from "./generation-prompt";
 import { ToolResultsOf, withToolResults } from "./tool-results";
-import { governThreads, tuneSteps, withFullThreads } from "./thread-policy";
+import { governThreads, promptsOnAllThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { processCpus } from "./thread-sources";
 import { StepTuner } from "./thread-tuner";
 import { SequencePool } from "./sequence-pool";
@@ -129,6 +129,10 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   const stepTuner = !!opts.adaptiveThreads && !opts.gpu && !opts.openmp;
   if (stepTuner && !tuneSteps(context, new StepTuner({}, (c) => opts.log.debug({ model: source.id, ...c }, "decode step threads"))))
     opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: decode steps use the governed thread count untuned");
+  // A built OpenMP engine under the adaptive policy: prompts on every usable CPU, decode steps on the governor's count.
+  const promptsOnAll = !!opts.adaptiveThreads && !opts.gpu && !!opts.openmp;
+  if (promptsOnAll && !promptsOnAllThreads(context, opts.threads))
+    opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: prompts use the governed thread count");
   const stat = fs.statSync(source.path);
   const limits = opts.chatTemplate ?? defaultTemplateLimits();
   const resolved = resolveBoundedWrapper(model, limits, source.wrapper);
@@ -146,7 +150,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   // chatWrapper: rebuilt from what an earlier start remembered (integrity/start-memo.ts), or resolved at this start;
   // wrapper: which one renders the chats (the model's own Jinja template, or a built-in node-llama-cpp judged the
   // same), and whether it has thoughts (reasoning_content): a user could not tell before (model-family run).
-  opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, stepTuner, backend: llama.gpu || "cpu",
+  opts.log.info({ model: source.id, contextSize, parallel: opts.parallel, threads: opts.threads, adaptiveThreads: !!opts.adaptiveThreads, stepTuner, promptsOnAllThreads: promptsOnAll, backend: llama.gpu || "cpu",
     chatWrapper: remembered ? "remembered" : "resolved", wrapper: chatWrapper.wrapperName, reasoning: !!chatWrapper.settings.segments?.thought }, "model loaded");
   return {
     info: { id: source.id, created: Math.floor(stat.mtimeMs / 1000), contextSize, sizeBytes: stat.size, beginningToken: beginningToken(model) ?? undefined },

@@ -10,7 +10,7 @@
 import type { Llama, LlamaContext } from "node-llama-cpp";
 import type { Logger } from "../log/logger";
 import { GOVERNOR_WINDOW_MS, ThreadGovernor } from "./thread-governor";
-import type { StepTuner } from "./thread-tuner";
+import { SMALL_STEP, type StepTuner } from "./thread-tuner";
 import { processCpus, procSources, type CpuTimeSources } from "./thread-sources";
 
 interface Governed { governor: ThreadGovernor; max: number; holds: number }
@@ -63,12 +63,13 @@ export async function withFullThreads<T>(llama: Llama, create: () => Promise<T>)
 type AddonContext = { initBatch?: (size: number) => unknown; setThreads?: (n: number) => unknown; decodeBatch?: () => Promise<unknown> };
 
 /**
- * Lets `tuner` pick the thread count of each decode step of `context` (thread-tuner.ts), below what the thread
- * splitter grants (the governor's count). This hooks node-llama-cpp internals (3.x: `LlamaContext._ctx`, whose
- * `initBatch(size)`, `setThreads(n)` and `decodeBatch()` the batch loop calls in that order); false, and nothing
- * changed, when they are not there.
+ * Hooks each decode step of `context`: `choose(size, n)` gives the thread count of a step of `size` tokens that the
+ * thread splitter granted n (the governor's count), `record` hears how long the step took on it. This hooks
+ * node-llama-cpp internals (3.x: `LlamaContext._ctx`, whose `initBatch(size)`, `setThreads(n)` and `decodeBatch()`
+ * the batch loop calls in that order); false, and nothing changed, when they are not there.
  */
-export function tuneSteps(context: LlamaContext, tuner: StepTuner): boolean {
+function hookSteps(context: LlamaContext, choose: (size: number, granted: number) => number,
+  record?: (size: number, threads: number, ms: number) => void): boolean {
   const ctx = (context as unknown as { _ctx?: AddonContext })._ctx;
   const { initBatch, setThreads, decodeBatch } = ctx ?? {};
   if (!ctx || typeof initBatch !== "function" || typeof setThreads !== "function" || typeof decodeBatch !== "function") return false;
@@ -76,13 +77,33 @@ export function tuneSteps(context: LlamaContext, tuner: StepTuner): boolean {
   // The addon's methods are read-only on its prototype: plain assignment throws, an own property shadows them.
   const own = (name: keyof AddonContext, value: unknown) => Object.defineProperty(ctx, name, { value, writable: true, configurable: true });
   own("initBatch", (n: number) => { size = n; return initBatch.call(ctx, n); });
-  own("setThreads", (n: number) => { threads = tuner.choose(size, n); return setThreads.call(ctx, threads); });
-  own("decodeBatch", async () => {
-    const t0 = performance.now();
-    const out = await decodeBatch.call(ctx);
-    if (threads > 0) tuner.record(size, threads, performance.now() - t0);
-    threads = 0; // a step without setThreads (no thread limit) is not attributed to the last count
-    return out;
-  });
+  own("setThreads", (n: number) => { threads = choose(size, n); return setThreads.call(ctx, threads); });
+  if (record) {
+    own("decodeBatch", async () => {
+      const t0 = performance.now();
+      const out = await decodeBatch.call(ctx);
+      if (threads > 0) record(size, threads, performance.now() - t0);
+      threads = 0; // a step without setThreads (no thread limit) is not attributed to the last count
+      return out;
+    });
+  }
   return true;
+}
+
+/** Lets `tuner` pick the thread count of each decode step of `context` (thread-tuner.ts), below what the governor grants. */
+export function tuneSteps(context: LlamaContext, tuner: StepTuner): boolean {
+  return hookSteps(context, (size, n) => tuner.choose(size, n), (size, threads, ms) => tuner.record(size, threads, ms));
+}
+
+/**
+ * A built OpenMP engine under the adaptive policy: a prompt step (more than SMALL_STEP tokens) runs on all `max`
+ * usable CPUs whatever the governor's count; decode steps on the governor's count. Its threads wait passively, so a
+ * prompt's large matrices gain from a second thread even next to a busy neighbour, where decode steps lose
+ * (bench-threads, 28 M, built engine, 2 CPUs, one burner: prefill 1,807 tok/s on 2 threads vs 1,570 on 1, the
+ * default 1,564 on the governor's 1; decode 131 on 2 vs 145 on 1; two burners: prefill 1,042 vs 1,048, decode 32 vs
+ * 105). The team is resized once per prompt, not from step to step (which cost the step tuner 0.77-0.90 of
+ * llama-server on this engine).
+ */
+export function promptsOnAllThreads(context: LlamaContext, max: number): boolean {
+  return hookSteps(context, (size, n) => (size > SMALL_STEP ? Math.max(n, max) : n));
 }

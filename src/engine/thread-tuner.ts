@@ -16,6 +16,9 @@
  * is not measured: it pays for waking the other core. Large batches (prompts) always get every allowed thread.
  */
 
+/** Steps of at most this many tokens are small (decode steps of up to this many sequences, short prompts); larger ones are prompts. */
+export const SMALL_STEP = 8;
+
 /** Tuning knobs; defaults are what the benchmark ran with. */
 export interface TunerOptions {
   /** Batches of at most this many tokens are tuned (decode steps of up to this many sequences, short prompts). */
@@ -49,7 +52,7 @@ export class StepTuner {
   private previous = 0;
 
   constructor(opts: TunerOptions = {}, private readonly onChange?: (c: TunerChange) => void) {
-    this.small = opts.smallBatch ?? 8;
+    this.small = opts.smallBatch ?? SMALL_STEP;
     this.every = opts.exploreEvery ?? 64;
     this.runLength = Math.max(2, opts.runLength ?? 4);
   }

@@ -80,7 +80,7 @@ describe.skipIf(!ready)("a built OpenMP engine's threads (compiled binary, as ro
     expect(lines.filter((l) => l.msg === "cpu threads changed" && l.threads === 1 && Number(l.othersCpu) < 0.5)).toEqual([]);
     // And no step tuner: it resized the OpenMP team between 1 and 2 threads (default 0.77-0.90 of llama-server,
     // --threads 2 0.96-1.13); decode steps take the governor's count.
-    expect(lines.find((l) => l.msg === "model loaded")).toMatchObject({ adaptiveThreads: true, stepTuner: false });
+    expect(lines.find((l) => l.msg === "model loaded")).toMatchObject({ adaptiveThreads: true, stepTuner: false, promptsOnAllThreads: true });
   }, 120_000);
 
   test("an operator's OMP_PROC_BIND=false is kept: no thread is bound", async () => {

@@ -70,12 +70,13 @@ async function threadsLine(wrap: string[], flags: string[] = []): Promise<Record
   }
   const line = text.split("\n").find((l) => l.includes('"msg":"cpu threads"'));
   if (!line) throw new Error(`no "cpu threads" line in: ${text}`);
-  const loaded = JSON.parse(text.split("\n").find((l) => l.includes('"msg":"model loaded"'))!) as { threads: number; stepTuner: boolean };
+  const loaded = JSON.parse(text.split("\n").find((l) => l.includes('"msg":"model loaded"'))!) as { threads: number; stepTuner: boolean; promptsOnAllThreads: boolean };
   const parsed = JSON.parse(line) as Record<string, unknown>;
   expect(loaded.threads).toBe(parsed.threads as number); // the engine got what the line says
   // The embedded (prebuilt, spinning) engine's small steps are tuned under the adaptive policy; a built OpenMP engine's
   // are not (tests/engine-build/engine-binding).
   expect(loaded.stepTuner).toBe(parsed.policy === "adaptive");
+  expect(loaded.promptsOnAllThreads).toBe(false); // a built OpenMP engine's only (thread-policy.ts)
   return parsed;
 }
 

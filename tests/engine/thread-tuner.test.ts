@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { LlamaCompletion } from "node-llama-cpp";
 import { Arrivals } from "../../src/engine/arrivals";
 import { loadModel, openLlama } from "../../src/engine/llama-load";
-import { tuneSteps } from "../../src/engine/thread-policy";
+import { promptsOnAllThreads, tuneSteps } from "../../src/engine/thread-policy";
 import { StepTuner, type TunerChange } from "../../src/engine/thread-tuner";
 import { memoryLogger, tinyModel } from "../helpers";
 
@@ -106,5 +106,30 @@ describe("the hook on a real context", () => {
     expect(steps.every(([batch, allowed]) => batch === 1 && allowed === 2)).toBe(true);
     // Three timed steps on the full count (the prompt step before was on 2 too, so none is cold), then a try of 1.
     expect(steps.slice(0, 7).map(([, , t]) => t)).toEqual([2, 2, 2, 1, 1, 1, 1]);
+  }, 120_000);
+
+  test("a built OpenMP engine's prompts run on every usable CPU while the governor holds decode steps to fewer", async () => {
+    const { log } = memoryLogger();
+    const opts = { models: [], threads: 2, ctxSize: 512, parallel: 1, maxQueue: 4, gpu: false as const, log };
+    const llama = await openLlama(opts);
+    const loaded = await loadModel(llama, { id: "tiny", path: await tinyModel() }, opts, new Arrivals());
+    llama.maxThreads = 1; // what the governor sets next to a busy neighbour (thread-governor.ts)
+    expect(promptsOnAllThreads(loaded.context, 2)).toBe(true);
+    // Each step's thread count as the engine has it when the step is decoded.
+    const ctx = (loaded.context as unknown as { _ctx: { decodeBatch: () => Promise<unknown> } })._ctx;
+    const decode = ctx.decodeBatch;
+    const steps: number[] = [];
+    Object.defineProperty(ctx, "decodeBatch", { value: () => { steps.push(loaded.context.currentThreads); return decode.call(ctx); }, writable: true, configurable: true });
+    const seq = loaded.context.getSequence();
+    try {
+      await new LlamaCompletion({ contextSequence: seq }).generateCompletion("the of and to in is you that the of and to in is you that", { maxTokens: 5 });
+    } finally {
+      seq.dispose();
+      await loaded.context.dispose();
+      await loaded.model.dispose();
+    }
+    expect(steps.length).toBeGreaterThanOrEqual(5);
+    expect(steps[0]).toBe(2); // the prompt (more than 8 tokens): both CPUs
+    expect(steps.slice(1).every((t) => t === 1)).toBe(true); // decode steps: the governor's 1
   }, 120_000);
 });
