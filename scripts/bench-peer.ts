@@ -45,6 +45,12 @@ console.log(`peer: ${peer.llamaServer} (llama.cpp bundle sha256 ${peer.sourceSha
 console.log(`machine: ${os.cpus().length} online CPUs, ${cores} usable, threads ${threads}, bun ${Bun.version}, runs ${runs} per side, max_tokens ${maxTokens}`);
 if (values.env) console.log(`appliance servers run with ${values.env}; the in-process rows (prompt processing, event-loop lag) on the embedded libraries`);
 
+/**
+ * The response scanner off, and on without the internal-host rule (which holds every word being written: it may be
+ * the first label of "name.corp"; the random model writes long runs of letters): what its hold-back costs.
+ */
+const SCANNER_PARTS = [["scanner off", { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }], ["no host rule", { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }]] as const;
+
 type Row = { measure: string; cells: Map<string, string> };
 const rows: Row[] = [];
 const row = (measure: string) => { let r = rows.find((x) => x.measure === measure); if (!r) rows.push(r = { measure, cells: new Map() }); return r; };
@@ -91,13 +97,22 @@ for (const size of values.sizes.split(",")) {
   await tps(a); await tps(b);
   record(`HTTP decode, --threads ${threads} (fixed) (tok/s)`, size, await ab(a, b, tps), "tok/s");
   record("408-word prompt (~650 tokens), max_tokens 1, latency (ms)", size, await ab(a, b, (s) => complete(s, wordsPrompt(408), 1).then((c) => c.ms)), "ms", true);
-  record("streamed time to first token (ms)", size, await ab(a, b, (s) => complete(s, short(), 16, true).then((c) => c.ttftMs)), "ms", true);
+  const ttft = (s: Served) => complete(s, short(), 16, true).then((c) => c.ttftMs);
+  record("streamed time to first token (ms)", size, await ab(a, b, ttft), "ms", true);
   if (first) {
     const chatP50 = async (s: Served) => { const xs: number[] = []; for (let i = 0; i < 9; i++) xs.push(await chatOne(s)); return median(xs); };
     record("1-token chat p50 (ms)", size, await ab(a, b, chatP50), "ms", true);
     record("GET /v1/models req/s (8 clients)", size, await ab(a, b, (s) => modelsRps(s), 2), "req/s");
   }
-  await a.stop(); await b.stop();
+  await a.stop();
+  // Where the appliance's time to first token goes: the same with parts of the response scanner off (SCANNER_PARTS).
+  for (const [name, off] of SCANNER_PARTS) {
+    const s = await startAppliance(bin, model, dir, threads, 1, { name, env: { ...env, ...off } });
+    await tps(s);
+    record(`streamed time to first token, appliance with ${name} (ms)`, size, await ab(s, b, ttft), "ms", true);
+    await s.stop();
+  }
+  await b.stop();
 
   for (const n of [2, 4]) {
     [a, b] = await pair(threads, n);
@@ -122,10 +137,9 @@ for (const size of values.sizes.split(",")) {
     await tps(d);
     record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s)`, size, await ab(d, b, burst), "tok/s");
     await d.stop(); await b.stop();
-    // Where the appliance's spread comes from: the same bursts with the response scanner off, and with it on but
-    // without the internal-host rule (which holds every word being written: it may be the first label of "name.corp").
+    // Where the appliance's spread comes from: the same bursts with parts of the response scanner off.
     const l0 = load1(), parts: string[] = [];
-    for (const [name, off] of [["scanner off", { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }], ["no host rule", { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }]] as const) {
+    for (const [name, off] of SCANNER_PARTS) {
       const s = await startAppliance(bin, model, dir, threads, n, { name, env: { ...env, ...off } });
       await tps(s);
       for (let i = 0; i < runs; i++) await burst(s);
