@@ -18,7 +18,7 @@ import { defaultTemplateLimits, probeToolResults, resolveBoundedWrapper, type Te
 import { llama3Wrapper } from "./plain-wrapper";
 import { withGenerationPrompt, writesEmptyThought } from "./generation-prompt";
 import { ToolResultsOf, withToolResults } from "./tool-results";
-import { governThreads, promptsOnAllThreads, tuneSteps, withFullThreads } from "./thread-policy";
+import { governThreads, promptsGetAllCpus, promptsOnAllThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { processCpus } from "./thread-sources";
 import { StepTuner } from "./thread-tuner";
 import { SequencePool } from "./sequence-pool";
@@ -130,7 +130,7 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   if (stepTuner && !tuneSteps(context, new StepTuner({}, (c) => opts.log.debug({ model: source.id, ...c }, "decode step threads"))))
     opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: decode steps use the governed thread count untuned");
   // A built OpenMP engine under the adaptive policy: prompts on every usable CPU, decode steps on the governor's count.
-  const promptsOnAll = !!opts.adaptiveThreads && !opts.gpu && !!opts.openmp;
+  const promptsOnAll = promptsGetAllCpus(opts);
   if (promptsOnAll && !promptsOnAllThreads(context, opts.threads))
     opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: prompts use the governed thread count");
   const stat = fs.statSync(source.path);

@@ -4,7 +4,7 @@
  * disposal in the only order that does not hang under Bun:
  * sequence → context → model → llama.
  */
-import { LlamaChat, LlamaCompletion, type ChatHistoryItem, type ChatModelFunctions, type ChatWrapper, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
+import { LlamaChat, LlamaCompletion, type ChatHistoryItem, type ChatModelFunctions, type ChatWrapper, type LlamaContext, type LlamaContextSequence, type Llama, type Token, type LlamaGrammar } from "node-llama-cpp";
 import { InvalidRequestError, ModelNotFoundError, NotReadyError } from "../errors";
 import type { ChatTurn, Embeddings, Engine, GenerateCall, Generation, ModelInfo, OutputFormat, ToolSpec, ToolUse } from "./engine";
 import { GrammarCache } from "./grammar-cache";
@@ -14,7 +14,7 @@ import { callOrAnswerSchema, chatFunctions, forcedCallSchema, newCallId, parseFo
 import { callGate } from "./call-gate";
 import { Arrivals } from "./arrivals";
 import { loadModel, openLlama, type Loaded, type LlamaEngineOptions, type ModelSource } from "./llama-load";
-import { withFullThreads } from "./thread-policy";
+import { promptsGetAllCpus, promptsOnAllThreads, withFullThreads } from "./thread-policy";
 import { tallyTokens } from "./token-tally";
 import { thoughtChunks } from "./thought-chunks";
 import { chatEarly } from "./early-text";
@@ -341,7 +341,14 @@ export class LlamaEngine implements Engine {
     const release = await l.embedScheduler.acquire(signal);
     try {
       // Made at the full thread count even while the governor has lowered it (node-llama-cpp would cap it for good).
-      l.embedding ??= withFullThreads(this.llama, () => l.model.createEmbeddingContext({ contextSize: l.info.contextSize, threads: this.opts.threads }));
+      l.embedding ??= withFullThreads(this.llama, () => l.model.createEmbeddingContext({ contextSize: l.info.contextSize, threads: this.opts.threads }))
+        .then((e) => {
+          // An input is a prompt: on a built engine, every usable CPU like a chat's prompt (thread-policy.ts).
+          const context = (e as unknown as { _llamaContext?: LlamaContext })._llamaContext;
+          if (promptsGetAllCpus(this.opts) && !(context && promptsOnAllThreads(context, this.opts.threads)))
+            this.opts.log.warn({ model: l.info.id }, "node-llama-cpp internals changed: embeddings use the governed thread count");
+          return e;
+        });
       const ctx = await l.embedding;
       // node-llama-cpp adds the model's BOS (and for some vocabularies EOS) and refuses an input that then does not
       // leave one position free: an input of the context size, or one less, passed the check above and was a 500.

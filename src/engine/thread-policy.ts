@@ -107,3 +107,8 @@ export function tuneSteps(context: LlamaContext, tuner: StepTuner): boolean {
 export function promptsOnAllThreads(context: LlamaContext, max: number): boolean {
   return hookSteps(context, (size, n) => (size > SMALL_STEP ? Math.max(n, max) : n));
 }
+
+/** Whether promptsOnAllThreads applies: a built OpenMP engine, on the CPU, under the adaptive policy. */
+export function promptsGetAllCpus(o: { adaptiveThreads?: boolean; gpu?: unknown; openmp?: boolean }): boolean {
+  return !!o.adaptiveThreads && !o.gpu && !!o.openmp;
+}

@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { LlamaCompletion } from "node-llama-cpp";
 import { Arrivals } from "../../src/engine/arrivals";
 import { loadModel, openLlama } from "../../src/engine/llama-load";
+import { LlamaEngine } from "../../src/engine/llama";
 import { promptsOnAllThreads, tuneSteps } from "../../src/engine/thread-policy";
 import { StepTuner, type TunerChange } from "../../src/engine/thread-tuner";
 import { memoryLogger, tinyModel } from "../helpers";
@@ -131,5 +132,24 @@ describe("the hook on a real context", () => {
     expect(steps.length).toBeGreaterThanOrEqual(5);
     expect(steps[0]).toBe(2); // the prompt (more than 8 tokens): both CPUs
     expect(steps.slice(1).every((t) => t === 1)).toBe(true); // decode steps: the governor's 1
+  }, 120_000);
+
+  test("a built engine's embeddings are prompts too: every usable CPU while the governor holds decode steps to fewer", async () => {
+    const engine = await LlamaEngine.create({ models: [{ id: "tiny", path: await tinyModel() }], threads: 2, ctxSize: 512, parallel: 1, maxQueue: 4,
+      gpu: false, log: memoryLogger().log, adaptiveThreads: true, openmp: true });
+    try {
+      const signal = new AbortController().signal;
+      await engine.embed("tiny", ["made on first use"], signal);
+      const internals = engine as unknown as { llama: { maxThreads: number }; loaded: Map<string, { embedding?: Promise<unknown> }> };
+      const context = (await internals.loaded.get("tiny")!.embedding as { _llamaContext: { currentThreads: number; _ctx: { decodeBatch: () => Promise<unknown> } } })._llamaContext;
+      const decode = context._ctx.decodeBatch;
+      const steps: number[] = [];
+      Object.defineProperty(context._ctx, "decodeBatch", { value: () => { steps.push(context.currentThreads); return decode.call(context._ctx); }, writable: true, configurable: true });
+      internals.llama.maxThreads = 1; // the governor's count next to a busy neighbour
+      await engine.embed("tiny", ["the of and to in is you that the of and to in is you that"], signal);
+      expect(steps).toEqual([2]);
+    } finally {
+      await engine.dispose();
+    }
   }, 120_000);
 });
