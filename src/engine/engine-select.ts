@@ -9,6 +9,7 @@ import { applyOmpEnv } from "./engine-build-env";
 import { engineFolder } from "./engine-compile";
 import { ENGINE_NLC_VERSION } from "./engine-sources";
 import { holdsEngine, verifyEngineDir, versionDirOf, type EngineRecord } from "./engine-store";
+import { NATIVE_BUNDLE } from "./native-assets";
 import { NativeLibError } from "./native";
 
 declare global { var __APPLIANCE_ENGINE_BINS__: Record<string, string> | undefined }
@@ -92,3 +93,17 @@ export function engineInfo(backend: string): EngineInfo {
 
 /** Whether a verified built engine serves this GPU backend (gpu.ts: a build may carry no embedded GPU libraries). */
 export const builtEngineHas = (folder: string) => Boolean(globalThis.__APPLIANCE_ENGINE_BINS__?.[`@node-llama-cpp/${folder}`]);
+
+/**
+ * Why an installed service would run on node-llama-cpp's prebuilt libraries (no OpenMP) where an engine built on
+ * the machine would serve faster (README, Engine build), or undefined when not: another OS, an engine already built
+ * under `root`, `engine.use` set, a binary whose embedded engine is already our own build, or running from source.
+ */
+export function prebuiltEngineNote(cfg: { use: "auto" | "embedded" | "built"; dir: string }, root = "/",
+  platform: string = process.platform, nlcVersion: string | null = ENGINE_NLC_VERSION, bundle = NATIVE_BUNDLE): string | undefined {
+  if (platform !== "linux" || cfg.use !== "auto" || !nlcVersion || !bundle || bundle.engine?.kind === "local") return undefined;
+  if (holdsEngine(versionDirOf(path.join(root, cfg.dir), nlcVersion))) return undefined;
+  return "engine: node-llama-cpp's prebuilt llama.cpp libraries (no OpenMP, generic CPU variants: prompts and concurrent streams "
+    + "well below llama-server's speed). For an engine built for this CPU: sudo appliance engine build (needs cmake, a C and a C++ "
+    + "compiler, ninja or make; takes minutes), then restart the service (README: Engine build; Benchmarks).";
+}

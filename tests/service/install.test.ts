@@ -56,6 +56,9 @@ describe("systemd install under --root", () => {
     expect(unit).toContain("User=appliance");
     expect(unit).not.toMatch(/^MemoryDenyWriteExecute/m);
     expect(fs.readFileSync(l.units["appliance-verify.timer"]!, "utf8")).toMatch(/OnCalendar=\*-\*-\* 06:00:00[\s\S]*Persistent=true/);
+    // No engine built under this root: install says the service runs the prebuilt libraries, and how to build one.
+    expect(first.out).toContain("engine: node-llama-cpp's prebuilt llama.cpp libraries");
+    expect(first.out).toContain("sudo appliance engine build");
   });
 
   test("a second run changes nothing and says so", async () => {

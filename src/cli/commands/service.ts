@@ -7,6 +7,7 @@ import { DEFAULTS, parseConfig } from "../../config/load";
 import { removeBuiltEngines } from "../../engine/engine-versions";
 import { selfCommand } from "../../engine/gpu";
 import { SYSTEM_NATIVE_DIR } from "../../engine/native";
+import { prebuiltEngineNote } from "../../engine/engine-select";
 import { makeTinyModel } from "../../engine/tiny-model";
 import { readLockdown } from "../../guards/lockdown";
 import type { Config } from "../../config/schema";
@@ -108,6 +109,8 @@ export const installCmd: Command = {
     if (values["dry-run"]) { out("dry run: nothing was changed"); return EXIT.OK; }
     if (r.healthy === false) { console.error(`install failed: ${r.reason}`); return EXIT.FAIL; }
     out(r.healthy ? `installed and running: ${healthUrl(config)} answers` : `installed under ${l.root}`);
+    const note = prebuiltEngineNote(config.engine, l.root);
+    if (note) out(note);
     return EXIT.OK;
   },
 };
