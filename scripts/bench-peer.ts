@@ -51,6 +51,23 @@ if (values.env) console.log(`appliance servers run with ${values.env}; the in-pr
  */
 const SCANNER_PARTS = [["scanner off", { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }], ["no host rule", { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }]] as const;
 
+/**
+ * From a server's debug log: the share of the time spans on each thread count of its governor ("cpu threads changed"
+ * lines; before the first, the most: `max`), e.g. "2 threads 81%, 1 thread 19%".
+ */
+function threadShares(logFile: string, spans: [number, number][], max: number): string {
+  const changes = fs.readFileSync(logFile, "utf8").split("\n").filter((l) => l.includes('"msg":"cpu threads changed"'))
+    .map((l) => JSON.parse(l) as { time: string; threads: number }).map((c) => ({ at: Date.parse(c.time), threads: c.threads }));
+  const on = new Map<number, number>();
+  for (const [from, to] of spans) {
+    let count = [...changes].reverse().find((c) => c.at <= from)?.threads ?? max, at = from;
+    for (const c of changes.filter((c) => c.at > from && c.at < to)) { on.set(count, (on.get(count) ?? 0) + c.at - at); count = c.threads; at = c.at; }
+    on.set(count, (on.get(count) ?? 0) + to - at);
+  }
+  const total = [...on.values()].reduce((x, y) => x + y, 0) || 1;
+  return [...on].sort((x, y) => y[0] - x[0]).map(([t, ms]) => `${t} thread${t > 1 ? "s" : ""} ${Math.round((100 * ms) / total)}%`).join(", ");
+}
+
 type Row = { measure: string; cells: Map<string, string> };
 const rows: Row[] = [];
 const row = (measure: string) => { let r = rows.find((x) => x.measure === measure); if (!r) rows.push(r = { measure, cells: new Map() }); return r; };
@@ -133,10 +150,16 @@ for (const size of values.sizes.split(",")) {
     await a.stop();
     // The same against the appliance as users run it: no --threads (the adaptive policy; the fixed count above
     // disables it), llama-server unchanged.
-    const d = await startAppliance(bin, model, dir, 0, n, { name: "appliance (default threads)", env });
+    // At debug level its governor's changes are logged ("cpu threads changed"; nothing else is logged per request
+    // at debug): the row after says how much of its bursts' time ran on fewer threads than --threads.
+    const dLog = path.join(dir, `default-${n}.log`);
+    const d = await startAppliance(bin, model, dir, 0, n, { name: "appliance (default threads)", env: { ...env, APPLIANCE_LOG_LEVEL: "debug" }, logFile: dLog });
     await tps(d);
-    record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s)`, size, await ab(d, b, burst), "tok/s");
+    const spans: [number, number][] = [];
+    const timed = async (s: Served) => { const t0 = Date.now(); const r = await burst(s); if (s === d) spans.push([t0, Date.now()]); return r; };
+    record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s)`, size, await ab(d, b, timed), "tok/s");
     await d.stop(); await b.stop();
+    row(`${n}-stream bursts of the appliance without --threads: share of their time on each thread count (its governor's log)`).cells.set(size, threadShares(dLog, spans, threads));
     // Where the appliance's spread comes from: the same bursts with parts of the response scanner off.
     const l0 = load1(), parts: string[] = [];
     for (const [name, off] of SCANNER_PARTS) {
