@@ -10,7 +10,15 @@ import { sha256Bytes, sha256Fd, sha256FdSync, sha256File } from "../../src/util/
 import { tmpDir } from "../helpers";
 
 const dir = tmpDir("appliance-util-");
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+// A real full disk: a 64 KiB tmpfs (root only; where it cannot be mounted the test is skipped, and says so).
+const full = path.join(dir, "full");
+fs.mkdirSync(full);
+const mounted = process.getuid?.() === 0 && Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", full]).exitCode === 0;
+if (!mounted) console.warn("writeFileAtomic full-disk test SKIPPED: it mounts a 64 KiB tmpfs (root and mount needed)");
+afterAll(() => {
+  if (mounted) Bun.spawnSync(["umount", full]);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 test("sha256 of bytes, path and descriptor agree with node:crypto, across chunk boundaries", async () => {
   const data = crypto.randomBytes((4 << 20) + 12345);
@@ -74,6 +82,14 @@ test("writeFilesAtomic writes a set across directories with their modes; a faile
   expect(fs.readFileSync(path.join(base, "c"), "utf8")).toBe("see");
   expect(fs.readdirSync(base).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   expect(fs.readdirSync(path.join(base, "sub")).sort()).toEqual(["b.json"]);
+});
+
+test.skipIf(!mounted)("writeFileAtomic on a full disk fails and leaves the old file whole (a short write was renamed over it)", () => {
+  const file = path.join(full, "keys.json");
+  fs.writeFileSync(file, "good");
+  expect(() => writeFileAtomic(file, new Uint8Array(100 * 1024).fill(65))).toThrow(/ENOSPC|short write/);
+  expect(fs.readFileSync(file, "utf8")).toBe("good");
+  expect(fs.readdirSync(full)).toEqual(["keys.json"]); // no temp file left behind
 });
 
 test("openPlainFile refuses a symlink and a directory", () => {
