@@ -121,5 +121,10 @@ async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe"
   if (code === 0 && /^preflight ok$/m.test(out)) return;
   const detail = (await err).trim().split("\n").filter((l) => l && !/^\s+at /.test(l)).slice(-2).join(" | ").slice(0, 400);
   const how = timedOut || (proc.signalCode ? `llama.cpp killed the process (${proc.signalCode})` : `it failed (exit ${code})`);
+  // Failed in its own start, before it read a byte of the model (e.g. no space to unpack the native libraries under
+  // the state dir): said so, not "the model is refused" (a full disk read as a bad model).
+  if (stage === "start" && !timedOut && !proc.signalCode) {
+    throw new ModelPreflightError(`could not try ${shownAs}: the trial run failed while starting, before it read the model (exit ${code})${detail ? `: ${detail}` : ""}`);
+  }
   throw new ModelPreflightError(`${shownAs} is refused: in a trial run ${STAGE_TEXT[stage] ?? `at ${stage}`}, ${how}${detail && !timedOut ? `: ${detail}` : ""}`);
 }

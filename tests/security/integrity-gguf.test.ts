@@ -13,11 +13,20 @@ import { readManifest } from "../../src/integrity/manifest";
 import { ModelPreflightError, preflightModel } from "../../src/integrity/model-preflight";
 import { resolveModels } from "../../src/integrity/resolve";
 import { main } from "../../src/main";
-import { tinyModel, tmpDir, withTemplate } from "../helpers";
+import { builtBinary, tinyModel, tmpDir, withTemplate } from "../helpers";
 
 const dirs: string[] = [];
 const dir = () => { const d = tmpDir("appliance-gguf-"); dirs.push(d); return d; };
-afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+// A real full disk for one test: a state dir on a 4 MiB tmpfs, where the 30 MB of native libraries do not fit (root
+// only; where it cannot be mounted that test is skipped, and says so).
+const fullState = path.join(dir(), "state");
+fs.mkdirSync(fullState);
+const fullMounted = process.getuid?.() === 0 && Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", fullState]).exitCode === 0;
+if (!fullMounted) console.warn("full-disk trial run test SKIPPED: it mounts a 4 MiB tmpfs (root and mount needed)");
+afterAll(() => {
+  if (fullMounted) Bun.spawnSync(["umount", fullState]);
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 /** The tiny model with one u32 metadata value replaced in place. */
 async function withU32(key: string, value: number): Promise<string> {
@@ -89,6 +98,17 @@ describe("trial run in a child process at models add", () => {
     await expect(resolveModels(parseConfig({ stateDir: dir(), model: [file], allowUnverified: true } as Record<string, unknown>)))
       .rejects.toThrow(/template\.gguf is refused: in a trial run while rendering its chat template, its chat template did not finish/);
     expect(Date.now() - started).toBeLessThan(120_000); // bounded by the template limit, not by the loop
+  }, 180_000);
+
+  test.skipIf(!fullMounted)("compiled binary, no space under the state dir for the native libraries: a full disk is said, not \"the model is refused\"", async () => {
+    const r = Bun.spawnSync([await builtBinary(), "models", "add", await tinyModel(), "--models-dir", path.join(dir(), "models"), "--state-dir", fullState], { stderr: "pipe" });
+    const err = r.stderr.toString();
+    expect(r.exitCode).toBe(1);
+    expect(err).toContain("could not try");
+    expect(err).toContain("before it read the model");
+    expect(err).toContain("ENOSPC");
+    expect(err).not.toContain("is refused");
+    expect(fs.readdirSync(fullState).filter((f) => f.startsWith(".preflight-"))).toEqual([]); // its temp dir removed
   }, 180_000);
 
   test("the real tiny model passes the trial run, and models add installs it", async () => {
