@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { fsyncDir, ownerFor } from "./fs";
+import { fsyncDir, ownerFor, writeAll } from "./fs";
 import { randomBytes } from "./random";
 
 export interface AtomicWriteOptions {
@@ -39,15 +39,9 @@ export function writeFilesAtomic(files: readonly AtomicFile[]) {
       const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
       const fd = fs.openSync(tmp, c.O_WRONLY | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, mode);
       open.push({ fd, tmp, file });
-      // Every byte or an error: a write to a nearly full disk returns short (the next one fails with ENOSPC), and a
-      // single write call renamed a cut-off file over the good one, reported as success (a 100 KiB file on a
-      // 64 KiB tmpfs: 61,440 bytes written).
-      const bytes = typeof data === "string" ? Buffer.from(data) : data;
-      for (let done = 0; done < bytes.length;) {
-        const n = fs.writeSync(fd, bytes, done, bytes.length - done);
-        if (n <= 0) throw new Error(`${tmp}: short write (${done} of ${bytes.length} bytes)`);
-        done += n;
-      }
+      // Every byte or an error: a single write call renamed a cut-off file over the good one on a nearly full disk,
+      // reported as success (a 100 KiB file on a 64 KiB tmpfs: 61,440 bytes written).
+      writeAll(fd, typeof data === "string" ? Buffer.from(data) : data, tmp);
       const owner = opts.owner === undefined ? ownerFor(dir) : opts.owner;
       // Only when it differs: a root run writing root's own file then makes no chown call, which the
       // service unit's SystemCallFilter does not allow (tests/service/syscalls.test.ts runs serve as root).

@@ -52,7 +52,7 @@ export function copyHashed(from: string, to: string, mode: number, owner?: { uid
       const n = fs.readSync(src, buf, 0, buf.length, null);
       if (n === 0) break;
       hash.update(buf.subarray(0, n));
-      for (let off = 0; off < n;) off += fs.writeSync(dst, buf, off, n - off);
+      writeAll(dst, buf.subarray(0, n), to);
     }
     fs.fsyncSync(dst);
     fs.fchmodSync(dst, mode);
@@ -140,12 +140,24 @@ export function appendWhole(file: string, text: string, mode = 0o600) {
  */
 const openAppend = (file: string, mode: number) => openPlainFile(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, mode);
 
+/**
+ * Every byte of `buf` written at the descriptor's offset, or an error: one write call may return short (a nearly full
+ * disk returns what fit, the next call fails with ENOSPC). `what` names the file in the error of a zero-length write.
+ */
+export function writeAll(fd: number, buf: Uint8Array, what = `fd ${fd}`) {
+  for (let done = 0; done < buf.length;) {
+    const n = fs.writeSync(fd, buf, done, buf.length - done);
+    if (n <= 0) throw new Error(`${what}: short write (${done} of ${buf.length} bytes)`);
+    done += n;
+  }
+}
+
 /** appendWhole's write: whole, or cut back to where it began. */
 function writeWhole(fd: number, text: string) {
   const size = fs.fstatSync(fd).size;
   const buf = Buffer.from(text, "utf8");
   try {
-    for (let done = 0; done < buf.length;) done += fs.writeSync(fd, buf, done);
+    writeAll(fd, buf);
   } catch (e) {
     try { fs.ftruncateSync(fd, size); } catch { /* the error below says what failed; the next start repairs a torn tail */ }
     throw e;

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { LlamaCompletion } from "node-llama-cpp";
 import { Arrivals } from "../../src/engine/arrivals";
-import { loadModel, openLlama } from "../../src/engine/llama-load";
+import { loadModel, openLlama, type Loaded } from "../../src/engine/llama-load";
 import { LlamaEngine } from "../../src/engine/llama";
 import { promptsOnAllThreads, tuneSteps } from "../../src/engine/thread-policy";
 import { StepTuner, type TunerChange } from "../../src/engine/thread-tuner";
@@ -80,6 +80,18 @@ describe("step tuner", () => {
   });
 });
 
+/** One completion on a sequence of `loaded`'s context, then the context and the model disposed. */
+async function completeThenDispose(loaded: Loaded, prompt: string, maxTokens: number) {
+  const seq = loaded.context.getSequence();
+  try {
+    await new LlamaCompletion({ contextSequence: seq }).generateCompletion(prompt, { maxTokens });
+  } finally {
+    seq.dispose();
+    await loaded.context.dispose();
+    await loaded.model.dispose();
+  }
+}
+
 describe("the hook on a real context", () => {
   test("every decode step goes through the tuner: prompt at the full count, decode steps timed", async () => {
     const { log } = memoryLogger();
@@ -92,14 +104,7 @@ describe("the hook on a real context", () => {
     tuner.choose = (batch, allowed) => { const t = choose(batch, allowed); seen.push([batch, allowed, t]); return t; };
     tuner.record = (batch, t, ms) => { expect(ms).toBeGreaterThan(0); record(batch, t, ms); };
     expect(tuneSteps(loaded.context, tuner)).toBe(true);
-    const seq = loaded.context.getSequence();
-    try {
-      await new LlamaCompletion({ contextSequence: seq }).generateCompletion("the of and to in is you that", { maxTokens: 9 });
-    } finally {
-      seq.dispose();
-      await loaded.context.dispose();
-      await loaded.model.dispose();
-    }
+    await completeThenDispose(loaded, "the of and to in is you that", 9);
     expect(seen[0]![0]).toBeGreaterThan(2); // the prompt: one large batch
     expect(seen[0]![2]).toBe(2); // … on every allowed thread
     const steps = seen.slice(1);
@@ -121,14 +126,7 @@ describe("the hook on a real context", () => {
     const decode = ctx.decodeBatch;
     const steps: number[] = [];
     Object.defineProperty(ctx, "decodeBatch", { value: () => { steps.push(loaded.context.currentThreads); return decode.call(ctx); }, writable: true, configurable: true });
-    const seq = loaded.context.getSequence();
-    try {
-      await new LlamaCompletion({ contextSequence: seq }).generateCompletion("the of and to in is you that the of and to in is you that", { maxTokens: 5 });
-    } finally {
-      seq.dispose();
-      await loaded.context.dispose();
-      await loaded.model.dispose();
-    }
+    await completeThenDispose(loaded, "the of and to in is you that the of and to in is you that", 5);
     expect(steps.length).toBeGreaterThanOrEqual(5);
     expect(steps[0]).toBe(2); // the prompt (more than 8 tokens): both CPUs
     expect(steps.slice(1).every((t) => t === 1)).toBe(true); // decode steps: the governor's 1
