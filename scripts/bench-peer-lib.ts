@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { wordStartTokenIds } from "../src/engine/tiny-model";
 
 /** A running server under test. */
 export interface Served { name: string; base: string; headers: Record<string, string>; proc: Bun.Subprocess; stop: () => Promise<void> }
@@ -154,9 +155,18 @@ async function post(url: string, init: RequestInit): Promise<Response> {
   }
 }
 
-/** One greedy /v1/completions request, streamed or not, timed from send to last byte (and to the first text). */
-export async function complete(s: Served, prompt: string, maxTokens: number, stream = false): Promise<Completion> {
-  const body = { model: "bench", prompt, max_tokens: maxTokens, temperature: 0, logit_bias: NO_END, stream, ...(stream && { stream_options: { include_usage: true } }) };
+/**
+ * NO_END and a push towards the vocabulary's word-start tokens (tiny-model.ts wordStartTokenIds): the random model then
+ * writes words separated by spaces, as real text is, where its own output is long runs with no space.
+ */
+export const WORDS_BIAS: Record<string, number> = { ...Object.fromEntries(wordStartTokenIds().map((id) => [String(id), 50])), ...NO_END };
+
+/**
+ * One greedy /v1/completions request, streamed or not, timed from send to last byte (and to the first text).
+ * `bias`: the request's logit_bias (NO_END, or WORDS_BIAS for word-separated output).
+ */
+export async function complete(s: Served, prompt: string, maxTokens: number, stream = false, bias: Record<string, number> = NO_END): Promise<Completion> {
+  const body = { model: "bench", prompt, max_tokens: maxTokens, temperature: 0, logit_bias: bias, stream, ...(stream && { stream_options: { include_usage: true } }) };
   const t0 = performance.now();
   const res = await post(`${s.base}/v1/completions`, { method: "POST", headers: s.headers, body: JSON.stringify(body) });
   if (!stream) {

@@ -58,6 +58,16 @@ function buildVocab(controlTokens: readonly string[]) {
   };
 }
 
+/**
+ * The ids of the vocabulary's word-start tokens ("▁the", "▁a", …: a space, then a word or a character), for a
+ * logit_bias that makes the random model write words separated by spaces, as real text is (scripts/bench-peer.ts:
+ * what the response scanner's hold-back costs on such text; on the model's own output, long runs with no space, it
+ * holds each run until it ends). `look`: the one the model was made with (its control tokens come before these).
+ */
+export function wordStartTokenIds(look: TinyModelLook = {}): number[] {
+  return buildVocab(look.controlTokens ?? []).tokens.flatMap((t, id) => (t.startsWith(SP) && t.length > 1 ? [id] : []));
+}
+
 /** mulberry32: small, fast and the same on every machine. */
 function rng(seed: number) {
   let a = seed >>> 0;
