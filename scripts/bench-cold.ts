@@ -4,13 +4,16 @@
  *
  * Cold start to /health, the appliance (compiled binary, as users run it: auth, guards, audit on) against the peer
  * llama-server (scripts/peer-build.ts) on the same generated F32 GGUF, runs alternated (ABBA), medians, the 1-minute
- * load average at the start and end of each row. Three appliance rows:
+ * load average at the start and end of each row. The appliance rows:
  * - "state kept": a restart with its state in place (models added, native libraries unpacked, hash cache and
  *   template/wrapper trial remembered by a previous start), serve run directly: it re-executes itself once for
  *   huge-page malloc (util/huge-pages.ts);
  * - "state kept, unit environment": the same with GLIBC_TUNABLES as the installed systemd unit sets it, so no
  *   re-exec (the unit's pre-start verify and sandbox set-up are not in it);
- * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed);
+ * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed: its trial
+ *   run leaves the native libraries unpacked and the start memo written for the first start, integrity/serve-prep.ts);
+ * - "state removed, then what models add prepared removed": the same with those removed again, so the start unpacks
+ *   the libraries and resolves the chat wrapper itself (a build's first start with nothing prepared for it);
  * - as root only, "as the service account": the unit-environment row with serve run as another user (nobody, through
  *   setpriv) on a models dir root's `models add` filled (root:nogroup 0750), the native libraries `install
  *   --native-only` put in the root-owned system dir (removed after the row unless already there) and a state dir of
@@ -31,6 +34,8 @@ import { peerBuild } from "./peer-build";
 import { freePort, listensOn, load1, median, prepareAppliance, startPeer, started, stopServer, waitHealthy, cpuLine } from "./bench-peer-lib";
 import { HUGETLB_TUNABLE } from "../src/util/huge-pages";
 import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
+import { START_MEMO } from "../src/integrity/start-memo";
+import { CPU_BACKEND_FILE } from "../src/engine/cpu-backend";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: "dist/appliance" }, runs: { type: "string", default: "5" }, size: { type: "string", default: "28" },
@@ -82,13 +87,17 @@ function prepareService(bin: string, home: string): string[] {
   return ["--state-dir", stateDir, "--models-dir", modelsDir];
 }
 
-async function appliance(env: Record<string, string> = {}, which = 0, asService = false): Promise<Start> {
+/** What `models add` prepares for the first start on its state dir (integrity/serve-prep.ts), and the CPU variant a start remembers. */
+const PREPARED = ["native", START_MEMO, CPU_BACKEND_FILE];
+
+async function appliance(env: Record<string, string> = {}, which = 0, asService = false, unprepared = false): Promise<Start> {
   const logFile = path.join(dir, "serve.log");
   fs.rmSync(logFile, { force: true });
   // Each binary its own state dir (under its own HOME-like dir): the --before binary may lay its libraries out differently.
   const home = path.join(dir, `${which ? "before" : ""}${asService ? "svc" : ""}`);
   fs.mkdirSync(home, { recursive: true, mode: 0o755 });
   const dirs = asService ? prepareService(bins[which]!, home) : ["--state-dir", prepareAppliance(bins[which]!, model, home).stateDir];
+  if (unprepared) for (const p of PREPARED) fs.rmSync(path.join(home, "state", p), { recursive: true, force: true });
   const port = freePort();
   const t0 = performance.now();
   const as = asService ? ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"] : [];
@@ -111,13 +120,13 @@ async function llamaServer(): Promise<Start> {
 }
 
 const f = (x: number) => x.toFixed(0);
-async function row(name: string, before: () => void, env: Record<string, string> = {}, asService = false) {
+async function row(name: string, before: () => void, env: Record<string, string> = {}, asService = false, unprepared = false) {
   const A: Start[][] = bins.map(() => []), B: number[] = [];
   const l0 = load1();
   const sides = [...bins.map((_, k) => k), -1]; // -1: the peer
   for (let i = 0; i < runs; i++) {
     for (const side of i % 2 ? [...sides].reverse() : sides) {
-      if (side >= 0) { before(); A[side]!.push(await appliance(env, side, asService)); } else B.push((await llamaServer()).ms);
+      if (side >= 0) { before(); A[side]!.push(await appliance(env, side, asService, unprepared)); } else B.push((await llamaServer()).ms);
     }
   }
   const b = median(B), l1 = load1();
@@ -166,4 +175,8 @@ if (process.getuid?.() === 0) {
   await row("state kept, unit environment, as the service account (nobody; root's models dir and native libraries)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE }, true);
   removeSystem();
 }
-await row("state removed", () => { for (const d of [dir, path.join(dir, "before")]) fs.rmSync(path.join(d, "state"), { recursive: true, force: true }); });
+const removeState = () => { for (const d of [dir, path.join(dir, "before")]) fs.rmSync(path.join(d, "state"), { recursive: true, force: true }); };
+await row("state removed", removeState);
+// A build's first start with nothing prepared for it: what a hand-run server's first start after an update pays (the
+// libraries and the memo are per build), and an older binary's first start after models add.
+await row("state removed, then what models add prepared removed (native libraries, start memo)", removeState, {}, false, true);

@@ -19,7 +19,7 @@ import { InvalidRequestError } from "../errors";
 import { SyncRenderer } from "./template-sync";
 import type { TemplateInit, TemplateJob, TemplateProbe, TemplateResult } from "./template-render";
 import type { ToolResultForm } from "./tool-results";
-import { describeWrapper, rebuildWrapper, type WrapperMemory } from "./wrapper-choice";
+import { describeWrapper, rebuildWrapper, type WrapperChoice, type WrapperMemory } from "./wrapper-choice";
 
 /** The bounds: limits.chatTemplateMs, limits.chatTemplateChars and limits.chatTemplateWorkers in the config. */
 export interface TemplateLimits { ms: number; chars: number; workers?: number }
@@ -52,20 +52,7 @@ function fileNameOf(model: LlamaModel): string | undefined {
  * `memory`: a choice remembered from an earlier start to rebuild instead, and where to report a fresh resolution.
  */
 export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits, memory?: WrapperMemory): { chatWrapper: ChatWrapper; templateBound?: TemplateBound; remembered: boolean } {
-  const tokens = new Map<string, number[]>();
-  const tokenize = model.tokenizer as unknown as (...args: unknown[]) => number[];
-  // With the real tokenizer's methods: node-llama-cpp's Llama 3.1/3.2 checks call tokenizer.isSpecialToken for any
-  // model with a single-token <|eom_id|> (every Llama 3.1+ GGUF), and serve failed to start on all of them.
-  const { detokenize, isSpecialToken, isEogToken } = model.tokenizer;
-  const tokenizer = Object.assign((...args: unknown[]) => {
-    const result = tokenize(...args);
-    tokens.set(JSON.stringify(args), [...result]);
-    return result;
-  }, { detokenize, isSpecialToken, isEogToken });
-  const options = {
-    bosString: model.tokens.bosString, architecture: model.fileInfo?.metadata?.general?.architecture,
-    filename: fileNameOf(model), fileInfo: model.fileInfo, tokenizer: tokenizer as never,
-  };
+  const { options, tokens } = wrapperOptions(model);
   // A choice remembered for these bytes and this build (wrapper-choice.ts) skips resolving (hundreds of ms at start).
   let remembered: ChatWrapper | undefined;
   try { remembered = memory?.choice && rebuildWrapper(memory.choice, options); } catch { /* resolved from scratch below */ }
@@ -80,6 +67,39 @@ export function resolveBoundedWrapper(model: LlamaModel, limits: TemplateLimits,
   const bounded = Object.create(chatWrapper) as JinjaTemplateChatWrapper;
   bounded.generateContextState = (options) => bound.renderSync(options) as ReturnType<JinjaTemplateChatWrapper["generateContextState"]>;
   return { chatWrapper: bounded, templateBound: bound, remembered: !!remembered };
+}
+
+/**
+ * What node-llama-cpp resolves a model's wrapper from, as serve hands it over; the tokenizer records its answers
+ * (`tokens`) so the render workers build the identical wrapper.
+ */
+function wrapperOptions(model: LlamaModel) {
+  const tokens = new Map<string, number[]>();
+  const tokenize = model.tokenizer as unknown as (...args: unknown[]) => number[];
+  // With the real tokenizer's methods: node-llama-cpp's Llama 3.1/3.2 checks call tokenizer.isSpecialToken for any
+  // model with a single-token <|eom_id|> (every Llama 3.1+ GGUF), and serve failed to start on all of them.
+  const { detokenize, isSpecialToken, isEogToken } = model.tokenizer;
+  const tokenizer = Object.assign((...args: unknown[]) => {
+    const result = tokenize(...args);
+    tokens.set(JSON.stringify(args), [...result]);
+    return result;
+  }, { detokenize, isSpecialToken, isEogToken });
+  const options = {
+    bosString: model.tokens.bosString, architecture: model.fileInfo?.metadata?.general?.architecture,
+    filename: fileNameOf(model), fileInfo: model.fileInfo, tokenizer: tokenizer as never,
+  };
+  return { options, tokens };
+}
+
+/**
+ * The wrapper resolveBoundedWrapper resolves for this model when it remembers none (unbounded), and the choice it
+ * would then remember (undefined: none): models add's trial run renders with it and hands the choice to the first
+ * start (integrity/model-preflight.ts). `model`: loaded through a descriptor path, as serve loads it (fileNameOf).
+ */
+export function resolveWrapperChoice(model: LlamaModel): { chatWrapper: ChatWrapper; choice?: WrapperChoice } {
+  const { options } = wrapperOptions(model);
+  const chatWrapper = resolveChatWrapper(options) ?? new GeneralChatWrapper();
+  return { chatWrapper, choice: describeWrapper(chatWrapper, options) };
 }
 
 type Entry = { w: Worker; ready: Promise<void>; busy: boolean };

@@ -30,7 +30,7 @@ export interface AddModelOptions {
   followSymlinks?: boolean;
   onProgress?: Progress;
   /** Trial-loads the file that is about to be installed (the private copy or the verified link); throws to refuse it. */
-  preflight?: (file: string) => Promise<void>;
+  preflight?: (file: string) => Promise<unknown>;
   /** Test seam: runs once the source is open (and, when linking, hashed and checked), before any copy or link. */
   afterOpen?: () => void;
 }

@@ -11,8 +11,11 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { getLlama, JinjaTemplateChatWrapper, LlamaCompletion, LlamaLogLevel, resolveChatWrapper, type ChatHistoryItem } from "node-llama-cpp";
+import { getLlama, JinjaTemplateChatWrapper, LlamaCompletion, LlamaLogLevel, type ChatHistoryItem } from "node-llama-cpp";
 import { prepareNative } from "../engine/native";
+import { resolveWrapperChoice } from "../engine/template-bound";
+import type { WrapperChoice } from "../engine/wrapper-choice";
+import { descriptorPath } from "../util/fs";
 
 export const LOAD_MS = 600_000;
 export const TEMPLATE_MS = 10_000;
@@ -34,26 +37,36 @@ const SAMPLE: ChatHistoryItem[] = [
   { type: "model", response: [] },
 ];
 
-/** Child side (`models preflight FILE --native-dir DIR`): prints a line per stage so the parent knows how far it got. */
+/**
+ * Child side (`models preflight FILE --native-dir DIR`): prints a line per stage so the parent knows how far it got,
+ * and before "preflight ok" the chat wrapper a first start would resolve (`wrapper {json}`, none when it would
+ * remember none), which it rendered the sample with.
+ */
 export async function runPreflightChild(file: string, nativeDir: string): Promise<void> {
   await prepareNative(nativeDir);
   const llama = await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true, progressLogs: false,
     maxThreads: 1, logLevel: LlamaLogLevel.error });
   console.log("stage load");
-  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  // Through a descriptor path, as serve loads it: node-llama-cpp then sees no file name, so the wrapper resolved below
+  // is the one serve resolves (template-bound.ts fileNameOf).
+  const fd = fs.openSync(file, "r");
+  const model = await llama.loadModel({ modelPath: descriptorPath(fd), gpuLayers: 0 });
   const ctx = await model.createContext({ contextSize: Math.max(16, Math.min(256, model.trainContextSize)), sequences: 1, threads: 1 });
   console.log("stage decode");
   const completion = new LlamaCompletion({ contextSequence: ctx.getSequence(), autoDisposeSequence: true });
   await completion.generateCompletion("Hello", { maxTokens: 1 });
   console.log("stage template");
-  const { contextText } = resolveChatWrapper(model).generateContextState({ chatHistory: SAMPLE });
+  const { chatWrapper, choice } = resolveWrapperChoice(model);
+  const { contextText } = chatWrapper.generateContextState({ chatHistory: SAMPLE });
   const rendered = contextText.toString();
   if (rendered.length > TEMPLATE_MAX_CHARS) throw new ModelPreflightError(`its chat template rendered ${rendered.length} characters for a 4-message sample`);
+  if (choice) console.log(`wrapper ${JSON.stringify(choice)}`);
   console.log("preflight ok");
   completion.dispose();
   await ctx.dispose();
   await model.dispose();
   await llama.dispose();
+  fs.closeSync(fd);
 }
 
 /** Child side (`models preflight --template-only`, template on stdin): renders the sample with the template as written. */
@@ -78,26 +91,39 @@ const STAGE_TEXT: Record<string, string> = {
   start: "while starting", load: "while loading it", decode: "while decoding a token", template: "while rendering its chat template",
 };
 
-/** Parent side: runs the child on `file`; throws ModelPreflightError naming the stage where it failed. */
+/** What a passed trial run learned: the chat wrapper a first start on these bytes would resolve, if it would remember one. */
+export interface TrialResult { wrapper?: WrapperChoice }
+
+/**
+ * Parent side: runs the child on `file`; throws ModelPreflightError naming the stage where it failed.
+ * `ownState`: workDir is the state dir of the server this account runs (its own dir), so the child unpacks the
+ * libraries where that server's start looks for them (<stateDir>/native, prepareNative) and they are kept: its first
+ * start then only checks them.
+ */
 export async function preflightModel(file: string, limits = { loadMs: LOAD_MS, templateMs: TEMPLATE_MS }, shownAs = file,
-  workDir = os.tmpdir()): Promise<void> {
-  // The compiled binary unpacks its libraries for the child into a private temp dir under workDir (the CLI passes
-  // the state dir: /tmp is often mounted noexec), never into <stateDir>/native, where a root-owned dir would stop
-  // the service from starting. Removed afterwards.
+  workDir = os.tmpdir(), ownState = false): Promise<TrialResult> {
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  if (ownState) return run(file, workDir, limits, shownAs);
+  // Otherwise into a private temp dir under workDir (the CLI passes the state dir: /tmp is often mounted noexec),
+  // never into <stateDir>/native of a dir another account owns (root for the installed service), where a root-owned
+  // dir would stop the service from starting. Removed afterwards.
   const nativeDir = fs.mkdtempSync(path.join(workDir, ".preflight-"));
-  try { await run(file, nativeDir, limits, shownAs); } finally { fs.rmSync(nativeDir, { recursive: true, force: true }); }
+  try { return await run(file, nativeDir, limits, shownAs); } finally { fs.rmSync(nativeDir, { recursive: true, force: true }); }
 }
 
-async function run(file: string, nativeDir: string, limits: { loadMs: number; templateMs: number }, shownAs: string) {
+async function run(file: string, nativeDir: string, limits: { loadMs: number; templateMs: number }, shownAs: string): Promise<TrialResult> {
   const proc = Bun.spawn([...selfArgv(), "models", "preflight", file, "--native-dir", nativeDir], {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, GGML_NO_BACKTRACE: "1" }, // no debugger attached to an abort
   });
-  await watch(proc, limits, shownAs);
+  const out = await watch(proc, limits, shownAs);
+  const line = /^wrapper (\{.*\})$/m.exec(out)?.[1];
+  let wrapper: WrapperChoice | undefined;
+  try { wrapper = line ? JSON.parse(line) as WrapperChoice : undefined; } catch { /* none remembered */ }
+  return { wrapper };
 }
 
 /** Follows the child's stage lines, arms the template timer at "stage template", and turns any failure into an error. */
-async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe", "pipe">, limits: { loadMs: number; templateMs: number }, shownAs: string) {
+async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe", "pipe">, limits: { loadMs: number; templateMs: number }, shownAs: string): Promise<string> {
   let stage = "start", out = "", timedOut = "";
   const kill = (why: string) => { timedOut = why; proc.kill("SIGKILL"); };
   let timer = setTimeout(() => kill(`did not load within ${limits.loadMs / 1000} s`), limits.loadMs);
@@ -118,7 +144,7 @@ async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe"
   }
   const code = await proc.exited;
   clearTimeout(timer);
-  if (code === 0 && /^preflight ok$/m.test(out)) return;
+  if (code === 0 && /^preflight ok$/m.test(out)) return out;
   const detail = (await err).trim().split("\n").filter((l) => l && !/^\s+at /.test(l)).slice(-2).join(" | ").slice(0, 400);
   const how = timedOut || (proc.signalCode ? `llama.cpp killed the process (${proc.signalCode})` : `it failed (exit ${code})`);
   // Failed in its own start, before it read a byte of the model (e.g. no space to unpack the native libraries under

@@ -17,12 +17,12 @@ import type { ModelSource } from "../engine/llama";
 import type { WrapperChoice } from "../engine/wrapper-choice";
 import { checkGgufHeader } from "./gguf-header";
 import { sha256Fd } from "../util/sha256";
+import { descriptorPath } from "../util/fs";
 import { MANIFEST, modelsDirOf, readManifest } from "./manifest";
 import { preflightTemplate } from "./model-preflight";
 import { HashCache } from "./hash-cache";
-import { StartMemo } from "./start-memo";
+import { StartMemo, memoBuild } from "./start-memo";
 import type { StartPhases } from "../util/start-phases";
-import { versionInfo } from "../version";
 
 export class ModelIntegrityError extends Error {
   constructor(message: string) { super(message); this.name = "ModelIntegrityError"; }
@@ -59,10 +59,6 @@ function expand(p: string): string[] {
 /** `hashed`: read and hashed now; false: its sha256 came from the root-owned hash cache (see hash-cache.ts). */
 export interface ResolvedModels { models: (ModelSource & { file: string; sha256: string; hashed: boolean; hashMs: number })[]; warnings: string[] }
 
-/** The path that reopens an open descriptor's file (not whatever the original path names now). */
-export function descriptorPath(fd: number): string {
-  return process.platform === "linux" ? `/proc/self/fd/${fd}` : `/dev/fd/${fd}`;
-}
 
 export interface ResolveOptions {
   /** Told each model's hashing progress (serve extends systemd's start timeout on it). */
@@ -78,17 +74,6 @@ export interface ResolveOptions {
   deferTemplates?: boolean;
   /** Told when what a start learned cannot be remembered for the next (start-memo.ts). */
   warn?: (message: string) => void;
-}
-
-/**
- * The build a remembered trial or wrapper holds for, only ever the very same program (start-memo.ts): the compiled
- * binary's digest of its sources (a dirty tree's build is not its commit's), else, from source, the commit; undefined
- * (nothing remembered) without either.
- */
-function templateKey(): string | undefined {
-  const v = versionInfo();
-  if (v.source) return `${v.app} ${v.source} bun ${v.bun}`;
-  return v.commit === "unknown" ? undefined : `${v.app} ${v.commit} bun ${v.bun}`;
 }
 
 export async function resolveModels(config: Pick<Config, "model" | "modelsDir" | "stateDir" | "allowUnverified">,
@@ -137,7 +122,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
       // The engine renders this template on every chat (and once at load): a looping one would stall the server.
       // A pass is remembered in the state dir (start-memo.ts), for these exact bytes and this exact build.
       if (chatTemplate) {
-        if (key === null) key = templateKey();
+        if (key === null) key = memoBuild();
         const k = key;
         if (!(k && memo.templatePassed(actual, k))) {
           trials.push(preflightTemplate(chatTemplate, file).then(() => { if (k) memo.rememberTemplate(actual, k); }));
@@ -146,7 +131,7 @@ export async function resolveModels(config: Pick<Config, "model" | "modelsDir" |
       const id = entry && inDir ? modelId(entry.file) : modelId(file);
       if (models.some((m) => m.id === id)) throw new ConfigError(`two models are named ${id} (a model's name is its file name without .gguf)`, "model");
       // The engine rebuilds the chat wrapper remembered for these bytes and this build, or reports the one it resolved.
-      if (key === null) key = templateKey();
+      if (key === null) key = memoBuild();
       const wk = key;
       const wrapper = wk ? {
         choice: memo.wrapperChoice(actual, wk),

@@ -18,8 +18,20 @@ import path from "node:path";
 import type { WrapperChoice } from "../engine/wrapper-choice";
 import { writeFileAtomic } from "../util/atomic-write";
 import { readSmallFile } from "../util/fs";
+import { versionInfo } from "../version";
 
 export const START_MEMO = "start-memo.json";
+
+/**
+ * The build a remembered trial or wrapper holds for, only ever the very same program: the compiled binary's digest
+ * of its sources (a dirty tree's build is not its commit's), else, from source, the commit; undefined (nothing
+ * remembered) without either.
+ */
+export function memoBuild(): string | undefined {
+  const v = versionInfo();
+  if (v.source) return `${v.app} ${v.source} bun ${v.bun}`;
+  return v.commit === "unknown" ? undefined : `${v.app} ${v.commit} bun ${v.bun}`;
+}
 /** Models remembered at most (the least recently recorded go first), and builds per model. */
 const MAX_MODELS = 64;
 const MAX_BUILDS = 2;

@@ -67,6 +67,11 @@ export function copyHashed(from: string, to: string, mode: number, owner?: { uid
   }
 }
 
+/** The path that reopens an open descriptor's file (not whatever the original path names now). */
+export function descriptorPath(fd: number): string {
+  return process.platform === "linux" ? `/proc/self/fd/${fd}` : `/dev/fd/${fd}`;
+}
+
 /**
  * A small regular file's text: undefined when it is missing, is not a regular file (a link, FIFO, device or
  * directory planted there), or holds more than `maxBytes` (a remembered fact that large is not one we wrote).

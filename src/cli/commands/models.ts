@@ -2,7 +2,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { addModel, ModelAddError } from "../../integrity/add-model";
-import { preflightModel, runPreflightChild, runTemplateChild } from "../../integrity/model-preflight";
+import { runPreflightChild, runTemplateChild } from "../../integrity/model-preflight";
+import { tryForServe } from "../../integrity/serve-prep";
 import { MANIFEST, manifestPath, modelsDirOf, readManifest, writeManifest } from "../../integrity/manifest";
 import { withFileLock } from "../../util/file-lock";
 import { auditWriterRunning } from "../../log/audit";
@@ -52,15 +53,16 @@ export const models: Command = {
       case "add": {
         const src = positionals[0];
         if (!src) throw new UsageError("models add PATH");
-        let added;
+        let added, record: ((sha256: string) => void) | undefined;
         try {
           added = await addModel({ src, dir, name: values.name as string | undefined, link: !!values.link,
             followSymlinks: !!values["follow-symlinks"], onProgress: progress(`sha256 ${path.basename(src)}`),
-            preflight: (file) => preflightModel(file, undefined, src, config.stateDir) });
+            preflight: async (file) => { record = await tryForServe(file, src, config.stateDir); } });
         } catch (e) {
           if (e instanceof ModelAddError && /model name/.test(e.message)) throw new UsageError(e.message);
           throw e;
         }
+        record?.(added.sha256); // what the trial learned, for the first start (integrity/serve-prep.ts)
         console.log(`${added.sha256}  ${path.basename(added.file)}\n${added.replaced ? `replaced model '${added.id}' (was sha256 ${added.replaced}) in` : `added as model '${added.id}' to`} ${path.join(dir, MANIFEST)}`);
         runningServerNote(config.stateDir);
         return EXIT.OK;

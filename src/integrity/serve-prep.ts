@@ -1,0 +1,49 @@
+/**
+ * `models add`'s trial of a model, and what it learned handed to the first start of the server on that state dir.
+ *
+ * A first `serve` after `models add` unpacked ~30 MB of native libraries (~280 ms here), ran the chat template's trial
+ * in a child and resolved the chat wrapper (~280 ms for the 28 M test model: node-llama-cpp renders the template
+ * against every built-in wrapper), all of it again after the trial run had just done the same (bench-peer's cold
+ * start, state removed: 5.1-5.5x llama-server's). Now the trial run does it the way serve does and leaves it where
+ * serve looks: the libraries unpacked in <stateDir>/native (prepareNative, checked at every start as before), the
+ * template's trial and the wrapper in the start memo (start-memo.ts, keyed by the model's sha256 and this build).
+ * Only where the state dir is this account's own: root adding a model for the installed service (whose account owns
+ * its state dir) leaves nothing there, as before, and that service resolves at its first start.
+ */
+import fs from "node:fs";
+import { checkGgufHeader } from "./gguf-header";
+import { preflightModel, preflightTemplate } from "./model-preflight";
+import { StartMemo, memoBuild } from "./start-memo";
+
+/** Whether `dir` is this account's own (or does not exist yet: the trial run then makes it, as this account). */
+function ownDir(dir: string): boolean {
+  const st = fs.statSync(dir, { throwIfNoEntry: false });
+  return !st || st.uid === process.geteuid?.();
+}
+
+/** The chat template in the file's GGUF header, if any. */
+function chatTemplateOf(file: string): string | undefined {
+  const fd = fs.openSync(file, "r");
+  try { return checkGgufHeader(file, fd).chatTemplate; } finally { fs.closeSync(fd); }
+}
+
+/**
+ * Tries `file` as models add does (a trial run in a child, then the chat-template trial serve runs at its start);
+ * throws ModelPreflightError if either fails. Resolves with what records the results for a model admitted with
+ * sha256 `sha256` (call it once the manifest names it).
+ */
+export async function tryForServe(file: string, shownAs: string, stateDir: string): Promise<(sha256: string) => void> {
+  const own = ownDir(stateDir);
+  const trial = await preflightModel(file, undefined, shownAs, stateDir, own);
+  const template = chatTemplateOf(file);
+  // The same trial serve runs on the template (refused here, not at the next start).
+  if (template) await preflightTemplate(template, shownAs);
+  return (sha256) => {
+    const build = memoBuild();
+    if (!own || !build) return;
+    const memo = StartMemo.open(stateDir);
+    if (template) memo.rememberTemplate(sha256, build);
+    if (trial.wrapper) memo.rememberWrapper(sha256, build, trial.wrapper);
+    memo.save(); // a state dir it cannot write: the first start works it out, as before
+  };
+}
