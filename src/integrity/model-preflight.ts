@@ -13,6 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { getLlama, JinjaTemplateChatWrapper, LlamaCompletion, LlamaLogLevel, type ChatHistoryItem } from "node-llama-cpp";
 import { prepareNative } from "../engine/native";
+import { cpuBackend } from "../engine/cpu-backend";
 import { resolveWrapperChoice } from "../engine/template-bound";
 import type { WrapperChoice } from "../engine/wrapper-choice";
 import { descriptorPath } from "../util/fs";
@@ -43,9 +44,14 @@ const SAMPLE: ChatHistoryItem[] = [
  * remember none), which it rendered the sample with.
  */
 export async function runPreflightChild(file: string, nativeDir: string): Promise<void> {
-  await prepareNative(nativeDir);
+  const native = await prepareNative(nativeDir);
+  // The CPU variant loaded as serve loads it, and its pick remembered beside the libraries (cpu-backend.ts): under the
+  // state dir of the account's own server (preflightModel ownState), its first start then loads that one variant.
+  const cpu = native ? cpuBackend(nativeDir, native.dir, false) : undefined;
+  globalThis.__APPLIANCE_CPU_BACKEND__ = cpu?.hook;
   const llama = await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true, progressLogs: false,
-    maxThreads: 1, logLevel: LlamaLogLevel.error });
+    maxThreads: 1, logLevel: LlamaLogLevel.error }).finally(() => { globalThis.__APPLIANCE_CPU_BACKEND__ = undefined; });
+  cpu?.settle();
   console.log("stage load");
   // Through a descriptor path, as serve loads it: node-llama-cpp then sees no file name, so the wrapper resolved below
   // is the one serve resolves (template-bound.ts fileNameOf).

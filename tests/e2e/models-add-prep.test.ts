@@ -1,7 +1,7 @@
 /**
  * `models add` leaves what its trial run learned where the first `serve` on that state dir looks for it
  * (integrity/serve-prep.ts): the native libraries unpacked in <stateDir>/native, the chat template's trial and the
- * chat wrapper in the start memo. The compiled binary, as users run it: the first start then writes no library
+ * chat wrapper in the start memo, the CPU variant it loaded. The compiled binary, as users run it: the first start then writes no library
  * and resolves no wrapper. On a state dir another account owns (root adding a model for the installed service),
  * nothing is left there.
  */
@@ -51,6 +51,9 @@ test("after models add, the first serve checks the libraries the trial unpacked 
   const { log } = await untilListening(proc, "serve");
   const loaded = log().split("\n").find((l) => l.includes('"msg":"model loaded"'))!;
   expect(JSON.parse(loaded).chatWrapper).toBe("remembered");
+  // The CPU variant the trial loaded (linux-x64's bundle has one library per instruction-set level: cpu-backend.ts).
+  const cpu = log().split("\n").find((l) => l.includes('"msg":"cpu backend"'));
+  if (process.platform === "linux" && process.arch === "x64") expect(JSON.parse(cpu ?? "{}").how).toBe("remembered");
   expect(files(native)).toEqual(before); // checked, not written again
   proc.kill("SIGTERM");
   expect(await proc.exited).toBe(0);
