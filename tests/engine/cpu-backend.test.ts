@@ -59,7 +59,12 @@ describe("compiled binary", () => {
     stateDir = path.join(dir, "state");
     const r = Bun.spawnSync([bin, "models", "add", await tinyModel(), "--name", "tiny", "--state-dir", stateDir], { cwd: dir, env: { PATH: "/usr/bin:/bin", HOME: dir } });
     expect(r.exitCode).toBe(0);
+    // models add's trial run loaded a variant as serve does and remembered it (integrity/serve-prep.ts); taken away
+    // here so the first start below scans, and compared with that start's pick.
+    trialPick = JSON.parse(fs.readFileSync(path.join(stateDir, CPU_BACKEND_FILE), "utf8")) as { variant: string };
+    fs.rmSync(path.join(stateDir, CPU_BACKEND_FILE));
   });
+  let trialPick: { variant: string };
   const procs: Bun.Subprocess[] = [];
   afterAll(() => { for (const p of procs) p.kill("SIGKILL"); });
 
@@ -85,6 +90,7 @@ describe("compiled binary", () => {
     const variant = first.cpuLine?.variant ?? "";
     expect(variant).toMatch(/^[\w.]+$/);
     expect(first.cpuLine).toMatchObject({ variant, how: "scanned" });
+    expect(trialPick.variant).toBe(variant);
     const versionDir = fs.readdirSync(path.join(stateDir, "native"))[0]!;
     const folder = path.join(stateDir, "native", versionDir, "linux-x64");
     // The binding's folder holds no variant: they are all in fallback/, each one a verified embedded file.
