@@ -14,6 +14,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { writeFilesAtomic, type AtomicFile } from "../util/atomic-write";
+import { withFileLock } from "../util/file-lock";
 import { DigestCache } from "../util/digest-cache";
 import { openPlainFile } from "../util/fs";
 import { sha256Bytes, sha256FdSync } from "../util/sha256";
@@ -183,7 +184,9 @@ export async function prepareNative(stateDir: string, bundle = NATIVE_BUNDLE as 
   }
   const root = path.join(stateDir, "native", bundle.version);
   privateDir(path.join(stateDir, "native"));
-  const { files, removed } = await unpack(root, bundle, privateDir, 0o500, null);
+  // One writer at a time (<root>.lock): two processes unpacking into one dir removed each other's temp files as
+  // unlisted entries (two `models add` at once on a new state dir, whose trial runs unpack here: serve-prep.ts).
+  const { files, removed } = await withFileLock(root, () => unpack(root, bundle, privateDir, 0o500, null));
   globalThis.__APPLIANCE_BINS_DIR__ = root;
   return { dir: root, files, shared: false, removed, ...omp };
 }

@@ -60,6 +60,18 @@ test("after models add, the first serve checks the libraries the trial unpacked 
   running.delete(proc);
 }, 180_000);
 
+test("three models add at once on a new state dir all succeed (their trial runs unpack into one native dir)", async () => {
+  // Three rounds: before the native dir's lock, one round in two or three lost a trial run to another's clean-up
+  // (ENOENT renaming its temp file, removed by the other as an unlisted entry).
+  for (let round = 0; round < 3; round++) {
+    const home = tmpDir(), stateDir = path.join(home, "state");
+    const procs = [1, 2, 3].map((i) => Bun.spawn([bin, "models", "add", model, "--name", `m${i}`, "--state-dir", stateDir],
+      { stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin", HOME: home } }));
+    const results = await Promise.all(procs.map(async (p) => ({ code: await p.exited, err: await new Response(p.stderr).text() })));
+    expect(results).toEqual([1, 2, 3].map(() => ({ code: 0, err: "" })));
+  }
+}, 180_000);
+
 const asRoot = process.getuid?.() === 0;
 if (!asRoot) console.warn("models-add-prep: SKIPPING the other-account case: it needs root (chowns the state dir to nobody)");
 test.skipIf(!asRoot)("models add as root on a state dir another account owns leaves neither libraries nor a memo there", () => {
