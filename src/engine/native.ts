@@ -184,9 +184,10 @@ export async function prepareNative(stateDir: string, bundle = NATIVE_BUNDLE as 
   }
   const root = path.join(stateDir, "native", bundle.version);
   privateDir(path.join(stateDir, "native"));
-  // One writer at a time (<root>.lock): two processes unpacking into one dir removed each other's temp files as
-  // unlisted entries (two `models add` at once on a new state dir, whose trial runs unpack here: serve-prep.ts).
-  const { files, removed } = await withFileLock(root, () => unpack(root, bundle, privateDir, 0o500, null));
+  // One writer at a time (<stateDir>/native.lock, outside native/, whose entries are version dirs): two processes
+  // unpacking into one dir removed each other's temp files as unlisted entries (two `models add` at once on a new
+  // state dir, whose trial runs unpack here: serve-prep.ts).
+  const { files, removed } = await withFileLock(path.join(stateDir, "native"), () => unpack(root, bundle, privateDir, 0o500, null));
   globalThis.__APPLIANCE_BINS_DIR__ = root;
   return { dir: root, files, shared: false, removed, ...omp };
 }

@@ -11,15 +11,20 @@
  * its state dir) leaves nothing there, as before, and that service resolves at its first start.
  */
 import fs from "node:fs";
+import path from "node:path";
+import { CPU_BACKEND_FILE } from "../engine/cpu-backend";
 import { checkGgufHeader } from "./gguf-header";
-import { preflightModel, preflightTemplate } from "./model-preflight";
+import { preflightModel, preflightTemplate, type TrialResult } from "./model-preflight";
 import { StartMemo, memoBuild } from "./start-memo";
 
 /** Whether `dir` is this account's own (or does not exist yet: the trial run then makes it, as this account). */
 function ownDir(dir: string): boolean {
   const st = fs.statSync(dir, { throwIfNoEntry: false });
-  return !st || st.uid === process.geteuid?.();
+  return !st || st.uid === process.getuid?.(); // the id prepareNative's own check uses
 }
+
+/** What a trial run leaves in a state dir of the caller's own (serve-prep's files), so a refused model's can be removed. */
+const LEFT = ["native", "native.lock", CPU_BACKEND_FILE];
 
 /** The chat template in the file's GGUF header, if any. */
 function chatTemplateOf(file: string): string | undefined {
@@ -34,10 +39,18 @@ function chatTemplateOf(file: string): string | undefined {
  */
 export async function tryForServe(file: string, shownAs: string, stateDir: string): Promise<(sha256: string) => void> {
   const own = ownDir(stateDir);
-  const trial = await preflightModel(file, undefined, shownAs, stateDir, own);
-  const template = chatTemplateOf(file);
-  // The same trial serve runs on the template (refused here, not at the next start).
-  if (template) await preflightTemplate(template, shownAs);
+  const fresh = LEFT.filter((f) => !fs.existsSync(path.join(stateDir, f)));
+  let trial: TrialResult, template: string | undefined;
+  try {
+    trial = await preflightModel(file, undefined, shownAs, stateDir, own);
+    template = chatTemplateOf(file);
+    // The same trial serve runs on the template (refused here, not at the next start).
+    if (template) await preflightTemplate(template, shownAs);
+  } catch (e) {
+    // Refused: what this trial put there goes, so a mistyped new --state-dir is not left behind (add-model.ts).
+    if (own) for (const f of fresh) fs.rmSync(path.join(stateDir, f), { recursive: true, force: true });
+    throw e;
+  }
   return (sha256) => {
     const build = memoBuild();
     if (!own || !build) return;

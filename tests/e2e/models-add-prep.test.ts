@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
+import { builtBinary, tinyModel, tmpDir, untilListening, withTemplate } from "../helpers";
 import { START_MEMO } from "../../src/integrity/start-memo";
 
 let bin: string, model: string;
@@ -43,6 +43,7 @@ test("after models add, the first serve checks the libraries the trial unpacked 
   expect(facts[0]!.template).toBe(true);
   expect(facts[0]!.wrapper?.type).toBeString();
   const native = path.join(stateDir, "native");
+  expect(fs.readdirSync(native, { withFileTypes: true }).map((e) => e.isDirectory())).toEqual([true]); // one version dir, nothing beside it
   const before = files(native);
   expect(Object.keys(before).some((f) => f.endsWith(".so"))).toBe(true);
 
@@ -70,6 +71,17 @@ test("three models add at once on a new state dir all succeed (their trial runs 
     const results = await Promise.all(procs.map(async (p) => ({ code: await p.exited, err: await new Response(p.stderr).text() })));
     expect(results).toEqual([1, 2, 3].map(() => ({ code: 0, err: "" })));
   }
+}, 180_000);
+
+test("a model refused by models add on a new state dir leaves no state dir behind", async () => {
+  // A template serve's trial refuses (it raises); node-llama-cpp's own resolution falls back from it, so the trial
+  // run passes and the refusal comes after the libraries were unpacked into the new state dir.
+  const home = tmpDir(), stateDir = path.join(home, "state");
+  const bad = await withTemplate("{{ raise_exception('no') }}", path.join(home, "bad.gguf"));
+  const r = run(["models", "add", bad, "--state-dir", stateDir], home);
+  expect(r.code).not.toBe(0);
+  expect(r.err).toContain("bad.gguf");
+  expect(fs.existsSync(stateDir)).toBe(false);
 }, 180_000);
 
 const asRoot = process.getuid?.() === 0;

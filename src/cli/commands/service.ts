@@ -13,7 +13,7 @@ import { readLockdown } from "../../guards/lockdown";
 import type { Config } from "../../config/schema";
 import { checkGgufHeader } from "../../integrity/gguf-header";
 import { readManifest, sha256File } from "../../integrity/manifest";
-import { preflightModel } from "../../integrity/model-preflight";
+import { preflightModel, preflightTemplate } from "../../integrity/model-preflight";
 import { modelId } from "../../integrity/resolve";
 import { readAccount } from "../../service/accounts";
 import { install } from "../../service/installer";
@@ -217,12 +217,15 @@ export const rollbackCmd: Command = {
  */
 async function checkGivenModel(file: string, l: Layout, dryRun: boolean) {
   const fd = fs.openSync(file, "r");
-  try { checkGgufHeader(file, fd); } finally { fs.closeSync(fd); }
+  let template: string | undefined;
+  try { template = checkGgufHeader(file, fd).chatTemplate; } finally { fs.closeSync(fd); }
   if (dryRun) return;
   const installed = readManifest(l.modelsDir).find((e) => e.file === `${modelId(file)}.gguf`);
   if (installed && installed.sha256 === await sha256File(file)) return;
   // The child unpacks the engine under the state dir, as models add does (/tmp is often noexec); nothing is left there.
   await preflightModel(file, undefined, file, l.stateDir);
+  // And serve's own template trial, as models add runs it (serve-prep.ts): refused here, not at the service's start.
+  if (template) await preflightTemplate(template, file);
 }
 
 /**
