@@ -35,7 +35,7 @@ import { freePort, listensOn, load1, median, prepareAppliance, startPeer, starte
 import { HUGETLB_TUNABLE } from "../src/util/huge-pages";
 import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
 import { START_MEMO } from "../src/integrity/start-memo";
-import { CPU_BACKEND_FILE } from "../src/engine/cpu-backend";
+import { TRIAL_LEAVES } from "../src/integrity/serve-prep";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: "dist/appliance" }, runs: { type: "string", default: "5" }, size: { type: "string", default: "28" },
@@ -88,7 +88,7 @@ function prepareService(bin: string, home: string): string[] {
 }
 
 /** What `models add` prepares for the first start on its state dir (integrity/serve-prep.ts), and the CPU variant a start remembers. */
-const PREPARED = ["native", START_MEMO, CPU_BACKEND_FILE];
+const PREPARED = [...TRIAL_LEAVES, START_MEMO];
 
 async function appliance(env: Record<string, string> = {}, which = 0, asService = false, unprepared = false): Promise<Start> {
   const logFile = path.join(dir, "serve.log");

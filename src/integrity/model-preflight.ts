@@ -117,6 +117,17 @@ export async function preflightModel(file: string, limits = { loadMs: LOAD_MS, t
   try { return await run(file, nativeDir, limits, shownAs); } finally { fs.rmSync(nativeDir, { recursive: true, force: true }); }
 }
 
+/**
+ * What a model passes before it is served (models add, install --model): the trial run, then serve's own template
+ * trial on `template` (the file's chat template, read by the caller's header check). One rule for both callers:
+ * install had dropped the second when models add took it on.
+ */
+export async function tryModel(file: string, shownAs: string, workDir: string, template: string | undefined, ownState = false): Promise<TrialResult> {
+  const trial = await preflightModel(file, undefined, shownAs, workDir, ownState);
+  if (template) await preflightTemplate(template, shownAs);
+  return trial;
+}
+
 async function run(file: string, nativeDir: string, limits: { loadMs: number; templateMs: number }, shownAs: string): Promise<TrialResult> {
   const proc = Bun.spawn([...selfArgv(), "models", "preflight", file, "--native-dir", nativeDir], {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, GGML_NO_BACKTRACE: "1" }, // no debugger attached to an abort

@@ -14,7 +14,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { CPU_BACKEND_FILE } from "../engine/cpu-backend";
 import { checkGgufHeader } from "./gguf-header";
-import { preflightModel, preflightTemplate, type TrialResult } from "./model-preflight";
+import { tryModel, type TrialResult } from "./model-preflight";
 import { StartMemo, memoBuild } from "./start-memo";
 
 /** Whether `dir` is this account's own (or does not exist yet: the trial run then makes it, as this account). */
@@ -23,8 +23,11 @@ function ownDir(dir: string): boolean {
   return !st || st.uid === process.getuid?.(); // the id prepareNative's own check uses
 }
 
-/** What a trial run leaves in a state dir of the caller's own (serve-prep's files), so a refused model's can be removed. */
-const LEFT = ["native", "native.lock", CPU_BACKEND_FILE];
+/**
+ * What a trial run leaves in a state dir of the caller's own besides the start memo, so a refused model's can be
+ * removed (and scripts/bench-cold.ts can take away what was prepared).
+ */
+export const TRIAL_LEAVES = ["native", "native.lock", CPU_BACKEND_FILE];
 
 /** The chat template in the file's GGUF header, if any. */
 function chatTemplateOf(file: string): string | undefined {
@@ -39,13 +42,11 @@ function chatTemplateOf(file: string): string | undefined {
  */
 export async function tryForServe(file: string, shownAs: string, stateDir: string): Promise<(sha256: string) => void> {
   const own = ownDir(stateDir);
-  const fresh = LEFT.filter((f) => !fs.existsSync(path.join(stateDir, f)));
-  let trial: TrialResult, template: string | undefined;
+  const fresh = TRIAL_LEAVES.filter((f) => !fs.existsSync(path.join(stateDir, f)));
+  const template = chatTemplateOf(file);
+  let trial: TrialResult;
   try {
-    trial = await preflightModel(file, undefined, shownAs, stateDir, own);
-    template = chatTemplateOf(file);
-    // The same trial serve runs on the template (refused here, not at the next start).
-    if (template) await preflightTemplate(template, shownAs);
+    trial = await tryModel(file, shownAs, stateDir, template, own);
   } catch (e) {
     // Refused: what this trial put there goes, so a mistyped new --state-dir is not left behind (add-model.ts).
     if (own) for (const f of fresh) fs.rmSync(path.join(stateDir, f), { recursive: true, force: true });

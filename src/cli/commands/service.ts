@@ -13,7 +13,7 @@ import { readLockdown } from "../../guards/lockdown";
 import type { Config } from "../../config/schema";
 import { checkGgufHeader } from "../../integrity/gguf-header";
 import { readManifest, sha256File } from "../../integrity/manifest";
-import { preflightModel, preflightTemplate } from "../../integrity/model-preflight";
+import { tryModel } from "../../integrity/model-preflight";
 import { modelId } from "../../integrity/resolve";
 import { readAccount } from "../../service/accounts";
 import { install } from "../../service/installer";
@@ -222,10 +222,9 @@ async function checkGivenModel(file: string, l: Layout, dryRun: boolean) {
   if (dryRun) return;
   const installed = readManifest(l.modelsDir).find((e) => e.file === `${modelId(file)}.gguf`);
   if (installed && installed.sha256 === await sha256File(file)) return;
-  // The child unpacks the engine under the state dir, as models add does (/tmp is often noexec); nothing is left there.
-  await preflightModel(file, undefined, file, l.stateDir);
-  // And serve's own template trial, as models add runs it (serve-prep.ts): refused here, not at the service's start.
-  if (template) await preflightTemplate(template, file);
+  // The trial run and serve's template trial, as models add runs them; the child unpacks the engine under the state
+  // dir (/tmp is often noexec), in a temp dir of its own that is removed (never the service account's own native dir).
+  await tryModel(file, file, l.stateDir, template);
 }
 
 /**
