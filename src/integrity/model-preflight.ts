@@ -108,13 +108,25 @@ export interface TrialResult { wrapper?: WrapperChoice }
  */
 export async function preflightModel(file: string, limits = { loadMs: LOAD_MS, templateMs: TEMPLATE_MS }, shownAs = file,
   workDir = os.tmpdir(), ownState = false): Promise<TrialResult> {
-  fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  const made = fs.mkdirSync(workDir, { recursive: true, mode: 0o700 }); // the first dir it created, if any
   if (ownState) return run(file, workDir, limits, shownAs);
   // Otherwise into a private temp dir under workDir (the CLI passes the state dir: /tmp is often mounted noexec),
   // never into <stateDir>/native of a dir another account owns (root for the installed service), where a root-owned
-  // dir would stop the service from starting. Removed afterwards.
+  // dir would stop the service from starting. Removed afterwards, with the dirs made for it (install --model on a
+  // new --root: a refused model left var/lib/appliance behind, where install promises nothing written).
   const nativeDir = fs.mkdtempSync(path.join(workDir, ".preflight-"));
-  try { return await run(file, nativeDir, limits, shownAs); } finally { fs.rmSync(nativeDir, { recursive: true, force: true }); }
+  try { return await run(file, nativeDir, limits, shownAs); } finally {
+    fs.rmSync(nativeDir, { recursive: true, force: true });
+    if (made) removeEmptyDirs(workDir, made);
+  }
+}
+
+/** Removes `dir` and its parents up to and including `top`, each only while it is empty. */
+function removeEmptyDirs(dir: string, top: string) {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    try { fs.rmdirSync(d); } catch { return; } // not empty (something else was put there): kept, and what is above it
+    if (d === path.resolve(top) || d === path.dirname(d)) return;
+  }
 }
 
 /**

@@ -13,10 +13,15 @@
  * trial of a template root admitted: its own server's formatting, or a start that stalls, nothing more. What is read
  * back is only ever a regular file of at most MAX_BYTES (a FIFO, a device or a link planted there is an empty memo,
  * replaced at the next save), and only the fields below, checked, are kept.
+ *
+ * Several processes write it (a `models add` beside a running server, three `models add` at once): a save takes the
+ * memo's lock, reads it again and applies only this process's own changes to what is there, so none is lost (each
+ * used to write its whole view, dropping what another had saved since it opened the memo).
  */
 import path from "node:path";
 import type { WrapperChoice } from "../engine/wrapper-choice";
 import { writeFileAtomic } from "../util/atomic-write";
+import { withFileLockSync } from "../util/file-lock";
 import { readSmallFile } from "../util/fs";
 import { versionInfo } from "../version";
 
@@ -61,11 +66,43 @@ function factOf(f: unknown): Fact | undefined {
   return fact.template || fact.wrapper ? fact : undefined;
 }
 
-export class StartMemo {
-  private changed = false;
-  private warned = false;
+/** The memo at `file` as far as it is valid (see StartMemo.open). */
+function readModels(file: string): Models {
+  const models: Models = new Map();
+  const text = readSmallFile(file, MAX_BYTES);
+  let raw: unknown;
+  try { raw = text === undefined ? undefined : JSON.parse(text); } catch { /* an empty memo */ }
+  const all = isRecord(raw) && raw.version === 2 && isRecord(raw.models) ? raw.models : {};
+  for (const [sha256, builds] of Object.entries(all).slice(-MAX_MODELS)) {
+    if (!SHA256.test(sha256) || !isRecord(builds)) continue;
+    const kept = new Map<string, Fact>();
+    for (const [build, f] of Object.entries(builds).slice(-MAX_BUILDS)) {
+      const fact = build.length <= 256 ? factOf(f) : undefined;
+      if (fact) kept.set(build, fact);
+    }
+    if (kept.size) models.set(sha256, kept);
+  }
+  return models;
+}
 
-  private constructor(readonly file: string, private readonly models: Models, private readonly onError?: (reason: string) => void) {}
+/** Adds `fact` to what `build` learned about these bytes; both move to the end (the most recently recorded). */
+function record(models: Models, sha256: string, build: string, fact: Fact) {
+  const builds = models.get(sha256) ?? new Map<string, Fact>();
+  const merged = { ...builds.get(build), ...fact };
+  builds.delete(build);
+  builds.set(build, merged);
+  while (builds.size > MAX_BUILDS) builds.delete(builds.keys().next().value!);
+  models.delete(sha256);
+  models.set(sha256, builds);
+  while (models.size > MAX_MODELS) models.delete(models.keys().next().value!);
+}
+
+export class StartMemo {
+  private warned = false;
+  /** This process's changes since the last save, replayed at the next save onto the memo as it is then on disk. */
+  private pending: ((models: Models) => void)[] = [];
+
+  private constructor(readonly file: string, private models: Models, private readonly onError?: (reason: string) => void) {}
 
   /**
    * The state dir's memo. A missing, unreadable, oversized or malformed one is an empty memo (every start then works
@@ -73,21 +110,7 @@ export class StartMemo {
    */
   static open(stateDir: string, onError?: (reason: string) => void): StartMemo {
     const file = path.join(stateDir, START_MEMO);
-    const models: Models = new Map();
-    const text = readSmallFile(file, MAX_BYTES);
-    let raw: unknown;
-    try { raw = text === undefined ? undefined : JSON.parse(text); } catch { /* an empty memo */ }
-    const all = isRecord(raw) && raw.version === 2 && isRecord(raw.models) ? raw.models : {};
-    for (const [sha256, builds] of Object.entries(all).slice(-MAX_MODELS)) {
-      if (!SHA256.test(sha256) || !isRecord(builds)) continue;
-      const kept = new Map<string, Fact>();
-      for (const [build, f] of Object.entries(builds).slice(-MAX_BUILDS)) {
-        const fact = build.length <= 256 ? factOf(f) : undefined;
-        if (fact) kept.set(build, fact);
-      }
-      if (kept.size) models.set(sha256, kept);
-    }
-    return new StartMemo(file, models, onError);
+    return new StartMemo(file, readModels(file), onError);
   }
 
   /** Whether these bytes passed the chat-template trial under the build `build`. */
@@ -114,7 +137,8 @@ export class StartMemo {
     if (builds && fact && [...builds.keys()].at(-1) !== build) {
       builds.delete(build);
       builds.set(build, fact);
-      this.changed = true;
+      // On disk: moved to the end only if another process has not dropped it since (a touch adds nothing).
+      this.pending.push((models) => { const f = models.get(sha256)?.get(build); if (f) record(models, sha256, build, {}); });
     }
     return fact;
   }
@@ -124,31 +148,31 @@ export class StartMemo {
     if (wrapper && JSON.stringify(this.models.get(sha256)?.get(build)?.wrapper) !== JSON.stringify(wrapper)) this.set(sha256, build, { wrapper });
   }
 
-  /** Adds to what `build` learned about these bytes; both move to the end (the most recently recorded). */
   private set(sha256: string, build: string, fact: Fact) {
-    const builds = this.models.get(sha256) ?? new Map<string, Fact>();
-    const merged = { ...builds.get(build), ...fact };
-    builds.delete(build);
-    builds.set(build, merged);
-    while (builds.size > MAX_BUILDS) builds.delete(builds.keys().next().value!);
-    this.models.delete(sha256);
-    this.models.set(sha256, builds);
-    while (this.models.size > MAX_MODELS) this.models.delete(this.models.keys().next().value!);
-    this.changed = true;
+    record(this.models, sha256, build, fact);
+    this.pending.push((models) => record(models, sha256, build, fact));
   }
 
-  /** Writes what changed (0600, atomically, replacing whatever is at the path); false when nothing was written. */
+  /**
+   * Writes this process's changes onto the memo as it is now (0600, atomically, replacing whatever is at the path),
+   * under its lock; false when nothing was written.
+   */
   save(): boolean {
-    if (!this.changed) return false;
-    const models = Object.fromEntries([...this.models].map(([sha, builds]) => [sha, Object.fromEntries(builds)]));
+    if (!this.pending.length) return false;
     try {
-      writeFileAtomic(this.file, JSON.stringify({ version: 2, models }) + "\n", { mode: 0o600 });
+      withFileLockSync(this.file, () => {
+        const now = readModels(this.file);
+        for (const change of this.pending) change(now);
+        const models = Object.fromEntries([...now].map(([sha, builds]) => [sha, Object.fromEntries(builds)]));
+        writeFileAtomic(this.file, JSON.stringify({ version: 2, models }) + "\n", { mode: 0o600 });
+        this.models = now;
+      });
     } catch (e) {
       if (!this.warned) this.onError?.(`${this.file} cannot be written (${(e as Error).message}): every start resolves the chat wrapper again`);
       this.warned = true; // once per start (it is saved twice: after the trials, after the wrapper)
       return false;
     }
-    this.changed = false;
+    this.pending = [];
     return true;
   }
 }

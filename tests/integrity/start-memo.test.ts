@@ -124,3 +124,28 @@ test("the build kept beside the running one is the one used before it (A, B, A, 
   };
   expect(["A", "B", "A", "C", "A"].map(start)).toEqual([false, false, true, false, true]);
 });
+
+test("processes that save the memo at once lose nothing of each other's (models add beside models add, beside serve)", () => {
+  const stateDir = tmpDir("appliance-start-memo-");
+  const a = "1".repeat(64), b = "2".repeat(64), c = "3".repeat(64);
+  const choice = { type: "general", settings: 0, filename: null };
+  const first = StartMemo.open(stateDir);
+  first.rememberTemplate(a, "build 1");
+  expect(first.save()).toBe(true);
+  // Two more open the memo (each sees a) before either saves, as concurrent `models add` runs do.
+  const second = StartMemo.open(stateDir), third = StartMemo.open(stateDir);
+  second.rememberTemplate(b, "build 1");
+  third.rememberWrapper(c, "build 1", choice);
+  third.rememberTemplate(a, "build 2");
+  expect(second.save()).toBe(true);
+  expect(third.save()).toBe(true);
+  const now = StartMemo.open(stateDir);
+  expect([now.templatePassed(a, "build 1"), now.templatePassed(a, "build 2"), now.templatePassed(b, "build 1"), now.wrapperChoice(c, "build 1")])
+    .toEqual([true, true, true, choice]);
+  // The first, still open, learns its wrapper later (a server's first request): what the others saved stays.
+  first.rememberWrapper(a, "build 1", choice);
+  expect(first.save()).toBe(true);
+  const last = StartMemo.open(stateDir);
+  expect([last.wrapperChoice(a, "build 1"), last.templatePassed(a, "build 1"), last.templatePassed(b, "build 1"), last.wrapperChoice(c, "build 1")])
+    .toEqual([choice, true, true, choice]);
+});

@@ -10,7 +10,7 @@ import net from "node:net";
 import path from "node:path";
 import { main } from "../../src/main";
 import { layout } from "../../src/service/layout";
-import { builtBinary, tinyModel, tmpDir, until } from "../helpers";
+import { builtBinary, tinyModel, tmpDir, until, withTemplate } from "../helpers";
 
 let bin: string;
 beforeAll(async () => { bin = await builtBinary(); });
@@ -83,6 +83,21 @@ describe("systemd install under --root", () => {
     expect(fs.readdirSync(root)).toEqual([]);
     fs.rmSync(fresh, { recursive: true, force: true });
   });
+
+  // install --model runs serve's template trial as models add does (cccd42b): node-llama-cpp's own resolution falls
+  // back from a template that raises, so the trial load passes and only the template trial can refuse it.
+  test("a --model whose chat template serve would refuse (it raises) is refused before anything is written", async () => {
+    const fresh = tmpDir("appliance-badtemplate-");
+    const bad = await withTemplate("{{ raise_exception('no') }}", path.join(fresh, "bad.gguf"));
+    const root = path.join(fresh, "root");
+    fs.mkdirSync(root);
+    const r = cli(["install", "--root", root, "--platform", "systemd", "--model", bad, "--binary", bin]);
+    expect(r.err).toContain("bad.gguf");
+    expect(r.err).toMatch(/template/i);
+    expect(r.code).toBe(1);
+    expect(fs.readdirSync(root)).toEqual([]);
+    fs.rmSync(fresh, { recursive: true, force: true });
+  }, 180_000);
 
   test("--dry-run prints every action and file and writes nothing", async () => {
     const fresh = tmpDir("appliance-dry-");
