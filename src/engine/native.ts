@@ -168,7 +168,7 @@ async function unpack(root: string, bundle: NativeBundle, mkdir: (d: string) => 
 
 /** Unpacks (per user) or checks (system dir) the embedded libraries and points node-llama-cpp at them; null from source. */
 export async function prepareNative(stateDir: string, bundle = NATIVE_BUNDLE as NativeBundle | null,
-  systemDir = SYSTEM_NATIVE_DIR): Promise<NativeResult | null> {
+  systemDir = SYSTEM_NATIVE_DIR, opts: { onWait?: (lockFile: string) => void } = {}): Promise<NativeResult | null> {
   if (!bundle) return null;
   // Before any library loads: libgomp reads its settings once, when it is mapped.
   const omp = bundle.engine?.openmp ? { omp: applyOmpEnv() } : {};
@@ -186,8 +186,9 @@ export async function prepareNative(stateDir: string, bundle = NATIVE_BUNDLE as 
   privateDir(path.join(stateDir, "native"));
   // One writer at a time (<stateDir>/native.lock, outside native/, whose entries are version dirs): two processes
   // unpacking into one dir removed each other's temp files as unlisted entries (two `models add` at once on a new
-  // state dir, whose trial runs unpack here: serve-prep.ts).
-  const { files, removed } = await withFileLock(path.join(stateDir, "native"), () => unpack(root, bundle, privateDir, 0o500, null));
+  // state dir, whose trial runs unpack here: serve-prep.ts). `onWait`: told when another process holds the lock, so a
+  // start that waits for it (a holder stopped or hung) says why it does not go on.
+  const { files, removed } = await withFileLock(path.join(stateDir, "native"), () => unpack(root, bundle, privateDir, 0o500, null), { onWait: opts.onWait });
   globalThis.__APPLIANCE_BINS_DIR__ = root;
   return { dir: root, files, shared: false, removed, ...omp };
 }

@@ -120,7 +120,9 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
   for (const m of models) log.info({ model: m.id, sha256: m.sha256, source: m.hashed ? "hashed" : "hash cache", ms: m.hashMs }, "model checked");
 
   onProgress?.("checking the native libraries");
-  const native = await prepareNative(config.stateDir);
+  const native = await prepareNative(config.stateDir, undefined, undefined, {
+    onWait: (lock) => log.warn({ lock }, "waiting for another appliance process (models add, serve) to finish with the native libraries in this state dir: it holds the lock"),
+  });
   phases?.mark("native check");
   if (native) log.info(native, "native libraries verified");
   // A built engine (appliance engine build) is verified like the embedded libraries and loaded instead (engine.use).
