@@ -8,7 +8,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { fsyncDir, NotPlainFileError, openPlainFile, ownerFor } from "../util/fs";
+import { fsyncDir, NotPlainFileError, openPlainFile, ownerFor, removeEmptyDirs } from "../util/fs";
 import { withFileLock } from "../util/file-lock";
 import { randomBytes } from "../util/random";
 import { sha256Fd, type Progress } from "../util/sha256";
@@ -89,15 +89,7 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
     return { id, file: dest, sha256: digest, ...(replaced && { replaced }) };
   } finally {
     fs.closeSync(srcFd);
-    if (made) removeEmpty(o.dir, made); // refused (not a GGUF, failed its preflight): a mistyped --state-dir is not left behind
-  }
-}
-
-/** Removes `dir` and its parents up to `top`, each only if empty (never what another process put there meanwhile). */
-function removeEmpty(dir: string, top: string) {
-  for (let d = dir; ; d = path.dirname(d)) {
-    try { fs.rmdirSync(d); } catch { return; }
-    if (d === top || path.dirname(d) === d) return;
+    if (made) removeEmptyDirs(o.dir, made); // refused (not a GGUF, failed its preflight): a mistyped --state-dir is not left behind
   }
 }
 

@@ -16,7 +16,7 @@ import { prepareNative } from "../engine/native";
 import { cpuBackend } from "../engine/cpu-backend";
 import { resolveWrapperChoice } from "../engine/template-bound";
 import type { WrapperChoice } from "../engine/wrapper-choice";
-import { descriptorPath } from "../util/fs";
+import { descriptorPath, removeEmptyDirs } from "../util/fs";
 
 export const LOAD_MS = 600_000;
 export const TEMPLATE_MS = 10_000;
@@ -118,14 +118,6 @@ export async function preflightModel(file: string, limits = { loadMs: LOAD_MS, t
   try { return await run(file, nativeDir, limits, shownAs); } finally {
     fs.rmSync(nativeDir, { recursive: true, force: true });
     if (made) removeEmptyDirs(workDir, made);
-  }
-}
-
-/** Removes `dir` and its parents up to and including `top`, each only while it is empty. */
-function removeEmptyDirs(dir: string, top: string) {
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    try { fs.rmdirSync(d); } catch { return; } // not empty (something else was put there): kept, and what is above it
-    if (d === path.resolve(top) || d === path.dirname(d)) return;
   }
 }
 

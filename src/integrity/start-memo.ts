@@ -138,7 +138,7 @@ export class StartMemo {
       builds.delete(build);
       builds.set(build, fact);
       // On disk: moved to the end only if another process has not dropped it since (a touch adds nothing).
-      this.pending.push((models) => { const f = models.get(sha256)?.get(build); if (f) record(models, sha256, build, {}); });
+      this.pending.push((models) => { if (models.get(sha256)?.has(build)) record(models, sha256, build, {}); });
     }
     return fact;
   }

@@ -128,6 +128,18 @@ export function ownerFor(dir: string): { uid: number; gid: number } | undefined 
 export const parentDir = (file: string) => path.dirname(path.resolve(file));
 
 /**
+ * Removes `dir` and its parents up to and including `top` (the first dir a recursive mkdir made), each only while it
+ * is empty: a refused model's dirs go, never what another process put there meanwhile (kept, and what is above it).
+ */
+export function removeEmptyDirs(dir: string, top: string) {
+  const last = path.resolve(top);
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    try { fs.rmdirSync(d); } catch { return; }
+    if (d === last || path.dirname(d) === d) return;
+  }
+}
+
+/**
  * Appends `text` whole or not at all. A write cut short (a full disk: the kernel writes up to the last free block,
  * then ENOSPC) is cut back off before the error is thrown, so no torn line is left mid-file for the next append to
  * run on from (a hash-chained log would then fail verification for good). Only for files this process alone
