@@ -96,6 +96,9 @@ const record = (measure: string, size: string, r: { a: number; b: number; load: 
 
 // Prompts differ on every request (wordsPrompt), so neither server answers from a cached prefix.
 const short = () => wordsPrompt(10);
+// Time-to-first-token samples per side: a lone TTFT is ~15-25 ms here and one sample can move by a third on this
+// shared VM (3 samples per side gave 0.77-2.76x for the same build), so these cheap rows take at least 15 (~1 s).
+const ttftRuns = Math.max(runs, 15);
 // Tokens/s from each server's own usage count (a random model can still end early on a token llama.cpp treats as an end).
 const tps = (s: Served) => complete(s, short(), maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
 
@@ -121,10 +124,10 @@ for (const size of values.sizes.split(",")) {
   record(`HTTP decode, --threads ${threads} (fixed) (tok/s)`, size, await ab(a, b, tps), "tok/s");
   record("408-word prompt (~650 tokens), max_tokens 1, latency (ms)", size, await ab(a, b, (s) => complete(s, wordsPrompt(408), 1).then((c) => c.ms)), "ms", true);
   const ttft = (s: Served) => complete(s, short(), 16, true).then((c) => c.ttftMs);
-  record("streamed time to first token (ms)", size, await ab(a, b, ttft), "ms", true);
+  record(`streamed time to first token (ms; ${ttftRuns} per side)`, size, await ab(a, b, ttft, ttftRuns), "ms", true);
   // The same on text with spaces (WORDS_BIAS): what the scanner's hold costs where words end, as in real text.
   const ttftWords = (s: Served) => complete(s, short(), 16, true, WORDS_BIAS).then((c) => c.ttftMs);
-  record("streamed time to first token, word-separated output (ms)", size, await ab(a, b, ttftWords), "ms", true);
+  record(`streamed time to first token, word-separated output (ms; ${ttftRuns} per side)`, size, await ab(a, b, ttftWords, ttftRuns), "ms", true);
   if (first) {
     const chatP50 = async (s: Served) => { const xs: number[] = []; for (let i = 0; i < 9; i++) xs.push(await chatOne(s)); return median(xs); };
     record("1-token chat p50 (ms)", size, await ab(a, b, chatP50), "ms", true);
@@ -135,8 +138,8 @@ for (const size of values.sizes.split(",")) {
   for (const [name, off] of SCANNER_PARTS) {
     const s = await startAppliance(bin, model, dir, threads, 1, { name, env: { ...env, ...off } });
     await tps(s);
-    record(`streamed time to first token, appliance with ${name} (ms)`, size, await ab(s, b, ttft), "ms", true);
-    record(`streamed time to first token, word-separated output, appliance with ${name} (ms)`, size, await ab(s, b, ttftWords), "ms", true);
+    record(`streamed time to first token, appliance with ${name} (ms; ${ttftRuns} per side)`, size, await ab(s, b, ttft, ttftRuns), "ms", true);
+    record(`streamed time to first token, word-separated output, appliance with ${name} (ms; ${ttftRuns} per side)`, size, await ab(s, b, ttftWords, ttftRuns), "ms", true);
     await s.stop();
   }
   await b.stop();

@@ -44,7 +44,11 @@ const SAMPLE: ChatHistoryItem[] = [
  * remember none), which it rendered the sample with.
  */
 export async function runPreflightChild(file: string, nativeDir: string): Promise<void> {
-  const native = await prepareNative(nativeDir);
+  // Another process (serve, a second models add) holding the libraries' lock: said to the parent ("stage waiting"),
+  // which tells the user and stops the load clock until "stage start" says the wait is over.
+  let waited = false;
+  const native = await prepareNative(nativeDir, undefined, undefined, { onWait: () => { waited = true; console.log("stage waiting"); } });
+  if (waited) console.log("stage start");
   // The CPU variant loaded as serve loads it, and its pick remembered beside the libraries (cpu-backend.ts): under the
   // state dir of the account's own server (preflightModel ownState), its first start then loads that one variant.
   const cpu = native ? cpuBackend(nativeDir, native.dir, false) : undefined;
@@ -94,7 +98,7 @@ export async function preflightTemplate(template: string, shownAs: string, templ
 }
 
 const STAGE_TEXT: Record<string, string> = {
-  start: "while starting", load: "while loading it", decode: "while decoding a token", template: "while rendering its chat template",
+  start: "while starting", waiting: "while waiting for another process's lock on the native libraries", load: "while loading it", decode: "while decoding a token", template: "while rendering its chat template",
 };
 
 /** What a passed trial run learned: the chat wrapper a first start on these bytes would resolve, if it would remember one. */
@@ -136,7 +140,9 @@ async function run(file: string, nativeDir: string, limits: { loadMs: number; te
   const proc = Bun.spawn([...selfArgv(), "models", "preflight", file, "--native-dir", nativeDir], {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, GGML_NO_BACKTRACE: "1" }, // no debugger attached to an abort
   });
-  const out = await watch(proc, limits, shownAs);
+  // Said on stderr (models add, install --model): the trial would otherwise stall silently behind a stopped or hung
+  // process holding <nativeDir>/native.lock (a serve's start, another models add on this state dir).
+  const out = await watch(proc, limits, shownAs, () => console.error(`waiting for another appliance process (models add, serve) to finish with the native libraries in this state dir: it holds ${path.join(nativeDir, "native.lock")}`));
   const line = /^wrapper (\{.*\})$/m.exec(out)?.[1];
   let wrapper: WrapperChoice | undefined;
   try { wrapper = line ? JSON.parse(line) as WrapperChoice : undefined; } catch { /* none remembered */ }
@@ -144,10 +150,12 @@ async function run(file: string, nativeDir: string, limits: { loadMs: number; te
 }
 
 /** Follows the child's stage lines, arms the template timer at "stage template", and turns any failure into an error. */
-async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe", "pipe">, limits: { loadMs: number; templateMs: number }, shownAs: string): Promise<string> {
+async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe", "pipe">, limits: { loadMs: number; templateMs: number },
+  shownAs: string, onWait?: () => void): Promise<string> {
   let stage = "start", out = "", timedOut = "";
   const kill = (why: string) => { timedOut = why; proc.kill("SIGKILL"); };
-  let timer = setTimeout(() => kill(`did not load within ${limits.loadMs / 1000} s`), limits.loadMs);
+  const loadClock = () => setTimeout(() => kill(`did not load within ${limits.loadMs / 1000} s`), limits.loadMs);
+  let timer = loadClock();
   const err = new Response(proc.stderr).text();
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
   for (;;) {
@@ -156,7 +164,10 @@ async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe"
     out += new TextDecoder().decode(value);
     const reached = [...out.matchAll(/^stage (\w+)$/gm)].at(-1)?.[1];
     if (reached && reached !== stage) {
+      // The time spent waiting for another process's lock is not the model's: its load gets the whole limit after.
+      if (stage === "waiting") { clearTimeout(timer); timer = loadClock(); }
       stage = reached;
+      if (stage === "waiting") { clearTimeout(timer); onWait?.(); }
       if (stage === "template") {
         clearTimeout(timer);
         timer = setTimeout(() => kill(`its chat template did not finish a 4-message sample within ${limits.templateMs / 1000} s`), limits.templateMs);
