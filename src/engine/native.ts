@@ -166,6 +166,9 @@ async function unpack(root: string, bundle: NativeBundle, mkdir: (d: string) => 
   return { files, removed: removed.map((r) => path.join(root, r)) };
 }
 
+/** What a process waiting for another's lock on a state dir's native libraries says (serve's log, models add's stderr). */
+export const NATIVE_LOCK_WAIT = "waiting for another appliance process (models add, serve) to finish with the native libraries in this state dir";
+
 /** Unpacks (per user) or checks (system dir) the embedded libraries and points node-llama-cpp at them; null from source. */
 export async function prepareNative(stateDir: string, bundle = NATIVE_BUNDLE as NativeBundle | null,
   systemDir = SYSTEM_NATIVE_DIR, opts: { onWait?: (lockFile: string) => void } = {}): Promise<NativeResult | null> {

@@ -12,7 +12,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { getLlama, JinjaTemplateChatWrapper, LlamaCompletion, LlamaLogLevel, type ChatHistoryItem } from "node-llama-cpp";
-import { prepareNative } from "../engine/native";
+import { NATIVE_LOCK_WAIT, prepareNative } from "../engine/native";
 import { cpuBackend } from "../engine/cpu-backend";
 import { resolveWrapperChoice } from "../engine/template-bound";
 import type { WrapperChoice } from "../engine/wrapper-choice";
@@ -44,10 +44,10 @@ const SAMPLE: ChatHistoryItem[] = [
  * remember none), which it rendered the sample with.
  */
 export async function runPreflightChild(file: string, nativeDir: string): Promise<void> {
-  // Another process (serve, a second models add) holding the libraries' lock: said to the parent ("stage waiting"),
-  // which tells the user and stops the load clock until "stage start" says the wait is over.
+  // Another process (serve, a second models add) holding the libraries' lock: said to the parent ("lock FILE", then
+  // "stage waiting"), which tells the user and stops the load clock until "stage start" says the wait is over.
   let waited = false;
-  const native = await prepareNative(nativeDir, undefined, undefined, { onWait: () => { waited = true; console.log("stage waiting"); } });
+  const native = await prepareNative(nativeDir, undefined, undefined, { onWait: (lock) => { waited = true; console.log(`lock ${lock}\nstage waiting`); } });
   if (waited) console.log("stage start");
   // The CPU variant loaded as serve loads it, and its pick remembered beside the libraries (cpu-backend.ts): under the
   // state dir of the account's own server (preflightModel ownState), its first start then loads that one variant.
@@ -141,8 +141,8 @@ async function run(file: string, nativeDir: string, limits: { loadMs: number; te
     stdout: "pipe", stderr: "pipe", env: { ...process.env, GGML_NO_BACKTRACE: "1" }, // no debugger attached to an abort
   });
   // Said on stderr (models add, install --model): the trial would otherwise stall silently behind a stopped or hung
-  // process holding <nativeDir>/native.lock (a serve's start, another models add on this state dir).
-  const out = await watch(proc, limits, shownAs, () => console.error(`waiting for another appliance process (models add, serve) to finish with the native libraries in this state dir: it holds ${path.join(nativeDir, "native.lock")}`));
+  // process holding the lock (a serve's start, another models add on this state dir).
+  const out = await watch(proc, limits, shownAs, (lock) => console.error(`${NATIVE_LOCK_WAIT}: it holds ${lock}`));
   const line = /^wrapper (\{.*\})$/m.exec(out)?.[1];
   let wrapper: WrapperChoice | undefined;
   try { wrapper = line ? JSON.parse(line) as WrapperChoice : undefined; } catch { /* none remembered */ }
@@ -151,7 +151,7 @@ async function run(file: string, nativeDir: string, limits: { loadMs: number; te
 
 /** Follows the child's stage lines, arms the template timer at "stage template", and turns any failure into an error. */
 async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe", "pipe">, limits: { loadMs: number; templateMs: number },
-  shownAs: string, onWait?: () => void): Promise<string> {
+  shownAs: string, onWait?: (lockFile: string) => void): Promise<string> {
   let stage = "start", out = "", timedOut = "";
   const kill = (why: string) => { timedOut = why; proc.kill("SIGKILL"); };
   const loadClock = () => setTimeout(() => kill(`did not load within ${limits.loadMs / 1000} s`), limits.loadMs);
@@ -167,7 +167,7 @@ async function watch(proc: Bun.Subprocess<"ignore" | "pipe" | Uint8Array, "pipe"
       // The time spent waiting for another process's lock is not the model's: its load gets the whole limit after.
       if (stage === "waiting") { clearTimeout(timer); timer = loadClock(); }
       stage = reached;
-      if (stage === "waiting") { clearTimeout(timer); onWait?.(); }
+      if (stage === "waiting") { clearTimeout(timer); onWait?.(/^lock (.+)$/m.exec(out)?.[1] ?? "the lock"); }
       if (stage === "template") {
         clearTimeout(timer);
         timer = setTimeout(() => kill(`its chat template did not finish a 4-message sample within ${limits.templateMs / 1000} s`), limits.templateMs);

@@ -11,7 +11,7 @@ import type { Config } from "../config/schema";
 import { usableCpus } from "../engine/cpu-budget";
 import { backendAvailable, candidateGpu, preflightGpu } from "../engine/gpu";
 import { LlamaEngine } from "../engine/llama";
-import { prepareNative } from "../engine/native";
+import { NATIVE_LOCK_WAIT, prepareNative } from "../engine/native";
 import { cpuBackend } from "../engine/cpu-backend";
 import { selectEngine } from "../engine/engine-select";
 import { ompBindingTook } from "../engine/engine-build-env";
@@ -121,7 +121,7 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
 
   onProgress?.("checking the native libraries");
   const native = await prepareNative(config.stateDir, undefined, undefined, {
-    onWait: (lock) => log.warn({ lock }, "waiting for another appliance process (models add, serve) to finish with the native libraries in this state dir: it holds the lock"),
+    onWait: (lock) => log.warn({ lock }, `${NATIVE_LOCK_WAIT}: it holds the lock`),
   });
   phases?.mark("native check");
   if (native) log.info(native, "native libraries verified");
