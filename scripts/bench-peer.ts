@@ -16,6 +16,9 @@
  * requests with a logit_bias towards the vocabulary's word-start tokens (WORDS_BIAS), so the text has a space
  * before every word, as real text does. The default-threads burst rows wait two of the governor's windows before
  * each burst, on both sides, so the other server's burst is not counted as a neighbour's load.
+ * --runs is the samples per side; the cheap rows take more: at least 9 on the decode and concurrent-stream rows,
+ * after 6 warm-up requests or bursts per side on each fresh pair (a fresh appliance's first ones run in Bun's JIT
+ * ramp; the stream rows print their warm-up bursts in a row of their own), and at least 15 on time to first token.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -99,8 +102,17 @@ const short = () => wordsPrompt(10);
 // Time-to-first-token samples per side: a lone TTFT is ~15-25 ms here and one sample can move by a third on this
 // shared VM (3 samples per side gave 0.77-2.76x for the same build), so these cheap rows take at least 15 (~1 s).
 const ttftRuns = Math.max(runs, 15);
+// Bursts per side on the concurrent-stream rows (and requests on the decode rows), after WARM_BURSTS of the same shape on each side: a fresh
+// appliance's first bursts run JavaScript not yet optimised by Bun's JIT (which compiles on a background thread,
+// on the same 2 CPUs): the first ~6 bursts of 2 x 48 tokens ran at 0.65-0.9x of its later ones here, and a single
+// single-stream warm-up left the 3 measured bursts inside that ramp (the 2-stream row read 0.82-0.84, then
+// 0.96-1.06 with 16-20 bursts after the ramp, same build). The warm-up bursts are printed in a row of their own.
+const streamRuns = Math.max(runs, 9);
+const WARM_BURSTS = 6;
 // Tokens/s from each server's own usage count (a random model can still end early on a token llama.cpp treats as an end).
 const tps = (s: Served) => complete(s, short(), maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
+/** The decode rows' warm-up: WARM_BURSTS single requests on each side (the JIT ramp, as for the bursts). */
+const warm = async (...servers: Served[]) => { for (const s of servers) for (let i = 0; i < WARM_BURSTS; i++) await tps(s); };
 
 for (const size of values.sizes.split(",")) {
   const shape = SHAPES[size];
@@ -115,13 +127,13 @@ for (const size of values.sizes.split(",")) {
   };
 
   let [a, b] = await pair(1, 1);
-  await tps(a); await tps(b); // warm-up
-  record("HTTP decode, end to end, 1 thread (tok/s)", size, await ab(a, b, tps), "tok/s");
+  await warm(a, b);
+  record(`HTTP decode, end to end, 1 thread (tok/s; ${streamRuns} per side)`, size, await ab(a, b, tps, streamRuns), "tok/s");
   await a.stop(); await b.stop();
 
   [a, b] = await pair(threads, 1);
-  await tps(a); await tps(b);
-  record(`HTTP decode, --threads ${threads} (fixed) (tok/s)`, size, await ab(a, b, tps), "tok/s");
+  await warm(a, b);
+  record(`HTTP decode, --threads ${threads} (fixed) (tok/s; ${streamRuns} per side)`, size, await ab(a, b, tps, streamRuns), "tok/s");
   record("408-word prompt (~650 tokens), max_tokens 1, latency (ms)", size, await ab(a, b, (s) => complete(s, wordsPrompt(408), 1).then((c) => c.ms)), "ms", true);
   const ttft = (s: Served) => complete(s, short(), 16, true).then((c) => c.ttftMs);
   record(`streamed time to first token (ms; ${ttftRuns} per side)`, size, await ab(a, b, ttft, ttftRuns), "ms", true);
@@ -157,11 +169,13 @@ for (const size of values.sizes.split(",")) {
       spreads.set(key, [...spreads.get(key) ?? [], Math.max(...t) / Math.min(...t)]);
       return tokens / ((performance.now() - t0) / 1000);
     };
-    record(`${n} concurrent streams, aggregate (tok/s; --parallel ${n} vs -np ${n})`, size, await ab(a, b, burst), "tok/s");
+    record(`${n} concurrent streams, first ${WARM_BURSTS} bursts after start (warm-up: Bun's JIT still compiling) (tok/s)`, size,
+      await ab(a, b, (s) => burst(s, undefined, `${s.name} warm-up`), WARM_BURSTS), "tok/s");
+    record(`${n} concurrent streams, aggregate (tok/s; --parallel ${n} vs -np ${n}; ${streamRuns} bursts per side after the warm-up)`, size, await ab(a, b, burst, streamRuns), "tok/s");
     const spread = (name: string) => f(median(spreads.get(name)!), 2);
-    row(`${n}-stream burst: last first-token / first first-token (median of ${runs} bursts)`).cells.set(size, `${spread("appliance")} vs ${spread("llama-server")}`);
+    row(`${n}-stream burst: last first-token / first first-token (median of ${streamRuns} bursts)`).cells.set(size, `${spread("appliance")} vs ${spread("llama-server")}`);
     const lw = load1();
-    await ab(a, b, (s) => burst(s, WORDS_BIAS, `${s.name} words`));
+    await ab(a, b, (s) => burst(s, WORDS_BIAS, `${s.name} words`), streamRuns);
     row(`${n}-stream burst spread, word-separated output`).cells.set(size, `${spread("appliance words")} vs ${spread("llama-server words")} (load ${f(lw)}→${f(load1())})`);
     await a.stop();
     // The same against the appliance as users run it: no --threads (the adaptive policy; the fixed count above
@@ -170,7 +184,7 @@ for (const size of values.sizes.split(",")) {
     // at debug): the row after says how much of its bursts' time ran on fewer threads than --threads.
     const dLog = path.join(dir, `default-${n}.log`);
     const d = await startAppliance(bin, model, dir, 0, n, { name: "appliance (default threads)", env: { ...env, APPLIANCE_LOG_LEVEL: "debug" }, logFile: dLog });
-    await tps(d);
+    for (let i = 0; i < WARM_BURSTS; i++) await burst(d, undefined, "warm-up");
     const spans: [number, number][] = [];
     // Each burst starts after two of the governor's windows with neither server busy (both sides wait the same): back
     // to back, the governor counted the other server's burst that had just ended as a neighbour's load and ran 21-47%
@@ -179,7 +193,7 @@ for (const size of values.sizes.split(",")) {
       await Bun.sleep(2 * GOVERNOR_WINDOW_MS);
       const t0 = Date.now(); const r = await burst(s); if (s === d) spans.push([t0, Date.now()]); return r;
     };
-    record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s)`, size, await ab(d, b, timed), "tok/s");
+    record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s; ${streamRuns} bursts per side after ${WARM_BURSTS} warm-up bursts)`, size, await ab(d, b, timed, streamRuns), "tok/s");
     await d.stop(); await b.stop();
     row(`${n}-stream bursts of the appliance without --threads: share of their time on each thread count (its governor's log)`).cells.set(size, threadShares(dLog, spans, threads));
     // Where the appliance's spread comes from: the same bursts with parts of the response scanner off.
