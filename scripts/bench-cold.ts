@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-cold.ts [--bin dist/appliance] [--runs 5] [--size 28] [--threads N] [--before BIN]   (package.json: bench:cold)
+ * bun scripts/bench-cold.ts [--bin dist/appliance] [--runs 5] [--size 28] [--threads N] [--before BIN] [--env K=V,…]   (package.json: bench:cold)
  *
  * Cold start to /health, the appliance (compiled binary, as users run it: auth, guards, audit on) against the peer
  * llama-server (scripts/peer-build.ts) on the same generated F32 GGUF, runs alternated (ABBA), medians, the 1-minute
@@ -22,6 +22,8 @@
  * the time of `appliance --version` (loading the program, nothing else).
  * --before BIN: a second appliance binary (e.g. built at an earlier commit) started in the same rotation as --bin and
  * the peer, each row printing both against the same llama-server runs, so a before/after pair shares the load.
+ * --env adds environment to every appliance start, as bench-peer's does: e.g. the engine `appliance engine build` made,
+ * `--env APPLIANCE_ENGINE__DIR=/opt/e,APPLIANCE_ENGINE__USE=built` (a row's own settings, the unit's GLIBC_TUNABLES, win).
  * Needs a built binary; exits 1 naming what is missing when the peer cannot be built.
  */
 import fs from "node:fs";
@@ -31,7 +33,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { freePort, listensOn, load1, median, prepareAppliance, startPeer, started, stopServer, waitHealthy, cpuLine } from "./bench-peer-lib";
+import { envOf, freePort, listensOn, load1, median, prepareAppliance, startPeer, started, stopServer, waitHealthy, cpuLine } from "./bench-peer-lib";
 import { HUGETLB_TUNABLE } from "../src/util/huge-pages";
 import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
 import { START_MEMO } from "../src/integrity/start-memo";
@@ -39,8 +41,9 @@ import { TRIAL_LEAVES } from "../src/integrity/serve-prep";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: "dist/appliance" }, runs: { type: "string", default: "5" }, size: { type: "string", default: "28" },
-  threads: { type: "string" }, before: { type: "string" },
+  threads: { type: "string" }, before: { type: "string" }, env: { type: "string", default: "" },
 } });
+const extraEnv = envOf(values.env);
 const runs = Number(values.runs);
 const threads = Number(values.threads ?? usableCpus().cpus);
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
@@ -60,6 +63,7 @@ process.on("exit", () => { for (const p of started) p.kill("SIGKILL"); fs.rmSync
 const model = path.join(dir, "bench.gguf");
 const { params } = await makeTinyModel(model, { ...shape, ctx: 2048 });
 console.log(cpuLine());
+if (values.env) console.log(`appliance starts run with ${values.env}`);
 console.log(`bench-cold: ${bins.join(" vs ")}, model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, runs ${runs} per side, uid ${process.getuid?.()}`);
 
 type Start = { ms: number; phases: Record<string, number> };
@@ -102,7 +106,7 @@ async function appliance(env: Record<string, string> = {}, which = 0, asService 
   const t0 = performance.now();
   const as = asService ? ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"] : [];
   const proc = Bun.spawn([...as, bins[which]!, "serve", ...dirs, "--port", String(port), "--threads", String(threads), "--parallel", "1",
-    "--ctx-size", "2048", "--max-queue", "64"], { env: { PATH: "/usr/bin:/bin", HOME: home, APPLIANCE_LOG_LEVEL: "debug", ...env }, stdout: Bun.file(logFile), stderr: "ignore" });
+    "--ctx-size", "2048", "--max-queue", "64"], { env: { PATH: "/usr/bin:/bin", HOME: home, APPLIANCE_LOG_LEVEL: "debug", ...extraEnv, ...env }, stdout: Bun.file(logFile), stderr: "ignore" });
   started.add(proc);
   const ms = await waitHealthy(`http://127.0.0.1:${port}`, t0, proc);
   // The port was free when picked: make sure what answered is this process (as startPeer does).
