@@ -17,8 +17,8 @@
  * before every word, as real text does. The default-threads burst rows wait two of the governor's windows before
  * each burst, on both sides, so the other server's burst is not counted as a neighbour's load.
  * --runs is the samples per side; the cheap rows take more: at least 9 on the decode and concurrent-stream rows,
- * after 6 warm-up requests or bursts per side on each fresh pair (a fresh appliance's first ones run in Bun's JIT
- * ramp; the stream rows print their warm-up bursts in a row of their own), and at least 15 on time to first token.
+ * after 6 warm-up requests or bursts on each fresh server (a fresh appliance's first ones run in Bun's JIT ramp; the
+ * stream rows print their warm-up bursts in a row of their own), and at least 15 on time to first token.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -102,17 +102,18 @@ const short = () => wordsPrompt(10);
 // Time-to-first-token samples per side: a lone TTFT is ~15-25 ms here and one sample can move by a third on this
 // shared VM (3 samples per side gave 0.77-2.76x for the same build), so these cheap rows take at least 15 (~1 s).
 const ttftRuns = Math.max(runs, 15);
-// Bursts per side on the concurrent-stream rows (and requests on the decode rows), after WARM_BURSTS of the same shape on each side: a fresh
-// appliance's first bursts run JavaScript not yet optimised by Bun's JIT (which compiles on a background thread,
-// on the same 2 CPUs): the first ~6 bursts of 2 x 48 tokens ran at 0.65-0.9x of its later ones here, and a single
-// single-stream warm-up left the 3 measured bursts inside that ramp (the 2-stream row read 0.82-0.84, then
-// 0.96-1.06 with 16-20 bursts after the ramp, same build). The warm-up bursts are printed in a row of their own.
+// Samples per side on the decode and concurrent-stream rows, after WARM_RUNS requests (or bursts) of the same shape
+// on each side of a fresh server: a fresh appliance's first ones run JavaScript not yet optimised by Bun's JIT (which
+// compiles on a background thread, on the same 2 CPUs): the first ~6 bursts of 2 x 48 tokens ran at 0.7-0.95x of its
+// later ones here (the first at 0.69-0.84x), and a single single-stream warm-up left the 3 measured bursts inside
+// that ramp (the 2-stream row read 0.82-0.84, then 0.96-1.06 with 16-20 bursts after it, same build). The stream
+// rows' warm-up bursts are printed in a row of their own.
 const streamRuns = Math.max(runs, 9);
-const WARM_BURSTS = 6;
+const WARM_RUNS = 6;
 // Tokens/s from each server's own usage count (a random model can still end early on a token llama.cpp treats as an end).
 const tps = (s: Served) => complete(s, short(), maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
-/** The decode rows' warm-up: WARM_BURSTS single requests on each side (the JIT ramp, as for the bursts). */
-const warm = async (...servers: Served[]) => { for (const s of servers) for (let i = 0; i < WARM_BURSTS; i++) await tps(s); };
+/** A fresh server's warm-up for single-request rows: WARM_RUNS requests on each (the JIT ramp, as for the bursts). */
+const warm = async (...servers: Served[]) => { for (const s of servers) for (let i = 0; i < WARM_RUNS; i++) await tps(s); };
 
 for (const size of values.sizes.split(",")) {
   const shape = SHAPES[size];
@@ -149,7 +150,7 @@ for (const size of values.sizes.split(",")) {
   // Where the appliance's time to first token goes: the same with parts of the response scanner off (SCANNER_PARTS).
   for (const [name, off] of SCANNER_PARTS) {
     const s = await startAppliance(bin, model, dir, threads, 1, { name, env: { ...env, ...off } });
-    await tps(s);
+    await warm(s);
     record(`streamed time to first token, appliance with ${name} (ms; ${ttftRuns} per side)`, size, await ab(s, b, ttft, ttftRuns), "ms", true);
     record(`streamed time to first token, word-separated output, appliance with ${name} (ms; ${ttftRuns} per side)`, size, await ab(s, b, ttftWords, ttftRuns), "ms", true);
     await s.stop();
@@ -169,8 +170,8 @@ for (const size of values.sizes.split(",")) {
       spreads.set(key, [...spreads.get(key) ?? [], Math.max(...t) / Math.min(...t)]);
       return tokens / ((performance.now() - t0) / 1000);
     };
-    record(`${n} concurrent streams, first ${WARM_BURSTS} bursts after start (warm-up: Bun's JIT still compiling) (tok/s)`, size,
-      await ab(a, b, (s) => burst(s, undefined, `${s.name} warm-up`), WARM_BURSTS), "tok/s");
+    record(`${n} concurrent streams, first ${WARM_RUNS} bursts after start (warm-up: Bun's JIT still compiling) (tok/s)`, size,
+      await ab(a, b, (s) => burst(s, undefined, `${s.name} warm-up`), WARM_RUNS), "tok/s");
     record(`${n} concurrent streams, aggregate (tok/s; --parallel ${n} vs -np ${n}; ${streamRuns} bursts per side after the warm-up)`, size, await ab(a, b, burst, streamRuns), "tok/s");
     const spread = (name: string) => f(median(spreads.get(name)!), 2);
     row(`${n}-stream burst: last first-token / first first-token (median of ${streamRuns} bursts)`).cells.set(size, `${spread("appliance")} vs ${spread("llama-server")}`);
@@ -184,7 +185,7 @@ for (const size of values.sizes.split(",")) {
     // at debug): the row after says how much of its bursts' time ran on fewer threads than --threads.
     const dLog = path.join(dir, `default-${n}.log`);
     const d = await startAppliance(bin, model, dir, 0, n, { name: "appliance (default threads)", env: { ...env, APPLIANCE_LOG_LEVEL: "debug" }, logFile: dLog });
-    for (let i = 0; i < WARM_BURSTS; i++) await burst(d, undefined, "warm-up");
+    for (let i = 0; i < WARM_RUNS; i++) await burst(d, undefined, "warm-up");
     const spans: [number, number][] = [];
     // Each burst starts after two of the governor's windows with neither server busy (both sides wait the same): back
     // to back, the governor counted the other server's burst that had just ended as a neighbour's load and ran 21-47%
@@ -193,7 +194,7 @@ for (const size of values.sizes.split(",")) {
       await Bun.sleep(2 * GOVERNOR_WINDOW_MS);
       const t0 = Date.now(); const r = await burst(s); if (s === d) spans.push([t0, Date.now()]); return r;
     };
-    record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s; ${streamRuns} bursts per side after ${WARM_BURSTS} warm-up bursts)`, size, await ab(d, b, timed, streamRuns), "tok/s");
+    record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s; ${streamRuns} bursts per side after ${WARM_RUNS} warm-up bursts)`, size, await ab(d, b, timed, streamRuns), "tok/s");
     await d.stop(); await b.stop();
     row(`${n}-stream bursts of the appliance without --threads: share of their time on each thread count (its governor's log)`).cells.set(size, threadShares(dLog, spans, threads));
     // Where the appliance's spread comes from: the same bursts with parts of the response scanner off.
