@@ -27,6 +27,8 @@
  * that hit EMFILE to retry them, does not arise for the handful of files node-llama-cpp touches. Those packages get
  * node:fs itself (plainFs).
  *
+ * Its GGUF insights measure a model's memory by a simulated load where, on the CPU, a formula gives the same (cpuModelEstimate).
+ *
  * prom-client's index requires its Pushgateway (node:http, node:https, node:zlib: 5-10 ms of Bun's built-in modules
  * in the same profile), which the server never uses (it is scraped at /metrics): a stub class that throws.
  */
@@ -95,6 +97,20 @@ export function noClonedRepo(source: string): string {
     .replace(CLONED, `${CLONED}    return false; // the compiled binary: never a clone (scripts/build-nlc-trim.ts)\n`);
 }
 
+const SIMULATE_MODEL = "    async _simulateModelResourceUsage({ gpuLayers, useMmap = this._getUseMmap(), simulatorSession = this._simulationSession }) {\n";
+
+/**
+ * Its gguf/insights/GgufInsights.js estimating a model's memory by formula, not by a simulated load, when the binding
+ * has no GPU: node-llama-cpp loads the model a first time in llama.cpp's no-allocation mode to measure it (3-5 ms of
+ * `model check` in every start, bench-cold) and, on the CPU, gets what the formula gives (the tensors' bytes, mapped
+ * from the file; tests/engine/cpu-model-estimate.test.ts). Context estimates still simulate: there the formula is
+ * 2.25× the simulated figure, and a larger reservation could refuse a context that fits. Throws when the file changed.
+ */
+export function cpuModelEstimate(source: string): string {
+  if (source.split(SIMULATE_MODEL).length !== 2) throw new Error("node-llama-cpp's gguf/insights/GgufInsights.js changed: update scripts/build-nlc-trim.ts");
+  return source.replace(SIMULATE_MODEL, `${SIMULATE_MODEL}        if (this._llama.gpu === false) return null; // the CPU: the formula (scripts/build-nlc-trim.ts)\n`);
+}
+
 /** Registers the trims on a Bun build (see the file comment). */
 export function trimNodeLlamaCpp(build: PluginBuilder) {
   const names = Object.keys(STUBS).map((p) => p.replace(/[-/]/g, "\\$&")).join("|");
@@ -110,6 +126,9 @@ export function trimNodeLlamaCpp(build: PluginBuilder) {
   }));
   build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]gguf[\\/]parser[\\/]GgufV2Parser\.js$/ }, (args) => ({
     loader: "js", contents: fastArrays(fs.readFileSync(args.path, "utf8")),
+  }));
+  build.onLoad({ filter: /node-llama-cpp[\\/]dist[\\/]gguf[\\/]insights[\\/]GgufInsights\.js$/ }, (args) => ({
+    loader: "js", contents: cpuModelEstimate(fs.readFileSync(args.path, "utf8")),
   }));
 }
 
