@@ -51,6 +51,11 @@ export function stubModule(pkg: string): string {
   return `function unused() { throw new Error(${JSON.stringify(`${pkg} is not in the compiled binary (node-llama-cpp called it: downloads, llama.cpp builds and CLI output are not used by appliance)`)}); }\n${body}\n`;
 }
 
+/** Throws (the build stops) unless `anchor` occurs exactly once in `source`, node-llama-cpp's `file`: the file changed shape. */
+function expectOnce(source: string, anchor: string, file: string): void {
+  if (source.split(anchor).length !== 2) throw new Error(`node-llama-cpp's ${file} changed: update scripts/build-nlc-trim.ts`);
+}
+
 /** getTempDir.js with its run id computed at first use instead of at import. Throws when the file no longer has the expected shape. */
 export function lazyRunId(source: string): string {
   const head = "const currentDate = new Date();\nconst currentRunIdOf() = [";
@@ -73,8 +78,8 @@ const ARRAY_READ = "            ], ([arrayType, arrayLength]) => {\n            
  * closures: ~11 ms of every start for the 28 M test model's ~700-token vocabulary. Throws when the file changed shape.
  */
 export function fastArrays(source: string): string {
+  expectOnce(source, ARRAY_READ, "gguf/parser/GgufV2Parser.js");
   const at = source.indexOf(ARRAY_READ);
-  if (at < 0 || source.indexOf(ARRAY_READ, at + 1) >= 0) throw new Error("node-llama-cpp's gguf/parser/GgufV2Parser.js changed: update scripts/build-nlc-trim.ts");
   const head = "            ], ([arrayType, arrayLength]) => {\n";
   return source.slice(0, at) + head +
     "                const fast = this._fileReader.readArray?.(readOffset, arrayType, arrayLength);\n                if (fast !== undefined) return fast;\n" +
@@ -90,9 +95,7 @@ const CLONED = "export async function isLlamaCppRepoCloned(waitForLock = true) {
  * through lockfile checks and file probes (~5-10 ms of every start). Throws when the file changed shape.
  */
 export function noClonedRepo(source: string): string {
-  for (const head of [CLONED_INFO, CLONED]) {
-    if (source.split(head).length !== 2) throw new Error("node-llama-cpp's bindings/utils/cloneLlamaCppRepo.js changed: update scripts/build-nlc-trim.ts");
-  }
+  for (const head of [CLONED_INFO, CLONED]) expectOnce(source, head, "bindings/utils/cloneLlamaCppRepo.js");
   return source.replace(CLONED_INFO, `${CLONED_INFO}    return null; // the compiled binary: never a clone (scripts/build-nlc-trim.ts)\n`)
     .replace(CLONED, `${CLONED}    return false; // the compiled binary: never a clone (scripts/build-nlc-trim.ts)\n`);
 }
@@ -107,7 +110,7 @@ const SIMULATE_MODEL = "    async _simulateModelResourceUsage({ gpuLayers, useMm
  * 2.25× the simulated figure, and a larger reservation could refuse a context that fits. Throws when the file changed.
  */
 export function cpuModelEstimate(source: string): string {
-  if (source.split(SIMULATE_MODEL).length !== 2) throw new Error("node-llama-cpp's gguf/insights/GgufInsights.js changed: update scripts/build-nlc-trim.ts");
+  expectOnce(source, SIMULATE_MODEL, "gguf/insights/GgufInsights.js");
   return source.replace(SIMULATE_MODEL, `${SIMULATE_MODEL}        if (this._llama.gpu === false) return null; // the CPU: the formula (scripts/build-nlc-trim.ts)\n`);
 }
 

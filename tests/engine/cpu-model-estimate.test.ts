@@ -1,7 +1,7 @@
 /**
  * node-llama-cpp's GGUF insights as the compiled binary has them (scripts/build-nlc-trim.ts cpuModelEstimate; here the
- * patched source is written to a temp file importing the package's own modules and dependencies): on a CPU binding a model's memory
- * estimate comes from the formula, without the simulated load, and equals what the simulated load measures.
+ * patched source is written to a temp file importing the package's own modules and dependencies): on a CPU binding a
+ * model's memory estimate comes from the formula, without the simulated load, and equals what the simulated load measures.
  */
 import { afterAll, expect, test } from "bun:test";
 import fs from "node:fs";
