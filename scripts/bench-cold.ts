@@ -7,9 +7,16 @@
  * load average at the start and end of each row. The appliance rows:
  * - "state kept": a restart with its state in place (models added, native libraries unpacked, hash cache and
  *   template/wrapper trial remembered by a previous start), serve run directly: it re-executes itself once for
- *   huge-page malloc (util/huge-pages.ts);
- * - "state kept, unit environment": the same with GLIBC_TUNABLES as the installed systemd unit sets it, so no
- *   re-exec (the unit's pre-start verify and sandbox set-up are not in it);
+ *   huge-page malloc where the machine calls for it (util/huge-pages.ts);
+ * - "state kept, unit environment": the same with GLIBC_TUNABLES as the installed systemd unit sets it on this
+ *   machine, so no re-exec (the unit's pre-start verify and sandbox set-up are not in it);
+ * - "huge pages" and "4 KB pages": the kept state with the tunable set to 1, and with glibc's usual pages (no re-exec,
+ *   no tunable), whichever the unit here has (install decides by the machine: util/huge-pages.ts);
+ * - both page sizes again "with memory freed before each start": before every start of either side a child process
+ *   touches 1 GiB and exits, and the row waits 2.5 s, the kernel's delay before it reports freed 2 MB blocks to a
+ *   hypervisor (virtio-balloon free page reporting), so the start allocates memory the host must back again, as the
+ *   first start after `models add`'s trial run or a restart some seconds after a stop does (where the host does not
+ *   take freed memory back, these rows read as the ones without churn);
  * - "state removed": bench-peer's row (state dir deleted before each start; `models add` runs first, untimed: its trial
  *   run leaves the native libraries unpacked and the start memo written for the first start, integrity/serve-prep.ts);
  * - "state removed, then what models add prepared removed": the same with those removed again, so the start unpacks
@@ -34,7 +41,7 @@ import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
 import { envOf, freePort, listensOn, load1, median, prepareAppliance, startPeer, started, stopServer, waitHealthy, cpuLine } from "./bench-peer-lib";
-import { HUGETLB_TUNABLE } from "../src/util/huge-pages";
+import { HUGETLB_TUNABLE, REEXEC_MARK, hugePagesHere, reportsFreePages } from "../src/util/huge-pages";
 import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
 import { START_MEMO } from "../src/integrity/start-memo";
 import { TRIAL_LEAVES } from "../src/integrity/serve-prep";
@@ -123,13 +130,28 @@ async function llamaServer(): Promise<Start> {
   return { ms: s.startMs, phases: {} };
 }
 
+/** Memory another process used and freed just before a start, as after `models add`'s trial run or a server that stopped. */
+const CHURN_BYTES = 1 << 30;
+/**
+ * Linux reports freed 2 MB blocks to the hypervisor (virtio-balloon free page reporting) 2 s after they are freed
+ * (mm/page_reporting.c, PAGE_REPORTING_DELAY); a block it reported is backed by the host again only when touched.
+ */
+const REPORTING_DELAY_MS = 2_500;
+/** A child process touches CHURN_BYTES and exits; then the wait for the kernel to report the freed blocks. */
+async function churnMemory() {
+  const r = Bun.spawnSync([process.execPath, "-e", `Buffer.alloc(${CHURN_BYTES}, 1)`], { stdout: "ignore", stderr: "inherit" });
+  if (r.exitCode !== 0) throw new Error(`the memory-churn child exited ${r.exitCode}`);
+  await Bun.sleep(REPORTING_DELAY_MS);
+}
+
 const f = (x: number) => x.toFixed(0);
-async function row(name: string, before: () => void, env: Record<string, string> = {}, asService = false, unprepared = false) {
+async function row(name: string, before: () => void, env: Record<string, string> = {}, asService = false, unprepared = false, churn = false) {
   const A: Start[][] = bins.map(() => []), B: number[] = [];
   const l0 = load1();
   const sides = [...bins.map((_, k) => k), -1]; // -1: the peer
   for (let i = 0; i < runs; i++) {
     for (const side of i % 2 ? [...sides].reverse() : sides) {
+      if (churn) await churnMemory();
       if (side >= 0) { before(); A[side]!.push(await appliance(env, side, asService, unprepared)); } else B.push((await llamaServer()).ms);
     }
   }
@@ -161,7 +183,18 @@ for (const b of bins) console.log(`appliance --version (program load alone): ${f
 for (let k = 0; k < bins.length; k++) await appliance({}, k);
 await row("state kept", () => undefined);
 // systemd/appliance.service's Environment= line (tests/live/service.test.ts reads it from the running service).
-await row("state kept, unit environment (no re-exec)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE });
+// The huge-page tunable `appliance install` writes into the unit on this machine (util/huge-pages.ts hugePagesHere).
+const huge = hugePagesHere();
+const unitEnv = { GLIBC_TUNABLES: `glibc.malloc.hugetlb=${huge ? 1 : 0}` };
+console.log(`the unit here: ${unitEnv.GLIBC_TUNABLES} (free page reporting to a hypervisor: ${reportsFreePages() ? "yes" : "no"})`);
+await row(`state kept, unit environment (${unitEnv.GLIBC_TUNABLES}, no re-exec)`, () => undefined, unitEnv);
+// Huge pages against 4 KB pages, with settled memory and right after another process freed 1 GiB (both sides
+// churned alike): on a VM that reports freed memory to its host, a reported 2 MB block faults there again.
+const pages = { "huge pages": { GLIBC_TUNABLES: HUGETLB_TUNABLE }, "4 KB pages": { [REEXEC_MARK]: "1" } }; // the mark: no re-exec, glibc's usual pages
+for (const [name, env] of Object.entries(pages)) await row(`state kept, ${name} (no re-exec)`, () => undefined, env);
+for (const [name, env] of Object.entries(pages)) {
+  await row(`state kept, ${name}, ${CHURN_BYTES >> 20} MiB freed by another process ${REPORTING_DELAY_MS / 1000} s before each start (either side)`, () => undefined, env, false, false, true);
+}
 if (process.getuid?.() === 0) {
   // The installed service loads the libraries install wrote into the root-owned system dir, checked against root's
   // digest cache (engine/native.ts); without that dir the account unpacks its own copy, which it must hash at every
@@ -175,8 +208,8 @@ if (process.getuid?.() === 0) {
     if (r.exitCode !== 0) throw new Error(`${b} install --native-only: ${r.stderr.toString()}`);
   }
   // The first start as that account works out what it then remembers (start-memo.ts), as the unit's first start does.
-  for (let k = 0; k < bins.length; k++) await appliance({ GLIBC_TUNABLES: HUGETLB_TUNABLE }, k, true);
-  await row("state kept, unit environment, as the service account (nobody; root's models dir and native libraries)", () => undefined, { GLIBC_TUNABLES: HUGETLB_TUNABLE }, true);
+  for (let k = 0; k < bins.length; k++) await appliance(unitEnv, k, true);
+  await row("state kept, unit environment, as the service account (nobody; root's models dir and native libraries)", () => undefined, unitEnv, true);
   removeSystem();
 }
 const removeState = () => { for (const d of [dir, path.join(dir, "before")]) fs.rmSync(path.join(d, "state"), { recursive: true, force: true }); };

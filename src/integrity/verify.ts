@@ -213,9 +213,10 @@ export function checkEnvironment(env: Record<string, string | undefined> | undef
 
 /**
  * A unit without what install sizes by the machine and models then: the start timeout (a model added since moves it),
- * MemoryMax and CPUQuota "auto" (the RAM and CPUs seen, which a resized VM or a verify under taskset sees otherwise).
+ * MemoryMax and CPUQuota "auto" (the RAM and CPUs seen, which a resized VM or a verify under taskset sees otherwise),
+ * and the huge-page tunable (whether the machine reported freed memory to a hypervisor: util/huge-pages.ts).
  */
-const sansSized = (unit: string) => unit.replace(/^(TimeoutStartSec|MemoryMax|CPUQuota)=.*$/gm, "$1=");
+const sansSized = (unit: string) => unit.replace(/^(TimeoutStartSec|MemoryMax|CPUQuota|Environment=GLIBC_TUNABLES)=.*$/gm, "$1=");
 
 /**
  * The installed units against what this binary installs. `appliance update` swaps the binary and restarts; the units

@@ -20,6 +20,7 @@ import { healthUrl } from "./instance";
 import { systemView, type Layout } from "./layout";
 import { ensureAccount, runSteps, serviceRunning, serviceSteps, type Runner } from "./platform";
 import { renderUnits } from "./units";
+import { hugePagesHere } from "../util/huge-pages";
 
 export type Owner = "root" | "svc" | "root:svc";
 export type Step =
@@ -94,7 +95,8 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
   // Where it records its outcome for /metrics (integrity/verify-status.ts): root creates files there, the service reads.
   if (l.platform === "systemd") steps.push({ kind: "dir", path: path.join(l.logDir, "verify"), mode: 0o750, owner: "root:svc" });
   const modelBytes = [...sizes.values()].reduce((a, b) => a + b, 0);
-  for (const [file, content] of Object.entries(renderUnits(l, o.config, modelBytes))) {
+  // The unit's huge-page tunable as this machine calls for (util/huge-pages.ts: THP on, no free page reporting).
+  for (const [file, content] of Object.entries(renderUnits(l, o.config, modelBytes, hugePagesHere()))) {
     steps.push({ kind: "dir", path: path.dirname(file), mode: 0o755, owner: "root" });
     steps.push({ kind: "file", path: file, content, mode: 0o644, owner: "root", show: true });
   }

@@ -84,7 +84,11 @@ function engineDirOf(s: Layout, config: UnitConfig): string {
   return dir;
 }
 
-export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Record<string, string> {
+/**
+ * `hugePages`: the service's large buffers in huge pages (util/huge-pages.ts hugePagesHere, which install asks on the
+ * machine it installs on); verify leaves that line out of its comparison, as it does what install sized.
+ */
+export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0, hugePages = true): Record<string, string> {
   const s = systemView(l); // contents name the paths as the running system sees them
   // IPAddressAllow= filters both directions: with an allowed public bind, remote clients must get in.
   const publicBind = config.allowPublicBind && !isLoopback(config.host);
@@ -97,12 +101,13 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0): Rec
     // newsyslog.conf fields split on whitespace: its G flag takes a shell pattern, where "?" matches the space.
     STATE_GLOB: s.stateDir.replace(/\s/g, "?"), LOG_GLOB: s.logDir.replace(/\s/g, "?"),
     IP_ALLOW: publicBind ? "any" : [...new Set(["localhost", ...otlpAllow(config), ...upstreamAllow(config)])].join(" "), START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
+    HUGETLB: hugePages ? "1" : "0",
   };
 }
 
 /** Every service file for the layout's platform: path (under root) → contents. */
-export function renderUnits(l: Layout, config: UnitConfig, modelBytes = 0): Record<string, string> {
-  const vars = templateVars(l, config, modelBytes);
+export function renderUnits(l: Layout, config: UnitConfig, modelBytes = 0, hugePages = true): Record<string, string> {
+  const vars = templateVars(l, config, modelBytes, hugePages);
   const out: Record<string, string> = {};
   for (const [name, file] of Object.entries(l.units)) out[file] = render(TEMPLATES[name]!, vars, name.endsWith(".plist"));
   if (l.apparmorProfile) out[l.apparmorProfile] = render(apparmorTpl, vars);

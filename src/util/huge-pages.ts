@@ -10,6 +10,14 @@
  * the variable already names glibc.malloc.hugetlb (the operator's choice, including =0), when THP is off on this
  * machine, outside Linux, or when run from the sources (the tests).
  *
+ * Nor on a virtual machine that reports freed memory to its host (virtio-balloon free page reporting, in 2 MiB
+ * blocks): a reported block is backed by the host again only when touched, and touched as a huge page it cost ~4× a
+ * 4 KiB page's faults (scripts/bench-cold.ts, 155 M model: with 1 GiB freed by another process 2.5 s before, the
+ * start took 276 ms in huge pages and 143 ms in 4 KiB pages; a 400 MiB KV cache's context phase, in a shell loop,
+ * ~850 against ~215 ms). Memory freed less than the kernel's 2 s reporting delay before (a quick restart) is still backed and huge
+ * pages then win (96 vs 134 ms): but a service starts at boot and after stops, so on such a machine 4 KiB pages.
+ * `appliance install` writes the same choice into the unit (service/units.ts, hugePagesHere).
+ *
  * Everything here runs twice on a direct `serve` start, so it stays cheap: node:fs is loaded only to read the THP mode,
  * and that is read only when the environment leaves something to do (not under the unit, which sets the tunable).
  */
@@ -17,13 +25,18 @@ export const HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1";
 /** Set in the re-executed process: never a second re-exec, whatever became of GLIBC_TUNABLES. */
 export const REEXEC_MARK = "APPLIANCE_REEXEC";
 
-/** The environment to re-execute with, or null when there is nothing to do. */
-export function hugePageEnv(env: Record<string, string | undefined>, platform: string, thpMode: () => string | undefined): Record<string, string> | null {
+/**
+ * The environment to re-execute with, or null when there is nothing to do. `reportsFreePages`: whether this machine
+ * hands freed memory back to a hypervisor (read only when everything else says re-execute).
+ */
+export function hugePageEnv(env: Record<string, string | undefined>, platform: string, thpMode: () => string | undefined,
+  reportsFreePages: () => boolean): Record<string, string> | null {
   if (platform !== "linux" || env[REEXEC_MARK]) return null;
   const tunables = env.GLIBC_TUNABLES ?? "";
   if (/(^|:)glibc\.malloc\.hugetlb=/.test(tunables)) return null;
   const mode = thpMode();
   if (mode === "never" || mode === undefined) return null;
+  if (reportsFreePages()) return null;
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
   out.GLIBC_TUNABLES = tunables ? `${tunables}:${HUGETLB_TUNABLE}` : HUGETLB_TUNABLE;
@@ -43,6 +56,29 @@ export function readThpMode(file = "/sys/kernel/mm/transparent_hugepage/enabled"
   }
 }
 
+/** virtio's feature bit VIRTIO_BALLOON_F_REPORTING: the guest reports free pages to the host. */
+const BALLOON_REPORTING_BIT = 5;
+
+/**
+ * Whether a virtio balloon device of this machine negotiated free page reporting. Its sysfs `features` file is one
+ * character per feature bit ("0"/"1"), bit 0 first. No balloon, or unreadable: false.
+ */
+export function reportsFreePages(dir = "/sys/bus/virtio/drivers/virtio_balloon"): boolean {
+  try {
+    const fs = require("node:fs") as typeof import("node:fs");
+    return fs.readdirSync(dir).filter((d) => d.startsWith("virtio")).some((d) => {
+      try { return fs.readFileSync(`${dir}/${d}/features`, "utf8")[BALLOON_REPORTING_BIT] === "1"; } catch { return false; }
+    });
+  } catch {
+    return false;
+  }
+}
+
+/** Whether large allocations should be in huge pages on this machine: THP on, and no free page reporting. */
+export function hugePagesHere(platform = process.platform): boolean {
+  return hugePageEnv({}, platform, readThpMode, reportsFreePages) !== null;
+}
+
 /**
  * Re-executes the compiled binary with the tunable when hugePageEnv says so; returns only when it did not (from the
  * sources, nothing to do, or execve refused — the start then goes on without huge pages).
@@ -50,9 +86,9 @@ export function readThpMode(file = "/sys/kernel/mm/transparent_hugepage/enabled"
 export function reexecWithHugePages(argv = process.argv) {
   // In the compiled binary argv[1] is the bundle's virtual path; from the sources it is a .ts file bun runs.
   if (!argv[1]?.startsWith("/$bunfs/") || typeof process.execve !== "function") return;
-  if (!hugePageEnv(process.env, process.platform, () => "madvise")) return; // nothing to do whatever THP is set to
+  if (!hugePageEnv(process.env, process.platform, () => "madvise", () => false)) return; // nothing to do whatever THP is set to
   const mode = readThpMode();
-  const env = hugePageEnv(process.env, process.platform, () => mode);
+  const env = hugePageEnv(process.env, process.platform, () => mode, reportsFreePages);
   if (!env) return;
   try {
     // /proc/self/exe: the file this start is running (and checked), even if an update has replaced the path since.

@@ -1,9 +1,16 @@
-/** Resource limits in the unit: measured on this machine at install unless a flag gives them; every flag persisted. */
+/**
+ * Resource limits in the unit: measured on this machine at install unless a flag gives them; every flag persisted.
+ * And the huge-page tunable, which install also decides by the machine (util/huge-pages.ts).
+ */
 import { afterAll, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { builtBinary, tinyModel, tmpDir } from "../helpers";
+import { parseConfig } from "../../src/config/load";
+import { layout } from "../../src/service/layout";
+import { renderUnits } from "../../src/service/units";
+import { hugePagesHere } from "../../src/util/huge-pages";
 
 const roots: string[] = [];
 afterAll(() => { for (const r of roots) fs.rmSync(r, { recursive: true, force: true }); });
@@ -33,4 +40,12 @@ test("--memory-max / --cpu-quota override and are persisted, with every other co
   expect(unit).toContain("MemoryMax=2G\n");
   expect(unit).toContain("CPUQuota=150%\n");
   expect(config).toMatchObject({ memoryMax: "2G", cpuQuota: "150%", threads: 3, gpu: "off", auth: false, ctxSize: 2048 });
+});
+
+test("the unit's huge-page tunable is what this machine calls for: 1 with THP on and no free page reporting, else 0", async () => {
+  const { unit } = await install();
+  expect(unit).toContain(`Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=${hugePagesHere() ? 1 : 0}\n`);
+  const rendered = (huge: boolean) => renderUnits(layout("systemd", "/"), parseConfig({}), 0, huge)["/etc/systemd/system/appliance.service"];
+  expect(rendered(true)).toContain("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1\n");
+  expect(rendered(false)).toContain("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=0\n");
 });

@@ -1,29 +1,53 @@
 /**
  * `serve` re-executes itself with glibc.malloc.hugetlb=1 (src/util/huge-pages.ts) so llama.cpp's KV cache faults in
- * huge pages: the decision, and the compiled binary doing it (same process, tunable set, the KV cache in
- * AnonHugePages), or leaving an operator's own setting alone.
+ * huge pages: the decision (not on a VM that reports freed memory to its host), and the compiled binary doing it
+ * (same process, tunable set, the KV cache in AnonHugePages), or leaving an operator's own setting alone.
  */
 import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { HUGETLB_TUNABLE, hugePageEnv, readThpMode, REEXEC_MARK } from "../../src/util/huge-pages";
+import { HUGETLB_TUNABLE, hugePageEnv, hugePagesHere, readThpMode, REEXEC_MARK, reportsFreePages } from "../../src/util/huge-pages";
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
 
 describe("hugePageEnv", () => {
   test("adds the tunable (after any others) and the re-exec mark on Linux with THP", () => {
-    expect(hugePageEnv({ PATH: "/bin", X: undefined }, "linux", () => "madvise")).toEqual({ PATH: "/bin", GLIBC_TUNABLES: HUGETLB_TUNABLE, [REEXEC_MARK]: "1" });
-    expect(hugePageEnv({ GLIBC_TUNABLES: "glibc.malloc.arena_max=2" }, "linux", () => "always")!.GLIBC_TUNABLES)
+    expect(hugePageEnv({ PATH: "/bin", X: undefined }, "linux", () => "madvise", () => false)).toEqual({ PATH: "/bin", GLIBC_TUNABLES: HUGETLB_TUNABLE, [REEXEC_MARK]: "1" });
+    expect(hugePageEnv({ GLIBC_TUNABLES: "glibc.malloc.arena_max=2" }, "linux", () => "always", () => false)!.GLIBC_TUNABLES)
       .toBe(`glibc.malloc.arena_max=2:${HUGETLB_TUNABLE}`);
   });
 
   test("nothing to do: the operator set hugetlb (even to 0), already re-executed, THP never/absent, not Linux", () => {
-    expect(hugePageEnv({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=0" }, "linux", () => "madvise")).toBeNull();
-    expect(hugePageEnv({ GLIBC_TUNABLES: "a=1:glibc.malloc.hugetlb=2" }, "linux", () => "madvise")).toBeNull();
-    expect(hugePageEnv({ [REEXEC_MARK]: "1" }, "linux", () => "madvise")).toBeNull();
-    expect(hugePageEnv({}, "linux", () => "never")).toBeNull();
-    expect(hugePageEnv({}, "linux", () => undefined)).toBeNull();
-    expect(hugePageEnv({}, "darwin", () => "madvise")).toBeNull();
+    expect(hugePageEnv({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=0" }, "linux", () => "madvise", () => false)).toBeNull();
+    expect(hugePageEnv({ GLIBC_TUNABLES: "a=1:glibc.malloc.hugetlb=2" }, "linux", () => "madvise", () => false)).toBeNull();
+    expect(hugePageEnv({ [REEXEC_MARK]: "1" }, "linux", () => "madvise", () => false)).toBeNull();
+    expect(hugePageEnv({}, "linux", () => "never", () => false)).toBeNull();
+    expect(hugePageEnv({}, "linux", () => undefined, () => false)).toBeNull();
+    expect(hugePageEnv({}, "darwin", () => "madvise", () => false)).toBeNull();
+  });
+
+  test("nothing to do on a machine that reports freed memory to its hypervisor; asked only when all else says re-execute", () => {
+    expect(hugePageEnv({}, "linux", () => "madvise", () => true)).toBeNull();
+    expect(hugePageEnv({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=0" }, "linux", () => "madvise", () => { throw new Error("read"); })).toBeNull();
+    expect(hugePageEnv({}, "linux", () => "never", () => { throw new Error("read"); })).toBeNull();
+  });
+
+  test("reportsFreePages reads the balloon device's feature bit 5 (VIRTIO_BALLOON_F_REPORTING)", () => {
+    const dir = tmpDir();
+    const device = (name: string, features: string) => {
+      fs.mkdirSync(path.join(dir, name));
+      fs.writeFileSync(path.join(dir, name, "features"), `${features}\n`);
+    };
+    expect(reportsFreePages(path.join(dir, "missing"))).toBe(false); // no balloon driver
+    fs.mkdirSync(path.join(dir, "module")); // the driver dir's other entries are not devices
+    device("virtio0", "0110100000000000"); // bit 0 first: stats (1), deflate on OOM (2), page poison (4); no reporting (5)
+    expect(reportsFreePages(dir)).toBe(false);
+    device("virtio3", "0110010000000000"); // a second device, with reporting
+    expect(reportsFreePages(dir)).toBe(true);
+  });
+
+  test("hugePagesHere: off outside Linux", () => {
+    expect(hugePagesHere("darwin")).toBe(false);
   });
 
   test("readThpMode reads the bracketed mode", () => {
@@ -34,12 +58,15 @@ describe("hugePageEnv", () => {
   });
 
   test("the operator's hugetlb setting is decided on without reading the THP mode", () => {
-    expect(hugePageEnv({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" }, "linux", () => { throw new Error("read"); })).toBeNull();
+    expect(hugePageEnv({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" }, "linux", () => { throw new Error("read"); }, () => { throw new Error("read"); })).toBeNull();
   });
 });
 
-/** Starts the compiled binary's serve on the tiny model; returns its process (the pid Bun spawned) once listening. */
-async function serve(extraEnv: Record<string, string> = {}) {
+/**
+ * Starts the compiled binary's serve on the tiny model; returns its process (the pid Bun spawned) once listening.
+ * `wrap`: a command it is started through, which execs it (same pid).
+ */
+async function serve(extraEnv: Record<string, string> = {}, wrap: string[] = []) {
   const dir = tmpDir("appliance-thp-");
   const bin = await builtBinary();
   const env = { PATH: "/usr/bin:/bin", HOME: dir };
@@ -47,7 +74,7 @@ async function serve(extraEnv: Record<string, string> = {}) {
   fs.copyFileSync(await tinyModel({ ctx: 131072 }), model);
   const add = Bun.spawnSync([bin, "models", "add", model, "--state-dir", path.join(dir, "state")], { env });
   expect(add.exitCode).toBe(0);
-  const proc = Bun.spawn([bin, "serve", "--state-dir", path.join(dir, "state"), "--port", "0", "--no-auth", "--threads", "1", "--parallel", "1", "--ctx-size", "131072"],
+  const proc = Bun.spawn([...wrap, bin, "serve", "--state-dir", path.join(dir, "state"), "--port", "0", "--no-auth", "--threads", "1", "--parallel", "1", "--ctx-size", "131072"],
     { env: { ...env, ...extraEnv }, stdout: "pipe", stderr: "pipe" });
   await untilListening(proc, "serve");
   const environ = Object.fromEntries(fs.readFileSync(`/proc/${proc.pid}/environ`, "utf8").split("\0").filter(Boolean)
@@ -59,17 +86,37 @@ async function serve(extraEnv: Record<string, string> = {}) {
 }
 
 const thp = readThpMode();
+const BALLOON = "/sys/bus/virtio/drivers/virtio_balloon";
+/**
+ * Where this machine reports freed memory to its hypervisor, serve is also started with the balloon driver's sysfs dir
+ * hidden (an empty tmpfs over it, in a mount namespace of its own): the machine as one without reporting, so the
+ * re-exec into huge pages is exercised here too.
+ */
+const hideBalloon = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', BALLOON];
+const reporting = reportsFreePages();
 describe.if(process.platform === "linux")("compiled binary", () => {
-  const used = thp === "always" || thp === "madvise";
+  const thpOn = thp === "always" || thp === "madvise";
 
-  test(`serve runs as the process it was started as, with huge-page malloc when THP is on (here: ${thp})`, async () => {
-    const { environ, hugeKb } = await serve();
-    expect(environ.GLIBC_TUNABLES).toBe(used ? HUGETLB_TUNABLE : undefined);
-    expect(environ[REEXEC_MARK]).toBe(used ? "1" : undefined);
+  const inHugePages = async (wrap: string[]) => {
+    const { environ, hugeKb } = await serve({}, wrap);
+    expect(environ.GLIBC_TUNABLES).toBe(HUGETLB_TUNABLE);
+    expect(environ[REEXEC_MARK]).toBe("1");
     // The KV cache, 131,072 tokens x 2 layers x 64 x (K, V) x f16 = 64 MiB, is in huge pages. (Above glibc's largest
     // mmap threshold, 32 MiB, on purpose: a smaller buffer may come from an arena heap that glibc does not mark.)
-    if (used) expect(hugeKb).toBeGreaterThanOrEqual(32 * 1024);
+    expect(hugeKb).toBeGreaterThanOrEqual(32 * 1024);
+  };
+
+  test(`serve runs as the process it was started as, with huge-page malloc when THP is on (here: ${thp}) and no free page reporting (here: ${reporting})`, async () => {
+    if (thpOn && !reporting) await inHugePages([]);
+    else {
+      const { environ } = await serve();
+      expect(environ.GLIBC_TUNABLES).toBeUndefined(); // 4 KiB pages, and no re-exec for them
+      expect(environ[REEXEC_MARK]).toBeUndefined();
+    }
   }, 120_000);
+
+  test.if(thpOn && reporting && process.getuid?.() === 0)("the same machine without its balloon device: the re-exec into huge pages", () =>
+    inHugePages(hideBalloon), 120_000);
 
   test("an operator's own glibc.malloc.hugetlb is left as it is (no re-exec)", async () => {
     const { environ } = await serve({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=0" });
