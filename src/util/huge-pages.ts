@@ -14,12 +14,13 @@
  * blocks): a reported block is backed by the host again only when touched, and touched as a huge page it cost ~4× a
  * 4 KiB page's faults (scripts/bench-cold.ts, 155 M model: with 1 GiB freed by another process 2.5 s before, the
  * start took 276 ms in huge pages and 143 ms in 4 KiB pages; a 400 MiB KV cache's context phase, in a shell loop,
- * ~850 against ~215 ms). Memory freed less than the kernel's 2 s reporting delay before (a quick restart) is still backed and huge
- * pages then win (96 vs 134 ms): but a service starts at boot and after stops, so on such a machine 4 KiB pages.
- * `appliance install` writes the same choice into the unit (service/units.ts, hugePagesHere).
+ * ~850 against ~215 ms). Memory freed less than the kernel's 2 s reporting delay before (a quick restart) is still
+ * backed and huge pages then win (96 vs 134 ms): but a service starts at boot and after stops, so on such a machine
+ * 4 KiB pages. `appliance install` writes the same choice into the unit (hugePagesHere, service/installer.ts).
  *
- * Everything here runs twice on a direct `serve` start, so it stays cheap: node:fs is loaded only to read the THP mode,
- * and that is read only when the environment leaves something to do (not under the unit, which sets the tunable).
+ * Everything here runs twice on a direct `serve` start, so it stays cheap: node:fs is loaded only to read the THP mode
+ * and the balloon's features, and those are read only when the environment leaves something to do (not under the
+ * unit, which sets the tunable).
  */
 export const HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1";
 /** Set in the re-executed process: never a second re-exec, whatever became of GLIBC_TUNABLES. */
