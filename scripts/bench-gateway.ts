@@ -187,6 +187,7 @@ async function startGateway(bin: string, home: string, upstreams: unknown[]): Pr
   const key = r.stdout.toString().trim();
   const config = path.join(home, "config.json"), logFile = path.join(home, "serve.log");
   fs.writeFileSync(config, JSON.stringify({ stateDir, port: 0, upstreams }));
+  fs.rmSync(logFile, { force: true }); // a second start on this home: the old "listening" line would give the old port
   const t0 = performance.now();
   const proc = Bun.spawn([bin, "serve", "--config", config], { env, stdout: Bun.file(logFile), stderr: "ignore" });
   started.add(proc);

@@ -67,6 +67,9 @@ export async function startAppliance(bin: string, model: string, dir: string, th
   // Port 0, the port read from its own "listening" line: a port picked here and freed could be taken by anything
   // else on the machine (another test's server, a client's ephemeral port) before the server binds it.
   const logFile = opts.logFile ?? path.join(dir, `serve-${++serves}.log`);
+  // A log file given again (a second start with the same name) is written from its start without being truncated:
+  // the earlier server's "listening" line further down gave its port, and the wait for /health ran to its timeout.
+  fs.rmSync(logFile, { force: true });
   const t0 = performance.now();
   const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", ...(threads ? ["--threads", String(threads)] : []),
     "--parallel", String(parallel), "--ctx-size", "2048", "--max-queue", "64"],
