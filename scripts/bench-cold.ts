@@ -40,7 +40,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { envOf, freePort, listensOn, load1, median, prepareAppliance, startPeer, started, stopServer, waitHealthy, cpuLine } from "./bench-peer-lib";
+import { envOf, freePort, listensOn, load1, median, prepareAppliance, spawnLogged, startPeer, started, stopServer, waitHealthy, cpuLine } from "./bench-peer-lib";
 import { HUGETLB_TUNABLE, REEXEC_MARK, hugePagesHere, reportsFreePages } from "../src/util/huge-pages";
 import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
 import { START_MEMO } from "../src/integrity/start-memo";
@@ -103,18 +103,15 @@ const PREPARED = [...TRIAL_LEAVES, START_MEMO];
 
 async function appliance(env: Record<string, string> = {}, which = 0, asService = false, unprepared = false): Promise<Start> {
   const logFile = path.join(dir, "serve.log");
-  fs.rmSync(logFile, { force: true });
   // Each binary its own state dir (under its own HOME-like dir): the --before binary may lay its libraries out differently.
   const home = path.join(dir, `${which ? "before" : ""}${asService ? "svc" : ""}`);
   fs.mkdirSync(home, { recursive: true, mode: 0o755 });
   const dirs = asService ? prepareService(bins[which]!, home) : ["--state-dir", prepareAppliance(bins[which]!, model, home).stateDir];
   if (unprepared) for (const p of PREPARED) fs.rmSync(path.join(home, "state", p), { recursive: true, force: true });
   const port = freePort();
-  const t0 = performance.now();
   const as = asService ? ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"] : [];
-  const proc = Bun.spawn([...as, bins[which]!, "serve", ...dirs, "--port", String(port), "--threads", String(threads), "--parallel", "1",
-    "--ctx-size", "2048", "--max-queue", "64"], { env: { PATH: "/usr/bin:/bin", HOME: home, APPLIANCE_LOG_LEVEL: "debug", ...extraEnv, ...env }, stdout: Bun.file(logFile), stderr: "ignore" });
-  started.add(proc);
+  const { proc, t0 } = spawnLogged([...as, bins[which]!, "serve", ...dirs, "--port", String(port), "--threads", String(threads), "--parallel", "1",
+    "--ctx-size", "2048", "--max-queue", "64"], { PATH: "/usr/bin:/bin", HOME: home, APPLIANCE_LOG_LEVEL: "debug", ...extraEnv, ...env }, logFile);
   const ms = await waitHealthy(`http://127.0.0.1:${port}`, t0, proc);
   // The port was free when picked: make sure what answered is this process (as startPeer does).
   const ours = listensOn(proc.pid, port);

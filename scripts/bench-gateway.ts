@@ -37,7 +37,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { gatewayCodeCost } from "./bench-gateway-inproc";
 import { allowedCpus, ownTicks } from "../src/engine/thread-sources";
-import { complete, listeningPort, median, startAppliance, started, stopServer, waitHealthy, type Served } from "./bench-peer-lib";
+import { complete, listeningPort, median, spawnLogged, startAppliance, stopServer, waitHealthy, type Served } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   requests: { type: "string", default: "300" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "128" },
@@ -187,10 +187,7 @@ async function startGateway(bin: string, home: string, upstreams: unknown[]): Pr
   const key = r.stdout.toString().trim();
   const config = path.join(home, "config.json"), logFile = path.join(home, "serve.log");
   fs.writeFileSync(config, JSON.stringify({ stateDir, port: 0, upstreams }));
-  fs.rmSync(logFile, { force: true }); // a second start on this home: the old "listening" line would give the old port
-  const t0 = performance.now();
-  const proc = Bun.spawn([bin, "serve", "--config", config], { env, stdout: Bun.file(logFile), stderr: "ignore" });
-  started.add(proc);
+  const { proc, t0 } = spawnLogged([bin, "serve", "--config", config], env, logFile);
   const base = `http://127.0.0.1:${await listeningPort(logFile, proc)}`;
   await waitHealthy(base, t0, proc);
   return {

@@ -67,14 +67,8 @@ export async function startAppliance(bin: string, model: string, dir: string, th
   // Port 0, the port read from its own "listening" line: a port picked here and freed could be taken by anything
   // else on the machine (another test's server, a client's ephemeral port) before the server binds it.
   const logFile = opts.logFile ?? path.join(dir, `serve-${++serves}.log`);
-  // A log file given again (a second start with the same name) is written from its start without being truncated:
-  // the earlier server's "listening" line further down gave its port, and the wait for /health ran to its timeout.
-  fs.rmSync(logFile, { force: true });
-  const t0 = performance.now();
-  const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0", ...(threads ? ["--threads", String(threads)] : []),
-    "--parallel", String(parallel), "--ctx-size", "2048", "--max-queue", "64"],
-  { env: { PATH: "/usr/bin:/bin", HOME: dir, ...opts.env }, stdout: Bun.file(logFile), stderr: "ignore" });
-  started.add(proc);
+  const { proc, t0 } = spawnLogged([bin, "serve", "--state-dir", stateDir, "--port", "0", ...(threads ? ["--threads", String(threads)] : []),
+    "--parallel", String(parallel), "--ctx-size", "2048", "--max-queue", "64"], { PATH: "/usr/bin:/bin", HOME: dir, ...opts.env }, logFile);
   const base = `http://127.0.0.1:${await listeningPort(logFile, proc)}`;
   const startMs = await waitHealthy(base, t0, proc);
   return { name: opts.name ?? "appliance", base, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, proc, startMs,
@@ -82,6 +76,19 @@ export async function startAppliance(bin: string, model: string, dir: string, th
 }
 
 let serves = 0;
+
+/**
+ * A server started with its stdout (the log) into `logFile`, registered in `started`; t0: just before the spawn. The
+ * file is removed first: Bun writes a child's stdout into an existing file from its start without truncating it, so a
+ * log file named again kept the earlier server's lines further down (its "listening" line gave a closed port).
+ */
+export function spawnLogged(cmd: string[], env: Record<string, string | undefined>, logFile: string): { proc: Bun.Subprocess; t0: number } {
+  fs.rmSync(logFile, { force: true });
+  const t0 = performance.now();
+  const proc = Bun.spawn(cmd, { env, stdout: Bun.file(logFile), stderr: "ignore" });
+  started.add(proc);
+  return { proc, t0 };
+}
 
 /** The port in the appliance's `listening` log line (its stdout, written to `logFile`), once it is there. */
 export async function listeningPort(logFile: string, proc: Bun.Subprocess, timeoutMs = 300_000): Promise<number> {
