@@ -26,7 +26,6 @@ import { AuditLog } from "../log/audit";
 import { atLeast, type Logger } from "../log/logger";
 import type { StartPhases } from "../util/start-phases";
 import { versionInfo } from "../version";
-import { createApp } from "./app";
 
 /**
  * Inference threads: the configured count, or every CPU this process may use (affinity, cgroup quota, online);
@@ -52,6 +51,24 @@ export interface ServerOptions {
   onProgress?: (status: string) => void;
   /** Start phases to time (serve logs them as `start phases`). */
   phases?: StartPhases;
+}
+
+/**
+ * The HTTP application's modules (Elysia, the routes, the OpenAPI docs, prom-client: 48 of the 210 files and packages
+ * serve's static imports reached) are imported while node-llama-cpp creates the first model's context on its own
+ * thread, when the JS thread has nothing else to do: statically imported, they were evaluated with the rest of the
+ * program before anything started (bench-cold's `bundle` phase), and the context's native work was waited for with the
+ * JS thread idle (bench-cold --before, unit environment: 28 M 89 -> 83 ms, 155 M 139 -> 130 ms; README, Benchmarks).
+ * A server without an engine to load imports them at once. Nothing else in serve's static imports reaches them (a
+ * second importer would evaluate them up front again: tests/server/app-deferred.test.ts).
+ */
+let appModule: Promise<typeof import("./app")> | undefined;
+export function loadApp(): Promise<typeof import("./app")> {
+  if (!appModule) {
+    appModule = import("./app");
+    appModule.catch(() => {}); // awaited by assemble(), which reports a failure; not an unhandled rejection meanwhile
+  }
+  return appModule;
 }
 
 /** Builds everything the server needs from one config; never listens (server/listen.ts does). */
@@ -94,6 +111,7 @@ async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logg
   const loaded = opts.engine ? undefined : await loadEngine(config, log, gateway, opts.onProgress, opts.phases);
   const engine = opts.engine ?? loaded!.engine;
   const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock });
+  const { createApp } = await loadApp();
   const app = createApp({ config, engine, log, guards, version: versionInfo(), gateway, clock });
   if (audit) app.deps.metrics.attachAudit(audit);
   if (!opts.gateway) gateway?.start(); // health checks of the upstreams built here (a test drives its own)
@@ -156,6 +174,9 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
     const next = status.startsWith("llama.cpp binding opened") ? "model check" : status.startsWith("loading model") ? "model load"
       : status.startsWith("creating the context") ? "context" : status.startsWith("context created") ? "model setup" : stage;
     if (next !== stage) { phases?.mark(stage); stage = next; }
+    // A macrotask, so node-llama-cpp's own steps to the native call go first; run sooner it would only be the same work
+    // in another order, never more.
+    if (next === "context") setImmediate(loadApp);
     onProgress?.(status);
   };
   // The embedded CPU variant library remembered for this CPU, loaded alone (engine/cpu-backend.ts).

@@ -1,0 +1,52 @@
+/**
+ * serve loads the HTTP application's modules (Elysia, the routes, the OpenAPI docs, prom-client) while the first
+ * model's context is created on node-llama-cpp's native thread, not with the rest of the program at its start
+ * (server/create-server.ts loadApp; issue 11 item 6, bench-cold's `bundle` and `context` phases). That holds only
+ * while nothing in serve's static imports reaches them: one static import of app.ts or of Elysia anywhere in that
+ * graph evaluates them all up front again, silently. So the graph is read here, from the sources the binary is
+ * built from: every static `import` (type-only imports are erased and not followed; dynamic `import()` is not).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { expect, test } from "bun:test";
+import { loadApp } from "../../src/server/create-server";
+
+const SRC = path.resolve(import.meta.dir, "../../src");
+const transpiler = new Bun.Transpiler({ loader: "ts" });
+
+/** A module file for a relative specifier, or "pkg:<name>" for a package. */
+function resolve(from: string, spec: string): string | undefined {
+  if (!spec.startsWith(".")) return `pkg:${spec.split("/").slice(0, spec.startsWith("@") ? 2 : 1).join("/")}`;
+  const base = path.resolve(path.dirname(from), spec);
+  return [base, `${base}.ts`, path.join(base, "index.ts")].find((f) => fs.existsSync(f) && fs.statSync(f).isFile());
+}
+
+/** Every module serve's static imports reach, packages as "pkg:<name>". */
+function staticClosure(entry: string): Set<string> {
+  const seen = new Set([entry]);
+  const queue = [entry];
+  while (queue.length) {
+    const file = queue.pop()!;
+    if (file.startsWith("pkg:") || !file.endsWith(".ts")) continue;
+    for (const imp of transpiler.scanImports(fs.readFileSync(file, "utf8"))) {
+      if (imp.kind !== "import-statement") continue;
+      const to = resolve(file, imp.path);
+      if (to && !seen.has(to)) { seen.add(to); queue.push(to); }
+    }
+  }
+  return seen;
+}
+
+test("serve's static imports reach neither the app nor Elysia, the OpenAPI plugin or prom-client", () => {
+  const reached = staticClosure(path.join(SRC, "cli/commands/serve.ts"));
+  expect(reached.has(path.join(SRC, "server/create-server.ts"))).toBe(true); // the walk follows serve's imports at all
+  expect(reached.has("pkg:node-llama-cpp")).toBe(true);
+  const early = [path.join(SRC, "server/app.ts"), "pkg:elysia", "pkg:@elysiajs/openapi", "pkg:prom-client"].filter((m) => reached.has(m));
+  expect(early).toEqual([]);
+});
+
+test("loadApp gives the app module, once", async () => {
+  const first = loadApp();
+  expect(loadApp()).toBe(first);
+  expect(typeof (await first).createApp).toBe("function");
+});
