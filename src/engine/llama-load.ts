@@ -18,6 +18,7 @@ import { defaultTemplateLimits, probeToolResults, resolveBoundedWrapper, type Te
 import { llama3Wrapper } from "./plain-wrapper";
 import { withGenerationPrompt, writesEmptyThought } from "./generation-prompt";
 import { ToolResultsOf, withToolResults } from "./tool-results";
+import { whenContextBuilds } from "./context-init";
 import { governThreads, promptsGetAllCpus, promptsOnAllThreads, tuneSteps, withFullThreads } from "./thread-policy";
 import { processCpus } from "./thread-sources";
 import { StepTuner } from "./thread-tuner";
@@ -113,6 +114,9 @@ export async function openLlama(opts: LlamaEngineOptions): Promise<Llama> {
   return llama;
 }
 
+/** The start progress said when llama.cpp begins building a model's context (serve imports its HTTP app then). */
+export const CONTEXT_BUILDING = "llama.cpp is building the context";
+
 /** Loads one model and its context of `parallel` sequences. */
 export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEngineOptions, arrivals: Arrivals): Promise<Loaded> {
   const model = await llama.loadModel({ modelPath: source.path, gpuLayers: opts.gpu ? opts.gpuLayers ?? "auto" : 0,
@@ -120,8 +124,9 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   opts.onProgress?.(`creating the context for ${source.id}`);
   const contextSize = Math.min(opts.ctxSize, model.trainContextSize);
   const busy = { generating: 0 };
-  const context = await withFullThreads(llama, () => model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads,
-    batching: { dispatchSchedule: gatherSchedule(arrivals, () => busy.generating === 0) } }));
+  const context = await whenContextBuilds(llama, model, () => withFullThreads(llama, () => model.createContext({ contextSize, sequences: opts.parallel,
+    threads: opts.threads, batching: { dispatchSchedule: gatherSchedule(arrivals, () => busy.generating === 0) } })),
+  () => opts.onProgress?.(`${CONTEXT_BUILDING} for ${source.id}`));
   opts.onProgress?.(`context created for ${source.id}`);
   // Concurrent streams share each decode step (without it one sequence kept missing the step: 3 of 4 per step).
   if (opts.parallel > 1 && !syncBatches(context)) opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: concurrent streams are decoded less batched");

@@ -11,6 +11,7 @@ import type { Config } from "../config/schema";
 import { usableCpus } from "../engine/cpu-budget";
 import { backendAvailable, candidateGpu, preflightGpu } from "../engine/gpu";
 import { LlamaEngine } from "../engine/llama";
+import { CONTEXT_BUILDING } from "../engine/llama-load";
 import { NATIVE_LOCK_WAIT, prepareNative } from "../engine/native";
 import { cpuBackend } from "../engine/cpu-backend";
 import { selectEngine } from "../engine/engine-select";
@@ -55,10 +56,10 @@ export interface ServerOptions {
 
 /**
  * The HTTP application's modules (Elysia, the routes, the OpenAPI docs, prom-client: 48 of the 210 files and packages
- * serve's static imports reached) are imported while node-llama-cpp creates the first model's context on its own
- * thread, when the JS thread has nothing else to do: statically imported, they were evaluated with the rest of the
- * program before anything started (bench-cold's `bundle` phase), and the context's native work was waited for with the
- * JS thread idle (bench-cold --before, unit environment: 28 M 89 -> 83 ms, 155 M 139 -> 130 ms; README, Benchmarks).
+ * serve's static imports reached) are imported while llama.cpp builds the first model's context on its own thread
+ * (engine/context-init.ts), when the JS thread has nothing else to do: statically imported, they were evaluated with
+ * the rest of the program before anything started (bench-cold's `bundle` phase), and the context's native work was
+ * waited for with the JS thread idle (bench-cold --before, unit environment: 28 M 89 -> 83 ms, 155 M 139 -> 130 ms; README, Benchmarks).
  * A server without an engine to load imports them at once. Nothing else in serve's static imports reaches them (a
  * second importer would evaluate them up front again: tests/server/app-deferred.test.ts).
  */
@@ -174,9 +175,10 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
     const next = status.startsWith("llama.cpp binding opened") ? "model check" : status.startsWith("loading model") ? "model load"
       : status.startsWith("creating the context") ? "context" : status.startsWith("context created") ? "model setup" : stage;
     if (next !== stage) { phases?.mark(stage); stage = next; }
-    // A macrotask, so node-llama-cpp's own steps to the native call go first; run sooner it would only be the same work
-    // in another order, never more.
-    if (next === "context") setImmediate(loadApp);
+    // Once llama.cpp builds the context on its own thread (engine/context-init.ts: at "creating the context" the import
+    // ran first and held node-llama-cpp's JS before that native call). A macrotask, so node-llama-cpp's own steps after
+    // the call go first.
+    if (status.startsWith(CONTEXT_BUILDING)) setImmediate(loadApp);
     onProgress?.(status);
   };
   // The embedded CPU variant library remembered for this CPU, loaded alone (engine/cpu-backend.ts).

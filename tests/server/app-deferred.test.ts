@@ -9,7 +9,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect, test } from "bun:test";
-import { loadApp } from "../../src/server/create-server";
+import { parseConfig } from "../../src/config/load";
+import { CONTEXT_BUILDING } from "../../src/engine/llama-load";
+import { createServer, loadApp } from "../../src/server/create-server";
+import { silentLogger } from "../../src/log/logger";
+import { tinyModel, tmpDir } from "../helpers";
 
 const SRC = path.resolve(import.meta.dir, "../../src");
 const transpiler = new Bun.Transpiler({ loader: "ts" });
@@ -50,3 +54,20 @@ test("loadApp gives the app module, once", async () => {
   expect(loadApp()).toBe(first);
   expect(typeof (await first).createApp).toBe("function");
 });
+
+test("a start from the config says when llama.cpp builds the context, after creating it begins and before it ends", async () => {
+  const stateDir = tmpDir();
+  const statuses: string[] = [];
+  const { engine, audit } = await createServer(parseConfig({ stateDir, model: [await tinyModel()], allowUnverified: true, audit: false } as Record<string, unknown>),
+    { log: silentLogger(), onProgress: (s) => statuses.push(s) });
+  try {
+    const at = (prefix: string) => statuses.findIndex((s) => s.startsWith(prefix));
+    expect(at("creating the context")).toBeGreaterThanOrEqual(0);
+    expect(at(CONTEXT_BUILDING)).toBeGreaterThan(at("creating the context"));
+    expect(at("context created")).toBeGreaterThan(at(CONTEXT_BUILDING));
+    expect(statuses.filter((s) => s.startsWith(CONTEXT_BUILDING))).toHaveLength(1);
+  } finally {
+    audit?.close();
+    await engine.dispose();
+  }
+}, 120_000);
