@@ -124,9 +124,9 @@ export async function loadModel(llama: Llama, source: ModelSource, opts: LlamaEn
   opts.onProgress?.(`creating the context for ${source.id}`);
   const contextSize = Math.min(opts.ctxSize, model.trainContextSize);
   const busy = { generating: 0 };
-  const context = await whenContextBuilds(llama, model, () => withFullThreads(llama, () => model.createContext({ contextSize, sequences: opts.parallel,
-    threads: opts.threads, batching: { dispatchSchedule: gatherSchedule(arrivals, () => busy.generating === 0) } })),
-  () => opts.onProgress?.(`${CONTEXT_BUILDING} for ${source.id}`));
+  const create = () => withFullThreads(llama, () => model.createContext({ contextSize, sequences: opts.parallel, threads: opts.threads,
+    batching: { dispatchSchedule: gatherSchedule(arrivals, () => busy.generating === 0) } }));
+  const context = await whenContextBuilds(llama, model, create, () => opts.onProgress?.(`${CONTEXT_BUILDING} for ${source.id}`));
   opts.onProgress?.(`context created for ${source.id}`);
   // Concurrent streams share each decode step (without it one sequence kept missing the step: 3 of 4 per step).
   if (opts.parallel > 1 && !syncBatches(context)) opts.log.warn({ model: source.id }, "node-llama-cpp internals changed: concurrent streams are decoded less batched");

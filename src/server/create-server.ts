@@ -59,7 +59,8 @@ export interface ServerOptions {
  * serve's static imports reached) are imported while llama.cpp builds the first model's context on its own thread
  * (engine/context-init.ts), when the JS thread has nothing else to do: statically imported, they were evaluated with
  * the rest of the program before anything started (bench-cold's `bundle` phase), and the context's native work was
- * waited for with the JS thread idle (bench-cold --before, unit environment: 28 M 89 -> 83 ms, 155 M 139 -> 130 ms; README, Benchmarks).
+ * waited for with the JS thread idle (bench-cold --before, unit environment: 28 M 89 -> 83 ms, 155 M 139 -> 130 ms;
+ * README, Benchmarks).
  * A server without an engine to load imports them at once. Nothing else in serve's static imports reaches them (a
  * second importer would evaluate them up front again: tests/server/app-deferred.test.ts).
  */
