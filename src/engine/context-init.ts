@@ -13,7 +13,7 @@
  */
 import type { Llama, LlamaModel } from "node-llama-cpp";
 
-type NativeContext = new (model: unknown, options: unknown) => { init(...args: unknown[]): Promise<unknown> };
+export type NativeContext = new (model: unknown, options: unknown) => { init(...args: unknown[]): Promise<unknown> };
 type Internal = { _bindings?: { AddonContext?: NativeContext } };
 
 /** Runs `create` (one createContext of `model`) and calls `started` once, when the native side begins building it. */

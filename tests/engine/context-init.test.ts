@@ -7,10 +7,9 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { getLlama, type Llama, type LlamaModel } from "node-llama-cpp";
-import { whenContextBuilds } from "../../src/engine/context-init";
+import { whenContextBuilds, type NativeContext } from "../../src/engine/context-init";
 import { tinyModel } from "../helpers";
 
-type NativeContext = new (model: unknown, options: unknown) => { init(...args: unknown[]): Promise<unknown> };
 type Bindings = { AddonContext: NativeContext };
 
 let llama: Llama;
