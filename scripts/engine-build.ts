@@ -26,6 +26,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { ENGINE_COMPILER_FLAGS } from "../src/engine/engine-compile";
 import { DECODE_THREAD_FILE, DECODE_THREAD_PATCH, patchDecodeThread } from "../src/engine/engine-decode-thread";
 import { takeBuildLock } from "./build-lock";
 
@@ -49,9 +50,11 @@ const REQUIRED_TOOLS = ["cmake", "git", "c++", "cc", "node", "npm"] as const;
 
 /** The cmake options of each flavour (node-llama-cpp reads them from NODE_LLAMA_CPP_CMAKE_OPTION_* variables). */
 export function cmakeOptionsFor(portable: boolean): Record<string, string> {
+  // cmake-js sets CMAKE_CXX_FLAGS to its define, and a later -D replaces it: keep it beside ours.
+  const flags = { CMAKE_C_FLAGS: ENGINE_COMPILER_FLAGS, CMAKE_CXX_FLAGS: `-DBUILDING_NODE_EXTENSION ${ENGINE_COMPILER_FLAGS}` };
   return portable
-    ? { GGML_OPENMP: "ON", GGML_NATIVE: "OFF", GGML_CPU_ALL_VARIANTS: "ON", GGML_BACKEND_DL: "ON" }
-    : { GGML_OPENMP: "ON", GGML_NATIVE: "ON" };
+    ? { GGML_OPENMP: "ON", GGML_NATIVE: "OFF", GGML_CPU_ALL_VARIANTS: "ON", GGML_BACKEND_DL: "ON", ...flags }
+    : { GGML_OPENMP: "ON", GGML_NATIVE: "ON", ...flags };
 }
 
 function toolVersion(cmd: string): string {

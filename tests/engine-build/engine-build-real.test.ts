@@ -10,6 +10,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { ENGINE_COMPILER_FLAGS } from "../../src/engine/engine-compile";
 import { DECODE_THREAD_NAME, DECODE_THREAD_PATCH } from "../../src/engine/engine-decode-thread";
 import type { EngineRecord } from "../../src/engine/engine-store";
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
@@ -17,6 +18,7 @@ import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 const why = process.env.APPLIANCE_TEST_ENGINE_BUILD !== "1" ? "set APPLIANCE_TEST_ENGINE_BUILD=1 to run it (~20 min)"
   : process.geteuid?.() !== 0 ? "it needs root (the engine is installed root-owned)"
   : !(Bun.which("cmake") && Bun.which("c++") && Bun.which("cc") && (Bun.which("make") || Bun.which("ninja"))) ? "cmake, cc, c++ and make or ninja are needed"
+  : !Bun.which("readelf") ? "readelf (binutils) is needed to read the built library's relocations"
   : null;
 if (why) console.warn(`engine-build-real SKIPPED: ${why}`);
 
@@ -51,6 +53,12 @@ describe.skipIf(why !== null)("appliance engine build, for real", () => {
     const record = JSON.parse(fs.readFileSync(path.join(versionDir, "linux-x64.json"), "utf8")) as EngineRecord;
     expect(record).toMatchObject({ folder: "linux-x64", openmp: true, gpu: false, cmakeOptions: { GGML_OPENMP: "ON", GGML_NATIVE: "ON" } });
     expect(record.patches).toContain(DECODE_THREAD_PATCH);
+    expect(record.cmakeOptions).toMatchObject({ CMAKE_C_FLAGS: ENGINE_COMPILER_FLAGS, CMAKE_CXX_FLAGS: ENGINE_COMPILER_FLAGS });
+    // The flag reached the compiler: ggml-cpu.cpp calls its own exported ggml_backend_is_cpu directly, so the library
+    // has no PLT slot for it (built without the flag it has one).
+    const slots = Bun.spawnSync(["readelf", "--relocs", "--wide", path.join(versionDir, "linux-x64", "libggml-cpu.so")]).stdout.toString();
+    expect(slots).toContain("JUMP_SLOT");
+    expect(slots).not.toMatch(/JUMP_SLOT.* ggml_backend_is_cpu\b/);
     expect(Object.keys(record.files)).toEqual(expect.arrayContaining(["llama-addon.node", "libgomp.so.1", "libggml-base.so", "_nlcBuildMetadata.json"]));
     for (const name of Object.keys(record.files)) {
       const st = fs.statSync(path.join(versionDir, "linux-x64", name));

@@ -1,0 +1,26 @@
+/**
+ * Issue 11 item 3 (decode at llama-server's speed): every Linux engine build compiles llama.cpp and the addon with
+ * -fno-semantic-interposition, both `appliance engine build` (src/engine/engine-compile.ts) and the build-time
+ * engine (scripts/engine-build.ts). node-llama-cpp builds shared libraries (-fPIC); without the flag GCC calls and
+ * inlines exported functions only through the PLT, and decode ran ~10% slower than llama.cpp's static build of the
+ * same source (the measurement is in engine-compile.ts). That the flag reaches the compiler is checked on a real
+ * build in engine-build-real.test.ts.
+ */
+import { expect, test } from "bun:test";
+import { ENGINE_COMPILER_FLAGS, engineCmakeOptions } from "../../src/engine/engine-compile";
+import type { EngineGpu } from "../../src/engine/engine-tools";
+import { cmakeOptionsFor } from "../../scripts/engine-build";
+
+const builds: [EngineGpu, boolean][] = [[false, false], [false, true], ["cuda", false], ["vulkan", false]];
+
+test.each(builds)("appliance engine build (gpu %p, portable %p) passes the flag to the C and C++ compilers", (gpu, portable) => {
+  const options = engineCmakeOptions(gpu, portable, "b1");
+  expect(ENGINE_COMPILER_FLAGS).toBe("-fno-semantic-interposition");
+  expect([options.CMAKE_C_FLAGS, options.CMAKE_CXX_FLAGS]).toEqual([ENGINE_COMPILER_FLAGS, ENGINE_COMPILER_FLAGS]);
+});
+
+test.each([false, true])("the build-time engine (portable %p) passes the flag too", (portable) => {
+  const options = cmakeOptionsFor(portable);
+  expect(options.CMAKE_C_FLAGS).toBe(ENGINE_COMPILER_FLAGS);
+  expect(options.CMAKE_CXX_FLAGS!.split(" ")).toEqual(["-DBUILDING_NODE_EXTENSION", ENGINE_COMPILER_FLAGS]); // cmake-js's define kept
+});
