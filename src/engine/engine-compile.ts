@@ -64,6 +64,17 @@ export const engineFolder = (gpu: EngineGpu | "metal") => [nlcPlatform(), proces
  */
 export const ENGINE_COMPILER_FLAGS = "-fno-semantic-interposition";
 
+/**
+ * Why an installed engine is slower than one this binary would build (recorded options without
+ * ENGINE_COMPILER_FLAGS: built by an earlier binary), or null. `engine status` says it; nothing refuses such an engine.
+ */
+export function outdatedEngineBuild(cmakeOptions: Record<string, string>, platform: NodeJS.Platform = process.platform): string | null {
+  const has = (flags: string | undefined) => (flags ?? "").split(/\s+/).includes(ENGINE_COMPILER_FLAGS);
+  if (platform !== "linux" || (has(cmakeOptions.CMAKE_C_FLAGS) && has(cmakeOptions.CMAKE_CXX_FLAGS))) return null;
+  return `built without ${ENGINE_COMPILER_FLAGS} (an earlier binary's build): its decode is slower than a build by this binary ` +
+    "(~15% with 1 thread on a 28 M model, README: Compiled like the peer); run sudo appliance engine build again";
+}
+
 /** The cmake options of a build (what node-llama-cpp's own build sets, plus ours). */
 export function engineCmakeOptions(gpu: EngineGpu, portable: boolean, release: string): Record<string, string> {
   const platform = `${nlcPlatform()}-${process.arch}`;

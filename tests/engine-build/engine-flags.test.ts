@@ -7,7 +7,7 @@
  * build in engine-build-real.test.ts.
  */
 import { expect, test } from "bun:test";
-import { ENGINE_COMPILER_FLAGS, engineCmakeOptions } from "../../src/engine/engine-compile";
+import { ENGINE_COMPILER_FLAGS, engineCmakeOptions, outdatedEngineBuild } from "../../src/engine/engine-compile";
 import type { EngineGpu } from "../../src/engine/engine-tools";
 import { cmakeOptionsFor } from "../../scripts/engine-build";
 
@@ -23,4 +23,12 @@ test.each([false, true])("the build-time engine (portable %p) passes the flag to
   const options = cmakeOptionsFor(portable);
   expect(options.CMAKE_C_FLAGS).toBe(ENGINE_COMPILER_FLAGS);
   expect(options.CMAKE_CXX_FLAGS!.split(" ")).toEqual(["-DBUILDING_NODE_EXTENSION", ENGINE_COMPILER_FLAGS]); // cmake-js's define kept
+});
+
+test("an engine recorded without the flag is outdated on Linux (engine status says so); one with it, or a macOS build, is not", () => {
+  expect(outdatedEngineBuild({ GGML_NATIVE: "ON" }, "linux")).toContain(`built without ${ENGINE_COMPILER_FLAGS}`);
+  expect(outdatedEngineBuild({ CMAKE_C_FLAGS: ENGINE_COMPILER_FLAGS }, "linux")).toContain("built without"); // C++ too
+  expect(outdatedEngineBuild(engineCmakeOptions(false, false, "b1"), "linux")).toBeNull();
+  expect(outdatedEngineBuild(cmakeOptionsFor(false), "linux")).toBeNull();
+  expect(outdatedEngineBuild({}, "darwin")).toBeNull();
 });

@@ -10,6 +10,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { EXIT } from "../../src/cli/exit-codes";
+import { ENGINE_COMPILER_FLAGS } from "../../src/engine/engine-compile";
 import { installEngine, versionDirOf } from "../../src/engine/engine-store";
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
@@ -24,12 +25,12 @@ const parents: string[] = [];
 afterAll(() => { for (const d of parents) fs.rmSync(d, { recursive: true, force: true }); });
 
 /** A root-owned engine dir (not under /tmp: every parent must be root-owned and not world-writable). */
-function engineDir(): { dir: string; folder: string } {
+function engineDir(cmakeOptions: Record<string, string> = {}): { dir: string; folder: string } {
   const parent = fs.mkdtempSync(path.join(os.homedir(), "appliance-engine-test-"));
   parents.push(parent);
   const dir = path.join(parent, "engine");
   installEngine(dir, prebuilt, { folder: "linux-x64", nlcVersion, release: "test", commit: "0".repeat(40), gpu: false, portable: true, openmp: false,
-    cmakeOptions: {}, compiler: "node-llama-cpp prebuilt", cmake: "-", seconds: 0, builtAt: new Date().toISOString() });
+    cmakeOptions, compiler: "node-llama-cpp prebuilt", cmake: "-", seconds: 0, builtAt: new Date().toISOString() });
   return { dir, folder: path.join(versionDirOf(dir, nlcVersion), "linux-x64") };
 }
 
@@ -50,9 +51,11 @@ async function appliance() {
   };
   const status = (engine: Record<string, string>) => {
     const r = Bun.spawnSync([bin, "engine", "status", "--json"], { cwd: dir, env: { ...env, ...engine }, stdout: "pipe" });
-    return { code: r.exitCode, json: JSON.parse(r.stdout.toString()) as { ok: boolean; built: { folder: string }[]; problems?: string[] } };
+    return { code: r.exitCode, json: JSON.parse(r.stdout.toString()) as { ok: boolean; built: { folder: string; outdated?: string }[]; problems?: string[] } };
   };
-  return { serve, verify, status };
+  const statusText = (engine: Record<string, string>) =>
+    Bun.spawnSync([bin, "engine", "status"], { cwd: dir, env: { ...env, ...engine }, stdout: "pipe" }).stdout.toString();
+  return { serve, verify, status, statusText };
 }
 
 /** A start that must be refused: its exit code and everything it wrote. */
@@ -111,6 +114,19 @@ describe.skipIf(!root)("a built engine at start (compiled binary, as root)", () 
     expect(after.json.problems).toEqual([expect.stringContaining(`${path.join(folder, "llama-addon.node")}: sha256`)]);
     expect(app.verify({ APPLIANCE_ENGINE__DIR: dir })).toMatchObject({ status: "fail", detail: expect.stringContaining(`${path.join(folder, "llama-addon.node")}: sha256`) });
     expect(app.verify({ APPLIANCE_ENGINE__DIR: dir, APPLIANCE_ENGINE__USE: "embedded" })).toMatchObject({ status: "skip" });
+  }, 60_000);
+
+  test("engine status says when an engine was built without this binary's compiler flags (an earlier binary's build), and not otherwise", async () => {
+    const app = await appliance();
+    const old = engineDir({ GGML_OPENMP: "ON", GGML_NATIVE: "ON" }).dir;
+    const current = engineDir({ GGML_OPENMP: "ON", GGML_NATIVE: "ON", CMAKE_C_FLAGS: ENGINE_COMPILER_FLAGS, CMAKE_CXX_FLAGS: `-DBUILDING_NODE_EXTENSION ${ENGINE_COMPILER_FLAGS}` }).dir;
+    const stale = app.status({ APPLIANCE_ENGINE__DIR: old });
+    expect(stale).toMatchObject({ code: 0, json: { ok: true, built: [{ folder: "linux-x64", outdated: expect.stringContaining(`built without ${ENGINE_COMPILER_FLAGS}`) }] } });
+    expect(app.statusText({ APPLIANCE_ENGINE__DIR: old })).toContain(`note: linux-x64 was built without ${ENGINE_COMPILER_FLAGS}`);
+    const fresh = app.status({ APPLIANCE_ENGINE__DIR: current });
+    expect(fresh).toMatchObject({ code: 0, json: { ok: true, built: [{ folder: "linux-x64" }] } });
+    expect(fresh.json.built[0]).not.toHaveProperty("outdated");
+    expect(app.statusText({ APPLIANCE_ENGINE__DIR: current })).not.toContain("note:");
   }, 60_000);
 
   test("a file the record does not list (a CPU variant ggml would dlopen): the start stops", async () => {

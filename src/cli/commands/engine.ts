@@ -13,7 +13,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { usableCpus } from "../../engine/cpu-budget";
-import { compileEngine, engineFolder } from "../../engine/engine-compile";
+import { compileEngine, engineFolder, outdatedEngineBuild } from "../../engine/engine-compile";
 import { ENGINE_NLC_VERSION, ENGINE_SOURCES } from "../../engine/engine-sources";
 import { holdsEngine, inspectEngineDir, installEngine, versionDirOf } from "../../engine/engine-store";
 import { listEngineDir } from "../../engine/engine-versions";
@@ -93,7 +93,10 @@ async function status(argv: string[]): Promise<number> {
   if (!versionDir || !holdsEngine(versionDir)) out.built = [];
   else {
     const checked = inspectEngineDir(versionDir);
-    out.built = checked.records.map((r) => ({ folder: r.folder, gpu: r.gpu, portable: r.portable, openmp: r.openmp, commit: r.commit, builtAt: r.builtAt, files: Object.keys(r.files).length, cmakeOptions: r.cmakeOptions }));
+    out.built = checked.records.map((r) => {
+      const outdated = outdatedEngineBuild(r.cmakeOptions);
+      return { folder: r.folder, gpu: r.gpu, portable: r.portable, openmp: r.openmp, commit: r.commit, builtAt: r.builtAt, files: Object.keys(r.files).length, cmakeOptions: r.cmakeOptions, ...(outdated && { outdated }) };
+    });
     out.problems = checked.problems;
     ok = checked.problems.length === 0;
   }
@@ -102,8 +105,9 @@ async function status(argv: string[]): Promise<number> {
   out.entries = entries.map((e) => ({ ...e, current: e.name === nlcVersion }));
   if (values.json) console.log(JSON.stringify({ ok, ...out }, null, 2));
   else {
-    const built = out.built as { folder: string; builtAt: string }[];
+    const built = out.built as { folder: string; builtAt: string; outdated?: string }[];
     console.log(built.length ? `built engine(s) in ${versionDir}: ${built.map((b) => `${b.folder} (${b.builtAt})`).join(", ")}` : `no built engine${versionDir ? ` in ${versionDir}` : ""}; serve uses the embedded libraries (build one: sudo appliance engine build)`);
+    for (const b of built) if (b.outdated) console.log(`  note: ${b.folder} was ${b.outdated}`);
     for (const p of (out.problems as string[] | undefined) ?? []) console.log(`  problem: ${p}`);
     if (entries.length) console.log(`in ${config.engine.dir}:`);
     for (const e of entries) {
