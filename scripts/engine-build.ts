@@ -50,8 +50,9 @@ const REQUIRED_TOOLS = ["cmake", "git", "c++", "cc", "node", "npm"] as const;
 
 /** The cmake options of each flavour (node-llama-cpp reads them from NODE_LLAMA_CPP_CMAKE_OPTION_* variables). */
 export function cmakeOptionsFor(portable: boolean): Record<string, string> {
-  // cmake-js sets CMAKE_CXX_FLAGS to its define, and a later -D replaces it: keep it beside ours.
-  const flags = { CMAKE_C_FLAGS: ENGINE_COMPILER_FLAGS, CMAKE_CXX_FLAGS: `-DBUILDING_NODE_EXTENSION ${ENGINE_COMPILER_FLAGS}` };
+  // cmake-js puts its own CMAKE_CXX_FLAGS (its define) after these options, so a CMAKE_CXX_FLAGS here would be
+  // replaced: C++ gets the flag through the Release flags instead (CMake's defaults for them, plus the flag).
+  const flags = { CMAKE_C_FLAGS: ENGINE_COMPILER_FLAGS, CMAKE_CXX_FLAGS_RELEASE: `-O3 -DNDEBUG ${ENGINE_COMPILER_FLAGS}` };
   return portable
     ? { GGML_OPENMP: "ON", GGML_NATIVE: "OFF", GGML_CPU_ALL_VARIANTS: "ON", GGML_BACKEND_DL: "ON", ...flags }
     : { GGML_OPENMP: "ON", GGML_NATIVE: "ON", ...flags };

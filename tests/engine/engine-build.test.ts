@@ -52,6 +52,12 @@ const cached = await cachedEngineBuild();
 if (!cached) console.warn("!!! tests/engine/engine-build: no cached local engine build (run `bun scripts/engine-build.ts` once): binary checks skipped");
 
 describe.skipIf(!cached)("a binary built with the local engine", () => {
+  test("its C and C++ code got ENGINE_COMPILER_FLAGS: libggml-cpu.so calls its own ggml_backend_is_cpu directly (no PLT slot)", () => {
+    const slots = Bun.spawnSync(["readelf", "--relocs", "--wide", path.join(cached!.binsDir, cached!.folder, "libggml-cpu.so")]).stdout.toString();
+    expect(slots).toContain("JUMP_SLOT");
+    expect(slots).not.toMatch(/JUMP_SLOT.* ggml_backend_is_cpu\b/);
+  });
+
   test("serves from the verified native dir with the OpenMP libraries (libgomp shipped beside them), and verify checks them", async () => {
     const work = tmpDir("appliance-engine-");
     const bin = path.join(work, "appliance");
