@@ -119,7 +119,7 @@ describe.skipIf(!root)("a built engine at start (compiled binary, as root)", () 
   test("engine status says when an engine was built without this binary's compiler flags (an earlier binary's build), and not otherwise", async () => {
     const app = await appliance();
     const old = engineDir({ GGML_OPENMP: "ON", GGML_NATIVE: "ON" }).dir;
-    const current = engineDir({ GGML_OPENMP: "ON", GGML_NATIVE: "ON", CMAKE_C_FLAGS: ENGINE_COMPILER_FLAGS, CMAKE_CXX_FLAGS: `-DBUILDING_NODE_EXTENSION ${ENGINE_COMPILER_FLAGS}` }).dir;
+    const current = engineDir({ GGML_OPENMP: "ON", GGML_NATIVE: "ON", CMAKE_C_FLAGS: ENGINE_COMPILER_FLAGS, CMAKE_CXX_FLAGS: `-fexceptions ${ENGINE_COMPILER_FLAGS}` }).dir;
     const stale = app.status({ APPLIANCE_ENGINE__DIR: old });
     expect(stale).toMatchObject({ code: 0, json: { ok: true, built: [{ folder: "linux-x64", outdated: expect.stringContaining(`built without ${ENGINE_COMPILER_FLAGS}`) }] } });
     expect(app.statusText({ APPLIANCE_ENGINE__DIR: old })).toContain(`note: linux-x64 was built without ${ENGINE_COMPILER_FLAGS}`);
