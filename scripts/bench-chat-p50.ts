@@ -23,7 +23,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { load1, median, startAppliance, startPeer, type Served, cpuLine, envOf } from "./bench-peer-lib";
+import { load1, median, startAppliance, startPeer, type Served, cpuLine, envOf, SHAPES } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -31,9 +31,6 @@ const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: path.resolve(import.meta.dir, "../dist/appliance") }, before: { type: "string", multiple: true },
   env: { type: "string", default: "" }, "before-env": { type: "string", default: "" }, system: { type: "string", default: "0" },
 } });
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 const shape = SHAPES[values.size];
 if (!shape) { console.error(`--size: ${values.size} is not one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
 const runs = Number(values.runs), threads = Number(values.threads ?? usableCpus().cpus);

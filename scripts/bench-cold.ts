@@ -40,7 +40,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { envOf, freePort, listensOn, load1, median, prepareAppliance, spawnLogged, startPeer, started, stopServer, waitHealthy, cpuLine } from "./bench-peer-lib";
+import { envOf, freePort, listensOn, load1, median, prepareAppliance, spawnLogged, startPeer, started, stopServer, waitHealthy, cpuLine, SHAPES } from "./bench-peer-lib";
 import { HUGETLB_TUNABLE, REEXEC_MARK, hugePagesHere, reportsFreePages } from "../src/util/huge-pages";
 import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
 import { START_MEMO } from "../src/integrity/start-memo";
@@ -53,9 +53,6 @@ const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
 const extraEnv = envOf(values.env);
 const runs = Number(values.runs);
 const threads = Number(values.threads ?? usableCpus().cpus);
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 const shape = SHAPES[values.size];
 if (!shape) { console.error(`--size: one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
 const bin = path.resolve(values.bin);

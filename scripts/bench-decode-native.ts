@@ -19,23 +19,22 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { engineFolder } from "../src/engine/engine-compile";
+import { versionDirOf } from "../src/engine/engine-store";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { median } from "./bench-peer-lib";
+import { cpuLine, load1, median, SHAPES } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   "engine-dir": { type: "string" }, "engine-dir-b": { type: "string" }, size: { type: "string", default: "28" },
   threads: { type: "string", default: "1,2" }, tokens: { type: "string", default: "300" }, rounds: { type: "string", default: "4" },
 } });
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 if (!values["engine-dir"] || !SHAPES[values.size]) {
   console.error("usage: bun scripts/bench-decode-native.ts --engine-dir DIR [--engine-dir-b DIR] [--size 28|155] [--threads 1,2] [--tokens 300] [--rounds 4]");
   process.exit(2);
 }
 
-/** The driver: prints one line per run, "us_per_token N" (the median of three timed runs after a warm-up run). */
+/** The driver: prints one line, "us_per_token N": the median of three timed runs after a warm-up run. */
 const DRIVER = String.raw`
 #include "llama.h"
 #include "ggml-backend.h"
@@ -94,13 +93,12 @@ function compile(out: string, libs: string[]): void {
   if (r.exitCode !== 0) throw new Error(`compiling the driver (${path.basename(out)}) failed: ${r.stderr.toString().trim()}`);
 }
 
-/** The engine's folder with llama-addon.node under DIR (<dir>/<version>/<folder>/ as `engine build` installs it). */
+const nlcVersion = JSON.parse(fs.readFileSync(path.join(import.meta.dir, "../node_modules/node-llama-cpp/package.json"), "utf8")).version as string;
+/** Where `engine build` installed the CPU engine under engine.dir DIR. */
 function engineLibDir(dir: string): string {
-  const found = [dir, ...fs.readdirSync(dir).map((v) => path.join(dir, v))]
-    .flatMap((d) => (fs.statSync(d).isDirectory() ? [d, ...fs.readdirSync(d).map((f) => path.join(d, f))] : []))
-    .find((d) => fs.existsSync(path.join(d, "llama-addon.node")));
-  if (!found) throw new Error(`no engine (llama-addon.node) under ${dir}`);
-  return found;
+  const lib = path.join(versionDirOf(dir, nlcVersion), engineFolder(false));
+  if (!fs.existsSync(path.join(lib, "llama-addon.node"))) throw new Error(`no CPU engine for node-llama-cpp ${nlcVersion} in ${dir} (expected ${lib})`);
+  return lib;
 }
 
 interface Variant { name: string; exe: string; backends?: string }
@@ -121,7 +119,7 @@ for (const [key, label] of [["engine-dir", "engine"], ["engine-dir-b", "engine-b
 const model = path.join(work, "m.gguf");
 await makeTinyModel(model, { ...SHAPES[values.size]!, ctx: 2048 });
 const tokens = Number(values.tokens), rounds = Number(values.rounds);
-console.log(`cpu: ${fs.readFileSync("/proc/cpuinfo", "utf8").match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "?"}; model ${values.size} M F32; ${tokens} tokens per run; ${rounds} rounds; load ${os.loadavg()[0]!.toFixed(2)}`);
+console.log(`${cpuLine()}; model ${values.size} M F32; ${tokens} tokens per run; ${rounds} rounds; load ${load1().toFixed(2)}`);
 
 function runOnce(v: Variant, threads: number): number {
   const r = Bun.spawnSync([v.exe, model, String(threads), String(tokens), ...(v.backends ? [v.backends] : [])], { stderr: "pipe" });
@@ -136,7 +134,7 @@ for (const threads of values.threads.split(",").map(Number)) {
     // Rotate the order each round so no variant always runs first (or right after another's warm page cache).
     const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
     for (const v of order) per.get(v.name)!.push(runOnce(v, threads));
-    console.log(`threads ${threads} round ${round + 1}: ${variants.map((v) => `${v.name.split(" ")[0]} ${per.get(v.name)!.at(-1)!.toFixed(0)} µs`).join(", ")} (load ${os.loadavg()[0]!.toFixed(2)})`);
+    console.log(`threads ${threads} round ${round + 1}: ${variants.map((v) => `${v.name.split(" ")[0]} ${per.get(v.name)!.at(-1)!.toFixed(0)} µs`).join(", ")} (load ${load1().toFixed(2)})`);
   }
   const peerMedian = median(per.get(variants[0]!.name)!);
   for (const v of variants) {

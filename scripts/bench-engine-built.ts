@@ -22,7 +22,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { complete, load1, median, startAppliance, startPeer, threadDelta, threadStats, wordsPrompt, type Served, cpuLine, envOf } from "./bench-peer-lib";
+import { complete, load1, median, startAppliance, startPeer, threadDelta, threadStats, wordsPrompt, type Served, cpuLine, envOf, SHAPES } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -37,9 +37,6 @@ if (!values["engine-dir"]) { console.error("--engine-dir DIR: where `appliance e
 const engineDir = path.resolve(values["engine-dir"]);
 const engineDirB = values["engine-dir-b"] ? path.resolve(values["engine-dir-b"]) : null;
 const runs = Number(values.runs), maxTokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 // --bin: another compiled binary (e.g. one built from a clean checkout with `bun scripts/build.ts --out`).
 const bin = path.resolve(values.bin ?? path.join(import.meta.dir, "../dist/appliance"));
 if (!fs.existsSync(bin)) { console.error(`${bin} is missing: run \`bun run build\` first`); process.exit(1); }

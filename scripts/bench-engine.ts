@@ -23,6 +23,7 @@ import { applyOmpEnv } from "../src/engine/engine-build-env";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { engineBuild } from "./engine-build";
 import { peerBuild } from "./peer-build";
+import { SHAPES } from "./bench-peer-lib";
 
 const repo = path.resolve(import.meta.dir, "..");
 
@@ -109,9 +110,6 @@ function peerRate(model: string, threads: number, test: "pp" | "tg", n: number):
   try { return (JSON.parse(r.stdout.toString()) as { avg_ts: number }[])[0]!.avg_ts; } catch { return null; }
 }
 
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 console.log("\n| model | measure | prebuilt | local (OpenMP) | peer llama-bench | local / prebuilt | local / peer | threads seen (prebuilt / local) | load |\n|---|---|---|---|---|---|---|---|---|");
 for (const size of values.sizes.split(",")) {
   const shape = SHAPES[size];

@@ -23,15 +23,12 @@ import { KeyStore, keysFilePath } from "../src/guards/keys";
 import { AuditLog } from "../src/log/audit";
 import { silentLogger } from "../src/log/logger";
 import { createServer } from "../src/server/create-server";
-import { load1, NO_END } from "./bench-peer-lib";
+import { load1, NO_END, SHAPES } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "155" }, rounds: { type: "string", default: "4" }, tokens: { type: "string", default: "48" },
   threads: { type: "string", default: "2" }, top: { type: "string", default: "5" },
 } });
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 const shape = SHAPES[values.size];
 if (!shape) { console.error(`--size: ${values.size} is not one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
 const threads = Number(values.threads), maxTokens = Number(values.tokens);

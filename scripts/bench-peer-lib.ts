@@ -7,6 +7,11 @@ import os from "node:os";
 import path from "node:path";
 import { wordStartTokenIds } from "../src/engine/tiny-model";
 
+/** The generated benchmark models (tiny-model.ts shapes, F32): "28" M and "155" M parameters, by --size. */
+export const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
+  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
+};
+
 /** A running server under test. */
 export interface Served { name: string; base: string; headers: Record<string, string>; proc: Bun.Subprocess; stop: () => Promise<void> }
 

@@ -27,7 +27,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { chatOne, complete, envOf, load1, median, modelsRps, startAppliance, startPeer, wordsPrompt, WORDS_BIAS, type Served, cpuLine } from "./bench-peer-lib";
+import { chatOne, complete, envOf, load1, median, modelsRps, startAppliance, startPeer, wordsPrompt, WORDS_BIAS, type Served, cpuLine, SHAPES } from "./bench-peer-lib";
 import { GOVERNOR_WINDOW_MS } from "../src/engine/thread-governor";
 import { enginePrefill, streamLag } from "./bench-peer-inproc";
 
@@ -39,9 +39,6 @@ const env = envOf(values.env);
 const runs = Number(values.runs), maxTokens = Number(values.tokens);
 const cores = usableCpus().cpus;
 const threads = Number(values.threads ?? cores);
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 
 const bin = path.resolve(import.meta.dir, "../dist/appliance");
 if (!fs.existsSync(bin)) { console.error("dist/appliance is missing: run `bun run build` first"); process.exit(1); }

@@ -30,12 +30,9 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { exactPromptIds } from "./bench-peer-lib";
+import { exactPromptIds, SHAPES } from "./bench-peer-lib";
 
 /** The generated models of scripts/bench-peer.ts (same shapes, same generator). */
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 
 /** The path of the mapped llama-addon.node (Linux /proc; "" elsewhere). */
 function mappedAddon(): string {

@@ -25,16 +25,13 @@ import { LlamaEngine } from "../src/engine/llama";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { createScanner } from "../src/guards/response-scan";
 import { silentLogger } from "../src/log/logger";
-import { NO_END, wordsPrompt } from "./bench-peer-lib";
+import { NO_END, wordsPrompt, SHAPES } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, tokens: { type: "string", default: "256" }, streams: { type: "string", default: "8" },
   rounds: { type: "string", default: "20" }, scan: { type: "string", default: "on" }, save: { type: "string" }, load: { type: "string" },
   curve: { type: "boolean", default: false },
 } });
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 if (!SHAPES[values.size]) throw new Error(`--size: one of ${Object.keys(SHAPES).join(", ")}`);
 const scan = { on: {}, "no-host": { internalHosts: [] } }[values.scan];
 if (!scan) throw new Error("--scan: on or no-host");

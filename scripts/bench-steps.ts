@@ -24,7 +24,7 @@ import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { LlamaEngine } from "../src/engine/llama";
 import { silentLogger } from "../src/log/logger";
-import { NO_END, median, wordsPrompt } from "./bench-peer-lib";
+import { NO_END, median, wordsPrompt, SHAPES } from "./bench-peer-lib";
 import { parseConfig } from "../src/config/load";
 import { KeyStore, keysFilePath } from "../src/guards/keys";
 import { AuditLog } from "../src/log/audit";
@@ -35,9 +35,6 @@ const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   threads: { type: "string" }, runs: { type: "string", default: "3" }, http: { type: "boolean", default: false },
   scan: { type: "string", default: "on" }, phases: { type: "boolean", default: false },
 } });
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 const n = Number(values.streams), maxTokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-steps-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));

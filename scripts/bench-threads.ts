@@ -24,15 +24,12 @@ import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { allowedCpus, busyTicks, ownTicks } from "../src/engine/thread-sources";
-import { complete, envOf, load1, median, startAppliance, started, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
+import { complete, envOf, load1, median, startAppliance, started, wordsPrompt, type Served, cpuLine, SHAPES } from "./bench-peer-lib";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, runs: { type: "string", default: "5" }, tokens: { type: "string", default: "64" },
   burners: { type: "string", default: "0,1" }, binary: { type: "string" }, env: { type: "string", default: "" }, "gap-ms": { type: "string", default: "1000" },
 } });
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 const shape = SHAPES[values.size];
 if (!shape) throw new Error(`--size: ${values.size} is not one of ${Object.keys(SHAPES).join(", ")}`);
 const runs = Number(values.runs), maxTokens = Number(values.tokens), gapMs = Number(values["gap-ms"]);

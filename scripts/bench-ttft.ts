@@ -23,7 +23,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { NO_END, load1, median, startAppliance, startPeer, wordsPrompt, type Served, cpuLine } from "./bench-peer-lib";
+import { NO_END, load1, median, startAppliance, startPeer, wordsPrompt, type Served, cpuLine, SHAPES } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -31,9 +31,6 @@ const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: path.resolve(import.meta.dir, "../dist/appliance") },
   size: { type: "string", default: "28" }, "engine-dir": { type: "string" }, before: { type: "string" },
 } });
-const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
-  "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
-};
 if (!SHAPES[values.size]) { console.error(`--size: ${values.size} is not one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
 const engineDir = values["engine-dir"] && path.resolve(values["engine-dir"]);
 const engineEnv: Record<string, string> = engineDir ? { APPLIANCE_ENGINE__USE: "built", APPLIANCE_ENGINE__DIR: engineDir } : { APPLIANCE_ENGINE__USE: "embedded" };
