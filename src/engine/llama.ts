@@ -24,6 +24,7 @@ import { countAllBeyond, countBeyond } from "./long-text";
 import { hasCalls } from "./tool-results";
 import { promptLogprobs, recordLogprobs } from "./logprobs";
 import { memoSampling } from "./sampler-memo";
+import { rememberFixedAnswers } from "./fixed-answers";
 import type { LentSequence } from "./sequence-pool";
 
 export type { LlamaEngineOptions, ModelSource } from "./llama-load";
@@ -60,6 +61,7 @@ export class LlamaEngine implements Engine {
   private async loadOne(source: ModelSource) {
     const loaded = await loadModel(this.llama, source, this.opts, this.arrivals);
     memoSampling(loaded.context); // sampler settings made and applied once per generation, not per token
+    rememberFixedAnswers(loaded.model, loaded.context); // end tokens and the checkpoint need: asked natively once
     this.loaded.set(source.id, loaded);
   }
 
