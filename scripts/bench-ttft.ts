@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-ttft.ts [--runs 9] [--tokens 16] [--threads N] [--size 28|155] [--engine-dir DIR] [--bin dist/appliance] [--before BIN]
+ * bun scripts/bench-ttft.ts [--runs 9] [--tokens 16] [--threads N] [--size 28|155] [--engine-dir DIR] [--bin dist/appliance] [--before BIN] [--words]
  *
  * bench-peer's "streamed time to first token" row on its own, with the response scanner's share shown: the
  * compiled appliance as shipped (scanner on), the same binary with APPLIANCE_RESPONSE_SCAN__ACTION=off, with
@@ -13,7 +13,9 @@
  * /v1/completions of --tokens tokens (end tokens banned); each round sends one fresh prompt to every server
  * (rotating order), so all answer the same text (a new prompt per round: no cached prefix). Prints per server the median time from sending to the first non-empty text, the median number of
  * SSE events that carried text (how the answer was split) and the median characters of the first one, and
- * ratios to llama-server, with the 1-minute load average at the start and the end. --before BIN: another binary
+ * ratios to llama-server, with the 1-minute load average at the start and the end. --words: every request carries
+ * bench-peer's WORDS_BIAS (149 word-start tokens raised, end tokens banned), so the answer is word-separated text, as
+ * bench-peer's "word-separated output" row. --before BIN: another binary
  * (an earlier build) joins the same rotation, scanner on and off, so a change is measured against the same
  * llama-server runs.
  */
@@ -23,13 +25,14 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { NO_END, load1, median, startAppliance, startPeer, wordsPrompt, type Served, cpuLine, SHAPES } from "./bench-peer-lib";
+import { NO_END, load1, median, startAppliance, startPeer, wordsPrompt, type Served, cpuLine, SHAPES, WORDS_BIAS } from "./bench-peer-lib";
 import { peerBuild } from "./peer-build";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   runs: { type: "string", default: "9" }, tokens: { type: "string", default: "16" }, threads: { type: "string" },
   bin: { type: "string", default: path.resolve(import.meta.dir, "../dist/appliance") },
   size: { type: "string", default: "28" }, "engine-dir": { type: "string" }, before: { type: "string" },
+  words: { type: "boolean", default: false },
 } });
 if (!SHAPES[values.size]) { console.error(`--size: ${values.size} is not one of ${Object.keys(SHAPES).join(", ")}`); process.exit(2); }
 const engineDir = values["engine-dir"] && path.resolve(values["engine-dir"]);
@@ -56,7 +59,7 @@ async function appliance(name: string, model: string, env: Record<string, string
 
 /** One streamed completion: ms to the first event carrying text, events carrying text, characters of the first. */
 async function streamed(s: Served, prompt = wordsPrompt(10)) {
-  const body = { model: "bench", prompt, max_tokens: tokens, temperature: 0, logit_bias: NO_END, stream: true };
+  const body = { model: "bench", prompt, max_tokens: tokens, temperature: 0, logit_bias: values.words ? WORDS_BIAS : NO_END, stream: true };
   const t0 = performance.now();
   const res = await fetch(`${s.base}/v1/completions`, { method: "POST", headers: s.headers, body: JSON.stringify(body) });
   if (!res.ok) throw new Error(`${s.name}: ${res.status} ${await res.text()}`);
