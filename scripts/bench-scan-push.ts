@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-scan-push.ts [--size 28|155] [--tokens 256] [--streams 8] [--rounds 20] [--scan on|no-host] [--save F | --load F] [--curve]
+ * bun scripts/bench-scan-push.ts [--size 28|155] [--tokens 256] [--streams 8] [--rounds 20] [--scan on|no-host] [--save F | --load F] [--curve] [--cold MB]
  *
  * The response scanner's cost per push, as a stream feeds it one token's text at a time (issue 11: the scanner's
  * per-token cost on the request path). The token pieces are real: --streams greedy completions of the generated
@@ -15,6 +15,9 @@
  * as JSON, --load F reads them instead of generating: the same pieces for both). --curve first prints the mean µs per
  * push over the process's first pushes of the model's pieces (pushes 0-256, 256-1k, 1k-4k, 4k-16k, 16k-64k): what a
  * freshly started server pays before the JIT has optimised the scanner (bench-steps measures such a process).
+ * --cold MB: before every push, untimed, the script reads MB megabytes of a buffer of its own (one float per 64-byte
+ * line), as a decode step streams the model's weights through the caches between two pushes in the server (a 28 M F32
+ * model: 112 MB); each push is then timed on its own, so the figure is what a push costs with caches that step emptied.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -30,7 +33,7 @@ import { NO_END, wordsPrompt, SHAPES } from "./bench-peer-lib";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, tokens: { type: "string", default: "256" }, streams: { type: "string", default: "8" },
   rounds: { type: "string", default: "20" }, scan: { type: "string", default: "on" }, save: { type: "string" }, load: { type: "string" },
-  curve: { type: "boolean", default: false },
+  curve: { type: "boolean", default: false }, cold: { type: "string", default: "0" },
 } });
 if (!SHAPES[values.size]) throw new Error(`--size: one of ${Object.keys(SHAPES).join(", ")}`);
 const scan = { on: {}, "no-host": { internalHosts: [] } }[values.scan];
@@ -77,14 +80,19 @@ const header = "eyJ" + Array.from({ length: 1500 }, () => B64URL[Math.floor(rnd(
 const longPieces = [Array.from({ length: Math.ceil(header.length / 3) }, (_, i) => header.slice(i * 3, i * 3 + 3))];
 
 const scanner = createScanner(parseConfig({ responseScan: { burstChars: 0, ...scan } }).responseScan);
+// --cold: what a decode step does to the caches between two pushes, done before each push and left out of its time.
+const coldFloats = Number(values.cold) * 262144, weights = new Float32Array(coldFloats);
+let coldSink = 0;
+const emptyCaches = () => { for (let i = 0; i < coldFloats; i += 16) coldSink += weights[i]!; };
 function measure(streams: string[][]) {
   let pushes = 0, chars = 0, heldSum = 0, heldMax = 0, ms = 0, firstWait = 0;
   for (let r = 0; r < Number(values.rounds); r++) {
     for (const pieces of streams) {
       const f = scanner.filter();
       let released = false;
-      const t = performance.now();
+      let t = performance.now();
       for (let i = 0; i < pieces.length; i++) {
+        if (coldFloats) { ms += performance.now() - t; emptyCaches(); t = performance.now(); }
         const out = f.push(pieces[i]!);
         if (r === 0) {
           heldSum += f.pending; heldMax = Math.max(heldMax, f.pending);
@@ -117,7 +125,7 @@ if (values.curve) {
   console.log(`first pushes of this process, µs per push: ${cells.join("; ")}`);
 }
 measure(modelPieces); measure(prosePieces); // warm-up
-console.log(`${values.load ? `pieces of ${values.load}` : `model ${values.size} M`}, ${modelPieces.length} streams × ${values.tokens} tokens, ${values.rounds} rounds, scanner ${values.scan}; load ${f(os.loadavg()[0]!, 2)}`);
+console.log(`${values.load ? `pieces of ${values.load}` : `model ${values.size} M`}, ${modelPieces.length} streams × ${values.tokens} tokens, ${values.rounds} rounds, scanner ${values.scan}${coldFloats ? `, ${values.cold} MB read before each push (untimed)` : ""}; load ${f(os.loadavg()[0]!, 2)}`);
 for (const [name, streams] of [["model tokens", modelPieces], ["prose pieces", prosePieces], ["JWT header", longPieces]] as const) {
   const m = measure(streams as string[][]);
   console.log(`${name.padEnd(13)} ${f(m.usPush)} µs per push (${f(m.nsChar, 0)} ns per char, ${f(m.chars, 2)} chars per push); held after a push mean ${f(m.held)} max ${m.heldMax} chars; ` +
