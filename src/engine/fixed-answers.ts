@@ -15,10 +15,11 @@
  * of the sequences `getSequence` hands out) as own properties of those objects; where one is missing nothing changes.
  */
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
+import { onEverySequence } from "./sequence-hook";
 
 /** Remembers both answers for `model` and every sequence `context` hands out from now on; false where a hook is missing. */
 export function rememberFixedAnswers(model: LlamaModel, context: LlamaContext): boolean {
-  const eog = rememberEog(model), checkpoints = rememberCheckpointNeed(context);
+  const eog = rememberEog(model), checkpoints = onEverySequence(context, rememberOn);
   return eog && checkpoints;
 }
 
@@ -33,20 +34,6 @@ function rememberEog(model: LlamaModel): boolean {
       let eog = known.get(token);
       if (eog === undefined) known.set(token, eog = (ask as (t: Token) => boolean)(token));
       return eog;
-    },
-  });
-  return true;
-}
-
-function rememberCheckpointNeed(context: LlamaContext): boolean {
-  const getSequence = context.getSequence;
-  if (typeof getSequence !== "function") return false;
-  Object.defineProperty(context, "getSequence", {
-    configurable: true, writable: true,
-    value: function (this: LlamaContext, ...args: Parameters<LlamaContext["getSequence"]>) {
-      const sequence = getSequence.apply(this, args);
-      rememberOn(sequence);
-      return sequence;
     },
   });
   return true;

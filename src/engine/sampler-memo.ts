@@ -21,6 +21,7 @@
  * one is missing nothing is changed (sampling works as before).
  */
 import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp";
+import { onEverySequence } from "./sequence-hook";
 
 type Inputs = Record<string, unknown>;
 type Resolve = (inputs: Inputs) => object;
@@ -121,15 +122,6 @@ export function skipRepeatedApply(context: LlamaContext): boolean {
  * repeated apply. False (and sampling as before) when this node-llama-cpp lacks the internals.
  */
 export function memoSampling(context: LlamaContext): boolean {
-  const getSequence = context.getSequence;
-  if (typeof getSequence !== "function" || !skipRepeatedApply(context)) return false;
-  Object.defineProperty(context, "getSequence", {
-    configurable: true, writable: true,
-    value: function (this: LlamaContext, ...args: Parameters<LlamaContext["getSequence"]>) {
-      const sequence = getSequence.apply(this, args);
-      memoSamplerConfig(sequence);
-      return sequence;
-    },
-  });
-  return true;
+  if (typeof context.getSequence !== "function" || !skipRepeatedApply(context)) return false;
+  return onEverySequence(context, memoSamplerConfig);
 }
