@@ -42,6 +42,7 @@ import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
 import { envOf, freePort, listensOn, load1, median, prepareAppliance, spawnLogged, startPeer, started, stopServer, waitHealthy, cpuLine, SHAPES } from "./bench-peer-lib";
 import { HUGETLB_TUNABLE, REEXEC_MARK, hugePagesHere, reportsFreePages } from "../src/util/huge-pages";
+import { measureFaultCost } from "../src/util/fault-probe";
 import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
 import { START_MEMO } from "../src/integrity/start-memo";
 import { TRIAL_LEAVES } from "../src/integrity/serve-prep";
@@ -180,7 +181,10 @@ await row("state kept", () => undefined);
 // The huge-page tunable `appliance install` writes into the unit on this machine (util/huge-pages.ts hugePagesHere).
 const huge = hugePagesHere();
 const unitEnv = { GLIBC_TUNABLES: `glibc.malloc.hugetlb=${huge ? 1 : 0}` };
-console.log(`the unit here: ${unitEnv.GLIBC_TUNABLES} (free page reporting to a hypervisor: ${reportsFreePages() ? "yes" : "no"})`);
+// Where reporting makes install measure (util/fault-probe.ts), a second measurement here, to show what it sees.
+const cost = reportsFreePages() ? measureFaultCost() : undefined;
+const measured = cost ? `; first touch of 2 MiB now: ${cost.hugeMs.toFixed(2)} ms as a huge page, ${cost.smallMs.toFixed(2)} ms in 4 KiB pages` : "";
+console.log(`the unit here: ${unitEnv.GLIBC_TUNABLES} (free page reporting to a hypervisor: ${reportsFreePages() ? "yes" : "no"}${measured})`);
 await row(`state kept, unit environment (${unitEnv.GLIBC_TUNABLES}, no re-exec)`, () => undefined, unitEnv);
 // Huge pages against 4 KB pages, with settled memory and right after another process freed 1 GiB (both sides
 // churned alike): on a VM that reports freed memory to its host, a reported 2 MB block faults there again.

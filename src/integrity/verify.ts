@@ -214,7 +214,7 @@ export function checkEnvironment(env: Record<string, string | undefined> | undef
 /**
  * A unit without what install sizes by the machine and models then: the start timeout (a model added since moves it),
  * MemoryMax and CPUQuota "auto" (the RAM and CPUs seen, which a resized VM or a verify under taskset sees otherwise),
- * and the huge-page tunable (whether the machine reported freed memory to a hypervisor: util/huge-pages.ts).
+ * and the huge-page tunable (THP on, and on a machine that reports freed memory to a hypervisor a measurement: util/huge-pages.ts).
  */
 const sansSized = (unit: string) => unit.replace(/^(TimeoutStartSec|MemoryMax|CPUQuota|Environment=GLIBC_TUNABLES)=.*$/gm, "$1=");
 

@@ -95,7 +95,7 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
   // Where it records its outcome for /metrics (integrity/verify-status.ts): root creates files there, the service reads.
   if (l.platform === "systemd") steps.push({ kind: "dir", path: path.join(l.logDir, "verify"), mode: 0o750, owner: "root:svc" });
   const modelBytes = [...sizes.values()].reduce((a, b) => a + b, 0);
-  // The unit's huge-page tunable as this machine calls for (util/huge-pages.ts: THP on, no free page reporting).
+  // The unit's huge-page tunable as this machine calls for (util/huge-pages.ts: THP on; where freed memory is reported to a hypervisor, measured now).
   for (const [file, content] of Object.entries(renderUnits(l, o.config, modelBytes, hugePagesHere()))) {
     steps.push({ kind: "dir", path: path.dirname(file), mode: 0o755, owner: "root" });
     steps.push({ kind: "file", path: file, content, mode: 0o644, owner: "root", show: true });

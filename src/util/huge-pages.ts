@@ -10,34 +10,36 @@
  * the variable already names glibc.malloc.hugetlb (the operator's choice, including =0), when THP is off on this
  * machine, outside Linux, or when run from the sources (the tests).
  *
- * Nor on a virtual machine that reports freed memory to its host (virtio-balloon free page reporting, in 2 MiB
- * blocks): a reported block is backed by the host again only when touched, and touched as a huge page it cost ~4× a
- * 4 KiB page's faults (scripts/bench-cold.ts, 155 M model: with 1 GiB freed by another process 2.5 s before, the
- * start took 276 ms in huge pages and 143 ms in 4 KiB pages; a 400 MiB KV cache's context phase, in a shell loop,
- * ~850 against ~215 ms). Memory freed less than the kernel's 2 s reporting delay before (a quick restart) is still
- * backed and huge pages then win (96 vs 134 ms): but a service starts at boot and after stops, so on such a machine
- * 4 KiB pages. `appliance install` writes the same choice into the unit (hugePagesHere, service/installer.ts).
+ * On a virtual machine that reports freed memory to its host (virtio-balloon free page reporting, in 2 MiB blocks),
+ * a reported block is backed by the host again only when touched, and what that costs as a huge page depends on the
+ * host: ~4× its 4 KiB faults on one (155 M model, 1 GiB freed by another process 2.5 s before: 276 ms in huge pages,
+ * 143 ms in 4 KiB pages), 30× less on another (212 against 543 ms). There each start measures it (fault-probe.ts,
+ * a few ms) and re-executes only where huge pages are clearly cheaper; a start right after a stop (memory not yet
+ * reported) measures the memory it is about to get. `appliance install` writes the same choice into the unit
+ * (hugePagesHere, service/installer.ts), measured once, at install.
  *
  * Everything here runs twice on a direct `serve` start, so it stays cheap: node:fs is loaded only to read the THP mode
  * and the balloon's features, and those are read only when the environment leaves something to do (not under the
  * unit, which sets the tunable).
  */
+import { hugePagesCheaper, measureFaultCost } from "./fault-probe";
+
 export const HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1";
 /** Set in the re-executed process: never a second re-exec, whatever became of GLIBC_TUNABLES. */
 export const REEXEC_MARK = "APPLIANCE_REEXEC";
 
 /**
- * The environment to re-execute with, or null when there is nothing to do. `reportsFreePages`: whether this machine
- * hands freed memory back to a hypervisor (read only when everything else says re-execute).
+ * The environment to re-execute with, or null when there is nothing to do. `smallPagesHere`: whether 4 KiB pages are
+ * the better choice on this machine although THP is on (asked only when everything else says re-execute: it may measure).
  */
 export function hugePageEnv(env: Record<string, string | undefined>, platform: string, thpMode: () => string | undefined,
-  reportsFreePages: () => boolean): Record<string, string> | null {
+  smallPagesHere: () => boolean): Record<string, string> | null {
   if (platform !== "linux" || env[REEXEC_MARK]) return null;
   const tunables = env.GLIBC_TUNABLES ?? "";
   if (/(^|:)glibc\.malloc\.hugetlb=/.test(tunables)) return null;
   const mode = thpMode();
   if (mode === "never" || mode === undefined) return null;
-  if (reportsFreePages()) return null;
+  if (smallPagesHere()) return null;
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
   out.GLIBC_TUNABLES = tunables ? `${tunables}:${HUGETLB_TUNABLE}` : HUGETLB_TUNABLE;
@@ -75,9 +77,15 @@ export function reportsFreePages(dir = "/sys/bus/virtio/drivers/virtio_balloon")
   }
 }
 
-/** Whether large allocations should be in huge pages on this machine: THP on, and no free page reporting. */
+/**
+ * 4 KiB pages despite THP: on a machine that reports freed memory to its hypervisor, unless huge pages measure clearly
+ * cheaper there now (fault-probe.ts). Elsewhere huge pages, unmeasured (context phase 105-135 → 28-36 ms, above).
+ */
+export const smallPagesHere = (reports = reportsFreePages, measure = measureFaultCost): boolean => reports() && !hugePagesCheaper(measure());
+
+/** Whether large allocations should be in huge pages on this machine: THP on, and 4 KiB pages not the better choice. */
 export function hugePagesHere(platform = process.platform): boolean {
-  return hugePageEnv({}, platform, readThpMode, reportsFreePages) !== null;
+  return hugePageEnv({}, platform, readThpMode, () => smallPagesHere()) !== null;
 }
 
 /**
@@ -89,7 +97,7 @@ export function reexecWithHugePages(argv = process.argv) {
   if (!argv[1]?.startsWith("/$bunfs/") || typeof process.execve !== "function") return;
   if (!hugePageEnv(process.env, process.platform, () => "madvise", () => false)) return; // nothing to do whatever THP is set to
   const mode = readThpMode();
-  const env = hugePageEnv(process.env, process.platform, () => mode, reportsFreePages);
+  const env = hugePageEnv(process.env, process.platform, () => mode, () => smallPagesHere());
   if (!env) return;
   try {
     // /proc/self/exe: the file this start is running (and checked), even if an update has replaced the path since.

@@ -11,7 +11,7 @@ import { builtBinary, tinyModel } from "../helpers";
 import { parseExposition, value } from "../ops/prom";
 import { active, curl as curlIn, journal, printedKey, put, unitProp } from "./client";
 import { bootOrSkip, OWN_ADDRESS, type LiveSystemd } from "./systemd";
-import { hugePagesHere } from "../../src/util/huge-pages";
+import { expectedHugePages } from "../util/expected-huge-pages";
 
 const curl = (sys: LiveSystemd, url: string, body?: unknown, key = keyValue()) => curlIn(sys, url, { body, key });
 
@@ -107,10 +107,14 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(curl(sys, "http://127.0.0.1:8000/health", undefined, "").status).toBe(200);
 
     const pid = unitProp(sys, "MainPID");
-    // The unit sets the huge-page tunable install chose for this machine (1: THP on and no free page reporting to a
-    // hypervisor; the container shares the host's kernel and sysfs), so serve starts with it and does not re-execute itself.
+    // The unit sets the huge-page tunable install chose for this machine (1: THP on, unless it reports freed memory to a
+    // hypervisor and huge pages measure no cheaper; the container shares the host's kernel and sysfs), so serve starts
+    // with it and does not re-execute itself.
     const environ = sys.exec(["cat", `/proc/${pid}/environ`]).out.split("\0");
-    expect(environ).toContain(`GLIBC_TUNABLES=glibc.malloc.hugetlb=${hugePagesHere() ? 1 : 0}`);
+    const tunable = /^Environment=(GLIBC_TUNABLES=glibc\.malloc\.hugetlb=[01])$/m.exec(sys.exec(["cat", "/etc/systemd/system/appliance.service"]).out)?.[1];
+    const expected = expectedHugePages();
+    if (expected !== undefined) expect(tunable).toBe(`GLIBC_TUNABLES=glibc.malloc.hugetlb=${expected ? 1 : 0}`);
+    expect(environ).toContain(tunable!);
     expect(environ.some((e) => e.startsWith("APPLIANCE_REEXEC="))).toBe(false);
     const reload = sys.exec(["systemctl", "reload", "appliance.service"]);
     if (reload.err) console.log(journal(sys, "-u", "appliance.service", "-n", "20")); // what the reload command said
