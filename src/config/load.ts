@@ -72,6 +72,7 @@ export const RESERVED_ENV: Readonly<Record<string, string>> = Object.freeze({
   APPLIANCE_SERVICE: "set by the systemd unit / launchd plist: verify checks its own environment",
   APPLIANCE_BINARY: "tests: run this binary instead of building one",
   APPLIANCE_REEXEC: "set by serve when it re-executes itself with huge-page malloc (util/huge-pages.ts); never a second time",
+  APPLIANCE_PAGE_PROBE: "set by serve's start or the unit: what the huge-page decision measured (util/fault-probe.ts); serve logs it",
   APPLIANCE_PREFLIGHT_ENGINE: "set by serve for its GPU preflight child only: the engine.dir of the built engine it verified (engine/engine-select.ts)",
 });
 

@@ -19,8 +19,8 @@ import { waitHealthy } from "./health-probe";
 import { healthUrl } from "./instance";
 import { systemView, type Layout } from "./layout";
 import { ensureAccount, runSteps, serviceRunning, serviceSteps, type Runner } from "./platform";
-import { renderUnits } from "./units";
-import { hugePagesHere } from "../util/huge-pages";
+import { keptPageProbe, renderUnits } from "./units";
+import { hugePageChoice } from "../util/huge-pages";
 
 export type Owner = "root" | "svc" | "root:svc";
 export type Step =
@@ -96,7 +96,13 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
   if (l.platform === "systemd") steps.push({ kind: "dir", path: path.join(l.logDir, "verify"), mode: 0o750, owner: "root:svc" });
   const modelBytes = [...sizes.values()].reduce((a, b) => a + b, 0);
   // The unit's huge-page tunable as this machine calls for (util/huge-pages.ts: THP on; where freed memory is reported to a hypervisor, measured now).
-  for (const [file, content] of Object.entries(renderUnits(l, o.config, modelBytes, hugePagesHere()))) {
+  const pages = hugePageChoice();
+  let units = renderUnits(l, o.config, modelBytes, pages.huge, pages.cost);
+  for (const file of pages.cost ? Object.keys(units) : []) {
+    const kept = keptPageProbe(fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined, pages.huge);
+    if (kept) { units = renderUnits(l, o.config, modelBytes, pages.huge, kept); break; }
+  }
+  for (const [file, content] of Object.entries(units)) {
     steps.push({ kind: "dir", path: path.dirname(file), mode: 0o755, owner: "root" });
     steps.push({ kind: "file", path: file, content, mode: 0o644, owner: "root", show: true });
   }

@@ -3,6 +3,8 @@
  * systemd/ and launchd/ at the top level, embedded in the binary at build
  * time) filled in from one Layout and Config.
  */
+import { formatFaultCost, parseFaultCost, type FaultCost } from "../util/fault-probe";
+import { PAGE_PROBE } from "../util/huge-pages";
 import serviceTpl from "../../systemd/appliance.service" with { type: "text" };
 import verifyServiceTpl from "../../systemd/appliance-verify.service" with { type: "text" };
 import timerTpl from "../../systemd/appliance-verify.timer" with { type: "text" };
@@ -85,10 +87,11 @@ function engineDirOf(s: Layout, config: UnitConfig): string {
 }
 
 /**
- * `hugePages`: the service's large buffers in huge pages (util/huge-pages.ts hugePagesHere, which install asks on the
- * machine it installs on); verify leaves that line out of its comparison, as it does what install sized.
+ * `hugePages`: the service's large buffers in huge pages (util/huge-pages.ts hugePageChoice, which install asks on the
+ * machine it installs on), and what that measured, if it did (`pageProbe`, set beside the tunable for serve to log);
+ * verify leaves that line out of its comparison, as it does what install sized.
  */
-export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0, hugePages = true): Record<string, string> {
+export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0, hugePages = true, pageProbe?: FaultCost): Record<string, string> {
   const s = systemView(l); // contents name the paths as the running system sees them
   // IPAddressAllow= filters both directions: with an allowed public bind, remote clients must get in.
   const publicBind = config.allowPublicBind && !isLoopback(config.host);
@@ -101,13 +104,23 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0, huge
     // newsyslog.conf fields split on whitespace: its G flag takes a shell pattern, where "?" matches the space.
     STATE_GLOB: s.stateDir.replace(/\s/g, "?"), LOG_GLOB: s.logDir.replace(/\s/g, "?"),
     IP_ALLOW: publicBind ? "any" : [...new Set(["localhost", ...otlpAllow(config), ...upstreamAllow(config)])].join(" "), START_TIMEOUT: `${startTimeoutSec(modelBytes)}s`,
-    HUGETLB: hugePages ? "1" : "0",
+    HUGETLB: hugePages ? "1" : "0", PAGE_PROBE: pageProbe ? ` ${PAGE_PROBE}=${formatFaultCost(pageProbe)}` : "",
   };
 }
 
+/**
+ * The figures an installed unit's huge-page line already holds, when it made the same choice (`huge`): a second
+ * install keeps that line as it is. A new measurement always differs a little, and the unit would be rewritten and
+ * the service restarted for nothing.
+ */
+export function keptPageProbe(unit: string | undefined, huge: boolean): FaultCost | undefined {
+  const m = /^Environment=GLIBC_TUNABLES=glibc\.malloc\.hugetlb=([01]) APPLIANCE_PAGE_PROBE=(\S+)$/m.exec(unit ?? "");
+  return m && m[1] === (huge ? "1" : "0") ? parseFaultCost(m[2]) : undefined;
+}
+
 /** Every service file for the layout's platform: path (under root) → contents. */
-export function renderUnits(l: Layout, config: UnitConfig, modelBytes = 0, hugePages = true): Record<string, string> {
-  const vars = templateVars(l, config, modelBytes, hugePages);
+export function renderUnits(l: Layout, config: UnitConfig, modelBytes = 0, hugePages = true, pageProbe?: FaultCost): Record<string, string> {
+  const vars = templateVars(l, config, modelBytes, hugePages, pageProbe);
   const out: Record<string, string> = {};
   for (const [name, file] of Object.entries(l.units)) out[file] = render(TEMPLATES[name]!, vars, name.endsWith(".plist"));
   if (l.apparmorProfile) out[l.apparmorProfile] = render(apparmorTpl, vars);

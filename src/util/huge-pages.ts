@@ -14,7 +14,7 @@
  * a reported block is backed by the host again only when touched, and what that costs as a huge page depends on the
  * host: ~4× its 4 KiB faults on one (155 M model, 1 GiB freed by another process 2.5 s before: 276 ms in huge pages,
  * 143 ms in 4 KiB pages), 30× less on another (212 against 543 ms). There each start measures it (fault-probe.ts,
- * a few ms) and re-executes only where huge pages are clearly cheaper; a start right after a stop (memory not yet
+ * a few ms) and re-executes only where huge pages measure cheaper; a start right after a stop (memory not yet
  * reported) measures the memory it is about to get. `appliance install` writes the same choice into the unit
  * (hugePagesHere, service/installer.ts), measured once, at install.
  *
@@ -22,11 +22,16 @@
  * and the balloon's features, and those are read only when the environment leaves something to do (not under the
  * unit, which sets the tunable).
  */
-import { hugePagesCheaper, measureFaultCost } from "./fault-probe";
+import { formatFaultCost, hugePagesCheaper, measureFaultCost, type FaultCost } from "./fault-probe";
 
 export const HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1";
 /** Set in the re-executed process: never a second re-exec, whatever became of GLIBC_TUNABLES. */
 export const REEXEC_MARK = "APPLIANCE_REEXEC";
+/**
+ * What the decision measured, where it measured (fault-probe.ts formatFaultCost): set for serve by this start (in the
+ * re-executed environment, or in its own) or by the unit (install's measurement, beside the tunable). serve logs it.
+ */
+export const PAGE_PROBE = "APPLIANCE_PAGE_PROBE";
 
 /**
  * The environment to re-execute with, or null when there is nothing to do. `smallPagesHere`: whether 4 KiB pages are
@@ -78,15 +83,22 @@ export function reportsFreePages(dir = "/sys/bus/virtio/drivers/virtio_balloon")
 }
 
 /**
- * 4 KiB pages despite THP: on a machine that reports freed memory to its hypervisor, unless huge pages measure clearly
+ * 4 KiB pages despite THP: on a machine that reports freed memory to its hypervisor, unless huge pages measure
  * cheaper there now (fault-probe.ts). Elsewhere huge pages, unmeasured (context phase 105-135 → 28-36 ms, above).
  */
 export const smallPagesHere = (reports = reportsFreePages, measure = measureFaultCost): boolean => reports() && !hugePagesCheaper(measure());
 
-/** Whether large allocations should be in huge pages on this machine: THP on, and 4 KiB pages not the better choice. */
-export function hugePagesHere(platform = process.platform): boolean {
-  return hugePageEnv({}, platform, readThpMode, () => smallPagesHere()) !== null;
+/**
+ * Whether large allocations should be in huge pages on this machine (THP on, and 4 KiB pages not the better choice),
+ * and the measurement it took, if it measured: what install writes into the unit.
+ */
+export function hugePageChoice(platform = process.platform): { huge: boolean; cost?: FaultCost } {
+  let cost: FaultCost | undefined;
+  const huge = hugePageEnv({}, platform, readThpMode, () => smallPagesHere(reportsFreePages, () => (cost = measureFaultCost()))) !== null;
+  return cost ? { huge, cost } : { huge };
 }
+
+export const hugePagesHere = (platform = process.platform): boolean => hugePageChoice(platform).huge;
 
 /**
  * Re-executes the compiled binary with the tunable when hugePageEnv says so; returns only when it did not (from the
@@ -97,7 +109,10 @@ export function reexecWithHugePages(argv = process.argv) {
   if (!argv[1]?.startsWith("/$bunfs/") || typeof process.execve !== "function") return;
   if (!hugePageEnv(process.env, process.platform, () => "madvise", () => false)) return; // nothing to do whatever THP is set to
   const mode = readThpMode();
-  const env = hugePageEnv(process.env, process.platform, () => mode, () => smallPagesHere());
+  let cost: FaultCost | undefined;
+  const env = hugePageEnv(process.env, process.platform, () => mode, () => smallPagesHere(reportsFreePages, () => (cost = measureFaultCost())));
+  // What was measured goes to serve, which logs it: in the environment it re-executes with, or its own.
+  if (cost) (env ?? process.env)[PAGE_PROBE] = formatFaultCost(cost);
   if (!env) return;
   try {
     // /proc/self/exe: the file this start is running (and checked), even if an update has replaced the path since.

@@ -11,7 +11,7 @@ import { builtBinary, tinyModel } from "../helpers";
 import { parseExposition, value } from "../ops/prom";
 import { active, curl as curlIn, journal, printedKey, put, unitProp } from "./client";
 import { bootOrSkip, OWN_ADDRESS, type LiveSystemd } from "./systemd";
-import { expectedHugePages } from "../util/expected-huge-pages";
+import { hugePagesCheaper, parseFaultCost } from "../../src/util/fault-probe";
 
 const curl = (sys: LiveSystemd, url: string, body?: unknown, key = keyValue()) => curlIn(sys, url, { body, key });
 
@@ -108,13 +108,17 @@ describe.skipIf(!live)("live systemd: install and run", () => {
 
     const pid = unitProp(sys, "MainPID");
     // The unit sets the huge-page tunable install chose for this machine (1: THP on, unless it reports freed memory to a
-    // hypervisor and huge pages measure no cheaper; the container shares the host's kernel and sysfs), so serve starts
-    // with it and does not re-execute itself.
+    // hypervisor and huge pages measured no cheaper there, with the figures beside it; the container shares the host's
+    // kernel and sysfs), so serve starts with it and does not re-execute itself.
     const environ = sys.exec(["cat", `/proc/${pid}/environ`]).out.split("\0");
-    const tunable = /^Environment=(GLIBC_TUNABLES=glibc\.malloc\.hugetlb=[01])$/m.exec(sys.exec(["cat", "/etc/systemd/system/appliance.service"]).out)?.[1];
-    const expected = expectedHugePages();
-    if (expected !== undefined) expect(tunable).toBe(`GLIBC_TUNABLES=glibc.malloc.hugetlb=${expected ? 1 : 0}`);
-    expect(environ).toContain(tunable!);
+    const line = /^Environment=(GLIBC_TUNABLES=glibc\.malloc\.hugetlb=([01]))(?: APPLIANCE_PAGE_PROBE=(\S+))?$/m.exec(sys.exec(["cat", "/etc/systemd/system/appliance.service"]).out);
+    expect(line).not.toBeNull();
+    expect(environ).toContain(line![1]!);
+    if (line![3] !== undefined) {
+      expect(line![2]).toBe(hugePagesCheaper(parseFaultCost(line![3])) ? "1" : "0");
+      expect(environ).toContain(`APPLIANCE_PAGE_PROBE=${line![3]}`);
+      expect(journal(sys, "-u", "appliance.service")).toContain("memory pages measured");
+    }
     expect(environ.some((e) => e.startsWith("APPLIANCE_REEXEC="))).toBe(false);
     const reload = sys.exec(["systemctl", "reload", "appliance.service"]);
     if (reload.err) console.log(journal(sys, "-u", "appliance.service", "-n", "20")); // what the reload command said

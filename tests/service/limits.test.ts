@@ -9,8 +9,9 @@ import path from "node:path";
 import { builtBinary, tinyModel, tmpDir } from "../helpers";
 import { parseConfig } from "../../src/config/load";
 import { layout } from "../../src/service/layout";
-import { renderUnits } from "../../src/service/units";
-import { expectedHugePages } from "../util/expected-huge-pages";
+import { keptPageProbe, renderUnits } from "../../src/service/units";
+import { hugePagesCheaper, parseFaultCost } from "../../src/util/fault-probe";
+import { readThpMode, reportsFreePages } from "../../src/util/huge-pages";
 
 const roots: string[] = [];
 afterAll(() => { for (const r of roots) fs.rmSync(r, { recursive: true, force: true }); });
@@ -44,9 +45,27 @@ test("--memory-max / --cpu-quota override and are persisted, with every other co
 
 test("the unit's huge-page tunable is what this machine calls for: 1 with THP on, unless it reports freed memory to its host and huge pages measure no cheaper there", async () => {
   const { unit } = await install();
-  const expected = expectedHugePages();
-  expect(unit).toMatch(expected === undefined ? /Environment=GLIBC_TUNABLES=glibc\.malloc\.hugetlb=[01]\n/ : `Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=${expected ? 1 : 0}\n`);
+  const line = /^Environment=GLIBC_TUNABLES=glibc\.malloc\.hugetlb=([01])(?: APPLIANCE_PAGE_PROBE=(\S+))?$/m.exec(unit);
+  expect(line).not.toBeNull();
+  const thpOn = process.platform === "linux" && ["always", "madvise"].includes(readThpMode() ?? "");
+  if (thpOn && reportsFreePages()) {
+    // Measured at install: the figures stand beside the tunable (serve logs them), and the choice follows them.
+    const cost = parseFaultCost(line![2]);
+    expect(cost).toBeDefined();
+    expect(line![1]).toBe(hugePagesCheaper(cost) ? "1" : "0");
+  } else {
+    expect(line![1]).toBe(thpOn ? "1" : "0");
+    expect(line![2]).toBeUndefined(); // not measured
+  }
   const rendered = (huge: boolean) => renderUnits(layout("systemd", "/"), parseConfig({}), 0, huge)["/etc/systemd/system/appliance.service"];
   expect(rendered(true)).toContain("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1\n");
   expect(rendered(false)).toContain("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=0\n");
+  expect(renderUnits(layout("systemd", "/"), parseConfig({}), 0, true, { hugeMs: 0.25, smallMs: 6 })["/etc/systemd/system/appliance.service"])
+    .toContain("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1 APPLIANCE_PAGE_PROBE=huge=0.250,small=6.000\n");
+  // A second install that makes the same choice keeps the installed line's figures (its own measurement differs a little).
+  const installed = "[Service]\nEnvironment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1 APPLIANCE_PAGE_PROBE=huge=0.250,small=6.000\n";
+  expect(keptPageProbe(installed, true)).toEqual({ hugeMs: 0.25, smallMs: 6 });
+  expect(keptPageProbe(installed, false)).toBeUndefined(); // the choice changed: the new figures go in
+  expect(keptPageProbe("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1\n", true)).toBeUndefined(); // nothing measured then
+  expect(keptPageProbe(undefined, true)).toBeUndefined();
 });

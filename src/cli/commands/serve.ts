@@ -4,7 +4,9 @@ import { ConfigError } from "../../config/load";
 import { KeyFileError } from "../../guards/keys";
 import { ModelIntegrityError } from "../../integrity/resolve";
 import { alert } from "../../integrity/verify";
-import { createLogger } from "../../log/logger";
+import { createLogger, type Logger } from "../../log/logger";
+import { parseFaultCost } from "../../util/fault-probe";
+import { PAGE_PROBE } from "../../util/huge-pages";
 import { createServer } from "../../server/create-server";
 import { listen } from "../../server/listen";
 import { serverTls } from "../../server/tls";
@@ -57,6 +59,7 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
   serverTls(config);
   refuseRootOnServiceState(config.stateDir);
   const log = createLogger(config.logLevel);
+  logPageProbe(log);
   phases.mark("config");
   // Under systemd: start-timeout extensions while models hash and load (READY=1 follows once listening).
   const keepalive = startKeepalive();
@@ -86,6 +89,17 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
   phases.mark("listen"); // listen() binds synchronously; the promise is the server's whole life
   log.debug({ phases: phases.ms, totalMs: phases.total }, "start phases");
   return served;
+}
+
+/**
+ * Where the huge-page decision was measured (a VM that reports freed memory to its host: util/huge-pages.ts), by this
+ * start or by install for the unit: what it found and what this process runs with, so a slow start can be read.
+ */
+function logPageProbe(log: Logger) {
+  const probe = parseFaultCost(process.env[PAGE_PROBE]);
+  if (!probe) return;
+  const hugePages = /(^|:)glibc\.malloc\.hugetlb=1(:|$)/.test(process.env.GLIBC_TUNABLES ?? "");
+  log.info({ hugePages, firstTouch2MiBMs: { hugePage: probe.hugeMs, smallPages: probe.smallMs } }, "memory pages measured");
 }
 
 /**
