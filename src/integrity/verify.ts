@@ -216,7 +216,9 @@ export function checkEnvironment(env: Record<string, string | undefined> | undef
  * MemoryMax and CPUQuota "auto" (the RAM and CPUs seen, which a resized VM or a verify under taskset sees otherwise),
  * and the huge-page tunable (THP on, and on a machine that reports freed memory to a hypervisor a measurement: util/huge-pages.ts).
  */
-const sansSized = (unit: string) => unit.replace(/^(TimeoutStartSec|MemoryMax|CPUQuota|Environment=GLIBC_TUNABLES)=.*$/gm, "$1=");
+const sansSized = (unit: string) => unit.replace(/^(TimeoutStartSec|MemoryMax|CPUQuota)=.*$/gm, "$1=")
+  // Only the tunable's value and the figures install measured: anything else added to that line is a change.
+  .replace(/^Environment=GLIBC_TUNABLES=glibc\.malloc\.hugetlb=[01](?: APPLIANCE_PAGE_PROBE=huge=\d+(?:\.\d+)?,small=\d+(?:\.\d+)?)?$/gm, "Environment=GLIBC_TUNABLES=");
 
 /**
  * The installed units against what this binary installs. `appliance update` swaps the binary and restarts; the units

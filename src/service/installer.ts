@@ -19,7 +19,7 @@ import { waitHealthy } from "./health-probe";
 import { healthUrl } from "./instance";
 import { systemView, type Layout } from "./layout";
 import { ensureAccount, runSteps, serviceRunning, serviceSteps, type Runner } from "./platform";
-import { keptPageProbe, renderUnits } from "./units";
+import { keptPageChoice, renderUnits } from "./units";
 import { hugePageChoice } from "../util/huge-pages";
 
 export type Owner = "root" | "svc" | "root:svc";
@@ -96,17 +96,22 @@ export async function planInstall(o: InstallOptions): Promise<Step[]> {
   if (l.platform === "systemd") steps.push({ kind: "dir", path: path.join(l.logDir, "verify"), mode: 0o750, owner: "root:svc" });
   const modelBytes = [...sizes.values()].reduce((a, b) => a + b, 0);
   // The unit's huge-page tunable as this machine calls for (util/huge-pages.ts: THP on; where freed memory is reported to a hypervisor, measured now).
-  const pages = hugePageChoice();
-  let units = renderUnits(l, o.config, modelBytes, pages.huge, pages.cost);
-  for (const file of pages.cost ? Object.keys(units) : []) {
-    const kept = keptPageProbe(fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined, pages.huge);
-    if (kept) { units = renderUnits(l, o.config, modelBytes, pages.huge, kept); break; }
-  }
+  const pages = keptPageChoice(installedUnit(l.units["appliance.service"]), hugePageChoice());
+  const units = renderUnits(l, o.config, modelBytes, pages.huge, pages.cost);
   for (const [file, content] of Object.entries(units)) {
     steps.push({ kind: "dir", path: path.dirname(file), mode: 0o755, owner: "root" });
     steps.push({ kind: "file", path: file, content, mode: 0o644, owner: "root", show: true });
   }
   return steps;
+}
+
+/** The systemd service unit installed before, if it is a readable regular file (launchd: none to read). */
+function installedUnit(file: string | undefined): string | undefined {
+  try {
+    return file && fs.lstatSync(file, { throwIfNoEntry: false })?.isFile() ? fs.readFileSync(file, "utf8") : undefined;
+  } catch {
+    return undefined; // unreadable: as if none, this install's own measurement goes in
+  }
 }
 
 interface Ids { uid: number; gid: number }

@@ -109,13 +109,19 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0, huge
 }
 
 /**
- * The figures an installed unit's huge-page line already holds, when it made the same choice (`huge`): a second
- * install keeps that line as it is. A new measurement always differs a little, and the unit would be rewritten and
- * the service restarted for nothing.
+ * The huge-page choice to install, given the unit installed before (`unit`) and this install's (`fresh`). Where both
+ * measured, the installed line stays as it is unless this measurement is clearly on the other side (2×): a new
+ * measurement always differs a little, and near the margin it may land on either side; each would rewrite the unit
+ * and restart the service for nothing.
  */
-export function keptPageProbe(unit: string | undefined, huge: boolean): FaultCost | undefined {
+export function keptPageChoice(unit: string | undefined, fresh: { huge: boolean; cost?: FaultCost }): { huge: boolean; cost?: FaultCost } {
   const m = /^Environment=GLIBC_TUNABLES=glibc\.malloc\.hugetlb=([01]) APPLIANCE_PAGE_PROBE=(\S+)$/m.exec(unit ?? "");
-  return m && m[1] === (huge ? "1" : "0") ? parseFaultCost(m[2]) : undefined;
+  const cost = parseFaultCost(m?.[2]);
+  if (!fresh.cost || !cost) return fresh;
+  const installed = m![1] === "1";
+  if (installed === fresh.huge) return { huge: installed, cost };
+  const clear = fresh.huge ? fresh.cost.hugeMs * 2 < fresh.cost.smallMs : fresh.cost.hugeMs > fresh.cost.smallMs * 2;
+  return clear ? fresh : { huge: installed, cost };
 }
 
 /** Every service file for the layout's platform: path (under root) → contents. */

@@ -12,7 +12,7 @@
  * not go through glibc's malloc, which is what the tunable changes): 3 × 256 KiB in 4 KiB pages and 3 × one 2 MiB
  * huge page, alternated, each in a mapping of its own kept until the end (an unmapped page would be handed straight
  * back to the next sample, from the kernel's per-CPU lists, never reported to the host), the median of each.
- * ~2 ms for bun:ffi, 2-6 ms for the touches here. Glibc on x86-64 or arm64 Linux only (the tunable is glibc's).
+ * ~6 ms in all here (bun:ffi ~2 ms, the touches the rest). Glibc on x86-64 or arm64 Linux only (the tunable is glibc's).
  */
 export interface FaultCost {
   /** Milliseconds to first-touch 2 MiB as one huge page (madvise MADV_HUGEPAGE, 2 MiB-aligned). */
@@ -77,6 +77,6 @@ export const hugePagesCheaper = (cost: FaultCost | undefined): boolean => cost !
 /** The measurement as the environment carries it (APPLIANCE_PAGE_PROBE: huge-pages.ts), and back. */
 export const formatFaultCost = (c: FaultCost): string => `huge=${c.hugeMs.toFixed(3)},small=${c.smallMs.toFixed(3)}`;
 export function parseFaultCost(s: string | undefined): FaultCost | undefined {
-  const m = /^huge=([\d.]+),small=([\d.]+)$/.exec(s ?? "");
+  const m = /^huge=(\d+(?:\.\d+)?),small=(\d+(?:\.\d+)?)$/.exec(s ?? "");
   return m ? { hugeMs: Number(m[1]), smallMs: Number(m[2]) } : undefined;
 }

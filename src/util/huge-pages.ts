@@ -105,14 +105,17 @@ export const hugePagesHere = (platform = process.platform): boolean => hugePageC
  * sources, nothing to do, or execve refused — the start then goes on without huge pages).
  */
 export function reexecWithHugePages(argv = process.argv) {
+  // Figures only from this start's own measurement (carried through its re-exec) or the unit's (install's): not an
+  // export left in a shell, logged as if measured now.
+  if (!process.env[REEXEC_MARK] && !process.env.APPLIANCE_SERVICE) delete process.env[PAGE_PROBE];
   // In the compiled binary argv[1] is the bundle's virtual path; from the sources it is a .ts file bun runs.
   if (!argv[1]?.startsWith("/$bunfs/") || typeof process.execve !== "function") return;
   if (!hugePageEnv(process.env, process.platform, () => "madvise", () => false)) return; // nothing to do whatever THP is set to
   const mode = readThpMode();
   let cost: FaultCost | undefined;
   const env = hugePageEnv(process.env, process.platform, () => mode, () => smallPagesHere(reportsFreePages, () => (cost = measureFaultCost())));
-  // What was measured goes to serve, which logs it: in the environment it re-executes with, or its own.
-  if (cost) (env ?? process.env)[PAGE_PROBE] = formatFaultCost(cost);
+  // What was measured goes to serve, which logs it: in the environment it re-executes with, and its own (execve refused).
+  if (cost) { process.env[PAGE_PROBE] = formatFaultCost(cost); if (env) env[PAGE_PROBE] = process.env[PAGE_PROBE]; }
   if (!env) return;
   try {
     // /proc/self/exe: the file this start is running (and checked), even if an update has replaced the path since.

@@ -9,7 +9,8 @@ import path from "node:path";
 import { builtBinary, tinyModel, tmpDir } from "../helpers";
 import { parseConfig } from "../../src/config/load";
 import { layout } from "../../src/service/layout";
-import { keptPageProbe, renderUnits } from "../../src/service/units";
+import { keptPageChoice, renderUnits } from "../../src/service/units";
+import { checkUnits } from "../../src/integrity/verify";
 import { hugePagesCheaper, parseFaultCost } from "../../src/util/fault-probe";
 import { readThpMode, reportsFreePages } from "../../src/util/huge-pages";
 
@@ -24,6 +25,7 @@ async function install(...flags: string[]) {
   expect(r.stderr.toString()).toBe("");
   expect(r.exitCode).toBe(0);
   return {
+    root,
     unit: fs.readFileSync(path.join(root, "etc/systemd/system/appliance.service"), "utf8"),
     config: JSON.parse(fs.readFileSync(path.join(root, "etc/appliance/config.json"), "utf8")),
   };
@@ -49,10 +51,11 @@ test("the unit's huge-page tunable is what this machine calls for: 1 with THP on
   expect(line).not.toBeNull();
   const thpOn = process.platform === "linux" && ["always", "madvise"].includes(readThpMode() ?? "");
   if (thpOn && reportsFreePages()) {
-    // Measured at install: the figures stand beside the tunable (serve logs them), and the choice follows them.
+    // Measured at install: the figures stand beside the tunable (serve logs them), and the choice follows them; where
+    // the measurement cannot be taken (not glibc, madvise refused), 4 KiB pages and no figures.
     const cost = parseFaultCost(line![2]);
-    expect(cost).toBeDefined();
     expect(line![1]).toBe(hugePagesCheaper(cost) ? "1" : "0");
+    expect(cost === undefined).toBe(line![2] === undefined);
   } else {
     expect(line![1]).toBe(thpOn ? "1" : "0");
     expect(line![2]).toBeUndefined(); // not measured
@@ -62,10 +65,32 @@ test("the unit's huge-page tunable is what this machine calls for: 1 with THP on
   expect(rendered(false)).toContain("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=0\n");
   expect(renderUnits(layout("systemd", "/"), parseConfig({}), 0, true, { hugeMs: 0.25, smallMs: 6 })["/etc/systemd/system/appliance.service"])
     .toContain("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1 APPLIANCE_PAGE_PROBE=huge=0.250,small=6.000\n");
-  // A second install that makes the same choice keeps the installed line's figures (its own measurement differs a little).
-  const installed = "[Service]\nEnvironment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1 APPLIANCE_PAGE_PROBE=huge=0.250,small=6.000\n";
-  expect(keptPageProbe(installed, true)).toEqual({ hugeMs: 0.25, smallMs: 6 });
-  expect(keptPageProbe(installed, false)).toBeUndefined(); // the choice changed: the new figures go in
-  expect(keptPageProbe("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1\n", true)).toBeUndefined(); // nothing measured then
-  expect(keptPageProbe(undefined, true)).toBeUndefined();
+  // A second install keeps the installed line unless its own measurement is clearly (2×) on the other side.
+  const installed = (v: 0 | 1) => `[Service]\nEnvironment=GLIBC_TUNABLES=glibc.malloc.hugetlb=${v} APPLIANCE_PAGE_PROBE=huge=3.500,small=5.000\n`;
+  const kept = { hugeMs: 3.5, smallMs: 5 };
+  expect(keptPageChoice(installed(1), { huge: true, cost: { hugeMs: 0.2, smallMs: 6 } })).toEqual({ huge: true, cost: kept }); // same choice
+  expect(keptPageChoice(installed(1), { huge: false, cost: { hugeMs: 6.2, smallMs: 6 } })).toEqual({ huge: true, cost: kept }); // at the margin
+  expect(keptPageChoice(installed(1), { huge: false, cost: { hugeMs: 13, smallMs: 6 } })).toEqual({ huge: false, cost: { hugeMs: 13, smallMs: 6 } });
+  expect(keptPageChoice(installed(0), { huge: true, cost: { hugeMs: 4, smallMs: 6 } })).toEqual({ huge: false, cost: kept });
+  expect(keptPageChoice(installed(0), { huge: true, cost: { hugeMs: 0.2, smallMs: 6 } })).toEqual({ huge: true, cost: { hugeMs: 0.2, smallMs: 6 } });
+  // Not measured now (no reporting, THP off, the probe refused), or nothing measured before: this install's answer.
+  expect(keptPageChoice(installed(1), { huge: false })).toEqual({ huge: false });
+  expect(keptPageChoice("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=0\n", { huge: true, cost: { hugeMs: 4, smallMs: 6 } })).toEqual({ huge: true, cost: { hugeMs: 4, smallMs: 6 } });
+  expect(keptPageChoice(undefined, { huge: true })).toEqual({ huge: true });
+});
+
+test("verify: the huge-page line's value and figures are what install sized, so they may differ; anything else added to that line is a changed unit", async () => {
+  const { root } = await install();
+  const l = layout("systemd", root);
+  const file = path.join(root, "etc/systemd/system/appliance.service");
+  const unit = fs.readFileSync(file, "utf8");
+  const config = parseConfig({});
+  expect(checkUnits(l, config).status).toBe("ok");
+  const edit = (line: string) => fs.writeFileSync(file, unit.replace(/^Environment=GLIBC_TUNABLES=.*$/m, line));
+  edit("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=0 APPLIANCE_PAGE_PROBE=huge=12.5,small=3");
+  expect(checkUnits(l, config).status).toBe("ok");
+  edit("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1 LD_PRELOAD=/tmp/x.so");
+  expect(checkUnits(l, config)).toMatchObject({ status: "unknown", detail: expect.stringContaining("differ from what this binary installs") });
+  edit("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1 APPLIANCE_PAGE_PROBE=huge=1,small=2 LD_PRELOAD=/tmp/x.so");
+  expect(checkUnits(l, config).status).toBe("unknown");
 });

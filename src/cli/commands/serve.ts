@@ -6,7 +6,7 @@ import { ModelIntegrityError } from "../../integrity/resolve";
 import { alert } from "../../integrity/verify";
 import { createLogger, type Logger } from "../../log/logger";
 import { parseFaultCost } from "../../util/fault-probe";
-import { PAGE_PROBE } from "../../util/huge-pages";
+import { PAGE_PROBE, REEXEC_MARK } from "../../util/huge-pages";
 import { createServer } from "../../server/create-server";
 import { listen } from "../../server/listen";
 import { serverTls } from "../../server/tls";
@@ -99,7 +99,9 @@ function logPageProbe(log: Logger) {
   const probe = parseFaultCost(process.env[PAGE_PROBE]);
   if (!probe) return;
   const hugePages = /(^|:)glibc\.malloc\.hugetlb=1(:|$)/.test(process.env.GLIBC_TUNABLES ?? "");
-  log.info({ hugePages, firstTouch2MiBMs: { hugePage: probe.hugeMs, smallPages: probe.smallMs } }, "memory pages measured");
+  // launch.ts keeps the variable only from this start's re-exec or the unit (APPLIANCE_SERVICE), or sets it itself.
+  const by = process.env.APPLIANCE_SERVICE && !process.env[REEXEC_MARK] ? "install" : "this start";
+  log.info({ hugePages, measuredBy: by, firstTouch2MiBMs: { hugePage: probe.hugeMs, smallPages: probe.smallMs } }, "memory pages measured");
 }
 
 /**
