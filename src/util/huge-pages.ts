@@ -13,10 +13,10 @@
  * On a virtual machine that reports freed memory to its host (virtio-balloon free page reporting, in 2 MiB blocks),
  * a reported block is backed by the host again only when touched, and what that costs as a huge page depends on the
  * host: ~4× its 4 KiB faults on one (155 M model, 1 GiB freed by another process 2.5 s before: 276 ms in huge pages,
- * 143 ms in 4 KiB pages), 30× less on another (212 against 543 ms). There each start measures it (fault-probe.ts,
- * a few ms) and re-executes only where huge pages measure cheaper; a start right after a stop (memory not yet
- * reported) measures the memory it is about to get. `appliance install` writes the same choice into the unit
- * (hugePagesHere, service/installer.ts), measured once, at install.
+ * 143 ms in 4 KiB pages), several times less on another (figures in fault-probe.ts). There each start measures it
+ * (fault-probe.ts: three 2 MiB pages of each kind, ~6 ms) and re-executes only where huge pages measure cheaper.
+ * `appliance install` writes the same choice into the unit (hugePageChoice, service/installer.ts), measured once,
+ * at install.
  *
  * Everything here runs twice on a direct `serve` start, so it stays cheap: node:fs is loaded only to read the THP mode
  * and the balloon's features, and those are read only when the environment leaves something to do (not under the
