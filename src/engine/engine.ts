@@ -156,6 +156,9 @@ export interface ModelInfo {
   beginningToken?: number;
 }
 
+/** One model's warm-up: how long its first evaluation took, or why it failed (the first request then pays it). */
+export type WarmUp = { model: string; ms: number } | { model: string; error: string };
+
 export interface Engine {
   readonly backend: string;
   models(): ModelInfo[];
@@ -189,5 +192,7 @@ export interface Engine {
    * admitted or has ended. An engine that batches uses it to evaluate a burst's prompts together (arrivals.ts).
    */
   expectArrival?(): () => void;
+  /** Runs each model's first evaluation ahead of the first request (the slowest one); resolves with what each took. */
+  warmUp?(): Promise<WarmUp[]>;
   dispose(): Promise<void>;
 }

@@ -57,6 +57,13 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
   log.info({ url: `${tls ? "https" : "http"}://${host}:${server.port}`, port: server.port, tls: !!tls, mtls: !!tls?.requestCert }, "listening");
   // Type=notify: systemd calls the service started only now (models verified and loaded, port bound).
   sdNotify({ READY: 1, STATUS: `serving on ${server.hostname}:${server.port}`, MAINPID: process.pid });
+  // Each model's first evaluation, the slowest, in the background (engine/llama.ts warmUp): /health is not held for it.
+  void engine.warmUp?.().then((models) => {
+    for (const m of models) {
+      if ("error" in m) log.warn(m, "model warm-up failed: the first request pays the model's first evaluation");
+      else log.info(m, "model warmed up");
+    }
+  });
   // Ready first (request schemas and scanner tables are built lazily, off the start path); then build them while
   // nothing is asked.
   setTimeout(() => { app.deps.guards.prepare(); void prepareWireSchemas(); }, WARM_AFTER_MS).unref();

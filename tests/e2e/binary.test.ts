@@ -89,6 +89,9 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
   // The variables the units set and the README tells users to export are control variables, not settings.
   const { proc, port, log, until } = await startServe(["--threads", "2"], { APPLIANCE_SERVICE: "1", APPLIANCE_KEY: key, APPLIANCE_DEBUG: "1" });
   expect(log.text).toContain("native libraries verified");
+  // The model's first evaluation runs once the port is open, not before (engine/llama.ts warmUp): /health is not held.
+  await until('"msg":"model warmed up"');
+  expect(log.text.indexOf('"msg":"listening"')).toBeLessThan(log.text.indexOf('"msg":"model warmed up"'));
   void until("never printed").catch(() => {}); // keep draining stdout so the server never blocks on a full pipe
 
   const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
