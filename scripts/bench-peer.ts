@@ -107,6 +107,8 @@ const ttftRuns = Math.max(runs, 15);
 // rows' warm-up bursts are printed in a row of their own.
 const streamRuns = Math.max(runs, 9);
 const WARM_RUNS = 6;
+/** How long after /health the "first completion … after /health" row sends its request. */
+const LATER_MS = 1_000;
 // Tokens/s from each server's own usage count (a random model can still end early on a token llama.cpp treats as an end).
 const tps = (s: Served) => complete(s, short(), maxTokens).then((c) => c.completionTokens / (c.ms / 1000));
 /** A fresh server's warm-up for single-request rows: WARM_RUNS requests on each (the JIT ramp, as for the bursts). */
@@ -215,20 +217,30 @@ for (const size of values.sizes.split(",")) {
     await a.stop(); await b.stop();
   }
 
-  const cold = async (which: "a" | "b") => {
+  // `after`: the first completion is sent that long after /health answered (0: at once); `alone` its own time.
+  const cold = async (which: "a" | "b", after: number) => {
     fs.rmSync(path.join(dir, "state"), { recursive: true, force: true });
     const s = which === "a" ? await startAppliance(bin, model, dir, threads, 1, { env }) : await startPeer(peer.llamaServer, model, threads, 1);
+    if (after) await Bun.sleep(after);
     const t0 = performance.now();
     await complete(s, short(), 1);
+    const alone = performance.now() - t0;
     await s.stop();
-    return { health: s.startMs, first: s.startMs + performance.now() - t0 };
+    return { health: s.startMs, first: s.startMs + after + alone, alone };
   };
-  const C = { a: [] as { health: number; first: number }[], b: [] as { health: number; first: number }[] };
+  type Cold = { health: number; first: number; alone: number };
+  const C = { a: [] as Cold[], b: [] as Cold[] }, L = { a: [] as Cold[], b: [] as Cold[] };
   const l0 = load1();
-  for (let i = 0; i < runs; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) C[w].push(await cold(w));
+  for (let i = 0; i < runs; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) C[w].push(await cold(w, 0));
   const load = `${f(l0)}→${f(load1())}`;
   record("cold start to /health (ms)", size, { a: median(C.a.map((c) => c.health)), b: median(C.b.map((c) => c.health)), load }, "ms", true);
   record("cold start to first completion (ms)", size, { a: median(C.a.map((c) => c.first)), b: median(C.b.map((c) => c.first)), load }, "ms", true);
+  // The first request of a server started a while ago: llama-server ran its model once before it answered /health
+  // (its warm-up); the appliance does so right after (engine/llama.ts warmUp). The same completion, max_tokens 1.
+  const l2 = load1();
+  for (let i = 0; i < runs; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) L[w].push(await cold(w, LATER_MS));
+  record(`first completion ${LATER_MS / 1000} s after /health, its own time (ms)`, size,
+    { a: median(L.a.map((c) => c.alone)), b: median(L.b.map((c) => c.alone)), load: `${f(l2)}→${f(load1())}` }, "ms", true);
 
   for (const t of [...new Set([1, threads])]) {
     const P = { a: [] as number[], b: [] as number[] };

@@ -156,8 +156,8 @@ export interface ModelInfo {
   beginningToken?: number;
 }
 
-/** One model's warm-up: how long its first evaluation took, or why it failed (the first request then pays it). */
-export type WarmUp = { model: string; ms: number } | { model: string; error: string };
+/** One model's warm-up: how long its first evaluation took, or why there was none (the first request then pays it). */
+export type WarmUp = { model: string; ms: number } | { model: string; skipped: string } | { model: string; error: string };
 
 export interface Engine {
   readonly backend: string;

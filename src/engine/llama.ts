@@ -393,29 +393,39 @@ export class LlamaEngine implements Engine {
   }
 
   /**
-   * Evaluates a two-token prompt on each model, one after the other, and resolves with how long each took. A model's
+   * Evaluates a short prompt on each model, one after the other, and resolves with how long each took. A model's
    * first evaluation costs several times a later one (its first pass over the weights: a 20-token prompt took
    * 50-65 ms first, 15 ms after, on the 28 M test model here; 200-230 against 65-77 ms at 155 M; again for a second
    * instance of the same file), and the first request after every start paid it. llama-server pays it before it
-   * reports ready (its warm-up run); serve calls this once it listens (listen.ts), so /health is not held: a request
-   * that comes meanwhile waits behind it, for about what its own first evaluation would have cost. It keeps nothing
-   * (no cache scope: no request reuses its state) and is aborted by dispose.
+   * reports ready (its warm-up run); serve calls this once it listens (listen.ts), so /health is not held. It runs in
+   * a slot lent by the model's scheduler, only while one is free and no request waits (a busy model is skipped): a
+   * request arriving meanwhile waits for that slot, never refused for it, about as long as its own first evaluation
+   * would have taken. Its sequence is kept with no cache scope (no request reuses it); dispose waits for it.
    */
   warmUp(): Promise<WarmUp[]> {
     if (this.warming) return this.warming.done;
     const abort = new AbortController();
     const run = async () => {
       const took: WarmUp[] = [];
-      for (const id of this.loaded.keys()) {
-        const t0 = performance.now();
+      for (const [id, l] of this.loaded) {
+        if (abort.signal.aborted || this.closing) break;
+        const release = l.scheduler.lend();
+        if (!release) { took.push({ model: id, skipped: "requests came first" }); continue; }
+        let lent: LentSequence | undefined;
         try {
-          // A completion, not a chat: a request arriving meanwhile waits less (a chat's template adds to it), and the
-          // weights are what the first evaluation is slow for.
-          await this.complete({ model: id, prompt: "Hi", sampling: { maxTokens: 1, temperature: 0 }, signal: abort.signal });
+          const t0 = performance.now();
+          const bos = beginningToken(l.model);
+          const tokens = [...(bos != null ? [bos] : []), ...l.model.tokenize("Hi", false)];
+          lent = await l.sequences.take(undefined, tokens);
+          await lent.sequence.evaluateWithoutGeneratingNewTokens(tokens);
+          if (abort.signal.aborted) break; // dispose came meanwhile: nothing to report
           took.push({ model: id, ms: Math.round(performance.now() - t0) });
         } catch (e) {
-          if (abort.signal.aborted) break; // dispose came first: nothing to report
-          took.push({ model: id, error: (e as Error).message });
+          if (abort.signal.aborted) break;
+          took.push({ model: id, error: (e as Error)?.message ?? String(e) });
+        } finally {
+          await lent?.giveBack(false).catch(() => undefined);
+          release();
         }
       }
       return took;

@@ -9,12 +9,15 @@ interface Waiter { resolve: (release: () => void) => void; reject: (e: Error) =>
 
 export class Scheduler {
   private active = 0;
+  /** Of `active`, the slots lent to background work (lend). */
+  private lent = 0;
   private readonly waiting: Waiter[] = [];
   private readonly watchers = new Set<() => void>();
 
   constructor(readonly slots: number, readonly maxQueue: number, private readonly retryAfterSeconds = 1) {}
 
-  stats() { return { active: this.active, queued: this.waiting.length }; }
+  /** Requests holding a slot and waiting for one (a slot lent to background work is not a request's). */
+  stats() { return { active: this.active - this.lent, queued: this.waiting.length }; }
 
   /** Calls `listener` after every change of `stats()`; returns the function that stops it. */
   watch(listener: () => void): () => void {
@@ -47,7 +50,8 @@ export class Scheduler {
       this.changed();
       return Promise.resolve(this.releaser());
     }
-    if (this.waiting.length >= this.maxQueue) throw new QueueFullError(this.retryAfterSeconds);
+    // A slot lent to background work is the line's on top of maxQueue: the request it would have gone to waits for it.
+    if (this.waiting.length >= this.maxQueue + this.lent) throw new QueueFullError(this.retryAfterSeconds);
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         resolve, reject, signal,
@@ -62,6 +66,25 @@ export class Scheduler {
       this.waiting.push(waiter);
       this.changed();
     });
+  }
+
+  /**
+   * A slot for background work (the engine's warm-up), only while one is free and no request waits; undefined
+   * otherwise. It takes no request's place: while it is out, a request that finds every slot taken waits for it even
+   * where the line is full (maxQueue 0 refused it), and stats() does not count it (/ready, /metrics, drain).
+   */
+  lend(): (() => void) | undefined {
+    if (this.active >= this.slots || this.waiting.length > 0) return undefined;
+    this.active++;
+    this.lent++;
+    const release = this.releaser();
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.lent--; // before the slot passes on: a waiter it goes to is a request's
+      release();
+    };
   }
 
   private releaser(): () => void {

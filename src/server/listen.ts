@@ -58,12 +58,13 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
   // Type=notify: systemd calls the service started only now (models verified and loaded, port bound).
   sdNotify({ READY: 1, STATUS: `serving on ${server.hostname}:${server.port}`, MAINPID: process.pid });
   // Each model's first evaluation, the slowest, in the background (engine/llama.ts warmUp): /health is not held for it.
-  void engine.warmUp?.().then((models) => {
+  engine.warmUp?.().then((models) => {
     for (const m of models) {
       if ("error" in m) log.warn(m, "model warm-up failed: the first request pays the model's first evaluation");
+      else if ("skipped" in m) log.info(m, "model warm-up skipped");
       else log.info(m, "model warmed up");
     }
-  });
+  }).catch((e: unknown) => log.warn({ err: String(e) }, "model warm-up failed"));
   // Ready first (request schemas and scanner tables are built lazily, off the start path); then build them while
   // nothing is asked.
   setTimeout(() => { app.deps.guards.prepare(); void prepareWireSchemas(); }, WARM_AFTER_MS).unref();

@@ -90,7 +90,7 @@ test("serves chat and streaming chat to the openai SDK, then exits 0 on SIGTERM"
   const { proc, port, log, until } = await startServe(["--threads", "2"], { APPLIANCE_SERVICE: "1", APPLIANCE_KEY: key, APPLIANCE_DEBUG: "1" });
   expect(log.text).toContain("native libraries verified");
   // The model's first evaluation runs once the port is open, not before (engine/llama.ts warmUp): /health is not held.
-  await until('"msg":"model warmed up"');
+  await until('"msg":"model warm'); // warmed up, or its warm-up failed or was skipped (the next line then fails)
   expect(log.text.indexOf('"msg":"listening"')).toBeLessThan(log.text.indexOf('"msg":"model warmed up"'));
   void until("never printed").catch(() => {}); // keep draining stdout so the server never blocks on a full pipe
 

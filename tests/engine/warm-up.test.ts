@@ -1,21 +1,27 @@
 /**
  * LlamaEngine.warmUp (engine/llama.ts): each model's first evaluation, the slow one, run once ahead of the first
- * request; it leaves nothing a request could reuse, and dispose ends it first. Real engine on the tiny model.
+ * request, in a slot the scheduler lends; it takes no request's place, leaves nothing a request could reuse, and
+ * dispose waits for it. Real engine on the tiny model.
  */
 import { afterAll, expect, test } from "bun:test";
-import { makeEngine } from "../helpers";
+import { makeEngine, spyDecodes } from "../helpers";
 
 const engine = await makeEngine({ parallel: 2, promptCache: true });
 afterAll(async () => { await engine.dispose(); });
 
-const call = (prompt: string) => ({ model: "tiny", prompt, sampling: { maxTokens: 2, temperature: 0 }, signal: new AbortController().signal, cacheScope: "key-a" });
+const call = (prompt: string, scope = "key-a") => ({ model: "tiny", prompt, sampling: { maxTokens: 2, temperature: 0 }, signal: new AbortController().signal, cacheScope: scope });
 
-test("warms each model once, then holds nothing: no slot taken, nothing reused by a request", async () => {
+test("warms each model once with a real evaluation, then holds nothing: no slot, nothing reused by a request", async () => {
+  let decodes = 0;
+  spyDecodes(engine, () => decodes++);
   const first = await engine.warmUp();
+  expect(decodes).toBeGreaterThan(0);
   expect(first).toHaveLength(1);
   expect(first[0]!.model).toBe("tiny");
-  expect("ms" in first[0]! && first[0].ms >= 0).toBe(true);
+  expect("ms" in first[0]!).toBe(true);
+  const after = decodes;
   expect(await engine.warmUp()).toBe(first); // the same run, not a second one
+  expect(decodes).toBe(after);
   expect(engine.load()).toEqual({ active: 0, queued: 0 });
   // The warm-up's prompt ("Hi") is the start of this one: a request of any key still evaluates it whole.
   expect((await engine.complete(call("Hi there"))).cachedTokens).toBe(0);
@@ -23,12 +29,41 @@ test("warms each model once, then holds nothing: no slot taken, nothing reused b
   expect((await engine.complete(call("Hi there, again"))).cachedTokens).toBeGreaterThan(0);
 });
 
-test("dispose while the warm-up runs ends it and resolves: no hang, no error", async () => {
+test("with one slot and no queue (max-queue 0), a request arriving during the warm-up waits for it instead of a 503", async () => {
+  const one = await makeEngine({ parallel: 1, maxQueue: 0 });
+  try {
+    const warming = one.warmUp(); // holds the only slot from here on (lent synchronously)
+    expect(one.load()).toEqual({ active: 0, queued: 0 }); // not a request's: /ready and /metrics do not count it
+    const r = await one.complete(call("hello"));
+    expect(r.completionTokens).toBeGreaterThan(0);
+    expect((await warming)[0]).toHaveProperty("ms");
+  } finally {
+    await one.dispose();
+  }
+});
+
+test("a model already busy with requests is skipped, not queued behind them", async () => {
+  const one = await makeEngine({ parallel: 1, maxQueue: 4 });
+  try {
+    let running: Promise<unknown> | undefined;
+    await new Promise<void>((admitted) => { running = one.complete({ ...call("hello"), onAdmitted: admitted }); });
+    try {
+      expect(await one.warmUp()).toEqual([{ model: "tiny", skipped: "requests came first" }]);
+    } finally {
+      await running;
+    }
+  } finally {
+    await one.dispose();
+  }
+});
+
+test("dispose during the warm-up's evaluation waits for it, ends it without a result, and does not hang", async () => {
   const other = await makeEngine({ parallel: 1 });
-  const warming = other.warmUp();
-  await other.dispose();
-  const result = await warming;
-  // Ended before or after its evaluation, it reports no failure (dispose came first: nothing to report).
-  expect(result.every((r) => !("error" in r))).toBe(true);
+  let disposing: Promise<void> | undefined;
+  spyDecodes(other, () => { disposing ??= other.dispose(); }); // at its first decode step
+  const result = await other.warmUp();
+  await disposing;
+  expect(disposing).toBeDefined();
+  expect(result).toEqual([]);
   expect(other.ready()).toBe(false);
 });

@@ -19,6 +19,34 @@ describe("Scheduler", () => {
     (await second)();
     expect(s.stats()).toEqual({ active: 0, queued: 0 });
   });
+  test("a lent slot (the warm-up's) is nobody's place: not counted, and the request it would have gone to waits for it even with no line", async () => {
+    const s = new Scheduler(1, 0);
+    const signal = new AbortController().signal;
+    const lent = s.lend()!;
+    expect(lent).toBeDefined();
+    expect(s.stats()).toEqual({ active: 0, queued: 0 });
+    expect(s.lend()).toBeUndefined(); // no slot free
+    let got = false;
+    const waiting = s.acquire(signal).then((r) => { got = true; return r; });
+    expect(s.stats()).toEqual({ active: 0, queued: 1 });
+    await expect(s.acquire(signal)).rejects.toBeInstanceOf(QueueFullError); // the line is still maxQueue beyond that
+    expect(got).toBe(false);
+    lent();
+    lent(); // a second call changes nothing
+    const release = await waiting;
+    expect(s.stats()).toEqual({ active: 1, queued: 0 });
+    expect(s.lend()).toBeUndefined(); // the request holds it
+    release();
+    expect(s.stats()).toEqual({ active: 0, queued: 0 });
+    // Not while anyone waits, even with a slot free (cannot happen with slots handed straight on, but never ahead of one).
+    const two = new Scheduler(2, 2);
+    const a = await two.acquire(signal), b = await two.acquire(signal);
+    const c = two.acquire(signal);
+    a();
+    (await c)();
+    b();
+    expect(two.lend()).toBeDefined();
+  });
   test("watchers hear every change of the counts", async () => {
     const s = new Scheduler(1, 1);
     const seen: string[] = [];
