@@ -24,7 +24,12 @@
  * - as root only, "as the service account": the unit-environment row with serve run as another user (nobody, through
  *   setpriv) on a models dir root's `models add` filled (root:nogroup 0750), the native libraries `install
  *   --native-only` put in the root-owned system dir (removed after the row unless already there) and a state dir of
- *   its own, as the installed service runs (its account writes neither the hash cache nor anything root owns).
+ *   its own, as the installed service runs (its account writes neither the hash cache nor anything root owns);
+ * - "first completion 1 s after /health", last: a kept-state start (serve run directly) left alone for a second, then
+ *   one completion (max_tokens 1, a 10-word prompt), its own time against llama-server's the same way: the first
+ *   request of a server started a while ago (llama-server runs its model once before it answers /health, the
+ *   appliance right after: engine/llama.ts warmUp). The model is first put in the page cache as a user's is
+ *   (bench-peer-lib.ts asUsersHaveIt), not as the benchmark wrote it.
  * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes, and first
  * the time of `appliance --version` (loading the program, nothing else).
  * --before BIN: a second appliance binary (e.g. built at an earlier commit) started in the same rotation as --bin and
@@ -40,7 +45,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { envOf, freePort, listensOn, load1, median, prepareAppliance, spawnLogged, startPeer, started, stopServer, waitHealthy, cpuLine, SHAPES } from "./bench-peer-lib";
+import { asUsersHaveIt, complete, envOf, freePort, listensOn, load1, median, prepareAppliance, spawnLogged, startPeer, started, stopServer, waitHealthy, wordsPrompt, cpuLine, SHAPES } from "./bench-peer-lib";
 import { HUGETLB_TUNABLE, REEXEC_MARK, hugePageChoice, reportsFreePages } from "../src/util/huge-pages";
 import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
 import { START_MEMO } from "../src/integrity/start-memo";
@@ -70,7 +75,8 @@ console.log(cpuLine());
 if (values.env) console.log(`appliance starts run with ${values.env}`);
 console.log(`bench-cold: ${bins.join(" vs ")}, model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, runs ${runs} per side, uid ${process.getuid?.()}`);
 
-type Start = { ms: number; phases: Record<string, number> };
+/** A start to /health; `firstMs`: the first completion's own time, where the row sent one. */
+type Start = { ms: number; phases: Record<string, number>; firstMs?: number };
 
 /**
  * One appliance start to /health, timed exactly as the peer's (startPeer): the port picked here and handed to it, then
@@ -98,12 +104,16 @@ function prepareService(bin: string, home: string): string[] {
 /** What `models add` prepares for the first start on its state dir (integrity/serve-prep.ts), and the CPU variant a start remembers. */
 const PREPARED = [...TRIAL_LEAVES, START_MEMO];
 
-async function appliance(env: Record<string, string> = {}, which = 0, asService = false, unprepared = false): Promise<Start> {
+/** How long after /health the "first completion" row sends its request. */
+const FIRST_AFTER_MS = 1_000;
+
+async function appliance(env: Record<string, string> = {}, which = 0, asService = false, unprepared = false, firstAfter = 0): Promise<Start> {
   const logFile = path.join(dir, "serve.log");
   // Each binary its own state dir (under its own HOME-like dir): the --before binary may lay its libraries out differently.
   const home = path.join(dir, `${which ? "before" : ""}${asService ? "svc" : ""}`);
   fs.mkdirSync(home, { recursive: true, mode: 0o755 });
-  const dirs = asService ? prepareService(bins[which]!, home) : ["--state-dir", prepareAppliance(bins[which]!, model, home).stateDir];
+  const prep = asService ? undefined : prepareAppliance(bins[which]!, model, home);
+  const dirs = prep ? ["--state-dir", prep.stateDir] : prepareService(bins[which]!, home);
   if (unprepared) for (const p of PREPARED) fs.rmSync(path.join(home, "state", p), { recursive: true, force: true });
   const port = freePort();
   const as = asService ? ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"] : [];
@@ -112,16 +122,27 @@ async function appliance(env: Record<string, string> = {}, which = 0, asService 
   const ms = await waitHealthy(`http://127.0.0.1:${port}`, t0, proc);
   // The port was free when picked: make sure what answered is this process (as startPeer does).
   const ours = listensOn(proc.pid, port);
+  let firstMs: number | undefined;
+  if (ours && firstAfter && prep) {
+    await Bun.sleep(firstAfter);
+    const served = { name: "appliance", base: `http://127.0.0.1:${port}`, headers: { authorization: `Bearer ${prep.key}`, "content-type": "application/json" }, proc, stop: async () => {} };
+    firstMs = (await complete(served, wordsPrompt(10), 1)).ms;
+  }
   await stopServer(proc);
   if (!ours) throw new Error(`appliance: port ${port} answered but is not held by the appliance started on it (taken by another process)`);
   const line = fs.readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"start phases"'));
-  return { ms, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {} };
+  return { ms, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {}, firstMs };
 }
 
-async function llamaServer(): Promise<Start> {
+async function llamaServer(firstAfter = 0): Promise<Start> {
   const s = await startPeer(peerServer, model, threads, 1);
+  let firstMs: number | undefined;
+  if (firstAfter) {
+    await Bun.sleep(firstAfter);
+    firstMs = (await complete(s, wordsPrompt(10), 1)).ms;
+  }
   await s.stop();
-  return { ms: s.startMs, phases: {} };
+  return { ms: s.startMs, phases: {}, firstMs };
 }
 
 /** Memory another process used and freed just before a start, as after `models add`'s trial run or a server that stopped. */
@@ -156,6 +177,25 @@ async function row(name: string, before: () => void, env: Record<string, string>
       `(load ${l0.toFixed(2)}→${l1.toFixed(2)})${bins.length > 1 ? `, ${which}` : ""}`);
     const names = [...new Set(A[k]!.flatMap((s) => Object.keys(s.phases)))];
     console.log(`  phases (median ms): ${names.map((n) => `${n} ${median(A[k]!.map((s) => s.phases[n] ?? 0))}`).join(", ")}`);
+  });
+}
+
+/** The first completion of a kept-state start left alone for FIRST_AFTER_MS, its own time, on each binary and llama-server. */
+async function firstRow() {
+  const A: number[][] = bins.map(() => []), B: number[] = [];
+  const l0 = load1();
+  const sides = [...bins.map((_, k) => k), -1];
+  for (let i = 0; i < runs; i++) {
+    for (const side of i % 2 ? [...sides].reverse() : sides) {
+      if (side >= 0) A[side]!.push((await appliance({}, side, false, false, FIRST_AFTER_MS)).firstMs!);
+      else B.push((await llamaServer(FIRST_AFTER_MS)).firstMs!);
+    }
+  }
+  const b = median(B), l1 = load1();
+  bins.forEach((which, k) => {
+    const a = median(A[k]!);
+    console.log(`first completion ${FIRST_AFTER_MS / 1000} s after /health (max_tokens 1, its own time), state kept: appliance${k ? " (--before)" : ""} ${a.toFixed(1)} ms, ` +
+      `llama-server ${b.toFixed(1)} ms, ratio ${(a / b).toFixed(2)}× longer (load ${l0.toFixed(2)}→${l1.toFixed(2)})${bins.length > 1 ? `, ${which}` : ""}`);
   });
 }
 
@@ -213,3 +253,6 @@ await row("state removed", removeState);
 // A build's first start with nothing prepared for it: what a hand-run server's first start after an update pays (the
 // libraries and the memo are per build), and an older binary's first start after models add.
 await row("state removed, then what models add prepared removed (native libraries, start memo)", removeState, {}, false, true);
+// Last, as it changes how the model is in the page cache for whatever runs after it.
+asUsersHaveIt(model);
+await firstRow();

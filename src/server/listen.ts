@@ -14,10 +14,22 @@ import { serverTls } from "./tls";
 const CLOSE_AFTER_CANCEL_MS = 5_000;
 /**
  * How long after ready the request schemas and the response scanner's analysis are built (20-40 ms of JS in one
- * stretch). Built at once, they held the first /health a readiness probe sends right after the port opens; a request
- * that needs one sooner builds it itself, as it would without this step.
+ * stretch) and then each model's first evaluation run. Built at once, they held the first /health a readiness probe
+ * sends right after the port opens; a request that needs one sooner builds or runs it itself, as without this step.
  */
 const WARM_AFTER_MS = 250;
+
+/** The warm-ups listen schedules once ready, one after the other (each has the CPUs to itself). */
+async function warmAfterReady(app: App, engine: Engine, log: Logger): Promise<void> {
+  app.deps.guards.prepare();
+  await prepareWireSchemas();
+  const models = await engine.warmUp?.().catch((e: unknown) => [{ model: "*", error: String(e) }]) ?? [];
+  for (const m of models) {
+    if ("error" in m) log.warn(m, "model warm-up failed: the first request pays the model's first evaluation");
+    else if ("skipped" in m) log.info(m, "model warm-up skipped");
+    else log.info(m, "model warmed up");
+  }
+}
 
 /** No body limit here: maxBodyBytes is the guards' to enforce (guards/body.ts), not Bun's (BUN_BODY_LIMIT). */
 export interface ListenOptions { host: string; port: number; graceMs: number }
@@ -57,17 +69,11 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
   log.info({ url: `${tls ? "https" : "http"}://${host}:${server.port}`, port: server.port, tls: !!tls, mtls: !!tls?.requestCert }, "listening");
   // Type=notify: systemd calls the service started only now (models verified and loaded, port bound).
   sdNotify({ READY: 1, STATUS: `serving on ${server.hostname}:${server.port}`, MAINPID: process.pid });
-  // Each model's first evaluation, the slowest, in the background (engine/llama.ts warmUp): /health is not held for it.
-  engine.warmUp?.().then((models) => {
-    for (const m of models) {
-      if ("error" in m) log.warn(m, "model warm-up failed: the first request pays the model's first evaluation");
-      else if ("skipped" in m) log.info(m, "model warm-up skipped");
-      else log.info(m, "model warmed up");
-    }
-  }).catch((e: unknown) => log.warn({ err: String(e) }, "model warm-up failed"));
-  // Ready first (request schemas and scanner tables are built lazily, off the start path); then build them while
-  // nothing is asked.
-  setTimeout(() => { app.deps.guards.prepare(); void prepareWireSchemas(); }, WARM_AFTER_MS).unref();
+  // Ready first; then, while nothing is asked, what the first request would otherwise build or run itself: the request
+  // schemas and scanner tables (lazily built, off the start path), then each model's first evaluation (the slowest:
+  // engine/llama.ts warmUp). Not at once: that evaluation keeps every CPU of a small machine busy, and a readiness
+  // probe's first /health, sent right after the port opens, would wait for one.
+  setTimeout(() => void warmAfterReady(app, engine, log), WARM_AFTER_MS).unref();
 
   return new Promise((resolve) => {
     let draining = false;
