@@ -28,8 +28,8 @@
  * - "first completion 1 s after /health", last: a kept-state start (serve run directly) left alone for a second, then
  *   one completion (max_tokens 1, a 10-word prompt), its own time against llama-server's the same way: the first
  *   request of a server started a while ago (llama-server runs its model once before it answers /health, the
- *   appliance right after: engine/llama.ts warmUp). The model is first put in the page cache as a user's is
- *   (bench-peer-lib.ts asUsersHaveIt), not as the benchmark wrote it.
+ *   appliance after: engine/llama.ts warmUp). Before each start the file that server maps (the appliance: the copy
+ *   in its state dir) is put in the page cache as a user's is (bench-peer-lib.ts asUsersHaveIt), not as written.
  * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes, and first
  * the time of `appliance --version` (loading the program, nothing else).
  * --before BIN: a second appliance binary (e.g. built at an earlier commit) started in the same rotation as --bin and
@@ -114,6 +114,8 @@ async function appliance(env: Record<string, string> = {}, which = 0, asService 
   fs.mkdirSync(home, { recursive: true, mode: 0o755 });
   const prep = asService ? undefined : prepareAppliance(bins[which]!, model, home);
   const dirs = prep ? ["--state-dir", prep.stateDir] : prepareService(bins[which]!, home);
+  // The copy `models add` made is what serve maps (bench-peer-lib.ts asUsersHaveIt).
+  if (firstAfter && prep) asUsersHaveIt(path.join(prep.stateDir, "models", path.basename(model)));
   if (unprepared) for (const p of PREPARED) fs.rmSync(path.join(home, "state", p), { recursive: true, force: true });
   const port = freePort();
   const as = asService ? ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"] : [];
@@ -135,6 +137,7 @@ async function appliance(env: Record<string, string> = {}, which = 0, asService 
 }
 
 async function llamaServer(firstAfter = 0): Promise<Start> {
+  if (firstAfter) asUsersHaveIt(model);
   const s = await startPeer(peerServer, model, threads, 1);
   let firstMs: number | undefined;
   if (firstAfter) {
@@ -254,5 +257,4 @@ await row("state removed", removeState);
 // libraries and the memo are per build), and an older binary's first start after models add.
 await row("state removed, then what models add prepared removed (native libraries, start memo)", removeState, {}, false, true);
 // Last, as it changes how the model is in the page cache for whatever runs after it.
-asUsersHaveIt(model);
 await firstRow();

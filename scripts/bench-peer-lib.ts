@@ -155,15 +155,21 @@ export async function stopServer(proc: Bun.Subprocess) {
 /** The tiny model's end tokens (</s> = 2, <|im_end|> = 260): banned so every run decodes exactly max_tokens. */
 /**
  * Puts `file` in the page cache the way a user's model is there: its pages dropped (coreutils dd, iflag=nocache) and
- * the file read through once, as `models add`'s hash reads it. A model the benchmark has just written stays in the
- * page cache as written, and mapping those pages is cheaper: a server's first evaluation of it then reads faster
- * than on a model the machine has had for a while (the first-completion rows of bench-cold and bench-peer).
+ * the file read through once, as `models add`'s hash reads it. A model the benchmark has just written (or `models add`
+ * has just copied into a state dir) stays in the page cache as written, and a server's first evaluation of it then
+ * reads faster than on a model the machine has had for a while. Call it on the file each server maps, just before it
+ * starts. Where dd cannot drop the pages, says so and leaves the file as it is.
  */
 export function asUsersHaveIt(file: string): void {
-  const r = Bun.spawnSync(["dd", `if=${file}`, "iflag=nocache", "count=0", "status=none"], { stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`dd iflag=nocache ${file}: ${r.stderr.toString()}`);
   const fd = fs.openSync(file, "r"), buf = Buffer.alloc(1 << 20);
-  try { while (fs.readSync(fd, buf, 0, buf.length, null) > 0); } finally { fs.closeSync(fd); }
+  try {
+    fs.fsyncSync(fd); // dirty pages are not dropped
+    const r = Bun.spawnSync(["dd", `if=${file}`, "iflag=nocache", "count=0", "status=none"], { stderr: "pipe" });
+    if (r.exitCode !== 0) console.error(`!!! ${file} left in the page cache as it is (dd iflag=nocache: ${r.stderr.toString().trim() || `exit ${r.exitCode}`})`);
+    while (fs.readSync(fd, buf, 0, buf.length, null) > 0);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export const NO_END = { "2": -100, "260": -100 };

@@ -81,6 +81,8 @@ export interface Loaded {
   embedScheduler: Scheduler;
   /** Sequences past their first sampled token (0: the context is idle, so a burst's first decode may gather). */
   busy: { generating: number };
+  /** A generation has had a sequence: its first evaluation is paid, and a warm-up would only clear someone's kept prompt. */
+  evaluated?: boolean;
 }
 
 const LOG_LEVEL: Record<string, "error" | "warn" | "info" | "debug"> = {

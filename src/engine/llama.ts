@@ -314,6 +314,7 @@ export class LlamaEngine implements Engine {
     // The first sampled token is the first-token stage (node-llama-cpp's onToken may come later: it holds tokens back).
     const generating = () => { if (!counted) { counted = true; l.busy.generating++; call.onStage?.("first-token"); } };
     try {
+      l.evaluated = true;
       lent = await l.sequences.take(call.cacheScope, tokens);
       const result = await work(lent.sequence, generating, lent.reused);
       failed = false;
@@ -404,27 +405,31 @@ export class LlamaEngine implements Engine {
    */
   warmUp(): Promise<WarmUp[]> {
     if (this.warming) return this.warming.done;
+    if (this.closing) return Promise.resolve([]);
     const abort = new AbortController();
     const run = async () => {
       const took: WarmUp[] = [];
       for (const [id, l] of this.loaded) {
         if (abort.signal.aborted || this.closing) break;
-        const release = l.scheduler.lend();
+        // A model a request has already used is warm, and taking a sequence now would clear a kept prompt (the pool
+        // clears the oldest free one when none is left).
+        const release = l.evaluated ? undefined : l.scheduler.lend();
         if (!release) { took.push({ model: id, skipped: "requests came first" }); continue; }
-        let lent: LentSequence | undefined;
+        let lent: LentSequence | undefined, failed = true;
         try {
           const t0 = performance.now();
           const bos = beginningToken(l.model);
           const tokens = [...(bos != null ? [bos] : []), ...l.model.tokenize("Hi", false)];
           lent = await l.sequences.take(undefined, tokens);
           await lent.sequence.evaluateWithoutGeneratingNewTokens(tokens);
+          failed = false;
           if (abort.signal.aborted) break; // dispose came meanwhile: nothing to report
           took.push({ model: id, ms: Math.round(performance.now() - t0) });
         } catch (e) {
           if (abort.signal.aborted) break;
           took.push({ model: id, error: (e as Error)?.message ?? String(e) });
         } finally {
-          await lent?.giveBack(false).catch(() => undefined);
+          await lent?.giveBack(failed).catch(() => undefined);
           release();
         }
       }

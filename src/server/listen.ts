@@ -19,10 +19,18 @@ const CLOSE_AFTER_CANCEL_MS = 5_000;
  */
 const WARM_AFTER_MS = 250;
 
-/** The warm-ups listen schedules once ready, one after the other (each has the CPUs to itself). */
+/**
+ * The warm-ups listen schedules once ready, one after the other (each has the CPUs to itself); none once draining.
+ * Each is only ahead of time: a failure is logged, and what it would have built is built by the first request.
+ */
 async function warmAfterReady(app: App, engine: Engine, log: Logger): Promise<void> {
-  app.deps.guards.prepare();
-  await prepareWireSchemas();
+  try {
+    app.deps.guards.prepare();
+    await prepareWireSchemas();
+  } catch (e) {
+    log.warn({ err: String(e) }, "building the request schemas or scanner tables ahead failed: the first request builds them");
+  }
+  if (app.deps.draining) return;
   const models = await engine.warmUp?.().catch((e: unknown) => [{ model: "*", error: String(e) }]) ?? [];
   for (const m of models) {
     if ("error" in m) log.warn(m, "model warm-up failed: the first request pays the model's first evaluation");
@@ -73,7 +81,8 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
   // schemas and scanner tables (lazily built, off the start path), then each model's first evaluation (the slowest:
   // engine/llama.ts warmUp). Not at once: that evaluation keeps every CPU of a small machine busy, and a readiness
   // probe's first /health, sent right after the port opens, would wait for one.
-  setTimeout(() => void warmAfterReady(app, engine, log), WARM_AFTER_MS).unref();
+  const warming = setTimeout(() => void warmAfterReady(app, engine, log).catch(() => undefined), WARM_AFTER_MS);
+  warming.unref();
 
   return new Promise((resolve) => {
     let draining = false;
@@ -87,6 +96,7 @@ export function listen(app: App, engine: Engine, log: Logger, opts: ListenOption
         return;
       }
       draining = true;
+      clearTimeout(warming); // not started yet: nothing to warm for a server that stops
       app.deps.draining = true; // /ready answers 503 from now on
       log.info({ signal, inflight: app.deps.inflight.size }, "shutting down");
       sdNotify({ STOPPING: 1 });

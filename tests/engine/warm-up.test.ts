@@ -23,6 +23,11 @@ test("warms each model once with a real evaluation, then holds nothing: no slot,
   expect(await engine.warmUp()).toBe(first); // the same run, not a second one
   expect(decodes).toBe(after);
   expect(engine.load()).toEqual({ active: 0, queued: 0 });
+  // Its slot is given back (load() does not count a lent one): both slots can be lent again.
+  const scheduler = (engine as unknown as { loaded: Map<string, { scheduler: { lend(): (() => void) | undefined } }> }).loaded.get("tiny")!.scheduler;
+  const both = [scheduler.lend(), scheduler.lend()];
+  expect(both.every((r) => r !== undefined)).toBe(true);
+  for (const r of both) r!();
   // The warm-up's prompt ("Hi") is the start of this one: a request of any key still evaluates it whole.
   expect((await engine.complete(call("Hi there"))).cachedTokens).toBe(0);
   // Its own next request does reuse what it left (the cache works here, so the 0 above is the warm-up's doing).
@@ -52,6 +57,17 @@ test("a model already busy with requests is skipped, not queued behind them", as
     } finally {
       await running;
     }
+  } finally {
+    await one.dispose();
+  }
+});
+
+test("a model a request has already used is skipped: warm already, and its kept prompt stays (parallel 1: the warm-up would clear it)", async () => {
+  const one = await makeEngine({ parallel: 1, maxQueue: 4, promptCache: true });
+  try {
+    await one.complete(call("Hi there"));
+    expect(await one.warmUp()).toEqual([{ model: "tiny", skipped: "requests came first" }]);
+    expect((await one.complete(call("Hi there, again"))).cachedTokens).toBeGreaterThan(0);
   } finally {
     await one.dispose();
   }
