@@ -395,13 +395,14 @@ export class LlamaEngine implements Engine {
 
   /**
    * Evaluates a short prompt on each model, one after the other, and resolves with how long each took. A model's
-   * first evaluation costs several times a later one (its first pass over the weights: a 20-token prompt took
-   * 50-65 ms first, 15 ms after, on the 28 M test model here; 200-230 against 65-77 ms at 155 M; again for a second
-   * instance of the same file), and the first request after every start paid it. llama-server pays it before it
-   * reports ready (its warm-up run); serve calls this once it listens (listen.ts), so /health is not held. It runs in
-   * a slot lent by the model's scheduler, only while one is free and no request waits (a busy model is skipped): a
-   * request arriving meanwhile waits for that slot, never refused for it, about as long as its own first evaluation
-   * would have taken. Its sequence is kept with no cache scope (no request reuses it); dispose waits for it.
+   * first evaluation costs several times a later one (node-llama-cpp driven directly, a 20-token prompt: 50-65 ms
+   * first, 15 ms after, on the 28 M test model here; 200-230 against 65-77 ms at 155 M; again for a second instance
+   * of the same file, not for a second context; why is not known), and the first request after a start paid it.
+   * llama-server pays it before it reports ready (its warm-up run); serve calls this 250 ms after it is ready
+   * (listen.ts), so /health is not held. It runs in a slot lent by the model's scheduler, only while one is free and
+   * no request waits, and not on a model a request has used (skipped): a request arriving meanwhile waits for that
+   * slot, never refused for it, about as long as its own first evaluation would have taken. Its sequence is kept with
+   * no cache scope (no request reuses it); dispose waits for it.
    */
   warmUp(): Promise<WarmUp[]> {
     if (this.warming) return this.warming.done;
