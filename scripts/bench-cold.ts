@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-cold.ts [--bin dist/appliance] [--runs 5] [--size 28] [--threads N] [--before BIN] [--env K=V,…]   (package.json: bench:cold)
+ * bun scripts/bench-cold.ts [--bin dist/appliance] [--runs 5] [--size 28] [--threads N] [--before BIN] [--env K=V,…] [--first-only]   (package.json: bench:cold)
  *
  * Cold start to /health, the appliance (compiled binary, as users run it: auth, guards, audit on) against the peer
  * llama-server (scripts/peer-build.ts) on the same generated F32 GGUF, runs alternated (ABBA), medians, the 1-minute
@@ -36,6 +36,7 @@
  * the peer, each row printing both against the same llama-server runs, so a before/after pair shares the load.
  * --env adds environment to every appliance start, as bench-peer's does: e.g. the engine `appliance engine build` made,
  * `--env APPLIANCE_ENGINE__DIR=/opt/e,APPLIANCE_ENGINE__USE=built` (a row's own settings, the unit's GLIBC_TUNABLES, win).
+ * --first-only: only the "first completion 1 s after /health" row (and the --version line).
  * Needs a built binary; exits 1 naming what is missing when the peer cannot be built.
  */
 import fs from "node:fs";
@@ -53,7 +54,7 @@ import { TRIAL_LEAVES } from "../src/integrity/serve-prep";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   bin: { type: "string", default: "dist/appliance" }, runs: { type: "string", default: "5" }, size: { type: "string", default: "28" },
-  threads: { type: "string" }, before: { type: "string" }, env: { type: "string", default: "" },
+  threads: { type: "string" }, before: { type: "string" }, env: { type: "string", default: "" }, "first-only": { type: "boolean", default: false },
 } });
 const extraEnv = envOf(values.env);
 const runs = Number(values.runs);
@@ -216,45 +217,47 @@ function versionMs(b = bin): number {
 const l0 = load1();
 for (const b of bins) console.log(`appliance --version (program load alone): ${f(versionMs(b))} ms, median of 15 (load ${l0.toFixed(2)}→${load1().toFixed(2)})${bins.length > 1 ? `, ${b}` : ""}`);
 
-// The first start of a fresh state: unpacks the libraries, remembers what the kept-state row reuses.
-for (let k = 0; k < bins.length; k++) await appliance({}, k);
-await row("state kept", () => undefined);
-// systemd/appliance.service's Environment= line (tests/live/service.test.ts reads it from the running service).
-// The huge-page tunable `appliance install` writes into the unit on this machine (util/huge-pages.ts hugePageChoice),
-// and what it measured where free page reporting makes it measure (util/fault-probe.ts).
-const { huge, cost } = hugePageChoice();
-const unitEnv = { GLIBC_TUNABLES: `glibc.malloc.hugetlb=${huge ? 1 : 0}` };
-const measured = cost ? `; first touch of 2 MiB now: ${cost.hugeMs.toFixed(2)} ms as a huge page, ${cost.smallMs.toFixed(2)} ms in 4 KiB pages` : "";
-console.log(`the unit here: ${unitEnv.GLIBC_TUNABLES} (free page reporting to a hypervisor: ${reportsFreePages() ? "yes" : "no"}${measured})`);
-await row(`state kept, unit environment (${unitEnv.GLIBC_TUNABLES}, no re-exec)`, () => undefined, unitEnv);
-// Huge pages against 4 KB pages, with settled memory and right after another process freed 1 GiB (both sides
-// churned alike): on a VM that reports freed memory to its host, a reported 2 MB block faults there again.
-const pages = { "huge pages": { GLIBC_TUNABLES: HUGETLB_TUNABLE }, "4 KB pages": { [REEXEC_MARK]: "1" } }; // the mark: no re-exec, glibc's usual pages
-for (const [name, env] of Object.entries(pages)) await row(`state kept, ${name} (no re-exec)`, () => undefined, env);
-for (const [name, env] of Object.entries(pages)) {
-  await row(`state kept, ${name}, ${CHURN_BYTES >> 20} MiB freed by another process ${REPORTING_DELAY_MS / 1000} s before each start (either side)`, () => undefined, env, false, false, true);
-}
-if (process.getuid?.() === 0) {
-  // The installed service loads the libraries install wrote into the root-owned system dir, checked against root's
-  // digest cache (engine/native.ts); without that dir the account unpacks its own copy, which it must hash at every
-  // start (~40 ms here, a cost the installed service does not have). So `install --native-only` (what install and
-  // update run) for this row, removed again after it unless it was there before.
-  const systemNative = path.dirname(SYSTEM_NATIVE_DIR), had = fs.existsSync(systemNative);
-  const removeSystem = () => { if (!had) fs.rmSync(systemNative, { recursive: true, force: true }); };
-  process.on("exit", removeSystem);
-  for (const b of bins) {
-    const r = Bun.spawnSync([b, "install", "--native-only"], { env: { PATH: "/usr/bin:/bin", HOME: dir } });
-    if (r.exitCode !== 0) throw new Error(`${b} install --native-only: ${r.stderr.toString()}`);
+if (!values["first-only"]) {
+  // The first start of a fresh state: unpacks the libraries, remembers what the kept-state row reuses.
+  for (let k = 0; k < bins.length; k++) await appliance({}, k);
+  await row("state kept", () => undefined);
+  // systemd/appliance.service's Environment= line (tests/live/service.test.ts reads it from the running service).
+  // The huge-page tunable `appliance install` writes into the unit on this machine (util/huge-pages.ts hugePageChoice),
+  // and what it measured where free page reporting makes it measure (util/fault-probe.ts).
+  const { huge, cost } = hugePageChoice();
+  const unitEnv = { GLIBC_TUNABLES: `glibc.malloc.hugetlb=${huge ? 1 : 0}` };
+  const measured = cost ? `; first touch of 2 MiB now: ${cost.hugeMs.toFixed(2)} ms as a huge page, ${cost.smallMs.toFixed(2)} ms in 4 KiB pages` : "";
+  console.log(`the unit here: ${unitEnv.GLIBC_TUNABLES} (free page reporting to a hypervisor: ${reportsFreePages() ? "yes" : "no"}${measured})`);
+  await row(`state kept, unit environment (${unitEnv.GLIBC_TUNABLES}, no re-exec)`, () => undefined, unitEnv);
+  // Huge pages against 4 KB pages, with settled memory and right after another process freed 1 GiB (both sides
+  // churned alike): on a VM that reports freed memory to its host, a reported 2 MB block faults there again.
+  const pages = { "huge pages": { GLIBC_TUNABLES: HUGETLB_TUNABLE }, "4 KB pages": { [REEXEC_MARK]: "1" } }; // the mark: no re-exec, glibc's usual pages
+  for (const [name, env] of Object.entries(pages)) await row(`state kept, ${name} (no re-exec)`, () => undefined, env);
+  for (const [name, env] of Object.entries(pages)) {
+    await row(`state kept, ${name}, ${CHURN_BYTES >> 20} MiB freed by another process ${REPORTING_DELAY_MS / 1000} s before each start (either side)`, () => undefined, env, false, false, true);
   }
-  // The first start as that account works out what it then remembers (start-memo.ts), as the unit's first start does.
-  for (let k = 0; k < bins.length; k++) await appliance(unitEnv, k, true);
-  await row("state kept, unit environment, as the service account (nobody; root's models dir and native libraries)", () => undefined, unitEnv, true);
-  removeSystem();
+  if (process.getuid?.() === 0) {
+    // The installed service loads the libraries install wrote into the root-owned system dir, checked against root's
+    // digest cache (engine/native.ts); without that dir the account unpacks its own copy, which it must hash at every
+    // start (~40 ms here, a cost the installed service does not have). So `install --native-only` (what install and
+    // update run) for this row, removed again after it unless it was there before.
+    const systemNative = path.dirname(SYSTEM_NATIVE_DIR), had = fs.existsSync(systemNative);
+    const removeSystem = () => { if (!had) fs.rmSync(systemNative, { recursive: true, force: true }); };
+    process.on("exit", removeSystem);
+    for (const b of bins) {
+      const r = Bun.spawnSync([b, "install", "--native-only"], { env: { PATH: "/usr/bin:/bin", HOME: dir } });
+      if (r.exitCode !== 0) throw new Error(`${b} install --native-only: ${r.stderr.toString()}`);
+    }
+    // The first start as that account works out what it then remembers (start-memo.ts), as the unit's first start does.
+    for (let k = 0; k < bins.length; k++) await appliance(unitEnv, k, true);
+    await row("state kept, unit environment, as the service account (nobody; root's models dir and native libraries)", () => undefined, unitEnv, true);
+    removeSystem();
+  }
+  const removeState = () => { for (const d of [dir, path.join(dir, "before")]) fs.rmSync(path.join(d, "state"), { recursive: true, force: true }); };
+  await row("state removed", removeState);
+  // A build's first start with nothing prepared for it: what a hand-run server's first start after an update pays (the
+  // libraries and the memo are per build), and an older binary's first start after models add.
+  await row("state removed, then what models add prepared removed (native libraries, start memo)", removeState, {}, false, true);
 }
-const removeState = () => { for (const d of [dir, path.join(dir, "before")]) fs.rmSync(path.join(d, "state"), { recursive: true, force: true }); };
-await row("state removed", removeState);
-// A build's first start with nothing prepared for it: what a hand-run server's first start after an update pays (the
-// libraries and the memo are per build), and an older binary's first start after models add.
-await row("state removed, then what models add prepared removed (native libraries, start memo)", removeState, {}, false, true);
 // Last, as it changes how the model is in the page cache for whatever runs after it.
 await firstRow();

@@ -141,10 +141,10 @@ export async function makeEngine(config: { parallel?: number; maxQueue?: number;
  * Calls `onDecode` each time the tiny model's context queues a decode (node-llama-cpp's own `_decodeTokens`, spied:
  * the call goes on unchanged), so a test can tell what had happened before each decode step.
  */
-export function spyDecodes(engine: LlamaEngine, onDecode: () => void) {
+export function spyDecodes(engine: LlamaEngine, onDecode: (args: { tokens: number[]; logits: boolean[] }) => void) {
   const context = (engine as unknown as { loaded: Map<string, { context: Record<string, unknown> }> }).loaded.get("tiny")!.context;
   const decode = context._decodeTokens as (args: unknown, mapper: unknown) => Promise<unknown>;
-  context._decodeTokens = (args: unknown, mapper: unknown) => { onDecode(); return decode.call(context, args, mapper); };
+  context._decodeTokens = (args: { tokens: number[]; logits: boolean[] }, mapper: unknown) => { onDecode(args); return decode.call(context, args, mapper); };
 }
 
 /** The whole app on the tiny model, with one key per entry in `keys` (default: one full-access key). */

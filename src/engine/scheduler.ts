@@ -77,21 +77,16 @@ export class Scheduler {
     if (this.active >= this.slots || this.waiting.length > 0) return undefined;
     this.active++;
     this.lent++;
-    const release = this.releaser();
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      this.lent--; // before the slot passes on: a waiter it goes to is a request's
-      release();
-    };
+    return this.releaser(() => this.lent--); // before the slot passes on: a waiter it goes to is a request's
   }
 
-  private releaser(): () => void {
+  /** A release function that works once; `first` runs inside that once. */
+  private releaser(first?: () => void): () => void {
     let done = false;
     return () => {
       if (done) return;
       done = true;
+      first?.();
       const next = this.waiting.shift();
       if (next) {
         next.signal.removeEventListener("abort", next.onAbort);
