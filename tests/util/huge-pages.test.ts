@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { HUGETLB_TUNABLE, hugePageEnv, hugePagesHere, PAGE_PROBE, readThpMode, REEXEC_MARK, reportsFreePages, smallPagesHere } from "../../src/util/huge-pages";
+import { HUGETLB_TUNABLE, hugePageEnv, hugePagesHere, PAGE_PROBE, readThpMode, reexecPays, REEXEC_MARK, reportsFreePages, smallPagesHere } from "../../src/util/huge-pages";
 import { formatFaultCost, hugePagesCheaper, measureFaultCost, parseFaultCost } from "../../src/util/fault-probe";
 import { builtBinary, tinyModel, tmpDir, untilListening } from "../helpers";
 
@@ -86,6 +86,11 @@ describe("hugePageEnv", () => {
     expect(readThpMode(path.join(path.dirname(file), "missing"))).toBeUndefined();
   });
 
+  test("a direct start re-executes for the tunable only where THP is madvise: under always the kernel needs no mark", () => {
+    expect(reexecPays("madvise")).toBe(true);
+    expect(reexecPays("always")).toBe(false);
+  });
+
   test("the operator's hugetlb setting is decided on without reading the THP mode", () => {
     expect(hugePageEnv({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" }, "linux", () => { throw new Error("read"); }, () => { throw new Error("read"); })).toBeNull();
   });
@@ -116,7 +121,8 @@ async function serve(extraEnv: Record<string, string> = {}, wrap: string[] = [])
   return { environ, hugeKb, measured };
 }
 
-const thp = readThpMode();
+const THP_FILE = "/sys/kernel/mm/transparent_hugepage/enabled";
+const thp = readThpMode(THP_FILE);
 const BALLOON = "/sys/bus/virtio/drivers/virtio_balloon";
 /**
  * Where this machine reports freed memory to its hypervisor, serve is also started with the balloon driver's sysfs dir
@@ -126,7 +132,7 @@ const BALLOON = "/sys/bus/virtio/drivers/virtio_balloon";
 const hideBalloon = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', BALLOON];
 const reporting = reportsFreePages();
 describe.if(process.platform === "linux")("compiled binary", () => {
-  const thpOn = thp === "always" || thp === "madvise";
+  const thpOn = thp === "madvise"; // where a direct start may re-execute (never: no THP; always: the kernel needs no mark)
 
   const inHugePages = async (wrap: string[], measured = false) => {
     const { environ, hugeKb, measured: lines } = await serve({}, wrap);
@@ -138,12 +144,12 @@ describe.if(process.platform === "linux")("compiled binary", () => {
     expect(hugeKb).toBeGreaterThanOrEqual(32 * 1024);
   };
 
-  test(`serve runs as the process it was started as, with huge-page malloc when THP is on (here: ${thp}), unless the machine reports freed memory to its host (here: ${reporting}) and huge pages measure no cheaper there`, async () => {
-    if (thpOn && !reporting) return inHugePages([]);
+  test(`serve runs as the process it was started as, with huge-page malloc when THP is madvise (here: ${thp}), unless the machine reports freed memory to its host (here: ${reporting}) and huge pages measure no cheaper there`, async () => {
+    if (thp === "madvise" && !reporting) return inHugePages([]);
     const { environ, measured } = await serve();
-    if (!thpOn) {
+    if (thp !== "madvise") {
       expect(measured).toEqual([]);
-      expect(environ.GLIBC_TUNABLES).toBeUndefined(); // 4 KiB pages, and no re-exec for them
+      expect(environ.GLIBC_TUNABLES).toBeUndefined(); // no re-exec: 4 KiB pages (never), or huge pages without it (always)
       expect(environ[REEXEC_MARK]).toBeUndefined();
       return;
     }
@@ -167,8 +173,21 @@ describe.if(process.platform === "linux")("compiled binary", () => {
   }, 120_000);
 
   // Needs a mount namespace (root, and a runner that allows unshare): elsewhere the decision's unit tests above stand alone.
-  const canHide = thpOn && reporting && process.getuid?.() === 0 && Bun.spawnSync(["unshare", "--mount", "true"]).exitCode === 0;
+  const canUnshare = process.getuid?.() === 0 && Bun.spawnSync(["unshare", "--mount", "true"]).exitCode === 0;
+  const canHide = thp === "madvise" && reporting && canUnshare;
   test.if(canHide)("the same machine without its balloon device: the re-exec into huge pages", () => inHugePages(hideBalloon), 120_000);
+
+  // This machine's THP mode read as `always` (a file saying so bound over the sysfs one, in a mount namespace of its own).
+  test.if(canUnshare && fs.existsSync(THP_FILE))("where THP is always, no re-exec and no measurement: the kernel puts large allocations in huge pages unmarked", async () => {
+    const dir = tmpDir("appliance-thp-always-");
+    const fake = path.join(dir, "enabled");
+    fs.writeFileSync(fake, "[always] madvise never\n");
+    const asAlways = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$0" "$1" && shift && exec "$@"', fake, THP_FILE];
+    const { environ, measured } = await serve({}, asAlways);
+    expect(environ[REEXEC_MARK]).toBeUndefined();
+    expect(environ.GLIBC_TUNABLES).toBeUndefined();
+    expect(measured).toEqual([]);
+  }, 120_000);
 
   test("an APPLIANCE_PAGE_PROBE left in the environment is not logged as measured (only this start's or the unit's is)", async () => {
     // Where the start measures nothing (this machine with its balloon hidden, or one without reporting) nothing is logged.
