@@ -132,7 +132,7 @@ const BALLOON = "/sys/bus/virtio/drivers/virtio_balloon";
 const hideBalloon = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', BALLOON];
 const reporting = reportsFreePages();
 describe.if(process.platform === "linux")("compiled binary", () => {
-  const thpOn = thp === "madvise"; // where a direct start may re-execute (never: no THP; always: the kernel needs no mark)
+  const reexecMode = thp === "madvise"; // where a direct start may re-execute (never: no THP; always: the kernel needs no mark)
 
   const inHugePages = async (wrap: string[], measured = false) => {
     const { environ, hugeKb, measured: lines } = await serve({}, wrap);
@@ -145,9 +145,9 @@ describe.if(process.platform === "linux")("compiled binary", () => {
   };
 
   test(`serve runs as the process it was started as, with huge-page malloc when THP is madvise (here: ${thp}), unless the machine reports freed memory to its host (here: ${reporting}) and huge pages measure no cheaper there`, async () => {
-    if (thp === "madvise" && !reporting) return inHugePages([]);
+    if (reexecMode && !reporting) return inHugePages([]);
     const { environ, measured } = await serve();
-    if (thp !== "madvise") {
+    if (!reexecMode) {
       expect(measured).toEqual([]);
       expect(environ.GLIBC_TUNABLES).toBeUndefined(); // no re-exec: 4 KiB pages (never), or huge pages without it (always)
       expect(environ[REEXEC_MARK]).toBeUndefined();
@@ -174,7 +174,7 @@ describe.if(process.platform === "linux")("compiled binary", () => {
 
   // Needs a mount namespace (root, and a runner that allows unshare): elsewhere the decision's unit tests above stand alone.
   const canUnshare = process.getuid?.() === 0 && Bun.spawnSync(["unshare", "--mount", "true"]).exitCode === 0;
-  const canHide = thp === "madvise" && reporting && canUnshare;
+  const canHide = reexecMode && reporting && canUnshare;
   test.if(canHide)("the same machine without its balloon device: the re-exec into huge pages", () => inHugePages(hideBalloon), 120_000);
 
   // This machine's THP mode read as `always` (a file saying so bound over the sysfs one, in a mount namespace of its own).
@@ -192,7 +192,7 @@ describe.if(process.platform === "linux")("compiled binary", () => {
   test("an APPLIANCE_PAGE_PROBE left in the environment is not logged as measured (only this start's or the unit's is)", async () => {
     // Where the start measures nothing (this machine with its balloon hidden, or one without reporting) nothing is logged.
     const { measured } = await serve({ [PAGE_PROBE]: "huge=9.000,small=1.000" }, canHide ? hideBalloon : []);
-    expect(measured.length).toBe(!canHide && thpOn && reporting && measureFaultCost() ? 1 : 0);
+    expect(measured.length).toBe(!canHide && reexecMode && reporting && measureFaultCost() ? 1 : 0);
     for (const m of measured) expect(m.firstTouch2MiBMs).not.toEqual({ hugePage: 9, smallPages: 1 });
   }, 120_000);
 
