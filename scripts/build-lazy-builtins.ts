@@ -2,8 +2,8 @@
  * Keeps Bun's stream-based Node built-ins (node:crypto, node:net, node:dgram, node:tty, node:child_process) out of
  * the compiled binary's load (scripts/build.ts's plugin calls lazyBuiltins).
  *
- * The binary's program is one ESM chunk: every `import … from "node:x"` in it is evaluated when the chunk loads,
- * before any command runs, even in a module that is never initialised. Bun writes those five in JavaScript over
+ * Every `import … from "node:x"` in one of the binary's chunks is evaluated when that chunk loads, before any of its
+ * code runs, even in a module that is never initialised (and the chunks every command loads hold most of the program). Bun writes those five in JavaScript over
  * node:stream; loading them was ~8-10 ms of every start (`appliance --version` and `serve` alike; a compiled probe
  * importing them, 2-core VM). The sources load them at first use (src/util/node-builtins.ts) or use Bun's native
  * hasher and Web Crypto instead; the dependencies that import them at the top get the same here:

@@ -26,6 +26,12 @@ export const TARGETS = {
   "darwin-arm64": { bun: "bun-darwin-arm64", packages: ["@node-llama-cpp/mac-arm64-metal"] },
 } as const;
 type Target = keyof typeof TARGETS;
+/**
+ * The binary's JIT policy until its start is over (compile.jitPolicy; Bun.unsafe.setJITPolicy(1) then). bench-cold-style
+ * starts of the 28 M model (unit environment, 9 alternated each, 2-core VM): 201 ms at 1, 178 / 182 / 175 ms at 3 / 8 / 32;
+ * a 150,000-token vocabulary (node-llama-cpp reads it in JavaScript) started no slower (1598 vs 1525 ms at 8).
+ */
+export const STARTUP_JIT_POLICY = 8;
 /** Where the grammar files are unpacked, next to the library folders. */
 const GRAMMARS_FOLDER = "grammars";
 
@@ -201,7 +207,13 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
     // src/launch.ts is the binary's entry: serve's huge-page re-exec happens before the program (src/main.ts, a second
     // entrypoint, main.js beside it) is loaded. The chat-template worker (engine/template-bound.ts) is a third.
     entrypoints: [path.join(root, "src", "launch.ts"), path.join(root, "src", "main.ts"), path.join(root, "src", "engine", "template-worker.ts")],
-    compile: { target: t.bun, outfile: out },
+    // jitPolicy: JavaScriptCore's tier-up thresholds ×STARTUP_JIT_POLICY until the program says its start is over
+    // (src/util/jit-policy.ts): code that runs once while serve starts stays in the interpreter instead of being
+    // compiled on the same 2 CPUs that load the model.
+    compile: { target: t.bun, outfile: out, jitPolicy: STARTUP_JIT_POLICY },
+    // Code splitting: each command's modules, and serve's HTTP app (imported while llama.cpp builds the context), are
+    // chunks of their own inside the binary, loaded when imported; one chunk was read and linked whole by every command.
+    splitting: true,
     minify: { syntax: true, whitespace: true },
     // Precompiled JavaScriptCore bytecode in the binary: the start no longer parses the ~10 MB bundle (bundle
     // phase of `start phases` 280 -> 165 ms here, scripts/bench-cold.ts); the binary grows by ~12 MB.

@@ -3,6 +3,7 @@
  * The commands load lazily so that the entry point can fix NODE_ENV before Elysia reads it (once, at import).
  */
 import { EXIT } from "./cli/exit-codes";
+import { startIsOver } from "./util/jit-policy";
 
 export async function main(argv: string[]): Promise<number> {
   const { COMMANDS, helpText } = await import("./cli/registry");
@@ -15,7 +16,10 @@ export async function main(argv: string[]): Promise<number> {
   if (!cmd) { console.error(`appliance: unknown command '${name}'\n\n${helpText()}`); return EXIT.USAGE; }
   if (rest.includes("--help") || rest.includes("-h")) { console.log(`usage: ${cmd.usage}`); return EXIT.OK; }
   try {
-    return await cmd.run(rest);
+    const command = await cmd.load();
+    // The start is over once the command's modules are loaded, but for serve, which ends it once listening.
+    if (command.name !== "serve") startIsOver();
+    return await command.run(rest);
   } catch (e) {
     // Loaded here, not up front: --version and --help need neither (the config module builds the zod schema).
     const [{ UsageError }, { ConfigError }] = await Promise.all([import("./cli/command"), import("./config/load")]);

@@ -8,9 +8,12 @@
  * handler is installed first, synchronously, keeps what arrives, and the renderer is loaded after it.
  */
 import type { TemplateInit, TemplateJob, TemplateProbe } from "./template-render";
+import { startIsOver } from "../util/jit-policy";
 
 declare const self: Worker;
 
+// Renders run for as long as the server does: the normal JIT policy, whatever the binary started this thread with.
+startIsOver();
 const early: (TemplateInit | TemplateJob | TemplateProbe)[] = [];
 self.onmessage = (event: MessageEvent<TemplateInit | TemplateJob | TemplateProbe>) => { early.push(event.data); };
 const { handleMessage } = await import("./template-render");

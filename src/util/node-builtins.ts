@@ -1,8 +1,9 @@
 /**
  * Node built-ins that a start does not need, loaded at their first use.
  *
- * The compiled binary is one ESM chunk (scripts/build.ts): every `import … from "node:x"` anywhere in it is evaluated
- * when the chunk loads, before any command runs, whichever module holds the import. Bun writes node:crypto, node:net,
+ * In the compiled binary every `import … from "node:x"` in a chunk (scripts/build.ts splits the program) is evaluated
+ * when that chunk loads, before any of its code runs, whichever module holds the import; the chunks every command
+ * loads hold most of the program. Bun writes node:crypto, node:net,
  * node:dgram and node:tty in JavaScript over node:stream, and loading them was ~8-10 ms of every start of the binary
  * (`appliance --version` as much as `serve`; measured in a compiled probe, 2-core VM). Hashes, HMACs and random
  * bytes come from Bun's native CryptoHasher and Web Crypto instead (util/sha256.ts, util/random.ts); what only some

@@ -56,6 +56,14 @@ test("--version names app, commit, bun and llama.cpp", () => {
   expect(r.out).toMatch(/llama\.cpp \S+/);
 });
 
+test("the program inside is split into chunks (scripts/build.ts), each loaded when imported", () => {
+  // The embedded files' virtual paths: the program's entry, the worker's, and the chunks they import.
+  const names = new Set(fs.readFileSync(bin).toString("latin1").match(/\/\$bunfs\/root\/[\w./-]+?\.js(?![\w.-])/g) ?? []);
+  expect(names.has("/$bunfs/root/main.js")).toBe(true);
+  expect(names.has("/$bunfs/root/engine/template-worker.js")).toBe(true);
+  expect([...names].filter((n) => /\/chunk-\w+\.js$/.test(n)).length).toBeGreaterThan(10);
+});
+
 test("bad config exits 2 naming the field", () => {
   const r = run(["serve", "--port", "99999", "--state-dir", stateDir]);
   expect(r.code).toBe(2);

@@ -1,7 +1,8 @@
 /**
- * The compiled program's chunk loads none of Bun's stream-based Node built-ins (scripts/build-lazy-builtins.ts,
- * src/util/node-builtins.ts): every import of an external module in the one ESM chunk is evaluated when it loads, by
- * every command. The program is bundled here with the build's own plugin (not compiled) and its top-level imports read.
+ * The compiled program loads none of Bun's stream-based Node built-ins (scripts/build-lazy-builtins.ts,
+ * src/util/node-builtins.ts): every import of an external module in a chunk is evaluated when the chunk loads. The
+ * program is bundled here unsplit, with the build's own plugin (not compiled), so its one chunk holds every module (a
+ * superset of any chunk the binary's code splitting makes), and its top-level imports are read.
  * The dependency rewrites keep what they export.
  */
 import { expect, test } from "bun:test";

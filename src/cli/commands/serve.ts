@@ -12,6 +12,7 @@ import { listen } from "../../server/listen";
 import { serverTls } from "../../server/tls";
 import { startKeepalive } from "../../server/sd-notify";
 import { StartPhases } from "../../util/start-phases";
+import { startIsOver } from "../../util/jit-policy";
 import { layout } from "../../service/layout";
 import { EXIT, parseWithConfig, type Command } from "../command";
 import { verify } from "./verify";
@@ -87,6 +88,7 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
   const served = listen(app, engine, log, { host: config.host, port: config.port, graceMs: config.shutdownGraceMs },
     () => { try { keys?.reload(true); } catch (e) { log.error({ err: (e as Error).message }, "keys reload failed"); } });
   phases.mark("listen"); // listen() binds synchronously; the promise is the server's whole life
+  startIsOver(); // requests' code gets the normal JIT from here (util/jit-policy.ts)
   log.debug({ phases: phases.ms, totalMs: phases.total }, "start phases");
   return served;
 }
