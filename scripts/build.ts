@@ -189,21 +189,10 @@ async function localEngine(engine: EngineChoice, target: Target): Promise<Engine
   return r;
 }
 
-export async function build(target: Target = "linux-x64", out = path.join(root, "dist", "appliance"), engine: EngineChoice = "prebuilt"): Promise<string> {
+/** What `build` hands Bun.build for one target (exported for tests/util/jit-policy.test.ts: the start-up options). */
+export function bundleOptions(target: Target, out: string, local: EngineBuild | null, sources: SourceArchive | null): Parameters<typeof Bun.build>[0] {
   const t = TARGETS[target];
-  for (const pkg of t.packages) {
-    if (!fs.existsSync(nm(pkg))) {
-      throw new Error(`${pkg} is not installed (npm skips other platforms' prebuilt packages). ` +
-        `For this target run: npm install --no-save --force ${pkg}@${nlcVersion}`);
-    }
-  }
-  const local = await localEngine(engine, target);
-  // The llama.cpp source `appliance engine build` compiles on a Linux target (cached: ~4 s once, then nothing).
-  const made = target.startsWith("linux-") ? await engineSources() : { skip: `--target ${target}: engine builds on the target are wired for Linux only` };
-  if ("skip" in made) console.error(`!!! build: no engine sources embedded (appliance engine build will say so): ${made.skip}`);
-  const sources = "skip" in made ? null : made;
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  const result = await Bun.build({
+  return {
     // src/launch.ts is the binary's entry: serve's huge-page re-exec happens before the program (src/main.ts, a second
     // entrypoint, main.js beside it) is loaded. The chat-template worker (engine/template-bound.ts) is a third.
     entrypoints: [path.join(root, "src", "launch.ts"), path.join(root, "src", "main.ts"), path.join(root, "src", "engine", "template-worker.ts")],
@@ -229,7 +218,24 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
     },
     // Download helpers of node-llama-cpp that the server never calls (it never downloads).
     external: ["@reflink/reflink"],
-  } as Parameters<typeof Bun.build>[0]);
+  } as Parameters<typeof Bun.build>[0];
+}
+
+export async function build(target: Target = "linux-x64", out = path.join(root, "dist", "appliance"), engine: EngineChoice = "prebuilt"): Promise<string> {
+  const t = TARGETS[target];
+  for (const pkg of t.packages) {
+    if (!fs.existsSync(nm(pkg))) {
+      throw new Error(`${pkg} is not installed (npm skips other platforms' prebuilt packages). ` +
+        `For this target run: npm install --no-save --force ${pkg}@${nlcVersion}`);
+    }
+  }
+  const local = await localEngine(engine, target);
+  // The llama.cpp source `appliance engine build` compiles on a Linux target (cached: ~4 s once, then nothing).
+  const made = target.startsWith("linux-") ? await engineSources() : { skip: `--target ${target}: engine builds on the target are wired for Linux only` };
+  if ("skip" in made) console.error(`!!! build: no engine sources embedded (appliance engine build will say so): ${made.skip}`);
+  const sources = "skip" in made ? null : made;
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const result = await Bun.build(bundleOptions(target, out, local, sources));
   if (!result.success) {
     for (const log of result.logs) console.error(log);
     throw new Error("build failed");

@@ -230,12 +230,13 @@ export async function probeToolResults(template: string, ms: number): Promise<To
 }
 
 /**
- * The worker's module: next to this file when run from source; in the compiled binary, where bun put the
- * second entrypoint (scripts/build.ts): its path under src/, as .js, beside the main bundle this code is inlined in.
+ * The worker's module: next to this file when run from source; in the compiled binary, where bun put that entrypoint
+ * (scripts/build.ts): its path under src/, as .js, under the folder of the binary's entry (Bun.main). Resolved from the
+ * entry, not from import.meta.url: the build's code splitting decides which chunk holds this code, and where.
  */
 function workerUrl(): URL {
   const compiled = import.meta.url.includes("/$bunfs/") || import.meta.url.includes("~BUN");
-  return new URL(compiled ? "./engine/template-worker.js" : "./template-worker.ts", import.meta.url);
+  return compiled ? new URL("./engine/template-worker.js", Bun.pathToFileURL(Bun.main)) : new URL("./template-worker.ts", import.meta.url);
 }
 
 function refuse(why: string) {

@@ -12,10 +12,11 @@ import { startIsOver } from "../util/jit-policy";
 
 declare const self: Worker;
 
-// Renders run for as long as the server does: the normal JIT policy, whatever the binary started this thread with.
-startIsOver();
 const early: (TemplateInit | TemplateJob | TemplateProbe)[] = [];
 self.onmessage = (event: MessageEvent<TemplateInit | TemplateJob | TemplateProbe>) => { early.push(event.data); };
 const { handleMessage } = await import("./template-render");
+// Loaded under the binary's start-up JIT policy (util/jit-policy.ts); renders run for as long as the server does, so
+// the normal policy from here, before the first message is handled.
+startIsOver();
 self.onmessage = (event: MessageEvent<TemplateInit | TemplateJob | TemplateProbe>) => handleMessage(event.data);
 for (const msg of early.splice(0)) handleMessage(msg);

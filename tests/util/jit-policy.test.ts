@@ -8,7 +8,7 @@
 import { expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { STARTUP_JIT_POLICY } from "../../scripts/build";
+import { STARTUP_JIT_POLICY, bundleOptions } from "../../scripts/build";
 import { tinyModel, tmpDir } from "../helpers";
 
 const root = path.resolve(import.meta.dir, "../..");
@@ -23,17 +23,21 @@ const unsafe = (Bun as any).unsafe, setPolicy = unsafe.setJITPolicy.bind(unsafe)
 unsafe.setJITPolicy = (n: number) => { events.push("jit " + n); setPolicy(n); if (${JSON.stringify(argv[0])} === "serve") process.kill(process.pid, "SIGTERM"); };
 const { main } = await import(${JSON.stringify(path.join(root, "src/main.ts"))});
 const code = await main(${JSON.stringify(argv)});
-console.log("@@" + JSON.stringify({ code, events }));\n`);
-  // A serve that never set a policy is never stopped by the probe: cut off, it printed no result.
-  const r = Bun.spawnSync([process.execPath, script], { cwd: root, env: { ...process.env, HOME: dir, NODE_ENV: "production" }, timeout: 60_000 });
+console.log("@@" + JSON.stringify({ code, events }));
+process.exit(0); // as the binary's entry does: nothing left running keeps the probe\n`);
+  // A serve that never sets a policy is never stopped by the probe: killed after a minute, it prints no result.
+  const r = Bun.spawnSync([process.execPath, script], { cwd: root, env: { ...process.env, HOME: dir, NODE_ENV: "production" }, timeout: 60_000, killSignal: "SIGKILL" });
   const out = r.stdout.toString();
   const line = out.split("\n").find((l) => l.startsWith("@@"));
   if (!line) throw new Error(`probe printed no result (exit ${r.exitCode}): ${out}${r.stderr.toString()}`);
   return JSON.parse(line.slice(2)) as { code: number; events: string[] };
 }
 
-test("the binary is built with a start-up JIT policy to end", () => {
+test("the binary is built split into chunks and with a start-up JIT policy to end", () => {
+  const opts = bundleOptions("linux-x64", path.join(tmpDir(), "appliance"), null, null) as { splitting?: boolean; compile?: { jitPolicy?: number } };
   expect(STARTUP_JIT_POLICY).toBeGreaterThan(1);
+  expect(opts.compile?.jitPolicy).toBe(STARTUP_JIT_POLICY);
+  expect(opts.splitting).toBe(true);
 });
 
 test("serve puts the normal JIT policy back once, after it listens", async () => {
