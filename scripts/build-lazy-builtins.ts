@@ -3,9 +3,9 @@
  * the compiled binary's load (scripts/build.ts's plugin calls lazyBuiltins).
  *
  * Every `import … from "node:x"` in one of the binary's chunks is evaluated when that chunk loads, before any of its
- * code runs, even in a module that is never initialised (and the chunks every command loads hold most of the program). Bun writes those five in JavaScript over
- * node:stream; loading them was ~8-10 ms of every start (`appliance --version` and `serve` alike; a compiled probe
- * importing them, 2-core VM). The sources load them at first use (src/util/node-builtins.ts) or use Bun's native
+ * code runs, even in a module that is never initialised (and the chunks every command loads hold most of the
+ * program). Bun writes those five in JavaScript over node:stream; loading them was ~8-10 ms of every start
+ * (`appliance --version` and `serve` alike, when the program was one chunk; a compiled probe importing them, 2-core VM). The sources load them at first use (src/util/node-builtins.ts) or use Bun's native
  * hasher and Web Crypto instead; the dependencies that import them at the top get the same here:
  * - nanoid (node-llama-cpp's config.js names a temp dir with it): its own browser build, Web Crypto's getRandomValues;
  * - node-llama-cpp's utils/hashString.js: imports node:crypto only for `crypto.subtle`, which is Web Crypto's global;
