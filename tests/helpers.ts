@@ -219,3 +219,26 @@ export function tokenText(tokens: readonly string[]): string {
   const bytes = tokens.flatMap((t) => (t.startsWith("bytes:") ? t.slice(6).split("\\x").filter(Boolean).map((h) => parseInt(h, 16)) : [...Buffer.from(t)]));
   return Buffer.from(bytes).toString();
 }
+
+/**
+ * Runs `main(argv)` of the sources in a fresh process (tests that need what one command's run did to the whole
+ * process: the modules it evaluated, the runtime calls it made). `setup` is code run before main.ts is imported;
+ * `report` an expression, with `code` (main's exit code) in scope, whose JSON comes back as `result`; `out` is the
+ * process's whole stdout. The probe exits once it reported, as the binary's entry does; one that never reports is
+ * killed after `timeoutMs` and this throws.
+ */
+export function probeMain<T>(argv: string[], opts: { report: string; setup?: string; env?: Record<string, string>; timeoutMs?: number }): { result: T; out: string } {
+  const root = path.resolve(import.meta.dir, "..");
+  const script = path.join(tmpDir(), "probe.ts");
+  fs.writeFileSync(script, `${opts.setup ?? ""}
+const { main } = await import(${JSON.stringify(path.join(root, "src/main.ts"))});
+const code = await main(${JSON.stringify(argv)});
+console.log("@@" + JSON.stringify(${opts.report}));
+process.exit(0);\n`);
+  const r = Bun.spawnSync([process.execPath, script], { cwd: root, env: { ...process.env, NODE_ENV: "production", ...opts.env },
+    ...(opts.timeoutMs ? { timeout: opts.timeoutMs, killSignal: "SIGKILL" as const } : {}) });
+  const out = r.stdout.toString();
+  const line = out.split("\n").find((l) => l.startsWith("@@"));
+  if (!line) throw new Error(`probe printed no result (exit ${r.exitCode}): ${out}${r.stderr.toString()}`);
+  return { result: JSON.parse(line.slice(2)) as T, out };
+}

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "../../src/cli/command";
 import { COMMANDS } from "../../src/cli/registry";
-import { tmpDir } from "../helpers";
+import { probeMain, tmpDir } from "../helpers";
 
 const root = path.resolve(import.meta.dir, "../..");
 
@@ -31,15 +31,8 @@ test("each table entry has its command's name, summary, usage and hidden flag, a
 
 /** The source modules `main(argv)` evaluated, from a fresh process (Bun lists ES modules in require.cache too). */
 function modulesLoadedBy(argv: string[]): { code: number; modules: string[]; out: string } {
-  const script = path.join(tmpDir(), "probe.ts");
-  fs.writeFileSync(script, `const { main } = await import(${JSON.stringify(path.join(root, "src/main.ts"))});
-const code = await main(${JSON.stringify(argv)});
-console.log("@@" + JSON.stringify({ code, modules: Object.keys(require.cache) }));\n`);
-  const r = Bun.spawnSync([process.execPath, script], { cwd: root, env: { ...process.env, NODE_ENV: "production" } });
-  const out = r.stdout.toString();
-  const line = out.split("\n").find((l) => l.startsWith("@@"));
-  if (!line) throw new Error(`probe printed no result (exit ${r.exitCode}): ${out}${r.stderr.toString()}`);
-  return { ...(JSON.parse(line.slice(2)) as { code: number; modules: string[] }), out };
+  const { result, out } = probeMain<{ code: number; modules: string[] }>(argv, { report: "{ code, modules: Object.keys(require.cache) }" });
+  return { ...result, out };
 }
 
 /** What serve needs and --version / --help must not pay for. */

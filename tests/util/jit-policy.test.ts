@@ -1,7 +1,7 @@
 /**
  * The compiled binary starts with JavaScriptCore's JIT thresholds scaled up (scripts/build.ts STARTUP_JIT_POLICY), and
  * every thread that goes on running code puts the normal policy back (src/util/jit-policy.ts): serve once it listens,
- * any other command once its module is loaded, the chat-template worker as it starts. A thread that never did would
+ * any other command once its module is loaded, the chat-template worker once its renderer is loaded. A thread that never did would
  * answer every request with code the JIT is slow to compile. From the sources the calls are watched: Bun's
  * setJITPolicy (and, for serve, Bun.serve) wrapped in a fresh process, or in the worker by a preload.
  */
@@ -9,28 +9,18 @@ import { expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { STARTUP_JIT_POLICY, bundleOptions } from "../../scripts/build";
-import { tinyModel, tmpDir } from "../helpers";
+import { probeMain, tinyModel, tmpDir } from "../helpers";
 
 const root = path.resolve(import.meta.dir, "../..");
 
 /** What `main(argv)` did, in order: "listen" (Bun.serve) and "jit N" (setJITPolicy); serve is stopped (SIGTERM) once it set one. */
 function eventsOf(argv: string[]): { code: number; events: string[] } {
-  const dir = tmpDir();
-  const script = path.join(dir, "probe.ts");
-  fs.writeFileSync(script, `const events: string[] = [];
+  const setup = `const events: string[] = [];
 const unsafe = (Bun as any).unsafe, setPolicy = unsafe.setJITPolicy.bind(unsafe), serve = Bun.serve;
 (Bun as any).serve = (o: unknown) => { events.push("listen"); return serve(o as never); };
-unsafe.setJITPolicy = (n: number) => { events.push("jit " + n); setPolicy(n); if (${JSON.stringify(argv[0])} === "serve") process.kill(process.pid, "SIGTERM"); };
-const { main } = await import(${JSON.stringify(path.join(root, "src/main.ts"))});
-const code = await main(${JSON.stringify(argv)});
-console.log("@@" + JSON.stringify({ code, events }));
-process.exit(0); // as the binary's entry does: nothing left running keeps the probe\n`);
-  // A serve that never sets a policy is never stopped by the probe: killed after a minute, it prints no result.
-  const r = Bun.spawnSync([process.execPath, script], { cwd: root, env: { ...process.env, HOME: dir, NODE_ENV: "production" }, timeout: 60_000, killSignal: "SIGKILL" });
-  const out = r.stdout.toString();
-  const line = out.split("\n").find((l) => l.startsWith("@@"));
-  if (!line) throw new Error(`probe printed no result (exit ${r.exitCode}): ${out}${r.stderr.toString()}`);
-  return JSON.parse(line.slice(2)) as { code: number; events: string[] };
+unsafe.setJITPolicy = (n: number) => { events.push("jit " + n); setPolicy(n); if (${JSON.stringify(argv[0])} === "serve") process.kill(process.pid, "SIGTERM"); };`;
+  // A serve that never sets a policy is never stopped by the probe: killed after a minute, it reports nothing.
+  return probeMain<{ code: number; events: string[] }>(argv, { setup, report: "{ code, events }", env: { HOME: tmpDir() }, timeoutMs: 60_000 }).result;
 }
 
 test("the binary is built split into chunks and with a start-up JIT policy to end", () => {
@@ -53,7 +43,7 @@ test("any other command puts it back once its module is loaded", () => {
   expect(r.events).toEqual(["jit 1"]);
 });
 
-test("the chat-template worker puts it back as it starts, before it handles a message", async () => {
+test("the chat-template worker puts it back once its renderer is loaded, before it handles a message", async () => {
   const dir = tmpDir();
   const spy = path.join(dir, "spy.ts");
   fs.writeFileSync(spy, `const unsafe = (Bun as any).unsafe, setPolicy = unsafe.setJITPolicy.bind(unsafe);
