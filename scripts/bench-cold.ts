@@ -46,8 +46,8 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { asUsersHaveIt, complete, envOf, freePort, listensOn, load1, median, prepareAppliance, spawnLogged, startPeer, started, stopServer, waitHealthy, wordsPrompt, cpuLine, SHAPES } from "./bench-peer-lib";
-import { HUGETLB_TUNABLE, REEXEC_MARK, hugePageChoice, reportsFreePages } from "../src/util/huge-pages";
+import { asUsersHaveIt, complete, envOf, freePort, listensOn, load1, median, prepareAppliance, spawnLogged, startPeer, started, stopServer, unitPageEnv, waitHealthy, wordsPrompt, cpuLine, SHAPES } from "./bench-peer-lib";
+import { HUGETLB_TUNABLE, REEXEC_MARK } from "../src/util/huge-pages";
 import { SYSTEM_NATIVE_DIR } from "../src/engine/native";
 import { START_MEMO } from "../src/integrity/start-memo";
 import { TRIAL_LEAVES } from "../src/integrity/serve-prep";
@@ -222,13 +222,9 @@ for (const b of bins) console.log(`appliance --version (program load alone): ${f
 for (let k = 0; k < bins.length; k++) await appliance({}, k);
 if (!values["first-only"]) {
   await row("state kept", () => undefined);
-  // systemd/appliance.service's Environment= line (tests/live/service.test.ts reads it from the running service).
-  // The huge-page tunable `appliance install` writes into the unit on this machine (util/huge-pages.ts hugePageChoice),
-  // and what it measured where free page reporting makes it measure (util/fault-probe.ts).
-  const { huge, cost } = hugePageChoice();
-  const unitEnv = { GLIBC_TUNABLES: `glibc.malloc.hugetlb=${huge ? 1 : 0}` };
-  const measured = cost ? `; first touch of 2 MiB now: ${cost.hugeMs.toFixed(2)} ms as a huge page, ${cost.smallMs.toFixed(2)} ms in 4 KiB pages` : "";
-  console.log(`the unit here: ${unitEnv.GLIBC_TUNABLES} (free page reporting to a hypervisor: ${reportsFreePages() ? "yes" : "no"}${measured})`);
+  // systemd/appliance.service's Environment= line on this machine (bench-peer-lib.ts unitPageEnv).
+  const { env: unitEnv, line } = unitPageEnv();
+  console.log(line);
   await row(`state kept, unit environment (${unitEnv.GLIBC_TUNABLES}, no re-exec)`, () => undefined, unitEnv);
   // Huge pages against 4 KB pages, with settled memory and right after another process freed 1 GiB (both sides
   // churned alike): on a VM that reports freed memory to its host, a reported 2 MB block faults there again.

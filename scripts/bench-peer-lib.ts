@@ -6,6 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { wordStartTokenIds } from "../src/engine/tiny-model";
+import { hugePageChoice, reportsFreePages } from "../src/util/huge-pages";
 
 /** The generated benchmark models (tiny-model.ts shapes, F32): "28" M and "155" M parameters, by --size. */
 export const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
@@ -328,6 +329,18 @@ export function cpuLine(): string {
   const flags = new Set(/^flags\s*:\s*(.*)$/m.exec(info)?.[1]?.split(/\s+/) ?? []);
   const vector = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"].filter((f) => flags.has(f));
   return `cpu: ${os.cpus()[0]?.model ?? "unknown"}${flags.size ? `, ${vector.join(" ") || "no AVX2"}` : ""}`;
+}
+
+/**
+ * The environment systemd/appliance.service gives serve on this machine for memory pages: the huge-page tunable
+ * `appliance install` writes into the unit (util/huge-pages.ts hugePageChoice; tests/live/service.test.ts reads it
+ * from the running service), so serve does not re-execute itself. `line` says what it is and what was measured.
+ */
+export function unitPageEnv(): { env: { GLIBC_TUNABLES: string }; line: string } {
+  const { huge, cost } = hugePageChoice();
+  const env = { GLIBC_TUNABLES: `glibc.malloc.hugetlb=${huge ? 1 : 0}` };
+  const measured = cost ? `; first touch of 2 MiB now: ${cost.hugeMs.toFixed(2)} ms as a huge page, ${cost.smallMs.toFixed(2)} ms in 4 KiB pages` : "";
+  return { env, line: `the unit here: ${env.GLIBC_TUNABLES} (free page reporting to a hypervisor: ${reportsFreePages() ? "yes" : "no"}${measured})` };
 }
 
 /** `K=V,K2=V2` (a benchmark's --env option) as an environment object. */

@@ -27,7 +27,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { asUsersHaveIt, chatOne, complete, envOf, load1, median, modelsRps, prepareAppliance, startAppliance, startPeer, wordsPrompt, WORDS_BIAS, type Served, cpuLine, SHAPES } from "./bench-peer-lib";
+import { asUsersHaveIt, chatOne, complete, envOf, load1, median, modelsRps, prepareAppliance, startAppliance, startPeer, unitPageEnv, wordsPrompt, WORDS_BIAS, type Served, cpuLine, SHAPES } from "./bench-peer-lib";
 import { GOVERNOR_WINDOW_MS } from "../src/engine/thread-governor";
 import { enginePrefill, streamLag } from "./bench-peer-inproc";
 
@@ -50,6 +50,9 @@ console.log(cpuLine());
 console.log(`peer: ${peer.llamaServer} (llama.cpp bundle sha256 ${peer.sourceSha256.slice(0, 12)}, OpenMP, -march=native)`);
 console.log(`machine: ${os.cpus().length} online CPUs, ${cores} usable, threads ${threads}, bun ${Bun.version}, runs ${runs} per side, max_tokens ${maxTokens}`);
 if (values.env) console.log(`appliance servers run with ${values.env}; the in-process rows (prompt processing, event-loop lag) on the embedded libraries`);
+// The environment the installed unit gives serve here, for the cold-start row that starts it so.
+const { env: unitEnv, line: unitLine } = unitPageEnv();
+console.log(unitLine);
 
 /**
  * The response scanner off, and on without the internal-host rule (which holds every word being written: it may be
@@ -107,6 +110,9 @@ const ttftRuns = Math.max(runs, 15);
 // rows' warm-up bursts are printed in a row of their own.
 const streamRuns = Math.max(runs, 9);
 const WARM_RUNS = 6;
+// Cold starts per side: a start is ~0.2-0.3 s, and with 3 a side one start could move the median by a tenth of the
+// ratio (1.62-1.63x at the end of a run against 1.41-1.48x from bench-cold's 5 a side, same build).
+const coldRuns = Math.max(runs, 9);
 /** How long after /health the "first completion … after /health" row sends its request. */
 const LATER_MS = 1_000;
 // Tokens/s from each server's own usage count (a random model can still end early on a token llama.cpp treats as an end).
@@ -218,14 +224,16 @@ for (const size of values.sizes.split(",")) {
   }
 
   // `after`: the first completion is sent that long after /health answered (0: at once); `alone` its own time.
-  const cold = async (which: "a" | "b", after: number) => {
+  // `unit`: the appliance with the environment its installed unit gives serve on this machine (the huge-page tunable
+  // install writes: no re-exec; util/huge-pages.ts), not a shell's.
+  const cold = async (which: "a" | "b", after: number, unit = false) => {
     fs.rmSync(path.join(dir, "state"), { recursive: true, force: true });
     if (after) {
       // The file each server maps (the appliance: the copy `models add` makes) as a user's model is in the page cache.
       if (which === "a") asUsersHaveIt(path.join(prepareAppliance(bin, model, dir).stateDir, "models", path.basename(model)));
       else asUsersHaveIt(model);
     }
-    const s = which === "a" ? await startAppliance(bin, model, dir, threads, 1, { env }) : await startPeer(peer.llamaServer, model, threads, 1);
+    const s = which === "a" ? await startAppliance(bin, model, dir, threads, 1, { env: unit ? { ...env, ...unitEnv } : env }) : await startPeer(peer.llamaServer, model, threads, 1);
     if (after) await Bun.sleep(after);
     const t0 = performance.now();
     await complete(s, short(), 1);
@@ -236,10 +244,16 @@ for (const size of values.sizes.split(",")) {
   type Cold = { health: number; first: number; alone: number };
   const C = { a: [] as Cold[], b: [] as Cold[] }, L = { a: [] as Cold[], b: [] as Cold[] };
   const l0 = load1();
-  for (let i = 0; i < runs; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) C[w].push(await cold(w, 0));
+  for (let i = 0; i < coldRuns; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) C[w].push(await cold(w, 0));
   const load = `${f(l0)}→${f(load1())}`;
-  record("cold start to /health (ms)", size, { a: median(C.a.map((c) => c.health)), b: median(C.b.map((c) => c.health)), load }, "ms", true);
-  record("cold start to first completion (ms)", size, { a: median(C.a.map((c) => c.first)), b: median(C.b.map((c) => c.first)), load }, "ms", true);
+  record(`cold start to /health, started from a shell (ms; ${coldRuns} per side)`, size, { a: median(C.a.map((c) => c.health)), b: median(C.b.map((c) => c.health)), load }, "ms", true);
+  record(`cold start to first completion, started from a shell (ms; ${coldRuns} per side)`, size, { a: median(C.a.map((c) => c.first)), b: median(C.b.map((c) => c.first)), load }, "ms", true);
+  // The same start with the environment the installed unit gives serve here (its GLIBC_TUNABLES): what a service
+  // (re)start costs, less systemd's own part (the unit's pre-start verify and sandbox set-up are not in it).
+  const U = { a: [] as Cold[], b: [] as Cold[] }, lu = load1();
+  for (let i = 0; i < coldRuns; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) U[w].push(await cold(w, 0, true));
+  record(`cold start to /health, serve in its unit's environment (${unitEnv.GLIBC_TUNABLES}, no re-exec) (ms; ${coldRuns} per side)`, size,
+    { a: median(U.a.map((c) => c.health)), b: median(U.b.map((c) => c.health)), load: `${f(lu)}→${f(load1())}` }, "ms", true);
 
   for (const t of [...new Set([1, threads])]) {
     const P = { a: [] as number[], b: [] as number[] };
