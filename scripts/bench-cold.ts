@@ -30,7 +30,9 @@
  *   request of a server started a while ago (llama-server runs its model once before it answers /health, the
  *   appliance after: engine/llama.ts warmUp). Before each start the file that server maps (the appliance: the copy
  *   in its state dir) is put in the page cache as a user's is (bench-peer-lib.ts asUsersHaveIt), not as written.
- * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes, and first
+ * Also prints the median of each phase serve logs in its `start phases` line, to see where the time goes, and of the
+ * page faults the process had taken when /health answered (a start's first touches: fewer with its bytecode laid out by
+ * a recorded run, scripts/bytecode-order.ts), and first
  * the time of `appliance --version` (loading the program, nothing else).
  * --before BIN: a second appliance binary (e.g. built at an earlier commit) started in the same rotation as --bin and
  * the peer, each row printing both against the same llama-server runs, so a before/after pair shares the load.
@@ -77,7 +79,21 @@ if (values.env) console.log(`appliance starts run with ${values.env}`);
 console.log(`bench-cold: ${bins.join(" vs ")}, model ${(params / 1e6).toFixed(1)} M params F32, threads ${threads}, runs ${runs} per side, uid ${process.getuid?.()}`);
 
 /** A start to /health; `firstMs`: the first completion's own time, where the row sent one. */
-type Start = { ms: number; phases: Record<string, number>; firstMs?: number };
+type Start = { ms: number; phases: Record<string, number>; firstMs?: number; faults?: number };
+
+/**
+ * The page faults a process has taken (minor and major: /proc/<pid>/stat fields 10 and 12), read while it runs. A
+ * start's count by /health is mostly first touches of the program's pages, its libraries' and its buffers'.
+ */
+function faultsOf(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(f[7]) + Number(f[9]);
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * One appliance start to /health, timed exactly as the peer's (startPeer): the port picked here and handed to it, then
@@ -123,6 +139,7 @@ async function appliance(env: Record<string, string> = {}, which = 0, asService 
   const { proc, t0 } = spawnLogged([...as, bins[which]!, "serve", ...dirs, "--port", String(port), "--threads", String(threads), "--parallel", "1",
     "--ctx-size", "2048", "--max-queue", "64"], { PATH: "/usr/bin:/bin", HOME: home, APPLIANCE_LOG_LEVEL: "debug", ...extraEnv, ...env }, logFile);
   const ms = await waitHealthy(`http://127.0.0.1:${port}`, t0, proc);
+  const faults = faultsOf(proc.pid);
   // The port was free when picked: make sure what answered is this process (as startPeer does).
   const ours = listensOn(proc.pid, port);
   let firstMs: number | undefined;
@@ -134,7 +151,7 @@ async function appliance(env: Record<string, string> = {}, which = 0, asService 
   await stopServer(proc);
   if (!ours) throw new Error(`appliance: port ${port} answered but is not held by the appliance started on it (taken by another process)`);
   const line = fs.readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"start phases"'));
-  return { ms, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {}, firstMs };
+  return { ms, phases: line ? (JSON.parse(line) as { phases: Record<string, number> }).phases : {}, firstMs, faults };
 }
 
 async function llamaServer(firstAfter = 0): Promise<Start> {
@@ -180,7 +197,9 @@ async function row(name: string, before: () => void, env: Record<string, string>
     console.log(`cold start to /health, ${name}: appliance${k ? " (--before)" : ""} ${f(a)} ms, llama-server ${f(b)} ms, ratio ${(a / b).toFixed(2)}× longer ` +
       `(load ${l0.toFixed(2)}→${l1.toFixed(2)})${bins.length > 1 ? `, ${which}` : ""}`);
     const names = [...new Set(A[k]!.flatMap((s) => Object.keys(s.phases)))];
-    console.log(`  phases (median ms): ${names.map((n) => `${n} ${median(A[k]!.map((s) => s.phases[n] ?? 0))}`).join(", ")}`);
+    const faults = A[k]!.flatMap((s) => s.faults ?? []);
+    console.log(`  phases (median ms): ${names.map((n) => `${n} ${median(A[k]!.map((s) => s.phases[n] ?? 0))}`).join(", ")}` +
+      (faults.length ? `; page faults by /health: ${median(faults)}` : ""));
   });
 }
 

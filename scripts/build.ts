@@ -19,6 +19,7 @@ import { engineSources, type SourceArchive } from "./engine-sources";
 import { plainFs, trimNodeLlamaCpp, trimPromClient } from "./build-nlc-trim";
 import { lazyBuiltins } from "./build-lazy-builtins";
 import { cpuBackendHook, cpuVariantLayout, LAYOUT_TAG } from "./build-cpu-backend";
+import { orderScratch, recordBytecodeOrder } from "./bytecode-order";
 
 export const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
@@ -190,7 +191,7 @@ async function localEngine(engine: EngineChoice, target: Target): Promise<Engine
 }
 
 /** What `build` hands Bun.build for one target (exported for tests/util/jit-policy.test.ts: the start-up options). */
-export function bundleOptions(target: Target, out: string, local: EngineBuild | null, sources: SourceArchive | null): Parameters<typeof Bun.build>[0] {
+export function bundleOptions(target: Target, out: string, local: EngineBuild | null, sources: SourceArchive | null, order?: string): Parameters<typeof Bun.build>[0] {
   const t = TARGETS[target];
   return {
     // src/launch.ts is the binary's entry: serve's huge-page re-exec happens before the program (src/main.ts, a second
@@ -199,7 +200,8 @@ export function bundleOptions(target: Target, out: string, local: EngineBuild | 
     // jitPolicy: JavaScriptCore's tier-up thresholds ×STARTUP_JIT_POLICY until the program says its start is over
     // (src/util/jit-policy.ts): code that runs once while serve starts stays in the interpreter instead of being
     // compiled on the same 2 CPUs that load the model.
-    compile: { target: t.bun, outfile: out, jitPolicy: STARTUP_JIT_POLICY },
+    // bytecodeOrder: the bytecode a recorded run of this binary used first (scripts/bytecode-order.ts).
+    compile: { target: t.bun, outfile: out, jitPolicy: STARTUP_JIT_POLICY, ...(order && { bytecodeOrder: order }) },
     // Code splitting: each command's modules, and serve's HTTP app (imported while llama.cpp builds the context), are
     // chunks of their own inside the binary, loaded when imported; one chunk was read and linked whole by every command.
     splitting: true,
@@ -235,10 +237,23 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
   if ("skip" in made) console.error(`!!! build: no engine sources embedded (appliance engine build will say so): ${made.skip}`);
   const sources = "skip" in made ? null : made;
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  const result = await Bun.build(bundleOptions(target, out, local, sources));
-  if (!result.success) {
-    for (const log of result.logs) console.error(log);
-    throw new Error("build failed");
+  const bundle = async (order?: string) => {
+    const result = await Bun.build(bundleOptions(target, out, local, sources, order));
+    if (!result.success) {
+      for (const log of result.logs) console.error(log);
+      throw new Error("build failed");
+    }
+  };
+  await bundle();
+  // Built again with the bytecode a run of it used laid out first, where it runs here (scripts/bytecode-order.ts).
+  if (process.platform !== "linux" || process.arch !== "x64" || !target.startsWith("linux-x64")) return out;
+  const scratch = orderScratch();
+  try {
+    const order = await recordBytecodeOrder(out, scratch);
+    if ("skip" in order) console.error(`build: no bytecode order recorded (${order.skip}): the binary is laid out unprofiled`);
+    else await bundle(order.file);
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
   }
   return out;
 }

@@ -10,6 +10,8 @@ import { dirFlags } from "../config/load";
 import type { Config } from "../config/schema";
 import { usableCpus } from "../engine/cpu-budget";
 import { backendAvailable, candidateGpu, preflightGpu } from "../engine/gpu";
+import type { Engine } from "../engine/engine";
+import { EngineSlot } from "../engine/engine-slot";
 import { LlamaEngine } from "../engine/llama";
 import { CONTEXT_BUILDING } from "../engine/llama-load";
 import { NATIVE_LOCK_WAIT, prepareNative } from "../engine/native";
@@ -73,6 +75,9 @@ export function loadApp(): Promise<typeof import("./app")> {
   return appModule;
 }
 
+/** The start progress when serve builds its guards and HTTP app, while llama.cpp builds the first model's context. */
+export const APP_BUILT_EARLY = "building the HTTP app while llama.cpp builds the context";
+
 /** Builds everything the server needs from one config; never listens (server/listen.ts does). */
 export async function createServer(config: Readonly<Config>, opts: ServerOptions) {
   const { log } = opts;
@@ -110,11 +115,34 @@ async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logg
   }
   const gateway = opts.gateway ?? createGateway(config, log);
   opts.phases?.mark("keys");
-  const loaded = opts.engine ? undefined : await loadEngine(config, log, gateway, opts.onProgress, opts.phases);
+  // The guards and the app are built on an engine slot while llama.cpp builds the first context (the JS thread idle
+  // then), bound to the engine once loaded: built after it, they were 7-10 ms of every start (bench-cold's `app`).
+  const build = (engine: Engine) => {
+    const built = loadApp().then(({ createApp }) => {
+      const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock });
+      return { guards, app: createApp({ config, engine, log, guards, version: versionInfo(), gateway, clock }) };
+    });
+    built.catch(() => {}); // awaited below, which reports a failure; not an unhandled rejection meanwhile
+    return built;
+  };
+  const slot = opts.engine ? undefined : new EngineSlot();
+  let early: ReturnType<typeof build> | undefined;
+  const whileContextBuilds = () => {
+    if (early) return; // the first model's context (each model has one)
+    opts.onProgress?.(APP_BUILT_EARLY);
+    early = build(slot!);
+  };
+  let loaded;
+  try {
+    loaded = opts.engine ? undefined : await loadEngine(config, log, gateway, opts.onProgress, opts.phases, whileContextBuilds);
+  } catch (e) {
+    // A start that fails after the guards were built lets go of what they opened (a Redis connection).
+    void early?.then(({ guards }) => guards.close(), () => {});
+    throw e;
+  }
   const engine = opts.engine ?? loaded!.engine;
-  const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock });
-  const { createApp } = await loadApp();
-  const app = createApp({ config, engine, log, guards, version: versionInfo(), gateway, clock });
+  slot?.bind(engine);
+  const { guards, app } = await (slot ? early ??= build(slot) : build(engine));
   if (audit) app.deps.metrics.attachAudit(audit);
   if (!opts.gateway) gateway?.start(); // health checks of the upstreams built here (a test drives its own)
   if (loaded) {
@@ -128,8 +156,8 @@ async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logg
 }
 
 /** Models checked against the manifest, native libraries verified, GPU preflighted, then the engine loaded. */
-async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gateway | undefined, onProgress?: (status: string) => void,
-  phases?: StartPhases) {
+async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gateway | undefined, onProgress: ((status: string) => void) | undefined,
+  phases: StartPhases | undefined, whileContextBuilds: () => void) {
   // Gateway mode: upstream models need no local file, so a server fronting only upstreams loads none.
   // Chat-template trials (child processes) run on while the native libraries are checked; awaited before loading.
   const { models, warnings, templates } = gateway && !config.model.length && !readManifest(modelsDirOf(config)).length
@@ -176,10 +204,10 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
     const next = status.startsWith("llama.cpp binding opened") ? "model check" : status.startsWith("loading model") ? "model load"
       : status.startsWith("creating the context") ? "context" : status.startsWith("context created") ? "model setup" : stage;
     if (next !== stage) { phases?.mark(stage); stage = next; }
-    // Once llama.cpp builds the context on its own thread (engine/context-init.ts: at "creating the context" the import
-    // ran first and held node-llama-cpp's JS before that native call). A macrotask, so node-llama-cpp's own steps after
-    // the call go first.
-    if (status.startsWith(CONTEXT_BUILDING)) setImmediate(loadApp);
+    // The app is imported and built once llama.cpp builds the context on its own thread (engine/context-init.ts: at
+    // "creating the context" the import ran first and held node-llama-cpp's JS before that native call). A macrotask,
+    // so node-llama-cpp's own steps after the call go first.
+    if (status.startsWith(CONTEXT_BUILDING)) setImmediate(whileContextBuilds);
     onProgress?.(status);
   };
   // The embedded CPU variant library remembered for this CPU, loaded alone (engine/cpu-backend.ts).

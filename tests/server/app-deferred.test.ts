@@ -11,7 +11,7 @@ import path from "node:path";
 import { expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load";
 import { CONTEXT_BUILDING } from "../../src/engine/llama-load";
-import { createServer, loadApp } from "../../src/server/create-server";
+import { APP_BUILT_EARLY, createServer, loadApp } from "../../src/server/create-server";
 import { silentLogger } from "../../src/log/logger";
 import { tinyModel, tmpDir } from "../helpers";
 
@@ -67,6 +67,29 @@ test("a start from the config says when llama.cpp builds the context, after crea
     expect(at("context created")).toBeGreaterThan(at(CONTEXT_BUILDING));
     expect(statuses.filter((s) => s.startsWith(CONTEXT_BUILDING))).toHaveLength(1);
   } finally {
+    audit?.close();
+    await engine.dispose();
+  }
+}, 120_000);
+
+test("the guards and the app are built while llama.cpp builds the context, and answer through the engine once it is loaded", async () => {
+  const stateDir = tmpDir();
+  const statuses: string[] = [];
+  const { app, engine, guards, audit } = await createServer(parseConfig({ stateDir, model: [await tinyModel()], allowUnverified: true, audit: false, auth: false } as Record<string, unknown>),
+    { log: silentLogger(), onProgress: (s) => statuses.push(s) });
+  try {
+    const at = (prefix: string) => statuses.findIndex((s) => s.startsWith(prefix));
+    expect(at(APP_BUILT_EARLY)).toBeGreaterThan(at(CONTEXT_BUILDING));
+    expect(at("context created")).toBeGreaterThan(at(APP_BUILT_EARLY));
+    expect(statuses.filter((s) => s === APP_BUILT_EARLY)).toHaveLength(1);
+    const models = await app.handle(new Request("http://localhost/v1/models")).then((r) => r.json()) as { data: { id: string }[] };
+    expect(models.data.map((m) => m.id)).toEqual(engine.models().map((m) => m.id));
+    const done = await app.handle(new Request("http://localhost/v1/completions", { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: engine.models()[0]!.id, prompt: "Once upon a time", max_tokens: 3, temperature: 0 }) }));
+    expect(done.status).toBe(200);
+    expect(((await done.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBeGreaterThan(0);
+  } finally {
+    guards.close();
     audit?.close();
     await engine.dispose();
   }
