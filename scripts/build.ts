@@ -19,7 +19,7 @@ import { engineSources, type SourceArchive } from "./engine-sources";
 import { plainFs, trimNodeLlamaCpp, trimPromClient } from "./build-nlc-trim";
 import { lazyBuiltins } from "./build-lazy-builtins";
 import { cpuBackendHook, cpuVariantLayout, LAYOUT_TAG } from "./build-cpu-backend";
-import { orderScratch, recordBytecodeOrder } from "./bytecode-order";
+import { bytecodeOrder } from "./bytecode-order";
 
 export const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
@@ -247,13 +247,18 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
   await bundle();
   // Built again with the bytecode a run of it used laid out first, where it runs here (scripts/bytecode-order.ts).
   if (process.platform !== "linux" || process.arch !== "x64" || !target.startsWith("linux-x64")) return out;
-  const scratch = orderScratch();
+  const order = await bytecodeOrder(out);
+  if ("skip" in order) {
+    console.error(`build: no bytecode order (${order.skip}): the binary is laid out unprofiled`);
+    return out;
+  }
   try {
-    const order = await recordBytecodeOrder(out, scratch);
-    if ("skip" in order) console.error(`build: no bytecode order recorded (${order.skip}): the binary is laid out unprofiled`);
-    else await bundle(order.file);
+    await bundle(order.file);
+  } catch (e) {
+    console.error(`build: laying the bytecode out by ${order.file} failed (${(e as Error).message}): built again unprofiled`);
+    await bundle();
   } finally {
-    fs.rmSync(scratch, { recursive: true, force: true });
+    order.done();
   }
   return out;
 }

@@ -71,9 +71,9 @@ function checkout(commit: string): string {
 }
 
 /** Runs scripts/build.ts of a checkout in its own process (the env carries the release public key). */
-async function buildIn(src: string, target: Target, out: string, publicPem: string) {
+async function buildIn(src: string, target: Target, out: string, publicPem: string, order: Record<string, string>) {
   const p = Bun.spawn([process.execPath, path.join(src, "scripts", "build.ts"), "--target", target, "--out", out],
-    { cwd: src, stdout: "pipe", stderr: "pipe", env: { ...process.env, APPLIANCE_RELEASE_PUBKEY: publicPem } });
+    { cwd: src, stdout: "pipe", stderr: "pipe", env: { ...order, ...process.env, APPLIANCE_RELEASE_PUBKEY: publicPem } });
   const [code, err] = await Promise.all([p.exited, new Response(p.stderr).text()]);
   if (code !== 0) throw new Error(`building ${target} failed (${code}): ${err.trim().slice(-500)}`);
 }
@@ -91,13 +91,20 @@ export async function release(opts: { key: string; out: string; targets?: Target
   const built: string[] = [];
   const srcA = checkout(commit);
   const srcB = opts.checkReproducible ? checkout(commit) : undefined;
+  // One bytecode layout for every binary of the release (scripts/bytecode-order.ts): the first build records it, the
+  // others, the reproducibility check's too, use it (two recording runs use a few different functions).
+  const orderDir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-release-order-"));
+  const orderFile = path.join(orderDir, "serve.order");
+  let order: Record<string, string> = { APPLIANCE_BYTECODE_ORDER_FILE: orderFile };
   let reproducible: ReleaseResult["reproducible"];
   try {
     for (const target of wanted) {
       const why = cannotBuild(target);
       if (why) { say(`skipped ${target}: ${why}`); continue; }
       const file = path.join(opts.out, binaryName(target));
-      await buildIn(srcA, target, file, publicPem);
+      await buildIn(srcA, target, file, publicPem, order);
+      // No recording (it could not run): none for the others either, so all are laid out alike.
+      if (!fs.existsSync(orderFile)) order = { APPLIANCE_BYTECODE_ORDER: "0" };
       built.push(binaryName(target));
       say(`built ${binaryName(target)} from ${commit.slice(0, 12)}`);
     }
@@ -106,14 +113,14 @@ export async function release(opts: { key: string; out: string; targets?: Target
       // The same commit, checked out at another path and built again: the file name is kept (Bun embeds it).
       const target = wanted.find((t) => built.includes(binaryName(t)))!;
       const again = path.join(srcB, "out", binaryName(target));
-      await buildIn(srcB, target, again, publicPem);
+      await buildIn(srcB, target, again, publicPem, order);
       const [a, b] = [await sha256File(path.join(opts.out, binaryName(target))), await sha256File(again)];
       reproducible = { same: a === b, a, b };
       say(a === b ? `reproducible: ${target} built again in another checkout of ${commit.slice(0, 12)} has the same sha256 ${a}`
         : `NOT reproducible: ${target} built twice from ${commit.slice(0, 12)} gave ${a} and ${b}`);
     }
   } finally {
-    for (const dir of [srcA, srcB]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    for (const dir of [srcA, srcB, orderDir]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
   }
   await sbom(path.join(opts.out, SBOM_FILE));
   fs.writeFileSync(path.join(opts.out, PUBKEY_FILE), publicPem);

@@ -1,5 +1,6 @@
 /**
- * The one composition root: config → (models checked) → engine → guards → app. `serve`, the tests and the
+ * The one composition root: config → (models checked) → engine, with guards → app built while its first context is
+ * (on a slot bound to the engine once loaded). `serve`, the tests and the
  * benchmarks all build the server here, so what they exercise is wired exactly as what users run. Tests and
  * benchmarks may hand in an engine already loaded (one tiny-model engine serves a whole test file), and their own
  * key store, audit log, clock or gateway; anything not handed in is built from the config as `serve` does.
@@ -75,8 +76,8 @@ export function loadApp(): Promise<typeof import("./app")> {
   return appModule;
 }
 
-/** The start progress when serve builds its guards and HTTP app, while llama.cpp builds the first model's context. */
-export const APP_BUILT_EARLY = "building the HTTP app while llama.cpp builds the context";
+/** Logged (debug) when serve builds its guards and HTTP app, while llama.cpp builds the first model's context. */
+export const APP_BUILT_EARLY = "building the guards and the HTTP app while llama.cpp builds the context";
 
 /** Builds everything the server needs from one config; never listens (server/listen.ts does). */
 export async function createServer(config: Readonly<Config>, opts: ServerOptions) {
@@ -126,18 +127,22 @@ async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logg
     return built;
   };
   const slot = opts.engine ? undefined : new EngineSlot();
-  let early: ReturnType<typeof build> | undefined;
+  let early: ReturnType<typeof build> | undefined, failed = false;
   const whileContextBuilds = () => {
-    if (early) return; // the first model's context (each model has one)
-    opts.onProgress?.(APP_BUILT_EARLY);
+    // The first model's context only (each model has one); never after the start failed (context-init.ts may still
+    // report the building of a context that failed before it began).
+    if (early || failed) return;
+    log.debug(APP_BUILT_EARLY);
     early = build(slot!);
   };
   let loaded;
   try {
     loaded = opts.engine ? undefined : await loadEngine(config, log, gateway, opts.onProgress, opts.phases, whileContextBuilds);
   } catch (e) {
-    // A start that fails after the guards were built lets go of what they opened (a Redis connection).
-    void early?.then(({ guards }) => guards.close(), () => {});
+    failed = true;
+    // A start that fails after the guards and app were built lets go of what they opened (a Redis connection, the
+    // trace exporter's timer): in-process callers may try again.
+    void early?.then(async ({ guards, app }) => { guards.close(); await app.deps.tracer?.close(); }).catch(() => {});
     throw e;
   }
   const engine = opts.engine ?? loaded!.engine;
