@@ -19,7 +19,7 @@ import { engineSources, type SourceArchive } from "./engine-sources";
 import { plainFs, trimNodeLlamaCpp, trimPromClient } from "./build-nlc-trim";
 import { lazyBuiltins } from "./build-lazy-builtins";
 import { cpuBackendHook, cpuVariantLayout, LAYOUT_TAG } from "./build-cpu-backend";
-import { bytecodeOrder } from "./bytecode-order";
+import { bytecodeOrder, givenBytecodeOrder } from "./bytecode-order";
 
 export const TARGETS = {
   "linux-x64": { bun: "bun-linux-x64", packages: ["@node-llama-cpp/linux-x64"] },
@@ -244,10 +244,13 @@ export async function build(target: Target = "linux-x64", out = path.join(root, 
       throw new Error("build failed");
     }
   };
-  await bundle();
-  // Built again with the bytecode a run of it used laid out first, where it runs here (scripts/bytecode-order.ts).
-  if (process.platform !== "linux" || process.arch !== "x64" || !target.startsWith("linux-x64")) return out;
-  const order = await bytecodeOrder(out);
+  // With the bytecode a run of it used laid out first (scripts/bytecode-order.ts): a file given, or built once
+  // unprofiled and run, where it runs here, then built again.
+  const runsHere = process.platform === "linux" && process.arch === "x64" && target.startsWith("linux-x64");
+  const given = runsHere ? givenBytecodeOrder() : undefined;
+  if (!given) await bundle();
+  if (!runsHere) return out;
+  const order = given ? { file: given, done() {} } : await bytecodeOrder(out);
   if ("skip" in order) {
     console.error(`build: no bytecode order (${order.skip}): the binary is laid out unprofiled`);
     return out;

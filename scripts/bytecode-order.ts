@@ -19,11 +19,20 @@ import { makeTinyModel } from "../src/engine/tiny-model";
 /** How long each step of the recording may take (models add, keys create, serve from its start to its exit); past it the build goes on unprofiled. */
 const RECORD_TIMEOUT_MS = 60_000;
 
+const off = () => /^(0|false|no|off)$/i.test(process.env.APPLIANCE_BYTECODE_ORDER ?? "");
+
+/** An order file given to build with (APPLIANCE_BYTECODE_ORDER_FILE, where it exists): no run is needed. */
+export function givenBytecodeOrder(): string | undefined {
+  const kept = process.env.APPLIANCE_BYTECODE_ORDER_FILE;
+  return !off() && kept && fs.existsSync(kept) ? kept : undefined;
+}
+
 /** The order to build with: a given file, or one recorded from `bin` (`done` removes what the recording left), or why none. */
 export async function bytecodeOrder(bin: string): Promise<{ file: string; done(): void } | { skip: string }> {
-  if (/^(0|false|no|off)$/i.test(process.env.APPLIANCE_BYTECODE_ORDER ?? "")) return { skip: "APPLIANCE_BYTECODE_ORDER=0" };
+  if (off()) return { skip: "APPLIANCE_BYTECODE_ORDER=0" };
+  const given = givenBytecodeOrder();
+  if (given) return { file: given, done() {} };
   const kept = process.env.APPLIANCE_BYTECODE_ORDER_FILE;
-  if (kept && fs.existsSync(kept)) return { file: kept, done() {} };
   let dir: string | undefined;
   const done = () => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); };
   try {
