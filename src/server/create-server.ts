@@ -1,6 +1,6 @@
 /**
- * The one composition root: config → (models checked) → engine, with guards → app built while its first context is
- * (on a slot bound to the engine once loaded). `serve`, the tests and the
+ * The one composition root: config → (models checked) → engine, and guards → app, built while the engine's first
+ * context is (on a slot bound to the engine once it is loaded). `serve`, the tests and the
  * benchmarks all build the server here, so what they exercise is wired exactly as what users run. Tests and
  * benchmarks may hand in an engine already loaded (one tiny-model engine serves a whole test file), and their own
  * key store, audit log, clock or gateway; anything not handed in is built from the config as `serve` does.
@@ -118,6 +118,7 @@ async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logg
   opts.phases?.mark("keys");
   // The guards and the app are built on an engine slot while llama.cpp builds the first context (the JS thread idle
   // then), bound to the engine once loaded: built after it, they were 7-10 ms of every start (bench-cold's `app`).
+  // Beside it they cost as much only where llama.cpp builds the context faster than they are built (a tiny model).
   const build = (engine: Engine) => {
     const built = loadApp().then(({ createApp }) => {
       const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock });
@@ -210,9 +211,10 @@ async function loadEngine(config: Readonly<Config>, log: Logger, gateway: Gatewa
       : status.startsWith("creating the context") ? "context" : status.startsWith("context created") ? "model setup" : stage;
     if (next !== stage) { phases?.mark(stage); stage = next; }
     // The app is imported and built once llama.cpp builds the context on its own thread (engine/context-init.ts: at
-    // "creating the context" the import ran first and held node-llama-cpp's JS before that native call). A macrotask,
-    // so node-llama-cpp's own steps after the call go first.
-    if (status.startsWith(CONTEXT_BUILDING)) setImmediate(whileContextBuilds);
+    // "creating the context" the import ran first and held node-llama-cpp's JS before that native call). A microtask:
+    // node-llama-cpp awaits that call right after making it, and a macrotask could come after the context was built
+    // (on a busy machine its completion was handled first, and the app was built after the load, as it was before).
+    if (status.startsWith(CONTEXT_BUILDING)) queueMicrotask(whileContextBuilds);
     onProgress?.(status);
   };
   // The embedded CPU variant library remembered for this CPU, loaded alone (engine/cpu-backend.ts).
