@@ -52,7 +52,7 @@ export const COMMANDS: CommandEntry[] = [
     async () => (await import("./commands/incident")).incident),
   lazy({ name: "lockdown", summary: "Stop serving inference (only /health and /metrics answer) until 'lockdown --off'", usage: "appliance lockdown [--off] [--reason TEXT] [--state-dir DIR] [--config FILE] [--root DIR] [--platform systemd|launchd]" },
     async () => (await import("./commands/lockdown")).lockdown),
-  lazy({ name: "engine", summary: "Build our own llama.cpp engine on this machine (engine build), or show the built one (engine status)", usage: "appliance engine build [--gpu cuda|vulkan] [--portable] [--jobs N] [--config FILE]\n       appliance engine status [--json] [--config FILE]" },
+  lazy({ name: "engine", summary: "Build our own llama.cpp engine on this machine (engine build), or show the built one (engine status)", usage: "appliance engine build [--gpu cuda|vulkan] [--cuda-arch LIST] [--portable] [--jobs N] [--config FILE]\n       appliance engine status [--json] [--config FILE]" },
     async () => (await import("./commands/engine")).engine),
 ];
 

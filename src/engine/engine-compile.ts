@@ -16,12 +16,15 @@ import os from "node:os";
 import path from "node:path";
 import { sha256Bytes } from "../util/sha256";
 import { DECODE_THREAD_FILE, DECODE_THREAD_PATCH, hasDecodeThreadPatch } from "./engine-decode-thread";
+import { knownBuildFailure } from "./engine-failure";
 import type { EngineSourceArchive } from "./engine-sources";
 import { toolVersion, type BuildTools, type EngineGpu } from "./engine-tools";
 
 export interface CompileOptions {
   gpu: EngineGpu;
   portable: boolean;
+  /** CUDA: the GPU architectures to compile for ("80;90"); undefined: llama.cpp's default, the GPUs cmake sees. */
+  cudaArch?: string;
   /** Parallel compile jobs (the usable CPUs). */
   jobs: number;
   tools: BuildTools;
@@ -76,7 +79,7 @@ export function outdatedEngineBuild(cmakeOptions: Record<string, string>, platfo
 }
 
 /** The cmake options of a build (what node-llama-cpp's own build sets, plus ours). */
-export function engineCmakeOptions(gpu: EngineGpu, portable: boolean, release: string): Record<string, string> {
+export function engineCmakeOptions(gpu: EngineGpu, portable: boolean, release: string, cudaArch?: string): Record<string, string> {
   const platform = `${nlcPlatform()}-${process.arch}`;
   return {
     CMAKE_BUILD_TYPE: "Release", CMAKE_CONFIGURATION_TYPES: "Release",
@@ -88,7 +91,7 @@ export function engineCmakeOptions(gpu: EngineGpu, portable: boolean, release: s
     GGML_OPENMP: "ON",
     ...(process.platform === "linux" && { CMAKE_C_FLAGS: ENGINE_COMPILER_FLAGS, CMAKE_CXX_FLAGS: ENGINE_COMPILER_FLAGS }),
     ...(portable ? { GGML_NATIVE: "OFF", GGML_CPU_ALL_VARIANTS: "ON", GGML_BACKEND_DL: "ON" } : { GGML_NATIVE: "ON" }),
-    ...(gpu === "cuda" && { GGML_CUDA: "1" }),
+    ...(gpu === "cuda" && { GGML_CUDA: "1", ...(cudaArch && { CMAKE_CUDA_ARCHITECTURES: cudaArch }) }),
     ...(gpu === "vulkan" && { GGML_VULKAN: "1" }),
   };
 }
@@ -158,7 +161,7 @@ export async function compileEngine(sources: EngineSourceArchive, o: CompileOpti
   if (!sources.patches.includes(DECODE_THREAD_PATCH) || !hasDecodeThreadPatch(fs.readFileSync(path.join(src, "llama", DECODE_THREAD_FILE), "utf8"))) {
     throw new Error(`the embedded engine sources lack the ${DECODE_THREAD_PATCH} patch (node-llama-cpp ${sources.nlcVersion}): this binary was built by an older build script; use a current release binary`);
   }
-  const options = engineCmakeOptions(o.gpu, o.portable, sources.release);
+  const options = engineCmakeOptions(o.gpu, o.portable, sources.release, o.cudaArch);
   const defines = {
     ...options,
     CMAKE_C_COMPILER: o.tools.cc, CMAKE_CXX_COMPILER: o.tools.cxx,
@@ -170,14 +173,22 @@ export async function compileEngine(sources: EngineSourceArchive, o: CompileOpti
   // The sources' CMakeLists runs `node -p require('node-addon-api')…` for an include dir: without node (or without
   // node_modules beside the sources) it yields nothing, and CMAKE_JS_INC above carries that dir instead.
   const env = { ...process.env, NODE_PATH: "" };
-  o.log(`engine build: configuring (${Object.entries(options).filter(([k]) => k.startsWith("GGML_")).map(([k, v]) => `${k}=${v}`).join(" ")}; ${o.tools.generator}); full log: ${logFile}`);
-  await runLogged([o.tools.cmake, "-S", path.join(src, "llama"), "-B", build, "-G", o.tools.generator, "--no-warn-unused-cli",
-    ...Object.entries(defines).map(([k, v]) => `-D${k}=${v}`)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine configure" });
+  o.log(`engine build: configuring (${Object.entries(options).filter(([k]) => k.startsWith("GGML_") || k === "CMAKE_CUDA_ARCHITECTURES").map(([k, v]) => `${k}=${v}`).join(" ")}; ${o.tools.generator}); full log: ${logFile}`);
+  try {
+    await runLogged([o.tools.cmake, "-S", path.join(src, "llama"), "-B", build, "-G", o.tools.generator, "--no-warn-unused-cli",
+      ...Object.entries(defines).map(([k, v]) => `-D${k}=${v}`)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine configure" });
+  } catch (e) {
+    throw knownBuildFailure(fs.readFileSync(logFile, "utf8")) ?? e; // what cmake did not find, named, or the log's tail
+  }
   const cache = fs.readFileSync(path.join(build, "CMakeCache.txt"), "utf8");
   const openmp = /^GGML_OPENMP:BOOL=ON$/m.test(cache) && /^OpenMP_C_FLAGS:STRING=.*openmp/m.test(cache);
   if (!openmp) throw new Error(`cmake did not find OpenMP (GCC: the libgomp that comes with gcc; clang: libomp-dev). Log: ${logFile}`);
   o.log(`engine build: compiling with ${o.jobs} job(s) at nice 19; this takes minutes (12-14 on 2 busy CPUs here)`);
-  await runLogged([o.tools.cmake, "--build", build, "--config", "Release", "--parallel", String(o.jobs)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine compile" });
+  try {
+    await runLogged([o.tools.cmake, "--build", build, "--config", "Release", "--parallel", String(o.jobs)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine compile" });
+  } catch (e) {
+    throw knownBuildFailure(fs.readFileSync(logFile, "utf8")) ?? e;
+  }
   const folder = engineFolder(o.gpu), dir = path.join(o.workDir, "out", folder);
   fs.mkdirSync(dir, { recursive: true });
   for (const f of builtFiles(build)) fs.copyFileSync(f, path.join(dir, path.basename(f)));

@@ -1,5 +1,5 @@
 /**
- * appliance engine build [--gpu cuda|vulkan] [--portable] [--jobs N]   compile our own llama.cpp engine here
+ * appliance engine build [--gpu cuda|vulkan] [--cuda-arch LIST] [--portable] [--jobs N]   compile our own llama.cpp engine here
  * appliance engine status [--json]                                      the built engines and their check
  *
  * build: node-llama-cpp's addon and the llama.cpp source it pins, carried inside this binary, compiled with cmake
@@ -17,10 +17,11 @@ import { compileEngine, engineFolder, outdatedEngineBuild } from "../../engine/e
 import { ENGINE_NLC_VERSION, ENGINE_SOURCES } from "../../engine/engine-sources";
 import { holdsEngine, inspectEngineDir, installEngine, versionDirOf } from "../../engine/engine-store";
 import { listEngineDir } from "../../engine/engine-versions";
+import { EngineBuildFailure } from "../../engine/engine-failure";
 import { findBuildTools, missingToolsMessage, type EngineGpu } from "../../engine/engine-tools";
 import { EXIT, parseWithConfig, UsageError, unknownSubcommand, type Command } from "../command";
 
-const USAGE = "appliance engine build [--gpu cuda|vulkan] [--portable] [--jobs N] [--config FILE]\n       appliance engine status [--json] [--config FILE]";
+const USAGE = "appliance engine build [--gpu cuda|vulkan] [--cuda-arch LIST] [--portable] [--jobs N] [--config FILE]\n       appliance engine status [--json] [--config FILE]";
 
 export const engine: Command = {
   name: "engine",
@@ -35,10 +36,11 @@ export const engine: Command = {
 };
 
 async function build(argv: string[]): Promise<number> {
-  const { config, values } = parseWithConfig(argv, { portable: { type: "boolean" }, jobs: { type: "string" } });
+  const { config, values } = parseWithConfig(argv, { portable: { type: "boolean" }, jobs: { type: "string" }, "cuda-arch": { type: "string" } });
   const gpuFlag = values.gpu as string | undefined;
   if (gpuFlag !== undefined && !["cuda", "vulkan", "off"].includes(gpuFlag)) throw new UsageError("engine build: --gpu is cuda or vulkan (default: a CPU engine)");
   const gpu: EngineGpu = gpuFlag === "cuda" || gpuFlag === "vulkan" ? gpuFlag : false;
+  const cudaArch = cudaArchitectures(values["cuda-arch"] as string | undefined, gpu);
   const jobs = values.jobs === undefined ? usableCpus().cpus : Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError("engine build: --jobs is a positive whole number");
   if (!ENGINE_SOURCES) {
@@ -60,7 +62,7 @@ async function build(argv: string[]): Promise<number> {
   const log = (line: string) => console.error(line);
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-engine-build-"));
   try {
-    const compiled = await compileEngine(ENGINE_SOURCES, { gpu, portable: !!values.portable, jobs, tools: found.tools, workDir, log });
+    const compiled = await compileEngine(ENGINE_SOURCES, { gpu, portable: !!values.portable, cudaArch, jobs, tools: found.tools, workDir, log });
     // Locked against another build's install; verified as a start will (root writes the hash cache the starts then
     // read); staging dirs killed installs left removed.
     const { record, removed } = installEngine(config.engine.dir, compiled.dir, {
@@ -77,11 +79,26 @@ async function build(argv: string[]): Promise<number> {
     if (compiled.openmp) log("engine build: under the installed systemd unit its threads run unbound (sched_setaffinity is denied); the README's \"Engine build\" section has the drop-in that allows binding, and what it measured");
     return EXIT.OK;
   } catch (e) {
+    if (e instanceof EngineBuildFailure && e.missing.length) {
+      console.error([missingToolsMessage(e.missing), ...e.reasons.map((r) => `Also: ${r}.`)].join("\n"));
+      return EXIT.TOOLS_MISSING;
+    }
     console.error(`appliance engine build: ${(e as Error).message}`);
     return EXIT.FAIL;
   } finally {
     fs.rmSync(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * --cuda-arch: cmake's CUDA_ARCHITECTURES ("90", "80,90", "86-real"), for a build where no GPU is visible. Without
+ * it llama.cpp compiles for the GPUs cmake sees (native): machine code for them, no PTX left for the driver to JIT.
+ */
+function cudaArchitectures(flag: string | undefined, gpu: EngineGpu): string | undefined {
+  if (flag === undefined) return undefined;
+  if (gpu !== "cuda") throw new UsageError("engine build: --cuda-arch goes with --gpu cuda");
+  if (!/^\d{2,3}(-real|-virtual)?([,;]\d{2,3}(-real|-virtual)?)*$/.test(flag)) throw new UsageError("engine build: --cuda-arch is a list of CUDA architectures: 90, or 80,90 (86-real, 90-virtual also)");
+  return flag.replaceAll(",", ";");
 }
 
 async function status(argv: string[]): Promise<number> {
