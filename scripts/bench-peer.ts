@@ -82,14 +82,18 @@ const rows: Row[] = [];
 const row = (measure: string) => { let r = rows.find((x) => x.measure === measure); if (!r) rows.push(r = { measure, cells: new Map() }); return r; };
 const f = (x: number, d = 1) => x.toFixed(d);
 
+/** `n` rounds of `measure` on each side, alternating which goes first (AB BA AB…): each side's results, in order. */
+async function alternate<T>(n: number, measure: (side: "a" | "b") => Promise<T>): Promise<{ a: T[]; b: T[] }> {
+  const out = { a: [] as T[], b: [] as T[] };
+  for (let i = 0; i < n; i++) for (const side of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) out[side].push(await measure(side));
+  return out;
+}
+
 /** Runs `measure` alternately on both (ABBA…), returns the medians and the load average at start → end. */
 async function ab<T extends number>(a: Served, b: Served, measure: (s: Served) => Promise<T>, n = runs) {
-  const A: number[] = [], B: number[] = [];
   const l0 = load1();
-  for (let i = 0; i < n; i++) {
-    for (const s of i % 2 ? [b, a] : [a, b]) (s === a ? A : B).push(await measure(s));
-  }
-  return { a: median(A), b: median(B), load: `${f(l0)}→${f(load1())}` };
+  const r = await alternate(n, (side) => measure(side === "a" ? a : b));
+  return { a: median(r.a), b: median(r.b), load: `${f(l0)}→${f(load1())}` };
 }
 const record = (measure: string, size: string, r: { a: number; b: number; load: string }, unit: string, time = false) => {
   const ratio = r.a / r.b;
@@ -241,17 +245,15 @@ for (const size of values.sizes.split(",")) {
     await s.stop();
     return { health: s.startMs, first: s.startMs + after + alone, alone };
   };
-  type Cold = { health: number; first: number; alone: number };
-  const C = { a: [] as Cold[], b: [] as Cold[] }, L = { a: [] as Cold[], b: [] as Cold[] };
   const l0 = load1();
-  for (let i = 0; i < coldRuns; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) C[w].push(await cold(w, 0));
+  const C = await alternate(coldRuns, (w) => cold(w, 0));
   const load = `${f(l0)}→${f(load1())}`;
   record(`cold start to /health, started from a shell (ms; ${coldRuns} per side)`, size, { a: median(C.a.map((c) => c.health)), b: median(C.b.map((c) => c.health)), load }, "ms", true);
   record(`cold start to first completion, started from a shell (ms; ${coldRuns} per side)`, size, { a: median(C.a.map((c) => c.first)), b: median(C.b.map((c) => c.first)), load }, "ms", true);
   // The same start with the environment the installed unit gives serve here (its GLIBC_TUNABLES): what a service
   // (re)start costs, less systemd's own part (the unit's pre-start verify and sandbox set-up are not in it).
-  const U = { a: [] as Cold[], b: [] as Cold[] }, lu = load1();
-  for (let i = 0; i < coldRuns; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) U[w].push(await cold(w, 0, true));
+  const lu = load1();
+  const U = await alternate(coldRuns, (w) => cold(w, 0, true));
   record(`cold start to /health, serve in its unit's environment (${unitEnv.GLIBC_TUNABLES}, no re-exec) (ms; ${coldRuns} per side)`, size,
     { a: median(U.a.map((c) => c.health)), b: median(U.b.map((c) => c.health)), load: `${f(lu)}→${f(load1())}` }, "ms", true);
 
@@ -277,7 +279,7 @@ for (const size of values.sizes.split(",")) {
   // The first request of a server started a while ago: llama-server ran its model once before it answered /health
   // (its warm-up); the appliance 250 ms after it is ready (engine/llama.ts warmUp). The same completion, max_tokens 1.
   const l2 = load1();
-  for (let i = 0; i < runs; i++) for (const w of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) L[w].push(await cold(w, LATER_MS));
+  const L = await alternate(runs, (w) => cold(w, LATER_MS));
   record(`first completion ${LATER_MS / 1000} s after /health, its own time (ms)`, size,
     { a: median(L.a.map((c) => c.alone)), b: median(L.b.map((c) => c.alone)), load: `${f(l2)}→${f(load1())}` }, "ms", true);
 }

@@ -15,6 +15,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { makeTinyModel } from "../src/engine/tiny-model";
+import { untilListening } from "./serve-listening";
 
 /** How long each step of the recording may take (models add, keys create, serve from its start to its exit); past it the build goes on unprofiled. */
 const RECORD_TIMEOUT_MS = 60_000;
@@ -56,17 +57,17 @@ export async function recordBytecodeOrder(bin: string, dir: string): Promise<{ f
     if (r.exitCode !== 0) throw new Error(`appliance ${args[0]} ${args[1]}: exit ${r.exitCode}: ${r.stderr.toString().slice(-300)}`);
     return r.stdout.toString().trim();
   };
-  let proc: Bun.Subprocess<"ignore", "pipe", "ignore"> | undefined;
+  let proc: Bun.Subprocess<"ignore", "pipe", "pipe"> | undefined;
   let deadline: ReturnType<typeof setTimeout> | undefined;
   try {
     await makeTinyModel(model);
     run(["models", "add", model]);
     const key = run(["keys", "create", "--name", "order", "--scopes", "chat,models"]);
     proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--host", "127.0.0.1", "--port", "0", "--gpu", "off"],
-      { env: { ...env, BUN_BYTECODE_ORDER_OUT: file }, stdin: "ignore", stdout: "pipe", stderr: "ignore" });
+      { env: { ...env, BUN_BYTECODE_ORDER_OUT: file }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     const running = proc;
     deadline = setTimeout(() => running.kill("SIGKILL"), RECORD_TIMEOUT_MS);
-    const port = await listeningPort(proc.stdout);
+    const { port } = await untilListening(proc, "serve");
     const base = `http://127.0.0.1:${port}`, headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
     if (!(await fetch(`${base}/health`)).ok) throw new Error("/health did not answer 200");
     const chat = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers,
@@ -86,21 +87,5 @@ export async function recordBytecodeOrder(bin: string, dir: string): Promise<{ f
     return { skip: (e as Error).message };
   } finally {
     clearTimeout(deadline);
-  }
-}
-
-/** The port in serve's `listening` log line; the rest of its output is read on, so serve never blocks on a full pipe. */
-async function listeningPort(stdout: ReadableStream<Uint8Array>): Promise<number> {
-  const reader = stdout.getReader(), decoder = new TextDecoder();
-  let text = "";
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) throw new Error(`serve ended before listening: ${text.slice(-300)}`);
-    text += decoder.decode(value, { stream: true });
-    const m = /"port":(\d+)[^\n]*"msg":"listening"/.exec(text);
-    if (m) {
-      void (async () => { while (!(await reader.read()).done) { /* drained */ } })().catch(() => {});
-      return Number(m[1]);
-    }
   }
 }
