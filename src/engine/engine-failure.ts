@@ -24,7 +24,8 @@ const KNOWN: { re: RegExp; tool?: MissingTool; reason?: string }[] = [
     re: /CUDA_ARCHITECTURES is set to "native", but no GPU was detected/,
     reason: "no NVIDIA GPU is visible to this build, and cmake compiles for the GPUs it sees: run it on the GPU host " +
       "(in a container, with the GPU passed through), or name the GPU architectures: --cuda-arch 90 (H100/H200; 80: A100, " +
-      "86: RTX 3000/A10, 89: RTX 4000/L4/L40, 120: RTX 5000; several: --cuda-arch 80,90)",
+      "86: RTX 3000/A10, 89: RTX 4000/L4/L40, 120: RTX 5000; several: --cuda-arch 80,90), or build with --portable " +
+      "(llama.cpp's own list of architectures, and every CPU variant; a longer build)",
   },
   {
     re: /extension not supported: GL_KHR_cooperative_matrix/,

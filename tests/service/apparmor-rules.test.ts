@@ -31,6 +31,15 @@ test.skipIf(!fs.existsSync("/etc/apparmor.d/abstractions/base"))("the rendered p
   expect(rules.allows("/run/systemd/notify", "w")).toBe(true);
   expect(rules.allows("/usr/lib/x86_64-linux-gnu/libc.so.6", "m")).toBe(true);
   expect(rules.allows("/proc/4242/status", "r")).toBe(true);
+  // A CUDA engine's runtime and cuBLAS in NVIDIA's toolkit dirs (read and mapped; the unit's ExecPaths= decides
+  // whether mapping them executable is possible), and nothing beside them.
+  expect(rules.allows("/usr/local/cuda-13.0/targets/x86_64-linux/lib/libcublas.so.13", "m")).toBe(true);
+  expect(rules.allows("/usr/local/cuda/lib64/libcudart.so.13", "m")).toBe(true);
+  expect(rules.allows("/opt/cuda/lib64/libcublasLt.so.12", "r")).toBe(true);
+  expect(rules.allows("/usr/local/cuda-13.0/bin/nvcc", "x")).toBe(false);
+  expect(rules.allows("/usr/local/cuda-13.0/lib/libcudart.so.13", "w")).toBe(false);
+  expect(rules.allows("/usr/local/cudafake/lib.so", "m")).toBe(false);
+  expect(rules.allows("/usr/local/lib/other.so", "m")).toBe(false);
   // The daily check's audit anchor (appliance-verify.service, root): that one file, read and appended; nothing
   // else in its directory, no listing, no lock, no mapping (the service account is kept out by the 0700 dir).
   expect(rules.allows("/var/lib/appliance-anchor/audit.anchors", "r")).toBe(true);

@@ -91,13 +91,17 @@ async function build(argv: string[]): Promise<number> {
 }
 
 /**
- * --cuda-arch: cmake's CUDA_ARCHITECTURES ("90", "80,90", "86-real"), for a build where no GPU is visible. Without
- * it llama.cpp compiles for the GPUs cmake sees (native): machine code for them, no PTX left for the driver to JIT.
+ * --cuda-arch: cmake's CUDA_ARCHITECTURES ("90", "80,90", "86-real", "all-major"), for a build where no GPU is visible.
+ * Without it llama.cpp compiles for the GPUs cmake sees (native: machine code for them, no PTX left for the driver to
+ * JIT); with --portable (GGML_NATIVE off) for llama.cpp's own list of architectures.
  */
 function cudaArchitectures(flag: string | undefined, gpu: EngineGpu): string | undefined {
   if (flag === undefined) return undefined;
   if (gpu !== "cuda") throw new UsageError("engine build: --cuda-arch goes with --gpu cuda");
-  if (!/^\d{2,3}(-real|-virtual)?([,;]\d{2,3}(-real|-virtual)?)*$/.test(flag)) throw new UsageError("engine build: --cuda-arch is a list of CUDA architectures: 90, or 80,90 (86-real, 90-virtual also)");
+  // What cmake takes (CMakeDetermineCUDACompiler): numbers with an optional "a" and -real/-virtual, or all / all-major.
+  if (!/^(\d{2,3}a?(-real|-virtual)?([,;]\d{2,3}a?(-real|-virtual)?)*|all|all-major)$/.test(flag)) {
+    throw new UsageError("engine build: --cuda-arch is a list of CUDA architectures: 90, or 80,90 (90a, 86-real, 90-virtual, all-major also)");
+  }
   return flag.replaceAll(",", ";");
 }
 
