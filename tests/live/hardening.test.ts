@@ -114,6 +114,27 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
 
   // Operator run: systemd counts manual starts against the start limit; with 10 minutes the sixth routine restart
   // failed (start-limit-hit) though nothing was wrong.
+  test("the README's GPU drop-in: its ExecPaths= line makes a CUDA toolkit's libraries mappable in the service, through the toolkit's symlinks; without it they are not", () => {
+    // NVIDIA's layout: /usr/local/cuda -> cuda-X.Y, lib64 -> targets/x86_64-linux/lib (a test toolkit beside any real one).
+    const real = "/usr/local/cuda-0.0-appliance-test", link = "/usr/local/cuda-appliance-test", libDir = `${real}/targets/x86_64-linux/lib`;
+    const dropIn = "/etc/systemd/system/appliance.service.d/cuda-test.conf";
+    expect(sys.sh(`mkdir -p ${libDir} && cp /usr/lib/x86_64-linux-gnu/libz.so.1 ${libDir}/libcudart.so.99 && ln -s targets/x86_64-linux/lib ${real}/lib64 && ln -s ${real} ${link}`).code).toBe(0);
+    const mountOpts = () => sys.exec(["findmnt", "--task", unitProp(sys, "MainPID"), "-n", "-o", "OPTIONS", "-T", libDir]).out.trim().split(",");
+    try {
+      expect(mountOpts()).toContain("noexec");
+      fs.mkdirSync(path.dirname(path.join(sys.root, dropIn)), { recursive: true });
+      fs.writeFileSync(path.join(sys.root, dropIn), `[Service]\nExecPaths=${link}/lib64\n`);
+      expect(sys.exec(["systemctl", "daemon-reload"]).code).toBe(0);
+      expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).toBe(0);
+      expect(active(sys)).toBe("active");
+      expect(mountOpts()).not.toContain("noexec");
+    } finally {
+      sys.sh(`rm -f ${dropIn}; rmdir --ignore-fail-on-non-empty ${path.dirname(dropIn)}; rm -rf ${real} ${link}; systemctl daemon-reload`);
+    }
+    expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).toBe(0);
+    expect(active(sys)).toBe("active");
+  }, 2 * T);
+
   test("six routine restarts in a row all succeed", () => {
     expect(sys.exec(["systemctl", "reset-failed", "appliance.service"]).code).toBe(0);
     const codes = Array.from({ length: 6 }, () => sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code);
