@@ -53,7 +53,17 @@ export async function preflightGpu(gpu: GpuChoice, stateDir: string, timeoutMs =
   clearTimeout(timer);
   const ms = Math.round(performance.now() - t0);
   if (code === 0 && out.includes("preflight ok")) return { gpu, ms };
-  const last = (err.trim() || out.trim()).split("\n").filter(Boolean).slice(-3).join(" | ").slice(0, 500);
+  const last = preflightOutput(err.trim() || out.trim());
   const how = proc.signalCode ? `killed by ${proc.signalCode}${proc.signalCode === "SIGKILL" ? " (timeout?)" : ""}` : `exit code ${code}`;
   return { gpu: false, ms, reason: `${gpu} preflight failed (${how}): ${last || "no output"}` };
+}
+
+/**
+ * The last lines of a failed preflight child's output that say something: not stack frames, not the source excerpt
+ * Bun prints with an error (from the binary's minified bundle), not an error's `code:` line.
+ */
+export function preflightOutput(text: string): string {
+  // A source excerpt can also follow the text on its line ("… Error: 29 | `+getConsoleLogPrefix…"): cut there.
+  const said = text.split("\n").map((l) => l.replace(/\s\d+ \| .*$/, "").trim()).filter((l) => l && !/^at\s/.test(l) && !/^\d+\s*\|/.test(l) && !/^\^+$/.test(l) && !/^code:\s/.test(l));
+  return said.slice(-3).join(" | ").slice(0, 500);
 }
