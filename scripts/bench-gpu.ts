@@ -68,7 +68,10 @@ try {
     console.log(`model: ${(params / 1e6).toFixed(0)} M params, ${(bytes / 1e9).toFixed(2)} GB, made in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 
-  const env: Record<string, string> = { APPLIANCE_GPU: gpu, ...(values["engine-dir"] && { APPLIANCE_ENGINE__DIR: values["engine-dir"] }) };
+  // LD_LIBRARY_PATH passes through: where the CUDA runtime and cuBLAS are outside the loader's cache (the device
+  // machine's come as pip wheels), serve and its GPU preflight child find them as llama-bench does.
+  const env: Record<string, string> = { APPLIANCE_GPU: gpu, ...(values["engine-dir"] && { APPLIANCE_ENGINE__DIR: values["engine-dir"] }),
+    ...(process.env.LD_LIBRARY_PATH && { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH }) };
   const logFile = path.join(dir, "serve.log");
   a = await startAppliance(values.bin, model, dir, 0, 1, { env, logFile });
   const logLine = (msg: string) => fs.readFileSync(logFile, "utf8").split("\n").find((l) => l.includes(`"msg":"${msg}"`));
@@ -84,6 +87,10 @@ try {
   const [ra, rb] = [median(A), median(B)];
   console.log(`decode, ${tokens} tokens, 1 stream (tok/s, median of ${runs} interleaved): appliance ${ra.toFixed(1)}, llama-bench tg${tokens} ${rb.toFixed(1)}, ratio ${(ra / rb).toFixed(2)} (goal ≥ 0.95), load ${l0.toFixed(1)}→${load1().toFixed(1)}`);
   console.log(`  appliance runs: ${A.map((x) => x.toFixed(1)).join(", ")}; llama-bench runs: ${B.map((x) => x.toFixed(1)).join(", ")}`);
+  if (gpu !== "off" && loaded.backend !== gpu) {
+    console.log(`!!! the appliance ran on ${loaded.backend ?? "an unknown backend"}, not ${gpu}: this ratio is not a GPU figure`);
+    process.exitCode = 1;
+  }
 } finally {
   await a?.stop();
   if (!values.dir) fs.rmSync(dir, { recursive: true, force: true });
