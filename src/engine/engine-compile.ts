@@ -173,7 +173,7 @@ export async function compileEngine(sources: EngineSourceArchive, o: CompileOpti
   // The sources' CMakeLists runs `node -p require('node-addon-api')…` for an include dir: without node (or without
   // node_modules beside the sources) it yields nothing, and CMAKE_JS_INC above carries that dir instead.
   const env = { ...process.env, NODE_PATH: "" };
-  o.log(`engine build: configuring (${Object.entries(options).filter(([k]) => k.startsWith("GGML_") || k === "CMAKE_CUDA_ARCHITECTURES").map(([k, v]) => `${k}=${v}`).join(" ")}; ${o.tools.generator}); full log: ${logFile}`);
+  o.log(`engine build: configuring (${Object.entries(options).filter(([k]) => k.startsWith("GGML_") || k === "CMAKE_CUDA_ARCHITECTURES").map(([k, v]) => `${k}=${v}`).join(" ")}; ${o.tools.generator}); log: ${logFile} (kept if the build fails for a reason not named here)`);
   try {
     await runLogged([o.tools.cmake, "-S", path.join(src, "llama"), "-B", build, "-G", o.tools.generator, "--no-warn-unused-cli",
       ...Object.entries(defines).map(([k, v]) => `-D${k}=${v}`)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine configure" });

@@ -84,6 +84,14 @@ async function build(argv: string[]): Promise<number> {
       return EXIT.TOOLS_MISSING;
     }
     console.error(`appliance engine build: ${(e as Error).message}`);
+    // A failure no known reason explains: its whole log outlives the work dir (the message above has only its tail).
+    const log = path.join(workDir, "build.log");
+    if (!(e instanceof EngineBuildFailure) && fs.existsSync(log)) {
+      const kept = path.join(os.tmpdir(), `appliance-engine-build-${new Date().toISOString().replace(/[:.]/g, "-")}.log`);
+      fs.copyFileSync(log, kept);
+      fs.chmodSync(kept, 0o600);
+      console.error(`appliance engine build: the whole build log is kept in ${kept}`);
+    }
     return EXIT.FAIL;
   } finally {
     fs.rmSync(workDir, { recursive: true, force: true });
