@@ -6,7 +6,7 @@
  * Issue 11 item 8, on a GPU machine: single-stream decode of the appliance as users run it (auth, guards, scanner on;
  * HTTP, streamed; on the engine `appliance engine build --gpu cuda` installed in --engine-dir) against llama-bench's
  * tg on the same generated model with every layer on the GPU (-ngl 99), interleaved, with the backend each side ran
- * on. The appliance's rate is its tokens after the first over the time from the first to the last (its prefill and
+ * on (a side not on the GPU asked for stops the run, exit 1, before any figure). The appliance's rate is its tokens after the first over the time from the first to the last (its prefill and
  * the HTTP set-up left out, as llama-bench's tg leaves out the prompt).
  *
  * On a machine with no Bun and no node_modules (the device machine) the compiled binary runs this script itself:
@@ -41,6 +41,9 @@ if (!values["llama-bench"] || !shape || !["cuda", "vulkan", "off"].includes(valu
 }
 const tokens = Number(values.tokens), runs = Number(values.runs), gpu = values.gpu;
 const dir = values.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-gpu-"));
+// A run stopped by a signal exits through bench-peer-lib's handlers, past the finally below: the ~3.5 GB model goes too.
+if (!values.dir) process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+
 // Named bench.gguf: its model id is what bench-peer-lib's requests ask for ("bench").
 const model = path.join(dir, `model-${values.size}`, "bench.gguf");
 
@@ -51,12 +54,21 @@ async function applianceRate(): Promise<number> {
   return (c.completionTokens - 1) / ((c.ms - c.ttftMs) / 1000);
 }
 
-/** llama-bench's tg: `tokens` generated with no prompt, every layer on the GPU, one repetition. */
-function benchRate(): number {
+/** llama-bench's tg: `tokens` generated with no prompt, every layer on the GPU, one repetition; and its backends. */
+function benchRun(): { rate: number; backends: string; gpuInfo: string } {
   const r = Bun.spawnSync([values["llama-bench"]!, "-m", model, "-p", "0", "-n", String(tokens), "-r", "1", "-ngl", gpu === "off" ? "0" : "99", "-o", "json"],
     { stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`llama-bench exited ${r.exitCode}: ${r.stderr.toString().slice(-500)}`);
-  return (JSON.parse(r.stdout.toString()) as { avg_ts: number }[])[0]!.avg_ts;
+  const row = (JSON.parse(r.stdout.toString()) as { avg_ts: number; backends: string; gpu_info: string }[])[0]!;
+  return { rate: row.avg_ts, backends: row.backends, gpuInfo: row.gpu_info };
+}
+const benchRate = () => benchRun().rate;
+
+/** Stops the run (exit 1) when a side is not on the GPU asked for: its figure would be a CPU one, minutes later. */
+function onGpuOrStop(side: string, backend: string | undefined) {
+  if (gpu === "off" || backend?.toLowerCase().includes(gpu)) return;
+  console.log(`!!! ${side} ran on ${backend || "an unknown backend"}, not ${gpu}: no GPU figure from this run`);
+  process.exit(1);
 }
 
 let a: Awaited<ReturnType<typeof startAppliance>> | undefined;
@@ -78,7 +90,11 @@ try {
   const loaded = JSON.parse(logLine("model loaded") ?? "{}") as { backend?: string };
   const fallback = logLine("GPU preflight failed: falling back to CPU");
   console.log(`appliance: backend ${loaded.backend ?? "?"}${fallback ? `; ${JSON.parse(fallback).reason}` : ""}; /health after ${a.startMs.toFixed(0)} ms`);
-  await applianceRate(); // its first request after the start: warm-up, as llama-bench warms up itself
+  onGpuOrStop("the appliance", loaded.backend);
+  const probe = benchRun();
+  console.log(`llama-bench: backends ${probe.backends}${probe.gpuInfo ? `, ${probe.gpuInfo}` : ""}`);
+  onGpuOrStop("llama-bench", probe.backends);
+  await applianceRate(); // its first request after the start: warm-up, as llama-bench's first run was
   const A: number[] = [], B: number[] = [];
   const l0 = load1();
   for (let i = 0; i < runs; i++) {
@@ -87,10 +103,6 @@ try {
   const [ra, rb] = [median(A), median(B)];
   console.log(`decode, ${tokens} tokens, 1 stream (tok/s, median of ${runs} interleaved): appliance ${ra.toFixed(1)}, llama-bench tg${tokens} ${rb.toFixed(1)}, ratio ${(ra / rb).toFixed(2)} (goal ≥ 0.95), load ${l0.toFixed(1)}→${load1().toFixed(1)}`);
   console.log(`  appliance runs: ${A.map((x) => x.toFixed(1)).join(", ")}; llama-bench runs: ${B.map((x) => x.toFixed(1)).join(", ")}`);
-  if (gpu !== "off" && loaded.backend !== gpu) {
-    console.log(`!!! the appliance ran on ${loaded.backend ?? "an unknown backend"}, not ${gpu}: this ratio is not a GPU figure`);
-    process.exitCode = 1;
-  }
 } finally {
   await a?.stop();
   if (!values.dir) fs.rmSync(dir, { recursive: true, force: true });

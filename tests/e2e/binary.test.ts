@@ -233,7 +233,7 @@ test("a GPU backend that cannot work falls back to CPU with the reason logged, a
   const fallback = out.split("\n").find((l) => l.includes("GPU preflight failed"));
   expect(fallback).toBeDefined();
   // It says why in words: no CUDA libraries in this binary, none built (not node-llama-cpp's NoBinaryFoundError).
-  expect(JSON.parse(fallback!).reason).toBe("cuda preflight failed (exit code 1): appliance gpu-preflight: no cuda libraries: this binary carries none and no cuda engine is built (sudo appliance engine build --gpu cuda)");
+  expect(JSON.parse(fallback!).reason).toBe("cuda preflight failed (exit code 1): appliance gpu-preflight: no loadable cuda libraries (none in this binary, and no cuda engine built: sudo appliance engine build --gpu cuda)");
   expect(out).toContain('"backend":"cpu"');
 });
 

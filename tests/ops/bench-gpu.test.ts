@@ -28,6 +28,7 @@ test.skipIf("skip" in peer)("the compiled binary runs bench-gpu.ts from a bare c
   expect(code).toBe(0);
   expect(out).toMatch(/^model: 29 M params/m);
   expect(out).toMatch(/^appliance: backend cpu; \/health after \d+ ms$/m);
+  expect(out).toMatch(/^llama-bench: backends CPU$/m);
   expect(out).toMatch(/^decode, 8 tokens, 1 stream \(tok\/s, median of 1 interleaved\): appliance \d+\.\d, llama-bench tg8 \d+\.\d, ratio \d+\.\d\d \(goal ≥ 0\.95\)/m);
   expect(fs.readdirSync(tmp)).toEqual([]);
   expect(fs.existsSync(path.join(root, "node_modules"))).toBe(false);

@@ -88,9 +88,13 @@ async function build(argv: string[]): Promise<number> {
     const log = path.join(workDir, "build.log");
     if (!(e instanceof EngineBuildFailure) && fs.existsSync(log)) {
       const kept = path.join(os.tmpdir(), `appliance-engine-build-${new Date().toISOString().replace(/[:.]/g, "-")}.log`);
-      fs.copyFileSync(log, kept);
-      fs.chmodSync(kept, 0o600);
-      console.error(`appliance engine build: the whole build log is kept in ${kept}`);
+      try {
+        // Root writing into a shared /tmp: a new file only (wx: no file or link already there is followed), 0600 from the start.
+        fs.writeFileSync(kept, fs.readFileSync(log), { mode: 0o600, flag: "wx" });
+        console.error(`appliance engine build: the whole build log is kept in ${kept}`);
+      } catch (err) {
+        console.error(`appliance engine build: the build log could not be kept (${(err as Error).message})`);
+      }
     }
     return EXIT.FAIL;
   } finally {

@@ -30,9 +30,8 @@ export const gpuPreflight: Command = {
     try {
       const file = path.join(dir, "tiny.gguf");
       await makeTinyModel(file, { layers: 1, embd: 32, heads: 2, ff: 64, ctx: 128 });
-      const llama = await loadLlama(gpu);
-      if (typeof llama === "string") { console.error(`appliance gpu-preflight: ${llama}`); return EXIT.FAIL; }
-      if (llama.gpu !== gpu) { console.error(`appliance gpu-preflight: the ${gpu} libraries loaded, but llama.cpp found no ${gpu} device (it chose ${llama.gpu || "the cpu"})`); return EXIT.FAIL; }
+      const { llama, why } = await loadLlama(gpu);
+      if (!llama) { console.error(`appliance gpu-preflight: ${why}`); return EXIT.FAIL; }
       const model = await llama.loadModel({ modelPath: file, gpuLayers: "max" });
       const ctx = await model.createContext({ contextSize: 128 });
       const completion = new LlamaCompletion({ contextSequence: ctx.getSequence(), autoDisposeSequence: true });
@@ -50,23 +49,35 @@ export const gpuPreflight: Command = {
 };
 
 /**
- * getLlama for the backend, or why it did not load in one line. node-llama-cpp reports why a binary failed to load
- * (e.g. "libcublas.so.13: cannot open shared object file") on the console, as an Error Bun prints with a page of the
- * bundle's minified source, then throws NoBinaryFoundError: the cause is taken from what it printed, so serve's
- * fallback line names it (seen with a CUDA engine built here, on a machine whose cuBLAS the loader cannot find).
+ * getLlama for the backend, or why not in one line. node-llama-cpp reports why a binary failed to load (e.g.
+ * "libcublas.so.13: cannot open shared object file") on the console, as an Error Bun prints with a page of the
+ * bundle's minified source, then throws NoBinaryFoundError; llama.cpp's own warnings while its backend starts (e.g.
+ * "failed to initialize CUDA: CUDA driver version is insufficient") come as plain console lines. Both are taken
+ * while getLlama runs, so serve's fallback line names the cause (seen with a CUDA engine built here, on a machine
+ * whose cuBLAS the loader could not find, then on one with no CUDA driver).
  */
-async function loadLlama(gpu: "cuda" | "vulkan" | "metal"): Promise<Llama | string> {
-  const said: string[] = [];
-  const keep = (...args: unknown[]) => { for (const a of args) if (a instanceof Error) said.push(a.message); };
+async function loadLlama(gpu: "cuda" | "vulkan" | "metal"): Promise<{ llama: Llama; why?: undefined } | { llama?: undefined; why: string }> {
+  const errors: string[] = [], lines: string[] = [];
+  const plain = (x: string) => x.replace(/\x1b\[[0-9;]*m/g, "").replace(/\s+/g, " ").trim().slice(0, 200);
+  const keep = (...args: unknown[]) => {
+    for (const a of args) if (a instanceof Error) errors.push(plain(a.message));
+    const text = plain(args.filter((a) => typeof a === "string").join(" "));
+    if (text) lines.push(text);
+  };
+  const said = () => (lines.length ? `; node-llama-cpp said: ${[...new Set(lines)].slice(-2).join(" / ")}` : "");
   const { error, warn } = console;
   console.error = keep;
   console.warn = keep;
   try {
-    return await getLlama({ gpu, build: "never", skipDownload: true, progressLogs: false });
+    const llama = await getLlama({ gpu, build: "never", skipDownload: true, progressLogs: false });
+    // It can also hand back another backend than asked for (no device; or `auto` where the platform has no such one).
+    if (llama.gpu === gpu) return { llama };
+    await llama.dispose();
+    return { why: `llama.cpp gave ${llama.gpu || "the cpu"}, not ${gpu} (no ${gpu} device it could use)${said()}` };
   } catch (e) {
     if (!(e instanceof NoBinaryFoundError)) throw e;
-    return said.length ? `the ${gpu} libraries did not load: ${[...new Set(said)].join("; ")}`
-      : `no ${gpu} libraries: this binary carries none and no ${gpu} engine is built (sudo appliance engine build --gpu ${gpu})`;
+    if (errors.length) return { why: `the ${gpu} libraries did not load: ${[...new Set(errors)].join("; ")}` };
+    return { why: `no loadable ${gpu} libraries (none in this binary, and no ${gpu} engine built: sudo appliance engine build --gpu ${gpu})${said()}` };
   } finally {
     console.error = error;
     console.warn = warn;
