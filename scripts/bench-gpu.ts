@@ -19,7 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
-import { complete, load1, median, startAppliance, wordsPrompt } from "./bench-peer-lib";
+import { alternate, complete, load1, median, startAppliance, wordsPrompt } from "./bench-peer-lib";
 
 /** Model shapes by millions of parameters: "1000" is the issue's ~1 B (F32, ~3.5 GB). */
 const SHAPES: Record<string, { layers: number; embd: number; ff: number; heads: number }> = {
@@ -62,7 +62,6 @@ function benchRun(): { rate: number; backends: string; gpuInfo: string } {
   const row = (JSON.parse(r.stdout.toString()) as { avg_ts: number; backends: string; gpu_info: string }[])[0]!;
   return { rate: row.avg_ts, backends: row.backends, gpuInfo: row.gpu_info };
 }
-const benchRate = () => benchRun().rate;
 
 /** Stops the run (exit 1) when a side is not on the GPU asked for: its figure would be a CPU one, minutes later. */
 function onGpuOrStop(side: string, backend: string | undefined) {
@@ -95,15 +94,11 @@ try {
   console.log(`llama-bench: backends ${probe.backends}${probe.gpuInfo ? `, ${probe.gpuInfo}` : ""}`);
   onGpuOrStop("llama-bench", probe.backends);
   await applianceRate(); // its first request after the start: warm-up, as llama-bench's first run was
-  const A: number[] = [], B: number[] = [];
   const l0 = load1();
-  for (let i = 0; i < runs; i++) {
-    if (i % 2) { B.push(benchRate()); A.push(await applianceRate()); } else { A.push(await applianceRate()); B.push(benchRate()); }
-  }
+  const { a: A, b: B } = await alternate(runs, async (side) => (side === "a" ? applianceRate() : benchRun().rate));
   const [ra, rb] = [median(A), median(B)];
   console.log(`decode, ${tokens} tokens, 1 stream (tok/s, median of ${runs} interleaved): appliance ${ra.toFixed(1)}, llama-bench tg${tokens} ${rb.toFixed(1)}, ratio ${(ra / rb).toFixed(2)} (goal ≥ 0.95), load ${l0.toFixed(1)}→${load1().toFixed(1)}`);
   console.log(`  appliance runs: ${A.map((x) => x.toFixed(1)).join(", ")}; llama-bench runs: ${B.map((x) => x.toFixed(1)).join(", ")}`);
 } finally {
-  await a?.stop();
-  if (!values.dir) fs.rmSync(dir, { recursive: true, force: true });
+  await a?.stop(); // the dir goes with the exit handler above
 }

@@ -13,6 +13,13 @@ export const SHAPES: Record<string, { layers: number; embd: number; ff: number; 
   "28": { layers: 4, embd: 768, ff: 2048, heads: 12 }, "155": { layers: 12, embd: 1024, ff: 2816, heads: 16 },
 };
 
+/** `n` rounds of `measure` on each side, alternating which goes first (AB BA AB…): each side's results, in order. */
+export async function alternate<T>(n: number, measure: (side: "a" | "b") => Promise<T>): Promise<{ a: T[]; b: T[] }> {
+  const out = { a: [] as T[], b: [] as T[] };
+  for (let i = 0; i < n; i++) for (const side of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) out[side].push(await measure(side));
+  return out;
+}
+
 /** A running server under test. */
 export interface Served { name: string; base: string; headers: Record<string, string>; proc: Bun.Subprocess; stop: () => Promise<void> }
 

@@ -27,7 +27,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { asUsersHaveIt, chatOne, complete, envOf, load1, median, modelsRps, prepareAppliance, startAppliance, startPeer, unitPageEnv, wordsPrompt, WORDS_BIAS, type Served, cpuLine, SHAPES } from "./bench-peer-lib";
+import { alternate, asUsersHaveIt, chatOne, complete, envOf, load1, median, modelsRps, prepareAppliance, startAppliance, startPeer, unitPageEnv, wordsPrompt, WORDS_BIAS, type Served, cpuLine, SHAPES } from "./bench-peer-lib";
 import { GOVERNOR_WINDOW_MS } from "../src/engine/thread-governor";
 import { enginePrefill, streamLag } from "./bench-peer-inproc";
 
@@ -81,13 +81,6 @@ type Row = { measure: string; cells: Map<string, string> };
 const rows: Row[] = [];
 const row = (measure: string) => { let r = rows.find((x) => x.measure === measure); if (!r) rows.push(r = { measure, cells: new Map() }); return r; };
 const f = (x: number, d = 1) => x.toFixed(d);
-
-/** `n` rounds of `measure` on each side, alternating which goes first (AB BA AB…): each side's results, in order. */
-async function alternate<T>(n: number, measure: (side: "a" | "b") => Promise<T>): Promise<{ a: T[]; b: T[] }> {
-  const out = { a: [] as T[], b: [] as T[] };
-  for (let i = 0; i < n; i++) for (const side of i % 2 ? ["b", "a"] as const : ["a", "b"] as const) out[side].push(await measure(side));
-  return out;
-}
 
 /** Runs `measure` alternately on both (ABBA…), returns the medians and the load average at start → end. */
 async function ab<T extends number>(a: Served, b: Served, measure: (s: Served) => Promise<T>, n = runs) {

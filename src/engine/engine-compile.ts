@@ -78,6 +78,9 @@ export function outdatedEngineBuild(cmakeOptions: Record<string, string>, platfo
     "(~15% with 1 thread on a 28 M model, README: Compiled like the peer); run sudo appliance engine build again";
 }
 
+/** Where a build in `workDir` logs cmake's output (engine build keeps it when the build fails for an unknown reason). */
+export const buildLogOf = (workDir: string) => path.join(workDir, "build.log");
+
 /** The cmake options of a build (what node-llama-cpp's own build sets, plus ours). */
 export function engineCmakeOptions(gpu: EngineGpu, portable: boolean, release: string, cudaArch?: string): Record<string, string> {
   const platform = `${nlcPlatform()}-${process.arch}`;
@@ -98,7 +101,7 @@ export function engineCmakeOptions(gpu: EngineGpu, portable: boolean, release: s
 
 /**
  * Runs a command with its output into `logFile`; progress lines ("[12/153]", "[ 45%]") reach `log` at most every
- * 5% or 30 s. Throws with the log's tail when it fails.
+ * 5% or 30 s. When it fails, throws what the log shows it lacked (engine-failure.ts), else the log's tail.
  */
 async function runLogged(cmd: string[], opts: { cwd: string; logFile: string; env: Record<string, string | undefined>; log: (l: string) => void; label: string }) {
   const out = fs.openSync(opts.logFile, "a");
@@ -125,8 +128,8 @@ async function runLogged(cmd: string[], opts: { cwd: string; logFile: string; en
   const rc = await p.exited;
   fs.closeSync(out);
   if (rc !== 0) {
-    const tail = fs.readFileSync(opts.logFile, "utf8").split("\n").slice(-40).join("\n");
-    throw new Error(`${opts.label} failed (exit ${rc}):\n${tail}`);
+    const text = fs.readFileSync(opts.logFile, "utf8");
+    throw knownBuildFailure(text) ?? new Error(`${opts.label} failed (exit ${rc}):\n${text.split("\n").slice(-40).join("\n")}`);
   }
 }
 
@@ -155,7 +158,7 @@ export async function compileEngine(sources: EngineSourceArchive, o: CompileOpti
   const t0 = performance.now();
   const archive = new Uint8Array(await Bun.file(sources.path).arrayBuffer());
   if (sha256Bytes(archive) !== sources.sha256) throw new Error("the embedded engine sources do not match their recorded sha256 (a damaged binary: run appliance verify)");
-  const src = path.join(o.workDir, "src"), build = path.join(o.workDir, "build"), logFile = path.join(o.workDir, "build.log");
+  const src = path.join(o.workDir, "src"), build = path.join(o.workDir, "build"), logFile = buildLogOf(o.workDir);
   const files = await new Bun.Archive(Bun.zstdDecompressSync(archive)).extract(src);
   o.log(`engine build: ${files} source files of llama.cpp ${sources.release} (${sources.commit.slice(0, 12)}) unpacked in ${o.workDir}`);
   if (!sources.patches.includes(DECODE_THREAD_PATCH) || !hasDecodeThreadPatch(fs.readFileSync(path.join(src, "llama", DECODE_THREAD_FILE), "utf8"))) {
@@ -174,21 +177,13 @@ export async function compileEngine(sources: EngineSourceArchive, o: CompileOpti
   // node_modules beside the sources) it yields nothing, and CMAKE_JS_INC above carries that dir instead.
   const env = { ...process.env, NODE_PATH: "" };
   o.log(`engine build: configuring (${Object.entries(options).filter(([k]) => k.startsWith("GGML_") || k === "CMAKE_CUDA_ARCHITECTURES").map(([k, v]) => `${k}=${v}`).join(" ")}; ${o.tools.generator}); log: ${logFile} (kept if the build fails for a reason not named here)`);
-  try {
-    await runLogged([o.tools.cmake, "-S", path.join(src, "llama"), "-B", build, "-G", o.tools.generator, "--no-warn-unused-cli",
-      ...Object.entries(defines).map(([k, v]) => `-D${k}=${v}`)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine configure" });
-  } catch (e) {
-    throw knownBuildFailure(fs.readFileSync(logFile, "utf8")) ?? e; // what cmake did not find, named, or the log's tail
-  }
+  await runLogged([o.tools.cmake, "-S", path.join(src, "llama"), "-B", build, "-G", o.tools.generator, "--no-warn-unused-cli",
+    ...Object.entries(defines).map(([k, v]) => `-D${k}=${v}`)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine configure" });
   const cache = fs.readFileSync(path.join(build, "CMakeCache.txt"), "utf8");
   const openmp = /^GGML_OPENMP:BOOL=ON$/m.test(cache) && /^OpenMP_C_FLAGS:STRING=.*openmp/m.test(cache);
   if (!openmp) throw new Error(`cmake did not find OpenMP (GCC: the libgomp that comes with gcc; clang: libomp-dev). Log: ${logFile}`);
   o.log(`engine build: compiling with ${o.jobs} job(s) at nice 19; this takes minutes (12-14 on 2 busy CPUs here)`);
-  try {
-    await runLogged([o.tools.cmake, "--build", build, "--config", "Release", "--parallel", String(o.jobs)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine compile" });
-  } catch (e) {
-    throw knownBuildFailure(fs.readFileSync(logFile, "utf8")) ?? e;
-  }
+  await runLogged([o.tools.cmake, "--build", build, "--config", "Release", "--parallel", String(o.jobs)], { cwd: o.workDir, logFile, env, log: o.log, label: "engine compile" });
   const folder = engineFolder(o.gpu), dir = path.join(o.workDir, "out", folder);
   fs.mkdirSync(dir, { recursive: true });
   for (const f of builtFiles(build)) fs.copyFileSync(f, path.join(dir, path.basename(f)));

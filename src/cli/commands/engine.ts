@@ -13,7 +13,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { usableCpus } from "../../engine/cpu-budget";
-import { compileEngine, engineFolder, outdatedEngineBuild } from "../../engine/engine-compile";
+import { buildLogOf, compileEngine, engineFolder, outdatedEngineBuild } from "../../engine/engine-compile";
 import { ENGINE_NLC_VERSION, ENGINE_SOURCES } from "../../engine/engine-sources";
 import { holdsEngine, inspectEngineDir, installEngine, versionDirOf } from "../../engine/engine-store";
 import { listEngineDir } from "../../engine/engine-versions";
@@ -85,7 +85,7 @@ async function build(argv: string[]): Promise<number> {
     }
     console.error(`appliance engine build: ${(e as Error).message}`);
     // A failure no known reason explains: its whole log outlives the work dir (the message above has only its tail).
-    const log = path.join(workDir, "build.log");
+    const log = buildLogOf(workDir);
     if (!(e instanceof EngineBuildFailure) && fs.existsSync(log)) {
       const kept = path.join(os.tmpdir(), `appliance-engine-build-${new Date().toISOString().replace(/[:.]/g, "-")}.log`);
       try {
