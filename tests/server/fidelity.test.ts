@@ -1,23 +1,13 @@
 /** OpenAI's semantics where they differ from node-llama-cpp's: sampling defaults, unit embeddings, sane structured output. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { listenApp, makeApp } from "../helpers";
+import { sdkApp } from "./sdk-app";
 
-let ctx: Awaited<ReturnType<typeof makeApp>>;
-let client: OpenAI;
-
-beforeAll(async () => {
-  ctx = await makeApp();
-  client = new OpenAI({ apiKey: ctx.key, baseURL: `${listenApp(ctx.app)}/v1`, maxRetries: 0 });
-});
-afterAll(async () => {
-  await ctx.app.stop(true);
-  await ctx.engine.dispose();
-});
+const srv = sdkApp();
 
 const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
 const chat = (extra: Partial<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming> = {}) =>
-  client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "tell me" }], max_tokens: 16, ...extra });
+  srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "tell me" }], max_tokens: 16, ...extra });
 
 describe("sampling defaults are OpenAI's", () => {
   test("no temperature and no seed: identical requests get different samples", async () => {
@@ -38,13 +28,13 @@ describe("sampling defaults are OpenAI's", () => {
 describe("embeddings", () => {
   test("are unit length, float and base64", async () => {
     const norm = (v: number[]) => Math.hypot(...v);
-    const f = await client.embeddings.create({ model: "tiny", input: ["hello world", "json"], encoding_format: "float" });
+    const f = await srv.client.embeddings.create({ model: "tiny", input: ["hello world", "json"], encoding_format: "float" });
     for (const d of f.data) expect(norm(d.embedding)).toBeCloseTo(1, 5);
-    const b = await client.embeddings.create({ model: "tiny", input: "hello world" }); // the SDK asks for base64 and decodes it
+    const b = await srv.client.embeddings.create({ model: "tiny", input: "hello world" }); // the SDK asks for base64 and decodes it
     expect(norm(b.data[0]!.embedding)).toBeCloseTo(1, 5);
   });
   test("too many inputs → 400 naming input", async () => {
-    const e = await error(client.embeddings.create({ model: "tiny", input: Array.from({ length: 2049 }, () => "x") }));
+    const e = await error(srv.client.embeddings.create({ model: "tiny", input: Array.from({ length: 2049 }, () => "x") }));
     expect(e.status).toBe(400);
     expect(e.param).toBe("input"); // past OpenAI's 2,048 (the schema's bound; maxEmbeddingInputs may set a lower one)
   });
@@ -197,7 +187,7 @@ describe("structured output", () => {
 });
 
 test("completions: a context overflow names prompt", async () => {
-  const e = await error(client.completions.create({ model: "tiny", prompt: "word ".repeat(1500), max_tokens: 1000 }));
+  const e = await error(srv.client.completions.create({ model: "tiny", prompt: "word ".repeat(1500), max_tokens: 1000 }));
   expect(e.code).toBe("context_length_exceeded");
   expect(e.param).toBe("prompt");
 });

@@ -1,22 +1,12 @@
 /** Every message shape OpenAI accepts, as the official SDK sends it in multi-turn conversations. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { listenApp, makeApp } from "../helpers";
+import { sdkApp } from "./sdk-app";
 
-let ctx: Awaited<ReturnType<typeof makeApp>>;
-let client: OpenAI;
-
-beforeAll(async () => {
-  ctx = await makeApp();
-  client = new OpenAI({ apiKey: ctx.key, baseURL: `${listenApp(ctx.app)}/v1`, maxRetries: 0 });
-});
-afterAll(async () => {
-  await ctx.app.stop(true);
-  await ctx.engine.dispose();
-});
+const srv = sdkApp();
 
 type Msg = OpenAI.Chat.Completions.ChatCompletionMessageParam;
-const ask = (messages: Msg[]) => client.chat.completions.create({ model: "tiny", messages, max_tokens: 4, temperature: 0 });
+const ask = (messages: Msg[]) => srv.client.chat.completions.create({ model: "tiny", messages, max_tokens: 4, temperature: 0 });
 
 const error = (p: Promise<unknown>) => p.then(() => { throw new Error("expected an error"); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
 
@@ -89,7 +79,7 @@ describe("content parts", () => {
     expect(asParts.usage!.prompt_tokens).toBe(asText.usage!.prompt_tokens);
     expect(asParts.usage!.prompt_tokens).not.toBe(fused.usage!.prompt_tokens);
     expect(asParts.choices[0]!.message.content).toBe(asText.choices[0]!.message.content); // greedy: the same prompt
-    const responses = (input: OpenAI.Responses.ResponseInput) => client.responses.create({ model: "tiny", input, max_output_tokens: 4, temperature: 0 });
+    const responses = (input: OpenAI.Responses.ResponseInput) => srv.client.responses.create({ model: "tiny", input, max_output_tokens: 4, temperature: 0 });
     const r1 = await responses([{ role: "user", content: [{ type: "input_text", text: "end." }, { type: "input_text", text: "Question" }] }]);
     const r2 = await responses([{ role: "user", content: "end.\nQuestion" }]);
     expect([r1.usage!.input_tokens, r1.output_text]).toEqual([r2.usage!.input_tokens, r2.output_text]);
