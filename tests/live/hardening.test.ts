@@ -112,29 +112,44 @@ describe.skipIf(!live)("live systemd: sandbox, tamper, purge", () => {
     expect(curl(sys, "http://127.0.0.1:8000/health").status).toBe(200);
   }, T);
 
-  // Operator run: systemd counts manual starts against the start limit; with 10 minutes the sixth routine restart
-  // failed (start-limit-hit) though nothing was wrong.
-  test("the README's GPU drop-in: its ExecPaths= line makes a CUDA toolkit's libraries mappable in the service, through the toolkit's symlinks; without it they are not", () => {
+  test("the README's GPU drop-in, as written: its ExecPaths= line makes a CUDA toolkit's libraries mappable in the service, through the toolkit's symlinks (without it they are not); its nvidia-modprobe runs as root before the start, and a missing one does not stop the start", () => {
     // NVIDIA's layout: /usr/local/cuda -> cuda-X.Y, lib64 -> targets/x86_64-linux/lib (a test toolkit beside any real one).
     const real = "/usr/local/cuda-0.0-appliance-test", link = "/usr/local/cuda-appliance-test", libDir = `${real}/targets/x86_64-linux/lib`;
     const dropIn = "/etc/systemd/system/appliance.service.d/cuda-test.conf";
+    // The README's block, with the test toolkit's path for NVIDIA's (no /dev/nvidia* here: systemd skips those lines).
+    const block = /e\.g\. for NVIDIA:\n\n```ini\n([\s\S]*?)```/.exec(fs.readFileSync(path.join(import.meta.dir, "../../README.md"), "utf8"))?.[1] ?? "";
+    expect(block).toContain("ExecPaths=/usr/local/cuda/lib64\n");
+    expect(block).toContain("/usr/bin/nvidia-modprobe -u -c=0");
+    // A stand-in nvidia-modprobe that records who ran it and with what (this machine has no NVIDIA driver).
+    const modprobe = "/usr/bin/nvidia-modprobe", record = "/run/appliance-test-nvidia-modprobe";
+    expect(sys.exec(["test", "-e", modprobe]).code).not.toBe(0);
     expect(sys.sh(`mkdir -p ${libDir} && cp /usr/lib/x86_64-linux-gnu/libz.so.1 ${libDir}/libcudart.so.99 && ln -s targets/x86_64-linux/lib ${real}/lib64 && ln -s ${real} ${link}`).code).toBe(0);
+    fs.writeFileSync(path.join(sys.root, modprobe), `#!/bin/sh\necho "$(id -u) $*" > ${record}\n`, { mode: 0o755 });
     const mountOpts = () => sys.exec(["findmnt", "--task", unitProp(sys, "MainPID"), "-n", "-o", "OPTIONS", "-T", libDir]).out.trim().split(",");
-    try {
-      expect(mountOpts()).toContain("noexec");
-      fs.mkdirSync(path.dirname(path.join(sys.root, dropIn)), { recursive: true });
-      fs.writeFileSync(path.join(sys.root, dropIn), `[Service]\nExecPaths=${link}/lib64\n`);
+    const restart = () => {
       expect(sys.exec(["systemctl", "daemon-reload"]).code).toBe(0);
       expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).toBe(0);
       expect(active(sys)).toBe("active");
+    };
+    try {
+      expect(mountOpts()).toContain("noexec");
+      fs.mkdirSync(path.dirname(path.join(sys.root, dropIn)), { recursive: true });
+      fs.writeFileSync(path.join(sys.root, dropIn), block.replace("ExecPaths=/usr/local/cuda/lib64", `ExecPaths=${link}/lib64`));
+      restart();
       expect(mountOpts()).not.toContain("noexec");
+      expect(sys.exec(["cat", record]).out).toBe("0 -u -c=0\n"); // root, though the service runs as its own account
+      sys.sh(`rm -f ${modprobe} ${record}`);
+      restart(); // "-": a machine without nvidia-modprobe still starts the service
+      expect(sys.exec(["test", "-e", record]).code).not.toBe(0);
     } finally {
-      sys.sh(`rm -f ${dropIn}; rmdir --ignore-fail-on-non-empty ${path.dirname(dropIn)}; rm -rf ${real} ${link}; systemctl daemon-reload`);
+      sys.sh(`rm -f ${dropIn} ${modprobe} ${record}; rmdir --ignore-fail-on-non-empty ${path.dirname(dropIn)}; rm -rf ${real} ${link}; systemctl daemon-reload`);
     }
     expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).toBe(0);
     expect(active(sys)).toBe("active");
-  }, 2 * T);
+  }, 3 * T);
 
+  // Operator run: systemd counts manual starts against the start limit; with 10 minutes the sixth routine restart
+  // failed (start-limit-hit) though nothing was wrong.
   test("six routine restarts in a row all succeed", () => {
     expect(sys.exec(["systemctl", "reset-failed", "appliance.service"]).code).toBe(0);
     const codes = Array.from({ length: 6 }, () => sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code);
