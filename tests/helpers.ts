@@ -130,9 +130,16 @@ export interface TestAppOptions {
   engine?: LlamaEngine;
 }
 
+/**
+ * The tiny model's engine, on one thread: the embedded libraries (no OpenMP) start a worker per decode step and spin
+ * at every barrier with two, so two threads ran the tiny model ~5x slower here (openai.test.ts's long no-max_tokens
+ * test: 11.8 s on 2 threads, 2.4 s on 1), and with a CPU burner and a second test run beside the suite that test passed
+ * its 120 s limit; one thread took the same 2.5 s with the burner. The thread tests (thread-governor, thread-tuner,
+ * the binary's) choose their own counts.
+ */
 export async function makeEngine(config: { parallel?: number; maxQueue?: number; ctxSize?: number; promptCache?: boolean } = {}) {
   return LlamaEngine.create({
-    models: [{ id: "tiny", path: await tinyModel() }], threads: 2, ctxSize: config.ctxSize ?? 2048,
+    models: [{ id: "tiny", path: await tinyModel() }], threads: 1, ctxSize: config.ctxSize ?? 2048,
     parallel: config.parallel ?? 2, maxQueue: config.maxQueue ?? 8, promptCache: config.promptCache, gpu: false, log: silentLogger(),
   });
 }

@@ -109,7 +109,7 @@ describe("a long text that fits is never refused from its pieces", () => {
 describe("a larger context (16k): the room the answer asks for counts", () => {
   let at = "", stopBig = async () => {};
   beforeAll(async () => {
-    const big = await LlamaEngine.create({ models: [{ id: "tiny", path: await tinyModel({ ctx: 16_384 }) }], threads: 2, ctxSize: 16_384,
+    const big = await LlamaEngine.create({ models: [{ id: "tiny", path: await tinyModel({ ctx: 16_384 }) }], threads: 1, ctxSize: 16_384,
       parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
     unwatch = watchTokenizer(big);
     const t = await makeApp({ engine: big, config: { rateLimit: { rpm: 0, tpm: 0 }, ctxSize: 16_384 } });

@@ -57,7 +57,7 @@ let engine: LlamaEngine;
 let prompt: (messages: Parameters<LlamaEngine["chatTokens"]>[1]) => Promise<string>;
 beforeAll(async () => {
   const path = await rawToolModel();
-  engine = await LlamaEngine.create({ models: [{ id: "raw", path }], threads: 2, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+  engine = await LlamaEngine.create({ models: [{ id: "raw", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
   const model = (engine as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string } }> }).loaded.get("raw")!.model;
   const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];
   prompt = async (messages) => model.detokenize(await engine.chatTokens("raw", messages, tools), true).replace(/ (?=\n)|(?<=>) /g, "");
@@ -90,7 +90,7 @@ test("a template on one of node-llama-cpp's built-in formats is asked in a worke
 
 test("on a built-in format (Llama 3.1 here, whose test template writes the text as it is) the result is written as the template writes it", async () => {
   const path = await tinyModel({}, { template: LLAMA31_TEMPLATE, controlTokens: LLAMA31_TOKENS });
-  const llama = await LlamaEngine.create({ models: [{ id: "l", path }], threads: 2, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+  const llama = await LlamaEngine.create({ models: [{ id: "l", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
   try {
     const model = (llama as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string } }> }).loaded.get("l")!.model;
     const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];
@@ -152,7 +152,7 @@ test("a Jinja template whose call syntax node-llama-cpp reads (its own tool mess
   for (const body of ["{{ m.content | trim }}", "{{ '' + m.content + '' }}", "{{ m.content | tojson }}"]) {
     const template = hermesToolTemplate(body);
     const path = await tinyModel({}, { template, controlTokens: RAW_TOOL_TOKENS });
-    const e = await LlamaEngine.create({ models: [{ id: "h", path }], threads: 2, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+    const e = await LlamaEngine.create({ models: [{ id: "h", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
     try {
       const model = (e as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string }; chatWrapper: { wrapperName: string } }> }).loaded.get("h")!;
       expect(model.chatWrapper.wrapperName).toBe("JinjaTemplate");
@@ -176,7 +176,7 @@ test("a Jinja-served template that cannot finish the probe still answers chats w
   const template = RAW_TOOL_TEMPLATE.replace("{%- elif m.role == 'tool' %}",
     "{%- elif m.role == 'tool' %}{%- if m.name == 'probe' %}{%- for a in range(100000) %}{%- for b in range(100000) %}{%- endfor %}{%- endfor %}{%- endif %}");
   const path = await tinyModel({}, { template, controlTokens: RAW_TOOL_TOKENS });
-  const e = await LlamaEngine.create({ models: [{ id: "p", path }], threads: 2, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger(),
+  const e = await LlamaEngine.create({ models: [{ id: "p", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger(),
     chatTemplate: { ms: 400, chars: 1_000_000, workers: 1 } });
   try {
     const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];

@@ -17,7 +17,7 @@ let t: Awaited<ReturnType<typeof makeApp>>;
 let client: OpenAI;
 beforeAll(async () => {
   const engine = await LlamaEngine.create({
-    models: [{ id: "think", path: await thinkingModel() }], threads: 2, ctxSize: 2048, parallel: 2, maxQueue: 8, gpu: false, log: silentLogger(),
+    models: [{ id: "think", path: await thinkingModel() }], threads: 1, ctxSize: 2048, parallel: 2, maxQueue: 8, gpu: false, log: silentLogger(),
   });
   t = await makeApp({ engine, config: { rateLimit: { rpm: 0, tpm: 0 } } });
   client = new OpenAI({ apiKey: t.key, baseURL: `${listenApp(t.app)}/v1`, maxRetries: 0 });
