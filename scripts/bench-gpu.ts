@@ -6,8 +6,9 @@
  * Issue 11 item 8, on a GPU machine: single-stream decode of the appliance as users run it (auth, guards, scanner on;
  * HTTP, streamed; on the engine `appliance engine build --gpu cuda` installed in --engine-dir) against llama-bench's
  * tg on the same generated model with every layer on the GPU (-ngl 99), interleaved, with the backend each side ran
- * on (a side not on the GPU asked for stops the run, exit 1, before any figure). The appliance's rate is its tokens after the first over the time from the first to the last (its prefill and
- * the HTTP set-up left out, as llama-bench's tg leaves out the prompt).
+ * on (a side not on the GPU asked for stops the run, exit 1, before any figure). The appliance's rate is its tokens
+ * after the first over the time from the first to the last (its prefill and the HTTP set-up left out, as
+ * llama-bench's tg leaves out the prompt).
  *
  * On a machine with no Bun and no node_modules (the device machine) the compiled binary runs this script itself:
  * `BUN_BE_BUN=1 ./appliance scripts/bench-gpu.ts …` (it imports only the repo's own sources). On this CPU-only
