@@ -5,6 +5,7 @@ import path from "node:path";
 import { parseConfig } from "../src/config/load";
 import type { ConfigInput } from "../src/config/schema";
 import { LlamaEngine } from "../src/engine/llama";
+import type { LlamaEngineOptions } from "../src/engine/llama-load";
 import { CHATML_TEMPLATE, makeTinyModel, type TinyModelLook, type TinyModelOptions } from "../src/engine/tiny-model";
 import { KeyStore, keysFilePath, type NewKeyOptions } from "../src/guards/keys";
 import { AuditLog } from "../src/log/audit";
@@ -137,10 +138,11 @@ export interface TestAppOptions {
  * its 120 s limit; one thread took the same 2.5 s with the burner. The thread tests (thread-governor, thread-tuner,
  * the binary's) choose their own counts.
  */
-export async function makeEngine(config: { parallel?: number; maxQueue?: number; ctxSize?: number; promptCache?: boolean } = {}) {
+export async function makeEngine(config: { path?: string; id?: string; parallel?: number; maxQueue?: number; ctxSize?: number; promptCache?: boolean;
+  chatTemplate?: LlamaEngineOptions["chatTemplate"] } = {}) {
   return LlamaEngine.create({
-    models: [{ id: "tiny", path: await tinyModel() }], threads: 1, ctxSize: config.ctxSize ?? 2048,
-    parallel: config.parallel ?? 2, maxQueue: config.maxQueue ?? 8, promptCache: config.promptCache, gpu: false, log: silentLogger(),
+    models: [{ id: config.id ?? "tiny", path: config.path ?? await tinyModel() }], threads: 1, ctxSize: config.ctxSize ?? 2048,
+    parallel: config.parallel ?? 2, maxQueue: config.maxQueue ?? 8, promptCache: config.promptCache, chatTemplate: config.chatTemplate, gpu: false, log: silentLogger(),
   });
 }
 

@@ -5,8 +5,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { LlamaEngine } from "../../src/engine/llama";
-import { silentLogger } from "../../src/log/logger";
-import { tinyModel } from "../helpers";
+import { makeEngine, tinyModel } from "../helpers";
 
 const QWEN3_STYLE =
   "{%- for m in messages -%}{%- if m.role == 'assistant' -%}<|im_start|>assistant\n{% if loop.last %}<think>\n" +
@@ -18,7 +17,7 @@ let engine: LlamaEngine;
 let text: (tokens: number[]) => string;
 beforeAll(async () => {
   const path = await tinyModel({}, { template: QWEN3_STYLE, controlTokens: ["<think>", "</think>"] });
-  engine = await LlamaEngine.create({ models: [{ id: "qwen", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+  engine = await makeEngine({ id: "qwen", path, parallel: 1, maxQueue: 4 });
   const model = (engine as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string } }> }).loaded.get("qwen")!.model;
   text = (tokens) => model.detokenize(tokens, true).replace(/ (?=\n)|(?<=>) /g, ""); // the tiny tokenizer's space after control tokens
 }, 60_000);
@@ -59,7 +58,7 @@ const HERMES_STYLE =
 
 test("after a tool result the prompt ends at the template's generation prompt, not with node-llama-cpp's blank lines after it", async () => {
   const path = await tinyModel({}, { template: HERMES_STYLE, controlTokens: ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"] });
-  const hermes = await LlamaEngine.create({ models: [{ id: "hermes", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+  const hermes = await makeEngine({ id: "hermes", path, parallel: 1, maxQueue: 4 });
   try {
     const model = (hermes as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string } }> }).loaded.get("hermes")!.model;
     const tokens = await hermes.chatTokens("hermes", [{ role: "user", content: "Weather?" },

@@ -6,9 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { LlamaEngine } from "../../src/engine/llama";
-import { silentLogger } from "../../src/log/logger";
 import { countBeyond, PIECE } from "../../src/engine/long-text";
-import { listenApp, makeApp, tinyModel } from "../helpers";
+import { listenApp, makeApp, makeEngine, tinyModel } from "../helpers";
 
 let base = "", key = "", engine: LlamaEngine, stop = async () => {};
 /** The longest text given to the model's tokenizer since the last reset. */
@@ -109,8 +108,7 @@ describe("a long text that fits is never refused from its pieces", () => {
 describe("a larger context (16k): the room the answer asks for counts", () => {
   let at = "", stopBig = async () => {};
   beforeAll(async () => {
-    const big = await LlamaEngine.create({ models: [{ id: "tiny", path: await tinyModel({ ctx: 16_384 }) }], threads: 1, ctxSize: 16_384,
-      parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+    const big = await makeEngine({ path: await tinyModel({ ctx: 16_384 }), ctxSize: 16_384, parallel: 1, maxQueue: 4 });
     unwatch = watchTokenizer(big);
     const t = await makeApp({ engine: big, config: { rateLimit: { rpm: 0, tpm: 0 }, ctxSize: 16_384 } });
     at = listenApp(t.app);

@@ -8,9 +8,8 @@ import { DeepSeekChatWrapper, HarmonyChatWrapper, JinjaTemplateChatWrapper, Llam
 import { LlamaEngine } from "../../src/engine/llama";
 import { probeToolResults } from "../../src/engine/template-bound";
 import { toolResultForm, withToolResults } from "../../src/engine/tool-results";
-import { silentLogger } from "../../src/log/logger";
 import { Template } from "@huggingface/jinja";
-import { LLAMA31_TEMPLATE, LLAMA31_TOKENS, RAW_TOOL_TEMPLATE, RAW_TOOL_TOKENS, hermesToolTemplate, rawToolModel, tinyModel } from "../helpers";
+import { LLAMA31_TEMPLATE, LLAMA31_TOKENS, RAW_TOOL_TEMPLATE, RAW_TOOL_TOKENS, hermesToolTemplate, makeEngine, rawToolModel, tinyModel } from "../helpers";
 
 /** The same with the tool's text through `tojson`, as Llama 3.1's and gpt-oss's templates write it. */
 const JSON_TOOL_TEMPLATE = RAW_TOOL_TEMPLATE.replace("{{ m.content }}\n</tool_response>", "{{ m.content | tojson }}\n</tool_response>");
@@ -57,7 +56,7 @@ let engine: LlamaEngine;
 let prompt: (messages: Parameters<LlamaEngine["chatTokens"]>[1]) => Promise<string>;
 beforeAll(async () => {
   const path = await rawToolModel();
-  engine = await LlamaEngine.create({ models: [{ id: "raw", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+  engine = await makeEngine({ id: "raw", path, parallel: 1, maxQueue: 4 });
   const model = (engine as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string } }> }).loaded.get("raw")!.model;
   const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];
   prompt = async (messages) => model.detokenize(await engine.chatTokens("raw", messages, tools), true).replace(/ (?=\n)|(?<=>) /g, "");
@@ -90,7 +89,7 @@ test("a template on one of node-llama-cpp's built-in formats is asked in a worke
 
 test("on a built-in format (Llama 3.1 here, whose test template writes the text as it is) the result is written as the template writes it", async () => {
   const path = await tinyModel({}, { template: LLAMA31_TEMPLATE, controlTokens: LLAMA31_TOKENS });
-  const llama = await LlamaEngine.create({ models: [{ id: "l", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+  const llama = await makeEngine({ id: "l", path, parallel: 1, maxQueue: 4 });
   try {
     const model = (llama as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string } }> }).loaded.get("l")!.model;
     const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];
@@ -152,7 +151,7 @@ test("a Jinja template whose call syntax node-llama-cpp reads (its own tool mess
   for (const body of ["{{ m.content | trim }}", "{{ '' + m.content + '' }}", "{{ m.content | tojson }}"]) {
     const template = hermesToolTemplate(body);
     const path = await tinyModel({}, { template, controlTokens: RAW_TOOL_TOKENS });
-    const e = await LlamaEngine.create({ models: [{ id: "h", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger() });
+    const e = await makeEngine({ id: "h", path, parallel: 1, maxQueue: 4 });
     try {
       const model = (e as unknown as { loaded: Map<string, { model: { detokenize: (t: number[], special: boolean) => string }; chatWrapper: { wrapperName: string } }> }).loaded.get("h")!;
       expect(model.chatWrapper.wrapperName).toBe("JinjaTemplate");
@@ -176,8 +175,7 @@ test("a Jinja-served template that cannot finish the probe still answers chats w
   const template = RAW_TOOL_TEMPLATE.replace("{%- elif m.role == 'tool' %}",
     "{%- elif m.role == 'tool' %}{%- if m.name == 'probe' %}{%- for a in range(100000) %}{%- for b in range(100000) %}{%- endfor %}{%- endfor %}{%- endif %}");
   const path = await tinyModel({}, { template, controlTokens: RAW_TOOL_TOKENS });
-  const e = await LlamaEngine.create({ models: [{ id: "p", path }], threads: 1, ctxSize: 2048, parallel: 1, maxQueue: 4, gpu: false, log: silentLogger(),
-    chatTemplate: { ms: 400, chars: 1_000_000, workers: 1 } });
+  const e = await makeEngine({ id: "p", path, parallel: 1, maxQueue: 4, chatTemplate: { ms: 400, chars: 1_000_000, workers: 1 } });
   try {
     const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }];
     for (let i = 0; i < 2; i++) expect((await e.chatTokens("p", withResult(TEXT), tools)).length).toBeGreaterThan(0); // was a 400 chat_template_bound, each time

@@ -10,9 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { JinjaTemplateChatWrapper, LlamaChat, type ChatHistoryItem, type ChatWrapper, type LlamaContext } from "node-llama-cpp";
-import { LlamaEngine } from "../../src/engine/llama";
-import { silentLogger } from "../../src/log/logger";
-import { makeApp, tmpDir, withTemplate } from "../helpers";
+import { makeApp, makeEngine, tmpDir, withTemplate } from "../helpers";
 import { serveBinary, type Served } from "./request-helpers";
 
 /** ChatML-like (but not ChatML, so node-llama-cpp keeps it as a Jinja template) with a loop behind a message count. */
@@ -94,8 +92,8 @@ describe("a chat template that explodes with the request", () => {
 });
 
 test("from source, in process: the same refusal (the worker runs from its .ts file)", async () => {
-  const engine = await LlamaEngine.create({ models: [{ id: "tiny", path: await withTemplate(EXPLODING, path.join(dir, "crafted.gguf")) }], threads: 1, ctxSize: 2048,
-    parallel: 1, maxQueue: 4, gpu: false, log: silentLogger(), chatTemplate: { ms: TEMPLATE_MS, chars: TEMPLATE_CHARS } });
+  const engine = await makeEngine({ path: await withTemplate(EXPLODING, path.join(dir, "crafted.gguf")), parallel: 1, maxQueue: 4,
+    chatTemplate: { ms: TEMPLATE_MS, chars: TEMPLATE_CHARS } });
   try {
     const { app, key } = await makeApp({ engine });
     const post = (n: number) => app.handle(new Request("http://localhost/v1/chat/completions", {
@@ -114,8 +112,8 @@ test("from source, in process: the same refusal (the worker runs from its .ts fi
 }, 120_000);
 
 test("node-llama-cpp's own renders go through the bound too: the engine's wrapper renders in a worker, identically, and a render past the deadline throws", async () => {
-  const engine = await LlamaEngine.create({ models: [{ id: "tiny", path: await withTemplate(EXPLODING, path.join(dir, "crafted.gguf")) }], threads: 1, ctxSize: 2048,
-    parallel: 1, maxQueue: 4, gpu: false, log: silentLogger(), chatTemplate: { ms: TEMPLATE_MS, chars: TEMPLATE_CHARS } });
+  const engine = await makeEngine({ path: await withTemplate(EXPLODING, path.join(dir, "crafted.gguf")), parallel: 1, maxQueue: 4,
+    chatTemplate: { ms: TEMPLATE_MS, chars: TEMPLATE_CHARS } });
   try {
     // The wrapper the engine hands to LlamaChat (and renders with to count prompt tokens).
     const loaded = (engine as unknown as { loaded: Map<string, { chatWrapper: ChatWrapper; context: LlamaContext }> }).loaded.get("tiny")!;

@@ -9,16 +9,12 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { LlamaEngine } from "../../src/engine/llama";
-import { silentLogger } from "../../src/log/logger";
-import { listenApp, makeApp, THINK_END_TOKEN, thinkingModel, tokenText } from "../helpers";
+import { listenApp, makeApp, makeEngine, THINK_END_TOKEN, thinkingModel, tokenText } from "../helpers";
 
 let t: Awaited<ReturnType<typeof makeApp>>;
 let client: OpenAI;
 beforeAll(async () => {
-  const engine = await LlamaEngine.create({
-    models: [{ id: "think", path: await thinkingModel() }], threads: 1, ctxSize: 2048, parallel: 2, maxQueue: 8, gpu: false, log: silentLogger(),
-  });
+  const engine = await makeEngine({ id: "think", path: await thinkingModel() });
   t = await makeApp({ engine, config: { rateLimit: { rpm: 0, tpm: 0 } } });
   client = new OpenAI({ apiKey: t.key, baseURL: `${listenApp(t.app)}/v1`, maxRetries: 0 });
 }, 120_000);
