@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * bun scripts/bench-peer.ts [--sizes 28,155] [--runs 3] [--tokens 64] [--threads N] [--env K=V,…]   (package.json: bench:peer)
+ * bun scripts/bench-peer.ts [--sizes 28,155] [--runs 3] [--tokens 64] [--threads N] [--env K=V,…] [--warm 6]   (package.json: bench:peer)
  *
  * The appliance against its peer, side by side on this machine: llama-server and llama-bench built with cmake from
  * the llama.cpp source node-llama-cpp ships (scripts/peer-build.ts: Release, GGML_NATIVE, OpenMP; cached outside
@@ -19,6 +19,9 @@
  * --runs is the samples per side; the cheap rows take more: at least 9 on the decode and concurrent-stream rows,
  * after 6 warm-up requests or bursts on each fresh server (a fresh appliance's first ones run in Bun's JIT ramp; the
  * stream rows print their warm-up bursts in a row of their own), and at least 15 on time to first token.
+ * --warm N: that many warm-up requests or bursts instead of 6. The ramp is longer than 6: the appliance's main thread
+ * spent 0.75 ms of CPU per generated token after one request and 0.42 ms after 50 (bench-engine-built --warm), so
+ * --warm 50 measures servers that have answered for a while, the default ones just started.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -33,7 +36,7 @@ import { enginePrefill, streamLag } from "./bench-peer-inproc";
 
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   sizes: { type: "string", default: "28,155" }, runs: { type: "string", default: "3" }, tokens: { type: "string", default: "64" },
-  threads: { type: "string" }, env: { type: "string", default: "" },
+  threads: { type: "string" }, env: { type: "string", default: "" }, warm: { type: "string", default: "6" },
 } });
 const env = envOf(values.env);
 const runs = Number(values.runs), maxTokens = Number(values.tokens);
@@ -48,7 +51,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-peer-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
 console.log(cpuLine());
 console.log(`peer: ${peer.llamaServer} (llama.cpp bundle sha256 ${peer.sourceSha256.slice(0, 12)}, OpenMP, -march=native)`);
-console.log(`machine: ${os.cpus().length} online CPUs, ${cores} usable, threads ${threads}, bun ${Bun.version}, runs ${runs} per side, max_tokens ${maxTokens}`);
+console.log(`machine: ${os.cpus().length} online CPUs, ${cores} usable, threads ${threads}, bun ${Bun.version}, runs ${runs} per side, max_tokens ${maxTokens}, ${values.warm} warm-up requests or bursts per fresh server`);
 if (values.env) console.log(`appliance servers run with ${values.env}; the in-process rows (prompt processing, event-loop lag) on the embedded libraries`);
 // The environment the installed unit gives serve here, for the cold-start row that starts it so.
 const { env: unitEnv, line: unitLine } = unitPageEnv();
@@ -106,7 +109,7 @@ const ttftRuns = Math.max(runs, 15);
 // that ramp (the 2-stream row read 0.82-0.84, then 0.96-1.06 with 16-20 bursts after it, same build). The stream
 // rows' warm-up bursts are printed in a row of their own.
 const streamRuns = Math.max(runs, 9);
-const WARM_RUNS = 6;
+const WARM_RUNS = Number(values.warm);
 // Cold starts per side: a start is ~0.2-0.3 s, and with 3 a side one start could move the median by a tenth of the
 // ratio (1.62-1.63x at the end of a run against 1.41-1.48x from bench-cold's 5 a side, same build).
 const coldRuns = Math.max(runs, 9);
