@@ -110,18 +110,18 @@ export function templateVars(l: Layout, config: UnitConfig, modelBytes = 0, huge
 
 /**
  * The huge-page choice to install, given the unit installed before (`unit`) and this install's (`fresh`). Where both
- * measured, the installed line stays as it is unless this measurement is clearly on the other side (2×): a new
- * measurement always differs a little, and near the margin it may land on either side; each would rewrite the unit
- * and restart the service for nothing.
+ * measured, the installed line stays as it is, whatever this measurement says: on a VM that reports freed memory the
+ * same measurement read a huge page's first touch at 0.35 ms one moment and 3.58 ms another (4 KiB pages: 1.90 and
+ * 1.96 ms per 2 MiB; 2026-12-07), dearest right after memory was freed, as it is when an install follows a service
+ * stop. Flipped on that (a 2× margin did not hold), a second install rewrote the unit and restarted the service for
+ * nothing. A fresh choice made without measuring (THP off now, no reporting now) or over a unit that has no
+ * measurement is this install's. To measure again: uninstall, then install.
  */
 export function keptPageChoice(unit: string | undefined, fresh: { huge: boolean; cost?: FaultCost }): { huge: boolean; cost?: FaultCost } {
   const m = /^Environment=GLIBC_TUNABLES=glibc\.malloc\.hugetlb=([01]) APPLIANCE_PAGE_PROBE=(\S+)$/m.exec(unit ?? "");
   const cost = parseFaultCost(m?.[2]);
   if (!fresh.cost || !cost) return fresh;
-  const installed = m![1] === "1";
-  if (installed === fresh.huge) return { huge: installed, cost };
-  const clear = fresh.huge ? fresh.cost.hugeMs * 2 < fresh.cost.smallMs : fresh.cost.hugeMs > fresh.cost.smallMs * 2;
-  return clear ? fresh : { huge: installed, cost };
+  return { huge: m![1] === "1", cost };
 }
 
 /** Every service file for the layout's platform: path (under root) → contents. */

@@ -65,14 +65,15 @@ test("the unit's huge-page tunable is what this machine calls for: 1 with THP on
   expect(rendered(false)).toContain("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=0\n");
   expect(renderUnits(layout("systemd", "/"), parseConfig({}), 0, true, { hugeMs: 0.25, smallMs: 6 })["/etc/systemd/system/appliance.service"])
     .toContain("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1 APPLIANCE_PAGE_PROBE=huge=0.250,small=6.000\n");
-  // A second install keeps the installed line unless its own measurement is clearly (2×) on the other side.
+  // A second install keeps the installed line whatever its own measurement says (one VM read 0.35 and 3.58 ms for the
+  // same huge page minutes apart; with a 2× margin a second install right after a service stop flipped the choice).
   const installed = (v: 0 | 1) => `[Service]\nEnvironment=GLIBC_TUNABLES=glibc.malloc.hugetlb=${v} APPLIANCE_PAGE_PROBE=huge=3.500,small=5.000\n`;
   const kept = { hugeMs: 3.5, smallMs: 5 };
   expect(keptPageChoice(installed(1), { huge: true, cost: { hugeMs: 0.2, smallMs: 6 } })).toEqual({ huge: true, cost: kept }); // same choice
   expect(keptPageChoice(installed(1), { huge: false, cost: { hugeMs: 6.2, smallMs: 6 } })).toEqual({ huge: true, cost: kept }); // at the margin
-  expect(keptPageChoice(installed(1), { huge: false, cost: { hugeMs: 13, smallMs: 6 } })).toEqual({ huge: false, cost: { hugeMs: 13, smallMs: 6 } });
+  expect(keptPageChoice(installed(1), { huge: false, cost: { hugeMs: 13, smallMs: 6 } })).toEqual({ huge: true, cost: kept }); // clearly the other side: kept too
   expect(keptPageChoice(installed(0), { huge: true, cost: { hugeMs: 4, smallMs: 6 } })).toEqual({ huge: false, cost: kept });
-  expect(keptPageChoice(installed(0), { huge: true, cost: { hugeMs: 0.2, smallMs: 6 } })).toEqual({ huge: true, cost: { hugeMs: 0.2, smallMs: 6 } });
+  expect(keptPageChoice(installed(0), { huge: true, cost: { hugeMs: 0.2, smallMs: 6 } })).toEqual({ huge: false, cost: kept });
   // Not measured now (no reporting, THP off, the probe refused), or nothing measured before: this install's answer.
   expect(keptPageChoice(installed(1), { huge: false })).toEqual({ huge: false });
   expect(keptPageChoice("Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=0\n", { huge: true, cost: { hugeMs: 4, smallMs: 6 } })).toEqual({ huge: true, cost: { hugeMs: 4, smallMs: 6 } });
