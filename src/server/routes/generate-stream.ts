@@ -96,6 +96,11 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
       const blocked = filter.blocked || args.blocked || thought.blocked;
       scanned(g, [tail, ...args.parts], blocked);
       if (aligner && !blocked) sendPieces(aligner.push(raw, g.text, true));
+      // The filter found a secret only now (in text it held, or batched as a burst: a fast model's tokens come less
+      // than 1 ms apart): the clean text before it still goes out, as it does when a push finds one (and as the
+      // gateway's relay sends it); the stream then stops at the secret. It was dropped, so what a blocked stream
+      // carried before the key depended on the tokens' timing. (With logprobs a blocked push sends nothing: as before.)
+      else if (!aligner && filter.blocked && !thought.blocked) { if (tail) send(tail, undefined); }
       else if (g.text) send(g.text, undefined);
       if (g.toolCalls?.length && plan.calls) out(plan.calls(g.toolCalls, i));
       out(plan.end(g.finishReason, g, i));
