@@ -33,6 +33,8 @@ export function secretRedactor(paths: readonly string[], censor: string): <T ext
       under.get(first!)!.add(child);
     }
   }
+  // A toJSON that throws: the value is left as it is (serialising it then fails or not as it did with pino's redaction).
+  const shownBy = (v: { toJSON(): unknown }) => { try { return v.toJSON(); } catch { return undefined; } };
   const copy = (v: object) => Object.create(Object.getPrototypeOf(v), Object.getOwnPropertyDescriptors(v)) as Record<string, unknown>;
   const censored = (v: object, names: Set<string> | undefined): Record<string, unknown> | undefined => {
     let out: Record<string, unknown> | undefined;
@@ -52,7 +54,7 @@ export function secretRedactor(paths: readonly string[], censor: string): <T ext
       // Arrays' items and typed arrays' indices were never redacted (and a large buffer is not walked).
       if (v === null || typeof v !== "object" || Array.isArray(v) || ArrayBuffer.isView(v)) continue;
       // What will be written is what toJSON gives (a Headers object: its fields, authorization among them).
-      const shown = typeof (v as { toJSON?: unknown }).toJSON === "function" ? (v as { toJSON(): unknown }).toJSON() : v;
+      const shown = typeof (v as { toJSON?: unknown }).toJSON === "function" ? shownBy(v as { toJSON(): unknown }) : v;
       if (shown === null || typeof shown !== "object" || Array.isArray(shown)) continue;
       const inner = censored(shown, under.get(k));
       if (inner) (out ??= { ...src })[k] = inner;

@@ -65,6 +65,13 @@ describe("log redaction", () => {
     expect(JSON.parse(lines[0]!)).toMatchObject({ headers: { authorization: CENSOR, accept: "*/*" }, buf: { type: "Buffer", data: [...Buffer.from("secret")] }, at: at.toJSON() });
   });
 
+  test("a toJSON that throws does not throw from the redaction: the value is left to serialisation, as before", () => {
+    const bad = { toJSON() { throw new Error("no"); }, key: "sk-x" };
+    const redact = secretRedactor(REDACT, CENSOR);
+    const obj = { v: bad, n: 1 };
+    expect(redact(obj)).toBe(obj);
+  });
+
   test("the caller's objects are not changed", () => {
     const { dest } = sink();
     const log = createLogger("info", dest as never);
