@@ -21,6 +21,13 @@ export function createLogger(level: string, dest?: DestinationStream): Logger {
       level,
       base: { app: "appliance" },
       formatters: { log: redact },
+      hooks: {
+        // The objects a message interpolates (%j, %o, %O, extra arguments) or is: redacted as a line's fields are.
+        logMethod(args, method) {
+          for (let i = 1; i < args.length; i++) if (args[i] !== null && typeof args[i] === "object") args[i] = redact(args[i]);
+          return method.apply(this, args);
+        },
+      },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     // `dest: 1`, not `fd: 1`: pino reads `dest`, and without it asks process.stdout for its fd, and making that stream
@@ -28,10 +35,11 @@ export function createLogger(level: string, dest?: DestinationStream): Logger {
     dest ?? pino.destination({ dest: 1, sync: true }),
   );
   // A child's bindings go into every line it writes, and pino's formatters do not reach them (it resets the bindings
-  // formatter for children), so they pass the redactor here, as pino's `redact` option covered them. Children are
-  // made from this instance (Object.create), so theirs is this one too.
-  const child = log.child;
+  // formatter for children), so they pass the redactor here (setBindings' too), as pino's `redact` option covered
+  // them. Children are made from this instance (Object.create), so theirs are these too.
+  const child = log.child, setBindings = log.setBindings;
   log.child = function (this: Logger, bindings, options) { return child.call(this, redact(bindings), options); } as Logger["child"];
+  log.setBindings = function (this: Logger, bindings) { setBindings.call(this, redact(bindings)); };
   return log;
 }
 

@@ -30,7 +30,18 @@ const SAMPLES: [string, () => Record<string, unknown>][] = [
   ["an Error with a secret field stays an Error for pino's err serializer", () => ({ err: withKey() })],
   ["nothing to redact", () => ({ model: "tiny", status: 200, ms: 1.5, path: "/v1/models", tags: ["a", "b"] })],
   ["x-api-key elsewhere is not a path", () => ({ req: { "x-api-key": "sk-10" } })],
+  // Review (helper-126) of the first version: each of these leaked, threw or changed the caller's object.
+  ["a getter one level down", () => ({ req: { get key() { return "sk-11"; }, path: "/p" } })],
+  ["a frozen object one level down", () => ({ cfg: Object.freeze({ apiKey: "sk-12", n: 1 }) })],
+  ["a read-only field one level down", () => ({ cfg: Object.defineProperty({ n: 1 }, "secret", { value: "sk-13", enumerable: true }) })],
+  ["a typed array with a field of its own", () => ({ data: Object.assign(new Uint8Array(2), { key: "sk-14" }) })],
+  ["an Error whose toJSON hides its secret field (pino's err serializer ignores toJSON)", () => ({ err: new HidingError("boom") })],
+  ["an Error with an inherited enumerable secret field", () => ({ err: new InheritingError("boom") })],
+  ["a DOMException with a secret field (its fields are prototype getters)", () => ({ err: Object.assign(new DOMException("dom"), { key: "sk-15" }) })],
 ];
+class HidingError extends Error { key = "sk-16"; toJSON() { return { message: this.message }; } }
+class InheritingError extends Error {}
+(InheritingError.prototype as unknown as Record<string, unknown>).apiKey = "sk-17";
 
 describe("log redaction", () => {
   test("every line is the line pino's own redaction wrote, for every shape the paths name or leave alone", () => {
@@ -49,11 +60,22 @@ describe("log redaction", () => {
     b.child({ key: "sk-bound", traceId: "t1" }).warn({ secret: "s" }, "a child's bindings");
     a.child({ traceId: "t2" }).child({ req: { authorization: "sk-grand" } }).info("a grandchild's bindings");
     b.child({ traceId: "t2" }).child({ req: { authorization: "sk-grand" } }).info("a grandchild's bindings");
-    expect(mine.lines.length).toBe(SAMPLES.length + 3);
+    // What a message interpolates or is: pino's redaction covered those objects too.
+    for (const log of [a, b]) {
+      log.info("req %j", { authorization: "Bearer sk-20", headers: { "x-api-key": "sk-21" }, req: { key: "sk-22" } });
+      log.info("req %o and %O", { apiKey: "sk-23" }, { secret: "sk-24" });
+      (log.info as (...a: unknown[]) => void)({ a: 1 }, { key: "sk-25" }, "an object then a message");
+      log.info(null, { secret: "sk-26" } as never);
+      log.error(new HidingError("as the first argument"));
+      const c = log.child({ traceId: "t3" });
+      c.setBindings({ apiKey: "sk-27", req: { authorization: "sk-28" } });
+      c.info("bindings set later");
+    }
+    expect(mine.lines.length).toBe(SAMPLES.length + 3 + 6);
     for (let i = 0; i < mine.lines.length; i++) expect(mine.lines[i]).toBe(theirs.lines[i]!);
     // And the censoring did happen (not both loggers writing secrets alike).
     const all = mine.lines.join("");
-    for (const secret of ["sk-1", "sk-2", "sk-5", "sk-6", "sk-7", "sk-9", "sk-error-prop", "sk-bound", "sk-grand"]) expect(all).not.toContain(`"${secret}"`);
+    for (const secret of ["sk-1", "sk-2", "sk-5", "sk-6", "sk-7", "sk-9", "sk-error-prop", "sk-bound", "sk-grand", ...Array.from({ length: 18 }, (_, i) => `sk-${i + 11}`)]) expect(all).not.toMatch(new RegExp(`${secret}(?![\\w-])`)); // in a message's JSON too
     expect(all).toContain('"deep"');
   });
 
@@ -70,6 +92,14 @@ describe("log redaction", () => {
     const redact = secretRedactor(REDACT, CENSOR);
     const obj = { v: bad, n: 1 };
     expect(redact(obj)).toBe(obj);
+  });
+
+  test("a setter on the caller's object is never called (the censored value is a copy)", () => {
+    const { dest } = sink();
+    const shared = { k: "sk-orig" };
+    const req = { get key() { return shared.k; }, set key(v: string) { shared.k = v; }, path: "/p" };
+    createLogger("info", dest as never).info({ req }, "line");
+    expect(shared.k).toBe("sk-orig");
   });
 
   test("the caller's objects are not changed", () => {
