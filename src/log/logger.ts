@@ -3,44 +3,27 @@
  * they run in worker threads, which break inside the compiled binary.
  */
 import pino, { type Logger, type DestinationStream } from "pino";
-import { secretRedactor } from "./redact";
 
 export type { Logger };
 
-/** Paths that may carry secrets; replaced before a line is serialised (redact.ts: what pino's `redact` did, cheaper). */
-export const REDACT = [
+/** Paths that may carry secrets; pino replaces them before serialising. */
+const REDACT = [
   "authorization", "*.authorization", "headers.authorization", "headers[\"x-api-key\"]",
   "key", "*.key", "secret", "*.secret", "apiKey", "*.apiKey",
 ];
-export const CENSOR = "[redacted]";
-const redact = secretRedactor(REDACT, CENSOR);
 
 export function createLogger(level: string, dest?: DestinationStream): Logger {
-  const log = pino(
+  return pino(
     {
       level,
       base: { app: "appliance" },
-      formatters: { log: redact },
-      hooks: {
-        // The objects a message interpolates (%j, %o, %O, extra arguments) or is: redacted as a line's fields are.
-        logMethod(args, method) {
-          for (let i = 1; i < args.length; i++) if (args[i] !== null && typeof args[i] === "object") args[i] = redact(args[i]);
-          return method.apply(this, args);
-        },
-      },
+      redact: { paths: REDACT, censor: "[redacted]" },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     // `dest: 1`, not `fd: 1`: pino reads `dest`, and without it asks process.stdout for its fd, and making that stream
     // loads Bun's node:stream (~4 ms of every start; util/node-builtins.ts). The same descriptor either way.
     dest ?? pino.destination({ dest: 1, sync: true }),
   );
-  // A child's bindings go into every line it writes, and pino's formatters do not reach them (it resets the bindings
-  // formatter for children), so they pass the redactor here (setBindings' too), as pino's `redact` option covered
-  // them. Children are made from this instance (Object.create), so theirs are these too.
-  const child = log.child, setBindings = log.setBindings;
-  log.child = function (this: Logger, bindings, options) { return child.call(this, redact(bindings), options); } as Logger["child"];
-  log.setBindings = function (this: Logger, bindings) { setBindings.call(this, redact(bindings)); };
-  return log;
 }
 
 /**
