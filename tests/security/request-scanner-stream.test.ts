@@ -85,19 +85,20 @@ describe("through the real server: a PEM streamed by the model", () => {
     model: "tiny", max_tokens: maxTokens, stream: true, messages: [{ role: "user", content: "give me the key" }],
     response_format: { type: "json_schema", json_schema: { name: "k", schema: { type: "object", properties: { key: { const: KEY } }, required: ["key"] } } },
   });
+  /** The model's answer streamed: the raw SSE and the text its chunks carried. */
+  const streamed = async (base: string, key: string, maxTokens: number) => {
+    const r = await fetch(`${base}/v1/chat/completions`, { method: "POST", body: body(maxTokens),
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" } });
+    const sse = await r.text();
+    const text = sse.split("\n").filter((l) => l.startsWith("data: {"))
+      .map((l) => (JSON.parse(l.slice(6)) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? "").join("");
+    return { sse, text };
+  };
   for (const action of ["redact", "block"] as const) {
     for (const maxTokens of [400, 60]) {
       test(`${action}, max_tokens ${maxTokens}: no key material on the wire, the finding in the audit record`, async () => {
         const ctx = await makeApp({ engine: await engine, config: { responseScan: { action } } });
-        const base = listenApp(ctx.app);
-        const r = await fetch(`${base}/v1/chat/completions`, { method: "POST", body: body(maxTokens),
-          headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" } });
-        const sse = await r.text();
-        let text = "";
-        for (const line of sse.split("\n")) {
-          if (!line.startsWith("data: {")) continue;
-          text += (JSON.parse(line.slice(6)) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? "";
-        }
+        const { sse, text } = await streamed(listenApp(ctx.app), ctx.key, maxTokens);
         expect(text).toContain('"key"'); // the stream carried the model's text up to the key
         expect(text).not.toContain(BODY_LINE.slice(8, 20));
         if (action === "redact") expect(text).toContain("[REDACTED:private-key]");
@@ -122,11 +123,7 @@ describe("through the real server: a PEM streamed by the model", () => {
     const base = listenApp(ctx.app);
     try {
       for (let i = 0; i < 30; i++) {
-        const r = await fetch(`${base}/v1/chat/completions`, { method: "POST", body: body(60),
-          headers: { authorization: `Bearer ${ctx.key}`, "content-type": "application/json" } });
-        const sse = await r.text();
-        const text = sse.split("\n").filter((l) => l.startsWith("data: {"))
-          .map((l) => (JSON.parse(l.slice(6)) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? "").join("");
+        const { sse, text } = await streamed(base, ctx.key, 60);
         expect(text).toContain('"key"');
         expect(text).not.toContain("BEGIN");
         expect(text).not.toContain(BODY_LINE.slice(8, 20));
