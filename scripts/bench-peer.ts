@@ -59,7 +59,8 @@ console.log(unitLine);
 
 /**
  * The response scanner off, and on without the internal-host rule (which holds every word being written: it may be
- * the first label of "name.corp"; the random model writes long runs of letters): what its hold-back costs.
+ * the first label of "name.corp"; the random model writes long runs of letters): what its hold-back costs, and (the
+ * concurrent-stream rows) what its scan of every token costs the aggregate.
  */
 const SCANNER_PARTS = [["scanner off", { APPLIANCE_RESPONSE_SCAN__ACTION: "off" }], ["no host rule", { APPLIANCE_RESPONSE_SCAN__INTERNAL_HOSTS: "" }]] as const;
 
@@ -200,17 +201,20 @@ for (const size of values.sizes.split(",")) {
       const t0 = Date.now(); const r = await burst(s); if (s === d) spans.push([t0, Date.now()]); return r;
     };
     record(`${n} concurrent streams, aggregate, appliance without --threads (adaptive) vs -np ${n} -t ${threads} (tok/s; ${streamRuns} bursts per side after ${WARM_RUNS} warm-up bursts)`, size, await ab(d, b, timed, streamRuns), "tok/s");
-    await d.stop(); await b.stop();
+    await d.stop();
     row(`${n}-stream bursts of the appliance without --threads: share of their time on each thread count (its governor's log)`).cells.set(size, threadShares(dLog, spans, threads));
-    // Where the appliance's spread comes from: the same bursts with parts of the response scanner off.
+    // What the response scanner costs the aggregate, and where the appliance's spread comes from: the same bursts,
+    // against llama-server again, with parts of the scanner off (each server warmed as the aggregate row's was).
     const l0 = load1(), parts: string[] = [];
     for (const [name, off] of SCANNER_PARTS) {
       const s = await startAppliance(bin, model, dir, threads, n, { name, env: { ...env, ...off } });
       await tps(s);
-      for (let i = 0; i < runs; i++) await burst(s);
+      for (let i = 0; i < WARM_RUNS; i++) await burst(s, undefined, "warm-up");
+      record(`${n} concurrent streams, aggregate, appliance with ${name} (tok/s; ${streamRuns} bursts per side after the warm-up)`, size, await ab(s, b, burst, streamRuns), "tok/s");
       parts.push(`${name} ${spread(name)}`);
       await s.stop();
     }
+    await b.stop();
     row(`${n}-stream burst spread, appliance with parts of the response scanner off`).cells.set(size, `${parts.join(", ")} (load ${f(l0)}→${f(load1())})`);
   }
 
