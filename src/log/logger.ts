@@ -40,7 +40,7 @@ export function atLeast(log: Logger, level: pino.Level): Logger {
 
 /**
  * `log` without pino's redaction, for a line whose fields are fixed and typed so that none is a name REDACT censors
- * (`T` with a RedactedField key is `never`): the request summary written once per request (server/app.ts). There the
+ * (Unredactable below: a call that could carry one does not compile): the request summary written once per request (server/app.ts). There the
  * redaction found nothing to censor and still cost ~17 us of a `GET /v1/models` request's ~170 us of CPU: pino 10's
  * redactor reads its paths again at every line, and a `*.` path makes it the stringifier of every top-level field.
  */
@@ -48,11 +48,21 @@ export function unredacted(log: Logger): { info<T extends object>(line: Unredact
   return log.child({}, { redact: { paths: [] } });
 }
 
-/** `T` where neither its fields nor its object fields' fields (REDACT's `*.x` depth) have a name REDACT censors; else never. */
-type Unredactable<T> = Extract<keyof T, RedactedField> extends never
-  ? ({ [K in keyof T]-?: NonNullable<T[K]> extends readonly unknown[] ? true : NonNullable<T[K]> extends object
-    ? Extract<keyof NonNullable<T[K]>, RedactedField> extends never ? true : false : true }[keyof T] extends true ? T : never)
+/**
+ * `T` where no field, and no field of an object field (REDACT's depth: `*.x`, `headers.x`), has a name REDACT censors;
+ * else never. Each member of a union is checked; a type whose names are not all known (an index signature, `any`,
+ * `unknown`, a field that may be either a string or an object) counts as having one.
+ */
+type Unredactable<T> = 0 extends 1 & T ? never : T extends unknown
+  ? (Open<T> extends true ? never : [Extract<keyof T, RedactedField>] extends [never]
+    ? (true extends { [K in keyof T]-?: BadField<Exclude<T[K], undefined | null>> }[keyof T] ? never : T) : never)
   : never;
+/** Whether `V` has an index signature (its field names are not known). */
+type Open<V> = string extends keyof V ? true : number extends keyof V ? true : false;
+/** Whether a field of type `V` may carry a redacted name one level down (or cannot be told). */
+type BadField<V> = 0 extends 1 & V ? true : unknown extends V ? true
+  : V extends readonly unknown[] ? false
+  : V extends object ? (Open<V> extends true ? true : [Extract<keyof V, RedactedField>] extends [never] ? false : true) : false;
 
 /** A logger that drops everything (tests that do not look at logs). */
 export const silentLogger = (): Logger => pino({ level: "silent" });

@@ -6,7 +6,7 @@
  * error code: no field at any depth has a redacted name, and the bytes are exactly those the redacting logger writes.
  */
 import { afterAll, expect, test } from "bun:test";
-import { createLogger, REDACT, REDACTED_FIELDS } from "../../src/log/logger";
+import { createLogger, REDACT, REDACTED_FIELDS, silentLogger, unredacted } from "../../src/log/logger";
 import { makeApp, makeEngine, req } from "../helpers";
 
 const engine = makeEngine();
@@ -28,8 +28,9 @@ function redactedLine(fields: Record<string, unknown>): string {
 
 const withoutTime = (line: string) => line.replace(/"time":"[^"]*"/, '"time":""');
 
-test("REDACTED_FIELDS names every field REDACT censors", () => {
+test("REDACTED_FIELDS names every field REDACT censors, and no REDACT path is deeper than unredacted's type looks (two levels)", () => {
   for (const p of REDACT) {
+    expect(p.replace(/\["[^"]*"\]/g, ".x").split(".").length).toBeLessThanOrEqual(2);
     const last = /(?:^|\.)([\w-]+)$|\["([^"]+)"\]$/.exec(p)!;
     expect(REDACTED_FIELDS as readonly string[]).toContain(last[1] ?? last[2]!);
   }
@@ -69,4 +70,42 @@ test("the request line has no field the logger redacts, and is byte for byte wha
   expect(models!.keyName).toBe("test");
   expect(String(chat!.prompt)).toContain("sk-proj-"); // logPrompts: the text is in the line, as before (not a field name)
   expect(refused!.code).toBeString();
+});
+
+/**
+ * unredacted's type refuses, at compile time (tsc over tests/, part of `npm test`), every line that could carry a field
+ * REDACT censors — directly, one level down, in one member of a union, or behind names it cannot see (an index
+ * signature, any, unknown) — and takes the request line's own shape. (Review of d2eaecf: each refused call below
+ * compiled with the first version of the type.)
+ */
+test("unredacted's type takes the request line and refuses what redaction would have censored", () => {
+  const lines: unknown[] = [];
+  const log = unredacted(silentLogger());
+  const c = lines.length > 0, rec: Record<string, unknown> = {}, hdrs: Record<string, string> = {};
+  const anyv = JSON.parse("{}"), unk: unknown = undefined;
+  const rest = { reqId: "r", traceId: "t" as string | undefined, route: "GET /", status: 200, model: undefined as string | undefined,
+    promptTokens: undefined as number | undefined, completionTokens: undefined as number | undefined, decisions: [] as string[], ms: 1, client: "c" };
+  const code = undefined as string | undefined, prompt = undefined as string | undefined, response = undefined as string | undefined;
+  log.info({ ...rest, keyName: "k", ...(code ? { code } : {}), ...(prompt !== undefined ? { prompt, response } : {}) }, "request");
+  // @ts-expect-error a redacted name
+  log.info({ key: "sk" }, "x");
+  // @ts-expect-error one level down
+  log.info({ a: { secret: "x" } }, "x");
+  // @ts-expect-error a header REDACT names
+  log.info({ headers: { "x-api-key": "k" } }, "x");
+  // @ts-expect-error names it cannot see: an index signature
+  log.info({ ...rec }, "x");
+  // @ts-expect-error an index signature one level down
+  log.info({ headers: hdrs }, "x");
+  // @ts-expect-error any
+  log.info(anyv, "x");
+  // @ts-expect-error in one member of a union
+  log.info({ reqId: "r", ...(c ? { key: "sk" } : { other: 1 }) }, "x");
+  // @ts-expect-error a field that may be an object with a redacted name
+  log.info({ model: c ? "m" : { key: "sk" } }, "x");
+  // @ts-expect-error unknown
+  log.info({ extra: unk }, "x");
+  // @ts-expect-error a computed name
+  log.info({ ["ke" + "y"]: "sk" }, "x");
+  expect(lines).toEqual([]); // silent: nothing written, the calls are here for the compiler
 });
