@@ -40,9 +40,10 @@ export function atLeast(log: Logger, level: pino.Level): Logger {
 
 /**
  * `log` without pino's redaction, for a line whose fields are fixed and typed so that none is a name REDACT censors
- * (Unredactable below: a call that could carry one does not compile): the request summary written once per request (server/app.ts). There the
- * redaction found nothing to censor and still cost ~17 us of a `GET /v1/models` request's ~170 us of CPU: pino 10's
- * redactor reads its paths again at every line, and a `*.` path makes it the stringifier of every top-level field.
+ * (Unredactable below: a call that could carry one does not compile): the request summary written once per request
+ * (server/app.ts). There the redaction found nothing to censor and still cost ~17 us of a `GET /v1/models` request's
+ * ~170 us of CPU: pino 10's redactor reads its paths again at every line, and a `*.` path makes it the stringifier of
+ * every top-level field.
  */
 export function unredacted(log: Logger): { info<T extends object>(line: Unredactable<T>, msg: string): void } {
   return log.child({}, { redact: { paths: [] } });

@@ -75,7 +75,7 @@ export function createApp(input: AppInput) {
       // One summary for both records; the log line adds what the audit must not hold (text, when logPrompts).
       const summary = summarize(state, end);
       guards.record(summary);
-      const { key, ...rest } = summary; // the logger redacts any field named "key", so the line names it keyName
+      const { key, ...rest } = summary; // "key" is a name the logger redacts (requestLog refuses it), so the line says keyName
       requestLog.info({
         ...rest, keyName: key ?? undefined, ...(state.errorCode ? { code: state.errorCode } : {}),
         ...(state.promptText !== undefined ? { prompt: state.promptText, response: state.responseText } : {}),
