@@ -116,6 +116,8 @@ function escapedPair(src: string, i: number): boolean {
   return /^\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}/i.test(src.slice(i, i + 12));
 }
 
+const isHigh = (c: number) => c >= 0xd800 && c <= 0xdbff, isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff;
+
 const quant = (min: number, max: number) => (max === Infinity ? `{${min},}` : `{${min},${max}}`);
 
 /** The node itself, with lookaheads dropped and \b made lenient at the end (so its language only grows). */
@@ -199,6 +201,69 @@ function firstAtoms(n: Node, out: string[] = []): string[] {
   return out;
 }
 
+/** An atom's ASCII characters as a 128-bit mask, by the pattern's flags and the atom (the rules share most atoms). */
+const ASCII_MASKS = new Map<string, Uint32Array>();
+
+/**
+ * Which two ASCII characters can open a match of `n`: per first character (0-127), a 128-bit row of the characters
+ * that can come second (Uint32Array, 4 words a row). Found by following the pattern's atoms (a Glushkov automaton:
+ * the atoms that can read a match's first character, and for each one the atoms that can read the next) with every
+ * assertion (\b, lookarounds, ^ and $) read as true, so the set only grows: a pair not in it opens no match, nor any
+ * beginning of one longer than a character. A first character after which a match may already end allows any second.
+ */
+function firstPairs(root: Node, flags: string): Uint32Array {
+  const srcs: string[] = [], follow: Set<number>[] = [];
+  type Ends = { first: number[]; last: number[]; nullable: boolean };
+  const walk = (n: Node): Ends => {
+    switch (n.t) {
+      case "atom": { const p = srcs.push(n.src) - 1; follow.push(new Set()); return { first: [p], last: [p], nullable: false }; }
+      case "assert": return { first: [], last: [], nullable: true };
+      case "alt": {
+        const all = n.alts.map(walk);
+        return { first: all.flatMap((e) => e.first), last: all.flatMap((e) => e.last), nullable: all.some((e) => e.nullable) };
+      }
+      case "seq": {
+        let first: number[] = [], last: number[] = [], nullable = true;
+        for (const item of n.items) {
+          const e = walk(item);
+          for (const x of last) for (const y of e.first) follow[x]!.add(y);
+          if (nullable) first = first.concat(e.first);
+          last = e.nullable ? last.concat(e.last) : e.last;
+          nullable &&= e.nullable;
+        }
+        return { first, last, nullable };
+      }
+      case "rep": {
+        if (n.max === 0) return { first: [], last: [], nullable: true };
+        const e = walk(n.body);
+        if (n.max >= 2) for (const x of e.last) for (const y of e.first) follow[x]!.add(y);
+        return { first: e.first, last: e.last, nullable: n.min === 0 || e.nullable };
+      }
+    }
+  };
+  const top = walk(root), ends = new Set(top.last);
+  const maskOf = (src: string) => {
+    const key = `${flags}/${src}`;
+    let m = ASCII_MASKS.get(key);
+    if (!m) {
+      const set = new CharSet([src], flags);
+      m = new Uint32Array(4);
+      for (let c = 0; c < 128; c++) if (set.has(String.fromCharCode(c), 0)) m[c >> 5]! |= 1 << (c & 31);
+      ASCII_MASKS.set(key, m);
+    }
+    return m;
+  };
+  const rows = new Uint32Array(128 * 4);
+  for (const p of top.first) {
+    const firsts = maskOf(srcs[p]!);
+    const seconds = new Uint32Array(4);
+    if (ends.has(p)) seconds.fill(0xffffffff);
+    else for (const q of follow[p]!) { const m = maskOf(srcs[q]!); for (let w = 0; w < 4; w++) seconds[w]! |= m[w]!; }
+    for (let c = 0; c < 128; c++) if ((firsts[c >> 5]! >>> (c & 31)) & 1) for (let w = 0; w < 4; w++) rows[c * 4 + w]! |= seconds[w]!;
+  }
+  return rows;
+}
+
 /** A rule's pattern, analysed: its prefix regex and the longest match it can make. */
 export interface PrefixAnalysis {
   /**
@@ -230,14 +295,24 @@ export function analysePattern(pattern: RegExp, opts: { lookbehinds?: boolean } 
     const root = parse(pattern.source, unicode, opts.lookbehinds ?? true);
     const live = new RegExp(`(?:${prefix(root)})$`, pattern.flags.replace(/[gy]/g, "") + "g");
     const rest = pattern.flags.replace(/[gy]/g, "");
-    const alphabet = new CharSet(atoms(root), rest), first = new CharSet(firstAtoms(root), rest);
+    const alphabet = new CharSet(atoms(root), rest), first = new CharSet(firstAtoms(root), rest), pairs = firstPairs(root, rest);
     const sticky = new RegExp(live.source, rest + "y");
     const liveStart = (text: string, from: number) => {
-      const n = text.length, stop = Math.max(0, from);
+      const n = text.length;
+      let stop = Math.max(0, from);
+      // In unicode mode a search from inside a surrogate pair starts at the pair (lastIndex backs up to it), so the
+      // plain search may answer a position before `from`: the same here (holding from the pair holds more, never less).
+      if (unicode && stop > 0 && stop < n && isLow(text.charCodeAt(stop)) && isHigh(text.charCodeAt(stop - 1))) stop--;
       let s = n;
       while (s > stop && alphabet.has(text, s - 1)) s--;
       for (let p = s; p < n; p++) {
         if (!first.has(text, p)) continue;
+        // Two ASCII characters no match opens with: the prefix regex would fail here. Its code is cold after a decode
+        // step (the generic key rule's is kilobytes): skipping the call is most of what this check costs a push.
+        if (p + 1 < n) {
+          const a = text.charCodeAt(p), b = text.charCodeAt(p + 1);
+          if (a < 128 && b < 128 && !((pairs[a * 4 + (b >> 5)]! >>> (b & 31)) & 1)) continue;
+        }
         sticky.lastIndex = p;
         if (sticky.test(text)) return p; // not empty: p < n and the pattern ends with $
       }

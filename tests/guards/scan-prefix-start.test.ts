@@ -4,16 +4,19 @@
  * atoms read, trying the prefix regex (sticky) only where a match can start, instead of letting the prefix regex
  * try every position of the held text. It must give exactly the answer of the plain search (`liveFrom`) for every
  * rule the scanner has, and for patterns in unicode and case-insensitive mode, on texts mixing the rules' own
- * characters with look-alikes, fullwidth forms, CJK, emoji (surrogate pairs) and lone surrogates.
+ * characters with look-alikes, fullwidth forms, CJK, emoji (surrogate pairs) and lone surrogates. Among what it skips:
+ * positions whose two characters open no match (firstPairs in regex-prefix.ts), so the texts glue the key-name
+ * rules' words in the cases code writes them.
  */
 import { expect, test } from "bun:test";
 import { LONG_SECRETS } from "../../src/guards/long-secrets";
 import { analysePattern, liveFrom } from "../../src/guards/regex-prefix";
-import { SECRET_RULES, internalHostRule } from "../../src/guards/rules/secrets";
+import { JSON_ANSWER_RULES, SECRET_RULES, internalHostRule } from "../../src/guards/rules/secrets";
 import { rng } from "../security/scan-helpers";
 
 const PATTERNS: RegExp[] = [
   ...SECRET_RULES.map((r) => r.pattern),
+  ...[...JSON_ANSWER_RULES.values()].map((r) => r.pattern), // a JSON answer's forms of the address rules
   internalHostRule([".internal", ".corp", ".lan"])!.pattern,
   // (the base64 PEM opening has a test of its own below: its pieces here would change every text the others get)
   ...LONG_SECRETS.filter((l) => l.id !== "private-key-base64").map((l) => l.open),
@@ -21,6 +24,8 @@ const PATTERNS: RegExp[] = [
   /\bkey[\p{L}\d]{2,6}\b/gu,
   /(?<!\w)ks[a-z]{3,5}/giu, // K (U+212A KELVIN SIGN) and ſ (U+017F) read as k and s here
   /😀[a-f]{2}😀/gu,
+  // A match whose first character may come from its second piece (an optional prefix before the name).
+  /\b(?:x-)?api[_-]?key\s?=\s?'?\w{3,}/g,
 ];
 
 /** Pieces texts are made of: the rules' own openings and alphabets, separators, and non-ASCII of every kind. */
@@ -31,6 +36,11 @@ const PIECES = [
   "http://localhost:", "db-7", ".corp", ".internal", ".lan", "@", "bob.smith", "example.com", "4111 ", "GB82 ", "WEST",
   "+44 ", "(20) ", "key", "ks", "\u212a", "\u017f", "\u00e9", "😀", "ab", "\ud83d", "\ude00", "ＡＫＩＡ", "АКІА", "键",
   "\u200b", " ", "  ", "\t", "\n", ".", "-", "_", ":", "=", "'", "q8Zr2LxP", "0123456789", "the quick brown fox ",
+];
+/** The key-name rules' words, cased and glued as code writes them (the pairs of characters a match opens with); one piece in five. */
+const KEY_PIECES = [
+  "secret", "SECRET_", "Secret", "token", "Token", "auth", "Auth", "access-key", "AccessKey", "clientKey", "HMAC", "hmac_",
+  "Subscription-Key", "Key", "KEY", "my", "x", "\"", ": ", "=\"", "base64:", "hex:", "wt", "se", "to", "ac",
 ];
 
 test("liveStart gives the plain prefix-regex search's answer for every rule, form and start", () => {
@@ -45,9 +55,10 @@ test("liveStart gives the plain prefix-regex search's answer for every rule, for
       for (let k = 0; k < 1500; k++) {
         let text = "";
         const parts = 1 + Math.floor(random() * 12);
-        for (let i = 0; i < parts; i++) text += PIECES[Math.floor(random() * PIECES.length)];
+        const piece = () => { const list = random() < 0.2 ? KEY_PIECES : PIECES; return list[Math.floor(random() * list.length)]!; };
+        for (let i = 0; i < parts; i++) text += piece();
         // Often ending inside a piece: where a rule's keyword is still being written.
-        if (random() < 0.5) { const last = PIECES[Math.floor(random() * PIECES.length)]!; text += last.slice(0, 1 + Math.floor(random() * last.length)); }
+        if (random() < 0.5) { const last = piece(); text += last.slice(0, 1 + Math.floor(random() * last.length)); }
         const from = Math.floor(random() * (text.length + 2)) - 1;
         const want = liveFrom(a!.live, text, from), got = a!.liveStart(text, from);
         if (got !== want) expect({ pattern: pattern.source, text, from, got }).toEqual({ pattern: pattern.source, text, from, got: want });
