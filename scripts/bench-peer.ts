@@ -18,7 +18,10 @@
  * each burst, on both sides, so the other server's burst is not counted as a neighbour's load.
  * --runs is the samples per side; the cheap rows take more: at least 9 on the decode and concurrent-stream rows,
  * after 6 warm-up requests or bursts on each fresh server (a fresh appliance's first ones run in Bun's JIT ramp; the
- * stream rows print their warm-up bursts in a row of their own), and at least 15 on time to first token.
+ * stream rows print their warm-up bursts in a row of their own), and at least 15 on time to first token. The
+ * aggregate stream rows also print each server's CPU per generated token over those bursts, from /proc per thread (the
+ * appliance's JavaScript thread, llama-server's main thread, and the rest): where the appliance's time goes beside the
+ * decode when both run out of CPU.
  * --warm N: that many warm-up requests or bursts instead of 6. The ramp is longer than 6: the appliance's main thread
  * spent 0.75 ms of CPU per generated token after one request and 0.42 ms after 50 (bench-engine-built --warm), so
  * --warm 50 measures servers that have answered for a while, the default ones just started.
@@ -30,7 +33,7 @@ import { parseArgs } from "node:util";
 import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { peerBuild } from "./peer-build";
-import { alternate, asUsersHaveIt, chatOne, complete, envOf, load1, median, modelsRps, prepareAppliance, startAppliance, startPeer, unitPageEnv, wordsPrompt, WORDS_BIAS, type Served, cpuLine, SHAPES } from "./bench-peer-lib";
+import { alternate, asUsersHaveIt, chatOne, complete, envOf, load1, median, modelsRps, prepareAppliance, startAppliance, startPeer, unitPageEnv, wordsPrompt, WORDS_BIAS, type Served, cpuLine, SHAPES, threadDelta, threadStats } from "./bench-peer-lib";
 import { GOVERNOR_WINDOW_MS } from "../src/engine/thread-governor";
 import { enginePrefill, streamLag } from "./bench-peer-inproc";
 
@@ -168,17 +171,41 @@ for (const size of values.sizes.split(",")) {
     await tps(a); await tps(b);
     // Each burst's last / first time to first text (client side), per server.
     const spreads = new Map<string, number[]>();
+    let lastTokens = 0;
     const burst = async (s: Served, bias?: Record<string, number>, key = s.name) => {
       const t0 = performance.now();
       const all = await Promise.all(Array.from({ length: n }, () => complete(s, short(), maxTokens, true, bias)));
-      const tokens = all.reduce((x, c) => x + c.completionTokens, 0);
+      const tokens = lastTokens = all.reduce((x, c) => x + c.completionTokens, 0);
       const t = all.map((c) => c.ttftMs);
       spreads.set(key, [...spreads.get(key) ?? [], Math.max(...t) / Math.min(...t)]);
       return tokens / ((performance.now() - t0) / 1000);
     };
     record(`${n} concurrent streams, first ${WARM_RUNS} bursts after start (warm-up: Bun's JIT still compiling) (tok/s)`, size,
       await ab(a, b, (s) => burst(s, undefined, `${s.name} warm-up`), WARM_RUNS), "tok/s");
-    record(`${n} concurrent streams, aggregate (tok/s; --parallel ${n} vs -np ${n}; ${streamRuns} bursts per side after the warm-up)`, size, await ab(a, b, burst, streamRuns), "tok/s");
+    // Where each server's CPU goes per generated token in the measured bursts (/proc per thread, read between bursts):
+    // both run out of CPU here (2 decode threads on 2 CPUs), so CPU spent beside the decode is throughput lost.
+    const cpuCount = () => {
+      const cpu = new Map<string, { main: number; other: number; tokens: number }>();
+      return {
+        measure: async (s: Served) => {
+          const before = threadStats(s.proc.pid);
+          const rate = await burst(s);
+          const d = threadDelta(s.proc.pid, before, threadStats(s.proc.pid), 1);
+          const c = cpu.get(s.name) ?? { main: 0, other: 0, tokens: 0 };
+          cpu.set(s.name, { main: c.main + d.mainMs, other: c.other + d.otherMs, tokens: c.tokens + lastTokens });
+          return rate;
+        },
+        /** µs per token: all threads (the appliance's JavaScript thread / llama-server's main thread + the rest). */
+        line: (name: string) => {
+          const c = cpu.get(name)!, main = (c.main * 1000) / c.tokens, other = (c.other * 1000) / c.tokens;
+          return `${f(main + other, 0)} (${f(main, 0)} + ${f(other, 0)})`;
+        },
+      };
+    };
+    const cpu = cpuCount();
+    record(`${n} concurrent streams, aggregate (tok/s; --parallel ${n} vs -np ${n}; ${streamRuns} bursts per side after the warm-up)`, size, await ab(a, b, cpu.measure, streamRuns), "tok/s");
+    row(`${n}-stream bursts, CPU per generated token (µs, all threads (the appliance's JavaScript thread / llama-server's main thread + the others))`).cells.set(size,
+      `${cpu.line("appliance")} vs ${cpu.line("llama-server")}`);
     const spread = (name: string) => f(median(spreads.get(name)!), 2);
     row(`${n}-stream burst: last first-token / first first-token (median of ${streamRuns} bursts)`).cells.set(size, `${spread("appliance")} vs ${spread("llama-server")}`);
     const lw = load1();
@@ -205,17 +232,20 @@ for (const size of values.sizes.split(",")) {
     row(`${n}-stream bursts of the appliance without --threads: share of their time on each thread count (its governor's log)`).cells.set(size, threadShares(dLog, spans, threads));
     // What the response scanner costs the aggregate, and where the appliance's spread comes from: the same bursts,
     // against llama-server again, with parts of the scanner off (each server warmed as the aggregate row's was).
-    const l0 = load1(), parts: string[] = [];
+    const l0 = load1(), parts: string[] = [], cpuParts: string[] = [];
     for (const [name, off] of SCANNER_PARTS) {
       const s = await startAppliance(bin, model, dir, threads, n, { name, env: { ...env, ...off } });
       await tps(s);
       for (let i = 0; i < WARM_RUNS; i++) await burst(s, undefined, "warm-up");
-      record(`${n} concurrent streams, aggregate, appliance with ${name} (tok/s; ${streamRuns} bursts per side after the warm-up)`, size, await ab(s, b, burst, streamRuns), "tok/s");
+      const cpuPart = cpuCount();
+      record(`${n} concurrent streams, aggregate, appliance with ${name} (tok/s; ${streamRuns} bursts per side after the warm-up)`, size, await ab(s, b, cpuPart.measure, streamRuns), "tok/s");
       parts.push(`${name} ${spread(name)}`);
+      cpuParts.push(`${name} ${cpuPart.line(name)} vs ${cpuPart.line("llama-server")}`);
       await s.stop();
     }
     await b.stop();
     row(`${n}-stream burst spread, appliance with parts of the response scanner off`).cells.set(size, `${parts.join(", ")} (load ${f(l0)}→${f(load1())})`);
+    row(`${n}-stream bursts, CPU per generated token, appliance with parts of the response scanner off (µs, as above)`).cells.set(size, cpuParts.join("; "));
   }
 
   if (first && threads < 2 * cores) {
