@@ -86,6 +86,11 @@ function parse(src: string, unicode: boolean, lookbehinds: boolean): Node {
       if (e === undefined) fail("trailing backslash");
       if (e === "b" || e === "B") { i += 2; return { t: "assert", src: `(?:\\${e}|$)` }; }
       if (/[1-9]/.test(e!) || (e === "k" && src[i + 2] === "<")) fail("back-reference");
+      // Outside unicode mode an incomplete \x, \u or \c escape is read as its letters (`\xg1` is "xg1") and \0 with
+      // digits as octal: an atom of several characters, which the per-character sets and pairs below cannot describe.
+      const hex = (n: number) => new RegExp(`^[0-9a-fA-F]{${n}}$`).test(src.slice(i + 2, i + 2 + n));
+      if ((e === "x" && !hex(2)) || (e === "u" && !(unicode && src[i + 2] === "{") && !hex(4))
+        || (e === "c" && !/^[A-Za-z]$/.test(src[i + 2] ?? "")) || (e === "0" && /^[0-9]$/.test(src[i + 2] ?? ""))) fail("escape read as several characters");
       let len = 2;
       if (e === "x") len = 4;
       else if (e === "c") len = 3;
@@ -289,9 +294,10 @@ export interface PrefixAnalysis {
  * start inside a run where the lookbehind would fail.
  */
 export function analysePattern(pattern: RegExp, opts: { lookbehinds?: boolean } = {}): PrefixAnalysis | undefined {
-  if (pattern.multiline || pattern.sticky) return undefined;
+  // The v flag's classes may read strings (`[\q{ab}]`) and nest (`[[a-z]--[aeiou]]`): not in the subset parsed here.
+  if (pattern.multiline || pattern.sticky || pattern.flags.includes("v")) return undefined;
   try {
-    const unicode = pattern.unicode || pattern.flags.includes("v");
+    const unicode = pattern.unicode;
     const root = parse(pattern.source, unicode, opts.lookbehinds ?? true);
     const live = new RegExp(`(?:${prefix(root)})$`, pattern.flags.replace(/[gy]/g, "") + "g");
     const rest = pattern.flags.replace(/[gy]/g, "");
