@@ -7,6 +7,7 @@
  */
 import { encodedLiveStart } from "./encoded";
 import { LONG_SECRETS } from "./long-secrets";
+import { isHigh } from "./regex-chars";
 import { analysePattern } from "./regex-prefix";
 import type { SecretRule } from "./rules/secrets";
 import { at, scanView, trailingSpacedRun, type ScanView } from "./scan-view";
@@ -119,8 +120,6 @@ export function liveTail(rules: SecretRule[], window: number): (text: string, vi
     return { rules, opening };
   };
 }
-
-const isHigh = (c: number) => c >= 0xd800 && c <= 0xdbff;
 
 /** The first position of the view at or after original offset `offset`. */
 function viewIndex(view: ScanView, offset: number): number {

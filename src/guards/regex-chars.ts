@@ -48,13 +48,12 @@ export class CharSet {
   }
 }
 
+/** Whether a UTF-16 code unit is the first (high) or second (low) half of a surrogate pair. */
+export const isHigh = (c: number) => c >= 0xd800 && c <= 0xdbff, isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff;
+
 /** The surrogate pair the code unit at `i` is half of, if it is. */
 function surrogatePair(text: string, i: number): string | undefined {
   const c = text.charCodeAt(i);
-  if (c <= 0xdbff) {
-    const d = text.charCodeAt(i + 1);
-    return d >= 0xdc00 && d <= 0xdfff ? text.slice(i, i + 2) : undefined;
-  }
-  const b = text.charCodeAt(i - 1);
-  return b >= 0xd800 && b <= 0xdbff ? text.slice(i - 1, i + 1) : undefined;
+  if (c <= 0xdbff) return isLow(text.charCodeAt(i + 1)) ? text.slice(i, i + 2) : undefined;
+  return isHigh(text.charCodeAt(i - 1)) ? text.slice(i - 1, i + 1) : undefined;
 }

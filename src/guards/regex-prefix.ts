@@ -10,7 +10,7 @@
  * Patterns with back-references (none of ours) are refused: the caller then holds back conservatively.
  */
 
-import { CharSet } from "./regex-chars";
+import { CharSet, isHigh, isLow } from "./regex-chars";
 
 type Node =
   | { t: "atom"; src: string } // one character: a literal, an escape, a class, `.`
@@ -120,8 +120,6 @@ function parse(src: string, unicode: boolean, lookbehinds: boolean): Node {
 function escapedPair(src: string, i: number): boolean {
   return /^\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}/i.test(src.slice(i, i + 12));
 }
-
-const isHigh = (c: number) => c >= 0xd800 && c <= 0xdbff, isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff;
 
 const quant = (min: number, max: number) => (max === Infinity ? `{${min},}` : `{${min},${max}}`);
 

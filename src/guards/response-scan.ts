@@ -14,6 +14,7 @@ import type { Config } from "../config/schema";
 import { ENCODED_MAX, decode, encodedRuns } from "./encoded";
 import { OPENING_HOLD_MAX, LONG_SECRETS, PEM_END, PEM_END_TAIL, isBase64Char, isJwtChar, type LongSecret } from "./long-secrets";
 import { LiveMemo, liveTail } from "./live-tail";
+import { isHigh } from "./regex-chars";
 import { allMatches, anchoredMatches, merge, overlaps, type Span } from "./rule-match";
 import { JSON_ANSWER_RULES, SECRET_RULES, internalHostRule, type SecretRule } from "./rules/secrets";
 import { at, extendView, pendingEscape, readsAs, scanView, toOriginal, type ScanView } from "./scan-view";
@@ -274,7 +275,7 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
         const viewCut = at(view, Math.max(0, view.text.length - window)) - base;
         const forced = Math.max(Math.min(held.length - window, viewCut), held.length - HOLD_CAP);
         let cut = Math.min(Math.max(forced, live.rules - base), live.opening - base);
-        if (cut > 0 && isHighSurrogate(held.charCodeAt(cut - 1))) cut--; // never split a surrogate pair
+        if (cut > 0 && isHigh(held.charCodeAt(cut - 1))) cut--; // never split a surrogate pair
         cut = Math.min(cut, pendingEscape(held)); // nor release an escape still being written: it is not in the view yet
         if (cut <= 0) return out;
         const found = inHeld(view, base);
@@ -347,7 +348,6 @@ function bodyToEnd(text: string, i: number): boolean {
 const OPENS_KEY_TAIL = 32_768;
 const PEM_OPEN_ALL = new RegExp(LONG_SECRETS.find((l) => l.id === "private-key")!.open.source, "g");
 
-const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;
 /**
  * Characters a rule's run can be made of, as read: not spaces, and not CJK and the other scripts above U+3000 that
  * no rule reads (they end runs), fullwidth ASCII excepted.

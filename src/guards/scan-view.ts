@@ -14,6 +14,7 @@
  * written at the end of the text (`\`, `\u00`) is not in the view yet (pendingEscape: a stream holds it back).
  */
 import { INVISIBLE_CHAR, LOOKALIKES } from "./normalise";
+import { isHigh, isLow } from "./regex-chars";
 
 /**
  * Whether every code unit is ASCII: its UTF-8 form is then as long as it is (any other code unit takes two bytes or
@@ -238,7 +239,6 @@ export function extendView(prev: ScanView, dropped: number, text: string): ScanV
   return joinRuns({ text: base.text.slice(v0) + added.text, source: text, from, to, spaced: false, unjoined: null });
 }
 
-const isHigh = (c: number) => c >= 0xd800 && c <= 0xdbff, isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff;
 /** The first view position whose character comes from original offset `offset` or later. */
 function viewStart(from: Int32Array, offset: number): number {
   let lo = 0, hi = from.length;
