@@ -171,15 +171,16 @@ for (const size of values.sizes.split(",")) {
     await tps(a); await tps(b);
     // Each burst's last / first time to first text (client side), per server.
     const spreads = new Map<string, number[]>();
-    let lastTokens = 0;
-    const burst = async (s: Served, bias?: Record<string, number>, key = s.name) => {
+    const run = async (s: Served, bias?: Record<string, number>, key = s.name) => {
       const t0 = performance.now();
       const all = await Promise.all(Array.from({ length: n }, () => complete(s, short(), maxTokens, true, bias)));
-      const tokens = lastTokens = all.reduce((x, c) => x + c.completionTokens, 0);
+      const tokens = all.reduce((x, c) => x + c.completionTokens, 0);
       const t = all.map((c) => c.ttftMs);
       spreads.set(key, [...spreads.get(key) ?? [], Math.max(...t) / Math.min(...t)]);
-      return tokens / ((performance.now() - t0) / 1000);
+      return { rate: tokens / ((performance.now() - t0) / 1000), tokens };
     };
+    /** One burst of n streams: aggregate tok/s. */
+    const burst = (s: Served, bias?: Record<string, number>, key = s.name) => run(s, bias, key).then((r) => r.rate);
     record(`${n} concurrent streams, first ${WARM_RUNS} bursts after start (warm-up: Bun's JIT still compiling) (tok/s)`, size,
       await ab(a, b, (s) => burst(s, undefined, `${s.name} warm-up`), WARM_RUNS), "tok/s");
     // Where each server's CPU goes per generated token in the measured bursts (/proc per thread, read between bursts):
@@ -189,10 +190,10 @@ for (const size of values.sizes.split(",")) {
       return {
         measure: async (s: Served) => {
           const before = threadStats(s.proc.pid);
-          const rate = await burst(s);
-          const d = threadDelta(s.proc.pid, before, threadStats(s.proc.pid), 1);
+          const { rate, tokens } = await run(s);
+          const d = threadDelta(s.proc.pid, before, threadStats(s.proc.pid), 1); // ms, divided by the tokens in line()
           const c = cpu.get(s.name) ?? { main: 0, other: 0, tokens: 0 };
-          cpu.set(s.name, { main: c.main + d.mainMs, other: c.other + d.otherMs, tokens: c.tokens + lastTokens });
+          cpu.set(s.name, { main: c.main + d.mainMs, other: c.other + d.otherMs, tokens: c.tokens + tokens });
           return rate;
         },
         /** µs per token: all threads (the appliance's JavaScript thread / llama-server's main thread + the rest). */
