@@ -15,6 +15,12 @@
  * to the next decode's start is cut at marks (sampleToken called / resolved, the engine's onText, the response scanner's
  * push, the stream's request for its next evaluation, node-llama-cpp's dispatch of the queued batch, its initBatch) and the mean µs per step of each stretch between consecutive marks
  * is printed (issue 11: per-token cost on the request path; `bun scripts/bench-steps.ts --http --phases --streams 1`).
+ * --floor (engine runs, not --http) adds, after each run, the same burst driven straight on the addon (scripts/addon-floor.ts)
+ * on a second context of the same model: per step initBatch, addToBatch,
+ * decodeBatch and sampleToken (greedy, the same bias), each token detokenized, no stop checks. Both rows print the JS
+ * thread's CPU per generated token (/proc): what the native calls alone cost it, and what the engine's run costs it
+ * (node-llama-cpp's sequence and batching machinery, and ours) — the part of issue 11's two-stream gap a generation
+ * loop of our own straight on the addon could remove.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -24,7 +30,9 @@ import { makeTinyModel } from "../src/engine/tiny-model";
 import { usableCpus } from "../src/engine/cpu-budget";
 import { LlamaEngine } from "../src/engine/llama";
 import { silentLogger } from "../src/log/logger";
+import { dlopen, FFIType, ptr } from "bun:ffi";
 import { NO_END, median, wordsPrompt, SHAPES } from "./bench-peer-lib";
+import { addonFloor } from "./addon-floor";
 import { parseConfig } from "../src/config/load";
 import { KeyStore, keysFilePath } from "../src/guards/keys";
 import { AuditLog } from "../src/log/audit";
@@ -33,8 +41,9 @@ import { createServer } from "../src/server/create-server";
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: {
   size: { type: "string", default: "28" }, streams: { type: "string", default: "4" }, tokens: { type: "string", default: "48" },
   threads: { type: "string" }, runs: { type: "string", default: "3" }, http: { type: "boolean", default: false },
-  scan: { type: "string", default: "on" }, phases: { type: "boolean", default: false },
+  scan: { type: "string", default: "on" }, phases: { type: "boolean", default: false }, floor: { type: "boolean", default: false },
 } });
+if (values.floor && values.http) { console.error("--floor measures engine runs: leave out --http"); process.exit(2); }
 const n = Number(values.streams), maxTokens = Number(values.tokens), threads = Number(values.threads ?? usableCpus().cpus);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-bench-steps-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -44,7 +53,10 @@ const engine = await LlamaEngine.create({ models: [{ id: "bench", path: model }]
 
 type Native = { initBatch: (n: number) => void; decodeBatch: () => Promise<void> };
 // The addon's methods are read-only: the context's handle on it is replaced by a proxy that records both calls.
-const context = (engine as unknown as { loaded: Map<string, { context: { _ctx: Native } }> }).loaded.get("bench")!.context;
+const loadedModel = (engine as unknown as { loaded: Map<string, { context: { _ctx: Native }; model: import("node-llama-cpp").LlamaModel }> }).loaded.get("bench")!;
+const context = loadedModel.context;
+// Made before the engine's context is watched below, so the floor's own steps are not recorded as the engine's.
+const floor = values.floor ? await addonFloor(loadedModel.model, { streams: n, threads, prompt: wordsPrompt(10), maxTokens, bias: NO_END }) : undefined;
 const native = context._ctx;
 const steps: { size: number; seqs: number; start: number; end: number }[] = [];
 /**
@@ -187,7 +199,17 @@ async function one(onFirst: () => void): Promise<number> {
   return Number(/"completion_tokens":(\d+)/.exec(last)?.[1] ?? 0);
 }
 
+/**
+ * The JS thread's CPU time so far, ms: clock_gettime(CLOCK_THREAD_CPUTIME_ID) on Linux (/proc's 10 ms ticks read a
+ * run of two 96-token streams in steps of ~50 µs per token); elsewhere NaN (printed as "-").
+ */
+const threadClock = process.platform === "linux"
+  ? dlopen("libc.so.6", { clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 } }).symbols.clock_gettime : undefined;
+const timespec = new BigInt64Array(2);
+const jsCpuMs = () => (threadClock && threadClock(3 /* CLOCK_THREAD_CPUTIME_ID */, ptr(timespec)) === 0 ? Number(timespec[0]) * 1e3 + Number(timespec[1]) / 1e6 : NaN);
+
 const run = async () => {
+  const cpu0 = jsCpuMs();
   steps.length = 0; entered.length = 0; firstTokens.length = 0; firstTexts.length = 0; samples.length = 0; watched.length = 0;
   stretches.clear(); cycles = 0;
   const t0 = performance.now();
@@ -204,7 +226,7 @@ const run = async () => {
     (served ? `engine's first text ms ${firstTexts.map((x) => f(x - t0)).join(", ")}; ` : "") + `first ${served ? "text" : "token"} ms ${firsts.map((x) => f(x)).join(", ")}` +
     (served ? `; scanner (${values.scan}) first let text out at ms ${watched.map((w) => (w.out ? f(w.out - t0) : "never")).join(", ")}, ` +
       `held chars after the first token ${watched.map((w) => w.heldAtFirst).join(", ")}; spread of first texts ${f(Math.max(...firsts) / Math.min(...firsts), 2)}` : "") +
-    ` (load ${f(os.loadavg()[0]!, 2)})`);
+    `; JS thread CPU µs/token ${f(((jsCpuMs() - cpu0) / tokens) * 1000, 0)} (load ${f(os.loadavg()[0]!, 2)})`);
   if (values.phases && cycles) {
     const parts = [...stretches].filter(([, s]) => s.n >= cycles / 10).sort((a, b) => b[1].ms - a[1].ms);
     console.log(`  between steps (${cycles} cycles, mean µs per step; ×k: times per step): ` +
@@ -214,8 +236,16 @@ const run = async () => {
 };
 try {
   await run(); // warm-up
-  for (let i = 0; i < Number(values.runs); i++) await run();
+  await floor?.burst();
+  for (let i = 0; i < Number(values.runs); i++) {
+    await run();
+    if (!floor) continue;
+    const cpu0 = jsCpuMs(), r = await floor.burst();
+    console.log(`  addon floor: steps ${r.steps}, gap ms/step median ${f(median(r.gaps), 2)} max ${f(Math.max(...r.gaps), 2)}, ${f(r.tokens / (r.ms / 1000))} tok/s, ` +
+      `JS thread CPU µs/token ${f(((jsCpuMs() - cpu0) / r.tokens) * 1000, 0)} (load ${f(os.loadavg()[0]!, 2)})`);
+  }
 } finally {
+  await floor?.dispose();
   await served?.app.stop(true);
   await engine.dispose();
 }
