@@ -55,7 +55,7 @@ type Native = { initBatch: (n: number) => void; decodeBatch: () => Promise<void>
 // The addon's methods are read-only: the context's handle on it is replaced by a proxy that records both calls.
 const loadedModel = (engine as unknown as { loaded: Map<string, { context: { _ctx: Native }; model: import("node-llama-cpp").LlamaModel }> }).loaded.get("bench")!;
 const context = loadedModel.context;
-// Made before the engine's context is watched below, so the floor's own steps are not recorded as the engine's.
+// --floor: a second context of the same model; its native handle is its own, so its steps are not among those recorded below.
 const floor = values.floor ? await addonFloor(loadedModel.model, { streams: n, threads, prompt: wordsPrompt(10), maxTokens, bias: NO_END }) : undefined;
 const native = context._ctx;
 const steps: { size: number; seqs: number; start: number; end: number }[] = [];
