@@ -8,6 +8,7 @@
  */
 
 import { CONFUSABLE_DASHES, CONFUSABLE_LETTERS } from "./rules/lookalikes";
+import { isHigh } from "./regex-chars";
 
 /**
  * Invisible and direction-changing characters, by Unicode property rather than
@@ -91,7 +92,7 @@ export function skeleton(text: string): string {
       continue;
     }
     flush(i);
-    const size = c >= 0xd800 && c <= 0xdbff ? 2 : 1;
+    const size = isHigh(c) ? 2 : 1;
     const ch = folded.slice(i, i + size);
     run = i + size;
     i += size - 1;

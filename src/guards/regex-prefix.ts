@@ -104,7 +104,7 @@ function parse(src: string, unicode: boolean, lookbehinds: boolean): Node {
     if ("*+?".includes(c) || (c === "{" && unicode)) fail("nothing to repeat");
     if (c === "{" && /^\{\d+(,\d*)?\}/.test(src.slice(i))) fail("nothing to repeat");
     // A literal character, a whole surrogate pair in unicode mode.
-    i += unicode && c.charCodeAt(0) >= 0xd800 && c.charCodeAt(0) <= 0xdbff ? 2 : 1;
+    i += unicode && isHigh(c.charCodeAt(0)) ? 2 : 1;
     return { t: "atom", src: src.slice(start, i) };
   }
 

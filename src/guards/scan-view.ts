@@ -145,9 +145,9 @@ function escapeAt(text: string, i: number): { piece: string; size: number } | un
   if (Object.hasOwn(ESCAPED, c)) return { piece: ESCAPED[c]!, size: 2 };
   if (c !== "u" || !HEX4.test(text.slice(i + 2, i + 6))) return undefined;
   let code = parseInt(text.slice(i + 2, i + 6), 16), size = 6;
-  if (code >= 0xd800 && code <= 0xdbff && text.startsWith("\\u", i + 6) && HEX4.test(text.slice(i + 8, i + 12))) {
+  if (isHigh(code) && text.startsWith("\\u", i + 6) && HEX4.test(text.slice(i + 8, i + 12))) {
     const low = parseInt(text.slice(i + 8, i + 12), 16);
-    if (low >= 0xdc00 && low <= 0xdfff) { code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00); size = 12; }
+    if (isLow(low)) { code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00); size = 12; }
   }
   return { piece: code < 0x80 ? String.fromCharCode(code) : folded(code), size };
 }
