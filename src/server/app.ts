@@ -5,6 +5,7 @@
  * routes (a table of the API) → error mapper → log + audit line.
  */
 import { Elysia } from "elysia";
+import { bindOnceAdapter } from "./bind-adapter";
 import { InvalidRequestError, ShuttingDownError } from "../errors";
 import { checkJsonShape, unserialisable } from "../guards/json-shape";
 import { bodyUnread } from "../guards/body";
@@ -94,7 +95,7 @@ export function createApp(input: AppInput) {
     },
   };
   const clientAddress = clientAddressFor(config.trustedProxies);
-  const app = new Elysia({ name: "appliance", serve })
+  const app = new Elysia({ name: "appliance", serve, adapter: bindOnceAdapter })
     // 1. Request state and the guards that need no body: host → CORS → body size → auth.
     .onRequest(async ({ request, server, set }) => {
       const state = initState(request, clientAddress(server?.requestIP(request)?.address ?? "local", request.headers.get("x-forwarded-for")), performance.now());

@@ -122,7 +122,10 @@ async function assemble(config: Readonly<Config>, opts: ServerOptions, log: Logg
   const build = (engine: Engine) => {
     const built = loadApp().then(({ createApp }) => {
       const guards = createGuards({ config, engine: controlTokens(gateway, engine), keys, audit, log, clock });
-      return { guards, app: createApp({ config, engine, log, guards, version: versionInfo(), gateway, clock }) };
+      const app = createApp({ config, engine, log, guards, version: versionInfo(), gateway, clock });
+      // Its request handler composed here too, off the start path like the rest (listen binds with it: bind-adapter.ts).
+      app.compile();
+      return { guards, app };
     });
     built.catch(() => {}); // awaited below, which reports a failure; not an unhandled rejection meanwhile
     return built;
