@@ -110,7 +110,7 @@ export const configSchema = z.strictObject({
   "Rate limits; per-key limits override these."),
   promptGuard: describe(z.prefault(z.strictObject({
     specialTokens: describe(z._default(guardRuleAction, "block"), "The model's own control tokens typed in user text."),
-    invisibleUnicode: describe(z._default(guardRuleAction, "block"), "Invisible and bidi-control characters (Trojan Source)."),
+    invisibleUnicode: describe(z._default(guardRuleAction, "block"), "Invisible and bidi-control characters (Trojan Source, hidden text); emoji sequences and the joiners, direction marks and soft hyphens of ordinary writing excepted (README, Security model)."),
     injectionPhrases: describe(z._default(guardRuleAction, "flag"), "Known prompt-injection phrases."),
     rules: describe(z._default(z.array(z.strictObject({
       id: text(z.regex(/^[a-z0-9_.-]+$/i)),

@@ -31,6 +31,28 @@ export const INVISIBLE_CHAR = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}
  */
 export const EMOJI_SEQUENCE = String.raw`\u{1F3F4}\u{E0067}\u{E0062}(?:\u{E0065}\u{E006E}\u{E0067}|\u{E0073}\u{E0063}\u{E0074}|\u{E0077}\u{E006C}\u{E0073})\u{E007F}|\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?(?:\u200D\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?[\uFE0E\uFE0F]?)*|[0-9#*]\uFE0F?\u20E3`;
 
+/** A letter (`kinds`; not a format character such as ALM, which those scripts also list) of one of the scripts. */
+const letterOf = (scripts: string[], kinds = String.raw`\p{L}`) =>
+  String.raw`(?:(?=[${kinds}])[${scripts.map((s) => String.raw`\p{scx=${s}}`).join("")}])`;
+/** Scripts whose spelling uses ZWNJ and ZWJ between letters: the Arabic-script and joining ones, the Brahmic ones. */
+const JOINING = letterOf(["Arabic", "Syriac", "Nko", "Mongolian", "Devanagari", "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil",
+  "Telugu", "Kannada", "Malayalam", "Sinhala", "Tibetan", "Myanmar", "Khmer"]);
+/** Letters and digits of right-to-left scripts, whose text carries the implicit direction marks LRM, RLM and ALM. */
+const RTL = letterOf(["Hebrew", "Arabic", "Syriac", "Thaana", "Nko", "Samaritan", "Mandaic", "Adlam"], String.raw`\p{L}\p{Nd}`);
+const MARK = String.raw`[\u200E\u200F\u061C]`;
+
+/**
+ * Where invisible characters are ordinary writing, one at a time (the prompt guard skips these too; two in a row are
+ * still refused): ZWNJ or ZWJ between two letters of a script that spells with them (Persian می‌خواهم, Sinhala ශ්‍රී:
+ * a letter, its marks, the joiner, a letter or mark); LRM, RLM or ALM next to a letter of a right-to-left script
+ * (שלום‏!, ۱۲‏); a soft hyphen between two letters (words copied from web pages). They were refused as invisible text,
+ * so ordinary Persian, Hebrew and Indic text got a 400. Not: variation selectors after ideographs (one of 256 after
+ * each character carries a byte of hidden text, a known way to smuggle instructions to a model), joiners between
+ * Latin letters, zero-width spaces, the bidi embeddings, overrides and isolates (Trojan Source), tag characters.
+ */
+export const WRITING_SEQUENCE = String.raw`(?<=${JOINING}\p{M}*)[\u200C\u200D](?=${JOINING}|\p{M})` +
+  String.raw`|(?<=${RTL}\p{M}*)${MARK}|(?<!${MARK})${MARK}(?=${RTL})|(?<=\p{L}\p{M}*)\u00AD(?=\p{L})`;
+
 /**
  * Look-alikes → the ASCII letter they imitate, in both cases (the response scanner matches case-sensitive key
  * prefixes such as AKIA and BEGIN): every character Unicode's confusables data lists for an ASCII letter

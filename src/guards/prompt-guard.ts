@@ -3,14 +3,14 @@
  * action: block (400 prompt_rejected naming the rule), flag (allowed, recorded
  * in audit and a response header) or strip (the matched text is removed).
  * Built-in rules: invisible/bidi unicode (by Unicode property; emoji sequences
- * excepted), the loaded model's own control tokens typed as text (read from its
+ * and ordinary writing's joiners and direction marks excepted: normalise.ts), the loaded model's own control tokens typed as text (read from its
  * vocabulary; looked for with invisible characters removed, so `<|im_\u034Fstart|>`
  * is still one), and injection phrases (matched on the normalised skeleton).
  */
 import { AppError } from "../errors";
 import type { ChatTurn } from "../engine/engine";
 import type { Config } from "../config/schema";
-import { EMOJI_SEQUENCE, INVISIBLE_CHAR, skeleton } from "./normalise";
+import { EMOJI_SEQUENCE, INVISIBLE_CHAR, WRITING_SEQUENCE, skeleton } from "./normalise";
 import { INJECTION_PHRASES } from "./rules/injection";
 
 export class PromptRejectedError extends AppError {
@@ -29,8 +29,8 @@ interface View { visible(): string; skeleton(): string }
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-/** Emoji sequences (kept) or one invisible character (the finding). */
-const INVISIBLE_SCAN = new RegExp(`(${EMOJI_SEQUENCE})|${INVISIBLE_CHAR.source}`, "gu");
+/** Emoji sequences and ordinary writing's joiners and marks (kept) or one invisible character (the finding). */
+const INVISIBLE_SCAN = new RegExp(`(${EMOJI_SEQUENCE}|${WRITING_SEQUENCE})|${INVISIBLE_CHAR.source}`, "gu");
 const INVISIBLE_ANY = new RegExp(INVISIBLE_CHAR.source, "u");
 
 function hasInvisible(text: string): boolean {

@@ -23,6 +23,23 @@ describe("prompt guard", () => {
     expect(v.flags).toEqual(["injection.ignore_previous"]);
     expect(check([{ role: "user", content: "SELECT * FROM t WHERE x IGNORE NULLS; how do I skip previous rows?" }], specials).flags).toEqual([]);
   });
+  // SDK fidelity run (stop 72): ordinary Persian, Sinhala, Hebrew text and copied web text got 400 invisible_unicode.
+  const writing = ["می\u200Cخواهم", "\u0DC1\u0DCA\u200D\u0DBB\u0DD3", "क्\u200Dष", "שלום\u200F!", "\u200Fשלום", "سلام ۱۲\u200F", "co\u00ADoperate"];
+  test("ordinary writing's joiners, direction marks and soft hyphens pass, one at a time; the same characters elsewhere do not", () => {
+    for (const content of writing) expect(check([{ role: "user", content }], specials).turns[0]!.content).toBe(content);
+    const strip = createPromptGuard(parseConfig({ promptGuard: { invisibleUnicode: "strip" } }));
+    for (const content of writing) expect(strip([{ role: "user", content: `${content}\u200B` }], []).turns[0]!.content).toBe(content);
+    for (const content of [
+      "a\u200Cb", "a\u200Db", "ab\u200Fc", "\u200F123", // joiners between Latin letters, a mark with no right-to-left text
+      "می\u200C\u200Cخواهم", "שלום\u200F\u200F!", "ب\u061C\u061Cب", "a\u00AD\u00ADb", // two in a row: a channel, not spelling
+      "می\u200Bخواهم", "שלום\u202Eabc", "\u845B\u{E0100}飾区", "a\u{E0041}b", // zero-width space, an override, a byte after an ideograph, tags
+    ]) expect(() => check([{ role: "user", content }], specials), JSON.stringify(content)).toThrow(/invisible_unicode/);
+  });
+  test("through HTTP: a Persian message with its ZWNJ is answered", async () => {
+    const ctx = await makeApp({ engine });
+    const r = await ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: "tiny", max_tokens: 1, messages: [{ role: "user", content: writing[0] }] } }));
+    expect(r.status).toBe(200);
+  });
   test("custom regex rules and strip", () => {
     expect(() => check([{ role: "user", content: "my ssn is 123-45-6789" }], specials)).toThrow(/custom.no-ssn/);
     const strip = createPromptGuard(parseConfig({ promptGuard: { invisibleUnicode: "strip" } }));
