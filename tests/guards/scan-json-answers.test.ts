@@ -32,6 +32,24 @@ test("in JSON answers numbers stay numbers; in prose the same forms are addresse
   expect(both('{"a": "127.1:8080"}', true)).toBe('{"a": "[REDACTED:internal-ip]"}');
 });
 
+// SDK fidelity run (stop 72): INT32_MAX in code or a strict json_schema string ("2147483647") was redacted as
+// 127.255.255.255, 0x7fffffff and a float's infinity bits too; an integer is an address where a host stands.
+test("an integer is an address where a host stands, or as 127.0.0.1's own forms; INT32_MAX and float bits are numbers", () => {
+  for (const text of ["if (x > 0x7fffffff) return INT_MAX; // 2147483647", "inf = 0x7f800000, nan = 0x7fc00000, pattern 0x0A0B0C0D",
+    "the Year 2038 problem: 2147483647 seconds", "id 3232235521 in the table"]) {
+    expect(both(text, false)).toBe(text);
+    expect(both(text, true)).toBe(text);
+  }
+  expect(both('{"max": "2147483647", "n": [2147483647]}', true)).toBe('{"max": "2147483647", "n": [2147483647]}');
+  for (const [text, out] of [
+    ["fetch http://3232235521/admin now", "fetch http://[REDACTED:internal-ip]/admin now"], // 192.168.0.1
+    ["curl -u me@0x0a000001:8080", "curl -u me@[REDACTED:internal-ip]"], ["connect 2886729729:5432", "connect [REDACTED:internal-ip]"],
+    ["see http://2147483647/", "see http://[REDACTED:internal-ip]/"], ["connect to 2130706433 or 0x7f000001", "connect to [REDACTED:internal-ip] or [REDACTED:internal-ip]"],
+    ['{"url": "http://169.254.169.254/"}', '{"url": "http://[REDACTED:internal-ip]/"}'],
+  ] as const) expect(both(text, false)).toBe(out);
+  expect(both('{"url": "http://3232235521/"}', true)).toBe('{"url": "http://[REDACTED:internal-ip]/"}');
+});
+
 test("an assignment's value is redacted, its name and quotes stay (JSON arguments keep parsing)", () => {
   const args = '{"api_key": "Zx9Qw3Er7Ty1Ui5Op2As8Df4", "password": "hunter2-Xq9!"}';
   const out = both(args, true);

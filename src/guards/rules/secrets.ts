@@ -89,16 +89,26 @@ function dottedIpv4(json: boolean): SecretRule {
       `127(?:\\.\\d{1,3}){2,3}(?!\\.?\\d)|${short}|0+(?:127|177)(?:\\.\\d{1,3}){1,3}(?!\\.?\\d))(?::\\d{1,5})?\\b`, "g") };
 }
 
-/** Loopback and private addresses as one integer; `json`: the decimal form not where it is a JSON number. */
+/**
+ * Loopback and private addresses written as one integer. 127.0.0.1's own forms, 2130706433 and 0x7f000001, anywhere
+ * (`json`: the decimal not where it is a JSON number); any other such integer only where a host stands: after `//`
+ * or `@` (a URL's authority: http://3232235521/ is 192.168.0.1) or with a `:port`. Read anywhere, every integer of
+ * 127/8 and the hex forms of every private range were addresses: INT32_MAX (2147483647, 0x7fffffff), a float's
+ * infinity and NaN bits (0x7f800000, 0x7fc00000) and test patterns such as 0x0A0B0C0D were redacted from code and
+ * prose (SDK fidelity run), and a strict json_schema answer holding one no longer matched its schema.
+ */
 function integerIpv4(json: boolean): SecretRule {
-  const decimal = json ? `21[34]\\d{7}${notAfterJson(10)}|21[34]\\d{7}${NOT_BEFORE_JSON}` : "21[34]\\d{7}";
-  return { id: "internal-ip", group: "internal", maxLength: 10, pattern: new RegExp(`\\b(?:0x[0-9a-f]{8}|${decimal})\\b`, "gi"), validate: privateInteger };
+  const loopback = json ? `2130706433${notAfterJson(10)}|2130706433${NOT_BEFORE_JSON}` : "2130706433";
+  const integer = "(?:0x[0-9a-f]{8}|\\d{9,10})";
+  return { id: "internal-ip", group: "internal", maxLength: 16, validate: privateInteger,
+    pattern: new RegExp(`\\b(?:0x7f000001|${loopback})\\b|(?<=\\/\\/|@)${integer}\\b(?::\\d{1,5}\\b)?|\\b${integer}:\\d{1,5}\\b`, "gi") };
 }
 
+/** An integer (a port after it allowed) that is a loopback, private or link-local IPv4 address. */
 function privateInteger(m: string): boolean {
-  const n = Number(m);
+  const n = Number(m.replace(/:\d+$/, ""));
+  if (!Number.isInteger(n) || n > 0xffffffff) return false;
   const a = n >>> 24, b = (n >>> 16) & 255;
-  if (!/^0x/i.test(m)) return a === 127;
   return a === 127 || a === 10 || (a === 192 && b === 168) || (a === 172 && b >= 16 && b <= 31) || (a === 169 && b === 254);
 }
 
@@ -210,8 +220,8 @@ export const SECRET_RULES: SecretRule[] = [
   // is 0fd0::, neither).
   { id: "internal-ip", group: "internal", maxLength: 43,
     pattern: /\[f(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}\]|\bf(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}(?![\w:])/gi },
-  // Loopback and private addresses written as one integer: 0x7f000001, 2130706433 (decimal only for 127/8, whose
-  // 10-digit range holds few other numbers; INT32_MAX is one). JSON answers: integerIpv4.
+  // Loopback and private addresses written as one integer: 2130706433 and 0x7f000001 anywhere, any other where a host
+  // stands (integerIpv4). JSON answers: integerIpv4(true).
   INTEGER_IPV4,
   { id: "localhost-url", group: "internal", maxLength: 23, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
   { id: "email", group: "pii", maxLength: 270, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g,
