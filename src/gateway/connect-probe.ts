@@ -34,6 +34,8 @@ export function connectProbe(endpoint: { host: string; port: number }, ms: numbe
     const timer = setTimeout(() => done(new AttemptFailure(`no connection within ${ms} ms (connect timeout)`, "timeout")), ms);
     signal.addEventListener("abort", onAbort, { once: true });
     socket.once("connect", () => done(undefined));
-    socket.once("error", (e) => done(new AttemptFailure(`cannot reach it (${e.message})`, "network")));
+    // The error's code, not its message: Node's names the address ("connect ECONNREFUSED 10.0.0.5:8000"), and the
+    // failure reaches the client's error (no upstream address is ever in a message; red-team run).
+    socket.once("error", (e) => done(new AttemptFailure(`cannot reach it (${(e as NodeJS.ErrnoException).code ?? "connect failed"})`, "network")));
   });
 }
