@@ -113,3 +113,25 @@ test("a relayed event that is JSON but not an object ends the stream with an ups
     expect(body).not.toContain("internal_error");
   } finally { lateNull.stop(); }
 });
+
+// Red-team run (stop 72): the same bodies, non-streamed, were read as answers: a TypeError, a 500 internal_error.
+test("a non-streamed answer that is JSON but not an object of the API is a 502 upstream_error on every route, not a 500", async () => {
+  const bodies = ["null", "5", '"str"', "[]", '{"choices":[null]}', '{"choices":[5]}', '{"output":[null]}', '{"object":"list","data":[null]}'];
+  let next = 0;
+  const odd = recordingUpstream((_r, seen) => models(seen) ? Response.json({ object: "list", data: [] })
+    : new Response(bodies[next++ % bodies.length], { headers: { "content-type": "application/json" } }));
+  const gw = await startGateway({ upstreams: [{ url: odd.url, models: ["m"] }], gateway: { retries: 0, breakerFailures: 1000 } });
+  gws.push(gw);
+  try {
+    const post = (path: string, body: object) => fetch(`${gw.baseURL}${path}`, { method: "POST",
+      headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" }, body: JSON.stringify({ model: "m", ...body }) });
+    const routes: [string, object][] = [["/v1/chat/completions", { messages: [{ role: "user", content: "hi" }] }],
+      ["/v1/completions", { prompt: "hi" }], ["/v1/responses", { input: "hi" }], ["/v1/embeddings", { input: "hi" }]];
+    for (let i = 0; i < bodies.length; i++) for (const [path, body] of routes) {
+      next = i; // the same body for every route
+      const r = await post(path, body);
+      const text = await r.text();
+      expect([path, bodies[i], r.status, text.includes("upstream_error")], text).toEqual([path, bodies[i], 502, true]);
+    }
+  } finally { odd.stop(); }
+});

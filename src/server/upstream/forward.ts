@@ -148,6 +148,13 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   try {
     let answer: Obj;
     try { answer = JSON.parse(reply.text ?? "") as Obj; } catch { throw new AppError("The upstream sent an answer that is not JSON.", 502, "server_error", "upstream_error"); }
+    // null, a number, a string, or choices or output items that are not objects: no answer of the API (each was read as
+    // one: a TypeError, a 500; red-team run), as the stream's events are refused (relay.ts).
+    const notObject = (v: unknown) => v === null || typeof v !== "object" || Array.isArray(v);
+    const items = (v: unknown) => (Array.isArray(v) ? v : []);
+    if (notObject(answer) || items(answer.choices).some(notObject) || items(answer.output).some(notObject) || items(answer.data).some(notObject)) {
+      throw new AppError("The upstream sent an answer that is not a JSON object of the API.", 502, "server_error", "upstream_error");
+    }
     const usage = (answer.usage ?? {}) as Obj;
     state.promptTokens = Number(usage.prompt_tokens ?? usage.input_tokens ?? 0);
     state.completionTokens = Number(usage.completion_tokens ?? usage.output_tokens ?? 0);
