@@ -55,7 +55,7 @@ export function stopText(stops: readonly string[], onText: ((text: string) => vo
 }
 
 /** Where the first of `stops` begins in `text`, or -1. */
-function firstStop(text: string, stops: readonly string[]): number {
+export function firstStop(text: string, stops: readonly string[]): number {
   let first = -1;
   for (const s of stops) {
     const i = s ? text.indexOf(s) : -1;

@@ -7,6 +7,7 @@ import type { AppDeps } from "../deps";
 import { prologue } from "./prologue";
 import { runGeneration } from "./generate";
 import { guardChat } from "./guard-chat";
+import { stopsAfterScan } from "../stop-after-scan";
 
 export const chatRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.chat" }).post("/v1/chat/completions", async ({ body, request }) => {
@@ -23,6 +24,8 @@ export const chatRoutes = (deps: AppDeps) =>
     const legacy = usesFunctions(body);
     const forced = !!tools && tools.choice !== "auto";
     const thinking = thinkingOf(body);
+    // Looked for in the text as sent, after the response scanner (stop-after-scan.ts); a forced call ignores them.
+    const stops = stopsAfterScan(deps.config, forced ? undefined : sampling.stop);
     // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream: body.stream ?? false,
@@ -31,8 +34,9 @@ export const chatRoutes = (deps: AppDeps) =>
       perPrompt: n,
       logprobs: sampling.logprobs != null,
       jsonText: !!sampling.format,
+      stop: stops,
       call: (signal, choice, hooks) =>
-        deps.engine.chat({ model: info.id, messages, tools, sampling: choiceSampling(sampling, choice, n), signal, ...hooks, ...(thinking === false && { thinking }) }),
+        deps.engine.chat({ model: info.id, messages, tools, sampling: choiceSampling(stops ? { ...sampling, stop: undefined } : sampling, choice, n), signal, ...hooks, ...(thinking === false && { thinking }) }),
       full: (gs) => chatCompletion(id, info.id, created, gs, legacy),
       // A forced call has no text: content null, as the answer unstreamed says (the openai SDK's stream helpers build
       // their final message from these deltas: "" there, null unstreamed).

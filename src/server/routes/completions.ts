@@ -6,6 +6,7 @@ import { completionRequest, errorBody, textCompletionObject } from "../openai/wi
 import type { AppDeps } from "../deps";
 import { prologue } from "./prologue";
 import { runGeneration } from "./generate";
+import { stopsAfterScan } from "../stop-after-scan";
 
 export const completionRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.completions" }).post("/v1/completions", async ({ body, request }) => {
@@ -29,6 +30,7 @@ export const completionRoutes = (deps: AppDeps) =>
     const id = "cmpl-" + state.id.slice(4);
     const created = Math.floor(deps.clock() / 1000);
     const offsets: number[] = []; // per choice, where the next streamed text starts (text_offset)
+    const stops = stopsAfterScan(deps.config, sampling.stop); // looked for in the text as sent (stop-after-scan.ts)
     // The 200 schema documents the answer; the converters build it (typed as the Response a stream is).
     return runGeneration(request, state, deps, {
       stream,
@@ -37,8 +39,9 @@ export const completionRoutes = (deps: AppDeps) =>
       perPrompt: n,
       logprobs: sampling.logprobs != null,
       jsonText: !!sampling.format,
+      stop: stops,
       call: (signal, choice, hooks) => deps.engine.complete({
-        model: info.id, prompt: inputs[Math.floor(choice / n)]!, sampling: choiceSampling(sampling, choice, n), signal, ...hooks,
+        model: info.id, prompt: inputs[Math.floor(choice / n)]!, sampling: choiceSampling(stops ? { ...sampling, stop: undefined } : sampling, choice, n), signal, ...hooks,
       }),
       full: (gs) => textCompletion(id, info.id, created, gs, n, echo && gs.map((_, i) => echo[Math.floor(i / n)]!)),
       headAfterPrompt: !!echo && sampling.promptLogprobs,

@@ -18,6 +18,7 @@ import { scanParts } from "../../guards/scan-parts";
 import { thoughtStream } from "../thought-stream";
 import { argumentsOf, scanned, unstarted, type GenerationPlan } from "./generate";
 import { totalUsage } from "../openai/convert";
+import { stopPieces } from "../stop-after-scan";
 
 type Flight = ReturnType<Inflight["begin"]>;
 
@@ -50,10 +51,13 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     const aligner = plan.logprobs ? new LogprobAligner() : undefined;
     let raw = ""; // generated text the filter still holds back
     texts[i] = "";
-    const send = (text: string, logprobs: AlignedPiece["logprobs"] | undefined) => {
+    const emitText = (text: string, logprobs: AlignedPiece["logprobs"] | undefined) => {
       out(plan.piece(text, i, logprobs));
       if (keepText) texts[i] += text;
     };
+    // The request's stop strings, where the server applies them: to the text as the filter releases it (stop-after-scan.ts).
+    const cut = plan.stop && stopPieces(plan.stop, (p) => emitText(p.text, p.logprobs), () => stopEngine());
+    const send = (text: string, logprobs: AlignedPiece["logprobs"] | undefined) => (cut ? cut.push({ text, logprobs }) : emitText(text, logprobs));
     const sendPieces = (pieces: AlignedPiece[]) => { for (const p of pieces) send(p.text, p.logprobs); };
     let headSent = !plan.head;
     const sendHead = (prompt?: Parameters<NonNullable<GenerationPlan["head"]>>[1]) => {
@@ -102,6 +106,8 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
       // carried before the key depended on the tokens' timing. (With logprobs a blocked push sends nothing: as before.)
       else if (!aligner && filter.blocked && !thought.blocked) { if (tail) send(tail, undefined); }
       else if (g.text) send(g.text, undefined);
+      cut?.finish();
+      if (cut?.stopped && !blocked) { g.finishReason = "stop"; g.toolCalls = undefined; }
       if (g.toolCalls?.length && plan.calls) out(plan.calls(g.toolCalls, i));
       out(plan.end(g.finishReason, g, i));
     };

@@ -15,6 +15,8 @@ import { cacheScopeOf, type RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import { streamGeneration } from "./generate-stream";
 import { arrived } from "../arrivals";
+import { firstStop } from "../../engine/stop-text";
+import { logprobsBefore, stopPieces } from "../stop-after-scan";
 
 /** What the engine call of one choice is handed: all set when streaming, `onStage` always. */
 export type CallHooks = Pick<GenerateCall, "onText" | "onReasoning" | "onAdmitted" | "onLogprob" | "onPromptLogprobs" | "onStage" | "cacheScope">;
@@ -30,6 +32,11 @@ export interface GenerationPlan {
   logprobs?: boolean;
   /** The answer's text is JSON (a response_format): the response scanner reads it as such (a call's arguments always are). */
   jsonText?: boolean;
+  /**
+   * The request's stop strings where the server applies them to the text as sent (server/stop-after-scan.ts); `call`
+   * then hands the engine none.
+   */
+  stop?: readonly string[];
   /** Runs the engine for one choice. */
   call: (signal: AbortSignal, choice: number, hooks: CallHooks) => Promise<Generation>;
   /** The whole non-streaming answer. */
@@ -72,7 +79,8 @@ export async function runGeneration(request: Request, state: RequestState, deps:
         gs.push(unstarted());
         continue;
       }
-      const g = await plan.call(flight.signal, i, { onStage, cacheScope: cacheScopeOf(state) }).catch((e: unknown) => {
+      const watch = plan.stop && stopWatch(plan.stop, flight.signal, deps.responseFilter(state, i === 0, i === 0 ? !!plan.jsonText : true));
+      const g = await plan.call(watch ? watch.signal : flight.signal, i, { onStage, cacheScope: cacheScopeOf(state), ...(watch && { onText: watch.onText }) }).catch((e: unknown) => {
         if (!byShutdown()) throw e;
         if (!gs.length) throw new ShuttingDownError(); // nothing was generated: a 503 the SDKs retry
         return unstarted();
@@ -86,6 +94,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     if (byShutdown()) state.status = 499; // logged and audited as cancelled; the client gets its answer
     else if (flight.signal.aborted) throw new CancelledError();
     scanChoices(gs, (i) => deps.responseFilter(state, i === 0, i === 0 ? !!plan.jsonText : true), () => deps.responseFilter(state, true)); // part 0: the text, then arguments
+    if (plan.stop) for (const g of gs) cutAtStop(g, plan.stop);
     if (deps.config.logPrompts) state.responseText = gs.map((g) => g.text).join("\n");
     return plan.full(gs);
   } catch (e) {
@@ -93,6 +102,29 @@ export async function runGeneration(request: Request, state: RequestState, deps:
   } finally {
     flight.end();
   }
+}
+
+/**
+ * Watches a non-streamed choice's text as the response filter releases it (a filter of its own; the answer is scanned
+ * whole afterwards) and ends the generation at the first stop string in it; `signal` is the engine call's.
+ */
+function stopWatch(stops: readonly string[], client: AbortSignal, filter: TextFilter) {
+  const end = new AbortController();
+  const onClient = () => end.abort(client.reason);
+  if (client.aborted) onClient();
+  else client.addEventListener("abort", onClient, { once: true });
+  const cut = stopPieces(stops, () => {}, () => end.abort(new Error("stop string")));
+  return { signal: end.signal, onText: (text: string) => cut.push({ text: filter.push(text) }) };
+}
+
+/** A scanned choice cut before the first stop string in its text as sent (its logprobs too); finish_reason "stop". */
+function cutAtStop(g: Generation, stops: readonly string[]) {
+  const at = g.finishReason === "content_filter" ? -1 : firstStop(g.text, stops);
+  if (at < 0) return;
+  g.text = g.text.slice(0, at);
+  if (g.logprobs) g.logprobs = logprobsBefore(g.logprobs, at);
+  g.toolCalls = undefined;
+  g.finishReason = "stop";
 }
 
 /** A choice a shutdown cancelled before it generated anything: empty, cut short (streamed or not). */
