@@ -124,3 +124,40 @@ test("streamed Responses through the gateway: reasoning.effort none and an echoe
   const done = r.text.split("\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6))).find((e) => e.type === "response.completed");
   expect(done.response.usage).toMatchObject({ input_tokens_details: { cached_tokens: 2 }, output_tokens_details: { reasoning_tokens: 7 } });
 });
+
+// Red-team run (stop 72): a key split over two output_text parts (or two message items) passed in halves and came
+// back whole in output_text; strings of a choice outside its message (finish_reason, logprobs) went out as sent.
+test("Responses, not streamed: a key split over parts or items is found whole; part logprobs that spell a key go", async () => {
+  const half = [KEY.slice(0, 10), KEY.slice(10)];
+  const item = (texts: string[], logprobs?: object[]) => ({ type: "message", id: "m", role: "assistant", status: "completed",
+    content: texts.map((text) => ({ type: "output_text", text, annotations: [], ...(logprobs && { logprobs }) })) });
+  for (const output of [[item(half)], [item([half[0]!]), item([half[1]!])], [item(["hi"], [{ token: KEY, logprob: 0, top_logprobs: [] }])],
+    [item(["hi"], [{ token: "h", logprob: 0, top_logprobs: [{ token: KEY, logprob: -1 }] }])]]) {
+    const post = await gatewayOver(() => Response.json({ object: "response", status: "completed", model: "m", output, output_text: "", usage: { input_tokens: 1, output_tokens: 1, total_tokens: 2 } }));
+    const r = await post("/v1/responses", { input: "x" });
+    expect(r.status).toBe(200);
+    expect(r.text).not.toContain("IOSFOD");
+    expect(r.text).not.toContain("NN7EXAMPLQ");
+    for (const c of cleanup.splice(0)) await c();
+  }
+});
+
+test("chat and completions, not streamed: a choice's finish_reason and logprobs are read too", async () => {
+  const answers: object[] = [
+    { index: 0, finish_reason: KEY, message: { role: "assistant", content: "hi" } },
+    { index: 0, finish_reason: "stop", message: { role: "assistant", content: "hi" }, logprobs: { content: [{ token: KEY, logprob: 0, top_logprobs: [] }] } },
+    { index: 0, finish_reason: "stop", message: { role: "assistant", content: "hi" }, logprobs: { content: [{ token: "hi", logprob: 0, top_logprobs: [{ token: KEY, logprob: -1 }] }] } },
+    { index: 0, finish_reason: "stop", message: { role: "assistant", content: "hi" }, extra: { note: KEY } },
+    { index: 0, finish_reason: "stop", text: "hi", logprobs: { tokens: ["h", "i"], token_logprobs: [0, 0], top_logprobs: [{ [KEY]: -1 }, { i: 0 }], text_offset: [0, 1] } },
+  ];
+  for (const choice of answers) {
+    const chat = "message" in choice;
+    const post = await gatewayOver(() => Response.json({ id: "x", object: chat ? "chat.completion" : "text_completion", created: 1, model: "m",
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }, choices: [choice] }));
+    const r = chat ? await post("/v1/chat/completions", { messages: [{ role: "user", content: "x" }] }) : await post("/v1/completions", { prompt: "x" });
+    expect(r.status).toBe(200);
+    expect(r.text).not.toContain("IOSFOD");
+    expect(["stop", "length", "tool_calls", "content_filter"]).toContain(JSON.parse(r.text).choices[0].finish_reason);
+    for (const c of cleanup.splice(0)) await c();
+  }
+});

@@ -8,8 +8,6 @@ import type { TextFilter } from "../../guards/response-scan";
 import { scanParts } from "../../guards/scan-parts";
 
 type Obj = Record<string, unknown>;
-/** Between a Responses answer's text parts while they are scanned as one text (no rule matches it whole). */
-const PART_BORDER = "\u0000\u241Fpart\u241F\u0000";
 
 /** One generated string of an answer, with its writer; `json`: a call's arguments (JSON text). */
 interface Field { value: string; set: (v: string) => void; json?: boolean }
@@ -54,13 +52,45 @@ function chatParts(c: Obj): Parts {
     // Every other string the message carries reaches the client: call arguments, names and ids (also the legacy
     // function_call; vLLM's tool parsers take a name from the model's text unchecked), a refusal, reasoning text,
     // list content's parts, annotations, an audio transcript… (leak run, second fix-attack run).
-    others: allStrings(m, text ? ["content"] : []),
+    // So does every other string of the choice (its logprobs and finish_reason are read apart: scanChoices).
+    others: [...allStrings(m, text ? ["content"] : []), ...allStrings(c, CHOICE_OWN)],
     dropCalls: () => { delete m.tool_calls; delete m.function_call; },
   };
 }
 
+/** A choice's own fields the scan of its other strings leaves out: the text and message (scanned as such), logprobs, finish_reason. */
+const CHOICE_OWN: readonly string[] = ["message", "text", "logprobs", "finish_reason"];
+
 function textParts(c: Obj): Parts {
-  return { text: field(c, "text")[0] ?? NO_TEXT, others: [], dropCalls: () => {} };
+  return { text: field(c, "text")[0] ?? NO_TEXT, others: allStrings(c, CHOICE_OWN), dropCalls: () => {} };
+}
+
+/** The finish reasons of the API (the legacy function_call too); an upstream's other string is "stop", as relay.ts reads it. */
+const REASONS: readonly string[] = ["stop", "length", "content_filter", "tool_calls", "function_call"];
+
+/** Every string in `v`, and the keys of objects in a `top_logprobs` list (completions' alternatives are keyed by token). */
+function stringsAndKeys(v: unknown, out: string[] = [], depth = 0, keyed = false): string[] {
+  if (typeof v === "string") out.push(v);
+  else if (v && typeof v === "object" && depth <= 64) {
+    for (const [k, x] of Object.entries(v)) {
+      if (keyed && !Array.isArray(v)) out.push(k);
+      stringsAndKeys(x, out, depth + 1, Array.isArray(v) ? keyed : k === "top_logprobs");
+    }
+  }
+  return out;
+}
+
+/**
+ * Logprobs an upstream sent that the scanner would change: any token or alternative alone, or the text the chosen
+ * tokens spell (chat's content[].token, completions' tokens, a Responses part's list). Kept only where the text they go with was unchanged,
+ * they were sent as they came, though they need not spell that text (red-team run: a key in them, "hi" as content).
+ */
+function logprobsScanned(lp: unknown, newFilter: () => TextFilter): boolean {
+  const o = (lp && typeof lp === "object" ? lp : {}) as Obj;
+  const list = Array.isArray(lp) ? lp as Obj[] : Array.isArray(o.content) ? o.content as Obj[] : undefined; // Responses: a part's list
+  const chosen = list ? list.map((t) => (t && typeof t.token === "string" ? t.token : "")) : Array.isArray(o.content) ? (o.content as Obj[]).map((t) => (t && typeof t.token === "string" ? t.token : "")) : Array.isArray(o.tokens) ? (o.tokens as unknown[]).map((t) => (typeof t === "string" ? t : "")) : [];
+  // Each token and alternative on a line of its own: one filter for all of them (a long answer has thousands).
+  return [chosen.join(""), stringsAndKeys(lp).join("\n")].some((text) => newFilter().whole(text) !== text);
 }
 
 /**
@@ -75,7 +105,8 @@ export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFil
     const { parts, blocked } = scanParts(all.map((f) => f.value), (i) => newFilter(i === 0, i === 0 ? textJson : !!all[i]!.json)); // part 0: the text
     all.forEach((f, i) => f.set(blocked ? "" : parts[i]!));
     if (blocked) { p.dropCalls(); choice.finish_reason = "content_filter"; }
-    if ((blocked || all.some((f, i) => parts[i] !== f.value)) && choice.logprobs) choice.logprobs = null;
+    else if (!REASONS.includes(choice.finish_reason as string) && choice.finish_reason != null) choice.finish_reason = "stop";
+    if (choice.logprobs && (blocked || all.some((f, i) => parts[i] !== f.value) || logprobsScanned(choice.logprobs, () => newFilter(false)))) choice.logprobs = null;
   }
 }
 
@@ -88,8 +119,10 @@ export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: (in
 
 /**
  * The Responses API's answer. Its text parts are one text to a client (the SDKs' output_text joins them), so they go
- * through one filter, joined by a separator no rule matches; a finding that runs across a part border swallows it
- * and blanks the answer, as a block does (a key split over two parts never leaves in pieces). Every other string an
+ * through one filter joined as the client joins them: a key split over two parts (or two message items) is found
+ * whole. The parts keep their own scanned text where that adds up to the whole's; a finding that runs across a part
+ * border puts the whole scanned text in the first part and empties the rest (it passed: joined by a separator no
+ * rule matched, the halves were scanned apart; red-team run). Every other string an
  * item or part carries (a call's arguments, name and ids, a custom tool call's input, a refusal, a reasoning summary;
  * not its type, status or role) goes through a filter of its own. A text part the scan changed loses its logprobs
  * (they spell the upstream's tokens, the secret included). A block empties the texts, drops the calls and marks the
@@ -108,9 +141,15 @@ export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean, json
     }
   }
   const filter = newFilter(true, textJson);
-  const back = texts.length ? filter.whole(texts.map((x) => x.text).join(PART_BORDER)).split(PART_BORDER) : [];
+  const joined = texts.map((x) => x.text).join("");
+  const whole = filter.whole(joined);
+  let back = texts.map((x) => x.text);
+  if (whole !== joined) {
+    const apart = texts.map((x) => newFilter(true, textJson).whole(x.text));
+    back = apart.join("") === whole ? apart : texts.map((_, i) => (i === 0 ? whole : ""));
+  }
   const rest = scanParts(others.map((x) => x.value), (i) => newFilter(false, !!others[i]!.json));
-  if (filter.blocked || rest.blocked || back.length !== texts.length) {
+  if (filter.blocked || rest.blocked) {
     answer.output = output.filter((item) => item.type === "message" || item.type === "reasoning");
     for (const x of texts) { x.part.text = ""; if (x.part.logprobs) x.part.logprobs = []; }
     for (const x of others) x.set("");
@@ -118,9 +157,8 @@ export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean, json
     answer.incomplete_details = { reason: "content_filter" };
   } else {
     texts.forEach((x, i) => {
-      if (back[i] === x.text) return;
+      if (x.part.logprobs && (back[i] !== x.text || logprobsScanned(x.part.logprobs, () => newFilter(false)))) x.part.logprobs = [];
       x.part.text = back[i]!;
-      if (x.part.logprobs) x.part.logprobs = [];
     });
     others.forEach((x, i) => x.set(rest.parts[i]!));
   }
