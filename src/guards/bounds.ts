@@ -16,12 +16,15 @@ export const MAX_CHOICES = 16;
 type Limits = Pick<Config, "maxMessages" | "maxPromptChars">;
 type EmbeddingLimits = Pick<Config, "maxEmbeddingInputs" | "maxPromptChars">;
 
-/** `messages`: how many of `turns` are messages (the rest: tool definitions, call arguments, each its own text). */
-export function checkBounds(turns: ChatTurn[], limits: Limits, messages = turns.length) {
+/**
+ * `messages`: how many of `turns` are messages (the rest: tool definitions, call arguments, each its own text);
+ * `param`: the request field the prompt came in (a completions request's is `prompt`).
+ */
+export function checkBounds(turns: ChatTurn[], limits: Limits, messages = turns.length, param = "messages") {
   if (messages > limits.maxMessages) {
     throw new InvalidRequestError(`Too many messages: ${messages} (max ${limits.maxMessages}).`, "messages", "too_many_messages");
   }
-  checkChars("Prompt", turns.reduce((n, t) => n + t.content.length, 0), limits.maxPromptChars, "messages", "prompt_too_long");
+  checkChars("Prompt", turns.reduce((n, t) => n + t.content.length, 0), limits.maxPromptChars, param, "prompt_too_long");
 }
 
 /** The same bounds for embeddings inputs (text or token ids), in that API's own terms (checkBounds would name `messages`). */

@@ -46,7 +46,7 @@ export interface Guards {
    * Bounds, then the prompt guard over every text the prompt is made of; `messages`: how many of them are the
    * request's messages (tool definitions and call arguments are text too, but no message: `maxMessages` counts messages).
    */
-  prompt(state: RequestState, model: string, turns: ChatTurn[], messages?: number): ChatTurn[];
+  prompt(state: RequestState, model: string, turns: ChatTurn[], messages?: number, param?: string): ChatTurn[];
   /**
    * A response filter; `answer`: for the answer's text (not a call's arguments, a name, an id or an error), which
    * starts inside a key the prompt left open; `json`: the text is JSON (a response_format answer, a call's arguments).
@@ -280,8 +280,8 @@ export function createGuards(d: GuardDeps): Guards {
       return error;
     },
 
-    prompt(state, model, turns, messages) {
-      checkBounds(turns, config, messages);
+    prompt(state, model, turns, messages, param) {
+      checkBounds(turns, config, messages, param);
       let v;
       try {
         v = promptCheck(turns, d.engine.specialTokens(model));

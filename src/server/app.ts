@@ -59,9 +59,9 @@ export function createApp(input: AppInput) {
     metrics,
     tracer,
     draining: false,
-    promptGuard: (state, model, turns, messages) => {
+    promptGuard: (state, model, turns, messages, param) => {
       const t0 = performance.now();
-      try { return guards.prompt(state, model, turns, messages); } finally { state.marks.promptGuard ??= [t0, performance.now()]; }
+      try { return guards.prompt(state, model, turns, messages, param); } finally { state.marks.promptGuard ??= [t0, performance.now()]; }
     },
     responseFilter: (state, answer, json) => guards.responseFilter(state, answer, json),
     settle: (state) => guards.settle(state),

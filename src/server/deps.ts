@@ -36,7 +36,8 @@ export interface AppDeps extends AppInput {
   /** Set on SIGTERM/SIGINT: /ready turns 503 so load balancers stop sending. */
   draining: boolean;
   /** `messages`: how many of `turns` are the request's messages, for `maxMessages` (default all of them). */
-  promptGuard: (state: RequestState, model: string, turns: ChatTurn[], messages?: number) => ChatTurn[];
+  /** `param`: the request field the prompt came in, named by a bound's 400 (default `messages`). */
+  promptGuard: (state: RequestState, model: string, turns: ChatTurn[], messages?: number, param?: string) => ChatTurn[];
   /** `answer`: the filter of an answer's text; `json`: of JSON text (guards/index.ts responseFilter). */
   responseFilter: (state: RequestState, answer?: boolean, json?: boolean) => TextFilter;
   /** Token counts are final: charge them to the key's limits now. */

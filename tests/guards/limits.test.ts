@@ -118,7 +118,10 @@ test("input bounds: message count and total prompt length → 400 naming message
   expect(many.status).toBe(400);
   expect(((await many.json()) as any).error).toMatchObject({ code: "too_many_messages", param: "messages" });
   const long = await chat([{ role: "user", content: "y".repeat(51) }]);
-  expect(((await long.json()) as any).error.code).toBe("prompt_too_long");
+  expect(((await long.json()) as any).error).toMatchObject({ code: "prompt_too_long", param: "messages" });
+  // Each route names its own field (red-team run, stop 72: a completions prompt was said to be `messages`).
+  const text = await ctx.app.handle(req("/v1/completions", { key: ctx.key, json: { model: "tiny", max_tokens: 1, prompt: "y".repeat(51) } }));
+  expect([text.status, ((await text.json()) as any).error]).toMatchObject([400, { code: "prompt_too_long", param: "prompt" }]);
   const embed = await ctx.app.handle(req("/v1/embeddings", { key: ctx.key, json: { model: "tiny", input: "z".repeat(51) } }));
   expect(embed.status).toBe(400);
   expect((await chat([{ role: "user", content: "fine" }])).status).toBe(200);

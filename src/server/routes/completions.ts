@@ -21,7 +21,7 @@ export const completionRoutes = (deps: AppDeps) =>
     const bos = info.beginningToken;
     const given = prompts(body);
     const texts = given.map((p) => (typeof p === "string" ? p : deps.engine.detokenize(info.id, bos !== undefined && p[0] === bos ? p.slice(1) : p, "prompt")));
-    const guarded = deps.promptGuard(state, info.id, texts.map((content) => ({ role: "user" as const, content }))).map((t) => t.content);
+    const guarded = deps.promptGuard(state, info.id, texts.map((content) => ({ role: "user" as const, content })), undefined, "prompt").map((t) => t.content);
     const inputs = given.map((p, i) => (typeof p !== "string" && guarded[i] === texts[i] ? p : guarded[i]!));
     if (deps.config.logPrompts) state.promptText = guarded.join("\n");
     const n = body.n ?? 1;

@@ -127,7 +127,8 @@ export function guardUpstreamBody(deps: AppDeps, state: RequestState, model: str
   for (const k of ["user", "metadata", "store", "service_tier"]) delete copy[k];
   const slots = route === "chat" ? chatSlots(copy) : route === "responses" ? responsesSlots(copy)
     : listSlots(copy, route === "completions" ? "prompt" : "input", tokenTexts);
-  const guarded = deps.promptGuard(state, model, slots.map((s) => ({ role: s.role, content: s.text })), messageCount(copy, route, slots.length));
+  const guarded = deps.promptGuard(state, model, slots.map((s) => ({ role: s.role, content: s.text })), messageCount(copy, route, slots.length),
+    route === "chat" ? "messages" : route === "completions" ? "prompt" : "input");
   guarded.forEach((t, i) => { if (t.content !== slots[i]!.text) slots[i]!.set(t.content); });
   return copy;
 }
