@@ -138,8 +138,11 @@ function fromValidation(err: { valueError?: ValidationIssue; all?: ValidationIss
   const at = Array.isArray(issue.path) ? pathText(issue.path) : paramPath(issue.path && issue.path !== "root" ? String(issue.path) : "");
   const where = err.type && err.type !== "body" ? ` in ${err.type}` : "";
   if (issue.code === "unrecognized_keys" && typeof issue.keys?.[0] === "string") {
-    // the field itself is the param (it was null: an SDK's error named nothing), in OpenAI's words
-    const param = pathText([...(Array.isArray(issue.path) ? issue.path : []), issue.keys[0]]);
+    // the field itself is the param (it was null: an SDK's error named nothing), in OpenAI's words; a top-level one
+    // as it was sent ("foo bar", not the path form ["foo bar"]: red-team run)
+    const path = Array.isArray(issue.path) ? issue.path : [];
+    const key = issue.keys[0];
+    const param = path.length ? pathText([...path, key]) : key.length > 64 ? `${key.slice(0, 64)}…` : key;
     return new AppError(`Unrecognized request argument supplied: ${param}${where}`, 400, "invalid_request_error", "unknown_parameter", param);
   }
   // A required field not sent at all: OpenAI's words and code (zod said "Invalid input" for a union such as input).

@@ -367,6 +367,11 @@ describe("a bad value's error in OpenAI's spelling", () => {
     }
     const unknown = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], foo: 1 })).body.error;
     expect([unknown.param, unknown.code]).toEqual(["foo", "unknown_parameter"]);
+    // A top-level name as sent, not in the path form (red-team run, stop 72: param was '["foo bar"]').
+    for (const name of ["foo bar", "a.b", "0"]) {
+      const odd = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], [name]: 1 })).body.error;
+      expect([odd.param, odd.message]).toEqual([name, `Unrecognized request argument supplied: ${name}`]);
+    }
     const dotted = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x", "a.1": 2 }] })).body.error;
     expect([dotted.param, dotted.message]).toEqual(['messages[0]["a.1"]', 'Unrecognized request argument supplied: messages[0]["a.1"]']);
     const responses = (await post("/v1/responses", { model: "tiny", input: [{ role: "user", content: "hi" }, { role: "user", content: 5 }] })).body.error;
