@@ -129,6 +129,12 @@ export function createApp(input: AppInput) {
       } catch {
         throw new InvalidRequestError("We could not parse the JSON body of your request. Send valid JSON.", null, "invalid_json");
       }
+      // zod's records skip a "__proto__" key (JSON.parse makes it an own key): logit_bias {"__proto__": "zzz"} passed
+      // unvalidated and did nothing (red-team run). Its keys are token ids; no other record's keys are read.
+      const bias = (body as { logit_bias?: unknown } | null)?.logit_bias;
+      if (bias && typeof bias === "object" && Object.hasOwn(bias, "__proto__")) {
+        throw new InvalidRequestError("Invalid key in logit_bias: '__proto__' (keys are token ids).", "logit_bias", "invalid_value");
+      }
       return unserialisable(body);
     })
     // 3. Guards that need the body or the key: signature → rate limit. Transform runs before schema

@@ -367,6 +367,13 @@ describe("a bad value's error in OpenAI's spelling", () => {
     }
     const unknown = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], foo: 1 })).body.error;
     expect([unknown.param, unknown.code]).toEqual(["foo", "unknown_parameter"]);
+    // zod's records skip a "__proto__" key: logit_bias {"__proto__": …} passed unchecked (red-team run, stop 72).
+    for (const bias of ['{"__proto__":"zzz"}', '{"__proto__":[1,2]}', '{"__proto__":5}']) {
+      const r = await fetch(`${srv.baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${srv.ctx.key}`, "content-type": "application/json" },
+        body: `{"model":"tiny","max_tokens":1,"messages":[{"role":"user","content":"x"}],"logit_bias":${bias}}` });
+      const e = ((await r.json()) as any).error;
+      expect([bias, r.status, e.param, e.code]).toEqual([bias, 400, "logit_bias", "invalid_value"]);
+    }
     // A top-level name as sent, not in the path form (red-team run, stop 72: param was '["foo bar"]').
     for (const name of ["foo bar", "a.b", "0"]) {
       const odd = (await post("/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "x" }], [name]: 1 })).body.error;
