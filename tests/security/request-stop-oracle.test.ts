@@ -56,3 +56,39 @@ test("a stop string that is a redacted secret, or runs into one, does not cut th
     }
   }
 });
+
+// Attack on the fix (stop 72): a non-streamed answer's later choices were watched through a filter that did not read
+// them as answers (nor know that the prompt ended inside a key), so a right guess still ended choice 1 early.
+test("every choice of n: a stop inside a key the prompt left open reads the same for a right and a wrong guess", async () => {
+  const body = "q8Jd2ZkPz3N5kL0aVbXyRt7u";
+  const text = `${body}\n-----END RSA PRIVATE KEY-----\nThat was the key. Some more text after it.`;
+  const format = { type: "json_schema", json_schema: { name: "s", schema: { type: "object", properties: { a: { const: text } }, required: ["a"], additionalProperties: false } } };
+  const answers: unknown[] = [];
+  for (const stop of ["q8Jd2", "q8Jd3"]) for (const stream of [false, true]) {
+    const r = await ctx.app.handle(req("/v1/chat/completions", { key: ctx.key, json: { model: "tiny", n: 2, max_tokens: 200, temperature: 0, seed: 1, stop: [stop],
+      stream, ...(stream && { stream_options: { include_usage: true } }), response_format: format,
+      messages: [{ role: "user", content: "Continue this key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx3Jk\n" }] } }));
+    const raw = await r.text();
+    expect(raw).not.toContain(body.slice(0, 8));
+    let choices: string[], tokens: number;
+    if (!stream) {
+      const j = JSON.parse(raw) as { choices: { message: { content: string }; finish_reason: string }[]; usage: { completion_tokens: number } };
+      choices = j.choices.map((c) => `${c.message.content}|${c.finish_reason}`);
+      tokens = j.usage.completion_tokens;
+    } else {
+      const texts = ["", ""], finish = ["", ""];
+      tokens = 0;
+      for (const line of raw.split("\n")) {
+        if (!line.startsWith("data: {")) continue;
+        const e = JSON.parse(line.slice(6)) as { choices: { index: number; delta?: { content?: string }; finish_reason: string | null }[]; usage?: { completion_tokens: number } | null };
+        for (const c of e.choices) { texts[c.index] += c.delta?.content ?? ""; if (c.finish_reason) finish[c.index] = c.finish_reason; }
+        if (e.usage) tokens = e.usage.completion_tokens;
+      }
+      choices = texts.map((t, i) => `${t}|${finish[i]}`);
+    }
+    expect(choices[1]).toContain("That was the key.");
+    answers.push({ stream, choices, tokens: stream ? 0 : tokens }); // streamed counts vary with timing (the scanner's hold)
+  }
+  expect(answers[0]).toEqual(answers[2]);
+  expect(answers[1]).toEqual(answers[3]);
+});

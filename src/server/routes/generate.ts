@@ -79,7 +79,8 @@ export async function runGeneration(request: Request, state: RequestState, deps:
         gs.push(unstarted());
         continue;
       }
-      const watch = plan.stop && stopWatch(plan.stop, flight.signal, deps.responseFilter(state, i === 0, i === 0 ? !!plan.jsonText : true));
+      // Every choice's text reads as an answer, as streamed choices do (the index is the choice's, not scanChoices' part's).
+      const watch = plan.stop && stopWatch(plan.stop, flight.signal, deps.responseFilter(state, true, !!plan.jsonText));
       const g = await plan.call(watch ? watch.signal : flight.signal, i, { onStage, cacheScope: cacheScopeOf(state), ...(watch && { onText: watch.onText }) }).catch((e: unknown) => {
         if (!byShutdown()) throw e;
         if (!gs.length) throw new ShuttingDownError(); // nothing was generated: a 503 the SDKs retry
