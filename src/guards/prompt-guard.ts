@@ -24,7 +24,7 @@ type Action = "block" | "flag" | "strip";
 /** A rule finds its matches in one turn's text; `strip` removes them (or the whole turn's offending parts). */
 interface Rule { id: string; action: Action; hit: (text: string, view: View) => boolean; strip: (text: string) => string }
 
-/** Derived forms of a turn's text, computed once per turn and only when a rule asks. */
+/** Derived forms of a turn's text, computed once per turn and only when a rule asks: without invisible characters, the skeleton. */
 interface View { visible(): string; skeleton(): string }
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -40,14 +40,25 @@ function hasInvisible(text: string): boolean {
   return false;
 }
 const stripInvisible = (text: string) => text.replace(INVISIBLE_SCAN, (_m, emoji: string | undefined) => emoji ?? "");
+/**
+ * Every invisible character gone, ordinary writing's too: what control tokens are looked for in. Through
+ * stripInvisible, `<|im_st\u00ADart|>` kept its soft hyphen (a letter's, so kept) and was no control token (attack on
+ * the fix).
+ */
+const INVISIBLE_ALL = new RegExp(INVISIBLE_CHAR.source, "gu");
+const dropInvisible = (text: string) => text.replace(INVISIBLE_ALL, "");
 
 export interface PromptVerdict { turns: ChatTurn[]; flags: string[]; stripped: string[] }
 
 export function createPromptGuard(config: Pick<Config, "promptGuard">) {
   const pg = config.promptGuard;
   const specialCache = new WeakMap<readonly string[], RegExp | null>();
+  // Each control token with any invisible characters between its characters (strip removes them with it).
   const specialsRe = (specials: readonly string[]) => {
-    if (!specialCache.has(specials)) specialCache.set(specials, specials.length ? new RegExp(specials.map(escape).join("|"), "g") : null);
+    if (!specialCache.has(specials)) {
+      specialCache.set(specials, specials.length
+        ? new RegExp(specials.map((t) => [...t].map(escape).join(`(?:${INVISIBLE_CHAR.source})*`)).join("|"), "gu") : null);
+    }
     return specialCache.get(specials)!;
   };
 
@@ -70,7 +81,7 @@ export function createPromptGuard(config: Pick<Config, "promptGuard">) {
     const out = turns.map((t) => ({ ...t }));
     for (const t of out) {
       let visible: string | undefined, skel: string | undefined;
-      const view: View = { visible: () => (visible ??= stripInvisible(t.content)), skeleton: () => (skel ??= skeleton(t.content)) };
+      const view: View = { visible: () => (visible ??= dropInvisible(t.content)), skeleton: () => (skel ??= skeleton(t.content)) };
       for (const rule of rules) {
         if (!rule.hit(t.content, view)) continue;
         if (rule.action === "block") throw new PromptRejectedError(rule.id);

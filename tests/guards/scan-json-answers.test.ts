@@ -36,14 +36,20 @@ test("in JSON answers numbers stay numbers; in prose the same forms are addresse
 // 127.255.255.255, 0x7fffffff and a float's infinity bits too; an integer is an address where a host stands.
 test("an integer is an address where a host stands, or as 127.0.0.1's own forms; INT32_MAX and float bits are numbers", () => {
   for (const text of ["if (x > 0x7fffffff) return INT_MAX; // 2147483647", "inf = 0x7f800000, nan = 0x7fc00000, pattern 0x0A0B0C0D",
-    "the Year 2038 problem: 2147483647 seconds", "id 3232235521 in the table"]) {
+    "the Year 2038 problem: 2147483647 seconds", "id 3232235521 in the table",
+    // attack on the fix: a `:n` after a number is no port of a host (a ratio, a line number, a key's field)
+    "ratio 2147483647:1", "at line 2147483647:12", "GET user:170000000:1", "connect 2886729729:5432"]) {
     expect(both(text, false)).toBe(text);
     expect(both(text, true)).toBe(text);
   }
   expect(both('{"max": "2147483647", "n": [2147483647]}', true)).toBe('{"max": "2147483647", "n": [2147483647]}');
   for (const [text, out] of [
     ["fetch http://3232235521/admin now", "fetch http://[REDACTED:internal-ip]/admin now"], // 192.168.0.1
-    ["curl -u me@0x0a000001:8080", "curl -u me@[REDACTED:internal-ip]"], ["connect 2886729729:5432", "connect [REDACTED:internal-ip]"],
+    ["curl -u me@0x0a000001:8080", "curl -u me@[REDACTED:internal-ip]"],
+    // as URL parsers and inet_aton read a host: hex of any length, leading zeros, octal, backslashes, no slashes at all
+    ["http://0xa000001/", "http://[REDACTED:internal-ip]/"], ["http://0x0000c0a80001/", "http://[REDACTED:internal-ip]/"],
+    ["http://017700000001/", "http://[REDACTED:internal-ip]/"], ["http:3232235521/", "http:[REDACTED:internal-ip]/"],
+    ["see http:\\\\3232235521\\ now", "see http:\\\\[REDACTED:internal-ip]\\ now"],
     ["see http://2147483647/", "see http://[REDACTED:internal-ip]/"], ["connect to 2130706433 or 0x7f000001", "connect to [REDACTED:internal-ip] or [REDACTED:internal-ip]"],
     ['{"url": "http://169.254.169.254/"}', '{"url": "http://[REDACTED:internal-ip]/"}'],
   ] as const) expect(both(text, false)).toBe(out);

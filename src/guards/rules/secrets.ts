@@ -91,22 +91,25 @@ function dottedIpv4(json: boolean): SecretRule {
 
 /**
  * Loopback and private addresses written as one integer. 127.0.0.1's own forms, 2130706433 and 0x7f000001, anywhere
- * (`json`: the decimal not where it is a JSON number); any other such integer only where a host stands: after `//`
- * or `@` (a URL's authority: http://3232235521/ is 192.168.0.1) or with a `:port`. Read anywhere, every integer of
- * 127/8 and the hex forms of every private range were addresses: INT32_MAX (2147483647, 0x7fffffff), a float's
- * infinity and NaN bits (0x7f800000, 0x7fc00000) and test patterns such as 0x0A0B0C0D were redacted from code and
- * prose (SDK fidelity run), and a strict json_schema answer holding one no longer matched its schema.
+ * (`json`: the decimal not where it is a JSON number); any other such integer only where a URL's host stands: after
+ * `//` or `\\` (as browsers read both), after `@`, or right after `http:`/`https:` — in decimal (http://3232235521/ is
+ * 192.168.0.1), hex (0xa000001, leading zeros too) or octal (017700000001), as inet_aton and URL parsers read them.
+ * Read anywhere, every integer of 127/8 and the hex forms of every private range were addresses: INT32_MAX
+ * (2147483647, 0x7fffffff), a float's infinity and NaN bits (0x7f800000, 0x7fc00000) and test patterns such as
+ * 0x0A0B0C0D were redacted from code and prose (SDK fidelity run), and a strict json_schema answer holding one no
+ * longer matched its schema; read before a `:port` too, `ratio 2147483647:1` was (attack on the fix).
  */
 function integerIpv4(json: boolean): SecretRule {
   const loopback = json ? `2130706433${notAfterJson(10)}|2130706433${NOT_BEFORE_JSON}` : "2130706433";
-  const integer = "(?:0x[0-9a-f]{8}|\\d{9,10})";
-  return { id: "internal-ip", group: "internal", maxLength: 16, validate: privateInteger,
-    pattern: new RegExp(`\\b(?:0x7f000001|${loopback})\\b|(?<=\\/\\/|@)${integer}\\b(?::\\d{1,5}\\b)?|\\b${integer}:\\d{1,5}\\b`, "gi") };
+  const integer = "(?:0x0{0,8}[0-9a-f]{1,8}|0[0-7]{9,11}|[1-9]\\d{8,9})";
+  return { id: "internal-ip", group: "internal", maxLength: 24, validate: privateInteger,
+    pattern: new RegExp(`\\b(?:0x7f000001|${loopback})\\b|(?<=[\\/\\\\]{2}|@|\\bhttps?:[\\/\\\\]*)${integer}\\b(?::\\d{1,5}\\b)?`, "gi") };
 }
 
-/** An integer (a port after it allowed) that is a loopback, private or link-local IPv4 address. */
+/** An integer in decimal, hex (0x) or octal (a leading 0), a port after it allowed: a loopback, private or link-local IPv4 address. */
 function privateInteger(m: string): boolean {
-  const n = Number(m.replace(/:\d+$/, ""));
+  const digits = m.replace(/:\d+$/, "");
+  const n = /^0x/i.test(digits) ? parseInt(digits.slice(2), 16) : /^0\d/.test(digits) ? parseInt(digits, 8) : Number(digits);
   if (!Number.isInteger(n) || n > 0xffffffff) return false;
   const a = n >>> 24, b = (n >>> 16) & 255;
   return a === 127 || a === 10 || (a === 192 && b === 168) || (a === 172 && b >= 16 && b <= 31) || (a === 169 && b === 254);
@@ -220,8 +223,8 @@ export const SECRET_RULES: SecretRule[] = [
   // is 0fd0::, neither).
   { id: "internal-ip", group: "internal", maxLength: 43,
     pattern: /\[f(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}\]|\bf(?:[cd][0-9a-f]|e[89ab])[0-9a-f]:[0-9a-f:]{2,36}(?![\w:])/gi },
-  // Loopback and private addresses written as one integer: 2130706433 and 0x7f000001 anywhere, any other where a host
-  // stands (integerIpv4). JSON answers: integerIpv4(true).
+  // Loopback and private addresses written as one integer: 2130706433 and 0x7f000001 anywhere, any other where a URL's
+  // host stands (integerIpv4). JSON answers: integerIpv4(true).
   INTEGER_IPV4,
   { id: "localhost-url", group: "internal", maxLength: 23, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
   { id: "email", group: "pii", maxLength: 270, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g,
