@@ -161,3 +161,49 @@ test("chat and completions, not streamed: a choice's finish_reason and logprobs 
     for (const c of cleanup.splice(0)) await c();
   }
 });
+
+// Attack on that fix (stop 72): joined with nothing alone, a key at a part's end ran into the next part's word and
+// passed; a reasoning part's text was joined with the answer's; text that is not a string, a message item's string
+// content, a choice's other field, the answer's own id went unscanned; a 100,000-deep body was a 500.
+test("Responses and chat, not streamed: keys inside a part, in reasoning, in odd shapes and top-level fields are all read", async () => {
+  const msg = (content: unknown) => ({ type: "message", id: "m", role: "assistant", status: "completed", content });
+  const text = (t: unknown, extra = {}) => ({ type: "output_text", text: t, annotations: [], ...extra });
+  const responses: [unknown[], string][] = [
+    [[msg([text(`The key is ${KEY}`), text("Done.")])], "The key is [REDACTED:aws-access-token]Done."],
+    [[msg([text(`The key is ${KEY}`)]), msg([text("Done.")])], "The key is [REDACTED:aws-access-token]Done."],
+    [[{ type: "reasoning", id: "r", content: [{ type: "reasoning_text", text: `The user's key is ${KEY}` }] }, msg([text("Sorry, I can't share that.")])], "Sorry, I can't share that."],
+    [[msg([text([KEY]), text("hi")])], "hi"],
+    [[msg(`key ${KEY}`)], ""],
+    [[msg([{ type: "refusal", refusal: "no", logprobs: [{ token: KEY, logprob: 0 }] }, text("hi")])], "hi"],
+  ];
+  for (const [output, expected] of responses) {
+    const post = await gatewayOver(() => Response.json({ id: "resp_1", instructions: `use ${KEY}`, object: "response", status: "completed", model: "m", output, output_text: "", usage: { input_tokens: 1, output_tokens: 1, total_tokens: 2 } }));
+    const r = await post("/v1/responses", { input: "x" });
+    expect([r.status, r.text.includes("IOSFOD")], r.text).toEqual([200, false]);
+    expect(JSON.parse(r.text).output_text).toBe(expected);
+    for (const c of cleanup.splice(0)) await c();
+  }
+  const choices: [string, object][] = [
+    ["/v1/chat/completions", { index: 0, finish_reason: "stop", message: { role: "assistant", content: "hi" }, text: KEY }],
+    ["/v1/completions", { index: 0, finish_reason: "stop", text: "hi", message: { content: KEY } }],
+    ["/v1/completions", { index: 0, finish_reason: "stop", text: [KEY] }],
+  ];
+  for (const [path, choice] of choices) {
+    const post = await gatewayOver(() => Response.json({ id: `x ${KEY}`, object: "chat.completion", created: 1, model: "m", system_fingerprint: KEY,
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }, choices: [choice] }));
+    const r = await post(path, path.includes("chat") ? { messages: [{ role: "user", content: "x" }] } : { prompt: "x" });
+    expect([path, r.status, r.text.includes("IOSFOD")], r.text).toEqual([path, 200, false]);
+    for (const c of cleanup.splice(0)) await c();
+  }
+  const deep = await gatewayOver(() => new Response(`{"choices":[{"message":{"content":"hi","x":${"[".repeat(100_000)}${"]".repeat(100_000)}}}]}`, { headers: { "content-type": "application/json" } }));
+  const r = await deep("/v1/chat/completions", { messages: [{ role: "user", content: "x" }] });
+  expect([r.status, r.text.includes("upstream_error")]).toEqual([502, true]);
+});
+
+test("streamed chat: an upstream's id is scanned, a created that is not a number is not sent", async () => {
+  const chunk = (delta: object, finish: string | null = null) => ({ ...chatChunk(delta, finish), id: `chatcmpl-${KEY}`, created: `at ${KEY}` });
+  const post = await gatewayOver(() => new Response(sseChunks([chunk({ role: "assistant", content: "hi" }), chunk({}, "stop"), "[DONE]"], 9),
+    { headers: { "content-type": "text/event-stream" } }));
+  const r = await post("/v1/chat/completions", { stream: true, messages: [{ role: "user", content: "x" }] });
+  expect([r.status, r.text.includes("hi"), r.text.includes("IOSFOD")], r.text).toEqual([200, true, false]);
+});

@@ -18,7 +18,8 @@ import type { ResponsesRequest } from "../openai/responses-wire";
 import { guardUpstreamBody, promptList, type UpstreamRoute } from "./guard-body";
 import { relayStream } from "./relay";
 import { responsesAsChat } from "./responses-chat";
-import { scanChoices, scanResponseOutput } from "./scan-reply";
+import { ANSWER_MAX_DEPTH, scanAnswerRest, scanChoices, scanResponseOutput } from "./scan-reply";
+import { checkJsonShape } from "../../guards/json-shape";
 
 type Obj = Record<string, unknown>;
 
@@ -147,6 +148,11 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
   }
   try {
     let answer: Obj;
+    // Deeper than the scans read strings (and, far deeper, than JSON.stringify can write back: a RangeError, a 500;
+    // attack run): not an answer of the API.
+    try { checkJsonShape(reply.text ?? "", ANSWER_MAX_DEPTH, Number.MAX_SAFE_INTEGER); } catch {
+      throw new AppError(`The upstream sent an answer nested deeper than ${ANSWER_MAX_DEPTH} levels.`, 502, "server_error", "upstream_error");
+    }
     try { answer = JSON.parse(reply.text ?? "") as Obj; } catch { throw new AppError("The upstream sent an answer that is not JSON.", 502, "server_error", "upstream_error"); }
     // null, a number, a string, or choices or output items that are not objects: no answer of the API (each was read as
     // one: a TypeError, a 500; red-team run), as the stream's events are refused (relay.ts).
@@ -167,6 +173,9 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
       scanChoices(answer.choices as Obj[], route as "chat" | "completions", (text, json) => deps.responseFilter(state, text, json), jsonText);
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.choices);
     }
+    // Every other string the answer carries (its id, a fingerprint, instructions, an error's message): an embedding's
+    // data is numbers or base64 of them.
+    scanAnswerRest(answer, ["model", "usage", route === "responses" ? "output" : route === "embeddings" ? "data" : "choices", "output_text"], () => deps.responseFilter(state));
     return new Response(JSON.stringify(answer), { headers: { "content-type": "application/json", "x-request-id": state.id, ...state.headers } });
   } finally {
     flight.end();

@@ -30,7 +30,11 @@ export function chatWire(kind: "chat" | "completions", model: string, includeUsa
   let base: Obj = { object: kind === "chat" ? "chat.completion.chunk" : "text_completion", model };
   const chunk = (index: number, choice: Obj): Obj => ({ ...base, choices: [{ index, ...choice }] });
   return {
-    base: (ev) => { base = { id: ev.id, object: ev.object ?? base.object, created: ev.created, model }; },
+    // Only what the API puts there: the id (relay.ts has scanned it), the object's own name, a number (an upstream's
+    // other strings here went out unscanned: attack run).
+    base: (ev) => {
+      base = { id: typeof ev.id === "string" ? ev.id : base.id, object: base.object, created: typeof ev.created === "number" ? ev.created : base.created, model };
+    },
     open: (i) => { if (kind === "chat") send(chunk(i, { delta: { role: "assistant", content: "" }, finish_reason: null })); },
     text: (i, text) => send(kind === "chat" ? chunk(i, { delta: { content: text }, finish_reason: null }) : chunk(i, { text, finish_reason: null })),
     thought: (i, text) => { if (kind === "chat") send(chunk(i, { delta: { reasoning_content: text, reasoning: text }, finish_reason: null })); },

@@ -23,7 +23,8 @@ import type { ResponseFrame } from "../openai/responses";
 import { sseResponse } from "../openai/sse";
 import type { RequestState } from "../request-state";
 import { chatWire, responsesWire, type RelayWire } from "./relay-wire";
-import { scanStreamEnd } from "./scan-reply";
+import { ANSWER_MAX_DEPTH, scanStreamEnd } from "./scan-reply";
+import { checkJsonShape } from "../../guards/json-shape";
 import { sseData } from "./sse-events";
 
 type Obj = Record<string, unknown>;
@@ -91,9 +92,11 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
         wire.end(i, dropped ? "content_filter" : (REASONS.includes(finish) ? finish : "stop") as FinishReason, calls);
       };
       try {
+        let lastId: string | undefined, idOk = true;
         for await (const data of sseData(reply.chunks())) {
           if (data === "[DONE]") break;
           let ev: Obj;
+          try { checkJsonShape(data, ANSWER_MAX_DEPTH, Number.MAX_SAFE_INTEGER); } catch { throw new UpstreamError(`The upstream sent a stream event nested deeper than ${ANSWER_MAX_DEPTH} levels.`); }
           try { ev = JSON.parse(data) as Obj; } catch { throw new UpstreamError("The upstream sent a stream event that is not JSON."); }
           // null, a number, an array: not an event of the API (it was read as one: a TypeError, a 500, fix-attack run).
           if (!isObj(ev)) throw new UpstreamError("The upstream sent a stream event that is not a JSON object.");
@@ -102,7 +105,9 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
             const msg = deps.responseFilter(state).whole(String((ev.error as Obj).message ?? "unknown error").slice(0, 300));
             throw new UpstreamError(`The upstream reported an error mid-stream: ${msg}`);
           }
-          wire.base(ev);
+          // The upstream's id goes out with every chunk: scanned once per id it sends (a finding drops it).
+          if (typeof ev.id === "string" && ev.id !== lastId) { lastId = ev.id; idOk = deps.responseFilter(state).whole(ev.id) === ev.id; }
+          wire.base(idOk ? ev : { ...ev, id: undefined });
           if (ev.usage && typeof ev.usage === "object") usage = ev.usage as Obj;
           for (const u of Array.isArray(ev.choices) ? (ev.choices as Obj[]) : []) {
             if (!isObj(u)) throw new UpstreamError("The upstream streamed a choice that is not a JSON object.");

@@ -53,16 +53,17 @@ function chatParts(c: Obj): Parts {
     // function_call; vLLM's tool parsers take a name from the model's text unchecked), a refusal, reasoning text,
     // list content's parts, annotations, an audio transcript… (leak run, second fix-attack run).
     // So does every other string of the choice (its logprobs and finish_reason are read apart: scanChoices).
-    others: [...allStrings(m, text ? ["content"] : []), ...allStrings(c, CHOICE_OWN)],
+    others: [...allStrings(m, text ? ["content"] : []), ...allStrings(c, ["message", ...CHOICE_OWN])],
     dropCalls: () => { delete m.tool_calls; delete m.function_call; },
   };
 }
 
-/** A choice's own fields the scan of its other strings leaves out: the text and message (scanned as such), logprobs, finish_reason. */
-const CHOICE_OWN: readonly string[] = ["message", "text", "logprobs", "finish_reason"];
+/** A choice's own fields the scan of its other strings leaves out (read apart: scanChoices), besides its text. */
+const CHOICE_OWN: readonly string[] = ["logprobs", "finish_reason"];
 
 function textParts(c: Obj): Parts {
-  return { text: field(c, "text")[0] ?? NO_TEXT, others: allStrings(c, CHOICE_OWN), dropCalls: () => {} };
+  const text = field(c, "text")[0];
+  return { text: text ?? NO_TEXT, others: allStrings(c, text ? ["text", ...CHOICE_OWN] : CHOICE_OWN), dropCalls: () => {} };
 }
 
 /** The finish reasons of the API (the legacy function_call too); an upstream's other string is "stop", as relay.ts reads it. */
@@ -118,52 +119,67 @@ export function scanStreamEnd(filter: TextFilter, args: string[], newFilter: (in
 }
 
 /**
- * The Responses API's answer. Its text parts are one text to a client (the SDKs' output_text joins them), so they go
- * through one filter joined as the client joins them: a key split over two parts (or two message items) is found
- * whole. The parts keep their own scanned text where that adds up to the whole's; a finding that runs across a part
- * border puts the whole scanned text in the first part and empties the rest (it passed: joined by a separator no
- * rule matched, the halves were scanned apart; red-team run). Every other string an
- * item or part carries (a call's arguments, name and ids, a custom tool call's input, a refusal, a reasoning summary;
- * not its type, status or role) goes through a filter of its own. A text part the scan changed loses its logprobs
- * (they spell the upstream's tokens, the secret included). A block empties the texts, drops the calls and marks the
- * response incomplete (content_filter), as OpenAI does.
+ * The Responses API's answer. Its output_text parts are one text to a client (the SDKs' output_text joins them), so
+ * each is scanned alone, then all of them (as scanned) joined as output_text joins them: a key inside one part is
+ * found though joined it would run into the next part's first word, and a key split over two parts (or message items)
+ * is found whole; one found only joined puts the whole scanned text in the first part and empties the rest. (Joined by
+ * a separator no rule matched, a split key passed in halves; joined with nothing alone, a key before the next part's
+ * word passed: red-team run, attack on that fix.) Every other string an item or part carries (a reasoning part's
+ * text, a call's arguments, name and ids, a custom tool call's input, a refusal, a summary, a text that is not a
+ * string; not its type, status or role) goes through a filter of its own. A part's logprobs go where its text changed
+ * or where the scanner would change their tokens (they spell the upstream's tokens, the secret included). A block
+ * empties the texts, drops the calls and marks the response incomplete (content_filter), as OpenAI does.
  */
 export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean, json?: boolean) => TextFilter, textJson = false): void {
-  const texts: { part: Obj; text: string }[] = [], others: Field[] = [];
+  const texts: { part: Obj; text: string }[] = [], others: Field[] = [], withLogprobs: Obj[] = [];
   const output = Array.isArray(answer.output) ? (answer.output as Obj[]).filter((i) => !!i && typeof i === "object") : [];
   for (const item of output) {
-    others.push(...allStrings(item, ["content"]));
-    for (const part of Array.isArray(item.content) ? (item.content as unknown[]) : []) {
+    const parts = Array.isArray(item.content) ? (item.content as unknown[]) : undefined;
+    others.push(...allStrings(item, parts ? ["content"] : [])); // a content that is a string is one more string
+    for (const part of parts ?? []) {
       if (!part || typeof part !== "object") continue;
       const p = part as Obj;
-      if (typeof p.text === "string") texts.push({ part: p, text: p.text });
-      others.push(...allStrings(p, ["text", "logprobs"])); // logprobs: dropped below where the text changed
+      const joins = p.type === "output_text" && typeof p.text === "string"; // what output_text joins
+      if (joins) texts.push({ part: p, text: p.text as string });
+      others.push(...allStrings(p, joins ? ["text", "logprobs"] : ["logprobs"]));
+      if (p.logprobs) withLogprobs.push(p);
     }
   }
+  const alone = texts.map(() => newFilter(true, textJson));
+  const apart = texts.map((x, i) => alone[i]!.whole(x.text));
   const filter = newFilter(true, textJson);
-  const joined = texts.map((x) => x.text).join("");
+  const joined = apart.join("");
   const whole = filter.whole(joined);
-  let back = texts.map((x) => x.text);
-  if (whole !== joined) {
-    const apart = texts.map((x) => newFilter(true, textJson).whole(x.text));
-    back = apart.join("") === whole ? apart : texts.map((_, i) => (i === 0 ? whole : ""));
-  }
+  const back = whole === joined ? apart : texts.map((_, i) => (i === 0 ? whole : ""));
   const rest = scanParts(others.map((x) => x.value), (i) => newFilter(false, !!others[i]!.json));
-  if (filter.blocked || rest.blocked) {
+  if (filter.blocked || rest.blocked || alone.some((f) => f.blocked)) {
     answer.output = output.filter((item) => item.type === "message" || item.type === "reasoning");
-    for (const x of texts) { x.part.text = ""; if (x.part.logprobs) x.part.logprobs = []; }
+    for (const x of texts) x.part.text = "";
+    for (const p of withLogprobs) p.logprobs = [];
     for (const x of others) x.set("");
     answer.status = "incomplete";
     answer.incomplete_details = { reason: "content_filter" };
   } else {
-    texts.forEach((x, i) => {
-      if (x.part.logprobs && (back[i] !== x.text || logprobsScanned(x.part.logprobs, () => newFilter(false)))) x.part.logprobs = [];
-      x.part.text = back[i]!;
-    });
+    const changed = new Set(texts.filter((x, i) => back[i] !== x.text).map((x) => x.part));
+    for (const p of withLogprobs) if (changed.has(p) || logprobsScanned(p.logprobs, () => newFilter(false))) p.logprobs = [];
+    texts.forEach((x, i) => { x.part.text = back[i]!; });
     others.forEach((x, i) => x.set(rest.parts[i]!));
   }
   if (typeof answer.output_text === "string") {
     answer.output_text = (answer.output as Obj[]).flatMap((item) => (Array.isArray(item.content) ? (item.content as Obj[]) : []))
-      .filter((p) => p.type === "output_text").map((p) => p.text).join("");
+      .filter((p) => p && p.type === "output_text" && typeof p.text === "string").map((p) => p.text).join("");
   }
 }
+
+/**
+ * The answer's other strings (its id, a system_fingerprint, instructions, an error's message, any field an upstream
+ * adds), each through a filter of its own; `skip`: the fields scanned as choices or output. A block empties them.
+ */
+export function scanAnswerRest(answer: Obj, skip: readonly string[], newFilter: () => TextFilter): void {
+  const fields = allStrings(answer, skip);
+  const { parts, blocked } = scanParts(fields.map((f) => f.value), () => newFilter());
+  fields.forEach((f, i) => f.set(blocked ? "" : parts[i]!));
+}
+
+/** How deep an upstream's answer may nest: the depth every scan above reads strings to (allStrings). */
+export const ANSWER_MAX_DEPTH = 64;
