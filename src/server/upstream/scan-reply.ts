@@ -83,13 +83,15 @@ function stringsAndKeys(v: unknown, out: string[] = [], depth = 0, keyed = false
 
 /**
  * Logprobs an upstream sent that the scanner would change: any token or alternative alone, or the text the chosen
- * tokens spell (chat's content[].token, completions' tokens, a Responses part's list). Kept only where the text they go with was unchanged,
- * they were sent as they came, though they need not spell that text (red-team run: a key in them, "hi" as content).
+ * tokens spell (chat's content[].token, a Responses part's list, completions' tokens). Kept only where the text they
+ * go with was unchanged, they were sent as they came, though they need not spell that text (red-team run: a key in
+ * them, "hi" as content).
  */
 function logprobsScanned(lp: unknown, newFilter: () => TextFilter): boolean {
   const o = (lp && typeof lp === "object" ? lp : {}) as Obj;
-  const list = Array.isArray(lp) ? lp as Obj[] : Array.isArray(o.content) ? o.content as Obj[] : undefined; // Responses: a part's list
-  const chosen = list ? list.map((t) => (t && typeof t.token === "string" ? t.token : "")) : Array.isArray(o.content) ? (o.content as Obj[]).map((t) => (t && typeof t.token === "string" ? t.token : "")) : Array.isArray(o.tokens) ? (o.tokens as unknown[]).map((t) => (typeof t === "string" ? t : "")) : [];
+  const list = Array.isArray(lp) ? (lp as Obj[]) : Array.isArray(o.content) ? (o.content as Obj[]) : undefined;
+  const chosen = list ? list.map((t) => (t && typeof t.token === "string" ? t.token : ""))
+    : Array.isArray(o.tokens) ? (o.tokens as unknown[]).map((t) => (typeof t === "string" ? t : "")) : [];
   // Each token and alternative on a line of its own: one filter for all of them (a long answer has thousands).
   return [chosen.join(""), stringsAndKeys(lp).join("\n")].some((text) => newFilter().whole(text) !== text);
 }
