@@ -201,7 +201,7 @@ test("Responses and chat, not streamed: keys inside a part, in reasoning, in odd
 });
 
 test("streamed chat: an upstream's id is scanned, a created that is not a number is not sent", async () => {
-  const chunk = (delta: object, finish: string | null = null) => ({ ...chatChunk(delta, finish), id: `chatcmpl-${KEY}`, created: `at ${KEY}` });
+  const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({ ...chatChunk(delta, finish), id: `chatcmpl-${KEY}`, created: `at ${KEY}` });
   const post = await gatewayOver(() => new Response(sseChunks([chunk({ role: "assistant", content: "hi" }), chunk({}, "stop"), "[DONE]"], 9),
     { headers: { "content-type": "text/event-stream" } }));
   const r = await post("/v1/chat/completions", { stream: true, messages: [{ role: "user", content: "x" }] });
