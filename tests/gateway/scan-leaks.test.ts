@@ -207,3 +207,46 @@ test("streamed chat: an upstream's id is scanned, a created that is not a number
   const r = await post("/v1/chat/completions", { stream: true, messages: [{ role: "user", content: "x" }] });
   expect([r.status, r.text.includes("hi"), r.text.includes("IOSFOD")], r.text).toEqual([200, true, false]);
 });
+
+// Second attack on the gateway scan (stop 72): strings in usage, in a message or content entry that is a string, in
+// output_text that is not one, in an embedding's entry; a key split over chat's list content or over logprobs lists,
+// or spelled by logprobs bytes; choices or output that are no list; and a usage of 1e999 that locked the key out.
+test("every string of an upstream's answer is read, whatever its field or shape; usage passes as counts only", async () => {
+  const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+  const chat = (choice: object, extra = {}) => ({ id: "x", object: "chat.completion", created: 1, model: "m", usage, choices: [choice], ...extra });
+  const ok = { index: 0, finish_reason: "stop", message: { role: "assistant", content: "hi" } };
+  const cases: [string, object, object | string][] = [
+    ["/v1/chat/completions", {}, chat(ok, { usage: { ...usage, note: KEY, prompt_tokens_details: { x: KEY } } })],
+    ["/v1/chat/completions", {}, chat({ index: 0, finish_reason: "stop", message: `key ${KEY}` })],
+    ["/v1/chat/completions", {}, chat({ index: 0, finish_reason: "stop", message: { role: "assistant", content: [{ type: "text", text: "AKIAIOSF" }, { type: "text", text: "ODNN7EXAMPLQ" }] } })],
+    ["/v1/chat/completions", {}, chat({ ...ok, logprobs: { content: [{ token: "hi", logprob: 0, top_logprobs: [] }], refusal: [{ token: "AKIAIOSF", logprob: 0 }, { token: "ODNN7EXAMPLQ", logprob: 0 }] } })],
+    ["/v1/chat/completions", {}, chat({ ...ok, logprobs: { content: [{ token: "hi", logprob: 0, bytes: [...Buffer.from(`x ${KEY}`)], top_logprobs: [] }] } })],
+    ["/v1/responses", { input: "x" }, { id: "r", object: "response", status: "completed", model: "m", usage: { input_tokens: 1, output_tokens: 1 }, output_text: [KEY],
+      output: [{ type: "message", id: "m", role: "assistant", status: "completed", content: [`str ${KEY}`, { type: "output_text", text: "hi", logprobs: [{ token: "AKIAIOSF" }] },
+        { type: "output_text", text: " there", logprobs: [{ token: "ODNN7EXAMPLQ" }] }] }] }],
+    ["/v1/embeddings", { input: "x" }, { object: "list", model: "m", usage, data: [{ object: "embedding", index: 0, embedding: [0.1], note: `n ${KEY}` }] }],
+  ];
+  for (const [path, body, answer] of cases) {
+    const post = await gatewayOver(() => Response.json(answer));
+    const r = await post(path, path === "/v1/chat/completions" ? { messages: [{ role: "user", content: "x" }] } : body);
+    expect([path, r.status, r.text.includes("IOSFOD"), r.text.includes("EXAMPLQ")], r.text).toEqual([path, 200, false, false]);
+    for (const c of cleanup.splice(0)) await c();
+  }
+  for (const answer of [{ ...chat(ok), choices: { a: { message: { content: KEY } } } }, { id: "r", object: "response", output: { text: KEY } }]) {
+    const post = await gatewayOver(() => Response.json(answer));
+    const r = "choices" in answer ? await post("/v1/chat/completions", { messages: [{ role: "user", content: "x" }] }) : await post("/v1/responses", { input: "x" });
+    expect([r.status, r.text.includes("IOSFOD")], r.text).toEqual([502, false]);
+    for (const c of cleanup.splice(0)) await c();
+  }
+  // 1e999 parses as Infinity: charged to the key, it answered 429 retry-after Infinity from then on
+  const post = await gatewayOver(() => new Response(JSON.stringify(chat(ok)).replace('"prompt_tokens":1', '"prompt_tokens":1e999'), { headers: { "content-type": "application/json" } }));
+  for (let i = 0; i < 3; i++) expect((await post("/v1/chat/completions", { messages: [{ role: "user", content: "x" }] })).status).toBe(200);
+});
+
+test("streamed: usage with strings in it passes as counts only", async () => {
+  const post = await gatewayOver(() => new Response(sseChunks([chatChunk({ role: "assistant", content: "hi" }), chatChunk({}, "stop"),
+    { id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2, x: KEY } }, "[DONE]"], 9),
+    { headers: { "content-type": "text/event-stream" } }));
+  const r = await post("/v1/chat/completions", { stream: true, stream_options: { include_usage: true }, messages: [{ role: "user", content: "x" }] });
+  expect([r.status, r.text.includes("hi"), r.text.includes("IOSFOD"), r.text.includes('"total_tokens":2')], r.text).toEqual([200, true, false, true]);
+});

@@ -18,7 +18,7 @@ import type { ResponsesRequest } from "../openai/responses-wire";
 import { guardUpstreamBody, promptList, type UpstreamRoute } from "./guard-body";
 import { relayStream } from "./relay";
 import { responsesAsChat } from "./responses-chat";
-import { ANSWER_MAX_DEPTH, scanAnswerRest, scanChoices, scanResponseOutput } from "./scan-reply";
+import { ANSWER_MAX_DEPTH, scanChoices, scanEveryString, scanResponseOutput, usageCounts } from "./scan-reply";
 import { checkJsonShape } from "../../guards/json-shape";
 
 type Obj = Record<string, unknown>;
@@ -158,10 +158,15 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
     // one: a TypeError, a 500; red-team run), as the stream's events are refused (relay.ts).
     const notObject = (v: unknown) => v === null || typeof v !== "object" || Array.isArray(v);
     const items = (v: unknown) => (Array.isArray(v) ? v : []);
-    if (notObject(answer) || items(answer.choices).some(notObject) || items(answer.output).some(notObject) || items(answer.data).some(notObject)) {
+    const list = (v: unknown) => v === undefined || Array.isArray(v); // choices, output and data are lists where present
+    if (notObject(answer) || !list(answer.choices) || !list(answer.output) || !list(answer.data)
+      || items(answer.choices).some(notObject) || items(answer.output).some(notObject) || items(answer.data).some(notObject)) {
       throw new AppError("The upstream sent an answer that is not a JSON object of the API.", 502, "server_error", "upstream_error");
     }
-    const usage = (answer.usage ?? {}) as Obj;
+    // Counts only: Infinity (1e999), a negative or a string was charged to the key's limits (429 retry-after Infinity
+    // for good) and broke the metrics and the request's log and audit record (attack run).
+    const usage = usageCounts(answer.usage) ?? {};
+    if (answer.usage !== undefined) answer.usage = usage;
     state.promptTokens = Number(usage.prompt_tokens ?? usage.input_tokens ?? 0);
     state.completionTokens = Number(usage.completion_tokens ?? usage.output_tokens ?? 0);
     deps.settle(state);
@@ -173,9 +178,9 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
       scanChoices(answer.choices as Obj[], route as "chat" | "completions", (text, json) => deps.responseFilter(state, text, json), jsonText);
       if (deps.config.logPrompts) state.responseText = JSON.stringify(answer.choices);
     }
-    // Every other string the answer carries (its id, a fingerprint, instructions, an error's message): an embedding's
-    // data is numbers or base64 of them.
-    scanAnswerRest(answer, ["model", "usage", route === "responses" ? "output" : route === "embeddings" ? "data" : "choices", "output_text"], () => deps.responseFilter(state));
+    // Every string the answer carries, whatever field or shape (its id, instructions, an error's message, a message
+    // that is a string…).
+    scanEveryString(answer, () => deps.responseFilter(state));
     return new Response(JSON.stringify(answer), { headers: { "content-type": "application/json", "x-request-id": state.id, ...state.headers } });
   } finally {
     flight.end();

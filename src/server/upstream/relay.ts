@@ -23,7 +23,7 @@ import type { ResponseFrame } from "../openai/responses";
 import { sseResponse } from "../openai/sse";
 import type { RequestState } from "../request-state";
 import { chatWire, responsesWire, type RelayWire } from "./relay-wire";
-import { ANSWER_MAX_DEPTH, scanStreamEnd } from "./scan-reply";
+import { ANSWER_MAX_DEPTH, scanStreamEnd, usageCounts } from "./scan-reply";
 import { checkJsonShape } from "../../guards/json-shape";
 import { sseData } from "./sse-events";
 
@@ -108,7 +108,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
           // The upstream's id goes out with every chunk: scanned once per id it sends (a finding drops it).
           if (typeof ev.id === "string" && ev.id !== lastId) { lastId = ev.id; idOk = deps.responseFilter(state).whole(ev.id) === ev.id; }
           wire.base(idOk ? ev : { ...ev, id: undefined });
-          if (ev.usage && typeof ev.usage === "object") usage = ev.usage as Obj;
+          if (ev.usage && typeof ev.usage === "object") usage = usageCounts(ev.usage); // counts only (scan-reply.ts)
           for (const u of Array.isArray(ev.choices) ? (ev.choices as Obj[]) : []) {
             if (!isObj(u)) throw new UpstreamError("The upstream streamed a choice that is not a JSON object.");
             const i = Number(u.index ?? 0);

@@ -25,7 +25,7 @@ const STRUCTURAL: readonly string[] = ["type", "status", "role"];
  * top level, `topSkip`: what an upstream may have filled with generated text (second fix-attack run: an annotation's
  * title, an audio transcript, reasoning details went out unscanned).
  */
-function allStrings(root: Obj, topSkip: readonly string[] = []): Field[] {
+function allStrings(root: Obj, topSkip: readonly string[] = [], skip: readonly string[] = STRUCTURAL): Field[] {
   const out: Field[] = [];
   const stack: [unknown, number][] = [[root, 0]];
   while (stack.length) {
@@ -36,7 +36,7 @@ function allStrings(root: Obj, topSkip: readonly string[] = []): Field[] {
       continue;
     }
     for (const [k, x] of Object.entries(v as Obj)) {
-      if (STRUCTURAL.includes(k) || (depth === 0 && topSkip.includes(k))) continue;
+      if (skip.includes(k) || (depth === 0 && topSkip.includes(k))) continue;
       if (typeof x === "string") out.push({ value: x, set: (t) => { (v as Obj)[k] = t; }, ...(k === "arguments" && { json: true }) });
       else stack.push([x, depth + 1]);
     }
@@ -82,18 +82,54 @@ function stringsAndKeys(v: unknown, out: string[] = [], depth = 0, keyed = false
 }
 
 /**
- * Logprobs an upstream sent that the scanner would change: any token or alternative alone, or the text the chosen
- * tokens spell (chat's content[].token, a Responses part's list, completions' tokens). Kept only where the text they
- * go with was unchanged, they were sent as they came, though they need not spell that text (red-team run: a key in
- * them, "hi" as content).
+ * The texts a logprobs value's chosen tokens spell: one per list of them (chat's content and refusal lists, each
+ * Responses part's, completions' `tokens`), every `token` outside `top_logprobs`, from its `bytes` where it has them
+ * (OpenAI tells clients to decode those).
+ */
+function spelled(lp: unknown, out: string[] = [], depth = 0): string[] {
+  if (!lp || typeof lp !== "object" || depth > 64) return out;
+  const tokenOf = (t: unknown) => {
+    if (typeof t === "string") return t;
+    const o = (t && typeof t === "object" ? t : {}) as Obj;
+    const bytes = o.bytes;
+    if (Array.isArray(bytes) && bytes.length && bytes.every((b) => Number.isInteger(b) && b >= 0 && b < 256)) return Buffer.from(bytes as number[]).toString("utf8");
+    return typeof o.token === "string" ? o.token : "";
+  };
+  if (Array.isArray(lp)) {
+    if (lp.some((t) => t && typeof t === "object" && "token" in t)) out.push(lp.map(tokenOf).join(""));
+    else for (const x of lp) spelled(x, out, depth + 1);
+    return out;
+  }
+  for (const [k, x] of Object.entries(lp as Obj)) {
+    if (k === "top_logprobs") continue;
+    if (k === "tokens" && Array.isArray(x)) out.push(x.map(tokenOf).join(""));
+    else spelled(x, out, depth + 1);
+  }
+  return out;
+}
+
+/**
+ * Logprobs an upstream sent that the scanner would change: a text their chosen tokens spell, each list alone and all
+ * together (a key split over two lists), or any token or alternative alone. Kept only where the text they go with was
+ * unchanged, they were sent as they came, though they need not spell that text (red-team run: a key in them, "hi" as
+ * content).
  */
 function logprobsScanned(lp: unknown, newFilter: () => TextFilter): boolean {
-  const o = (lp && typeof lp === "object" ? lp : {}) as Obj;
-  const list = Array.isArray(lp) ? (lp as Obj[]) : Array.isArray(o.content) ? (o.content as Obj[]) : undefined;
-  const chosen = list ? list.map((t) => (t && typeof t.token === "string" ? t.token : ""))
-    : Array.isArray(o.tokens) ? (o.tokens as unknown[]).map((t) => (typeof t === "string" ? t : "")) : [];
+  const lists = spelled(lp);
   // Each token and alternative on a line of its own: one filter for all of them (a long answer has thousands).
-  return [chosen.join(""), stringsAndKeys(lp).join("\n")].some((text) => newFilter().whole(text) !== text);
+  return [...lists, lists.join(""), stringsAndKeys(lp).join("\n")].some((text) => newFilter().whole(text) !== text);
+}
+
+/**
+ * Texts a client joins (a Responses answer's output_text parts, chat's list content), each already scanned alone,
+ * scanned joined: a key split over two of them is found whole, and the whole scanned text then goes in the first
+ * (the others emptied). Joined with nothing alone, a key at one's end ran into the next one's word and passed.
+ */
+function joinedTexts(apart: string[], newFilter: () => TextFilter): { back: string[]; blocked: boolean } {
+  const filter = newFilter();
+  const joined = apart.join("");
+  const whole = filter.whole(joined);
+  return { back: whole === joined ? apart : apart.map((_, i) => (i === 0 ? whole : "")), blocked: filter.blocked };
 }
 
 /**
@@ -109,8 +145,22 @@ export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFil
     all.forEach((f, i) => f.set(blocked ? "" : parts[i]!));
     if (blocked) { p.dropCalls(); choice.finish_reason = "content_filter"; }
     else if (!REASONS.includes(choice.finish_reason as string) && choice.finish_reason != null) choice.finish_reason = "stop";
-    if (choice.logprobs && (blocked || all.some((f, i) => parts[i] !== f.value) || logprobsScanned(choice.logprobs, () => newFilter(false)))) choice.logprobs = null;
+    const joined = blocked ? undefined : joinListContent(choice, () => newFilter(true, textJson));
+    if (joined?.blocked) { all.forEach((f) => f.set("")); p.dropCalls(); choice.finish_reason = "content_filter"; }
+    if (choice.logprobs && (blocked || joined || all.some((f, i) => parts[i] !== f.value) || logprobsScanned(choice.logprobs, () => newFilter(false)))) choice.logprobs = null;
   }
+}
+
+/** A chat message's list content: its text parts as a client joins them (joinedTexts); what changed, or undefined. */
+function joinListContent(choice: Obj, newFilter: () => TextFilter): { blocked: boolean } | undefined {
+  const m = choice.message;
+  if (!m || typeof m !== "object" || !Array.isArray((m as Obj).content)) return undefined;
+  const parts = ((m as Obj).content as unknown[]).filter((p): p is Obj => !!p && typeof p === "object" && typeof (p as Obj).text === "string");
+  if (parts.length < 2) return undefined;
+  const { back, blocked } = joinedTexts(parts.map((p) => p.text as string), newFilter);
+  if (!blocked && back.every((t, i) => t === parts[i]!.text)) return undefined;
+  parts.forEach((p, i) => { p.text = blocked ? "" : back[i]!; });
+  return { blocked };
 }
 
 /** Scans what is left at the end of a stream: held-back text plus the calls' arguments; the calls are dropped on a block. */
@@ -141,7 +191,7 @@ export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean, json
     for (const part of parts ?? []) {
       if (!part || typeof part !== "object") continue;
       const p = part as Obj;
-      const joins = p.type === "output_text" && typeof p.text === "string"; // what output_text joins
+      const joins = (p.type === "output_text" || p.type === "text") && typeof p.text === "string"; // what a client joins
       if (joins) texts.push({ part: p, text: p.text as string });
       others.push(...allStrings(p, joins ? ["text", "logprobs"] : ["logprobs"]));
       if (p.logprobs) withLogprobs.push(p);
@@ -149,12 +199,9 @@ export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean, json
   }
   const alone = texts.map(() => newFilter(true, textJson));
   const apart = texts.map((x, i) => alone[i]!.whole(x.text));
-  const filter = newFilter(true, textJson);
-  const joined = apart.join("");
-  const whole = filter.whole(joined);
-  const back = whole === joined ? apart : texts.map((_, i) => (i === 0 ? whole : ""));
+  const { back, blocked } = joinedTexts(apart, () => newFilter(true, textJson));
   const rest = scanParts(others.map((x) => x.value), (i) => newFilter(false, !!others[i]!.json));
-  if (filter.blocked || rest.blocked || alone.some((f) => f.blocked)) {
+  if (blocked || rest.blocked || alone.some((f) => f.blocked)) {
     answer.output = output.filter((item) => item.type === "message" || item.type === "reasoning");
     for (const x of texts) x.part.text = "";
     for (const p of withLogprobs) p.logprobs = [];
@@ -162,8 +209,9 @@ export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean, json
     answer.status = "incomplete";
     answer.incomplete_details = { reason: "content_filter" };
   } else {
-    const changed = new Set(texts.filter((x, i) => back[i] !== x.text).map((x) => x.part));
-    for (const p of withLogprobs) if (changed.has(p) || logprobsScanned(p.logprobs, () => newFilter(false))) p.logprobs = [];
+    // Every part's logprobs go where any text changed or their tokens, read together over all parts, would change.
+    const changed = texts.some((x, i) => back[i] !== x.text) || logprobsScanned(withLogprobs.map((p) => p.logprobs), () => newFilter(false));
+    for (const p of withLogprobs) if (changed) p.logprobs = [];
     texts.forEach((x, i) => { x.part.text = back[i]!; });
     others.forEach((x, i) => x.set(rest.parts[i]!));
   }
@@ -174,13 +222,26 @@ export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean, json
 }
 
 /**
- * The answer's other strings (its id, a system_fingerprint, instructions, an error's message, any field an upstream
- * adds), each through a filter of its own; `skip`: the fields scanned as choices or output. A block empties them.
+ * Every string of the answer, each through a filter of its own, after the scans above (which read texts and calls as
+ * the API means them): whatever field or shape an upstream puts a string in (usage, an embedding's entry, a choice's
+ * message that is a string, output that is not a list…), it is read; an embedding's values are not (numbers, or
+ * base64 of them). Strings the scans above wrote are read again and stay as they are. A block empties them.
  */
-export function scanAnswerRest(answer: Obj, skip: readonly string[], newFilter: () => TextFilter): void {
-  const fields = allStrings(answer, skip);
+export function scanEveryString(answer: Obj, newFilter: () => TextFilter): void {
+  const fields = allStrings(answer, [], [...STRUCTURAL, "embedding"]);
   const { parts, blocked } = scanParts(fields.map((f) => f.value), () => newFilter());
   fields.forEach((f, i) => f.set(blocked ? "" : parts[i]!));
+}
+
+/** An upstream's usage with only what it may hold: counts (finite, not negative; whole numbers) and objects of them. */
+export function usageCounts(usage: unknown, depth = 0): Obj | undefined {
+  if (!usage || typeof usage !== "object" || Array.isArray(usage) || depth > 4) return undefined;
+  const out: Obj = {};
+  for (const [k, v] of Object.entries(usage as Obj)) {
+    if (typeof v === "number" && Number.isFinite(v) && v >= 0) out[k] = Math.floor(v);
+    else if (v && typeof v === "object") { const inner = usageCounts(v, depth + 1); if (inner) out[k] = inner; }
+  }
+  return out;
 }
 
 /** How deep an upstream's answer may nest: the depth every scan above reads strings to (allStrings). */
