@@ -46,10 +46,11 @@ const MARK = String.raw`[\u200E\u200F\u061C]`;
  * still refused): ZWNJ or ZWJ after a letter of a script that spells with them, before another of its letters or marks
  * or where the word ends (Persian می‌خواهم, Sinhala ශ්‍රී, Malayalam's chillu അവന്‍ വന്നു); LRM, RLM or ALM where a
  * right-to-left letter or digit meets something else (שלום‏!, ۱۲‏; not between two of them, where it changes nothing
- * and would carry bits); a soft hyphen between two letters (words copied from web pages). They were refused as invisible text,
- * so ordinary Persian, Hebrew and Indic text got a 400. Not: variation selectors after ideographs (one of 256 after
- * each character carries a byte of hidden text, a known way to smuggle instructions to a model), joiners between
- * Latin letters, zero-width spaces, the bidi embeddings, overrides and isolates (Trojan Source), tag characters.
+ * and would carry bits); a soft hyphen between two letters (words copied from web pages). They were refused as
+ * invisible text, so ordinary Persian, Hebrew and Indic text got a 400. Not: variation selectors after ideographs
+ * (one of 256 after each character carries a byte of hidden text, a known way to smuggle instructions to a model),
+ * joiners between Latin letters, zero-width spaces, the bidi embeddings, overrides and isolates (Trojan Source), tag
+ * characters.
  */
 export const WRITING_SEQUENCE = String.raw`(?<=${JOINING}\p{M}*)[\u200C\u200D](?=${JOINING}|\p{M}|[^\p{L}\p{Cf}]|$)` +
   String.raw`|(?<=${RTL}\p{M}*)${MARK}(?!${RTL})|(?<!${RTL}\p{M}*|${MARK})${MARK}(?=${RTL})|(?<=\p{L}\p{M}*)\u00AD(?=\p{L})`;

@@ -3,9 +3,10 @@
  * action: block (400 prompt_rejected naming the rule), flag (allowed, recorded
  * in audit and a response header) or strip (the matched text is removed).
  * Built-in rules: invisible/bidi unicode (by Unicode property; emoji sequences
- * and ordinary writing's joiners and direction marks excepted: normalise.ts), the loaded model's own control tokens typed as text (read from its
- * vocabulary; looked for with invisible characters removed, so `<|im_\u034Fstart|>`
- * is still one), and injection phrases (matched on the normalised skeleton).
+ * and ordinary writing's joiners and direction marks excepted: normalise.ts), the
+ * loaded model's own control tokens typed as text (read from its vocabulary; looked
+ * for with every invisible character removed, so `<|im_\u034Fstart|>` is still one),
+ * and injection phrases (matched on the normalised skeleton).
  */
 import { AppError } from "../errors";
 import type { ChatTurn } from "../engine/engine";
@@ -24,7 +25,7 @@ type Action = "block" | "flag" | "strip";
 /** A rule finds its matches in one turn's text; `strip` removes them (or the whole turn's offending parts). */
 interface Rule { id: string; action: Action; hit: (text: string, view: View) => boolean; strip: (text: string) => string }
 
-/** Derived forms of a turn's text, computed once per turn and only when a rule asks: without invisible characters, the skeleton. */
+/** Derived forms of a turn's text (without invisible characters; the skeleton), computed once and only when a rule asks. */
 interface View { visible(): string; skeleton(): string }
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
