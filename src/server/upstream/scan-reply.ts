@@ -121,15 +121,21 @@ function logprobsScanned(lp: unknown, newFilter: () => TextFilter): boolean {
 }
 
 /**
- * Texts a client joins (a Responses answer's output_text parts, chat's list content), each already scanned alone,
- * scanned joined: a key split over two of them is found whole, and the whole scanned text then goes in the first
- * (the others emptied). Joined with nothing alone, a key at one's end ran into the next one's word and passed.
+ * Texts a client joins (a Responses answer's output_text parts, chat's list content): `raw` as the upstream sent them,
+ * `apart` each scanned alone. Joined raw, a key split over two of them is found whole (a PEM key's BEGIN line in one
+ * and its body in the next too); alone, one at a part's end is found though joined it would run into the next part's
+ * word. What is sent: `apart` where the joined scan finds nothing more; the joined scan's text in the first (the
+ * others emptied) where only it found something; nothing, as a block, where both found something and they differ (a
+ * finding across a border beside one within a part). Scanned with a separator between them, a split key passed in
+ * halves; joined with nothing alone, a key before the next part's word passed (red-team run, attacks on the fixes).
  */
-function joinedTexts(apart: string[], newFilter: () => TextFilter): { back: string[]; blocked: boolean } {
+function joinedTexts(raw: string[], apart: string[], newFilter: () => TextFilter): { back: string[]; blocked: boolean } {
   const filter = newFilter();
-  const joined = apart.join("");
-  const whole = filter.whole(joined);
-  return { back: whole === joined ? apart : apart.map((_, i) => (i === 0 ? whole : "")), blocked: filter.blocked };
+  const joined = raw.join(""), whole = filter.whole(joined);
+  if (filter.blocked) return { back: raw.map(() => ""), blocked: true };
+  if (whole === joined || whole === apart.join("")) return { back: apart, blocked: false };
+  if (apart.every((t, i) => t === raw[i])) return { back: raw.map((_, i) => (i === 0 ? whole : "")), blocked: false };
+  return { back: raw.map(() => ""), blocked: true };
 }
 
 /**
@@ -141,24 +147,31 @@ function joinedTexts(apart: string[], newFilter: () => TextFilter): { back: stri
 export function scanChoices(choices: Obj[], kind: "chat" | "completions", newFilter: (text?: boolean, json?: boolean) => TextFilter, textJson = false): void {
   for (const choice of choices) {
     const p = (kind === "chat" ? chatParts : textParts)(choice), all = [p.text, ...p.others];
+    const listRaw = kind === "chat" ? listTexts(choice).map((x) => x.text as string) : [];
     const { parts, blocked } = scanParts(all.map((f) => f.value), (i) => newFilter(i === 0, i === 0 ? textJson : !!all[i]!.json)); // part 0: the text
     all.forEach((f, i) => f.set(blocked ? "" : parts[i]!));
     if (blocked) { p.dropCalls(); choice.finish_reason = "content_filter"; }
     else if (!REASONS.includes(choice.finish_reason as string) && choice.finish_reason != null) choice.finish_reason = "stop";
-    const joined = blocked ? undefined : joinListContent(choice, () => newFilter(true, textJson));
+    const joined = blocked ? undefined : joinListContent(choice, listRaw, () => newFilter(true, textJson));
     if (joined?.blocked) { all.forEach((f) => f.set("")); p.dropCalls(); choice.finish_reason = "content_filter"; }
     if (choice.logprobs && (blocked || joined || all.some((f, i) => parts[i] !== f.value) || logprobsScanned(choice.logprobs, () => newFilter(false)))) choice.logprobs = null;
   }
 }
 
-/** A chat message's list content: its text parts as a client joins them (joinedTexts); what changed, or undefined. */
-function joinListContent(choice: Obj, newFilter: () => TextFilter): { blocked: boolean } | undefined {
+/** A chat message's list content's text parts (a client joins them). */
+function listTexts(choice: Obj): Obj[] {
   const m = choice.message;
-  if (!m || typeof m !== "object" || !Array.isArray((m as Obj).content)) return undefined;
-  const parts = ((m as Obj).content as unknown[]).filter((p): p is Obj => !!p && typeof p === "object" && typeof (p as Obj).text === "string");
-  if (parts.length < 2) return undefined;
-  const { back, blocked } = joinedTexts(parts.map((p) => p.text as string), newFilter);
-  if (!blocked && back.every((t, i) => t === parts[i]!.text)) return undefined;
+  if (!m || typeof m !== "object" || !Array.isArray((m as Obj).content)) return [];
+  return ((m as Obj).content as unknown[]).filter((p): p is Obj => !!p && typeof p === "object" && typeof (p as Obj).text === "string");
+}
+
+/** A chat message's list content read joined (joinedTexts; `raw`: its texts before the scan): what changed, or undefined. */
+function joinListContent(choice: Obj, raw: string[], newFilter: () => TextFilter): { blocked: boolean } | undefined {
+  const parts = listTexts(choice);
+  if (parts.length < 2 || parts.length !== raw.length) return undefined;
+  const apart = parts.map((p) => p.text as string);
+  const { back, blocked } = joinedTexts(raw, apart, newFilter);
+  if (!blocked && back.every((t, i) => t === apart[i])) return undefined;
   parts.forEach((p, i) => { p.text = blocked ? "" : back[i]!; });
   return { blocked };
 }
@@ -199,7 +212,7 @@ export function scanResponseOutput(answer: Obj, newFilter: (text?: boolean, json
   }
   const alone = texts.map(() => newFilter(true, textJson));
   const apart = texts.map((x, i) => alone[i]!.whole(x.text));
-  const { back, blocked } = joinedTexts(apart, () => newFilter(true, textJson));
+  const { back, blocked } = joinedTexts(texts.map((x) => x.text), apart, () => newFilter(true, textJson));
   const rest = scanParts(others.map((x) => x.value), (i) => newFilter(false, !!others[i]!.json));
   if (blocked || rest.blocked || alone.some((f) => f.blocked)) {
     answer.output = output.filter((item) => item.type === "message" || item.type === "reasoning");
