@@ -55,31 +55,30 @@ test("the attempt on an upstream that never completes the connect gives up after
   expect(ms).toBeLessThan(30_000); // well before firstByteTimeoutMs (60 s), which bounded it before
 });
 
-test("only the dropping upstream: 503 upstream_unavailable naming the connect timeout", async () => {
-  const gw = await startGateway({ ...gatewayConfig([`http://127.0.0.1:${dropPort}/v1`]), gateway: { ...gatewayConfig([]).gateway, retries: 0 } } as never);
+/** A chat through a gateway over the one upstream at `port`, no retries: its status and error. */
+async function onlyUpstream(port: number) {
+  const gw = await startGateway({ ...gatewayConfig([`http://127.0.0.1:${port}/v1`]), gateway: { ...gatewayConfig([]).gateway, retries: 0 } } as never);
   stops.push(() => gw.close());
   const res = await fetch(`${gw.baseURL}/v1/chat/completions`, {
     method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" },
     body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
   });
-  expect(res.status).toBe(503);
-  const body = await res.json() as { error: { code: string; message: string } };
-  expect(body.error.code).toBe("upstream_unavailable");
-  expect(body.error.message).toContain("no connection within 300 ms");
+  return { status: res.status, error: ((await res.json()) as { error: { code: string; message: string } }).error };
+}
+
+test("only the dropping upstream: 503 upstream_unavailable naming the connect timeout", async () => {
+  const { status, error } = await onlyUpstream(dropPort);
+  expect(status).toBe(503);
+  expect(error.code).toBe("upstream_unavailable");
+  expect(error.message).toContain("no connection within 300 ms");
 });
 
 // Red-team run (stop 72): a refused connect put Node's message, "connect ECONNREFUSED 127.0.0.1:<port>", into the 503.
 test("an upstream that refuses the connect: 503 naming the refusal, never the upstream's address", async () => {
   const closed = await new Promise<number>((resolve) => { const s = net.createServer(); s.listen(0, "127.0.0.1", () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); }); });
-  const gw = await startGateway({ ...gatewayConfig([`http://127.0.0.1:${closed}/v1`]), gateway: { ...gatewayConfig([]).gateway, retries: 0 } } as never);
-  stops.push(() => gw.close());
-  const res = await fetch(`${gw.baseURL}/v1/chat/completions`, {
-    method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" },
-    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
-  });
-  expect(res.status).toBe(503);
-  const body = await res.json() as { error: { code: string; message: string } };
-  expect(body.error.message).toContain("ECONNREFUSED");
-  expect(body.error.message).not.toContain("127.0.0.1");
-  expect(body.error.message).not.toContain(String(closed));
+  const { status, error } = await onlyUpstream(closed);
+  expect(status).toBe(503);
+  expect(error.message).toContain("ECONNREFUSED");
+  expect(error.message).not.toContain("127.0.0.1");
+  expect(error.message).not.toContain(String(closed));
 });
