@@ -20,6 +20,7 @@ import { relayStream } from "./relay";
 import { responsesAsChat } from "./responses-chat";
 import { ANSWER_MAX_DEPTH, scanChoices, scanEveryString, scanResponseOutput, usageCounts } from "./scan-reply";
 import { checkJsonShape } from "../../guards/json-shape";
+import { isObject } from "../../util/is-object";
 
 type Obj = Record<string, unknown>;
 
@@ -156,11 +157,9 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
     try { answer = JSON.parse(reply.text ?? "") as Obj; } catch { throw new AppError("The upstream sent an answer that is not JSON.", 502, "server_error", "upstream_error"); }
     // null, a number, a string, or choices or output items that are not objects: no answer of the API (each was read as
     // one: a TypeError, a 500; red-team run), as the stream's events are refused (relay.ts).
-    const notObject = (v: unknown) => v === null || typeof v !== "object" || Array.isArray(v);
-    const items = (v: unknown) => (Array.isArray(v) ? v : []);
-    const list = (v: unknown) => v === undefined || Array.isArray(v); // choices, output and data are lists where present
-    if (notObject(answer) || !list(answer.choices) || !list(answer.output) || !list(answer.data)
-      || items(answer.choices).some(notObject) || items(answer.output).some(notObject) || items(answer.data).some(notObject)) {
+    // choices, output and data are lists of objects where present
+    const listOfObjects = (v: unknown) => v === undefined || (Array.isArray(v) && v.every(isObject));
+    if (!isObject(answer) || !listOfObjects(answer.choices) || !listOfObjects(answer.output) || !listOfObjects(answer.data)) {
       throw new AppError("The upstream sent an answer that is not a JSON object of the API.", 502, "server_error", "upstream_error");
     }
     // Counts only: Infinity (1e999), a negative or a string was charged to the key's limits (429 retry-after Infinity

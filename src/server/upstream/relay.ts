@@ -25,6 +25,7 @@ import type { RequestState } from "../request-state";
 import { chatWire, responsesWire, type RelayWire } from "./relay-wire";
 import { ANSWER_MAX_DEPTH, scanStreamEnd, usageCounts } from "./scan-reply";
 import { checkJsonShape } from "../../guards/json-shape";
+import { isObject } from "../../util/is-object";
 import { sseData } from "./sse-events";
 
 type Obj = Record<string, unknown>;
@@ -49,7 +50,6 @@ interface Call { index: number; id?: string; name?: string; args: string }
 interface Choice { filter: TextFilter; thought: ReturnType<typeof thoughtStream>; calls: Map<number, Call>; finish?: string; done: boolean; text: string }
 
 const REASONS: readonly string[] = ["stop", "length", "content_filter", "tool_calls"];
-const isObj = (v: unknown): v is Obj => v !== null && typeof v === "object" && !Array.isArray(v);
 
 export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamReply, plan: RelayPlan): Response {
   const keepText = deps.config.logPrompts;
@@ -99,7 +99,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
           try { checkJsonShape(data, ANSWER_MAX_DEPTH, Number.MAX_SAFE_INTEGER); } catch { throw new UpstreamError(`The upstream sent a stream event nested deeper than ${ANSWER_MAX_DEPTH} levels.`); }
           try { ev = JSON.parse(data) as Obj; } catch { throw new UpstreamError("The upstream sent a stream event that is not JSON."); }
           // null, a number, an array: not an event of the API (it was read as one: a TypeError, a 500, fix-attack run).
-          if (!isObj(ev)) throw new UpstreamError("The upstream sent a stream event that is not a JSON object.");
+          if (!isObject(ev)) throw new UpstreamError("The upstream sent a stream event that is not a JSON object.");
           if (ev.error) {
             // Through the scanner: an upstream's message may quote what its model wrote (leak run).
             const msg = deps.responseFilter(state).whole(String((ev.error as Obj).message ?? "unknown error").slice(0, 300));
@@ -110,14 +110,14 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
           wire.base(idOk ? ev : { ...ev, id: undefined });
           if (ev.usage && typeof ev.usage === "object") usage = usageCounts(ev.usage); // counts only (scan-reply.ts)
           for (const u of Array.isArray(ev.choices) ? (ev.choices as Obj[]) : []) {
-            if (!isObj(u)) throw new UpstreamError("The upstream streamed a choice that is not a JSON object.");
+            if (!isObject(u)) throw new UpstreamError("The upstream streamed a choice that is not a JSON object.");
             const i = Number(u.index ?? 0);
             if (!Number.isInteger(i) || i < 0 || i >= plan.choices) throw new UpstreamError(`The upstream streamed a choice (index ${String(u.index)}) nobody asked for.`);
             const c = choiceAt(i);
             if (c.done) continue;
             // The first generated text or call as it arrives from the upstream: time to first token, and the start of
             // tokens/s (only the local engine marked it: a gateway's metrics had neither, scale-out run).
-            const d = (isObj(u.delta) ? u.delta : {}) as Obj;
+            const d = (isObject(u.delta) ? u.delta : {}) as Obj;
             // A reasoning model's thought: llama-server's, vLLM's and this server's reasoning_content, vLLM's newer reasoning.
             const thought = typeof d.reasoning_content === "string" ? d.reasoning_content : typeof d.reasoning === "string" ? d.reasoning : "";
             if ((typeof u.text === "string" && u.text) || (typeof d.content === "string" && d.content) || thought || Array.isArray(d.tool_calls)) state.marks["first-token"] ??= performance.now();
@@ -126,8 +126,8 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
               if (thought) c.thought.push(thought);
               if (typeof d.content === "string" && d.content) { c.thought.end(); emit(i, c, c.filter.push(d.content)); }
               for (const t of Array.isArray(d.tool_calls) ? (d.tool_calls as Obj[]) : []) {
-                if (!isObj(t)) throw new UpstreamError("The upstream streamed a tool call that is not a JSON object.");
-                const k = Number(t.index ?? 0), f = (isObj(t.function) ? t.function : {}) as Obj;
+                if (!isObject(t)) throw new UpstreamError("The upstream streamed a tool call that is not a JSON object.");
+                const k = Number(t.index ?? 0), f = (isObject(t.function) ? t.function : {}) as Obj;
                 const call = c.calls.get(k) ?? { index: k, args: "" };
                 if (typeof t.id === "string") call.id = t.id;
                 if (typeof f.name === "string") call.name = (call.name ?? "") + f.name;
