@@ -18,7 +18,7 @@ import { scanParts } from "../../guards/scan-parts";
 import { thoughtStream } from "../thought-stream";
 import { argumentsOf, scanned, unstarted, type GenerationPlan } from "./generate";
 import { totalUsage } from "../openai/convert";
-import { stopPieces } from "../stop-after-scan";
+import { stopPieces } from "../../engine/stop-text";
 
 type Flight = ReturnType<Inflight["begin"]>;
 

@@ -15,8 +15,7 @@ import { cacheScopeOf, type RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
 import { streamGeneration } from "./generate-stream";
 import { arrived } from "../arrivals";
-import { firstStop } from "../../engine/stop-text";
-import { logprobsBefore, stopPieces } from "../stop-after-scan";
+import { firstStop, logprobsBefore, stopPieces } from "../../engine/stop-text";
 
 /** What the engine call of one choice is handed: all set when streaming, `onStage` always. */
 export type CallHooks = Pick<GenerateCall, "onText" | "onReasoning" | "onAdmitted" | "onLogprob" | "onPromptLogprobs" | "onStage" | "cacheScope">;
