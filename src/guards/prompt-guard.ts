@@ -13,6 +13,7 @@ import type { ChatTurn } from "../engine/engine";
 import type { Config } from "../config/schema";
 import { EMOJI_SEQUENCE, INVISIBLE_CHAR, WRITING_SEQUENCE, skeleton } from "./normalise";
 import { INJECTION_PHRASES } from "./rules/injection";
+import { stripBySkeleton } from "./skeleton-strip";
 
 export class PromptRejectedError extends AppError {
   constructor(ruleId: string) {
@@ -49,6 +50,9 @@ const stripInvisible = (text: string) => text.replace(INVISIBLE_SCAN, (_m, emoji
 const INVISIBLE_ALL = new RegExp(INVISIBLE_CHAR.source, "gu");
 const dropInvisible = (text: string) => text.replace(INVISIBLE_ALL, "");
 
+/** How many times a strip rule may cut before what it still finds is refused as if the rule blocked. */
+const STRIP_PASSES = 4;
+
 export interface PromptVerdict { turns: ChatTurn[]; flags: string[]; stripped: string[] }
 
 export function createPromptGuard(config: Pick<Config, "promptGuard">) {
@@ -72,7 +76,7 @@ export function createPromptGuard(config: Pick<Config, "promptGuard">) {
         strip: (t) => (special ? stripInvisible(t).replace(special, "") : t) },
       ...INJECTION_PHRASES.map((p): Rule => ({ id: p.id, action: pg.injectionPhrases,
         hit: (_t, v) => p.pattern.test(v.skeleton()),
-        strip: (t) => t.replace(new RegExp(p.pattern.source.replaceAll(" ", "[\\s\\p{Pd}_.]+"), "giu"), "") })),
+        strip: (t) => stripBySkeleton(t, p.pattern) })),
       ...pg.rules.map((r): Rule => {
         const re = new RegExp(r.pattern, r.flags.includes("g") ? r.flags : r.flags + "g");
         return { id: `custom.${r.id}`, action: r.action, hit: (t) => (re.lastIndex = 0, re.test(t)), strip: (t) => t.replace(re, "") };
@@ -87,8 +91,14 @@ export function createPromptGuard(config: Pick<Config, "promptGuard">) {
         if (!rule.hit(t.content, view)) continue;
         if (rule.action === "block") throw new PromptRejectedError(rule.id);
         if (rule.action === "flag") { if (!flags.includes(rule.id)) flags.push(rule.id); continue; }
-        t.content = rule.strip(t.content);
-        visible = skel = undefined;
+        // Strip until the rule no longer finds anything (a cut can join the text around it into a new match); what
+        // it still finds after STRIP_PASSES is refused, never passed on recorded as stripped.
+        for (let pass = 0; ; pass++) {
+          if (pass === STRIP_PASSES) throw new PromptRejectedError(rule.id);
+          t.content = rule.strip(t.content);
+          visible = skel = undefined;
+          if (!rule.hit(t.content, view)) break;
+        }
         if (!stripped.includes(rule.id)) stripped.push(rule.id);
       }
     }
