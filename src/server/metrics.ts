@@ -40,8 +40,10 @@ const STUB_DEFAULTS = ["min", "max", "mean", "stddev", "p50", "p90", "p99"].map(
 
 /** "METHOD /path" → bounded labels. */
 export function routeLabels(route: string): { method: string; route: string } {
-  const [m = "", p = ""] = route.split(" ");
+  const [m = "", raw = ""] = route.split(" ");
   const method = METHODS.has(m) ? m : "other";
+  // Elysia serves a path with one trailing slash as the path without (POST /v1/chat/completions/ answers a chat).
+  const p = raw.length > 1 && raw.endsWith("/") ? raw.slice(0, -1) : raw;
   if (p.startsWith("/v1/models/")) return { method, route: "/v1/models/{id}" };
   if (p.startsWith("/swagger/assets/")) return { method, route: "/swagger/assets" };
   return { method, route: ROUTES.includes(p) ? p : "other" };

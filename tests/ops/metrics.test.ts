@@ -121,3 +121,16 @@ test("label values stay bounded whatever paths and methods clients send", async 
   expect(routes.has("other")).toBe(true);
   expect([...methods].every((m) => ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"].includes(m!))).toBe(true);
 }, 60_000);
+
+// Stop 72's note: Elysia serves POST /v1/chat/completions/ as the chat route, but it was counted as route "other".
+test("a path with one trailing slash is counted under the route that answered it", async () => {
+  const count = (ss: Sample[]) => value(ss, "appliance_requests_total", { method: "POST", route: "/v1/chat/completions", status: "200" });
+  const before = count(await scrape());
+  const r = await fetch(`${srv.baseURL}/v1/chat/completions/`, {
+    method: "POST", headers: { authorization: `Bearer ${chatKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", max_tokens: 1, messages: [{ role: "user", content: "hi" }] }),
+  });
+  expect(r.status).toBe(200);
+  await r.text();
+  expect(count(await scrape())).toBe(before + 1);
+}, 60_000);

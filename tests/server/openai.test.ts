@@ -126,6 +126,14 @@ describe("errors are OpenAI-shaped with the right status", () => {
     expect(e!.error as { message: string }).toMatchObject({ message: expect.stringContaining(`'${"m".repeat(256)}…'`) });
     expect(JSON.stringify(e!.error).length).toBeLessThan(600);
   });
+  // Stop 72's note: `/v1/models/%zz` (not valid percent-encoding) answered 400 naming params' "/id".
+  test("retrieve an id that is not valid percent-encoding → 404 naming it as sent", async () => {
+    for (const id of ["%", "%zz", "a%e0%80b"]) {
+      const r = await fetch(`${srv.baseURL}/v1/models/${id}`, { headers: { authorization: `Bearer ${srv.ctx.key}` } });
+      expect([r.status, ((await r.json()) as { error: unknown }).error]).toEqual([404,
+        { code: "model_not_found", message: `The model '${id}' does not exist or you do not have access to it.`, param: "model", type: "invalid_request_error" }]);
+    }
+  });
   test("out-of-range parameter → 400 naming the param", () =>
     expectError(srv.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], temperature: 3 }), 400, undefined, "temperature"));
   test("wrong type deep inside → 400 naming the path", () =>

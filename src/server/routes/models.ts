@@ -12,13 +12,16 @@ export const modelRoutes = (deps: AppDeps) =>
       detail: { summary: "List the models this server serves", tags: ["OpenAI"] },
       response: { 200: modelList, 401: errorBody },
     })
-    .get("/v1/models/:id", ({ params }) => {
-      const m = deps.engine.model(params.id);
-      if (!m && deps.gateway?.serves(params.id)) return upstreamModel(deps, params.id);
-      if (!m) throw new ModelNotFoundError(params.id);
+    .get("/v1/models/:id", ({ params, path }) => {
+      // An id that is not valid percent-encoding (`/v1/models/%zz`) Elysia decodes to null: no model has it (it was
+      // a 400 naming params' "/id").
+      const id = params.id ?? path.slice("/v1/models/".length);
+      const m = deps.engine.model(id);
+      if (!m && deps.gateway?.serves(id)) return upstreamModel(deps, id);
+      if (!m) throw new ModelNotFoundError(id);
       return modelObject(m);
     }, {
-      params: t.Object({ id: t.String() }),
+      params: t.Object({ id: t.Union([t.String(), t.Null()]) }),
       detail: { summary: "Describe one model", tags: ["OpenAI"] },
       response: { 200: modelSchema, 401: errorBody, 404: errorBody },
     });
