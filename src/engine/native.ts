@@ -109,8 +109,11 @@ export function checkNativeDir(root: string, bundle: NativeBundle, cache?: Diges
   return problems;
 }
 
-/** A system dir, everything in it and every dir above it must be root-owned and not writable by group or others. */
-export function checkRootOwned(dir: string) {
+/**
+ * A system dir, everything in it and every dir above it must be root-owned and not writable by group or others. `top`:
+ * the highest dir above it checked (an install under `--root DIR` stages the system's dirs inside DIR, in /tmp say).
+ */
+export function checkRootOwned(dir: string, top = "/") {
   const check = (p: string) => {
     const st = fs.lstatSync(p);
     if (st.isSymbolicLink() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
@@ -118,7 +121,8 @@ export function checkRootOwned(dir: string) {
     }
     return st;
   };
-  for (let d = path.dirname(path.resolve(dir)); ; d = path.dirname(d)) { check(d); if (d === path.dirname(d)) break; }
+  const highest = path.resolve(top);
+  for (let d = path.dirname(path.resolve(dir)); ; d = path.dirname(d)) { check(d); if (d === highest || d === path.dirname(d)) break; }
   const walk = (p: string) => { if (check(p).isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e)); };
   walk(dir);
 }
@@ -201,5 +205,17 @@ export async function installNative(systemDir = SYSTEM_NATIVE_DIR, bundle = NATI
   if (!bundle) return null;
   const root = path.join(systemDir, bundle.version);
   const mkdir = (d: string) => { fs.mkdirSync(d, { recursive: true, mode: 0o755 }); fs.chmodSync(d, 0o755); };
-  return { dir: root, ...(await unpack(root, bundle, mkdir, 0o444, { uid: 0, gid: 0 })) };
+  const done = await unpack(root, bundle, mkdir, 0o444, { uid: 0, gid: 0 });
+  // unpack rewrites only files whose bytes differ: an owner or mode changed since (a `chmod 0777` on a folder, a file
+  // made group-writable) stayed, and serve refused the dir on every start (live-service run).
+  const own = (p: string, mode: number) => { fs.lchownSync(p, 0, 0); fs.chmodSync(p, mode); };
+  own(systemDir, 0o755);
+  const walk = (p: string) => {
+    const st = fs.lstatSync(p);
+    if (!st.isDirectory()) return own(p, 0o444);
+    own(p, 0o755);
+    for (const e of fs.readdirSync(p)) walk(path.join(p, e));
+  };
+  walk(root);
+  return { dir: root, ...done };
 }

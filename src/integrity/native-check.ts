@@ -2,11 +2,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Config } from "../config/schema";
-import { checkNativeDir, SYSTEM_NATIVE_DIR } from "../engine/native";
+import { checkNativeDir, checkRootOwned, SYSTEM_NATIVE_DIR } from "../engine/native";
 import { NATIVE_BUNDLE, type NativeBundle } from "../engine/native-assets";
 import type { Check } from "./report";
 
-export function checkNative(config: Pick<Config, "stateDir">, bundle = NATIVE_BUNDLE as NativeBundle | null, systemDir = SYSTEM_NATIVE_DIR): Check {
+export function checkNative(config: Pick<Config, "stateDir">, bundle = NATIVE_BUNDLE as NativeBundle | null, systemDir = SYSTEM_NATIVE_DIR, root = "/"): Check {
   if (!bundle) return { name: "native", status: "skip", detail: "running from source: no embedded libraries" };
   const system = path.join(systemDir, bundle.version);
   const dir = fs.existsSync(system) ? system : path.join(config.stateDir, "native", bundle.version);
@@ -14,6 +14,10 @@ export function checkNative(config: Pick<Config, "stateDir">, bundle = NATIVE_BU
   if (missing === "EACCES") return { name: "native", status: "unknown", detail: `${dir} cannot be read as this user (run verify as root or as the service's account)` };
   if (missing) return { name: "native", status: "skip", detail: `${dir} not unpacked yet (the first start does it)` };
   const problems = checkNativeDir(dir, bundle);
+  // serve refuses an installed dir that is not root-owned or that group or others may write (prepareNative); verify
+  // passed it (live-service run: a `chmod 0777` on a library folder left verify "all checks passed" while every start
+  // of the service failed).
+  if (dir === system) try { checkRootOwned(dir, root); } catch (e) { problems.push((e as Error).message); }
   return problems.length ? { name: "native", status: "fail", detail: problems.join("; ") }
     : { name: "native", status: "ok", detail: `${dir} holds exactly the embedded libraries` };
 }

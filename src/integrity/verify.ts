@@ -258,7 +258,7 @@ export async function runVerify(ctx: VerifyContext): Promise<Check[]> {
     await safe("files", () => checkFiles(config, l, !!ctx.preStart)),
     await safe("directories", () => checkDirs(config, l)),
     l ? await safe("account", () => checkAccount(l)) : notInstalled("account"),
-    await safe("native", () => checkNative(config, undefined, path.join(root, SYSTEM_NATIVE_DIR))),
+    await safe("native", () => checkNative(config, undefined, path.join(root, SYSTEM_NATIVE_DIR), root)),
     // Before each start (skipModels) the built engine's unchanged files come from the root-written hash cache, as
     // at the start itself (a CUDA engine is hundreds of MB); the daily run reads every byte.
     await safe("engine", () => checkBuiltEngine(engineConfig, undefined, !!ctx.skipModels)),

@@ -11,7 +11,7 @@ import { KeyStore, keysFilePath } from "../guards/keys";
 import { MANIFEST, readManifest, sha256File } from "../integrity/manifest";
 import { modelId } from "../integrity/resolve";
 import { NATIVE_BUNDLE } from "../engine/native-assets";
-import { checkNativeDir, installNative, SYSTEM_NATIVE_DIR } from "../engine/native";
+import { checkNativeDir, checkRootOwned, installNative, SYSTEM_NATIVE_DIR } from "../engine/native";
 import { writeFileAtomic } from "../util/atomic-write";
 import { copyHashed } from "../util/fs";
 import { readAccount } from "./accounts";
@@ -209,7 +209,7 @@ export async function applyInstall(o: InstallOptions, steps: Step[]): Promise<{ 
       case "native": {
         if (!NATIVE_BUNDLE) break; // run from source: serve uses node-llama-cpp's own files
         const dir = path.join(s.path, NATIVE_BUNDLE.version);
-        if (fs.existsSync(dir) && checkNativeDir(dir, NATIVE_BUNDLE).length === 0) break;
+        if (fs.existsSync(dir) && checkNativeDir(dir, NATIVE_BUNDLE).length === 0 && rootOwned(dir, l.root)) break;
         changed++;
         say("write", `the embedded native libraries to ${dir}/ (dirs 0755, files 0444, root)`);
         if (!o.dryRun) await installNative(s.path);
@@ -270,3 +270,7 @@ function writeReceipt(o: InstallOptions, steps: Step[]) {
   if (!fs.existsSync(receipt) || fs.readFileSync(receipt, "utf8") !== text) fs.writeFileSync(receipt, text, { mode: 0o640 });
 }
 
+/** Whether serve would take `dir` as installed: root-owned, not writable by group or others, up to / (installNative repairs it). */
+function rootOwned(dir: string, top: string): boolean {
+  try { checkRootOwned(dir, top); return true; } catch { return false; }
+}

@@ -223,6 +223,22 @@ describe.skipIf(!live)("live systemd: install and run", () => {
     expect(active(sys)).toBe("active");
   }, T);
 
+  // Live-service run (stop 73): verify passed a library folder made world-writable, which every start of serve refuses,
+  // and install called the installation up to date and left the mode.
+  test("a writable native-library folder: verify fails naming it, install makes it root's read-only again and the service starts", () => {
+    const folder = sys.exec(["sh", "-c", "find /usr/local/lib/appliance/native -mindepth 2 -type d | head -1"]).out.trim();
+    expect(folder).toStartWith("/usr/local/lib/appliance/native/");
+    expect(sys.exec(["chmod", "0777", folder]).code).toBe(0);
+    const bad = sys.exec(["/usr/local/bin/appliance", "verify", "--skip-models"], { timeoutMs: T });
+    expect(bad.code).not.toBe(0);
+    expect(bad.out).toContain(`${folder} must be root-owned and not writable by group or others`);
+    expect(sys.exec(["/usr/local/bin/appliance", "install"], { timeoutMs: T }).code).toBe(0);
+    expect(sys.exec(["stat", "-c", "%U %a", folder]).out.trim()).toBe("root 755");
+    expect(sys.exec(["/usr/local/bin/appliance", "verify", "--skip-models"], { timeoutMs: T }).code).toBe(0);
+    expect(sys.exec(["systemctl", "restart", "appliance.service"], { timeoutMs: T }).code).toBe(0);
+    expect(active(sys)).toBe("active");
+  }, T);
+
   test("verify says when the installed units are not the ones this binary installs (update swaps the binary only), and install rewrites them", () => {
     const verify = () => sys.exec(["/usr/local/bin/appliance", "verify", "--skip-models"], { timeoutMs: T });
     expect(verify().out).toMatch(/✓ units +the service's units are the ones this binary installs/);

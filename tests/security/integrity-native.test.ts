@@ -80,6 +80,13 @@ describe.skipIf(!asRoot)("installed (root-owned) native dir", () => {
     fs.rmSync(path.join(folder, "libggml-cpu-zzz.so"));
     fs.chmodSync(folder, 0o777);
     await expect(prepareNative(stateDir, bundle, system)).rejects.toThrow(NativeLibError);
+    // Live-service run: verify said "all checks passed" on the dir serve refuses, and install left its mode as it was.
+    expect(checkNative({ stateDir }, bundle, system)).toMatchObject({ status: "fail", detail: expect.stringContaining(`${folder} must be root-owned and not writable by group or others`) });
+    fs.chmodSync(path.join(folder, "libggml-cpu-x64.so"), 0o666);
+    await installNative(system, bundle);
+    expect([fs.statSync(folder).mode & 0o777, fs.statSync(path.join(folder, "libggml-cpu-x64.so")).mode & 0o777]).toEqual([0o755, 0o444]);
+    expect(checkNative({ stateDir }, bundle, system).status).toBe("ok");
+    expect(await prepareNative(stateDir, bundle, system)).toMatchObject({ dir: installed!.dir, shared: true });
   });
 });
 
