@@ -22,7 +22,7 @@ export const COMMANDS: CommandEntry[] = [
     async () => (await import("./commands/serve")).serve),
   lazy({ name: "install", summary: "Install as a hardened systemd/launchd service under its own account", usage: "appliance install [--platform systemd|launchd] [--root DIR] [--dry-run] [--binary FILE] [--model FILE]... [--port N] [--firewall]" },
     async () => (await import("./commands/service")).installCmd),
-  lazy({ name: "uninstall", summary: "Stop and remove the service and its built engine (keeps models, keys and logs unless --purge)", usage: "appliance uninstall [--purge] [--root DIR] [--platform systemd|launchd] [--dry-run]" },
+  lazy({ name: "uninstall", summary: "Stop and remove the service and its built engine (keeps models, keys, logs, config and systemd drop-ins unless --purge)", usage: "appliance uninstall [--purge] [--root DIR] [--platform systemd|launchd] [--dry-run]" },
     async () => (await import("./commands/service")).uninstallCmd),
   lazy({ name: "status", summary: "Show whether the service is running and healthy", usage: "appliance status [--port N] [--platform systemd|launchd] [--state-dir DIR | --config FILE]" },
     async () => (await import("./commands/service")).statusCmd),

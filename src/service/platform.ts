@@ -164,13 +164,20 @@ export function uninstallSteps(l: Layout, purge: boolean): RunStep[] {
 /** Files uninstall removes; state (models, keys, audit), logs and config stay unless purge. */
 export function uninstallPaths(l: Layout, purge: boolean): string[] {
   const units = Object.values(l.units);
-  // systemd side files: drop-ins (the README's GPU one), and the verify timer's Persistent= stamp.
-  const systemdState = l.platform === "systemd"
-    ? [...units.map((u) => `${u}.d`), path.join(l.root, "var/lib/systemd/timers/stamp-appliance-verify.timer")] : [];
+  // systemd's own file for us: the verify timer's Persistent= stamp.
+  const systemdState = l.platform === "systemd" ? [path.join(l.root, "var/lib/systemd/timers/stamp-appliance-verify.timer")] : [];
+  // The operator's drop-ins (the README's GPU one) are configuration: kept unless purge, like the config (a plain
+  // uninstall removed them, and "uninstall, then install" lost a GPU drop-in; live-service run).
+  const dropIns = l.platform === "systemd" ? units.map((u) => `${u}.d`) : [];
   // The native libraries belong to the binary: removed with it (a reinstall writes them again). The built engine
   // (engine.dir) is removed by uninstall only where provably ours (engine-versions.ts), then their parent if empty.
-  const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, path.join(l.root, SYSTEM_NATIVE_DIR), ...(l.apparmorProfile ? [l.apparmorProfile] : []), ...(l.logrotate ? [l.logrotate] : [])];
+  // The temporary names update and rollback use beside the binary go too (a crash between their steps leaves them).
+  const files = [...units, ...systemdState, l.bin, l.binBackup, l.binDigest, ...binTemps(l), path.join(l.root, SYSTEM_NATIVE_DIR), ...(l.apparmorProfile ? [l.apparmorProfile] : []), ...(l.logrotate ? [l.logrotate] : [])];
   // The root-held audit anchors (the anchor job's) are state: kept unless purge.
-  return purge ? [...files, l.stateDir, l.logDir, l.configDir, l.anchorDir] : files;
+  return purge ? [...files, ...dropIns, l.stateDir, l.logDir, l.configDir, l.anchorDir] : files;
 }
 
+/** The temporary names update and rollback give the binary beside it (service/update.ts). */
+export function binTemps(l: Pick<Layout, "bin" | "binBackup">): string[] {
+  return [`${l.bin}.update-tmp`, `${l.bin}.link-tmp`, `${l.binBackup}.link-tmp`, path.join(path.dirname(l.bin), ".appliance.rollback-tmp")];
+}

@@ -38,12 +38,23 @@ function stageCopy(from: string, to: string): { tmp: string; sha256: string } {
   return { tmp, sha256: copyHashed(from, tmp, 0o755) };
 }
 
-/** `to` becomes another name of `from`'s file (a hard link: no space needed), replacing `to` atomically. */
+/**
+ * `to` becomes another name of `from`'s file (a hard link: no space needed), replacing `to` atomically. Where `to`
+ * already is (an update rolled back leaves the binary and its backup one file), nothing is done: rename(2) between two
+ * names of one file does nothing, and the temporary name was left beside the binary (live-service run). The temporary
+ * names here are the ones uninstall removes (platform.ts binTemps).
+ */
 function linkOver(from: string, to: string) {
+  if (sameFile(from, to)) return;
   const tmp = `${to}.link-tmp`;
   fs.rmSync(tmp, { force: true });
   fs.linkSync(from, tmp);
   fs.renameSync(tmp, to);
+}
+
+function sameFile(a: string, b: string): boolean {
+  const x = fs.statSync(a, { throwIfNoEntry: false }), y = fs.statSync(b, { throwIfNoEntry: false });
+  return !!x && !!y && x.dev === y.dev && x.ino === y.ino;
 }
 
 /** Records the installed binary's digest for verify (atomic, fsynced); hashes it unless the digest is already known. */
@@ -168,6 +179,9 @@ export async function update(o: UpdateOptions & { binary: string; sha256: string
 export async function rollback(o: UpdateOptions): Promise<number> {
   const l = o.layout;
   if (!fs.existsSync(l.binBackup)) { o.out(`no previous binary at ${l.binBackup}`); return 1; }
+  // After an update that was rolled back, both names are the one binary that runs: there is nothing to go back to
+  // (this said "swapped back" and left two temporary names beside the binary; live-service run).
+  if (sameFile(l.bin, l.binBackup)) { o.out(`${l.binBackup} is the installed binary itself (the last update was rolled back): nothing to go back to`); return 1; }
   // Its libraries are normally still there (update keeps them); this rewrites them if they were removed.
   const prepared = prepareNativeOf(l.binBackup, l, o.run);
   if (!prepared.ok) o.out(`the previous binary did not install its native libraries (${prepared.reason}); trying it anyway`);

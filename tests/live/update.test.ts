@@ -145,6 +145,14 @@ describe.skipIf(!live)("live systemd: update and rollback", () => {
       expect(r.out).toContain("rolling back");
       expect(r.out).toContain("rolled back to the previous binary; it is healthy");
       expect(installedSha()).toBe(original);
+      // Both names are now the one binary: a rollback has nothing to go back to, and says so (it said "swapped back"
+      // and left two temporary hard links of the binary in /usr/local/bin that uninstall --purge kept; live-service run).
+      const listing = () => sys.exec(["ls", "-A", "/usr/local/bin"]).out.trim().split("\n").sort();
+      expect(listing()).toEqual(["appliance", "appliance.previous"]);
+      const back = sys.exec([INSTALLED, "rollback"], { timeoutMs: T });
+      expect([back.code, back.out]).toEqual([1, expect.stringContaining("nothing to go back to")]);
+      expect(listing()).toEqual(["appliance", "appliance.previous"]);
+      expect(installedSha()).toBe(original);
     } finally {
       fs.rmSync(path.join(sys.root, "etc/systemd/system/appliance.service.d"), { recursive: true, force: true });
       sys.exec(["systemctl", "daemon-reload"]);

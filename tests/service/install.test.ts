@@ -331,15 +331,25 @@ describe("systemd install under --root", () => {
     expect(cli(["install", "--root", root, "--platform", "systemd", "--binary", bin]).code).toBe(0); // put back as it was
   });
 
-  test("uninstall keeps models, keys and logs; --purge removes them", () => {
+  test("uninstall keeps models, keys, logs and the operator's drop-ins; --purge removes them", () => {
     const l = layout("systemd", root);
+    // Live-service run: a plain uninstall removed the README's GPU drop-in, which its "uninstall, then install" recipe
+    // (re-measuring a start) relies on; the README says --purge removes drop-ins.
+    const dropIn = `${l.units["appliance.service"]!}.d`;
+    fs.mkdirSync(dropIn, { recursive: true });
+    fs.writeFileSync(path.join(dropIn, "gpu.conf"), "[Service]\nPrivateDevices=no\n");
+    // Names a crash in the middle of an update or rollback leaves beside the binary.
+    for (const tmp of [".appliance.rollback-tmp", "appliance.link-tmp", "appliance.update-tmp"]) fs.writeFileSync(path.join(path.dirname(l.bin), tmp), "x");
     expect(cli(["uninstall", "--root", root, "--platform", "systemd"]).code).toBe(0);
+    expect(fs.readdirSync(path.dirname(l.bin)).filter((f) => f.includes("appliance"))).toEqual([]);
+    expect(fs.existsSync(path.join(dropIn, "gpu.conf"))).toBe(true);
     expect(fs.existsSync(l.units["appliance.service"]!)).toBe(false);
     expect(fs.existsSync(l.bin)).toBe(false);
     expect(fs.existsSync(path.join(l.stateDir, "keys.json"))).toBe(true);
     expect(fs.existsSync(path.join(l.modelsDir, "tiny.gguf"))).toBe(true);
     expect(cli(["uninstall", "--root", root, "--platform", "systemd", "--purge"]).code).toBe(0);
     expect(fs.existsSync(l.stateDir)).toBe(false);
+    expect(fs.existsSync(dropIn)).toBe(false);
   });
 });
 

@@ -117,7 +117,7 @@ export const installCmd: Command = {
 
 export const uninstallCmd: Command = {
   name: "uninstall",
-  summary: "Stop and remove the service and its built engine (keeps models, keys and logs unless --purge)",
+  summary: "Stop and remove the service and its built engine (keeps models, keys, logs, config and systemd drop-ins unless --purge)",
   usage: "appliance uninstall [--purge] [--root DIR] [--platform systemd|launchd] [--dry-run]",
   async run(argv) {
     const { values } = parseOwn(argv, { ...common, purge: { type: "boolean" } });
