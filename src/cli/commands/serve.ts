@@ -85,12 +85,31 @@ async function serveNow(argv: string[], alertDir = process.env.LOGS_DIRECTORY?.s
     keepalive.stop();
   }
   const { app, engine, keys } = started;
-  const served = listen(app, engine, log, { host: config.host, port: config.port, graceMs: config.shutdownGraceMs },
-    () => { try { keys?.reload(true); } catch (e) { log.error({ err: (e as Error).message }, "keys reload failed"); } });
+  const served = listen(app, engine, log, { host: config.host, port: config.port, graceMs: config.shutdownGraceMs }, () => {
+    try { keys?.reload(true); } catch (e) { log.error({ err: (e as Error).message }, "keys reload failed"); }
+    configSince(argv, config, log);
+  });
   phases.mark("listen"); // listen() binds synchronously; the promise is the server's whole life
   startIsOver(); // requests' code gets the normal JIT from here (util/jit-policy.ts)
   log.debug({ phases: phases.ms, totalMs: phases.total }, "start phases");
   return served;
+}
+
+/**
+ * SIGHUP re-reads the keys only. The config is read again to say what a restart would meet: an edit that was not
+ * applied, or a file the next start refuses (exit 2, which the unit does not restart). A live-service run changed the
+ * config, reloaded (exit 0, nothing said), and found the service down at the next restart.
+ */
+function configSince(argv: string[], running: Readonly<Record<string, unknown>>, log: Logger) {
+  let now: Readonly<Record<string, unknown>>;
+  try {
+    now = parseWithConfig(argv).config;
+  } catch (e) {
+    log.error({ err: (e as Error).message }, "reload: the config no longer loads; this server keeps its start's settings, and the next start will fail (exit 2) until it is fixed");
+    return;
+  }
+  const changed = [...new Set([...Object.keys(running), ...Object.keys(now)])].filter((k) => JSON.stringify(running[k]) !== JSON.stringify(now[k]));
+  if (changed.length) log.warn({ changed }, "reload: the config changed since this server started; a reload re-reads only the keys: restart to apply it");
 }
 
 /**
