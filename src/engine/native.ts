@@ -208,12 +208,17 @@ export async function installNative(systemDir = SYSTEM_NATIVE_DIR, bundle = NATI
   const done = await unpack(root, bundle, mkdir, 0o444, { uid: 0, gid: 0 });
   // unpack rewrites only files whose bytes differ: an owner or mode changed since (a `chmod 0777` on a folder, a file
   // made group-writable) stayed, and serve refused the dir on every start (live-service run).
-  const own = (p: string, mode: number) => { fs.lchownSync(p, 0, 0); fs.chmodSync(p, mode); };
-  own(systemDir, 0o755);
+  // Only what differs: a chmod moves ctime, which the digest cache reads, so touching every file made the next start
+  // hash them all again. The cache file itself is 0644 (readable by the service).
+  const own = (p: string, st: fs.Stats, mode: number) => {
+    if (st.uid !== 0 || st.gid !== 0) fs.lchownSync(p, 0, 0);
+    if ((st.mode & 0o7777) !== mode) fs.chmodSync(p, mode);
+  };
+  own(systemDir, fs.lstatSync(systemDir), 0o755);
   const walk = (p: string) => {
     const st = fs.lstatSync(p);
-    if (!st.isDirectory()) return own(p, 0o444);
-    own(p, 0o755);
+    if (!st.isDirectory()) return own(p, st, path.basename(p) === NATIVE_HASH_CACHE ? 0o644 : 0o444);
+    own(p, st, 0o755);
     for (const e of fs.readdirSync(p)) walk(path.join(p, e));
   };
   walk(root);
