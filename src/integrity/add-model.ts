@@ -52,13 +52,25 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
     const dest = path.join(o.dir, name);
     const destSt = fs.lstatSync(dest, { throwIfNoEntry: false });
     const owner = ownerFor(o.dir);
-    let digest: string;
+    let digest = "";
     let remembered: fs.BigIntStats | undefined;
+    let replaced: string | undefined;
+    // The manifest is read (and refused if it cannot be) before the file takes the name, under its lock: a failed add
+    // had already renamed the new bytes over the served model, leaving the manifest naming the old ones (the next
+    // start exited 4; ops run). A manifest that cannot be written puts the old file back.
+    const place = (tmp?: string) => withFileLock(manifestPath(o.dir), () => {
+      const entries = readManifest(o.dir);
+      const write = () => writeManifest(o.dir, [...entries.filter((e) => e.file !== name), { sha256: digest, file: name }]);
+      if (tmp) replaceKeepingOld(tmp, dest, write); else write();
+      fsyncDir(o.dir);
+      replaced = entries.find((e) => e.file === name && e.sha256 !== digest)?.sha256;
+    });
     if (destSt && destSt.dev === srcSt.dev && destSt.ino === srcSt.ino) {
       digest = await checkAndHash(srcFd, o);
       o.afterOpen?.();
       await o.preflight?.(dest);
       seal(srcFd, owner);
+      await place();
     } else if (o.link) {
       digest = await checkAndHash(srcFd, o);
       o.afterOpen?.();
@@ -71,18 +83,12 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
       }
       try { await o.preflight?.(tmp); } catch (e) { fs.rmSync(tmp, { force: true }); throw e; }
       seal(srcFd, owner); // the link is the opened inode: mode and owner by that descriptor, never by a path
-      fs.renameSync(tmp, dest);
+      try { await place(tmp); } catch (e) { fs.rmSync(tmp, { force: true }); throw e; }
     } else {
       let copied: fs.BigIntStats;
-      ({ digest, st: copied } = await copyInto(srcFd, o, tempName(o.dir, name), dest, owner));
+      ({ st: copied } = await copyInto(srcFd, o, tempName(o.dir, name), owner, (d) => { digest = d; }, place));
       remembered = copied;
     }
-    fsyncDir(o.dir);
-    const replaced = await withFileLock(manifestPath(o.dir), () => {
-      const entries = readManifest(o.dir);
-      writeManifest(o.dir, [...entries.filter((e) => e.file !== name), { sha256: digest, file: name }]);
-      return entries.find((e) => e.file === name && e.sha256 !== digest)?.sha256;
-    });
     // Root's own copy: the next start need not read it again (hash-cache.ts; used only for root-owned files).
     if (remembered) { const cache = HashCache.open(o.dir); cache.remember(dest, remembered, remembered, digest, true); cache.save(); }
     made = undefined;
@@ -120,8 +126,30 @@ function seal(fd: number, owner: { uid: number; gid: number } | undefined) {
   fs.fchmodSync(fd, 0o440);
 }
 
-/** Copies from the source descriptor into a fresh private file, hashing what is written; checks that copy. */
-async function copyInto(srcFd: number, o: AddModelOptions, tmp: string, dest: string, owner: { uid: number; gid: number } | undefined) {
+/**
+ * `tmp` takes `dest`'s name; `write` (the manifest) runs after. Where it throws, `dest` is what it was: the old file
+ * (kept under another name until the manifest is written), or nothing.
+ */
+function replaceKeepingOld(tmp: string, dest: string, write: () => void) {
+  const kept = fs.existsSync(dest) ? `${tmp}.old` : undefined;
+  if (kept) fs.linkSync(dest, kept);
+  try {
+    fs.renameSync(tmp, dest);
+    try { write(); } catch (e) {
+      if (kept) fs.renameSync(kept, dest); else fs.rmSync(dest, { force: true });
+      throw e;
+    }
+  } finally {
+    if (kept) fs.rmSync(kept, { force: true });
+  }
+}
+
+/**
+ * Copies from the source descriptor into a fresh private file, hashing what is written; checks that copy, then has
+ * `place` give it its name (and write the manifest).
+ */
+async function copyInto(srcFd: number, o: AddModelOptions, tmp: string, owner: { uid: number; gid: number } | undefined,
+  hashed: (digest: string) => void, place: (tmp: string) => Promise<void>) {
   checkGgufHeader(o.src, srcFd); // refuse junk before copying GBs (the copy is checked again below)
   const c = fs.constants;
   const out = fs.openSync(tmp, c.O_RDWR | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, 0o600);
@@ -148,8 +176,9 @@ async function copyInto(srcFd: number, o: AddModelOptions, tmp: string, dest: st
     fs.fsyncSync(out);
     await o.preflight?.(tmp);
     seal(out, owner);
-    fs.renameSync(tmp, dest);
-    return { digest: hash.digest("hex"), st: fs.fstatSync(out, { bigint: true }) }; // after the rename (it moves ctime)
+    hashed(hash.digest("hex"));
+    await place(tmp);
+    return { st: fs.fstatSync(out, { bigint: true }) }; // after the rename (it moves ctime)
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;

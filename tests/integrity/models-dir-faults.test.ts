@@ -38,3 +38,25 @@ test.skipIf(process.getuid?.() !== 0 || !Bun.which("setpriv"))("serve as an acco
   expect(err).toContain("cannot be read (EACCES)");
   expect(err).not.toContain("lists none");
 });
+
+// Ops run (stop 73): with a manifest it could not read (a hand-added comment line), `models add` failed — after renaming
+// the new bytes over the served model, so the manifest named the old ones and the next start exited 4; a new name left
+// its file behind, which verify then called unlisted.
+test("models add refused by a manifest it cannot read leaves the models dir as it was (copy and --link, same name and new)", async () => {
+  const bin = await builtBinary(), dir = tmpDir("appliance-badmanifest-");
+  const models = path.join(dir, "models"), env = { PATH: "/usr/bin:/bin", HOME: dir };
+  const add = (...args: string[]) => Bun.spawnSync([bin, "models", "add", ...args, "--models-dir", models], { env });
+  expect(add(await tinyModel(), "--name", "m").exitCode).toBe(0);
+  const served = fs.readFileSync(path.join(models, "m.gguf"));
+  fs.appendFileSync(path.join(models, "CHECKSUMS.sha256"), "# a note\n");
+  const listing = () => fs.readdirSync(models).sort();
+  const before = listing();
+  const other = path.join(dir, "other.gguf");
+  fs.copyFileSync(await tinyModel({ seed: 7 }), other);
+  for (const args of [["--name", "m"], ["--name", "n"], ["--name", "m", "--link"], ["--name", "n", "--link"]]) {
+    const r = add(other, ...args);
+    expect([r.exitCode, r.stderr.toString()], args.join(" ")).toEqual([1, expect.stringContaining("CHECKSUMS.sha256")]);
+    expect(listing(), args.join(" ")).toEqual(before);
+    expect(fs.readFileSync(path.join(models, "m.gguf")).equals(served), args.join(" ")).toBe(true);
+  }
+});
