@@ -121,7 +121,11 @@ export async function collectSnapshot(dir: string, s: SnapshotSources): Promise<
   };
   const json = (v: unknown) => JSON.stringify(v, null, 2) + "\n";
   const attempt = async (what: string, fn: () => unknown) => {
-    try { await fn(); } catch (e) { notes.push(`${what}: ${(e as NodeJS.ErrnoException).code ?? ""} ${(e as Error).message}`.trim()); }
+    try { await fn(); } catch (e) {
+      // The code once: Node's messages begin with it ("ENOENT ENOENT: no such file…" and "start memo:  …" were printed).
+      const code = (e as NodeJS.ErrnoException).code, message = (e as Error).message;
+      notes.push(`${what}: ${code && !message.includes(code) ? `${code}: ` : ""}${message}`);
+    }
   };
   const stateDir = s.config.stateDir;
 
@@ -153,7 +157,10 @@ export async function collectSnapshot(dir: string, s: SnapshotSources): Promise<
   // Named with its URL: a server run by hand on another port than the config's is found with --port.
   await attempt(`health ${s.healthUrl}`, async () => {
     // As status asks it (https without checking the certificate; with mTLS it has no client certificate to show).
-    const r = await fetch(s.healthUrl, probeInit(s.healthUrl, 3000));
+    // Bun's own words for a refused connect ("… Is the computer able to access the url?") are not the operator's.
+    const r = await fetch(s.healthUrl, probeInit(s.healthUrl, 3000)).catch((e: NodeJS.ErrnoException) => {
+      throw new Error(`no answer (${e.code ?? e.name})`);
+    });
     put("health.json", json({ url: s.healthUrl, status: r.status, body: await r.text() }));
   });
 

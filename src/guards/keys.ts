@@ -141,7 +141,12 @@ export class KeyStore {
     try { json = JSON.parse(text); } catch (e) { throw new KeyFileError(`${this.file} is not valid JSON: ${(e as Error).message}`); }
     // jitless: read at start and when the file changes; generating zod's compiled parser costs more than it saves (config/load.ts)
     const parsed = keyFile.safeParse(json, { jitless: true });
-    if (!parsed.success) throw new KeyFileError(`${this.file} is not a valid keys file: ${parsed.error.issues[0]?.message}`);
+    if (!parsed.success) {
+      // Where, not only what: `{}` said "Invalid input: expected 1" (ops run).
+      const issue = parsed.error.issues[0];
+      const at = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
+      throw new KeyFileError(`${this.file} is not a valid keys file${at}: ${issue?.message}`);
+    }
     this.records = parsed.data.keys;
     this.stamp = stamp;
     this.generation++;

@@ -301,3 +301,58 @@ test("verify fails an audit.key serve cannot use: not 64 hex digits, or not this
   expect(other.code).toBe(1);
   expect(other.out).toContain("audit.key is owned by uid 65534");
 });
+
+// Ops run (stop 73) on the binary: operator commands that did something other than what was meant.
+test("keys create with --scopes or --scope given empty is a usage error, not a key with the default inference scopes", () => {
+  const s = tmpDir();
+  for (const args of [["--scopes", ""], ["--scope", ""], ["--scope", "metrics", "--scope", " "]]) {
+    const r = run(["keys", "create", "--name", "scraper", ...args, "--state-dir", s]);
+    expect({ args, code: r.code }).toEqual({ args, code: 2 });
+    expect(r.err).toContain("given empty");
+  }
+  expect(fs.existsSync(path.join(s, "keys.json"))).toBe(false);
+});
+
+test("--public-key without --require-signature, or a file that is no Ed25519 public key, is a usage error (2)", () => {
+  const s = tmpDir(), notKey = path.join(tmpDir(), "not.pub");
+  fs.writeFileSync(notKey, "hello\n");
+  const pub = path.join(tmpDir(), "c.pub");
+  expect(Bun.spawnSync(["sh", "-c", `openssl genpkey -algorithm ed25519 | openssl pkey -pubout -out "${pub}"`]).exitCode).toBe(0);
+  const unsigned = run(["keys", "create", "--name", "a", "--public-key", pub, "--state-dir", s]);
+  expect([unsigned.code, unsigned.err]).toEqual([2, expect.stringContaining("add --require-signature")]);
+  const bad = run(["keys", "create", "--name", "a", "--require-signature", "--public-key", notKey, "--state-dir", s]);
+  expect([bad.code, bad.err]).toEqual([2, expect.stringContaining(`--public-key ${notKey}: the public key must be an Ed25519`)]);
+  expect(run(["keys", "create", "--name", "a", "--require-signature", "--public-key", pub, "--state-dir", s]).code).toBe(0);
+});
+
+test("a second lockdown keeps the first one's record (when, by whom, why): incident evidence", () => {
+  const s = tmpDir();
+  expect(run(["lockdown", "--state-dir", s, "--reason", "suspected key leak"]).code).toBe(0);
+  const first = fs.readFileSync(path.join(s, "lockdown"), "utf8");
+  const again = run(["lockdown", "--state-dir", s]);
+  expect([again.code, again.out]).toEqual([0, expect.stringContaining(`already in lockdown since ${JSON.parse(first).since}`)]);
+  expect(fs.readFileSync(path.join(s, "lockdown"), "utf8")).toBe(first);
+});
+
+test("a keys file of the wrong shape is named with the field that is wrong", () => {
+  const s = tmpDir();
+  fs.chmodSync(s, 0o700);
+  for (const [text, at] of [["{}", "at version"], ['{"version":1}', "at keys"]] as const) {
+    fs.writeFileSync(path.join(s, "keys.json"), text, { mode: 0o600 });
+    const r = run(["keys", "list", "--state-dir", s]);
+    expect(r.err).toContain(`is not a valid keys file ${at}:`);
+  }
+});
+
+test("incident snapshot: a state dir that is not there (exit 1) or an --out in no directory (exit 2) is said before collecting; notes name each cause once", () => {
+  const s = tmpDir();
+  const missing = run(["incident", "snapshot", "--state-dir", path.join(s, "typo"), "--out", path.join(s, "a.tar.gz")]);
+  expect([missing.code, missing.err]).toEqual([1, expect.stringContaining("no state dir at")]);
+  const nowhere = run(["incident", "snapshot", "--state-dir", s, "--out", path.join(s, "none", "a.tar.gz")]);
+  expect([nowhere.code, nowhere.err]).toEqual([2, expect.stringContaining("is not a directory")]);
+  const ok = run(["incident", "snapshot", "--state-dir", s, "--out", path.join(s, "b.tar.gz"), "--pid", "999999", "--port", "1"]);
+  expect(ok.code).toBe(0);
+  expect(ok.out).toContain("health http://127.0.0.1:1/health: no answer (ECONNREFUSED)");
+  expect(ok.out).toContain("process 999999: ENOENT: no such file or directory");
+  expect(ok.out).not.toMatch(/ENOENT ENOENT|:  |Is the computer able/);
+});

@@ -45,6 +45,10 @@ export const incident: Command = {
     if (values.out !== undefined && !String(values.out).trim()) throw new UsageError("--out needs a file name (it was empty)");
     const out = path.resolve((values.out as string | undefined) ?? `${name}.tar.gz`);
     if (fs.existsSync(out)) throw new UsageError(`${out} exists; evidence is never overwritten`);
+    // Said before collecting, not as a raw ENOENT after it (ops run).
+    if (!fs.statSync(path.dirname(out), { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${out}: ${path.dirname(out)} is not a directory`);
+    // A mistyped --state-dir made a near-empty archive and exit 0 (lockdown refuses it the same way).
+    if (!fs.existsSync(inst.config.stateDir)) { console.error(`appliance incident: no state dir at ${inst.config.stateDir}`); return EXIT.FAIL; }
 
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "appliance-incident-"));
     const folder = path.join(work, name);

@@ -1,6 +1,7 @@
 /** appliance keys create | list | revoke | rotate */
 import fs from "node:fs";
 import { KEY_NAME, KEY_NAME_RULE, KeyFileError, KeyStore, keysFilePath, SCOPES, type Scope } from "../../guards/keys";
+import { parsePublicKey } from "../../guards/signature";
 import { shareRevocations } from "../../guards/store/revocations";
 import { redisConnFor } from "../../guards/store/shared-state";
 import { EXIT, ownConfig, parseOwn, stateDirFlag, UsageError, unknownSubcommand, type Command } from "../command";
@@ -37,9 +38,13 @@ async function shareRevoked(store: KeyStore, values: Record<string, unknown>): P
 
 /** The signing public key file (PEM from `openssl pkey -pubout`); its contents are checked by the key store. */
 function readPublicKey(file: string): string {
-  try { return fs.readFileSync(file, "utf8"); } catch (e) {
+  let text: string;
+  try { text = fs.readFileSync(file, "utf8"); } catch (e) {
     throw new UsageError(`cannot read --public-key ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  // A file that is no Ed25519 public key is a mistyped argument, as an unreadable one is (exit 2, not 1: ops run).
+  try { parsePublicKey(text); } catch (e) { throw new UsageError(`--public-key ${file}: ${(e as Error).message}`); }
+  return text;
 }
 
 const intFlag = (v: unknown, name: string) => {
@@ -109,9 +114,13 @@ export const keys: Command = {
         if (!values.name) throw new UsageError("keys create needs --name NAME");
         if (!KEY_NAME.test(String(values.name))) throw new UsageError(`${KEY_NAME_RULE}, got '${values.name}'`);
         // --scopes a,b and/or --scope a --scope b (e.g. `--scope metrics` for a scraper's key)
-        const given = [values.scopes, ...((values.scope as string[] | undefined) ?? [])].filter(Boolean).join(",");
-        const scopes = given ? given.split(",").map((s) => s.trim()) : undefined;
+        const given = [values.scopes, ...((values.scope as string[] | undefined) ?? [])].filter((v) => v !== undefined).map(String);
+        // An empty value is not "no flag": `--scope "$SCOPES"` with SCOPES unset made a key with the default inference
+        // scopes where a metrics-only key was meant (ops run).
+        if (given.some((g) => !g.trim())) throw new UsageError(`--scopes/--scope given empty: name at least one scope (known: ${SCOPES.join(", ")}), or leave the flag out for the default`);
+        const scopes = given.length ? given.join(",").split(",").map((s) => s.trim()) : undefined;
         for (const s of scopes ?? []) if (!SCOPES.includes(s as Scope)) throw new UsageError(`unknown scope '${s}' (known: ${SCOPES.join(", ")})`);
+        if (publicKey && !values["require-signature"]) throw new UsageError("--public-key is for a key that signs its requests: add --require-signature");
         if (values["require-signature"] && !publicKey) throw new UsageError("--require-signature needs --public-key FILE (an Ed25519 public key, e.g. from openssl pkey -pubout)");
         const { key, record } = store.create({
           name: String(values.name), scopes: scopes as Scope[] | undefined,

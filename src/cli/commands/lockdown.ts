@@ -24,6 +24,11 @@ export const lockdown: Command = {
       return EXIT.OK;
     }
     if (!fs.existsSync(inst.config.stateDir)) { console.error(`appliance lockdown: no state dir at ${inst.config.stateDir}`); return EXIT.FAIL; }
+    // Already on: the record of when, by whom and why is incident evidence; a second lockdown rewrote it (reason null).
+    if (fs.existsSync(file)) {
+      console.log(`already in lockdown since ${recordedSince(file)}: ${file} kept as it is; lift it with: appliance lockdown --off`);
+      return EXIT.OK;
+    }
     const record: LockdownRecord = { since: new Date().toISOString(), by: { uid: process.getuid?.() ?? null, user: process.env.SUDO_USER ?? process.env.USER ?? null },
       reason: (values.reason as string | undefined) ?? null };
     // Readable by the service account (it only needs to see that the file exists); owned like the state dir.
@@ -32,3 +37,8 @@ export const lockdown: Command = {
     return EXIT.OK;
   },
 };
+
+/** When the lockdown in `file` began, as its record says (a file put there by hand may hold anything). */
+function recordedSince(file: string): string {
+  try { return String((JSON.parse(fs.readFileSync(file, "utf8")) as Partial<LockdownRecord>).since ?? "an unrecorded time"); } catch { return "an unrecorded time"; }
+}
