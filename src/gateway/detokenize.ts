@@ -8,7 +8,7 @@
  */
 import { InvalidRequestError } from "../errors";
 import type { LeastInflight } from "./balancer";
-import { plainMessage, UpstreamError, UpstreamUnavailableError } from "./errors";
+import { errorCode, UpstreamError, UpstreamUnavailableError } from "./errors";
 import type { UpstreamPool } from "./pool";
 import type { Upstream } from "./upstream";
 
@@ -38,7 +38,7 @@ export async function detokenizeUpstream(pool: UpstreamPool, balancer: LeastInfl
       });
     } catch (e) {
       if (signal.aborted) throw e;
-      throw new UpstreamError(`The upstream for '${model}' could not turn the token-id prompt into text: ${plainMessage(e)}.`);
+      throw new UpstreamError(`The upstream for '${model}' could not turn the token-id prompt into text: ${errorCode(e)}.`);
     }
     const body = await res.text();
     if (res.status === 404 || res.status === 405 || res.status === 501) {

@@ -22,12 +22,22 @@ export class UpstreamError extends AppError {
 
 /** Why one attempt failed; kept for the log and the final error's message (never the upstream's body). */
 export class AttemptFailure extends Error {
-  /** `retryAfterS`: what a busy upstream's Retry-After asked for (429), passed on to the client. */
-  constructor(message: string, readonly kind: "network" | "timeout" | "status" | "redirect" | "busy", readonly retryAfterS?: number) {
+  /**
+   * `retryAfterS`: what a busy upstream's Retry-After asked for (429), passed on to the client. `detail`: for the
+   * operator's log only (the upstream's own words, which may hold what the response scanner would redact).
+   */
+  constructor(message: string, readonly kind: "network" | "timeout" | "status" | "redirect" | "busy", readonly retryAfterS?: number, readonly detail?: string) {
     super(message);
     this.name = "AttemptFailure";
   }
 }
+
+/**
+ * What a client may be told of a failed fetch: its code or name, never its message, which Bun writes with the URL
+ * (`InvalidHTTPResponse fetching "http://10.0.0.5:8000/v1/chat/completions"`; gateway red-team run). The log keeps the
+ * message (plainMessage).
+ */
+export const errorCode = (e: unknown): string => (e as NodeJS.ErrnoException)?.code ?? (e as Error)?.name ?? "error";
 
 
 /** A Retry-After header in seconds (delta or HTTP date), bounded to an hour; undefined when absent or unreadable. */

@@ -13,7 +13,7 @@ import { CancelledError } from "../errors";
 import type { Logger } from "../log/logger";
 import type { LeastInflight } from "./balancer";
 import { connectProbe, WARM_MS } from "./connect-probe";
-import { AttemptFailure, plainMessage, retryAfterSeconds, UpstreamError, UpstreamUnavailableError } from "./errors";
+import { AttemptFailure, errorCode, plainMessage, retryAfterSeconds, UpstreamError, UpstreamUnavailableError } from "./errors";
 import type { UpstreamPool } from "./pool";
 import type { Upstream } from "./upstream";
 
@@ -82,7 +82,7 @@ export class Forwarder {
       const r = await this.attempt(u, req, bodyText);
       if (!(r instanceof AttemptFailure)) return r;
       last = r;
-      this.log.warn({ reqId: req.requestId, upstream: u.name, attempt: attempt + 1, why: r.message, breaker: u.breaker.state }, "upstream attempt failed");
+      this.log.warn({ reqId: req.requestId, upstream: u.name, attempt: attempt + 1, why: r.message, ...(r.detail && { detail: r.detail }), breaker: u.breaker.state }, "upstream attempt failed");
     }
     if (req.signal.aborted) throw new CancelledError();
     if (last && (last.kind === "status" || last.kind === "redirect")) throw new UpstreamError(`The upstream for '${req.model}' failed: it ${last.message}.`);
@@ -119,7 +119,8 @@ export class Forwarder {
     const failed = (e: unknown): AttemptFailure => {
       if (req.signal.aborted) { end("cancelled"); throw new CancelledError(); }
       const reason = own.signal.reason;
-      const f = reason instanceof AttemptFailure ? reason : new AttemptFailure(`cannot reach it (${plainMessage(e)})`, "network");
+      const f = reason instanceof AttemptFailure ? reason : e instanceof AttemptFailure ? e
+        : new AttemptFailure(`cannot reach it (${errorCode(e)})`, "network", undefined, plainMessage(e));
       end("failed");
       return f;
     };
@@ -155,7 +156,7 @@ export class Forwarder {
     const reader = streamed ? res.body?.getReader() : undefined;
     let text: string | undefined;
     const head: Uint8Array[] = [];
-    let verdict: string | undefined;
+    let verdict: Verdict | null | undefined;
     try {
       if (!streamed) text = await res.text();
       else {
@@ -166,7 +167,7 @@ export class Forwarder {
         let seen = "";
         for (;;) {
           const r = await reader!.read();
-          if (r.done) throw new Error("the stream ended before its first event");
+          if (r.done) throw new AttemptFailure("ended the stream before its first event", "network");
           head.push(r.value);
           seen += new TextDecoder().decode(r.value, { stream: true });
           verdict = firstEvent(seen);
@@ -179,7 +180,7 @@ export class Forwarder {
     if (verdict) {
       await reader!.cancel().catch(() => {});
       end("failed");
-      return new AttemptFailure(verdict, "status");
+      return new AttemptFailure(verdict.why, "status", undefined, verdict.detail);
     }
     clearTimeout(timer);
     if (!streamed) end("ok");
@@ -204,25 +205,32 @@ export class Forwarder {
           const reason = own.signal.reason;
           end("failed");
           log.warn({ reqId: req.requestId, upstream: u.name, why: reason instanceof AttemptFailure ? reason.message : plainMessage(e) }, "upstream stream broke");
-          throw new UpstreamError(`The upstream stream broke: ${(reason instanceof AttemptFailure ? reason.message : plainMessage(e)).replace(/\.+$/, "")}.`);
+          throw new UpstreamError(`The upstream stream broke: ${(reason instanceof AttemptFailure ? reason.message : errorCode(e)).replace(/\.+$/, "")}.`);
         }
       },
     };
   }
 }
 
+/** Why an attempt failed (told to the client), and what the upstream said (for the log only). */
+interface Verdict { why: string; detail?: string }
+
 /**
- * The stream so far, judged by its first whole `data:` line: undefined while there is none yet; "" when it is an event
- * of the API (a JSON object that is not an error); otherwise why this attempt failed.
+ * The stream so far, judged by its first whole `data:` line: undefined while there is none yet; null when it is an
+ * event of the API (a JSON object that is not an error); otherwise why this attempt failed. An upstream's error
+ * message goes to the log, not to the client: it reached the 502 unscanned, internal addresses and keys in it
+ * (gateway red-team run; the forwarder has no response scanner, and a message mid-stream is scanned by the relay).
  */
-function firstEvent(seen: string): string | undefined {
+function firstEvent(seen: string): Verdict | null | undefined {
   const m = /^data: ?(.*)\r?\n/m.exec(seen);
   if (!m) return undefined;
   const data = m[1]!.trim();
-  if (data === "[DONE]") return "ended its stream before its first event";
+  if (data === "[DONE]") return { why: "ended its stream before its first event" };
   let ev: unknown;
-  try { ev = JSON.parse(data); } catch { return "sent a stream event that is not JSON"; }
-  if (ev === null || typeof ev !== "object" || Array.isArray(ev)) return "sent a stream event that is not a JSON object";
-  if ("error" in ev && (ev as { error: unknown }).error) return `reported an error before its first token (${String((ev as { error: { message?: unknown } }).error?.message ?? "").slice(0, 200)})`;
-  return "";
+  try { ev = JSON.parse(data); } catch { return { why: "sent a stream event that is not JSON" }; }
+  if (ev === null || typeof ev !== "object" || Array.isArray(ev)) return { why: "sent a stream event that is not a JSON object" };
+  if ("error" in ev && (ev as { error: unknown }).error) {
+    return { why: "reported an error before its first token (its message is in the gateway's log)", detail: String((ev as { error: { message?: unknown } }).error?.message ?? "").slice(0, 200) };
+  }
+  return null;
 }

@@ -66,7 +66,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
       const choiceAt = (i: number): Choice => {
         let c = choices.get(i);
         if (!c) {
-          c = { filter: deps.responseFilter(state, true, !!plan.jsonText), thought: thoughtStream(() => deps.responseFilter(state, true), (t) => wire.thought(i, t)),
+          c = { filter: deps.responseFilter(state, true, !!plan.jsonText), thought: thoughtStream(() => deps.responseFilter(state, true), (t) => wire.thought(i, t), { resumes: false }),
             calls: new Map(), done: false, text: "" };
           choices.set(i, c);
           wire.open(i);
