@@ -67,6 +67,35 @@ test("upstream error messages, mid-stream and 4xx, are scanned", async () => {
   }
 });
 
+// Gateway red-team run (stop 73): a message cut to 300 (mid-stream) or 1000 characters (4xx) before the scan left a key
+// across the cut as a prefix too short for its rule; an upstream usage's names went out unread.
+test("upstream error messages are scanned whole, then cut: a key across the cut leaves no prefix", async () => {
+  const long = (n: number) => `${"x".repeat(n - 8)} ${KEY} tail`;
+  const post = await gatewayOver((_req, s) => (JSON.parse(s.body).stream
+    ? new Response(sseChunks([chatChunk({ role: "assistant", content: "" }), { error: { message: long(300) } }], 9), { headers: { "content-type": "text/event-stream" } })
+    : Response.json({ error: { message: long(1000), type: "invalid_request_error", param: null, code: null } }, { status: 400 })));
+  for (const stream of [false, true]) {
+    const r = await post("/v1/chat/completions", { stream, messages: [{ role: "user", content: "x" }] });
+    expect(r.text, String(stream)).not.toContain("AKIAIOS");
+  }
+});
+
+test("an upstream's usage is passed on under the API's names only (streamed and not)", async () => {
+  const usage = { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, [KEY]: 7, prompt_tokens_details: { cached_tokens: 1, "http://10.0.0.5/": 2 },
+    completion_tokens_details: { reasoning_tokens: 1 }, extra: { nested: 1 } };
+  const post = await gatewayOver((_req, s) => (JSON.parse(s.body).stream
+    ? new Response(sseChunks([chatChunk({ role: "assistant", content: "hi" }), chatChunk({}, "stop"), { id: "x", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage }, "[DONE]"]),
+      { headers: { "content-type": "text/event-stream" } })
+    : Response.json({ id: "x", object: "chat.completion", created: 1, model: "m", usage, choices: [{ index: 0, message: { role: "assistant", content: "hi" }, finish_reason: "stop" }] })));
+  for (const stream of [false, true]) {
+    const r = await post("/v1/chat/completions", { stream, ...(stream && { stream_options: { include_usage: true } }), messages: [{ role: "user", content: "x" }] });
+    expect(r.status).toBe(200);
+    for (const leak of ["IOSFODNN7", "10.0.0.5", "extra"]) expect(r.text, `${stream} ${leak}`).not.toContain(leak);
+    expect(r.text).toContain('"cached_tokens":1');
+    expect(r.text).toContain('"reasoning_tokens":1');
+  }
+});
+
 // Second fix-attack run: strings nested deeper in the answer (an annotation's title and url, an audio transcript,
 // reasoning details) went out as sent.
 test("nested strings of an answer are scanned: annotations, audio transcript, reasoning details; Responses annotations", async () => {

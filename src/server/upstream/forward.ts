@@ -35,9 +35,10 @@ function passOn(status: number, text: string | undefined, scan: (text: string) =
   let e: Obj = {};
   try { e = ((JSON.parse(text ?? "") as Obj).error ?? {}) as Obj; } catch { /* not JSON */ }
   const type = ERROR_TYPES.includes(e.type as ErrorType) ? e.type as ErrorType : "invalid_request_error";
-  const str = (v: unknown) => (typeof v === "string" ? scan(v.slice(0, 256)) : null);
+  // Scanned, then cut: cut first, a key across the cut left a prefix too short for its rule (red-team run).
+  const str = (v: unknown) => (typeof v === "string" ? scan(v.slice(0, 64 << 10)).slice(0, 256) : null);
   // The message through the response scanner: it may quote what the upstream's model wrote (leak run).
-  return new AppError(str(e.message) ? scan(String(e.message).slice(0, 1000)) : `The upstream refused the request (HTTP ${status}).`, status, type, str(e.code), str(e.param));
+  return new AppError(str(e.message) ? scan(String(e.message).slice(0, 64 << 10)).slice(0, 1000) : `The upstream refused the request (HTTP ${status}).`, status, type, str(e.code), str(e.param));
 }
 
 /**

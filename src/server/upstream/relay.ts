@@ -102,7 +102,8 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
           if (!isObject(ev)) throw new UpstreamError("The upstream sent a stream event that is not a JSON object.");
           if (ev.error) {
             // Through the scanner: an upstream's message may quote what its model wrote (leak run).
-            const msg = deps.responseFilter(state).whole(String((ev.error as Obj).message ?? "unknown error").slice(0, 300));
+            // Scanned whole, then cut: cut first, a key across the cut left a prefix too short for its rule (red-team run).
+            const msg = deps.responseFilter(state).whole(String((ev.error as Obj).message ?? "unknown error").slice(0, 64 << 10)).slice(0, 300);
             throw new UpstreamError(`The upstream reported an error mid-stream: ${msg}`);
           }
           // The upstream's id goes out with every chunk: scanned once per id it sends (a finding drops it).

@@ -246,13 +246,25 @@ export function scanEveryString(answer: Obj, newFilter: () => TextFilter): void 
   fields.forEach((f, i) => f.set(blocked ? "" : parts[i]!));
 }
 
-/** An upstream's usage with only what it may hold: counts (finite, not negative; whole numbers) and objects of them. */
+/**
+ * The usage fields of the APIs (chat, completions, Responses, embeddings): the only names an upstream's usage is passed
+ * on under. Its keys are not read by the scanner, and any name went out (`{"AKIA…": 7}` in a streamed usage chunk;
+ * gateway red-team run).
+ */
+const USAGE_COUNTS = new Set(["prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens",
+  "cached_tokens", "audio_tokens", "reasoning_tokens", "accepted_prediction_tokens", "rejected_prediction_tokens", "text_tokens", "image_tokens"]);
+const USAGE_DETAILS = new Set(["prompt_tokens_details", "completion_tokens_details", "input_tokens_details", "output_tokens_details"]);
+
+/**
+ * An upstream's usage with only what it may hold: the API's counts (finite, not negative; whole numbers) and its
+ * details objects of them; any other name is dropped.
+ */
 export function usageCounts(usage: unknown, depth = 0): Obj | undefined {
-  if (!usage || typeof usage !== "object" || Array.isArray(usage) || depth > 4) return undefined;
+  if (!usage || typeof usage !== "object" || Array.isArray(usage) || depth > 1) return undefined;
   const out: Obj = {};
   for (const [k, v] of Object.entries(usage as Obj)) {
-    if (typeof v === "number" && Number.isFinite(v) && v >= 0) out[k] = Math.floor(v);
-    else if (v && typeof v === "object") { const inner = usageCounts(v, depth + 1); if (inner) out[k] = inner; }
+    if (USAGE_COUNTS.has(k) && typeof v === "number" && Number.isFinite(v) && v >= 0) out[k] = Math.floor(v);
+    else if (depth === 0 && USAGE_DETAILS.has(k) && v && typeof v === "object") { const inner = usageCounts(v, 1); if (inner) out[k] = inner; }
   }
   return out;
 }
