@@ -157,10 +157,15 @@ export function checkFiles(config: Readonly<Config>, l?: Layout, leaveToServe = 
 }
 
 export function checkDirs(config: Readonly<Config>, l?: Layout): Check {
-  const dirs = [config.stateDir, modelsDirOf(config), ...(l ? [l.logDir, l.configDir] : [])];
+  const models = modelsDirOf(config);
+  // The models' files and their manifest too: with both writable by others, any local user could rewrite a model and
+  // its digest alike, and verify said "all checks passed" (ops run).
+  const listed = () => { try { return readManifest(models).map((e) => path.join(models, e.file)); } catch { return []; } }; // unreadable: the models check says so
+  const modelFiles = fs.existsSync(path.join(models, MANIFEST)) ? [path.join(models, MANIFEST), ...listed()] : [];
+  const dirs = [config.stateDir, models, ...(l ? [l.logDir, l.configDir] : []), ...modelFiles];
   const bad = dirs.filter((d) => fs.existsSync(d) && mode(d) & 0o022).map((d) => `${d} (${octal(mode(d))})`);
   return bad.length ? { name: "directories", status: "fail", detail: `writable by group or others: ${bad.join(", ")}` }
-    : { name: "directories", status: "ok", detail: "state, models, logs and config are not writable by others" };
+    : { name: "directories", status: "ok", detail: "state, models (their files and manifest too), logs and config are not writable by others" };
 }
 
 export function checkAccount(l: Layout): Check {

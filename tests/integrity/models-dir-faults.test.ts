@@ -60,3 +60,19 @@ test("models add refused by a manifest it cannot read leaves the models dir as i
     expect(fs.readFileSync(path.join(models, "m.gguf")).equals(served), args.join(" ")).toBe(true);
   }
 });
+
+// Ops run (stop 73): a model file and its manifest any local user could rewrite (consistently) passed verify.
+test("verify fails a model file or the manifest that group or others may write", async () => {
+  const bin = await builtBinary(), dir = tmpDir("appliance-modelmodes-");
+  const state = path.join(dir, "state"), env = { PATH: "/usr/bin:/bin", HOME: dir };
+  expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--name", "m", "--state-dir", state], { env }).exitCode).toBe(0);
+  const verify = () => Bun.spawnSync([bin, "verify", "--state-dir", state], { env });
+  const models = path.join(state, "models");
+  for (const f of ["m.gguf", "CHECKSUMS.sha256"]) {
+    fs.chmodSync(path.join(models, f), 0o666);
+    const r = verify();
+    expect([r.exitCode, r.stdout.toString()], f).toEqual([1, expect.stringContaining(`writable by group or others: ${path.join(models, f)} (0666)`)]);
+    fs.chmodSync(path.join(models, f), 0o440);
+  }
+  expect(verify().stdout.toString()).toMatch(/✓ directories/);
+});
