@@ -36,10 +36,9 @@ export function readConfigFile(file: string): Raw {
     throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, "config");
   }
   const toml = /\.toml$/i.test(file);
+  let parsed: unknown;
   try {
-    const parsed = toml ? Bun.TOML.parse(text) : JSON.parse(text);
-    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
-    return parsed as Raw;
+    parsed = toml ? Bun.TOML.parse(text) : JSON.parse(text);
   } catch (e) {
     // Where: Bun's JSON error says nothing of it (json-error-at.ts finds it). Its TOML error's line/column fields do not
     // point into the file (measured: line 40 of a 2-line file), so a TOML error goes without.
@@ -47,6 +46,11 @@ export function readConfigFile(file: string): Raw {
     const kind = /\.ya?ml$/i.test(file) ? " (config files are JSON, or TOML when named .toml; YAML is not read)" : "";
     throw new ConfigError(`config file ${file} is not valid ${toml ? "TOML" : "JSON"}${at ? ` at ${at}` : ""}${kind}: ${(e as Error).message}`, "config");
   }
+  // Valid JSON of another kind (`[]`, a number) is not "not valid JSON" (ops run).
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${file} holds ${Array.isArray(parsed) ? "a list" : parsed === null ? "null" : `a ${typeof parsed}`}, not an object of settings`, "config");
+  }
+  return parsed as Raw;
 }
 
 /** A list setting written as text (a variable, a flag): comma-separated, spaces around items dropped; "" is the empty list. */

@@ -42,7 +42,9 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export async function addModel(o: AddModelOptions): Promise<AddedModel> {
   const id = o.name ?? modelId(o.src);
-  if (!ID.test(id)) throw new ModelAddError(`model name '${id}' must start with a letter or digit and use only A-Z a-z 0-9 . _ - (128 at most)`);
+  if (!ID.test(id)) {
+    throw new ModelAddError(`model name '${id}' must start with a letter or digit and use only A-Z a-z 0-9 . _ - (128 at most)${o.name === undefined ? "; give one with --name" : ""}`);
+  }
   const name = `${id}.gguf`;
   const srcFd = openSource(o.src, !!o.followSymlinks);
   let made: string | undefined; // the first directory this call created, if any
@@ -100,6 +102,7 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
 }
 
 function openSource(src: string, follow: boolean): number {
+  if (!fs.existsSync(src) && !fs.lstatSync(src, { throwIfNoEntry: false })) throw new ModelAddError(`${src} does not exist`); // not a raw ENOENT (ops run)
   try {
     if (!follow) return openPlainFile(src);
     const fd = fs.openSync(src, "r");

@@ -356,3 +356,20 @@ test("incident snapshot: a state dir that is not there (exit 1) or an --out in n
   expect(ok.out).toContain("process 999999: ENOENT: no such file or directory");
   expect(ok.out).not.toMatch(/ENOENT ENOENT|:  |Is the computer able/);
 });
+
+test("models add of a path that is not there, or a file name that is no model name, is a usage error saying what to do", () => {
+  const s = tmpDir(), dir = tmpDir();
+  const missing = run(["models", "add", path.join(dir, "typo.gguf"), "--state-dir", s]);
+  expect([missing.code, missing.err]).toEqual([2, expect.stringContaining(`${path.join(dir, "typo.gguf")} does not exist`)]);
+  expect(missing.err).not.toContain("ENOENT");
+  fs.writeFileSync(path.join(dir, "my model.gguf"), "x");
+  const spaced = run(["models", "add", path.join(dir, "my model.gguf"), "--state-dir", s]);
+  expect([spaced.code, spaced.err]).toEqual([2, expect.stringContaining("give one with --name")]);
+});
+
+test("a config file holding valid JSON that is not an object says so, not 'not valid JSON'", () => {
+  const file = path.join(tmpDir(), "c.json");
+  fs.writeFileSync(file, "[]");
+  const r = run(["config", "validate", file]);
+  expect([r.code, r.err]).toEqual([2, expect.stringContaining("holds a list, not an object of settings")]);
+});

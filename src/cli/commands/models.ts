@@ -59,7 +59,7 @@ export const models: Command = {
             followSymlinks: !!values["follow-symlinks"], onProgress: progress(`sha256 ${path.basename(src)}`),
             preflight: async (file) => { record = await tryForServe(file, src, config.stateDir); } });
         } catch (e) {
-          if (e instanceof ModelAddError && /model name/.test(e.message)) throw new UsageError(e.message);
+          if (e instanceof ModelAddError && /model name|does not exist$/.test(e.message)) throw new UsageError(e.message); // mistyped arguments: exit 2, as serve --model
           throw e;
         }
         record?.(added.sha256); // what the trial learned, for the first start (integrity/serve-prep.ts)
