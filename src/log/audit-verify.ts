@@ -136,6 +136,7 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
       const parts = splitMac(line);
       let rec: { seq?: unknown; prev?: unknown };
       try { rec = JSON.parse(line); } catch { return { ok: false, records: n, ...at, reason: "not valid JSON" }; }
+      if (line.endsWith("\r")) return { ok: false, records: n, ...at, reason: "the line ends in CR LF: the file was rewritten (an editor or a copy with Windows line ends), not as the server writes it" };
       if (!parts || typeof rec.seq !== "number" || typeof rec.prev !== "string") return { ok: false, records: n, ...at, reason: "no seq, prev or mac field" };
       if (hmac(key, parts.body) !== parts.mac) return { ok: false, records: n, ...at, reason: "MAC does not match: this record was edited or forged" };
       if (prev === undefined) {
@@ -143,7 +144,9 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
         if (rec.seq === 1 && rec.prev !== GENESIS) return { ok: false, records: n, ...at, reason: "first record does not start from the genesis" };
         firstSeq = rec.seq;
       } else if (rec.seq !== seq + 1) {
-        return { ok: false, records: n, ...at, reason: rec.seq > seq + 1 ? `records ${seq + 1}..${rec.seq - 1} are missing before this line`
+        // "missing or moved": two swapped lines read as the first one missing (ops run).
+        const gap = rec.seq === seq + 2 ? `record ${seq + 1} is` : `records ${seq + 1}..${rec.seq - 1} are`;
+        return { ok: false, records: n, ...at, reason: rec.seq > seq + 1 ? `${gap} missing before this line (removed, or moved further down)`
           : `sequence number ${rec.seq} after ${seq}: records reordered or duplicated` };
       } else if (rec.prev !== prev) return { ok: false, records: n, ...at, reason: "chain broken: prev is not the MAC of the record before it" };
       prev = parts.mac;
