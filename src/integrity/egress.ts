@@ -60,7 +60,9 @@ export async function checkEgress(inService: boolean, publicBind: boolean, polic
     return { name: "egress", status: "unknown", detail: `no non-loopback address or route to probe the IP firewall with (${outcome})` };
   }
   const why = `egress lock not in effect: a datagram to ${target.host} gave ${outcome}, not EPERM ` +
-    "(systemd could not attach its BPF IP firewall here; see the README's egress lock section)";
+    // Either cause: a drop-in that emptied IPAddressDeny= read as systemd's fault alone (live-service run).
+    "(a drop-in under /etc/systemd/system/appliance.service.d that resets IPAddressDeny=/IPAddressAllow=, or systemd could not " +
+    "attach its BPF IP firewall here: `systemctl cat appliance` shows the first; see the README's egress lock section)";
   // "warn": the operator chose to run without it; not a failure, so the start goes on, but said loudly.
   if (policy === "warn") return { name: "egress", status: "unknown", detail: `WARNING: ${why}; starting anyway (egressLock is "warn")` };
   return { name: "egress", status: "fail", detail: why };

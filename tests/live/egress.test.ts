@@ -22,6 +22,8 @@ describe.skipIf(!live)("live systemd without a BPF firewall", () => {
     expect(r.err).toContain("install failed");
     expect(active(sys)).not.toBe("active");
     expect(journal(sys, "-u", "appliance.service")).toContain("egress lock not in effect");
+    // Both causes named (a live-service run's drop-in emptying IPAddressDeny= read as systemd's fault alone).
+    expect(journal(sys, "-u", "appliance.service")).toContain("resets IPAddressDeny=/IPAddressAllow=, or systemd could not attach");
     // Run by hand as the service would (APPLIANCE_SERVICE=1 marks the service's own environment):
     const v = sys.exec(["/usr/local/bin/appliance", "verify", "--json"], {
       env: { APPLIANCE_SERVICE: "1", APPLIANCE_CONFIG: "/etc/appliance/config.json", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" },
