@@ -50,7 +50,7 @@ const stripInvisible = (text: string) => text.replace(INVISIBLE_SCAN, (_m, emoji
 const INVISIBLE_ALL = new RegExp(INVISIBLE_CHAR.source, "gu");
 const dropInvisible = (text: string) => text.replace(INVISIBLE_ALL, "");
 
-/** How many times a strip rule may cut before what it still finds is refused as if the rule blocked. */
+/** How many readings of a turn may cut something before what a strip rule still finds is refused as a block would be. */
 const STRIP_PASSES = 4;
 
 export interface PromptVerdict { turns: ChatTurn[]; flags: string[]; stripped: string[] }
@@ -87,19 +87,22 @@ export function createPromptGuard(config: Pick<Config, "promptGuard">) {
     for (const t of out) {
       let visible: string | undefined, skel: string | undefined;
       const view: View = { visible: () => (visible ??= dropInvisible(t.content)), skeleton: () => (skel ??= skeleton(t.content)) };
-      for (const rule of rules) {
-        if (!rule.hit(t.content, view)) continue;
-        if (rule.action === "block") throw new PromptRejectedError(rule.id);
-        if (rule.action === "flag") { if (!flags.includes(rule.id)) flags.push(rule.id); continue; }
-        // Strip until the rule no longer finds anything (a cut can join the text around it into a new match); what
-        // it still finds after STRIP_PASSES is refused, never passed on recorded as stripped.
-        for (let pass = 0; ; pass++) {
+      // After a strip every rule reads the turn again: a cut can join the text around it into what a rule finds
+      // (`<|new system prompt:im_start|>` left `<|im_start|>`, a control token that reached the model; `ignore previous
+      // new system prompt: instructions` another phrase; attack on the fix). What a strip rule still finds after
+      // STRIP_PASSES readings is refused, never passed on recorded as stripped.
+      for (let pass = 0, cut = true; cut; pass++) {
+        cut = false;
+        for (const rule of rules) {
+          if (!rule.hit(t.content, view)) continue;
+          if (rule.action === "block") throw new PromptRejectedError(rule.id);
+          if (rule.action === "flag") { if (!flags.includes(rule.id)) flags.push(rule.id); continue; }
           if (pass === STRIP_PASSES) throw new PromptRejectedError(rule.id);
           t.content = rule.strip(t.content);
           visible = skel = undefined;
-          if (!rule.hit(t.content, view)) break;
+          cut = true;
+          if (!stripped.includes(rule.id)) stripped.push(rule.id);
         }
-        if (!stripped.includes(rule.id)) stripped.push(rule.id);
       }
     }
     return { turns: out, flags, stripped };
