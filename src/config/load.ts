@@ -29,11 +29,19 @@ export const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => "-" + c.toLowerCa
 /** Reads a JSON or TOML config file (by extension, any case; JSON otherwise). */
 export function readConfigFile(file: string): Raw {
   let text: string;
+  let fd: number | undefined;
   try {
+    // Opened without blocking and read only when a regular file: a FIFO put at the path hung the reader (every SIGHUP's
+    // config report stalled the server until something wrote to it; attack on the fix).
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    if (!fs.fstatSync(fd).isFile()) throw new ConfigError(`config file ${file} is not a regular file`, "config");
     // A byte-order mark (some editors save one) is not JSON: refused as "line 1, column 1" with nothing to see there.
-    text = fs.readFileSync(file, "utf8").replace(/^\uFEFF/, "");
+    text = fs.readFileSync(fd, "utf8").replace(/^\uFEFF/, "");
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, "config");
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
   const toml = /\.toml$/i.test(file);
   let parsed: unknown;

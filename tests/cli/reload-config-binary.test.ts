@@ -39,3 +39,13 @@ test("SIGHUP on a config the next start would refuse: logged as an error, still 
   expect(line).toContain(file);
   expect((await models()).status).toBe(200);
 });
+
+// Attack on the fix: a FIFO put at the config's path hung the server at SIGHUP (read synchronously, until written to).
+test("SIGHUP with a FIFO at the config's path: said, and the server keeps answering", async () => {
+  fs.rmSync(file);
+  expect(Bun.spawnSync(["mkfifo", file]).exitCode).toBe(0);
+  server.kill("SIGHUP");
+  expect((await lineWith("is not a regular file"))!).toContain("the config no longer loads");
+  const r = await fetch(`${server.baseURL}/v1/models`, { headers: { authorization: `Bearer ${server.key}` }, signal: AbortSignal.timeout(10_000) });
+  expect(r.status).toBe(200);
+});
