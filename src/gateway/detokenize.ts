@@ -40,7 +40,11 @@ export async function detokenizeUpstream(pool: UpstreamPool, balancer: LeastInfl
       if (signal.aborted) throw e;
       throw new UpstreamError(`The upstream for '${model}' could not turn the token-id prompt into text: ${errorCode(e)}.`);
     }
-    const body = await res.text();
+    // A body that breaks off mid-read is the upstream's failure (502), not this server's (it was a 500; attack on the fix).
+    const body = await res.text().catch((e: unknown) => {
+      if (signal.aborted) throw e;
+      throw new UpstreamError(`The upstream for '${model}' broke off its answer to POST /detokenize: ${errorCode(e)}.`);
+    });
     if (res.status === 404 || res.status === 405 || res.status === 501) {
       throw new InvalidRequestError(`Token-id prompts for '${model}' cannot be checked: its upstream has no POST /detokenize (HTTP ${res.status}). ` +
         "Send the prompt as text.", "prompt", "unsupported_for_upstream");

@@ -6,6 +6,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import fs from "node:fs";
+import net from "node:net";
 import OpenAI from "openai";
 import { chatChunk, recordingUpstream, sseChunks, startGateway, type Seen } from "./gateway-helpers";
 
@@ -115,6 +116,21 @@ test("token-id prompts: /detokenize feeds the prompt guard; no /detokenize → 4
   expect((await c.client.completions.create({ model: "m", prompt: [[4, 5]], max_tokens: 2 })).choices[0]!.text).toBe("ok");
   expect(without.seen.slice(before).map((s) => s.path)).toEqual(["/v1/completions"]);
   expect(JSON.parse(without.seen.at(-1)!.body).prompt).toEqual([[4, 5]]);
+});
+
+// Attack on stop 73's fixes: an upstream whose /detokenize answer broke off mid-body gave the client a 500.
+test("token-id prompts: a /detokenize answer that breaks off mid-body is a 502 naming its error's code, not a 500", async () => {
+  const broken = net.createServer((sock) => {
+    sock.once("data", () => { sock.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"con'); sock.destroy(); });
+    sock.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => broken.listen(0, "127.0.0.1", resolve));
+  cleanup.push(() => broken.close());
+  const { client } = await gatewayOver(`http://127.0.0.1:${(broken.address() as net.AddressInfo).port}/v1`);
+  const err = await client.completions.create({ model: "m", prompt: [1, 2, 3], max_tokens: 2 }).catch((e: unknown) => e) as InstanceType<typeof OpenAI.APIError>;
+  expect([err.status, err.code]).toEqual([502, "upstream_error"]);
+  expect(err.message).toContain("broke off its answer to POST /detokenize");
+  expect(err.message).not.toContain("127.0.0.1");
 });
 
 test("n = 2 to an upstream that streams one choice: choice 0 arrives, then an error the SDK raises; not counted against the upstream", async () => {
