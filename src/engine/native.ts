@@ -206,10 +206,9 @@ export async function installNative(systemDir = SYSTEM_NATIVE_DIR, bundle = NATI
   const root = path.join(systemDir, bundle.version);
   const mkdir = (d: string) => { fs.mkdirSync(d, { recursive: true, mode: 0o755 }); fs.chmodSync(d, 0o755); };
   const done = await unpack(root, bundle, mkdir, 0o444, { uid: 0, gid: 0 });
-  // unpack rewrites only files whose bytes differ: an owner or mode changed since (a `chmod 0777` on a folder, a file
-  // made group-writable) stayed, and serve refused the dir on every start (live-service run).
-  // Only what differs: a chmod moves ctime, which the digest cache reads, so touching every file made the next start
-  // hash them all again. The cache file itself is 0644 (readable by the service).
+  // unpack rewrites only files whose bytes differ: an owner or mode changed since (a `chmod 0777` on a folder) stayed,
+  // and serve refused the dir at every start (live-service run). Only what differs is set: a chmod moves ctime, which
+  // the digest cache reads, so touching every file made the next start hash them all. The cache file itself is 0644.
   const own = (p: string, st: fs.Stats, mode: number) => {
     if (st.uid !== 0 || st.gid !== 0) fs.lchownSync(p, 0, 0);
     if ((st.mode & 0o7777) !== mode) fs.chmodSync(p, mode);
