@@ -31,6 +31,8 @@ export interface AddModelOptions {
   onProgress?: Progress;
   /** Trial-loads the file that is about to be installed (the private copy or the verified link); throws to refuse it. */
   preflight?: (file: string) => Promise<unknown>;
+  /** Told when another process holds the manifest's lock and this add waits for it (it waited saying nothing). */
+  onLockWait?: (lockFile: string) => void;
   /** Test seam: runs once the source is open (and, when linking, hashed and checked), before any copy or link. */
   afterOpen?: () => void;
 }
@@ -66,7 +68,7 @@ export async function addModel(o: AddModelOptions): Promise<AddedModel> {
       if (tmp) replaceKeepingOld(tmp, dest, write); else write();
       fsyncDir(o.dir);
       replaced = entries.find((e) => e.file === name && e.sha256 !== digest)?.sha256;
-    });
+    }, { onWait: o.onLockWait });
     if (destSt && destSt.dev === srcSt.dev && destSt.ino === srcSt.ino) {
       digest = await checkAndHash(srcFd, o);
       o.afterOpen?.();

@@ -76,3 +76,31 @@ test("verify fails a model file or the manifest that group or others may write",
   }
   expect(verify().stdout.toString()).toMatch(/✓ directories/);
 });
+
+// Attack on the fixes (stop 73): with the manifest's lock held by another process, models add waited saying nothing.
+test("models add waiting for the manifest's lock says so, and adds the model once it is released", async () => {
+  const bin = await builtBinary(), dir = tmpDir("appliance-lockwait-");
+  const models = path.join(dir, "models"), env = { PATH: "/usr/bin:/bin", HOME: dir };
+  expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--name", "m", "--models-dir", models], { env }).exitCode).toBe(0);
+  const lock = path.join(models, "CHECKSUMS.sha256.lock");
+  const holder = Bun.spawn(["flock", lock, "-c", "echo held; cat"], { stdin: "pipe", stdout: "pipe" });
+  const out = holder.stdout.getReader();
+  expect(new TextDecoder().decode((await out.read()).value)).toBe("held\n");
+  const add = Bun.spawn([bin, "models", "add", await tinyModel(), "--name", "n", "--models-dir", models], { env, stderr: "pipe" });
+  try {
+    const err = add.stderr.getReader();
+    let said = "";
+    while (!said.includes("waiting for")) {
+      const r = await err.read();
+      if (r.done) break;
+      said += new TextDecoder().decode(r.value);
+    }
+    expect(said).toContain(`waiting for ${lock}: another process is changing this models dir's manifest`);
+    holder.stdin.end(); // cat ends, flock releases
+    expect(await add.exited).toBe(0);
+    expect(fs.readFileSync(path.join(models, "CHECKSUMS.sha256"), "utf8")).toContain("n.gguf");
+  } finally {
+    holder.kill();
+    add.kill();
+  }
+});

@@ -56,6 +56,7 @@ export const models: Command = {
         let added, record: ((sha256: string) => void) | undefined;
         try {
           added = await addModel({ src, dir, name: values.name as string | undefined, link: !!values.link,
+            onLockWait: (lock) => console.error(`waiting for ${lock}: another process is changing this models dir's manifest`),
             followSymlinks: !!values["follow-symlinks"], onProgress: progress(`sha256 ${path.basename(src)}`),
             preflight: async (file) => { record = await tryForServe(file, src, config.stateDir); } });
         } catch (e) {
