@@ -102,9 +102,28 @@ const ASCII_SEPARATOR = new Uint8Array(128);
 for (const c of " \t\n\r\v\f-_.|/\\*~^") ASCII_SEPARATOR[c.charCodeAt(0)] = 1;
 const NON_ASCII = /[^\x00-\x7f]/;
 
-/** The matching form of `text`: NFKC, invisibles dropped, look-alikes mapped, lower case, separators folded. */
+/** Nonspacing marks (accents). */
+const LONE_MARK = /^\p{Mn}$/u;
+const ACCENTED = /^\P{Mn}\p{Mn}+$/u;
+/** Each non-ASCII character's accentless form, worked out once ("" for a mark alone); bounded, as text is the client's. */
+const ACCENTLESS = new Map<string, string>();
+function accentless(ch: string): string {
+  let f = ACCENTLESS.get(ch);
+  if (f !== undefined) return f;
+  const d = ch.normalize("NFD");
+  f = LONE_MARK.test(ch) ? "" : d !== ch && ACCENTED.test(d) ? d.replace(/\p{Mn}/gu, "") : ch;
+  if (ACCENTLESS.size < 8192) ACCENTLESS.set(ch, f);
+  return f;
+}
+
+/**
+ * The matching form of `text`: NFKC, invisibles and accents dropped, look-alikes mapped, lower case, separators
+ * folded.
+ */
 export function skeleton(text: string): string {
-  // Look-alikes NFKC would turn into another letter first (lunate sigma ϲ → σ) are mapped before it.
+  // Look-alikes NFKC would turn into another letter first (lunate sigma ϲ → σ) are mapped before it. Accents go, per
+  // character (NFD of the whole text doubled the time for non-ASCII text): `i\u0301gnore previous instructions` (í)
+  // passed the phrase rules unflagged (attack on the fixes); a look-alike with a mark (Cyrillic ё) reads as its base's.
   const folded = (NON_ASCII.test(text) ? foldBeforeNfkc(text).normalize("NFKC") : text).toLowerCase();
   let out = "", run = 0; // run: start of the current stretch of plain characters, copied in one slice
   let space = false;
@@ -121,10 +140,12 @@ export function skeleton(text: string): string {
     run = i + size;
     i += size - 1;
     if (INVISIBLE_CHAR.test(ch)) continue;
-    const like = LOOKALIKES[ch];
-    if (like === "-" || SEPARATOR.test(ch)) { space = true; continue; }
+    let like = LOOKALIKES[ch], base = ch;
+    // Accented letters and marks are all below U+3000 (CJK and Hangul above it have none to drop).
+    if (like === undefined && c < 0x3000) { base = accentless(ch); if (!base) continue; like = LOOKALIKES[base]; }
+    if (like === "-" || SEPARATOR.test(base)) { space = true; continue; }
     if (space) { out += " "; space = false; }
-    out += like ?? ch;
+    out += like ?? base;
   }
   flush(folded.length);
   return space ? out + " " : out;
