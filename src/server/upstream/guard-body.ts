@@ -29,7 +29,23 @@ function content(slots: Slot[], o: Obj, role: ChatTurn["role"]) {
   thought(o);
   if (typeof o.content === "string") return field(slots, o, "content", role);
   if (!Array.isArray(o.content)) return;
-  for (const p of o.content) if (isObject(p)) { field(slots, p, "text", role); field(slots, p, "refusal", role); thought(p); }
+  const parts = o.content;
+  for (const p of parts) if (isObject(p)) { field(slots, p, "refusal", role); thought(p); }
+  textParts(slots, parts, role);
+}
+
+/**
+ * A message's text parts as one slot, joined with a newline as the upstream's template reads them (vLLM and
+ * llama-server join them so; local models are guarded the same way): read part by part, a phrase split across two
+ * parts passed. A strip's result goes in the first text part and the other text parts go.
+ */
+function textParts(slots: Slot[], parts: unknown[], role: ChatTurn["role"]) {
+  const texts = parts.filter((p): p is Obj => isObject(p) && typeof p.text === "string");
+  if (texts.length === 0) return;
+  slots.push({ text: texts.map((p) => p.text as string).join("\n"), role, set: (v) => {
+    texts[0]!.text = v;
+    for (const p of texts.slice(1)) parts.splice(parts.indexOf(p), 1);
+  } });
 }
 
 /** Tool definitions: description and the parameters schema (as JSON text, parsed back after a strip). */
