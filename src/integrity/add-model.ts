@@ -120,6 +120,16 @@ function openSource(src: string, follow: boolean): number {
 
 const tempName = (dir: string, name: string) => path.join(dir, `.${name}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
 
+/** Removes the private copies or links this process made for model `id` in `dir` (an interrupted add); returns their paths. */
+export function removeOwnTemps(dir: string, id: string): string[] {
+  const prefix = `.${id}.gguf.${process.pid}.`;
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return []; }
+  const mine = names.filter((f) => f.startsWith(prefix) && f.endsWith(".tmp")).map((f) => path.join(dir, f));
+  for (const f of mine) fs.rmSync(f, { force: true });
+  return mine;
+}
+
 async function checkAndHash(fd: number, o: AddModelOptions): Promise<string> {
   checkGgufHeader(o.src, fd); // refuse junk before hashing GBs
   return sha256Fd(fd, o.onProgress);

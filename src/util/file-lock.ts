@@ -26,9 +26,20 @@ export interface LockOptions {
   onWait?: (lockFile: string) => void;
 }
 
-/** Runs fn while holding the exclusive lock for `file`; waits for another holder to finish first. */
+/** How often a waiting withFileLock tries the lock again. */
+const RETRY_MS = 50;
+
+/**
+ * Runs fn while holding the exclusive lock for `file`; waits for another holder to finish first. It waits by trying
+ * again every RETRY_MS, not in flock(2): blocked there, the process took no signal (`models add` waiting for the
+ * manifest's lock ignored Ctrl-C and SIGTERM, and left its copy of the model behind when killed).
+ */
 export async function withFileLock<T>(file: string, fn: () => T | Promise<T>, opts: LockOptions = {}): Promise<T> {
-  const fd = lockFd(file, opts);
+  let fd = lockFd(file, { ...opts, wait: false });
+  while (fd < 0) {
+    await new Promise((r) => setTimeout(r, RETRY_MS));
+    fd = lockFd(file, { wait: false });
+  }
   try { return await fn(); } finally { flock(fd, LOCK_UN); fs.closeSync(fd); }
 }
 

@@ -104,3 +104,36 @@ test("models add waiting for the manifest's lock says so, and adds the model onc
     add.kill();
   }
 });
+
+// Stop 73's left list: Ctrl-C (or SIGTERM) during `models add` left its private copy (the model's size, a hidden
+// `.<name>.<pid>.<hex>.tmp`) in the models dir, and while it waited for the manifest's lock it did not stop at all
+// (blocked in flock(2), the signal never reached JavaScript). Fails before: the add ran on once the lock was released.
+test.each([["SIGINT", 130], ["SIGTERM", 143]] as const)("models add stopped by %s while it waits for the lock: exits at once, no copy left", async (signal, code) => {
+  const bin = await builtBinary(), dir = tmpDir("appliance-addsig-");
+  const models = path.join(dir, "models"), env = { PATH: "/usr/bin:/bin", HOME: dir };
+  expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--name", "m", "--models-dir", models], { env }).exitCode).toBe(0);
+  const before = fs.readdirSync(models).sort();
+  const lock = path.join(models, "CHECKSUMS.sha256.lock");
+  const holder = Bun.spawn(["flock", lock, "-c", "echo held; cat"], { stdin: "pipe", stdout: "pipe" });
+  expect(new TextDecoder().decode((await holder.stdout.getReader().read()).value)).toBe("held\n");
+  const add = Bun.spawn([bin, "models", "add", await tinyModel(), "--name", "n", "--models-dir", models], { env, stderr: "pipe" });
+  try {
+    const err = add.stderr.getReader();
+    let said = "";
+    while (!said.includes("waiting for")) {
+      const r = await err.read();
+      if (r.done) break;
+      said += new TextDecoder().decode(r.value);
+    }
+    expect(said).toContain("waiting for");
+    expect(fs.readdirSync(models).some((f) => f.startsWith(".n.gguf.") && f.endsWith(".tmp"))).toBe(true); // the copy it made
+    add.kill(signal);
+    // The lock is still held: the add must end on the signal itself (an upper bound, not a sleep; it ends in ms).
+    const ended = await Promise.race([add.exited, new Promise<"still running">((r) => setTimeout(() => r("still running"), 20_000))]);
+    expect(ended).toBe(code);
+    expect(fs.readdirSync(models).sort()).toEqual(before);
+  } finally {
+    holder.kill();
+    add.kill("SIGKILL");
+  }
+});

@@ -1,7 +1,8 @@
 /** appliance models add PATH [--name NAME] | list | remove NAME */
 import fs from "node:fs";
 import path from "node:path";
-import { addModel, ModelAddError } from "../../integrity/add-model";
+import { addModel, ModelAddError, removeOwnTemps } from "../../integrity/add-model";
+import { onInterrupt } from "../on-interrupt";
 import { runPreflightChild, runTemplateChild } from "../../integrity/model-preflight";
 import { tryForServe } from "../../integrity/serve-prep";
 import { MANIFEST, manifestPath, modelsDirOf, readManifest, writeManifest } from "../../integrity/manifest";
@@ -54,6 +55,11 @@ export const models: Command = {
         const src = positionals[0];
         if (!src) throw new UsageError("models add PATH");
         let added, record: ((sha256: string) => void) | undefined;
+        // Interrupted, the add removes its private copy (or link) of the model: a Ctrl-C left the model's size behind.
+        const id = (values.name as string | undefined) ?? modelId(src);
+        const stopHandling = onInterrupt(() => {
+          for (const f of removeOwnTemps(dir, id)) console.error(`models add interrupted: removed ${f}`);
+        });
         try {
           added = await addModel({ src, dir, name: values.name as string | undefined, link: !!values.link,
             onLockWait: (lock) => console.error(`waiting for ${lock}: another process is changing this models dir's manifest`),
@@ -62,6 +68,8 @@ export const models: Command = {
         } catch (e) {
           if (e instanceof ModelAddError && /model name|does not exist$/.test(e.message)) throw new UsageError(e.message); // mistyped arguments: exit 2, as serve --model
           throw e;
+        } finally {
+          stopHandling();
         }
         record?.(added.sha256); // what the trial learned, for the first start (integrity/serve-prep.ts)
         console.log(`${added.sha256}  ${path.basename(added.file)}\n${added.replaced ? `replaced model '${added.id}' (was sha256 ${added.replaced}) in` : `added as model '${added.id}' to`} ${path.join(dir, MANIFEST)}`);
