@@ -142,6 +142,13 @@ export function verifyAudit(file: string, opts: VerifyOptions = {}): VerifyResul
       if (prev === undefined) {
         // The oldest record we have: the chain's genesis, or a later record when older files were rotated away.
         if (rec.seq === 1 && rec.prev !== GENESIS) return { ok: false, records: n, ...at, reason: "first record does not start from the genesis" };
+        // Rotation keeps the records before the live log's first in audit.jsonl.1 (logrotate) or .0 (newsyslog), and
+        // drops only the oldest rotated files. A live log that starts past record 1 with no rotated file before it was
+        // emptied, cut from its start or deleted while the writer went on: that read as "rotated away" and verified,
+        // and root's anchor run anchored it (claims audit).
+        if (rec.seq > 1 && f === file && !opts.from) {
+          return { ok: false, records: n, ...at, reason: `records 1..${rec.seq - 1} are missing before this line: no rotated file (${path.basename(file)}.1 …) holds them (the log was emptied, cut from its start or deleted)` };
+        }
         firstSeq = rec.seq;
       } else if (rec.seq !== seq + 1) {
         // "missing or moved": two swapped lines read as the first one missing (ops run).

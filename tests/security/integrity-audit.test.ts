@@ -135,6 +135,34 @@ describe("checkpoints", () => {
     expect(verifyAudit(file)).toMatchObject({ ok: false, reason: expect.stringMatching(/removed from the end \(truncated or emptied\)/) });
   });
 
+  // Claims audit (stop 74): a log emptied (or cut from its start, or deleted) while the server went on writing verified,
+  // and root's anchor run anchored it: the first record left (seq > 1) was taken as "rotated away", with no rotated file.
+  test.each(["emptied", "cut from its start", "deleted"] as const)("a log %s while the writer goes on is detected: no rotated file holds the records before it", async (how) => {
+    const { file, lines } = write(CHECKPOINT_EVERY + 20);
+    const anchors = path.join(path.dirname(file), "root-only", "audit.anchors");
+    expect(anchorAudit(file, anchors).anchored?.seq).toBe(CHECKPOINT_EVERY + 20);
+    const log = new AuditLog(file, { log: { info: () => {} } }); // the running server: it holds the chain's head
+    if (how === "emptied") fs.truncateSync(file, 0);
+    else if (how === "deleted") fs.rmSync(file);
+    else fs.writeFileSync(file, lines().slice(30).join("\n") + "\n");
+    log.append(rec(1000));
+    log.close();
+    expect(verifyAudit(file)).toMatchObject({ ok: false, file, line: 1, reason: expect.stringMatching(/records 1\.\.\d+ are missing before this line: no rotated file/) });
+    expect(await cli(file, "--checkpoints", anchors)).toBe(1);
+    expect(anchorAudit(file, anchors)).toMatchObject({ verify: { ok: false } });
+    // A real rotation (copytruncate) keeps the records before in audit.jsonl.1: that still verifies.
+  });
+
+  test("after a copytruncate rotation the live log starts past record 1 and verifies; with every rotated file gone it does not", () => {
+    const { file } = write(20);
+    fs.copyFileSync(file, `${file}.1`);
+    fs.truncateSync(file, 0);
+    write(5, file);
+    expect(verifyAudit(file)).toMatchObject({ ok: true, firstSeq: 1, lastSeq: 25 });
+    fs.rmSync(`${file}.1`);
+    expect(verifyAudit(file)).toMatchObject({ ok: false, reason: expect.stringMatching(/records 1\.\.20 are missing before this line: no rotated file/) });
+  });
+
   test("a key holder who rewrites the log and audit.checkpoints is still caught by the service-log (journal) copy", async () => {
     const { file, lines, journal } = write(CHECKPOINT_EVERY + 5);
     const key = Buffer.from(fs.readFileSync(auditKeyPath(file), "utf8").trim(), "hex");
