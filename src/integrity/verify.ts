@@ -76,8 +76,29 @@ export async function checkBinary(l: Layout): Promise<Check> {
   const expected = fs.readFileSync(l.binDigest, "utf8").trim().split(/\s+/)[0]!;
   if (!fs.existsSync(l.bin)) return { name: "binary", status: "fail", detail: `${l.bin} is missing` };
   const actual = await sha256File(l.bin);
-  return actual === expected ? { name: "binary", status: "ok", detail: `${l.bin} matches the sha256 recorded at install` }
-    : { name: "binary", status: "fail", detail: `${l.bin}: expected sha256 ${expected}, actual ${actual}` };
+  if (actual !== expected) return { name: "binary", status: "fail", detail: `${l.bin}: expected sha256 ${expected}, actual ${actual}` };
+  const held = [l.bin, l.binDigest].flatMap((f) => notRootHeld(f, l));
+  return held.length ? { name: "binary", status: "fail", detail: `others than root could replace it and its recorded sha256 alike: ${held.join("; ")}` }
+    : { name: "binary", status: "ok", detail: `${l.bin} matches the sha256 recorded at install` };
+}
+
+/**
+ * Who besides root may replace `file`: it is not root's, or group or others may write it, or (on Linux) a dir above
+ * it up to the install root is so. The binary and its recorded sha256 were checked only against each other, so whoever
+ * could write both (a `chmod 0777`, a `chown` to the service account) replaced what root's timers run, and verify passed
+ * (claims audit). macOS: the dirs above are not checked (Homebrew makes /usr/local/bin its user's on Intel Macs).
+ */
+function notRootHeld(file: string, l: Layout): string[] {
+  const problems: string[] = [];
+  const look = (p: string) => {
+    const st = fs.statSync(p); // through a link: what it names is what runs
+    if (st.uid !== 0 || (st.mode & 0o022) !== 0) problems.push(`${p} (uid ${st.uid}, mode ${octal(st.mode & 0o777)})`);
+  };
+  look(file);
+  if (l.platform !== "systemd") return problems;
+  const top = path.resolve(l.root);
+  for (let d = path.dirname(path.resolve(file)); ; d = path.dirname(d)) { look(d); if (d === top || d === path.dirname(d)) break; }
+  return problems;
 }
 
 /** Whether an account may read (4) or enter (1) a path by its mode bits: as its owner, else one of its groups, else others. */
@@ -164,8 +185,17 @@ export function checkDirs(config: Readonly<Config>, l?: Layout): Check {
   const modelFiles = fs.existsSync(path.join(models, MANIFEST)) ? [path.join(models, MANIFEST), ...listed()] : [];
   const dirs = [config.stateDir, models, ...(l ? [l.logDir, l.configDir] : []), ...modelFiles];
   const bad = dirs.filter((d) => fs.existsSync(d) && mode(d) & 0o022).map((d) => `${d} (${octal(mode(d))})`);
-  return bad.length ? { name: "directories", status: "fail", detail: `writable by group or others: ${bad.join(", ")}` }
-    : { name: "directories", status: "ok", detail: "state, models (their files and manifest too), logs and config are not writable by others" };
+  // Installed, the models dir and the anchors' dir are root's (install makes them so). The models dir sits in the
+  // service account's state dir, so the account could move it aside and put a dir of its own there, with a changed
+  // model and a manifest to match, and verify passed; the anchors' dir made the account's let it rewrite the anchors
+  // (claims audit).
+  const rootDirs = l ? [...(path.resolve(models) === path.resolve(l.modelsDir) ? [models] : []), l.anchorDir] : [];
+  const notRoots = rootDirs.filter((d) => fs.existsSync(d) && fs.statSync(d).uid !== 0).map((d) => `${d} (uid ${fs.statSync(d).uid})`);
+  const problems = [...(bad.length ? [`writable by group or others: ${bad.join(", ")}`] : []),
+    ...(notRoots.length ? [`not root's, as install made them: ${notRoots.join(", ")}`] : [])];
+  if (l && fs.existsSync(l.anchorDir) && mode(l.anchorDir) & 0o077) problems.push(`${l.anchorDir} is not root-only (${octal(mode(l.anchorDir))}, want 0700)`);
+  return problems.length ? { name: "directories", status: "fail", detail: problems.join("; ") }
+    : { name: "directories", status: "ok", detail: `state, models (their files and manifest too), logs and config are not writable by others${l ? "; the models and anchor dirs are root's" : ""}` };
 }
 
 export function checkAccount(l: Layout): Check {

@@ -42,6 +42,8 @@ export interface AnchorOptions {
  * exist yet (no key, no records) is nothing to anchor.
  */
 export function anchorAudit(logFile: string, anchorFile: string, opts: AnchorOptions = {}): AnchorResult {
+  const reach = process.getuid?.() === 0 ? othersReach(anchorFile) : undefined;
+  if (reach) return { verify: { ok: false, records: 0, file: anchorFile, line: 0, reason: reach } };
   const key = readAuditKey(logFile);
   if (!key) return { verify: { ok: true, records: 0, tornTail: false, firstSeq: 0, lastSeq: 0, checkpoints: 0, files: [], head: "" }, nothing: true };
   const anchors: Anchor[] = fs.existsSync(anchorFile) ? parseCheckpoints(fs.readFileSync(anchorFile, "utf8")) : [];
@@ -75,4 +77,20 @@ function anchoredRecordAt(logFile: string, key: Buffer, a: Anchor): boolean {
     if (!parts || parts.mac !== a.head || hmac(key, parts.body) !== parts.mac) return false;
     return (JSON.parse(line) as { seq?: unknown }).seq === a.seq;
   } catch { return false; } finally { fs.closeSync(fd); }
+}
+
+/**
+ * Why root's anchors are not out of others' reach, if they are not: the file or its dir not root's, open to group or
+ * others, or a link. The anchors are worth only what no one but root can write; a dir handed to the service account
+ * (chown, chmod 0777) was appended to silently (claims audit).
+ */
+function othersReach(anchorFile: string): string | undefined {
+  for (const p of [path.dirname(anchorFile), anchorFile]) {
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (!st) continue;
+    if (st.isSymbolicLink() || st.uid !== 0 || (st.mode & 0o077) !== 0) {
+      return `${p} must be root's and root-only (uid ${st.uid}, mode 0${(st.mode & 0o777).toString(8)}${st.isSymbolicLink() ? ", a symbolic link" : ""}): others could rewrite the anchors`;
+    }
+  }
+  return undefined;
 }

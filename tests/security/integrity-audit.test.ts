@@ -219,6 +219,25 @@ describe("checkpoints", () => {
       .toMatchObject({ ok: false, line: 8, reason: expect.stringMatching(/differs from the checkpoint/) });
   });
 
+  // Claims audit (stop 74): with the anchors' dir or file handed to the service account, root's anchor run appended
+  // to them silently (the account could then rewrite the anchors and the log alike).
+  test.skipIf(process.getuid?.() !== 0)("root's anchor run refuses anchors others could write: the dir or file not root's, open to others, or a link", async () => {
+    const { file } = write(3);
+    const dir = path.join(path.dirname(file), "root-only"), anchors = path.join(dir, "audit.anchors");
+    expect(await main(["audit", "anchor", "--file", file, "--to", anchors])).toBe(0);
+    for (const [p, tamper] of [[dir, () => fs.chmodSync(dir, 0o777)], [dir, () => fs.chownSync(dir, 65534, 0)],
+      [anchors, () => fs.chmodSync(anchors, 0o666)], [anchors, () => fs.chownSync(anchors, 65534, 0)]] as const) {
+      tamper();
+      try {
+        expect(anchorAudit(file, anchors)).toMatchObject({ verify: { ok: false, file: anchors, reason: expect.stringMatching(new RegExp(`^${p}( must be root's.*others could rewrite the anchors)`)) } });
+        expect(await main(["audit", "anchor", "--file", file, "--to", anchors])).toBe(1);
+      } finally { fs.chmodSync(dir, 0o700); fs.chownSync(dir, 0, 0); fs.chmodSync(anchors, 0o600); fs.chownSync(anchors, 0, 0); }
+    }
+    fs.renameSync(anchors, `${anchors}.real`);
+    fs.symlinkSync(`${anchors}.real`, anchors);
+    expect(anchorAudit(file, anchors)).toMatchObject({ verify: { ok: false, reason: expect.stringContaining("a symbolic link") } });
+  });
+
   test("audit anchor is incremental: it reads only the records since the last anchor; --full and any doubt walk the whole log", () => {
     const { file } = write(50);
     const anchors = path.join(path.dirname(file), "root-only", "audit.anchors");

@@ -215,6 +215,48 @@ describe("systemd install under --root", () => {
     expect(cli(["verify", "--root", root, "--platform", "systemd"]).code).toBe(0);
   });
 
+  // Claims audit (stop 74): the binary and its recorded sha256 were checked only against each other, so whoever could
+  // write both (a chmod, a chown to the service account, a writable dir above) replaced what root's timers run.
+  test("tamper: the binary or its recorded sha256 (or a dir above) that others than root may write fails verify", () => {
+    const l = layout("systemd", root);
+    for (const [p, how] of [[l.bin, "mode"], [l.bin, "owner"], [path.dirname(l.bin), "mode"], [l.binDigest, "mode"], [l.binDigest, "owner"], [l.configDir, "owner"]] as const) {
+      const st = fs.statSync(p);
+      if (how === "mode") fs.chmodSync(p, 0o777); else fs.chownSync(p, 65534, st.gid);
+      try {
+        const r = cli(["verify", "--root", root, "--platform", "systemd"]);
+        expect({ p, how, code: r.code }).toEqual({ p, how, code: 1 });
+        expect(r.out).toContain("✗ binary");
+        expect(r.out).toContain(`others than root could replace it and its recorded sha256 alike: ${p} (uid ${how === "mode" ? 0 : 65534}`);
+      } finally {
+        fs.chmodSync(p, st.mode & 0o7777);
+        fs.chownSync(p, st.uid, st.gid);
+      }
+    }
+    expect(cli(["verify", "--root", root, "--platform", "systemd"]).code).toBe(0);
+  });
+
+  // Claims audit (stop 74): the models dir sits in the service account's state dir; the account could move it aside
+  // and put its own there (a changed model, a manifest to match) and verify passed; nor did it look at the anchors' dir.
+  test("tamper: a models dir or an audit-anchor dir that is not root's (or an anchor dir others may enter) fails verify", () => {
+    const l = layout("systemd", root);
+    for (const [p, how, says] of [[l.modelsDir, "owner", "not root's, as install made them"], [l.anchorDir, "owner", "not root's, as install made them"],
+      [l.anchorDir, "mode", "is not root-only (0755, want 0700)"]] as const) {
+      const st = fs.statSync(p);
+      if (how === "mode") fs.chmodSync(p, 0o755); else fs.chownSync(p, 65534, st.gid);
+      try {
+        const r = cli(["verify", "--root", root, "--platform", "systemd"]);
+        expect({ p, how, code: r.code }).toEqual({ p, how, code: 1 });
+        expect(r.out).toMatch(/✗ directories/);
+        expect(r.out).toContain(says);
+        expect(r.out).toContain(p);
+      } finally {
+        fs.chmodSync(p, st.mode & 0o7777);
+        fs.chownSync(p, st.uid, st.gid);
+      }
+    }
+    expect(cli(["verify", "--root", root, "--platform", "systemd"]).code).toBe(0);
+  });
+
   test("the service account: a login shell or an admin group fails verify", () => {
     const etc = path.join(root, "etc");
     fs.writeFileSync(path.join(etc, "passwd"), "root:x:0:0::/root:/bin/bash\nappliance:x:990:990::/var/lib/appliance:/usr/sbin/nologin\n");
