@@ -26,6 +26,7 @@ import { createPromptGuard } from "./prompt-guard";
 import { RateLimitError } from "./rate-limit";
 import { createScanner, passthrough, type TextFilter } from "./response-scan";
 import { SignatureError, verifySignature } from "./signature";
+import { SignatureFloor } from "./signature-floor";
 import { SharedStateUnavailableError, type Slot, type Where } from "./store/limiter";
 import { createSharedState, type SharedStateStatus } from "./store/shared-state";
 
@@ -99,6 +100,7 @@ export function createGuards(d: GuardDeps): Guards {
   let publishedKeys = -1; // the keys-file generation whose revocations went to Redis
   let publishedLost = 0; // and after how many losses of the shared list (store/revocations.ts `lost`)
   const startedMs = d.clock(); // signed requests from before this moment may have been accepted by an earlier process
+  const signatureFloor = new SignatureFloor(config.stateDir, (msg) => d.log.warn(msg)); // and those up to this one, ahead of its clock
   const promptCheck = createPromptGuard(config);
   const scanner = config.responseScan.action === "off" ? undefined : createScanner(config.responseScan);
   const keyLimits = (k: KeyRecord) => ({
@@ -239,11 +241,11 @@ export function createGuards(d: GuardDeps): Guards {
       const key = x.key;
       if (!key) return;
       x.limitChecked = true; // whatever happens now (a bad signature, a 429), refused() must not count it again
-      let signed: { nonce: string; expiresAt: number } | undefined;
+      let signed: { nonce: string; expiresAt: number; ts: number } | undefined;
       if (key.requireSignature) {
         try {
           signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: state.path + state.query, body: x.rawBody ?? "",
-            headers: request.headers, nowMs: d.clock(), startedMs });
+            headers: request.headers, nowMs: d.clock(), startedMs, floorS: signatureFloor.floor });
           await nonces.check(signer(key), signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
         } catch (e) {
           // A missing, wrong or replayed signature is a failed authentication: whoever sends it holds the bearer key
@@ -264,7 +266,10 @@ export function createGuards(d: GuardDeps): Guards {
       x.admitted = admitted.where;
       Object.assign(state.headers, admitted.headers);
       // Remembered only once the rate limiter charged it: a flood of refused requests cannot fill the cache.
-      if (signed) await nonces.add(signer(key), signed.nonce, signed.expiresAt, d.clock());
+      if (signed) {
+        await nonces.add(signer(key), signed.nonce, signed.expiresAt, d.clock());
+        signatureFloor.accepted(signed.ts, d.clock());
+      }
     },
 
     async refused(request, state, error) {

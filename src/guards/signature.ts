@@ -100,7 +100,9 @@ export class NonceCache {
  */
 export function verifySignature(opts: {
   publicKey: string | null; method: string; path: string; body: string; headers: Headers; nowMs: number; startedMs: number;
-}): { nonce: string; expiresAt: number } {
+  /** Timestamps up to this were maybe accepted ahead of the clock by an earlier process (signature-floor.ts). */
+  floorS?: number;
+}): { nonce: string; expiresAt: number; ts: number } {
   const ts = opts.headers.get("x-appliance-timestamp");
   const sig = opts.headers.get("x-appliance-signature");
   // First: a key made by a release that signed with HMAC has no public key; its client's old-style signature was
@@ -114,11 +116,14 @@ export function verifySignature(opts: {
   if (Number(ts) < Math.ceil(opts.startedMs / 1000)) {
     throw new SignatureError("Request timestamp is from before the server started; sign the request again with the current time.");
   }
+  if (opts.floorS !== undefined && Number(ts) <= opts.floorS) {
+    throw new SignatureError("Request timestamp is not after one the server accepted before it restarted (a client clock ahead of the server's); sign the request again with the current time.");
+  }
   const bytes = decodeSignature(sig);
   if (!bytes) throw new SignatureError("x-appliance-signature must be a base64 (88 characters) or hex (128) Ed25519 signature.");
   const message = signingString(opts.method, opts.path, ts, opts.body);
   let ok = false;
   try { ok = nodeCrypto().verify(null, Buffer.from(message), publicKeyObject(opts.publicKey), bytes); } catch { ok = false; }
   if (!ok) throw new SignatureError("Request signature does not match.");
-  return { nonce: new Bun.CryptoHasher("sha256").update(message).digest("hex"), expiresAt: (Number(ts) + MAX_SKEW_S) * 1000 + 1000 };
+  return { nonce: new Bun.CryptoHasher("sha256").update(message).digest("hex"), expiresAt: (Number(ts) + MAX_SKEW_S) * 1000 + 1000, ts: Number(ts) };
 }

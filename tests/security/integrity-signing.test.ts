@@ -159,3 +159,33 @@ test("a restart does not reopen the replay window: timestamps from before the pr
     expect((await second.handle(fresh)).status).toBe(200);
   } finally { fs.rmSync(stateDir, { recursive: true, force: true }); }
 });
+
+// Claims audit (stop 74): a request timestamped ahead of the server's clock (inside the 300 s allowed) was replayable
+// once after a restart that came before its timestamp: "from before the process started" did not cover it, and the
+// replay cache is memory. The newest such timestamp accepted is now kept in the state dir, and a restarted server
+// refuses timestamps up to it.
+test("a restart does not reopen the replay window for a request timestamped ahead of the server's clock", async () => {
+  const stateDir = tmpDir();
+  try {
+    const { privateKey, publicKey } = pair();
+    const { key } = new KeyStore(keysFilePath(stateDir)).create({ name: "s", requireSignature: true, publicKey: publicKey.export({ format: "pem", type: "spki" }).toString() });
+    let now = Date.parse("2030-01-01T00:00:00Z");
+    const ahead = now / 1000 + 120; // a client whose clock leads by two minutes
+    const signed = (t: number) => req("/v1/embeddings", { key, body, headers: headersFor(t, sign(privateKey, "POST", "/v1/embeddings", String(t), body)) });
+    const { app: first, exit } = await serverOver(stateDir, () => now);
+    expect((await first.handle(signed(ahead))).status).toBe(200);
+    expect((await first.handle(signed(ahead))).status).toBe(401);
+    now += 10_000;
+    exit();
+    const second = await serverOver(stateDir, () => now);
+    const replay = await second.app.handle(signed(ahead));
+    expect(replay.status).toBe(401);
+    expect(((await replay.json()) as any).error.message).toMatch(/not after one the server accepted before it restarted/);
+    // A fresh request from the same leading clock, signed later, passes; so does one from a clock in step.
+    expect((await second.app.handle(signed(ahead + 1))).status).toBe(200);
+    now += 200_000; // past the leading timestamps: a third process refuses nothing new from a clock in step
+    second.exit();
+    const third = await appOver(stateDir, () => now);
+    expect((await third.handle(signed(now / 1000))).status).toBe(200);
+  } finally { fs.rmSync(stateDir, { recursive: true, force: true }); }
+});
