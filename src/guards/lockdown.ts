@@ -37,6 +37,9 @@ export class LockdownError extends AppError {
   }
 }
 
+/** How often, while generations run, the server looks for a lockdown begun since they started (it cuts them). */
+export const LOCKDOWN_WATCH_MS = 250;
+
 /** A check for the request path; throws LockdownError while the file exists. */
 export function lockdownGuard(stateDir: string): (pathname: string) => void {
   const file = lockdownFile(stateDir);

@@ -4,6 +4,7 @@
  * this is the request path: state → guards (fixed order, guards/index.ts) →
  * routes (a table of the API) → error mapper → log + audit line.
  */
+import fs from "node:fs";
 import { Elysia } from "elysia";
 import { bindOnceAdapter } from "./bind-adapter";
 import { InvalidRequestError, ShuttingDownError } from "../errors";
@@ -14,6 +15,7 @@ import { unredacted } from "../log/logger";
 import type { AppDeps, AppInput } from "./deps";
 import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
+import { LOCKDOWN_WATCH_MS, LockdownError, lockdownFile } from "../guards/lockdown";
 import { arrived, expectArrival } from "./arrivals";
 import { admissionTurn } from "./admission-turn";
 import { initState, newRequestId, stateOf, summarize } from "./request-state";
@@ -49,13 +51,18 @@ export function createApp(input: AppInput) {
     ? new OtlpExporter({ endpoint: config.tracing.otlpEndpoint, maxQueue: config.tracing.maxQueuedSpans, serviceVersion: input.version.app, log })
     : undefined;
   if (tracer) metrics.attachTracer(tracer);
+  // A lockdown cuts what is already generating too (its answers end as a shutdown's do, cut short), not only the
+  // next requests: a stream ran on to its max_tokens after `appliance lockdown` (claims audit).
+  const inflight = new Inflight();
+  const locked = lockdownFile(config.stateDir);
+  inflight.watch(() => (fs.existsSync(locked) ? { reason: "lockdown", error: () => new LockdownError() } : undefined), LOCKDOWN_WATCH_MS);
   if (guards.sharedState().store === "redis") metrics.attachSharedState(() => guards.sharedState());
   // The per-request summary line names no field the logger redacts (its type says so): written without redaction.
   const requestLog = unredacted(log);
   const deps: AppDeps = {
     ...input,
     clock: input.clock ?? Date.now,
-    inflight: new Inflight(),
+    inflight,
     metrics,
     tracer,
     draining: false,

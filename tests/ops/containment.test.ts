@@ -56,6 +56,34 @@ test("lockdown: 503 'lockdown' for inference and every other route, /health stay
   expect(cli(["lockdown", "--off"]).out).toContain("not in lockdown");
 }, 120_000);
 
+// Claims audit (stop 74): `lockdown` stopped new requests only; a stream already generating ran on to its max_tokens
+// (~3 s here) and ended 200 with all of them. The server now looks for a lockdown while generations run and cuts
+// them as a shutdown does: each answer ends properly with what it has, finish_reason "length".
+test("lockdown cuts the generations already running: a stream ends cut short, not at its max_tokens", async () => {
+  // Forced by the schema: uncut, the tiny model writes all of it (~1,600 tokens, ~3 s here) and ends with "stop".
+  const long = "lorem ipsum dolor ".repeat(100);
+  const res = await fetch(`${server.baseURL}/v1/chat/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${server.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 1900, stream: true,
+      response_format: { type: "json_schema", json_schema: { name: "k", schema: { type: "object", properties: { k: { const: long } }, required: ["k"] } } } }),
+  });
+  expect(res.status).toBe(200);
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  let text = dec.decode((await reader.read()).value);
+  expect(text).toContain("data: ");
+  try {
+    expect(cli(["lockdown", "--reason", "cut the running ones"]).code).toBe(0);
+    for (let r = await reader.read(); !r.done; r = await reader.read()) text += dec.decode(r.value);
+  } finally { cli(["lockdown", "--off"]); }
+  const events = text.split("\n").filter((l) => l.startsWith("data: ") && l !== "data: [DONE]").map((l) => JSON.parse(l.slice(6)));
+  expect(text.trimEnd()).toEndWith("data: [DONE]");
+  expect(events.at(-1).choices[0].finish_reason).toBe("length");
+  const content = events.map((e) => e.choices[0]?.delta?.content ?? "").join("");
+  expect(content.length).toBeLessThan(long.length); // cut before the end, not run to it
+  expect((await chat()).status).toBe(200); // lifted: serving again
+}, 120_000);
+
 test("keys revoke --all: every key refused by the running server, list says revoked", async () => {
   expect((await chat(server.keys[0]!)).status).toBe(200);
   const r = cli(["keys", "revoke", "--all"]);
@@ -102,3 +130,4 @@ test("a lockdown path that is not a readable file is still a lockdown: the start
   expect(await main(["lockdown", "--off", "--state-dir", stateDir])).toBe(0);
   expect(fs.existsSync(lockdownFile(stateDir))).toBe(false);
 });
+

@@ -28,7 +28,7 @@ export const embeddingRoutes = (deps: AppDeps) =>
       deps.settle(state);
       return embeddingList(info.id, result, body.encoding_format === "base64", body.dimensions ?? undefined);
     } catch (e) {
-      throw flight.signal.aborted ? new CancelledError() : e;
+      throw flight.signal.aborted ? (flight.cut()?.() ?? new CancelledError()) : e; // the server's cut: its 503
     } finally {
       flight.end();
     }

@@ -6,21 +6,19 @@
  * The 200 and its event-stream headers go out only once the first choice is admitted (grammar built,
  * context checked, a place in the queue), so those refusals keep their status.
  */
-import { CancelledError, AppError, ShuttingDownError } from "../../errors";
+import { CancelledError, AppError } from "../../errors";
 import type { Generation, GenerationStage } from "../../engine/engine";
 import { errorBodyOf, toAppError } from "../errors";
 import { LogprobAligner, type AlignedPiece } from "../openai/logprob-align";
 import { sseResponse } from "../openai/sse";
 import { cacheScopeOf, type RequestState } from "../request-state";
 import type { AppDeps } from "../deps";
-import type { Inflight } from "../inflight";
+import type { Flight } from "../inflight";
 import { scanParts } from "../../guards/scan-parts";
 import { thoughtStream } from "../thought-stream";
 import { argumentsOf, scanned, unstarted, type GenerationPlan } from "./generate";
 import { totalUsage } from "../openai/convert";
 import { stopPieces } from "../../engine/stop-text";
-
-type Flight = ReturnType<Inflight["begin"]>;
 
 /** Sends one event, or each of an array of them. */
 const sendAll = (send: (event: unknown) => void, events: unknown) => {
@@ -119,7 +117,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     await Promise.race([first.admission, first.generation]);
   } catch (e) {
     flight.end();
-    if (flight.signal.aborted && deps.draining) throw new ShuttingDownError(); // before any byte: a 503 the SDKs retry
+    if (flight.signal.aborted && flight.cut()) throw flight.cut()!(); // before any byte: a 503 (shutdown: one the SDKs retry)
     throw flight.signal.aborted && !(e instanceof AppError) ? new CancelledError() : e;
   }
 
@@ -134,14 +132,14 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
       emit = rawSend;
       // Cancelled by a shutdown (grace period over) rather than by the client: the client is still there,
       // so the stream ends properly, with what was generated, finish_reason "length" (cut short) and [DONE].
-      const byShutdown = () => flight.signal.aborted && deps.draining;
+      const byShutdown = () => flight.signal.aborted && flight.cut() !== undefined; // or a lockdown
       const gs: Generation[] = [];
       for (let i = 0, choice = first; ; choice = startChoice(i)) {
         const g: Generation = await choice.generation.catch((e: unknown): Generation => {
           if (!byShutdown()) throw e;
           // The first choice never started (it waited in the queue): an error event, not an empty answer the client
           // cannot tell from a real one (resilience run); a later one: the answer so far, cut short.
-          if (i === 0) throw new ShuttingDownError();
+          if (i === 0) throw flight.cut()!();
           return unstarted();
         });
         gs.push(g);
@@ -163,7 +161,7 @@ export async function streamGeneration(state: RequestState, deps: AppDeps, plan:
     },
     onCancel: () => flight.abort(),
     errorEvent: (err) => {
-      if (flight.signal.aborted && !(err instanceof ShuttingDownError)) return undefined;
+      if (flight.signal.aborted && !flight.cut()) return undefined;
       const e = toAppError("UNKNOWN", err, state.id, deps.log);
       state.status = e.status;
       state.errorCode = e.code ?? undefined;

@@ -5,7 +5,7 @@
  * A "block" finding stops generation and ends it with finish_reason
  * "content_filter", as OpenAI does.
  */
-import { AppError, CancelledError, ShuttingDownError } from "../../errors";
+import { AppError, CancelledError } from "../../errors";
 import type { Generation, GenerateCall, GenerationStage, PromptLogprob, TokenLogprob, ToolCall } from "../../engine/engine";
 import { alignWhole } from "../openai/logprob-align";
 import { totalUsage, type UsageCounts } from "../openai/convert";
@@ -64,8 +64,9 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     state.marks[stage] ??= performance.now();
   };
   if (plan.stream) return streamGeneration(state, deps, plan, flight, onStage);
-  // Cancelled by a shutdown (grace period over), not by the client, who is still there (resilience run: a bodyless 499).
-  const byShutdown = () => flight.signal.aborted && deps.draining;
+  // Cut by the server (a shutdown's grace period over, a lockdown), not by the client, who is still there (resilience
+  // run: a bodyless 499).
+  const byShutdown = () => flight.signal.aborted && flight.cut() !== undefined;
   try {
     // Choices run one after another: each is admitted like any request, and one request never holds several slots.
     const gs: Generation[] = [];
@@ -74,7 +75,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
     for (let i = 0; i < plan.choices; i++) {
       if (flight.signal.aborted) {
         if (!byShutdown()) break;
-        if (!gs.length) throw new ShuttingDownError();
+        if (!gs.length) throw flight.cut()!();
         gs.push(unstarted());
         continue;
       }
@@ -82,7 +83,7 @@ export async function runGeneration(request: Request, state: RequestState, deps:
       const watch = plan.stop && stopWatch(plan.stop, flight.signal, deps.responseFilter(state, true, !!plan.jsonText));
       const g = await plan.call(watch ? watch.signal : flight.signal, i, { onStage, cacheScope: cacheScopeOf(state), ...(watch && { onText: watch.onText }) }).catch((e: unknown) => {
         if (!byShutdown()) throw e;
-        if (!gs.length) throw new ShuttingDownError(); // nothing was generated: a 503 the SDKs retry
+        if (!gs.length) throw flight.cut()!(); // nothing was generated: a 503 (shutdown: one the SDKs retry)
         return unstarted();
       });
       if (byShutdown()) { g.finishReason = "length"; g.toolCalls = undefined; } // aborted while it ran: cut short

@@ -8,7 +8,7 @@
  */
 import { includeUsage, type StreamOptions } from "../openai/convert";
 import { checkEmbeddingInputs } from "../../guards/bounds";
-import { AppError, InvalidRequestError, type ErrorType, ShuttingDownError } from "../../errors";
+import { AppError, InvalidRequestError, type ErrorType } from "../../errors";
 import { UpstreamError } from "../../gateway/errors";
 import type { AppDeps } from "../deps";
 import type { RequestState } from "../request-state";
@@ -130,7 +130,7 @@ export async function forwardUpstream(deps: AppDeps, request: Request, state: Re
     flight.end();
     // Cancelled by this gateway's own shutdown before any answer came: a 503 the SDKs retry, as local requests get
     // (fix-attack run: a bodyless 499 though the client was still there).
-    if (flight.signal.aborted && deps.draining) throw new ShuttingDownError();
+    if (flight.signal.aborted && flight.cut()) throw flight.cut()!(); // or a lockdown's 503
     throw e;
   }
   state.decisions.push(`upstream:${reply.upstream}`);

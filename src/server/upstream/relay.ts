@@ -18,6 +18,7 @@ import { UpstreamError } from "../../gateway/errors";
 import { thoughtStream } from "../thought-stream";
 import type { TextFilter } from "../../guards/response-scan";
 import type { AppDeps } from "../deps";
+import type { Flight } from "../inflight";
 import { errorBodyOf, toAppError } from "../errors";
 import type { ResponseFrame } from "../openai/responses";
 import { sseResponse } from "../openai/sse";
@@ -40,7 +41,7 @@ export interface RelayPlan {
   choices: number;
   /** The Responses API's echoed request and ids (kind "responses"). */
   frame?: ResponseFrame;
-  flight: { signal: AbortSignal; abort: () => void; end: () => void };
+  flight: Flight;
   /** The request asked for a JSON answer: the scanner reads the text as JSON (a call's arguments always are). */
   jsonText?: boolean;
 }
@@ -142,7 +143,7 @@ export function relayStream(deps: AppDeps, state: RequestState, reply: UpstreamR
           if (blocked && finished >= plan.choices) break; // nothing more to pass on: stop the upstream now
         }
       } catch (e) {
-        if (!(e instanceof CancelledError && deps.draining)) throw e;
+        if (!(e instanceof CancelledError && plan.flight.cut())) throw e;
         // The shutdown's grace period ran out: end every answer properly, cut short.
         for (let i = 0; i < plan.choices; i++) { const c = choiceAt(i); if (!c.done) close(i, c, "length"); }
         state.status = 499;
