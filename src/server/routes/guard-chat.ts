@@ -7,6 +7,7 @@
 import type { ChatTurn, ToolUse } from "../../engine/engine";
 import type { AppDeps } from "../deps";
 import type { RequestState } from "../request-state";
+import { decodedJson } from "../../guards/decoded-json";
 
 export function guardChat(deps: AppDeps, state: RequestState, model: string, turns: ChatTurn[], tools: ToolUse | undefined) {
   const texts: { set: (text: string) => void; text: string }[] = [];
@@ -20,7 +21,9 @@ export function guardChat(deps: AppDeps, state: RequestState, model: string, tur
     // The name too: the schema bounds only its length (chat tool_calls, function_call, Responses function_call
     // items), and the template writes it into the prompt beside the arguments.
     texts.push({ text: c.name, set: (v) => { c.name = v; } });
-    texts.push({ text: c.arguments, set: (v) => { c.arguments = v; } });
+    // Read decoded, as the template writes them; written back only when a strip changed them.
+    const args = decodedJson(c.arguments);
+    texts.push({ text: args, set: (v) => { if (v !== args) c.arguments = v; } });
   }
   // An echoed thought is rendered by templates that keep thoughts: prompt text like the rest.
   const thoughts = turns.map((m) => m.reasoning);

@@ -10,6 +10,7 @@ import type { ChatTurn } from "../../engine/engine";
 import { isObject } from "../../util/is-object";
 import type { AppDeps } from "../deps";
 import type { RequestState } from "../request-state";
+import { decodedJson } from "../../guards/decoded-json";
 
 type Obj = Record<string, unknown>;
 interface Slot { text: string; set: (v: string) => void; role: ChatTurn["role"] }
@@ -61,10 +62,10 @@ function tools(slots: Slot[], list: unknown) {
   }
 }
 
-/** An earlier call: its name and arguments. */
+/** An earlier call: its name and arguments (read decoded, as the upstream's template writes them). */
 function call(slots: Slot[], c: Obj) {
   field(slots, c, "name", "assistant");
-  field(slots, c, "arguments", "assistant");
+  if (typeof c.arguments === "string") slots.push({ text: decodedJson(c.arguments), role: "assistant", set: (v) => { c.arguments = v; } });
 }
 
 function chatSlots(body: Obj): Slot[] {
