@@ -27,6 +27,8 @@ const HOLD_CAP = 8192;
 
 /** Chunks closer together than this are a burst (a replay, a cached answer), scanned in batches of burstChars. */
 const BURST_MS = 1;
+/** Longest joined spaced-out run the token rules read without their boundaries (the longest such token is 171). */
+const RUN_SCAN_MAX = 512;
 /**
  * Released characters kept as context for the next scan: lookbehinds and \b at the held text's start read them,
  * and a run of non-space characters that began before the cut (a long base64 blob, a host label) is seen from its
@@ -102,6 +104,15 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   // Short encoded forms of a secret or an internal address (base64, base64url, hex): decoded and scanned with those
   // rules (PII is matched as written only).
   const decodedRules = spanRules.filter((r) => r.group !== "pii");
+  /**
+   * The token rules without their word boundaries, for what a spaced-out run reads as: a one-character word beside the
+   * secret joins its run ("it is a A K I A …" reads `aAKIA…`, "… E 1" reads `…E1`), and the rules, which want a
+   * boundary at each end, passed the key (red-team run). Within a run every character stood alone, so a token found
+   * anywhere in it was written out to be read as one.
+   */
+  const unbounded = (use: SecretRule[]) => use.filter((r) => r.group === "secret" && /^\\b|\\b$/.test(r.pattern.source))
+    .map((r) => ({ ...r, pattern: new RegExp(r.pattern.source.replace(/^\\b/, "").replace(/\\b$/, ""), r.pattern.flags) }));
+  const runRules = { prose: unbounded(spanRules), json: unbounded(jsonSpanRules) };
 
   /** Rule matches in `text` (already a view), earlier rules first, non-overlapping; `found` stays sorted. */
   function match(text: string, use: SecretRule[], found: Span[]) {
@@ -126,6 +137,13 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
       if (inner.length) encoded.push({ start, end, rule: inner[0]!.rule });
     }
     if (encoded.length) merge(found, encoded);
+    for (const [start, end] of view.runs ?? []) {
+      if (end - start > RUN_SCAN_MAX) continue;
+      const inner: Span[] = [];
+      match(text.slice(start, end), json ? runRules.json : runRules.prose, inner);
+      const more = inner.map((f) => ({ ...f, start: f.start + start, end: f.end + start })).filter((f) => !overlaps(found, f.start, f.end));
+      if (more.length) merge(found, more);
+    }
     for (const f of found) [f.start, f.end] = toOriginal(view, f.start, f.end);
     return found;
   }

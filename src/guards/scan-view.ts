@@ -36,6 +36,8 @@ export interface ScanView {
   spaced: boolean;
   /** The view before its spaced-out runs were joined (every character read on its own); null when none were. */
   unjoined: ScanView | null;
+  /** Where each joined spaced-out run stands in `text`, [start, end); absent when none were joined. */
+  runs?: [number, number][];
 }
 
 /**
@@ -181,17 +183,20 @@ function joinRuns(v: ScanView): ScanView {
   if (!runs.length) return v;
   const t = v.text, from = new Int32Array(t.length), to = new Int32Array(t.length);
   let out = "", n = 0, last = 0;
+  const joined: [number, number][] = [];
   const keep = (s: number, e: number) => {
     out += t.slice(s, e);
     for (let i = s; i < e; i++) { from[n] = v.from ? v.from[i]! : i; to[n++] = v.to ? v.to[i]! : i + 1; }
   };
   for (const [s, e] of runs) {
     keep(last, s);
+    const at = n;
     for (let i = s; i < e; i++) if (CLASS[t.charCodeAt(i)] !== GAP) keep(i, i + 1);
+    joined.push([at, n]);
     last = e;
   }
   keep(last, t.length);
-  return { text: out, source: v.source, from: from.subarray(0, n), to: to.subarray(0, n), spaced: true, unjoined: v };
+  return { text: out, source: v.source, from: from.subarray(0, n), to: to.subarray(0, n), spaced: true, unjoined: v, runs: joined };
 }
 
 export function scanView(text: string): ScanView {

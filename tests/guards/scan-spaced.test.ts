@@ -98,3 +98,25 @@ test("the bound: a gap of five whitespace characters or more ends a run (a lette
   expect(scanner.scan(text).text).toBe(text);
   expect(streamed(scanner, [...text]).text).toBe(text);
 });
+
+// Red-team run (stop 74): a one-character word beside a spaced-out secret joined its run ("it is a A K I A …" read
+// `aAKIA…`, "… d E 1" read `…dE1`), and the token rules, which want a word boundary at each end, no longer matched:
+// the key went out as written. The article "a" or the pronoun "I" was enough.
+test("a spaced-out secret with a one-character word beside it is redacted, one-shot and streamed", () => {
+  const leaks: string[] = [];
+  for (const [rule, secret] of SECRETS) {
+    const spaced = [...secret].join(" ");
+    for (const context of [(s: string) => `it is a ${s}`, (s: string) => `I ${s}`, (s: string) => `${s} 1`, (s: string) => `x ${s} y and more`,
+      (s: string) => `a b ${s} c d`]) {
+      const text = context(spaced), want = context(`[REDACTED:${rule}]`);
+      for (const s of [scanner, noHost]) {
+        if (s.scan(text).text !== want) leaks.push(`one-shot ${JSON.stringify(text)}: ${JSON.stringify(s.scan(text).text)}`);
+        for (const pieces of [[...text], [text.slice(0, 9), text.slice(9)]]) {
+          const got = streamed(s, pieces).text;
+          if (got !== want) leaks.push(`streamed in ${pieces.length} ${JSON.stringify(text)}: ${JSON.stringify(got)}`);
+        }
+      }
+    }
+  }
+  expect(leaks.slice(0, 6)).toEqual([]);
+});
