@@ -102,12 +102,15 @@ const ASCII_SEPARATOR = new Uint8Array(128);
 for (const c of " \t\n\r\v\f-_.|/\\*~^") ASCII_SEPARATOR[c.charCodeAt(0)] = 1;
 const NON_ASCII = /[^\x00-\x7f]/;
 
-/** Nonspacing marks (accents). */
-const LONE_MARK = /^\p{Mn}$/u;
+/** Nonspacing and enclosing marks (accents, a circle drawn around the letter before). */
+const LONE_MARK = /^[\p{Mn}\p{Me}]$/u;
 const ACCENTED = /^\P{Mn}\p{Mn}+$/u;
-/** Each non-ASCII character's accentless form, worked out once ("" for a mark alone); bounded, as text is the client's. */
+/**
+ * Each non-ASCII character's accentless form, worked out once ("" for a mark alone); bounded, as text is the client's.
+ * The prompt guard's skeleton and the response scanner's view (scan-view.ts) read letters through it.
+ */
 const ACCENTLESS = new Map<string, string>();
-function accentless(ch: string): string {
+export function accentless(ch: string): string {
   let f = ACCENTLESS.get(ch);
   if (f !== undefined) return f;
   const d = ch.normalize("NFD");

@@ -13,7 +13,7 @@
  * arguments) is text its reader decodes, so `A\tK\tI…` is a spaced-out run and `\"` a quote. An escape still being
  * written at the end of the text (`\`, `\u00`) is not in the view yet (pendingEscape: a stream holds it back).
  */
-import { INVISIBLE_CHAR, LOOKALIKES } from "./normalise";
+import { accentless, INVISIBLE_CHAR, LOOKALIKES } from "./normalise";
 import { isHigh, isLow } from "./regex-chars";
 
 /**
@@ -215,8 +215,12 @@ function folded(code: number): string {
   let piece = FOLDS.get(code);
   if (piece === undefined) {
     const ch = String.fromCodePoint(code);
-    const nfkc = INVISIBLE_CHAR.test(ch) ? "" : ch.normalize("NFKC");
-    piece = LOOKALIKES[ch] ?? LOOKALIKES[nfkc] ?? nfkc; // the character itself first: NFKC makes lunate sigma Ϲ a Σ
+    // A C1 control (but NEL, a line break) reads as nothing, and so do accents: a mark on its own is dropped, an
+    // accented letter reads as its base. One combining accent (`PRI\u0301VATE`), an `Í` or a CSI (U+009B) inside a
+    // token hid it from every rule, a PEM's armor and a JWT's start included (red-team run).
+    const nfkc = INVISIBLE_CHAR.test(ch) || (code <= 0x9f && code !== 0x85) ? "" : ch.normalize("NFKC");
+    const base = nfkc.length && code < 0x3000 ? accentless(nfkc) : nfkc;
+    piece = LOOKALIKES[ch] ?? LOOKALIKES[nfkc] ?? LOOKALIKES[base] ?? base; // the character itself first: NFKC makes lunate sigma Ϲ a Σ
     if (FOLDS.size >= FOLDS_MAX) FOLDS.clear();
     FOLDS.set(code, piece);
   }

@@ -48,6 +48,14 @@ const CASES: [string, string, string][] = [
   // Leak run: dashes Unicode lists as confusable with "-" that the hand-made table lacked (the whole key went out).
   ...["\u02D7", "\u2796", "\u2CBA", "\u2E3A"].map((d): [string, string, string] =>
     [`PEM armor in U+${d.codePointAt(0)!.toString(16).toUpperCase()} dashes`, `-----BEGIN RSA PRIVATE KEY-----\n${pemBody}\n-----END RSA PRIVATE KEY-----`.replaceAll("-", d), pemBody]),
+  // Red-team run (stop 74): one combining accent, a precomposed accented letter or a C1 control hid every rule.
+  ["a combining accent in a PEM's armor", `-----BEGIN RSA PRI\u0301VATE KEY-----\n${pemBody}\n-----END RSA PRIVATE KEY-----`, pemBody],
+  ["a precomposed accented letter in a PEM's armor", `-----BEGIN RSA PR\u00CDVATE KEY-----\n${pemBody}\n-----END RSA PRIVATE KEY-----`, pemBody],
+  ["a combining dot below in a JWT", `ey\u0323JhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV`, "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV"],
+  ["a combining low line in an AWS key", "AKIAZ3QWX\u0332ERT5YUI2OPL", "ERT5YUI2OPL"],
+  ["an accented letter in an AWS key", "AKIAZ3QWX\u00C9RT5YUI2OPL", "RT5YUI2OPL"],
+  ["a C1 control (CSI) in an AWS key", "AKIAZ3QWX\u009bERT5YUI2OPL", "ERT5YUI2OPL"],
+  ["a combining accent in an internal address", "see http://10.0\u0301.0.5/ now", "0.5/"],
   ["base64 wrapped at 76 columns", `${wrapped(76, "\n")}\n`, wrapped(76, "\n").split("\n")[1]!],
   ["base64 wrapped at 64 columns, CRLF, in prose", `Encoded:\r\n${wrapped(64, "\r\n")}\r\nDone.`, wrapped(64, "\n").split("\n")[2]!],
 ];
