@@ -110,8 +110,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
    * boundary at each end, passed the key (red-team run). Within a run every character stood alone, so a token found
    * anywhere in it was written out to be read as one.
    */
-  const unbounded = (use: SecretRule[]) => use.filter((r) => r.group === "secret" && /^\\b|\\b$/.test(r.pattern.source))
-    .map((r) => ({ ...r, pattern: new RegExp(r.pattern.source.replace(/^\\b/, "").replace(/\\b$/, ""), r.pattern.flags) }));
+  const END = /(?:\\b|\(\?!\[\\w-\]\))$/; // a token's end: `\b`, or "no word character or `-` after it"
+  const unbounded = (use: SecretRule[]) => use.filter((r) => r.group === "secret" && (/^\\b/.test(r.pattern.source) || END.test(r.pattern.source)))
+    .map((r) => ({ ...r, pattern: new RegExp(r.pattern.source.replace(/^\\b/, "").replace(END, ""), r.pattern.flags) }));
   const runRules = { prose: unbounded(spanRules), json: unbounded(jsonSpanRules) };
 
   /** Rule matches in `text` (already a view), earlier rules first, non-overlapping; `found` stays sorted. */

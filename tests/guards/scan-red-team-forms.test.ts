@@ -56,6 +56,10 @@ const CASES: [string, string, string][] = [
   ["an accented letter in an AWS key", "AKIAZ3QWX\u00C9RT5YUI2OPL", "RT5YUI2OPL"],
   ["a C1 control (CSI) in an AWS key", "AKIAZ3QWX\u009bERT5YUI2OPL", "ERT5YUI2OPL"],
   ["a combining accent in an internal address", "see http://10.0\u0301.0.5/ now", "0.5/"],
+  // Red-team run (stop 74): a fixed-length token ending in `-` had no word boundary after it and was never matched.
+  ["a GCP key ending in -", 'key "AIzaSyD3f9Kq2LmNpQrStUvWxYz0123456ab12-" set', "SyD3f9Kq2LmNpQrStUvWxYz0123456ab12"],
+  ["a GitLab PAT ending in -", "glpat-aB3dE5gH7jK9mN1pQr2-", "aB3dE5gH7jK9mN1pQr"],
+  ["a GitLab PAT ending in - spaced out beside a digit", [..."glpat-aB3dE5gH7jK9mN1pQr2-"].join(" ") + " 1", "9 m N 1"],
   ["base64 wrapped at 76 columns", `${wrapped(76, "\n")}\n`, wrapped(76, "\n").split("\n")[1]!],
   ["base64 wrapped at 64 columns, CRLF, in prose", `Encoded:\r\n${wrapped(64, "\r\n")}\r\nDone.`, wrapped(64, "\n").split("\n")[2]!],
 ];
