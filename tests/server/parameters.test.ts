@@ -32,9 +32,14 @@ describe("/tokenize and /detokenize", () => {
   // Client run: vLLM's spelling ({prompt, add_special_tokens}) and llama-server's parse_special were 400s.
   test("vLLM's spelling is taken and answered in vLLM's shape; parse_special false is taken, true refused", async () => {
     const tokens = (await post("/tokenize", { content: "hello world" })).body.tokens as number[];
+    // vLLM's add_special_tokens defaults to true ("special tokens (e.g. BOS) will be added"): its count is what a
+    // completion of the prompt charges (SDK run, stop 74: it was one lower).
+    const withBos = (await post("/tokenize", { content: "hello world", add_special: true })).body.tokens as number[];
     const v = await post("/tokenize", { prompt: "hello world" });
-    expect([v.status, v.body]).toEqual([200, { count: tokens.length, max_model_len: 2048, tokens }]);
-    expect(((await post("/tokenize", { prompt: "hello world", add_special_tokens: true })).body.tokens as number[]).length).toBe(tokens.length + 1);
+    expect([v.status, v.body]).toEqual([200, { count: withBos.length, max_model_len: 2048, tokens: withBos }]);
+    const completion = await post("/v1/completions", { model: "tiny", prompt: "hello world", max_tokens: 1 });
+    expect(v.body.count).toBe(completion.body.usage.prompt_tokens);
+    expect((await post("/tokenize", { prompt: "hello world", add_special_tokens: false })).body.tokens).toEqual(tokens);
     expect((await post("/tokenize", { content: "hello world", parse_special: false })).body.tokens).toEqual(tokens);
     const special = await post("/tokenize", { content: "<|im_start|>", parse_special: true });
     expect([special.status, special.body.error.param]).toEqual([400, "parse_special"]);

@@ -65,7 +65,8 @@ export const tokenizeRoutes = (deps: AppDeps) =>
       if (text === undefined) throw new MissingParameterError("content");
       // The prompts' bound: a text no prompt may be is not tokenized either (its cost grows with its length, long-text.ts).
       checkChars("content", text.length, deps.config.maxPromptChars, vllm ? "prompt" : "content", "input_too_long");
-      const tokens = deps.engine.tokenize(model, text, body.add_special ?? body.add_special_tokens ?? false);
+      // Each spelling's own default: llama-server's add_special false, vLLM's add_special_tokens true.
+      const tokens = deps.engine.tokenize(model, text, body.add_special ?? body.add_special_tokens ?? vllm);
       if (vllm && !body.with_pieces) return { count: tokens.length, max_model_len: deps.engine.model(model)!.contextSize, tokens };
       if (!body.with_pieces) return { tokens };
       // A piece that is part of a UTF-8 character is its bytes, as llama-server gives it (its text alone reads "\uFFFD").
