@@ -36,6 +36,24 @@ describe("responses", () => {
     if (r.status === "incomplete") expect(r.incomplete_details!.reason).toBe("max_output_tokens");
   });
 
+  // SDK run (stop 74): the SDK's types declare usage.input_tokens_details.cache_write_tokens and a function tool's
+  // `strict` as required; the answer had neither (a tool echoed as sent, without `strict`).
+  test("fields the SDK's types require: usage's cache_write_tokens, each function tool's strict (OpenAI's default true)", async () => {
+    const tool = { type: "function" as const, name: "f", parameters: { type: "object", properties: { a: { type: "integer" } }, required: ["a"] } };
+    for (const stream of [false, true]) {
+      const req = { model: "tiny", input: "hi", max_output_tokens: 8, tools: [tool as never, { ...weather }] };
+      let r: OpenAI.Responses.Response;
+      if (!stream) r = await client.responses.create(req);
+      else {
+        let last: OpenAI.Responses.Response | undefined;
+        for await (const e of await client.responses.create({ ...req, stream: true })) if (e.type === "response.completed" || e.type === "response.incomplete") last = e.response;
+        r = last!;
+      }
+      expect(r.usage!.input_tokens_details).toEqual({ cached_tokens: expect.any(Number), cache_write_tokens: 0 });
+      expect(r.tools.map((t) => (t as OpenAI.Responses.FunctionTool).strict)).toEqual([true, false]);
+    }
+  });
+
   test("streaming: named events in order, text deltas add up to the final text", async () => {
     const stream = await client.responses.create({ model: "tiny", input: [{ role: "user", content: "hello" }], max_output_tokens: 8, temperature: 0, stream: true });
     const types: string[] = [];

@@ -173,9 +173,11 @@ export function responseObject(f: ResponseFrame, g: Generation | undefined, mess
     store: false, temperature: r.temperature ?? 1, top_p: r.top_p ?? 1,
     text: { format: r.text?.format ?? { type: "text" }, verbosity: r.text?.verbosity ?? "medium" },
     // what is applied: input longer than the context is a 400 here, never cut ("auto" is accepted, README says so)
-    tool_choice: r.tool_choice ?? "auto", tools: r.tools ?? [], truncation: "disabled", metadata: r.metadata ?? {},
+    // A function tool's `strict` as applied, OpenAI's default (true) where it was left out: the SDK's type requires it.
+    tool_choice: r.tool_choice ?? "auto", tools: (r.tools ?? []).map((t) => ({ ...t, strict: t.strict ?? true })), truncation: "disabled", metadata: r.metadata ?? {},
     usage: g ? {
-      input_tokens: g.promptTokens, input_tokens_details: { cached_tokens: g.cachedTokens ?? 0 },
+      // cache_write_tokens: no cache is written on request (the SDK's type requires the field)
+      input_tokens: g.promptTokens, input_tokens_details: { cached_tokens: g.cachedTokens ?? 0, cache_write_tokens: 0 },
       output_tokens: g.completionTokens, output_tokens_details: { reasoning_tokens: g.reasoningTokens ?? 0 },
       total_tokens: g.promptTokens + g.completionTokens,
     } : null,

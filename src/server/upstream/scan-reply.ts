@@ -252,7 +252,7 @@ export function scanEveryString(answer: Obj, newFilter: () => TextFilter): void 
  * gateway red-team run).
  */
 const USAGE_COUNTS = new Set(["prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens",
-  "cached_tokens", "audio_tokens", "reasoning_tokens", "accepted_prediction_tokens", "rejected_prediction_tokens", "text_tokens", "image_tokens"]);
+  "cached_tokens", "cache_write_tokens", "audio_tokens", "reasoning_tokens", "accepted_prediction_tokens", "rejected_prediction_tokens", "text_tokens", "image_tokens"]);
 const USAGE_DETAILS = new Set(["prompt_tokens_details", "completion_tokens_details", "input_tokens_details", "output_tokens_details"]);
 
 /**
