@@ -198,6 +198,28 @@ export function checkDirs(config: Readonly<Config>, l?: Layout): Check {
     : { name: "directories", status: "ok", detail: `state, models (their files and manifest too), logs and config are not writable by others${l ? "; the models and anchor dirs are root's" : ""}` };
 }
 
+/**
+ * sudoers lines (in /etc/sudoers and /etc/sudoers.d) that grant the account, or a group it is in, anything: the line's
+ * first word is its name or `%group`. A read, not a parse (aliases that name it are not followed). A `NOPASSWD: ALL`
+ * for the account in sudoers.d passed as "no admin group" (claims audit).
+ */
+function sudoersNaming(root: string, account: string, groups: string[]): string[] {
+  const files = [path.join(root, "etc/sudoers")];
+  const dir = path.join(root, "etc/sudoers.d");
+  try { for (const f of fs.readdirSync(dir)) if (!f.includes(".") && !f.endsWith("~")) files.push(path.join(dir, f)); } catch { /* none */ }
+  const names = new Set([account, ...groups.map((g) => `%${g}`)]);
+  const found: string[] = [];
+  for (const f of files) {
+    let text: string;
+    try { text = fs.readFileSync(f, "utf8"); } catch { continue; }
+    for (const line of text.split("\n")) {
+      const first = line.trim().split(/\s+/)[0] ?? "";
+      if (names.has(first)) found.push(`${f}: ${line.trim().slice(0, 120)}`);
+    }
+  }
+  return found;
+}
+
 export function checkAccount(l: Layout): Check {
   const a = readAccount(l.account, l.root);
   if (a === null) return { name: "account", status: "unknown", detail: `cannot read ${path.join(l.root, "etc/passwd")}` };
@@ -206,6 +228,8 @@ export function checkAccount(l: Layout): Check {
   if (!NO_LOGIN_SHELLS.includes(a.shell)) problems.push(`login shell ${a.shell || "(none set)"}`);
   const admin = a.groups.filter((g) => ADMIN_GROUPS.includes(g));
   if (admin.length) problems.push(`member of ${admin.join(", ")}`);
+  const granted = sudoersNaming(l.root, l.account, a.groups);
+  if (granted.length) problems.push(`named in sudoers: ${granted.join("; ")}`);
   if (a.uid === 0) problems.push("uid 0");
   return problems.length ? { name: "account", status: "fail", detail: `${l.account}: ${problems.join("; ")}` }
     : { name: "account", status: "ok", detail: `${l.account} has no login shell and no admin group` };

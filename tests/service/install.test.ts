@@ -267,6 +267,24 @@ describe("systemd install under --root", () => {
     const r = cli(["verify", "--root", root, "--platform", "systemd"]);
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/✗ account .*login shell \/bin\/bash; member of sudo/);
+    // Claims audit (stop 74): groups as good as root, and a sudoers grant, passed as "no admin group".
+    fs.writeFileSync(path.join(etc, "passwd"), "appliance:x:990:990::/var/lib/appliance:/usr/sbin/nologin\n");
+    for (const g of ["docker", "lxd", "disk", "shadow"]) {
+      fs.writeFileSync(path.join(etc, "group"), `root:x:0:\nappliance:x:990:\n${g}:x:27:appliance\n`);
+      const v = cli(["verify", "--root", root, "--platform", "systemd"]);
+      expect({ g, code: v.code }).toEqual({ g, code: 1 });
+      expect(v.out).toMatch(new RegExp(`✗ account .*member of ${g}`));
+    }
+    fs.writeFileSync(path.join(etc, "group"), "root:x:0:\nappliance:x:990:\nops:x:50:appliance\n");
+    fs.mkdirSync(path.join(etc, "sudoers.d"), { recursive: true });
+    for (const line of ["appliance ALL=(ALL) NOPASSWD: ALL", "%ops ALL=(ALL) ALL"]) {
+      fs.writeFileSync(path.join(etc, "sudoers.d", "appliance"), `# added\n${line}\n`);
+      const v = cli(["verify", "--root", root, "--platform", "systemd"]);
+      expect({ line, code: v.code }).toEqual({ line, code: 1 });
+      expect(v.out).toContain(`named in sudoers: ${path.join(etc, "sudoers.d", "appliance")}: ${line}`);
+    }
+    fs.rmSync(path.join(etc, "sudoers.d"), { recursive: true });
+    expect(cli(["verify", "--root", root, "--platform", "systemd"]).out).toMatch(/✓ account/);
     fs.rmSync(path.join(etc, "passwd"));
     fs.rmSync(path.join(etc, "group"));
   });
