@@ -249,9 +249,23 @@ export function serviceEnvironment(l: Layout): Record<string, string> | undefine
   if (!fs.existsSync(unit)) return undefined;
   const text = fs.readFileSync(unit, "utf8");
   if (l.platform === "systemd") {
-    for (const line of text.split("\n")) {
-      const m = /^Environment=(.*)$/.exec(line.trim());
-      if (m) for (const pair of m[1]!.split(/\s+/)) { const [k, ...v] = pair.split("="); if (k) env[k] = v.join("="); }
+    // The unit, then its drop-ins in name order, as systemd reads them; with the files EnvironmentFile= names. Only
+    // the unit was read, so a drop-in's `Environment=OPENAI_API_KEY=…` passed as "no secrets" (claims audit).
+    const dir = `${unit}.d`;
+    let dropIns: string[] = [];
+    try { dropIns = fs.readdirSync(dir).filter((f) => f.endsWith(".conf")).sort().map((f) => path.join(dir, f)); } catch { /* none */ }
+    const pairs = (s: string) => { for (const pair of s.split(/\s+/)) { const [k, ...v] = pair.split("="); if (k) env[k] = v.join("="); } };
+    for (const t of [text, ...dropIns.map((f) => { try { return fs.readFileSync(f, "utf8"); } catch { return ""; } })]) {
+      for (const line of t.split("\n")) {
+        const m = /^Environment=(.*)$/.exec(line.trim());
+        if (m) { if (m[1]!.trim() === "") for (const k of Object.keys(env)) delete env[k]; else pairs(m[1]!); } // empty: the list reset
+        const file = /^EnvironmentFile=-?(.+)$/.exec(line.trim())?.[1]?.trim();
+        if (file) {
+          let body = "";
+          try { body = fs.readFileSync(path.join(l.root, file), "utf8"); } catch { /* missing: systemd refuses it, or skips it with "-" */ }
+          for (const kv of body.split("\n")) if (/^\s*[A-Za-z_][A-Za-z0-9_]*=/.test(kv)) pairs(kv.trim().replace(/^export\s+/, ""));
+        }
+      }
     }
   } else {
     const block = /<key>EnvironmentVariables<\/key>\s*<dict>([\s\S]*?)<\/dict>/.exec(text)?.[1] ?? "";

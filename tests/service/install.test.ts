@@ -257,6 +257,26 @@ describe("systemd install under --root", () => {
     expect(cli(["verify", "--root", root, "--platform", "systemd"]).code).toBe(0);
   });
 
+  // Claims audit (stop 74): only the unit's own Environment= lines were read, not its drop-ins or EnvironmentFile=.
+  test("a secret set for the service in a drop-in or an EnvironmentFile fails verify's environment check", () => {
+    const l = layout("systemd", root);
+    const dir = `${l.units["appliance.service"]!}.d`;
+    fs.mkdirSync(dir, { recursive: true });
+    try {
+      for (const [conf, extra] of [["Environment=OPENAI_API_KEY=sk-x\n", undefined], ["EnvironmentFile=-/etc/appliance/extra.env\n", "HF_TOKEN=hf_x\n"]] as const) {
+        fs.writeFileSync(path.join(dir, "zz.conf"), `[Service]\n${conf}`);
+        if (extra) fs.writeFileSync(path.join(l.configDir, "extra.env"), extra);
+        const r = cli(["verify", "--root", root, "--platform", "systemd"]);
+        expect({ conf, code: r.code }).toEqual({ conf, code: 1 });
+        expect(r.out).toMatch(new RegExp(`✗ environment .*secret-looking variables set: ${extra ? "HF_TOKEN" : "OPENAI_API_KEY"}`));
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(path.join(l.configDir, "extra.env"), { force: true });
+    }
+    expect(cli(["verify", "--root", root, "--platform", "systemd"]).code).toBe(0);
+  });
+
   test("the service account: a login shell or an admin group fails verify", () => {
     const etc = path.join(root, "etc");
     fs.writeFileSync(path.join(etc, "passwd"), "root:x:0:0::/root:/bin/bash\nappliance:x:990:990::/var/lib/appliance:/usr/sbin/nologin\n");
