@@ -65,7 +65,17 @@ function lockFd(file: string, opts: LockOptions & { wait?: boolean }): number {
   const dir = parentDir(file);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const existed = fs.existsSync(lockFile);
-  const fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  let fd: number;
+  try {
+    fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    // Not followed, and said plainly: a link planted at a lock's path made root's `keys revoke --all` (the runbook's
+    // step 3) fail with a bare ELOOP (claims audit).
+    if ((e as NodeJS.ErrnoException).code === "ELOOP") {
+      throw new LockError(`${lockFile} is a symbolic link, not a lock file (not followed; whoever may write ${dir} could have put it there): remove it and run the command again`);
+    }
+    throw e;
+  }
   try {
     if (!existed) {
       const owner = ownerFor(dir); // root locking the service's file: the service account can still lock it later

@@ -87,3 +87,25 @@ test("the audit writer never appends through a FIFO or a link: the write fails a
   expect(log.writeFailures).toBe(1);
   try { log.close(); } catch { /* its checkpoint is refused too */ }
 });
+
+// Claims audit (stop 74): a link planted at keys.json.lock made root's `keys revoke --all` (runbook step 3) fail with a
+// bare ELOOP. Still not followed; the command now says what it is and what to do.
+test("a link planted at a lock file's path is not followed, and keys commands say what it is and how to go on", async () => {
+  const { main } = await import("../../src/main");
+  const dir = tmpDir(), victim = path.join(dir, "victim");
+  const errs: string[] = [];
+  const err = console.error, log = console.log;
+  console.log = () => {};
+  try { expect(await main(["keys", "create", "--name", "a", "--state-dir", dir])).toBe(0); } finally { console.log = log; }
+  fs.writeFileSync(victim, "");
+  fs.rmSync(path.join(dir, "keys.json.lock"), { force: true });
+  fs.symlinkSync(victim, path.join(dir, "keys.json.lock"));
+  console.error = (s: unknown) => { errs.push(String(s)); };
+  try { expect(await main(["keys", "revoke", "--all", "--state-dir", dir])).toBe(1); } finally { console.error = err; }
+  expect(errs.join("\n")).toContain(`${path.join(dir, "keys.json.lock")} is a symbolic link, not a lock file`);
+  expect(errs.join("\n")).toContain("remove it and run the command again");
+  expect(fs.lstatSync(path.join(dir, "keys.json.lock")).isSymbolicLink()).toBe(true);
+  fs.rmSync(path.join(dir, "keys.json.lock"));
+  console.log = () => {};
+  try { expect(await main(["keys", "revoke", "--all", "--state-dir", dir])).toBe(0); } finally { console.log = log; }
+});
