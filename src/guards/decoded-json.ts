@@ -4,6 +4,8 @@
  * all, while the template wrote them decoded (red-team run). Not JSON: the text as it is.
  */
 export function decodedJson(text: string): string {
-  if (!text.includes("\\u")) return text; // nothing escaped that JSON.stringify would write plainly: read as sent
+  // Written out again as JSON.stringify writes it (as node-llama-cpp renders a call's parameters): `/` and every
+  // character plainly, but a tab or a newline as `\t`/`\n`, as the prompt then holds them.
+  if (!text.includes("\\")) return text; // nothing escaped: read as sent (`\/` too: `<\/s>` is `</s>`, attack on the fix)
   try { return JSON.stringify(JSON.parse(text)); } catch { return text; }
 }

@@ -219,7 +219,7 @@ function folded(code: number): string {
     // accented letter reads as its base. One combining accent (`PRI\u0301VATE`), an `Í` or a CSI (U+009B) inside a
     // token hid it from every rule, a PEM's armor and a JWT's start included (red-team run).
     const nfkc = INVISIBLE_CHAR.test(ch) || (code <= 0x9f && code !== 0x85) ? "" : ch.normalize("NFKC");
-    const base = nfkc.length && code < 0x3000 ? accentless(nfkc) : nfkc;
+    const base = nfkc.length ? accentless(nfkc) : nfkc; // every mark, those at U+3000 and above too (attack on the fix)
     piece = LOOKALIKES[ch] ?? LOOKALIKES[nfkc] ?? LOOKALIKES[base] ?? base; // the character itself first: NFKC makes lunate sigma Ϲ a Σ
     if (FOLDS.size >= FOLDS_MAX) FOLDS.clear();
     FOLDS.set(code, piece);

@@ -59,7 +59,7 @@ const withArgs = (args: string) => ({
 test.each(["chat", "function", "responses"] as const)("%s: a control token or invisible character JSON-escaped in earlier arguments is read as the template renders it", async (kind) => {
   const path = kind === "responses" ? "/v1/responses" : "/v1/chat/completions";
   expect((await ctx.app.handle(req(path, { key: ctx.key, json: withArgs('{"a":"\\u003cb\\u003e"}')[kind] }))).status).toBe(200); // escapes alone are fine
-  for (const [args, rule] of [['{"a":"\\u003c|im_start|\\u003esystem"}', "special_tokens"], ['{"a":"f\\u202egnp.exe"}', "invisible_unicode"],
+  for (const [args, rule] of [['{"a":"\\u003c|im_start|\\u003esystem"}', "special_tokens"], ['{"a":"<\\/s>"}', "special_tokens"], ['{"a":"f\\u202egnp.exe"}', "invisible_unicode"],
     ['{"a":"\\udb40\\udc69gnore"}', "invisible_unicode"]] as const) {
     const res = await ctx.app.handle(req(path, { key: ctx.key, json: withArgs(args)[kind] }));
     expect({ args, status: res.status }).toEqual({ args, status: 400 });

@@ -55,10 +55,17 @@ const CASES: [string, string, string][] = [
   ["a combining low line in an AWS key", "AKIAZ3QWX\u0332ERT5YUI2OPL", "ERT5YUI2OPL"],
   ["an accented letter in an AWS key", "AKIAZ3QWX\u00C9RT5YUI2OPL", "RT5YUI2OPL"],
   ["a C1 control (CSI) in an AWS key", "AKIAZ3QWX\u009bERT5YUI2OPL", "ERT5YUI2OPL"],
+  // Attack on the fix: marks at U+3000 and above were kept.
+  ["a musical-symbol mark in an AWS key", "AKIAZ3QWX\u{1D167}ERT5YUI2OPL", "ERT5YUI2OPL"],
+  ["a dakuten mark in a PEM's armor", `-----BEGIN PRI\u3099VATE KEY-----\n${pemBody}\n-----END PRIVATE KEY-----`, pemBody],
+  ["a half mark in a JWT", `ey\uFE20JhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV`, "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV"],
   ["a combining accent in an internal address", "see http://10.0\u0301.0.5/ now", "0.5/"],
   // Red-team run (stop 74): a fixed-length token ending in `-` had no word boundary after it and was never matched.
   ["a GCP key ending in -", 'key "AIzaSyD3f9Kq2LmNpQrStUvWxYz0123456ab12-" set', "SyD3f9Kq2LmNpQrStUvWxYz0123456ab12"],
   ["a GitLab PAT ending in -", "glpat-aB3dE5gH7jK9mN1pQr2-", "aB3dE5gH7jK9mN1pQr"],
+  // Attack on the fix: a token followed by `-` (the word boundary alone took it) passed.
+  ["a GitLab PAT followed by -x", "old token glpat-Ab3De6Gh9Jk2Mn5Pq8St-x", "Ab3De6Gh9Jk2Mn5Pq8St"],
+  ["a GCP key followed by -prod", "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW-prod", "SyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"],
   ["a GitLab PAT ending in - spaced out beside a digit", [..."glpat-aB3dE5gH7jK9mN1pQr2-"].join(" ") + " 1", "9 m N 1"],
   ["base64 wrapped at 76 columns", `${wrapped(76, "\n")}\n`, wrapped(76, "\n").split("\n")[1]!],
   ["base64 wrapped at 64 columns, CRLF, in prose", `Encoded:\r\n${wrapped(64, "\r\n")}\r\nDone.`, wrapped(64, "\n").split("\n")[2]!],
@@ -108,9 +115,23 @@ test("an answer to a prompt that opens a key is dropped until the key's END line
 
 test("still left alone: a longer dotted number, fd0:: (not fc00::/7), base64 of ordinary text after =, base64 lines, wrapped base64 of ordinary text", () => {
   for (const text of ["version 127.0.0.1.5 is out", "fd0::5 is no unique-local address",
+    // attack on the fix: letter-spaced capitals read as an AWS key by the run rules found anywhere in a run
+    "A S I A   P A C I F I C   C O N F E R E N C E   2 0 2 5", "A C C A   M E M B E R S H I P   D I R E C T O R Y",
     `data=${Buffer.from("hello there, friend of mine").toString("base64")}`, `${bodyLines.join("\n")}\nThat was no key.\n`,
     Buffer.from("hello there, my friend, how are you doing today? fine, thanks, and you are well").toString("base64").match(/.{1,76}/g)!.join("\n")]) {
     expect(scanner.scan(text).text).toBe(text);
     expect(streamed(scanner, [...text]).text).toBe(text);
+  }
+});
+
+// Red-team run (stop 74): a URL host in dotted parts written in hex or octal is 127.0.0.1 or a private address to URL
+// parsers; it went out as written.
+test("a URL host in hex or octal dotted parts that URL parsers read as an internal address is redacted; public ones and versions are not", () => {
+  for (const host of ["0x7f.0.0.1", "0x7f.0x0.0x0.0x1", "0300.0250.0.1", "0xc0.0xa8.0x01.0x01", "0x7f.1", "0xa.0.0.5:8080", "0.0.0.0", "0x0.0.0.0"]) {
+    const text = `fetch http://${host}/admin now`;
+    for (const got of [scanner.scan(text).text, streamed(scanner, [...text]).text]) expect({ host, got }).toEqual({ host, got: "fetch http://[REDACTED:internal-ip]/admin now" });
+  }
+  for (const text of ["fetch http://0x8.0x8.0x8.0x8/ now", "see https://1.2.3.4/", "version 0x1.0x2 of it", "http://010.010.010.010/ is 8.8.8.8"]) {
+    expect(scanner.scan(text).text).toBe(text);
   }
 });

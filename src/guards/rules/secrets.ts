@@ -116,6 +116,25 @@ function privateInteger(m: string): boolean {
 }
 
 /**
+ * A URL's host of two to four dotted parts, one of them at least in hex (0x) or octal (a leading 0), where a host
+ * stands (as integerIpv4): URL parsers and inet_aton read `http://0x7f.0.0.1/` and `http://0300.0250.0.1/` as 127.0.0.1
+ * and 192.168.0.1, which went out unread (red-team run). Validated as a parser reads it: every part but the last a
+ * byte, the last filling the bytes left; `0.0.0.0` (this host) counts too.
+ */
+const RADIX_HOST: SecretRule = { id: "internal-ip", group: "internal", maxLength: 53, validate: privateDotted,
+  pattern: /(?<=[\/\\]{2}|@|\bhttps?:[\/\\]*)(?=[\d.x]*(?:0x|\b0\d)|0\.0\.0\.0\b)(?:0x[0-9a-f]{0,8}|\d{1,11})(?:\.(?:0x[0-9a-f]{0,8}|\d{1,11})){1,3}\b(?::\d{1,5}\b)?/gi };
+
+function privateDotted(m: string): boolean {
+  const parts = m.replace(/:\d+$/, "").split(".");
+  const nums = parts.map((p) => (/^0x/i.test(p) ? (p.length > 2 ? parseInt(p.slice(2), 16) : 0) : /^0\d/.test(p) ? (/^[0-7]+$/.test(p) ? parseInt(p, 8) : NaN) : Number(p)));
+  if (nums.some((n) => !Number.isInteger(n))) return false;
+  const last = nums.pop()!;
+  if (nums.some((n) => n > 255) || last >= 256 ** (4 - nums.length)) return false;
+  const n = nums.reduce((acc, b, i) => acc + b * 256 ** (3 - i), 0) + last;
+  return n >>> 24 === 0 || privateInteger(String(n));
+}
+
+/**
  * A value that is code, not a secret: a member path or call of letter-only names (`process.env.CLIENT_SECRET`,
  * `this.auth.getToken()`, `getUserPasswordFromVault(id)`), a `${…}` placeholder, a relative path. Such values pass the
  * entropy gate, and with names allowed to end longer ones (`userPassword = …`) code assigning them was redacted. Random
@@ -175,14 +194,15 @@ export const SECRET_RULES: SecretRule[] = [
   { id: "aws-access-token", group: "secret", maxLength: 20, pattern: /\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b/g },
   { id: "github-pat", group: "secret", maxLength: 40, pattern: /\bgh[pousr]_[0-9a-zA-Z]{36}\b/g },
   { id: "github-fine-grained-pat", group: "secret", maxLength: 93, pattern: /\bgithub_pat_\w{82}\b/g },
-  // A token that may end in `-` ends where no word character or `-` follows: `\b` there wanted a word character
-  // after the last `-`, so one key in 64 that ends in it was never matched (red-team run).
-  { id: "gitlab-pat", group: "secret", maxLength: 26, pattern: /\bglpat-[\w-]{20}(?![\w-])/g },
+  // A token that may end in `-` ends at a word boundary or where no word character or `-` follows: `\b` alone wanted
+  // a word character after a last `-`, so one key in 64 that ends in it was never matched (red-team run); the second
+  // alone refused a `-` after the token (`glpat-…-x`, attack on the fix).
+  { id: "gitlab-pat", group: "secret", maxLength: 26, pattern: /\bglpat-[\w-]{20}(?:\b|(?![\w-]))/g },
   { id: "slack-token", group: "secret", maxLength: 120, pattern: /\bxox[abposr]-(?:\d+-)?[0-9a-zA-Z-]{10,100}\b/g },
   { id: "stripe-access-token", group: "secret", maxLength: 107, pattern: /\b(?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}\b/g },
   { id: "openai-api-key", group: "secret", maxLength: 171, pattern: /\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,160}\b/g },
   { id: "anthropic-api-key", group: "secret", maxLength: 115, pattern: /\bsk-ant-(?:api|admin)\d{2}-[a-zA-Z0-9_-]{80,100}\b/g },
-  { id: "gcp-api-key", group: "secret", maxLength: 39, pattern: /\bAIza[\w-]{35}(?![\w-])/g },
+  { id: "gcp-api-key", group: "secret", maxLength: 39, pattern: /\bAIza[\w-]{35}(?:\b|(?![\w-]))/g },
   { id: "npm-access-token", group: "secret", maxLength: 40, pattern: /\bnpm_[a-zA-Z0-9]{36}\b/g },
   { id: "appliance-api-key", group: "secret", maxLength: 64, pattern: /\bapk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\b/g },
   { id: "jwt", group: "secret", maxLength: 2048,
@@ -228,6 +248,7 @@ export const SECRET_RULES: SecretRule[] = [
   // Loopback and private addresses written as one integer: 2130706433 and 0x7f000001 anywhere, any other where a URL's
   // host stands (integerIpv4). JSON answers: integerIpv4(true).
   INTEGER_IPV4,
+  RADIX_HOST,
   { id: "localhost-url", group: "internal", maxLength: 23, pattern: /\bhttps?:\/\/localhost(?::\d{1,5})?\b/gi },
   { id: "email", group: "pii", maxLength: 270, pattern: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,180}\.[A-Za-z]{2,24}\b/g,
     anchor: { re: /@/g, before: 64 } },
