@@ -100,7 +100,7 @@ export function createGuards(d: GuardDeps): Guards {
   let publishedKeys = -1; // the keys-file generation whose revocations went to Redis
   let publishedLost = 0; // and after how many losses of the shared list (store/revocations.ts `lost`)
   const startedMs = d.clock(); // signed requests from before this moment may have been accepted by an earlier process
-  const signatureFloor = new SignatureFloor(config.stateDir, (msg) => d.log.warn(msg)); // and those up to this one, ahead of its clock
+  const signatureFloor = new SignatureFloor(config.stateDir, startedMs, (msg) => d.log.warn(msg)); // and, per key, those up to its floor
   const promptCheck = createPromptGuard(config);
   const scanner = config.responseScan.action === "off" ? undefined : createScanner(config.responseScan);
   const keyLimits = (k: KeyRecord) => ({
@@ -245,7 +245,7 @@ export function createGuards(d: GuardDeps): Guards {
       if (key.requireSignature) {
         try {
           signed = verifySignature({ publicKey: key.signingKey, method: request.method, path: state.path + state.query, body: x.rawBody ?? "",
-            headers: request.headers, nowMs: d.clock(), startedMs, floorS: signatureFloor.floor });
+            headers: request.headers, nowMs: d.clock(), startedMs, floorS: signatureFloor.floorFor(signer(key)) });
           await nonces.check(signer(key), signed.nonce, d.clock()); // replay or full cache: refused before it costs the key anything
         } catch (e) {
           // A missing, wrong or replayed signature is a failed authentication: whoever sends it holds the bearer key
@@ -268,7 +268,7 @@ export function createGuards(d: GuardDeps): Guards {
       // Remembered only once the rate limiter charged it: a flood of refused requests cannot fill the cache.
       if (signed) {
         await nonces.add(signer(key), signed.nonce, signed.expiresAt, d.clock());
-        signatureFloor.accepted(signed.ts, d.clock());
+        signatureFloor.accepted(signer(key), signed.ts, d.clock());
       }
     },
 

@@ -189,3 +189,30 @@ test("a restart does not reopen the replay window for a request timestamped ahea
     expect((await third.handle(signed(now / 1000))).status).toBe(200);
   } finally { fs.rmSync(stateDir, { recursive: true, force: true }); }
 });
+
+// Attack on the fix (stop 74): one floor for every key let one client's leading clock lock every other signing key out
+// for up to 300 s after a restart, and a planted floor far ahead locked them out for good.
+test("the floor is per signing key, and one further ahead than any accepted timestamp could be is ignored", async () => {
+  const stateDir = tmpDir();
+  try {
+    const a = pair(), b = pair();
+    const store = new KeyStore(keysFilePath(stateDir));
+    const keyA = store.create({ name: "a", requireSignature: true, publicKey: a.publicKey.export({ format: "pem", type: "spki" }).toString() }).key;
+    const keyB = store.create({ name: "b", requireSignature: true, publicKey: b.publicKey.export({ format: "pem", type: "spki" }).toString() }).key;
+    let now = Date.parse("2030-01-01T00:00:00Z");
+    const signed = (key: string, priv: crypto.KeyObject, t: number) => req("/v1/embeddings", { key, body, headers: headersFor(t, sign(priv, "POST", "/v1/embeddings", String(t), body)) });
+    const first = await serverOver(stateDir, () => now);
+    expect((await first.app.handle(signed(keyA, a.privateKey, now / 1000 + 295))).status).toBe(200); // A's clock leads by ~5 min
+    now += 10_000;
+    first.exit();
+    const second = await serverOver(stateDir, () => now);
+    expect((await second.app.handle(signed(keyB, b.privateKey, now / 1000))).status).toBe(200); // B, in step: not locked out
+    expect((await second.app.handle(signed(keyB, b.privateKey, now / 1000 + 60))).status).toBe(200);
+    expect((await second.app.handle(signed(keyA, a.privateKey, now / 1000 + 1))).status).toBe(401); // A's own floor holds
+    second.exit();
+    fs.writeFileSync(path.join(stateDir, "signature-floor"), JSON.stringify({ [`pk:${store.list().find((k) => k.name === "b")!.signingKey}`]: now / 1000 + 10 ** 9 }));
+    now += 10_000;
+    const third = await appOver(stateDir, () => now);
+    expect((await third.handle(signed(keyB, b.privateKey, now / 1000))).status).toBe(200); // a planted floor in the far future: ignored
+  } finally { fs.rmSync(stateDir, { recursive: true, force: true }); }
+});
