@@ -22,6 +22,8 @@ import { checkEgress, otlpAllow } from "./egress";
 import type { Check } from "./report";
 import { sendDatagram } from "../util/unix-datagram";
 import { readableByAll } from "../config/pem-files";
+import { sudoersNaming } from "./sudoers";
+import { unitEnvironment } from "./unit-environment";
 
 export interface VerifyContext {
   config: Readonly<Config>;
@@ -42,6 +44,8 @@ export interface VerifyContext {
 /** The offline variables the unit sets (systemd/appliance.service) and the environment check requires. */
 export const OFFLINE = { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", DO_NOT_TRACK: "1" };
 const SECRETISH = /(KEY|TOKEN|SECRET|PASSW|CREDENTIAL)/i;
+/** Names SECRETISH reads as secrets that are not: TOKENIZERS_PARALLELISM=false failed verify (attack on the fix). */
+const HARMLESS = /TOKENIZER|KEYBOARD|KEYMAP/i;
 const mode = (p: string) => fs.statSync(p).mode & 0o777;
 const octal = (m: number) => "0" + m.toString(8);
 
@@ -198,28 +202,6 @@ export function checkDirs(config: Readonly<Config>, l?: Layout): Check {
     : { name: "directories", status: "ok", detail: `state, models (their files and manifest too), logs and config are not writable by others${l ? "; the models and anchor dirs are root's" : ""}` };
 }
 
-/**
- * sudoers lines (in /etc/sudoers and /etc/sudoers.d) that grant the account, or a group it is in, anything: the line's
- * first word is its name or `%group`. A read, not a parse (aliases that name it are not followed). A `NOPASSWD: ALL`
- * for the account in sudoers.d passed as "no admin group" (claims audit).
- */
-function sudoersNaming(root: string, account: string, groups: string[]): string[] {
-  const files = [path.join(root, "etc/sudoers")];
-  const dir = path.join(root, "etc/sudoers.d");
-  try { for (const f of fs.readdirSync(dir)) if (!f.includes(".") && !f.endsWith("~")) files.push(path.join(dir, f)); } catch { /* none */ }
-  const names = new Set([account, ...groups.map((g) => `%${g}`)]);
-  const found: string[] = [];
-  for (const f of files) {
-    let text: string;
-    try { text = fs.readFileSync(f, "utf8"); } catch { continue; }
-    for (const line of text.split("\n")) {
-      const first = line.trim().split(/\s+/)[0] ?? "";
-      if (names.has(first)) found.push(`${f}: ${line.trim().slice(0, 120)}`);
-    }
-  }
-  return found;
-}
-
 export function checkAccount(l: Layout): Check {
   const a = readAccount(l.account, l.root);
   if (a === null) return { name: "account", status: "unknown", detail: `cannot read ${path.join(l.root, "etc/passwd")}` };
@@ -228,7 +210,7 @@ export function checkAccount(l: Layout): Check {
   if (!NO_LOGIN_SHELLS.includes(a.shell)) problems.push(`login shell ${a.shell || "(none set)"}`);
   const admin = a.groups.filter((g) => ADMIN_GROUPS.includes(g));
   if (admin.length) problems.push(`member of ${admin.join(", ")}`);
-  const granted = sudoersNaming(l.root, l.account, a.groups);
+  const granted = sudoersNaming(l.root, a);
   if (granted.length) problems.push(`named in sudoers: ${granted.join("; ")}`);
   if (a.uid === 0) problems.push("uid 0");
   return problems.length ? { name: "account", status: "fail", detail: `${l.account}: ${problems.join("; ")}` }
@@ -249,24 +231,7 @@ export function serviceEnvironment(l: Layout): Record<string, string> | undefine
   if (!fs.existsSync(unit)) return undefined;
   const text = fs.readFileSync(unit, "utf8");
   if (l.platform === "systemd") {
-    // The unit, then its drop-ins in name order, as systemd reads them; with the files EnvironmentFile= names. Only
-    // the unit was read, so a drop-in's `Environment=OPENAI_API_KEY=…` passed as "no secrets" (claims audit).
-    const dir = `${unit}.d`;
-    let dropIns: string[] = [];
-    try { dropIns = fs.readdirSync(dir).filter((f) => f.endsWith(".conf")).sort().map((f) => path.join(dir, f)); } catch { /* none */ }
-    const pairs = (s: string) => { for (const pair of s.split(/\s+/)) { const [k, ...v] = pair.split("="); if (k) env[k] = v.join("="); } };
-    for (const t of [text, ...dropIns.map((f) => { try { return fs.readFileSync(f, "utf8"); } catch { return ""; } })]) {
-      for (const line of t.split("\n")) {
-        const m = /^Environment=(.*)$/.exec(line.trim());
-        if (m) { if (m[1]!.trim() === "") for (const k of Object.keys(env)) delete env[k]; else pairs(m[1]!); } // empty: the list reset
-        const file = /^EnvironmentFile=-?(.+)$/.exec(line.trim())?.[1]?.trim();
-        if (file) {
-          let body = "";
-          try { body = fs.readFileSync(path.join(l.root, file), "utf8"); } catch { /* missing: systemd refuses it, or skips it with "-" */ }
-          for (const kv of body.split("\n")) if (/^\s*[A-Za-z_][A-Za-z0-9_]*=/.test(kv)) pairs(kv.trim().replace(/^export\s+/, ""));
-        }
-      }
-    }
+    Object.assign(env, unitEnvironment(l.root, unit, text));
   } else {
     const block = /<key>EnvironmentVariables<\/key>\s*<dict>([\s\S]*?)<\/dict>/.exec(text)?.[1] ?? "";
     for (const m of block.matchAll(/<key>([^<]+)<\/key>\s*<string>([^<]*)<\/string>/g)) env[m[1]!] = m[2]!;
@@ -278,7 +243,7 @@ export function checkEnvironment(env: Record<string, string | undefined> | undef
   if (!env) return { name: "environment", status: "unknown", detail: "service unit not found" };
   const problems: string[] = [];
   for (const [k, v] of Object.entries(OFFLINE)) if (env[k] !== v) problems.push(`${k} is not ${v}`);
-  const secrets = Object.keys(env).filter((k) => SECRETISH.test(k) && env[k]);
+  const secrets = Object.keys(env).filter((k) => SECRETISH.test(k) && !HARMLESS.test(k) && env[k]);
   if (secrets.length) problems.push(`secret-looking variables set: ${secrets.join(", ")}`);
   return problems.length ? { name: "environment", status: "fail", detail: problems.join("; ") }
     : { name: "environment", status: "ok", detail: "offline variables set, no secrets in the environment" };

@@ -38,7 +38,7 @@ function readDarwinAccount(name: string): Account | undefined {
 export const NO_LOGIN_SHELLS = ["/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"];
 /**
  * Groups that make an account an administrator, or as good as root: sudo's, and those whose members can take root
- * (docker, lxd, libvirt: a container or VM with the host's disk; disk, kmem: raw devices and memory) or read every
+ * (docker, lxd, incus, libvirt: a container or VM with the host's disk; disk, kmem: raw devices and memory) or read every
  * account's password hash (shadow). Only the first four were checked (claims audit).
  */
-export const ADMIN_GROUPS = ["sudo", "admin", "wheel", "root", "docker", "lxd", "libvirt", "disk", "kmem", "shadow"];
+export const ADMIN_GROUPS = ["sudo", "admin", "wheel", "root", "docker", "lxd", "incus", "incus-admin", "libvirt", "disk", "kmem", "shadow"];

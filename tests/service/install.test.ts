@@ -263,13 +263,31 @@ describe("systemd install under --root", () => {
     const dir = `${l.units["appliance.service"]!}.d`;
     fs.mkdirSync(dir, { recursive: true });
     try {
-      for (const [conf, extra] of [["Environment=OPENAI_API_KEY=sk-x\n", undefined], ["EnvironmentFile=-/etc/appliance/extra.env\n", "HF_TOKEN=hf_x\n"]] as const) {
+      for (const [conf, extra, says] of [["Environment=OPENAI_API_KEY=sk-x\n", undefined, "secret-looking variables set: OPENAI_API_KEY"],
+        ["EnvironmentFile=-/etc/appliance/extra.env\n", "HF_TOKEN=hf_x\n", "secret-looking variables set: HF_TOKEN"],
+        // attack on the fix: a quoted assignment, a continued line
+        ['Environment="HF_HUB_OFFLINE=0"\n', undefined, "HF_HUB_OFFLINE is not 1"], ["Environment=A=1 \\\n  OPENAI_API_KEY=sk-x\n", undefined, "OPENAI_API_KEY"]] as const) {
         fs.writeFileSync(path.join(dir, "zz.conf"), `[Service]\n${conf}`);
         if (extra) fs.writeFileSync(path.join(l.configDir, "extra.env"), extra);
         const r = cli(["verify", "--root", root, "--platform", "systemd"]);
         expect({ conf, code: r.code }).toEqual({ conf, code: 1 });
-        expect(r.out).toMatch(new RegExp(`✗ environment .*secret-looking variables set: ${extra ? "HF_TOKEN" : "OPENAI_API_KEY"}`));
+        expect(r.out).toMatch(/✗ environment/);
+        expect(r.out).toContain(says);
       }
+      // a drop-in under /run, or one for every service
+      for (const other of ["run/systemd/system/appliance.service.d", "etc/systemd/system/service.d"]) {
+        fs.rmSync(path.join(dir, "zz.conf"));
+        fs.mkdirSync(path.join(root, other), { recursive: true });
+        fs.writeFileSync(path.join(root, other, "a.conf"), "[Service]\nEnvironment=GITHUB_TOKEN=x\n");
+        expect(cli(["verify", "--root", root, "--platform", "systemd"]).out).toContain("secret-looking variables set: GITHUB_TOKEN");
+        fs.rmSync(path.join(root, other), { recursive: true });
+        fs.writeFileSync(path.join(dir, "zz.conf"), "[Service]\n");
+      }
+      // no false failures: a harmless name, a quoted value in an environment file
+      fs.writeFileSync(path.join(dir, "zz.conf"), "[Service]\nEnvironment=TOKENIZERS_PARALLELISM=false\nEnvironmentFile=/etc/appliance/extra.env\n");
+      fs.writeFileSync(path.join(l.configDir, "extra.env"), 'HF_HUB_OFFLINE="1"\n');
+      const clean = cli(["verify", "--root", root, "--platform", "systemd"]);
+      expect(clean.out).toMatch(/✓ environment/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
       fs.rmSync(path.join(l.configDir, "extra.env"), { force: true });
@@ -297,13 +315,24 @@ describe("systemd install under --root", () => {
     }
     fs.writeFileSync(path.join(etc, "group"), "root:x:0:\nappliance:x:990:\nops:x:50:appliance\n");
     fs.mkdirSync(path.join(etc, "sudoers.d"), { recursive: true });
-    for (const line of ["appliance ALL=(ALL) NOPASSWD: ALL", "%ops ALL=(ALL) ALL"]) {
+    // and (attack on the fix) a comma list, the uid, a group's gid
+    for (const line of ["appliance ALL=(ALL) NOPASSWD: ALL", "%ops ALL=(ALL) ALL", "bob,appliance ALL=(ALL) NOPASSWD: ALL", "#990 ALL=(ALL) ALL", "%#50 ALL=(ALL) ALL"]) {
       fs.writeFileSync(path.join(etc, "sudoers.d", "appliance"), `# added\n${line}\n`);
       const v = cli(["verify", "--root", root, "--platform", "systemd"]);
       expect({ line, code: v.code }).toEqual({ line, code: 1 });
       expect(v.out).toContain(`named in sudoers: ${path.join(etc, "sudoers.d", "appliance")}: ${line}`);
     }
     fs.rmSync(path.join(etc, "sudoers.d"), { recursive: true });
+    // a dir sudoers includes
+    fs.mkdirSync(path.join(etc, "sudoers.local.d"), { recursive: true });
+    fs.writeFileSync(path.join(etc, "sudoers"), "Defaults env_reset\n@includedir /etc/sudoers.local.d\n");
+    fs.writeFileSync(path.join(etc, "sudoers.local.d", "x"), "appliance ALL=(ALL) ALL\n");
+    expect(cli(["verify", "--root", root, "--platform", "systemd"]).out).toContain(`named in sudoers: ${path.join(etc, "sudoers.local.d", "x")}`);
+    fs.rmSync(path.join(etc, "sudoers.local.d"), { recursive: true });
+    fs.rmSync(path.join(etc, "sudoers"));
+    fs.writeFileSync(path.join(etc, "group"), "root:x:0:\nappliance:x:990:\nincus-admin:x:51:appliance\n");
+    expect(cli(["verify", "--root", root, "--platform", "systemd"]).out).toMatch(/✗ account .*member of incus-admin/);
+    fs.writeFileSync(path.join(etc, "group"), "root:x:0:\nappliance:x:990:\n");
     expect(cli(["verify", "--root", root, "--platform", "systemd"]).out).toMatch(/✓ account/);
     fs.rmSync(path.join(etc, "passwd"));
     fs.rmSync(path.join(etc, "group"));
