@@ -89,11 +89,25 @@ export async function runTemplateChild(): Promise<void> {
   console.log("preflight ok");
 }
 
+/** Trial children running now: stopTrials() ends them (an interrupted `models add` left its trial load running). */
+const trials = new Set<{ kill: (signal?: number | NodeJS.Signals) => void }>();
+function tracked<T extends { kill: (signal?: number | NodeJS.Signals) => void; exited: Promise<number> }>(proc: T): T {
+  trials.add(proc);
+  void proc.exited.finally(() => trials.delete(proc));
+  return proc;
+}
+
+/** Kills every trial child still running (SIGKILL): for a command that is itself being stopped by a signal. */
+export function stopTrials() {
+  for (const p of trials) p.kill("SIGKILL");
+  trials.clear();
+}
+
 /** Parent side for serve: the template alone, in a child; throws ModelPreflightError if it loops, explodes or fails. */
 export async function preflightTemplate(template: string, shownAs: string, templateMs = TEMPLATE_MS): Promise<void> {
-  const proc = Bun.spawn([...selfArgv(), "models", "preflight", "--template-only"], {
+  const proc = tracked(Bun.spawn([...selfArgv(), "models", "preflight", "--template-only"], {
     stdin: new TextEncoder().encode(template), stdout: "pipe", stderr: "pipe",
-  });
+  }));
   await watch(proc, { loadMs: LOAD_MS, templateMs }, shownAs);
 }
 
@@ -137,9 +151,9 @@ export async function tryModel(file: string, shownAs: string, workDir: string, t
 }
 
 async function run(file: string, nativeDir: string, limits: { loadMs: number; templateMs: number }, shownAs: string): Promise<TrialResult> {
-  const proc = Bun.spawn([...selfArgv(), "models", "preflight", file, "--native-dir", nativeDir], {
+  const proc = tracked(Bun.spawn([...selfArgv(), "models", "preflight", file, "--native-dir", nativeDir], {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, GGML_NO_BACKTRACE: "1" }, // no debugger attached to an abort
-  });
+  }));
   // Said on stderr (models add, install --model): the trial would otherwise stall silently behind a stopped or hung
   // process holding the lock (a serve's start, another models add on this state dir).
   const out = await watch(proc, limits, shownAs, (lock) => console.error(`${NATIVE_LOCK_WAIT}: it holds ${lock}`));

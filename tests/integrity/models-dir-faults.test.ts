@@ -137,3 +137,37 @@ test.each([["SIGINT", 130], ["SIGTERM", 143]] as const)("models add stopped by %
     add.kill("SIGKILL");
   }
 });
+
+// Attack on the fix (stop 74): SIGTERM during the trial load ended `models add` but left its trial child running,
+// orphaned, on the deleted copy (a large model's disk space and memory held until it finished).
+test("models add stopped while its trial load runs: the trial child ends too", async () => {
+  const bin = await builtBinary(), dir = tmpDir("appliance-addtrial-");
+  const state = path.join(dir, "state"), env = { PATH: "/usr/bin:/bin", HOME: dir };
+  expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--name", "m", "--state-dir", state], { env }).exitCode).toBe(0);
+  // The trial waits for the native libraries' lock while another process holds it: the add is then mid-trial.
+  const lock = path.join(state, "native.lock");
+  const holder = Bun.spawn(["flock", lock, "-c", "echo held; cat"], { stdin: "pipe", stdout: "pipe" });
+  expect(new TextDecoder().decode((await holder.stdout.getReader().read()).value)).toBe("held\n");
+  const add = Bun.spawn([bin, "models", "add", await tinyModel(), "--name", "n", "--state-dir", state], { env, stderr: "pipe" });
+  const trialsOf = () => Bun.spawnSync(["pgrep", "-f", `models preflight ${path.join(state, "models")}`]).stdout.toString().trim().split("\n").filter(Boolean);
+  try {
+    const err = add.stderr.getReader();
+    let said = "";
+    while (!said.includes("it holds")) {
+      const r = await err.read();
+      if (r.done) break;
+      said += new TextDecoder().decode(r.value);
+    }
+    expect(said).toContain("it holds");
+    expect(trialsOf().length).toBe(1);
+    add.kill("SIGTERM");
+    expect(await add.exited).toBe(143);
+    const child = Bun.spawnSync(["pgrep", "-f", `models preflight ${path.join(state, "models")}`]);
+    expect(child.stdout.toString().trim()).toBe(""); // SIGKILLed by the add before it exited: gone by now
+    expect(fs.readdirSync(path.join(state, "models")).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+  } finally {
+    holder.kill();
+    add.kill("SIGKILL");
+    for (const pid of trialsOf()) process.kill(Number(pid), "SIGKILL");
+  }
+});

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { addModel, ModelAddError, removeOwnTemps } from "../../integrity/add-model";
 import { onInterrupt } from "../on-interrupt";
-import { runPreflightChild, runTemplateChild } from "../../integrity/model-preflight";
+import { runPreflightChild, runTemplateChild, stopTrials } from "../../integrity/model-preflight";
 import { tryForServe } from "../../integrity/serve-prep";
 import { MANIFEST, manifestPath, modelsDirOf, readManifest, writeManifest } from "../../integrity/manifest";
 import { withFileLock } from "../../util/file-lock";
@@ -58,6 +58,7 @@ export const models: Command = {
         // Interrupted, the add removes its private copy (or link) of the model: a Ctrl-C left the model's size behind.
         const id = (values.name as string | undefined) ?? modelId(src);
         const stopHandling = onInterrupt(() => {
+          stopTrials(); // its trial load too: it ran on, orphaned, on the deleted copy (attack on the fix)
           for (const f of removeOwnTemps(dir, id)) console.error(`models add interrupted: removed ${f}`);
         });
         try {
