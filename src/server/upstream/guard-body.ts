@@ -31,20 +31,27 @@ function content(slots: Slot[], o: Obj, role: ChatTurn["role"]) {
   if (typeof o.content === "string") return field(slots, o, "content", role);
   if (!Array.isArray(o.content)) return;
   const parts = o.content;
-  for (const p of parts) if (isObject(p)) { field(slots, p, "refusal", role); thought(p); }
+  for (const p of parts) if (isObject(p)) thought(p);
   textParts(slots, parts, role);
+  // A field named text or refusal on a part of another type (an image's caption) is read apart: not what is joined.
+  for (const p of parts) if (isObject(p) && !TEXT_PART.has(p.type as string)) { field(slots, p, "text", role); field(slots, p, "refusal", role); }
 }
 
+/** The parts whose text a template joins: text (and Responses' input and output text) and refusal parts. */
+const TEXT_PART = new Set(["text", "input_text", "output_text", "refusal"]);
+const partText = (p: Obj) => (p.type === "refusal" ? p.refusal : p.text);
+
 /**
- * A message's text parts as one slot, joined with a newline as the upstream's template reads them (vLLM and
- * llama-server join them so; local models are guarded the same way): read part by part, a phrase split across two
- * parts passed. A strip's result goes in the first text part and the other text parts go.
+ * A message's text and refusal parts as one slot, joined with a newline as the upstream's template reads them (vLLM and
+ * llama-server join them so; local models are guarded the same way, convert.ts): read part by part, a phrase split
+ * across two parts passed; a refusal part beside a text part was read apart (attack on the fix). A strip's result
+ * goes in the first of them and the others go (the images between them keep their order after it).
  */
 function textParts(slots: Slot[], parts: unknown[], role: ChatTurn["role"]) {
-  const texts = parts.filter((p): p is Obj => isObject(p) && typeof p.text === "string");
+  const texts = parts.filter((p): p is Obj => isObject(p) && TEXT_PART.has(p.type as string) && typeof partText(p) === "string");
   if (texts.length === 0) return;
-  slots.push({ text: texts.map((p) => p.text as string).join("\n"), role, set: (v) => {
-    texts[0]!.text = v;
+  slots.push({ text: texts.map((p) => partText(p) as string).join("\n"), role, set: (v) => {
+    if (texts[0]!.type === "refusal") texts[0]!.refusal = v; else texts[0]!.text = v;
     for (const p of texts.slice(1)) parts.splice(parts.indexOf(p), 1);
   } });
 }
