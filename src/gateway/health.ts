@@ -50,7 +50,9 @@ export class HealthChecker {
     let ok = false, why = "";
     try {
       const res = await u.send(`${u.base}/models`, { headers: { accept: "application/json" }, signal: AbortSignal.timeout(this.opts.timeoutMs) });
-      ok = res.status >= 200 && res.status < 300;
+      // A 429 is an upstream that answers, busy: the checks spend the upstream key's own rate limit, and a 429 here took
+      // working upstreams out of the balancer, all at once where they share the key's budget (scale-out run).
+      ok = (res.status >= 200 && res.status < 300) || res.status === 429;
       why = `HTTP ${res.status}`;
       await res.body?.cancel().catch(() => {});
     } catch (e) {

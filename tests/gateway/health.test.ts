@@ -46,3 +46,27 @@ test("an upstream failing its health check gets no requests (503, Retry-After = 
     await gw.close();
   }
 });
+
+// Scale-out run (stop 74): a health check answered 429 (the upstream key's own rate limit, which the checks spend
+// too) took a working upstream out of the balancer: every upstream at once when they share the key's budget, and
+// clients got "failing health checks" instead of the upstream's busy answer and its Retry-After.
+test("a health check answered 429 keeps the upstream in the balancer: it is alive, only busy", async () => {
+  let busy = false;
+  const u = recordingUpstream((_req, s) => {
+    if (busy) return Response.json({ error: { message: "rate limited", type: "rate_limit_error", code: "rate_limit_exceeded" } }, { status: 429, headers: { "retry-after": "20" } });
+    if (s.path.endsWith("/models")) return Response.json({ data: [] });
+    return Response.json({ id: "c", object: "chat.completion", created: 1, model: "m",
+      choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
+  });
+  const gw = await startGateway({ upstreams: [{ url: u.url, models: ["m"] }], gateway: { healthIntervalMs: 5_000, retries: 0 } } as never);
+  try {
+    busy = true;
+    await gw.gateway.health.checkAll();
+    expect(gw.gateway.pool.all[0]!.healthy).toBe(true);
+    const res = await fetch(`${gw.baseURL}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }) });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("20"); // the upstream's own, not the health period
+    expect(((await res.json()) as { error: { message: string } }).error.message).not.toContain("failing health checks");
+  } finally { await gw.close(); u.stop(); }
+});
