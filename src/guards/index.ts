@@ -125,6 +125,16 @@ export function createGuards(d: GuardDeps): Guards {
     }
   };
 
+  /**
+   * GET /metrics and /ready, the operator's view of an outage: under `redisUnavailable = "refuse"` they were refused
+   * too, so `appliance_shared_state_redis_up 0` could never be read when it mattered (scale-out run). A valid key
+   * reads them on this instance's last copy of the revocations, not charged to its shared rate limit.
+   */
+  const observing = (method: string, path: string) => method === "GET" && (path === "/metrics" || path === "/ready");
+  const spared = async <T>(observe: boolean, call: () => Promise<T>, fallback: T): Promise<T> => {
+    try { return await call(); } catch (e) { if (observe && e instanceof SharedStateUnavailableError) return fallback; throw e; }
+  };
+
   /** The failed-auth counters of a client: its address, and its network (rotating addresses share a /24, /64 or loopback). */
   const failCounters = (ip: string) => [{ id: `fail:${ip}`, l: failLimits }, { id: `failnet:${networkOf(ip)}`, l: failNetLimits }];
   const throttled = (state: RequestState, retryAfter: number) => {
@@ -178,7 +188,7 @@ export function createGuards(d: GuardDeps): Guards {
           publishedLost = revocations.lost;
           revocations.publish(d.keys.list().filter((k) => k.revoked).map((k) => k.id)).catch(() => { publishedKeys = -1; });
         }
-        if (rec && await revocations.isRevoked(rec.id)) rec = undefined;
+        if (rec && await spared(observing(request.method, url.pathname), () => revocations.isRevoked(rec!.id), false)) rec = undefined;
       }
       // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
       // loopback): a source over it gets 429 for every attempt that is not a complete credential. A valid key is
@@ -262,7 +272,7 @@ export function createGuards(d: GuardDeps): Guards {
         }
       }
       x.reserved = request.method === "POST" ? tokenReservation(body, x.rawBody ?? "", state.path, config) : 0;
-      const admitted = await limiter.admit(`key:${key.id}`, keyLimits(key), x.reserved);
+      const admitted = await spared(observing(request.method, state.path), () => limiter.admit(`key:${key.id}`, keyLimits(key), x.reserved), { where: undefined as Where | undefined, headers: {} as Record<string, string> });
       x.admitted = admitted.where;
       Object.assign(state.headers, admitted.headers);
       // Remembered only once the rate limiter charged it: a flood of refused requests cannot fill the cache.

@@ -62,6 +62,18 @@ describe.skipIf(skip)("Redis unreachable", () => {
       expect(((await r.json()) as { error: { code: string; type: string } }).error).toMatchObject({ code: "shared_state_unavailable", type: "service_unavailable" });
     }
     expect(refuse.lines.some((l) => (l.level as number) >= 50 && String(l.msg).includes("refusing requests with 503"))).toBe(true);
+    // ...but not the operator's view of it (scale-out run: /metrics and /ready were refused too, so redis_up 0 could
+    // never be read): a valid key reads them; a wrong key still gets the 503 (its failure cannot be counted)
+    const ops = await makeApp({ engine, log: memoryLogger().log, keys: [{ name: "ops", scopes: ["models", "metrics", "admin"] }],
+      config: { rateLimit: { store: "redis", redisUrl: redis.url, redisUnavailable: "refuse" } } as never });
+    const metrics = await ops.app.handle(req("/metrics", { key: ops.key }));
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^appliance_shared_state_redis_up\{policy="refuse"\} 0$/m);
+    const ready = await ops.app.handle(req("/ready", { key: ops.key }));
+    expect([ready.status, ((await ready.json()) as { sharedState?: { redisUp: boolean } }).sharedState?.redisUp]).toEqual([200, false]);
+    expect((await ops.app.handle(req("/metrics", { key: "apk_0000000000000000_wrongwrongwrongwrongwrongwrongwrongwrongwro" }))).status).toBe(503);
+    expect((await models(ops)).status).toBe(503);
+    ops.app.deps.guards.close();
 
     await redis.start();
     // Reconnects are tried at most once a second, on the request path.
