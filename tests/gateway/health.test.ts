@@ -35,6 +35,7 @@ test("an upstream failing its health check gets no requests (503, Retry-After = 
     expect(up.seen.length).toBe(sent); // nothing reached it
     const ready = await fetch(`${gw.baseURL}/ready`, { headers: { authorization: `Bearer ${gw.key}` } });
     expect(ready.status).toBe(503); // no local model and no usable upstream
+    expect(((await ready.json()) as { error: { message: string } }).error.message).toContain("no upstream is usable"); // scale-out run: it said "no model is loaded yet"
 
     down = false;
     await gw.gateway.health.checkAll();

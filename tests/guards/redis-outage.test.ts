@@ -72,7 +72,7 @@ describe.skipIf(skip)("Redis unreachable", () => {
     const ready = await ops.app.handle(req("/ready", { key: ops.key }));
     expect([ready.status, ((await ready.json()) as { sharedState?: { redisUp: boolean } }).sharedState?.redisUp]).toEqual([200, false]);
     expect((await ops.app.handle(req("/metrics", { key: "apk_0000000000000000_wrongwrongwrongwrongwrongwrongwrongwrongwro" }))).status).toBe(503);
-    expect((await models(ops)).status).toBe(503);
+    expect((await ops.app.handle(req("/v1/models", { key: ops.key }))).status).toBe(503);
     ops.app.deps.guards.close();
 
     await redis.start();

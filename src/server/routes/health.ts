@@ -16,7 +16,11 @@ export const healthRoutes = (deps: AppDeps) =>
     .get("/health", () => ({ status: "ok", ...(fs.existsSync(lockdownFile(deps.config.stateDir)) && { lockdown: true }),
       ...(!deps.config.auth && { engine: engineInfo(deps.engine.backend), ...sharedStateOf(deps) }) }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"], security: [] } })
     .get("/ready", ({ request }) => {
-      if (deps.draining || !(deps.engine.ready() || deps.gateway?.ready())) throw new NotReadyError("No model is loaded yet, or the server is shutting down.");
+      if (deps.draining) throw new NotReadyError("The server is shutting down.");
+      // A gateway says its upstreams are the reason (it said "no model is loaded yet" while they were all down).
+      if (!(deps.engine.ready() || deps.gateway?.ready())) {
+        throw new NotReadyError(deps.gateway ? "No local model is loaded and no upstream is usable (all failing health checks or breakers open)." : "No model is loaded yet.");
+      }
       // Model ids only for keys that may list models (or with auth off).
       const scopes = stateOf(request).scopes;
       const listModels = !deps.config.auth || !!scopes?.some((s) => s === "models" || s === "admin");
