@@ -264,6 +264,8 @@ export class LlamaEngine implements Engine {
     return this.withSequence(l, fresh ? { ...call, cacheScope: undefined } : call, input, async (sequence, generating, cachedTokens) => {
       const prompt = fresh ? await promptLogprobs(sequence, l.model, input, top, input.length > tokens.length && !givenBos) : undefined;
       if (prompt) call.onPromptLogprobs?.(prompt);
+      // max_tokens 0 (completions with echo): the prompt scored, nothing generated.
+      if (call.sampling.maxTokens === 0) return { text: "", promptTokens: input.length, cachedTokens, completionTokens: 0, finishReason: "length" as const, ...(top != null && { logprobs: [] }), ...(prompt && { promptLogprobs: prompt }) };
       const logprobs = top != null ? recordLogprobs(sequence, l.model, top, call.onLogprob, input) : undefined;
       // Complete characters of held-back tokens go out at once (early-text.ts: not with stop strings, grammar or logprobs).
       const released = { count: () => 0 };

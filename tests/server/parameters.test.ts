@@ -304,6 +304,22 @@ describe("token-id prompts that begin with the BOS token", () => {
     expect(lp.token_logprobs[0]).toBeNull();
     expect(lp.token_logprobs.slice(1).every((x: unknown) => typeof x === "number")).toBe(true);
     expect(lp.tokens.join("")).toBe(scored.body.choices[0].text);
+    // SDK run (stop 74): max_tokens 0 with echo (older lm-evaluation-harness, vLLM: "OpenAI API supports echoing the
+    // prompt when max_tokens is 0") was a 400: the prompt scored, nothing generated, streamed or not.
+    const only = await post("/v1/completions", { model: "tiny", prompt: withBos, max_tokens: 0, temperature: 0, echo: true, logprobs: 1 });
+    expect(only.status).toBe(200);
+    expect(only.body.choices[0]).toMatchObject({ text: scored.body.choices[0].text.slice(0, lp.text_offset.at(-1)), finish_reason: "length" });
+    expect(only.body.choices[0].logprobs.tokens).toEqual(lp.tokens.slice(0, -1));
+    expect(only.body.choices[0].logprobs.token_logprobs).toEqual(lp.token_logprobs.slice(0, -1));
+    expect(only.body.usage).toMatchObject({ prompt_tokens: withBos.length, completion_tokens: 0 });
+    const streamed = await srv.client.completions.create({ model: "tiny", prompt: "Once upon", max_tokens: 0, echo: true, logprobs: 1, stream: true });
+    let text = "", finish: string | null = null;
+    for await (const c of streamed) { text += c.choices[0]?.text ?? ""; finish = c.choices[0]?.finish_reason ?? finish; }
+    expect([text, finish]).toEqual(["Once upon", "length"]);
+    const bare = await post("/v1/completions", { model: "tiny", prompt: "Once upon", max_tokens: 0, echo: true });
+    expect([bare.status, bare.body.choices[0].text, bare.body.usage.completion_tokens]).toEqual([200, "Once upon", 0]);
+    const noEcho = await post("/v1/completions", { model: "tiny", prompt: "x", max_tokens: 0 });
+    expect([noEcho.status, noEcho.body.error.param]).toEqual([400, "max_tokens"]);
   });
 });
 

@@ -189,6 +189,9 @@ export const chatCompletionRequest = z.strictObject({
 
 export const completionRequest = z.strictObject({
   ...sampling,
+  // 0 with echo: the prompt scored (its logprobs), nothing generated, as OpenAI's legacy API and vLLM take it (older
+  // lm-evaluation-harness asks so); the route refuses 0 without echo.
+  max_tokens: z.number().int().min(0).max(1 << 20).nullish(),
   // The union's own message says what is taken (zod's was "Invalid input": an lm-eval batch of 17 prompts learnt nothing).
   prompt: z.union([z.string(), z.array(z.string()).min(1).max(MAX_CHOICES), tokenIds, z.array(tokenIds).min(1).max(MAX_CHOICES)],
     { error: `prompt is a string, a list of 1-${MAX_CHOICES} strings, a list of token ids, or a list of 1-${MAX_CHOICES} such lists` }),

@@ -7,12 +7,16 @@ import type { AppDeps } from "../deps";
 import { prologue } from "./prologue";
 import { runGeneration } from "./generate";
 import { stopsAfterScan } from "../stop-after-scan";
+import { InvalidRequestError } from "../../errors";
 
 export const completionRoutes = (deps: AppDeps) =>
   new Elysia({ name: "routes.completions" }).post("/v1/completions", async ({ body, request }) => {
     const p = prologue(deps, request, "completions", body);
     if (p.forwarded) return p.forwarded;
     const { state, info } = p;
+    if (body.max_tokens === 0 && !body.echo) {
+      throw new InvalidRequestError("max_tokens 0 generates nothing: it is taken with echo: true (the prompt, with its logprobs when asked).", "max_tokens", "integer_below_min_value");
+    }
     const sampling = toSampling(body, deps.config, info.contextSize, deps.engine.specialTokens(info.id));
     // Token-id prompts are guarded as the text they spell; if the guard changes that text, the text is used instead.
     // One that begins with the BOS token (as lm-evaluation-harness and other tokenizing clients send it) is taken as
