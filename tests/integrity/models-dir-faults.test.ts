@@ -8,6 +8,26 @@ import fs from "node:fs";
 import path from "node:path";
 import { builtBinary, tinyModel, tmpDir } from "../helpers";
 
+/** Another process holding `lockFile` (flock) until it is killed; resolves once it holds it. */
+async function holdLock(lockFile: string) {
+  const holder = Bun.spawn(["flock", lockFile, "-c", "echo held; cat"], { stdin: "pipe", stdout: "pipe" });
+  expect(new TextDecoder().decode((await holder.stdout.getReader().read()).value)).toBe("held\n");
+  return holder;
+}
+
+/** What `proc` wrote on stderr up to the first time it says `text` (or its end). */
+async function stderrUntil(proc: { stderr: ReadableStream<Uint8Array> }, text: string): Promise<string> {
+  const err = proc.stderr.getReader();
+  let said = "";
+  while (!said.includes(text)) {
+    const r = await err.read();
+    if (r.done) break;
+    said += new TextDecoder().decode(r.value);
+  }
+  err.releaseLock();
+  return said;
+}
+
 test("models add when the disk fills during the last write: the error says the write failed, not that the source is bad", async () => {
   const bin = await builtBinary(), dir = tmpDir("appliance-fsize-"), src = await tinyModel();
   const size = fs.statSync(src).size;
@@ -83,18 +103,10 @@ test("models add waiting for the manifest's lock says so, and adds the model onc
   const models = path.join(dir, "models"), env = { PATH: "/usr/bin:/bin", HOME: dir };
   expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--name", "m", "--models-dir", models], { env }).exitCode).toBe(0);
   const lock = path.join(models, "CHECKSUMS.sha256.lock");
-  const holder = Bun.spawn(["flock", lock, "-c", "echo held; cat"], { stdin: "pipe", stdout: "pipe" });
-  const out = holder.stdout.getReader();
-  expect(new TextDecoder().decode((await out.read()).value)).toBe("held\n");
+  const holder = await holdLock(lock);
   const add = Bun.spawn([bin, "models", "add", await tinyModel(), "--name", "n", "--models-dir", models], { env, stderr: "pipe" });
   try {
-    const err = add.stderr.getReader();
-    let said = "";
-    while (!said.includes("waiting for")) {
-      const r = await err.read();
-      if (r.done) break;
-      said += new TextDecoder().decode(r.value);
-    }
+    const said = await stderrUntil(add, "waiting for");
     expect(said).toContain(`waiting for ${lock}: another process is changing this models dir's manifest`);
     holder.stdin.end(); // cat ends, flock releases
     expect(await add.exited).toBe(0);
@@ -114,17 +126,10 @@ test.each([["SIGINT", 130], ["SIGTERM", 143]] as const)("models add stopped by %
   expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--name", "m", "--models-dir", models], { env }).exitCode).toBe(0);
   const before = fs.readdirSync(models).sort();
   const lock = path.join(models, "CHECKSUMS.sha256.lock");
-  const holder = Bun.spawn(["flock", lock, "-c", "echo held; cat"], { stdin: "pipe", stdout: "pipe" });
-  expect(new TextDecoder().decode((await holder.stdout.getReader().read()).value)).toBe("held\n");
+  const holder = await holdLock(lock);
   const add = Bun.spawn([bin, "models", "add", await tinyModel(), "--name", "n", "--models-dir", models], { env, stderr: "pipe" });
   try {
-    const err = add.stderr.getReader();
-    let said = "";
-    while (!said.includes("waiting for")) {
-      const r = await err.read();
-      if (r.done) break;
-      said += new TextDecoder().decode(r.value);
-    }
+    const said = await stderrUntil(add, "waiting for");
     expect(said).toContain("waiting for");
     expect(fs.readdirSync(models).some((f) => f.startsWith(".n.gguf.") && f.endsWith(".tmp"))).toBe(true); // the copy it made
     add.kill(signal);
@@ -146,18 +151,11 @@ test("models add stopped while its trial load runs: the trial child ends too", a
   expect(Bun.spawnSync([bin, "models", "add", await tinyModel(), "--name", "m", "--state-dir", state], { env }).exitCode).toBe(0);
   // The trial waits for the native libraries' lock while another process holds it: the add is then mid-trial.
   const lock = path.join(state, "native.lock");
-  const holder = Bun.spawn(["flock", lock, "-c", "echo held; cat"], { stdin: "pipe", stdout: "pipe" });
-  expect(new TextDecoder().decode((await holder.stdout.getReader().read()).value)).toBe("held\n");
+  const holder = await holdLock(lock);
   const add = Bun.spawn([bin, "models", "add", await tinyModel(), "--name", "n", "--state-dir", state], { env, stderr: "pipe" });
   const trialsOf = () => Bun.spawnSync(["pgrep", "-f", `models preflight ${path.join(state, "models")}`]).stdout.toString().trim().split("\n").filter(Boolean);
   try {
-    const err = add.stderr.getReader();
-    let said = "";
-    while (!said.includes("it holds")) {
-      const r = await err.read();
-      if (r.done) break;
-      said += new TextDecoder().decode(r.value);
-    }
+    const said = await stderrUntil(add, "it holds");
     expect(said).toContain("it holds");
     expect(trialsOf().length).toBe(1);
     add.kill("SIGTERM");

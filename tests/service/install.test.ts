@@ -21,6 +21,12 @@ function cli(args: string[]) {
 }
 const sha = (f: string) => new Bun.CryptoHasher("sha256").update(fs.readFileSync(f)).digest("hex");
 const modeOf = (p: string) => "0" + (fs.statSync(p).mode & 0o777).toString(8);
+/** Runs `check` with `p` tampered (its mode set to `mode`, or its owner made nobody's), then puts it back. */
+function tampered(p: string, how: "mode" | "owner", mode: number, check: () => void) {
+  const st = fs.statSync(p);
+  if (how === "mode") fs.chmodSync(p, mode); else fs.chownSync(p, 65534, st.gid);
+  try { check(); } finally { fs.chmodSync(p, st.mode & 0o7777); fs.chownSync(p, st.uid, st.gid); }
+}
 
 describe("systemd install under --root", () => {
   let root: string;
@@ -220,17 +226,12 @@ describe("systemd install under --root", () => {
   test("tamper: the binary or its recorded sha256 (or a dir above) that others than root may write fails verify", () => {
     const l = layout("systemd", root);
     for (const [p, how] of [[l.bin, "mode"], [l.bin, "owner"], [path.dirname(l.bin), "mode"], [l.binDigest, "mode"], [l.binDigest, "owner"], [l.configDir, "owner"]] as const) {
-      const st = fs.statSync(p);
-      if (how === "mode") fs.chmodSync(p, 0o777); else fs.chownSync(p, 65534, st.gid);
-      try {
+      tampered(p, how, 0o777, () => {
         const r = cli(["verify", "--root", root, "--platform", "systemd"]);
         expect({ p, how, code: r.code }).toEqual({ p, how, code: 1 });
         expect(r.out).toContain("✗ binary");
         expect(r.out).toContain(`others than root could replace it and its recorded sha256 alike: ${p} (uid ${how === "mode" ? 0 : 65534}`);
-      } finally {
-        fs.chmodSync(p, st.mode & 0o7777);
-        fs.chownSync(p, st.uid, st.gid);
-      }
+      });
     }
     expect(cli(["verify", "--root", root, "--platform", "systemd"]).code).toBe(0);
   });
@@ -241,18 +242,13 @@ describe("systemd install under --root", () => {
     const l = layout("systemd", root);
     for (const [p, how, says] of [[l.modelsDir, "owner", "not root's, as install made them"], [l.anchorDir, "owner", "not root's, as install made them"],
       [l.anchorDir, "mode", "is not root-only (0755, want 0700)"]] as const) {
-      const st = fs.statSync(p);
-      if (how === "mode") fs.chmodSync(p, 0o755); else fs.chownSync(p, 65534, st.gid);
-      try {
+      tampered(p, how, 0o755, () => {
         const r = cli(["verify", "--root", root, "--platform", "systemd"]);
         expect({ p, how, code: r.code }).toEqual({ p, how, code: 1 });
         expect(r.out).toMatch(/✗ directories/);
         expect(r.out).toContain(says);
         expect(r.out).toContain(p);
-      } finally {
-        fs.chmodSync(p, st.mode & 0o7777);
-        fs.chownSync(p, st.uid, st.gid);
-      }
+      });
     }
     expect(cli(["verify", "--root", root, "--platform", "systemd"]).code).toBe(0);
   });
