@@ -188,7 +188,9 @@ export function createGuards(d: GuardDeps): Guards {
           publishedLost = revocations.lost;
           revocations.publish(d.keys.list().filter((k) => k.revoked).map((k) => k.id)).catch(() => { publishedKeys = -1; });
         }
-        if (rec && await spared(observing(request.method, url.pathname), () => revocations.isRevoked(rec!.id), false)) rec = undefined;
+        // During an outage under "refuse", /metrics and /ready read the last copy (a key revoked on another instance
+        // before Redis went stays refused: the fallback was "not revoked", attack on the fix).
+        if (rec && await spared(observing(request.method, url.pathname), () => revocations.isRevoked(rec!.id), revocations.lastKnown(rec.id))) rec = undefined;
       }
       // Failed-auth throttle, per address and per network (rotating source addresses share a /24, /64 or
       // loopback): a source over it gets 429 for every attempt that is not a complete credential. A valid key is

@@ -92,3 +92,32 @@ describe.skipIf(skip)("revocations published from a keys file", () => {
     }
   });
 });
+
+// Attack on the fix (stop 74): under "refuse", /metrics and /ready are answered during an outage; a key revoked on
+// another instance before Redis went read them there (the fallback was "not revoked"): the last copy is read instead.
+test.skipIf(skip)("refuse policy during an outage: a key revoked elsewhere before it stays refused on /metrics and /ready", async () => {
+  const own = await startRedis();
+  const dirA = tmpDir("appliance-rev-ops-a-"), dirB = tmpDir("appliance-rev-ops-b-");
+  const key = new KeyStore(keysFilePath(dirA)).create({ name: "ops", scopes: ["metrics", "models"] }).key;
+  fs.copyFileSync(keysFilePath(dirA), path.join(dirB, "keys.json"));
+  fs.chmodSync(path.join(dirB, "keys.json"), 0o600);
+  const make = async (dir: string) => {
+    const config = parseConfig({ stateDir: dir, model: [await tinyModel()], rateLimit: { store: "redis", redisUrl: own.url, redisUnavailable: "refuse" } });
+    return createServer(config, { engine, keys: new KeyStore(keysFilePath(dir)), log: silentLogger() });
+  };
+  const a = await make(dirA), b = await make(dirB);
+  try {
+    expect((await b.app.handle(req("/metrics", { key }))).status).toBe(200);
+    new KeyStore(keysFilePath(dirA)).revoke("ops");
+    expect((await a.app.handle(req("/metrics", { key }))).status).toBe(401); // A publishes it
+    expect(await until(async () => (await b.app.handle(req("/metrics", { key }))).status === 401 ? true : undefined, 10_000, "B to refuse the key")).toBe(true);
+    await own.kill();
+    // refused still: as a wrong key there, with the 503 (its failed authentication cannot be counted without Redis),
+    // never read (the first answer that is not the 401 from before the outage was a 200 with the whole exposition)
+    for (const p of ["/metrics", "/ready"]) {
+      let r: Response | undefined;
+      expect(await until(async () => { r = await b.app.handle(req(p, { key })); return r.status !== 401 ? true : undefined; }, 10_000, `${p} past the outage`)).toBe(true);
+      expect({ p, status: r!.status, code: ((await r!.json()) as { error?: { code: string } }).error?.code }).toEqual({ p, status: 503, code: "shared_state_unavailable" });
+    }
+  } finally { a.guards.close(); b.guards.close(); await own.kill(); }
+});

@@ -46,6 +46,11 @@ export class SharedRevocations {
     return this.revoked.has(id);
   }
 
+  /** From the last copy read, without asking Redis: for what is answered during an outage under "refuse" (/metrics, /ready). */
+  lastKnown(id: string): boolean {
+    return this.revoked.has(id);
+  }
+
   private async sync() {
     const version = (await this.o.conn.send("GET", [this.versionKey])) as string | null;
     if (version === null && (this.version !== null || this.published)) this.lost++;
