@@ -27,22 +27,8 @@ const HOLD_CAP = 8192;
 
 /** Chunks closer together than this are a burst (a replay, a cached answer), scanned in batches of burstChars. */
 const BURST_MS = 1;
-/**
- * Whether the characters of view span [start, end) (part of a joined run) stand equally far apart as written. A token
- * spelled out has one gap throughout; letter-spaced words have wider gaps between the words ("A C C A   M E M B E R S
- * H I P" read as an AWS key inside its run, attack on the fix).
- */
-function evenlySpaced(v: ScanView, start: number, end: number): boolean {
-  if (!v.from || !v.to) return true;
-  const gap = v.from[start + 1]! - v.to[start]!;
-  for (let i = start + 1; i + 1 < end; i++) if (v.from[i + 1]! - v.to[i]! !== gap) return false;
-  return true;
-}
-
 /** Longest joined spaced-out run the token rules read without their boundaries (the longest such token is 171). */
 const RUN_SCAN_MAX = 512;
-/** How many one-character words may stand beside a spaced-out token in its run, before it and after it. */
-const RUN_SLACK = 3;
 /**
  * Released characters kept as context for the next scan: lookbehinds and \b at the held text's start read them,
  * and a run of non-space characters that began before the cut (a long base64 blob, a host label) is seen from its
@@ -119,31 +105,17 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
   // rules (PII is matched as written only).
   const decodedRules = spanRules.filter((r) => r.group !== "pii");
   /**
-   * The token rules without their word boundaries and sticky, for what a spaced-out run reads as: a one-character word
-   * beside the secret joins its run ("it is a A K I A …" reads `aAKIA…`, "… E 1" reads `…E1`), and the rules, which
-   * want a boundary at each end, passed the key (red-team run). A token is taken from a run only when at most
-   * RUN_SLACK characters of the run are left before and after it: found anywhere in it, letter-spaced capitals
-   * ("A S I A   P A C I F I C   C O N F E R E N C E") were redacted as an AWS key (attack on the fix).
+   * The token rules without their word boundaries, for what a spaced-out run reads as: a one-character word beside the
+   * secret joins its run ("it is a A K I A …" reads `aAKIA…`, "… E 1" reads `…E1`), and the rules, which want a
+   * boundary at each end, passed the key (red-team run). A token found anywhere in a run is taken: limiting how much of
+   * the run may stand around it, or asking its gaps to be even, let a fourth one-letter word, one doubled space or a
+   * zero-width character through again (second attack on the fix); letter-spaced capitals that spell such a token
+   * ("A S I A   P A C I F I C …" for an AWS key) are redacted too, the price of that (README).
    */
   const END = /(?:\\b|\(\?:\\b\|\(\?!\[\\w-\]\)\))$/; // a token's end: `\b`, or `(?:\b|(?![\w-]))`
   const unbounded = (use: SecretRule[]) => use.filter((r) => r.group === "secret" && (/^\\b/.test(r.pattern.source) || END.test(r.pattern.source)))
-    .map((r) => ({ ...r, pattern: new RegExp(r.pattern.source.replace(/^\\b/, "").replace(END, ""), r.pattern.flags.replace("g", "") + "y") }));
+    .map((r) => ({ ...r, pattern: new RegExp(r.pattern.source.replace(/^\\b/, "").replace(END, ""), r.pattern.flags) }));
   const runRules = { prose: unbounded(spanRules), json: unbounded(jsonSpanRules) };
-  /** A run's tokens: each rule tried at the run's first RUN_SLACK + 1 characters, kept if it ends within RUN_SLACK of its end. */
-  function runMatches(run: string, use: SecretRule[]): Span[] {
-    const out: Span[] = [];
-    for (const rule of use) {
-      for (let s = 0; s <= RUN_SLACK && s < run.length; s++) {
-        rule.pattern.lastIndex = s;
-        const m = rule.pattern.exec(run);
-        if (!m || run.length - (s + m[0].length) > RUN_SLACK || (rule.validate && !rule.validate(m[0])) || overlaps(out, s, s + m[0].length)) continue;
-        out.push({ start: s, end: s + m[0].length, rule: rule.id });
-        out.sort((a, b) => a.start - b.start);
-        break;
-      }
-    }
-    return out;
-  }
 
   /** Rule matches in `text` (already a view), earlier rules first, non-overlapping; `found` stays sorted. */
   function match(text: string, use: SecretRule[], found: Span[]) {
@@ -170,9 +142,9 @@ export function createScanner(cfg: Config["responseScan"]): Scanner {
     if (encoded.length) merge(found, encoded);
     for (const [start, end] of view.runs ?? []) {
       if (end - start > RUN_SCAN_MAX) continue;
-      const inner = runMatches(text.slice(start, end), json ? runRules.json : runRules.prose);
-      const more = inner.map((f) => ({ ...f, start: f.start + start, end: f.end + start }))
-        .filter((f) => !overlaps(found, f.start, f.end) && ((f.start === start && f.end === end) || evenlySpaced(view, f.start, f.end)));
+      const inner: Span[] = [];
+      match(text.slice(start, end), json ? runRules.json : runRules.prose, inner);
+      const more = inner.map((f) => ({ ...f, start: f.start + start, end: f.end + start })).filter((f) => !overlaps(found, f.start, f.end));
       if (more.length) merge(found, more);
     }
     for (const f of found) [f.start, f.end] = toOriginal(view, f.start, f.end);

@@ -19,17 +19,24 @@ import { MAX_SKEW_S } from "./signature";
 const MAX_BYTES = 1 << 20;
 
 export class SignatureFloor {
+  /** What earlier processes accepted, read at start: what this process refuses. */
+  private readonly atStart: Readonly<Record<string, number>>;
+  /** What is kept for the next process: atStart, raised by what this process accepts. */
   private readonly floors: Record<string, number>;
   private readonly file: string;
 
   constructor(stateDir: string, nowMs: number, private readonly warn: (msg: string) => void = () => {}) {
     this.file = path.join(stateDir, "signature-floor");
-    this.floors = this.read(nowMs);
+    this.atStart = this.read(nowMs);
+    this.floors = { ...this.atStart };
   }
 
-  /** Timestamps up to this (unix seconds) for `signer` may have been accepted by an earlier process: refused. 0: none. */
+  /**
+   * Timestamps up to this (unix seconds) for `signer` may have been accepted by an earlier process: refused. 0: none.
+   * The floor read at start, never what this process accepted since (its own nonce cache covers those).
+   */
   floorFor(signer: string): number {
-    return this.floors[signer] ?? 0;
+    return this.atStart[signer] ?? 0;
   }
 
   private read(nowMs: number): Record<string, number> {

@@ -115,8 +115,6 @@ test("an answer to a prompt that opens a key is dropped until the key's END line
 
 test("still left alone: a longer dotted number, fd0:: (not fc00::/7), base64 of ordinary text after =, base64 lines, wrapped base64 of ordinary text", () => {
   for (const text of ["version 127.0.0.1.5 is out", "fd0::5 is no unique-local address",
-    // attack on the fix: letter-spaced capitals read as an AWS key by the run rules found anywhere in a run
-    "A S I A   P A C I F I C   C O N F E R E N C E   2 0 2 5", "A C C A   M E M B E R S H I P   D I R E C T O R Y",
     `data=${Buffer.from("hello there, friend of mine").toString("base64")}`, `${bodyLines.join("\n")}\nThat was no key.\n`,
     Buffer.from("hello there, my friend, how are you doing today? fine, thanks, and you are well").toString("base64").match(/.{1,76}/g)!.join("\n")]) {
     expect(scanner.scan(text).text).toBe(text);
@@ -127,11 +125,15 @@ test("still left alone: a longer dotted number, fd0:: (not fc00::/7), base64 of 
 // Red-team run (stop 74): a URL host in dotted parts written in hex or octal is 127.0.0.1 or a private address to URL
 // parsers; it went out as written.
 test("a URL host in hex or octal dotted parts that URL parsers read as an internal address is redacted; public ones and versions are not", () => {
-  for (const host of ["0x7f.0.0.1", "0x7f.0x0.0x0.0x1", "0300.0250.0.1", "0xc0.0xa8.0x01.0x01", "0x7f.1", "0xa.0.0.5:8080", "0.0.0.0", "0x0.0.0.0"]) {
+  for (const host of ["0x7f.0.0.1", "0x7f.0x0.0x0.0x1", "0300.0250.0.1", "0xc0.0xa8.0x01.0x01", "0x7f.1", "0xa.0.0.5:8080", "0.0.0.0", "0x0.0.0.0",
+    "0x00000000007f.0.0.1", "0x7f.00000000000000.1", "user@0x7f.0.0.1"]) {
     const text = `fetch http://${host}/admin now`;
-    for (const got of [scanner.scan(text).text, streamed(scanner, [...text]).text]) expect({ host, got }).toEqual({ host, got: "fetch http://[REDACTED:internal-ip]/admin now" });
+    const want = `fetch http://${host.startsWith("user@") ? "user@" : ""}[REDACTED:internal-ip]/admin now`;
+    for (const got of [scanner.scan(text).text, streamed(scanner, [...text]).text]) expect({ host, got }).toEqual({ host, got: want });
   }
-  for (const text of ["fetch http://0x8.0x8.0x8.0x8/ now", "see https://1.2.3.4/", "version 0x1.0x2 of it", "http://010.010.010.010/ is 8.8.8.8"]) {
+  // second attack on the fix: floor division and metric@threshold are no hosts
+  for (const text of ["fetch http://0x8.0x8.0x8.0x8/ now", "see https://1.2.3.4/", "version 0x1.0x2 of it", "http://010.010.010.010/ is 8.8.8.8",
+    "print(total//0.05)", "x = a//0.01 + b", "lr@0.01 and wd@0.001", "mAP@0.05:0.95", "bob@0.05.com", "see http://0.05/"]) {
     expect(scanner.scan(text).text).toBe(text);
   }
 });

@@ -121,8 +121,10 @@ function privateInteger(m: string): boolean {
  * and 192.168.0.1, which went out unread (red-team run). Validated as a parser reads it: every part but the last a
  * byte, the last filling the bytes left; `0.0.0.0` (this host) counts too.
  */
-const RADIX_HOST: SecretRule = { id: "internal-ip", group: "internal", maxLength: 53, validate: privateDotted,
-  pattern: /(?<=[\/\\]{2}|@|\bhttps?:[\/\\]*)(?=[\d.x]*(?:0x|\b0\d)|0\.0\.0\.0\b)(?:0x[0-9a-f]{0,8}|\d{1,11})(?:\.(?:0x[0-9a-f]{0,8}|\d{1,11})){1,3}\b(?::\d{1,5}\b)?/gi };
+// Only right after a scheme's `//` (and a user's `@` there): after any `//` or `@`, Python's `total//0.05` and
+// `lr@0.01` were redacted (second attack on the fix). Leading zeros as parsers take them (`0x00000000007f`).
+const RADIX_HOST: SecretRule = { id: "internal-ip", group: "internal", maxLength: 117, validate: privateDotted,
+  pattern: /(?<=\b[a-z][a-z0-9+.-]{0,15}:[\/\\]{2}(?:[^\s\/\\@]{1,64}@)?)(?=[\d.x]*(?:0x|\b0\d)|0\.0\.0\.0\b)(?:0x0{0,16}[0-9a-f]{0,8}|0{0,16}\d{1,11})(?:\.(?:0x0{0,16}[0-9a-f]{0,8}|0{0,16}\d{1,11})){1,3}\b(?::\d{1,5}\b)?/gi };
 
 function privateDotted(m: string): boolean {
   const parts = m.replace(/:\d+$/, "").split(".");
@@ -131,7 +133,7 @@ function privateDotted(m: string): boolean {
   const last = nums.pop()!;
   if (nums.some((n) => n > 255) || last >= 256 ** (4 - nums.length)) return false;
   const n = nums.reduce((acc, b, i) => acc + b * 256 ** (3 - i), 0) + last;
-  return n >>> 24 === 0 || privateInteger(String(n));
+  return n === 0 || privateInteger(String(n)); // 0.0.0.0 (this host), not the rest of 0/8: `0.05` is a number
 }
 
 /**
