@@ -29,14 +29,22 @@ export function sudoersNaming(root: string, a: Account): string[] {
       const line = raw.trim();
       const inc = /^[@#]include(dir)?\s+(.+)$/.exec(line);
       if (inc) {
-        const target = inRoot(inc[2]!.trim().replace(/^"|"$/g, ""));
+        // a relative include is read from the including file's dir, as sudo reads it (second attack on the fix)
+        const named = inc[2]!.trim().replace(/^"|"$/g, "");
+        const target = named.startsWith("/") ? inRoot(named) : path.join(path.dirname(f), named);
         if (!inc[1]) queue.push(target);
         else dir(target);
         continue;
       }
       if (line.startsWith("#") && !/^#\d/.test(line)) continue; // a comment (`#1000 ALL=…` is a uid)
-      const first = line.split(/\s+/)[0] ?? "";
-      if (first.split(",").some((n) => names.has(n.trim()))) found.push(`${f}: ${line.slice(0, 120)}`);
+      if (!line.includes("=") || /^Defaults\b/.test(line) || /^\w+_Alias\b/.test(line)) continue;
+      // The user list: the words before the host list, a comma joining them across spaces (`root, appliance`);
+      // names may be quoted, `%:group` is a group, ALL is everyone (second attack on the fix).
+      const words = line.split("=")[0]!.trim().split(/\s+/);
+      let list = words[0] ?? "";
+      for (let i = 1; i < words.length && (list.endsWith(",") || words[i]!.startsWith(",")); i++) list += words[i];
+      const users = list.split(",").map((n) => n.trim().replace(/^"(.*)"$/, "$1").replace(/^%:/, "%")).filter(Boolean);
+      if (users.some((n) => n === "ALL" || names.has(n))) found.push(`${f}: ${line.slice(0, 120)}`);
     }
   }
   return found;

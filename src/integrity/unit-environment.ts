@@ -39,17 +39,17 @@ export function unitEnvironment(root: string, unitFile: string, unitText: string
   for (const t of texts) {
     for (const raw of t.replace(/\\\n/g, " ").split("\n")) {
       const line = raw.trim();
-      const m = /^Environment=(.*)$/.exec(line);
+      const m = /^Environment\s*=(.*)$/.exec(line); // spaces around `=` are systemd's too (second attack on the fix)
       if (m) {
         if (m[1]!.trim() === "") for (const k of Object.keys(env)) delete env[k]; // empty: the list reset
         else for (const [k, v] of assignments(m[1]!)) env[k] = v;
       }
-      const file = /^EnvironmentFile=-?(.+)$/.exec(line)?.[1]?.trim();
+      const file = /^EnvironmentFile\s*=\s*-?(.+)$/.exec(line)?.[1]?.trim();
       if (!file) continue;
       let body = "";
       try { body = fs.readFileSync(path.join(root, file), "utf8"); } catch { /* missing: systemd refuses it, or skips it with "-" */ }
       for (const kv of body.split("\n")) {
-        const a = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(kv);
+        const a = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$/.exec(kv);
         if (a) env[a[1]!] = unquote(a[2]!.trim());
       }
     }

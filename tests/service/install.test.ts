@@ -262,7 +262,8 @@ describe("systemd install under --root", () => {
       for (const [conf, extra, says] of [["Environment=OPENAI_API_KEY=sk-x\n", undefined, "secret-looking variables set: OPENAI_API_KEY"],
         ["EnvironmentFile=-/etc/appliance/extra.env\n", "HF_TOKEN=hf_x\n", "secret-looking variables set: HF_TOKEN"],
         // attack on the fix: a quoted assignment, a continued line
-        ['Environment="HF_HUB_OFFLINE=0"\n', undefined, "HF_HUB_OFFLINE is not 1"], ["Environment=A=1 \\\n  OPENAI_API_KEY=sk-x\n", undefined, "OPENAI_API_KEY"]] as const) {
+        ['Environment="HF_HUB_OFFLINE=0"\n', undefined, "HF_HUB_OFFLINE is not 1"], ["Environment=A=1 \\\n  OPENAI_API_KEY=sk-x\n", undefined, "OPENAI_API_KEY"],
+        ["Environment = OPENAI_API_KEY=sk-x\n", undefined, "OPENAI_API_KEY"]] as const) {
         fs.writeFileSync(path.join(dir, "zz.conf"), `[Service]\n${conf}`);
         if (extra) fs.writeFileSync(path.join(l.configDir, "extra.env"), extra);
         const r = cli(["verify", "--root", root, "--platform", "systemd"]);
@@ -312,7 +313,9 @@ describe("systemd install under --root", () => {
     fs.writeFileSync(path.join(etc, "group"), "root:x:0:\nappliance:x:990:\nops:x:50:appliance\n");
     fs.mkdirSync(path.join(etc, "sudoers.d"), { recursive: true });
     // and (attack on the fix) a comma list, the uid, a group's gid
-    for (const line of ["appliance ALL=(ALL) NOPASSWD: ALL", "%ops ALL=(ALL) ALL", "bob,appliance ALL=(ALL) NOPASSWD: ALL", "#990 ALL=(ALL) ALL", "%#50 ALL=(ALL) ALL"]) {
+    for (const line of ["appliance ALL=(ALL) NOPASSWD: ALL", "%ops ALL=(ALL) ALL", "bob,appliance ALL=(ALL) NOPASSWD: ALL", "#990 ALL=(ALL) ALL", "%#50 ALL=(ALL) ALL",
+      // second attack on the fix
+      "ALL ALL=(ALL) NOPASSWD: ALL", "root, appliance ALL=(ALL) NOPASSWD: ALL", '"appliance" ALL=(ALL) ALL', "%:ops ALL=(ALL) ALL"]) {
       fs.writeFileSync(path.join(etc, "sudoers.d", "appliance"), `# added\n${line}\n`);
       const v = cli(["verify", "--root", root, "--platform", "systemd"]);
       expect({ line, code: v.code }).toEqual({ line, code: 1 });
@@ -325,6 +328,11 @@ describe("systemd install under --root", () => {
     fs.writeFileSync(path.join(etc, "sudoers.local.d", "x"), "appliance ALL=(ALL) ALL\n");
     expect(cli(["verify", "--root", root, "--platform", "systemd"]).out).toContain(`named in sudoers: ${path.join(etc, "sudoers.local.d", "x")}`);
     fs.rmSync(path.join(etc, "sudoers.local.d"), { recursive: true });
+    // a relative include, read from the including file's dir (second attack on the fix)
+    fs.writeFileSync(path.join(etc, "sudoers"), "@include sudoers.local\n");
+    fs.writeFileSync(path.join(etc, "sudoers.local"), "appliance ALL=(ALL) ALL\n");
+    expect(cli(["verify", "--root", root, "--platform", "systemd"]).out).toContain(`named in sudoers: ${path.join(etc, "sudoers.local")}`);
+    fs.rmSync(path.join(etc, "sudoers.local"));
     fs.rmSync(path.join(etc, "sudoers"));
     fs.writeFileSync(path.join(etc, "group"), "root:x:0:\nappliance:x:990:\nincus-admin:x:51:appliance\n");
     expect(cli(["verify", "--root", root, "--platform", "systemd"]).out).toMatch(/✗ account .*member of incus-admin/);
