@@ -40,10 +40,16 @@ export class LockdownError extends AppError {
 /** How often, while generations run, the server looks for a lockdown begun since they started (it cuts them). */
 export const LOCKDOWN_WATCH_MS = 250;
 
+/** Whether `stateDir` is in lockdown now: what the request guard, /health, /metrics and the in-flight watch ask. */
+export function lockedDown(stateDir: string): () => boolean {
+  const file = lockdownFile(stateDir);
+  return () => fs.existsSync(file);
+}
+
 /** A check for the request path; throws LockdownError while the file exists. */
 export function lockdownGuard(stateDir: string): (pathname: string) => void {
-  const file = lockdownFile(stateDir);
+  const locked = lockedDown(stateDir);
   return (pathname) => {
-    if (!OPEN.has(pathname) && fs.existsSync(file)) throw new LockdownError();
+    if (!OPEN.has(pathname) && locked()) throw new LockdownError();
   };
 }

@@ -4,7 +4,6 @@
  * this is the request path: state → guards (fixed order, guards/index.ts) →
  * routes (a table of the API) → error mapper → log + audit line.
  */
-import fs from "node:fs";
 import { Elysia } from "elysia";
 import { bindOnceAdapter } from "./bind-adapter";
 import { InvalidRequestError, ShuttingDownError } from "../errors";
@@ -15,7 +14,7 @@ import { unredacted } from "../log/logger";
 import type { AppDeps, AppInput } from "./deps";
 import { lastResortResponse, toAppError, toResponse } from "./errors";
 import { Inflight } from "./inflight";
-import { LOCKDOWN_WATCH_MS, LockdownError, lockdownFile } from "../guards/lockdown";
+import { LOCKDOWN_WATCH_MS, LockdownError, lockedDown } from "../guards/lockdown";
 import { arrived, expectArrival } from "./arrivals";
 import { admissionTurn } from "./admission-turn";
 import { initState, newRequestId, stateOf, summarize } from "./request-state";
@@ -54,8 +53,8 @@ export function createApp(input: AppInput) {
   // A lockdown cuts what is already generating too (its answers end as a shutdown's do, cut short), not only the
   // next requests: a stream ran on to its max_tokens after `appliance lockdown` (claims audit).
   const inflight = new Inflight();
-  const locked = lockdownFile(config.stateDir);
-  inflight.watch(() => (fs.existsSync(locked) ? { reason: "lockdown", error: () => new LockdownError() } : undefined), LOCKDOWN_WATCH_MS);
+  const locked = lockedDown(config.stateDir);
+  inflight.watch(() => (locked() ? { reason: "lockdown", error: () => new LockdownError() } : undefined), LOCKDOWN_WATCH_MS);
   if (guards.sharedState().store === "redis") metrics.attachSharedState(() => guards.sharedState());
   // The per-request summary line names no field the logger redacts (its type says so): written without redaction.
   const requestLog = unredacted(log);

@@ -6,12 +6,11 @@
  * guard label set beyond MAX_GUARD_SERIES is folded into "other".
  * The series are listed in the README (Metrics).
  */
-import fs from "node:fs";
 import path from "node:path";
 import client from "prom-client";
 import type { Engine } from "../engine/engine";
 import { engineInfo } from "../engine/engine-select";
-import { lockdownFile } from "../guards/lockdown";
+import { lockedDown } from "../guards/lockdown";
 import { newestVerifyStatus, VERIFY_STATUS_FILE, type VerifyStatus } from "../integrity/verify-status";
 import type { VersionInfo } from "../version";
 import { registerDefaultMetrics } from "./default-metrics";
@@ -76,7 +75,7 @@ export class Metrics {
   private alertLog?: string;
   private verifyFiles: string[] = [];
   /** The state dir's lockdown file (guards/lockdown.ts), looked for at each scrape. */
-  private lockdownFile?: string;
+  private lockedDown?: () => boolean;
   /** The verify record as read at the start of the scrape in progress. */
   private verifyNow?: VerifyStatus;
 
@@ -129,7 +128,7 @@ export class Metrics {
     new client.Gauge({ name: "appliance_integrity_verify_last_success_timestamp_seconds", help: "When a full `appliance verify` last passed (unix seconds); 0 when none has.",
       registers, collect() { this.set(Math.floor((verify()?.lastSuccessMs ?? 0) / 1000)); } });
     new client.Gauge({ name: "appliance_lockdown", help: "1 while the server is in lockdown (appliance lockdown: every route but /health and /metrics answers 503), else 0.",
-      registers, collect() { this.set(self.lockdownFile && fs.existsSync(self.lockdownFile) ? 1 : 0); } });
+      registers, collect() { this.set(self.lockedDown?.() ? 1 : 0); } });
     // process_resident_memory_bytes, open fds, event-loop lag, … The lag histogram's sampling timer (prom-client's
     // default: every 10 ms) is set to never fire: under Bun the histogram is a stub (its metrics are removed below), yet
     // its timer woke the JS thread 100 times a second, idle or between decode steps. nodejs_eventloop_lag_seconds stays.
@@ -149,7 +148,7 @@ export class Metrics {
     this.slotsPerModel = parallel;
     this.alertLog = logDir ? path.join(logDir, "verify-alerts.log") : undefined;
     this.verifyFiles = [...(logDir ? [path.join(logDir, "verify", VERIFY_STATUS_FILE)] : []), ...(stateDir ? [path.join(stateDir, VERIFY_STATUS_FILE)] : [])];
-    this.lockdownFile = stateDir ? lockdownFile(stateDir) : undefined;
+    this.lockedDown = stateDir ? lockedDown(stateDir) : undefined;
   }
 
   /** Span export counts (only with tracing.otlpEndpoint set). */

@@ -1,19 +1,18 @@
 /** GET /health (liveness, public) and GET /ready (a model is loaded and we are not draining). */
-import fs from "node:fs";
 import { Elysia } from "elysia";
-import { lockdownFile } from "../../guards/lockdown";
+import { lockedDown } from "../../guards/lockdown";
 import { engineInfo } from "../../engine/engine-select";
 import { NotReadyError } from "../../errors";
 import type { AppDeps } from "../deps";
 import { stateOf } from "../request-state";
 
-export const healthRoutes = (deps: AppDeps) =>
+export const healthRoutes = (deps: AppDeps, locked = lockedDown(deps.config.stateDir)) =>
   new Elysia({ name: "routes.health" })
     // Which engine runs (kind, folder, version; no path) follows /ready's rule for model ids: /health is public, so
     // only with auth off; with auth on, /ready says it to keys that may list models, /metrics to the metrics scope.
     // In lockdown it still answers 200 (supervisors must not restart it), and says so: every other route tells any
     // caller as much (503 lockdown), and a probe or dashboard reading only /health saw "ok" (operations run).
-    .get("/health", () => ({ status: "ok", ...(fs.existsSync(lockdownFile(deps.config.stateDir)) && { lockdown: true }),
+    .get("/health", () => ({ status: "ok", ...(locked() && { lockdown: true }),
       ...(!deps.config.auth && { engine: engineInfo(deps.engine.backend), ...sharedStateOf(deps) }) }), { detail: { summary: "Liveness (no key needed)", tags: ["Operations"], security: [] } })
     .get("/ready", ({ request }) => {
       if (deps.draining) throw new NotReadyError("The server is shutting down.");
