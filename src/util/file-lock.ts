@@ -35,12 +35,14 @@ const RETRY_MS = 50;
  * manifest's lock ignored Ctrl-C and SIGTERM, and left its copy of the model behind when killed).
  */
 export async function withFileLock<T>(file: string, fn: () => T | Promise<T>, opts: LockOptions = {}): Promise<T> {
-  let fd = lockFd(file, { ...opts, wait: false });
-  while (fd < 0) {
-    await new Promise((r) => setTimeout(r, RETRY_MS));
-    fd = lockFd(file, { wait: false });
-  }
-  try { return await fn(); } finally { flock(fd, LOCK_UN); fs.closeSync(fd); }
+  const { fd, lockFile } = openLock(file);
+  try {
+    if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+      opts.onWait?.(lockFile);
+      while (flock(fd, LOCK_EX | LOCK_NB) !== 0) await new Promise((r) => setTimeout(r, RETRY_MS));
+    }
+    return await fn();
+  } finally { flock(fd, LOCK_UN); fs.closeSync(fd); }
 }
 
 /** The synchronous form of withFileLock, for callers that are synchronous themselves. */
@@ -59,8 +61,8 @@ export function holdFileLock(file: string): { release(): void } | undefined {
   return { release() { flock(fd, LOCK_UN); fs.closeSync(fd); } };
 }
 
-/** The locked descriptor; -1 when another holder has it and `wait` is false. */
-function lockFd(file: string, opts: LockOptions & { wait?: boolean }): number {
+/** The lock file for `file`, opened (made, and given its dir's owner, when new); never through a link. */
+function openLock(file: string): { fd: number; lockFile: string } {
   const lockFile = `${file}.lock`;
   const dir = parentDir(file);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -82,6 +84,17 @@ function lockFd(file: string, opts: LockOptions & { wait?: boolean }): number {
       if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
       fsyncDir(dir);
     }
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+  return { fd, lockFile };
+}
+
+/** The locked descriptor; -1 when another holder has it and `wait` is false (else it waits in flock(2)). */
+function lockFd(file: string, opts: LockOptions & { wait?: boolean }): number {
+  const { fd, lockFile } = openLock(file);
+  try {
     if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
       opts.onWait?.(lockFile);
       if (opts.wait === false) { fs.closeSync(fd); return -1; }
