@@ -106,34 +106,41 @@ function integerIpv4(json: boolean): SecretRule {
     pattern: new RegExp(`\\b(?:0x7f000001|${loopback})\\b|(?<=[\\/\\\\]{2}|@|\\bhttps?:[\\/\\\\]*)${integer}\\b(?::\\d{1,5}\\b)?`, "gi") };
 }
 
-/** An integer in decimal, hex (0x) or octal (a leading 0), a port after it allowed: a loopback, private or link-local IPv4 address. */
-function privateInteger(m: string): boolean {
-  const digits = m.replace(/:\d+$/, "");
-  const n = /^0x/i.test(digits) ? parseInt(digits.slice(2), 16) : /^0\d/.test(digits) ? parseInt(digits, 8) : Number(digits);
+/** A number as inet_aton and URL parsers read one: hex (0x; `0x` alone is 0), octal (a leading 0; NaN with an 8 or 9), decimal. */
+function inetNumber(p: string): number {
+  if (/^0x/i.test(p)) return p.length > 2 ? parseInt(p.slice(2), 16) : 0;
+  if (/^0\d/.test(p)) return /^[0-7]+$/.test(p) ? parseInt(p, 8) : NaN;
+  return Number(p);
+}
+
+/** Whether an IPv4 address as one number is loopback, private or link-local. */
+function privateV4(n: number): boolean {
   if (!Number.isInteger(n) || n > 0xffffffff) return false;
   const a = n >>> 24, b = (n >>> 16) & 255;
   return a === 127 || a === 10 || (a === 192 && b === 168) || (a === 172 && b >= 16 && b <= 31) || (a === 169 && b === 254);
 }
 
+/** An integer in decimal, hex (0x) or octal (a leading 0), a port after it allowed: a loopback, private or link-local IPv4 address. */
+const privateInteger = (m: string) => privateV4(inetNumber(m.replace(/:\d+$/, "")));
+
 /**
- * A URL's host of two to four dotted parts, one of them at least in hex (0x) or octal (a leading 0), where a host
- * stands (as integerIpv4): URL parsers and inet_aton read `http://0x7f.0.0.1/` and `http://0300.0250.0.1/` as 127.0.0.1
- * and 192.168.0.1, which went out unread (red-team run). Validated as a parser reads it: every part but the last a
- * byte, the last filling the bytes left; `0.0.0.0` (this host) counts too.
+ * A URL's host of two to four dotted parts, one of them at least in hex (0x) or octal (a leading 0), right after a
+ * scheme's `//` (and a user's `@` there): URL parsers and inet_aton read `http://0x7f.0.0.1/` and `http://0300.0250.0.1/`
+ * as 127.0.0.1 and 192.168.0.1, which went out unread (red-team run). After any `//` or `@`, as integerIpv4 reads,
+ * Python's `total//0.05` and `lr@0.01` were redacted (second attack on the fix). Validated as a parser reads it: every
+ * part but the last a byte, the last filling the bytes left, leading zeros taken (`0x00000000007f`); `0.0.0.0` (this
+ * host) counts too.
  */
-// Only right after a scheme's `//` (and a user's `@` there): after any `//` or `@`, Python's `total//0.05` and
-// `lr@0.01` were redacted (second attack on the fix). Leading zeros as parsers take them (`0x00000000007f`).
 const RADIX_HOST: SecretRule = { id: "internal-ip", group: "internal", maxLength: 117, validate: privateDotted,
   pattern: /(?<=\b[a-z][a-z0-9+.-]{0,15}:[\/\\]{2}(?:[^\s\/\\@]{1,64}@)?)(?=[\d.x]*(?:0x|\b0\d)|0\.0\.0\.0\b)(?:0x0{0,16}[0-9a-f]{0,8}|0{0,16}\d{1,11})(?:\.(?:0x0{0,16}[0-9a-f]{0,8}|0{0,16}\d{1,11})){1,3}\b(?::\d{1,5}\b)?/gi };
 
 function privateDotted(m: string): boolean {
-  const parts = m.replace(/:\d+$/, "").split(".");
-  const nums = parts.map((p) => (/^0x/i.test(p) ? (p.length > 2 ? parseInt(p.slice(2), 16) : 0) : /^0\d/.test(p) ? (/^[0-7]+$/.test(p) ? parseInt(p, 8) : NaN) : Number(p)));
+  const nums = m.replace(/:\d+$/, "").split(".").map(inetNumber);
   if (nums.some((n) => !Number.isInteger(n))) return false;
   const last = nums.pop()!;
   if (nums.some((n) => n > 255) || last >= 256 ** (4 - nums.length)) return false;
   const n = nums.reduce((acc, b, i) => acc + b * 256 ** (3 - i), 0) + last;
-  return n === 0 || privateInteger(String(n)); // 0.0.0.0 (this host), not the rest of 0/8: `0.05` is a number
+  return n === 0 || privateV4(n); // 0.0.0.0 (this host), not the rest of 0/8: `0.05` is a number
 }
 
 /**
