@@ -16,7 +16,7 @@ import path from "node:path";
 import { writeFilesAtomic, type AtomicFile } from "../util/atomic-write";
 import { withFileLock } from "../util/file-lock";
 import { DigestCache } from "../util/digest-cache";
-import { openPlainFile } from "../util/fs";
+import { dirsAbove, openPlainFile } from "../util/fs";
 import { sha256Bytes, sha256FdSync } from "../util/sha256";
 import { applyOmpEnv } from "./engine-build-env";
 import { NATIVE_BUNDLE, type NativeBundle } from "./native-assets";
@@ -121,8 +121,7 @@ export function checkRootOwned(dir: string, top = "/") {
     }
     return st;
   };
-  const highest = path.resolve(top);
-  for (let d = path.dirname(path.resolve(dir)); ; d = path.dirname(d)) { check(d); if (d === highest || d === path.dirname(d)) break; }
+  for (const d of dirsAbove(dir, top)) check(d);
   const walk = (p: string) => { if (check(p).isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e)); };
   walk(dir);
 }

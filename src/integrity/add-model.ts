@@ -118,11 +118,13 @@ function openSource(src: string, follow: boolean): number {
   }
 }
 
-const tempName = (dir: string, name: string) => path.join(dir, `.${name}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+/** This process's private copies of model file `name` start so: `removeOwnTemps` finds them by it. */
+const tempPrefix = (name: string) => `.${name}.${process.pid}.`;
+const tempName = (dir: string, name: string) => path.join(dir, `${tempPrefix(name)}${randomBytes(4).toString("hex")}.tmp`);
 
 /** Removes the private copies or links this process made for model `id` in `dir` (an interrupted add); returns their paths. */
 export function removeOwnTemps(dir: string, id: string): string[] {
-  const prefix = `.${id}.gguf.${process.pid}.`;
+  const prefix = tempPrefix(`${id}.gguf`);
   let names: string[];
   try { names = fs.readdirSync(dir); } catch { return []; }
   const mine = names.filter((f) => f.startsWith(prefix) && f.endsWith(".tmp")).map((f) => path.join(dir, f));

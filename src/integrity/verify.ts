@@ -23,6 +23,7 @@ import type { Check } from "./report";
 import { sendDatagram } from "../util/unix-datagram";
 import { readableByAll } from "../config/pem-files";
 import { sudoersNaming } from "./sudoers";
+import { dirsAbove } from "../util/fs";
 import { unitEnvironment } from "./unit-environment";
 
 export interface VerifyContext {
@@ -100,8 +101,7 @@ function notRootHeld(file: string, l: Layout): string[] {
   };
   look(file);
   if (l.platform !== "systemd") return problems;
-  const top = path.resolve(l.root);
-  for (let d = path.dirname(path.resolve(file)); ; d = path.dirname(d)) { look(d); if (d === top || d === path.dirname(d)) break; }
+  for (const d of dirsAbove(file, l.root)) look(d);
   return problems;
 }
 
@@ -194,7 +194,8 @@ export function checkDirs(config: Readonly<Config>, l?: Layout): Check {
   // model and a manifest to match, and verify passed; the anchors' dir made the account's let it rewrite the anchors
   // (claims audit).
   const rootDirs = l ? [...(path.resolve(models) === path.resolve(l.modelsDir) ? [models] : []), l.anchorDir] : [];
-  const notRoots = rootDirs.filter((d) => fs.existsSync(d) && fs.statSync(d).uid !== 0).map((d) => `${d} (uid ${fs.statSync(d).uid})`);
+  const notRoots = rootDirs.map((d) => [d, fs.statSync(d, { throwIfNoEntry: false })?.uid] as const).filter(([, uid]) => uid !== undefined && uid !== 0)
+    .map(([d, uid]) => `${d} (uid ${uid})`);
   const problems = [...(bad.length ? [`writable by group or others: ${bad.join(", ")}`] : []),
     ...(notRoots.length ? [`not root's, as install made them: ${notRoots.join(", ")}`] : [])];
   if (l && fs.existsSync(l.anchorDir) && mode(l.anchorDir) & 0o077) problems.push(`${l.anchorDir} is not root-only (${octal(mode(l.anchorDir))}, want 0700)`);

@@ -108,6 +108,15 @@ export function readFd(fd: number): Buffer {
 }
 
 /** fsyncs a directory so a rename or create inside it survives a power cut. Best effort where the OS refuses. */
+/** The dirs above `p`, nearest first, up to and including `top` (or `/`). */
+export function* dirsAbove(p: string, top = "/"): Generator<string> {
+  const highest = path.resolve(top);
+  for (let d = path.dirname(path.resolve(p)); ; d = path.dirname(d)) {
+    yield d;
+    if (d === highest || d === path.dirname(d)) return;
+  }
+}
+
 export function fsyncDir(dir: string) {
   let fd: number | undefined;
   try {
