@@ -380,4 +380,39 @@ describe("the compiled binary", () => {
     expect(caught.exitCode).toBe(1);
     expect(caught.stdout.toString()).toMatch(/records were removed from the end/);
   }, 240_000);
+
+  // Claims audit (stop 74), as it happened to a user: the log emptied while the server ran, the server went on writing,
+  // and `audit verify` and `audit anchor` said ok (fails on 521fcd0's binary).
+  test("a log emptied while serve runs: audit verify and audit anchor fail once the server has written after it", async () => {
+    const { builtBinary, tinyModel } = await import("../helpers");
+    const work = (dirs.push(tmpDir("appliance-audit-empty-")), dirs.at(-1)!);
+    const bin = await builtBinary(), stateDir = path.join(work, "state"), env = { PATH: "/usr/bin:/bin", HOME: work };
+    const run = (args: string[]) => Bun.spawnSync([bin, ...args], { cwd: work, env });
+    expect(run(["models", "add", await tinyModel(), "--name", "tiny", "--state-dir", stateDir]).exitCode).toBe(0);
+    const key = run(["keys", "create", "--name", "a", "--state-dir", stateDir]).stdout.toString().trim();
+    const proc = Bun.spawn([bin, "serve", "--state-dir", stateDir, "--port", "0"], { cwd: work, env, stdout: "pipe", stderr: "pipe" });
+    const reader = proc.stdout.getReader();
+    let out = "";
+    try {
+      while (!out.includes('"msg":"listening"')) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`serve ended: ${out}`);
+        out += new TextDecoder().decode(value);
+      }
+      const port = Number(/"port":(\d+)/.exec(out)![1]);
+      const get = async () => expect((await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+      for (let i = 0; i < 3; i++) await get();
+      const file = path.join(stateDir, "audit.jsonl"), anchors = path.join(work, "root-only", "audit.anchors");
+      expect(run(["audit", "anchor", "--file", file, "--to", anchors]).exitCode).toBe(0);
+      fs.truncateSync(file, 0); // with the service account's rights
+      await get(); // the server writes on, continuing the chain
+      const verified = run(["audit", "verify", "--file", file]);
+      expect(verified.exitCode).toBe(1);
+      expect(verified.stdout.toString()).toMatch(/records 1\.\.\d+ are missing before this line: no rotated file/);
+      expect(run(["audit", "anchor", "--file", file, "--to", anchors]).exitCode).toBe(1);
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+  }, 240_000);
 });
